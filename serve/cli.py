@@ -1,0 +1,38 @@
+"""`streetorder MODE ...`: one command, one mode per job.
+
+Each mode lives in its own module and is imported only when asked for, so that `streetorder train`
+runs on a host that has only ultralytics, torch and PyYAML.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# mode -> (module with `cli(argv) -> int`, one line of help)
+MODES: dict[str, tuple[str, str]] = {
+    "train": ("vision.train", "train a detector on a dataset mix (partial labels handled)"),
+}
+
+
+def usage() -> str:
+    width = max(len(m) for m in MODES)
+    lines = [f"  {mode:<{width}}  {help_}" for mode, (_, help_) in MODES.items()]
+    return "usage: streetorder MODE [options]   (streetorder MODE --help)\n\nmodes:\n" + "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    mode, rest = argv[0], argv[1:]
+    if mode not in MODES:
+        print(f"streetorder: unknown mode '{mode}'\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(MODES[mode][0])
+    return int(module.cli(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

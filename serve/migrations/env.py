@@ -1,0 +1,24 @@
+"""Alembic environment: runs migrations on the URL set by serve.db.migrate (or alembic -x url=...)."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import pool
+
+from serve.db import make_engine
+from serve.orm import Base
+
+config = context.config
+url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
+if not url:
+    raise SystemExit("no database URL: use streetorder's --db or alembic -x url=...")
+
+engine = make_engine(url, poolclass=pool.NullPool)  # migrations keep no pooled connection
+with engine.connect() as connection:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        render_as_batch=connection.dialect.name == "sqlite",  # SQLite alters tables by copying
+    )
+    with context.begin_transaction():
+        context.run_migrations()

@@ -1,0 +1,158 @@
+"""Database tables of the case domain (SQLAlchemy 2.0, the same on SQLite and PostgreSQL).
+
+Every change of schema is an Alembic revision in serve/migrations/versions/; never create tables
+with `metadata.create_all` outside tests of this module.
+
+Times are timezone-aware UTC in Python and stored as UTC. Coordinates are WGS-84 degrees.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, whatever the backend keeps."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; attach a timezone first")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Photo(Base):
+    """One image file seen by a scan or an upload, keyed by content (sha256): the unit of resumption."""
+
+    __tablename__ = "photos"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    path: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(16))  # patrol | upload | camera
+    status: Mapped[str] = mapped_column(String(16))  # done | unreadable | unlocated
+    error: Mapped[str | None] = mapped_column(Text)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    taken_at: Mapped[datetime | None] = mapped_column()
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    grid_code: Mapped[str | None] = mapped_column(String(15))
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    detections: Mapped[list[Any] | None] = mapped_column()  # every detection, above or below threshold
+    processed_at: Mapped[datetime] = mapped_column()
+
+
+class Case(Base):
+    """A grid case (案卷): one violation of one event class at one place, with its evidence."""
+
+    __tablename__ = "cases"
+    __table_args__ = (Index("ix_cases_open_lookup", "event", "state", "last_seen_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    source: Mapped[str] = mapped_column(String(16))  # patrol_photo | video | inspector | public | hotline
+    record_type: Mapped[str] = mapped_column(String(16))  # event | component
+    event: Mapped[str] = mapped_column(String(40))  # taxonomy event key
+    major: Mapped[str] = mapped_column(String(4))
+    cjt214: Mapped[str] = mapped_column(String(8))
+    gbt47678: Mapped[str] = mapped_column(String(8))
+    description: Mapped[str] = mapped_column(Text, default="")
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    address: Mapped[str | None] = mapped_column(Text)
+    grid_code: Mapped[str | None] = mapped_column(String(15), index=True)
+    street: Mapped[str | None] = mapped_column(String(64), index=True)
+    community: Mapped[str | None] = mapped_column(String(64))
+    department: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(24), index=True)
+    ai_review: Mapped[str | None] = mapped_column(String(16))  # pending | confirmed | corrected | rejected
+    camera_id: Mapped[str | None] = mapped_column(String(64))
+    filed_at: Mapped[datetime] = mapped_column()  # when the problem was seen (EXIF / frame time)
+    deadline_at: Mapped[datetime | None] = mapped_column()
+    first_seen_at: Mapped[datetime] = mapped_column()
+    last_seen_at: Mapped[datetime] = mapped_column()  # latest evidence: the duplicate window counts from it
+    closed_at: Mapped[datetime | None] = mapped_column()
+    version: Mapped[int] = mapped_column(Integer, default=1)  # ETag; bumped by every write
+
+    evidence: Mapped[list[Evidence]] = relationship(back_populates="case", order_by="Evidence.id")
+    flow: Mapped[list[FlowEntry]] = relationship(back_populates="case", order_by="FlowEntry.id")
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class Evidence(Base):
+    """A photo attached to a case, with its role and the boxes that made it evidence."""
+
+    __tablename__ = "evidence"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    photo_id: Mapped[int | None] = mapped_column(ForeignKey("photos.id"), index=True)
+    role: Mapped[str] = mapped_column(String(16))  # finding | near | far | reference | before | after
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    captured_at: Mapped[datetime] = mapped_column()
+    boxes: Mapped[list[Any]] = mapped_column()  # [{"xyxy": [..], "confidence": .., "class": ..}]
+    confidence: Mapped[float | None] = mapped_column(Float)
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    crop_path: Mapped[str | None] = mapped_column(Text)
+    extra: Mapped[dict[str, Any] | None] = mapped_column()  # e.g. OCR text and phone numbers of flyers
+
+    case: Mapped[Case] = relationship(back_populates="evidence")
+
+
+class FlowEntry(Base):
+    """One step of a case's flow log: who moved it from which state to which, when, and how late."""
+
+    __tablename__ = "flow_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    action: Mapped[str] = mapped_column(String(24))
+    from_state: Mapped[str | None] = mapped_column(String(24))
+    to_state: Mapped[str] = mapped_column(String(24))
+    operator: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column()
+    seconds_used: Mapped[float | None] = mapped_column(Float)
+    overdue: Mapped[bool] = mapped_column(default=False)
+    note: Mapped[str | None] = mapped_column(Text)
+
+    case: Mapped[Case] = relationship(back_populates="flow")
+
+
+class CaseCounter(Base):
+    """Per-day sequence of case numbers (PREFIX + yyyyMMdd + sequence), safe under concurrency."""
+
+    __tablename__ = "case_counters"
+
+    day: Mapped[str] = mapped_column(String(8), primary_key=True)
+    last: Mapped[int] = mapped_column(Integer, default=0)

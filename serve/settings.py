@@ -1,0 +1,32 @@
+"""Settings of the service and the CLI, read from the environment (`STREETORDER_*`) or a .env file.
+
+Typed defaults live here and only here; configs/*.yaml hold the domain configuration they point to.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STREETORDER_", env_file=".env", extra="ignore")
+
+    db_url: str = Field("sqlite:///streetorder.db", description="SQLAlchemy URL of the case database")
+    model: str = Field("street-v1", description="model name under models/, or a path to weights")
+    configs_dir: Path = Field(ROOT / "configs", description="folder of taxonomy, calendar, grids, cameras")
+    grids: Path = Field(ROOT / "configs" / "grids.example.geojson", description="GeoJSON of unit grids")
+    evidence_dir: Path = Field(Path("evidence"), description="where evidence images and crops are stored")
+    duplicate_radius_m: float = Field(50.0, description="a finding this close to an open case joins it")
+    duplicate_window_h: float = Field(24.0, description="... if the case was last seen this recently")
+    case_prefix: str = Field("SO", description="case number prefix: PREFIX + yyyyMMdd + sequence")
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,177 @@
+"""Training mixes: several partially labelled datasets mapped onto the one taxonomy.
+
+Each source labels only its own classes (garbage-cn never labels the cars in its street scenes).
+A mix therefore records, per source, which taxonomy classes it labels; training masks the class
+loss of all other classes on that source's images instead of teaching them as background.
+
+A built mix is a folder of symlinked images and remapped YOLO labels:
+    <out>/images/<source>/<split>/<file>   -> the original image
+    <out>/labels/<source>/<split>/<stem>.txt  (taxonomy class ids)
+    <out>/data.yaml       ultralytics data file, names = taxonomy classes
+    <out>/sources.json    {source: {"labelled": [class ids], "images": {split: n}, "sha256": {split: ..}}}
+
+Kept to PyYAML and the standard library (runs on a bare GPU host).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vision.taxonomy import Taxonomy, TaxonomyError, load_taxonomy
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+SPLITS = ("train", "val")
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    data_yaml: Path
+    class_map: dict[int, int]  # dataset class id -> taxonomy class id
+    unknown: tuple[str, ...]  # dataset classes that are not in the taxonomy (dropped)
+
+    @property
+    def labelled(self) -> list[int]:
+        return sorted(set(self.class_map.values()))
+
+
+def read_data_yaml(path: Path) -> dict[str, Any]:
+    """Read an ultralytics data.yaml; its split folders resolve against the yaml's folder."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise TaxonomyError(f"{path}: cannot read data file: {err}") from err
+    if not isinstance(data, dict) or "names" not in data:
+        raise TaxonomyError(f"{path}: a data file needs 'names'")
+    return data
+
+
+def split_dirs(data_yaml: Path, data: dict[str, Any], split: str) -> list[Path]:
+    """Image folders of one split of a data.yaml (`path:` honoured, else the yaml's folder)."""
+    entry = data.get(split)
+    if entry is None:
+        return []
+    root = Path(data.get("path") or data_yaml.parent)
+    if not root.is_absolute():
+        root = (data_yaml.parent / root).resolve()
+    return [(root / e).resolve() for e in (entry if isinstance(entry, list) else [entry])]
+
+
+def image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def label_path(image: Path) -> Path:
+    """The YOLO label file of an image: the last `/images/` in its path read as `/labels/`."""
+    parts = list(image.parts)
+    index = len(parts) - 1 - parts[::-1].index("images")
+    parts[index] = "labels"
+    return Path(*parts).with_suffix(".txt")
+
+
+def load_mix(mix_yaml: Path | str, taxonomy: Taxonomy | None = None) -> tuple[str, list[Source]]:
+    """Read a mix file: `name` and `sources` (each `name` and `data`, relative to the mix file)."""
+    mix_yaml = Path(mix_yaml)
+    taxonomy = taxonomy or load_taxonomy()
+    spec = yaml.safe_load(mix_yaml.read_text(encoding="utf-8"))
+    sources = []
+    for index, entry in enumerate(spec.get("sources") or []):
+        if "name" not in entry or "data" not in entry:
+            raise TaxonomyError(f"{mix_yaml}: sources[{index}] needs 'name' and 'data'")
+        data_yaml = (mix_yaml.parent / os.path.expandvars(entry["data"])).resolve()
+        names = read_data_yaml(data_yaml)["names"]
+        class_map, unknown = taxonomy.map_names(names)
+        sources.append(Source(entry["name"], data_yaml, class_map, tuple(unknown)))
+    if not sources:
+        raise TaxonomyError(f"{mix_yaml}: no sources")
+    return str(spec.get("name") or mix_yaml.stem), sources
+
+
+def remap_label_text(text: str, class_map: dict[int, int]) -> str:
+    """Rewrite YOLO label lines into taxonomy ids, dropping classes outside the taxonomy."""
+    lines = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 5:
+            continue
+        mapped = class_map.get(int(float(fields[0])))
+        if mapped is not None:
+            lines.append(" ".join([str(mapped), *fields[1:5]]))
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def build_mix(mix_yaml: Path | str, out: Path | str, taxonomy: Taxonomy | None = None) -> Path:
+    """Write the mix folder (idempotent) and return its data.yaml."""
+    taxonomy = taxonomy or load_taxonomy()
+    name, sources = load_mix(mix_yaml, taxonomy)
+    out = Path(out)
+    summary: dict[str, Any] = {}
+    split_entries: dict[str, list[str]] = {s: [] for s in SPLITS}
+    for source in sources:
+        data = read_data_yaml(source.data_yaml)
+        info: dict[str, Any] = {
+            "data": str(source.data_yaml),
+            "labelled": source.labelled,
+            "labelled_names": [taxonomy.names[i] for i in source.labelled],
+            "ignored_classes": list(source.unknown),
+            "images": {},
+            "sha256": {},
+        }
+        for split in SPLITS:
+            files = [f for d in split_dirs(source.data_yaml, data, split) for f in image_files(d)]
+            if not files:
+                continue
+            rel = Path("images") / source.name / split
+            digest = hashlib.sha256()
+            for image in files:
+                link = out / rel / image.name
+                link.parent.mkdir(parents=True, exist_ok=True)
+                if not link.is_symlink():
+                    link.symlink_to(image)
+                original = label_path(image)
+                text = original.read_text(encoding="utf-8") if original.exists() else ""
+                target = label_path(link)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(remap_label_text(text, source.class_map), encoding="utf-8")
+                digest.update(f"{image.name}\n".encode())
+            split_entries[split].append(str(rel))
+            info["images"][split] = len(files)
+            info["sha256"][split] = digest.hexdigest()
+        summary[source.name] = info
+    data_yaml = out / "data.yaml"
+    data_yaml.write_text(
+        yaml.safe_dump(
+            {
+                "path": str(out.resolve()),
+                **{split: entries for split, entries in split_entries.items() if entries},
+                "names": dict(enumerate(taxonomy.names)),
+                "mix": name,
+            },
+            allow_unicode=True,
+            sort_keys=False,
+        ),
+        encoding="utf-8",
+    )
+    (out / "sources.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
+    return data_yaml
+
+
+def source_of(image_path: str | Path) -> str:
+    """The source name of a mix image: the folder right under `images/`."""
+    parts = Path(image_path).parts
+    return parts[len(parts) - 1 - parts[::-1].index("images") + 1]
+
+
+def labelled_classes(mix_dir: Path) -> dict[str, list[int]]:
+    """Per source, the taxonomy classes it labels (from sources.json); empty if not a mix."""
+    path = mix_dir / "sources.json"
+    if not path.exists():
+        return {}
+    return {name: info["labelled"] for name, info in json.loads(path.read_text(encoding="utf-8")).items()}

@@ -1,0 +1,262 @@
+"""`streetorder train`: train a detector on a mix of partially labelled datasets.
+
+Ultralytics does the training; this module adds the two things a mix of partial labels needs:
+- the class loss of a class is masked on images whose source does not label it (a car in a
+  garbage-cn photo is unlabelled, not background), and
+- mosaic tiles combine images of one source only, so one mask holds for the whole tile.
+
+Importable with only ultralytics, torch and PyYAML, so it runs on a bare GPU host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from ultralytics import YOLO
+from ultralytics.data.augment import Compose, Mosaic
+from ultralytics.models.yolo.detect import DetectionTrainer
+from ultralytics.utils.loss import v8DetectionLoss
+from ultralytics.utils.torch_utils import unwrap_model
+
+from vision.datamix import build_mix, labelled_classes, read_data_yaml, source_of
+from vision.taxonomy import load_taxonomy
+
+DEFAULT_CACHE = Path(os.environ.get("STREETORDER_CACHE", Path.home() / ".cache" / "streetorder"))
+
+
+class PartialLabelLoss(v8DetectionLoss):
+    """Detection loss whose class term counts only the classes an image's source labels."""
+
+    def __init__(self, model: torch.nn.Module, masks: dict[str, torch.Tensor]):
+        super().__init__(model)
+        self.masks = {name: mask.to(self.device).view(1, -1) for name, mask in masks.items()}
+        self.base_weights = self.class_weights  # ultralytics' own class weights, if any
+        self.unmasked = torch.ones(1, self.nc, device=self.device)
+
+    def loss(
+        self, preds: dict[str, torch.Tensor], batch: dict[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = torch.cat([self.masks.get(source_of(f), self.unmasked) for f in batch["im_file"]])
+        weights = mask.unsqueeze(1)  # (batch, 1, classes), broadcast over anchors
+        self.class_weights = weights if self.base_weights is None else weights * self.base_weights
+        return super().loss(preds, batch)
+
+
+class SameSourceMosaic(Mosaic):
+    """Mosaic that tiles only images of the main image's source."""
+
+    def __init__(self, dataset: Any, imgsz: int, p: float, n: int):
+        super().__init__(dataset, imgsz=imgsz, p=p, n=n)
+        self.by_source: dict[str, list[int]] = defaultdict(list)
+        for index, image in enumerate(dataset.im_files):
+            self.by_source[source_of(image)].append(index)
+        self.candidates: list[int] = []
+
+    def get_params(self, labels: dict[str, Any]) -> dict[str, Any]:
+        self.candidates = self.by_source[source_of(labels["im_file"])]
+        return super().get_params(labels)
+
+    def get_indexes(self) -> list[int]:
+        return random.choices(self.candidates, k=self.n - 1)
+
+
+def _swap_mosaic(compose: Compose, dataset: Any) -> None:
+    for i, transform in enumerate(compose.transforms):
+        if isinstance(transform, Compose):
+            _swap_mosaic(transform, dataset)
+        elif type(transform) is Mosaic:
+            compose.transforms[i] = SameSourceMosaic(dataset, transform.imgsz, transform.p, transform.n)
+
+
+class PartialLabelTrainer(DetectionTrainer):
+    """DetectionTrainer for mixes: masked class loss and same-source mosaics."""
+
+    def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None) -> Any:
+        dataset = super().build_dataset(img_path, mode, batch)
+        if mode == "train":
+            _swap_mosaic(dataset.transforms, dataset)
+        return dataset
+
+    def _setup_train(self) -> None:
+        super()._setup_train()
+        nc = len(self.data["names"])
+        masks = {}
+        for source, classes in labelled_classes(Path(self.data["path"])).items():
+            mask = torch.zeros(nc)
+            mask[classes] = 1.0
+            masks[source] = mask
+        model = unwrap_model(self.model)
+        model.criterion = PartialLabelLoss(model, masks)
+
+
+def prepare_data(data: Path, cache_dir: Path) -> Path:
+    """Turn a mix file, or any data.yaml as a mix of one source, into a built mix's data.yaml."""
+    spec = yaml.safe_load(data.read_text(encoding="utf-8"))
+    if isinstance(spec, dict) and "sources" in spec:
+        mix_file, name = data, str(spec.get("name") or data.stem)
+    else:
+        read_data_yaml(data)  # fails clearly on a broken data file
+        name = data.resolve().parent.name
+        mix_file = cache_dir / "mixes" / f"{name}.mix.yaml"
+        mix_file.parent.mkdir(parents=True, exist_ok=True)
+        mix_file.write_text(
+            yaml.safe_dump({"name": name, "sources": [{"name": name, "data": str(data.resolve())}]}),
+            encoding="utf-8",
+        )
+    return build_mix(mix_file, cache_dir / "mixes" / name)
+
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA)"
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
+
+
+def write_training_card(run_dir: Path, data_yaml: Path, settings: dict[str, Any], seconds: float) -> Path:
+    """The training half of a model card: data, settings, hardware, time (evaluate adds metrics)."""
+    mix_dir = data_yaml.parent
+    sources = json.loads((mix_dir / "sources.json").read_text(encoding="utf-8"))
+    card = {
+        "classes": load_taxonomy().names,
+        "input_size": settings["imgsz"],
+        "training": {
+            "data": {
+                name: {k: info[k] for k in ("labelled_names", "ignored_classes", "images", "sha256")}
+                for name, info in sources.items()
+            },
+            "partial_labels": "class loss masked per source; same-source mosaics",
+            "settings": settings,
+            "hardware": hardware(),
+            "seconds": round(seconds),
+            "torch": torch.__version__,
+        },
+    }
+    path = run_dir / "weights" / "card.yaml"
+    path.write_text(yaml.safe_dump(card, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def train(
+    data: Path,
+    model: str = "yolo11n.yaml",
+    epochs: int = 100,
+    imgsz: int = 320,
+    batch: int = 16,
+    device: str = "cpu",
+    hours: float | None = None,
+    project: Path = Path("runs"),
+    name: str = "train",
+    cache_dir: Path = DEFAULT_CACHE,
+    resume: bool = False,
+    workers: int = 2,
+    seed: int = 0,
+) -> Path:
+    """Train (or resume) and return the run folder; best.pt and card.yaml are in its weights/."""
+    started = time.time()
+    if resume:
+        last = Path(model)
+        if last.suffix != ".pt":
+            last = project / name / "weights" / "last.pt"
+        trainer_model = YOLO(str(last))
+        trainer_model.train(resume=True, trainer=PartialLabelTrainer)
+        run_dir = Path(trainer_model.trainer.save_dir)
+        data_yaml = Path(trainer_model.trainer.args.data)
+        settings = {k: getattr(trainer_model.trainer.args, k) for k in ("model", "epochs", "imgsz", "batch")}
+    else:
+        data_yaml = prepare_data(data, cache_dir)
+        settings = {
+            "model": model,
+            "data": str(data),
+            "epochs": epochs,
+            "hours": hours,
+            "imgsz": imgsz,
+            "batch": batch,
+            "device": device,
+            "seed": seed,
+        }
+        trainer_model = YOLO(model)
+        trainer_model.train(
+            data=str(data_yaml),
+            trainer=PartialLabelTrainer,
+            epochs=epochs,
+            time=hours,
+            imgsz=imgsz,
+            batch=batch,
+            device=device,
+            project=str(project.resolve()),
+            name=name,
+            exist_ok=True,
+            cache="ram",
+            workers=workers,
+            seed=seed,
+            mixup=0.0,  # mixing two sources' images would break the per-source class mask
+            cutmix=0.0,
+            pretrained=model.endswith(".pt"),
+            plots=True,
+        )
+        run_dir = Path(trainer_model.trainer.save_dir)
+    write_training_card(run_dir, data_yaml, settings, time.time() - started)
+    return run_dir
+
+
+def cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="streetorder train", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path("configs/datasets/street-mix.yaml"),
+        help="a mix file (configs/datasets/*.yaml) or any ultralytics data.yaml",
+    )
+    parser.add_argument(
+        "--model",
+        default="yolo11n.yaml",
+        help="architecture yaml to train from scratch, or a .pt to start from",
+    )
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument(
+        "--hours",
+        type=float,
+        default=None,
+        help="train for this long instead of --epochs (the schedule fits the time)",
+    )
+    parser.add_argument("--imgsz", type=int, default=320)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--device", default="cpu", help="cpu, or a CUDA device index such as 0")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--project", type=Path, default=Path("runs"))
+    parser.add_argument("--name", default="train")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run PROJECT/NAME from its last.pt (or --model PATH/last.pt)",
+    )
+    args = parser.parse_args(argv)
+    run_dir = train(
+        data=args.data,
+        model=args.model,
+        epochs=args.epochs,
+        imgsz=args.imgsz,
+        batch=args.batch,
+        device=args.device,
+        hours=args.hours,
+        project=args.project,
+        name=args.name,
+        cache_dir=args.cache_dir,
+        resume=args.resume,
+        workers=args.workers,
+        seed=args.seed,
+    )
+    print(f"trained: {run_dir / 'weights' / 'best.pt'} (card: {run_dir / 'weights' / 'card.yaml'})")
+    return 0
