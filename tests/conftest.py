@@ -1,0 +1,133 @@
+"""Shared fixtures. Keep each one small and say which tests need it."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# --- PostgreSQL: a real throw-away server, for the storage and API tests (issue 5) ---------------
+
+
+def find_postgres_bin() -> Path | None:
+    """The folder with initdb and pg_ctl: on PATH, or Debian's /usr/lib/postgresql/<version>/bin."""
+    on_path = shutil.which("pg_ctl")
+    candidates = [Path(on_path).resolve().parent] if on_path else []
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: p.parent.name, reverse=True)
+    return next((d for d in candidates if (d / "initdb").exists() and (d / "pg_ctl").exists()), None)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """Start a private PostgreSQL on 127.0.0.1 for the session; yields its URL without a database.
+
+    initdb refuses to run as root, so as root the cluster belongs to the `postgres` user (or
+    `nobody`). fsync is off: the data is thrown away, and tests stay quick.
+    """
+    bin_dir = find_postgres_bin()
+    if bin_dir is None:
+        pytest.skip(
+            "PostgreSQL server not found (no pg_ctl on PATH or in /usr/lib/postgresql/*/bin); "
+            "install it with `apt-get install -y postgresql` (make test does)"
+        )
+    root = Path(tempfile.mkdtemp(prefix="streetorder-pg-"))
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        user = "postgres" if _user_exists("postgres") else "nobody"
+        shutil.chown(root, user)
+        prefix = ["runuser", "-u", user, "--"]
+    data, port = root / "data", _free_port()
+    log = root / "server.log"
+    subprocess.run(
+        [
+            *prefix,
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off"
+    started = subprocess.run(
+        [
+            *prefix,
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(log),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if started.returncode != 0:
+        raise RuntimeError(f"PostgreSQL did not start: {started.stderr}\n{log.read_text(errors='replace')}")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run(
+            [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+            capture_output=True,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _admin(server_url: str, sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(
+        server_url.replace("postgresql+psycopg", "postgresql") + "/postgres", autocommit=True
+    ) as conn:
+        conn.execute(sql)  # type: ignore[arg-type]  # names below are generated here, not user input
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database URL, once on SQLite and once on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'cases.db'}"
+        return
+    server = request.getfixturevalue("postgres_server")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    _admin(server, f"CREATE DATABASE {name}")
+    try:
+        yield f"{server}/{name}"
+    finally:
+        _admin(server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
