@@ -12,6 +12,8 @@ import sys
 # mode -> (module with `cli(argv) -> int`, one line of help)
 MODES: dict[str, tuple[str, str]] = {
     "train": ("vision.train", "train a detector on a dataset mix (partial labels handled)"),
+    "evaluate": ("vision.evaluate", "per-class P, R, AP50, AP50-95 of a model on a data.yaml"),
+    "export": ("vision.export", "package a checkpoint as models/NAME and export ONNX / OpenVINO / INT8"),
 }
 
 

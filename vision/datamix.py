@@ -8,7 +8,8 @@ A built mix is a folder of symlinked images and remapped YOLO labels:
     <out>/images/<source>/<split>/<file>   -> the original image
     <out>/labels/<source>/<split>/<stem>.txt  (taxonomy class ids)
     <out>/data.yaml       ultralytics data file, names = taxonomy classes
-    <out>/sources.json    {source: {"labelled": [class ids], "images": {split: n}, "sha256": {split: ..}}}
+    <out>/sources.json    {source: {"labelled": [class ids], "images": {split: n}, "sha256": {split: ..},
+                                        "licence": the data.yaml's source comment}}
 
 Kept to PyYAML and the standard library (runs on a bare GPU host).
 """
@@ -51,6 +52,18 @@ def read_data_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or "names" not in data:
         raise TaxonomyError(f"{path}: a data file needs 'names'")
     return data
+
+
+def licence_credits(data_yaml: Path) -> str:
+    """The comment block of a data.yaml that starts at `# Source:`: who made the data, under which licence."""
+    block: list[str] = []
+    for line in data_yaml.read_text(encoding="utf-8").splitlines():
+        text = line.strip()
+        if block and not text.startswith("#"):
+            break
+        if block or text.lstrip("# ").lower().startswith("source:"):
+            block.append(text.lstrip("# ").strip())
+    return " ".join(block)
 
 
 def split_dirs(data_yaml: Path, data: dict[str, Any], split: str) -> list[Path]:
@@ -121,6 +134,7 @@ def build_mix(mix_yaml: Path | str, out: Path | str, taxonomy: Taxonomy | None =
             "labelled": source.labelled,
             "labelled_names": [taxonomy.names[i] for i in source.labelled],
             "ignored_classes": list(source.unknown),
+            "licence": licence_credits(source.data_yaml),
             "images": {},
             "sha256": {},
         }

@@ -18,7 +18,7 @@ import random
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import yaml
@@ -28,7 +28,7 @@ from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils.loss import v8DetectionLoss
 from ultralytics.utils.torch_utils import unwrap_model
 
-from vision.datamix import build_mix, labelled_classes, read_data_yaml, source_of
+from vision.datamix import build_mix, labelled_classes, licence_credits, read_data_yaml, source_of
 from vision.taxonomy import load_taxonomy
 
 DEFAULT_CACHE = Path(os.environ.get("STREETORDER_CACHE", Path.home() / ".cache" / "streetorder"))
@@ -45,7 +45,7 @@ class PartialLabelLoss(v8DetectionLoss):
 
     def loss(
         self, preds: dict[str, torch.Tensor], batch: dict[str, Any]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, Any]:
         mask = torch.cat([self.masks.get(source_of(f), self.unmasked) for f in batch["im_file"]])
         weights = mask.unsqueeze(1)  # (batch, 1, classes), broadcast over anchors
         self.class_weights = weights if self.base_weights is None else weights * self.base_weights
@@ -95,7 +95,7 @@ class PartialLabelTrainer(DetectionTrainer):
             mask = torch.zeros(nc)
             mask[classes] = 1.0
             masks[source] = mask
-        model = unwrap_model(self.model)
+        model: Any = unwrap_model(cast(torch.nn.Module, self.model))
         model.criterion = PartialLabelLoss(model, masks)
 
 
@@ -122,11 +122,10 @@ def hardware() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
 
 
-def write_training_card(run_dir: Path, data_yaml: Path, settings: dict[str, Any], seconds: float) -> Path:
-    """The training half of a model card: data, settings, hardware, time (evaluate adds metrics)."""
-    mix_dir = data_yaml.parent
-    sources = json.loads((mix_dir / "sources.json").read_text(encoding="utf-8"))
-    card = {
+def training_card(data_yaml: Path, settings: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """The training half of a model card: data, settings, hardware, time, credits (evaluate adds metrics)."""
+    sources = json.loads((data_yaml.parent / "sources.json").read_text(encoding="utf-8"))
+    return {
         "classes": load_taxonomy().names,
         "input_size": settings["imgsz"],
         "training": {
@@ -138,10 +137,17 @@ def write_training_card(run_dir: Path, data_yaml: Path, settings: dict[str, Any]
             "settings": settings,
             "hardware": hardware(),
             "seconds": round(seconds),
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),  # a str subclass that safe_dump refuses
+        },
+        "licences": {
+            name: info.get("licence") or licence_credits(Path(info["data"])) for name, info in sources.items()
         },
     }
+
+
+def write_training_card(run_dir: Path, data_yaml: Path, settings: dict[str, Any], seconds: float) -> Path:
     path = run_dir / "weights" / "card.yaml"
+    card = training_card(data_yaml, settings, seconds)
     path.write_text(yaml.safe_dump(card, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
 
@@ -169,9 +175,10 @@ def train(
             last = project / name / "weights" / "last.pt"
         trainer_model = YOLO(str(last))
         trainer_model.train(resume=True, trainer=PartialLabelTrainer)
-        run_dir = Path(trainer_model.trainer.save_dir)
-        data_yaml = Path(trainer_model.trainer.args.data)
-        settings = {k: getattr(trainer_model.trainer.args, k) for k in ("model", "epochs", "imgsz", "batch")}
+        trainer = cast(DetectionTrainer, trainer_model.trainer)
+        run_dir = Path(trainer.save_dir)
+        data_yaml = Path(trainer.args.data)
+        settings = {k: getattr(trainer.args, k) for k in ("model", "epochs", "imgsz", "batch")}
     else:
         data_yaml = prepare_data(data, cache_dir)
         settings = {
@@ -204,7 +211,7 @@ def train(
             pretrained=model.endswith(".pt"),
             plots=True,
         )
-        run_dir = Path(trainer_model.trainer.save_dir)
+        run_dir = Path(cast(DetectionTrainer, trainer_model.trainer).save_dir)
     write_training_card(run_dir, data_yaml, settings, time.time() - started)
     return run_dir
 

@@ -1,0 +1,270 @@
+"""`streetorder export`: package a checkpoint as models/<name>/ and export it for serving.
+
+ONNX is what the scan server runs (ONNX Runtime, CPU, no torch); OpenVINO is written where the
+`openvino` extra is installed. INT8 is only written together with a measured accuracy check
+against FP32 on a validation set, because static quantization can silently cost recall.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from vision.backends import letterbox, load_detector, to_input_tensor
+from vision.registry import (
+    MODELS_DIR,
+    WEIGHTS,
+    ModelError,
+    file_sha256,
+    find_model,
+    read_card,
+    update_card,
+    write_card,
+)
+
+ONNX_OPSET = 17  # ONNX Runtime 1.31 runs it fully on CPU, and its static INT8 quantizer accepts it
+
+
+def package(checkpoint: Path, name: str, models_dir: Path = MODELS_DIR, status: str | None = None) -> Path:
+    """Copy a training checkpoint into models/<name>/model.pt (optimizer stripped) with a card.
+
+    The checkpoint is copied first: a running training rewrites last.pt every epoch.
+    """
+    from ultralytics.utils.patches import torch_load
+    from ultralytics.utils.torch_utils import strip_optimizer
+
+    from vision.train import training_card
+
+    folder = models_dir / name
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / checkpoint.name
+        shutil.copy2(checkpoint, copy)
+        epoch = int(torch_load(copy, map_location="cpu").get("epoch", -1))
+        stripped = strip_optimizer(copy, s=str(folder / WEIGHTS["ultralytics"]))
+    if not stripped:
+        raise ModelError(f"{checkpoint}: not an ultralytics checkpoint")
+    args = stripped["train_args"]
+    results = stripped.get("train_results") or {}
+    epochs_done = int((results.get("epoch") or [epoch + 1])[-1])
+    seconds = float((results.get("time") or [0.0])[-1])
+    if status is None:
+        host = "CPU " if str(args.get("device")) == "cpu" else ""
+        running = f"provisional (epoch {epochs_done} of the running {host}training)"
+        status = "final" if epoch == -1 else running
+    run_card_path = checkpoint.parent / "card.yaml"
+    run_card = yaml.safe_load(run_card_path.read_text(encoding="utf-8")) if run_card_path.exists() else {}
+    settings = (run_card.get("training") or {}).get("settings") or {
+        k: args.get(k) for k in ("model", "data", "epochs", "time", "imgsz", "batch", "device", "seed")
+    }
+    card = training_card(Path(args["data"]), settings, seconds)
+    if run_card.get("training"):  # the run's own record of where and how long it trained wins
+        card["training"].update({k: run_card["training"][k] for k in ("hardware", "seconds", "torch")})
+    card["training"]["epochs_completed"] = epochs_done
+    card["training"]["checkpoint"] = str(checkpoint)
+    card["training"]["last_epoch_val"] = {  # ultralytics' own val over the whole mix, for reference
+        k.removeprefix("metrics/").removesuffix("(B)"): v[-1]
+        for k, v in results.items()
+        if k.startswith("metrics/")
+    }
+    write_card(folder, {"name": name, "status": status, **card, **_kept_sections(folder)})
+    update_card(folder, weights={WEIGHTS["ultralytics"]: file_sha256(folder / WEIGHTS["ultralytics"])})
+    return folder
+
+
+def _kept_sections(folder: Path) -> dict[str, Any]:
+    """Metrics already measured for these exact weights survive a re-package; others are stale."""
+    card = read_card(folder)
+    same = (folder / WEIGHTS["ultralytics"]).exists() and card.get("weights", {}).get(
+        WEIGHTS["ultralytics"]
+    ) == file_sha256(folder / WEIGHTS["ultralytics"])
+    return {k: card[k] for k in ("metrics", "exports") if k in card} if same else {}
+
+
+def export_onnx(weights: Path, imgsz: int, opset: int = ONNX_OPSET) -> Path:
+    """YOLO .pt -> .onnx beside it: fixed 1x3ximgszximgsz input, raw head output, slimmed."""
+    from ultralytics import YOLO
+
+    written = YOLO(str(weights), task="detect").export(
+        format="onnx", imgsz=imgsz, opset=opset, simplify=True, dynamic=False, nms=False, device="cpu"
+    )
+    return Path(written)
+
+
+def export_openvino(weights: Path, imgsz: int) -> Path | None:
+    """OpenVINO IR folder beside the weights, or None (with a message) where openvino is absent."""
+    if importlib.util.find_spec("openvino") is None:
+        print(
+            "export: OpenVINO skipped: the 'openvino' package is not installed "
+            "(pip install 'streetorder[openvino]' to enable it)",
+            file=sys.stderr,
+        )
+        return None
+    from ultralytics import YOLO
+
+    return Path(YOLO(str(weights), task="detect").export(format="openvino", imgsz=imgsz, device="cpu"))
+
+
+def export_model(folder: Path, fmt: str = "onnx", imgsz: int | None = None) -> Path | None:
+    """Export a model folder's model.pt and record the export (and the ONNX sha256) in its card."""
+    weights = find_model(folder).weights_for("ultralytics")
+    imgsz = imgsz or int(read_card(folder).get("input_size") or 640)
+    if fmt == "openvino":
+        written = export_openvino(weights, imgsz)
+        if written is not None:
+            update_card(folder, exports={"openvino": {"folder": written.name, "imgsz": imgsz}})
+        return written
+    written = export_onnx(weights, imgsz)
+    update_card(
+        folder,
+        weights={WEIGHTS["onnx"]: file_sha256(written)},
+        exports={"onnx": {"file": written.name, "opset": ONNX_OPSET, "imgsz": imgsz}},
+    )
+    return written
+
+
+class LetterboxCalibration:
+    """ONNX Runtime calibration reader: validation images, letterboxed as at inference."""
+
+    def __init__(self, images: list[Path], input_name: str, size: int):
+        self.images, self.input_name, self.size = iter(images), input_name, size
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        import cv2
+
+        for path in self.images:
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is not None:
+                return {self.input_name: to_input_tensor(letterbox(image, self.size)[0])}
+        return None
+
+
+def head_decode_nodes(onnx_path: Path) -> list[str]:
+    """Nodes of the detection head's decoding (DFL, box maths, concat of boxes with scores).
+
+    They mix pixel coordinates (0..640) with scores (0..1) in one tensor; one INT8 scale for both
+    would flatten the scores, so they stay FP32.
+    """
+    import onnx
+
+    graph = onnx.load(str(onnx_path)).graph
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    head = convs[-1].name.split("/")[1] if convs and convs[-1].name.count("/") > 1 else ""
+    return [n.name for n in graph.node if n.op_type != "Conv" and head and n.name.startswith(f"/{head}/")]
+
+
+def quantize_int8(onnx_path: Path, calibration: list[Path]) -> Path:
+    """Static INT8 (QDQ, per-channel weights) calibrated on the given images; writes model.int8.onnx."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    out = onnx_path.with_name(onnx_path.stem + ".int8.onnx")
+    model_input = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).get_inputs()[0]
+    input_name, size = model_input.name, int(model_input.shape[2])
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared),
+            str(out),
+            LetterboxCalibration(calibration, input_name, size),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=head_decode_nodes(prepared),
+        )
+    return out
+
+
+def int8_check(
+    fp32: Path, int8: Path, data_yaml: Path, limit: int | None, calibration_count: int
+) -> dict[str, Any]:
+    """Evaluate FP32 and INT8 ONNX on the same validation images; print and return both."""
+    from vision.evaluate import evaluate, print_table
+
+    results = {}
+    for label, path in (("fp32", fp32), ("int8", int8)):
+        detector = load_detector(path, backend="onnx", confidence=0.001)
+        results[label] = evaluate(detector, data_yaml, limit=limit)
+        print(f"\n{label} ({path.name}):")
+        print_table(results[label])
+    delta = results["int8"].map50 - results["fp32"].map50
+    print(f"\nINT8 vs FP32 on {data_yaml}: mAP50 {results['int8'].map50:.3f} vs {results['fp32'].map50:.3f} "
+          f"({delta:+.3f}), mAP50-95 {results['int8'].map50_95:.3f} vs {results['fp32'].map50_95:.3f}")
+    return {
+        "file": int8.name,
+        "sha256": file_sha256(int8),
+        "check": {
+            "data": str(data_yaml),
+            "images": results["fp32"].images,
+            "calibration_images": calibration_count,
+            "map50_fp32": round(results["fp32"].map50, 4),
+            "map50_int8": round(results["int8"].map50, 4),
+            "map50_95_fp32": round(results["fp32"].map50_95, 4),
+            "map50_95_int8": round(results["int8"].map50_95, 4),
+        },
+    }
+
+
+def calibration_images(data_yaml: Path, count: int) -> list[Path]:
+    """Up to `count` images of the data set's train split, spread evenly (val stays for the check)."""
+    from vision.datamix import image_files, read_data_yaml, split_dirs
+
+    data = read_data_yaml(data_yaml)
+    images = [f for d in split_dirs(data_yaml, data, "train") or split_dirs(data_yaml, data, "val")
+              for f in image_files(d)]
+    if not images:
+        raise ModelError(f"{data_yaml}: no images to calibrate INT8 with")
+    step = max(1, len(images) // count)
+    return images[::step][:count]
+
+
+def cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="streetorder export", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="model name under models/, a model folder, or a .pt")
+    parser.add_argument("--name", help="package --model (a training checkpoint .pt) as models/NAME first")
+    parser.add_argument("--status", help="card status (default: final, or provisional mid-training)")
+    parser.add_argument("--format", choices=("onnx", "openvino"), default="onnx")
+    parser.add_argument("--imgsz", type=int, help="input size (default: the card's input_size)")
+    parser.add_argument("--int8", action="store_true", help="also write model.int8.onnx, checked vs FP32")
+    parser.add_argument("--data", type=Path, help="data.yaml: INT8 calibration (train) and check (val)")
+    parser.add_argument("--calibration", type=int, default=100, help="INT8 calibration images")
+    parser.add_argument("--limit", type=int, help="check INT8 on at most this many validation images")
+    args = parser.parse_args(argv)
+    if args.int8 and args.data is None:
+        parser.error("--int8 needs --data DATA_YAML: INT8 is only written with a measured check against FP32")
+    if args.int8 and args.format != "onnx":
+        parser.error("--int8 is made from the ONNX export: use --format onnx")
+    try:
+        if args.name:
+            folder = package(Path(args.model), args.name, status=args.status)
+        else:
+            files = find_model(args.model)
+            if files.folder is None:
+                parser.error("--model is a bare file: give --name to package it as models/NAME")
+            folder = files.folder
+        written = export_model(folder, args.format, args.imgsz)
+        if written is None:
+            return 2
+        print(f"exported: {written}")
+        if args.int8:
+            calibration = calibration_images(args.data, args.calibration)
+            onnx_path = folder / WEIGHTS["onnx"]
+            int8 = quantize_int8(onnx_path, calibration)
+            check = int8_check(onnx_path, int8, args.data, args.limit, len(calibration))
+            update_card(folder, exports={"int8": check})
+            print(f"exported: {int8}")
+    except ModelError as err:
+        print(f"export: {err}", file=sys.stderr)
+        return 1
+    return 0
