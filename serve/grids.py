@@ -1,0 +1,195 @@
+"""Unit grids (单元网格): which grid a position lies in, and how large each grid is.
+
+A bureau's grids come as GeoJSON polygons (WGS-84 lon/lat) with the grid code and the street and
+community in the properties. The code has 15 digits: county division (6, GB/T 2260) + street (3)
++ community (3) + sequence (3); legacy systems use 14 (2-digit sequence) and are accepted as they
+are, never rewritten, so codes still match the bureau's other systems.
+
+Points on a shared edge or vertex touch several grids. The rule, so that the same photo always
+lands in the same grid: a point belongs to the grid whose interior holds it; on a boundary, to the
+grid with the lowest code among those it touches.
+
+Areas are in km² (problems are ranked per unit area), computed on the sphere with an equal-area
+projection: within about 0.5 % of the WGS-84 ellipsoid, far finer than the grids are drawn.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import shapely
+from shapely.geometry import MultiPolygon, Point, Polygon, shape
+from shapely.geometry.base import BaseGeometry
+
+EARTH_RADIUS_M = 6_371_008.8  # mean radius: haversine distances and spherical areas
+
+
+class GridError(ValueError):
+    """A grid file or code that cannot be used; the message names the file, feature and field."""
+
+
+@dataclass(frozen=True)
+class GridCode:
+    county: str
+    street: str
+    community: str
+    sequence: str
+
+    @property
+    def legacy(self) -> bool:
+        return len(self.sequence) == 2
+
+
+def parse_grid_code(code: str) -> GridCode:
+    """Split a 15-digit (or legacy 14-digit) unit grid code, refusing anything else."""
+    if not isinstance(code, str) or not code.isascii() or not code.isdigit():
+        raise GridError(f"grid code {code!r} must be digits only")
+    if len(code) not in (14, 15):
+        raise GridError(f"grid code {code!r} has {len(code)} digits (15, or legacy 14, expected)")
+    if code[:6] == "000000" or code[2:6] == "0000":
+        raise GridError(f"grid code {code!r} does not start with a county division code")
+    return GridCode(county=code[:6], street=code[6:9], community=code[9:12], sequence=code[12:])
+
+
+@dataclass(frozen=True)
+class Grid:
+    code: str
+    name: str
+    street: str | None
+    community: str | None
+    area_km2: float
+    geometry: BaseGeometry = field(compare=False, repr=False)
+    properties: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+class GridIndex:
+    """All unit grids of a layout, with a spatial index for point lookups."""
+
+    def __init__(self, grids: list[Grid], source: str = "<memory>"):
+        codes = [g.code for g in grids]
+        if len(set(codes)) != len(codes):
+            repeated = sorted({c for c in codes if codes.count(c) > 1})
+            raise GridError(f"{source}: grid codes used twice: {', '.join(repeated)}")
+        self.source = source
+        self._grids = sorted(grids, key=lambda g: g.code)
+        self._by_code = {g.code: g for g in self._grids}
+        self._tree = shapely.STRtree([g.geometry for g in self._grids])
+
+    def __len__(self) -> int:
+        return len(self._grids)
+
+    def __iter__(self) -> Iterator[Grid]:
+        return iter(self._grids)
+
+    def get(self, code: str) -> Grid | None:
+        return self._by_code.get(code)
+
+    def locate(self, lat: float, lon: float) -> Grid | None:
+        """The grid holding the point (lowest code on a shared boundary), or None outside all grids."""
+        hits = self._tree.query(Point(lon, lat), predicate="intersects")
+        if len(hits) == 0:
+            return None
+        return self._grids[int(min(hits))]  # grids are sorted by code, so the lowest index wins
+
+
+def load_grids(path: Path | str) -> GridIndex:
+    """Read a GeoJSON FeatureCollection of unit grid polygons (properties: code, street, community)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise GridError(f"{path}: cannot read grid GeoJSON: {err}") from err
+    if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
+        raise GridError(f"{path}: expected a GeoJSON FeatureCollection")
+    features = data.get("features")
+    if not isinstance(features, list) or not features:
+        raise GridError(f"{path}: 'features' must be a non-empty list")
+    return GridIndex(
+        [_grid_of(feature, f"{path}: features[{i}]") for i, feature in enumerate(features)], str(path)
+    )
+
+
+def _grid_of(feature: Any, where: str) -> Grid:
+    if not isinstance(feature, dict) or not isinstance(feature.get("properties"), dict):
+        raise GridError(f"{where}: a feature with 'properties' expected")
+    props = feature["properties"]
+    code = props.get("code")
+    if code is None:
+        raise GridError(f"{where}.properties.code: missing")
+    try:
+        parse_grid_code(str(code))
+    except GridError as err:
+        raise GridError(f"{where}.properties.code: {err}") from err
+    try:
+        geometry = shape(feature.get("geometry"))
+    except Exception as err:  # shapely raises several types on malformed GeoJSON geometry
+        raise GridError(f"{where}.geometry: not a GeoJSON geometry ({err})") from err
+    if not isinstance(geometry, Polygon | MultiPolygon) or geometry.is_empty:
+        raise GridError(f"{where}.geometry: a Polygon or MultiPolygon expected, got {geometry.geom_type}")
+    if not geometry.is_valid:
+        raise GridError(f"{where}.geometry: invalid polygon ({shapely.is_valid_reason(geometry)})")
+    lon_min, lat_min, lon_max, lat_max = geometry.bounds
+    if not (-180 <= lon_min <= lon_max <= 180 and -90 <= lat_min <= lat_max <= 90):
+        raise GridError(f"{where}.geometry: coordinates must be WGS-84 [lon, lat] degrees")
+    return Grid(
+        code=str(code),
+        name=str(props.get("name") or code),
+        street=_optional_text(props.get("street")),
+        community=_optional_text(props.get("community")),
+        area_km2=area_km2(geometry),
+        geometry=geometry,
+        properties=dict(props),
+    )
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def area_km2(geometry: BaseGeometry) -> float:
+    """Area of a lon/lat polygon in km², by the sinusoidal (equal-area) projection on the sphere."""
+
+    def project(coords: np.ndarray) -> np.ndarray:
+        lat = np.radians(coords[:, 1])
+        return np.column_stack((np.radians(coords[:, 0]) * np.cos(lat), lat)) * EARTH_RADIUS_M
+
+    return float(shapely.transform(geometry, project).area) / 1e6
+
+
+def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance in metres between two WGS-84 points."""
+    phi1, phi2 = math.radians(lat1), math.radians(lat2)
+    dphi, dlambda = phi2 - phi1, math.radians(lon2 - lon1)
+    a = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlambda / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+
+
+def tiling_problems(index: GridIndex, tolerance_m2: float = 1.0) -> list[str]:
+    """Overlaps between grids and gaps inside the layout larger than `tolerance_m2`.
+
+    Grids must tile their communities: a gap is a place no grid answers for, an overlap a place two do.
+    """
+    grids = list(index)
+    tree = shapely.STRtree([g.geometry for g in grids])
+    problems = []
+    for i, grid in enumerate(grids):
+        for j in tree.query(grid.geometry, predicate="intersects"):
+            if j <= i:
+                continue
+            overlap = area_km2(grid.geometry.intersection(grids[j].geometry)) * 1e6
+            if overlap > tolerance_m2:
+                problems.append(f"grids {grid.code} and {grids[j].code} overlap by {overlap:.1f} m²")
+    union = shapely.union_all([g.geometry for g in grids])
+    for part in getattr(union, "geoms", [union]):
+        for ring in part.interiors:
+            gap = area_km2(Polygon(ring)) * 1e6
+            if gap > tolerance_m2:
+                x, y = ring.coords[0]
+                problems.append(f"gap of {gap:.1f} m² between grids near ({y:.6f}, {x:.6f})")
+    return problems

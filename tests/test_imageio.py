@@ -1,0 +1,229 @@
+"""Photo loading: EXIF orientation, GPS and time, and every way a file can be unusable."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from datetime import UTC, datetime, timedelta, timezone
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import ExifTags, Image
+from PIL.TiffImagePlugin import IFDRational
+
+from vision.imageio import ImageError, Position, decode_photo, exif_for, read_photo
+
+SHANGHAI = timezone(timedelta(hours=8))
+
+
+def quadrants() -> np.ndarray:
+    """A 64x48 RGB image with four solid quadrants, so any flip or turn is visible."""
+    image = np.zeros((48, 64, 3), np.uint8)
+    image[:24, :32] = (220, 30, 30)
+    image[:24, 32:] = (30, 200, 30)
+    image[24:, :32] = (30, 30, 220)
+    image[24:, 32:] = (240, 240, 40)
+    return image
+
+
+def jpeg_bytes(rgb: np.ndarray, exif: Image.Exif | None = None) -> bytes:
+    out = BytesIO()
+    Image.fromarray(rgb).save(
+        out, "JPEG", quality=100, subsampling=0, exif=exif if exif is not None else Image.Exif()
+    )
+    return out.getvalue()
+
+
+# What a viewer shows for each EXIF orientation of a stored image A (EXIF 2.3, tag 0x0112).
+UPRIGHT = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, k=-1),
+    7: lambda a: np.rot90(a, k=-1)[::-1],  # transverse: mirrored across the anti-diagonal
+    8: lambda a: np.rot90(a, k=1),
+}
+
+
+@pytest.mark.parametrize("orientation", sorted(UPRIGHT))
+def test_exif_orientation_is_applied(orientation: int) -> None:
+    stored = quadrants()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    photo = decode_photo(jpeg_bytes(stored, exif))
+    expected_bgr = UPRIGHT[orientation](stored)[:, :, ::-1]
+    assert photo.image.shape == expected_bgr.shape
+    assert np.abs(photo.image.astype(int) - expected_bgr.astype(int)).mean() < 4
+    assert photo.meta.orientation == orientation
+    assert (photo.width, photo.height) == (expected_bgr.shape[1], expected_bgr.shape[0])
+
+
+def gps_exif(gps: dict[int, Any]) -> Image.Exif:
+    exif = Image.Exif()
+    exif.get_ifd(ExifTags.IFD.GPSInfo).update(gps)
+    return exif
+
+
+R = IFDRational
+
+
+@pytest.mark.parametrize(
+    ("gps", "expected", "warning"),
+    [
+        (
+            {1: "N", 2: (R(34), R(43), R(1234, 100)), 3: "E", 4: (R(113), R(37), R(485, 10))},
+            (34 + 43 / 60 + 12.34 / 3600, 113 + 37 / 60 + 48.5 / 3600),
+            None,
+        ),
+        (
+            {1: "S", 2: (33.0, 51.0, 54.0), 3: "W", 4: (151.0, 12.0, 36.0)},
+            (-(33 + 51 / 60 + 54 / 3600), -(151 + 12 / 60 + 36 / 3600)),
+            None,
+        ),
+        ({1: "n", 2: (34.72, 0.0, 0.0), 3: "e", 4: (113.63, 0.0, 0.0)}, (34.72, 113.63), None),
+        ({2: (34.0, 43.0, 12.0), 3: "E", 4: (113.0, 37.0, 48.0)}, None, "reference"),
+        ({1: "N", 2: (95.0, 0.0, 0.0), 3: "E", 4: (113.0, 0.0, 0.0)}, None, "out of range"),
+        ({1: "N", 2: (34.0, 0.0, 0.0), 3: "E", 4: (181.0, 0.0, 0.0)}, None, "out of range"),
+        ({1: "N", 2: (0.0, 0.0, 0.0), 3: "E", 4: (0.0, 0.0, 0.0)}, None, "(0, 0)"),
+        ({1: "N", 2: (34.0, 75.0, 0.0), 3: "E", 4: (113.0, 0.0, 0.0)}, None, "60 or more"),
+        ({1: "N", 2: (R(34), R(1, 0), R(0)), 3: "E", 4: (113.0, 0.0, 0.0)}, None, "undefined"),
+        ({1: "N", 3: "E", 4: (113.0, 0.0, 0.0)}, None, "latitude missing"),
+        ({}, None, None),
+    ],
+)
+def test_gps_parsing(gps: dict[int, Any], expected: tuple[float, float] | None, warning: str | None) -> None:
+    meta = decode_photo(jpeg_bytes(quadrants(), gps_exif(gps))).meta
+    if expected is None:
+        assert meta.position is None
+    else:
+        assert meta.position is not None
+        assert meta.position.lat == pytest.approx(expected[0], abs=1e-7)
+        assert meta.position.lon == pytest.approx(expected[1], abs=1e-7)
+    gps_warnings = [w for w in meta.warnings if w.startswith("GPS")]
+    if warning is None:
+        assert gps_warnings == []
+    else:
+        assert len(gps_warnings) == 1 and warning in gps_warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("tags", "local_tz", "expected"),
+    [
+        ({0x9003: "2026:11:20 09:15:00"}, None, datetime(2026, 11, 20, 9, 15, tzinfo=SHANGHAI)),
+        ({0x9003: "2026:11:20 09:15:00", 0x9011: "+09:00"}, None, datetime(2026, 11, 20, 0, 15, tzinfo=UTC)),
+        ({0x9003: "2026:11:20 09:15:00", 0x9011: "-03:30"}, None, datetime(2026, 11, 20, 12, 45, tzinfo=UTC)),
+        ({0x9003: "2026:11:20 09:15:00"}, UTC, datetime(2026, 11, 20, 9, 15, tzinfo=UTC)),
+        ({0x9004: "2026:11:20 10:00:00"}, None, datetime(2026, 11, 20, 10, 0, tzinfo=SHANGHAI)),
+        ({0x9003: "0000:00:00 00:00:00"}, None, None),
+        ({0x9003: "    :  :     :  :  "}, None, None),
+        ({0x9003: "2026:11:20 09:15:00", 0x9011: "Z8"}, None, None),
+        ({}, None, None),
+    ],
+)
+def test_taken_at(tags: dict[int, str], local_tz: Any, expected: datetime | None) -> None:
+    exif = Image.Exif()
+    exif.get_ifd(ExifTags.IFD.Exif).update(tags)
+    data = jpeg_bytes(quadrants(), exif)
+    meta = decode_photo(data, local_tz=local_tz).meta if local_tz else decode_photo(data).meta
+    assert meta.taken_at == expected
+    if expected is not None:
+        assert meta.taken_at is not None and meta.taken_at.utcoffset() is not None
+    elif tags:
+        assert any("EXIF time ignored" in w for w in meta.warnings)
+
+
+def test_exif_written_for_samples_reads_back() -> None:
+    taken = datetime(2026, 11, 20, 9, 15, 30, tzinfo=SHANGHAI)
+    exif = exif_for(position=Position(34.723456, 113.628765), taken_at=taken, orientation=6)
+    meta = decode_photo(jpeg_bytes(quadrants(), exif)).meta
+    assert meta.position is not None
+    assert (meta.position.lat, meta.position.lon) == pytest.approx((34.723456, 113.628765), abs=1e-7)
+    assert meta.taken_at == taken
+    assert meta.orientation == 6 and meta.warnings == ()
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares a size in its header, with one tiny IDAT: what a bomb looks like."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0"))
+        + chunk(b"IEND", b"")
+    )
+
+
+def good_jpeg() -> bytes:
+    return jpeg_bytes(quadrants())
+
+
+def big_jpeg() -> bytes:
+    """Noise of 640x480: the header is a small part, so a cut lands in the pixel data."""
+    return jpeg_bytes(np.random.default_rng(3).integers(0, 255, (480, 640, 3), np.uint8))
+
+
+def good_png() -> bytes:
+    out = BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 64, 3), np.uint8)).save(out, "PNG")
+    return out.getvalue()
+
+
+def gif() -> bytes:
+    out = BytesIO()
+    Image.fromarray(quadrants()).save(out, "GIF")
+    return out.getvalue()
+
+
+def corrupt_png() -> bytes:
+    data = bytearray(good_png())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(64)
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("make", "reason", "max_pixels"),
+    [
+        (lambda: good_jpeg()[: len(good_jpeg()) // 2], "truncated", None),
+        (lambda: big_jpeg()[: len(big_jpeg()) * 2 // 3], "truncated", None),
+        (lambda: b"", "empty file", None),
+        (lambda: b"this is a text file, not a photo\n" * 20, "not an image", None),
+        (lambda: np.random.default_rng(1).bytes(4096), "not an image", None),
+        (lambda: b"\xff\xd8\xff\xe0" + np.random.default_rng(2).bytes(2048), None, None),
+        (corrupt_png, None, None),
+        (gif, "unsupported format GIF", None),
+        (lambda: png_header_only(100_000, 100_000), "decompression bomb", None),
+        (lambda: png_header_only(12_000, 10_000), "decompression bomb", None),
+        (good_jpeg, "decompression bomb", 1000),
+    ],
+)
+def test_unusable_files_raise_image_error_with_reason(
+    make: Any, reason: str | None, max_pixels: int | None
+) -> None:
+    kwargs = {"max_pixels": max_pixels} if max_pixels else {}
+    with pytest.raises(ImageError) as caught:
+        decode_photo(make(), source="archive/p001.jpg", **kwargs)
+    assert caught.value.source == "archive/p001.jpg"
+    assert str(caught.value).startswith("archive/p001.jpg: ")
+    assert caught.value.reason
+    if reason is not None:
+        assert reason in caught.value.reason
+
+
+def test_png_and_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "p.png"
+    path.write_bytes(good_png())
+    photo = read_photo(path)
+    assert photo.format == "PNG" and photo.image.shape == (48, 64, 3) and photo.image.dtype == np.uint8
+    assert photo.meta.position is None and photo.meta.taken_at is None
+    with pytest.raises(ImageError, match="cannot read file"):
+        read_photo(tmp_path / "missing.jpg")

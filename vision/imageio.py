@@ -1,0 +1,303 @@
+"""Safe loading of photos: hostile or broken files become an `ImageError`, never a crash of a scan.
+
+A patrol archive holds millions of files from many phones and cameras. Some are truncated by a
+failed copy, some are not images at all, and a few declare gigantic sizes (decompression bombs).
+Every such file must be reported with a reason while the scan goes on. Photos also carry what a
+case needs: where (EXIF GPS, degrees/minutes/seconds with N/S/E/W references) and when
+(DateTimeOriginal, with OffsetTimeOriginal or else the bureau's local timezone). Absurd values
+(out of range, the (0, 0) of a phone without a fix) are dropped with a warning rather than trusted:
+a case must never be put at a made-up place.
+
+The image handed on is BGR uint8 with the EXIF orientation applied, so pixel boxes refer to the
+photo as a person sees it.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone, tzinfo
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import cv2
+import numpy as np
+from PIL import ExifTags, Image, ImageOps
+
+# 100 MP: above any phone or DSLR patrol photo, far below what would exhaust memory while decoding.
+MAX_PIXELS = 100_000_000
+DEFAULT_TIMEZONE = ZoneInfo("Asia/Shanghai")
+FORMATS = frozenset({"JPEG", "MPO", "PNG"})  # MPO: the JPEG variant of some phone cameras
+
+_ORIENTATION = 0x0112
+_DATETIME_ORIGINAL = 0x9003
+_DATETIME_DIGITIZED = 0x9004
+_OFFSET_TIME_ORIGINAL = 0x9011
+_OFFSET_TIME_DIGITIZED = 0x9012
+_GPS_LAT_REF, _GPS_LAT, _GPS_LON_REF, _GPS_LON = 1, 2, 3, 4
+
+
+class ImageError(ValueError):
+    """A file that cannot be used as a photo; `reason` says why in words a person can act on."""
+
+    def __init__(self, source: str, reason: str):
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Position:
+    """WGS-84 degrees, as EXIF GPS records them."""
+
+    lat: float
+    lon: float
+
+
+@dataclass(frozen=True)
+class PhotoMeta:
+    position: Position | None
+    taken_at: datetime | None  # timezone-aware
+    orientation: int  # the EXIF orientation that was applied (1 = none)
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LoadedPhoto:
+    image: np.ndarray  # BGR uint8 (H, W, 3), orientation applied
+    meta: PhotoMeta
+    format: str
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+
+def read_photo(
+    path: Path | str, *, max_pixels: int = MAX_PIXELS, local_tz: tzinfo = DEFAULT_TIMEZONE
+) -> LoadedPhoto:
+    """Read and decode one photo file (see `decode_photo`)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise ImageError(str(path), f"cannot read file: {err.strerror or err}") from err
+    return decode_photo(data, source=str(path), max_pixels=max_pixels, local_tz=local_tz)
+
+
+def decode_photo(
+    data: bytes,
+    *,
+    source: str = "<bytes>",
+    max_pixels: int = MAX_PIXELS,
+    local_tz: tzinfo = DEFAULT_TIMEZONE,
+) -> LoadedPhoto:
+    """Decode JPEG or PNG bytes into a BGR image with orientation applied, plus its metadata.
+
+    The pixel count is checked from the header before any pixel is decoded.
+    """
+    if not data:
+        raise ImageError(source, "empty file (0 bytes)")
+    with warnings.catch_warnings():
+        # our own pixel limit below replaces Pillow's warning
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            pil = Image.open(BytesIO(data))
+        except Image.DecompressionBombError as err:
+            raise ImageError(source, f"decompression bomb: {err}") from err
+        except Exception as err:  # Pillow raises many types on hostile headers
+            _reraise_memory(err)
+            raise ImageError(source, _failure_reason(err, "not an image")) from err
+        image_format = str(pil.format)
+        if image_format not in FORMATS:
+            raise ImageError(source, f"unsupported format {image_format} (JPEG or PNG expected)")
+        width, height = pil.size
+        if width <= 0 or height <= 0:
+            raise ImageError(source, f"invalid size {width}x{height}")
+        if width * height > max_pixels:
+            raise ImageError(
+                source,
+                f"decompression bomb: {width}x{height} = {width * height} pixels is over the limit of "
+                f"{max_pixels}",
+            )
+        try:
+            pil.load()
+        except Exception as err:  # truncated data, broken chunks, bad Huffman tables, ...
+            _reraise_memory(err)
+            raise ImageError(source, _failure_reason(err, "corrupt image data")) from err
+        meta_warnings: list[str] = []
+        try:
+            exif = pil.getexif()
+        except Exception as err:  # a broken EXIF block does not spoil the pixels
+            _reraise_memory(err)
+            exif = Image.Exif()
+            meta_warnings.append(f"EXIF unreadable ({_describe(err)})")
+        meta = read_exif_meta(exif, local_tz=local_tz)
+        upright: Image.Image = pil
+        if meta.orientation != 1:
+            try:
+                upright = ImageOps.exif_transpose(pil)
+            except Exception as err:
+                _reraise_memory(err)
+                raise ImageError(source, f"cannot apply EXIF orientation ({_describe(err)})") from err
+        rgb = np.asarray(upright.convert("RGB"))
+    image = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    if meta_warnings:
+        meta = PhotoMeta(meta.position, meta.taken_at, meta.orientation, (*meta_warnings, *meta.warnings))
+    return LoadedPhoto(image=image, meta=meta, format=image_format)
+
+
+def read_exif_meta(exif: Mapping[int, Any], *, local_tz: tzinfo = DEFAULT_TIMEZONE) -> PhotoMeta:
+    """Position, time and orientation from a Pillow `Image.Exif`; bad values become warnings."""
+    notes: list[str] = []
+    orientation = _as_int(exif.get(_ORIENTATION, 1))
+    if orientation not in range(1, 9):
+        notes.append(f"EXIF orientation {exif.get(_ORIENTATION)!r} is invalid; ignored")
+        orientation = 1
+    get_ifd = getattr(exif, "get_ifd", None)
+    gps = get_ifd(ExifTags.IFD.GPSInfo) if get_ifd else {}
+    details = get_ifd(ExifTags.IFD.Exif) if get_ifd else {}
+    position, gps_notes = gps_position(gps)
+    notes.extend(gps_notes)
+    taken_at = None
+    for tag, offset_tag in (
+        (_DATETIME_ORIGINAL, _OFFSET_TIME_ORIGINAL),
+        (_DATETIME_DIGITIZED, _OFFSET_TIME_DIGITIZED),
+    ):
+        if tag in details:
+            try:
+                taken_at = exif_datetime(details[tag], details.get(offset_tag), local_tz=local_tz)
+                break
+            except ValueError as err:
+                notes.append(f"EXIF time ignored: {err}")
+    return PhotoMeta(position=position, taken_at=taken_at, orientation=orientation, warnings=tuple(notes))
+
+
+def gps_position(gps: Mapping[int, Any]) -> tuple[Position | None, list[str]]:
+    """Decimal WGS-84 position of an EXIF GPS IFD, or None with the reason as a warning."""
+    if _GPS_LAT not in gps and _GPS_LON not in gps:
+        return None, []
+    try:
+        lat = dms_to_degrees(gps.get(_GPS_LAT), gps.get(_GPS_LAT_REF), axis="latitude")
+        lon = dms_to_degrees(gps.get(_GPS_LON), gps.get(_GPS_LON_REF), axis="longitude")
+    except ValueError as err:
+        return None, [f"GPS ignored: {err}"]
+    if lat == 0.0 and lon == 0.0:
+        return None, ["GPS ignored: position (0, 0) is what devices write without a fix"]
+    return Position(lat=lat, lon=lon), []
+
+
+def dms_to_degrees(value: Any, ref: Any, *, axis: str) -> float:
+    """EXIF degrees/minutes/seconds and an N/S/E/W reference to signed decimal degrees."""
+    limit, positive, negative = (90.0, "N", "S") if axis == "latitude" else (180.0, "E", "W")
+    if value is None:
+        raise ValueError(f"{axis} missing")
+    parts = [value] if not isinstance(value, Sequence) or isinstance(value, str | bytes) else list(value)
+    if not 1 <= len(parts) <= 3:
+        raise ValueError(f"{axis} has {len(parts)} values (degrees, minutes, seconds expected)")
+    try:
+        numbers = [float(p) for p in parts]
+    except (TypeError, ValueError, ZeroDivisionError) as err:
+        raise ValueError(f"{axis} {value!r} is not numeric") from err
+    if not all(math.isfinite(n) and n >= 0 for n in numbers):
+        raise ValueError(f"{axis} {value!r} has a negative or undefined value")
+    if any(n >= 60 for n in numbers[1:]):
+        raise ValueError(f"{axis} {value!r} has minutes or seconds of 60 or more")
+    degrees = sum(n / 60**i for i, n in enumerate(numbers))
+    if degrees > limit:
+        raise ValueError(f"{axis} {degrees:.6f} is out of range (at most {limit:g})")
+    reference = _text(ref).upper()
+    if reference not in (positive, negative):
+        raise ValueError(f"{axis} reference {ref!r} is not {positive} or {negative}")
+    return -degrees if reference == negative else degrees
+
+
+def exif_datetime(value: Any, offset: Any = None, *, local_tz: tzinfo = DEFAULT_TIMEZONE) -> datetime:
+    """An EXIF 'YYYY:MM:DD HH:MM:SS' as an aware datetime: its offset tag if any, else local_tz."""
+    text = _text(value)
+    try:
+        naive = datetime.strptime(text[:19], "%Y:%m:%d %H:%M:%S")
+    except ValueError as err:
+        raise ValueError(f"{text!r} is not an EXIF date 'YYYY:MM:DD HH:MM:SS'") from err
+    offset_text = _text(offset)
+    if not offset_text:
+        return naive.replace(tzinfo=local_tz)
+    sign = {"+": 1, "-": -1}.get(offset_text[:1])
+    try:
+        if sign is None:
+            raise ValueError(offset_text)
+        hours, minutes = (int(p) for p in offset_text[1:].split(":"))
+        if hours > 14 or minutes >= 60:
+            raise ValueError(offset_text)
+    except ValueError as err:
+        raise ValueError(f"offset {offset_text!r} is not '+HH:MM'") from err
+    return naive.replace(tzinfo=timezone(sign * timedelta(hours=hours, minutes=minutes)))
+
+
+def exif_for(
+    *, position: Position | None = None, taken_at: datetime | None = None, orientation: int = 1
+) -> Image.Exif:
+    """EXIF with GPS (DMS + refs), DateTimeOriginal + OffsetTimeOriginal: for demo and sample photos."""
+    exif = Image.Exif()
+    exif[_ORIENTATION] = orientation
+    if position is not None:
+        gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+        gps[_GPS_LAT_REF] = "N" if position.lat >= 0 else "S"
+        gps[_GPS_LAT] = _to_dms(abs(position.lat))
+        gps[_GPS_LON_REF] = "E" if position.lon >= 0 else "W"
+        gps[_GPS_LON] = _to_dms(abs(position.lon))
+    if taken_at is not None:
+        if taken_at.tzinfo is None:
+            raise ValueError("taken_at must be timezone-aware")
+        details = exif.get_ifd(ExifTags.IFD.Exif)
+        details[_DATETIME_ORIGINAL] = taken_at.strftime("%Y:%m:%d %H:%M:%S")
+        offset = taken_at.utcoffset() or timedelta(0)
+        minutes = int(offset.total_seconds() // 60)
+        details[_OFFSET_TIME_ORIGINAL] = (
+            f"{'+' if minutes >= 0 else '-'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+        )
+    return exif
+
+
+def _to_dms(degrees: float) -> tuple[float, float, float]:
+    whole = int(degrees)
+    minutes = int((degrees - whole) * 60)
+    seconds = round((degrees - whole - minutes / 60) * 3600, 4)
+    return float(whole), float(minutes), seconds
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return str(value).replace("\x00", "").strip()
+
+
+def _as_int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -1
+
+
+def _describe(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+
+
+def _failure_reason(err: BaseException, otherwise: str) -> str:
+    if "truncated" in str(err).lower() or isinstance(err, EOFError):
+        return f"truncated file ({_describe(err)})"
+    return f"{otherwise} ({_describe(err)})"
+
+
+def _reraise_memory(err: BaseException) -> None:
+    if isinstance(err, MemoryError):
+        raise err
