@@ -1,0 +1,279 @@
+"""Tracking, dwell clocks and incidents on synthetic detection sequences (vision/rules.py).
+
+Detections are fed straight into the real rule engine (ByteTrack, zones, clocks, ledger): the
+detector is the only part left out, so every time below is known exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+import supervision as sv
+
+from vision.cameras import Camera, parse_cameras
+from vision.rules import CameraRules, FrameOutcome
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+T0 = datetime(2026, 5, 6, 10, 0, tzinfo=SHANGHAI)
+SIZE = (640, 360)
+CAR, TRUCK = 3, 5  # taxonomy indices
+SPOT = (200.0, 200.0, 300.0, 280.0)  # bottom centre (250, 280): inside the lower-half zone
+OTHER_SPOT = (420.0, 220.0, 540.0, 300.0)
+CASES = {
+    "evidence_every_s": 30,
+    "clear_after_s": 60,
+    "verify": "any",
+    "return_watch_s": 300,
+    "return_dwell_s": 10,
+}
+CONFIG: dict[str, Any] = {
+    "rules": {"no_parking": {"detect": "objects", "classes": ["car", "truck"], "min_dwell_s": 60}},
+    "cameras": [
+        {
+            "id": "cam",
+            "lat": 34.75,
+            "lon": 113.66,
+            "analyse_fps": 2,
+            "cases": CASES,
+            "dwell": {"max_objects": 32},
+            "zones": [{"id": "walk", "rule": "no_parking", "polygon": [[0, 0.5], [1, 0.5], [1, 1], [0, 1]]}],
+        }
+    ],
+}
+
+Script = Callable[[float], list[tuple[tuple[float, ...], int]]]
+
+
+def make_camera(cases: dict[str, Any] | None = None, **zone: Any) -> Camera:
+    data = copy.deepcopy(CONFIG)
+    data["cameras"][0]["cases"].update(cases or {})
+    data["cameras"][0]["zones"][0].update(zone)
+    return parse_cameras(data).get("cam")
+
+
+@dataclass
+class Run:
+    rules: CameraRules
+    events: list[tuple[float, str, str, int]] = field(default_factory=list)  # (t, kind, reason, incident)
+    outcomes: list[FrameOutcome] = field(default_factory=list)
+
+    def times(self, kind: str) -> list[float]:
+        return [t for t, k, _, _ in self.events if k == kind]
+
+
+def detections(boxes: list[tuple[tuple[float, ...], int]], scale: float = 1.0) -> sv.Detections:
+    if not boxes:
+        return sv.Detections.empty()
+    return sv.Detections(
+        xyxy=np.array([b for b, _ in boxes], dtype=np.float64) * scale,
+        confidence=np.full(len(boxes), 0.8),
+        class_id=np.array([c for _, c in boxes]),
+    )
+
+
+def play(
+    script: Script,
+    seconds: float,
+    camera: Camera | None = None,
+    handled_at: float | None = None,
+    fps: float = 2.0,
+    run: Run | None = None,
+    start: float = 0.0,
+) -> Run:
+    run = run or Run(CameraRules(camera or make_camera()))
+    for step in range(round(start * fps), round(seconds * fps)):
+        t = step / fps
+        if handled_at is not None and t == handled_at:
+            for incident in run.rules.incidents:
+                run.rules.mark_handled(incident, T0 + timedelta(seconds=t))
+        outcome = run.rules.process(T0 + timedelta(seconds=t), detections(script(t)), SIZE)
+        run.outcomes.append(outcome)
+        run.events += [(t, e.kind, e.reason, e.incident.id) for e in outcome.events]
+    return run
+
+
+def parked(start: float, end: float, spot: tuple[float, ...] = SPOT, cls: int = CAR) -> Script:
+    return lambda t: [(spot, cls)] if start <= t < end else []
+
+
+def jittered(script: Script, pixels: float, seed: int = 0) -> Script:
+    rng = np.random.default_rng(seed)
+    return lambda t: [(tuple(np.add(b, rng.normal(0, pixels, 4))), c) for b, c in script(t)]
+
+
+def moving(start: float, speed_px_s: float, y: float = 220.0, cls: int = CAR) -> Script:
+    """A car driving left to right through the zone from time `start`."""
+
+    def boxes(t: float) -> list[tuple[tuple[float, ...], int]]:
+        x = -100 + (t - start) * speed_px_s
+        return [((x, y, x + 100, y + 70), cls)] if t >= start and x < SIZE[0] else []
+
+    return boxes
+
+
+def hidden(script: Script, start: float, end: float) -> Script:
+    return lambda t: [] if start <= t < end else script(t)
+
+
+def both(*scripts: Script) -> Script:
+    return lambda t: [box for s in scripts for box in s(t)]
+
+
+def one(value: list[float]) -> float:
+    assert len(value) == 1, value
+    return value[0]
+
+
+# ----------------------------------------------------------------------------------------- tables
+
+
+@pytest.mark.parametrize(
+    ("name", "script", "seconds", "started"),
+    [
+        # the first frame of a track has no id yet (min_frames 2), so clocks start at t0 + 0.5 s
+        ("parks from the start", parked(0, 200), 200, [60.5]),
+        ("parks with detector jitter", jittered(parked(0, 200), 3.0), 200, [60.5]),
+        ("drives in, then parks", both(moving(0, 40, y=210), parked(12, 200)), 200, [72.5]),
+        ("leaves before the dwell time", parked(0, 50), 200, []),
+        ("drives through, car after car", both(*(moving(s, 60) for s in range(0, 200, 15))), 200, []),
+        ("creeps along, never still", moving(0, 4, y=220), 180, []),
+        ("two cars, two places", both(parked(0, 200), parked(20, 200, OTHER_SPOT)), 200, [60.5, 80.5]),
+        ("truck (another class of the rule)", parked(0, 100, cls=TRUCK), 100, [60.5]),
+        ("occluded before the dwell: keeps its clock", hidden(parked(0, 200), 20, 50), 200, [60.5]),
+        ("new tracker id after a 6 s gap: same clock", hidden(parked(0, 200), 30, 36), 200, [60.5]),
+        ("motorcycle: not this rule's class", parked(0, 200, cls=6), 200, []),
+        ("outside the zone (upper half)", parked(0, 200, spot=(200, 40, 300, 120)), 200, []),
+    ],
+)
+def test_violation_fires_once_after_the_dwell_time(
+    name: str, script: Script, seconds: float, started: list[float]
+) -> None:
+    run = play(script, seconds)
+    assert run.times("started") == pytest.approx(started, abs=0.01), name
+    assert len({i for _, k, _, i in run.events if k == "started"}) == len(started)
+
+
+def test_tracker_id_changes_across_a_gap_but_the_clock_does_not() -> None:
+    run = play(hidden(parked(0, 100), 30, 36), 100)
+    ids_before = {int(t) for o in run.outcomes[:60] for t in o.detections.tracker_id if t >= 0}
+    ids_after = {int(t) for o in run.outcomes[80:] for t in o.detections.tracker_id if t >= 0}
+    assert ids_before and ids_after and not ids_before & ids_after
+    assert [s.dwell(run.outcomes[-1].at) for s in run.outcomes[-1].stays] == [pytest.approx(99.0)]
+
+
+def test_evidence_is_appended_at_most_every_n_seconds() -> None:
+    run = play(parked(0, 300), 300)
+    assert one(run.times("started")) == pytest.approx(60.5)
+    assert run.times("evidence") == pytest.approx([90.5, 120.5, 150.5, 180.5, 210.5, 240.5, 270.5])
+
+
+@pytest.mark.parametrize(
+    ("verify", "leaves", "handled", "cleared"),
+    [
+        ("any", 150, None, 149.5 + 60),  # absent 60 s after it was last seen
+        ("after_handled", 150, None, None),  # never reported handled: no proposal
+        ("after_handled", 150, 100, 149.5 + 60),  # handled first, left later
+        ("after_handled", 100, 200, 200 + 60),  # left first: counted from the handled report
+    ],
+)
+def test_place_clears_after_it_stays_empty(
+    verify: str, leaves: float, handled: float | None, cleared: float | None
+) -> None:
+    run = play(parked(0, leaves), 400, camera=make_camera({"verify": verify}), handled_at=handled)
+    assert one(run.times("started")) == pytest.approx(60.5)
+    assert run.times("cleared") == ([] if cleared is None else [pytest.approx(cleared)])
+    assert run.times("rework") == []
+
+
+def test_occlusion_shorter_than_clear_time_does_not_clear() -> None:
+    run = play(hidden(parked(0, 300), 100, 150), 300)
+    assert run.times("cleared") == [] and run.times("rework") == []
+    assert len(run.rules.incidents) == 1 and run.rules.incidents[0].status == "present"
+
+
+def test_back_at_the_place_after_clearing_flags_rework() -> None:
+    script = both(parked(0, 100), parked(250, 330, spot=(205, 198, 305, 282)))
+    run = play(script, 330)
+    assert run.times("cleared") == [pytest.approx(99.5 + 60)]
+    # a new track needs one frame for its id, then return_dwell_s (10 s) of standing there
+    assert [(t, r) for t, k, r, _ in run.events if k == "rework"] == [(pytest.approx(260.5), "returned")]
+    assert run.times("started") == [pytest.approx(60.5)]  # the same incident, not a new case
+
+
+def test_still_there_after_reported_handled_flags_rework() -> None:
+    run = play(parked(0, 400), 400, camera=make_camera({"verify": "after_handled"}), handled_at=100)
+    assert [(t, r) for t, k, r, _ in run.events if k == "rework"] == [(pytest.approx(160), "still_present")]
+    assert run.times("cleared") == []
+
+
+def test_returning_after_the_watch_window_is_a_new_incident() -> None:
+    run = play(both(parked(0, 100), parked(500, 600)), 600)
+    assert run.times("cleared") == [pytest.approx(159.5)]
+    assert run.times("rework") == []
+    assert run.times("started") == [pytest.approx(60.5), pytest.approx(560.5)]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "start_hour", "started"),
+    [
+        (["07:00-22:00"], 10.0, [60.5]),
+        (["07:00-22:00"], 22.0 - 30 / 3600, []),  # dwell would be reached after 22:00
+        (["07:00-22:00"], 7.0 - 30 / 3600, [90.0]),  # parked 06:59:30: the clock counts from 07:00
+        (["22:00-06:00"], 10.0, []),
+    ],
+)
+def test_schedule_limits_when_a_violation_may_start(
+    schedule: list[str], start_hour: float, started: list[float]
+) -> None:
+    global T0
+    saved = T0
+    T0 = datetime(2026, 5, 6, tzinfo=SHANGHAI) + timedelta(hours=start_hour)
+    try:
+        run = play(parked(0, 200), 200, camera=make_camera(schedule=schedule))
+    finally:
+        T0 = saved
+    assert run.times("started") == pytest.approx(started)
+
+
+def test_late_and_duplicate_frames_do_not_touch_the_clocks() -> None:
+    reference = play(parked(0, 100), 100)
+    rules = CameraRules(make_camera())
+    run = play(parked(0, 100), 40, run=Run(rules))
+    for late_t in (10.0, 39.5):  # out of order, and a duplicate of the last capture time
+        late = rules.process(T0 + timedelta(seconds=late_t), detections([(SPOT, CAR)]), SIZE)
+        assert late.late and late.events == [] and late.detections.tracker_id.tolist() == [-1]
+    play(parked(0, 100), 100, run=run, start=40)
+    assert [e[:3] for e in run.events] == [e[:3] for e in reference.events]
+    assert [e[:3] for e in run.events] == [(60.5, "started", ""), (90.5, "evidence", "")]
+
+
+def test_changed_frame_size_keeps_clocks_and_incidents() -> None:
+    rules = CameraRules(make_camera())
+    events = []
+    for step in range(400):
+        t = step / 2
+        big = t >= 30
+        size, scale = ((1280, 720), 2.0) if big else (SIZE, 1.0)
+        outcome = rules.process(T0 + timedelta(seconds=t), detections([(SPOT, CAR)], scale), size)
+        events += [(t, e.kind) for e in outcome.events]
+    assert [e for e in events if e[1] == "started"] == [(pytest.approx(60.5), "started")]
+    assert rules.incidents[0].box.tolist() == pytest.approx([400, 400, 600, 560])
+
+
+def test_memory_stays_bounded_with_many_passing_objects() -> None:
+    def crowd(t: float) -> list[tuple[tuple[float, ...], int]]:
+        k = int(t // 2)  # a new car every 2 s, each at its own place
+        x, y = (k * 37) % 540, 190 + (k * 13) % 90
+        return [((x, y, x + 60, y + 50), CAR)]
+
+    run = play(crowd, 600)
+    assert run.times("started") == []
+    assert len(run.rules.clocks) <= 32
+    assert len(run.rules.clocks._by_track) <= len(run.rules.clocks)

@@ -1,0 +1,229 @@
+"""Camera config, schedules and zones in pixels (vision/cameras.py, vision/zones.py)."""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+import supervision as sv
+import yaml
+
+from vision.cameras import (
+    CameraConfigError,
+    Schedule,
+    UnknownCameraError,
+    load_cameras,
+    parse_cameras,
+)
+from vision.zones import FrameZone, pixel_polygon, polygon_mask
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+BASE: dict[str, Any] = {
+    "rules": {
+        "no_parking_motor": {"detect": "objects", "classes": ["car"], "min_dwell_s": 60},
+        "shop_front": {"detect": "occupancy", "event": "shop_overflow", "min_area": 0.1, "min_dwell_s": 60},
+    },
+    "cameras": [
+        {
+            "id": "cam-1",
+            "lat": 34.75,
+            "lon": 113.66,
+            "grid_code": "410103001001001",
+            "zones": [
+                {"id": "walk", "rule": "no_parking_motor", "polygon": [[0, 0.5], [1, 0.5], [1, 1], [0, 1]]},
+            ],
+        }
+    ],
+}
+
+
+POLYGON = "cameras[0].zones[0].polygon"
+
+
+def with_change(path: str, value: Any) -> dict[str, Any]:
+    """BASE with one field set; path like 'cameras.0.zones.0.polygon'."""
+    data = copy.deepcopy(BASE)
+    *parents, last = path.split(".")
+    node: Any = data
+    for part in parents:
+        node = node[int(part)] if part.isdigit() else node[part]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return data
+
+
+def test_committed_example_loads_with_every_rule_kind() -> None:
+    registry = load_cameras()
+    assert len(registry) >= 2
+    rules = {zone.rule.name for camera in registry for zone in camera.zones}
+    assert {"no_parking_motor", "no_parking_non_motor", "shop_front", "bin_area", "flyer_wall"} <= rules
+    assert any(zone.rule.detect == "occupancy" for camera in registry for zone in camera.zones)
+    for camera in registry:
+        assert camera.grid_code is not None and camera.grid_code.startswith("410103")
+
+
+def test_zone_fields_override_their_rule_preset() -> None:
+    data = with_change("cameras.0.zones.0", {**BASE["cameras"][0]["zones"][0], "min_dwell_s": 5})
+    zone = parse_cameras(data).get("cam-1").zones[0]
+    assert (
+        zone.rule.min_dwell_s == 5 and zone.rule.classes == ("car",) and zone.rule.anchor == "bottom_center"
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field", "words"),
+    [
+        (
+            "cameras.0.zones.0.polygon",
+            [[0, 0], [1.2, 0], [1, 1]],
+            POLYGON,
+            "outside 0..1",
+        ),
+        (
+            "cameras.0.zones.0.polygon",
+            [[0, 0], [1, 1], [1, 0], [0, 1]],
+            POLYGON,
+            "crosses",
+        ),
+        ("cameras.0.zones.0.polygon", [[0, 0], [1, 1]], POLYGON, "at least 3"),
+        ("cameras.0.zones.0.rule", "no_such_rule", "cameras[0].zones[0].rule", "unknown rule"),
+        ("rules.no_parking_motor.classes", ["cat"], "rules.no_parking_motor.classes", "not in the taxonomy"),
+        ("rules.shop_front.event", "shop_overfow", "rules.shop_front.event", "not in the taxonomy"),
+        ("rules.shop_front.min_area", None, "rules.shop_front", "min_area"),
+        ("rules.no_parking_motor.schedule", ["7:00-25:00"], "rules.no_parking_motor.schedule", "outside"),
+        ("rules.no_parking_motor.anchor", "top_middle", "rules.no_parking_motor.anchor", "not one of"),
+        ("cameras.0.stream", "ftp://cam/1", "cameras[0].stream", "scheme 'ftp'"),
+        ("cameras.0.lat", 134.0, "cameras[0].lat", "less than or equal"),
+        ("cameras.0.grid_code", "4101-03", "cameras[0].grid_code", "pattern"),
+        ("cameras.0.timezone", "Mars/Olympus", "cameras[0].timezone", "unknown timezone"),
+        ("cameras.0.cases", {"verify": "sometimes"}, "cameras[0].cases.verify", "after_handled"),
+    ],
+)
+def test_bad_config_names_file_and_field(path: str, value: Any, field: str, words: str) -> None:
+    data = with_change(path, value)
+    with pytest.raises(CameraConfigError) as error:
+        parse_cameras(data, Path("cams.yaml"))
+    message = str(error.value)
+    assert message.startswith("cams.yaml: ") and field in message and words in message
+
+
+def test_legacy_14_digit_grid_code_is_accepted() -> None:
+    assert parse_cameras(with_change("cameras.0.grid_code", "41010300100100")).get("cam-1").grid_code
+
+
+def test_duplicate_zone_ids_and_m2_without_homography_are_refused(tmp_path: Path) -> None:
+    zone = BASE["cameras"][0]["zones"][0]
+    data = with_change("cameras.0.zones", [zone, zone])
+    with pytest.raises(CameraConfigError, match="zone ids used twice: walk"):
+        parse_cameras(data)
+    occupancy = {
+        "id": "shop",
+        "rule": "shop_front",
+        "polygon": zone["polygon"],
+        "min_area": None,
+        "min_area_m2": 2,
+    }
+    with pytest.raises(CameraConfigError, match="min_area_m2 needs the camera's 'ground'"):
+        parse_cameras(with_change("cameras.0.zones", [occupancy]))
+    broken = tmp_path / "cameras.yaml"
+    broken.write_text("cameras: [\n", encoding="utf-8")
+    with pytest.raises(CameraConfigError, match=f"{broken}: not valid YAML"):
+        load_cameras(broken)
+
+
+def test_unknown_camera_lists_the_configured_ones(tmp_path: Path) -> None:
+    path = tmp_path / "cameras.yaml"
+    path.write_text(yaml.safe_dump(BASE), encoding="utf-8")
+    with pytest.raises(UnknownCameraError, match=r"unknown camera 'cam-9' \(configured: cam-1\)"):
+        load_cameras(path).get("cam-9")
+
+
+def at(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, 5, day, hour, minute, tzinfo=SHANGHAI)
+
+
+@pytest.mark.parametrize(
+    ("windows", "now", "since"),
+    [
+        (["07:00-22:00"], at(6, 6, 59), None),
+        (["07:00-22:00"], at(6, 7, 0), at(6, 7, 0)),
+        (["07:00-22:00"], at(6, 21, 59), at(6, 7, 0)),
+        (["07:00-22:00"], at(6, 22, 0), None),
+        (["22:00-06:00"], at(6, 2, 0), at(5, 22, 0)),  # overnight: began yesterday evening
+        (["22:00-06:00"], at(6, 23, 0), at(6, 22, 0)),
+        (["22:00-06:00"], at(6, 12, 0), None),
+        (["07:00-12:00", "14:00-18:00"], at(6, 13, 0), None),  # lunch break
+        (["07:00-12:00", "11:00-18:00"], at(6, 17, 0), at(6, 7, 0)),  # overlapping windows merge
+    ],
+)
+def test_schedule_window_start(windows: list[str], now: datetime, since: datetime | None) -> None:
+    assert Schedule.parse(windows).active_since(now) == since
+
+
+def test_all_day_schedule_never_restarts_at_midnight() -> None:
+    schedule = Schedule.parse(["00:00-24:00"])
+    assert schedule.always
+    start = schedule.active_since(at(6, 0, 1))
+    assert start is not None and start < at(6, 0, 1) - timedelta(days=365)
+
+
+@pytest.mark.parametrize(
+    ("polygon", "size", "pixels"),
+    [
+        ([(0, 0), (1, 0), (1, 1)], (640, 360), [[0, 0], [640, 0], [640, 360]]),
+        ([(0.5, 0.5), (0.75, 0.5), (0.75, 1.0)], (1920, 1080), [[960, 540], [1440, 540], [1440, 1080]]),
+        ([(0.1, 0.1), (0.2, 0.1), (0.2, 0.2)], (101, 51), [[10, 5], [20, 5], [20, 10]]),
+    ],
+)
+def test_pixel_polygon_scales_normalised_points(
+    polygon: list[tuple[float, float]], size: tuple[int, int], pixels: list[list[int]]
+) -> None:
+    assert pixel_polygon(polygon, size).tolist() == pixels
+
+
+def test_polygon_mask_covers_the_right_fraction() -> None:
+    mask = polygon_mask([(0, 0.5), (1, 0.5), (1, 1), (0, 1)], (200, 100))
+    assert mask.shape == (100, 200)
+    assert mask[:49].sum() == 0 and mask[51:].all()
+
+
+def _zone(anchor: str) -> FrameZone:
+    data = with_change("rules.no_parking_motor.anchor", anchor)
+    return FrameZone(parse_cameras(data).get("cam-1").zones[0])
+
+
+@pytest.mark.parametrize(
+    ("anchor", "box", "inside"),
+    [
+        ("bottom_center", (0.4, 0.3, 0.6, 0.6), True),  # stands on the zone (lower half)
+        ("bottom_center", (0.4, 0.1, 0.6, 0.45), False),  # wholly above it
+        ("center", (0.4, 0.3, 0.6, 0.6), False),  # centre at y 0.45: above the zone
+        ("center", (0.4, 0.5, 0.6, 0.9), True),
+        ("top_left", (0.0, 0.55, 0.1, 0.7), True),
+    ],
+)
+@pytest.mark.parametrize("size", [(640, 360), (1920, 1080)])
+def test_trigger_uses_the_rule_anchor_at_any_frame_size(
+    anchor: str, box: tuple[float, ...], inside: bool, size: tuple[int, int]
+) -> None:
+    zone = _zone(anchor)
+    xyxy = np.array([box]) * np.array([size[0], size[1], size[0], size[1]])
+    assert zone.trigger(sv.Detections(xyxy=xyxy), size).tolist() == [inside]
+
+
+def test_changed_frame_size_rebuilds_the_zone() -> None:
+    zone = _zone("bottom_center")
+    box = np.array([[0.4, 0.3, 0.6, 0.6]])
+    assert zone.trigger(sv.Detections(xyxy=box * [640, 360, 640, 360]), (640, 360)).tolist() == [True]
+    # the same pixel box on a frame twice as large stands in the upper half: outside
+    assert zone.trigger(sv.Detections(xyxy=box * [640, 360, 640, 360]), (1280, 720)).tolist() == [False]
+    assert zone.pixels((1280, 720)).max(axis=0).tolist() == [1280, 720]
+    assert zone.trigger(sv.Detections.empty(), (1280, 720)).tolist() == []

@@ -1,0 +1,285 @@
+"""Static-object occupancy: something new stands still in a zone, whatever its class (issue 12).
+
+No labelled data exists for stalls, goods outside shops or dumped materials, but a fixed camera
+still sees them: pixels that differ from the long-term background of the place while agreeing with
+the short-term one (they stopped changing) form static-foreground blobs.
+
+- Long-term background: per-pixel median of `long_samples` frames sampled `long_sample_s` apart, so
+  a walker or a passing car in one sample never enters it. A sample takes the frame only where no
+  detector box and no held static blob stands; elsewhere it keeps the background, so a stall that
+  stays all night does not melt into it before (or after) its case (up to `hold_max_s`).
+- Lighting: a per-channel gain between frame and background, measured on background pixels,
+  compensates global changes (clouds, dusk) before differencing; the threshold scales with it.
+- Short-term background: running average with time constant `short_tau_s` on capture time;
+  walkers, cars driving and rain streaks differ from it and are not static.
+- Ghosts (something that was in the background left): the blob's outline has edges in the
+  background but not in the frame; the background there is replaced at once.
+
+Works on the frame scaled to `width` pixels; per-frame cost is a few small array operations.
+All times are capture times in seconds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from vision.cameras import Ground, OccupancySettings, Zone
+from vision.zones import Size, polygon_mask
+
+MIN_DIFF_THRESHOLD = 8.0  # grey levels: below this, sensor noise at dusk passes for objects
+GHOST_EDGE_RATIO = 1.5  # a blob whose outline has this many times more edges in the background is a ghost
+GAIN_SAMPLE_STEP = 3  # gain is measured on every 3rd pixel in each direction: plenty, and cheap
+
+
+@dataclass(frozen=True)
+class Blob:
+    box: np.ndarray  # xyxy in frame pixels
+    area_px: int  # at the model's working size
+
+
+@dataclass(frozen=True)
+class ZoneOccupancy:
+    zone_id: str
+    fraction: float  # of the zone's area
+    area_m2: float | None  # with a ground homography
+    box: np.ndarray | None  # union of the static blobs in the zone, frame pixels
+
+
+def working_size(frame_size: Size, width: int) -> Size:
+    """The size the background models work at: `width` wide, the frame's aspect ratio."""
+    w, h = frame_size
+    return width, max(8, round(h * width / w))
+
+
+def box_mask(boxes: np.ndarray, scale: float, size: Size, grow: int = 2) -> np.ndarray:
+    """Boolean mask at working size covering frame-pixel boxes (grown by `grow` pixels)."""
+    width, height = size
+    mask = np.zeros((height, width), dtype=bool)
+    for x1, y1, x2, y2 in np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * scale:
+        mask[
+            max(0, math.floor(y1) - grow) : min(height, math.ceil(y2) + grow),
+            max(0, math.floor(x1) - grow) : min(width, math.ceil(x2) + grow),
+        ] = True
+    return mask
+
+
+def ground_area_map(ground: Ground, size: Size) -> np.ndarray:
+    """Square metres of ground under each pixel of an image of `size` (0 where it is not ground)."""
+    width, height = size
+    homography = cv2.getPerspectiveTransform(
+        np.asarray(ground.image, dtype=np.float32), np.asarray(ground.ground_m, dtype=np.float32)
+    )
+    xs, ys = np.meshgrid(np.arange(width + 1) / width, np.arange(height + 1) / height)
+    corners = np.stack([xs, ys], axis=-1).reshape(-1, 1, 2).astype(np.float64)
+    projected = cv2.perspectiveTransform(corners, homography).reshape(height + 1, width + 1, 2)
+    x, y = projected[..., 0], projected[..., 1]
+    # Shoelace area of each pixel's quadrilateral (corners a b c d clockwise in the image).
+    ax, ay, bx, by = x[:-1, :-1], y[:-1, :-1], x[:-1, 1:], y[:-1, 1:]
+    cx, cy, dx, dy = x[1:, 1:], y[1:, 1:], x[1:, :-1], y[1:, :-1]
+    area = 0.5 * np.abs((ax * by - bx * ay) + (bx * cy - cx * by) + (cx * dy - dx * cy) + (dx * ay - ax * dy))
+    return np.where(np.isfinite(area) & (area < 1e3), area, 0.0)
+
+
+class StaticForeground:
+    """Long- and short-term backgrounds of one camera and their static-foreground blobs."""
+
+    def __init__(self, settings: OccupancySettings) -> None:
+        self.settings = settings
+        self.size: Size | None = None
+        self.scale = 1.0  # frame pixels -> working pixels
+        self.gain = np.ones(3, dtype=np.float32)
+        self.mask = np.zeros((0, 0), dtype=bool)  # static foreground of the latest frame
+        self._samples = np.zeros((0, 0, 0, 3), dtype=np.uint8)
+        self._long = np.zeros((0, 0, 3), dtype=np.float32)
+        self._short = np.zeros((0, 0, 3), dtype=np.float32)
+        self._held_since = np.zeros((0, 0), dtype=np.float32)
+        self._next_sample = 0
+        self._last_sample: float | None = None
+        self._last_time: float | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the models (bounded: fixed by `width` and `long_samples`)."""
+        arrays = (self._samples, self._long, self._short, self._held_since, self.mask)
+        return sum(a.nbytes for a in arrays)
+
+    def _prepare(self, frame: np.ndarray) -> np.ndarray:
+        assert self.size is not None
+        small = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
+        return cv2.GaussianBlur(small, (5, 5), 0).astype(np.float32)
+
+    def _start(self, frame: np.ndarray, at: float) -> None:
+        height, width = frame.shape[:2]
+        self.size = working_size((width, height), self.settings.width)
+        self.scale = self.size[0] / width
+        small = self._prepare(frame)
+        self._samples = np.repeat(small.astype(np.uint8)[None], self.settings.long_samples, axis=0)
+        self._long = small.copy()
+        self._short = small.copy()
+        self._held_since = np.full(small.shape[:2], np.nan, dtype=np.float32)
+        self.mask = np.zeros(small.shape[:2], dtype=bool)
+        self.gain = np.ones(3, dtype=np.float32)
+        self._last_sample = at
+        self._last_time = at
+
+    def _measure_gain(self, small: np.ndarray, usable: np.ndarray) -> None:
+        step = GAIN_SAMPLE_STEP
+        pick = usable[::step, ::step]
+        if pick.sum() < 50:
+            return
+        frame_px = small[::step, ::step][pick]
+        long_px = self._long[::step, ::step][pick]
+        gain = np.median(frame_px, axis=0) / np.maximum(np.median(long_px, axis=0), 1.0)
+        self.gain = np.clip(gain, 0.2, 5.0).astype(np.float32)
+
+    def _blobs(self, candidate: np.ndarray, small: np.ndarray, background: np.ndarray) -> np.ndarray:
+        """Clean the candidate mask into blobs; ghosts are absorbed into the background at once."""
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+        mask = cv2.morphologyEx(candidate.astype(np.uint8), cv2.MORPH_OPEN, kernel)
+        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        keep = np.zeros(count, dtype=bool)
+        edges_frame = edges_background = None
+        for label in range(1, count):
+            if stats[label, cv2.CC_STAT_AREA] < self.settings.min_blob_px:
+                continue
+            if edges_frame is None:
+                edges_frame = cv2.Canny(cv2.cvtColor(small.astype(np.uint8), cv2.COLOR_BGR2GRAY), 40, 100)
+                edges_background = cv2.Canny(
+                    cv2.cvtColor(np.clip(background, 0, 255).astype(np.uint8), cv2.COLOR_BGR2GRAY), 40, 100
+                )
+            assert edges_background is not None
+            x, y, w, h = stats[label, :4]
+            window = (slice(max(0, y - 3), y + h + 3), slice(max(0, x - 3), x + w + 3))
+            blob = (labels[window] == label).astype(np.uint8)
+            outline = cv2.dilate(blob, kernel, iterations=2) - cv2.erode(blob, kernel, iterations=1)
+            on = outline.astype(bool)
+            in_frame = np.count_nonzero(edges_frame[window][on])
+            in_background = np.count_nonzero(edges_background[window][on])
+            if in_background > GHOST_EDGE_RATIO * in_frame + 3:
+                ghost = np.zeros_like(candidate)
+                ghost[window] = blob.astype(bool)
+                self._absorb(ghost, small)
+                continue
+            keep[label] = True
+        return keep[labels]
+
+    def _absorb(self, region: np.ndarray, small: np.ndarray) -> None:
+        self._samples[:, region] = small[region].astype(np.uint8)
+        self._long[region] = small[region]
+
+    def _sample(self, at: float, small: np.ndarray, learn: np.ndarray) -> None:
+        """A long-term sample: the frame where it may be learned, the background elsewhere."""
+        background = self._long * self.gain
+        sample = np.where(learn[..., None], small, background)
+        self._samples[self._next_sample] = np.clip(sample, 0, 255).astype(np.uint8)
+        self._next_sample = (self._next_sample + 1) % len(self._samples)
+        self._long = np.median(self._samples, axis=0).astype(np.float32)
+        self._last_sample = at
+
+    def update(self, at: float, frame: np.ndarray, ignore: np.ndarray, keep_out: np.ndarray) -> np.ndarray:
+        """Take one BGR frame captured at `at`; returns the static-foreground mask (working size).
+
+        `ignore`: frame-pixel boxes never counted as occupancy (vehicles, people) nor learned;
+        `keep_out`: further boxes not learned into the background (any detection).
+        """
+        height, width = frame.shape[:2]
+        if self.size is None or working_size((width, height), self.settings.width) != self.size:
+            self._start(frame, at)
+            return self.mask
+        assert self._last_time is not None and self._last_sample is not None
+        self.scale = self.size[0] / width  # same aspect ratio at another resolution: the models still fit
+        small = self._prepare(frame)
+        ignored = box_mask(ignore, self.scale, self.size)
+        self._measure_gain(small, ~ignored & ~self.mask)
+        background = self._long * self.gain
+        threshold = max(MIN_DIFF_THRESHOLD, self.settings.diff_threshold * min(1.0, float(self.gain.mean())))
+        differs = np.abs(small - background).max(axis=2) > threshold
+        stable = np.abs(small - self._short).max(axis=2) < self.settings.stable_threshold
+        self.mask = self._blobs(differs & stable & ~ignored, small, background)
+
+        held = self.mask
+        self._held_since = np.where(held, np.where(np.isnan(self._held_since), at, self._held_since), np.nan)
+        over_held = held & (at - np.nan_to_num(self._held_since, nan=at) > self.settings.hold_max_s)
+        if at - self._last_sample >= self.settings.long_sample_s:
+            learn = (~(held & ~over_held)) & ~ignored & ~box_mask(keep_out, self.scale, self.size)
+            self._sample(at, small, learn)
+
+        alpha = 1.0 - math.exp(-max(at - self._last_time, 0.0) / self.settings.short_tau_s)
+        self._short += alpha * (small - self._short)
+        self._last_time = at
+        return self.mask
+
+    def blobs(self) -> list[Blob]:
+        """The latest static blobs as frame-pixel boxes."""
+        count, _, stats, _ = cv2.connectedComponentsWithStats(self.mask.astype(np.uint8), connectivity=8)
+        return [
+            Blob(
+                box=np.array([x, y, x + w, y + h], dtype=np.float64) / self.scale,
+                area_px=int(area),
+            )
+            for x, y, w, h, area in stats[1:count]
+        ]
+
+
+class ZoneMeter:
+    """How much of one zone the static foreground covers (fraction, and m² with a homography)."""
+
+    def __init__(self, zone: Zone, ground: Ground | None) -> None:
+        self.zone = zone
+        self.ground = ground
+        self._size: Size | None = None
+        self._mask = np.zeros((0, 0), dtype=bool)
+        self._area_map: np.ndarray | None = None
+
+    def _at(self, size: Size) -> None:
+        if size != self._size:
+            self._mask = polygon_mask(self.zone.polygon, size)
+            self._area_map = ground_area_map(self.ground, size) * self._mask if self.ground else None
+            self._size = size
+
+    def measure(self, foreground: StaticForeground) -> ZoneOccupancy:
+        if foreground.size is None:
+            return ZoneOccupancy(self.zone.id, 0.0, None, None)
+        self._at(foreground.size)
+        inside = foreground.mask & self._mask
+        fraction = float(inside.sum()) / max(int(self._mask.sum()), 1)
+        area_m2 = float(self._area_map[inside].sum()) if self._area_map is not None else None
+        box = None
+        if inside.any():
+            ys, xs = np.nonzero(inside)
+            box = (
+                np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float64)
+                / foreground.scale
+            )
+        return ZoneOccupancy(self.zone.id, fraction, area_m2, box)
+
+    def occupied(self, reading: ZoneOccupancy) -> bool:
+        rule = self.zone.rule
+        if rule.min_area_m2 is not None:
+            return reading.area_m2 is not None and reading.area_m2 >= rule.min_area_m2
+        return rule.min_area is not None and reading.fraction >= rule.min_area
+
+
+class OccupancyClock:
+    """Since when a zone has been occupied; gaps shorter than `gap_s` (a bus in front) are bridged."""
+
+    def __init__(self, gap_s: float) -> None:
+        self.gap_s = gap_s
+        self.since: float | None = None
+        self.last: float | None = None
+
+    def update(self, at: float, occupied: bool) -> float | None:
+        """The start of the current occupation, or None when the zone is (now) clear."""
+        if occupied:
+            if self.since is None or self.last is None or at - self.last > self.gap_s:
+                self.since = at
+            self.last = at
+            return self.since
+        if self.last is not None and at - self.last > self.gap_s:
+            self.since = self.last = None
+        return None
