@@ -12,8 +12,14 @@ import sys
 # mode -> (module with `cli(argv) -> int`, one line of help)
 MODES: dict[str, tuple[str, str]] = {
     "train": ("vision.train", "train a detector on a dataset mix (partial labels handled)"),
+    "scan": ("serve.scan", "scan patrol photos (folders, files, lists) into grid cases and a report"),
     "evaluate": ("vision.evaluate", "per-class P, R, AP50, AP50-95 of a model on a data.yaml"),
     "export": ("vision.export", "package a checkpoint as models/NAME and export ONNX / OpenVINO / INT8"),
+    "serve": ("serve.serve_cli", "run the case service (HTTP API, Open311, metrics) with uvicorn"),
+    "keys": ("serve.keys_cli", "create, list and revoke API keys"),
+    "stats": ("serve.stats", "filing/disposal/closing rates, 10-day street ranking, worst spots (JSON)"),
+    "data": ("vision.datacli", "make and manage training data: synth-flyers, ... (streetorder data --help)"),
+    "ocr": ("vision.ocr", "read text and phone numbers on flyers (crops or a synthetic set: --bench)"),
 }
 
 

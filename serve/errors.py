@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm.exc import StaleDataError
 
 
@@ -134,9 +136,18 @@ def problem(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers, media_type="application/problem+json")
 
 
+async def invalid_request(request: Request, error: Exception) -> Response:
+    """FastAPI's 422 for /v1; GeoReport v2's 400 list, naming each bad field, under /open311."""
+    if request.url.path.startswith("/open311/") and isinstance(error, RequestValidationError):
+        described = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in error.errors())
+        return JSONResponse([{"code": 400, "description": described}], status_code=400)
+    return await request_validation_exception_handler(request, error)  # type: ignore[arg-type]
+
+
 def install(app: FastAPI) -> None:
     """Register the mapping on the app: the only place a domain error turns into a status code."""
     from vision.imageio import ImageError
 
     for error_type in (DomainError, StaleDataError, ImageError):
         app.add_exception_handler(error_type, problem)
+    app.add_exception_handler(RequestValidationError, invalid_request)

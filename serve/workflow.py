@@ -218,11 +218,12 @@ def apply(
     else:
         overdue = limits.late(command.action, seconds_used)
 
-    if command.action in AI_REVIEW_OF:
+    corrected = event_fields(command.event) if command.action is A.CORRECT and command.event else {}
+
+    if command.action in AI_REVIEW_OF and case.ai_review is not None:  # only AI findings have a review
         case.ai_review = AI_REVIEW_OF[command.action]
-    if command.action is A.CORRECT and command.event is not None:
-        for name, value in event_fields(command.event).items():
-            setattr(case, name, value)
+    for name, value in corrected.items():
+        setattr(case, name, value)
     if command.action is A.DISPATCH:
         case.department = command.department
         case.deadline_at = deadline_from(case.event, command.at)

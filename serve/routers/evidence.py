@@ -1,0 +1,130 @@
+"""Evidence images: upload a photo to a case (e.g. the after-photo of handling), fetch one, with
+its boxes drawn on request."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from functools import partial
+from pathlib import Path
+from typing import Annotated, Literal
+
+import cv2
+import numpy as np
+import supervision as sv
+from fastapi import APIRouter, Form, Query, Response, status
+from pydantic import AwareDatetime
+
+from serve.deps import DbSession, ImageUpload, Now, Reader, ServiceDep, Writer
+from serve.errors import BadImage, NotFound
+from serve.orm import Case, Evidence
+from serve.routers.cases import evidence_out
+from serve.schemas import EvidenceOut
+from vision.imageio import LoadedPhoto, decode_photo, read_photo
+
+router = APIRouter(tags=["evidence"])
+MEDIA_TYPES = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png"}
+
+
+def store_image(evidence_dir: Path, data: bytes, sha256: str, image_format: str) -> Path:
+    """Keep an upload under the evidence store by content (same bytes, same file), written atomically."""
+    suffix = ".png" if image_format == "PNG" else ".jpg"
+    path = evidence_dir / "uploads" / sha256[:2] / f"{sha256}{suffix}"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(temporary, path)
+    return path
+
+
+def draw_boxes(photo: LoadedPhoto, boxes: list[dict[str, object]]) -> np.ndarray:
+    """The photo with the evidence boxes and their class and score, as people check them."""
+    if not boxes:
+        return photo.image
+    detections = sv.Detections(
+        xyxy=np.array([b["xyxy"] for b in boxes], dtype=np.float32).reshape(-1, 4),
+        confidence=np.array([float(str(b.get("confidence", 0.0))) for b in boxes], dtype=np.float32),
+        class_id=np.arange(len(boxes)),
+    )
+    labels = [f"{b.get('class', '?')} {float(str(b.get('confidence', 0.0))):.2f}" for b in boxes]
+    thickness = max(2, round(max(photo.width, photo.height) / 400))
+    image = sv.BoxAnnotator(thickness=thickness).annotate(photo.image.copy(), detections)
+    return sv.LabelAnnotator(text_scale=thickness / 4, text_thickness=max(1, thickness // 2)).annotate(
+        image, detections, labels=labels
+    )
+
+
+@router.post(
+    "/v1/cases/{case_id}/evidence",
+    response_model=EvidenceOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Add a photo to a case (role after = the after-handling photo that `handle` needs)",
+)
+def add_evidence(
+    case_id: int,
+    upload: ImageUpload,
+    session: DbSession,
+    service: ServiceDep,
+    _: Writer,
+    now: Now,
+    role: Annotated[
+        Literal["after", "before", "near", "far", "reference"], Form(description="photo role")
+    ] = "after",
+    taken_at: Annotated[AwareDatetime | None, Form(description="when taken; default EXIF, else now")] = None,
+) -> EvidenceOut:
+    if session.get(Case, case_id) is None:
+        raise NotFound("case", case_id)
+    local_tz = service.domain.rules.calendar.timezone
+    photo = service.gate.run_blocking(
+        partial(decode_photo, source=upload.filename, local_tz=local_tz), upload.data
+    )
+    path = store_image(service.settings.evidence_dir, upload.data, upload.sha256, photo.format)
+    evidence = Evidence(
+        case_id=case_id,
+        role=role,
+        path=str(path),
+        sha256=upload.sha256,
+        captured_at=taken_at or photo.meta.taken_at or now,
+        boxes=[],
+    )
+    session.add(evidence)
+    session.commit()
+    return evidence_out(evidence)
+
+
+@router.get(
+    "/v1/evidence/{evidence_id}",
+    summary="An evidence image (boxes=true draws the boxes that made it evidence)",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}, "image/png": {}}, "description": "the image"}},
+)
+def get_evidence(
+    evidence_id: int,
+    session: DbSession,
+    service: ServiceDep,
+    _: Reader,
+    boxes: Annotated[bool, Query(description="draw the evidence boxes with class and score")] = False,
+) -> Response:
+    evidence = session.get(Evidence, evidence_id)
+    if evidence is None:
+        raise NotFound("evidence", evidence_id)
+    path = Path(evidence.path)
+    if not path.is_file():
+        raise NotFound("image file of evidence", evidence_id)
+    if not boxes:
+        data = path.read_bytes()
+        return Response(data, media_type=MEDIA_TYPES.get(decode_format(data), "application/octet-stream"))
+    photo = service.gate.run_blocking(read_photo, path)
+    ok, encoded = cv2.imencode(
+        ".jpg", draw_boxes(photo, list(evidence.boxes)), [cv2.IMWRITE_JPEG_QUALITY, 90]
+    )
+    if not ok:
+        raise BadImage(f"evidence {evidence_id}: cannot encode the drawn image")
+    return Response(encoded.tobytes(), media_type="image/jpeg")
+
+
+def decode_format(data: bytes) -> str:
+    """JPEG or PNG by magic bytes (the stored file is served as it was received)."""
+    return "PNG" if data.startswith(b"\x89PNG") else "JPEG" if data.startswith(b"\xff\xd8") else "?"

@@ -1,0 +1,39 @@
+"""API keys: create (shown once), list and revoke. Scope admin."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+from sqlalchemy import select
+
+from serve.auth import create_key, revoke_key
+from serve.deps import Admin, DbSession, Now, ServiceDep
+from serve.orm import ApiKey
+from serve.schemas import KeyIn, KeyOut, NewKeyOut
+
+router = APIRouter(prefix="/v1/keys", tags=["keys"])
+
+
+@router.post("", response_model=NewKeyOut, status_code=status.HTTP_201_CREATED, summary="Create a key")
+def create(body: KeyIn, session: DbSession, service: ServiceDep, now: Now, _: Admin) -> NewKeyOut:
+    plaintext, row = create_key(
+        session,
+        name=body.name,
+        scopes=list(body.scopes),
+        pepper=service.verifier.pepper,
+        now=now,
+    )
+    session.commit()
+    return NewKeyOut.model_validate({**KeyOut.model_validate(row).model_dump(), "key": plaintext})
+
+
+@router.get("", response_model=list[KeyOut], summary="List keys (never their secrets)")
+def list_keys(session: DbSession, _: Admin) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
+
+
+@router.delete("/{key_id}", response_model=KeyOut, summary="Revoke a key at once")
+def revoke(key_id: str, session: DbSession, service: ServiceDep, now: Now, _: Admin) -> ApiKey:
+    row = revoke_key(session, key_id, now)
+    session.commit()
+    service.verifier.forget(key_id)
+    return row

@@ -1,0 +1,181 @@
+"""POST /v1/reports: a patrol photo in; its findings become cases or join open duplicates.
+
+The same rules as a `scan` of an archive: a class files its event when the taxonomy marks it as a
+patrol finding and the score reaches its min_confidence; one finding per event per photo (all its
+boxes are the evidence); the duplicate rule and numbering are serve.cases'.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Header
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from serve.cases import Box, Finding, lock_intake, record_finding
+from serve.deps import DetectorDep, ImageUpload, Now, Reporting, ServiceDep
+from serve.errors import InvalidInput
+from serve.idempotency import REPLAY_HEADER, request_hash, run_once
+from serve.orm import Photo
+from serve.routers.detect import Analysis, analyse, detections_out, is_patrol_finding
+from serve.routers.evidence import store_image
+from serve.schemas import CaseRef, ReportResponse
+from vision.taxonomy import Taxonomy
+
+router = APIRouter(tags=["reports"])
+
+
+def findings_of(analysis: Analysis, taxonomy: Taxonomy) -> dict[str, list[Box]]:
+    """Boxes of the photo's patrol findings, by event."""
+    by_event: dict[str, list[Box]] = defaultdict(list)
+    d = analysis.detections
+    for xyxy, confidence, class_id in zip(d.xyxy, d.confidence, d.class_id, strict=True):  # type: ignore[arg-type]
+        cls = taxonomy.classes[int(class_id)]
+        if cls.event is not None and is_patrol_finding(taxonomy, cls.index, float(confidence)):
+            by_event[cls.event].append(Box(tuple(float(v) for v in xyxy), float(confidence), cls.name))  # type: ignore[arg-type]
+    return by_event
+
+
+@router.post(
+    "/v1/reports",
+    response_model=ReportResponse,
+    summary="Report a patrol photo: detections, and the cases they open or join (scope report)",
+    responses={422: {"description": "bad field, or an Idempotency-Key reused for another request"}},
+)
+def report(
+    upload: ImageUpload,
+    service: ServiceDep,
+    detector: DetectorDep,
+    principal: Reporting,
+    now: Now,
+    lat: Annotated[float | None, Form(ge=-90, le=90, description="WGS-84 latitude; default EXIF GPS")] = None,
+    lon: Annotated[
+        float | None, Form(ge=-180, le=180, description="WGS-84 longitude; default EXIF GPS")
+    ] = None,
+    taken_at: Annotated[
+        datetime | None, Form(description="when taken, ISO 8601 with offset; default EXIF")
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key", max_length=128, description="retries with the same key replay the answer"
+        ),
+    ] = None,
+) -> Any:
+    if (lat is None) != (lon is None):
+        raise InvalidInput("lat/lon", "give both or neither")
+    if taken_at is not None and taken_at.tzinfo is None:
+        raise InvalidInput("taken_at", f"{taken_at.isoformat()} has no timezone offset")
+    fingerprint = request_hash(upload.sha256, lat, lon, taken_at)
+    analysis: Analysis | None = None
+
+    def work(session: Session) -> dict[str, Any]:
+        nonlocal analysis
+        # Inference before the first write, outside any lock; a replayed request never gets here.
+        analysis = analysis or service.gate.run_blocking(
+            analyse, detector, upload.data, upload.filename, service.domain.rules.calendar.timezone
+        )
+        service.metrics.inference.observe(analysis.inference_s)
+        return record_report(
+            session, service, principal.name, upload, analysis, lat, lon, taken_at or None, now
+        )
+
+    body, replayed = run_once(
+        service.sessions,
+        work,
+        principal=principal.key_id,
+        endpoint="reports",
+        key=idempotency_key,
+        fingerprint=fingerprint,
+        now=now,
+    )
+    return JSONResponse(body, headers={REPLAY_HEADER: "true"} if replayed else None)
+
+
+def record_report(
+    session: Session,
+    service: Any,
+    reporter: str,
+    upload: Any,
+    analysis: Analysis,
+    lat: float | None,
+    lon: float | None,
+    taken_at: datetime | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """Store the photo, record its findings as cases, and return the response body (JSON-ready)."""
+    taxonomy = service.domain.rules.taxonomy
+    photo = analysis.photo
+    position = (
+        (lat, lon)
+        if lat is not None and lon is not None
+        else ((photo.meta.position.lat, photo.meta.position.lon) if photo.meta.position else None)
+    )
+    seen_at = taken_at or photo.meta.taken_at or now
+    path = store_image(service.settings.evidence_dir, upload.data, upload.sha256, photo.format)
+    lock_intake(session)  # first statement of the transaction is a write (SQLite cannot upgrade a reader)
+    grid = service.domain.rules.grids.locate(*position) if position and service.domain.rules.grids else None
+    row = session.scalars(select(Photo).where(Photo.sha256 == upload.sha256)).one_or_none()
+    if row is None:
+        row = Photo(
+            sha256=upload.sha256,
+            path=str(path),
+            source="upload",
+            status="done" if position else "unlocated",
+            width=photo.width,
+            height=photo.height,
+            taken_at=seen_at,
+            lat=position[0] if position else None,
+            lon=position[1] if position else None,
+            grid_code=grid.code if grid else None,
+            model_version=service.detector.version,
+            detections=[d.model_dump() for d in detections_out(analysis.detections, taxonomy)],
+            processed_at=now,
+        )
+        session.add(row)
+        session.flush()
+    refs = []
+    if position is not None:
+        for event, boxes in sorted(findings_of(analysis, taxonomy).items()):
+            update = record_finding(
+                session,
+                Finding(
+                    event=event,
+                    lat=position[0],
+                    lon=position[1],
+                    seen_at=seen_at,
+                    photo_path=str(path),
+                    photo_sha256=upload.sha256,
+                    boxes=tuple(boxes),
+                    model_version=service.detector.version,
+                    source="patrol_photo",
+                    reporter=reporter,
+                    photo_id=row.id,
+                ),
+                service.domain.rules,
+            )
+            refs.append(
+                CaseRef(
+                    id=update.case.id,
+                    number=update.case.number,
+                    event=update.case.event,
+                    state=update.case.state,
+                    created=update.created,
+                )
+            )
+    response = ReportResponse(
+        photo_sha256=upload.sha256,
+        taken_at=seen_at,
+        lat=position[0] if position else None,
+        lon=position[1] if position else None,
+        grid_code=grid.code if grid else None,
+        unlocated=position is None,
+        model_version=service.detector.version,
+        detections=detections_out(analysis.detections, taxonomy),
+        cases=refs,
+    )
+    return response.model_dump(mode="json")

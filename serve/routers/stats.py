@@ -1,0 +1,87 @@
+"""Performance metrics, the 10-day street ranking and the worst spots (scope cases:read)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
+
+from serve.deps import DbSession, Now, Reader, ServiceDep
+from serve.schemas import RankingOut, StatsOut, WorstSpotsOut
+from serve.stats import (
+    cases_between,
+    facts_of,
+    grouped,
+    local_day_bounds,
+    ranking,
+    rates,
+    ten_day_period,
+    worst_spots,
+)
+
+router = APIRouter(prefix="/v1/stats", tags=["stats"])
+
+
+@router.get("", response_model=StatsOut, summary="Filing, disposal, closing and rework rates of a period")
+def stats(
+    session: DbSession,
+    service: ServiceDep,
+    _: Reader,
+    since: Annotated[AwareDatetime | None, Query(description="cases first reported at or after")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="cases first reported before")] = None,
+    group_by: Annotated[
+        Literal["grid", "street", "department", "event"] | None, Query(description="one row per group")
+    ] = None,
+) -> StatsOut:
+    domain = service.domain
+    facts = [facts_of(c, domain.rules.calendar, domain.unit_of) for c in cases_between(session, since, until)]
+    groups = grouped(facts, group_by, domain.rules.grids, domain.score_weights) if group_by else []
+    return StatsOut.model_validate(
+        {
+            "since": since,
+            "until": until,
+            "group_by": group_by,
+            "total": rates(facts, weights=domain.score_weights),
+            "groups": groups,
+        }
+    )
+
+
+@router.get("/ranking", response_model=RankingOut, summary="10-day (旬) ranking of streets, worst first")
+def street_ranking(
+    session: DbSession,
+    service: ServiceDep,
+    _: Reader,
+    now: Now,
+    day: Annotated[
+        date | None, Query(description="any day of the 旬 (bureau calendar); default today")
+    ] = None,
+) -> RankingOut:
+    domain = service.domain
+    calendar = domain.rules.calendar
+    start, end, label = ten_day_period(day or now.astimezone(calendar.timezone).date())
+    since, until = local_day_bounds(start, end, calendar)
+    facts = [facts_of(c, calendar, domain.unit_of) for c in cases_between(session, since, until)]
+    return RankingOut.model_validate(
+        {
+            "period": label,
+            "since": since,
+            "until": until,
+            "streets": ranking(facts, domain.rules.grids, domain.score_weights),
+        }
+    )
+
+
+@router.get("/worst-spots", response_model=WorstSpotsOut, summary="Grids with the most open cases now")
+def worst(
+    session: DbSession,
+    service: ServiceDep,
+    _: Reader,
+    now: Now,
+    limit: Annotated[int, Query(ge=1, le=200, description="how many grids")] = 10,
+) -> WorstSpotsOut:
+    return WorstSpotsOut.model_validate(
+        {"as_of": now, "spots": worst_spots(session, service.domain.rules.grids, limit)}
+    )
