@@ -31,6 +31,8 @@ from vision.registry import (
 )
 
 ONNX_OPSET = 17  # ONNX Runtime 1.31 runs it fully on CPU, and its static INT8 quantizer accepts it
+INT8_FILE = "model.int8.onnx"
+OPENVINO_FOLDER = "model_openvino_model"  # the name ultralytics gives the IR folder of model.pt
 
 
 def package(checkpoint: Path, name: str, models_dir: Path = MODELS_DIR, status: str | None = None) -> Path:
@@ -45,6 +47,7 @@ def package(checkpoint: Path, name: str, models_dir: Path = MODELS_DIR, status: 
 
     folder = models_dir / name
     folder.mkdir(parents=True, exist_ok=True)
+    previous = read_card(folder)
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / checkpoint.name
         shutil.copy2(checkpoint, copy)
@@ -67,7 +70,8 @@ def package(checkpoint: Path, name: str, models_dir: Path = MODELS_DIR, status: 
     }
     card = training_card(Path(args["data"]), settings, seconds)
     if run_card.get("training"):  # the run's own record of where and how long it trained wins
-        card["training"].update({k: run_card["training"][k] for k in ("hardware", "seconds", "torch")})
+        kept = ("hardware", "seconds", "torch")
+        card["training"].update({k: v for k, v in run_card["training"].items() if k in kept})
     card["training"]["epochs_completed"] = epochs_done
     card["training"]["checkpoint"] = str(checkpoint)
     card["training"]["last_epoch_val"] = {  # ultralytics' own val over the whole mix, for reference
@@ -75,18 +79,24 @@ def package(checkpoint: Path, name: str, models_dir: Path = MODELS_DIR, status: 
         for k, v in results.items()
         if k.startswith("metrics/")
     }
-    write_card(folder, {"name": name, "status": status, **card, **_kept_sections(folder)})
-    update_card(folder, weights={WEIGHTS["ultralytics"]: file_sha256(folder / WEIGHTS["ultralytics"])})
+    write_card(folder, {"name": name, "status": status, **card, **_carried_over(folder, previous)})
     return folder
 
 
-def _kept_sections(folder: Path) -> dict[str, Any]:
-    """Metrics already measured for these exact weights survive a re-package; others are stale."""
-    card = read_card(folder)
-    same = (folder / WEIGHTS["ultralytics"]).exists() and card.get("weights", {}).get(
-        WEIGHTS["ultralytics"]
-    ) == file_sha256(folder / WEIGHTS["ultralytics"])
-    return {k: card[k] for k in ("metrics", "exports") if k in card} if same else {}
+def _carried_over(folder: Path, previous: dict[str, Any]) -> dict[str, Any]:
+    """Card sections that still hold for the newly packaged weights.
+
+    Re-packaging the same weights keeps their metrics and exports. New weights make both stale,
+    and their old exports are deleted: `load_detector` would otherwise serve the old ONNX under
+    the new card.
+    """
+    sha = file_sha256(folder / WEIGHTS["ultralytics"])
+    if previous.get("weights", {}).get(WEIGHTS["ultralytics"]) == sha:
+        return {k: previous[k] for k in ("weights", "metrics", "exports") if k in previous}
+    for stale in (folder / WEIGHTS["onnx"], folder / INT8_FILE):
+        stale.unlink(missing_ok=True)
+    shutil.rmtree(folder / OPENVINO_FOLDER, ignore_errors=True)
+    return {"weights": {WEIGHTS["ultralytics"]: sha}}
 
 
 def export_onnx(weights: Path, imgsz: int, opset: int = ONNX_OPSET) -> Path:
@@ -167,7 +177,7 @@ def quantize_int8(onnx_path: Path, calibration: list[Path]) -> Path:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    out = onnx_path.with_name(onnx_path.stem + ".int8.onnx")
+    out = onnx_path.with_name(INT8_FILE)
     model_input = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).get_inputs()[0]
     input_name, size = model_input.name, int(model_input.shape[2])
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from synthetic import SOURCES, draw, random_boxes, tiny_model, tiny_run, write_set
+from ultralytics import YOLO
+
+from serve.cli import main
+from vision.backends import OnnxDetector, letterbox, load_detector, to_input_tensor
+from vision.export import export_model, package
+from vision.registry import file_sha256, read_card, update_card
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_model(tmp_path_factory.mktemp("models"))
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_onnx_output_matches_pytorch(model_dir: Path, seed: int) -> None:
+    """Raw head outputs of ONNX Runtime and PyTorch on the same letterboxed image."""
+    rng = np.random.default_rng(seed)
+    image = draw(64, random_boxes(rng, 64, SOURCES["roads"]["draws"], 3), seed=seed)
+    detector = load_detector(model_dir, backend="onnx")
+    assert isinstance(detector, OnnxDetector)
+    onnx_out, _, _ = detector.raw(image)
+    network = YOLO(str(model_dir / "model.pt")).model.float().eval()  # type: ignore[union-attr]
+    with torch.no_grad():
+        torch_out = network(torch.from_numpy(to_input_tensor(letterbox(image, 64)[0])))
+    torch_out = (torch_out[0] if isinstance(torch_out, tuple | list) else torch_out)[0].numpy()
+    assert onnx_out.shape == torch_out.shape == (4 + len(detector.names), 84)  # 8x8 + 4x4 + 2x2 anchors
+    assert np.abs(onnx_out[:4] - torch_out[:4]).max() < 1e-2  # box pixels
+    assert np.abs(onnx_out[4:] - torch_out[4:]).max() < 1e-4  # class scores
+
+
+def test_package_strips_and_writes_the_card(model_dir: Path) -> None:
+    card = read_card(model_dir)
+    checkpoint = torch.load(model_dir / "model.pt", map_location="cpu", weights_only=False)
+    assert checkpoint["optimizer"] is None and checkpoint["ema"] is None
+    assert card["status"] == "final"  # the tiny run finished; a running one is "provisional (epoch N ...)"
+    assert card["input_size"] == 64
+    assert set(card["training"]["data"]) == {"bins", "roads"}
+    assert card["training"]["data"]["bins"]["labelled_names"] == ["garbage", "overflow"]
+    assert card["training"]["data"]["bins"]["ignored_classes"] == ["tree"]
+    assert card["licences"]["roads"].startswith("Source: synthetic rectangles")
+    assert card["weights"] == {
+        "model.pt": file_sha256(model_dir / "model.pt"),
+        "model.onnx": file_sha256(model_dir / "model.onnx"),
+    }
+    assert card["exports"]["onnx"] == {"file": "model.onnx", "opset": 17, "imgsz": 64}
+
+
+def test_repackaging_keeps_metrics_and_exports_only_for_the_same_weights(tmp_path: Path) -> None:
+    best = tiny_run() / "weights" / "best.pt"
+    folder = package(best, "again", models_dir=tmp_path)
+    export_model(folder)
+    update_card(folder, metrics={"bins": {"map50": 0.5}})
+    package(best, "again", models_dir=tmp_path)
+    assert read_card(folder)["metrics"] == {"bins": {"map50": 0.5}}
+    assert (folder / "model.onnx").exists() and "model.onnx" in read_card(folder)["weights"]
+
+    changed = torch.load(best, map_location="cpu", weights_only=False)
+    next(changed["model"].parameters()).data += 0.01  # other weights, same run
+    torch.save(changed, tmp_path / "changed.pt")
+    package(tmp_path / "changed.pt", "again", models_dir=tmp_path, status="test")
+    card = read_card(folder)
+    assert "metrics" not in card and "exports" not in card and card["status"] == "test"
+    assert not (folder / "model.onnx").exists()  # a stale export would be served under the new card
+    assert card["weights"] == {"model.pt": file_sha256(folder / "model.pt")}
+
+
+def test_int8_needs_a_measured_check(model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["export", "--model", str(model_dir), "--int8"])
+    assert "--int8 needs --data" in capsys.readouterr().err
+
+
+def test_int8_export_prints_the_check(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(5)
+    draws = SOURCES["bins"]["draws"]
+    scenes = {split: [random_boxes(rng, 64, draws, 2) for _ in range(4)] for split in ("train", "val")}
+    data = write_set(tmp_path / "bins", ["garbage", "full_bin"], scenes, 64)
+    argv = ["--model", str(model_dir), "--int8", "--data", str(data), "--calibration", "4"]
+    assert main(["export", *argv]) == 0
+    out = capsys.readouterr().out
+    assert "fp32 (model.onnx)" in out and "int8 (model.int8.onnx)" in out
+    assert "INT8 vs FP32" in out
+    check = read_card(model_dir)["exports"]["int8"]["check"]
+    assert check["images"] == 4 and check["calibration_images"] == 4
+    assert 0 <= check["map50_int8"] <= 1
+    int8 = load_detector(model_dir / "model.int8.onnx")
+    assert int8.version.startswith("tiny@") and int8.version != load_detector(model_dir).version
+
+
+def test_openvino_is_skipped_with_a_message_when_absent(
+    model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        assert main(["export", "--model", str(model_dir), "--format", "openvino"]) == 2
+        assert "OpenVINO skipped" in capsys.readouterr().err
+    else:
+        assert main(["export", "--model", str(model_dir), "--format", "openvino"]) == 0

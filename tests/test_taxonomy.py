@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from vision.taxonomy import TaxonomyError, load_taxonomy, parse_taxonomy
+
+TAXONOMY = load_taxonomy()
+RAW = yaml.safe_load(TAXONOMY.source.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize(
+    ("dataset_name", "taxonomy_name"),
+    [
+        ("garbage", "garbage"),
+        ("overflow", "overflow"),  # garbage-cn
+        ("garbage_bin", "garbage_bin"),
+        ("bike", "motorcycle"),  # vehicles-in: motorcycle or scooter
+        ("Bike", "motorcycle"),  # case-insensitive
+        ("e-bike", "motorcycle"),  # '-' read as '_'
+        ("full bin", "overflow"),  # ' ' read as '_'
+        ("win_ad", "poster"),  # facades-spb
+        ("signboard", "signboard"),
+        ("automobile", "car"),
+        ("truck", "truck"),  # traffic-cams
+        ("lorry", "truck"),
+        ("window", None),  # facades-spb building parts are not ours
+        ("door", None),
+        ("cantilever", None),
+        ("person", None),
+    ],
+)
+def test_alias_mapping(dataset_name: str, taxonomy_name: str | None) -> None:
+    cls = TAXONOMY.resolve(dataset_name)
+    assert (cls.name if cls else None) == taxonomy_name
+
+
+def test_map_names_of_a_dataset_reports_unknown_classes() -> None:
+    mapping, unknown = TAXONOMY.map_names({0: "window", 1: "cantilever", 3: "signboard", 4: "win_ad"})
+    assert mapping == {3: TAXONOMY.names.index("signboard"), 4: TAXONOMY.names.index("poster")}
+    assert unknown == ["window", "cantilever"]
+
+
+def broken(path: list[Any], value: Any) -> dict[str, Any]:
+    """The real taxonomy with one field set (or, for value ..., removed)."""
+    data = copy.deepcopy(RAW)
+    node = data
+    for key in path[:-1]:
+        node = node[key]
+    if value is ...:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "named"),
+    [
+        (["classes", 2, "name"], ..., "classes[2]: missing field 'name'"),
+        (["classes", 0, "event"], "littering", "classes[0].event: unknown event 'littering'"),
+        (["classes", 3, "min_confidence"], 1.5, "classes[3].min_confidence"),
+        (["classes", 1, "aliases"], ["trash"], "alias 'trash' is used twice"),
+        (["events", "exposed_garbage", "deadline", "unit"], "weeks", "events.exposed_garbage.deadline.unit"),
+        (["events", "overflowing_bin", "deadline", "amount"], 0, "events.overflowing_bin.deadline.amount"),
+        (["events", "illegal_poster", "gbt47678"], ..., "events.illegal_poster: missing field 'gbt47678'"),
+        (["events"], ..., "missing field 'events'"),
+    ],
+)
+def test_a_broken_taxonomy_names_the_field(path: list[Any], value: Any, named: str) -> None:
+    with pytest.raises(TaxonomyError, match=re.escape(named)):
+        parse_taxonomy(broken(path, value), Path("broken.yaml"))
+
+
+def test_a_broken_taxonomy_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "taxonomy.yaml"
+    path.write_text("classes: [\n  - name: garbage\n", encoding="utf-8")
+    with pytest.raises(TaxonomyError, match=str(path)):
+        load_taxonomy(path)

@@ -1,0 +1,114 @@
+"""Training on a mix of partially labelled sources: masks, same-source mosaics, a real tiny run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from synthetic import tiny_run, write_mix
+from ultralytics.cfg import get_cfg
+from ultralytics.data import build_yolo_dataset
+from ultralytics.data.utils import check_det_dataset
+from ultralytics.nn.tasks import DetectionModel
+
+from vision.datamix import source_of
+from vision.taxonomy import load_taxonomy
+from vision.train import PartialLabelLoss, SameSourceMosaic, _swap_mosaic, prepare_data
+
+NAMES = load_taxonomy().names
+BINS = [NAMES.index(n) for n in ("garbage", "overflow")]
+ROADS = [NAMES.index(n) for n in ("car", "motorcycle")]
+
+
+def mask(classes: list[int]) -> torch.Tensor:
+    m = torch.zeros(len(NAMES))
+    m[classes] = 1.0
+    return m
+
+
+@pytest.mark.parametrize(
+    ("image_file", "label", "trained"),
+    [
+        ("/mix/images/bins/train/a.png", BINS[0], BINS),
+        ("/mix/images/roads/train/b.png", ROADS[0], ROADS),
+        ("/mix/images/other/train/c.png", BINS[0], list(range(len(NAMES)))),  # no mask: every class
+    ],
+)
+def test_masked_classes_get_no_class_gradient(image_file: str, label: int, trained: list[int]) -> None:
+    torch.manual_seed(0)
+    model = DetectionModel("yolo11n.yaml", nc=len(NAMES), verbose=False)
+    model.args = get_cfg()
+    model.train()
+    criterion = PartialLabelLoss(model, {"bins": mask(BINS), "roads": mask(ROADS)})
+    preds = model(torch.rand(1, 3, 64, 64))
+    preds["scores"].retain_grad()
+    batch = {
+        "im_file": [image_file],
+        "batch_idx": torch.zeros(1),
+        "cls": torch.tensor([[float(label)]]),
+        "bboxes": torch.tensor([[0.5, 0.5, 0.4, 0.4]]),
+    }
+    loss, _ = criterion(preds, batch)
+    loss.sum().backward()
+    per_class = preds["scores"].grad[0].abs().sum(1)  # (classes,)
+    untrained = [c for c in range(len(NAMES)) if c not in trained]
+    assert torch.all(per_class[untrained] == 0)
+    assert torch.all(per_class[trained] > 0)
+
+
+def colour_share(images: torch.Tensor, rgb_test: str) -> float:
+    """Share of pixels that are saturated 'green' or 'yellow' in an RGB uint8 CHW tensor."""
+    r, g, b = (images[i].int() for i in range(3))
+    hit = (g > 200) & (b < 60) & ((r < 60) if rgb_test == "green" else (r > 200))
+    return float(hit.float().mean())
+
+
+def test_mosaic_tiles_one_source_only(tmp_path: Path) -> None:
+    """bins draw green (overflow) but never yellow (motorcycle); roads the other way round."""
+    data_yaml = prepare_data(write_mix(tmp_path / "data", size=64, train=6, val=1), tmp_path / "cache")
+    plain = {"hsv_h": 0, "hsv_s": 0, "hsv_v": 0, "fliplr": 0, "scale": 0, "translate": 0}  # keep colours
+    cfg = get_cfg(overrides={"imgsz": 64, "mosaic": 1.0, **plain})
+    data = check_det_dataset(str(data_yaml))
+    dataset = build_yolo_dataset(cfg, data["train"], batch=4, data=data, mode="train")
+    _swap_mosaic(dataset.transforms, dataset)
+    assert any(isinstance(t, SameSourceMosaic) for t in dataset.transforms.transforms[0].transforms)
+    seen = {"bins": 0.0, "roads": 0.0}
+    for index in list(range(len(dataset))) * 4:  # ultralytics' own Mosaic leaks in about 1 of 4 here
+        image = dataset[index]["img"]
+        source = source_of(dataset.im_files[index])
+        foreign = "yellow" if source == "bins" else "green"
+        assert colour_share(image, foreign) == 0, f"{source} mosaic holds a tile of the other source"
+        seen[source] += colour_share(image, "green" if source == "bins" else "yellow")
+    assert seen["bins"] > 0 and seen["roads"] > 0  # the test can see each source's own colour
+
+
+def test_mix_labels_are_remapped_and_unknown_classes_dropped(tmp_path: Path) -> None:
+    data_yaml = prepare_data(write_mix(tmp_path / "data"), tmp_path / "cache")
+    labels = data_yaml.parent / "labels"
+    for source, expected in (("bins", BINS), ("roads", ROADS)):
+        lines = [line for f in (labels / source).rglob("*.txt") for line in f.read_text().splitlines()]
+        ids = {int(line.split()[0]) for line in lines}
+        assert ids and ids <= set(expected), source
+    assert yaml.safe_load(data_yaml.read_text())["names"] == dict(enumerate(NAMES))
+
+
+@pytest.mark.slow
+def test_tiny_training_run_writes_weights_and_card() -> None:
+    run = tiny_run()
+    weights = run / "weights"
+    assert (weights / "best.pt").stat().st_size > 1_000_000
+    card = yaml.safe_load((weights / "card.yaml").read_text(encoding="utf-8"))
+    assert card["classes"] == NAMES and card["input_size"] == 64
+    data = card["training"]["data"]
+    assert data["bins"]["labelled_names"] == ["garbage", "overflow"]
+    assert data["roads"]["labelled_names"] == ["car", "motorcycle"]
+    assert data["bins"]["images"] == {"train": 8, "val": 4}
+    assert len(data["bins"]["sha256"]["train"]) == 64
+    assert "partial_labels" in card["training"] and card["training"]["settings"]["epochs"] == 1
+    assert card["licences"]["bins"].startswith("Source: synthetic")
+    checkpoint = torch.load(weights / "best.pt", map_location="cpu", weights_only=False)
+    assert checkpoint["model"].names == dict(enumerate(NAMES))
+    assert np.isfinite(checkpoint["train_results"]["train/cls_loss"][-1])
