@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import numpy as np
+import supervision as sv
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -91,6 +93,33 @@ class CaseRules:
     radius_m: float = 50.0
     window: timedelta = timedelta(hours=24)
     prefix: str = "SO"
+
+
+def boxes_of(detections: sv.Detections, names: list[str]) -> list[Box]:
+    """Detections as plain boxes with class names, best first (what photos and evidence store)."""
+    count = len(detections)
+    confidences = detections.confidence if detections.confidence is not None else np.ones(count)
+    class_ids = detections.class_id if detections.class_id is not None else np.zeros(count, int)
+    boxes = []
+    for xyxy, confidence, class_id in zip(detections.xyxy, confidences, class_ids, strict=True):
+        x1, y1, x2, y2 = (float(v) for v in xyxy)
+        boxes.append(Box((x1, y1, x2, y2), float(confidence), names[int(class_id)]))
+    return sorted(boxes, key=lambda b: -b.confidence)
+
+
+def patrol_findings(detections: sv.Detections, taxonomy: Taxonomy) -> dict[str, tuple[Box, ...]]:
+    """The boxes of each event a patrol photo shows, by the taxonomy's rule.
+
+    A class files its event from a photo alone only where it is marked `patrol: true` (a parked car
+    is no violation without a no-parking zone) and only at or above its own `min_confidence`.
+    """
+    classes = {c.name: c for c in taxonomy.classes}
+    found: dict[str, list[Box]] = {}
+    for box in boxes_of(detections, taxonomy.names):
+        cls = classes[box.class_name]
+        if cls.event is not None and cls.patrol and box.confidence >= cls.min_confidence:
+            found.setdefault(cls.event, []).append(box)
+    return {event: tuple(boxes) for event, boxes in found.items()}
 
 
 def load_case_rules(settings: Settings | None = None, *, grids: GridIndex | None = None) -> CaseRules:

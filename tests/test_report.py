@@ -1,0 +1,165 @@
+"""The scan report from database rows: HTML, GeoJSON, CSV, thumbnails with boxes, crops."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import cv2
+import numpy as np
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from serve.cases import Box, CaseRules, Finding, record_finding
+from serve.db import open_database, transaction
+from serve.deadlines import load_calendar
+from serve.grids import load_grids
+from serve.orm import Photo
+from serve.report import ReportOptions, write_report
+from vision.taxonomy import CONFIGS, load_taxonomy
+
+TZ = ZoneInfo("Asia/Shanghai")
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=TZ)
+GRIDS = load_grids(CONFIGS / "grids.example.geojson")
+RULES = CaseRules(taxonomy=load_taxonomy(), calendar=load_calendar(), grids=GRIDS)
+GREY = 128
+BOX = (200.0, 100.0, 400.0, 260.0)  # in the 640x480 photos below
+
+
+def photo(path: Path) -> str:
+    """A plain grey 640x480 JPEG: anything coloured on its thumbnail was drawn by the report."""
+    cv2.imwrite(str(path), np.full((480, 640, 3), GREY, np.uint8))
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> sessionmaker[Session]:
+    factory = open_database(f"sqlite:///{tmp_path / 'report.db'}")
+    grids = list(GRIDS)
+    with transaction(factory) as session:
+        for i, (grid, event, cls) in enumerate(
+            [
+                (grids[0], "exposed_garbage", "garbage"),
+                (grids[0], "overflowing_bin", "overflow"),
+                (grids[5], "exposed_garbage", "garbage"),
+            ]
+        ):
+            path = tmp_path / f"p{i}.jpg"
+            centre = grid.geometry.representative_point()
+            record_finding(
+                session,
+                Finding(
+                    event=event,
+                    lat=centre.y,
+                    lon=centre.x,
+                    seen_at=T0 + timedelta(minutes=10 * i),
+                    photo_path=str(path),
+                    photo_sha256=photo(path),
+                    boxes=(Box(BOX, 0.9, cls),),
+                    model_version="street-v1@000000000000",
+                ),
+                RULES,
+            )
+        now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+        session.add(
+            Photo(
+                sha256="a" * 64,
+                path="/archive/cut.jpg",
+                source="patrol",
+                status="unreadable",
+                error="truncated file (OSError)",
+                processed_at=now,
+            )
+        )
+        session.add(
+            Photo(
+                sha256="b" * 64,
+                path="/archive/nogps.jpg",
+                source="patrol",
+                status="unlocated",
+                detections=[{"xyxy": [1, 2, 3, 4], "confidence": 0.9, "class": "garbage"}],
+                processed_at=now,
+            )
+        )
+    return factory
+
+
+def test_report_files(database: sessionmaker[Session], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    html_path = write_report(database, out, RULES)
+    html = html_path.read_text(encoding="utf-8")
+    for number in ("SO202611200001", "SO202611200002", "SO202611200003"):
+        assert number in html
+    assert "/archive/cut.jpg" in html and "truncated file" in html
+    assert "/archive/nogps.jpg" in html and "unlocated" in html
+    grids = list(GRIDS)
+    assert grids[0].code in html and grids[5].code in html
+    assert f"{2 / grids[0].area_km2:.0f}" in html  # two cases in the first grid, per km²
+    assert "暴露垃圾" in html and "垃圾满溢" in html
+
+    with (out / "cases.csv").open(encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["number"] for r in rows] == ["SO202611200001", "SO202611200002", "SO202611200003"]
+    assert rows[0]["grid_code"] == grids[0].code and rows[2]["grid_code"] == grids[5].code
+    assert rows[0]["cjt214"] == "0102" and rows[1]["gbt47678"] == "06042"
+    assert rows[0]["filed_at"] == "2026-11-20T09:00:00+08:00" and rows[0]["evidence"] == "1"
+
+    collection = json.loads((out / "cases.geojson").read_text(encoding="utf-8"))
+    assert collection["type"] == "FeatureCollection" and len(collection["features"]) == 3
+    first = collection["features"][0]
+    centre = grids[0].geometry.representative_point()
+    assert first["geometry"]["coordinates"] == pytest.approx([centre.x, centre.y], abs=1e-6)
+    assert first["properties"]["number"] == "SO202611200001"
+
+
+def test_thumbnails_show_boxes_and_crops_cut_them(database: sessionmaker[Session], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_report(database, out, RULES, ReportOptions(thumb_width=320))
+    thumbs = sorted((out / "thumbs").glob("*.jpg"))
+    crops = sorted((out / "crops").glob("*.jpg"))
+    assert len(thumbs) == 3 and len(crops) == 3
+    thumb = cv2.imread(str(thumbs[0]))
+    assert thumb.shape[1] == 320
+    scale = 320 / 640
+    x1, y1, x2, y2 = (round(v * scale) for v in BOX)
+    coloured = np.abs(thumb.astype(int) - GREY).max(axis=2) > 40
+    assert coloured[(y1 + y2) // 2, x1 - 1 : x1 + 2].any()  # the box's left and right edges are drawn
+    assert coloured[(y1 + y2) // 2, x2 - 2 : x2 + 1].any()
+    assert not coloured[5:40, 5:40].any()  # far from the box the photo is untouched
+    crop = cv2.imread(str(crops[0]))
+    assert crop.shape[:2] == (round(160 * 1.2), round(200 * 1.2))  # the box plus a 10 % margin each side
+
+
+def test_missing_photos_and_limits(database: sessionmaker[Session], tmp_path: Path) -> None:
+    for image in tmp_path.glob("p*.jpg"):
+        image.unlink()
+    out = tmp_path / "out"
+    html = write_report(database, out, RULES, ReportOptions(html_cases=2)).read_text(encoding="utf-8")
+    assert html.count('class="case"') == 2
+    assert "SO202611200003" in html and "SO202611200001" not in html  # newest first
+    assert html.count("photo not readable now") == 2
+    with (out / "cases.csv").open(encoding="utf-8-sig") as handle:
+        assert len(list(csv.DictReader(handle))) == 3  # files hold every case whatever the page shows
+
+
+def test_a_second_report_keeps_images_and_rewrites_tables(
+    database: sessionmaker[Session], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    write_report(database, out, RULES)
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "crops").glob("*.jpg")}
+    first = (out / "cases.csv").read_text(encoding="utf-8-sig")
+    write_report(database, out, RULES)
+    assert {p: p.stat().st_mtime_ns for p in (out / "crops").glob("*.jpg")} == stamps
+    assert (out / "cases.csv").read_text(encoding="utf-8-sig") == first
+
+
+def test_an_empty_database(tmp_path: Path) -> None:
+    factory = open_database(f"sqlite:///{tmp_path / 'empty.db'}")
+    html = write_report(factory, tmp_path / "out", RULES).read_text(encoding="utf-8")
+    assert "No cases." in html
+    assert json.loads((tmp_path / "out" / "cases.geojson").read_text())["features"] == []
