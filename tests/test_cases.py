@@ -36,7 +36,14 @@ def rules() -> CaseRules:
 
 @pytest.fixture
 def factory(tmp_path) -> sessionmaker[Session]:
+    """SQLite only: for the long tables."""
     return open_database(f"sqlite:///{tmp_path / 'cases.db'}")
+
+
+@pytest.fixture
+def both(db_url: str) -> sessionmaker[Session]:
+    """SQLite and PostgreSQL: intake must behave the same on both."""
+    return open_database(db_url)
 
 
 def moved(metres_north: float, metres_east: float = 0.0) -> tuple[float, float]:
@@ -124,9 +131,9 @@ def test_duplicates_by_distance_time_event_and_state(
     assert count(factory, Evidence) == 2
 
 
-def test_new_case_fields(factory: sessionmaker[Session], rules: CaseRules) -> None:
-    case_id, _ = record(factory, rules, finding("p1"))
-    with factory() as session:
+def test_new_case_fields(both: sessionmaker[Session], rules: CaseRules) -> None:
+    case_id, _ = record(both, rules, finding("p1"))
+    with both() as session:
         case = session.get_one(Case, case_id)
         assert case.number == "SO202611200001"
         assert (case.event, case.major, case.cjt214, case.gbt47678) == (
@@ -164,12 +171,12 @@ def test_inspector_findings_need_no_ai_review(factory: sessionmaker[Session], ru
 
 
 def test_merging_widens_the_seen_period_and_bumps_the_version(
-    factory: sessionmaker[Session], rules: CaseRules
+    both: sessionmaker[Session], rules: CaseRules
 ) -> None:
-    case_id, _ = record(factory, rules, finding("a"))
-    record(factory, rules, finding("b", at=T0 + timedelta(hours=2), place=moved(20)))
-    record(factory, rules, finding("c", at=T0 - timedelta(hours=1), place=moved(-20)))
-    with factory() as session:
+    case_id, _ = record(both, rules, finding("a"))
+    record(both, rules, finding("b", at=T0 + timedelta(hours=2), place=moved(20)))
+    record(both, rules, finding("c", at=T0 - timedelta(hours=1), place=moved(-20)))
+    with both() as session:
         case = session.get_one(Case, case_id)
         assert case.first_seen_at == T0 - timedelta(hours=1)
         assert case.last_seen_at == T0 + timedelta(hours=2)
@@ -179,14 +186,14 @@ def test_merging_widens_the_seen_period_and_bumps_the_version(
         assert len(case.flow) == 1
 
 
-def test_the_same_photo_twice_adds_nothing(factory: sessionmaker[Session], rules: CaseRules) -> None:
-    first = record(factory, rules, finding("same"))
-    again = record(factory, rules, finding("same"))
+def test_the_same_photo_twice_adds_nothing(both: sessionmaker[Session], rules: CaseRules) -> None:
+    first = record(both, rules, finding("same"))
+    again = record(both, rules, finding("same"))
     assert again == (first[0], False)
-    assert count(factory, Evidence) == 1
+    assert count(both, Evidence) == 1
 
 
-def test_numbers_follow_the_local_day(factory: sessionmaker[Session], rules: CaseRules) -> None:
+def test_numbers_follow_the_local_day(both: sessionmaker[Session], rules: CaseRules) -> None:
     far = [moved(0, 200 * i) for i in range(4)]
     numbers = []
     for i, (at, place) in enumerate(
@@ -198,8 +205,8 @@ def test_numbers_follow_the_local_day(factory: sessionmaker[Session], rules: Cas
             (datetime(2026, 11, 21, 7, 0, tzinfo=TZ), far[3]),
         ]
     ):
-        case_id, _ = record(factory, rules, finding(f"n{i}", at=at, place=place))
-        with factory() as session:
+        case_id, _ = record(both, rules, finding(f"n{i}", at=at, place=place))
+        with both() as session:
             numbers.append(session.get_one(Case, case_id).number)
     assert numbers == ["SO202611200001", "SO202611200002", "SO202611200003", "SO202611210001"]
 
@@ -211,15 +218,15 @@ def test_outside_the_grid_layout(factory: sessionmaker[Session], rules: CaseRule
         assert created and case.grid_code is None and case.street is None and case.address is None
 
 
-def test_a_rolled_back_transaction_leaves_nothing(factory: sessionmaker[Session], rules: CaseRules) -> None:
-    with pytest.raises(RuntimeError), transaction(factory) as session:
+def test_a_rolled_back_transaction_leaves_nothing(both: sessionmaker[Session], rules: CaseRules) -> None:
+    with pytest.raises(RuntimeError), transaction(both) as session:
         record_finding(session, finding("lost"), rules)
         raise RuntimeError("crash after the finding, before commit")
-    assert count(factory, Case) == count(factory, Evidence) == count(factory, FlowEntry) == 0
-    with factory() as session:
+    assert count(both, Case) == count(both, Evidence) == count(both, FlowEntry) == 0
+    with both() as session:
         assert session.get(CaseCounter, "20261120") is None
-    case_id, _ = record(factory, rules, finding("kept"))
-    with factory() as session:
+    case_id, _ = record(both, rules, finding("kept"))
+    with both() as session:
         assert session.get_one(Case, case_id).number == "SO202611200001"
 
 

@@ -1,0 +1,296 @@
+"""`streetorder scan` end to end with the real model on real street photos the test places on grids."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import cv2
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from serve.db import open_database
+from serve.demo import pick_sample_photos
+from serve.grids import load_grids
+from serve.orm import Case, Evidence, Photo
+from serve.scan import ScanInputError, cli, iter_photos, read_sidecar
+from vision.imageio import Position, exif_for
+from vision.taxonomy import CONFIGS, load_taxonomy
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASET = ROOT.parent / "shared" / "datasets" / "garbage-cn"
+TZ = ZoneInfo("Asia/Shanghai")
+START = datetime(2026, 11, 20, 9, 0, tzinfo=TZ)
+GRIDS = list(load_grids(CONFIGS / "grids.example.geojson"))
+TAXONOMY = load_taxonomy()
+
+
+def spot(i: int) -> Position:
+    """Inside the i-th example grid: grids are ~100 m apart, more than the 50 m duplicate radius."""
+    point = GRIDS[i % len(GRIDS)].geometry.representative_point()
+    return Position(point.y, point.x)
+
+
+def place(
+    source: Path, target: Path, position: Position | None, taken_at: datetime | None, size: int = 0
+) -> str:
+    """Copy a dataset photo as a patrol photo with EXIF GPS and time; returns its sha256."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with Image.open(source) as image:
+        picture = image.resize((size, size)) if size else image.copy()
+    picture.save(target, "JPEG", quality=90, exif=exif_for(position=position, taken_at=taken_at))
+    return hashlib.sha256(target.read_bytes()).hexdigest()
+
+
+def counts(factory: sessionmaker[Session]) -> tuple[int, int, int]:
+    with factory() as session:
+        return tuple(  # type: ignore[return-value]
+            int(session.scalar(select(func.count()).select_from(table)) or 0)
+            for table in (Photo, Case, Evidence)
+        )
+
+
+def case_signature(factory: sessionmaker[Session]) -> list[tuple[str, str, str | None, tuple[str, ...]]]:
+    with factory() as session:
+        return [
+            (case.number, case.event, case.grid_code, tuple(sorted(e.sha256 for e in case.evidence)))
+            for case in session.scalars(select(Case).order_by(Case.number))
+        ]
+
+
+# ------------------------------------------------------------------------ inputs (no model needed)
+
+
+def test_walks_folders_files_and_lists(tmp_path: Path) -> None:
+    for name in ("a/2.jpg", "a/1.JPEG", "a/sub/3.png", "a/skip.txt", "a/4.gif", "b/5.jpg", "loose.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    listing = tmp_path / "b" / "list.txt"
+    listing.write_text("# patrol 2026-11-20\n5.jpg\n\n/elsewhere/6.jpg\n", encoding="utf-8")
+    found = list(iter_photos([tmp_path / "a", tmp_path / "loose.png", listing]))
+    assert found == [
+        tmp_path / "a" / "1.JPEG",
+        tmp_path / "a" / "2.jpg",
+        tmp_path / "a" / "sub" / "3.png",
+        tmp_path / "loose.png",
+        tmp_path / "b" / "5.jpg",
+        Path("/elsewhere/6.jpg"),
+    ]
+    with pytest.raises(ScanInputError, match="no such file"):
+        list(iter_photos([tmp_path / "missing"]))
+
+
+def test_sidecar_rows(tmp_path: Path) -> None:
+    sidecar = tmp_path / "positions.csv"
+    sidecar.write_text(
+        "file,lat,lon,taken_at\n"
+        "a.jpg,34.7235,113.6265,2026-11-20T09:15:00+08:00\n"
+        "sub/b.jpg,34.72,113.63,2026-11-20 09:20:00\n"
+        "c.jpg,,,2026-11-20T01:00:00Z\n"
+        "d.jpg,34.72,113.63,\n",
+        encoding="utf-8",
+    )
+    rows = read_sidecar(sidecar, TZ)
+    assert rows[(tmp_path / "a.jpg").resolve()].position == Position(34.7235, 113.6265)
+    assert rows[(tmp_path / "sub" / "b.jpg").resolve()].taken_at == datetime(2026, 11, 20, 9, 20, tzinfo=TZ)
+    assert rows[(tmp_path / "c.jpg").resolve()].position is None
+    assert rows[(tmp_path / "c.jpg").resolve()].taken_at == datetime(2026, 11, 20, 9, 0, tzinfo=TZ)
+    assert rows[(tmp_path / "d.jpg").resolve()].taken_at is None
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("file,lat,lon\na.jpg,34,113\n", "missing taken_at"),
+        ("file,lat,lon,taken_at\na.jpg,34.7,,\n", ":2: lat/lon"),
+        ("file,lat,lon,taken_at\na.jpg,north,113.6,\n", ":2: lat/lon"),
+        ("file,lat,lon,taken_at\na.jpg,0,0,\n", ":2: lat/lon"),
+        ("file,lat,lon,taken_at\na.jpg,34.7,113.6,\nb.jpg,134.7,113.6,\n", ":3: lat/lon"),
+        ("file,lat,lon,taken_at\na.jpg,34.7,113.6,yesterday\n", ":2: taken_at"),
+        ("file,lat,lon,taken_at\na.jpg,34.7,113.6,\na.jpg,34.7,113.6,\n", ":3: file: a.jpg is listed twice"),
+        ("file,lat,lon,taken_at\n,34.7,113.6,\n", ":2: file: empty"),
+    ],
+)
+def test_bad_sidecars_name_the_line(tmp_path: Path, content: str, message: str) -> None:
+    sidecar = tmp_path / "positions.csv"
+    sidecar.write_text(content, encoding="utf-8")
+    with pytest.raises(ScanInputError, match=message) as caught:
+        read_sidecar(sidecar, TZ)
+    assert str(sidecar) in str(caught.value)
+
+
+def test_bad_arguments_stop_before_scanning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = f"sqlite:///{tmp_path / 'scan.db'}"
+    assert cli([str(tmp_path / "nowhere"), "--db", db, "--out", str(tmp_path / "out")]) == 2
+    assert "nowhere: no such file or folder" in capsys.readouterr().err
+    sidecar = tmp_path / "bad.csv"
+    sidecar.write_text("file,lat,lon,taken_at\nx.jpg,95,113,\n", encoding="utf-8")
+    assert cli([str(tmp_path), "--sidecar", str(sidecar), "--db", db, "--out", str(tmp_path / "out")]) == 2
+    assert f"{sidecar}:2: lat/lon" in capsys.readouterr().err
+    assert cli([str(tmp_path), "--model", "no-such-model", "--db", db, "--out", str(tmp_path / "out")]) == 2
+    assert "no model 'no-such-model'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------- with the model
+
+
+@pytest.fixture(scope="module")
+def samples() -> list[Path]:
+    """Real garbage-cn validation photos with the most labelled garbage (labels only pick them)."""
+    return pick_sample_photos(DATASET, 8)
+
+
+def test_scan_files_cases_on_their_grids_and_a_rescan_adds_nothing(
+    tmp_path: Path, samples: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos = tmp_path / "archive"
+    grid_of_photo: dict[str, str] = {}
+    for i, source in enumerate(samples[:6]):
+        folder = photos / ("day1" if i < 3 else "day2")
+        sha = place(source, folder / f"p{i:02d}.jpg", spot(i), START + timedelta(minutes=7 * i))
+        grid_of_photo[sha] = GRIDS[i].code
+    # trouble in the middle of the archive: the scan must list it and go on
+    (photos / "day1" / "p01b.jpg").write_bytes((photos / "day1" / "p01.jpg").read_bytes()[:4000])
+    (photos / "day1" / "p01c.jpg").write_text("not a photo", encoding="utf-8")
+    nogps_sha = place(samples[6], photos / "day2" / "p09.jpg", None, START)
+
+    db = f"sqlite:///{tmp_path / 'scan.db'}"
+    out = tmp_path / "report"
+    assert cli([str(photos), "--db", db, "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "scanned 9 photo(s)" in printed and "9 new" in printed
+
+    factory = open_database(db)
+    with factory() as session:
+        statuses = {Path(p.path).name: (p.status, p.error) for p in session.scalars(select(Photo))}
+        assert statuses["p01b.jpg"][0] == "unreadable" and "truncated" in (statuses["p01b.jpg"][1] or "")
+        assert statuses["p01c.jpg"][0] == "unreadable" and "not an image" in (statuses["p01c.jpg"][1] or "")
+        assert statuses["p09.jpg"][0] == "unlocated"
+        assert all(statuses[f"p{i:02d}.jpg"][0] == "done" for i in range(6))  # before and after the bad files
+
+        cases = list(session.scalars(select(Case)))
+        assert cases, "the model found nothing to file on the sample photos"
+        for case in cases:
+            event = TAXONOMY.events[case.event]
+            assert (case.cjt214, case.gbt47678) == (event.cjt214, event.gbt47678)
+            assert case.state == "reported" and case.ai_review == "pending"
+            assert case.number.startswith("SO20261120")
+            assert case.evidence
+            for evidence in case.evidence:
+                assert evidence.sha256 != nogps_sha
+                assert case.grid_code == grid_of_photo[evidence.sha256]  # the grid the photo was taken in
+                assert (
+                    evidence.boxes
+                    and evidence.model_version
+                    and evidence.model_version.startswith("street-v1@")
+                )
+                for box in evidence.boxes:
+                    cls = next(c for c in TAXONOMY.classes if c.name == box["class"])
+                    assert cls.patrol and cls.event == case.event and box["confidence"] >= cls.min_confidence
+                    x1, y1, x2, y2 = box["xyxy"]
+                    assert 0 <= x1 < x2 <= 640 and 0 <= y1 < y2 <= 640
+    before = counts(factory)
+
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert all(case.number in html for case in cases)
+    assert "p01b.jpg" in html and "p09.jpg" in html
+    with (out / "cases.csv").open(encoding="utf-8-sig") as handle:
+        assert len(list(csv.DictReader(handle))) == len(cases)
+    assert sorted((out / "thumbs").glob("*.jpg")) and sorted((out / "crops").glob("*.jpg"))
+    assert "unreadable" in (out / "scan.log").read_text(encoding="utf-8")
+
+    assert cli([str(photos), "--db", db, "--out", str(out), "--no-progress"]) == 0
+    assert "0 new, 9 already in the database" in capsys.readouterr().out
+    assert counts(factory) == before
+
+
+def test_a_killed_scan_resumes_to_the_same_cases(tmp_path: Path, samples: list[Path]) -> None:
+    """SIGKILL a scan in another process mid-way; scanning again gives what one clean scan gives."""
+    photos = tmp_path / "archive"
+    total = 24
+    for i in range(total):  # upscaled so that the scan takes long enough to be killed in the middle
+        place(
+            samples[i % len(samples)],
+            photos / f"p{i:02d}.jpg",
+            spot(i // 2),
+            START + timedelta(minutes=i),
+            1600,
+        )
+    killed_db = tmp_path / "killed.db"
+    open_database(f"sqlite:///{killed_db}")  # migrated up front, so the count below can be polled at once
+    command = [sys.executable, "-m", "serve.cli", "scan", str(photos), "--db", f"sqlite:///{killed_db}"]
+    process = subprocess.Popen(
+        [*command, "--out", str(tmp_path / "out-killed"), "--no-progress"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=os.environ.copy(),
+    )
+    done_before_kill = 0
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            with sqlite3.connect(killed_db) as connection:
+                done_before_kill = connection.execute("select count(*) from photos").fetchone()[0]
+            if done_before_kill >= 3:
+                process.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.005)
+    finally:
+        process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL, "the scan ended before it could be killed"
+    assert 3 <= done_before_kill < total
+
+    assert (
+        cli(
+            [str(photos), "--db", f"sqlite:///{killed_db}", "--out", str(tmp_path / "out-1"), "--no-progress"]
+        )
+        == 0
+    )
+    clean_db = f"sqlite:///{tmp_path / 'clean.db'}"
+    assert cli([str(photos), "--db", clean_db, "--out", str(tmp_path / "out-2"), "--no-progress"]) == 0
+    resumed, clean = open_database(f"sqlite:///{killed_db}"), open_database(clean_db)
+    assert counts(resumed) == counts(clean)
+    assert counts(resumed)[0] == total
+    assert case_signature(resumed) == case_signature(clean)
+
+
+def test_a_sidecar_locates_photos_without_gps(tmp_path: Path, samples: list[Path]) -> None:
+    photos = tmp_path / "archive"
+    place(samples[0], photos / "p00.jpg", None, START)
+    cv2.imwrite(str(photos / "p01.png"), cv2.imread(str(samples[1])))  # a PNG with no EXIF at all
+    db = f"sqlite:///{tmp_path / 'scan.db'}"
+    out = str(tmp_path / "out")
+    assert cli([str(photos), "--db", db, "--out", out, "--no-progress"]) == 0
+    factory = open_database(db)
+    with factory() as session:
+        assert sorted(p.status for p in session.scalars(select(Photo))) == ["unlocated", "unlocated"]
+        assert session.scalar(select(func.count(Case.id))) == 0
+
+    target = spot(3)
+    sidecar = tmp_path / "archive" / "positions.csv"
+    sidecar.write_text(
+        f"file,lat,lon,taken_at\np00.jpg,{target.lat},{target.lon},\np01.png,{target.lat},{target.lon},"
+        "2026-11-20T10:00:00\n",
+        encoding="utf-8",
+    )
+    assert cli([str(photos), "--db", db, "--out", out, "--sidecar", str(sidecar), "--no-progress"]) == 0
+    with factory() as session:
+        rows = {Path(p.path).name: p for p in session.scalars(select(Photo))}
+        assert rows["p00.jpg"].status == "done" and rows["p00.jpg"].taken_at == START  # EXIF time kept
+        assert rows["p01.png"].status == "done"
+        assert rows["p01.png"].taken_at == datetime(2026, 11, 20, 10, 0, tzinfo=TZ)  # sidecar time, local
+        for row in rows.values():
+            assert (row.lat, row.lon) == (target.lat, target.lon) and row.grid_code == GRIDS[3].code
+        for case in session.scalars(select(Case)):
+            assert case.grid_code == GRIDS[3].code
