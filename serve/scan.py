@@ -28,7 +28,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 
@@ -36,6 +36,7 @@ from serve.cases import CaseRules, Finding, boxes_of, load_case_rules, patrol_fi
 from serve.db import open_database, transaction
 from serve.grids import GridError, load_grids
 from serve.orm import Photo
+from serve.report import write_report
 from serve.settings import get_settings
 from vision.detector import Detector
 from vision.imageio import DEFAULT_TIMEZONE, MAX_PIXELS, ImageError, Position, decode_photo
@@ -352,6 +353,11 @@ def cli(argv: list[str]) -> int:
     except (ScanInputError, GridError, ZoneInfoNotFoundError, ValueError) as err:
         print(f"streetorder scan: {err}", file=sys.stderr)
         return 2
+    try:
+        factory = open_database(args.db)
+    except SQLAlchemyError as err:
+        print(f"streetorder scan: cannot open the database {args.db}: {err}", file=sys.stderr)
+        return 2
     from vision.backends import load_detector  # imported here: `--help` needs no model runtime
     from vision.registry import ModelError
 
@@ -360,12 +366,16 @@ def cli(argv: list[str]) -> int:
     except ModelError as err:
         print(f"streetorder scan: {err}", file=sys.stderr)
         return 2
-    factory = open_database(args.db)
     scanner = Scanner(detector, factory, rules, sidecar, local_tz, args.max_pixels)
     log.info("scanning %s with %s into %s", ", ".join(map(str, inputs)), detector.version, args.db)
-    stats = scanner.scan(inputs, progress=not args.no_progress)
-    from serve.report import write_report
-
+    try:
+        stats = scanner.scan(inputs, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(
+            "streetorder scan: interrupted; every photo done so far is saved, run again to resume",
+            file=sys.stderr,
+        )
+        return 130
     report = write_report(factory, args.out, rules)
     for line in summary(stats, report, args.out):
         print(line)
