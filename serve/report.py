@@ -199,9 +199,7 @@ def _event_counts(session: Session, rules: CaseRules) -> list[dict[str, Any]]:
 
 def _grid_counts(session: Session, rules: CaseRules) -> list[dict[str, Any]]:
     """Cases per grid and per km² (problems are compared per unit area); cases outside last."""
-    rows = (
-        session.execute(select(Case.grid_code, func.count(Case.id)).group_by(Case.grid_code)).all()
-    )
+    rows = session.execute(select(Case.grid_code, func.count(Case.id)).group_by(Case.grid_code)).all()
     table = []
     for code, cases in rows:
         grid = rules.grids.get(code) if code and rules.grids is not None else None
@@ -253,11 +251,10 @@ def _pictures(
     except ImageError as err:
         picture.update(thumb=None, crops=[], error=err.reason)
         return picture
-    _save(
-        out / thumb,
-        fit_width(draw_boxes(image, evidence.boxes, rules.taxonomy.names), options.thumb_width),
-        options,
-    )
+    small = fit_width(image, options.thumb_width)
+    factor = small.shape[1] / image.shape[1]  # boxes drawn at thumbnail size stay crisp and legible
+    scaled = [{**box, "xyxy": [v * factor for v in box["xyxy"]]} for box in evidence.boxes]
+    _save(out / thumb, draw_boxes(small, scaled, rules.taxonomy.names), options)
     for crop, box in zip(crops, evidence.boxes, strict=True):
         _save(out / crop, crop_box(image, box["xyxy"]), options)
     return picture
