@@ -25,6 +25,7 @@ from serve.demo import pick_sample_photos
 from serve.grids import load_grids
 from serve.orm import Case, Evidence, Photo
 from serve.scan import ScanInputError, cli, iter_photos, read_sidecar
+from serve.settings import get_settings
 from vision.imageio import Position, exif_for
 from vision.taxonomy import CONFIGS, load_taxonomy
 
@@ -33,7 +34,7 @@ DATASET = ROOT.parent / "shared" / "datasets" / "garbage-cn"
 TZ = ZoneInfo("Asia/Shanghai")
 START = datetime(2026, 11, 20, 9, 0, tzinfo=TZ)
 GRIDS = list(load_grids(CONFIGS / "grids.example.geojson"))
-TAXONOMY = load_taxonomy()
+TAXONOMY = load_taxonomy(get_settings().configs_dir / "taxonomy.yaml")  # the one the scan applies
 
 
 def spot(i: int) -> Position:
@@ -152,8 +153,9 @@ def samples() -> list[Path]:
 
 
 def test_scan_files_cases_on_their_grids_and_a_rescan_adds_nothing(
-    tmp_path: Path, samples: list[Path], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, samples: list[Path], capsys: pytest.CaptureFixture[str], db_url: str
 ) -> None:
+    """On SQLite and PostgreSQL."""
     photos = tmp_path / "archive"
     grid_of_photo: dict[str, str] = {}
     for i, source in enumerate(samples[:6]):
@@ -165,7 +167,7 @@ def test_scan_files_cases_on_their_grids_and_a_rescan_adds_nothing(
     (photos / "day1" / "p01c.jpg").write_text("not a photo", encoding="utf-8")
     nogps_sha = place(samples[6], photos / "day2" / "p09.jpg", None, START)
 
-    db = f"sqlite:///{tmp_path / 'scan.db'}"
+    db = db_url
     out = tmp_path / "report"
     assert cli([str(photos), "--db", db, "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
