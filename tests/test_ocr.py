@@ -1,0 +1,136 @@
+"""OCR evidence: phone numbers from text, and PP-OCR on rendered flyers (a real model, no mocks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import supervision as sv
+
+from vision.draw import crop_box
+from vision.flyers import (
+    STYLES,
+    FlyerText,
+    display_phone,
+    find_cjk_fonts,
+    landline_number,
+    mobile_number,
+    render_layout,
+)
+from vision.ocr import OCR_CANDIDATE_CONFIDENCE, FlyerReader, extract_phones
+from vision.taxonomy import load_taxonomy
+
+
+@pytest.mark.parametrize(
+    ("text", "phones"),
+    [
+        ("专业开锁 13812345678", ["13812345678"]),
+        ("电话:138 1234 5678", ["13812345678"]),
+        ("Tel:138-1234-5678 微信同号", ["13812345678"]),
+        ("手机：１３９１２３４５６７８", ["13912345678"]),  # full-width digits and colon
+        ("0371-12345678", ["0371-12345678"]),
+        ("(0371)12345678", ["0371-12345678"]),
+        ("（010）87654321", ["010-87654321"]),
+        ("热线 021 62345678", ["021-62345678"]),
+        ("02162345678", ["021-62345678"]),  # run together: 02x has a three-digit area code
+        ("075562345678", ["0755-62345678"]),
+        ("400-123-4567", ["400-123-4567"]),
+        ("全国服务热线4008123456", ["400-812-3456"]),
+        ("13812345678 / 0371-12345678", ["13812345678", "0371-12345678"]),
+        ("13812345678 13812345678", ["13812345678"]),  # each number once
+        ("12345678901", []),  # 12 is no mobile prefix
+        ("138123456789", []),  # twelve digits: not a phone
+        ("月薪6000-12000 包吃住", []),
+        ("18-45岁", []),
+        ("", []),
+    ],
+)
+def test_extract_phones(text: str, phones: list[str]) -> None:
+    assert extract_phones(text) == phones
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_printed_numbers_read_back(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    number = landline_number(rng) if seed % 3 == 0 else mobile_number(rng)
+    assert extract_phones(f"电话:{display_phone(number, rng)}") == [number]
+
+
+@pytest.fixture(scope="module")
+def reader() -> FlyerReader:
+    return FlyerReader()
+
+
+def wall_with_flyer(
+    seed: int, at: tuple[int, int] = (40, 30)
+) -> tuple[np.ndarray, FlyerText, tuple[int, ...]]:
+    """A grey wall with one rendered sheet flyer (about 300 px tall) stuck on it."""
+    rng = np.random.default_rng(seed)
+    text = FlyerText("专业开锁", ("换锁芯 开汽车锁",), "电话:", display_phone(mobile_number(rng), rng), ())
+    number = extract_phones(text.number)
+    text = FlyerText(text.title, text.lines, text.prefix, text.number, tuple(number))
+    sheet = next(s for s in STYLES if s.name == "sheet")
+    flyer = render_layout(text, sheet, 0.7, rng, find_cjk_fonts()[:1])
+    flyer = cv2.resize(flyer, None, fx=0.7, fy=0.7, interpolation=cv2.INTER_AREA)
+    wall = np.clip(np.random.default_rng(seed).normal(150, 8, (420, 560, 3)), 0, 255).astype(np.float32)
+    x, y = at
+    height, width = flyer.shape[:2]
+    alpha = flyer[..., 3:]
+    wall[y : y + height, x : x + width] = (
+        wall[y : y + height, x : x + width] * (1 - alpha) + 255 * flyer[..., 2::-1] * alpha
+    )
+    return wall.astype(np.uint8), text, (x, y, x + width, y + height)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ocr_reads_the_phone_number_of_a_rendered_flyer(reader: FlyerReader, seed: int) -> None:
+    image, text, box = wall_with_flyer(seed)
+    reading = reader.read(crop_box(image, box))
+    assert text.phones[0] in reading.phones
+    assert "开锁" in reading.text
+    assert 0 < reading.confidence <= 1 and reading.seconds > 0
+    assert reading.as_evidence()["phones"] == list(reading.phones)
+
+
+def test_ocr_of_flyer_detections_only(reader: FlyerReader) -> None:
+    image, text, box = wall_with_flyer(2)
+    names = load_taxonomy().names
+    detections = sv.Detections(
+        xyxy=np.array([box, (300, 300, 380, 400)], dtype=np.float32),
+        confidence=np.array([0.8, 0.7], dtype=np.float32),
+        class_id=np.array([names.index("flyer"), names.index("garbage_bin")]),
+    )
+    read = reader.read_flyers(image, detections)
+    assert text.phones[0] in read.data["ocr"][0].phones
+    assert read.data["ocr"][1] is None
+
+
+def test_missed_flyer_becomes_a_low_confidence_ocr_candidate(reader: FlyerReader) -> None:
+    image, text, box = wall_with_flyer(3, at=(300, 40))
+    taxonomy = load_taxonomy()
+    flyer = taxonomy.names.index("flyer")
+    found = reader.find_missed(image, sv.Detections.empty())
+    assert len(found) >= 1
+    hits = [i for i in range(len(found)) if text.phones[0] in found.data["ocr"][i].phones]
+    assert hits, "the flyer's number was not found"
+    x1, y1, x2, y2 = found.xyxy[hits[0]]
+    inside = (min(x2, box[2]) - max(x1, box[0])) * (min(y2, box[3]) - max(y1, box[1]))
+    assert inside >= 0.8 * (x2 - x1) * (y2 - y1)  # the candidate is on the flyer
+    assert set(found.class_id) == {flyer} and set(found.data["source"]) == {"ocr"}
+    assert found.confidence.max() <= OCR_CANDIDATE_CONFIDENCE < taxonomy.classes[flyer].min_confidence
+    # the same text inside a detected shop sign is no flyer candidate
+    sign = sv.Detections(
+        xyxy=np.array([box], dtype=np.float32),
+        confidence=np.array([0.9], dtype=np.float32),
+        class_id=np.array([taxonomy.names.index("signboard")]),
+    )
+    assert not any(text.phones[0] in r.phones for r in reader.find_missed(image, sign).data.get("ocr", []))
+
+
+def test_models_ship_in_the_wheel() -> None:
+    import rapidocr_onnxruntime
+
+    models = Path(rapidocr_onnxruntime.__file__).parent / "models"
+    assert {p.suffix for p in models.iterdir()} == {".onnx"} and len(list(models.iterdir())) == 3
