@@ -130,7 +130,10 @@ def _status_and_body(error: Exception) -> tuple[int, str, str, dict[str, Any], d
 
 def problem(request: Request, error: Exception) -> JSONResponse:
     status, title, detail, extra, headers = _status_and_body(error)
-    if request.url.path.startswith("/open311/"):  # GeoReport v2 clients expect a list of {code, description}
+    if request.url.path.startswith(
+        "/open311/"
+    ):  # GeoReport v2: a list of {code, description}; 400 = bad input
+        status = 400 if status == 422 else status
         return JSONResponse([{"code": status, "description": detail}], status_code=status, headers=headers)
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
     return JSONResponse(body, status_code=status, headers=headers, media_type="application/problem+json")

@@ -144,10 +144,10 @@ class CaseQuery(BaseModel):
     )
     street: str | None = Field(default=None, description="street name as in the grid layout")
     department: str | None = Field(default=None, description="responsible department")
-    since: AwareDatetime | None = Field(default=None, description="first seen at or after (ISO 8601 with offset)")
-    until: AwareDatetime | None = Field(default=None, description="first seen before (ISO 8601 with offset)")
-    overdue: bool | None = Field(default=None, description="true: open and past the deadline at `as_of`; false: not")
-    as_of: AwareDatetime | None = Field(default=None, description="moment `overdue` is judged at; default now")
+    since: AwareDatetime | None = Field(default=None, description="first seen at or after (ISO 8601)")
+    until: AwareDatetime | None = Field(default=None, description="first seen before (ISO 8601)")
+    overdue: bool | None = Field(default=None, description="true: open and past deadline at `as_of`")
+    as_of: AwareDatetime | None = Field(default=None, description="when `overdue` is judged; default now")
     limit: int = Field(default=50, ge=1, le=1000, description="page size (GeoJSON: most features returned)")
     cursor: str | None = Field(default=None, description="`next_cursor` of the previous page")
 
@@ -172,7 +172,9 @@ class TransitionIn(Schema):
         max_length=4000,
         description="reason or remark; required to reject, fail a check, suspend, cancel or force close",
     )
-    department: str | None = Field(default=None, description="dispatch: target department (default: routing rules)")
+    department: str | None = Field(
+        default=None, description="dispatch: department (default: by the routing rules)"
+    )
     event: str | None = Field(default=None, description="correct: the right event key")
     evidence_id: int | None = Field(
         None, description="handle: the after-photo, uploaded to /v1/cases/{id}/evidence"

@@ -9,10 +9,19 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import pytest
+
+from serve.settings import Settings
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
 
 # --- PostgreSQL: a real throw-away server, for the storage and API tests (issue 5) ---------------
 
@@ -131,3 +140,78 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"{server}/{name}"
     finally:
         _admin(server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+# --- the case service over real HTTP (TestClient), on both databases (issue 5) ------------------
+
+
+class Clock:
+    """The service's clock (when requests arrive); a test moves it to replay a working day."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+@dataclass
+class Service:
+    client: TestClient
+    clock: Clock
+    keys: dict[str, str]  # scope -> a key with only that scope ("admin": everything)
+    settings: Settings
+
+    def auth(self, scope: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[scope]}"}
+
+
+SERVICE_START = datetime(2025, 9, 30, 10, 30, tzinfo=ZoneInfo("Asia/Shanghai"))  # a Tuesday
+
+
+@pytest.fixture
+def service(db_url: str, tmp_path: Path) -> Iterator[Service]:
+    """The real app (model models/street-v1 when present) with one key per scope, clock at SERVICE_START."""
+    from fastapi.testclient import TestClient
+
+    from serve.app import create_app
+    from serve.auth import SCOPES, create_key
+    from serve.db import transaction
+
+    settings = Settings(
+        db_url=db_url,
+        secret="tests-only-secret-0123456789",
+        evidence_dir=tmp_path / "evidence",
+        max_upload_mb=1,
+    )
+    clock = Clock(SERVICE_START)
+    with TestClient(create_app(settings, clock=clock)) as client:
+        state = client.app.state.service  # type: ignore[attr-defined]
+        keys = {}
+        with transaction(state.sessions) as session:
+            for scope in SCOPES:
+                keys[scope], _ = create_key(
+                    session,
+                    name=f"{scope}-user",
+                    scopes=[scope],
+                    pepper=state.verifier.pepper,
+                    now=SERVICE_START,
+                )
+        yield Service(client, clock, keys, settings)
+
+
+def _jpeg(width: int = 320, height: int = 240, seed: int = 0) -> bytes:
+    import cv2
+    import numpy as np
+
+    image = np.random.default_rng(seed).integers(0, 120, (height, width, 3), dtype=np.uint8)
+    image[height // 4 : height // 2, width // 4 : width // 2] = (40, 200, 230)
+    ok, data = cv2.imencode(".jpg", image)
+    assert ok
+    return data.tobytes()
+
+
+@pytest.fixture
+def jpeg() -> Callable[..., bytes]:
+    """jpeg(width, height, seed): a small real JPEG (noise and a bright block), written with OpenCV."""
+    return _jpeg

@@ -30,6 +30,7 @@ from serve.workflow import OPEN_STATES, Action, Command, allowed_actions, apply,
 router = APIRouter(tags=["cases"])
 CLOCK_SKEW = timedelta(minutes=5)  # an `at` this far ahead of the server clock is still accepted
 SUMMARY_FIELDS = tuple(name for name in CaseSummary.model_fields if name != "overdue")
+EVIDENCE_FIELDS = tuple(name for name in EvidenceOut.model_fields if name != "url")
 STALE_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: {"description": "action not allowed in the case's state; the body lists the allowed ones"},
     412: {"description": "If-Match does not match the case's current ETag"},
@@ -48,7 +49,8 @@ def summary(case: Case, as_of: datetime) -> CaseSummary:
 
 
 def evidence_out(evidence: Evidence) -> EvidenceOut:
-    return EvidenceOut.model_validate({**evidence.__dict__, "url": f"/v1/evidence/{evidence.id}"})
+    fields = {name: getattr(evidence, name) for name in EVIDENCE_FIELDS}
+    return EvidenceOut.model_validate({**fields, "url": f"/v1/evidence/{evidence.id}"})
 
 
 def detail(case: Case, as_of: datetime, domain: Domain) -> CaseDetail:
@@ -118,7 +120,12 @@ def filtered(q: CaseQuery, as_of: datetime) -> Select[Any]:
 
 
 @router.get("/v1/cases", response_model=CasePage, summary="Cases, filtered, newest first")
-def list_cases(q: Annotated[CaseQuery, Query()], session: DbSession, now: Now, _: Reader) -> CasePage:
+def list_cases(
+    _: Reader,
+    q: Annotated[CaseQuery, Query()],
+    session: DbSession,
+    now: Now,
+) -> CasePage:
     as_of = q.as_of or now
     rows = list(session.scalars(filtered(q, as_of).limit(q.limit + 1)))
     page = rows[: q.limit]
@@ -134,7 +141,10 @@ def list_cases(q: Annotated[CaseQuery, Query()], session: DbSession, now: Now, _
     response_model=dict[str, Any],
 )
 def cases_geojson(
-    q: Annotated[CaseQuery, Query()], session: DbSession, now: Now, _: Reader
+    _: Reader,
+    q: Annotated[CaseQuery, Query()],
+    session: DbSession,
+    now: Now,
 ) -> dict[str, Any]:
     as_of = q.as_of or now
     features = [
@@ -150,7 +160,10 @@ def cases_geojson(
 
 
 @router.get("/v1/departments", response_model=DepartmentsOut, summary="Departments cases go to")
-def departments(service: ServiceDep, _: Reader) -> DepartmentsOut:
+def departments(
+    _: Reader,
+    service: ServiceDep,
+) -> DepartmentsOut:
     routing = service.domain.routing
     return DepartmentsOut(departments=list(routing.departments), default=routing.default)
 
@@ -161,7 +174,12 @@ def departments(service: ServiceDep, _: Reader) -> DepartmentsOut:
     summary="One case with its evidence, flow log and the actions allowed now; ETag = version",
 )
 def get_case(
-    case_id: int, session: DbSession, service: ServiceDep, response: Response, now: Now, _: Reader
+    case_id: int,
+    _: Reader,
+    session: DbSession,
+    service: ServiceDep,
+    response: Response,
+    now: Now,
 ) -> CaseDetail:
     case = load_case(session, case_id)
     response.headers["ETag"] = etag(case)
@@ -221,11 +239,11 @@ def command_of(
 )
 def transition(
     case_id: int,
+    principal: Writer,
     body: TransitionIn,
     session: DbSession,
     service: ServiceDep,
     response: Response,
-    principal: Writer,
     now: Now,
     if_match: Annotated[str | None, Header(description="the ETag of GET /v1/cases/{id}")] = None,
 ) -> CaseDetail:

@@ -62,7 +62,10 @@ def detections_out(detections: sv.Detections, taxonomy: Taxonomy) -> list[Detect
 
 @router.post("/v1/detect", response_model=DetectResponse, summary="Detect on one image (scope detect)")
 async def detect(
-    upload: ImageUpload, service: ServiceDep, detector: DetectorDep, _: Detecting
+    _: Detecting,
+    upload: ImageUpload,
+    service: ServiceDep,
+    detector: DetectorDep,
 ) -> DetectResponse:
     started = time.perf_counter()
     tz = service.domain.rules.calendar.timezone

@@ -64,10 +64,10 @@ def draw_boxes(photo: LoadedPhoto, boxes: list[dict[str, object]]) -> np.ndarray
 )
 def add_evidence(
     case_id: int,
+    _: Writer,
     upload: ImageUpload,
     session: DbSession,
     service: ServiceDep,
-    _: Writer,
     now: Now,
     role: Annotated[
         Literal["after", "before", "near", "far", "reference"], Form(description="photo role")
@@ -102,9 +102,9 @@ def add_evidence(
 )
 def get_evidence(
     evidence_id: int,
+    _: Reader,
     session: DbSession,
     service: ServiceDep,
-    _: Reader,
     boxes: Annotated[bool, Query(description="draw the evidence boxes with class and score")] = False,
 ) -> Response:
     evidence = session.get(Evidence, evidence_id)

@@ -42,6 +42,9 @@ def readyz(service: ServiceDep, response: Response) -> Health:
 
 
 @router.get("/metrics", summary="Prometheus metrics (scope cases:read)", response_class=Response)
-def metrics(service: ServiceDep, _: Reader) -> Response:
+def metrics(
+    _: Reader,
+    service: ServiceDep,
+) -> Response:
     service.metrics.in_flight.set(service.gate.in_flight)
     return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

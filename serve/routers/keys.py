@@ -14,7 +14,13 @@ router = APIRouter(prefix="/v1/keys", tags=["keys"])
 
 
 @router.post("", response_model=NewKeyOut, status_code=status.HTTP_201_CREATED, summary="Create a key")
-def create(body: KeyIn, session: DbSession, service: ServiceDep, now: Now, _: Admin) -> NewKeyOut:
+def create(
+    _: Admin,
+    body: KeyIn,
+    session: DbSession,
+    service: ServiceDep,
+    now: Now,
+) -> NewKeyOut:
     plaintext, row = create_key(
         session,
         name=body.name,
@@ -27,12 +33,21 @@ def create(body: KeyIn, session: DbSession, service: ServiceDep, now: Now, _: Ad
 
 
 @router.get("", response_model=list[KeyOut], summary="List keys (never their secrets)")
-def list_keys(session: DbSession, _: Admin) -> list[ApiKey]:
+def list_keys(
+    _: Admin,
+    session: DbSession,
+) -> list[ApiKey]:
     return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
 
 
 @router.delete("/{key_id}", response_model=KeyOut, summary="Revoke a key at once")
-def revoke(key_id: str, session: DbSession, service: ServiceDep, now: Now, _: Admin) -> ApiKey:
+def revoke(
+    key_id: str,
+    _: Admin,
+    session: DbSession,
+    service: ServiceDep,
+    now: Now,
+) -> ApiKey:
     row = revoke_key(session, key_id, now)
     session.commit()
     service.verifier.forget(key_id)

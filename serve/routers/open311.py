@@ -23,7 +23,10 @@ router = APIRouter(prefix="/open311/v2", tags=["open311"])
 
 
 @router.get("/services.json", response_model=list[Open311Service], summary="Services: one per event class")
-def list_services(service: ServiceDep, _: Open311Reader) -> list[Open311Service]:
+def list_services(
+    _: Open311Reader,
+    service: ServiceDep,
+) -> list[Open311Service]:
     return services(service.domain.rules.taxonomy)
 
 
@@ -34,8 +37,8 @@ def list_services(service: ServiceDep, _: Open311Reader) -> list[Open311Service]
     summary="A citizen's request: opens a case, or joins the open case of the same problem",
 )
 def post_request(
-    service: ServiceDep,
     principal: Open311Reporter,
+    service: ServiceDep,
     now: Now,
     service_code: Annotated[str, Form(description="from services.json")],
     lat: Annotated[float | None, Form(ge=-90, le=90, description="WGS-84 latitude (required here)")] = None,
@@ -90,10 +93,10 @@ def post_request(
     "/requests.json", response_model=list[Open311Request], summary="Requests by id, service, dates, status"
 )
 def get_requests(
+    _: Open311Reader,
     request: Request,
     session: DbSession,
     service: ServiceDep,
-    _: Open311Reader,
     now: Now,
     service_request_id: Annotated[
         str | None, Query(description="comma-separated ids; other filters are then ignored")
@@ -114,7 +117,7 @@ def get_requests(
         query = query.where(Case.number.in_([i.strip() for i in service_request_id.split(",") if i.strip()]))
     else:
         start, end = check_range(start_date, end_date, now)
-        query = query.where(Case.first_seen_at >= start, Case.first_seen_at < end)
+        query = query.where(Case.first_seen_at >= start, Case.first_seen_at <= end)
         if service_code:
             query = query.where(Case.gbt47678.in_([c.strip() for c in service_code.split(",")]))
         if status_:
@@ -136,7 +139,11 @@ def get_requests(
     summary="One request (a list of one)",
 )
 def get_request(
-    service_request_id: str, request: Request, session: DbSession, service: ServiceDep, _: Open311Reader
+    service_request_id: str,
+    _: Open311Reader,
+    request: Request,
+    session: DbSession,
+    service: ServiceDep,
 ) -> list[Open311Request]:
     case = session.scalars(
         select(Case)

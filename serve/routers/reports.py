@@ -47,10 +47,10 @@ def findings_of(analysis: Analysis, taxonomy: Taxonomy) -> dict[str, list[Box]]:
     responses={422: {"description": "bad field, or an Idempotency-Key reused for another request"}},
 )
 def report(
+    principal: Reporting,
     upload: ImageUpload,
     service: ServiceDep,
     detector: DetectorDep,
-    principal: Reporting,
     now: Now,
     lat: Annotated[float | None, Form(ge=-90, le=90, description="WGS-84 latitude; default EXIF GPS")] = None,
     lon: Annotated[

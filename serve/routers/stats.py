@@ -26,9 +26,9 @@ router = APIRouter(prefix="/v1/stats", tags=["stats"])
 
 @router.get("", response_model=StatsOut, summary="Filing, disposal, closing and rework rates of a period")
 def stats(
+    _: Reader,
     session: DbSession,
     service: ServiceDep,
-    _: Reader,
     since: Annotated[AwareDatetime | None, Query(description="cases first reported at or after")] = None,
     until: Annotated[AwareDatetime | None, Query(description="cases first reported before")] = None,
     group_by: Annotated[
@@ -51,9 +51,9 @@ def stats(
 
 @router.get("/ranking", response_model=RankingOut, summary="10-day (旬) ranking of streets, worst first")
 def street_ranking(
+    _: Reader,
     session: DbSession,
     service: ServiceDep,
-    _: Reader,
     now: Now,
     day: Annotated[
         date | None, Query(description="any day of the 旬 (bureau calendar); default today")
@@ -76,9 +76,9 @@ def street_ranking(
 
 @router.get("/worst-spots", response_model=WorstSpotsOut, summary="Grids with the most open cases now")
 def worst(
+    _: Reader,
     session: DbSession,
     service: ServiceDep,
-    _: Reader,
     now: Now,
     limit: Annotated[int, Query(ge=1, le=200, description="how many grids")] = 10,
 ) -> WorstSpotsOut:

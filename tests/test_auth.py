@@ -1,0 +1,161 @@
+"""API keys and scopes: 401 without a good key, 403 without the scope, hashes at rest, every route
+guarded, and no start with an unsafe secret."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from datetime import UTC, datetime
+
+import pytest
+from conftest import Service
+from sqlalchemy import select
+
+from serve.app import create_app
+from serve.auth import KeyVerifier, SecretError, create_key, server_secret, split_key
+from serve.db import open_database, transaction
+from serve.errors import Unauthorized
+from serve.keys_cli import cli as keys_cli
+from serve.orm import ApiKey
+from serve.settings import Settings
+
+OPEN_ROUTES = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+
+# (method, path, scope that suffices, a scope that does not)
+GUARDED = [
+    ("GET", "/v1/cases", "cases:read", "detect"),
+    ("GET", "/v1/cases.geojson", "cases:read", "report"),
+    ("GET", "/v1/stats", "cases:read", "cases:write"),
+    ("GET", "/v1/departments", "cases:read", "detect"),
+    ("GET", "/metrics", "cases:read", "report"),
+    ("GET", "/open311/v2/services.json", "cases:read", "detect"),
+    ("GET", "/v1/keys", "admin", "cases:write"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "allowed", "refused"), GUARDED)
+def test_scopes_decide(service: Service, method: str, path: str, allowed: str, refused: str) -> None:
+    assert service.client.request(method, path).status_code == 401
+    forbidden = service.client.request(method, path, headers=service.auth(refused))
+    assert forbidden.status_code == 403
+    if path.startswith("/open311/"):  # GeoReport v2 error list
+        assert forbidden.json()[0]["code"] == 403 and allowed in forbidden.json()[0]["description"]
+    else:
+        assert forbidden.json()["required_scope"] == allowed
+    assert service.client.request(method, path, headers=service.auth(allowed)).status_code == 200
+    assert service.client.request(method, path, headers=service.auth("admin")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("headers", "detail"),
+    [
+        ({}, "no API key"),
+        ({"Authorization": "Bearer not-a-key"}, "malformed"),
+        ({"Authorization": "Bearer so_0123456789ab_wrongsecret"}, "unknown API key"),
+        ({"X-API-Key": "so_0123456789ab_wrongsecret"}, "unknown API key"),
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, "no API key"),
+    ],
+)
+def test_missing_or_bad_keys_are_401(service: Service, headers: dict[str, str], detail: str) -> None:
+    response = service.client.get("/v1/cases", headers=headers)
+    assert response.status_code == 401 and detail in response.json()["detail"]
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_x_api_key_header_and_a_wrong_secret_for_a_real_id(service: Service) -> None:
+    key = service.keys["cases:read"]
+    assert service.client.get("/v1/cases", headers={"X-API-Key": key}).status_code == 200
+    tampered = key[:-1] + ("A" if key[-1] != "A" else "B")
+    assert service.client.get("/v1/cases", headers={"X-API-Key": tampered}).status_code == 401
+
+
+def test_keys_api_creates_once_shown_keys_and_revokes_at_once(service: Service) -> None:
+    admin = service.auth("admin")
+    created = service.client.post(
+        "/v1/keys", json={"name": "console", "scopes": ["cases:read"]}, headers=admin
+    )
+    assert created.status_code == 201
+    body = created.json()
+    key, key_id = body["key"], body["key_id"]
+    assert service.client.get("/v1/cases", headers={"X-API-Key": key}).status_code == 200
+    listed = service.client.get("/v1/keys", headers=admin).json()
+    assert key_id in [k["key_id"] for k in listed] and all("key" not in k for k in listed)
+    bad_scope = service.client.post("/v1/keys", json={"name": "x", "scopes": ["root"]}, headers=admin)
+    assert bad_scope.status_code == 422
+    assert service.client.delete(f"/v1/keys/{key_id}", headers=admin).json()["revoked_at"] is not None
+    revoked = service.client.get("/v1/cases", headers={"X-API-Key": key})
+    assert revoked.status_code == 401 and "revoked" in revoked.json()["detail"]
+    with service.client.app.state.service.sessions() as session:  # type: ignore[attr-defined]
+        row = session.scalars(select(ApiKey).where(ApiKey.key_id == key_id)).one()
+    assert key.split("_", 2)[2] not in (row.hash, row.salt) and len(row.hash) == 64
+
+
+def test_every_route_but_health_needs_a_key(service: Service) -> None:
+    """Walk the OpenAPI document: every operation outside OPEN_ROUTES answers 401 without a key."""
+    paths = service.client.get("/openapi.json").json()["paths"]
+    operations = [(m.upper(), re.sub(r"{[^}]+}", "1", p)) for p, ops in paths.items() for m in ops]
+    assert len(operations) > 20
+    for method, path in operations:
+        status = service.client.request(method, path).status_code
+        assert (status != 401) == (path in OPEN_ROUTES), f"{method} {path} answered {status}"
+        if path not in OPEN_ROUTES:
+            assert paths[next(p for p in paths if re.sub(r"{[^}]+}", "1", p) == path)][method.lower()][
+                "security"
+            ]
+
+
+def test_verifier_rejects_keys_of_another_secret(tmp_path) -> None:
+    factory = open_database(f"sqlite:///{tmp_path / 'keys.db'}")
+    with transaction(factory) as session:
+        key, _ = create_key(
+            session, name="a", scopes=["detect"], pepper=b"first-secret", now=datetime.now(UTC)
+        )
+    with factory() as session:
+        assert KeyVerifier(b"first-secret").verify(session, key).scopes == {"detect"}
+        with pytest.raises(Unauthorized):
+            KeyVerifier(b"other-secret").verify(session, key)
+    assert split_key(key)[0] == key[3:15]
+
+
+@pytest.mark.parametrize(
+    ("secret", "dev", "starts"),
+    [
+        ("", False, False),
+        ("changeme", False, False),
+        ("short", False, False),
+        ("", True, True),
+        ("a-long-random-production-secret", False, True),
+    ],
+)
+def test_unsafe_secret_refused_outside_dev_mode(tmp_path, secret: str, dev: bool, starts: bool) -> None:
+    settings = Settings(db_url=f"sqlite:///{tmp_path / 'x.db'}", secret=secret, dev=dev)
+    if starts:
+        assert server_secret(settings) and create_app(settings).title == "streetorder"
+    else:
+        with pytest.raises(SecretError, match="STREETORDER_SECRET"):
+            create_app(settings)
+
+
+def test_keys_cli_creates_a_key_the_service_accepts(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STREETORDER_SECRET", service.settings.secret)
+    from serve.settings import get_settings
+
+    get_settings.cache_clear()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert (
+            keys_cli(["--db", service.settings.db_url, "create", "--scope", "report", "--name", "hotline"])
+            == 0
+        )
+    get_settings.cache_clear()
+    key = out.getvalue().strip()
+    response = service.client.get("/open311/v2/services.json", headers={"X-API-Key": key})
+    assert response.status_code == 403  # report may post requests, not read them
+    posted = service.client.post(
+        "/open311/v2/requests.json",
+        data={"service_code": "07001", "lat": 34.7235, "long": 113.6265, "api_key": key},
+    )
+    assert posted.status_code == 201, posted.text
