@@ -44,6 +44,14 @@ def centroid_drift(reference: np.ndarray, box: np.ndarray) -> float:
     return float(np.linalg.norm(centre - centre_ref)) / size
 
 
+def overlap_of_first(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """For each of `boxes` (n, 4), the fraction of its area inside `box` (4,)."""
+    width = np.clip(np.minimum(boxes[:, 2], box[2]) - np.maximum(boxes[:, 0], box[0]), 0, None)
+    height = np.clip(np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1]), 0, None)
+    area = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1e-9)
+    return np.asarray(width * height / area)
+
+
 def scale_boxes(boxes: np.ndarray, sx: float, sy: float) -> np.ndarray:
     return boxes * np.array([sx, sy, sx, sy], dtype=np.float64)
 

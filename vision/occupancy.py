@@ -31,8 +31,10 @@ from vision.cameras import Ground, OccupancySettings, Zone
 from vision.zones import Size, polygon_mask
 
 MIN_DIFF_THRESHOLD = 8.0  # grey levels: below this, sensor noise at dusk passes for objects
-GHOST_EDGE_RATIO = 1.5  # a blob whose outline has this many times more edges in the background is a ghost
+GHOST_CONTRAST_RATIO = 1.5  # a blob this much more distinct from its ring in the background is a ghost
 GAIN_SAMPLE_STEP = 3  # gain is measured on every 3rd pixel in each direction: plenty, and cheap
+_KERNEL_3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+_KERNEL_5 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,19 @@ def box_mask(boxes: np.ndarray, scale: float, size: Size, grow: int = 2) -> np.n
     return mask
 
 
+def channel_max_absdiff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per pixel, the largest absolute difference over the colour channels (float32 BGR inputs)."""
+    blue, green, red = cv2.split(cv2.absdiff(a, b))
+    return cv2.max(cv2.max(blue, green), red)
+
+
+def _contrast(image: np.ndarray, inside: np.ndarray, ring: np.ndarray) -> float:
+    """How unlike its surroundings a region looks: largest channel gap between median colours."""
+    if not ring.any():
+        return 0.0
+    return float(np.abs(np.median(image[inside], axis=0) - np.median(image[ring], axis=0)).max())
+
+
 def ground_area_map(ground: Ground, size: Size) -> np.ndarray:
     """Square metres of ground under each pixel of an image of `size` (0 where it is not ground)."""
     width, height = size
@@ -91,20 +106,36 @@ class StaticForeground:
         self.settings = settings
         self.size: Size | None = None
         self.scale = 1.0  # frame pixels -> working pixels
-        self.gain = np.ones(3, dtype=np.float32)
+        self.gain = np.ones(3, dtype=np.float32)  # frame / long-term background, now
+        self.light = np.ones(3, dtype=np.float32)  # frame / reference (the first frame), now
         self.mask = np.zeros((0, 0), dtype=bool)  # static foreground of the latest frame
+        self.held = np.zeros((0, 0), dtype=bool)  # kept out of the long-term background
+        self._reference = np.zeros((0, 0, 3), dtype=np.float32)
         self._samples = np.zeros((0, 0, 0, 3), dtype=np.uint8)
         self._long = np.zeros((0, 0, 3), dtype=np.float32)
         self._short = np.zeros((0, 0, 3), dtype=np.float32)
-        self._held_since = np.zeros((0, 0), dtype=np.float32)
+        self._hold_light = np.zeros((0, 0, 3), dtype=np.float32)  # `light` when a pixel was frozen
+        self._held_since = np.zeros((0, 0), dtype=np.float32)  # seconds since start; NaN: not held
+        self._held_last = np.zeros((0, 0), dtype=np.float32)  # when it was static foreground last
         self._next_sample = 0
-        self._last_sample: float | None = None
-        self._last_time: float | None = None
+        self._last_sample = 0.0
+        self._last_time = 0.0
+        self._origin = 0.0
 
     @property
     def nbytes(self) -> int:
         """Memory held by the models (bounded: fixed by `width` and `long_samples`)."""
-        arrays = (self._samples, self._long, self._short, self._held_since, self.mask)
+        arrays = (
+            self._reference,
+            self._samples,
+            self._long,
+            self._short,
+            self._hold_light,
+            self._held_since,
+            self._held_last,
+            self.mask,
+            self.held,
+        )
         return sum(a.nbytes for a in arrays)
 
     def _prepare(self, frame: np.ndarray) -> np.ndarray:
@@ -117,52 +148,56 @@ class StaticForeground:
         self.size = working_size((width, height), self.settings.width)
         self.scale = self.size[0] / width
         small = self._prepare(frame)
+        shape = small.shape[:2]
+        self._reference = small.copy()
         self._samples = np.repeat(small.astype(np.uint8)[None], self.settings.long_samples, axis=0)
         self._long = small.copy()
         self._short = small.copy()
-        self._held_since = np.full(small.shape[:2], np.nan, dtype=np.float32)
-        self.mask = np.zeros(small.shape[:2], dtype=bool)
+        self._hold_light = np.ones(small.shape, dtype=np.float32)
+        self._held_since = np.full(shape, np.nan, dtype=np.float32)
+        self._held_last = np.full(shape, -np.inf, dtype=np.float32)
+        self.mask = np.zeros(shape, dtype=bool)
+        self.held = np.zeros(shape, dtype=bool)
         self.gain = np.ones(3, dtype=np.float32)
-        self._last_sample = at
-        self._last_time = at
+        self.light = np.ones(3, dtype=np.float32)
+        self._last_sample = self._last_time = self._origin = at
 
-    def _measure_gain(self, small: np.ndarray, usable: np.ndarray) -> None:
+    def _ratio(
+        self, small: np.ndarray, base: np.ndarray, usable: np.ndarray, previous: np.ndarray
+    ) -> np.ndarray:
+        """Per-channel median of frame / base over usable pixels: how much brighter the scene is."""
         step = GAIN_SAMPLE_STEP
         pick = usable[::step, ::step]
         if pick.sum() < 50:
-            return
-        frame_px = small[::step, ::step][pick]
-        long_px = self._long[::step, ::step][pick]
-        gain = np.median(frame_px, axis=0) / np.maximum(np.median(long_px, axis=0), 1.0)
-        self.gain = np.clip(gain, 0.2, 5.0).astype(np.float32)
+            return previous
+        ratios = small[::step, ::step][pick] / np.maximum(base[::step, ::step][pick], 8.0)
+        return np.clip(np.median(ratios, axis=0), 0.05, 20.0).astype(np.float32)
 
     def _blobs(self, candidate: np.ndarray, small: np.ndarray, background: np.ndarray) -> np.ndarray:
-        """Clean the candidate mask into blobs; ghosts are absorbed into the background at once."""
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
-        mask = cv2.morphologyEx(candidate.astype(np.uint8), cv2.MORPH_OPEN, kernel)
-        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
+        """Clean the candidate mask into blobs; ghosts are absorbed into the background at once.
+
+        A ghost (something of the background left) shows its outline in the background but not in
+        the frame: inside and around the blob look alike in the frame and unlike in the background.
+        An object is the other way round. Compared on median colours, so texture and a walker
+        crossing the ring do not decide it.
+        """
+        mask = cv2.morphologyEx(candidate.astype(np.uint8), cv2.MORPH_OPEN, _KERNEL_3)
+        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, _KERNEL_5)
         count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
         keep = np.zeros(count, dtype=bool)
-        edges_frame = edges_background = None
         for label in range(1, count):
             if stats[label, cv2.CC_STAT_AREA] < self.settings.min_blob_px:
                 continue
-            if edges_frame is None:
-                edges_frame = cv2.Canny(cv2.cvtColor(small.astype(np.uint8), cv2.COLOR_BGR2GRAY), 40, 100)
-                edges_background = cv2.Canny(
-                    cv2.cvtColor(np.clip(background, 0, 255).astype(np.uint8), cv2.COLOR_BGR2GRAY), 40, 100
-                )
-            assert edges_background is not None
             x, y, w, h = stats[label, :4]
-            window = (slice(max(0, y - 3), y + h + 3), slice(max(0, x - 3), x + w + 3))
+            window = (slice(max(0, y - 4), y + h + 4), slice(max(0, x - 4), x + w + 4))
             blob = (labels[window] == label).astype(np.uint8)
-            outline = cv2.dilate(blob, kernel, iterations=2) - cv2.erode(blob, kernel, iterations=1)
-            on = outline.astype(bool)
-            in_frame = np.count_nonzero(edges_frame[window][on])
-            in_background = np.count_nonzero(edges_background[window][on])
-            if in_background > GHOST_EDGE_RATIO * in_frame + 3:
+            ring = (cv2.dilate(blob, _KERNEL_5, iterations=1) - blob).astype(bool)
+            inside = blob.astype(bool)
+            in_frame = _contrast(small[window], inside, ring)
+            in_background = _contrast(background[window], inside, ring)
+            if in_background > GHOST_CONTRAST_RATIO * in_frame and in_background > MIN_DIFF_THRESHOLD:
                 ghost = np.zeros_like(candidate)
-                ghost[window] = blob.astype(bool)
+                ghost[window] = inside
                 self._absorb(ghost, small)
                 continue
             keep[label] = True
@@ -172,11 +207,27 @@ class StaticForeground:
         self._samples[:, region] = small[region].astype(np.uint8)
         self._long[region] = small[region]
 
+    def _hold(self, at: float) -> None:
+        """Freeze the background under static foreground (and for gap_s after, so a walker's
+        hole in a stall is not learned), up to hold_max_s; thaw the rest to today's light."""
+        now = np.float32(at - self._origin)  # float32 maps keep seconds since start, not epoch times
+        self._held_last[self.mask] = now
+        held = now - self._held_last <= self.settings.gap_s
+        self._held_since = np.where(held, np.fmin(self._held_since, now), np.nan).astype(np.float32)
+        held &= ~(now - self._held_since > self.settings.hold_max_s)  # NaN (not held) compares False
+        frozen = held & ~self.held
+        self._hold_light[frozen] = self.light
+        thawed = self.held & ~held
+        if thawed.any():  # the frozen background was lit as at freezing: relight it to now
+            relight = self.light / self._hold_light[thawed]
+            self._samples[:, thawed] = np.clip(self._samples[:, thawed] * relight, 0, 255).astype(np.uint8)
+            self._long[thawed] *= relight
+        self.held = held
+
     def _sample(self, at: float, small: np.ndarray, learn: np.ndarray) -> None:
-        """A long-term sample: the frame where it may be learned, the background elsewhere."""
-        background = self._long * self.gain
-        sample = np.where(learn[..., None], small, background)
-        self._samples[self._next_sample] = np.clip(sample, 0, 255).astype(np.uint8)
+        """A long-term sample: the frame where it may be learned; elsewhere the slot keeps its value."""
+        slot = self._samples[self._next_sample]
+        slot[learn] = np.clip(small[learn], 0, 255).astype(np.uint8)
         self._next_sample = (self._next_sample + 1) % len(self._samples)
         self._long = np.median(self._samples, axis=0).astype(np.float32)
         self._last_sample = at
@@ -191,23 +242,23 @@ class StaticForeground:
         if self.size is None or working_size((width, height), self.settings.width) != self.size:
             self._start(frame, at)
             return self.mask
-        assert self._last_time is not None and self._last_sample is not None
         self.scale = self.size[0] / width  # same aspect ratio at another resolution: the models still fit
         small = self._prepare(frame)
         ignored = box_mask(ignore, self.scale, self.size)
-        self._measure_gain(small, ~ignored & ~self.mask)
+        usable = ~ignored & ~self.held
+        self.gain = self._ratio(small, self._long, usable, self.gain)
+        self.light = self._ratio(small, self._reference, usable, self.light)
         background = self._long * self.gain
-        threshold = max(MIN_DIFF_THRESHOLD, self.settings.diff_threshold * min(1.0, float(self.gain.mean())))
-        differs = np.abs(small - background).max(axis=2) > threshold
-        stable = np.abs(small - self._short).max(axis=2) < self.settings.stable_threshold
+        held = self.held
+        background[held] = self._long[held] * (self.light / self._hold_light[held])
+        # contrast falls with the light (dusk): so does the threshold, down to the noise floor
+        threshold = max(MIN_DIFF_THRESHOLD, self.settings.diff_threshold * min(1.0, float(self.light.mean())))
+        differs = channel_max_absdiff(small, background) > threshold
+        stable = channel_max_absdiff(small, self._short) < self.settings.stable_threshold
         self.mask = self._blobs(differs & stable & ~ignored, small, background)
-
-        held = self.mask
-        self._held_since = np.where(held, np.where(np.isnan(self._held_since), at, self._held_since), np.nan)
-        over_held = held & (at - np.nan_to_num(self._held_since, nan=at) > self.settings.hold_max_s)
+        self._hold(at)
         if at - self._last_sample >= self.settings.long_sample_s:
-            learn = (~(held & ~over_held)) & ~ignored & ~box_mask(keep_out, self.scale, self.size)
-            self._sample(at, small, learn)
+            self._sample(at, small, ~self.held & ~ignored & ~box_mask(keep_out, self.scale, self.size))
 
         alpha = 1.0 - math.exp(-max(at - self._last_time, 0.0) / self.settings.short_tau_s)
         self._short += alpha * (small - self._short)
@@ -266,7 +317,9 @@ class ZoneMeter:
 
 
 class OccupancyClock:
-    """Since when a zone has been occupied; gaps shorter than `gap_s` (a bus in front) are bridged."""
+    """Since when a zone has been occupied. Only an observed clear spell longer than `gap_s` ends an
+    occupation: a bus in front for a few frames does not, and neither do frames that arrive a
+    minute apart (snapshot cameras)."""
 
     def __init__(self, gap_s: float) -> None:
         self.gap_s = gap_s
@@ -276,7 +329,7 @@ class OccupancyClock:
     def update(self, at: float, occupied: bool) -> float | None:
         """The start of the current occupation, or None when the zone is (now) clear."""
         if occupied:
-            if self.since is None or self.last is None or at - self.last > self.gap_s:
+            if self.since is None:
                 self.since = at
             self.last = at
             return self.since

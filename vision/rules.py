@@ -19,7 +19,7 @@ import numpy as np
 import supervision as sv
 
 from vision.cameras import Camera, Rule
-from vision.dwell import DwellClocks, Stay
+from vision.dwell import DwellClocks, Stay, overlap_of_first
 from vision.incidents import Incident, IncidentLedger, RuleEvent, Sighting
 from vision.occupancy import OccupancyClock, StaticForeground, ZoneMeter, ZoneOccupancy
 from vision.taxonomy import Taxonomy, load_taxonomy
@@ -111,15 +111,14 @@ class CameraRules:
         return self.taxonomy.classes[class_id].event
 
     def _occupancy_event(self, rule: Rule, box: np.ndarray, tracked: sv.Detections) -> str:
-        """The rule's event, or a class event when the detector also sees that class there."""
+        """The rule's event, or a class event when the detector also sees that class there
+        (a third of its box or more inside the occupied area)."""
         assert rule.event is not None
+        class_ids = ids(tracked.class_id, len(tracked))
         for name, event in rule.class_events.items():
-            class_id = self.taxonomy.names.index(name)
-            for index in np.nonzero(ids(tracked.class_id, len(tracked)) == class_id)[0]:
-                x1, y1, x2, y2 = tracked.xyxy[index]
-                cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-                if box[0] <= cx <= box[2] and box[1] <= cy <= box[3]:
-                    return event
+            seen = tracked.xyxy[class_ids == self.taxonomy.names.index(name)]
+            if len(seen) and (overlap_of_first(seen, box) >= 1 / 3).any():
+                return event
         return rule.event
 
     # ------------------------------------------------------------------------------------ the verb

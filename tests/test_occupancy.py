@@ -1,0 +1,266 @@
+"""Static-object occupancy on synthetic street sequences (vision/occupancy.py through vision/rules.py).
+
+Each frame is drawn by the test: a facade and a tiled sidewalk under drifting light, sensor noise,
+walkers crossing, cars driving through (with the detector's boxes, as the service would give
+them), optionally rain streaks, and a stall that appears, stays and is taken away.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import cv2
+import numpy as np
+import pytest
+import supervision as sv
+
+from vision.cameras import Camera, parse_cameras
+from vision.occupancy import OccupancyClock, StaticForeground, ZoneMeter, ground_area_map
+from vision.rules import CameraRules
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+T0 = datetime(2026, 5, 6, 9, 0, tzinfo=SHANGHAI)
+W, H = 320, 180
+CAR = 3
+ZONE = [[0.05, 0.6], [0.95, 0.6], [0.95, 0.98], [0.05, 0.98]]
+STALL = (130, 115, 185, 160)  # x1 y1 x2 y2: about 8 % of the zone
+CONFIG: dict[str, Any] = {
+    "rules": {
+        "sidewalk": {
+            "detect": "occupancy",
+            "event": "street_vending",
+            "class_events": {"garbage": "exposed_garbage"},
+            "min_area": 0.04,
+            "min_dwell_s": 120,
+        }
+    },
+    "cameras": [
+        {
+            "id": "cam",
+            "lat": 34.75,
+            "lon": 113.66,
+            "cases": {"clear_after_s": 60, "verify": "any", "evidence_every_s": 10**6},
+            "occupancy": {"width": W, "long_sample_s": 30, "long_samples": 7, "short_tau_s": 5},
+            "zones": [{"id": "walk", "rule": "sidewalk", "polygon": ZONE}],
+        }
+    ],
+}
+
+
+def make_camera(**occupancy: Any) -> Camera:
+    data = copy.deepcopy(CONFIG)
+    data["cameras"][0]["occupancy"].update(occupancy)
+    return parse_cameras(data).get("cam")
+
+
+def street_background(seed: int = 7) -> np.ndarray:
+    """A facade with windows above a tiled sidewalk: texture, edges and a few colours."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros((H, W, 3), dtype=np.float32)
+    image[:100] = (150, 160, 170)  # facade
+    for x in range(10, W - 20, 40):
+        image[20:60, x : x + 22] = (90, 80, 70)  # windows
+    image[100:] = (128, 132, 130)  # sidewalk
+    image[100:, ::16] -= 25  # tile joints
+    image[100::12] -= 25
+    image += rng.normal(0, 6, image.shape).astype(np.float32)  # stone texture
+    return np.clip(image, 0, 255)
+
+
+NOISE = np.random.default_rng(0).normal(0, 3, (16, H, W, 3)).astype(np.float32)  # sensor noise
+
+
+@dataclass
+class Scene:
+    seconds: float
+    fps: float = 0.5  # a frame every 2 s: enough for the 5 s short-term model, and quick
+    stall: tuple[float, float] | None = None  # (appears, removed) seconds
+    walkers: bool = True
+    cars: bool = True
+    rain: bool = False
+    light: tuple[float, float] = (1.0, 0.8)  # gain at the start and at the end (linear drift)
+    garbage_box: bool = False  # the detector also sees garbage on the stall
+    background: np.ndarray = field(default_factory=street_background)
+
+    def gain(self, t: float) -> float:
+        start, end = self.light
+        return start + (end - start) * t / self.seconds
+
+    def frame(self, t: float) -> tuple[np.ndarray, sv.Detections]:
+        rng = np.random.default_rng(int(t * 1000) + 1)
+        image = NOISE[int(t * 7) % len(NOISE)] + self.background
+        boxes: list[tuple[float, float, float, float]] = []
+        if self.stall and self.stall[0] <= t < self.stall[1]:
+            x1, y1, x2, y2 = STALL
+            image[y1:y2, x1:x2] = (40, 60, 200)  # red awning and goods
+            image[y1 + 12 : y2, x1 + 4 : x2 - 4 : 8] = (30, 170, 230)
+        if self.walkers:
+            for k in range(3):  # three walkers crossing at 1.2 m/s (about 6 px/s here)
+                x = (t * 6 + k * 110) % (W + 40) - 20
+                cy = 125 + 15 * k
+                cv2.ellipse(image, (int(x), cy), (5, 14), 0, 0, 360, (50, 45, 60), -1)
+        if self.cars and (t % 90) < 12:  # a car drives along the kerb every 90 s
+            x = -80 + (t % 90) * 40
+            image[130:170, int(max(x, 0)) : int(max(x + 80, 0))] = (200, 200, 205)
+            boxes.append((x, 130, x + 80, 170))
+        image *= self.gain(t)
+        if self.rain:
+            for _ in range(120):
+                x, y = rng.integers(0, W), rng.integers(0, H - 12)
+                image[y : y + 10, x] += 60
+        detections = sv.Detections.empty()
+        classes = [CAR] * len(boxes)
+        if self.garbage_box and self.stall and self.stall[0] <= t < self.stall[1]:
+            boxes.append(STALL)
+            classes.append(0)  # garbage
+        if boxes:
+            detections = sv.Detections(
+                xyxy=np.array(boxes, dtype=np.float64),
+                confidence=np.full(len(boxes), 0.9),
+                class_id=np.array(classes),
+            )
+        return np.clip(image, 0, 255).astype(np.uint8), detections
+
+
+@dataclass
+class Played:
+    rules: CameraRules
+    events: list[tuple[float, str, str]] = field(default_factory=list)  # (t, kind, event)
+    fractions: list[float] = field(default_factory=list)
+
+
+def play(scene: Scene, camera: Camera | None = None) -> Played:
+    played = Played(CameraRules(camera or make_camera()))
+    for step in range(round(scene.seconds * scene.fps)):
+        t = step / scene.fps
+        frame, detections = scene.frame(t)
+        outcome = played.rules.process(T0 + timedelta(seconds=t), detections, (W, H), frame)
+        played.fractions.append(outcome.occupancy[0].fraction)
+        played.events += [(t, e.kind, e.incident.event) for e in outcome.events]
+    return played
+
+
+def kinds(played: Played) -> list[str]:
+    return [kind for _, kind, _ in played.events]
+
+
+@pytest.mark.parametrize(
+    "scene",
+    [
+        Scene(900),
+        Scene(900, light=(1.0, 0.4)),  # dusk
+        Scene(900, light=(0.6, 1.2)),  # morning sun
+        Scene(900, rain=True),
+    ],
+    ids=["walkers and cars", "dusk", "morning", "rain"],
+)
+def test_no_case_from_walkers_drivers_or_light(scene: Scene) -> None:
+    played = play(scene)
+    assert played.events == []
+    assert max(played.fractions[30:]) < 0.04
+
+
+@pytest.mark.parametrize(
+    "scene",
+    [
+        Scene(900, stall=(120, 600)),
+        Scene(900, stall=(120, 600), rain=True),
+        Scene(900, stall=(120, 600), light=(1.0, 0.4)),
+        Scene(900, stall=(120, 600), walkers=False, cars=False, light=(1.0, 1.0)),
+    ],
+    ids=["stall", "stall in rain", "stall at dusk", "stall, still scene"],
+)
+def test_a_stall_becomes_one_case_and_clears_when_removed(scene: Scene) -> None:
+    played = play(scene)
+    assert kinds(played) == ["started", "cleared"]
+    (started, _, event), (cleared, _, _) = played.events
+    assert event == "street_vending"
+    # a few seconds to settle into the short-term background, then the dwell time (120 s)
+    assert 120 + 120 <= started <= 120 + 120 + 20
+    # gone: the zone empties at once (last seen on the frame at 598 s), then clear_after_s (60 s)
+    assert 598 + 60 <= cleared <= 600 + 60 + 4
+
+
+def test_the_detector_seeing_garbage_there_makes_it_exposed_garbage() -> None:
+    played = play(Scene(400, stall=(60, 400), garbage_box=True))
+    assert [(k, e) for _, k, e in played.events] == [("started", "exposed_garbage")]
+
+
+def test_an_object_that_stays_all_night_never_melts_into_the_background() -> None:
+    # six hours into the night, a frame a minute; the long-term background samples every 2 minutes
+    scene = Scene(6 * 3600, fps=1 / 60, stall=(600, 10**9), light=(1.0, 0.3))
+    played = play(scene, make_camera(long_sample_s=120))
+    assert kinds(played) == ["started"]
+    assert min(played.fractions[13:]) >= 0.04
+
+
+def test_a_stall_there_from_the_start_leaves_no_ghost_when_taken_away() -> None:
+    played = play(Scene(600, stall=(0, 200)))
+    assert played.events == []
+    assert max(played.fractions[120:]) < 0.04  # 40 s after removal the ghost is gone
+
+
+def test_memory_is_fixed_by_width_and_samples() -> None:
+    camera = make_camera(width=160, long_samples=5)
+    foreground = StaticForeground(camera.occupancy)
+    scene = Scene(600, stall=(100, 500))
+    sizes = []
+    for step in range(0, 600, 5):
+        frame, _ = scene.frame(step)
+        foreground.update(float(step), frame, np.empty((0, 4)), np.empty((0, 4)))
+        sizes.append(foreground.nbytes)
+    assert len(set(sizes[1:])) == 1
+    working = 160 * 90
+    # samples (uint8), reference, long, short and freezing light (float32 BGR), two time maps, two masks
+    assert sizes[-1] == working * (5 * 3 + 4 * 3 * 4 + 2 * 4 + 2)
+
+
+def test_blob_boxes_are_in_frame_pixels_at_any_resolution() -> None:
+    camera = make_camera(width=160)
+    foreground = StaticForeground(camera.occupancy)
+    scene = Scene(200, stall=(20, 200), walkers=False, cars=False, light=(1.0, 1.0))
+    for step in range(0, 120, 2):
+        frame, _ = scene.frame(step)
+        foreground.update(float(step), cv2.resize(frame, (640, 360)), np.empty((0, 4)), np.empty((0, 4)))
+    (blob,) = foreground.blobs()
+    assert blob.box == pytest.approx(np.array(STALL) * 2, abs=10)
+
+
+def test_ground_homography_gives_square_metres() -> None:
+    data = copy.deepcopy(CONFIG)
+    data["cameras"][0]["ground"] = {"image": ZONE, "ground_m": [[0, 12], [9, 12], [9, 0], [0, 0]]}
+    data["rules"]["sidewalk"] |= {"min_area": None, "min_area_m2": 2.0}
+    camera = parse_cameras(data).get("cam")
+    assert camera.ground is not None
+    area = ground_area_map(camera.ground, (W, H))
+    meter = ZoneMeter(camera.zones[0], camera.ground)
+    zone_pixels = meter.zone.polygon
+    assert zone_pixels == tuple(tuple(p) for p in ZONE)
+    inside = area[int(0.6 * H) : int(0.98 * H), int(0.05 * W) : int(0.95 * W)].sum()
+    assert inside == pytest.approx(9 * 12, rel=0.05)
+    played = play(Scene(500, stall=(60, 500)), camera)
+    assert kinds(played) == ["started"]
+
+
+@pytest.mark.parametrize(
+    ("readings", "since"),
+    [
+        ([(0, True), (10, True), (20, True)], 0),
+        ([(0, True), (10, False), (20, False), (30, True)], 0),  # a bus in front for 20 s
+        ([(0, True), (10, False), (45, False), (50, True)], 50),  # clear for 35 s > gap: a new one
+        ([(0, True), (60, True), (120, True)], 0),  # snapshots a minute apart
+        ([(0, False), (10, False)], None),
+    ],
+)
+def test_occupancy_clock_bridges_short_gaps_only(
+    readings: list[tuple[float, bool]], since: float | None
+) -> None:
+    clock = OccupancyClock(gap_s=30)
+    result = None
+    for at, occupied in readings:
+        result = clock.update(at, occupied)
+    assert result == since
