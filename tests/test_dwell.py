@@ -92,7 +92,7 @@ def play(
         t = step / fps
         if handled_at is not None and t == handled_at:
             for incident in run.rules.incidents:
-                run.rules.mark_handled(incident, T0 + timedelta(seconds=t))
+                run.rules.set_handled(incident, T0 + timedelta(seconds=t))
         outcome = run.rules.process(T0 + timedelta(seconds=t), detections(script(t)), SIZE)
         run.outcomes.append(outcome)
         run.events += [(t, e.kind, e.reason, e.incident.id) for e in outcome.events]
@@ -207,9 +207,16 @@ def test_back_at_the_place_after_clearing_flags_rework() -> None:
     assert run.times("started") == [pytest.approx(60.5)]  # the same incident, not a new case
 
 
-def test_still_there_after_reported_handled_flags_rework() -> None:
-    run = play(parked(0, 400), 400, camera=make_camera({"verify": "after_handled"}), handled_at=100)
+def test_still_there_after_reported_handled_flags_rework_once_per_report() -> None:
+    run = play(parked(0, 200), 200, camera=make_camera({"verify": "after_handled"}), handled_at=100)
     assert [(t, r) for t, k, r, _ in run.events if k == "rework"] == [(pytest.approx(160), "still_present")]
+    (incident,) = run.rules.incidents
+    run.rules.set_handled(incident, T0 + timedelta(seconds=100))  # the same report, synced again
+    play(parked(0, 400), 300, run=run, start=200)
+    assert len(run.times("rework")) == 1
+    run.rules.set_handled(incident, T0 + timedelta(seconds=300))  # handled again after rework
+    play(parked(0, 400), 400, run=run, start=300)
+    assert run.times("rework") == [pytest.approx(160), pytest.approx(360)]
     assert run.times("cleared") == []
 
 

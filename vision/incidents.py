@@ -58,6 +58,7 @@ class Incident:
     last_evidence: float
     status: Literal["present", "cleared"] = "present"
     handled_at: float | None = None  # set by the service when the case is reported handled
+    handled_report: float | None = None  # the last handling report applied (each counts once)
     cleared_at: float | None = None
     case_id: int | None = field(default=None, compare=False)  # the service's bookkeeping
 
@@ -173,11 +174,18 @@ class IncidentLedger:
             for incident in order[: len(self.incidents) - MAX_INCIDENTS_PER_ZONE]:
                 del self.incidents[incident.id]
 
-    def mark_handled(self, incident_id: int, at: float) -> None:
-        """The case of this incident was reported handled at `at` (capture-time clock)."""
+    def set_handled(self, incident_id: int, at: float | None) -> None:
+        """The incident's case was reported handled at `at` (None: it is back in handling).
+
+        A report is applied once: after a rework flag for it, the same report does not count again.
+        """
         incident = self.incidents.get(incident_id)
-        if incident is not None and incident.handled_at is None:
-            incident.handled_at = at
+        if incident is None:
+            return
+        if at is None:
+            incident.handled_at = None
+        elif at != incident.handled_report:
+            incident.handled_at = incident.handled_report = at
 
     def rescale(self, sx: float, sy: float) -> None:
         for incident in self.incidents.values():

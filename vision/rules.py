@@ -186,6 +186,6 @@ class CameraRules:
     def incidents(self) -> list[Incident]:
         return [i for ledger in self.ledgers.values() for i in ledger.incidents.values()]
 
-    def mark_handled(self, incident: Incident, at: datetime | float) -> None:
-        """The incident's case was reported handled: verification may now clear it."""
-        self.ledgers[incident.zone_id].mark_handled(incident.id, _seconds(at))
+    def set_handled(self, incident: Incident, at: datetime | float | None) -> None:
+        """The incident's case was reported handled at `at` (None: back in handling, e.g. rework)."""
+        self.ledgers[incident.zone_id].set_handled(incident.id, None if at is None else _seconds(at))
