@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint
+.PHONY: demo test lint postgres
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,15 @@ $(INSTALLED): pyproject.toml | $(PY)
 demo: $(INSTALLED)
 	$(PY) -m serve.demo
 
-test: $(INSTALLED)
+test: $(INSTALLED) postgres
 	$(PY) -m pytest
+
+# The storage and API tests also run on a real PostgreSQL that tests/conftest.py starts and stops;
+# without the server (not root, no apt) they are skipped with that reason.
+postgres:
+	@command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && (apt-get install -y postgresql || (apt-get update && apt-get install -y postgresql)); } || \
+	  echo "PostgreSQL not installed: its tests will be skipped"
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check vision serve tests

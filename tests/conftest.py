@@ -170,7 +170,13 @@ SERVICE_START = datetime(2025, 9, 30, 10, 30, tzinfo=ZoneInfo("Asia/Shanghai")) 
 
 
 @pytest.fixture
-def service(db_url: str, tmp_path: Path) -> Iterator[Service]:
+def service_overrides() -> dict[str, object]:
+    """Settings a test module changes for its `service` (override this fixture in the module)."""
+    return {}
+
+
+@pytest.fixture
+def service(db_url: str, tmp_path: Path, service_overrides: dict[str, object]) -> Iterator[Service]:
     """The real app (model models/street-v1 when present) with one key per scope, clock at SERVICE_START."""
     from fastapi.testclient import TestClient
 
@@ -178,12 +184,12 @@ def service(db_url: str, tmp_path: Path) -> Iterator[Service]:
     from serve.auth import SCOPES, create_key
     from serve.db import transaction
 
-    settings = Settings(
-        db_url=db_url,
-        secret="tests-only-secret-0123456789",
-        evidence_dir=tmp_path / "evidence",
-        max_upload_mb=1,
-    )
+    defaults = {
+        "secret": "tests-only-secret-0123456789",
+        "evidence_dir": tmp_path / "evidence",
+        "max_upload_mb": 1,
+    }
+    settings = Settings.model_validate({**defaults, **service_overrides, "db_url": db_url})
     clock = Clock(SERVICE_START)
     with TestClient(create_app(settings, clock=clock)) as client:
         state = client.app.state.service  # type: ignore[attr-defined]

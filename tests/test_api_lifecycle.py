@@ -118,12 +118,31 @@ def test_whole_case_life_with_rework_lunch_break_and_holiday(service: Service, j
     assert local(case["closed_at"]) == at(9, 10, 30, month=10)
     flow = case["flow"]
     assert [f["action"] for f in flow] == [
-        "report", "confirm", "file", "dispatch", "start", "handle", "check_fail", "extend", "handle",
-        "check_pass", "close",
-    ]  # fmt: skip
-    times = [at(30, 10, 30), at(30, 10, 40), at(30, 10, 50), at(30, 11, 30), at(30, 14, 30), at(30, 16, 0),
-             at(30, 16, 20), at(30, 16, 30), at(9, 10, 0, month=10), at(9, 10, 20, month=10),
-             at(9, 10, 30, month=10)]  # fmt: skip
+        "report",
+        "confirm",
+        "file",
+        "dispatch",
+        "start",
+        "handle",
+        "check_fail",
+        "extend",
+        "handle",
+        "check_pass",
+        "close",
+    ]
+    times = [
+        at(30, 10, 30),
+        at(30, 10, 40),
+        at(30, 10, 50),
+        at(30, 11, 30),
+        at(30, 14, 30),
+        at(30, 16, 0),
+        at(30, 16, 20),
+        at(30, 16, 30),
+        at(9, 10, 0, month=10),
+        at(9, 10, 20, month=10),
+        at(9, 10, 30, month=10),
+    ]
     assert [local(f["at"]) for f in flow] == times
     assert [f["seconds_used"] for f in flow[1:]] == [(b - a).total_seconds() for a, b in pairwise(times)]
     # stage limits (configs/workflow.yaml): verify 30, file 15, dispatch 15, check 30 minutes

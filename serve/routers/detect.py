@@ -9,6 +9,7 @@ from datetime import tzinfo
 import supervision as sv
 from fastapi import APIRouter
 
+from serve.cases import boxes_of, patrol_findings
 from serve.deps import Detecting, DetectorDep, ImageUpload, ServiceDep
 from serve.schemas import DetectionOut, DetectResponse, Timing
 from vision.detector import Detector
@@ -35,29 +36,21 @@ def analyse(detector: Detector, data: bytes, source: str, local_tz: tzinfo) -> A
     return Analysis(photo, detections, decoded - started, time.perf_counter() - decoded)
 
 
-def is_patrol_finding(taxonomy: Taxonomy, class_id: int, confidence: float) -> bool:
-    """What a patrol-photo scan files from the class alone (configs/taxonomy.yaml `patrol`)."""
-    cls = taxonomy.classes[class_id]
-    return cls.patrol and cls.event is not None and confidence >= cls.min_confidence
-
-
 def detections_out(detections: sv.Detections, taxonomy: Taxonomy) -> list[DetectionOut]:
-    confidences = detections.confidence if detections.confidence is not None else [1.0] * len(detections)
-    class_ids = detections.class_id if detections.class_id is not None else [0] * len(detections)
-    out = []
-    for xyxy, confidence, class_id in zip(detections.xyxy, confidences, class_ids, strict=True):
-        cls = taxonomy.classes[int(class_id)]
-        out.append(
-            DetectionOut(
-                xyxy=[round(float(v), 1) for v in xyxy],
-                class_id=cls.index,
-                class_name=cls.name,
-                confidence=round(float(confidence), 4),
-                event=cls.event,
-                finding=is_patrol_finding(taxonomy, cls.index, float(confidence)),
-            )
+    """Every detection, best first, marked where the patrol rule (serve.cases) makes it a finding."""
+    findings = {box for boxes in patrol_findings(detections, taxonomy).values() for box in boxes}
+    classes = {c.name: c for c in taxonomy.classes}
+    return [
+        DetectionOut(
+            xyxy=[round(v, 1) for v in box.xyxy],
+            class_id=classes[box.class_name].index,
+            class_name=box.class_name,
+            confidence=round(box.confidence, 4),
+            event=classes[box.class_name].event,
+            finding=box in findings,
         )
-    return out
+        for box in boxes_of(detections, taxonomy.names)
+    ]
 
 
 @router.post("/v1/detect", response_model=DetectResponse, summary="Detect on one image (scope detect)")

@@ -7,7 +7,6 @@ boxes are the evidence); the duplicate rule and numbering are serve.cases'.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -16,28 +15,17 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from serve.cases import Box, Finding, lock_intake, record_finding
-from serve.deps import DetectorDep, ImageUpload, Now, Reporting, ServiceDep
+from serve.cases import Finding, boxes_of, lock_intake, patrol_findings, record_finding
+from serve.deps import DetectorDep, ImageUpload, Now, Reporting, ServiceDep, UploadedImage
 from serve.errors import InvalidInput
 from serve.idempotency import REPLAY_HEADER, request_hash, run_once
 from serve.orm import Photo
-from serve.routers.detect import Analysis, analyse, detections_out, is_patrol_finding
+from serve.routers.detect import Analysis, analyse, detections_out
 from serve.routers.evidence import store_image
 from serve.schemas import CaseRef, ReportResponse
-from vision.taxonomy import Taxonomy
+from serve.state import Service
 
 router = APIRouter(tags=["reports"])
-
-
-def findings_of(analysis: Analysis, taxonomy: Taxonomy) -> dict[str, list[Box]]:
-    """Boxes of the photo's patrol findings, by event."""
-    by_event: dict[str, list[Box]] = defaultdict(list)
-    d = analysis.detections
-    for xyxy, confidence, class_id in zip(d.xyxy, d.confidence, d.class_id, strict=True):  # type: ignore[arg-type]
-        cls = taxonomy.classes[int(class_id)]
-        if cls.event is not None and is_patrol_finding(taxonomy, cls.index, float(confidence)):
-            by_event[cls.event].append(Box(tuple(float(v) for v in xyxy), float(confidence), cls.name))  # type: ignore[arg-type]
-    return by_event
 
 
 @router.post(
@@ -71,17 +59,14 @@ def report(
     if taken_at is not None and taken_at.tzinfo is None:
         raise InvalidInput("taken_at", f"{taken_at.isoformat()} has no timezone offset")
     fingerprint = request_hash(upload.sha256, lat, lon, taken_at)
-    analysis: Analysis | None = None
 
     def work(session: Session) -> dict[str, Any]:
-        nonlocal analysis
-        # Inference before the first write, outside any lock; a replayed request never gets here.
-        analysis = analysis or service.gate.run_blocking(
-            analyse, detector, upload.data, upload.filename, service.domain.rules.calendar.timezone
-        )
+        # The model runs here: a replayed request never gets this far. No statement has run yet.
+        tz = service.domain.rules.calendar.timezone
+        analysis = service.gate.run_blocking(analyse, detector, upload.data, upload.filename, tz)
         service.metrics.inference.observe(analysis.inference_s)
         return record_report(
-            session, service, principal.name, upload, analysis, lat, lon, taken_at or None, now
+            session, service, principal.name, upload, analysis, lat, lon, taken_at, now, detector.version
         )
 
     body, replayed = run_once(
@@ -98,14 +83,15 @@ def report(
 
 def record_report(
     session: Session,
-    service: Any,
+    service: Service,
     reporter: str,
-    upload: Any,
+    upload: UploadedImage,
     analysis: Analysis,
     lat: float | None,
     lon: float | None,
     taken_at: datetime | None,
     now: datetime,
+    model_version: str,
 ) -> dict[str, Any]:
     """Store the photo, record its findings as cases, and return the response body (JSON-ready)."""
     taxonomy = service.domain.rules.taxonomy
@@ -132,15 +118,15 @@ def record_report(
             lat=position[0] if position else None,
             lon=position[1] if position else None,
             grid_code=grid.code if grid else None,
-            model_version=service.detector.version,
-            detections=[d.model_dump() for d in detections_out(analysis.detections, taxonomy)],
+            model_version=model_version,
+            detections=[b.to_json() for b in boxes_of(analysis.detections, taxonomy.names)],
             processed_at=now,
         )
         session.add(row)
         session.flush()
     refs = []
     if position is not None:
-        for event, boxes in sorted(findings_of(analysis, taxonomy).items()):
+        for event, boxes in sorted(patrol_findings(analysis.detections, taxonomy).items()):
             update = record_finding(
                 session,
                 Finding(
@@ -150,8 +136,8 @@ def record_report(
                     seen_at=seen_at,
                     photo_path=str(path),
                     photo_sha256=upload.sha256,
-                    boxes=tuple(boxes),
-                    model_version=service.detector.version,
+                    boxes=boxes,
+                    model_version=model_version,
                     source="patrol_photo",
                     reporter=reporter,
                     photo_id=row.id,
@@ -174,7 +160,7 @@ def record_report(
         lon=position[1] if position else None,
         grid_code=grid.code if grid else None,
         unlocated=position is None,
-        model_version=service.detector.version,
+        model_version=model_version,
         detections=detections_out(analysis.detections, taxonomy),
         cases=refs,
     )

@@ -1,0 +1,268 @@
+"""Metrics against hand-computed values: six cases in two streets driven through the API, then
+/v1/stats, the 10-day street ranking and the worst spots; plus the pure pieces as tables."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from conftest import Service
+from shapely.geometry import box
+
+from serve.grids import area_km2
+from serve.stats import CaseFacts, composite_score, rates, ten_day_period
+
+TZ = ZoneInfo("Asia/Shanghai")
+MONDAY = datetime(2025, 9, 29, 8, 0, tzinfo=TZ)
+# Street 甲 has two unit grids, street 乙 one: 乙's two problems weigh twice as much per km².
+GRIDS = {
+    "410103001001001": ("甲街道", box(113.600, 34.700, 113.601, 34.701)),
+    "410103001001002": ("甲街道", box(113.601, 34.700, 113.602, 34.701)),
+    "410103002001001": ("乙街道", box(113.602, 34.700, 113.603, 34.701)),
+}
+
+
+def centre(code: str) -> dict[str, float]:
+    point = GRIDS[code][1].centroid
+    return {"lat": round(point.y, 6), "long": round(point.x, 6)}
+
+
+@pytest.fixture
+def service_overrides(tmp_path: Path) -> dict[str, object]:
+    features = [
+        {
+            "type": "Feature",
+            "properties": {"code": code, "street": street, "community": "测试社区"},
+            "geometry": {"type": "Polygon", "coordinates": [list(map(list, shape.exterior.coords))]},
+        }
+        for code, (street, shape) in GRIDS.items()
+    ]
+    path = tmp_path / "grids.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}), encoding="utf-8")
+    return {"grids": path}
+
+
+class Driver:
+    """Moves cases through the API with the service clock at the given bureau times."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def report(self, code: str, grid: str, hour: float) -> int:
+        self.service.clock.at = MONDAY.replace(hour=int(hour), minute=int(hour % 1 * 60))
+        posted = self.service.client.post(
+            "/open311/v2/requests.json",
+            data={"service_code": code, **centre(grid)},
+            headers=self.service.auth("report"),
+        )
+        assert posted.status_code == 201, posted.text
+        number = posted.json()[0]["service_request_id"]
+        items = self.service.client.get("/v1/cases", headers=self.service.auth("cases:read")).json()["items"]
+        return next(int(c["id"]) for c in items if c["number"] == number)
+
+    def steps(self, case_id: int, *moves: tuple[float, str, dict[str, Any]]) -> None:
+        for hour, action, fields in moves:
+            self.service.clock.at = MONDAY.replace(hour=int(hour), minute=round(hour % 1 * 60))
+            if action == "handle":
+                photo = self.service.client.post(
+                    f"/v1/cases/{case_id}/evidence",
+                    files={"file": ("after.jpg", fields.pop("jpeg"), "image/jpeg")},
+                    headers=self.service.auth("cases:write"),
+                )
+                fields = {"evidence_id": photo.json()["id"]}
+            read = self.service.client.get(f"/v1/cases/{case_id}", headers=self.service.auth("cases:read"))
+            done = self.service.client.post(
+                f"/v1/cases/{case_id}/transitions",
+                json={"action": action, **fields},
+                headers={**self.service.auth("cases:write"), "If-Match": read.headers["ETag"]},
+            )
+            assert done.status_code == 200, done.text
+
+
+def test_rates_ranking_and_worst_spots_match_hand_counts(service: Service, jpeg: Any) -> None:
+    drive = Driver(service)
+    a1, a2, b1 = GRIDS
+    # 1: handled and closed on time. Dispatched 09:00, 4 working hours: due 15:00 (lunch 12-14).
+    one = drive.report("06010", a1, 8.5)
+    drive.steps(
+        one,
+        (8.6, "confirm", {}),
+        (8.7, "file", {}),
+        (9, "dispatch", {}),
+        (9.5, "start", {}),
+        (11, "handle", {"jpeg": jpeg(seed=1)}),
+        (11.2, "check_pass", {}),
+        (11.4, "close", {}),
+    )
+    # 2: a false report, rejected: counts as a report, not as a valid one nor as a problem.
+    two = drive.report("07001", a1, 8.5)
+    drive.steps(two, (8.6, "reject", {"note": "误报"}))
+    # 3: handled late twice (rework), closed late. Due 15:00; handled 15:30 and 16:00.
+    three = drive.report("06010", a2, 8.5)
+    drive.steps(
+        three,
+        (8.6, "confirm", {}),
+        (8.7, "file", {}),
+        (9, "dispatch", {}),
+        (9.5, "start", {}),
+        (15.5, "handle", {"jpeg": jpeg(seed=2)}),
+        (15.6, "check_fail", {"note": "返工"}),
+        (16, "handle", {"jpeg": jpeg(seed=3)}),
+        (16.2, "check_pass", {}),
+        (16.4, "close", {}),
+    )
+    # 4: verified, never filed; 5: dispatched then cancelled; 6: still reported.
+    four = drive.report("06042", b1, 8.5)
+    drive.steps(four, (8.6, "confirm", {}))
+    five = drive.report("06010", b1, 8.5)
+    drive.steps(
+        five, (8.6, "confirm", {}), (8.7, "file", {}), (9, "dispatch", {}), (9.2, "cancel", {"note": "重复"})
+    )
+    drive.report("09009", b1, 8.5)
+
+    reader = service.auth("cases:read")
+    total = service.client.get("/v1/stats", headers=reader).json()["total"]
+    counts = {
+        k: total[k]
+        for k in (
+            "reports",
+            "valid",
+            "filed",
+            "due",
+            "handled",
+            "handled_on_time",
+            "closed",
+            "closed_on_time",
+            "reworked",
+            "overtime_cases",
+        )
+    }
+    assert counts == {
+        "reports": 6,
+        "valid": 4,
+        "filed": 3,
+        "due": 2,
+        "handled": 2,
+        "handled_on_time": 1,
+        "closed": 2,
+        "closed_on_time": 1,
+        "reworked": 1,
+        "overtime_cases": 1,
+    }
+    assert total["filing_rate"] == 3 / 4 and total["disposal_rate"] == 1.0
+    assert total["on_time_disposal_rate"] == total["on_time_closing_rate"] == 1 / 2
+    assert total["closing_rate"] == 1.0 and total["rework_rate"] == 1 / 2
+    # case 3: allowed 4 working hours, used 09:00-16:00 minus lunch = 5: (5 - 4) / 4
+    assert total["overtime_multiple_mean"] == pytest.approx(0.25) == total["overtime_multiple_max"]
+
+    by_street = service.client.get("/v1/stats", params={"group_by": "street"}, headers=reader).json()[
+        "groups"
+    ]
+    streets = {g["key"]: g for g in by_street}
+    area_a, area_b = area_km2(GRIDS[a1][1]) + area_km2(GRIDS[a2][1]), area_km2(GRIDS[b1][1])
+    assert streets["甲街道"]["area_km2"] == pytest.approx(area_a)
+    assert streets["甲街道"]["problems_per_km2"] == pytest.approx(2 / area_a)
+    assert streets["乙街道"]["problems_per_km2"] == pytest.approx(2 / area_b)
+    assert (
+        streets["乙街道"]["filing_rate"],
+        streets["乙街道"]["due"],
+        streets["乙街道"]["disposal_rate"],
+    ) == (0.5, 0, None)
+    by_grid = service.client.get("/v1/stats", params={"group_by": "grid"}, headers=reader).json()["groups"]
+    assert [(g["key"], g["reports"]) for g in by_grid] == [(a1, 2), (a2, 1), (b1, 3)]
+    by_department = service.client.get("/v1/stats", params={"group_by": "department"}, headers=reader).json()
+    assert {g["key"]: g["due"] for g in by_department["groups"]} == {"二七区环境卫生服务中心": 2, None: 0}
+
+    ranking = service.client.get("/v1/stats/ranking", params={"day": "2025-09-29"}, headers=reader).json()
+    assert ranking["period"] == "2025-09-3"
+    assert [(r["rank"], r["street"], r["problems"]) for r in ranking["streets"]] == [
+        (1, "乙街道", 2),
+        (2, "甲街道", 2),
+    ]
+    assert ranking["streets"][1]["on_time_closing_rate"] == 1 / 2
+    earlier = service.client.get("/v1/stats/ranking", params={"day": "2025-09-15"}, headers=reader).json()
+    assert [r["problems"] for r in earlier["streets"]] == [0, 0]
+
+    spots = service.client.get("/v1/stats/worst-spots", headers=reader).json()["spots"]
+    assert [(s["grid_code"], s["open_cases"]) for s in spots] == [(b1, 2)]  # cases 4 and 6
+    assert spots[0]["open_per_km2"] == pytest.approx(2 / area_b)
+
+    since = service.client.get(
+        "/v1/stats", params={"since": (MONDAY + timedelta(days=1)).isoformat()}, headers=reader
+    ).json()
+    assert since["total"]["reports"] == 0
+
+    metrics = service.client.get("/metrics", headers=reader).text
+    assert (
+        'streetorder_cases{state="closed"} 2.0' in metrics
+        and 'streetorder_cases{state="reported"} 1.0' in metrics
+    )
+
+
+@pytest.mark.parametrize(
+    ("day", "start", "end", "label"),
+    [
+        (date(2025, 9, 1), date(2025, 9, 1), date(2025, 9, 11), "2025-09-1"),
+        (date(2025, 9, 10), date(2025, 9, 1), date(2025, 9, 11), "2025-09-1"),
+        (date(2025, 9, 11), date(2025, 9, 11), date(2025, 9, 21), "2025-09-2"),
+        (date(2025, 9, 30), date(2025, 9, 21), date(2025, 10, 1), "2025-09-3"),
+        (date(2024, 2, 29), date(2024, 2, 21), date(2024, 3, 1), "2024-02-3"),
+        (date(2025, 12, 31), date(2025, 12, 21), date(2026, 1, 1), "2025-12-3"),
+    ],
+)
+def test_ten_day_periods(day: date, start: date, end: date, label: str) -> None:
+    assert ten_day_period(day) == (start, end, label)
+
+
+def facts(**changes: Any) -> CaseFacts:
+    base = dict(
+        event="exposed_garbage",
+        grid_code="g",
+        street="s",
+        department="d",
+        problem=True,
+        valid=True,
+        filed=True,
+        due=True,
+        handled=True,
+        handled_on_time=True,
+        closed=True,
+        closed_on_time=True,
+        reworked=False,
+        overtime_multiple=None,
+    )
+    return CaseFacts(**{**base, **changes})  # type: ignore[arg-type]
+
+
+def test_rates_of_no_cases_are_none_not_zero() -> None:
+    empty = rates([])
+    assert empty["reports"] == 0 and all(
+        empty[k] is None for k in ("filing_rate", "disposal_rate", "rework_rate")
+    )
+
+
+def test_rates_count_only_due_cases_for_disposal() -> None:
+    items = [
+        facts(),
+        facts(due=False, handled=True),
+        facts(handled=False, handled_on_time=False, closed=False, closed_on_time=False),
+    ]
+    result = rates(items, area_km2=0.5)
+    assert (result["due"], result["handled"], result["disposal_rate"]) == (2, 1, 0.5)
+    assert result["problems_per_km2"] == 6.0
+
+
+@pytest.mark.parametrize(
+    ("values", "weights", "score"),
+    [
+        ({"filing_rate": 1.0, "rework_rate": 0.5}, {"filing_rate": 0.5, "rework_rate": -0.5}, 0.25),
+        ({"filing_rate": 0.8, "rework_rate": None}, {"filing_rate": 0.5, "rework_rate": -0.5}, 0.8),
+        ({"filing_rate": None}, {"filing_rate": 1.0}, None),
+    ],
+)
+def test_composite_score(values: dict[str, Any], weights: dict[str, float], score: float | None) -> None:
+    assert composite_score(values, weights) == score
