@@ -1,6 +1,7 @@
 # streetorder. On a fresh clone with ../shared beside it:
 #   make demo   creates .venv if missing, installs, scans sample photos, writes a report
 #   make test   creates .venv if missing, installs, runs the whole test suite
+#   make setup  (root, Debian) system packages: a CJK font for synthetic flyers (vision/flyers.py)
 # The install is redone whenever pyproject.toml changes (the stamp file records the last one).
 
 PYTHON ?= python3
@@ -8,7 +9,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint postgres
+.PHONY: demo test lint setup postgres
+
+setup:
+	fc-list :lang=zh file | grep -q . || (apt-get update && apt-get install -y fonts-wqy-microhei fonts-wqy-zenhei fonts-arphic-ukai)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

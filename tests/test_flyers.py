@@ -181,6 +181,15 @@ def test_cli_writes_a_dataset_a_mix_can_use(tmp_path: Path, backgrounds: Path) -
     )
 
 
+def test_a_folder_that_is_not_a_flyer_set_is_never_overwritten(tmp_path: Path, backgrounds: Path) -> None:
+    out = tmp_path / "precious"
+    (out / "images").mkdir(parents=True)
+    (out / "images" / "keep.jpg").write_bytes(b"mine")
+    with pytest.raises(FileExistsError, match="not empty"):
+        synthesize([backgrounds], out, count=1, overwrite=True, progress=False)
+    assert (out / "images" / "keep.jpg").read_bytes() == b"mine"
+
+
 def test_unknown_data_subcommand_is_refused() -> None:
     assert data_cli(["no-such-thing"]) == 2
 

@@ -55,7 +55,7 @@ FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/arphic/ukai.ttc",
     "/usr/share/fonts/truetype/arphic/uming.ttc",
 )
-FONT_SETUP = "apt-get install -y fonts-wqy-microhei fonts-wqy-zenhei"
+FONT_SETUP = "apt-get install -y fonts-wqy-microhei fonts-wqy-zenhei fonts-arphic-ukai"
 FLYER_CLASS = "flyer"
 # Labelled classes that are surfaces flyers are stuck on, not objects a flyer may hide.
 SURFACE_CLASSES = frozenset({"door", "window"})
@@ -1078,8 +1078,15 @@ def synthesize(
     if count < 1:
         raise ValueError(f"--count must be at least 1, got {count}")
     pool = list_backgrounds(backgrounds)
-    if (out / "data.yaml").exists() and not overwrite:
-        raise FileExistsError(f"{out} already holds a dataset; pass --overwrite to replace it")
+    if out.exists() and any(out.iterdir()):
+        if not (out / "synth.json").exists():  # not ours: nothing in it is deleted
+            raise FileExistsError(
+                f"{out} is not empty and holds no synthetic flyer set; choose an empty folder"
+            )
+        if not overwrite:
+            raise FileExistsError(
+                f"{out} already holds a synthetic flyer set; pass --overwrite to replace it"
+            )
     for sub in ("images", "labels"):
         shutil.rmtree(out / sub, ignore_errors=True)
     classes = labelled_classes(pool, taxonomy)

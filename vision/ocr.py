@@ -15,6 +15,7 @@ import re
 import sys
 import time
 import unicodedata
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -195,39 +196,87 @@ class FlyerReader:
         )
 
 
-def bench(dataset: Path, limit: int, threads: int) -> dict[str, Any]:
-    """OCR every flyer of a synthetic set (vision/flyers.py flyers.jsonl): cost and numbers read."""
-    reader = FlyerReader(threads=threads)
-    records = [
-        json.loads(line) for line in (dataset / "flyers.jsonl").read_text(encoding="utf-8").splitlines()
-    ]
-    bins = ((0, 30), (30, 60), (60, 120), (120, 100000))
-    tally = {f"{low}-{high if high < 100000 else ''}px": [0, 0] for low, high in bins}
-    seconds: list[float] = []
-    for record in records:
-        if len(seconds) >= limit:
-            break
+@dataclass(frozen=True)
+class Sample:
+    """A flyer crop whose printed numbers are known."""
+
+    crop: np.ndarray
+    phones: tuple[str, ...]
+    height: int  # the flyer's height in the photo, pixels
+    style: str
+
+
+def set_samples(dataset: Path, limit: int) -> Iterator[Sample]:
+    """The flyers of a synthetic set (vision/flyers.py writes flyers.jsonl), cropped from its photos."""
+    lines = (dataset / "flyers.jsonl").read_text(encoding="utf-8").splitlines()
+    count = 0
+    for record in map(json.loads, lines):
         image = read_photo(dataset / record["image"]).image
         for flyer in record["flyers"]:
-            reading = reader.read(crop_box(image, flyer["xyxy"]))
-            seconds.append(reading.seconds)
+            if count == limit:
+                return
+            count += 1
             height = flyer["xyxy"][3] - flyer["xyxy"][1]
-            key = next(k for k, (low, high) in zip(tally, bins, strict=True) if low <= height < high)
-            tally[key][0] += set(flyer["text"]["phones"]) <= set(reading.phones)
-            tally[key][1] += 1
-    read, total = sum(v[0] for v in tally.values()), sum(v[1] for v in tally.values())
+            yield Sample(
+                crop_box(image, flyer["xyxy"]), tuple(flyer["text"]["phones"]), height, flyer["style"]
+            )
+
+
+def rendered_samples(heights: Sequence[int], per_height: int, seed: int = 0) -> Iterator[Sample]:
+    """Flyers rendered face-on at a given height on a grey wall, slightly blurred and JPEG-compressed.
+
+    The upper bound of what OCR can read at that size; pasted flyers add perspective and lighting.
+    """
+    from vision.flyers import STYLES, age, find_cjk_fonts, flyer_text, render_layout
+
+    fonts = find_cjk_fonts()
+    for height in heights:
+        for index in range(per_height):
+            rng = np.random.default_rng([seed, height, index])
+            style = STYLES[index % len(STYLES)]
+            text = flyer_text(rng)
+            flyer = age(render_layout(text, style, float(rng.uniform(*style.aspect)), rng, fonts), style, rng)
+            scale = height / flyer.shape[0]
+            small = cv2.resize(flyer, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            wall = np.full((small.shape[0] + 20, small.shape[1] + 20, 3), 150.0, np.float32)
+            alpha = small[..., 3:]
+            wall[10:-10, 10:-10] = wall[10:-10, 10:-10] * (1 - alpha) + 255 * small[..., 2::-1] * alpha
+            photo = cv2.GaussianBlur(wall, (0, 0), 0.7).astype(np.uint8)
+            _, encoded = cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_QUALITY, 80])
+            yield Sample(np.asarray(cv2.imdecode(encoded, cv2.IMREAD_COLOR)), text.phones, height, style.name)
+
+
+def bench(samples: Iterable[Sample], threads: int) -> dict[str, Any]:
+    """OCR every sample: ms per crop, and numbers read exactly, by flyer height and by style."""
+    reader = FlyerReader(threads=threads)
+    seconds: list[float] = []
+    bins = (30, 60, 120, 240)
+    by_height: dict[str, list[int]] = {f"<{b}px": [0, 0] for b in bins} | {f">={bins[-1]}px": [0, 0]}
+    by_style: dict[str, list[int]] = {}
+    for sample in samples:
+        reading = reader.read(sample.crop)
+        seconds.append(reading.seconds)
+        hit = int(set(sample.phones) <= set(reading.phones))
+        upper = next((b for b in bins if sample.height < b), None)
+        key = f"<{upper}px" if upper else f">={bins[-1]}px"
+        for table, name in ((by_height, key), (by_style, sample.style)):
+            table.setdefault(name, [0, 0])
+            table[name][0] += hit
+            table[name][1] += 1
+    if not seconds:
+        return {"crops": 0}
+    hits = sum(v[0] for v in by_style.values())
     return {
         "crops": len(seconds),
+        "threads": threads,
         "ms_per_crop": {
             "mean": round(1000 * float(np.mean(seconds)), 1),
             "p50": round(1000 * float(np.median(seconds)), 1),
             "p90": round(1000 * float(np.percentile(seconds, 90)), 1),
-        }
-        if seconds
-        else {},
-        "threads": threads,
-        "phones_read": f"{read}/{total}",
-        "by_flyer_height": {k: f"{v[0]}/{v[1]}" for k, v in tally.items()},
+        },
+        "phones_read": f"{hits}/{len(seconds)}",
+        "by_flyer_height": {k: f"{v[0]}/{v[1]}" for k, v in by_height.items() if v[1]},
+        "by_style": {k: f"{v[0]}/{v[1]}" for k, v in sorted(by_style.items())},
     }
 
 
@@ -239,14 +288,25 @@ def cli(argv: list[str]) -> int:
     parser.add_argument(
         "--bench", type=Path, help="a synthetic flyer set: print ms per crop and numbers read"
     )
+    parser.add_argument(
+        "--bench-rendered",
+        metavar="HEIGHTS",
+        help="e.g. 48,96,192: OCR flyers rendered face-on at these heights in pixels",
+    )
     parser.add_argument("--limit", type=int, default=200, help="--bench: at most this many crops")
+    parser.add_argument("--per-height", type=int, default=20, help="--bench-rendered: flyers per height")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads")
     args = parser.parse_args(argv)
-    if args.bench:
-        print(json.dumps(bench(args.bench, args.limit, args.threads), ensure_ascii=False))
+    if args.bench or args.bench_rendered:
+        samples = (
+            set_samples(args.bench, args.limit)
+            if args.bench
+            else rendered_samples([int(h) for h in args.bench_rendered.split(",")], args.per_height)
+        )
+        print(json.dumps(bench(samples, args.threads), ensure_ascii=False))
         return 0
     if not args.images:
-        parser.error("give images, or --bench DIR")
+        parser.error("give images, --bench DIR or --bench-rendered HEIGHTS")
     reader = FlyerReader(threads=args.threads)
     for path in args.images:
         try:
@@ -257,7 +317,7 @@ def cli(argv: list[str]) -> int:
         if args.find:
             found = reader.find_missed(image, sv.Detections.empty())
             result: Any = [
-                {"xyxy": [round(float(v)) for v in box], "confidence": round(float(c), 3), **asdict(r)}
+                {"xyxy": [round(float(v)) for v in box], "confidence": round(float(c), 3), "ocr": asdict(r)}
                 for box, c, r in zip(
                     found.xyxy, np.asarray(found.confidence), found.data.get("ocr", []), strict=True
                 )

@@ -56,7 +56,8 @@ def sky_mask(image: np.ndarray) -> np.ndarray:
         ((grey_white | blue) & smooth).astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8)
     )
     _, labels = cv2.connectedComponents(candidate, connectivity=4)
-    top = cv2.dilate(padding_mask(image).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    # grown past the fill edge: its gradient and the opening leave a few rows of non-sky there
+    top = cv2.dilate(padding_mask(image).astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool)
     top[image.shape[0] // 2 :] = False
     top[0] = True
     touching = np.unique(labels[top & (candidate > 0)])
