@@ -52,7 +52,10 @@ def test_package_strips_and_writes_the_card(model_dir: Path) -> None:
         "model.pt": file_sha256(model_dir / "model.pt"),
         "model.onnx": file_sha256(model_dir / "model.onnx"),
     }
-    assert card["exports"]["onnx"] == {"file": "model.onnx", "opset": 17, "imgsz": 64}
+    onnx = card["exports"]["onnx"]
+    assert (onnx["file"], onnx["opset"], onnx["imgsz"]) == ("model.onnx", 17, 64)
+    assert onnx["parity"]["images"] == 1  # no data given: one noise image
+    assert onnx["parity"]["max_box_px"] < 1e-2 and onnx["parity"]["max_score"] < 1e-4
 
 
 def test_repackaging_keeps_metrics_and_exports_only_for_the_same_weights(tmp_path: Path) -> None:

@@ -71,6 +71,7 @@ def split_dirs(data_yaml: Path, data: dict[str, Any], split: str) -> list[Path]:
     entry = data.get(split)
     if entry is None:
         return []
+    data_yaml = data_yaml.resolve()  # a relative yaml path would otherwise be joined twice
     root = Path(data.get("path") or data_yaml.parent)
     if not root.is_absolute():
         root = (data_yaml.parent / root).resolve()

@@ -249,7 +249,7 @@ def cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="streetorder evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="an ultralytics data.yaml")
     parser.add_argument("--model", help="name under models/, a folder, or a .onnx/.pt (default: settings)")
-    parser.add_argument("--backend", choices=BACKENDS, default="onnx", help="onnx (default), ultralytics")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: ONNX if the model has it")
     parser.add_argument("--device", default="cpu", help="for --backend ultralytics: cpu or a CUDA index")
     parser.add_argument("--split", default="val")
     parser.add_argument("--imgsz", type=int, help="input size (default: the model's)")

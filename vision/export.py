@@ -32,6 +32,7 @@ from vision.registry import (
 
 ONNX_OPSET = 17  # ONNX Runtime 1.31 runs it fully on CPU, and its static INT8 quantizer accepts it
 INT8_FILE = "model.int8.onnx"
+PARITY_IMAGES = 16  # validation images on which ONNX output is compared with PyTorch
 OPENVINO_FOLDER = "model_openvino_model"  # the name ultralytics gives the IR folder of model.pt
 
 
@@ -123,8 +124,13 @@ def export_openvino(weights: Path, imgsz: int) -> Path | None:
     return Path(YOLO(str(weights), task="detect").export(format="openvino", imgsz=imgsz, device="cpu"))
 
 
-def export_model(folder: Path, fmt: str = "onnx", imgsz: int | None = None) -> Path | None:
-    """Export a model folder's model.pt and record the export (and the ONNX sha256) in its card."""
+def export_model(
+    folder: Path, fmt: str = "onnx", imgsz: int | None = None, check_images: list[Path] | None = None
+) -> Path | None:
+    """Export a model folder's model.pt and record the export (and the ONNX sha256) in its card.
+
+    An ONNX export is checked against PyTorch on `check_images` (or one noise image) first.
+    """
     weights = find_model(folder).weights_for("ultralytics")
     imgsz = imgsz or int(read_card(folder).get("input_size") or 640)
     if fmt == "openvino":
@@ -133,12 +139,55 @@ def export_model(folder: Path, fmt: str = "onnx", imgsz: int | None = None) -> P
             update_card(folder, exports={"openvino": {"folder": written.name, "imgsz": imgsz}})
         return written
     written = export_onnx(weights, imgsz)
+    parity = onnx_parity(weights, written, check_images or [])
+    print(
+        f"ONNX vs PyTorch on {parity['images']} image(s): max |diff| {parity['max_box_px']:.2e} px "
+        f"(boxes), {parity['max_score']:.2e} (scores)"
+    )
     update_card(
         folder,
         weights={WEIGHTS["onnx"]: file_sha256(written)},
-        exports={"onnx": {"file": written.name, "opset": ONNX_OPSET, "imgsz": imgsz}},
+        exports={"onnx": {"file": written.name, "opset": ONNX_OPSET, "imgsz": imgsz, "parity": parity}},
     )
     return written
+
+
+def onnx_parity(weights: Path, onnx_path: Path, images: list[Path]) -> dict[str, Any]:
+    """Largest difference of the raw head outputs, ONNX Runtime vs PyTorch, on the same inputs."""
+    import cv2
+    import onnxruntime as ort
+    import torch
+    from ultralytics import YOLO
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    model_input = session.get_inputs()[0]
+    size = int(model_input.shape[2])
+    network: Any = YOLO(str(weights), task="detect").model
+    network = network.float().eval()
+    loaded = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in images]
+    inputs = [i for i in loaded if i is not None] or [
+        np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8)
+    ]
+    box_diff = score_diff = 0.0
+    for image in inputs:
+        tensor = to_input_tensor(letterbox(image, size)[0])
+        onnx_out = session.run(None, {model_input.name: tensor})[0][0]
+        with torch.no_grad():
+            torch_out = network(torch.from_numpy(tensor))
+        reference = (torch_out[0] if isinstance(torch_out, tuple | list) else torch_out)[0].numpy()
+        box_diff = max(box_diff, float(np.abs(onnx_out[:4] - reference[:4]).max()))
+        score_diff = max(score_diff, float(np.abs(onnx_out[4:] - reference[4:]).max()))
+    return {"images": len(inputs), "max_box_px": box_diff, "max_score": score_diff}
+
+
+def split_images(data_yaml: Path, count: int, split: str = "val") -> list[Path]:
+    """Up to `count` images of a split, spread evenly over it."""
+    from vision.datamix import image_files, read_data_yaml, split_dirs
+
+    data = read_data_yaml(data_yaml)
+    images = [f for d in split_dirs(data_yaml, data, split) for f in image_files(d)]
+    step = max(1, len(images) // max(count, 1))
+    return images[::step][:count]
 
 
 class LetterboxCalibration:
@@ -158,17 +207,22 @@ class LetterboxCalibration:
 
 
 def head_decode_nodes(onnx_path: Path) -> list[str]:
-    """Nodes of the detection head's decoding (DFL, box maths, concat of boxes with scores).
+    """Nodes of the detection head's decoding (DFL, box maths, the concat of boxes with scores).
 
-    They mix pixel coordinates (0..640) with scores (0..1) in one tensor; one INT8 scale for both
-    would flatten the scores, so they stay FP32.
+    They mix pixel coordinates (0..imgsz) with scores (0..1) in one tensor; one INT8 scale for
+    both would flatten the scores, so they stay FP32. The head's conv branches are quantized.
     """
     import onnx
 
     graph = onnx.load(str(onnx_path)).graph
-    convs = [n for n in graph.node if n.op_type == "Conv"]
-    head = convs[-1].name.split("/")[1] if convs and convs[-1].name.count("/") > 1 else ""
-    return [n.name for n in graph.node if n.op_type != "Conv" and head and n.name.startswith(f"/{head}/")]
+    convs = [n.name.split("/") for n in graph.node if n.op_type == "Conv"]
+    head = convs[-1][1] if convs and len(convs[-1]) > 2 else None  # "/model.23/cv3.2/..." -> model.23
+    decoding = []
+    for node in graph.node:
+        parts = node.name.split("/")
+        if head and len(parts) > 2 and parts[1] == head and (len(parts) == 3 or parts[2] == "dfl"):
+            decoding.append(node.name)
+    return decoding
 
 
 def quantize_int8(onnx_path: Path, calibration: list[Path]) -> Path:
@@ -227,16 +281,11 @@ def int8_check(
 
 
 def calibration_images(data_yaml: Path, count: int) -> list[Path]:
-    """Up to `count` images of the data set's train split, spread evenly (val stays for the check)."""
-    from vision.datamix import image_files, read_data_yaml, split_dirs
-
-    data = read_data_yaml(data_yaml)
-    images = [f for d in split_dirs(data_yaml, data, "train") or split_dirs(data_yaml, data, "val")
-              for f in image_files(d)]
+    """Up to `count` images of the data set's train split (val stays for the check)."""
+    images = split_images(data_yaml, count, "train") or split_images(data_yaml, count, "val")
     if not images:
         raise ModelError(f"{data_yaml}: no images to calibrate INT8 with")
-    step = max(1, len(images) // count)
-    return images[::step][:count]
+    return images
 
 
 def cli(argv: list[str]) -> int:
@@ -247,7 +296,7 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--format", choices=("onnx", "openvino"), default="onnx")
     parser.add_argument("--imgsz", type=int, help="input size (default: the card's input_size)")
     parser.add_argument("--int8", action="store_true", help="also write model.int8.onnx, checked vs FP32")
-    parser.add_argument("--data", type=Path, help="data.yaml: INT8 calibration (train) and check (val)")
+    parser.add_argument("--data", type=Path, help="data.yaml: val images for the ONNX and INT8 checks")
     parser.add_argument("--calibration", type=int, default=100, help="INT8 calibration images")
     parser.add_argument("--limit", type=int, help="check INT8 on at most this many validation images")
     args = parser.parse_args(argv)
@@ -263,7 +312,8 @@ def cli(argv: list[str]) -> int:
             if files.folder is None:
                 parser.error("--model is a bare file: give --name to package it as models/NAME")
             folder = files.folder
-        written = export_model(folder, args.format, args.imgsz)
+        check = split_images(args.data, PARITY_IMAGES) if args.data else []
+        written = export_model(folder, args.format, args.imgsz, check)
         if written is None:
             return 2
         print(f"exported: {written}")
@@ -271,8 +321,8 @@ def cli(argv: list[str]) -> int:
             calibration = calibration_images(args.data, args.calibration)
             onnx_path = folder / WEIGHTS["onnx"]
             int8 = quantize_int8(onnx_path, calibration)
-            check = int8_check(onnx_path, int8, args.data, args.limit, len(calibration))
-            update_card(folder, exports={"int8": check})
+            measured = int8_check(onnx_path, int8, args.data, args.limit, len(calibration))
+            update_card(folder, exports={"int8": measured})
             print(f"exported: {int8}")
     except ModelError as err:
         print(f"export: {err}", file=sys.stderr)
