@@ -48,6 +48,9 @@ def test_package_strips_and_writes_the_card(model_dir: Path) -> None:
     assert card["training"]["data"]["bins"]["labelled_names"] == ["garbage", "overflow"]
     assert card["training"]["data"]["bins"]["ignored_classes"] == ["tree"]
     assert card["licences"]["roads"].startswith("Source: synthetic rectangles")
+    settings = "--epochs 1 --model yolo11n.yaml --imgsz 64 --batch 4 --device cpu --seed 0 --name tiny"
+    assert card["training"]["recipe"].startswith("streetorder train --data ")
+    assert card["training"]["recipe"].endswith(settings)
     assert card["weights"] == {
         "model.pt": file_sha256(model_dir / "model.pt"),
         "model.onnx": file_sha256(model_dir / "model.onnx"),

@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 
 from vision.backends import letterbox, load_detector, to_input_tensor
+from vision.datamix import image_files, read_data_yaml, split_dirs
 from vision.registry import (
     MODELS_DIR,
     WEIGHTS,
@@ -30,6 +31,7 @@ from vision.registry import (
     write_card,
 )
 
+CONFIGS_ROOT = Path(__file__).resolve().parent.parent  # the checkout: configs/datasets/ is under it
 ONNX_OPSET = 17  # ONNX Runtime 1.31 runs it fully on CPU, and its static INT8 quantizer accepts it
 INT8_FILE = "model.int8.onnx"
 PARITY_IMAGES = 16  # validation images on which ONNX output is compared with PyTorch
@@ -75,6 +77,7 @@ def package(checkpoint: Path, name: str, models_dir: Path = MODELS_DIR, status: 
         card["training"].update({k: v for k, v in run_card["training"].items() if k in kept})
     card["training"]["epochs_completed"] = epochs_done
     card["training"]["checkpoint"] = str(checkpoint)
+    card["training"]["recipe"] = recipe(args, run_name=checkpoint.parent.parent.name)
     card["training"]["last_epoch_val"] = {  # ultralytics' own val over the whole mix, for reference
         k.removeprefix("metrics/").removesuffix("(B)"): v[-1]
         for k, v in results.items()
@@ -82,6 +85,17 @@ def package(checkpoint: Path, name: str, models_dir: Path = MODELS_DIR, status: 
     }
     write_card(folder, {"name": name, "status": status, **card, **_carried_over(folder, previous)})
     return folder
+
+
+def recipe(train_args: dict[str, Any], run_name: str) -> str:
+    """The command that trains this model again: the mix file in configs/ and the run's settings."""
+    data = Path(train_args["data"])
+    mix = read_data_yaml(data).get("mix") if data.exists() else None
+    mix_file = Path("configs/datasets") / f"{mix}.yaml"
+    source = mix_file if mix and (CONFIGS_ROOT / mix_file).exists() else data
+    budget = f"--hours {train_args['time']}" if train_args.get("time") else f"--epochs {train_args['epochs']}"
+    options = " ".join(f"--{k} {train_args.get(k)}" for k in ("model", "imgsz", "batch", "device", "seed"))
+    return f"streetorder train --data {source} {budget} {options} --name {run_name}"
 
 
 def _carried_over(folder: Path, previous: dict[str, Any]) -> dict[str, Any]:
@@ -182,8 +196,6 @@ def onnx_parity(weights: Path, onnx_path: Path, images: list[Path]) -> dict[str,
 
 def split_images(data_yaml: Path, count: int, split: str = "val") -> list[Path]:
     """Up to `count` images of a split, spread evenly over it."""
-    from vision.datamix import image_files, read_data_yaml, split_dirs
-
     data = read_data_yaml(data_yaml)
     images = [f for d in split_dirs(data_yaml, data, split) for f in image_files(d)]
     step = max(1, len(images) // max(count, 1))
