@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -20,6 +21,7 @@ from vision.flyers import (
     render_layout,
 )
 from vision.ocr import OCR_CANDIDATE_CONFIDENCE, FlyerReader, extract_phones
+from vision.ocr import cli as ocr_cli
 from vision.taxonomy import load_taxonomy
 
 
@@ -134,3 +136,18 @@ def test_models_ship_in_the_wheel() -> None:
 
     models = Path(rapidocr_onnxruntime.__file__).parent / "models"
     assert {p.suffix for p in models.iterdir()} == {".onnx"} and len(list(models.iterdir())) == 3
+
+
+def test_cli_reads_a_box_and_refuses_a_broken_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image, text, box = wall_with_flyer(4)
+    photo = tmp_path / "wall.jpg"
+    cv2.imwrite(str(photo), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ocr_cli([str(photo), "--box", ",".join(str(v) for v in box)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["result"]["phones"] == list(text.phones)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(photo.read_bytes()[:200])
+    assert ocr_cli([str(broken)]) == 2
+    assert "broken.jpg" in capsys.readouterr().err

@@ -50,7 +50,7 @@ def sky_mask(image: np.ndarray) -> np.ndarray:
     # overcast sky is grey-white but never warmer than neutral; beige plaster is (red > blue)
     neutral = image[..., 0].astype(np.int16) >= image[..., 2].astype(np.int16) - 4
     grey_white = (val > 150) & (sat < 45) & neutral
-    blue = (hue >= 90) & (hue <= 130) & (sat > 35) & (val > 110)
+    blue = (hue >= 90) & (hue <= 130) & (sat > 35) & (val > 70)  # deep blue sky can be quite dark
     smooth = gradient_magnitude(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)) < SKY_SMOOTHNESS
     candidate = cv2.morphologyEx(
         ((grey_white | blue) & smooth).astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8)
