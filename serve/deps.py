@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Annotated
 
 import anyio
-from fastapi import Depends, File, Query, Request, Security, UploadFile
+from fastapi import Depends, File, Path, Query, Request, Security, UploadFile
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 from sqlalchemy.orm import Session
 
@@ -21,6 +21,9 @@ from serve.auth import Principal
 from serve.errors import Busy, Forbidden, TooLarge, Unauthorized, UnsupportedMedia
 from serve.state import Service
 from vision.detector import Detector
+
+CaseId = Annotated[int, Path(description="case id (not the case number)")]
+EvidenceId = Annotated[int, Path(description="evidence id")]
 
 bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
 header_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="the API key in X-API-Key")

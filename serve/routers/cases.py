@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy import Select, and_, not_, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from serve.deps import DbSession, Now, Reader, ServiceDep, Writer
+from serve.deps import CaseId, DbSession, Now, Reader, ServiceDep, Writer
 from serve.domain import Domain
 from serve.errors import InvalidInput, NotFound, PreconditionRequired, StaleVersion
 from serve.orm import Case, Evidence
@@ -174,7 +174,7 @@ def departments(
     summary="One case with its evidence, flow log and the actions allowed now; ETag = version",
 )
 def get_case(
-    case_id: int,
+    case_id: CaseId,
     _: Reader,
     session: DbSession,
     service: ServiceDep,
@@ -238,7 +238,7 @@ def command_of(
     responses=STALE_RESPONSES,
 )
 def transition(
-    case_id: int,
+    case_id: CaseId,
     principal: Writer,
     body: TransitionIn,
     session: DbSession,

@@ -15,7 +15,7 @@ import supervision as sv
 from fastapi import APIRouter, Form, Query, Response, status
 from pydantic import AwareDatetime
 
-from serve.deps import DbSession, ImageUpload, Now, Reader, ServiceDep, Writer
+from serve.deps import CaseId, DbSession, EvidenceId, ImageUpload, Now, Reader, ServiceDep, Writer
 from serve.errors import BadImage, NotFound
 from serve.orm import Case, Evidence
 from serve.routers.cases import evidence_out
@@ -63,7 +63,7 @@ def draw_boxes(photo: LoadedPhoto, boxes: list[dict[str, object]]) -> np.ndarray
     summary="Add a photo to a case (role after = the after-handling photo that `handle` needs)",
 )
 def add_evidence(
-    case_id: int,
+    case_id: CaseId,
     _: Writer,
     upload: ImageUpload,
     session: DbSession,
@@ -101,7 +101,7 @@ def add_evidence(
     responses={200: {"content": {"image/jpeg": {}, "image/png": {}}, "description": "the image"}},
 )
 def get_evidence(
-    evidence_id: int,
+    evidence_id: EvidenceId,
     _: Reader,
     session: DbSession,
     service: ServiceDep,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Annotated
+
+from fastapi import APIRouter, Path, status
 from sqlalchemy import select
 
 from serve.auth import create_key, revoke_key
@@ -42,7 +44,7 @@ def list_keys(
 
 @router.delete("/{key_id}", response_model=KeyOut, summary="Revoke a key at once")
 def revoke(
-    key_id: str,
+    key_id: Annotated[str, Path(description="public id of the key (the part after so_)")],
     _: Admin,
     session: DbSession,
     service: ServiceDep,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Header, Query, Request, status
+from fastapi import APIRouter, Form, Header, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 from sqlalchemy import select
@@ -139,7 +139,7 @@ def get_requests(
     summary="One request (a list of one)",
 )
 def get_request(
-    service_request_id: str,
+    service_request_id: Annotated[str, Path(description="case number (案卷号)")],
     _: Open311Reader,
     request: Request,
     session: DbSession,
