@@ -7,12 +7,14 @@ compare the API with the same model run directly, and follow whatever it finds i
 from __future__ import annotations
 
 import io
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import anyio
 import cv2
 import pytest
 from conftest import SERVICE_START, Service
@@ -20,7 +22,9 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from serve.cases import patrol_findings
+from serve.errors import Busy
 from serve.orm import Evidence, Photo
+from serve.state import InferenceGate
 from vision.imageio import Position, decode_photo, exif_for
 from vision.registry import find_model
 from vision.taxonomy import load_taxonomy
@@ -189,3 +193,34 @@ def test_without_model_cases_work_and_detection_is_503(service: Service, jpeg: A
     ready = service.client.get("/readyz")
     assert ready.status_code == 503 and "model not loaded" in ready.json()["status"]
     assert service.client.get("/v1/cases", headers=service.auth("cases:read")).status_code == 200
+
+
+def test_inference_gate_runs_one_at_a_time_queues_then_refuses() -> None:
+    """threads=1, queue=1: a second image waits, a third is refused with 503 Busy at once."""
+    running, peak, release = [0], [0], threading.Event()
+
+    def infer() -> int:
+        running[0] += 1
+        peak[0] = max(peak[0], running[0])
+        release.wait(10)
+        running[0] -= 1
+        return 1
+
+    async def main() -> list[int]:
+        gate, results = InferenceGate(threads=1, queue=1), []
+
+        async def run() -> None:
+            results.append(await gate.run(infer))
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(run)
+            tasks.start_soon(run)
+            while gate.in_flight < 2:
+                await anyio.sleep(0.01)
+            with pytest.raises(Busy) as refused:
+                await gate.run(infer)
+            assert refused.value.status == 503 and refused.value.headers == {"Retry-After": "1"}
+            release.set()
+        return results
+
+    assert anyio.run(main) == [1, 1] and peak[0] == 1

@@ -197,10 +197,11 @@ def test_rates_ranking_and_worst_spots_match_hand_counts(service: Service, jpeg:
     assert since["total"]["reports"] == 0
 
     metrics = service.client.get("/metrics", headers=reader).text
-    assert (
-        'streetorder_cases{state="closed"} 2.0' in metrics
-        and 'streetorder_cases{state="reported"} 1.0' in metrics
-    )
+    assert 'streetorder_cases{state="closed"} 2.0' in metrics
+    assert 'streetorder_cases{state="reported"} 1.0' in metrics
+    transitions = 'method="POST",route="/v1/cases/{case_id}/transitions"'
+    assert f'streetorder_http_requests_total{{{transitions},status="200"}} 22.0' in metrics  # 7+1+9+1+4
+    assert f"streetorder_http_request_seconds_count{{{transitions}}} 22.0" in metrics
 
 
 @pytest.mark.parametrize(
