@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Header
 from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -45,7 +46,7 @@ def report(
         float | None, Form(ge=-180, le=180, description="WGS-84 longitude; default EXIF GPS")
     ] = None,
     taken_at: Annotated[
-        datetime | None, Form(description="when taken, ISO 8601 with offset; default EXIF")
+        AwareDatetime | None, Form(description="when taken, ISO 8601 with offset; default EXIF")
     ] = None,
     idempotency_key: Annotated[
         str | None,
@@ -56,8 +57,6 @@ def report(
 ) -> Any:
     if (lat is None) != (lon is None):
         raise InvalidInput("lat/lon", "give both or neither")
-    if taken_at is not None and taken_at.tzinfo is None:
-        raise InvalidInput("taken_at", f"{taken_at.isoformat()} has no timezone offset")
     fingerprint = request_hash(upload.sha256, lat, lon, taken_at)
 
     def work(session: Session) -> dict[str, Any]:
