@@ -21,7 +21,7 @@ from serve.auth import KeyVerifier, server_secret
 from serve.db import open_database, transaction
 from serve.domain import load_domain
 from serve.orm import AuditEntry
-from serve.routers import cases, detect, evidence, health, keys, open311, reports, stats
+from serve.routers import cameras, cases, detect, evidence, health, keys, open311, reports, stats
 from serve.settings import Settings, get_settings
 from serve.state import CasesByState, InferenceGate, Metrics, Service
 
@@ -99,7 +99,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
             await anyio.to_thread.run_sync(audit, app.state.service, request, response.status_code)
         return response
 
-    for module in (health, detect, reports, cases, evidence, stats, open311, keys):
+    for module in (health, detect, reports, cases, evidence, stats, open311, keys, cameras):
         app.include_router(module.router)
     return app
 

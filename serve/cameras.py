@@ -206,9 +206,11 @@ class CameraHub:
             )  # the latest handling report of each case wins
         for case_id, incident in incidents.items():
             state = states.get(case_id)
-            if state in HANDLED_STATES and case_id in handled:
+            if state is None or not is_open(state):
+                live.rules.forget(incident)
+            elif state in HANDLED_STATES and case_id in handled:
                 live.rules.set_handled(incident, handled[case_id])
-            elif state is not None and incident.handled_at is not None and state not in HANDLED_STATES:
+            elif incident.handled_at is not None:
                 live.rules.set_handled(incident, None)
 
     def _apply(

@@ -20,6 +20,7 @@ MODES: dict[str, tuple[str, str]] = {
     "stats": ("serve.stats", "filing/disposal/closing rates, 10-day street ranking, worst spots (JSON)"),
     "data": ("vision.datacli", "make and manage training data: synth-flyers, ... (streetorder data --help)"),
     "ocr": ("vision.ocr", "read text and phone numbers on flyers (crops or a synthetic set: --bench)"),
+    "watch": ("serve.watch", "pull one camera's stream (RTSP/HTTP/file) and turn what stays into cases"),
 }
 
 

@@ -1,8 +1,8 @@
 """Static-object occupancy on synthetic street sequences (vision/occupancy.py through vision/rules.py).
 
-Each frame is drawn by the test: a facade and a tiled sidewalk under drifting light, sensor noise,
-walkers crossing, cars driving through (with the detector's boxes, as the service would give
-them), optionally rain streaks, and a stall that appears, stays and is taken away.
+Each frame is drawn by the test (tests/streets.py): a facade and a tiled sidewalk under drifting
+light, sensor noise, walkers crossing, cars driving through (with the detector's boxes, as the
+service would give them), optionally rain streaks, and a stall that appears, stays and is taken away.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import cv2
 import numpy as np
 import pytest
-import supervision as sv
+from streets import STALL, H, Scene, W
 
 from vision.cameras import Camera, parse_cameras
 from vision.occupancy import OccupancyClock, StaticForeground, ZoneMeter, ground_area_map
@@ -24,10 +24,7 @@ from vision.rules import CameraRules
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 5, 6, 9, 0, tzinfo=SHANGHAI)
-W, H = 320, 180
-CAR = 3
 ZONE = [[0.05, 0.6], [0.95, 0.6], [0.95, 0.98], [0.05, 0.98]]
-STALL = (130, 115, 185, 160)  # x1 y1 x2 y2: about 8 % of the zone
 CONFIG: dict[str, Any] = {
     "rules": {
         "sidewalk": {
@@ -55,75 +52,6 @@ def make_camera(**occupancy: Any) -> Camera:
     data = copy.deepcopy(CONFIG)
     data["cameras"][0]["occupancy"].update(occupancy)
     return parse_cameras(data).get("cam")
-
-
-def street_background(seed: int = 7) -> np.ndarray:
-    """A facade with windows above a tiled sidewalk: texture, edges and a few colours."""
-    rng = np.random.default_rng(seed)
-    image = np.zeros((H, W, 3), dtype=np.float32)
-    image[:100] = (150, 160, 170)  # facade
-    for x in range(10, W - 20, 40):
-        image[20:60, x : x + 22] = (90, 80, 70)  # windows
-    image[100:] = (128, 132, 130)  # sidewalk
-    image[100:, ::16] -= 25  # tile joints
-    image[100::12] -= 25
-    image += rng.normal(0, 6, image.shape).astype(np.float32)  # stone texture
-    return np.clip(image, 0, 255)
-
-
-NOISE = np.random.default_rng(0).normal(0, 3, (16, H, W, 3)).astype(np.float32)  # sensor noise
-
-
-@dataclass
-class Scene:
-    seconds: float
-    fps: float = 0.5  # a frame every 2 s: enough for the 5 s short-term model, and quick
-    stall: tuple[float, float] | None = None  # (appears, removed) seconds
-    walkers: bool = True
-    cars: bool = True
-    rain: bool = False
-    light: tuple[float, float] = (1.0, 0.8)  # gain at the start and at the end (linear drift)
-    garbage_box: bool = False  # the detector also sees garbage on the stall
-    background: np.ndarray = field(default_factory=street_background)
-
-    def gain(self, t: float) -> float:
-        start, end = self.light
-        return start + (end - start) * t / self.seconds
-
-    def frame(self, t: float) -> tuple[np.ndarray, sv.Detections]:
-        rng = np.random.default_rng(int(t * 1000) + 1)
-        image = NOISE[int(t * 7) % len(NOISE)] + self.background
-        boxes: list[tuple[float, float, float, float]] = []
-        if self.stall and self.stall[0] <= t < self.stall[1]:
-            x1, y1, x2, y2 = STALL
-            image[y1:y2, x1:x2] = (40, 60, 200)  # red awning and goods
-            image[y1 + 12 : y2, x1 + 4 : x2 - 4 : 8] = (30, 170, 230)
-        if self.walkers:
-            for k in range(3):  # three walkers crossing at 1.2 m/s (about 6 px/s here)
-                x = (t * 6 + k * 110) % (W + 40) - 20
-                cy = 125 + 15 * k
-                cv2.ellipse(image, (int(x), cy), (5, 14), 0, 0, 360, (50, 45, 60), -1)
-        if self.cars and (t % 90) < 12:  # a car drives along the kerb every 90 s
-            x = -80 + (t % 90) * 40
-            image[130:170, int(max(x, 0)) : int(max(x + 80, 0))] = (200, 200, 205)
-            boxes.append((x, 130, x + 80, 170))
-        image *= self.gain(t)
-        if self.rain:
-            for _ in range(120):
-                x, y = rng.integers(0, W), rng.integers(0, H - 12)
-                image[y : y + 10, x] += 60
-        detections = sv.Detections.empty()
-        classes = [CAR] * len(boxes)
-        if self.garbage_box and self.stall and self.stall[0] <= t < self.stall[1]:
-            boxes.append(STALL)
-            classes.append(0)  # garbage
-        if boxes:
-            detections = sv.Detections(
-                xyxy=np.array(boxes, dtype=np.float64),
-                confidence=np.full(len(boxes), 0.9),
-                class_id=np.array(classes),
-            )
-        return np.clip(image, 0, 255).astype(np.uint8), detections
 
 
 @dataclass

@@ -293,6 +293,7 @@ class Camera(_Frozen):
     lon: float = Field(ge=-180, le=180)
     grid_code: str | None = Field(default=None, pattern=r"^\d{14,15}$")
     stream: str | None = None
+    pull: bool = False  # the service itself reads `stream` (else frames are pushed, or `watch` runs)
     analyse_fps: float = Field(default=2, gt=0, le=30)
     timezone: str = "Asia/Shanghai"
     zones: tuple[Zone, ...] = Field(min_length=1)
@@ -382,7 +383,9 @@ def _where(prefix: str, loc: tuple[Any, ...]) -> str:
 
 
 def _raise_with_fields(source: Path, prefix: str, err: ValidationError) -> NoReturn:
-    lines = [f"{_where(prefix, tuple(e['loc']))}: {e['msg']}" for e in err.errors()]
+    lines = [
+        f"{_where(prefix, tuple(e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in err.errors()
+    ]
     raise CameraConfigError(f"{source}: " + "; ".join(lines)) from None
 
 

@@ -58,7 +58,7 @@ class Incident:
     last_evidence: float
     status: Literal["present", "cleared"] = "present"
     handled_at: float | None = None  # set by the service when the case is reported handled
-    handled_report: float | None = None  # the last handling report applied (each counts once)
+    flagged_report: float | None = None  # the handling report already flagged as premature
     cleared_at: float | None = None
     case_id: int | None = field(default=None, compare=False)  # the service's bookkeeping
 
@@ -106,8 +106,9 @@ class IncidentLedger:
             )
             return [RuleEvent("rework", incident, at, "returned")]
         incident.key, incident.box, incident.last_seen = sighting.key, sighting.box, at
-        if incident.handled_at is not None and at - incident.handled_at >= s.clear_after_s:
-            incident.handled_at, incident.last_evidence = None, at
+        handled = incident.handled_at
+        if handled is not None and handled != incident.flagged_report and at - handled >= s.clear_after_s:
+            incident.flagged_report, incident.last_evidence = handled, at  # once per handling report
             return [RuleEvent("rework", incident, at, "still_present")]
         if at - incident.last_evidence >= s.evidence_every_s:
             incident.last_evidence = at
@@ -175,17 +176,14 @@ class IncidentLedger:
                 del self.incidents[incident.id]
 
     def set_handled(self, incident_id: int, at: float | None) -> None:
-        """The incident's case was reported handled at `at` (None: it is back in handling).
-
-        A report is applied once: after a rework flag for it, the same report does not count again.
-        """
+        """The incident's case was reported handled at `at` (None: it is back in handling)."""
         incident = self.incidents.get(incident_id)
-        if incident is None:
-            return
-        if at is None:
-            incident.handled_at = None
-        elif at != incident.handled_report:
-            incident.handled_at = incident.handled_report = at
+        if incident is not None:
+            incident.handled_at = at
+
+    def forget(self, incident_id: int) -> None:
+        """Drop an incident whose case was closed, cancelled or rejected: what stands there next is new."""
+        self.incidents.pop(incident_id, None)
 
     def rescale(self, sx: float, sy: float) -> None:
         for incident in self.incidents.values():

@@ -189,3 +189,7 @@ class CameraRules:
     def set_handled(self, incident: Incident, at: datetime | float | None) -> None:
         """The incident's case was reported handled at `at` (None: back in handling, e.g. rework)."""
         self.ledgers[incident.zone_id].set_handled(incident.id, None if at is None else _seconds(at))
+
+    def forget(self, incident: Incident) -> None:
+        """Its case is over (closed, cancelled, not filed): a later stay there is a new violation."""
+        self.ledgers[incident.zone_id].forget(incident.id)

@@ -1,0 +1,191 @@
+"""`streetorder watch --camera ID`: pull a camera's stream and turn what it sees into cases.
+
+A `CameraWatcher` takes the newest frame of a `StreamReader` at most `analyse_fps` times per
+second of capture time, runs the detector and hands the frame to the camera hub (serve/cameras.py),
+the same path as `POST /v1/cameras/{id}/frames`. The service runs a `WatchPool` of watchers for the
+cameras marked `pull: true`; the `watch` mode runs one camera as its own process, with its health
+on a Prometheus endpoint (`--metrics-port`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from serve.cameras import CameraHub, LiveCamera, Timings
+from serve.cases import CaseRules
+from vision.detector import Detector
+from vision.stream import StreamReader
+
+log = logging.getLogger("streetorder.watch")
+
+
+class CameraWatcher:
+    """One camera: stream reader + analysis loop in a thread; health copied into the hub."""
+
+    def __init__(
+        self,
+        hub: CameraHub,
+        camera_id: str,
+        detector: Detector,
+        sessions: sessionmaker[Session],
+        case_rules: CaseRules,
+        reader: StreamReader | None = None,
+    ) -> None:
+        self.live: LiveCamera = hub.get(camera_id)
+        if reader is None and not self.live.camera.stream:
+            raise ValueError(f"camera '{camera_id}' has no stream URL in its configuration")
+        self.hub = hub
+        self.detector = detector
+        self.sessions = sessions
+        self.case_rules = case_rules
+        self.reader = reader or StreamReader(str(self.live.camera.stream))
+        self.analysed = 0
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"watch {camera_id}", daemon=True)
+
+    def start(self) -> CameraWatcher:
+        self.reader.start()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.reader.stop()
+        self._thread.join(10)
+        self._copy_health()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def _copy_health(self) -> None:
+        health, stats = self.live.health, self.reader.stats
+        health.reconnects = stats.reconnects
+        health.dropped_frames = stats.dropped
+        health.stream_state = stats.state
+
+    def _run(self) -> None:
+        interval = 1.0 / self.live.camera.analyse_fps
+        last: datetime | None = None
+        while not self._stop.is_set():
+            frame = self.reader.take(timeout=0.5)
+            self._copy_health()
+            if frame is None:
+                if not self.reader.running:
+                    return  # a file that ended
+                continue
+            if last is not None and (frame.captured_at - last).total_seconds() < interval:
+                self.live.health.dropped_frames += 1
+                continue
+            last = frame.captured_at
+            started = time.perf_counter()
+            try:
+                detections = self.detector(frame.image)
+                timings = Timings(inference_s=time.perf_counter() - started)
+                self.hub.process(
+                    self.live.camera.id,
+                    frame.image,
+                    frame.captured_at,
+                    detections,
+                    sessions=self.sessions,
+                    case_rules=self.case_rules,
+                    model_version=self.detector.version,
+                    received_at=frame.captured_at,
+                    timings=timings,
+                )
+                self.analysed += 1
+            except Exception:  # one bad frame or a database hiccup must not end the watch
+                self.errors += 1
+                log.exception("camera %s: frame at %s failed", self.live.camera.id, frame.captured_at)
+
+
+class WatchPool:
+    """The service's watchers: one per camera marked `pull: true` that has a stream."""
+
+    def __init__(
+        self, hub: CameraHub, detector: Detector, sessions: sessionmaker[Session], case_rules: CaseRules
+    ) -> None:
+        self.watchers = [
+            CameraWatcher(hub, live.camera.id, detector, sessions, case_rules)
+            for live in hub
+            if live.camera.pull and live.camera.stream
+        ]
+
+    def start(self) -> WatchPool:
+        for watcher in self.watchers:
+            watcher.start()
+        return self
+
+    def stop(self) -> None:
+        for watcher in self.watchers:
+            watcher.stop()
+
+
+def cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="streetorder watch", description=__doc__.splitlines()[0])
+    parser.add_argument("--camera", required=True, help="camera id in the cameras file")
+    parser.add_argument("--cameras", type=Path, help="cameras file (default: configs/cameras.yaml)")
+    parser.add_argument("--stream", help="read this URL or file instead of the camera's configured stream")
+    parser.add_argument("--db", help="database URL (default: STREETORDER_DB_URL)")
+    parser.add_argument("--model", help="model name or weights (default: STREETORDER_MODEL)")
+    parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    parser.add_argument(
+        "--seconds", type=float, help="stop after this many seconds (default: run until ended)"
+    )
+    parser.add_argument(
+        "--file-start",
+        type=datetime.fromisoformat,
+        help="capture time of a file's first frame (ISO 8601 with offset)",
+    )
+    parser.add_argument("--speed", type=float, default=1.0, help="play a file at this multiple of real time")
+    args = parser.parse_args(argv)
+
+    from serve.cases import load_case_rules
+    from serve.db import open_database
+    from serve.settings import get_settings
+    from vision.backends import load_detector
+    from vision.cameras import load_cameras
+
+    settings = get_settings()
+    registry = load_cameras(args.cameras or settings.configs_dir / "cameras.yaml")
+    camera = registry.get(args.camera)
+    stream = args.stream or camera.stream
+    if not stream:
+        parser.error(f"camera '{camera.id}' has no stream in {registry.source}; give --stream")
+    if args.file_start is not None and args.file_start.tzinfo is None:
+        parser.error("--file-start needs a timezone offset, e.g. 2026-05-06T09:00:00+08:00")
+    case_rules = load_case_rules(settings)
+    hub = CameraHub(registry, case_rules.taxonomy, settings.evidence_dir)
+    sessions = open_database(args.db or settings.db_url)
+    detector = load_detector(args.model or settings.model)
+    if args.metrics_port:
+        from prometheus_client import REGISTRY, start_http_server
+
+        from serve.cameras import CameraCollector
+
+        REGISTRY.register(CameraCollector(hub))
+        start_http_server(args.metrics_port)
+    reader = StreamReader(stream, file_start=args.file_start, file_speed=args.speed)
+    watcher = CameraWatcher(hub, camera.id, detector, sessions, case_rules, reader).start()
+    deadline = time.monotonic() + args.seconds if args.seconds else None
+    try:
+        while watcher.running and (deadline is None or time.monotonic() < deadline):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    watcher.stop()
+    health = watcher.live.health
+    print(
+        f"camera {camera.id}: {watcher.analysed} frames analysed, {health.dropped_frames} dropped, "
+        f"{health.reconnects} reconnects, {health.events} events, {watcher.errors} errors, "
+        f"stream {health.stream_state}"
+    )
+    return 0 if watcher.errors == 0 else 1

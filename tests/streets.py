@@ -1,0 +1,87 @@
+"""A synthetic fixed-camera street, drawn frame by frame for the occupancy and camera API tests.
+
+A facade with windows above a tiled sidewalk; sensor noise; light drifting linearly (dusk or
+morning); three walkers crossing; a car driving along the kerb every 90 s (with the detector box a
+real detector would give); optional rain streaks; and a stall (red awning and goods) that appears
+at a known time and is taken away at another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import supervision as sv
+
+W, H = 320, 180
+CAR = 3  # taxonomy index
+STALL = (130, 115, 185, 160)  # x1 y1 x2 y2 on the sidewalk
+NOISE = np.random.default_rng(0).normal(0, 3, (16, H, W, 3)).astype(np.float32)  # sensor noise
+
+
+def street_background(seed: int = 7) -> np.ndarray:
+    """A facade with windows above a tiled sidewalk: texture, edges and a few colours."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros((H, W, 3), dtype=np.float32)
+    image[:100] = (150, 160, 170)  # facade
+    for x in range(10, W - 20, 40):
+        image[20:60, x : x + 22] = (90, 80, 70)  # windows
+    image[100:] = (128, 132, 130)  # sidewalk
+    image[100:, ::16] -= 25  # tile joints
+    image[100::12] -= 25
+    image += rng.normal(0, 6, image.shape).astype(np.float32)  # stone texture
+    return np.clip(image, 0, 255)
+
+
+
+@dataclass
+class Scene:
+    seconds: float
+    fps: float = 0.5  # a frame every 2 s: enough for the 5 s short-term model, and quick
+    stall: tuple[float, float] | None = None  # (appears, removed) seconds
+    walkers: bool = True
+    cars: bool = True
+    rain: bool = False
+    light: tuple[float, float] = (1.0, 0.8)  # gain at the start and at the end (linear drift)
+    garbage_box: bool = False  # the detector also sees garbage on the stall
+    background: np.ndarray = field(default_factory=lambda: street_background())
+
+    def gain(self, t: float) -> float:
+        start, end = self.light
+        return start + (end - start) * t / self.seconds
+
+    def frame(self, t: float) -> tuple[np.ndarray, sv.Detections]:
+        rng = np.random.default_rng(int(t * 1000) + 1)
+        image = NOISE[int(t * 7) % len(NOISE)] + self.background
+        boxes: list[tuple[float, float, float, float]] = []
+        if self.stall and self.stall[0] <= t < self.stall[1]:
+            x1, y1, x2, y2 = STALL
+            image[y1:y2, x1:x2] = (40, 60, 200)  # red awning and goods
+            image[y1 + 12 : y2, x1 + 4 : x2 - 4 : 8] = (30, 170, 230)
+        if self.walkers:
+            for k in range(3):  # three walkers crossing at 1.2 m/s (about 6 px/s here)
+                x = (t * 6 + k * 110) % (W + 40) - 20
+                cy = 125 + 15 * k
+                cv2.ellipse(image, (int(x), cy), (5, 14), 0, 0, 360, (50, 45, 60), -1)
+        if self.cars and (t % 90) < 12:  # a car drives along the kerb every 90 s
+            x = -80 + (t % 90) * 40
+            image[130:170, int(max(x, 0)) : int(max(x + 80, 0))] = (200, 200, 205)
+            boxes.append((x, 130, x + 80, 170))
+        image *= self.gain(t)
+        if self.rain:
+            for _ in range(120):
+                x, y = rng.integers(0, W), rng.integers(0, H - 12)
+                image[y : y + 10, x] += 60
+        detections = sv.Detections.empty()
+        classes = [CAR] * len(boxes)
+        if self.garbage_box and self.stall and self.stall[0] <= t < self.stall[1]:
+            boxes.append(STALL)
+            classes.append(0)  # garbage
+        if boxes:
+            detections = sv.Detections(
+                xyxy=np.array(boxes, dtype=np.float64),
+                confidence=np.full(len(boxes), 0.9),
+                class_id=np.array(classes),
+            )
+        return np.clip(image, 0, 255).astype(np.uint8), detections

@@ -1,0 +1,366 @@
+"""Live cameras into cases: the camera hub on a real database, and the frames endpoint over HTTP.
+
+The hub tests feed known detections (a car parking, staying, leaving, coming back) through the real
+engine, intake and workflow on SQLite and PostgreSQL, and follow one case through its camera
+evidence, the check proposal and the rework flag. The HTTP tests drive the real app with the real
+model: frames of a synthetic street where a stall appears (the class-free occupancy rule, so the
+outcome does not hang on what the provisional model sees), stays and goes.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import cv2
+import numpy as np
+import pytest
+import supervision as sv
+import yaml
+from conftest import SERVICE_START, Service
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from streets import Scene
+
+from serve.cameras import CameraHub
+from serve.cases import CaseRules, load_case_rules
+from serve.db import open_database, transaction
+from serve.domain import Domain, load_domain
+from serve.orm import Case, Evidence
+from serve.settings import ROOT, Settings
+from serve.workflow import Action, Command, apply
+from vision.cameras import parse_cameras
+from vision.taxonomy import load_taxonomy
+
+TZ = ZoneInfo("Asia/Shanghai")
+PLACE = {"lat": 34.72265, "lon": 113.62762}  # unit grid 410103001001005
+SPOT = (200.0, 200.0, 300.0, 280.0)
+CAR = 3
+HUB_CONFIG: dict[str, Any] = {
+    "rules": {"no_parking": {"detect": "objects", "classes": ["car"], "min_dwell_s": 60}},
+    "cameras": [
+        {
+            "id": "hub-cam",
+            **PLACE,
+            "cases": {
+                "evidence_every_s": 60,
+                "clear_after_s": 30,
+                "verify": "after_handled",
+                "return_watch_s": 600,
+                "return_dwell_s": 10,
+            },
+            "dwell": {"refind_s": 30},
+            "zones": [{"id": "walk", "rule": "no_parking", "polygon": [[0, 0.5], [1, 0.5], [1, 1], [0, 1]]}],
+        }
+    ],
+}
+
+
+@dataclass
+class Hub:
+    hub: CameraHub
+    sessions: sessionmaker[Session]
+    rules: CaseRules
+    domain: Domain
+
+    def frame(self, t: float, boxes: list[tuple[float, ...]]) -> list[tuple[str, str | None, str]]:
+        image = np.random.default_rng(int(t)).integers(0, 255, (360, 640, 3), dtype=np.uint8)
+        detections = sv.Detections.empty()
+        if boxes:
+            detections = sv.Detections(
+                xyxy=np.array(boxes), confidence=np.full(len(boxes), 0.8), class_id=np.full(len(boxes), CAR)
+            )
+        result = self.hub.process(
+            "hub-cam",
+            image,
+            SERVICE_START + timedelta(seconds=t),
+            detections,
+            sessions=self.sessions,
+            case_rules=self.rules,
+            model_version="test-model@000000000000",
+        )
+        return [(a.kind, a.proposal, a.reason) for a in result.actions]
+
+    def act(self, case_id: int, action: Action, t: float, **fields: Any) -> None:
+        at = SERVICE_START + timedelta(seconds=t)
+        with transaction(self.sessions) as session:
+            case = session.get(Case, case_id)
+            assert case is not None
+            if action is Action.HANDLE:  # the handler's own after-photo
+                photo = Evidence(
+                    case=case, role="after", path="handler.jpg", sha256="0" * 64, captured_at=at, boxes=[]
+                )
+                session.add(photo)
+                session.flush()
+                fields["evidence_id"] = photo.id
+            apply(
+                case,
+                Command(action=action, operator="staff", at=at, **fields),
+                limits=self.domain.stage_limits,
+                deadline_from=self.domain.deadline_from,
+                extend_deadline=self.domain.extend_deadline,
+                event_fields=self.domain.event_fields,
+            )
+
+
+@pytest.fixture
+def hub(db_url: str, tmp_path: Path) -> Iterator[Hub]:
+    settings = Settings(
+        db_url=db_url, evidence_dir=tmp_path / "evidence", secret="tests-only-secret-0123456789"
+    )
+    sessions = open_database(db_url)
+    registry = parse_cameras(copy.deepcopy(HUB_CONFIG))
+    yield Hub(
+        CameraHub(registry, load_taxonomy(), settings.evidence_dir),
+        sessions,
+        load_case_rules(settings),
+        load_domain(settings),
+    )
+    sessions.kw["bind"].dispose()
+
+
+def test_one_parked_car_is_one_case_verified_by_the_camera(hub: Hub) -> None:
+    actions: dict[float, list[tuple[str, str | None, str]]] = {}
+    case_id = None
+    for t in range(0, 421):
+        if t == 150:  # staff work the case while the car still stands there
+            assert case_id is not None
+            for action, fields in (
+                (Action.CONFIRM, {}),
+                (Action.FILE, {}),
+                (Action.DISPATCH, {"department": "城管执法中队"}),
+                (Action.START, {}),
+                (Action.HANDLE, {}),
+            ):
+                hub.act(case_id, action, t, **fields)
+        if t == 340:
+            hub.act(case_id, Action.CHECK_PASS, t)  # trusting the camera's proposal
+        present = t < 300 or t >= 400  # leaves at 300, comes back at 400
+        if done := hub.frame(t, [SPOT] if present else []):
+            actions[t] = done
+        if case_id is None and done:
+            with hub.sessions() as session:
+                case_id = session.scalars(select(Case.id)).one()
+
+    assert actions == {
+        61: [("started", None, "")],  # the track gets its id on the second frame, then 60 s
+        121: [("evidence", None, "")],
+        180: [("rework", "check_fail", "still_present")],  # reported handled at 150, still there
+        240: [("evidence", None, "")],
+        329: [("cleared", "check_pass", "")],  # last seen 299, then clear_after_s (30 s)
+        411: [("rework", "check_fail", "returned")],  # back at 400, id at 401, 10 s standing
+    }
+    with hub.sessions() as session:
+        (case,) = session.scalars(select(Case)).all()
+        assert (case.source, case.camera_id, case.grid_code) == ("video", "hub-cam", "410103001001005")
+        assert case.event == "motor_vehicle_parking" and case.state == "check_passed"
+        assert case.ai_review == "confirmed"
+        assert case.first_seen_at == SERVICE_START + timedelta(seconds=61)
+        evidence = session.scalars(
+            select(Evidence).where(Evidence.case_id == case.id).order_by(Evidence.id)
+        ).all()
+        camera = [e for e in evidence if e.path != "handler.jpg"]
+        assert [(e.role, (e.extra or {}).get("proposal")) for e in camera] == [
+            ("finding", None),
+            ("finding", None),
+            ("finding", "check_fail"),
+            ("finding", None),
+            ("after", "check_pass"),
+            ("finding", "check_fail"),
+        ]
+        for item in camera:
+            assert Path(item.path).is_file() and item.extra["camera_id"] == "hub-cam"
+            image = cv2.imread(item.path)
+            assert image is not None and image.shape == (360, 640, 3)
+        assert camera[0].boxes[0]["class"] == "car" and camera[0].boxes[0]["xyxy"] == list(SPOT)
+        assert camera[4].captured_at == SERVICE_START + timedelta(seconds=329)
+
+
+def test_a_new_violation_after_the_case_closed_is_a_new_case(hub: Hub) -> None:
+    for t in range(0, 200):
+        hub.frame(t, [SPOT] if t < 100 else [])
+    with hub.sessions() as session:
+        (first,) = session.scalars(select(Case.id)).all()
+    for action in (Action.REJECT,):
+        hub.act(first, action, 200, note="a delivery van, allowed")
+    for t in range(200, 300):
+        hub.frame(t, [SPOT])
+    with hub.sessions() as session:
+        cases = session.scalars(select(Case).order_by(Case.id)).all()
+    assert [c.state for c in cases] == ["not_filed", "reported"]
+    assert cases[1].first_seen_at == SERVICE_START + timedelta(seconds=261)
+
+
+# --- over HTTP --------------------------------------------------------------------------------
+
+CAM = "test-cam"
+API_CONFIG: dict[str, Any] = {
+    "rules": {
+        "sidewalk": {"detect": "occupancy", "event": "street_vending", "min_area": 0.04, "min_dwell_s": 30},
+        "no_parking": {"detect": "objects", "classes": ["car", "truck", "bus"], "min_dwell_s": 300},
+    },
+    "cameras": [
+        {
+            "id": CAM,
+            "name": "测试摄像头",
+            **PLACE,
+            "stream": "rtsp://admin:secret@192.0.2.1:554/1",
+            "cases": {"clear_after_s": 20, "verify": "any", "evidence_every_s": 10**6},
+            "dwell": {"refind_s": 20},
+            "occupancy": {"long_sample_s": 20, "long_samples": 5, "short_tau_s": 2, "mask_classes": []},
+            "zones": [
+                {
+                    "id": "walk",
+                    "rule": "sidewalk",
+                    "polygon": [[0.05, 0.6], [0.95, 0.6], [0.95, 0.98], [0.05, 0.98]],
+                },
+                {"id": "road", "rule": "no_parking", "polygon": [[0, 0], [1, 0], [1, 0.6], [0, 0.6]]},
+            ],
+        }
+    ],
+}
+
+
+@pytest.fixture
+def service_overrides(tmp_path: Path) -> dict[str, object]:
+    """The service reads cameras.yaml from its configs folder: a copy of the project's, plus ours."""
+    configs = tmp_path / "configs"
+    shutil.copytree(ROOT / "configs", configs, ignore=shutil.ignore_patterns("datasets"))
+    (configs / "cameras.yaml").write_text(yaml.safe_dump(API_CONFIG, allow_unicode=True), encoding="utf-8")
+    return {"configs_dir": configs}
+
+
+@pytest.fixture
+def model_service(service: Service) -> Service:
+    if service.client.get("/readyz").status_code != 200:
+        pytest.skip("no model loaded (models/street-v1 comes from the train/evaluate work)")
+    return service
+
+
+def jpeg(image: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    return data.tobytes()
+
+
+def post(service: Service, data: bytes, at: datetime | None, camera: str = CAM) -> Any:
+    headers = {**service.auth("report"), "Content-Type": "image/jpeg"}
+    if at is not None:
+        headers["X-Capture-Time"] = at.isoformat()
+    return service.client.post(f"/v1/cameras/{camera}/frames", content=data, headers=headers)
+
+
+def test_frames_over_http_make_one_case_and_verify_it(model_service: Service) -> None:
+    service = model_service
+    scene = Scene(120, stall=(20, 80), cars=False)
+    created, actions, last = [], [], None
+    for step in range(60):  # a frame every 2 s
+        t = step * 2.0
+        image, _ = scene.frame(t)
+        response = post(service, jpeg(image), SERVICE_START + timedelta(seconds=t))
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert (body["width"], body["height"], body["late"]) == (320, 180, False)
+        assert body["model_version"].startswith("street-v1@")
+        created += [c for c in body["cases"] if c["created"]]
+        actions += [(t, c["kind"], c["proposal"]) for c in body["cases"]]
+        last = body
+    assert last is not None and set(last["timing"]) == {"decode_ms", "inference_ms", "rules_ms", "cases_ms"}
+    # the stall stands from 20 s: static after a few seconds, then 30 s of dwell
+    assert (
+        len(created) == 1 and created[0]["event"] == "street_vending" and created[0]["source"] == "occupancy"
+    )
+    (started, started_kind, _), (cleared, cleared_kind, proposal) = actions
+    assert started_kind == "started" and 50 <= started <= 62
+    assert cleared_kind == "cleared" and proposal == "resolved" and 98 <= cleared <= 104
+
+    case = service.client.get(f"/v1/cases/{created[0]['case_id']}", headers=service.auth("cases:read")).json()
+    assert (case["source"], case["camera_id"], case["ai_review"]) == ("video", CAM, "pending")
+    assert case["grid_code"] == "410103001001005"
+    roles = [
+        (e["role"], (e["extra"] or {}).get("source"), (e["extra"] or {}).get("proposal"))
+        for e in case["evidence"]
+    ]
+    assert roles == [("finding", "occupancy", None), ("after", None, "resolved")]
+    image = service.client.get(case["evidence"][0]["url"] + "?boxes=true", headers=service.auth("cases:read"))
+    assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
+
+    cameras = service.client.get("/v1/cameras", headers=service.auth("cases:read")).json()
+    (camera,) = cameras
+    assert camera["stream"] == "rtsp://admin:***@192.0.2.1:554/1"
+    health = camera["health"]
+    assert health["frames"] == 60 and health["late_frames"] == 0 and health["fps"] == pytest.approx(0.5)
+    assert datetime.fromisoformat(health["last_frame_at"]) == SERVICE_START + timedelta(seconds=118)
+    assert [z["detect"] for z in camera["zones"]] == ["occupancy", "objects"]
+
+    metrics = service.client.get("/metrics", headers=service.auth("cases:read")).text
+    assert f'streetorder_camera_frames_total{{camera="{CAM}"}} 60.0' in metrics
+    drawn = service.client.get(f"/v1/cameras/{CAM}/frame.jpg", headers=service.auth("cases:read"))
+    assert drawn.status_code == 200 and cv2.imdecode(np.frombuffer(drawn.content, np.uint8), 1).shape == (
+        180,
+        320,
+        3,
+    )
+
+
+def test_late_frames_multipart_and_bad_requests(model_service: Service) -> None:
+    service = model_service
+    frame = jpeg(Scene(10).frame(0)[0])
+    assert post(service, frame, SERVICE_START + timedelta(seconds=10)).json()["late"] is False
+    late = post(service, frame, SERVICE_START + timedelta(seconds=5))
+    assert late.status_code == 200 and late.json()["late"] is True and late.json()["cases"] == []
+    multipart = service.client.post(
+        f"/v1/cameras/{CAM}/frames",
+        files={"file": ("f.jpg", frame, "image/jpeg")},
+        data={"captured_at": (SERVICE_START + timedelta(seconds=12)).isoformat()},
+        headers=service.auth("report"),
+    )
+    assert multipart.status_code == 200 and multipart.json()["late"] is False
+    health = service.client.get("/v1/cameras", headers=service.auth("cases:read")).json()[0]["health"]
+    assert (health["frames"], health["late_frames"]) == (3, 1)
+
+    problems = {
+        "no capture time": (post(service, frame, None), 422, "captured_at"),
+        "no offset": (
+            service.client.post(
+                f"/v1/cameras/{CAM}/frames",
+                content=frame,
+                headers={
+                    **service.auth("report"),
+                    "Content-Type": "image/jpeg",
+                    "X-Capture-Time": "2025-09-30T10:30",
+                },
+            ),
+            422,
+            "offset",
+        ),
+        "unknown camera": (post(service, frame, SERVICE_START, camera="nope"), 404, "test-cam"),
+        "not an image": (
+            service.client.post(
+                f"/v1/cameras/{CAM}/frames",
+                content=b"hello",
+                headers={**service.auth("report"), "Content-Type": "text/plain"},
+            ),
+            415,
+            "image/jpeg",
+        ),
+        "corrupt jpeg": (post(service, frame[:200], SERVICE_START + timedelta(seconds=20)), 400, ""),
+        "wrong scope": (
+            service.client.post(
+                f"/v1/cameras/{CAM}/frames",
+                content=frame,
+                headers={**service.auth("cases:read"), "Content-Type": "image/jpeg", "X-Capture-Time": "x"},
+            ),
+            403,
+            "report",
+        ),
+    }
+    for name, (response, status, words) in problems.items():
+        assert response.status_code == status, (name, response.text)
+        assert words in response.text, name

@@ -1,0 +1,193 @@
+"""Frames from RTSP, HTTP (MJPEG) or video-file streams with OpenCV: newest frame only, reconnects.
+
+A reader thread grabs frames as fast as the stream delivers them and keeps only the newest
+(drop-oldest): analysis at 2 fps never works on a backlog of stale frames. A dropped connection,
+a stream that stops delivering, or a camera that cannot be reached is retried with exponential
+backoff. Each frame is stamped with its capture time at this edge: the grab time for live streams,
+or `file_start` + the frame's position for a file, so a replayed video is judged by its own clock.
+A change of frame size (sub-stream to main stream) passes through; the rules rescale.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlparse
+
+import cv2
+import numpy as np
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class Frame:
+    image: np.ndarray  # BGR uint8
+    captured_at: datetime
+    index: int  # frames read since the reader started
+
+
+@dataclass
+class StreamStats:
+    frames_read: int = 0
+    dropped: int = 0  # frames replaced in the buffer before anyone took them
+    reconnects: int = 0  # successful re-openings after a drop
+    failed_opens: int = 0
+    size_changes: int = 0
+    state: str = "starting"  # starting | connected | reconnecting | ended | stopped
+    size: tuple[int, int] | None = None
+    last_frame_at: datetime | None = None
+    last_error: str | None = None
+
+
+class NewestFrame:
+    """A one-slot buffer: `put` replaces what is there, `take` waits for something new."""
+
+    def __init__(self) -> None:
+        self._frame: Frame | None = None
+        self._ready = threading.Condition()
+
+    def put(self, frame: Frame) -> bool:
+        """Store `frame`; True when it replaced a frame nobody took (a drop)."""
+        with self._ready:
+            dropped = self._frame is not None
+            self._frame = frame
+            self._ready.notify_all()
+            return dropped
+
+    def take(self, timeout: float | None = None) -> Frame | None:
+        with self._ready:
+            if self._frame is None:
+                self._ready.wait(timeout)
+            frame, self._frame = self._frame, None
+            return frame
+
+
+def is_file(url: str) -> bool:
+    scheme = urlparse(url).scheme.lower()
+    return scheme in ("", "file") or len(scheme) == 1  # len 1: a Windows drive letter
+
+
+def local_path(url: str) -> str:
+    return urlparse(url).path if urlparse(url).scheme.lower() == "file" else url
+
+
+class StreamReader:
+    """Reads one stream in a background thread; `take()` gives the newest frame."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Clock | None = None,
+        backoff_s: tuple[float, float] = (0.5, 30.0),
+        timeout_s: float = 10.0,
+        file_start: datetime | None = None,
+        file_speed: float = 1.0,
+        loop_file: bool = False,
+    ) -> None:
+        """`file_speed`: a file plays at its frame rate x this (0: as fast as it decodes);
+        `loop_file`: start a file again at its end (as if the camera reconnected) instead of ending."""
+        self.url = url
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.backoff_s = backoff_s
+        self.timeout_s = timeout_s
+        self.file_start = file_start
+        self.file_speed = file_speed
+        self.loop_file = loop_file
+        self.stats = StreamStats()
+        self.buffer = NewestFrame()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"stream {url}", daemon=True)
+
+    def start(self) -> StreamReader:
+        self._thread.start()
+        return self
+
+    def stop(self, wait_s: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(wait_s)
+        if self.stats.state != "ended":
+            self.stats.state = "stopped"
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def take(self, timeout: float | None = None) -> Frame | None:
+        return self.buffer.take(timeout)
+
+    def _open(self) -> cv2.VideoCapture:
+        milliseconds = int(self.timeout_s * 1000)
+        if is_file(self.url):
+            return cv2.VideoCapture(local_path(self.url))
+        return cv2.VideoCapture(
+            self.url,
+            cv2.CAP_FFMPEG,
+            [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, milliseconds, cv2.CAP_PROP_READ_TIMEOUT_MSEC, milliseconds],
+        )
+
+    def _run(self) -> None:
+        delay = self.backoff_s[0]
+        connected_before = False
+        file_offset = timedelta(0)  # a looped file goes on in time rather than starting over
+        while not self._stop.is_set():
+            capture = self._open()
+            if not capture.isOpened():
+                self.stats.failed_opens += 1
+                self.stats.state = "reconnecting"
+                self.stats.last_error = f"cannot open {self.url}"
+                if is_file(self.url) and not Path(local_path(self.url)).exists():
+                    self.stats.state = "ended"
+                    return
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.backoff_s[1])
+                continue
+            if connected_before:
+                self.stats.reconnects += 1
+            connected_before = True
+            self.stats.state = "connected"
+            delay = self.backoff_s[0]
+            last_position = self._read(capture, file_offset)
+            capture.release()
+            if is_file(self.url):
+                if not self.loop_file:
+                    self.stats.state = "ended"
+                    return
+                file_offset += last_position
+            if not self._stop.is_set():
+                self.stats.state = "reconnecting"
+                self.stats.last_error = "stream ended or stalled"
+                self._stop.wait(delay)
+
+    def _read(self, capture: cv2.VideoCapture, file_offset: timedelta) -> timedelta:
+        """Read until the stream ends or stalls; returns the last file position reached."""
+        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+        started = time.monotonic()
+        position = timedelta(0)
+        while not self._stop.is_set():
+            ok, image = capture.read()
+            if not ok or image is None:
+                return position + timedelta(seconds=1 / fps)
+            position = timedelta(milliseconds=capture.get(cv2.CAP_PROP_POS_MSEC))
+            if is_file(self.url) and self.file_speed > 0:  # play a file in (scaled) real time
+                ahead = position.total_seconds() / self.file_speed - (time.monotonic() - started)
+                if ahead > 0:
+                    self._stop.wait(ahead)
+            if is_file(self.url) and self.file_start is not None:
+                captured_at = self.file_start + file_offset + position
+            else:
+                captured_at = self.clock()
+            size = (int(image.shape[1]), int(image.shape[0]))
+            if self.stats.size is not None and size != self.stats.size:
+                self.stats.size_changes += 1
+            self.stats.size = size
+            self.stats.frames_read += 1
+            self.stats.last_frame_at = captured_at
+            if self.buffer.put(Frame(image, captured_at, self.stats.frames_read)):
+                self.stats.dropped += 1
+        return position
