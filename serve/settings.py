@@ -25,11 +25,11 @@ class Settings(BaseSettings):
     duplicate_radius_m: float = Field(50.0, description="a finding this close to an open case joins it")
     duplicate_window_h: float = Field(24.0, description="... if the case was last seen this recently")
     case_prefix: str = Field("SO", description="case number prefix: PREFIX + yyyyMMdd + sequence")
-    secret: str = Field("", description="server secret mixed into API-key hashes; required outside dev mode")
-    dev: bool = Field(False, description="dev mode: allows an empty secret (never in production)")
-    max_upload_mb: float = Field(20.0, description="largest accepted image upload, in MiB (413 above)")
-    inference_threads: int = Field(2, description="images inferred at once; more wait in the queue")
-    inference_queue: int = Field(16, description="uploads that may wait for inference before 503 Busy")
+    secret: str = Field(default="", description="secret mixed into API-key hashes; required outside dev mode")
+    dev: bool = Field(default=False, description="dev mode: allows an empty secret (never in production)")
+    max_upload_mb: float = Field(default=20.0, description="largest image upload accepted, MiB (413 above)")
+    inference_threads: int = Field(default=2, description="images inferred at once; more wait in the queue")
+    inference_queue: int = Field(default=16, description="uploads that may wait for inference (then 503)")
 
 
 @cache
