@@ -93,7 +93,7 @@ class OccupancyOut(Schema):
 class CaseActionOut(Schema):
     kind: str = Field(description="started, evidence, cleared (after-photo) or rework")
     incident_id: int = Field(description="the violation at one place, on this camera")
-    zone: str = Field(description="zone of the rule")
+    zone_id: str = Field(description="zone of the rule")
     event: str = Field(description="taxonomy event")
     source: str = Field(description="detector, or occupancy (class-free: a person confirms)")
     case_id: int | None = Field(description="case created or touched")
@@ -301,23 +301,7 @@ def frame_out(
             )
             for o in outcome.occupancy
         ],
-        cases=[
-            CaseActionOut(
-                kind=a.kind,
-                incident_id=a.incident_id,
-                zone=a.zone_id,
-                event=a.event,
-                source=a.source,
-                case_id=a.case_id,
-                case_number=a.case_number,
-                case_state=a.case_state,
-                created=a.created,
-                evidence_id=a.evidence_id,
-                proposal=a.proposal,
-                reason=a.reason,
-            )
-            for a in result.actions
-        ],
+        cases=[CaseActionOut.model_validate(action) for action in result.actions],
         timing=FrameTiming(
             decode_ms=round(t.decode_s * 1000, 2),
             inference_ms=round(t.inference_s * 1000, 2),

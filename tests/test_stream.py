@@ -1,0 +1,252 @@
+"""Streams: a video file the test writes, an MJPEG server on 127.0.0.1 that drops the connection and
+changes the frame size, an address nobody answers, and `streetorder watch` on a file end to end."""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from sqlalchemy import select
+from streets import Scene
+
+from vision.stream import Frame, NewestFrame, StreamReader
+
+START = datetime(2026, 5, 6, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float) -> Path:
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    assert writer.isOpened()
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def numbered(count: int, size: tuple[int, int] = (160, 90)) -> list[np.ndarray]:
+    """Frames whose brightness encodes their index (JPEG keeps it to within a few levels)."""
+    return [np.full((size[1], size[0], 3), 10 + 6 * k, dtype=np.uint8) for k in range(count)]
+
+
+def take_all(reader: StreamReader, seconds: float) -> list[Frame]:
+    frames, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        frame = reader.take(timeout=0.1)
+        if frame is not None:
+            frames.append(frame)
+        elif not reader.running:
+            break
+    return frames
+
+
+def test_newest_frame_buffer_drops_the_oldest() -> None:
+    buffer = NewestFrame()
+    image = np.zeros((2, 2, 3), np.uint8)
+    assert buffer.put(Frame(image, START, 1)) is False
+    assert buffer.put(Frame(image, START, 2)) is True  # frame 1 was never taken: dropped
+    taken = buffer.take(0)
+    assert taken is not None and taken.index == 2
+    assert buffer.take(0.01) is None
+
+
+def test_a_video_file_plays_with_its_own_clock(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "street.avi", numbered(30), fps=10)
+    reader = StreamReader(str(video), file_start=START, file_speed=5).start()
+    frames = take_all(reader, 10)
+    assert reader.stats.state == "ended" and reader.stats.frames_read == 30
+    assert len(frames) + reader.stats.dropped == 30
+    offsets = [(f.captured_at - START).total_seconds() for f in frames]
+    assert offsets == sorted(offsets) and offsets[-1] == pytest.approx(2.9)
+    for frame in frames:  # the capture time is the frame's own position in the file
+        index = round((frame.captured_at - START).total_seconds() * 10)
+        assert abs(float(frame.image.mean()) - (10 + 6 * index)) < 4
+
+
+def test_a_looped_file_reconnects_and_time_goes_on(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "loop.avi", numbered(10), fps=10)
+    reader = StreamReader(str(video), file_start=START, file_speed=5, loop_file=True, backoff_s=(0.05, 0.1))
+    reader.start()
+    frames = take_all(reader, 1.5)
+    reader.stop()
+    assert reader.stats.reconnects >= 1 and reader.stats.frames_read >= 20
+    times = [f.captured_at for f in frames]
+    assert times == sorted(times) and times[-1] - START > timedelta(seconds=1)
+
+
+class MjpegServer:
+    """multipart/x-mixed-replace on 127.0.0.1: each connection sends `per_connection` frames and
+    then drops; the second connection onwards sends larger frames (a camera switching streams)."""
+
+    def __init__(self, per_connection: int = 15) -> None:
+        self.connections = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                server.connections += 1
+                size = (160, 90) if server.connections == 1 else (320, 180)
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                try:
+                    for k in range(per_connection):
+                        image = np.full((size[1], size[0], 3), (k * 15) % 255, np.uint8)
+                        ok, data = cv2.imencode(".jpg", image)
+                        assert ok
+                        part = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(
+                            data
+                        )
+                        self.wfile.write(part + data.tobytes() + b"\r\n")
+                        time.sleep(0.02)
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+                self.close_connection = True  # forced disconnect mid-stream
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/stream.mjpg"
+
+    def __enter__(self) -> MjpegServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def mjpeg() -> Iterator[MjpegServer]:
+    with MjpegServer() as server:
+        yield server
+
+
+def test_mjpeg_stream_survives_a_forced_disconnect_and_a_new_frame_size(mjpeg: MjpegServer) -> None:
+    reader = StreamReader(mjpeg.url, backoff_s=(0.05, 0.2), timeout_s=3).start()
+    sizes: set[tuple[int, ...]] = set()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and (reader.stats.reconnects < 2 or len(sizes) < 2):
+        frame = reader.take(timeout=0.1)
+        if frame is not None:
+            sizes.add(frame.image.shape)
+    reader.stop()
+    assert reader.stats.reconnects >= 2 and mjpeg.connections >= 3
+    assert sizes == {(90, 160, 3), (180, 320, 3)} and reader.stats.size_changes >= 1
+    assert reader.stats.state == "stopped" and not reader.running
+
+
+def test_an_unreachable_camera_is_retried_with_backoff() -> None:
+    with ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler) as probe:
+        port = probe.server_address[1]  # a port that is closed once the probe is gone
+    reader = StreamReader(f"http://127.0.0.1:{port}/x.mjpg", backoff_s=(0.05, 0.4), timeout_s=1).start()
+    time.sleep(1.5)
+    reader.stop()
+    # delays 0.05, 0.1, 0.2, 0.4, 0.4 ...: a handful of tries, not a busy loop
+    assert 3 <= reader.stats.failed_opens <= 12
+    assert reader.stats.frames_read == 0 and reader.stats.last_error is not None
+
+
+# --- streetorder watch, end to end ---------------------------------------------------------------
+
+
+def test_watch_turns_a_stall_in_a_video_into_one_case(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from serve.cli import main
+    from serve.db import open_database
+    from serve.orm import Case, Evidence
+    from serve.settings import get_settings
+    from vision.registry import find_model
+
+    try:
+        find_model("street-v1")
+    except Exception as err:
+        pytest.skip(f"models/street-v1 is not installed ({err})")
+    scene = Scene(100, fps=1, stall=(10, 200), cars=False)
+    video = write_video(tmp_path / "stall.avi", [scene.frame(t)[0] for t in range(100)], fps=1)
+    cameras = copy.deepcopy(
+        {
+            "rules": {
+                "sidewalk": {
+                    "detect": "occupancy",
+                    "event": "street_vending",
+                    "min_area": 0.04,
+                    "min_dwell_s": 40,
+                }
+            },
+            "cameras": [
+                {
+                    "id": "file-cam",
+                    "lat": 34.72265,
+                    "lon": 113.62762,
+                    "analyse_fps": 1,
+                    "stream": str(video),
+                    "cases": {"clear_after_s": 20, "verify": "any"},
+                    "dwell": {"refind_s": 20},
+                    "occupancy": {
+                        "long_sample_s": 10,
+                        "long_samples": 5,
+                        "short_tau_s": 2,
+                        "mask_classes": [],
+                    },
+                    "zones": [
+                        {
+                            "id": "walk",
+                            "rule": "sidewalk",
+                            "polygon": [[0.05, 0.6], [0.95, 0.6], [0.95, 0.98], [0.05, 0.98]],
+                        }
+                    ],
+                }
+            ],
+        }
+    )
+    config = tmp_path / "cameras.yaml"
+    config.write_text(yaml.safe_dump(cameras), encoding="utf-8")
+    db_url = f"sqlite:///{tmp_path / 'watch.db'}"
+    monkeypatch.setenv("STREETORDER_EVIDENCE_DIR", str(tmp_path / "evidence"))
+    get_settings.cache_clear()
+    try:
+        code = main(
+            [
+                "watch",
+                "--camera",
+                "file-cam",
+                "--cameras",
+                str(config),
+                "--db",
+                db_url,
+                "--file-start",
+                START.isoformat(),
+                "--speed",
+                "10",
+                "--seconds",
+                "60",
+            ]
+        )
+    finally:
+        get_settings.cache_clear()
+    assert code == 0
+    with open_database(db_url)() as session:
+        (case,) = session.scalars(select(Case)).all()
+        assert (case.event, case.source, case.camera_id) == ("street_vending", "video", "file-cam")
+        # in the video the stall stands from 10 s: a few seconds to settle, then 40 s of dwell
+        assert START + timedelta(seconds=50) <= case.first_seen_at <= START + timedelta(seconds=62)
+        evidence = session.scalars(select(Evidence).where(Evidence.case_id == case.id)).all()
+        assert evidence[0].crop_path and Path(evidence[0].crop_path).is_file()
