@@ -166,6 +166,7 @@ def test_cli_json_and_card(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     """The real command on a real (tiny) ONNX model: JSON alone on stdout, metrics in the card."""
     folder = tiny_model(tmp_path / "models")
     data = write_set(tmp_path / "bins", ["garbage", "full_bin", "tree"], {"val": [SCENE] * 2}, SIZE)
+    capsys.readouterr()  # what training and export printed
     out = tmp_path / "plots"
     argv = ["--data", str(data), "--model", str(folder), "--json", "--card", "--out", str(out)]
     assert main(["evaluate", *argv]) == 0
