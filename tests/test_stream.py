@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import cv2
@@ -250,3 +251,56 @@ def test_watch_turns_a_stall_in_a_video_into_one_case(
         assert START + timedelta(seconds=50) <= case.first_seen_at <= START + timedelta(seconds=62)
         evidence = session.scalars(select(Evidence).where(Evidence.case_id == case.id)).all()
         assert evidence[0].crop_path and Path(evidence[0].crop_path).is_file()
+
+
+# --- the service's own pool of watchers (`pull: true`) --------------------------------------------
+
+
+@pytest.fixture
+def service_overrides(tmp_path: Path) -> dict[str, object]:
+    import shutil
+
+    from serve.settings import ROOT
+
+    video = write_video(tmp_path / "pulled.avi", [Scene(6, fps=2).frame(k / 2)[0] for k in range(12)], fps=2)
+    configs = tmp_path / "configs"
+    shutil.copytree(ROOT / "configs", configs, ignore=shutil.ignore_patterns("datasets"))
+    cameras = {
+        "rules": {
+            "sidewalk": {
+                "detect": "occupancy",
+                "event": "street_vending",
+                "min_area": 0.04,
+                "min_dwell_s": 60,
+            }
+        },
+        "cameras": [
+            {
+                "id": "pulled",
+                "lat": 34.72265,
+                "lon": 113.62762,
+                "stream": str(video),
+                "pull": True,
+                "zones": [
+                    {"id": "walk", "rule": "sidewalk", "polygon": [[0, 0.6], [1, 0.6], [1, 1], [0, 1]]}
+                ],
+            }
+        ],
+    }
+    (configs / "cameras.yaml").write_text(yaml.safe_dump(cameras), encoding="utf-8")
+    return {"configs_dir": configs}
+
+
+def test_the_service_pulls_a_camera_marked_pull(service: Any) -> None:
+    if service.client.get("/readyz").status_code != 200:
+        pytest.skip("no model loaded (models/street-v1 comes from the train/evaluate work)")
+    deadline = time.monotonic() + 30
+    health: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        (camera,) = service.client.get("/v1/cameras", headers=service.auth("cases:read")).json()
+        health = camera["health"]
+        if health["stream_state"] == "ended":
+            break
+        time.sleep(0.5)
+    assert health["stream_state"] == "ended" and health["frames"] >= 6  # 12 frames at 2 fps, newest kept
+    assert (health["width"], health["height"]) == (320, 180) and health["fps"] == pytest.approx(2.0, rel=0.3)
