@@ -31,7 +31,7 @@ from vision.cameras import Ground, OccupancySettings, Zone
 from vision.zones import Size, polygon_mask
 
 MIN_DIFF_THRESHOLD = 8.0  # grey levels: below this, sensor noise at dusk passes for objects
-GHOST_CONTRAST_RATIO = 1.5  # a blob this much more distinct from its ring in the background is a ghost
+GHOST_RATIO = 1.5  # a blob this much more visible in the background than in the frame is a ghost
 GAIN_SAMPLE_STEP = 6  # gain and light are measured on every 6th pixel each way: ~1600 at 320x180
 _KERNEL_3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
 _KERNEL_5 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
@@ -80,6 +80,16 @@ def _contrast(image: np.ndarray, inside: np.ndarray, ring: np.ndarray) -> float:
     if not ring.any():
         return 0.0
     return float(np.abs(np.median(image[inside], axis=0) - np.median(image[ring], axis=0)).max())
+
+
+def _outline(image: np.ndarray, edge: np.ndarray) -> float:
+    """Mean colour gradient (largest over channels) along a blob's edge."""
+    if not edge.any():
+        return 0.0
+    gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3)
+    magnitude = cv2.magnitude(gx.reshape(-1), gy.reshape(-1)).reshape(image.shape).max(axis=2)
+    return float(magnitude[edge].mean())
 
 
 def ground_area_map(ground: Ground, size: Size) -> np.ndarray:
@@ -176,10 +186,12 @@ class StaticForeground:
     def _blobs(self, candidate: np.ndarray, small: np.ndarray, background: np.ndarray) -> np.ndarray:
         """Clean the candidate mask into blobs; ghosts are absorbed into the background at once.
 
-        A ghost (something of the background left) shows its outline in the background but not in
-        the frame: inside and around the blob look alike in the frame and unlike in the background.
-        An object is the other way round. Compared on median colours, so texture and a walker
-        crossing the ring do not decide it.
+        A ghost (something of the background left) shows itself in the background, not in the
+        frame; an object the other way round. Two tests must both say ghost, since absorbing a
+        real object loses a case: the outline (colour gradient along the blob's edge) is stronger
+        in the background, and inside and around the blob (median colours) differ more in the
+        background. Either alone is fooled: a dark bag on a dark, busy spot by the colours; a
+        stall whose edge runs along a kerb by the outline.
         """
         mask = cv2.morphologyEx(candidate.astype(np.uint8), cv2.MORPH_OPEN, _KERNEL_3)
         mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, _KERNEL_5)
@@ -191,11 +203,18 @@ class StaticForeground:
             x, y, w, h = stats[label, :4]
             window = (slice(max(0, y - 4), y + h + 4), slice(max(0, x - 4), x + w + 4))
             blob = (labels[window] == label).astype(np.uint8)
-            ring = (cv2.dilate(blob, _KERNEL_5, iterations=1) - blob).astype(bool)
             inside = blob.astype(bool)
-            in_frame = _contrast(small[window], inside, ring)
-            in_background = _contrast(background[window], inside, ring)
-            if in_background > GHOST_CONTRAST_RATIO * in_frame and in_background > MIN_DIFF_THRESHOLD:
+            ring = (cv2.dilate(blob, _KERNEL_5, iterations=1) - blob).astype(bool)
+            edge = (cv2.dilate(blob, _KERNEL_3) - cv2.erode(blob, _KERNEL_3)).astype(bool)
+            frame_part, background_part = small[window], background[window]
+            outline_frame, outline_background = _outline(frame_part, edge), _outline(background_part, edge)
+            contrast_frame = _contrast(frame_part, inside, ring)
+            contrast_background = _contrast(background_part, inside, ring)
+            if (
+                outline_background > GHOST_RATIO * outline_frame
+                and contrast_background > GHOST_RATIO * contrast_frame
+                and contrast_background > MIN_DIFF_THRESHOLD
+            ):
                 ghost = np.zeros_like(candidate)
                 ghost[window] = inside
                 self._absorb(ghost, small)
