@@ -69,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     if not photos:
         print(f"no traffic-cams photos under {args.shared}", file=sys.stderr)
         return 2
-    base = cv2.resize(cv2.imread(str(photos[0])), (width, height), interpolation=cv2.INTER_LINEAR)
+    photo = cv2.imread(str(photos[0]))
+    assert photo is not None, photos[0]
+    base = cv2.resize(photo, (width, height), interpolation=cv2.INTER_LINEAR)
     rng = np.random.default_rng(0)
     frames = []
     for _ in range(min(args.frames, 50)):  # 50 distinct JPEGs, cycled

@@ -99,9 +99,10 @@ def paste(frame: np.ndarray, crop: np.ndarray, x: int, y: int) -> tuple[int, int
     if x2 <= x1 or y2 <= y1:
         return (0, 0, 0, 0)
     part = crop[y1 - y : y2 - y, x1 - x : x2 - x].astype(np.float32)
-    alpha = np.zeros(part.shape[:2], np.float32)
-    cv2.rectangle(alpha, (2, 2), (alpha.shape[1] - 3, alpha.shape[0] - 3), 1.0, -1)
-    alpha = cv2.GaussianBlur(alpha, (5, 5), 0)[..., None]
+    height, width = part.shape[:2]
+    edge = np.zeros((height, width), np.float32)
+    cv2.rectangle(edge, (2, 2), (width - 3, height - 3), 1.0, -1)
+    alpha = cv2.GaussianBlur(edge, (5, 5), 0)[..., None]
     region = frame[y1:y2, x1:x2].astype(np.float32)
     frame[y1:y2, x1:x2] = (alpha * part + (1 - alpha) * region).astype(np.uint8)
     return (x1, y1, x2, y2)
@@ -206,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     trials = []
     for index, path in enumerate(tqdm(backgrounds, desc="trials")):
         background = cv2.imread(str(path))
+        assert background is not None, path
         trial = run_trial(background, piles[index % len(piles)], cars, args, seed=index)
         trials.append(trial)
         tqdm.write(
