@@ -82,6 +82,15 @@ def _contrast(image: np.ndarray, inside: np.ndarray, ring: np.ndarray) -> float:
     return float(np.abs(np.median(image[inside], axis=0) - np.median(image[ring], axis=0)).max())
 
 
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """The mask with enclosed holes filled: a bag's pale middle, like the pavement, is still the bag
+    (and must not be learned into the background while the bag stands there)."""
+    padded = np.pad(mask.astype(np.uint8), 1)
+    outside = padded.copy()
+    cv2.floodFill(outside, None, (0, 0), 1)  # everything reachable from the border without crossing
+    return mask | (outside[1:-1, 1:-1] == 0)
+
+
 def _outline(image: np.ndarray, edge: np.ndarray) -> float:
     """Mean colour gradient (largest over channels) along a blob's edge."""
     if not edge.any():
@@ -191,7 +200,8 @@ class StaticForeground:
         real object loses a case: the outline (colour gradient along the blob's edge) is stronger
         in the background, and inside and around the blob (median colours) differ more in the
         background. Either alone is fooled: a dark bag on a dark, busy spot by the colours; a
-        stall whose edge runs along a kerb by the outline.
+        stall whose edge runs along a kerb by the outline. A piece of an object already held (a car
+        passing in front cuts it) is never a ghost.
         """
         mask = cv2.morphologyEx(candidate.astype(np.uint8), cv2.MORPH_OPEN, _KERNEL_3)
         mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, _KERNEL_5)
@@ -210,8 +220,10 @@ class StaticForeground:
             outline_frame, outline_background = _outline(frame_part, edge), _outline(background_part, edge)
             contrast_frame = _contrast(frame_part, inside, ring)
             contrast_background = _contrast(background_part, inside, ring)
+            known = self.held.size and self.held[window][inside].mean() >= 0.5  # part of a held object
             if (
-                outline_background > GHOST_RATIO * outline_frame
+                not known
+                and outline_background > GHOST_RATIO * outline_frame
                 and contrast_background > GHOST_RATIO * contrast_frame
                 and contrast_background > MIN_DIFF_THRESHOLD
             ):
@@ -220,7 +232,7 @@ class StaticForeground:
                 self._absorb(ghost, small)
                 continue
             keep[label] = True
-        return keep[labels]
+        return fill_holes(keep[labels])
 
     def _absorb(self, region: np.ndarray, small: np.ndarray) -> None:
         self._samples[:, region] = small[region].astype(np.uint8)
@@ -230,7 +242,9 @@ class StaticForeground:
         """Freeze the background under static foreground (and for gap_s after, so a walker's
         hole in a stall is not learned), up to hold_max_s; thaw the rest to today's light."""
         now = np.float32(at - self._origin)  # float32 maps keep seconds since start, not epoch times
-        self._held_last[self.mask] = now
+        # with a margin: the blob's border flickers, and a border learned bit by bit eats the blob
+        margin = cv2.dilate(self.mask.astype(np.uint8), _KERNEL_5, iterations=2).astype(bool)
+        self._held_last[margin] = now
         held = now - self._held_last <= self.settings.gap_s
         self._held_since = np.where(held, np.fmin(self._held_since, now), np.nan).astype(np.float32)
         held &= ~(now - self._held_since > self.settings.hold_max_s)  # NaN (not held) compares False
