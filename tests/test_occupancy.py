@@ -19,7 +19,7 @@ import pytest
 from streets import STALL, H, Scene, W
 
 from vision.cameras import Camera, parse_cameras
-from vision.occupancy import OccupancyClock, StaticForeground, ZoneMeter, ground_area_map
+from vision.occupancy import OccupancyClock, StaticForeground, ZoneMeter, fill_holes, ground_area_map
 from vision.rules import CameraRules
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -192,3 +192,16 @@ def test_occupancy_clock_bridges_short_gaps_only(
     for at, occupied in readings:
         result = clock.update(at, occupied)
     assert result == since
+
+
+@pytest.mark.parametrize(
+    ("rows", "filled"),
+    [
+        (["#####", "#...#", "#####"], 15),  # a ring: its middle is the object too
+        (["#####", "#...#", "##.##"], 11),  # open to the border: not a hole
+        ([".....", ".....", "....."], 0),
+    ],
+)
+def test_fill_holes(rows: list[str], filled: int) -> None:
+    mask = np.array([[c == "#" for c in row] for row in rows])
+    assert fill_holes(mask).sum() == filled
