@@ -24,6 +24,7 @@ from vision.detector import Detector
 
 CaseId = Annotated[int, Path(description="case id (not the case number)")]
 EvidenceId = Annotated[int, Path(description="evidence id")]
+CameraId = Annotated[str, Path(description="camera id, as in cameras.yaml")]
 
 bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
 header_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="the API key in X-API-Key")

@@ -17,14 +17,22 @@ ROOT = Path(__file__).resolve().parent.parent
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STREETORDER_", env_file=".env", extra="ignore")
 
-    db_url: str = Field("sqlite:///streetorder.db", description="SQLAlchemy URL of the case database")
-    model: str = Field("street-v1", description="model name under models/, or a path to weights")
-    configs_dir: Path = Field(ROOT / "configs", description="folder of taxonomy, calendar, grids, cameras")
-    grids: Path = Field(ROOT / "configs" / "grids.example.geojson", description="GeoJSON of unit grids")
-    evidence_dir: Path = Field(Path("evidence"), description="where evidence images and crops are stored")
-    duplicate_radius_m: float = Field(50.0, description="a finding this close to an open case joins it")
-    duplicate_window_h: float = Field(24.0, description="... if the case was last seen this recently")
-    case_prefix: str = Field("SO", description="case number prefix: PREFIX + yyyyMMdd + sequence")
+    db_url: str = Field(default="sqlite:///streetorder.db", description="SQLAlchemy URL of the case database")
+    model: str = Field(default="street-v1", description="model name under models/, or a path to weights")
+    configs_dir: Path = Field(
+        default=ROOT / "configs", description="folder of taxonomy, calendar, grids, cameras"
+    )
+    grids: Path = Field(
+        default=ROOT / "configs" / "grids.example.geojson", description="GeoJSON of unit grids"
+    )
+    evidence_dir: Path = Field(
+        default=Path("evidence"), description="where evidence images and crops are stored"
+    )
+    duplicate_radius_m: float = Field(
+        default=50.0, description="a finding this close to an open case joins it"
+    )
+    duplicate_window_h: float = Field(default=24.0, description="... if the case was last seen this recently")
+    case_prefix: str = Field(default="SO", description="case number prefix: PREFIX + yyyyMMdd + sequence")
     secret: str = Field(default="", description="secret mixed into API-key hashes; required outside dev mode")
     dev: bool = Field(default=False, description="dev mode: allows an empty secret (never in production)")
     max_upload_mb: float = Field(default=20.0, description="largest image upload accepted, MiB (413 above)")

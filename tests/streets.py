@@ -34,7 +34,6 @@ def street_background(seed: int = 7) -> np.ndarray:
     return np.clip(image, 0, 255)
 
 
-
 @dataclass
 class Scene:
     seconds: float

@@ -62,9 +62,7 @@ def yolo_box(xyxy: tuple[int, int, int, int], size: int) -> str:
     return " ".join(f"{v / size:.6f}" for v in ((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1))
 
 
-def write_set(
-    root: Path, dataset_names: list[str], images: dict[str, list[list[Box]]], size: int
-) -> Path:
+def write_set(root: Path, dataset_names: list[str], images: dict[str, list[list[Box]]], size: int) -> Path:
     """Write an ultralytics data set (PNG images, YOLO labels) and return its data.yaml.
 
     A box is labelled with the data set's id of its class name (taxonomy name or alias given in

@@ -275,8 +275,10 @@ def int8_check(
         print(f"\n{label} ({path.name}):")
         print_table(results[label])
     delta = results["int8"].map50 - results["fp32"].map50
-    print(f"\nINT8 vs FP32 on {data_yaml}: mAP50 {results['int8'].map50:.3f} vs {results['fp32'].map50:.3f} "
-          f"({delta:+.3f}), mAP50-95 {results['int8'].map50_95:.3f} vs {results['fp32'].map50_95:.3f}")
+    print(
+        f"\nINT8 vs FP32 on {data_yaml}: mAP50 {results['int8'].map50:.3f} vs {results['fp32'].map50:.3f} "
+        f"({delta:+.3f}), mAP50-95 {results['int8'].map50_95:.3f} vs {results['fp32'].map50_95:.3f}"
+    )
     return {
         "file": int8.name,
         "sha256": file_sha256(int8),

@@ -43,9 +43,7 @@ class PartialLabelLoss(v8DetectionLoss):
         self.base_weights = self.class_weights  # ultralytics' own class weights, if any
         self.unmasked = torch.ones(1, self.nc, device=self.device)
 
-    def loss(
-        self, preds: dict[str, torch.Tensor], batch: dict[str, Any]
-    ) -> tuple[torch.Tensor, Any]:
+    def loss(self, preds: dict[str, torch.Tensor], batch: dict[str, Any]) -> tuple[torch.Tensor, Any]:
         mask = torch.cat([self.masks.get(source_of(f), self.unmasked) for f in batch["im_file"]])
         weights = mask.unsqueeze(1)  # (batch, 1, classes), broadcast over anchors
         self.class_weights = weights if self.base_weights is None else weights * self.base_weights

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from pydantic import AwareDatetime, Field, TypeAdapter, ValidationError
 
 from serve.cameras import CameraCollector, CameraHub, FrameResult, LiveCamera, Timings, open_incidents
-from serve.deps import DetectorDep, Now, Reader, Reporting, ServiceDep
+from serve.deps import CameraId, DetectorDep, Now, Reader, Reporting, ServiceDep
 from serve.errors import InvalidInput, NotFound, TooLarge, UnsupportedMedia
 from serve.routers.detect import analyse, detections_out
 from serve.schemas import DetectionOut, Schema
@@ -340,7 +340,7 @@ def frame_out(
     },
 )
 async def post_frame(
-    camera_id: str,
+    camera_id: CameraId,
     request: Request,
     _: Reporting,
     service: ServiceDep,
@@ -386,7 +386,7 @@ def list_cameras(_: Reader, hub: HubDep) -> list[CameraOut]:
     response_class=Response,
     responses={200: {"content": {"image/jpeg": {}}, "description": "the frame"}},
 )
-def last_frame(camera_id: str, _: Reader, hub: HubDep) -> Response:
+def last_frame(camera_id: CameraId, _: Reader, hub: HubDep) -> Response:
     live = live_camera(hub, camera_id)
     if live.last_frame is None:
         raise NotFound("frame of camera", f"'{camera_id}' (none analysed yet)")

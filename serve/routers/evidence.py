@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import cv2
-import numpy as np
-import supervision as sv
 from fastapi import APIRouter, Form, Query, Response, status
 from pydantic import AwareDatetime
 
@@ -20,7 +18,8 @@ from serve.errors import BadImage, NotFound
 from serve.orm import Case, Evidence
 from serve.routers.cases import evidence_out
 from serve.schemas import EvidenceOut
-from vision.imageio import LoadedPhoto, decode_photo, read_photo
+from vision.draw import draw_boxes
+from vision.imageio import decode_photo, read_photo
 
 router = APIRouter(tags=["evidence"])
 MEDIA_TYPES = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png"}
@@ -37,23 +36,6 @@ def store_image(evidence_dir: Path, data: bytes, sha256: str, image_format: str)
             out.write(data)
         os.replace(temporary, path)
     return path
-
-
-def draw_boxes(photo: LoadedPhoto, boxes: list[dict[str, object]]) -> np.ndarray:
-    """The photo with the evidence boxes and their class and score, as people check them."""
-    if not boxes:
-        return photo.image
-    detections = sv.Detections(
-        xyxy=np.array([b["xyxy"] for b in boxes], dtype=np.float32).reshape(-1, 4),
-        confidence=np.array([float(str(b.get("confidence", 0.0))) for b in boxes], dtype=np.float32),
-        class_id=np.arange(len(boxes)),
-    )
-    labels = [f"{b.get('class', '?')} {float(str(b.get('confidence', 0.0))):.2f}" for b in boxes]
-    thickness = max(2, round(max(photo.width, photo.height) / 400))
-    image = sv.BoxAnnotator(thickness=thickness).annotate(photo.image.copy(), detections)
-    return sv.LabelAnnotator(text_scale=thickness / 4, text_thickness=max(1, thickness // 2)).annotate(
-        image, detections, labels=labels
-    )
 
 
 @router.post(
@@ -117,9 +99,8 @@ def get_evidence(
         data = path.read_bytes()
         return Response(data, media_type=MEDIA_TYPES.get(decode_format(data), "application/octet-stream"))
     photo = service.gate.run_blocking(read_photo, path)
-    ok, encoded = cv2.imencode(
-        ".jpg", draw_boxes(photo, list(evidence.boxes)), [cv2.IMWRITE_JPEG_QUALITY, 90]
-    )
+    drawn = draw_boxes(photo.image, list(evidence.boxes), service.domain.rules.taxonomy.names)
+    ok, encoded = cv2.imencode(".jpg", drawn, [cv2.IMWRITE_JPEG_QUALITY, 90])
     if not ok:
         raise BadImage(f"evidence {evidence_id}: cannot encode the drawn image")
     return Response(encoded.tobytes(), media_type="image/jpeg")
