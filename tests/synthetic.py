@@ -21,6 +21,7 @@ COLOURS = {
     "overflow": (0, 255, 0),
     "car": (255, 0, 0),
     "motorcycle": (0, 255, 255),
+    "poster": (255, 0, 255),
 }
 # two sources: their own class names (aliases of the taxonomy's), and an unknown class "tree"
 SOURCES = {

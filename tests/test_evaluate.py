@@ -119,10 +119,39 @@ def test_plots_are_written(bins_set: Path, tmp_path: Path) -> None:
 
 def test_json_object_shape(bins_set: Path) -> None:
     payload = evaluate(ColourDetector(), bins_set).to_json()
-    assert set(payload) == {"model", "map50", "map50_95", "classes"}
+    assert set(payload) == {"model", "map50", "map50_95", "classes", "unlabelled_per_image"}
     assert payload["model"] == "colour@0"
     assert set(payload["classes"]["garbage"]) == {"ap50", "ap50_95", "precision", "recall", "instances"}
     json.dumps(payload)
+
+
+@pytest.mark.parametrize(
+    ("detector", "expected"),  # detections per image of classes the set does not label
+    [
+        pytest.param(ColourDetector(), {"car": 1.0}, id="the unlabelled car of each scene"),
+        pytest.param(ColourDetector(extra=("flyer", 0.9)), {"car": 1.0, "flyer": 1.0}, id="a flyer each"),
+        pytest.param(ColourDetector(extra=("flyer", 0.05)), {"car": 1.0}, id="below flyer min_confidence"),
+    ],
+)
+def test_detections_of_unlabelled_classes_per_image(
+    detector: ColourDetector, expected: dict[str, float], bins_set: Path
+) -> None:
+    seen = evaluate(detector, bins_set).unlabelled_per_image
+    assert "garbage" not in seen and "overflow" not in seen  # scored classes are not counted here
+    assert {name: count for name, count in seen.items() if count} == expected
+
+
+def test_rename_scores_a_set_class_as_another_taxonomy_class(tmp_path: Path) -> None:
+    """win_ad (an alias of poster) read as flyer: the recall of flyers on real window adverts."""
+    scene = [Box("poster", (4, 4, 40, 40))]
+    data = write_set(tmp_path / "ads", ["win_ad"], {"val": [scene] * 2}, SIZE)
+    as_poster = evaluate(ColourDetector(), data)
+    assert set(as_poster.classes) == {"poster"} and as_poster.classes["poster"].recall == pytest.approx(1)
+    as_flyer = evaluate(ColourDetector(), data, rename={"win_ad": "flyer"})
+    assert set(as_flyer.classes) == {"flyer"}
+    assert as_flyer.classes["flyer"].instances == 2 and as_flyer.classes["flyer"].recall == pytest.approx(0)
+    found = evaluate(ColourDetector(extra=("flyer", 0.9)), data, rename={"win_ad": "flyer"})
+    assert found.classes["flyer"].precision == pytest.approx(0)  # a flyer box elsewhere is no hit
 
 
 def test_a_class_without_instances_is_not_averaged(tmp_path: Path) -> None:

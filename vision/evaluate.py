@@ -49,6 +49,9 @@ class Evaluation:
     classes: dict[str, ClassMetrics]
     ignored_classes: list[str] = field(default_factory=list)  # data set classes outside the taxonomy
     plots: list[Path] = field(default_factory=list)
+    # detections per image, at the class's min_confidence, of classes the set does not label: on a
+    # set that has none of them (flyers on vehicle photos) this is the false-positive rate
+    unlabelled_per_image: dict[str, float] = field(default_factory=dict)
 
     def _scored(self) -> list[ClassMetrics]:
         return [m for m in self.classes.values() if m.instances]
@@ -79,6 +82,7 @@ class Evaluation:
                 }
                 for name, m in self.classes.items()
             },
+            "unlabelled_per_image": {name: round(v, 4) for name, v in self.unlabelled_per_image.items()},
         }
 
 
@@ -126,19 +130,26 @@ def evaluate(
     out: Path | None = None,
     limit: int | None = None,
     taxonomy: Taxonomy | None = None,
+    rename: dict[str, str] | None = None,
 ) -> Evaluation:
-    """Run the detector over a split and score the classes the data set labels."""
+    """Run the detector over a split and score the classes the data set labels.
+
+    `rename` reads a data set class as another taxonomy class (`win_ad` as `flyer`): how a set
+    labelled for something close is used to measure the recall of a class nobody labelled.
+    """
     import torch
     from ultralytics.models.yolo.detect import DetectionValidator
     from ultralytics.utils.metrics import ConfusionMatrix, ap_per_class
 
     taxonomy = taxonomy or load_taxonomy()
     data = read_data_yaml(data_yaml)
-    class_map, ignored = taxonomy.map_names(data["names"])
+    dataset_names = data["names"].items() if isinstance(data["names"], dict) else enumerate(data["names"])
+    renamed = {int(i): (rename or {}).get(str(name), str(name)) for i, name in dataset_names}
+    class_map, ignored = taxonomy.map_names(renamed)
     scored = sorted(set(class_map.values()))
     if not scored:
-        names = list(data["names"].values()) if isinstance(data["names"], dict) else data["names"]
-        raise TaxonomyError(f"{data_yaml}: none of its classes {names} is a taxonomy class or alias")
+        listed = list(renamed.values())
+        raise TaxonomyError(f"{data_yaml}: none of its classes {listed} is a taxonomy class or alias")
     images = [f for folder in split_dirs(data_yaml, data, split) for f in image_files(folder)][:limit]
     if not images:
         raise TaxonomyError(f"{data_yaml}: split '{split}' has no images")
@@ -147,11 +158,17 @@ def evaluate(
     matcher = DetectionValidator(save_dir=out or Path(tempfile.gettempdir()))  # for its matching only
     to_compact = np.vectorize(compact.__getitem__, otypes=[np.float32])
     correct, confidences, predicted, targets = [], [], [], []
+    unscored = [c for c in taxonomy.classes if c.index not in scored]
+    unlabelled_seen = dict.fromkeys((c.name for c in unscored), 0)
     for image_path in tqdm(images, desc=f"evaluate {data_yaml.parent.name}/{split}", file=sys.stderr):
         image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
         if image is None:
             raise TaxonomyError(f"{image_path}: cannot be read as an image")
-        pred_boxes, pred_scores, pred_classes = scored_arrays(detector(image), scored)
+        detections = detector(image)
+        for cls in unscored:
+            _, scores, _ = scored_arrays(detections, [cls.index])
+            unlabelled_seen[cls.name] += int((scores >= cls.min_confidence).sum())
+        pred_boxes, pred_scores, pred_classes = scored_arrays(detections, scored)
         gt_classes, gt_boxes = read_labels(image_path, image.shape[:2], class_map)
         preds = {
             "bboxes": torch.from_numpy(pred_boxes),
@@ -196,7 +213,8 @@ def evaluate(
         confusion.plot(normalize=False, save_dir=out)
         plots = sorted(out.glob("*.png"))
     version = getattr(detector, "version", "unknown")
-    return Evaluation(version, data_yaml, split, len(images), classes, ignored, plots)
+    per_image = {name: count / len(images) for name, count in unlabelled_seen.items()}
+    return Evaluation(version, data_yaml, split, len(images), classes, ignored, plots, per_image)
 
 
 def scored_arrays(
@@ -229,6 +247,9 @@ def print_table(result: Evaluation, stream: Any = None) -> None:
         )
     total = sum(m.instances for m in result.classes.values())
     print(f"{'all':<14}{total:>10}{'':>16}{result.map50:>8.3f}{result.map50_95:>9.3f}", file=stream)
+    seen = ", ".join(f"{name} {count:.2f}" for name, count in result.unlabelled_per_image.items() if count)
+    if seen:
+        print(f"detections per image of classes this set does not label: {seen}", file=stream)
 
 
 def card_entry(result: Evaluation) -> dict[str, Any]:
@@ -255,6 +276,14 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--imgsz", type=int, help="input size (default: the model's)")
     parser.add_argument("--limit", type=int, help="evaluate on the first N images only")
     parser.add_argument("--out", type=Path, help="folder for PR curves and confusion matrix PNGs")
+    parser.add_argument(
+        "--rename",
+        action="append",
+        default=[],
+        metavar="SET_CLASS=CLASS",
+        help="read a class of the set as this taxonomy class (e.g. win_ad=flyer); repeatable",
+    )
+    parser.add_argument("--card-key", help="key under metrics in the card (default: the set's folder name)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument(
         "--card",
@@ -263,13 +292,16 @@ def cli(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
     model = args.model or get_settings().model
+    rename = dict(pair.split("=", 1) for pair in args.rename if "=" in pair)
+    if len(rename) != len(args.rename):
+        parser.error("--rename takes SET_CLASS=CLASS")
     try:
         detector = load_detector(
             model, backend=args.backend, confidence=EVAL_CONFIDENCE, input_size=args.imgsz, device=args.device
         )
         if args.out:
             args.out.mkdir(parents=True, exist_ok=True)
-        result = evaluate(detector, args.data.resolve(), args.split, args.out, args.limit)
+        result = evaluate(detector, args.data.resolve(), args.split, args.out, args.limit, rename=rename)
     except (ModelError, TaxonomyError) as err:
         print(f"evaluate: {err}", file=sys.stderr)
         return 1
@@ -287,6 +319,7 @@ def cli(argv: list[str]) -> int:
         if folder is None:
             print("evaluate: --card needs a model folder with card.yaml", file=sys.stderr)
             return 1
-        update_card(folder, metrics={args.data.resolve().parent.name: card_entry(result)})
-        print(f"card: {folder / 'card.yaml'} metrics.{args.data.resolve().parent.name}", file=sys.stderr)
+        key = args.card_key or args.data.resolve().parent.name
+        update_card(folder, metrics={key: card_entry(result)})
+        print(f"card: {folder / 'card.yaml'} metrics.{key}", file=sys.stderr)
     return 0
