@@ -21,6 +21,8 @@ from vision.taxonomy import Taxonomy, load_taxonomy
 
 MODELS_DIR = Path(os.environ.get("STREETORDER_MODELS", Path(__file__).resolve().parent.parent / "models"))
 CARD = "card.yaml"
+REGISTRY = "registry.yaml"  # which model is current, and every promotion and rollback (vision/promote.py)
+CURRENT = "current"  # the model name that follows the registry: `load_detector("current")`
 WEIGHTS = {"onnx": "model.onnx", "ultralytics": "model.pt"}
 WEIGHT_SUFFIXES = {".onnx": "onnx", ".pt": "ultralytics"}
 
@@ -76,10 +78,27 @@ def update_card(folder: Path, **sections: Any) -> Path:
     return write_card(folder, card)
 
 
+def current_in(registry: Path) -> str:
+    """The model a registry file names as current."""
+    try:
+        data = yaml.safe_load(registry.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise ModelError(f"{registry}: cannot read the model registry: {err}") from err
+    if not isinstance(data, dict) or not data.get("current"):
+        raise ModelError(f"{registry}: no 'current' model (set one with `streetorder models promote NAME`)")
+    return str(data["current"])
+
+
 def find_model(model: str | Path, models_dir: Path | None = None) -> ModelFiles:
-    """Resolve a model name (a folder under models/), a model folder, or a .onnx/.pt file."""
+    """Resolve a model name (a folder under models/), a model folder, or a .onnx/.pt file.
+
+    `current` (or a path to a registry.yaml) is the model the registry names as current.
+    """
     models_dir = models_dir or MODELS_DIR
     path = Path(model)
+    if str(model) == CURRENT or (path.name == REGISTRY and path.is_file()):
+        registry = models_dir / REGISTRY if str(model) == CURRENT else path
+        return find_model(current_in(registry), registry.parent)
     if path.is_file():
         if path.suffix not in WEIGHT_SUFFIXES:
             raise ModelError(f"{path}: not a model file (expected .onnx or .pt)")
