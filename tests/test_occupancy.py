@@ -19,7 +19,14 @@ import pytest
 from streets import STALL, H, Scene, W
 
 from vision.cameras import Camera, parse_cameras
-from vision.occupancy import OccupancyClock, StaticForeground, ZoneMeter, fill_holes, ground_area_map
+from vision.occupancy import (
+    OccupancyClock,
+    StaticForeground,
+    ZoneMeter,
+    fill_holes,
+    ground_area_map,
+    shrink,
+)
 from vision.rules import CameraRules
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -205,3 +212,20 @@ def test_occupancy_clock_bridges_short_gaps_only(
 def test_fill_holes(rows: list[str], filled: int) -> None:
     mask = np.array([[c == "#" for c in row] for row in rows])
     assert fill_holes(mask).sum() == filled
+
+
+@pytest.mark.parametrize(
+    ("frame_size", "target"),
+    [
+        ((1280, 720), (320, 180)),
+        ((1920, 1080), (320, 180)),
+        ((704, 576), (320, 262)),
+        ((320, 180), (320, 180)),
+    ],
+)
+def test_shrink_matches_area_interpolation(frame_size: tuple[int, int], target: tuple[int, int]) -> None:
+    image = cv2.resize(Scene(10, stall=(0, 10)).frame(5)[0], frame_size, interpolation=cv2.INTER_CUBIC)
+    expected = cv2.resize(image, target, interpolation=cv2.INTER_AREA).astype(int)
+    result = shrink(image, target)
+    assert result.shape == expected.shape
+    assert np.abs(result.astype(int) - expected).max() <= 2  # rounding of the intermediate halvings
