@@ -47,6 +47,7 @@ class CameraWatcher:
         self.case_rules = case_rules
         self.reader = reader or StreamReader(str(self.live.camera.stream))
         self.analysed = 0
+        self.skipped = 0  # frames taken but not analysed: sooner than 1 / analyse_fps after the last
         self.errors = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"watch {camera_id}", daemon=True)
@@ -69,7 +70,7 @@ class CameraWatcher:
     def _copy_health(self) -> None:
         health, stats = self.live.health, self.reader.stats
         health.reconnects = stats.reconnects
-        health.dropped_frames = stats.dropped
+        health.dropped_frames = stats.dropped + self.skipped
         health.stream_state = stats.state
 
     def _run(self) -> None:
@@ -83,7 +84,7 @@ class CameraWatcher:
                     return  # a file that ended
                 continue
             if last is not None and (frame.captured_at - last).total_seconds() < interval:
-                self.live.health.dropped_frames += 1
+                self.skipped += 1
                 continue
             last = frame.captured_at
             started = time.perf_counter()

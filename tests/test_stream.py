@@ -168,7 +168,7 @@ def test_an_unreachable_camera_is_retried_with_backoff() -> None:
 
 
 def test_watch_turns_a_stall_in_a_video_into_one_case(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from serve.cli import main
     from serve.db import open_database
@@ -181,7 +181,8 @@ def test_watch_turns_a_stall_in_a_video_into_one_case(
     except Exception as err:
         pytest.skip(f"models/street-v1 is not installed ({err})")
     scene = Scene(100, fps=1, stall=(10, 200), cars=False)
-    video = write_video(tmp_path / "stall.avi", [scene.frame(t)[0] for t in range(100)], fps=1)
+    # 2 frames a second in the file, analysed at 1 fps: every other frame is skipped
+    video = write_video(tmp_path / "stall.avi", [scene.frame(k / 2)[0] for k in range(200)], fps=2)
     cameras = copy.deepcopy(
         {
             "rules": {
@@ -244,6 +245,11 @@ def test_watch_turns_a_stall_in_a_video_into_one_case(
     finally:
         get_settings.cache_clear()
     assert code == 0
+    summary = capsys.readouterr().out
+    analysed, dropped = (
+        int(summary.split(f" {word}")[0].rsplit(" ", 1)[1]) for word in ("frames", "dropped")
+    )
+    assert analysed + dropped == 200 and 40 <= analysed <= 101  # each frame analysed or counted as dropped
     with open_database(db_url)() as session:
         (case,) = session.scalars(select(Case)).all()
         assert (case.event, case.source, case.camera_id) == ("street_vending", "video", "file-cam")
@@ -257,12 +263,12 @@ def test_watch_turns_a_stall_in_a_video_into_one_case(
 
 
 @pytest.fixture
-def service_overrides(tmp_path: Path) -> dict[str, object]:
+def service_overrides(tmp_path: Path, mjpeg: MjpegServer) -> dict[str, object]:
+    """The service's cameras file names one camera, pulled from the MJPEG server that drops."""
     import shutil
 
     from serve.settings import ROOT
 
-    video = write_video(tmp_path / "pulled.avi", [Scene(6, fps=2).frame(k / 2)[0] for k in range(12)], fps=2)
     configs = tmp_path / "configs"
     shutil.copytree(ROOT / "configs", configs, ignore=shutil.ignore_patterns("datasets"))
     cameras = {
@@ -279,7 +285,7 @@ def service_overrides(tmp_path: Path) -> dict[str, object]:
                 "id": "pulled",
                 "lat": 34.72265,
                 "lon": 113.62762,
-                "stream": str(video),
+                "stream": mjpeg.url,
                 "pull": True,
                 "zones": [
                     {"id": "walk", "rule": "sidewalk", "polygon": [[0, 0.6], [1, 0.6], [1, 1], [0, 1]]}
@@ -291,7 +297,9 @@ def service_overrides(tmp_path: Path) -> dict[str, object]:
     return {"configs_dir": configs}
 
 
-def test_the_service_pulls_a_camera_marked_pull(service: Any) -> None:
+def test_the_service_pulls_a_camera_and_reports_its_health(service: Any, mjpeg: MjpegServer) -> None:
+    """The pool reads the MJPEG server (about 50 frames/s, a forced disconnect every 15 frames, a
+    bigger frame from the second connection on) and analyses the newest frame at 2 fps."""
     if service.client.get("/readyz").status_code != 200:
         pytest.skip("no model loaded (models/street-v1 comes from the train/evaluate work)")
     deadline = time.monotonic() + 30
@@ -299,9 +307,21 @@ def test_the_service_pulls_a_camera_marked_pull(service: Any) -> None:
     while time.monotonic() < deadline:
         (camera,) = service.client.get("/v1/cameras", headers=service.auth("cases:read")).json()
         health = camera["health"]
-        if health["stream_state"] == "ended":
+        if health["reconnects"] >= 2 and health["frames"] >= 4 and health["width"] == 320:
             break
-        time.sleep(0.5)
-    assert health["stream_state"] == "ended" and health["frames"] >= 6  # 12 frames at 2 fps, newest kept
-    assert (health["width"], health["height"]) == (320, 180)
+        time.sleep(0.3)
+    assert health["reconnects"] >= 2 and mjpeg.connections >= 3
+    assert health["stream_state"] in ("connected", "reconnecting")
+    assert (health["width"], health["height"]) == (320, 180)  # the size changed after the first drop
+    assert health["frames"] >= 4 and health["dropped_frames"] > health["frames"]  # newest frame only
     assert 0 < health["fps"] <= 2.2  # never above the camera's analyse_fps (2), whatever the machine's load
+    metrics = service.client.get("/metrics", headers=service.auth("cases:read")).text
+    values = {
+        line.split("{")[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("streetorder_camera_") and 'camera="pulled"' in line
+    }
+    assert values["streetorder_camera_reconnects_total"] >= 2
+    assert values["streetorder_camera_dropped_frames_total"] > 0
+    assert values["streetorder_camera_frames_total"] >= 4
+    assert values["streetorder_camera_last_frame_timestamp_seconds"] > 0
