@@ -340,6 +340,11 @@ def test_late_frames_multipart_and_bad_requests(model_service: Service) -> None:
             422,
             "offset",
         ),
+        "camera clock an hour ahead": (
+            post(service, frame, SERVICE_START + timedelta(hours=1)),
+            422,
+            "ahead",
+        ),
         "unknown camera": (post(service, frame, SERVICE_START, camera="nope"), 404, "test-cam"),
         "not an image": (
             service.client.post(
@@ -364,3 +369,5 @@ def test_late_frames_multipart_and_bad_requests(model_service: Service) -> None:
     for name, (response, status, words) in problems.items():
         assert response.status_code == status, (name, response.text)
         assert words in response.text, name
+    after = service.client.get("/v1/cameras", headers=service.auth("cases:read")).json()[0]["health"]
+    assert after["frames"] == 3  # nothing refused was applied: the camera is not stuck in the future

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 from urllib.parse import urlparse, urlunparse
 
@@ -32,6 +32,9 @@ from vision.zones import pixel_polygon
 
 IMAGE_TYPES = ("image/jpeg", "image/png")
 CAPTURE_HEADER = "X-Capture-Time"
+# A capture time further ahead of the service's clock is refused: applied, it would make every
+# later (true) frame of the camera late, and the camera's rules would stand still until then.
+MAX_CLOCK_AHEAD = timedelta(minutes=5)
 _AWARE = TypeAdapter(AwareDatetime)
 
 
@@ -226,21 +229,29 @@ def camera_out(live: LiveCamera) -> CameraOut:
     )
 
 
-def capture_time(value: str | None) -> datetime:
+def capture_time(value: str | None, now: datetime) -> datetime:
     if not value:
         raise InvalidInput(
             "captured_at", f"the capture time is required: header {CAPTURE_HEADER} or form field captured_at"
         )
     try:
-        return _AWARE.validate_python(value)
+        when = _AWARE.validate_python(value)
     except ValidationError:
         raise InvalidInput(
             "captured_at", f"'{value}' is not an ISO 8601 time with an offset, e.g. 2026-05-06T09:30:00+08:00"
         ) from None
+    ahead = (when - now).total_seconds()
+    if ahead > MAX_CLOCK_AHEAD.total_seconds():
+        raise InvalidInput(
+            "captured_at",
+            f"'{value}' is {ahead:.0f} s ahead of the service's clock (at most "
+            f"{MAX_CLOCK_AHEAD.total_seconds():.0f} s); set the camera's clock (NTP)",
+        )
+    return when
 
 
 async def frame_upload(
-    request: Request, service: Service, header_time: str | None
+    request: Request, service: Service, header_time: str | None, now: datetime
 ) -> tuple[bytes, str, datetime]:
     """The frame's bytes, a name for messages, and its capture time: raw image body or multipart."""
     limit = int(service.settings.max_upload_mb * 2**20)
@@ -264,7 +275,7 @@ async def frame_upload(
         raise UnsupportedMedia(f"content type {content_type!r}: send image/jpeg, or multipart/form-data")
     if len(data) > limit:
         raise TooLarge(f"{name}: over the limit of {limit} bytes")
-    return data, name, capture_time(when)
+    return data, name, capture_time(when, now)
 
 
 def frame_out(
@@ -352,7 +363,7 @@ async def post_frame(
     ] = None,
 ) -> FrameOut:
     live = live_camera(hub, camera_id)
-    data, name, captured_at = await frame_upload(request, service, x_capture_time)
+    data, name, captured_at = await frame_upload(request, service, x_capture_time, now)
     tz = service.domain.rules.calendar.timezone
     analysis = await service.gate.run(analyse, detector, data, f"camera {live.camera.id}: {name}", tz)
     service.metrics.inference.observe(analysis.inference_s)
