@@ -21,12 +21,14 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import supervision as sv
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -39,7 +41,8 @@ from serve.orm import Photo
 from serve.report import write_report
 from serve.settings import get_settings
 from vision.detector import Detector
-from vision.imageio import DEFAULT_TIMEZONE, MAX_PIXELS, ImageError, Position, decode_photo
+from vision.imageio import DEFAULT_TIMEZONE, MAX_PIXELS, ImageError, PhotoMeta, Position
+from vision.pipeline import Candidate, DecodeOptions, cpu_count, detect_full, is_url, ordered_map, read_source
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 log = logging.getLogger("streetorder.scan")
@@ -52,12 +55,17 @@ class ScanInputError(ValueError):
 # --------------------------------------------------------------------------------------- inputs
 
 
-def iter_photos(inputs: Sequence[Path]) -> Iterator[Path]:
+def iter_photos(inputs: Sequence[Path | str]) -> Iterator[Path | str]:
     """JPEG/PNG files under folders (recursively, in name order) and in file lists (one path a line).
 
-    Streams: never holds a listing of the archive, only one folder's entries at a time.
+    Streams: never holds a listing of the archive, only one folder's entries at a time. A list
+    may hold URLs (s3://bucket/key.jpg, https://...): they stay strings, read through fsspec.
     """
-    for source in inputs:
+    for entry in inputs:
+        if isinstance(entry, str) and is_url(entry):
+            yield entry
+            continue
+        source = Path(entry)
         if source.is_dir():
             for folder, dirs, files in os.walk(source):
                 dirs.sort()
@@ -72,12 +80,15 @@ def iter_photos(inputs: Sequence[Path]) -> Iterator[Path]:
             raise ScanInputError(f"{source}: no such file or folder")
 
 
-def _listed(list_file: Path) -> Iterator[Path]:
-    """Paths in a list file, relative to the list's folder unless absolute; blank and # lines skipped."""
+def _listed(list_file: Path) -> Iterator[Path | str]:
+    """Paths in a list file, relative to the list's folder unless absolute, or URLs; blank and #
+    lines skipped."""
     with list_file.open(encoding="utf-8") as lines:
         for line in lines:
             entry = line.strip()
-            if entry and not entry.startswith("#"):
+            if is_url(entry):
+                yield entry
+            elif entry and not entry.startswith("#"):
                 path = Path(entry)
                 yield path if path.is_absolute() else list_file.parent / path
 
@@ -166,10 +177,93 @@ class ScanStats:
     def postfix(self) -> dict[str, int]:
         return {"cases": self.cases_created, "joined": self.evidence_added, "bad": self.unreadable}
 
+    def restore(self, earlier: ScanStats) -> None:
+        for name in fields_of(self):
+            setattr(self, name, getattr(earlier, name))
+
+
+def fields_of(stats: ScanStats) -> list[str]:
+    return [f.name for f in dataclass_fields(stats)]
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What a worker learnt of one photo, for the writer: plain data (it crosses to Ray's driver).
+
+    status: `known` (recorded before, not decoded again), `unreadable` (with `error`) or `decoded`.
+    Boxes are in the pixels of the photo itself, however reduced it was decoded.
+    """
+
+    source: str  # resolved path or URL
+    sha256: str
+    status: str
+    error: str | None = None
+    known_status: str | None = None
+    meta: PhotoMeta | None = None
+    size: tuple[int, int] | None = None  # upright (width, height)
+    detections: sv.Detections | None = None
+
+
+def source_of(item: Path | str) -> str:
+    """A photo's identity in the database: the resolved local path, or the URL as listed."""
+    return item if isinstance(item, str) else str(item.resolve())
+
+
+@dataclass(frozen=True)
+class Inspector:
+    """Worker side of a scan: read, hash, skip what is recorded, decode (reduced), detect.
+
+    Safe to call from many threads at once; it only reads the database (`factory` may be None
+    where the workers cannot reach it, e.g. Ray nodes without the SQLite file: then recorded
+    photos are decoded again and the writer still skips them).
+    """
+
+    detector: Detector
+    factory: sessionmaker[Session] | None
+    decoding: DecodeOptions = field(default_factory=DecodeOptions)
+    sidecar: dict[Path, SidecarRow] = field(default_factory=dict)
+
+    def __call__(self, item: Path | str) -> Inspection:
+        source = source_of(item)
+        try:
+            data = read_source(source)
+        except OSError as err:
+            # no bytes, no content key: the path stands in, so a re-scan does not list it twice
+            key = hashlib.sha256(f"unreadable-path:{source}".encode()).hexdigest()
+            return Inspection(source, key, "unreadable", error=f"cannot read file: {err.strerror or err}")
+        sha256 = hashlib.sha256(data).hexdigest()
+        if self.factory is not None:
+            with self.factory() as session:
+                known = session.scalar(select(Photo.status).where(Photo.sha256 == sha256))
+            if known is not None and not _completes(known, sidecar_row(self.sidecar, source)):
+                return Inspection(source, sha256, "known", known_status=known)
+        try:
+            photo = self.decoding.decode(data, source)
+        except ImageError as err:
+            return Inspection(source, sha256, "unreadable", error=err.reason)
+        detections = detect_full(self.detector, photo)
+        return Inspection(
+            source,
+            sha256,
+            "decoded",
+            meta=photo.meta,
+            size=(photo.width, photo.height),
+            detections=detections,
+        )
+
+
+def sidecar_row(sidecar: dict[Path, SidecarRow], source: str) -> SidecarRow | None:
+    return None if is_url(source) else sidecar.get(Path(source))
+
 
 @dataclass(frozen=True)
 class Scanner:
-    """What one scan needs; `scan_photo` and `scan` are its one verb, on one photo or many."""
+    """What one scan needs; `scan` is its one verb (`scan_photo` on one photo).
+
+    Photos are inspected by `workers` threads and recorded by this thread alone, in input order,
+    `batch` photos per transaction (or what `batch_seconds` gathered): each photo is committed
+    together with its cases, so a scan killed at any point resumes with the same result.
+    """
 
     detector: Detector
     factory: sessionmaker[Session]
@@ -177,57 +271,113 @@ class Scanner:
     sidecar: dict[Path, SidecarRow] = field(default_factory=dict)
     local_tz: tzinfo = DEFAULT_TIMEZONE
     max_pixels: int = MAX_PIXELS
+    reduced_decode: bool = True
+    workers: int = 1
+    batch: int = 1
+    batch_seconds: float = 0.5
 
-    def scan(self, inputs: Sequence[Path], *, progress: bool = True) -> ScanStats:
+    @property
+    def inspector(self) -> Inspector:
+        reduce_to = self.detector.input_size if self.reduced_decode else None
+        return Inspector(
+            self.detector,
+            self.factory,
+            DecodeOptions(reduce_to, self.max_pixels, self.local_tz),
+            self.sidecar,
+        )
+
+    def scan(
+        self,
+        inputs: Sequence[Path | str],
+        *,
+        progress: bool = True,
+        inspections: InspectionSource | None = None,
+    ) -> ScanStats:
+        """Scan every photo under `inputs`; `inspections` replaces the local workers (the Ray engine)."""
         stats = ScanStats()
         started = time.perf_counter()
         total = sum(1 for _ in iter_photos(inputs))
+        inspect = inspections or (lambda items: ordered_map(self.inspector, items, self.workers))
         with tqdm(total=total, unit="img", desc="scan", disable=not progress, dynamic_ncols=True) as bar:
-            for path in iter_photos(inputs):
-                self.scan_photo(path, stats)
-                bar.update(1)
+
+            def committed(count: int) -> None:
+                bar.update(count)
                 bar.set_postfix(stats.postfix(), refresh=False)
+
+            self.write(inspect(iter_photos(inputs)), stats, committed)
         stats.seconds = time.perf_counter() - started
         return stats
 
-    def scan_photo(self, path: Path, stats: ScanStats) -> str:
+    def scan_photo(self, path: Path | str, stats: ScanStats) -> str:
         """Scan one file and commit it with its cases; returns the photo's status."""
+        return self.commit([self.inspector(path)], stats)[0]
+
+    def write(
+        self, inspections: Iterable[Inspection], stats: ScanStats, committed: Callable[[int], None]
+    ) -> None:
+        """Record inspections in order, in transactions of up to `batch` photos or `batch_seconds`."""
+        pending: list[Inspection] = []
+        opened = 0.0
+        for inspection in inspections:
+            if not pending:
+                opened = time.monotonic()
+            pending.append(inspection)
+            if len(pending) >= self.batch or time.monotonic() - opened >= self.batch_seconds:
+                self.commit(pending, stats)
+                committed(len(pending))
+                pending = []
+        if pending:
+            self.commit(pending, stats)
+            committed(len(pending))
+
+    def commit(self, batch: list[Inspection], stats: ScanStats) -> list[str]:
+        """One transaction for the batch; if another scanner committed one of its photos meanwhile,
+        the batch is done again photo by photo and that photo counts as known."""
+        before = replace(stats)
+        try:
+            with transaction(self.factory) as session:
+                return [self.record(session, inspection, stats) for inspection in batch]
+        except IntegrityError:
+            if len(batch) == 1:
+                stats.restore(before)
+                stats.photos += 1
+                stats.known += 1
+                return ["known"]
+        stats.restore(before)
+        return [status for inspection in batch for status in self.commit([inspection], stats)]
+
+    def record(self, session: Session, inspection: Inspection, stats: ScanStats) -> str:
+        """Write one inspected photo and its cases in the caller's transaction; returns its status."""
         stats.photos += 1
-        resolved = path.resolve()
-        try:
-            data = resolved.read_bytes()
-        except OSError as err:
-            # no bytes, no content key: the path stands in, so a re-scan does not list it twice
-            key = hashlib.sha256(f"unreadable-path:{resolved}".encode()).hexdigest()
-            return self._unreadable(stats, resolved, key, f"cannot read file: {err.strerror or err}")
-        sha256 = hashlib.sha256(data).hexdigest()
-        extra = self.sidecar.get(resolved)
-        with self.factory() as session:
-            known = session.scalar(select(Photo).where(Photo.sha256 == sha256))
-        if known is not None and not _completes(known, extra):
+        source, sha256 = inspection.source, inspection.sha256
+        if inspection.status == "known":
             stats.known += 1
-            return known.status
-        try:
-            photo = decode_photo(
-                data, source=str(resolved), max_pixels=self.max_pixels, local_tz=self.local_tz
-            )
-        except ImageError as err:
-            return self._unreadable(stats, resolved, sha256, err.reason)
-        for warning in photo.meta.warnings:
-            log.warning("%s: %s", resolved, warning)
-        position = photo.meta.position or (extra.position if extra else None)
-        taken_at = photo.meta.taken_at or (extra.taken_at if extra else None)
+            return inspection.known_status or "known"
+        if inspection.status == "unreadable":
+            return self._unreadable(session, stats, source, sha256, inspection.error or "unreadable")
+        assert (
+            inspection.meta is not None and inspection.size is not None and inspection.detections is not None
+        )
+        extra = sidecar_row(self.sidecar, source)
+        row = session.scalar(select(Photo).where(Photo.sha256 == sha256))
+        if row is not None and not _completes(row.status, extra):  # the same bytes earlier in this scan
+            stats.known += 1
+            return row.status
+        meta, detections = inspection.meta, inspection.detections
+        for warning in meta.warnings:
+            log.warning("%s: %s", source, warning)
+        position = meta.position or (extra.position if extra else None)
+        taken_at = meta.taken_at or (extra.taken_at if extra else None)
         status = "unlocated" if position is None else "undated" if taken_at is None else "done"
-        detections = self.detector(photo.image)
         events = patrol_findings(detections, self.rules.taxonomy)
         grid = self.rules.grids.locate(position.lat, position.lon) if position and self.rules.grids else None
         record = {
-            "path": str(resolved),
+            "path": source,
             "source": "patrol",
             "status": status,
             "error": None,
-            "width": photo.width,
-            "height": photo.height,
+            "width": inspection.size[0],
+            "height": inspection.size[1],
             "taken_at": taken_at,
             "lat": position.lat if position else None,
             "lon": position.lon if position else None,
@@ -236,72 +386,70 @@ class Scanner:
             "detections": [b.to_json() for b in boxes_of(detections, self.rules.taxonomy.names)],
             "processed_at": datetime.now(UTC),  # bookkeeping of the scan itself, not a rule's time
         }
-        try:
-            with transaction(self.factory) as session:
-                row = session.scalar(select(Photo).where(Photo.sha256 == sha256)) or Photo(sha256=sha256)
-                for name, value in record.items():
-                    setattr(row, name, value)
-                session.add(row)
-                session.flush()
-                if status == "done" and position is not None and taken_at is not None:
-                    for event, boxes in events.items():
-                        update = record_finding(
-                            session,
-                            Finding(
-                                event=event,
-                                lat=position.lat,
-                                lon=position.lon,
-                                seen_at=taken_at,
-                                photo_path=str(resolved),
-                                photo_sha256=sha256,
-                                boxes=boxes,
-                                model_version=self.detector.version,
-                                photo_id=row.id,
-                            ),
-                            self.rules,
-                        )
-                        stats.findings += 1
-                        stats.cases_created += update.created
-                        stats.evidence_added += not update.created
-        except IntegrityError:  # another scanner committed the same photo first
-            stats.known += 1
-            return "known"
+        row = row or Photo(sha256=sha256)
+        for name, value in record.items():
+            setattr(row, name, value)
+        session.add(row)
+        session.flush()
+        if status == "done" and position is not None and taken_at is not None:
+            for event, boxes in events.items():
+                update = record_finding(
+                    session,
+                    Finding(
+                        event=event,
+                        lat=position.lat,
+                        lon=position.lon,
+                        seen_at=taken_at,
+                        photo_path=source,
+                        photo_sha256=sha256,
+                        boxes=boxes,
+                        model_version=self.detector.version,
+                        photo_id=row.id,
+                    ),
+                    self.rules,
+                )
+                stats.findings += 1
+                stats.cases_created += update.created
+                stats.evidence_added += not update.created
         stats.new += 1
         if status != "done":
             setattr(stats, status, getattr(stats, status) + 1)
             missing = "position (EXIF GPS or sidecar lat/lon)" if status == "unlocated" else "capture time"
             log.warning(
-                "%s: %s: no %s; no case filed (%d finding(s) seen)", resolved, status, missing, len(events)
+                "%s: %s: no %s; no case filed (%d finding(s) seen)", source, status, missing, len(events)
             )
         return status
 
-    def _unreadable(self, stats: ScanStats, path: Path, key: str, reason: str) -> str:
-        log.warning("%s: unreadable: %s", path, reason)
-        with transaction(self.factory) as session:
-            if session.scalar(select(Photo.id).where(Photo.sha256 == key)) is not None:
-                stats.known += 1
-                return "unreadable"
-            session.add(
-                Photo(
-                    sha256=key,
-                    path=str(path),
-                    source="patrol",
-                    status="unreadable",
-                    error=reason,
-                    processed_at=datetime.now(UTC),
-                )
+    def _unreadable(self, session: Session, stats: ScanStats, source: str, key: str, reason: str) -> str:
+        log.warning("%s: unreadable: %s", source, reason)
+        if session.scalar(select(Photo.id).where(Photo.sha256 == key)) is not None:
+            stats.known += 1
+            return "unreadable"
+        session.add(
+            Photo(
+                sha256=key,
+                path=source,
+                source="patrol",
+                status="unreadable",
+                error=reason,
+                processed_at=datetime.now(UTC),
             )
+        )
+        session.flush()  # the same bad bytes later in this batch find this row
         stats.unreadable += 1
         stats.new += 1
         return "unreadable"
 
 
-def _completes(known: Photo, extra: SidecarRow | None) -> bool:
+InspectionSource = Callable[[Iterator[Path | str]], Iterable[Inspection]]
+
+
+def _completes(known_status: str, extra: SidecarRow | None) -> bool:
     """Whether a sidecar row now gives an earlier unlocated or undated photo what it lacked."""
     if extra is None:
         return False
-    return (known.status == "unlocated" and extra.position is not None) or (
-        known.status == "undated" and extra.taken_at is not None
+    return (known_status == "unlocated" and extra.position is not None) or (
+        known_status == "undated" and extra.taken_at is not None
     )
 
 
@@ -318,7 +466,38 @@ def parser() -> argparse.ArgumentParser:
         "paths", nargs="+", type=Path, help="folders (recursive), photos, or text files listing photos"
     )
     p.add_argument("--model", default=settings.model, help="model name under models/, or .onnx/.pt path")
-    p.add_argument("--backend", default="auto", choices=("auto", "onnx", "ultralytics"))
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "onnx", "openvino", "ultralytics"),
+        help="model runtime; auto: the fastest installed one, measured once per machine and model",
+    )
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "int8"),
+        help="auto: FP32, or the model's INT8 file where its export measured no real accuracy loss "
+        "and it is faster here",
+    )
+    p.add_argument(
+        "--engine",
+        default="local",
+        choices=("local", "simple", "ray"),
+        help="local: parallel workers on this machine; simple: one photo at a time, one transaction "
+        "each (the reference); ray: workers on Ray Data (a local Ray, or --ray-address)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=cpu_count(), help="parallel workers (default: one per core)"
+    )
+    p.add_argument("--batch", type=int, default=64, help="photos per database transaction (at most 0.5 s)")
+    p.add_argument(
+        "--full-decode",
+        action="store_true",
+        help="decode JPEGs in full (default: only as large as the model needs)",
+    )
+    p.add_argument(
+        "--ray-address", help="Ray cluster to join (auto, ray://HEAD:10001); default: start a local Ray"
+    )
     p.add_argument("--db", default=settings.db_url, help="SQLAlchemy URL of the case database")
     p.add_argument("--grids", type=Path, default=settings.grids, help="GeoJSON of unit grids")
     p.add_argument("--out", type=Path, default=Path("out"), help="folder for report.html, cases.* and crops")
@@ -358,18 +537,45 @@ def cli(argv: list[str]) -> int:
     except SQLAlchemyError as err:
         print(f"streetorder scan: cannot open the database {args.db}: {err}", file=sys.stderr)
         return 2
-    from vision.backends import load_detector  # imported here: `--help` needs no model runtime
     from vision.registry import ModelError
 
+    simple = args.engine == "simple"
+    workers = 1 if simple else max(1, args.workers)
     try:
-        detector = load_detector(args.model, args.backend)
+        detector, candidate, runtime = load_scan_detector(args.model, args.backend, args.precision, workers)
     except ModelError as err:
         print(f"streetorder scan: {err}", file=sys.stderr)
         return 2
-    scanner = Scanner(detector, factory, rules, sidecar, local_tz, args.max_pixels)
-    log.info("scanning %s with %s into %s", ", ".join(map(str, inputs)), detector.version, args.db)
+    if candidate is None:
+        workers = 1  # torch runs one model call at a time, on all cores
+        if args.engine == "ray":
+            print("streetorder scan: --engine ray runs ONNX models, not .pt", file=sys.stderr)
+            return 2
+    scanner = Scanner(
+        detector,
+        factory,
+        rules,
+        sidecar,
+        local_tz,
+        args.max_pixels,
+        reduced_decode=not args.full_decode,
+        workers=workers,
+        batch=1 if simple else max(1, args.batch),
+    )
+    log.info(
+        "scanning %s with %s (%s), %s engine, %d worker(s), into %s",
+        ", ".join(map(str, inputs)),
+        detector.version,
+        runtime,
+        args.engine,
+        workers,
+        args.db,
+    )
     try:
-        stats = scanner.scan(inputs, progress=not args.no_progress)
+        if args.engine == "ray" and candidate is not None:
+            stats = scan_on_ray(scanner, inputs, candidate, args)
+        else:
+            stats = scanner.scan(inputs, progress=not args.no_progress)
     except KeyboardInterrupt:
         print(
             "streetorder scan: interrupted; every photo done so far is saved, run again to resume",
@@ -380,6 +586,48 @@ def cli(argv: list[str]) -> int:
     for line in summary(stats, report, args.out):
         print(line)
     return 0
+
+
+def load_scan_detector(
+    model: str, backend: str, precision: str, workers: int
+) -> tuple[Detector, Candidate | None, str]:
+    """The detector a scan runs, on one inference thread per worker; the runtime and weights file
+    chosen (None for a .pt on ultralytics), and a line saying which and why."""
+    from vision.backends import load_detector  # imported here: `--help` needs no model runtime
+    from vision.pipeline import RUNTIMES, choose_runtime
+    from vision.registry import find_model
+
+    if backend == "ultralytics" or (backend == "auto" and "onnx" not in find_model(model).weights):
+        return load_detector(model, "ultralytics"), None, "ultralytics"
+    candidate, how = choose_runtime(model, precision, RUNTIMES if backend == "auto" else (backend,))
+    detector = load_detector(candidate.weights, candidate.runtime, threads=1, concurrency=workers)
+    return detector, candidate, how
+
+
+def scan_on_ray(
+    scanner: Scanner, inputs: Sequence[Path | str], candidate: Candidate, args: argparse.Namespace
+) -> ScanStats:
+    """The scan with its inspection on Ray Data actors and its one writer here."""
+    import ray
+
+    from serve.scan_ray import RaySettings, ray_inspections, start_ray
+
+    inspector = scanner.inspector
+    settings = RaySettings(
+        args.ray_address,
+        args.db,
+        scanner.workers,
+        candidate.weights,
+        candidate.runtime,
+        inspector.decoding,
+        scanner.sidecar,
+    )
+    started = start_ray(settings)
+    try:
+        return scanner.scan(inputs, progress=not args.no_progress, inspections=ray_inspections(settings))
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def summary(stats: ScanStats, report: Path, out: Path) -> Iterable[str]:

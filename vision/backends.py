@@ -1,13 +1,18 @@
 """Model backends behind the one `Detector` contract: ONNX Runtime on CPU, ultralytics for .pt.
 
 `load_detector("street-v1")` picks model.onnx from models/street-v1/ and never imports torch, so a
-scan server needs neither torch nor a GPU. `backend="ultralytics"` loads model.pt (GPU hosts,
-and the reference the ONNX export is checked against); torch objects never leave that class.
-Both return `sv.Detections` in the pixels of the image given, class_id = taxonomy index.
+scan server needs neither torch nor a GPU. `backend="openvino"` runs the same ONNX file with
+OpenVINO (often faster on Intel and AMD CPUs; the optional `openvino` extra). `backend="ultralytics"`
+loads model.pt (GPU hosts, and the reference the ONNX export is checked against); torch objects
+never leave that class. All return `sv.Detections` in the pixels of the image given, class_id =
+taxonomy index.
 """
 
 from __future__ import annotations
 
+import math
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,13 +25,18 @@ from vision.detector import Detector
 from vision.registry import ModelError, ModelFiles, find_model, model_version, parse_names, taxonomy_class_map
 from vision.taxonomy import Taxonomy, load_taxonomy
 
-BACKENDS = ("auto", "onnx", "ultralytics")
+BACKENDS = ("auto", "onnx", "openvino", "ultralytics")
+STRIDE = 32  # YOLO's largest stride: a dynamic-shape input must be a multiple of it
 PAD_VALUE = 114  # ultralytics' letterbox grey: the border the model saw in training
 
 
-def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[int, int]]:
+def letterbox(
+    image: np.ndarray, size: int, stride: int | None = None
+) -> tuple[np.ndarray, float, tuple[int, int]]:
     """Resize keeping aspect ratio and pad to size x size, as ultralytics does in training.
 
+    With `stride` (models with a dynamic input shape) the padding only reaches the next multiple
+    of it: a 4:3 photo becomes 320x256 rather than 320x320, a fifth less to compute.
     Returns the padded image, the scale applied, and the (left, top) padding in pixels.
     """
     height, width = image.shape[:2]
@@ -34,7 +44,10 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[in
     new_w, new_h = round(width * scale), round(height * scale)
     if (new_w, new_h) != (width, height):
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    pad_w, pad_h = (size - new_w) / 2, (size - new_h) / 2
+    out_w, out_h = (size, size)
+    if stride:
+        out_w, out_h = math.ceil(new_w / stride) * stride, math.ceil(new_h / stride) * stride
+    pad_w, pad_h = (out_w - new_w) / 2, (out_h - new_h) / 2
     top, bottom = round(pad_h - 0.1), round(pad_h + 0.1)
     left, right = round(pad_w - 0.1), round(pad_w + 0.1)
     padded = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3)
@@ -113,8 +126,63 @@ class Thresholds:
     max_detections: int = 300
 
 
+class OrtRunner:
+    """ONNX Runtime session; `threads` caps its intra-op threads (1 = the call runs on the caller's
+    thread, so N scan workers use exactly N cores). One session serves concurrent callers."""
+
+    def __init__(self, path: Path, threads: int | None = None, concurrency: int = 1):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        model_input = self.session.get_inputs()[0]
+        self.input_name = model_input.name
+        self.input_shape: Sequence[int | str] = model_input.shape
+        self.output_shape: Sequence[int | str] = self.session.get_outputs()[0].shape
+
+    def __call__(self, tensor: np.ndarray) -> np.ndarray:
+        return np.asarray(self.session.run(None, {self.input_name: tensor})[0])
+
+
+class OpenVinoRunner:
+    """OpenVINO on the CPU, reading the ONNX file directly. One stream per concurrent caller (a
+    stream runs one request at a time) and an infer request per calling thread."""
+
+    def __init__(self, path: Path, threads: int | None = None, concurrency: int = 1):
+        import openvino as ov
+
+        core = ov.Core()
+        model = core.read_model(str(path))
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": concurrency}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads * concurrency
+        self.compiled = core.compile_model(model, "CPU", config)
+        self.input_shape = _dims(model.inputs[0].get_partial_shape())
+        self.output_shape = _dims(model.outputs[0].get_partial_shape())
+        self.requests = threading.local()
+
+    def __call__(self, tensor: np.ndarray) -> np.ndarray:
+        request = getattr(self.requests, "request", None)
+        if request is None:
+            request = self.requests.request = self.compiled.create_infer_request()
+        return np.asarray(request.infer({0: tensor})[0])
+
+
+def _dims(shape: Any) -> list[int | str]:
+    """An OpenVINO partial shape as ONNX Runtime lists it: ints, and a name for each dynamic axis."""
+    return [d.get_length() if d.is_static else "?" for d in shape]
+
+
+RUNNERS: dict[str, type[OrtRunner] | type[OpenVinoRunner]] = {"onnx": OrtRunner, "openvino": OpenVinoRunner}
+
+
 class OnnxDetector:
-    """YOLO exported to ONNX, run by ONNX Runtime on the CPU (letterbox, decode and NMS in numpy/cv2)."""
+    """YOLO exported to ONNX, run on the CPU by ONNX Runtime or OpenVINO (letterbox, decode and NMS
+    in numpy/cv2). A model exported with a dynamic input shape gets a letterbox of the photo's
+    aspect instead of a square."""
 
     def __init__(
         self,
@@ -125,17 +193,18 @@ class OnnxDetector:
         taxonomy: Taxonomy,
         thresholds: Thresholds,
         input_size: int | None = None,
+        runtime: str = "onnx",
+        threads: int | None = None,
+        concurrency: int = 1,
     ):
-        import onnxruntime as ort
-
-        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        model_input = self.session.get_inputs()[0]
-        self.input_name = model_input.name
-        fixed = [d for d in model_input.shape[2:] if isinstance(d, int)]
+        self.run_model = RUNNERS[runtime](path, threads, concurrency)
+        self.runtime = runtime
+        fixed = [d for d in self.run_model.input_shape[2:] if isinstance(d, int)]
         if fixed and input_size and fixed[0] != input_size:
             raise ModelError(f"{path}: exported for {fixed[0]} px input, cannot run at {input_size} px")
         self.input_size = fixed[0] if fixed else int(input_size or 640)
-        outputs = self.session.get_outputs()[0].shape
+        self.stride = None if fixed else STRIDE
+        outputs = self.run_model.output_shape
         if isinstance(outputs[1], int) and outputs[1] - 4 != len(model_names):
             raise ModelError(f"{path}: outputs {outputs[1] - 4} classes, its card names {len(model_names)}")
         self.class_map = taxonomy_class_map(model_names, str(path), taxonomy)
@@ -145,9 +214,8 @@ class OnnxDetector:
 
     def raw(self, image: np.ndarray) -> tuple[np.ndarray, float, tuple[int, int]]:
         """The head's output (4 + classes, anchors) on one image, with the letterbox used."""
-        padded, scale, pad = letterbox(image, self.input_size)
-        output = self.session.run(None, {self.input_name: to_input_tensor(padded)})[0]
-        return output[0], scale, pad
+        padded, scale, pad = letterbox(image, self.input_size, self.stride)
+        return self.run_model(to_input_tensor(padded))[0], scale, pad
 
     def __call__(self, image: np.ndarray) -> sv.Detections:
         check_image(image)
@@ -226,19 +294,23 @@ def load_detector(
     input_size: int | None = None,
     device: str = "cpu",
     taxonomy: Taxonomy | None = None,
+    threads: int | None = None,
+    concurrency: int = 1,
 ) -> Detector:
     """Load a model by name (models/<name>/), folder, or .onnx/.pt path.
 
-    backend: "onnx" (ONNX Runtime, CPU, no torch), "ultralytics" (.pt, CPU or CUDA `device`), or
-    "auto" (ONNX when the model has it, else .pt). `confidence` is the lowest score kept; rules
-    apply each class's own min_confidence on top.
+    backend: "onnx" (ONNX Runtime, CPU, no torch), "openvino" (the same ONNX file on OpenVINO),
+    "ultralytics" (.pt, CPU or CUDA `device`), or "auto" (ONNX when the model has it, else .pt).
+    `confidence` is the lowest score kept; rules apply each class's own min_confidence on top.
+    `threads` per inference call and `concurrency` (calls at once) size the CPU runtimes: a
+    scan with N workers asks for threads=1, concurrency=N.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
     files = find_model(model)
     if backend == "auto":
         backend = "onnx" if "onnx" in files.weights else "ultralytics"
-    weights = files.weights_for(backend)
+    weights = files.weights_for("onnx" if backend == "openvino" else backend)
     taxonomy = taxonomy or load_taxonomy()
     card_names = parse_names(files.card["classes"], str(files.folder)) if "classes" in files.card else None
     common: dict[str, Any] = {
@@ -247,11 +319,13 @@ def load_detector(
         "thresholds": Thresholds(confidence, iou, max_detections),
         "input_size": input_size or card_input_size(files),
     }
-    if backend == "onnx":
+    if backend in RUNNERS:
         names = card_names or onnx_class_names(weights)
         if names is None:
             raise ModelError(f"{weights}: no card.yaml beside it and no class names in its metadata")
-        return OnnxDetector(weights, model_names=names, **common)
+        return OnnxDetector(
+            weights, model_names=names, runtime=backend, threads=threads, concurrency=concurrency, **common
+        )
     return UltralyticsDetector(weights, model_names=card_names, device=device, **common)
 
 

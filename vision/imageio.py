@@ -68,17 +68,19 @@ class PhotoMeta:
 
 @dataclass(frozen=True)
 class LoadedPhoto:
-    image: np.ndarray  # BGR uint8 (H, W, 3), orientation applied
+    image: np.ndarray  # BGR uint8 (H, W, 3), orientation applied; smaller than the photo if reduced
     meta: PhotoMeta
     format: str
+    full_size: tuple[int, int] | None = None  # upright (width, height) of the photo when `image` is reduced
 
     @property
     def width(self) -> int:
-        return int(self.image.shape[1])
+        """Width of the photo itself (not of a reduced decode): what boxes are stored against."""
+        return self.full_size[0] if self.full_size else int(self.image.shape[1])
 
     @property
     def height(self) -> int:
-        return int(self.image.shape[0])
+        return self.full_size[1] if self.full_size else int(self.image.shape[0])
 
 
 def read_photo(
@@ -98,10 +100,14 @@ def decode_photo(
     source: str = "<bytes>",
     max_pixels: int = MAX_PIXELS,
     local_tz: tzinfo = DEFAULT_TIMEZONE,
+    reduce_to: int | None = None,
 ) -> LoadedPhoto:
     """Decode JPEG or PNG bytes into a BGR image with orientation applied, plus its metadata.
 
-    The pixel count is checked from the header before any pixel is decoded.
+    The pixel count is checked from the header before any pixel is decoded. `reduce_to`: a JPEG
+    may be decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling, several times cheaper than a
+    full decode) as long as its long side stays at or above this many pixels; a detector that
+    resizes to its input size anyway sees the same picture. `full_size` then keeps the photo's size.
     """
     if not data:
         raise ImageError(source, "empty file (0 bytes)")
@@ -127,6 +133,9 @@ def decode_photo(
                 f"decompression bomb: {width}x{height} = {width * height} pixels is over the limit of "
                 f"{max_pixels}",
             )
+        if reduce_to and max(width, height) > reduce_to:
+            keep = reduce_to / max(width, height)
+            pil.draft("RGB", (math.ceil(width * keep), math.ceil(height * keep)))
         try:
             pil.load()
         except Exception as err:  # truncated data, broken chunks, bad Huffman tables, ...
@@ -151,7 +160,10 @@ def decode_photo(
     image = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     if meta_warnings:
         meta = PhotoMeta(meta.position, meta.taken_at, meta.orientation, (*meta_warnings, *meta.warnings))
-    return LoadedPhoto(image=image, meta=meta, format=image_format)
+    full_size = None
+    if pil.size != (width, height):  # decoded reduced: the upright size of the photo itself
+        full_size = (height, width) if meta.orientation in (5, 6, 7, 8) else (width, height)
+    return LoadedPhoto(image=image, meta=meta, format=image_format, full_size=full_size)
 
 
 def read_exif_meta(exif: Mapping[int, Any], *, local_tz: tzinfo = DEFAULT_TIMEZONE) -> PhotoMeta:

@@ -1,0 +1,256 @@
+"""The fast scan: reduced decoding, parallel workers, batched writes, Ray; all against the simple path."""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from io import BytesIO
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import supervision as sv
+from PIL import Image
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from test_scan import START, case_signature, counts, place, spot
+
+from serve.cases import load_case_rules
+from serve.db import open_database
+from serve.demo import pick_sample_photos
+from serve.orm import Photo
+from serve.scan import Scanner, cli, iter_photos
+from vision.backends import load_detector
+from vision.detector import Detector
+from vision.imageio import decode_photo, exif_for
+from vision.pipeline import DecodeOptions, detect_full, ordered_map, to_full_pixels
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASET = ROOT.parent / "shared" / "datasets" / "garbage-cn"
+MODEL = ROOT / "models" / "street-v1" / "model.onnx"  # FP32 on ONNX Runtime: the same runtime everywhere
+
+
+@pytest.fixture(scope="module")
+def samples() -> list[Path]:
+    return pick_sample_photos(DATASET, 8)
+
+
+@pytest.fixture(scope="module")
+def detector() -> Detector:
+    return load_detector(MODEL, "onnx", threads=1, concurrency=2)
+
+
+def as_jpeg(image: Image.Image, orientation: int = 1) -> bytes:
+    buffer = BytesIO()
+    image.save(buffer, "JPEG", quality=92, exif=exif_for(orientation=orientation))
+    return buffer.getvalue()
+
+
+# ----------------------------------------------------------------------------- pure functions
+
+
+@pytest.mark.parametrize(
+    ("full", "reduced", "box", "expected"),
+    [
+        ((4000, 3000), (500, 375), (50, 30, 100, 75), (400, 240, 800, 600)),  # 1/8 exactly
+        ((4001, 3001), (501, 376), (501, 376, 501, 376), (4001, 3001, 4001, 3001)),  # sizes rounded up
+        ((640, 640), (640, 640), (1.5, 2.5, 3.5, 4.5), (1.5, 2.5, 3.5, 4.5)),  # not reduced: unchanged
+        ((3000, 4000), (375, 500), (0, 0, 375, 500), (0, 0, 3000, 4000)),  # portrait
+    ],
+)
+def test_boxes_go_back_to_full_pixels(
+    full: tuple[int, int],
+    reduced: tuple[int, int],
+    box: tuple[float, ...],
+    expected: tuple[float, ...],
+) -> None:
+    from vision.imageio import LoadedPhoto, PhotoMeta
+
+    image = np.zeros((reduced[1], reduced[0], 3), np.uint8)
+    photo = LoadedPhoto(image, PhotoMeta(None, None, 1), "JPEG", None if full == reduced else full)
+    found = sv.Detections(
+        xyxy=np.array([box], np.float32), confidence=np.array([0.9]), class_id=np.array([0])
+    )
+    assert to_full_pixels(found, photo).xyxy[0] == pytest.approx(expected, abs=1e-3)
+
+
+@pytest.mark.parametrize(("workers", "window"), [(1, None), (2, None), (3, 3), (4, 16)])
+def test_ordered_map_keeps_input_order_and_bounds_what_is_in_flight(workers: int, window: int | None) -> None:
+    running, most = 0, 0
+    lock = threading.Lock()
+    delays = random.Random(workers).choices([0.0, 0.001, 0.005], k=40)
+
+    def work(i: int) -> int:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(delays[i])
+        with lock:
+            running -= 1
+        return i * i
+
+    assert list(ordered_map(work, range(40), workers, window)) == [i * i for i in range(40)]
+    assert most <= workers
+
+
+# ------------------------------------------------------------------------- reduced decoding
+
+
+@pytest.mark.parametrize(("size", "orientation"), [((1600, 1200), 1), ((1600, 1200), 6), ((1280, 960), 8)])
+def test_reduced_decode_finds_what_full_decode_finds(
+    samples: list[Path], detector: Detector, size: tuple[int, int], orientation: int
+) -> None:
+    """Real street photos, upscaled and stored rotated with an EXIF orientation tag."""
+    upright_size = size
+    matched = compared = 0
+    for source in samples[:6]:
+        with Image.open(source) as original:
+            upright = original.convert("RGB").resize(upright_size, Image.Resampling.BICUBIC)
+        stored = upright.transpose(Image.Transpose.ROTATE_90) if orientation == 6 else upright
+        stored = upright.transpose(Image.Transpose.ROTATE_270) if orientation == 8 else stored
+        data = as_jpeg(stored, orientation)
+        full = decode_photo(data)
+        reduced = decode_photo(data, reduce_to=detector.input_size)
+        assert full.image.shape[:2] == (upright_size[1], upright_size[0])  # upright
+        assert (reduced.width, reduced.height) == upright_size  # the photo's own size is kept
+        assert max(reduced.image.shape[:2]) >= detector.input_size  # never below what the model takes
+        assert max(reduced.image.shape[:2]) < max(upright_size) / 2  # and really reduced
+        assert reduced.image.shape[1] / reduced.image.shape[0] == pytest.approx(4 / 3, abs=0.01)
+
+        reference = detect_full(detector, full)
+        fast = detect_full(detector, reduced)
+        for box, confidence, class_id in zip(
+            reference.xyxy, reference.confidence, reference.class_id, strict=True
+        ):
+            if confidence < 0.4:
+                continue  # weak detections may come and go with any change of resampling
+            compared += 1
+            same = fast[fast.class_id == class_id]
+            iou = sv.box_iou_batch(box[None], same.xyxy)[0] if len(same) else np.zeros(1)
+            if iou.max() >= 0.7:
+                matched += 1
+                assert abs(same.confidence[int(iou.argmax())] - confidence) < 0.2
+    assert compared >= 3, "too few confident detections to compare"
+    assert matched >= 0.85 * compared, f"{matched} of {compared} confident boxes found again"
+
+
+def test_reduced_decode_is_not_used_where_it_would_go_below_the_model_size() -> None:
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (400, 600, 3), dtype=np.uint8))
+    photo = decode_photo(as_jpeg(image), reduce_to=320)
+    assert photo.image.shape[:2] == (400, 600) and photo.full_size is None  # 1/2 would give 300 px
+    photo = decode_photo(as_jpeg(image), reduce_to=300)
+    assert photo.image.shape[:2] == (200, 300) and photo.full_size == (600, 400)
+    assert np.array_equal(
+        photo.image, cv2.imdecode(np.frombuffer(as_jpeg(image), np.uint8), cv2.IMREAD_REDUCED_COLOR_2)
+    )
+    assert DecodeOptions(reduce_to=None).decode(as_jpeg(image), "x.jpg").image.shape[:2] == (400, 600)
+
+
+# ---------------------------------------------------------------- the engines give the same cases
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory, samples: list[Path]) -> Path:
+    """Eight patrol photos on four grids (pairs close in time: duplicates merge), one broken file,
+    one photo twice (the same bytes), one without GPS."""
+    photos = tmp_path_factory.mktemp("archive") / "photos"
+    for i, source in enumerate(samples[:8]):
+        place(source, photos / f"p{i:02d}.jpg", spot(i // 2), START + timedelta(minutes=9 * i), 960)
+    (photos / "p03b.jpg").write_bytes((photos / "p03.jpg").read_bytes()[:5000])
+    (photos / "p05copy.jpg").write_bytes((photos / "p05.jpg").read_bytes())
+    place(samples[0], photos / "p09.jpg", None, START)
+    return photos
+
+
+def scan_with(archive: Path, tmp_path: Path, name: str, *options: str) -> sessionmaker[Session]:
+    db = f"sqlite:///{tmp_path / f'{name}.db'}"
+    argv = [str(archive), "--db", db, "--out", str(tmp_path / f"out-{name}"), "--no-progress"]
+    assert cli([*argv, "--model", str(MODEL), "--backend", "onnx", "--precision", "fp32", *options]) == 0
+    return open_database(db)
+
+
+def photo_rows(factory: sessionmaker[Session]) -> list[tuple[str, str, str | None, int | None]]:
+    with factory() as session:
+        return sorted(
+            (Path(p.path).name, p.status, p.grid_code, len(p.detections or []))
+            for p in session.scalars(select(Photo))
+        )
+
+
+@pytest.fixture(scope="module")
+def simple_scan(archive: Path, tmp_path_factory: pytest.TempPathFactory) -> sessionmaker[Session]:
+    return scan_with(archive, tmp_path_factory.mktemp("simple"), "simple", "--engine", "simple")
+
+
+def test_parallel_engine_gives_the_cases_of_the_simple_one(
+    archive: Path, tmp_path: Path, simple_scan: sessionmaker[Session]
+) -> None:
+    parallel = scan_with(archive, tmp_path, "parallel", "--engine", "local", "--workers", "3", "--batch", "4")
+    assert case_signature(simple_scan), "the model found nothing to file on the sample photos"
+    assert case_signature(parallel) == case_signature(simple_scan)
+    assert photo_rows(parallel) == photo_rows(simple_scan)
+    assert counts(parallel) == counts(simple_scan)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="ray not installed (pip install '.[cluster]')"
+)
+def test_ray_engine_gives_the_cases_of_the_simple_one(
+    archive: Path, tmp_path: Path, simple_scan: sessionmaker[Session]
+) -> None:
+    on_ray = scan_with(archive, tmp_path, "ray", "--engine", "ray", "--workers", "2", "--batch", "4")
+    assert case_signature(on_ray) == case_signature(simple_scan)
+    assert photo_rows(on_ray) == photo_rows(simple_scan)
+
+
+def test_an_interrupted_parallel_scan_resumes_to_the_same_cases(
+    archive: Path, tmp_path: Path, detector: Detector, simple_scan: sessionmaker[Session]
+) -> None:
+    """Ctrl-C after 5 photos with 3 per transaction: the first 3 are kept, the 2 after are redone."""
+    factory = open_database(f"sqlite:///{tmp_path / 'resumed.db'}")
+    scanner = Scanner(
+        detector,
+        factory,
+        load_case_rules(),
+        reduced_decode=True,
+        workers=2,
+        batch=3,
+        batch_seconds=60,
+    )
+
+    def interrupted(items: Iterator[Path | str]) -> Iterator[object]:
+        for i, inspection in enumerate(ordered_map(scanner.inspector, items, 2)):
+            if i == 5:
+                raise KeyboardInterrupt
+            yield inspection
+
+    with pytest.raises(KeyboardInterrupt):
+        scanner.scan([archive], progress=False, inspections=interrupted)  # type: ignore[arg-type]
+    assert counts(factory)[0] == 3  # one whole transaction, nothing of the half-gathered one
+    stats = scanner.scan([archive], progress=False)
+    assert stats.known == 3 + 1  # the 3 kept, and p05copy (the bytes of p05)
+    assert stats.photos == len(list(iter_photos([archive])))
+    assert case_signature(factory) == case_signature(simple_scan)
+    assert photo_rows(factory) == photo_rows(simple_scan)
+
+
+def test_a_list_file_of_paths_and_file_urls_scans_like_the_folder(
+    archive: Path, tmp_path: Path, simple_scan: sessionmaker[Session]
+) -> None:
+    """URLs go through fsspec (file:// here; s3:// the same way with s3fs and credentials)."""
+    listing = tmp_path / "photos.txt"
+    photos = sorted(p for p in archive.iterdir())
+    lines = [p.resolve().as_uri() if i % 2 else str(p) for i, p in enumerate(photos)]
+    listing.write_text("# an archive listed\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    listed = scan_with(listing, tmp_path, "listed", "--workers", "2")
+    assert case_signature(listed) == case_signature(simple_scan)
+    assert photo_rows(listed) == photo_rows(simple_scan)
+    with listed() as session:
+        paths = {p.path for p in session.scalars(select(Photo))}
+    assert any(path.startswith("file://") for path in paths)
