@@ -6,7 +6,7 @@ bridges and bureau systems are written against.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -155,6 +155,8 @@ class CaseQuery(BaseModel):
 class CasePage(Schema):
     items: list[CaseSummary] = Field(description="cases, newest first")
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
+    total: int = Field(description="cases matching the filters, on all pages")
+    by_state: dict[str, int] = Field(description="cases matching the filters, per workflow state")
 
 
 class TransitionIn(Schema):
@@ -182,6 +184,19 @@ class TransitionIn(Schema):
     extend_by: float | None = Field(
         None, gt=0, description="extend: more time, in the unit of the class's limit"
     )
+
+
+class EventOut(Schema):
+    key: str = Field(description="event key, as in cases' `event` (configs/taxonomy.yaml `events`)")
+    name: str = Field(description="English name")
+    name_zh: str = Field(description="Chinese name")
+    disorder: str = Field(description="which of the four disorders: garbage, parking, vending or ads")
+    record_type: str = Field(description="event (事件) or component (部件)")
+    major: str = Field(description="CJ/T 214 major class")
+    cjt214: str = Field(description="CJ/T 214-2007 code ('local' where it has none)")
+    gbt47678: str = Field(description="GB/T 47678.5-2026 code")
+    limit: float = Field(description="disposal limit, in `unit`")
+    unit: str = Field(description="unit of the limit: hours, working_hours, working_days or days")
 
 
 class DepartmentsOut(Schema):
@@ -249,6 +264,18 @@ class RankingOut(Schema):
     streets: list[RankingRow] = Field(description="streets, worst first")
 
 
+class EventSeries(Schema):
+    event: str = Field(description="event key")
+    counts: list[int] = Field(description="cases first reported on each day of `days`")
+
+
+class DailyOut(Schema):
+    since: date = Field(description="first day (bureau calendar), inclusive")
+    until: date = Field(description="last day, exclusive")
+    days: list[date] = Field(description="the days counted, oldest first")
+    events: list[EventSeries] = Field(description="one series per event class with a case in the period")
+
+
 class WorstSpot(Schema):
     grid_code: str = Field(description="unit grid")
     street: str | None = Field(description="its street")
@@ -269,7 +296,7 @@ class KeyIn(Schema):
     name: str = Field(
         min_length=1, max_length=64, description="who or what uses the key (shown in flow logs)"
     )
-    scopes: list[Literal["detect", "report", "cases:read", "cases:write", "admin"]] = Field(
+    scopes: list[Literal["detect", "report", "cases:read", "cases:write", "evidence:raw", "admin"]] = Field(
         min_length=1, description="what the key may do"
     )
 

@@ -230,6 +230,19 @@ def ranking(
     return [{"rank": i + 1, **row} for i, row in enumerate(rows)]
 
 
+def reports_per_day(
+    reported: Iterable[tuple[str, datetime]], calendar: WorkCalendar, start: date, end: date
+) -> dict[str, list[int]]:
+    """Cases per event class and bureau day in [start, end) from (event, first seen): the class chart."""
+    days = (end - start).days
+    counts: dict[str, list[int]] = {}
+    for event, seen in reported:
+        index = (seen.astimezone(calendar.timezone).date() - start).days
+        if 0 <= index < days:
+            counts.setdefault(event, [0] * days)[index] += 1
+    return dict(sorted(counts.items()))
+
+
 # --- queries ------------------------------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
-from sqlalchemy import Select, and_, not_, or_, select
+from sqlalchemy import Select, and_, func, not_, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from serve.deps import CaseId, DbSession, Now, Reader, ServiceDep, Writer
@@ -21,6 +21,7 @@ from serve.schemas import (
     CaseQuery,
     CaseSummary,
     DepartmentsOut,
+    EventOut,
     EvidenceOut,
     FlowOut,
     TransitionIn,
@@ -129,9 +130,14 @@ def list_cases(
     as_of = q.as_of or now
     rows = list(session.scalars(filtered(q, as_of).limit(q.limit + 1)))
     page = rows[: q.limit]
+    matching = filtered(q.model_copy(update={"cursor": None}), as_of).order_by(None).subquery()
+    counts = session.execute(select(matching.c.state, func.count()).group_by(matching.c.state)).all()
+    by_state = {str(state): int(count) for state, count in counts}
     return CasePage(
         items=[summary(c, as_of) for c in page],
         next_cursor=_cursor(page[-1].id) if len(rows) > q.limit else None,
+        total=sum(by_state.values()),
+        by_state=by_state,
     )
 
 
@@ -166,6 +172,17 @@ def departments(
 ) -> DepartmentsOut:
     routing = service.domain.routing
     return DepartmentsOut(departments=list(routing.departments), default=routing.default)
+
+
+@router.get("/v1/events", response_model=list[EventOut], summary="Event classes a case can have")
+def events(
+    _: Reader,
+    service: ServiceDep,
+) -> list[EventOut]:
+    return [
+        EventOut.model_validate({**vars(e), "limit": e.deadline.amount, "unit": e.deadline.unit})
+        for e in service.domain.rules.taxonomy.events.values()
+    ]
 
 
 @router.get(

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
 from serve.deps import DbSession, Now, Reader, ServiceDep
-from serve.schemas import RankingOut, StatsOut, WorstSpotsOut
+from serve.errors import InvalidInput
+from serve.schemas import DailyOut, RankingOut, StatsOut, WorstSpotsOut
 from serve.stats import (
     cases_between,
     facts_of,
@@ -17,11 +18,13 @@ from serve.stats import (
     local_day_bounds,
     ranking,
     rates,
+    reports_per_day,
     ten_day_period,
     worst_spots,
 )
 
 router = APIRouter(prefix="/v1/stats", tags=["stats"])
+MAX_DAYS = 366
 
 
 @router.get("", response_model=StatsOut, summary="Filing, disposal, closing and rework rates of a period")
@@ -84,4 +87,33 @@ def worst(
 ) -> WorstSpotsOut:
     return WorstSpotsOut.model_validate(
         {"as_of": now, "spots": worst_spots(session, service.domain.rules.grids, limit)}
+    )
+
+
+@router.get("/daily", response_model=DailyOut, summary="Cases first reported per day and event class")
+def daily(
+    _: Reader,
+    session: DbSession,
+    service: ServiceDep,
+    now: Now,
+    since: Annotated[
+        date | None, Query(description="first day (bureau calendar); default 30 days back")
+    ] = None,
+    until: Annotated[date | None, Query(description="day after the last one; default tomorrow")] = None,
+) -> DailyOut:
+    calendar = service.domain.rules.calendar
+    end = until or now.astimezone(calendar.timezone).date() + timedelta(days=1)
+    start = since or end - timedelta(days=30)
+    if not 0 < (end - start).days <= MAX_DAYS:
+        raise InvalidInput("since/until", f"{start} to {end}: give 1 to {MAX_DAYS} days, since before until")
+    lower, upper = local_day_bounds(start, end, calendar)
+    reported = ((c.event, c.first_seen_at) for c in cases_between(session, lower, upper))
+    counts = reports_per_day(reported, calendar, start, end)
+    return DailyOut.model_validate(
+        {
+            "since": start,
+            "until": end,
+            "days": [start + timedelta(days=i) for i in range((end - start).days)],
+            "events": [{"event": event, "counts": series} for event, series in counts.items()],
+        }
     )
