@@ -21,7 +21,19 @@ from serve.auth import KeyVerifier, server_secret
 from serve.db import open_database, transaction
 from serve.domain import load_domain
 from serve.orm import AuditEntry
-from serve.routers import cameras, cases, detect, evidence, health, keys, open311, reports, stats
+from serve.routers import (
+    cameras,
+    cases,
+    console,
+    detect,
+    evidence,
+    grids,
+    health,
+    keys,
+    open311,
+    reports,
+    stats,
+)
 from serve.settings import Settings, get_settings
 from serve.state import CasesByState, InferenceGate, Metrics, Service
 
@@ -99,7 +111,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
             await anyio.to_thread.run_sync(audit, app.state.service, request, response.status_code)
         return response
 
-    for module in (health, detect, reports, cases, evidence, stats, open311, keys, cameras):
+    for module in (health, detect, reports, cases, evidence, stats, open311, keys, cameras, grids, console):
         app.include_router(module.router)
     return app
 

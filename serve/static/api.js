@@ -1,0 +1,91 @@
+// The JSON API, called with the signed-in key from sessionStorage in the X-API-Key header.
+// The key never goes into a URL: not in links, not in image addresses (images are fetched as blobs).
+
+const KEY = "streetorder.key";
+
+export const session = {
+  get key() {
+    return sessionStorage.getItem(KEY);
+  },
+  set(key) {
+    sessionStorage.setItem(KEY, key);
+  },
+  clear() {
+    sessionStorage.removeItem(KEY);
+  },
+};
+
+/** A failed request: HTTP status plus the RFC 9457 problem document the service answered. */
+export class ApiError extends Error {
+  constructor(status, problem) {
+    super(problem.detail || problem.title || `HTTP ${status}`);
+    this.status = status;
+    this.problem = problem;
+  }
+}
+
+/** fetch() with the key; throws ApiError on any non-2xx answer. */
+export async function request(path, { method = "GET", json, form, headers = {}, key = session.key } = {}) {
+  const init = { method, headers: { ...headers } };
+  if (key) init.headers["X-API-Key"] = key;
+  if (json !== undefined) {
+    init.body = JSON.stringify(json);
+    init.headers["Content-Type"] = "application/json";
+  } else if (form) {
+    init.body = form;
+  }
+  const response = await fetch(path, init);
+  if (!response.ok) {
+    const problem = await response.json().catch(() => ({ detail: response.statusText }));
+    throw new ApiError(response.status, problem);
+  }
+  return response;
+}
+
+export async function getJSON(path, options) {
+  return (await request(path, options)).json();
+}
+
+/** Query string with repeated keys for lists and without empty values. */
+export function query(params) {
+  const out = new URLSearchParams();
+  for (const [name, value] of Object.entries(params)) {
+    for (const item of Array.isArray(value) ? value : [value]) {
+      if (item !== null && item !== undefined && item !== "") out.append(name, item);
+    }
+  }
+  const text = out.toString();
+  return text ? `?${text}` : "";
+}
+
+const objectUrls = [];
+
+/** Load an image that needs the key into `img` (as a blob URL); `onMissing` runs when there is none. */
+export async function loadImage(img, path, onMissing) {
+  try {
+    const blob = await (await request(path)).blob();
+    const url = URL.createObjectURL(blob);
+    objectUrls.push(url);
+    await new Promise((resolve) => {
+      img.addEventListener("load", resolve, { once: true });
+      img.addEventListener("error", resolve, { once: true });
+      img.src = url;
+    });
+  } catch (error) {
+    if (onMissing) onMissing(error);
+    else throw error;
+  }
+}
+
+/** Free the images of the page being left. */
+export function releaseImages() {
+  while (objectUrls.length) URL.revokeObjectURL(objectUrls.pop());
+}
+
+const cache = new Map();
+
+/** Lists that do not change while the console is open (event classes, departments). */
+export function cached(path) {
+  if (!cache.has(path)) cache.set(path, getJSON(path).catch((e) => (cache.delete(path), Promise.reject(e))));
+  return cache.get(path);
+}

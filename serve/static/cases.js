@@ -1,0 +1,295 @@
+// Cases: the filtered list with counts and paging, and one case with its photos, flow log and actions.
+import { getJSON, loadImage, query, request } from "./api.js";
+import { departments, events } from "./catalog.js";
+import { dot, duration, go, h, number, reload, table, when } from "./dom.js";
+import { t } from "./i18n.js";
+
+// Every workflow state (serve/workflow.py State), for the filter and the labels.
+const STATES = [
+  "reported", "verified", "not_filed", "filed", "dispatched", "handling", "handled",
+  "check_passed", "closed", "suspended", "cancelled", "force_closed",
+];
+const FILTERS = ["state", "event", "grid", "street", "overdue", "limit"];
+const PAGE_SIZES = ["20", "50", "100"];
+// Earlier cursors of the paging under way, so "previous" can go back (cursors only run forward).
+let cursorTrail = [];
+
+export function stateBadge(state) {
+  return h("span", { class: `state state-${state}`, "data-state": state }, t(`state.${state}`));
+}
+
+function select(name, value, options) {
+  return h(
+    "select",
+    { name, id: `filter-${name}` },
+    options.map(([optionValue, label]) => h("option", { value: optionValue, selected: optionValue === value }, label)),
+  );
+}
+
+export async function casesPage(_, params) {
+  const [catalog, grids] = await Promise.all([events(), getJSON("/v1/grids.geojson")]);
+  const filters = Object.fromEntries(FILTERS.map((name) => [name, params.get(name) || ""]));
+  const cursor = params.get("cursor") || "";
+  if (!cursor) cursorTrail = [];
+  const limit = filters.limit || PAGE_SIZES[0];
+  const page = await getJSON(`/v1/cases${query({ ...filters, limit, cursor })}`);
+
+  const cells = grids.features.map((f) => f.properties);
+  const streets = [...new Set(cells.map((g) => g.street).filter(Boolean))].sort();
+  const form = h(
+    "form",
+    { class: "filters", id: "filters" },
+    h("label", {}, t("case.state"), select("state", filters.state, [["", t("all")], ...STATES.map((s) => [s, t(`state.${s}`)])])),
+    h("label", {}, t("case.event"), select("event", filters.event, [["", t("all")], ...catalog.list.map((e) => [e.key, catalog.name(e.key)])])),
+    h("label", {}, t("case.street"), select("street", filters.street, [["", t("all")], ...streets.map((s) => [s, s])])),
+    h("label", {}, t("case.grid"), select("grid", filters.grid, [["", t("all")], ...cells.map((g) => [g.code, `${g.code} ${g.name}`])])),
+    h("label", {}, t("case.overdue"), select("overdue", filters.overdue, [["", t("all")], ["true", t("yes")], ["false", t("no")]])),
+    h("label", {}, t("pagesize"), select("limit", limit, [...new Set([limit, ...PAGE_SIZES])].map((n) => [n, n]))),
+  );
+  form.addEventListener("change", () => go("cases", Object.fromEntries(new FormData(form))));
+
+  const counts = h(
+    "div",
+    { class: "counts", id: "counts" },
+    h("strong", { id: "total", "data-total": page.total }, t("cases.total", { n: page.total })),
+    Object.entries(page.by_state).map(([state, n]) =>
+      h("a", { href: "#", class: "chip", "data-state": state, onclick: (e) => (e.preventDefault(), go("cases", { ...filters, state })) },
+        stateBadge(state), ` ${n}`),
+    ),
+  );
+
+  const rows = page.items.map((c) =>
+    h(
+      "tr",
+      { "data-case": c.id, class: c.overdue ? "late" : "" },
+      h("td", {}, h("a", { href: `#/case/${c.id}`, class: "case-link" }, c.number)),
+      h("td", {}, dot(catalog.colour(c.event)), " ", catalog.name(c.event)),
+      h("td", {}, stateBadge(c.state), c.overdue ? h("span", { class: "overdue" }, t("overdue")) : null),
+      h("td", {}, c.street || "—"),
+      h("td", { class: "mono" }, c.grid_code || "—"),
+      h("td", {}, when(c.filed_at)),
+      h("td", {}, when(c.deadline_at)),
+      h("td", {}, c.department || "—"),
+    ),
+  );
+  const list = table(
+    { id: "cases", class: "list" },
+    [t("case.number"), t("case.event"), t("case.state"), t("case.street"), t("case.grid"), t("case.filed"), t("case.deadline"), t("case.department")],
+    rows,
+    t("cases.empty"),
+  );
+
+  const pager = h(
+    "div",
+    { class: "pager" },
+    h("button", { type: "button", id: "prev", disabled: !cursor, onclick: () => go("cases", { ...filters, cursor: cursorTrail.pop() || "" }) }, t("prev")),
+    h("button", {
+      type: "button",
+      id: "next",
+      disabled: !page.next_cursor,
+      onclick: () => {
+        cursorTrail.push(cursor);
+        go("cases", { ...filters, cursor: page.next_cursor });
+      },
+    }, t("next")),
+  );
+  return h("section", {}, h("h1", {}, t("nav.cases")), form, counts, list, pager);
+}
+
+// --- one case ------------------------------------------------------------------------------------
+
+// What each action asks for besides an optional note (the API checks; serve/workflow.py REQUIRED).
+const ACTION_FIELDS = {
+  correct: ["event"],
+  reject: ["note"],
+  dispatch: ["department"],
+  handle: ["photo"],
+  check_fail: ["note"],
+  suspend: ["note"],
+  extend: ["extend_by"],
+  cancel: ["note"],
+  force_close: ["note"],
+};
+const AFTER = "after";
+
+function fact(label, value) {
+  return [h("dt", {}, label), h("dd", {}, value ?? "—")];
+}
+
+function photo(evidence) {
+  const img = h("img", { alt: t(`role.${evidence.role}`), "data-evidence": evidence.id });
+  const figure = h(
+    "figure",
+    { class: "evidence", "data-role": evidence.role },
+    img,
+    h(
+      "figcaption",
+      {},
+      h("strong", {}, t(`role.${evidence.role}`)),
+      ` ${when(evidence.captured_at)}`,
+      evidence.confidence != null ? ` · ${t("confidence")} ${number(evidence.confidence, 2)}` : "",
+      evidence.boxes.length ? ` · ${t("boxes", { n: evidence.boxes.length })}` : "",
+    ),
+  );
+  const extra = evidence.extra || {};
+  if (extra.ocr_text || (extra.phones && extra.phones.length)) {
+    figure.append(
+      h(
+        "div",
+        { class: "ocr" },
+        h("div", {}, h("strong", {}, t("ocr.text")), h("pre", { class: "ocr-text" }, extra.ocr_text || "")),
+        h("div", {}, h("strong", {}, t("ocr.phones")), " ",
+          (extra.phones || []).map((phone) => h("span", { class: "phone" }, phone))),
+      ),
+    );
+  }
+  if (extra.open311) {  // a citizen's request: its words, and the photo link they gave if any
+    const link = /^https?:\/\//i.test(extra.open311.media_url || "") ? extra.open311.media_url : null;
+    img.replaceWith(h("p", { class: "citizen" }, t("open311"), " ", extra.open311.description || "",
+      link ? [" ", h("a", { href: link, rel: "noreferrer", target: "_blank" }, t("media"))] : null));
+    return figure;
+  }
+  const path = `/v1/evidence/${evidence.id}${evidence.boxes.length ? "?boxes=true" : ""}`;
+  loadImage(img, path, () => img.replaceWith(h("div", { class: "noimage" }, t("noimage"))));
+  return figure;
+}
+
+function flowLog(flow) {
+  const rows = flow.map((step) =>
+    h(
+      "tr",
+      { "data-action": step.action, class: step.overdue ? "late" : "" },
+      h("td", {}, when(step.at)),
+      h("td", {}, t(`action.${step.action}`)),
+      h("td", {}, step.from_state ? stateBadge(step.from_state) : "", " → ", stateBadge(step.to_state)),
+      h("td", {}, step.operator),
+      h("td", {}, duration(step.seconds_used)),
+      h("td", {}, step.overdue ? h("span", { class: "overdue" }, t("overdue")) : t("ontime")),
+      h("td", {}, step.note || ""),
+    ),
+  );
+  return table(
+    { id: "flow", class: "list" },
+    [t("flow.at"), t("flow.action"), t("flow.states"), t("flow.operator"), t("flow.used"), t("flow.overdue"), t("flow.note")],
+    rows,
+  );
+}
+
+function actionForm(caseData, etag, action, catalog, depts) {
+  const fields = ACTION_FIELDS[action] || [];
+  const error = h("p", { class: "error", id: "action-error" });
+  const inputs = [];
+  if (fields.includes("event")) {
+    inputs.push(h("label", {}, t("case.event"), h("select", { name: "event", required: true },
+      catalog.list.filter((e) => e.key !== caseData.event).map((e) => h("option", { value: e.key }, catalog.name(e.key))))));
+  }
+  if (fields.includes("department")) {
+    inputs.push(h("label", {}, t("case.department"), h("select", { name: "department" },
+      depts.departments.map((d) => h("option", { value: d, selected: d === caseData.suggested_department }, d)))));
+  }
+  if (fields.includes("extend_by")) {
+    inputs.push(h("label", {}, t("extend_by", { unit: catalog.limit(caseData.event) }),
+      h("input", { name: "extend_by", type: "number", min: "0.5", step: "0.5", value: "1", required: true })));
+  }
+  if (fields.includes("photo")) {
+    inputs.push(h("label", {}, t("after_photo"),
+      h("input", { name: "photo", id: "after-photo", type: "file", accept: "image/jpeg,image/png", required: true })));
+  }
+  inputs.push(h("label", {}, fields.includes("note") ? t("note.required") : t("note.optional"),
+    h("textarea", { name: "note", rows: 2, maxlength: 4000, required: fields.includes("note") })));
+
+  const form = h("form", { class: "action-form", id: "action-form", "data-action": action },
+    h("h3", {}, t(`action.${action}`)), inputs,
+    h("div", { class: "buttons" },
+      h("button", { type: "submit", id: "action-submit" }, t("submit")),
+      h("button", { type: "button", onclick: () => form.remove() }, t("cancel"))),
+    error);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const data = new FormData(form);
+    const body = { action };
+    for (const name of ["note", "event", "department"]) if (data.get(name)) body[name] = data.get(name);
+    if (data.get("extend_by")) body.extend_by = Number(data.get("extend_by"));
+    form.querySelector("#action-submit").disabled = true;
+    try {
+      if (fields.includes("photo")) {
+        const upload = new FormData();
+        upload.append("file", data.get("photo"));
+        upload.append("role", AFTER);
+        const evidence = await (await request(`/v1/cases/${caseData.id}/evidence`, { method: "POST", form: upload })).json();
+        body.evidence_id = evidence.id;
+      }
+      await request(`/v1/cases/${caseData.id}/transitions`, { method: "POST", json: body, headers: { "If-Match": etag } });
+      reload();
+    } catch (failure) {
+      const allowed = failure.problem?.allowed_actions;
+      error.textContent = failure.status === 412 ? t("stale") : `${failure.message}${allowed ? ` (${allowed.join(", ")})` : ""}`;
+      form.querySelector("#action-submit").disabled = false;
+    }
+  });
+  return form;
+}
+
+export async function casePage(caseId) {
+  const [response, catalog, depts] = await Promise.all([request(`/v1/cases/${Number(caseId)}`), events(), departments()]);
+  const c = await response.json();
+  const etag = response.headers.get("ETag");
+
+  const facts = h(
+    "dl",
+    { class: "facts" },
+    fact(t("case.event"), [catalog.name(c.event), h("small", {}, ` ${catalog.codes(c.event)}`)]),
+    fact(t("case.state"), [stateBadge(c.state), c.overdue ? h("span", { class: "overdue" }, t("overdue")) : null]),
+    fact(t("case.source"), t(`source.${c.source}`)),
+    fact(t("case.ai_review"), c.ai_review ? t(`review.${c.ai_review}`) : "—"),
+    fact(t("case.address"), c.address),
+    fact(t("case.grid"), c.grid_code ? h("a", { href: `#/cases?grid=${c.grid_code}`, class: "mono" }, c.grid_code) : "—"),
+    fact(t("case.street"), [c.street || "—", c.community ? ` / ${c.community}` : ""]),
+    fact(t("case.position"), `${number(c.lat, 5)}, ${number(c.lon, 5)}`),
+    fact(t("case.department"), c.department || `${t("suggested")}: ${c.suggested_department}`),
+    fact(t("case.limit"), catalog.limit(c.event)),
+    fact(t("case.filed"), when(c.filed_at)),
+    fact(t("case.deadline"), when(c.deadline_at)),
+    fact(t("case.last_seen"), when(c.last_seen_at)),
+    fact(t("case.closed"), when(c.closed_at)),
+    fact(t("case.description"), c.description),
+  );
+
+  const panel = h("div", { id: "action-panel" });
+  const buttons = h(
+    "div",
+    { class: "actions", id: "actions" },
+    c.allowed_actions.length
+      ? c.allowed_actions.map((action) =>
+          h("button", {
+            type: "button",
+            class: `action action-${action}`,
+            "data-action": action,
+            onclick: () => panel.replaceChildren(actionForm(c, etag, action, catalog, depts)),
+          }, t(`action.${action}`)))
+      : h("span", { class: "hint" }, t("actions.none")),
+  );
+
+  const before = c.evidence.filter((e) => e.role !== AFTER);
+  const after = c.evidence.filter((e) => e.role === AFTER);
+  const photos = h(
+    "div",
+    { class: "beforeafter", id: "evidence" },
+    h("div", { class: "column", id: "before" }, h("h3", {}, t("before")),
+      before.length ? before.map(photo) : h("p", { class: "hint" }, t("none"))),
+    h("div", { class: "column", id: "after" }, h("h3", {}, t("after")),
+      after.length ? after.map(photo) : h("p", { class: "hint" }, t("none"))),
+  );
+
+  return h(
+    "section",
+    { "data-case": c.id, "data-version": c.version },
+    h("p", {}, h("a", { href: "#/cases" }, `← ${t("nav.cases")}`)),
+    h("h1", {}, t("case.title", { number: c.number }), " ", stateBadge(c.state)),
+    h("div", { class: "case-top" }, facts, h("div", { class: "workflow" }, h("h2", {}, t("actions")), buttons, panel)),
+    h("h2", {}, t("evidence")),
+    photos,
+    h("h2", {}, t("flow")),
+    flowLog(c.flow),
+  );
+}
