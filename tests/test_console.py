@@ -1,0 +1,579 @@
+"""The web console (issue 9): the reads it needs from the API over HTTP on SQLite and PostgreSQL, and
+the console itself in a real headless Chromium (Debian's chromium + chromedriver, `make test`
+installs them) against the real service on uvicorn at 127.0.0.1.
+
+The browser tests share one service and one browser (starting them is most of the time); each test
+makes its own cases in its own grid or class, so the order of the tests does not matter. The
+service's clock is a test clock (as in the API tests): the day replayed is Tuesday 2025-09-23,
+in the 10-day period 2025-09-3. Screenshots of the main pages go to docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+from conftest import Clock, Service, _free_port
+from PIL import Image
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service as DriverService
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.select import Select
+from selenium.webdriver.support.ui import WebDriverWait
+
+from serve.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+TZ = ZoneInfo("Asia/Shanghai")
+START = datetime(2025, 9, 23, 9, 0, tzinfo=TZ)  # a Tuesday, in the 旬 2025-09-3
+GRID_LIFE = ("410103001001005", 34.72265, 113.62762)  # (grid, lat, lon) of the whole-life test
+GRID_FLYER = ("410103001002005", 34.72273, 113.63081)
+GRID_PAGING = ("410103001002001", 34.72365, 113.62976)
+STREET = "淮河路街道"  # every example grid's street
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+WAIT_S = 15
+
+
+# --- the API reads the console uses -------------------------------------------------------------
+
+
+def test_console_page_and_the_reads_it_uses(service: Service, jpeg: Callable[..., bytes]) -> None:
+    client, reader = service.client, service.auth("cases:read")
+    page = client.get("/")  # the page needs no key; every read behind it does
+    assert page.status_code == 200 and 'content="Asia/Shanghai"' in page.text
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    script = client.get("/console/console.js")
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    for missing in ("/console/nope.js", "/console/..%2Fapp.py", "/console/%2E%2E%2Fapp.py"):
+        assert client.get(missing).status_code == 404, missing
+    assert client.get("/v1/grids.geojson").status_code == 401
+
+    events = client.get("/v1/events", headers=reader).json()
+    garbage = next(e for e in events if e["key"] == "exposed_garbage")
+    assert (garbage["cjt214"], garbage["gbt47678"], garbage["unit"]) == ("0102", "06010", "working_hours")
+
+    # garbage and a bin in one grid, and garbage 1.1 km north, outside every grid
+    for code, lat in (("06010", 34.72265), ("06042", 34.72265), ("06010", 34.73265)):
+        service.clock.at += timedelta(minutes=1)
+        client.post(
+            "/open311/v2/requests.json",
+            data={"service_code": code, "lat": lat, "long": 113.62762},
+            headers=service.auth("report"),
+        ).raise_for_status()
+    first = client.get("/v1/cases", params={"limit": 1}, headers=reader).json()
+    assert first["total"] == 3 and first["by_state"] == {"reported": 3} and len(first["items"]) == 1
+    rest = client.get("/v1/cases", params={"limit": 1, "cursor": first["next_cursor"]}, headers=reader).json()
+    assert rest["total"] == 3 and rest["items"][0]["id"] < first["items"][0]["id"]  # counts ignore paging
+    garbage_only = client.get("/v1/cases", params={"event": "exposed_garbage"}, headers=reader).json()
+    assert garbage_only["total"] == 2
+
+    grids = client.get("/v1/grids.geojson", headers=reader).json()
+    by_code = {f["properties"]["code"]: f for f in grids["features"]}
+    assert len(by_code) == 12 and by_code[GRID_LIFE[0]]["geometry"]["type"] == "Polygon"
+    spot = by_code[GRID_LIFE[0]]["properties"]  # the bin and the garbage nearby are open in it
+    assert spot["open_cases"] == 2 and spot["open_per_km2"] == pytest.approx(2 / spot["area_km2"])
+    assert sum(f["properties"]["open_cases"] for f in grids["features"]) == 2  # the far one is outside
+
+    daily = client.get(
+        "/v1/stats/daily", params={"since": "2025-09-29", "until": "2025-10-02"}, headers=reader
+    ).json()
+    assert daily["days"] == ["2025-09-29", "2025-09-30", "2025-10-01"]
+    assert {s["event"]: s["counts"] for s in daily["events"]} == {
+        "exposed_garbage": [0, 2, 0],
+        "overflowing_bin": [0, 1, 0],
+    }
+    default = client.get("/v1/stats/daily", headers=reader).json()  # 30 days up to the clock's today
+    assert default["until"] == "2025-10-01" and len(default["days"]) == 30
+    for bad in (
+        {"since": "2025-10-02", "until": "2025-10-01"},
+        {"since": "2020-01-01", "until": "2025-01-01"},
+    ):
+        refused = client.get("/v1/stats/daily", params=bad, headers=reader)
+        assert refused.status_code == 422 and refused.json()["field"] == "since/until"
+
+
+# --- the console in a browser --------------------------------------------------------------------
+
+
+@dataclass
+class Live:
+    base: str
+    clock: Clock
+    keys: dict[str, str]  # console (cases:read + cases:write), report, detect (no cases:read)
+    service: Any  # serve.state.Service of the running app
+
+    def api(
+        self,
+        method: str,
+        path: str,
+        key: str = "console",
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """A request with one of the test keys; asserts it succeeded."""
+        headers = {"X-API-Key": self.keys[key], **(headers or {})}
+        response = httpx.request(method, f"{self.base}{path}", headers=headers, **kwargs)
+        assert response.is_success, response.text
+        return response
+
+
+def open311(live: Live, code: str, lat: float, lon: float, description: str) -> int:
+    """File a citizen report through the API (scope report); returns the id of its case."""
+    posted = live.api(
+        "POST",
+        "/open311/v2/requests.json",
+        key="report",
+        data={"service_code": code, "lat": lat, "long": lon, "description": description},
+    )
+    number = posted.json()[0]["service_request_id"]
+    items = live.api("GET", "/v1/cases", params={"limit": 1000}).json()["items"]
+    return next(int(c["id"]) for c in items if c["number"] == number)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """The service on a real uvicorn at 127.0.0.1 (in a thread, with a test clock), SQLite, street-v1."""
+    import uvicorn
+
+    from serve.app import create_app
+    from serve.auth import create_key
+    from serve.db import transaction
+
+    folder = tmp_path_factory.mktemp("console")
+    settings = Settings(
+        secret="console-test-secret-0123456789",
+        db_url=f"sqlite:///{folder / 'cases.db'}",
+        evidence_dir=folder / "evidence",
+    )
+    clock = Clock(START)
+    app = create_app(settings, clock=clock)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "service did not start"
+        time.sleep(0.05)
+    state = app.state.service
+    keys = {}
+    with transaction(state.sessions) as session:
+        for name, scopes in {
+            "console": ["cases:read", "cases:write"],
+            "report": ["report"],
+            "detect": ["detect"],
+        }.items():
+            keys[name], _ = create_key(
+                session, name=name, scopes=scopes, pepper=state.verifier.pepper, now=START
+            )
+    try:
+        yield Live(f"http://127.0.0.1:{port}", clock, keys, state)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium through chromedriver (both from Debian: `make test` installs them)."""
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip(
+            "no chromium/chromedriver on PATH: install Debian's `chromium chromium-driver` "
+            "(make test does, as root) to run the browser tests"
+        )
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",  # root in a container
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+        "--force-device-scale-factor=1",
+        "--lang=zh-CN",
+        "--hide-scrollbars",
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options, service=DriverService(executable_path=CHROMEDRIVER))
+    driver.set_script_timeout(WAIT_S)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait(driver: Any, condition: Callable[[Any], Any], message: str = "") -> Any:
+    return WebDriverWait(driver, WAIT_S, poll_frequency=0.05).until(condition, message)
+
+
+def css(driver: Any, selector: str) -> list[Any]:
+    return list(driver.find_elements(By.CSS_SELECTOR, selector))
+
+
+def attributes(driver: Any, selector: str, name: str) -> list[str]:
+    """An attribute of every element matching, read in one step (the page may be redrawn meanwhile)."""
+    script = "return [...document.querySelectorAll(arguments[0])].map(e => e.getAttribute(arguments[1]))"
+    return list(driver.execute_script(script, selector, name))
+
+
+def one(driver: Any, selector: str) -> Any:
+    """The element once it is there (waits)."""
+    return wait(driver, lambda d: (css(d, selector) or [None])[0], f"no {selector}")
+
+
+def visit(driver: Any, live: Live, hash_path: str, page: str) -> None:
+    """Open a page of the console by its address and wait until it is drawn."""
+    driver.get(f"{live.base}/#/{hash_path}")
+    one(driver, f'#view[data-page="{page}"][data-state="ready"]')
+    assert live.keys["console"] not in driver.current_url
+
+
+def sign_in(driver: Any, live: Live) -> None:
+    driver.get(f"{live.base}/")
+    if driver.execute_script("return sessionStorage.getItem('streetorder.key')") != live.keys["console"]:
+        field = one(driver, "#key")
+        field.clear()
+        field.send_keys(live.keys["console"])
+        one(driver, "#signin button[type=submit]").click()
+    one(driver, '#view[data-page="cases"][data-state="ready"]')
+
+
+def images_loaded(driver: Any, selector: str) -> bool:
+    return bool(
+        driver.execute_script(
+            "const all = [...document.querySelectorAll(arguments[0])];"
+            "return all.length > 0 && all.every(i => i.complete && i.naturalWidth > 0);",
+            selector,
+        )
+    )
+
+
+def screenshot(driver: Any, name: str, height: int | None = None) -> Path:
+    """A PNG of the page at 1280 px wide and its full height (at most 1600 px) for docs/screenshots/."""
+    full = height or min(1600, int(driver.execute_script("return document.documentElement.scrollHeight")))
+    metrics = {"width": 1280, "height": full, "deviceScaleFactor": 1, "mobile": False}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+    try:
+        png = driver.get_screenshot_as_png()
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    flat = Image.open(io.BytesIO(png)).convert("RGB").quantize(256, dither=Image.Dither.NONE)
+    flat.save(path, optimize=True)  # 256 colours: a page is mostly flat, a third of the bytes
+    return path
+
+
+def act(driver: Any, live: Live, action: str, at: datetime, photo: Path | None = None) -> None:
+    """Press the action's button on the case page, fill its form, submit, and wait for the new step."""
+    live.clock.at = at
+    steps = len(css(driver, "#flow tbody tr"))
+    one(driver, f'#actions button[data-action="{action}"]').click()
+    one(driver, f'#action-form[data-action="{action}"]')
+    if photo is not None:
+        one(driver, "#after-photo").send_keys(str(photo))
+    one(driver, "#action-submit").click()
+    wait(driver, lambda d: len(css(d, "#flow tbody tr")) == steps + 1, f"{action} did not land")
+    assert css(driver, "#flow tbody tr")[-1].get_attribute("data-action") == action
+
+
+def ranking_row(driver: Any, live: Live) -> tuple[int, str]:
+    visit(driver, live, "rankings", "rankings")
+    row = one(driver, f'#ranking tr[data-street="{STREET}"]')
+    return int(row.get_attribute("data-problems")), row.find_element("css selector", "td.ontime").text
+
+
+def street_photo(path: Path, seed: int) -> Path:
+    """A small street-like JPEG: road, pavement, kerb and a box on it (written here, never committed)."""
+    image = np.full((360, 640, 3), (92, 90, 88), np.uint8)
+    image[200:] = (150, 160, 165)
+    cv2.line(image, (0, 200), (640, 200), (225, 225, 225), 6)
+    for x in range(40, 640, 120):
+        cv2.line(image, (x, 110), (x + 60, 110), (230, 230, 230), 4)
+    cv2.rectangle(image, (250 + seed * 30, 220), (380, 300), (40, 170, 220), -1)
+    cv2.imwrite(str(path), image)
+    return path
+
+
+def test_case_life_from_sign_in_to_closing_and_the_ranking(live: Live, browser: Any, tmp_path: Path) -> None:
+    driver = browser
+    driver.get(f"{live.base}/")
+    driver.execute_script("sessionStorage.clear(); localStorage.clear();")
+    driver.get(f"{live.base}/")
+    one(driver, "#key").send_keys("so_000000000000_not-a-key")
+    one(driver, "#signin button[type=submit]").click()
+    wait(driver, lambda d: "密钥无效" in one(d, "#signin-error").text, "bad key not refused")
+    screenshot(driver, "signin", height=640)
+    one(driver, "#key").clear()
+    one(driver, "#key").send_keys(live.keys["detect"])  # valid, but may not read cases
+    one(driver, "#signin button[type=submit]").click()
+    wait(driver, lambda d: "cases:read" in one(d, "#signin-error").text, "key without scope not refused")
+    sign_in(driver, live)
+    stored = driver.execute_script("return sessionStorage.getItem('streetorder.key')")
+    assert stored == live.keys["console"] and stored not in driver.current_url
+
+    problems_before, _ = ranking_row(driver, live)
+    grid, lat, lon = GRID_LIFE
+    live.clock.at = START
+    case_id = open311(live, "06010", lat, lon, "路口一堆装修垃圾")
+    live.api(  # the inspector's photo on arrival
+        "POST",
+        f"/v1/cases/{case_id}/evidence",
+        files={"file": ("before.jpg", street_photo(tmp_path / "before.jpg", 0).read_bytes(), "image/jpeg")},
+        data={"role": "before"},
+    )
+    number = live.api("GET", f"/v1/cases/{case_id}").json()["number"]
+
+    visit(driver, live, "cases", "cases")
+    link = one(driver, f'#cases tr[data-case="{case_id}"] a.case-link')
+    assert link.text == number
+
+    # The map shows the case's grid (one open case in it) and the case's marker, which opens the case.
+    visit(driver, live, "map", "map")
+    cell = one(driver, f'#map g.grid[data-code="{grid}"]')
+    assert cell.get_attribute("data-open") == "1"
+    assert cell.find_element("css selector", "path").get_attribute("fill") != "#e6ece4"  # coloured
+    screenshot(driver, "map")
+    one(driver, f'#map a.marker[data-case="{case_id}"]').click()
+    one(driver, f'#view[data-page="case"][data-state="ready"] section[data-case="{case_id}"]')
+
+    allowed = live.api("GET", f"/v1/cases/{case_id}").json()["allowed_actions"]
+    shown = [b.get_attribute("data-action") for b in css(driver, "#actions button")]
+    assert shown == allowed == ["confirm", "correct", "reject", "cancel", "force_close"]
+
+    act(driver, live, "confirm", START + timedelta(minutes=5))
+    act(driver, live, "file", START + timedelta(minutes=10))
+    act(driver, live, "dispatch", START + timedelta(minutes=30))  # 20 min after filing: the limit is 15
+    assert [b.get_attribute("data-action") for b in css(driver, "#actions button")] == live.api(
+        "GET", f"/v1/cases/{case_id}"
+    ).json()["allowed_actions"]
+    act(driver, live, "start", START + timedelta(minutes=40))
+    act(driver, live, "handle", START + timedelta(minutes=90), photo=street_photo(tmp_path / "after.jpg", 3))
+    act(driver, live, "check_pass", START + timedelta(minutes=100))
+    act(driver, live, "close", START + timedelta(minutes=105))
+
+    case = live.api("GET", f"/v1/cases/{case_id}").json()
+    assert case["state"] == "closed" and case["department"] == "二七区环境卫生服务中心"
+    assert [e["role"] for e in case["evidence"]] == ["reference", "before", "after"]
+    assert css(driver, "#actions button") == []
+    rows = css(driver, "#flow tbody tr")
+    assert [r.get_attribute("data-action") for r in rows] == [f["action"] for f in case["flow"]]
+    late = [r.get_attribute("data-action") for r in rows if r.find_elements("css selector", ".overdue")]
+    assert late == [f["action"] for f in case["flow"] if f["overdue"]] == ["dispatch"]
+    wait(driver, lambda d: images_loaded(d, "#before img, #after img"), "before/after photos not shown")
+    assert len(css(driver, "#before img")) == 1 and len(css(driver, "#after img")) == 1
+    assert live.keys["console"] not in driver.page_source  # images came as blobs, fetched with the header
+    assert {src.split(":")[0] for src in attributes(driver, "#evidence img", "src")} == {"blob"}
+    screenshot(driver, "case")
+
+    problems_after, on_time = ranking_row(driver, live)
+    assert problems_after == problems_before + 1 and on_time.endswith("100%")
+    assert not css(driver, f'#worst tr[data-grid="{grid}"]')  # closed: no longer a worst spot
+    street = one(driver, f'#ontime-street tr[data-key="{STREET}"]')
+    assert street.find_element("css selector", "td.ontime").text.endswith("100%")
+    assert one(driver, '#ontime-department tr[data-key="二七区环境卫生服务中心"]')
+    bar = one(driver, '#class-chart rect[data-event="exposed_garbage"][data-day="2025-09-23"]')
+    assert int(bar.get_attribute("data-count")) >= 1
+    screenshot(driver, "rankings")
+
+    visit(driver, live, "map", "map")
+    assert one(driver, f'#map g.grid[data-code="{grid}"]').get_attribute("data-open") == "0"
+    assert not css(driver, f'#map a.marker[data-case="{case_id}"]')  # final cases only on request
+    one(driver, "#show-all").click()
+    one(driver, f'#map a.marker.final[data-case="{case_id}"]')
+
+
+def flyer_wall(path: Path) -> tuple[float, float, float, float]:
+    """A wall with a white flyer and a phone number on it; returns the flyer's box (xyxy pixels)."""
+    image = np.full((360, 640, 3), (120, 135, 150), np.uint8)
+    box = (260, 90, 420, 260)
+    cv2.rectangle(image, box[:2], box[2:], (245, 245, 245), -1)
+    cv2.putText(image, "138 1234 5678", (268, 180), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (20, 20, 20), 2)
+    cv2.imwrite(str(path), image)
+    return tuple(float(v) for v in box)  # type: ignore[return-value]
+
+
+def test_flyer_case_shows_its_boxes_and_the_text_and_phone_numbers_read(live: Live, browser: Any) -> None:
+    """A flyer found by the model with its OCR reading (the intake the scan, reports and cameras use)."""
+    from serve.cases import Box, Finding, record_finding
+    from serve.db import transaction
+    from vision.ocr import OcrReading
+
+    _, lat, lon = GRID_FLYER
+    path = live.service.settings.evidence_dir / "flyer-wall.jpg"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    box = flyer_wall(path)
+    reading = OcrReading("疏通下水道\n138 1234 5678", ("13812345678",), 0.93, 0.2)
+    with transaction(live.service.sessions) as session:
+        case_id = record_finding(
+            session,
+            Finding(
+                event="illegal_small_ad",
+                lat=lat,
+                lon=lon,
+                seen_at=START,
+                photo_path=str(path),
+                photo_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+                boxes=(Box(box, 0.81, "flyer"),),
+                model_version="street-v1@test",
+                extra=reading.as_evidence(),
+            ),
+            live.service.domain.rules,
+        ).case.id
+
+    sign_in(browser, live)
+    visit(browser, live, f"case/{case_id}", "case")
+    assert one(browser, ".ocr .ocr-text").text == "疏通下水道\n138 1234 5678"
+    assert [p.text for p in css(browser, ".ocr .phone")] == ["13812345678"]
+    finding = one(browser, '#before figure[data-role="finding"]')
+    assert "1 个目标框" in finding.text and "0.81" in finding.text
+    wait(browser, lambda d: images_loaded(d, "#before img"), "evidence image not shown")
+    drawn = browser.execute_script(
+        "const i = document.querySelector('#before img'); const c = document.createElement('canvas');"
+        "c.width = i.naturalWidth; c.height = i.naturalHeight; const g = c.getContext('2d');"
+        "g.drawImage(i, 0, 0); return [c.width, ...g.getImageData(260, 90, 1, 1).data.slice(0, 3)];"
+    )
+    assert drawn[0] == 640 and drawn[1:] != [245, 245, 245]  # the box's outline is drawn on the corner
+
+    # Correct the class with the form's event list: the case becomes an illegal poster.
+    live.clock.at = START + timedelta(minutes=3)
+    one(browser, '#actions button[data-action="correct"]').click()
+    Select(one(browser, '#action-form select[name="event"]')).select_by_value("illegal_poster")
+    one(browser, "#action-submit").click()
+    wait(browser, lambda d: css(d, '#flow tr[data-action="correct"]'), "correct did not land")
+    case = live.api("GET", f"/v1/cases/{case_id}").json()
+    assert (case["event"], case["ai_review"], case["state"]) == ("illegal_poster", "corrected", "verified")
+
+
+def test_case_list_filters_counts_and_pages_like_the_api(live: Live, browser: Any) -> None:
+    grid, lat, lon = GRID_PAGING
+    live.clock.at = START + timedelta(hours=1)
+    made = [open311(live, code, lat, lon, "淮河社区巡查") for code in ("06010", "06042", "07001")]
+    sign_in(browser, live)
+    visit(browser, live, f"cases?grid={grid}&limit=2", "cases")
+    assert one(browser, "#total").get_attribute("data-total") == "3"
+    assert one(browser, '#counts .chip[data-state="reported"]').text.endswith("3")
+    api_first = live.api("GET", "/v1/cases", params={"grid": grid, "limit": 2}).json()
+
+    def shown() -> list[int]:
+        return [int(v) for v in attributes(browser, "#cases tbody tr[data-case]", "data-case")]
+
+    assert shown() == [c["id"] for c in api_first["items"]] == made[:0:-1]
+    one(browser, "#next").click()
+    wait(browser, lambda d: shown() == [made[0]], "second page not shown")
+    assert "cursor=" in browser.current_url and live.keys["console"] not in browser.current_url
+    one(browser, "#prev").click()
+    wait(browser, lambda d: shown() == made[:0:-1], "first page not shown again")
+
+    Select(one(browser, "#filter-event")).select_by_value("overflowing_bin")
+    wait(browser, lambda d: shown() == [made[1]], "class filter not applied")
+    Select(one(browser, "#filter-overdue")).select_by_value("true")
+    overdue = live.api(
+        "GET", "/v1/cases", params={"grid": grid, "event": "overflowing_bin", "overdue": "true"}
+    ).json()
+    wait(browser, lambda d: "overdue=true" in d.current_url and one(d, '#view[data-state="ready"]'))
+    wait(browser, lambda d: shown() == [c["id"] for c in overdue["items"]], "overdue filter not applied")
+
+    visit(browser, live, "cases", "cases")
+    screenshot(browser, "cases")
+
+
+def test_cameras_show_health_and_zones_over_the_last_frame(live: Live, browser: Any, tmp_path: Path) -> None:
+    frame = street_photo(tmp_path / "frame.jpg", 1).read_bytes()
+    live.api(
+        "POST",
+        "/v1/cameras/erqi-huaihe-01/frames",
+        key="report",
+        content=frame,
+        headers={"Content-Type": "image/jpeg", "X-Capture-Time": START.isoformat()},
+    )
+    cameras = {c["id"]: c for c in live.api("GET", "/v1/cameras").json()}
+    sign_in(browser, live)
+    visit(browser, live, "cameras", "cameras")
+    cards = {c.get_attribute("data-camera"): c for c in css(browser, "article.camera")}
+    assert set(cards) == set(cameras)
+    assert cards["erqi-huaihe-01"].get_attribute("data-frames") == "1"
+    wait(browser, lambda d: images_loaded(d, 'img[data-camera="erqi-huaihe-01"]'), "frame not shown")
+    sketch = one(browser, 'svg.zones[data-camera="erqi-ruhe-02"]')  # no frame yet: zones drawn alone
+    assert len(sketch.find_elements("css selector", "polygon")) == len(cameras["erqi-ruhe-02"]["zones"])
+    zone_rows = cards["erqi-huaihe-01"].find_elements("css selector", ".zones-table tbody tr")
+    assert [r.find_element("css selector", "td").text for r in zone_rows] == [
+        z["id"] for z in cameras["erqi-huaihe-01"]["zones"]
+    ]
+    screenshot(browser, "cameras")
+
+
+def test_english_as_the_other_language_and_signing_out(live: Live, browser: Any) -> None:
+    sign_in(browser, live)
+    nav = '#nav a[data-page="cases"]'
+    assert one(browser, nav).text == "案卷"
+    one(browser, "#lang").click()
+    wait(browser, lambda d: one(d, nav).text == "Cases", "language not switched")
+    browser.refresh()
+    one(browser, '#view[data-page="cases"][data-state="ready"]')
+    assert (
+        one(browser, nav).text == "Cases"
+        and browser.execute_script("return document.documentElement.lang") == "en"
+    )
+    assert one(browser, "#cases th").text == "Case number"
+    one(browser, "#lang").click()
+    wait(browser, lambda d: one(d, nav).text == "案卷", "language not switched back")
+
+    one(browser, "#signout").click()
+    one(browser, '#view[data-page="signin"] #key')
+    assert browser.execute_script("return sessionStorage.getItem('streetorder.key')") is None
+
+
+def test_map_draws_tiles_of_a_configured_tile_server_under_the_grids(live: Live, browser: Any) -> None:
+    """The optional background: XYZ tiles from the URL set on the map page (here a local server)."""
+    requested: list[tuple[int, int, int]] = []
+    tile = io.BytesIO()
+    Image.new("RGB", (256, 256), (200, 220, 200)).save(tile, "PNG")
+
+    class Tiles(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            z, x, y = (int(part) for part in self.path.removesuffix(".png").strip("/").split("/"))
+            requested.append((z, x, y))
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.end_headers()
+            self.wfile.write(tile.getvalue())
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Tiles)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        sign_in(browser, live)
+        visit(browser, live, "map", "map")
+        field = one(browser, "#tile-url")
+        field.clear()
+        field.send_keys(f"http://127.0.0.1:{server.server_port}/{{z}}/{{x}}/{{y}}.png")
+        one(browser, "#tile-form button[type=submit]").click()
+        one(browser, "#map.with-tiles g.tiles image")
+        wait(browser, lambda d: len(requested) == len(css(d, "#map g.tiles image")), "tiles not fetched")
+    finally:
+        browser.execute_script("localStorage.removeItem('streetorder.tiles')")
+        server.shutdown()
+    _, lat, lon = GRID_LIFE  # the tile under a grid's centre is among those drawn
+    z = requested[0][0]
+    x = int((lon + 180) / 360 * 2**z)
+    y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * 2**z)
+    assert 15 <= z <= 19 and (z, x, y) in requested and {r[0] for r in requested} == {z}
