@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import supervision as sv
 
-from vision.cameras import Camera, parse_cameras
+from vision.cameras import Camera, CaseSettings, parse_cameras
+from vision.incidents import MAX_INCIDENTS_PER_ZONE, IncidentLedger, Sighting
 from vision.rules import CameraRules, FrameOutcome
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -284,3 +285,18 @@ def test_memory_stays_bounded_with_many_passing_objects() -> None:
     assert run.times("started") == []
     assert len(run.rules.clocks) <= 32
     assert len(run.rules.clocks._by_track) <= len(run.rules.clocks)
+
+
+def test_incidents_per_zone_are_bounded_the_oldest_go_first() -> None:
+    ledger = IncidentLedger("walk", CaseSettings(**CASES), min_dwell_s=0, source="objects")
+    for k in range(3 * MAX_INCIDENTS_PER_ZONE):  # a new thing at a new place every second, never gone long
+        x, y = (k % 20) * 30.0, (k // 20) * 30.0
+        sighting = Sighting(
+            key=k, box=np.array([x, y, x + 20, y + 20]), since=float(k), event="exposed_garbage"
+        )
+        events = ledger.update(float(k), [sighting], active_since=0.0)
+        assert [e.kind for e in events if e.kind == "started"] == ["started"]  # older ones clear meanwhile
+    assert len(ledger.incidents) == MAX_INCIDENTS_PER_ZONE
+    assert sorted(i.key for i in ledger.incidents.values()) == list(
+        range(2 * MAX_INCIDENTS_PER_ZONE, 3 * MAX_INCIDENTS_PER_ZONE)
+    )

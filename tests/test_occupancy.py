@@ -120,6 +120,27 @@ def test_a_stall_becomes_one_case_and_clears_when_removed(scene: Scene) -> None:
     assert 598 + 60 <= cleared <= 600 + 60 + 4
 
 
+@pytest.mark.parametrize(
+    ("schedule", "started"),
+    [
+        (["09:05-22:00"], (300 + 120, 300 + 120 + 4)),  # there since 09:01: the clock counts from 09:05
+        (["07:00-09:02"], None),  # the dwell time would end after the window
+        (["00:00-24:00"], (60 + 120, 60 + 120 + 20)),
+    ],
+)
+def test_occupancy_rule_follows_its_schedule(
+    schedule: list[str], started: tuple[float, float] | None
+) -> None:
+    data = copy.deepcopy(CONFIG)
+    data["rules"]["sidewalk"]["schedule"] = schedule
+    played = play(Scene(500, stall=(60, 500)), parse_cameras(data).get("cam"))  # T0 is 09:00
+    starts = [t for t, kind, _ in played.events if kind == "started"]
+    if started is None:
+        assert starts == []
+    else:
+        assert len(starts) == 1 and started[0] <= starts[0] <= started[1]
+
+
 def test_the_detector_seeing_garbage_there_makes_it_exposed_garbage() -> None:
     played = play(Scene(400, stall=(60, 400), garbage_box=True))
     assert [(k, e) for _, k, e in played.events] == [("started", "exposed_garbage")]
