@@ -319,6 +319,7 @@ def test_case_life_from_sign_in_to_closing_and_the_ranking(live: Live, browser: 
     one(driver, "#key").send_keys("so_000000000000_not-a-key")
     one(driver, "#signin button[type=submit]").click()
     wait(driver, lambda d: "密钥无效" in one(d, "#signin-error").text, "bad key not refused")
+    assert not one(driver, "#nav").is_displayed() and not one(driver, "#signout").is_displayed()
     screenshot(driver, "signin", height=640)
     one(driver, "#key").clear()
     one(driver, "#key").send_keys(live.keys["detect"])  # valid, but may not read cases
@@ -450,6 +451,7 @@ def test_flyer_case_shows_its_boxes_and_the_text_and_phone_numbers_read(live: Li
         "g.drawImage(i, 0, 0); return [c.width, ...g.getImageData(260, 90, 1, 1).data.slice(0, 3)];"
     )
     assert drawn[0] == 640 and drawn[1:] != [245, 245, 245]  # the box's outline is drawn on the corner
+    screenshot(browser, "case-flyer")
 
     # Correct the class with the form's event list: the case becomes an illegal poster.
     live.clock.at = START + timedelta(minutes=3)
@@ -538,6 +540,7 @@ def test_english_as_the_other_language_and_signing_out(live: Live, browser: Any)
     one(browser, "#signout").click()
     one(browser, '#view[data-page="signin"] #key')
     assert browser.execute_script("return sessionStorage.getItem('streetorder.key')") is None
+    assert not one(browser, "#nav").is_displayed()
 
 
 def test_map_draws_tiles_of_a_configured_tile_server_under_the_grids(live: Live, browser: Any) -> None:
