@@ -21,6 +21,7 @@ MODES: dict[str, tuple[str, str]] = {
     "data": ("vision.datacli", "make and manage training data: synth-flyers, ... (streetorder data --help)"),
     "ocr": ("vision.ocr", "read text and phone numbers on flyers (crops or a synthetic set: --bench)"),
     "watch": ("serve.watch", "pull one camera's stream (RTSP/HTTP/file) and turn what stays into cases"),
+    "bench": ("serve.bench", "measure the scan: img/s vs yolo predict, per-stage cost, efficiency, memory"),
 }
 
 

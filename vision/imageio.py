@@ -279,10 +279,10 @@ def exif_for(
 
 
 def _to_dms(degrees: float) -> tuple[float, float, float]:
-    whole = int(degrees)
-    minutes = int((degrees - whole) * 60)
-    seconds = round((degrees - whole - minutes / 60) * 3600, 4)
-    return float(whole), float(minutes), seconds
+    """Whole seconds counted first: 113.6 must give 113 36 0, not 113 35 60 (refused when read)."""
+    whole, rest = divmod(round(degrees * 3600, 4), 3600)
+    minutes, seconds = divmod(rest, 60)
+    return float(whole), float(minutes), round(seconds, 4)
 
 
 def _text(value: Any) -> str:
