@@ -23,7 +23,8 @@ from serve.errors import InvalidInput, NotFound, Unauthorized
 from serve.orm import ApiKey
 from serve.settings import Settings
 
-SCOPES = ("detect", "report", "cases:read", "cases:write", "admin")
+SCOPES = ("detect", "report", "cases:read", "cases:write", "annotate", "evidence:raw", "admin")
+# annotate: Label Studio; evidence:raw: images without faces and plates blurred (serve/redaction.py)
 KEY_PREFIX = "so"
 DEV_SECRET = "streetorder-dev-mode-secret"
 WEAK_SECRETS = {"", "secret", "changeme", "change-me", "streetorder", "password", "dev", DEV_SECRET}

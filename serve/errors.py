@@ -111,6 +111,12 @@ class IdempotencyMismatch(DomainError):
         super().__init__(f"Idempotency-Key '{key}' was already used for a different request")
 
 
+class Unavailable(DomainError):
+    """A part the request needs is not installed (e.g. the privacy filter): withheld, not degraded."""
+
+    status, title = 503, "unavailable"
+
+
 class Busy(DomainError):
     status, title = 503, "busy"
     headers = {"Retry-After": "1"}

@@ -227,8 +227,9 @@ def test_evidence_image_with_boxes_drawn_and_case_listing(service: Service, jpeg
     case_id = report(service)
     photo = after_photo(service, case_id, seed=3, jpeg=jpeg)
     reader = service.auth("cases:read")
-    raw = service.client.get(f"/v1/evidence/{photo}", headers=reader)
+    raw = service.client.get(f"/v1/evidence/{photo}", headers=service.auth("admin"))  # may see evidence:raw
     assert raw.headers["content-type"] == "image/jpeg" and raw.content == jpeg(seed=3)
+    assert service.client.get(f"/v1/evidence/{photo}", headers=reader).headers["X-Privacy"] == "redacted"
     drawn = service.client.get(f"/v1/evidence/{photo}", params={"boxes": "true"}, headers=reader)
     image = cv2.imdecode(np.frombuffer(drawn.content, np.uint8), cv2.IMREAD_COLOR)
     assert image.shape == (240, 320, 3)

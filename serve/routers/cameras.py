@@ -23,6 +23,7 @@ from pydantic import AwareDatetime, Field, TypeAdapter, ValidationError
 from serve.cameras import CameraCollector, CameraHub, FrameResult, LiveCamera, Timings, open_incidents
 from serve.deps import CameraId, DetectorDep, Now, Reader, Reporting, ServiceDep
 from serve.errors import InvalidInput, NotFound, TooLarge, UnsupportedMedia
+from serve.redaction import PRIVACY_HEADER, redact_image, sees_raw
 from serve.routers.detect import analyse, detections_out
 from serve.schemas import DetectionOut, Schema
 from serve.state import Service
@@ -393,15 +394,17 @@ def list_cameras(_: Reader, hub: HubDep) -> list[CameraOut]:
 
 @router.get(
     "/v1/cameras/{camera_id}/frame.jpg",
-    summary="The newest analysed frame with the zones drawn (scope cases:read)",
+    summary="The newest analysed frame with the zones drawn (scope cases:read; faces and plates blurred "
+    "unless evidence:raw)",
     response_class=Response,
     responses={200: {"content": {"image/jpeg": {}}, "description": "the frame"}},
 )
-def last_frame(camera_id: CameraId, _: Reader, hub: HubDep) -> Response:
+def last_frame(camera_id: CameraId, principal: Reader, hub: HubDep, service: ServiceDep) -> Response:
     live = live_camera(hub, camera_id)
     if live.last_frame is None:
         raise NotFound("frame of camera", f"'{camera_id}' (none analysed yet)")
-    image = live.last_frame.copy()
+    raw = sees_raw(principal)
+    image = live.last_frame.copy() if raw else service.gate.run_blocking(redact_image, live.last_frame)
     size = (image.shape[1], image.shape[0])
     for zone in live.camera.zones:
         colour = (0, 200, 255) if zone.rule.detect == "occupancy" else (60, 220, 60)
@@ -411,4 +414,6 @@ def last_frame(camera_id: CameraId, _: Reader, hub: HubDep) -> Response:
     ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
     if not ok:
         raise InvalidInput("frame", "cannot encode the frame")
-    return Response(encoded.tobytes(), media_type="image/jpeg")
+    return Response(
+        encoded.tobytes(), media_type="image/jpeg", headers={PRIVACY_HEADER: "raw" if raw else "redacted"}
+    )

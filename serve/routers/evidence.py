@@ -3,19 +3,25 @@ its boxes drawn on request."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Literal
 
-import cv2
 from fastapi import APIRouter, Form, Query, Response, status
 from pydantic import AwareDatetime
 
 from serve.deps import CaseId, DbSession, EvidenceId, ImageUpload, Now, Reader, ServiceDep, Writer
-from serve.errors import BadImage, NotFound
+from serve.errors import NotFound
 from serve.orm import Case, Evidence
+from serve.redaction import (
+    PRIVACY_HEADER,
+    encode_jpeg,
+    evidence_file,
+    redact_image,
+    redacted_jpeg,
+    sees_raw,
+    write_atomically,
+)
 from serve.routers.cases import evidence_out
 from serve.schemas import EvidenceOut
 from vision.draw import draw_boxes
@@ -30,11 +36,7 @@ def store_image(evidence_dir: Path, data: bytes, sha256: str, image_format: str)
     suffix = ".png" if image_format == "PNG" else ".jpg"
     path = evidence_dir / "uploads" / sha256[:2] / f"{sha256}{suffix}"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(temporary, path)
+        write_atomically(path, data)
     return path
 
 
@@ -78,13 +80,14 @@ def add_evidence(
 
 @router.get(
     "/v1/evidence/{evidence_id}",
-    summary="An evidence image (boxes=true draws the boxes that made it evidence)",
+    summary="An evidence image (boxes=true draws the boxes that made it evidence); faces and plates "
+    "blurred unless the key has scope evidence:raw",
     response_class=Response,
     responses={200: {"content": {"image/jpeg": {}, "image/png": {}}, "description": "the image"}},
 )
 def get_evidence(
     evidence_id: EvidenceId,
-    _: Reader,
+    principal: Reader,
     session: DbSession,
     service: ServiceDep,
     boxes: Annotated[bool, Query(description="draw the evidence boxes with class and score")] = False,
@@ -92,18 +95,20 @@ def get_evidence(
     evidence = session.get(Evidence, evidence_id)
     if evidence is None:
         raise NotFound("evidence", evidence_id)
-    path = Path(evidence.path)
-    if not path.is_file():
-        raise NotFound("image file of evidence", evidence_id)
-    if not boxes:
+    path = evidence_file(service.settings.evidence_dir, evidence.path, evidence.sha256)
+    raw = sees_raw(principal)
+    privacy = {PRIVACY_HEADER: "raw" if raw else "redacted"}
+    if not boxes and raw:
         data = path.read_bytes()
-        return Response(data, media_type=MEDIA_TYPES.get(decode_format(data), "application/octet-stream"))
+        media_type = MEDIA_TYPES.get(decode_format(data), "application/octet-stream")
+        return Response(data, media_type=media_type, headers=privacy)
+    if not boxes:
+        data = service.gate.run_blocking(redacted_jpeg, service.settings.evidence_dir, path, evidence.sha256)
+        return Response(data, media_type="image/jpeg", headers=privacy)
     photo = service.gate.run_blocking(read_photo, path)
-    drawn = draw_boxes(photo.image, list(evidence.boxes), service.domain.rules.taxonomy.names)
-    ok, encoded = cv2.imencode(".jpg", drawn, [cv2.IMWRITE_JPEG_QUALITY, 90])
-    if not ok:
-        raise BadImage(f"evidence {evidence_id}: cannot encode the drawn image")
-    return Response(encoded.tobytes(), media_type="image/jpeg")
+    image = photo.image if raw else service.gate.run_blocking(redact_image, photo.image)
+    drawn = draw_boxes(image, list(evidence.boxes), service.domain.rules.taxonomy.names)
+    return Response(encode_jpeg(drawn), media_type="image/jpeg", headers=privacy)
 
 
 def decode_format(data: bytes) -> str:
