@@ -160,6 +160,31 @@ def test_a_stall_there_from_the_start_leaves_no_ghost_when_taken_away() -> None:
     assert max(played.fractions[120:]) < 0.04  # 40 s after removal the ghost is gone
 
 
+@pytest.mark.parametrize(
+    ("stall", "expected"),
+    [(None, []), ((120, 600), ["started", "cleared"])],
+    ids=["street", "stall"],
+)
+def test_a_new_aspect_ratio_keeps_the_background_and_the_case(
+    stall: tuple[float, float] | None, expected: list[str]
+) -> None:
+    """From 300 s the camera sends 320x240 (the same view, stretched): nothing is learned anew."""
+    scene = Scene(900, stall=stall)
+    rules = CameraRules(make_camera())
+    events = []
+    for step in range(round(scene.seconds * scene.fps)):
+        t = step / scene.fps
+        frame, detections = scene.frame(t)
+        if t >= 300:
+            frame = cv2.resize(frame, (W, 240), interpolation=cv2.INTER_LINEAR)
+            detections.xyxy = detections.xyxy * np.array([1, 240 / H, 1, 240 / H])
+        outcome = rules.process(T0 + timedelta(seconds=t), detections, frame.shape[1::-1], frame)
+        events += [(t, e.kind) for e in outcome.events]
+    assert [kind for _, kind in events] == expected
+    if stall:
+        assert events[1][0] >= 598 + 60  # cleared only once the stall was taken away
+
+
 def test_memory_is_fixed_by_width_and_samples() -> None:
     camera = make_camera(width=160, long_samples=5)
     foreground = StaticForeground(camera.occupancy)

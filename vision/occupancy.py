@@ -191,6 +191,24 @@ class StaticForeground:
         self.light = np.ones(3, dtype=np.float32)
         self._last_sample = self._last_time = self._origin = at
 
+    def _refit(self, size: Size) -> None:
+        """The stream changed its aspect ratio (a D1 sub-stream to the 16:9 main stream, say): the
+        models are stretched to the new working size, as zones are by their normalised coordinates
+        (the same view). Starting over would learn a standing stall into the background and clear
+        its case with a false after-photo."""
+
+        def fit(image: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+            return cv2.resize(image, size, interpolation=interpolation)
+
+        self._reference, self._long, self._short = fit(self._reference), fit(self._long), fit(self._short)
+        self._hold_light = fit(self._hold_light, cv2.INTER_NEAREST)
+        self._samples = np.stack([fit(sample) for sample in self._samples])
+        self._held_since = fit(self._held_since, cv2.INTER_NEAREST)
+        self._held_last = fit(self._held_last, cv2.INTER_NEAREST)
+        self.mask = fit(self.mask.astype(np.uint8), cv2.INTER_NEAREST).astype(bool)
+        self.held = fit(self.held.astype(np.uint8), cv2.INTER_NEAREST).astype(bool)
+        self.size = size
+
     def _ratio(
         self, small: np.ndarray, base: np.ndarray, usable: np.ndarray, previous: np.ndarray
     ) -> np.ndarray:
@@ -284,9 +302,12 @@ class StaticForeground:
         `keep_out`: further boxes not learned into the background (any detection).
         """
         height, width = frame.shape[:2]
-        if self.size is None or working_size((width, height), self.settings.width) != self.size:
+        if self.size is None:
             self._start(frame, at)
             return self.mask
+        size = working_size((width, height), self.settings.width)
+        if size != self.size:
+            self._refit(size)
         self.scale = self.size[0] / width  # same aspect ratio at another resolution: the models still fit
         small = self._prepare(frame)
         ignored = box_mask(ignore, self.scale, self.size)
