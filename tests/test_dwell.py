@@ -285,6 +285,7 @@ def test_memory_stays_bounded_with_many_passing_objects() -> None:
     assert run.times("started") == []
     assert len(run.rules.clocks) <= 32
     assert len(run.rules.clocks._by_track) <= len(run.rules.clocks)
+    assert len(run.rules.tracker) <= 4  # a car every 2 s, lost ones pruned after lost_s (4 s)
 
 
 def test_incidents_per_zone_are_bounded_the_oldest_go_first() -> None:

@@ -47,6 +47,10 @@ class CaptureTimeTracker:
             high_conf_det_threshold=self.settings.high_confidence,
         )
 
+    def __len__(self) -> int:
+        """Tracks held now: lost ones are pruned after `lost_s`, so memory follows what is in view."""
+        return len(self._tracker.tracks)
+
     def reset(self) -> None:
         """Forget every track: after a change of frame size, boxes are no longer comparable."""
         self._tracker = self._new()
