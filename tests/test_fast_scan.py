@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import random
 import threading
@@ -254,3 +255,30 @@ def test_a_list_file_of_paths_and_file_urls_scans_like_the_folder(
     with listed() as session:
         paths = {p.path for p in session.scalars(select(Photo))}
     assert any(path.startswith("file://") for path in paths)
+
+
+def test_bench_photos_are_distinct_located_photos(tmp_path: Path) -> None:
+    """The benchmark's archive: distinct bytes (none skipped as known), real pixels, EXIF that reads back."""
+    from serve.bench import first_photos, prepare_photos
+    from serve.grids import load_grids
+    from serve.settings import get_settings
+    from vision.imageio import read_photo
+
+    folder = prepare_photos(tmp_path, 5, (400, 300))
+    files = sorted(folder.iterdir())
+    assert len({hashlib.sha256(f.read_bytes()).hexdigest() for f in files}) == 5
+    grids = load_grids(get_settings().grids)
+    times = set()
+    for path in files:
+        photo = read_photo(path)
+        assert photo.image.shape == (300, 400, 3) and not photo.meta.warnings
+        assert photo.meta.position is not None and grids.locate(
+            photo.meta.position.lat, photo.meta.position.lon
+        )
+        times.add(photo.meta.taken_at)
+    assert len(times) == 5
+    stamp = files[0].stat().st_mtime_ns
+    assert prepare_photos(tmp_path, 5, (400, 300)) == folder and files[0].stat().st_mtime_ns == stamp  # kept
+    subset = first_photos(folder, 2)
+    assert [p.name for p in sorted(subset.iterdir())] == [p.name for p in files[:2]]
+    assert subset.joinpath(files[0].name).stat().st_ino == files[0].stat().st_ino  # a link, not a copy
