@@ -20,6 +20,7 @@ from serve import errors
 from serve.auth import KeyVerifier, server_secret
 from serve.db import open_database, transaction
 from serve.domain import load_domain
+from serve.limits import BodyLimit
 from serve.orm import AuditEntry
 from serve.routers import (
     cameras,
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         lifespan=lifespan,
     )
     errors.install(app)
+    app.add_middleware(BodyLimit, limit=int(settings.max_upload_mb * 2**20) + FORM_OVERHEAD)  # chunked too
 
     @app.middleware("http")
     async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

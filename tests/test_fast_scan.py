@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import random
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from serve.db import open_database
 from serve.demo import pick_sample_photos
 from serve.orm import Photo
 from serve.scan import Scanner, cli, iter_photos
-from vision.backends import load_detector
+from vision.backends import letterbox, load_detector
 from vision.detector import Detector
 from vision.imageio import decode_photo, exif_for
 from vision.pipeline import DecodeOptions, detect_full, ordered_map, to_full_pixels
@@ -100,6 +101,28 @@ def test_ordered_map_keeps_input_order_and_bounds_what_is_in_flight(workers: int
     assert most <= workers
 
 
+@pytest.mark.parametrize(
+    ("shape", "stride", "padded"),
+    [
+        ((375, 500), None, (320, 320)),  # fixed-shape model: a square
+        ((375, 500), 32, (256, 320)),  # dynamic: 4:3 -> 320x240, padded to 256
+        ((500, 375), 32, (320, 256)),  # portrait
+        ((320, 320), 32, (320, 320)),
+        ((110, 1000), 32, (64, 320)),  # a panorama: 35 px tall, padded to the next multiple, 64
+    ],
+)
+def test_letterbox_to_the_photos_aspect(
+    shape: tuple[int, int], stride: int | None, padded: tuple[int, int]
+) -> None:
+    image = np.full((*shape, 3), 200, np.uint8)
+    out, scale, (left, top) = letterbox(image, 320, stride)
+    assert out.shape[:2] == padded and scale == pytest.approx(320 / max(shape))
+    assert out[padded[0] // 2, padded[1] // 2, 0] == 200 and out[0, 0, 0] in (114, 200)
+    height, width = round(shape[0] * scale), round(shape[1] * scale)
+    assert (padded[1] - width) // 2 <= left <= (padded[1] - width + 1) // 2
+    assert (padded[0] - height) // 2 <= top <= (padded[0] - height + 1) // 2
+
+
 # ------------------------------------------------------------------------- reduced decoding
 
 
@@ -139,6 +162,38 @@ def test_reduced_decode_finds_what_full_decode_finds(
                 assert abs(same.confidence[int(iou.argmax())] - confidence) < 0.2
     assert compared >= 3, "too few confident detections to compare"
     assert matched >= 0.85 * compared, f"{matched} of {compared} confident boxes found again"
+
+
+@pytest.mark.slow
+def test_a_dynamic_export_runs_rectangular_and_finds_what_the_square_one_finds(
+    tmp_path: Path, samples: list[Path], detector: Detector
+) -> None:
+    """`streetorder export --dynamic` of street-v1's weights; 4:3 photos go in as 320x256."""
+    from vision.export import export_model
+    from vision.pipeline import candidates
+
+    folder = tmp_path / "street-v1"
+    folder.mkdir()
+    for name in ("card.yaml", "model.pt", "model.onnx"):
+        shutil.copy2(MODEL.parent / name, folder / name)
+    written = export_model(folder, dynamic=True)
+    assert written == folder / "model.dynamic.onnx"
+    assert (folder / "card.yaml").read_bytes() == (MODEL.parent / "card.yaml").read_bytes()  # no new version
+    assert "onnx-fp32-rect" in [c.label for c in candidates(folder, "fp32", ["onnx"])]
+    rect = load_detector(written, "onnx", threads=1)
+    matched = compared = 0
+    for source in samples[:6]:
+        with Image.open(source) as original:
+            photo = decode_photo(as_jpeg(original.convert("RGB").resize((1280, 960))), reduce_to=320)
+        output, _, _ = rect.raw(photo.image)  # type: ignore[attr-defined]
+        assert output.shape[1] == 40 * 32 + 20 * 16 + 10 * 8  # anchors of a 320x256 input, not 320x320
+        square, found = detect_full(detector, photo), detect_full(rect, photo)
+        for box, confidence, class_id in zip(square.xyxy, square.confidence, square.class_id, strict=True):
+            if confidence >= 0.4:
+                compared += 1
+                same = found[found.class_id == class_id]
+                matched += bool(len(same)) and sv.box_iou_batch(box[None], same.xyxy).max() >= 0.7
+    assert compared >= 3 and matched >= 0.85 * compared, f"{matched} of {compared} confident boxes"
 
 
 def test_reduced_decode_is_not_used_where_it_would_go_below_the_model_size() -> None:

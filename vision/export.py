@@ -34,6 +34,7 @@ from vision.registry import (
 CONFIGS_ROOT = Path(__file__).resolve().parent.parent  # the checkout: configs/datasets/ is under it
 ONNX_OPSET = 17  # ONNX Runtime 1.31 runs it fully on CPU, and its static INT8 quantizer accepts it
 INT8_FILE = "model.int8.onnx"
+DYNAMIC_FILE = "model.dynamic.onnx"  # any input size: the scan letterboxes to the photo's aspect
 PARITY_IMAGES = 16  # validation images on which ONNX output is compared with PyTorch
 OPENVINO_FOLDER = "model_openvino_model"  # the name ultralytics gives the IR folder of model.pt
 
@@ -108,20 +109,32 @@ def _carried_over(folder: Path, previous: dict[str, Any]) -> dict[str, Any]:
     sha = file_sha256(folder / WEIGHTS["ultralytics"])
     if previous.get("weights", {}).get(WEIGHTS["ultralytics"]) == sha:
         return {k: previous[k] for k in ("weights", "metrics", "exports") if k in previous}
-    for stale in (folder / WEIGHTS["onnx"], folder / INT8_FILE):
+    for stale in (folder / WEIGHTS["onnx"], folder / INT8_FILE, folder / DYNAMIC_FILE):
         stale.unlink(missing_ok=True)
     shutil.rmtree(folder / OPENVINO_FOLDER, ignore_errors=True)
     return {"weights": {WEIGHTS["ultralytics"]: sha}}
 
 
-def export_onnx(weights: Path, imgsz: int, opset: int = ONNX_OPSET) -> Path:
-    """YOLO .pt -> .onnx beside it: fixed 1x3ximgszximgsz input, raw head output, slimmed."""
+def export_onnx(weights: Path, imgsz: int, opset: int = ONNX_OPSET, dynamic: bool = False) -> Path:
+    """YOLO .pt -> .onnx beside it: fixed 1x3ximgszximgsz input, raw head output, slimmed.
+
+    `dynamic`: any input height and width instead (model.dynamic.onnx), exported from a copy so
+    that the fixed model.onnx beside it stays as it is.
+    """
     from ultralytics import YOLO
 
-    written = YOLO(str(weights), task="detect").export(
-        format="onnx", imgsz=imgsz, opset=opset, simplify=True, dynamic=False, nms=False, device="cpu"
-    )
-    return Path(written)
+    if not dynamic:
+        written = YOLO(str(weights), task="detect").export(
+            format="onnx", imgsz=imgsz, opset=opset, simplify=True, dynamic=False, nms=False, device="cpu"
+        )
+        return Path(written)
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / weights.name
+        shutil.copy2(weights, copy)
+        written = YOLO(str(copy), task="detect").export(
+            format="onnx", imgsz=imgsz, opset=opset, simplify=True, dynamic=True, nms=False, device="cpu"
+        )
+        return Path(shutil.move(written, weights.with_name(DYNAMIC_FILE)))
 
 
 def export_openvino(weights: Path, imgsz: int) -> Path | None:
@@ -139,11 +152,17 @@ def export_openvino(weights: Path, imgsz: int) -> Path | None:
 
 
 def export_model(
-    folder: Path, fmt: str = "onnx", imgsz: int | None = None, check_images: list[Path] | None = None
+    folder: Path,
+    fmt: str = "onnx",
+    imgsz: int | None = None,
+    check_images: list[Path] | None = None,
+    dynamic: bool = False,
 ) -> Path | None:
     """Export a model folder's model.pt and record the export (and the ONNX sha256) in its card.
 
     An ONNX export is checked against PyTorch on `check_images` (or one noise image) first.
+    A dynamic export is only checked and printed: it is a local speed-up (`streetorder scan` uses
+    it where it is faster), made from the same weights, not another version of the model.
     """
     weights = find_model(folder).weights_for("ultralytics")
     imgsz = imgsz or int(read_card(folder).get("input_size") or 640)
@@ -152,12 +171,14 @@ def export_model(
         if written is not None:
             update_card(folder, exports={"openvino": {"folder": written.name, "imgsz": imgsz}})
         return written
-    written = export_onnx(weights, imgsz)
-    parity = onnx_parity(weights, written, check_images or [])
+    written = export_onnx(weights, imgsz, dynamic=dynamic)
+    parity = onnx_parity(weights, written, check_images or [], imgsz)
     print(
         f"ONNX vs PyTorch on {parity['images']} image(s): max |diff| {parity['max_box_px']:.2e} px "
         f"(boxes), {parity['max_score']:.2e} (scores)"
     )
+    if dynamic:
+        return written
     update_card(
         folder,
         weights={WEIGHTS["onnx"]: file_sha256(written)},
@@ -166,8 +187,9 @@ def export_model(
     return written
 
 
-def onnx_parity(weights: Path, onnx_path: Path, images: list[Path]) -> dict[str, Any]:
-    """Largest difference of the raw head outputs, ONNX Runtime vs PyTorch, on the same inputs."""
+def onnx_parity(weights: Path, onnx_path: Path, images: list[Path], imgsz: int = 640) -> dict[str, Any]:
+    """Largest difference of the raw head outputs, ONNX Runtime vs PyTorch, on the same inputs
+    (at the ONNX file's input size, or `imgsz` square where its input size is dynamic)."""
     import cv2
     import onnxruntime as ort
     import torch
@@ -175,7 +197,7 @@ def onnx_parity(weights: Path, onnx_path: Path, images: list[Path]) -> dict[str,
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     model_input = session.get_inputs()[0]
-    size = int(model_input.shape[2])
+    size = model_input.shape[2] if isinstance(model_input.shape[2], int) else imgsz
     network: Any = YOLO(str(weights), task="detect").model
     network = network.float().eval()
     loaded = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in images]
@@ -310,6 +332,11 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--format", choices=("onnx", "openvino"), default="onnx")
     parser.add_argument("--imgsz", type=int, help="input size (default: the card's input_size)")
     parser.add_argument("--int8", action="store_true", help="also write model.int8.onnx, checked vs FP32")
+    parser.add_argument(
+        "--dynamic",
+        action="store_true",
+        help=f"write {DYNAMIC_FILE} (any input shape: rectangular letterbox)",
+    )
     parser.add_argument("--data", type=Path, help="data.yaml: val images for the ONNX and INT8 checks")
     parser.add_argument("--calibration", type=int, default=100, help="INT8 calibration images")
     parser.add_argument("--limit", type=int, help="check INT8 on at most this many validation images")
@@ -318,6 +345,8 @@ def cli(argv: list[str]) -> int:
         parser.error("--int8 needs --data DATA_YAML: INT8 is only written with a measured check against FP32")
     if args.int8 and args.format != "onnx":
         parser.error("--int8 is made from the ONNX export: use --format onnx")
+    if args.dynamic and (args.format != "onnx" or args.int8):
+        parser.error("--dynamic is an ONNX export of its own: use --format onnx, without --int8")
     try:
         if args.name:
             folder = package(Path(args.model), args.name, status=args.status)
@@ -327,7 +356,7 @@ def cli(argv: list[str]) -> int:
                 parser.error("--model is a bare file: give --name to package it as models/NAME")
             folder = files.folder
         check = split_images(args.data, PARITY_IMAGES) if args.data else []
-        written = export_model(folder, args.format, args.imgsz, check)
+        written = export_model(folder, args.format, args.imgsz, check, dynamic=args.dynamic)
         if written is None:
             return 2
         print(f"exported: {written}")

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import numpy as np
 import supervision as sv
 
-from vision.backends import letterbox, load_detector
+from vision.backends import load_detector
 from vision.detector import Detector
 from vision.imageio import DEFAULT_TIMEZONE, MAX_PIXELS, LoadedPhoto, decode_photo
 from vision.registry import ModelError, find_model
@@ -39,6 +39,7 @@ from vision.registry import ModelError, find_model
 CACHE = Path(os.environ.get("STREETORDER_CACHE", Path.home() / ".cache" / "streetorder"))
 URL_SCHEMES = ("s3://", "gs://", "az://", "abfs://", "http://", "https://", "file://")
 INT8_FILE = "model.int8.onnx"
+DYNAMIC_FILE = "model.dynamic.onnx"  # `streetorder export --dynamic`: letterboxed to the photo's aspect
 MAX_INT8_MAP50_DROP = 0.01  # an INT8 file is only a candidate when its checked mAP50 lost at most this
 RUNTIMES = ("onnx", "openvino")
 
@@ -164,14 +165,18 @@ class Candidate:
 def candidates(
     model: str | Path, precision: str = "auto", runtimes: Iterable[str] = RUNTIMES
 ) -> list[Candidate]:
-    """The runtimes installed here x the model's FP32 file and, where allowed, its checked INT8 file.
+    """The runtimes installed here x the model's FP32 files and, where allowed, its checked INT8 file.
 
     INT8 is offered only when the model card records an accuracy check with a mAP50 loss of at
     most MAX_INT8_MAP50_DROP (`streetorder export --int8` writes it), or when asked for by name.
+    A dynamic-shape export of the same weights beside the fixed one is an FP32 candidate too.
     """
     files = find_model(model)
     fp32 = files.weights_for("onnx")
     weights = [] if precision == "int8" else [(fp32, "fp32")]
+    dynamic = fp32.with_name(DYNAMIC_FILE)
+    if precision != "int8" and dynamic.exists() and fp32 != dynamic:
+        weights.append((dynamic, "fp32-rect"))
     int8 = fp32.with_name(INT8_FILE)
     check = ((files.card.get("exports") or {}).get("int8") or {}).get("check") or {}
     checked = bool(check) and check["map50_fp32"] - check["map50_int8"] <= MAX_INT8_MAP50_DROP
@@ -185,17 +190,16 @@ def candidates(
     return [Candidate(runtime, path, label) for path, label in weights for runtime in installed]
 
 
-def time_candidate(candidate: Candidate, repeats: int = 8, shape: tuple[int, int] = (3000, 4000)) -> float:
-    """Median seconds of one inference on one thread, on a letterboxed photo-shaped noise image."""
+def time_candidate(candidate: Candidate, repeats: int = 8, shape: tuple[int, int] = (375, 500)) -> float:
+    """Median seconds of one detection on one thread, on noise of a reduced 4:3 photo's shape."""
     detector = load_detector(candidate.weights, candidate.runtime, threads=1)
     image = np.random.default_rng(0).integers(0, 255, (*shape, 3), dtype=np.uint8)
-    padded = letterbox(image, detector.input_size)[0]
     for _ in range(2):
-        detector(padded)
+        detector(image)
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        detector(padded)
+        detector(image)
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 
