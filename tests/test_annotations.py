@@ -1,0 +1,540 @@
+"""Imports of annotators' exports (Label Studio JSON / JSON-MIN / YOLO, CVAT YOLO / COCO) into
+versioned datasets, with broken files named by file and line or field; the queue's exports read
+back through the same importers.
+
+Every export here is written by the test in the tool's documented layout, over real images the
+test writes (non-square, so a swapped width and height shows).
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from serve.cli import main
+from vision.annotations import (
+    AnnotationError,
+    Dataset,
+    ImageFinder,
+    Label,
+    QueuedImage,
+    TaskImages,
+    from_coco,
+    from_percent,
+    from_yolo,
+    import_export,
+    inside,
+    read_export,
+    rectangle_control,
+    to_percent,
+    to_yolo,
+    write_labelstudio_tasks,
+    write_yolo_zip,
+)
+from vision.registry import file_sha256
+from vision.taxonomy import load_taxonomy
+
+TAXONOMY = load_taxonomy()
+WIDTH, HEIGHT = 200, 120
+AT = datetime(2025, 10, 1, 9, 0, tzinfo=UTC)
+# two boxes per image in pixels: garbage (left), car (right)
+BOXES = [("garbage", (10.0, 20.0, 70.0, 100.0)), ("car", (110.0, 30.0, 190.0, 90.0))]
+
+
+def write_image(path: Path, seed: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = np.random.default_rng(seed).integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    assert cv2.imwrite(str(path), image)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("xyxy", "size"),
+    [((0, 0, 10, 10), (100, 50)), ((12.5, 3, 99, 49.5), (100, 50)), ((0, 0, 640, 480), (640, 480))],
+)
+def test_coordinates_round_trip_at_the_edges(xyxy: tuple[float, ...], size: tuple[int, int]) -> None:
+    width, height = size
+    percent = to_percent(xyxy, width, height)
+    assert from_percent(
+        percent["x"], percent["y"], percent["width"], percent["height"], width, height
+    ) == pytest.approx(xyxy)
+    cx, cy, w, h = (float(v) for v in to_yolo(xyxy, width, height).split())
+    assert from_yolo(cx, cy, w, h, width, height) == pytest.approx(xyxy, abs=1e-3)
+    x1, y1, x2, y2 = xyxy
+    assert from_coco(x1, y1, x2 - x1, y2 - y1) == pytest.approx(xyxy)
+    assert percent["x"] + percent["width"] <= 100 + 1e-9 and percent["y"] + percent["height"] <= 100 + 1e-9
+
+
+# --- exports, written in each tool's layout ---------------------------------------------------------
+
+
+def ls_region(name: str, xyxy: tuple[float, ...], **value: Any) -> dict[str, Any]:
+    return {
+        "id": f"r-{name}",
+        "type": "rectanglelabels",
+        "from_name": "label",
+        "to_name": "image",
+        "original_width": WIDTH,
+        "original_height": HEIGHT,
+        "image_rotation": 0,
+        "value": {**to_percent(xyxy, WIDTH, HEIGHT), "rotation": 0, "rectanglelabels": [name], **value},
+    }
+
+
+def labelstudio_json(root: Path, regions: list[dict[str, Any]] | None = None) -> tuple[Path, list[Path]]:
+    """An export of 3 tasks: an uploaded image, a local-files image, and one nobody annotated."""
+    upload = write_image(root / "media" / "upload" / "1" / "1a2b3c4d-street.jpg", 1)
+    local = write_image(root / "files" / "photos" / "corner.png", 2)
+    write_image(root / "media" / "upload" / "1" / "9f8e7d6c-unlabelled.jpg", 3)
+    result = regions if regions is not None else [ls_region(n, b) for n, b in BOXES]
+    tasks = [
+        {
+            "id": 11,
+            "data": {"image": "/data/upload/1/1a2b3c4d-street.jpg"},
+            "annotations": [
+                {"id": 1, "result": [], "was_cancelled": True, "updated_at": "2025-09-30T10:00:00Z"},
+                {"id": 2, "result": result, "was_cancelled": False, "updated_at": "2025-09-30T11:00:00Z"},
+            ],
+            "predictions": [],
+        },
+        {
+            "id": 12,
+            "data": {"image": "/data/local-files/?d=photos/corner.png"},
+            "annotations": [{"id": 3, "result": [ls_region("overflowing_bin", (20, 10, 60, 50))]}],
+        },
+        {"id": 13, "data": {"image": "/data/upload/1/9f8e7d6c-unlabelled.jpg"}, "annotations": []},
+    ]
+    path = root / "export.json"
+    path.write_text(json.dumps(tasks, indent=1), encoding="utf-8")
+    return path, [upload, local]
+
+
+def labelstudio_min(root: Path) -> tuple[Path, list[Path]]:
+    image = write_image(root / "media" / "upload" / "2" / "0a0b0c0d-min.jpg", 4)
+    rows = [
+        {
+            "image": "/data/upload/2/0a0b0c0d-min.jpg",
+            "id": 21,
+            "label": [
+                {**ls_region(n, b)["value"], "original_width": WIDTH, "original_height": HEIGHT}
+                for n, b in BOXES
+            ],
+            "annotator": 1,
+            "annotation_id": 7,
+            "created_at": "2025-09-30T10:00:00Z",
+            "updated_at": "2025-09-30T10:00:00Z",
+            "lead_time": 12.5,
+        }
+    ]
+    path = root / "export-min.json"
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    return path, [image]
+
+
+def yolo_lines(names: list[str]) -> str:
+    return "".join(f"{names.index(n)} {to_yolo(b, WIDTH, HEIGHT)}\n" for n, b in BOXES)
+
+
+def cvat_yolo_zip(root: Path, label_text: str | None = None) -> tuple[Path, list[Path]]:
+    """CVAT's Ultralytics YOLO Detection export: data.yaml, train.txt, images/train, labels/train."""
+    names = ["garbage", "automobile", "tree"]
+    image = write_image(root / "src" / "frame_000001.jpg", 5)
+    path = root / "cvat.zip"
+    with zipfile.ZipFile(path, "w") as zipped:
+        zipped.writestr(
+            "data.yaml", yaml.safe_dump({"path": "./", "train": "train.txt", "names": dict(enumerate(names))})
+        )
+        zipped.writestr("train.txt", "images/train/frame_000001.jpg\n")
+        zipped.write(image, "images/train/frame_000001.jpg")
+        text = yolo_lines(["garbage", "car", "tree"]) if label_text is None else label_text
+        zipped.writestr("labels/train/frame_000001.txt", text)
+    return path, [image]
+
+
+def labelstudio_yolo_zip(root: Path) -> tuple[Path, list[Path]]:
+    """Label Studio's YOLO export: classes.txt, notes.json, images/, labels/."""
+    names = ["car", "garbage"]
+    image = write_image(root / "src" / "abcd1234-lsyolo.jpg", 6)
+    path = root / "ls-yolo.zip"
+    with zipfile.ZipFile(path, "w") as zipped:
+        zipped.writestr("classes.txt", "\n".join(names) + "\n")
+        zipped.writestr(
+            "notes.json", json.dumps({"categories": [{"id": i, "name": n} for i, n in enumerate(names)]})
+        )
+        zipped.write(image, "images/abcd1234-lsyolo.jpg")
+        zipped.writestr("labels/abcd1234-lsyolo.txt", yolo_lines(names))
+    return path, [image]
+
+
+def coco_zip(
+    root: Path, bbox_of: Callable[[tuple[float, ...]], list[float]] | None = None
+) -> tuple[Path, list[Path]]:
+    """CVAT's COCO 1.0 export with images: annotations/instances_default.json and images/."""
+    image = write_image(root / "src" / "coco_frame.jpg", 7)
+    bbox_of = bbox_of or (lambda b: [b[0], b[1], b[2] - b[0], b[3] - b[1]])
+    coco = {
+        "licenses": [{"name": "", "id": 0, "url": ""}],
+        "info": {"description": "", "version": ""},
+        "categories": [
+            {"id": 1, "name": "garbage", "supercategory": ""},
+            {"id": 2, "name": "car", "supercategory": ""},
+        ],
+        "images": [{"id": 1, "width": WIDTH, "height": HEIGHT, "file_name": "coco_frame.jpg"}],
+        "annotations": [
+            {
+                "id": i + 1,
+                "image_id": 1,
+                "category_id": 1 + [n for n, _ in BOXES].index(n),
+                "segmentation": [],
+                "area": 1.0,
+                "bbox": bbox_of(b),
+                "iscrowd": 0,
+                "attributes": {"occluded": False, "rotation": 0.0},
+            }
+            for i, (n, b) in enumerate(BOXES)
+        ],
+    }
+    path = root / "coco.zip"
+    with zipfile.ZipFile(path, "w") as zipped:
+        zipped.writestr("annotations/instances_default.json", json.dumps(coco))
+        zipped.write(image, "images/coco_frame.jpg")
+    return path, [image]
+
+
+EXPORTS = {
+    "labelstudio-json": labelstudio_json,
+    "labelstudio-min": labelstudio_min,
+    "cvat-yolo": cvat_yolo_zip,
+    "labelstudio-yolo": labelstudio_yolo_zip,
+    "coco": coco_zip,
+}
+
+
+def finder_for(root: Path) -> ImageFinder:
+    return ImageFinder([root / "media" / "upload"], TaskImages(files_root=root / "files"), root / "store")
+
+
+@pytest.mark.parametrize("kind", list(EXPORTS))
+def test_each_format_lands_in_a_versioned_dataset_in_pixels(kind: str, tmp_path: Path) -> None:
+    export, images = EXPORTS[kind](tmp_path)
+    dataset = Dataset.open("bureau", tmp_path / "datasets")
+    counts, problems = import_export(export, dataset, finder_for(tmp_path), at=AT)
+    assert problems == [] and counts["added"] == len(images)
+    saved = Dataset.open("bureau", tmp_path / "datasets")
+    assert saved.version == 1 and len(saved.versions) == 1 and saved.versions[0]["format"] == kind
+    entry = saved.images[file_sha256(images[0])]  # keyed by content: the same bytes wherever they are
+    assert (entry["width"], entry["height"]) == (WIDTH, HEIGHT)
+    boxes = {name: xyxy for name, *xyxy in entry["labels"]}
+    for name, xyxy in BOXES:
+        assert boxes[name] == pytest.approx(xyxy, abs=0.15)  # exports round to 4-6 digits
+    assert file_sha256(saved.file(entry)) == entry["sha256"]
+    if kind == "cvat-yolo":  # the export's label list says what its annotators could label
+        assert entry["labelled"] == ["garbage", "car"]
+    if kind == "labelstudio-json":
+        assert counts["unlabelled"] == 1  # a task nobody annotated is not a negative
+        second = saved.images[file_sha256(images[1])]
+        assert second["labels"][0][0] == "overflow"  # an alias, read as its taxonomy class
+
+
+def test_archive_images_go_to_the_store_not_the_repository(tmp_path: Path) -> None:
+    export, images = cvat_yolo_zip(tmp_path)
+    dataset = Dataset.open("bureau", tmp_path / "datasets")
+    import_export(export, dataset, finder_for(tmp_path), at=AT)
+    entry = next(iter(dataset.images.values()))
+    stored = dataset.file(entry)
+    assert stored.is_relative_to(tmp_path / "store") and stored.read_bytes() == images[0].read_bytes()
+
+
+def test_reimport_is_unchanged_and_a_correction_is_a_new_version(tmp_path: Path) -> None:
+    export, images = labelstudio_json(tmp_path)
+    finder = finder_for(tmp_path)
+    dataset = Dataset.open("bureau", tmp_path / "datasets")
+    import_export(export, dataset, finder, at=AT)
+    counts, _ = import_export(export, dataset, finder, at=AT)
+    assert counts == {"added": 0, "updated": 0, "unchanged": 2, "unlabelled": 1} and dataset.version == 1
+    corrected, _ = labelstudio_json(tmp_path, [ls_region("garbage", (10, 20, 70, 100))])  # the car was wrong
+    counts, _ = import_export(corrected, dataset, finder, at=AT)
+    assert counts["updated"] == 1 and dataset.version == 2
+    entry = dataset.images[file_sha256(images[0])]
+    assert [label[0] for label in entry["labels"]] == ["garbage"] and entry["version"] == 2
+
+
+BROKEN: list[tuple[str, Callable[[Path], Path], str]] = [
+    (
+        "json syntax",
+        lambda r: _text(r / "bad.json", '[{"data": {"image": "a.jpg"},\n  "annotations": [}]'),
+        "bad.json:2: not valid JSON",
+    ),
+    ("empty export file", lambda r: _text(r / "empty.json", ""), "empty.json: empty file"),
+    (
+        "box outside",
+        lambda r: labelstudio_json(r, [ls_region("car", (150, 30, 230, 90))])[0],
+        "tasks[0] (id 11).annotations[1].result[0]: box (150, 30, 230, 90) is outside the 200x120 image",
+    ),
+    (
+        "unknown label",
+        lambda r: labelstudio_json(r, [ls_region("tree", (10, 10, 50, 50))])[0],
+        "result[0]: label 'tree' is neither a taxonomy class nor an alias",
+    ),
+    (
+        "rotated box",
+        lambda r: labelstudio_json(r, [ls_region("car", (10, 10, 50, 50), rotation=30)])[0],
+        "result[0]: rotated box (30 degrees)",
+    ),
+    (
+        "no number",
+        lambda r: labelstudio_json(r, [ls_region("car", (10, 10, 50, 50), x="12")])[0],
+        "result[0].value.x: expected a number, got '12'",
+    ),
+    (
+        "yolo fields",
+        lambda r: cvat_yolo_zip(r, "0 0.5 0.5 0.2\n")[0],
+        "labels/train/frame_000001.txt:1: expected 'class cx cy w h' (5 fields), got 4",
+    ),
+    (
+        "yolo class id",
+        lambda r: cvat_yolo_zip(r, "0 0.5 0.5 0.2 0.2\n7 0.5 0.5 0.2 0.2\n")[0],
+        "frame_000001.txt:2: class 7 is not in the export's 3 class names",
+    ),
+    (
+        "empty label file",
+        lambda r: cvat_yolo_zip(r, "")[0],
+        "frame_000001.txt: no boxes: not taken as a negative image unless --negatives",
+    ),
+    (
+        "unknown class used",
+        lambda r: cvat_yolo_zip(r, "2 0.5 0.5 0.2 0.2\n")[0],
+        "frame_000001.txt:1: label 'tree' is neither",
+    ),
+    ("coco empty box", lambda r: coco_zip(r, lambda b: [b[0], b[1], 0, 10])[0], "annotations[0]: empty box"),
+    (
+        "coco not numbers",
+        lambda r: coco_zip(r, lambda b: [b[0], "top", 5, 5])[0],
+        "annotations[0].bbox: expected a number, got 'top'",
+    ),
+    (
+        "zip slip",
+        lambda r: _zip(r / "slip.zip", {"../../evil.txt": "x", "classes.txt": "car"}),
+        "'../../evil.txt': leaves the allowed folder",
+    ),
+    (
+        "traversal in a task",
+        lambda r: _task(r, "/data/local-files/?d=../../etc/passwd"),
+        "tasks.json: tasks[0] (id 1): '../../etc/passwd': leaves the allowed folder",
+    ),
+    (
+        "missing image",
+        lambda r: _task(r, "/data/upload/1/deadbeef-gone.jpg"),
+        "'/data/upload/1/deadbeef-gone.jpg': image not found",
+    ),
+    (
+        "corrupt image",
+        lambda r: _task(r, "/data/upload/1/cafebabe-cut.jpg", truncate=True),
+        "cafebabe-cut.jpg",
+    ),
+]
+
+
+def _text(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _zip(path: Path, members: dict[str, str]) -> Path:
+    with zipfile.ZipFile(path, "w") as zipped:
+        for name, text in members.items():
+            zipped.writestr(name, text)
+    return path
+
+
+def _task(root: Path, image: str, truncate: bool = False) -> Path:
+    if truncate:
+        path = write_image(root / "media" / "upload" / "1" / "cafebabe-cut.jpg", 9)
+        path.write_bytes(path.read_bytes()[:300])
+    tasks = [
+        {"id": 1, "data": {"image": image}, "annotations": [{"result": [ls_region("car", (10, 10, 50, 50))]}]}
+    ]
+    return _text(root / "tasks.json", json.dumps(tasks))
+
+
+@pytest.mark.parametrize(("case", "make", "expected"), BROKEN, ids=[b[0] for b in BROKEN])
+def test_broken_exports_are_named_by_file_and_line_or_field_and_change_nothing(
+    case: str, make: Callable[[Path], Path], expected: str, tmp_path: Path
+) -> None:
+    export = make(tmp_path)
+    dataset = Dataset.open("bureau", tmp_path / "datasets")
+    try:
+        _, problems = import_export(export, dataset, finder_for(tmp_path), at=AT)
+        messages = [str(p) for p in problems]
+    except AnnotationError as err:
+        messages = [str(err)]
+    assert any(expected in m for m in messages), messages
+    assert any(export.name in m or "tasks[" in m for m in messages)  # every problem says where
+    assert not (tmp_path / "datasets" / "bureau").exists()  # nothing was written
+
+
+def test_empty_label_file_is_a_negative_only_when_asked(tmp_path: Path) -> None:
+    export, _ = cvat_yolo_zip(tmp_path, "")
+    dataset = Dataset.open("bureau", tmp_path / "datasets")
+    counts, problems = import_export(export, dataset, finder_for(tmp_path), negatives=True, at=AT)
+    assert problems == [] and counts["added"] == 1
+    assert next(iter(dataset.images.values()))["labels"] == []
+
+
+def test_skip_invalid_adds_the_good_images_and_records_the_problems(tmp_path: Path) -> None:
+    export, images = labelstudio_json(tmp_path, [ls_region("tree", (10, 10, 50, 50))])  # task 11 broken
+    dataset = Dataset.open("bureau", tmp_path / "datasets")
+    counts, problems = import_export(export, dataset, finder_for(tmp_path), skip_invalid=True, at=AT)
+    assert counts["added"] == 1 and len(problems) == 1
+    assert list(dataset.images) == [file_sha256(images[1])]
+    assert "tree" in dataset.versions[0]["problems"][0]
+
+
+def test_holdout_images_are_refused(tmp_path: Path) -> None:
+    export, images = labelstudio_json(tmp_path)
+    refused = {file_sha256(images[0]): "in the frozen holdout test-holdout (set/val): never trained on"}
+    dataset = Dataset.open("bureau", tmp_path / "datasets")
+    _, problems = import_export(export, dataset, finder_for(tmp_path), refused=refused, at=AT)
+    assert [p.message for p in problems] == [refused[file_sha256(images[0])]]
+
+
+def test_verify_notices_a_changed_image_and_build_keeps_partial_labels(tmp_path: Path) -> None:
+    export, _ = cvat_yolo_zip(tmp_path)
+    dataset = Dataset.open("bureau", tmp_path / "datasets")
+    import_export(export, dataset, finder_for(tmp_path), at=AT)
+    built = dataset.build(tmp_path / "built")
+    assert len(built) == 1
+    data = yaml.safe_load(built[0][1].read_text())
+    assert data["names"] == ["garbage", "car"]  # only what CVAT's label list held: the rest is masked
+    labels = next((built[0][1].parent / "labels").rglob("*.txt")).read_text().split("\n")
+    assert [line.split()[0] for line in labels if line] == ["0", "1"]
+    assert dataset.verify() == []
+    stored = dataset.file(next(iter(dataset.images.values())))
+    stored.write_bytes(stored.read_bytes()[:-10] + b"0123456789")
+    assert "has changed" in str(dataset.verify()[0])
+
+
+@pytest.mark.parametrize(
+    ("ref", "allowed"),
+    [
+        ("photos/a.jpg", True),
+        ("/photos/a.jpg", True),
+        ("../a.jpg", False),
+        ("photos/../../a.jpg", False),
+        ("a\x00.jpg", False),
+    ],
+)
+def test_paths_never_leave_their_root(ref: str, allowed: bool, tmp_path: Path) -> None:
+    if allowed:
+        assert inside(tmp_path, ref).is_relative_to(tmp_path.resolve())
+    else:
+        with pytest.raises(AnnotationError):
+            inside(tmp_path, ref)
+
+
+def test_a_symlink_out_of_the_files_root_is_refused(tmp_path: Path) -> None:
+    secret = write_image(tmp_path / "outside" / "secret.jpg", 1)
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "link.jpg").symlink_to(secret)
+    with pytest.raises(AnnotationError, match="leaves the allowed folder"):
+        TaskImages(files_root=tmp_path / "files").read("/data/local-files/?d=link.jpg")
+
+
+@pytest.mark.parametrize(
+    ("ref", "reason"),
+    [
+        ("http://example.com/a.jpg", "not enabled"),
+        ("/data/upload/1/a.jpg", "not enabled"),
+        ("file:///etc/passwd", "not enabled"),
+    ],
+)
+def test_task_images_are_fetched_only_from_the_configured_label_studio(
+    ref: str, reason: str, tmp_path: Path
+) -> None:
+    with pytest.raises(AnnotationError, match=reason):
+        TaskImages(files_root=tmp_path).read(ref)
+    with pytest.raises(AnnotationError, match=r"only images from http://ls\.internal:8080"):
+        TaskImages(files_root=tmp_path, base_url="http://ls.internal:8080").read(
+            "http://ls.internal:8080.evil.com/a.jpg"
+        )
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (None, {n: n for n in TAXONOMY.names}),
+        (
+            '<View><Image name="photo" value="$img"/><RectangleLabels name="box" toName="photo">'
+            '<Label value="Garbage"/><Label value="full_bin"/><Label value="tree"/></RectangleLabels></View>',
+            {"garbage": "Garbage", "overflow": "full_bin"},
+        ),
+    ],
+)
+def test_labelling_config_maps_project_labels_to_classes(
+    config: str | None, expected: dict[str, str]
+) -> None:
+    control = rectangle_control(config, TAXONOMY)
+    assert control.labels == expected
+    if config:
+        assert (control.from_name, control.to_name, control.data_key) == ("box", "photo", "img")
+
+
+def test_queue_exports_read_back_through_the_importers(tmp_path: Path) -> None:
+    """What the queue writes (Label Studio tasks, a CVAT YOLO zip) imports back box for box."""
+    image = write_image(tmp_path / "out" / "images" / "q.jpg", 3)
+    labels = tuple(Label(name, xyxy, 0.5) for name, xyxy in BOXES)
+    item = QueuedImage(image, WIDTH, HEIGHT, labels, "street-v1@000000000000", ("uncertain",), 0.4)
+    tasks = write_labelstudio_tasks([item], tmp_path / "out", lambda i: "/data/local-files/?d=images/q.jpg")
+    prediction = json.loads(tasks.read_text())[0]["predictions"][0]
+    assert prediction["model_version"] == "street-v1@000000000000" and prediction["score"] == 0.5
+    # predictions are what an annotator then submits: read them as an annotation
+    submitted = [
+        {
+            "data": {"image": "/data/local-files/?d=images/q.jpg"},
+            "annotations": [{"result": prediction["result"]}],
+        }
+    ]
+    _text(tmp_path / "submitted.json", json.dumps(submitted))
+    zip_path = write_yolo_zip([item], tmp_path / "cvat.zip", TAXONOMY.names, lambda i: i.path.name)
+    finder = ImageFinder([], TaskImages(files_root=tmp_path / "out"), tmp_path / "store")
+    for export in (tmp_path / "submitted.json", zip_path):
+        raw = read_export(export, unpack_to=tmp_path / f"unpacked-{export.stem}")
+        dataset = Dataset.open(export.stem, tmp_path / "datasets")
+        counts, problems = import_export(export, dataset, finder, at=AT)
+        assert problems == [] and counts["added"] == 1, raw.format
+        entry = next(iter(dataset.images.values()))
+        boxes = {name: xyxy for name, *xyxy in entry["labels"]}
+        assert boxes == {n: pytest.approx(list(b), abs=0.1) for n, b in BOXES}
+
+
+def test_cli_import_reports_problems_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    export, _ = labelstudio_json(tmp_path, [ls_region("tree", (10, 10, 50, 50))])
+    argv = [
+        "data",
+        "import",
+        str(export),
+        "--dataset",
+        "bureau",
+        "--images",
+        str(tmp_path / "media" / "upload"),
+        "--files-root",
+        str(tmp_path / "files"),
+        "--datasets-dir",
+        str(tmp_path / "datasets"),
+        "--store",
+        str(tmp_path / "store"),
+        "--no-holdout-check",
+    ]
+    assert main(argv) == 1
+    assert "export.json: tasks[0] (id 11).annotations[1].result[0]: label 'tree'" in capsys.readouterr().err
+    assert main([*argv, "--skip-invalid"]) == 0
+    assert "bureau v1: 1 added" in capsys.readouterr().out
