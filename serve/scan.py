@@ -1,10 +1,14 @@
 """`streetorder scan PATH...`: a patrol-photo archive becomes grid cases, and a report.
 
-One photo at a time, streamed (memory stays flat over any archive): read the bytes, key them by
-sha256, decode safely, detect, apply the patrol rule of the taxonomy, put the findings on their
-unit grid and file them as cases (or as evidence of open duplicates). Each photo is committed
-with its cases in one transaction, so a scan killed at any point and started again resumes where
-it stopped and creates nothing twice; scanning a folder again only picks up new photos.
+Streamed (memory stays flat over any archive): workers, one per core (`Inspector`), read the
+bytes, key them by sha256, skip photos recorded before, decode safely and only as large as the
+model needs, and detect; one writer (`Scanner`) takes their results in input order, applies the
+patrol rule of the taxonomy, puts the findings on their unit grid and files them as cases (or as
+evidence of open duplicates), a batch of photos per transaction. Each photo is committed with its
+cases, so a scan killed at any point and started again resumes where it stopped and creates
+nothing twice, with the cases a one-photo-at-a-time scan makes; scanning a folder again only
+picks up new photos. `--engine ray` moves the workers to Ray Data (serve/scan_ray.py); the fast
+path and its measurements are described in docs/scanning.md.
 
 Photos are never given a made-up position or time: without EXIF GPS (or a sidecar row) a photo is
 `unlocated`, without a capture time `undated`; both are listed in the report with what the model
@@ -178,12 +182,9 @@ class ScanStats:
         return {"cases": self.cases_created, "joined": self.evidence_added, "bad": self.unreadable}
 
     def restore(self, earlier: ScanStats) -> None:
-        for name in fields_of(self):
-            setattr(self, name, getattr(earlier, name))
-
-
-def fields_of(stats: ScanStats) -> list[str]:
-    return [f.name for f in dataclass_fields(stats)]
+        """Back to the counts before a transaction that was rolled back."""
+        for counter in dataclass_fields(self):
+            setattr(self, counter.name, getattr(earlier, counter.name))
 
 
 @dataclass(frozen=True)
@@ -258,7 +259,7 @@ def sidecar_row(sidecar: dict[Path, SidecarRow], source: str) -> SidecarRow | No
 
 @dataclass(frozen=True)
 class Scanner:
-    """What one scan needs; `scan` is its one verb (`scan_photo` on one photo).
+    """What one scan needs; `scan` is its one verb.
 
     Photos are inspected by `workers` threads and recorded by this thread alone, in input order,
     `batch` photos per transaction (or what `batch_seconds` gathered): each photo is committed
@@ -307,10 +308,6 @@ class Scanner:
             self.write(inspect(iter_photos(inputs)), stats, committed)
         stats.seconds = time.perf_counter() - started
         return stats
-
-    def scan_photo(self, path: Path | str, stats: ScanStats) -> str:
-        """Scan one file and commit it with its cases; returns the photo's status."""
-        return self.commit([self.inspector(path)], stats)[0]
 
     def write(
         self, inspections: Iterable[Inspection], stats: ScanStats, committed: Callable[[int], None]
