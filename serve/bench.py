@@ -223,13 +223,18 @@ def child_stages(folder: Path, model: Path, count: int) -> dict[str, Any]:
 
 
 def run_child(*argv: str) -> dict[str, Any]:
-    """One measurement in a fresh process: its own memory peak, no warm caches of the others."""
+    """One measurement in a fresh process: its own memory peak, no warm caches of the others.
+
+    The load average before and after goes with it: other work on the machine lowers every number.
+    """
+    before = os.getloadavg()[0]
     done = subprocess.run(
         [sys.executable, "-m", "serve.bench", *argv], capture_output=True, text=True, cwd=ROOT, check=False
     )
     if done.returncode != 0:
         raise RuntimeError(f"bench {' '.join(argv)} failed:\n{done.stderr[-3000:]}")
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    result = dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    return {**result, "loadavg_1min": [round(before, 2), round(os.getloadavg()[0], 2)]}
 
 
 # ---------------------------------------------------------------------------------------- CLI
