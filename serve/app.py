@@ -22,6 +22,7 @@ from serve.db import open_database, transaction
 from serve.domain import load_domain
 from serve.limits import BodyLimit
 from serve.orm import AuditEntry
+from serve.reload import ModelReloader
 from serve.routers import (
     cameras,
     cases,
@@ -31,6 +32,7 @@ from serve.routers import (
     grids,
     health,
     keys,
+    labelstudio,
     open311,
     reports,
     stats,
@@ -68,6 +70,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         if clock is not None:
             service.clock = clock
         metrics.registry.register(CasesByState(sessions))
+        reloader = ModelReloader(service, settings.model_reload_s)  # before loading: no promotion is missed
         try:
             from vision.backends import load_detector
 
@@ -77,9 +80,11 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
             service.model_error = f"{settings.model}: {err}"
             log.error("model not loaded, detection endpoints answer 503: %s", service.model_error)
         app.state.service = service
+        reloader.start()
         try:
             yield
         finally:
+            reloader.stop()
             sessions.kw["bind"].dispose()
 
     app = FastAPI(
@@ -113,7 +118,20 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
             await anyio.to_thread.run_sync(audit, app.state.service, request, response.status_code)
         return response
 
-    for module in (health, detect, reports, cases, evidence, stats, open311, keys, cameras, grids, console):
+    for module in (
+        health,
+        detect,
+        reports,
+        cases,
+        evidence,
+        stats,
+        open311,
+        keys,
+        cameras,
+        grids,
+        labelstudio,
+        console,
+    ):
         app.include_router(module.router)
     return app
 

@@ -18,7 +18,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STREETORDER_", env_file=".env", extra="ignore")
 
     db_url: str = Field(default="sqlite:///streetorder.db", description="SQLAlchemy URL of the case database")
-    model: str = Field(default="street-v1", description="model name under models/, or a path to weights")
+    model: str = Field(
+        default="current",
+        description="model name under models/, a path to weights, or `current`: the model that "
+        "models/registry.yaml names, followed when it is promoted or rolled back",
+    )
+    model_reload_s: float = Field(default=2.0, description="how often the service looks for a promoted model")
     configs_dir: Path = Field(
         default=ROOT / "configs", description="folder of taxonomy, calendar, grids, cameras"
     )
@@ -38,6 +43,20 @@ class Settings(BaseSettings):
     max_upload_mb: float = Field(default=20.0, description="largest image upload accepted, MiB (413 above)")
     inference_threads: int = Field(default=2, description="images inferred at once; more wait in the queue")
     inference_queue: int = Field(default=16, description="uploads that may wait for inference (then 503)")
+    labelstudio_files_root: Path | None = Field(
+        default=None,
+        description="Label Studio's local-files document root: task images are read only under it",
+    )
+    labelstudio_url: str = Field(
+        default="", description="Label Studio's base URL (task images are fetched from it)"
+    )
+    labelstudio_token: str = Field(default="", description="Label Studio access token to fetch task images")
+    annotations_dir: Path = Field(
+        default=Path("annotations"), description="annotations received by webhook, and queued retraining jobs"
+    )
+    retrain_after: int = Field(
+        default=0, description="queue retraining after this many new annotations (0: only on START_TRAINING)"
+    )
 
 
 @cache

@@ -24,6 +24,7 @@ from serve.cameras import CameraCollector, CameraHub, FrameResult, LiveCamera, T
 from serve.deps import CameraId, DetectorDep, Now, Reader, Reporting, ServiceDep
 from serve.errors import InvalidInput, NotFound, TooLarge, UnsupportedMedia
 from serve.redaction import PRIVACY_HEADER, redact_image, sees_raw
+from serve.reload import FollowingDetector
 from serve.routers.detect import analyse, detections_out
 from serve.schemas import DetectionOut, Schema
 from serve.state import Service
@@ -49,7 +50,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.cameras = hub
     pool = None
     if service.detector is not None:
-        pool = WatchPool(hub, service.detector, service.sessions, service.domain.rules).start()
+        pool = WatchPool(hub, FollowingDetector(service), service.sessions, service.domain.rules).start()
     try:
         yield
     finally:

@@ -1,0 +1,351 @@
+"""The Label Studio ML backend (/labelstudio) over HTTP with the real model, in the request shapes
+Label Studio sends (label_studio/ml/api_connector.py: predict, setup, health, webhook, train).
+
+Percent coordinates are checked against the model run directly on the same photo, a non-square
+one, and the same photo stored sideways with an EXIF orientation (boxes are in the upright photo).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from conftest import Service
+from PIL import Image
+
+from serve.cases import boxes_of
+from vision.annotations import label_config, to_percent
+from vision.imageio import decode_photo, exif_for
+from vision.registry import find_model
+from vision.taxonomy import load_taxonomy
+
+TAXONOMY = load_taxonomy()
+VAL_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "garbage-cn" / "images" / "val"
+PROJECT = "3.1759300000"  # Label Studio sends `<project id>.<created_at timestamp>`
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    """SQLite only: these endpoints store nothing in the case database but the audit log."""
+    return f"sqlite:///{tmp_path / 'cases.db'}"
+
+
+@pytest.fixture
+def service_overrides(tmp_path: Path) -> dict[str, object]:
+    return {
+        "labelstudio_files_root": tmp_path / "files",
+        "annotations_dir": tmp_path / "annotations",
+        "retrain_after": 2,
+    }
+
+
+@pytest.fixture(scope="module")
+def street_rgb() -> np.ndarray:
+    """A real garbage photo cropped to 640x400 (RGB), on which the model finds boxes to draw."""
+    try:
+        find_model("current")
+    except Exception as err:
+        pytest.skip(f"no current model ({err})")
+    if not VAL_IMAGES.is_dir():
+        pytest.skip(f"{VAL_IMAGES} not found (../shared beside the project)")
+    from vision.backends import load_detector
+
+    detector = load_detector("current")
+    for path in sorted(VAL_IMAGES.glob("*.jpg"))[:60]:
+        bgr = cv2.imread(str(path))[100:500, :]  # 640 wide, 400 high
+        if len(expected_boxes(detector(bgr))) >= 2:
+            return np.ascontiguousarray(bgr[:, :, ::-1])
+    pytest.skip("the current model finds fewer than 2 boxes on the first 60 validation photos")
+
+
+def expected_boxes(detections: Any) -> list[Any]:
+    classes = {c.name: c for c in TAXONOMY.classes}
+    return [
+        b
+        for b in boxes_of(detections, TAXONOMY.names)
+        if b.confidence >= classes[b.class_name].min_confidence
+    ]
+
+
+def write_png(rgb: np.ndarray, path: Path, orientation: int = 1) -> Path:
+    """A lossless photo; orientation 6 stores it turned left, to be shown turned right (upright)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(rgb)
+    if orientation == 6:
+        image = image.transpose(Image.Transpose.ROTATE_90)
+    image.save(path, format="PNG", exif=exif_for(orientation=orientation))
+    return path
+
+
+def task(task_id: int, image: str) -> dict[str, Any]:
+    """A task as TaskSimpleSerializer gives it to the backend."""
+    return {
+        "id": task_id,
+        "data": {"image": image},
+        "meta": {},
+        "annotations": [],
+        "predictions": [],
+        "project": 3,
+    }
+
+
+def predict_body(tasks: list[dict[str, Any]], config: str | None = None) -> dict[str, Any]:
+    return {
+        "tasks": tasks,
+        "project": PROJECT,
+        "label_config": config or label_config(TAXONOMY),
+        "params": {"login": None, "password": None, "context": None},
+    }
+
+
+def token(service: Service, scope: str = "annotate") -> dict[str, str]:
+    return {"Authorization": f"Token {service.keys[scope]}"}
+
+
+def test_health_says_up_with_the_model_version(service: Service) -> None:
+    response = service.client.get("/labelstudio/health", headers=token(service))
+    assert response.status_code == 200
+    body = response.json()
+    assert (
+        body["status"] == "UP"
+        and body["model_version"] == service.client.get("/readyz").json()["model_version"]
+    )
+
+
+@pytest.mark.parametrize(("stored", "orientation"), [("photos/street.png", 1), ("photos/sideways.png", 6)])
+def test_predict_gives_percent_boxes_of_the_upright_photo(
+    service: Service, street_rgb: np.ndarray, tmp_path: Path, stored: str, orientation: int
+) -> None:
+    from vision.backends import load_detector
+
+    path = write_png(street_rgb, tmp_path / "files" / stored, orientation)
+    response = service.client.post(
+        "/labelstudio/predict",
+        json=predict_body([task(7, f"/data/local-files/?d={stored}")]),
+        headers=token(service),
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    [prediction] = body["results"]
+    upright = decode_photo(path.read_bytes())
+    height, width = upright.image.shape[:2]
+    assert (width, height) == (640, 400)  # the sideways file is 400 x 640 on disk
+    expected = expected_boxes(load_detector("current")(upright.image))
+    assert prediction["model_version"] == body["model_version"] and body["model_version"].startswith(
+        find_model("current").name + "@"
+    )
+    assert len(prediction["result"]) == len(expected) >= 2
+    for region, box in zip(prediction["result"], expected, strict=True):
+        assert region["type"] == "rectanglelabels" and (region["from_name"], region["to_name"]) == (
+            "label",
+            "image",
+        )
+        assert (region["original_width"], region["original_height"]) == (640, 400)
+        assert region["value"]["rectanglelabels"] == [box.class_name]
+        percent = to_percent(box.xyxy, width, height)
+        assert [region["value"][k] for k in ("x", "y", "width", "height")] == pytest.approx(
+            [percent[k] for k in ("x", "y", "width", "height")], abs=2e-3
+        )
+        assert region["score"] == pytest.approx(box.confidence, abs=1e-4)
+    assert prediction["score"] == pytest.approx(np.mean([b.confidence for b in expected]), abs=1e-3)
+
+
+def test_predict_answers_in_the_projects_own_label_names(
+    service: Service, street_rgb: np.ndarray, tmp_path: Path
+) -> None:
+    write_png(street_rgb, tmp_path / "files" / "a.png")
+    config = (
+        '<View><Image name="photo" value="$picture" zoom="true"/>'
+        '<RectangleLabels name="objects" toName="photo"><Label value="Trash"/><Label value="Tree"/>'
+        "</RectangleLabels></View>"
+    )
+    tasks = [
+        {"id": 1, "data": {"picture": "a.png"}},
+        {"id": 2, "data": {"picture": "/data/local-files/?d=blank.png"}},
+    ]
+    write_png(np.full((64, 96, 3), 90, np.uint8), tmp_path / "files" / "blank.png")
+    response = service.client.post(
+        "/labelstudio/predict", json=predict_body(tasks, config), headers=token(service)
+    )
+    assert response.status_code == 200, response.text
+    first, blank = response.json()["results"]  # one per task, in order
+    labels = {region["value"]["rectanglelabels"][0] for region in first["result"]}
+    assert (
+        labels <= {"Trash"} and labels
+    )  # garbage is `Trash` here (an alias); other classes are not asked for
+    assert {(r["from_name"], r["to_name"]) for r in first["result"]} == {("objects", "photo")}
+    assert blank["result"] == [] and blank["score"] == 0.0
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        (lambda k: {"Authorization": f"Token {k['annotate']}"}, 200),
+        (lambda k: {"Authorization": f"Bearer {k['annotate']}"}, 200),
+        (lambda k: {"Authorization": basic("labelstudio", k["annotate"])}, 200),  # the ML-backend connection
+        (lambda k: {"X-API-Key": k["annotate"]}, 200),
+        (lambda k: {"Authorization": f"Token {k['admin']}"}, 200),
+        (lambda k: {}, 401),
+        (lambda k: {"Authorization": "Token so_000000000000_wrong"}, 401),
+        (lambda k: {"Authorization": basic("labelstudio", "not-a-key")}, 401),
+        (lambda k: {"Authorization": f"Token {k['detect']}"}, 403),
+    ],
+)
+def test_every_call_needs_a_key_with_the_annotate_scope(service: Service, headers: Any, status: int) -> None:
+    body = {
+        "project": PROJECT,
+        "schema": label_config(TAXONOMY),
+        "hostname": "http://ls:8080",
+        "access_token": "x",
+    }
+    response = service.client.post("/labelstudio/setup", json=body, headers=headers(service.keys))
+    assert response.status_code == status, response.text
+    if status == 200:
+        assert response.json() == {
+            "model_version": service.client.get("/labelstudio/health", headers=token(service)).json()[
+                "model_version"
+            ]
+        }
+
+
+@pytest.mark.parametrize(
+    ("image", "detail"),
+    [
+        ("/data/local-files/?d=../secret.png", "leaves the allowed folder"),
+        ("/data/local-files/?d=photos/../../secret.png", "leaves the allowed folder"),
+        ("../secret.png", "leaves the allowed folder"),
+        ("/etc/passwd", "no such file under the files root"),  # read under the root, never from /
+        ("http://169.254.169.254/latest/meta-data", "fetching task images is not enabled"),
+        ("/data/upload/3/abc.jpg", "fetching task images is not enabled"),
+        ("/data/local-files/?d=missing.png", "no such file under the files root"),
+    ],
+)
+def test_task_images_outside_the_allowed_places_are_refused(
+    service: Service, tmp_path: Path, image: str, detail: str
+) -> None:
+    write_png(np.zeros((8, 8, 3), np.uint8), tmp_path / "secret.png")
+    (tmp_path / "files").mkdir(exist_ok=True)
+    response = service.client.post(
+        "/labelstudio/predict", json=predict_body([task(5, image)]), headers=token(service)
+    )
+    assert response.status_code == 422
+    assert (
+        response.json()["detail"].startswith("tasks[0] (id 5).data") and detail in response.json()["detail"]
+    )
+
+
+def test_setup_refuses_a_config_without_a_known_box_label(service: Service) -> None:
+    config = (
+        '<View><Image name="image" value="$image"/>'
+        '<Choices name="c" toName="image"><Choice value="x"/></Choices></View>'
+    )
+    response = service.client.post(
+        "/labelstudio/setup", json={"project": PROJECT, "schema": config}, headers=token(service)
+    )
+    assert response.status_code == 422 and "RectangleLabels" in response.json()["detail"]
+
+
+def annotation_event(action: str, task_id: int, annotation_id: int) -> dict[str, Any]:
+    """A Label Studio webhook payload (send_payload on)."""
+    return {
+        "action": action,
+        "project": {"id": 3, "title": "street", "label_config": label_config(TAXONOMY)},
+        "task": {
+            "id": task_id,
+            "data": {"image": f"/data/local-files/?d=photos/{task_id}.jpg"},
+            "project": 3,
+        },
+        "annotation": {
+            "id": annotation_id,
+            "result": [
+                {
+                    "id": "a1",
+                    "type": "rectanglelabels",
+                    "from_name": "label",
+                    "to_name": "image",
+                    "original_width": 640,
+                    "original_height": 400,
+                    "value": {
+                        "x": 10,
+                        "y": 20,
+                        "width": 30,
+                        "height": 40,
+                        "rotation": 0,
+                        "rectanglelabels": ["garbage"],
+                    },
+                }
+            ],
+            "was_cancelled": False,
+            "task": task_id,
+        },
+    }
+
+
+def test_webhooks_keep_annotations_and_queue_one_retraining_job(service: Service, tmp_path: Path) -> None:
+    post = lambda body: service.client.post("/labelstudio/webhook", json=body, headers=token(service))  # noqa: E731
+    first = post(annotation_event("ANNOTATION_CREATED", 1, 10))
+    assert first.status_code == 201 and first.json() == {
+        "status": "ok",
+        "pending_annotations": 1,
+        "job": None,
+    }
+    assert post(annotation_event("ANNOTATION_UPDATED", 1, 10)).json()["pending_annotations"] == 1  # same task
+    second = post(annotation_event("ANNOTATION_CREATED", 2, 11)).json()
+    assert second["pending_annotations"] == 2 and second["job"]  # retrain_after = 2
+    deleted = post(annotation_event("ANNOTATION_DELETED", 2, 11)).json()
+    assert deleted["pending_annotations"] == 1
+    training = post({"action": "START_TRAINING", "project": {"id": 3}}).json()
+    assert training["job"] == second["job"]  # one queued job is enough; the reason is added to it
+    unknown = post({"action": "PROJECT_UPDATED", "project": {"id": 3}})
+    assert unknown.status_code == 200 and unknown.json()["status"] == "Unknown event"
+    [job] = list((tmp_path / "annotations" / "jobs").glob("*.queued.json"))
+    body = json.loads(job.read_text())
+    assert len(body["reasons"]) == 2 and "START_TRAINING" in body["reasons"][1]
+    [kept] = list((tmp_path / "annotations" / "inbox").glob("*.json"))
+    kept_task = json.loads(kept.read_text())
+    assert kept_task["id"] == 1 and kept_task["annotations"][0]["result"][0]["value"]["rectanglelabels"] == [
+        "garbage"
+    ]
+    assert post({"action": "START_TRAINING"}).status_code == 201
+    assert service.client.post("/labelstudio/webhook", json={"action": "START_TRAINING"}).status_code == 401
+
+
+def test_train_request_of_older_label_studio_queues_a_job(service: Service, tmp_path: Path) -> None:
+    event = annotation_event("ANNOTATION_CREATED", 4, 40)
+    body = {
+        "annotations": [{**event["task"], "annotations": [event["annotation"]], "predictions": []}],
+        "project": PROJECT,
+        "label_config": label_config(TAXONOMY),
+        "params": {"login": None, "password": None},
+    }
+    response = service.client.post("/labelstudio/train", json=body, headers=token(service))
+    assert response.status_code == 201 and response.json()["job"]
+    assert len(list((tmp_path / "annotations" / "inbox").glob("*.json"))) == 1
+
+
+def test_versions_lists_the_loaded_model(service: Service) -> None:
+    response = service.client.get("/labelstudio/versions", headers=token(service))
+    assert response.json() == {
+        "versions": [
+            service.client.get("/labelstudio/health", headers=token(service)).json()["model_version"]
+        ]
+    }
+
+
+def test_png_exif_orientation_is_what_the_loader_applies() -> None:
+    """The sideways test photo above relies on this: PNG eXIf orientation 6 is turned upright."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 20)).transpose(Image.Transpose.ROTATE_90).save(
+        buffer, format="PNG", exif=exif_for(orientation=6)
+    )
+    assert decode_photo(buffer.getvalue()).image.shape[:2] == (20, 40)
