@@ -353,6 +353,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--now", action="store_true", help="retrain now without a queued job (inbox not imported)"
     )
     parser.add_argument("--annotations-dir", type=Path, help="default: the service's annotations_dir setting")
+    parser.add_argument("--files-root", type=Path, help="default: the labelstudio_files_root setting")
     parser.add_argument("--datasets-dir", type=Path, help="default: datasets/ of the checkout")
     parser.add_argument(
         "--work-dir", type=Path, help="built datasets and mixes (default: ~/.cache/streetorder/retrain)"
@@ -387,7 +388,8 @@ def run_cli(args: argparse.Namespace, registry: Any, policy: Any) -> int:
         result = retrain(registry, policy, options, at)
         print(json.dumps(result, ensure_ascii=False))
         return 0 if result["promoted"] else 1
-    tasks = TaskImages(settings.labelstudio_files_root, settings.labelstudio_url, settings.labelstudio_token)
+    files_root = args.files_root or settings.labelstudio_files_root
+    tasks = TaskImages(files_root, settings.labelstudio_url, settings.labelstudio_token)
     finder = ImageFinder([], tasks)
     done = 0
     for job in list_jobs(annotations_dir, "queued"):

@@ -1,0 +1,312 @@
+"""Promotion on a frozen holdout, the registry's history, rollback, and the retraining job.
+
+The rule is a pure function checked on a table; the promotions below run real evaluations of
+real models: the shipped street-v1 against its own INT8 export (not worse: promoted) and against
+a model trained for one epoch on synthetic rectangles (worse: refused, nothing changes).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from synthetic import SOURCES, draw, random_boxes, tiny_model, write_mix, write_set
+
+from serve.cli import main
+from vision.annotations import Dataset, to_percent
+from vision.promote import (
+    HoldoutSet,
+    Policy,
+    PromotionError,
+    Registry,
+    check_holdout,
+    decide,
+    holdout_digest,
+    load_policy,
+    promote,
+    rollback,
+)
+from vision.registry import find_model, read_card
+from vision.retrain import list_jobs, queue_job, record_annotation
+
+AT = datetime(2025, 10, 2, 9, 0, tzinfo=UTC)
+GARBAGE_VAL = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "garbage-cn"
+
+
+def policy(**changes: Any) -> Policy:
+    base = Policy(
+        metric="ap50",
+        default_tolerance=0.02,
+        tolerances={"truck": 0.1},
+        min_instances=5,
+        holdout_name="h",
+        holdout=(HoldoutSet("set", Path("data.yaml"), "val"),),
+        holdout_sha256=None,
+    )
+    return Policy(**{**base.__dict__, **changes})
+
+
+def scores(**classes: tuple[float | None, int]) -> dict[str, dict[str, dict[str, Any]]]:
+    return {"set": {name: {"value": value, "instances": count} for name, (value, count) in classes.items()}}
+
+
+@pytest.mark.parametrize(
+    ("candidate", "current", "promoted", "failed"),
+    [
+        (scores(car=(0.50, 50)), scores(car=(0.50, 50)), True, []),  # equal is not worse
+        (scores(car=(0.49, 50)), scores(car=(0.50, 50)), True, []),  # within 0.02
+        (scores(car=(0.47, 50)), scores(car=(0.50, 50)), False, ["car"]),
+        (
+            scores(car=(0.90, 50), bus=(0.10, 20)),
+            scores(car=(0.50, 50), bus=(0.30, 20)),
+            False,
+            ["bus"],
+        ),  # no averaging
+        (scores(truck=(0.45, 30)), scores(truck=(0.50, 30)), True, []),  # its own tolerance, 0.1
+        (scores(car=(0.10, 3)), scores(car=(0.90, 3)), True, []),  # 3 instances: reported, not judged
+        (scores(), scores(car=(0.30, 50)), False, ["car"]),  # no score at all counts as 0
+        (scores(car=(0.20, 50)), scores(car=(None, 0)), True, []),  # nothing to compare with
+    ],
+)
+def test_not_worse_on_any_judged_class_beyond_its_tolerance(
+    candidate: Any, current: Any, promoted: bool, failed: list[str]
+) -> None:
+    decision = decide(candidate, current, policy())
+    assert decision.promote is promoted
+    assert [f["class"] for f in decision.failed] == failed
+    assert all(f["candidate"] < f["current"] - f["tolerance"] for f in decision.failed)
+
+
+# --- real models on a small frozen holdout --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def holdout_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A holdout of 12 garbage-cn validation photos (symlinked, labels copied), frozen in a config."""
+    if not (GARBAGE_VAL / "images" / "val").is_dir():
+        pytest.skip(f"{GARBAGE_VAL} not found (../shared beside the project)")
+    root = tmp_path_factory.mktemp("holdout")
+    for image in sorted((GARBAGE_VAL / "images" / "val").glob("*.jpg"))[:12]:
+        (root / "images" / "val").mkdir(parents=True, exist_ok=True)
+        (root / "labels" / "val").mkdir(parents=True, exist_ok=True)
+        (root / "images" / "val" / image.name).symlink_to(image)
+        label = GARBAGE_VAL / "labels" / "val" / f"{image.stem}.txt"
+        shutil.copy(label, root / "labels" / "val" / label.name)
+    shutil.copy(GARBAGE_VAL / "data.yaml", root / "data.yaml")
+    text = (GARBAGE_VAL / "data.yaml").read_text()
+    (root / "data.yaml").write_text(text.replace("train: images/train", "train: images/val"))
+    config = root / "promotion.yaml"
+    spec = {
+        "metric": "ap50",
+        "tolerance": {"default": 0.02},
+        "min_instances": 3,
+        "holdout": {
+            "name": "garbage-12",
+            "sets": [{"name": "garbage-cn", "data": "data.yaml", "split": "val"}],
+        },
+    }
+    config.write_text(yaml.safe_dump(spec))
+    digest, images = holdout_digest(load_policy(config))
+    assert len(images) == 12
+    spec["holdout"]["sha256"] = digest
+    config.write_text(yaml.safe_dump(spec))
+    return config
+
+
+@pytest.fixture
+def models(tmp_path: Path) -> Path:
+    """street-v1 (current) and street-v1-int8 (its INT8 weights as a model of their own)."""
+    try:
+        shipped = find_model("street-v1").folder
+    except Exception as err:
+        pytest.skip(f"models/street-v1 is not installed ({err})")
+    assert shipped is not None
+    folder = tmp_path / "models"
+    for name, weights in (("street-v1", "model.onnx"), ("street-v1-int8", "model.int8.onnx")):
+        (folder / name).mkdir(parents=True)
+        card = {
+            k: v for k, v in yaml.safe_load((shipped / "card.yaml").read_text()).items() if k != "holdout"
+        }
+        (folder / name / "card.yaml").write_text(yaml.safe_dump(card))
+        shutil.copy(shipped / weights, folder / name / "model.onnx")
+    Registry(folder).record(
+        {"at": AT.isoformat(), "action": "initial", "model": "street-v1"}, current="street-v1"
+    )
+    return folder
+
+
+def test_a_model_not_worse_on_the_holdout_is_promoted_and_can_be_rolled_back(
+    models: Path, holdout_config: Path
+) -> None:
+    registry = Registry(models)
+    lenient = replace(load_policy(holdout_config), default_tolerance=0.1)  # INT8 moves AP on 12 photos
+    decision = promote("street-v1-int8", registry=registry, policy=lenient, at=AT)
+    assert decision.promote and decision.judged >= 2, decision.reason
+    assert registry.current == "street-v1-int8"
+    entry = registry.read()["history"][-1]
+    assert entry["action"] == "promote" and entry["previous"] == "street-v1"
+    assert set(entry["scores"]["candidate"]["garbage-cn"]) == {"garbage", "garbage_bin", "overflow"}
+    assert entry["holdout"] == {
+        "name": "garbage-12",
+        "sha256": load_policy(holdout_config).holdout_sha256,
+        "metric": "ap50",
+    }
+    card = read_card(models / "street-v1-int8")
+    assert card["promotion"]["action"] == "promote" and card["promotion"]["scores"] == entry["scores"]
+    # the current model's scores were cached in its card under the holdout's digest
+    assert (
+        read_card(models / "street-v1")["holdout"][entry["holdout"]["sha256"]]["scores"]
+        == entry["scores"]["current"]
+    )
+    assert rollback(registry=registry, at=AT, reason="test") == "street-v1"
+    assert registry.current == "street-v1" and registry.read()["history"][-1]["action"] == "rollback"
+    with pytest.raises(PromotionError, match="already the current model"):
+        promote("street-v1", registry=registry, policy=load_policy(holdout_config), at=AT)
+
+
+def test_a_changed_holdout_stops_promotion(models: Path, holdout_config: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "holdout"
+    shutil.copytree(holdout_config.parent, copy, symlinks=True)
+    label = sorted((copy / "labels" / "val").glob("*.txt"))[0]
+    label.write_text(label.read_text() + "0 0.5 0.5 0.1 0.1\n")  # one box more in one label file
+    with pytest.raises(PromotionError, match="the holdout changed"):
+        check_holdout(load_policy(copy / "promotion.yaml"))
+    spec = yaml.safe_load((copy / "promotion.yaml").read_text())
+    spec["holdout"]["sha256"] = None
+    (copy / "promotion.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(PromotionError, match=r"freeze the holdout by setting it to [0-9a-f]{64}"):
+        promote(
+            "street-v1-int8", registry=Registry(models), policy=load_policy(copy / "promotion.yaml"), at=AT
+        )
+    assert Registry(models).current == "street-v1"
+
+
+@pytest.mark.slow
+def test_a_worse_model_is_refused_with_both_scores_recorded(models: Path, holdout_config: Path) -> None:
+    """A model trained one epoch on synthetic rectangles against the shipped one, both really evaluated."""
+    tiny_model(models)  # models/tiny: model.pt, model.onnx, card.yaml
+    argv = ["models", "--models-dir", str(models), "--config", str(holdout_config)]
+    assert main([*argv, "promote", "tiny"]) == 1
+    registry = Registry(models)
+    assert registry.current == "street-v1"
+    entry = registry.read()["history"][-1]
+    assert entry["action"] == "refuse" and entry["model"] == "tiny" and entry["failed"]
+    failed = {f["class"] for f in entry["failed"]}
+    current = entry["scores"]["current"]["garbage-cn"]
+    assert failed == {
+        c for c, s in current.items() if s["value"] and s["instances"] >= 3 and s["value"] > 0.02
+    }
+    card = read_card(models / "tiny")["promotion"]
+    assert (
+        card["action"] == "refuse" and card["scores"] == entry["scores"] and card["previous"] == "street-v1"
+    )
+    assert main([*argv, "promote", "tiny", "--force", "the bureau asked for it"]) == 0
+    assert (
+        registry.current == "tiny" and registry.read()["history"][-1]["reason"] == "the bureau asked for it"
+    )
+    assert main([*argv, "rollback"]) == 0 and registry.current == "street-v1"
+
+
+# --- the retraining job -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_queued_job_imports_annotations_retrains_from_the_current_model_and_decides(tmp_path: Path) -> None:
+    """Webhook inbox -> job -> dataset version -> 1 epoch from the current (tiny) model -> judged on
+    a frozen synthetic holdout -> card and history; the decision agrees with the recorded scores."""
+    models = tmp_path / "models"
+    tiny_model(models)
+    Registry(models).record({"at": AT.isoformat(), "action": "initial", "model": "tiny"}, current="tiny")
+    mix = write_mix(tmp_path / "base", size=64, train=4, val=1)
+    holdout = write_set(
+        tmp_path / "holdout",
+        SOURCES["bins"]["names"],
+        {"val": [random_boxes(np.random.default_rng(5), 64, ["garbage", "overflow"], 2) for _ in range(4)]},
+        64,
+    )
+    config = tmp_path / "promotion.yaml"
+    spec: dict[str, Any] = {
+        "metric": "ap50",
+        "tolerance": {"default": 0.05},
+        "min_instances": 1,
+        "holdout": {"name": "synthetic", "sets": [{"data": str(holdout), "split": "val"}]},
+        "retrain": {
+            "base_mix": str(mix),
+            "datasets": ["bureau"],
+            "epochs": 1,
+            "batch": 4,
+            "workers": 0,
+            "imgsz": 64,
+        },
+    }
+    config.write_text(yaml.safe_dump(spec))
+    spec["holdout"]["sha256"] = holdout_digest(load_policy(config))[0]
+    config.write_text(yaml.safe_dump(spec))
+    annotations = tmp_path / "annotations"
+    rng = np.random.default_rng(7)
+    for task_id in range(6):  # what Label Studio's webhook left in the inbox
+        boxes = random_boxes(rng, 64, ["garbage", "car"], 2)
+        path = tmp_path / "files" / f"{task_id}.png"
+        path.parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(path), draw(64, boxes, seed=100 + task_id))
+        result = [
+            {
+                "type": "rectanglelabels",
+                "from_name": "label",
+                "to_name": "image",
+                "original_width": 64,
+                "original_height": 64,
+                "value": {**to_percent(b.xyxy, 64, 64), "rotation": 0, "rectanglelabels": [b.name]},
+            }
+            for b in boxes
+        ]
+        record_annotation(
+            annotations,
+            3,
+            {"id": task_id, "data": {"image": f"/data/local-files/?d={task_id}.png"}},
+            {"id": 50 + task_id, "result": result},
+        )
+    queue_job(annotations, "START_TRAINING from Label Studio project 3", AT, project=3)
+    code = main(
+        [
+            "models",
+            "--models-dir",
+            str(models),
+            "--config",
+            str(config),
+            "retrain",
+            "--annotations-dir",
+            str(annotations),
+            "--files-root",
+            str(tmp_path / "files"),
+            "--datasets-dir",
+            str(tmp_path / "datasets"),
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+        ]
+    )
+    assert code == 0
+    [job] = list_jobs(annotations)
+    assert job.state == "done", job.body.get("error")
+    assert job.body["imported"]["added"] == 6 and job.body["model"] == "tiny-r1"
+    assert not list((annotations / "inbox").glob("*.json"))  # consumed: moved to done/<job>/
+    dataset = Dataset.open("bureau", tmp_path / "datasets")
+    assert dataset.version == 1 and len(dataset.images) == 6
+    card = read_card(models / "tiny-r1")
+    assert card["retrained_from"]["model"] == "tiny" and card["retrained_from"]["datasets"] == {"bureau": 1}
+    assert (models / "tiny-r1" / "model.onnx").exists()
+    entry = Registry(models).read()["history"][-1]
+    assert entry["model"] == "tiny-r1" and entry["previous"] == "tiny"
+    judged = decide(entry["scores"]["candidate"], entry["scores"]["current"], load_policy(config))
+    assert entry["action"] == ("promote" if judged.promote else "refuse") == card["promotion"]["action"]
+    assert Registry(models).current == ("tiny-r1" if judged.promote else "tiny")
+    assert job.body["promoted"] is judged.promote
