@@ -332,6 +332,10 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def cli(argv: list[str]) -> int:
+    if argv[:1] == ["load"]:  # the service under concurrent clients: serve/bench_load.py
+        from serve.bench_load import cli as load_cli
+
+        return load_cli(argv[1:])
     if argv[:1] in (["_scan"], ["_yolo"], ["_stages"]):  # the child processes
         what, folder, *rest = argv
         if what == "_scan":
@@ -343,7 +347,7 @@ def cli(argv: list[str]) -> int:
         print(json.dumps(result))
         return 0
     p = argparse.ArgumentParser(prog="streetorder bench", description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=("scan",), help="what to measure")
+    p.add_argument("what", choices=("scan", "load"), help="what to measure (load: see bench load --help)")
     p.add_argument("--images", type=int, default=100, help="photos in the measured folder (10x for memory)")
     p.add_argument("--size", default="4000x3000", help="photo size WxH (real photos upscaled to it)")
     p.add_argument("--workers", type=int, help="scan workers (default: one per core)")

@@ -164,7 +164,10 @@ def parse_calendar(data: Any, source: str = "<memory>") -> WorkCalendar:
     except (ZoneInfoNotFoundError, ValueError) as err:
         raise CalendarError(f"{source}: timezone: unknown timezone {data.get('timezone')!r}") from err
     periods = _periods(data.get("working_hours", [["08:00", "12:00"], ["14:00", "18:00"]]), source)
-    weekend = frozenset(_weekday(d, f"{source}: weekend") for d in data.get("weekend", ["sat", "sun"]))
+    weekend_days = data.get("weekend", ["sat", "sun"])
+    if not isinstance(weekend_days, list):
+        raise CalendarError(f"{source}: weekend: a list of weekdays expected, got {weekend_days!r}")
+    weekend = frozenset(_weekday(d, f"{source}: weekend") for d in weekend_days)
     holidays = frozenset(_dates(data.get("holidays") or [], f"{source}: holidays"))
     make_up = frozenset(_dates(data.get("make_up_workdays") or [], f"{source}: make_up_workdays"))
     both = sorted(holidays & make_up)
@@ -193,11 +196,11 @@ def _periods(raw: Any, source: str) -> tuple[tuple[time, time], ...]:
 
 
 def _clock(value: Any, where: str) -> time:
-    if isinstance(value, int):  # YAML 1.1 reads unquoted 08:00 as sexagesimal minutes
-        return time(value // 60, value % 60)
     try:
+        if isinstance(value, int):  # YAML 1.1 reads unquoted 08:00 as sexagesimal minutes
+            return time(value // 60, value % 60)
         return time.fromisoformat(str(value))
-    except ValueError as err:
+    except (ValueError, OverflowError) as err:
         raise CalendarError(f"{where}: {value!r} is not a time 'HH:MM'") from err
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from serve.cameras import CameraHub, LiveCamera, Timings
 from serve.cases import CaseRules
 from vision.detector import Detector
-from vision.stream import StreamReader
+from vision.stream import StreamReader, check_stream_url
 
 log = logging.getLogger("streetorder.watch")
 
@@ -161,6 +161,10 @@ def cli(argv: list[str]) -> int:
     stream = args.stream or camera.stream
     if not stream:
         parser.error(f"camera '{camera.id}' has no stream in {registry.source}; give --stream")
+    try:
+        check_stream_url(stream)
+    except ValueError as err:
+        parser.error(f"--stream {stream}: {err}")
     if args.file_start is not None and args.file_start.tzinfo is None:
         parser.error("--file-start needs a timezone offset, e.g. 2026-05-06T09:00:00+08:00")
     case_rules = load_case_rules(settings)

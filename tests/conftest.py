@@ -221,3 +221,33 @@ def _jpeg(width: int = 320, height: int = 240, seed: int = 0) -> bytes:
 def jpeg() -> Callable[..., bytes]:
     """jpeg(width, height, seed): a small real JPEG (noise and a bright block), written with OpenCV."""
     return _jpeg
+
+
+# --- two real models and a registry, for promotion and hot reload (issue 7) -----------------------
+
+
+@pytest.fixture
+def street_models(tmp_path: Path) -> Path:
+    """models/ with street-v1 (current) and street-v1-int8: its INT8 export as a model of its own,
+    real weights that differ; cards copied without cached holdout scores."""
+    import yaml
+
+    from vision.promote import Registry
+    from vision.registry import find_model
+
+    try:
+        shipped = find_model("street-v1").folder
+    except Exception as err:
+        pytest.skip(f"models/street-v1 is not installed ({err})")
+    if shipped is None or not (shipped / "model.int8.onnx").exists():
+        pytest.skip("models/street-v1 has no INT8 export")
+    folder = tmp_path / "models"
+    card = {k: v for k, v in yaml.safe_load((shipped / "card.yaml").read_text()).items() if k != "holdout"}
+    for name, weights in (("street-v1", "model.onnx"), ("street-v1-int8", "model.int8.onnx")):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "card.yaml").write_text(yaml.safe_dump(card))
+        shutil.copy(shipped / weights, folder / name / "model.onnx")
+    Registry(folder).record(
+        {"at": "2025-10-01T00:00:00+00:00", "action": "initial", "model": "street-v1"}, "street-v1"
+    )
+    return folder

@@ -33,7 +33,7 @@ from vision.promote import (
     promote,
     rollback,
 )
-from vision.registry import find_model, read_card
+from vision.registry import read_card
 from vision.retrain import list_jobs, queue_job, record_annotation
 
 AT = datetime(2025, 10, 2, 9, 0, tzinfo=UTC)
@@ -121,25 +121,8 @@ def holdout_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def models(tmp_path: Path) -> Path:
-    """street-v1 (current) and street-v1-int8 (its INT8 weights as a model of their own)."""
-    try:
-        shipped = find_model("street-v1").folder
-    except Exception as err:
-        pytest.skip(f"models/street-v1 is not installed ({err})")
-    assert shipped is not None
-    folder = tmp_path / "models"
-    for name, weights in (("street-v1", "model.onnx"), ("street-v1-int8", "model.int8.onnx")):
-        (folder / name).mkdir(parents=True)
-        card = {
-            k: v for k, v in yaml.safe_load((shipped / "card.yaml").read_text()).items() if k != "holdout"
-        }
-        (folder / name / "card.yaml").write_text(yaml.safe_dump(card))
-        shutil.copy(shipped / weights, folder / name / "model.onnx")
-    Registry(folder).record(
-        {"at": AT.isoformat(), "action": "initial", "model": "street-v1"}, current="street-v1"
-    )
-    return folder
+def models(street_models: Path) -> Path:
+    return street_models
 
 
 def test_a_model_not_worse_on_the_holdout_is_promoted_and_can_be_rolled_back(

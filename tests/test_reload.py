@@ -20,7 +20,6 @@ from conftest import Service
 
 from serve.reload import FollowingDetector, ModelReloader
 from vision.promote import Registry, rollback
-from vision.registry import find_model
 
 AT = datetime(2025, 10, 1, 9, 0, tzinfo=UTC)
 
@@ -31,24 +30,8 @@ def db_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def models(tmp_path: Path) -> Path:
-    """models/ with street-v1 and street-v1-int8 (its INT8 weights as a model), street-v1 current."""
-    try:
-        shipped = find_model("street-v1").folder
-    except Exception as err:
-        pytest.skip(f"models/street-v1 is not installed ({err})")
-    assert shipped is not None
-    if not (shipped / "model.int8.onnx").exists():
-        pytest.skip("models/street-v1 has no INT8 export")
-    folder = tmp_path / "models"
-    for name, weights in (("street-v1", "model.onnx"), ("street-v1-int8", "model.int8.onnx")):
-        (folder / name).mkdir(parents=True)
-        shutil.copy(shipped / "card.yaml", folder / name / "card.yaml")
-        shutil.copy(shipped / weights, folder / name / "model.onnx")
-    Registry(folder).record(
-        {"at": AT.isoformat(), "action": "initial", "model": "street-v1"}, current="street-v1"
-    )
-    return folder
+def models(street_models: Path) -> Path:
+    return street_models
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn
-from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import supervision as sv
@@ -31,9 +30,9 @@ from pydantic import (
 )
 from shapely.geometry import Polygon
 
+from vision.stream import check_stream_url
 from vision.taxonomy import CONFIGS, Taxonomy, load_taxonomy
 
-STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
 DAY_MINUTES = 24 * 60
 _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
@@ -306,12 +305,7 @@ class Camera(_Frozen):
     @field_validator("stream")
     @classmethod
     def _allowed_scheme(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        scheme = urlparse(value).scheme.lower()
-        if scheme and len(scheme) > 1 and scheme not in STREAM_SCHEMES:  # len 1: a Windows drive letter
-            raise ValueError(f"scheme '{scheme}' is not allowed (use one of {', '.join(STREAM_SCHEMES)})")
-        return value
+        return None if value is None else check_stream_url(value)
 
     @field_validator("timezone")
     @classmethod
@@ -401,7 +395,7 @@ def _resolve_zone(raw: Any, presets: dict[str, Any], source: Path, where: str) -
     preset = zone.pop("rule", None)
     if preset is None:
         raise CameraConfigError(f"{source}: {where}.rule: missing (one of {', '.join(presets)})")
-    if preset not in presets:
+    if not isinstance(preset, str) or preset not in presets:
         known = ", ".join(presets)
         raise CameraConfigError(f"{source}: {where}.rule: unknown rule '{preset}' (one of {known})")
     own: dict[str, Any] = {k: zone.pop(k) for k in ("id", "name", "polygon") if k in zone}

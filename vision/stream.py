@@ -67,6 +67,18 @@ class NewestFrame:
             return frame
 
 
+STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
+
+
+def check_stream_url(url: str) -> str:
+    """Streams are read over these schemes only, whoever names them (cameras.yaml, `watch --stream`):
+    OpenCV's FFmpeg would otherwise open ftp:, gopher:, data: and more on a configured URL."""
+    scheme = urlparse(url).scheme.lower()
+    if scheme and len(scheme) > 1 and scheme not in STREAM_SCHEMES:  # len 1: a Windows drive letter
+        raise ValueError(f"scheme '{scheme}' is not allowed (use one of {', '.join(STREAM_SCHEMES)})")
+    return url
+
+
 def is_file(url: str) -> bool:
     scheme = urlparse(url).scheme.lower()
     return scheme in ("", "file") or len(scheme) == 1  # len 1: a Windows drive letter
@@ -92,7 +104,7 @@ class StreamReader:
     ) -> None:
         """`file_speed`: a file plays at its frame rate x this (0: as fast as it decodes);
         `loop_file`: start a file again at its end (as if the camera reconnected) instead of ending."""
-        self.url = url
+        self.url = check_stream_url(url)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.backoff_s = backoff_s
         self.timeout_s = timeout_s

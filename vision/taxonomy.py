@@ -90,10 +90,24 @@ class Taxonomy:
         return None if key is None else self.events[key]
 
 
-def _require(entry: dict[str, Any], key: str, where: str) -> Any:
+def _require(entry: Any, key: str, where: str) -> Any:
+    if not isinstance(entry, dict):
+        raise TaxonomyError(f"{where}: a mapping expected, got {entry!r}")
     if key not in entry:
         raise TaxonomyError(f"{where}: missing field '{key}'")
     return entry[key]
+
+
+def _of_type(value: Any, kind: type, where: str) -> Any:
+    if not isinstance(value, kind):
+        raise TaxonomyError(f"{where}: a {'list' if kind is list else 'mapping'} expected, got {value!r}")
+    return value
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise TaxonomyError(f"{where}: a number expected, got {value!r}")
+    return float(value)
 
 
 def parse_taxonomy(data: Any, source: Path = Path("<memory>")) -> Taxonomy:
@@ -102,13 +116,13 @@ def parse_taxonomy(data: Any, source: Path = Path("<memory>")) -> Taxonomy:
         raise TaxonomyError(f"{source}: expected a mapping with 'classes' and 'events'")
     raw_events = _require(data, "events", str(source))
     events: dict[str, Event] = {}
-    for key, entry in raw_events.items():
+    for key, entry in _of_type(raw_events, dict, f"{source}: events").items():
         where = f"{source}: events.{key}"
         deadline = _require(entry, "deadline", where)
         unit = _require(deadline, "unit", where + ".deadline")
         if unit not in DEADLINE_UNITS:
             raise TaxonomyError(f"{where}.deadline.unit: '{unit}' is not one of {', '.join(DEADLINE_UNITS)}")
-        amount = float(_require(deadline, "amount", where + ".deadline"))
+        amount = _number(_require(deadline, "amount", where + ".deadline"), where + ".deadline.amount")
         if amount <= 0:
             raise TaxonomyError(f"{where}.deadline.amount: must be positive, got {amount}")
         events[key] = Event(
@@ -124,16 +138,18 @@ def parse_taxonomy(data: Any, source: Path = Path("<memory>")) -> Taxonomy:
         )
     classes: list[DetectorClass] = []
     seen: set[str] = set()
-    for index, entry in enumerate(_require(data, "classes", str(source))):
+    for index, entry in enumerate(
+        _of_type(_require(data, "classes", str(source)), list, f"{source}: classes")
+    ):
         where = f"{source}: classes[{index}]"
         name = str(_require(entry, "name", where))
         event = entry.get("event")
-        if event is not None and event not in events:
+        if event is not None and (not isinstance(event, str) or event not in events):
             raise TaxonomyError(f"{where}.event: unknown event '{event}'")
-        confidence = float(entry.get("min_confidence", 0.25))
+        confidence = _number(entry.get("min_confidence", 0.25), f"{where}.min_confidence")
         if not 0.0 <= confidence <= 1.0:
             raise TaxonomyError(f"{where}.min_confidence: {confidence} is outside 0..1")
-        aliases = tuple(str(a) for a in entry.get("aliases", []))
+        aliases = tuple(str(a) for a in _of_type(entry.get("aliases", []), list, f"{where}.aliases"))
         for n in (name, *aliases):
             if normalise_name(n) in seen:
                 raise TaxonomyError(f"{where}: name or alias '{n}' is used twice")
