@@ -69,6 +69,19 @@ class LiveService:
         return kib / 1024
 
 
+def wait_until_up(base: str, process: subprocess.Popen[Any], timeout_s: float) -> bool:
+    """Poll /healthz until it answers 200; False when the process ended or time ran out."""
+    deadline = time.monotonic() + timeout_s
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
 @contextmanager
 def running_service(
     db_url: str, workdir: Path, *, env: dict[str, str] | None = None, start_timeout_s: float = 120
@@ -99,16 +112,8 @@ def running_service(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + start_timeout_s
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the service did not start; see {log.name}")
-            time.sleep(0.2)
+        if not wait_until_up(base, process, start_timeout_s):
+            raise RuntimeError(f"the service did not start; see {log.name}")
         yield LiveService(base, process, keys, db_url)
     finally:
         if process.poll() is None:

@@ -8,12 +8,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import Service
+
+from serve.bench_load import wait_until_up
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "serve-test-secret-0123456789"
@@ -61,15 +62,7 @@ def test_serve_keys_and_stats_modes_end_to_end(db_url: str, tmp_path: Path) -> N
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "service did not start"
-            time.sleep(0.2)
+        assert wait_until_up(base, server, 60), "service did not start"
         headers = {"X-API-Key": key}
         assert httpx.get(f"{base}/v1/cases").status_code == 401
         posted = httpx.post(
