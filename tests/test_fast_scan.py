@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import random
 import shutil
 import threading
@@ -337,3 +338,38 @@ def test_bench_photos_are_distinct_located_photos(tmp_path: Path) -> None:
     subset = first_photos(folder, 2)
     assert [p.name for p in sorted(subset.iterdir())] == [p.name for p in files[:2]]
     assert subset.joinpath(files[0].name).stat().st_ino == files[0].stat().st_ino  # a link, not a copy
+
+
+@pytest.mark.parametrize(
+    ("map50_int8", "precision", "int8_offered"),
+    [
+        (0.6465, "auto", True),  # street-v1's own check: INT8 lost nothing
+        (0.6200, "auto", False),  # lost 0.025 mAP50: not offered unless asked for
+        (0.6200, "int8", True),
+        (0.6465, "fp32", False),
+    ],
+)
+def test_int8_is_a_candidate_only_with_a_passed_accuracy_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, map50_int8: float, precision: str, int8_offered: bool
+) -> None:
+    import yaml
+
+    from vision import pipeline
+
+    folder = tmp_path / "street-v1"
+    folder.mkdir()
+    for name in ("model.onnx", "model.int8.onnx"):
+        os.link(MODEL.parent / name, folder / name)
+    card = yaml.safe_load((MODEL.parent / "card.yaml").read_text(encoding="utf-8"))
+    card["exports"]["int8"]["check"]["map50_int8"] = map50_int8
+    (folder / "card.yaml").write_text(yaml.safe_dump(card), encoding="utf-8")
+    offered = pipeline.candidates(folder, precision, ["onnx"])
+    assert ("int8" in [c.precision for c in offered]) == int8_offered
+    assert ("fp32" in [c.precision for c in offered]) == (precision != "int8")
+
+    monkeypatch.setattr(pipeline, "CACHE", tmp_path / "cache")
+    if len(offered) > 1:
+        chosen, how = pipeline.choose_runtime(folder, precision, ["onnx"])
+        assert "measured now" in how and chosen in offered
+        again, how = pipeline.choose_runtime(folder, precision, ["onnx"])
+        assert again == chosen and "measured earlier" in how  # a resumed scan runs the same file
