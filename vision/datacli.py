@@ -12,6 +12,8 @@ import sys
 # sub-command -> (module with `cli(argv) -> int`, one line of help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth-flyers": ("vision.flyers", "paste rendered flyers onto real street photos (a YOLO dataset)"),
+    "import": ("vision.annotations", "add a Label Studio / CVAT export to a versioned dataset (validated)"),
+    "queue": ("vision.activelearning", "pick images worth labelling: Label Studio tasks and a CVAT YOLO zip"),
 }
 
 

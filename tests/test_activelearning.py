@@ -1,0 +1,263 @@
+"""`streetorder data queue` over a real case database: what the workflow and the model know decides
+what annotators see first, pre-annotated, as Label Studio tasks and a CVAT YOLO zip.
+
+Findings are filed by the real intake (record_finding) and reviewed through the real HTTP workflow
+(reject, correct, confirm); photos and camera frames are images the test writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from conftest import SERVICE_START, Service
+from PIL import Image
+
+from serve.cases import Box, Finding, load_case_rules, record_finding
+from serve.cli import main
+from serve.db import transaction
+from serve.orm import Photo
+from vision.activelearning import disagreement, uncertainty
+from vision.annotations import Dataset, Label, to_percent
+from vision.imageio import exif_for
+from vision.registry import file_sha256
+from vision.taxonomy import load_taxonomy
+
+TAXONOMY = load_taxonomy()
+MODEL = "street-v1@0123456789ab"
+PLACES = {"a": (34.72265, 113.62762), "b": (34.730, 113.635), "c": (34.740, 113.645), "d": (34.750, 113.655)}
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'cases.db'}"
+
+
+@pytest.mark.parametrize(
+    ("boxes", "expected"),
+    [
+        ([], 0.0),
+        ([("garbage", 0.35)], 1.0),  # exactly at the class's threshold
+        ([("garbage", 0.95)], 0.0),  # far above it
+        ([("car", 0.9), ("garbage", 0.45)], 0.5),  # the least sure box counts
+    ],
+)
+def test_uncertainty_is_closeness_to_the_class_threshold(
+    boxes: list[tuple[str, float]], expected: float
+) -> None:
+    labels = [Label(name, (0, 0, 1, 1), score) for name, score in boxes]
+    assert uncertainty(labels, TAXONOMY) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("frames", "expected"),
+    [
+        ([("garbage", 0.8)], 0.0),
+        ([("garbage", 0.8), ("garbage", 0.8)], 0.0),
+        ([("garbage", 0.8), ("overflow", 0.8)], 0.5),
+        ([("garbage", 0.9), ("garbage", 0.5), ("garbage", 0.7)], 0.4),
+        ([("garbage", 0.9), ("overflow", 0.2)], 1.0),  # capped
+    ],
+)
+def test_disagreement_of_camera_frames(frames: list[tuple[str, float]], expected: float) -> None:
+    assert disagreement(frames) == pytest.approx(expected)
+
+
+def photo(path: Path, seed: int, orientation: int = 1) -> tuple[Path, str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rgb = np.random.default_rng(seed).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    image = Image.fromarray(rgb)
+    if orientation == 6:  # stored turned left, shown upright: 320 x 240 to a person
+        image = image.transpose(Image.Transpose.ROTATE_90)
+    image.save(path, format="JPEG", exif=exif_for(orientation=orientation))
+    return path, file_sha256(path)
+
+
+def file_finding(
+    service: Service, path: Path, sha: str, event: str, boxes: list[Box], place: str, **extra: Any
+) -> int:
+    state = service.client.app.state.service  # type: ignore[attr-defined]
+    finding = Finding(
+        event=event,
+        lat=PLACES[place][0],
+        lon=PLACES[place][1],
+        seen_at=extra.pop("at", SERVICE_START - timedelta(hours=3)),
+        photo_path=str(path),
+        photo_sha256=sha,
+        boxes=tuple(boxes),
+        model_version=extra.pop("model", MODEL),
+        **extra,
+    )
+    with transaction(state.sessions) as session:
+        return int(record_finding(session, finding, load_case_rules(service.settings)).case.id)
+
+
+def review(service: Service, case_id: int, action: str, **fields: Any) -> None:
+    read = service.client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read"))
+    response = service.client.post(
+        f"/v1/cases/{case_id}/transitions",
+        json={"action": action, **fields},
+        headers={**service.auth("cases:write"), "If-Match": read.headers["ETag"]},
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_queue_ranks_the_workflows_corrections_first_and_pre_annotates(
+    service: Service, tmp_path: Path, db_url: str
+) -> None:
+    photos = tmp_path / "archive"
+    rejected, rejected_sha = photo(photos / "rejected.jpg", 1)
+    corrected, corrected_sha = photo(photos / "corrected.jpg", 2, orientation=6)
+    confirmed, confirmed_sha = photo(photos / "confirmed.jpg", 3)
+    stall, stall_sha = photo(photos / "stall.jpg", 4)
+    crop, _ = photo(tmp_path / "evidence" / "crops" / "stall-crop.jpg", 5)
+    garbage = [Box((20.0, 30.0, 120.0, 140.0), 0.62, "garbage")]
+
+    review(
+        service,
+        file_finding(service, rejected, rejected_sha, "exposed_garbage", garbage, "a"),
+        "reject",
+        note="a shadow",
+    )
+    overflow = [Box((200.0, 20.0, 300.0, 200.0), 0.7, "overflow")]
+    corrected_case = file_finding(service, corrected, corrected_sha, "overflowing_bin", overflow, "b")
+    review(service, corrected_case, "correct", event="exposed_garbage", note="no bin: a pile")
+    review(
+        service, file_finding(service, confirmed, confirmed_sha, "exposed_garbage", garbage, "c"), "confirm"
+    )
+    occupancy = [Box((40.0, 60.0, 200.0, 220.0), 1.0, "occupancy")]
+    stall_case = file_finding(
+        service,
+        stall,
+        stall_sha,
+        "shop_overflow",
+        occupancy,
+        "a",
+        model="occupancy-v1",
+        source="video",
+        camera_id="cam-1",
+        extra={"source": "occupancy", "zone": "shopfront"},
+        at=SERVICE_START - timedelta(hours=2),
+    )
+    state = service.client.app.state.service  # type: ignore[attr-defined]
+    with transaction(state.sessions) as session:
+        from serve.orm import Evidence
+
+        session.query(Evidence).filter(Evidence.case_id == stall_case).update({"crop_path": str(crop)})
+    review(service, stall_case, "confirm")
+
+    # a camera case whose frames disagree: garbage, overflow, garbage at one spot
+    frames = []
+    for index, (name, score) in enumerate((("garbage", 0.8), ("overflow", 0.45), ("garbage", 0.75))):
+        path, sha = photo(tmp_path / "frames" / f"frame{index}.jpg", 10 + index)
+        frames.append(path)
+        file_finding(
+            service,
+            path,
+            sha,
+            "exposed_garbage",
+            [Box((10.0, 10.0, 90.0, 90.0), score, name)],
+            "d",
+            source="video",
+            camera_id="cam-2",
+            at=SERVICE_START - timedelta(hours=1, minutes=10 - index),
+        )
+    # scanned photos: one with a box near its threshold, one sure, one already labelled
+    unsure, unsure_sha = photo(photos / "unsure.jpg", 20)
+    sure, sure_sha = photo(photos / "sure.jpg", 21)
+    known, known_sha = photo(photos / "known.jpg", 22)
+    with transaction(state.sessions) as session:
+        for path, sha, score in (
+            (unsure, unsure_sha, 0.37),
+            (sure, sure_sha, 0.93),
+            (known, known_sha, 0.36),
+        ):
+            session.add(
+                Photo(
+                    sha256=sha,
+                    path=str(path),
+                    source="patrol",
+                    status="done",
+                    width=320,
+                    height=240,
+                    model_version=MODEL,
+                    detections=[{"xyxy": [5, 5, 60, 60], "confidence": score, "class": "garbage"}],
+                    processed_at=datetime.now(SERVICE_START.tzinfo),
+                )
+            )
+    dataset = Dataset.open("bureau", tmp_path / "datasets")
+    dataset.images[known_sha] = {
+        "sha256": known_sha,
+        "file": str(known),
+        "labels": [],
+        "labelled": [],
+        "version": 1,
+    }
+    dataset.save()
+
+    out = tmp_path / "queue"
+    code = main(
+        [
+            "data",
+            "queue",
+            "--from-db",
+            db_url,
+            "--out",
+            str(out),
+            "--document-root",
+            str(tmp_path),
+            "--skip-dataset",
+            "bureau",
+            "--datasets-dir",
+            str(tmp_path / "datasets"),
+            "--limit",
+            "10",
+        ]
+    )
+    assert code == 0
+    tasks = json.loads((out / "tasks.json").read_text())
+    by_source = {t["data"]["source_path"]: t for t in tasks}
+    reasons = [t["data"]["reasons"].split(", ")[0] for t in tasks]
+    assert set(by_source) == {str(rejected), str(corrected), str(stall), str(unsure), str(frames[1])}
+    assert reasons[:2] == ["corrected", "rejected"] or reasons[:2] == ["rejected", "corrected"]
+    assert reasons[2:] == ["occupancy", "disagreement", "uncertain"]  # then the rest, by priority
+    priorities = [t["data"]["priority"] for t in tasks]
+    assert priorities == sorted(priorities, reverse=True)
+
+    corrected_task = by_source[str(corrected)]
+    [prediction] = corrected_task["predictions"]
+    assert prediction["model_version"] == MODEL
+    region = prediction["result"][0]
+    assert region["value"]["rectanglelabels"] == ["garbage"]  # the class a person chose, not overflow
+    assert (region["original_width"], region["original_height"]) == (320, 240)  # the upright photo
+    expected = to_percent((200.0, 20.0, 300.0, 200.0), 320, 240)
+    assert [region["value"][k] for k in ("x", "y", "width", "height")] == pytest.approx(
+        list(expected.values()), abs=1e-3
+    )
+    copied = out / "images" / Path(corrected_task["data"]["image"].split("d=queue/images/")[1])
+    assert cv2.imread(str(copied)).shape[:2] == (240, 320)  # written upright for the annotators
+
+    stall_task = by_source[str(stall)]
+    assert stall_task["data"]["crop"].startswith("/data/local-files/?d=queue/crops/")
+    assert (
+        stall_task["data"]["region"] == "40, 60, 200, 220" and stall_task["data"]["event"] == "shop_overflow"
+    )
+    assert (
+        "predictions" not in stall_task or stall_task["predictions"][0]["result"] == []
+    )  # no class to propose
+    assert by_source[str(frames[1])]["data"]["frames"] == 3  # the odd frame out of three
+    for task in tasks:
+        assert (tmp_path / task["data"]["image"].split("d=")[1]).is_file()
+
+    with zipfile.ZipFile(out / "cvat-yolo.zip") as zipped:
+        names = zipped.namelist()
+    assert "data.yaml" in names and "train.txt" in names
+    assert len([n for n in names if n.startswith("images/train/")]) == len(tasks)
+    assert hashlib.sha256((out / "label_config.xml").read_bytes()).hexdigest()  # written beside the tasks
