@@ -15,6 +15,7 @@ writer skips them.
 
 from __future__ import annotations
 
+import logging
 import pickle
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -78,7 +79,8 @@ def start_ray(settings: RaySettings) -> bool:
         ray.init(address=settings.address, log_to_driver=False)
     else:
         ray.init(num_cpus=settings.workers + 1, include_dashboard=False, log_to_driver=False)
-    context = ray.data.DataContext.get_current()
+    context = ray.data.DataContext.get_current()  # configures Ray Data's logging first
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # its lines per dataset are noise here
     context.execution_options.preserve_order = True  # the writer must see photos in input order
     context.enable_progress_bars = False  # the scan's own bar counts committed photos
     return True
