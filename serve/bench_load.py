@@ -84,19 +84,30 @@ def wait_until_up(base: str, process: subprocess.Popen[Any], timeout_s: float) -
 
 @contextmanager
 def running_service(
-    db_url: str, workdir: Path, *, env: dict[str, str] | None = None, start_timeout_s: float = 120
+    db_url: str,
+    workdir: Path,
+    *,
+    env: dict[str, str] | None = None,
+    keys: dict[str, str] | None = None,
+    start_timeout_s: float = 120,
 ) -> Iterator[LiveService]:
-    """Migrate `db_url`, make keys, start uvicorn on a free port and wait until it answers.
+    """Migrate `db_url`, make one key per scope (or reuse `keys` of an earlier run), start uvicorn
+    on a free port and wait until it answers.
 
     The process is terminated on exit unless it is gone already (a test may have killed it).
     """
     sessions = open_database(db_url)
-    keys = {}
-    with transaction(sessions) as session:
-        for scope in SCOPES:
-            keys[scope], _ = create_key(
-                session, name=f"{scope}-load", scopes=[scope], pepper=SECRET.encode(), now=datetime.now(UTC)
-            )
+    if keys is None:
+        keys = {}
+        with transaction(sessions) as session:
+            for scope in SCOPES:
+                keys[scope], _ = create_key(
+                    session,
+                    name=f"{scope}-load",
+                    scopes=[scope],
+                    pepper=SECRET.encode(),
+                    now=datetime.now(UTC),
+                )
     sessions.kw["bind"].dispose()
     environment = {
         **os.environ,
