@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request, Response
 from serve import errors
 from serve.auth import KeyVerifier, server_secret
 from serve.db import open_database, transaction
+from serve.deps import MAX_ID
 from serve.domain import load_domain
 from serve.limits import BodyLimit
 from serve.limits import BodyLimit
@@ -150,6 +151,6 @@ def audit(service: Service, request: Request, status: int) -> None:
                 method=request.method,
                 path=request.url.path[:2000],
                 status=status,
-                case_id=int(case_id) if case_id is not None and str(case_id).isdigit() else None,
+                case_id=int(case_id) if str(case_id).isdigit() and int(case_id) <= MAX_ID else None,
             )
         )

@@ -22,8 +22,9 @@ from serve.errors import Busy, Forbidden, TooLarge, Unauthorized, UnsupportedMed
 from serve.state import Service
 from vision.detector import Detector
 
-CaseId = Annotated[int, Path(description="case id (not the case number)")]
-EvidenceId = Annotated[int, Path(description="evidence id")]
+MAX_ID = 2**63 - 1  # the largest row id SQLite and PostgreSQL can hold: larger ids are 422, not 500
+CaseId = Annotated[int, Path(ge=1, le=MAX_ID, description="case id (not the case number)")]
+EvidenceId = Annotated[int, Path(ge=1, le=MAX_ID, description="evidence id")]
 CameraId = Annotated[str, Path(description="camera id, as in cameras.yaml")]
 
 bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy import Select, and_, func, not_, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from serve.deps import CaseId, DbSession, Now, Reader, ServiceDep, Writer
+from serve.deps import MAX_ID, CaseId, DbSession, Now, Reader, ServiceDep, Writer
 from serve.domain import Domain
 from serve.errors import InvalidInput, NotFound, PreconditionRequired, StaleVersion
 from serve.orm import Case, Evidence
@@ -82,9 +82,12 @@ def load_case(session: Session, case_id: int) -> Case:
 
 def _cursor_id(cursor: str) -> int:
     try:
-        return int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
+        case_id = int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
     except (ValueError, UnicodeDecodeError):
         raise InvalidInput("cursor", "not a cursor returned by this API") from None
+    if not 0 < case_id <= MAX_ID:
+        raise InvalidInput("cursor", "not a cursor returned by this API")
+    return case_id
 
 
 def _cursor(case_id: int) -> str:
