@@ -267,32 +267,31 @@ class ImageFinder:
     _names: dict[str, list[Path]] | None = None
 
     def find(self, ref: str, base: Path) -> Path:
-        if self.tasks.files_root is not None and local_files_path(ref) is not None:
+        relative = local_files_path(ref)
+        if relative is not None and self.tasks.files_root is not None:
             return self.tasks.local(ref) or Path(ref)
-        path = urlsplit(ref).path if urlsplit(ref).scheme or ref.startswith("/data/") else ref
-        name = unquote(Path(path).name)
-        candidates = [] if urlsplit(ref).scheme or ref.startswith("/data/") else [base, *self.folders]
-        for folder in candidates:
+        remote = bool(urlsplit(ref).scheme) or ref.startswith("/data/")
+        path = unquote(relative if relative is not None else urlsplit(ref).path if remote else ref)
+        for folder in [] if remote else [base, *self.folders]:
             try:
-                found = inside(folder, unquote(path))
+                found = inside(folder, path)
             except AnnotationError:
                 continue
             if found.is_file():
                 return found
-        stripped = LS_UPLOAD_PREFIX.sub("", name)
-        for wanted in dict.fromkeys((name, stripped)):
+        name = Path(path).name
+        for wanted in dict.fromkeys((name, LS_UPLOAD_PREFIX.sub("", name))):
             matches = self.by_name().get(wanted, [])
             if len(matches) == 1:
                 return matches[0]
             if len(matches) > 1:
                 raise AnnotationError(
-                    f"{ref!r}", f"{len(matches)} files are named {wanted} ({matches[0]}, ...)"
+                    repr(ref), f"{len(matches)} files are named {wanted} ({matches[0]}, ...)"
                 )
-        if self.tasks.base_url and (urlsplit(ref).scheme or ref.startswith("/data/")):
+        if remote and relative is None and self.tasks.base_url:
             return self.keep(self.tasks.fetch(ref), Path(name).suffix)
-        raise AnnotationError(
-            f"{ref!r}", f"image not found (looked in {', '.join(map(str, self.folders)) or 'no folder'})"
-        )
+        folders = ", ".join(map(str, self.folders)) or "no folder"
+        raise AnnotationError(repr(ref), f"image not found (looked in {folders})")
 
     def by_name(self) -> dict[str, list[Path]]:
         if self._names is None:
@@ -516,7 +515,7 @@ def read_yolo_folder(root: Path, names: list[str], format_name: str) -> ReadExpo
                 )
                 continue
             boxes.append(RawBox(names[class_id], (cx, cy, w, h), "yolo", at))
-        export.samples.append(RawSample(str(image), boxes, str(label), root, labelled=tuple(names)))
+        export.samples.append(RawSample(relative.as_posix(), boxes, str(label), root, labelled=tuple(names)))
     for orphan in sorted(label_files - used):
         export.problems.append(Problem(str(orphan), "label file without an image"))
     return export
@@ -554,6 +553,7 @@ def read_coco(path: Path) -> ReadExport:
     export = ReadExport("coco", [])
     categories = {c.get("id"): str(c.get("name")) for c in coco["categories"] if isinstance(c, dict)}
     root = path.parent.parent if path.parent.name == "annotations" else path.parent
+    root = root / "images" if (root / "images").is_dir() else root  # CVAT puts images beside annotations/
     images: dict[Any, RawSample] = {}
     for index, image in enumerate(coco["images"]):
         where = f"{path}: images[{index}]"

@@ -42,6 +42,11 @@ from vision.taxonomy import TaxonomyError
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "promotion.yaml"
 METRICS = ("ap50", "ap50_95")
 CURRENT_ACTIONS = ("initial", "promote", "force", "rollback")  # history entries that set `current`
+REGISTRY_HEADER = (
+    "# The model registry: which model under models/ is current (the service, scans and Label Studio use\n"
+    "# it when their model is `current`), and the history of every promotion, refusal and rollback.\n"
+    "# Written only by `streetorder models promote|rollback|retrain` (vision/promote.py).\n"
+)
 
 
 class PromotionError(ValueError):
@@ -307,11 +312,7 @@ class Registry:
             fcntl.flock(lock, fcntl.LOCK_EX)
             data = self.read()
             yield data
-            header = (
-                "# The model registry: which model under models/ is current, and every promotion, refusal\n"
-                "# and rollback. Written only by `streetorder models` (vision/promote.py).\n"
-            )
-            text = header + yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
+            text = REGISTRY_HEADER + yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
             temporary = self.path.with_name(f".{REGISTRY}.{os.getpid()}")
             temporary.write_text(text, encoding="utf-8")
             temporary.replace(self.path)

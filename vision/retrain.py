@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
+import secrets
 import sys
 import traceback
 from dataclasses import dataclass
@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 JOB_STATES = ("queued", "running", "done", "failed")
-JOB_NAME = re.compile(r"^(?P<id>[0-9TZ-]+-\d+)\.(?P<state>queued|running|done|failed)\.json$")
+JOB_NAME = re.compile(r"^(?P<id>[0-9TZ]+-[0-9a-f]+)\.(?P<state>queued|running|done|failed)\.json$")
 
 
 class JobError(RuntimeError):
@@ -121,7 +121,7 @@ def queue_job(annotations_dir: Path, reason: str, at: datetime, **details: Any) 
         return Job(job.path, job.id, job.state, body)
     folder = jobs_dir(annotations_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    job_id = f"{at.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}-{os.getpid()}"
+    job_id = f"{at.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
     body = {"id": job_id, "queued_at": at.isoformat(), "reasons": [reason], **details}
     path = folder / f"{job_id}.queued.json"
     _write(path, body)
