@@ -126,7 +126,7 @@ def models(street_models: Path) -> Path:
 
 
 def test_a_model_not_worse_on_the_holdout_is_promoted_and_can_be_rolled_back(
-    models: Path, holdout_config: Path
+    models: Path, holdout_config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     registry = Registry(models)
     lenient = replace(load_policy(holdout_config), default_tolerance=0.1)  # INT8 moves AP on 12 photos
@@ -150,6 +150,9 @@ def test_a_model_not_worse_on_the_holdout_is_promoted_and_can_be_rolled_back(
     )
     assert rollback(registry=registry, at=AT, reason="test") == "street-v1"
     assert registry.current == "street-v1" and registry.read()["history"][-1]["action"] == "rollback"
+    assert main(["models", "--models-dir", str(models), "list"]) == 0
+    listed = {line[2:].split()[0]: line[0] for line in capsys.readouterr().out.splitlines()}
+    assert listed == {"street-v1": "*", "street-v1-int8": " "}
     with pytest.raises(PromotionError, match="already the current model"):
         promote("street-v1", registry=registry, policy=load_policy(holdout_config), at=AT)
 
