@@ -312,17 +312,23 @@ class Scanner:
     def write(
         self, inspections: Iterable[Inspection], stats: ScanStats, committed: Callable[[int], None]
     ) -> None:
-        """Record inspections in order, in transactions of up to `batch` photos or `batch_seconds`."""
+        """Record inspections in order, in transactions of up to `batch` photos or `batch_seconds`.
+
+        Transactions start at one photo and double up to `batch`: the first results are saved
+        (and shown) at once, and a scan stopped early loses little; long scans get the full batch.
+        """
         pending: list[Inspection] = []
         opened = 0.0
+        size = 1
         for inspection in inspections:
             if not pending:
                 opened = time.monotonic()
             pending.append(inspection)
-            if len(pending) >= self.batch or time.monotonic() - opened >= self.batch_seconds:
+            if len(pending) >= size or time.monotonic() - opened >= self.batch_seconds:
                 self.commit(pending, stats)
                 committed(len(pending))
                 pending = []
+                size = min(2 * size, self.batch)
         if pending:
             self.commit(pending, stats)
             committed(len(pending))
