@@ -126,16 +126,18 @@ class KeyVerifier:
             return hit[0]
         key_id, secret = split_key(presented)
         row = session.scalars(select(ApiKey).where(ApiKey.key_id == key_id)).one_or_none()
-        digest = (
-            _digest(secret, bytes.fromhex(row.salt), self.pepper)
+        found = (
+            (row.salt, row.hash, row.revoked_at, Principal(row.key_id, row.name, frozenset(row.scopes)))
             if row
-            else _digest(secret, b"0" * 16, self.pepper)
+            else None
         )
-        if row is None or not hmac.compare_digest(digest, row.hash):
+        session.rollback()  # the connection goes back before the slow hash: a burst must not drain the pool
+        digest = _digest(secret, bytes.fromhex(found[0]) if found else b"0" * 16, self.pepper)
+        if found is None or not hmac.compare_digest(digest, found[1]):
             raise Unauthorized("unknown API key")
-        if row.revoked_at is not None:
+        if found[2] is not None:
             raise Unauthorized(f"API key {key_id} was revoked")
-        principal = Principal(row.key_id, row.name, frozenset(row.scopes))
+        principal = found[3]
         with self._lock:
             self._cache[fingerprint] = (principal, time.monotonic() + self.cache_seconds)
         return principal
