@@ -39,10 +39,6 @@ PUBLIC = {
     ("GET", "/redoc"): "ReDoc page",
     ("GET", "/"): "web console page; it calls the API with the key the person signs in with",
     ("GET", "/console/{name}"): "the console's own scripts and styles, from a fixed list",
-    (
-        "GET",
-        "/labelstudio/health",
-    ): "Label Studio's ML-backend health check (says only whether a model is loaded)",
 }
 
 
