@@ -23,7 +23,6 @@ MODES: dict[str, tuple[str, str]] = {
     "watch": ("serve.watch", "pull one camera's stream (RTSP/HTTP/file) and turn what stays into cases"),
     "bench": ("serve.bench", "measure the scan: img/s vs yolo predict, per-stage cost, efficiency, memory"),
     "db": ("serve.db_cli", "back up the case database or restore it (SQLite online backup, pg_dump)"),
-    "db": ("serve.db_cli", "back up the case database or restore it (SQLite online backup, pg_dump)"),
     "models": ("vision.promote", "list, promote (judged on a frozen holdout), roll back and retrain models"),
 }
 
