@@ -22,7 +22,6 @@ from serve.db import open_database, transaction
 from serve.deps import MAX_ID
 from serve.domain import load_domain
 from serve.limits import BodyLimit
-from serve.limits import BodyLimit
 from serve.orm import AuditEntry
 from serve.reload import ModelReloader
 from serve.routers import (
@@ -101,7 +100,6 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         lifespan=lifespan,
     )
     errors.install(app)
-    app.add_middleware(BodyLimit, limit=int(settings.max_upload_mb * 2**20) + FORM_OVERHEAD)  # chunked too
     app.add_middleware(BodyLimit, limit=int(settings.max_upload_mb * 2**20) + FORM_OVERHEAD)  # chunked too
 
     @app.middleware("http")
