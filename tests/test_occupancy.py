@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import cv2
 import numpy as np
 import pytest
-from streets import STALL, H, Scene, W
+from streets import STALL, H, Scene, W, street_background
 
 from vision.cameras import Camera, parse_cameras
 from vision.occupancy import (
@@ -139,6 +139,19 @@ def test_occupancy_rule_follows_its_schedule(
         assert starts == []
     else:
         assert len(starts) == 1 and started[0] <= starts[0] <= started[1]
+
+
+def test_a_stall_set_up_after_dark_stays_its_own_size() -> None:
+    """Light already at half when the stall comes, the long-term background minutes behind it, on a
+    bright pale pavement: the frozen patch around the stall must be lit as the frame is, or the
+    difference spreads the held area over the whole zone (one case that never clears)."""
+    pale = np.clip(street_background() * 1.6, 0, 255)
+    scene = Scene(1200, stall=(500, 800), light=(1.0, 0.3), background=pale)
+    played = play(scene, make_camera(long_sample_s=120))
+    stall_fraction = max(played.fractions[300:400])
+    assert 0.04 < stall_fraction < 0.2
+    assert max(played.fractions) < 1.5 * stall_fraction
+    assert kinds(played) == ["started", "cleared"]
 
 
 def test_the_detector_seeing_garbage_there_makes_it_exposed_garbage() -> None:

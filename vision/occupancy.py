@@ -143,7 +143,8 @@ class StaticForeground:
         self._samples = np.zeros((0, 0, 0, 3), dtype=np.uint8)
         self._long = np.zeros((0, 0, 3), dtype=np.float32)
         self._short = np.zeros((0, 0, 3), dtype=np.float32)
-        self._hold_light = np.zeros((0, 0, 3), dtype=np.float32)  # `light` when a pixel was frozen
+        # light / gain when a pixel was frozen: its long-term value x light now / this = its background now
+        self._hold_light = np.zeros((0, 0, 3), dtype=np.float32)
         self._held_since = np.zeros((0, 0), dtype=np.float32)  # seconds since start; NaN: not held
         self._held_last = np.zeros((0, 0), dtype=np.float32)  # when it was static foreground last
         self._next_sample = 0
@@ -279,10 +280,12 @@ class StaticForeground:
         self._held_since = np.where(held, np.fmin(self._held_since, now), np.nan).astype(np.float32)
         held &= ~(now - self._held_since > self.settings.hold_max_s)  # NaN (not held) compares False
         frozen = held & ~self.held
-        self._hold_light[frozen] = self.light
+        # The long-term background lags the light (a median of samples minutes apart): at freezing it
+        # looked like long x gain, and the light changes from there on, not from the long's own light.
+        self._hold_light[frozen] = self.light / self.gain
         thawed = self.held & ~held
-        if thawed.any():  # the frozen background was lit as at freezing: relight it to now
-            relight = self.light / self._hold_light[thawed]
+        if thawed.any():  # relit to now, then back to the scale of the rest of the long-term background
+            relight = self.light / (self._hold_light[thawed] * self.gain)
             self._samples[:, thawed] = np.clip(self._samples[:, thawed] * relight, 0, 255).astype(np.uint8)
             self._long[thawed] *= relight
         self.held = held
