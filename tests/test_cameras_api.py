@@ -35,6 +35,7 @@ from serve.domain import Domain, load_domain
 from serve.orm import Case, Evidence
 from serve.settings import ROOT, Settings
 from serve.workflow import Action, Command, apply
+from vision.activelearning import build_queue
 from vision.cameras import parse_cameras
 from vision.taxonomy import load_taxonomy
 
@@ -317,6 +318,32 @@ def test_frames_over_http_make_one_case_and_verify_it(model_service: Service) ->
         320,
         3,
     )
+
+    # a person confirms the class-free finding: it goes to the annotators' queue with its crop
+    service.clock.at = SERVICE_START + timedelta(minutes=5)
+    read = service.client.get(f"/v1/cases/{case['id']}", headers=service.auth("cases:read"))
+    confirmed = service.client.post(
+        f"/v1/cases/{case['id']}/transitions",
+        json={"action": "confirm"},
+        headers={**service.auth("cases:write"), "If-Match": read.headers["ETag"]},
+    )
+    assert confirmed.status_code == 200 and confirmed.json()["ai_review"] == "confirmed", confirmed.text
+    out = service.settings.evidence_dir.parent / "queue"
+    queued = build_queue(
+        service.client.app.state.service.sessions,  # type: ignore[attr-defined]
+        out,
+        limit=10,
+        base=service.settings.evidence_dir,
+        document_root=out,
+        skip=set(),
+    )
+    (item,) = [q for q in queued if "occupancy" in q.reasons]
+    assert item.meta["case"] == case["number"] and item.meta["event"] == "street_vending"
+    region = [float(v) for v in item.meta["region"].split(", ")]
+    stall = case["evidence"][0]["boxes"][0]["xyxy"]
+    assert region == pytest.approx(stall, abs=1) and item.meta["crop"].endswith(".jpg")
+    crop = cv2.imread(str(next((out / "crops").glob("*.jpg"))))
+    assert crop is not None and crop.shape[0] >= 0.9 * (stall[3] - stall[1])
 
 
 def test_late_frames_multipart_and_bad_requests(model_service: Service) -> None:
