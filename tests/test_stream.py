@@ -91,6 +91,7 @@ class MjpegServer:
 
     def __init__(self, per_connection: int = 15) -> None:
         self.connections = 0
+        self.opened: list[float] = []  # monotonic time of each connection
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -99,6 +100,7 @@ class MjpegServer:
 
             def do_GET(self) -> None:
                 server.connections += 1
+                server.opened.append(time.monotonic())
                 size = (160, 90) if server.connections == 1 else (320, 180)
                 self.send_response(200)
                 self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
@@ -151,6 +153,19 @@ def test_mjpeg_stream_survives_a_forced_disconnect_and_a_new_frame_size(mjpeg: M
     assert reader.stats.reconnects >= 2 and mjpeg.connections >= 3
     assert sizes == {(90, 160, 3), (180, 320, 3)} and reader.stats.size_changes >= 1
     assert reader.stats.state == "stopped" and not reader.running
+
+
+def test_a_flapping_camera_is_reconnected_ever_more_slowly(mjpeg: MjpegServer) -> None:
+    """Each connection drops after 15 frames (about 0.3 s): short of stable_s, so the wait before the
+    next one doubles (0.1, 0.2, 0.4, 0.8 s) instead of starting over at the shortest."""
+    reader = StreamReader(mjpeg.url, backoff_s=(0.1, 0.8), stable_s=10, timeout_s=3).start()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and len(mjpeg.opened) < 5:
+        time.sleep(0.05)
+    reader.stop()
+    gaps = np.diff(mjpeg.opened[:5])
+    assert len(gaps) == 4 and reader.stats.reconnects >= 4
+    assert gaps[3] - gaps[0] >= 0.4  # 0.8 - 0.1 s of waiting more, whatever a connection takes
 
 
 def test_an_unreachable_camera_is_retried_with_backoff() -> None:

@@ -97,16 +97,20 @@ class StreamReader:
         *,
         clock: Clock | None = None,
         backoff_s: tuple[float, float] = (0.5, 30.0),
+        stable_s: float = 10.0,
         timeout_s: float = 10.0,
         file_start: datetime | None = None,
         file_speed: float = 1.0,
         loop_file: bool = False,
     ) -> None:
-        """`file_speed`: a file plays at its frame rate x this (0: as fast as it decodes);
+        """`backoff_s`: first and longest wait before reconnecting; the wait doubles after each failed
+        open and each connection that dropped within `stable_s` (a flapping camera is not hammered);
+        `file_speed`: a file plays at its frame rate x this (0: as fast as it decodes);
         `loop_file`: start a file again at its end (as if the camera reconnected) instead of ending."""
         self.url = check_stream_url(url)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.backoff_s = backoff_s
+        self.stable_s = stable_s
         self.timeout_s = timeout_s
         self.file_start = file_start
         self.file_speed = file_speed
@@ -163,7 +167,7 @@ class StreamReader:
                 self.stats.reconnects += 1
             connected_before = True
             self.stats.state = "connected"
-            delay = self.backoff_s[0]
+            connected_at = time.monotonic()
             last_position = self._read(capture, file_offset)
             capture.release()
             if is_file(self.url):
@@ -174,7 +178,10 @@ class StreamReader:
             if not self._stop.is_set():
                 self.stats.state = "reconnecting"
                 self.stats.last_error = "stream ended or stalled"
+                stable = time.monotonic() - connected_at >= self.stable_s
+                delay = self.backoff_s[0] if stable else delay
                 self._stop.wait(delay)
+                delay = min(delay * 2, self.backoff_s[1])
 
     def _read(self, capture: cv2.VideoCapture, file_offset: timedelta) -> timedelta:
         """Read until the stream ends or stalls; returns the last file position reached."""
