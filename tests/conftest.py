@@ -187,6 +187,7 @@ def service(db_url: str, tmp_path: Path, service_overrides: dict[str, object]) -
     defaults = {
         "secret": "tests-only-secret-0123456789",
         "evidence_dir": tmp_path / "evidence",
+        "annotations_dir": tmp_path / "annotations",
         "max_upload_mb": 1,
     }
     settings = Settings.model_validate({**defaults, **service_overrides, "db_url": db_url})

@@ -68,10 +68,15 @@ def declared_scopes(route: APIRoute) -> set[str]:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
-    db = tmp_path_factory.mktemp("access") / "access.db"
-    return create_app(
-        Settings(db_url=f"sqlite:///{db}", secret="access-test-secret-0123456789", model="none")
+    folder = tmp_path_factory.mktemp("access")
+    settings = Settings(
+        db_url=f"sqlite:///{folder / 'access.db'}",
+        secret="access-test-secret-0123456789",
+        model="none",
+        evidence_dir=folder / "evidence",
+        annotations_dir=folder / "annotations",
     )
+    return create_app(settings)
 
 
 def operations(app: FastAPI) -> list[tuple[str, str, set[str]]]:

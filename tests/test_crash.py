@@ -73,17 +73,19 @@ def test_a_scan_killed_at_random_points_resumes_without_loss_or_duplicates(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        # the first kill lands during start-up; the others once the scan has committed new photos,
-        # a random moment later (mid-batch, between batches, while writing)
+        # the first kill lands during start-up; the others once the scan has committed a random few
+        # new photos, a random moment later (mid-batch, between batches, while writing). Counting
+        # photos rather than seconds keeps the kills mid-scan on a fast machine too.
         deadline = time.monotonic() + 120
+        target = before + rng.randint(1, 5)
         try:
             if attempt == 0:
                 time.sleep(rng.uniform(0.2, 2.0))
             else:
-                while photo_count(tmp_path / "killed.db") <= before and process.poll() is None:
+                while photo_count(tmp_path / "killed.db") < target and process.poll() is None:
                     assert time.monotonic() < deadline, "the scan made no progress"
-                    time.sleep(0.02)
-                time.sleep(rng.uniform(0.0, 0.6))
+                    time.sleep(0.01)
+                time.sleep(rng.uniform(0.0, 0.1))
         finally:
             ended = process.poll() is not None
             process.send_signal(signal.SIGKILL)  # an ended process ignores it; a stuck one must not stay
