@@ -1,13 +1,15 @@
 """Occupancy rule on footage made from real photos: precision/recall of the occupation interval.
 
-    .venv/bin/python benchmarks/occupancy_real.py [--shared ../shared] [--trials 6] [--rain]
+    .venv/bin/python benchmarks/occupancy_real.py [--shared ../shared] [--trials 6] [--dusk] [--rain]
+                                                  [--keep DIR]
 
 Each trial takes a real street photo from ../shared/datasets/garbage-cn (one with no garbage label)
-as a fixed camera's view, and plays it for `--seconds` at `--fps`: light drifting (to dusk with
---dusk), sensor noise, real car crops from vehicles-in driving through the zone (with the boxes a
-detector would give), rain streaks with --rain, and a real garbage-pile crop from another photo
-pasted into the zone from `--on` to `--off` seconds. The rule of configs-like settings then says,
-frame by frame, whether the zone is occupied, and when the case started and cleared.
+as a fixed camera's view and writes `--seconds` of it at `--fps` as an MJPEG video file: light
+drifting (to dusk with --dusk), sensor noise, real car crops from vehicles-in driving through the
+zone, rain streaks with --rain, and a real garbage-pile crop from another photo pasted into the
+zone from `--on` to `--off` seconds. The video is then played back through the rule (configs-like
+settings, the cars' boxes given as a detector would), frame by frame on the file's own clock: is
+the zone occupied, and when did the case start and clear. --keep DIR keeps the videos.
 
 Printed per trial and in total: frame precision / recall of "occupied" against the pasted
 interval, the case start delay after on + dwell, the clear delay after off + clear_after, and any
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -117,26 +120,27 @@ class Trial:
     false_cases: int
 
 
-def run_trial(
+def render_video(
+    path: Path,
     background: np.ndarray,
     pile: np.ndarray,
     cars: list[np.ndarray],
     args: argparse.Namespace,
     seed: int,
-) -> Trial:
+) -> list[sv.Detections]:
+    """Write the trial's footage as an MJPEG AVI; returns the detector boxes of each frame (the cars)."""
     rng = np.random.default_rng(seed)
-    rules = CameraRules(camera())
     h, w = background.shape[:2]
     spot = (int(w * 0.4), int(h * 0.95) - pile.shape[0])
-    truth, predicted = [], []
-    started = cleared = None
-    false_cases = 0
     light_end = 0.45 if args.dusk else 0.85
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), args.fps, (w, h))
+    if not writer.isOpened():
+        raise OSError(f"{path}: cannot write an MJPEG AVI here")
+    detections = []
     for step in range(int(args.seconds * args.fps)):
         t = step / args.fps
         frame = background.copy()
-        occupied = args.on <= t < args.off
-        if occupied:
+        if args.on <= t < args.off:
             paste(frame, pile, *spot)
         boxes = []
         phase = t % 45  # a car drives through every 45 s, taking 6 s
@@ -152,8 +156,8 @@ def run_trial(
             for _ in range(300):
                 rx, ry = int(rng.integers(0, w)), int(rng.integers(0, h - 14))
                 image[ry : ry + 12, rx] += 70
-        image = np.clip(image, 0, 255).astype(np.uint8)
-        detections = (
+        writer.write(np.clip(image, 0, 255).astype(np.uint8))
+        detections.append(
             sv.Detections(
                 xyxy=np.array(boxes, dtype=np.float64),
                 confidence=np.full(len(boxes), 0.9),
@@ -162,8 +166,25 @@ def run_trial(
             if boxes
             else sv.Detections.empty()
         )
-        outcome = rules.process(T0 + timedelta(seconds=t), detections, (w, h), image)
-        truth.append(occupied)
+    writer.release()
+    return detections
+
+
+def score_video(path: Path, detections: list[sv.Detections], args: argparse.Namespace) -> Trial:
+    """Play the video through the rule, frame by frame on the file's own clock, against the truth."""
+    rules = CameraRules(camera())
+    capture = cv2.VideoCapture(str(path))
+    truth: list[bool] = []
+    predicted: list[bool] = []
+    started = cleared = None
+    false_cases = 0
+    for frame_detections in detections:
+        ok, image = capture.read()
+        if not ok:
+            raise OSError(f"{path}: ended after {len(truth)} of {len(detections)} frames")
+        t = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000
+        outcome = rules.process(T0 + timedelta(seconds=t), frame_detections, image.shape[1::-1], image)
+        truth.append(args.on <= t < args.off)
         predicted.append(outcome.occupancy[0].fraction >= 0.02)
         for event in outcome.events:
             if event.kind == "started":
@@ -173,6 +194,7 @@ def run_trial(
                     false_cases += 1
             if event.kind == "cleared" and cleared is None:
                 cleared = t
+    capture.release()
     truth_a, pred_a = np.array(truth), np.array(predicted)
     hits = float((truth_a & pred_a).sum())
     return Trial(
@@ -194,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--off", type=float, default=650)
     parser.add_argument("--rain", action="store_true", help="rain streaks on every frame")
     parser.add_argument("--dusk", action="store_true", help="light falls to 45 %% (else 85 %%)")
+    parser.add_argument("--keep", type=Path, help="write the videos here and keep them")
     args = parser.parse_args(argv)
 
     garbage = sorted((args.shared / "datasets/garbage-cn/images/val").glob("*.jpg"))
@@ -205,10 +228,15 @@ def main(argv: list[str] | None = None) -> int:
     piles = crops(garbage[::-1], 0, args.trials, 70, 220)
     cars = crops(vehicles, 2, 8, 60, 260)  # vehicles-in class 2: car
     trials = []
+    scratch = tempfile.TemporaryDirectory(prefix="occupancy-")
+    folder = args.keep or Path(scratch.name)
+    folder.mkdir(parents=True, exist_ok=True)
     for index, path in enumerate(tqdm(backgrounds, desc="trials")):
         background = cv2.imread(str(path))
         assert background is not None, path
-        trial = run_trial(background, piles[index % len(piles)], cars, args, seed=index)
+        video = folder / f"{path.stem[:6]}{'-dusk' if args.dusk else ''}{'-rain' if args.rain else ''}.avi"
+        detections = render_video(video, background, piles[index % len(piles)], cars, args, seed=index)
+        trial = score_video(video, detections, args)
         trials.append(trial)
         tqdm.write(
             f"{path.name}: precision {trial.precision:.3f} recall {trial.recall:.3f} "
@@ -225,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         f"cleared {len(clears)}/{len(trials)} (median {np.median(clears) if clears else float('nan'):.0f} s "
         f"after off+clear_after), false cases {sum(t.false_cases for t in trials)}"
     )
+    scratch.cleanup()
     return 0
 
 
