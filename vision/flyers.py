@@ -68,7 +68,7 @@ STANDING_CLASSES = frozenset(
 )
 FLYER_HEIGHTS_M = (0.1, 3.0)  # flyers are stuck between just above the ground and an outstretched arm
 MIN_FLYER_PX = 6  # smaller flyers are not pasted: nobody, human or model, can see them
-ALPHA_FLOOR = 2.0 / 255.0  # alpha below this is cut, so the changed pixels are exactly the labelled ones
+ALPHA_FLOOR = 2.0 / 255.0  # alpha below this is cut, so no pixel outside a flyer's label changes
 
 
 class FontError(RuntimeError):
@@ -825,7 +825,7 @@ def paste(canvas: np.ndarray, pasted: Pasted, look: Look, rng: np.random.Generat
 
     The flyer takes the scene's white and black points, colour cast and large-scale shading
     (shadows run across it), the background's blur and noise. Alpha under ALPHA_FLOOR is cut, so
-    exactly the pixels with alpha > 0 change.
+    only pixels with alpha > 0 change.
     """
     pad = _pad(look)
     bounds = _quad_bounds(pasted.quad, pad, canvas.shape[:2])
@@ -917,16 +917,20 @@ def render_example(
     if not paste_flyers:
         return Example(scene.image.copy(), [], quality)
     alphas = [paste(canvas, p, look, rng) for p in planner.placed]
+    image = np.clip(np.round(canvas), 0, 255).astype(np.uint8)
+    # a faint edge pixel whose colour is close to the wall's rounds back to the wall's value: the
+    # label covers the pixels a flyer really changed, not those it only touched
+    changed = (image != scene.image).any(axis=2)
     kept = []
     for i, pasted in enumerate(planner.placed):
         visible = alphas[i].copy()
         for later in alphas[i + 1 :]:
             visible *= 1 - later
-        bounds = _bounds(visible > 0)
+        bounds = _bounds((visible > 0) & changed)
         if bounds is not None:
             pasted.xyxy = bounds
             kept.append(pasted)
-    return Example(np.clip(np.round(canvas), 0, 255).astype(np.uint8), kept, quality)
+    return Example(image, kept, quality)
 
 
 # ---------------------------------------------------------------- datasets
