@@ -113,6 +113,7 @@ def running_service(
         **os.environ,
         "STREETORDER_SECRET": SECRET,
         "STREETORDER_EVIDENCE_DIR": str(workdir / "evidence"),
+        "STREETORDER_ANNOTATIONS_DIR": str(workdir / "annotations"),
         **(env or {}),
     }
     port = free_port()
