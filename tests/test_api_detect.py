@@ -1,4 +1,4 @@
-"""POST /v1/detect and /v1/reports with the real model (models/street-v1), on SQLite and PostgreSQL.
+"""POST /v1/detect and /v1/reports with the current model (models/registry.yaml), on SQLite and PostgreSQL.
 
 No detection count is written down here: the model is provisional and will be replaced. The tests
 compare the API with the same model run directly, and follow whatever it finds into cases.
@@ -26,7 +26,7 @@ from serve.errors import Busy
 from serve.orm import Evidence, Photo
 from serve.state import InferenceGate
 from vision.imageio import Position, decode_photo, exif_for
-from vision.registry import find_model
+from vision.registry import CURRENT, MODELS_DIR, REGISTRY, current_in, find_model
 from vision.taxonomy import load_taxonomy
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -47,14 +47,14 @@ class Photo311:
 def street_photo() -> Photo311:
     """A real garbage photo, re-encoded here, on which the model finds at least one patrol finding."""
     try:
-        find_model("street-v1")
+        find_model(CURRENT)
     except Exception as err:
-        pytest.skip(f"models/street-v1 is not installed ({err}); the train/evaluate work provides it")
+        pytest.skip(f"no current model in models/ ({err}); the train/evaluate work provides it")
     if not VAL_IMAGES.is_dir():
         pytest.skip(f"{VAL_IMAGES} not found (../shared beside the project)")
     from vision.backends import load_detector
 
-    detector, taxonomy = load_detector("street-v1"), load_taxonomy()
+    detector, taxonomy = load_detector(CURRENT), load_taxonomy()
     for path in sorted(VAL_IMAGES.glob("*.jpg"))[:80]:
         ok, encoded = cv2.imencode(".jpg", cv2.imread(str(path)), [cv2.IMWRITE_JPEG_QUALITY, 92])
         assert ok
@@ -79,7 +79,8 @@ def test_detect_matches_the_model_run_directly(service: Service, street_photo: P
     body = response.json()
     assert (body["width"], body["height"]) == (street_photo.width, street_photo.height)
     assert (
-        body["model_version"].startswith("street-v1@") and len(body["detections"]) == street_photo.detections
+        body["model_version"].startswith(f"{current_in(MODELS_DIR / REGISTRY)}@")
+        and len(body["detections"]) == street_photo.detections
     )
     taxonomy = load_taxonomy()
     for d in body["detections"]:
