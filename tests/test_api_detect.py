@@ -26,7 +26,7 @@ from serve.errors import Busy
 from serve.orm import Evidence, Photo
 from serve.state import InferenceGate
 from vision.imageio import Position, decode_photo, exif_for
-from vision.registry import CURRENT, MODELS_DIR, REGISTRY, current_in, find_model
+from vision.registry import CURRENT, find_model
 from vision.taxonomy import load_taxonomy
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -79,7 +79,7 @@ def test_detect_matches_the_model_run_directly(service: Service, street_photo: P
     body = response.json()
     assert (body["width"], body["height"]) == (street_photo.width, street_photo.height)
     assert (
-        body["model_version"].startswith(f"{current_in(MODELS_DIR / REGISTRY)}@")
+        body["model_version"].startswith(f"{find_model(CURRENT).name}@")
         and len(body["detections"]) == street_photo.detections
     )
     taxonomy = load_taxonomy()

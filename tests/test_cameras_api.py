@@ -37,7 +37,7 @@ from serve.settings import ROOT, Settings
 from serve.workflow import Action, Command, apply
 from vision.activelearning import build_queue
 from vision.cameras import parse_cameras
-from vision.registry import MODELS_DIR, REGISTRY, current_in
+from vision.registry import CURRENT, find_model
 from vision.taxonomy import load_taxonomy
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -279,7 +279,7 @@ def test_frames_over_http_make_one_case_and_verify_it(model_service: Service) ->
         assert response.status_code == 200, response.text
         body = response.json()
         assert (body["width"], body["height"], body["late"]) == (320, 180, False)
-        assert body["model_version"].startswith(f"{current_in(MODELS_DIR / REGISTRY)}@")
+        assert body["model_version"].startswith(f"{find_model(CURRENT).name}@")
         created += [c for c in body["cases"] if c["created"]]
         actions += [(t, c["kind"], c["proposal"]) for c in body["cases"]]
         last = body

@@ -27,7 +27,7 @@ from serve.orm import Case, Evidence, Photo
 from serve.scan import ScanInputError, cli, iter_photos, read_sidecar
 from serve.settings import get_settings
 from vision.imageio import Position, exif_for
-from vision.registry import MODELS_DIR, REGISTRY, current_in
+from vision.registry import CURRENT, find_model
 from vision.taxonomy import CONFIGS, load_taxonomy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -196,7 +196,7 @@ def test_scan_files_cases_on_their_grids_and_a_rescan_adds_nothing(
                 assert (
                     evidence.boxes
                     and evidence.model_version
-                    and evidence.model_version.startswith(f"{current_in(MODELS_DIR / REGISTRY)}@")
+                    and evidence.model_version.startswith(f"{find_model(CURRENT).name}@")
                 )
                 for box in evidence.boxes:
                     cls = next(c for c in TAXONOMY.classes if c.name == box["class"])
