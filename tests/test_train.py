@@ -15,7 +15,7 @@ from ultralytics.data.utils import check_det_dataset
 from ultralytics.nn.tasks import DetectionModel
 
 from vision.datamix import source_of
-from vision.taxonomy import load_taxonomy
+from vision.taxonomy import TaxonomyError, load_taxonomy
 from vision.train import PartialLabelLoss, SameSourceMosaic, _swap_mosaic, prepare_data
 
 NAMES = load_taxonomy().names
@@ -93,6 +93,41 @@ def test_mix_labels_are_remapped_and_unknown_classes_dropped(tmp_path: Path) -> 
         ids = {int(line.split()[0]) for line in lines}
         assert ids and ids <= set(expected), source
     assert yaml.safe_load(data_yaml.read_text())["names"] == dict(enumerate(NAMES))
+
+
+def _with_fraction(mix: Path, fraction: object) -> Path:
+    spec = yaml.safe_load(mix.read_text())
+    spec["sources"][0]["train_fraction"] = fraction
+    mix.write_text(yaml.safe_dump(spec))
+    return mix
+
+
+def _train_images(data_yaml: Path, source: str, split: str = "train") -> set[str]:
+    return {p.name for p in (data_yaml.parent / "images" / source / split).glob("*")}
+
+
+def test_train_fraction_subsamples_train_only_and_a_rebuild_drops_stale_images(tmp_path: Path) -> None:
+    mix = write_mix(tmp_path / "data", train=40, val=4)
+    cache = tmp_path / "cache"
+    whole = prepare_data(mix, cache)
+    everything = _train_images(whole, "bins")
+    half = prepare_data(_with_fraction(mix, 0.5), cache)
+    kept = _train_images(half, "bins")
+    assert 0 < len(kept) < len(everything) and kept < everything  # a rebuild left no stale link behind
+    labels = {p.stem for p in (half.parent / "labels" / "bins" / "train").glob("*.txt")}
+    assert labels == {Path(n).stem for n in kept}
+    assert len(_train_images(half, "bins", "val")) == 4  # val stays whole: scores stay comparable
+    assert len(_train_images(half, "roads")) == 40  # other sources untouched
+    sources = yaml.safe_load((half.parent / "sources.json").read_text())
+    assert sources["bins"]["images"]["train"] == len(kept) and sources["bins"]["train_fraction"] == 0.5
+    quarter = _train_images(prepare_data(_with_fraction(mix, 0.25), cache), "bins")
+    assert quarter <= kept  # hashing file names: a smaller fraction keeps a subset
+
+
+@pytest.mark.parametrize("fraction", [0, 1.5, -0.2, "half"])
+def test_train_fraction_outside_zero_to_one_is_refused(tmp_path: Path, fraction: object) -> None:
+    with pytest.raises(TaxonomyError, match="train_fraction"):
+        prepare_data(_with_fraction(write_mix(tmp_path / "data"), fraction), tmp_path / "cache")
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ class Source:
     data_yaml: Path
     class_map: dict[int, int]  # dataset class id -> taxonomy class id
     unknown: tuple[str, ...]  # dataset classes that are not in the taxonomy (dropped)
+    train_fraction: float = 1.0  # share of the train split kept (val always whole, for honest scores)
 
     @property
     def labelled(self) -> list[int]:
@@ -90,8 +92,18 @@ def label_path(image: Path) -> Path:
     return Path(*parts).with_suffix(".txt")
 
 
+def keeps(image: Path, fraction: float) -> bool:
+    """Whether a train image stays in a subsampled source: decided by a hash of its file name, so
+    the same images stay on every machine and a larger fraction keeps a superset."""
+    if fraction >= 1.0:
+        return True
+    bucket = int.from_bytes(hashlib.sha256(image.name.encode()).digest()[:8], "big") / 2**64
+    return bucket < fraction
+
+
 def load_mix(mix_yaml: Path | str, taxonomy: Taxonomy | None = None) -> tuple[str, list[Source]]:
-    """Read a mix file: `name` and `sources` (each `name` and `data`, relative to the mix file)."""
+    """Read a mix file: `name` and `sources` (each `name` and `data`, relative to the mix file, and
+    an optional `train_fraction` in (0, 1] that spends less training time on a large source)."""
     mix_yaml = Path(mix_yaml)
     taxonomy = taxonomy or load_taxonomy()
     spec = yaml.safe_load(mix_yaml.read_text(encoding="utf-8"))
@@ -102,7 +114,12 @@ def load_mix(mix_yaml: Path | str, taxonomy: Taxonomy | None = None) -> tuple[st
         data_yaml = (mix_yaml.parent / os.path.expandvars(entry["data"])).resolve()
         names = read_data_yaml(data_yaml)["names"]
         class_map, unknown = taxonomy.map_names(names)
-        sources.append(Source(entry["name"], data_yaml, class_map, tuple(unknown)))
+        fraction = entry.get("train_fraction", 1.0)
+        if not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+            raise TaxonomyError(
+                f"{mix_yaml}: sources[{index}].train_fraction must be in (0, 1], got {fraction!r}"
+            )
+        sources.append(Source(entry["name"], data_yaml, class_map, tuple(unknown), float(fraction)))
     if not sources:
         raise TaxonomyError(f"{mix_yaml}: no sources")
     return str(spec.get("name") or mix_yaml.stem), sources
@@ -136,14 +153,19 @@ def build_mix(mix_yaml: Path | str, out: Path | str, taxonomy: Taxonomy | None =
             "labelled_names": [taxonomy.names[i] for i in source.labelled],
             "ignored_classes": list(source.unknown),
             "licence": licence_credits(source.data_yaml),
+            "train_fraction": source.train_fraction,
             "images": {},
             "sha256": {},
         }
         for split in SPLITS:
             files = [f for d in split_dirs(source.data_yaml, data, split) for f in image_files(d)]
+            if split == "train":
+                files = [f for f in files if keeps(f, source.train_fraction)]
             if not files:
                 continue
             rel = Path("images") / source.name / split
+            for folder in (out / rel, label_path(out / rel / "x.jpg").parent):
+                shutil.rmtree(folder, ignore_errors=True)  # a rebuilt mix keeps no image it no longer selects
             digest = hashlib.sha256()
             for image in files:
                 link = out / rel / image.name
