@@ -233,13 +233,16 @@ def test_a_killed_scan_resumes_to_the_same_cases(tmp_path: Path, samples: list[P
     killed_db = tmp_path / "killed.db"
     open_database(f"sqlite:///{killed_db}")  # migrated up front, so the count below can be polled at once
     command = [sys.executable, "-m", "serve.cli", "scan", str(photos), "--db", f"sqlite:///{killed_db}"]
-    process = subprocess.Popen(
-        [*command, "--out", str(tmp_path / "out-killed"), "--no-progress"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=os.environ.copy(),
-    )
+    log = tmp_path / "killed-scan.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [*command, "--out", str(tmp_path / "out-killed"), "--no-progress"],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=os.environ.copy(),
+        )
     done_before_kill = 0
+    killed_mid_scan = False
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline and process.poll() is None:
@@ -247,10 +250,15 @@ def test_a_killed_scan_resumes_to_the_same_cases(tmp_path: Path, samples: list[P
                 done_before_kill = connection.execute("select count(*) from photos").fetchone()[0]
             if done_before_kill >= 3:
                 process.send_signal(signal.SIGKILL)
+                killed_mid_scan = True
                 break
             time.sleep(0.005)
     finally:
+        if process.poll() is None:
+            process.kill()  # past the deadline: never leave a scan behind the test
         process.wait(timeout=30)
+    said = log.read_text(errors="replace")[-2000:]
+    assert killed_mid_scan, f"{done_before_kill} photo(s) in 120 s, exit {process.returncode}: {said}"
     assert process.returncode == -signal.SIGKILL, "the scan ended before it could be killed"
     assert 3 <= done_before_kill < total
 
