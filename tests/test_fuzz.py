@@ -144,10 +144,17 @@ atheris.Fuzz()
 """
     done = subprocess.run(
         [
-            *(sys.executable, "-c", script, f"-runs={ATHERIS_RUNS}", "-seed=1", "-max_len=16384"),
+            sys.executable,
+            "-c",
+            script,
+            f"-runs={ATHERIS_RUNS}",
+            "-seed=1",
+            "-max_len=16384",
             # One input allocating over 512 MB fails (a bomb); the whole-process RSS limit is raised
             # from 2 GB because one full-suite run saw 2.2 GB here that no single input explained.
-            *("-malloc_limit_mb=512", "-rss_limit_mb=4096", str(corpus)),
+            "-malloc_limit_mb=512",
+            "-rss_limit_mb=4096",
+            str(corpus),
         ],
         cwd=Path(__file__).resolve().parents[1],
         capture_output=True,

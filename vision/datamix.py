@@ -161,11 +161,11 @@ def build_mix(mix_yaml: Path | str, out: Path | str, taxonomy: Taxonomy | None =
             files = [f for d in split_dirs(source.data_yaml, data, split) for f in image_files(d)]
             if split == "train":
                 files = [f for f in files if keeps(f, source.train_fraction)]
+            rel = Path("images") / source.name / split
+            for folder in (out / rel, out / "labels" / source.name / split):
+                shutil.rmtree(folder, ignore_errors=True)  # a rebuilt mix keeps no image it no longer selects
             if not files:
                 continue
-            rel = Path("images") / source.name / split
-            for folder in (out / rel, label_path(out / rel / "x.jpg").parent):
-                shutil.rmtree(folder, ignore_errors=True)  # a rebuilt mix keeps no image it no longer selects
             digest = hashlib.sha256()
             for image in files:
                 link = out / rel / image.name
