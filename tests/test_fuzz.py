@@ -157,6 +157,7 @@ atheris.Fuzz()
             "-seed=1",
             "-max_len=16384",
             "-rss_limit_mb=4096",  # a backstop only: the check above is the one that reports
+            f"-artifact_prefix={tmp_path}/",  # a failing input is saved there, not in the checkout
             str(corpus),
         ],
         cwd=Path(__file__).resolve().parents[1],
