@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -105,7 +104,12 @@ def first_photos(folder: Path, count: int) -> Path:
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """This process's own peak RSS (VmHWM). Not getrusage's ru_maxrss: Linux carries the parent's
+    high-water mark across fork and exec, so a child of a big process would report the parent's."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError("/proc/self/status has no VmHWM line (Linux only)")
 
 
 def child_scan(folder: Path, backend: str, precision: str, workers: int) -> dict[str, Any]:

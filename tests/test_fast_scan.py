@@ -7,6 +7,8 @@ import importlib.util
 import os
 import random
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -338,6 +340,24 @@ def test_bench_photos_are_distinct_located_photos(tmp_path: Path) -> None:
     subset = first_photos(folder, 2)
     assert [p.name for p in sorted(subset.iterdir())] == [p.name for p in files[:2]]
     assert subset.joinpath(files[0].name).stat().st_ino == files[0].stat().st_ino  # a link, not a copy
+
+
+def test_a_child_measures_its_own_peak_memory_not_its_parents() -> None:
+    """The benchmark's children report their own peak: Linux hands a parent's ru_maxrss on to them."""
+    parent = (
+        "import subprocess, sys\n"
+        "block = bytearray(1024 * 2**20)\n"
+        "block[::4096] = bytes(len(block[::4096]))  # touched, so resident\n"
+        "del block\n"
+        "child = 'import resource; from serve.bench import peak_rss_mb; "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, peak_rss_mb())'\n"
+        "done = subprocess.run([sys.executable, '-c', child], capture_output=True, text=True, check=True)\n"
+        "print(done.stdout)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, check=True)
+    inherited_mb, own_mb = map(float, done.stdout.split())
+    assert inherited_mb > 1000  # the parent's gigabyte, as getrusage tells the child
+    assert own_mb < 600  # what the child itself touched: an interpreter and a few imports
 
 
 @pytest.mark.parametrize(
