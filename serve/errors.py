@@ -92,10 +92,6 @@ class Forbidden(DomainError):
         super().__init__(f"this API key lacks the scope '{scope}'", required_scope=scope)
 
 
-class BadImage(DomainError):
-    status, title = 400, "unreadable image"
-
-
 class UnsupportedMedia(DomainError):
     status, title = 415, "unsupported media type"
 

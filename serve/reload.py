@@ -51,7 +51,6 @@ class ModelReloader:
         self.service = service
         self.interval_s = max(0.1, interval_s)
         self.registry = followed_registry(service.settings.model)
-        self.swaps = 0
         self._stamp = _stamp(self.registry) if self.registry else None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -104,7 +103,6 @@ class ModelReloader:
             if old is not None:
                 metrics.remove(old.version)
             metrics.labels(new.version).set(1)
-            self.swaps += 1
             log.info("model swapped: %s -> %s", old and old.version, new.version)
             return True
 

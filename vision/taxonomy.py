@@ -85,10 +85,6 @@ class Taxonomy:
                 mapping[int(dataset_id)] = cls.index
         return mapping, unknown
 
-    def event_of(self, class_id: int) -> Event | None:
-        key = self.classes[class_id].event
-        return None if key is None else self.events[key]
-
 
 def _require(entry: Any, key: str, where: str) -> Any:
     if not isinstance(entry, dict):
