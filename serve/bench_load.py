@@ -33,6 +33,7 @@ import httpx
 import numpy as np
 
 from serve.auth import SCOPES, create_key
+from serve.bench import proc_memory_mb
 from serve.db import open_database, transaction
 from serve.settings import ROOT
 
@@ -62,11 +63,10 @@ class LiveService:
     def rss_mb(self) -> float:
         """Resident memory of the server process now (Linux /proc)."""
         try:
-            status = Path(f"/proc/{self.process.pid}/status").read_text()
+            resident = proc_memory_mb("VmRSS", self.process.pid)
         except OSError:
             return float("nan")
-        kib = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
-        return kib / 1024
+        return resident or 0.0
 
 
 def wait_until_up(base: str, process: subprocess.Popen[Any], timeout_s: float) -> bool:
