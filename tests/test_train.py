@@ -13,10 +13,13 @@ from ultralytics.cfg import get_cfg
 from ultralytics.data import build_yolo_dataset
 from ultralytics.data.utils import check_det_dataset
 from ultralytics.nn.tasks import DetectionModel
+from ultralytics.utils.patches import torch_load
 
 from vision.datamix import source_of
+from vision.export import package
+from vision.registry import ModelError, file_sha256, read_card
 from vision.taxonomy import TaxonomyError, load_taxonomy
-from vision.train import PartialLabelLoss, SameSourceMosaic, _swap_mosaic, prepare_data
+from vision.train import PartialLabelLoss, SameSourceMosaic, _swap_mosaic, average_checkpoints, prepare_data
 
 NAMES = load_taxonomy().names
 BINS = [NAMES.index(n) for n in ("garbage", "overflow")]
@@ -147,3 +150,63 @@ def test_tiny_training_run_writes_weights_and_card() -> None:
     checkpoint = torch.load(weights / "best.pt", map_location="cpu", weights_only=False)
     assert checkpoint["model"].names == dict(enumerate(NAMES))
     assert np.isfinite(checkpoint["train_results"]["train/cls_loss"][-1])
+
+
+def _weights_of(checkpoint: dict) -> torch.nn.Module:
+    return checkpoint.get("ema") or checkpoint["model"]
+
+
+def _shifted_copy(source: Path, target: Path, shift: float = 1.0, names: dict | None = None) -> Path:
+    """A copy of a checkpoint whose floating-point weights are all `shift` larger."""
+    checkpoint = torch_load(source, map_location="cpu")
+    model = _weights_of(checkpoint)
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            if tensor.is_floating_point():
+                tensor += shift
+    if names is not None:
+        model.names = names
+    torch.save(checkpoint, target)
+    return target
+
+
+@pytest.mark.slow
+def test_average_is_the_mean_of_the_weights_and_packages_as_a_final_model(tmp_path: Path) -> None:
+    best = tiny_run() / "weights" / "best.pt"
+    shifted = _shifted_copy(best, tmp_path / "shifted.pt")
+    run = average_checkpoints([best, shifted], tmp_path / "runs" / "soup")
+
+    averaged = torch_load(run / "weights" / "last.pt", map_location="cpu")
+    assert averaged["epoch"] == -1 and averaged["optimizer"] is None and averaged["ema"] is None
+    original = _weights_of(torch_load(best, map_location="cpu")).state_dict()
+    for key, value in averaged["model"].state_dict().items():
+        assert value.dtype == original[key].dtype, key
+        if value.is_floating_point():  # (w + (w + 1)) / 2, stored back in FP16
+            torch.testing.assert_close(value.float(), original[key].float() + 0.5, atol=2e-2, rtol=1e-3)
+        else:
+            assert torch.equal(value, original[key]), key
+
+    package_card = read_card(package(run / "weights" / "last.pt", "soup", models_dir=tmp_path / "models"))
+    training = package_card["training"]
+    assert package_card["status"] == "final"
+    inputs = [entry["sha256"] for entry in training["averaged_from"]]
+    assert inputs == [file_sha256(best), file_sha256(shifted)]
+    assert training["recipe"] == f"streetorder train --average {best} {shifted} --name soup"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("others", "message"),
+    [
+        (0, "at least two"),
+        (1, "another architecture or class list than"),
+    ],
+)
+def test_average_refuses_what_cannot_be_averaged(tmp_path: Path, others: int, message: str) -> None:
+    best = tiny_run() / "weights" / "best.pt"
+    renamed = {i: f"class{i}" for i in range(len(NAMES))}
+    checkpoints = [best]
+    checkpoints += [_shifted_copy(best, tmp_path / f"other{i}.pt", names=renamed) for i in range(others)]
+    with pytest.raises(ModelError, match=message):
+        average_checkpoints(checkpoints, tmp_path / "runs" / "soup")
+    assert not (tmp_path / "runs").exists()  # nothing half-written

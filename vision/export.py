@@ -73,12 +73,12 @@ def package(checkpoint: Path, name: str, models_dir: Path = MODELS_DIR, status: 
         k: args.get(k) for k in ("model", "data", "epochs", "time", "imgsz", "batch", "device", "seed")
     }
     card = training_card(Path(args["data"]), settings, seconds)
-    if run_card.get("training"):  # the run's own record of where and how long it trained wins
-        kept = ("hardware", "seconds", "torch")
+    card["training"]["recipe"] = recipe(args, run_name=checkpoint.parent.parent.name)
+    if run_card.get("training"):  # the run's own record (and an average's inputs and recipe) wins
+        kept = ("hardware", "seconds", "torch", "averaged_from", "recipe")
         card["training"].update({k: v for k, v in run_card["training"].items() if k in kept})
     card["training"]["epochs_completed"] = epochs_done
     card["training"]["checkpoint"] = str(checkpoint)
-    card["training"]["recipe"] = recipe(args, run_name=checkpoint.parent.parent.name)
     card["training"]["last_epoch_val"] = {  # ultralytics' own val over the whole mix, for reference
         k.removeprefix("metrics/").removesuffix("(B)"): v[-1]
         for k, v in results.items()

@@ -5,6 +5,10 @@ Ultralytics does the training; this module adds the two things a mix of partial 
   garbage-cn photo is unlabelled, not background), and
 - mosaic tiles combine images of one source only, so one mask holds for the whole tile.
 
+`--average A.pt B.pt` makes no training run: it writes the mean of the weights of checkpoints
+fine-tuned one from another (a "model soup", Wortsman et al. 2022), which on this project's CPU
+fine-tunes scored better than either of them (docs/training.md).
+
 Importable with only ultralytics, torch and PyYAML, so it runs on a bare GPU host.
 """
 
@@ -15,6 +19,7 @@ import json
 import os
 import platform
 import random
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -29,6 +34,7 @@ from ultralytics.utils.loss import v8DetectionLoss
 from ultralytics.utils.torch_utils import unwrap_model
 
 from vision.datamix import build_mix, labelled_classes, licence_credits, read_data_yaml, source_of
+from vision.registry import ModelError, file_sha256
 from vision.taxonomy import load_taxonomy
 
 DEFAULT_CACHE = Path(os.environ.get("STREETORDER_CACHE", Path.home() / ".cache" / "streetorder"))
@@ -214,6 +220,53 @@ def train(
     return run_dir
 
 
+def average_checkpoints(checkpoints: list[Path], run_dir: Path) -> Path:
+    """Write the mean of the checkpoints' weights as run_dir/weights/last.pt, with its card.
+
+    All must share one architecture and class list. Floating-point tensors are averaged in FP32
+    and stored in the last checkpoint's dtype; integer buffers (BatchNorm's batch counter) are the
+    last one's. The result is final (no optimizer, no EMA), ready for `streetorder export --name`.
+    """
+    from ultralytics.utils.patches import torch_load
+
+    if len(checkpoints) < 2:
+        raise ModelError("--average needs at least two checkpoints")
+    loaded = [torch_load(path, map_location="cpu") for path in checkpoints]
+    dtype = next((loaded[-1].get("ema") or loaded[-1]["model"]).parameters()).dtype
+    models = [(ckpt.get("ema") or ckpt["model"]).float() for ckpt in loaded]
+    states = [model.state_dict() for model in models]
+    shapes = [{key: tuple(value.shape) for key, value in state.items()} for state in states]
+    for path, model, shape in zip(checkpoints, models, shapes, strict=True):
+        if model.names != models[-1].names or shape != shapes[-1]:
+            raise ModelError(f"{path}: another architecture or class list than {checkpoints[-1]}")
+    mean = {
+        key: torch.stack([state[key] for state in states]).mean(0) if value.is_floating_point() else value
+        for key, value in states[-1].items()
+    }
+    models[-1].load_state_dict(mean)
+    averaged = {
+        **loaded[-1],
+        "model": models[-1].to(dtype),
+        "ema": None,
+        "optimizer": None,
+        "updates": None,
+        "epoch": -1,
+    }
+    weights = run_dir / "weights"
+    weights.mkdir(parents=True, exist_ok=True)
+    torch.save(averaged, weights / "last.pt")
+    card_path = checkpoints[-1].parent / "card.yaml"  # the last one's data and settings hold
+    card = yaml.safe_load(card_path.read_text(encoding="utf-8")) if card_path.exists() else {}
+    card["training"] = {
+        **(card.get("training") or {}),
+        "averaged_from": [{"checkpoint": str(path), "sha256": file_sha256(path)} for path in checkpoints],
+        "recipe": f"streetorder train --average {' '.join(map(str, checkpoints))} --name {run_dir.name}",
+    }
+    card_text = yaml.safe_dump(card, allow_unicode=True, sort_keys=False)
+    (weights / "card.yaml").write_text(card_text, encoding="utf-8")
+    return run_dir
+
+
 def cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="streetorder train", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -247,7 +300,22 @@ def cli(argv: list[str]) -> int:
         action="store_true",
         help="continue the run PROJECT/NAME from its last.pt (or --model PATH/last.pt)",
     )
+    parser.add_argument(
+        "--average",
+        nargs="+",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="no training: write the mean of these checkpoints' weights as PROJECT/NAME/weights/last.pt",
+    )
     args = parser.parse_args(argv)
+    if args.average:
+        try:
+            run_dir = average_checkpoints(args.average, args.project / args.name)
+        except ModelError as err:
+            print(f"train: {err}", file=sys.stderr)
+            return 1
+        print(f"averaged: {run_dir / 'weights' / 'last.pt'} (card: {run_dir / 'weights' / 'card.yaml'})")
+        return 0
     run_dir = train(
         data=args.data,
         model=args.model,
