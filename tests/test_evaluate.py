@@ -21,6 +21,7 @@ from serve.cli import main
 from vision.evaluate import evaluate, read_labels
 from vision.registry import read_card
 from vision.taxonomy import TaxonomyError, load_taxonomy
+from vision.train import prepare_data
 
 TAXONOMY = load_taxonomy()
 SIZE = 96
@@ -206,5 +207,8 @@ def test_cli_json_and_card(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     card = read_card(folder)
     assert card["metrics"]["bins"]["classes"]["garbage"]["instances"] == 4
     assert card["metrics"]["bins"]["ignored_classes"] == ["tree"]
+    # the same digest a training card records for the split: scores and training data can be matched
+    mix = json.loads((prepare_data(data, tmp_path / "cache").parent / "sources.json").read_text())
+    assert card["metrics"]["bins"]["labels_sha256"] == mix["bins"]["labels_sha256"]["val"]
     assert (out / "confusion_matrix.png").exists()
     yaml.safe_dump(card)  # the card stays plain YAML

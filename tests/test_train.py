@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,22 @@ def test_mix_labels_are_remapped_and_unknown_classes_dropped(tmp_path: Path) -> 
         ids = {int(line.split()[0]) for line in lines}
         assert ids and ids <= set(expected), source
     assert yaml.safe_load(data_yaml.read_text())["names"] == dict(enumerate(NAMES))
+
+
+def test_labels_digest_tells_a_relabelled_split_from_one_with_the_same_file_names(tmp_path: Path) -> None:
+    mix = write_mix(tmp_path / "data")
+
+    def digests() -> dict:
+        data_yaml = prepare_data(mix, tmp_path / "cache")
+        return json.loads((data_yaml.parent / "sources.json").read_text())["bins"]
+
+    before = digests()
+    label = sorted((tmp_path / "data" / "bins" / "labels" / "val").glob("*.txt"))[0]
+    label.write_text(label.read_text() + "\n0 0.5 0.5 0.1 0.1")  # one more box, same file names
+    after = digests()
+    assert after["sha256"] == before["sha256"]
+    assert after["labels_sha256"]["val"] != before["labels_sha256"]["val"]
+    assert after["labels_sha256"]["train"] == before["labels_sha256"]["train"]
 
 
 def _with_fraction(mix: Path, fraction: object) -> Path:

@@ -9,7 +9,11 @@ A built mix is a folder of symlinked images and remapped YOLO labels:
     <out>/labels/<source>/<split>/<stem>.txt  (taxonomy class ids)
     <out>/data.yaml       ultralytics data file, names = taxonomy classes
     <out>/sources.json    {source: {"labelled": [class ids], "images": {split: n}, "sha256": {split: ..},
-                                        "licence": the data.yaml's source comment}}
+                             "labels_sha256": {split: ..}, "licence": the data.yaml's source comment}}
+
+`sha256` is over the image file names, `labels_sha256` over the names and their label files as the
+source has them: a regenerated set (synthetic flyers drawn with other fonts) keeps the first and
+changes the second, so two cards show whether their scores were measured on the same boxes.
 
 Kept to PyYAML and the standard library (runs on a bare GPU host).
 """
@@ -84,6 +88,16 @@ def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def labels_sha256(images: list[Path]) -> str:
+    """sha256 over each image's file name and its YOLO label text: which boxes a score is on."""
+    digest = hashlib.sha256()
+    for image in images:
+        label = label_path(image)
+        text = label.read_text(encoding="utf-8") if label.exists() else ""
+        digest.update(f"{image.name}\n{text}\n".encode())
+    return digest.hexdigest()
+
+
 def label_path(image: Path) -> Path:
     """The YOLO label file of an image: the last `/images/` in its path read as `/labels/`."""
     parts = list(image.parts)
@@ -156,6 +170,7 @@ def build_mix(mix_yaml: Path | str, out: Path | str, taxonomy: Taxonomy | None =
             "train_fraction": source.train_fraction,
             "images": {},
             "sha256": {},
+            "labels_sha256": {},
         }
         for split in SPLITS:
             files = [f for d in split_dirs(source.data_yaml, data, split) for f in image_files(d)]
@@ -181,6 +196,7 @@ def build_mix(mix_yaml: Path | str, out: Path | str, taxonomy: Taxonomy | None =
             split_entries[split].append(str(rel))
             info["images"][split] = len(files)
             info["sha256"][split] = digest.hexdigest()
+            info["labels_sha256"][split] = labels_sha256(files)
         summary[source.name] = info
     data_yaml = out / "data.yaml"
     data_yaml.write_text(

@@ -22,7 +22,7 @@ import supervision as sv
 from tqdm import tqdm
 
 from vision.backends import BACKENDS, load_detector
-from vision.datamix import image_files, label_path, read_data_yaml, split_dirs
+from vision.datamix import image_files, label_path, labels_sha256, read_data_yaml, split_dirs
 from vision.detector import Detector
 from vision.registry import ModelError, find_model, update_card
 from vision.taxonomy import Taxonomy, TaxonomyError, load_taxonomy
@@ -52,6 +52,7 @@ class Evaluation:
     # detections per image, at the class's min_confidence, of classes the set does not label: on a
     # set that has none of them (flyers on vehicle photos) this is the false-positive rate
     unlabelled_per_image: dict[str, float] = field(default_factory=dict)
+    labels_sha256: str = ""  # of the split's file names and label texts (vision.datamix.labels_sha256)
 
     def _scored(self) -> list[ClassMetrics]:
         return [m for m in self.classes.values() if m.instances]
@@ -214,7 +215,9 @@ def evaluate(
         plots = sorted(out.glob("*.png"))
     version = getattr(detector, "version", "unknown")
     per_image = {name: count / len(images) for name, count in unlabelled_seen.items()}
-    return Evaluation(version, data_yaml, split, len(images), classes, ignored, plots, per_image)
+    return Evaluation(
+        version, data_yaml, split, len(images), classes, ignored, plots, per_image, labels_sha256(images)
+    )
 
 
 def scored_arrays(
@@ -258,6 +261,7 @@ def card_entry(result: Evaluation) -> dict[str, Any]:
         "data": str(result.data),
         "split": result.split,
         "images": result.images,
+        "labels_sha256": result.labels_sha256,
         "model": result.model,
         "ignored_classes": result.ignored_classes,
         **{k: v for k, v in result.to_json().items() if k != "model"},

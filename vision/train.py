@@ -37,6 +37,7 @@ from vision.datamix import build_mix, labelled_classes, licence_credits, read_da
 from vision.registry import ModelError, file_sha256
 from vision.taxonomy import load_taxonomy
 
+DATA_CARD_KEYS = ("labelled_names", "ignored_classes", "images", "sha256", "labels_sha256")
 DEFAULT_CACHE = Path(os.environ.get("STREETORDER_CACHE", Path.home() / ".cache" / "streetorder"))
 
 
@@ -134,7 +135,7 @@ def training_card(data_yaml: Path, settings: dict[str, Any], seconds: float) -> 
         "input_size": settings["imgsz"],
         "training": {
             "data": {
-                name: {k: info[k] for k in ("labelled_names", "ignored_classes", "images", "sha256")}
+                name: {k: info[k] for k in DATA_CARD_KEYS if k in info}  # mixes built before labels_sha256
                 for name, info in sources.items()
             },
             "partial_labels": "class loss masked per source; same-source mosaics",
