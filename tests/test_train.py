@@ -227,3 +227,20 @@ def test_average_refuses_what_cannot_be_averaged(tmp_path: Path, others: int, me
     with pytest.raises(ModelError, match=message):
         average_checkpoints(checkpoints, tmp_path / "runs" / "soup")
     assert not (tmp_path / "runs").exists()  # nothing half-written
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such checkpoint"),
+        ({"weights": [1.0, 2.0]}, "not an ultralytics checkpoint"),
+        ([1, 2, 3], "not an ultralytics checkpoint"),
+    ],
+)
+def test_average_refuses_a_missing_or_foreign_file(tmp_path: Path, content: object, message: str) -> None:
+    path = tmp_path / "input.pt"
+    if content is not None:
+        torch.save(content, path)
+    with pytest.raises(ModelError, match=message):
+        average_checkpoints([path, path], tmp_path / "runs" / "soup")
+    assert not (tmp_path / "runs").exists()

@@ -6,8 +6,8 @@ Ultralytics does the training; this module adds the two things a mix of partial 
 - mosaic tiles combine images of one source only, so one mask holds for the whole tile.
 
 `--average A.pt B.pt` makes no training run: it writes the mean of the weights of checkpoints
-fine-tuned one from another (a "model soup", Wortsman et al. 2022), which on this project's CPU
-fine-tunes scored better than either of them (docs/training.md).
+fine-tuned one from another (a "model soup", Wortsman et al. 2022); docs/training.md has what it
+measured here.
 
 Importable with only ultralytics, torch and PyYAML, so it runs on a bare GPU host.
 """
@@ -232,7 +232,16 @@ def average_checkpoints(checkpoints: list[Path], run_dir: Path) -> Path:
 
     if len(checkpoints) < 2:
         raise ModelError("--average needs at least two checkpoints")
-    loaded = [torch_load(path, map_location="cpu") for path in checkpoints]
+    loaded = []
+    for path in checkpoints:
+        if not path.is_file():
+            raise ModelError(f"{path}: no such checkpoint")
+        checkpoint = torch_load(path, map_location="cpu")
+        if not isinstance(checkpoint, dict) or not isinstance(
+            checkpoint.get("ema") or checkpoint.get("model"), torch.nn.Module
+        ):
+            raise ModelError(f"{path}: not an ultralytics checkpoint")
+        loaded.append(checkpoint)
     dtype = next((loaded[-1].get("ema") or loaded[-1]["model"]).parameters()).dtype
     models = [(ckpt.get("ema") or ckpt["model"]).float() for ckpt in loaded]
     states = [model.state_dict() for model in models]
