@@ -232,18 +232,18 @@ def average_checkpoints(checkpoints: list[Path], run_dir: Path) -> Path:
 
     if len(checkpoints) < 2:
         raise ModelError("--average needs at least two checkpoints")
-    loaded = []
+    loaded, models = [], []
     for path in checkpoints:
         if not path.is_file():
             raise ModelError(f"{path}: no such checkpoint")
         checkpoint = torch_load(path, map_location="cpu")
-        if not isinstance(checkpoint, dict) or not isinstance(
-            checkpoint.get("ema") or checkpoint.get("model"), torch.nn.Module
-        ):
+        module = (checkpoint.get("ema") or checkpoint.get("model")) if isinstance(checkpoint, dict) else None
+        if not isinstance(module, torch.nn.Module):
             raise ModelError(f"{path}: not an ultralytics checkpoint")
         loaded.append(checkpoint)
-    dtype = next((loaded[-1].get("ema") or loaded[-1]["model"]).parameters()).dtype
-    models = [(ckpt.get("ema") or ckpt["model"]).float() for ckpt in loaded]
+        models.append(module)
+    dtype = next(models[-1].parameters()).dtype
+    models = [model.float() for model in models]
     states = [model.state_dict() for model in models]
     shapes = [{key: tuple(value.shape) for key, value in state.items()} for state in states]
     for path, model, shape in zip(checkpoints, models, shapes, strict=True):
