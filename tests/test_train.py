@@ -115,11 +115,16 @@ def test_labels_digest_tells_a_relabelled_split_from_one_with_the_same_file_name
     assert after["labels_sha256"]["train"] == before["labels_sha256"]["train"]
 
 
-def _with_fraction(mix: Path, fraction: object) -> Path:
+def _with_option(mix: Path, key: str, value: object) -> Path:
+    """The mix file with `key: value` set on its first source ("bins")."""
     spec = yaml.safe_load(mix.read_text())
-    spec["sources"][0]["train_fraction"] = fraction
+    spec["sources"][0][key] = value
     mix.write_text(yaml.safe_dump(spec))
     return mix
+
+
+def _with_fraction(mix: Path, fraction: object) -> Path:
+    return _with_option(mix, "train_fraction", fraction)
 
 
 def _train_images(data_yaml: Path, source: str, split: str = "train") -> set[str]:
@@ -148,6 +153,53 @@ def test_train_fraction_subsamples_train_only_and_a_rebuild_drops_stale_images(t
 def test_train_fraction_outside_zero_to_one_is_refused(tmp_path: Path, fraction: object) -> None:
     with pytest.raises(TaxonomyError, match="train_fraction"):
         prepare_data(_with_fraction(write_mix(tmp_path / "data"), fraction), tmp_path / "cache")
+
+
+def test_oversample_lists_train_images_of_a_class_more_often_and_leaves_the_rest(tmp_path: Path) -> None:
+    mix = write_mix(tmp_path / "data", train=30, val=6)
+    cache = tmp_path / "cache"
+    plain = prepare_data(mix, cache)
+    plain_sources = json.loads((plain.parent / "sources.json").read_text())
+    oversampled = prepare_data(_with_option(mix, "oversample", {"garbage": 3}), cache)
+    labels = oversampled.parent / "labels" / "bins" / "train"
+    garbage = str(BINS[0])
+    holding = {
+        f.stem
+        for f in labels.glob("*.txt")
+        if "repeat" not in f.stem and any(line.split()[0] == garbage for line in f.read_text().splitlines())
+    }
+    assert 0 < len(holding) < 30  # the synthetic set has photos with and without garbage
+    listed = _train_images(oversampled, "bins")
+    assert len(listed) == 30 + 2 * len(holding)
+    for stem in holding:
+        original = (labels / f"{stem}.txt").read_text()
+        for n in (1, 2):
+            assert (labels / f"{stem}.repeat{n}.txt").read_text() == original
+    assert _train_images(oversampled, "bins", "val") == _train_images(plain, "bins", "val")  # val stays whole
+    assert _train_images(oversampled, "roads") == _train_images(plain, "roads")
+    sources = json.loads((oversampled.parent / "sources.json").read_text())
+    assert sources["bins"]["oversample"] == {"garbage": 3} and sources["bins"]["repeats"] == 2 * len(holding)
+    assert sources["bins"]["images"] == plain_sources["bins"]["images"]  # each photo counted once
+    assert sources["bins"]["labels_sha256"] == plain_sources["bins"]["labels_sha256"]  # same data
+    assert len(_train_images(prepare_data(_with_option(mix, "oversample", {}), cache), "bins")) == 30
+
+
+@pytest.mark.parametrize(
+    ("oversample", "message"),
+    [
+        ({"car": 2}, "not a class this source labels"),  # bins labels garbage and overflow only
+        ({"no_such_class": 2}, "not a class this source labels"),
+        ({"garbage": 0}, "whole number from 1 to 10"),
+        ({"garbage": 11}, "whole number from 1 to 10"),
+        ({"garbage": 1.5}, "whole number from 1 to 10"),
+        ({"garbage": True}, "whole number from 1 to 10"),
+        (["garbage"], "must map class names to times"),
+    ],
+)
+def test_oversample_that_cannot_apply_is_refused(tmp_path: Path, oversample: object, message: str) -> None:
+    mix = _with_option(write_mix(tmp_path / "data"), "oversample", oversample)
+    with pytest.raises(TaxonomyError, match=message):
+        prepare_data(mix, tmp_path / "cache")
 
 
 @pytest.mark.slow

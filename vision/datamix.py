@@ -7,6 +7,7 @@ loss of all other classes on that source's images instead of teaching them as ba
 A built mix is a folder of symlinked images and remapped YOLO labels:
     <out>/images/<source>/<split>/<file>   -> the original image
     <out>/labels/<source>/<split>/<stem>.txt  (taxonomy class ids)
+    <out>/images/<source>/train/<stem>.repeatN<suffix>  extra links of an oversampled image
     <out>/data.yaml       ultralytics data file, names = taxonomy classes
     <out>/sources.json    {source: {"labelled": [class ids], "images": {split: n}, "sha256": {split: ..},
                              "labels_sha256": {split: ..}, "licence": the data.yaml's source comment}}
@@ -24,7 +25,7 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,9 @@ class Source:
     class_map: dict[int, int]  # dataset class id -> taxonomy class id
     unknown: tuple[str, ...]  # dataset classes that are not in the taxonomy (dropped)
     train_fraction: float = 1.0  # share of the train split kept (val always whole, for honest scores)
+    oversample: dict[int, int] = field(
+        default_factory=dict
+    )  # taxonomy id -> times its train photos are listed
 
     @property
     def labelled(self) -> list[int]:
@@ -115,9 +119,30 @@ def keeps(image: Path, fraction: float) -> bool:
     return bucket < fraction
 
 
+def read_oversample(
+    entry: dict[str, Any], labelled: set[int], taxonomy: Taxonomy, where: str
+) -> dict[int, int]:
+    """A source's `oversample` ({class name: times}) as taxonomy ids; only classes it labels."""
+    spec = entry.get("oversample") or {}
+    if not isinstance(spec, dict):
+        raise TaxonomyError(f"{where}.oversample must map class names to times, got {spec!r}")
+    times: dict[int, int] = {}
+    for name, count in spec.items():
+        cls = taxonomy.resolve(str(name))
+        if cls is None or cls.index not in labelled:
+            raise TaxonomyError(f"{where}.oversample: {name!r} is not a class this source labels")
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 10:
+            raise TaxonomyError(
+                f"{where}.oversample.{name} must be a whole number from 1 to 10, got {count!r}"
+            )
+        times[cls.index] = count
+    return times
+
+
 def load_mix(mix_yaml: Path | str, taxonomy: Taxonomy | None = None) -> tuple[str, list[Source]]:
-    """Read a mix file: `name` and `sources` (each `name` and `data`, relative to the mix file, and
-    an optional `train_fraction` in (0, 1] that spends less training time on a large source)."""
+    """Read a mix file: `name` and `sources` (each `name` and `data`, relative to the mix file, an
+    optional `train_fraction` in (0, 1] that spends less training time on a large source, and an
+    optional `oversample` {class: times} that lists train images holding a rare class more often)."""
     mix_yaml = Path(mix_yaml)
     taxonomy = taxonomy or load_taxonomy()
     spec = yaml.safe_load(mix_yaml.read_text(encoding="utf-8"))
@@ -133,7 +158,11 @@ def load_mix(mix_yaml: Path | str, taxonomy: Taxonomy | None = None) -> tuple[st
             raise TaxonomyError(
                 f"{mix_yaml}: sources[{index}].train_fraction must be in (0, 1], got {fraction!r}"
             )
-        sources.append(Source(entry["name"], data_yaml, class_map, tuple(unknown), float(fraction)))
+        where = f"{mix_yaml}: sources[{index}]"
+        oversample = read_oversample(entry, set(class_map.values()), taxonomy, where)
+        sources.append(
+            Source(entry["name"], data_yaml, class_map, tuple(unknown), float(fraction), oversample)
+        )
     if not sources:
         raise TaxonomyError(f"{mix_yaml}: no sources")
     return str(spec.get("name") or mix_yaml.stem), sources
@@ -152,6 +181,18 @@ def remap_label_text(text: str, class_map: dict[int, int]) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
+def write_repeats(link: Path, image: Path, label_text: str, oversample: dict[int, int]) -> int:
+    """Extra links `<stem>.repeatN<suffix>` (with the same labels) for a train image that holds an
+    oversampled class, up to the largest count among its classes; returns how many."""
+    classes = {int(line.split()[0]) for line in label_text.splitlines()}
+    times = max((oversample.get(c, 1) for c in classes), default=1)
+    for n in range(1, times):
+        copy = link.with_name(f"{link.stem}.repeat{n}{link.suffix}")
+        copy.symlink_to(image)
+        label_path(copy).write_text(label_text, encoding="utf-8")
+    return times - 1
+
+
 def build_mix(mix_yaml: Path | str, out: Path | str, taxonomy: Taxonomy | None = None) -> Path:
     """Write the mix folder (idempotent) and return its data.yaml."""
     taxonomy = taxonomy or load_taxonomy()
@@ -168,6 +209,8 @@ def build_mix(mix_yaml: Path | str, out: Path | str, taxonomy: Taxonomy | None =
             "ignored_classes": list(source.unknown),
             "licence": licence_credits(source.data_yaml),
             "train_fraction": source.train_fraction,
+            "oversample": {taxonomy.names[i]: n for i, n in source.oversample.items()},
+            "repeats": 0,  # extra train links made by `oversample`; `images` counts each image once
             "images": {},
             "sha256": {},
             "labels_sha256": {},
@@ -189,10 +232,13 @@ def build_mix(mix_yaml: Path | str, out: Path | str, taxonomy: Taxonomy | None =
                     link.symlink_to(image)
                 original = label_path(image)
                 text = original.read_text(encoding="utf-8") if original.exists() else ""
+                remapped = remap_label_text(text, source.class_map)
                 target = label_path(link)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(remap_label_text(text, source.class_map), encoding="utf-8")
+                target.write_text(remapped, encoding="utf-8")
                 digest.update(f"{image.name}\n".encode())
+                if split == "train":
+                    info["repeats"] += write_repeats(link, image, remapped, source.oversample)
             split_entries[split].append(str(rel))
             info["images"][split] = len(files)
             info["sha256"][split] = digest.hexdigest()

@@ -37,7 +37,15 @@ from vision.datamix import build_mix, labelled_classes, licence_credits, read_da
 from vision.registry import ModelError, file_sha256
 from vision.taxonomy import load_taxonomy
 
-DATA_CARD_KEYS = ("labelled_names", "ignored_classes", "images", "sha256", "labels_sha256")
+DATA_CARD_KEYS = (
+    "labelled_names",
+    "ignored_classes",
+    "images",  # each photo once
+    "sha256",
+    "labels_sha256",
+    "oversample",
+    "repeats",  # the extra showings `oversample` added
+)
 DEFAULT_CACHE = Path(os.environ.get("STREETORDER_CACHE", Path.home() / ".cache" / "streetorder"))
 
 
