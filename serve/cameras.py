@@ -192,7 +192,9 @@ class CameraHub:
 
     def _sync_handled(self, live: LiveCamera, sessions: sessionmaker[Session]) -> None:
         """Tell the engine which incidents' cases were reported handled (and when), or reworked."""
-        incidents = {i.case_id: i for i in live.rules.incidents if i.case_id is not None}
+        incidents = {
+            i.case_id: i for i in live.rules.incidents if i.case_id is not None and i.status != "closed"
+        }
         if not incidents:
             return
         with sessions() as session:
@@ -207,7 +209,7 @@ class CameraHub:
         for case_id, incident in incidents.items():
             state = states.get(case_id)
             if state is None or not is_open(state):
-                live.rules.forget(incident)
+                live.rules.close(incident)
             elif state in HANDLED_STATES and case_id in handled:
                 live.rules.set_handled(incident, handled[case_id])
             elif incident.handled_at is not None:
@@ -234,7 +236,9 @@ class CameraHub:
                 if event.kind in ("cleared", "rework") and case is not None and is_open(case.state):
                     actions.append(self._attach(session, live, event, case, path, sha256, captured_at))
                 elif event.kind == "cleared":
-                    actions.append(self._nothing(event, case))  # its case is closed: nothing to verify
+                    actions.append(
+                        case_action(event, case, reason="case no longer open")
+                    )  # closed: nothing to verify
                 else:
                     actions.append(
                         self._finding(
@@ -291,20 +295,8 @@ class CameraHub:
             crop_sha = hashlib.sha256(crop).hexdigest()
             update.evidence.crop_path = str(store_image(self.evidence_dir, crop, crop_sha, "JPEG"))
         incident.case_id = update.case.id
-        return CaseAction(
-            kind=event.kind,
-            incident_id=incident.id,
-            zone_id=incident.zone_id,
-            event=incident.event,
-            source=incident.source,
-            case_id=update.case.id,
-            case_number=update.case.number,
-            case_state=update.case.state,
-            created=update.created,
-            evidence_id=update.evidence.id,
-            proposal="check_fail" if event.kind == "rework" else None,
-            reason=event.reason,
-        )
+        proposal = "check_fail" if event.kind == "rework" else None
+        return case_action(event, update.case, update.evidence.id, created=update.created, proposal=proposal)
 
     def _attach(
         self,
@@ -342,20 +334,7 @@ class CameraHub:
         )
         session.add(evidence)
         session.flush()
-        return CaseAction(
-            kind=event.kind,
-            incident_id=incident.id,
-            zone_id=incident.zone_id,
-            event=incident.event,
-            source=incident.source,
-            case_id=case.id,
-            case_number=case.number,
-            case_state=case.state,
-            created=False,
-            evidence_id=evidence.id,
-            proposal=proposal,
-            reason=event.reason,
-        )
+        return case_action(event, case, evidence.id, proposal=proposal)
 
     def _box(self, incident: Incident) -> Box:
         """The incident's box as evidence stores it; class-free occupancy is labelled `occupancy`."""
@@ -363,22 +342,32 @@ class CameraHub:
         name = "occupancy" if incident.class_id is None else self.taxonomy.names[incident.class_id]
         return Box((x1, y1, x2, y2), float(incident.confidence or 1.0), name)
 
-    @staticmethod
-    def _nothing(event: RuleEvent, case: Case | None) -> CaseAction:
-        incident = event.incident
-        return CaseAction(
-            kind=event.kind,
-            incident_id=incident.id,
-            zone_id=incident.zone_id,
-            event=incident.event,
-            source=incident.source,
-            case_id=case.id if case else None,
-            case_number=case.number if case else None,
-            case_state=case.state if case else None,
-            created=False,
-            evidence_id=None,
-            reason="case no longer open",
-        )
+
+def case_action(
+    event: RuleEvent,
+    case: Case | None,
+    evidence_id: int | None = None,
+    *,
+    created: bool = False,
+    proposal: str | None = None,
+    reason: str | None = None,
+) -> CaseAction:
+    """What the endpoint reports for one rule event: the incident, and the case it touched if any."""
+    incident = event.incident
+    return CaseAction(
+        kind=event.kind,
+        incident_id=incident.id,
+        zone_id=incident.zone_id,
+        event=incident.event,
+        source=incident.source,
+        case_id=case.id if case else None,
+        case_number=case.number if case else None,
+        case_state=case.state if case else None,
+        created=created,
+        evidence_id=evidence_id,
+        proposal=proposal,
+        reason=event.reason if reason is None else reason,
+    )
 
 
 def _iso(seconds: float) -> str:

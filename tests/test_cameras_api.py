@@ -199,6 +199,25 @@ def test_a_new_violation_after_the_case_closed_is_a_new_case(hub: Hub) -> None:
     assert cases[1].first_seen_at == SERVICE_START + timedelta(seconds=261)
 
 
+def test_a_case_not_filed_while_the_car_stands_is_not_raised_again(hub: Hub) -> None:
+    """Staff judge the car allowed at 100 s while it stands there: no evidence, no new case, until it
+    has gone; back at 200 s it is a new violation."""
+    actions: dict[float, list[tuple[str, str | None, str]]] = {}
+    for t in range(0, 300):
+        if t == 100:
+            with hub.sessions() as session:
+                (first,) = session.scalars(select(Case.id)).all()
+            hub.act(first, Action.REJECT, t, note="a delivery van, allowed")
+        if done := hub.frame(t, [SPOT] if t < 150 or t >= 200 else []):
+            actions[t] = done
+    assert actions == {61: [("started", None, "")], 261: [("started", None, "")]}
+    with hub.sessions() as session:
+        cases = session.scalars(select(Case).order_by(Case.id)).all()
+        evidence = session.scalars(select(Evidence.case_id).where(Evidence.case_id == cases[0].id)).all()
+    assert [c.state for c in cases] == ["not_filed", "reported"]
+    assert len(evidence) == 1  # the finding only: nothing appended after the decision
+
+
 # --- over HTTP --------------------------------------------------------------------------------
 
 CAM = "test-cam"

@@ -221,6 +221,31 @@ def test_still_there_after_reported_handled_flags_rework_once_per_report() -> No
     assert run.times("cleared") == []
 
 
+@pytest.mark.parametrize(
+    ("name", "script", "closed_at", "evidence", "started"),
+    [
+        # closed at 100 while the car stands there: silent while it stays, whole 400 s
+        ("stays", parked(0, 400), 100, [90.5], [60.5]),
+        # gone at 200 (last seen 199.5), released 60 s later; back at 300: a new violation
+        ("leaves, comes back", both(parked(0, 200), parked(300, 420)), 100, [90.5], [60.5, 360.5]),
+        # closed after the place cleared (159.5): a return inside return_watch_s is not rework
+        ("closed after clearing", both(parked(0, 100), parked(200, 300)), 170, [90.5], [60.5, 260.5]),
+    ],
+)
+def test_a_closed_case_silences_its_incident_until_the_object_has_gone(
+    name: str, script: Script, closed_at: float, evidence: list[float], started: list[float]
+) -> None:
+    run = play(script, closed_at)
+    (incident,) = run.rules.incidents
+    run.rules.close(incident)  # e.g. not filed: "a delivery van, allowed"
+    run.rules.close(incident)  # the service syncs every frame: closing again changes nothing
+    play(script, 420, run=run, start=closed_at)
+    assert run.times("started") == pytest.approx(started), name
+    assert run.times("evidence")[: len(evidence)] == pytest.approx(evidence), name
+    assert not [t for t in run.times("evidence") if closed_at <= t < started[-1]], name
+    assert run.times("rework") == [], name
+
+
 def test_returning_after_the_watch_window_is_a_new_incident() -> None:
     run = play(both(parked(0, 100), parked(500, 600)), 600)
     assert run.times("cleared") == [pytest.approx(159.5)]

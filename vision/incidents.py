@@ -10,6 +10,11 @@ events a case needs, never one per frame:
 - `rework`: back at the place within `return_watch_s` after clearing, or still there
   `clear_after_s` after the case was reported handled -> the case is flagged for rework.
 
+A case closed, cancelled or not filed while its object still stands there closes the incident:
+it stays, silent, until the object has been gone `clear_after_s`, so a person's decision ("a
+delivery van, allowed") is not raised again as a new case on the next frame. Only what stands
+there after that is a new violation.
+
 Pure bookkeeping on capture times (seconds); the service maps incidents to cases.
 """
 
@@ -56,7 +61,7 @@ class Incident:
     started_at: float  # when the violation fired
     last_seen: float
     last_evidence: float
-    status: Literal["present", "cleared"] = "present"
+    status: Literal["present", "cleared", "closed"] = "present"
     handled_at: float | None = None  # set by the service when the case is reported handled
     flagged_report: float | None = None  # the handling report already flagged as premature
     cleared_at: float | None = None
@@ -94,6 +99,9 @@ class IncidentLedger:
 
     def _seen(self, incident: Incident, sighting: Sighting, at: float) -> list[RuleEvent]:
         s = self.settings
+        if incident.status == "closed":
+            incident.key, incident.box, incident.last_seen = sighting.key, sighting.box, at
+            return []
         if incident.status == "cleared":
             if at - sighting.since < s.return_dwell_s:
                 return []
@@ -163,11 +171,12 @@ class IncidentLedger:
         return events
 
     def _forget(self, at: float) -> None:
-        """Cleared incidents leave after the return watch; the oldest go first beyond the bound."""
+        """Cleared incidents leave after the return watch, closed ones once their object has gone;
+        the oldest go first beyond the bound."""
+        s = self.settings
         for incident in list(self.incidents.values()):
-            if (
-                incident.status == "cleared"
-                and at - (incident.cleared_at or at) > self.settings.return_watch_s
+            if (incident.status == "cleared" and at - (incident.cleared_at or at) > s.return_watch_s) or (
+                incident.status == "closed" and at - incident.last_seen >= s.clear_after_s
             ):
                 del self.incidents[incident.id]
         if len(self.incidents) > MAX_INCIDENTS_PER_ZONE:
@@ -181,9 +190,16 @@ class IncidentLedger:
         if incident is not None:
             incident.handled_at = at
 
-    def forget(self, incident_id: int) -> None:
-        """Drop an incident whose case was closed, cancelled or rejected: what stands there next is new."""
-        self.incidents.pop(incident_id, None)
+    def close(self, incident_id: int) -> None:
+        """Its case was closed, cancelled or not filed: a present incident goes silent until its
+        object leaves; a cleared one is dropped (a return is a new violation, not rework)."""
+        incident = self.incidents.get(incident_id)
+        if incident is None or incident.status == "closed":
+            return
+        if incident.status == "present":
+            incident.status = "closed"
+        else:
+            del self.incidents[incident_id]
 
     def rescale(self, sx: float, sy: float) -> None:
         for incident in self.incidents.values():

@@ -190,6 +190,7 @@ class CameraRules:
         """The incident's case was reported handled at `at` (None: back in handling, e.g. rework)."""
         self.ledgers[incident.zone_id].set_handled(incident.id, None if at is None else _seconds(at))
 
-    def forget(self, incident: Incident) -> None:
-        """Its case is over (closed, cancelled, not filed): a later stay there is a new violation."""
-        self.ledgers[incident.zone_id].forget(incident.id)
+    def close(self, incident: Incident) -> None:
+        """Its case is over (closed, cancelled, not filed): silent while its object stays; what
+        stands there after it has gone is a new violation."""
+        self.ledgers[incident.zone_id].close(incident.id)
