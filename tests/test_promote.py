@@ -34,7 +34,7 @@ from vision.promote import (
     rollback,
 )
 from vision.registry import read_card
-from vision.retrain import list_jobs, queue_job, record_annotation
+from vision.retrain import list_jobs, queue_job, record_annotation, training_mix
 
 AT = datetime(2025, 10, 2, 9, 0, tzinfo=UTC)
 GARBAGE_VAL = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "garbage-cn"
@@ -201,6 +201,21 @@ def test_a_worse_model_is_refused_with_both_scores_recorded(models: Path, holdou
 
 
 # --- the retraining job -------------------------------------------------------------------------------
+
+
+def test_the_retraining_mix_keeps_the_base_mix_sampling(tmp_path: Path) -> None:
+    """A base mix that subsamples or oversamples a source trains the same way inside a job."""
+    mix = write_mix(tmp_path / "base")
+    spec = yaml.safe_load(mix.read_text())
+    spec["sources"][0].update({"train_fraction": 0.5, "oversample": {"garbage": 2}})
+    mix.write_text(yaml.safe_dump(spec))
+    bureau = tmp_path / "bureau.yaml"
+    job_mix = training_mix({"base_mix": mix.name}, mix, [("bureau", bureau)], tmp_path / "work")
+    sources = {s["name"]: s for s in yaml.safe_load(job_mix.read_text())["sources"]}
+    assert sources["bins"]["train_fraction"] == 0.5 and sources["bins"]["oversample"] == {"garbage": 2}
+    assert sources["roads"]["train_fraction"] == 1.0 and sources["roads"]["oversample"] == {}
+    assert yaml.safe_load(Path(sources["bins"]["data"]).read_text()).keys() == {"train", "names"}
+    assert sources["bureau"] == {"name": "bureau", "data": str(bureau)}
 
 
 @pytest.mark.slow

@@ -183,10 +183,13 @@ def train_only(data_yaml: Path, out: Path) -> Path:
 def training_mix(
     policy_retrain: dict[str, Any], config: Path, datasets: list[tuple[str, Path]], work: Path
 ) -> Path:
-    """The job's mix file: the base mix's train splits, and the datasets (train and val)."""
+    """The job's mix file: the base mix's train splits (with its `train_fraction` and
+    `oversample`), and the datasets (train and val)."""
     from vision.datamix import load_mix
+    from vision.taxonomy import load_taxonomy
 
-    sources = []
+    names = load_taxonomy().names
+    sources: list[dict[str, Any]] = []
     base = policy_retrain.get("base_mix")
     if base:
         _, base_sources = load_mix((config.parent / str(base)).resolve())
@@ -195,6 +198,8 @@ def training_mix(
                 {
                     "name": source.name,
                     "data": str(train_only(source.data_yaml, work / "train-only" / source.name)),
+                    "train_fraction": source.train_fraction,
+                    "oversample": {names[c]: times for c, times in source.oversample.items()},
                 }
             )
     sources += [{"name": name, "data": str(data_yaml)} for name, data_yaml in datasets]
