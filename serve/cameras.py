@@ -235,10 +235,8 @@ class CameraHub:
                 case = session.get(Case, incident.case_id) if incident.case_id is not None else None
                 if event.kind in ("cleared", "rework") and case is not None and is_open(case.state):
                     actions.append(self._attach(session, live, event, case, path, sha256, captured_at))
-                elif event.kind == "cleared":
-                    actions.append(
-                        case_action(event, case, reason="case no longer open")
-                    )  # closed: nothing to verify
+                elif event.kind == "cleared":  # its case closed meanwhile: nothing to verify
+                    actions.append(case_action(event, case, reason="case no longer open"))
                 else:
                     actions.append(
                         self._finding(

@@ -44,13 +44,16 @@ class Source:
     class_map: dict[int, int]  # dataset class id -> taxonomy class id
     unknown: tuple[str, ...]  # dataset classes that are not in the taxonomy (dropped)
     train_fraction: float = 1.0  # share of the train split kept (val always whole, for honest scores)
-    oversample: dict[int, int] = field(
-        default_factory=dict
-    )  # taxonomy id -> times its train photos are listed
+    # taxonomy id -> times each train photo holding it is listed
+    oversample: dict[int, int] = field(default_factory=dict)
 
     @property
     def labelled(self) -> list[int]:
         return sorted(set(self.class_map.values()))
+
+    def oversample_by_name(self, names: list[str]) -> dict[str, int]:
+        """`oversample` as a mix file and sources.json write it: {class name: times}."""
+        return {names[index]: times for index, times in self.oversample.items()}
 
 
 def read_data_yaml(path: Path) -> dict[str, Any]:
@@ -209,7 +212,7 @@ def build_mix(mix_yaml: Path | str, out: Path | str, taxonomy: Taxonomy | None =
             "ignored_classes": list(source.unknown),
             "licence": licence_credits(source.data_yaml),
             "train_fraction": source.train_fraction,
-            "oversample": {taxonomy.names[i]: n for i, n in source.oversample.items()},
+            "oversample": source.oversample_by_name(taxonomy.names),
             "repeats": 0,  # extra train links made by `oversample`; `images` counts each image once
             "images": {},
             "sha256": {},

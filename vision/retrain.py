@@ -199,7 +199,7 @@ def training_mix(
                     "name": source.name,
                     "data": str(train_only(source.data_yaml, work / "train-only" / source.name)),
                     "train_fraction": source.train_fraction,
-                    "oversample": {names[c]: times for c, times in source.oversample.items()},
+                    "oversample": source.oversample_by_name(names),
                 }
             )
     sources += [{"name": name, "data": str(data_yaml)} for name, data_yaml in datasets]
