@@ -86,13 +86,18 @@ def test_int8_needs_a_measured_check(model_dir: Path, capsys: pytest.CaptureFixt
     assert "--int8 needs --data" in capsys.readouterr().err
 
 
-def test_int8_export_prints_the_check(
-    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def bins_set(root: Path) -> Path:
+    """A 4 + 4 image garbage-cn-like set for the INT8 calibration and check."""
     rng = np.random.default_rng(5)
     draws = SOURCES["bins"]["draws"]
     scenes = {split: [random_boxes(rng, 64, draws, 2) for _ in range(4)] for split in ("train", "val")}
-    data = write_set(tmp_path / "bins", ["garbage", "full_bin"], scenes, 64)
+    return write_set(root / "bins", ["garbage", "full_bin"], scenes, 64)
+
+
+def test_int8_export_prints_the_check(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = bins_set(tmp_path)
     argv = ["--model", str(model_dir), "--int8", "--data", str(data), "--calibration", "4"]
     assert main(["export", *argv]) == 0
     out = capsys.readouterr().out
@@ -103,6 +108,29 @@ def test_int8_export_prints_the_check(
     assert 0 <= check["map50_int8"] <= 1
     int8 = load_detector(model_dir / "model.int8.onnx")
     assert int8.version.startswith("tiny@") and int8.version != load_detector(model_dir).version
+
+
+@pytest.mark.parametrize(
+    ("stale_onnx", "keeps_version"),
+    [
+        (False, True),  # the ONNX the card records is reused: metrics and registry stay valid
+        (True, False),  # an ONNX the card does not record is exported again from model.pt
+    ],
+)
+def test_int8_of_a_packaged_model_keeps_its_version(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], stale_onnx: bool, keeps_version: bool
+) -> None:
+    folder = tiny_model(tmp_path / "models")
+    onnx_path = folder / "model.onnx"
+    if stale_onnx:
+        onnx_path.write_bytes(onnx_path.read_bytes() + b"\0")
+    before = file_sha256(onnx_path)
+    argv = ["--model", str(folder), "--int8", "--data", str(bins_set(tmp_path)), "--calibration", "4"]
+    assert main(["export", *argv]) == 0
+    assert ("reusing" in capsys.readouterr().out) == keeps_version
+    after = file_sha256(onnx_path)
+    assert read_card(folder)["weights"]["model.onnx"] == after
+    assert (after == before) == keeps_version
 
 
 def test_openvino_is_skipped_with_a_message_when_absent(
