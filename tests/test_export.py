@@ -111,21 +111,23 @@ def test_int8_export_prints_the_check(
 
 
 @pytest.mark.parametrize(
-    ("stale_onnx", "keeps_version"),
+    ("stale_onnx", "int8", "keeps_version"),
     [
-        (False, True),  # the ONNX the card records is reused: metrics and registry stay valid
-        (True, False),  # an ONNX the card does not record is exported again from model.pt
+        (False, True, True),  # the ONNX the card records is kept: metrics and registry stay valid
+        (False, False, True),  # a plain export again too
+        (True, True, False),  # an ONNX the card does not record is exported again from model.pt
     ],
 )
-def test_int8_of_a_packaged_model_keeps_its_version(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], stale_onnx: bool, keeps_version: bool
+def test_export_keeps_the_onnx_the_card_records(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], stale_onnx: bool, int8: bool, keeps_version: bool
 ) -> None:
     folder = tiny_model(tmp_path / "models")
     onnx_path = folder / "model.onnx"
     if stale_onnx:
         onnx_path.write_bytes(onnx_path.read_bytes() + b"\0")
     before = file_sha256(onnx_path)
-    argv = ["--model", str(folder), "--int8", "--data", str(bins_set(tmp_path)), "--calibration", "4"]
+    argv = ["--model", str(folder), "--data", str(bins_set(tmp_path))]
+    argv += ["--int8", "--calibration", "4"] if int8 else []
     assert main(["export", *argv]) == 0
     assert ("reusing" in capsys.readouterr().out) == keeps_version
     after = file_sha256(onnx_path)

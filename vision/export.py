@@ -161,6 +161,9 @@ def export_model(
     """Export a model folder's model.pt and record the export (and the ONNX sha256) in its card.
 
     An ONNX export is checked against PyTorch on `check_images` (or one noise image) first.
+    One the card already records for these weights and size is kept: a new export is not
+    byte-identical, so it would be a new model version and orphan the card's metrics and the
+    registry's record of this one.
     A dynamic export is only checked and printed: it is a local speed-up (`streetorder scan` uses
     it where it is faster), made from the same weights, not another version of the model.
     """
@@ -171,6 +174,10 @@ def export_model(
         if written is not None:
             update_card(folder, exports={"openvino": {"folder": written.name, "imgsz": imgsz}})
         return written
+    kept = None if dynamic else current_onnx(folder, imgsz)
+    if kept is not None:
+        print(f"reusing {kept}: the export the card records for these weights (same sha256)")
+        return kept
     written = export_onnx(weights, imgsz, dynamic=dynamic)
     parity = onnx_parity(weights, written, check_images or [], imgsz)
     print(
@@ -187,15 +194,16 @@ def export_model(
     return written
 
 
-def current_onnx(folder: Path, imgsz: int | None) -> Path | None:
-    """The folder's model.onnx if the card records it (same sha256) at `imgsz` (None: any), else None."""
+def current_onnx(folder: Path, imgsz: int) -> Path | None:
+    """The folder's model.onnx if the card records it, and the model.pt it came from, as the files
+    now there (same sha256) at `imgsz`; else None."""
     card = read_card(folder)
-    onnx_path = folder / WEIGHTS["onnx"]
-    recorded = (card.get("weights") or {}).get(WEIGHTS["onnx"])
+    recorded = card.get("weights") or {}
     size = ((card.get("exports") or {}).get("onnx") or {}).get("imgsz")
-    if not onnx_path.exists() or recorded != file_sha256(onnx_path):
+    files = [folder / WEIGHTS["ultralytics"], folder / WEIGHTS["onnx"]]
+    if size != imgsz or not all(f.exists() and recorded.get(f.name) == file_sha256(f) for f in files):
         return None
-    return onnx_path if imgsz in (None, size) else None
+    return files[1]
 
 
 def onnx_parity(weights: Path, onnx_path: Path, images: list[Path], imgsz: int = 640) -> dict[str, Any]:
@@ -367,17 +375,11 @@ def cli(argv: list[str]) -> int:
             if files.folder is None:
                 parser.error("--model is a bare file: give --name to package it as models/NAME")
             folder = files.folder
-        # --int8 on a packaged model keeps its ONNX file: a new export is not byte-identical, so it
-        # would be a new model version and orphan the card's metrics and the registry's record.
-        written = current_onnx(folder, args.imgsz) if args.int8 and not args.name else None
-        if written is not None:
-            print(f"reusing {written} (the version the card and the registry know)")
-        else:
-            check = split_images(args.data, PARITY_IMAGES) if args.data else []
-            written = export_model(folder, args.format, args.imgsz, check, dynamic=args.dynamic)
-            if written is None:
-                return 2
-            print(f"exported: {written}")
+        check = split_images(args.data, PARITY_IMAGES) if args.data else []
+        written = export_model(folder, args.format, args.imgsz, check, dynamic=args.dynamic)
+        if written is None:
+            return 2
+        print(f"exported: {written}")
         if args.int8:
             calibration = calibration_images(args.data, args.calibration)
             onnx_path = folder / WEIGHTS["onnx"]
