@@ -13,6 +13,7 @@ import sys
 MODES: dict[str, tuple[str, str]] = {
     "train": ("vision.train", "train a detector on a dataset mix (partial labels handled)"),
     "scan": ("serve.scan", "scan patrol photos (folders, files, lists) into grid cases and a report"),
+    "relay": ("vision.relay", "train at 640 px on short-lived GPU hosts in turns: pack, leg, land"),
     "evaluate": ("vision.evaluate", "per-class P, R, AP50, AP50-95 of a model on a data.yaml"),
     "export": ("vision.export", "package a checkpoint as models/NAME and export ONNX / OpenVINO / INT8"),
     "serve": ("serve.serve_cli", "run the case service (HTTP API, Open311, metrics) with uvicorn"),

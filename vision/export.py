@@ -72,10 +72,15 @@ def package(checkpoint: Path, name: str, models_dir: Path = MODELS_DIR, status: 
     settings = (run_card.get("training") or {}).get("settings") or {
         k: args.get(k) for k in ("model", "data", "epochs", "time", "imgsz", "batch", "device", "seed")
     }
-    card = training_card(Path(args["data"]), settings, seconds)
-    card["training"]["recipe"] = recipe(args, run_name=checkpoint.parent.parent.name)
+    if Path(args["data"]).exists():
+        card = training_card(Path(args["data"]), settings, seconds)
+        card["training"]["recipe"] = recipe(args, run_name=checkpoint.parent.parent.name)
+    elif run_card.get("training"):  # trained elsewhere (a GPU relay leg): its card made there holds
+        card = {k: run_card[k] for k in ("classes", "input_size", "training", "licences") if k in run_card}
+    else:
+        raise ModelError(f"{checkpoint}: its mix {args['data']} is not here and no card.yaml is beside it")
     if run_card.get("training"):  # the run's own record (and an average's inputs and recipe) wins
-        kept = ("hardware", "seconds", "torch", "averaged_from", "recipe")
+        kept = ("hardware", "seconds", "torch", "averaged_from", "recipe", "relay")
         card["training"].update({k: v for k, v in run_card["training"].items() if k in kept})
     card["training"]["epochs_completed"] = epochs_done
     card["training"]["checkpoint"] = str(checkpoint)

@@ -15,6 +15,7 @@ Importable with only ultralytics, torch and PyYAML, so it runs on a bare GPU hos
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -99,6 +100,16 @@ class PartialLabelTrainer(DetectionTrainer):
         if mode == "train":
             _swap_mosaic(dataset.transforms, dataset)
         return dataset
+
+    def read_results_csv(self) -> dict[str, list[float]]:
+        """results.csv as {column: values}, read with the standard library: ultralytics reads it with
+        polars, which a torch-only GPU host lacks (and whose wheel would not fit its transfers)."""
+        try:
+            with open(self.csv, encoding="utf-8", newline="") as stream:
+                rows = list(csv.DictReader(stream))
+        except OSError:
+            return {}
+        return {key.strip(): [float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
 
     def _setup_train(self) -> None:
         super()._setup_train()
