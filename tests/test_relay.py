@@ -47,7 +47,7 @@ def test_two_legs_resume_one_schedule(tmp_path: Path) -> None:
         "imgsz": 64,
         "epochs": 2,
         "batch": 4,
-        "val_fraction": 1.0,
+        "monitor_fraction": 0.2,
         "webp_quality": 90,
     }
     env = {**os.environ, "STREETORDER_MODELS": str(models)}
@@ -65,7 +65,7 @@ def test_two_legs_resume_one_schedule(tmp_path: Path) -> None:
         manifest = json.loads((bundle / "part01" / "relay.json").read_text())
         assert manifest["leg"] == leg and manifest["start"]["resume"] is (leg == 2)
         assert len(manifest["parts"]) >= 2
-        assert manifest["images"] == 2 * (6 + 2)
+        assert manifest["images"] == 2 * 6  # train photos only; 1 of each source monitors
 
         host_bundle = tmp_path / f"host{leg}" / ".relay"
         work, out = tmp_path / f"work{leg}", tmp_path / f"out{leg}"
@@ -110,7 +110,7 @@ def test_two_legs_resume_one_schedule(tmp_path: Path) -> None:
     folder = package(runs / "tiny-relay" / "leg2" / "weights" / "best.pt", "relayed", models_dir=models)
     card = yaml.safe_load((folder / "card.yaml").read_text())
     assert [leg["leg"] for leg in card["training"]["relay"]["legs"]] == [1, 2]
-    assert card["input_size"] == 64 and card["training"]["data"]["bins"]["images"] == {"train": 6, "val": 2}
+    assert card["input_size"] == 64 and card["training"]["data"]["bins"]["images"] == {"train": 5, "val": 1}
 
 
 def test_deadline_stops_when_the_next_epoch_would_not_fit(tmp_path: Path) -> None:
@@ -153,7 +153,7 @@ def test_parts_never_exceed_their_size(tmp_path: Path) -> None:
     [
         ({"epochs": 0}, "epochs must be a number"),
         ({"imgsz": "640"}, "imgsz must be a number"),
-        ({"val_fraction": 1.5}, "val_fraction must be a number"),
+        ({"monitor_fraction": 0.9}, "monitor_fraction must be a number"),
         ({"name": ""}, "name must be a non-empty string"),
     ],
 )

@@ -44,7 +44,6 @@ import numpy as np
 import yaml
 
 from vision.datamix import (
-    SPLITS,
     build_mix,
     image_files,
     keeps,
@@ -80,7 +79,7 @@ class RelayConfig:
     imgsz: int
     epochs: int
     batch: int
-    val_fraction: float
+    monitor_fraction: float
     webp_quality: int
     part_mib: float
 
@@ -109,7 +108,7 @@ def load_config(path: Path = CONFIG) -> RelayConfig:
         imgsz=number("imgsz", int, 32, 2048),
         epochs=number("epochs", int, 1, 10_000),
         batch=number("batch", int, 1, 1024),
-        val_fraction=number("val_fraction", float, 0.01, 1.0),
+        monitor_fraction=number("monitor_fraction", float, 0.0, 0.5),
         webp_quality=number("webp_quality", int, 1, 100),
         part_mib=number("part_mib", float, 0.01, 4096),
     )
@@ -211,18 +210,31 @@ class PartWriter:
             self.tar = None
 
 
+def monitor_images(images: list[Path], fraction: float) -> set[Path]:
+    """The train photos a relay holds out of its training to watch the run and pick best.pt: the
+    val splits are the frozen holdout (configs/promotion.yaml), never used to pick anything.
+    At least one a source, chosen by a hash of the file name (the same on every machine)."""
+    if not images:
+        return set()
+    ranked = sorted(images, key=lambda image: hashlib.sha256(f"monitor/{image.name}".encode()).digest())
+    return set(ranked[: max(1, round(fraction * len(images)))])
+
+
 def packed_files(config: RelayConfig) -> Iterator[tuple[str, Path, str]]:
-    """(source, image, split) for every image the leg needs: the mix's train selection, and the
-    `val_fraction` share of each val split (chosen by file-name hash, the same on every machine)."""
+    """(source, image, split) for every image a leg needs: the mix's train selection, a
+    `monitor_fraction` of it moved to the leg's val split. No val-split photo travels."""
     _, sources = load_mix(config.mix)
     for source in sources:
         data = read_data_yaml(source.data_yaml)
-        for split in SPLITS:
-            fraction = source.train_fraction if split == "train" else config.val_fraction
-            for folder in split_dirs(source.data_yaml, data, split):
-                for image in image_files(folder):
-                    if keeps(image, fraction):
-                        yield source.name, image, split
+        train = [
+            image
+            for folder in split_dirs(source.data_yaml, data, "train")
+            for image in image_files(folder)
+            if keeps(image, source.train_fraction)
+        ]
+        monitor = monitor_images(train, config.monitor_fraction)
+        for image in train:
+            yield source.name, image, "val" if image in monitor else "train"
 
 
 def fetch_wheels(cache: Path) -> list[Path]:
@@ -300,7 +312,7 @@ def pack(
         "imgsz": config.imgsz,
         "epochs": config.epochs,
         "batch": config.batch,
-        "val_fraction": config.val_fraction,
+        "monitor_fraction": config.monitor_fraction,
         "webp_quality": config.webp_quality,
         "wheels": [wheel.name for wheel in wheels or []],
     }
