@@ -1,7 +1,7 @@
 # streetorder. On a fresh clone with ../shared beside it:
 #   make demo   creates .venv if missing, installs, scans sample photos, writes a report
 #   make test   creates .venv if missing, installs, runs the whole test suite
-#   make setup  (root, Debian) system packages: a CJK font for synthetic flyers (vision/flyers.py)
+#   make setup  (root, Debian) system packages: a CJK font for synthetic flyers (vision/data/flyers.py)
 # The install is redone whenever pyproject.toml changes (the stamp file records the last one).
 
 PYTHON ?= python3
@@ -22,7 +22,7 @@ $(INSTALLED): pyproject.toml | $(PY)
 	touch $(INSTALLED)
 
 demo: $(INSTALLED)
-	$(PY) -m serve.demo
+	$(PY) -m serve.cli.demo
 
 test: $(INSTALLED) postgres browser opencv-data
 	$(PY) -m pytest
@@ -43,7 +43,7 @@ browser:
 	    (apt-get update && apt-get install -y --no-install-recommends $(BROWSER_PACKAGES))); } || \
 	  echo "chromium not installed: the console's browser tests will be skipped"
 
-# OpenCV's face and plate cascades (Debian opencv-data) for vision/privacy.py; without them the
+# OpenCV's face and plate cascades (Debian opencv-data) for vision/detect/privacy.py; without them the
 # service withholds images from keys without evidence:raw (503) and the privacy tests are skipped.
 opencv-data:
 	@ls /usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml >/dev/null 2>&1 || \
@@ -53,3 +53,4 @@ opencv-data:
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check vision serve tests
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports

@@ -29,12 +29,12 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vision.backends import load_detector  # noqa: E402
-from vision.cameras import load_cameras  # noqa: E402
-from vision.imageio import decode_photo  # noqa: E402
-from vision.occupancy import StaticForeground, ZoneMeter  # noqa: E402
-from vision.rules import CameraRules  # noqa: E402
-from vision.tracking import CaptureTimeTracker  # noqa: E402
+from vision.core.imageio import decode_photo  # noqa: E402
+from vision.detect.backends import load_detector  # noqa: E402
+from vision.live.cameras import load_cameras  # noqa: E402
+from vision.live.occupancy import StaticForeground, ZoneMeter  # noqa: E402
+from vision.live.rules import CameraRules  # noqa: E402
+from vision.live.tracking import CaptureTimeTracker  # noqa: E402
 
 T0 = datetime(2026, 5, 6, 1, 0, tzinfo=UTC)
 STAGES = ("decode", "inference", "tracking", "rules", "occupancy")

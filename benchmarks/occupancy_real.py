@@ -33,8 +33,8 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vision.cameras import Camera, parse_cameras  # noqa: E402
-from vision.rules import CameraRules  # noqa: E402
+from vision.live.cameras import Camera, parse_cameras  # noqa: E402
+from vision.live.rules import CameraRules  # noqa: E402
 
 T0 = datetime(2026, 5, 6, 1, 0, tzinfo=UTC)  # 09:00 in Zhengzhou
 CAR = 3

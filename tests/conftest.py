@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from serve.settings import Settings
+from serve.cases.settings import Settings
 
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
@@ -180,9 +180,9 @@ def service(db_url: str, tmp_path: Path, service_overrides: dict[str, object]) -
     """The real app (model models/street-v1 when present) with one key per scope, clock at SERVICE_START."""
     from fastapi.testclient import TestClient
 
-    from serve.app import create_app
-    from serve.auth import SCOPES, create_key
-    from serve.db import transaction
+    from serve.api.app import create_app
+    from serve.cases.auth import SCOPES, create_key
+    from serve.cases.db import transaction
 
     defaults = {
         "secret": "tests-only-secret-0123456789",
@@ -233,8 +233,8 @@ def street_models(tmp_path: Path) -> Path:
     real weights that differ; cards copied without cached holdout scores."""
     import yaml
 
-    from vision.promote import Registry
-    from vision.registry import find_model
+    from vision.detect.registry import find_model
+    from vision.modelops.promote import Registry
 
     try:
         shipped = find_model("street-v1").folder

@@ -69,7 +69,7 @@ def write_set(root: Path, dataset_names: list[str], images: dict[str, list[list[
     A box is labelled with the data set's id of its class name (taxonomy name or alias given in
     `dataset_names` by position); boxes of classes the set does not name stay unlabelled.
     """
-    from vision.taxonomy import load_taxonomy
+    from vision.core.taxonomy import load_taxonomy
 
     taxonomy = load_taxonomy()
     label_of = {taxonomy.resolve(n).name: i for i, n in enumerate(dataset_names) if taxonomy.resolve(n)}
@@ -112,7 +112,7 @@ _TINY_RUN: dict[str, Path] = {}
 def tiny_run() -> Path:
     """Train 1 epoch at 64 px on the synthetic mix once per test process; the run folder."""
     if "run" not in _TINY_RUN:
-        from vision.train import train
+        from vision.modelops.train import train
 
         root = Path(tempfile.mkdtemp(prefix="streetorder-tiny-"))
         mix = write_mix(root / "data")
@@ -131,7 +131,7 @@ def tiny_run() -> Path:
 
 def tiny_model(models_dir: Path) -> Path:
     """The tiny run packaged as models_dir/tiny with model.pt, model.onnx and card.yaml."""
-    from vision.export import export_model, package
+    from vision.modelops.export import export_model, package
 
     folder = package(tiny_run() / "weights" / "best.pt", "tiny", models_dir=models_dir)
     export_model(folder, "onnx")

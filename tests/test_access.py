@@ -21,11 +21,11 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
-from serve.app import create_app
-from serve.auth import SCOPES
-from serve.settings import Settings
-from vision.cameras import CameraConfigError, parse_cameras
-from vision.stream import STREAM_SCHEMES, StreamReader
+from serve.api.app import create_app
+from serve.cases.auth import SCOPES
+from serve.cases.settings import Settings
+from vision.live.cameras import CameraConfigError, parse_cameras
+from vision.live.stream import STREAM_SCHEMES, StreamReader
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,7 +55,7 @@ def all_routes(routes: list[BaseRoute]) -> Iterator[BaseRoute]:
 def declared_scopes(route: APIRoute) -> set[str]:
     """Scopes declared with `Security(..., scopes=[...])` by the route's dependencies, at any depth.
 
-    Every key check of the service (serve/deps.py and the routers' own) is such a dependency.
+    Every key check of the service (serve/api/deps.py and the routers' own) is such a dependency.
     """
     scopes: set[str] = set()
     pending = list(route.dependant.dependencies)
@@ -178,7 +178,16 @@ def test_watch_refuses_a_stream_flag_with_another_scheme(tmp_path: Path) -> None
     cameras.write_text(yaml.safe_dump(camera_with_stream("rtsp://cam.local/1")), encoding="utf-8")
     done = subprocess.run(
         [
-            *(sys.executable, "-m", "serve.cli", "watch", "--camera", "cam-1", "--cameras", str(cameras)),
+            *(
+                sys.executable,
+                "-m",
+                "serve.cli.main",
+                "watch",
+                "--camera",
+                "cam-1",
+                "--cameras",
+                str(cameras),
+            ),
             *("--stream", "ftp://evil/x", "--db", f"sqlite:///{tmp_path / 'w.db'}"),
         ],
         cwd=ROOT,

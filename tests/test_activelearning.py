@@ -21,15 +21,15 @@ from conftest import SERVICE_START, Service
 from PIL import Image
 from test_api_lifecycle import act
 
-from serve.cases import Box, Finding, load_case_rules, record_finding
-from serve.cli import main
-from serve.db import transaction
-from serve.orm import Photo
-from vision.activelearning import disagreement, uncertainty
-from vision.annotations import Dataset, Label, to_percent
-from vision.imageio import exif_for
-from vision.registry import file_sha256
-from vision.taxonomy import load_taxonomy
+from serve.cases.db import transaction
+from serve.cases.findings import Box, Finding, load_case_rules, record_finding
+from serve.cases.orm import Photo
+from serve.cli.main import main
+from vision.core.imageio import exif_for
+from vision.core.taxonomy import load_taxonomy
+from vision.data.activelearning import disagreement, uncertainty
+from vision.data.annotations import Dataset, Label, to_percent
+from vision.detect.registry import file_sha256
 
 TAXONOMY = load_taxonomy()
 MODEL = "street-v1@0123456789ab"
@@ -144,7 +144,7 @@ def test_queue_ranks_the_workflows_corrections_first_and_pre_annotates(
     )
     state = service.client.app.state.service  # type: ignore[attr-defined]
     with transaction(state.sessions) as session:
-        from serve.orm import Evidence
+        from serve.cases.orm import Evidence
 
         session.query(Evidence).filter(Evidence.case_id == stall_case).update({"crop_path": str(crop)})
     review(service, stall_case, "confirm")

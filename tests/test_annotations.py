@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 import yaml
 
-from serve.cli import main
-from vision.annotations import (
+from serve.cli.main import main
+from vision.core.taxonomy import load_taxonomy
+from vision.data.annotations import (
     AnnotationError,
     Dataset,
     ImageFinder,
@@ -40,8 +41,7 @@ from vision.annotations import (
     write_labelstudio_tasks,
     write_yolo_zip,
 )
-from vision.registry import file_sha256
-from vision.taxonomy import load_taxonomy
+from vision.detect.registry import file_sha256
 
 TAXONOMY = load_taxonomy()
 WIDTH, HEIGHT = 200, 120

@@ -21,13 +21,13 @@ from conftest import SERVICE_START, Service
 from PIL import Image
 from sqlalchemy import func, select
 
-from serve.cases import patrol_findings
-from serve.errors import Busy
-from serve.orm import Evidence, Photo
-from serve.state import InferenceGate
-from vision.imageio import Position, decode_photo, exif_for
-from vision.registry import CURRENT, find_model
-from vision.taxonomy import load_taxonomy
+from serve.api.state import InferenceGate
+from serve.cases.errors import Busy
+from serve.cases.findings import patrol_findings
+from serve.cases.orm import Evidence, Photo
+from vision.core.imageio import Position, decode_photo, exif_for
+from vision.core.taxonomy import load_taxonomy
+from vision.detect.registry import CURRENT, find_model
 
 TZ = ZoneInfo("Asia/Shanghai")
 VAL_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "garbage-cn" / "images" / "val"
@@ -52,7 +52,7 @@ def street_photo() -> Photo311:
         pytest.skip(f"no current model in models/ ({err}); the train/evaluate work provides it")
     if not VAL_IMAGES.is_dir():
         pytest.skip(f"{VAL_IMAGES} not found (../shared beside the project)")
-    from vision.backends import load_detector
+    from vision.detect.backends import load_detector
 
     detector, taxonomy = load_detector(CURRENT), load_taxonomy()
     for path in sorted(VAL_IMAGES.glob("*.jpg"))[:80]:

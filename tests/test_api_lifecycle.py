@@ -20,7 +20,7 @@ import numpy as np
 from conftest import Service
 from sqlalchemy import select
 
-from serve.orm import AuditEntry
+from serve.cases.orm import AuditEntry
 
 TZ = ZoneInfo("Asia/Shanghai")
 PLACE = {"lat": 34.72265, "long": 113.62762}  # inside unit grid 410103001001005

@@ -14,14 +14,14 @@ import httpx
 import pytest
 from conftest import Service
 
-from serve.bench_load import wait_until_up
+from serve.cli.bench_load import wait_until_up
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "serve-test-secret-0123456789"
 
 
 def streetorder(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "serve.cli", *args]
+    command = [sys.executable, "-m", "serve.cli.main", *args]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -45,7 +45,7 @@ def test_serve_keys_and_stats_modes_end_to_end(db_url: str, tmp_path: Path) -> N
         [
             sys.executable,
             "-m",
-            "serve.cli",
+            "serve.cli.main",
             "serve",
             "--port",
             str(port),

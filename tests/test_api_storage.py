@@ -11,8 +11,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlalchemy.orm.exc import StaleDataError
 
-from serve.db import MIGRATIONS, make_engine, open_database, transaction
-from serve.orm import Case
+from serve.cases.db import MIGRATIONS, make_engine, open_database, transaction
+from serve.cases.orm import Case
 
 
 def alembic_config(url: str) -> Config:

@@ -12,13 +12,13 @@ import pytest
 from conftest import Service
 from sqlalchemy import select
 
-from serve.app import create_app
-from serve.auth import KeyVerifier, SecretError, create_key, server_secret, split_key
-from serve.db import open_database, transaction
-from serve.errors import Unauthorized
-from serve.keys_cli import cli as keys_cli
-from serve.orm import ApiKey
-from serve.settings import Settings
+from serve.api.app import create_app
+from serve.cases.auth import KeyVerifier, SecretError, create_key, server_secret, split_key
+from serve.cases.db import open_database, transaction
+from serve.cases.errors import Unauthorized
+from serve.cases.orm import ApiKey
+from serve.cases.settings import Settings
+from serve.cli.keys import cli as keys_cli
 
 OPEN_ROUTES = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 
@@ -141,7 +141,7 @@ def test_keys_cli_creates_a_key_the_service_accepts(
     service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("STREETORDER_SECRET", service.settings.secret)
-    from serve.settings import get_settings
+    from serve.cases.settings import get_settings
 
     get_settings.cache_clear()
     out = io.StringIO()

@@ -10,9 +10,9 @@ import pytest
 import yaml
 from synthetic import SOURCES, draw, random_boxes, tiny_model
 
-from vision.backends import decode_yolo, letterbox, load_detector, unletterbox
-from vision.registry import ModelError, find_model, model_version, taxonomy_class_map
-from vision.taxonomy import load_taxonomy
+from vision.core.taxonomy import load_taxonomy
+from vision.detect.backends import decode_yolo, letterbox, load_detector, unletterbox
+from vision.detect.registry import ModelError, find_model, model_version, taxonomy_class_map
 
 ROOT = Path(__file__).resolve().parent.parent
 TAXONOMY = load_taxonomy()
@@ -91,7 +91,7 @@ def image() -> np.ndarray:
 def test_onnx_path_does_not_import_torch(model_dir: Path) -> None:
     code = (
         "import sys, numpy as np\n"
-        "from vision.backends import load_detector\n"
+        "from vision.detect.backends import load_detector\n"
         f"detector = load_detector({str(model_dir)!r})\n"
         "detections = detector(np.zeros((48, 80, 3), np.uint8))\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"

@@ -15,11 +15,11 @@ import pytest
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from serve.auth import create_key
-from serve.cases import Finding, load_case_rules, record_finding
-from serve.db import open_database, transaction
-from serve.db_cli import cli
-from serve.orm import ApiKey, Case, Evidence, FlowEntry
+from serve.cases.auth import create_key
+from serve.cases.db import open_database, transaction
+from serve.cases.findings import Finding, load_case_rules, record_finding
+from serve.cases.orm import ApiKey, Case, Evidence, FlowEntry
+from serve.cli.db import cli
 
 T0 = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
 

@@ -28,17 +28,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from streets import Scene
 
-from serve.cameras import CameraHub
-from serve.cases import CaseRules, load_case_rules
-from serve.db import open_database, transaction
-from serve.domain import Domain, load_domain
-from serve.orm import Case, Evidence
-from serve.settings import ROOT, Settings
-from serve.workflow import Action, Command, apply
-from vision.activelearning import build_queue
-from vision.cameras import parse_cameras
-from vision.registry import CURRENT, find_model
-from vision.taxonomy import load_taxonomy
+from serve.cases.cameras import CameraHub
+from serve.cases.db import open_database, transaction
+from serve.cases.domain import Domain, load_domain
+from serve.cases.findings import CaseRules, load_case_rules
+from serve.cases.labelling import build_queue
+from serve.cases.orm import Case, Evidence
+from serve.cases.settings import ROOT, Settings
+from serve.cases.workflow import Action, Command, apply
+from vision.core.taxonomy import load_taxonomy
+from vision.detect.registry import CURRENT, find_model
+from vision.live.cameras import parse_cameras
 
 TZ = ZoneInfo("Asia/Shanghai")
 PLACE = {"lat": 34.72265, "lon": 113.62762}  # unit grid 410103001001005

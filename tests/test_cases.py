@@ -12,13 +12,13 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from serve.cases import Box, CaseRules, Finding, record_finding
-from serve.db import open_database, transaction
-from serve.deadlines import load_calendar
-from serve.errors import InvalidInput
-from serve.grids import EARTH_RADIUS_M, load_grids
-from serve.orm import Case, CaseCounter, Evidence, FlowEntry
-from vision.taxonomy import CONFIGS, load_taxonomy
+from serve.cases.db import open_database, transaction
+from serve.cases.deadlines import load_calendar
+from serve.cases.errors import InvalidInput
+from serve.cases.findings import Box, CaseRules, Finding, record_finding
+from serve.cases.grids import EARTH_RADIUS_M, load_grids
+from serve.cases.orm import Case, CaseCounter, Evidence, FlowEntry
+from vision.core.taxonomy import CONFIGS, load_taxonomy
 
 TZ = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 20, 11, 30, tzinfo=TZ)  # a Friday

@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import func, select
 from test_api_detect import PLACE, Photo311, street_photo
 
-from serve.bench_load import LiveService, running_service
-from serve.db import open_database
-from serve.orm import Case, Evidence, FlowEntry, Photo
+from serve.cases.db import open_database
+from serve.cases.orm import Case, Evidence, FlowEntry, Photo
+from serve.cli.bench_load import LiveService, running_service
 
 CLIENTS = 16
 __all__ = ["street_photo"]  # the fixture: a real photo on which the model finds a patrol finding

@@ -36,7 +36,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.ui import WebDriverWait
 
-from serve.settings import Settings
+from serve.cases.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -117,7 +117,7 @@ class Live:
     base: str
     clock: Clock
     keys: dict[str, str]  # console (cases:read + cases:write), report, detect (no cases:read)
-    service: Any  # serve.state.Service of the running app
+    service: Any  # serve.api.state.Service of the running app
 
     def api(
         self,
@@ -152,9 +152,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     """The service on a real uvicorn at 127.0.0.1 (in a thread, with a test clock), SQLite, street-v1."""
     import uvicorn
 
-    from serve.app import create_app
-    from serve.auth import create_key
-    from serve.db import transaction
+    from serve.api.app import create_app
+    from serve.cases.auth import create_key
+    from serve.cases.db import transaction
 
     folder = tmp_path_factory.mktemp("console")
     settings = Settings(
@@ -412,9 +412,9 @@ def flyer_wall(path: Path) -> tuple[float, float, float, float]:
 
 def test_flyer_case_shows_its_boxes_and_the_text_and_phone_numbers_read(live: Live, browser: Any) -> None:
     """A flyer found by the model with its OCR reading (the intake the scan, reports and cameras use)."""
-    from serve.cases import Box, Finding, record_finding
-    from serve.db import transaction
-    from vision.ocr import OcrReading
+    from serve.cases.db import transaction
+    from serve.cases.findings import Box, Finding, record_finding
+    from vision.detect.ocr import OcrReading
 
     _, lat, lon = GRID_FLYER
     path = live.service.settings.evidence_dir / "flyer-wall.jpg"

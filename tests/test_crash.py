@@ -27,9 +27,9 @@ import pytest
 from sqlalchemy import func, select, text
 from test_scan import START, case_signature, counts, place, samples, spot
 
-from serve.bench_load import LiveService, running_service
-from serve.db import open_database
-from serve.orm import Case, CaseCounter, Evidence, FlowEntry, Photo
+from serve.cases.db import open_database
+from serve.cases.orm import Case, CaseCounter, Evidence, FlowEntry, Photo
+from serve.cli.bench_load import LiveService, running_service
 
 ROOT = Path(__file__).resolve().parents[1]
 __all__ = ["samples"]  # fixture: real garbage-cn photos
@@ -43,7 +43,7 @@ def photo_count(path: Path) -> int:
 
 
 def scan_command(photos: Path, db: str, out: Path, batch: int = 64) -> list[str]:
-    command = [sys.executable, "-m", "serve.cli", "scan", str(photos), "--db", db, "--out", str(out)]
+    command = [sys.executable, "-m", "serve.cli.main", "scan", str(photos), "--db", db, "--out", str(out)]
     # ONNX Runtime: with OpenVINO (which --backend auto may pick) two scan workers hung in infer()
     return [*command, "--no-progress", "--batch", str(batch), "--backend", "onnx"]
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from serve.deadlines import (
+from serve.cases.deadlines import (
     CalendarError,
     add_working_seconds,
     deadline,
@@ -19,7 +19,7 @@ from serve.deadlines import (
     time_used,
     working_seconds_between,
 )
-from vision.taxonomy import Deadline
+from vision.core.taxonomy import Deadline
 
 TZ = ZoneInfo("Asia/Shanghai")
 # A calendar of its own, so that the table does not depend on the shipped year lists:

@@ -1,4 +1,4 @@
-"""Tracking, dwell clocks and incidents on synthetic detection sequences (vision/rules.py).
+"""Tracking, dwell clocks and incidents on synthetic detection sequences (vision/live/rules.py).
 
 Detections are fed straight into the real rule engine (ByteTrack, zones, clocks, ledger): the
 detector is the only part left out, so every time below is known exactly.
@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import supervision as sv
 
-from vision.cameras import Camera, CaseSettings, parse_cameras
-from vision.incidents import MAX_INCIDENTS_PER_ZONE, IncidentLedger, Sighting
-from vision.rules import CameraRules, FrameOutcome
+from vision.live.cameras import Camera, CaseSettings, parse_cameras
+from vision.live.incidents import MAX_INCIDENTS_PER_ZONE, IncidentLedger, Sighting
+from vision.live.rules import CameraRules, FrameOutcome
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 5, 6, 10, 0, tzinfo=SHANGHAI)

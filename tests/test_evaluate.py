@@ -17,11 +17,11 @@ import supervision as sv
 import yaml
 from synthetic import COLOURS, Box, tiny_model, write_set
 
-from serve.cli import main
-from vision.evaluate import evaluate, read_labels
-from vision.registry import read_card
-from vision.taxonomy import TaxonomyError, load_taxonomy
-from vision.train import prepare_data
+from serve.cli.main import main
+from vision.core.taxonomy import TaxonomyError, load_taxonomy
+from vision.detect.registry import read_card
+from vision.modelops.evaluate import evaluate, read_labels
+from vision.modelops.train import prepare_data
 
 TAXONOMY = load_taxonomy()
 SIZE = 96

@@ -8,10 +8,10 @@ import torch
 from synthetic import SOURCES, draw, random_boxes, tiny_model, tiny_run, write_set
 from ultralytics import YOLO
 
-from serve.cli import main
-from vision.backends import OnnxDetector, letterbox, load_detector, to_input_tensor
-from vision.export import export_model, package
-from vision.registry import file_sha256, read_card, update_card
+from serve.cli.main import main
+from vision.detect.backends import OnnxDetector, letterbox, load_detector, to_input_tensor
+from vision.detect.registry import file_sha256, read_card, update_card
+from vision.modelops.export import export_model, package
 
 pytestmark = pytest.mark.slow
 

@@ -25,15 +25,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from test_scan import START, case_signature, counts, place, spot
 
-from serve.cases import load_case_rules
-from serve.db import open_database
-from serve.demo import pick_sample_photos
-from serve.orm import Photo
-from serve.scan import Scanner, cli, iter_photos
-from vision.backends import letterbox, load_detector
-from vision.detector import Detector
-from vision.imageio import decode_photo, exif_for
-from vision.pipeline import DecodeOptions, detect_full, ordered_map, to_full_pixels
+from serve.cases.db import open_database
+from serve.cases.findings import load_case_rules
+from serve.cases.orm import Photo
+from serve.cases.scan import Scanner, iter_photos
+from serve.cli.demo import pick_sample_photos
+from serve.cli.scan import cli
+from vision.core.detector import Detector
+from vision.core.imageio import decode_photo, exif_for
+from vision.detect.backends import letterbox, load_detector
+from vision.detect.pipeline import DecodeOptions, detect_full, ordered_map, to_full_pixels
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = ROOT.parent / "shared" / "datasets" / "garbage-cn"
@@ -74,7 +75,7 @@ def test_boxes_go_back_to_full_pixels(
     box: tuple[float, ...],
     expected: tuple[float, ...],
 ) -> None:
-    from vision.imageio import LoadedPhoto, PhotoMeta
+    from vision.core.imageio import LoadedPhoto, PhotoMeta
 
     image = np.zeros((reduced[1], reduced[0], 3), np.uint8)
     photo = LoadedPhoto(image, PhotoMeta(None, None, 1), "JPEG", None if full == reduced else full)
@@ -172,8 +173,8 @@ def test_a_dynamic_export_runs_rectangular_and_finds_what_the_square_one_finds(
     tmp_path: Path, samples: list[Path], detector: Detector
 ) -> None:
     """`streetorder export --dynamic` of street-v1's weights; 4:3 photos go in as 320x256."""
-    from vision.export import export_model
-    from vision.pipeline import candidates
+    from vision.detect.pipeline import candidates
+    from vision.modelops.export import export_model
 
     folder = tmp_path / "street-v1"
     folder.mkdir()
@@ -317,10 +318,10 @@ def test_a_list_file_of_paths_and_file_urls_scans_like_the_folder(
 
 def test_bench_photos_are_distinct_located_photos(tmp_path: Path) -> None:
     """The benchmark's archive: distinct bytes (none skipped as known), real pixels, EXIF that reads back."""
-    from serve.bench import first_photos, prepare_photos
-    from serve.grids import load_grids
-    from serve.settings import get_settings
-    from vision.imageio import read_photo
+    from serve.cases.grids import load_grids
+    from serve.cases.settings import get_settings
+    from serve.cli.bench import first_photos, prepare_photos
+    from vision.core.imageio import read_photo
 
     folder = prepare_photos(tmp_path, 5, (400, 300))
     files = sorted(folder.iterdir())
@@ -349,7 +350,7 @@ def test_a_child_measures_its_own_peak_memory_not_its_parents() -> None:
         "block = bytearray(1024 * 2**20)\n"
         "block[::4096] = bytes(len(block[::4096]))  # touched, so resident\n"
         "del block\n"
-        "child = 'import resource; from serve.bench import peak_rss_mb; "
+        "child = 'import resource; from serve.cli.memory import peak_rss_mb; "
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, peak_rss_mb())'\n"
         "done = subprocess.run([sys.executable, '-c', child], capture_output=True, text=True, check=True)\n"
         "print(done.stdout)\n"
@@ -374,7 +375,7 @@ def test_int8_is_a_candidate_only_with_a_passed_accuracy_check(
 ) -> None:
     import yaml
 
-    from vision import pipeline
+    from vision.detect import pipeline
 
     folder = tmp_path / "street-v1"
     folder.mkdir()

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import yaml
 
-from vision.datacli import cli as data_cli
-from vision.datamix import build_mix
-from vision.flyers import (
+from serve.cli.data import cli as data_cli
+from vision.core.taxonomy import load_taxonomy
+from vision.data.datamix import build_mix
+from vision.data.flyers import (
     Background,
     FontError,
     Scene,
@@ -23,7 +24,6 @@ from vision.flyers import (
     scene_from_labels,
     synthesize,
 )
-from vision.taxonomy import load_taxonomy
 
 FACADES = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "facades-spb"
 

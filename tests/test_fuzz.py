@@ -33,13 +33,13 @@ from hypothesis import strategies as st
 from PIL import Image
 from sqlalchemy import func, select
 
-from serve.bench_load import running_service
-from serve.deadlines import CalendarError, load_calendar
-from serve.grids import GridError, load_grids
-from serve.orm import Case
-from vision.cameras import CameraConfigError, load_cameras
-from vision.imageio import ImageError, Position, decode_photo, exif_for, gps_position
-from vision.taxonomy import CONFIGS, TaxonomyError, load_taxonomy
+from serve.cases.deadlines import CalendarError, load_calendar
+from serve.cases.grids import GridError, load_grids
+from serve.cases.orm import Case
+from serve.cli.bench_load import running_service
+from vision.core.imageio import ImageError, Position, decode_photo, exif_for, gps_position
+from vision.core.taxonomy import CONFIGS, TaxonomyError, load_taxonomy
+from vision.live.cameras import CameraConfigError, load_cameras
 
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True)
 HTTP_FUZZ = settings(
@@ -137,9 +137,9 @@ def test_the_image_loader_with_atheris(tmp_path: Path) -> None:
     # the limit is the one reported and saved, deterministically.
     script = f"""
 import sys, atheris
-from serve.bench import peak_rss_mb
+from serve.cli.memory import peak_rss_mb
 with atheris.instrument_imports():
-    from vision.imageio import ImageError, decode_photo
+    from vision.core.imageio import ImageError, decode_photo
 def one(data):
     try:
         decode_photo(data, source="atheris", max_pixels=4_000_000)

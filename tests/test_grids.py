@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from serve.grids import (
+from serve.cases.grids import (
     EARTH_RADIUS_M,
     GridError,
     area_km2,
@@ -18,7 +18,7 @@ from serve.grids import (
     parse_grid_code,
     tiling_problems,
 )
-from vision.taxonomy import CONFIGS
+from vision.core.taxonomy import CONFIGS
 
 EXAMPLE = CONFIGS / "grids.example.geojson"
 

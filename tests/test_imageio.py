@@ -14,7 +14,7 @@ import pytest
 from PIL import ExifTags, Image
 from PIL.TiffImagePlugin import IFDRational
 
-from vision.imageio import ImageError, Position, decode_photo, exif_for, read_photo
+from vision.core.imageio import ImageError, Position, decode_photo, exif_for, read_photo
 
 SHANGHAI = timezone(timedelta(hours=8))
 

@@ -19,11 +19,11 @@ import pytest
 from conftest import Service
 from PIL import Image
 
-from serve.cases import boxes_of
-from vision.annotations import label_config, to_percent
-from vision.imageio import decode_photo, exif_for
-from vision.registry import find_model
-from vision.taxonomy import load_taxonomy
+from serve.cases.findings import boxes_of
+from vision.core.imageio import decode_photo, exif_for
+from vision.core.taxonomy import load_taxonomy
+from vision.data.annotations import label_config, to_percent
+from vision.detect.registry import find_model
 
 TAXONOMY = load_taxonomy()
 VAL_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "garbage-cn" / "images" / "val"
@@ -54,7 +54,7 @@ def street_rgb() -> np.ndarray:
         pytest.skip(f"no current model ({err})")
     if not VAL_IMAGES.is_dir():
         pytest.skip(f"{VAL_IMAGES} not found (../shared beside the project)")
-    from vision.backends import load_detector
+    from vision.detect.backends import load_detector
 
     detector = load_detector("current")
     for path in sorted(VAL_IMAGES.glob("*.jpg"))[:60]:
@@ -123,7 +123,7 @@ def test_health_says_up_with_the_model_version(service: Service) -> None:
 def test_predict_gives_percent_boxes_of_the_upright_photo(
     service: Service, street_rgb: np.ndarray, tmp_path: Path, stored: str, orientation: int
 ) -> None:
-    from vision.backends import load_detector
+    from vision.detect.backends import load_detector
 
     path = write_png(street_rgb, tmp_path / "files" / stored, orientation)
     response = service.client.post(

@@ -1,4 +1,4 @@
-"""Static-object occupancy on synthetic street sequences (vision/occupancy.py through vision/rules.py).
+"""Static-object occupancy on synthetic street sequences (vision/live/occupancy.py, vision/live/rules.py).
 
 Each frame is drawn by the test (tests/streets.py): a facade and a tiled sidewalk under drifting
 light, sensor noise, walkers crossing, cars driving through (with the detector's boxes, as the
@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from streets import STALL, H, Scene, W, street_background
 
-from vision.cameras import Camera, parse_cameras
-from vision.occupancy import (
+from vision.live.cameras import Camera, parse_cameras
+from vision.live.occupancy import (
     OccupancyClock,
     StaticForeground,
     ZoneMeter,
@@ -27,7 +27,7 @@ from vision.occupancy import (
     ground_area_map,
     shrink,
 )
-from vision.rules import CameraRules
+from vision.live.rules import CameraRules
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 5, 6, 9, 0, tzinfo=SHANGHAI)

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import supervision as sv
 
-from vision.draw import crop_box
-from vision.flyers import (
+from serve.cli.ocr import cli as ocr_cli
+from vision.core.draw import crop_box
+from vision.core.taxonomy import load_taxonomy
+from vision.data.flyers import (
     STYLES,
     FlyerText,
     display_phone,
@@ -20,9 +22,7 @@ from vision.flyers import (
     mobile_number,
     render_layout,
 )
-from vision.ocr import OCR_CANDIDATE_CONFIDENCE, FlyerReader, extract_phones
-from vision.ocr import cli as ocr_cli
-from vision.taxonomy import load_taxonomy
+from vision.detect.ocr import OCR_CANDIDATE_CONFIDENCE, FlyerReader, extract_phones
 
 
 @pytest.mark.parametrize(

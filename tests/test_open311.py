@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import Service
 
-from vision.taxonomy import load_taxonomy
+from vision.core.taxonomy import load_taxonomy
 
 TZ = ZoneInfo("Asia/Shanghai")
 REQUEST = {

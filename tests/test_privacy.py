@@ -12,8 +12,8 @@ import pytest
 from conftest import Service
 from matplotlib import cbook
 
-from serve.orm import Evidence
-from vision.privacy import CascadeError, blur_regions, default_redactor, group_boxes
+from serve.cases.orm import Evidence
+from vision.detect.privacy import CascadeError, blur_regions, default_redactor, group_boxes
 
 PLACE = {"service_code": "06010", "lat": "34.72265", "long": "113.62762"}
 

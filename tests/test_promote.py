@@ -19,9 +19,10 @@ import pytest
 import yaml
 from synthetic import SOURCES, draw, random_boxes, tiny_model, write_mix, write_set
 
-from serve.cli import main
-from vision.annotations import Dataset, to_percent
-from vision.promote import (
+from serve.cli.main import main
+from vision.data.annotations import Dataset, to_percent
+from vision.detect.registry import read_card
+from vision.modelops.promote import (
     HoldoutSet,
     Policy,
     PromotionError,
@@ -33,8 +34,7 @@ from vision.promote import (
     promote,
     rollback,
 )
-from vision.registry import read_card
-from vision.retrain import list_jobs, queue_job, record_annotation, training_mix
+from vision.modelops.retrain import list_jobs, queue_job, record_annotation, training_mix
 
 AT = datetime(2025, 10, 2, 9, 0, tzinfo=UTC)
 GARBAGE_VAL = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "garbage-cn"

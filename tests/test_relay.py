@@ -1,6 +1,6 @@
 """The GPU relay, dry-run on the CPU: pack, carry part by part, train a leg, land, resume a second leg.
 
-The commands are the ones a person runs (`streetorder relay ...` here, `python -m vision.relay leg`
+The commands are the ones a person runs (`streetorder relay ...` here, `python3 -m serve.cli relay leg`
 on the host), in subprocesses, on a synthetic mix at 64 px.
 """
 
@@ -18,13 +18,17 @@ import pytest
 import yaml
 from synthetic import tiny_model, write_mix
 
-from vision.relay import Deadline, PartWriter, RelayError, load_config, survey_pretrained
+from vision.modelops.relay import Deadline, PartWriter, RelayError, load_config, survey_pretrained
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def relay(args: list[str], env: dict[str, str], host: bool = False) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "vision.relay"] if host else [sys.executable, "-m", "serve.cli", "relay"]
+    command = (
+        [sys.executable, "-m", "vision.modelops.relay"]
+        if host
+        else [sys.executable, "-m", "serve.cli.main", "relay"]
+    )
     return subprocess.run([*command, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
@@ -71,17 +75,17 @@ def test_two_legs_resume_one_schedule(tmp_path: Path) -> None:
         work, out = tmp_path / f"work{leg}", tmp_path / f"out{leg}"
         carry(bundle, host_bundle, manifest["parts"][:1])
         first = relay(["leg", "--bundle", str(host_bundle), "--work", str(work), "--out", str(out),
-                       "--unpack-only"], env, host=True)  # fmt: skip
+                       "--unpack-only"], env)  # fmt: skip
         assert first.returncode == 0, first.stderr
         assert "parts still to carry: part02" in first.stdout
         train = ["leg", "--bundle", str(host_bundle), "--work", str(work), "--out", str(out),
                  "--minutes", "20", "--device", "cpu", "--workers", "0"]  # fmt: skip
-        early = relay(train, env, host=True)
+        early = relay(train, env)
         assert early.returncode == 1 and "parts not carried yet: part02" in early.stderr
 
         shutil.rmtree(host_bundle / "part01")  # the host keeps what it unpacked, not the transfer
         carry(bundle, host_bundle, manifest["parts"][1:])
-        trained = relay([*train, "--epochs", "1"], env, host=True)
+        trained = relay([*train, "--epochs", "1"], env)
         assert trained.returncode == 0, trained.stderr[-3000:]
         record = json.loads((out / "leg.json").read_text())
         assert record["epochs"] == {"from": leg - 1, "to": leg, "of": 2}
@@ -100,7 +104,7 @@ def test_two_legs_resume_one_schedule(tmp_path: Path) -> None:
     import torch
     from ultralytics.utils.patches import torch_load
 
-    from vision.export import package
+    from vision.modelops.export import package
 
     state = torch_load(models / "relay" / "tiny-relay" / "state.pt", map_location="cpu")
     assert state["epoch"] == 1 and state["optimizer"] is not None  # resumable, not stripped
@@ -117,7 +121,7 @@ def test_deadline_stops_when_the_next_epoch_would_not_fit(tmp_path: Path) -> Non
     clock = [100.0]
     guard = Deadline(end=200.0, state=tmp_path / "state.pt")
     trainer = SimpleNamespace(stop=False)
-    import vision.relay as relay_module
+    import vision.modelops.relay as relay_module
 
     real = relay_module.time.monotonic
     relay_module.time.monotonic = lambda: clock[0]  # type: ignore[assignment]

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from conftest import Service
 
-from serve.reload import FollowingDetector, ModelReloader
-from vision.promote import Registry, rollback
+from serve.api.reload import FollowingDetector, ModelReloader
+from vision.modelops.promote import Registry, rollback
 
 AT = datetime(2025, 10, 1, 9, 0, tzinfo=UTC)
 

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from serve.cases import Box, CaseRules, Finding, record_finding
-from serve.db import open_database, transaction
-from serve.deadlines import load_calendar
-from serve.grids import load_grids
-from serve.orm import Photo
-from serve.report import ReportOptions, write_report
-from vision.taxonomy import CONFIGS, load_taxonomy
+from serve.cases.db import open_database, transaction
+from serve.cases.deadlines import load_calendar
+from serve.cases.findings import Box, CaseRules, Finding, record_finding
+from serve.cases.grids import load_grids
+from serve.cases.orm import Photo
+from serve.cases.report import ReportOptions, write_report
+from vision.core.taxonomy import CONFIGS, load_taxonomy
 
 TZ = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=TZ)

@@ -20,15 +20,16 @@ from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from serve.db import open_database
-from serve.demo import pick_sample_photos
-from serve.grids import load_grids
-from serve.orm import Case, Evidence, Photo
-from serve.scan import ScanInputError, cli, iter_photos, read_sidecar
-from serve.settings import get_settings
-from vision.imageio import Position, exif_for
-from vision.registry import CURRENT, find_model
-from vision.taxonomy import CONFIGS, load_taxonomy
+from serve.cases.db import open_database
+from serve.cases.grids import load_grids
+from serve.cases.orm import Case, Evidence, Photo
+from serve.cases.scan import ScanInputError, iter_photos, read_sidecar
+from serve.cases.settings import get_settings
+from serve.cli.demo import pick_sample_photos
+from serve.cli.scan import cli
+from vision.core.imageio import Position, exif_for
+from vision.core.taxonomy import CONFIGS, load_taxonomy
+from vision.detect.registry import CURRENT, find_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = ROOT.parent / "shared" / "datasets" / "garbage-cn"
@@ -232,7 +233,7 @@ def test_a_killed_scan_resumes_to_the_same_cases(tmp_path: Path, samples: list[P
         )
     killed_db = tmp_path / "killed.db"
     open_database(f"sqlite:///{killed_db}")  # migrated up front, so the count below can be polled at once
-    command = [sys.executable, "-m", "serve.cli", "scan", str(photos), "--db", f"sqlite:///{killed_db}"]
+    command = [sys.executable, "-m", "serve.cli.main", "scan", str(photos), "--db", f"sqlite:///{killed_db}"]
     log = tmp_path / "killed-scan.log"
     with log.open("w") as stderr:
         process = subprocess.Popen(

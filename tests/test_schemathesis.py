@@ -12,7 +12,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from serve.bench_load import LiveService, running_service
+from serve.cli.bench_load import LiveService, running_service
 
 EXAMPLES = 25
 seen: dict[str, int] = {}

@@ -13,8 +13,8 @@ import pytest
 from conftest import Service
 from shapely.geometry import box
 
-from serve.grids import area_km2
-from serve.stats import CaseFacts, composite_score, rates, ten_day_period
+from serve.cases.grids import area_km2
+from serve.cases.stats import CaseFacts, composite_score, rates, ten_day_period
 
 TZ = ZoneInfo("Asia/Shanghai")
 MONDAY = datetime(2025, 9, 29, 8, 0, tzinfo=TZ)

@@ -20,7 +20,7 @@ import yaml
 from sqlalchemy import select
 from streets import Scene
 
-from vision.stream import Frame, NewestFrame, StreamReader
+from vision.live.stream import Frame, NewestFrame, StreamReader
 
 START = datetime(2026, 5, 6, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 
@@ -185,11 +185,11 @@ def test_an_unreachable_camera_is_retried_with_backoff() -> None:
 def test_watch_turns_a_stall_in_a_video_into_one_case(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from serve.cli import main
-    from serve.db import open_database
-    from serve.orm import Case, Evidence
-    from serve.settings import get_settings
-    from vision.registry import find_model
+    from serve.cases.db import open_database
+    from serve.cases.orm import Case, Evidence
+    from serve.cases.settings import get_settings
+    from serve.cli.main import main
+    from vision.detect.registry import find_model
 
     try:
         find_model("street-v1")
@@ -282,7 +282,7 @@ def service_overrides(tmp_path: Path, mjpeg: MjpegServer) -> dict[str, object]:
     """The service's cameras file names one camera, pulled from the MJPEG server that drops."""
     import shutil
 
-    from serve.settings import ROOT
+    from serve.cases.settings import ROOT
 
     configs = tmp_path / "configs"
     shutil.copytree(ROOT / "configs", configs, ignore=shutil.ignore_patterns("datasets"))

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vision.surfaces import (
+from vision.detect.surfaces import (
     ground_mask,
     line_segments,
     local_directions,

@@ -16,11 +16,17 @@ from ultralytics.data.utils import check_det_dataset
 from ultralytics.nn.tasks import DetectionModel
 from ultralytics.utils.patches import torch_load
 
-from vision.datamix import source_of
-from vision.export import package
-from vision.registry import ModelError, file_sha256, read_card
-from vision.taxonomy import TaxonomyError, load_taxonomy
-from vision.train import PartialLabelLoss, SameSourceMosaic, _swap_mosaic, average_checkpoints, prepare_data
+from vision.core.taxonomy import TaxonomyError, load_taxonomy
+from vision.data.datamix import source_of
+from vision.detect.registry import ModelError, file_sha256, read_card
+from vision.modelops.export import package
+from vision.modelops.train import (
+    PartialLabelLoss,
+    SameSourceMosaic,
+    _swap_mosaic,
+    average_checkpoints,
+    prepare_data,
+)
 
 NAMES = load_taxonomy().names
 BINS = [NAMES.index(n) for n in ("garbage", "overflow")]

@@ -9,11 +9,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from serve.domain import Domain, load_domain
-from serve.errors import InvalidInput, InvalidTransition, MissingField
-from serve.orm import Case, FlowEntry
-from serve.settings import Settings
-from serve.workflow import (
+from serve.cases.domain import Domain, load_domain
+from serve.cases.errors import InvalidInput, InvalidTransition, MissingField
+from serve.cases.orm import Case, FlowEntry
+from serve.cases.settings import Settings
+from serve.cases.workflow import (
     INITIAL_STATE,
     OPEN_STATES,
     TERMINAL_STATES,

@@ -1,4 +1,4 @@
-"""Camera config, schedules and zones in pixels (vision/cameras.py, vision/zones.py)."""
+"""Camera config, schedules and zones in pixels (vision/live/cameras.py, vision/live/zones.py)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ import pytest
 import supervision as sv
 import yaml
 
-from vision.cameras import (
+from vision.live.cameras import (
     CameraConfigError,
     Schedule,
     UnknownCameraError,
     load_cameras,
     parse_cameras,
 )
-from vision.zones import FrameZone, pixel_polygon, polygon_mask
+from vision.live.zones import FrameZone, pixel_polygon, polygon_mask
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 

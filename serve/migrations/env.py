@@ -1,12 +1,12 @@
-"""Alembic environment: runs migrations on the URL set by serve.db.migrate (or alembic -x url=...)."""
+"""Alembic environment: runs migrations on the URL set by serve.cases.db.migrate (or alembic -x url=...)."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import pool
 
-from serve.db import make_engine
-from serve.orm import Base
+from serve.cases.db import make_engine
+from serve.cases.orm import Base
 
 config = context.config
 url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")

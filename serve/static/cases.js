@@ -4,7 +4,7 @@ import { departments, events } from "./catalog.js";
 import { dot, duration, go, h, number, reload, table, when } from "./dom.js";
 import { t } from "./i18n.js";
 
-// Every workflow state (serve/workflow.py State), for the filter and the labels.
+// Every workflow state (serve/cases/workflow.py State), for the filter and the labels.
 const STATES = [
   "reported", "verified", "not_filed", "filed", "dispatched", "handling", "handled",
   "check_passed", "closed", "suspended", "cancelled", "force_closed",
@@ -98,7 +98,7 @@ export async function casesPage(_, params) {
 
 // --- one case ------------------------------------------------------------------------------------
 
-// What each action asks for besides an optional note (the API checks; serve/workflow.py REQUIRED).
+// What each action asks for besides an optional note (the API checks; serve/cases/workflow.py REQUIRED).
 const ACTION_FIELDS = {
   correct: ["event"],
   reject: ["note"],

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import serve.orm
+import serve.cases.orm
 
 revision = "0001"
 down_revision = None
@@ -46,11 +46,11 @@ def upgrade() -> None:
         sa.Column("state", sa.String(length=24), nullable=False),
         sa.Column("ai_review", sa.String(length=16), nullable=True),
         sa.Column("camera_id", sa.String(length=64), nullable=True),
-        sa.Column("filed_at", serve.orm.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("deadline_at", serve.orm.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("first_seen_at", serve.orm.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("last_seen_at", serve.orm.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("closed_at", serve.orm.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("filed_at", serve.cases.orm.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("deadline_at", serve.cases.orm.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("first_seen_at", serve.cases.orm.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_seen_at", serve.cases.orm.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("closed_at", serve.cases.orm.UTCDateTime(timezone=True), nullable=True),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("number"),
@@ -71,13 +71,13 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("width", sa.Integer(), nullable=True),
         sa.Column("height", sa.Integer(), nullable=True),
-        sa.Column("taken_at", serve.orm.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("taken_at", serve.cases.orm.UTCDateTime(timezone=True), nullable=True),
         sa.Column("lat", sa.Float(), nullable=True),
         sa.Column("lon", sa.Float(), nullable=True),
         sa.Column("grid_code", sa.String(length=15), nullable=True),
         sa.Column("model_version", sa.String(length=64), nullable=True),
         sa.Column("detections", sa.JSON(), nullable=True),
-        sa.Column("processed_at", serve.orm.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("processed_at", serve.cases.orm.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("sha256"),
     )
@@ -89,7 +89,7 @@ def upgrade() -> None:
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("path", sa.Text(), nullable=False),
         sa.Column("sha256", sa.String(length=64), nullable=False),
-        sa.Column("captured_at", serve.orm.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("captured_at", serve.cases.orm.UTCDateTime(timezone=True), nullable=False),
         sa.Column("boxes", sa.JSON(), nullable=False),
         sa.Column("confidence", sa.Float(), nullable=True),
         sa.Column("model_version", sa.String(length=64), nullable=True),
@@ -117,7 +117,7 @@ def upgrade() -> None:
         sa.Column("from_state", sa.String(length=24), nullable=True),
         sa.Column("to_state", sa.String(length=24), nullable=False),
         sa.Column("operator", sa.String(length=64), nullable=False),
-        sa.Column("at", serve.orm.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("at", serve.cases.orm.UTCDateTime(timezone=True), nullable=False),
         sa.Column("seconds_used", sa.Float(), nullable=True),
         sa.Column("overdue", sa.Boolean(), nullable=False),
         sa.Column("note", sa.Text(), nullable=True),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import serve.orm
+import serve.cases.orm
 
 revision = "0002"
 down_revision = "0001"
@@ -27,15 +27,15 @@ def upgrade() -> None:
         sa.Column("scopes", sa.JSON(), nullable=False),
         sa.Column("salt", sa.String(length=32), nullable=False),
         sa.Column("hash", sa.String(length=128), nullable=False),
-        sa.Column("created_at", serve.orm.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("revoked_at", serve.orm.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", serve.cases.orm.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", serve.cases.orm.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("key_id"),
     )
     op.create_table(
         "audit_log",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("at", serve.orm.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("at", serve.cases.orm.UTCDateTime(timezone=True), nullable=False),
         sa.Column("principal", sa.String(length=16), nullable=True),
         sa.Column("method", sa.String(length=8), nullable=False),
         sa.Column("path", sa.Text(), nullable=False),
@@ -56,7 +56,7 @@ def upgrade() -> None:
         sa.Column("request_hash", sa.String(length=64), nullable=False),
         sa.Column("status_code", sa.Integer(), nullable=False),
         sa.Column("response", sa.JSON(), nullable=False),
-        sa.Column("created_at", serve.orm.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", serve.cases.orm.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("principal", "endpoint", "key", name="uq_idempotency_scope"),
     )

@@ -1,0 +1,154 @@
+"""The case service: `create_app(settings)` builds the FastAPI app; its lifespan opens the database
+(migrating it), loads the model once, and holds both for every request.
+
+A service without a loadable model still starts (case work does not need one): /readyz then says
+why it is not ready, and /v1/detect and /v1/reports answer 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+import anyio
+from fastapi import FastAPI, Request, Response
+
+from serve.api.deps import MAX_ID
+from serve.api.limits import BodyLimit
+from serve.api.reload import ModelReloader
+from serve.api.routers import (
+    cameras,
+    cases,
+    console,
+    detect,
+    evidence,
+    grids,
+    health,
+    keys,
+    labelstudio,
+    open311,
+    reports,
+    stats,
+)
+from serve.api.state import CasesByState, InferenceGate, Metrics, Service
+from serve.cases import errors
+from serve.cases.auth import KeyVerifier, server_secret
+from serve.cases.db import open_database, transaction
+from serve.cases.domain import load_domain
+from serve.cases.orm import AuditEntry
+from serve.cases.settings import Settings, get_settings
+
+log = logging.getLogger("streetorder.service")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+FORM_OVERHEAD = 1 << 20  # multipart framing and form fields around an image
+
+
+def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None) -> FastAPI:
+    """Build the service; raises SecretError at once when the secret is unsafe outside dev mode.
+
+    `clock` gives routers the time a request arrives (default: the system clock in UTC); replaying
+    a recorded day against the service, e.g. in tests, passes its own.
+    """
+    settings = settings or get_settings()
+    pepper = server_secret(settings)
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        domain = load_domain(settings)
+        sessions = await anyio.to_thread.run_sync(open_database, settings.db_url)
+        service = Service(
+            settings=settings,
+            domain=domain,
+            sessions=sessions,
+            verifier=KeyVerifier(pepper),
+            gate=InferenceGate(settings.inference_threads, settings.inference_queue),
+            metrics=metrics,
+        )
+        if clock is not None:
+            service.clock = clock
+        metrics.registry.register(CasesByState(sessions))
+        reloader = ModelReloader(service, settings.model_reload_s)  # before loading: no promotion is missed
+        try:
+            from vision.detect.backends import load_detector
+
+            service.detector = await anyio.to_thread.run_sync(load_detector, settings.model)
+            metrics.model.labels(service.detector.version).set(1)
+        except Exception as err:  # any backend failure: serve cases anyway, /readyz reports it
+            service.model_error = f"{settings.model}: {err}"
+            log.error("model not loaded, detection endpoints answer 503: %s", service.model_error)
+        app.state.service = service
+        reloader.start()
+        try:
+            yield
+        finally:
+            reloader.stop()
+            sessions.kw["bind"].dispose()
+
+    app = FastAPI(
+        title="streetorder",
+        version="1",
+        summary="Street-order violations (四乱) found in photos, handled as grid cases (网格案卷).",
+        description=(
+            "Every endpoint but /healthz and /readyz needs an API key (`Authorization: Bearer <key>` or "
+            "`X-API-Key`) with the scope the endpoint names. Errors are RFC 9457 problem documents "
+            "(GeoReport v2 error lists under /open311)."
+        ),
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.add_middleware(BodyLimit, limit=int(settings.max_upload_mb * 2**20) + FORM_OVERHEAD)  # chunked too
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """Refuse oversized bodies before they are read; count, time and audit every request."""
+        length = request.headers.get("content-length")
+        limit = int(settings.max_upload_mb * 2**20) + FORM_OVERHEAD
+        if length and length.isdigit() and int(length) > limit:
+            return errors.problem(request, errors.TooLarge(f"request body of {length} bytes is over {limit}"))
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        metrics.requests.labels(request.method, template, str(response.status_code)).inc()
+        metrics.latency.labels(request.method, template).observe(time.perf_counter() - started)
+        if request.method not in SAFE_METHODS and hasattr(app.state, "service"):
+            await anyio.to_thread.run_sync(audit, app.state.service, request, response.status_code)
+        return response
+
+    for module in (
+        health,
+        detect,
+        reports,
+        cases,
+        evidence,
+        stats,
+        open311,
+        keys,
+        cameras,
+        grids,
+        labelstudio,
+        console,
+    ):
+        app.include_router(module.router)
+    return app
+
+
+def audit(service: Service, request: Request, status: int) -> None:
+    """One audit row per changing request: who (key id), what (method, path), how it ended."""
+    principal = getattr(request.state, "principal", None)
+    case_id = request.scope.get("path_params", {}).get("case_id")
+    with transaction(service.sessions) as session:
+        session.add(
+            AuditEntry(
+                at=service.clock(),
+                principal=principal.key_id if principal else None,
+                method=request.method,
+                path=request.url.path[:2000],
+                status=status,
+                case_id=int(case_id) if str(case_id).isdigit() and int(case_id) <= MAX_ID else None,
+            )
+        )

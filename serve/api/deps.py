@@ -1,0 +1,147 @@
+"""FastAPI dependencies as `Annotated` aliases: the service, a DB session, the model, the caller.
+
+Each route states the scope it needs through one of the principal aliases below (FastAPI
+`Security` scopes), so the required scope of every route can be read back from the app itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+import anyio
+from fastapi import Depends, File, Path, Query, Request, Security, UploadFile
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
+from sqlalchemy.orm import Session
+
+from serve.api.state import Service
+from serve.cases.auth import Principal
+from serve.cases.errors import Busy, Forbidden, TooLarge, Unauthorized, UnsupportedMedia
+from vision.core.detector import Detector
+
+MAX_ID = 2**63 - 1  # the largest row id SQLite and PostgreSQL can hold: larger ids are 422, not 500
+CaseId = Annotated[int, Path(ge=1, le=MAX_ID, description="case id (not the case number)")]
+EvidenceId = Annotated[int, Path(ge=1, le=MAX_ID, description="evidence id")]
+CameraId = Annotated[str, Path(description="camera id, as in cameras.yaml")]
+
+bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
+header_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="the API key in X-API-Key")
+
+
+def get_service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+def request_time(service: ServiceDep) -> datetime:
+    """When the request arrived, by the service's clock: routers pass it to rules as `now`."""
+    return service.clock()
+
+
+Now = Annotated[datetime, Depends(request_time)]
+
+
+def get_session(service: ServiceDep) -> Iterator[Session]:
+    """One session per request; writing routes commit explicitly, anything else is rolled back."""
+    with service.sessions() as session:
+        yield session
+
+
+DbSession = Annotated[Session, Depends(get_session)]
+
+
+def get_detector(service: ServiceDep) -> Detector:
+    if service.detector is None:
+        raise Busy(f"no model is loaded: {service.model_error}")
+    return service.detector
+
+
+DetectorDep = Annotated[Detector, Depends(get_detector)]
+
+
+def principal_of(service: Service, presented: str | None, scopes: list[str]) -> Principal:
+    """Check a presented key and the scopes a route needs (blocking: scrypt runs here)."""
+    if not presented:
+        raise Unauthorized("no API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`")
+    with service.sessions() as session:
+        principal = service.verifier.verify(session, presented.strip())
+    for scope in scopes:
+        if not principal.allows(scope):
+            raise Forbidden(scope)
+    return principal
+
+
+def authenticate(
+    security_scopes: SecurityScopes,
+    request: Request,
+    service: ServiceDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    api_key: Annotated[str | None, Depends(header_key)],
+) -> Principal:
+    presented = api_key or (credentials.credentials if credentials else None)
+    principal = principal_of(service, presented, security_scopes.scopes)
+    request.state.principal = principal  # for the audit log
+    return principal
+
+
+async def authenticate_open311(
+    security_scopes: SecurityScopes,
+    request: Request,
+    service: ServiceDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    api_key: Annotated[str | None, Depends(header_key)],
+    query_key: Annotated[str | None, Query(alias="api_key", description="GeoReport v2 api_key")] = None,
+) -> Principal:
+    """GeoReport v2 clients send `api_key` as a query or form field; headers work too."""
+    presented = api_key or (credentials.credentials if credentials else None) or query_key
+    if presented is None and request.method == "POST":
+        form_key = (await request.form()).get("api_key")  # FastAPI parsed the form already: cached
+        presented = form_key if isinstance(form_key, str) else None
+    principal = await anyio.to_thread.run_sync(principal_of, service, presented, security_scopes.scopes)
+    request.state.principal = principal
+    return principal
+
+
+Detecting = Annotated[Principal, Security(authenticate, scopes=["detect"])]
+Reporting = Annotated[Principal, Security(authenticate, scopes=["report"])]
+Reader = Annotated[Principal, Security(authenticate, scopes=["cases:read"])]
+Writer = Annotated[Principal, Security(authenticate, scopes=["cases:write"])]
+Admin = Annotated[Principal, Security(authenticate, scopes=["admin"])]
+Open311Reader = Annotated[Principal, Security(authenticate_open311, scopes=["cases:read"])]
+Open311Reporter = Annotated[Principal, Security(authenticate_open311, scopes=["report"])]
+
+
+IMAGE_TYPES = ("image/jpeg", "image/png")
+
+
+@dataclass(frozen=True)
+class UploadedImage:
+    data: bytes
+    filename: str
+    sha256: str
+
+
+async def read_image(
+    service: ServiceDep,
+    file: Annotated[UploadFile, File(description="the photo: JPEG or PNG, EXIF kept")],
+) -> UploadedImage:
+    """The uploaded photo's bytes, refused early when of the wrong type or too large."""
+    name = file.filename or "upload"
+    if file.content_type not in IMAGE_TYPES:
+        raise UnsupportedMedia(f"{name}: content type {file.content_type!r}; send {' or '.join(IMAGE_TYPES)}")
+    limit = int(service.settings.max_upload_mb * 2**20)
+    if file.size is not None and file.size > limit:
+        raise TooLarge(f"{name}: {file.size} bytes is over the limit of {limit}")
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge(f"{name}: over the limit of {limit} bytes")
+    return UploadedImage(data=data, filename=name, sha256=hashlib.sha256(data).hexdigest())
+
+
+ImageUpload = Annotated[UploadedImage, Depends(read_image)]

@@ -1,0 +1,59 @@
+"""Request bodies over the upload limit are refused with 413 before they are read whole.
+
+A declared Content-Length over the limit is refused at once (serve/api/app.py). A body streamed
+without one (chunked transfer) is counted here as it arrives: past the limit the request ends
+with 413, and whatever the endpoint would have answered about the cut body is dropped. Without
+this, the multipart parser would spool any amount of data to disk before a route saw it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serve.cases.errors import TooLarge, problem
+
+
+class BodyTooLarge(Exception):
+    """Raised into the app's body reader when the streamed body passes the limit."""
+
+
+class BodyLimit:
+    """ASGI middleware: at most `limit` bytes of request body, counted while streaming."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        received, over, started = 0, False, False
+
+        async def counted() -> Message:
+            nonlocal received, over
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    over = True
+                    raise BodyTooLarge
+            return message
+
+        async def unless_over(message: Message) -> None:
+            nonlocal started
+            if over:  # the endpoint's answer about a cut body (400, 422, ...) is replaced below
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        with contextlib.suppress(BodyTooLarge):  # or the app turned it into a response, dropped above
+            await self.app(scope, counted, unless_over)
+        if over and not started:
+            error = TooLarge(
+                f"request body over the limit of {self.limit} bytes (streamed without Content-Length)"
+            )
+            await problem(Request(scope), error)(scope, receive, send)

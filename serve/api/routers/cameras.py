@@ -1,0 +1,420 @@
+"""Live cameras: frames in (`POST /v1/cameras/{id}/frames`), health and zones out (`GET /v1/cameras`).
+
+The camera hub (serve/cases/cameras.py) is built by this router's lifespan from
+`<configs_dir>/cameras.yaml`, after the app's own lifespan opened the database and loaded the
+model; it also starts the watchers of cameras marked `pull: true`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from typing import Annotated
+from urllib.parse import urlparse, urlunparse
+
+import anyio
+import cv2
+import numpy as np
+import supervision as sv
+from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
+from pydantic import AwareDatetime, Field, TypeAdapter, ValidationError
+
+from serve.api.deps import CameraId, DetectorDep, Now, Reader, Reporting, ServiceDep
+from serve.api.redaction import PRIVACY_HEADER, redact_image, sees_raw
+from serve.api.reload import FollowingDetector
+from serve.api.routers.detect import analyse, detections_out
+from serve.api.schemas import DetectionOut, Schema
+from serve.api.state import Service
+from serve.cases.cameras import CameraCollector, CameraHub, FrameResult, LiveCamera, Timings, open_incidents
+from serve.cases.errors import InvalidInput, NotFound, TooLarge, UnsupportedMedia
+from serve.cases.watch import WatchPool
+from vision.live.cameras import CameraRegistry, UnknownCameraError, load_cameras
+from vision.live.zones import pixel_polygon
+
+IMAGE_TYPES = ("image/jpeg", "image/png")
+CAPTURE_HEADER = "X-Capture-Time"
+# A capture time further ahead of the service's clock is refused: applied, it would make every
+# later (true) frame of the camera late, and the camera's rules would stand still until then.
+MAX_CLOCK_AHEAD = timedelta(minutes=5)
+_AWARE = TypeAdapter(AwareDatetime)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    service: Service = app.state.service
+    path = service.settings.configs_dir / "cameras.yaml"
+    registry = load_cameras(path) if path.exists() else CameraRegistry({}, path)
+    hub = CameraHub(registry, service.domain.rules.taxonomy, service.settings.evidence_dir)
+    service.metrics.registry.register(CameraCollector(hub))
+    app.state.cameras = hub
+    pool = None
+    if service.detector is not None:
+        pool = WatchPool(hub, FollowingDetector(service), service.sessions, service.domain.rules).start()
+    try:
+        yield
+    finally:
+        if pool is not None:
+            await anyio.to_thread.run_sync(pool.stop)
+
+
+router = APIRouter(tags=["cameras"], lifespan=lifespan)
+
+
+def get_hub(request: Request) -> CameraHub:
+    hub: CameraHub = request.app.state.cameras
+    return hub
+
+
+HubDep = Annotated[CameraHub, Depends(get_hub)]
+
+
+def live_camera(hub: CameraHub, camera_id: str) -> LiveCamera:
+    try:
+        return hub.get(camera_id)
+    except UnknownCameraError as err:
+        raise NotFound("camera", f"'{camera_id}' ({err})") from None
+
+
+# --- schemas ------------------------------------------------------------------------------------
+
+
+class TrackOut(Schema):
+    tracker_id: int = Field(description="ByteTrack id on this camera (changes after a long occlusion)")
+    zone: str = Field(description="zone the object stands in")
+    class_name: str = Field(description="taxonomy class")
+    xyxy: list[float] = Field(description="box in pixels of this frame")
+    confidence: float = Field(description="detector score")
+    dwell_s: float = Field(description="seconds it has stood still in the zone (kept across id switches)")
+
+
+class OccupancyOut(Schema):
+    zone: str = Field(description="occupancy zone")
+    fraction: float = Field(description="share of the zone covered by static foreground, 0..1")
+    area_m2: float | None = Field(description="covered ground area, with the camera's ground homography")
+    xyxy: list[float] | None = Field(description="box around the static foreground in the zone, pixels")
+
+
+class CaseActionOut(Schema):
+    kind: str = Field(description="started, evidence, cleared (after-photo) or rework")
+    incident_id: int = Field(description="the violation at one place, on this camera")
+    zone_id: str = Field(description="zone of the rule")
+    event: str = Field(description="taxonomy event")
+    source: str = Field(description="detector, or occupancy (class-free: a person confirms)")
+    case_id: int | None = Field(description="case created or touched")
+    case_number: str | None = Field(description="its number")
+    case_state: str | None = Field(description="its state now")
+    created: bool = Field(description="true when this frame opened the case")
+    evidence_id: int | None = Field(description="evidence added (image at /v1/evidence/{id})")
+    proposal: str | None = Field(description="check_pass / resolved (place clear) or check_fail (rework)")
+    reason: str = Field(description="why, for rework: returned or still_present")
+
+
+class FrameTiming(Schema):
+    decode_ms: float = Field(description="decoding the upload")
+    inference_ms: float = Field(description="the detector")
+    rules_ms: float = Field(description="tracking, zones, dwell clocks and occupancy")
+    cases_ms: float = Field(description="case intake and evidence files")
+
+
+class FrameOut(Schema):
+    camera_id: str = Field(description="camera id")
+    captured_at: datetime = Field(description="capture time given with the frame")
+    late: bool = Field(description="older than a frame already applied: returned, counted, not applied")
+    width: int = Field(description="frame width in pixels")
+    height: int = Field(description="frame height in pixels")
+    model_version: str = Field(description="detector that analysed the frame")
+    detections: list[DetectionOut] = Field(description="every detection on the frame")
+    tracks: list[TrackOut] = Field(description="objects of a zone's classes standing in it, with dwell time")
+    occupancy: list[OccupancyOut] = Field(description="occupancy zones: how much is covered now")
+    cases: list[CaseActionOut] = Field(description="cases created or updated by this frame")
+    timing: FrameTiming = Field(description="where the time went")
+
+
+class ZoneOut(Schema):
+    id: str = Field(description="zone id")
+    name: str = Field(description="zone name")
+    rule: str = Field(description="rule preset name")
+    detect: str = Field(description="objects (detector classes) or occupancy (anything new)")
+    classes: list[str] = Field(description="classes of an objects rule")
+    event: str | None = Field(description="event the rule files (objects: the class's own when null)")
+    min_dwell_s: float = Field(description="seconds standing still before a case")
+    schedule: list[str] = Field(description="local times the rule is enforced")
+    polygon: list[list[float]] = Field(description="normalised image coordinates, x right, y down")
+
+
+class HealthOut(Schema):
+    frames: int = Field(description="frames received")
+    late_frames: int = Field(description="frames older than the last applied one")
+    events: int = Field(description="incident events (started, evidence, cleared, rework)")
+    reconnects: int = Field(description="stream reconnects (pulled cameras)")
+    dropped_frames: int = Field(description="stream frames skipped to stay on the newest")
+    fps: float = Field(description="analysed frames per second of capture time")
+    last_frame_at: datetime | None = Field(description="capture time of the newest frame")
+    last_received_at: datetime | None = Field(description="when the newest frame arrived")
+    width: int | None = Field(description="frame width now")
+    height: int | None = Field(description="frame height now")
+    stream_state: str | None = Field(description="connected, reconnecting, ended; null: frames are pushed")
+    open_incidents: int = Field(description="violations present now")
+
+
+class CameraOut(Schema):
+    id: str = Field(description="camera id")
+    name: str = Field(description="camera name")
+    lat: float = Field(description="WGS-84 latitude")
+    lon: float = Field(description="WGS-84 longitude")
+    grid_code: str | None = Field(description="unit grid")
+    stream: str | None = Field(description="stream URL with any password removed")
+    pull: bool = Field(description="the service reads the stream itself")
+    analyse_fps: float = Field(description="frames per second analysed from a stream")
+    zones: list[ZoneOut] = Field(description="zones and their rules")
+    health: HealthOut = Field(description="health now")
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def redact(url: str | None) -> str | None:
+    """A stream URL without its password (rtsp://user:secret@host -> rtsp://user:***@host)."""
+    if not url:
+        return url
+    parts = urlparse(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunparse(parts._replace(netloc=netloc))
+
+
+def camera_out(live: LiveCamera) -> CameraOut:
+    camera, health = live.camera, live.health
+    zones = [
+        ZoneOut(
+            id=z.id,
+            name=z.name,
+            rule=z.rule.name,
+            detect=z.rule.detect,
+            classes=list(z.rule.classes),
+            event=z.rule.event,
+            min_dwell_s=z.rule.min_dwell_s,
+            schedule=[
+                f"{a // 60:02d}:{a % 60:02d}-{b // 60:02d}:{b % 60:02d}" for a, b in z.rule.schedule.ranges
+            ],
+            polygon=[list(p) for p in z.polygon],
+        )
+        for z in camera.zones
+    ]
+    return CameraOut(
+        id=camera.id,
+        name=camera.name,
+        lat=camera.lat,
+        lon=camera.lon,
+        grid_code=camera.grid_code,
+        stream=redact(camera.stream),
+        pull=camera.pull,
+        analyse_fps=camera.analyse_fps,
+        zones=zones,
+        health=HealthOut(
+            frames=health.frames,
+            late_frames=health.late_frames,
+            events=health.events,
+            reconnects=health.reconnects,
+            dropped_frames=health.dropped_frames,
+            fps=round(health.fps, 3),
+            last_frame_at=health.last_capture,
+            last_received_at=health.last_received,
+            width=health.size[0] if health.size else None,
+            height=health.size[1] if health.size else None,
+            stream_state=health.stream_state,
+            open_incidents=len(open_incidents(live)),
+        ),
+    )
+
+
+def capture_time(value: str | None, now: datetime) -> datetime:
+    if not value:
+        raise InvalidInput(
+            "captured_at", f"the capture time is required: header {CAPTURE_HEADER} or form field captured_at"
+        )
+    try:
+        when = _AWARE.validate_python(value)
+    except ValidationError:
+        raise InvalidInput(
+            "captured_at", f"'{value}' is not an ISO 8601 time with an offset, e.g. 2026-05-06T09:30:00+08:00"
+        ) from None
+    ahead = (when - now).total_seconds()
+    if ahead > MAX_CLOCK_AHEAD.total_seconds():
+        raise InvalidInput(
+            "captured_at",
+            f"'{value}' is {ahead:.0f} s ahead of the service's clock (at most "
+            f"{MAX_CLOCK_AHEAD.total_seconds():.0f} s); set the camera's clock (NTP)",
+        )
+    return when
+
+
+async def frame_upload(
+    request: Request, service: Service, header_time: str | None, now: datetime
+) -> tuple[bytes, str, datetime]:
+    """The frame's bytes, a name for messages, and its capture time: raw image body or multipart."""
+    limit = int(service.settings.max_upload_mb * 2**20)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in IMAGE_TYPES:
+        data = await request.body()
+        name, when = "frame", header_time
+    elif content_type == "multipart/form-data":
+        form = await request.form()
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise InvalidInput("file", "the multipart body needs the frame in a file field named 'file'")
+        if upload.content_type not in IMAGE_TYPES:
+            raise UnsupportedMedia(
+                f"{upload.filename}: content type {upload.content_type!r}; send image/jpeg"
+            )
+        data = await upload.read(limit + 1)
+        field = form.get("captured_at")
+        name, when = upload.filename or "frame", header_time or (field if isinstance(field, str) else None)
+    else:
+        raise UnsupportedMedia(f"content type {content_type!r}: send image/jpeg, or multipart/form-data")
+    if len(data) > limit:
+        raise TooLarge(f"{name}: over the limit of {limit} bytes")
+    return data, name, capture_time(when, now)
+
+
+def frame_out(
+    result: FrameResult, detections: sv.Detections, service: Service, model_version: str
+) -> FrameOut:
+    taxonomy = service.domain.rules.taxonomy
+    outcome = result.outcome
+    t = result.timings
+    return FrameOut(
+        camera_id=result.camera_id,
+        captured_at=result.captured_at,
+        late=outcome.late,
+        width=result.size[0],
+        height=result.size[1],
+        model_version=model_version,
+        detections=detections_out(detections, taxonomy),
+        tracks=[
+            TrackOut(
+                tracker_id=s.tracker_id,
+                zone=s.zone_id,
+                class_name=taxonomy.names[s.class_id],
+                xyxy=[round(float(v), 1) for v in s.box],
+                confidence=round(s.confidence, 4),
+                dwell_s=round(s.dwell(outcome.at), 1),
+            )
+            for s in outcome.stays
+        ],
+        occupancy=[
+            OccupancyOut(
+                zone=o.zone_id,
+                fraction=round(o.fraction, 4),
+                area_m2=None if o.area_m2 is None else round(o.area_m2, 2),
+                xyxy=None if o.box is None else [round(float(v), 1) for v in o.box],
+            )
+            for o in outcome.occupancy
+        ],
+        cases=[CaseActionOut.model_validate(action) for action in result.actions],
+        timing=FrameTiming(
+            decode_ms=round(t.decode_s * 1000, 2),
+            inference_ms=round(t.inference_s * 1000, 2),
+            rules_ms=round(t.rules_s * 1000, 2),
+            cases_ms=round(t.cases_s * 1000, 2),
+        ),
+    )
+
+
+# --- routes -------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/v1/cameras/{camera_id}/frames",
+    response_model=FrameOut,
+    summary="One camera frame: detections, tracks with dwell time, and the cases it made (scope report)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": f"the frame as a JPEG body with header {CAPTURE_HEADER}, or multipart with "
+            "a `file` field and a `captured_at` field (ISO 8601 with offset)",
+            "content": {
+                "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "captured_at": {"type": "string", "format": "date-time"},
+                        },
+                    }
+                },
+            },
+        }
+    },
+)
+async def post_frame(
+    camera_id: CameraId,
+    request: Request,
+    _: Reporting,
+    service: ServiceDep,
+    hub: HubDep,
+    detector: DetectorDep,
+    now: Now,
+    x_capture_time: Annotated[
+        str | None, Header(alias=CAPTURE_HEADER, description="capture time, ISO 8601 with offset")
+    ] = None,
+) -> FrameOut:
+    live = live_camera(hub, camera_id)
+    data, name, captured_at = await frame_upload(request, service, x_capture_time, now)
+    tz = service.domain.rules.calendar.timezone
+    analysis = await service.gate.run(analyse, detector, data, f"camera {live.camera.id}: {name}", tz)
+    service.metrics.inference.observe(analysis.inference_s)
+    timings = Timings(decode_s=analysis.decode_s, inference_s=analysis.inference_s)
+    result = await anyio.to_thread.run_sync(
+        lambda: hub.process(
+            live.camera.id,
+            analysis.photo.image,
+            captured_at,
+            analysis.detections,
+            sessions=service.sessions,
+            case_rules=service.domain.rules,
+            model_version=detector.version,
+            received_at=now,
+            timings=timings,
+        )
+    )
+    return frame_out(result, analysis.detections, service, detector.version)
+
+
+@router.get(
+    "/v1/cameras", response_model=list[CameraOut], summary="Cameras, zones and health (scope cases:read)"
+)
+def list_cameras(_: Reader, hub: HubDep) -> list[CameraOut]:
+    return [camera_out(live) for live in hub]
+
+
+@router.get(
+    "/v1/cameras/{camera_id}/frame.jpg",
+    summary="The newest analysed frame with the zones drawn (scope cases:read; faces and plates blurred "
+    "unless evidence:raw)",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}, "description": "the frame"}},
+)
+def last_frame(camera_id: CameraId, principal: Reader, hub: HubDep, service: ServiceDep) -> Response:
+    live = live_camera(hub, camera_id)
+    if live.last_frame is None:
+        raise NotFound("frame of camera", f"'{camera_id}' (none analysed yet)")
+    raw = sees_raw(principal)
+    image = live.last_frame.copy() if raw else service.gate.run_blocking(redact_image, live.last_frame)
+    size = (image.shape[1], image.shape[0])
+    for zone in live.camera.zones:
+        colour = (0, 200, 255) if zone.rule.detect == "occupancy" else (60, 220, 60)
+        points = pixel_polygon(zone.polygon, size).astype(np.int32)
+        cv2.polylines(image, [points], True, colour, max(2, size[0] // 400))
+        cv2.putText(image, zone.id, tuple(points[0]), cv2.FONT_HERSHEY_SIMPLEX, size[0] / 1600, colour, 2)
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        raise InvalidInput("frame", "cannot encode the frame")
+    return Response(
+        encoded.tobytes(), media_type="image/jpeg", headers={PRIVACY_HEADER: "raw" if raw else "redacted"}
+    )

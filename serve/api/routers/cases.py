@@ -1,0 +1,288 @@
+"""Cases: list with filters and cursor paging, GeoJSON, one case with evidence and flow log, and
+the workflow transitions, guarded by ETag / If-Match."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+from sqlalchemy import Select, and_, func, not_, or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from serve.api.deps import MAX_ID, CaseId, DbSession, Now, Reader, ServiceDep, Writer
+from serve.api.schemas import (
+    CaseDetail,
+    CasePage,
+    CaseQuery,
+    CaseSummary,
+    DepartmentsOut,
+    EventOut,
+    EvidenceOut,
+    FlowOut,
+    TransitionIn,
+)
+from serve.cases.domain import Domain
+from serve.cases.errors import InvalidInput, NotFound, PreconditionRequired, StaleVersion
+from serve.cases.orm import Case, Evidence
+from serve.cases.workflow import OPEN_STATES, Action, Command, allowed_actions, apply, is_open
+
+router = APIRouter(tags=["cases"])
+CLOCK_SKEW = timedelta(minutes=5)  # an `at` this far ahead of the server clock is still accepted
+SUMMARY_FIELDS = tuple(name for name in CaseSummary.model_fields if name != "overdue")
+EVIDENCE_FIELDS = tuple(name for name in EvidenceOut.model_fields if name != "url")
+STALE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    409: {"description": "action not allowed in the case's state; the body lists the allowed ones"},
+    412: {"description": "If-Match does not match the case's current ETag"},
+    428: {"description": "If-Match header missing"},
+}
+
+
+def is_overdue(case: Case, as_of: datetime) -> bool:
+    return is_open(case.state) and case.deadline_at is not None and case.deadline_at < as_of
+
+
+def summary(case: Case, as_of: datetime) -> CaseSummary:
+    return CaseSummary.model_validate(
+        {**{name: getattr(case, name) for name in SUMMARY_FIELDS}, "overdue": is_overdue(case, as_of)}
+    )
+
+
+def evidence_out(evidence: Evidence) -> EvidenceOut:
+    fields = {name: getattr(evidence, name) for name in EVIDENCE_FIELDS}
+    return EvidenceOut.model_validate({**fields, "url": f"/v1/evidence/{evidence.id}"})
+
+
+def detail(case: Case, as_of: datetime, domain: Domain) -> CaseDetail:
+    return CaseDetail.model_validate(
+        {
+            **summary(case, as_of).model_dump(),
+            "description": case.description,
+            "evidence": [evidence_out(e) for e in case.evidence],
+            "flow": [FlowOut.model_validate(f) for f in case.flow],
+            "allowed_actions": [a.value for a in allowed_actions(case.state)],
+            "suggested_department": domain.routing.department_for(case.event, case.grid_code, case.street),
+        }
+    )
+
+
+def etag(case: Case) -> str:
+    return f'"{case.version}"'
+
+
+def load_case(session: Session, case_id: int) -> Case:
+    case = session.scalars(
+        select(Case).where(Case.id == case_id).options(selectinload(Case.evidence), selectinload(Case.flow))
+    ).one_or_none()
+    if case is None:
+        raise NotFound("case", case_id)
+    return case
+
+
+def _cursor_id(cursor: str) -> int:
+    try:
+        case_id = int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("cursor", "not a cursor returned by this API") from None
+    if not 0 < case_id <= MAX_ID:
+        raise InvalidInput("cursor", "not a cursor returned by this API")
+    return case_id
+
+
+def _cursor(case_id: int) -> str:
+    return base64.urlsafe_b64encode(str(case_id).encode()).decode().rstrip("=")
+
+
+def filtered(q: CaseQuery, as_of: datetime) -> Select[Any]:
+    """The case query of the filters, newest first (id descending: stable for cursor paging)."""
+    query = select(Case).order_by(Case.id.desc())
+    if q.state:
+        query = query.where(Case.state.in_(q.state))
+    if q.event:
+        query = query.where(Case.event.in_(q.event))
+    if q.grid:
+        query = query.where(Case.grid_code.startswith(q.grid, autoescape=True))
+    if q.street:
+        query = query.where(Case.street == q.street)
+    if q.department:
+        query = query.where(Case.department == q.department)
+    if q.since:
+        query = query.where(Case.first_seen_at >= q.since)
+    if q.until:
+        query = query.where(Case.first_seen_at < q.until)
+    if q.overdue is not None:
+        late = and_(
+            Case.state.in_([s.value for s in OPEN_STATES]),
+            Case.deadline_at.is_not(None),
+            Case.deadline_at < as_of,
+        )
+        query = query.where(late if q.overdue else or_(not_(late), Case.deadline_at.is_(None)))
+    if q.cursor:
+        query = query.where(Case.id < _cursor_id(q.cursor))
+    return query
+
+
+@router.get("/v1/cases", response_model=CasePage, summary="Cases, filtered, newest first")
+def list_cases(
+    _: Reader,
+    q: Annotated[CaseQuery, Query()],
+    session: DbSession,
+    now: Now,
+) -> CasePage:
+    as_of = q.as_of or now
+    rows = list(session.scalars(filtered(q, as_of).limit(q.limit + 1)))
+    page = rows[: q.limit]
+    matching = filtered(q.model_copy(update={"cursor": None}), as_of).order_by(None).subquery()
+    counts = session.execute(select(matching.c.state, func.count()).group_by(matching.c.state)).all()
+    by_state = {str(state): int(count) for state, count in counts}
+    return CasePage(
+        items=[summary(c, as_of) for c in page],
+        next_cursor=_cursor(page[-1].id) if len(rows) > q.limit else None,
+        total=sum(by_state.values()),
+        by_state=by_state,
+    )
+
+
+@router.get(
+    "/v1/cases.geojson",
+    summary="Cases as a GeoJSON FeatureCollection of points (same filters)",
+    response_model=dict[str, Any],
+)
+def cases_geojson(
+    _: Reader,
+    q: Annotated[CaseQuery, Query()],
+    session: DbSession,
+    now: Now,
+) -> dict[str, Any]:
+    as_of = q.as_of or now
+    features = [
+        {
+            "type": "Feature",
+            "id": case.id,
+            "geometry": {"type": "Point", "coordinates": [case.lon, case.lat]},
+            "properties": summary(case, as_of).model_dump(mode="json"),
+        }
+        for case in session.scalars(filtered(q, as_of).limit(q.limit))
+    ]
+    return {"type": "FeatureCollection", "features": features}
+
+
+@router.get("/v1/departments", response_model=DepartmentsOut, summary="Departments cases go to")
+def departments(
+    _: Reader,
+    service: ServiceDep,
+) -> DepartmentsOut:
+    routing = service.domain.routing
+    return DepartmentsOut(departments=list(routing.departments), default=routing.default)
+
+
+@router.get("/v1/events", response_model=list[EventOut], summary="Event classes a case can have")
+def events(
+    _: Reader,
+    service: ServiceDep,
+) -> list[EventOut]:
+    return [
+        EventOut.model_validate({**vars(e), "limit": e.deadline.amount, "unit": e.deadline.unit})
+        for e in service.domain.rules.taxonomy.events.values()
+    ]
+
+
+@router.get(
+    "/v1/cases/{case_id}",
+    response_model=CaseDetail,
+    summary="One case with its evidence, flow log and the actions allowed now; ETag = version",
+)
+def get_case(
+    case_id: CaseId,
+    _: Reader,
+    session: DbSession,
+    service: ServiceDep,
+    response: Response,
+    now: Now,
+) -> CaseDetail:
+    case = load_case(session, case_id)
+    response.headers["ETag"] = etag(case)
+    return detail(case, now, service.domain)
+
+
+def check_if_match(if_match: str | None, case: Case) -> None:
+    """Optimistic locking: a change must name the version it was based on."""
+    if if_match is None:
+        raise PreconditionRequired()
+    tags = {t.strip().removeprefix("W/") for t in if_match.split(",")}
+    if "*" not in tags and etag(case) not in tags:
+        raise StaleVersion(if_match, case.version)
+
+
+def command_of(
+    body: TransitionIn, case: Case, session: Session, domain: Domain, operator: str, now: datetime
+) -> Command:
+    """Fill defaults (time, department) and check what the request names exists and fits the case."""
+    at = body.at or now
+    if at > now + CLOCK_SKEW:
+        raise InvalidInput("at", f"{at.isoformat()} is in the future (server time {now.isoformat()})")
+    department = body.department
+    if body.action is Action.DISPATCH:
+        department = department or domain.routing.department_for(case.event, case.grid_code, case.street)
+        if department not in domain.routing.departments:
+            raise InvalidInput(
+                "department", f"'{department}' is not one of {', '.join(domain.routing.departments)}"
+            )
+    if body.action is Action.HANDLE and body.evidence_id is not None:
+        photo = session.get(Evidence, body.evidence_id)
+        if photo is None or photo.case_id != case.id or photo.role != "after":
+            raise InvalidInput(
+                "evidence_id",
+                f"{body.evidence_id} is not an after-photo of case {case.id}; "
+                f"upload one to /v1/cases/{case.id}/evidence with role=after",
+            )
+        if (photo.extra or {}).get("handled_at"):
+            raise InvalidInput("evidence_id", f"after-photo {photo.id} already supported an earlier handling")
+    return Command(
+        action=body.action,
+        operator=body.operator or operator,
+        at=at,
+        note=body.note,
+        department=department,
+        event=body.event,
+        evidence_id=body.evidence_id,
+        extend_by=body.extend_by,
+    )
+
+
+@router.post(
+    "/v1/cases/{case_id}/transitions",
+    response_model=CaseDetail,
+    summary="Move the case through the workflow (needs If-Match with the case's ETag)",
+    responses=STALE_RESPONSES,
+)
+def transition(
+    case_id: CaseId,
+    principal: Writer,
+    body: TransitionIn,
+    session: DbSession,
+    service: ServiceDep,
+    response: Response,
+    now: Now,
+    if_match: Annotated[str | None, Header(description="the ETag of GET /v1/cases/{id}")] = None,
+) -> CaseDetail:
+    case = load_case(session, case_id)
+    check_if_match(if_match, case)
+    domain = service.domain
+    command = command_of(body, case, session, domain, principal.name, now)
+    apply(
+        case,
+        command,
+        limits=domain.stage_limits,
+        deadline_from=domain.deadline_from,
+        extend_deadline=domain.extend_deadline,
+        event_fields=domain.event_fields,
+    )
+    if command.action is Action.HANDLE and command.evidence_id is not None:
+        photo = session.get(Evidence, command.evidence_id)
+        if photo is not None:
+            photo.extra = {**(photo.extra or {}), "handled_at": command.at.isoformat()}
+    session.commit()
+    response.headers["ETag"] = etag(case)
+    return detail(case, now, domain)

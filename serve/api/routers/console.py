@@ -1,0 +1,48 @@
+"""The web console: one page and its static files (plain JS modules, no build step).
+
+The console is a client of the JSON API and nothing else: every number it shows comes from the
+same endpoints bureau systems call, with the API key the person signed in with (kept in the
+browser's sessionStorage and sent as a header, never put in a URL). The page itself needs no key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse, HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from serve.api.deps import ServiceDep
+from serve.cases.errors import NotFound
+
+PACKAGE = Path(__file__).resolve().parents[2]
+STATIC = PACKAGE / "static"
+ASSETS = {path.name: path for path in STATIC.iterdir() if path.is_file()}
+TEMPLATES = Environment(
+    loader=FileSystemLoader(PACKAGE / "templates"), autoescape=select_autoescape(["html"])
+)
+# Scripts and styles from this server only; images also from blob: (evidence fetched with the key)
+# and from any tile server the person configures for the map.
+POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' blob: data: http: https:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+NO_STORE = {"Cache-Control": "no-cache"}
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/")
+def console(service: ServiceDep) -> HTMLResponse:
+    """The console page; the bureau's timezone goes in so that times read as the bureau's clock."""
+    page = TEMPLATES.get_template("console.html").render(timezone=str(service.domain.rules.calendar.timezone))
+    return HTMLResponse(page, headers={"Content-Security-Policy": POLICY, **NO_STORE})
+
+
+@router.get("/console/{name}")
+def asset(name: str) -> FileResponse:
+    path = ASSETS.get(name)
+    if path is None:
+        raise NotFound("console file", name)
+    return FileResponse(path, headers=NO_STORE)

@@ -1,0 +1,106 @@
+"""Evidence images: upload a photo to a case (e.g. the after-photo of handling), fetch one, with
+its boxes drawn on request."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Form, Query, Response, status
+from pydantic import AwareDatetime
+
+from serve.api.deps import CaseId, DbSession, EvidenceId, ImageUpload, Now, Reader, ServiceDep, Writer
+from serve.api.redaction import (
+    PRIVACY_HEADER,
+    encode_jpeg,
+    evidence_file,
+    redact_image,
+    redacted_jpeg,
+    sees_raw,
+)
+from serve.api.routers.cases import evidence_out
+from serve.api.schemas import EvidenceOut
+from serve.cases.errors import NotFound
+from serve.cases.evidence import store_image
+from serve.cases.orm import Case, Evidence
+from vision.core.draw import draw_boxes
+from vision.core.imageio import decode_photo, read_photo
+
+router = APIRouter(tags=["evidence"])
+MEDIA_TYPES = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png"}
+
+
+@router.post(
+    "/v1/cases/{case_id}/evidence",
+    response_model=EvidenceOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Add a photo to a case (role after = the after-handling photo that `handle` needs)",
+)
+def add_evidence(
+    case_id: CaseId,
+    _: Writer,
+    upload: ImageUpload,
+    session: DbSession,
+    service: ServiceDep,
+    now: Now,
+    role: Annotated[
+        Literal["after", "before", "near", "far", "reference"], Form(description="photo role")
+    ] = "after",
+    taken_at: Annotated[AwareDatetime | None, Form(description="when taken; default EXIF, else now")] = None,
+) -> EvidenceOut:
+    if session.get(Case, case_id) is None:
+        raise NotFound("case", case_id)
+    local_tz = service.domain.rules.calendar.timezone
+    photo = service.gate.run_blocking(
+        partial(decode_photo, source=upload.filename, local_tz=local_tz), upload.data
+    )
+    path = store_image(service.settings.evidence_dir, upload.data, upload.sha256, photo.format)
+    evidence = Evidence(
+        case_id=case_id,
+        role=role,
+        path=str(path),
+        sha256=upload.sha256,
+        captured_at=taken_at or photo.meta.taken_at or now,
+        boxes=[],
+    )
+    session.add(evidence)
+    session.commit()
+    return evidence_out(evidence)
+
+
+@router.get(
+    "/v1/evidence/{evidence_id}",
+    summary="An evidence image (boxes=true draws the boxes that made it evidence); faces and plates "
+    "blurred unless the key has scope evidence:raw",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}, "image/png": {}}, "description": "the image"}},
+)
+def get_evidence(
+    evidence_id: EvidenceId,
+    principal: Reader,
+    session: DbSession,
+    service: ServiceDep,
+    boxes: Annotated[bool, Query(description="draw the evidence boxes with class and score")] = False,
+) -> Response:
+    evidence = session.get(Evidence, evidence_id)
+    if evidence is None:
+        raise NotFound("evidence", evidence_id)
+    path = evidence_file(service.settings.evidence_dir, evidence.path, evidence.sha256)
+    raw = sees_raw(principal)
+    privacy = {PRIVACY_HEADER: "raw" if raw else "redacted"}
+    if not boxes and raw:
+        data = path.read_bytes()
+        media_type = MEDIA_TYPES.get(decode_format(data), "application/octet-stream")
+        return Response(data, media_type=media_type, headers=privacy)
+    if not boxes:
+        data = service.gate.run_blocking(redacted_jpeg, service.settings.evidence_dir, path, evidence.sha256)
+        return Response(data, media_type="image/jpeg", headers=privacy)
+    photo = service.gate.run_blocking(read_photo, path)
+    image = photo.image if raw else service.gate.run_blocking(redact_image, photo.image)
+    drawn = draw_boxes(image, list(evidence.boxes), service.domain.rules.taxonomy.names)
+    return Response(encode_jpeg(drawn), media_type="image/jpeg", headers=privacy)
+
+
+def decode_format(data: bytes) -> str:
+    """JPEG or PNG by magic bytes (the stored file is served as it was received)."""
+    return "PNG" if data.startswith(b"\x89PNG") else "JPEG" if data.startswith(b"\xff\xd8") else "?"

@@ -1,0 +1,50 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from serve.api.deps import Reader, ServiceDep
+from serve.api.schemas import Health
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health, summary="The process answers (no key needed)")
+def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model=Health,
+    summary="Model loaded and database reachable (no key needed)",
+    responses={503: {"model": Health, "description": "not ready: the status says what is missing"}},
+)
+def readyz(service: ServiceDep, response: Response) -> Health:
+    problems = []
+    if service.detector is None:
+        problems.append(f"model not loaded ({service.model_error})")
+    try:
+        with service.sessions() as session:
+            session.execute(text("SELECT 1"))
+    except Exception as err:  # any driver error means not ready; the message says which
+        problems.append(f"database unreachable ({type(err).__name__}: {err})")
+    if problems:
+        response.status_code = 503
+    return Health(
+        status="; ".join(problems) or "ok",
+        model_version=service.detector.version if service.detector else None,
+        database=service.sessions.kw["bind"].dialect.name,
+    )
+
+
+@router.get("/metrics", summary="Prometheus metrics (scope cases:read)", response_class=Response)
+def metrics(
+    _: Reader,
+    service: ServiceDep,
+) -> Response:
+    service.metrics.in_flight.set(service.gate.in_flight)
+    return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

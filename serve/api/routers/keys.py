@@ -1,0 +1,56 @@
+"""API keys: create (shown once), list and revoke. Scope admin."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, status
+from sqlalchemy import select
+
+from serve.api.deps import Admin, DbSession, Now, ServiceDep
+from serve.api.schemas import KeyIn, KeyOut, NewKeyOut
+from serve.cases.auth import create_key, revoke_key
+from serve.cases.orm import ApiKey
+
+router = APIRouter(prefix="/v1/keys", tags=["keys"])
+
+
+@router.post("", response_model=NewKeyOut, status_code=status.HTTP_201_CREATED, summary="Create a key")
+def create(
+    _: Admin,
+    body: KeyIn,
+    session: DbSession,
+    service: ServiceDep,
+    now: Now,
+) -> NewKeyOut:
+    plaintext, row = create_key(
+        session,
+        name=body.name,
+        scopes=list(body.scopes),
+        pepper=service.verifier.pepper,
+        now=now,
+    )
+    session.commit()
+    return NewKeyOut.model_validate({**KeyOut.model_validate(row).model_dump(), "key": plaintext})
+
+
+@router.get("", response_model=list[KeyOut], summary="List keys (never their secrets)")
+def list_keys(
+    _: Admin,
+    session: DbSession,
+) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
+
+
+@router.delete("/{key_id}", response_model=KeyOut, summary="Revoke a key at once")
+def revoke(
+    key_id: Annotated[str, Path(description="public id of the key (the part after so_)")],
+    _: Admin,
+    session: DbSession,
+    service: ServiceDep,
+    now: Now,
+) -> ApiKey:
+    row = revoke_key(session, key_id, now)
+    session.commit()
+    service.verifier.forget(key_id)
+    return row

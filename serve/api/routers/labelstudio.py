@@ -1,0 +1,321 @@
+"""Label Studio's ML-backend protocol under /labelstudio: annotators start from the model's boxes.
+
+Label Studio calls, with the URL it was given (http://<service>/labelstudio):
+- `GET /health` -> `{"status": "UP"}`, `POST /setup` -> `{"model_version"}` when connecting;
+- `POST /predict` with `tasks`, `label_config`, `project`, `params` -> `{"results": [one prediction
+  per task]}`, each `rectanglelabels` regions in percent of the image, with scores and the model
+  version (Label Studio skips tasks that already hold a prediction of that version);
+- `POST /webhook` with `action`: ANNOTATION_CREATED / UPDATED / DELETED keep the task's latest
+  annotation in the inbox; START_TRAINING (or `retrain_after` annotations waiting) queues a
+  retraining job, which `streetorder models retrain` runs (vision/modelops/retrain.py); `POST /train` is
+  the older form of START_TRAINING.
+
+Every call, /health included, needs a key with the `annotate` scope. Label Studio's ML-backend
+connection sends it as HTTP basic auth on every call (the key as the password), its webhooks as a header
+(`Authorization: Token <key>`); Bearer and X-API-Key work too. Task images are read only under
+the configured local-files root, or fetched only from the configured Label Studio URL.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import tzinfo
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response, Security
+from fastapi.security import APIKeyHeader, SecurityScopes
+from pydantic import ConfigDict, Field
+
+from serve.api.deps import DetectorDep, ServiceDep, header_key, principal_of
+from serve.api.routers.detect import Analysis, analyse
+from serve.api.schemas import Schema
+from serve.cases.auth import Principal
+from serve.cases.errors import InvalidInput
+from serve.cases.findings import boxes_of
+from vision.core.detector import Detector
+from vision.core.taxonomy import Taxonomy
+from vision.data.annotations import (
+    AnnotationError,
+    Label,
+    RectangleControl,
+    TaskImages,
+    prediction,
+    rectangle_control,
+)
+from vision.modelops.retrain import forget_annotation, pending_annotations, queue_job, record_annotation
+
+router = APIRouter(prefix="/labelstudio", tags=["labelstudio"])
+MODEL_CLASS = "streetorder"
+ANNOTATION_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
+
+
+def presented_key(authorization: str | None) -> str | None:
+    """The key in `Token <key>`, `Bearer <key>` or `Basic base64(user:key)` (Label Studio's
+    ML-backend connection only does basic auth: the key is the password, or the user name)."""
+    if not authorization:
+        return None
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() in ("token", "bearer"):
+        return value.strip() or None
+    if scheme.lower() == "basic":
+        try:
+            user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return password or user or None
+    return None
+
+
+authorization_header = APIKeyHeader(
+    name="Authorization",
+    auto_error=False,
+    scheme_name="LabelStudioAuthorization",
+    description="`Token <key>`, `Bearer <key>`, or `Basic base64(user:key)` (Label Studio's ML-backend auth)",
+)
+
+
+def authenticate_labelstudio(
+    security_scopes: SecurityScopes,
+    request: Request,
+    service: ServiceDep,
+    authorization: Annotated[str | None, Depends(authorization_header)],
+    api_key: Annotated[str | None, Depends(header_key)],
+) -> Principal:
+    principal = principal_of(service, api_key or presented_key(authorization), security_scopes.scopes)
+    request.state.principal = principal  # for the audit log
+    return principal
+
+
+Annotator = Annotated[Principal, Security(authenticate_labelstudio, scopes=["annotate"])]
+
+
+def task_images(service: ServiceDep) -> TaskImages:
+    settings = service.settings
+    return TaskImages(
+        files_root=settings.labelstudio_files_root,
+        base_url=settings.labelstudio_url,
+        token=settings.labelstudio_token,
+        max_bytes=int(settings.max_upload_mb * 2**20),
+    )
+
+
+TaskImagesDep = Annotated[TaskImages, Depends(task_images)]
+
+
+# --- schemas: Label Studio's shapes ----------------------------------------------------------------
+
+
+class LabelStudioBody(Schema):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)  # Label Studio adds fields over time
+
+
+class PredictRequest(LabelStudioBody):
+    tasks: list[dict[str, Any]] = Field(description="tasks: `id` and `data` holding the image URL or path")
+    label_config: str | None = Field(default=None, description="the project's labelling config (XML)")
+    project: str | int | None = Field(default=None, description="project: `<id>.<created_at timestamp>`")
+    params: dict[str, Any] | None = Field(default=None, description="login, password, context (not used)")
+
+
+class PredictionOut(Schema):
+    result: list[dict[str, Any]] = Field(
+        description="rectanglelabels regions: value.x, y, width, height in percent of the image, "
+        "value.rectanglelabels, score, original_width and original_height in pixels"
+    )
+    score: float = Field(description="mean score of the task's boxes (Label Studio sorts tasks by it)")
+    model_version: str = Field(description="model that predicted: <name>@<sha256 prefix of its weights>")
+
+
+class PredictResponse(Schema):
+    results: list[PredictionOut] = Field(description="one prediction per task, in the tasks' order")
+    model_version: str = Field(description="model that predicted")
+
+
+class SetupRequest(LabelStudioBody):
+    project: str | int | None = Field(default=None, description="project: `<id>.<created_at timestamp>`")
+    label_config: str | None = Field(default=None, alias="schema", description="the labelling config (XML)")
+    hostname: str | None = Field(default=None, description="Label Studio's URL (not trusted for fetching)")
+    access_token: str | None = Field(default=None, description="a Label Studio user token (not used)")
+    extra_params: dict[str, Any] | None = Field(default=None, description="extra parameters (not used)")
+
+
+class SetupResponse(Schema):
+    model_version: str = Field(description="model that will predict")
+
+
+class BackendHealth(Schema):
+    status: str = Field(description="UP when a model is loaded, DOWN otherwise")
+    model_class: str = Field(description="the backend's name")
+    model_version: str | None = Field(description="loaded model, or null")
+
+
+class VersionsResponse(Schema):
+    versions: list[str] = Field(description="model versions this backend can predict with (the current one)")
+
+
+class WebhookRequest(LabelStudioBody):
+    action: str = Field(
+        description="ANNOTATION_CREATED, ANNOTATION_UPDATED, ANNOTATION_DELETED, START_TRAINING, ..."
+    )
+    project: dict[str, Any] | None = Field(
+        default=None, description="the project (`id`, `label_config`, ...)"
+    )
+    task: dict[str, Any] | None = Field(default=None, description="the task (`id`, `data`)")
+    annotation: dict[str, Any] | None = Field(
+        default=None, description="the annotation (`id`, `result`, ...)"
+    )
+
+
+class WebhookResponse(Schema):
+    status: str = Field(description="ok, or `Unknown event` for actions that do nothing here")
+    pending_annotations: int | None = Field(default=None, description="annotations waiting for retraining")
+    job: str | None = Field(default=None, description="id of the queued retraining job, if one is queued")
+
+
+class TrainRequest(LabelStudioBody):
+    annotations: list[dict[str, Any]] = Field(description="tasks with their annotations (Label Studio JSON)")
+    project: str | int | dict[str, Any] | None = Field(default=None, description="project id or object")
+
+
+class TrainResponse(Schema):
+    job: str = Field(description="id of the queued retraining job")
+
+
+# --- routes ------------------------------------------------------------------------------------------
+
+
+@router.get(
+    "/health", response_model=BackendHealth, summary="Backend health for Label Studio (scope annotate)"
+)
+def health(_: Annotator, service: ServiceDep, response: Response) -> BackendHealth:
+    detector = service.detector
+    if detector is None:
+        response.status_code = 503
+    return BackendHealth(
+        status="UP" if detector else "DOWN",
+        model_class=MODEL_CLASS,
+        model_version=detector.version if detector else None,
+    )
+
+
+@router.post(
+    "/setup", response_model=SetupResponse, summary="Connect a Label Studio project (scope annotate)"
+)
+def setup(body: SetupRequest, _: Annotator, detector: DetectorDep, service: ServiceDep) -> SetupResponse:
+    control(body.label_config, service.domain.rules.taxonomy)  # refuse a config with no known label now
+    return SetupResponse(model_version=detector.version)
+
+
+@router.get("/versions", response_model=VersionsResponse, summary="Model versions (scope annotate)")
+def versions(_: Annotator, detector: DetectorDep) -> VersionsResponse:
+    return VersionsResponse(versions=[detector.version])
+
+
+@router.post("/predict", response_model=PredictResponse, summary="Pre-annotate tasks (scope annotate)")
+async def predict(
+    body: PredictRequest, _: Annotator, detector: DetectorDep, service: ServiceDep, images: TaskImagesDep
+) -> PredictResponse:
+    taxonomy = service.domain.rules.taxonomy
+    rectangles = control(body.label_config, taxonomy)
+    tz = service.domain.rules.calendar.timezone
+    results = []
+    for index, task in enumerate(body.tasks):
+        where = f"tasks[{index}]" + (f" (id {task.get('id')})" if "id" in task else "")
+        data = task.get("data")
+        if not isinstance(data, dict) or not isinstance(data.get(rectangles.data_key), str):
+            raise InvalidInput(f"{where}.data.{rectangles.data_key}", "no image URL or path")
+        analysis = await service.gate.run(
+            read_and_detect, detector, images, data[rectangles.data_key], where, tz
+        )
+        service.metrics.inference.observe(analysis.inference_s)
+        labels = predicted_labels(analysis, taxonomy, rectangles)
+        names = {"from_name": rectangles.from_name, "to_name": rectangles.to_name}
+        results.append(
+            PredictionOut(
+                **prediction(labels, analysis.photo.width, analysis.photo.height, detector.version, **names)
+            )
+        )
+    return PredictResponse(results=results, model_version=detector.version)
+
+
+@router.post(
+    "/webhook", response_model=WebhookResponse, status_code=201, summary="Annotation events (scope annotate)"
+)
+def webhook(body: WebhookRequest, _: Annotator, service: ServiceDep, response: Response) -> WebhookResponse:
+    folder = service.settings.annotations_dir
+    project = (body.project or {}).get("id")
+    if body.action in ANNOTATION_EVENTS:
+        if not body.task or not body.annotation:
+            raise InvalidInput(
+                "task" if not body.task else "annotation", f"{body.action} needs the task and the annotation"
+            )
+        record_annotation(folder, project, body.task, body.annotation)
+    elif body.action == "ANNOTATION_DELETED":
+        if body.task and body.annotation:
+            forget_annotation(folder, project, body.task.get("id"), body.annotation.get("id"))
+    elif body.action != "START_TRAINING":
+        response.status_code = 200
+        return WebhookResponse(status="Unknown event")
+    pending = len(pending_annotations(folder))
+    threshold = service.settings.retrain_after
+    job = None
+    if body.action == "START_TRAINING":
+        job = queue_job(
+            folder, f"START_TRAINING from Label Studio project {project}", service.clock(), project=project
+        )
+    elif body.action in ANNOTATION_EVENTS and threshold and pending >= threshold:
+        job = queue_job(
+            folder, f"{pending} new annotations (retrain_after {threshold})", service.clock(), project=project
+        )
+    return WebhookResponse(status="ok", pending_annotations=pending, job=job.id if job else None)
+
+
+@router.post(
+    "/train", response_model=TrainResponse, status_code=201, summary="Queue retraining (scope annotate)"
+)
+def train(body: TrainRequest, _: Annotator, service: ServiceDep) -> TrainResponse:
+    """Label Studio without its training webhook sends every annotated task here."""
+    folder = service.settings.annotations_dir
+    project = body.project.get("id") if isinstance(body.project, dict) else body.project
+    for index, task in enumerate(body.annotations):
+        kept = [
+            a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")
+        ]
+        if not isinstance(task.get("data"), dict):
+            raise InvalidInput(f"annotations[{index}].data", "a task needs its data")
+        if kept:
+            record_annotation(folder, project, task, kept[-1])
+    job = queue_job(
+        folder, f"train request from Label Studio project {project}", service.clock(), project=project
+    )
+    return TrainResponse(job=job.id)
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def control(label_config: str | None, taxonomy: Taxonomy) -> RectangleControl:
+    try:
+        return rectangle_control(label_config, taxonomy)
+    except AnnotationError as err:
+        raise InvalidInput(err.where, err.message) from None
+
+
+def read_and_detect(detector: Detector, images: TaskImages, ref: str, where: str, tz: tzinfo) -> Analysis:
+    """Read the task's image from where it may be read, decode and detect (a worker thread)."""
+    try:
+        data = images.read(ref)
+    except AnnotationError as err:
+        raise InvalidInput(f"{where}.data", err.message) from None
+    return analyse(detector, data, ref, tz)
+
+
+def predicted_labels(analysis: Analysis, taxonomy: Taxonomy, rectangles: RectangleControl) -> list[Label]:
+    """Boxes at or above their class's min_confidence whose class the project labels, under the
+    project's own label names."""
+    classes = {c.name: c for c in taxonomy.classes}
+    return [
+        Label(rectangles.labels[box.class_name], box.xyxy, box.confidence)
+        for box in boxes_of(analysis.detections, taxonomy.names)
+        if box.class_name in rectangles.labels and box.confidence >= classes[box.class_name].min_confidence
+    ]

@@ -1,0 +1,119 @@
+"""Performance metrics, the 10-day street ranking and the worst spots (scope cases:read)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
+
+from serve.api.deps import DbSession, Now, Reader, ServiceDep
+from serve.api.schemas import DailyOut, RankingOut, StatsOut, WorstSpotsOut
+from serve.cases.errors import InvalidInput
+from serve.cases.stats import (
+    cases_between,
+    facts_of,
+    grouped,
+    local_day_bounds,
+    ranking,
+    rates,
+    reports_per_day,
+    ten_day_period,
+    worst_spots,
+)
+
+router = APIRouter(prefix="/v1/stats", tags=["stats"])
+MAX_DAYS = 366
+
+
+@router.get("", response_model=StatsOut, summary="Filing, disposal, closing and rework rates of a period")
+def stats(
+    _: Reader,
+    session: DbSession,
+    service: ServiceDep,
+    since: Annotated[AwareDatetime | None, Query(description="cases first reported at or after")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="cases first reported before")] = None,
+    group_by: Annotated[
+        Literal["grid", "street", "department", "event"] | None, Query(description="one row per group")
+    ] = None,
+) -> StatsOut:
+    domain = service.domain
+    facts = [facts_of(c, domain.rules.calendar, domain.unit_of) for c in cases_between(session, since, until)]
+    groups = grouped(facts, group_by, domain.rules.grids, domain.score_weights) if group_by else []
+    return StatsOut.model_validate(
+        {
+            "since": since,
+            "until": until,
+            "group_by": group_by,
+            "total": rates(facts, weights=domain.score_weights),
+            "groups": groups,
+        }
+    )
+
+
+@router.get("/ranking", response_model=RankingOut, summary="10-day (旬) ranking of streets, worst first")
+def street_ranking(
+    _: Reader,
+    session: DbSession,
+    service: ServiceDep,
+    now: Now,
+    day: Annotated[
+        date | None, Query(description="any day of the 旬 (bureau calendar); default today")
+    ] = None,
+) -> RankingOut:
+    domain = service.domain
+    calendar = domain.rules.calendar
+    start, end, label = ten_day_period(day or now.astimezone(calendar.timezone).date())
+    since, until = local_day_bounds(start, end, calendar)
+    facts = [facts_of(c, calendar, domain.unit_of) for c in cases_between(session, since, until)]
+    return RankingOut.model_validate(
+        {
+            "period": label,
+            "since": since,
+            "until": until,
+            "streets": ranking(facts, domain.rules.grids, domain.score_weights),
+        }
+    )
+
+
+@router.get("/worst-spots", response_model=WorstSpotsOut, summary="Grids with the most open cases now")
+def worst(
+    _: Reader,
+    session: DbSession,
+    service: ServiceDep,
+    now: Now,
+    limit: Annotated[int, Query(ge=1, le=200, description="how many grids")] = 10,
+) -> WorstSpotsOut:
+    return WorstSpotsOut.model_validate(
+        {"as_of": now, "spots": worst_spots(session, service.domain.rules.grids, limit)}
+    )
+
+
+@router.get("/daily", response_model=DailyOut, summary="Cases first reported per day and event class")
+def daily(
+    _: Reader,
+    session: DbSession,
+    service: ServiceDep,
+    now: Now,
+    since: Annotated[
+        date | None, Query(description="first day (bureau calendar); default 30 days back")
+    ] = None,
+    until: Annotated[date | None, Query(description="day after the last one; default tomorrow")] = None,
+) -> DailyOut:
+    calendar = service.domain.rules.calendar
+    end = until or now.astimezone(calendar.timezone).date() + timedelta(days=1)
+    start = since or end - timedelta(days=30)
+    if not 0 < (end - start).days <= MAX_DAYS:
+        raise InvalidInput("since/until", f"{start} to {end}: give 1 to {MAX_DAYS} days, since before until")
+    lower, upper = local_day_bounds(start, end, calendar)
+    reported = ((c.event, c.first_seen_at) for c in cases_between(session, lower, upper))
+    counts = reports_per_day(reported, calendar, start, end)
+    return DailyOut.model_validate(
+        {
+            "since": start,
+            "until": end,
+            "days": [start + timedelta(days=i) for i in range((end - start).days)],
+            "events": [{"event": event, "counts": series} for event, series in counts.items()],
+        }
+    )

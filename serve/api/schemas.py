@@ -1,0 +1,358 @@
+"""The API's request and response bodies (pydantic), separate from the ORM rows they are built from.
+
+Every field carries a description: the OpenAPI document is the contract the web console, Open311
+bridges and bureau systems are written against.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from serve.cases.workflow import Action
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# --- detections -------------------------------------------------------------------------------
+
+
+class DetectionOut(Schema):
+    xyxy: list[float] = Field(
+        description="box in pixels of the uploaded image (after EXIF rotation): x1, y1, x2, y2"
+    )
+    class_id: int = Field(description="taxonomy class index (configs/taxonomy.yaml `classes`)")
+    class_name: str = Field(description="taxonomy class name")
+    confidence: float = Field(description="detector score, 0..1")
+    event: str | None = Field(description="event key this class becomes, or null for context classes")
+    finding: bool = Field(
+        description="true when the score reaches the class's min_confidence and it has an event"
+    )
+
+
+class Timing(Schema):
+    decode_ms: float = Field(description="reading and decoding the upload")
+    inference_ms: float = Field(description="running the detector (without queueing)")
+    total_ms: float = Field(description="whole request handling inside the service")
+
+
+class DetectResponse(Schema):
+    width: int = Field(description="image width in pixels, after EXIF orientation")
+    height: int = Field(description="image height in pixels, after EXIF orientation")
+    model_version: str = Field(description="model name @ first 12 hex of its weights' sha256")
+    detections: list[DetectionOut] = Field(description="every detection above the detector's floor")
+    timing: Timing = Field(description="where the time went")
+
+
+class CaseRef(Schema):
+    id: int = Field(description="case id (use in /v1/cases/{id})")
+    number: str = Field(description="case number (案卷号): prefix + yyyyMMdd + sequence")
+    event: str = Field(description="event key")
+    state: str = Field(description="workflow state")
+    created: bool = Field(
+        description="true when this report opened the case, false when it joined an open one"
+    )
+
+
+class ReportResponse(Schema):
+    photo_sha256: str = Field(description="sha256 of the uploaded bytes: the photo's identity")
+    taken_at: datetime = Field(
+        description="when the photo was taken (form field, else EXIF, else upload time)"
+    )
+    lat: float | None = Field(description="WGS-84 latitude used (form field, else EXIF GPS)")
+    lon: float | None = Field(description="WGS-84 longitude used (form field, else EXIF GPS)")
+    grid_code: str | None = Field(description="unit grid holding the position, null outside every grid")
+    unlocated: bool = Field(description="true when no position was given or found: no case can be made")
+    model_version: str = Field(description="model that produced the detections")
+    detections: list[DetectionOut] = Field(description="every detection on the photo")
+    cases: list[CaseRef] = Field(description="cases created or joined by this photo's findings")
+
+
+# --- cases ------------------------------------------------------------------------------------
+
+
+class CaseSummary(Schema):
+    id: int = Field(description="case id")
+    number: str = Field(description="case number (案卷号)")
+    state: str = Field(description="workflow state (see serve/cases/workflow.py)")
+    event: str = Field(description="event key (configs/taxonomy.yaml `events`)")
+    major: str = Field(description="CJ/T 214 major class")
+    cjt214: str = Field(description="CJ/T 214-2007 event code ('local' where it has none)")
+    gbt47678: str = Field(description="GB/T 47678.5-2026 event code")
+    source: str = Field(description="where the problem came from: patrol_photo, video, public, inspector ...")
+    record_type: str = Field(description="event (事件) or component (部件)")
+    lat: float = Field(description="WGS-84 latitude")
+    lon: float = Field(description="WGS-84 longitude")
+    address: str | None = Field(description="address or position description")
+    grid_code: str | None = Field(description="15-digit unit grid code (legacy 14 kept as given)")
+    street: str | None = Field(description="street (街道) of the grid")
+    community: str | None = Field(description="community (社区) of the grid")
+    department: str | None = Field(description="responsible department, set when dispatched")
+    ai_review: str | None = Field(description="AI match review: pending, confirmed, corrected, rejected")
+    camera_id: str | None = Field(description="camera that saw it, for video cases")
+    filed_at: datetime = Field(description="when the problem was seen (photo or frame time)")
+    deadline_at: datetime | None = Field(description="disposal deadline; counted from dispatch")
+    first_seen_at: datetime = Field(description="first evidence time")
+    last_seen_at: datetime = Field(description="latest evidence time")
+    closed_at: datetime | None = Field(description="when it reached a final state")
+    overdue: bool = Field(description="still open past its deadline at the time asked (`as_of`, else now)")
+    version: int = Field(description="version of the record; the ETag of GET /v1/cases/{id}")
+
+
+class EvidenceOut(Schema):
+    id: int = Field(description="evidence id (image at /v1/evidence/{id})")
+    role: str = Field(description="finding, near, far, reference, before or after (处置后)")
+    sha256: str = Field(description="sha256 of the image file")
+    captured_at: datetime = Field(description="when the image was taken")
+    boxes: list[Any] = Field(description="boxes that made it evidence: xyxy pixels, confidence, class")
+    confidence: float | None = Field(description="best detector score among the boxes")
+    model_version: str | None = Field(description="model that found it, null for uploads by people")
+    extra: dict[str, Any] | None = Field(description="extra facts, e.g. OCR text and phone numbers of flyers")
+    url: str = Field(description="path of the image in this API")
+
+
+class FlowOut(Schema):
+    action: str = Field(description="workflow action")
+    from_state: str | None = Field(description="state before")
+    to_state: str = Field(description="state after")
+    operator: str = Field(description="who did it: API key name, or the operator named in the request")
+    at: datetime = Field(description="when it happened")
+    seconds_used: float | None = Field(description="seconds since the previous step: the time this node took")
+    overdue: bool = Field(description="late against its stage limit, or past the deadline for handle/close")
+    note: str | None = Field(description="reason or remark")
+
+
+class CaseDetail(CaseSummary):
+    description: str = Field(description="free text description")
+    evidence: list[EvidenceOut] = Field(description="photos of the case, oldest first")
+    flow: list[FlowOut] = Field(description="the flow log (流转记录), oldest first")
+    allowed_actions: list[str] = Field(description="actions POST /v1/cases/{id}/transitions accepts now")
+    suggested_department: str = Field(description="department the routing rules give for this case")
+
+
+class CaseQuery(BaseModel):
+    """Filters of GET /v1/cases and /v1/cases.geojson (all optional, combined with AND)."""
+
+    state: list[str] = Field(default=[], description="workflow states (repeat the parameter for several)")
+    event: list[str] = Field(default=[], description="event keys (repeat for several)")
+    grid: str | None = Field(
+        None, description="unit grid code, or a prefix: 9 digits = a street, 12 = a community"
+    )
+    street: str | None = Field(default=None, description="street name as in the grid layout")
+    department: str | None = Field(default=None, description="responsible department")
+    since: AwareDatetime | None = Field(default=None, description="first seen at or after (ISO 8601)")
+    until: AwareDatetime | None = Field(default=None, description="first seen before (ISO 8601)")
+    overdue: bool | None = Field(default=None, description="true: open and past deadline at `as_of`")
+    as_of: AwareDatetime | None = Field(default=None, description="when `overdue` is judged; default now")
+    limit: int = Field(default=50, ge=1, le=1000, description="page size (GeoJSON: most features returned)")
+    cursor: str | None = Field(default=None, description="`next_cursor` of the previous page")
+
+
+class CasePage(Schema):
+    items: list[CaseSummary] = Field(description="cases, newest first")
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
+    total: int = Field(description="cases matching the filters, on all pages")
+    by_state: dict[str, int] = Field(description="cases matching the filters, per workflow state")
+
+
+class TransitionIn(Schema):
+    action: Action = Field(description="what to do; GET /v1/cases/{id} lists the actions allowed now")
+    at: AwareDatetime | None = Field(
+        None,
+        description="when it was done (e.g. offline field work); default: when the request arrives; "
+        "never in the future nor before the case's last step",
+    )
+    operator: str | None = Field(
+        None, max_length=64, description="person acting; default: the API key's name"
+    )
+    note: str | None = Field(
+        None,
+        max_length=4000,
+        description="reason or remark; required to reject, fail a check, suspend, cancel or force close",
+    )
+    department: str | None = Field(
+        default=None, description="dispatch: department (default: by the routing rules)"
+    )
+    event: str | None = Field(default=None, description="correct: the right event key")
+    evidence_id: int | None = Field(
+        None, description="handle: the after-photo, uploaded to /v1/cases/{id}/evidence"
+    )
+    extend_by: float | None = Field(
+        None, gt=0, description="extend: more time, in the unit of the class's limit"
+    )
+
+
+class EventOut(Schema):
+    key: str = Field(description="event key, as in cases' `event` (configs/taxonomy.yaml `events`)")
+    name: str = Field(description="English name")
+    name_zh: str = Field(description="Chinese name")
+    disorder: str = Field(description="which of the four disorders: garbage, parking, vending or ads")
+    record_type: str = Field(description="event (事件) or component (部件)")
+    major: str = Field(description="CJ/T 214 major class")
+    cjt214: str = Field(description="CJ/T 214-2007 code ('local' where it has none)")
+    gbt47678: str = Field(description="GB/T 47678.5-2026 code")
+    limit: float = Field(description="disposal limit, in `unit`")
+    unit: str = Field(description="unit of the limit: hours, working_hours, working_days or days")
+
+
+class DepartmentsOut(Schema):
+    departments: list[str] = Field(description="departments a case may be dispatched to")
+    default: str = Field(description="department used when no rule matches")
+
+
+# --- stats ------------------------------------------------------------------------------------
+
+
+class Rates(Schema):
+    reports: int = Field(description="cases reported in the period (any source)")
+    valid: int = Field(description="reports confirmed or corrected by a person (有效上报)")
+    filed: int = Field(description="cases filed (立案)")
+    due: int = Field(description="cases dispatched and not cancelled: due for handling (应处置)")
+    handled: int = Field(description="due cases reported handled")
+    handled_on_time: int = Field(description="due cases whose accepted handling met the deadline")
+    closed: int = Field(description="due cases closed (结案, forced close included)")
+    closed_on_time: int = Field(description="due cases closed by the deadline")
+    reworked: int = Field(description="handled cases sent back at least once by a failed check (返工)")
+    filing_rate: float | None = Field(description="立案率 = filed / valid")
+    disposal_rate: float | None = Field(description="处置率 = handled / due")
+    on_time_disposal_rate: float | None = Field(description="按期处置率 = handled on time / due")
+    closing_rate: float | None = Field(description="结案率 = closed / due")
+    on_time_closing_rate: float | None = Field(description="按期结案率 = closed on time / due")
+    rework_rate: float | None = Field(description="返工率 = reworked / handled")
+    overtime_cases: int = Field(description="handled cases late against their limit")
+    overtime_multiple_mean: float | None = Field(
+        description="mean 超时倍数 (used − limit) / limit of late cases"
+    )
+    overtime_multiple_max: float | None = Field(description="largest 超时倍数")
+    area_km2: float | None = Field(description="area of the group's unit grids (grid and street groups)")
+    problems_per_km2: float | None = Field(description="problems (reports not rejected or cancelled) per km²")
+    score: float | None = Field(description="weighted composite of the rates (weights in configs/stats.yaml)")
+
+
+class GroupRates(Rates):
+    key: str | None = Field(description="the group: grid code, street, department or event; null = not set")
+
+
+class StatsOut(Schema):
+    since: datetime | None = Field(description="start of the period (report time), inclusive")
+    until: datetime | None = Field(description="end of the period, exclusive")
+    group_by: str | None = Field(description="grouping asked for")
+    total: Rates = Field(description="all cases of the period")
+    groups: list[GroupRates] = Field(description="one row per group, by key")
+
+
+class RankingRow(Schema):
+    rank: int = Field(description="1 = worst (most problems per km²)")
+    street: str = Field(description="street (街道)")
+    problems: int = Field(description="problems reported in the period")
+    area_km2: float = Field(description="area of the street's unit grids")
+    problems_per_km2: float = Field(description="problems per km²")
+    on_time_closing_rate: float | None = Field(description="按期结案率 of the street's due cases")
+    score: float | None = Field(description="weighted composite score")
+
+
+class RankingOut(Schema):
+    period: str = Field(
+        description="the 10-day period (旬): YYYY-MM-1 (days 1-10), -2 (11-20) or -3 (21-end)"
+    )
+    since: datetime = Field(description="start of the period (bureau time), inclusive")
+    until: datetime = Field(description="end, exclusive")
+    streets: list[RankingRow] = Field(description="streets, worst first")
+
+
+class EventSeries(Schema):
+    event: str = Field(description="event key")
+    counts: list[int] = Field(description="cases first reported on each day of `days`")
+
+
+class DailyOut(Schema):
+    since: date = Field(description="first day (bureau calendar), inclusive")
+    until: date = Field(description="last day, exclusive")
+    days: list[date] = Field(description="the days counted, oldest first")
+    events: list[EventSeries] = Field(description="one series per event class with a case in the period")
+
+
+class WorstSpot(Schema):
+    grid_code: str = Field(description="unit grid")
+    street: str | None = Field(description="its street")
+    open_cases: int = Field(description="cases open now")
+    area_km2: float | None = Field(description="grid area")
+    open_per_km2: float | None = Field(description="open cases per km²")
+
+
+class WorstSpotsOut(Schema):
+    as_of: datetime = Field(description="when the open cases were counted")
+    spots: list[WorstSpot] = Field(description="grids with the most open cases, worst first")
+
+
+# --- keys and health --------------------------------------------------------------------------
+
+
+class KeyIn(Schema):
+    name: str = Field(
+        min_length=1, max_length=64, description="who or what uses the key (shown in flow logs)"
+    )
+    scopes: list[Literal["detect", "report", "cases:read", "cases:write", "evidence:raw", "admin"]] = Field(
+        min_length=1, description="what the key may do"
+    )
+
+
+class KeyOut(Schema):
+    key_id: str = Field(description="public id of the key")
+    name: str = Field(description="name given at creation")
+    scopes: list[str] = Field(description="granted scopes")
+    created_at: datetime = Field(description="creation time")
+    revoked_at: datetime | None = Field(description="revocation time, null while valid")
+
+
+class NewKeyOut(KeyOut):
+    key: str = Field(description="the key itself: shown this once, only its hash is kept")
+
+
+class Health(Schema):
+    status: str = Field(description="ok, or what is not ready")
+    model_version: str | None = Field(default=None, description="loaded model")
+    database: str | None = Field(default=None, description="database backend")
+
+
+# --- Open311 GeoReport v2 -----------------------------------------------------------------------
+
+
+class Open311Service(Schema):
+    service_code: str = Field(description="event code (GB/T 47678.5)")
+    service_name: str = Field(description="event name, Chinese and English")
+    description: str = Field(description="what the service is for, with the CJ/T 214 code")
+    metadata: bool = Field(description="always false: no extra attributes are asked")
+    type: str = Field(description="realtime: a request becomes a case at once")
+    keywords: str = Field(description="comma-separated search words")
+    group: str = Field(description="the disorder: garbage, parking, vending or ads")
+
+
+class Open311Request(Schema):
+    service_request_id: str = Field(description="case number (案卷号)")
+    status: Literal["open", "closed"] = Field(description="closed only once the case reached a final state")
+    status_notes: str | None = Field(description="workflow state and its latest remark")
+    service_name: str = Field(description="event name")
+    service_code: str = Field(description="event code (GB/T 47678.5)")
+    description: str = Field(description="case description")
+    agency_responsible: str | None = Field(description="department the case is dispatched to")
+    service_notice: str | None = Field(description="notice about the request")
+    requested_datetime: str = Field(description="when reported, ISO 8601 with offset")
+    updated_datetime: str = Field(description="last workflow step, ISO 8601 with offset")
+    expected_datetime: str | None = Field(description="disposal deadline, ISO 8601 with offset")
+    address: str | None = Field(description="address or position description")
+    address_id: str | None = Field(description="unit grid code")
+    zipcode: str | None = Field(description="not used (null)")
+    lat: float = Field(description="WGS-84 latitude")
+    long: float = Field(description="WGS-84 longitude")
+    media_url: str | None = Field(description="photo of the case")
+
+
+class Open311Created(Schema):
+    service_request_id: str = Field(description="case number: new, or of the open case this report joined")
+    service_notice: str | None = Field(description="whether the report opened a case or joined one")
+    account_id: str | None = Field(description="not used (null)")

@@ -1,0 +1,107 @@
+"""What a running service holds between requests: database, model, domain rules, keys, metrics.
+
+Built once by the app's lifespan and reached by routers only through the dependencies in
+serve/api/deps.py, so a test builds a whole service from Settings and nothing is global.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import anyio
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from serve.cases.auth import KeyVerifier
+from serve.cases.domain import Domain
+from serve.cases.errors import Busy
+from serve.cases.orm import Case
+from serve.cases.settings import Settings
+from vision.core.detector import Detector
+
+T = TypeVar("T")
+
+
+class InferenceGate:
+    """At most `threads` images in the model at once, at most `queue` more waiting; beyond that 503.
+
+    Inference and decoding run in worker threads, never on the event loop, so health checks and
+    case reads stay quick while uploads queue.
+    """
+
+    def __init__(self, threads: int, queue: int) -> None:
+        self.limiter = anyio.CapacityLimiter(max(1, threads))
+        self.capacity = max(1, threads) + max(0, queue)
+        self.in_flight = 0
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        if self.in_flight >= self.capacity:
+            raise Busy(f"{self.in_flight} images are being analysed or waiting; retry shortly")
+        self.in_flight += 1
+        try:
+            return await anyio.to_thread.run_sync(function, *args, limiter=self.limiter)
+        finally:
+            self.in_flight -= 1
+
+    def run_blocking(self, function: Callable[..., T], *args: Any) -> T:
+        """The same from a sync route (a worker thread): waits for a slot without holding the loop."""
+        return anyio.from_thread.run(self.run, function, *args)
+
+
+class CasesByState(Collector):
+    """`streetorder_cases{state}` counted in the database at scrape time (always current)."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def collect(self) -> Any:
+        family = GaugeMetricFamily("streetorder_cases", "cases by workflow state", labels=["state"])
+        with self.sessions() as session:
+            for state, count in session.execute(select(Case.state, func.count()).group_by(Case.state)):
+                family.add_metric([state], count)
+        yield family
+
+
+@dataclass
+class Metrics:
+    """Prometheus metrics of one service instance (its own registry: tests run several apps)."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.requests = Counter(
+            "streetorder_http_requests", "HTTP requests", ["method", "route", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "streetorder_http_request_seconds", "HTTP request latency", ["method", "route"], registry=r
+        )
+        self.inference = Histogram(
+            "streetorder_inference_seconds",
+            "detector time per image (decode excluded)",
+            registry=r,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.in_flight = Gauge(
+            "streetorder_inference_in_flight", "images being analysed or waiting", registry=r
+        )
+        self.model = Gauge("streetorder_model_info", "loaded model (value 1)", ["version"], registry=r)
+
+
+@dataclass
+class Service:
+    settings: Settings
+    domain: Domain
+    sessions: sessionmaker[Session]
+    verifier: KeyVerifier
+    gate: InferenceGate
+    metrics: Metrics
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # routers' `now`, never rules'
+    detector: Detector | None = None
+    model_error: str | None = None  # why no model is loaded (the case API still works)

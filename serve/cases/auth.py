@@ -1,0 +1,149 @@
+"""API keys with scopes: created once, shown once, stored as a salted scrypt hash.
+
+A key reads `so_<key_id>_<secret>`. The key id is public (lists, audit log) and finds the row; the
+secret is checked against scrypt(secret, salt + server secret) in constant time. Because scrypt is
+slow on purpose, a verified key is remembered in memory for a short while (revocation through the
+API clears that memory at once; revocation by another process takes effect within `CACHE_SECONDS`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from serve.cases.errors import InvalidInput, NotFound, Unauthorized
+from serve.cases.orm import ApiKey
+from serve.cases.settings import Settings
+
+SCOPES = ("detect", "report", "cases:read", "cases:write", "annotate", "evidence:raw", "admin")
+# annotate: Label Studio; evidence:raw: images without faces and plates blurred (serve/api/redaction.py)
+KEY_PREFIX = "so"
+DEV_SECRET = "streetorder-dev-mode-secret"
+WEAK_SECRETS = {"", "secret", "changeme", "change-me", "streetorder", "password", "dev", DEV_SECRET}
+MIN_SECRET_LENGTH = 16
+SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
+CACHE_SECONDS = 30.0
+
+
+class SecretError(RuntimeError):
+    """The service must not start: its secret is missing or a well-known default."""
+
+
+def server_secret(settings: Settings) -> bytes:
+    """The pepper of every key hash; refuses empty, default or short secrets unless in dev mode."""
+    if settings.secret not in WEAK_SECRETS and len(settings.secret) >= MIN_SECRET_LENGTH:
+        return settings.secret.encode()
+    if settings.dev:
+        return DEV_SECRET.encode()
+    raise SecretError(
+        "STREETORDER_SECRET is empty, a default, or shorter than "
+        f"{MIN_SECRET_LENGTH} characters; set a long random value (e.g. `python -c "
+        "'import secrets; print(secrets.token_urlsafe(32))'`), or STREETORDER_DEV=1 for development only"
+    )
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's public id, its name and scopes. `admin` may do everything."""
+
+    key_id: str
+    name: str
+    scopes: frozenset[str]
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes or "admin" in self.scopes
+
+
+def check_scopes(scopes: list[str]) -> list[str]:
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown or not scopes:
+        raise InvalidInput("scopes", f"expected one or more of {', '.join(SCOPES)}, got {scopes}")
+    return sorted(set(scopes))
+
+
+def _digest(secret: str, salt: bytes, pepper: bytes) -> str:
+    return hashlib.scrypt(secret.encode(), salt=salt + pepper, **SCRYPT).hex()
+
+
+def create_key(
+    session: Session, *, name: str, scopes: list[str], pepper: bytes, now: datetime
+) -> tuple[str, ApiKey]:
+    """Add a key and return its plaintext (the only time it exists) with the stored row."""
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    salt = secrets.token_bytes(16)
+    row = ApiKey(
+        key_id=key_id,
+        name=name,
+        scopes=check_scopes(scopes),
+        salt=salt.hex(),
+        hash=_digest(secret, salt, pepper),
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return f"{KEY_PREFIX}_{key_id}_{secret}", row
+
+
+def revoke_key(session: Session, key_id: str, now: datetime) -> ApiKey:
+    row = session.scalars(select(ApiKey).where(ApiKey.key_id == key_id)).one_or_none()
+    if row is None:
+        raise NotFound("API key", key_id)
+    row.revoked_at = row.revoked_at or now
+    return row
+
+
+def split_key(presented: str) -> tuple[str, str]:
+    prefix, _, rest = presented.partition("_")
+    key_id, _, secret = rest.partition("_")
+    if prefix != KEY_PREFIX or len(key_id) != 12 or not secret:
+        raise Unauthorized("malformed API key: expected so_<key id>_<secret>")
+    return key_id, secret
+
+
+class KeyVerifier:
+    """Checks presented keys against the database, remembering good ones for `CACHE_SECONDS`."""
+
+    def __init__(self, pepper: bytes, cache_seconds: float = CACHE_SECONDS) -> None:
+        self.pepper = pepper
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[Principal, float]] = {}
+        self._lock = threading.Lock()
+
+    def verify(self, session: Session, presented: str) -> Principal:
+        fingerprint = hashlib.sha256(presented.encode()).hexdigest()
+        with self._lock:
+            hit = self._cache.get(fingerprint)
+        if hit is not None and hit[1] > time.monotonic():
+            return hit[0]
+        key_id, secret = split_key(presented)
+        row = session.scalars(select(ApiKey).where(ApiKey.key_id == key_id)).one_or_none()
+        found = (
+            (row.salt, row.hash, row.revoked_at, Principal(row.key_id, row.name, frozenset(row.scopes)))
+            if row
+            else None
+        )
+        session.rollback()  # the connection goes back before the slow hash: a burst must not drain the pool
+        digest = _digest(secret, bytes.fromhex(found[0]) if found else b"0" * 16, self.pepper)
+        if found is None or not hmac.compare_digest(digest, found[1]):
+            raise Unauthorized("unknown API key")
+        if found[2] is not None:
+            raise Unauthorized(f"API key {key_id} was revoked")
+        principal = found[3]
+        with self._lock:
+            self._cache[fingerprint] = (principal, time.monotonic() + self.cache_seconds)
+        return principal
+
+    def forget(self, key_id: str) -> None:
+        """Drop a key from memory at once (after revocation)."""
+        with self._lock:
+            for fingerprint in [f for f, (p, _) in self._cache.items() if p.key_id == key_id]:
+                del self._cache[fingerprint]

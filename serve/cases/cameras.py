@@ -1,0 +1,415 @@
+"""Live cameras in the service: each camera's rule engine and health, and its events turned into cases.
+
+One `CameraHub` per process (the service, or a `streetorder watch` process) holds, per configured
+camera, the engine of vision/live/rules.py and the health counters. A frame goes:
+
+    image + capture time -> detector -> tracks, dwell, occupancy -> incident events -> cases
+
+Events and the case they touch (all through serve.cases.findings' intake, so duplicates merge the same way
+as patrol photos):
+- started: the frame becomes a finding (`source: video`, AI review pending) -> a new case, or
+  evidence of the open case it repeats; occupancy findings also store a crop for annotators;
+- evidence: the frame is appended, at most every `evidence_every_s`;
+- cleared: an after-photo is attached to the incident's case with a proposal (`check_pass` when the
+  case is handled, else `resolved`) for the person at the check desk (核查);
+- rework: the frame is attached with the proposal `check_fail` (back at the place, or never gone).
+
+Frames of one camera are applied one at a time, in arrival order, under the camera's lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import supervision as sv
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from serve.cases.db import transaction
+from serve.cases.evidence import store_image
+from serve.cases.findings import Box, CaseRules, Finding, record_finding
+from serve.cases.orm import Case, Evidence, FlowEntry
+from serve.cases.workflow import State, is_open
+from vision.core.draw import crop_box
+from vision.core.taxonomy import Taxonomy
+from vision.live.cameras import Camera, CameraRegistry
+from vision.live.incidents import Incident, RuleEvent
+from vision.live.rules import CameraRules, FrameOutcome
+
+OCCUPANCY_MODEL = "occupancy-v1"  # model_version of class-free findings: they wait for a person too
+FPS_SMOOTHING = 0.2  # weight of the newest frame interval in the fps estimate
+HANDLED_STATES = (State.HANDLED.value, State.CHECK_PASSED.value)
+
+
+@dataclass
+class CameraHealth:
+    """What GET /v1/cameras and /metrics say about one camera."""
+
+    frames: int = 0
+    late_frames: int = 0
+    events: int = 0
+    reconnects: int = 0  # set by a stream reader (watch), 0 for cameras that push frames
+    dropped_frames: int = 0  # frames a stream reader overwrote before they were analysed
+    last_capture: datetime | None = None
+    last_received: datetime | None = None
+    fps: float = 0.0  # analysed frames per second of capture time, smoothed
+    size: tuple[int, int] | None = None
+    stream_state: str | None = None  # connected | reconnecting | ended; None: frames are pushed
+
+    def count(self, captured_at: datetime, received_at: datetime, size: tuple[int, int], late: bool) -> None:
+        self.frames += 1
+        self.last_received = received_at
+        self.size = size
+        if late:
+            self.late_frames += 1
+            return
+        if self.last_capture is not None:
+            interval = (captured_at - self.last_capture).total_seconds()
+            if interval > 0:
+                rate = 1.0 / interval
+                self.fps = rate if self.fps == 0 else (1 - FPS_SMOOTHING) * self.fps + FPS_SMOOTHING * rate
+        self.last_capture = captured_at
+
+
+@dataclass(frozen=True)
+class CaseAction:
+    """What one event did to a case."""
+
+    kind: str  # started | evidence | cleared | rework
+    incident_id: int
+    zone_id: str
+    event: str
+    source: str  # detector | occupancy
+    case_id: int | None
+    case_number: str | None
+    case_state: str | None
+    created: bool
+    evidence_id: int | None
+    proposal: str | None = None  # check_pass | resolved | check_fail
+    reason: str = ""
+
+
+@dataclass
+class Timings:
+    decode_s: float = 0.0
+    inference_s: float = 0.0
+    rules_s: float = 0.0  # tracking, zones, dwell, occupancy
+    cases_s: float = 0.0  # database and evidence files
+
+
+@dataclass
+class FrameResult:
+    camera_id: str
+    captured_at: datetime
+    size: tuple[int, int]
+    outcome: FrameOutcome
+    actions: list[CaseAction] = field(default_factory=list)
+    timings: Timings = field(default_factory=Timings)
+
+
+class LiveCamera:
+    """One camera's engine, health and lock."""
+
+    def __init__(self, camera: Camera, taxonomy: Taxonomy) -> None:
+        self.camera = camera
+        self.rules = CameraRules(camera, taxonomy)
+        self.health = CameraHealth()
+        self.lock = threading.Lock()
+        self.last_frame: np.ndarray | None = None  # for drawing zones over (web console)
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError(f"cannot encode a frame of shape {image.shape} as JPEG")
+    return encoded.tobytes()
+
+
+class CameraHub:
+    """The cameras of one process and what their frames do to cases."""
+
+    def __init__(self, registry: CameraRegistry, taxonomy: Taxonomy, evidence_dir: Path) -> None:
+        self.registry = registry
+        self.taxonomy = taxonomy
+        self.evidence_dir = evidence_dir
+        self.cameras = {camera.id: LiveCamera(camera, taxonomy) for camera in registry}
+
+    def get(self, camera_id: str) -> LiveCamera:
+        self.registry.get(camera_id)  # UnknownCameraError naming the configured ones
+        return self.cameras[camera_id]
+
+    def __iter__(self) -> Iterator[LiveCamera]:
+        return iter(self.cameras.values())
+
+    # -------------------------------------------------------------------------------- the frame
+
+    def process(
+        self,
+        camera_id: str,
+        image: np.ndarray,
+        captured_at: datetime,
+        detections: sv.Detections,
+        *,
+        sessions: sessionmaker[Session],
+        case_rules: CaseRules,
+        model_version: str,
+        received_at: datetime | None = None,
+        timings: Timings | None = None,
+    ) -> FrameResult:
+        """Apply one analysed frame of `camera_id`: rules, then its events as case changes."""
+        live = self.get(camera_id)
+        timings = timings or Timings()
+        size = (int(image.shape[1]), int(image.shape[0]))
+        with live.lock:
+            self._sync_handled(live, sessions)
+            started = time.perf_counter()
+            outcome = live.rules.process(captured_at, detections, size, image)
+            timings.rules_s = time.perf_counter() - started
+            live.health.count(captured_at, received_at or datetime.now(UTC), size, outcome.late)
+            result = FrameResult(camera_id, captured_at, size, outcome, timings=timings)
+            if outcome.late:
+                return result
+            live.last_frame = image
+            started = time.perf_counter()
+            if outcome.events:
+                live.health.events += len(outcome.events)
+                result.actions = self._apply(
+                    live, image, captured_at, outcome.events, sessions, case_rules, model_version
+                )
+            timings.cases_s = time.perf_counter() - started
+            return result
+
+    def _sync_handled(self, live: LiveCamera, sessions: sessionmaker[Session]) -> None:
+        """Tell the engine which incidents' cases were reported handled (and when), or reworked."""
+        incidents = {
+            i.case_id: i for i in live.rules.incidents if i.case_id is not None and i.status != "closed"
+        }
+        if not incidents:
+            return
+        with sessions() as session:
+            states = dict(session.execute(select(Case.id, Case.state).where(Case.id.in_(incidents))).all())
+            handled = dict(
+                session.execute(
+                    select(FlowEntry.case_id, FlowEntry.at)
+                    .where(FlowEntry.case_id.in_(incidents), FlowEntry.action == "handle")
+                    .order_by(FlowEntry.id)
+                ).all()
+            )  # the latest handling report of each case wins
+        for case_id, incident in incidents.items():
+            state = states.get(case_id)
+            if state is None or not is_open(state):
+                live.rules.close(incident)
+            elif state in HANDLED_STATES and case_id in handled:
+                live.rules.set_handled(incident, handled[case_id])
+            elif incident.handled_at is not None:
+                live.rules.set_handled(incident, None)
+
+    def _apply(
+        self,
+        live: LiveCamera,
+        image: np.ndarray,
+        captured_at: datetime,
+        events: list[RuleEvent],
+        sessions: sessionmaker[Session],
+        case_rules: CaseRules,
+        model_version: str,
+    ) -> list[CaseAction]:
+        frame = encode_jpeg(image)
+        sha256 = hashlib.sha256(frame).hexdigest()
+        path = store_image(self.evidence_dir, frame, sha256, "JPEG")
+        actions = []
+        with transaction(sessions) as session:
+            for event in events:
+                incident = event.incident
+                case = session.get(Case, incident.case_id) if incident.case_id is not None else None
+                if event.kind in ("cleared", "rework") and case is not None and is_open(case.state):
+                    actions.append(self._attach(session, live, event, case, path, sha256, captured_at))
+                elif event.kind == "cleared":  # its case closed meanwhile: nothing to verify
+                    actions.append(case_action(event, case, reason="case no longer open"))
+                else:
+                    actions.append(
+                        self._finding(
+                            session, live, event, image, path, sha256, captured_at, case_rules, model_version
+                        )
+                    )
+        return actions
+
+    def _finding(
+        self,
+        session: Session,
+        live: LiveCamera,
+        event: RuleEvent,
+        image: np.ndarray,
+        path: Path,
+        sha256: str,
+        captured_at: datetime,
+        case_rules: CaseRules,
+        model_version: str,
+    ) -> CaseAction:
+        """The frame as a finding: a new case, or evidence of the open case it repeats."""
+        incident = event.incident
+        camera = live.camera
+        occupancy = incident.source == "occupancy"
+        box = self._box(incident)
+        extra = {
+            "camera_id": camera.id,
+            "zone": incident.zone_id,
+            "incident": incident.id,
+            "source": incident.source,
+            "dwell_s": round(event.at - incident.since, 1),
+            "reason": event.reason or event.kind,
+        }
+        update = record_finding(
+            session,
+            Finding(
+                event=incident.event,
+                lat=camera.lat,
+                lon=camera.lon,
+                seen_at=captured_at,
+                photo_path=str(path),
+                photo_sha256=sha256,
+                boxes=(box,),
+                model_version=OCCUPANCY_MODEL if occupancy else model_version,
+                source="video",
+                reporter=f"camera:{camera.id}",
+                camera_id=camera.id,
+                extra=extra,
+            ),
+            case_rules,
+        )
+        if occupancy and update.evidence.crop_path is None:  # the annotators' queue starts from crops
+            crop = encode_jpeg(crop_box(image, incident.box.tolist()))
+            crop_sha = hashlib.sha256(crop).hexdigest()
+            update.evidence.crop_path = str(store_image(self.evidence_dir, crop, crop_sha, "JPEG"))
+        incident.case_id = update.case.id
+        proposal = "check_fail" if event.kind == "rework" else None
+        return case_action(event, update.case, update.evidence.id, created=update.created, proposal=proposal)
+
+    def _attach(
+        self,
+        session: Session,
+        live: LiveCamera,
+        event: RuleEvent,
+        case: Case,
+        path: Path,
+        sha256: str,
+        captured_at: datetime,
+    ) -> CaseAction:
+        """An after-photo with a check proposal, or a rework flag, on the incident's own case."""
+        incident = event.incident
+        if event.kind == "cleared":
+            role, boxes = "after", []
+            proposal = "check_pass" if case.state == State.HANDLED.value else "resolved"
+        else:
+            role = "finding"
+            boxes, proposal = [self._box(incident).to_json()], "check_fail"
+        evidence = Evidence(
+            case=case,
+            role=role,
+            path=str(path),
+            sha256=sha256,
+            captured_at=captured_at,
+            boxes=boxes,
+            extra={
+                "camera_id": live.camera.id,
+                "zone": incident.zone_id,
+                "incident": incident.id,
+                "proposal": proposal,
+                "reason": event.reason or ("place clear" if event.kind == "cleared" else event.kind),
+                "absent_since": _iso(incident.last_seen) if event.kind == "cleared" else None,
+            },
+        )
+        session.add(evidence)
+        session.flush()
+        return case_action(event, case, evidence.id, proposal=proposal)
+
+    def _box(self, incident: Incident) -> Box:
+        """The incident's box as evidence stores it; class-free occupancy is labelled `occupancy`."""
+        x1, y1, x2, y2 = (float(v) for v in incident.box)
+        name = "occupancy" if incident.class_id is None else self.taxonomy.names[incident.class_id]
+        return Box((x1, y1, x2, y2), float(incident.confidence or 1.0), name)
+
+
+def case_action(
+    event: RuleEvent,
+    case: Case | None,
+    evidence_id: int | None = None,
+    *,
+    created: bool = False,
+    proposal: str | None = None,
+    reason: str | None = None,
+) -> CaseAction:
+    """What the endpoint reports for one rule event: the incident, and the case it touched if any."""
+    incident = event.incident
+    return CaseAction(
+        kind=event.kind,
+        incident_id=incident.id,
+        zone_id=incident.zone_id,
+        event=incident.event,
+        source=incident.source,
+        case_id=case.id if case else None,
+        case_number=case.number if case else None,
+        case_state=case.state if case else None,
+        created=created,
+        evidence_id=evidence_id,
+        proposal=proposal,
+        reason=event.reason if reason is None else reason,
+    )
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat()
+
+
+def open_incidents(live: LiveCamera) -> list[Incident]:
+    return [i for i in live.rules.incidents if i.status == "present"]
+
+
+class CameraCollector(Collector):
+    """Per-camera health for Prometheus (`/metrics` of the service, or of a watch process)."""
+
+    def __init__(self, hub: CameraHub) -> None:
+        self.hub = hub
+
+    def collect(self) -> Iterator[Any]:
+        frames = CounterMetricFamily("streetorder_camera_frames", "frames analysed", labels=["camera"])
+        late = CounterMetricFamily(
+            "streetorder_camera_late_frames", "frames older than the last", labels=["camera"]
+        )
+        dropped = CounterMetricFamily(
+            "streetorder_camera_dropped_frames", "stream frames replaced before analysis", labels=["camera"]
+        )
+        reconnects = CounterMetricFamily(
+            "streetorder_camera_reconnects", "stream reconnects", labels=["camera"]
+        )
+        fps = GaugeMetricFamily("streetorder_camera_fps", "analysed frames per second", labels=["camera"])
+        last = GaugeMetricFamily(
+            "streetorder_camera_last_frame_timestamp_seconds",
+            "capture time of the last frame",
+            labels=["camera"],
+        )
+        incidents = GaugeMetricFamily(
+            "streetorder_camera_open_incidents", "violations present now", labels=["camera"]
+        )
+        for live in self.hub:
+            labels = [live.camera.id]
+            health = live.health
+            frames.add_metric(labels, health.frames)
+            late.add_metric(labels, health.late_frames)
+            dropped.add_metric(labels, health.dropped_frames)
+            reconnects.add_metric(labels, health.reconnects)
+            fps.add_metric(labels, health.fps)
+            last.add_metric(labels, health.last_capture.timestamp() if health.last_capture else 0.0)
+            incidents.add_metric(labels, len(open_incidents(live)))
+        yield from (frames, late, dropped, reconnects, fps, last, incidents)

@@ -1,0 +1,234 @@
+"""Case deadlines from a class's disposal limit and the working calendar (pure functions).
+
+Limits come in four units (configs/taxonomy.yaml, per event):
+- `hours`: continuous hours; nights, weekends and holidays count.
+- `working_hours`: only the working periods (default 08:00-12:00 and 14:00-18:00) of working days
+  count. A case found at 11:30 with 1 working hour is due at 14:30; one found on a Saturday night
+  starts counting at the next working day's 08:00. A limit used up exactly at 12:00 is due at 12:00.
+- `working_days`: whole working days of working time, i.e. N x the working hours of a day: found on
+  Monday 10:00 with 2 working days, due on Wednesday 10:00.
+- `days`: natural days of 24 hours, nights and holidays included.
+
+A working day is a weekday that is not a holiday, or a make-up working day (调休). The calendar
+(configs/calendar.yaml) is in the bureau's timezone; inputs may be in any timezone but must be
+timezone-aware. Nothing here reads the clock: times come from photos, frames and flow-log entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from functools import cache
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from vision.core.taxonomy import CONFIGS, Deadline
+
+WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+MAX_SEARCH_DAYS = 3660  # a calendar with no working time in ten years is a configuration error
+
+
+class CalendarError(ValueError):
+    """A calendar file that cannot be used, or a time the calendar cannot answer for."""
+
+
+@dataclass(frozen=True)
+class WorkCalendar:
+    timezone: ZoneInfo
+    periods: tuple[tuple[time, time], ...]  # working periods of a working day, sorted, disjoint
+    weekend: frozenset[int]  # date.weekday() numbers: Monday = 0
+    holidays: frozenset[date]
+    make_up_workdays: frozenset[date]
+
+    def is_working_day(self, day: date) -> bool:
+        if day in self.make_up_workdays:
+            return True
+        return day not in self.holidays and day.weekday() not in self.weekend
+
+    @property
+    def seconds_per_day(self) -> float:
+        """Working seconds of one working day."""
+        return sum(
+            (datetime.combine(date.min, end) - datetime.combine(date.min, start)).total_seconds()
+            for start, end in self.periods
+        )
+
+    def working_periods(self, start: datetime) -> Iterator[tuple[datetime, datetime]]:
+        """Working periods as aware datetimes, from the local day of `start` on, without end."""
+        day = _aware(start, "start").astimezone(self.timezone).date()
+        idle_days = 0
+        while True:
+            if self.is_working_day(day):
+                idle_days = 0
+                for begin, end in self.periods:
+                    yield (
+                        datetime.combine(day, begin, tzinfo=self.timezone),
+                        datetime.combine(day, end, tzinfo=self.timezone),
+                    )
+            else:
+                idle_days += 1
+                if idle_days > MAX_SEARCH_DAYS:
+                    raise CalendarError(f"no working day within {MAX_SEARCH_DAYS} days after {day}")
+            day += timedelta(days=1)
+
+
+def deadline(start: datetime, limit: Deadline, calendar: WorkCalendar) -> datetime:
+    """When a case found at `start` is due under `limit`, in the calendar's timezone."""
+    start = _aware(start, "start").astimezone(calendar.timezone)
+    if limit.amount <= 0:
+        raise CalendarError(f"a limit must be positive, got {limit.amount} {limit.unit}")
+    if limit.unit == "hours":
+        return (start + timedelta(hours=limit.amount)).astimezone(calendar.timezone)
+    if limit.unit == "days":
+        return (start + timedelta(days=limit.amount)).astimezone(calendar.timezone)
+    if limit.unit == "working_hours":
+        return add_working_seconds(start, limit.amount * 3600, calendar)
+    if limit.unit == "working_days":
+        return add_working_seconds(start, limit.amount * calendar.seconds_per_day, calendar)
+    raise CalendarError(f"unknown deadline unit '{limit.unit}'")
+
+
+def add_working_seconds(start: datetime, seconds: float, calendar: WorkCalendar) -> datetime:
+    """The moment `seconds` of working time after `start` have passed."""
+    start = _aware(start, "start")
+    remaining = seconds
+    for begin, end in calendar.working_periods(start):
+        if end <= start:
+            continue
+        begin = max(begin, start)
+        available = (end - begin).total_seconds()
+        if remaining <= available:
+            return (begin + timedelta(seconds=remaining)).astimezone(calendar.timezone)
+        remaining -= available
+    raise AssertionError("working_periods never ends")  # pragma: no cover
+
+
+def working_seconds_between(start: datetime, end: datetime, calendar: WorkCalendar) -> float:
+    """Working time between two moments (negative when `end` is before `start`)."""
+    start, end = _aware(start, "start"), _aware(end, "end")
+    if end < start:
+        return -working_seconds_between(end, start, calendar)
+    total = 0.0
+    for begin, finish in calendar.working_periods(start):
+        if begin >= end:
+            break
+        overlap = (min(finish, end) - max(begin, start)).total_seconds()
+        total += max(0.0, overlap)
+    return total
+
+
+def time_used(start: datetime, end: datetime, unit: str, calendar: WorkCalendar) -> float:
+    """Time from `start` to `end` in a limit's unit: the measure of on-time rates and overtime multiples."""
+    if unit == "hours":
+        return (_aware(end, "end") - _aware(start, "start")).total_seconds() / 3600
+    if unit == "days":
+        return (_aware(end, "end") - _aware(start, "start")).total_seconds() / 86400
+    if unit == "working_hours":
+        return working_seconds_between(start, end, calendar) / 3600
+    if unit == "working_days":
+        return working_seconds_between(start, end, calendar) / calendar.seconds_per_day
+    raise CalendarError(f"unknown deadline unit '{unit}'")
+
+
+def _aware(moment: datetime, name: str) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise CalendarError(f"{name} {moment.isoformat()} has no timezone; attach one (EXIF offset or local)")
+    return moment
+
+
+def load_calendar(path: Path | str | None = None) -> WorkCalendar:
+    """Load configs/calendar.yaml (or another file of the same form)."""
+    return _load_cached(Path(path) if path else CONFIGS / "calendar.yaml")
+
+
+@cache
+def _load_cached(path: Path) -> WorkCalendar:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise CalendarError(f"{path}: cannot read calendar: {err}") from err
+    return parse_calendar(data, str(path))
+
+
+def parse_calendar(data: Any, source: str = "<memory>") -> WorkCalendar:
+    """Build a WorkCalendar from parsed YAML, naming the file and field of any error."""
+    if not isinstance(data, dict):
+        raise CalendarError(f"{source}: expected a mapping")
+    try:
+        tz = ZoneInfo(str(data.get("timezone", "Asia/Shanghai")))
+    except (ZoneInfoNotFoundError, ValueError) as err:
+        raise CalendarError(f"{source}: timezone: unknown timezone {data.get('timezone')!r}") from err
+    periods = _periods(data.get("working_hours", [["08:00", "12:00"], ["14:00", "18:00"]]), source)
+    weekend_days = data.get("weekend", ["sat", "sun"])
+    if not isinstance(weekend_days, list):
+        raise CalendarError(f"{source}: weekend: a list of weekdays expected, got {weekend_days!r}")
+    weekend = frozenset(_weekday(d, f"{source}: weekend") for d in weekend_days)
+    holidays = frozenset(_dates(data.get("holidays") or [], f"{source}: holidays"))
+    make_up = frozenset(_dates(data.get("make_up_workdays") or [], f"{source}: make_up_workdays"))
+    both = sorted(holidays & make_up)
+    if both:
+        raise CalendarError(f"{source}: {both[0]} is both a holiday and a make-up working day")
+    return WorkCalendar(tz, periods, weekend, holidays, make_up)
+
+
+def _periods(raw: Any, source: str) -> tuple[tuple[time, time], ...]:
+    where = f"{source}: working_hours"
+    if not isinstance(raw, list) or not raw:
+        raise CalendarError(f"{where}: a list of [start, end] pairs expected")
+    periods = []
+    for i, pair in enumerate(raw):
+        if not isinstance(pair, list | tuple) or len(pair) != 2:
+            raise CalendarError(f"{where}[{i}]: a [start, end] pair expected, got {pair!r}")
+        begin, end = (_clock(v, f"{where}[{i}]") for v in pair)
+        if begin >= end:
+            raise CalendarError(f"{where}[{i}]: start {begin} is not before end {end}")
+        periods.append((begin, end))
+    periods.sort()
+    for (_, end), (begin, _) in pairwise(periods):
+        if begin < end:
+            raise CalendarError(f"{where}: periods overlap at {begin}")
+    return tuple(periods)
+
+
+def _clock(value: Any, where: str) -> time:
+    try:
+        if isinstance(value, int):  # YAML 1.1 reads unquoted 08:00 as sexagesimal minutes
+            return time(value // 60, value % 60)
+        return time.fromisoformat(str(value))
+    except (ValueError, OverflowError) as err:
+        raise CalendarError(f"{where}: {value!r} is not a time 'HH:MM'") from err
+
+
+def _weekday(value: Any, where: str) -> int:
+    name = str(value).strip().lower()[:3]
+    if name in WEEKDAY_NAMES:
+        return WEEKDAY_NAMES.index(name)
+    if isinstance(value, int) and 1 <= value <= 7:
+        return value - 1  # ISO numbering
+    raise CalendarError(f"{where}: {value!r} is not a weekday (mon..sun or 1..7)")
+
+
+def _dates(entries: Any, where: str) -> Iterator[date]:
+    if not isinstance(entries, list):
+        raise CalendarError(f"{where}: a list of dates or 'YYYY-MM-DD..YYYY-MM-DD' ranges expected")
+    for i, entry in enumerate(entries):
+        if isinstance(entry, date):
+            yield entry
+            continue
+        text = str(entry)
+        first, _, last = text.partition("..")
+        try:
+            begin = date.fromisoformat(first.strip())
+            end = date.fromisoformat(last.strip()) if last else begin
+        except ValueError as err:
+            raise CalendarError(f"{where}[{i}]: {text!r} is not a date or a date range") from err
+        if end < begin:
+            raise CalendarError(f"{where}[{i}]: range {text!r} ends before it starts")
+        while begin <= end:
+            yield begin
+            begin += timedelta(days=1)

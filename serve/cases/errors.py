@@ -1,0 +1,158 @@
+"""Domain errors, and the one place where they become HTTP responses.
+
+Rules and services raise these plain exceptions (no HTTP below the routers); `install` maps each
+to a status code and an RFC 9457 problem document, or to GeoReport v2's error list under /open311.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.orm.exc import StaleDataError
+
+
+class DomainError(Exception):
+    """Base of every error a client can cause; `status` is its HTTP meaning, `extra` goes to the body."""
+
+    status = 400
+    title = "bad request"
+    headers: dict[str, str] | None = None
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class NotFound(DomainError):
+    status, title = 404, "not found"
+
+    def __init__(self, kind: str, key: object) -> None:
+        super().__init__(f"{kind} {key} does not exist")
+
+
+class InvalidTransition(DomainError):
+    status, title = 409, "invalid transition"
+
+    def __init__(self, state: str, action: str, allowed: list[str], detail: str | None = None) -> None:
+        super().__init__(
+            detail or f"action '{action}' is not allowed in state '{state}'",
+            state=state,
+            action=action,
+            allowed_actions=allowed,
+        )
+
+
+class MissingField(DomainError):
+    status, title = 422, "missing field"
+
+    def __init__(self, action: str, fields: list[str]) -> None:
+        super().__init__(f"action '{action}' needs: {', '.join(fields)}", fields=fields)
+
+
+class InvalidInput(DomainError):
+    """A well-formed request naming something that does not fit (unknown event, foreign evidence ...)."""
+
+    status, title = 422, "invalid input"
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(f"{field}: {detail}", field=field)
+
+
+class StaleVersion(DomainError):
+    status, title = 412, "precondition failed"
+
+    def __init__(self, expected: str, current: int | None) -> None:
+        super().__init__(
+            f"If-Match {expected} does not match the case's current version {current}; reload and retry",
+            current_etag=None if current is None else f'"{current}"',
+        )
+
+
+class PreconditionRequired(DomainError):
+    status, title = 428, "precondition required"
+
+    def __init__(self) -> None:
+        super().__init__("changes to a case need an If-Match header with the ETag from GET /v1/cases/{id}")
+
+
+class Unauthorized(DomainError):
+    status, title = 401, "unauthorized"
+    headers = {"WWW-Authenticate": 'Bearer realm="streetorder"'}
+
+
+class Forbidden(DomainError):
+    status, title = 403, "forbidden"
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"this API key lacks the scope '{scope}'", required_scope=scope)
+
+
+class UnsupportedMedia(DomainError):
+    status, title = 415, "unsupported media type"
+
+
+class TooLarge(DomainError):
+    status, title = 413, "payload too large"
+
+
+class IdempotencyMismatch(DomainError):
+    status, title = 422, "idempotency key reused"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"Idempotency-Key '{key}' was already used for a different request")
+
+
+class Unavailable(DomainError):
+    """A part the request needs is not installed (e.g. the privacy filter): withheld, not degraded."""
+
+    status, title = 503, "unavailable"
+
+
+class Busy(DomainError):
+    status, title = 503, "busy"
+    headers = {"Retry-After": "1"}
+
+
+def _status_and_body(error: Exception) -> tuple[int, str, str, dict[str, Any], dict[str, str] | None]:
+    if isinstance(error, DomainError):
+        return error.status, error.title, error.detail, error.extra, error.headers
+    if isinstance(error, StaleDataError):  # a concurrent writer bumped the version between read and write
+        return 412, "precondition failed", "the case was changed by someone else; reload and retry", {}, None
+    from vision.core.imageio import ImageError  # the loader's own error: a corrupt, truncated or huge image
+
+    if isinstance(error, ImageError):
+        return 400, "unreadable image", str(error), {}, None
+    raise error
+
+
+def problem(request: Request, error: Exception) -> JSONResponse:
+    status, title, detail, extra, headers = _status_and_body(error)
+    if request.url.path.startswith(
+        "/open311/"
+    ):  # GeoReport v2: a list of {code, description}; 400 = bad input
+        status = 400 if status == 422 else status
+        return JSONResponse([{"code": status, "description": detail}], status_code=status, headers=headers)
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, headers=headers, media_type="application/problem+json")
+
+
+async def invalid_request(request: Request, error: Exception) -> Response:
+    """FastAPI's 422 for /v1; GeoReport v2's 400 list, naming each bad field, under /open311."""
+    if request.url.path.startswith("/open311/") and isinstance(error, RequestValidationError):
+        described = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in error.errors())
+        return JSONResponse([{"code": 400, "description": described}], status_code=400)
+    return await request_validation_exception_handler(request, error)  # type: ignore[arg-type]
+
+
+def install(app: FastAPI) -> None:
+    """Register the mapping on the app: the only place a domain error turns into a status code."""
+    from vision.core.imageio import ImageError
+
+    for error_type in (DomainError, StaleDataError, ImageError):
+        app.add_exception_handler(error_type, problem)
+    app.add_exception_handler(RequestValidationError, invalid_request)

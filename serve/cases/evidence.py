@@ -1,0 +1,25 @@
+"""The evidence store: photos and crops kept by content under the evidence folder."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write through a temporary file and rename: a killed process leaves no half image."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
+    with os.fdopen(handle, "wb") as out:
+        out.write(data)
+    os.replace(temporary, path)
+
+
+def store_image(evidence_dir: Path, data: bytes, sha256: str, image_format: str) -> Path:
+    """Keep an upload under the evidence store by content (same bytes, same file), written atomically."""
+    suffix = ".png" if image_format == "PNG" else ".jpg"
+    path = evidence_dir / "uploads" / sha256[:2] / f"{sha256}{suffix}"
+    if not path.exists():
+        write_atomically(path, data)
+    return path

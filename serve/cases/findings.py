@@ -1,0 +1,293 @@
+"""Intake: a finding becomes a new grid case, or new evidence of the open case it repeats.
+
+Every intake path (patrol-photo scan, `POST /v1/reports`, live cameras) calls `record_finding`
+inside its own transaction, so all of them apply the same rule and the same numbering:
+
+- An open case of the same event within `radius_m` (haversine, default 50 m) whose seen period
+  (first_seen_at .. last_seen_at) is within `window` (default 24 h) of the finding takes it as
+  evidence; a camera seeing the same pile frame after frame, or two inspectors photographing it,
+  make one case. Photos of an archive may come in any order, hence the window on both sides.
+- Otherwise a new case: number PREFIX + yyyyMMdd (local date of the finding) + a daily sequence,
+  codes from the taxonomy, grid by point-in-polygon, deadline from the event's limit and the working
+  calendar, state `reported`; AI findings wait for a person (`ai_review = pending`). Its flow log
+  starts with a `report` entry at the time the problem was seen.
+
+Intake is serialised by a lock row in `case_counters` (taken first, by an UPDATE, on SQLite and
+PostgreSQL alike), so two concurrent reports of one violation cannot both miss each other.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import supervision as sv
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
+
+from serve.cases.deadlines import WorkCalendar, deadline, load_calendar
+from serve.cases.errors import InvalidInput
+from serve.cases.grids import EARTH_RADIUS_M, GridIndex, haversine_m, load_grids
+from serve.cases.orm import Case, CaseCounter, Evidence, FlowEntry
+from serve.cases.settings import Settings, get_settings
+from serve.cases.workflow import INITIAL_STATE, OPEN_STATES
+from vision.core.taxonomy import Taxonomy, load_taxonomy
+
+INTAKE_LOCK = "intake"  # the case_counters row whose lock serialises intake (days are yyyyMMdd)
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class Box:
+    """One detection that makes a photo evidence: pixel xyxy in the upright photo."""
+
+    xyxy: tuple[float, float, float, float]
+    confidence: float
+    class_name: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "xyxy": [round(float(v), 1) for v in self.xyxy],
+            "confidence": round(float(self.confidence), 4),
+            "class": self.class_name,
+        }
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One event seen at one place and time, with the photo that shows it."""
+
+    event: str  # taxonomy event key
+    lat: float  # WGS-84
+    lon: float
+    seen_at: datetime  # timezone-aware: from EXIF, the frame, or the reporter
+    photo_path: str
+    photo_sha256: str
+    boxes: tuple[Box, ...] = ()
+    model_version: str | None = None  # set for AI findings, which then wait for a person's review
+    source: str = "patrol_photo"  # patrol_photo | video | inspector | public | hotline
+    reporter: str = "scan"  # operator of the case's first flow-log entry
+    photo_id: int | None = None
+    camera_id: str | None = None
+    role: str = "finding"
+    extra: dict[str, Any] | None = None
+
+    @property
+    def confidence(self) -> float | None:
+        return max((b.confidence for b in self.boxes), default=None)
+
+
+@dataclass(frozen=True)
+class CaseRules:
+    """What intake needs besides the database; build once per process with `load_case_rules`."""
+
+    taxonomy: Taxonomy
+    calendar: WorkCalendar
+    grids: GridIndex | None
+    radius_m: float = 50.0
+    window: timedelta = timedelta(hours=24)
+    prefix: str = "SO"
+
+
+def boxes_of(detections: sv.Detections, names: list[str]) -> list[Box]:
+    """Detections as plain boxes with class names, best first (what photos and evidence store)."""
+    count = len(detections)
+    confidences = detections.confidence if detections.confidence is not None else np.ones(count)
+    class_ids = detections.class_id if detections.class_id is not None else np.zeros(count, int)
+    boxes = []
+    for xyxy, confidence, class_id in zip(detections.xyxy, confidences, class_ids, strict=True):
+        x1, y1, x2, y2 = (float(v) for v in xyxy)
+        boxes.append(Box((x1, y1, x2, y2), float(confidence), names[int(class_id)]))
+    return sorted(boxes, key=lambda b: -b.confidence)
+
+
+def patrol_findings(detections: sv.Detections, taxonomy: Taxonomy) -> dict[str, tuple[Box, ...]]:
+    """The boxes of each event a patrol photo shows, by the taxonomy's rule.
+
+    A class files its event from a photo alone only where it is marked `patrol: true` (a parked car
+    is no violation without a no-parking zone) and only at or above its own `min_confidence`.
+    """
+    classes = {c.name: c for c in taxonomy.classes}
+    found: dict[str, list[Box]] = {}
+    for box in boxes_of(detections, taxonomy.names):
+        cls = classes[box.class_name]
+        if cls.event is not None and cls.patrol and box.confidence >= cls.min_confidence:
+            found.setdefault(cls.event, []).append(box)
+    return {event: tuple(boxes) for event, boxes in found.items()}
+
+
+def load_case_rules(settings: Settings | None = None, *, grids: GridIndex | None = None) -> CaseRules:
+    """Taxonomy, calendar and grids from the configured files; duplicate rule and prefix from settings."""
+    settings = settings or get_settings()
+    return CaseRules(
+        taxonomy=load_taxonomy(settings.configs_dir / "taxonomy.yaml"),
+        calendar=load_calendar(settings.configs_dir / "calendar.yaml"),
+        grids=grids if grids is not None else load_grids(settings.grids),
+        radius_m=settings.duplicate_radius_m,
+        window=timedelta(hours=settings.duplicate_window_h),
+        prefix=settings.case_prefix,
+    )
+
+
+@dataclass(frozen=True)
+class CaseUpdate:
+    case: Case
+    created: bool  # a new case, rather than evidence appended to an open one
+    evidence: Evidence
+
+
+def record_finding(session: Session, finding: Finding, rules: CaseRules) -> CaseUpdate:
+    """File `finding` as a new case or append it to its open duplicate, in the caller's transaction.
+
+    Recording the same photo for the same case twice returns the first evidence and adds nothing.
+    """
+    _check(finding, rules)
+    lock_intake(session)
+    case = find_duplicate(session, finding, rules)
+    if case is None:
+        case = _new_case(session, finding, rules)
+        created = True
+    else:
+        created = False
+        known = session.scalars(
+            select(Evidence).where(
+                Evidence.case_id == case.id,
+                Evidence.sha256 == finding.photo_sha256,
+                Evidence.role == finding.role,
+            )
+        ).first()
+        if known is not None:
+            return CaseUpdate(case=case, created=False, evidence=known)
+        case.first_seen_at = min(case.first_seen_at, finding.seen_at)
+        case.last_seen_at = max(case.last_seen_at, finding.seen_at)
+        flag_modified(case, "last_seen_at")  # new evidence is a new version of the case (ETag)
+    evidence = Evidence(
+        case=case,
+        photo_id=finding.photo_id,
+        role=finding.role,
+        path=finding.photo_path,
+        sha256=finding.photo_sha256,
+        captured_at=finding.seen_at,
+        boxes=[b.to_json() for b in finding.boxes],
+        confidence=finding.confidence,
+        model_version=finding.model_version,
+        extra=finding.extra,
+    )
+    session.add(evidence)
+    session.flush()
+    return CaseUpdate(case=case, created=created, evidence=evidence)
+
+
+def find_duplicate(session: Session, finding: Finding, rules: CaseRules) -> Case | None:
+    """The nearest open case of the finding's event within the radius and time window, if any."""
+    pad_lat = math.degrees(rules.radius_m / EARTH_RADIUS_M)
+    pad_lon = pad_lat / max(math.cos(math.radians(finding.lat)), 1e-6)
+    candidates = session.scalars(
+        select(Case)
+        .where(
+            Case.event == finding.event,
+            Case.state.in_([s.value for s in OPEN_STATES]),
+            Case.first_seen_at <= finding.seen_at + rules.window,
+            Case.last_seen_at >= finding.seen_at - rules.window,
+            Case.lat.between(finding.lat - pad_lat, finding.lat + pad_lat),
+            Case.lon.between(finding.lon - pad_lon, finding.lon + pad_lon),
+        )
+        .order_by(Case.id)
+    )
+    best: tuple[float, Case] | None = None
+    for case in candidates:
+        distance = haversine_m(finding.lat, finding.lon, case.lat, case.lon)
+        if distance <= rules.radius_m and (best is None or distance < best[0]):
+            best = (distance, case)
+    return None if best is None else best[1]
+
+
+def lock_intake(session: Session) -> None:
+    """Serialise intake until the transaction ends (a row lock on PostgreSQL, the write lock on SQLite).
+
+    Taken before the duplicate lookup: on SQLite a transaction that read first could not write later
+    once another writer committed, and on PostgreSQL two lookups could both miss each other's case.
+    """
+    dialect = session.get_bind().dialect.name
+    row = {"day": INTAKE_LOCK, "last": 0}
+    if dialect == "postgresql":
+        session.execute(postgresql.insert(CaseCounter).values(row).on_conflict_do_nothing())
+    elif dialect == "sqlite":
+        session.execute(sqlite.insert(CaseCounter).values(row).on_conflict_do_nothing())
+    else:
+        raise NotImplementedError(f"case intake supports SQLite and PostgreSQL, not {dialect}")
+    session.execute(update(CaseCounter).where(CaseCounter.day == INTAKE_LOCK).values(last=CaseCounter.last))
+
+
+def next_case_number(session: Session, day: date, prefix: str) -> str:
+    """PREFIX + yyyyMMdd + a 4-digit (or longer) daily sequence; call with the intake lock held."""
+    key = day.strftime("%Y%m%d")
+    counter = session.get(CaseCounter, key)
+    if counter is None:
+        counter = CaseCounter(day=key, last=0)
+        session.add(counter)
+    counter.last += 1
+    return f"{prefix}{key}{counter.last:04d}"
+
+
+def _new_case(session: Session, finding: Finding, rules: CaseRules) -> Case:
+    event = rules.taxonomy.events[finding.event]
+    grid = rules.grids.locate(finding.lat, finding.lon) if rules.grids is not None else None
+    local_day = finding.seen_at.astimezone(rules.calendar.timezone).date()
+    address = " ".join(p for p in (grid.street, grid.community, grid.name) if p) if grid else None
+    case = Case(
+        number=next_case_number(session, local_day, rules.prefix),
+        source=finding.source,
+        record_type=event.record_type,
+        event=event.key,
+        major=event.major,
+        cjt214=event.cjt214,
+        gbt47678=event.gbt47678,
+        description=f"{event.name_zh} ({event.name})" + (f", {address}" if address else ""),
+        lat=finding.lat,
+        lon=finding.lon,
+        address=address,
+        grid_code=grid.code if grid else None,
+        street=grid.street if grid else None,
+        community=grid.community if grid else None,
+        state=INITIAL_STATE.value,
+        ai_review="pending" if finding.model_version else None,
+        camera_id=finding.camera_id,
+        filed_at=finding.seen_at,
+        deadline_at=deadline(finding.seen_at, event.deadline, rules.calendar),
+        first_seen_at=finding.seen_at,
+        last_seen_at=finding.seen_at,
+    )
+    session.add(case)
+    note = f"{finding.source}: {len(finding.boxes)} box(es)"
+    if finding.model_version:
+        note += f", best {finding.confidence or 0:.2f} by {finding.model_version}"
+    session.add(
+        FlowEntry(
+            case=case,
+            action="report",
+            from_state=None,
+            to_state=INITIAL_STATE.value,
+            operator=finding.reporter,
+            at=finding.seen_at,
+            note=note,
+        )
+    )
+    return case
+
+
+def _check(finding: Finding, rules: CaseRules) -> None:
+    if finding.event not in rules.taxonomy.events:
+        raise InvalidInput("event", f"'{finding.event}' is not an event of {rules.taxonomy.source}")
+    if not (-90 <= finding.lat <= 90 and -180 <= finding.lon <= 180) or (finding.lat, finding.lon) == (0, 0):
+        raise InvalidInput("lat/lon", f"({finding.lat}, {finding.lon}) is not a WGS-84 position")
+    if finding.seen_at.tzinfo is None or finding.seen_at.utcoffset() is None:
+        raise InvalidInput("seen_at", f"{finding.seen_at.isoformat()} has no timezone")
+    if not SHA256.fullmatch(finding.photo_sha256):
+        raise InvalidInput("photo_sha256", "must be 64 lowercase hex digits")

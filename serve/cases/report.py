@@ -1,0 +1,283 @@
+"""The scan report, written from the database: what was filed, where, and what could not be used.
+
+Files in the output folder:
+- `report.html`: counts per event class and per grid (with cases per km²), the cases with evidence
+  thumbnails (boxes drawn) and crops, and the unreadable, unlocated and undated photos with reasons;
+- `cases.geojson` (points, for any GIS) and `cases.csv` (for spreadsheets): every case;
+- `crops/`: each evidence box cut out with a margin; `thumbs/`: the drawn thumbnails.
+
+Everything is streamed from the database (cases and photos are never all held in memory); images
+already written by an earlier report are kept, so reporting after each scan stays cheap.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Any, TextIO
+
+import cv2
+import numpy as np
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from serve.cases.findings import CaseRules
+from serve.cases.orm import Case, Evidence, Photo
+from vision.core.draw import crop_box, draw_boxes, fit_width
+from vision.core.imageio import ImageError, read_photo
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+CASE_COLUMNS = (
+    "number",
+    "event",
+    "event_name",
+    "event_name_zh",
+    "cjt214",
+    "gbt47678",
+    "state",
+    "ai_review",
+    "source",
+    "grid_code",
+    "street",
+    "community",
+    "lat",
+    "lon",
+    "filed_at",
+    "deadline_at",
+    "first_seen_at",
+    "last_seen_at",
+    "evidence",
+)
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    html_cases: int = 500  # newest cases shown in report.html; all are in cases.csv / cases.geojson
+    html_photos: int = 500  # unreadable / unlocated photos listed in report.html
+    thumbs_per_case: int = 3
+    thumb_width: int = 360
+    jpeg_quality: int = 85
+
+
+def write_report(
+    factory: sessionmaker[Session], out: Path, rules: CaseRules, options: ReportOptions | None = None
+) -> Path:
+    """Write report.html, cases.geojson, cases.csv, crops/ and thumbs/ under `out`; returns report.html."""
+    options = options or ReportOptions()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "crops").mkdir(exist_ok=True)
+    (out / "thumbs").mkdir(exist_ok=True)
+    tz = rules.calendar.timezone
+    with factory() as session:
+        with (out / "cases.csv").open("w", encoding="utf-8-sig", newline="") as handle:
+            write_cases_csv(session, rules, handle)
+        with (out / "cases.geojson").open("w", encoding="utf-8") as handle:
+            write_cases_geojson(session, rules, handle)
+        context = {
+            "generated": _newest_time(session, tz),
+            "totals": _totals(session),
+            "events": _event_counts(session, rules),
+            "grids": _grid_counts(session, rules),
+            "cases": _html_cases(session, rules, out, options),
+            "problems": _problem_photos(session, options.html_photos, tz),
+            "options": options,
+        }
+        env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
+        path = out / "report.html"
+        with path.open("w", encoding="utf-8") as handle:
+            for chunk in env.get_template("report.html").generate(**context):
+                handle.write(chunk)
+    return path
+
+
+def _local(moment: datetime | None, tz: tzinfo) -> str:
+    return moment.astimezone(tz).isoformat(timespec="seconds") if moment else ""
+
+
+def _evidence_counts() -> Any:
+    return (
+        select(Evidence.case_id, func.count(Evidence.id).label("n"))
+        .group_by(Evidence.case_id)
+        .subquery("counts")
+    )
+
+
+def _case_rows(session: Session, rules: CaseRules, newest_first: bool = False) -> Iterator[dict[str, Any]]:
+    counts = _evidence_counts()
+    order = Case.id.desc() if newest_first else Case.id
+    query = (
+        select(Case, func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.case_id == Case.id)
+        .order_by(order)
+    )
+    tz = rules.calendar.timezone
+    for case, evidence_count in session.execute(query.execution_options(yield_per=500)):
+        event = rules.taxonomy.events.get(case.event)
+        yield {
+            "id": case.id,
+            "number": case.number,
+            "event": case.event,
+            "event_name": event.name if event else case.event,
+            "event_name_zh": event.name_zh if event else "",
+            "cjt214": case.cjt214,
+            "gbt47678": case.gbt47678,
+            "state": case.state,
+            "ai_review": case.ai_review or "",
+            "source": case.source,
+            "grid_code": case.grid_code or "",
+            "street": case.street or "",
+            "community": case.community or "",
+            "lat": round(case.lat, 7),
+            "lon": round(case.lon, 7),
+            "filed_at": _local(case.filed_at, tz),
+            "deadline_at": _local(case.deadline_at, tz),
+            "first_seen_at": _local(case.first_seen_at, tz),
+            "last_seen_at": _local(case.last_seen_at, tz),
+            "evidence": int(evidence_count),
+        }
+
+
+def write_cases_csv(session: Session, rules: CaseRules, handle: TextIO) -> int:
+    writer = csv.DictWriter(handle, fieldnames=CASE_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    rows = 0
+    for row in _case_rows(session, rules):
+        writer.writerow(row)
+        rows += 1
+    return rows
+
+
+def write_cases_geojson(session: Session, rules: CaseRules, handle: TextIO) -> int:
+    """A FeatureCollection of case points ([lon, lat], WGS-84), written feature by feature."""
+    handle.write('{"type": "FeatureCollection", "features": [\n')
+    rows = 0
+    for row in _case_rows(session, rules):
+        feature = {
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [row["lon"], row["lat"]]},
+            "properties": {k: row[k] for k in CASE_COLUMNS if k not in ("lat", "lon")},
+        }
+        handle.write((",\n" if rows else "") + json.dumps(feature, ensure_ascii=False))
+        rows += 1
+    handle.write("\n]}\n")
+    return rows
+
+
+def _newest_time(session: Session, tz: tzinfo) -> str:
+    newest = session.scalar(select(func.max(Photo.processed_at)))
+    return _local(newest, tz)
+
+
+def _totals(session: Session) -> dict[str, int]:
+    photos = dict(session.execute(select(Photo.status, func.count()).group_by(Photo.status)).all())
+    return {
+        "photos": sum(photos.values()),
+        "done": photos.get("done", 0),
+        "unreadable": photos.get("unreadable", 0),
+        "unlocated": photos.get("unlocated", 0),
+        "undated": photos.get("undated", 0),
+        "cases": session.scalar(select(func.count(Case.id))) or 0,
+        "evidence": session.scalar(select(func.count(Evidence.id))) or 0,
+    }
+
+
+def _event_counts(session: Session, rules: CaseRules) -> list[dict[str, Any]]:
+    rows = session.execute(select(Case.event, func.count(Case.id)).group_by(Case.event)).all()
+    counts = dict(rows)
+    table = []
+    for key, event in rules.taxonomy.events.items():
+        if key in counts:
+            table.append({"event": event, "cases": counts.pop(key)})
+    table += [{"event": None, "key": key, "cases": n} for key, n in counts.items()]
+    return sorted(table, key=lambda r: -r["cases"])
+
+
+def _grid_counts(session: Session, rules: CaseRules) -> list[dict[str, Any]]:
+    """Cases per grid and per km² (problems are compared per unit area); cases outside last."""
+    rows = session.execute(select(Case.grid_code, func.count(Case.id)).group_by(Case.grid_code)).all()
+    table = []
+    for code, cases in rows:
+        grid = rules.grids.get(code) if code and rules.grids is not None else None
+        table.append(
+            {
+                "code": code,
+                "grid": grid,
+                "cases": cases,
+                "per_km2": cases / grid.area_km2 if grid and grid.area_km2 > 0 else None,
+            }
+        )
+    return sorted(table, key=lambda r: (r["code"] is None, -r["cases"], r["code"] or ""))
+
+
+def _html_cases(
+    session: Session, rules: CaseRules, out: Path, options: ReportOptions
+) -> Iterator[dict[str, Any]]:
+    """The newest cases with their evidence pictures; images are made as the page is written."""
+    for shown, row in enumerate(_case_rows(session, rules, newest_first=True)):
+        if shown >= options.html_cases:
+            return
+        evidence = session.scalars(
+            select(Evidence)
+            .where(Evidence.case_id == row["id"])
+            .order_by(Evidence.id)
+            .limit(options.thumbs_per_case)
+        ).all()
+        row["pictures"] = [_pictures(e, row["number"], out, rules, options) for e in evidence]
+        yield row
+
+
+def _pictures(
+    evidence: Evidence, number: str, out: Path, rules: CaseRules, options: ReportOptions
+) -> dict[str, Any]:
+    """Thumbnail with boxes and one crop per box, made once (kept if already there)."""
+    thumb = Path("thumbs") / f"{number}-e{evidence.id}.jpg"
+    crops = [Path("crops") / f"{number}-e{evidence.id}-{k}.jpg" for k in range(len(evidence.boxes))]
+    picture = {
+        "evidence": evidence,
+        "captured_at": _local(evidence.captured_at, rules.calendar.timezone),
+        "thumb": thumb.as_posix(),
+        "crops": [c.as_posix() for c in crops],
+        "error": None,
+    }
+    if all((out / p).exists() for p in (thumb, *crops)):
+        return picture
+    try:
+        image = read_photo(evidence.path).image
+    except ImageError as err:
+        picture.update(thumb=None, crops=[], error=err.reason)
+        return picture
+    small = fit_width(image, options.thumb_width)
+    factor = small.shape[1] / image.shape[1]  # boxes drawn at thumbnail size stay crisp and legible
+    scaled = [{**box, "xyxy": [v * factor for v in box["xyxy"]]} for box in evidence.boxes]
+    _save(out / thumb, draw_boxes(small, scaled, rules.taxonomy.names), options)
+    for crop, box in zip(crops, evidence.boxes, strict=True):
+        _save(out / crop, crop_box(image, box["xyxy"]), options)
+    return picture
+
+
+def _save(path: Path, image: np.ndarray, options: ReportOptions) -> None:
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, options.jpeg_quality])
+    if not ok:
+        raise ValueError(f"{path}: cannot encode image of shape {image.shape}")
+    path.write_bytes(encoded.tobytes())
+
+
+def _problem_photos(session: Session, limit: int, tz: tzinfo) -> Iterator[dict[str, Any]]:
+    query = select(Photo).where(Photo.status != "done").order_by(Photo.status, Photo.path).limit(limit)
+    for photo in session.scalars(query.execution_options(yield_per=200)):
+        yield {
+            "path": photo.path,
+            "status": photo.status,
+            "reason": photo.error
+            or {
+                "unlocated": "no position: EXIF GPS missing or absurd; give lat/lon in a sidecar CSV",
+                "undated": "no capture time: EXIF DateTimeOriginal missing; give taken_at in a sidecar CSV",
+            }.get(photo.status, ""),
+            "detections": len(photo.detections or []),
+            "taken_at": _local(photo.taken_at, tz),
+        }

@@ -1,0 +1,479 @@
+"""`streetorder scan PATH...`: a patrol-photo archive becomes grid cases, and a report.
+
+Streamed (memory stays flat over any archive): workers, one per core (`Inspector`), read the
+bytes, key them by sha256, skip photos recorded before, decode safely and only as large as the
+model needs, and detect; one writer (`Scanner`) takes their results in input order, applies the
+patrol rule of the taxonomy, puts the findings on their unit grid and files them as cases (or as
+evidence of open duplicates), a batch of photos per transaction. Each photo is committed with its
+cases, so a scan killed at any point and started again resumes where it stopped and creates
+nothing twice, with the cases a one-photo-at-a-time scan makes; scanning a folder again only
+picks up new photos. `--engine ray` moves the workers to Ray Data (serve/cases/scan_ray.py); the fast
+path and its measurements are described in docs/scanning.md.
+
+Photos are never given a made-up position or time: without EXIF GPS (or a sidecar row) a photo is
+`unlocated`, without a capture time `undated`; both are listed in the report with what the model
+saw on them, so that someone can supply the missing data (sidecar CSV) and scan again. Unreadable
+files are listed with the reason, and the scan goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from dataclasses import fields as dataclass_fields
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+
+import supervision as sv
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+from tqdm import tqdm
+
+from serve.cases.db import transaction
+from serve.cases.findings import (
+    CaseRules,
+    Finding,
+    boxes_of,
+    patrol_findings,
+    record_finding,
+)
+from serve.cases.orm import Photo
+from vision.core.detector import Detector
+from vision.core.imageio import DEFAULT_TIMEZONE, MAX_PIXELS, ImageError, PhotoMeta, Position
+from vision.detect.pipeline import (
+    Candidate,
+    DecodeOptions,
+    detect_full,
+    is_url,
+    ordered_map,
+    read_source,
+)
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
+log = logging.getLogger("streetorder.scan")
+
+
+class ScanInputError(ValueError):
+    """A scan argument or sidecar file that cannot be used; the message names the file and line."""
+
+
+# --------------------------------------------------------------------------------------- inputs
+
+
+def iter_photos(inputs: Sequence[Path | str]) -> Iterator[Path | str]:
+    """JPEG/PNG files under folders (recursively, in name order) and in file lists (one path a line).
+
+    Streams: never holds a listing of the archive, only one folder's entries at a time. A list
+    may hold URLs (s3://bucket/key.jpg, https://...): they stay strings, read through fsspec.
+    """
+    for entry in inputs:
+        if isinstance(entry, str) and is_url(entry):
+            yield entry
+            continue
+        source = Path(entry)
+        if source.is_dir():
+            for folder, dirs, files in os.walk(source):
+                dirs.sort()
+                for name in sorted(files):
+                    if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                        yield Path(folder) / name
+        elif source.suffix.lower() in IMAGE_SUFFIXES:
+            yield source
+        elif source.is_file():
+            yield from _listed(source)
+        else:
+            raise ScanInputError(f"{source}: no such file or folder")
+
+
+def _listed(list_file: Path) -> Iterator[Path | str]:
+    """Paths in a list file, relative to the list's folder unless absolute, or URLs; blank and #
+    lines skipped."""
+    with list_file.open(encoding="utf-8") as lines:
+        for line in lines:
+            entry = line.strip()
+            if is_url(entry):
+                yield entry
+            elif entry and not entry.startswith("#"):
+                path = Path(entry)
+                yield path if path.is_absolute() else list_file.parent / path
+
+
+@dataclass(frozen=True)
+class SidecarRow:
+    position: Position | None
+    taken_at: datetime | None
+
+
+def read_sidecar(path: Path, local_tz: tzinfo) -> dict[Path, SidecarRow]:
+    """`file,lat,lon,taken_at` rows for photos without EXIF GPS or time, keyed by resolved path.
+
+    `file` is relative to the CSV's folder (or absolute); lat/lon WGS-84 degrees, both or neither;
+    taken_at ISO 8601, in `local_tz` when it has no offset. Any bad row stops the scan before it
+    starts, naming the line: a half-applied sidecar would file cases at wrong places.
+    """
+    rows: dict[Path, SidecarRow] = {}
+    try:
+        handle = path.open(encoding="utf-8-sig", newline="")
+    except OSError as err:
+        raise ScanInputError(f"{path}: cannot read sidecar CSV: {err.strerror or err}") from err
+    with handle:
+        reader = csv.DictReader(handle)
+        missing = {"file", "lat", "lon", "taken_at"} - set(reader.fieldnames or [])
+        if missing:
+            raise ScanInputError(
+                f"{path}: header needs file,lat,lon,taken_at (missing {', '.join(sorted(missing))})"
+            )
+        for row in reader:
+            where = f"{path}:{reader.line_num}"
+            name = (row["file"] or "").strip()
+            if not name:
+                raise ScanInputError(f"{where}: file: empty")
+            key = (path.parent / name).resolve()
+            if key in rows:
+                raise ScanInputError(f"{where}: file: {name} is listed twice")
+            rows[key] = SidecarRow(_sidecar_position(row, where), _sidecar_time(row, where, local_tz))
+    return rows
+
+
+def _sidecar_position(row: dict[str, str], where: str) -> Position | None:
+    lat_text, lon_text = (row["lat"] or "").strip(), (row["lon"] or "").strip()
+    if not lat_text and not lon_text:
+        return None
+    try:
+        lat, lon = float(lat_text), float(lon_text)
+    except ValueError:
+        raise ScanInputError(f"{where}: lat/lon: {lat_text!r}, {lon_text!r} are not both numbers") from None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180) or (lat, lon) == (0.0, 0.0):
+        raise ScanInputError(f"{where}: lat/lon: ({lat}, {lon}) is not a WGS-84 position")
+    return Position(lat, lon)
+
+
+def _sidecar_time(row: dict[str, str], where: str, local_tz: tzinfo) -> datetime | None:
+    text = (row["taken_at"] or "").strip()
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ScanInputError(
+            f"{where}: taken_at: {text!r} is not ISO 8601 (2026-11-20T09:15:00+08:00)"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=local_tz)
+
+
+# ----------------------------------------------------------------------------------------- scan
+
+
+@dataclass
+class ScanStats:
+    """Counters only: a scan keeps no per-photo results in memory."""
+
+    photos: int = 0
+    new: int = 0
+    known: int = 0  # already in the database (an earlier scan, or the same bytes twice)
+    unreadable: int = 0
+    unlocated: int = 0
+    undated: int = 0
+    findings: int = 0
+    cases_created: int = 0
+    evidence_added: int = 0
+    seconds: float = 0.0
+
+    def postfix(self) -> dict[str, int]:
+        return {"cases": self.cases_created, "joined": self.evidence_added, "bad": self.unreadable}
+
+    def restore(self, earlier: ScanStats) -> None:
+        """Back to the counts before a transaction that was rolled back."""
+        for counter in dataclass_fields(self):
+            setattr(self, counter.name, getattr(earlier, counter.name))
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What a worker learnt of one photo, for the writer: plain data (it crosses to Ray's driver).
+
+    status: `known` (recorded before, not decoded again), `unreadable` (with `error`) or `decoded`.
+    Boxes are in the pixels of the photo itself, however reduced it was decoded.
+    """
+
+    source: str  # resolved path or URL
+    sha256: str
+    status: str
+    error: str | None = None
+    known_status: str | None = None
+    meta: PhotoMeta | None = None
+    size: tuple[int, int] | None = None  # upright (width, height)
+    detections: sv.Detections | None = None
+
+
+def source_of(item: Path | str) -> str:
+    """A photo's identity in the database: the resolved local path, or the URL as listed."""
+    return item if isinstance(item, str) else str(item.resolve())
+
+
+@dataclass(frozen=True)
+class Inspector:
+    """Worker side of a scan: read, hash, skip what is recorded, decode (reduced), detect.
+
+    Safe to call from many threads at once; it only reads the database (`factory` may be None
+    where the workers cannot reach it, e.g. Ray nodes without the SQLite file: then recorded
+    photos are decoded again and the writer still skips them).
+    """
+
+    detector: Detector
+    factory: sessionmaker[Session] | None
+    decoding: DecodeOptions = field(default_factory=DecodeOptions)
+    sidecar: dict[Path, SidecarRow] = field(default_factory=dict)
+
+    def __call__(self, item: Path | str) -> Inspection:
+        source = source_of(item)
+        try:
+            data = read_source(source)
+        except OSError as err:
+            # no bytes, no content key: the path stands in, so a re-scan does not list it twice
+            key = hashlib.sha256(f"unreadable-path:{source}".encode()).hexdigest()
+            return Inspection(source, key, "unreadable", error=f"cannot read file: {err.strerror or err}")
+        sha256 = hashlib.sha256(data).hexdigest()
+        if self.factory is not None:
+            with self.factory() as session:
+                known = session.scalar(select(Photo.status).where(Photo.sha256 == sha256))
+            if known is not None and not _completes(known, sidecar_row(self.sidecar, source)):
+                return Inspection(source, sha256, "known", known_status=known)
+        try:
+            photo = self.decoding.decode(data, source)
+        except ImageError as err:
+            return Inspection(source, sha256, "unreadable", error=err.reason)
+        detections = detect_full(self.detector, photo)
+        return Inspection(
+            source,
+            sha256,
+            "decoded",
+            meta=photo.meta,
+            size=(photo.width, photo.height),
+            detections=detections,
+        )
+
+
+def sidecar_row(sidecar: dict[Path, SidecarRow], source: str) -> SidecarRow | None:
+    return None if is_url(source) else sidecar.get(Path(source))
+
+
+@dataclass(frozen=True)
+class Scanner:
+    """What one scan needs; `scan` is its one verb.
+
+    Photos are inspected by `workers` threads and recorded by this thread alone, in input order,
+    `batch` photos per transaction (or what `batch_seconds` gathered): each photo is committed
+    together with its cases, so a scan killed at any point resumes with the same result.
+    """
+
+    detector: Detector
+    factory: sessionmaker[Session]
+    rules: CaseRules
+    sidecar: dict[Path, SidecarRow] = field(default_factory=dict)
+    local_tz: tzinfo = DEFAULT_TIMEZONE
+    max_pixels: int = MAX_PIXELS
+    reduced_decode: bool = True
+    workers: int = 1
+    batch: int = 1
+    batch_seconds: float = 0.5
+
+    @property
+    def inspector(self) -> Inspector:
+        reduce_to = self.detector.input_size if self.reduced_decode else None
+        return Inspector(
+            self.detector,
+            self.factory,
+            DecodeOptions(reduce_to, self.max_pixels, self.local_tz),
+            self.sidecar,
+        )
+
+    def scan(
+        self,
+        inputs: Sequence[Path | str],
+        *,
+        progress: bool = True,
+        inspections: InspectionSource | None = None,
+    ) -> ScanStats:
+        """Scan every photo under `inputs`; `inspections` replaces the local workers (the Ray engine)."""
+        stats = ScanStats()
+        started = time.perf_counter()
+        total = sum(1 for _ in iter_photos(inputs))
+        inspect = inspections or (lambda items: ordered_map(self.inspector, items, self.workers))
+        with tqdm(total=total, unit="img", desc="scan", disable=not progress, dynamic_ncols=True) as bar:
+
+            def committed(count: int) -> None:
+                bar.update(count)
+                bar.set_postfix(stats.postfix(), refresh=False)
+
+            self.write(inspect(iter_photos(inputs)), stats, committed)
+        stats.seconds = time.perf_counter() - started
+        return stats
+
+    def write(
+        self, inspections: Iterable[Inspection], stats: ScanStats, committed: Callable[[int], None]
+    ) -> None:
+        """Record inspections in order, in transactions of up to `batch` photos or `batch_seconds`.
+
+        Transactions start at one photo and double up to `batch`: the first results are saved
+        (and shown) at once, and a scan stopped early loses little; long scans get the full batch.
+        """
+        pending: list[Inspection] = []
+        opened = 0.0
+        size = 1
+        for inspection in inspections:
+            if not pending:
+                opened = time.monotonic()
+            pending.append(inspection)
+            if len(pending) >= size or time.monotonic() - opened >= self.batch_seconds:
+                self.commit(pending, stats)
+                committed(len(pending))
+                pending = []
+                size = min(2 * size, self.batch)
+        if pending:
+            self.commit(pending, stats)
+            committed(len(pending))
+
+    def commit(self, batch: list[Inspection], stats: ScanStats) -> list[str]:
+        """One transaction for the batch; if another scanner committed one of its photos meanwhile,
+        the batch is done again photo by photo and that photo counts as known."""
+        before = replace(stats)
+        try:
+            with transaction(self.factory) as session:
+                return [self.record(session, inspection, stats) for inspection in batch]
+        except IntegrityError:
+            if len(batch) == 1:
+                stats.restore(before)
+                stats.photos += 1
+                stats.known += 1
+                return ["known"]
+        stats.restore(before)
+        return [status for inspection in batch for status in self.commit([inspection], stats)]
+
+    def record(self, session: Session, inspection: Inspection, stats: ScanStats) -> str:
+        """Write one inspected photo and its cases in the caller's transaction; returns its status."""
+        stats.photos += 1
+        source, sha256 = inspection.source, inspection.sha256
+        if inspection.status == "known":
+            stats.known += 1
+            return inspection.known_status or "known"
+        if inspection.status == "unreadable":
+            return self._unreadable(session, stats, source, sha256, inspection.error or "unreadable")
+        assert (
+            inspection.meta is not None and inspection.size is not None and inspection.detections is not None
+        )
+        extra = sidecar_row(self.sidecar, source)
+        row = session.scalar(select(Photo).where(Photo.sha256 == sha256))
+        if row is not None and not _completes(row.status, extra):  # the same bytes earlier in this scan
+            stats.known += 1
+            return row.status
+        meta, detections = inspection.meta, inspection.detections
+        for warning in meta.warnings:
+            log.warning("%s: %s", source, warning)
+        position = meta.position or (extra.position if extra else None)
+        taken_at = meta.taken_at or (extra.taken_at if extra else None)
+        status = "unlocated" if position is None else "undated" if taken_at is None else "done"
+        events = patrol_findings(detections, self.rules.taxonomy)
+        grid = self.rules.grids.locate(position.lat, position.lon) if position and self.rules.grids else None
+        record = {
+            "path": source,
+            "source": "patrol",
+            "status": status,
+            "error": None,
+            "width": inspection.size[0],
+            "height": inspection.size[1],
+            "taken_at": taken_at,
+            "lat": position.lat if position else None,
+            "lon": position.lon if position else None,
+            "grid_code": grid.code if grid else None,
+            "model_version": self.detector.version,
+            "detections": [b.to_json() for b in boxes_of(detections, self.rules.taxonomy.names)],
+            "processed_at": datetime.now(UTC),  # bookkeeping of the scan itself, not a rule's time
+        }
+        row = row or Photo(sha256=sha256)
+        for name, value in record.items():
+            setattr(row, name, value)
+        session.add(row)
+        session.flush()
+        if status == "done" and position is not None and taken_at is not None:
+            for event, boxes in events.items():
+                update = record_finding(
+                    session,
+                    Finding(
+                        event=event,
+                        lat=position.lat,
+                        lon=position.lon,
+                        seen_at=taken_at,
+                        photo_path=source,
+                        photo_sha256=sha256,
+                        boxes=boxes,
+                        model_version=self.detector.version,
+                        photo_id=row.id,
+                    ),
+                    self.rules,
+                )
+                stats.findings += 1
+                stats.cases_created += update.created
+                stats.evidence_added += not update.created
+        stats.new += 1
+        if status != "done":
+            setattr(stats, status, getattr(stats, status) + 1)
+            missing = "position (EXIF GPS or sidecar lat/lon)" if status == "unlocated" else "capture time"
+            log.warning(
+                "%s: %s: no %s; no case filed (%d finding(s) seen)", source, status, missing, len(events)
+            )
+        return status
+
+    def _unreadable(self, session: Session, stats: ScanStats, source: str, key: str, reason: str) -> str:
+        log.warning("%s: unreadable: %s", source, reason)
+        if session.scalar(select(Photo.id).where(Photo.sha256 == key)) is not None:
+            stats.known += 1
+            return "unreadable"
+        session.add(
+            Photo(
+                sha256=key,
+                path=source,
+                source="patrol",
+                status="unreadable",
+                error=reason,
+                processed_at=datetime.now(UTC),
+            )
+        )
+        session.flush()  # the same bad bytes later in this batch find this row
+        stats.unreadable += 1
+        stats.new += 1
+        return "unreadable"
+
+
+InspectionSource = Callable[[Iterator[Path | str]], Iterable[Inspection]]
+
+
+def _completes(known_status: str, extra: SidecarRow | None) -> bool:
+    """Whether a sidecar row now gives an earlier unlocated or undated photo what it lacked."""
+    if extra is None:
+        return False
+    return (known_status == "unlocated" and extra.position is not None) or (
+        known_status == "undated" and extra.taken_at is not None
+    )
+
+
+def load_scan_detector(
+    model: str, backend: str, precision: str, workers: int
+) -> tuple[Detector, Candidate | None, str]:
+    """The detector a scan runs, on one inference thread per worker; the runtime and weights file
+    chosen (None for a .pt on ultralytics), and a line saying which and why."""
+    from vision.detect.backends import load_detector  # imported here: `--help` needs no model runtime
+    from vision.detect.pipeline import RUNTIMES, choose_runtime
+    from vision.detect.registry import find_model
+
+    if backend == "ultralytics" or (backend == "auto" and "onnx" not in find_model(model).weights):
+        return load_detector(model, "ultralytics"), None, "ultralytics"
+    candidate, how = choose_runtime(model, precision, RUNTIMES if backend == "auto" else (backend,))
+    detector = load_detector(candidate.weights, candidate.runtime, threads=1, concurrency=workers)
+    return detector, candidate, how

@@ -1,0 +1,64 @@
+"""Settings of the service and the CLI, read from the environment (`STREETORDER_*`) or a .env file.
+
+Typed defaults live here and only here; configs/*.yaml hold the domain configuration they point to.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STREETORDER_", env_file=".env", extra="ignore")
+
+    db_url: str = Field(default="sqlite:///streetorder.db", description="SQLAlchemy URL of the case database")
+    model: str = Field(
+        default="current",
+        description="model name under models/, a path to weights, or `current`: the model that "
+        "models/registry.yaml names, followed when it is promoted or rolled back",
+    )
+    model_reload_s: float = Field(default=2.0, description="how often the service looks for a promoted model")
+    configs_dir: Path = Field(
+        default=ROOT / "configs", description="folder of taxonomy, calendar, grids, cameras"
+    )
+    grids: Path = Field(
+        default=ROOT / "configs" / "grids.example.geojson", description="GeoJSON of unit grids"
+    )
+    evidence_dir: Path = Field(
+        default=Path("evidence"), description="where evidence images and crops are stored"
+    )
+    duplicate_radius_m: float = Field(
+        default=50.0, description="a finding this close to an open case joins it"
+    )
+    duplicate_window_h: float = Field(default=24.0, description="... if the case was last seen this recently")
+    case_prefix: str = Field(default="SO", description="case number prefix: PREFIX + yyyyMMdd + sequence")
+    secret: str = Field(default="", description="secret mixed into API-key hashes; required outside dev mode")
+    dev: bool = Field(default=False, description="dev mode: allows an empty secret (never in production)")
+    max_upload_mb: float = Field(default=20.0, description="largest image upload accepted, MiB (413 above)")
+    inference_threads: int = Field(default=2, description="images inferred at once; more wait in the queue")
+    inference_queue: int = Field(default=16, description="uploads that may wait for inference (then 503)")
+    labelstudio_files_root: Path | None = Field(
+        default=None,
+        description="Label Studio's local-files document root: task images are read only under it",
+    )
+    labelstudio_url: str = Field(
+        default="", description="Label Studio's base URL (task images are fetched from it)"
+    )
+    labelstudio_token: str = Field(default="", description="Label Studio access token to fetch task images")
+    annotations_dir: Path = Field(
+        default=Path("annotations"), description="annotations received by webhook, and queued retraining jobs"
+    )
+    retrain_after: int = Field(
+        default=0, description="queue retraining after this many new annotations (0: only on START_TRAINING)"
+    )
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,288 @@
+"""Performance metrics of the case workflow (综合评价), the 10-day street ranking and the worst spots.
+
+Each case is first reduced to `CaseFacts` from its flow log (what happened, and whether on time);
+rates are then plain counts over facts, so the numbers can be checked by hand. Definitions follow
+the domain document:
+
+- 立案率 filing rate = filed / valid reports (confirmed or corrected by a person)
+- 处置率 disposal rate = handled / due (dispatched and not cancelled)
+- 按期处置率 on-time disposal = due cases whose standing handling (the last `handle`) met the deadline / due
+- 结案率 / 按期结案率 closing and on-time closing = closed (by the deadline) / due
+- 返工率 rework rate = cases with a failed check / handled
+- 超时倍数 overtime multiple = (used − allowed) / allowed, from the last dispatch to the last handling,
+  both measured in the unit of the class's limit (working hours count only working time)
+- problems per km² = reports that were not rejected or cancelled / area of the unit grids
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from serve.cases.deadlines import WorkCalendar, time_used
+from serve.cases.grids import GridIndex
+from serve.cases.orm import Case
+from serve.cases.workflow import OPEN_STATES, Action, State
+
+GROUPS = ("grid", "street", "department", "event")
+RATE_NAMES = (
+    "filing_rate",
+    "disposal_rate",
+    "on_time_disposal_rate",
+    "closing_rate",
+    "on_time_closing_rate",
+    "rework_rate",
+)
+
+
+@dataclass(frozen=True)
+class CaseFacts:
+    """What the metrics need to know about one case."""
+
+    event: str
+    grid_code: str | None
+    street: str | None
+    department: str | None
+    problem: bool  # not rejected nor cancelled: counts per km²
+    valid: bool
+    filed: bool
+    due: bool
+    handled: bool
+    handled_on_time: bool
+    closed: bool
+    closed_on_time: bool
+    reworked: bool
+    overtime_multiple: float | None  # only for handling later than allowed
+
+    def key(self, group: str) -> str | None:
+        return {
+            "grid": self.grid_code,
+            "street": self.street,
+            "department": self.department,
+            "event": self.event,
+        }[group]
+
+
+def facts_of(case: Case, calendar: WorkCalendar, unit_of: Callable[[str], str]) -> CaseFacts:
+    """Reduce a case and its flow log to the facts the rates count."""
+    flow = list(case.flow)
+    actions = {entry.action for entry in flow}
+    handles = [e for e in flow if e.action == Action.HANDLE]
+    closing = [e for e in flow if e.action in (Action.CLOSE, Action.FORCE_CLOSE)]
+    dispatched = Action.DISPATCH in actions
+    overtime = None
+    starts = [e.at for e in flow if e.action == Action.DISPATCH and handles and e.at <= handles[-1].at]
+    if handles and handles[-1].overdue and starts and case.deadline_at is not None:
+        unit = unit_of(case.event)
+        allowed = time_used(starts[-1], case.deadline_at, unit, calendar)
+        used = time_used(starts[-1], handles[-1].at, unit, calendar)
+        overtime = (used - allowed) / allowed if allowed > 0 else None
+    return CaseFacts(
+        event=case.event,
+        grid_code=case.grid_code,
+        street=case.street,
+        department=case.department,
+        problem=case.state not in (State.NOT_FILED, State.CANCELLED),
+        valid=bool(actions & {Action.CONFIRM, Action.CORRECT}),
+        filed=Action.FILE in actions,
+        due=dispatched and case.state != State.CANCELLED,
+        handled=bool(handles),
+        handled_on_time=bool(handles) and not handles[-1].overdue,
+        closed=bool(closing) and case.state in (State.CLOSED, State.FORCE_CLOSED),
+        closed_on_time=bool(closing)
+        and case.state in (State.CLOSED, State.FORCE_CLOSED)
+        and not closing[-1].overdue,
+        reworked=Action.CHECK_FAIL in actions,
+        overtime_multiple=overtime,
+    )
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def rates(
+    facts: Iterable[CaseFacts], *, area_km2: float | None = None, weights: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """Counts and rates of a group of cases (see the module docstring for the definitions)."""
+    items = list(facts)
+    due = [f for f in items if f.due]
+    handled = [f for f in due if f.handled]
+    late = [f.overtime_multiple for f in items if f.overtime_multiple is not None]
+    counts = {
+        "reports": len(items),
+        "valid": sum(f.valid for f in items),
+        "filed": sum(f.filed for f in items),
+        "due": len(due),
+        "handled": len(handled),
+        "handled_on_time": sum(f.handled_on_time for f in due),
+        "closed": sum(f.closed for f in due),
+        "closed_on_time": sum(f.closed_on_time for f in due),
+        "reworked": sum(f.reworked for f in handled),
+    }
+    result: dict[str, Any] = {
+        **counts,
+        "filing_rate": _ratio(counts["filed"], counts["valid"]),
+        "disposal_rate": _ratio(counts["handled"], counts["due"]),
+        "on_time_disposal_rate": _ratio(counts["handled_on_time"], counts["due"]),
+        "closing_rate": _ratio(counts["closed"], counts["due"]),
+        "on_time_closing_rate": _ratio(counts["closed_on_time"], counts["due"]),
+        "rework_rate": _ratio(counts["reworked"], counts["handled"]),
+        "overtime_cases": len(late),
+        "overtime_multiple_mean": sum(late) / len(late) if late else None,
+        "overtime_multiple_max": max(late) if late else None,
+        "area_km2": area_km2,
+        "problems_per_km2": sum(f.problem for f in items) / area_km2 if area_km2 else None,
+    }
+    result["score"] = composite_score(result, weights or {})
+    return result
+
+
+def composite_score(values: dict[str, Any], weights: dict[str, float]) -> float | None:
+    """Weighted sum of the rates that exist, normalised by the weights used (None if none exist)."""
+    used = {name: w for name, w in weights.items() if values.get(name) is not None}
+    if not used:
+        return None
+    return sum(w * values[name] for name, w in used.items()) / sum(abs(w) for w in used.values())
+
+
+def load_score_weights(path: Path) -> dict[str, float]:
+    """configs/stats.yaml `score_weights`: rate name -> weight (negative for rates that are bad)."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    weights = data.get("score_weights") or {}
+    for name, value in weights.items():
+        if name not in RATE_NAMES or not isinstance(value, int | float):
+            raise ValueError(f"{path}: score_weights.{name}: a number for one of {', '.join(RATE_NAMES)}")
+    return {str(k): float(v) for k, v in weights.items()}
+
+
+def group_areas(grids: GridIndex | None, group: str) -> dict[str, float]:
+    """km² per grid code or per street; other groupings have no area."""
+    areas: dict[str, float] = defaultdict(float)
+    for grid in grids or ():
+        if group == "grid":
+            areas[grid.code] += grid.area_km2
+        elif group == "street" and grid.street:
+            areas[grid.street] += grid.area_km2
+    return dict(areas)
+
+
+def grouped(
+    facts: list[CaseFacts], group: str, grids: GridIndex | None, weights: dict[str, float]
+) -> list[dict[str, Any]]:
+    """Rates per group key, sorted by key (cases without the key last)."""
+    areas = group_areas(grids, group)
+    buckets: dict[str | None, list[CaseFacts]] = defaultdict(list)
+    for f in facts:
+        buckets[f.key(group)].append(f)
+    return [
+        {"key": key, **rates(items, area_km2=areas.get(key) if key else None, weights=weights)}
+        for key, items in sorted(buckets.items(), key=lambda kv: (kv[0] is None, kv[0] or ""))
+    ]
+
+
+def ten_day_period(day: date) -> tuple[date, date, str]:
+    """The 旬 holding `day`: days 1-10, 11-20 or 21 to the month's end; end exclusive, and its label."""
+    part = min((day.day - 1) // 10, 2)
+    start = day.replace(day=1 + 10 * part)
+    end = start + timedelta(days=10) if part < 2 else (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return start, end, f"{day:%Y-%m}-{part + 1}"
+
+
+def ranking(
+    facts: list[CaseFacts], grids: GridIndex | None, weights: dict[str, float]
+) -> list[dict[str, Any]]:
+    """Streets of the grid layout, worst first: most problems per km², then most problems.
+
+    Every street of the layout is ranked, also those without a single problem (they rank best).
+    """
+    areas = group_areas(grids, "street")
+    by_street: dict[str, list[CaseFacts]] = {street: [] for street in areas}
+    for f in facts:
+        if f.street in by_street:
+            by_street[f.street].append(f)
+    rows = []
+    for street, items in by_street.items():
+        r = rates(items, area_km2=areas[street], weights=weights)
+        problems = sum(f.problem for f in items)
+        rows.append(
+            {
+                "street": street,
+                "problems": problems,
+                "area_km2": areas[street],
+                "problems_per_km2": problems / areas[street],
+                "on_time_closing_rate": r["on_time_closing_rate"],
+                "score": r["score"],
+            }
+        )
+    rows.sort(key=lambda r: (-r["problems_per_km2"], -r["problems"], r["street"]))
+    return [{"rank": i + 1, **row} for i, row in enumerate(rows)]
+
+
+def reports_per_day(
+    reported: Iterable[tuple[str, datetime]], calendar: WorkCalendar, start: date, end: date
+) -> dict[str, list[int]]:
+    """Cases per event class and bureau day in [start, end) from (event, first seen): the class chart."""
+    days = (end - start).days
+    counts: dict[str, list[int]] = {}
+    for event, seen in reported:
+        index = (seen.astimezone(calendar.timezone).date() - start).days
+        if 0 <= index < days:
+            counts.setdefault(event, [0] * days)[index] += 1
+    return dict(sorted(counts.items()))
+
+
+# --- queries ------------------------------------------------------------------------------------
+
+
+def cases_between(session: Session, since: datetime | None, until: datetime | None) -> list[Case]:
+    """Cases first reported in [since, until), with their flow logs."""
+    query = select(Case).options(selectinload(Case.flow)).order_by(Case.id)
+    if since is not None:
+        query = query.where(Case.first_seen_at >= since)
+    if until is not None:
+        query = query.where(Case.first_seen_at < until)
+    return list(session.scalars(query))
+
+
+def local_day_bounds(start: date, end: date, calendar: WorkCalendar) -> tuple[datetime, datetime]:
+    """Local midnights of the bureau's timezone: a 旬 is counted in the bureau's days."""
+    return (
+        datetime.combine(start, time(), tzinfo=calendar.timezone),
+        datetime.combine(end, time(), tzinfo=calendar.timezone),
+    )
+
+
+def worst_spots(session: Session, grids: GridIndex | None, limit: int) -> list[dict[str, Any]]:
+    """Grids with the most open cases now, then the most per km²."""
+    rows = session.execute(
+        select(Case.grid_code, func.count())
+        .where(Case.state.in_([s.value for s in OPEN_STATES]), Case.grid_code.is_not(None))
+        .group_by(Case.grid_code)
+    ).all()
+    spots: list[dict[str, Any]] = []
+    for code, count in rows:
+        grid = grids.get(str(code)) if grids is not None else None
+        area = grid.area_km2 if grid else None
+        spots.append(
+            {
+                "grid_code": code,
+                "street": grid.street if grid else None,
+                "open_cases": int(count),
+                "area_km2": area,
+                "open_per_km2": count / area if area else None,
+            }
+        )
+    spots.sort(key=lambda s: (-s["open_cases"], -(s["open_per_km2"] or 0.0), s["grid_code"]))
+    return spots[:limit]
+
+
+# --- `streetorder stats` --------------------------------------------------------------------------

@@ -1,0 +1,128 @@
+"""`streetorder watch --camera ID`: pull a camera's stream and turn what it sees into cases.
+
+A `CameraWatcher` takes the newest frame of a `StreamReader` at most `analyse_fps` times per
+second of capture time, runs the detector and hands the frame to the camera hub (serve/cases/cameras.py),
+the same path as `POST /v1/cameras/{id}/frames`. The service runs a `WatchPool` of watchers for the
+cameras marked `pull: true`; the `watch` mode runs one camera as its own process, with its health
+on a Prometheus endpoint (`--metrics-port`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from serve.cases.cameras import CameraHub, LiveCamera, Timings
+from serve.cases.findings import CaseRules
+from vision.core.detector import Detector
+from vision.live.stream import StreamReader
+
+log = logging.getLogger("streetorder.watch")
+
+
+class CameraWatcher:
+    """One camera: stream reader + analysis loop in a thread; health copied into the hub."""
+
+    def __init__(
+        self,
+        hub: CameraHub,
+        camera_id: str,
+        detector: Detector,
+        sessions: sessionmaker[Session],
+        case_rules: CaseRules,
+        reader: StreamReader | None = None,
+    ) -> None:
+        self.live: LiveCamera = hub.get(camera_id)
+        if reader is None and not self.live.camera.stream:
+            raise ValueError(f"camera '{camera_id}' has no stream URL in its configuration")
+        self.hub = hub
+        self.detector = detector
+        self.sessions = sessions
+        self.case_rules = case_rules
+        self.reader = reader or StreamReader(str(self.live.camera.stream))
+        self.analysed = 0
+        self.skipped = 0  # frames taken but not analysed: sooner than 1 / analyse_fps after the last
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"watch {camera_id}", daemon=True)
+
+    def start(self) -> CameraWatcher:
+        self.reader.start()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.reader.stop()
+        self._thread.join(10)
+        self._copy_health()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def _copy_health(self) -> None:
+        health, stats = self.live.health, self.reader.stats
+        health.reconnects = stats.reconnects
+        health.dropped_frames = stats.dropped + self.skipped
+        health.stream_state = stats.state
+
+    def _run(self) -> None:
+        interval = 1.0 / self.live.camera.analyse_fps
+        last: datetime | None = None
+        while not self._stop.is_set():
+            frame = self.reader.take(timeout=0.5)
+            self._copy_health()
+            if frame is None:
+                if not self.reader.running:
+                    return  # a file that ended
+                continue
+            if last is not None and (frame.captured_at - last).total_seconds() < interval:
+                self.skipped += 1
+                continue
+            last = frame.captured_at
+            started = time.perf_counter()
+            try:
+                detections = self.detector(frame.image)
+                timings = Timings(inference_s=time.perf_counter() - started)
+                self.hub.process(
+                    self.live.camera.id,
+                    frame.image,
+                    frame.captured_at,
+                    detections,
+                    sessions=self.sessions,
+                    case_rules=self.case_rules,
+                    model_version=self.detector.version,
+                    received_at=frame.captured_at,
+                    timings=timings,
+                )
+                self.analysed += 1
+            except Exception:  # one bad frame or a database hiccup must not end the watch
+                self.errors += 1
+                log.exception("camera %s: frame at %s failed", self.live.camera.id, frame.captured_at)
+
+
+class WatchPool:
+    """The service's watchers: one per camera marked `pull: true` that has a stream."""
+
+    def __init__(
+        self, hub: CameraHub, detector: Detector, sessions: sessionmaker[Session], case_rules: CaseRules
+    ) -> None:
+        self.watchers = [
+            CameraWatcher(hub, live.camera.id, detector, sessions, case_rules)
+            for live in hub
+            if live.camera.pull and live.camera.stream
+        ]
+
+    def start(self) -> WatchPool:
+        for watcher in self.watchers:
+            watcher.start()
+        return self
+
+    def stop(self) -> None:
+        for watcher in self.watchers:
+            watcher.stop()

@@ -1,0 +1,248 @@
+"""The case state machine (案卷流转) as one transition table, plus the flow-log entry of each step.
+
+The table is pure data so that the API, the web console and the camera verifier all agree on
+what may happen next. Time is always passed in (`at`): a rule never reads the clock, so a step
+recorded late (a field app syncing, a test replaying a day) is judged by when it happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from serve.cases.errors import InvalidTransition, MissingField
+from serve.cases.orm import Case, FlowEntry
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+class State(StrEnum):
+    REPORTED = "reported"  # 上报 / 待核实: a finding or citizen report awaiting a person's review
+    VERIFIED = "verified"  # 核实属实, waiting to be filed
+    NOT_FILED = "not_filed"  # 不予立案: AI finding rejected or report not valid
+    FILED = "filed"  # 立案
+    DISPATCHED = "dispatched"  # 派遣 to a department
+    HANDLING = "handling"  # 处理中 (also after a failed check: 返工)
+    HANDLED = "handled"  # 处理完毕, after-photo given, pending check (待核查)
+    CHECK_PASSED = "check_passed"  # 核查通过, waiting to be closed
+    CLOSED = "closed"  # 结案
+    SUSPENDED = "suspended"  # 挂账: cannot be handled for now
+    CANCELLED = "cancelled"  # 作废
+    FORCE_CLOSED = "force_closed"  # 强制结案
+
+
+class Action(StrEnum):
+    CONFIRM = "confirm"  # AI finding / report is true as found
+    CORRECT = "correct"  # true, but of another event class
+    REJECT = "reject"  # false finding: not filed
+    FILE = "file"
+    DISPATCH = "dispatch"
+    SEND_BACK = "send_back"  # 回退: the department returns it to the dispatcher
+    START = "start"
+    HANDLE = "handle"  # report handled, with an after-photo
+    CHECK_PASS = "check_pass"
+    CHECK_FAIL = "check_fail"  # 返工: back to handling
+    SUSPEND = "suspend"
+    RESUME = "resume"
+    EXTEND = "extend"  # 延期: deadline moved, state kept
+    CANCEL = "cancel"
+    CLOSE = "close"
+    FORCE_CLOSE = "force_close"
+
+
+S, A = State, Action
+OPEN_STATES = (
+    S.REPORTED,
+    S.VERIFIED,
+    S.FILED,
+    S.DISPATCHED,
+    S.HANDLING,
+    S.HANDLED,
+    S.CHECK_PASSED,
+    S.SUSPENDED,
+)
+TERMINAL_STATES = (S.NOT_FILED, S.CLOSED, S.CANCELLED, S.FORCE_CLOSED)
+INITIAL_STATE = S.REPORTED
+
+# (state, action) -> next state. Anything not listed is refused with the allowed actions named.
+TRANSITIONS: dict[tuple[State, Action], State] = {
+    (S.REPORTED, A.CONFIRM): S.VERIFIED,
+    (S.REPORTED, A.CORRECT): S.VERIFIED,
+    (S.REPORTED, A.REJECT): S.NOT_FILED,
+    (S.VERIFIED, A.FILE): S.FILED,
+    (S.VERIFIED, A.REJECT): S.NOT_FILED,
+    (S.FILED, A.DISPATCH): S.DISPATCHED,
+    (S.DISPATCHED, A.SEND_BACK): S.FILED,
+    (S.DISPATCHED, A.START): S.HANDLING,
+    (S.HANDLING, A.SEND_BACK): S.FILED,
+    (S.HANDLING, A.HANDLE): S.HANDLED,
+    (S.HANDLED, A.CHECK_PASS): S.CHECK_PASSED,
+    (S.HANDLED, A.CHECK_FAIL): S.HANDLING,
+    (S.CHECK_PASSED, A.CLOSE): S.CLOSED,
+    (S.DISPATCHED, A.SUSPEND): S.SUSPENDED,
+    (S.HANDLING, A.SUSPEND): S.SUSPENDED,
+    (S.SUSPENDED, A.RESUME): S.HANDLING,
+    (S.DISPATCHED, A.EXTEND): S.DISPATCHED,
+    (S.HANDLING, A.EXTEND): S.HANDLING,
+    (S.SUSPENDED, A.EXTEND): S.SUSPENDED,
+    **{
+        (state, A.CANCEL): S.CANCELLED
+        for state in (S.REPORTED, S.VERIFIED, S.FILED, S.DISPATCHED, S.HANDLING, S.SUSPENDED)
+    },
+    **{(state, A.FORCE_CLOSE): S.FORCE_CLOSED for state in OPEN_STATES},
+}
+
+# What an action needs besides the state; checked before anything changes.
+REQUIRED: dict[Action, tuple[str, ...]] = {
+    A.CORRECT: ("event",),
+    A.REJECT: ("note",),
+    A.DISPATCH: ("department",),
+    A.HANDLE: ("evidence_id",),
+    A.CHECK_FAIL: ("note",),
+    A.SUSPEND: ("note",),
+    A.EXTEND: ("extend_by",),
+    A.CANCEL: ("note",),
+    A.FORCE_CLOSE: ("note",),
+}
+
+# Which stage limit (configs/workflow.yaml, minutes) judges an action late; the rest use the deadline.
+STAGE_OF: dict[Action, str] = {
+    A.CONFIRM: "verify",
+    A.CORRECT: "verify",
+    A.REJECT: "verify",
+    A.FILE: "file",
+    A.DISPATCH: "dispatch",
+    A.CHECK_PASS: "check",
+    A.CHECK_FAIL: "check",
+}
+DEADLINE_ACTIONS = (A.HANDLE, A.CLOSE, A.FORCE_CLOSE)
+AI_REVIEW_OF = {A.CONFIRM: "confirmed", A.CORRECT: "corrected", A.REJECT: "rejected"}
+
+
+def allowed_actions(state: str) -> list[Action]:
+    """The actions a case in `state` accepts now, in workflow order."""
+    return [action for (from_state, action) in TRANSITIONS if from_state == state]
+
+
+def next_state(state: str, action: str) -> State:
+    """The state after `action`, or InvalidTransition naming what is allowed instead."""
+    try:
+        return TRANSITIONS[(State(state), Action(action))]
+    except (KeyError, ValueError):
+        raise InvalidTransition(state, action, [a.value for a in allowed_actions(state)]) from None
+
+
+def is_open(state: str) -> bool:
+    return state in OPEN_STATES
+
+
+@dataclass(frozen=True)
+class StageLimits:
+    """Minutes each desk has for its step (accept 15, dispatch 15, verify 30, check 30 by default)."""
+
+    minutes: dict[str, float]
+
+    def late(self, action: Action, seconds_used: float) -> bool:
+        stage = STAGE_OF.get(action)
+        return stage is not None and stage in self.minutes and seconds_used > self.minutes[stage] * 60
+
+
+def load_stage_limits(path: Path | None = None) -> StageLimits:
+    path = path or CONFIGS / "workflow.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    minutes = data.get("stage_limits_minutes", {})
+    for stage, value in minutes.items():
+        if stage not in set(STAGE_OF.values()) or not isinstance(value, int | float) or value <= 0:
+            raise ValueError(
+                f"{path}: stage_limits_minutes.{stage}: expected a positive number of minutes "
+                f"for one of {sorted(set(STAGE_OF.values()))}"
+            )
+    return StageLimits({str(k): float(v) for k, v in minutes.items()})
+
+
+@dataclass(frozen=True)
+class Command:
+    """One requested step: what, by whom, when, and the action's own fields."""
+
+    action: Action
+    operator: str
+    at: datetime
+    note: str | None = None
+    department: str | None = None
+    event: str | None = None
+    evidence_id: int | None = None
+    extend_by: float | None = None
+
+    def missing(self) -> list[str]:
+        return [name for name in REQUIRED.get(self.action, ()) if getattr(self, name) in (None, "")]
+
+
+# Deadline arithmetic is the calendar's business (serve.cases.deadlines); the workflow only asks for it.
+DeadlineFrom = Callable[[str, datetime], datetime]  # (event key, start) -> disposal deadline
+ExtendDeadline = Callable[[str, datetime, float], datetime]  # (event key, deadline, amount) -> later
+
+
+def apply(
+    case: Case,
+    command: Command,
+    *,
+    limits: StageLimits,
+    deadline_from: DeadlineFrom,
+    extend_deadline: ExtendDeadline,
+    event_fields: Callable[[str], dict[str, Any]],
+) -> FlowEntry:
+    """Move `case` by `command` and append its flow-log entry; raises before changing anything.
+
+    Dispatch starts the disposal clock (deadline from the dispatch time); rework keeps it running.
+    """
+    to_state = next_state(case.state, command.action)
+    if missing := command.missing():
+        raise MissingField(command.action.value, missing)
+    last_at = case.flow[-1].at if case.flow else case.first_seen_at
+    if command.at < last_at:
+        raise InvalidTransition(
+            case.state,
+            command.action.value,
+            [a.value for a in allowed_actions(case.state)],
+            detail=f"time {command.at.isoformat()} is before the case's last step at {last_at.isoformat()}",
+        )
+    seconds_used = (command.at - last_at).total_seconds()
+    if command.action in DEADLINE_ACTIONS:
+        overdue = case.deadline_at is not None and command.at > case.deadline_at
+    else:
+        overdue = limits.late(command.action, seconds_used)
+
+    corrected = event_fields(command.event) if command.action is A.CORRECT and command.event else {}
+
+    if command.action in AI_REVIEW_OF and case.ai_review is not None:  # only AI findings have a review
+        case.ai_review = AI_REVIEW_OF[command.action]
+    for name, value in corrected.items():
+        setattr(case, name, value)
+    if command.action is A.DISPATCH:
+        case.department = command.department
+        case.deadline_at = deadline_from(case.event, command.at)
+    if command.action is A.EXTEND and command.extend_by is not None:
+        base = case.deadline_at or deadline_from(case.event, command.at)
+        case.deadline_at = extend_deadline(case.event, base, command.extend_by)
+    if to_state in (S.CLOSED, S.FORCE_CLOSED, S.CANCELLED, S.NOT_FILED):
+        case.closed_at = command.at
+
+    entry = FlowEntry(
+        action=command.action.value,
+        from_state=case.state,
+        to_state=to_state.value,
+        operator=command.operator,
+        at=command.at,
+        seconds_used=seconds_used,
+        overdue=overdue,
+        note=command.note,
+    )
+    case.state = to_state.value
+    case.flow.append(entry)
+    return entry

@@ -1,0 +1,1 @@
+"""The one command line, `streetorder MODE ...`: argument parsing lives here and only here."""

@@ -1,0 +1,268 @@
+"""`streetorder bench load`: the service on loopback under rising concurrency.
+
+    streetorder bench load [--levels 1,4,16,64] [--requests 64] [--db URL] [--json]
+
+Starts `streetorder serve` in a child process (a fresh SQLite database unless --db), then for each
+endpoint (POST /v1/detect, POST /v1/reports, GET /v1/cases) and each concurrency level sends
+--requests requests from that many concurrent clients (asyncio + httpx) and prints p50/p99
+latency, throughput, the share refused with 503 + Retry-After (the inference gate shedding load,
+which is how the service is meant to degrade) and the error rate (anything else that is not 2xx,
+transport errors included), with the server's resident memory. The service must still answer
+/healthz at the end: a crash fails the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from serve.cases.auth import SCOPES, create_key
+from serve.cases.db import open_database, transaction
+from serve.cases.settings import ROOT
+from serve.cli.memory import proc_memory_mb
+
+SECRET = "bench-load-secret-0123456789"
+PHOTOS = ROOT.parent / "shared" / "datasets" / "garbage-cn" / "images" / "val"
+PLACE = {"lat": "34.72265", "lon": "113.62762"}  # inside an example unit grid
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LiveService:
+    """A `streetorder serve` child process on 127.0.0.1 and one key per scope."""
+
+    base: str
+    process: subprocess.Popen[bytes]
+    keys: dict[str, str]
+    db_url: str
+
+    def auth(self, scope: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[scope]}"}
+
+    def rss_mb(self) -> float:
+        """Resident memory of the server process now (Linux /proc)."""
+        try:
+            resident = proc_memory_mb("VmRSS", self.process.pid)
+        except OSError:
+            return float("nan")
+        return resident or 0.0
+
+
+def wait_until_up(base: str, process: subprocess.Popen[Any], timeout_s: float) -> bool:
+    """Poll /healthz until it answers 200; False when the process ended or time ran out."""
+    deadline = time.monotonic() + timeout_s
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+@contextmanager
+def running_service(
+    db_url: str,
+    workdir: Path,
+    *,
+    env: dict[str, str] | None = None,
+    keys: dict[str, str] | None = None,
+    start_timeout_s: float = 120,
+) -> Iterator[LiveService]:
+    """Migrate `db_url`, make one key per scope (or reuse `keys` of an earlier run), start uvicorn
+    on a free port and wait until it answers.
+
+    The process is terminated on exit unless it is gone already (a test may have killed it).
+    """
+    sessions = open_database(db_url)
+    if keys is None:
+        keys = {}
+        with transaction(sessions) as session:
+            for scope in SCOPES:
+                keys[scope], _ = create_key(
+                    session,
+                    name=f"{scope}-load",
+                    scopes=[scope],
+                    pepper=SECRET.encode(),
+                    now=datetime.now(UTC),
+                )
+    sessions.kw["bind"].dispose()
+    environment = {
+        **os.environ,
+        "STREETORDER_SECRET": SECRET,
+        "STREETORDER_EVIDENCE_DIR": str(workdir / "evidence"),
+        "STREETORDER_ANNOTATIONS_DIR": str(workdir / "annotations"),
+        **(env or {}),
+    }
+    port = free_port()
+    log = (workdir / f"serve-{port}.log").open("wb")
+    command = [sys.executable, "-m", "serve.cli.main", "serve", "--port", str(port), "--db", db_url]
+    process = subprocess.Popen(
+        [*command, "--log-level", "warning"], cwd=ROOT, env=environment, stdout=log, stderr=log
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        if not wait_until_up(base, process, start_timeout_s):
+            raise RuntimeError(f"the service did not start; see {log.name}")
+        yield LiveService(base, process, keys, db_url)
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()
+
+
+def sample_photo() -> bytes:
+    """A real street photo from ../shared when present (the model then finds something), else noise."""
+    import cv2
+
+    found = sorted(PHOTOS.glob("*.jpg"))[:1] if PHOTOS.is_dir() else []
+    image = cv2.imread(str(found[0])) if found else None
+    if image is None:
+        image = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    return bytes(data.tobytes())
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int  # 0: transport error
+    seconds: float
+    retry_after: bool
+
+
+async def one_request(client: httpx.AsyncClient, endpoint: str, live: LiveService, photo: bytes) -> Outcome:
+    started = time.perf_counter()
+    try:
+        if endpoint == "detect":
+            response = await client.post(
+                "/v1/detect", files={"file": ("p.jpg", photo, "image/jpeg")}, headers=live.auth("detect")
+            )
+        elif endpoint == "reports":
+            response = await client.post(
+                "/v1/reports",
+                files={"file": ("p.jpg", photo, "image/jpeg")},
+                data=PLACE,
+                headers=live.auth("report"),
+            )
+        else:
+            response = await client.get("/v1/cases", params={"limit": 50}, headers=live.auth("cases:read"))
+    except httpx.HTTPError:
+        return Outcome(0, time.perf_counter() - started, False)
+    return Outcome(response.status_code, time.perf_counter() - started, "retry-after" in response.headers)
+
+
+async def level(
+    live: LiveService, endpoint: str, clients: int, requests: int, photo: bytes
+) -> dict[str, Any]:
+    """`requests` requests from `clients` concurrent clients; latency of each, and what came back."""
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    gate = asyncio.Semaphore(clients)
+    async with httpx.AsyncClient(base_url=live.base, limits=limits, timeout=120) as client:
+
+        async def limited() -> Outcome:
+            async with gate:
+                return await one_request(client, endpoint, live, photo)
+
+        started = time.perf_counter()
+        outcomes = await asyncio.gather(*(limited() for _ in range(requests)))
+        wall = time.perf_counter() - started
+    latencies = np.array([o.seconds for o in outcomes]) * 1000
+    ok = sum(200 <= o.status < 300 for o in outcomes)
+    shed = sum(o.status == 503 and o.retry_after for o in outcomes)
+    return {
+        "endpoint": endpoint,
+        "clients": clients,
+        "requests": requests,
+        "ok": ok,
+        "shed_503": shed,
+        "errors": requests - ok - shed,
+        "error_rate": round((requests - ok - shed) / requests, 4),
+        "p50_ms": round(float(np.percentile(latencies, 50)), 1),
+        "p99_ms": round(float(np.percentile(latencies, 99)), 1),
+        "per_s": round(requests / wall, 2),
+        "server_rss_mb": round(live.rss_mb(), 1),
+    }
+
+
+def run(live: LiveService, levels: list[int], requests: int, endpoints: list[str]) -> list[dict[str, Any]]:
+    photo = sample_photo()
+    rows = []
+    for endpoint in endpoints:
+        for clients in levels:
+            row = asyncio.run(level(live, endpoint, clients, max(requests, clients), photo))
+            rows.append(row)
+            print(format_row(row), file=sys.stderr, flush=True)
+    return rows
+
+
+HEADER = f"{'endpoint':<8} {'clients':>7} {'reqs':>5} {'ok':>5} {'503':>5} {'err':>4} {'err%':>6} "
+HEADER += f"{'p50 ms':>8} {'p99 ms':>8} {'req/s':>7} {'RSS MB':>7}"
+
+
+def format_row(row: dict[str, Any]) -> str:
+    return (
+        f"{row['endpoint']:<8} {row['clients']:>7} {row['requests']:>5} {row['ok']:>5} {row['shed_503']:>5} "
+        f"{row['errors']:>4} {100 * row['error_rate']:>5.1f}% {row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f} "
+        f"{row['per_s']:>7.2f} {row['server_rss_mb']:>7.1f}"
+    )
+
+
+def cli(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="streetorder bench load", description=__doc__.splitlines()[0])
+    p.add_argument("--levels", default="1,4,16,64", help="concurrent clients, comma-separated")
+    p.add_argument(
+        "--requests", type=int, default=64, help="requests per endpoint and level (at least clients)"
+    )
+    p.add_argument("--endpoints", default="detect,reports,cases", help="which of detect, reports, cases")
+    p.add_argument("--db", help="database URL (default: a fresh SQLite file in a temporary folder)")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    args = p.parse_args(argv)
+    levels = [int(v) for v in args.levels.split(",")]
+    endpoints = [e.strip() for e in args.endpoints.split(",")]
+    unknown = set(endpoints) - {"detect", "reports", "cases"}
+    if unknown or not levels or min(levels) < 1:
+        p.error(f"--endpoints {sorted(unknown)} unknown or --levels {args.levels} not positive")
+    with tempfile.TemporaryDirectory(prefix="streetorder-load-") as tmp:
+        db_url = args.db or f"sqlite:///{tmp}/load.db"
+        print(f"bench load: starting the service on {db_url} ...", file=sys.stderr)
+        with running_service(db_url, Path(tmp)) as live:
+            print(HEADER, file=sys.stderr)
+            rows = run(live, levels, args.requests, endpoints)
+            alive = live.process.poll() is None and httpx.get(f"{live.base}/healthz").status_code == 200
+    load = os.getloadavg()
+    if args.json:
+        print(json.dumps({"rows": rows, "alive": alive, "loadavg": load}, indent=1))
+    else:
+        print(HEADER)
+        for row in rows:
+            print(format_row(row))
+        print(f"service alive after the run: {alive}; load average {load[0]:.2f} (2-core machine shared)")
+    return 0 if alive else 1

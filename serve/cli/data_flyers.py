@@ -1,0 +1,42 @@
+"""`streetorder data synth-flyers`: paste rendered flyers onto real street photos (vision.data.flyers)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from vision.data.flyers import (
+    FontError,
+    synthesize,
+)
+
+
+def cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="streetorder data synth-flyers", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--backgrounds",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="folders of background photos (labels found via their dataset's data.yaml)",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="dataset folder to write")
+    parser.add_argument("--count", type=int, required=True, help="number of images to write")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--val-share", type=float, default=0.1, help="share of backgrounds kept for val")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
+    args = parser.parse_args(argv)
+    try:
+        summary = synthesize(
+            args.backgrounds, args.out, args.count, args.seed, args.val_share, overwrite=args.overwrite
+        )
+    except (FontError, FileNotFoundError, FileExistsError, ValueError) as err:
+        print(f"streetorder data synth-flyers: {err}")
+        return 2
+    print(json.dumps(asdict(summary), ensure_ascii=False))
+    print(f"contact sheet: {Path(summary.out) / 'contact_sheet.png'}")
+    return 0

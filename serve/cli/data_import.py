@@ -1,0 +1,94 @@
+"""`streetorder data import`: add a Label Studio / CVAT export to a versioned dataset
+(vision.data.annotations)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from vision.data.annotations import (
+    DATASETS_DIR,
+    DEFAULT_STORE,
+    FORMATS,
+    AnnotationError,
+    Dataset,
+    ImageFinder,
+    TaskImages,
+    import_export,
+)
+
+
+def cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="streetorder data import", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "export", type=Path, help="a Label Studio JSON / JSON-MIN file, or a YOLO / COCO zip or folder"
+    )
+    parser.add_argument("--dataset", required=True, help="datasets/<name>/ to add a version to")
+    parser.add_argument("--format", choices=FORMATS, default="auto")
+    parser.add_argument(
+        "--images",
+        type=Path,
+        action="append",
+        default=[],
+        help="folder of the export's images (repeatable): Label Studio's media/upload, the photo archive",
+    )
+    parser.add_argument(
+        "--files-root",
+        type=Path,
+        help="Label Studio's local-files document root (for /data/local-files/?d=...)",
+    )
+    parser.add_argument(
+        "--labelled",
+        help="comma-separated classes the annotators labelled (default: the export's label list, else all)",
+    )
+    parser.add_argument(
+        "--negatives", action="store_true", help="keep images without boxes as negative images"
+    )
+    parser.add_argument(
+        "--skip-invalid", action="store_true", help="add the valid images even when others have problems"
+    )
+    parser.add_argument(
+        "--store", type=Path, default=DEFAULT_STORE, help="where images found only inside an archive are kept"
+    )
+    parser.add_argument("--datasets-dir", type=Path, default=DATASETS_DIR)
+    parser.add_argument(
+        "--no-holdout-check", action="store_true", help="do not refuse images of the frozen holdout"
+    )
+    args = parser.parse_args(argv)
+    refused: dict[str, str] = {}
+    if not args.no_holdout_check:
+        from vision.modelops.promote import holdout_refusals
+
+        refused = holdout_refusals()
+    finder = ImageFinder(list(args.images), TaskImages(files_root=args.files_root), args.store)
+    labelled = [n.strip() for n in args.labelled.split(",") if n.strip()] if args.labelled else None
+    try:
+        dataset = Dataset.open(args.dataset, args.datasets_dir)
+        counts, problems = import_export(
+            args.export,
+            dataset,
+            finder,
+            format_name=args.format,
+            negatives=args.negatives,
+            labelled=labelled,
+            skip_invalid=args.skip_invalid,
+            refused=refused,
+        )
+    except AnnotationError as err:
+        print(f"data import: {err}", file=sys.stderr)
+        return 1
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems and not args.skip_invalid:
+        print(
+            f"data import: {len(problems)} problem(s); nothing added (fix them, or --skip-invalid)",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"{dataset.name} v{dataset.version}: {counts['added']} added, {counts['updated']} updated, "
+        f"{counts['unchanged']} unchanged, {counts['unlabelled']} unlabelled skipped, "
+        f"{len(problems)} problem(s) ({dataset.path})"
+    )
+    return 0

@@ -1,0 +1,54 @@
+"""`streetorder data queue`: pick images worth labelling from the case database (serve.cases.labelling)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+from serve.cases.labelling import build_queue
+from vision.data.activelearning import (
+    DOCUMENT_ROOT_HELP,
+    known_images,
+)
+from vision.data.annotations import (
+    DATASETS_DIR,
+)
+
+
+def cli(argv: list[str]) -> int:
+    from serve.cases.db import open_database
+    from vision.modelops.promote import holdout_refusals
+
+    parser = argparse.ArgumentParser(prog="streetorder data queue", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--from-db", required=True, help="SQLAlchemy URL of the case database (scans, uploads, cameras)"
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder for tasks.json, cvat-yolo.zip, images/"
+    )
+    parser.add_argument("--limit", type=int, default=200, help="at most this many images")
+    parser.add_argument(
+        "--base", type=Path, default=Path.cwd(), help="folder relative photo/evidence paths start from"
+    )
+    parser.add_argument("--document-root", type=Path, help=DOCUMENT_ROOT_HELP)
+    parser.add_argument(
+        "--skip-dataset", action="append", default=[], help="skip images already in datasets/NAME"
+    )
+    parser.add_argument("--datasets-dir", type=Path, default=DATASETS_DIR)
+    args = parser.parse_args(argv)
+    out = args.out.resolve()
+    document_root = (args.document_root or out).resolve()
+    if not out.is_relative_to(document_root):
+        print(f"data queue: --out {out} must be inside --document-root {document_root}", file=sys.stderr)
+        return 2
+    skip = known_images(args.skip_dataset, args.datasets_dir) | set(holdout_refusals())
+    sessions = open_database(args.from_db)
+    queued = build_queue(
+        sessions, out, limit=args.limit, base=args.base, document_root=document_root, skip=skip
+    )
+    reasons = Counter(item.reasons[0] for item in queued)
+    summary = ", ".join(f"{count} {reason}" for reason, count in reasons.most_common()) or "nothing to label"
+    print(f"queued {len(queued)} image(s): {summary}; {out / 'tasks.json'}, {out / 'cvat-yolo.zip'}")
+    return 0

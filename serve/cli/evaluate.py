@@ -1,0 +1,80 @@
+"""`streetorder evaluate`: per-class P, R, AP50, AP50-95 of a model on a data.yaml
+(vision.modelops.evaluate)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from vision.core.taxonomy import TaxonomyError
+from vision.detect.backends import BACKENDS, load_detector
+from vision.detect.registry import ModelError, find_model, update_card
+from vision.modelops.evaluate import (
+    EVAL_CONFIDENCE,
+    card_entry,
+    evaluate,
+    print_table,
+)
+
+
+def cli(argv: list[str]) -> int:
+    from serve.cases.settings import get_settings
+
+    parser = argparse.ArgumentParser(prog="streetorder evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="an ultralytics data.yaml")
+    parser.add_argument("--model", help="name under models/, a folder, or a .onnx/.pt (default: settings)")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: ONNX if the model has it")
+    parser.add_argument("--device", default="cpu", help="for --backend ultralytics: cpu or a CUDA index")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--imgsz", type=int, help="input size (default: the model's)")
+    parser.add_argument("--limit", type=int, help="evaluate on the first N images only")
+    parser.add_argument("--out", type=Path, help="folder for PR curves and confusion matrix PNGs")
+    parser.add_argument(
+        "--rename",
+        action="append",
+        default=[],
+        metavar="SET_CLASS=CLASS",
+        help="read a class of the set as this taxonomy class (e.g. win_ad=flyer); repeatable",
+    )
+    parser.add_argument("--card-key", help="key under metrics in the card (default: the set's folder name)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument(
+        "--card",
+        action="store_true",
+        help="write the metrics into the model's card.yaml under metrics.<data set folder name>",
+    )
+    args = parser.parse_args(argv)
+    model = args.model or get_settings().model
+    rename = dict(pair.split("=", 1) for pair in args.rename if "=" in pair)
+    if len(rename) != len(args.rename):
+        parser.error("--rename takes SET_CLASS=CLASS")
+    try:
+        detector = load_detector(
+            model, backend=args.backend, confidence=EVAL_CONFIDENCE, input_size=args.imgsz, device=args.device
+        )
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+        result = evaluate(detector, args.data.resolve(), args.split, args.out, args.limit, rename=rename)
+    except (ModelError, TaxonomyError) as err:
+        print(f"evaluate: {err}", file=sys.stderr)
+        return 1
+    if result.ignored_classes:
+        print(f"ignored (not taxonomy classes): {', '.join(result.ignored_classes)}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result.to_json(), ensure_ascii=False))
+    else:
+        print(f"{result.model} on {args.data} ({args.split}, {result.images} images)")
+        print_table(result)
+    if result.plots:
+        print(f"plots: {', '.join(str(p) for p in result.plots)}", file=sys.stderr)
+    if args.card:
+        folder = find_model(model).folder
+        if folder is None:
+            print("evaluate: --card needs a model folder with card.yaml", file=sys.stderr)
+            return 1
+        key = args.card_key or args.data.resolve().parent.name
+        update_card(folder, metrics={key: card_entry(result)})
+        print(f"card: {folder / 'card.yaml'} metrics.{key}", file=sys.stderr)
+    return 0

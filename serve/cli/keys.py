@@ -1,0 +1,55 @@
+"""`streetorder keys`: create, list and revoke API keys directly in the database (e.g. the first
+admin key, before any key exists to call POST /v1/keys with)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from serve.cases.auth import SCOPES, SecretError, create_key, revoke_key, server_secret
+from serve.cases.db import open_database, transaction
+from serve.cases.errors import DomainError
+from serve.cases.orm import ApiKey
+from serve.cases.settings import get_settings
+
+
+def cli(argv: list[str]) -> int:
+    """Manage API keys. The key itself is printed once, at creation; only its hash is stored."""
+    parser = argparse.ArgumentParser(prog="streetorder keys", description=cli.__doc__)
+    parser.add_argument("--db", help="database URL (default STREETORDER_DB_URL or settings)")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    create = verbs.add_parser("create", help="create a key and print it")
+    create.add_argument("--scope", action="append", required=True, choices=SCOPES, help="repeat for several")
+    create.add_argument("--name", default="cli", help="who uses it (appears in flow logs)")
+    verbs.add_parser("list", help="list keys (ids, names, scopes; never secrets)")
+    revoke = verbs.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    factory = open_database(args.db or settings.db_url)
+    now = datetime.now(UTC)
+    try:
+        with transaction(factory) as session:
+            if args.verb == "create":
+                key, row = create_key(
+                    session, name=args.name, scopes=args.scope, pepper=server_secret(settings), now=now
+                )
+                print(key)
+                print(
+                    f"key id {row.key_id}, scopes {', '.join(row.scopes)}: keep it now, not shown again",
+                    file=sys.stderr,
+                )
+            elif args.verb == "list":
+                for row in session.scalars(select(ApiKey).order_by(ApiKey.id)):
+                    state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "valid"
+                    print(f"{row.key_id}  {row.name:<20}  {','.join(row.scopes):<40}  {state}")
+            else:
+                revoke_key(session, args.key_id, now)
+                print(f"revoked {args.key_id} (services drop it from memory within 30 s)")
+    except (SecretError, DomainError) as err:
+        print(f"streetorder keys: {err}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,66 @@
+"""`streetorder MODE ...`: one command, one mode per job.
+
+Each mode lives in its own module and is imported only when asked for, so that `streetorder train`
+runs on a host that has only ultralytics, torch and PyYAML.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# mode -> (module with `cli(argv) -> int`, one line of help)
+MODES: dict[str, tuple[str, str]] = {
+    "train": ("serve.cli.train", "train a detector on a dataset mix (partial labels handled)"),
+    "scan": ("serve.cli.scan", "scan patrol photos (folders, files, lists) into grid cases and a report"),
+    "relay": ("serve.cli.relay", "train at 640 px on short-lived GPU hosts in turns: pack, leg, land"),
+    "evaluate": ("serve.cli.evaluate", "per-class P, R, AP50, AP50-95 of a model on a data.yaml"),
+    "export": (
+        "serve.cli.export",
+        "package a checkpoint as models/NAME and export ONNX / OpenVINO / INT8",
+    ),
+    "serve": ("serve.cli.serve", "run the case service (HTTP API, Open311, metrics) with uvicorn"),
+    "keys": ("serve.cli.keys", "create, list and revoke API keys"),
+    "stats": (
+        "serve.cli.stats",
+        "filing/disposal/closing rates, 10-day street ranking, worst spots (JSON)",
+    ),
+    "data": ("serve.cli.data", "make and manage training data: synth-flyers, ... (streetorder data --help)"),
+    "ocr": ("serve.cli.ocr", "read text and phone numbers on flyers (crops or a synthetic set: --bench)"),
+    "watch": (
+        "serve.cli.watch",
+        "pull one camera's stream (RTSP/HTTP/file) and turn what stays into cases",
+    ),
+    "bench": (
+        "serve.cli.bench",
+        "measure the scan: img/s vs yolo predict, per-stage cost, efficiency, memory",
+    ),
+    "db": ("serve.cli.db", "back up the case database or restore it (SQLite online backup, pg_dump)"),
+    "models": (
+        "serve.cli.models",
+        "list, promote (judged on a frozen holdout), roll back and retrain models",
+    ),
+}
+
+
+def usage() -> str:
+    width = max(len(m) for m in MODES)
+    lines = [f"  {mode:<{width}}  {help_}" for mode, (_, help_) in MODES.items()]
+    return "usage: streetorder MODE [options]   (streetorder MODE --help)\n\nmodes:\n" + "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    mode, rest = argv[0], argv[1:]
+    if mode not in MODES:
+        print(f"streetorder: unknown mode '{mode}'\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(MODES[mode][0])
+    return int(module.cli(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""`streetorder models`: list, promote (judged on the frozen holdout), roll back and retrain models
+(vision.modelops.promote, vision.modelops.retrain)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from vision.core.taxonomy import TaxonomyError
+from vision.detect.registry import (
+    MODELS_DIR,
+    ModelError,
+)
+from vision.modelops.promote import (
+    CONFIG,
+    PromotionError,
+    Registry,
+    holdout_digest,
+    list_models,
+    load_policy,
+    promote,
+    rollback,
+)
+from vision.modelops.retrain import (
+    RetrainOptions,
+    claim,
+    jobs_dir,
+    list_jobs,
+    retrain,
+    run_job,
+)
+
+
+def cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="streetorder models", description=__doc__.splitlines()[0])
+    parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
+    parser.add_argument("--config", type=Path, default=CONFIG, help="the promotion policy and frozen holdout")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="models, the current one marked, with their last decision")
+    commands.add_parser("history", help="the registry history as JSON lines")
+    promote_cmd = commands.add_parser(
+        "promote", help="judge NAME on the holdout; make it current if not worse"
+    )
+    promote_cmd.add_argument("name")
+    promote_cmd.add_argument("--force", metavar="REASON", help="make it current even if worse (recorded)")
+    promote_cmd.add_argument(
+        "--limit", type=int, help="first N holdout images per set (a quick look; not cached)"
+    )
+    back = commands.add_parser("rollback", help="make the previous current model current again")
+    back.add_argument("--to", help="a model name instead of the previous one")
+    back.add_argument("--reason", default="")
+    commands.add_parser("holdout", help="print the holdout's sha256 (to freeze it in the config)")
+    retrain = commands.add_parser(
+        "retrain", help="run queued retraining jobs (or one now): train, judge, promote"
+    )
+    add_arguments(retrain)
+    args = parser.parse_args(argv)
+    registry = Registry(args.models_dir)
+    now = datetime.now(UTC)  # when a person or job decided: bookkeeping, never a rule's input
+    try:
+        if args.command == "list":
+            for row in list_models(registry):
+                mark = "*" if row["current"] else " "
+                decided = f"{row['decision']} {row['decided_at']}" if row["decision"] else ""
+                print(f"{mark} {row['name']:<20} {row['version']:<28} {row['status'] or '':<12.12} {decided}")
+        elif args.command == "history":
+            for entry in registry.read()["history"]:
+                print(json.dumps(entry, ensure_ascii=False, default=str))
+        elif args.command == "holdout":
+            policy = load_policy(args.config)
+            digest, images = holdout_digest(policy)
+            print(f"{digest}  {policy.holdout_name} ({len(images)} images)")
+        elif args.command == "promote":
+            decision = promote(
+                args.name,
+                registry=registry,
+                policy=load_policy(args.config),
+                at=now,
+                force=args.force,
+                limit=args.limit,
+            )
+            verdict = "promoted" if decision.promote else ("FORCED" if args.force else "REFUSED")
+            print(f"{args.name}: {verdict}: {decision.reason}")
+            return 0 if decision.promote or args.force else 1
+        elif args.command == "rollback":
+            target = rollback(registry=registry, at=now, to=args.to, reason=args.reason)
+            print(f"current model: {target}")
+        elif args.command == "retrain":
+            return run_cli(args, registry, load_policy(args.config))
+    except (PromotionError, ModelError, TaxonomyError) as err:
+        print(f"models: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--now", action="store_true", help="retrain now without a queued job (inbox not imported)"
+    )
+    parser.add_argument("--annotations-dir", type=Path, help="default: the service's annotations_dir setting")
+    parser.add_argument("--files-root", type=Path, help="default: the labelstudio_files_root setting")
+    parser.add_argument("--datasets-dir", type=Path, help="default: datasets/ of the checkout")
+    parser.add_argument(
+        "--work-dir", type=Path, help="built datasets and mixes (default: ~/.cache/streetorder/retrain)"
+    )
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="ultralytics run folders")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch", type=int)
+    parser.add_argument("--imgsz", type=int)
+    parser.add_argument("--workers", type=int)
+    parser.add_argument("--name", help="name of the new model (default: <current>-rN)")
+
+
+def run_cli(args: argparse.Namespace, registry: Any, policy: Any) -> int:
+    from serve.cases.settings import get_settings
+    from vision.data.annotations import DATASETS_DIR, ImageFinder, TaskImages
+    from vision.modelops.train import DEFAULT_CACHE
+
+    settings = get_settings()
+    annotations_dir = args.annotations_dir or settings.annotations_dir
+    options = RetrainOptions(
+        datasets_dir=args.datasets_dir or DATASETS_DIR,
+        work_dir=args.work_dir or DEFAULT_CACHE / "retrain",
+        runs_dir=args.runs_dir,
+        epochs=args.epochs,
+        batch=args.batch,
+        imgsz=args.imgsz,
+        workers=args.workers,
+        name=args.name,
+    )
+    at = datetime.now(UTC)  # bookkeeping of the job, never a rule's input
+    if args.now:
+        result = retrain(registry, policy, options, at)
+        print(json.dumps(result, ensure_ascii=False))
+        return 0 if result["promoted"] else 1
+    files_root = args.files_root or settings.labelstudio_files_root
+    tasks = TaskImages(files_root, settings.labelstudio_url, settings.labelstudio_token)
+    finder = ImageFinder([], tasks)
+    done = 0
+    for job in list_jobs(annotations_dir, "queued"):
+        claimed = claim(job)
+        if claimed is None:
+            continue
+        finished = run_job(claimed, registry, policy, options, annotations_dir, finder, at)
+        body = json.dumps(finished.body, ensure_ascii=False, default=str)
+        print(f"job {finished.id}: {finished.state}: {body}")
+        done += 1
+    if not done:
+        print(f"no queued retraining job in {jobs_dir(annotations_dir)}", file=sys.stderr)
+    return 0

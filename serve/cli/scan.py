@@ -1,0 +1,223 @@
+"""`streetorder scan PATH...`: a patrol-photo archive becomes grid cases, and a report (serve.cases.scan)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy.exc import SQLAlchemyError
+from tqdm import tqdm
+
+from serve.cases.db import open_database
+from serve.cases.findings import (
+    load_case_rules,
+)
+from serve.cases.grids import GridError, load_grids
+from serve.cases.report import write_report
+from serve.cases.scan import (
+    ScanInputError,
+    Scanner,
+    ScanStats,
+    load_scan_detector,
+    log,
+    read_sidecar,
+)
+from serve.cases.settings import get_settings
+from vision.core.imageio import MAX_PIXELS
+from vision.detect.pipeline import (
+    Candidate,
+    cpu_count,
+)
+
+
+class _TqdmHandler(logging.Handler):
+    """Log lines above the progress bar instead of through it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
+def cli(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    _log_to(args.out / "scan.log")
+    try:
+        rules = load_case_rules(grids=load_grids(args.grids))
+        local_tz = ZoneInfo(args.timezone) if args.timezone else rules.calendar.timezone
+        sidecar = read_sidecar(args.sidecar, local_tz) if args.sidecar else {}
+        inputs = [p.expanduser() for p in args.paths]
+        for source in inputs:
+            if not source.exists():
+                raise ScanInputError(f"{source}: no such file or folder")
+    except (ScanInputError, GridError, ZoneInfoNotFoundError, ValueError) as err:
+        print(f"streetorder scan: {err}", file=sys.stderr)
+        return 2
+    try:
+        factory = open_database(args.db)
+    except SQLAlchemyError as err:
+        print(f"streetorder scan: cannot open the database {args.db}: {err}", file=sys.stderr)
+        return 2
+    from vision.detect.registry import ModelError
+
+    simple = args.engine == "simple"
+    workers = 1 if simple else max(1, args.workers)
+    try:
+        detector, candidate, runtime = load_scan_detector(args.model, args.backend, args.precision, workers)
+    except ModelError as err:
+        print(f"streetorder scan: {err}", file=sys.stderr)
+        return 2
+    if candidate is None:
+        workers = 1  # torch runs one model call at a time, on all cores
+        if args.engine == "ray":
+            print("streetorder scan: --engine ray runs ONNX models, not .pt", file=sys.stderr)
+            return 2
+    scanner = Scanner(
+        detector,
+        factory,
+        rules,
+        sidecar,
+        local_tz,
+        args.max_pixels,
+        reduced_decode=not args.full_decode,
+        workers=workers,
+        batch=1 if simple else max(1, args.batch),
+    )
+    log.info(
+        "scanning %s with %s (%s), %s engine, %d worker(s), into %s",
+        ", ".join(map(str, inputs)),
+        detector.version,
+        runtime,
+        args.engine,
+        workers,
+        args.db,
+    )
+    try:
+        if args.engine == "ray" and candidate is not None:
+            stats = scan_on_ray(scanner, inputs, candidate, args)
+        else:
+            stats = scanner.scan(inputs, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(
+            "streetorder scan: interrupted; every photo done so far is saved, run again to resume",
+            file=sys.stderr,
+        )
+        return 130
+    report = write_report(factory, args.out, rules)
+    for line in summary(stats, report, args.out):
+        print(line)
+    return 0
+
+
+def scan_on_ray(
+    scanner: Scanner, inputs: Sequence[Path | str], candidate: Candidate, args: argparse.Namespace
+) -> ScanStats:
+    """The scan with its inspection on Ray Data actors and its one writer here."""
+    import ray
+
+    from serve.cases.scan_ray import RaySettings, ray_inspections, start_ray
+
+    inspector = scanner.inspector
+    settings = RaySettings(
+        args.ray_address,
+        args.db,
+        scanner.workers,
+        candidate.weights,
+        candidate.runtime,
+        inspector.decoding,
+        scanner.sidecar,
+    )
+    started = start_ray(settings)
+    try:
+        return scanner.scan(inputs, progress=not args.no_progress, inspections=ray_inspections(settings))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def summary(stats: ScanStats, report: Path, out: Path) -> Iterable[str]:
+    rate = stats.photos / stats.seconds if stats.seconds else 0.0
+    yield (
+        f"scanned {stats.photos} photo(s) in {stats.seconds:.1f} s ({rate:.1f} img/s): "
+        f"{stats.new} new, {stats.known} already in the database"
+    )
+    yield (
+        f"  findings: {stats.findings} -> {stats.cases_created} new case(s), "
+        f"{stats.evidence_added} added to open cases"
+    )
+    yield (
+        f"  unreadable: {stats.unreadable}, unlocated: {stats.unlocated}, undated: {stats.undated} "
+        f"(reasons in {out / 'scan.log'} and the report)"
+    )
+    yield f"report: {report}  (also {out / 'cases.geojson'}, {out / 'cases.csv'}, {out / 'crops'}/)"
+
+
+def _log_to(path: Path) -> None:
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+        handler.close()
+    console = _TqdmHandler(logging.WARNING)
+    console.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    file = logging.FileHandler(path, encoding="utf-8")
+    file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(console)
+    log.addHandler(file)
+
+
+def parser() -> argparse.ArgumentParser:
+    settings = get_settings()
+    p = argparse.ArgumentParser(
+        prog="streetorder scan",
+        description="Scan patrol photos (folders, JPEG/PNG files, or lists of paths) into grid cases.",
+    )
+    p.add_argument(
+        "paths", nargs="+", type=Path, help="folders (recursive), photos, or text files listing photos"
+    )
+    p.add_argument("--model", default=settings.model, help="model name under models/, or .onnx/.pt path")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "onnx", "openvino", "ultralytics"),
+        help="model runtime; auto: the fastest installed one, measured once per machine and model",
+    )
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "int8"),
+        help="auto: FP32, or the model's INT8 file where its export measured no real accuracy loss "
+        "and it is faster here",
+    )
+    p.add_argument(
+        "--engine",
+        default="local",
+        choices=("local", "simple", "ray"),
+        help="local: parallel workers on this machine; simple: one photo at a time, one transaction "
+        "each (the reference); ray: workers on Ray Data (a local Ray, or --ray-address)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=cpu_count(), help="parallel workers (default: one per core)"
+    )
+    p.add_argument("--batch", type=int, default=64, help="photos per database transaction (at most 0.5 s)")
+    p.add_argument(
+        "--full-decode",
+        action="store_true",
+        help="decode JPEGs in full (default: only as large as the model needs)",
+    )
+    p.add_argument(
+        "--ray-address", help="Ray cluster to join (auto, ray://HEAD:10001); default: start a local Ray"
+    )
+    p.add_argument("--db", default=settings.db_url, help="SQLAlchemy URL of the case database")
+    p.add_argument("--grids", type=Path, default=settings.grids, help="GeoJSON of unit grids")
+    p.add_argument("--out", type=Path, default=Path("out"), help="folder for report.html, cases.* and crops")
+    p.add_argument("--sidecar", type=Path, help="CSV file,lat,lon,taken_at for photos without EXIF GPS/time")
+    p.add_argument(
+        "--timezone", help="timezone of EXIF times without offset (default: configs/calendar.yaml)"
+    )
+    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="larger images are refused as bombs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    return p

@@ -1,0 +1,35 @@
+"""`streetorder serve`: run the case service with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from serve.cases.auth import SecretError
+from serve.cases.settings import get_settings
+
+
+def cli(argv: list[str]) -> int:
+    """Serve the API (OpenAPI at /docs) until interrupted."""
+    import uvicorn
+
+    from serve.api.app import create_app
+
+    parser = argparse.ArgumentParser(prog="streetorder serve", description=cli.__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--db", help="database URL (default STREETORDER_DB_URL or sqlite:///streetorder.db)")
+    parser.add_argument("--model", help="model name under models/ or a weights path (default settings)")
+    parser.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    args = parser.parse_args(argv)
+    updates = {k: v for k, v in (("db_url", args.db), ("model", args.model)) if v}
+    settings = get_settings().model_copy(update=updates)
+    try:
+        app = create_app(settings)
+    except SecretError as err:
+        print(f"streetorder serve: {err}", file=sys.stderr)
+        return 2
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0

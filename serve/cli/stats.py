@@ -1,0 +1,66 @@
+"""`streetorder stats`: filing, disposal and closing rates, rankings and worst spots as JSON
+(serve.cases.stats)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date, datetime
+from typing import Any
+
+from serve.cases.stats import (
+    GROUPS,
+    cases_between,
+    facts_of,
+    grouped,
+    local_day_bounds,
+    ranking,
+    rates,
+    ten_day_period,
+    worst_spots,
+)
+
+
+def cli(argv: list[str]) -> int:
+    """Print the metrics of a period, the 10-day ranking or the worst spots as JSON."""
+    from serve.cases.db import open_database
+    from serve.cases.domain import load_domain
+    from serve.cases.settings import get_settings
+
+    parser = argparse.ArgumentParser(prog="streetorder stats", description=cli.__doc__)
+    parser.add_argument("--db", help="database URL (default: STREETORDER_DB_URL or settings)")
+    parser.add_argument("--since", type=date.fromisoformat, help="first day (bureau time), inclusive")
+    parser.add_argument("--until", type=date.fromisoformat, help="last day (bureau time), exclusive")
+    parser.add_argument("--group-by", choices=GROUPS, help="one row per grid, street, department or event")
+    parser.add_argument(
+        "--ranking", type=date.fromisoformat, metavar="DAY", help="10-day street ranking of DAY"
+    )
+    parser.add_argument("--worst", type=int, metavar="N", help="the N grids with the most open cases")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    domain = load_domain(settings)
+    calendar, grids = domain.rules.calendar, domain.rules.grids
+    factory = open_database(args.db or settings.db_url)
+    since: datetime | None
+    until: datetime | None
+    with factory() as session:
+        if args.worst:
+            out: Any = worst_spots(session, grids, args.worst)
+        else:
+            if args.ranking:
+                start, end, label = ten_day_period(args.ranking)
+                since, until = local_day_bounds(start, end, calendar)
+            else:
+                since = local_day_bounds(args.since, args.since, calendar)[0] if args.since else None
+                until = local_day_bounds(args.until, args.until, calendar)[0] if args.until else None
+            facts = [facts_of(c, calendar, domain.unit_of) for c in cases_between(session, since, until)]
+            if args.ranking:
+                out = {"period": label, "streets": ranking(facts, grids, domain.score_weights)}
+            else:
+                out = {"total": rates(facts, weights=domain.score_weights)}
+                if args.group_by:
+                    out["groups"] = grouped(facts, args.group_by, grids, domain.score_weights)
+    json.dump(out, sys.stdout, ensure_ascii=False, indent=2, default=str)
+    print()
+    return 0

@@ -1,0 +1,80 @@
+"""`streetorder watch`: pull one camera's stream and turn what stays into cases (serve.cases.watch)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import datetime
+from pathlib import Path
+
+from serve.cases.cameras import CameraHub
+from serve.cases.watch import (
+    CameraWatcher,
+)
+from vision.live.stream import StreamReader, check_stream_url
+
+
+def cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="streetorder watch", description=__doc__.splitlines()[0])
+    parser.add_argument("--camera", required=True, help="camera id in the cameras file")
+    parser.add_argument("--cameras", type=Path, help="cameras file (default: configs/cameras.yaml)")
+    parser.add_argument("--stream", help="read this URL or file instead of the camera's configured stream")
+    parser.add_argument("--db", help="database URL (default: STREETORDER_DB_URL)")
+    parser.add_argument("--model", help="model name or weights (default: STREETORDER_MODEL)")
+    parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    parser.add_argument(
+        "--seconds", type=float, help="stop after this many seconds (default: run until ended)"
+    )
+    parser.add_argument(
+        "--file-start",
+        type=datetime.fromisoformat,
+        help="capture time of a file's first frame (ISO 8601 with offset)",
+    )
+    parser.add_argument("--speed", type=float, default=1.0, help="play a file at this multiple of real time")
+    args = parser.parse_args(argv)
+
+    from serve.cases.db import open_database
+    from serve.cases.findings import load_case_rules
+    from serve.cases.settings import get_settings
+    from vision.detect.backends import load_detector
+    from vision.live.cameras import load_cameras
+
+    settings = get_settings()
+    registry = load_cameras(args.cameras or settings.configs_dir / "cameras.yaml")
+    camera = registry.get(args.camera)
+    stream = args.stream or camera.stream
+    if not stream:
+        parser.error(f"camera '{camera.id}' has no stream in {registry.source}; give --stream")
+    try:
+        check_stream_url(stream)
+    except ValueError as err:
+        parser.error(f"--stream {stream}: {err}")
+    if args.file_start is not None and args.file_start.tzinfo is None:
+        parser.error("--file-start needs a timezone offset, e.g. 2026-05-06T09:00:00+08:00")
+    case_rules = load_case_rules(settings)
+    hub = CameraHub(registry, case_rules.taxonomy, settings.evidence_dir)
+    sessions = open_database(args.db or settings.db_url)
+    detector = load_detector(args.model or settings.model)
+    if args.metrics_port:
+        from prometheus_client import REGISTRY, start_http_server
+
+        from serve.cases.cameras import CameraCollector
+
+        REGISTRY.register(CameraCollector(hub))
+        start_http_server(args.metrics_port)
+    reader = StreamReader(stream, file_start=args.file_start, file_speed=args.speed)
+    watcher = CameraWatcher(hub, camera.id, detector, sessions, case_rules, reader).start()
+    deadline = time.monotonic() + args.seconds if args.seconds else None
+    try:
+        while watcher.running and (deadline is None or time.monotonic() < deadline):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    watcher.stop()
+    health = watcher.live.health
+    print(
+        f"camera {camera.id}: {watcher.analysed} frames analysed, {health.dropped_frames} dropped, "
+        f"{health.reconnects} reconnects, {health.events} events, {watcher.errors} errors, "
+        f"stream {health.stream_state}"
+    )
+    return 0 if watcher.errors == 0 else 1

@@ -1,0 +1,4 @@
+"""The bottom layer: the taxonomy, the one detection type, safe photo decoding, drawing.
+
+Imports nothing else of the project.
+"""

@@ -1,0 +1,4 @@
+"""Training data: dataset mixes, synthetic flyers, annotation import/export, the labelling queue.
+
+Imports vision.core and vision.detect.
+"""

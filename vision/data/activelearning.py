@@ -1,0 +1,183 @@
+"""`streetorder data queue`: the images most worth a person's labelling time, pre-annotated.
+
+Annotators' time is the scarce resource, so the queue ranks what the case workflow and the model
+already know, best first:
+
+1. AI findings a person **rejected** (the model saw something that is not there) or **corrected**
+   (right place, wrong class): the model's own mistakes;
+2. class-free **occupancy** findings (`source: occupancy`, issue 12) a person confirmed or
+   corrected: something real stood there that no class names yet; the crop goes with the task;
+3. camera cases whose **frames disagree** (the class changes from frame to frame, or the score
+   swings): the model is unsure of a thing it saw many times;
+4. **uncertain** photos of scans and uploads: boxes scored near their class's threshold.
+
+Images already in a dataset (or in the frozen holdout) are skipped. The queue is written as
+Label Studio tasks with the model's boxes as predictions (percent coordinates, scores, model
+version) and as a CVAT "Ultralytics YOLO" zip; images are copied upright beside them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+from tqdm import tqdm
+
+from vision.core.imageio import ImageError, read_photo
+from vision.core.taxonomy import Taxonomy, load_taxonomy
+from vision.data.annotations import (
+    Dataset,
+    Label,
+    QueuedImage,
+    write_labelstudio_tasks,
+    write_yolo_zip,
+)
+from vision.detect.registry import file_sha256
+
+OCCUPANCY = "occupancy"  # the class and source of class-free findings (serve/cases/cameras.py)
+PRIORITY = {"rejected": 1.0, "corrected": 1.0, "occupancy": 0.9, "disagreement": 0.5, "uncertain": 0.4}
+UNCERTAIN_BAND = 0.2  # scores within this of a class's threshold count as uncertain
+DOCUMENT_ROOT_HELP = "Label Studio's LOCAL_FILES_DOCUMENT_ROOT (task URLs are relative to it; default: --out)"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An image that may go into the queue, and why."""
+
+    path: Path
+    reason: str
+    priority: float
+    boxes: tuple[Label, ...]  # what the model saw (pixel boxes of the upright image, scores)
+    model_version: str | None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def uncertainty(boxes: Iterable[Label], taxonomy: Taxonomy) -> float:
+    """1 for a box scored exactly at its class's threshold, 0 beyond UNCERTAIN_BAND from it."""
+    thresholds = {c.name: c.min_confidence for c in taxonomy.classes}
+    closeness = [
+        1 - abs((box.confidence or 0) - thresholds[box.name]) / UNCERTAIN_BAND
+        for box in boxes
+        if box.name in thresholds
+    ]
+    return max([0.0, *closeness])
+
+
+def disagreement(frames: list[tuple[str, float]]) -> float:
+    """How much the frames of one camera case disagree: the share of frames whose class is not the
+    most common one, plus the spread of scores (both 0 when every frame agrees)."""
+    if len(frames) < 2:
+        return 0.0
+    classes = Counter(name for name, _ in frames)
+    minority = 1 - classes.most_common(1)[0][1] / len(frames)
+    scores = [score for _, score in frames]
+    return min(1.0, minority + (max(scores) - min(scores)))
+
+
+def labels_of(boxes: Iterable[dict[str, Any]], taxonomy: Taxonomy) -> tuple[Label, ...]:
+    """Stored boxes ({"xyxy", "confidence", "class"}) of taxonomy classes as labels."""
+    names = set(taxonomy.names)
+    labels = []
+    for box in boxes:
+        if box.get("class") in names:
+            x1, y1, x2, y2 = (float(v) for v in box["xyxy"])
+            labels.append(Label(str(box["class"]), (x1, y1, x2, y2), float(box.get("confidence") or 0)))
+    return tuple(labels)
+
+
+def class_of_event(event: str, taxonomy: Taxonomy) -> str | None:
+    """The one detector class that becomes `event`, if exactly one does (a corrected finding's class)."""
+    classes = [c.name for c in taxonomy.classes if c.event == event]
+    return classes[0] if len(classes) == 1 else None
+
+
+def resolve_path(path: str, base: Path) -> Path:
+    candidate = Path(path)
+    return candidate if candidate.is_absolute() else base / candidate
+
+
+def select_queue(candidates: Iterable[Candidate], limit: int, skip: set[str]) -> list[tuple[Candidate, str]]:
+    """Best first, one entry per image (its strongest reason; the others noted), skipping known images."""
+    best: dict[str, tuple[Candidate, list[str]]] = {}
+    for candidate in candidates:
+        try:
+            sha = file_sha256(candidate.path)
+        except OSError as err:
+            print(f"queue: {candidate.path}: skipped ({err.strerror or err})", file=sys.stderr)
+            continue
+        if sha in skip:
+            continue
+        held = best.get(sha)
+        if held is None:
+            best[sha] = (candidate, [candidate.reason])
+        else:
+            stronger = candidate if candidate.priority > held[0].priority else held[0]
+            best[sha] = (stronger, [*held[1], candidate.reason])
+    ranked = sorted(best.items(), key=lambda item: -item[1][0].priority)[:limit]
+    return [
+        (replace(c, meta={**c.meta, "reasons": [c.reason, *sorted(set(reasons) - {c.reason})]}), sha)
+        for sha, (c, reasons) in ranked
+    ]
+
+
+def known_images(datasets: Iterable[str], datasets_dir: Path) -> set[str]:
+    known: set[str] = set()
+    for name in datasets:
+        known |= set(Dataset.open(name, datasets_dir).images)
+    return known
+
+
+def write_queue(selected: list[tuple[Candidate, str]], out: Path, document_root: Path) -> list[QueuedImage]:
+    """Copy the images upright into out/images (and crops into out/crops), then write the tasks
+    and the CVAT zip."""
+    images_dir, crops_dir = out / "images", out / "crops"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    root = document_root.resolve()
+    prefix = out.resolve().relative_to(root)
+    queued: list[QueuedImage] = []
+    for candidate, sha in tqdm(selected, desc="queue", file=sys.stderr, disable=len(selected) < 50):
+        try:
+            photo = read_photo(candidate.path)
+        except ImageError as err:
+            print(f"queue: {err}", file=sys.stderr)
+            continue
+        name = f"{sha[:16]}{candidate.path.suffix.lower() or '.jpg'}"
+        target = images_dir / name
+        if photo.meta.orientation == 1:
+            shutil.copyfile(candidate.path, target)
+        else:  # boxes are in the upright photo: give annotators that photo, not the EXIF-rotated one
+            target = target.with_suffix(".jpg")
+            cv2.imwrite(str(target), photo.image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        meta = {k: v for k, v in candidate.meta.items() if k not in ("crop_path", "reasons")}
+        crop = candidate.meta.get("crop_path")
+        if crop and Path(crop).is_file():
+            crops_dir.mkdir(exist_ok=True)
+            shutil.copyfile(crop, crops_dir / f"{sha[:16]}.jpg")
+            meta["crop"] = local_files_url(prefix / "crops" / f"{sha[:16]}.jpg")
+        meta["source_path"] = str(candidate.path)
+        queued.append(
+            QueuedImage(
+                path=target,
+                width=photo.width,
+                height=photo.height,
+                predictions=candidate.boxes,
+                model_version=candidate.model_version if candidate.boxes else None,
+                reasons=tuple(candidate.meta.get("reasons") or (candidate.reason,)),
+                priority=candidate.priority,
+                meta=meta,
+            )
+        )
+    write_labelstudio_tasks(queued, out, lambda item: local_files_url(prefix / "images" / item.path.name))
+    write_yolo_zip(queued, out / "cvat-yolo.zip", load_taxonomy().names, lambda item: item.path.name)
+    return queued
+
+
+def local_files_url(relative: Path) -> str:
+    """Label Studio serves files under its document root at /data/local-files/?d=<relative path>."""
+    return f"/data/local-files/?d={relative.as_posix()}"

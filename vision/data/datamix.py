@@ -1,0 +1,279 @@
+"""Training mixes: several partially labelled datasets mapped onto the one taxonomy.
+
+Each source labels only its own classes (garbage-cn never labels the cars in its street scenes).
+A mix therefore records, per source, which taxonomy classes it labels; training masks the class
+loss of all other classes on that source's images instead of teaching them as background.
+
+A built mix is a folder of symlinked images and remapped YOLO labels:
+    <out>/images/<source>/<split>/<file>   -> the original image
+    <out>/labels/<source>/<split>/<stem>.txt  (taxonomy class ids)
+    <out>/images/<source>/train/<stem>.repeatN<suffix>  extra links of an oversampled image
+    <out>/data.yaml       ultralytics data file, names = taxonomy classes
+    <out>/sources.json    {source: {"labelled": [class ids], "images": {split: n}, "sha256": {split: ..},
+                             "labels_sha256": {split: ..}, "licence": the data.yaml's source comment}}
+
+`sha256` is over the image file names, `labels_sha256` over the names and their label files as the
+source has them: a regenerated set (synthetic flyers drawn with other fonts) keeps the first and
+changes the second, so two cards show whether their scores were measured on the same boxes.
+
+Kept to PyYAML and the standard library (runs on a bare GPU host).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vision.core.taxonomy import Taxonomy, TaxonomyError, load_taxonomy
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+SPLITS = ("train", "val")
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    data_yaml: Path
+    class_map: dict[int, int]  # dataset class id -> taxonomy class id
+    unknown: tuple[str, ...]  # dataset classes that are not in the taxonomy (dropped)
+    train_fraction: float = 1.0  # share of the train split kept (val always whole, for honest scores)
+    # taxonomy id -> times each train photo holding it is listed
+    oversample: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def labelled(self) -> list[int]:
+        return sorted(set(self.class_map.values()))
+
+    def oversample_by_name(self, names: list[str]) -> dict[str, int]:
+        """`oversample` as a mix file and sources.json write it: {class name: times}."""
+        return {names[index]: times for index, times in self.oversample.items()}
+
+
+def read_data_yaml(path: Path) -> dict[str, Any]:
+    """Read an ultralytics data.yaml; its split folders resolve against the yaml's folder."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise TaxonomyError(f"{path}: cannot read data file: {err}") from err
+    if not isinstance(data, dict) or "names" not in data:
+        raise TaxonomyError(f"{path}: a data file needs 'names'")
+    return data
+
+
+def licence_credits(data_yaml: Path) -> str:
+    """The comment block of a data.yaml that starts at `# Source:`: who made the data, under which licence."""
+    block: list[str] = []
+    for line in data_yaml.read_text(encoding="utf-8").splitlines():
+        text = line.strip()
+        if block and not text.startswith("#"):
+            break
+        if block or text.lstrip("# ").lower().startswith("source:"):
+            block.append(text.lstrip("# ").strip())
+    return " ".join(block)
+
+
+def split_dirs(data_yaml: Path, data: dict[str, Any], split: str) -> list[Path]:
+    """Image folders of one split of a data.yaml (`path:` honoured, else the yaml's folder)."""
+    entry = data.get(split)
+    if entry is None:
+        return []
+    data_yaml = data_yaml.resolve()  # a relative yaml path would otherwise be joined twice
+    root = Path(data.get("path") or data_yaml.parent)
+    if not root.is_absolute():
+        root = (data_yaml.parent / root).resolve()
+    return [(root / e).resolve() for e in (entry if isinstance(entry, list) else [entry])]
+
+
+def image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def labels_sha256(images: list[Path]) -> str:
+    """sha256 over each image's file name and its YOLO label text: which boxes a score is on."""
+    digest = hashlib.sha256()
+    for image in images:
+        label = label_path(image)
+        text = label.read_text(encoding="utf-8") if label.exists() else ""
+        digest.update(f"{image.name}\n{text}\n".encode())
+    return digest.hexdigest()
+
+
+def label_path(image: Path) -> Path:
+    """The YOLO label file of an image: the last `/images/` in its path read as `/labels/`."""
+    parts = list(image.parts)
+    index = len(parts) - 1 - parts[::-1].index("images")
+    parts[index] = "labels"
+    return Path(*parts).with_suffix(".txt")
+
+
+def keeps(image: Path, fraction: float) -> bool:
+    """Whether a train image stays in a subsampled source: decided by a hash of its file name, so
+    the same images stay on every machine and a larger fraction keeps a superset."""
+    if fraction >= 1.0:
+        return True
+    bucket = int.from_bytes(hashlib.sha256(image.name.encode()).digest()[:8], "big") / 2**64
+    return bucket < fraction
+
+
+def read_oversample(
+    entry: dict[str, Any], labelled: set[int], taxonomy: Taxonomy, where: str
+) -> dict[int, int]:
+    """A source's `oversample` ({class name: times}) as taxonomy ids; only classes it labels."""
+    spec = entry.get("oversample") or {}
+    if not isinstance(spec, dict):
+        raise TaxonomyError(f"{where}.oversample must map class names to times, got {spec!r}")
+    times: dict[int, int] = {}
+    for name, count in spec.items():
+        cls = taxonomy.resolve(str(name))
+        if cls is None or cls.index not in labelled:
+            raise TaxonomyError(f"{where}.oversample: {name!r} is not a class this source labels")
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 10:
+            raise TaxonomyError(
+                f"{where}.oversample.{name} must be a whole number from 1 to 10, got {count!r}"
+            )
+        times[cls.index] = count
+    return times
+
+
+def load_mix(mix_yaml: Path | str, taxonomy: Taxonomy | None = None) -> tuple[str, list[Source]]:
+    """Read a mix file: `name` and `sources` (each `name` and `data`, relative to the mix file, an
+    optional `train_fraction` in (0, 1] that spends less training time on a large source, and an
+    optional `oversample` {class: times} that lists train images holding a rare class more often)."""
+    mix_yaml = Path(mix_yaml)
+    taxonomy = taxonomy or load_taxonomy()
+    spec = yaml.safe_load(mix_yaml.read_text(encoding="utf-8"))
+    sources = []
+    for index, entry in enumerate(spec.get("sources") or []):
+        if "name" not in entry or "data" not in entry:
+            raise TaxonomyError(f"{mix_yaml}: sources[{index}] needs 'name' and 'data'")
+        data_yaml = (mix_yaml.parent / os.path.expandvars(entry["data"])).resolve()
+        names = read_data_yaml(data_yaml)["names"]
+        class_map, unknown = taxonomy.map_names(names)
+        fraction = entry.get("train_fraction", 1.0)
+        if not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+            raise TaxonomyError(
+                f"{mix_yaml}: sources[{index}].train_fraction must be in (0, 1], got {fraction!r}"
+            )
+        where = f"{mix_yaml}: sources[{index}]"
+        oversample = read_oversample(entry, set(class_map.values()), taxonomy, where)
+        sources.append(
+            Source(entry["name"], data_yaml, class_map, tuple(unknown), float(fraction), oversample)
+        )
+    if not sources:
+        raise TaxonomyError(f"{mix_yaml}: no sources")
+    return str(spec.get("name") or mix_yaml.stem), sources
+
+
+def remap_label_text(text: str, class_map: dict[int, int]) -> str:
+    """Rewrite YOLO label lines into taxonomy ids, dropping classes outside the taxonomy."""
+    lines = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 5:
+            continue
+        mapped = class_map.get(int(float(fields[0])))
+        if mapped is not None:
+            lines.append(" ".join([str(mapped), *fields[1:5]]))
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def write_repeats(link: Path, image: Path, label_text: str, oversample: dict[int, int]) -> int:
+    """Extra links `<stem>.repeatN<suffix>` (with the same labels) for a train image that holds an
+    oversampled class, up to the largest count among its classes; returns how many."""
+    classes = {int(line.split()[0]) for line in label_text.splitlines()}
+    times = max((oversample.get(c, 1) for c in classes), default=1)
+    for n in range(1, times):
+        copy = link.with_name(f"{link.stem}.repeat{n}{link.suffix}")
+        copy.symlink_to(image)
+        label_path(copy).write_text(label_text, encoding="utf-8")
+    return times - 1
+
+
+def build_mix(mix_yaml: Path | str, out: Path | str, taxonomy: Taxonomy | None = None) -> Path:
+    """Write the mix folder (idempotent) and return its data.yaml."""
+    taxonomy = taxonomy or load_taxonomy()
+    name, sources = load_mix(mix_yaml, taxonomy)
+    out = Path(out)
+    summary: dict[str, Any] = {}
+    split_entries: dict[str, list[str]] = {s: [] for s in SPLITS}
+    for source in sources:
+        data = read_data_yaml(source.data_yaml)
+        info: dict[str, Any] = {
+            "data": str(source.data_yaml),
+            "labelled": source.labelled,
+            "labelled_names": [taxonomy.names[i] for i in source.labelled],
+            "ignored_classes": list(source.unknown),
+            "licence": licence_credits(source.data_yaml),
+            "train_fraction": source.train_fraction,
+            "oversample": source.oversample_by_name(taxonomy.names),
+            "repeats": 0,  # extra train links made by `oversample`; `images` counts each image once
+            "images": {},
+            "sha256": {},
+            "labels_sha256": {},
+        }
+        for split in SPLITS:
+            files = [f for d in split_dirs(source.data_yaml, data, split) for f in image_files(d)]
+            if split == "train":
+                files = [f for f in files if keeps(f, source.train_fraction)]
+            rel = Path("images") / source.name / split
+            for folder in (out / rel, out / "labels" / source.name / split):
+                shutil.rmtree(folder, ignore_errors=True)  # a rebuilt mix keeps no image it no longer selects
+            if not files:
+                continue
+            digest = hashlib.sha256()
+            for image in files:
+                link = out / rel / image.name
+                link.parent.mkdir(parents=True, exist_ok=True)
+                if not link.is_symlink():
+                    link.symlink_to(image)
+                original = label_path(image)
+                text = original.read_text(encoding="utf-8") if original.exists() else ""
+                remapped = remap_label_text(text, source.class_map)
+                target = label_path(link)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(remapped, encoding="utf-8")
+                digest.update(f"{image.name}\n".encode())
+                if split == "train":
+                    info["repeats"] += write_repeats(link, image, remapped, source.oversample)
+            split_entries[split].append(str(rel))
+            info["images"][split] = len(files)
+            info["sha256"][split] = digest.hexdigest()
+            info["labels_sha256"][split] = labels_sha256(files)
+        summary[source.name] = info
+    data_yaml = out / "data.yaml"
+    data_yaml.write_text(
+        yaml.safe_dump(
+            {
+                "path": str(out.resolve()),
+                **{split: entries for split, entries in split_entries.items() if entries},
+                "names": dict(enumerate(taxonomy.names)),
+                "mix": name,
+            },
+            allow_unicode=True,
+            sort_keys=False,
+        ),
+        encoding="utf-8",
+    )
+    (out / "sources.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
+    return data_yaml
+
+
+def source_of(image_path: str | Path) -> str:
+    """The source name of a mix image: the folder right under `images/`."""
+    parts = Path(image_path).parts
+    return parts[len(parts) - 1 - parts[::-1].index("images") + 1]
+
+
+def labelled_classes(mix_dir: Path) -> dict[str, list[int]]:
+    """Per source, the taxonomy classes it labels (from sources.json); empty if not a mix."""
+    path = mix_dir / "sources.json"
+    if not path.exists():
+        return {}
+    return {name: info["labelled"] for name, info in json.loads(path.read_text(encoding="utf-8")).items()}

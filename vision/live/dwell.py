@@ -1,0 +1,155 @@
+"""Dwell clocks: how long each tracked object has stood still in a zone.
+
+A clock belongs to an object in a zone, not to a tracker id: when a parked car is hidden by a
+passing bus and comes back under a new tracker id at the same place, it keeps its clock. A clock
+restarts when the object moves (centroid drift beyond `max_drift` x the box's size), so a car
+creeping in traffic never accumulates dwell. All times are capture times in seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import count
+
+import numpy as np
+import supervision as sv
+
+from vision.live.cameras import DwellSettings
+from vision.live.tracking import ids, subset
+
+
+@dataclass
+class Stay:
+    """One object standing in one zone, with its clock."""
+
+    key: int  # stable across tracker id switches
+    zone_id: str
+    class_id: int
+    tracker_id: int
+    box: np.ndarray  # latest xyxy, pixels
+    anchor_box: np.ndarray  # where the clock (re)started: drift is measured from here
+    since: float  # clock start
+    last_seen: float
+    confidence: float
+
+    def dwell(self, at: float) -> float:
+        return at - self.since
+
+
+def centroid_drift(reference: np.ndarray, box: np.ndarray) -> float:
+    """Centroid displacement relative to the reference box's size (sqrt of its area)."""
+    centre_ref = (reference[:2] + reference[2:]) / 2
+    centre = (box[:2] + box[2:]) / 2
+    size = float(np.sqrt(max((reference[2] - reference[0]) * (reference[3] - reference[1]), 1.0)))
+    return float(np.linalg.norm(centre - centre_ref)) / size
+
+
+def overlap_of_first(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """For each of `boxes` (n, 4), the fraction of its area inside `box` (4,)."""
+    width = np.clip(np.minimum(boxes[:, 2], box[2]) - np.maximum(boxes[:, 0], box[0]), 0, None)
+    height = np.clip(np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1]), 0, None)
+    area = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1e-9)
+    return np.asarray(width * height / area)
+
+
+def scale_boxes(boxes: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    return boxes * np.array([sx, sy, sx, sy], dtype=np.float64)
+
+
+class DwellClocks:
+    """Dwell clocks of one camera; memory bounded by `max_objects` (the stalest are evicted)."""
+
+    def __init__(self, settings: DwellSettings) -> None:
+        self.settings = settings
+        self.stays: dict[int, Stay] = {}
+        self._by_track: dict[tuple[str, int], int] = {}  # (zone, tracker id) -> stay key
+        self._keys = count(1)
+
+    def __len__(self) -> int:
+        return len(self.stays)
+
+    def _refind(self, zone_id: str, box: np.ndarray, at: float, taken: set[int]) -> Stay | None:
+        """A recently lost object of the zone at the same place (best overlap), if any."""
+        candidates = [
+            s
+            for s in self.stays.values()
+            if s.zone_id == zone_id and s.key not in taken and at - s.last_seen <= self.settings.refind_s
+        ]
+        if not candidates:
+            return None
+        ious = sv.box_iou_batch(np.stack([s.box for s in candidates]), box[None])[:, 0]
+        best = int(np.argmax(ious))
+        return candidates[best] if ious[best] >= self.settings.refind_iou else None
+
+    def _follow(self, zone_id: str, detections: sv.Detections, at: float) -> list[Stay]:
+        seen: list[Stay] = []
+        taken: set[int] = set()
+        tracker_ids = ids(detections.tracker_id, len(detections))
+        class_ids = ids(detections.class_id, len(detections))
+        known = [self._by_track.get((zone_id, int(t))) for t in tracker_ids]
+        # Known tracks first, so a refind never steals a clock that its own track still holds.
+        for index in sorted(range(len(detections)), key=lambda i: known[i] is None):
+            tracker_id = int(tracker_ids[index])
+            box = detections.xyxy[index].astype(np.float64)
+            key = known[index]
+            stay = self.stays.get(key) if key is not None else None
+            if stay is None or stay.key in taken:
+                stay = self._refind(zone_id, box, at, taken)
+                if stay is not None:
+                    self._by_track.pop((zone_id, stay.tracker_id), None)
+            if stay is None:
+                stay = Stay(
+                    key=next(self._keys),
+                    zone_id=zone_id,
+                    class_id=int(class_ids[index]),
+                    tracker_id=tracker_id,
+                    box=box,
+                    anchor_box=box,
+                    since=at,
+                    last_seen=at,
+                    confidence=0.0,
+                )
+                self.stays[stay.key] = stay
+            if centroid_drift(stay.anchor_box, box) > self.settings.max_drift:
+                stay.anchor_box, stay.since = box, at
+            stay.tracker_id = tracker_id
+            stay.class_id = int(class_ids[index])
+            stay.box = box
+            stay.last_seen = at
+            stay.confidence = (
+                float(detections.confidence[index]) if detections.confidence is not None else 1.0
+            )
+            self._by_track[(zone_id, tracker_id)] = stay.key
+            taken.add(stay.key)
+            seen.append(stay)
+        return seen
+
+    def _evict(self, at: float) -> None:
+        stale = [k for k, s in self.stays.items() if at - s.last_seen > self.settings.refind_s]
+        overflow = len(self.stays) - len(stale) - self.settings.max_objects
+        if overflow > 0:
+            fresh = sorted((s for s in self.stays.values() if s.key not in stale), key=lambda s: s.last_seen)
+            stale += [s.key for s in fresh[:overflow]]
+        for key in stale:
+            stay = self.stays.pop(key)
+            if self._by_track.get((stay.zone_id, stay.tracker_id)) == key:
+                del self._by_track[(stay.zone_id, stay.tracker_id)]
+
+    def update(self, at: float, in_zones: dict[str, sv.Detections]) -> dict[str, list[Stay]]:
+        """Advance the clocks with one frame's tracked detections per zone; returns the stays seen.
+
+        Detections without a track (tracker_id -1) carry no identity and are ignored.
+        """
+        seen: dict[str, list[Stay]] = {}
+        for zone_id, detections in in_zones.items():
+            tracked = subset(detections, ids(detections.tracker_id, len(detections)) >= 0)
+            seen[zone_id] = self._follow(zone_id, tracked, at) if len(tracked) else []
+        self._evict(at)
+        return seen
+
+    def rescale(self, sx: float, sy: float) -> None:
+        """Carry the clocks over a change of frame size (boxes are pixels)."""
+        for stay in self.stays.values():
+            stay.box = scale_boxes(stay.box, sx, sy)
+            stay.anchor_box = scale_boxes(stay.anchor_box, sx, sy)
+        self._by_track.clear()  # the tracker is reset with the size: its ids start over

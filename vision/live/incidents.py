@@ -1,0 +1,206 @@
+"""Incidents: one violation at one place in one zone, from first firing to verification.
+
+The ledger turns per-frame sightings ("something of this rule stands here since t0") into the few
+events a case needs, never one per frame:
+
+- `started`: the dwell time was reached inside the rule's schedule -> one case;
+- `evidence`: still there, at most every `evidence_every_s` -> evidence appended;
+- `cleared`: gone from its place for `clear_after_s` (counted from the moment the case was reported
+  handled when `verify: after_handled`) -> after-photo and a check-pass proposal (核查);
+- `rework`: back at the place within `return_watch_s` after clearing, or still there
+  `clear_after_s` after the case was reported handled -> the case is flagged for rework.
+
+A case closed, cancelled or not filed while its object still stands there closes the incident:
+it stays, silent, until the object has been gone `clear_after_s`, so a person's decision ("a
+delivery van, allowed") is not raised again as a new case on the next frame. Only what stands
+there after that is a new violation.
+
+Pure bookkeeping on capture times (seconds); the service maps incidents to cases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import count
+from typing import Literal
+
+import numpy as np
+import supervision as sv
+
+from vision.live.cameras import CaseSettings
+from vision.live.dwell import scale_boxes
+
+EventKind = Literal["started", "evidence", "cleared", "rework"]
+MAX_INCIDENTS_PER_ZONE = 64
+_incident_ids = count(1)
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """Something a rule cares about, standing at a place since `since` (seen on this frame)."""
+
+    key: int  # the dwell clock's key; occupancy uses one key per zone
+    box: np.ndarray  # xyxy pixels
+    since: float
+    event: str  # taxonomy event this would be filed as
+    class_id: int | None = None  # None: class-free (occupancy)
+    confidence: float | None = None
+
+
+@dataclass
+class Incident:
+    id: int
+    zone_id: str
+    event: str
+    source: Literal["detector", "occupancy"]
+    key: int
+    box: np.ndarray
+    class_id: int | None
+    confidence: float | None
+    since: float  # when the object arrived
+    started_at: float  # when the violation fired
+    last_seen: float
+    last_evidence: float
+    status: Literal["present", "cleared", "closed"] = "present"
+    handled_at: float | None = None  # set by the service when the case is reported handled
+    flagged_report: float | None = None  # the handling report already flagged as premature
+    cleared_at: float | None = None
+    case_id: int | None = field(default=None, compare=False)  # the service's bookkeeping
+
+
+@dataclass(frozen=True)
+class RuleEvent:
+    kind: EventKind
+    incident: Incident
+    at: float
+    reason: str = ""
+
+
+class IncidentLedger:
+    """The incidents of one zone rule; memory bounded by MAX_INCIDENTS_PER_ZONE."""
+
+    def __init__(self, zone_id: str, settings: CaseSettings, min_dwell_s: float, source: str) -> None:
+        self.zone_id = zone_id
+        self.settings = settings
+        self.min_dwell_s = min_dwell_s
+        self.source: Literal["detector", "occupancy"] = "occupancy" if source == "occupancy" else "detector"
+        self.incidents: dict[int, Incident] = {}
+
+    def _same_place(self, sighting: Sighting, taken: set[int]) -> Incident | None:
+        free = [i for i in self.incidents.values() if i.id not in taken]
+        for incident in free:
+            if incident.key == sighting.key:
+                return incident
+        if not free:
+            return None
+        ious = sv.box_iou_batch(np.stack([i.box for i in free]), sighting.box[None])[:, 0]
+        best = int(np.argmax(ious))
+        return free[best] if ious[best] >= self.settings.same_place_iou else None
+
+    def _seen(self, incident: Incident, sighting: Sighting, at: float) -> list[RuleEvent]:
+        s = self.settings
+        if incident.status == "closed":
+            incident.key, incident.box, incident.last_seen = sighting.key, sighting.box, at
+            return []
+        if incident.status == "cleared":
+            if at - sighting.since < s.return_dwell_s:
+                return []
+            incident.status, incident.cleared_at, incident.handled_at = "present", None, None
+            incident.key, incident.box, incident.last_seen, incident.last_evidence = (
+                sighting.key,
+                sighting.box,
+                at,
+                at,
+            )
+            return [RuleEvent("rework", incident, at, "returned")]
+        incident.key, incident.box, incident.last_seen = sighting.key, sighting.box, at
+        handled = incident.handled_at
+        if handled is not None and handled != incident.flagged_report and at - handled >= s.clear_after_s:
+            incident.flagged_report, incident.last_evidence = handled, at  # once per handling report
+            return [RuleEvent("rework", incident, at, "still_present")]
+        if at - incident.last_evidence >= s.evidence_every_s:
+            incident.last_evidence = at
+            return [RuleEvent("evidence", incident, at)]
+        return []
+
+    def _absent(self, incident: Incident, at: float) -> list[RuleEvent]:
+        if incident.status != "present":
+            return []
+        absent_from = incident.last_seen
+        if self.settings.verify == "after_handled":
+            if incident.handled_at is None:
+                return []
+            absent_from = max(absent_from, incident.handled_at)
+        if at - absent_from < self.settings.clear_after_s:
+            return []
+        incident.status, incident.cleared_at = "cleared", at
+        return [RuleEvent("cleared", incident, at)]
+
+    def update(self, at: float, sightings: list[Sighting], active_since: float | None) -> list[RuleEvent]:
+        """One frame: `sightings` in the zone, `active_since` = start of the schedule window now
+        in force (None: the rule is off now, nothing new fires)."""
+        events: list[RuleEvent] = []
+        taken: set[int] = set()
+        for sighting in sorted(sightings, key=lambda s: s.since):
+            incident = self._same_place(sighting, taken)
+            if incident is not None:
+                taken.add(incident.id)
+                events += self._seen(incident, sighting, at)
+            elif active_since is not None and at - max(sighting.since, active_since) >= self.min_dwell_s:
+                incident = Incident(
+                    id=next(_incident_ids),
+                    zone_id=self.zone_id,
+                    event=sighting.event,
+                    source=self.source,
+                    key=sighting.key,
+                    box=sighting.box,
+                    class_id=sighting.class_id,
+                    confidence=sighting.confidence,
+                    since=sighting.since,
+                    started_at=at,
+                    last_seen=at,
+                    last_evidence=at,
+                )
+                self.incidents[incident.id] = incident
+                taken.add(incident.id)
+                events.append(RuleEvent("started", incident, at))
+        for incident in list(self.incidents.values()):
+            if incident.id not in taken:
+                events += self._absent(incident, at)
+        self._forget(at)
+        return events
+
+    def _forget(self, at: float) -> None:
+        """Cleared incidents leave after the return watch, closed ones once their object has gone;
+        the oldest go first beyond the bound."""
+        s = self.settings
+        for incident in list(self.incidents.values()):
+            if (incident.status == "cleared" and at - (incident.cleared_at or at) > s.return_watch_s) or (
+                incident.status == "closed" and at - incident.last_seen >= s.clear_after_s
+            ):
+                del self.incidents[incident.id]
+        if len(self.incidents) > MAX_INCIDENTS_PER_ZONE:
+            order = sorted(self.incidents.values(), key=lambda i: (i.status == "present", i.last_seen))
+            for incident in order[: len(self.incidents) - MAX_INCIDENTS_PER_ZONE]:
+                del self.incidents[incident.id]
+
+    def set_handled(self, incident_id: int, at: float | None) -> None:
+        """The incident's case was reported handled at `at` (None: it is back in handling)."""
+        incident = self.incidents.get(incident_id)
+        if incident is not None:
+            incident.handled_at = at
+
+    def close(self, incident_id: int) -> None:
+        """Its case was closed, cancelled or not filed: a present incident goes silent until its
+        object leaves; a cleared one is dropped (a return is a new violation, not rework)."""
+        incident = self.incidents.get(incident_id)
+        if incident is None or incident.status == "closed":
+            return
+        if incident.status == "present":
+            incident.status = "closed"
+        else:
+            del self.incidents[incident_id]
+
+    def rescale(self, sx: float, sy: float) -> None:
+        for incident in self.incidents.values():
+            incident.box = scale_boxes(incident.box, sx, sy)

@@ -1,0 +1,196 @@
+"""The rule engine of one camera: frame -> tracks -> zones -> dwell / occupancy -> incident events.
+
+Pure and in memory (no database, no clock): every time is the frame's capture time. The service
+(serve/cases/cameras.py) feeds it frames with their detections and turns its events into cases.
+
+Late frames: a frame captured at or before the last processed one cannot go through the tracker
+(its Kalman state only moves forward) nor the clocks, and waiting for stragglers would delay every
+frame. Such a frame is therefore not applied to tracks, clocks or incidents; it comes back marked
+`late` with its detections, so the caller can still record it (the endpoint returns and counts it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import supervision as sv
+
+from vision.core.taxonomy import Taxonomy, load_taxonomy
+from vision.live.cameras import Camera, Rule
+from vision.live.dwell import DwellClocks, Stay, overlap_of_first
+from vision.live.incidents import Incident, IncidentLedger, RuleEvent, Sighting
+from vision.live.occupancy import OccupancyClock, StaticForeground, ZoneMeter, ZoneOccupancy
+from vision.live.tracking import CaptureTimeTracker, ids, subset
+from vision.live.zones import FrameZone, Size
+
+OCCUPANCY_KEY = 0  # one occupation per zone at a time: its sightings share one key
+
+
+@dataclass
+class FrameOutcome:
+    at: float
+    late: bool
+    detections: sv.Detections  # with tracker_id (-1: no track yet, or a late frame)
+    stays: list[Stay] = field(default_factory=list)  # objects in zones with their clocks
+    occupancy: list[ZoneOccupancy] = field(default_factory=list)
+    events: list[RuleEvent] = field(default_factory=list)
+
+
+def _seconds(at: datetime | float) -> float:
+    if isinstance(at, datetime):
+        if at.tzinfo is None:
+            raise ValueError("capture time has no timezone; give it as an aware datetime (e.g. with +08:00)")
+        return at.timestamp()
+    return float(at)
+
+
+class CameraRules:
+    """Tracks, dwell clocks, occupancy and incidents of one camera."""
+
+    def __init__(self, camera: Camera, taxonomy: Taxonomy | None = None) -> None:
+        self.camera = camera
+        self.taxonomy = taxonomy or load_taxonomy()
+        self.tracker = CaptureTimeTracker(camera.tracker, camera.analyse_fps)
+        self.clocks = DwellClocks(camera.dwell)
+        self.last_at: float | None = None
+        self.size: Size | None = None
+        self.object_zones = [FrameZone(z) for z in camera.zones if z.rule.detect == "objects"]
+        self.meters = [ZoneMeter(z, camera.ground) for z in camera.zones if z.rule.detect == "occupancy"]
+        self.occupancy_clocks = {m.zone.id: OccupancyClock(camera.occupancy.gap_s) for m in self.meters}
+        self.foreground = StaticForeground(camera.occupancy) if self.meters else None
+        self.ledgers = {
+            z.id: IncidentLedger(z.id, camera.cases, z.rule.min_dwell_s, z.rule.detect) for z in camera.zones
+        }
+        names = self.taxonomy.names
+        self._mask_classes = [names.index(n) for n in camera.occupancy.mask_classes]
+
+    # ------------------------------------------------------------------------------------ helpers
+
+    def _active_since(self, rule: Rule, at: float) -> float | None:
+        if rule.schedule.always:
+            return -math.inf
+        local = datetime.fromtimestamp(at, self.camera.tz)
+        start = rule.schedule.active_since(local)
+        return None if start is None else start.timestamp()
+
+    def _min_confidence(self, rule: Rule, class_id: int) -> float:
+        if rule.min_confidence is not None:
+            return rule.min_confidence
+        return self.taxonomy.classes[class_id].min_confidence
+
+    def _in_zone(self, zone: FrameZone, tracked: sv.Detections) -> sv.Detections:
+        rule = zone.zone.rule
+        wanted = [self.taxonomy.names.index(c) for c in rule.classes]
+        if len(tracked) == 0:
+            return tracked
+        class_ids = ids(tracked.class_id, len(tracked))
+        confidence = tracked.confidence if tracked.confidence is not None else np.ones(len(tracked))
+        floor = np.array([self._min_confidence(rule, int(c)) if c >= 0 else 1.0 for c in class_ids])
+        keep = zone.trigger(tracked, self._size()) & np.isin(class_ids, wanted) & (confidence >= floor)
+        return subset(tracked, keep)
+
+    def _size(self) -> Size:
+        assert self.size is not None
+        return self.size
+
+    def _resize(self, size: Size) -> None:
+        if self.size is not None and size != self.size:
+            sx, sy = size[0] / self.size[0], size[1] / self.size[1]
+            self.clocks.rescale(sx, sy)
+            for ledger in self.ledgers.values():
+                ledger.rescale(sx, sy)
+            self.tracker.reset()
+        self.size = size
+
+    def _object_event(self, rule: Rule, class_id: int) -> str | None:
+        if rule.event is not None:
+            return rule.event
+        return self.taxonomy.classes[class_id].event
+
+    def _occupancy_event(self, rule: Rule, box: np.ndarray, tracked: sv.Detections) -> str:
+        """The rule's event, or a class event when the detector also sees that class there
+        (a third of its box or more inside the occupied area)."""
+        assert rule.event is not None
+        class_ids = ids(tracked.class_id, len(tracked))
+        for name, event in rule.class_events.items():
+            seen = tracked.xyxy[class_ids == self.taxonomy.names.index(name)]
+            if len(seen) and (overlap_of_first(seen, box) >= 1 / 3).any():
+                return event
+        return rule.event
+
+    # ------------------------------------------------------------------------------------ the verb
+
+    def process(
+        self,
+        at: datetime | float,
+        detections: sv.Detections,
+        size: Size,
+        frame: np.ndarray | None = None,
+    ) -> FrameOutcome:
+        """One frame captured at `at` of `size` (width, height), with the detector's detections.
+
+        `frame` (BGR) feeds the occupancy rules; without it they skip this frame.
+        """
+        when = _seconds(at)
+        if self.last_at is not None and when <= self.last_at:
+            late = subset(detections, np.ones(len(detections), dtype=bool))
+            late.tracker_id = np.full(len(late), -1, dtype=int)
+            return FrameOutcome(at=when, late=True, detections=late)
+        self.last_at = when
+        self._resize(size)
+        tracked = self.tracker.update(detections, when)
+        outcome = FrameOutcome(at=when, late=False, detections=tracked)
+
+        in_zones = {zone.id: self._in_zone(zone, tracked) for zone in self.object_zones}
+        seen = self.clocks.update(when, in_zones)
+        for zone in self.object_zones:
+            rule = zone.zone.rule
+            sightings = []
+            for stay in seen[zone.id]:
+                event = self._object_event(rule, stay.class_id)
+                if event is not None:
+                    sightings.append(
+                        Sighting(stay.key, stay.box, stay.since, event, stay.class_id, stay.confidence)
+                    )
+                outcome.stays.append(stay)
+            ledger = self.ledgers[zone.id]
+            outcome.events += ledger.update(when, sightings, self._active_since(rule, when))
+
+        if self.foreground is not None and frame is not None:
+            self._occupancy(when, frame, tracked, outcome)
+        return outcome
+
+    def _occupancy(
+        self, when: float, frame: np.ndarray, tracked: sv.Detections, outcome: FrameOutcome
+    ) -> None:
+        assert self.foreground is not None
+        ignore = tracked.xyxy[np.isin(ids(tracked.class_id, len(tracked)), self._mask_classes)]
+        keep_out = tracked.xyxy
+        self.foreground.update(when, frame, ignore, keep_out)
+        for meter in self.meters:
+            reading = meter.measure(self.foreground)
+            outcome.occupancy.append(reading)
+            since = self.occupancy_clocks[meter.zone.id].update(when, meter.occupied(reading))
+            rule = meter.zone.rule
+            sightings = []
+            if since is not None and reading.box is not None:
+                event = self._occupancy_event(rule, reading.box, tracked)
+                sightings.append(Sighting(OCCUPANCY_KEY, reading.box, since, event))
+            ledger = self.ledgers[meter.zone.id]
+            outcome.events += ledger.update(when, sightings, self._active_since(rule, when))
+
+    @property
+    def incidents(self) -> list[Incident]:
+        return [i for ledger in self.ledgers.values() for i in ledger.incidents.values()]
+
+    def set_handled(self, incident: Incident, at: datetime | float | None) -> None:
+        """The incident's case was reported handled at `at` (None: back in handling, e.g. rework)."""
+        self.ledgers[incident.zone_id].set_handled(incident.id, None if at is None else _seconds(at))
+
+    def close(self, incident: Incident) -> None:
+        """Its case is over (closed, cancelled, not filed): silent while its object stays; what
+        stands there after it has gone is a new violation."""
+        self.ledgers[incident.zone_id].close(incident.id)

@@ -1,0 +1,4 @@
+"""Model operations: train, evaluate, export, promote, retrain, the GPU relay.
+
+Imports the layers below; never serve.
+"""

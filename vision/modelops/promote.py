@@ -1,0 +1,435 @@
+"""`streetorder models`: which model is current, and when a new one may replace it.
+
+A model replaces the current one only after both were evaluated on the same **frozen holdout**
+(configs/promotion.yaml: labelled sets never trained on, pinned by a sha256 of every image and
+label file) and the new one is not worse on any judged class by more than that class's
+tolerance. The decision, both models' scores and the classes that failed go into the new model's
+card and into the registry history (models/registry.yaml), refusals included. A promotion is
+one atomic rewrite of the registry; a running service follows it without a restart
+(serve/api/reload.py). `rollback` makes the previous current model current again.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vision.core.taxonomy import TaxonomyError
+from vision.data.datamix import image_files, label_path, read_data_yaml, split_dirs
+from vision.detect.registry import (
+    MODELS_DIR,
+    REGISTRY,
+    ModelError,
+    file_sha256,
+    find_model,
+    model_version,
+    read_card,
+    update_card,
+)
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "promotion.yaml"
+METRICS = ("ap50", "ap50_95")
+CURRENT_ACTIONS = ("initial", "promote", "force", "rollback")  # history entries that set `current`
+REGISTRY_HEADER = (
+    "# The model registry: which model under models/ is current (the service, scans and Label Studio use\n"
+    "# it when their model is `current`), and the history of every promotion, refusal and rollback.\n"
+    "# Written only by `streetorder models promote|rollback|retrain` (vision/modelops/promote.py).\n"
+)
+
+
+class PromotionError(ValueError):
+    """Promotion cannot be decided: a changed holdout, an unknown model, a broken config."""
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HoldoutSet:
+    name: str
+    data: Path  # an ultralytics data.yaml
+    split: str
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How a candidate is judged (configs/promotion.yaml)."""
+
+    metric: str
+    default_tolerance: float
+    tolerances: dict[str, float]
+    min_instances: int
+    holdout_name: str
+    holdout: tuple[HoldoutSet, ...]
+    holdout_sha256: str | None
+    retrain: dict[str, Any] = field(default_factory=dict)
+    source: Path = CONFIG
+
+    def tolerance(self, class_name: str) -> float:
+        return self.tolerances.get(class_name, self.default_tolerance)
+
+
+def load_policy(path: Path | None = None) -> Policy:
+    path = path or CONFIG
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise PromotionError(f"{path}: cannot read: {err}") from err
+    if not isinstance(data, dict):
+        raise PromotionError(f"{path}: expected a mapping")
+    metric = str(data.get("metric", "ap50"))
+    if metric not in METRICS:
+        raise PromotionError(f"{path}: metric: '{metric}' is not one of {', '.join(METRICS)}")
+    tolerance = data.get("tolerance") or {}
+    holdout = data.get("holdout") or {}
+    sets = []
+    for index, entry in enumerate(holdout.get("sets") or []):
+        if not isinstance(entry, dict) or "data" not in entry:
+            raise PromotionError(f"{path}: holdout.sets[{index}]: needs 'data' (a data.yaml)")
+        data_yaml = (path.parent / os.path.expandvars(str(entry["data"]))).resolve()
+        sets.append(
+            HoldoutSet(
+                str(entry.get("name") or data_yaml.parent.name), data_yaml, str(entry.get("split", "val"))
+            )
+        )
+    if not sets:
+        raise PromotionError(f"{path}: holdout.sets: no holdout set (nothing to judge a model on)")
+    try:
+        tolerances = {str(k): float(v) for k, v in (tolerance.get("classes") or {}).items()}
+        default = float(tolerance.get("default", 0.0))
+    except (TypeError, ValueError) as err:
+        raise PromotionError(f"{path}: tolerance: numbers expected ({err})") from err
+    if default < 0 or any(v < 0 for v in tolerances.values()):
+        raise PromotionError(f"{path}: tolerance: must not be negative")
+    return Policy(
+        metric=metric,
+        default_tolerance=default,
+        tolerances=tolerances,
+        min_instances=int(data.get("min_instances", 1)),
+        holdout_name=str(holdout.get("name", "holdout")),
+        holdout=tuple(sets),
+        holdout_sha256=str(holdout["sha256"]) if holdout.get("sha256") else None,
+        retrain=dict(data.get("retrain") or {}),
+        source=path,
+    )
+
+
+# --- the frozen holdout -------------------------------------------------------------------------
+
+
+def holdout_files(policy: Policy) -> Iterator[tuple[HoldoutSet, Path, Path]]:
+    """(set, image, label file) of every holdout image, in a stable order."""
+    for holdout in policy.holdout:
+        data = read_data_yaml(holdout.data)
+        for folder in split_dirs(holdout.data, data, holdout.split):
+            for image in image_files(folder):
+                yield holdout, image, label_path(image)
+
+
+def holdout_digest(policy: Policy) -> tuple[str, dict[str, str]]:
+    """sha256 over every holdout image and label file (names and contents); and image sha -> set."""
+    digest = hashlib.sha256()
+    images: dict[str, str] = {}
+    for holdout, image, label in holdout_files(policy):
+        image_sha = file_sha256(image)
+        label_sha = file_sha256(label) if label.exists() else "-"
+        digest.update(f"{holdout.name}/{holdout.split}/{image.name} {image_sha} {label_sha}\n".encode())
+        images[image_sha] = f"{holdout.name}/{holdout.split}"
+    return digest.hexdigest(), images
+
+
+def check_holdout(policy: Policy) -> str:
+    """The holdout's digest, refused when it differs from the frozen one in the config."""
+    digest, images = holdout_digest(policy)
+    if not images:
+        raise PromotionError(f"{policy.source}: the holdout has no images (are the data sets there?)")
+    if policy.holdout_sha256 is None:
+        raise PromotionError(
+            f"{policy.source}: holdout.sha256 is not set; freeze the holdout by setting it to {digest}"
+        )
+    if digest != policy.holdout_sha256:
+        raise PromotionError(
+            f"{policy.source}: the holdout changed (sha256 {digest}, frozen {policy.holdout_sha256}); models "
+            "judged on different holdouts cannot be compared. Restore it, or freeze a new holdout on purpose."
+        )
+    return digest
+
+
+def holdout_refusals(path: Path | None = None) -> dict[str, str]:
+    """Image sha256 -> why it may not be added to training data (it is in the frozen holdout)."""
+    try:
+        policy = load_policy(path)
+        _, images = holdout_digest(policy)
+    except (PromotionError, TaxonomyError) as err:
+        print(f"warning: holdout not checked: {err}", file=sys.stderr)
+        return {}
+    return {
+        sha: f"in the frozen holdout {policy.holdout_name} ({where}): never trained on"
+        for sha, where in images.items()
+    }
+
+
+# --- scores and the decision ----------------------------------------------------------------------
+
+Scores = dict[str, dict[str, dict[str, Any]]]  # set -> class -> {metric, instances}
+
+
+def holdout_scores(model: str | Path, policy: Policy, limit: int | None = None) -> tuple[str, Scores]:
+    """Evaluate a model on every holdout set: its version and per-class scores.
+
+    Scores are remembered in the model's card under the holdout's digest and the model's
+    version, so the current model is evaluated once per holdout, not at every promotion.
+    """
+    from vision.detect.backends import load_detector
+    from vision.modelops.evaluate import EVAL_CONFIDENCE, evaluate
+
+    files = find_model(model)
+    backend = "onnx" if "onnx" in files.weights else "ultralytics"
+    version = model_version(files.name, files.weights[backend])
+    digest = policy.holdout_sha256 or "unfrozen"
+    cached = (files.card.get("holdout") or {}).get(digest) if limit is None else None
+    if cached and cached.get("model") == version and cached.get("metric") == policy.metric:
+        return version, cached["scores"]
+    detector = load_detector(files.folder or model, backend=backend, confidence=EVAL_CONFIDENCE)
+    scores: Scores = {}
+    for holdout in policy.holdout:
+        result = evaluate(detector, holdout.data, holdout.split, limit=limit)
+        scores[holdout.name] = {
+            name: {"value": getattr(metrics, policy.metric), "instances": metrics.instances}
+            for name, metrics in result.classes.items()
+        }
+    if files.folder is not None and limit is None:
+        entry = {"model": version, "metric": policy.metric, "scores": _rounded(scores)}
+        update_card(files.folder, holdout={**(files.card.get("holdout") or {}), digest: entry})
+    return version, _rounded(scores)
+
+
+def _rounded(scores: Scores) -> Scores:
+    return {
+        name: {
+            cls: {
+                "value": None if s["value"] is None else round(float(s["value"]), 4),
+                "instances": int(s["instances"]),
+            }
+            for cls, s in classes.items()
+        }
+        for name, classes in scores.items()
+    }
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    failed: tuple[dict[str, Any], ...]  # classes worse than their tolerance allows
+    judged: int  # classes compared
+    reason: str
+
+
+def decide(candidate: Scores, current: Scores, policy: Policy) -> Decision:
+    """Not worse on any judged class beyond its tolerance: a pure rule on two score tables.
+
+    A class is judged on a set where the holdout has at least `min_instances` of it and the
+    current model has a score; a candidate without a score there counts as 0.
+    """
+    failed = []
+    judged = 0
+    for set_name, classes in current.items():
+        for cls, now in classes.items():
+            if now["value"] is None or now["instances"] < policy.min_instances:
+                continue
+            judged += 1
+            new = (candidate.get(set_name) or {}).get(cls) or {"value": None}
+            value = 0.0 if new["value"] is None else float(new["value"])
+            allowed = float(now["value"]) - policy.tolerance(cls)
+            if value < allowed - 1e-9:
+                failed.append(
+                    {
+                        "set": set_name,
+                        "class": cls,
+                        "candidate": round(value, 4),
+                        "current": now["value"],
+                        "tolerance": policy.tolerance(cls),
+                    }
+                )
+    if failed:
+        worst = ", ".join(
+            f"{f['set']}/{f['class']} {f['candidate']:.3f} < {f['current']:.3f}" for f in failed
+        )
+        return Decision(
+            False, tuple(failed), judged, f"worse than the current model on {len(failed)} class(es): {worst}"
+        )
+    return Decision(
+        True,
+        (),
+        judged,
+        f"not worse on any of {judged} judged class(es) ({policy.metric}, tolerances applied)",
+    )
+
+
+# --- the registry file: current model and history ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Registry:
+    """models/registry.yaml; every change is an atomic rewrite under an exclusive file lock."""
+
+    models_dir: Path = MODELS_DIR
+
+    @property
+    def path(self) -> Path:
+        return self.models_dir / REGISTRY
+
+    def read(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return {"current": None, "history": []}
+        data = yaml.safe_load(self.path.read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise PromotionError(f"{self.path}: expected a mapping with 'current' and 'history'")
+        return {"current": data.get("current"), "history": list(data.get("history") or [])}
+
+    @property
+    def current(self) -> str | None:
+        current = self.read()["current"]
+        return str(current) if current else None
+
+    @contextmanager
+    def locked(self) -> Iterator[dict[str, Any]]:
+        """Read, let the caller change, and write back atomically; one writer at a time."""
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        with (self.models_dir / ".registry.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            data = self.read()
+            yield data
+            text = REGISTRY_HEADER + yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
+            temporary = self.path.with_name(f".{REGISTRY}.{os.getpid()}")
+            temporary.write_text(text, encoding="utf-8")
+            temporary.replace(self.path)
+
+    def record(self, entry: dict[str, Any], current: str | None = None) -> None:
+        with self.locked() as data:
+            data["history"].append(entry)
+            if current is not None:
+                data["current"] = current
+
+    def previous(self) -> str | None:
+        """The model that was current before the current one."""
+        currents = [e["model"] for e in self.read()["history"] if e.get("action") in CURRENT_ACTIONS]
+        now = self.current
+        for name in reversed(currents):
+            if name != now:
+                return str(name)
+        return None
+
+
+def version_of(model: str | Path) -> str:
+    files = find_model(model)
+    backend = "onnx" if "onnx" in files.weights else "ultralytics"
+    return model_version(files.name, files.weights[backend])
+
+
+def promote(
+    candidate: str,
+    *,
+    registry: Registry,
+    policy: Policy,
+    at: datetime,
+    force: str | None = None,
+    limit: int | None = None,
+) -> Decision:
+    """Judge `candidate` against the current model on the holdout; make it current if not worse.
+
+    `force` (a reason) makes it current whatever the scores say; the scores are still recorded.
+    """
+    folder = registry.models_dir / candidate
+    if not folder.is_dir():
+        raise PromotionError(f"no model folder {folder}")
+    current = registry.current
+    if current == candidate:
+        raise PromotionError(f"{candidate} is already the current model")
+    digest = check_holdout(policy)
+    version, new_scores = holdout_scores(folder, policy, limit)
+    old_scores: Scores = {}
+    current_version = None
+    if current is None:
+        decision = Decision(True, (), 0, "no current model to compare with")
+    else:
+        current_version, old_scores = holdout_scores(registry.models_dir / current, policy, limit)
+        decision = decide(new_scores, old_scores, policy)
+    promoted = decision.promote or force is not None
+    action = "promote" if decision.promote else ("force" if force else "refuse")
+    record = {
+        "at": at.isoformat(),
+        "action": action,
+        "model": candidate,
+        "version": version,
+        "previous": current,
+        "previous_version": current_version,
+        "reason": force if action == "force" else decision.reason,
+        "holdout": {"name": policy.holdout_name, "sha256": digest, "metric": policy.metric},
+        "scores": {"candidate": new_scores, "current": old_scores},
+        "failed": list(decision.failed),
+    }
+    update_card(folder, promotion={k: v for k, v in record.items() if k not in ("model",)})
+    registry.record(record, current=candidate if promoted else None)
+    return decision
+
+
+def rollback(*, registry: Registry, at: datetime, to: str | None = None, reason: str = "") -> str:
+    """Make the previous current model (or `to`) current again; recorded in the history."""
+    current = registry.current
+    target = to or registry.previous()
+    if target is None:
+        raise PromotionError("no earlier model to roll back to")
+    if target == current:
+        raise PromotionError(f"{target} is already the current model")
+    version = version_of(registry.models_dir / target)  # refuses a folder without weights
+    registry.record(
+        {
+            "at": at.isoformat(),
+            "action": "rollback",
+            "model": target,
+            "version": version,
+            "previous": current,
+            "reason": reason or f"rolled back from {current}",
+        },
+        current=target,
+    )
+    return target
+
+
+# --- streetorder models -----------------------------------------------------------------------------
+
+
+def list_models(registry: Registry) -> list[dict[str, Any]]:
+    rows = []
+    current = registry.current
+    for folder in sorted(
+        p for p in registry.models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+    ):
+        card = read_card(folder)
+        try:
+            version = version_of(folder)
+        except ModelError:
+            continue
+        promotion = card.get("promotion") or {}
+        rows.append(
+            {
+                "name": folder.name,
+                "current": folder.name == current,
+                "version": version,
+                "status": card.get("status"),
+                "decision": promotion.get("action"),
+                "decided_at": promotion.get("at"),
+            }
+        )
+    return rows

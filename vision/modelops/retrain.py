@@ -1,0 +1,351 @@
+"""Retraining jobs: annotations come in, a job is queued, a worker trains, judges and promotes.
+
+The service never trains (it would starve inference on a small machine); a Label Studio webhook
+only records annotations (`<annotations_dir>/inbox/`) and queues a job file
+(`<annotations_dir>/jobs/<id>.queued.json`). `streetorder models retrain` runs queued jobs:
+
+1. the inbox's annotations are imported, validated, into the dataset (datasets/<name>/, a new
+   version) like any export;
+2. a new model is trained starting from the current model's weights, on the base mix's train
+   splits plus the datasets (validation on the datasets' own val split: the frozen holdout is
+   never seen, not even to pick the best epoch);
+3. it is packaged as models/<current>-rN with ONNX, judged on the frozen holdout, and promoted
+   only if not worse (vision/modelops/promote.py), which a running service picks up by itself.
+
+Job states are in the file names (queued -> running -> done | failed), so claiming a job is one
+atomic rename. Only the standard library at import time: the service imports this module.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import traceback
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+JOB_STATES = ("queued", "running", "done", "failed")
+JOB_NAME = re.compile(r"^(?P<id>[0-9TZ]+-[0-9a-f]+)\.(?P<state>queued|running|done|failed)\.json$")
+
+
+class JobError(RuntimeError):
+    """A retraining job that cannot run; the message says what is missing."""
+
+
+# --- the inbox of annotations (written by the Label Studio webhook) ---------------------------------
+
+
+def inbox(annotations_dir: Path) -> Path:
+    return annotations_dir / "inbox"
+
+
+def _inbox_file(annotations_dir: Path, project: Any, task_id: Any) -> Path:
+    safe = [re.sub(r"[^0-9A-Za-z_.-]", "_", str(v))[:40] for v in (project, task_id)]
+    return inbox(annotations_dir) / f"{safe[0]}-{safe[1]}.json"
+
+
+def record_annotation(
+    annotations_dir: Path, project: Any, task: dict[str, Any], annotation: dict[str, Any]
+) -> Path:
+    """Keep the task with its latest annotation, as one task of a Label Studio JSON export."""
+    path = _inbox_file(annotations_dir, project, task.get("id"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "id": task.get("id"),
+        "project": project,
+        "data": task.get("data") or {},
+        "annotations": [annotation],
+    }
+    temporary = path.with_suffix(".part")
+    temporary.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
+    temporary.replace(path)
+    return path
+
+
+def forget_annotation(annotations_dir: Path, project: Any, task_id: Any, annotation_id: Any) -> bool:
+    """Drop a deleted annotation from the inbox (only if it is the one kept there)."""
+    path = _inbox_file(annotations_dir, project, task_id)
+    if not path.exists():
+        return False
+    kept = json.loads(path.read_text(encoding="utf-8"))["annotations"][0]
+    if kept.get("id") != annotation_id:
+        return False
+    path.unlink()
+    return True
+
+
+def pending_annotations(annotations_dir: Path) -> list[Path]:
+    folder = inbox(annotations_dir)
+    return sorted(folder.glob("*.json")) if folder.is_dir() else []
+
+
+# --- jobs ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    path: Path
+    id: str
+    state: str
+    body: dict[str, Any]
+
+
+def jobs_dir(annotations_dir: Path) -> Path:
+    return annotations_dir / "jobs"
+
+
+def list_jobs(annotations_dir: Path, state: str | None = None) -> list[Job]:
+    folder = jobs_dir(annotations_dir)
+    found = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        match = JOB_NAME.match(path.name)
+        if match and (state is None or match["state"] == state):
+            found.append(Job(path, match["id"], match["state"], json.loads(path.read_text(encoding="utf-8"))))
+    return found
+
+
+def queue_job(annotations_dir: Path, reason: str, at: datetime, **details: Any) -> Job:
+    """Queue a retraining job, or add the reason to the one already waiting (one job is enough)."""
+    waiting = list_jobs(annotations_dir, "queued")
+    if waiting:
+        job = waiting[0]
+        body = {**job.body, "reasons": [*job.body.get("reasons", []), reason]}
+        _write(job.path, body)
+        return Job(job.path, job.id, job.state, body)
+    folder = jobs_dir(annotations_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    job_id = f"{at.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+    body = {"id": job_id, "queued_at": at.isoformat(), "reasons": [reason], **details}
+    path = folder / f"{job_id}.queued.json"
+    _write(path, body)
+    return Job(path, job_id, "queued", body)
+
+
+def _write(path: Path, body: dict[str, Any]) -> None:
+    temporary = path.with_name(f".{path.name}.part")
+    temporary.write_text(json.dumps(body, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
+    temporary.replace(path)
+
+
+def claim(job: Job) -> Job | None:
+    """queued -> running by one rename; None when another worker got it first."""
+    running = job.path.with_name(f"{job.id}.running.json")
+    try:
+        job.path.rename(running)
+    except FileNotFoundError:
+        return None
+    return Job(running, job.id, "running", job.body)
+
+
+def finish(job: Job, state: str, **result: Any) -> Job:
+    path = job.path.with_name(f"{job.id}.{state}.json")
+    body = {**job.body, **result}
+    _write(path, body)
+    job.path.unlink(missing_ok=True)
+    return Job(path, job.id, state, body)
+
+
+# --- the retraining itself -----------------------------------------------------------------------
+
+
+def next_name(models_dir: Path, current: str) -> str:
+    """`<current without -rN>-r<N>` with the smallest N not taken."""
+    base = re.sub(r"-r\d+$", "", current)
+    number = 1
+    while (models_dir / f"{base}-r{number}").exists():
+        number += 1
+    return f"{base}-r{number}"
+
+
+def train_only(data_yaml: Path, out: Path) -> Path:
+    """A copy of a data.yaml that keeps only its train split (absolute paths, licence comments kept)."""
+    from vision.data.datamix import read_data_yaml, split_dirs
+
+    data = read_data_yaml(data_yaml)
+    folders = [str(p) for p in split_dirs(data_yaml, data, "train")]
+    if not folders:
+        raise JobError(f"{data_yaml}: no train split")
+    comments = [line for line in data_yaml.read_text(encoding="utf-8").splitlines() if line.startswith("#")]
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "data.yaml"
+    body = yaml.safe_dump({"train": folders, "names": data["names"]}, allow_unicode=True)
+    path.write_text("\n".join([*comments, body]), encoding="utf-8")
+    return path
+
+
+def training_mix(
+    policy_retrain: dict[str, Any], config: Path, datasets: list[tuple[str, Path]], work: Path
+) -> Path:
+    """The job's mix file: the base mix's train splits (with its `train_fraction` and
+    `oversample`), and the datasets (train and val)."""
+    from vision.core.taxonomy import load_taxonomy
+    from vision.data.datamix import load_mix
+
+    names = load_taxonomy().names
+    sources: list[dict[str, Any]] = []
+    base = policy_retrain.get("base_mix")
+    if base:
+        _, base_sources = load_mix((config.parent / str(base)).resolve())
+        for source in base_sources:
+            sources.append(
+                {
+                    "name": source.name,
+                    "data": str(train_only(source.data_yaml, work / "train-only" / source.name)),
+                    "train_fraction": source.train_fraction,
+                    "oversample": source.oversample_by_name(names),
+                }
+            )
+    sources += [{"name": name, "data": str(data_yaml)} for name, data_yaml in datasets]
+    mix = work / "retrain.mix.yaml"
+    mix.write_text(yaml.safe_dump({"name": "retrain", "sources": sources}), encoding="utf-8")
+    return mix
+
+
+def import_inbox(
+    annotations_dir: Path, dataset_name: str, datasets_dir: Path, job_id: str, finder: Any, at: datetime
+) -> dict[str, Any]:
+    """Import the inbox's annotations into the dataset (one version); consumed files move to
+    inbox/done/<job>/. Invalid annotations are reported and stay in the inbox for a person."""
+    from vision.data.annotations import Dataset, import_export
+    from vision.modelops.promote import holdout_refusals
+
+    files = pending_annotations(annotations_dir)
+    if not files:
+        return {"annotations": 0}
+    tasks = [json.loads(f.read_text(encoding="utf-8")) for f in files]
+    export = annotations_dir / "done" / job_id / "tasks.json"
+    export.parent.mkdir(parents=True, exist_ok=True)
+    export.write_text(json.dumps(tasks, ensure_ascii=False), encoding="utf-8")
+    dataset = Dataset.open(dataset_name, datasets_dir)
+    counts, problems = import_export(
+        export,
+        dataset,
+        finder,
+        format_name="labelstudio-json",
+        skip_invalid=True,
+        refused=holdout_refusals(),
+        at=at,
+    )
+    bad = {int(m["index"]) for p in problems if (m := re.search(r"tasks\[(?P<index>\d+)\]", p.where))}
+    for index, file in enumerate(files):
+        if index not in bad:
+            file.replace(export.parent / file.name)
+    return {
+        "annotations": len(files),
+        **counts,
+        "problems": [str(p) for p in problems],
+        "dataset_version": dataset.version,
+    }
+
+
+@dataclass(frozen=True)
+class RetrainOptions:
+    datasets_dir: Path
+    work_dir: Path
+    runs_dir: Path
+    epochs: int | None = None
+    batch: int | None = None
+    imgsz: int | None = None
+    workers: int | None = None
+    name: str | None = None
+    holdout_limit: int | None = None  # quick judging on the first N holdout images (tests, dry runs)
+
+
+def retrain(registry: Any, policy: Any, options: RetrainOptions, at: datetime) -> dict[str, Any]:
+    """Train a candidate from the current model on the datasets, package it, judge and maybe promote it."""
+    from vision.data.annotations import AnnotationError, Dataset
+    from vision.detect.registry import WEIGHTS, find_model, read_card, update_card
+    from vision.modelops.export import export_model, package
+    from vision.modelops.promote import promote
+    from vision.modelops.train import train
+
+    current = registry.current
+    if current is None:
+        raise JobError(f"{registry.path}: no current model to train from")
+    files = find_model(registry.models_dir / current)
+    if "ultralytics" not in files.weights:
+        raise JobError(
+            f"{files.folder}: no {WEIGHTS['ultralytics']} to train from (ONNX weights cannot be trained)"
+        )
+    settings = policy.retrain
+    built: list[tuple[str, Path]] = []
+    versions = {}
+    for dataset_name in settings.get("datasets") or []:
+        dataset = Dataset.open(str(dataset_name), options.datasets_dir)
+        if not dataset.images:
+            continue
+        problems = dataset.verify()
+        if problems:
+            raise JobError("; ".join(str(p) for p in problems[:5]) + (" ..." if len(problems) > 5 else ""))
+        try:
+            built += dataset.build(options.work_dir / "datasets")
+        except AnnotationError as err:
+            raise JobError(str(err)) from err
+        versions[dataset.name] = dataset.version
+    if not built:
+        raise JobError(
+            f"no annotated images in {options.datasets_dir} ({', '.join(settings.get('datasets') or [])})"
+        )
+    name = options.name or next_name(registry.models_dir, current)
+    mix = training_mix(settings, policy.source, built, options.work_dir)
+    card = read_card(files.folder) if files.folder else {}
+    run_dir = train(
+        data=mix,
+        model=str(files.weights["ultralytics"]),
+        epochs=int(options.epochs or settings.get("epochs", 10)),
+        imgsz=int(options.imgsz or settings.get("imgsz") or card.get("input_size") or 320),
+        batch=int(options.batch or settings.get("batch", 16)),
+        project=options.runs_dir,
+        name=name,
+        cache_dir=options.work_dir,
+        workers=int(options.workers if options.workers is not None else settings.get("workers", 2)),
+    )
+    folder = package(
+        run_dir / "weights" / "best.pt",
+        name,
+        models_dir=registry.models_dir,
+        status=f"candidate retrained from {current}",
+    )
+    export_model(folder, "onnx")
+    update_card(folder, retrained_from={"model": current, "datasets": versions, "at": at.isoformat()})
+    decision = promote(name, registry=registry, policy=policy, at=at, limit=options.holdout_limit)
+    return {
+        "model": name,
+        "promoted": decision.promote,
+        "reason": decision.reason,
+        "failed": list(decision.failed),
+        "datasets": versions,
+    }
+
+
+def run_job(
+    job: Job,
+    registry: Any,
+    policy: Any,
+    options: RetrainOptions,
+    annotations_dir: Path,
+    finder: Any,
+    at: datetime,
+) -> Job:
+    """One claimed job: import its annotations, retrain, judge; the outcome goes into the job file."""
+    try:
+        dataset_name = str((policy.retrain.get("datasets") or ["bureau"])[0])
+        imported = import_inbox(annotations_dir, dataset_name, options.datasets_dir, job.id, finder, at)
+        result = retrain(registry, policy, options, at)
+    except Exception as err:  # any failure ends this job as failed with the reason, never silently
+        return finish(
+            job,
+            "failed",
+            finished_at=at.isoformat(),
+            error=f"{type(err).__name__}: {err}",
+            trace=traceback.format_exc(limit=5),
+        )
+    return finish(job, "done", finished_at=at.isoformat(), imported=imported, **result)
+
+
+# --- streetorder models retrain ------------------------------------------------------------------------

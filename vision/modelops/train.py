@@ -1,0 +1,294 @@
+"""`streetorder train`: train a detector on a mix of partially labelled datasets.
+
+Ultralytics does the training; this module adds the two things a mix of partial labels needs:
+- the class loss of a class is masked on images whose source does not label it (a car in a
+  garbage-cn photo is unlabelled, not background), and
+- mosaic tiles combine images of one source only, so one mask holds for the whole tile.
+
+`--average A.pt B.pt` makes no training run: it writes the mean of the weights of checkpoints
+fine-tuned one from another (a "model soup", Wortsman et al. 2022); docs/training.md has what it
+measured here.
+
+Importable with only ultralytics, torch and PyYAML, so it runs on a bare GPU host.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import random
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+import yaml
+from ultralytics import YOLO
+from ultralytics.data.augment import Compose, Mosaic
+from ultralytics.models.yolo.detect import DetectionTrainer
+from ultralytics.utils.loss import v8DetectionLoss
+from ultralytics.utils.torch_utils import unwrap_model
+
+from vision.core.taxonomy import load_taxonomy
+from vision.data.datamix import build_mix, labelled_classes, licence_credits, read_data_yaml, source_of
+from vision.detect.registry import ModelError, file_sha256
+
+DATA_CARD_KEYS = (
+    "labelled_names",
+    "ignored_classes",
+    "images",  # each photo once
+    "sha256",
+    "labels_sha256",
+    "oversample",
+    "repeats",  # the extra showings `oversample` added
+)
+DEFAULT_CACHE = Path(os.environ.get("STREETORDER_CACHE", Path.home() / ".cache" / "streetorder"))
+
+
+class PartialLabelLoss(v8DetectionLoss):
+    """Detection loss whose class term counts only the classes an image's source labels."""
+
+    def __init__(self, model: torch.nn.Module, masks: dict[str, torch.Tensor]):
+        super().__init__(model)
+        self.masks = {name: mask.to(self.device).view(1, -1) for name, mask in masks.items()}
+        self.base_weights = self.class_weights  # ultralytics' own class weights, if any
+        self.unmasked = torch.ones(1, self.nc, device=self.device)
+
+    def loss(self, preds: dict[str, torch.Tensor], batch: dict[str, Any]) -> tuple[torch.Tensor, Any]:
+        mask = torch.cat([self.masks.get(source_of(f), self.unmasked) for f in batch["im_file"]])
+        weights = mask.unsqueeze(1)  # (batch, 1, classes), broadcast over anchors
+        self.class_weights = weights if self.base_weights is None else weights * self.base_weights
+        return super().loss(preds, batch)
+
+
+class SameSourceMosaic(Mosaic):
+    """Mosaic that tiles only images of the main image's source."""
+
+    def __init__(self, dataset: Any, imgsz: int, p: float, n: int):
+        super().__init__(dataset, imgsz=imgsz, p=p, n=n)
+        self.by_source: dict[str, list[int]] = defaultdict(list)
+        for index, image in enumerate(dataset.im_files):
+            self.by_source[source_of(image)].append(index)
+        self.candidates: list[int] = []
+
+    def get_params(self, labels: dict[str, Any]) -> dict[str, Any]:
+        self.candidates = self.by_source[source_of(labels["im_file"])]
+        return super().get_params(labels)
+
+    def get_indexes(self) -> list[int]:
+        return random.choices(self.candidates, k=self.n - 1)
+
+
+def _swap_mosaic(compose: Compose, dataset: Any) -> None:
+    for i, transform in enumerate(compose.transforms):
+        if isinstance(transform, Compose):
+            _swap_mosaic(transform, dataset)
+        elif type(transform) is Mosaic:
+            compose.transforms[i] = SameSourceMosaic(dataset, transform.imgsz, transform.p, transform.n)
+
+
+class PartialLabelTrainer(DetectionTrainer):
+    """DetectionTrainer for mixes: masked class loss and same-source mosaics."""
+
+    def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None) -> Any:
+        dataset = super().build_dataset(img_path, mode, batch)
+        if mode == "train":
+            _swap_mosaic(dataset.transforms, dataset)
+        return dataset
+
+    def read_results_csv(self) -> dict[str, list[float]]:
+        """results.csv as {column: values}, read with the standard library: ultralytics reads it with
+        polars, which a torch-only GPU host lacks (and whose wheel would not fit its transfers)."""
+        try:
+            with open(self.csv, encoding="utf-8", newline="") as stream:
+                rows = list(csv.DictReader(stream))
+        except OSError:
+            return {}
+        return {key.strip(): [float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
+
+    def _setup_train(self) -> None:
+        super()._setup_train()
+        nc = len(self.data["names"])
+        masks = {}
+        for source, classes in labelled_classes(Path(self.data["path"])).items():
+            mask = torch.zeros(nc)
+            mask[classes] = 1.0
+            masks[source] = mask
+        model: Any = unwrap_model(cast(torch.nn.Module, self.model))
+        model.criterion = PartialLabelLoss(model, masks)
+
+
+def prepare_data(data: Path, cache_dir: Path) -> Path:
+    """Turn a mix file, or any data.yaml as a mix of one source, into a built mix's data.yaml."""
+    spec = yaml.safe_load(data.read_text(encoding="utf-8"))
+    if isinstance(spec, dict) and "sources" in spec:
+        mix_file, name = data, str(spec.get("name") or data.stem)
+    else:
+        read_data_yaml(data)  # fails clearly on a broken data file
+        name = data.resolve().parent.name
+        mix_file = cache_dir / "mixes" / f"{name}.mix.yaml"
+        mix_file.parent.mkdir(parents=True, exist_ok=True)
+        mix_file.write_text(
+            yaml.safe_dump({"name": name, "sources": [{"name": name, "data": str(data.resolve())}]}),
+            encoding="utf-8",
+        )
+    return build_mix(mix_file, cache_dir / "mixes" / name)
+
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA)"
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
+
+
+def training_card(data_yaml: Path, settings: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """The training half of a model card: data, settings, hardware, time, credits (evaluate adds metrics)."""
+    sources = json.loads((data_yaml.parent / "sources.json").read_text(encoding="utf-8"))
+    return {
+        "classes": load_taxonomy().names,
+        "input_size": settings["imgsz"],
+        "training": {
+            "data": {
+                name: {k: info[k] for k in DATA_CARD_KEYS if k in info}  # mixes built before labels_sha256
+                for name, info in sources.items()
+            },
+            "partial_labels": "class loss masked per source; same-source mosaics",
+            "settings": settings,
+            "hardware": hardware(),
+            "seconds": round(seconds),
+            "torch": str(torch.__version__),  # a str subclass that safe_dump refuses
+        },
+        "licences": {
+            name: info.get("licence") or licence_credits(Path(info["data"])) for name, info in sources.items()
+        },
+    }
+
+
+def write_training_card(run_dir: Path, data_yaml: Path, settings: dict[str, Any], seconds: float) -> Path:
+    path = run_dir / "weights" / "card.yaml"
+    card = training_card(data_yaml, settings, seconds)
+    path.write_text(yaml.safe_dump(card, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def train(
+    data: Path,
+    model: str = "yolo11n.yaml",
+    epochs: int = 100,
+    imgsz: int = 320,
+    batch: int = 16,
+    device: str = "cpu",
+    hours: float | None = None,
+    project: Path = Path("runs"),
+    name: str = "train",
+    cache_dir: Path = DEFAULT_CACHE,
+    resume: bool = False,
+    workers: int = 2,
+    seed: int = 0,
+) -> Path:
+    """Train (or resume) and return the run folder; best.pt and card.yaml are in its weights/."""
+    started = time.time()
+    if resume:
+        last = Path(model)
+        if last.suffix != ".pt":
+            last = project / name / "weights" / "last.pt"
+        trainer_model = YOLO(str(last))
+        trainer_model.train(resume=True, trainer=PartialLabelTrainer)
+        trainer = cast(DetectionTrainer, trainer_model.trainer)
+        run_dir = Path(trainer.save_dir)
+        data_yaml = Path(trainer.args.data)
+        settings = {k: getattr(trainer.args, k) for k in ("model", "epochs", "imgsz", "batch")}
+    else:
+        data_yaml = prepare_data(data, cache_dir)
+        settings = {
+            "model": model,
+            "data": str(data),
+            "epochs": epochs,
+            "hours": hours,
+            "imgsz": imgsz,
+            "batch": batch,
+            "device": device,
+            "seed": seed,
+        }
+        trainer_model = YOLO(model)
+        trainer_model.train(
+            data=str(data_yaml),
+            trainer=PartialLabelTrainer,
+            epochs=epochs,
+            time=hours,
+            imgsz=imgsz,
+            batch=batch,
+            device=device,
+            project=str(project.resolve()),
+            name=name,
+            exist_ok=True,
+            cache="ram",
+            workers=workers,
+            seed=seed,
+            mixup=0.0,  # mixing two sources' images would break the per-source class mask
+            cutmix=0.0,
+            pretrained=model.endswith(".pt"),
+            plots=True,
+        )
+        run_dir = Path(cast(DetectionTrainer, trainer_model.trainer).save_dir)
+    write_training_card(run_dir, data_yaml, settings, time.time() - started)
+    return run_dir
+
+
+def average_checkpoints(checkpoints: list[Path], run_dir: Path) -> Path:
+    """Write the mean of the checkpoints' weights as run_dir/weights/last.pt, with its card.
+
+    All must share one architecture and class list. Floating-point tensors are averaged in FP32
+    and stored in the last checkpoint's dtype; integer buffers (BatchNorm's batch counter) are the
+    last one's. The result is final (no optimizer, no EMA), ready for `streetorder export --name`.
+    """
+    from ultralytics.utils.patches import torch_load
+
+    if len(checkpoints) < 2:
+        raise ModelError("--average needs at least two checkpoints")
+    loaded, models = [], []
+    for path in checkpoints:
+        if not path.is_file():
+            raise ModelError(f"{path}: no such checkpoint")
+        checkpoint = torch_load(path, map_location="cpu")
+        module = (checkpoint.get("ema") or checkpoint.get("model")) if isinstance(checkpoint, dict) else None
+        if not isinstance(module, torch.nn.Module):
+            raise ModelError(f"{path}: not an ultralytics checkpoint")
+        loaded.append(checkpoint)
+        models.append(module)
+    dtype = next(models[-1].parameters()).dtype
+    models = [model.float() for model in models]
+    states = [model.state_dict() for model in models]
+    shapes = [{key: tuple(value.shape) for key, value in state.items()} for state in states]
+    for path, model, shape in zip(checkpoints, models, shapes, strict=True):
+        if model.names != models[-1].names or shape != shapes[-1]:
+            raise ModelError(f"{path}: another architecture or class list than {checkpoints[-1]}")
+    mean = {
+        key: torch.stack([state[key] for state in states]).mean(0) if value.is_floating_point() else value
+        for key, value in states[-1].items()
+    }
+    models[-1].load_state_dict(mean)
+    averaged = {
+        **loaded[-1],
+        "model": models[-1].to(dtype),
+        "ema": None,
+        "optimizer": None,
+        "updates": None,
+        "epoch": -1,
+    }
+    weights = run_dir / "weights"
+    weights.mkdir(parents=True, exist_ok=True)
+    torch.save(averaged, weights / "last.pt")
+    card_path = checkpoints[-1].parent / "card.yaml"  # the last one's data and settings hold
+    card = yaml.safe_load(card_path.read_text(encoding="utf-8")) if card_path.exists() else {}
+    card["training"] = {
+        **(card.get("training") or {}),
+        "averaged_from": [{"checkpoint": str(path), "sha256": file_sha256(path)} for path in checkpoints],
+        "recipe": f"streetorder train --average {' '.join(map(str, checkpoints))} --name {run_dir.name}",
+    }
+    card_text = yaml.safe_dump(card, allow_unicode=True, sort_keys=False)
+    (weights / "card.yaml").write_text(card_text, encoding="utf-8")
+    return run_dir
