@@ -23,13 +23,9 @@ from vision.modelops.relay import Deadline, PartWriter, RelayError, load_config,
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def relay(args: list[str], env: dict[str, str], host: bool = False) -> subprocess.CompletedProcess[str]:
-    command = (
-        [sys.executable, "-m", "vision.modelops.relay"]
-        if host
-        else [sys.executable, "-m", "serve.cli.main", "relay"]
-    )
-    return subprocess.run([*command, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+def relay(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "serve.cli", "relay", *args]
+    return subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
 def carry(bundle: Path, host_bundle: Path, parts: list[str]) -> None:

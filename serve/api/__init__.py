@@ -1,4 +1,4 @@
 """The HTTP service (FastAPI): app, dependencies, schemas, one router per resource.
 
-Imports serve.cases.findings and vision; never serve.cli.main.
+Imports serve.cases and vision; never serve.cli.
 """

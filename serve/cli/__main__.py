@@ -1,7 +1,7 @@
-"""`python -m serve.cli.main MODE ...`, for hosts without the installed `streetorder` script."""
+"""`python -m serve.cli MODE ...`, for hosts without the installed `streetorder` script."""
 
 import sys
 
-from serve.cli.main.main import main
+from serve.cli.main import main
 
 sys.exit(main())
