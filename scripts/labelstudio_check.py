@@ -37,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vision.data.annotations import label_config  # after the path above: runs from a checkout
+from vision.data.annotations.label_config import label_config  # after the path above: runs from a checkout
 
 
 class LabelStudio:

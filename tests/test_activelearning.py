@@ -28,7 +28,9 @@ from serve.cli.main import main
 from vision.core.imageio import exif_for
 from vision.core.taxonomy import load_taxonomy
 from vision.data.activelearning import disagreement, uncertainty
-from vision.data.annotations import Dataset, Label, to_percent
+from vision.data.annotations.coords import to_percent
+from vision.data.annotations.dataset import Dataset
+from vision.data.annotations.records import Label
 from vision.detect.registry import file_sha256
 
 TAXONOMY = load_taxonomy()

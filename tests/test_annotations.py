@@ -22,25 +22,14 @@ import yaml
 
 from serve.cli.main import main
 from vision.core.taxonomy import load_taxonomy
-from vision.data.annotations import (
-    AnnotationError,
-    Dataset,
-    ImageFinder,
-    Label,
-    QueuedImage,
-    TaskImages,
-    from_coco,
-    from_percent,
-    from_yolo,
-    import_export,
-    inside,
-    read_export,
-    rectangle_control,
-    to_percent,
-    to_yolo,
-    write_labelstudio_tasks,
-    write_yolo_zip,
-)
+from vision.data.annotations.coords import from_coco, from_percent, from_yolo, to_percent, to_yolo
+from vision.data.annotations.dataset import Dataset
+from vision.data.annotations.images import ImageFinder, TaskImages, inside
+from vision.data.annotations.importer import import_export
+from vision.data.annotations.label_config import rectangle_control
+from vision.data.annotations.readers import read_export
+from vision.data.annotations.records import AnnotationError, Label
+from vision.data.annotations.writers import QueuedImage, write_labelstudio_tasks, write_yolo_zip
 from vision.detect.registry import file_sha256
 
 TAXONOMY = load_taxonomy()

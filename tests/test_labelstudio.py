@@ -22,7 +22,8 @@ from PIL import Image
 from serve.cases.findings import boxes_of
 from vision.core.imageio import decode_photo, exif_for
 from vision.core.taxonomy import load_taxonomy
-from vision.data.annotations import label_config, to_percent
+from vision.data.annotations.coords import to_percent
+from vision.data.annotations.label_config import label_config
 from vision.detect.registry import find_model
 
 TAXONOMY = load_taxonomy()

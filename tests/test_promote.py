@@ -20,7 +20,8 @@ import yaml
 from synthetic import SOURCES, draw, random_boxes, tiny_model, write_mix, write_set
 
 from serve.cli.main import main
-from vision.data.annotations import Dataset, to_percent
+from vision.data.annotations.coords import to_percent
+from vision.data.annotations.dataset import Dataset
 from vision.detect.registry import read_card
 from vision.modelops.promote import (
     HoldoutSet,

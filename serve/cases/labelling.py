@@ -25,9 +25,7 @@ from vision.data.activelearning import (
     uncertainty,
     write_queue,
 )
-from vision.data.annotations import (
-    QueuedImage,
-)
+from vision.data.annotations.writers import QueuedImage
 
 
 def from_cases(session: Session, taxonomy: Taxonomy, base: Path) -> Iterator[Candidate]:

@@ -7,16 +7,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from vision.data.annotations import (
-    DATASETS_DIR,
-    DEFAULT_STORE,
-    FORMATS,
-    AnnotationError,
-    Dataset,
-    ImageFinder,
-    TaskImages,
-    import_export,
-)
+from vision.data.annotations.dataset import DATASETS_DIR, Dataset
+from vision.data.annotations.images import DEFAULT_STORE, ImageFinder, TaskImages
+from vision.data.annotations.importer import import_export
+from vision.data.annotations.readers import FORMATS
+from vision.data.annotations.records import AnnotationError
 
 
 def cli(argv: list[str]) -> int:

@@ -12,9 +12,7 @@ from vision.data.activelearning import (
     DOCUMENT_ROOT_HELP,
     known_images,
 )
-from vision.data.annotations import (
-    DATASETS_DIR,
-)
+from vision.data.annotations.dataset import DATASETS_DIR
 
 
 def cli(argv: list[str]) -> int:

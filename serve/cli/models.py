@@ -117,7 +117,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace, registry: Any, policy: Any) -> int:
     from serve.cases.settings import get_settings
-    from vision.data.annotations import DATASETS_DIR, ImageFinder, TaskImages
+    from vision.data.annotations.dataset import DATASETS_DIR
+    from vision.data.annotations.images import ImageFinder, TaskImages
     from vision.modelops.train import DEFAULT_CACHE
 
     settings = get_settings()

@@ -31,13 +31,9 @@ from tqdm import tqdm
 
 from vision.core.imageio import ImageError, read_photo
 from vision.core.taxonomy import Taxonomy, load_taxonomy
-from vision.data.annotations import (
-    Dataset,
-    Label,
-    QueuedImage,
-    write_labelstudio_tasks,
-    write_yolo_zip,
-)
+from vision.data.annotations.dataset import Dataset
+from vision.data.annotations.records import Label
+from vision.data.annotations.writers import QueuedImage, write_labelstudio_tasks, write_yolo_zip
 from vision.detect.registry import file_sha256
 
 OCCUPANCY = "occupancy"  # the class and source of class-free findings (serve/cases/cameras.py)

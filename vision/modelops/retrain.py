@@ -211,7 +211,8 @@ def import_inbox(
 ) -> dict[str, Any]:
     """Import the inbox's annotations into the dataset (one version); consumed files move to
     inbox/done/<job>/. Invalid annotations are reported and stay in the inbox for a person."""
-    from vision.data.annotations import Dataset, import_export
+    from vision.data.annotations.dataset import Dataset
+    from vision.data.annotations.importer import import_export
     from vision.modelops.promote import holdout_refusals
 
     files = pending_annotations(annotations_dir)
@@ -258,7 +259,8 @@ class RetrainOptions:
 
 def retrain(registry: Any, policy: Any, options: RetrainOptions, at: datetime) -> dict[str, Any]:
     """Train a candidate from the current model on the datasets, package it, judge and maybe promote it."""
-    from vision.data.annotations import AnnotationError, Dataset
+    from vision.data.annotations.dataset import Dataset
+    from vision.data.annotations.records import AnnotationError
     from vision.detect.registry import WEIGHTS, find_model, read_card, update_card
     from vision.modelops.export import export_model, package
     from vision.modelops.promote import promote

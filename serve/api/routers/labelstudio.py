@@ -35,14 +35,10 @@ from serve.cases.errors import InvalidInput
 from serve.cases.findings import boxes_of
 from vision.core.detector import Detector
 from vision.core.taxonomy import Taxonomy
-from vision.data.annotations import (
-    AnnotationError,
-    Label,
-    RectangleControl,
-    TaskImages,
-    prediction,
-    rectangle_control,
-)
+from vision.data.annotations.images import TaskImages
+from vision.data.annotations.label_config import RectangleControl, rectangle_control
+from vision.data.annotations.records import AnnotationError, Label
+from vision.data.annotations.writers import prediction
 from vision.modelops.retrain import forget_annotation, pending_annotations, queue_job, record_annotation
 
 router = APIRouter(prefix="/labelstudio", tags=["labelstudio"])

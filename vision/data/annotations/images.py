@@ -1,0 +1,163 @@
+"""Finding the file of an image an export or a task names, and reading nothing outside the
+folders allowed: local files under a root, Label Studio's URLs, a content-addressed store for
+images that exist only inside an export archive."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from vision.data.annotations.records import AnnotationError
+from vision.data.datamix import IMAGE_SUFFIXES
+
+DEFAULT_STORE = Path(os.environ.get("STREETORDER_CACHE", Path.home() / ".cache" / "streetorder")) / "images"
+LS_UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")  # Label Studio prefixes uploaded file names
+LOCAL_FILES = "/data/local-files/"
+
+
+def inside(root: Path, relative: str) -> Path:
+    """`root/relative`, refused when it would leave root (`..`, absolute paths, symlinks out)."""
+    if "\x00" in relative:
+        raise AnnotationError(f"{relative!r}", "a NUL byte in a path")
+    base = root.resolve()
+    target = (base / relative.lstrip("/")).resolve()
+    if not target.is_relative_to(base):
+        raise AnnotationError(repr(relative), f"leaves the allowed folder {base}")
+    return target
+
+
+def local_files_path(url: str) -> str | None:
+    """The `d=` path of a Label Studio local-files URL (`/data/local-files/?d=photos/a.jpg`)."""
+    parts = urlsplit(url)
+    if not parts.path.endswith(LOCAL_FILES.rstrip("/")) and not parts.path.endswith(LOCAL_FILES):
+        return None
+    values = parse_qs(parts.query).get("d")
+    if not values:
+        raise AnnotationError(f"{url!r}", "a local-files URL without d=")
+    return values[0]
+
+
+@dataclass(frozen=True)
+class TaskImages:
+    """Reads the image of a Label Studio task from where it may be read, and nowhere else.
+
+    - `/data/local-files/?d=rel` and plain relative paths: under `files_root` only;
+    - `/data/upload/...` and other Label Studio paths, and absolute URLs that start with
+      `base_url`: fetched from Label Studio with `token`, only when `base_url` is configured.
+    """
+
+    files_root: Path | None = None
+    base_url: str = ""
+    token: str = ""
+    max_bytes: int = 20 * 2**20
+    timeout_s: float = 15.0
+
+    def local(self, ref: str) -> Path | None:
+        """The local file a reference names, or None when it must be fetched."""
+        relative = local_files_path(ref)
+        scheme = urlsplit(ref).scheme
+        if relative is None and (scheme or ref.startswith("/data/")):
+            return None
+        if self.files_root is None:
+            raise AnnotationError(f"{ref!r}", "local task files are not enabled (no files root configured)")
+        return inside(self.files_root, unquote(relative if relative is not None else ref))
+
+    def read(self, ref: str) -> bytes:
+        path = self.local(ref)
+        if path is not None:
+            if not path.is_file():
+                raise AnnotationError(f"{ref!r}", "no such file under the files root")
+            if path.stat().st_size > self.max_bytes:
+                raise AnnotationError(f"{ref!r}", f"over {self.max_bytes} bytes")
+            return path.read_bytes()
+        return self.fetch(ref)
+
+    def fetch(self, ref: str) -> bytes:
+        if not self.base_url:
+            raise AnnotationError(
+                f"{ref!r}", "fetching task images is not enabled (no Label Studio URL configured)"
+            )
+        base = self.base_url.rstrip("/")
+        url = base + ref if ref.startswith("/") else ref
+        if not (url == base or url.startswith(base + "/")):
+            raise AnnotationError(f"{ref!r}", f"only images from {base} are fetched")
+        request = urllib.request.Request(
+            url, headers={"Authorization": f"Token {self.token}"} if self.token else {}
+        )
+        try:
+            # the URL was checked above: Label Studio's own, never one a task chose
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                data: bytes = response.read(self.max_bytes + 1)
+        except OSError as err:
+            raise AnnotationError(f"{url}", f"cannot fetch: {err}") from err
+        if len(data) > self.max_bytes:
+            raise AnnotationError(f"{url}", f"over {self.max_bytes} bytes")
+        return data
+
+
+@dataclass
+class ImageFinder:
+    """Finds the file of an image an export names: by path under allowed folders, or by file name.
+
+    Label Studio writes `/data/upload/<project>/<8 hex>-<name>`, `/data/local-files/?d=<path>` or a
+    URL; CVAT and YOLO exports carry the images beside their labels. Only files under `folders`
+    (and the local-files root) are ever read; `fetch` (Label Studio, when configured) gets the rest
+    into `store`.
+    """
+
+    folders: list[Path]
+    tasks: TaskImages = field(default_factory=TaskImages)
+    store: Path = DEFAULT_STORE
+    _names: dict[str, list[Path]] | None = None
+
+    def find(self, ref: str, base: Path) -> Path:
+        relative = local_files_path(ref)
+        if relative is not None and self.tasks.files_root is not None:
+            return self.tasks.local(ref) or Path(ref)
+        remote = bool(urlsplit(ref).scheme) or ref.startswith("/data/")
+        path = unquote(relative if relative is not None else urlsplit(ref).path if remote else ref)
+        for folder in [] if remote else [base, *self.folders]:
+            try:
+                found = inside(folder, path)
+            except AnnotationError:
+                continue
+            if found.is_file():
+                return found
+        name = Path(path).name
+        for wanted in dict.fromkeys((name, LS_UPLOAD_PREFIX.sub("", name))):
+            matches = self.by_name().get(wanted, [])
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise AnnotationError(
+                    repr(ref), f"{len(matches)} files are named {wanted} ({matches[0]}, ...)"
+                )
+        if remote and relative is None and self.tasks.base_url:
+            return self.keep(self.tasks.fetch(ref), Path(name).suffix)
+        folders = ", ".join(map(str, self.folders)) or "no folder"
+        raise AnnotationError(repr(ref), f"image not found (looked in {folders})")
+
+    def by_name(self) -> dict[str, list[Path]]:
+        if self._names is None:
+            self._names = {}
+            for folder in self.folders:
+                for file in folder.rglob("*"):
+                    if file.suffix.lower() in IMAGE_SUFFIXES:
+                        self._names.setdefault(file.name, []).append(file.resolve())
+        return self._names
+
+    def keep(self, data: bytes, suffix: str) -> Path:
+        """Put bytes into the content-addressed store (images that live only inside an export)."""
+        sha = hashlib.sha256(data).hexdigest()
+        path = self.store / sha[:2] / f"{sha}{suffix.lower() or '.jpg'}"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_suffix(path.suffix + ".part")
+            temporary.write_bytes(data)
+            temporary.replace(path)
+        return path

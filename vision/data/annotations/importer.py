@@ -1,0 +1,70 @@
+"""`streetorder data import`: read, check and add an export to a dataset as one new version, or
+add nothing when it has problems (unless asked to skip the invalid images)."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from vision.core.taxonomy import Taxonomy, load_taxonomy
+from vision.data.annotations.dataset import Dataset
+from vision.data.annotations.images import ImageFinder
+from vision.data.annotations.readers import read_export
+from vision.data.annotations.records import Problem, Sample
+from vision.data.annotations.validate import validate
+from vision.detect.registry import file_sha256
+
+
+def import_export(
+    path: Path,
+    dataset: Dataset,
+    finder: ImageFinder,
+    *,
+    format_name: str = "auto",
+    negatives: bool = False,
+    labelled: Sequence[str] | None = None,
+    skip_invalid: bool = False,
+    refused: dict[str, str] | None = None,
+    at: datetime | None = None,
+    taxonomy: Taxonomy | None = None,
+) -> tuple[dict[str, int], list[Problem]]:
+    """Read, validate and add an export to a dataset as one new version.
+
+    With problems and without `skip_invalid` nothing is added (the dataset is left as it was).
+    `refused`: image sha256 -> why it may not be added (the frozen holdout).
+    """
+    taxonomy = taxonomy or load_taxonomy()
+    with tempfile.TemporaryDirectory(prefix="streetorder-import-") as unpacked:
+        export = read_export(path, format_name, Path(unpacked))
+        if path.suffix.lower() == ".zip":  # the images exist only in the archive: keep them
+            finder.folders.insert(0, Path(unpacked))
+        samples, problems = validate(export, finder, taxonomy, negatives=negatives, labelled=labelled)
+        if path.suffix.lower() == ".zip":  # name files inside an archive as archive/member
+            problems = [Problem(p.where.replace(unpacked, str(path)), p.message) for p in problems]
+        refused = refused or {}
+        for sample in [s for s in samples if s.sha256 in refused]:
+            problems.append(Problem(sample.origin, refused[sample.sha256]))
+            samples.remove(sample)
+        if problems and not skip_invalid:
+            return {"added": 0, "updated": 0, "unchanged": 0, "unlabelled": export.unlabelled}, problems
+        if path.suffix.lower() == ".zip":
+            samples = [_kept(s, finder, Path(unpacked), path) for s in samples]
+        source = {
+            "source": str(path.resolve()),
+            "format": export.format,
+            "sha256": file_sha256(path) if path.is_file() else None,
+            "problems": [str(p) for p in problems],
+        }
+        counts = dataset.add(samples, source, at or datetime.now(UTC))
+    dataset.save()
+    return {**counts, "unlabelled": export.unlabelled}, problems
+
+
+def _kept(sample: Sample, finder: ImageFinder, unpacked: Path, archive: Path) -> Sample:
+    if not sample.path.is_relative_to(unpacked.resolve()):
+        return sample
+    stored = finder.keep(sample.path.read_bytes(), sample.path.suffix)
+    origin = sample.origin.replace(str(unpacked), str(archive))
+    return Sample(stored, sample.sha256, sample.width, sample.height, sample.labels, sample.labelled, origin)

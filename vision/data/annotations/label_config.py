@@ -1,0 +1,71 @@
+"""Label Studio labelling configs: the one these tasks and the ML backend expect, and reading the
+box control of a project's own config (which label names it uses for which taxonomy class)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from xml.etree import ElementTree
+from xml.sax.saxutils import quoteattr
+
+from vision.core.taxonomy import Taxonomy, load_taxonomy
+from vision.data.annotations.records import AnnotationError
+
+
+@dataclass(frozen=True)
+class RectangleControl:
+    """The box control of a labelling config: its names, the task data key of its image, and the
+    project's label for each taxonomy class it can express."""
+
+    from_name: str
+    to_name: str
+    data_key: str
+    labels: dict[str, str]  # taxonomy class -> the config's label value
+
+
+MAX_CONFIG_CHARS = 200_000
+
+
+def rectangle_control(config: str | None, taxonomy: Taxonomy | None = None) -> RectangleControl:
+    """Read the first RectangleLabels of a labelling config (the default one when none is given)."""
+    taxonomy = taxonomy or load_taxonomy()
+    if not config:
+        return RectangleControl("label", "image", "image", {n: n for n in taxonomy.names})
+    if len(config) > MAX_CONFIG_CHARS:
+        raise AnnotationError("label_config", f"over {MAX_CONFIG_CHARS} characters")
+    if "<!DOCTYPE" in config or "<!ENTITY" in config:
+        raise AnnotationError("label_config", "document type declarations are not accepted")
+    try:
+        root = ElementTree.fromstring(config)
+    except ElementTree.ParseError as err:
+        raise AnnotationError("label_config", f"not valid XML: {err}") from err
+    control = next((e for e in root.iter() if e.tag == "RectangleLabels"), None)
+    if control is None:
+        raise AnnotationError("label_config", "no <RectangleLabels> control: this backend predicts boxes")
+    from_name, to_name = control.get("name", ""), control.get("toName", "")
+    image = next((e for e in root.iter() if e.get("name") == to_name), None)
+    value = image.get("value", "") if image is not None else ""
+    if not value.startswith("$"):
+        raise AnnotationError(
+            "label_config", f'RectangleLabels toName={to_name!r} names no <Image value="$...">'
+        )
+    labels: dict[str, str] = {}
+    for label in control.iter("Label"):
+        name = label.get("value", "")
+        cls = taxonomy.resolve(name)
+        if cls is not None and cls.name not in labels:
+            labels[cls.name] = name
+    if not labels:
+        raise AnnotationError(
+            "label_config", f"none of its labels is a taxonomy class or alias ({', '.join(taxonomy.names)})"
+        )
+    return RectangleControl(from_name, to_name, value[1:], labels)
+
+
+def label_config(taxonomy: Taxonomy | None = None) -> str:
+    """The Label Studio labelling config these tasks and the ML backend expect."""
+    taxonomy = taxonomy or load_taxonomy()
+    labels = "\n".join(f"    <Label value={quoteattr(name)}/>" for name in taxonomy.names)
+    return (
+        '<View>\n  <Image name="image" value="$image" zoom="true"/>\n'
+        f'  <RectangleLabels name="label" toName="image">\n{labels}\n  </RectangleLabels>\n</View>\n'
+    )

@@ -1,0 +1,374 @@
+"""Readers of what annotators export: Label Studio JSON, JSON-MIN and YOLO, CVAT "Ultralytics YOLO
+Detection" and "COCO 1.0" (a file, a folder or a zip). They keep boxes as written (`RawBox`) and
+collect problems; checking against images and the taxonomy is vision/data/annotations/validate.py."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from tqdm import tqdm
+
+from vision.data.annotations.images import inside
+from vision.data.annotations.records import AnnotationError, Problem, RawBox, RawSample, ReadExport
+from vision.data.datamix import IMAGE_SUFFIXES
+
+FORMATS = ("auto", "labelstudio-json", "labelstudio-min", "labelstudio-yolo", "cvat-yolo", "coco")
+MAX_ARCHIVE_BYTES = 20 * 2**30
+
+
+def load_json(path: Path) -> Any:
+    text = path.read_text(encoding="utf-8-sig")
+    if not text.strip():
+        raise AnnotationError(f"{path}", "empty file")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise AnnotationError(
+            f"{path}:{err.lineno}", f"not valid JSON: {err.msg} (column {err.colno})"
+        ) from err
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise AnnotationError(f"{where}", f"expected a number, got {value!r}")
+    return float(value)
+
+
+def _rectangle(
+    region: dict[str, Any], where: str
+) -> tuple[list[str], tuple[float, float, float, float], float]:
+    """Labels, percent box and rotation of one Label Studio rectangle value."""
+    labels = region.get("rectanglelabels")
+    if not isinstance(labels, list) or not labels or not all(isinstance(v, str) for v in labels):
+        raise AnnotationError(f"{where}.rectanglelabels", f"expected a list of label names, got {labels!r}")
+    coords = tuple(_number(region.get(k), f"{where}.{k}") for k in ("x", "y", "width", "height"))
+    rotation = _number(region.get("rotation", 0), f"{where}.rotation")
+    return labels, (coords[0], coords[1], coords[2], coords[3]), rotation
+
+
+def _size(region: dict[str, Any]) -> tuple[int, int] | None:
+    width, height = region.get("original_width"), region.get("original_height")
+    return (
+        (int(width), int(height))
+        if isinstance(width, int | float) and isinstance(height, int | float)
+        else None
+    )
+
+
+def _task_image(data: dict[str, Any], where: str) -> str:
+    for key in ("image", "img", "photo", "url"):
+        if isinstance(data.get(key), str):
+            return str(data[key])
+    for value in data.values():
+        if isinstance(value, str) and (
+            value.startswith("/data/") or Path(urlsplit(value).path).suffix.lower() in IMAGE_SUFFIXES
+        ):
+            return value
+    raise AnnotationError(f"{where}", f"no image URL in the task data (keys: {', '.join(data) or 'none'})")
+
+
+def _boxes(
+    regions: list[Any], where: str, problems: list[Problem], declared: list[tuple[int, int]]
+) -> list[RawBox]:
+    boxes: list[RawBox] = []
+    for index, region in enumerate(regions):
+        at = f"{where}[{index}]"
+        if not isinstance(region, dict):
+            problems.append(Problem(at, f"expected an object, got {type(region).__name__}"))
+            continue
+        value = region.get("value", region)  # full JSON nests it in value, JSON-MIN does not
+        if region.get("type", "rectanglelabels") != "rectanglelabels" or "rectanglelabels" not in value:
+            continue  # other controls (choices, text) are no boxes
+        size = _size(region) or _size(value)
+        if size:
+            declared.append(size)
+        try:
+            labels, coords, rotation = _rectangle(value, at + (".value" if "value" in region else ""))
+        except AnnotationError as err:
+            problems.append(err.problem())
+            continue
+        boxes.extend(RawBox(label, coords, "percent", at, rotation) for label in labels)
+    return boxes
+
+
+def read_labelstudio_json(path: Path) -> ReadExport:
+    """Label Studio's JSON export: tasks with `data` and `annotations[].result[]`; the latest
+    annotation that was not cancelled counts."""
+    tasks = load_json(path)
+    if not isinstance(tasks, list):
+        raise AnnotationError(f"{path}", "a Label Studio JSON export is a list of tasks")
+    export = ReadExport("labelstudio-json", [])
+    for index, task in enumerate(
+        tqdm(tasks, desc=f"read {path.name}", file=sys.stderr, disable=len(tasks) < 500)
+    ):
+        where = f"{path}: tasks[{index}]" + (
+            f" (id {task.get('id')})" if isinstance(task, dict) and "id" in task else ""
+        )
+        try:
+            if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+                raise AnnotationError(f"{where}.data", "a task needs a data object")
+            image = _task_image(task["data"], f"{where}.data")
+            annotations = task.get("annotations") or task.get("completions") or []
+            if not isinstance(annotations, list):
+                raise AnnotationError(f"{where}.annotations", "expected a list")
+        except AnnotationError as err:
+            export.problems.append(err.problem())
+            continue
+        kept = [
+            (i, a) for i, a in enumerate(annotations) if isinstance(a, dict) and not a.get("was_cancelled")
+        ]
+        if not kept:
+            export.unlabelled += 1
+            continue
+        number, annotation = max(kept, key=lambda item: (str(item[1].get("updated_at") or ""), item[0]))
+        result = annotation.get("result")
+        at = f"{where}.annotations[{number}].result"
+        if not isinstance(result, list):
+            export.problems.append(Problem(at, "expected a list of regions"))
+            continue
+        declared: list[tuple[int, int]] = []
+        boxes = _boxes(result, at, export.problems, declared)
+        export.samples.append(RawSample(image, boxes, where, path.parent, declared[0] if declared else None))
+    return export
+
+
+def read_labelstudio_min(path: Path) -> ReadExport:
+    """Label Studio's JSON-MIN export: one flat object per annotated task, boxes under the
+    control's name (usually `label`), image under the data key (usually `image`)."""
+    rows = load_json(path)
+    if not isinstance(rows, list):
+        raise AnnotationError(f"{path}", "a JSON-MIN export is a list of objects")
+    export = ReadExport("labelstudio-min", [])
+    meta = {"id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time"}
+    for index, row in enumerate(rows):
+        where = f"{path}: [{index}]" + (
+            f" (id {row.get('id')})" if isinstance(row, dict) and "id" in row else ""
+        )
+        if not isinstance(row, dict):
+            export.problems.append(Problem(where, "expected an object"))
+            continue
+        regions_key = next(
+            (
+                k
+                for k, v in row.items()
+                if isinstance(v, list) and any(isinstance(r, dict) and "rectanglelabels" in r for r in v)
+            ),
+            None,
+        )
+        try:
+            image = _task_image({k: v for k, v in row.items() if k not in meta}, where)
+        except AnnotationError as err:
+            export.problems.append(err.problem())
+            continue
+        if regions_key is None:
+            if "annotation_id" in row or "annotator" in row:  # annotated, with no box drawn
+                export.samples.append(RawSample(image, [], where, path.parent))
+            else:
+                export.unlabelled += 1
+            continue
+        declared: list[tuple[int, int]] = []
+        boxes = _boxes(row[regions_key], f"{where}.{regions_key}", export.problems, declared)
+        export.samples.append(RawSample(image, boxes, where, path.parent, declared[0] if declared else None))
+    return export
+
+
+def read_yolo_folder(root: Path, names: list[str], format_name: str) -> ReadExport:
+    """Images with YOLO label files beside them (`labels/` mirrors `images/`): CVAT's Ultralytics
+    YOLO and Label Studio's YOLO exports. An image without a label file is unlabelled."""
+    export = ReadExport(format_name, [])
+    images = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    label_files = {p.resolve() for p in root.rglob("*.txt") if "labels" in p.relative_to(root).parts}
+    used: set[Path] = set()
+    for image in images:
+        relative = image.relative_to(root)
+        parts = list(relative.parts)
+        if "images" in parts:
+            parts[parts.index("images")] = "labels"
+        else:
+            parts.insert(0, "labels")
+        label = (root / Path(*parts)).with_suffix(".txt")
+        if not label.exists():
+            export.unlabelled += 1
+            continue
+        used.add(label.resolve())
+        boxes = []
+        for number, line in enumerate(label.read_text(encoding="utf-8").splitlines(), 1):
+            fields = line.split()
+            if not fields:
+                continue
+            at = f"{label}:{number}"
+            if len(fields) != 5:
+                export.problems.append(
+                    Problem(at, f"expected 'class cx cy w h' (5 fields), got {len(fields)}: {line!r}")
+                )
+                continue
+            try:
+                class_id = int(fields[0])
+                cx, cy, w, h = (float(v) for v in fields[1:])
+            except ValueError:
+                export.problems.append(Problem(at, f"not numbers: {line!r}"))
+                continue
+            if not 0 <= class_id < len(names):
+                export.problems.append(
+                    Problem(at, f"class {class_id} is not in the export's {len(names)} class names")
+                )
+                continue
+            boxes.append(RawBox(names[class_id], (cx, cy, w, h), "yolo", at))
+        export.samples.append(RawSample(relative.as_posix(), boxes, str(label), root, labelled=tuple(names)))
+    for orphan in sorted(label_files - used):
+        export.problems.append(Problem(str(orphan), "label file without an image"))
+    return export
+
+
+def read_cvat_yolo(root: Path) -> ReadExport:
+    data_yaml = root / "data.yaml"
+    try:
+        data = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise AnnotationError(f"{data_yaml}", f"not valid YAML: {err}") from err
+    names = data.get("names") if isinstance(data, dict) else None
+    if isinstance(names, dict):
+        names = [str(names[k]) for k in sorted(names, key=int)]
+    if not isinstance(names, list) or not names:
+        raise AnnotationError(f"{data_yaml}", "names: expected the class names")
+    return read_yolo_folder(root, [str(n) for n in names], "cvat-yolo")
+
+
+def read_labelstudio_yolo(root: Path) -> ReadExport:
+    classes = root / "classes.txt"
+    names = [line.strip() for line in classes.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not names:
+        raise AnnotationError(f"{classes}", "empty file (no class names)")
+    return read_yolo_folder(root, names, "labelstudio-yolo")
+
+
+def read_coco(path: Path) -> ReadExport:
+    """COCO 1.0 (CVAT's COCO export): `images`, `categories`, `annotations` with pixel `bbox`."""
+    coco = load_json(path)
+    if not isinstance(coco, dict) or not all(
+        isinstance(coco.get(k), list) for k in ("images", "annotations", "categories")
+    ):
+        raise AnnotationError(f"{path}", "a COCO file needs lists 'images', 'annotations' and 'categories'")
+    export = ReadExport("coco", [])
+    categories = {c.get("id"): str(c.get("name")) for c in coco["categories"] if isinstance(c, dict)}
+    root = path.parent.parent if path.parent.name == "annotations" else path.parent
+    root = root / "images" if (root / "images").is_dir() else root  # CVAT puts images beside annotations/
+    images: dict[Any, RawSample] = {}
+    for index, image in enumerate(coco["images"]):
+        where = f"{path}: images[{index}]"
+        if not isinstance(image, dict) or not isinstance(image.get("file_name"), str):
+            export.problems.append(Problem(where, "an image needs a file_name"))
+            continue
+        size = _size({"original_width": image.get("width"), "original_height": image.get("height")})
+        images[image.get("id")] = RawSample(
+            image["file_name"], [], where, root, size, tuple(categories.values())
+        )
+    for index, annotation in enumerate(coco["annotations"]):
+        where = f"{path}: annotations[{index}]"
+        if not isinstance(annotation, dict):
+            export.problems.append(Problem(where, "expected an object"))
+            continue
+        sample = images.get(annotation.get("image_id"))
+        if sample is None:
+            export.problems.append(
+                Problem(f"{where}.image_id", f"no image with id {annotation.get('image_id')!r}")
+            )
+            continue
+        name = categories.get(annotation.get("category_id"))
+        if name is None:
+            export.problems.append(
+                Problem(f"{where}.category_id", f"no category {annotation.get('category_id')!r}")
+            )
+            continue
+        bbox = annotation.get("bbox")
+        if not isinstance(bbox, list) or len(bbox) != 4:
+            export.problems.append(Problem(f"{where}.bbox", f"expected [x, y, width, height], got {bbox!r}"))
+            continue
+        try:
+            coords = tuple(_number(v, f"{where}.bbox") for v in bbox)
+        except AnnotationError as err:
+            export.problems.append(err.problem())
+            continue
+        rotation = (annotation.get("attributes") or {}).get("rotation", 0)
+        sample.boxes.append(
+            RawBox(name, (coords[0], coords[1], coords[2], coords[3]), "coco", where, float(rotation or 0))
+        )
+    export.samples = list(images.values())
+    return export
+
+
+def detect_format(path: Path) -> str:
+    """Which reader an export needs, from its layout (a folder or an extracted zip) or its JSON."""
+    if path.is_dir():
+        if (path / "data.yaml").exists():
+            return "cvat-yolo"
+        if (path / "classes.txt").exists():
+            return "labelstudio-yolo"
+        if list(path.glob("annotations/*.json")):
+            return "coco"
+        raise AnnotationError(
+            f"{path}",
+            "neither data.yaml (CVAT YOLO), classes.txt (Label Studio YOLO) nor annotations/*.json (COCO)",
+        )
+    data = load_json(path)
+    if isinstance(data, dict) and "annotations" in data and "images" in data:
+        return "coco"
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        return "labelstudio-json" if "data" in data[0] else "labelstudio-min"
+    raise AnnotationError(f"{path}", "not a Label Studio, JSON-MIN or COCO export")
+
+
+def extract(archive: Path, into: Path) -> Path:
+    """Unpack a zip export safely (no member outside the folder, bounded size)."""
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            members = zipped.infolist()
+            total = sum(m.file_size for m in members)
+            if total > MAX_ARCHIVE_BYTES:
+                raise AnnotationError(f"{archive}", f"unpacks to {total} bytes, over {MAX_ARCHIVE_BYTES}")
+            for member in members:
+                try:
+                    inside(into, member.filename)
+                except AnnotationError as err:
+                    raise AnnotationError(f"{archive}: {err.where}", err.message) from None
+            zipped.extractall(into)
+    except zipfile.BadZipFile as err:
+        raise AnnotationError(f"{archive}", f"not a zip archive: {err}") from err
+    return into
+
+
+def read_export(path: Path, format_name: str = "auto", unpack_to: Path | None = None) -> ReadExport:
+    """Read any supported export: a JSON file, a folder, or a zip (unpacked into `unpack_to`)."""
+    if not path.exists():
+        raise AnnotationError(f"{path}", "no such file or folder")
+    if path.is_file() and path.stat().st_size == 0:
+        raise AnnotationError(f"{path}", "empty file")
+    if path.suffix.lower() == ".zip":
+        path = extract(path, unpack_to or Path(tempfile.mkdtemp(prefix="streetorder-export-")))
+    kind = detect_format(path) if format_name == "auto" else format_name
+    if kind == "labelstudio-json":
+        return read_labelstudio_json(path)
+    if kind == "labelstudio-min":
+        return read_labelstudio_min(path)
+    if kind == "labelstudio-yolo":
+        return read_labelstudio_yolo(path)
+    if kind == "cvat-yolo":
+        return read_cvat_yolo(path)
+    if kind == "coco":
+        files = sorted(path.glob("annotations/*.json")) if path.is_dir() else [path]
+        if not files:
+            raise AnnotationError(f"{path}", "no annotations/*.json")
+        merged = ReadExport("coco", [])
+        for file in files:
+            part = read_coco(file)
+            merged.samples += part.samples
+            merged.problems += part.problems
+        return merged
+    raise AnnotationError(str(path), f"unknown format {kind!r} (one of {', '.join(FORMATS)})")

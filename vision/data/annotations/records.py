@@ -1,0 +1,83 @@
+"""What reading and checking an export produce: raw boxes as written, checked samples in pixels,
+and the problems found on the way (each naming its file and line or field)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class AnnotationError(ValueError):
+    """An export or a task image that cannot be used: `where` (file and line or field) and why."""
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(f"{where}: {message}")
+        self.where = where
+        self.message = message
+
+    def problem(self) -> Problem:
+        return Problem(self.where, self.message)
+
+
+@dataclass(frozen=True)
+class Problem:
+    where: str  # file, and line or field
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class RawBox:
+    """One box as an export writes it; `unit` says how to read `coords`."""
+
+    label: str
+    coords: tuple[float, float, float, float]
+    unit: str  # percent (x, y, w, h) | yolo (cx, cy, w, h normalised) | coco (x, y, w, h pixels)
+    where: str
+    rotation: float = 0.0
+
+
+@dataclass
+class RawSample:
+    """One image of an export: its reference as written there, and its boxes."""
+
+    image: str
+    boxes: list[RawBox]
+    where: str
+    base: Path  # folder that relative image references are read against
+    declared_size: tuple[int, int] | None = None  # (width, height) the export says the image has
+    labelled: tuple[str, ...] | None = None  # label names this export's annotators could choose from
+
+
+@dataclass(frozen=True)
+class Label:
+    name: str  # taxonomy class name
+    xyxy: tuple[float, float, float, float]  # pixels of the upright image
+    confidence: float | None = None  # set on predictions only
+
+    def to_json(self) -> list[Any]:
+        return [self.name, *(round(v, 1) for v in self.xyxy)]
+
+
+@dataclass
+class Sample:
+    """One validated image: file, size, pixel boxes with taxonomy names."""
+
+    path: Path
+    sha256: str
+    width: int
+    height: int
+    labels: list[Label]
+    labelled: tuple[str, ...]  # taxonomy classes its annotators labelled (the others are unknown)
+    origin: str
+
+
+@dataclass
+class ReadExport:
+    format: str
+    samples: list[RawSample]
+    problems: list[Problem] = field(default_factory=list)
+    unlabelled: int = 0  # images of the export nobody annotated (skipped, not negatives)

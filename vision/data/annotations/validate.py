@@ -1,0 +1,132 @@
+"""Checking a read export: every image found and decoded, every box inside its image, upright, with
+a label the taxonomy knows by name or alias; an image without boxes only as an asked-for negative."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from vision.core.imageio import ImageError, read_photo
+from vision.core.taxonomy import Taxonomy
+from vision.data.annotations.coords import from_coco, from_percent, from_yolo
+from vision.data.annotations.images import ImageFinder
+from vision.data.annotations.records import AnnotationError, Label, Problem, RawBox, ReadExport, Sample
+from vision.detect.registry import file_sha256
+
+EDGE_TOLERANCE = 0.005  # boxes may overshoot the image by 0.5 % of its side (rounding in exports)
+ASPECT_TOLERANCE = 0.02
+
+
+def oriented_size(path: Path) -> tuple[int, int]:
+    """Width and height of the upright photo (EXIF orientation applied), decoding it fully so
+    that a corrupt file is caught here, not in training."""
+    photo = read_photo(path)
+    return photo.width, photo.height
+
+
+def to_pixels(box: RawBox, width: int, height: int, declared: tuple[int, int] | None) -> tuple[float, ...]:
+    x, y, w, h = box.coords
+    if box.unit == "percent":
+        return from_percent(x, y, w, h, width, height)
+    if box.unit == "yolo":
+        return from_yolo(x, y, w, h, width, height)
+    sx, sy = (width / declared[0], height / declared[1]) if declared else (1.0, 1.0)
+    return tuple(v * s for v, s in zip(from_coco(x, y, w, h), (sx, sy, sx, sy), strict=True))
+
+
+def check_box(
+    xyxy: Sequence[float], width: int, height: int
+) -> tuple[tuple[float, float, float, float] | None, str | None]:
+    """A box clipped to the image when it overshoots by rounding only; else why it is refused."""
+    x1, y1, x2, y2 = xyxy
+    if x2 - x1 < 1 or y2 - y1 < 1:
+        return None, f"empty box ({x2 - x1:.1f} x {y2 - y1:.1f} px)"
+    slack_x, slack_y = EDGE_TOLERANCE * width, EDGE_TOLERANCE * height
+    if x1 < -slack_x or y1 < -slack_y or x2 > width + slack_x or y2 > height + slack_y:
+        return None, f"box ({x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f}) is outside the {width}x{height} image"
+    clipped = (max(0.0, x1), max(0.0, y1), min(float(width), x2), min(float(height), y2))
+    return clipped, None
+
+
+def validate(
+    export: ReadExport,
+    finder: ImageFinder,
+    taxonomy: Taxonomy,
+    *,
+    negatives: bool = False,
+    labelled: Sequence[str] | None = None,
+) -> tuple[list[Sample], list[Problem]]:
+    """Resolve images and turn raw boxes into pixel labels with taxonomy names; collect problems.
+
+    `labelled`: the taxonomy classes the annotators labelled (default: the export's own label list,
+    else every taxonomy class).
+    """
+    problems = list(export.problems)
+    samples: list[Sample] = []
+    seen: dict[str, str] = {}
+    for raw in tqdm(export.samples, desc="check images", file=sys.stderr, disable=len(export.samples) < 200):
+        try:
+            path = finder.find(raw.image, raw.base)
+            width, height = oriented_size(path)
+        except (AnnotationError, ImageError) as err:
+            problems.append(Problem(raw.where, str(err)))
+            continue
+        if (
+            raw.declared_size
+            and abs(raw.declared_size[0] / raw.declared_size[1] - width / height)
+            > ASPECT_TOLERANCE * width / height
+        ):
+            dw, dh = raw.declared_size
+            problems.append(
+                Problem(
+                    raw.where, f"the export says {dw}x{dh}, {path} is {width}x{height} (rotated or cropped?)"
+                )
+            )
+            continue
+        labels, bad = [], False
+        for box in raw.boxes:
+            cls = taxonomy.resolve(box.label)
+            if cls is None:
+                problems.append(
+                    Problem(
+                        box.where,
+                        f"label {box.label!r} is neither a taxonomy class nor an alias "
+                        f"({', '.join(taxonomy.names)})",
+                    )
+                )
+                bad = True
+                continue
+            if box.rotation % 360:
+                problems.append(
+                    Problem(
+                        box.where, f"rotated box ({box.rotation:g} degrees): the detector takes upright boxes"
+                    )
+                )
+                bad = True
+                continue
+            xyxy, why = check_box(to_pixels(box, width, height, raw.declared_size), width, height)
+            if xyxy is None:
+                problems.append(Problem(box.where, str(why)))
+                bad = True
+                continue
+            labels.append(Label(cls.name, xyxy))
+        if bad:
+            continue
+        if not labels and not negatives:
+            problems.append(
+                Problem(raw.where, "no boxes: not taken as a negative image unless --negatives is given")
+            )
+            continue
+        sha = file_sha256(path)
+        if sha in seen:
+            problems.append(Problem(raw.where, f"the same image as {seen[sha]}"))
+            continue
+        seen[sha] = raw.where
+        names = labelled if labelled is not None else raw.labelled
+        chosen = {c.name for c in map(taxonomy.resolve, names or taxonomy.names) if c}
+        covered = [n for n in taxonomy.names if n in chosen]  # taxonomy order
+        samples.append(Sample(path.resolve(), sha, width, height, labels, tuple(covered), raw.where))
+    return samples, problems
