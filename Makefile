@@ -1,7 +1,7 @@
 # streetorder. On a fresh clone with ../shared beside it:
 #   make demo   creates .venv if missing, installs, scans sample photos, writes a report
 #   make test   creates .venv if missing, installs, runs the whole test suite
-#   make setup  (root, Debian) system packages: a CJK font for synthetic flyers (vision/data/flyers.py)
+#   make setup  (root, Debian) system packages: a CJK font for synthetic flyers (vision/data/flyers/)
 # The install is redone whenever pyproject.toml changes (the stamp file records the last one).
 
 PYTHON ?= python3

@@ -12,18 +12,11 @@ import yaml
 from serve.cli.data import cli as data_cli
 from vision.core.taxonomy import load_taxonomy
 from vision.data.datamix import build_mix
-from vision.data.flyers import (
-    Background,
-    FontError,
-    Scene,
-    example_rng,
-    find_cjk_fonts,
-    flyer_text,
-    labelled_classes,
-    render_example,
-    scene_from_labels,
-    synthesize,
-)
+from vision.data.flyers.compositing import example_rng, render_example
+from vision.data.flyers.fonts import FontError, find_cjk_fonts
+from vision.data.flyers.scene import Scene, scene_from_labels
+from vision.data.flyers.synthesize import Background, labelled_classes, synthesize
+from vision.data.flyers.text import flyer_text
 
 FACADES = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "facades-spb"
 

@@ -13,15 +13,9 @@ import supervision as sv
 from serve.cli.ocr import cli as ocr_cli
 from vision.core.draw import crop_box
 from vision.core.taxonomy import load_taxonomy
-from vision.data.flyers import (
-    STYLES,
-    FlyerText,
-    display_phone,
-    find_cjk_fonts,
-    landline_number,
-    mobile_number,
-    render_layout,
-)
+from vision.data.flyers.fonts import find_cjk_fonts
+from vision.data.flyers.layout import STYLES, render_layout
+from vision.data.flyers.text import FlyerText, display_phone, landline_number, mobile_number
 from vision.detect.ocr import OCR_CANDIDATE_CONFIDENCE, FlyerReader, extract_phones
 
 

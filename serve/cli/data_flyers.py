@@ -7,10 +7,8 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from vision.data.flyers import (
-    FontError,
-    synthesize,
-)
+from vision.data.flyers.fonts import FontError
+from vision.data.flyers.synthesize import synthesize
 
 
 def cli(argv: list[str]) -> int:

@@ -14,7 +14,10 @@ import numpy as np
 
 from vision.core.draw import crop_box
 from vision.core.imageio import read_photo
-from vision.data.flyers import STYLES, age, find_cjk_fonts, flyer_text, render_layout
+from vision.data.flyers.fonts import find_cjk_fonts
+from vision.data.flyers.layout import STYLES, render_layout
+from vision.data.flyers.text import flyer_text
+from vision.data.flyers.wear import age
 from vision.detect.ocr import FlyerReader
 
 
@@ -29,7 +32,7 @@ class Sample:
 
 
 def set_samples(dataset: Path, limit: int) -> Iterator[Sample]:
-    """The flyers of a synthetic set (vision/data/flyers.py writes flyers.jsonl), cropped from its photos."""
+    """The flyers of a synthetic set (its flyers.jsonl, from vision/data/flyers/), cropped from its photos."""
     lines = (dataset / "flyers.jsonl").read_text(encoding="utf-8").splitlines()
     count = 0
     for record in map(json.loads, lines):
