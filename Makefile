@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint setup postgres browser opencv-data
+.PHONY: demo test lint setup postgres browser
 
 setup:
 	fc-list :lang=zh file | grep -q . || (apt-get update && apt-get install -y fonts-wqy-microhei fonts-wqy-zenhei fonts-arphic-ukai)
@@ -24,7 +24,7 @@ $(INSTALLED): pyproject.toml | $(PY)
 demo: $(INSTALLED)
 	$(PY) -m serve.cli.demo
 
-test: $(INSTALLED) postgres browser opencv-data
+test: $(INSTALLED) postgres browser
 	$(PY) -m pytest
 
 # The storage and API tests also run on a real PostgreSQL that tests/conftest.py starts and stops;
@@ -42,13 +42,6 @@ browser:
 	  { [ "$$(id -u)" = 0 ] && (apt-get install -y --no-install-recommends $(BROWSER_PACKAGES) || \
 	    (apt-get update && apt-get install -y --no-install-recommends $(BROWSER_PACKAGES))); } || \
 	  echo "chromium not installed: the console's browser tests will be skipped"
-
-# OpenCV's face and plate cascades (Debian opencv-data) for vision/detect/privacy.py; without them the
-# service withholds images from keys without evidence:raw (503) and the privacy tests are skipped.
-opencv-data:
-	@ls /usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml >/dev/null 2>&1 || \
-	  { [ "$$(id -u)" = 0 ] && (apt-get install -y opencv-data || (apt-get update && apt-get install -y opencv-data)); } || \
-	  echo "opencv-data not installed: privacy tests will be skipped"
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check vision serve tests

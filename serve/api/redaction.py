@@ -18,7 +18,7 @@ from serve.cases.auth import Principal
 from serve.cases.errors import NotFound, Unavailable
 from serve.cases.evidence import write_atomically
 from vision.core.imageio import decode_photo
-from vision.detect.privacy import CascadeError, default_redactor
+from vision.detect.privacy import PrivacyUnavailable, default_redactor
 
 RAW_SCOPE = "evidence:raw"
 PRIVACY_HEADER = "X-Privacy"  # raw | redacted: which form the body is
@@ -52,7 +52,7 @@ def redact_image(image: np.ndarray) -> np.ndarray:
     """Faces and plates blurred (503 when the detectors are not installed: fail closed)."""
     try:
         redactor = default_redactor()
-    except CascadeError as err:
+    except PrivacyUnavailable as err:
         raise Unavailable(f"privacy filter unavailable, images are withheld: {err}") from err
     blurred, _ = redactor.redact(image)
     return blurred

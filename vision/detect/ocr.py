@@ -91,19 +91,27 @@ def class_ids(detections: sv.Detections) -> np.ndarray:
     return np.asarray(detections.class_id)
 
 
+def ocr_engine(threads: int = 1) -> Any:
+    """PP-OCR (det + angle cls + rec) on ONNX Runtime, photos searched at DETECT_SIDE at most.
+
+    Its ONNX sessions load in about a second: build one per reader, not per image.
+    """
+    from rapidocr_onnxruntime import RapidOCR  # imported here: scanning without OCR stays light
+
+    return RapidOCR(
+        det_limit_type="max",
+        det_limit_side_len=DETECT_SIDE,
+        intra_op_num_threads=threads,
+        inter_op_num_threads=1,
+    )
+
+
 class FlyerReader:
     """PP-OCR for flyer crops; the ONNX sessions load once (about a second)."""
 
     def __init__(self, threads: int = 1):
-        from rapidocr_onnxruntime import RapidOCR  # imported here: scanning without OCR stays light
-
         # crops are enlarged to CROP_SIDE <= DETECT_SIDE, so one limit serves crops and photos
-        self.engine = RapidOCR(
-            det_limit_type="max",
-            det_limit_side_len=DETECT_SIDE,
-            intra_op_num_threads=threads,
-            inter_op_num_threads=1,
-        )
+        self.engine = ocr_engine(threads)
 
     def read(self, crop: np.ndarray) -> OcrReading:
         """Text and phone numbers of one flyer crop (BGR)."""
