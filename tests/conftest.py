@@ -177,7 +177,7 @@ def service_overrides() -> dict[str, object]:
 
 @pytest.fixture
 def service(db_url: str, tmp_path: Path, service_overrides: dict[str, object]) -> Iterator[Service]:
-    """The real app (model models/street-v1 when present) with one key per scope, clock at SERVICE_START."""
+    """The real app (the registry's current model) with one key per scope, clock at SERVICE_START."""
     from fastapi.testclient import TestClient
 
     from serve.api.app import create_app
@@ -224,31 +224,34 @@ def jpeg() -> Callable[..., bytes]:
     return _jpeg
 
 
-# --- two real models and a registry, for promotion and hot reload (issue 7) -----------------------
+# --- two real models and a registry, for hot reload (issue 7) --------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _two_tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from synthetic import tiny_model
+
+    from vision.detect.registry import read_card, write_card
+    from vision.modelops.export import export_model
+
+    folder = tmp_path_factory.mktemp("two-models")
+    tiny = tiny_model(folder)
+    other = folder / "tiny-96"
+    other.mkdir()
+    shutil.copy(tiny / "model.pt", other / "model.pt")
+    write_card(other, {**read_card(tiny), "name": other.name, "input_size": 96})
+    export_model(other, "onnx", imgsz=96)
+    return folder
 
 
 @pytest.fixture
-def street_models(tmp_path: Path) -> Path:
-    """models/ with street-v1 (current) and street-v1-int8: its INT8 export as a model of its own,
-    real weights that differ; cards copied without cached holdout scores."""
-    import yaml
-
-    from vision.detect.registry import find_model
+def tiny_models(_two_tiny_models: Path, tmp_path: Path) -> Path:
+    """models/ with `tiny` (current; one epoch on synthetic rectangles at 64 px, tests/synthetic.py)
+    and `tiny-96`: its weights exported for 96 px input. Two real models with different weights
+    files, made by the tests, so no test depends on a shipped model's weights."""
     from vision.modelops.promote import Registry
 
-    try:
-        shipped = find_model("street-v1").folder
-    except Exception as err:
-        pytest.skip(f"models/street-v1 is not installed ({err})")
-    if shipped is None or not (shipped / "model.int8.onnx").exists():
-        pytest.skip("models/street-v1 has no INT8 export")
     folder = tmp_path / "models"
-    card = {k: v for k, v in yaml.safe_load((shipped / "card.yaml").read_text()).items() if k != "holdout"}
-    for name, weights in (("street-v1", "model.onnx"), ("street-v1-int8", "model.int8.onnx")):
-        (folder / name).mkdir(parents=True)
-        (folder / name / "card.yaml").write_text(yaml.safe_dump(card))
-        shutil.copy(shipped / weights, folder / name / "model.onnx")
-    Registry(folder).record(
-        {"at": "2025-10-01T00:00:00+00:00", "action": "initial", "model": "street-v1"}, "street-v1"
-    )
+    shutil.copytree(_two_tiny_models, folder)
+    Registry(folder).record({"at": "2025-10-01T00:00:00+00:00", "action": "initial", "model": "tiny"}, "tiny")
     return folder

@@ -270,7 +270,7 @@ def service_overrides(tmp_path: Path) -> dict[str, object]:
 @pytest.fixture
 def model_service(service: Service) -> Service:
     if service.client.get("/readyz").status_code != 200:
-        pytest.skip("no model loaded (models/street-v1 comes from the train/evaluate work)")
+        pytest.skip("no model loaded (the registry's current model is not installed)")
     return service
 
 

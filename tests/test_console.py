@@ -149,7 +149,7 @@ def open311(live: Live, code: str, lat: float, lon: float, description: str) -> 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    """The service on a real uvicorn at 127.0.0.1 (in a thread, with a test clock), SQLite, street-v1."""
+    """The service on a real uvicorn at 127.0.0.1 (in a thread, with a test clock), SQLite, current model."""
     import uvicorn
 
     from serve.api.app import create_app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -35,10 +36,17 @@ from vision.core.detector import Detector
 from vision.core.imageio import decode_photo, exif_for
 from vision.detect.backends import letterbox, load_detector
 from vision.detect.pipeline import DecodeOptions, detect_full, ordered_map, to_full_pixels
+from vision.detect.registry import CURRENT, find_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = ROOT.parent / "shared" / "datasets" / "garbage-cn"
-MODEL = ROOT / "models" / "street-v1" / "model.onnx"  # FP32 on ONNX Runtime: the same runtime everywhere
+
+
+@functools.cache
+def current_onnx() -> Path:
+    """The FP32 ONNX file of the registry's current model (one that finds real garbage), on ONNX
+    Runtime: the same runtime everywhere."""
+    return find_model(CURRENT).weights_for("onnx")
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +56,7 @@ def samples() -> list[Path]:
 
 @pytest.fixture(scope="module")
 def detector() -> Detector:
-    return load_detector(MODEL, "onnx", threads=1, concurrency=2)
+    return load_detector(current_onnx(), "onnx", threads=1, concurrency=2)
 
 
 def as_jpeg(image: Image.Image, orientation: int = 1) -> bytes:
@@ -134,9 +142,11 @@ def test_letterbox_to_the_photos_aspect(
 def test_reduced_decode_finds_what_full_decode_finds(
     samples: list[Path], detector: Detector, size: tuple[int, int], orientation: int
 ) -> None:
-    """Real street photos, upscaled and stored rotated with an EXIF orientation tag."""
+    """Real street photos, upscaled and stored rotated with an EXIF orientation tag. The same confident
+    boxes come back with about the same confidence (any detector: single weak boxes may move more)."""
     upright_size = size
     matched = compared = 0
+    changes = []
     for source in samples[:6]:
         with Image.open(source) as original:
             upright = original.convert("RGB").resize(upright_size, Image.Resampling.BICUBIC)
@@ -163,29 +173,31 @@ def test_reduced_decode_finds_what_full_decode_finds(
             iou = sv.box_iou_batch(box[None], same.xyxy)[0] if len(same) else np.zeros(1)
             if iou.max() >= 0.7:
                 matched += 1
-                assert abs(same.confidence[int(iou.argmax())] - confidence) < 0.2
+                changes.append(abs(same.confidence[int(iou.argmax())] - confidence))
     assert compared >= 3, "too few confident detections to compare"
     assert matched >= 0.85 * compared, f"{matched} of {compared} confident boxes found again"
+    assert np.median(changes) < 0.05, sorted(changes)
 
 
 @pytest.mark.slow
 def test_a_dynamic_export_runs_rectangular_and_finds_what_the_square_one_finds(
     tmp_path: Path, samples: list[Path], detector: Detector
 ) -> None:
-    """`streetorder export --dynamic` of street-v1's weights; 4:3 photos go in as 320x256."""
+    """`streetorder export --dynamic` of the current model's weights; 4:3 photos go in as 320x256."""
     from vision.detect.pipeline import candidates
     from vision.modelops.export import export_model
 
-    folder = tmp_path / "street-v1"
+    shipped = current_onnx().parent
+    folder = tmp_path / shipped.name
     folder.mkdir()
     for name in ("card.yaml", "model.pt", "model.onnx"):
-        shutil.copy2(MODEL.parent / name, folder / name)
+        shutil.copy2(shipped / name, folder / name)
     written = export_model(folder, dynamic=True)
     assert written == folder / "model.dynamic.onnx"
-    assert (folder / "card.yaml").read_bytes() == (MODEL.parent / "card.yaml").read_bytes()  # no new version
+    assert (folder / "card.yaml").read_bytes() == (shipped / "card.yaml").read_bytes()  # no new version
     assert "onnx-fp32-rect" in [c.label for c in candidates(folder, "fp32", ["onnx"])]
     rect = load_detector(written, "onnx", threads=1)
-    matched = compared = 0
+    matched = compared = 0  # other padding than the square's: a box near the threshold may slip
     for source in samples[:6]:
         with Image.open(source) as original:
             photo = decode_photo(as_jpeg(original.convert("RGB").resize((1280, 960))), reduce_to=320)
@@ -197,7 +209,7 @@ def test_a_dynamic_export_runs_rectangular_and_finds_what_the_square_one_finds(
                 compared += 1
                 same = found[found.class_id == class_id]
                 matched += bool(len(same)) and sv.box_iou_batch(box[None], same.xyxy).max() >= 0.7
-    assert compared >= 3 and matched >= 0.85 * compared, f"{matched} of {compared} confident boxes"
+    assert compared >= 3 and matched >= 0.75 * compared, f"{matched} of {compared} confident boxes"
 
 
 def test_reduced_decode_is_not_used_where_it_would_go_below_the_model_size() -> None:
@@ -231,7 +243,8 @@ def archive(tmp_path_factory: pytest.TempPathFactory, samples: list[Path]) -> Pa
 def scan_with(archive: Path, tmp_path: Path, name: str, *options: str) -> sessionmaker[Session]:
     db = f"sqlite:///{tmp_path / f'{name}.db'}"
     argv = [str(archive), "--db", db, "--out", str(tmp_path / f"out-{name}"), "--no-progress"]
-    assert cli([*argv, "--model", str(MODEL), "--backend", "onnx", "--precision", "fp32", *options]) == 0
+    model = str(current_onnx())
+    assert cli([*argv, "--model", model, "--backend", "onnx", "--precision", "fp32", *options]) == 0
     return open_database(db)
 
 
@@ -364,7 +377,7 @@ def test_a_child_measures_its_own_peak_memory_not_its_parents() -> None:
 @pytest.mark.parametrize(
     ("map50_int8", "precision", "int8_offered"),
     [
-        (0.6465, "auto", True),  # street-v1's own check: INT8 lost nothing
+        (0.6465, "auto", True),  # INT8 lost nothing
         (0.6200, "auto", False),  # lost 0.025 mAP50: not offered unless asked for
         (0.6200, "int8", True),
         (0.6465, "fp32", False),
@@ -377,12 +390,17 @@ def test_int8_is_a_candidate_only_with_a_passed_accuracy_check(
 
     from vision.detect import pipeline
 
-    folder = tmp_path / "street-v1"
+    folder = tmp_path / "model"
     folder.mkdir()
-    for name in ("model.onnx", "model.int8.onnx"):
-        os.link(MODEL.parent / name, folder / name)
-    card = yaml.safe_load((MODEL.parent / "card.yaml").read_text(encoding="utf-8"))
-    card["exports"]["int8"]["check"]["map50_int8"] = map50_int8
+    for name in (
+        "model.onnx",
+        "model.int8.onnx",
+    ):  # which files are offered is the question: any ONNX will do
+        os.link(current_onnx(), folder / name)
+    card = yaml.safe_load((current_onnx().parent / "card.yaml").read_text(encoding="utf-8"))
+    card["exports"] = {
+        "int8": {"file": "model.int8.onnx", "check": {"map50_fp32": 0.6451, "map50_int8": map50_int8}}
+    }
     (folder / "card.yaml").write_text(yaml.safe_dump(card), encoding="utf-8")
     offered = pipeline.candidates(folder, precision, ["onnx"])
     assert ("int8" in [c.precision for c in offered]) == int8_offered

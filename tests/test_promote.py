@@ -1,14 +1,14 @@
 """Promotion on a frozen holdout, the registry's history, rollback, and the retraining job.
 
 The rule is a pure function checked on a table; the promotions below run real evaluations of
-real models: the shipped street-v1 against its own INT8 export (not worse: promoted) and against
-a model trained for one epoch on synthetic rectangles (worse: refused, nothing changes).
+real models on real garbage photos: the registry's current model (whichever it is) against a
+model trained for one epoch on synthetic rectangles, promoted over it (not worse) and refused in
+its place (worse: nothing changes).
 """
 
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from synthetic import SOURCES, draw, random_boxes, tiny_model, write_mix, write_
 from serve.cli.main import main
 from vision.data.annotations.coords import to_percent
 from vision.data.annotations.dataset import Dataset
-from vision.detect.registry import read_card
+from vision.detect.registry import CURRENT, find_model, read_card, write_card
 from vision.modelops.promote import (
     HoldoutSet,
     Policy,
@@ -122,40 +122,55 @@ def holdout_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def models(street_models: Path) -> Path:
-    return street_models
+def models(tmp_path: Path) -> Path:
+    """models/ with `tiny` (current; tests/synthetic.py) and `shipped`: the ONNX file and card of the
+    registry's current model, which finds real garbage (its cached holdout scores left out)."""
+    shipped = find_model(CURRENT)
+    folder = tmp_path / "models"
+    tiny_model(folder)
+    (folder / "shipped").mkdir()
+    write_card(
+        folder / "shipped", {k: v for k, v in shipped.card.items() if k not in ("holdout", "promotion")}
+    )
+    shutil.copy(shipped.weights_for("onnx"), folder / "shipped" / "model.onnx")
+    Registry(folder).record({"at": AT.isoformat(), "action": "initial", "model": "tiny"}, "tiny")
+    return folder
 
 
 def test_a_model_not_worse_on_the_holdout_is_promoted_and_can_be_rolled_back(
     models: Path, holdout_config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     registry = Registry(models)
-    lenient = replace(load_policy(holdout_config), default_tolerance=0.1)  # INT8 moves AP on 12 photos
-    decision = promote("street-v1-int8", registry=registry, policy=lenient, at=AT)
+    decision = promote("shipped", registry=registry, policy=load_policy(holdout_config), at=AT)
     assert decision.promote and decision.judged >= 2, decision.reason
-    assert registry.current == "street-v1-int8"
+    assert registry.current == "shipped"
     entry = registry.read()["history"][-1]
-    assert entry["action"] == "promote" and entry["previous"] == "street-v1"
+    assert entry["action"] == "promote" and entry["previous"] == "tiny"
     assert set(entry["scores"]["candidate"]["garbage-cn"]) == {"garbage", "garbage_bin", "overflow"}
+    found = {
+        side: sum(s["value"] or 0 for s in entry["scores"][side]["garbage-cn"].values())
+        for side in ("candidate", "current")
+    }
+    assert found["candidate"] > found["current"], found  # a real detector beats one epoch on rectangles
     assert entry["holdout"] == {
         "name": "garbage-12",
         "sha256": load_policy(holdout_config).holdout_sha256,
         "metric": "ap50",
     }
-    card = read_card(models / "street-v1-int8")
+    card = read_card(models / "shipped")
     assert card["promotion"]["action"] == "promote" and card["promotion"]["scores"] == entry["scores"]
     # the current model's scores were cached in its card under the holdout's digest
     assert (
-        read_card(models / "street-v1")["holdout"][entry["holdout"]["sha256"]]["scores"]
+        read_card(models / "tiny")["holdout"][entry["holdout"]["sha256"]]["scores"]
         == entry["scores"]["current"]
     )
-    assert rollback(registry=registry, at=AT, reason="test") == "street-v1"
-    assert registry.current == "street-v1" and registry.read()["history"][-1]["action"] == "rollback"
+    assert rollback(registry=registry, at=AT, reason="test") == "tiny"
+    assert registry.current == "tiny" and registry.read()["history"][-1]["action"] == "rollback"
     assert main(["models", "--models-dir", str(models), "list"]) == 0
     listed = {line[2:].split()[0]: line[0] for line in capsys.readouterr().out.splitlines()}
-    assert listed == {"street-v1": "*", "street-v1-int8": " "}
+    assert listed == {"tiny": "*", "shipped": " "}
     with pytest.raises(PromotionError, match="already the current model"):
-        promote("street-v1", registry=registry, policy=load_policy(holdout_config), at=AT)
+        promote("tiny", registry=registry, policy=load_policy(holdout_config), at=AT)
 
 
 def test_a_changed_holdout_stops_promotion(models: Path, holdout_config: Path, tmp_path: Path) -> None:
@@ -169,20 +184,18 @@ def test_a_changed_holdout_stops_promotion(models: Path, holdout_config: Path, t
     spec["holdout"]["sha256"] = None
     (copy / "promotion.yaml").write_text(yaml.safe_dump(spec))
     with pytest.raises(PromotionError, match=r"freeze the holdout by setting it to [0-9a-f]{64}"):
-        promote(
-            "street-v1-int8", registry=Registry(models), policy=load_policy(copy / "promotion.yaml"), at=AT
-        )
-    assert Registry(models).current == "street-v1"
+        promote("shipped", registry=Registry(models), policy=load_policy(copy / "promotion.yaml"), at=AT)
+    assert Registry(models).current == "tiny"
 
 
 @pytest.mark.slow
 def test_a_worse_model_is_refused_with_both_scores_recorded(models: Path, holdout_config: Path) -> None:
     """A model trained one epoch on synthetic rectangles against the shipped one, both really evaluated."""
-    tiny_model(models)  # models/tiny: model.pt, model.onnx, card.yaml
+    registry = Registry(models)
+    registry.record({"at": AT.isoformat(), "action": "force", "model": "shipped"}, current="shipped")
     argv = ["models", "--models-dir", str(models), "--config", str(holdout_config)]
     assert main([*argv, "promote", "tiny"]) == 1
-    registry = Registry(models)
-    assert registry.current == "street-v1"
+    assert registry.current == "shipped"
     entry = registry.read()["history"][-1]
     assert entry["action"] == "refuse" and entry["model"] == "tiny" and entry["failed"]
     failed = {f["class"] for f in entry["failed"]}
@@ -191,14 +204,12 @@ def test_a_worse_model_is_refused_with_both_scores_recorded(models: Path, holdou
         c for c, s in current.items() if s["value"] and s["instances"] >= 3 and s["value"] > 0.02
     }
     card = read_card(models / "tiny")["promotion"]
-    assert (
-        card["action"] == "refuse" and card["scores"] == entry["scores"] and card["previous"] == "street-v1"
-    )
+    assert card["action"] == "refuse" and card["scores"] == entry["scores"] and card["previous"] == "shipped"
     assert main([*argv, "promote", "tiny", "--force", "the bureau asked for it"]) == 0
     assert (
         registry.current == "tiny" and registry.read()["history"][-1]["reason"] == "the bureau asked for it"
     )
-    assert main([*argv, "rollback"]) == 0 and registry.current == "street-v1"
+    assert main([*argv, "rollback"]) == 0 and registry.current == "shipped"
 
 
 # --- the retraining job -------------------------------------------------------------------------------

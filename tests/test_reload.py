@@ -1,7 +1,7 @@
 """Hot reload: a running service follows the registry's current model while requests keep coming.
 
-Two real models with different weights: the shipped street-v1 (ONNX FP32) and its INT8 export
-packaged as a model of its own. Clients post to /v1/detect from several threads while the
+Two real models with different weights files, made by the tests: `tiny` (64 px) and `tiny-96` (the
+same training run exported for 96 px input). Clients post to /v1/detect from several threads while the
 registry switches between them; every response must succeed and name the model that made it.
 """
 
@@ -30,8 +30,8 @@ def db_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def models(street_models: Path) -> Path:
-    return street_models
+def models(tiny_models: Path) -> Path:
+    return tiny_models
 
 
 @pytest.fixture
@@ -60,27 +60,25 @@ def test_promotion_swaps_the_model_under_load_and_no_request_fails(
             )
             results.append((response.status_code, response.json().get("model_version")))
 
-    versions = {name: f"{name}@" for name in ("street-v1", "street-v1-int8")}
+    versions = {name: f"{name}@" for name in ("tiny", "tiny-96")}
     threads = [threading.Thread(target=client) for _ in range(4)]
     for thread in threads:
         thread.start()
     try:
         registry = Registry(models)
         wait_for(lambda: len(results) >= 8)
-        rollback(registry=registry, at=AT, to="street-v1-int8", reason="test: switch under load")
-        wait_for(lambda: any(v and v.startswith(versions["street-v1-int8"]) for _, v in results[-4:]))
+        rollback(registry=registry, at=AT, to="tiny-96", reason="test: switch under load")
+        wait_for(lambda: any(v and v.startswith(versions["tiny-96"]) for _, v in results[-4:]))
         switched = len(results)
-        rollback(registry=registry, at=AT, to="street-v1", reason="test: and back")
-        wait_for(
-            lambda: len(results) >= switched + 8 and all(v.startswith("street-v1@") for _, v in results[-4:])
-        )
+        rollback(registry=registry, at=AT, to="tiny", reason="test: and back")
+        wait_for(lambda: len(results) >= switched + 8 and all(v.startswith("tiny@") for _, v in results[-4:]))
     finally:
         stop.set()
         for thread in threads:
             thread.join(30)
     assert {status for status, _ in results} == {200}, [r for r in results if r[0] != 200][:3]
     seen = [v for _, v in results]
-    assert any(v.startswith(versions["street-v1-int8"]) for v in seen) and seen[-1].startswith("street-v1@")
+    assert any(v.startswith(versions["tiny-96"]) for v in seen) and seen[-1].startswith("tiny@")
     assert service.client.get("/readyz").json()["model_version"] == seen[-1]
     metrics = service.client.get("/metrics", headers=service.auth("cases:read")).text
     loaded = [line for line in metrics.splitlines() if line.startswith("streetorder_model_info{")]
@@ -92,9 +90,9 @@ def test_a_promoted_model_that_does_not_load_leaves_the_old_one_serving(
 ) -> None:
     state = service.client.app.state.service  # type: ignore[attr-defined]
     before = state.detector.version
-    broken = models / "street-v2-broken"
+    broken = models / "tiny-broken"
     broken.mkdir()
-    shutil.copy(models / "street-v1" / "card.yaml", broken / "card.yaml")
+    shutil.copy(models / "tiny" / "card.yaml", broken / "card.yaml")
     (broken / "model.onnx").write_bytes(b"not an onnx file")
     reloader = ModelReloader(state, 60)  # its own look, beside the service's watcher
     Registry(models).record(
@@ -114,11 +112,12 @@ def test_a_following_detector_reports_the_model_that_analysed_the_frame(
     follower = FollowingDetector(state)
     frame = np.zeros((240, 320, 3), np.uint8)
     follower(frame)
-    assert follower.version == state.detector.version and follower.version.startswith("street-v1@")
-    rollback(registry=Registry(models), at=AT, to="street-v1-int8")
-    wait_for(lambda: state.detector.version.startswith("street-v1-int8@"))
+    assert follower.version == state.detector.version and follower.version.startswith("tiny@")
+    assert follower.input_size == 64
+    rollback(registry=Registry(models), at=AT, to="tiny-96")
+    wait_for(lambda: state.detector.version.startswith("tiny-96@"))
     seen: list[str] = []
     thread = threading.Thread(target=lambda: (follower(frame), seen.append(follower.version)))
     thread.start()
     thread.join()
-    assert seen[0].startswith("street-v1-int8@") and follower.input_size == state.detector.input_size
+    assert seen[0].startswith("tiny-96@") and follower.input_size == state.detector.input_size == 96

@@ -189,12 +189,12 @@ def test_watch_turns_a_stall_in_a_video_into_one_case(
     from serve.cases.orm import Case, Evidence
     from serve.cases.settings import get_settings
     from serve.cli.main import main
-    from vision.detect.registry import find_model
+    from vision.detect.registry import CURRENT, find_model
 
     try:
-        find_model("street-v1")
+        find_model(CURRENT)
     except Exception as err:
-        pytest.skip(f"models/street-v1 is not installed ({err})")
+        pytest.skip(f"the registry's current model is not installed ({err})")
     scene = Scene(100, fps=1, stall=(10, 200), cars=False)
     # 2 frames a second in the file, analysed at 1 fps: every other frame is skipped
     video = write_video(tmp_path / "stall.avi", [scene.frame(k / 2)[0] for k in range(200)], fps=2)
@@ -316,7 +316,7 @@ def test_the_service_pulls_a_camera_and_reports_its_health(service: Any, mjpeg: 
     """The pool reads the MJPEG server (about 50 frames/s, a forced disconnect every 15 frames, a
     bigger frame from the second connection on) and analyses the newest frame at 2 fps."""
     if service.client.get("/readyz").status_code != 200:
-        pytest.skip("no model loaded (models/street-v1 comes from the train/evaluate work)")
+        pytest.skip("no model loaded (the registry's current model is not installed)")
     deadline = time.monotonic() + 30
     health: dict[str, Any] = {}
     while time.monotonic() < deadline:

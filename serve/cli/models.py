@@ -1,5 +1,5 @@
-"""`streetorder models`: list, promote (judged on the frozen holdout), roll back and retrain models
-(vision.modelops.promote, vision.modelops.retrain)."""
+"""`streetorder models`: list, promote (judged on the frozen holdout), roll back, prune and retrain
+models (vision.modelops.promote, vision.modelops.retrain)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from vision.modelops.promote import (
     list_models,
     load_policy,
     promote,
+    prune,
     rollback,
 )
 from vision.modelops.retrain import (
@@ -54,6 +55,14 @@ def cli(argv: list[str]) -> int:
     back.add_argument("--to", help="a model name instead of the previous one")
     back.add_argument("--reason", default="")
     commands.add_parser("holdout", help="print the holdout's sha256 (to freeze it in the config)")
+    prune_cmd = commands.add_parser(
+        "prune",
+        help="remove from the tree the weights of models older than the one before the current one "
+        "(only files a commit holds; the commit goes into their cards)",
+    )
+    prune_cmd.add_argument(
+        "--commit", default="HEAD", help="the commit that keeps the weights (default: HEAD)"
+    )
     retrain = commands.add_parser(
         "retrain", help="run queued retraining jobs (or one now): train, judge, promote"
     )
@@ -66,7 +75,10 @@ def cli(argv: list[str]) -> int:
             for row in list_models(registry):
                 mark = "*" if row["current"] else " "
                 decided = f"{row['decision']} {row['decided_at']}" if row["decision"] else ""
-                print(f"{mark} {row['name']:<20} {row['version']:<28} {row['status'] or '':<12.12} {decided}")
+                print(
+                    f"{mark} {row['name']:<20} {row['version']:<28} {row['weights']:<16} "
+                    f"{row['status'] or '':<12.12} {decided}"
+                )
         elif args.command == "history":
             for entry in registry.read()["history"]:
                 print(json.dumps(entry, ensure_ascii=False, default=str))
@@ -86,6 +98,12 @@ def cli(argv: list[str]) -> int:
             verdict = "promoted" if decision.promote else ("FORCED" if args.force else "REFUSED")
             print(f"{args.name}: {verdict}: {decision.reason}")
             return 0 if decision.promote or args.force else 1
+        elif args.command == "prune":
+            removed, left = prune(registry, args.commit)
+            for path in removed:
+                print(f"removed {path} (in the card: the commit that keeps it)")
+            for path in left:
+                print(f"left {path}: commit {args.commit} does not hold it as it is", file=sys.stderr)
         elif args.command == "rollback":
             target = rollback(registry=registry, at=now, to=args.to, reason=args.reason)
             print(f"current model: {target}")

@@ -26,6 +26,7 @@ from vision.detect.registry import (
     file_sha256,
     find_model,
     read_card,
+    recorded_weights,
     update_card,
     write_card,
 )
@@ -111,7 +112,8 @@ def _carried_over(folder: Path, previous: dict[str, Any]) -> dict[str, Any]:
     the new card.
     """
     sha = file_sha256(folder / WEIGHTS["ultralytics"])
-    if previous.get("weights", {}).get(WEIGHTS["ultralytics"]) == sha:
+    recorded = recorded_weights(previous, folder).get(WEIGHTS["ultralytics"])
+    if recorded is not None and recorded.sha256 == sha:
         return {k: previous[k] for k in ("weights", "metrics", "exports") if k in previous}
     for stale in (folder / WEIGHTS["onnx"], folder / INT8_FILE, folder / DYNAMIC_FILE):
         stale.unlink(missing_ok=True)
@@ -202,7 +204,7 @@ def current_onnx(folder: Path, imgsz: int) -> Path | None:
     """The folder's model.onnx if the card records it, and the model.pt it came from, as the files
     now there (same sha256) at `imgsz`; else None."""
     card = read_card(folder)
-    recorded = card.get("weights") or {}
+    recorded = {file: record.sha256 for file, record in recorded_weights(card, folder).items()}
     size = ((card.get("exports") or {}).get("onnx") or {}).get("imgsz")
     files = [folder / WEIGHTS["ultralytics"], folder / WEIGHTS["onnx"]]
     if size != imgsz or not all(f.exists() and recorded.get(f.name) == file_sha256(f) for f in files):

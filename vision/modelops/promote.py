@@ -7,6 +7,10 @@ tolerance. The decision, both models' scores and the classes that failed go into
 card and into the registry history (models/registry.yaml), refusals included. A promotion is
 one atomic rewrite of the registry; a running service follows it without a restart
 (serve/api/reload.py). `rollback` makes the previous current model current again.
+
+Only the current model and the one before it keep their weights in the tree: `prune` removes the
+weights of older ones once a git commit holds them, and records that commit in their cards, so
+`rollback` to one of them says how to restore its weights.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,11 +34,14 @@ from vision.data.datamix import image_files, label_path, read_data_yaml, split_d
 from vision.detect.registry import (
     MODELS_DIR,
     REGISTRY,
+    WEIGHT_SUFFIXES,
+    WEIGHTS,
     ModelError,
     file_sha256,
     find_model,
     model_version,
     read_card,
+    recorded_weights,
     update_card,
 )
 
@@ -331,8 +339,8 @@ class Registry:
         return None
 
 
-def version_of(model: str | Path) -> str:
-    files = find_model(model)
+def version_of(model: str | Path, fetch: bool = True) -> str:
+    files = find_model(model, fetch=fetch)
     backend = "onnx" if "onnx" in files.weights else "ultralytics"
     return model_version(files.name, files.weights[backend])
 
@@ -392,7 +400,10 @@ def rollback(*, registry: Registry, at: datetime, to: str | None = None, reason:
         raise PromotionError("no earlier model to roll back to")
     if target == current:
         raise PromotionError(f"{target} is already the current model")
-    version = version_of(registry.models_dir / target)  # refuses a folder without weights
+    try:
+        version = version_of(registry.models_dir / target)  # fetches weights given by url
+    except ModelError as err:
+        raise PromotionError(f"cannot roll back to {target}: {err}") from err
     registry.record(
         {
             "at": at.isoformat(),
@@ -411,25 +422,92 @@ def rollback(*, registry: Registry, at: datetime, to: str | None = None, reason:
 
 
 def list_models(registry: Registry) -> list[dict[str, Any]]:
+    """Every model folder whose weights are here or recorded in its card (nothing is fetched)."""
     rows = []
     current = registry.current
     for folder in sorted(
         p for p in registry.models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
     ):
-        card = read_card(folder)
         try:
-            version = version_of(folder)
+            card = read_card(folder)
+            recorded = recorded_weights(card, folder)
         except ModelError:
             continue
+        try:
+            version, weights = version_of(folder, fetch=False), "here"
+        except ModelError:
+            main = recorded.get(WEIGHTS["onnx"]) or recorded.get(WEIGHTS["ultralytics"])
+            if main is None:
+                continue
+            version = f"{folder.name}@{main.sha256[:12]}"
+            weights = "url" if main.url else (f"git {main.git[:12]}" if main.git else "not kept")
         promotion = card.get("promotion") or {}
         rows.append(
             {
                 "name": folder.name,
                 "current": folder.name == current,
                 "version": version,
+                "weights": weights,
                 "status": card.get("status"),
                 "decision": promotion.get("action"),
                 "decided_at": promotion.get("at"),
             }
         )
     return rows
+
+
+# --- only the current model and the one before it keep their weights in the tree -------------------
+
+
+def retired_models(registry: Registry) -> list[str]:
+    """Models that were current once and are neither the current one nor the one before it."""
+    once = {str(e["model"]) for e in registry.read()["history"] if e.get("action") in CURRENT_ACTIONS}
+    return sorted(once - {registry.current, registry.previous()})
+
+
+def _git(folder: Path, *args: str) -> str | None:
+    done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, check=False)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _committed(path: Path, commit: str) -> bool:
+    """Whether `commit` holds this file, at this path, with exactly these bytes."""
+    held = _git(path.parent, "rev-parse", f"{commit}:./{path.name}")
+    return held is not None and held == _git(path.parent, "hash-object", path.name)
+
+
+def prune(registry: Registry, commit: str = "HEAD") -> tuple[list[Path], list[Path]]:
+    """Remove the weights of retired models from the tree: each file only when `commit` holds it
+    byte for byte, recorded in the card as `weights.<file>.git` (rollback tells how to restore it).
+
+    Returns the files removed and the weights files left because the commit does not hold them.
+    """
+    full = _git(registry.models_dir, "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}")
+    if full is None:
+        raise PromotionError(
+            f"{registry.models_dir}: '{commit}' is not a commit of a git checkout holding the models; "
+            "weights leave the tree only when a commit keeps them"
+        )
+    removed: list[Path] = []
+    left: list[Path] = []
+    for name in retired_models(registry):
+        folder = registry.models_dir / name
+        files = sorted(p for p in folder.glob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+        held = [p for p in files if _committed(p, full)]
+        left += [p for p in files if p not in held]
+        if not held:
+            continue
+        recorded = recorded_weights(read_card(folder), folder)
+        entries = {
+            p.name: {
+                **(recorded[p.name].model_dump(exclude_none=True) if p.name in recorded else {}),
+                "sha256": file_sha256(p),
+                "git": full,
+            }
+            for p in held
+        }
+        update_card(folder, weights=entries)
+        for path in held:
+            path.unlink()
+        removed += held
+    return removed, left
