@@ -271,7 +271,7 @@ def find_model(model: str | Path, models_dir: Path | None = None, fetch: bool = 
         ensure_fetched(folder, recorded)
     weights = {backend: folder / f for backend, f in WEIGHTS.items() if (folder / f).exists()}
     if not weights:
-        hint = where_weights_are(folder, list(WEIGHTS.values()), recorded)
+        hint = where_weights_are(folder, [f for f in recorded if not (folder / f).exists()], recorded)
         raise ModelError(f"{folder}: holds neither {WEIGHTS['onnx']} nor {WEIGHTS['ultralytics']}{hint}")
     return ModelFiles(name=folder.name, folder=folder, weights=weights, card=card)
 
