@@ -1,6 +1,6 @@
 """Per-frame cost of a live camera, split into decode, inference, tracking, rules and occupancy.
 
-    .venv/bin/python benchmarks/cameras.py [--model street-v1] [--frames 200] [--size 1280x720]
+    .venv/bin/python benchmarks/cameras.py [--model current] [--frames 200] [--size 1280x720]
 
 Frames: a real fixed-camera frame from ../shared/datasets/traffic-cams, scaled to --size, with
 fresh sensor noise each time, encoded as JPEG (what POST /v1/cameras/{id}/frames receives). The
@@ -57,7 +57,7 @@ class Stopwatch:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="street-v1")
+    parser.add_argument("--model", default="current")
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--size", default="1280x720", help="frame size WIDTHxHEIGHT")
     parser.add_argument("--camera", default="erqi-huaihe-01")

@@ -1,6 +1,6 @@
 """Model backends behind the one `Detector` contract: ONNX Runtime on CPU, ultralytics for .pt.
 
-`load_detector("street-v1")` picks model.onnx from models/street-v1/ and never imports torch, so a
+`load_detector("street-v10")` picks model.onnx from models/street-v10/ and never imports torch, so a
 scan server needs neither torch nor a GPU. `backend="openvino"` runs the same ONNX file with
 OpenVINO (often faster on Intel and AMD CPUs; the optional `openvino` extra). `backend="ultralytics"`
 loads model.pt (GPU hosts, and the reference the ONNX export is checked against); torch objects
