@@ -22,9 +22,10 @@ from PIL import Image
 from test_api_lifecycle import act
 
 from serve.cases.db import transaction
-from serve.cases.findings import Box, Finding, load_case_rules, record_finding
+from serve.cases.findings import Finding, load_case_rules, record_finding
 from serve.cases.orm import Photo
 from serve.cli.main import main
+from vision.core.boxes import Box
 from vision.core.imageio import exif_for
 from vision.core.taxonomy import load_taxonomy
 from vision.data.activelearning import disagreement, uncertainty

@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 
 from serve.api.state import InferenceGate
 from serve.cases.errors import Busy
-from serve.cases.findings import patrol_findings
+from serve.cases.intake import patrol_findings
 from serve.cases.orm import Evidence, Photo
 from vision.core.imageio import Position, decode_photo, exif_for
 from vision.core.taxonomy import load_taxonomy

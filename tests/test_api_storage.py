@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from serve.cases.db import MIGRATIONS, make_engine, open_database, transaction
-from serve.cases.orm import Case
+from serve.cases.enums import AiReview, CaseSource, EvidenceRole, PhotoStatus, RecordType, State
+from serve.cases.orm import Case, Photo, UTCDateTime
 
 
 def alembic_config(url: str) -> Config:
@@ -76,3 +79,135 @@ def test_version_column_refuses_a_stale_write(db_url: str) -> None:
         stored = session.get(Case, 1)
         assert stored is not None and (stored.state, stored.version, stored.filed_at) == ("verified", 2, at)
     factory.kw["bind"].dispose()
+
+
+# --- migration 0003: closed value sets on a database made at 0002 with legacy values -------------
+
+AT = datetime(2025, 9, 30, 1, 30, tzinfo=UTC)
+PHOTOS = sa.table(
+    "photos",
+    *(sa.column(name) for name in ("id", "sha256", "path", "source", "status", "lat", "lon")),
+    *(sa.column(name, UTCDateTime()) for name in ("taken_at", "processed_at")),
+)
+CASES = sa.table(
+    "cases",
+    *(sa.column(name) for name in ("id", "number", "source", "record_type", "event", "major", "cjt214")),
+    *(sa.column(name) for name in ("gbt47678", "description", "lat", "lon", "state", "ai_review", "version")),
+    *(sa.column(name, UTCDateTime()) for name in ("filed_at", "first_seen_at", "last_seen_at")),
+)
+EVIDENCE = sa.table(
+    "evidence",
+    *(sa.column(name) for name in ("id", "case_id", "photo_id", "role", "path", "sha256")),
+    sa.column("boxes", sa.JSON()),
+    sa.column("captured_at", UTCDateTime()),
+)
+FLOW = sa.table(
+    "flow_log",
+    *(
+        sa.column(name)
+        for name in ("id", "case_id", "action", "from_state", "to_state", "operator", "overdue")
+    ),
+    sa.column("at", UTCDateTime()),
+)
+
+
+def legacy_database(url: str, case_state: str = " Reported") -> Config:
+    """A database at revision 0002 holding what older releases and hand edits left behind."""
+    config = alembic_config(url)
+    command.upgrade(config, "0002")
+    engine = make_engine(url)
+    photo = {"path": "p.jpg", "lat": None, "lon": None, "processed_at": AT}
+    upload = {**photo, "source": "upload", "status": "unlocated"}
+    with engine.begin() as connection:
+        connection.execute(
+            sa.insert(PHOTOS),
+            [
+                {**photo, "id": 1, "sha256": "a" * 64, "source": "Patrol", "status": "DONE", "taken_at": AT},
+                # uploads without a position: without a time the old rule stored the upload time
+                {**upload, "id": 2, "sha256": "b" * 64, "taken_at": AT},
+                {**upload, "id": 3, "sha256": "c" * 64, "taken_at": AT - timedelta(days=1)},
+            ],
+        )
+        connection.execute(
+            sa.insert(CASES),
+            {
+                "id": 1,
+                "number": "SO202509300001",
+                "source": "patrol_photo ",
+                "record_type": "Event",
+                "event": "exposed_garbage",
+                "major": "01",
+                "cjt214": "0102",
+                "gbt47678": "06010",
+                "description": "",
+                "lat": 34.7235,
+                "lon": 113.6265,
+                "state": case_state,
+                "ai_review": "Pending",
+                "version": 1,
+                **{name: AT for name in ("filed_at", "first_seen_at", "last_seen_at")},
+            },
+        )
+        connection.execute(
+            sa.insert(EVIDENCE),
+            {"id": 1, "case_id": 1, "photo_id": 1, "role": "Finding", "path": "p.jpg", "sha256": "a" * 64}
+            | {"boxes": [{"xyxy": [1, 2, 3, 4], "confidence": 0.5, "class": "garbage"}], "captured_at": AT},
+        )
+        connection.execute(
+            sa.insert(FLOW),
+            {"id": 1, "case_id": 1, "action": "REPORT", "from_state": None, "to_state": "reported"}
+            | {"operator": "scan", "overdue": False, "at": AT},
+        )
+    engine.dispose()
+    return config
+
+
+def test_0003_maps_legacy_values_and_then_refuses_others(db_url: str) -> None:
+    command.upgrade(legacy_database(db_url), "head")
+    factory = open_database(db_url)
+    with factory() as session:
+        photos = {p.id: p for p in session.scalars(sa.select(Photo))}
+        assert (photos[1].source, photos[1].status, photos[1].taken_at) == ("patrol", "done", AT)
+        assert photos[2].taken_at is None and photos[2].status == PhotoStatus.UNLOCATED  # no time made up
+        assert photos[3].taken_at == AT - timedelta(days=1)  # a capture time of its own is kept
+        case = session.scalars(sa.select(Case)).one()
+        assert (case.source, case.record_type, case.state, case.ai_review) == (
+            CaseSource.PATROL_PHOTO,
+            RecordType.EVENT,
+            State.REPORTED,
+            AiReview.PENDING,
+        )
+        assert case.evidence[0].role == EvidenceRole.FINDING and case.flow[0].action == "report"
+        assert case.evidence[0].photo_id == 1  # references kept through the copied tables
+    for table, change in (
+        (PHOTOS, {"status": "processed"}),
+        (PHOTOS, {"source": "camera"}),
+        (CASES, {"state": "open"}),
+        (CASES, {"ai_review": "maybe"}),
+        (CASES, {"source": "twitter"}),
+        (EVIDENCE, {"role": "selfie"}),
+        (FLOW, {"action": "teleport"}),
+        (FLOW, {"to_state": "gone"}),
+    ):
+        with pytest.raises(IntegrityError), transaction(factory) as session:
+            session.execute(sa.update(table).values(change))
+    with transaction(factory) as session:
+        session.execute(sa.update(CASES).values(ai_review=None))  # people's findings have no review
+    factory.kw["bind"].dispose()
+
+
+def test_0003_stops_on_a_value_it_cannot_map_and_changes_nothing(db_url: str) -> None:
+    config = legacy_database(db_url, case_state="waiting")
+    with pytest.raises(RuntimeError, match=r"cases\.state = 'waiting' \(1 row\(s\)\)"):
+        command.upgrade(config, "head")
+    engine = make_engine(db_url)
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(CASES.c.source, CASES.c.state)).one() == (
+            "patrol_photo ",
+            "waiting",
+        )
+        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        connection.execute(sa.update(CASES).values(state="handling"))
+        connection.commit()
+    engine.dispose()
+    command.upgrade(config, "head")  # fixed by a person: the upgrade goes through

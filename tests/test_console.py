@@ -413,7 +413,8 @@ def flyer_wall(path: Path) -> tuple[float, float, float, float]:
 def test_flyer_case_shows_its_boxes_and_the_text_and_phone_numbers_read(live: Live, browser: Any) -> None:
     """A flyer found by the model with its OCR reading (the intake the scan, reports and cameras use)."""
     from serve.cases.db import transaction
-    from serve.cases.findings import Box, Finding, record_finding
+    from serve.cases.findings import Finding, record_finding
+    from vision.core.boxes import Box
     from vision.detect.ocr import OcrReading
 
     _, lat, lon = GRID_FLYER

@@ -19,7 +19,7 @@ import pytest
 from conftest import Service
 from PIL import Image
 
-from serve.cases.findings import boxes_of
+from vision.core.boxes import boxes_of
 from vision.core.imageio import decode_photo, exif_for
 from vision.core.taxonomy import load_taxonomy
 from vision.data.annotations.coords import to_percent

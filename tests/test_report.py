@@ -16,10 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from serve.cases.db import open_database, transaction
 from serve.cases.deadlines import load_calendar
-from serve.cases.findings import Box, CaseRules, Finding, record_finding
+from serve.cases.findings import CaseRules, Finding, record_finding
 from serve.cases.grids import load_grids
 from serve.cases.orm import Photo
 from serve.cases.report import ReportOptions, write_report
+from vision.core.boxes import Box
 from vision.core.taxonomy import CONFIGS, load_taxonomy
 
 TZ = ZoneInfo("Asia/Shanghai")

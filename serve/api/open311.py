@@ -3,7 +3,10 @@ numeric, unlike CJ/T 214's 'local'), agency_responsible = department, expected_d
 status closed only when the case reached a final state.
 
 A citizen's request keeps its text (and media_url) as `reference` evidence: its sha256 is that of
-the report's own fields, so the same report sent twice adds nothing.
+the report's own fields, so the same report sent twice adds nothing. It carries no photo (media_url
+is a link this service does not fetch), so it does not pass the photo intake
+(serve/cases/intake.py): its time is when the request was received (GeoReport's
+requested_datetime), and it is filed by `record_finding` like every finding.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 
 from serve.api.idempotency import request_hash
 from serve.api.schemas import Open311Request, Open311Service
+from serve.cases.enums import CaseSource, EvidenceRole
 from serve.cases.errors import InvalidInput
 from serve.cases.findings import Finding
 from serve.cases.orm import Case
@@ -52,8 +56,8 @@ def _iso(moment: datetime | None, tz: tzinfo) -> str | None:
 def as_request(case: Case, taxonomy: Taxonomy, tz: tzinfo, base_url: str) -> Open311Request:
     event = taxonomy.events.get(case.event)
     last = case.flow[-1] if case.flow else None
-    photo = next((e for e in case.evidence if e.role != "reference"), None)
-    reference = next((e for e in case.evidence if e.role == "reference" and "://" in e.path), None)
+    photo = next((e for e in case.evidence if e.role != EvidenceRole.REFERENCE), None)
+    reference = next((e for e in case.evidence if e.role == EvidenceRole.REFERENCE and "://" in e.path), None)
     media_url = f"{base_url}v1/evidence/{photo.id}" if photo else (reference.path if reference else None)
     return Open311Request(
         service_request_id=case.number,
@@ -105,9 +109,9 @@ def citizen_finding(
         seen_at=now,
         photo_path=media_url or "open311 request",
         photo_sha256=request_hash(fields),
-        source="public",
+        source=CaseSource.PUBLIC,
         reporter=reporter,
-        role="reference",
+        role=EvidenceRole.REFERENCE,
         extra={"open311": fields},
     )
 

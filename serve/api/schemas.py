@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from serve.cases.enums import AiReview, CaseSource, EvidenceRole, PhotoStatus, RecordType, State
 from serve.cases.workflow import Action
 
 
@@ -52,21 +53,31 @@ class CaseRef(Schema):
     id: int = Field(description="case id (use in /v1/cases/{id})")
     number: str = Field(description="case number (案卷号): prefix + yyyyMMdd + sequence")
     event: str = Field(description="event key")
-    state: str = Field(description="workflow state")
+    state: State = Field(description="workflow state")
     created: bool = Field(
         description="true when this report opened the case, false when it joined an open one"
     )
 
 
 class ReportResponse(Schema):
-    photo_sha256: str = Field(description="sha256 of the uploaded bytes: the photo's identity")
-    taken_at: datetime = Field(
-        description="when the photo was taken (form field, else EXIF, else upload time)"
+    photo_sha256: str = Field(
+        description="sha256 of the uploaded bytes: the photo's identity; the same bytes sent again "
+        "answer what they gave the first time (unless they bring the position or time it lacked)"
     )
-    lat: float | None = Field(description="WGS-84 latitude used (form field, else EXIF GPS)")
-    lon: float | None = Field(description="WGS-84 longitude used (form field, else EXIF GPS)")
+    status: PhotoStatus = Field(
+        description="done (cases filed), unlocated (no position) or undated (no capture time)"
+    )
+    taken_at: datetime | None = Field(
+        description="when the photo was taken: EXIF, else the form field; null when neither says"
+    )
+    lat: float | None = Field(description="WGS-84 latitude used: EXIF GPS, else the form field")
+    lon: float | None = Field(description="WGS-84 longitude used: EXIF GPS, else the form field")
     grid_code: str | None = Field(description="unit grid holding the position, null outside every grid")
     unlocated: bool = Field(description="true when no position was given or found: no case can be made")
+    undated: bool = Field(
+        description="true when located but no capture time was given or found: no case is made (send "
+        "the photo again with taken_at)"
+    )
     model_version: str = Field(description="model that produced the detections")
     detections: list[DetectionOut] = Field(description="every detection on the photo")
     cases: list[CaseRef] = Field(description="cases created or joined by this photo's findings")
@@ -78,13 +89,13 @@ class ReportResponse(Schema):
 class CaseSummary(Schema):
     id: int = Field(description="case id")
     number: str = Field(description="case number (案卷号)")
-    state: str = Field(description="workflow state (see serve/cases/workflow.py)")
+    state: State = Field(description="workflow state (see serve/cases/workflow.py)")
     event: str = Field(description="event key (configs/taxonomy.yaml `events`)")
     major: str = Field(description="CJ/T 214 major class")
     cjt214: str = Field(description="CJ/T 214-2007 event code ('local' where it has none)")
     gbt47678: str = Field(description="GB/T 47678.5-2026 event code")
-    source: str = Field(description="where the problem came from: patrol_photo, video, public, inspector ...")
-    record_type: str = Field(description="event (事件) or component (部件)")
+    source: CaseSource = Field(description="where the problem came from (问题来源)")
+    record_type: RecordType = Field(description="event (事件) or component (部件)")
     lat: float = Field(description="WGS-84 latitude")
     lon: float = Field(description="WGS-84 longitude")
     address: str | None = Field(description="address or position description")
@@ -92,7 +103,7 @@ class CaseSummary(Schema):
     street: str | None = Field(description="street (街道) of the grid")
     community: str | None = Field(description="community (社区) of the grid")
     department: str | None = Field(description="responsible department, set when dispatched")
-    ai_review: str | None = Field(description="AI match review: pending, confirmed, corrected, rejected")
+    ai_review: AiReview | None = Field(description="AI match review; null for findings made by people")
     camera_id: str | None = Field(description="camera that saw it, for video cases")
     filed_at: datetime = Field(description="when the problem was seen (photo or frame time)")
     deadline_at: datetime | None = Field(description="disposal deadline; counted from dispatch")
@@ -103,12 +114,20 @@ class CaseSummary(Schema):
     version: int = Field(description="version of the record; the ETag of GET /v1/cases/{id}")
 
 
+class BoxOut(Schema):
+    xyxy: list[float] = Field(description="pixels of the upright photo: x1, y1, x2, y2")
+    confidence: float = Field(description="detector score, 0..1")
+    class_name: str = Field(alias="class", description="taxonomy class name (occupancy: class-free)")
+
+
 class EvidenceOut(Schema):
     id: int = Field(description="evidence id (image at /v1/evidence/{id})")
-    role: str = Field(description="finding, near, far, reference, before or after (处置后)")
+    role: EvidenceRole = Field(
+        description="near, far, reference, before or after (处置后); finding: found on it"
+    )
     sha256: str = Field(description="sha256 of the image file")
     captured_at: datetime = Field(description="when the image was taken")
-    boxes: list[Any] = Field(description="boxes that made it evidence: xyxy pixels, confidence, class")
+    boxes: list[BoxOut] = Field(description="boxes that made it evidence")
     confidence: float | None = Field(description="best detector score among the boxes")
     model_version: str | None = Field(description="model that found it, null for uploads by people")
     extra: dict[str, Any] | None = Field(description="extra facts, e.g. OCR text and phone numbers of flyers")
@@ -116,9 +135,11 @@ class EvidenceOut(Schema):
 
 
 class FlowOut(Schema):
-    action: str = Field(description="workflow action")
-    from_state: str | None = Field(description="state before")
-    to_state: str = Field(description="state after")
+    action: str = Field(
+        description="workflow action, or `report`: the finding or request that opened the case"
+    )
+    from_state: State | None = Field(description="state before")
+    to_state: State = Field(description="state after")
     operator: str = Field(description="who did it: API key name, or the operator named in the request")
     at: datetime = Field(description="when it happened")
     seconds_used: float | None = Field(description="seconds since the previous step: the time this node took")

@@ -37,10 +37,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from serve.cases.db import transaction
+from serve.cases.enums import Action, CaseSource, EvidenceRole, State
 from serve.cases.evidence import store_image
-from serve.cases.findings import Box, CaseRules, Finding, record_finding
+from serve.cases.findings import CaseRules, Finding, record_finding
 from serve.cases.orm import Case, Evidence, FlowEntry
-from serve.cases.workflow import State, is_open
+from serve.cases.workflow import is_open
+from vision.core.boxes import Box
 from vision.core.draw import crop_box
 from vision.core.taxonomy import Taxonomy
 from vision.live.cameras import Camera, CameraRegistry
@@ -49,7 +51,7 @@ from vision.live.rules import CameraRules, FrameOutcome
 
 OCCUPANCY_MODEL = "occupancy-v1"  # model_version of class-free findings: they wait for a person too
 FPS_SMOOTHING = 0.2  # weight of the newest frame interval in the fps estimate
-HANDLED_STATES = (State.HANDLED.value, State.CHECK_PASSED.value)
+HANDLED_STATES = (State.HANDLED, State.CHECK_PASSED)
 
 
 @dataclass
@@ -202,7 +204,7 @@ class CameraHub:
             handled = dict(
                 session.execute(
                     select(FlowEntry.case_id, FlowEntry.at)
-                    .where(FlowEntry.case_id.in_(incidents), FlowEntry.action == "handle")
+                    .where(FlowEntry.case_id.in_(incidents), FlowEntry.action == Action.HANDLE)
                     .order_by(FlowEntry.id)
                 ).all()
             )  # the latest handling report of each case wins
@@ -281,7 +283,7 @@ class CameraHub:
                 photo_sha256=sha256,
                 boxes=(box,),
                 model_version=OCCUPANCY_MODEL if occupancy else model_version,
-                source="video",
+                source=CaseSource.VIDEO,
                 reporter=f"camera:{camera.id}",
                 camera_id=camera.id,
                 extra=extra,
@@ -309,10 +311,10 @@ class CameraHub:
         """An after-photo with a check proposal, or a rework flag, on the incident's own case."""
         incident = event.incident
         if event.kind == "cleared":
-            role, boxes = "after", []
-            proposal = "check_pass" if case.state == State.HANDLED.value else "resolved"
+            role, boxes = EvidenceRole.AFTER, []
+            proposal = "check_pass" if case.state == State.HANDLED else "resolved"
         else:
-            role = "finding"
+            role = EvidenceRole.FINDING
             boxes, proposal = [self._box(incident).to_json()], "check_fail"
         evidence = Evidence(
             case=case,

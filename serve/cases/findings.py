@@ -1,7 +1,8 @@
-"""Intake: a finding becomes a new grid case, or new evidence of the open case it repeats.
+"""A finding becomes a new grid case, or new evidence of the open case it repeats.
 
-Every intake path (patrol-photo scan, `POST /v1/reports`, live cameras) calls `record_finding`
-inside its own transaction, so all of them apply the same rule and the same numbering:
+Every finding ends here, inside its door's transaction: patrol photos (scan, `POST /v1/reports`)
+through the photo intake (serve/cases/intake.py), camera rule events and Open311 requests
+directly. So all of them apply the same rule and the same numbering:
 
 - An open case of the same event within `radius_m` (haversine, default 50 m) whose seen period
   (first_seen_at .. last_seen_at) is within `window` (default 24 h) of the finding takes it as
@@ -24,39 +25,23 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-import numpy as np
-import supervision as sv
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
 from serve.cases.deadlines import WorkCalendar, deadline, load_calendar
+from serve.cases.enums import REPORT_STEP, AiReview, CaseSource, EvidenceRole, RecordType
 from serve.cases.errors import InvalidInput
-from serve.cases.grids import EARTH_RADIUS_M, GridIndex, haversine_m, load_grids
+from serve.cases.grids import EARTH_RADIUS_M, Grid, GridIndex, haversine_m, load_grids
 from serve.cases.orm import Case, CaseCounter, Evidence, FlowEntry
 from serve.cases.settings import Settings, get_settings
 from serve.cases.workflow import INITIAL_STATE, OPEN_STATES
+from vision.core.boxes import Box, boxes_json
 from vision.core.taxonomy import Taxonomy, load_taxonomy
 
 INTAKE_LOCK = "intake"  # the case_counters row whose lock serialises intake (days are yyyyMMdd)
 SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-@dataclass(frozen=True)
-class Box:
-    """One detection that makes a photo evidence: pixel xyxy in the upright photo."""
-
-    xyxy: tuple[float, float, float, float]
-    confidence: float
-    class_name: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "xyxy": [round(float(v), 1) for v in self.xyxy],
-            "confidence": round(float(self.confidence), 4),
-            "class": self.class_name,
-        }
 
 
 @dataclass(frozen=True)
@@ -71,11 +56,11 @@ class Finding:
     photo_sha256: str
     boxes: tuple[Box, ...] = ()
     model_version: str | None = None  # set for AI findings, which then wait for a person's review
-    source: str = "patrol_photo"  # patrol_photo | video | inspector | public | hotline
+    source: CaseSource = CaseSource.PATROL_PHOTO
     reporter: str = "scan"  # operator of the case's first flow-log entry
     photo_id: int | None = None
     camera_id: str | None = None
-    role: str = "finding"
+    role: EvidenceRole = EvidenceRole.FINDING
     extra: dict[str, Any] | None = None
 
     @property
@@ -94,32 +79,9 @@ class CaseRules:
     window: timedelta = timedelta(hours=24)
     prefix: str = "SO"
 
-
-def boxes_of(detections: sv.Detections, names: list[str]) -> list[Box]:
-    """Detections as plain boxes with class names, best first (what photos and evidence store)."""
-    count = len(detections)
-    confidences = detections.confidence if detections.confidence is not None else np.ones(count)
-    class_ids = detections.class_id if detections.class_id is not None else np.zeros(count, int)
-    boxes = []
-    for xyxy, confidence, class_id in zip(detections.xyxy, confidences, class_ids, strict=True):
-        x1, y1, x2, y2 = (float(v) for v in xyxy)
-        boxes.append(Box((x1, y1, x2, y2), float(confidence), names[int(class_id)]))
-    return sorted(boxes, key=lambda b: -b.confidence)
-
-
-def patrol_findings(detections: sv.Detections, taxonomy: Taxonomy) -> dict[str, tuple[Box, ...]]:
-    """The boxes of each event a patrol photo shows, by the taxonomy's rule.
-
-    A class files its event from a photo alone only where it is marked `patrol: true` (a parked car
-    is no violation without a no-parking zone) and only at or above its own `min_confidence`.
-    """
-    classes = {c.name: c for c in taxonomy.classes}
-    found: dict[str, list[Box]] = {}
-    for box in boxes_of(detections, taxonomy.names):
-        cls = classes[box.class_name]
-        if cls.event is not None and cls.patrol and box.confidence >= cls.min_confidence:
-            found.setdefault(cls.event, []).append(box)
-    return {event: tuple(boxes) for event, boxes in found.items()}
+    def grid_at(self, lat: float, lon: float) -> Grid | None:
+        """The unit grid holding a position; None outside every grid or without a grid layout."""
+        return self.grids.locate(lat, lon) if self.grids is not None else None
 
 
 def load_case_rules(settings: Settings | None = None, *, grids: GridIndex | None = None) -> CaseRules:
@@ -174,7 +136,7 @@ def record_finding(session: Session, finding: Finding, rules: CaseRules) -> Case
         path=finding.photo_path,
         sha256=finding.photo_sha256,
         captured_at=finding.seen_at,
-        boxes=[b.to_json() for b in finding.boxes],
+        boxes=boxes_json(finding.boxes),
         confidence=finding.confidence,
         model_version=finding.model_version,
         extra=finding.extra,
@@ -238,13 +200,13 @@ def next_case_number(session: Session, day: date, prefix: str) -> str:
 
 def _new_case(session: Session, finding: Finding, rules: CaseRules) -> Case:
     event = rules.taxonomy.events[finding.event]
-    grid = rules.grids.locate(finding.lat, finding.lon) if rules.grids is not None else None
+    grid = rules.grid_at(finding.lat, finding.lon)
     local_day = finding.seen_at.astimezone(rules.calendar.timezone).date()
     address = " ".join(p for p in (grid.street, grid.community, grid.name) if p) if grid else None
     case = Case(
         number=next_case_number(session, local_day, rules.prefix),
         source=finding.source,
-        record_type=event.record_type,
+        record_type=RecordType(event.record_type),
         event=event.key,
         major=event.major,
         cjt214=event.cjt214,
@@ -256,8 +218,8 @@ def _new_case(session: Session, finding: Finding, rules: CaseRules) -> Case:
         grid_code=grid.code if grid else None,
         street=grid.street if grid else None,
         community=grid.community if grid else None,
-        state=INITIAL_STATE.value,
-        ai_review="pending" if finding.model_version else None,
+        state=INITIAL_STATE,
+        ai_review=AiReview.PENDING if finding.model_version else None,
         camera_id=finding.camera_id,
         filed_at=finding.seen_at,
         deadline_at=deadline(finding.seen_at, event.deadline, rules.calendar),
@@ -271,9 +233,9 @@ def _new_case(session: Session, finding: Finding, rules: CaseRules) -> Case:
     session.add(
         FlowEntry(
             case=case,
-            action="report",
+            action=REPORT_STEP,
             from_state=None,
-            to_state=INITIAL_STATE.value,
+            to_state=INITIAL_STATE,
             operator=finding.reporter,
             at=finding.seen_at,
             note=note,

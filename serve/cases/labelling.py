@@ -11,7 +11,9 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from serve.cases.enums import AiReview, EvidenceRole
 from serve.cases.orm import Case, Evidence, Photo
+from vision.core.boxes import parse_boxes
 from vision.core.taxonomy import Taxonomy, load_taxonomy
 from vision.data.activelearning import (
     OCCUPANCY,
@@ -31,27 +33,27 @@ from vision.data.annotations.writers import QueuedImage
 def from_cases(session: Session, taxonomy: Taxonomy, base: Path) -> Iterator[Candidate]:
     """Findings reviewed by a person: rejected and corrected AI findings, confirmed occupancy."""
 
+    reviewed = (AiReview.REJECTED, AiReview.CORRECTED, AiReview.CONFIRMED)
     rows = session.execute(
         select(Case, Evidence)
         .join(Evidence, Evidence.case_id == Case.id)
-        .where(Case.ai_review.in_(("rejected", "corrected", "confirmed")), Evidence.role == "finding")
+        .where(Case.ai_review.in_(reviewed), Evidence.role == EvidenceRole.FINDING)
         .order_by(Evidence.id)
     )
     for case, evidence in rows:
         extra = evidence.extra or {}
-        occupancy = extra.get("source") == OCCUPANCY or any(
-            b.get("class") == OCCUPANCY for b in evidence.boxes
-        )
+        stored = parse_boxes(evidence.boxes, f"evidence {evidence.id}").boxes
+        occupancy = extra.get("source") == OCCUPANCY or any(b.class_name == OCCUPANCY for b in stored)
         review = str(case.ai_review)
-        if review == "confirmed" and not occupancy:
+        if review == AiReview.CONFIRMED and not occupancy:
             continue  # the model was right: little to learn
         meta = {"case": case.number, "event": case.event, "review": review}
-        boxes = labels_of(evidence.boxes, taxonomy)
-        if review == "corrected":  # same boxes, the class a person chose
+        boxes = labels_of(stored, taxonomy)
+        if review == AiReview.CORRECTED:  # same boxes, the class a person chose
             corrected = class_of_event(case.event, taxonomy)
             boxes = tuple(replace(b, name=corrected) for b in boxes) if corrected else ()
         if occupancy:
-            region = next((b["xyxy"] for b in evidence.boxes if b.get("class") == OCCUPANCY), None)
+            region = next((b.xyxy for b in stored if b.class_name == OCCUPANCY), None)
             meta["region"] = ", ".join(f"{v:.0f}" for v in region) if region else ""
             if evidence.crop_path:
                 meta["crop_path"] = str(resolve_path(evidence.crop_path, base))
@@ -67,7 +69,11 @@ def from_camera_frames(session: Session, taxonomy: Taxonomy, base: Path) -> Iter
 
     cases = session.scalars(select(Case).where(Case.camera_id.is_not(None)).order_by(Case.id))
     for case in cases:
-        frames = [(e, labels_of(e.boxes, taxonomy)) for e in case.evidence if e.role == "finding"]
+        frames = [
+            (e, labels_of(parse_boxes(e.boxes, f"evidence {e.id}").boxes, taxonomy))
+            for e in case.evidence
+            if e.role == EvidenceRole.FINDING
+        ]
         seen = [(boxes[0].name, boxes[0].confidence or 0.0) for _, boxes in frames if boxes]
         score = disagreement(seen)
         if score <= 0:
@@ -92,7 +98,7 @@ def from_photos(session: Session, taxonomy: Taxonomy, base: Path) -> Iterator[Ca
     """Scanned and uploaded photos with boxes scored near their class's threshold."""
 
     for photo in session.scalars(select(Photo).where(Photo.detections.is_not(None)).order_by(Photo.id)):
-        boxes = labels_of(photo.detections or [], taxonomy)
+        boxes = labels_of(parse_boxes(photo.detections, f"photo {photo.id}").boxes, taxonomy)
         score = uncertainty(boxes, taxonomy)
         if score > 0:
             meta = {"photo": photo.id, "uncertainty": round(score, 3)}

@@ -4,16 +4,20 @@ Every change of schema is an Alembic revision in serve/migrations/versions/; nev
 with `metadata.create_all` outside tests of this module.
 
 Times are timezone-aware UTC in Python and stored as UTC. Coordinates are WGS-84 degrees.
+Statuses, sources, roles, reviews, states and flow-log steps are the `StrEnum`s of
+serve/cases/enums.py, each column with a CHECK constraint that refuses any other value.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     DateTime,
+    Enum,
     Float,
     ForeignKey,
     Index,
@@ -25,6 +29,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from serve.cases.enums import (
+    FLOW_STEPS,
+    AiReview,
+    CaseSource,
+    EvidenceRole,
+    PhotoSource,
+    PhotoStatus,
+    RecordType,
+    State,
+)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -46,6 +61,20 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def one_of(values: type[StrEnum] | tuple[str, ...], length: int, constraint: str) -> Enum:
+    """A string column that holds one of `values` (an enum's members come back as members), with a
+    CHECK constraint named `constraint`: the same on SQLite and PostgreSQL, no native enum type."""
+    kinds = values if isinstance(values, tuple) else (values,)
+    return Enum(
+        *kinds,
+        native_enum=False,
+        create_constraint=True,
+        length=length,
+        name=constraint,
+        values_callable=lambda members: [member.value for member in members],
+    )
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
 
@@ -58,17 +87,17 @@ class Photo(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     path: Mapped[str] = mapped_column(Text)
-    source: Mapped[str] = mapped_column(String(16))  # patrol | upload | camera
-    status: Mapped[str] = mapped_column(String(16))  # done | unreadable | unlocated
-    error: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[PhotoSource] = mapped_column(one_of(PhotoSource, 16, "ck_photos_source"))
+    status: Mapped[PhotoStatus] = mapped_column(one_of(PhotoStatus, 16, "ck_photos_status"))
+    error: Mapped[str | None] = mapped_column(Text)  # why an unreadable photo could not be used
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
-    taken_at: Mapped[datetime | None] = mapped_column()
+    taken_at: Mapped[datetime | None] = mapped_column()  # EXIF or given; null when undated
     lat: Mapped[float | None] = mapped_column(Float)
     lon: Mapped[float | None] = mapped_column(Float)
     grid_code: Mapped[str | None] = mapped_column(String(15))
     model_version: Mapped[str | None] = mapped_column(String(64))
-    detections: Mapped[list[Any] | None] = mapped_column()  # every detection, above or below threshold
+    detections: Mapped[list[Any] | None] = mapped_column()  # vision.core.boxes: all, above or below threshold
     processed_at: Mapped[datetime] = mapped_column()
 
 
@@ -80,8 +109,8 @@ class Case(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(String(32), unique=True)
-    source: Mapped[str] = mapped_column(String(16))  # patrol_photo | video | inspector | public | hotline
-    record_type: Mapped[str] = mapped_column(String(16))  # event | component
+    source: Mapped[CaseSource] = mapped_column(one_of(CaseSource, 16, "ck_cases_source"))
+    record_type: Mapped[RecordType] = mapped_column(one_of(RecordType, 16, "ck_cases_record_type"))
     event: Mapped[str] = mapped_column(String(40))  # taxonomy event key
     major: Mapped[str] = mapped_column(String(4))
     cjt214: Mapped[str] = mapped_column(String(8))
@@ -94,8 +123,8 @@ class Case(Base):
     street: Mapped[str | None] = mapped_column(String(64), index=True)
     community: Mapped[str | None] = mapped_column(String(64))
     department: Mapped[str | None] = mapped_column(String(64))
-    state: Mapped[str] = mapped_column(String(24), index=True)
-    ai_review: Mapped[str | None] = mapped_column(String(16))  # pending | confirmed | corrected | rejected
+    state: Mapped[State] = mapped_column(one_of(State, 24, "ck_cases_state"), index=True)
+    ai_review: Mapped[AiReview | None] = mapped_column(one_of(AiReview, 16, "ck_cases_ai_review"))
     camera_id: Mapped[str | None] = mapped_column(String(64))
     filed_at: Mapped[datetime] = mapped_column()  # when the problem was seen (EXIF / frame time)
     deadline_at: Mapped[datetime | None] = mapped_column()
@@ -118,11 +147,11 @@ class Evidence(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
     photo_id: Mapped[int | None] = mapped_column(ForeignKey("photos.id"), index=True)
-    role: Mapped[str] = mapped_column(String(16))  # finding | near | far | reference | before | after
+    role: Mapped[EvidenceRole] = mapped_column(one_of(EvidenceRole, 16, "ck_evidence_role"))
     path: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64))
     captured_at: Mapped[datetime] = mapped_column()
-    boxes: Mapped[list[Any]] = mapped_column()  # [{"xyxy": [..], "confidence": .., "class": ..}]
+    boxes: Mapped[list[Any]] = mapped_column()  # vision.core.boxes: write Box.to_json, read parse_boxes
     confidence: Mapped[float | None] = mapped_column(Float)
     model_version: Mapped[str | None] = mapped_column(String(64))
     crop_path: Mapped[str | None] = mapped_column(Text)
@@ -138,9 +167,9 @@ class FlowEntry(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
-    action: Mapped[str] = mapped_column(String(24))
-    from_state: Mapped[str | None] = mapped_column(String(24))
-    to_state: Mapped[str] = mapped_column(String(24))
+    action: Mapped[str] = mapped_column(one_of(FLOW_STEPS, 24, "ck_flow_log_action"))
+    from_state: Mapped[State | None] = mapped_column(one_of(State, 24, "ck_flow_log_from_state"))
+    to_state: Mapped[State] = mapped_column(one_of(State, 24, "ck_flow_log_to_state"))
     operator: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column()
     seconds_used: Mapped[float | None] = mapped_column(Float)

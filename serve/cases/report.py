@@ -26,8 +26,10 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from serve.cases.enums import PhotoStatus
 from serve.cases.findings import CaseRules
 from serve.cases.orm import Case, Evidence, Photo
+from vision.core.boxes import parse_boxes
 from vision.core.draw import crop_box, draw_boxes, fit_width
 from vision.core.imageio import ImageError, read_photo
 
@@ -177,10 +179,7 @@ def _totals(session: Session) -> dict[str, int]:
     photos = dict(session.execute(select(Photo.status, func.count()).group_by(Photo.status)).all())
     return {
         "photos": sum(photos.values()),
-        "done": photos.get("done", 0),
-        "unreadable": photos.get("unreadable", 0),
-        "unlocated": photos.get("unlocated", 0),
-        "undated": photos.get("undated", 0),
+        **{status.value: photos.get(status, 0) for status in PhotoStatus},
         "cases": session.scalar(select(func.count(Case.id))) or 0,
         "evidence": session.scalar(select(func.count(Evidence.id))) or 0,
     }
@@ -236,7 +235,8 @@ def _pictures(
 ) -> dict[str, Any]:
     """Thumbnail with boxes and one crop per box, made once (kept if already there)."""
     thumb = Path("thumbs") / f"{number}-e{evidence.id}.jpg"
-    crops = [Path("crops") / f"{number}-e{evidence.id}-{k}.jpg" for k in range(len(evidence.boxes))]
+    boxes = parse_boxes(evidence.boxes, f"evidence {evidence.id}").boxes
+    crops = [Path("crops") / f"{number}-e{evidence.id}-{k}.jpg" for k in range(len(boxes))]
     picture = {
         "evidence": evidence,
         "captured_at": _local(evidence.captured_at, rules.calendar.timezone),
@@ -253,10 +253,10 @@ def _pictures(
         return picture
     small = fit_width(image, options.thumb_width)
     factor = small.shape[1] / image.shape[1]  # boxes drawn at thumbnail size stay crisp and legible
-    scaled = [{**box, "xyxy": [v * factor for v in box["xyxy"]]} for box in evidence.boxes]
+    scaled = [box.scaled(factor) for box in boxes]
     _save(out / thumb, draw_boxes(small, scaled, rules.taxonomy.names), options)
-    for crop, box in zip(crops, evidence.boxes, strict=True):
-        _save(out / crop, crop_box(image, box["xyxy"]), options)
+    for crop, box in zip(crops, boxes, strict=True):
+        _save(out / crop, crop_box(image, box.xyxy), options)
     return picture
 
 
@@ -268,7 +268,9 @@ def _save(path: Path, image: np.ndarray, options: ReportOptions) -> None:
 
 
 def _problem_photos(session: Session, limit: int, tz: tzinfo) -> Iterator[dict[str, Any]]:
-    query = select(Photo).where(Photo.status != "done").order_by(Photo.status, Photo.path).limit(limit)
+    query = (
+        select(Photo).where(Photo.status != PhotoStatus.DONE).order_by(Photo.status, Photo.path).limit(limit)
+    )
     for photo in session.scalars(query.execution_options(yield_per=200)):
         yield {
             "path": photo.path,
@@ -278,6 +280,6 @@ def _problem_photos(session: Session, limit: int, tz: tzinfo) -> Iterator[dict[s
                 "unlocated": "no position: EXIF GPS missing or absurd; give lat/lon in a sidecar CSV",
                 "undated": "no capture time: EXIF DateTimeOriginal missing; give taken_at in a sidecar CSV",
             }.get(photo.status, ""),
-            "detections": len(photo.detections or []),
+            "detections": len(parse_boxes(photo.detections, f"photo {photo.id}").boxes),
             "taken_at": _local(photo.taken_at, tz),
         }

@@ -10,10 +10,11 @@ nothing twice, with the cases a one-photo-at-a-time scan makes; scanning a folde
 picks up new photos. `--engine ray` moves the workers to Ray Data (serve/cases/scan_ray.py); the fast
 path and its measurements are described in docs/scanning.md.
 
-Photos are never given a made-up position or time: without EXIF GPS (or a sidecar row) a photo is
-`unlocated`, without a capture time `undated`; both are listed in the report with what the model
-saw on them, so that someone can supply the missing data (sidecar CSV) and scan again. Unreadable
-files are listed with the reason, and the scan goes on.
+What a photo becomes is the photo intake's rule (serve/cases/intake.py), the same as for an upload
+to `POST /v1/reports`: photos are never given a made-up position or time; without EXIF GPS (or a
+sidecar row) a photo is `unlocated`, without a capture time `undated`; both are listed in the
+report with what the model saw on them, so that someone can supply the missing data (sidecar CSV)
+and scan again. Unreadable files are listed with the reason, and the scan goes on.
 """
 
 from __future__ import annotations
@@ -36,13 +37,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 
 from serve.cases.db import transaction
-from serve.cases.findings import (
-    CaseRules,
-    Finding,
-    boxes_of,
-    patrol_findings,
-    record_finding,
-)
+from serve.cases.enums import PhotoSource, PhotoStatus
+from serve.cases.findings import CaseRules
+from serve.cases.intake import Given, IncomingPhoto, completes, take_photo, take_unreadable
 from serve.cases.orm import Photo
 from vision.core.detector import Detector
 from vision.core.imageio import DEFAULT_TIMEZONE, MAX_PIXELS, ImageError, PhotoMeta, Position
@@ -104,20 +101,14 @@ def _listed(list_file: Path) -> Iterator[Path | str]:
                 yield path if path.is_absolute() else list_file.parent / path
 
 
-@dataclass(frozen=True)
-class SidecarRow:
-    position: Position | None
-    taken_at: datetime | None
-
-
-def read_sidecar(path: Path, local_tz: tzinfo) -> dict[Path, SidecarRow]:
+def read_sidecar(path: Path, local_tz: tzinfo) -> dict[Path, Given]:
     """`file,lat,lon,taken_at` rows for photos without EXIF GPS or time, keyed by resolved path.
 
     `file` is relative to the CSV's folder (or absolute); lat/lon WGS-84 degrees, both or neither;
     taken_at ISO 8601, in `local_tz` when it has no offset. Any bad row stops the scan before it
     starts, naming the line: a half-applied sidecar would file cases at wrong places.
     """
-    rows: dict[Path, SidecarRow] = {}
+    rows: dict[Path, Given] = {}
     try:
         handle = path.open(encoding="utf-8-sig", newline="")
     except OSError as err:
@@ -137,7 +128,7 @@ def read_sidecar(path: Path, local_tz: tzinfo) -> dict[Path, SidecarRow]:
             key = (path.parent / name).resolve()
             if key in rows:
                 raise ScanInputError(f"{where}: file: {name} is listed twice")
-            rows[key] = SidecarRow(_sidecar_position(row, where), _sidecar_time(row, where, local_tz))
+            rows[key] = Given(_sidecar_position(row, where), _sidecar_time(row, where, local_tz))
     return rows
 
 
@@ -229,7 +220,7 @@ class Inspector:
     detector: Detector
     factory: sessionmaker[Session] | None
     decoding: DecodeOptions = field(default_factory=DecodeOptions)
-    sidecar: dict[Path, SidecarRow] = field(default_factory=dict)
+    sidecar: dict[Path, Given] = field(default_factory=dict)
 
     def __call__(self, item: Path | str) -> Inspection:
         source = source_of(item)
@@ -243,7 +234,7 @@ class Inspector:
         if self.factory is not None:
             with self.factory() as session:
                 known = session.scalar(select(Photo.status).where(Photo.sha256 == sha256))
-            if known is not None and not _completes(known, sidecar_row(self.sidecar, source)):
+            if known is not None and not completes(known, sidecar_row(self.sidecar, source)):
                 return Inspection(source, sha256, "known", known_status=known)
         try:
             photo = self.decoding.decode(data, source)
@@ -260,7 +251,7 @@ class Inspector:
         )
 
 
-def sidecar_row(sidecar: dict[Path, SidecarRow], source: str) -> SidecarRow | None:
+def sidecar_row(sidecar: dict[Path, Given], source: str) -> Given | None:
     return None if is_url(source) else sidecar.get(Path(source))
 
 
@@ -276,7 +267,7 @@ class Scanner:
     detector: Detector
     factory: sessionmaker[Session]
     rules: CaseRules
-    sidecar: dict[Path, SidecarRow] = field(default_factory=dict)
+    sidecar: dict[Path, Given] = field(default_factory=dict)
     local_tz: tzinfo = DEFAULT_TIMEZONE
     max_pixels: int = MAX_PIXELS
     reduced_decode: bool = True
@@ -368,99 +359,55 @@ class Scanner:
         assert (
             inspection.meta is not None and inspection.size is not None and inspection.detections is not None
         )
-        extra = sidecar_row(self.sidecar, source)
-        row = session.scalar(select(Photo).where(Photo.sha256 == sha256))
-        if row is not None and not _completes(row.status, extra):  # the same bytes earlier in this scan
+        intake = take_photo(
+            session,
+            IncomingPhoto(
+                sha256=sha256,
+                path=source,
+                source=PhotoSource.PATROL,
+                meta=inspection.meta,
+                size=inspection.size,
+                detections=inspection.detections,
+                model_version=self.detector.version,
+                given=sidecar_row(self.sidecar, source) or Given(),
+            ),
+            self.rules,
+            now=datetime.now(UTC),  # bookkeeping of the scan itself, never a capture time
+        )
+        status = intake.photo.status
+        if intake.known:  # the same bytes earlier in this scan
             stats.known += 1
-            return row.status
-        meta, detections = inspection.meta, inspection.detections
-        for warning in meta.warnings:
+            return status
+        for warning in inspection.meta.warnings:
             log.warning("%s: %s", source, warning)
-        position = meta.position or (extra.position if extra else None)
-        taken_at = meta.taken_at or (extra.taken_at if extra else None)
-        status = "unlocated" if position is None else "undated" if taken_at is None else "done"
-        events = patrol_findings(detections, self.rules.taxonomy)
-        grid = self.rules.grids.locate(position.lat, position.lon) if position and self.rules.grids else None
-        record = {
-            "path": source,
-            "source": "patrol",
-            "status": status,
-            "error": None,
-            "width": inspection.size[0],
-            "height": inspection.size[1],
-            "taken_at": taken_at,
-            "lat": position.lat if position else None,
-            "lon": position.lon if position else None,
-            "grid_code": grid.code if grid else None,
-            "model_version": self.detector.version,
-            "detections": [b.to_json() for b in boxes_of(detections, self.rules.taxonomy.names)],
-            "processed_at": datetime.now(UTC),  # bookkeeping of the scan itself, not a rule's time
-        }
-        row = row or Photo(sha256=sha256)
-        for name, value in record.items():
-            setattr(row, name, value)
-        session.add(row)
-        session.flush()
-        if status == "done" and position is not None and taken_at is not None:
-            for event, boxes in events.items():
-                update = record_finding(
-                    session,
-                    Finding(
-                        event=event,
-                        lat=position.lat,
-                        lon=position.lon,
-                        seen_at=taken_at,
-                        photo_path=source,
-                        photo_sha256=sha256,
-                        boxes=boxes,
-                        model_version=self.detector.version,
-                        photo_id=row.id,
-                    ),
-                    self.rules,
-                )
-                stats.findings += 1
-                stats.cases_created += update.created
-                stats.evidence_added += not update.created
         stats.new += 1
-        if status != "done":
+        stats.findings += len(intake.updates)
+        stats.cases_created += sum(update.created for update in intake.updates)
+        stats.evidence_added += sum(not update.created for update in intake.updates)
+        if status != PhotoStatus.DONE:
             setattr(stats, status, getattr(stats, status) + 1)
             missing = "position (EXIF GPS or sidecar lat/lon)" if status == "unlocated" else "capture time"
             log.warning(
-                "%s: %s: no %s; no case filed (%d finding(s) seen)", source, status, missing, len(events)
+                "%s: %s: no %s; no case filed (%d finding(s) seen)",
+                source,
+                status,
+                missing,
+                len(intake.events),
             )
         return status
 
     def _unreadable(self, session: Session, stats: ScanStats, source: str, key: str, reason: str) -> str:
         log.warning("%s: unreadable: %s", source, reason)
-        if session.scalar(select(Photo.id).where(Photo.sha256 == key)) is not None:
-            stats.known += 1
-            return "unreadable"
-        session.add(
-            Photo(
-                sha256=key,
-                path=source,
-                source="patrol",
-                status="unreadable",
-                error=reason,
-                processed_at=datetime.now(UTC),
-            )
+        new = take_unreadable(
+            session, key=key, path=source, source=PhotoSource.PATROL, reason=reason, now=datetime.now(UTC)
         )
-        session.flush()  # the same bad bytes later in this batch find this row
-        stats.unreadable += 1
-        stats.new += 1
-        return "unreadable"
+        stats.known += not new
+        stats.unreadable += new
+        stats.new += new
+        return PhotoStatus.UNREADABLE
 
 
 InspectionSource = Callable[[Iterator[Path | str]], Iterable[Inspection]]
-
-
-def _completes(known_status: str, extra: SidecarRow | None) -> bool:
-    """Whether a sidecar row now gives an earlier unlocated or undated photo what it lacked."""
-    if extra is None:
-        return False
-    return (known_status == "unlocated" and extra.position is not None) or (
-        known_status == "undated" and extra.taken_at is not None
-    )
 
 
 def load_scan_detector(

@@ -27,7 +27,8 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from serve.cases.db import make_engine
-from serve.cases.scan import Inspection, Inspector, SidecarRow, source_of
+from serve.cases.intake import Given
+from serve.cases.scan import Inspection, Inspector, source_of
 from vision.detect.backends import load_detector
 from vision.detect.pipeline import DecodeOptions
 
@@ -42,7 +43,7 @@ class RaySettings:
     weights: Path
     runtime: str
     decoding: DecodeOptions
-    sidecar: dict[Path, SidecarRow] = field(default_factory=dict)
+    sidecar: dict[Path, Given] = field(default_factory=dict)
     photos_per_call: int = 8
     chunk: int = 4096  # photos per Ray dataset: bounds what the driver holds
 

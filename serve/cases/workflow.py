@@ -10,50 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from serve.cases.enums import Action, AiReview, State
 from serve.cases.errors import InvalidTransition, MissingField
 from serve.cases.orm import Case, FlowEntry
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-
-
-class State(StrEnum):
-    REPORTED = "reported"  # 上报 / 待核实: a finding or citizen report awaiting a person's review
-    VERIFIED = "verified"  # 核实属实, waiting to be filed
-    NOT_FILED = "not_filed"  # 不予立案: AI finding rejected or report not valid
-    FILED = "filed"  # 立案
-    DISPATCHED = "dispatched"  # 派遣 to a department
-    HANDLING = "handling"  # 处理中 (also after a failed check: 返工)
-    HANDLED = "handled"  # 处理完毕, after-photo given, pending check (待核查)
-    CHECK_PASSED = "check_passed"  # 核查通过, waiting to be closed
-    CLOSED = "closed"  # 结案
-    SUSPENDED = "suspended"  # 挂账: cannot be handled for now
-    CANCELLED = "cancelled"  # 作废
-    FORCE_CLOSED = "force_closed"  # 强制结案
-
-
-class Action(StrEnum):
-    CONFIRM = "confirm"  # AI finding / report is true as found
-    CORRECT = "correct"  # true, but of another event class
-    REJECT = "reject"  # false finding: not filed
-    FILE = "file"
-    DISPATCH = "dispatch"
-    SEND_BACK = "send_back"  # 回退: the department returns it to the dispatcher
-    START = "start"
-    HANDLE = "handle"  # report handled, with an after-photo
-    CHECK_PASS = "check_pass"
-    CHECK_FAIL = "check_fail"  # 返工: back to handling
-    SUSPEND = "suspend"
-    RESUME = "resume"
-    EXTEND = "extend"  # 延期: deadline moved, state kept
-    CANCEL = "cancel"
-    CLOSE = "close"
-    FORCE_CLOSE = "force_close"
 
 
 S, A = State, Action
@@ -122,7 +88,7 @@ STAGE_OF: dict[Action, str] = {
     A.CHECK_FAIL: "check",
 }
 DEADLINE_ACTIONS = (A.HANDLE, A.CLOSE, A.FORCE_CLOSE)
-AI_REVIEW_OF = {A.CONFIRM: "confirmed", A.CORRECT: "corrected", A.REJECT: "rejected"}
+AI_REVIEW_OF = {A.CONFIRM: AiReview.CONFIRMED, A.CORRECT: AiReview.CORRECTED, A.REJECT: AiReview.REJECTED}
 
 
 def allowed_actions(state: str) -> list[Action]:
@@ -236,13 +202,13 @@ def apply(
     entry = FlowEntry(
         action=command.action.value,
         from_state=case.state,
-        to_state=to_state.value,
+        to_state=to_state,
         operator=command.operator,
         at=command.at,
         seconds_used=seconds_used,
         overdue=overdue,
         note=command.note,
     )
-    case.state = to_state.value
+    case.state = to_state
     case.flow.append(entry)
     return entry

@@ -149,7 +149,8 @@ def child_yolo(folder: Path, model: Path, imgsz: int) -> dict[str, Any]:
 def child_stages(folder: Path, model: Path, count: int) -> dict[str, Any]:
     """Each stage alone, one photo at a time, on one core: wall and CPU milliseconds per photo."""
     from serve.cases.db import open_database
-    from serve.cases.findings import load_case_rules, patrol_findings
+    from serve.cases.findings import load_case_rules
+    from serve.cases.intake import patrol_findings
     from serve.cases.scan import Inspection, Scanner, ScanStats
     from vision.core.imageio import decode_photo
     from vision.detect.backends import (

@@ -15,6 +15,12 @@ if not url:
 
 engine = make_engine(url, poolclass=pool.NullPool)  # migrations keep no pooled connection
 with engine.connect() as connection:
+    if connection.dialect.name == "sqlite":
+        # Batch migrations recreate a table by copy, drop and rename; dropping a table that others
+        # reference fails while SQLite enforces foreign keys (the pragma only changes outside a
+        # transaction, hence the commit). Every revision keeps the references themselves intact.
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        connection.commit()
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,

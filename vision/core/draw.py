@@ -1,35 +1,26 @@
 """Evidence pictures: boxes with class and score drawn the way people check a finding.
 
-Boxes come as stored on photos and evidence (`{"xyxy": [...], "confidence": .., "class": name}`,
-pixels of the upright photo), so any stored finding can be drawn again later.
+Boxes are those photos and evidence store (vision.core.boxes, pixels of the upright photo), so any
+stored finding can be drawn again later.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
 import supervision as sv
 
+from vision.core.boxes import Box, to_detections
 
-def draw_boxes(
-    image: np.ndarray, boxes: Sequence[Mapping[str, Any]], names: Sequence[str] = ()
-) -> np.ndarray:
+
+def draw_boxes(image: np.ndarray, boxes: Sequence[Box], names: Sequence[str] = ()) -> np.ndarray:
     """A copy of a BGR image with the boxes and their labels; one colour per class (taxonomy order)."""
     if not boxes:
         return image.copy()
-    classes = list(names)
-    for box in boxes:
-        if str(box.get("class", "?")) not in classes:
-            classes.append(str(box.get("class", "?")))
-    detections = sv.Detections(
-        xyxy=np.array([b["xyxy"] for b in boxes], dtype=np.float32).reshape(-1, 4),
-        confidence=np.array([float(b.get("confidence", 0.0)) for b in boxes], dtype=np.float32),
-        class_id=np.array([classes.index(str(b.get("class", "?"))) for b in boxes], dtype=int),
-    )
-    labels = [f"{b.get('class', '?')} {float(b.get('confidence', 0.0)):.2f}" for b in boxes]
+    detections = to_detections(boxes, names)
+    labels = [f"{b.class_name} {b.confidence:.2f}" for b in boxes]
     thickness = max(2, round(max(image.shape[:2]) / 320))
     drawn = sv.BoxAnnotator(thickness=thickness).annotate(image.copy(), detections)
     return sv.LabelAnnotator(text_scale=thickness / 4, text_thickness=max(1, thickness // 2)).annotate(

@@ -29,6 +29,7 @@ from typing import Any
 import cv2
 from tqdm import tqdm
 
+from vision.core.boxes import Box
 from vision.core.imageio import ImageError, read_photo
 from vision.core.taxonomy import Taxonomy, load_taxonomy
 from vision.data.annotations.dataset import Dataset
@@ -76,15 +77,10 @@ def disagreement(frames: list[tuple[str, float]]) -> float:
     return min(1.0, minority + (max(scores) - min(scores)))
 
 
-def labels_of(boxes: Iterable[dict[str, Any]], taxonomy: Taxonomy) -> tuple[Label, ...]:
-    """Stored boxes ({"xyxy", "confidence", "class"}) of taxonomy classes as labels."""
+def labels_of(boxes: Iterable[Box], taxonomy: Taxonomy) -> tuple[Label, ...]:
+    """Stored boxes (vision.core.boxes) of taxonomy classes as labels."""
     names = set(taxonomy.names)
-    labels = []
-    for box in boxes:
-        if box.get("class") in names:
-            x1, y1, x2, y2 = (float(v) for v in box["xyxy"])
-            labels.append(Label(str(box["class"]), (x1, y1, x2, y2), float(box.get("confidence") or 0)))
-    return tuple(labels)
+    return tuple(Label(box.class_name, box.xyxy, box.confidence) for box in boxes if box.class_name in names)
 
 
 def class_of_event(event: str, taxonomy: Taxonomy) -> str | None:

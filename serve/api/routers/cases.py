@@ -27,6 +27,7 @@ from serve.cases.domain import Domain
 from serve.cases.errors import InvalidInput, NotFound, PreconditionRequired, StaleVersion
 from serve.cases.orm import Case, Evidence
 from serve.cases.workflow import OPEN_STATES, Action, Command, allowed_actions, apply, is_open
+from vision.core.boxes import boxes_json, parse_boxes
 
 router = APIRouter(tags=["cases"])
 CLOCK_SKEW = timedelta(minutes=5)  # an `at` this far ahead of the server clock is still accepted
@@ -51,7 +52,10 @@ def summary(case: Case, as_of: datetime) -> CaseSummary:
 
 def evidence_out(evidence: Evidence) -> EvidenceOut:
     fields = {name: getattr(evidence, name) for name in EVIDENCE_FIELDS}
-    return EvidenceOut.model_validate({**fields, "url": f"/v1/evidence/{evidence.id}"})
+    boxes = parse_boxes(evidence.boxes, f"evidence {evidence.id}").boxes
+    return EvidenceOut.model_validate(
+        {**fields, "boxes": boxes_json(boxes), "url": f"/v1/evidence/{evidence.id}"}
+    )
 
 
 def detail(case: Case, as_of: datetime, domain: Domain) -> CaseDetail:

@@ -11,7 +11,8 @@ from fastapi import APIRouter
 
 from serve.api.deps import Detecting, DetectorDep, ImageUpload, ServiceDep
 from serve.api.schemas import DetectionOut, DetectResponse, Timing
-from serve.cases.findings import boxes_of, patrol_findings
+from serve.cases.intake import patrol_findings
+from vision.core.boxes import boxes_of
 from vision.core.detector import Detector
 from vision.core.imageio import LoadedPhoto, decode_photo
 from vision.core.taxonomy import Taxonomy
@@ -37,7 +38,7 @@ def analyse(detector: Detector, data: bytes, source: str, local_tz: tzinfo) -> A
 
 
 def detections_out(detections: sv.Detections, taxonomy: Taxonomy) -> list[DetectionOut]:
-    """Every detection, best first, marked where the patrol rule (serve.cases.findings) makes it a finding."""
+    """Every detection, best first, marked where the patrol rule (serve.cases.intake) makes it a finding."""
     findings = {box for boxes in patrol_findings(detections, taxonomy).values() for box in boxes}
     classes = {c.name: c for c in taxonomy.classes}
     return [

@@ -22,7 +22,9 @@ from serve.api.routers.cases import evidence_out
 from serve.api.schemas import EvidenceOut
 from serve.cases.errors import NotFound
 from serve.cases.evidence import store_image
+from serve.cases.intake import Given, capture_time
 from serve.cases.orm import Case, Evidence
+from vision.core.boxes import parse_boxes
 from vision.core.draw import draw_boxes
 from vision.core.imageio import decode_photo, read_photo
 
@@ -46,8 +48,13 @@ def add_evidence(
     role: Annotated[
         Literal["after", "before", "near", "far", "reference"], Form(description="photo role")
     ] = "after",
-    taken_at: Annotated[AwareDatetime | None, Form(description="when taken; default EXIF, else now")] = None,
+    taken_at: Annotated[
+        AwareDatetime | None, Form(description="when taken, where the photo has no EXIF capture time")
+    ] = None,
 ) -> EvidenceOut:
+    """The capture time is the photo intake's (EXIF, else `taken_at`). A photo with neither is kept
+    with the upload time, marked `"time": "received"` in `extra`: it files no case, and a check of
+    the handling must not take that time for when the photo was taken."""
     if session.get(Case, case_id) is None:
         raise NotFound("case", case_id)
     local_tz = service.domain.rules.calendar.timezone
@@ -55,13 +62,15 @@ def add_evidence(
         partial(decode_photo, source=upload.filename, local_tz=local_tz), upload.data
     )
     path = store_image(service.settings.evidence_dir, upload.data, upload.sha256, photo.format)
+    captured_at = capture_time(photo.meta, Given(taken_at=taken_at))
     evidence = Evidence(
         case_id=case_id,
         role=role,
         path=str(path),
         sha256=upload.sha256,
-        captured_at=taken_at or photo.meta.taken_at or now,
+        captured_at=captured_at or now,
         boxes=[],
+        extra=None if captured_at else {"time": "received"},
     )
     session.add(evidence)
     session.commit()
@@ -97,7 +106,8 @@ def get_evidence(
         return Response(data, media_type="image/jpeg", headers=privacy)
     photo = service.gate.run_blocking(read_photo, path)
     image = photo.image if raw else service.gate.run_blocking(redact_image, photo.image)
-    drawn = draw_boxes(image, list(evidence.boxes), service.domain.rules.taxonomy.names)
+    stored = parse_boxes(evidence.boxes, f"evidence {evidence.id}")
+    drawn = draw_boxes(image, stored.boxes, service.domain.rules.taxonomy.names)
     return Response(encode_jpeg(drawn), media_type="image/jpeg", headers=privacy)
 
 

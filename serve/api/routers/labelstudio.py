@@ -32,7 +32,7 @@ from serve.api.routers.detect import Analysis, analyse
 from serve.api.schemas import Schema
 from serve.cases.auth import Principal
 from serve.cases.errors import InvalidInput
-from serve.cases.findings import boxes_of
+from vision.core.boxes import boxes_of
 from vision.core.detector import Detector
 from vision.core.taxonomy import Taxonomy
 from vision.data.annotations.images import TaskImages

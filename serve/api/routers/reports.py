@@ -1,8 +1,10 @@
 """POST /v1/reports: a patrol photo in; its findings become cases or join open duplicates.
 
-The same rules as a `scan` of an archive: a class files its event when the taxonomy marks it as a
-patrol finding and the score reaches its min_confidence; one finding per event per photo (all its
-boxes are the evidence); the duplicate rule and numbering are serve.cases.findings'.
+The photo goes through the same intake as a `scan` of an archive (serve/cases/intake.py): EXIF
+position and time first, the form's `lat`/`lon`/`taken_at` where the photo has none, never the
+server's clock (a photo without a time is kept as `undated` and files nothing); the taxonomy's
+patrol rule; one finding per event per photo; the duplicate rule and numbering of
+serve.cases.findings. The same bytes sent again answer what they gave the first time.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Header
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from serve.api.deps import DetectorDep, ImageUpload, Now, Reporting, ServiceDep, UploadedImage
@@ -21,10 +22,12 @@ from serve.api.idempotency import REPLAY_HEADER, request_hash, run_once
 from serve.api.routers.detect import Analysis, analyse, detections_out
 from serve.api.schemas import CaseRef, ReportResponse
 from serve.api.state import Service
+from serve.cases.enums import PhotoSource, PhotoStatus
 from serve.cases.errors import InvalidInput
 from serve.cases.evidence import store_image
-from serve.cases.findings import Finding, boxes_of, lock_intake, patrol_findings, record_finding
-from serve.cases.orm import Photo
+from serve.cases.findings import lock_intake
+from serve.cases.intake import Given, IncomingPhoto, photo_cases, take_photo
+from vision.core.imageio import Position
 
 router = APIRouter(tags=["reports"])
 
@@ -41,12 +44,15 @@ def report(
     service: ServiceDep,
     detector: DetectorDep,
     now: Now,
-    lat: Annotated[float | None, Form(ge=-90, le=90, description="WGS-84 latitude; default EXIF GPS")] = None,
+    lat: Annotated[
+        float | None, Form(ge=-90, le=90, description="WGS-84 latitude, where the photo has no EXIF GPS")
+    ] = None,
     lon: Annotated[
-        float | None, Form(ge=-180, le=180, description="WGS-84 longitude; default EXIF GPS")
+        float | None, Form(ge=-180, le=180, description="WGS-84 longitude, where the photo has no EXIF GPS")
     ] = None,
     taken_at: Annotated[
-        AwareDatetime | None, Form(description="when taken, ISO 8601 with offset; default EXIF")
+        AwareDatetime | None,
+        Form(description="when taken, ISO 8601 with offset, where the photo has no EXIF capture time"),
     ] = None,
     idempotency_key: Annotated[
         str | None,
@@ -57,16 +63,19 @@ def report(
 ) -> Any:
     if (lat is None) != (lon is None):
         raise InvalidInput("lat/lon", "give both or neither")
+    if (lat, lon) == (0, 0):
+        raise InvalidInput(
+            "lat/lon", "(0, 0) is where a phone without a GPS fix puts a photo, not a position"
+        )
     fingerprint = request_hash(upload.sha256, lat, lon, taken_at)
+    given = Given(Position(lat, lon) if lat is not None and lon is not None else None, taken_at)
 
     def work(session: Session) -> dict[str, Any]:
         # The model runs here: a replayed request never gets this far. No statement has run yet.
         tz = service.domain.rules.calendar.timezone
         analysis = service.gate.run_blocking(analyse, detector, upload.data, upload.filename, tz)
         service.metrics.inference.observe(analysis.inference_s)
-        return record_report(
-            session, service, principal.name, upload, analysis, lat, lon, taken_at, now, detector.version
-        )
+        return record_report(session, service, principal.name, upload, analysis, given, now, detector.version)
 
     body, replayed = run_once(
         service.sessions,
@@ -86,81 +95,58 @@ def record_report(
     reporter: str,
     upload: UploadedImage,
     analysis: Analysis,
-    lat: float | None,
-    lon: float | None,
-    taken_at: datetime | None,
+    given: Given,
     now: datetime,
     model_version: str,
 ) -> dict[str, Any]:
-    """Store the photo, record its findings as cases, and return the response body (JSON-ready)."""
-    taxonomy = service.domain.rules.taxonomy
+    """Store the photo, take it in (its findings become cases), and return the response body."""
     photo = analysis.photo
-    position = (
-        (lat, lon)
-        if lat is not None and lon is not None
-        else ((photo.meta.position.lat, photo.meta.position.lon) if photo.meta.position else None)
-    )
-    seen_at = taken_at or photo.meta.taken_at or now
     path = store_image(service.settings.evidence_dir, upload.data, upload.sha256, photo.format)
     lock_intake(session)  # first statement of the transaction is a write (SQLite cannot upgrade a reader)
-    grid = service.domain.rules.grids.locate(*position) if position and service.domain.rules.grids else None
-    row = session.scalars(select(Photo).where(Photo.sha256 == upload.sha256)).one_or_none()
-    if row is None:
-        row = Photo(
+    intake = take_photo(
+        session,
+        IncomingPhoto(
             sha256=upload.sha256,
             path=str(path),
-            source="upload",
-            status="done" if position else "unlocated",
-            width=photo.width,
-            height=photo.height,
-            taken_at=seen_at,
-            lat=position[0] if position else None,
-            lon=position[1] if position else None,
-            grid_code=grid.code if grid else None,
+            source=PhotoSource.UPLOAD,
+            meta=photo.meta,
+            size=(photo.width, photo.height),
+            detections=analysis.detections,
             model_version=model_version,
-            detections=[b.to_json() for b in boxes_of(analysis.detections, taxonomy.names)],
-            processed_at=now,
-        )
-        session.add(row)
-        session.flush()
-    refs = []
-    if position is not None:
-        for event, boxes in sorted(patrol_findings(analysis.detections, taxonomy).items()):
-            update = record_finding(
-                session,
-                Finding(
-                    event=event,
-                    lat=position[0],
-                    lon=position[1],
-                    seen_at=seen_at,
-                    photo_path=str(path),
-                    photo_sha256=upload.sha256,
-                    boxes=boxes,
-                    model_version=model_version,
-                    source="patrol_photo",
-                    reporter=reporter,
-                    photo_id=row.id,
-                ),
-                service.domain.rules,
+            given=given,
+            reporter=reporter,
+        ),
+        service.domain.rules,
+        now=now,
+    )
+    row = intake.photo
+    if intake.known:
+        refs = [
+            CaseRef(id=c.id, number=c.number, event=c.event, state=c.state, created=False)
+            for c in photo_cases(session, row)
+        ]
+    else:
+        refs = [
+            CaseRef(
+                id=update.case.id,
+                number=update.case.number,
+                event=update.case.event,
+                state=update.case.state,
+                created=update.created,
             )
-            refs.append(
-                CaseRef(
-                    id=update.case.id,
-                    number=update.case.number,
-                    event=update.case.event,
-                    state=update.case.state,
-                    created=update.created,
-                )
-            )
+            for update in intake.updates
+        ]
     response = ReportResponse(
         photo_sha256=upload.sha256,
-        taken_at=seen_at,
-        lat=position[0] if position else None,
-        lon=position[1] if position else None,
-        grid_code=grid.code if grid else None,
-        unlocated=position is None,
+        status=row.status,
+        taken_at=row.taken_at,
+        lat=row.lat,
+        lon=row.lon,
+        grid_code=row.grid_code,
+        unlocated=row.status == PhotoStatus.UNLOCATED,
+        undated=row.status == PhotoStatus.UNDATED,
         model_version=model_version,
-        detections=detections_out(analysis.detections, taxonomy),
+        detections=detections_out(analysis.detections, service.domain.rules.taxonomy),
         cases=refs,
     )
     return response.model_dump(mode="json")

@@ -1,0 +1,221 @@
+"""One intake for a photo: whatever door a patrol photo comes in by, the same photo gives the same
+photo row and the same cases.
+
+Doors: `streetorder scan` (its one writer, serve/cases/scan.py, records what the simple, batched
+and Ray engines inspected) and `POST /v1/reports`. Each hands over the photo's content key, where
+it is kept, its EXIF, what the detector found on it and what the sender said besides (a sidecar
+row, form fields); `take_photo` decides the rest, here only:
+
+- position: EXIF GPS; the given position only where the photo has none. The photo's own record was
+  made where it was taken; a form field or a sidecar row may say where it was sent or listed from.
+- capture time: EXIF DateTimeOriginal; the given time only where the photo has none. Never the
+  clock of the server or of the scan ("time comes from the frame or EXIF"): deadlines, the
+  duplicate window and the case number all hang on it.
+- status: `unlocated` without a position, else `undated` without a time, else `done`. An unlocated
+  or undated photo is kept with what the model saw on it and files nothing; the scan report lists
+  it, the API says so (`unlocated`, `undated`); sent again with what it lacked (sidecar, form
+  fields), the same bytes are taken in again and file their cases.
+- grid: the unit grid holding the position (`CaseRules.grid_at`), null outside every grid.
+- the photo row: one per content (sha256). The same bytes again are `known` and change nothing,
+  unless they bring what the row lacked.
+- findings: the patrol rule of the taxonomy (`patrol_findings`), one finding per event in event
+  order, each filed by `record_finding` (serve/cases/findings.py: duplicates, numbering, deadline).
+
+Camera frames and Open311 requests do not come through here: a frame is evidence of a camera
+rule's event (its dwell clocks need the frame's capture time, which the camera must send, and its
+place is the camera's), and a citizen's request carries no photo, only an optional link. Both go
+to `record_finding` directly, with the same duplicate rule, numbering and checks.
+
+The caller owns the transaction; `take_photo` adds no query of its own besides the photo lookup by
+content, so a scan still records a batch of photos per transaction at the same speed. On SQLite,
+a door that may race other writers takes `lock_intake` first (a transaction that read first
+cannot write later).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import supervision as sv
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from serve.cases.enums import CaseSource, PhotoSource, PhotoStatus
+from serve.cases.findings import CaseRules, CaseUpdate, Finding, record_finding
+from serve.cases.grids import Grid
+from serve.cases.orm import Case, Evidence, Photo
+from vision.core.boxes import Box, boxes_json, boxes_of
+from vision.core.imageio import PhotoMeta, Position
+from vision.core.taxonomy import Taxonomy
+
+
+@dataclass(frozen=True)
+class Given:
+    """What the sender says besides the bytes (form fields, a sidecar row): used where EXIF is silent."""
+
+    position: Position | None = None
+    taken_at: datetime | None = None  # timezone-aware
+
+
+@dataclass(frozen=True)
+class IncomingPhoto:
+    """A decoded, analysed photo at a door."""
+
+    sha256: str
+    path: str  # where its bytes are kept: the scanned file or URL, or the evidence store
+    source: PhotoSource
+    meta: PhotoMeta  # what its EXIF says
+    size: tuple[int, int]  # upright (width, height) of the photo itself
+    detections: sv.Detections  # in the photo's own pixels
+    model_version: str
+    given: Given = field(default_factory=Given)
+    reporter: str = "scan"  # operator of the first flow-log entry of the cases it opens
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and when a photo was taken, as far as anyone knows, and what follows from that."""
+
+    position: Position | None
+    taken_at: datetime | None
+    grid: Grid | None
+    status: PhotoStatus
+
+
+@dataclass(frozen=True)
+class Intake:
+    """What one photo did: its row, the findings seen on it, and the cases they opened or joined."""
+
+    photo: Photo
+    known: bool  # the same bytes came before and brought nothing new: nothing was written
+    events: dict[str, tuple[Box, ...]] = field(default_factory=dict)  # what the patrol rule finds
+    updates: list[CaseUpdate] = field(default_factory=list)  # empty unless the photo is `done`
+
+
+def capture_time(meta: PhotoMeta, given: Given) -> datetime | None:
+    """EXIF capture time, else the given one; None when neither says (never a clock's time)."""
+    return meta.taken_at or given.taken_at
+
+
+def place(meta: PhotoMeta, given: Given, rules: CaseRules) -> Placement:
+    """Position, capture time, grid and status of a photo, by the rule of this module's docstring."""
+    position = meta.position or given.position
+    taken_at = capture_time(meta, given)
+    grid = rules.grid_at(position.lat, position.lon) if position is not None else None
+    if position is None:
+        status = PhotoStatus.UNLOCATED
+    elif taken_at is None:
+        status = PhotoStatus.UNDATED
+    else:
+        status = PhotoStatus.DONE
+    return Placement(position, taken_at, grid, status)
+
+
+def completes(status: PhotoStatus, given: Given | None) -> bool:
+    """Whether `given` now brings an earlier unlocated or undated photo what it lacked."""
+    if given is None:
+        return False
+    return (status == PhotoStatus.UNLOCATED and given.position is not None) or (
+        status == PhotoStatus.UNDATED and given.taken_at is not None
+    )
+
+
+def patrol_findings(detections: sv.Detections, taxonomy: Taxonomy) -> dict[str, tuple[Box, ...]]:
+    """The boxes of each event a patrol photo shows, by the taxonomy's rule, in event order.
+
+    A class files its event from a photo alone only where it is marked `patrol: true` (a parked car
+    is no violation without a no-parking zone) and only at or above its own `min_confidence`.
+    """
+    classes = {c.name: c for c in taxonomy.classes}
+    found: dict[str, list[Box]] = {}
+    for box in boxes_of(detections, taxonomy.names):
+        cls = classes[box.class_name]
+        if cls.event is not None and cls.patrol and box.confidence >= cls.min_confidence:
+            found.setdefault(cls.event, []).append(box)
+    return {event: tuple(found[event]) for event in sorted(found)}
+
+
+def take_photo(session: Session, photo: IncomingPhoto, rules: CaseRules, *, now: datetime) -> Intake:
+    """Record `photo` and file its findings, in the caller's transaction.
+
+    `now` is only the bookkeeping time of the row (`processed_at`), never a capture time.
+    """
+    row = session.scalar(select(Photo).where(Photo.sha256 == photo.sha256))
+    if row is not None and not completes(row.status, photo.given):
+        return Intake(row, known=True)
+    placement = place(photo.meta, photo.given, rules)
+    events = patrol_findings(photo.detections, rules.taxonomy)
+    if row is None:
+        row = Photo(sha256=photo.sha256, source=photo.source)
+        session.add(row)
+    position = placement.position
+    row.path = photo.path
+    row.status = placement.status
+    row.error = None
+    row.width, row.height = photo.size
+    row.taken_at = placement.taken_at
+    row.lat, row.lon = (position.lat, position.lon) if position is not None else (None, None)
+    row.grid_code = placement.grid.code if placement.grid is not None else None
+    row.model_version = photo.model_version
+    row.detections = boxes_json(boxes_of(photo.detections, rules.taxonomy.names))
+    row.processed_at = now
+    session.flush()
+    if placement.status != PhotoStatus.DONE or position is None or placement.taken_at is None:
+        return Intake(row, known=False, events=events)
+    updates = [
+        record_finding(
+            session,
+            Finding(
+                event=event,
+                lat=position.lat,
+                lon=position.lon,
+                seen_at=placement.taken_at,
+                photo_path=photo.path,
+                photo_sha256=photo.sha256,
+                boxes=boxes,
+                model_version=photo.model_version,
+                source=CaseSource.PATROL_PHOTO,
+                reporter=photo.reporter,
+                photo_id=row.id,
+            ),
+            rules,
+        )
+        for event, boxes in events.items()
+    ]
+    return Intake(row, known=False, events=events, updates=updates)
+
+
+def take_unreadable(
+    session: Session, *, key: str, path: str, source: PhotoSource, reason: str, now: datetime
+) -> bool:
+    """Record a file that is no usable photo, with the reason; False if it was recorded before."""
+    if session.scalar(select(Photo.id).where(Photo.sha256 == key)) is not None:
+        return False
+    session.add(
+        Photo(
+            sha256=key,
+            path=path,
+            source=source,
+            status=PhotoStatus.UNREADABLE,
+            error=reason,
+            processed_at=now,
+        )
+    )
+    session.flush()  # the same bad bytes later in this batch find this row
+    return True
+
+
+def photo_cases(session: Session, photo: Photo) -> Sequence[Case]:
+    """The cases a recorded photo is evidence of, oldest first (what a repeated photo answers)."""
+    return (
+        session.scalars(
+            select(Case)
+            .join(Evidence, Evidence.case_id == Case.id)
+            .where(Evidence.photo_id == photo.id)
+            .order_by(Case.id)
+        )
+        .unique()
+        .all()
+    )

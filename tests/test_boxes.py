@@ -1,0 +1,90 @@
+"""The codec of stored boxes: JSON round trip, sv.Detections round trip, and bad stored JSON."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pytest
+import supervision as sv
+
+from vision.core.boxes import Box, BoxError, boxes_json, boxes_of, parse_boxes, to_detections
+from vision.core.draw import draw_boxes
+
+NAMES = ["garbage", "overflow", "flyer"]
+GOOD = {"xyxy": [10.0, 20.5, 110.2, 90.0], "confidence": 0.8731, "class": "garbage"}
+
+
+def test_json_round_trip_keeps_what_is_stored() -> None:
+    boxes = [Box((10.04, 20.46, 110.2, 90.0), 0.873149, "garbage"), Box((0, 0, 5, 5), 1.0, "occupancy")]
+    stored = boxes_json(boxes)
+    assert stored[0] == {"xyxy": [10.0, 20.5, 110.2, 90.0], "confidence": 0.8731, "class": "garbage"}
+    again = parse_boxes(stored, "test")
+    assert again.rejected == () and boxes_json(again.boxes) == stored
+
+
+def test_detections_round_trip_with_classes_the_taxonomy_lacks() -> None:
+    detections = sv.Detections(
+        xyxy=np.array([[1, 2, 30, 40], [5, 5, 50, 60]], dtype=np.float32),
+        confidence=np.array([0.4, 0.9], dtype=np.float32),
+        class_id=np.array([2, 0]),
+    )
+    boxes = boxes_of(detections, NAMES)
+    assert [(b.class_name, round(b.confidence, 3)) for b in boxes] == [("garbage", 0.9), ("flyer", 0.4)]
+    with_occupancy = [*boxes, Box((0, 0, 9, 9), 1.0, "occupancy")]
+    back = to_detections(with_occupancy, NAMES)
+    assert back.class_id.tolist() == [0, 2, 3]  # taxonomy order first, then the others
+    assert back.data["class_name"].tolist() == ["garbage", "flyer", "occupancy"]
+    assert boxes_of(back, NAMES) == sorted(with_occupancy, key=lambda b: -b.confidence)
+    assert len(to_detections([], NAMES)) == 0
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        ("garbage", "str instead of an object"),
+        ({**GOOD, "score": 0.5}, "unknown ['score']"),
+        ({"xyxy": GOOD["xyxy"], "class": "garbage"}, "missing ['confidence']"),
+        ({**GOOD, "xyxy": [1, 2, 3]}, "xyxy"),
+        ({**GOOD, "xyxy": "10,20,30,40"}, "xyxy"),
+        ({**GOOD, "xyxy": [1, 2, math.nan, 4]}, "four finite numbers"),
+        ({**GOOD, "xyxy": [1, 2, "3", 4]}, "four finite numbers"),
+        ({**GOOD, "xyxy": [50, 20, 10, 90]}, "x1 <= x2"),
+        ({**GOOD, "confidence": 1.5}, "confidence"),
+        ({**GOOD, "confidence": True}, "confidence"),
+        ({**GOOD, "confidence": None}, "confidence"),
+        ({**GOOD, "class": ""}, "class"),
+        ({**GOOD, "class": 3}, "class"),
+    ],
+)
+def test_a_bad_stored_entry_is_skipped_counted_and_logged(
+    entry: object, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, "streetorder.boxes"):
+        found = parse_boxes([GOOD, entry, GOOD], "evidence 7")
+    assert [b.to_json() for b in found.boxes] == [GOOD, GOOD]
+    assert (
+        len(found.rejected) == 1 and found.rejected[0].startswith("entry 1: ") and reason in found.rejected[0]
+    )
+    assert "evidence 7: 1 stored box(es) skipped" in caplog.text
+
+
+def test_stored_json_that_is_no_list() -> None:
+    assert parse_boxes(None, "photo 1").boxes == ()
+    found = parse_boxes({"xyxy": [0, 0, 1, 1]}, "photo 2")
+    assert found.boxes == () and found.rejected == ("dict instead of a list of boxes",)
+
+
+def test_a_box_that_cannot_be_stored_is_refused_when_made() -> None:
+    with pytest.raises(BoxError, match="confidence"):
+        Box((0, 0, 1, 1), float("nan"), "garbage")
+    with pytest.raises(BoxError, match="x1 <= x2"):
+        Box((5, 0, 1, 1), 0.5, "garbage")
+
+
+def test_draw_takes_parsed_boxes() -> None:
+    image = np.zeros((100, 120, 3), np.uint8)
+    found = parse_boxes([GOOD, {"xyxy": [0, 0, 60, 50], "confidence": 0.5, "class": "occupancy"}], "test")
+    drawn = draw_boxes(image, found.boxes, NAMES)
+    assert drawn.shape == image.shape and drawn.any() and not image.any()
