@@ -39,7 +39,9 @@ from serve.cli.memory import proc_memory_mb
 
 SECRET = "bench-load-secret-0123456789"
 PHOTOS = ROOT.parent / "shared" / "datasets" / "garbage-cn" / "images" / "val"
-PLACE = {"lat": "34.72265", "lon": "113.62762"}  # inside an example unit grid
+# Inside an example unit grid; the sample photo has no EXIF, and without a capture time the intake
+# would keep it undated and file nothing.
+PLACE = {"lat": "34.72265", "lon": "113.62762", "taken_at": "2025-09-30T09:15:00+08:00"}
 
 
 def free_port() -> int:
