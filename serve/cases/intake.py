@@ -26,6 +26,11 @@ rule's event (its dwell clocks need the frame's capture time, which the camera m
 place is the camera's), and a citizen's request carries no photo, only an optional link. Both go
 to `record_finding` directly, with the same duplicate rule, numbering and checks.
 
+Rules still to come land here once for every door: a range of plausible capture times in
+`capture_time` (`take_photo` already has the caller's `now`), jurisdiction (a position outside
+every grid) in `place`, photo reuse (the same or a near-identical photo already evidence
+elsewhere) at the lookup by content in `take_photo`.
+
 The caller owns the transaction; `take_photo` adds no query of its own besides the photo lookup by
 content, so a scan still records a batch of photos per transaction at the same speed. On SQLite,
 a door that may race other writers takes `lock_intake` first (a transaction that read first
