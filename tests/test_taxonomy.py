@@ -33,6 +33,9 @@ RAW = yaml.safe_load(TAXONOMY.source.read_text(encoding="utf-8"))
         ("door", None),
         ("cantilever", None),
         ("person", None),
+        ("bicycle", "bicycle"),  # ../shared/datasets/bicycles
+        ("shared bike", "bicycle"),
+        ("scooter", "motorcycle"),  # powered two-wheelers stay one group
     ],
 )
 def test_alias_mapping(dataset_name: str, taxonomy_name: str | None) -> None:
@@ -82,3 +85,23 @@ def test_a_broken_taxonomy_file_names_the_file(tmp_path: Path) -> None:
     path.write_text("classes: [\n  - name: garbage\n", encoding="utf-8")
     with pytest.raises(TaxonomyError, match=str(path)):
         load_taxonomy(path)
+
+
+def test_bicycles_and_powered_two_wheelers_file_the_same_non_motor_vehicle_parking_event() -> None:
+    bicycle, motorcycle = TAXONOMY.resolve("bicycle"), TAXONOMY.resolve("motorcycle")
+    assert bicycle is not None and motorcycle is not None
+    assert bicycle.event == motorcycle.event == "non_motor_vehicle_parking"
+    assert (TAXONOMY.events[bicycle.event].cjt214, TAXONOMY.events[bicycle.event].gbt47678) == (
+        "0506",
+        "09010",
+    )
+    assert not bicycle.patrol  # parking needs a camera zone, as for cars
+
+
+def test_every_model_card_lists_a_prefix_of_the_taxonomy() -> None:
+    """Classes are only ever appended: a shipped model's head stays tied to the same indexes."""
+    cards = sorted((Path(__file__).resolve().parents[1] / "models").glob("*/card.yaml"))
+    assert cards
+    for card in cards:
+        classes = yaml.safe_load(card.read_text(encoding="utf-8"))["classes"]
+        assert classes == TAXONOMY.names[: len(classes)], card
