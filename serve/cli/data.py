@@ -19,6 +19,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "serve.cli.data_import",
         "add a Label Studio / CVAT export to a versioned dataset (validated)",
     ),
+    "review": (
+        "serve.cli.data_review",
+        "reviewed negatives: propose boxes of classes a source does not label, sheets, decisions",
+    ),
     "queue": (
         "serve.cli.data_queue",
         "pick images worth labelling: Label Studio tasks and a CVAT YOLO zip",
