@@ -8,6 +8,7 @@ to exercise the partial-label training path.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +105,30 @@ def write_mix(root: Path, size: int = 64, train: int = 8, val: int = 4) -> Path:
     mix = root / "mix.yaml"
     mix.write_text(yaml.safe_dump({"name": "synthetic-mix", "sources": entries}), encoding="utf-8")
     return mix
+
+
+def has_colour(image_path: Path, name: str) -> bool:
+    image = cv2.imread(str(image_path))
+    return bool(np.all(image == COLOURS[name], axis=2).any())
+
+
+def review_roads(data_root: Path, decide_image: Callable[[Path], tuple[str, str] | None]) -> Path:
+    """A review file for the synthetic `roads` source: per photo, (class, decision) of one box."""
+    from vision.data.reviews import Proposal, write_reviews
+    from vision.detect.registry import file_sha256
+
+    proposals = []
+    for split in ("train", "val"):
+        for image in sorted((data_root / "roads" / "images" / split).glob("*.png")):
+            decided = decide_image(image)
+            if decided is None:
+                continue
+            cls, decision = decided
+            proposals.append(
+                Proposal(len(proposals) + 1, "roads", split, image.name, file_sha256(image), 64, 64, cls,
+                         (4.0, 4.0, 20.0, 20.0), 0.5, "m@1", "2026-12-04", decision, "tester", "2026-12-04")
+            )  # fmt: skip
+    return write_reviews(data_root / "roads.jsonl", proposals)
 
 
 _TINY_RUN: dict[str, Path] = {}

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from synthetic import tiny_model, write_mix
+from synthetic import review_roads, tiny_model, write_mix
 
 from vision.modelops.relay import Deadline, PartWriter, RelayError, load_config, survey_pretrained
 
@@ -39,6 +39,10 @@ def test_two_legs_resume_one_schedule(tmp_path: Path) -> None:
     models = tmp_path / "models"
     first_start = tiny_model(models) / "model.pt"
     mix = write_mix(tmp_path / "data", size=64, train=6, val=2)
+    reviews = review_roads(tmp_path / "data", lambda image: ("garbage", "false"))  # absent everywhere
+    spec = yaml.safe_load(mix.read_text())
+    spec["sources"][1]["reviews"] = str(reviews)  # roads
+    mix.write_text(yaml.safe_dump(spec))
     config = tmp_path / "relay.yaml"
     settings = {
         "name": "tiny-relay",
@@ -87,6 +91,9 @@ def test_two_legs_resume_one_schedule(tmp_path: Path) -> None:
         assert record["epochs"] == {"from": leg - 1, "to": leg, "of": 2}
         assert record["stopped_by"] == ("epoch limit" if leg == 1 else "schedule end")
         assert {p.name for p in out.iterdir()} >= {"state.pt", "best.pt", "card.yaml", "leg.json"}
+        leg_card = yaml.safe_load((out / "card.yaml").read_text())
+        reviewed = leg_card["training"]["data"]["roads"]["reviewed"]  # carried, applied to re-encoded copies
+        assert reviewed == {"train": {"garbage": {"absent": 6, "pseudo_labelled": 0, "boxes": 0}}}  # no val
         legs_out.append(out)
 
         landed = relay(["land", str(out), "--config", str(config), "--runs", str(runs)], env)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 import yaml
-from synthetic import tiny_run, write_mix
+from synthetic import has_colour, review_roads, tiny_run, write_mix
 from ultralytics.cfg import get_cfg
 from ultralytics.data import build_yolo_dataset
 from ultralytics.data.utils import check_det_dataset
@@ -17,7 +18,7 @@ from ultralytics.nn.tasks import DetectionModel
 from ultralytics.utils.patches import torch_load
 
 from vision.core.taxonomy import TaxonomyError, load_taxonomy
-from vision.data.datamix import source_of
+from vision.data.datamix import photo_classes, photo_key, source_of
 from vision.detect.registry import ModelError, file_sha256, read_card
 from vision.modelops.export import package
 from vision.modelops.train import (
@@ -26,6 +27,7 @@ from vision.modelops.train import (
     _swap_mosaic,
     average_checkpoints,
     prepare_data,
+    widen_classes,
 )
 
 NAMES = load_taxonomy().names
@@ -302,3 +304,136 @@ def test_average_refuses_a_missing_or_foreign_file(tmp_path: Path, content: obje
     with pytest.raises(ModelError, match=message):
         average_checkpoints([path, path], tmp_path / "runs" / "soup")
     assert not (tmp_path / "runs").exists()
+
+
+# --- reviewed negatives: per-photo masks, pseudo-labels, mosaics, widening a head ---------------
+
+GARBAGE, FLYER = NAMES.index("garbage"), NAMES.index("flyer")
+
+
+def test_a_class_confirmed_absent_on_a_photo_gets_class_gradient_there_and_a_masked_one_does_not() -> None:
+    torch.manual_seed(0)
+    model = DetectionModel("yolo11n.yaml", nc=len(NAMES), verbose=False)
+    model.args = get_cfg()
+    model.train()
+    reviewed = "/mix/images/roads/train/b.png"  # reviews confirmed garbage absent here
+    criterion = PartialLabelLoss(
+        model, {"roads": mask(ROADS)}, {"roads/train/b.png": mask([*ROADS, GARBAGE])}
+    )
+    for image_file, trained in ((reviewed, [*ROADS, GARBAGE]), ("/mix/images/roads/train/c.png", ROADS)):
+        preds = model(torch.rand(1, 3, 64, 64))
+        preds["scores"].retain_grad()
+        batch = {
+            "im_file": [image_file],
+            "batch_idx": torch.zeros(1),
+            "cls": torch.tensor([[float(ROADS[0])]]),
+            "bboxes": torch.tensor([[0.5, 0.5, 0.4, 0.4]]),
+        }
+        loss, _ = criterion(preds, batch)
+        loss.sum().backward()
+        per_class = preds["scores"].grad[0].abs().sum(1)
+        assert torch.all(per_class[trained] > 0), image_file
+        assert torch.all(per_class[[c for c in range(len(NAMES)) if c not in trained]] == 0), image_file
+        model.zero_grad()
+
+
+def red_share(images: torch.Tensor) -> float:
+    """Share of saturated red (garbage) pixels in an RGB uint8 CHW tensor."""
+    r, g, b = (images[i].int() for i in range(3))
+    return float(((r > 200) & (g < 60) & (b < 60)).float().mean())
+
+
+def test_reviews_add_pseudo_labels_and_per_photo_classes_to_the_mix(tmp_path: Path) -> None:
+    mix = write_mix(tmp_path / "data", train=12, val=4)
+
+    def decision(image: Path) -> tuple[str, str]:  # garbage drawn: a real box; none: absent
+        return ("garbage", "real") if has_colour(image, "garbage") else ("garbage", "false")
+
+    reviews = review_roads(tmp_path / "data", decision)
+    spec = yaml.safe_load(mix.read_text())
+    spec["sources"][1] |= {"reviews": str(reviews), "oversample": {"car": 2}}  # roads
+    mix.write_text(yaml.safe_dump(spec))
+    data_yaml = prepare_data(mix, tmp_path / "cache")
+    sources = json.loads((data_yaml.parent / "sources.json").read_text())
+    roads = sources["roads"]
+    labels = data_yaml.parent / "labels" / "roads"
+    train_photos = sorted((tmp_path / "data" / "roads" / "images" / "train").glob("*.png"))
+    real = [p for p in train_photos if has_colour(p, "garbage")]
+    assert real and len(real) < 12
+    for image in real:
+        lines = (labels / "train" / f"{image.stem}.txt").read_text().splitlines()
+        assert f"{GARBAGE} 0.187500 0.187500 0.250000 0.250000" in lines  # the 4..20 px box at 64 px
+    links = {
+        f"{s}/{p.name}"
+        for s in ("train", "val")
+        for p in (data_yaml.parent / "images" / "roads" / s).glob("*")
+    }
+    assert roads["repeats"] > 0 and any("repeat" in link for link in links)  # repeats keep their review
+    assert roads["unmasked"] == {key: [GARBAGE] for key in links}
+    train_counts = roads["reviewed"]["train"]["garbage"]
+    assert train_counts == {"absent": 12 - len(real), "pseudo_labelled": len(real), "boxes": len(real)}
+    assert roads["reviews_stale"] == 0 and len(roads["reviews_sha256"]) == 64
+    assert "unmasked" not in sources["bins"]
+
+    first = train_photos[0]
+    cv2.imwrite(str(first), np.zeros((64, 64, 3), np.uint8))  # the photo changed since its review
+    roads = json.loads((prepare_data(mix, tmp_path / "cache").parent / "sources.json").read_text())["roads"]
+    assert roads["reviews_stale"] == 1 and f"train/{first.name}" not in roads["unmasked"]
+
+
+def test_a_mix_names_a_review_file_that_exists(tmp_path: Path) -> None:
+    mix = _with_option(write_mix(tmp_path / "data"), "reviews", "no-such.jsonl")
+    with pytest.raises(TaxonomyError, match=r"sources\[0\].reviews: no such file"):
+        prepare_data(mix, tmp_path / "cache")
+
+
+def test_a_mosaic_of_a_photo_with_garbage_confirmed_absent_never_tiles_a_photo_where_it_is_masked(
+    tmp_path: Path,
+) -> None:
+    """roads draws unlabelled garbage (red); reviews confirm it absent on the roads photos without it."""
+    mix = write_mix(tmp_path / "data", size=64, train=16, val=1)
+    reviews = review_roads(
+        tmp_path / "data", lambda image: None if has_colour(image, "garbage") else ("garbage", "false")
+    )
+    spec = yaml.safe_load(mix.read_text())
+    spec["sources"][1]["reviews"] = str(reviews)
+    mix.write_text(yaml.safe_dump(spec))
+    data_yaml = prepare_data(mix, tmp_path / "cache")
+    plain = {"hsv_h": 0, "hsv_s": 0, "hsv_v": 0, "fliplr": 0, "scale": 0, "translate": 0}
+    cfg = get_cfg(overrides={"imgsz": 64, "mosaic": 1.0, **plain})
+    data = check_det_dataset(str(data_yaml))
+    dataset = build_yolo_dataset(cfg, data["train"], batch=4, data=data, mode="train")
+    _swap_mosaic(dataset.transforms, dataset, photo_classes(data_yaml.parent))
+    reviewed = set(photo_classes(data_yaml.parent))
+    assert 0 < len(reviewed) < 16
+    masked_red = 0.0
+    for index in list(range(len(dataset))) * 4:
+        if source_of(dataset.im_files[index]) != "roads":
+            continue
+        red = red_share(dataset[index]["img"])
+        if photo_key(dataset.im_files[index]) in reviewed:
+            assert red == 0, "a photo with garbage confirmed absent was tiled with unreviewed garbage"
+        else:
+            masked_red += red
+    assert masked_red > 0  # unreviewed roads mosaics do show garbage: the test can see it
+
+
+def test_a_checkpoint_with_fewer_classes_is_widened_keeping_its_outputs(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    old = DetectionModel("yolo11n.yaml", nc=len(NAMES) - 1, verbose=False).eval()
+    old.names = dict(enumerate(NAMES[:-1]))
+    torch.save({"model": old, "ema": None}, tmp_path / "old.pt")
+    widened = widen_classes(tmp_path / "old.pt", tmp_path / "wide.pt")
+    new = torch_load(widened, map_location="cpu")["model"].eval()
+    assert new.names == dict(enumerate(NAMES)) and new.model[-1].nc == len(NAMES)
+    image = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        before, after = old(image)[0], new(image)[0]  # (1, 4 + classes, anchors)
+    assert after.shape[1] == before.shape[1] + 1
+    torch.testing.assert_close(after[:, : before.shape[1]], before)
+    assert float(after[:, -1].max()) < 0.01  # the new class starts at ultralytics' low prior
+    renamed = DetectionModel("yolo11n.yaml", nc=2, verbose=False)
+    renamed.names = {0: "tree", 1: "car"}
+    torch.save({"model": renamed}, tmp_path / "foreign.pt")
+    with pytest.raises(ModelError, match="are not the first of the taxonomy"):
+        widen_classes(tmp_path / "foreign.pt", tmp_path / "x.pt")

@@ -64,6 +64,11 @@ class Taxonomy:
     def names(self) -> list[str]:
         return [c.name for c in self.classes]
 
+    def first(self, count: int) -> Taxonomy:
+        """The taxonomy as it was when it had `count` classes (classes are only ever appended): what
+        a model trained then, or a run resumed from its checkpoint, knows."""
+        return Taxonomy(self.classes[:count], self.events, self.source)
+
     def resolve(self, dataset_name: str) -> DetectorClass | None:
         """The taxonomy class a dataset's class name stands for, or None if it is not ours."""
         wanted = normalise_name(dataset_name)

@@ -10,7 +10,13 @@ A built mix is a folder of symlinked images and remapped YOLO labels:
     <out>/images/<source>/train/<stem>.repeatN<suffix>  extra links of an oversampled image
     <out>/data.yaml       ultralytics data file, names = taxonomy classes
     <out>/sources.json    {source: {"labelled": [class ids], "images": {split: n}, "sha256": {split: ..},
-                             "labels_sha256": {split: ..}, "licence": the data.yaml's source comment}}
+                             "labels_sha256": {split: ..}, "licence": the data.yaml's source comment,
+                             "unmasked": {"<split>/<file>": [class ids]}, "reviewed": {split: counts}}}
+
+A source may carry `reviews:` (datasets/reviews/<source>.jsonl, vision.data.reviews): on each photo
+where people confirmed a class absent or labelled it with `real` boxes, that class is labelled too:
+its boxes are added to the photo's label file (YOLO lines, written here, at the edge), and
+`unmasked` lists the classes the photo labels beyond its source's, for the training loss.
 
 `sha256` is over the image file names, `labels_sha256` over the names and their label files as the
 source has them: a regenerated set (synthetic flyers drawn with other fonts) keeps the first and
@@ -32,6 +38,8 @@ from typing import Any
 import yaml
 
 from vision.core.taxonomy import Taxonomy, TaxonomyError, load_taxonomy
+from vision.data.reviews import PhotoReview, ReviewError, photo_counts, read_reviews, resolve
+from vision.detect.registry import file_sha256
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 SPLITS = ("train", "val")
@@ -46,6 +54,7 @@ class Source:
     train_fraction: float = 1.0  # share of the train split kept (val always whole, for honest scores)
     # taxonomy id -> times each train photo holding it is listed
     oversample: dict[int, int] = field(default_factory=dict)
+    reviews: Path | None = None  # decisions on boxes of classes it does not label (vision.data.reviews)
 
     @property
     def labelled(self) -> list[int]:
@@ -54,6 +63,19 @@ class Source:
     def oversample_by_name(self, names: list[str]) -> dict[str, int]:
         """`oversample` as a mix file and sources.json write it: {class name: times}."""
         return {names[index]: times for index, times in self.oversample.items()}
+
+    def spec(self, names: list[str], data: str, reviews: str | None = None) -> dict[str, Any]:
+        """This source as a mix file's entry, reading `data` (and `reviews`) from other places: how
+        the retraining job and the GPU relay pass a source on with its sampling and reviews."""
+        entry: dict[str, Any] = {
+            "name": self.name,
+            "data": data,
+            "train_fraction": self.train_fraction,
+            "oversample": self.oversample_by_name(names),
+        }
+        if reviews or self.reviews:
+            entry["reviews"] = reviews or str(self.reviews)
+        return entry
 
 
 def read_data_yaml(path: Path) -> dict[str, Any]:
@@ -144,8 +166,9 @@ def read_oversample(
 
 def load_mix(mix_yaml: Path | str, taxonomy: Taxonomy | None = None) -> tuple[str, list[Source]]:
     """Read a mix file: `name` and `sources` (each `name` and `data`, relative to the mix file, an
-    optional `train_fraction` in (0, 1] that spends less training time on a large source, and an
-    optional `oversample` {class: times} that lists train images holding a rare class more often)."""
+    optional `train_fraction` in (0, 1] that spends less training time on a large source, an
+    optional `oversample` {class: times} that lists train images holding a rare class more often,
+    and optional `reviews`, a review file relative to the mix file)."""
     mix_yaml = Path(mix_yaml)
     taxonomy = taxonomy or load_taxonomy()
     spec = yaml.safe_load(mix_yaml.read_text(encoding="utf-8"))
@@ -163,8 +186,15 @@ def load_mix(mix_yaml: Path | str, taxonomy: Taxonomy | None = None) -> tuple[st
             )
         where = f"{mix_yaml}: sources[{index}]"
         oversample = read_oversample(entry, set(class_map.values()), taxonomy, where)
+        reviews = (
+            (mix_yaml.parent / os.path.expandvars(entry["reviews"])).resolve()
+            if entry.get("reviews")
+            else None
+        )
+        if reviews is not None and not reviews.is_file():
+            raise TaxonomyError(f"{where}.reviews: no such file {reviews}")
         sources.append(
-            Source(entry["name"], data_yaml, class_map, tuple(unknown), float(fraction), oversample)
+            Source(entry["name"], data_yaml, class_map, tuple(unknown), float(fraction), oversample, reviews)
         )
     if not sources:
         raise TaxonomyError(f"{mix_yaml}: no sources")
@@ -184,20 +214,56 @@ def remap_label_text(text: str, class_map: dict[int, int]) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def write_repeats(link: Path, image: Path, label_text: str, oversample: dict[int, int]) -> int:
+def write_repeats(link: Path, image: Path, label_text: str, oversample: dict[int, int]) -> list[Path]:
     """Extra links `<stem>.repeatN<suffix>` (with the same labels) for a train image that holds an
-    oversampled class, up to the largest count among its classes; returns how many."""
+    oversampled class, up to the largest count among its classes; returns them."""
     classes = {int(line.split()[0]) for line in label_text.splitlines()}
     times = max((oversample.get(c, 1) for c in classes), default=1)
-    for n in range(1, times):
-        copy = link.with_name(f"{link.stem}.repeat{n}{link.suffix}")
+    copies = [link.with_name(f"{link.stem}.repeat{n}{link.suffix}") for n in range(1, times)]
+    for copy in copies:
         copy.symlink_to(image)
         label_path(copy).write_text(label_text, encoding="utf-8")
-    return times - 1
+    return copies
 
 
-def build_mix(mix_yaml: Path | str, out: Path | str, taxonomy: Taxonomy | None = None) -> Path:
-    """Write the mix folder (idempotent) and return its data.yaml."""
+def yolo_line(class_id: int, xyxy: tuple[float, float, float, float], width: int, height: int) -> str:
+    """A pixel box as a YOLO label line (class cx cy w h, normalised): only here, at the mix's edge."""
+    x1, y1, x2, y2 = xyxy
+    values = ((x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height)
+    return f"{class_id} " + " ".join(f"{v:.6f}" for v in values)
+
+
+def source_reviews(source: Source, taxonomy: Taxonomy) -> dict[str, PhotoReview]:
+    """The photos a source's review file settles, by file name (none without a file)."""
+    if source.reviews is None:
+        return {}
+    try:
+        return resolve(read_reviews(source.reviews, taxonomy))
+    except ReviewError as err:
+        raise TaxonomyError(str(err)) from err
+
+
+def apply_review(review: PhotoReview, labelled: set[int], taxonomy: Taxonomy) -> tuple[list[int], list[str]]:
+    """The classes a review adds to a photo beyond its source's, and the label lines of its boxes."""
+    names = taxonomy.names
+    added = sorted({names.index(cls) for cls in review.labelled} - labelled)
+    lines = [
+        yolo_line(names.index(cls), xyxy, review.width, review.height)
+        for cls, xyxy in review.boxes
+        if names.index(cls) in added
+    ]
+    return added, lines
+
+
+def build_mix(
+    mix_yaml: Path | str, out: Path | str, taxonomy: Taxonomy | None = None, verify_photos: bool = True
+) -> Path:
+    """Write the mix folder (idempotent) and return its data.yaml.
+
+    A review applies to a photo only while the photo's sha256 is the one decided on (a changed
+    photo keeps its class masked, counted as `reviews_stale`); `verify_photos=False` skips that
+    check for re-encoded copies whose originals were checked where they were packed (GPU relay).
+    """
     taxonomy = taxonomy or load_taxonomy()
     name, sources = load_mix(mix_yaml, taxonomy)
     out = Path(out)
@@ -205,6 +271,8 @@ def build_mix(mix_yaml: Path | str, out: Path | str, taxonomy: Taxonomy | None =
     split_entries: dict[str, list[str]] = {s: [] for s in SPLITS}
     for source in sources:
         data = read_data_yaml(source.data_yaml)
+        reviews = source_reviews(source, taxonomy)
+        applied: list[PhotoReview] = []
         info: dict[str, Any] = {
             "data": str(source.data_yaml),
             "labelled": source.labelled,
@@ -218,6 +286,9 @@ def build_mix(mix_yaml: Path | str, out: Path | str, taxonomy: Taxonomy | None =
             "sha256": {},
             "labels_sha256": {},
         }
+        if source.reviews is not None:
+            info |= {"reviews": str(source.reviews), "reviews_sha256": file_sha256(source.reviews)}
+            info |= {"reviews_stale": 0, "unmasked": {}}
         for split in SPLITS:
             files = [f for d in split_dirs(source.data_yaml, data, split) for f in image_files(d)]
             if split == "train":
@@ -236,16 +307,30 @@ def build_mix(mix_yaml: Path | str, out: Path | str, taxonomy: Taxonomy | None =
                 original = label_path(image)
                 text = original.read_text(encoding="utf-8") if original.exists() else ""
                 remapped = remap_label_text(text, source.class_map)
+                added: list[int] = []
+                review = reviews.get(image.name)
+                if review is not None and verify_photos and file_sha256(image) != review.sha256:
+                    info["reviews_stale"] += 1
+                elif review is not None:
+                    added, lines = apply_review(review, set(source.labelled), taxonomy)
+                    remapped += "".join(line + "\n" for line in lines)
+                    applied.append(review)
                 target = label_path(link)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(remapped, encoding="utf-8")
                 digest.update(f"{image.name}\n".encode())
+                links = [link]
                 if split == "train":
-                    info["repeats"] += write_repeats(link, image, remapped, source.oversample)
+                    links += write_repeats(link, image, remapped, source.oversample)
+                    info["repeats"] += len(links) - 1
+                if added:
+                    info["unmasked"].update({f"{split}/{copy.name}": added for copy in links})
             split_entries[split].append(str(rel))
             info["images"][split] = len(files)
             info["sha256"][split] = digest.hexdigest()
             info["labels_sha256"][split] = labels_sha256(files)
+        if source.reviews is not None:
+            info["reviewed"] = photo_counts(applied)
         summary[source.name] = info
     data_yaml = out / "data.yaml"
     data_yaml.write_text(
@@ -271,9 +356,26 @@ def source_of(image_path: str | Path) -> str:
     return parts[len(parts) - 1 - parts[::-1].index("images") + 1]
 
 
+def photo_key(image_path: str | Path) -> str:
+    """`<source>/<split>/<file>` of a mix image: how sources.json's `unmasked` finds it."""
+    parts = Path(image_path).parts
+    return "/".join(parts[len(parts) - parts[::-1].index("images") :])
+
+
+def read_sources(mix_dir: Path) -> dict[str, Any]:
+    path = mix_dir / "sources.json"
+    return dict(json.loads(path.read_text(encoding="utf-8"))) if path.exists() else {}
+
+
 def labelled_classes(mix_dir: Path) -> dict[str, list[int]]:
     """Per source, the taxonomy classes it labels (from sources.json); empty if not a mix."""
-    path = mix_dir / "sources.json"
-    if not path.exists():
-        return {}
-    return {name: info["labelled"] for name, info in json.loads(path.read_text(encoding="utf-8")).items()}
+    return {name: info["labelled"] for name, info in read_sources(mix_dir).items()}
+
+
+def photo_classes(mix_dir: Path) -> dict[str, list[int]]:
+    """Per reviewed photo (`photo_key`), every class it labels: its source's and those reviews add."""
+    return {
+        f"{name}/{key}": sorted({*info["labelled"], *added})
+        for name, info in read_sources(mix_dir).items()
+        for key, added in (info.get("unmasked") or {}).items()
+    }

@@ -21,7 +21,7 @@ A review file (`datasets/reviews/<source>.jsonl`, versioned) holds one proposal 
      "decision": "false" | "real" | "unsure" | null, "reviewer": "name" | null, "date": "2026-12-05" | null}
 Boxes are pixels of the photo as stored; the photo's sha256 ties a decision to the exact picture.
 
-Kept to PyYAML, numpy and the standard library at import (the mix build runs on a bare GPU host).
+Kept to numpy and the standard library at import (the mix build runs on a bare GPU host).
 """
 
 from __future__ import annotations
@@ -34,12 +34,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vision.core.detector import Detector
 from vision.core.taxonomy import Taxonomy
+
+if TYPE_CHECKING:  # supervision is not on a bare GPU host, where the mix build reads review files
+    from vision.core.detector import Detector
 
 DECISIONS = ("false", "real", "unsure")
 REVIEWS_DIR = Path(__file__).resolve().parents[2] / "datasets" / "reviews"

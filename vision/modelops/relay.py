@@ -42,8 +42,9 @@ import cv2
 import numpy as np
 import yaml
 
-from vision.core.taxonomy import CONFIGS, load_taxonomy
+from vision.core.taxonomy import CONFIGS, Taxonomy, load_taxonomy
 from vision.data.datamix import (
+    Source,
     build_mix,
     image_files,
     keeps,
@@ -52,6 +53,7 @@ from vision.data.datamix import (
     read_data_yaml,
     split_dirs,
 )
+from vision.data.reviews import ReviewError, read_reviews
 from vision.detect.registry import MODELS_DIR, file_sha256, find_model
 
 CONFIG = CONFIGS / "relay.yaml"
@@ -148,6 +150,24 @@ def source_data_yaml(original: Path) -> str:
     comments = "".join(line + "\n" for line in text.splitlines() if line.lstrip().startswith("#"))
     body = {"train": "images/train", "val": "images/val", "names": read_data_yaml(original)["names"]}
     return comments + yaml.safe_dump(body, allow_unicode=True, sort_keys=False)
+
+
+def fresh_reviews(source: Source, reviews: Path, taxonomy: Taxonomy) -> bytes:
+    """The source's review file less the decisions on photos that changed since (checked here,
+    against the originals: the host gets re-encoded copies whose sha256 cannot match)."""
+    data = read_data_yaml(source.data_yaml)
+    current = {
+        image.name: file_sha256(image)
+        for split in ("train", "val")
+        for folder in split_dirs(source.data_yaml, data, split)
+        for image in image_files(folder)
+    }
+    try:
+        proposals = read_reviews(reviews, taxonomy)
+    except ReviewError as err:
+        raise RelayError(str(err)) from err
+    kept = [p for p in proposals if current.get(p.image) == p.sha256]
+    return "".join(json.dumps(p.to_json(), ensure_ascii=False) + "\n" for p in kept).encode()
 
 
 def to_webp(job: tuple[str, int]) -> bytes:
@@ -276,6 +296,10 @@ def pack(
         writer.add_file(wheel, f"wheels/{wheel.name}")
     for source in sources:
         writer.add_bytes(f"datasets/{source.name}/data.yaml", source_data_yaml(source.data_yaml).encode())
+        if source.reviews is not None:
+            writer.add_bytes(
+                f"datasets/{source.name}/reviews.jsonl", fresh_reviews(source, source.reviews, taxonomy)
+            )
     jobs = [(str(image), config.webp_quality) for _, image, _ in files]
     with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         encoded = pool.map(to_webp, jobs, chunksize=16)
@@ -298,12 +322,11 @@ def pack(
         "mix": {
             "name": mix_name,
             "sources": [
-                {
-                    "name": s.name,
-                    "data": f"datasets/{s.name}/data.yaml",
-                    "train_fraction": s.train_fraction,
-                    "oversample": s.oversample_by_name(taxonomy.names),
-                }
+                s.spec(
+                    taxonomy.names,
+                    f"datasets/{s.name}/data.yaml",
+                    f"datasets/{s.name}/reviews.jsonl" if s.reviews else None,
+                )
                 for s in sources
             ],
         },
@@ -477,17 +500,22 @@ def train_leg(
     from ultralytics import YOLO
     from ultralytics.utils.patches import torch_load
 
-    from vision.modelops.train import PartialLabelTrainer, hardware, write_training_card
+    from vision.modelops.train import PartialLabelTrainer, hardware, start_weights, write_training_card
 
-    mix_yaml = work / "mix.yaml"
-    mix_yaml.write_text(yaml.safe_dump(manifest["mix"], sort_keys=False), encoding="utf-8")
-    data_yaml = build_mix(mix_yaml, work / "mix")
-    run_dir = work / "runs" / manifest["relay"]
     start = work / "start.pt"
     resume = bool(manifest["start"]["resume"])
-    first_epoch = int(torch_load(start, map_location="cpu").get("epoch", -1)) + 1 if resume else 0
+    state = torch_load(start, map_location="cpu") if resume else {}
+    taxonomy = load_taxonomy()
+    if resume:  # a resumed run keeps its classes (and optimizer) whatever the taxonomy gained since
+        taxonomy = taxonomy.first(len((state.get("ema") or state["model"]).names))
+    mix_yaml = work / "mix.yaml"
+    mix_yaml.write_text(yaml.safe_dump(manifest["mix"], sort_keys=False), encoding="utf-8")
+    # the photos are re-encoded copies; their originals' sha256 were checked where they were packed
+    data_yaml = build_mix(mix_yaml, work / "mix", taxonomy, verify_photos=False)
+    run_dir = work / "runs" / manifest["relay"]
+    first_epoch = int(state.get("epoch", -1)) + 1 if resume else 0
     guard = Deadline(end - FINISH_S, work / STATE, max_epochs)
-    model = YOLO(str(start))
+    model = YOLO(str(start) if resume else start_weights(str(start), work / "cache"))
     for event, callback in guard.callbacks().items():
         model.add_callback(event, callback)
     common = {

@@ -181,8 +181,8 @@ def train_only(data_yaml: Path, out: Path) -> Path:
 def training_mix(
     policy_retrain: dict[str, Any], config: Path, datasets: list[tuple[str, Path]], work: Path
 ) -> Path:
-    """The job's mix file: the base mix's train splits (with its `train_fraction` and
-    `oversample`), and the datasets (train and val)."""
+    """The job's mix file: the base mix's train splits (with its `train_fraction`, `oversample`
+    and reviews), and the datasets (train and val)."""
     from vision.core.taxonomy import load_taxonomy
     from vision.data.datamix import load_mix
 
@@ -193,12 +193,7 @@ def training_mix(
         _, base_sources = load_mix((config.parent / str(base)).resolve())
         for source in base_sources:
             sources.append(
-                {
-                    "name": source.name,
-                    "data": str(train_only(source.data_yaml, work / "train-only" / source.name)),
-                    "train_fraction": source.train_fraction,
-                    "oversample": source.oversample_by_name(names),
-                }
+                source.spec(names, str(train_only(source.data_yaml, work / "train-only" / source.name)))
             )
     sources += [{"name": name, "data": str(data_yaml)} for name, data_yaml in datasets]
     mix = work / "retrain.mix.yaml"

@@ -2,8 +2,10 @@
 
 Ultralytics does the training; this module adds the two things a mix of partial labels needs:
 - the class loss of a class is masked on images whose source does not label it (a car in a
-  garbage-cn photo is unlabelled, not background), and
-- mosaic tiles combine images of one source only, so one mask holds for the whole tile.
+  garbage-cn photo is unlabelled, not background), except on the photos where reviews settled it
+  (confirmed absent, or labelled by `real` boxes: vision.data.reviews), and
+- mosaic tiles combine images of one source whose labelled classes include all of the main
+  image's, so the main image's mask holds for the whole tile.
 
 `--average A.pt B.pt` makes no training run: it writes the mean of the weights of checkpoints
 fine-tuned one from another (a "model soup", Wortsman et al. 2022); docs/training.md has what it
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import platform
 import random
@@ -33,7 +36,15 @@ from ultralytics.utils.loss import v8DetectionLoss
 from ultralytics.utils.torch_utils import unwrap_model
 
 from vision.core.taxonomy import load_taxonomy
-from vision.data.datamix import build_mix, labelled_classes, licence_credits, read_data_yaml, source_of
+from vision.data.datamix import (
+    build_mix,
+    labelled_classes,
+    licence_credits,
+    photo_classes,
+    photo_key,
+    read_data_yaml,
+    source_of,
+)
 from vision.detect.registry import ModelError, file_sha256
 
 DATA_CARD_KEYS = (
@@ -44,59 +55,105 @@ DATA_CARD_KEYS = (
     "labels_sha256",
     "oversample",
     "repeats",  # the extra showings `oversample` added
+    "reviews",
+    "reviews_sha256",
+    "reviewed",  # photos per split and class that reviews settled: absent, pseudo-labelled, boxes
+    "reviews_stale",  # decisions on photos that changed since: not applied
 )
 DEFAULT_CACHE = Path(os.environ.get("STREETORDER_CACHE", Path.home() / ".cache" / "streetorder"))
 
 
-class PartialLabelLoss(v8DetectionLoss):
-    """Detection loss whose class term counts only the classes an image's source labels."""
+def class_mask(classes: list[int], nc: int) -> torch.Tensor:
+    mask = torch.zeros(nc)
+    mask[classes] = 1.0
+    return mask
 
-    def __init__(self, model: torch.nn.Module, masks: dict[str, torch.Tensor]):
+
+class PartialLabelLoss(v8DetectionLoss):
+    """Detection loss whose class term counts only the classes an image labels: its source's, or
+    for a reviewed photo (`photo_masks`, by `photo_key`) those plus the classes reviews settled."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        masks: dict[str, torch.Tensor],
+        photo_masks: dict[str, torch.Tensor] | None = None,
+    ):
         super().__init__(model)
         self.masks = {name: mask.to(self.device).view(1, -1) for name, mask in masks.items()}
+        self.photo_masks = {key: m.to(self.device).view(1, -1) for key, m in (photo_masks or {}).items()}
         self.base_weights = self.class_weights  # ultralytics' own class weights, if any
         self.unmasked = torch.ones(1, self.nc, device=self.device)
 
+    def mask_of(self, image_file: str) -> torch.Tensor:
+        photo = self.photo_masks.get(photo_key(image_file))
+        return photo if photo is not None else self.masks.get(source_of(image_file), self.unmasked)
+
     def loss(self, preds: dict[str, torch.Tensor], batch: dict[str, Any]) -> tuple[torch.Tensor, Any]:
-        mask = torch.cat([self.masks.get(source_of(f), self.unmasked) for f in batch["im_file"]])
+        mask = torch.cat([self.mask_of(f) for f in batch["im_file"]])
         weights = mask.unsqueeze(1)  # (batch, 1, classes), broadcast over anchors
         self.class_weights = weights if self.base_weights is None else weights * self.base_weights
         return super().loss(preds, batch)
 
 
 class SameSourceMosaic(Mosaic):
-    """Mosaic that tiles only images of the main image's source."""
+    """Mosaic that tiles the main image only with images of its source that label every class it
+    labels (reviews add classes to single photos). The loss takes the main image's mask for the
+    whole mosaic, and each tile labels all of its classes, so that mask is right on every tile; a
+    tile's extra classes are masked there, never taught as background."""
 
-    def __init__(self, dataset: Any, imgsz: int, p: float, n: int):
+    def __init__(
+        self, dataset: Any, imgsz: int, p: float, n: int, classes: dict[str, list[int]] | None = None
+    ):
         super().__init__(dataset, imgsz=imgsz, p=p, n=n)
-        self.by_source: dict[str, list[int]] = defaultdict(list)
+        # per image: (source, every class it labels if reviews added some, else none: its source's)
+        self.group = {
+            f: (source_of(f), frozenset((classes or {}).get(photo_key(f), ()))) for f in dataset.im_files
+        }
+        self.members: dict[tuple[str, frozenset[int]], list[int]] = defaultdict(list)
         for index, image in enumerate(dataset.im_files):
-            self.by_source[source_of(image)].append(index)
+            self.members[self.group[image]].append(index)
+        self.tiles: dict[tuple[str, frozenset[int]], list[int]] = {}
         self.candidates: list[int] = []
 
+    def tiles_for(self, group: tuple[str, frozenset[int]]) -> list[int]:
+        """Images of the group's source that label every class the group labels."""
+        if group not in self.tiles:
+            source, classes = group
+            self.tiles[group] = [
+                index
+                for (other, more), members in self.members.items()
+                if other == source
+                and classes <= more  # an unreviewed image (none) fits an unreviewed one only
+                for index in members
+            ]
+        return self.tiles[group]
+
     def get_params(self, labels: dict[str, Any]) -> dict[str, Any]:
-        self.candidates = self.by_source[source_of(labels["im_file"])]
+        self.candidates = self.tiles_for(self.group[labels["im_file"]])
         return super().get_params(labels)
 
     def get_indexes(self) -> list[int]:
         return random.choices(self.candidates, k=self.n - 1)
 
 
-def _swap_mosaic(compose: Compose, dataset: Any) -> None:
+def _swap_mosaic(compose: Compose, dataset: Any, classes: dict[str, list[int]] | None = None) -> None:
     for i, transform in enumerate(compose.transforms):
         if isinstance(transform, Compose):
-            _swap_mosaic(transform, dataset)
+            _swap_mosaic(transform, dataset, classes)
         elif type(transform) is Mosaic:
-            compose.transforms[i] = SameSourceMosaic(dataset, transform.imgsz, transform.p, transform.n)
+            compose.transforms[i] = SameSourceMosaic(
+                dataset, transform.imgsz, transform.p, transform.n, classes
+            )
 
 
 class PartialLabelTrainer(DetectionTrainer):
-    """DetectionTrainer for mixes: masked class loss and same-source mosaics."""
+    """DetectionTrainer for mixes: masked class loss and mosaics that keep the mask right."""
 
     def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None) -> Any:
         dataset = super().build_dataset(img_path, mode, batch)
         if mode == "train":
-            _swap_mosaic(dataset.transforms, dataset)
+            _swap_mosaic(dataset.transforms, dataset, photo_classes(Path(self.data["path"])))
         return dataset
 
     def read_results_csv(self) -> dict[str, list[float]]:
@@ -112,13 +169,11 @@ class PartialLabelTrainer(DetectionTrainer):
     def _setup_train(self) -> None:
         super()._setup_train()
         nc = len(self.data["names"])
-        masks = {}
-        for source, classes in labelled_classes(Path(self.data["path"])).items():
-            mask = torch.zeros(nc)
-            mask[classes] = 1.0
-            masks[source] = mask
+        mix = Path(self.data["path"])
+        masks = {source: class_mask(classes, nc) for source, classes in labelled_classes(mix).items()}
+        photos = {key: class_mask(classes, nc) for key, classes in photo_classes(mix).items()}
         model: Any = unwrap_model(cast(torch.nn.Module, self.model))
-        model.criterion = PartialLabelLoss(model, masks)
+        model.criterion = PartialLabelLoss(model, masks, photos)
 
 
 def prepare_data(data: Path, cache_dir: Path) -> Path:
@@ -147,15 +202,19 @@ def hardware() -> str:
 def training_card(data_yaml: Path, settings: dict[str, Any], seconds: float) -> dict[str, Any]:
     """The training half of a model card: data, settings, hardware, time, credits (evaluate adds metrics)."""
     sources = json.loads((data_yaml.parent / "sources.json").read_text(encoding="utf-8"))
+    names = read_data_yaml(data_yaml)["names"]  # the mix's classes: a resumed run keeps its checkpoint's
     return {
-        "classes": load_taxonomy().names,
+        "classes": [names[i] for i in sorted(names)] if isinstance(names, dict) else list(names),
         "input_size": settings["imgsz"],
         "training": {
             "data": {
                 name: {k: info[k] for k in DATA_CARD_KEYS if k in info}  # mixes built before labels_sha256
                 for name, info in sources.items()
             },
-            "partial_labels": "class loss masked per source; same-source mosaics",
+            "partial_labels": (
+                "class loss masked per source, unmasked on photos where reviews settled a class; "
+                "mosaics tile images of one source that label every class the main image labels"
+            ),
             "settings": settings,
             "hardware": hardware(),
             "seconds": round(seconds),
@@ -213,7 +272,7 @@ def train(
             "device": device,
             "seed": seed,
         }
-        trainer_model = YOLO(model)
+        trainer_model = YOLO(start_weights(model, cache_dir))
         trainer_model.train(
             data=str(data_yaml),
             trainer=PartialLabelTrainer,
@@ -236,6 +295,55 @@ def train(
         run_dir = Path(cast(DetectionTrainer, trainer_model.trainer).save_dir)
     write_training_card(run_dir, data_yaml, settings, time.time() - started)
     return run_dir
+
+
+def widen_classes(checkpoint: Path, out: Path, names: list[str] | None = None) -> Path:
+    """A copy of a checkpoint whose head also outputs the classes appended to the taxonomy since
+    it was trained, so that fine-tuning it keeps what it learned (ultralytics would start the
+    class layer of a head with another class count from scratch). The old classes' weights are
+    copied; each new class gets a fresh row, with the bias ultralytics starts every class at."""
+    from ultralytics.utils.patches import torch_load
+
+    names = names or load_taxonomy().names
+    loaded = torch_load(checkpoint, map_location="cpu")
+    found = [loaded.get(key) for key in ("model", "ema")] if isinstance(loaded, dict) else []
+    modules: list[Any] = [m for m in found if isinstance(m, torch.nn.Module)]
+    if not modules:
+        raise ModelError(f"{checkpoint}: not an ultralytics checkpoint")
+    for model in modules:
+        old = [str(model.names[i]) for i in sorted(model.names)]
+        if old != names[: len(old)]:
+            raise ModelError(f"{checkpoint}: its classes {old} are not the first of the taxonomy's {names}")
+        head = model.model[-1]
+        for index, branch in enumerate(head.cv3):
+            conv = branch[-1]
+            wider = torch.nn.Conv2d(conv.in_channels, len(names), 1).to(conv.weight.device, conv.weight.dtype)
+            bias = cast(torch.Tensor, wider.bias)
+            with torch.no_grad():
+                wider.weight[: len(old)] = conv.weight
+                bias[: len(old)] = conv.bias
+                bias[len(old) :] = math.log(5 / len(names) / (640 / float(head.stride[index])) ** 2)
+            branch[-1] = wider
+        head.nc, head.no = len(names), len(names) + head.reg_max * 4
+        model.yaml["nc"], model.names = len(names), dict(enumerate(names))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(loaded, out)
+    return out
+
+
+def start_weights(model: str, cache_dir: Path) -> str:
+    """The weights a run starts from: a .pt with fewer classes than the taxonomy widened first."""
+    if not model.endswith(".pt") or not Path(model).is_file():
+        return model
+    from ultralytics.utils.patches import torch_load
+
+    loaded = torch_load(model, map_location="cpu")
+    module = (loaded.get("ema") or loaded.get("model")) if isinstance(loaded, dict) else None
+    count = len(getattr(module, "names", None) or {})
+    if not count or count >= len(load_taxonomy().names):
+        return model
+    widened = cache_dir / "widened" / f"{file_sha256(Path(model))[:12]}-{len(load_taxonomy().names)}.pt"
+    return str(widened if widened.exists() else widen_classes(Path(model), widened))
 
 
 def average_checkpoints(checkpoints: list[Path], run_dir: Path) -> Path:
