@@ -218,3 +218,23 @@ def test_propose_sheets_apply_and_counts_from_the_command_line(
     assert read_reviews(reviews, TAXONOMY) == [
         replace(p, decision="false", reviewer="tester", date="2026-12-05") for p in proposals
     ]  # refused commands wrote nothing
+
+
+@needs_shared
+def test_the_committed_reviews_apply_to_the_shared_photos_they_were_made_on(tmp_path: Path) -> None:
+    """Every decision in datasets/reviews/ still names the photo (sha256) it was made on."""
+    from vision.data.datamix import build_mix
+
+    sources = []
+    for reviews in sorted((ROOT / "datasets" / "reviews").glob("*.jsonl")):
+        data = ROOT.parent / "shared" / "datasets" / reviews.stem / "data.yaml"
+        sources.append({"name": reviews.stem, "data": str(data), "reviews": str(reviews)})
+    assert {s["name"] for s in sources} >= {"vehicles-in", "traffic-cams", "facades-spb", "bicycles"}
+    mix = tmp_path / "reviewed.yaml"
+    mix.write_text(yaml.safe_dump({"name": "reviewed", "sources": sources}))
+    built = json.loads((build_mix(mix, tmp_path / "mix").parent / "sources.json").read_text())
+    for source in sources:
+        info = built[source["name"]]
+        settled = resolve(read_reviews(Path(source["reviews"]), TAXONOMY)).values()
+        assert info["reviews_stale"] == 0, source["name"]
+        assert info["reviewed"] == photo_counts(settled), source["name"]
