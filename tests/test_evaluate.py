@@ -142,6 +142,24 @@ def test_detections_of_unlabelled_classes_per_image(
     assert {name: count for name, count in seen.items() if count} == expected
 
 
+@pytest.mark.parametrize(("score", "found"), [(0.9, 1), (0.05, 0)])  # flyer min_confidence is 0.35
+def test_detections_where_reviews_confirmed_a_class_absent_are_counted_as_false(
+    bins_set: Path, score: float, found: int
+) -> None:
+    photos = sorted(p.name for p in (bins_set.parent / "images" / "val").iterdir())
+    absent = {photos[0]: frozenset({"flyer"}), photos[1]: frozenset({"flyer", "poster"})}
+    result = evaluate(ColourDetector(extra=("flyer", score)), bins_set, absent=absent)
+    assert result.false_detections == {
+        "flyer": {"photos": 2, "detections": 2 * found},
+        "poster": {"photos": 1, "detections": 0},
+    }  # the third photo, not reviewed, is not counted
+    assert result.to_json()["confirmed_absent"]["flyer"] == {
+        "photos": 2,
+        "detections": 2 * found,
+        "per_photo": found,
+    }
+
+
 def test_rename_scores_a_set_class_as_another_taxonomy_class(tmp_path: Path) -> None:
     """win_ad (an alias of poster) read as flyer: the recall of flyers on real window adverts."""
     scene = [Box("poster", (4, 4, 40, 40))]

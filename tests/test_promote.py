@@ -8,6 +8,8 @@ its place (worse: nothing changes).
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,10 +22,14 @@ import yaml
 from synthetic import SOURCES, draw, random_boxes, tiny_model, write_mix, write_set
 
 from serve.cli.main import main
+from vision.core.taxonomy import load_taxonomy
 from vision.data.annotations.coords import to_percent
 from vision.data.annotations.dataset import Dataset
+from vision.detect.backends import load_detector
 from vision.detect.registry import CURRENT, find_model, read_card, write_card
 from vision.modelops.promote import (
+    CONFIRMED_ABSENT,
+    FalseDetectionRule,
     HoldoutSet,
     Policy,
     PromotionError,
@@ -31,6 +37,7 @@ from vision.modelops.promote import (
     check_holdout,
     decide,
     holdout_digest,
+    holdout_scores,
     load_policy,
     promote,
     rollback,
@@ -38,7 +45,9 @@ from vision.modelops.promote import (
 from vision.modelops.retrain import list_jobs, queue_job, record_annotation, training_mix
 
 AT = datetime(2025, 10, 2, 9, 0, tzinfo=UTC)
-GARBAGE_VAL = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "garbage-cn"
+ROOT = Path(__file__).resolve().parents[1]
+GARBAGE_VAL = ROOT.parent / "shared" / "datasets" / "garbage-cn"
+TAXONOMY = load_taxonomy()
 
 
 def policy(**changes: Any) -> Policy:
@@ -83,6 +92,126 @@ def test_not_worse_on_any_judged_class_beyond_its_tolerance(
     assert decision.promote is promoted
     assert [f["class"] for f in decision.failed] == failed
     assert all(f["candidate"] < f["current"] - f["tolerance"] for f in decision.failed)
+
+
+RULE = FalseDetectionRule(("garbage", "flyer"), tolerance=0.05, min_photos=10)
+
+
+def absent(**classes: tuple[float | None, int]) -> dict[str, dict[str, dict[str, Any]]]:
+    """A score table with only the row of false detections per photo on confirmed-absent photos."""
+    return {CONFIRMED_ABSENT: scores(**classes)["set"]}
+
+
+@pytest.mark.parametrize(
+    ("candidate", "current", "rule", "promoted", "failed", "judged"),
+    [
+        (absent(garbage=(0.10, 40)), absent(garbage=(0.90, 40)), RULE, True, [], 2),  # fewer false boxes
+        (absent(garbage=(0.94, 40)), absent(garbage=(0.90, 40)), RULE, True, [], 2),  # within 0.05 a photo
+        (absent(garbage=(1.00, 40)), absent(garbage=(0.90, 40)), RULE, False, ["garbage"], 2),
+        (absent(), absent(garbage=(0.90, 40)), RULE, False, ["garbage"], 2),  # not counted: fails
+        (absent(flyer=(3.0, 3)), absent(flyer=(0.0, 3)), RULE, True, [], 1),  # 3 photos: reported only
+        (absent(garbage=(5.0, 40)), absent(garbage=(0.0, 40)), None, True, [], 1),  # no rule configured
+    ],
+)
+def test_no_more_false_detections_per_photo_where_reviews_confirmed_a_class_absent(
+    candidate: Any,
+    current: Any,
+    rule: FalseDetectionRule | None,
+    promoted: bool,
+    failed: list[str],
+    judged: int,
+) -> None:
+    decision = decide(
+        {**scores(car=(0.5, 50)), **candidate},
+        {**scores(car=(0.5, 50)), **current},
+        policy(false_detections=rule),
+    )
+    assert decision.promote is promoted, decision.reason
+    assert [f["class"] for f in decision.failed] == failed
+    assert decision.judged == judged
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"classes": "garbage"}, "needs 'classes'"),
+        ({"classes": ["litter"], "tolerance": 0.1, "min_photos": 5}, "not taxonomy classes: ['litter']"),
+        ({"classes": ["garbage"], "tolerance": -1, "min_photos": 5}, "tolerance"),
+        ({"classes": ["garbage"], "tolerance": 0.1, "min_photos": 0}, "min_photos"),
+    ],
+)
+def test_a_broken_false_detection_rule_is_named(tmp_path: Path, spec: dict[str, Any], message: str) -> None:
+    config = tmp_path / "promotion.yaml"
+    config.write_text(yaml.safe_dump({"false_detections": spec, "holdout": {"sets": [{"data": "d.yaml"}]}}))
+    with pytest.raises(PromotionError, match=re.escape(message)):
+        load_policy(config)
+
+
+TRAFFIC = GARBAGE_VAL.parent / "traffic-cams"
+FRAMES = ("10260070026111110.jpg", "10260070026111111.jpg", "10260070026111112.jpg", "A10.jpg")
+
+
+def traffic_holdout(root: Path, reviews: Path) -> Path:
+    """A frozen holdout of four traffic-cams val frames, with the committed review decisions on them."""
+    for name in FRAMES:
+        for folder, file in (("images", name), ("labels", name.replace(".jpg", ".txt"))):
+            (root / folder / "val").mkdir(parents=True, exist_ok=True)
+            (root / folder / "val" / file).symlink_to(TRAFFIC / folder / "val" / file)
+    (root / "data.yaml").write_text((TRAFFIC / "data.yaml").read_text())
+    config = root / "promotion.yaml"
+    rule = {"classes": ["garbage", "garbage_bin"], "tolerance": 0.0, "min_photos": 1}
+    sets = [{"name": "traffic-cams", "data": "data.yaml", "reviews": str(reviews)}]
+    config.write_text(yaml.safe_dump({"false_detections": rule, "holdout": {"name": "t", "sets": sets}}))
+    return config
+
+
+@pytest.mark.skipif(not TRAFFIC.is_dir(), reason="../shared/datasets is not beside the checkout")
+def test_the_holdout_counts_false_detections_on_confirmed_absent_photos_and_pins_their_decisions(
+    tmp_path: Path,
+) -> None:
+    """street-v10 boxes the three night frames whole as garbage, and a car in A10 as a bin."""
+    shipped = ROOT / "models" / "street-v10"
+    model = tmp_path / "models" / "street-v10"
+    model.mkdir(parents=True)
+    shutil.copy(shipped / "model.onnx", model / "model.onnx")
+    card = {k: v for k, v in yaml.safe_load((shipped / "card.yaml").read_text()).items() if k != "holdout"}
+    (model / "card.yaml").write_text(yaml.safe_dump(card))
+    reviews = tmp_path / "traffic-cams.jsonl"
+    shutil.copy(ROOT / "datasets" / "reviews" / "traffic-cams.jsonl", reviews)
+    policy_ = load_policy(traffic_holdout(tmp_path / "holdout", reviews))
+    digest, images = holdout_digest(policy_)
+    assert len(images) == 4
+    _, table = holdout_scores(model, replace(policy_, holdout_sha256=digest))
+    detector = load_detector(model, confidence=0.001)
+    expected = {}
+    for cls, photos in (
+        ("garbage", FRAMES[:3]),
+        ("garbage_bin", ("A10.jpg",)),
+    ):  # as street-v10's review says
+        floor = TAXONOMY.classes[TAXONOMY.names.index(cls)].min_confidence
+        found = [detector(cv2.imread(str(TRAFFIC / "images" / "val" / p))) for p in photos]
+        count = sum(
+            int(((d.class_id == TAXONOMY.names.index(cls)) & (d.confidence >= floor)).sum()) for d in found
+        )
+        expected[cls] = {"value": round(count / len(photos), 4), "instances": len(photos)}
+    assert (
+        table[CONFIRMED_ABSENT]
+        == expected
+        == {
+            "garbage": {"value": 1.0, "instances": 3},
+            "garbage_bin": {"value": 1.0, "instances": 1},
+        }
+    )
+
+    rows = [json.loads(line) for line in reviews.read_text().splitlines()]
+    train = next(r for r in rows if r["split"] == "train")
+    train["decision"] = "unsure"  # a second look at a train photo leaves the holdout as frozen
+    reviews.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert holdout_digest(policy_)[0] == digest
+    frame = next(r for r in rows if r["image"] == FRAMES[0])
+    frame["decision"] = "unsure"  # one at a holdout photo changes it
+    reviews.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert holdout_digest(policy_)[0] != digest
 
 
 # --- real models on a small frozen holdout --------------------------------------------------------

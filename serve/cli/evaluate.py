@@ -8,7 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from vision.core.taxonomy import TaxonomyError
+from vision.core.taxonomy import TaxonomyError, load_taxonomy
+from vision.data.reviews import ReviewError, confirmed_absent
 from vision.detect.backends import BACKENDS, load_detector
 from vision.detect.registry import ModelError, find_model, update_card
 from vision.modelops.evaluate import (
@@ -38,6 +39,11 @@ def cli(argv: list[str]) -> int:
         metavar="SET_CLASS=CLASS",
         help="read a class of the set as this taxonomy class (e.g. win_ad=flyer); repeatable",
     )
+    parser.add_argument(
+        "--reviews",
+        type=Path,
+        help="the set's review file (datasets/reviews/): false detections where a class is confirmed absent",
+    )
     parser.add_argument("--card-key", help="key under metrics in the card (default: the set's folder name)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument(
@@ -56,8 +62,11 @@ def cli(argv: list[str]) -> int:
         )
         if args.out:
             args.out.mkdir(parents=True, exist_ok=True)
-        result = evaluate(detector, args.data.resolve(), args.split, args.out, args.limit, rename=rename)
-    except (ModelError, TaxonomyError) as err:
+        absent = confirmed_absent(args.reviews, load_taxonomy(), args.split) if args.reviews else None
+        result = evaluate(
+            detector, args.data.resolve(), args.split, args.out, args.limit, rename=rename, absent=absent
+        )
+    except (ModelError, TaxonomyError, ReviewError) as err:
         print(f"evaluate: {err}", file=sys.stderr)
         return 1
     if result.ignored_classes:

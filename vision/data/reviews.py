@@ -230,6 +230,15 @@ def resolve(proposals: Iterable[Proposal]) -> dict[str, PhotoReview]:
     return resolved
 
 
+def confirmed_absent(path: Path, taxonomy: Taxonomy, split: str) -> dict[str, frozenset[str]]:
+    """Photo file name -> the classes reviews confirmed absent on it, for one split of a source."""
+    return {
+        image: review.absent
+        for image, review in resolve(read_reviews(path, taxonomy)).items()
+        if review.split == split and review.absent
+    }
+
+
 def photo_counts(reviews: Iterable[PhotoReview]) -> dict[str, dict[str, dict[str, int]]]:
     """{split: {class: {"absent": photos, "pseudo_labelled": photos, "boxes": pseudo-label boxes}}}."""
     counts: dict[str, dict[str, Counter[str]]] = {}

@@ -49,6 +49,9 @@ class Evaluation:
     # set that has none of them (flyers on vehicle photos) this is the false-positive rate
     unlabelled_per_image: dict[str, float] = field(default_factory=dict)
     labels_sha256: str = ""  # of the split's file names and label texts (vision.data.datamix.labels_sha256)
+    # per class, on the photos where reviews confirmed it absent: {"photos": n, "detections": k} at the
+    # class's min_confidence; every one of them is a false finding
+    false_detections: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def _scored(self) -> list[ClassMetrics]:
         return [m for m in self.classes.values() if m.instances]
@@ -64,8 +67,8 @@ class Evaluation:
         return float(np.mean([m.ap50_95 for m in scored])) if scored else 0.0
 
     def to_json(self) -> dict[str, Any]:
-        """The object `evaluate --json` prints (issue 3's schema)."""
-        return {
+        """The object `evaluate --json` prints (issue 3's schema; `confirmed_absent` with --reviews)."""
+        payload = {
             "model": self.model,
             "map50": round(self.map50, 4),
             "map50_95": round(self.map50_95, 4),
@@ -81,6 +84,12 @@ class Evaluation:
             },
             "unlabelled_per_image": {name: round(v, 4) for name, v in self.unlabelled_per_image.items()},
         }
+        if self.false_detections:
+            payload["confirmed_absent"] = {
+                name: {**counts, "per_photo": round(counts["detections"] / counts["photos"], 4)}
+                for name, counts in self.false_detections.items()
+            }
+        return payload
 
 
 def _round(value: float | None) -> float | None:
@@ -128,11 +137,14 @@ def evaluate(
     limit: int | None = None,
     taxonomy: Taxonomy | None = None,
     rename: dict[str, str] | None = None,
+    absent: dict[str, frozenset[str]] | None = None,
 ) -> Evaluation:
     """Run the detector over a split and score the classes the data set labels.
 
     `rename` reads a data set class as another taxonomy class (`win_ad` as `flyer`): how a set
     labelled for something close is used to measure the recall of a class nobody labelled.
+    `absent` (photo file name -> classes reviews confirmed absent there,
+    vision.data.reviews.confirmed_absent) counts the detections of those classes on those photos.
     """
     import torch
     from ultralytics.models.yolo.detect import DetectionValidator
@@ -157,6 +169,8 @@ def evaluate(
     correct, confidences, predicted, targets = [], [], [], []
     unscored = [c for c in taxonomy.classes if c.index not in scored]
     unlabelled_seen = dict.fromkeys((c.name for c in unscored), 0)
+    absent = absent or {}
+    false_seen = {name: {"photos": 0, "detections": 0} for name in sorted(set().union(*absent.values()))}
     for image_path in tqdm(images, desc=f"evaluate {data_yaml.parent.name}/{split}", file=sys.stderr):
         image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
         if image is None:
@@ -165,6 +179,11 @@ def evaluate(
         for cls in unscored:
             _, scores, _ = scored_arrays(detections, [cls.index])
             unlabelled_seen[cls.name] += int((scores >= cls.min_confidence).sum())
+        for name in absent.get(image_path.name, ()):
+            cls = taxonomy.classes[taxonomy.names.index(name)]
+            _, scores, _ = scored_arrays(detections, [cls.index])
+            false_seen[name]["photos"] += 1
+            false_seen[name]["detections"] += int((scores >= cls.min_confidence).sum())
         pred_boxes, pred_scores, pred_classes = scored_arrays(detections, scored)
         gt_classes, gt_boxes = read_labels(image_path, image.shape[:2], class_map)
         preds = {
@@ -212,7 +231,16 @@ def evaluate(
     version = getattr(detector, "version", "unknown")
     per_image = {name: count / len(images) for name, count in unlabelled_seen.items()}
     return Evaluation(
-        version, data_yaml, split, len(images), classes, ignored, plots, per_image, labels_sha256(images)
+        version,
+        data_yaml,
+        split,
+        len(images),
+        classes,
+        ignored,
+        plots,
+        per_image,
+        labels_sha256(images),
+        false_seen,
     )
 
 
@@ -249,6 +277,12 @@ def print_table(result: Evaluation, stream: Any = None) -> None:
     seen = ", ".join(f"{name} {count:.2f}" for name, count in result.unlabelled_per_image.items() if count)
     if seen:
         print(f"detections per image of classes this set does not label: {seen}", file=stream)
+    for name, counts in result.to_json().get("confirmed_absent", {}).items():
+        print(
+            f"false {name}: {counts['detections']} on {counts['photos']} photos where reviews confirmed it "
+            f"absent ({counts['per_photo']:.2f} per photo)",
+            file=stream,
+        )
 
 
 def card_entry(result: Evaluation) -> dict[str, Any]:

@@ -2,11 +2,13 @@
 
 A model replaces the current one only after both were evaluated on the same **frozen holdout**
 (configs/promotion.yaml: labelled sets never trained on, pinned by a sha256 of every image and
-label file) and the new one is not worse on any judged class by more than that class's
-tolerance. The decision, both models' scores and the classes that failed go into the new model's
-card and into the registry history (models/registry.yaml), refusals included. A promotion is
-one atomic rewrite of the registry; a running service follows it without a restart
-(serve/api/reload.py). `rollback` makes the previous current model current again.
+label file and of the review decisions on them) and the new one is not worse on any judged class
+by more than that class's tolerance, nor finds more of a patrol class, per photo, on the holdout
+photos where reviews confirmed that class absent (datasets/reviews/), beyond a tolerance. The
+decision, both models' scores and the classes that failed go into the new model's card and into
+the registry history (models/registry.yaml), refusals included. A promotion is one atomic
+rewrite of the registry; a running service follows it without a restart (serve/api/reload.py).
+`rollback` makes the previous current model current again.
 
 Only the current model and the one before it keep their weights in the tree: `prune` removes the
 weights of older ones once a git commit holds them, and records that commit in their cards, so
@@ -29,8 +31,9 @@ from typing import Any
 
 import yaml
 
-from vision.core.taxonomy import TaxonomyError
+from vision.core.taxonomy import TaxonomyError, load_taxonomy
 from vision.data.datamix import image_files, label_path, read_data_yaml, split_dirs
+from vision.data.reviews import ReviewError, confirmed_absent
 from vision.detect.registry import (
     MODELS_DIR,
     REGISTRY,
@@ -48,6 +51,8 @@ from vision.detect.registry import (
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "promotion.yaml"
 METRICS = ("ap50", "ap50_95")
 CURRENT_ACTIONS = ("initial", "promote", "force", "rollback")  # history entries that set `current`
+# the score table's row of false detections per photo where reviews confirmed a class absent
+CONFIRMED_ABSENT = "confirmed-absent"
 REGISTRY_HEADER = (
     "# The model registry: which model under models/ is current (the service, scans and Label Studio use\n"
     "# it when their model is `current`), and the history of every promotion, refusal and rollback.\n"
@@ -67,6 +72,26 @@ class HoldoutSet:
     name: str
     data: Path  # an ultralytics data.yaml
     split: str
+    reviews: Path | None = None  # the set's review file (datasets/reviews/): confirmed-absent classes
+
+    def absent(self) -> dict[str, frozenset[str]]:
+        """Photo file name -> classes reviews confirmed absent there, in this set's split."""
+        if self.reviews is None:
+            return {}
+        try:
+            return confirmed_absent(self.reviews, load_taxonomy(), self.split)
+        except ReviewError as err:
+            raise PromotionError(str(err)) from err
+
+
+@dataclass(frozen=True)
+class FalseDetectionRule:
+    """How many more detections per photo of a class a candidate may make, than the current model,
+    on the holdout photos where reviews confirmed that class absent (pooled over the sets)."""
+
+    classes: tuple[str, ...]
+    tolerance: float
+    min_photos: int
 
 
 @dataclass(frozen=True)
@@ -82,6 +107,7 @@ class Policy:
     holdout_sha256: str | None
     retrain: dict[str, Any] = field(default_factory=dict)
     source: Path = CONFIG
+    false_detections: FalseDetectionRule | None = None
 
     def tolerance(self, class_name: str) -> float:
         return self.tolerances.get(class_name, self.default_tolerance)
@@ -105,9 +131,15 @@ def load_policy(path: Path | None = None) -> Policy:
         if not isinstance(entry, dict) or "data" not in entry:
             raise PromotionError(f"{path}: holdout.sets[{index}]: needs 'data' (a data.yaml)")
         data_yaml = (path.parent / os.path.expandvars(str(entry["data"]))).resolve()
+        reviews = (path.parent / str(entry["reviews"])).resolve() if entry.get("reviews") else None
+        if reviews is not None and not reviews.is_file():
+            raise PromotionError(f"{path}: holdout.sets[{index}].reviews: no such file {reviews}")
         sets.append(
             HoldoutSet(
-                str(entry.get("name") or data_yaml.parent.name), data_yaml, str(entry.get("split", "val"))
+                str(entry.get("name") or data_yaml.parent.name),
+                data_yaml,
+                str(entry.get("split", "val")),
+                reviews,
             )
         )
     if not sets:
@@ -129,7 +161,26 @@ def load_policy(path: Path | None = None) -> Policy:
         holdout_sha256=str(holdout["sha256"]) if holdout.get("sha256") else None,
         retrain=dict(data.get("retrain") or {}),
         source=path,
+        false_detections=false_detection_rule(data.get("false_detections"), path),
     )
+
+
+def false_detection_rule(spec: Any, path: Path) -> FalseDetectionRule | None:
+    """`false_detections: {classes: [...], tolerance: per photo, min_photos: n}`, checked."""
+    if spec is None:
+        return None
+    where = f"{path}: false_detections"
+    if not isinstance(spec, dict) or not isinstance(spec.get("classes"), list):
+        raise PromotionError(f"{where}: needs 'classes' (a list), 'tolerance' and 'min_photos'")
+    names = load_taxonomy().names
+    if unknown := [c for c in spec["classes"] if c not in names]:
+        raise PromotionError(f"{where}.classes: not taxonomy classes: {unknown}")
+    tolerance, photos = spec.get("tolerance", 0.0), spec.get("min_photos", 1)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or tolerance < 0:
+        raise PromotionError(f"{where}.tolerance: a number of detections per photo >= 0, got {tolerance!r}")
+    if isinstance(photos, bool) or not isinstance(photos, int) or photos < 1:
+        raise PromotionError(f"{where}.min_photos: a whole number >= 1, got {photos!r}")
+    return FalseDetectionRule(tuple(str(c) for c in spec["classes"]), float(tolerance), photos)
 
 
 # --- the frozen holdout -------------------------------------------------------------------------
@@ -145,13 +196,18 @@ def holdout_files(policy: Policy) -> Iterator[tuple[HoldoutSet, Path, Path]]:
 
 
 def holdout_digest(policy: Policy) -> tuple[str, dict[str, str]]:
-    """sha256 over every holdout image and label file (names and contents); and image sha -> set."""
+    """sha256 over every holdout image and label file (names and contents) and the classes reviews
+    confirmed absent on them (decisions on train photos leave it alone); and image sha -> set."""
     digest = hashlib.sha256()
     images: dict[str, str] = {}
+    absent = {holdout.name: holdout.absent() for holdout in policy.holdout}
     for holdout, image, label in holdout_files(policy):
         image_sha = file_sha256(image)
         label_sha = file_sha256(label) if label.exists() else "-"
-        digest.update(f"{holdout.name}/{holdout.split}/{image.name} {image_sha} {label_sha}\n".encode())
+        line = f"{holdout.name}/{holdout.split}/{image.name} {image_sha} {label_sha}"
+        if image.name in absent[holdout.name]:
+            line += f" absent {','.join(sorted(absent[holdout.name][image.name]))}"
+        digest.update(f"{line}\n".encode())
         images[image_sha] = f"{holdout.name}/{holdout.split}"
     return digest.hexdigest(), images
 
@@ -189,7 +245,9 @@ def holdout_refusals(path: Path | None = None) -> dict[str, str]:
 
 # --- scores and the decision ----------------------------------------------------------------------
 
-Scores = dict[str, dict[str, dict[str, Any]]]  # set -> class -> {metric, instances}
+# set -> class -> {"value", "instances"}; the row CONFIRMED_ABSENT holds, per class, the detections per
+# photo (lower is better) on the photos where reviews confirmed it absent, "instances" being those photos
+Scores = dict[str, dict[str, dict[str, Any]]]
 
 
 def holdout_scores(model: str | Path, policy: Policy, limit: int | None = None) -> tuple[str, Scores]:
@@ -210,11 +268,21 @@ def holdout_scores(model: str | Path, policy: Policy, limit: int | None = None) 
         return version, cached["scores"]
     detector = load_detector(files.folder or model, backend=backend, confidence=EVAL_CONFIDENCE)
     scores: Scores = {}
+    rule = policy.false_detections
+    pooled = {name: {"photos": 0, "detections": 0} for name in (rule.classes if rule else ())}
     for holdout in policy.holdout:
-        result = evaluate(detector, holdout.data, holdout.split, limit=limit)
+        result = evaluate(detector, holdout.data, holdout.split, limit=limit, absent=holdout.absent())
         scores[holdout.name] = {
             name: {"value": getattr(metrics, policy.metric), "instances": metrics.instances}
             for name, metrics in result.classes.items()
+        }
+        for name, counts in result.false_detections.items():
+            for key in pooled.get(name, {}):
+                pooled[name][key] += counts[key]
+    if pooled:
+        scores[CONFIRMED_ABSENT] = {
+            name: {"value": c["detections"] / c["photos"] if c["photos"] else None, "instances": c["photos"]}
+            for name, c in pooled.items()
         }
     if files.folder is not None and limit is None:
         entry = {"model": version, "metric": policy.metric, "scores": _rounded(scores)}
@@ -247,31 +315,46 @@ def decide(candidate: Scores, current: Scores, policy: Policy) -> Decision:
     """Not worse on any judged class beyond its tolerance: a pure rule on two score tables.
 
     A class is judged on a set where the holdout has at least `min_instances` of it and the
-    current model has a score; a candidate without a score there counts as 0.
+    current model has a score; a candidate without a score there counts as 0. In the row
+    CONFIRMED_ABSENT (false detections per photo) lower is better, a class is judged on at least
+    `false_detections.min_photos` photos, and a candidate without a count there fails.
     """
     failed = []
     judged = 0
+    rule = policy.false_detections
     for set_name, classes in current.items():
+        lower_is_better = set_name == CONFIRMED_ABSENT
+        if lower_is_better and rule is None:
+            continue
         for cls, now in classes.items():
-            if now["value"] is None or now["instances"] < policy.min_instances:
+            needed = rule.min_photos if lower_is_better and rule else policy.min_instances
+            if now["value"] is None or now["instances"] < needed:
                 continue
             judged += 1
             new = (candidate.get(set_name) or {}).get(cls) or {"value": None}
-            value = 0.0 if new["value"] is None else float(new["value"])
-            allowed = float(now["value"]) - policy.tolerance(cls)
-            if value < allowed - 1e-9:
+            if lower_is_better and rule:
+                tolerance = rule.tolerance
+                value = float("inf") if new["value"] is None else float(new["value"])
+                worse = value > float(now["value"]) + tolerance + 1e-9
+            else:
+                tolerance = policy.tolerance(cls)
+                value = 0.0 if new["value"] is None else float(new["value"])
+                worse = value < float(now["value"]) - tolerance - 1e-9
+            if worse:
                 failed.append(
                     {
                         "set": set_name,
                         "class": cls,
                         "candidate": round(value, 4),
                         "current": now["value"],
-                        "tolerance": policy.tolerance(cls),
+                        "tolerance": tolerance,
                     }
                 )
     if failed:
         worst = ", ".join(
-            f"{f['set']}/{f['class']} {f['candidate']:.3f} < {f['current']:.3f}" for f in failed
+            f"{f['set']}/{f['class']} {f['candidate']:.3f} {'>' if f['set'] == CONFIRMED_ABSENT else '<'} "
+            f"{f['current']:.3f}"
+            for f in failed
         )
         return Decision(
             False, tuple(failed), judged, f"worse than the current model on {len(failed)} class(es): {worst}"
