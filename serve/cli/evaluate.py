@@ -1,5 +1,6 @@
 """`streetorder evaluate`: per-class P, R, AP50, AP50-95 of a model on a data.yaml
-(vision.modelops.evaluate)."""
+(vision.modelops.evaluate), or with --unlabelled DIR a contact sheet of everything it finds on a
+folder of unlabelled photos (vision.modelops.unlabelled)."""
 
 from __future__ import annotations
 
@@ -18,20 +19,31 @@ from vision.modelops.evaluate import (
     evaluate,
     print_table,
 )
+from vision.modelops.unlabelled import look_over, write_look
 
 
 def cli(argv: list[str]) -> int:
     from serve.cases.settings import get_settings
 
     parser = argparse.ArgumentParser(prog="streetorder evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="an ultralytics data.yaml")
+    given = parser.add_mutually_exclusive_group(required=True)
+    given.add_argument("--data", type=Path, help="an ultralytics data.yaml")
+    given.add_argument(
+        "--unlabelled",
+        type=Path,
+        metavar="DIR",
+        help="a folder of photos without labels: contact sheets (HTML + PNG) and counts of every "
+        "detection at the scan thresholds, in --out (default runs/unlabelled/<DIR name>)",
+    )
     parser.add_argument("--model", help="name under models/, a folder, or a .onnx/.pt (default: settings)")
     parser.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: ONNX if the model has it")
     parser.add_argument("--device", default="cpu", help="for --backend ultralytics: cpu or a CUDA index")
     parser.add_argument("--split", default="val")
     parser.add_argument("--imgsz", type=int, help="input size (default: the model's)")
     parser.add_argument("--limit", type=int, help="evaluate on the first N images only")
-    parser.add_argument("--out", type=Path, help="folder for PR curves and confusion matrix PNGs")
+    parser.add_argument(
+        "--out", type=Path, help="folder for PR curves and confusion matrix PNGs (--unlabelled: sheets)"
+    )
     parser.add_argument(
         "--rename",
         action="append",
@@ -53,6 +65,8 @@ def cli(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
     model = args.model or get_settings().model
+    if args.unlabelled:
+        return look_over_folder(args, model)
     rename = dict(pair.split("=", 1) for pair in args.rename if "=" in pair)
     if len(rename) != len(args.rename):
         parser.error("--rename takes SET_CLASS=CLASS")
@@ -86,4 +100,35 @@ def cli(argv: list[str]) -> int:
         key = args.card_key or args.data.resolve().parent.name
         update_card(folder, metrics={key: card_entry(result)})
         print(f"card: {folder / 'card.yaml'} metrics.{key}", file=sys.stderr)
+    return 0
+
+
+def look_over_folder(args: argparse.Namespace, model: str) -> int:
+    folder: Path = args.unlabelled
+    if not folder.is_dir():
+        print(f"evaluate: --unlabelled {folder}: not a folder", file=sys.stderr)
+        return 2
+    lowest = min(c.min_confidence for c in load_taxonomy().classes)
+    try:
+        detector = load_detector(
+            model, backend=args.backend, confidence=lowest, input_size=args.imgsz, device=args.device
+        )
+    except ModelError as err:
+        print(f"evaluate: {err}", file=sys.stderr)
+        return 1
+    look = look_over(detector, folder)
+    index = write_look(look, args.out or Path("runs") / "unlabelled" / folder.resolve().name)
+    summary = look.to_json()
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        print(f"{look.model} on {look.photos} photos of {folder}: {summary['detections']} detections")
+        for name, count in look.per_class.items():
+            with_it = summary["photos_with_detections"][name]
+            print(
+                f"  {name:<14}{count:>6}  on {with_it} photos ({count / max(look.photos, 1):.3f} per photo)"
+            )
+    for name, why in look.unreadable.items():
+        print(f"unreadable: {name}: {why}", file=sys.stderr)
+    print(f"contact sheets: {index}", file=sys.stderr)
     return 0

@@ -111,8 +111,11 @@ def write_pages(
     per_page: int = 12,
     columns: int = 3,
 ) -> list[SheetPage]:
-    """PNG pages `<group>-NN.png` in `out`, items in the order given within each group."""
+    """PNG pages `<group>-NN.png` in `out` (pages of an earlier run there are removed), items in
+    the order given within each group."""
     out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*-[0-9][0-9].png"):
+        old.unlink()
     groups: dict[str, list[SheetItem]] = {}
     for item in items:
         groups.setdefault(item.group, []).append(item)

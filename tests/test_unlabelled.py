@@ -1,0 +1,83 @@
+"""`streetorder evaluate --unlabelled DIR` on real photos: every detection at the scan thresholds on
+contact sheets and in counts, photos decoded upright as a scan decodes them, broken files listed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from serve.cli.main import main
+from vision.core.imageio import read_photo
+from vision.core.taxonomy import load_taxonomy
+from vision.detect.backends import load_detector
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+FRAMES = ("10260070026111110.jpg", "10260070026111111.jpg", "10260070026111112.jpg")
+TAXONOMY = load_taxonomy()
+pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/datasets is not beside the checkout")
+
+
+def bureau_folder(root: Path) -> Path:
+    """Night highway frames, a facade in a sub-folder, one frame stored sideways with an EXIF
+    orientation, a truncated photo and a note that is not a photo."""
+    (root / "walls").mkdir(parents=True)
+    for name in FRAMES:
+        shutil.copy(SHARED / "traffic-cams" / "images" / "val" / name, root / name)
+    shutil.copy(SHARED / "facades-spb" / "images" / "val" / "img_198.jpg", root / "walls" / "img_198.jpg")
+    upright = Image.open(root / FRAMES[0])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise: stored turned the other way
+    upright.transpose(Image.Transpose.ROTATE_90).save(root / "walls" / "sideways.jpg", exif=exif)
+    (root / "walls" / "truncated.jpg").write_bytes((root / FRAMES[1]).read_bytes()[:4000])
+    (root / "note.jpg").write_text("not a photo")
+    return root
+
+
+def test_every_detection_at_the_scan_thresholds_is_counted_and_on_a_sheet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = bureau_folder(tmp_path / "bureau")
+    out = tmp_path / "look"
+    assert (
+        main(["evaluate", "--unlabelled", str(folder), "--model", "street-v10", "--out", str(out), "--json"])
+        == 0
+    )
+    summary = json.loads(capsys.readouterr().out)
+    assert summary == json.loads((out / "summary.json").read_text())
+    assert summary["photos"] == 5
+    assert set(summary["unreadable"]) == {"note.jpg", "walls/truncated.jpg"}
+    assert "truncated" in summary["unreadable"]["walls/truncated.jpg"]
+
+    detector = load_detector("street-v10", confidence=0.01)
+    expected: dict[str, dict[str, int]] = {}
+    for path in sorted(p for p in folder.rglob("*.jpg") if p.name not in ("note.jpg", "truncated.jpg")):
+        found = detector(read_photo(path).image)
+        kept = Counter(
+            TAXONOMY.names[c]
+            for c, s in zip(found.class_id, found.confidence, strict=True)
+            if s >= TAXONOMY.classes[c].min_confidence
+        )
+        if kept:
+            expected[path.relative_to(folder).as_posix()] = dict(sorted(kept.items()))
+    assert summary["per_photo"] == expected
+    assert all(summary["per_photo"][name]["garbage"] == 1 for name in FRAMES)  # the issue's false findings
+    assert summary["per_photo"]["walls/sideways.jpg"] == summary["per_photo"][FRAMES[0]]  # decoded upright
+    assert summary["per_class"] == dict(
+        sorted(sum((Counter(c) for c in expected.values()), Counter()).items())
+    )
+
+    html = (out / "index.html").read_text()
+    pages = sorted((out / "sheets").glob("*.png"))
+    assert {p.name.rsplit("-", 1)[0] for p in pages} == set(summary["per_class"])
+    assert all(f"sheets/{p.name}" in html for p in pages)
+    assert "Unreadable photos" in html and "walls/truncated.jpg" in html
+    assert html.index("sheets/garbage-01.png") < html.index("sheets/car-01.png")  # taxonomy order
+
+
+def test_a_folder_that_is_not_there_is_a_usage_error(tmp_path: Path) -> None:
+    assert main(["evaluate", "--unlabelled", str(tmp_path / "missing"), "--model", "street-v10"]) == 2
