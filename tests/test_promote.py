@@ -8,6 +8,7 @@ its place (worse: nothing changes).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -169,39 +170,33 @@ def traffic_holdout(root: Path, reviews: Path) -> Path:
 def test_the_holdout_counts_false_detections_on_confirmed_absent_photos_and_pins_their_decisions(
     tmp_path: Path,
 ) -> None:
-    """street-v10 boxes the three night frames whole as garbage, and a car in A10 as a bin."""
-    shipped = ROOT / "models" / "street-v10"
-    model = tmp_path / "models" / "street-v10"
+    """Reviews confirmed garbage absent on three night frames (street-v10 boxed each whole as
+    garbage) and bins absent on A10 (it took a car for one): the current model's detections of
+    those classes there are counted, per photo, and nowhere else."""
+    shipped = find_model(CURRENT)
+    model = tmp_path / "models" / "shipped"
     model.mkdir(parents=True)
-    shutil.copy(shipped / "model.onnx", model / "model.onnx")
-    card = {k: v for k, v in yaml.safe_load((shipped / "card.yaml").read_text()).items() if k != "holdout"}
-    (model / "card.yaml").write_text(yaml.safe_dump(card))
+    shutil.copy(shipped.weights_for("onnx"), model / "model.onnx")
+    write_card(model, {k: v for k, v in shipped.card.items() if k not in ("holdout", "promotion")})
     reviews = tmp_path / "traffic-cams.jsonl"
     shutil.copy(ROOT / "datasets" / "reviews" / "traffic-cams.jsonl", reviews)
     policy_ = load_policy(traffic_holdout(tmp_path / "holdout", reviews))
     digest, images = holdout_digest(policy_)
     assert len(images) == 4
-    _, table = holdout_scores(model, replace(policy_, holdout_sha256=digest))
+    _, table = holdout_scores(model, dataclasses.replace(policy_, holdout_sha256=digest))
     detector = load_detector(model, confidence=0.001)
     expected = {}
     for cls, photos in (
         ("garbage", FRAMES[:3]),
         ("garbage_bin", ("A10.jpg",)),
-    ):  # as street-v10's review says
+    ):  # as the review says
         floor = TAXONOMY.classes[TAXONOMY.names.index(cls)].min_confidence
         found = [detector(cv2.imread(str(TRAFFIC / "images" / "val" / p))) for p in photos]
         count = sum(
             int(((d.class_id == TAXONOMY.names.index(cls)) & (d.confidence >= floor)).sum()) for d in found
         )
         expected[cls] = {"value": round(count / len(photos), 4), "instances": len(photos)}
-    assert (
-        table[CONFIRMED_ABSENT]
-        == expected
-        == {
-            "garbage": {"value": 1.0, "instances": 3},
-            "garbage_bin": {"value": 1.0, "instances": 1},
-        }
-    )
+    assert table[CONFIRMED_ABSENT] == expected
 
     rows = [json.loads(line) for line in reviews.read_text().splitlines()]
     train = next(r for r in rows if r["split"] == "train")

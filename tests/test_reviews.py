@@ -29,11 +29,12 @@ from vision.data.reviews import (
     write_reviews,
 )
 from vision.detect.backends import load_detector
+from vision.detect.registry import CURRENT
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAFFIC = ROOT.parent / "shared" / "datasets" / "traffic-cams"
-# night highway frames street-v10 boxes whole as garbage (datasets/reviews/traffic-cams.jsonl)
-FRAMES = ("10260070026111110.jpg", "10260070026111111.jpg", "10260070026111112.jpg")
+# three night highway frames street-v10 boxed whole as garbage (datasets/reviews/), and a day one
+FRAMES = ("10260070026111110.jpg", "10260070026111111.jpg", "10260070026111112.jpg", "A10.jpg")
 TAXONOMY = load_taxonomy()
 SHA = "0" * 64
 needs_shared = pytest.mark.skipif(
@@ -145,21 +146,22 @@ def test_decide_changes_an_earlier_decision_only_when_asked() -> None:
 
 
 @needs_shared
-def test_street_v10_proposes_garbage_on_night_highway_frames_and_not_twice() -> None:
-    detector = load_detector("street-v10", confidence=0.25)
+def test_the_current_model_proposes_boxes_of_a_class_once() -> None:
+    detector = load_detector(CURRENT, confidence=0.25)
     photos = [Photo("val", TRAFFIC / "images" / "val" / name) for name in FRAMES]
-    garbage = [TAXONOMY.names.index("garbage")]
-    first = list(propose(detector, "traffic-cams", photos, garbage, [], date(2026, 12, 4)))
-    assert {p.image for p in first} == set(FRAMES)  # each frame boxed as garbage (the false findings)
+    car = TAXONOMY.names.index("car")  # on every traffic frame, whichever model is current
+    first = list(propose(detector, "traffic-cams", photos, [car], [], date(2026, 12, 4)))
+    with_cars = {p.path.name for p in photos if (detector(cv2.imread(str(p.path))).class_id == car).any()}
+    assert first and {p.image for p in first} == with_cars
     assert [p.id for p in first] == list(range(1, len(first) + 1))
     for p in first:
-        assert p.cls == "garbage" and p.confidence >= 0.25 and p.model == detector.version
+        assert p.cls == "car" and p.confidence >= 0.25 and p.model == detector.version and p.decision is None
         assert (p.width, p.height) == (640, 360) and 0 <= p.xyxy[0] < p.xyxy[2] <= 640
-    assert not list(propose(detector, "traffic-cams", photos, garbage, first, date(2026, 12, 5)))
-    dropped = [p for p in first if p.image != FRAMES[0]]
-    again = list(propose(detector, "traffic-cams", photos, garbage, dropped, date(2026, 12, 5)))
-    assert {p.image for p in again} == {FRAMES[0]}  # only what the file lacks
-    assert min(p.id for p in again) == max(p.id for p in dropped) + 1
+    assert not list(propose(detector, "traffic-cams", photos, [car], first, date(2026, 12, 5)))
+    dropped = [p for p in first if p.image != first[0].image]
+    again = list(propose(detector, "traffic-cams", photos, [car], dropped, date(2026, 12, 5)))
+    assert {p.image for p in again} == {first[0].image}  # only what the file lacks
+    assert min(p.id for p in again) == max((p.id for p in dropped), default=0) + 1
 
 
 @needs_shared
@@ -191,17 +193,19 @@ def test_propose_sheets_apply_and_counts_from_the_command_line(
     (source / "images" / "val").mkdir(parents=True)
     for name in FRAMES:
         shutil.copy(TRAFFIC / "images" / "val" / name, source / "images" / "val" / name)
-    names = yaml.safe_load((TRAFFIC / "data.yaml").read_text())["names"]
-    (source / "data.yaml").write_text(
-        yaml.safe_dump({"train": "images/train", "val": "images/val", "names": names})
+    (source / "data.yaml").write_text(  # a source that labels trucks only: cars are proposed
+        yaml.safe_dump({"train": "images/train", "val": "images/val", "names": ["truck"]})
     )
     reviews = tmp_path / "cams.jsonl"
     common = ["--data", str(source / "data.yaml"), "--reviews", str(reviews)]
-    assert review_cli(["propose", *common, "--model", "street-v10", "--classes", "garbage,car"]) == 0
+    assert review_cli(["propose", *common, "--model", CURRENT, "--classes", "truck"]) == 1  # all labelled
+    assert "nothing to propose" in capsys.readouterr().err and not reviews.exists()
+    assert review_cli(["propose", *common, "--model", CURRENT, "--classes", "car,truck"]) == 0
     proposals = read_reviews(reviews, TAXONOMY)
-    assert proposals and {p.cls for p in proposals} == {"garbage"}  # car is labelled by the source
+    assert proposals and {p.cls for p in proposals} == {"car"}  # trucks are labelled by the source
+    photos = len({p.image for p in proposals})
     assert review_cli(["sheets", *common, "--out", str(tmp_path / "sheets")]) == 0
-    assert (tmp_path / "sheets" / "sheets" / "garbage-01.png").exists()
+    assert (tmp_path / "sheets" / "sheets" / "car-01.png").exists()
     last = proposals[-1].id
     capsys.readouterr()
     assert (
@@ -209,8 +213,8 @@ def test_propose_sheets_apply_and_counts_from_the_command_line(
         == 0
     )
     counts = json.loads(capsys.readouterr().out)
-    assert counts["photos"]["val"]["garbage"]["absent"] == len(FRAMES)
-    assert counts["decisions"]["val"]["garbage"]["false"] == len(proposals)
+    assert counts["photos"]["val"]["car"] == {"absent": photos, "pseudo_labelled": 0, "boxes": 0}
+    assert counts["decisions"]["val"]["car"]["false"] == len(proposals)
     refused = review_cli(["apply", *common, "--reviewer", "tester", "--real", "1"])  # already false
     assert refused == 1 and "--change" in capsys.readouterr().err
     assert review_cli(["apply", *common, "--reviewer", "tester", "--false", "1", "--unsure", "1"]) == 1
