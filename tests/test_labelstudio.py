@@ -230,20 +230,33 @@ def test_every_call_needs_a_key_with_the_annotate_scope(service: Service, header
         ("http://169.254.169.254/latest/meta-data", "fetching task images is not enabled"),
         ("/data/upload/3/abc.jpg", "fetching task images is not enabled"),
         ("/data/local-files/?d=missing.png", "no such file under the files root"),
+        ("/data/local-files/?d=cut.png", "cut.png"),  # a truncated file: not an image
     ],
 )
-def test_task_images_outside_the_allowed_places_are_refused(
-    service: Service, tmp_path: Path, image: str, detail: str
+def test_a_bad_task_gets_an_empty_prediction_and_the_others_theirs(
+    service: Service,
+    street_rgb: np.ndarray,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    image: str,
+    detail: str,
 ) -> None:
+    """Issue 29: one task whose image leaves the allowed folder made the whole batch a 422, and
+    Label Studio stored no prediction at all. Now the bad task is empty and named in the log."""
     write_png(np.zeros((8, 8, 3), np.uint8), tmp_path / "secret.png")
-    (tmp_path / "files").mkdir(exist_ok=True)
-    response = service.client.post(
-        "/labelstudio/predict", json=predict_body([task(5, image)]), headers=token(service)
-    )
-    assert response.status_code == 422
-    assert (
-        response.json()["detail"].startswith("tasks[0] (id 5).data") and detail in response.json()["detail"]
-    )
+    good = write_png(street_rgb, tmp_path / "files" / "good.png")
+    (tmp_path / "files" / "cut.png").write_bytes(good.read_bytes()[:200])
+    tasks = [task(4, "/data/local-files/?d=good.png"), task(5, image), task(6, "good.png")]
+    with caplog.at_level("WARNING", logger="streetorder.labelstudio"):
+        response = service.client.post(
+            "/labelstudio/predict", json=predict_body(tasks), headers=token(service)
+        )
+    assert response.status_code == 200, response.text
+    first, bad, last = response.json()["results"]
+    assert bad["result"] == [] and bad["score"] == 0.0 and bad["model_version"] == first["model_version"]
+    assert len(first["result"]) >= 2 and first["result"] == last["result"]
+    [line] = [r.getMessage() for r in caplog.records if "tasks[1]" in r.getMessage()]
+    assert "tasks[1] (id 5)" in line and detail in line
 
 
 def test_setup_refuses_a_config_without_a_known_box_label(service: Service) -> None:
@@ -298,10 +311,12 @@ def test_webhooks_keep_annotations_and_queue_one_retraining_job(service: Service
     first = post(annotation_event("ANNOTATION_CREATED", 1, 10))
     assert first.status_code == 201 and first.json() == {
         "status": "ok",
+        "recorded": True,
         "pending_annotations": 1,
         "job": None,
     }
-    assert post(annotation_event("ANNOTATION_UPDATED", 1, 10)).json()["pending_annotations"] == 1  # same task
+    repeat = post(annotation_event("ANNOTATION_UPDATED", 1, 10)).json()
+    assert repeat["pending_annotations"] == 1 and repeat["recorded"] is False  # the same version again
     second = post(annotation_event("ANNOTATION_CREATED", 2, 11)).json()
     assert second["pending_annotations"] == 2 and second["job"]  # retrain_after = 2
     deleted = post(annotation_event("ANNOTATION_DELETED", 2, 11)).json()
@@ -318,6 +333,7 @@ def test_webhooks_keep_annotations_and_queue_one_retraining_job(service: Service
     assert kept_task["id"] == 1 and kept_task["annotations"][0]["result"][0]["value"]["rectanglelabels"] == [
         "garbage"
     ]
+    assert kept_task["label_config"] == label_config(TAXONOMY)  # what its annotators could label
     assert post({"action": "START_TRAINING"}).status_code == 201
     assert service.client.post("/labelstudio/webhook", json={"action": "START_TRAINING"}).status_code == 401
 

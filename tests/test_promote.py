@@ -26,6 +26,7 @@ from serve.cli.main import main
 from vision.core.taxonomy import load_taxonomy
 from vision.data.annotations.coords import to_percent
 from vision.data.annotations.dataset import Dataset
+from vision.data.annotations.inbox import record_annotation
 from vision.detect.backends import load_detector
 from vision.detect.registry import CURRENT, find_model, read_card, write_card
 from vision.modelops.promote import (
@@ -43,7 +44,7 @@ from vision.modelops.promote import (
     promote,
     rollback,
 )
-from vision.modelops.retrain import list_jobs, queue_job, record_annotation, training_mix
+from vision.modelops.retrain import list_jobs, queue_job, training_mix
 
 AT = datetime(2025, 10, 2, 9, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,8 +1,9 @@
 """Retraining jobs: annotations come in, a job is queued, a worker trains, judges and promotes.
 
-The service never trains (it would starve inference on a small machine); a Label Studio webhook
-only records annotations (`<annotations_dir>/inbox/`) and queues a job file
-(`<annotations_dir>/jobs/<id>.queued.json`). `streetorder models retrain` runs queued jobs:
+The service never trains (it would starve inference on a small machine); a Label Studio webhook or
+a pull only records annotations (`<annotations_dir>/inbox/`, vision/data/annotations/inbox.py) and
+queues a job file (`<annotations_dir>/jobs/<id>.queued.json`). `streetorder models retrain` runs
+queued jobs:
 
 1. the inbox's annotations are imported, validated, into the dataset (datasets/<name>/, a new
    version) like any export;
@@ -29,59 +30,14 @@ from typing import Any
 
 import yaml
 
+from vision.data.annotations.inbox import pending_annotations
+
 JOB_STATES = ("queued", "running", "done", "failed")
 JOB_NAME = re.compile(r"^(?P<id>[0-9TZ]+-[0-9a-f]+)\.(?P<state>queued|running|done|failed)\.json$")
 
 
 class JobError(RuntimeError):
     """A retraining job that cannot run; the message says what is missing."""
-
-
-# --- the inbox of annotations (written by the Label Studio webhook) ---------------------------------
-
-
-def inbox(annotations_dir: Path) -> Path:
-    return annotations_dir / "inbox"
-
-
-def _inbox_file(annotations_dir: Path, project: Any, task_id: Any) -> Path:
-    safe = [re.sub(r"[^0-9A-Za-z_.-]", "_", str(v))[:40] for v in (project, task_id)]
-    return inbox(annotations_dir) / f"{safe[0]}-{safe[1]}.json"
-
-
-def record_annotation(
-    annotations_dir: Path, project: Any, task: dict[str, Any], annotation: dict[str, Any]
-) -> Path:
-    """Keep the task with its latest annotation, as one task of a Label Studio JSON export."""
-    path = _inbox_file(annotations_dir, project, task.get("id"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record = {
-        "id": task.get("id"),
-        "project": project,
-        "data": task.get("data") or {},
-        "annotations": [annotation],
-    }
-    temporary = path.with_suffix(".part")
-    temporary.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
-    temporary.replace(path)
-    return path
-
-
-def forget_annotation(annotations_dir: Path, project: Any, task_id: Any, annotation_id: Any) -> bool:
-    """Drop a deleted annotation from the inbox (only if it is the one kept there)."""
-    path = _inbox_file(annotations_dir, project, task_id)
-    if not path.exists():
-        return False
-    kept = json.loads(path.read_text(encoding="utf-8"))["annotations"][0]
-    if kept.get("id") != annotation_id:
-        return False
-    path.unlink()
-    return True
-
-
-def pending_annotations(annotations_dir: Path) -> list[Path]:
-    folder = inbox(annotations_dir)
-    return sorted(folder.glob("*.json")) if folder.is_dir() else []
 
 
 # --- jobs ----------------------------------------------------------------------------------------
@@ -124,6 +80,17 @@ def queue_job(annotations_dir: Path, reason: str, at: datetime, **details: Any) 
     path = folder / f"{job_id}.queued.json"
     _write(path, body)
     return Job(path, job_id, "queued", body)
+
+
+def queue_if_due(
+    annotations_dir: Path, retrain_after: int, at: datetime, project: Any = None
+) -> tuple[int, Job | None]:
+    """Annotations waiting, and the job queued when `retrain_after` (> 0) of them wait."""
+    pending = len(pending_annotations(annotations_dir))
+    if not retrain_after or pending < retrain_after:
+        return pending, None
+    reason = f"{pending} new annotations (retrain_after {retrain_after})"
+    return pending, queue_job(annotations_dir, reason, at, project=project)
 
 
 def _write(path: Path, body: dict[str, Any]) -> None:
@@ -205,17 +172,18 @@ def import_inbox(
     annotations_dir: Path, dataset_name: str, datasets_dir: Path, job_id: str, finder: Any, at: datetime
 ) -> dict[str, Any]:
     """Import the inbox's annotations into the dataset (one version); consumed files move to
-    inbox/done/<job>/. Invalid annotations are reported and stay in the inbox for a person."""
+    done/<job>/. Invalid annotations are reported and go back to the inbox for a person."""
     from vision.data.annotations.dataset import Dataset
     from vision.data.annotations.importer import import_export
+    from vision.data.annotations.inbox import claim_pending, return_to_inbox
     from vision.modelops.promote import holdout_refusals
 
-    files = pending_annotations(annotations_dir)
+    done = annotations_dir / "done" / job_id
+    files = claim_pending(annotations_dir, done)
     if not files:
         return {"annotations": 0}
     tasks = [json.loads(f.read_text(encoding="utf-8")) for f in files]
-    export = annotations_dir / "done" / job_id / "tasks.json"
-    export.parent.mkdir(parents=True, exist_ok=True)
+    export = done / "tasks.json"
     export.write_text(json.dumps(tasks, ensure_ascii=False), encoding="utf-8")
     dataset = Dataset.open(dataset_name, datasets_dir)
     counts, problems = import_export(
@@ -228,9 +196,7 @@ def import_inbox(
         at=at,
     )
     bad = {int(m["index"]) for p in problems if (m := re.search(r"tasks\[(?P<index>\d+)\]", p.where))}
-    for index, file in enumerate(files):
-        if index not in bad:
-            file.replace(export.parent / file.name)
+    return_to_inbox(annotations_dir, [file for index, file in enumerate(files) if index in bad])
     return {
         "annotations": len(files),
         **counts,
@@ -249,7 +215,6 @@ class RetrainOptions:
     imgsz: int | None = None
     workers: int | None = None
     name: str | None = None
-    holdout_limit: int | None = None  # quick judging on the first N holdout images (tests, dry runs)
 
 
 def retrain(registry: Any, policy: Any, options: RetrainOptions, at: datetime) -> dict[str, Any]:
@@ -310,7 +275,7 @@ def retrain(registry: Any, policy: Any, options: RetrainOptions, at: datetime) -
     )
     export_model(folder, "onnx")
     update_card(folder, retrained_from={"model": current, "datasets": versions, "at": at.isoformat()})
-    decision = promote(name, registry=registry, policy=policy, at=at, limit=options.holdout_limit)
+    decision = promote(name, registry=registry, policy=policy, at=at)
     return {
         "model": name,
         "promoted": decision.promote,

@@ -4,11 +4,13 @@ Label Studio calls, with the URL it was given (http://<service>/labelstudio):
 - `GET /health` -> `{"status": "UP"}`, `POST /setup` -> `{"model_version"}` when connecting;
 - `POST /predict` with `tasks`, `label_config`, `project`, `params` -> `{"results": [one prediction
   per task]}`, each `rectanglelabels` regions in percent of the image, with scores and the model
-  version (Label Studio skips tasks that already hold a prediction of that version);
+  version (Label Studio skips tasks that already hold a prediction of that version); a task whose
+  image cannot be read or decoded gets an empty prediction and a log line, the others theirs;
 - `POST /webhook` with `action`: ANNOTATION_CREATED / UPDATED / DELETED keep the task's latest
-  annotation in the inbox; START_TRAINING (or `retrain_after` annotations waiting) queues a
-  retraining job, which `streetorder models retrain` runs (vision/modelops/retrain.py); `POST /train` is
-  the older form of START_TRAINING.
+  annotation in the inbox with the project's labelling config (vision/data/annotations/inbox.py: a
+  version received before, e.g. by a pull, is recognised); START_TRAINING (or `retrain_after`
+  annotations waiting) queues a retraining job, which `streetorder models retrain` runs
+  (vision/modelops/retrain.py); `POST /train` is the older form of START_TRAINING.
 
 Every call, /health included, needs a key with the `annotate` scope. Label Studio's ML-backend
 connection sends it as HTTP basic auth on every call (the key as the password), its webhooks as a header
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 from datetime import tzinfo
 from typing import Annotated, Any
 
@@ -34,13 +37,16 @@ from serve.cases.auth import Principal
 from serve.cases.errors import InvalidInput
 from vision.core.boxes import boxes_of
 from vision.core.detector import Detector
+from vision.core.imageio import ImageError
 from vision.core.taxonomy import Taxonomy
 from vision.data.annotations.images import TaskImages
+from vision.data.annotations.inbox import forget_annotation, pending_annotations, record_annotation
 from vision.data.annotations.label_config import RectangleControl, rectangle_control
 from vision.data.annotations.records import AnnotationError, Label
 from vision.data.annotations.writers import prediction
-from vision.modelops.retrain import forget_annotation, pending_annotations, queue_job, record_annotation
+from vision.modelops.retrain import Job, queue_if_due, queue_job
 
+log = logging.getLogger("streetorder.labelstudio")
 router = APIRouter(prefix="/labelstudio", tags=["labelstudio"])
 MODEL_CLASS = "streetorder"
 ANNOTATION_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
@@ -123,7 +129,10 @@ class PredictionOut(Schema):
 
 
 class PredictResponse(Schema):
-    results: list[PredictionOut] = Field(description="one prediction per task, in the tasks' order")
+    results: list[PredictionOut] = Field(
+        description="one prediction per task, in the tasks' order (empty for a task whose image "
+        "cannot be read or decoded)"
+    )
     model_version: str = Field(description="model that predicted")
 
 
@@ -164,6 +173,9 @@ class WebhookRequest(LabelStudioBody):
 
 class WebhookResponse(Schema):
     status: str = Field(description="ok, or `Unknown event` for actions that do nothing here")
+    recorded: bool | None = Field(
+        default=None, description="false when this version of the annotation was received before (a pull)"
+    )
     pending_annotations: int | None = Field(default=None, description="annotations waiting for retraining")
     job: str | None = Field(default=None, description="id of the queued retraining job, if one is queued")
 
@@ -171,6 +183,7 @@ class WebhookResponse(Schema):
 class TrainRequest(LabelStudioBody):
     annotations: list[dict[str, Any]] = Field(description="tasks with their annotations (Label Studio JSON)")
     project: str | int | dict[str, Any] | None = Field(default=None, description="project id or object")
+    label_config: str | None = Field(default=None, description="the project's labelling config (XML)")
 
 
 class TrainResponse(Schema):
@@ -211,21 +224,26 @@ def versions(_: Annotator, detector: DetectorDep) -> VersionsResponse:
 async def predict(
     body: PredictRequest, _: Annotator, detector: DetectorDep, service: ServiceDep, images: TaskImagesDep
 ) -> PredictResponse:
+    """One prediction per task, in order: a task whose image cannot be read or decoded gets an
+    empty one (and a log line naming it), so one bad task never costs the others theirs."""
     taxonomy = service.domain.rules.taxonomy
     rectangles = control(body.label_config, taxonomy)
     tz = service.domain.rules.calendar.timezone
+    names = {"from_name": rectangles.from_name, "to_name": rectangles.to_name}
     results = []
     for index, task in enumerate(body.tasks):
         where = f"tasks[{index}]" + (f" (id {task.get('id')})" if "id" in task else "")
-        data = task.get("data")
-        if not isinstance(data, dict) or not isinstance(data.get(rectangles.data_key), str):
-            raise InvalidInput(f"{where}.data.{rectangles.data_key}", "no image URL or path")
-        analysis = await service.gate.run(
-            read_and_detect, detector, images, data[rectangles.data_key], where, tz
-        )
+        try:
+            ref = task_image(task, rectangles.data_key, where)
+            analysis = await service.gate.run(read_and_detect, detector, images, ref, tz)
+        except (AnnotationError, ImageError) as err:
+            log.warning(
+                "labelstudio predict, project %s, %s: %s (empty prediction)", body.project, where, err
+            )
+            results.append(PredictionOut(**prediction([], 0, 0, detector.version, **names)))
+            continue
         service.metrics.inference.observe(analysis.inference_s)
         labels = predicted_labels(analysis, taxonomy, rectangles)
-        names = {"from_name": rectangles.from_name, "to_name": rectangles.to_name}
         results.append(
             PredictionOut(
                 **prediction(labels, analysis.photo.width, analysis.photo.height, detector.version, **names)
@@ -240,30 +258,38 @@ async def predict(
 def webhook(body: WebhookRequest, _: Annotator, service: ServiceDep, response: Response) -> WebhookResponse:
     folder = service.settings.annotations_dir
     project = (body.project or {}).get("id")
+    recorded = None
     if body.action in ANNOTATION_EVENTS:
         if not body.task or not body.annotation:
             raise InvalidInput(
                 "task" if not body.task else "annotation", f"{body.action} needs the task and the annotation"
             )
-        record_annotation(folder, project, body.task, body.annotation)
+        config = (body.project or {}).get("label_config")
+        recorded = record_annotation(
+            folder,
+            project,
+            body.task,
+            body.annotation,
+            label_config=config if isinstance(config, str) else None,
+        )
     elif body.action == "ANNOTATION_DELETED":
         if body.task and body.annotation:
             forget_annotation(folder, project, body.task.get("id"), body.annotation.get("id"))
     elif body.action != "START_TRAINING":
         response.status_code = 200
         return WebhookResponse(status="Unknown event")
-    pending = len(pending_annotations(folder))
-    threshold = service.settings.retrain_after
-    job = None
+    job: Job | None
     if body.action == "START_TRAINING":
+        pending = len(pending_annotations(folder))
         job = queue_job(
             folder, f"START_TRAINING from Label Studio project {project}", service.clock(), project=project
         )
-    elif body.action in ANNOTATION_EVENTS and threshold and pending >= threshold:
-        job = queue_job(
-            folder, f"{pending} new annotations (retrain_after {threshold})", service.clock(), project=project
-        )
-    return WebhookResponse(status="ok", pending_annotations=pending, job=job.id if job else None)
+    else:
+        due = service.settings.retrain_after if recorded else 0  # a repeat queues nothing
+        pending, job = queue_if_due(folder, due, service.clock(), project)
+    return WebhookResponse(
+        status="ok", recorded=recorded, pending_annotations=pending, job=job.id if job else None
+    )
 
 
 @router.post(
@@ -280,7 +306,7 @@ def train(body: TrainRequest, _: Annotator, service: ServiceDep) -> TrainRespons
         if not isinstance(task.get("data"), dict):
             raise InvalidInput(f"annotations[{index}].data", "a task needs its data")
         if kept:
-            record_annotation(folder, project, task, kept[-1])
+            record_annotation(folder, project, task, kept[-1], label_config=body.label_config, via="train")
     job = queue_job(
         folder, f"train request from Label Studio project {project}", service.clock(), project=project
     )
@@ -297,13 +323,16 @@ def control(label_config: str | None, taxonomy: Taxonomy) -> RectangleControl:
         raise InvalidInput(err.where, err.message) from None
 
 
-def read_and_detect(detector: Detector, images: TaskImages, ref: str, where: str, tz: tzinfo) -> Analysis:
+def task_image(task: dict[str, Any], data_key: str, where: str) -> str:
+    data = task.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get(data_key), str):
+        raise AnnotationError(f"{where}.data.{data_key}", "no image URL or path")
+    return str(data[data_key])
+
+
+def read_and_detect(detector: Detector, images: TaskImages, ref: str, tz: tzinfo) -> Analysis:
     """Read the task's image from where it may be read, decode and detect (a worker thread)."""
-    try:
-        data = images.read(ref)
-    except AnnotationError as err:
-        raise InvalidInput(f"{where}.data", err.message) from None
-    return analyse(detector, data, ref, tz)
+    return analyse(detector, images.read(ref), ref, tz)
 
 
 def predicted_labels(analysis: Analysis, taxonomy: Taxonomy, rectangles: RectangleControl) -> list[Label]:

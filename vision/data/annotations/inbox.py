@@ -1,0 +1,145 @@
+"""The inbox of annotations received from Label Studio: no annotation lost, none taken twice.
+
+Annotations arrive by the webhook, by `streetorder data pull` (Label Studio's API, which also
+brings back what a webhook missed) and by the older `/train` call. Each task's latest annotation
+is one file `<annotations_dir>/inbox/<project>-<task>.json`, written as one task of a Label Studio
+JSON export, with the project's labelling config beside it (the classes its annotators could
+draw, so an import never takes the whole taxonomy as labelled). A ledger
+(`<annotations_dir>/received.json`) keeps the version of every annotation received, so the same
+annotation coming twice (webhook and pull, two pulls) is recognised and recorded once, also after
+a retraining job has consumed it; an edited annotation is a new version and comes in again.
+
+Writers may be the service's threads and a CLI process at once: the ledger and the inbox change
+under one file lock. Only the standard library: the service imports this module.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+LEDGER = "received.json"
+
+
+def inbox(annotations_dir: Path) -> Path:
+    return annotations_dir / "inbox"
+
+
+def inbox_file(annotations_dir: Path, project: Any, task_id: Any) -> Path:
+    safe = [re.sub(r"[^0-9A-Za-z_.-]", "_", str(v))[:40] for v in (project, task_id)]
+    return inbox(annotations_dir) / f"{safe[0]}-{safe[1]}.json"
+
+
+def annotation_version(annotation: dict[str, Any]) -> str:
+    """What tells two versions of one annotation apart: its `updated_at` (read as UTC, however
+    Label Studio formatted it), else a hash of its result."""
+    stamp = annotation.get("updated_at")
+    if isinstance(stamp, str) and stamp:
+        try:
+            moment = datetime.fromisoformat(stamp)
+        except ValueError:
+            return stamp
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+    result = json.dumps(annotation.get("result"), sort_keys=True, ensure_ascii=False, default=str)
+    return "sha256:" + hashlib.sha256(result.encode()).hexdigest()
+
+
+@contextmanager
+def _locked(annotations_dir: Path) -> Iterator[dict[str, Any]]:
+    """The ledger, read under an exclusive lock and written back atomically."""
+    annotations_dir.mkdir(parents=True, exist_ok=True)
+    with (annotations_dir / ".inbox.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        path = annotations_dir / LEDGER
+        ledger = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        yield ledger
+        _write_json(path, ledger)
+
+
+def _write_json(path: Path, body: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.part")
+    temporary.write_text(json.dumps(body, ensure_ascii=False, sort_keys=True), encoding="utf-8")
+    temporary.replace(path)
+
+
+def record_annotation(
+    annotations_dir: Path,
+    project: Any,
+    task: dict[str, Any],
+    annotation: dict[str, Any],
+    *,
+    label_config: str | None = None,
+    via: str = "webhook",
+) -> bool:
+    """Keep the task with this annotation unless this very version was received before.
+
+    True when it was new (written to the inbox), False for a repeat.
+    """
+    key = f"{project}/{task.get('id')}"
+    seen = {"annotation": annotation.get("id"), "version": annotation_version(annotation)}
+    with _locked(annotations_dir) as ledger:
+        known = ledger.get(key)
+        if known and {k: known.get(k) for k in seen} == seen:
+            return False
+        record: dict[str, Any] = {
+            "id": task.get("id"),
+            "project": project,
+            "data": task.get("data") or {},
+            "annotations": [annotation],
+        }
+        if label_config:
+            record["label_config"] = label_config
+        _write_json(inbox_file(annotations_dir, project, task.get("id")), record)
+        ledger[key] = {**seen, "via": via}
+    return True
+
+
+def forget_annotation(annotations_dir: Path, project: Any, task_id: Any, annotation_id: Any) -> bool:
+    """Drop a deleted annotation from the inbox (only if it is the one kept there)."""
+    path = inbox_file(annotations_dir, project, task_id)
+    with _locked(annotations_dir):
+        if not path.exists():
+            return False
+        kept = json.loads(path.read_text(encoding="utf-8"))["annotations"][0]
+        if kept.get("id") != annotation_id:
+            return False
+        path.unlink()
+    return True
+
+
+def pending_annotations(annotations_dir: Path) -> list[Path]:
+    folder = inbox(annotations_dir)
+    return sorted(folder.glob("*.json")) if folder.is_dir() else []
+
+
+def claim_pending(annotations_dir: Path, into: Path) -> list[Path]:
+    """Move every waiting annotation into `into` (a job's folder) at once, so that one arriving
+    meanwhile stays in the inbox for the next job instead of being moved unread."""
+    into.mkdir(parents=True, exist_ok=True)
+    with _locked(annotations_dir):
+        claimed = []
+        for path in pending_annotations(annotations_dir):
+            target = into / path.name
+            path.replace(target)
+            claimed.append(target)
+    return claimed
+
+
+def return_to_inbox(annotations_dir: Path, files: list[Path]) -> None:
+    """Put claimed annotations back (they could not be imported), unless a newer one of the same
+    task arrived meanwhile."""
+    with _locked(annotations_dir):
+        for path in files:
+            target = inbox(annotations_dir) / path.name
+            if target.exists():
+                path.unlink()
+            else:
+                path.replace(target)
