@@ -25,7 +25,7 @@ from vision.core.taxonomy import load_taxonomy
 from vision.data.annotations.coords import from_coco, from_percent, from_yolo, to_percent, to_yolo
 from vision.data.annotations.dataset import Dataset
 from vision.data.annotations.images import ImageFinder, TaskImages, inside
-from vision.data.annotations.importer import import_export
+from vision.data.annotations.importer import import_export as import_any
 from vision.data.annotations.label_config import rectangle_control
 from vision.data.annotations.readers import read_export
 from vision.data.annotations.records import AnnotationError, Label
@@ -88,6 +88,7 @@ def labelstudio_json(root: Path, regions: list[dict[str, Any]] | None = None) ->
     tasks = [
         {
             "id": 11,
+            "project": 1,
             "data": {"image": "/data/upload/1/1a2b3c4d-street.jpg"},
             "annotations": [
                 {"id": 1, "result": [], "was_cancelled": True, "updated_at": "2025-09-30T10:00:00Z"},
@@ -97,6 +98,7 @@ def labelstudio_json(root: Path, regions: list[dict[str, Any]] | None = None) ->
         },
         {
             "id": 12,
+            "project": 1,
             "data": {"image": "/data/local-files/?d=photos/corner.png"},
             "annotations": [{"id": 3, "result": [ls_region("overflowing_bin", (20, 10, 60, 50))]}],
         },
@@ -208,6 +210,24 @@ EXPORTS = {
 }
 
 
+# The labelling config of the exports' Label Studio project: four labels, one not ours (a tree).
+PROJECT_CONFIG = (
+    '<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
+    '<Label value="garbage"/><Label value="car"/><Label value="overflowing_bin"/><Label value="tree"/>'
+    "</RectangleLabels></View>"
+)
+
+
+def project_config(project: str | None) -> str | None:
+    """What Label Studio's API (or --label-config) gives for the exports' project 1."""
+    return PROJECT_CONFIG if project in ("1", None) else None
+
+
+def import_export(*args: Any, **kwargs: Any) -> Any:
+    """Imports as the CLI does with the project's labelling config at hand."""
+    return import_any(*args, label_config_of=project_config, **kwargs)
+
+
 def finder_for(root: Path) -> ImageFinder:
     return ImageFinder([root / "media" / "upload"], TaskImages(files_root=root / "files"), root / "store")
 
@@ -228,6 +248,8 @@ def test_each_format_lands_in_a_versioned_dataset_in_pixels(kind: str, tmp_path:
     assert file_sha256(saved.file(entry)) == entry["sha256"]
     if kind == "cvat-yolo":  # the export's label list says what its annotators could label
         assert entry["labelled"] == ["garbage", "car"]
+    if kind.startswith("labelstudio-") and kind != "labelstudio-yolo":  # the project's config does
+        assert entry["labelled"] == ["garbage", "overflow", "car"]
     if kind == "labelstudio-json":
         assert counts["unlabelled"] == 1  # a task nobody annotated is not a negative
         second = saved.images[file_sha256(images[1])]
@@ -505,25 +527,85 @@ def test_queue_exports_read_back_through_the_importers(tmp_path: Path) -> None:
         assert boxes == {n: pytest.approx(list(b), abs=0.1) for n, b in BOXES}
 
 
-def test_cli_import_reports_problems_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    export, _ = labelstudio_json(tmp_path, [ls_region("tree", (10, 10, 50, 50))])
-    argv = [
+def import_argv(export: Path, root: Path) -> list[str]:
+    """`streetorder data import` of an export written by the helpers above, into root/datasets."""
+    return [
         "data",
         "import",
         str(export),
         "--dataset",
         "bureau",
         "--images",
-        str(tmp_path / "media" / "upload"),
+        str(root / "media" / "upload"),
         "--files-root",
-        str(tmp_path / "files"),
+        str(root / "files"),
         "--datasets-dir",
-        str(tmp_path / "datasets"),
+        str(root / "datasets"),
         "--store",
-        str(tmp_path / "store"),
+        str(root / "store"),
         "--no-holdout-check",
     ]
+
+
+def test_cli_import_reports_problems_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    export, _ = labelstudio_json(tmp_path, [ls_region("tree", (10, 10, 50, 50))])
+    argv = [*import_argv(export, tmp_path), "--labelled", "garbage,car,overflow"]
     assert main(argv) == 1
     assert "export.json: tasks[0] (id 11).annotations[1].result[0]: label 'tree'" in capsys.readouterr().err
     assert main([*argv, "--skip-invalid"]) == 0
     assert "bureau v1: 1 added" in capsys.readouterr().out
+
+
+def test_labelled_classes_come_from_the_projects_config_never_the_whole_taxonomy(tmp_path: Path) -> None:
+    """Issue 29: a Label Studio export says nothing of its labels; without its project's config an
+    import refuses to guess, with the config it records exactly the classes annotators could draw."""
+    export, _ = labelstudio_json(tmp_path)
+    dataset = Dataset.open("bureau", tmp_path / "datasets")
+    counts, problems = import_any(export, dataset, finder_for(tmp_path), at=AT)
+    assert counts["added"] == 0 and len(problems) == 2
+    assert all("which classes could its annotators label?" in p.message for p in problems)
+    assert "labelling config of project 1" in problems[0].message
+    assert not (tmp_path / "datasets" / "bureau").exists()
+    asked: list[str | None] = []
+    counts, problems = import_any(
+        export,
+        dataset,
+        finder_for(tmp_path),
+        at=AT,
+        label_config_of=lambda p: asked.append(p) or PROJECT_CONFIG,
+    )
+    assert problems == [] and counts["added"] == 2 and asked == ["1"]  # read once per project
+    assert {tuple(e["labelled"]) for e in dataset.images.values()} == {("garbage", "overflow", "car")}
+
+
+def test_an_inbox_task_carries_its_projects_config(tmp_path: Path) -> None:
+    """The webhook and the pull keep the project's config with each task: stall, offered and unused,
+    is labelled (an image without a stall is a negative for it); poster, not offered, stays masked."""
+    export, images = labelstudio_json(tmp_path)
+    tasks = json.loads(export.read_text())
+    config = PROJECT_CONFIG.replace('<Label value="tree"/>', '<Label value="stall"/>')
+    for task in tasks:
+        task["label_config"] = config
+    export.write_text(json.dumps(tasks))
+    dataset = Dataset.open("bureau", tmp_path / "datasets")
+    counts, problems = import_any(export, dataset, finder_for(tmp_path), at=AT)
+    assert problems == [] and counts["added"] == 2
+    entry = dataset.images[file_sha256(images[0])]
+    assert entry["labelled"] == ["garbage", "overflow", "car", "stall"]
+    [(_, data_yaml)] = dataset.build(tmp_path / "built")
+    assert yaml.safe_load(data_yaml.read_text())["names"] == ["garbage", "overflow", "car", "stall"]
+
+
+def test_cli_import_reads_the_label_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    export, _ = labelstudio_json(tmp_path)
+    argv = import_argv(export, tmp_path)
+    assert main(argv) == 1
+    assert "which classes could its annotators label?" in capsys.readouterr().err
+    config = _text(tmp_path / "label_config.xml", PROJECT_CONFIG)
+    assert main([*argv, "--label-config", str(config)]) == 0
+    assert "bureau v1: 2 added" in capsys.readouterr().out
+    entry = next(iter(Dataset.open("bureau", tmp_path / "datasets").images.values()))
+    assert entry["labelled"] == ["garbage", "overflow", "car"]
+    with pytest.raises(SystemExit) as usage:
+        main([*argv, "--label-config", str(tmp_path / "missing.xml")])
+    assert usage.value.code == 2

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from vision.data.annotations.dataset import DATASETS_DIR, Dataset
 from vision.data.annotations.images import DEFAULT_STORE, ImageFinder, TaskImages
 from vision.data.annotations.importer import import_export
+from vision.data.annotations.pull import LabelStudio
 from vision.data.annotations.readers import FORMATS
 from vision.data.annotations.records import AnnotationError
 
@@ -34,8 +36,18 @@ def cli(argv: list[str]) -> int:
         help="Label Studio's local-files document root (for /data/local-files/?d=...)",
     )
     parser.add_argument(
+        "--label-config",
+        type=Path,
+        help="the Label Studio project's labelling config (XML: Settings > Labeling Interface > Code); "
+        "default: read from Label Studio (STREETORDER_LABELSTUDIO_URL and _TOKEN) for the tasks' project",
+    )
+    parser.add_argument(
+        "--project", type=int, help="the Label Studio project of the export (JSON-MIN does not say)"
+    )
+    parser.add_argument(
         "--labelled",
-        help="comma-separated classes the annotators labelled (default: the export's label list, else all)",
+        help="comma-separated classes the annotators labelled (default: the export's label list or its "
+        "project's labelling config; never the whole taxonomy)",
     )
     parser.add_argument(
         "--negatives", action="store_true", help="keep images without boxes as negative images"
@@ -51,6 +63,10 @@ def cli(argv: list[str]) -> int:
         "--no-holdout-check", action="store_true", help="do not refuse images of the frozen holdout"
     )
     args = parser.parse_args(argv)
+    try:
+        label_config_of = label_configs(args)
+    except ValueError as err:
+        parser.error(str(err))
     refused: dict[str, str] = {}
     if not args.no_holdout_check:
         from vision.modelops.promote import holdout_refusals
@@ -67,6 +83,7 @@ def cli(argv: list[str]) -> int:
             format_name=args.format,
             negatives=args.negatives,
             labelled=labelled,
+            label_config_of=label_config_of,
             skip_invalid=args.skip_invalid,
             refused=refused,
         )
@@ -87,3 +104,28 @@ def cli(argv: list[str]) -> int:
         f"{len(problems)} problem(s) ({dataset.path})"
     )
     return 0
+
+
+def label_configs(args: argparse.Namespace) -> Callable[[str | None], str | None] | None:
+    """Where the labelling config of an export's project comes from: --label-config, or Label
+    Studio itself (the tasks' project, or --project) when its URL and token are configured."""
+    if args.label_config:
+        try:
+            text = args.label_config.read_text(encoding="utf-8")
+        except OSError as err:
+            raise ValueError(f"--label-config {args.label_config}: {err.strerror or err}") from None
+        return lambda project: text
+    from serve.cases.settings import get_settings
+
+    settings = get_settings()
+    if not (settings.labelstudio_url and settings.labelstudio_token):
+        if args.project is not None:
+            raise ValueError("--project needs STREETORDER_LABELSTUDIO_URL and STREETORDER_LABELSTUDIO_TOKEN")
+        return None
+    client = LabelStudio(settings.labelstudio_url, settings.labelstudio_token)
+
+    def of(project: str | None) -> str | None:
+        wanted = str(args.project) if args.project is not None else project
+        return str(client.project(wanted).get("label_config") or "") or None if wanted else None
+
+    return of

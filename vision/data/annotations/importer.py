@@ -4,13 +4,14 @@ add nothing when it has problems (unless asked to skip the invalid images)."""
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from vision.core.taxonomy import Taxonomy, load_taxonomy
 from vision.data.annotations.dataset import Dataset
 from vision.data.annotations.images import ImageFinder
+from vision.data.annotations.label_config import box_labels
 from vision.data.annotations.readers import read_export
 from vision.data.annotations.records import Problem, Sample
 from vision.data.annotations.validate import validate
@@ -25,6 +26,7 @@ def import_export(
     format_name: str = "auto",
     negatives: bool = False,
     labelled: Sequence[str] | None = None,
+    label_config_of: Callable[[str | None], str | None] | None = None,
     skip_invalid: bool = False,
     refused: dict[str, str] | None = None,
     at: datetime | None = None,
@@ -33,11 +35,21 @@ def import_export(
     """Read, validate and add an export to a dataset as one new version.
 
     With problems and without `skip_invalid` nothing is added (the dataset is left as it was).
+    `label_config_of(project)`: the labelling config of a Label Studio project (None: all projects)
+    for the images whose export does not say which classes its annotators could label.
     `refused`: image sha256 -> why it may not be added (the frozen holdout).
     """
     taxonomy = taxonomy or load_taxonomy()
     with tempfile.TemporaryDirectory(prefix="streetorder-import-") as unpacked:
         export = read_export(path, format_name, Path(unpacked))
+        if labelled is None and label_config_of is not None:
+            configs: dict[str | None, tuple[str, ...] | None] = {}
+            for raw in export.samples:
+                if raw.labelled is None:
+                    if raw.project not in configs:
+                        config = label_config_of(raw.project)
+                        configs[raw.project] = box_labels(config) if config else None
+                    raw.labelled = configs[raw.project]
         if path.suffix.lower() == ".zip":  # the images exist only in the archive: keep them
             finder.folders.insert(0, Path(unpacked))
         samples, problems = validate(export, finder, taxonomy, negatives=negatives, labelled=labelled)

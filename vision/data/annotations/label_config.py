@@ -25,11 +25,8 @@ class RectangleControl:
 MAX_CONFIG_CHARS = 200_000
 
 
-def rectangle_control(config: str | None, taxonomy: Taxonomy | None = None) -> RectangleControl:
-    """Read the first RectangleLabels of a labelling config (the default one when none is given)."""
-    taxonomy = taxonomy or load_taxonomy()
-    if not config:
-        return RectangleControl("label", "image", "image", {n: n for n in taxonomy.names})
+def _box_control(config: str) -> tuple[ElementTree.Element, ElementTree.Element]:
+    """The config's root and its first RectangleLabels, refusing what is not a labelling config."""
     if len(config) > MAX_CONFIG_CHARS:
         raise AnnotationError("label_config", f"over {MAX_CONFIG_CHARS} characters")
     if "<!DOCTYPE" in config or "<!ENTITY" in config:
@@ -41,6 +38,21 @@ def rectangle_control(config: str | None, taxonomy: Taxonomy | None = None) -> R
     control = next((e for e in root.iter() if e.tag == "RectangleLabels"), None)
     if control is None:
         raise AnnotationError("label_config", "no <RectangleLabels> control: this backend predicts boxes")
+    return root, control
+
+
+def box_labels(config: str) -> tuple[str, ...]:
+    """The label values a config's box control offers: what its annotators could draw."""
+    _, control = _box_control(config)
+    return tuple(label.get("value", "") for label in control.iter("Label"))
+
+
+def rectangle_control(config: str | None, taxonomy: Taxonomy | None = None) -> RectangleControl:
+    """Read the first RectangleLabels of a labelling config (the default one when none is given)."""
+    taxonomy = taxonomy or load_taxonomy()
+    if not config:
+        return RectangleControl("label", "image", "image", {n: n for n in taxonomy.names})
+    root, control = _box_control(config)
     from_name, to_name = control.get("name", ""), control.get("toName", "")
     image = next((e for e in root.iter() if e.get("name") == to_name), None)
     value = image.get("value", "") if image is not None else ""
@@ -49,8 +61,7 @@ def rectangle_control(config: str | None, taxonomy: Taxonomy | None = None) -> R
             "label_config", f'RectangleLabels toName={to_name!r} names no <Image value="$...">'
         )
     labels: dict[str, str] = {}
-    for label in control.iter("Label"):
-        name = label.get("value", "")
+    for name in box_labels(config):
         cls = taxonomy.resolve(name)
         if cls is not None and cls.name not in labels:
             labels[cls.name] = name

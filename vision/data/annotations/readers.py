@@ -16,6 +16,7 @@ import yaml
 from tqdm import tqdm
 
 from vision.data.annotations.images import inside
+from vision.data.annotations.label_config import box_labels
 from vision.data.annotations.records import AnnotationError, Problem, RawBox, RawSample, ReadExport
 from vision.data.datamix import IMAGE_SUFFIXES
 
@@ -100,7 +101,9 @@ def _boxes(
 
 def read_labelstudio_json(path: Path) -> ReadExport:
     """Label Studio's JSON export: tasks with `data` and `annotations[].result[]`; the latest
-    annotation that was not cancelled counts."""
+    annotation that was not cancelled counts. A task that carries its project's `label_config`
+    (the annotations inbox keeps it) says what its annotators could label; else its `project`
+    lets the importer find that config."""
     tasks = load_json(path)
     if not isinstance(tasks, list):
         raise AnnotationError(f"{path}", "a Label Studio JSON export is a list of tasks")
@@ -135,7 +138,24 @@ def read_labelstudio_json(path: Path) -> ReadExport:
             continue
         declared: list[tuple[int, int]] = []
         boxes = _boxes(result, at, export.problems, declared)
-        export.samples.append(RawSample(image, boxes, where, path.parent, declared[0] if declared else None))
+        config = task.get("label_config")
+        try:
+            offered = box_labels(config) if isinstance(config, str) else None
+        except AnnotationError as err:
+            export.problems.append(Problem(f"{where}.label_config", err.message))
+            continue
+        project = task.get("project")
+        export.samples.append(
+            RawSample(
+                image,
+                boxes,
+                where,
+                path.parent,
+                declared[0] if declared else None,
+                offered,
+                None if project is None else str(project),
+            )
+        )
     return export
 
 

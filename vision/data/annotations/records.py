@@ -50,6 +50,7 @@ class RawSample:
     base: Path  # folder that relative image references are read against
     declared_size: tuple[int, int] | None = None  # (width, height) the export says the image has
     labelled: tuple[str, ...] | None = None  # label names this export's annotators could choose from
+    project: str | None = None  # the Label Studio project of the task, when the export says
 
 
 @dataclass(frozen=True)

@@ -61,13 +61,26 @@ def validate(
 ) -> tuple[list[Sample], list[Problem]]:
     """Resolve images and turn raw boxes into pixel labels with taxonomy names; collect problems.
 
-    `labelled`: the taxonomy classes the annotators labelled (default: the export's own label list,
-    else every taxonomy class).
+    `labelled`: the taxonomy classes the annotators labelled (default: the export's own label list
+    or its project's labelling config). Never the whole taxonomy by default: a class nobody could
+    draw would be taught as background.
     """
     problems = list(export.problems)
     samples: list[Sample] = []
     seen: dict[str, str] = {}
     for raw in tqdm(export.samples, desc="check images", file=sys.stderr, disable=len(export.samples) < 200):
+        names = labelled if labelled is not None else raw.labelled
+        if names is None:
+            project = f"project {raw.project}" if raw.project else "the project"
+            problems.append(
+                Problem(
+                    raw.where,
+                    f"which classes could its annotators label? the labelling config of {project} is "
+                    "needed (--label-config FILE, --project with Label Studio's URL and token, "
+                    "or --labelled)",
+                )
+            )
+            continue
         try:
             path = finder.find(raw.image, raw.base)
             width, height = oriented_size(path)
@@ -125,8 +138,7 @@ def validate(
             problems.append(Problem(raw.where, f"the same image as {seen[sha]}"))
             continue
         seen[sha] = raw.where
-        names = labelled if labelled is not None else raw.labelled
-        chosen = {c.name for c in map(taxonomy.resolve, names or taxonomy.names) if c}
+        chosen = {c.name for c in map(taxonomy.resolve, names) if c}
         covered = [n for n in taxonomy.names if n in chosen]  # taxonomy order
         samples.append(Sample(path.resolve(), sha, width, height, labels, tuple(covered), raw.where))
     return samples, problems
