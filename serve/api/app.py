@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request, Response
 
 from serve.api.deps import MAX_ID
 from serve.api.limits import BodyLimit
+from serve.api.pull import AnnotationPuller
 from serve.api.reload import ModelReloader
 from serve.api.routers import (
     cameras,
@@ -82,9 +83,11 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
             log.error("model not loaded, detection endpoints answer 503: %s", service.model_error)
         app.state.service = service
         reloader.start()
+        puller = AnnotationPuller(settings, service.clock).start()  # what a webhook missed comes in
         try:
             yield
         finally:
+            puller.stop()
             reloader.stop()
             sessions.kw["bind"].dispose()
 

@@ -50,7 +50,14 @@ class Settings(BaseSettings):
     labelstudio_url: str = Field(
         default="", description="Label Studio's base URL (task images are fetched from it)"
     )
-    labelstudio_token: str = Field(default="", description="Label Studio access token to fetch task images")
+    labelstudio_token: str = Field(
+        default="", description="Label Studio access token: task images and `data pull` fetch with it"
+    )
+    labelstudio_pull_s: float = Field(
+        default=0.0,
+        description="the service pulls annotations from Label Studio's API this often, seconds (0: never; "
+        "the webhook alone can lose an annotation)",
+    )
     annotations_dir: Path = Field(
         default=Path("annotations"), description="annotations received by webhook, and queued retraining jobs"
     )

@@ -27,6 +27,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "serve.cli.data_queue",
         "pick images worth labelling: Label Studio tasks and a CVAT YOLO zip",
     ),
+    "pull": (
+        "serve.cli.data_pull",
+        "fetch annotations made in Label Studio since the last pull (its API) into the inbox",
+    ),
 }
 
 

@@ -1,0 +1,78 @@
+"""Pulling annotations from Label Studio on a timer, so that what a webhook missed still comes in.
+
+`pull_and_queue` is the one pull (vision/data/annotations/pull.py) plus the retraining job the
+webhook would have queued (`retrain_after`); `streetorder data pull` runs it once, and a service
+with `labelstudio_pull_s` > 0 and Label Studio's URL and token runs it in a small thread, like
+the model reloader. A failed pull (Label Studio down) is logged and tried again next time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from serve.cases.settings import Settings
+from vision.data.annotations.pull import LabelStudio, PullReport, pull
+from vision.modelops.retrain import Job, queue_if_due
+
+log = logging.getLogger("streetorder.pull")
+
+
+@dataclass(frozen=True)
+class PullOutcome:
+    report: PullReport
+    pending: int  # annotations waiting for retraining
+    job: Job | None  # queued (or extended) by this pull
+
+
+def pull_and_queue(
+    settings: Settings, at: datetime, *, projects: list[int] | None = None, everything: bool = False
+) -> PullOutcome:
+    """Pull new annotations into the inbox; queue a retraining job when `retrain_after` are waiting."""
+    client = LabelStudio(settings.labelstudio_url, settings.labelstudio_token)
+    report = pull(client, settings.annotations_dir, projects=projects, everything=everything)
+    due = settings.retrain_after if report.new else 0  # nothing new: nothing to queue
+    pending, job = queue_if_due(settings.annotations_dir, due, at, None)
+    return PullOutcome(report, pending, job)
+
+
+class AnnotationPuller:
+    """Runs `pull_and_queue` every `labelstudio_pull_s` seconds in a daemon thread."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], datetime]) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.enabled = settings.labelstudio_pull_s > 0 and bool(
+            settings.labelstudio_url and settings.labelstudio_token
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="annotation pull", daemon=True)
+
+    def start(self) -> AnnotationPuller:
+        if self.enabled:
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.settings.labelstudio_pull_s):
+            try:
+                outcome = pull_and_queue(self.settings, self.clock())
+            except Exception:  # Label Studio down or answering nonsense: try again next time
+                log.exception("pulling annotations from %s failed", self.settings.labelstudio_url)
+                continue
+            if outcome.report.new:
+                log.info(
+                    "pulled %d new annotation(s) (%d repeats); %d waiting%s",
+                    outcome.report.new,
+                    outcome.report.repeats,
+                    outcome.pending,
+                    f"; job {outcome.job.id} queued" if outcome.job else "",
+                )
