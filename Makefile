@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint setup postgres browser
+.PHONY: demo test lint setup postgres browser labelstudio
 
 setup:
 	fc-list :lang=zh file | grep -q . || (apt-get update && apt-get install -y fonts-wqy-microhei fonts-wqy-zenhei fonts-arphic-ukai)
@@ -24,7 +24,7 @@ $(INSTALLED): pyproject.toml | $(PY)
 demo: $(INSTALLED)
 	$(PY) -m serve.cli.demo
 
-test: $(INSTALLED) postgres browser
+test: $(INSTALLED) postgres browser labelstudio
 	$(PY) -m pytest
 
 # The storage and API tests also run on a real PostgreSQL that tests/conftest.py starts and stops;
@@ -42,6 +42,18 @@ browser:
 	  { [ "$$(id -u)" = 0 ] && (apt-get install -y --no-install-recommends $(BROWSER_PACKAGES) || \
 	    (apt-get update && apt-get install -y --no-install-recommends $(BROWSER_PACKAGES))); } || \
 	  echo "chromium not installed: the console's browser tests will be skipped"
+
+# The annotators' loop test (tests/test_labelstudio_server.py) runs a real Label Studio from PyPI in a
+# virtualenv of its own (it pins Django and much else, so never in .venv); created once, marked
+# complete by .installed. Without it (no PyPI) that test is skipped with this reason.
+LABELSTUDIO_VERSION := 1.23.2
+LABELSTUDIO_VENV ?= $(HOME)/.cache/streetorder/labelstudio-venv
+labelstudio:
+	@test -f $(LABELSTUDIO_VENV)/.installed || \
+	  { rm -rf $(LABELSTUDIO_VENV) && $(PYTHON) -m venv $(LABELSTUDIO_VENV) && \
+	    $(LABELSTUDIO_VENV)/bin/pip install -q label-studio==$(LABELSTUDIO_VERSION) && \
+	    touch $(LABELSTUDIO_VENV)/.installed; } || \
+	  echo "Label Studio not installed: tests/test_labelstudio_server.py will be skipped"
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check vision serve tests

@@ -30,38 +30,26 @@ import argparse
 import json
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vision.data.annotations.label_config import label_config  # after the path above: runs from a checkout
-
-
-class LabelStudio:
-    def __init__(self, url: str, token: str) -> None:
-        self.url = url.rstrip("/")
-        self.token = token
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.url + path,
-            data=data,
-            method=method,
-            headers={"Authorization": f"Token {self.token}", "Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=120) as response:
-                text = response.read().decode()
-        except urllib.error.HTTPError as err:
-            raise SystemExit(f"{method} {path}: HTTP {err.code}: {err.read().decode()[:500]}") from None
-        return json.loads(text) if text else None
+# after the path above: runs from a checkout
+from vision.data.annotations.label_config import label_config
+from vision.data.annotations.pull import LabelStudio
+from vision.data.annotations.records import AnnotationError
 
 
 def main() -> int:
+    try:
+        return check()
+    except AnnotationError as err:  # a Label Studio call failed: which one, and its answer
+        print(f"labelstudio_check: {err}", file=sys.stderr)
+        return 1
+
+
+def check() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ls-url", required=True)
     parser.add_argument("--ls-token", required=True, help="a Label Studio user token (legacy token)")

@@ -15,7 +15,6 @@ import io
 import math
 import shutil
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,7 +27,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from conftest import Clock, Service, _free_port
+from conftest import Clock, Service, serving
 from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service as DriverService
@@ -150,8 +149,6 @@ def open311(live: Live, code: str, lat: float, lon: float, description: str) -> 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     """The service on a real uvicorn at 127.0.0.1 (in a thread, with a test clock), SQLite, current model."""
-    import uvicorn
-
     from serve.api.app import create_app
     from serve.cases.auth import create_key
     from serve.cases.db import transaction
@@ -164,30 +161,19 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     )
     clock = Clock(START)
     app = create_app(settings, clock=clock)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "service did not start"
-        time.sleep(0.05)
-    state = app.state.service
-    keys = {}
-    with transaction(state.sessions) as session:
-        for name, scopes in {
-            "console": ["cases:read", "cases:write"],
-            "report": ["report"],
-            "detect": ["detect"],
-        }.items():
-            keys[name], _ = create_key(
-                session, name=name, scopes=scopes, pepper=state.verifier.pepper, now=START
-            )
-    try:
-        yield Live(f"http://127.0.0.1:{port}", clock, keys, state)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serving(app) as url:
+        state = app.state.service
+        keys = {}
+        with transaction(state.sessions) as session:
+            for name, scopes in {
+                "console": ["cases:read", "cases:write"],
+                "report": ["report"],
+                "detect": ["detect"],
+            }.items():
+                keys[name], _ = create_key(
+                    session, name=name, scopes=scopes, pepper=state.verifier.pepper, now=START
+                )
+        yield Live(url, clock, keys, state)
 
 
 @pytest.fixture(scope="module")

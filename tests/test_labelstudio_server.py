@@ -1,0 +1,325 @@
+"""The annotators' loop against a real Label Studio (issue 29), as docs/annotation.md tells a new user.
+
+Label Studio comes from PyPI into a virtualenv of its own (`make labelstudio`: it pins Django and
+much else) and runs on a loopback port with a temporary data folder; the service runs on a real
+uvicorn with the current model. Through Label Studio's own REST API the test creates a project
+with streetorder's labelling config, adds the local storage (on a sub-folder: the document root
+itself is refused), connects the ML backend, has Label Studio retrieve predictions (one task's
+image leaves the allowed folder: it gets an empty prediction, the others theirs), submits an
+annotation before the webhook has its key (401: the webhook loses it, `data pull` brings it),
+edits it after (the webhook brings the new version, the next pull recognises it), imports the
+project's export (labelled: exactly the project's classes) and the inbox, and starts training
+(a queued retraining job).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import pytest
+from conftest import _free_port, serving
+
+from serve.cases.settings import Settings, get_settings
+from serve.cli.main import main
+from vision.core.taxonomy import load_taxonomy
+from vision.data.annotations.dataset import Dataset
+from vision.data.annotations.images import ImageFinder, TaskImages
+from vision.data.annotations.inbox import pending_annotations
+from vision.data.annotations.label_config import label_config
+from vision.data.annotations.pull import LabelStudio
+from vision.data.annotations.records import AnnotationError
+from vision.modelops.retrain import import_inbox, list_jobs
+
+VENV = Path(
+    os.environ.get(
+        "STREETORDER_LABELSTUDIO_VENV", Path.home() / ".cache" / "streetorder" / "labelstudio-venv"
+    )
+)
+# training photos: the frozen holdout (the validation splits) is never imported
+PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "garbage-cn" / "images" / "train"
+TAXONOMY = load_taxonomy()
+START_TIMEOUT_S = 900  # the first start migrates Label Studio's database: minutes on two cores
+
+
+@dataclass
+class Loop:
+    ls: LabelStudio
+    ls_url: str
+    root: Path  # Label Studio's local-files document root (and the service's files root)
+    settings: Settings  # the service's
+    backend: str  # the service's /labelstudio URL
+    key: str  # an `annotate` key
+    model_version: str  # of the model the service loaded
+
+
+def wait_until(check: Any, seconds: float, what: str) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"{what}: not within {seconds:g} s")
+
+
+@pytest.fixture(scope="module")
+def labelstudio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LabelStudio, Path]]:
+    """Label Studio from PyPI on 127.0.0.1, local files served from a temporary document root."""
+    executable = VENV / "bin" / "label-studio"
+    if not (VENV / ".installed").exists() or not executable.exists():
+        pytest.skip(f"Label Studio is not installed in {VENV} (`make labelstudio` installs it from PyPI)")
+    folder = tmp_path_factory.mktemp("labelstudio")
+    root = folder / "files"
+    (root / "photos").mkdir(parents=True)
+    token = secrets.token_hex(20)
+    port = _free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("STREETORDER_", "DJANGO_"))},
+        "LABEL_STUDIO_BASE_DATA_DIR": str(folder / "data"),
+        "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
+        "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(root),
+        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",  # `Authorization: Token <user token>`
+        "ML_BLOCK_LOCAL_IP": "false",  # the service runs on 127.0.0.1
+        "SSRF_PROTECTION_ENABLED": "false",  # ... and so do its webhooks
+    }
+    log = (folder / "labelstudio.log").open("wb")
+    server = subprocess.Popen(
+        [
+            str(executable),
+            "start",
+            "--no-browser",
+            "--internal-host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--username",
+            "annotator@example.com",
+            "--password",
+            secrets.token_hex(8),
+            "--user-token",
+            token,
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    ls = LabelStudio(url, token)
+
+    def up() -> bool:
+        assert server.poll() is None, (folder / "labelstudio.log").read_text(errors="replace")[-3000:]
+        try:
+            return bool(ls.call("GET", "/api/projects"))
+        except AnnotationError:
+            return False
+
+    try:
+        wait_until(up, START_TIMEOUT_S, f"Label Studio on {url} (log: {folder / 'labelstudio.log'})")
+        yield ls, root
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def loop(labelstudio: tuple[LabelStudio, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
+    """The service with the current model on a real uvicorn, reading task images under the same root."""
+    from serve.api.app import create_app
+    from serve.cases.auth import create_key
+    from serve.cases.db import transaction
+
+    ls, root = labelstudio
+    folder = tmp_path_factory.mktemp("service")
+    settings = Settings(
+        secret="labelstudio-test-secret-0123456789",
+        db_url=f"sqlite:///{folder / 'cases.db'}",
+        evidence_dir=folder / "evidence",
+        labelstudio_files_root=root,
+        labelstudio_url=ls.url,
+        labelstudio_token=ls.token,
+        annotations_dir=folder / "annotations",
+    )
+    app = create_app(settings)
+    with serving(app) as url:
+        state = app.state.service
+        if state.detector is None:
+            pytest.skip(f"no current model: {state.model_error}")
+        with transaction(state.sessions) as session:
+            key, _ = create_key(
+                session,
+                name="labelstudio",
+                scopes=["annotate"],
+                pepper=state.verifier.pepper,
+                now=datetime.now(UTC),
+            )
+        yield Loop(ls, ls.url, root, settings, f"{url}/labelstudio", key, state.detector.version)
+
+
+def street_photo(root: Path) -> str:
+    """A garbage-cn training photo on which the current model finds a box, under photos/."""
+    from vision.detect.backends import load_detector
+
+    if not PHOTOS.is_dir():
+        pytest.skip(f"{PHOTOS} not found (../shared beside the project)")
+    detector = load_detector("current")
+    for path in sorted(PHOTOS.glob("*.jpg"))[:40]:
+        if len(detector(cv2.imread(str(path)))) >= 1:
+            shutil.copy(path, root / "photos" / path.name)
+            return f"photos/{path.name}"
+    pytest.skip("the current model finds nothing on the first 40 training photos")
+
+
+def results(ls: LabelStudio, path: str, **params: Any) -> list[dict[str, Any]]:
+    body = ls.call("GET", path, **params)
+    return list(body.get("results", []) if isinstance(body, dict) else body)
+
+
+def test_the_annotators_loop_against_a_real_label_studio(
+    loop: Loop, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ls = loop.ls
+    photo = street_photo(loop.root)
+    (loop.root.parent / "outside.jpg").write_bytes((loop.root / photo).read_bytes())
+
+    # 1. a project with streetorder's labelling config, and the local storage on a sub-folder
+    project = ls.call("POST", "/api/projects", {"title": "street order", "label_config": label_config()})
+    pid = project["id"]
+    with pytest.raises(AnnotationError, match="cannot be the same as LOCAL_FILES_DOCUMENT_ROOT"):
+        ls.call("POST", "/api/storages/localfiles", {"project": pid, "path": str(loop.root), "title": "root"})
+    ls.call(
+        "POST",
+        "/api/storages/localfiles",
+        {"project": pid, "path": str(loop.root / "photos"), "title": "photos", "use_blob_urls": True},
+    )
+    imported = ls.call(
+        "POST",
+        f"/api/projects/{pid}/import?return_task_ids=true",
+        [
+            {"data": {"image": f"/data/local-files/?d={photo}"}},
+            {"data": {"image": "/data/local-files/?d=../outside.jpg"}},  # leaves the allowed folder
+        ],
+    )
+    good, bad = imported["task_ids"]
+
+    # 2. the ML backend: Label Studio calls /health and /setup and says connected
+    backend = ls.call(
+        "POST",
+        "/api/ml",
+        {
+            "project": pid,
+            "url": loop.backend,
+            "title": "streetorder",
+            "auth_method": "BASIC_AUTH",
+            "basic_auth_user": "labelstudio",
+            "basic_auth_pass": loop.key,
+            "is_interactive": False,
+        },
+    )
+    backend = ls.call("GET", f"/api/ml/{backend['id']}")
+    assert backend["state"] == "CO", backend.get("error_message")  # CONNECTED
+    version = backend["model_version"]
+    assert version == loop.model_version
+
+    # 3. pre-annotations: the good task gets the model's boxes, the bad one an empty prediction
+    ls.call(
+        "POST",
+        f"/api/dm/actions?id=retrieve_tasks_predictions&project={pid}",
+        {"selectedItems": {"all": True, "excluded": []}},
+    )
+    [prediction] = results(ls, "/api/predictions", task=good)
+    assert prediction["model_version"] == version and prediction["result"]
+    names = {n for region in prediction["result"] for n in region["value"]["rectanglelabels"]}
+    assert names <= set(TAXONOMY.names)
+    assert all(region["value"]["rotation"] == 0 for region in prediction["result"])
+    assert [p["result"] for p in results(ls, "/api/predictions", task=bad)] in ([], [[]])
+
+    # 4. an annotation submitted before the webhook has its key: answered 401, lost to the webhook
+    [hook] = [h for h in ls.call("GET", "/api/webhooks", project=pid) if h["url"].startswith(loop.backend)]
+    stall = {
+        "from_name": "label",
+        "to_name": "image",
+        "type": "rectanglelabels",
+        "original_width": prediction["result"][0]["original_width"],
+        "original_height": prediction["result"][0]["original_height"],
+        "value": {"x": 5, "y": 5, "width": 20, "height": 30, "rotation": 0, "rectanglelabels": ["stall"]},
+    }
+    annotation = ls.call(
+        "POST",
+        f"/api/tasks/{good}/annotations",
+        {"result": [*prediction["result"], stall], "was_cancelled": False},
+    )
+    time.sleep(2)
+    assert pending_annotations(loop.settings.annotations_dir) == []
+
+    # ... `streetorder data pull` brings it
+    for name, value in {
+        "STREETORDER_LABELSTUDIO_URL": ls.url,
+        "STREETORDER_LABELSTUDIO_TOKEN": ls.token,
+        "STREETORDER_ANNOTATIONS_DIR": str(loop.settings.annotations_dir),
+    }.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()  # the CLI reads the environment anew
+    try:
+        assert main(["data", "pull"]) == 0
+        [kept] = pending_annotations(loop.settings.annotations_dir)
+        record = json.loads(kept.read_text())
+        assert (
+            record["annotations"][0]["id"] == annotation["id"]
+            and record["label_config"].strip() == label_config().strip()
+        )
+
+        # 5. the webhook with its key brings an edited annotation; the next pull knows that version
+        ls.call("PATCH", f"/api/webhooks/{hook['id']}", {"headers": {"Authorization": f"Token {loop.key}"}})
+        edited = [*prediction["result"][:1], stall]
+        ls.call("PATCH", f"/api/annotations/{annotation['id']}", {"result": edited})
+        wait_until(
+            lambda: len(json.loads(kept.read_text())["annotations"][0]["result"]) == 2,
+            30,
+            "the webhook of the edited annotation",
+        )
+        received = json.loads((loop.settings.annotations_dir / "received.json").read_text())
+        assert received[f"{pid}/{good}"]["via"] == "webhook"
+        assert main(["data", "pull"]) == 0
+        pulled = json.loads((loop.settings.annotations_dir / "received.json").read_text())
+        assert pulled == received  # recognised: nothing recorded twice
+
+        # 6. import: the project's export, labelled exactly as its config offers
+        export = tmp_path / "export.json"
+        export.write_text(json.dumps(ls.call("GET", f"/api/projects/{pid}/export", exportType="JSON")))
+        argv = ["data", "import", str(export), "--dataset", "bureau", "--files-root", str(loop.root)]
+        argv += ["--datasets-dir", str(tmp_path / "datasets"), "--store", str(tmp_path / "store")]
+        assert main(argv) == 0
+    finally:
+        get_settings.cache_clear()
+    [entry] = Dataset.open("bureau", tmp_path / "datasets").images.values()
+    assert entry["labelled"] == TAXONOMY.names  # streetorder's config offers every class, stall too
+    assert [label[0] for label in entry["labels"]].count("stall") == 1
+
+    # ... and the inbox, as a retraining job does first
+    finder = ImageFinder([], TaskImages(loop.root))
+    done = import_inbox(
+        loop.settings.annotations_dir, "inbox", tmp_path / "datasets", "job", finder, datetime.now(UTC)
+    )
+    assert done["added"] == 1 and done["problems"] == []
+
+    # 7. "Start training" in Label Studio: a retraining job is queued for `streetorder models retrain`
+    ls.call("POST", f"/api/ml/{backend['id']}/train")
+    jobs = wait_until(lambda: list_jobs(loop.settings.annotations_dir, "queued"), 30, "a queued job")
+    assert str(pid) in " ".join(jobs[0].body["reasons"])
