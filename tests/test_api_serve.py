@@ -34,7 +34,7 @@ def free_port() -> int:
 def test_serve_keys_and_stats_modes_end_to_end(db_url: str, tmp_path: Path) -> None:
     env = {**os.environ, "STREETORDER_SECRET": SECRET, "STREETORDER_EVIDENCE_DIR": str(tmp_path / "evidence")}
     refused = streetorder("serve", "--db", db_url, env={**env, "STREETORDER_SECRET": ""})
-    assert refused.returncode == 2 and "STREETORDER_SECRET" in refused.stderr
+    assert refused.returncode == 1 and "STREETORDER_SECRET" in refused.stderr
 
     scopes = ("--scope", "report", "--scope", "cases:read")
     created = streetorder("keys", "--db", db_url, "create", *scopes, env=env)

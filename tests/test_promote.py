@@ -298,6 +298,24 @@ def test_a_model_not_worse_on_the_holdout_is_promoted_and_can_be_rolled_back(
         promote("tiny", registry=registry, policy=load_policy(holdout_config), at=AT)
 
 
+def test_a_quick_look_is_not_a_decision(
+    models: Path, holdout_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 29: `promote --limit` was written into the history as a decision; now it only says."""
+    registry = Registry(models)
+    before = registry.read()
+    argv = ["models", "--models-dir", str(models), "--config", str(holdout_config), "promote"]
+    code = main([*argv, "street-v1-int8", "--limit", "3"])
+    said = capsys.readouterr().out
+    assert "quick look on the first 3 holdout images per set, not recorded" in said
+    assert code == (0 if "would be promoted" in said else 1)
+    assert registry.read() == before and "promotion" not in read_card(models / "street-v1-int8")
+    assert "holdout" not in read_card(models / "street-v1")  # partial scores are not cached either
+    with pytest.raises(SystemExit) as usage:
+        main([*argv, "street-v1-int8", "--limit", "3", "--force", "why not"])
+    assert usage.value.code == 2 and registry.read() == before
+
+
 def test_a_changed_holdout_stops_promotion(models: Path, holdout_config: Path, tmp_path: Path) -> None:
     copy = tmp_path / "holdout"
     shutil.copytree(holdout_config.parent, copy, symlinks=True)
@@ -432,7 +450,6 @@ def test_a_queued_job_imports_annotations_retrains_from_the_current_model_and_de
             str(tmp_path / "runs"),
         ]
     )
-    assert code == 0
     [job] = list_jobs(annotations)
     assert job.state == "done", job.body.get("error")
     assert job.body["imported"]["added"] == 6 and job.body["model"] == "tiny-r1"
@@ -448,3 +465,4 @@ def test_a_queued_job_imports_annotations_retrains_from_the_current_model_and_de
     assert entry["action"] == ("promote" if judged.promote else "refuse") == card["promotion"]["action"]
     assert Registry(models).current == ("tiny-r1" if judged.promote else "tiny")
     assert job.body["promoted"] is judged.promote
+    assert code == (0 if judged.promote else 1)  # a refused candidate exits 1, as with --now

@@ -357,7 +357,7 @@ def cli(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if not (DATASET / "images" / "val").is_dir():
         print(f"bench: {DATASET} not found; put ../shared beside the project", file=sys.stderr)
-        return 2
+        return 1
     result = bench_scan(args)
     if args.json:
         print(json.dumps(result, indent=1))

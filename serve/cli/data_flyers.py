@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -32,9 +33,12 @@ def cli(argv: list[str]) -> int:
         summary = synthesize(
             args.backgrounds, args.out, args.count, args.seed, args.val_share, overwrite=args.overwrite
         )
-    except (FontError, FileNotFoundError, FileExistsError, ValueError) as err:
-        print(f"streetorder data synth-flyers: {err}")
+    except (FileNotFoundError, ValueError) as err:  # what the command line named does not fit
+        print(f"streetorder data synth-flyers: {err}", file=sys.stderr)
         return 2
+    except (FontError, FileExistsError) as err:  # no CJK font; --out exists without --overwrite
+        print(f"streetorder data synth-flyers: {err}", file=sys.stderr)
+        return 1
     print(json.dumps(asdict(summary), ensure_ascii=False))
     print(f"contact sheet: {Path(summary.out) / 'contact_sheet.png'}")
     return 0

@@ -182,5 +182,5 @@ def cli(argv: list[str]) -> int:
             print(f"{make_url(url).render_as_string()} restored from {args.file}: {cases} case(s)")
     except (BackupError, SQLAlchemyError, sqlite3.Error) as err:
         print(f"streetorder db: {err}", file=sys.stderr)
-        return 2
+        return 1
     return 0

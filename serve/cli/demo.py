@@ -88,7 +88,7 @@ def cli(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not (args.dataset / "labels" / "val").is_dir():
         print(f"demo: {args.dataset} not found; put ../shared beside the project", file=sys.stderr)
-        return 2
+        return 1
     shutil.rmtree(args.out, ignore_errors=True)
     grids = get_settings().grids
     photos = prepare(pick_sample_photos(args.dataset, args.photos), args.out / "photos", grids)

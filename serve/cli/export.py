@@ -58,8 +58,8 @@ def cli(argv: list[str]) -> int:
             folder = files.folder
         check = split_images(args.data, PARITY_IMAGES) if args.data else []
         written = export_model(folder, args.format, args.imgsz, check, dynamic=args.dynamic)
-        if written is None:
-            return 2
+        if written is None:  # the runtime is not installed: said on stderr
+            return 1
         print(f"exported: {written}")
         if args.int8:
             calibration = calibration_images(args.data, args.calibration)

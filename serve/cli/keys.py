@@ -51,5 +51,5 @@ def cli(argv: list[str]) -> int:
                 print(f"revoked {args.key_id} (services drop it from memory within 30 s)")
     except (SecretError, DomainError) as err:
         print(f"streetorder keys: {err}", file=sys.stderr)
-        return 2
+        return 1
     return 0

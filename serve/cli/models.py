@@ -49,7 +49,9 @@ def cli(argv: list[str]) -> int:
     promote_cmd.add_argument("name")
     promote_cmd.add_argument("--force", metavar="REASON", help="make it current even if worse (recorded)")
     promote_cmd.add_argument(
-        "--limit", type=int, help="first N holdout images per set (a quick look; not cached)"
+        "--limit",
+        type=int,
+        help="first N holdout images per set: a quick look, not a decision (nothing recorded)",
     )
     back = commands.add_parser("rollback", help="make the previous current model current again")
     back.add_argument("--to", help="a model name instead of the previous one")
@@ -68,6 +70,8 @@ def cli(argv: list[str]) -> int:
     )
     add_arguments(retrain)
     args = parser.parse_args(argv)
+    if args.command == "promote" and args.force is not None and args.limit is not None:
+        parser.error("--force decides: judge on the whole holdout, without --limit")
     registry = Registry(args.models_dir)
     now = datetime.now(UTC)  # when a person or job decided: bookkeeping, never a rule's input
     try:
@@ -95,8 +99,13 @@ def cli(argv: list[str]) -> int:
                 force=args.force,
                 limit=args.limit,
             )
-            verdict = "promoted" if decision.promote else ("FORCED" if args.force else "REFUSED")
-            print(f"{args.name}: {verdict}: {decision.reason}")
+            if args.limit is not None:
+                verdict = "would be promoted" if decision.promote else "would be REFUSED"
+                look = f"quick look on the first {args.limit} holdout images per set, not recorded"
+                print(f"{args.name}: {verdict} ({look}): {decision.reason}")
+            else:
+                verdict = "promoted" if decision.promote else ("FORCED" if args.force else "REFUSED")
+                print(f"{args.name}: {verdict}: {decision.reason}")
             return 0 if decision.promote or args.force else 1
         elif args.command == "prune":
             removed, left = prune(registry, args.commit)
@@ -159,7 +168,7 @@ def run_cli(args: argparse.Namespace, registry: Any, policy: Any) -> int:
     files_root = args.files_root or settings.labelstudio_files_root
     tasks = TaskImages(files_root, settings.labelstudio_url, settings.labelstudio_token)
     finder = ImageFinder([], tasks)
-    done = 0
+    done, code = 0, 0
     for job in list_jobs(annotations_dir, "queued"):
         claimed = claim(job)
         if claimed is None:
@@ -168,6 +177,8 @@ def run_cli(args: argparse.Namespace, registry: Any, policy: Any) -> int:
         body = json.dumps(finished.body, ensure_ascii=False, default=str)
         print(f"job {finished.id}: {finished.state}: {body}")
         done += 1
+        if finished.state == "failed" or not finished.body.get("promoted"):
+            code = 1  # like --now: a failed job or a refused candidate is no success
     if not done:
         print(f"no queued retraining job in {jobs_dir(annotations_dir)}", file=sys.stderr)
-    return 0
+    return code

@@ -51,7 +51,7 @@ def cli(argv: list[str]) -> int:
             image = read_photo(path).image
         except ImageError as err:
             print(f"streetorder ocr: {err}", file=sys.stderr)
-            return 2
+            return 1
         if args.find:
             found = reader.find_missed(image, sv.Detections.empty())
             result: Any = [

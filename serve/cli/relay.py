@@ -74,7 +74,7 @@ def cli(argv: list[str]) -> int:
         if missing:
             raise RelayError(f"parts not carried yet: {', '.join(missing)} (carry them with --unpack-only)")
         if args.minutes is None:
-            raise RelayError("--minutes is needed to train")
+            parser.error("--minutes is needed to train")
         end = started + args.minutes * 60
         leg = train_leg(manifest, args.work, args.out, end, args.device, args.workers, args.epochs)
     except (RelayError, ModelError) as err:

@@ -60,14 +60,14 @@ def cli(argv: list[str]) -> int:
         factory = open_database(args.db)
     except SQLAlchemyError as err:
         print(f"streetorder scan: cannot open the database {args.db}: {err}", file=sys.stderr)
-        return 2
+        return 1
     from vision.detect.registry import ModelError
 
     simple = args.engine == "simple"
     workers = 1 if simple else max(1, args.workers)
     try:
         detector, candidate, runtime = load_scan_detector(args.model, args.backend, args.precision, workers)
-    except ModelError as err:
+    except ModelError as err:  # --model names no usable model
         print(f"streetorder scan: {err}", file=sys.stderr)
         return 2
     if candidate is None:

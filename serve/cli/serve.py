@@ -30,6 +30,6 @@ def cli(argv: list[str]) -> int:
         app = create_app(settings)
     except SecretError as err:
         print(f"streetorder serve: {err}", file=sys.stderr)
-        return 2
+        return 1
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0

@@ -440,7 +440,11 @@ def promote(
     """Judge `candidate` against the current model on the holdout; make it current if not worse.
 
     `force` (a reason) makes it current whatever the scores say; the scores are still recorded.
+    `limit` (the first N images of each holdout set) is a quick look, not a decision: the verdict
+    is returned and nothing is recorded, neither in the registry's history nor in a card.
     """
+    if force is not None and limit is not None:
+        raise PromotionError("a forced promotion is a decision: judge it on the whole holdout (no limit)")
     folder = registry.models_dir / candidate
     if not folder.is_dir():
         raise PromotionError(f"no model folder {folder}")
@@ -456,6 +460,8 @@ def promote(
     else:
         current_version, old_scores = holdout_scores(registry.models_dir / current, policy, limit)
         decision = decide(new_scores, old_scores, policy)
+    if limit is not None:
+        return decision
     promoted = decision.promote or force is not None
     action = "promote" if decision.promote else ("force" if force else "refuse")
     record = {
