@@ -131,26 +131,29 @@ def test_queue_ranks_the_workflows_corrections_first_and_pre_annotates(
     review(
         service, file_finding(service, confirmed, confirmed_sha, "exposed_garbage", garbage, "c"), "confirm"
     )
-    occupancy = [Box((40.0, 60.0, 200.0, 220.0), 1.0, "occupancy")]
-    stall_case = file_finding(
+    occupied = lambda event, xyxy, zone: file_finding(  # noqa: E731  a class-free camera finding
         service,
         stall,
         stall_sha,
-        "shop_overflow",
-        occupancy,
+        event,
+        [Box(xyxy, 1.0, "occupancy")],
         "a",
         model="occupancy-v1",
         source="video",
         camera_id="cam-1",
-        extra={"source": "occupancy", "zone": "shopfront"},
+        extra={"source": "occupancy", "zone": zone},
         at=SERVICE_START - timedelta(hours=2),
     )
+    stall_case = occupied("shop_overflow", (40.0, 60.0, 200.0, 220.0), "shopfront")
     state = service.client.app.state.service  # type: ignore[attr-defined]
     with transaction(state.sessions) as session:
         from serve.cases.orm import Evidence
 
         session.query(Evidence).filter(Evidence.case_id == stall_case).update({"crop_path": str(crop)})
     review(service, stall_case, "confirm")
+    # the same frame shows piled materials in another zone: a second case, its own region
+    materials_case = occupied("piled_materials", (220.0, 30.0, 300.0, 120.0), "doorway")
+    review(service, materials_case, "confirm")
 
     # a camera case whose frames disagree: garbage, overflow, garbage at one spot
     frames = []
@@ -245,10 +248,17 @@ def test_queue_ranks_the_workflows_corrections_first_and_pre_annotates(
 
     stall_task = by_source[str(stall)]
     assert stall_task["data"]["crop"].startswith("/data/local-files/?d=queue/crops/")
-    assert (
-        stall_task["data"]["region"] == "40, 60, 200, 220" and stall_task["data"]["event"] == "shop_overflow"
+    # both cases' regions, each as a box of its event's class to confirm (goods: a shop's overflow)
+    assert stall_task["data"]["region"] == "40, 60, 200, 220 | 220, 30, 300, 120"
+    assert stall_task["data"]["event"] == "shop_overflow"
+    [proposal] = stall_task["predictions"]
+    assert proposal["model_version"] == "occupancy-v1"
+    proposed = {r["value"]["rectanglelabels"][0]: r["value"] for r in proposal["result"]}
+    assert set(proposed) == {"goods", "materials"}
+    expected_box = to_percent((220.0, 30.0, 300.0, 120.0), 320, 240)
+    assert [proposed["materials"][k] for k in ("x", "y", "width", "height")] == pytest.approx(
+        list(expected_box.values()), abs=1e-3
     )
-    assert "predictions" not in stall_task  # no class to propose: the annotator draws one
     assert by_source[str(frames[1])]["data"]["frames"] == 3  # the odd frame out of three
     for task in tasks:
         assert (tmp_path / task["data"]["image"].split("d=")[1]).is_file()

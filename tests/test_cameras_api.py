@@ -362,6 +362,8 @@ def test_frames_over_http_make_one_case_and_verify_it(model_service: Service) ->
     region = [float(v) for v in item.meta["region"].split(", ")]
     stall = case["evidence"][0]["boxes"][0]["xyxy"]
     assert region == pytest.approx(stall, abs=1) and item.meta["crop"].endswith(".jpg")
+    [proposed] = item.predictions  # the region as a box of the event's class, for the annotator to confirm
+    assert proposed.name == "stall" and list(proposed.xyxy) == pytest.approx(stall, abs=1)
     crop = cv2.imread(str(next((out / "crops").glob("*.jpg"))))
     assert crop is not None and crop.shape[0] >= 0.9 * (stall[3] - stall[1])
 

@@ -8,7 +8,8 @@ camera, the engine of vision/live/rules.py and the health counters. A frame goes
 Events and the case they touch (all through serve.cases.findings' intake, so duplicates merge the same way
 as patrol photos):
 - started: the frame becomes a finding (`source: video`, AI review pending) -> a new case, or
-  evidence of the open case it repeats; occupancy findings also store a crop for annotators;
+  evidence of the open case it repeats; every occupancy finding frame (rework ones too) also
+  stores its crop for annotators;
 - evidence: the frame is appended, at most every `evidence_every_s`;
 - cleared: an after-photo is attached to the incident's case with a proposal (`check_pass` when the
   case is handled, else `resolved`) for the person at the check desk (核查);
@@ -236,7 +237,7 @@ class CameraHub:
                 incident = event.incident
                 case = session.get(Case, incident.case_id) if incident.case_id is not None else None
                 if event.kind in ("cleared", "rework") and case is not None and is_open(case.state):
-                    actions.append(self._attach(session, live, event, case, path, sha256, captured_at))
+                    actions.append(self._attach(session, live, event, case, path, sha256, captured_at, image))
                 elif event.kind == "cleared":  # its case closed meanwhile: nothing to verify
                     actions.append(case_action(event, case, reason="case no longer open"))
                 else:
@@ -291,12 +292,15 @@ class CameraHub:
             case_rules,
         )
         if occupancy and update.evidence.crop_path is None:  # the annotators' queue starts from crops
-            crop = encode_jpeg(crop_box(image, incident.box.tolist()))
-            crop_sha = hashlib.sha256(crop).hexdigest()
-            update.evidence.crop_path = str(store_image(self.evidence_dir, crop, crop_sha, "JPEG"))
+            update.evidence.crop_path = self._crop(image, incident)
         incident.case_id = update.case.id
         proposal = "check_fail" if event.kind == "rework" else None
         return case_action(event, update.case, update.evidence.id, created=update.created, proposal=proposal)
+
+    def _crop(self, image: np.ndarray, incident: Incident) -> str:
+        """The incident's region of the frame, stored for annotators (class-free occupancy)."""
+        crop = encode_jpeg(crop_box(image, incident.box.tolist()))
+        return str(store_image(self.evidence_dir, crop, hashlib.sha256(crop).hexdigest(), "JPEG"))
 
     def _attach(
         self,
@@ -307,6 +311,7 @@ class CameraHub:
         path: Path,
         sha256: str,
         captured_at: datetime,
+        image: np.ndarray,
     ) -> CaseAction:
         """An after-photo with a check proposal, or a rework flag, on the incident's own case."""
         incident = event.incident
@@ -331,6 +336,10 @@ class CameraHub:
                 "reason": event.reason or ("place clear" if event.kind == "cleared" else event.kind),
                 "absent_since": _iso(incident.last_seen) if event.kind == "cleared" else None,
             },
+            # every occupancy frame that shows the thing again carries its own crop, not only the first
+            crop_path=self._crop(image, incident)
+            if role == "finding" and incident.class_id is None
+            else None,
         )
         session.add(evidence)
         session.flush()

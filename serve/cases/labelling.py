@@ -27,11 +27,16 @@ from vision.data.activelearning import (
     uncertainty,
     write_queue,
 )
+from vision.data.annotations.records import Label
 from vision.data.annotations.writers import QueuedImage
 
 
 def from_cases(session: Session, taxonomy: Taxonomy, base: Path) -> Iterator[Candidate]:
-    """Findings reviewed by a person: rejected and corrected AI findings, confirmed occupancy."""
+    """Findings reviewed by a person: rejected and corrected AI findings, confirmed occupancy.
+
+    Every finding frame of a case is a candidate of its own; an occupancy frame proposes its
+    region as a box of the class its event names (a stall for street vending, goods for a shop's
+    overflow, materials for piled materials) for the annotator to confirm or correct."""
 
     reviewed = (AiReview.REJECTED, AiReview.CORRECTED, AiReview.CONFIRMED)
     rows = session.execute(
@@ -55,6 +60,10 @@ def from_cases(session: Session, taxonomy: Taxonomy, base: Path) -> Iterator[Can
         if occupancy:
             region = next((b.xyxy for b in stored if b.class_name == OCCUPANCY), None)
             meta["region"] = ", ".join(f"{v:.0f}" for v in region) if region else ""
+            proposed = class_of_event(case.event, taxonomy)  # stall, goods, materials ...: to confirm
+            if region and proposed:
+                x1, y1, x2, y2 = (float(v) for v in region)
+                boxes = (*boxes, Label(proposed, (x1, y1, x2, y2), 1.0))
             if evidence.crop_path:
                 meta["crop_path"] = str(resolve_path(evidence.crop_path, base))
             reason, priority = OCCUPANCY, PRIORITY[OCCUPANCY]

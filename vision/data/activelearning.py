@@ -95,7 +95,10 @@ def resolve_path(path: str, base: Path) -> Path:
 
 
 def select_queue(candidates: Iterable[Candidate], limit: int, skip: set[str]) -> list[tuple[Candidate, str]]:
-    """Best first, one entry per image (its strongest reason; the others noted), skipping known images."""
+    """Best first, one entry per image (its strongest reason; the others noted), skipping known images.
+
+    An image several candidates name (a frame two occupancy cases share) keeps every box and
+    region they bring, so no case's region is lost."""
     best: dict[str, tuple[Candidate, list[str]]] = {}
     for candidate in candidates:
         try:
@@ -109,13 +112,23 @@ def select_queue(candidates: Iterable[Candidate], limit: int, skip: set[str]) ->
         if held is None:
             best[sha] = (candidate, [candidate.reason])
         else:
-            stronger = candidate if candidate.priority > held[0].priority else held[0]
-            best[sha] = (stronger, [*held[1], candidate.reason])
+            best[sha] = (merged(held[0], candidate), [*held[1], candidate.reason])
     ranked = sorted(best.items(), key=lambda item: -item[1][0].priority)[:limit]
     return [
         (replace(c, meta={**c.meta, "reasons": [c.reason, *sorted(set(reasons) - {c.reason})]}), sha)
         for sha, (c, reasons) in ranked
     ]
+
+
+def merged(held: Candidate, other: Candidate) -> Candidate:
+    """Two candidates of one image as one: the stronger's reason and meta, both's boxes and regions."""
+    stronger, weaker = (other, held) if other.priority > held.priority else (held, other)
+    boxes = tuple(dict.fromkeys((*stronger.boxes, *weaker.boxes)))
+    regions = [r for r in (stronger.meta.get("region"), weaker.meta.get("region")) if r]
+    meta = {**stronger.meta, "region": " | ".join(dict.fromkeys(regions))} if regions else stronger.meta
+    return replace(
+        stronger, boxes=boxes, meta=meta, model_version=stronger.model_version or weaker.model_version
+    )
 
 
 def known_images(datasets: Iterable[str], datasets_dir: Path) -> set[str]:
