@@ -27,6 +27,7 @@ from vision.core.taxonomy import load_taxonomy
 from vision.data.annotations.coords import to_percent
 from vision.data.annotations.dataset import Dataset
 from vision.data.annotations.inbox import record_annotation
+from vision.data.annotations.label_config import label_config
 from vision.detect.backends import load_detector
 from vision.detect.registry import CURRENT, find_model, read_card, write_card
 from vision.modelops.promote import (
@@ -305,14 +306,14 @@ def test_a_quick_look_is_not_a_decision(
     registry = Registry(models)
     before = registry.read()
     argv = ["models", "--models-dir", str(models), "--config", str(holdout_config), "promote"]
-    code = main([*argv, "street-v1-int8", "--limit", "3"])
+    code = main([*argv, "shipped", "--limit", "3"])
     said = capsys.readouterr().out
     assert "quick look on the first 3 holdout images per set, not recorded" in said
     assert code == (0 if "would be promoted" in said else 1)
-    assert registry.read() == before and "promotion" not in read_card(models / "street-v1-int8")
-    assert "holdout" not in read_card(models / "street-v1")  # partial scores are not cached either
+    assert registry.read() == before and "promotion" not in read_card(models / "shipped")
+    assert "holdout" not in read_card(models / "tiny")  # partial scores are not cached either
     with pytest.raises(SystemExit) as usage:
-        main([*argv, "street-v1-int8", "--limit", "3", "--force", "why not"])
+        main([*argv, "shipped", "--limit", "3", "--force", "why not"])
     assert usage.value.code == 2 and registry.read() == before
 
 
@@ -428,6 +429,7 @@ def test_a_queued_job_imports_annotations_retrains_from_the_current_model_and_de
             3,
             {"id": task_id, "data": {"image": f"/data/local-files/?d={task_id}.png"}},
             {"id": 50 + task_id, "result": result},
+            label_config=label_config(),  # the project's, as the webhook keeps it
         )
     queue_job(annotations, "START_TRAINING from Label Studio project 3", AT, project=3)
     code = main(

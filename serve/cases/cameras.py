@@ -321,6 +321,7 @@ class CameraHub:
         else:
             role = EvidenceRole.FINDING
             boxes, proposal = [self._box(incident).to_json()], "check_fail"
+        rework = role == EvidenceRole.FINDING
         evidence = Evidence(
             case=case,
             role=role,
@@ -337,9 +338,7 @@ class CameraHub:
                 "absent_since": _iso(incident.last_seen) if event.kind == "cleared" else None,
             },
             # every occupancy frame that shows the thing again carries its own crop, not only the first
-            crop_path=self._crop(image, incident)
-            if role == "finding" and incident.class_id is None
-            else None,
+            crop_path=self._crop(image, incident) if rework and incident.source == "occupancy" else None,
         )
         session.add(evidence)
         session.flush()
