@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     detector = load_detector(args.model)
     camera = load_cameras().get(args.camera)
     rules = CameraRules(camera)  # tracking + object zones + dwell + incidents (occupancy timed apart)
-    tracker = CaptureTimeTracker(camera.tracker, camera.analyse_fps)
+    tracker = CaptureTimeTracker(camera.tracker, camera.analyse_fps, rules.tracker.thresholds)
     foreground = StaticForeground(camera.occupancy)
     meters = [ZoneMeter(z, camera.ground) for z in camera.zones if z.rule.detect == "occupancy"]
 

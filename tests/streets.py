@@ -2,8 +2,9 @@
 
 A facade with windows above a tiled sidewalk; sensor noise; light drifting linearly (dusk or
 morning); three walkers crossing; a car driving along the kerb every 90 s (with the detector box a
-real detector would give); optional rain streaks; and a stall (red awning and goods) that appears
-at a known time and is taken away at another.
+real detector would give); optional rain streaks; a stall (red awning and goods) that appears
+at a known time and is taken away at another, which a detector may mistake for a car at a low
+score; and a car that parks on the sidewalk for a while, seen as a car at a modest score.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import supervision as sv
 W, H = 320, 180
 CAR = 3  # taxonomy index
 STALL = (130, 115, 185, 160)  # x1 y1 x2 y2 on the sidewalk
+PARKED = (200, 120, 270, 165)  # where the parked car stands
+STALL_AS_CAR = (0.32, 0.36, 0.40, 0.34, 0.38)  # a stall's scores as a car (issue 28), frame by frame
 NOISE = np.random.default_rng(0).normal(0, 3, (16, H, W, 3)).astype(np.float32)  # sensor noise
 
 
@@ -44,6 +47,9 @@ class Scene:
     rain: bool = False
     light: tuple[float, float] = (1.0, 0.8)  # gain at the start and at the end (linear drift)
     garbage_box: bool = False  # the detector also sees garbage on the stall
+    stall_as_car: bool = False  # the detector mistakes the stall for a car at 0.32-0.40
+    parked: tuple[float, float] | None = None  # (arrives, leaves) seconds: a car on the sidewalk
+    parked_score: float = 0.45
     background: np.ndarray = field(default_factory=lambda: street_background())
 
     def gain(self, t: float) -> float:
@@ -58,6 +64,10 @@ class Scene:
             x1, y1, x2, y2 = STALL
             image[y1:y2, x1:x2] = (40, 60, 200)  # red awning and goods
             image[y1 + 12 : y2, x1 + 4 : x2 - 4 : 8] = (30, 170, 230)
+        if self.parked and self.parked[0] <= t < self.parked[1]:
+            x1, y1, x2, y2 = PARKED
+            image[y1:y2, x1:x2] = (95, 90, 85)  # a grey car
+            image[y1 + 8 : y1 + 20, x1 + 10 : x2 - 10] = (60, 55, 50)  # its windows
         if self.walkers:
             for k in range(3):  # three walkers crossing at 1.2 m/s (about 6 px/s here)
                 x = (t * 6 + k * 110) % (W + 40) - 20
@@ -74,13 +84,24 @@ class Scene:
                 image[y : y + 10, x] += 60
         detections = sv.Detections.empty()
         classes = [CAR] * len(boxes)
-        if self.garbage_box and self.stall and self.stall[0] <= t < self.stall[1]:
+        confidences = [0.9] * len(boxes)
+        stall = self.stall is not None and self.stall[0] <= t < self.stall[1]
+        if self.garbage_box and stall:
             boxes.append(STALL)
             classes.append(0)  # garbage
+            confidences.append(0.9)
+        if self.stall_as_car and stall:
+            boxes.append(STALL)
+            classes.append(CAR)
+            confidences.append(STALL_AS_CAR[round(t * self.fps) % len(STALL_AS_CAR)])
+        if self.parked and self.parked[0] <= t < self.parked[1]:
+            boxes.append(PARKED)
+            classes.append(CAR)
+            confidences.append(self.parked_score)
         if boxes:
             detections = sv.Detections(
                 xyxy=np.array(boxes, dtype=np.float64),
-                confidence=np.full(len(boxes), 0.9),
+                confidence=np.array(confidences),
                 class_id=np.array(classes),
             )
         return np.clip(image, 0, 255).astype(np.uint8), detections

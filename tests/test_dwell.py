@@ -69,12 +69,14 @@ class Run:
         return [t for t, k, _, _ in self.events if k == kind]
 
 
-def detections(boxes: list[tuple[tuple[float, ...], int]], scale: float = 1.0) -> sv.Detections:
+def detections(
+    boxes: list[tuple[tuple[float, ...], int]], scale: float = 1.0, confidence: float = 0.8
+) -> sv.Detections:
     if not boxes:
         return sv.Detections.empty()
     return sv.Detections(
         xyxy=np.array([b for b, _ in boxes], dtype=np.float64) * scale,
-        confidence=np.full(len(boxes), 0.8),
+        confidence=np.full(len(boxes), confidence),
         class_id=np.array([c for _, c in boxes]),
     )
 
@@ -87,6 +89,7 @@ def play(
     fps: float = 2.0,
     run: Run | None = None,
     start: float = 0.0,
+    confidence: float = 0.8,
 ) -> Run:
     run = run or Run(CameraRules(camera or make_camera()))
     for step in range(round(start * fps), round(seconds * fps)):
@@ -94,7 +97,9 @@ def play(
         if handled_at is not None and t == handled_at:
             for incident in run.rules.incidents:
                 run.rules.set_handled(incident, T0 + timedelta(seconds=t))
-        outcome = run.rules.process(T0 + timedelta(seconds=t), detections(script(t)), SIZE)
+        outcome = run.rules.process(
+            T0 + timedelta(seconds=t), detections(script(t), confidence=confidence), SIZE
+        )
         run.outcomes.append(outcome)
         run.events += [(t, e.kind, e.reason, e.incident.id) for e in outcome.events]
     return run
@@ -159,6 +164,26 @@ def test_violation_fires_once_after_the_dwell_time(
     run = play(script, seconds)
     assert run.times("started") == pytest.approx(started, abs=0.01), name
     assert len({i for _, k, _, i in run.events if k == "started"}) == len(started)
+
+
+@pytest.mark.parametrize(
+    ("confidence", "started"),
+    [
+        (0.45, [300.5]),  # issue 28: a taxi at 0.45 for 410 s never became a case (ByteTrack wanted 0.5)
+        (0.40, [300.5]),  # exactly the car threshold
+        (0.35, []),  # below it: never a case, whatever the dwell
+    ],
+)
+def test_a_track_starts_at_its_class_threshold(confidence: float, started: list[float]) -> None:
+    run = play(parked(0, 410), 410, camera=make_camera(min_dwell_s=300), confidence=confidence)
+    assert run.times("started") == pytest.approx(started)
+    tracked = {int(t) for o in run.outcomes for t in o.detections.tracker_id if t >= 0}
+    assert bool(tracked) == bool(started)
+
+
+def test_a_rule_threshold_below_the_class_threshold_starts_tracks_too() -> None:
+    run = play(parked(0, 200), 200, camera=make_camera(min_confidence=0.3), confidence=0.32)
+    assert run.times("started") == [pytest.approx(60.5)]
 
 
 def test_tracker_id_changes_across_a_gap_but_the_clock_does_not() -> None:

@@ -154,6 +154,22 @@ def test_a_stall_set_up_after_dark_stays_its_own_size() -> None:
     assert kinds(played) == ["started", "cleared"]
 
 
+def test_a_stall_mistaken_for_a_car_at_a_low_score_is_still_occupation() -> None:
+    """Issue 28: a canopy stall detected as car 0.32-0.40 frame after frame was masked as a vehicle,
+    the zone stayed at 0.0 and no vending case was filed."""
+    played = play(Scene(900, stall=(120, 600), stall_as_car=True))
+    assert kinds(played) == ["started", "cleared"]
+    assert 120 + 120 <= played.events[0][0] <= 120 + 120 + 20
+
+
+def test_a_car_parked_on_the_sidewalk_is_masked_not_occupation() -> None:
+    """A car is the parking rule's; scored 0.45 (over the car threshold, 0.4) every frame it is
+    confidently tracked and kept out of the occupancy, however long it stands."""
+    played = play(Scene(900, parked=(120, 700)))
+    assert played.events == []
+    assert max(played.fractions[70:340]) < 0.04
+
+
 def test_the_detector_seeing_garbage_there_makes_it_exposed_garbage() -> None:
     played = play(Scene(400, stall=(60, 400), garbage_box=True))
     assert [(k, e) for _, k, e in played.events] == [("started", "exposed_garbage")]

@@ -240,9 +240,11 @@ class CaseSettings(_Frozen):
 
 
 class TrackerSettings(_Frozen):
+    """A track starts at its class's threshold (vision/live/tracking.py); `keep_confidence` is the
+    lowest score that still keeps a track alive."""
+
     lost_s: float = Field(default=4, gt=0)
-    activation_confidence: float = Field(default=0.3, ge=0, le=1)
-    high_confidence: float = Field(default=0.5, ge=0, le=1)
+    keep_confidence: float = Field(default=0.3, ge=0, le=1)
     min_frames: int = Field(default=2, ge=1)
 
 

@@ -23,7 +23,7 @@ from vision.live.cameras import Camera, Rule
 from vision.live.dwell import DwellClocks, Stay, overlap_of_first
 from vision.live.incidents import Incident, IncidentLedger, RuleEvent, Sighting
 from vision.live.occupancy import OccupancyClock, StaticForeground, ZoneMeter, ZoneOccupancy
-from vision.live.tracking import CaptureTimeTracker, ids, subset
+from vision.live.tracking import CaptureTimeTracker, class_thresholds, ids, subset
 from vision.live.zones import FrameZone, Size
 
 OCCUPANCY_KEY = 0  # one occupation per zone at a time: its sightings share one key
@@ -53,7 +53,9 @@ class CameraRules:
     def __init__(self, camera: Camera, taxonomy: Taxonomy | None = None) -> None:
         self.camera = camera
         self.taxonomy = taxonomy or load_taxonomy()
-        self.tracker = CaptureTimeTracker(camera.tracker, camera.analyse_fps)
+        self.tracker = CaptureTimeTracker(
+            camera.tracker, camera.analyse_fps, class_thresholds(camera, self.taxonomy)
+        )
         self.clocks = DwellClocks(camera.dwell)
         self.last_at: float | None = None
         self.size: Size | None = None
@@ -167,7 +169,11 @@ class CameraRules:
         self, when: float, frame: np.ndarray, tracked: sv.Detections, outcome: FrameOutcome
     ) -> None:
         assert self.foreground is not None
-        ignore = tracked.xyxy[np.isin(ids(tracked.class_id, len(tracked)), self._mask_classes)]
+        # Only what is confidently tracked as a vehicle is someone else's business: a low-score box
+        # (a stall the detector calls a car at 0.35) must not hide an occupation. Every box is kept
+        # out of the long-term background all the same.
+        vehicles = np.isin(ids(tracked.class_id, len(tracked)), self._mask_classes)
+        ignore = tracked.xyxy[vehicles & self.tracker.confident(tracked)]
         keep_out = tracked.xyxy
         self.foreground.update(when, frame, ignore, keep_out)
         for meter in self.meters:
