@@ -10,9 +10,11 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import cv2
 import numpy as np
 import pytest
 import supervision as sv
@@ -50,6 +52,7 @@ CONFIG: dict[str, Any] = {
 }
 
 Script = Callable[[float], list[tuple[tuple[float, ...], int]]]
+Frames = Callable[[float], np.ndarray]
 
 
 def make_camera(cases: dict[str, Any] | None = None, **zone: Any) -> Camera:
@@ -90,6 +93,7 @@ def play(
     run: Run | None = None,
     start: float = 0.0,
     confidence: float = 0.8,
+    frames: Frames | None = None,
 ) -> Run:
     run = run or Run(CameraRules(camera or make_camera()))
     for step in range(round(start * fps), round(seconds * fps)):
@@ -98,7 +102,10 @@ def play(
             for incident in run.rules.incidents:
                 run.rules.set_handled(incident, T0 + timedelta(seconds=t))
         outcome = run.rules.process(
-            T0 + timedelta(seconds=t), detections(script(t), confidence=confidence), SIZE
+            T0 + timedelta(seconds=t),
+            detections(script(t), confidence=confidence),
+            SIZE,
+            None if frames is None else frames(t),
         )
         run.outcomes.append(outcome)
         run.events += [(t, e.kind, e.reason, e.incident.id) for e in outcome.events]
@@ -192,6 +199,67 @@ def test_tracker_id_changes_across_a_gap_but_the_clock_does_not() -> None:
     ids_after = {int(t) for o in run.outcomes[80:] for t in o.detections.tracker_id if t >= 0}
     assert ids_before and ids_after and not ids_before & ids_after
     assert [s.dwell(run.outcomes[-1].at) for s in run.outcomes[-1].stays] == [pytest.approx(99.0)]
+
+
+# --- one clock per object: real cars on a real street ------------------------------------------
+
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+GREY_CAR = ("IMG-20240615-WA0009_jpg.rf.54074641cb1af758b03ad679d82ae7c4", 1)  # vehicles-in label row
+SILVER_SUV = ("IMG-20240615-WA0014_jpg.rf.e90719a2fa0a342255679d3bb22b0f07", 0)
+GREY_BOX = (190.0, 190.0, 330.0, 300.0)
+SUV_BOX = (185.0, 172.0, 335.0, 300.0)  # the same place, taller
+
+
+def labelled_crop(stem: str, row: int) -> np.ndarray:
+    folder = DATASETS / "vehicles-in"
+    image = cv2.imread(str(folder / "images" / "train" / f"{stem}.jpg"))
+    labels = (folder / "labels" / "train" / f"{stem}.txt").read_text().split("\n")
+    _, cx, cy, w, h = (float(v) for v in labels[row].split()[:5])
+    height, width = image.shape[:2]
+    x1, y1 = int((cx - w / 2) * width), int((cy - h / 2) * height)
+    return image[max(0, y1) : y1 + int(h * height), max(0, x1) : x1 + int(w * width)]
+
+
+@pytest.fixture(scope="module")
+def street() -> dict[str, np.ndarray]:
+    """A real fixed-camera frame (traffic-cams) and two real cars (vehicles-in) to paste on it."""
+    frames = sorted((DATASETS / "traffic-cams" / "images" / "val").glob("*.jpg"))
+    if not frames:
+        pytest.skip(f"no traffic-cams frames under {DATASETS}")
+    background = cv2.resize(cv2.imread(str(frames[0])), SIZE)
+    return {"background": background, "grey": labelled_crop(*GREY_CAR), "suv": labelled_crop(*SILVER_SUV)}
+
+
+def painted(street: dict[str, np.ndarray], script: Script, cars: dict[tuple[float, ...], str]) -> Frames:
+    """Frames of the street with each scripted box filled by its car, plus sensor noise."""
+
+    noise = [np.random.default_rng(k).integers(-4, 5, (SIZE[1], SIZE[0], 3)) for k in range(7)]
+
+    def frame(t: float) -> np.ndarray:
+        image = street["background"].copy()
+        for box, _ in script(t):
+            x1, y1, x2, y2 = (int(v) for v in box)
+            image[y1:y2, x1:x2] = cv2.resize(street[cars[box]], (x2 - x1, y2 - y1))
+        return np.clip(image + noise[int(t * 2) % len(noise)], 0, 255).astype(np.uint8)
+
+    return frame
+
+
+def test_a_different_car_at_the_same_place_starts_its_own_clock(street: dict[str, np.ndarray]) -> None:
+    """Issue 28: the clock a grey car began passed to an SUV that parked at the same place 30 s after
+    it left (refound within refind_s by position alone); a case after 197 s of a 300 s dwell."""
+    script = both(parked(0, 200, GREY_BOX), parked(230, 600, SUV_BOX))
+    frames = painted(street, script, {GREY_BOX: "grey", SUV_BOX: "suv"})
+    run = play(script, 600, camera=make_camera(min_dwell_s=300), frames=frames)
+    assert run.times("started") == [pytest.approx(230.5 + 300)]  # the SUV's own 300 s
+
+
+def test_the_same_car_found_again_keeps_its_clock(street: dict[str, np.ndarray]) -> None:
+    """The grey car hidden 100-130 s (a bus in front; ByteTrack loses it) is the same car: one clock."""
+    script = hidden(parked(0, 400, GREY_BOX), 100, 130)
+    frames = painted(street, script, {GREY_BOX: "grey"})
+    run = play(script, 400, camera=make_camera(min_dwell_s=300), frames=frames)
+    assert run.times("started") == [pytest.approx(300.5)]
 
 
 def test_evidence_is_appended_at_most_every_n_seconds() -> None:

@@ -1,9 +1,14 @@
 """Dwell clocks: how long each tracked object has stood still in a zone.
 
 A clock belongs to an object in a zone, not to a tracker id: when a parked car is hidden by a
-passing bus and comes back under a new tracker id at the same place, it keeps its clock. A clock
-restarts when the object moves (centroid drift beyond `max_drift` x the box's size), so a car
-creeping in traffic never accumulates dwell. All times are capture times in seconds.
+passing bus and comes back under a new tracker id at the same place, it keeps its clock, provided
+it looks the same (vision/live/appearance.py: another car parking where the first one stood starts
+at zero). A clock restarts when the object moves (centroid drift beyond `max_drift` x the box's
+size), so a car creeping in traffic never accumulates dwell. All times are capture times in seconds.
+
+The detections may carry, per box, `data["appearance"]` (a colour signature, NaN where none) and
+`data["unoccluded"]` (no other box covers it, so the signature may be learned); without them (no
+frame) a refind goes by position alone.
 """
 
 from __future__ import annotations
@@ -14,8 +19,12 @@ from itertools import count
 import numpy as np
 import supervision as sv
 
+from vision.live.appearance import blend, distance
 from vision.live.cameras import DwellSettings
 from vision.live.tracking import ids, subset
+
+APPEARANCE = "appearance"  # detections.data keys (see the module's docstring)
+UNOCCLUDED = "unoccluded"
 
 
 @dataclass
@@ -31,6 +40,7 @@ class Stay:
     since: float  # clock start
     last_seen: float
     confidence: float
+    appearance: np.ndarray | None = None  # colour signature, learned while unoccluded
 
     def dwell(self, at: float) -> float:
         return at - self.since
@@ -68,8 +78,10 @@ class DwellClocks:
     def __len__(self) -> int:
         return len(self.stays)
 
-    def _refind(self, zone_id: str, box: np.ndarray, at: float, taken: set[int]) -> Stay | None:
-        """A recently lost object of the zone at the same place (best overlap), if any."""
+    def _refind(
+        self, zone_id: str, box: np.ndarray, looks: np.ndarray | None, at: float, taken: set[int]
+    ) -> Stay | None:
+        """A recently lost object of the zone at the same place (best overlap) that looks the same."""
         candidates = [
             s
             for s in self.stays.values()
@@ -78,23 +90,31 @@ class DwellClocks:
         if not candidates:
             return None
         ious = sv.box_iou_batch(np.stack([s.box for s in candidates]), box[None])[:, 0]
-        best = int(np.argmax(ious))
-        return candidates[best] if ious[best] >= self.settings.refind_iou else None
+        for index in np.argsort(-ious):
+            if ious[index] < self.settings.refind_iou:
+                break
+            known = candidates[index].appearance
+            if known is None or looks is None or distance(known, looks) <= self.settings.refind_appearance:
+                return candidates[index]
+        return None
 
     def _follow(self, zone_id: str, detections: sv.Detections, at: float) -> list[Stay]:
         seen: list[Stay] = []
         taken: set[int] = set()
         tracker_ids = ids(detections.tracker_id, len(detections))
         class_ids = ids(detections.class_id, len(detections))
+        signatures = np.asarray(detections.data[APPEARANCE]) if APPEARANCE in detections.data else None
+        unoccluded = np.asarray(detections.data.get(UNOCCLUDED, np.zeros(len(detections), dtype=bool)))
         known = [self._by_track.get((zone_id, int(t))) for t in tracker_ids]
         # Known tracks first, so a refind never steals a clock that its own track still holds.
         for index in sorted(range(len(detections)), key=lambda i: known[i] is None):
             tracker_id = int(tracker_ids[index])
             box = detections.xyxy[index].astype(np.float64)
+            looks = None if signatures is None or np.isnan(signatures[index, 0]) else signatures[index]
             key = known[index]
             stay = self.stays.get(key) if key is not None else None
             if stay is None or stay.key in taken:
-                stay = self._refind(zone_id, box, at, taken)
+                stay = self._refind(zone_id, box, looks, at, taken)
                 if stay is not None:
                     self._by_track.pop((zone_id, stay.tracker_id), None)
             if stay is None:
@@ -108,10 +128,13 @@ class DwellClocks:
                     since=at,
                     last_seen=at,
                     confidence=0.0,
+                    appearance=looks,
                 )
                 self.stays[stay.key] = stay
             if centroid_drift(stay.anchor_box, box) > self.settings.max_drift:
                 stay.anchor_box, stay.since = box, at
+            if unoccluded[index]:
+                stay.appearance = blend(stay.appearance, looks)
             stay.tracker_id = tracker_id
             stay.class_id = int(class_ids[index])
             stay.box = box

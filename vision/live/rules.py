@@ -19,14 +19,16 @@ import numpy as np
 import supervision as sv
 
 from vision.core.taxonomy import Taxonomy, load_taxonomy
+from vision.live.appearance import SIGNATURE_SIZE, signature
 from vision.live.cameras import Camera, Rule
-from vision.live.dwell import DwellClocks, Stay, overlap_of_first
+from vision.live.dwell import APPEARANCE, UNOCCLUDED, DwellClocks, Stay, overlap_of_first
 from vision.live.incidents import Incident, IncidentLedger, RuleEvent, Sighting
 from vision.live.occupancy import OccupancyClock, StaticForeground, ZoneMeter, ZoneOccupancy
 from vision.live.tracking import CaptureTimeTracker, class_thresholds, ids, subset
 from vision.live.zones import FrameZone, Size
 
 OCCUPANCY_KEY = 0  # one occupation per zone at a time: its sightings share one key
+OCCLUDED = 0.1  # a box this much covered by another one is partly something else: its colours are not learned
 
 
 @dataclass
@@ -146,6 +148,8 @@ class CameraRules:
         tracked = self.tracker.update(detections, when)
         outcome = FrameOutcome(at=when, late=False, detections=tracked)
 
+        if frame is not None and self.object_zones:
+            self._describe(tracked, frame)
         in_zones = {zone.id: self._in_zone(zone, tracked) for zone in self.object_zones}
         seen = self.clocks.update(when, in_zones)
         for zone in self.object_zones:
@@ -164,6 +168,22 @@ class CameraRules:
         if self.foreground is not None and frame is not None:
             self._occupancy(when, frame, tracked, outcome)
         return outcome
+
+    @staticmethod
+    def _describe(tracked: sv.Detections, frame: np.ndarray) -> None:
+        """Each tracked box's colour signature (NaN: none), and whether another box covers it."""
+        looks = np.full((len(tracked), SIGNATURE_SIZE), np.nan, dtype=np.float32)
+        unoccluded = np.zeros(len(tracked), dtype=bool)
+        for index in np.flatnonzero(ids(tracked.tracker_id, len(tracked)) >= 0):
+            box = tracked.xyxy[index]
+            found = signature(frame, box)
+            if found is not None:
+                looks[index] = found
+            others = np.delete(tracked.xyxy, index, axis=0)
+            covered = max((float(overlap_of_first(box[None], other)[0]) for other in others), default=0.0)
+            unoccluded[index] = covered < OCCLUDED
+        tracked.data[APPEARANCE] = looks
+        tracked.data[UNOCCLUDED] = unoccluded
 
     def _occupancy(
         self, when: float, frame: np.ndarray, tracked: sv.Detections, outcome: FrameOutcome
