@@ -184,6 +184,37 @@ def test_one_parked_car_is_one_case_verified_by_the_camera(hub: Hub) -> None:
         assert camera[4].captured_at == SERVICE_START + timedelta(seconds=329)
 
 
+def work_to_handled(hub: Hub, case_id: int, t: float) -> None:
+    for action, fields in (
+        (Action.CONFIRM, {}),
+        (Action.FILE, {}),
+        (Action.DISPATCH, {"department": "城管执法中队"}),
+        (Action.START, {}),
+        (Action.HANDLE, {}),
+    ):
+        hub.act(case_id, action, t, **fields)
+
+
+def test_one_proposal_per_change_and_a_signal_when_it_leaves_before_handling(hub: Hub) -> None:
+    """Issue 28: with `verify: after_handled`, a car that left before anyone handled its case gave
+    no signal at all; and its return made two rework proposals 1 s apart (one for the return, one
+    more for the handling report it had already answered)."""
+    actions: dict[float, list[tuple[str, str | None, str]]] = {}
+    for t in range(0, 250):
+        if t == 150:
+            with hub.sessions() as session:
+                (case_id,) = session.scalars(select(Case.id)).all()
+            work_to_handled(hub, case_id, t)  # the handler finds the place empty
+        if done := hub.frame(t, [SPOT] if t < 100 or t >= 200 else []):
+            actions[t] = done
+    assert actions == {
+        61: [("started", None, "")],
+        129: [("cleared", "resolved", "")],  # last seen at 99, clear 30 s later, nobody handled it
+        180: [("cleared", "check_pass", "handled")],  # reported handled at 150, still clear 30 s on
+        211: [("rework", "check_fail", "returned")],  # back at 200 (id at 201), 10 s standing: once
+    }
+
+
 def test_a_new_violation_after_the_case_closed_is_a_new_case(hub: Hub) -> None:
     for t in range(0, 200):
         hub.frame(t, [SPOT] if t < 100 else [])

@@ -271,18 +271,20 @@ def test_evidence_is_appended_at_most_every_n_seconds() -> None:
 @pytest.mark.parametrize(
     ("verify", "leaves", "handled", "cleared"),
     [
-        ("any", 150, None, 149.5 + 60),  # absent 60 s after it was last seen
-        ("after_handled", 150, None, None),  # never reported handled: no proposal
-        ("after_handled", 150, 100, 149.5 + 60),  # handled first, left later
-        ("after_handled", 100, 200, 200 + 60),  # left first: counted from the handled report
+        ("any", 150, None, [149.5 + 60]),  # absent 60 s after it was last seen
+        ("after_handled", 150, None, [149.5 + 60]),  # never reported handled: left on its own
+        ("after_handled", 150, 100, [149.5 + 60]),  # handled first, left later
+        # left on its own first; reported handled later: confirmed again, counted from the report
+        ("after_handled", 100, 200, [99.5 + 60, 200 + 60]),
+        ("any", 100, 200, [99.5 + 60, 200 + 60]),
     ],
 )
 def test_place_clears_after_it_stays_empty(
-    verify: str, leaves: float, handled: float | None, cleared: float | None
+    verify: str, leaves: float, handled: float | None, cleared: list[float]
 ) -> None:
     run = play(parked(0, leaves), 400, camera=make_camera({"verify": verify}), handled_at=handled)
     assert one(run.times("started")) == pytest.approx(60.5)
-    assert run.times("cleared") == ([] if cleared is None else [pytest.approx(cleared)])
+    assert run.times("cleared") == pytest.approx(cleared)
     assert run.times("rework") == []
 
 

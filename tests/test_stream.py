@@ -261,10 +261,12 @@ def test_watch_turns_a_stall_in_a_video_into_one_case(
         get_settings.cache_clear()
     assert code == 0
     summary = capsys.readouterr().out
-    analysed, dropped = (
-        int(summary.split(f" {word}")[0].rsplit(" ", 1)[1]) for word in ("frames", "dropped")
+    analysed, skipped, dropped = (
+        int(summary.split(f" {word}")[0].rsplit(" ", 1)[1]) for word in ("frames", "skipped", "dropped")
     )
-    assert analysed + dropped == 200 and 40 <= analysed <= 101  # each frame analysed or counted as dropped
+    # each frame analysed, skipped (2 a second in the file, analysed at 1) or dropped (analysis slower
+    # than the file plays); never counted twice
+    assert analysed + skipped + dropped == 200 and 40 <= analysed <= 101
     with open_database(db_url)() as session:
         (case,) = session.scalars(select(Case)).all()
         assert (case.event, case.source, case.camera_id) == ("street_vending", "video", "file-cam")
@@ -328,7 +330,8 @@ def test_the_service_pulls_a_camera_and_reports_its_health(service: Any, mjpeg: 
     assert health["reconnects"] >= 2 and mjpeg.connections >= 3
     assert health["stream_state"] in ("connected", "reconnecting")
     assert (health["width"], health["height"]) == (320, 180)  # the size changed after the first drop
-    assert health["frames"] >= 4 and health["dropped_frames"] > health["frames"]  # newest frame only
+    # about 50 frames a second in, 2 analysed: the rest left on purpose, or dropped while analysing
+    assert health["frames"] >= 4 and health["skipped_frames"] + health["dropped_frames"] > health["frames"]
     assert 0 < health["fps"] <= 2.2  # never above the camera's analyse_fps (2), whatever the machine's load
     metrics = service.client.get("/metrics", headers=service.auth("cases:read")).text
     values = {
@@ -337,6 +340,9 @@ def test_the_service_pulls_a_camera_and_reports_its_health(service: Any, mjpeg: 
         if line.startswith("streetorder_camera_") and 'camera="pulled"' in line
     }
     assert values["streetorder_camera_reconnects_total"] >= 2
-    assert values["streetorder_camera_dropped_frames_total"] > 0
+    assert (
+        values["streetorder_camera_skipped_frames_total"] + values["streetorder_camera_dropped_frames_total"]
+        > 0
+    )
     assert values["streetorder_camera_frames_total"] >= 4
     assert values["streetorder_camera_last_frame_timestamp_seconds"] > 0

@@ -63,7 +63,8 @@ class CameraHealth:
     late_frames: int = 0
     events: int = 0
     reconnects: int = 0  # set by a stream reader (watch), 0 for cameras that push frames
-    dropped_frames: int = 0  # frames a stream reader overwrote before they were analysed
+    dropped_frames: int = 0  # frames a stream reader overwrote before analysis could take them
+    skipped_frames: int = 0  # frames taken and left on purpose: sooner than 1 / analyse_fps after the last
     last_capture: datetime | None = None
     last_received: datetime | None = None
     fps: float = 0.0  # analysed frames per second of capture time, smoothed
@@ -315,12 +316,14 @@ class CameraHub:
     ) -> CaseAction:
         """An after-photo with a check proposal, or a rework flag, on the incident's own case."""
         incident = event.incident
+        proposal: str | None
         if event.kind == "cleared":
             role, boxes = EvidenceRole.AFTER, []
             proposal = "check_pass" if case.state == State.HANDLED else "resolved"
-        else:
+        else:  # back, or never gone: rework of a handled case; for one nobody handled, news only
             role = EvidenceRole.FINDING
-            boxes, proposal = [self._box(incident).to_json()], "check_fail"
+            boxes = [self._box(incident).to_json()]
+            proposal = "check_fail" if case.state in HANDLED_STATES else None
         rework = role == EvidenceRole.FINDING
         evidence = Evidence(
             case=case,
@@ -398,7 +401,14 @@ class CameraCollector(Collector):
             "streetorder_camera_late_frames", "frames older than the last", labels=["camera"]
         )
         dropped = CounterMetricFamily(
-            "streetorder_camera_dropped_frames", "stream frames replaced before analysis", labels=["camera"]
+            "streetorder_camera_dropped_frames",
+            "stream frames replaced before analysis could take them (analysis too slow)",
+            labels=["camera"],
+        )
+        skipped = CounterMetricFamily(
+            "streetorder_camera_skipped_frames",
+            "stream frames left on purpose to analyse at the camera's analyse_fps",
+            labels=["camera"],
         )
         reconnects = CounterMetricFamily(
             "streetorder_camera_reconnects", "stream reconnects", labels=["camera"]
@@ -418,8 +428,9 @@ class CameraCollector(Collector):
             frames.add_metric(labels, health.frames)
             late.add_metric(labels, health.late_frames)
             dropped.add_metric(labels, health.dropped_frames)
+            skipped.add_metric(labels, health.skipped_frames)
             reconnects.add_metric(labels, health.reconnects)
             fps.add_metric(labels, health.fps)
             last.add_metric(labels, health.last_capture.timestamp() if health.last_capture else 0.0)
             incidents.add_metric(labels, len(open_incidents(live)))
-        yield from (frames, late, dropped, reconnects, fps, last, incidents)
+        yield from (frames, late, dropped, skipped, reconnects, fps, last, incidents)

@@ -68,7 +68,8 @@ class CameraWatcher:
     def _copy_health(self) -> None:
         health, stats = self.live.health, self.reader.stats
         health.reconnects = stats.reconnects
-        health.dropped_frames = stats.dropped + self.skipped
+        health.dropped_frames = stats.dropped
+        health.skipped_frames = self.skipped
         health.stream_state = stats.state
 
     def _run(self) -> None:

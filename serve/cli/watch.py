@@ -73,7 +73,8 @@ def cli(argv: list[str]) -> int:
     watcher.stop()
     health = watcher.live.health
     print(
-        f"camera {camera.id}: {watcher.analysed} frames analysed, {health.dropped_frames} dropped, "
+        f"camera {camera.id}: {watcher.analysed} frames analysed, {health.skipped_frames} skipped, "
+        f"{health.dropped_frames} dropped, "
         f"{health.reconnects} reconnects, {health.events} events, {watcher.errors} errors, "
         f"stream {health.stream_state}"
     )

@@ -32,6 +32,7 @@ function card(camera) {
     [t("camera.fps"), number(health.fps, 2)],
     [t("camera.reconnects"), health.reconnects],
     [t("camera.dropped"), health.dropped_frames],
+    [t("camera.skipped"), health.skipped_frames],
     [t("camera.late"), health.late_frames],
     [t("camera.last"), when(health.last_frame_at)],
     [t("camera.received"), when(health.last_received_at)],

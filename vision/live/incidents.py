@@ -5,10 +5,15 @@ events a case needs, never one per frame:
 
 - `started`: the dwell time was reached inside the rule's schedule -> one case;
 - `evidence`: still there, at most every `evidence_every_s` -> evidence appended;
-- `cleared`: gone from its place for `clear_after_s` (counted from the moment the case was reported
-  handled when `verify: after_handled`) -> after-photo and a check-pass proposal (核查);
+- `cleared`: gone from its place for `clear_after_s` -> after-photo and a proposal: resolved on its
+  own when nobody has handled the case yet, check-pass (核查) when it was reported handled (with
+  `verify: after_handled` counted from the handling report); a handling report that comes after
+  the place cleared on its own is answered once more, `clear_after_s` after the report;
 - `rework`: back at the place within `return_watch_s` after clearing, or still there
   `clear_after_s` after the case was reported handled -> the case is flagged for rework.
+
+One event per change of state: a handling report is answered once (a return answers it too, so
+the report that the return contradicts is not flagged "still present" again on the next frame).
 
 A case closed, cancelled or not filed while its object still stands there closes the incident:
 it stays, silent, until the object has been gone `clear_after_s`, so a person's decision ("a
@@ -65,6 +70,7 @@ class Incident:
     handled_at: float | None = None  # set by the service when the case is reported handled
     flagged_report: float | None = None  # the handling report already flagged as premature
     cleared_at: float | None = None
+    cleared_for: float | None = None  # the handling report the last clear answered (None: unhandled)
     case_id: int | None = field(default=None, compare=False)  # the service's bookkeeping
 
 
@@ -105,6 +111,8 @@ class IncidentLedger:
         if incident.status == "cleared":
             if at - sighting.since < s.return_dwell_s:
                 return []
+            # the return answers the handling report too: it is not flagged "still present" again
+            incident.flagged_report = incident.handled_at
             incident.status, incident.cleared_at, incident.handled_at = "present", None, None
             incident.key, incident.box, incident.last_seen, incident.last_evidence = (
                 sighting.key,
@@ -124,17 +132,22 @@ class IncidentLedger:
         return []
 
     def _absent(self, incident: Incident, at: float) -> list[RuleEvent]:
-        if incident.status != "present":
-            return []
-        absent_from = incident.last_seen
-        if self.settings.verify == "after_handled":
-            if incident.handled_at is None:
+        handled = incident.handled_at
+        if incident.status == "present":
+            absent_from = incident.last_seen
+            if self.settings.verify == "after_handled" and handled is not None:
+                absent_from = max(absent_from, handled)
+            if at - absent_from < self.settings.clear_after_s:
                 return []
-            absent_from = max(absent_from, incident.handled_at)
-        if at - absent_from < self.settings.clear_after_s:
-            return []
-        incident.status, incident.cleared_at = "cleared", at
-        return [RuleEvent("cleared", incident, at)]
+            incident.status, incident.cleared_at, incident.cleared_for = "cleared", at, handled
+            return [RuleEvent("cleared", incident, at)]
+        if incident.status == "cleared" and handled is not None and handled != incident.cleared_for:
+            # it had left on its own; now the case is reported handled: confirm the place once more
+            if at - max(incident.last_seen, handled) < self.settings.clear_after_s:
+                return []
+            incident.cleared_for = handled
+            return [RuleEvent("cleared", incident, at, "handled")]
+        return []
 
     def update(self, at: float, sightings: list[Sighting], active_since: float | None) -> list[RuleEvent]:
         """One frame: `sightings` in the zone, `active_since` = start of the schedule window now

@@ -148,7 +148,10 @@ class HealthOut(Schema):
     late_frames: int = Field(description="frames older than the last applied one")
     events: int = Field(description="incident events (started, evidence, cleared, rework)")
     reconnects: int = Field(description="stream reconnects (pulled cameras)")
-    dropped_frames: int = Field(description="stream frames skipped to stay on the newest")
+    dropped_frames: int = Field(
+        description="stream frames replaced before analysis could take them: analysis too slow"
+    )
+    skipped_frames: int = Field(description="stream frames left on purpose, to analyse at analyse_fps")
     fps: float = Field(description="analysed frames per second of capture time")
     last_frame_at: datetime | None = Field(description="capture time of the newest frame")
     last_received_at: datetime | None = Field(description="when the newest frame arrived")
@@ -220,6 +223,7 @@ def camera_out(live: LiveCamera) -> CameraOut:
             events=health.events,
             reconnects=health.reconnects,
             dropped_frames=health.dropped_frames,
+            skipped_frames=health.skipped_frames,
             fps=round(health.fps, 3),
             last_frame_at=health.last_capture,
             last_received_at=health.last_received,
