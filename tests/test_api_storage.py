@@ -34,6 +34,7 @@ def test_migrations_upgrade_downgrade_upgrade(db_url: str) -> None:
     command.upgrade(config, "head")
     engine = make_engine(db_url)
     wanted = {"cases", "evidence", "flow_log", "photos", "api_keys", "idempotency_records", "audit_log"}
+    wanted.add("camera_states")
     assert wanted <= set(inspect(engine).get_table_names())
     command.downgrade(config, "base")
     assert not wanted & set(inspect(engine).get_table_names())

@@ -5,6 +5,9 @@
 - The service killed while uploads and citizen reports are in flight leaves a consistent database
   (every case whole, numbers unique, files complete); retried with their Idempotency-Keys after a
   restart, the requests make each violation one case.
+- The service killed in the middle of a camera violation (a stall on the sidewalk, its case open)
+  and started again goes on with the same case: the stall is neither hidden (learned into the
+  background at once) nor left behind as a ghost when it goes.
 """
 
 from __future__ import annotations
@@ -18,17 +21,20 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import cv2
 import httpx
 import pytest
 from sqlalchemy import func, select, text
+from streets import Scene
+from test_cameras_api import API_CONFIG, CAM, configs_with_cameras
 from test_scan import START, case_signature, counts, place, samples, spot
 
 from serve.cases.db import open_database
-from serve.cases.orm import Case, CaseCounter, Evidence, FlowEntry, Photo
+from serve.cases.orm import CameraState, Case, CaseCounter, Evidence, FlowEntry, Photo
 from serve.cli.bench_load import LiveService, running_service
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -234,3 +240,60 @@ def test_the_service_killed_mid_request_leaves_a_consistent_database(
         assert len(ids) == 1, f"{event}: {ids}"
     assert final["cases"] >= after_kill["cases"] and final["photos"] <= len(photos)
     print(f"killed after {kill_after} answers ({answered} came back): {after_kill}, after retries {final}")
+
+
+# --- the service killed in the middle of a camera violation --------------------------------------
+
+
+def post_frames(live: LiveService, scene: Scene, start: datetime, seconds: range) -> list[dict[str, Any]]:
+    bodies = []
+    with httpx.Client(base_url=live.base, timeout=60) as client:
+        for t in seconds:
+            ok, data = cv2.imencode(".jpg", scene.frame(t)[0], [cv2.IMWRITE_JPEG_QUALITY, 90])
+            assert ok
+            response = client.post(
+                f"/v1/cameras/{CAM}/frames",
+                content=data.tobytes(),
+                headers={
+                    **live.auth("report"),
+                    "Content-Type": "image/jpeg",
+                    "X-Capture-Time": (start + timedelta(seconds=t)).isoformat(),
+                },
+            )
+            assert response.status_code == 200, response.text
+            bodies.append({"t": t, **response.json()})
+    return bodies
+
+
+def test_a_camera_violation_survives_a_killed_service(db_url: str, tmp_path: Path) -> None:
+    """The sidewalk camera of the API tests (class-free occupancy, nothing masked: the model's boxes
+    play no part): learning 60 s, a stall from 70 s (its case at about 105 s), SIGKILL after the
+    frame at 158 s, a restart, the stall taken away at 200 s: one case, its after-photo, no ghost."""
+    env = {"STREETORDER_CONFIGS_DIR": str(configs_with_cameras(tmp_path, API_CONFIG))}
+    scene = Scene(260, stall=(70, 200), cars=False)
+    start = datetime.now(UTC) - timedelta(hours=1)
+    with running_service(db_url, tmp_path, env=env) as live:
+        if httpx.get(f"{live.base}/readyz").status_code != 200:
+            pytest.skip("no model loaded (models/street-v1 comes from the train/evaluate work)")
+        before = post_frames(live, scene, start, range(0, 160, 2))
+        os.kill(live.process.pid, signal.SIGKILL)
+        live.process.wait(10)
+    with running_service(db_url, tmp_path, env=env, keys=live.keys) as live:
+        after = post_frames(live, scene, start, range(160, 260, 2))
+
+    actions = [(b["t"], c["kind"], c["created"], c["proposal"]) for b in before + after for c in b["cases"]]
+    assert [a[1:] for a in actions] == [("started", True, None), ("cleared", False, "resolved")], actions
+    assert 100 <= actions[0][0] <= 112 and 218 <= actions[1][0] <= 224
+    first = after[0]["occupancy"][0]
+    assert first["learning"] is False and first["fraction"] > 0.04  # restored: the stall is still seen
+    assert max(b["occupancy"][0]["fraction"] for b in after if b["t"] >= 204) < 0.04  # and no ghost of it
+    factory = open_database(db_url)
+    with factory() as session:
+        (case,) = session.scalars(select(Case)).all()
+        roles = [(e.role, (e.extra or {}).get("proposal")) for e in case.evidence]
+        state = session.get(CameraState, CAM)
+    factory.kw["bind"].dispose()
+    assert roles == [("finding", None), ("after", "resolved")]
+    assert state is not None and state.captured_at == start + timedelta(
+        seconds=258
+    )  # saved again on the clean shutdown

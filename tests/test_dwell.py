@@ -22,6 +22,7 @@ import supervision as sv
 from vision.live.cameras import Camera, CaseSettings, parse_cameras
 from vision.live.incidents import MAX_INCIDENTS_PER_ZONE, IncidentLedger, Sighting
 from vision.live.rules import CameraRules, FrameOutcome
+from vision.live.state import decode, encode
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 5, 6, 10, 0, tzinfo=SHANGHAI)
@@ -368,6 +369,45 @@ def test_schedule_limits_when_a_violation_may_start(
     finally:
         T0 = saved
     assert run.times("started") == pytest.approx(started)
+
+
+@pytest.mark.parametrize(
+    ("restart", "expected"),
+    [
+        # before the dwell: the clock (since 0.5 s) is refound at the same place after the restart
+        (40, [(60.5, "started"), (90.5, "evidence"), (120.5, "evidence"), (209.5, "cleared")]),
+        # a case open: the same incident goes on (evidence, then cleared), no second case
+        (100, [(60.5, "started"), (90.5, "evidence"), (120.5, "evidence"), (209.5, "cleared")]),
+        # restarted after it left: absence counts from the first frame watched after the restart
+        # (what the new tracker does not see yet may still stand there)
+        (160, [(60.5, "started"), (90.5, "evidence"), (120.5, "evidence"), (220.0, "cleared")]),
+    ],
+)
+def test_a_restart_keeps_clocks_and_incidents(restart: float, expected: list[tuple[float, str]]) -> None:
+    """The engine's state through bytes into a new engine (a restarted service): only its tracker
+    starts over. The car stands 0-150 s."""
+    run = play(parked(0, 150), restart)
+    (before,) = [i.id for i in run.rules.incidents] or [None]
+    restored = CameraRules(make_camera())
+    restored.restore(decode(encode(run.rules.export())))
+    late = restored.process(T0 + timedelta(seconds=restart - 1), detections([(SPOT, CAR)]), SIZE)
+    assert late.late  # frames it had applied before the restart stay applied once
+    run.rules = restored
+    play(parked(0, 150), 300, run=run, start=restart)
+    assert [(t, kind) for t, kind, _, _ in run.events] == [(pytest.approx(t), k) for t, k in expected]
+    assert {i for _, _, _, i in run.events} == {before or 1}
+
+
+def test_a_new_incident_after_a_restart_gets_a_new_id() -> None:
+    run = play(both(parked(0, 100), parked(0, 400, OTHER_SPOT)), 150)
+    restored = CameraRules(make_camera())
+    restored.restore(decode(encode(run.rules.export())))
+    run.rules = restored
+    third = (40.0, 200.0, 140.0, 280.0)
+    play(both(parked(0, 100), parked(0, 400, OTHER_SPOT), parked(300, 400, third)), 400, run=run, start=150)
+    started = [(t, i) for t, kind, _, i in run.events if kind == "started"]
+    assert [t for t, _ in started] == [pytest.approx(60.5), pytest.approx(60.5), pytest.approx(360.5)]
+    assert len({i for _, i in started}) == 3
 
 
 def test_late_and_duplicate_frames_do_not_touch_the_clocks() -> None:

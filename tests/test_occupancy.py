@@ -28,6 +28,7 @@ from vision.live.occupancy import (
     shrink,
 )
 from vision.live.rules import CameraRules
+from vision.live.state import decode, encode
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 5, 6, 9, 0, tzinfo=SHANGHAI)
@@ -125,7 +126,9 @@ def test_a_stall_becomes_one_case_and_clears_when_removed(scene: Scene) -> None:
     [
         (["09:05-22:00"], (300 + 120, 300 + 120 + 4)),  # there since 09:01: the clock counts from 09:05
         (["07:00-09:02"], None),  # the dwell time would end after the window
-        (["00:00-24:00"], (60 + 120, 60 + 120 + 20)),
+        # there since 01:00 but the camera started at 09:00: it judges from 09:02, once real samples
+        # are the majority of its background (4 of 7, 30 s apart); the stall was kept out of them
+        (["00:00-24:00"], (120 + 120, 120 + 120 + 4)),
     ],
 )
 def test_occupancy_rule_follows_its_schedule(
@@ -181,6 +184,44 @@ def test_an_object_that_stays_all_night_never_melts_into_the_background() -> Non
     played = play(scene, make_camera(long_sample_s=120))
     assert kinds(played) == ["started"]
     assert min(played.fractions[13:]) >= 0.04
+
+
+def test_nothing_is_judged_while_the_background_is_learned() -> None:
+    """A camera with no history: its first frame is the whole background until real samples are the
+    majority (here 4 of 7 samples 30 s apart: 120 s); no reading before that counts."""
+    played = play(Scene(300, stall=(10, 300), walkers=False, cars=False, light=(1.0, 1.0)))
+    rules = played.rules
+    assert rules.foreground is not None and rules.foreground.learn_s == 120
+    learning = [o for o in range(len(played.fractions)) if o / 0.5 < 120]
+    assert max(played.fractions[len(learning) - 10 : len(learning)]) > 0.04  # seen, but not judged
+    assert [(t, kind) for t, kind, _ in played.events] == [(240.0, "started")]  # clock from 120 s
+
+
+def test_a_restart_in_the_middle_of_a_violation_neither_hides_it_nor_leaves_a_ghost() -> None:
+    """Issue 28: after a restart what stood in the zone became background at once (hidden); when it
+    left, its ghost read as occupation. The engine's state goes through bytes and back."""
+    scene = Scene(900, stall=(120, 600))
+    before = CameraRules(make_camera())
+    events = []
+    for step in range(round(scene.seconds * scene.fps)):
+        t = step / scene.fps
+        if t == 400:  # the service restarts: a new engine from the saved bytes
+            after = CameraRules(make_camera())
+            after.restore(decode(encode(before.export())))
+            before = after
+        frame, detections = scene.frame(t)
+        outcome = before.process(T0 + timedelta(seconds=t), detections, (W, H), frame)
+        events.append((t, [e.kind for e in outcome.events], outcome.occupancy[0]))
+    started = [t for t, kinds, _ in events if "started" in kinds]
+    cleared = [t for t, kinds, _ in events if "cleared" in kinds]
+    assert len(started) == 1 and 240 <= started[0] <= 260
+    assert len(cleared) == 1 and 598 + 60 <= cleared[0] <= 600 + 60 + 4
+    stall_after_restart = [o for t, _, o in events if 400 <= t < 598 and t % 90 >= 12]  # no car in front
+    assert not any(o.learning for o in stall_after_restart)  # restored: nothing to learn again
+    assert min(o.fraction for o in stall_after_restart) > 0.04  # still seen: not hidden
+    assert max(o.fraction for t, _, o in events if t >= 640) < 0.04  # gone: no ghost
+    (incident,) = before.incidents
+    assert incident.status == "cleared" and incident.id == 1
 
 
 def test_a_stall_there_from_the_start_leaves_no_ghost_when_taken_away() -> None:

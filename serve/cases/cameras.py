@@ -16,11 +16,17 @@ as patrol photos):
 - rework: the frame is attached with the proposal `check_fail` (back at the place, or never gone).
 
 Frames of one camera are applied one at a time, in arrival order, under the camera's lock.
+
+Each camera's engine state (clocks, incidents with their cases, occupancy models) is saved in the
+database (`camera_states`) after every frame that made an event and at least every
+`SAVE_EVERY_S` of capture time, and restored when a hub starts (`restore`): a restart in the
+middle of a violation neither hides it nor leaves a ghost of it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -41,7 +47,7 @@ from serve.cases.db import transaction
 from serve.cases.enums import Action, CaseSource, EvidenceRole, State
 from serve.cases.evidence import store_image
 from serve.cases.findings import CaseRules, Finding, record_finding
-from serve.cases.orm import Case, Evidence, FlowEntry
+from serve.cases.orm import CameraState, Case, Evidence, FlowEntry
 from serve.cases.workflow import is_open
 from vision.core.boxes import Box
 from vision.core.draw import crop_box
@@ -49,10 +55,14 @@ from vision.core.taxonomy import Taxonomy
 from vision.live.cameras import Camera, CameraRegistry
 from vision.live.incidents import Incident, RuleEvent
 from vision.live.rules import CameraRules, FrameOutcome
+from vision.live.state import decode, encode
+
+log = logging.getLogger("streetorder.cameras")
 
 OCCUPANCY_MODEL = "occupancy-v1"  # model_version of class-free findings: they wait for a person too
 FPS_SMOOTHING = 0.2  # weight of the newest frame interval in the fps estimate
 HANDLED_STATES = (State.HANDLED, State.CHECK_PASSED)
+SAVE_EVERY_S = 60.0  # capture seconds between saves of a camera's state (and after every event)
 
 
 @dataclass
@@ -131,6 +141,7 @@ class LiveCamera:
         self.health = CameraHealth()
         self.lock = threading.Lock()
         self.last_frame: np.ndarray | None = None  # for drawing zones over (web console)
+        self.saved_at: float | None = None  # capture time of the state saved last
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
@@ -191,8 +202,49 @@ class CameraHub:
                 result.actions = self._apply(
                     live, image, captured_at, outcome.events, sessions, case_rules, model_version
                 )
+            if outcome.events or live.saved_at is None or outcome.at - live.saved_at >= SAVE_EVERY_S:
+                self._save(live, sessions)
             timings.cases_s = time.perf_counter() - started
             return result
+
+    # -------------------------------------------------------------------------------- state
+
+    def restore(self, sessions: sessionmaker[Session]) -> None:
+        """Take back each camera's saved engine state; one that cannot be used (another layout, a
+        damaged blob) is logged and the camera starts afresh, learning its place."""
+        with sessions() as session:
+            rows = session.scalars(select(CameraState).where(CameraState.camera_id.in_(self.cameras))).all()
+        for row in rows:
+            live = self.cameras[row.camera_id]
+            with live.lock:
+                try:
+                    live.rules.restore(decode(row.state))
+                except (ValueError, KeyError, TypeError) as err:
+                    log.warning("camera %s: saved state not used (%s); it starts afresh", row.camera_id, err)
+                    live.rules = CameraRules(live.camera, self.taxonomy)
+                else:
+                    live.saved_at = live.rules.last_at
+
+    def save(self, sessions: sessionmaker[Session]) -> None:
+        """Save every camera's engine state now (on shutdown)."""
+        for live in self:
+            with live.lock:
+                self._save(live, sessions)
+
+    def _save(self, live: LiveCamera, sessions: sessionmaker[Session]) -> None:
+        last_at = live.rules.last_at
+        if last_at is None:
+            return
+        blob = encode(live.rules.export())
+        with transaction(sessions) as session:
+            row = session.get(CameraState, live.camera.id)
+            if row is None:
+                row = CameraState(camera_id=live.camera.id)
+                session.add(row)
+            row.captured_at = datetime.fromtimestamp(last_at, UTC)
+            row.saved_at = datetime.now(UTC)
+            row.state = blob
+        live.saved_at = last_at
 
     def _sync_handled(self, live: LiveCamera, sessions: sessionmaker[Session]) -> None:
         """Tell the engine which incidents' cases were reported handled (and when), or reworked."""

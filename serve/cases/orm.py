@@ -22,6 +22,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -231,3 +232,15 @@ class AuditEntry(Base):
     path: Mapped[str] = mapped_column(Text)
     status: Mapped[int] = mapped_column(Integer)
     case_id: Mapped[int | None] = mapped_column(Integer, index=True)
+
+
+class CameraState(Base):
+    """A camera engine's state (vision/live/state.py: clocks, incidents, background models), saved
+    so that a restart neither hides what stands in a zone nor leaves a ghost of it."""
+
+    __tablename__ = "camera_states"
+
+    camera_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    captured_at: Mapped[datetime] = mapped_column()  # capture time of the last frame applied
+    saved_at: Mapped[datetime] = mapped_column()
+    state: Mapped[bytes] = mapped_column(LargeBinary)

@@ -54,6 +54,7 @@ def cli(argv: list[str]) -> int:
     case_rules = load_case_rules(settings)
     hub = CameraHub(registry, case_rules.taxonomy, settings.evidence_dir)
     sessions = open_database(args.db or settings.db_url)
+    hub.restore(sessions)
     detector = load_detector(args.model or settings.model)
     if args.metrics_port:
         from prometheus_client import REGISTRY, start_http_server
@@ -71,6 +72,7 @@ def cli(argv: list[str]) -> int:
     except KeyboardInterrupt:
         pass
     watcher.stop()
+    hub.save(sessions)
     health = watcher.live.health
     print(
         f"camera {camera.id}: {watcher.analysed} frames analysed, {health.skipped_frames} skipped, "

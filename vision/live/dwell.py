@@ -13,8 +13,9 @@ frame) a refind goes by position alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from itertools import count
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import supervision as sv
@@ -73,7 +74,13 @@ class DwellClocks:
         self.settings = settings
         self.stays: dict[int, Stay] = {}
         self._by_track: dict[tuple[str, int], int] = {}  # (zone, tracker id) -> stay key
-        self._keys = count(1)
+        self._next_key = 1
+        self._watching_since: float | None = -math.inf  # None: from the next frame (restored)
+
+    def _unseen(self, stay: Stay, at: float) -> float:
+        """Seconds the camera watched without seeing it (after a restart, from its first frame)."""
+        assert self._watching_since is not None
+        return at - max(stay.last_seen, self._watching_since)
 
     def __len__(self) -> int:
         return len(self.stays)
@@ -85,7 +92,7 @@ class DwellClocks:
         candidates = [
             s
             for s in self.stays.values()
-            if s.zone_id == zone_id and s.key not in taken and at - s.last_seen <= self.settings.refind_s
+            if s.zone_id == zone_id and s.key not in taken and self._unseen(s, at) <= self.settings.refind_s
         ]
         if not candidates:
             return None
@@ -118,8 +125,9 @@ class DwellClocks:
                 if stay is not None:
                     self._by_track.pop((zone_id, stay.tracker_id), None)
             if stay is None:
+                self._next_key += 1
                 stay = Stay(
-                    key=next(self._keys),
+                    key=self._next_key - 1,
                     zone_id=zone_id,
                     class_id=int(class_ids[index]),
                     tracker_id=tracker_id,
@@ -148,7 +156,7 @@ class DwellClocks:
         return seen
 
     def _evict(self, at: float) -> None:
-        stale = [k for k, s in self.stays.items() if at - s.last_seen > self.settings.refind_s]
+        stale = [k for k, s in self.stays.items() if self._unseen(s, at) > self.settings.refind_s]
         overflow = len(self.stays) - len(stale) - self.settings.max_objects
         if overflow > 0:
             fresh = sorted((s for s in self.stays.values() if s.key not in stale), key=lambda s: s.last_seen)
@@ -163,6 +171,8 @@ class DwellClocks:
 
         Detections without a track (tracker_id -1) carry no identity and are ignored.
         """
+        if self._watching_since is None:
+            self._watching_since = at
         seen: dict[str, list[Stay]] = {}
         for zone_id, detections in in_zones.items():
             tracked = subset(detections, ids(detections.tracker_id, len(detections)) >= 0)
@@ -176,3 +186,27 @@ class DwellClocks:
             stay.box = scale_boxes(stay.box, sx, sy)
             stay.anchor_box = scale_boxes(stay.anchor_box, sx, sy)
         self._by_track.clear()  # the tracker is reset with the size: its ids start over
+
+    def export(self) -> dict[str, Any]:
+        """The clocks, for vision/live/state.py (tracker ids are not: a new tracker starts over)."""
+        return {"next_key": self._next_key, "stays": [asdict(stay) for stay in self.stays.values()]}
+
+    def restore(self, saved: dict[str, Any], zone_ids: set[str]) -> None:
+        """Take back exported clocks of the zones that still exist; each can be refound (by place and
+        looks) within `refind_s` of the first frame after the restart, as after an occlusion."""
+        self.stays, self._by_track, self._watching_since = {}, {}, None
+        for fields in saved["stays"]:
+            if fields["zone_id"] not in zone_ids:
+                continue
+            looks = fields["appearance"]
+            stay = Stay(
+                **{
+                    **fields,
+                    "box": np.asarray(fields["box"], dtype=np.float64),
+                    "anchor_box": np.asarray(fields["anchor_box"], dtype=np.float64),
+                    "appearance": None if looks is None else np.asarray(looks, dtype=np.float32),
+                    "tracker_id": -1,
+                }
+            )
+            self.stays[stay.key] = stay
+        self._next_key = int(saved["next_key"])  # keys never repeat: incidents remember theirs

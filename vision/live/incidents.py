@@ -20,14 +20,17 @@ it stays, silent, until the object has been gone `clear_after_s`, so a person's 
 delivery van, allowed") is not raised again as a new case on the next frame. Only what stands
 there after that is a new violation.
 
+Absence is counted over time the camera watched: after a restart, from its first frame, not from
+the last sighting before it (the new tracker needs a frame or two to see what still stands there).
+
 Pure bookkeeping on capture times (seconds); the service maps incidents to cases.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from itertools import count
-from typing import Literal
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import supervision as sv
@@ -37,7 +40,18 @@ from vision.live.dwell import scale_boxes
 
 EventKind = Literal["started", "evidence", "cleared", "rework"]
 MAX_INCIDENTS_PER_ZONE = 64
-_incident_ids = count(1)
+
+
+@dataclass
+class Counter:
+    """Incident ids of one camera: unique across its zones and its restarts (the value is saved)."""
+
+    next_value: int = 1
+
+    def take(self) -> int:
+        value = self.next_value
+        self.next_value += 1
+        return value
 
 
 @dataclass(frozen=True)
@@ -85,12 +99,25 @@ class RuleEvent:
 class IncidentLedger:
     """The incidents of one zone rule; memory bounded by MAX_INCIDENTS_PER_ZONE."""
 
-    def __init__(self, zone_id: str, settings: CaseSettings, min_dwell_s: float, source: str) -> None:
+    def __init__(
+        self,
+        zone_id: str,
+        settings: CaseSettings,
+        min_dwell_s: float,
+        source: str,
+        ids: Counter | None = None,
+    ) -> None:
         self.zone_id = zone_id
         self.settings = settings
         self.min_dwell_s = min_dwell_s
         self.source: Literal["detector", "occupancy"] = "occupancy" if source == "occupancy" else "detector"
+        self.ids = ids or Counter()
         self.incidents: dict[int, Incident] = {}
+        self._watching_since: float | None = -math.inf  # None: from the next frame (restored)
+
+    def _unseen_since(self, incident: Incident) -> float:
+        assert self._watching_since is not None
+        return max(incident.last_seen, self._watching_since)
 
     def _same_place(self, sighting: Sighting, taken: set[int]) -> Incident | None:
         free = [i for i in self.incidents.values() if i.id not in taken]
@@ -134,7 +161,7 @@ class IncidentLedger:
     def _absent(self, incident: Incident, at: float) -> list[RuleEvent]:
         handled = incident.handled_at
         if incident.status == "present":
-            absent_from = incident.last_seen
+            absent_from = self._unseen_since(incident)
             if self.settings.verify == "after_handled" and handled is not None:
                 absent_from = max(absent_from, handled)
             if at - absent_from < self.settings.clear_after_s:
@@ -143,7 +170,7 @@ class IncidentLedger:
             return [RuleEvent("cleared", incident, at)]
         if incident.status == "cleared" and handled is not None and handled != incident.cleared_for:
             # it had left on its own; now the case is reported handled: confirm the place once more
-            if at - max(incident.last_seen, handled) < self.settings.clear_after_s:
+            if at - max(self._unseen_since(incident), handled) < self.settings.clear_after_s:
                 return []
             incident.cleared_for = handled
             return [RuleEvent("cleared", incident, at, "handled")]
@@ -152,6 +179,8 @@ class IncidentLedger:
     def update(self, at: float, sightings: list[Sighting], active_since: float | None) -> list[RuleEvent]:
         """One frame: `sightings` in the zone, `active_since` = start of the schedule window now
         in force (None: the rule is off now, nothing new fires)."""
+        if self._watching_since is None:
+            self._watching_since = at
         events: list[RuleEvent] = []
         taken: set[int] = set()
         for sighting in sorted(sightings, key=lambda s: s.since):
@@ -161,7 +190,7 @@ class IncidentLedger:
                 events += self._seen(incident, sighting, at)
             elif active_since is not None and at - max(sighting.since, active_since) >= self.min_dwell_s:
                 incident = Incident(
-                    id=next(_incident_ids),
+                    id=self.ids.take(),
                     zone_id=self.zone_id,
                     event=sighting.event,
                     source=self.source,
@@ -189,7 +218,7 @@ class IncidentLedger:
         s = self.settings
         for incident in list(self.incidents.values()):
             if (incident.status == "cleared" and at - (incident.cleared_at or at) > s.return_watch_s) or (
-                incident.status == "closed" and at - incident.last_seen >= s.clear_after_s
+                incident.status == "closed" and at - self._unseen_since(incident) >= s.clear_after_s
             ):
                 del self.incidents[incident.id]
         if len(self.incidents) > MAX_INCIDENTS_PER_ZONE:
@@ -217,3 +246,15 @@ class IncidentLedger:
     def rescale(self, sx: float, sy: float) -> None:
         for incident in self.incidents.values():
             incident.box = scale_boxes(incident.box, sx, sy)
+
+    def export(self) -> list[dict[str, Any]]:
+        """The incidents, for vision/live/state.py."""
+        return [asdict(incident) for incident in self.incidents.values()]
+
+    def restore(self, saved: list[dict[str, Any]]) -> None:
+        """Take back exported incidents (of a zone of the same id and kind); absence counts again
+        from the next frame."""
+        self.incidents, self._watching_since = {}, None
+        for fields in saved:
+            incident = Incident(**{**fields, "box": np.asarray(fields["box"], dtype=np.float64)})
+            self.incidents[incident.id] = incident

@@ -14,6 +14,11 @@ the short-term one (they stopped changing) form static-foreground blobs.
   walkers, cars driving and rain streaks differ from it and are not static.
 - Ghosts (something that was in the background left): the blob's outline has edges in the
   background but not in the frame; the background there is replaced at once.
+- Learning: a model that starts with no history takes its first frame as the background of every
+  sample; it judges nothing until real samples are the majority of the median (`long_sample_s` x
+  half of `long_samples`, 10 minutes by default), and starts over after a gap longer than
+  `hold_max_s`. A restarted service restores the models instead (vision/live/state.py), so what
+  stood there before the restart is neither hidden nor left behind as a ghost.
 
 Works on the frame scaled to `width` pixels; per-frame cost is a few small array operations.
 All times are capture times in seconds.
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -49,6 +55,7 @@ class ZoneOccupancy:
     fraction: float  # of the zone's area
     area_m2: float | None  # with a ground homography
     box: np.ndarray | None  # union of the static blobs in the zone, frame pixels
+    learning: bool = False  # the background is still being learned: nothing is judged yet
 
 
 def working_size(frame_size: Size, width: int) -> Size:
@@ -151,6 +158,17 @@ class StaticForeground:
         self._last_sample = 0.0
         self._last_time = 0.0
         self._origin = 0.0
+        self._learned_at = math.inf  # capture time from which the long-term background is trusted
+
+    @property
+    def learning(self) -> bool:
+        """No history yet: the long-term background is mostly the first frame, nothing is judged."""
+        return self._last_time < self._learned_at
+
+    @property
+    def learn_s(self) -> float:
+        """Until real samples are the majority of the long-term median."""
+        return self.settings.long_sample_s * math.ceil(self.settings.long_samples / 2)
 
     @property
     def nbytes(self) -> int:
@@ -191,6 +209,8 @@ class StaticForeground:
         self.gain = np.ones(3, dtype=np.float32)
         self.light = np.ones(3, dtype=np.float32)
         self._last_sample = self._last_time = self._origin = at
+        self._next_sample = 0
+        self._learned_at = at + self.learn_s
 
     def _refit(self, size: Size) -> None:
         """The stream changed its aspect ratio (a D1 sub-stream to the 16:9 main stream, say): the
@@ -305,8 +325,8 @@ class StaticForeground:
         `keep_out`: further boxes not learned into the background (any detection).
         """
         height, width = frame.shape[:2]
-        if self.size is None:
-            self._start(frame, at)
+        if self.size is None or at - self._last_time > self.settings.hold_max_s:
+            self._start(frame, at)  # no history, or too old to trust: learn the place anew
             return self.mask
         size = working_size((width, height), self.settings.width)
         if size != self.size:
@@ -334,6 +354,51 @@ class StaticForeground:
         cv2.accumulateWeighted(small, self._short, alpha)  # short += alpha * (small - short)
         self._last_time = at
         return self.mask
+
+    _SAVED = (
+        "_reference",
+        "_samples",
+        "_long",
+        "_short",
+        "_hold_light",
+        "_held_since",
+        "_held_last",
+        "mask",
+        "held",
+        "gain",
+        "light",
+    )
+
+    def export(self) -> dict[str, Any] | None:
+        """The models, for vision/live/state.py (None before the first frame)."""
+        if self.size is None:
+            return None
+        times = {"next_sample": self._next_sample, "last_sample": self._last_sample}
+        times |= {"last_time": self._last_time, "origin": self._origin, "learned_at": self._learned_at}
+        return {
+            "width": self.settings.width,
+            "long_samples": self.settings.long_samples,
+            "size": list(self.size),
+            "scale": self.scale,
+            **times,
+            **{name.lstrip("_"): getattr(self, name) for name in self._SAVED},
+        }
+
+    def restore(self, saved: dict[str, Any] | None) -> None:
+        """Take back exported models made with the same width and number of samples (else the
+        camera learns its place anew)."""
+        if saved is None or (saved["width"], saved["long_samples"]) != (
+            self.settings.width,
+            self.settings.long_samples,
+        ):
+            return
+        for name in self._SAVED:
+            setattr(self, name, np.asarray(saved[name.lstrip("_")]))
+        self.size = (int(saved["size"][0]), int(saved["size"][1]))
+        self.scale = float(saved["scale"])
+        self._next_sample = int(saved["next_sample"])
+        self._last_sample, self._last_time = float(saved["last_sample"]), float(saved["last_time"])
+        self._origin, self._learned_at = float(saved["origin"]), float(saved["learned_at"])
 
     def blobs(self) -> list[Blob]:
         """The latest static blobs as frame-pixel boxes."""
@@ -365,7 +430,7 @@ class ZoneMeter:
 
     def measure(self, foreground: StaticForeground) -> ZoneOccupancy:
         if foreground.size is None:
-            return ZoneOccupancy(self.zone.id, 0.0, None, None)
+            return ZoneOccupancy(self.zone.id, 0.0, None, None, learning=True)
         self._at(foreground.size)
         inside = foreground.mask & self._mask
         fraction = float(inside.sum()) / max(int(self._mask.sum()), 1)
@@ -377,7 +442,7 @@ class ZoneMeter:
                 np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float64)
                 / foreground.scale
             )
-        return ZoneOccupancy(self.zone.id, fraction, area_m2, box)
+        return ZoneOccupancy(self.zone.id, fraction, area_m2, box, learning=foreground.learning)
 
     def occupied(self, reading: ZoneOccupancy) -> bool:
         rule = self.zone.rule
@@ -395,6 +460,12 @@ class OccupancyClock:
         self.gap_s = gap_s
         self.since: float | None = None
         self.last: float | None = None
+
+    def export(self) -> dict[str, float | None]:
+        return {"since": self.since, "last": self.last}
+
+    def restore(self, saved: dict[str, float | None]) -> None:
+        self.since, self.last = saved["since"], saved["last"]
 
     def update(self, at: float, occupied: bool) -> float | None:
         """The start of the current occupation, or None when the zone is (now) clear."""

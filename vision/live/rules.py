@@ -7,6 +7,10 @@ Late frames: a frame captured at or before the last processed one cannot go thro
 (its Kalman state only moves forward) nor the clocks, and waiting for stragglers would delay every
 frame. Such a frame is therefore not applied to tracks, clocks or incidents; it comes back marked
 `late` with its detections, so the caller can still record it (the endpoint returns and counts it).
+
+`export` and `restore` carry the engine's state (clocks, incidents, occupancy models, the last
+frame's time) over a restart of the service (vision/live/state.py encodes it) or a reload of its
+camera's configuration; only the tracker starts over.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import supervision as sv
@@ -22,12 +27,13 @@ from vision.core.taxonomy import Taxonomy, load_taxonomy
 from vision.live.appearance import SIGNATURE_SIZE, signature
 from vision.live.cameras import Camera, Rule
 from vision.live.dwell import APPEARANCE, UNOCCLUDED, DwellClocks, Stay, overlap_of_first
-from vision.live.incidents import Incident, IncidentLedger, RuleEvent, Sighting
+from vision.live.incidents import Counter, Incident, IncidentLedger, RuleEvent, Sighting
 from vision.live.occupancy import OccupancyClock, StaticForeground, ZoneMeter, ZoneOccupancy
 from vision.live.tracking import CaptureTimeTracker, class_thresholds, ids, subset
 from vision.live.zones import FrameZone, Size
 
 OCCUPANCY_KEY = 0  # one occupation per zone at a time: its sightings share one key
+STATE_VERSION = 1  # of `export`'s layout: another one is not restored
 OCCLUDED = 0.1  # a box this much covered by another one is partly something else: its colours are not learned
 
 
@@ -65,8 +71,10 @@ class CameraRules:
         self.meters = [ZoneMeter(z, camera.ground) for z in camera.zones if z.rule.detect == "occupancy"]
         self.occupancy_clocks = {m.zone.id: OccupancyClock(camera.occupancy.gap_s) for m in self.meters}
         self.foreground = StaticForeground(camera.occupancy) if self.meters else None
+        self.incident_ids = Counter()
         self.ledgers = {
-            z.id: IncidentLedger(z.id, camera.cases, z.rule.min_dwell_s, z.rule.detect) for z in camera.zones
+            z.id: IncidentLedger(z.id, camera.cases, z.rule.min_dwell_s, z.rule.detect, self.incident_ids)
+            for z in camera.zones
         }
         names = self.taxonomy.names
         self._mask_classes = [names.index(n) for n in camera.occupancy.mask_classes]
@@ -199,6 +207,8 @@ class CameraRules:
         for meter in self.meters:
             reading = meter.measure(self.foreground)
             outcome.occupancy.append(reading)
+            if reading.learning:  # nothing is judged, not even absence: the background is not known
+                continue
             since = self.occupancy_clocks[meter.zone.id].update(when, meter.occupied(reading))
             rule = meter.zone.rule
             sightings = []
@@ -207,6 +217,37 @@ class CameraRules:
                 sightings.append(Sighting(OCCUPANCY_KEY, reading.box, since, event))
             ledger = self.ledgers[meter.zone.id]
             outcome.events += ledger.update(when, sightings, self._active_since(rule, when))
+
+    def export(self) -> dict[str, Any]:
+        """Everything but the tracker, as plain values and arrays (vision/live/state.py)."""
+        return {
+            "version": STATE_VERSION,
+            "last_at": self.last_at,
+            "size": None if self.size is None else list(self.size),
+            "incident_ids": self.incident_ids.next_value,
+            "zones": {z.id: z.rule.detect for z in self.camera.zones},
+            "clocks": self.clocks.export(),
+            "ledgers": {zone_id: ledger.export() for zone_id, ledger in self.ledgers.items()},
+            "occupancy_clocks": {zone_id: c.export() for zone_id, c in self.occupancy_clocks.items()},
+            "foreground": None if self.foreground is None else self.foreground.export(),
+        }
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Take back an export of this camera (possibly of an older configuration of it): what
+        belongs to zones of the same id and kind is kept, the rest is dropped."""
+        if saved.get("version") != STATE_VERSION:
+            raise ValueError(f"camera state version {saved.get('version')}, expected {STATE_VERSION}")
+        same = {z.id for z in self.camera.zones if saved["zones"].get(z.id) == z.rule.detect}
+        self.last_at = saved["last_at"]
+        self.size = None if saved["size"] is None else (int(saved["size"][0]), int(saved["size"][1]))
+        self.incident_ids.next_value = int(saved["incident_ids"])
+        self.clocks.restore(saved["clocks"], same)
+        for zone_id in same:
+            self.ledgers[zone_id].restore(saved["ledgers"][zone_id])
+            if zone_id in self.occupancy_clocks:
+                self.occupancy_clocks[zone_id].restore(saved["occupancy_clocks"][zone_id])
+        if self.foreground is not None:
+            self.foreground.restore(saved["foreground"])
 
     @property
     def incidents(self) -> list[Incident]:

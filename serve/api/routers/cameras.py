@@ -2,7 +2,8 @@
 
 The camera hub (serve/cases/cameras.py) is built by this router's lifespan from
 `<configs_dir>/cameras.yaml`, after the app's own lifespan opened the database and loaded the
-model; it also starts the watchers of cameras marked `pull: true`.
+model, with each camera's saved state; it also starts the watchers of cameras marked
+`pull: true`, and saves the cameras' state on shutdown.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     path = service.settings.configs_dir / "cameras.yaml"
     registry = load_cameras(path) if path.exists() else CameraRegistry({}, path)
     hub = CameraHub(registry, service.domain.rules.taxonomy, service.settings.evidence_dir)
+    await anyio.to_thread.run_sync(hub.restore, service.sessions)
     service.metrics.registry.register(CameraCollector(hub))
     app.state.cameras = hub
     pool = None
@@ -56,6 +58,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         if pool is not None:
             await anyio.to_thread.run_sync(pool.stop)
+        await anyio.to_thread.run_sync(hub.save, service.sessions)
 
 
 router = APIRouter(tags=["cameras"], lifespan=lifespan)
@@ -93,6 +96,9 @@ class OccupancyOut(Schema):
     fraction: float = Field(description="share of the zone covered by static foreground, 0..1")
     area_m2: float | None = Field(description="covered ground area, with the camera's ground homography")
     xyxy: list[float] | None = Field(description="box around the static foreground in the zone, pixels")
+    learning: bool = Field(
+        description="the camera is still learning its background (no history yet): nothing is judged"
+    )
 
 
 class CaseActionOut(Schema):
@@ -315,6 +321,7 @@ def frame_out(
                 fraction=round(o.fraction, 4),
                 area_m2=None if o.area_m2 is None else round(o.area_m2, 2),
                 xyxy=None if o.box is None else [round(float(v), 1) for v in o.box],
+                learning=o.learning,
             )
             for o in outcome.occupancy
         ],
