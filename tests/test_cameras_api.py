@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from streets import Scene
 
+from serve.api.reload import CamerasReloader
 from serve.cases.cameras import CameraHub
 from serve.cases.db import open_database, transaction
 from serve.cases.domain import Domain, load_domain
@@ -333,7 +335,8 @@ def configs_with_cameras(folder: Path, cameras: dict[str, Any]) -> Path:
 
 @pytest.fixture
 def service_overrides(tmp_path: Path) -> dict[str, object]:
-    return {"configs_dir": configs_with_cameras(tmp_path, API_CONFIG)}
+    # the file is followed by the tests that want it (a follower of their own): no race with POST
+    return {"configs_dir": configs_with_cameras(tmp_path, API_CONFIG), "cameras_reload_s": 0}
 
 
 @pytest.fixture
@@ -591,3 +594,93 @@ def test_a_real_pile_through_the_real_model_is_one_case_across_an_occlusion(mode
         if c["id"] == "pile-cam"
     ]
     assert camera["health"]["frames"] == 70 and camera["health"]["open_incidents"] == 0
+
+
+# --- cameras.yaml edited while the service runs ---------------------------------------------------
+
+
+def write_cameras(service: Service, config: dict[str, Any]) -> None:
+    path = service.settings.configs_dir / "cameras.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+
+
+def cameras_now(service: Service) -> dict[str, Any]:
+    listed = service.client.get("/v1/cameras", headers=service.auth("cases:read")).json()
+    return {c["id"]: c for c in listed}
+
+
+def test_an_edited_cameras_file_is_applied_without_a_restart(model_service: Service) -> None:
+    service = model_service
+    frame = jpeg(Scene(10).frame(0)[0])
+    for t in (0, 10):
+        assert post(service, frame, SERVICE_START + timedelta(seconds=t)).status_code == 200
+    edited = copy.deepcopy(API_CONFIG)
+    edited["cameras"][0]["zones"][0]["min_dwell_s"] = 60  # test-cam changes
+    edited["cameras"][1]["id"] = "new-cam"  # pile-cam goes, new-cam comes
+    write_cameras(service, edited)
+    refused = service.client.post("/v1/cameras/reload", headers=service.auth("cases:read"))
+    assert refused.status_code == 403
+    response = service.client.post("/v1/cameras/reload", headers=service.auth("admin"))
+    assert response.status_code == 200, response.text
+    assert {k: v for k, v in response.json().items() if k != "source"} == {
+        "added": ["new-cam"],
+        "changed": [CAM],
+        "removed": ["pile-cam"],
+        "unchanged": [],
+    }
+    cameras = cameras_now(service)
+    assert list(cameras) == [CAM, "new-cam"]
+    assert cameras[CAM]["zones"][0]["min_dwell_s"] == 60
+    assert cameras[CAM]["health"]["frames"] == 2  # the camera goes on: its health and state are kept
+    late = post(service, frame, SERVICE_START + timedelta(seconds=5))
+    assert late.status_code == 200 and late.json()["late"] is True  # its last frame (10 s) is known
+    assert post(service, frame, SERVICE_START + timedelta(seconds=12), camera="new-cam").status_code == 200
+    assert post(service, frame, SERVICE_START + timedelta(seconds=12), camera="pile-cam").status_code == 404
+
+
+def test_a_broken_cameras_file_is_refused_and_the_one_in_force_stays(service: Service) -> None:
+    before = cameras_now(service)
+    broken = copy.deepcopy(API_CONFIG)
+    broken["cameras"][0]["zones"][0]["polygon"][0] = [1.2, 0.6]
+    write_cameras(service, broken)
+    response = service.client.post("/v1/cameras/reload", headers=service.auth("admin"))
+    assert response.status_code == 422
+    problem = response.json()
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "cameras.yaml: cameras[0].zones[0].polygon: point (1.2, 0.6) is outside 0..1" in problem["detail"]
+    assert cameras_now(service) == before
+    config = service.client.get("/v1/cameras/config", headers=service.auth("cases:read")).json()
+    assert "cameras[0].zones[0].polygon" in config["error"] and config["error_at"] is not None
+    write_cameras(service, API_CONFIG)
+    assert service.client.post("/v1/cameras/reload", headers=service.auth("admin")).json()["unchanged"] == [
+        CAM,
+        "pile-cam",
+    ]
+    assert (
+        service.client.get("/v1/cameras/config", headers=service.auth("cases:read")).json()["error"] is None
+    )
+
+
+def test_the_cameras_file_is_followed(service: Service) -> None:
+    state = service.client.app.state  # type: ignore[attr-defined]
+    follower = CamerasReloader(state.cameras, state.service.sessions, None, 0.05).start()
+    try:
+        renamed = copy.deepcopy(API_CONFIG)
+        renamed["cameras"][0]["name"] = "测试摄像头 (renamed)"
+        write_cameras(service, renamed)
+        deadline = time.monotonic() + 30
+        while cameras_now(service)[CAM]["name"] != "测试摄像头 (renamed)":
+            assert time.monotonic() < deadline, "the edited file was not applied"
+            time.sleep(0.05)
+        broken = copy.deepcopy(renamed)
+        broken["cameras"][0]["zones"][0]["rule"] = "no_such_rule"
+        write_cameras(service, broken)
+        while (
+            service.client.get("/v1/cameras/config", headers=service.auth("cases:read")).json()["error"]
+            is None
+        ):
+            assert time.monotonic() < deadline, "the broken file's error is not shown"
+            time.sleep(0.05)
+        assert cameras_now(service)[CAM]["name"] == "测试摄像头 (renamed)"  # the file in force stays
+    finally:
+        follower.stop()

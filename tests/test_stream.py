@@ -312,7 +312,7 @@ def service_overrides(tmp_path: Path, mjpeg: MjpegServer) -> dict[str, object]:
         ],
     }
     (configs / "cameras.yaml").write_text(yaml.safe_dump(cameras), encoding="utf-8")
-    return {"configs_dir": configs}
+    return {"configs_dir": configs, "cameras_reload_s": 0}  # reloaded by the test itself
 
 
 def test_the_service_pulls_a_camera_and_reports_its_health(service: Any, mjpeg: MjpegServer) -> None:
@@ -347,3 +347,19 @@ def test_the_service_pulls_a_camera_and_reports_its_health(service: Any, mjpeg: 
     )
     assert values["streetorder_camera_frames_total"] >= 4
     assert values["streetorder_camera_last_frame_timestamp_seconds"] > 0
+
+    # the cameras file edited (1 frame a second now): the pool stops the old watcher, starts a new one
+    path = service.settings.configs_dir / "cameras.yaml"
+    edited = yaml.safe_load(path.read_text(encoding="utf-8"))
+    edited["cameras"][0]["analyse_fps"] = 1
+    path.write_text(yaml.safe_dump(edited), encoding="utf-8")
+    reloaded = service.client.post("/v1/cameras/reload", headers=service.auth("admin"))
+    assert reloaded.status_code == 200 and reloaded.json()["changed"] == ["pulled"], reloaded.text
+    pool = service.client.app.state.camera_pool
+    (watcher,) = pool.watchers.values()
+    assert watcher.live is service.client.app.state.cameras.get("pulled") and watcher.running
+    frames = health["frames"]
+    while time.monotonic() < deadline + 30 and watcher.analysed < 3:
+        time.sleep(0.2)
+    (camera,) = service.client.get("/v1/cameras", headers=service.auth("cases:read")).json()
+    assert camera["analyse_fps"] == 1 and camera["health"]["frames"] >= frames + 3  # counters go on

@@ -10,6 +10,10 @@ load leaves the old one serving (the error is logged and shown by /readyz only i
 
 Camera watchers run for hours, so they get a `FollowingDetector`, which takes the service's
 detector anew for every frame and reports, in the watcher's thread, the version that analysed it.
+
+The cameras file is followed the same way (`CamerasReloader`): an edited `cameras.yaml` is applied
+to the running cameras (serve.cases.watch.reload_cameras); one that does not load is logged, shown
+by GET /v1/cameras/config, and the one in force stays.
 """
 
 from __future__ import annotations
@@ -20,10 +24,14 @@ from pathlib import Path
 
 import numpy as np
 import supervision as sv
+from sqlalchemy.orm import Session, sessionmaker
 
 from serve.api.state import Service
+from serve.cases.cameras import CameraHub
+from serve.cases.watch import WatchPool, reload_cameras
 from vision.core.detector import Detector
 from vision.detect.registry import CURRENT, MODELS_DIR, REGISTRY, ModelError, current_in
+from vision.live.cameras import CameraConfigError
 
 log = logging.getLogger("streetorder.reload")
 
@@ -44,20 +52,20 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
     return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
-class ModelReloader:
-    """Watches the registry a service follows and swaps in the model it names."""
+class FileFollower:
+    """A thread that looks at one file every `interval_s` and acts when it changed (its inode,
+    modification time or size); no file (None): it does nothing."""
 
-    def __init__(self, service: Service, interval_s: float) -> None:
-        self.service = service
+    def __init__(self, path: Path | None, interval_s: float, name: str) -> None:
+        self.path = path
         self.interval_s = max(0.1, interval_s)
-        self.registry = followed_registry(service.settings.model)
-        self._stamp = _stamp(self.registry) if self.registry else None
+        self._stamp = _stamp(path) if path else None
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="model reload", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def start(self) -> ModelReloader:
-        if self.registry is not None:
+    def start(self) -> FileFollower:
+        if self.path is not None:
             self._thread.start()
         return self
 
@@ -70,41 +78,74 @@ class ModelReloader:
         while not self._stop.wait(self.interval_s):
             try:
                 self.check()
-            except Exception:  # a broken registry or model must never end the watch
-                log.exception("model reload check failed")
+            except Exception:  # a broken file must never end the watch
+                log.exception("%s: check failed", self._thread.name)
 
     def check(self) -> bool:
-        """Load and swap in the registry's current model if it changed; True when swapped."""
-        if self.registry is None:
+        """Act on the file if it changed since the last look; True when that changed something."""
+        if self.path is None:
             return False
         with self._lock:
-            stamp = _stamp(self.registry)
+            stamp = _stamp(self.path)
             if stamp == self._stamp:
                 return False
             self._stamp = stamp
-            from vision.detect.backends import load_detector
-            from vision.modelops.promote import version_of
+            return self.changed(self.path)
 
-            name = current_in(self.registry)
-            folder = self.registry.parent / name
-            old = self.service.detector
-            try:
-                if old is not None and version_of(folder) == old.version:
-                    return False
-                new = load_detector(folder)
-            except Exception as err:  # any backend failure (ONNX Runtime has its own types): keep serving
-                log.error(
-                    "registry names %s, which does not load; keeping %s: %s", name, old and old.version, err
-                )
+    def changed(self, path: Path) -> bool:
+        raise NotImplementedError
+
+
+class ModelReloader(FileFollower):
+    """Watches the registry a service follows and swaps in the model it names."""
+
+    def __init__(self, service: Service, interval_s: float) -> None:
+        super().__init__(followed_registry(service.settings.model), interval_s, "model reload")
+        self.service = service
+
+    def changed(self, path: Path) -> bool:
+        """Load and swap in the registry's current model; True when swapped."""
+        from vision.detect.backends import load_detector
+        from vision.modelops.promote import version_of
+
+        name = current_in(path)
+        folder = path.parent / name
+        old = self.service.detector
+        try:
+            if old is not None and version_of(folder) == old.version:
                 return False
-            self.service.detector = new  # the swap: one reference, taken once per request
-            self.service.model_error = None
-            metrics = self.service.metrics.model
-            if old is not None:
-                metrics.remove(old.version)
-            metrics.labels(new.version).set(1)
-            log.info("model swapped: %s -> %s", old and old.version, new.version)
-            return True
+            new = load_detector(folder)
+        except Exception as err:  # any backend failure (ONNX Runtime has its own types): keep serving
+            log.error(
+                "registry names %s, which does not load; keeping %s: %s", name, old and old.version, err
+            )
+            return False
+        self.service.detector = new  # the swap: one reference, taken once per request
+        self.service.model_error = None
+        metrics = self.service.metrics.model
+        if old is not None:
+            metrics.remove(old.version)
+        metrics.labels(new.version).set(1)
+        log.info("model swapped: %s -> %s", old and old.version, new.version)
+        return True
+
+
+class CamerasReloader(FileFollower):
+    """Watches the service's cameras file and applies it to the running cameras when it changes."""
+
+    def __init__(
+        self, hub: CameraHub, sessions: sessionmaker[Session], pool: WatchPool | None, interval_s: float
+    ) -> None:
+        super().__init__(hub.registry.source if interval_s > 0 else None, interval_s, "cameras reload")
+        self.hub, self.sessions, self.pool = hub, sessions, pool
+
+    def changed(self, path: Path) -> bool:
+        try:
+            reload_cameras(self.hub, self.sessions, self.pool)
+        except CameraConfigError as err:
+            log.error("cameras file not applied, the one in force stays: %s", err)
+            return False
+        return True
 
 
 class FollowingDetector:

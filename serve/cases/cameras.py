@@ -21,6 +21,10 @@ Each camera's engine state (clocks, incidents with their cases, occupancy models
 database (`camera_states`) after every frame that made an event and at least every
 `SAVE_EVERY_S` of capture time, and restored when a hub starts (`restore`): a restart in the
 middle of a violation neither hides it nor leaves a ghost of it.
+
+`reload` applies a new cameras file without a restart: an unchanged camera goes on as it is, a
+changed one gets a new engine that takes over the old one's state (what belongs to zones of the
+same id and kind), a new one starts from its saved state if it has one, a removed one is saved.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ from serve.cases.workflow import is_open
 from vision.core.boxes import Box
 from vision.core.draw import crop_box
 from vision.core.taxonomy import Taxonomy
-from vision.live.cameras import Camera, CameraRegistry
+from vision.live.cameras import Camera, CameraRegistry, UnknownCameraError
 from vision.live.incidents import Incident, RuleEvent
 from vision.live.rules import CameraRules, FrameOutcome
 from vision.live.state import decode, encode
@@ -114,6 +118,27 @@ class CaseAction:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class ReloadSummary:
+    """Which cameras a reload of the cameras file added, changed, removed or left as they were."""
+
+    source: Path
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+    unchanged: list[str]
+
+
+@dataclass
+class ConfigStatus:
+    """The cameras file in force, and the last attempt to load another one that failed."""
+
+    source: Path
+    loaded_at: datetime
+    error: str | None = None  # the message of the last failed reload (the old file stays in force)
+    error_at: datetime | None = None
+
+
 @dataclass
 class Timings:
     decode_s: float = 0.0
@@ -158,11 +183,16 @@ class CameraHub:
         self.registry = registry
         self.taxonomy = taxonomy
         self.evidence_dir = evidence_dir
+        # replaced whole, never changed in place: readers iterate it while a reload runs
         self.cameras = {camera.id: LiveCamera(camera, taxonomy) for camera in registry}
+        self.config = ConfigStatus(registry.source, datetime.now(UTC))
+        self._reload_lock = threading.Lock()
 
     def get(self, camera_id: str) -> LiveCamera:
-        self.registry.get(camera_id)  # UnknownCameraError naming the configured ones
-        return self.cameras[camera_id]
+        try:
+            return self.cameras[camera_id]
+        except KeyError:
+            raise UnknownCameraError(camera_id, list(self.cameras)) from None
 
     def __iter__(self) -> Iterator[LiveCamera]:
         return iter(self.cameras.values())
@@ -183,10 +213,10 @@ class CameraHub:
         timings: Timings | None = None,
     ) -> FrameResult:
         """Apply one analysed frame of `camera_id`: rules, then its events as case changes."""
-        live = self.get(camera_id)
         timings = timings or Timings()
         size = (int(image.shape[1]), int(image.shape[0]))
-        with live.lock:
+        live = self._locked(camera_id)
+        try:
             self._sync_handled(live, sessions)
             started = time.perf_counter()
             outcome = live.rules.process(captured_at, detections, size, image)
@@ -206,14 +236,26 @@ class CameraHub:
                 self._save(live, sessions)
             timings.cases_s = time.perf_counter() - started
             return result
+        finally:
+            live.lock.release()
+
+    def _locked(self, camera_id: str) -> LiveCamera:
+        """The camera's engine with its lock held; a reload may replace it while a frame waits."""
+        while True:
+            live = self.get(camera_id)
+            live.lock.acquire()
+            if self.cameras.get(camera_id) is live:
+                return live
+            live.lock.release()
 
     # -------------------------------------------------------------------------------- state
 
-    def restore(self, sessions: sessionmaker[Session]) -> None:
-        """Take back each camera's saved engine state; one that cannot be used (another layout, a
-        damaged blob) is logged and the camera starts afresh, learning its place."""
+    def restore(self, sessions: sessionmaker[Session], camera_ids: list[str] | None = None) -> None:
+        """Take back the saved engine state of each camera (or of `camera_ids`); one that cannot be
+        used (another layout, a damaged blob) is logged and the camera starts afresh, learning."""
+        wanted = list(self.cameras) if camera_ids is None else camera_ids
         with sessions() as session:
-            rows = session.scalars(select(CameraState).where(CameraState.camera_id.in_(self.cameras))).all()
+            rows = session.scalars(select(CameraState).where(CameraState.camera_id.in_(wanted))).all()
         for row in rows:
             live = self.cameras[row.camera_id]
             with live.lock:
@@ -224,6 +266,39 @@ class CameraHub:
                     live.rules = CameraRules(live.camera, self.taxonomy)
                 else:
                     live.saved_at = live.rules.last_at
+
+    def reload(self, registry: CameraRegistry, sessions: sessionmaker[Session]) -> ReloadSummary:
+        """Apply another cameras file while frames keep coming (see the module's docstring)."""
+        with self._reload_lock:
+            added, changed, unchanged = [], [], []
+            for camera in registry:
+                old = self.cameras.get(camera.id)
+                if old is not None and old.camera == camera:
+                    unchanged.append(camera.id)
+                    continue
+                live = LiveCamera(camera, self.taxonomy)
+                if old is None:
+                    self.cameras = {**self.cameras, camera.id: live}
+                    self.restore(sessions, [camera.id])
+                    added.append(camera.id)
+                    continue
+                with old.lock:  # no frame of this camera runs meanwhile; the next one waits for `live`
+                    live.rules.restore(old.rules.export())
+                    live.health, live.last_frame, live.saved_at = old.health, old.last_frame, old.saved_at
+                    self.cameras = {**self.cameras, camera.id: live}
+                changed.append(camera.id)
+            removed = [camera_id for camera_id in self.cameras if camera_id not in registry.cameras]
+            for camera_id in removed:
+                with self.cameras[camera_id].lock:
+                    self._save(self.cameras[camera_id], sessions)  # taken back if it is configured again
+            self.cameras = {camera.id: self.cameras[camera.id] for camera in registry}
+            self.registry = registry
+            self.config = ConfigStatus(registry.source, datetime.now(UTC))
+            return ReloadSummary(registry.source, added, changed, removed, unchanged)
+
+    def reload_failed(self, error: str) -> None:
+        """A cameras file that could not be loaded: the one in force stays, the error is shown."""
+        self.config.error, self.config.error_at = error, datetime.now(UTC)
 
     def save(self, sessions: sessionmaker[Session]) -> None:
         """Save every camera's engine state now (on shutdown)."""

@@ -24,6 +24,11 @@ class Settings(BaseSettings):
         "models/registry.yaml names, followed when it is promoted or rolled back",
     )
     model_reload_s: float = Field(default=2.0, description="how often the service looks for a promoted model")
+    cameras_reload_s: float = Field(
+        default=5.0,
+        description="how often the service looks for an edited cameras.yaml (0: never; "
+        "POST /v1/cameras/reload applies it on demand)",
+    )
     configs_dir: Path = Field(
         default=ROOT / "configs", description="folder of taxonomy, calendar, grids, cameras"
     )

@@ -4,7 +4,8 @@ A `CameraWatcher` takes the newest frame of a `StreamReader` at most `analyse_fp
 second of capture time, runs the detector and hands the frame to the camera hub (serve/cases/cameras.py),
 the same path as `POST /v1/cameras/{id}/frames`. The service runs a `WatchPool` of watchers for the
 cameras marked `pull: true`; the `watch` mode runs one camera as its own process, with its health
-on a Prometheus endpoint (`--metrics-port`).
+on a Prometheus endpoint (`--metrics-port`). `reload_cameras` applies an edited cameras file to a
+running hub and its pool.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from serve.cases.cameras import CameraHub, LiveCamera, Timings
+from serve.cases.cameras import CameraHub, LiveCamera, ReloadSummary, Timings
 from serve.cases.findings import CaseRules
 from vision.core.detector import Detector
+from vision.live.cameras import CameraConfigError, read_cameras
 from vision.live.stream import StreamReader
 
 log = logging.getLogger("streetorder.watch")
@@ -113,17 +115,51 @@ class WatchPool:
     def __init__(
         self, hub: CameraHub, detector: Detector, sessions: sessionmaker[Session], case_rules: CaseRules
     ) -> None:
-        self.watchers = [
-            CameraWatcher(hub, live.camera.id, detector, sessions, case_rules)
-            for live in hub
-            if live.camera.pull and live.camera.stream
-        ]
+        self.hub = hub
+        self.detector = detector
+        self.sessions = sessions
+        self.case_rules = case_rules
+        self.watchers: dict[str, CameraWatcher] = {}
 
     def start(self) -> WatchPool:
-        for watcher in self.watchers:
-            watcher.start()
+        self.sync()
         return self
 
+    def sync(self) -> None:
+        """Follow the hub after a reload: a camera removed or changed (a new engine, maybe another
+        stream) loses its watcher, a pulled camera without one gets one."""
+        wanted = {live.camera.id: live for live in self.hub if live.camera.pull and live.camera.stream}
+        for camera_id, watcher in list(self.watchers.items()):
+            if wanted.get(camera_id) is not watcher.live:
+                watcher.stop()
+                del self.watchers[camera_id]
+        for camera_id in wanted.keys() - self.watchers.keys():
+            watcher = CameraWatcher(self.hub, camera_id, self.detector, self.sessions, self.case_rules)
+            self.watchers[camera_id] = watcher.start()
+
     def stop(self) -> None:
-        for watcher in self.watchers:
+        for watcher in self.watchers.values():
             watcher.stop()
+
+
+def reload_cameras(
+    hub: CameraHub, sessions: sessionmaker[Session], pool: WatchPool | None = None
+) -> ReloadSummary:
+    """Read the hub's cameras file again and apply it (watchers follow). A file that does not load
+    raises CameraConfigError naming the file and the field, and the one in force stays."""
+    try:
+        registry = read_cameras(hub.registry.source)
+    except CameraConfigError as err:
+        hub.reload_failed(str(err))
+        raise
+    summary = hub.reload(registry, sessions)
+    if pool is not None:
+        pool.sync()
+    log.info(
+        "cameras reloaded from %s: added %s, changed %s, removed %s",
+        summary.source,
+        summary.added,
+        summary.changed,
+        summary.removed,
+    )
+    return summary

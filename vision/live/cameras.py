@@ -444,12 +444,17 @@ def parse_cameras(
 
 
 def load_cameras(path: Path | str | None = None) -> CameraRegistry:
-    """Load configs/cameras.yaml (or another file of the same form)."""
+    """Load configs/cameras.yaml (or another file of the same form), once per path."""
     return _load_cached(Path(path) if path else CONFIGS / "cameras.yaml")
 
 
 @cache
 def _load_cached(path: Path) -> CameraRegistry:
+    return read_cameras(path)
+
+
+def read_cameras(path: Path) -> CameraRegistry:
+    """Read a cameras file now, not a copy loaded before (a reload)."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as err:

@@ -3,7 +3,8 @@
 The camera hub (serve/cases/cameras.py) is built by this router's lifespan from
 `<configs_dir>/cameras.yaml`, after the app's own lifespan opened the database and loaded the
 model, with each camera's saved state; it also starts the watchers of cameras marked
-`pull: true`, and saves the cameras' state on shutdown.
+`pull: true` and the follower of the cameras file (an edited file is applied without a restart,
+as by `POST /v1/cameras/reload`), and saves the cameras' state on shutdown.
 """
 
 from __future__ import annotations
@@ -21,16 +22,16 @@ import supervision as sv
 from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from pydantic import AwareDatetime, Field, TypeAdapter, ValidationError
 
-from serve.api.deps import CameraId, DetectorDep, Now, Reader, Reporting, ServiceDep
+from serve.api.deps import Admin, CameraId, DetectorDep, Now, Reader, Reporting, ServiceDep
 from serve.api.redaction import PRIVACY_HEADER, redact_image, sees_raw
-from serve.api.reload import FollowingDetector
+from serve.api.reload import CamerasReloader, FollowingDetector
 from serve.api.routers.detect import analyse, detections_out
 from serve.api.schemas import DetectionOut, Schema
 from serve.api.state import Service
 from serve.cases.cameras import CameraCollector, CameraHub, FrameResult, LiveCamera, Timings, open_incidents
 from serve.cases.errors import InvalidInput, NotFound, TooLarge, UnsupportedMedia
-from serve.cases.watch import WatchPool
-from vision.live.cameras import CameraRegistry, UnknownCameraError, load_cameras
+from serve.cases.watch import WatchPool, reload_cameras
+from vision.live.cameras import CameraConfigError, CameraRegistry, UnknownCameraError, load_cameras
 from vision.live.zones import pixel_polygon
 
 IMAGE_TYPES = ("image/jpeg", "image/png")
@@ -53,9 +54,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     pool = None
     if service.detector is not None:
         pool = WatchPool(hub, FollowingDetector(service), service.sessions, service.domain.rules).start()
+    app.state.camera_pool = pool
+    follower = CamerasReloader(hub, service.sessions, pool, service.settings.cameras_reload_s).start()
     try:
         yield
     finally:
+        await anyio.to_thread.run_sync(follower.stop)
         if pool is not None:
             await anyio.to_thread.run_sync(pool.stop)
         await anyio.to_thread.run_sync(hub.save, service.sessions)
@@ -165,6 +169,24 @@ class HealthOut(Schema):
     height: int | None = Field(description="frame height now")
     stream_state: str | None = Field(description="connected, reconnecting, ended; null: frames are pushed")
     open_incidents: int = Field(description="violations present now")
+
+
+class ReloadOut(Schema):
+    source: str = Field(description="the cameras file applied")
+    added: list[str] = Field(description="cameras new in the file")
+    changed: list[str] = Field(description="cameras whose settings changed: they keep their state")
+    removed: list[str] = Field(description="cameras no longer in the file (their state is kept)")
+    unchanged: list[str] = Field(description="cameras left as they were")
+
+
+class CamerasConfigOut(Schema):
+    source: str = Field(description="the cameras file in force")
+    loaded_at: datetime = Field(description="when it was applied")
+    error: str | None = Field(
+        description="why the last attempt to load an edited file failed (the file in force stays); "
+        "null when the last attempt succeeded"
+    )
+    error_at: datetime | None = Field(description="when that attempt failed")
 
 
 class CameraOut(Schema):
@@ -428,4 +450,37 @@ def last_frame(camera_id: CameraId, principal: Reader, hub: HubDep, service: Ser
         raise InvalidInput("frame", "cannot encode the frame")
     return Response(
         encoded.tobytes(), media_type="image/jpeg", headers={PRIVACY_HEADER: "raw" if raw else "redacted"}
+    )
+
+
+@router.post(
+    "/v1/cameras/reload",
+    response_model=ReloadOut,
+    summary="Apply the edited cameras file now, without a restart (scope admin)",
+    responses={422: {"description": "the file does not load: the error names the file and the field"}},
+)
+async def reload(_: Admin, request: Request, service: ServiceDep, hub: HubDep) -> ReloadOut:
+    pool: WatchPool | None = request.app.state.camera_pool
+    try:
+        summary = await anyio.to_thread.run_sync(reload_cameras, hub, service.sessions, pool)
+    except CameraConfigError as err:
+        raise InvalidInput("cameras.yaml", f"{err} (the cameras file in force stays)") from None
+    return ReloadOut(
+        source=str(summary.source),
+        added=summary.added,
+        changed=summary.changed,
+        removed=summary.removed,
+        unchanged=summary.unchanged,
+    )
+
+
+@router.get(
+    "/v1/cameras/config",
+    response_model=CamerasConfigOut,
+    summary="The cameras file in force and the last error loading an edited one (scope cases:read)",
+)
+def cameras_config(_: Reader, hub: HubDep) -> CamerasConfigOut:
+    config = hub.config
+    return CamerasConfigOut(
+        source=str(config.source), loaded_at=config.loaded_at, error=config.error, error_at=config.error_at
     )
