@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint setup postgres browser labelstudio
+.PHONY: demo test lint setup postgres browser labelstudio rtsp
 
 setup:
 	fc-list :lang=zh file | grep -q . || (apt-get update && apt-get install -y fonts-wqy-microhei fonts-wqy-zenhei fonts-arphic-ukai)
@@ -24,7 +24,7 @@ $(INSTALLED): pyproject.toml | $(PY)
 demo: $(INSTALLED)
 	$(PY) -m serve.cli.demo
 
-test: $(INSTALLED) postgres browser labelstudio
+test: $(INSTALLED) postgres browser labelstudio rtsp
 	$(PY) -m pytest
 
 # The storage and API tests also run on a real PostgreSQL that tests/conftest.py starts and stops;
@@ -33,6 +33,15 @@ postgres:
 	@command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
 	  { [ "$$(id -u)" = 0 ] && (apt-get install -y postgresql || (apt-get update && apt-get install -y postgresql)); } || \
 	  echo "PostgreSQL not installed: its tests will be skipped"
+
+# The stream tests read a real RTSP server: GStreamer's (tests/rtsp_server.py, run by Debian's python3
+# with its GObject bindings); without it (not root, no apt) that test is skipped with that reason.
+RTSP_PACKAGES := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+rtsp:
+	@/usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" 2>/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && (apt-get install -y --no-install-recommends $(RTSP_PACKAGES) || \
+	    (apt-get update && apt-get install -y --no-install-recommends $(RTSP_PACKAGES))); } || \
+	  echo "GStreamer's RTSP server not installed: the RTSP stream test will be skipped"
 
 # The web console's end-to-end tests drive Debian's chromium through chromedriver (a CJK font for
 # the Chinese screenshots); without them (not root, no apt) those tests are skipped with that reason.

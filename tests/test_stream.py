@@ -1,15 +1,19 @@
 """Streams: a video file the test writes, an MJPEG server on 127.0.0.1 that drops the connection and
-changes the frame size, an address nobody answers, and `streetorder watch` on a file end to end."""
+changes the frame size, a real RTSP server (GStreamer's) that is killed and started again, an
+address nobody answers, and `streetorder watch` on a file end to end."""
 
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from select import select as wait_readable
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -166,6 +170,104 @@ def test_a_flapping_camera_is_reconnected_ever_more_slowly(mjpeg: MjpegServer) -
     gaps = np.diff(mjpeg.opened[:5])
     assert len(gaps) == 4 and reader.stats.reconnects >= 4
     assert gaps[3] - gaps[0] >= 0.4  # 0.8 - 0.1 s of waiting more, whatever a connection takes
+
+
+# --- a real RTSP server -------------------------------------------------------------------------
+
+DEBIAN_PYTHON = Path("/usr/bin/python3")  # GStreamer's Python bindings are Debian packages (make rtsp)
+RTSP_SERVER = Path(__file__).with_name("rtsp_server.py")
+
+
+def rtsp_unavailable() -> str | None:
+    """Why GStreamer's RTSP server cannot run here, or None when it can."""
+    if not DEBIAN_PYTHON.exists():
+        return f"no {DEBIAN_PYTHON} for GStreamer's Python bindings"
+    probe = subprocess.run(
+        [str(DEBIAN_PYTHON), "-c", "import gi; gi.require_version('GstRtspServer', '1.0')"],
+        capture_output=True,
+        text=True,
+        env=debian_env(),
+    )
+    if probe.returncode:
+        last = (probe.stderr.strip().splitlines() or ["?"])[-1]
+        return f"GStreamer's RTSP server is not installed (`make rtsp` installs it): {last}"
+    return None
+
+
+def debian_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+
+
+class RtspServer:
+    """tests/rtsp_server.py in its own process: serves `video` at rtsp://127.0.0.1:port/street."""
+
+    def __init__(self, video: Path, port: int) -> None:
+        self.url = f"rtsp://127.0.0.1:{port}/street"
+        self.process = subprocess.Popen(
+            [str(DEBIAN_PYTHON), str(RTSP_SERVER), str(video), str(port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=debian_env(),
+        )
+        assert self.process.stdout is not None
+        ready, _, _ = wait_readable([self.process.stdout], [], [], 30)
+        if not ready or self.process.stdout.readline().strip() != "ready":
+            self.kill()
+            raise RuntimeError(
+                f"the RTSP server did not start: {self.process.stderr.read() if self.process.stderr else ''}"
+            )
+
+    def kill(self) -> None:
+        """A forced disconnect: the server is gone at once, mid-stream."""
+        self.process.kill()
+        self.process.wait(10)
+
+
+def take_frames(reader: StreamReader, count: int, seconds: float) -> list[Frame]:
+    frames: list[Frame] = []
+    deadline = time.monotonic() + seconds
+    while len(frames) < count and time.monotonic() < deadline:
+        frame = reader.take(timeout=0.1)
+        if frame is not None:
+            frames.append(frame)
+    return frames
+
+
+def test_a_real_rtsp_server_streams_a_file_and_is_found_again_after_a_forced_disconnect(
+    tmp_path: Path,
+) -> None:
+    reason = rtsp_unavailable()
+    if reason:
+        pytest.skip(reason)
+    # 30 s of frames whose brightness (20 + 6 k, k < 35) says which frame of the file each is
+    frames = [np.full((176, 320, 3), 20 + 6 * (k % 35), np.uint8) for k in range(300)]
+    video = write_video(tmp_path / "street.avi", frames, fps=10)
+    with ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler) as probe:
+        port = probe.server_address[1]
+    server = RtspServer(video, port)
+    reader = StreamReader(server.url, backoff_s=(0.2, 1.0), timeout_s=3).start()
+    try:
+        before = take_frames(reader, 20, 30)
+        assert len(before) == 20 and reader.stats.state == "connected"
+        for frame in before:  # whole frames of the file, decoded at their size
+            assert frame.image.shape == (176, 320, 3)
+            assert abs((frame.image.mean() - 20) / 6 - round((frame.image.mean() - 20) / 6)) < 0.5
+        server.kill()
+        deadline = time.monotonic() + 20
+        while reader.stats.state != "reconnecting":
+            assert time.monotonic() < deadline, "the reader did not notice the server was gone"
+            reader.take(timeout=0.1)
+        while reader.stats.failed_opens == 0:  # nobody answers at the address for a while
+            assert time.monotonic() < deadline, "the reader did not try again"
+            time.sleep(0.1)
+        server = RtspServer(video, port)
+        after = take_frames(reader, 20, 30)
+        assert len(after) == 20 and reader.stats.reconnects >= 1 and reader.stats.state == "connected"
+        assert after[0].captured_at > before[-1].captured_at  # stamped on arrival: time goes on
+    finally:
+        reader.stop()
+        server.kill()
 
 
 def test_an_unreachable_camera_is_retried_with_backoff() -> None:
