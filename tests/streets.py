@@ -37,6 +37,17 @@ def street_background(seed: int = 7) -> np.ndarray:
     return np.clip(image, 0, 255)
 
 
+def busy_pavement(seed: int = 3) -> np.ndarray:
+    """The street with a coarse, high-contrast pavement (gravel, grass): a ghost of something that
+    stood on it has outlines in the frame as strong as in the background, so the ghost test cannot
+    tell it from an object."""
+    image = street_background()
+    blocks = np.random.default_rng(seed).integers(0, 2, (H // 3 + 1, W // 3 + 1)) * 90 - 45
+    texture = blocks.repeat(3, axis=0).repeat(3, axis=1)[:H, :W, None]
+    image[100:] = np.clip(image[100:] + texture[100:], 0, 255)
+    return image
+
+
 @dataclass
 class Scene:
     seconds: float

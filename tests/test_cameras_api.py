@@ -210,6 +210,31 @@ def test_one_proposal_per_change_and_a_signal_when_it_leaves_before_handling(hub
     }
 
 
+def test_a_car_that_joins_a_handled_case_is_news_not_still_there(hub: Hub) -> None:
+    """Found by the scenario benchmark: one camera's findings of a class merge into one open case
+    (the intake's 50 m), so a second car parking elsewhere in the zone after the first one's case
+    was reported handled joined that case and took its handling report for its own: a false
+    'still present' rework 1 s after its finding."""
+    elsewhere = (420.0, 220.0, 540.0, 300.0)
+    actions: dict[float, list[tuple[str, str | None, str]]] = {}
+    for t in range(0, 260):
+        if t == 100:
+            with hub.sessions() as session:
+                (case_id,) = session.scalars(select(Case.id)).all()
+            work_to_handled(hub, case_id, t)
+        boxes = ([SPOT] if t < 120 else []) + ([elsewhere] if t >= 130 else [])
+        if done := hub.frame(t, boxes):
+            actions[t] = done
+    assert actions == {
+        61: [("started", None, "")],
+        149: [("cleared", "check_pass", "")],  # gone at 119, handled at 100: 30 s of clear
+        191: [("started", None, "")],  # the second car (id at 131, 60 s): news on the handled case
+        251: [("evidence", None, "")],
+    }
+    with hub.sessions() as session:
+        assert len(session.scalars(select(Case)).all()) == 1
+
+
 def test_a_restarted_hub_goes_on_with_the_same_incident_and_case(hub: Hub) -> None:
     """The process ends at 100 s with the case open (the car still there) and a new hub starts from
     the database: the same case gets its evidence and its after-photo, no second case is filed."""

@@ -322,27 +322,37 @@ class CameraHub:
         live.saved_at = last_at
 
     def _sync_handled(self, live: LiveCamera, sessions: sessionmaker[Session]) -> None:
-        """Tell the engine which incidents' cases were reported handled (and when), or reworked."""
-        incidents = {
-            i.case_id: i for i in live.rules.incidents if i.case_id is not None and i.status != "closed"
-        }
-        if not incidents:
+        """Tell the engine which incidents' cases were reported handled (and when), or reworked.
+
+        Several incidents may share a case (the intake merges findings of one class within 50 m:
+        all of a camera's), and a handling report answers only those that had started before it: a
+        car that parks after the case was handled is news on it, not a case still there after
+        handling.
+        """
+        watched = [
+            (incident, incident.case_id)
+            for incident in live.rules.incidents
+            if incident.case_id is not None and incident.status != "closed"
+        ]
+        if not watched:
             return
+        cases = {case_id for _, case_id in watched}
         with sessions() as session:
-            states = dict(session.execute(select(Case.id, Case.state).where(Case.id.in_(incidents))).all())
+            states = dict(session.execute(select(Case.id, Case.state).where(Case.id.in_(cases))).all())
             handled = dict(
                 session.execute(
                     select(FlowEntry.case_id, FlowEntry.at)
-                    .where(FlowEntry.case_id.in_(incidents), FlowEntry.action == Action.HANDLE)
+                    .where(FlowEntry.case_id.in_(cases), FlowEntry.action == Action.HANDLE)
                     .order_by(FlowEntry.id)
                 ).all()
             )  # the latest handling report of each case wins
-        for case_id, incident in incidents.items():
+        for incident, case_id in watched:
             state = states.get(case_id)
+            report = handled.get(case_id)
             if state is None or not is_open(state):
                 live.rules.close(incident)
-            elif state in HANDLED_STATES and case_id in handled:
-                live.rules.set_handled(incident, handled[case_id])
+            elif state in HANDLED_STATES and report is not None and report.timestamp() >= incident.started_at:
+                live.rules.set_handled(incident, report)
             elif incident.handled_at is not None:
                 live.rules.set_handled(incident, None)
 

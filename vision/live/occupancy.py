@@ -15,10 +15,13 @@ the short-term one (they stopped changing) form static-foreground blobs.
 - Ghosts (something that was in the background left): the blob's outline has edges in the
   background but not in the frame; the background there is replaced at once.
 - Learning: a model that starts with no history takes its first frame as the background of every
-  sample; it judges nothing until real samples are the majority of the median (`long_sample_s` x
-  half of `long_samples`, 10 minutes by default), and starts over after a gap longer than
-  `hold_max_s`. A restarted service restores the models instead (vision/live/state.py), so what
-  stood there before the restart is neither hidden nor left behind as a ghost.
+  sample and judges nothing until real samples are the majority of the median (`long_sample_s` x
+  half of `long_samples`, 10 minutes by default); nothing is held meanwhile, and what still stands
+  out when judging begins was never seen arriving (the ghost of a pile that stood there from the
+  start and left while learning, or a stall set up in those minutes): it is taken as background.
+  It starts over after a gap longer than `hold_max_s`. A restarted service restores the models
+  instead (vision/live/state.py), so what stood there before the restart is neither hidden nor
+  left behind as a ghost.
 
 Works on the frame scaled to `width` pixels; per-frame cost is a few small array operations.
 All times are capture times in seconds.
@@ -159,6 +162,7 @@ class StaticForeground:
         self._last_time = 0.0
         self._origin = 0.0
         self._learned_at = math.inf  # capture time from which the long-term background is trusted
+        self._judging = False  # learning is over and what stood out then was taken as background
 
     @property
     def learning(self) -> bool:
@@ -211,6 +215,7 @@ class StaticForeground:
         self._last_sample = self._last_time = self._origin = at
         self._next_sample = 0
         self._learned_at = at + self.learn_s
+        self._judging = False
 
     def _refit(self, size: Size) -> None:
         """The stream changed its aspect ratio (a D1 sub-stream to the 16:9 main stream, say): the
@@ -346,7 +351,12 @@ class StaticForeground:
         differs = channel_max_absdiff(small, background) > threshold
         stable = channel_max_absdiff(small, self._short) < self.settings.stable_threshold
         self.mask = self._blobs(differs & stable & ~ignored, small, background)
-        self._hold(at)
+        if at >= self._learned_at and not self._judging:  # not seen arriving: background
+            self._absorb(self.mask, small)
+            self.mask = np.zeros_like(self.mask)
+            self._judging = True
+        if self._judging:  # while learning nothing is held: what stands still long is learned
+            self._hold(at)
         if at - self._last_sample >= self.settings.long_sample_s:
             self._sample(at, small, ~self.held & ~ignored & ~box_mask(keep_out, self.scale, self.size))
 
@@ -399,6 +409,7 @@ class StaticForeground:
         self._next_sample = int(saved["next_sample"])
         self._last_sample, self._last_time = float(saved["last_sample"]), float(saved["last_time"])
         self._origin, self._learned_at = float(saved["origin"]), float(saved["learned_at"])
+        self._judging = self._last_time >= self._learned_at
 
     def blobs(self) -> list[Blob]:
         """The latest static blobs as frame-pixel boxes."""

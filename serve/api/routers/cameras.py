@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Annotated
 from urllib.parse import urlparse, urlunparse
@@ -465,13 +466,7 @@ async def reload(_: Admin, request: Request, service: ServiceDep, hub: HubDep) -
         summary = await anyio.to_thread.run_sync(reload_cameras, hub, service.sessions, pool)
     except CameraConfigError as err:
         raise InvalidInput("cameras.yaml", f"{err} (the cameras file in force stays)") from None
-    return ReloadOut(
-        source=str(summary.source),
-        added=summary.added,
-        changed=summary.changed,
-        removed=summary.removed,
-        unchanged=summary.unchanged,
-    )
+    return ReloadOut.model_validate({**asdict(summary), "source": str(summary.source)})
 
 
 @router.get(

@@ -2,7 +2,7 @@
 
 Revision ID: 0004
 Revises: 0003
-Create Date: 2026-12-06 19:00:00.000000
+Create Date: 2026-12-04 19:00:00.000000
 """
 
 from __future__ import annotations
