@@ -15,6 +15,7 @@ from vision.detect.registry import (
     MODELS_DIR,
     ModelError,
 )
+from vision.modelops.history import history_table
 from vision.modelops.promote import (
     CONFIG,
     PromotionError,
@@ -43,6 +44,7 @@ def cli(argv: list[str]) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="models, the current one marked, with their last decision")
     commands.add_parser("history", help="the registry history as JSON lines")
+    commands.add_parser("table", help="the model history as one markdown table (docs/training.md)")
     promote_cmd = commands.add_parser(
         "promote", help="judge NAME on the holdout; make it current if not worse"
     )
@@ -86,6 +88,8 @@ def cli(argv: list[str]) -> int:
         elif args.command == "history":
             for entry in registry.read()["history"]:
                 print(json.dumps(entry, ensure_ascii=False, default=str))
+        elif args.command == "table":
+            print(history_table(args.models_dir), end="")
         elif args.command == "holdout":
             policy = load_policy(args.config)
             digest, images = holdout_digest(policy)

@@ -1,0 +1,97 @@
+"""The model history as one markdown table, built from models/registry.yaml and the model cards.
+
+docs/training.md carries its output (`streetorder models table`); a test keeps the two equal, so the
+table never drifts from the registry that decides which model serves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vision.detect.registry import read_card
+from vision.modelops.promote import Registry
+
+# the key metrics: holdout-v1 AP50 of the classes every model was judged on since street-v1
+KEY_METRICS = (
+    ("garbage-cn", "garbage"),
+    ("garbage-cn", "garbage_bin"),
+    ("garbage-cn", "overflow"),
+    ("vehicles-in", "car"),
+    ("traffic-cams", "car"),
+    ("facades-spb", "signboard"),
+)
+HOLDOUT_V1 = "b61e0a2dbacff961f30c35ff2552531e8dd924a93d9311c58d7132aa476064a9"
+HEADER = (
+    "| model | data | input | epochs | garbage / bin / overflow AP50 | car AP50 (vehicles-in / traffic-cams) "
+    "| signboard AP50 | verdict |\n|---|---|---:|---:|---|---|---:|---|\n"
+)
+
+
+def _number(models: list[str]) -> list[str]:
+    """Model names in version order (street-v2 before street-v10)."""
+
+    def key(name: str) -> tuple[str, int]:
+        stem, _, tail = name.rpartition("-v")
+        return (stem, int(tail)) if tail.isdigit() else (name, -1)
+
+    return sorted(models, key=key)
+
+
+def _scores(card: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """set -> class -> AP50 on holdout-v1, from the card's cached holdout scores, else its metrics."""
+    cached = (card.get("holdout") or {}).get(HOLDOUT_V1, {}).get("scores")
+    if cached:
+        return {s: {c: v.get("value") for c, v in classes.items()} for s, classes in cached.items()}
+    metrics = card.get("metrics") or {}
+    return {s: {c: v.get("ap50") for c, v in (m.get("classes") or {}).items()} for s, m in metrics.items()}
+
+
+def _ap(scores: dict[str, dict[str, float | None]], data_set: str, name: str) -> str:
+    value = scores.get(data_set, {}).get(name)
+    return "–" if value is None else f"{value:.3f}"
+
+
+def _data(card: dict[str, Any]) -> str:
+    training = card.get("training") or {}
+    if relay := training.get("relay"):
+        return f"GPU relay {relay.get('name', '')}, {len(relay.get('legs') or [])} leg(s)"
+    data = Path(str((training.get("settings") or {}).get("data") or ""))
+    mix = data.parent.name if data.stem == "data" else data.stem  # a built mix's data.yaml: its folder
+    averaged = " (averaged with its start)" if training.get("averaged_from") else ""
+    return (f"`{mix}`" if mix else "") + averaged
+
+
+def _verdict(name: str, current: str | None, decisions: dict[str, dict[str, Any]]) -> str:
+    entry = decisions.get(name)
+    if entry is None:
+        return "not judged"
+    action = str(entry.get("action"))
+    words = {"initial": "first shipped", "promote": "promoted", "refuse": "refused", "force": "forced"}
+    verdict = words.get(action, action)
+    if action == "refuse":
+        verdict += f": {str(entry.get('reason', '')).rpartition('class(es): ')[2]}"
+        verdict += f" on {(entry.get('holdout') or {}).get('name', 'the holdout')}"
+    return f"**{verdict}, current**" if name == current else verdict
+
+
+def history_table(models_dir: Path) -> str:
+    """One row per model folder with a card: what it was trained on, its key holdout scores, and what
+    the registry decided (a refusal says which class failed)."""
+    registry = Registry(models_dir)
+    state = registry.read()
+    decisions = {str(e["model"]): e for e in state["history"] if e.get("action") != "rollback"}
+    rows = []
+    folders = [p.name for p in models_dir.iterdir() if (p / "card.yaml").is_file()]
+    for name in _number(folders):
+        card = read_card(models_dir / name)
+        scores = _scores(card)
+        epochs = (card.get("training") or {}).get("epochs_completed", "")
+        garbage = " / ".join(_ap(scores, "garbage-cn", c) for c in ("garbage", "garbage_bin", "overflow"))
+        cars = f"{_ap(scores, 'vehicles-in', 'car')} / {_ap(scores, 'traffic-cams', 'car')}"
+        rows.append(
+            f"| {name} | {_data(card)} | {card.get('input_size', '')} | {epochs} "
+            f"| {garbage} | {cars} | {_ap(scores, 'facades-spb', 'signboard')} "
+            f"| {_verdict(name, state['current'], decisions)} |\n"
+        )
+    return HEADER + "".join(rows)
