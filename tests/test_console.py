@@ -68,12 +68,16 @@ def test_console_page_and_the_reads_it_uses(service: Service, jpeg: Callable[...
     garbage = next(e for e in events if e["key"] == "exposed_garbage")
     assert (garbage["cjt214"], garbage["gbt47678"], garbage["unit"]) == ("0102", "06010", "working_hours")
 
-    # garbage and a bin in one grid, and garbage 1.1 km north, outside every grid
-    for code, lat in (("06010", 34.72265), ("06042", 34.72265), ("06010", 34.73265)):
+    # garbage and a bin in one grid, and garbage in another grid 100 m east
+    for code, lat, lon in (
+        ("06010", 34.72265, 113.62762),
+        ("06042", 34.72265, 113.62762),
+        ("06010", 34.7231, 113.6291),
+    ):
         service.clock.at += timedelta(minutes=1)
         client.post(
             "/open311/v2/requests.json",
-            data={"service_code": code, "lat": lat, "long": 113.62762},
+            data={"service_code": code, "lat": lat, "long": lon},
             headers=service.auth("report"),
         ).raise_for_status()
     first = client.get("/v1/cases", params={"limit": 1}, headers=reader).json()
@@ -88,7 +92,7 @@ def test_console_page_and_the_reads_it_uses(service: Service, jpeg: Callable[...
     assert len(by_code) == 12 and by_code[GRID_LIFE[0]]["geometry"]["type"] == "Polygon"
     spot = by_code[GRID_LIFE[0]]["properties"]  # the bin and the garbage nearby are open in it
     assert spot["open_cases"] == 2 and spot["open_per_km2"] == pytest.approx(2 / spot["area_km2"])
-    assert sum(f["properties"]["open_cases"] for f in grids["features"]) == 2  # the far one is outside
+    assert sum(f["properties"]["open_cases"] for f in grids["features"]) == 3
 
     daily = client.get(
         "/v1/stats/daily", params={"since": "2025-09-29", "until": "2025-10-02"}, headers=reader
@@ -567,3 +571,38 @@ def test_map_draws_tiles_of_a_configured_tile_server_under_the_grids(live: Live,
     x = int((lon + 180) / 360 * 2**z)
     y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * 2**z)
     assert 15 <= z <= 19 and (z, x, y) in requested and {r[0] for r in requested} == {z}
+
+
+def test_the_map_keeps_the_grid_layout_and_a_chosen_day_ends_the_chart(live: Live, browser: Any) -> None:
+    """A case far from every grid (made before jurisdiction was checked, or by a misplaced camera)
+    does not shrink the grids to a dot: the map's extent is the layout's. The chart of a chosen day
+    ends with that day (the API reads `until` as exclusive)."""
+    from serve.cases.db import transaction
+    from serve.cases.findings import Finding, record_finding
+
+    with transaction(live.service.sessions) as session:
+        record_finding(
+            session,
+            Finding(
+                event="street_vending",
+                lat=39.9,
+                lon=116.4,  # Beijing, 620 km from the grids
+                seen_at=START,
+                photo_path="stray",
+                photo_sha256=hashlib.sha256(b"stray").hexdigest(),
+            ),
+            live.service.domain.rules,
+        )
+    live.clock.at = START + timedelta(hours=2)
+    open311(live, "06010", *GRID_LIFE[1:], "路边垃圾")
+    sign_in(browser, live)
+    visit(browser, live, "map", "map")
+    widths = browser.execute_script(
+        "return [...document.querySelectorAll('#map g.grid path')].map(p => p.getBoundingClientRect().width)"
+    )
+    assert len(widths) == 12 and min(widths) > 50, widths  # ~110 m grids over ~650 m of layout
+
+    visit(browser, live, "rankings?day=2025-09-23", "rankings")
+    days = attributes(browser, "#class-chart rect", "data-day")
+    assert "2025-09-23" in days and max(days) == "2025-09-23"
+    assert "2025-09-23" in one(browser, "#chart-title").text

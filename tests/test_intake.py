@@ -21,6 +21,7 @@ from serve.cases.enums import PhotoStatus
 from serve.cases.findings import load_case_rules
 from serve.cases.intake import Given, place
 from serve.cases.orm import Case, Photo
+from serve.cases.report import write_report
 from serve.cases.scan import Scanner, read_sidecar
 from serve.cli.demo import pick_sample_photos
 from vision.core.boxes import parse_boxes
@@ -198,6 +199,8 @@ def test_the_rule_decides_position_time_and_status() -> None:
     undated = place(bare, Given(position=spot(2)), rules)
     assert undated.status == PhotoStatus.UNDATED and undated.grid is not None  # placed, not filed
     assert place(exif, Given(), rules).grid == rules.grid_at(spot(0).lat, spot(0).lon)
+    away = place(bare, Given(AWAY, START), rules)  # located, dated, in no grid of the layout
+    assert away.status == PhotoStatus.OUTSIDE and away.grid is None
 
 
 @pytest.mark.parametrize("door", [*SCANS, "POST /v1/reports"])
@@ -276,3 +279,57 @@ def test_an_undated_photo_files_nothing_until_it_is_sent_with_a_time(
     [row] = final.photos.values()
     assert row["status"] == "done" and row["taken_at"] == later.given.taken_at
     assert final.cases and all(case["filed_at"] == later.given.taken_at for case in final.cases)
+
+
+@pytest.mark.parametrize("door", ["scan", "POST /v1/reports"])
+def test_a_photo_taken_outside_every_grid_files_nothing(
+    door: str, db_url: str, archive: Path, detector: Detector, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Jurisdiction is the grid layout: the scan keeps the photo as `outside` and its report lists it;
+    the API refuses it with a 422 problem document and keeps nothing. Placed inside, it files."""
+    bare = TABLE[4]  # no EXIF: the sender's position decides
+    inside = Sent(bare.name, None, None, Given(spot(4), START))
+    if door == "scan":
+        single = tmp_path / "photos"
+        single.mkdir()
+        (single / bare.name).write_bytes((archive / bare.name).read_bytes())
+        sidecar = "file,lat,lon,taken_at\n{},{!r},{!r},{}\n"
+        (single / "sidecar.csv").write_text(
+            sidecar.format(bare.name, AWAY.lat, AWAY.lon, START.isoformat()), encoding="utf-8"
+        )
+        factory = scan(single, db_url, detector, 1, 1)
+        first = recorded(factory)
+        [row] = first.photos.values()
+        assert row["status"] == "outside" and row["grid_code"] is None and first.cases == []
+        assert next(iter(first.photo_boxes.values())), "what the model saw is kept"
+        page = write_report(factory, tmp_path / "report", load_case_rules()).read_text(encoding="utf-8")
+        assert bare.name in page and "outside every unit grid" in page
+        (single / "sidecar.csv").write_text(
+            sidecar.format(bare.name, spot(4).lat, spot(4).lon, START.isoformat()), encoding="utf-8"
+        )
+        scan(single, db_url, detector, 1, 1)
+    else:
+        service: Service = request.getfixturevalue("service")
+        factory = service.client.app.state.service.sessions  # type: ignore[attr-defined]
+        refused = service.client.post(
+            "/v1/reports",
+            files={"file": (bare.name, (archive / bare.name).read_bytes(), "image/jpeg")},
+            data={"lat": repr(AWAY.lat), "lon": repr(AWAY.lon), "taken_at": START.isoformat()},
+            headers=service.auth("report"),
+        )
+        assert refused.status_code == 422 and refused.headers["content-type"] == "application/problem+json"
+        problem = refused.json()
+        assert problem["title"] == "outside the jurisdiction" and problem["field"] == "lat/lon"
+        assert (problem["lat"], problem["lon"]) == (
+            AWAY.lat,
+            AWAY.lon,
+        ) and "outside every unit grid" in problem["detail"]
+        assert recorded(factory).photos == {} and recorded(factory).cases == []
+        report(archive, service, (inside,))
+    final = recorded(factory)
+    [row] = final.photos.values()
+    assert (
+        row["status"] == "done"
+        and row["grid_code"] == load_case_rules().grid_at(spot(4).lat, spot(4).lon).code
+    )  # type: ignore[union-attr]
+    assert final.cases and all(case["grid_code"] == row["grid_code"] for case in final.cases)

@@ -120,6 +120,7 @@ def test_request_filters_and_the_90_day_limit(service: Service) -> None:
         ({"service_code": "99999", "lat": 34.7235, "long": 113.6265}, "service_code"),
         ({"service_code": "06010", "address_string": "淮河路 12 号"}, "geocode"),
         ({"service_code": "06010", "lat": 95, "long": 113.6}, "lat"),
+        ({"service_code": "06010", "lat": 39.9, "long": 116.4}, "outside every unit grid"),  # Beijing
         ({"lat": 34.7235, "long": 113.6265}, "service_code"),
         (
             {"service_code": "06010", "lat": 34.7235, "long": 113.6265, "description": "x" * 4001},

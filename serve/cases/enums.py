@@ -18,6 +18,7 @@ class PhotoStatus(StrEnum):
     UNREADABLE = "unreadable"  # not a usable image; `error` says why
     UNLOCATED = "unlocated"  # no position (EXIF GPS or given): findings seen, nothing filed
     UNDATED = "undated"  # a position but no capture time (EXIF or given): findings seen, nothing filed
+    OUTSIDE = "outside"  # a position outside every unit grid: not the bureau's, findings seen, nothing filed
 
 
 class PhotoSource(StrEnum):

@@ -63,6 +63,23 @@ class InvalidInput(DomainError):
         super().__init__(f"{field}: {detail}", field=field)
 
 
+class OutsideJurisdiction(DomainError):
+    """A position no unit grid of the layout holds: no street, community or department answers for it."""
+
+    status, title = 422, "outside the jurisdiction"
+
+    def __init__(self, lat: float, lon: float, bounds: tuple[float, float, float, float]) -> None:
+        lon_min, lat_min, lon_max, lat_max = bounds
+        super().__init__(
+            f"lat/lon: ({lat}, {lon}) lies outside every unit grid of this bureau (the grids cover "
+            f"lat {lat_min:.5f}..{lat_max:.5f}, lon {lon_min:.5f}..{lon_max:.5f}); no case was made",
+            field="lat/lon",
+            lat=lat,
+            lon=lon,
+            grid_bounds=[lon_min, lat_min, lon_max, lat_max],
+        )
+
+
 class StaleVersion(DomainError):
     status, title = 412, "precondition failed"
 

@@ -87,6 +87,12 @@ class GridIndex:
     def __iter__(self) -> Iterator[Grid]:
         return iter(self._grids)
 
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(lon_min, lat_min, lon_max, lat_max) of the whole layout."""
+        lon_min, lat_min, lon_max, lat_max = (float(v) for v in shapely.total_bounds(self._tree.geometries))
+        return lon_min, lat_min, lon_max, lat_max
+
     def get(self, code: str) -> Grid | None:
         return self._by_code.get(code)
 

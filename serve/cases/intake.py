@@ -11,11 +11,15 @@ row, form fields); `take_photo` decides the rest, here only:
 - capture time: EXIF DateTimeOriginal; the given time only where the photo has none. Never the
   clock of the server or of the scan ("time comes from the frame or EXIF"): deadlines, the
   duplicate window and the case number all hang on it.
-- status: `unlocated` without a position, else `undated` without a time, else `done`. An unlocated
-  or undated photo is kept with what the model saw on it and files nothing; the scan report lists
-  it, the API says so (`unlocated`, `undated`); sent again with what it lacked (sidecar, form
-  fields), the same bytes are taken in again and file their cases.
-- grid: the unit grid holding the position (`CaseRules.grid_at`), null outside every grid.
+- status: `unlocated` without a position, else `outside` where no unit grid of the layout holds
+  the position, else `undated` without a time, else `done`. Such a photo is kept with what the
+  model saw on it and files nothing; the scan report lists it, the API refuses an `outside` one
+  (422, `OutsideJurisdiction`) and says what the others lack (`unlocated`, `undated`); sent again
+  with what it lacked (sidecar, form fields), the same bytes are taken in again and file their
+  cases.
+- grid: the unit grid holding the position (`CaseRules.grid_at`). Jurisdiction is the grid
+  layout: a place no grid holds is no bureau's, so it never becomes a case without a grid
+  (`jurisdiction`, which the Open311 door calls too, before it records anything).
 - the photo row: one per content (sha256). The same bytes again are `known` and change nothing,
   unless they bring what the row lacked.
 - findings: the patrol rule of the taxonomy (`patrol_findings`), one finding per event in event
@@ -27,9 +31,8 @@ place is the camera's), and a citizen's request carries no photo, only an option
 to `record_finding` directly, with the same duplicate rule, numbering and checks.
 
 Rules still to come land here once for every door: a range of plausible capture times in
-`capture_time` (`take_photo` already has the caller's `now`), jurisdiction (a position outside
-every grid) in `place`, photo reuse (the same or a near-identical photo already evidence
-elsewhere) at the lookup by content in `take_photo`.
+`capture_time` (`take_photo` already has the caller's `now`), photo reuse (the same or a
+near-identical photo already evidence elsewhere) at the lookup by content in `take_photo`.
 
 The caller owns the transaction; `take_photo` adds no query of its own besides the photo lookup by
 content, so a scan still records a batch of photos per transaction at the same speed. On SQLite,
@@ -48,6 +51,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from serve.cases.enums import CaseSource, PhotoSource, PhotoStatus
+from serve.cases.errors import OutsideJurisdiction
 from serve.cases.findings import CaseRules, CaseUpdate, Finding, record_finding
 from serve.cases.grids import Grid
 from serve.cases.orm import Case, Evidence, Photo
@@ -104,6 +108,23 @@ def capture_time(meta: PhotoMeta, given: Given) -> datetime | None:
     return meta.taken_at or given.taken_at
 
 
+def in_jurisdiction(position: Position, rules: CaseRules) -> Grid | None:
+    """The unit grid answering for `position` (None only without a grid layout).
+
+    Raises OutsideJurisdiction where the layout has no grid there: what a door answers.
+    """
+    grid = rules.grid_at(position.lat, position.lon)
+    if grid is None and rules.grids is not None:
+        raise OutsideJurisdiction(position.lat, position.lon, rules.grids.bounds)
+    return grid
+
+
+def refuse_outside(photo: Photo, rules: CaseRules) -> None:
+    """For a door that answers at once: an `outside` photo is refused, naming the layout's extent."""
+    if photo.status == PhotoStatus.OUTSIDE and photo.lat is not None and photo.lon is not None:
+        in_jurisdiction(Position(photo.lat, photo.lon), rules)
+
+
 def place(meta: PhotoMeta, given: Given, rules: CaseRules) -> Placement:
     """Position, capture time, grid and status of a photo, by the rule of this module's docstring."""
     position = meta.position or given.position
@@ -111,6 +132,8 @@ def place(meta: PhotoMeta, given: Given, rules: CaseRules) -> Placement:
     grid = rules.grid_at(position.lat, position.lon) if position is not None else None
     if position is None:
         status = PhotoStatus.UNLOCATED
+    elif grid is None and rules.grids is not None:
+        status = PhotoStatus.OUTSIDE
     elif taken_at is None:
         status = PhotoStatus.UNDATED
     else:
@@ -122,7 +145,7 @@ def completes(status: PhotoStatus, given: Given | None) -> bool:
     """Whether `given` now brings an earlier unlocated or undated photo what it lacked."""
     if given is None:
         return False
-    return (status == PhotoStatus.UNLOCATED and given.position is not None) or (
+    return (status in (PhotoStatus.UNLOCATED, PhotoStatus.OUTSIDE) and given.position is not None) or (
         status == PhotoStatus.UNDATED and given.taken_at is not None
     )
 

@@ -2,7 +2,7 @@
 
 Files in the output folder:
 - `report.html`: counts per event class and per grid (with cases per km²), the cases with evidence
-  thumbnails (boxes drawn) and crops, and the unreadable, unlocated and undated photos with reasons;
+  thumbnails (boxes drawn) and crops, and the unreadable, unlocated, undated and outside photos with reasons;
 - `cases.geojson` (points, for any GIS) and `cases.csv` (for spreadsheets): every case;
 - `crops/`: each evidence box cut out with a margin; `thumbs/`: the drawn thumbnails.
 
@@ -279,6 +279,7 @@ def _problem_photos(session: Session, limit: int, tz: tzinfo) -> Iterator[dict[s
             or {
                 "unlocated": "no position: EXIF GPS missing or absurd; give lat/lon in a sidecar CSV",
                 "undated": "no capture time: EXIF DateTimeOriginal missing; give taken_at in a sidecar CSV",
+                "outside": "outside every unit grid of the layout: no case filed",
             }.get(photo.status, ""),
             "detections": len(parse_boxes(photo.detections, f"photo {photo.id}").boxes),
             "taken_at": _local(photo.taken_at, tz),

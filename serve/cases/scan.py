@@ -12,9 +12,10 @@ path and its measurements are described in docs/scanning.md.
 
 What a photo becomes is the photo intake's rule (serve/cases/intake.py), the same as for an upload
 to `POST /v1/reports`: photos are never given a made-up position or time; without EXIF GPS (or a
-sidecar row) a photo is `unlocated`, without a capture time `undated`; both are listed in the
-report with what the model saw on them, so that someone can supply the missing data (sidecar CSV)
-and scan again. Unreadable files are listed with the reason, and the scan goes on.
+sidecar row) a photo is `unlocated`, taken where no unit grid is `outside`, without a capture
+time `undated`; all are listed in the report with what the model saw on them, so that someone can
+supply the missing data (sidecar CSV) and scan again. Unreadable files are listed with the reason,
+and the scan goes on.
 """
 
 from __future__ import annotations
@@ -171,6 +172,7 @@ class ScanStats:
     unreadable: int = 0
     unlocated: int = 0
     undated: int = 0
+    outside: int = 0  # located in no unit grid of the layout
     findings: int = 0
     cases_created: int = 0
     evidence_added: int = 0
@@ -386,13 +388,13 @@ class Scanner:
         stats.evidence_added += sum(not update.created for update in intake.updates)
         if status != PhotoStatus.DONE:
             setattr(stats, status, getattr(stats, status) + 1)
-            missing = "position (EXIF GPS or sidecar lat/lon)" if status == "unlocated" else "capture time"
+            why = {
+                PhotoStatus.UNLOCATED: "no position (EXIF GPS or sidecar lat/lon)",
+                PhotoStatus.UNDATED: "no capture time",
+                PhotoStatus.OUTSIDE: "taken outside every unit grid of the layout",
+            }[status]
             log.warning(
-                "%s: %s: no %s; no case filed (%d finding(s) seen)",
-                source,
-                status,
-                missing,
-                len(intake.events),
+                "%s: %s: %s; no case filed (%d finding(s) seen)", source, status, why, len(intake.events)
             )
         return status
 

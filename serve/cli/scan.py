@@ -149,8 +149,8 @@ def summary(stats: ScanStats, report: Path, out: Path) -> Iterable[str]:
         f"{stats.evidence_added} added to open cases"
     )
     yield (
-        f"  unreadable: {stats.unreadable}, unlocated: {stats.unlocated}, undated: {stats.undated} "
-        f"(reasons in {out / 'scan.log'} and the report)"
+        f"  unreadable: {stats.unreadable}, unlocated: {stats.unlocated}, undated: {stats.undated}, "
+        f"outside the grids: {stats.outside} (reasons in {out / 'scan.log'} and the report)"
     )
     yield f"report: {report}  (also {out / 'cases.geojson'}, {out / 'cases.csv'}, {out / 'crops'}/)"
 

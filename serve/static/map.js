@@ -86,10 +86,10 @@ export async function mapPage(_, params) {
     events(),
   ]);
   const shown = cases.features.filter((f) => showAll || !f.properties.closed_at);
-  const points = [
-    ...grids.features.flatMap((f) => rings(f.geometry).flat()),
-    ...shown.map((f) => f.geometry.coordinates),
-  ].map(mercator);
+  // The extent is the grid layout's (the bureau's jurisdiction): a stray point far away must not
+  // shrink every grid to a dot. Without a layout the cases give it.
+  const layout = grids.features.flatMap((f) => rings(f.geometry).flat());
+  const points = (layout.length ? layout : shown.map((f) => f.geometry.coordinates)).map(mercator);
   if (!points.length) return h("section", {}, h("h1", {}, t("nav.map")), h("p", { class: "hint" }, t("map.empty")));
 
   const view = fit(points);

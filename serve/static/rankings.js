@@ -58,6 +58,13 @@ export function classChart(daily, catalog) {
       : t("none")));
 }
 
+/** The day after an ISO date: the API reads `until` as exclusive, and the chosen day belongs in the chart. */
+export function nextDay(day) {
+  const next = new Date(`${day}T00:00:00Z`);
+  next.setUTCDate(next.getUTCDate() + 1);
+  return next.toISOString().slice(0, 10);
+}
+
 export async function rankingsPage(_, params) {
   const day = params.get("day") || "";
   const ranking = await getJSON(`/v1/stats/ranking${query({ day })}`);
@@ -66,7 +73,7 @@ export async function rankingsPage(_, params) {
     getJSON(`/v1/stats/worst-spots${query({ limit: 10 })}`),
     getJSON(`/v1/stats${query({ ...period, group_by: "street" })}`),
     getJSON(`/v1/stats${query({ ...period, group_by: "department" })}`),
-    getJSON(`/v1/stats/daily${query(day ? { until: day } : {})}`),
+    getJSON(`/v1/stats/daily${query(day ? { until: nextDay(day) } : {})}`),
     events(),
   ]);
 
@@ -105,6 +112,6 @@ export async function rankingsPage(_, params) {
     h("div", { class: "two" },
       h("div", {}, h("h2", {}, t("ontime.street")), onTime("ontime-street", t("case.street"), byStreet)),
       h("div", {}, h("h2", {}, t("ontime.department")), onTime("ontime-department", t("case.department"), byDepartment))),
-    h("h2", {}, t("chart.title", { since: daily.since, until: daily.days[daily.days.length - 1] })),
+    h("h2", { id: "chart-title" }, t("chart.title", { since: daily.since, until: daily.days[daily.days.length - 1] })),
     classChart(daily, catalog));
 }

@@ -16,8 +16,10 @@ from serve.api.open311 import MAX_RESULTS, as_request, check_range, citizen_find
 from serve.api.schemas import Open311Created, Open311Request, Open311Service
 from serve.cases.errors import InvalidInput, NotFound
 from serve.cases.findings import record_finding
+from serve.cases.intake import in_jurisdiction
 from serve.cases.orm import Case
 from serve.cases.workflow import TERMINAL_STATES
+from vision.core.imageio import Position
 
 router = APIRouter(prefix="/open311/v2", tags=["open311"])
 
@@ -57,6 +59,8 @@ def post_request(
 ) -> Any:
     del api_key  # read by the Open311Reporter dependency
     taxonomy = service.domain.rules.taxonomy
+    if lat is not None and long is not None:
+        in_jurisdiction(Position(lat, long), service.domain.rules)
     finding = citizen_finding(
         event=event_of_code(taxonomy, service_code),
         lat=lat,

@@ -4,7 +4,8 @@ The photo goes through the same intake as a `scan` of an archive (serve/cases/in
 position and time first, the form's `lat`/`lon`/`taken_at` where the photo has none, never the
 server's clock (a photo without a time is kept as `undated` and files nothing); the taxonomy's
 patrol rule; one finding per event per photo; the duplicate rule and numbering of
-serve.cases.findings. The same bytes sent again answer what they gave the first time.
+serve.cases.findings. A position outside every unit grid is refused (422, nothing kept). The same
+bytes sent again answer what they gave the first time.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from serve.cases.enums import PhotoSource, PhotoStatus
 from serve.cases.errors import InvalidInput
 from serve.cases.evidence import store_image
 from serve.cases.findings import lock_intake
-from serve.cases.intake import Given, IncomingPhoto, photo_cases, take_photo
+from serve.cases.intake import Given, IncomingPhoto, photo_cases, refuse_outside, take_photo
 from vision.core.imageio import Position
 
 router = APIRouter(tags=["reports"])
@@ -36,7 +37,12 @@ router = APIRouter(tags=["reports"])
     "/v1/reports",
     response_model=ReportResponse,
     summary="Report a patrol photo: detections, and the cases they open or join (scope report)",
-    responses={422: {"description": "bad field, or an Idempotency-Key reused for another request"}},
+    responses={
+        422: {
+            "description": "bad field, a position outside every unit grid, or an Idempotency-Key reused "
+            "for another request"
+        }
+    },
 )
 def report(
     principal: Reporting,
@@ -120,6 +126,7 @@ def record_report(
         now=now,
     )
     row = intake.photo
+    refuse_outside(row, service.domain.rules)  # 422: the transaction ends, nothing of it is kept
     if intake.known:
         refs = [
             CaseRef(id=c.id, number=c.number, event=c.event, state=c.state, created=False)
