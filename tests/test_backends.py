@@ -104,11 +104,17 @@ def test_onnx_path_does_not_import_torch(model_dir: Path) -> None:
 
 @pytest.mark.slow
 def test_backends_agree(model_dir: Path, image: np.ndarray) -> None:
-    """The ONNX export and the .pt give the same detections on the same image (square: same input)."""
-    onnx = load_detector(model_dir, backend="onnx", confidence=0.001)
-    torch_model = load_detector(model_dir, backend="ultralytics", confidence=0.001)
+    """The ONNX export and the .pt give the same detections on the same image (square: same input).
+
+    A one-epoch model scores below 0.001 everywhere, hence the low threshold. Its many boxes of
+    near-equal scores may survive NMS differently, so the comparison keeps the clearly leading ones
+    (at least half the best score); export itself compares the raw outputs (vision/modelops/export.py)."""
+    onnx = load_detector(model_dir, backend="onnx", confidence=1e-5)
+    torch_model = load_detector(model_dir, backend="ultralytics", confidence=1e-5)
     a, b = onnx(image), torch_model(image)
-    assert len(a) == len(b) > 0
+    assert len(a) > 0 and len(b) > 0
+    a, b = (d[d.confidence >= a.confidence.max() / 2] for d in (a, b))
+    assert len(a) == len(b)
     assert np.abs(a.xyxy - b.xyxy).max() < 0.05
     assert np.abs(a.confidence - b.confidence).max() < 1e-3
     assert a.class_id.tolist() == b.class_id.tolist()

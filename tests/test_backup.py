@@ -85,7 +85,7 @@ def test_backup_and_restore_round_trip(db_url: str, tmp_path: Path) -> None:
     factory.kw["bind"].dispose()
 
     code, _, err = streetorder_db("restore", str(backup), "--db", db_url)
-    assert code == 2 and "holds 4 case(s)" in err and "--force" in err
+    assert code == 1 and "holds 4 case(s)" in err and "--force" in err
     code, out, err = streetorder_db("restore", str(backup), "--db", db_url, "--force")
     assert code == 0, err
     assert "3 case(s)" in out
@@ -115,7 +115,7 @@ def test_bad_backups_are_refused_naming_the_file(tmp_path: Path, content: bytes,
     source.write_bytes(content)
     target = f"sqlite:///{tmp_path / 'target.db'}"
     code, _, err = streetorder_db("restore", str(source), "--db", target)
-    assert code == 2 and str(source) in err and words in err, err
+    assert code == 1 and str(source) in err and words in err, err
 
 
 def test_sqlite_backup_is_consistent_while_the_service_writes(tmp_path: Path) -> None:
