@@ -45,6 +45,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import supervision as sv
 from sqlalchemy import select
@@ -165,6 +166,22 @@ def patrol_findings(detections: sv.Detections, taxonomy: Taxonomy) -> dict[str, 
     return {event: tuple(found[event]) for event in sorted(found)}
 
 
+def readings_by_event(detections: sv.Detections, taxonomy: Taxonomy) -> dict[str, list[dict[str, Any]]]:
+    """What the flyer reader read on each finding (data["flyer"], vision/detect/flyers.py), by event:
+    the text, phone numbers, QR payloads and boxes a flyer case's evidence keeps."""
+    readings = detections.data.get("flyer")
+    if readings is None or detections.class_id is None or detections.confidence is None:
+        return {}
+    found: dict[str, list[dict[str, Any]]] = {}
+    for reading, class_id, confidence in zip(
+        readings, detections.class_id, detections.confidence, strict=True
+    ):
+        cls = taxonomy.classes[int(class_id)]
+        if reading is not None and cls.event is not None and cls.patrol and confidence >= cls.min_confidence:
+            found.setdefault(cls.event, []).append(reading)
+    return found
+
+
 def take_photo(session: Session, photo: IncomingPhoto, rules: CaseRules, *, now: datetime) -> Intake:
     """Record `photo` and file its findings, in the caller's transaction.
 
@@ -175,6 +192,7 @@ def take_photo(session: Session, photo: IncomingPhoto, rules: CaseRules, *, now:
         return Intake(row, known=True)
     placement = place(photo.meta, photo.given, rules)
     events = patrol_findings(photo.detections, rules.taxonomy)
+    readings = readings_by_event(photo.detections, rules.taxonomy)
     if row is None:
         row = Photo(sha256=photo.sha256, source=photo.source)
         session.add(row)
@@ -207,6 +225,7 @@ def take_photo(session: Session, photo: IncomingPhoto, rules: CaseRules, *, now:
                 source=CaseSource.PATROL_PHOTO,
                 reporter=photo.reporter,
                 photo_id=row.id,
+                extra={"flyers": readings[event]} if event in readings else None,
             ),
             rules,
         )

@@ -44,6 +44,7 @@ from serve.cases.intake import Given, IncomingPhoto, completes, take_photo, take
 from serve.cases.orm import Photo
 from vision.core.detector import Detector
 from vision.core.imageio import DEFAULT_TIMEZONE, MAX_PIXELS, ImageError, PhotoMeta, Position
+from vision.detect.flyers import FlyerFinder, ScanMode, load_flyer_rules
 from vision.detect.pipeline import (
     Candidate,
     DecodeOptions,
@@ -223,6 +224,8 @@ class Inspector:
     factory: sessionmaker[Session] | None
     decoding: DecodeOptions = field(default_factory=DecodeOptions)
     sidecar: dict[Path, Given] = field(default_factory=dict)
+    flyers: FlyerFinder | None = None  # the flyer reader (configs/flyers.yaml says which photos)
+    read_in_full: Callable[[Position | None], bool] = lambda _: False  # a photo in a flyer zone
 
     def __call__(self, item: Path | str) -> Inspection:
         source = source_of(item)
@@ -243,6 +246,15 @@ class Inspector:
         except ImageError as err:
             return Inspection(source, sha256, "unreadable", error=err.reason)
         detections = detect_full(self.detector, photo)
+        if self.flyers is not None:
+            given = sidecar_row(self.sidecar, source)
+            position = photo.meta.position or (given.position if given else None)
+            detections = self.flyers.scan_photo(
+                detections,
+                (photo.width, photo.height),
+                lambda side: replace(self.decoding, reduce_to=side).decode(data, source).image,
+                full=self.read_in_full(position),
+            )
         return Inspection(
             source,
             sha256,
@@ -276,6 +288,7 @@ class Scanner:
     workers: int = 1
     batch: int = 1
     batch_seconds: float = 0.5
+    flyers: FlyerFinder | None = None
 
     @property
     def inspector(self) -> Inspector:
@@ -285,7 +298,19 @@ class Scanner:
             self.factory,
             DecodeOptions(reduce_to, self.max_pixels, self.local_tz),
             self.sidecar,
+            self.flyers,
+            self.in_flyer_zone,
         )
+
+    def in_flyer_zone(self, position: Position | None) -> bool:
+        """Whether a photo is read in full: every photo in `all` mode, else those located in the
+        grids configs/flyers.yaml lists."""
+        if self.flyers is None or self.flyers.rules.scan == "all":
+            return self.flyers is not None
+        if position is None or not self.flyers.rules.grids:
+            return False
+        grid = self.rules.grid_at(position.lat, position.lon)
+        return grid is not None and grid.code in self.flyers.rules.grids
 
     def scan(
         self,
@@ -426,3 +451,13 @@ def load_scan_detector(
     candidate, how = choose_runtime(model, precision, RUNTIMES if backend == "auto" else (backend,))
     detector = load_detector(candidate.weights, candidate.runtime, threads=1, concurrency=workers)
     return detector, candidate, how
+
+
+def load_flyer_finder(mode: ScanMode | None = None) -> FlyerFinder | None:
+    """The flyer reader a scan runs (configs/flyers.yaml; `mode` overrides its `scan`), or None
+    where it would read nothing: `off` with no flyer zones (then no OCR model is loaded at all)."""
+    rules = load_flyer_rules()
+    rules = rules.with_scan(mode) if mode is not None else rules
+    if rules.scan == "off" and not rules.grids:
+        return None
+    return FlyerFinder(rules)

@@ -22,6 +22,7 @@ from serve.cases.scan import (
     ScanInputError,
     Scanner,
     ScanStats,
+    load_flyer_finder,
     load_scan_detector,
     log,
     read_sidecar,
@@ -53,6 +54,7 @@ def cli(argv: list[str]) -> int:
         for source in inputs:
             if not source.exists():
                 raise ScanInputError(f"{source}: no such file or folder")
+        flyers = load_flyer_finder(args.flyers)
     except (ScanInputError, GridError, ZoneInfoNotFoundError, ValueError) as err:
         print(f"streetorder scan: {err}", file=sys.stderr)
         return 2
@@ -85,14 +87,16 @@ def cli(argv: list[str]) -> int:
         reduced_decode=not args.full_decode,
         workers=workers,
         batch=1 if simple else max(1, args.batch),
+        flyers=flyers,
     )
     log.info(
-        "scanning %s with %s (%s), %s engine, %d worker(s), into %s",
+        "scanning %s with %s (%s), %s engine, %d worker(s), flyer reader %s, into %s",
         ", ".join(map(str, inputs)),
         detector.version,
         runtime,
         args.engine,
         workers,
+        "off" if flyers is None else flyers.rules.scan,
         args.db,
     )
     try:
@@ -219,5 +223,11 @@ def parser() -> argparse.ArgumentParser:
         "--timezone", help="timezone of EXIF times without offset (default: configs/calendar.yaml)"
     )
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="larger images are refused as bombs")
+    p.add_argument(
+        "--flyers",
+        choices=("off", "detector", "all"),
+        help="which photos the flyer reader reads (default: configs/flyers.yaml `scan`): off; detector: "
+        "where the detector proposes a flyer; all: every photo (OCR, slow on a CPU: docs/flyers.md)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     return p

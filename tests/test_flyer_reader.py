@@ -1,0 +1,219 @@
+"""The flyer reader (vision/detect/flyers.py) on real photos with real rendered Chinese text, the
+decision rules, its work with the detector, the scan that files its cases, and bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import supervision as sv
+from PIL import Image, ImageDraw
+from sqlalchemy import select
+from test_scan import START, spot
+
+from serve.cases.db import open_database
+from serve.cases.findings import load_case_rules
+from serve.cases.orm import Case, Evidence
+from serve.cases.scan import Scanner
+from vision.core.detector import Detector
+from vision.core.imageio import exif_for
+from vision.core.taxonomy import load_taxonomy
+from vision.data.flyers.fonts import find_cjk_fonts, fit_font
+from vision.data.flyers.layout import STYLES, render_layout
+from vision.data.flyers.text import FlyerText
+from vision.detect.flyers import FlyerFinder, decide, group_lines, load_flyer_rules
+
+DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "garbage-cn" / "images" / "val"
+NUMBER = "13912345678"
+NAMES = load_taxonomy().names
+
+
+@pytest.fixture(scope="module")
+def finder() -> FlyerFinder:
+    return FlyerFinder()
+
+
+def street_photo(index: int = 0) -> np.ndarray:
+    photos = sorted(DATASET.glob("*.jpg"))
+    if len(photos) <= index:
+        pytest.skip(f"needs the garbage-cn val photos in {DATASET}")
+    image = cv2.imread(str(photos[index]))
+    return cv2.resize(image, (960, 960), interpolation=cv2.INTER_CUBIC)
+
+
+def paste(photo: np.ndarray, flyer: np.ndarray, at: tuple[int, int]) -> tuple[np.ndarray, tuple[int, ...]]:
+    """A rendered RGBA flyer stuck on a photo; the photo and the flyer's box."""
+    out = photo.astype(np.float32)
+    x, y = at
+    height, width = flyer.shape[:2]
+    alpha = flyer[..., 3:]
+    out[y : y + height, x : x + width] = (
+        out[y : y + height, x : x + width] * (1 - alpha) + 255 * flyer[..., 2::-1] * alpha
+    )
+    return out.astype(np.uint8), (x, y, x + width, y + height)
+
+
+def sheet_flyer(number: str = NUMBER, height: int = 300) -> np.ndarray:
+    text = FlyerText("专业开锁", ("换锁芯 开汽车锁",), "电话:", number, (number,))
+    sheet = next(s for s in STYLES if s.name == "sheet")
+    flyer = render_layout(text, sheet, 0.7, np.random.default_rng(0), find_cjk_fonts()[:1])
+    scale = height / flyer.shape[0]
+    return cv2.resize(flyer, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+
+def holding(box: tuple[int, ...], xyxy: tuple[float, ...] | list[float]) -> bool:
+    cx, cy = (xyxy[0] + xyxy[2]) / 2, (xyxy[1] + xyxy[3]) / 2
+    return box[0] <= cx <= box[2] and box[1] <= cy <= box[3]
+
+
+def test_a_flyer_stuck_on_a_real_street_photo_is_read(finder: FlyerFinder) -> None:
+    photo, box = paste(street_photo(0), sheet_flyer(), (600, 120))
+    reading = finder.read(photo)
+    ads = [n for n in reading.small_ads if holding(box, n.xyxy)]
+    assert ads, [n.as_evidence() for n in reading.notices]
+    assert NUMBER in ads[0].phones and "开锁" in "".join(ads[0].lines)
+    assert ads[0].confidence >= load_taxonomy().classes[NAMES.index("flyer")].min_confidence
+    assert not [n for n in reading.small_ads if not holding(box, n.xyxy)]  # nothing else on the photo
+
+
+def test_the_same_photo_without_the_flyer_has_no_small_ad(finder: FlyerFinder) -> None:
+    assert finder.read(street_photo(0)).small_ads == ()
+
+
+def test_no_text_at_all(finder: FlyerFinder) -> None:
+    reading = finder.read(np.full((480, 640, 3), 128, np.uint8))
+    assert reading.notices == () and reading.lines_found == 0
+    assert finder.read(np.zeros((3, 3), np.uint8)).notices == ()  # grey and tiny
+
+
+def test_vertical_text_on_a_pole_is_read(finder: FlyerFinder) -> None:
+    """Stacked characters in one column (开锁 and the number), the way strips are printed for poles."""
+    strip = Image.new("RGB", (70, 70 * 15), "white")
+    draw = ImageDraw.Draw(strip)
+    font = fit_font(find_cjk_fonts()[0], "锁", 56, 56)
+    for row, char in enumerate("开锁" + NUMBER + "号"):
+        draw.text((35, 35 + 70 * row), char, fill="black", font=font, anchor="mm")
+    photo = street_photo(1)
+    column = cv2.resize(cv2.cvtColor(np.asarray(strip), cv2.COLOR_RGB2BGR), (40, 600))
+    photo[150:750, 700:740] = column
+    ads = [n for n in finder.read(photo).small_ads if holding((690, 140, 750, 760), n.xyxy)]
+    assert ads and NUMBER in ads[0].phones
+
+
+def test_thousands_of_text_lines_cost_no_more_than_max_lines(finder: FlyerFinder) -> None:
+    """A page of 2 400 small numbers: detection keeps max_lines, a wall of text is no small ad."""
+    page = np.full((1200, 1600, 3), 255, np.uint8)
+    for row in range(60):
+        for col in range(40):
+            cv2.putText(
+                page, "1395", (col * 40 + 2, row * 20 + 15), cv2.FONT_HERSHEY_PLAIN, 0.9, (0, 0, 0), 1
+            )
+    reading = finder.read(page)
+    assert 0 < reading.lines_found <= finder.rules.max_lines
+    assert reading.small_ads == ()
+    read = [n for n in reading.notices if n.lines]
+    assert len(read) <= finder.rules.max_notices
+
+
+def test_a_qr_code_with_binary_junk_is_kept_printable(finder: FlyerFinder) -> None:
+    junk = "".join(chr(c) for c in range(1, 32)) + "\x7f\x80\xff" + "扫码"
+    code = cv2.QRCodeEncoder.create().encode(junk)
+    code = cv2.resize(code, None, fx=6, fy=6, interpolation=cv2.INTER_NEAREST)
+    photo = street_photo(2)
+    height, width = code.shape[:2]
+    photo[100 : 100 + height, 100 : 100 + width] = cv2.cvtColor(code, cv2.COLOR_GRAY2BGR)
+    region = np.array([[100, 100, 100 + width, 100 + height]], dtype=np.float32)
+    reading = finder.read(photo, regions=region)
+    (notice,) = [n for n in reading.notices if n.qr]
+    assert notice.qr[0].isprintable() and notice.qr[0].endswith("扫码")  # control bytes replaced
+    assert notice.is_small_ad and "QR code" in notice.reasons
+
+
+@pytest.mark.parametrize(
+    ("lines", "verdict", "reason"),
+    [
+        (["专业开锁", "电话 139 1234 5678"], "small_ad", "phone 13912345678"),
+        (["高价回收", "空调 电脑"], "small_ad", "small-ad words 回收, 高价回收"),
+        (["400-812-3456"], "small_ad", "phone 400-812-3456"),
+        (["粤B12345"], "not_small_ad", "reads as a number plate"),
+        (["中山路"], "not_small_ad", "reads as a street or traffic sign"),
+        (["中山路", "回收"], "not_small_ad", "reads as a street or traffic sign"),
+        (["限速 40", "维修"], "not_small_ad", "reads as a street or traffic sign"),
+        (["老王开锁店", "13912345678"], "not_small_ad", "a shop sign (老王开锁店)"),
+        (["Residual Waste"], "not_small_ad", "no phone number, QR code or small-ad word"),
+    ],
+)
+def test_decision_rules(lines: list[str], verdict: str, reason: str) -> None:
+    notice = decide(lines, (), load_flyer_rules(), [40.0] + [20.0] * (len(lines) - 1))
+    assert (notice.verdict, notice.reasons[0]) == (verdict, reason)
+
+
+def test_lines_group_into_notices() -> None:
+    """Title, body and phone of one flyer join; a second flyer a hand away and a big sign do not."""
+    boxes = np.array(
+        [
+            [100, 100, 200, 130],  # title
+            [100, 140, 220, 155],  # body
+            [100, 165, 230, 180],  # phone
+            [400, 100, 480, 115],  # another flyer
+            [100, 300, 600, 400],  # a sign's letters, 100 px tall
+        ],
+        dtype=np.float32,
+    )
+    groups = group_lines(boxes, 1.6, 2.6)
+    assert groups == [[0, 1, 2], [3], [4]]
+
+
+def test_detector_and_reader_agree_or_the_reader_vetoes(finder: FlyerFinder) -> None:
+    photo, box = paste(street_photo(0), sheet_flyer(), (600, 120))
+    flyer, car = NAMES.index("flyer"), NAMES.index("car")
+    detections = sv.Detections(
+        xyxy=np.array([box, (50, 600, 300, 800), (60, 700, 120, 730)], dtype=np.float32),
+        confidence=np.array([0.3, 0.9, 0.4], dtype=np.float32),
+        class_id=np.array([flyer, car, flyer]),
+    )
+    combined = finder.combine(detections, finder.read(photo, detections))
+    assert combined.confidence[0] > 0.3 and combined.confidence[0] >= 1 - (1 - 0.6) * (1 - 0.3) - 1e-6
+    assert NUMBER in combined.data["flyer"][0]["phones"]
+    assert combined.data["flyer"][0]["source"] == "detector+reader"
+    assert combined.confidence[2] == pytest.approx(0.4 * finder.rules.veto_factor)  # on a car
+    assert combined.data["flyer"][1] is None  # the car itself keeps no reading
+    assert len(combined) == 3  # the reader's ad is the detector's flyer, not a second box
+
+
+class NoFlyers:
+    """A detector that sees nothing: the reader alone must find the flyer (`all` mode)."""
+
+    input_size = 640
+    version = "nothing-v0"
+    names = NAMES
+
+    def __call__(self, image: np.ndarray) -> sv.Detections:
+        return sv.Detections.empty()
+
+
+def test_a_scan_files_the_read_flyer_with_its_text_and_number(tmp_path: Path, finder: FlyerFinder) -> None:
+    photo, box = paste(street_photo(0), sheet_flyer(), (600, 120))
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    picture = Image.fromarray(cv2.cvtColor(photo, cv2.COLOR_BGR2RGB))
+    picture.save(folder / "wall.jpg", "JPEG", quality=92, exif=exif_for(position=spot(0), taken_at=START))
+    picture.save(folder / "other.jpg", "JPEG", quality=91, exif=exif_for(position=spot(2), taken_at=START))
+    factory = open_database(f"sqlite:///{tmp_path}/cases.db")
+    detector: Detector = NoFlyers()  # type: ignore[assignment]
+    rules = load_case_rules()
+    off = FlyerFinder(finder.rules.with_scan("detector"), engine=finder.engine)
+    assert Scanner(detector, factory, rules, flyers=off).scan([folder], progress=False).findings == 0
+    factory = open_database(f"sqlite:///{tmp_path}/all.db")
+    reader = FlyerFinder(finder.rules.with_scan("all"), engine=finder.engine)
+    stats = Scanner(detector, factory, rules, flyers=reader, workers=2).scan([folder], progress=False)
+    assert stats.cases_created == 2
+    with factory() as session:
+        cases = session.scalars(select(Case).order_by(Case.id)).all()
+        assert {c.event for c in cases} == {"illegal_small_ad"}
+        evidence = session.scalars(select(Evidence).where(Evidence.case_id == cases[0].id)).one()
+        kept = evidence.extra["flyers"][0]
+        assert kept["phones"] == [NUMBER] and "开锁" in kept["text"] and kept["source"] == "reader"
+        assert holding(box, kept["xyxy"]) and holding(box, evidence.boxes[0]["xyxy"])

@@ -1,0 +1,524 @@
+"""Posted flyers (非法小广告) found by reading them: text lines, notices, a decision per notice.
+
+The detector's `flyer` class is trained on synthetic sheets only and barely transfers to real
+photos; what makes a paper a small ad is what it says (a phone number, a QR code, 开锁 / 办证 /
+招聘 ...). PP-OCR (the project's one engine, `vision.detect.ocr.ocr_engine`) reads it:
+
+1. text detection over the photo at `find_side` (the cheap step: no recognition yet);
+2. lines grouped into notices (close, of similar size, horizontal or vertical);
+3. notices lying on a vehicle, a shop sign or a window poster the detector found are dropped with
+   that reason, unread; the largest `max_notices` others are recognised;
+4. a decision per notice: a small ad when it carries a phone number (mobile, landline, 400/800), a
+   QR code or the small-ad vocabulary, and not when it reads as a number plate (the privacy
+   module's `looks_like_plate`), a street or traffic sign, or a shop sign.
+
+`combine` merges the readings with the detector: either may propose a flyer, agreement raises the
+confidence, and a detector flyer whose text reads as a plate or a sign is scaled down. Rules,
+reasons and measured numbers: docs/flyers.md; thresholds and word lists: configs/flyers.yaml.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import supervision as sv
+import yaml
+
+from vision.core.taxonomy import CONFIGS, Taxonomy, load_taxonomy
+from vision.detect.ocr import class_ids, extract_phones, ocr_engine
+from vision.detect.privacy import looks_like_plate
+
+SMALL_AD = "small_ad"
+NOT_SMALL_AD = "not_small_ad"
+MAX_QR_PAYLOAD = 512  # characters of a QR payload kept as evidence
+ScanMode = Literal["off", "detector", "all"]
+
+
+class FlyerRulesError(ValueError):
+    """A configs/flyers.yaml that cannot be used; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class FlyerRules:
+    """What configs/flyers.yaml says (its comments explain each value)."""
+
+    scan: ScanMode = "detector"
+    grids: tuple[str, ...] = ()
+    propose_confidence: float = 0.1
+    find_side: int = 960
+    read_side: int = 1600
+    min_line_px: float = 7.0
+    max_lines: int = 600
+    max_notices: int = 12
+    max_notice_lines: int = 24
+    join_gap: float = 1.6
+    size_ratio: float = 2.6
+    qr_margin: float = 0.6
+    min_text_score: float = 0.5
+    confidence: dict[str, float] = field(
+        default_factory=lambda: {"phone": 0.6, "qr": 0.5, "words": 0.4, "second_signal": 0.15}
+    )
+    veto_factor: float = 0.3
+    agreement_iou: float = 0.2
+    not_on: dict[str, str] = field(default_factory=dict)
+    words: tuple[str, ...] = ()
+    shop_suffixes: tuple[str, ...] = ()
+    street_signs: tuple[re.Pattern[str], ...] = ()
+
+    def with_scan(self, scan: ScanMode) -> FlyerRules:
+        """The same rules with another scan mode (the command line's --flyers)."""
+        return FlyerRules(**{**self.__dict__, "scan": scan})
+
+
+def load_flyer_rules(path: Path | str | None = None) -> FlyerRules:
+    """configs/flyers.yaml (or another file of the same form); FlyerRulesError names a bad field."""
+    return _load_rules(Path(path) if path else CONFIGS / "flyers.yaml")
+
+
+@cache
+def _load_rules(path: Path) -> FlyerRules:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise FlyerRulesError(f"{path}: cannot be read as YAML: {err}") from err
+    known = set(FlyerRules.__dataclass_fields__)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise FlyerRulesError(f"{path}: unknown field(s) {', '.join(unknown)}")
+    if data.get("scan", "detector") not in ("off", "detector", "all"):
+        raise FlyerRulesError(f"{path}: scan: {data['scan']!r} is not off, detector or all")
+    try:
+        patterns = tuple(re.compile(p) for p in data.pop("street_signs", []))
+    except re.error as err:
+        raise FlyerRulesError(f"{path}: street_signs: {err}") from err
+    for key in ("grids", "words", "shop_suffixes"):
+        if key in data:
+            data[key] = tuple(str(v) for v in data[key] or ())
+    if "confidence" in data:
+        data["confidence"] = {**FlyerRules().confidence, **data["confidence"]}
+    try:
+        return FlyerRules(**data, street_signs=patterns)
+    except TypeError as err:
+        raise FlyerRulesError(f"{path}: {err}") from err
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One group of text lines and what was decided about it; boxes in the photo's pixels."""
+
+    xyxy: tuple[float, float, float, float]
+    lines: tuple[str, ...] = ()  # recognised text, reading order; empty when not recognised
+    phones: tuple[str, ...] = ()
+    qr: tuple[str, ...] = ()  # QR payloads, printable
+    words: tuple[str, ...] = ()  # small-ad vocabulary found
+    verdict: str = NOT_SMALL_AD
+    reasons: tuple[str, ...] = ()
+    confidence: float = 0.0
+    ruled_out: bool = False  # a plate, a sign, livery: text that is known not to be an ad
+
+    @property
+    def is_small_ad(self) -> bool:
+        return self.verdict == SMALL_AD
+
+    def as_evidence(self) -> dict[str, Any]:
+        """What a flyer's evidence keeps (Evidence.extra["flyers"]): text, numbers, QR and box."""
+        return {
+            "xyxy": [round(float(v), 1) for v in self.xyxy],
+            "text": "\n".join(self.lines),
+            "phones": list(self.phones),
+            "qr": list(self.qr),
+            "words": list(self.words),
+            "verdict": self.verdict,
+            "reasons": list(self.reasons),
+            "confidence": round(self.confidence, 3),
+            "ruled_out": self.ruled_out,
+        }
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The notices of one photo and what reading them cost."""
+
+    notices: tuple[Notice, ...]
+    lines_found: int
+    seconds: float
+
+    @property
+    def small_ads(self) -> tuple[Notice, ...]:
+        return tuple(n for n in self.notices if n.is_small_ad)
+
+
+# --------------------------------------------------------------------------------- geometry
+
+
+def quad_boxes(quads: np.ndarray) -> np.ndarray:
+    """Axis-aligned xyxy of (N, 4, 2) quadrilaterals."""
+    if len(quads) == 0:
+        return np.zeros((0, 4), dtype=np.float32)
+    return np.concatenate([quads.min(axis=1), quads.max(axis=1)], axis=1).astype(np.float32)
+
+
+def group_lines(boxes: np.ndarray, join_gap: float, size_ratio: float) -> list[list[int]]:
+    """Lines (xyxy) grouped into notices: connected components of "close and of similar size".
+
+    A line's size is its shorter side (the character height of a horizontal line, the width of a
+    vertical column). Two lines join when the gap between their boxes, on either axis, is at most
+    `join_gap` x the smaller size and the sizes differ by at most `size_ratio`: the title and
+    the phone line of one flyer join, two flyers a hand apart do not, nor a shop sign's large
+    letters with the small print beside them. Groups come in order of their first line.
+    """
+    count = len(boxes)
+    if count == 0:
+        return []
+    sizes = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]).clip(min=1)
+    gap_x = np.maximum(boxes[None, :, 0] - boxes[:, None, 2], boxes[:, None, 0] - boxes[None, :, 2])
+    gap_y = np.maximum(boxes[None, :, 1] - boxes[:, None, 3], boxes[:, None, 1] - boxes[None, :, 3])
+    smaller = np.minimum(sizes[:, None], sizes[None, :])
+    larger = np.maximum(sizes[:, None], sizes[None, :])
+    near = (np.maximum(gap_x, gap_y).clip(min=0) <= join_gap * smaller) & (larger <= size_ratio * smaller)
+    parent = list(range(count))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in zip(*np.nonzero(np.triu(near, 1)), strict=True):
+        parent[root(int(i))] = root(int(j))
+    groups: dict[int, list[int]] = {}
+    for i in range(count):
+        groups.setdefault(root(i), []).append(i)
+    return sorted(groups.values(), key=lambda g: g[0])
+
+
+def inside_share(box: Sequence[float] | np.ndarray, others: np.ndarray) -> np.ndarray:
+    """The share of `box`'s area inside each of `others` (xyxy)."""
+    if len(others) == 0:
+        return np.zeros(0)
+    x1, y1, x2, y2 = box
+    w = (np.minimum(x2, others[:, 2]) - np.maximum(x1, others[:, 0])).clip(min=0)
+    h = (np.minimum(y2, others[:, 3]) - np.maximum(y1, others[:, 1])).clip(min=0)
+    return np.asarray(w * h / max((x2 - x1) * (y2 - y1), 1e-6))
+
+
+def line_crop(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
+    """A text line cut out upright; a vertical column (stacked characters, usual on poles) is cut
+    into square cells laid side by side, so the horizontal recogniser reads it in order."""
+    width = max(int(np.linalg.norm(quad[0] - quad[1])), int(np.linalg.norm(quad[2] - quad[3])), 2)
+    height = max(int(np.linalg.norm(quad[0] - quad[3])), int(np.linalg.norm(quad[1] - quad[2])), 2)
+    target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
+    matrix = cv2.getPerspectiveTransform(quad.astype(np.float32), target)
+    crop = cv2.warpPerspective(
+        image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC
+    )
+    if height >= 1.5 * width:
+        cells = max(1, round(height / width))
+        step = height / cells
+        crop = np.hstack(
+            [cv2.resize(crop[round(k * step) : round((k + 1) * step)], (width, width)) for k in range(cells)]
+        )
+    return crop
+
+
+def read_qr(image: np.ndarray, box: Sequence[float], margin: float) -> tuple[str, ...]:
+    """Payloads of a QR code in `box` grown by `margin`; binary junk is kept as printable text."""
+    height, width = image.shape[:2]
+    x1, y1, x2, y2 = box
+    grow = margin * max(x2 - x1, y2 - y1)
+    left, top = int(max(0, x1 - grow)), int(max(0, y1 - grow))
+    right, bottom = int(min(width, x2 + grow)), int(min(height, y2 + grow))
+    if right - left < 21 or bottom - top < 21:  # a QR code has at least 21 modules a side
+        return ()
+    try:
+        payload, points, _ = cv2.QRCodeDetector().detectAndDecode(image[top:bottom, left:right])
+    except (cv2.error, UnicodeDecodeError):  # a code OpenCV finds but cannot decode as text
+        return ()
+    if points is None or not payload:
+        return ()
+    printable = "".join(c if c.isprintable() else "\ufffd" for c in payload)
+    return (printable[:MAX_QR_PAYLOAD],)
+
+
+# --------------------------------------------------------------------------------- decision
+
+
+def decide(
+    lines: Sequence[str], qr: Sequence[str], rules: FlyerRules, sizes: Sequence[float] | None = None
+) -> Notice:
+    """What one recognised notice is (its box left at zero: the caller places it).
+
+    Ruled out first, whatever else it carries: a number plate (the privacy module's rule) without
+    a phone or a small-ad word, a street or traffic sign without a phone, a shop sign (its
+    largest line, `sizes` being the lines' character sizes, ends like a shop's name). Then a
+    small ad when it carries a phone number, a QR code or small-ad words, the confidence of the
+    strongest signal plus `second_signal` for each further kind.
+    """
+    text = unicodedata.normalize("NFKC", "\n".join(lines))
+    phones = tuple(extract_phones(text))
+    words = tuple(w for w in rules.words if w in text)
+    read = tuple(line for line in lines if line.strip())
+    found = Notice((0, 0, 0, 0), read, phones, tuple(qr), words)
+    title = read[int(np.argmax(sizes))] if read and sizes is not None and len(sizes) == len(read) else None
+    if not phones and not words and any(looks_like_plate(line) for line in read):
+        return replace(found, reasons=("reads as a number plate",), ruled_out=True)
+    if not phones and any(p.search(line) for line in read for p in rules.street_signs):
+        return replace(found, reasons=("reads as a street or traffic sign",), ruled_out=True)
+    if title is not None and title.strip().endswith(rules.shop_suffixes):
+        return replace(found, reasons=(f"a shop sign ({title.strip()})",), ruled_out=True)
+    signals = {
+        "phone": f"phone {', '.join(phones)}" if phones else "",
+        "qr": "QR code" if qr else "",
+        "words": f"small-ad words {', '.join(words)}" if words else "",
+    }
+    present = [kind for kind, reason in signals.items() if reason]
+    if not present:
+        return replace(found, reasons=("no phone number, QR code or small-ad word",))
+    base = max(rules.confidence[kind] for kind in present)
+    confidence = min(0.95, base + rules.confidence["second_signal"] * (len(present) - 1))
+    return replace(found, verdict=SMALL_AD, reasons=tuple(signals[k] for k in present), confidence=confidence)
+
+
+# ----------------------------------------------------------------------------------- reader
+
+
+class FlyerFinder:
+    """Reads photos for small ads; one per process (the OCR engine is shared by threads)."""
+
+    def __init__(
+        self, rules: FlyerRules | None = None, taxonomy: Taxonomy | None = None, engine: Any = None
+    ) -> None:
+        self.rules = rules or load_flyer_rules()
+        self.taxonomy = taxonomy or load_taxonomy()
+        self.engine = engine if engine is not None else ocr_engine()
+        self.flyer = self.taxonomy.names.index("flyer")
+        self.not_on = {
+            self.taxonomy.names.index(name): reason
+            for name, reason in self.rules.not_on.items()
+            if name in self.taxonomy.names
+        }
+
+    def find_lines(self, image: np.ndarray) -> np.ndarray:
+        """Text line quadrilaterals (N, 4, 2) in `image`'s pixels, at most max_lines, largest first.
+
+        Detection runs at find_side; lines thinner than min_line_px there are dropped (unreadable).
+        """
+        scale = min(1.0, self.rules.find_side / max(image.shape[:2]))
+        small = (
+            image
+            if scale == 1.0
+            else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        )
+        if small.ndim == 2:
+            small = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)
+        quads, _ = self.engine.text_det(small)
+        if quads is None or len(quads) == 0:
+            return np.zeros((0, 4, 2), dtype=np.float32)
+        quads = np.asarray(quads, dtype=np.float32)
+        boxes = quad_boxes(quads)
+        sizes = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        keep = np.nonzero(sizes >= self.rules.min_line_px)[0]
+        areas = (boxes[keep, 2] - boxes[keep, 0]) * (boxes[keep, 3] - boxes[keep, 1])
+        keep = keep[np.argsort(-areas, kind="stable")][: self.rules.max_lines]
+        return quads[keep] / scale
+
+    def read(
+        self,
+        image: np.ndarray,
+        detections: sv.Detections | None = None,
+        regions: np.ndarray | None = None,
+    ) -> Reading:
+        """The notices of a photo (BGR, any size; `detections` in its pixels).
+
+        `regions` (xyxy) restricts the search to those boxes, each grown by half its size (the
+        detector's proposals in `detector` mode); None searches the whole photo.
+        """
+        started = time.perf_counter()
+        detections = detections if detections is not None else sv.Detections.empty()
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        quads = self._lines_in(image, regions)
+        boxes = quad_boxes(quads)
+        groups = [g for g in group_lines(boxes, self.rules.join_gap, self.rules.size_ratio)]
+        notices: list[Notice] = []
+        to_read: list[tuple[list[int], tuple[float, float, float, float]]] = []
+        for group in groups:
+            x1, y1 = boxes[group, 0].min(), boxes[group, 1].min()
+            x2, y2 = boxes[group, 2].max(), boxes[group, 3].max()
+            xyxy = (float(x1), float(y1), float(x2), float(y2))
+            covered = self.lies_on(xyxy, detections)
+            if covered is not None:
+                notices.append(Notice(xyxy, reasons=(covered,), ruled_out=True))
+            elif len(group) > self.rules.max_notice_lines:
+                notices.append(Notice(xyxy, reasons=(f"{len(group)} lines: a wall of text, not a small ad",)))
+            else:
+                to_read.append((group, xyxy))
+        to_read.sort(key=lambda item: -(item[1][2] - item[1][0]) * (item[1][3] - item[1][1]))
+        for group, xyxy in to_read[: self.rules.max_notices]:
+            notices.append(self._recognise(image, quads, boxes, group, xyxy))
+        for _, xyxy in to_read[self.rules.max_notices :]:
+            notices.append(Notice(xyxy, reasons=(f"not read: beyond the {self.rules.max_notices} largest",)))
+        for region in [] if regions is None else regions:  # a QR code alone on a proposed flyer
+            if not any(inside_share(n.xyxy, np.asarray([region]))[0] > 0 for n in notices):
+                qr = read_qr(image, region, 0.1)
+                if qr:
+                    x1, y1, x2, y2 = (float(v) for v in region)
+                    notices.append(replace(decide([], qr, self.rules), xyxy=(x1, y1, x2, y2)))
+        return Reading(tuple(notices), len(quads), time.perf_counter() - started)
+
+    def _lines_in(self, image: np.ndarray, regions: np.ndarray | None) -> np.ndarray:
+        if regions is None:
+            return self.find_lines(image)
+        height, width = image.shape[:2]
+        found = []
+        for x1, y1, x2, y2 in np.asarray(regions, dtype=float).reshape(-1, 4):
+            grow = 0.5 * max(x2 - x1, y2 - y1)
+            left, top = int(max(0, x1 - grow)), int(max(0, y1 - grow))
+            right, bottom = int(min(width, x2 + grow)), int(min(height, y2 + grow))
+            if right - left < 8 or bottom - top < 8:
+                continue
+            quads = self.find_lines(image[top:bottom, left:right])
+            found.append(quads + np.array([left, top], dtype=np.float32))
+        return np.concatenate(found) if found else np.zeros((0, 4, 2), dtype=np.float32)
+
+    def _recognise(
+        self,
+        image: np.ndarray,
+        quads: np.ndarray,
+        boxes: np.ndarray,
+        group: list[int],
+        xyxy: tuple[float, float, float, float],
+    ) -> Notice:
+        order = sorted(group, key=lambda i: (round(float(boxes[i, 1]) / 8), float(boxes[i, 0])))
+        crops = [line_crop(image, quads[i]) for i in order]
+        results, _ = self.engine.text_rec(crops)
+        kept = [
+            (str(text), float(min(boxes[i, 2] - boxes[i, 0], boxes[i, 3] - boxes[i, 1])))
+            for i, (text, score) in zip(order, results, strict=True)
+            if float(score) >= self.rules.min_text_score and str(text).strip()
+        ]
+        lines = tuple(text for text, _ in kept)
+        qr = read_qr(image, xyxy, self.rules.qr_margin)
+        return replace(decide(lines, qr, self.rules, [size for _, size in kept]), xyxy=xyxy)
+
+    # ------------------------------------------------------------------------- with the detector
+
+    def scan_photo(
+        self,
+        detections: sv.Detections,
+        size: tuple[int, int],
+        load_image: Callable[[int], np.ndarray],
+        *,
+        full: bool,
+    ) -> sv.Detections:
+        """A scanned photo's detections (in its own pixels, `size` = width, height) with its flyers read.
+
+        The gate: in full (`full`: `all` mode or a flyer zone), else only the detector's proposals
+        in `detector` mode, else nothing; a photo with nothing to read is never decoded again.
+        `load_image(side)` decodes the photo at least `side` pixels long (the scan's reduced decode).
+        """
+        regions = None if full else self.proposals(detections)
+        if regions is not None and (self.rules.scan == "off" or len(regions) == 0):
+            return detections
+        image = load_image(self.rules.read_side)
+        factors = np.array([image.shape[1] / size[0], image.shape[0] / size[1]] * 2, dtype=np.float32)
+        scaled = sv.Detections(
+            xyxy=detections.xyxy.reshape(-1, 4) * factors,
+            confidence=detections.confidence,
+            class_id=detections.class_id,
+            data=dict(detections.data),
+        )
+        reading = self.read(image, scaled, None if regions is None else regions * factors)
+        combined = self.combine(scaled, reading)
+        combined.xyxy = combined.xyxy / factors
+        for evidence in combined.data.get("flyer", []):
+            if evidence is not None:
+                evidence["xyxy"] = [round(float(v), 1) for v in np.asarray(evidence["xyxy"]) / factors]
+        return combined
+
+    def lies_on(self, xyxy: Sequence[float] | np.ndarray, detections: sv.Detections) -> str | None:
+        """The `not_on` reason of a detection holding at least half of `xyxy` (a car, a shop sign ...)."""
+        for box, class_id in zip(detections.xyxy, class_ids(detections), strict=True):
+            if int(class_id) in self.not_on and inside_share(xyxy, box[None])[0] >= 0.5:
+                return self.not_on[int(class_id)]
+        return None
+
+    def proposals(self, detections: sv.Detections) -> np.ndarray:
+        """Detector flyer boxes confident enough to be read in `detector` mode (xyxy)."""
+        if len(detections) == 0 or detections.confidence is None:
+            return np.zeros((0, 4), dtype=np.float32)
+        chosen = (class_ids(detections) == self.flyer) & (
+            detections.confidence >= self.rules.propose_confidence
+        )
+        return np.asarray(detections.xyxy[chosen], dtype=np.float32)
+
+    def combine(self, detections: sv.Detections, reading: Reading) -> sv.Detections:
+        """The detector's findings with the reader's: either proposes, agreement raises confidence.
+
+        A detector flyer overlapping a small ad (IoU >= agreement_iou, or one inside the other)
+        gets 1 - (1 - reader) x (1 - detector) and the reading; one overlapping only notices
+        ruled out (a plate, a sign, livery) is scaled by veto_factor; small ads no detector box
+        holds are added as flyers. data["flyer"] holds each flyer's notice evidence (or None).
+        """
+        count = len(detections)
+        confidence = (
+            np.asarray(detections.confidence, dtype=np.float32).copy()
+            if detections.confidence is not None
+            else np.ones(count, dtype=np.float32)
+        )
+        evidence: list[dict[str, Any] | None] = [None] * count
+        ids = class_ids(detections)
+        matched: set[int] = set()
+        for k in np.nonzero(ids == self.flyer)[0]:
+            box = detections.xyxy[k]
+            overlapping = [i for i, n in enumerate(reading.notices) if self._same(box, n.xyxy)]
+            ads = [i for i in overlapping if reading.notices[i].is_small_ad]
+            if ads:
+                best = max(ads, key=lambda i: reading.notices[i].confidence)
+                notice = reading.notices[best]
+                confidence[k] = 1 - (1 - notice.confidence) * (1 - confidence[k])
+                evidence[k] = {**notice.as_evidence(), "source": "detector+reader"}
+                matched.update(ads)
+            elif any(reading.notices[i].ruled_out for i in overlapping):
+                ruled_out = next(reading.notices[i] for i in overlapping if reading.notices[i].ruled_out)
+                confidence[k] *= self.rules.veto_factor
+                evidence[k] = {**ruled_out.as_evidence(), "source": "detector, vetoed by reader"}
+            elif (reason := self.lies_on(box, detections)) is not None:
+                confidence[k] *= self.rules.veto_factor
+                vetoed = Notice(tuple(float(v) for v in box), reasons=(reason,), ruled_out=True)  # type: ignore[arg-type]
+                evidence[k] = {**vetoed.as_evidence(), "source": "detector, vetoed by reader"}
+        added = [n for i, n in enumerate(reading.notices) if n.is_small_ad and i not in matched]
+        data: dict[str, Any] = {}
+        for key, values in detections.data.items():
+            fill = "flyer" if key == "class_name" else None
+            data[key] = np.concatenate(
+                [np.asarray(values, dtype=object), np.array([fill] * len(added), dtype=object)]
+            )
+        data["flyer"] = np.array(
+            evidence + [{**n.as_evidence(), "source": "reader"} for n in added] or [], dtype=object
+        )
+        if not count and not added:
+            return sv.Detections.empty()
+        return sv.Detections(
+            xyxy=np.concatenate(
+                [detections.xyxy.reshape(-1, 4), np.array([n.xyxy for n in added]).reshape(-1, 4)]
+            ).astype(np.float32),
+            confidence=np.concatenate([confidence, [n.confidence for n in added]]).astype(np.float32),
+            class_id=np.concatenate([ids, np.full(len(added), self.flyer)]).astype(int),
+            data=data,
+        )
+
+    def _same(self, box: np.ndarray, notice: tuple[float, float, float, float]) -> bool:
+        """One flyer: IoU >= agreement_iou, or most (80 %) of either inside the other."""
+        iou = float(sv.box_iou_batch(np.asarray([box]), np.asarray([notice]))[0, 0])
+        held = max(inside_share(notice, np.asarray([box]))[0], inside_share(box, np.asarray([notice]))[0])
+        return iou >= self.rules.agreement_iou or held >= 0.8
