@@ -20,7 +20,15 @@ from serve.cases.orm import ApiKey
 from serve.cases.settings import Settings
 from serve.cli.keys import cli as keys_cli
 
-OPEN_ROUTES = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+OPEN_ROUTES = {
+    "/healthz",
+    "/readyz",
+    "/openapi.json",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+    "/v1/sessions",  # signing in
+}
 
 # (method, path, scope that suffices, a scope that does not)
 GUARDED = [

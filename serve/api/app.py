@@ -16,7 +16,7 @@ from datetime import datetime
 import anyio
 from fastapi import FastAPI, Request, Response
 
-from serve.api.deps import MAX_ID
+from serve.api.deps import MAX_ID, SAFE_METHODS
 from serve.api.limits import BodyLimit
 from serve.api.pull import AnnotationPuller
 from serve.api.reload import ModelReloader
@@ -31,6 +31,7 @@ from serve.api.routers import (
     keys,
     labelstudio,
     open311,
+    people,
     reports,
     stats,
 )
@@ -43,7 +44,6 @@ from serve.cases.orm import AuditEntry
 from serve.cases.settings import Settings, get_settings
 
 log = logging.getLogger("streetorder.service")
-SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 FORM_OVERHEAD = 1 << 20  # multipart framing and form fields around an image
 
 
@@ -96,8 +96,10 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         version="1",
         summary="Street-order violations (四乱) found in photos, handled as grid cases (网格案卷).",
         description=(
-            "Every endpoint but /healthz and /readyz needs an API key (`Authorization: Bearer <key>` or "
-            "`X-API-Key`) with the scope the endpoint names. Errors are RFC 9457 problem documents "
+            "Every endpoint but /healthz, /readyz and signing in (POST /v1/sessions) needs an API key "
+            "(`Authorization: Bearer <key>` or `X-API-Key`) with the scope the endpoint names, or a person's "
+            "session cookie (whose role gives the scopes; changes also need `X-CSRF-Token`). "
+            "Errors are RFC 9457 problem documents "
             "(GeoReport v2 error lists under /open311)."
         ),
         lifespan=lifespan,
@@ -131,6 +133,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         stats,
         open311,
         keys,
+        people,
         cameras,
         grids,
         labelstudio,

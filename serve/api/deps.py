@@ -7,6 +7,7 @@ Each route states the scope it needs through one of the principal aliases below 
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,12 +15,19 @@ from typing import Annotated
 
 import anyio
 from fastapi import Depends, File, Path, Query, Request, Security, UploadFile
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
+from fastapi.security import (
+    APIKeyCookie,
+    APIKeyHeader,
+    HTTPAuthorizationCredentials,
+    HTTPBearer,
+    SecurityScopes,
+)
 from sqlalchemy.orm import Session
 
 from serve.api.state import Service
 from serve.cases.auth import Principal
-from serve.cases.errors import Busy, Forbidden, TooLarge, Unauthorized, UnsupportedMedia
+from serve.cases.errors import Busy, CsrfFailed, Forbidden, TooLarge, Unauthorized, UnsupportedMedia
+from serve.cases.people import csrf_token, principal_of_user, session_user
 from vision.core.detector import Detector
 
 MAX_ID = 2**63 - 1  # the largest row id SQLite and PostgreSQL can hold: larger ids are 422, not 500
@@ -29,6 +37,14 @@ CameraId = Annotated[str, Path(description="camera id, as in cameras.yaml")]
 
 bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
 header_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="the API key in X-API-Key")
+SESSION_COOKIE = "streetorder_session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+session_cookie = APIKeyCookie(
+    name=SESSION_COOKIE,
+    auto_error=False,
+    description="a person's console session (POST /v1/sessions); changes also need the X-CSRF-Token header",
+)
 
 
 def get_service(request: Request) -> Service:
@@ -77,15 +93,35 @@ def principal_of(service: Service, presented: str | None, scopes: list[str]) -> 
     return principal
 
 
+def person_of(service: Service, token: str, method: str, csrf: str | None, scopes: list[str]) -> Principal:
+    """A signed-in person from their session cookie; a change needs the session's CSRF token too."""
+    with service.sessions() as session:
+        principal = principal_of_user(session_user(session, token, service.clock()))
+    if method not in SAFE_METHODS and not (
+        csrf and hmac.compare_digest(csrf, csrf_token(token, service.verifier.pepper))
+    ):
+        raise CsrfFailed()
+    for scope in scopes:
+        if not principal.allows(scope):
+            raise Forbidden(scope, holder=f"the role '{principal.role}'")
+    return principal
+
+
 def authenticate(
     security_scopes: SecurityScopes,
     request: Request,
     service: ServiceDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     api_key: Annotated[str | None, Depends(header_key)],
+    cookie: Annotated[str | None, Depends(session_cookie)],
 ) -> Principal:
+    """An API key (header) if one is sent, else the person of the session cookie."""
     presented = api_key or (credentials.credentials if credentials else None)
-    principal = principal_of(service, presented, security_scopes.scopes)
+    if presented is None and cookie:
+        csrf = request.headers.get(CSRF_HEADER)
+        principal = person_of(service, cookie, request.method, csrf, security_scopes.scopes)
+    else:
+        principal = principal_of(service, presented, security_scopes.scopes)
     request.state.principal = principal  # for the audit log
     return principal
 
@@ -113,6 +149,7 @@ Reporting = Annotated[Principal, Security(authenticate, scopes=["report"])]
 Reader = Annotated[Principal, Security(authenticate, scopes=["cases:read"])]
 Writer = Annotated[Principal, Security(authenticate, scopes=["cases:write"])]
 Admin = Annotated[Principal, Security(authenticate, scopes=["admin"])]
+Anyone = Annotated[Principal, Security(authenticate, scopes=[])]  # any valid key or session
 Open311Reader = Annotated[Principal, Security(authenticate_open311, scopes=["cases:read"])]
 Open311Reporter = Annotated[Principal, Security(authenticate_open311, scopes=["report"])]
 

@@ -11,7 +11,16 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from serve.cases.enums import AiReview, CaseSource, EvidenceRole, PhotoStatus, RecordType, State
+from serve.cases.enums import (
+    AiReview,
+    CaseSource,
+    EvidenceRole,
+    ExtensionState,
+    PhotoStatus,
+    RecordType,
+    Role,
+    State,
+)
 from serve.cases.workflow import Action
 
 
@@ -140,18 +149,50 @@ class FlowOut(Schema):
     )
     from_state: State | None = Field(description="state before")
     to_state: State = Field(description="state after")
-    operator: str = Field(description="who did it: API key name, or the operator named in the request")
+    operator: str = Field(
+        description="who did it: the signed-in person, an API key's name, or the operator a key names"
+    )
+    user_id: int | None = Field(default=None, description="the signed-in person's user id; null for API keys")
     at: datetime = Field(description="when it happened")
     seconds_used: float | None = Field(description="seconds since the previous step: the time this node took")
     overdue: bool = Field(description="late against its stage limit, or past the deadline for handle/close")
     note: str | None = Field(description="reason or remark")
 
 
+class ExtensionOut(Schema):
+    id: int = Field(description="request id")
+    case_id: int = Field(description="the case")
+    extend_by: float = Field(description="more time asked, in the unit of the class's limit")
+    note: str = Field(description="why")
+    requested_by: str = Field(description="who asked")
+    requester_role: str | None = Field(description="their role; null for an API key")
+    requested_at: datetime = Field(description="when")
+    state: ExtensionState = Field(description="pending, approved or refused")
+    decided_by: str | None = Field(description="who decided (another person, of another role)")
+    decided_at: datetime | None = Field(description="when decided")
+    decision_note: str | None = Field(description="the decider's remark")
+
+
+class ExtensionIn(Schema):
+    extend_by: float = Field(gt=0, le=1000, description="more time, in the unit of the class's limit")
+    note: str = Field(min_length=1, max_length=4000, description="why more time is needed")
+
+
+class DecisionIn(Schema):
+    approve: bool = Field(description="true: the deadline moves at once; false: it stays")
+    note: str | None = Field(default=None, max_length=4000, description="remark")
+
+
 class CaseDetail(CaseSummary):
     description: str = Field(description="free text description")
     evidence: list[EvidenceOut] = Field(description="photos of the case, oldest first")
     flow: list[FlowOut] = Field(description="the flow log (流转记录), oldest first")
-    allowed_actions: list[str] = Field(description="actions POST /v1/cases/{id}/transitions accepts now")
+    allowed_actions: list[str] = Field(
+        description="actions POST /v1/cases/{id}/transitions accepts now, from this caller (a person's role)"
+    )
+    extensions: list[ExtensionOut] = Field(
+        default=[], description="extension requests (延期申请), oldest first"
+    )
     suggested_department: str = Field(description="department the routing rules give for this case")
 
 
@@ -188,7 +229,10 @@ class TransitionIn(Schema):
         "never in the future nor before the case's last step",
     )
     operator: str | None = Field(
-        None, max_length=64, description="person acting; default: the API key's name"
+        None,
+        max_length=64,
+        description="person acting, for API keys of systems that act for people; default: the key's name. "
+        "A signed-in person always acts under their own name",
     )
     note: str | None = Field(
         None,
@@ -377,3 +421,51 @@ class Open311Created(Schema):
     service_request_id: str = Field(description="case number: new, or of the open case this report joined")
     service_notice: str | None = Field(description="whether the report opened a case or joined one")
     account_id: str | None = Field(description="not used (null)")
+
+
+# --- people and sessions -----------------------------------------------------------------------
+
+
+class SignInIn(Schema):
+    username: str = Field(min_length=1, max_length=64, description="account name")
+    password: str = Field(min_length=1, max_length=256, description="password")
+
+
+class SessionOut(Schema):
+    name: str = Field(description="display name (the flow log's operator) or the API key's name")
+    username: str | None = Field(default=None, description="account name; null for an API key")
+    role: Role | None = Field(default=None, description="the person's role; null for an API key")
+    department: str | None = Field(default=None, description="a handler's department")
+    scopes: list[str] = Field(description="API scopes the caller has")
+    actions: list[str] = Field(
+        description="workflow actions the caller may take (in the states that allow them)"
+    )
+    csrf_token: str | None = Field(
+        default=None, description="send as X-CSRF-Token with every change made with the session cookie"
+    )
+
+
+class UserIn(Schema):
+    username: str = Field(min_length=1, max_length=64, description="account name: letters, digits, '.', '-'")
+    display_name: str | None = Field(
+        default=None, max_length=64, description="name in flow logs; default username"
+    )
+    password: str = Field(min_length=10, max_length=256, description="at least 10 characters")
+    role: Role = Field(
+        description="operator 受理员, dispatcher 值班长, handler, inspector 监督员, leader, admin"
+    )
+    department: str | None = Field(
+        default=None, description="handlers: their department (GET /v1/departments)"
+    )
+    grids: list[str] = Field(default=[], description="inspectors: unit grid codes they are responsible for")
+
+
+class UserOut(Schema):
+    id: int = Field(description="user id (flow-log `user_id`)")
+    username: str = Field(description="account name")
+    display_name: str = Field(description="name in flow logs")
+    role: Role = Field(description="role")
+    department: str | None = Field(description="a handler's department")
+    grids: list[str] = Field(description="an inspector's responsibility grids")
+    created_at: datetime = Field(description="creation time")
+    disabled_at: datetime | None = Field(description="null while the account may sign in")

@@ -6,6 +6,8 @@ serve/api/deps.py, so a test builds a whole service from Settings and nothing is
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -94,6 +96,34 @@ class Metrics:
         self.model = Gauge("streetorder_model_info", "loaded model (value 1)", ["version"], registry=r)
 
 
+class SignInThrottle:
+    """At most `attempts` failed sign-ins per account name in `window_s`, then 429 until the oldest
+    failure ages out: password guessing costs hours, a person who mistypes waits a few minutes."""
+
+    def __init__(self, attempts: int = 5, window_s: float = 300.0) -> None:
+        self.attempts = attempts
+        self.window_s = window_s
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def wait_s(self, username: str) -> int:
+        """Seconds until `username` may try again (0: now)."""
+        with self._lock:
+            recent = [
+                t for t in self._failures.get(username.lower(), []) if t > time.monotonic() - self.window_s
+            ]
+            self._failures[username.lower()] = recent
+        return 0 if len(recent) < self.attempts else int(recent[0] + self.window_s - time.monotonic()) + 1
+
+    def failed(self, username: str) -> None:
+        with self._lock:
+            self._failures.setdefault(username.lower(), []).append(time.monotonic())
+
+    def succeeded(self, username: str) -> None:
+        with self._lock:
+            self._failures.pop(username.lower(), None)
+
+
 @dataclass
 class Service:
     settings: Settings
@@ -105,3 +135,4 @@ class Service:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # routers' `now`, never rules'
     detector: Detector | None = None
     model_error: str | None = None  # why no model is loaded (the case API still works)
+    sign_ins: SignInThrottle = field(default_factory=SignInThrottle)

@@ -52,11 +52,16 @@ def server_secret(settings: Settings) -> bytes:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the key's public id, its name and scopes. `admin` may do everything."""
+    """Who is calling: the key's public id (or `user-<id>` for a person), the name the flow log
+    gives, and scopes. `admin` may do everything. People also carry their role and department
+    (serve/cases/people.py decides what those allow); keys have neither."""
 
     key_id: str
     name: str
     scopes: frozenset[str]
+    user_id: int | None = None
+    role: str | None = None
+    department: str | None = None
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes or "admin" in self.scopes

@@ -101,3 +101,22 @@ class Action(StrEnum):
 
 REPORT_STEP = "report"  # the first flow-log step of every case: the finding or request that opened it
 FLOW_STEPS = (REPORT_STEP, *(action.value for action in Action))
+
+
+class Role(StrEnum):
+    """What a person does at the centre (数字城管 roles); decides the actions and cases they may touch."""
+
+    OPERATOR = "operator"  # 受理员: verifies reports and files cases
+    DISPATCHER = "dispatcher"  # 值班长: dispatches, approves extensions, closes
+    HANDLER = "handler"  # 处置人员 of one department: sees and acts on that department's cases only
+    INSPECTOR = "inspector"  # 监督员: reports problems on patrol and checks handling on site
+    LEADER = "leader"  # 领导: reads everything, changes nothing
+    ADMIN = "admin"  # accounts, keys and anything else
+
+
+class ExtensionState(StrEnum):
+    """An extension (延期) request: asked by one person, decided by a person of another role."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REFUSED = "refused"

@@ -105,8 +105,36 @@ class Unauthorized(DomainError):
 class Forbidden(DomainError):
     status, title = 403, "forbidden"
 
-    def __init__(self, scope: str) -> None:
-        super().__init__(f"this API key lacks the scope '{scope}'", required_scope=scope)
+    def __init__(self, scope: str, holder: str = "this API key") -> None:
+        super().__init__(f"{holder} lacks the scope '{scope}'", required_scope=scope)
+
+
+class NotPermitted(DomainError):
+    """A person's role (or department) does not allow this, whatever the scopes say."""
+
+    status, title = 403, "forbidden"
+
+    def __init__(self, role: str, detail: str) -> None:
+        super().__init__(f"role '{role}' {detail}", role=role)
+
+
+class CsrfFailed(DomainError):
+    status, title = 403, "forbidden"
+
+    def __init__(self) -> None:
+        super().__init__("a change made with a session cookie needs the session's X-CSRF-Token header")
+
+
+class Conflict(DomainError):
+    status, title = 409, "conflict"
+
+
+class TooManyAttempts(DomainError):
+    status, title = 429, "too many requests"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.headers = {"Retry-After": str(retry_after)}
 
 
 class UnsupportedMedia(DomainError):

@@ -58,6 +58,7 @@ class Finding:
     model_version: str | None = None  # set for AI findings, which then wait for a person's review
     source: CaseSource = CaseSource.PATROL_PHOTO
     reporter: str = "scan"  # operator of the case's first flow-log entry
+    reporter_id: int | None = None  # the signed-in person who reported it (inspector metrics)
     photo_id: int | None = None
     camera_id: str | None = None
     role: EvidenceRole = EvidenceRole.FINDING
@@ -237,6 +238,7 @@ def _new_case(session: Session, finding: Finding, rules: CaseRules) -> Case:
             from_state=None,
             to_state=INITIAL_STATE,
             operator=finding.reporter,
+            user_id=finding.reporter_id,
             at=finding.seen_at,
             note=note,
         )

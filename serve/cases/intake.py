@@ -82,6 +82,7 @@ class IncomingPhoto:
     model_version: str
     given: Given = field(default_factory=Given)
     reporter: str = "scan"  # operator of the first flow-log entry of the cases it opens
+    reporter_id: int | None = None  # the signed-in person, where one reported it
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,7 @@ def take_photo(session: Session, photo: IncomingPhoto, rules: CaseRules, *, now:
                 model_version=photo.model_version,
                 source=CaseSource.PATROL_PHOTO,
                 reporter=photo.reporter,
+                reporter_id=photo.reporter_id,
                 photo_id=row.id,
                 extra={"flyers": readings[event]} if event in readings else None,
             ),

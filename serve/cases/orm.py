@@ -36,9 +36,11 @@ from serve.cases.enums import (
     AiReview,
     CaseSource,
     EvidenceRole,
+    ExtensionState,
     PhotoSource,
     PhotoStatus,
     RecordType,
+    Role,
     State,
 )
 
@@ -172,6 +174,7 @@ class FlowEntry(Base):
     from_state: Mapped[State | None] = mapped_column(one_of(State, 24, "ck_flow_log_from_state"))
     to_state: Mapped[State] = mapped_column(one_of(State, 24, "ck_flow_log_to_state"))
     operator: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)  # the person, if one
     at: Mapped[datetime] = mapped_column()
     seconds_used: Mapped[float | None] = mapped_column(Float)
     overdue: Mapped[bool] = mapped_column(default=False)
@@ -244,3 +247,54 @@ class CameraState(Base):
     captured_at: Mapped[datetime] = mapped_column()  # capture time of the last frame applied
     saved_at: Mapped[datetime] = mapped_column()
     state: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class User(Base):
+    """A person who signs in to the console: a scrypt password hash, one role, a department for
+    handlers, and for inspectors the unit grids they are responsible for (their miss rate counts there)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(64))
+    role: Mapped[Role] = mapped_column(one_of(Role, 16, "ck_users_role"))
+    department: Mapped[str | None] = mapped_column(String(64))
+    grids: Mapped[list[Any]] = mapped_column(default=list)  # responsibility grid (责任网格) codes
+    password_hash: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column()
+    disabled_at: Mapped[datetime | None] = mapped_column()
+
+
+class UserSession(Base):
+    """A console session: only the sha256 of its cookie token is kept (a copy of the table lets no one in)."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column()
+    ended_at: Mapped[datetime | None] = mapped_column()
+
+    user: Mapped[User] = relationship()
+
+
+class ExtensionRequest(Base):
+    """A request to move a case's deadline (延期申请), applied only when a person of another role approves."""
+
+    __tablename__ = "extension_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    extend_by: Mapped[float] = mapped_column(Float)  # in the unit of the class's limit
+    note: Mapped[str] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(String(64))  # the person, as the flow log names them
+    requester_id: Mapped[str] = mapped_column(String(16))  # principal id: the same person cannot approve
+    requester_role: Mapped[str | None] = mapped_column(String(16))
+    requested_at: Mapped[datetime] = mapped_column()
+    state: Mapped[ExtensionState] = mapped_column(one_of(ExtensionState, 16, "ck_extension_requests_state"))
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None] = mapped_column()
+    decision_note: Mapped[str | None] = mapped_column(Text)

@@ -45,6 +45,14 @@ class Settings(BaseSettings):
     case_prefix: str = Field(default="SO", description="case number prefix: PREFIX + yyyyMMdd + sequence")
     secret: str = Field(default="", description="secret mixed into API-key hashes; required outside dev mode")
     dev: bool = Field(default=False, description="dev mode: allows an empty secret (never in production)")
+    session_hours: float = Field(
+        default=12.0, gt=0, description="a console session lasts this long (one shift)"
+    )
+    cookie_secure: bool = Field(
+        default=False,
+        description="mark the session cookie Secure (behind a TLS proxy); requests that arrive over https "
+        "get it anyway",
+    )
     max_upload_mb: float = Field(default=20.0, description="largest image upload accepted, MiB (413 above)")
     inference_threads: int = Field(default=2, description="images inferred at once; more wait in the queue")
     inference_queue: int = Field(default=16, description="uploads that may wait for inference (then 503)")

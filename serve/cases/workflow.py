@@ -144,6 +144,7 @@ class Command:
     event: str | None = None
     evidence_id: int | None = None
     extend_by: float | None = None
+    user_id: int | None = None  # the signed-in person (serve/cases/people.py); None for API keys
 
     def missing(self) -> list[str]:
         return [name for name in REQUIRED.get(self.action, ()) if getattr(self, name) in (None, "")]
@@ -204,6 +205,7 @@ def apply(
         from_state=case.state,
         to_state=to_state,
         operator=command.operator,
+        user_id=command.user_id,
         at=command.at,
         seconds_used=seconds_used,
         overdue=overdue,

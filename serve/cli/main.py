@@ -21,6 +21,7 @@ MODES: dict[str, tuple[str, str]] = {
     ),
     "serve": ("serve.cli.serve", "run the case service (HTTP API, Open311, metrics) with uvicorn"),
     "keys": ("serve.cli.keys", "create, list and revoke API keys"),
+    "users": ("serve.cli.users", "create, list and disable people's console accounts (roles, departments)"),
     "stats": (
         "serve.cli.stats",
         "filing/disposal/closing rates, 10-day street ranking, worst spots (JSON)",

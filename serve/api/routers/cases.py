@@ -7,7 +7,7 @@ import base64
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Response, status
 from sqlalchemy import Select, and_, func, not_, or_, select
 from sqlalchemy.orm import Session, selectinload
 
@@ -17,15 +17,21 @@ from serve.api.schemas import (
     CasePage,
     CaseQuery,
     CaseSummary,
+    DecisionIn,
     DepartmentsOut,
     EventOut,
     EvidenceOut,
+    ExtensionIn,
+    ExtensionOut,
     FlowOut,
     TransitionIn,
 )
+from serve.cases.auth import Principal
 from serve.cases.domain import Domain
+from serve.cases.enums import ExtensionState
 from serve.cases.errors import InvalidInput, NotFound, PreconditionRequired, StaleVersion
-from serve.cases.orm import Case, Evidence
+from serve.cases.orm import Case, Evidence, ExtensionRequest
+from serve.cases.people import DEPARTMENT_ROLES, check_action, check_decider, may_act, request_extension, sees
 from serve.cases.workflow import OPEN_STATES, Action, Command, allowed_actions, apply, is_open
 from vision.core.boxes import boxes_json, parse_boxes
 
@@ -58,15 +64,20 @@ def evidence_out(evidence: Evidence) -> EvidenceOut:
     )
 
 
-def detail(case: Case, as_of: datetime, domain: Domain) -> CaseDetail:
+def detail(case: Case, as_of: datetime, domain: Domain, principal: Principal, session: Session) -> CaseDetail:
+    """The case as `principal` sees it: the actions offered are those their role may take now."""
+    extensions = session.scalars(
+        select(ExtensionRequest).where(ExtensionRequest.case_id == case.id).order_by(ExtensionRequest.id)
+    )
     return CaseDetail.model_validate(
         {
             **summary(case, as_of).model_dump(),
             "description": case.description,
             "evidence": [evidence_out(e) for e in case.evidence],
             "flow": [FlowOut.model_validate(f) for f in case.flow],
-            "allowed_actions": [a.value for a in allowed_actions(case.state)],
+            "allowed_actions": [a.value for a in allowed_actions(case.state) if may_act(principal, a)],
             "suggested_department": domain.routing.department_for(case.event, case.grid_code, case.street),
+            "extensions": [ExtensionOut.model_validate(e) for e in extensions],
         }
     )
 
@@ -75,11 +86,12 @@ def etag(case: Case) -> str:
     return f'"{case.version}"'
 
 
-def load_case(session: Session, case_id: int) -> Case:
+def load_case(session: Session, case_id: int, principal: Principal) -> Case:
+    """The case, if `principal` may see it: another department's case does not exist for a handler."""
     case = session.scalars(
         select(Case).where(Case.id == case_id).options(selectinload(Case.evidence), selectinload(Case.flow))
     ).one_or_none()
-    if case is None:
+    if case is None or not sees(principal, case):
         raise NotFound("case", case_id)
     return case
 
@@ -98,9 +110,12 @@ def _cursor(case_id: int) -> str:
     return base64.urlsafe_b64encode(str(case_id).encode()).decode().rstrip("=")
 
 
-def filtered(q: CaseQuery, as_of: datetime) -> Select[Any]:
-    """The case query of the filters, newest first (id descending: stable for cursor paging)."""
+def filtered(q: CaseQuery, as_of: datetime, principal: Principal) -> Select[Any]:
+    """The case query of the filters, newest first (id descending: stable for cursor paging); a
+    department handler's queries hold only their department's cases."""
     query = select(Case).order_by(Case.id.desc())
+    if principal.role in DEPARTMENT_ROLES:
+        query = query.where(Case.department == principal.department)
     if q.state:
         query = query.where(Case.state.in_(q.state))
     if q.event:
@@ -129,15 +144,15 @@ def filtered(q: CaseQuery, as_of: datetime) -> Select[Any]:
 
 @router.get("/v1/cases", response_model=CasePage, summary="Cases, filtered, newest first")
 def list_cases(
-    _: Reader,
+    principal: Reader,
     q: Annotated[CaseQuery, Query()],
     session: DbSession,
     now: Now,
 ) -> CasePage:
     as_of = q.as_of or now
-    rows = list(session.scalars(filtered(q, as_of).limit(q.limit + 1)))
+    rows = list(session.scalars(filtered(q, as_of, principal).limit(q.limit + 1)))
     page = rows[: q.limit]
-    matching = filtered(q.model_copy(update={"cursor": None}), as_of).order_by(None).subquery()
+    matching = filtered(q.model_copy(update={"cursor": None}), as_of, principal).order_by(None).subquery()
     counts = session.execute(select(matching.c.state, func.count()).group_by(matching.c.state)).all()
     by_state = {str(state): int(count) for state, count in counts}
     return CasePage(
@@ -154,7 +169,7 @@ def list_cases(
     response_model=dict[str, Any],
 )
 def cases_geojson(
-    _: Reader,
+    principal: Reader,
     q: Annotated[CaseQuery, Query()],
     session: DbSession,
     now: Now,
@@ -167,7 +182,7 @@ def cases_geojson(
             "geometry": {"type": "Point", "coordinates": [case.lon, case.lat]},
             "properties": summary(case, as_of).model_dump(mode="json"),
         }
-        for case in session.scalars(filtered(q, as_of).limit(q.limit))
+        for case in session.scalars(filtered(q, as_of, principal).limit(q.limit))
     ]
     return {"type": "FeatureCollection", "features": features}
 
@@ -199,15 +214,15 @@ def events(
 )
 def get_case(
     case_id: CaseId,
-    _: Reader,
+    principal: Reader,
     session: DbSession,
     service: ServiceDep,
     response: Response,
     now: Now,
 ) -> CaseDetail:
-    case = load_case(session, case_id)
+    case = load_case(session, case_id, principal)
     response.headers["ETag"] = etag(case)
-    return detail(case, now, service.domain)
+    return detail(case, now, service.domain, principal, session)
 
 
 def check_if_match(if_match: str | None, case: Case) -> None:
@@ -220,9 +235,11 @@ def check_if_match(if_match: str | None, case: Case) -> None:
 
 
 def command_of(
-    body: TransitionIn, case: Case, session: Session, domain: Domain, operator: str, now: datetime
+    body: TransitionIn, case: Case, session: Session, domain: Domain, principal: Principal, now: datetime
 ) -> Command:
     """Fill defaults (time, department) and check what the request names exists and fits the case."""
+    if principal.user_id is not None and body.operator not in (None, principal.name):
+        raise InvalidInput("operator", "a signed-in person acts under their own name")
     at = body.at or now
     if at > now + CLOCK_SKEW:
         raise InvalidInput("at", f"{at.isoformat()} is in the future (server time {now.isoformat()})")
@@ -245,7 +262,8 @@ def command_of(
             raise InvalidInput("evidence_id", f"after-photo {photo.id} already supported an earlier handling")
     return Command(
         action=body.action,
-        operator=body.operator or operator,
+        operator=body.operator or principal.name,
+        user_id=principal.user_id,
         at=at,
         note=body.note,
         department=department,
@@ -271,10 +289,23 @@ def transition(
     now: Now,
     if_match: Annotated[str | None, Header(description="the ETag of GET /v1/cases/{id}")] = None,
 ) -> CaseDetail:
-    case = load_case(session, case_id)
+    check_action(principal, body.action)
+    case = load_case(session, case_id, principal)
     check_if_match(if_match, case)
     domain = service.domain
-    command = command_of(body, case, session, domain, principal.name, now)
+    command = command_of(body, case, session, domain, principal, now)
+    move(case, command, domain)
+    if command.action is Action.HANDLE and command.evidence_id is not None:
+        photo = session.get(Evidence, command.evidence_id)
+        if photo is not None:
+            photo.extra = {**(photo.extra or {}), "handled_at": command.at.isoformat()}
+    session.commit()
+    response.headers["ETag"] = etag(case)
+    return detail(case, now, domain, principal, session)
+
+
+def move(case: Case, command: Command, domain: Domain) -> None:
+    """One workflow step with the domain's limits and calendar."""
     apply(
         case,
         command,
@@ -283,10 +314,71 @@ def transition(
         extend_deadline=domain.extend_deadline,
         event_fields=domain.event_fields,
     )
-    if command.action is Action.HANDLE and command.evidence_id is not None:
-        photo = session.get(Evidence, command.evidence_id)
-        if photo is not None:
-            photo.extra = {**(photo.extra or {}), "handled_at": command.at.isoformat()}
+
+
+@router.post(
+    "/v1/cases/{case_id}/extensions",
+    response_model=ExtensionOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Ask for more time (延期申请); the deadline moves only when another role approves",
+    responses={409: {"description": "the case cannot be extended now, or a request is already waiting"}},
+)
+def ask_extension(
+    case_id: CaseId, principal: Writer, body: ExtensionIn, session: DbSession, now: Now
+) -> ExtensionRequest:
+    case = load_case(session, case_id, principal)
+    row = request_extension(session, case, principal, extend_by=body.extend_by, note=body.note, now=now)
     session.commit()
-    response.headers["ETag"] = etag(case)
-    return detail(case, now, domain)
+    return row
+
+
+@router.get("/v1/extensions", response_model=list[ExtensionOut], summary="Extension requests, oldest first")
+def list_extensions(
+    principal: Reader,
+    session: DbSession,
+    state: Annotated[ExtensionState | None, Query(description="only requests in this state")] = None,
+) -> list[ExtensionRequest]:
+    query = select(ExtensionRequest).join(Case).order_by(ExtensionRequest.id)
+    if state is not None:
+        query = query.where(ExtensionRequest.state == state)
+    if principal.role in DEPARTMENT_ROLES:
+        query = query.where(Case.department == principal.department)
+    return list(session.scalars(query))
+
+
+@router.post(
+    "/v1/extensions/{request_id}/decision",
+    response_model=ExtensionOut,
+    summary="Approve (the deadline moves, an `extend` step names both people) or refuse a request",
+    responses={409: {"description": "already decided, or the case can no longer be extended"}},
+)
+def decide_extension(
+    request_id: Annotated[int, Path(ge=1, le=MAX_ID, description="extension request id")],
+    principal: Writer,
+    body: DecisionIn,
+    session: DbSession,
+    service: ServiceDep,
+    now: Now,
+) -> ExtensionRequest:
+    row = session.get(ExtensionRequest, request_id)
+    if row is None:
+        raise NotFound("extension request", request_id)
+    case = load_case(session, row.case_id, principal)
+    check_decider(row, principal)
+    if body.approve:
+        note = f"延期申请 #{row.id} ({row.requested_by}): {row.note}" + (
+            f"; {body.note}" if body.note else ""
+        )
+        command = Command(
+            action=Action.EXTEND,
+            operator=principal.name,
+            user_id=principal.user_id,
+            at=now,
+            note=note[:4000],
+            extend_by=row.extend_by,
+        )
+        move(case, command, service.domain)
+    row.state = ExtensionState.APPROVED if body.approve else ExtensionState.REFUSED
+    row.decided_by, row.decided_at, row.decision_note = principal.name, now, body.note
+    session.commit()
+    return row

@@ -24,6 +24,7 @@ from serve.cases.errors import NotFound
 from serve.cases.evidence import store_image
 from serve.cases.intake import Given, capture_time
 from serve.cases.orm import Case, Evidence
+from serve.cases.people import sees
 from vision.core.boxes import parse_boxes
 from vision.core.draw import draw_boxes
 from vision.core.imageio import decode_photo, read_photo
@@ -40,7 +41,7 @@ MEDIA_TYPES = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png"}
 )
 def add_evidence(
     case_id: CaseId,
-    _: Writer,
+    principal: Writer,
     upload: ImageUpload,
     session: DbSession,
     service: ServiceDep,
@@ -55,7 +56,8 @@ def add_evidence(
     """The capture time is the photo intake's (EXIF, else `taken_at`). A photo with neither is kept
     with the upload time, marked `"time": "received"` in `extra`: it files no case, and a check of
     the handling must not take that time for when the photo was taken."""
-    if session.get(Case, case_id) is None:
+    case = session.get(Case, case_id)
+    if case is None or not sees(principal, case):
         raise NotFound("case", case_id)
     local_tz = service.domain.rules.calendar.timezone
     photo = service.gate.run_blocking(
@@ -92,7 +94,7 @@ def get_evidence(
     boxes: Annotated[bool, Query(description="draw the evidence boxes with class and score")] = False,
 ) -> Response:
     evidence = session.get(Evidence, evidence_id)
-    if evidence is None:
+    if evidence is None or not sees(principal, evidence.case):
         raise NotFound("evidence", evidence_id)
     path = evidence_file(service.settings.evidence_dir, evidence.path, evidence.sha256)
     raw = sees_raw(principal)

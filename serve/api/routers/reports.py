@@ -23,6 +23,7 @@ from serve.api.idempotency import REPLAY_HEADER, request_hash, run_once
 from serve.api.routers.detect import Analysis, analyse, detections_out
 from serve.api.schemas import CaseRef, ReportResponse
 from serve.api.state import Service
+from serve.cases.auth import Principal
 from serve.cases.enums import PhotoSource, PhotoStatus
 from serve.cases.errors import InvalidInput
 from serve.cases.evidence import store_image
@@ -81,7 +82,7 @@ def report(
         tz = service.domain.rules.calendar.timezone
         analysis = service.gate.run_blocking(analyse, detector, upload.data, upload.filename, tz)
         service.metrics.inference.observe(analysis.inference_s)
-        return record_report(session, service, principal.name, upload, analysis, given, now, detector.version)
+        return record_report(session, service, principal, upload, analysis, given, now, detector.version)
 
     body, replayed = run_once(
         service.sessions,
@@ -98,7 +99,7 @@ def report(
 def record_report(
     session: Session,
     service: Service,
-    reporter: str,
+    reporter: Principal,
     upload: UploadedImage,
     analysis: Analysis,
     given: Given,
@@ -120,7 +121,8 @@ def record_report(
             detections=analysis.detections,
             model_version=model_version,
             given=given,
-            reporter=reporter,
+            reporter=reporter.name,
+            reporter_id=reporter.user_id,
         ),
         service.domain.rules,
         now=now,

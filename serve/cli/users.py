@@ -1,0 +1,73 @@
+"""`streetorder users`: create, list and disable console accounts directly in the database (the first
+admin, before anyone can sign in to create the others with POST /v1/users)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from serve.cases.auth import SecretError, server_secret
+from serve.cases.db import open_database, transaction
+from serve.cases.domain import load_domain
+from serve.cases.enums import Role
+from serve.cases.errors import DomainError
+from serve.cases.orm import User
+from serve.cases.people import create_user, disable_user
+from serve.cases.settings import get_settings
+
+PASSWORD_ENV = "STREETORDER_NEW_PASSWORD"
+
+
+def cli(argv: list[str]) -> int:
+    """Manage people's accounts. The password is asked for (or read from STREETORDER_NEW_PASSWORD),
+    never taken as an argument: command lines end up in shell histories and process lists."""
+    parser = argparse.ArgumentParser(prog="streetorder users", description=cli.__doc__)
+    parser.add_argument("--db", help="database URL (default STREETORDER_DB_URL or settings)")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    create = verbs.add_parser("create", help="create an account")
+    create.add_argument("username")
+    create.add_argument("--role", required=True, choices=[r.value for r in Role])
+    create.add_argument("--name", help="display name in flow logs (default: the username)")
+    create.add_argument("--department", help="handlers: their department (configs/routing.yaml)")
+    create.add_argument("--grid", action="append", default=[], help="inspectors: a responsibility grid code")
+    verbs.add_parser("list", help="list accounts")
+    disable = verbs.add_parser("disable", help="disable an account and end its sessions")
+    disable.add_argument("username")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    factory = open_database(args.db or settings.db_url)
+    now = datetime.now(UTC)
+    try:
+        with transaction(factory) as session:
+            if args.verb == "create":
+                password = os.environ.get(PASSWORD_ENV) or getpass.getpass(f"password for {args.username}: ")
+                user = create_user(
+                    session,
+                    username=args.username,
+                    password=password,
+                    role=args.role,
+                    pepper=server_secret(settings),
+                    now=now,
+                    display_name=args.name,
+                    department=args.department,
+                    grids=args.grid,
+                    departments=tuple(load_domain(settings).routing.departments),
+                )
+                print(f"created {user.username} ({user.role}) {user.department or ''}".rstrip())
+            elif args.verb == "list":
+                for row in session.scalars(select(User).order_by(User.id)):
+                    state = f"disabled {row.disabled_at:%Y-%m-%d %H:%M}" if row.disabled_at else "active"
+                    where = row.department or "-"
+                    print(f"{row.username:<20}  {row.role:<10}  {row.display_name:<16}  {where}  {state}")
+            else:
+                disable_user(session, args.username, now)
+                print(f"disabled {args.username}; their sessions have ended")
+    except (SecretError, DomainError) as err:
+        print(f"streetorder users: {err}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,386 @@
+"""People (issue 30): accounts, console sessions with CSRF, what each role may do on every route and
+every workflow step, handlers limited to their department, and extensions approved by another role.
+
+Each person signs in through POST /v1/sessions on their own TestClient (a browser of their own:
+its cookie jar holds their session) against the same real service and database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from conftest import Service
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from serve.cases.db import transaction
+from serve.cases.orm import UserSession
+from serve.cases.people import create_user
+from serve.cli.users import PASSWORD_ENV
+from serve.cli.users import cli as users_cli
+
+PASSWORD = "correct horse battery"
+SANITATION = "二七区环境卫生服务中心"  # where exposed garbage is dispatched (configs/routing.yaml)
+BRIGADE = "二七区城市管理综合执法大队"
+PLACE = {"lat": 34.72265, "long": 113.62762}  # inside unit grid 410103001001005
+# username -> (role, department, display name)
+PEOPLE = {
+    "op": ("operator", None, "受理员王芳"),
+    "chief": ("dispatcher", None, "值班长李强"),
+    "chief2": ("dispatcher", None, "值班长赵磊"),
+    "sani": ("handler", SANITATION, "环卫张伟"),
+    "brig": ("handler", BRIGADE, "执法刘洋"),
+    "insp": ("inspector", None, "监督员陈静"),
+    "boss": ("leader", None, "局长周敏"),
+    "root": ("admin", None, "管理员"),
+}
+ROLES = ("op", "chief", "sani", "insp", "boss", "root")  # one person of each role
+
+
+@dataclass
+class People:
+    service: Service
+    clients: dict[str, TestClient]
+    csrf: dict[str, str]
+    ids: dict[str, int]
+
+    def call(self, who: str, method: str, path: str, **kwargs: Any) -> Any:
+        headers = {"X-CSRF-Token": self.csrf[who], **kwargs.pop("headers", {})}
+        return self.clients[who].request(method, path, headers=headers, **kwargs)
+
+    def act(self, who: str, case_id: int, action: str, **fields: Any) -> Any:
+        etag = self.service.client.get(f"/v1/cases/{case_id}", headers=self.service.auth("cases:read"))
+        return self.call(
+            who,
+            "POST",
+            f"/v1/cases/{case_id}/transitions",
+            json={"action": action, **fields},
+            headers={"If-Match": etag.headers["ETag"]},
+        )
+
+
+def sign_in(app: Any, username: str, password: str = PASSWORD) -> tuple[TestClient, Any]:
+    client = TestClient(app)
+    return client, client.post("/v1/sessions", json={"username": username, "password": password})
+
+
+@pytest.fixture
+def people(service: Service) -> People:
+    state = service.client.app.state.service  # type: ignore[attr-defined]
+    ids = {}
+    with transaction(state.sessions) as session:
+        for username, (role, department, name) in PEOPLE.items():
+            ids[username] = create_user(
+                session,
+                username=username,
+                password=PASSWORD,
+                role=role,
+                pepper=state.verifier.pepper,
+                now=service.clock(),
+                display_name=name,
+                department=department,
+                grids=["410103001001005"] if role == "inspector" else [],
+                departments=tuple(state.domain.routing.departments),
+            ).id
+    clients, csrf = {}, {}
+    for username in PEOPLE:
+        clients[username], answer = sign_in(service.client.app, username)
+        assert answer.status_code == 200, answer.text
+        csrf[username] = answer.json()["csrf_token"]
+    return People(service, clients, csrf, ids)
+
+
+def report(service: Service, code: str = "06010", description: str = "路边一堆垃圾") -> int:
+    answer = service.client.post(
+        "/open311/v2/requests.json",
+        data={"service_code": code, **PLACE, "description": description},
+        headers=service.auth("report"),
+    )
+    number = answer.json()[0]["service_request_id"]
+    cases = service.client.get("/v1/cases", headers=service.auth("cases:read")).json()["items"]
+    return next(int(c["id"]) for c in cases if c["number"] == number)
+
+
+def after_photo(people: People, who: str, case_id: int, jpeg: Callable[..., bytes]) -> int:
+    answer = people.call(
+        who,
+        "POST",
+        f"/v1/cases/{case_id}/evidence",
+        files={"file": ("after.jpg", jpeg(seed=3), "image/jpeg")},
+        data={"role": "after"},
+    )
+    assert answer.status_code == 201, answer.text
+    return int(answer.json()["id"])
+
+
+# --- sessions ------------------------------------------------------------------------------------
+
+
+def test_sign_in_sets_an_httponly_samesite_cookie_and_changes_need_the_csrf_token(people: People) -> None:
+    client, answer = sign_in(people.service.client.app, "chief")
+    cookie = answer.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "path=/" in cookie
+    body = answer.json()
+    assert (body["role"], body["name"], body["username"]) == ("dispatcher", "值班长李强", "chief")
+    assert "dispatch" in body["actions"] and "extend" not in body["actions"]
+    me = client.get("/v1/sessions/current").json()
+    assert me["csrf_token"] == body["csrf_token"] and me["role"] == "dispatcher"
+
+    case_id = report(people.service)
+    etag = client.get(f"/v1/cases/{case_id}").headers["ETag"]
+    forged = client.post(  # what a page on another site could send along with the cookie
+        f"/v1/cases/{case_id}/transitions", json={"action": "cancel", "note": "x"}, headers={"If-Match": etag}
+    )
+    assert forged.status_code == 403 and "X-CSRF-Token" in forged.json()["detail"]
+    wrong = client.post(
+        f"/v1/cases/{case_id}/transitions",
+        json={"action": "cancel", "note": "x"},
+        headers={"If-Match": etag, "X-CSRF-Token": people.csrf["op"]},  # another session's token
+    )
+    assert wrong.status_code == 403
+    assert client.get(f"/v1/cases/{case_id}").json()["state"] == "reported"  # nothing changed
+
+    assert (
+        client.delete("/v1/sessions/current", headers={"X-CSRF-Token": body["csrf_token"]}).status_code == 204
+    )
+    assert client.get("/v1/cases").status_code == 401
+
+
+def test_wrong_passwords_unknown_names_and_disabled_accounts_get_the_same_401_then_429(
+    people: People,
+) -> None:
+    app = people.service.client.app
+    answers = [sign_in(app, "chief", "wrong password!")[1], sign_in(app, "nobody")[1]]
+    assert {a.status_code for a in answers} == {401}
+    assert answers[0].json()["detail"] == answers[1].json()["detail"]
+    for _ in range(4):
+        sign_in(app, "chief", "wrong password!")
+    throttled = sign_in(app, "chief")[1]  # even the right password waits now
+    assert throttled.status_code == 429 and int(throttled.headers["Retry-After"]) > 0
+
+    root = people.service.auth("admin")
+    disabled = people.service.client.delete("/v1/users/insp", headers=root)
+    assert disabled.status_code == 200 and disabled.json()["disabled_at"] is not None
+    assert people.call("insp", "GET", "/v1/cases").status_code == 401  # the open session ended at once
+    assert sign_in(app, "insp")[1].status_code == 401
+    with people.service.client.app.state.service.sessions() as session:  # type: ignore[attr-defined]
+        stored = [s.token_hash for s in session.scalars(select(UserSession))]
+    assert (
+        all(len(h) == 64 for h in stored)
+        and people.clients["op"].cookies["streetorder_session"] not in stored
+    )
+
+
+def test_expired_session_is_refused(people: People) -> None:
+    people.service.clock.at += timedelta(hours=12, seconds=1)
+    answer = people.call("op", "GET", "/v1/cases")
+    assert answer.status_code == 401 and "session has ended" in answer.json()["detail"]
+
+
+# --- roles on routes -------------------------------------------------------------------------------
+
+# (method, path, roles that may) — every other role is refused with 403
+ROUTES = [
+    ("GET", "/v1/cases", {"op", "chief", "sani", "insp", "boss", "root"}),
+    ("GET", "/v1/stats", {"op", "chief", "sani", "insp", "boss", "root"}),
+    ("GET", "/v1/stats/ranking", {"op", "chief", "sani", "insp", "boss", "root"}),
+    ("GET", "/v1/extensions", {"op", "chief", "sani", "insp", "boss", "root"}),
+    ("GET", "/v1/users", {"root"}),
+    ("GET", "/v1/keys", {"root"}),
+    ("POST", "/v1/users", {"root"}),
+    ("POST", "/v1/keys", {"root"}),
+]
+
+
+def test_roles_decide_routes(people: People) -> None:
+    """Every role on every route of the table (one service for the table: starting one is slow)."""
+    for method, path, allowed in ROUTES:
+        for who in ROLES:
+            body = (
+                {"username": f"new-{who}", "password": PASSWORD, "role": "leader"}
+                if path == "/v1/users"
+                else {"name": f"k-{who}", "scopes": ["detect"]}
+            )
+            answer = people.call(who, method, path, json=body if method == "POST" else None)
+            if who in allowed:
+                assert answer.status_code in (200, 201), (method, path, who, answer.text)
+            else:
+                assert answer.status_code == 403, (method, path, who, answer.text)
+                assert PEOPLE[who][0] in answer.json()["detail"]
+
+
+# Each step of a case's life, and the role whose step it is: every other person is refused.
+LIFE = [
+    ("confirm", "op"),
+    ("file", "op"),
+    ("dispatch", "chief"),
+    ("start", "sani"),
+    ("handle", "sani"),
+    ("check_fail", "insp"),
+    ("handle", "sani"),
+    ("check_pass", "insp"),
+    ("close", "chief"),
+]
+
+
+def test_each_step_of_a_case_is_taken_by_its_role_only_and_the_flow_log_names_the_person(
+    people: People, jpeg: Callable[..., bytes]
+) -> None:
+    case_id = report(people.service)
+    for action, owner in LIFE:
+        people.service.clock.at += timedelta(minutes=5)
+        fields: dict[str, Any] = {"note": "未清理干净"} if action == "check_fail" else {}
+        if action == "handle":
+            fields["evidence_id"] = after_photo(people, owner, case_id, jpeg)
+        for other in ("op", "chief", "sani", "brig", "insp", "boss"):
+            if other == owner:
+                continue
+            refused = people.act(other, case_id, action, **fields)
+            expected = 404 if other == "brig" and owner == "sani" else 403  # another department's case
+            assert refused.status_code == expected, (action, other, refused.text)
+        done = people.act(owner, case_id, action, **fields)
+        assert done.status_code == 200, (action, owner, done.text)
+        offered = people.call(owner, "GET", f"/v1/cases/{case_id}").json()["allowed_actions"]
+        assert set(offered) <= set(people.call(owner, "GET", "/v1/sessions/current").json()["actions"])
+    flow = people.service.client.get(f"/v1/cases/{case_id}", headers=people.service.auth("cases:read")).json()
+    steps = [(f["action"], f["operator"], f["user_id"]) for f in flow["flow"][1:]]
+    assert steps == [(a, PEOPLE[who][2], people.ids[who]) for a, who in LIFE]
+    assert flow["state"] == "closed"
+
+
+def test_a_person_acts_under_their_own_name_and_a_leader_reads_only(people: People) -> None:
+    case_id = report(people.service)
+    posing = people.act("op", case_id, "confirm", operator="someone else")
+    assert posing.status_code == 422 and posing.json()["field"] == "operator"
+    assert people.call("boss", "GET", f"/v1/cases/{case_id}").json()["allowed_actions"] == []
+    refused = people.act("boss", case_id, "confirm")
+    assert refused.status_code == 403 and refused.json()["required_scope"] == "cases:write"
+    assert people.call("op", "GET", f"/v1/cases/{case_id}").json()["allowed_actions"] == [
+        "confirm",
+        "correct",
+        "reject",
+        "cancel",
+    ]
+
+
+def test_handlers_see_and_touch_only_their_departments_cases(
+    people: People, jpeg: Callable[..., bytes]
+) -> None:
+    garbage, flyer = report(people.service), report(people.service, "07001", "电线杆小广告")
+    for case_id, department in ((garbage, SANITATION), (flyer, BRIGADE)):
+        for action in ("confirm", "file"):
+            assert people.act("op", case_id, action).status_code == 200
+        assert people.act("chief", case_id, "dispatch", department=department).status_code == 200
+    mine = people.call("sani", "GET", "/v1/cases").json()
+    assert [c["id"] for c in mine["items"]] == [garbage] and mine["total"] == 1
+    asked = people.call("sani", "GET", "/v1/cases", params={"department": BRIGADE}).json()
+    assert asked["total"] == 0  # asking for another department's cases gives none
+    geo = people.call("sani", "GET", "/v1/cases.geojson").json()
+    assert [f["id"] for f in geo["features"]] == [garbage]
+    assert people.call("sani", "GET", f"/v1/cases/{flyer}").status_code == 404
+    assert people.call("brig", "GET", f"/v1/cases/{flyer}").status_code == 200
+    photo = after_photo(people, "brig", flyer, jpeg)
+    assert people.call("sani", "GET", f"/v1/evidence/{photo}").status_code == 404
+    assert people.call("brig", "GET", f"/v1/evidence/{photo}").status_code == 200
+    foreign = people.call(
+        "sani",
+        "POST",
+        f"/v1/cases/{flyer}/evidence",
+        files={"file": ("x.jpg", jpeg(seed=1), "image/jpeg")},
+        data={"role": "after"},
+    )
+    assert foreign.status_code == 404
+
+
+def test_extensions_are_asked_by_one_role_and_granted_by_another(people: People) -> None:
+    case_id = report(people.service)
+    for action, who in LIFE[:4]:
+        people.service.clock.at += timedelta(minutes=5)
+        assert people.act(who, case_id, action).status_code == 200
+    before = people.call("sani", "GET", f"/v1/cases/{case_id}").json()["deadline_at"]
+    direct = people.act("sani", case_id, "extend", extend_by=2)
+    assert direct.status_code == 403 and "/extensions" in direct.json()["detail"]
+    assert people.act("chief", case_id, "extend", extend_by=2).status_code == 403
+
+    asked = people.call(
+        "sani", "POST", f"/v1/cases/{case_id}/extensions", json={"extend_by": 2, "note": "车辆故障"}
+    )
+    assert asked.status_code == 201 and asked.json()["state"] == "pending"
+    request_id = asked.json()["id"]
+    again = people.call(
+        "sani", "POST", f"/v1/cases/{case_id}/extensions", json={"extend_by": 1, "note": "再延"}
+    )
+    assert again.status_code == 409
+    assert (
+        people.call(
+            "op", "POST", f"/v1/cases/{case_id}/extensions", json={"extend_by": 1, "note": "x"}
+        ).status_code
+        == 403
+    )
+
+    decision = f"/v1/extensions/{request_id}/decision"
+    for who in ("sani", "op", "insp", "boss"):  # the asker, and roles that do not decide
+        assert people.call(who, "POST", decision, json={"approve": True}).status_code == 403, who
+    pending = people.call("chief", "GET", "/v1/extensions", params={"state": "pending"}).json()
+    assert [p["id"] for p in pending] == [request_id]
+    people.service.clock.at += timedelta(minutes=5)
+    granted = people.call("chief", "POST", decision, json={"approve": True, "note": "同意"})
+    assert granted.status_code == 200 and granted.json()["decided_by"] == "值班长李强"
+    assert people.call("chief", "POST", decision, json={"approve": False}).status_code == 409
+    case = people.call("sani", "GET", f"/v1/cases/{case_id}").json()
+    assert case["deadline_at"] > before and case["state"] == "handling"
+    step = case["flow"][-1]
+    assert (step["action"], step["operator"], step["user_id"]) == (
+        "extend",
+        "值班长李强",
+        people.ids["chief"],
+    )
+    assert "环卫张伟" in step["note"] and "车辆故障" in step["note"]
+    assert [e["state"] for e in case["extensions"]] == ["approved"]
+
+    # a dispatcher's own request goes to another role: not to a fellow dispatcher, to the admin
+    mine = people.call(
+        "chief", "POST", f"/v1/cases/{case_id}/extensions", json={"extend_by": 1, "note": "暴雨"}
+    )
+    decision = f"/v1/extensions/{mine.json()['id']}/decision"
+    assert people.call("chief2", "POST", decision, json={"approve": True}).status_code == 403
+    refused = people.call("root", "POST", decision, json={"approve": False, "note": "不同意"})
+    assert refused.status_code == 200 and refused.json()["state"] == "refused"
+    assert people.call("sani", "GET", f"/v1/cases/{case_id}").json()["deadline_at"] == case["deadline_at"]
+
+
+def test_users_cli_makes_the_first_admin_who_can_then_sign_in(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from serve.cases.settings import get_settings
+
+    monkeypatch.setenv("STREETORDER_SECRET", service.settings.secret)
+    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
+    get_settings.cache_clear()
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            db = ["--db", service.settings.db_url]
+            assert users_cli([*db, "create", "first", "--role", "admin", "--name", "首任管理员"]) == 0
+            assert users_cli([*db, "create", "h1", "--role", "handler"]) == 1  # a handler needs a department
+            assert users_cli([*db, "create", "h1", "--role", "handler", "--department", SANITATION]) == 0
+            assert users_cli([*db, "disable", "h1"]) == 0
+            assert users_cli([*db, "list"]) == 0
+    finally:
+        get_settings.cache_clear()
+    assert "disabled" in out.getvalue().splitlines()[-1]
+    client, answer = sign_in(service.client.app, "first")
+    assert answer.status_code == 200 and answer.json()["role"] == "admin"
+    made = client.post(
+        "/v1/users",
+        json={"username": "wang", "password": PASSWORD, "role": "operator", "display_name": "王芳"},
+        headers={"X-CSRF-Token": answer.json()["csrf_token"]},
+    )
+    assert made.status_code == 201 and "password_hash" not in made.json()
+    assert sign_in(service.client.app, "h1")[1].status_code == 401
