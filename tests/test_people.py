@@ -384,3 +384,144 @@ def test_users_cli_makes_the_first_admin_who_can_then_sign_in(
     )
     assert made.status_code == 201 and "password_hash" not in made.json()
     assert sign_in(service.client.app, "h1")[1].status_code == 401
+
+
+# --- supervision ---------------------------------------------------------------------------------
+
+SPOT = "410103001001005"  # the grid of PLACE
+
+
+def walk(people: People, case_id: int, steps: list[tuple[str, str]], jpeg: Callable[..., bytes]) -> None:
+    """Take `steps` (action, who) five minutes apart, each by its role."""
+    for action, who in steps:
+        people.service.clock.at += timedelta(minutes=5)
+        fields: dict[str, Any] = {"note": "不属实"} if action in ("reject", "cancel") else {}
+        if action == "handle":
+            fields["evidence_id"] = after_photo(people, who, case_id, jpeg)
+        answer = people.act(who, case_id, action, **fields)
+        assert answer.status_code == 200, (action, who, answer.text)
+
+
+def test_a_worst_spot_is_flagged_assigned_and_closed_only_by_a_check_once_cleared(people: People) -> None:
+    cases = [report(people.service), report(people.service, "06042", "垃圾桶满溢")]
+    worst = people.call("chief", "GET", "/v1/stats/worst-spots").json()["spots"][0]
+    assert (worst["grid_code"], worst["open_cases"]) == (SPOT, 2)
+    deadline = (people.service.clock() + timedelta(hours=2)).isoformat()
+    body = {
+        "grids": [SPOT],
+        "department": SANITATION,
+        "deadline_at": deadline,
+        "reason": "2025-09-3 最差乱点",
+    }
+    for who, status in (("op", 403), ("boss", 403), ("sani", 403)):
+        assert people.call(who, "POST", "/v1/supervision", json=body).status_code == status, who
+    bad = people.call("chief", "POST", "/v1/supervision", json={**body, "grids": ["410103001009999"]})
+    assert bad.status_code == 422 and bad.json()["field"] == "grids"
+    made = people.call("chief", "POST", "/v1/supervision", json=body)
+    assert made.status_code == 201, made.text
+    item = made.json()
+    assert (item["kind"], item["name"], item["open_cases_at_start"], item["opened_by"]) == (
+        "spot",
+        "汝河社区第5网格",
+        2,
+        "值班长李强",
+    )
+    later = (people.service.clock() + timedelta(hours=3)).isoformat()
+    assigned = people.call(
+        "chief", "PATCH", f"/v1/supervision/{item['id']}", json={"department": BRIGADE, "deadline_at": later}
+    )
+    assert assigned.json()["department"] == BRIGADE and assigned.json()["deadline_at"] > item["deadline_at"]
+
+    close = f"/v1/supervision/{item['id']}/close"
+    refused = people.call("insp", "POST", close, json={"note": "现场仍有垃圾"})
+    assert refused.status_code == 409 and "2 case(s) still open" in refused.json()["detail"]
+    assert people.call("sani", "POST", close, json={"note": "x"}).status_code == 403
+    for case_id in cases:
+        people.service.clock.at += timedelta(minutes=5)
+        assert people.act("op", case_id, "cancel", note="已清理").status_code == 200
+    people.service.clock.at += timedelta(hours=4)  # past the deadline: shown as overdue while open
+    shown = people.call("boss", "GET", "/v1/supervision", params={"state": "open"}).json()
+    assert [(i["id"], i["overdue"], i["open_cases"]) for i in shown] == [(item["id"], True, 0)]
+    closed = people.call("insp", "POST", close, json={"note": "现场已清理干净"})
+    assert closed.status_code == 200, closed.text
+    assert (closed.json()["state"], closed.json()["closed_by"], closed.json()["overdue"]) == (
+        "closed",
+        "监督员陈静",
+        False,
+    )
+    assert people.call("insp", "POST", close, json={"note": "again"}).status_code == 409
+    assert people.call("boss", "GET", "/v1/supervision", params={"state": "open"}).json() == []
+
+
+def test_monthly_district_ranking_counts_problems_per_km2(people: People, jpeg: Callable[..., bytes]) -> None:
+    kept, rejected = report(people.service), report(people.service, "06042", "垃圾桶满溢")
+    walk(people, rejected, [("reject", "op")], jpeg)
+    ranking = people.call("boss", "GET", "/v1/stats/monthly-ranking", params={"month": "2025-09"}).json()
+    [district] = ranking["districts"]
+    assert (district["rank"], district["district"], district["problems"]) == (1, "二七区", 1)
+    assert district["problems_per_km2"] == pytest.approx(1 / district["area_km2"])
+    assert ranking["since"].startswith("2025-09-01T00:00:00") and ranking["until"].startswith("2025-10-01")
+    default = people.call("boss", "GET", "/v1/stats/monthly-ranking").json()  # the clock's month
+    assert default["month"] == "2025-09" and default["districts"][0]["problems"] == 1
+    october = people.call("boss", "GET", "/v1/stats/monthly-ranking", params={"month": "2025-10"}).json()
+    assert october["districts"][0]["problems"] == 0
+    assert (
+        people.call("boss", "GET", "/v1/stats/monthly-ranking", params={"month": "2025-13"}).status_code
+        == 422
+    )
+    assert kept
+
+
+def test_inspector_metrics_valid_reports_misses_and_checks(
+    people: People, jpeg: Callable[..., bytes], tmp_path: Any
+) -> None:
+    """Three patrol reports by the inspector (one confirmed, one rejected, one pending), one citizen
+    report in their grid they missed, and one check they made."""
+    import hashlib
+
+    from serve.cases.enums import CaseSource
+    from serve.cases.findings import Finding, record_finding
+
+    state = people.service.client.app.state.service  # type: ignore[attr-defined]
+    photo = tmp_path / "patrol.jpg"
+    photo.write_bytes(jpeg(seed=5))
+    own = []
+    with transaction(state.sessions) as session:
+        for event in ("exposed_garbage", "overflowing_bin", "street_vending"):
+            finding = Finding(
+                event=event,
+                lat=PLACE["lat"],
+                lon=PLACE["long"],
+                seen_at=people.service.clock(),
+                photo_path=str(photo),
+                photo_sha256=hashlib.sha256(photo.read_bytes()).hexdigest(),
+                source=CaseSource.INSPECTOR,
+                reporter="监督员陈静",
+                reporter_id=people.ids["insp"],
+            )
+            own.append(record_finding(session, finding, state.domain.rules).case.id)
+    missed = report(people.service, "07001", "电线杆小广告")  # a citizen's, in the inspector's grid
+    walk(people, own[0], [*LIFE[:4], ("handle", "sani"), ("check_pass", "insp")], jpeg)
+    walk(people, own[1], [("reject", "op")], jpeg)
+    walk(people, missed, [("confirm", "op")], jpeg)
+
+    rows = people.call("boss", "GET", "/v1/stats/inspectors", params={"month": "2025-09"}).json()[
+        "inspectors"
+    ]
+    [row] = rows
+    assert row["username"] == "insp" and row["grids"] == [SPOT]
+    counts = {
+        k: row[k] for k in ("reports", "valid", "rejected", "found", "missed", "checks", "checks_on_time")
+    }
+    assert counts == {
+        "reports": 3,
+        "valid": 1,
+        "rejected": 1,
+        "found": 1,
+        "missed": 1,
+        "checks": 1,
+        "checks_on_time": 1,
+    }
+    assert (row["valid_report_rate"], row["miss_rate"], row["on_time_check_rate"]) == (0.5, 0.5, 1.0)
+    flow = people.call("boss", "GET", f"/v1/cases/{own[0]}").json()["flow"]
+    assert (flow[0]["operator"], flow[0]["user_id"]) == ("监督员陈静", people.ids["insp"])

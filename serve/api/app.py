@@ -34,6 +34,7 @@ from serve.api.routers import (
     people,
     reports,
     stats,
+    supervision,
 )
 from serve.api.state import CasesByState, InferenceGate, Metrics, Service
 from serve.cases import errors
@@ -131,6 +132,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         cases,
         evidence,
         stats,
+        supervision,
         open311,
         keys,
         people,

@@ -469,3 +469,86 @@ class UserOut(Schema):
     grids: list[str] = Field(description="an inspector's responsibility grids")
     created_at: datetime = Field(description="creation time")
     disabled_at: datetime | None = Field(description="null while the account may sign in")
+
+
+# --- supervision (督查督办) ------------------------------------------------------------------------
+
+
+class SupervisionIn(Schema):
+    grids: list[str] = Field(
+        min_length=1, max_length=200, description="one unit grid (a worst spot) or several (a road section)"
+    )
+    name: str | None = Field(
+        default=None, max_length=128, description="a road section's name; default the grid's"
+    )
+    department: str = Field(max_length=64, description="the responsible department (GET /v1/departments)")
+    deadline_at: AwareDatetime = Field(description="to be cleared by")
+    reason: str = Field(min_length=1, max_length=4000, description="why, e.g. 'worst spot of 2025-09-3'")
+
+
+class SupervisionPatch(Schema):
+    department: str | None = Field(default=None, max_length=64, description="new responsible department")
+    deadline_at: AwareDatetime | None = Field(default=None, description="new deadline")
+
+
+class SupervisionCheck(Schema):
+    note: str = Field(min_length=1, max_length=4000, description="what the check found on site")
+
+
+class SupervisionOut(Schema):
+    id: int = Field(description="item id")
+    kind: Literal["spot", "section"] = Field(description="worst spot (one grid) or road section")
+    name: str = Field(description="grid name or section name")
+    grids: list[str] = Field(description="unit grid codes")
+    street: str | None = Field(description="street of the first grid")
+    reason: str = Field(description="why it was flagged")
+    department: str = Field(description="responsible department")
+    deadline_at: datetime = Field(description="to be cleared by")
+    state: Literal["open", "closed"] = Field(description="open until a check closes it")
+    opened_by: str = Field(description="who flagged it")
+    opened_at: datetime = Field(description="when")
+    open_cases_at_start: int = Field(description="open cases in its grids when flagged")
+    open_cases: int = Field(description="open cases in its grids now")
+    overdue: bool = Field(description="open past its deadline")
+    closed_by: str | None = Field(description="who checked and closed it")
+    closed_at: datetime | None = Field(description="when")
+    check_note: str | None = Field(description="the check's finding")
+
+
+class DistrictRow(Schema):
+    rank: int = Field(description="1 = worst")
+    district: str = Field(description="district (grid property `county`, else the code's first 6 digits)")
+    problems: int = Field(description="reports not rejected nor cancelled, first reported in the month")
+    area_km2: float = Field(description="area of the district's unit grids")
+    problems_per_km2: float = Field(description="problems / area: the ranking key")
+    on_time_closing_rate: float | None = Field(description="closed by the deadline / due")
+    score: float | None = Field(description="weighted composite (configs/stats.yaml)")
+
+
+class DistrictRankingOut(Schema):
+    month: str = Field(description="YYYY-MM")
+    since: datetime = Field(description="first day of the month, bureau time")
+    until: datetime = Field(description="first day of the next month")
+    districts: list[DistrictRow] = Field(description="districts, worst first")
+
+
+class InspectorRow(Schema):
+    username: str = Field(description="inspector account")
+    name: str = Field(description="display name")
+    grids: list[str] = Field(description="responsibility grids")
+    reports: int = Field(description="cases they reported")
+    valid: int = Field(description="... confirmed or corrected")
+    rejected: int = Field(description="... rejected")
+    found: int = Field(description="valid cases in their grids they reported")
+    missed: int = Field(description="valid cases in their grids a camera, citizen, hotline or media reported")
+    checks: int = Field(description="check_pass / check_fail steps they took")
+    checks_on_time: int = Field(description="... within the check stage limit")
+    valid_report_rate: float | None = Field(description="valid / (valid + rejected)")
+    miss_rate: float | None = Field(description="missed / (missed + found)")
+    on_time_check_rate: float | None = Field(description="checks_on_time / checks")
+
+
+class InspectorsOut(Schema):
+    since: datetime = Field(description="cases first reported at or after")
+    until: datetime = Field(description="... and before")
+    inspectors: list[InspectorRow] = Field(description="one row per inspector account")

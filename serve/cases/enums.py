@@ -120,3 +120,10 @@ class ExtensionState(StrEnum):
     PENDING = "pending"
     APPROVED = "approved"
     REFUSED = "refused"
+
+
+class SupervisionState(StrEnum):
+    """A 挂牌督办 item: open (shown, followed) until a check closes it (销号)."""
+
+    OPEN = "open"
+    CLOSED = "closed"

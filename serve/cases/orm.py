@@ -42,6 +42,7 @@ from serve.cases.enums import (
     RecordType,
     Role,
     State,
+    SupervisionState,
 )
 
 
@@ -298,3 +299,30 @@ class ExtensionRequest(Base):
     decided_by: Mapped[str | None] = mapped_column(String(64))
     decided_at: Mapped[datetime | None] = mapped_column()
     decision_note: Mapped[str | None] = mapped_column(Text)
+
+
+class SupervisionItem(Base):
+    """A 挂牌督办 item: a worst spot (one grid) or road section (several) followed until a check
+    finds no open case left in it (serve/cases/supervision.py)."""
+
+    __tablename__ = "supervision_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(one_of(("spot", "section"), 16, "ck_supervision_items_kind"))
+    name: Mapped[str] = mapped_column(String(128))
+    grids: Mapped[list[Any]] = mapped_column()  # unit grid codes
+    street: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    department: Mapped[str] = mapped_column(String(64))
+    deadline_at: Mapped[datetime] = mapped_column()
+    state: Mapped[SupervisionState] = mapped_column(
+        one_of(SupervisionState, 16, "ck_supervision_items_state"), index=True
+    )
+    opened_by: Mapped[str] = mapped_column(String(64))
+    opened_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    opened_at: Mapped[datetime] = mapped_column()
+    open_cases_at_start: Mapped[int] = mapped_column(Integer)
+    closed_by: Mapped[str | None] = mapped_column(String(64))
+    closed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    closed_at: Mapped[datetime | None] = mapped_column()
+    check_note: Mapped[str | None] = mapped_column(Text)

@@ -105,7 +105,7 @@ def facts_of(case: Case, calendar: WorkCalendar, unit_of: Callable[[str], str]) 
     )
 
 
-def _ratio(part: int, whole: int) -> float | None:
+def ratio(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
@@ -130,12 +130,12 @@ def rates(
     }
     result: dict[str, Any] = {
         **counts,
-        "filing_rate": _ratio(counts["filed"], counts["valid"]),
-        "disposal_rate": _ratio(counts["handled"], counts["due"]),
-        "on_time_disposal_rate": _ratio(counts["handled_on_time"], counts["due"]),
-        "closing_rate": _ratio(counts["closed"], counts["due"]),
-        "on_time_closing_rate": _ratio(counts["closed_on_time"], counts["due"]),
-        "rework_rate": _ratio(counts["reworked"], counts["handled"]),
+        "filing_rate": ratio(counts["filed"], counts["valid"]),
+        "disposal_rate": ratio(counts["handled"], counts["due"]),
+        "on_time_disposal_rate": ratio(counts["handled_on_time"], counts["due"]),
+        "closing_rate": ratio(counts["closed"], counts["due"]),
+        "on_time_closing_rate": ratio(counts["closed_on_time"], counts["due"]),
+        "rework_rate": ratio(counts["reworked"], counts["handled"]),
         "overtime_cases": len(late),
         "overtime_multiple_mean": sum(late) / len(late) if late else None,
         "overtime_multiple_max": max(late) if late else None,
@@ -205,25 +205,36 @@ def ranking(
     Every street of the layout is ranked, also those without a single problem (they rank best).
     """
     areas = group_areas(grids, "street")
-    by_street: dict[str, list[CaseFacts]] = {street: [] for street in areas}
-    for f in facts:
-        if f.street in by_street:
-            by_street[f.street].append(f)
+    return ranked("street", areas, ((f.street, f) for f in facts), weights)
+
+
+def ranked(
+    label: str,
+    areas: dict[str, float],
+    keyed: Iterable[tuple[str | None, CaseFacts]],
+    weights: dict[str, float],
+) -> list[dict[str, Any]]:
+    """Areas (streets, districts) worst first: most problems per km², then most problems, then name.
+    Every area is ranked, also those without a single problem; facts of no area are left out."""
+    buckets: dict[str, list[CaseFacts]] = {key: [] for key in areas}
+    for key, f in keyed:
+        if key in buckets:
+            buckets[key].append(f)
     rows = []
-    for street, items in by_street.items():
-        r = rates(items, area_km2=areas[street], weights=weights)
+    for key, items in buckets.items():
+        r = rates(items, area_km2=areas[key], weights=weights)
         problems = sum(f.problem for f in items)
         rows.append(
             {
-                "street": street,
+                label: key,
                 "problems": problems,
-                "area_km2": areas[street],
-                "problems_per_km2": problems / areas[street],
+                "area_km2": areas[key],
+                "problems_per_km2": problems / areas[key],
                 "on_time_closing_rate": r["on_time_closing_rate"],
                 "score": r["score"],
             }
         )
-    rows.sort(key=lambda r: (-r["problems_per_km2"], -r["problems"], r["street"]))
+    rows.sort(key=lambda r: (-r["problems_per_km2"], -r["problems"], r[label]))
     return [{"rank": i + 1, **row} for i, row in enumerate(rows)]
 
 

@@ -1,0 +1,225 @@
+"""Supervision (督查督办): 挂牌督办 items, the monthly district ranking and inspector metrics.
+
+A 挂牌督办 item names a worst spot (one unit grid) or a worst road section (several grids, named),
+a responsible department and a deadline. It stays open, shown to everyone, until a check closes it;
+a check closes it only when none of its grids holds an open case any more (最差乱点 cleared).
+
+Formulas (docs/supervision.md):
+- district of a case = its grid's `county` property (else the grid code's first 6 digits);
+  monthly ranking: problems per km² of the district's grids (problems as the 10-day ranking counts
+  them: reports not rejected nor cancelled), worst first; ties by problems, then name.
+- inspector, over cases first reported in the period:
+  valid report rate = their reports confirmed or corrected / their reports decided (confirmed,
+  corrected or rejected); pending reports are not counted;
+  miss rate = missed / (missed + found), where, among valid cases in their responsibility grids,
+  found = those they reported and missed = those a camera, a citizen, the hotline or the media
+  reported instead;
+  on-time check rate = their check steps (check_pass, check_fail) within the check stage limit / all
+  their check steps.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from serve.cases.auth import Principal
+from serve.cases.enums import Action, CaseSource, Role, SupervisionState
+from serve.cases.errors import Conflict, InvalidInput, NotFound, NotPermitted
+from serve.cases.grids import GridIndex
+from serve.cases.orm import Case, SupervisionItem, User
+from serve.cases.stats import CaseFacts, ranked, ratio
+from serve.cases.workflow import OPEN_STATES
+
+SUPERVISORS = frozenset({Role.DISPATCHER, Role.ADMIN})  # open and assign items
+CHECKERS = frozenset({Role.INSPECTOR, Role.DISPATCHER, Role.ADMIN})  # close one with a check
+FOUND_BY_OTHERS = (CaseSource.VIDEO, CaseSource.PUBLIC, CaseSource.HOTLINE, CaseSource.MEDIA)
+CHECKS = (Action.CHECK_PASS, Action.CHECK_FAIL)
+
+
+def _require(principal: Principal, roles: frozenset[Role], what: str) -> None:
+    if principal.role is not None and Role(principal.role) not in roles:
+        raise NotPermitted(principal.role, f"may not {what} ({', '.join(roles)} may)")
+
+
+def open_cases_in(session: Session, grids: Iterable[str]) -> list[Case]:
+    return list(
+        session.scalars(
+            select(Case)
+            .where(Case.grid_code.in_(list(grids)), Case.state.in_([s.value for s in OPEN_STATES]))
+            .order_by(Case.id)
+        )
+    )
+
+
+def open_item(
+    session: Session,
+    principal: Principal,
+    *,
+    grids: list[str],
+    name: str | None,
+    department: str,
+    deadline_at: datetime,
+    reason: str,
+    layout: GridIndex | None,
+    departments: tuple[str, ...],
+    now: datetime,
+) -> SupervisionItem:
+    """挂牌: one grid is a spot, several a road section (which needs a name)."""
+    _require(principal, SUPERVISORS, "open supervision items")
+    unknown = [code for code in grids if layout is None or layout.get(code) is None]
+    if not grids or unknown:
+        raise InvalidInput("grids", f"unit grid codes of the layout expected; unknown: {', '.join(unknown)}")
+    if len(set(grids)) > 1 and not name:
+        raise InvalidInput("name", "a road section of several grids needs a name")
+    if department not in departments:
+        raise InvalidInput("department", f"'{department}' is not one of {', '.join(departments)}")
+    if deadline_at <= now:
+        raise InvalidInput("deadline_at", "must be later than now")
+    first = layout.get(grids[0]) if layout else None
+    item = SupervisionItem(
+        kind="spot" if len(set(grids)) == 1 else "section",
+        name=name or (first.name if first else grids[0]),
+        grids=sorted(set(grids)),
+        street=first.street if first else None,
+        reason=reason,
+        department=department,
+        deadline_at=deadline_at,
+        state=SupervisionState.OPEN,
+        opened_by=principal.name,
+        opened_by_id=principal.user_id,
+        opened_at=now,
+        open_cases_at_start=len(open_cases_in(session, grids)),
+    )
+    session.add(item)
+    session.flush()
+    return item
+
+
+def find_item(session: Session, item_id: int) -> SupervisionItem:
+    item = session.get(SupervisionItem, item_id)
+    if item is None:
+        raise NotFound("supervision item", item_id)
+    return item
+
+
+def assign_item(
+    item: SupervisionItem,
+    principal: Principal,
+    *,
+    department: str | None,
+    deadline_at: datetime | None,
+    departments: tuple[str, ...],
+    now: datetime,
+) -> None:
+    """Change the responsible department or the deadline of an open item."""
+    _require(principal, SUPERVISORS, "assign supervision items")
+    if item.state is not SupervisionState.OPEN:
+        raise Conflict(f"supervision item {item.id} is closed")
+    if department is not None and department not in departments:
+        raise InvalidInput("department", f"'{department}' is not one of {', '.join(departments)}")
+    if deadline_at is not None and deadline_at <= now:
+        raise InvalidInput("deadline_at", "must be later than now")
+    item.department = department or item.department
+    item.deadline_at = deadline_at or item.deadline_at
+
+
+def close_item(
+    session: Session, item: SupervisionItem, principal: Principal, *, note: str, now: datetime
+) -> None:
+    """销号 after a check: refused while any of its grids still holds an open case."""
+    _require(principal, CHECKERS, "close supervision items")
+    if item.state is not SupervisionState.OPEN:
+        raise Conflict(f"supervision item {item.id} is already closed")
+    still = open_cases_in(session, item.grids)
+    if still:
+        numbers = ", ".join(c.number for c in still[:20])
+        raise Conflict(f"{len(still)} case(s) still open in its grids: {numbers}")
+    item.state = SupervisionState.CLOSED
+    item.closed_by, item.closed_by_id, item.closed_at, item.check_note = (
+        principal.name,
+        principal.user_id,
+        now,
+        note,
+    )
+
+
+# --- the monthly district ranking ----------------------------------------------------------------
+
+
+def month_bounds(month: str) -> tuple[date, date]:
+    """`YYYY-MM` -> first day of the month, first day of the next one."""
+    try:
+        start = date.fromisoformat(f"{month}-01")
+    except ValueError:
+        raise InvalidInput("month", f"'{month}': YYYY-MM expected") from None
+    return start, (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def district_of(grid_code: str | None, layout: GridIndex | None) -> str | None:
+    if not grid_code:
+        return None
+    grid = layout.get(grid_code) if layout else None
+    county = grid.properties.get("county") if grid else None
+    return str(county) if county else grid_code[:6]
+
+
+def district_ranking(
+    cases: list[Case], facts: list[CaseFacts], layout: GridIndex | None, weights: dict[str, float]
+) -> list[dict[str, Any]]:
+    """Districts of the layout, worst first (see the module docstring)."""
+    areas: dict[str, float] = defaultdict(float)
+    for grid in layout or ():
+        district = district_of(grid.code, layout)
+        if district:
+            areas[district] += grid.area_km2
+    keyed = ((district_of(c.grid_code, layout), f) for c, f in zip(cases, facts, strict=True))
+    return ranked("district", dict(areas), keyed, weights)
+
+
+# --- inspector metrics ---------------------------------------------------------------------------
+
+
+def inspector_metrics(session: Session, cases: list[Case]) -> list[dict[str, Any]]:
+    """Per inspector account: valid report rate, miss rate and on-time check rate (module docstring)."""
+    inspectors = list(
+        session.scalars(select(User).where(User.role == Role.INSPECTOR).order_by(User.username))
+    )
+    rows = []
+    for person in inspectors:
+        grids = set(person.grids)
+        counts = dict.fromkeys(
+            ("reports", "valid", "rejected", "found", "missed", "checks", "checks_on_time"), 0
+        )
+        for case in cases:
+            actions = {entry.action for entry in case.flow}
+            valid = bool(actions & {Action.CONFIRM, Action.CORRECT})
+            reporter = case.flow[0].user_id if case.flow else None
+            if reporter == person.id:
+                counts["reports"] += 1
+                counts["valid"] += valid
+                counts["rejected"] += Action.REJECT in actions
+            if valid and case.grid_code in grids:
+                counts["found"] += reporter == person.id
+                counts["missed"] += reporter != person.id and case.source in FOUND_BY_OTHERS
+            for entry in case.flow:
+                if entry.user_id == person.id and entry.action in CHECKS:
+                    counts["checks"] += 1
+                    counts["checks_on_time"] += not entry.overdue  # judged by the check stage limit
+        rows.append(
+            {
+                "username": person.username,
+                "name": person.display_name,
+                "grids": sorted(grids),
+                **counts,
+                "valid_report_rate": ratio(counts["valid"], counts["valid"] + counts["rejected"]),
+                "miss_rate": ratio(counts["missed"], counts["missed"] + counts["found"]),
+                "on_time_check_rate": ratio(counts["checks_on_time"], counts["checks"]),
+            }
+        )
+    return rows
