@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import supervision as sv
+from conftest import Service
 from PIL import Image, ImageDraw
 from sqlalchemy import select
 from test_scan import START, spot
@@ -217,3 +218,44 @@ def test_a_scan_files_the_read_flyer_with_its_text_and_number(tmp_path: Path, fi
         kept = evidence.extra["flyers"][0]
         assert kept["phones"] == [NUMBER] and "开锁" in kept["text"] and kept["source"] == "reader"
         assert holding(box, kept["xyxy"]) and holding(box, evidence.boxes[0]["xyxy"])
+
+
+@pytest.fixture
+def service_overrides() -> dict[str, object]:
+    return {"flyers": "all", "max_upload_mb": 4}
+
+
+def jpeg_of(image: np.ndarray) -> bytes:
+    return bytes(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes())
+
+
+def test_a_reported_flyer_and_its_after_photos(service: Service) -> None:
+    """POST /v1/reports reads the flyer (STREETORDER_FLYERS=all); an after-photo where the number
+    can no longer be read, and one where it still can, say so in extra.flyer_check."""
+    photo, box = paste(street_photo(0), sheet_flyer(), (600, 120))
+    form = {"lat": "34.72265", "lon": "113.62762", "taken_at": "2025-09-30T09:15:00+08:00"}
+    answer = service.client.post(
+        "/v1/reports",
+        files={"file": ("wall.jpg", jpeg_of(photo), "image/jpeg")},
+        data=form,
+        headers=service.auth("report"),
+    )
+    assert answer.status_code == 200, answer.text
+    (case_ref,) = [c for c in answer.json()["cases"] if c["event"] == "illegal_small_ad"]
+    case = service.client.get(f"/v1/cases/{case_ref['id']}", headers=service.auth("cases:read")).json()
+    (flyer,) = case["evidence"][0]["extra"]["flyers"]
+    assert flyer["phones"] == [NUMBER] and holding(box, flyer["xyxy"])
+    checks = {}
+    for name, image in (("cleaned", street_photo(0)), ("still", photo)):
+        after = service.client.post(
+            f"/v1/cases/{case_ref['id']}/evidence",
+            files={"file": (f"{name}.jpg", jpeg_of(image), "image/jpeg")},
+            data={"role": "after", "taken_at": "2025-09-30T15:00:00+08:00"},
+            headers=service.auth("cases:write"),
+        )
+        assert after.status_code == 201, after.text
+        checks[name] = after.json()["extra"]["flyer_check"]
+    assert checks["cleaned"]["verdict"] == "number_not_readable" and checks["cleaned"]["still_readable"] == []
+    assert checks["still"]["verdict"] == "number_still_readable" and checks["still"]["still_readable"] == [
+        NUMBER
+    ]

@@ -42,6 +42,7 @@ from serve.cases.auth import KeyVerifier, server_secret
 from serve.cases.db import open_database, transaction
 from serve.cases.domain import load_domain
 from serve.cases.orm import AuditEntry
+from serve.cases.scan import load_flyer_finder
 from serve.cases.settings import Settings, get_settings
 
 log = logging.getLogger("streetorder.service")
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         )
         if clock is not None:
             service.clock = clock
+        service.flyers = load_flyer_finder(settings.flyers, settings.configs_dir)
         metrics.registry.register(CasesByState(sessions))
         reloader = ModelReloader(service, settings.model_reload_s)  # before loading: no promotion is missed
         try:

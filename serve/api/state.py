@@ -26,6 +26,7 @@ from serve.cases.errors import Busy
 from serve.cases.orm import Case
 from serve.cases.settings import Settings
 from vision.core.detector import Detector
+from vision.detect.flyers import FlyerFinder
 
 T = TypeVar("T")
 
@@ -134,5 +135,6 @@ class Service:
     metrics: Metrics
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # routers' `now`, never rules'
     detector: Detector | None = None
+    flyers: FlyerFinder | None = None  # the flyer reader (None: off); its OCR model loads on first use
     model_error: str | None = None  # why no model is loaded (the case API still works)
     sign_ins: SignInThrottle = field(default_factory=SignInThrottle)

@@ -59,6 +59,7 @@ from serve.cases.orm import Case, Evidence, Photo
 from vision.core.boxes import Box, boxes_json, boxes_of
 from vision.core.imageio import PhotoMeta, Position
 from vision.core.taxonomy import Taxonomy
+from vision.detect.flyers import FlyerFinder
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,13 @@ def completes(status: PhotoStatus, given: Given | None) -> bool:
     return (status in (PhotoStatus.UNLOCATED, PhotoStatus.OUTSIDE) and given.position is not None) or (
         status == PhotoStatus.UNDATED and given.taken_at is not None
     )
+
+
+def reads_in_full(finder: FlyerFinder, rules: CaseRules, position: Position | None) -> bool:
+    """Whether the flyer reader searches a photo whole: in `all` mode, or taken in a flyer zone
+    (a unit grid configs/flyers.yaml lists). The same gate for every door."""
+    grid = rules.grid_at(position.lat, position.lon) if position is not None else None
+    return finder.rules.reads_in_full(grid.code if grid is not None else None)
 
 
 def patrol_findings(detections: sv.Detections, taxonomy: Taxonomy) -> dict[str, tuple[Box, ...]]:

@@ -40,8 +40,16 @@ from tqdm import tqdm
 from serve.cases.db import transaction
 from serve.cases.enums import PhotoSource, PhotoStatus
 from serve.cases.findings import CaseRules
-from serve.cases.intake import Given, IncomingPhoto, completes, take_photo, take_unreadable
+from serve.cases.intake import (
+    Given,
+    IncomingPhoto,
+    completes,
+    reads_in_full,
+    take_photo,
+    take_unreadable,
+)
 from serve.cases.orm import Photo
+from serve.cases.settings import get_settings
 from vision.core.detector import Detector
 from vision.core.imageio import DEFAULT_TIMEZONE, MAX_PIXELS, ImageError, PhotoMeta, Position
 from vision.detect.flyers import FlyerFinder, ScanMode, load_flyer_rules
@@ -303,14 +311,7 @@ class Scanner:
         )
 
     def in_flyer_zone(self, position: Position | None) -> bool:
-        """Whether a photo is read in full: every photo in `all` mode, else those located in the
-        grids configs/flyers.yaml lists."""
-        if self.flyers is None or self.flyers.rules.scan == "all":
-            return self.flyers is not None
-        if position is None or not self.flyers.rules.grids:
-            return False
-        grid = self.rules.grid_at(position.lat, position.lon)
-        return grid is not None and grid.code in self.flyers.rules.grids
+        return self.flyers is not None and reads_in_full(self.flyers, self.rules, position)
 
     def scan(
         self,
@@ -453,10 +454,13 @@ def load_scan_detector(
     return detector, candidate, how
 
 
-def load_flyer_finder(mode: ScanMode | None = None) -> FlyerFinder | None:
-    """The flyer reader a scan runs (configs/flyers.yaml; `mode` overrides its `scan`), or None
-    where it would read nothing: `off` with no flyer zones (then no OCR model is loaded at all)."""
-    rules = load_flyer_rules()
+def load_flyer_finder(mode: ScanMode | None = None, configs_dir: Path | None = None) -> FlyerFinder | None:
+    """The flyer reader a scan or the service runs (configs/flyers.yaml; `mode`, else the
+    STREETORDER_FLYERS setting, overrides its `scan`), or None where it would read nothing: `off`
+    with no flyer zones (then no OCR model is loaded at all)."""
+    settings = get_settings()
+    rules = load_flyer_rules((configs_dir or settings.configs_dir) / "flyers.yaml")
+    mode = mode or settings.flyers
     rules = rules.with_scan(mode) if mode is not None else rules
     if rules.scan == "off" and not rules.grids:
         return None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +38,11 @@ class Settings(BaseSettings):
     )
     evidence_dir: Path = Field(
         default=Path("evidence"), description="where evidence images and crops are stored"
+    )
+    flyers: Literal["off", "detector", "all"] | None = Field(
+        default=None,
+        description="which photos the flyer reader reads (off, detector: where the detector proposes a "
+        "flyer, all); default: `scan` of configs/flyers.yaml (docs/flyers.md)",
     )
     duplicate_radius_m: float = Field(
         default=50.0, description="a finding this close to an open case joins it"

@@ -9,7 +9,8 @@ so every file is a distinct photo to the scan), then measures, each in a child p
 - `yolo predict FOLDER stream=True` (ultralytics' Python API, no saving) on the same model.onnx
   the scan runs, and `streetorder scan` on the same folder into a fresh database with that same
   file on ONNX Runtime: images/s of both and their ratio; then the scan with the runtime its
-  self-benchmark picks (`--backend auto`);
+  self-benchmark picks (`--backend auto`); the scan with the flyer reader in its default mode, off
+  and reading every photo (`all`): images/s, the ratio to yolo predict and the reader's CPU ms a photo;
 - the cost of each stage alone on one core (read + hash, reduced decode, preprocess, inference,
   post-processing, writing photos and cases), the ideal throughput they imply on this machine's
   cores, and efficiency = achieved / ideal;
@@ -104,16 +105,18 @@ def first_photos(folder: Path, count: int) -> Path:
 # ------------------------------------------------------------------------- child measurements
 
 
-def child_scan(folder: Path, backend: str, precision: str, workers: int) -> dict[str, Any]:
-    """The scan as `streetorder scan` runs it (without the report), into a fresh database."""
+def child_scan(folder: Path, backend: str, precision: str, workers: int, flyers: str) -> dict[str, Any]:
+    """The scan as `streetorder scan` runs it (without the report), into a fresh database, with the
+    flyer reader in mode `flyers` (off, detector, all; `default`: configs/flyers.yaml's)."""
     from serve.cases.db import open_database
     from serve.cases.findings import load_case_rules
-    from serve.cases.scan import Scanner, load_scan_detector
+    from serve.cases.scan import Scanner, load_flyer_finder, load_scan_detector
 
     with tempfile.TemporaryDirectory() as tmp:
         factory = open_database(f"sqlite:///{tmp}/bench.db")
         detector, _, runtime = load_scan_detector(get_settings().model, backend, precision, workers)
-        scanner = Scanner(detector, factory, load_case_rules(), workers=workers, batch=64)
+        finder = load_flyer_finder(None if flyers == "default" else cast(Any, flyers))
+        scanner = Scanner(detector, factory, load_case_rules(), workers=workers, batch=64, flyers=finder)
         cpu = os.times()
         stats = scanner.scan([folder], progress=False)
         used = os.times()
@@ -121,11 +124,13 @@ def child_scan(folder: Path, backend: str, precision: str, workers: int) -> dict
     return {
         "runtime": runtime.split(" ")[0],
         "model": detector.version,
+        "flyers": "off" if finder is None else finder.rules.scan,
         "images": stats.photos,
         "cases": stats.cases_created,
         "seconds": round(stats.seconds, 2),
         "images_per_s": round(stats.photos / stats.seconds, 2),
         "cpu_cores_used": round(cpu_seconds / stats.seconds, 2),
+        "cpu_ms_per_photo": round(1000 * cpu_seconds / max(1, stats.photos), 1),
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
 
@@ -261,17 +266,21 @@ def bench_scan(args: argparse.Namespace) -> dict[str, Any]:
     progress(
         f"  {yolo['images_per_s']} img/s\nbench: streetorder scan, ONNX Runtime FP32 (the same file) ..."
     )
-    scan = run_child("_scan", str(photos), "onnx", "fp32", workers)
-    progress(
-        f"  {scan['images_per_s']} img/s\nbench: streetorder scan, runtime picked by its self-benchmark ..."
-    )
-    scan_auto = run_child("_scan", str(photos), "auto", "auto", workers)
+    scan = run_child("_scan", str(photos), "onnx", "fp32", workers, "default")
+    progress(f"  {scan['images_per_s']} img/s (flyer reader: {scan['flyers']})")
+    flyers = {}
+    for mode in ("off", "all"):
+        progress(f"bench: streetorder scan, ONNX Runtime FP32, flyer reader {mode} ...")
+        flyers[mode] = run_child("_scan", str(photos), "onnx", "fp32", workers, mode)
+        progress(f"  {flyers[mode]['images_per_s']} img/s")
+    progress("bench: streetorder scan, runtime picked by its self-benchmark ...")
+    scan_auto = run_child("_scan", str(photos), "auto", "auto", workers, "default")
     progress(
         f"  {scan_auto['images_per_s']} img/s ({scan_auto['runtime']})\nbench: stages alone on one core ..."
     )
     stages = run_child("_stages", str(photos), str(onnx), str(min(args.images, STAGE_PHOTOS)))
     progress(f"bench: streetorder scan on {10 * args.images} photos (memory) ...")
-    scan_10n = run_child("_scan", str(everything), "onnx", "fp32", workers)
+    scan_10n = run_child("_scan", str(everything), "onnx", "fp32", workers, "default")
     load_after = os.getloadavg()
 
     pipeline = ("read_hash", "decode", "preprocess", "inference", "postprocess", "write")
@@ -291,6 +300,16 @@ def bench_scan(args: argparse.Namespace) -> dict[str, Any]:
         "yolo_predict": yolo,
         "scan": scan,
         "scan_auto": scan_auto,
+        "scan_flyers": {
+            mode: {
+                **run,
+                "ratio": round(run["images_per_s"] / yolo["images_per_s"], 2),
+                "reader_cpu_ms_per_photo": round(
+                    run["cpu_ms_per_photo"] - flyers["off"]["cpu_ms_per_photo"], 1
+                ),
+            }
+            for mode, run in {**flyers, scan["flyers"]: scan}.items()
+        },
         "ratio": round(scan["images_per_s"] / yolo["images_per_s"], 2),
         "ratio_auto": round(scan_auto["images_per_s"] / yolo["images_per_s"], 2),
         "stages": stages,
@@ -317,6 +336,11 @@ def print_table(result: dict[str, Any]) -> None:
     print(
         f"  streetorder scan ({auto['runtime']}) {auto['images_per_s']:7.2f} img/s   x{result['ratio_auto']}"
     )
+    for mode, run in result["scan_flyers"].items():
+        print(
+            f"  scan, flyer reader {mode:<8} {run['images_per_s']:7.2f} img/s   x{run['ratio']}  "
+            f"(reader {run['reader_cpu_ms_per_photo']:.1f} ms CPU a photo)"
+        )
     print(
         f"  per photo alone on one core ({stages['photos']} photos; decoded {stages['reduced_to']}, "
         f"input {stages['input']}):"
@@ -337,10 +361,14 @@ def cli(argv: list[str]) -> int:
         from serve.cli.bench_load import cli as load_cli
 
         return load_cli(argv[1:])
+    if argv[:1] == ["flyers"]:  # the flyer reader's targets: serve/cli/bench_flyers.py
+        from serve.cli.bench_flyers import cli as flyers_cli
+
+        return flyers_cli(argv[1:])
     if argv[:1] in (["_scan"], ["_yolo"], ["_stages"]):  # the child processes
         what, folder, *rest = argv
         if what == "_scan":
-            result = child_scan(Path(folder), rest[0], rest[1], int(rest[2]))
+            result = child_scan(Path(folder), rest[0], rest[1], int(rest[2]), rest[3])
         elif what == "_yolo":
             result = child_yolo(Path(folder), Path(rest[0]), int(rest[1]))
         else:
@@ -348,7 +376,11 @@ def cli(argv: list[str]) -> int:
         print(json.dumps(result))
         return 0
     p = argparse.ArgumentParser(prog="streetorder bench", description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=("scan", "load"), help="what to measure (load: see bench load --help)")
+    p.add_argument(
+        "what",
+        choices=("scan", "load", "flyers"),
+        help="what to measure (load, flyers: see bench load|flyers --help)",
+    )
     p.add_argument("--images", type=int, default=100, help="photos in the measured folder (10x for memory)")
     p.add_argument("--size", default="4000x3000", help="photo size WxH (real photos upscaled to it)")
     p.add_argument("--workers", type=int, help="scan workers (default: one per core)")

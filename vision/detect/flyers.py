@@ -20,6 +20,7 @@ reasons and measured numbers: docs/flyers.md; thresholds and word lists: configs
 from __future__ import annotations
 
 import re
+import threading
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -69,10 +70,15 @@ class FlyerRules:
     )
     veto_factor: float = 0.3
     agreement_iou: float = 0.2
+    context_max_cover: float = 0.5
     not_on: dict[str, str] = field(default_factory=dict)
     words: tuple[str, ...] = ()
     shop_suffixes: tuple[str, ...] = ()
     street_signs: tuple[re.Pattern[str], ...] = ()
+
+    def reads_in_full(self, grid_code: str | None) -> bool:
+        """Whether a photo taken in this unit grid is searched whole (`all`, or a flyer zone)."""
+        return self.scan == "all" or (grid_code is not None and grid_code in self.grids)
 
     def with_scan(self, scan: ScanMode) -> FlyerRules:
         """The same rules with another scan mode (the command line's --flyers)."""
@@ -299,13 +305,23 @@ class FlyerFinder:
     ) -> None:
         self.rules = rules or load_flyer_rules()
         self.taxonomy = taxonomy or load_taxonomy()
-        self.engine = engine if engine is not None else ocr_engine()
+        self._engine = engine
+        self._loading = threading.Lock()
         self.flyer = self.taxonomy.names.index("flyer")
         self.not_on = {
             self.taxonomy.names.index(name): reason
             for name, reason in self.rules.not_on.items()
             if name in self.taxonomy.names
         }
+
+    @property
+    def engine(self) -> Any:
+        """PP-OCR, loaded on first use (about a second): a scan whose photos need no reading never
+        loads it."""
+        with self._loading:
+            if self._engine is None:
+                self._engine = ocr_engine()
+            return self._engine
 
     def find_lines(self, image: np.ndarray) -> np.ndarray:
         """Text line quadrilaterals (N, 4, 2) in `image`'s pixels, at most max_lines, largest first.
@@ -410,6 +426,19 @@ class FlyerFinder:
         qr = read_qr(image, xyxy, self.rules.qr_margin)
         return replace(decide(lines, qr, self.rules, [size for _, size in kept]), xyxy=xyxy)
 
+    def check_after(self, image: np.ndarray, numbers: Sequence[str]) -> dict[str, Any]:
+        """The after-photo check of a flyer case: which of the numbers its flyers carried can still
+        be read anywhere on the photo taken after handling (the whole photo is read)."""
+        reading = self.read(image)
+        read = {phone for notice in reading.notices for phone in notice.phones}
+        still = [number for number in numbers if number in read]
+        return {
+            "numbers": list(numbers),
+            "still_readable": still,
+            "verdict": "number_still_readable" if still else "number_not_readable",
+            "read_seconds": round(reading.seconds, 3),
+        }
+
     # ------------------------------------------------------------------------- with the detector
 
     def scan_photo(
@@ -446,9 +475,21 @@ class FlyerFinder:
         return combined
 
     def lies_on(self, xyxy: Sequence[float] | np.ndarray, detections: sv.Detections) -> str | None:
-        """The `not_on` reason of a detection holding at least half of `xyxy` (a car, a shop sign ...)."""
-        for box, class_id in zip(detections.xyxy, class_ids(detections), strict=True):
-            if int(class_id) in self.not_on and inside_share(xyxy, box[None])[0] >= 0.5:
+        """The `not_on` reason of a detection (a car, a shop sign ...) at its class's min_confidence
+        that holds at least half of `xyxy` while `xyxy` covers at most `context_max_cover` of it:
+        text filling a "truck" box is the paper the detector took for a truck, not its livery."""
+        confidences = detections.confidence if detections.confidence is not None else np.ones(len(detections))
+        for box, class_id, confidence in zip(
+            detections.xyxy, class_ids(detections), confidences, strict=True
+        ):
+            if int(class_id) not in self.not_on:
+                continue
+            if confidence < self.taxonomy.classes[int(class_id)].min_confidence:
+                continue
+            area = max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-6)
+            held = inside_share(xyxy, box[None])[0]
+            cover = held * float((xyxy[2] - xyxy[0]) * (xyxy[3] - xyxy[1])) / area
+            if held >= 0.5 and cover <= self.rules.context_max_cover:
                 return self.not_on[int(class_id)]
         return None
 

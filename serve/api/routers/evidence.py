@@ -4,7 +4,7 @@ its boxes drawn on request."""
 from __future__ import annotations
 
 from functools import partial
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, Query, Response, status
 from pydantic import AwareDatetime
@@ -28,6 +28,7 @@ from serve.cases.people import sees
 from vision.core.boxes import parse_boxes
 from vision.core.draw import draw_boxes
 from vision.core.imageio import decode_photo, read_photo
+from vision.core.taxonomy import Taxonomy
 
 router = APIRouter(tags=["evidence"])
 MEDIA_TYPES = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png"}
@@ -65,6 +66,10 @@ def add_evidence(
     )
     path = store_image(service.settings.evidence_dir, upload.data, upload.sha256, photo.format)
     captured_at = capture_time(photo.meta, Given(taken_at=taken_at))
+    extra: dict[str, Any] = {} if captured_at else {"time": "received"}
+    numbers = flyer_numbers(case, service.domain.rules.taxonomy) if role == "after" else []
+    if numbers and service.flyers is not None:
+        extra["flyer_check"] = service.gate.run_blocking(service.flyers.check_after, photo.image, numbers)
     evidence = Evidence(
         case_id=case_id,
         role=role,
@@ -72,11 +77,25 @@ def add_evidence(
         sha256=upload.sha256,
         captured_at=captured_at or now,
         boxes=[],
-        extra=None if captured_at else {"time": "received"},
+        extra=extra or None,
     )
     session.add(evidence)
     session.commit()
     return evidence_out(evidence)
+
+
+def flyer_numbers(case: Case, taxonomy: Taxonomy) -> list[str]:
+    """The phone numbers read on a flyer case's findings (Evidence.extra["flyers"]), each once."""
+    flyer_events = {c.event for c in taxonomy.classes if c.name == "flyer"}
+    if case.event not in flyer_events:
+        return []
+    numbers = [
+        number
+        for evidence in case.evidence
+        for flyer in (evidence.extra or {}).get("flyers", [])
+        for number in flyer.get("phones", [])
+    ]
+    return list(dict.fromkeys(numbers))
 
 
 @router.get(

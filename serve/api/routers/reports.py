@@ -10,6 +10,7 @@ bytes sent again answer what they gave the first time.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -27,9 +28,17 @@ from serve.cases.auth import Principal
 from serve.cases.enums import PhotoSource, PhotoStatus
 from serve.cases.errors import InvalidInput
 from serve.cases.evidence import store_image
-from serve.cases.findings import lock_intake
-from serve.cases.intake import Given, IncomingPhoto, photo_cases, refuse_outside, take_photo
+from serve.cases.findings import CaseRules, lock_intake
+from serve.cases.intake import (
+    Given,
+    IncomingPhoto,
+    photo_cases,
+    reads_in_full,
+    refuse_outside,
+    take_photo,
+)
 from vision.core.imageio import Position
+from vision.detect.flyers import FlyerFinder
 
 router = APIRouter(tags=["reports"])
 
@@ -82,6 +91,10 @@ def report(
         tz = service.domain.rules.calendar.timezone
         analysis = service.gate.run_blocking(analyse, detector, upload.data, upload.filename, tz)
         service.metrics.inference.observe(analysis.inference_s)
+        if service.flyers is not None:
+            analysis = service.gate.run_blocking(
+                read_flyers, service.flyers, service.domain.rules, analysis, given
+            )
         return record_report(session, service, principal, upload, analysis, given, now, detector.version)
 
     body, replayed = run_once(
@@ -94,6 +107,16 @@ def report(
         now=now,
     )
     return JSONResponse(body, headers={REPLAY_HEADER: "true"} if replayed else None)
+
+
+def read_flyers(finder: FlyerFinder, rules: CaseRules, analysis: Analysis, given: Given) -> Analysis:
+    """The flyer reader on an uploaded photo, gated as in a scan (docs/flyers.md)."""
+    photo = analysis.photo
+    full = reads_in_full(finder, rules, photo.meta.position or given.position)
+    detections = finder.scan_photo(
+        analysis.detections, (photo.width, photo.height), lambda _side: photo.image, full=full
+    )
+    return replace(analysis, detections=detections)
 
 
 def record_report(
