@@ -525,3 +525,74 @@ def test_inspector_metrics_valid_reports_misses_and_checks(
     assert (row["valid_report_rate"], row["miss_rate"], row["on_time_check_rate"]) == (0.5, 0.5, 1.0)
     flow = people.call("boss", "GET", f"/v1/cases/{own[0]}").json()["flow"]
     assert (flow[0]["operator"], flow[0]["user_id"]) == ("监督员陈静", people.ids["insp"])
+
+
+# --- the problem ledger --------------------------------------------------------------------------
+
+
+def test_ledger_lists_each_case_with_its_closing_evidence_as_csv_and_xlsx(
+    people: People, jpeg: Callable[..., bytes]
+) -> None:
+    import csv
+
+    from openpyxl import load_workbook
+
+    closed = report(people.service)
+    walk(people, closed, [*LIFE[:4], ("handle", "sani"), ("check_pass", "insp"), ("close", "chief")], jpeg)
+    sneaky = report(people.service, "07001", "电线杆小广告")
+    people.service.clock.at += timedelta(minutes=5)
+    formula = '=HYPERLINK("http://x")'  # a note a spreadsheet would run as a formula
+    assert people.act("chief", sneaky, "force_close", note=formula).status_code == 200
+    params = {"since": "2025-09-01", "until": "2025-10-01"}
+
+    answer = people.call("boss", "GET", "/v1/ledger.csv", params=params)
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
+    assert 'filename="ledger-2025-09-01-2025-09-30.csv"' in answer.headers["content-disposition"]
+    assert answer.content.startswith("\ufeff".encode())
+    rows = list(csv.DictReader(io.StringIO(answer.content.decode("utf-8-sig"))))
+    assert len(rows) == 2
+    row = next(
+        r for r in rows if r["案卷号"] == people.call("boss", "GET", f"/v1/cases/{closed}").json()["number"]
+    )
+    case = people.call("boss", "GET", f"/v1/cases/{closed}").json()
+    after = [e["id"] for e in case["evidence"] if e["role"] == "after"]
+    assert (row["案卷号"], row["问题类别"], row["状态"], row["责任部门"]) == (
+        case["number"],
+        "暴露垃圾",
+        "已结案",
+        SANITATION,
+    )
+    assert (row["处置人"], row["核查人"], row["结案人"], row["是否超期"]) == (
+        "环卫张伟",
+        "监督员陈静",
+        "值班长李强",
+        "否",
+    )
+    assert row["处置后照片"] == f"http://testserver/v1/evidence/{after[0]}"
+    assert next(r for r in rows if r is not row)["销号说明"] == "'" + formula
+
+    book = load_workbook(io.BytesIO(people.call("boss", "GET", "/v1/ledger.xlsx", params=params).content))
+    assert book.sheetnames == ["问题台账", "挂牌督办"]
+    sheet = book["问题台账"]
+    headers = [c.value for c in sheet[1]]
+    assert headers[0] == "案卷号" and len(headers) == 28 and sheet.max_row == 3
+    by_number = {r[0].value: r for r in sheet.iter_rows(min_row=2)}
+    mine = by_number[case["number"]]
+    photo = mine[headers.index("处置后照片")]
+    assert photo.hyperlink.target == row["处置后照片"]
+    assert mine[headers.index("结案时间")].value.isoformat(sep=" ") == row["结案时间"]
+    forced = next(r for n, r in by_number.items() if n != case["number"])[headers.index("销号说明")]
+    assert forced.data_type == "s" and forced.value == "'" + formula
+
+    by_department = people.call("boss", "GET", "/v1/ledger.csv", params={**params, "department": BRIGADE})
+    assert len(list(csv.DictReader(io.StringIO(by_department.content.decode("utf-8-sig"))))) == 0
+    handler = people.call("sani", "GET", "/v1/ledger.csv", params=params)  # their department's only
+    assert [r["案卷号"] for r in csv.DictReader(io.StringIO(handler.content.decode("utf-8-sig")))] == [
+        case["number"]
+    ]
+    street = people.call("boss", "GET", "/v1/ledger.csv", params={**params, "street": "别的街道"})
+    assert len(street.content.decode("utf-8-sig").splitlines()) == 1  # the header alone
+    refused = people.call(
+        "boss", "GET", "/v1/ledger.csv", params={"since": "2025-10-01", "until": "2025-09-01"}
+    )
+    assert refused.status_code == 422 and refused.json()["field"] == "since/until"

@@ -426,8 +426,11 @@ class Open311Created(Schema):
 # --- people and sessions -----------------------------------------------------------------------
 
 
+USERNAME = r"^[A-Za-z0-9.\-]+$"
+
+
 class SignInIn(Schema):
-    username: str = Field(min_length=1, max_length=64, description="account name")
+    username: str = Field(min_length=1, max_length=64, pattern=USERNAME, description="account name")
     password: str = Field(min_length=1, max_length=256, description="password")
 
 
@@ -446,7 +449,9 @@ class SessionOut(Schema):
 
 
 class UserIn(Schema):
-    username: str = Field(min_length=1, max_length=64, description="account name: letters, digits, '.', '-'")
+    username: str = Field(
+        min_length=1, max_length=64, pattern=USERNAME, description="account name: letters, digits, '.', '-'"
+    )
     display_name: str | None = Field(
         default=None, max_length=64, description="name in flow logs; default username"
     )

@@ -1,0 +1,114 @@
+"""The problem ledger (问题台账) as .xlsx or .csv for a period, a street, a department (cases:read).
+
+A department handler's ledger holds their department's cases only, as every list they read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from serve.api.deps import DbSession, Now, Reader, ServiceDep
+from serve.cases.errors import InvalidInput
+from serve.cases.ledger import LedgerRow, ledger_rows, supervision_rows, to_csv, to_xlsx
+from serve.cases.orm import Case, SupervisionItem
+from serve.cases.people import DEPARTMENT_ROLES
+from serve.cases.stats import local_day_bounds
+from serve.cases.supervision import month_bounds
+
+router = APIRouter(tags=["ledger"])
+MAX_DAYS = 366
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+Since = Annotated[date | None, Query(description="first day (bureau calendar); default the month's first")]
+Until = Annotated[date | None, Query(description="day after the last one; default the month's end")]
+Street = Annotated[str | None, Query(max_length=64, description="only this street's cases")]
+Department = Annotated[str | None, Query(max_length=64, description="only cases dispatched to it")]
+
+
+@dataclass(frozen=True)
+class Ledger:
+    rows: list[LedgerRow]
+    filename: str  # without the extension
+
+
+def ledger_of(
+    request: Request,
+    principal: Reader,
+    session: DbSession,
+    service: ServiceDep,
+    now: Now,
+    since: Since = None,
+    until: Until = None,
+    street: Street = None,
+    department: Department = None,
+) -> Ledger:
+    """The ledger's rows for the filters (both formats share it)."""
+    calendar = service.domain.rules.calendar
+    first, after = month_bounds(f"{now.astimezone(calendar.timezone):%Y-%m}")
+    start, end = since or first, until or (since + timedelta(days=31) if since else after)
+    if not 0 < (end - start).days <= MAX_DAYS:
+        raise InvalidInput("since/until", f"{start} to {end}: give 1 to {MAX_DAYS} days, since before until")
+    lower, upper = local_day_bounds(start, end, calendar)
+    query = (
+        select(Case)
+        .where(Case.first_seen_at >= lower, Case.first_seen_at < upper)
+        .options(selectinload(Case.flow), selectinload(Case.evidence))
+        .order_by(Case.id)
+    )
+    if street:
+        query = query.where(Case.street == street)
+    if department:
+        query = query.where(Case.department == department)
+    if principal.role in DEPARTMENT_ROLES:
+        query = query.where(Case.department == principal.department)
+    names = {key: event.name_zh for key, event in service.domain.rules.taxonomy.events.items()}
+    rows = ledger_rows(
+        session.scalars(query),
+        event_names=names,
+        tz=calendar.timezone,
+        base_url=str(request.base_url).rstrip("/"),
+        as_of=now,
+    )
+    return Ledger(rows, f"ledger-{start}-{end - timedelta(days=1)}")
+
+
+LedgerDep = Annotated[Ledger, Depends(ledger_of)]
+
+
+@router.get(
+    "/v1/ledger.xlsx",
+    summary="问题台账 as .xlsx: cases with their closing evidence, and the 挂牌督办 items",
+    response_class=Response,
+    responses={200: {"content": {XLSX: {}}, "description": "the workbook"}},
+)
+def ledger_xlsx(ledger: LedgerDep, session: DbSession, service: ServiceDep) -> Response:
+    items = supervision_rows(
+        session.scalars(select(SupervisionItem).order_by(SupervisionItem.id)),
+        service.domain.rules.calendar.timezone,
+    )
+    return Response(
+        to_xlsx(ledger.rows, items),
+        media_type=XLSX,
+        headers={"Content-Disposition": f'attachment; filename="{ledger.filename}.xlsx"'},
+    )
+
+
+@router.get(
+    "/v1/ledger.csv",
+    summary="问题台账 as .csv (UTF-8 with BOM): cases with their closing evidence",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}, "description": "the ledger"}},
+)
+def ledger_csv(ledger: LedgerDep) -> Response:
+    return Response(
+        to_csv(ledger.rows),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{ledger.filename}.csv"'},
+    )

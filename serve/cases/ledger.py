@@ -1,0 +1,233 @@
+"""The problem ledger (问题台账): one row per case with its 销号 (closing) evidence, as .xlsx or .csv.
+
+"Find one, fix one, verify one": each row says who dispatched, handled, checked and closed the case,
+when, whether on time, and links the after-handling photos that closed it. The .xlsx has a second
+sheet with the 挂牌督办 items. Text a spreadsheet would run as a formula (=, +, -, @ first) is
+written with a leading apostrophe, so a citizen's description can never become a formula.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from typing import Any
+
+from openpyxl import Workbook
+from openpyxl.styles import Font, PatternFill
+from openpyxl.utils import get_column_letter
+
+from serve.cases.enums import Action, EvidenceRole
+from serve.cases.orm import Case, FlowEntry, SupervisionItem
+from serve.cases.workflow import is_open
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+# (key, header): the headers are the bureau's; keys name the same columns in code and tests.
+COLUMNS = (
+    ("number", "案卷号"),
+    ("event", "问题类别"),
+    ("description", "问题描述"),
+    ("cjt214", "CJ/T 214 编码"),
+    ("gbt47678", "GB/T 47678.5 编码"),
+    ("source", "问题来源"),
+    ("street", "街道"),
+    ("community", "社区"),
+    ("grid_code", "单元网格"),
+    ("address", "位置描述"),
+    ("lat", "纬度"),
+    ("lon", "经度"),
+    ("first_seen_at", "发现时间"),
+    ("department", "责任部门"),
+    ("dispatched_at", "派遣时间"),
+    ("deadline_at", "处置期限"),
+    ("handled_at", "处置完成时间"),
+    ("handled_by", "处置人"),
+    ("state", "状态"),
+    ("overdue", "是否超期"),
+    ("reworks", "返工次数"),
+    ("extensions", "延期次数"),
+    ("checked_by", "核查人"),
+    ("checked_at", "核查时间"),
+    ("closed_by", "结案人"),
+    ("closed_at", "结案时间"),
+    ("closing_note", "销号说明"),
+    ("after_photos", "处置后照片"),
+)
+SUPERVISION_COLUMNS = (
+    ("id", "编号"),
+    ("name", "督办对象"),
+    ("kind", "类型"),
+    ("grids", "单元网格"),
+    ("department", "责任单位"),
+    ("reason", "督办事由"),
+    ("opened_by", "挂牌人"),
+    ("opened_at", "挂牌时间"),
+    ("deadline_at", "整改期限"),
+    ("state", "状态"),
+    ("closed_by", "核查销号人"),
+    ("closed_at", "销号时间"),
+    ("check_note", "核查情况"),
+)
+STATE_ZH = {
+    "reported": "待核实",
+    "verified": "已核实",
+    "not_filed": "不予立案",
+    "filed": "已立案",
+    "dispatched": "已派遣",
+    "handling": "处理中",
+    "handled": "待核查",
+    "check_passed": "核查通过",
+    "closed": "已结案",
+    "suspended": "挂账",
+    "cancelled": "作废",
+    "force_closed": "强制结案",
+    "open": "督办中",
+}
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    values: dict[str, Any]  # key of COLUMNS -> text, number or local datetime
+    photo_links: tuple[str, ...]  # absolute URLs of the after-handling photos
+
+
+def _last(flow: list[FlowEntry], *actions: Action) -> FlowEntry | None:
+    return next((e for e in reversed(flow) if e.action in actions), None)
+
+
+def ledger_rows(
+    cases: Iterable[Case], *, event_names: dict[str, str], tz: tzinfo, base_url: str, as_of: datetime
+) -> list[LedgerRow]:
+    """Rows of the ledger, from cases loaded with their flow log and evidence."""
+
+    def local(moment: datetime | None) -> datetime | None:
+        return moment.astimezone(tz).replace(tzinfo=None) if moment else None
+
+    rows = []
+    for case in cases:
+        flow = list(case.flow)
+        dispatched = _last(flow, Action.DISPATCH)
+        handled = _last(flow, Action.HANDLE)
+        checked = _last(flow, Action.CHECK_PASS)
+        closed = _last(flow, Action.CLOSE, Action.FORCE_CLOSE)
+        finished = case.closed_at or as_of
+        overdue = (
+            case.deadline_at is not None
+            and (is_open(case.state) or closed is not None)
+            and (finished > case.deadline_at)
+        )
+        links = tuple(f"{base_url}/v1/evidence/{e.id}" for e in case.evidence if e.role == EvidenceRole.AFTER)
+        values = {
+            "number": case.number,
+            "event": event_names.get(case.event, case.event),
+            "description": case.description,
+            "cjt214": case.cjt214,
+            "gbt47678": case.gbt47678,
+            "source": str(case.source),
+            "street": case.street,
+            "community": case.community,
+            "grid_code": case.grid_code,
+            "address": case.address,
+            "lat": round(case.lat, 7),
+            "lon": round(case.lon, 7),
+            "first_seen_at": local(case.first_seen_at),
+            "department": case.department,
+            "dispatched_at": local(dispatched.at if dispatched else None),
+            "deadline_at": local(case.deadline_at),
+            "handled_at": local(handled.at if handled else None),
+            "handled_by": handled.operator if handled else None,
+            "state": STATE_ZH.get(case.state, case.state),
+            "overdue": "是" if overdue else "否",
+            "reworks": sum(e.action == Action.CHECK_FAIL for e in flow),
+            "extensions": sum(e.action == Action.EXTEND for e in flow),
+            "checked_by": checked.operator if checked else None,
+            "checked_at": local(checked.at if checked else None),
+            "closed_by": closed.operator if closed else None,
+            "closed_at": local(closed.at if closed else None),
+            "closing_note": closed.note if closed else None,
+            "after_photos": "\n".join(links) or None,
+        }
+        rows.append(LedgerRow(values, links))
+    return rows
+
+
+def supervision_rows(items: Iterable[SupervisionItem], tz: tzinfo) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": item.id,
+            "name": item.name,
+            "kind": "最差乱点" if item.kind == "spot" else "最差路段",
+            "grids": ", ".join(item.grids),
+            "department": item.department,
+            "reason": item.reason,
+            "opened_by": item.opened_by,
+            "opened_at": item.opened_at.astimezone(tz).replace(tzinfo=None),
+            "deadline_at": item.deadline_at.astimezone(tz).replace(tzinfo=None),
+            "state": "已销号" if item.state == "closed" else STATE_ZH["open"],
+            "closed_by": item.closed_by,
+            "closed_at": item.closed_at.astimezone(tz).replace(tzinfo=None) if item.closed_at else None,
+            "check_note": item.check_note,
+        }
+        for item in items
+    ]
+
+
+def _cell(value: Any) -> Any:
+    """Text that would start a formula gets an apostrophe; datetimes print to the second."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def to_csv(rows: list[LedgerRow]) -> bytes:
+    """UTF-8 with a byte order mark: Excel opens it as UTF-8 and the Chinese reads right."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([header for _, header in COLUMNS])
+    for row in rows:
+        cells = [_cell(row.values[key]) for key, _ in COLUMNS]
+        writer.writerow(
+            ["" if c is None else c.isoformat(sep=" ") if isinstance(c, datetime) else c for c in cells]
+        )
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+def _sheet(
+    book: Workbook, title: str, columns: tuple[tuple[str, str], ...], rows: list[dict[str, Any]]
+) -> Any:
+    sheet = book.create_sheet(title)
+    sheet.append([header for _, header in columns])
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+        cell.fill = PatternFill("solid", fgColor="DDE6DA")
+    for values in rows:
+        sheet.append([_cell(values[key]) for key, _ in columns])
+    for index, (key, header) in enumerate(columns, start=1):
+        longest = max([len(header) * 2, *(min(len(str(v[key] or "")), 60) for v in rows)])
+        sheet.column_dimensions[get_column_letter(index)].width = max(10, longest + 2)
+        if any(isinstance(v[key], datetime) for v in rows):
+            for (cell,) in sheet.iter_rows(min_row=2, min_col=index, max_col=index):
+                cell.number_format = "yyyy-mm-dd hh:mm"
+    sheet.freeze_panes = "B2"
+    sheet.auto_filter.ref = sheet.dimensions
+    return sheet
+
+
+def to_xlsx(rows: list[LedgerRow], items: list[dict[str, Any]]) -> bytes:
+    """Sheet 问题台账 (the after-photo cell links the first photo) and sheet 挂牌督办."""
+    book = Workbook()
+    book.remove(book.active)
+    sheet = _sheet(book, "问题台账", COLUMNS, [r.values for r in rows])
+    photo_column = [key for key, _ in COLUMNS].index("after_photos") + 1
+    for index, row in enumerate(rows, start=2):
+        if row.photo_links:
+            cell = sheet.cell(row=index, column=photo_column)
+            cell.hyperlink = row.photo_links[0]
+            cell.font = Font(color="1F5FA8", underline="single")
+    _sheet(book, "挂牌督办", SUPERVISION_COLUMNS, items)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
