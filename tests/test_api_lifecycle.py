@@ -242,11 +242,11 @@ def test_evidence_image_with_boxes_drawn_and_case_listing(service: Service, jpeg
 
 def test_cursor_paging_and_filters(service: Service) -> None:
     ids = []
-    for i in range(5):  # 200 m apart: five separate cases
+    for i in range(5):  # 128 m apart along the grids: five separate cases
         service.clock.at = at(30, 10, 30 + i)
         response = service.client.post(
             "/open311/v2/requests.json",
-            data={"service_code": "06010", "lat": 34.7215 + i * 0.0018, "long": 113.6276},
+            data={"service_code": "06010", "lat": 34.7235, "long": 113.6262 + i * 0.0014},
             headers=service.auth("report"),
         )
         assert response.status_code == 201

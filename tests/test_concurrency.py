@@ -127,5 +127,5 @@ def test_citizens_reporting_one_spot_at_once_make_one_case(live: LiveService, db
     numbers = {r.json()[0]["service_request_id"] for r in responses}
     assert len(numbers) == 1
     notices = [r.json()[0]["service_notice"] for r in responses]
-    assert notices.count("new case") == 1
+    assert notices.count("已受理，新建案卷") == 1  # the others joined it
     assert counts(db_url)["cases"] == 1 and counts(db_url)["evidence"] == 2 * CLIENTS

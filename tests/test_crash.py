@@ -154,7 +154,7 @@ def requests_for(live: LiveService, photos: list[bytes]) -> list[dict[str, Any]]
                     "url": "/open311/v2/requests.json",
                     "data": {
                         "service_code": "06010",
-                        "lat": str(34.7240 + 0.00001 * (i % 4)),
+                        "lat": str(34.7236 + 0.00001 * (i % 4)),
                         "long": "113.6290",
                     },
                     "headers": {**live.auth("report"), **key},

@@ -1,5 +1,8 @@
-"""Open311 GeoReport v2 round trip over HTTP: services, a citizen's request, its status as the case
-moves, GeoReport error lists, and idempotent retries."""
+"""Open311 GeoReport v2 over HTTP, checked with a client written from the specification alone
+(tests/open311_client.py): discovery, services and a service's definition, a citizen's request
+followed to closed, public reads in XML and JSON with the citizen's own words and a public blurred
+photo, dates with and without an offset, addresses without coordinates (placed by a grid name,
+or held with a token until a person places them), jurisdiction, error lists, idempotent retries."""
 
 from __future__ import annotations
 
@@ -8,16 +11,26 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import Service
+from open311_client import GeoReport, GeoReportError
 
 from vision.core.taxonomy import load_taxonomy
 
 TZ = ZoneInfo("Asia/Shanghai")
+DISCOVERY = "http://testserver/open311/discovery"
 REQUEST = {
     "service_code": "07001",
     "lat": 34.72355,
     "long": 113.63091,
+    "address_string": "淮河路与大学路交叉口东北角",
     "description": "电线杆上贴满办证小广告",
 }
+
+
+def client(service: Service, fmt: str = "xml", scope: str | None = "report") -> GeoReport:
+    """The spec client, pointed at this service by its discovery document (in `fmt`)."""
+    found = GeoReport.discover(service.client, f"{DISCOVERY}.{fmt}", service.keys[scope] if scope else None)
+    found.fmt = fmt
+    return found
 
 
 def step(service: Service, case_id: int, action: str, **fields: object) -> None:
@@ -30,95 +43,166 @@ def step(service: Service, case_id: int, action: str, **fields: object) -> None:
     assert response.status_code == 200, response.text
 
 
-def test_services_list_every_event_with_its_code(service: Service) -> None:
-    services = service.client.get("/open311/v2/services.json", headers=service.auth("cases:read")).json()
+def case_id_of(service: Service, number: str) -> int:
+    items = service.client.get("/v1/cases", headers=service.auth("cases:read")).json()["items"]
+    return next(int(c["id"]) for c in items if c["number"] == number)
+
+
+def test_discovery_services_and_definitions_in_both_formats(service: Service) -> None:
+    xml, json = client(service, "xml"), client(service, "json")
+    assert xml.endpoint == json.endpoint == "http://testserver/open311/v2" and xml.fmt == "xml"
     events = load_taxonomy().events.values()
+    services = xml.services()
+    assert services == json.services()
     assert {s["service_code"] for s in services} == {e.gbt47678 for e in events}
     small_ads = next(s for s in services if s["service_code"] == "07001")
     assert small_ads["service_name"].startswith("非法小广告") and small_ads["group"] == "ads"
     assert small_ads["metadata"] is False and small_ads["type"] == "realtime"
+    assert xml.definition("07001") == json.definition("07001") == {"service_code": "07001", "attributes": []}
+    for fmt in ("xml", "json"):
+        with pytest.raises(GeoReportError) as missing:
+            client(service, fmt).definition("99999")
+        assert missing.value.status == 404 and "99999" in missing.value.description
 
 
-def test_request_round_trip_follows_the_case_to_closed(service: Service) -> None:
-    reader = service.auth("cases:read")
-    posted = service.client.post("/open311/v2/requests.json", data=REQUEST, headers=service.auth("report"))
-    assert posted.status_code == 201
-    request_id = posted.json()[0]["service_request_id"]
-    assert request_id.startswith("SO20250930") and posted.json()[0]["service_notice"] == "new case"
+def test_a_request_followed_to_closed_reads_as_the_citizen_wrote_it(service: Service) -> None:
+    citizen = client(service)  # XML, as the specification requires of every server
+    created = citizen.create(**REQUEST)
+    number = created["service_request_id"]
+    assert number.startswith("SO20250930") and "token" not in created
+    assert created["service_notice"] == "已受理，新建案卷"
 
-    [opened] = service.client.get(f"/open311/v2/requests/{request_id}.json", headers=reader).json()
-    assert opened["status"] == "open" and opened["agency_responsible"] is None
+    public = GeoReport(service.client, citizen.endpoint, "xml")  # no key at all: reads are public
+    opened = public.request(number)
+    assert opened == client(service, "json", scope=None).request(number)  # the same in JSON
+    assert opened["description"] == REQUEST["description"]  # the citizen's words, not generated text
+    assert opened["address"] == REQUEST["address_string"]
     assert (opened["service_code"], opened["lat"], opened["long"]) == (
         "07001",
         REQUEST["lat"],
         REQUEST["long"],
     )
-    assert opened["address_id"] == "410103001002002"
+    assert opened["address_id"] == "410103001002002" and opened["status"] == "open"
+    assert opened["status_notes"] == "已收到，待核实" and opened["agency_responsible"] is None
     assert datetime.fromisoformat(opened["requested_datetime"]) == service.clock.at
 
-    case_id = service.client.get("/v1/cases", headers=reader).json()["items"][0]["id"]
-    citizen = service.client.get(f"/v1/cases/{case_id}", headers=reader).json()["evidence"][0]
-    assert (
-        citizen["role"] == "reference"
-        and citizen["extra"]["open311"]["description"] == REQUEST["description"]
-    )
+    case_id = case_id_of(service, number)
     for minutes, action in ((5, "confirm"), (10, "file"), (15, "dispatch")):
         service.clock.at += timedelta(minutes=minutes)
         step(service, case_id, action)
-    [dispatched] = service.client.get(f"/open311/v2/requests/{request_id}.json", headers=reader).json()
+    dispatched = public.request(number)
     assert dispatched["agency_responsible"] == "淮河路街道办事处"  # small ads in street 410103001
     # 4 working hours from 11:00 on the last day before the holiday: 12:00-14:00 lunch skipped
     assert datetime.fromisoformat(dispatched["expected_datetime"]) == datetime(2025, 9, 30, 17, 0, tzinfo=TZ)
-    assert dispatched["status"] == "open" and dispatched["status_notes"].startswith("dispatched")
+    assert dispatched["status"] == "open" and dispatched["status_notes"] == "已派遣至处置部门"
+    assert datetime.fromisoformat(dispatched["updated_datetime"]) == service.clock.at
 
     service.clock.at += timedelta(minutes=5)
     step(service, case_id, "force_close", note="广告已由社区清除")
-    [closed] = service.client.get(
-        "/open311/v2/requests.json", params={"status": "closed"}, headers=reader
-    ).json()
-    assert closed["service_request_id"] == request_id and closed["status"] == "closed"
-    assert closed["status_notes"] == "force_closed: 广告已由社区清除"
+    [closed] = public.requests(status="closed")
+    assert closed["service_request_id"] == number and closed["status"] == "closed"
+    assert closed["status_notes"] == "已结案（强制结案）：广告已由社区清除"
+    assert public.requests(status="open") == []
+
+
+def test_media_url_is_public_and_blurred(service: Service, jpeg) -> None:  # type: ignore[no-untyped-def]
+    number = client(service).create(**REQUEST)["service_request_id"]
+    photo = jpeg(320, 240, 3)
+    added = service.client.post(
+        f"/v1/cases/{case_id_of(service, number)}/evidence",
+        files={"file": ("near.jpg", photo, "image/jpeg")},
+        data={"role": "near"},
+        headers=service.auth("cases:write"),
+    )
+    assert added.status_code == 201, added.text
+    media_url = client(service, scope=None).request(number)["media_url"]
+    assert media_url.startswith("http://testserver/") and "key" not in media_url
+    served = service.client.get(media_url)  # no key
+    assert served.status_code == 200 and served.headers["content-type"] == "image/jpeg"
+    assert served.headers["X-Privacy"] == "redacted" and served.content != photo
+
+
+def test_dates_with_or_without_an_offset_are_the_bureaus(service: Service) -> None:
+    """Requested at 10:30 in Zhengzhou (02:30 UTC): what a client writes without an offset is local."""
+    citizen = client(service)
+    number = citizen.create(**REQUEST)["service_request_id"]
+    found = {
+        "2025-09-30T10:00:00": True,  # local 10:00, before 10:30
+        "2025-09-30T11:00:00": False,
+        "2025-09-30T02:00:00Z": True,
+        "2025-09-30T03:00:00+00:00": False,
+        "2025-09-30": True,  # a date alone: from the start of its day
+        "2025-10-01": False,
+    }
+    for start, listed in found.items():
+        numbers = [r["service_request_id"] for r in citizen.requests(start_date=start)]
+        assert (number in numbers) == listed, start
+    assert [r["service_request_id"] for r in citizen.requests(end_date="2025-09-30")] == [
+        number
+    ]  # its whole day
+    assert citizen.requests(end_date="2025-09-30T10:00:00") == []
+    assert citizen.requests(start_date="2025-09-29", end_date="2025-09-29") == []
+    with pytest.raises(GeoReportError) as bad:
+        citizen.requests(start_date="30/09/2025")
+    assert bad.value.status == 400 and "start_date" in bad.value.description
+    with pytest.raises(GeoReportError) as too_long:
+        citizen.requests(start_date="2025-06-01", end_date="2025-09-30")
+    assert too_long.value.status == 400 and "90 days" in too_long.value.description
+
+
+def test_an_address_without_coordinates_is_placed_by_its_grid_or_held_with_a_token(service: Service) -> None:
+    citizen = client(service)
+    by_grid = citizen.create(
+        service_code="06010", address_string="汝河社区第6网格，垃圾桶旁", description="垃圾"
+    )
+    placed = citizen.request(by_grid["service_request_id"])
+    assert placed["address_id"] == "410103001001006" and placed["address"] == "汝河社区第6网格，垃圾桶旁"
+
+    held = citizen.create(service_code="06010", address_string="淮河路 12 号门口", description="一堆建筑垃圾")
+    assert "service_request_id" not in held and held["token"]
+    assert held["service_notice"].startswith("已收到")
+    assert citizen.token(held["token"]) == {"service_request_id": None, "token": held["token"]}
+    assert [r["service_request_id"] for r in citizen.requests()] == [by_grid["service_request_id"]]
+
+    waiting = service.client.get("/v1/citizen-requests", headers=service.auth("cases:read")).json()
+    assert [(w["token"], w["fields"]["address_string"]) for w in waiting] == [
+        (held["token"], "淮河路 12 号门口")
+    ]
+    where = {"lat": 34.72355, "lon": 113.63091}
+    outside = service.client.post(
+        f"/v1/citizen-requests/{held['token']}/place",
+        json={"lat": 39.9, "lon": 116.4},
+        headers=service.auth("cases:write"),
+    )
+    assert outside.status_code == 422 and outside.json()["title"] == "outside the jurisdiction"
+    service.clock.at += timedelta(hours=1)
+    placing = service.client.post(
+        f"/v1/citizen-requests/{held['token']}/place", json=where, headers=service.auth("cases:write")
+    )
+    assert placing.status_code == 200, placing.text
+    number = citizen.token(held["token"])["service_request_id"]
     assert (
-        service.client.get("/open311/v2/requests.json", params={"status": "open"}, headers=reader).json()
-        == []
+        number == placing.json()["service_request_id"] and placing.json()["placed_by"] == "cases:write-user"
     )
+    case = citizen.request(number)
+    assert (case["lat"], case["long"], case["address"]) == (34.72355, 113.63091, "淮河路 12 号门口")
+    assert datetime.fromisoformat(case["requested_datetime"]) == service.clock.at - timedelta(
+        hours=1
+    )  # received
+    again = service.client.post(
+        f"/v1/citizen-requests/{held['token']}/place", json=where, headers=service.auth("cases:write")
+    )
+    assert again.status_code == 422 and number in again.json()["detail"]
+    assert service.client.get("/v1/citizen-requests", headers=service.auth("cases:read")).json() == []
 
 
-def test_request_filters_and_the_90_day_limit(service: Service) -> None:
-    reporter, reader = service.auth("report"), service.auth("cases:read")
-    first = service.client.post("/open311/v2/requests.json", data=REQUEST, headers=reporter).json()[0]
-    garbage = {**REQUEST, "service_code": "06010", "description": "垃圾"}
-    second = service.client.post("/open311/v2/requests.json", data=garbage, headers=reporter).json()[0]
-    both = f"{first['service_request_id']},{second['service_request_id']}"
-    listed = service.client.get(
-        "/open311/v2/requests.json", params={"service_request_id": both}, headers=reader
-    )
-    assert sorted(r["service_request_id"] for r in listed.json()) == sorted(both.split(","))
-    by_code = service.client.get(
-        "/open311/v2/requests.json", params={"service_code": "06010"}, headers=reader
-    )
-    assert [r["service_request_id"] for r in by_code.json()] == [second["service_request_id"]]
-    start = service.clock.at - timedelta(days=91)
-    too_long = service.client.get(
-        "/open311/v2/requests.json",
-        params={"start_date": start.isoformat(), "end_date": service.clock.at.isoformat()},
-        headers=reader,
-    )
-    assert too_long.status_code == 400 and too_long.json()[0]["code"] == 400
-    assert "90 days" in too_long.json()[0]["description"]
-    window = {"start_date": (service.clock.at - timedelta(days=1)).isoformat()}
-    assert len(service.client.get("/open311/v2/requests.json", params=window, headers=reader).json()) == 2
-    earlier = {"end_date": (service.clock.at - timedelta(days=1)).isoformat()}
-    assert service.client.get("/open311/v2/requests.json", params=earlier, headers=reader).json() == []
-    missing = service.client.get("/open311/v2/requests/SO000.json", headers=reader)
-    assert missing.status_code == 404 and missing.json()[0]["code"] == 404
-
-
+@pytest.mark.parametrize("fmt", ["xml", "json"])
 @pytest.mark.parametrize(
     ("fields", "words"),
     [
         ({"service_code": "99999", "lat": 34.7235, "long": 113.6265}, "service_code"),
-        ({"service_code": "06010", "address_string": "淮河路 12 号"}, "geocode"),
+        ({"service_code": "06010"}, "address_string"),  # no place at all
+        ({"service_code": "06010", "lat": 34.7235}, "lat/long"),
         ({"service_code": "06010", "lat": 95, "long": 113.6}, "lat"),
         ({"service_code": "06010", "lat": 39.9, "long": 116.4}, "outside every unit grid"),  # Beijing
         ({"lat": 34.7235, "long": 113.6265}, "service_code"),
@@ -126,14 +210,36 @@ def test_request_filters_and_the_90_day_limit(service: Service) -> None:
             {"service_code": "06010", "lat": 34.7235, "long": 113.6265, "description": "x" * 4001},
             "description",
         ),
+        (
+            {"service_code": "06010", "lat": 34.7235, "long": 113.6265, "media_url": "javascript:x"},
+            "media_url",
+        ),
     ],
 )
-def test_bad_requests_get_georeport_errors(service: Service, fields: dict[str, object], words: str) -> None:
-    response = service.client.post("/open311/v2/requests.json", data=fields, headers=service.auth("report"))
-    assert response.status_code == 400
-    [error] = response.json()
-    assert error["code"] == 400 and words in error["description"]
+def test_bad_requests_get_georeport_errors(
+    service: Service, fmt: str, fields: dict[str, object], words: str
+) -> None:
+    with pytest.raises(GeoReportError) as refused:
+        client(service, fmt).create(**fields)
+    assert refused.value.status == 400 and refused.value.errors[0][0] == 400
+    assert words in refused.value.description
     assert service.client.get("/v1/cases", headers=service.auth("cases:read")).json()["items"] == []
+
+
+def test_the_api_key_is_only_read_from_a_post_form_or_a_header(service: Service) -> None:
+    """Reads need no key, so no client has a reason to put one in a URL; one there is never read."""
+    endpoint = client(service).endpoint
+    key = service.keys["report"]
+    in_url = service.client.post(f"{endpoint}/requests.json?api_key={key}", data=REQUEST)
+    assert in_url.status_code == 401 and in_url.json()[0]["code"] == 401
+    with pytest.raises(GeoReportError) as no_key:
+        GeoReport(service.client, endpoint, "xml").create(**REQUEST)
+    assert no_key.value.status == 401
+    with pytest.raises(GeoReportError) as reader:
+        client(service, scope="cases:read").create(**REQUEST)
+    assert reader.value.status == 403 and "report" in reader.value.description
+    assert client(service).create(**REQUEST)["service_request_id"]
+    assert service.client.get(f"{endpoint}/requests.json?api_key=not-a-key").status_code == 200
 
 
 def test_retries_with_an_idempotency_key_replay_the_first_answer(service: Service) -> None:
@@ -142,9 +248,10 @@ def test_retries_with_an_idempotency_key_replay_the_first_answer(service: Servic
     headers = {**reporter, "Idempotency-Key": "hotline-call-4711"}
     first = service.client.post(url, data=REQUEST, headers=headers)
     service.clock.at += timedelta(minutes=1)
-    retry = service.client.post(url, data=REQUEST, headers=headers)
-    assert retry.status_code == 201 and retry.json() == first.json()
-    assert retry.headers["Idempotent-Replayed"] == "true" and "Idempotent-Replayed" not in first.headers
+    retry = service.client.post(url.replace(".json", ".xml"), data=REQUEST, headers=headers)
+    assert retry.status_code == 201 and retry.headers["Idempotent-Replayed"] == "true"
+    assert f"<service_request_id>{first.json()[0]['service_request_id']}</service_request_id>" in retry.text
+    assert "Idempotent-Replayed" not in first.headers
     other = service.client.post(url, data={**REQUEST, "description": "另一处"}, headers=headers)
     assert other.status_code == 400 and "hotline-call-4711" in other.json()[0]["description"]
     [case] = service.client.get("/v1/cases", headers=reader).json()["items"]
@@ -152,5 +259,5 @@ def test_retries_with_an_idempotency_key_replay_the_first_answer(service: Servic
     assert len(detail["evidence"]) == 1 and [f["action"] for f in detail["flow"]] == ["report"]
     # the same report again without a key joins the open case and adds nothing new
     again = service.client.post(url, data=REQUEST, headers=reporter).json()[0]
-    assert again["service_request_id"] == case["number"] and again["service_notice"].startswith("joined")
+    assert again["service_request_id"] == case["number"] and again["service_notice"].startswith("同一问题")
     assert len(service.client.get(f"/v1/cases/{case['id']}", headers=reader).json()["evidence"]) == 1

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Annotated
 
 import anyio
-from fastapi import Depends, File, Path, Query, Request, Security, UploadFile
+from fastapi import Depends, File, Path, Request, Security, UploadFile
 from fastapi.security import (
     APIKeyCookie,
     APIKeyHeader,
@@ -132,10 +132,10 @@ async def authenticate_open311(
     service: ServiceDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     api_key: Annotated[str | None, Depends(header_key)],
-    query_key: Annotated[str | None, Query(alias="api_key", description="GeoReport v2 api_key")] = None,
 ) -> Principal:
-    """GeoReport v2 clients send `api_key` as a query or form field; headers work too."""
-    presented = api_key or (credentials.credentials if credentials else None) or query_key
+    """GeoReport v2 clients send `api_key` as a form field of their POST; headers work too. Never
+    from a URL's query (it would be written to access logs); GeoReport's reads need no key."""
+    presented = api_key or (credentials.credentials if credentials else None)
     if presented is None and request.method == "POST":
         form_key = (await request.form()).get("api_key")  # FastAPI parsed the form already: cached
         presented = form_key if isinstance(form_key, str) else None
@@ -150,7 +150,6 @@ Reader = Annotated[Principal, Security(authenticate, scopes=["cases:read"])]
 Writer = Annotated[Principal, Security(authenticate, scopes=["cases:write"])]
 Admin = Annotated[Principal, Security(authenticate, scopes=["admin"])]
 Anyone = Annotated[Principal, Security(authenticate, scopes=[])]  # any valid key or session
-Open311Reader = Annotated[Principal, Security(authenticate_open311, scopes=["cases:read"])]
 Open311Reporter = Annotated[Principal, Security(authenticate_open311, scopes=["report"])]
 
 

@@ -392,34 +392,71 @@ class Open311Service(Schema):
     service_name: str = Field(description="event name, Chinese and English")
     description: str = Field(description="what the service is for, with the CJ/T 214 code")
     metadata: bool = Field(description="always false: no extra attributes are asked")
-    type: str = Field(description="realtime: a request becomes a case at once")
+    type: str = Field(description="realtime: a request with a place becomes a case at once")
     keywords: str = Field(description="comma-separated search words")
     group: str = Field(description="the disorder: garbage, parking, vending or ads")
+
+
+class Open311Attribute(Schema):
+    variable: bool = Field(description="true: the citizen enters it")
+    code: str = Field(description="attribute[code] in POST requests")
+    datatype: str = Field(description="string, number, datetime, text, singlevaluelist, multivaluelist")
+    required: bool = Field(description="whether a request needs it")
+    datatype_description: str | None = Field(description="how to write the value")
+    order: int = Field(description="position in a form")
+    description: str = Field(description="the question asked")
+
+
+class Open311ServiceDefinition(Schema):
+    service_code: str = Field(description="event code (GB/T 47678.5)")
+    attributes: list[Open311Attribute] = Field(
+        description="none: services ask nothing beyond GeoReport's fields"
+    )
+
+
+class Open311Endpoint(Schema):
+    specification: str = Field(description="the GeoReport v2 specification's address")
+    url: str = Field(description="base URL of the GeoReport v2 methods")
+    changeset: str = Field(description="when this endpoint last changed, ISO 8601")
+    type: str = Field(description="production")
+    formats: list[str] = Field(description="text/xml and application/json")
+
+
+class Open311Discovery(Schema):
+    changeset: str = Field(description="when this document last changed, ISO 8601")
+    contact: str = Field(description="who runs the service")
+    key_service: str = Field(description="where a reporting system gets an api_key")
+    endpoints: list[Open311Endpoint] = Field(description="the GeoReport v2 endpoint of this service")
 
 
 class Open311Request(Schema):
     service_request_id: str = Field(description="case number (案卷号)")
     status: Literal["open", "closed"] = Field(description="closed only once the case reached a final state")
-    status_notes: str | None = Field(description="workflow state and its latest remark")
+    status_notes: str | None = Field(description="the case's state and its latest remark, in plain Chinese")
     service_name: str = Field(description="event name")
     service_code: str = Field(description="event code (GB/T 47678.5)")
-    description: str = Field(description="case description")
+    description: str = Field(description="as the citizen wrote it; for other cases, the case's description")
     agency_responsible: str | None = Field(description="department the case is dispatched to")
     service_notice: str | None = Field(description="notice about the request")
     requested_datetime: str = Field(description="when reported, ISO 8601 with offset")
     updated_datetime: str = Field(description="last workflow step, ISO 8601 with offset")
     expected_datetime: str | None = Field(description="disposal deadline, ISO 8601 with offset")
-    address: str | None = Field(description="address or position description")
+    address: str | None = Field(description="address_string as the citizen wrote it, else the grid's place")
     address_id: str | None = Field(description="unit grid code")
     zipcode: str | None = Field(description="not used (null)")
     lat: float = Field(description="WGS-84 latitude")
     long: float = Field(description="WGS-84 longitude")
-    media_url: str | None = Field(description="photo of the case")
+    media_url: str | None = Field(description="public photo of the case (faces and plates blurred)")
 
 
 class Open311Created(Schema):
-    service_request_id: str = Field(description="case number: new, or of the open case this report joined")
-    service_notice: str | None = Field(description="whether the report opened a case or joined one")
+    service_request_id: str | None = Field(
+        description="case number: new, or of the open case this report joined; null with a token"
+    )
+    token: str | None = Field(
+        default=None, description="where the request is not yet a case (held for a person to place)"
+    )
+    service_notice: str | None = Field(description="what became of the request, in plain Chinese")
     account_id: str | None = Field(description="not used (null)")
 
 
@@ -557,3 +594,24 @@ class InspectorsOut(Schema):
     since: datetime = Field(description="cases first reported at or after")
     until: datetime = Field(description="... and before")
     inspectors: list[InspectorRow] = Field(description="one row per inspector account")
+
+
+class Open311Token(Schema):
+    service_request_id: str | None = Field(description="the case number once a person placed it, else null")
+    token: str = Field(description="the token of POST requests")
+
+
+class CitizenRequestOut(Schema):
+    token: str = Field(description="the token the citizen's system holds")
+    event: str = Field(description="event key of its service_code")
+    fields: dict[str, Any] = Field(description="the GeoReport fields as the citizen sent them")
+    reporter: str = Field(description="name of the API key that posted it")
+    received_at: datetime = Field(description="when it was received")
+    service_request_id: str | None = Field(description="case number once placed")
+    placed_at: datetime | None = Field(description="when a person placed it")
+    placed_by: str | None = Field(description="who placed it")
+
+
+class Placement(Schema):
+    lat: float = Field(ge=-90, le=90, description="WGS-84 latitude where the problem is")
+    lon: float = Field(ge=-180, le=180, description="WGS-84 longitude where the problem is")

@@ -6,6 +6,7 @@ to a status code and an RFC 9457 problem document, or to GeoReport v2's error li
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -175,13 +176,26 @@ def _status_and_body(error: Exception) -> tuple[int, str, str, dict[str, Any], d
     raise error
 
 
-def problem(request: Request, error: Exception) -> JSONResponse:
+def georeport_errors(
+    request: Request, status: int, description: str, headers: dict[str, str] | None = None
+) -> Response:
+    """GeoReport v2's error list of {code, description} (400 = bad input), in the format the path
+    asks for: `<errors><error>...` for .xml, a JSON list otherwise."""
+    status = 400 if status == 422 else status
+    if request.url.path.endswith(".xml"):
+        root = ET.Element("errors")
+        error = ET.SubElement(root, "error")
+        ET.SubElement(error, "code").text = str(status)
+        ET.SubElement(error, "description").text = description
+        document = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+        return Response(document, status, headers, media_type="text/xml; charset=utf-8")
+    return JSONResponse([{"code": status, "description": description}], status_code=status, headers=headers)
+
+
+def problem(request: Request, error: Exception) -> Response:
     status, title, detail, extra, headers = _status_and_body(error)
-    if request.url.path.startswith(
-        "/open311/"
-    ):  # GeoReport v2: a list of {code, description}; 400 = bad input
-        status = 400 if status == 422 else status
-        return JSONResponse([{"code": status, "description": detail}], status_code=status, headers=headers)
+    if request.url.path.startswith("/open311/"):
+        return georeport_errors(request, status, detail, headers)
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
     return JSONResponse(body, status_code=status, headers=headers, media_type="application/problem+json")
 
@@ -190,7 +204,7 @@ async def invalid_request(request: Request, error: Exception) -> Response:
     """FastAPI's 422 for /v1; GeoReport v2's 400 list, naming each bad field, under /open311."""
     if request.url.path.startswith("/open311/") and isinstance(error, RequestValidationError):
         described = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in error.errors())
-        return JSONResponse([{"code": 400, "description": described}], status_code=400)
+        return georeport_errors(request, 400, described)
     return await request_validation_exception_handler(request, error)  # type: ignore[arg-type]
 
 

@@ -326,3 +326,21 @@ class SupervisionItem(Base):
     closed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     closed_at: Mapped[datetime | None] = mapped_column()
     check_note: Mapped[str | None] = mapped_column(Text)
+
+
+class CitizenRequest(Base):
+    """An Open311 request that is not yet a case: it came with an address no grid of the layout
+    names and no position, so a person must place it. Its token answers GET tokens/{token} with
+    the case number once it is placed (serve/api/open311.py)."""
+
+    __tablename__ = "citizen_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token: Mapped[str] = mapped_column(String(32), unique=True)
+    event: Mapped[str] = mapped_column(String(40))  # taxonomy event key of its service_code
+    fields: Mapped[dict[str, Any]] = mapped_column()  # the GeoReport fields as the citizen sent them
+    reporter: Mapped[str] = mapped_column(String(64))  # name of the API key that posted it
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    placed_at: Mapped[datetime | None] = mapped_column()
+    placed_by: Mapped[str | None] = mapped_column(String(64))
