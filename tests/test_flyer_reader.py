@@ -144,6 +144,13 @@ def test_a_qr_code_with_binary_junk_is_kept_printable(finder: FlyerFinder) -> No
         (["限速 40", "维修"], "not_small_ad", "reads as a street or traffic sign"),
         (["老王开锁店", "13912345678"], "not_small_ad", "a shop sign (老王开锁店)"),
         (["Residual Waste"], "not_small_ad", "no phone number, QR code or small-ad word"),
+        (["可回收物", "Recyclable"], "not_small_ad", "no phone number, QR code or small-ad word"),
+        (
+            ["电话:0731-89831886", "长沙环保设备有限公司"],
+            "not_small_ad",
+            "a shop sign or maker's label (长沙环保设备有限公司)",
+        ),
+        (["急招", "包吃包住"], "small_ad", "small-ad words 急招, 包吃包住"),
     ],
 )
 def test_decision_rules(lines: list[str], verdict: str, reason: str) -> None:
@@ -218,6 +225,9 @@ def test_a_scan_files_the_read_flyer_with_its_text_and_number(tmp_path: Path, fi
         kept = evidence.extra["flyers"][0]
         assert kept["phones"] == [NUMBER] and "开锁" in kept["text"] and kept["source"] == "reader"
         assert holding(box, kept["xyxy"]) and holding(box, evidence.boxes[0]["xyxy"])
+        assert (
+            evidence.extra["phones"] == [NUMBER] and "开锁" in evidence.extra["ocr_text"]
+        )  # the console's keys
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from vision.core.taxonomy import load_taxonomy
 from vision.data.flyers.fonts import find_cjk_fonts
 from vision.data.flyers.layout import STYLES, render_layout
 from vision.data.flyers.text import FlyerText, display_phone, landline_number, mobile_number
-from vision.detect.ocr import OCR_CANDIDATE_CONFIDENCE, FlyerReader, extract_phones
+from vision.detect.ocr import FlyerReader, extract_phones
 
 
 @pytest.mark.parametrize(
@@ -103,26 +103,16 @@ def test_ocr_of_flyer_detections_only(reader: FlyerReader) -> None:
     assert read.data["ocr"][1] is None
 
 
-def test_missed_flyer_becomes_a_low_confidence_ocr_candidate(reader: FlyerReader) -> None:
+def test_cli_finds_the_small_ad_on_a_whole_photo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     image, text, box = wall_with_flyer(3, at=(300, 40))
-    taxonomy = load_taxonomy()
-    flyer = taxonomy.names.index("flyer")
-    found = reader.find_missed(image, sv.Detections.empty())
-    assert len(found) >= 1
-    hits = [i for i in range(len(found)) if text.phones[0] in found.data["ocr"][i].phones]
-    assert hits, "the flyer's number was not found"
-    x1, y1, x2, y2 = found.xyxy[hits[0]]
-    inside = (min(x2, box[2]) - max(x1, box[0])) * (min(y2, box[3]) - max(y1, box[1]))
-    assert inside >= 0.8 * (x2 - x1) * (y2 - y1)  # the candidate is on the flyer
-    assert set(found.class_id) == {flyer} and set(found.data["source"]) == {"ocr"}
-    assert found.confidence.max() <= OCR_CANDIDATE_CONFIDENCE < taxonomy.classes[flyer].min_confidence
-    # the same text inside a detected shop sign is no flyer candidate
-    sign = sv.Detections(
-        xyxy=np.array([box], dtype=np.float32),
-        confidence=np.array([0.9], dtype=np.float32),
-        class_id=np.array([taxonomy.names.index("signboard")]),
-    )
-    assert not any(text.phones[0] in r.phones for r in reader.find_missed(image, sign).data.get("ocr", []))
+    photo = tmp_path / "wall.jpg"
+    cv2.imwrite(str(photo), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ocr_cli([str(photo), "--find"]) == 0
+    notices = json.loads(capsys.readouterr().out)["result"]
+    ads = [n for n in notices if n["verdict"] == "small_ad"]
+    assert ads and text.phones[0] in ads[0]["phones"]
+    x1, y1, x2, y2 = ads[0]["xyxy"]
+    assert box[0] <= (x1 + x2) / 2 <= box[2] and box[1] <= (y1 + y2) / 2 <= box[3]
 
 
 def test_models_ship_in_the_wheel() -> None:

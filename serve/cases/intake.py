@@ -153,6 +153,17 @@ def completes(status: PhotoStatus, given: Given | None) -> bool:
     )
 
 
+def flyer_extra(readings: list[dict[str, Any]]) -> dict[str, Any]:
+    """A flyer finding's Evidence.extra: each flyer's reading, and the text and numbers of all of
+    them in the keys the console shows (`ocr_text`, `phones`)."""
+    phones = [phone for reading in readings for phone in reading.get("phones", [])]
+    return {
+        "flyers": readings,
+        "ocr_text": "\n\n".join(r["text"] for r in readings if r.get("text")),
+        "phones": list(dict.fromkeys(phones)),
+    }
+
+
 def reads_in_full(finder: FlyerFinder, rules: CaseRules, position: Position | None) -> bool:
     """Whether the flyer reader searches a photo whole: in `all` mode, or taken in a flyer zone
     (a unit grid configs/flyers.yaml lists). The same gate for every door."""
@@ -235,7 +246,7 @@ def take_photo(session: Session, photo: IncomingPhoto, rules: CaseRules, *, now:
                 reporter=photo.reporter,
                 reporter_id=photo.reporter_id,
                 photo_id=row.id,
-                extra={"flyers": readings[event]} if event in readings else None,
+                extra=flyer_extra(readings[event]) if event in readings else None,
             ),
             rules,
         )

@@ -9,12 +9,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import supervision as sv
-
 from vision.core.draw import crop_box
 from vision.core.imageio import ImageError, read_photo
 from vision.data.ocr_bench import bench, rendered_samples, set_samples
+from vision.detect.flyers import FlyerFinder
 from vision.detect.ocr import FlyerReader
 
 
@@ -22,7 +20,11 @@ def cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="streetorder ocr", description=__doc__.splitlines()[0])
     parser.add_argument("images", type=Path, nargs="*", help="images to read (whole image, or --box)")
     parser.add_argument("--box", help="x1,y1,x2,y2 in pixels: read only this flyer box")
-    parser.add_argument("--find", action="store_true", help="search the whole photo for missed flyers")
+    parser.add_argument(
+        "--find",
+        action="store_true",
+        help="read the whole photo for small ads (the flyer reader, docs/flyers.md)",
+    )
     parser.add_argument(
         "--bench", type=Path, help="a synthetic flyer set: print ms per crop and numbers read"
     )
@@ -46,6 +48,7 @@ def cli(argv: list[str]) -> int:
     if not args.images:
         parser.error("give images, --bench DIR or --bench-rendered HEIGHTS")
     reader = FlyerReader(threads=args.threads)
+    finder = FlyerFinder(engine=reader.engine)
     for path in args.images:
         try:
             image = read_photo(path).image
@@ -53,13 +56,7 @@ def cli(argv: list[str]) -> int:
             print(f"streetorder ocr: {err}", file=sys.stderr)
             return 1
         if args.find:
-            found = reader.find_missed(image, sv.Detections.empty())
-            result: Any = [
-                {"xyxy": [round(float(v)) for v in box], "confidence": round(float(c), 3), "ocr": asdict(r)}
-                for box, c, r in zip(
-                    found.xyxy, np.asarray(found.confidence), found.data.get("ocr", []), strict=True
-                )
-            ]
+            result: Any = [notice.as_evidence() for notice in finder.read(image).notices]
         else:
             box = [float(v) for v in args.box.split(",")] if args.box else None
             if box is not None and len(box) != 4:

@@ -73,6 +73,7 @@ class FlyerRules:
     context_max_cover: float = 0.5
     not_on: dict[str, str] = field(default_factory=dict)
     words: tuple[str, ...] = ()
+    ignore_phrases: tuple[str, ...] = ()
     shop_suffixes: tuple[str, ...] = ()
     street_signs: tuple[re.Pattern[str], ...] = ()
 
@@ -106,7 +107,7 @@ def _load_rules(path: Path) -> FlyerRules:
         patterns = tuple(re.compile(p) for p in data.pop("street_signs", []))
     except re.error as err:
         raise FlyerRulesError(f"{path}: street_signs: {err}") from err
-    for key in ("grids", "words", "shop_suffixes"):
+    for key in ("grids", "words", "ignore_phrases", "shop_suffixes"):
         if key in data:
             data[key] = tuple(str(v) for v in data[key] or ())
     if "confidence" in data:
@@ -265,13 +266,18 @@ def decide(
 
     Ruled out first, whatever else it carries: a number plate (the privacy module's rule) without
     a phone or a small-ad word, a street or traffic sign without a phone, a shop sign (its
-    largest line, `sizes` being the lines' character sizes, ends like a shop's name). Then a
+    largest line, `sizes` being the lines' character sizes, ends like a shop's name; or any line
+    does and there is no small-ad word: a maker's label). Vocabulary is looked for after
+    `ignore_phrases` are taken out (可回收 on bins is not 回收). Then a
     small ad when it carries a phone number, a QR code or small-ad words, the confidence of the
     strongest signal plus `second_signal` for each further kind.
     """
     text = unicodedata.normalize("NFKC", "\n".join(lines))
     phones = tuple(extract_phones(text))
-    words = tuple(w for w in rules.words if w in text)
+    wording = text
+    for phrase in rules.ignore_phrases:
+        wording = wording.replace(phrase, " ")
+    words = tuple(w for w in rules.words if w in wording)
     read = tuple(line for line in lines if line.strip())
     found = Notice((0, 0, 0, 0), read, phones, tuple(qr), words)
     title = read[int(np.argmax(sizes))] if read and sizes is not None and len(sizes) == len(read) else None
@@ -281,6 +287,9 @@ def decide(
         return replace(found, reasons=("reads as a street or traffic sign",), ruled_out=True)
     if title is not None and title.strip().endswith(rules.shop_suffixes):
         return replace(found, reasons=(f"a shop sign ({title.strip()})",), ruled_out=True)
+    label = next((line.strip() for line in read if line.strip().endswith(rules.shop_suffixes)), None)
+    if label is not None and not words:
+        return replace(found, reasons=(f"a shop sign or maker's label ({label})",), ruled_out=True)
     signals = {
         "phone": f"phone {', '.join(phones)}" if phones else "",
         "qr": "QR code" if qr else "",

@@ -2,9 +2,9 @@
 
 PP-OCR (det + angle cls + rec) through rapidocr-onnxruntime, whose wheel ships the ONNX models
 (the package has no download code; nothing is fetched). OCR is slow next to detection, so it runs
-only on flyer detections (a crop each), and, when asked for, once per patrol photo to find flyers
-the detector missed: text with a phone number on a wall-like surface becomes a low-confidence
-flyer candidate marked `source = "ocr"`. Never on every video frame.
+only on flyer detections (a crop each). Whole photos are read for small ads by the flyer reader
+(vision/detect/flyers.py), which shares this module's engine and phone-number rule. Never on every
+video frame.
 """
 
 from __future__ import annotations
@@ -21,15 +21,9 @@ import supervision as sv
 
 from vision.core.draw import crop_box
 from vision.core.taxonomy import Taxonomy, load_taxonomy
-from vision.detect.surfaces import surface_mask
 
-# Below the flyer class's min_confidence (configs/taxonomy.yaml), so an OCR candidate never files
-# a case by itself: it waits for a person or the detector to confirm it.
-OCR_CANDIDATE_CONFIDENCE = 0.3
 CROP_SIDE = 640  # crops are enlarged (at most 4x) to this long side: PP-OCR wants text >= ~10 px
 DETECT_SIDE = 960  # whole-photo text search at this long side
-# Classes whose text is not a flyer's: shop signs carry phone numbers legally, posters are their own class.
-NOT_FLYER_TEXT = ("signboard", "poster", "flyer")
 
 _SEPARATOR = r"[\s\-–—.·]?"
 # (pattern, canonical form); applied in order, each match blanked so no digit counts twice
@@ -142,57 +136,3 @@ class FlyerReader:
         ]
         detections.data["ocr"] = np.array(readings, dtype=object)
         return detections
-
-    def find_missed(
-        self, image: np.ndarray, detections: sv.Detections, taxonomy: Taxonomy | None = None
-    ) -> sv.Detections:
-        """Flyer candidates from text the detector did not cover: a phone number on a wall-like surface.
-
-        Text inside a detected signboard, poster or flyer is skipped (shop signs list phone
-        numbers legally; flyers already found are read by read_flyers). Each candidate is the
-        text line's box grown by half a line, class flyer, confidence OCR_CANDIDATE_CONFIDENCE x
-        the OCR score, data["source"] = "ocr", with its reading in data["ocr"].
-        """
-        taxonomy = taxonomy or load_taxonomy()
-        flyer = taxonomy.names.index("flyer")
-        excluded = {taxonomy.names.index(name) for name in NOT_FLYER_TEXT}
-        covered = [
-            box
-            for box, class_id in zip(detections.xyxy, class_ids(detections), strict=True)
-            if class_id in excluded
-        ]
-        started = time.perf_counter()
-        lines, _ = self.engine(image)
-        wall = surface_mask(image)
-        boxes, scores, readings = [], [], []
-        for points, text, score in lines or []:
-            quad = np.asarray(points, dtype=float)
-            x1, y1 = quad.min(axis=0)
-            x2, y2 = quad.max(axis=0)
-            phones = extract_phones(str(text))
-            cx, cy = int((x1 + x2) / 2), int((y1 + y2) / 2)
-            if not phones or not wall[min(cy, wall.shape[0] - 1), min(cx, wall.shape[1] - 1)]:
-                continue
-            if any(bx1 <= cx <= bx2 and by1 <= cy <= by2 for bx1, by1, bx2, by2 in covered):
-                continue
-            grow = (y2 - y1) / 2
-            boxes.append(
-                [
-                    max(0, x1 - grow),
-                    max(0, y1 - grow),
-                    min(image.shape[1], x2 + grow),
-                    min(image.shape[0], y2 + grow),
-                ]
-            )
-            scores.append(OCR_CANDIDATE_CONFIDENCE * float(score))
-            readings.append(OcrReading(str(text), tuple(phones), float(score), 0.0))
-        seconds = time.perf_counter() - started
-        readings = [OcrReading(r.text, r.phones, r.confidence, seconds) for r in readings]
-        if not boxes:
-            return sv.Detections.empty()
-        return sv.Detections(
-            xyxy=np.array(boxes, dtype=np.float32),
-            confidence=np.array(scores, dtype=np.float32),
-            class_id=np.full(len(boxes), flyer, dtype=int),
-            data={"source": np.array(["ocr"] * len(boxes)), "ocr": np.array(readings, dtype=object)},
-        )
