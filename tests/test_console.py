@@ -44,6 +44,7 @@ START = datetime(2025, 9, 23, 9, 0, tzinfo=TZ)  # a Tuesday, in the 旬 2025-09-
 GRID_LIFE = ("410103001001005", 34.72265, 113.62762)  # (grid, lat, lon) of the whole-life test
 GRID_FLYER = ("410103001002005", 34.72273, 113.63081)
 GRID_PAGING = ("410103001002001", 34.72365, 113.62976)
+GRID_QUIET = ("410103001002003", 34.7235, 113.6320)  # the read-only and map tests'
 STREET = "淮河路街道"  # every example grid's street
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -594,7 +595,7 @@ def test_the_map_keeps_the_grid_layout_and_a_chosen_day_ends_the_chart(live: Liv
             live.service.domain.rules,
         )
     live.clock.at = START + timedelta(hours=2)
-    open311(live, "06010", *GRID_LIFE[1:], "路边垃圾")
+    open311(live, "06010", *GRID_QUIET[1:], "路边垃圾")
     sign_in(browser, live)
     visit(browser, live, "map", "map")
     widths = browser.execute_script(
@@ -606,3 +607,93 @@ def test_the_map_keeps_the_grid_layout_and_a_chosen_day_ends_the_chart(live: Liv
     days = attributes(browser, "#class-chart rect", "data-day")
     assert "2025-09-23" in days and max(days) == "2025-09-23"
     assert "2025-09-23" in one(browser, "#chart-title").text
+
+
+def test_a_read_only_key_sees_no_actions_and_errors_read_in_the_consoles_language(
+    live: Live, browser: Any
+) -> None:
+    """Buttons only for what the key may do (GET /v1/sessions/current); problems in Chinese, the
+    service's English detail only in the title."""
+    from serve.cases.auth import create_key
+    from serve.cases.db import transaction
+
+    with transaction(live.service.sessions) as session:
+        reader, _ = create_key(
+            session, name="reader", scopes=["cases:read"], pepper=live.service.verifier.pepper, now=START
+        )
+    live.clock.at = START + timedelta(hours=3)
+    case_id = open311(live, "07001", *GRID_QUIET[1:], "电箱上的小广告")
+    browser.get(f"{live.base}/")
+    browser.execute_script("sessionStorage.setItem('streetorder.key', arguments[0])", reader)
+    visit(browser, live, f"case/{case_id}", "case")
+    assert css(browser, "#actions button") == []
+    assert one(browser, "#actions-hint").text == "当前密钥只能查看，不能办理案卷"
+
+    visit(browser, live, "case/987654", "case")
+    problem = one(browser, "#view .problem p")
+    assert problem.text == "找不到该案卷或资料" and "does not exist" in problem.get_attribute("title")
+
+    browser.execute_script("sessionStorage.clear()")  # signed out
+    sign_in(browser, live)  # the console key may act: the state's actions are there again
+    visit(browser, live, f"case/{case_id}", "case")
+    allowed = live.api("GET", f"/v1/cases/{case_id}").json()["allowed_actions"]
+    assert [b.get_attribute("data-action") for b in css(browser, "#actions button")] == allowed
+    etag = live.api("GET", f"/v1/cases/{case_id}").headers["ETag"]
+    live.api(  # someone else confirms it meanwhile: the page's version is stale
+        "POST", f"/v1/cases/{case_id}/transitions", json={"action": "confirm"}, headers={"If-Match": etag}
+    )
+    one(browser, '#actions button[data-action="reject"]').click()
+    one(browser, "#action-form textarea").send_keys("误报")
+    one(browser, "#action-submit").click()
+    wait(
+        browser, lambda d: one(d, "#action-error").text == "案卷已被他人修改，请刷新后重试", "no Chinese 412"
+    )
+
+
+def test_the_scan_report_reads_in_chinese_and_turns_to_english_like_the_console(
+    browser: Any, tmp_path: Path
+) -> None:
+    """report.html opened from disk: Chinese first, the toggle shows English and back; an AI finding
+    awaiting review reads as such, without a deadline."""
+    from serve.cases.db import open_database, transaction
+    from serve.cases.findings import Finding, load_case_rules, record_finding
+    from serve.cases.report import write_report
+    from vision.core.boxes import Box
+
+    rules = load_case_rules()
+    factory = open_database(f"sqlite:///{tmp_path / 'scan.db'}")
+    photo = street_photo(tmp_path / "p0.jpg", 0)
+    with transaction(factory) as session:
+        record_finding(
+            session,
+            Finding(
+                event="exposed_garbage",
+                lat=GRID_QUIET[1],
+                lon=GRID_QUIET[2],
+                seen_at=START,
+                photo_path=str(photo),
+                photo_sha256=hashlib.sha256(photo.read_bytes()).hexdigest(),
+                boxes=(Box((250, 220, 380, 300), 0.8, "garbage"),),
+                model_version="street-v1@000000000000",
+            ),
+            rules,
+        )
+    page = write_report(factory, tmp_path / "report", rules)
+    browser.get(page.as_uri())
+    browser.execute_script("localStorage.removeItem('streetorder.lang')")
+    browser.refresh()
+    heading = one(browser, "h1")
+    state = one(browser, ".case .state")
+    assert heading.text == "巡查照片扫描报告" and state.text == "待核实"
+    assert (
+        "立案后开始计时" in one(browser, ".case .meta").text
+        and "awaiting" not in browser.find_element(By.TAG_NAME, "body").text
+    )
+    one(browser, "#lang").click()
+    wait(browser, lambda d: one(d, "h1").text == "Scan report", "report not in English")
+    assert state.text == "awaiting review" and "no deadline until filed" in one(browser, ".case .meta").text
+    assert "待核实" not in browser.find_element(By.TAG_NAME, "body").text
+    browser.refresh()  # the choice is kept, as in the console
+    assert one(browser, "h1").text == "Scan report"
+    one(browser, "#lang").click()
+    wait(browser, lambda d: one(d, "h1").text == "巡查照片扫描报告", "report not back in Chinese")

@@ -164,3 +164,20 @@ def test_an_empty_database(tmp_path: Path) -> None:
     html = write_report(factory, tmp_path / "out", RULES).read_text(encoding="utf-8")
     assert "No cases." in html
     assert json.loads((tmp_path / "out" / "cases.geojson").read_text())["features"] == []
+
+
+def test_the_report_reads_in_chinese_with_english_beside_and_states_as_they_are(
+    database: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """AI findings awaiting review are neither called filed nor given a deadline."""
+    html = write_report(database, tmp_path / "out", RULES).read_text(encoding="utf-8")
+    assert '<html lang="zh-CN">' in html and 'id="lang"' in html
+    case = html[html.index('id="SO202611200001"') :]
+    case = case[: case.index('<div class="pictures">')]
+    assert 'data-state="reported"' in case
+    assert '<span class="zh">待核实</span><span class="en">awaiting review</span>' in case
+    assert (
+        "立案后开始计时" in case and "处置期限" not in case and "filed" not in case.replace("until filed", "")
+    )
+    assert '<span class="zh">无位置</span><span class="en">unlocated</span>' in html
+    assert "案卷 3 件（其中待核实 3 件）" in html

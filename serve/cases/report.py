@@ -1,8 +1,10 @@
 """The scan report, written from the database: what was filed, where, and what could not be used.
 
 Files in the output folder:
-- `report.html`: counts per event class and per grid (with cases per km²), the cases with evidence
-  thumbnails (boxes drawn) and crops, and the unreadable, unlocated, undated and outside photos with reasons;
+- `report.html` (Chinese, with an English toggle like the console's): counts per event class and
+  per grid (with cases per km²), the cases with their state as it is (awaiting review is not
+  filed) and a deadline only once the case is filed, with evidence thumbnails (boxes drawn) and
+  crops, and the unreadable, unlocated, undated and outside photos with reasons;
 - `cases.geojson` (points, for any GIS) and `cases.csv` (for spreadsheets): every case;
 - `crops/`: each evidence box cut out with a margin; `thumbs/`: the drawn thumbnails.
 
@@ -26,7 +28,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from serve.cases.enums import PhotoStatus
+from serve.cases.enums import PhotoStatus, State
 from serve.cases.findings import CaseRules
 from serve.cases.orm import Case, Evidence, Photo
 from vision.core.boxes import parse_boxes
@@ -55,6 +57,56 @@ CASE_COLUMNS = (
     "last_seen_at",
     "evidence",
 )
+
+
+# Words of the report, Chinese first and English for the toggle (the console's names of the same things)
+STATES = {
+    "reported": ("待核实", "awaiting review"),
+    "verified": ("已核实，待立案", "verified, to be filed"),
+    "not_filed": ("不予立案", "not filed"),
+    "filed": ("已立案", "filed"),
+    "dispatched": ("已派遣", "dispatched"),
+    "handling": ("处理中", "handling"),
+    "handled": ("已处置，待核查", "handled, to be checked"),
+    "check_passed": ("核查通过", "check passed"),
+    "closed": ("已结案", "closed"),
+    "suspended": ("挂账", "suspended"),
+    "cancelled": ("作废", "cancelled"),
+    "force_closed": ("强制结案", "force closed"),
+}
+REVIEWS = {
+    "pending": ("待审核", "pending"),
+    "confirmed": ("已确认", "confirmed"),
+    "corrected": ("已更正", "corrected"),
+    "rejected": ("已驳回", "rejected"),
+}
+UNITS = {
+    "hours": ("小时", "hours"),
+    "days": ("天", "days"),
+    "working_hours": ("工作小时", "working hours"),
+    "working_days": ("工作日", "working days"),
+}
+UNFILED = (State.REPORTED, State.VERIFIED, State.NOT_FILED)  # no disposal clock runs before filing
+PHOTO_STATUSES = {
+    PhotoStatus.UNREADABLE: ("无法读取", "unreadable"),
+    PhotoStatus.UNLOCATED: ("无位置", "unlocated"),
+    PhotoStatus.UNDATED: ("无拍摄时间", "undated"),
+    PhotoStatus.OUTSIDE: ("不在网格内", "outside"),
+}
+REASONS = {
+    PhotoStatus.UNLOCATED: (
+        "无位置：照片无 GPS 信息或信息不合理；可在 sidecar CSV 中补充 lat/lon",
+        "no position: EXIF GPS missing or absurd; give lat/lon in a sidecar CSV",
+    ),
+    PhotoStatus.UNDATED: (
+        "无拍摄时间：照片无 DateTimeOriginal；可在 sidecar CSV 中补充 taken_at",
+        "no capture time: EXIF DateTimeOriginal missing; give taken_at in a sidecar CSV",
+    ),
+    PhotoStatus.OUTSIDE: (
+        "拍摄地点不在本辖区任何单元网格内，未建案",
+        "outside every unit grid of the layout: no case filed",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -88,6 +140,10 @@ def write_report(
             "cases": _html_cases(session, rules, out, options),
             "problems": _problem_photos(session, options.html_photos, tz),
             "options": options,
+            "states": STATES,
+            "reviews": REVIEWS,
+            "units": UNITS,
+            "unfiled": UNFILED,
         }
         env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
         path = out / "report.html"
@@ -181,6 +237,8 @@ def _totals(session: Session) -> dict[str, int]:
         "photos": sum(photos.values()),
         **{status.value: photos.get(status, 0) for status in PhotoStatus},
         "cases": session.scalar(select(func.count(Case.id))) or 0,
+        "awaiting_review": session.scalar(select(func.count(Case.id)).where(Case.state == State.REPORTED))
+        or 0,
         "evidence": session.scalar(select(func.count(Evidence.id))) or 0,
     }
 
@@ -275,12 +333,8 @@ def _problem_photos(session: Session, limit: int, tz: tzinfo) -> Iterator[dict[s
         yield {
             "path": photo.path,
             "status": photo.status,
-            "reason": photo.error
-            or {
-                "unlocated": "no position: EXIF GPS missing or absurd; give lat/lon in a sidecar CSV",
-                "undated": "no capture time: EXIF DateTimeOriginal missing; give taken_at in a sidecar CSV",
-                "outside": "outside every unit grid of the layout: no case filed",
-            }.get(photo.status, ""),
+            "status_name": PHOTO_STATUSES.get(photo.status, (photo.status, photo.status)),
+            "reason": (photo.error, photo.error) if photo.error else REASONS.get(photo.status, ("", "")),
             "detections": len(parse_boxes(photo.detections, f"photo {photo.id}").boxes),
             "taken_at": _local(photo.taken_at, tz),
         }

@@ -2,7 +2,7 @@
 import { getJSON, loadImage, query, request } from "./api.js";
 import { departments, events } from "./catalog.js";
 import { dot, duration, go, h, number, reload, table, when } from "./dom.js";
-import { t } from "./i18n.js";
+import { explain, t } from "./i18n.js";
 
 // Every workflow state (serve/cases/workflow.py State), for the filter and the labels.
 const STATES = [
@@ -222,17 +222,27 @@ function actionForm(caseData, etag, action, catalog, depts) {
       await request(`/v1/cases/${caseData.id}/transitions`, { method: "POST", json: body, headers: { "If-Match": etag } });
       reload();
     } catch (failure) {
-      const allowed = failure.problem?.allowed_actions;
-      error.textContent = failure.status === 412 ? t("stale") : `${failure.message}${allowed ? ` (${allowed.join(", ")})` : ""}`;
+      error.textContent = explain(failure);
+      error.title = failure.message;
       form.querySelector("#action-submit").disabled = false;
     }
   });
   return form;
 }
 
+/** The actions the caller may take on the case now: the state's, and only with a key (or a
+ * person's role) that may change cases. */
+function actionsFor(c, caller) {
+  if (!caller.scopes.some((scope) => scope === "cases:write" || scope === "admin")) return [];
+  return c.allowed_actions.filter((action) => caller.actions.includes(action));
+}
+
 export async function casePage(caseId) {
-  const [response, catalog, depts] = await Promise.all([request(`/v1/cases/${Number(caseId)}`), events(), departments()]);
+  const [response, catalog, depts, caller] = await Promise.all([
+    request(`/v1/cases/${Number(caseId)}`), events(), departments(), getJSON("/v1/sessions/current"),
+  ]);
   const c = await response.json();
+  const actions = actionsFor(c, caller);
   const etag = response.headers.get("ETag");
 
   const facts = h(
@@ -259,15 +269,15 @@ export async function casePage(caseId) {
   const buttons = h(
     "div",
     { class: "actions", id: "actions" },
-    c.allowed_actions.length
-      ? c.allowed_actions.map((action) =>
+    actions.length
+      ? actions.map((action) =>
           h("button", {
             type: "button",
             class: `action action-${action}`,
             "data-action": action,
             onclick: () => panel.replaceChildren(actionForm(c, etag, action, catalog, depts)),
           }, t(`action.${action}`)))
-      : h("span", { class: "hint" }, t("actions.none")),
+      : h("span", { class: "hint", id: "actions-hint" }, t(c.allowed_actions.length ? "actions.readonly" : "actions.none")),
   );
 
   const before = c.evidence.filter((e) => e.role !== AFTER);

@@ -3,7 +3,7 @@ import { ApiError, releaseImages, request, session } from "./api.js";
 import { camerasPage } from "./cameras.js";
 import { casePage, casesPage } from "./cases.js";
 import { h } from "./dom.js";
-import { lang, setLang, t } from "./i18n.js";
+import { explain, lang, setLang, t } from "./i18n.js";
 import { mapPage } from "./map.js";
 import { rankingsPage } from "./rankings.js";
 
@@ -53,7 +53,7 @@ export async function render() {
       translateShell();
       return show("signin", signIn(t("signin.expired")));
     }
-    show(page, h("div", { class: "problem" }, h("h2", {}, t("error")), h("p", {}, error.message)));
+    show(page, h("div", { class: "problem" }, h("h2", {}, t("error")), h("p", { title: error.message }, explain(error))));
   }
 }
 
@@ -76,8 +76,9 @@ function signIn(message) {
     try {
       await request("/v1/cases?limit=1", { key });
     } catch (error) {
-      const why = error.status === 403 ? t("signin.scope") : error.status === 401 ? t("signin.bad") : t("error");
-      note.textContent = `${why} (${error.message})`;
+      const why = error.status === 403 ? t("signin.scope") : error.status === 401 ? t("signin.bad") : explain(error);
+      note.textContent = why;
+      note.title = error.message;
       return;
     }
     session.set(key);

@@ -19,6 +19,19 @@ export const STRINGS = {
     "signin.scope": "该密钥没有 cases:read 权限",
     "signin.expired": "登录已失效，请重新输入密钥",
     error: "出错了",
+    "problem.400": "请求内容有误，无法处理",
+    "problem.401": "未登录或登录已失效",
+    "problem.403": "当前密钥没有此操作的权限（需要 {scope}）",
+    "problem.404": "找不到该案卷或资料",
+    "problem.409": "案卷当前状态下不能执行此操作；可执行：{allowed}",
+    "problem.412": "案卷已被他人修改，请刷新后重试",
+    "problem.413": "文件太大",
+    "problem.415": "只接受 JPEG 或 PNG 图片",
+    "problem.422": "填写的内容不符合要求：{field}",
+    "problem.428": "请刷新案卷后重试",
+    "problem.429": "尝试次数过多，请稍后再试",
+    "problem.503": "服务暂时繁忙或缺少组件，请稍后再试",
+    "actions.readonly": "当前密钥只能查看，不能办理案卷",
     none: "无",
     all: "全部",
     yes: "是",
@@ -195,6 +208,19 @@ export const STRINGS = {
     "signin.scope": "This key lacks the cases:read scope",
     "signin.expired": "Signed out: enter the key again",
     error: "Something went wrong",
+    "problem.400": "The request could not be processed",
+    "problem.401": "Not signed in, or the sign-in expired",
+    "problem.403": "This key may not do that (it needs {scope})",
+    "problem.404": "No such case or file",
+    "problem.409": "Not allowed in the case's current state; allowed: {allowed}",
+    "problem.412": "Someone changed the case meanwhile: reload and try again",
+    "problem.413": "The file is too large",
+    "problem.415": "Only JPEG or PNG images are accepted",
+    "problem.422": "A field does not fit: {field}",
+    "problem.428": "Reload the case and try again",
+    "problem.429": "Too many tries: wait a moment",
+    "problem.503": "The service is busy or lacks a part: try again later",
+    "actions.readonly": "This key may read cases, not act on them",
     none: "None",
     all: "All",
     yes: "Yes",
@@ -371,4 +397,14 @@ export function setLang(code) {
 export function t(key, vars = {}) {
   const text = STRINGS[lang()][key] ?? STRINGS.zh[key] ?? key.split(".").pop();
   return text.replace(/\{(\w+)\}/g, (whole, name) => (name in vars ? String(vars[name]) : whole));
+}
+
+/** A failed API request in the console's language, by its status (the service's own words are in
+ * English; they go to the element's title for whoever reports the problem). */
+export function explain(failure) {
+  const problem = failure?.problem || {};
+  const key = `problem.${failure?.status}`;
+  if (!(key in STRINGS[lang()])) return t("error");
+  const allowed = (problem.allowed_actions || []).map((action) => t(`action.${action}`)).join(lang() === "zh" ? "、" : ", ");
+  return t(key, { scope: problem.required_scope || "", field: problem.field || "", allowed: allowed || t("none") });
 }
