@@ -20,6 +20,7 @@ import socket
 import time
 import zlib
 from collections.abc import Callable
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,12 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from conftest import Service
+from conftest import SERVICE_START, Service
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from sqlalchemy import func, select
+from test_api_lifecycle import act, report
 
 from serve.cases.deadlines import CalendarError, load_calendar
 from serve.cases.grids import GridError, load_grids
@@ -446,3 +448,265 @@ def test_mutated_configs_fail_with_the_loaders_error_naming_the_file(name: str, 
 
     check()
     assert outcomes["refused"] > 0
+
+
+# --- the input policy: extreme times, NaN, huge numbers, future EXIF (issue 31) ----------------
+
+# Each of these answered 500 before the input policy (issue 31): now a 4xx problem, nothing stored.
+EXTREME_QUERIES = [
+    ("/v1/cases", {"since": "0001-01-01T00:00:00+14:00"}),
+    ("/v1/cases", {"as_of": "9999-12-31T23:59:59-14:00", "overdue": "true"}),
+    ("/v1/cases", {"until": "9999-12-31T23:59:59-14:00"}),
+    ("/v1/cases.geojson", {"since": "0001-01-01T00:00:00+14:00"}),
+    ("/v1/stats", {"since": "0001-01-01T00:00:00+14:00"}),
+    ("/v1/stats", {"until": "9999-12-31T23:59:59-14:00"}),
+    ("/v1/stats/ranking", {"day": "9999-12-31"}),
+    ("/v1/stats/ranking", {"day": "0001-01-01"}),
+    ("/v1/stats/daily", {"since": "0001-01-01", "until": "0001-01-05"}),
+    ("/v1/stats/daily", {"since": "9999-12-30"}),
+    ("/open311/v2/requests.json", {"start_date": "9999-12-31T23:59:59-14:00"}),
+    ("/open311/v2/requests.json", {"start_date": "0001-01-01T00:00:00+14:00"}),
+]
+NOT_FINITE_BODIES = [
+    ("/v1/keys", "admin", '{"name": "x", "scopes": NaN}'),
+    ("/v1/keys", "admin", '{"name": Infinity, "scopes": ["detect"]}'),
+    ("/v1/keys", "admin", "NaN"),
+    ("/labelstudio/predict", "annotate", '{"tasks": NaN}'),
+    ("/labelstudio/predict", "annotate", '{"tasks": [{"id": -Infinity, "data": {"image": NaN}}]}'),
+]
+BAD_CAPTURE_TIMES = [
+    "0001-01-01T00:00:00+14:00",
+    "9999-12-31T23:59:59-14:00",
+    "2999-06-01T09:00:00+08:00",
+    "0001-01-02T09:00:00+08:00",
+    "1999-12-31T09:00:00+08:00",
+    "2025-09-30T10:40:00+08:00",  # 10 minutes ahead of the service's clock (SERVICE_START)
+]
+
+
+def assert_problem(response: Any, *statuses: int) -> dict[str, Any]:
+    """A 4xx RFC 9457 problem document (GeoReport v2's error list under /open311)."""
+    assert response.status_code in statuses, (response.status_code, response.text[:400])
+    body = response.json()
+    if response.request.url.path.startswith("/open311/"):
+        assert body[0]["code"] == response.status_code and body[0]["description"]
+        return {"detail": body[0]["description"]}
+    assert response.headers["content-type"] == "application/problem+json"
+    assert body["status"] == response.status_code and body["title"] and body["detail"]
+    return dict(body)
+
+
+def uploads(service: Service) -> list[Path]:
+    return sorted((service.settings.evidence_dir / "uploads").rglob("*.*"))
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_extreme_times_in_queries_are_a_problem_naming_the_field(service: Service) -> None:
+    for path, params in EXTREME_QUERIES:
+        response = service.client.get(path, params=params, headers=service.auth("admin"))
+        detail = assert_problem(response, 400, 422)["detail"]
+        assert any(name in detail for name in params), detail
+    # a parameter that means a day takes a day (issue 27, point 9), in the bureau's timezone
+    for params in ({"since": "2025-09-29"}, {"since": "2025-09-29", "until": "2025-10-01"}):
+        for path in ("/v1/stats", "/v1/cases"):
+            response = service.client.get(path, params=params, headers=service.auth("cases:read"))
+            assert response.status_code == 200, response.text
+    stats = service.client.get(
+        "/v1/stats", params={"since": "2025-09-29"}, headers=service.auth("cases:read")
+    )
+    assert stats.json()["since"] == "2025-09-29T00:00:00+08:00"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_nan_infinity_and_huge_numbers_in_json_are_a_422_problem(service: Service) -> None:
+    for path, scope, body in NOT_FINITE_BODIES:
+        response = service.client.post(
+            path, content=body, headers={**service.auth(scope), "Content-Type": "application/json"}
+        )
+        assert_problem(response, 422)
+    case_id = report(service)
+    for action in ("confirm", "file", "dispatch", "start"):
+        act(service, case_id, SERVICE_START, action)
+    for body, field in (
+        ('{"action": "extend", "extend_by": NaN}', "NaN"),
+        ('{"action": "extend", "extend_by": Infinity}', "Infinity"),
+        ('{"action": "extend", "extend_by": 1e308}', "extend_by"),
+        ('{"action": "extend", "extend_by": 1e7}', "extend_by"),
+        ('{"action": "extend", "extend_by": 241}', "extend_by"),  # 30 working days are 240 working hours
+        ('{"action": "handle", "evidence_id": 1180591620717411303424}', "evidence_id"),
+        ('{"action": "handle", "evidence_id": 9223372036854775808}', "evidence_id"),
+        ('{"action": "start", "at": "9999-12-31T23:59:59-14:00"}', "at"),
+    ):
+        etag = service.client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read")).headers["ETag"]
+        started = time.perf_counter()
+        response = service.client.post(
+            f"/v1/cases/{case_id}/transitions",
+            content=body,
+            headers={**service.auth("cases:write"), "If-Match": etag, "Content-Type": "application/json"},
+        )
+        assert time.perf_counter() - started < 2, f"{body} took {time.perf_counter() - started:.1f} s"
+        assert field in assert_problem(response, 422)["detail"], response.text
+    case = service.client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read")).json()
+    assert case["state"] == "handling" and case["deadline_at"] < "2026"  # nothing moved the deadline
+    extended = act(service, case_id, SERVICE_START, "extend", extend_by=240, note="节后")
+    assert extended["deadline_at"] < "2026"
+
+
+def exif_photo(taken_at: datetime, seed: int = 5) -> bytes:
+    out = io.BytesIO()
+    exif = exif_for(position=Position(34.72265, 113.62762), taken_at=taken_at)
+    Image.open(io.BytesIO(encoded("jpg", seed, (320, 240)))).save(out, "JPEG", exif=exif)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_implausible_capture_times_are_refused_at_every_door_leaving_no_file(service: Service) -> None:
+    case_id = report(service)
+    before = case_count(service)
+    doors = [("/v1/reports", "report", {"lat": "34.72265", "lon": "113.62762"})]
+    doors.append((f"/v1/cases/{case_id}/evidence", "cases:write", {"role": "after"}))
+    for i, text in enumerate(BAD_CAPTURE_TIMES):
+        for path, scope, form in doors:  # the form's taken_at, on a photo without EXIF time
+            response = service.client.post(
+                path,
+                files={"file": ("t.jpg", encoded("jpg", 100 + i, (320, 240)), "image/jpeg")},
+                data={**form, "taken_at": text},
+                headers=service.auth(scope),
+            )
+            if response.status_code == 503:
+                pytest.skip("no model loaded: " + response.text)
+            assert "taken_at" in assert_problem(response, 422)["detail"]
+        when = datetime.fromisoformat(text)
+        exif_doors = doors if when.year >= 1000 else []  # strftime cannot write year 1 as EXIF wants it
+        for path, scope, form in exif_doors:  # EXIF DateTimeOriginal with OffsetTimeOriginal
+            response = service.client.post(
+                path,
+                files={"file": ("e.jpg", exif_photo(when, 200 + i), "image/jpeg")},
+                data=form,
+                headers=service.auth(scope),
+            )
+            detail = assert_problem(response, 422)["detail"]
+            assert "EXIF" in detail and ("years" in detail or "ahead" in detail), detail
+    assert case_count(service) == before and uploads(service) == []
+    frame = service.client.post(
+        f"/v1/cameras/{next(iter(load_cameras(service.settings.configs_dir / 'cameras.yaml'))).id}/frames",
+        content=encoded("jpg", 7, (320, 240)),
+        headers={
+            **service.auth("report"),
+            "Content-Type": "image/jpeg",
+            "X-Capture-Time": BAD_CAPTURE_TIMES[2],
+        },
+    )
+    assert "captured_at" in assert_problem(frame, 422)["detail"]
+
+
+aware_times = st.datetimes(
+    min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59), timezones=st.timezones()
+) | st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)).flatmap(
+    lambda naive: st.integers(-14 * 60, 14 * 60).map(
+        lambda minutes: naive.replace(tzinfo=timezone(timedelta(minutes=minutes)))
+    )
+)
+TIME_PARAMETERS = [
+    ("/v1/cases", "since"),
+    ("/v1/cases", "until"),
+    ("/v1/cases", "as_of"),
+    ("/v1/stats", "since"),
+    ("/v1/stats", "until"),
+    ("/open311/v2/requests.json", "start_date"),
+    ("/open311/v2/requests.json", "end_date"),
+]
+DAY_PARAMETERS = [("/v1/stats/ranking", "day"), ("/v1/stats/daily", "since"), ("/v1/stats/daily", "until")]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_any_time_or_day_in_a_query_answers_200_or_a_problem(service: Service) -> None:
+    report(service)
+
+    @HTTP_FUZZ
+    @given(st.sampled_from(TIME_PARAMETERS), aware_times)
+    def instant(target: tuple[str, str], when: datetime) -> None:
+        path, name = target
+        response = service.client.get(path, params={name: when.isoformat()}, headers=service.auth("admin"))
+        if response.status_code != 200:
+            assert_problem(response, 400, 422)
+
+    @HTTP_FUZZ
+    @given(st.sampled_from(DAY_PARAMETERS), st.dates())
+    def day(target: tuple[str, str], when: date) -> None:
+        path, name = target
+        response = service.client.get(path, params={name: when.isoformat()}, headers=service.auth("admin"))
+        if response.status_code != 200:
+            assert_problem(response, 400, 422)
+
+    instant()
+    day()
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.floats()
+    | st.integers(-(2**80), 2**80)
+    | st.text(max_size=8)
+    | st.sampled_from(["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", "NaN"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+TRANSITION_FIELDS = ["action", "at", "operator", "note", "department", "event", "evidence_id", "extend_by"]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_any_json_with_nan_or_huge_numbers_answers_without_a_server_error(service: Service) -> None:
+    case_id = report(service)
+    for action in ("confirm", "file", "dispatch", "start"):
+        act(service, case_id, SERVICE_START, action)
+    targets = [
+        ("/v1/keys", "admin", ["name", "scopes"]),
+        ("/labelstudio/predict", "annotate", ["tasks", "project", "label_config"]),
+        (f"/v1/cases/{case_id}/transitions", "cases:write", TRANSITION_FIELDS),
+    ]
+
+    @HTTP_FUZZ
+    @given(st.sampled_from(targets), st.data())
+    def post(target: tuple[str, str, list[str]], data: st.DataObject) -> None:
+        path, scope, fields = target
+        body = data.draw(st.dictionaries(st.sampled_from(fields), json_values, max_size=4))
+        if "transitions" in path:
+            body["action"] = data.draw(st.sampled_from(["extend", "handle", "start", body.get("action")]))
+        etag = service.client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read")).headers["ETag"]
+        response = service.client.post(
+            path,
+            content=json.dumps(body),  # NaN and Infinity as Python's json writes them
+            headers={**service.auth(scope), "If-Match": etag, "Content-Type": "application/json"},
+        )
+        assert response.status_code < 500 or response.status_code == 503, response.text[:300]
+        if response.status_code >= 400:
+            assert_problem(response, response.status_code)
+
+    post()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_any_exif_capture_time_opens_a_case_only_when_plausible(service: Service) -> None:
+    seen: dict[bool, int] = {}
+
+    @settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(aware_times.filter(lambda t: t.year >= 1900), st.integers(0, 10**6))
+    def upload(when: datetime, seed: int) -> None:
+        response = service.client.post(
+            "/v1/reports",
+            files={"file": ("e.jpg", exif_photo(when, seed), "image/jpeg")},
+            headers=service.auth("report"),
+        )
+        if response.status_code == 503:
+            pytest.skip("no model loaded: " + response.text)
+        plausible = 2000 <= when.year <= 2100 and when <= SERVICE_START + timedelta(minutes=5)
+        seen[plausible] = seen.get(plausible, 0) + 1
+        if plausible:
+            assert response.status_code == 200, response.text
+        else:
+            assert "EXIF" in assert_problem(response, 422)["detail"]
+
+    upload()
+    assert seen.get(False, 0) > 5

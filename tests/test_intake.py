@@ -23,6 +23,7 @@ from serve.cases.intake import Given, place
 from serve.cases.orm import Case, Photo
 from serve.cases.report import write_report
 from serve.cases.scan import Scanner, read_sidecar
+from serve.cases.times import ImplausibleTime
 from serve.cli.demo import pick_sample_photos
 from vision.core.boxes import parse_boxes
 from vision.core.detector import Detector
@@ -101,6 +102,7 @@ def scan(archive: Path, db_url: str, detector: Detector, workers: int, batch: in
 def report(archive: Path, service: Service, sent: tuple[Sent, ...] = TABLE) -> list[dict[str, Any]]:
     """POST each photo to /v1/reports in the scan's order, its sender's fields as form fields."""
     answers = []
+    service.clock.at = START + timedelta(days=1)  # the patrol's photos arrive the day after
     for photo in sent:
         form = {}
         if photo.given.position:
@@ -186,21 +188,44 @@ SCANS = {"scan, simple": (1, 1), "scan, 2 workers, batches of 8": (2, 8)}  # wor
 
 def test_the_rule_decides_position_time_and_status() -> None:
     rules = load_case_rules()
+    NOW = START + timedelta(days=30)
     exif = PhotoMeta(position=spot(0), taken_at=START, orientation=1)
     bare = PhotoMeta(position=None, taken_at=None, orientation=1)
     told = Given(AWAY, START - timedelta(days=1))
-    assert place(exif, told, rules).position == spot(0) and place(exif, told, rules).taken_at == START
-    assert (place(bare, told, rules).position, place(bare, told, rules).taken_at) == (
+    exif_placed = place(exif, told, rules, NOW)
+    assert exif_placed.position == spot(0) and exif_placed.taken_at == START
+    assert (place(bare, told, rules, NOW).position, place(bare, told, rules, NOW).taken_at) == (
         told.position,
         told.taken_at,
     )
-    assert place(bare, Given(), rules).status == PhotoStatus.UNLOCATED
-    assert place(bare, Given(taken_at=START), rules).status == PhotoStatus.UNLOCATED
-    undated = place(bare, Given(position=spot(2)), rules)
+    assert place(bare, Given(), rules, NOW).status == PhotoStatus.UNLOCATED
+    assert place(bare, Given(taken_at=START), rules, NOW).status == PhotoStatus.UNLOCATED
+    undated = place(bare, Given(position=spot(2)), rules, NOW)
     assert undated.status == PhotoStatus.UNDATED and undated.grid is not None  # placed, not filed
-    assert place(exif, Given(), rules).grid == rules.grid_at(spot(0).lat, spot(0).lon)
-    away = place(bare, Given(AWAY, START), rules)  # located, dated, in no grid of the layout
+    assert place(exif, Given(), rules, NOW).grid == rules.grid_at(spot(0).lat, spot(0).lon)
+    away = place(bare, Given(AWAY, START), rules, NOW)  # located, dated, in no grid of the layout
     assert away.status == PhotoStatus.OUTSIDE and away.grid is None
+
+
+@pytest.mark.parametrize(
+    ("exif_time", "given_time", "field"),
+    [
+        (START.replace(year=2999), None, "EXIF DateTimeOriginal"),
+        (START.replace(year=1999), None, "EXIF DateTimeOriginal"),
+        (None, START.replace(year=2999), "taken_at"),
+        (None, START.replace(year=1, month=1, day=2), "taken_at"),
+        (None, START + timedelta(minutes=6), "taken_at"),  # ahead of the door's clock
+        (START + timedelta(hours=1), START, "EXIF DateTimeOriginal"),  # EXIF wins, and is ahead
+    ],
+)
+def test_an_implausible_capture_time_is_refused_naming_its_source(
+    exif_time: datetime | None, given_time: datetime | None, field: str
+) -> None:
+    rules = load_case_rules()
+    meta = PhotoMeta(position=spot(0), taken_at=exif_time, orientation=1)
+    with pytest.raises(ImplausibleTime) as refused:
+        place(meta, Given(taken_at=given_time), rules, START)
+    assert refused.value.extra["field"] == field
 
 
 @pytest.mark.parametrize("door", [*SCANS, "POST /v1/reports"])

@@ -16,7 +16,7 @@ from datetime import datetime
 import anyio
 from fastapi import FastAPI, Request, Response
 
-from serve.api.deps import MAX_ID, SAFE_METHODS
+from serve.api.deps import SAFE_METHODS
 from serve.api.limits import BodyLimit
 from serve.api.pull import AnnotationPuller
 from serve.api.reload import ModelReloader
@@ -37,7 +37,9 @@ from serve.api.routers import (
     stats,
     supervision,
 )
+from serve.api.schemas import MAX_ID
 from serve.api.state import CasesByState, InferenceGate, Metrics, Service
+from serve.api.strictjson import StrictJson
 from serve.cases import errors
 from serve.cases.auth import KeyVerifier, server_secret
 from serve.cases.db import open_database, transaction
@@ -109,6 +111,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         lifespan=lifespan,
     )
     errors.install(app)
+    app.add_middleware(StrictJson)  # inside BodyLimit: the JSON it reads is bounded
     app.add_middleware(BodyLimit, limit=int(settings.max_upload_mb * 2**20) + FORM_OVERHEAD)  # chunked too
 
     @app.middleware("http")

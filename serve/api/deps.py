@@ -24,13 +24,13 @@ from fastapi.security import (
 )
 from sqlalchemy.orm import Session
 
+from serve.api.schemas import MAX_ID
 from serve.api.state import Service
 from serve.cases.auth import Principal
 from serve.cases.errors import Busy, CsrfFailed, Forbidden, TooLarge, Unauthorized, UnsupportedMedia
 from serve.cases.people import csrf_token, principal_of_user, session_user
 from vision.core.detector import Detector
 
-MAX_ID = 2**63 - 1  # the largest row id SQLite and PostgreSQL can hold: larger ids are 422, not 500
 CaseId = Annotated[int, Path(ge=1, le=MAX_ID, description="case id (not the case number)")]
 EvidenceId = Annotated[int, Path(ge=1, le=MAX_ID, description="evidence id")]
 CameraId = Annotated[str, Path(description="camera id, as in cameras.yaml")]

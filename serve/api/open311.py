@@ -40,6 +40,7 @@ from serve.cases.findings import CaseRules, CaseUpdate, Finding, record_finding
 from serve.cases.grids import Grid, GridIndex
 from serve.cases.intake import in_jurisdiction
 from serve.cases.orm import Case, CitizenRequest
+from serve.cases.times import computable
 from serve.cases.workflow import TERMINAL_STATES
 from vision.core.imageio import Position
 from vision.core.taxonomy import Event, Taxonomy
@@ -200,13 +201,17 @@ def read_moment(name: str, text: str | None, tz: tzinfo, *, end: bool = False) -
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
-            return datetime.combine(day, time.max if end else time.min, tz)
-        moment = datetime.fromisoformat(text)
+            moment = datetime.combine(day, time.max if end else time.min, tz)
+        else:
+            moment = datetime.fromisoformat(text)
     except ValueError:
         raise InvalidInput(
             name, f"{text!r} is not an ISO 8601 date or time (2025-09-30, 2025-09-30T10:00:00+08:00)"
         ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
+    try:  # year 9999 at -14:00 has no UTC time, nor a day after it
+        return computable(moment if moment.tzinfo is not None else moment.replace(tzinfo=tz))
+    except ValueError as err:
+        raise InvalidInput(name, str(err)) from None
 
 
 def check_range(start: datetime | None, end: datetime | None, now: datetime) -> tuple[datetime, datetime]:

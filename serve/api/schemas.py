@@ -7,9 +7,9 @@ bridges and bureau systems are written against.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from serve.cases.enums import (
     AiReview,
@@ -21,11 +21,18 @@ from serve.cases.enums import (
     Role,
     State,
 )
+from serve.cases.times import computable, computable_day
 from serve.cases.workflow import Action
+
+MAX_ID = 2**63 - 1  # the largest row id SQLite and PostgreSQL can hold: larger ids are 422, not 500
+# Every time and day a request names: within the years the service can compute with (422 outside).
+Instant = Annotated[AwareDatetime, AfterValidator(computable)]
+Day = Annotated[date, AfterValidator(computable_day)]
 
 
 class Schema(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    # NaN and Infinity are no numbers a request can mean: 422, never a deadline in year 7345
+    model_config = ConfigDict(from_attributes=True, allow_inf_nan=False)
 
 
 # --- detections -------------------------------------------------------------------------------
@@ -206,10 +213,14 @@ class CaseQuery(BaseModel):
     )
     street: str | None = Field(default=None, description="street name as in the grid layout")
     department: str | None = Field(default=None, description="responsible department")
-    since: AwareDatetime | None = Field(default=None, description="first seen at or after (ISO 8601)")
-    until: AwareDatetime | None = Field(default=None, description="first seen before (ISO 8601)")
+    since: Instant | Day | None = Field(
+        default=None, description="first seen at or after (ISO 8601; a day: its start, bureau time)"
+    )
+    until: Instant | Day | None = Field(
+        default=None, description="first seen before (ISO 8601; a day: its start, bureau time)"
+    )
     overdue: bool | None = Field(default=None, description="true: open and past deadline at `as_of`")
-    as_of: AwareDatetime | None = Field(default=None, description="when `overdue` is judged; default now")
+    as_of: Instant | None = Field(default=None, description="when `overdue` is judged; default now")
     limit: int = Field(default=50, ge=1, le=1000, description="page size (GeoJSON: most features returned)")
     cursor: str | None = Field(default=None, description="`next_cursor` of the previous page")
 
@@ -223,7 +234,7 @@ class CasePage(Schema):
 
 class TransitionIn(Schema):
     action: Action = Field(description="what to do; GET /v1/cases/{id} lists the actions allowed now")
-    at: AwareDatetime | None = Field(
+    at: Instant | None = Field(
         None,
         description="when it was done (e.g. offline field work); default: when the request arrives; "
         "never in the future nor before the case's last step",
@@ -244,10 +255,13 @@ class TransitionIn(Schema):
     )
     event: str | None = Field(default=None, description="correct: the right event key")
     evidence_id: int | None = Field(
-        None, description="handle: the after-photo, uploaded to /v1/cases/{id}/evidence"
+        None, ge=1, le=MAX_ID, description="handle: the after-photo, uploaded to /v1/cases/{id}/evidence"
     )
     extend_by: float | None = Field(
-        None, gt=0, description="extend: more time, in the unit of the class's limit"
+        None,
+        gt=0,
+        description="extend: more time, in the unit of the class's limit; at most the configured "
+        "maximum (STREETORDER_MAX_EXTEND_DAYS days, in that unit)",
     )
 
 

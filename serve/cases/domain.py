@@ -26,15 +26,32 @@ class Domain:
     routing: Routing
     stage_limits: StageLimits
     score_weights: dict[str, float]
+    max_extend_days: float = 30.0  # the most one `extend` may add, as days in the class's own unit
 
     def deadline_from(self, event: str, start: datetime) -> datetime:
         """Disposal deadline of `event` counted from `start` (dispatch) on the working calendar."""
         return deadline(start, self.rules.taxonomy.events[event].deadline, self.rules.calendar)
 
     def extend_deadline(self, event: str, current: datetime, amount: float) -> datetime:
-        """`current` moved by `amount` in the unit of the event's own limit (working hours, days ...)."""
+        """`current` moved by `amount` in the unit of the event's own limit (working hours, days ...).
+
+        At most `max_extend_days` in that unit (a 1e7 working-hour extension took seconds of CPU to
+        count and put the deadline in the year 7345): more is InvalidInput naming the maximum.
+        """
         unit = self.rules.taxonomy.events[event].deadline.unit
+        most = self.max_extension(unit)
+        if not 0 < amount <= most:
+            raise InvalidInput(
+                "extend_by",
+                f"{amount:g} {unit}: give more than 0 and at most {most:g} {unit} "
+                f"({self.max_extend_days:g} days, STREETORDER_MAX_EXTEND_DAYS)",
+            )
         return deadline(current, Deadline(amount, unit), self.rules.calendar)
+
+    def max_extension(self, unit: str) -> float:
+        """`max_extend_days` in a limit's unit: hours of a day, working hours of a working day, days."""
+        per_day = {"hours": 24.0, "working_hours": self.rules.calendar.seconds_per_day / 3600}
+        return self.max_extend_days * per_day.get(unit, 1.0)
 
     def unit_of(self, event: str) -> str:
         return self.rules.taxonomy.events[event].deadline.unit
@@ -61,4 +78,5 @@ def load_domain(settings: Settings) -> Domain:
         routing=load_routing(configs / "routing.yaml", rules.taxonomy),
         stage_limits=load_stage_limits(configs / "workflow.yaml"),
         score_weights=load_score_weights(configs / "stats.yaml"),
+        max_extend_days=settings.max_extend_days,
     )

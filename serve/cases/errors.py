@@ -2,18 +2,26 @@
 
 Rules and services raise these plain exceptions (no HTTP below the routers); `install` maps each
 to a status code and an RFC 9457 problem document, or to GeoReport v2's error list under /open311.
+FastAPI's own validation errors become problem documents too (`errors` lists each field), and any
+other exception a 500 problem document without internals. Rendering cannot fail: the values a
+client sent (NaN, Infinity, bytes, nested exceptions) are never echoed as JSON numbers.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import math
 import xml.etree.ElementTree as ET
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm.exc import StaleDataError
+from starlette.exceptions import HTTPException
+
+log = logging.getLogger("streetorder.errors")
 
 
 class DomainError(Exception):
@@ -192,20 +200,80 @@ def georeport_errors(
     return JSONResponse([{"code": status, "description": description}], status_code=status, headers=headers)
 
 
-def problem(request: Request, error: Exception) -> Response:
-    status, title, detail, extra, headers = _status_and_body(error)
+def json_safe(value: Any) -> Any:
+    """`value` with every float finite and everything else JSON can hold (the rest as text)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_safe(v) for v in value]
+    return str(value)
+
+
+def _response(body: Any, status: int, headers: dict[str, str] | None, media_type: str) -> JSONResponse:
+    try:
+        content = json.loads(json.dumps(json_safe(body), allow_nan=False))
+    except (TypeError, ValueError, RecursionError):  # never: json_safe leaves only JSON; still, answer
+        content = {"type": "about:blank", "title": "error", "status": status}
+    return JSONResponse(content, status_code=status, headers=headers, media_type=media_type)
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    title: str,
+    detail: str,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """An RFC 9457 problem document, or GeoReport v2's error list under /open311 (400 = bad input)."""
     if request.url.path.startswith("/open311/"):
         return georeport_errors(request, status, detail, headers)
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
-    return JSONResponse(body, status_code=status, headers=headers, media_type="application/problem+json")
+    body = {**(extra or {}), "type": "about:blank", "title": title, "status": status, "detail": detail}
+    return _response(body, status, headers, "application/problem+json")
 
 
-async def invalid_request(request: Request, error: Exception) -> Response:
-    """FastAPI's 422 for /v1; GeoReport v2's 400 list, naming each bad field, under /open311."""
-    if request.url.path.startswith("/open311/") and isinstance(error, RequestValidationError):
-        described = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in error.errors())
-        return georeport_errors(request, 400, described)
-    return await request_validation_exception_handler(request, error)  # type: ignore[arg-type]
+def problem(request: Request, error: Exception) -> Response:
+    status, title, detail, extra, headers = _status_and_body(error)
+    return problem_response(request, status, title, detail, extra, headers)
+
+
+def invalid_request(request: Request, error: Exception) -> Response:
+    """FastAPI's validation errors as a 422 problem document naming each bad field (no echoed input)."""
+    found = error.errors() if isinstance(error, RequestValidationError) else []
+    fields = [
+        {
+            "loc": [str(part) for part in e.get("loc", ())],
+            "msg": str(e.get("msg", "")),
+            "type": str(e.get("type", "")),
+        }
+        for e in found
+    ]
+    described = "; ".join(
+        f"{'.'.join(f['loc'][1:]) or f['loc'][0] if f['loc'] else 'request'}: {f['msg']}" for f in fields
+    )
+    return problem_response(
+        request, 422, "invalid request", described or "invalid request", {"errors": fields}
+    )
+
+
+def http_error(request: Request, error: Exception) -> Response:
+    """Starlette's own errors (unknown path 404, wrong method 405, unparsable body 400) as problems."""
+    status = error.status_code if isinstance(error, HTTPException) else 500
+    detail = str(error.detail) if isinstance(error, HTTPException) else "error"
+    headers = dict(error.headers or {}) if isinstance(error, HTTPException) else None
+    return problem_response(request, status, detail.lower(), detail, headers=headers)
+
+
+def unexpected(request: Request, error: Exception) -> Response:
+    """Any other exception: logged with its traceback, answered as a 500 problem without internals."""
+    log.error("%s %s failed", request.method, request.url.path, exc_info=error)
+    return problem_response(
+        request, 500, "internal error", "the service failed on this request; it is logged"
+    )
 
 
 def install(app: FastAPI) -> None:
@@ -215,3 +283,5 @@ def install(app: FastAPI) -> None:
     for error_type in (DomainError, StaleDataError, ImageError):
         app.add_exception_handler(error_type, problem)
     app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)

@@ -16,10 +16,16 @@ def write_atomically(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
+def image_path(evidence_dir: Path, sha256: str, image_format: str) -> Path:
+    """Where an upload is kept by content: known before it is written, so that a door can record the
+    photo first and write the file only once nothing can refuse it (no orphan files)."""
+    suffix = ".png" if image_format == "PNG" else ".jpg"
+    return evidence_dir / "uploads" / sha256[:2] / f"{sha256}{suffix}"
+
+
 def store_image(evidence_dir: Path, data: bytes, sha256: str, image_format: str) -> Path:
     """Keep an upload under the evidence store by content (same bytes, same file), written atomically."""
-    suffix = ".png" if image_format == "PNG" else ".jpg"
-    path = evidence_dir / "uploads" / sha256[:2] / f"{sha256}{suffix}"
+    path = image_path(evidence_dir, sha256, image_format)
     if not path.exists():
         write_atomically(path, data)
     return path

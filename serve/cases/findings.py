@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -36,6 +36,7 @@ from serve.cases.errors import InvalidInput
 from serve.cases.grids import EARTH_RADIUS_M, Grid, GridIndex, haversine_m, load_grids
 from serve.cases.orm import Case, CaseCounter, Evidence, FlowEntry
 from serve.cases.settings import Settings, get_settings
+from serve.cases.times import CaptureTimes
 from serve.cases.workflow import INITIAL_STATE, OPEN_STATES
 from vision.core.boxes import Box, boxes_json
 from vision.core.taxonomy import Taxonomy, load_taxonomy
@@ -79,6 +80,7 @@ class CaseRules:
     radius_m: float = 50.0
     window: timedelta = timedelta(hours=24)
     prefix: str = "SO"
+    times: CaptureTimes = field(default_factory=CaptureTimes)  # plausible capture times (times.py)
 
     def grid_at(self, lat: float, lon: float) -> Grid | None:
         """The unit grid holding a position; None outside every grid or without a grid layout."""
@@ -95,6 +97,9 @@ def load_case_rules(settings: Settings | None = None, *, grids: GridIndex | None
         radius_m=settings.duplicate_radius_m,
         window=timedelta(hours=settings.duplicate_window_h),
         prefix=settings.case_prefix,
+        times=CaptureTimes(
+            settings.first_year, settings.last_year, timedelta(seconds=settings.capture_ahead_s)
+        ),
     )
 
 

@@ -30,9 +30,13 @@ rule's event (its dwell clocks need the frame's capture time, which the camera m
 place is the camera's), and a citizen's request carries no photo, only an optional link. Both go
 to `record_finding` directly, with the same duplicate rule, numbering and checks.
 
-Rules still to come land here once for every door: a range of plausible capture times in
-`capture_time` (`take_photo` already has the caller's `now`), photo reuse (the same or a
-near-identical photo already evidence elsewhere) at the lookup by content in `take_photo`.
+- plausible capture time (`capture_time`, by `CaseRules.times`): within the configured years and
+  no later than a few minutes ahead of the caller's `now`, whether EXIF or the sender says it; an
+  implausible one is `ImplausibleTime` (422 naming the field and why; a scan lists the photo as
+  unusable with that reason) and nothing is written.
+
+Rules still to come land here once for every door: photo reuse (the same or a near-identical photo
+already evidence elsewhere) at the lookup by content in `take_photo`.
 
 The caller owns the transaction; `take_photo` adds no query of its own besides the photo lookup by
 content, so a scan still records a batch of photos per transaction at the same speed. On SQLite,
@@ -56,6 +60,7 @@ from serve.cases.errors import OutsideJurisdiction
 from serve.cases.findings import CaseRules, CaseUpdate, Finding, record_finding
 from serve.cases.grids import Grid
 from serve.cases.orm import Case, Evidence, Photo
+from serve.cases.times import CaptureTimes
 from vision.core.boxes import Box, boxes_json, boxes_of
 from vision.core.imageio import PhotoMeta, Position
 from vision.core.taxonomy import Taxonomy
@@ -106,9 +111,16 @@ class Intake:
     updates: list[CaseUpdate] = field(default_factory=list)  # empty unless the photo is `done`
 
 
-def capture_time(meta: PhotoMeta, given: Given) -> datetime | None:
-    """EXIF capture time, else the given one; None when neither says (never a clock's time)."""
-    return meta.taken_at or given.taken_at
+def capture_time(meta: PhotoMeta, given: Given, times: CaptureTimes, now: datetime) -> datetime | None:
+    """EXIF capture time, else the given one; None when neither says (never a clock's time).
+
+    Raises ImplausibleTime when the one used is out of the configured years or ahead of `now`.
+    """
+    if meta.taken_at is not None:
+        return times.check("EXIF DateTimeOriginal", meta.taken_at, now)
+    if given.taken_at is not None:
+        return times.check("taken_at", given.taken_at, now)
+    return None
 
 
 def in_jurisdiction(position: Position, rules: CaseRules) -> Grid | None:
@@ -128,10 +140,10 @@ def refuse_outside(photo: Photo, rules: CaseRules) -> None:
         in_jurisdiction(Position(photo.lat, photo.lon), rules)
 
 
-def place(meta: PhotoMeta, given: Given, rules: CaseRules) -> Placement:
+def place(meta: PhotoMeta, given: Given, rules: CaseRules, now: datetime) -> Placement:
     """Position, capture time, grid and status of a photo, by the rule of this module's docstring."""
     position = meta.position or given.position
-    taken_at = capture_time(meta, given)
+    taken_at = capture_time(meta, given, rules.times, now)
     grid = rules.grid_at(position.lat, position.lon) if position is not None else None
     if position is None:
         status = PhotoStatus.UNLOCATED
@@ -205,12 +217,13 @@ def readings_by_event(detections: sv.Detections, taxonomy: Taxonomy) -> dict[str
 def take_photo(session: Session, photo: IncomingPhoto, rules: CaseRules, *, now: datetime) -> Intake:
     """Record `photo` and file its findings, in the caller's transaction.
 
-    `now` is only the bookkeeping time of the row (`processed_at`), never a capture time.
+    `now` is the bookkeeping time of the row (`processed_at`) and the clock a capture time may not
+    run ahead of, never a capture time itself.
     """
     row = session.scalar(select(Photo).where(Photo.sha256 == photo.sha256))
     if row is not None and not completes(row.status, photo.given):
         return Intake(row, known=True)
-    placement = place(photo.meta, photo.given, rules)
+    placement = place(photo.meta, photo.given, rules, now)
     events = patrol_findings(photo.detections, rules.taxonomy)
     readings = readings_by_event(photo.detections, rules.taxonomy)
     if row is None:

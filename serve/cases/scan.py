@@ -50,6 +50,7 @@ from serve.cases.intake import (
 )
 from serve.cases.orm import Photo
 from serve.cases.settings import get_settings
+from serve.cases.times import ImplausibleTime
 from vision.core.detector import Detector
 from vision.core.imageio import DEFAULT_TIMEZONE, MAX_PIXELS, ImageError, PhotoMeta, Position
 from vision.detect.flyers import FlyerFinder, ScanMode, load_flyer_rules
@@ -387,21 +388,24 @@ class Scanner:
         assert (
             inspection.meta is not None and inspection.size is not None and inspection.detections is not None
         )
-        intake = take_photo(
-            session,
-            IncomingPhoto(
-                sha256=sha256,
-                path=source,
-                source=PhotoSource.PATROL,
-                meta=inspection.meta,
-                size=inspection.size,
-                detections=inspection.detections,
-                model_version=self.detector.version,
-                given=sidecar_row(self.sidecar, source) or Given(),
-            ),
-            self.rules,
-            now=datetime.now(UTC),  # bookkeeping of the scan itself, never a capture time
-        )
+        try:
+            intake = take_photo(
+                session,
+                IncomingPhoto(
+                    sha256=sha256,
+                    path=source,
+                    source=PhotoSource.PATROL,
+                    meta=inspection.meta,
+                    size=inspection.size,
+                    detections=inspection.detections,
+                    model_version=self.detector.version,
+                    given=sidecar_row(self.sidecar, source) or Given(),
+                ),
+                self.rules,
+                now=datetime.now(UTC),  # bookkeeping, and the clock no capture time may run ahead of
+            )
+        except ImplausibleTime as err:  # a photo from 2999 or year 1: listed with the reason, no case
+            return self._unreadable(session, stats, source, sha256, err.detail)
         status = intake.photo.status
         if intake.known:  # the same bytes earlier in this scan
             stats.known += 1

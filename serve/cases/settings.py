@@ -59,6 +59,24 @@ class Settings(BaseSettings):
         description="mark the session cookie Secure (behind a TLS proxy); requests that arrive over https "
         "get it anyway",
     )
+    first_year: int = Field(
+        default=2000, ge=1900, le=2199, description="capture times before this year are refused (422)"
+    )
+    last_year: int = Field(
+        default=2100, ge=1900, le=2199, description="capture times after this year are refused (422)"
+    )
+    capture_ahead_s: float = Field(
+        default=300.0,
+        ge=0,
+        le=86400,
+        description="a capture time this many seconds ahead of the server clock is still accepted",
+    )
+    max_extend_days: float = Field(
+        default=30.0,
+        gt=0,
+        le=366,
+        description="the most one `extend` transition may add, as days in the class's own unit",
+    )
     max_upload_mb: float = Field(default=20.0, description="largest image upload accepted, MiB (413 above)")
     inference_threads: int = Field(default=2, description="images inferred at once; more wait in the queue")
     inference_queue: int = Field(default=16, description="uploads that may wait for inference (then 503)")

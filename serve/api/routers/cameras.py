@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated
 from urllib.parse import urlparse, urlunparse
 
@@ -31,15 +31,13 @@ from serve.api.schemas import DetectionOut, Schema
 from serve.api.state import Service
 from serve.cases.cameras import CameraCollector, CameraHub, FrameResult, LiveCamera, Timings, open_incidents
 from serve.cases.errors import InvalidInput, NotFound, TooLarge, UnsupportedMedia
+from serve.cases.times import CaptureTimes
 from serve.cases.watch import WatchPool, reload_cameras
 from vision.live.cameras import CameraConfigError, CameraRegistry, UnknownCameraError, load_cameras
 from vision.live.zones import pixel_polygon
 
 IMAGE_TYPES = ("image/jpeg", "image/png")
 CAPTURE_HEADER = "X-Capture-Time"
-# A capture time further ahead of the service's clock is refused: applied, it would make every
-# later (true) frame of the camera late, and the camera's rules would stand still until then.
-MAX_CLOCK_AHEAD = timedelta(minutes=5)
 _AWARE = TypeAdapter(AwareDatetime)
 
 
@@ -264,7 +262,9 @@ def camera_out(live: LiveCamera) -> CameraOut:
     )
 
 
-def capture_time(value: str | None, now: datetime) -> datetime:
+def capture_time(value: str | None, now: datetime, times: CaptureTimes) -> datetime:
+    """The frame's capture time, plausible by the intake's rule: a time ahead of the service's clock
+    would make every later (true) frame of the camera late, and its rules stand still until then."""
     if not value:
         raise InvalidInput(
             "captured_at", f"the capture time is required: header {CAPTURE_HEADER} or form field captured_at"
@@ -275,14 +275,7 @@ def capture_time(value: str | None, now: datetime) -> datetime:
         raise InvalidInput(
             "captured_at", f"'{value}' is not an ISO 8601 time with an offset, e.g. 2026-05-06T09:30:00+08:00"
         ) from None
-    ahead = (when - now).total_seconds()
-    if ahead > MAX_CLOCK_AHEAD.total_seconds():
-        raise InvalidInput(
-            "captured_at",
-            f"'{value}' is {ahead:.0f} s ahead of the service's clock (at most "
-            f"{MAX_CLOCK_AHEAD.total_seconds():.0f} s); set the camera's clock (NTP)",
-        )
-    return when
+    return times.check("captured_at", when, now)
 
 
 async def frame_upload(
@@ -310,7 +303,7 @@ async def frame_upload(
         raise UnsupportedMedia(f"content type {content_type!r}: send image/jpeg, or multipart/form-data")
     if len(data) > limit:
         raise TooLarge(f"{name}: over the limit of {limit} bytes")
-    return data, name, capture_time(when, now)
+    return data, name, capture_time(when, now, service.domain.rules.times)
 
 
 def frame_out(

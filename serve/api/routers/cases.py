@@ -4,15 +4,16 @@ the workflow transitions, guarded by ETag / If-Match."""
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
 from sqlalchemy import Select, and_, func, not_, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from serve.api.deps import MAX_ID, CaseId, DbSession, Now, Reader, ServiceDep, Writer
+from serve.api.deps import CaseId, DbSession, Now, Reader, ServiceDep, Writer
 from serve.api.schemas import (
+    MAX_ID,
     CaseDetail,
     CasePage,
     CaseQuery,
@@ -32,6 +33,7 @@ from serve.cases.enums import ExtensionState
 from serve.cases.errors import InvalidInput, NotFound, PreconditionRequired, StaleVersion
 from serve.cases.orm import Case, Evidence, ExtensionRequest
 from serve.cases.people import DEPARTMENT_ROLES, check_action, check_decider, may_act, request_extension, sees
+from serve.cases.times import instant
 from serve.cases.workflow import OPEN_STATES, Action, Command, allowed_actions, apply, is_open
 from vision.core.boxes import boxes_json, parse_boxes
 
@@ -110,12 +112,13 @@ def _cursor(case_id: int) -> str:
     return base64.urlsafe_b64encode(str(case_id).encode()).decode().rstrip("=")
 
 
-def filtered(q: CaseQuery, as_of: datetime, principal: Principal) -> Select[Any]:
+def filtered(q: CaseQuery, as_of: datetime, principal: Principal, local_tz: tzinfo) -> Select[Any]:
     """The case query of the filters, newest first (id descending: stable for cursor paging); a
     department handler's queries hold only their department's cases."""
     query = select(Case).order_by(Case.id.desc())
     if principal.role in DEPARTMENT_ROLES:
         query = query.where(Case.department == principal.department)
+    since, until = instant(q.since, local_tz), instant(q.until, local_tz)
     if q.state:
         query = query.where(Case.state.in_(q.state))
     if q.event:
@@ -126,10 +129,10 @@ def filtered(q: CaseQuery, as_of: datetime, principal: Principal) -> Select[Any]
         query = query.where(Case.street == q.street)
     if q.department:
         query = query.where(Case.department == q.department)
-    if q.since:
-        query = query.where(Case.first_seen_at >= q.since)
-    if q.until:
-        query = query.where(Case.first_seen_at < q.until)
+    if since:
+        query = query.where(Case.first_seen_at >= since)
+    if until:
+        query = query.where(Case.first_seen_at < until)
     if q.overdue is not None:
         late = and_(
             Case.state.in_([s.value for s in OPEN_STATES]),
@@ -147,12 +150,15 @@ def list_cases(
     principal: Reader,
     q: Annotated[CaseQuery, Query()],
     session: DbSession,
+    service: ServiceDep,
     now: Now,
 ) -> CasePage:
     as_of = q.as_of or now
-    rows = list(session.scalars(filtered(q, as_of, principal).limit(q.limit + 1)))
+    local_tz = service.domain.rules.calendar.timezone
+    rows = list(session.scalars(filtered(q, as_of, principal, local_tz).limit(q.limit + 1)))
     page = rows[: q.limit]
-    matching = filtered(q.model_copy(update={"cursor": None}), as_of, principal).order_by(None).subquery()
+    matching = filtered(q.model_copy(update={"cursor": None}), as_of, principal, local_tz)
+    matching = matching.order_by(None).subquery()
     counts = session.execute(select(matching.c.state, func.count()).group_by(matching.c.state)).all()
     by_state = {str(state): int(count) for state, count in counts}
     return CasePage(
@@ -172,9 +178,11 @@ def cases_geojson(
     principal: Reader,
     q: Annotated[CaseQuery, Query()],
     session: DbSession,
+    service: ServiceDep,
     now: Now,
 ) -> dict[str, Any]:
     as_of = q.as_of or now
+    local_tz = service.domain.rules.calendar.timezone
     features = [
         {
             "type": "Feature",
@@ -182,7 +190,7 @@ def cases_geojson(
             "geometry": {"type": "Point", "coordinates": [case.lon, case.lat]},
             "properties": summary(case, as_of).model_dump(mode="json"),
         }
-        for case in session.scalars(filtered(q, as_of, principal).limit(q.limit))
+        for case in session.scalars(filtered(q, as_of, principal, local_tz).limit(q.limit))
     ]
     return {"type": "FeatureCollection", "features": features}
 

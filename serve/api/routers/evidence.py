@@ -64,8 +64,9 @@ def add_evidence(
     photo = service.gate.run_blocking(
         partial(decode_photo, source=upload.filename, local_tz=local_tz), upload.data
     )
+    # checked before the file is kept: a refused photo leaves nothing behind in the evidence store
+    captured_at = capture_time(photo.meta, Given(taken_at=taken_at), service.domain.rules.times, now)
     path = store_image(service.settings.evidence_dir, upload.data, upload.sha256, photo.format)
-    captured_at = capture_time(photo.meta, Given(taken_at=taken_at))
     extra: dict[str, Any] = {} if captured_at else {"time": "received"}
     numbers = flyer_numbers(case, service.domain.rules.taxonomy) if role == "after" else []
     if numbers and service.flyers is not None:

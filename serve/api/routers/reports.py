@@ -27,7 +27,7 @@ from serve.api.state import Service
 from serve.cases.auth import Principal
 from serve.cases.enums import PhotoSource, PhotoStatus
 from serve.cases.errors import InvalidInput
-from serve.cases.evidence import store_image
+from serve.cases.evidence import image_path, store_image
 from serve.cases.findings import CaseRules, lock_intake
 from serve.cases.intake import (
     Given,
@@ -131,7 +131,8 @@ def record_report(
 ) -> dict[str, Any]:
     """Store the photo, take it in (its findings become cases), and return the response body."""
     photo = analysis.photo
-    path = store_image(service.settings.evidence_dir, upload.data, upload.sha256, photo.format)
+    evidence_dir = service.settings.evidence_dir
+    path = image_path(evidence_dir, upload.sha256, photo.format)
     lock_intake(session)  # first statement of the transaction is a write (SQLite cannot upgrade a reader)
     intake = take_photo(
         session,
@@ -152,6 +153,7 @@ def record_report(
     )
     row = intake.photo
     refuse_outside(row, service.domain.rules)  # 422: the transaction ends, nothing of it is kept
+    store_image(evidence_dir, upload.data, upload.sha256, photo.format)  # taken in: now keep the bytes
     if intake.known:
         refs = [
             CaseRef(id=c.id, number=c.number, event=c.event, state=c.state, created=False)

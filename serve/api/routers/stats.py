@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from serve.api.deps import DbSession, Now, Reader, ServiceDep
-from serve.api.schemas import DailyOut, RankingOut, StatsOut, WorstSpotsOut
+from serve.api.schemas import DailyOut, Day, Instant, RankingOut, StatsOut, WorstSpotsOut
 from serve.cases.errors import InvalidInput
 from serve.cases.stats import (
     cases_between,
@@ -22,6 +21,7 @@ from serve.cases.stats import (
     ten_day_period,
     worst_spots,
 )
+from serve.cases.times import instant
 
 router = APIRouter(prefix="/v1/stats", tags=["stats"])
 MAX_DAYS = 366
@@ -32,19 +32,27 @@ def stats(
     _: Reader,
     session: DbSession,
     service: ServiceDep,
-    since: Annotated[AwareDatetime | None, Query(description="cases first reported at or after")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="cases first reported before")] = None,
+    since: Annotated[
+        Instant | Day | None,
+        Query(description="cases first reported at or after (ISO 8601; a day: its start, bureau time)"),
+    ] = None,
+    until: Annotated[
+        Instant | Day | None,
+        Query(description="cases first reported before (ISO 8601; a day: its start, bureau time)"),
+    ] = None,
     group_by: Annotated[
         Literal["grid", "street", "department", "event"] | None, Query(description="one row per group")
     ] = None,
 ) -> StatsOut:
     domain = service.domain
-    facts = [facts_of(c, domain.rules.calendar, domain.unit_of) for c in cases_between(session, since, until)]
+    local_tz = domain.rules.calendar.timezone
+    lower, upper = instant(since, local_tz), instant(until, local_tz)
+    facts = [facts_of(c, domain.rules.calendar, domain.unit_of) for c in cases_between(session, lower, upper)]
     groups = grouped(facts, group_by, domain.rules.grids, domain.score_weights) if group_by else []
     return StatsOut.model_validate(
         {
-            "since": since,
-            "until": until,
+            "since": lower,
+            "until": upper,
             "group_by": group_by,
             "total": rates(facts, weights=domain.score_weights),
             "groups": groups,
@@ -59,7 +67,7 @@ def street_ranking(
     service: ServiceDep,
     now: Now,
     day: Annotated[
-        date | None, Query(description="any day of the 旬 (bureau calendar); default today")
+        Day | None, Query(description="any day of the 旬 (bureau calendar); default today")
     ] = None,
 ) -> RankingOut:
     domain = service.domain
@@ -97,9 +105,9 @@ def daily(
     service: ServiceDep,
     now: Now,
     since: Annotated[
-        date | None, Query(description="first day (bureau calendar); default 30 days back")
+        Day | None, Query(description="first day (bureau calendar); default 30 days back")
     ] = None,
-    until: Annotated[date | None, Query(description="day after the last one; default tomorrow")] = None,
+    until: Annotated[Day | None, Query(description="day after the last one; default tomorrow")] = None,
 ) -> DailyOut:
     calendar = service.domain.rules.calendar
     end = until or now.astimezone(calendar.timezone).date() + timedelta(days=1)
