@@ -336,6 +336,7 @@ def test_a_photo_taken_outside_every_grid_files_nothing(
     else:
         service: Service = request.getfixturevalue("service")
         factory = service.client.app.state.service.sessions  # type: ignore[attr-defined]
+        service.clock.at = START + timedelta(days=1)  # the photo arrives after it was taken
         refused = service.client.post(
             "/v1/reports",
             files={"file": (bare.name, (archive / bare.name).read_bytes(), "image/jpeg")},

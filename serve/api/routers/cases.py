@@ -157,8 +157,8 @@ def list_cases(
     local_tz = service.domain.rules.calendar.timezone
     rows = list(session.scalars(filtered(q, as_of, principal, local_tz).limit(q.limit + 1)))
     page = rows[: q.limit]
-    matching = filtered(q.model_copy(update={"cursor": None}), as_of, principal, local_tz)
-    matching = matching.order_by(None).subquery()
+    unpaged = filtered(q.model_copy(update={"cursor": None}), as_of, principal, local_tz)
+    matching = unpaged.order_by(None).subquery()
     counts = session.execute(select(matching.c.state, func.count()).group_by(matching.c.state)).all()
     by_state = {str(state): int(count) for state, count in counts}
     return CasePage(
