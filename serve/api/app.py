@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request, Response
 
 from serve.api.deps import SAFE_METHODS
 from serve.api.limits import BodyLimit
+from serve.api.notify import NotificationSender
 from serve.api.pull import AnnotationPuller
 from serve.api.reload import ModelReloader
 from serve.api.routers import (
@@ -44,6 +45,7 @@ from serve.cases import errors
 from serve.cases.auth import KeyVerifier, server_secret
 from serve.cases.db import open_database, transaction
 from serve.cases.domain import load_domain
+from serve.cases.notify import load_notify_config
 from serve.cases.orm import AuditEntry
 from serve.cases.scan import load_flyer_finder
 from serve.cases.settings import Settings, get_settings
@@ -76,6 +78,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         )
         if clock is not None:
             service.clock = clock
+        service.notify = load_notify_config(settings.notifications, clock=service.clock)
         service.flyers = load_flyer_finder(settings.flyers, settings.configs_dir)
         metrics.registry.register(CasesByState(sessions))
         reloader = ModelReloader(service, settings.model_reload_s)  # before loading: no promotion is missed
@@ -90,9 +93,11 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         app.state.service = service
         reloader.start()
         puller = AnnotationPuller(settings, service.clock).start()  # what a webhook missed comes in
+        sender = NotificationSender(service).start()
         try:
             yield
         finally:
+            sender.stop()
             puller.stop()
             reloader.stop()
             sessions.kw["bind"].dispose()

@@ -9,11 +9,11 @@ the model reloader. A failed pull (Label Studio down) is logged and tried again 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from serve.api.periodic import Periodic
 from serve.cases.settings import Settings
 from vision.data.annotations.pull import LabelStudio, PullReport, pull
 from vision.modelops.retrain import Job, queue_if_due
@@ -39,40 +39,24 @@ def pull_and_queue(
     return PullOutcome(report, pending, job)
 
 
-class AnnotationPuller:
-    """Runs `pull_and_queue` every `labelstudio_pull_s` seconds in a daemon thread."""
+class AnnotationPuller(Periodic):
+    """Runs `pull_and_queue` every `labelstudio_pull_s` seconds (Label Studio down: next time)."""
 
     def __init__(self, settings: Settings, clock: Callable[[], datetime]) -> None:
-        self.settings = settings
-        self.clock = clock
-        self.enabled = settings.labelstudio_pull_s > 0 and bool(
+        enabled = settings.labelstudio_pull_s > 0 and bool(
             settings.labelstudio_url and settings.labelstudio_token
         )
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="annotation pull", daemon=True)
+        super().__init__("annotation pull", settings.labelstudio_pull_s, enabled)
+        self.settings = settings
+        self.clock = clock
 
-    def start(self) -> AnnotationPuller:
-        if self.enabled:
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(30)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.settings.labelstudio_pull_s):
-            try:
-                outcome = pull_and_queue(self.settings, self.clock())
-            except Exception:  # Label Studio down or answering nonsense: try again next time
-                log.exception("pulling annotations from %s failed", self.settings.labelstudio_url)
-                continue
-            if outcome.report.new:
-                log.info(
-                    "pulled %d new annotation(s) (%d repeats); %d waiting%s",
-                    outcome.report.new,
-                    outcome.report.repeats,
-                    outcome.pending,
-                    f"; job {outcome.job.id} queued" if outcome.job else "",
-                )
+    def tick(self) -> None:
+        outcome = pull_and_queue(self.settings, self.clock())
+        if outcome.report.new:
+            log.info(
+                "pulled %d new annotation(s) (%d repeats); %d waiting%s",
+                outcome.report.new,
+                outcome.report.repeats,
+                outcome.pending,
+                f"; job {outcome.job.id} queued" if outcome.job else "",
+            )

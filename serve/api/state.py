@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from serve.cases.auth import KeyVerifier
 from serve.cases.domain import Domain
 from serve.cases.errors import Busy
+from serve.cases.notify import NotifyConfig
 from serve.cases.orm import Case
 from serve.cases.settings import Settings
 from vision.core.detector import Detector
@@ -138,3 +139,4 @@ class Service:
     flyers: FlyerFinder | None = None  # the flyer reader (None: off); its OCR model loads on first use
     model_error: str | None = None  # why no model is loaded (the case API still works)
     sign_ins: SignInThrottle = field(default_factory=SignInThrottle)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)  # configs/notifications.yaml

@@ -344,3 +344,22 @@ class CitizenRequest(Base):
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
     placed_at: Mapped[datetime | None] = mapped_column()
     placed_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class Notification(Base):
+    """An outgoing message in the outbox (serve/cases/notify.py): kept until delivered or given up."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    target: Mapped[str] = mapped_column(String(64))  # configs/notifications.yaml target name
+    event: Mapped[str] = mapped_column(String(32))
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)  # one warning per case and deadline
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column()
+    next_attempt_at: Mapped[datetime] = mapped_column(index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    delivered_at: Mapped[datetime | None] = mapped_column()
+    gave_up_at: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     case_prefix: str = Field(default="SO", description="case number prefix: PREFIX + yyyyMMdd + sequence")
     secret: str = Field(default="", description="secret mixed into API-key hashes; required outside dev mode")
     dev: bool = Field(default=False, description="dev mode: allows an empty secret (never in production)")
+    notifications: Path = Field(
+        default=ROOT / "configs" / "notifications.yaml",
+        description="webhook and adapter targets of dispatch and deadline messages",
+    )
+    notify_s: float = Field(default=10.0, description="how often queued notifications are sent (0: never)")
     session_hours: float = Field(
         default=12.0, gt=0, description="a console session lasts this long (one shift)"
     )

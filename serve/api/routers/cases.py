@@ -31,6 +31,7 @@ from serve.cases.auth import Principal
 from serve.cases.domain import Domain
 from serve.cases.enums import ExtensionState
 from serve.cases.errors import InvalidInput, NotFound, PreconditionRequired, StaleVersion
+from serve.cases.notify import enqueue_dispatched
 from serve.cases.orm import Case, Evidence, ExtensionRequest
 from serve.cases.people import DEPARTMENT_ROLES, check_action, check_decider, may_act, request_extension, sees
 from serve.cases.times import instant
@@ -303,6 +304,8 @@ def transition(
     domain = service.domain
     command = command_of(body, case, session, domain, principal, now)
     move(case, command, domain)
+    if command.action is Action.DISPATCH:  # the department's message is queued with the step itself
+        enqueue_dispatched(session, service.notify, case, command.at)
     if command.action is Action.HANDLE and command.evidence_id is not None:
         photo = session.get(Evidence, command.evidence_id)
         if photo is not None:
