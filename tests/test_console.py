@@ -628,6 +628,7 @@ def test_a_read_only_key_sees_no_actions_and_errors_read_in_the_consoles_languag
     visit(browser, live, f"case/{case_id}", "case")
     assert css(browser, "#actions button") == []
     assert one(browser, "#actions-hint").text == "当前密钥只能查看，不能办理案卷"
+    assert one(browser, ".facts .deadline-none").text == "立案后开始计时"  # awaiting review: no clock yet
 
     visit(browser, live, "case/987654", "case")
     problem = one(browser, "#view .problem p")

@@ -10,6 +10,12 @@ const STATES = [
   "check_passed", "closed", "suspended", "cancelled", "force_closed",
 ];
 const FILTERS = ["state", "event", "grid", "street", "overdue", "limit"];
+// Before filing (立案) no disposal clock runs: such a case shows no deadline.
+const UNFILED = ["reported", "verified", "not_filed"];
+
+function deadline(c) {
+  return UNFILED.includes(c.state) ? h("span", { class: "hint deadline-none" }, t("deadline.unfiled")) : when(c.deadline_at);
+}
 const PAGE_SIZES = ["20", "50", "100"];
 // Earlier cursors of the paging under way, so "previous" can go back (cursors only run forward).
 let cursorTrail = [];
@@ -68,7 +74,7 @@ export async function casesPage(_, params) {
       h("td", {}, c.street || "—"),
       h("td", { class: "mono" }, c.grid_code || "—"),
       h("td", {}, when(c.filed_at)),
-      h("td", {}, when(c.deadline_at)),
+      h("td", {}, deadline(c)),
       h("td", {}, c.department || "—"),
     ),
   );
@@ -259,7 +265,7 @@ export async function casePage(caseId) {
     fact(t("case.department"), c.department || `${t("suggested")}: ${c.suggested_department}`),
     fact(t("case.limit"), catalog.limit(c.event)),
     fact(t("case.filed"), when(c.filed_at)),
-    fact(t("case.deadline"), when(c.deadline_at)),
+    fact(t("case.deadline"), deadline(c)),
     fact(t("case.last_seen"), when(c.last_seen_at)),
     fact(t("case.closed"), when(c.closed_at)),
     fact(t("case.description"), c.description),
