@@ -698,3 +698,42 @@ def test_the_scan_report_reads_in_chinese_and_turns_to_english_like_the_console(
     assert one(browser, "h1").text == "Scan report"
     one(browser, "#lang").click()
     wait(browser, lambda d: one(d, "h1").text == "巡查照片扫描报告", "report not back in Chinese")
+
+
+def test_a_citizen_request_without_a_place_is_placed_by_a_person(live: Live, browser: Any) -> None:
+    """Open311 without lat/long and an address naming no grid: held with a token; placed on the
+    console's page, it becomes a case and the token answers its number."""
+    live.clock.at = START + timedelta(hours=4)
+    posted = live.api(
+        "POST",
+        "/open311/v2/requests.json",
+        key="report",
+        data={"service_code": "06036", "address_string": "大学路 88 号门口", "description": "一堆沙子"},
+    ).json()[0]
+    token = posted["token"]
+    sign_in(browser, live)
+    visit(browser, live, "requests", "requests")
+    row = one(browser, f'#held tr[data-token="{token}"]')
+    assert "大学路 88 号门口" in row.text and "一堆沙子" in row.text
+    form = row.find_element(By.CSS_SELECTOR, "form.place-form")
+    form.find_element(By.NAME, "lat").send_keys("39.9")  # Beijing: not this bureau's
+    form.find_element(By.NAME, "lon").send_keys("116.4")
+    form.find_element(By.CSS_SELECTOR, "button").click()
+    refusal = "该位置不在本辖区任何单元网格内，不能建案"
+    wait(browser, lambda d: one(d, f'#held tr[data-token="{token}"] .error').text == refusal, "no refusal")
+    _, lat, lon = GRID_QUIET
+    row = one(browser, f'#held tr[data-token="{token}"]')
+    for name, value in (("lat", lat), ("lon", lon)):
+        field = row.find_element(By.NAME, name)
+        field.clear()
+        field.send_keys(str(value))
+    row.find_element(By.CSS_SELECTOR, "form.place-form button").click()
+    placed = one(browser, f'#placed tr[data-token="{token}"]')
+    assert not css(browser, f'#held tr[data-token="{token}"]')
+    number = httpx.get(f"{live.base}/open311/v2/tokens/{token}.json").json()[0]["service_request_id"]
+    link = placed.find_element(By.CSS_SELECTOR, "a.mono")
+    assert link.text == number
+    link.click()
+    one(browser, '#view[data-page="case"][data-state="ready"]')
+    case = httpx.get(f"{live.base}/open311/v2/requests/{number}.json").json()[0]
+    assert (case["lat"], case["long"], case["address"]) == (lat, lon, "大学路 88 号门口")

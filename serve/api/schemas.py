@@ -622,6 +622,7 @@ class CitizenRequestOut(Schema):
     reporter: str = Field(description="name of the API key that posted it")
     received_at: datetime = Field(description="when it was received")
     service_request_id: str | None = Field(description="case number once placed")
+    case_id: int | None = Field(description="case id once placed (use in /v1/cases/{id})")
     placed_at: datetime | None = Field(description="when a person placed it")
     placed_by: str | None = Field(description="who placed it")
 

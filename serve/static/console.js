@@ -6,8 +6,16 @@ import { h } from "./dom.js";
 import { explain, lang, setLang, t } from "./i18n.js";
 import { mapPage } from "./map.js";
 import { rankingsPage } from "./rankings.js";
+import { requestsPage } from "./requests.js";
 
-const PAGES = { cases: casesPage, case: casePage, map: mapPage, rankings: rankingsPage, cameras: camerasPage };
+const PAGES = {
+  cases: casesPage,
+  case: casePage,
+  map: mapPage,
+  rankings: rankingsPage,
+  cameras: camerasPage,
+  requests: requestsPage,
+};
 const view = document.getElementById("view");
 let rendering = 0;
 

@@ -12,6 +12,16 @@ export const STRINGS = {
     "nav.map": "地图",
     "nav.rankings": "排名",
     "nav.cameras": "摄像头",
+    "nav.requests": "市民诉求待定位",
+    "requests.hint": "这些市民诉求没有坐标，地址也未指明网格：核对地址后填写问题所在位置，即转为案卷（或并入同一问题的在办案卷）。",
+    "requests.received": "收到时间",
+    "requests.words": "地址与描述（市民原话）",
+    "requests.placing": "定位",
+    "requests.lat": "纬度",
+    "requests.lon": "经度",
+    "requests.place": "定位并建案",
+    "requests.placed": "已定位",
+    "requests.by": "定位人",
     "signin.key": "API 密钥",
     "signin.submit": "登录",
     "signin.hint": "密钥只保存在本浏览器会话中，关闭标签页即失效；它只在请求头中发送，从不出现在网址里。",
@@ -28,6 +38,7 @@ export const STRINGS = {
     "problem.413": "文件太大",
     "problem.415": "只接受 JPEG 或 PNG 图片",
     "problem.422": "填写的内容不符合要求：{field}",
+    "problem.outside": "该位置不在本辖区任何单元网格内，不能建案",
     "problem.428": "请刷新案卷后重试",
     "problem.429": "尝试次数过多，请稍后再试",
     "problem.503": "服务暂时繁忙或缺少组件，请稍后再试",
@@ -202,6 +213,16 @@ export const STRINGS = {
     "nav.map": "Map",
     "nav.rankings": "Rankings",
     "nav.cameras": "Cameras",
+    "nav.requests": "Requests to place",
+    "requests.hint": "Citizen requests without coordinates whose address names no unit grid: check the address and give the position; the request becomes a case (or joins the open case of the same problem).",
+    "requests.received": "Received",
+    "requests.words": "Address and description (the citizen's words)",
+    "requests.placing": "Position",
+    "requests.lat": "Latitude",
+    "requests.lon": "Longitude",
+    "requests.place": "Place",
+    "requests.placed": "Placed",
+    "requests.by": "Placed by",
     "signin.key": "API key",
     "signin.submit": "Sign in",
     "signin.hint": "The key is kept in this browser tab's session only and sent in a request header, never in a URL.",
@@ -218,6 +239,7 @@ export const STRINGS = {
     "problem.413": "The file is too large",
     "problem.415": "Only JPEG or PNG images are accepted",
     "problem.422": "A field does not fit: {field}",
+    "problem.outside": "That place lies outside every unit grid of this bureau: no case",
     "problem.428": "Reload the case and try again",
     "problem.429": "Too many tries: wait a moment",
     "problem.503": "The service is busy or lacks a part: try again later",
@@ -405,7 +427,7 @@ export function t(key, vars = {}) {
  * English; they go to the element's title for whoever reports the problem). */
 export function explain(failure) {
   const problem = failure?.problem || {};
-  const key = `problem.${failure?.status}`;
+  const key = problem.grid_bounds ? "problem.outside" : `problem.${failure?.status}`;
   if (!(key in STRINGS[lang()])) return t("error");
   const allowed = (problem.allowed_actions || []).map((action) => t(`action.${action}`)).join(lang() === "zh" ? "、" : ", ");
   return t(key, { scope: problem.required_scope || "", field: problem.field || "", allowed: allowed || t("none") });

@@ -307,6 +307,7 @@ def held_out(held: CitizenRequest, number: str | None) -> CitizenRequestOut:
         reporter=held.reporter,
         received_at=held.received_at,
         service_request_id=number,
+        case_id=held.case_id,
         placed_at=held.placed_at,
         placed_by=held.placed_by,
     )
