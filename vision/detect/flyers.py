@@ -69,6 +69,7 @@ class FlyerRules:
         default_factory=lambda: {"phone": 0.6, "qr": 0.5, "words": 0.4, "second_signal": 0.15}
     )
     veto_factor: float = 0.3
+    unconfirmed_factor: float = 0.55
     agreement_iou: float = 0.2
     context_max_cover: float = 0.5
     not_on: dict[str, str] = field(default_factory=dict)
@@ -515,9 +516,11 @@ class FlyerFinder:
         """The detector's findings with the reader's: either proposes, agreement raises confidence.
 
         A detector flyer overlapping a small ad (IoU >= agreement_iou, or one inside the other)
-        gets 1 - (1 - reader) x (1 - detector) and the reading; one overlapping only notices
-        ruled out (a plate, a sign, livery) is scaled by veto_factor; small ads no detector box
-        holds are added as flyers. data["flyer"] holds each flyer's notice evidence (or None).
+        gets 1 - (1 - reader) x (1 - detector) and the reading; one overlapping notices ruled out
+        (a plate, a sign, livery) is scaled by veto_factor; one read (at propose_confidence or
+        above: `combine` follows a `read` of its region) where no small ad was found is scaled by
+        unconfirmed_factor; small ads no detector box holds are added as flyers. data["flyer"] holds
+        each flyer's notice evidence (or None).
         """
         count = len(detections)
         confidence = (
@@ -542,10 +545,15 @@ class FlyerFinder:
                 ruled_out = next(reading.notices[i] for i in overlapping if reading.notices[i].ruled_out)
                 confidence[k] *= self.rules.veto_factor
                 evidence[k] = {**ruled_out.as_evidence(), "source": "detector, vetoed by reader"}
-            elif (reason := self.lies_on(box, detections)) is not None:
-                confidence[k] *= self.rules.veto_factor
-                vetoed = Notice(tuple(float(v) for v in box), reasons=(reason,), ruled_out=True)  # type: ignore[arg-type]
-                evidence[k] = {**vetoed.as_evidence(), "source": "detector, vetoed by reader"}
+            elif confidence[k] >= self.rules.propose_confidence:  # read, and no small ad found there
+                confidence[k] *= self.rules.unconfirmed_factor
+                text = [line for i in overlapping for line in reading.notices[i].lines]
+                unread = Notice(
+                    (float(box[0]), float(box[1]), float(box[2]), float(box[3])),
+                    tuple(text),
+                    reasons=("read: no phone number, QR code or small-ad word",),
+                )
+                evidence[k] = {**unread.as_evidence(), "source": "detector, not confirmed by reader"}
         added = [n for i, n in enumerate(reading.notices) if n.is_small_ad and i not in matched]
         data: dict[str, Any] = {}
         for key, values in detections.data.items():
