@@ -436,6 +436,8 @@ def test_flyer_case_shows_its_boxes_and_the_text_and_phone_numbers_read(live: Li
     assert [p.text for p in css(browser, ".ocr .phone")] == ["13812345678"]
     finding = one(browser, '#before figure[data-role="finding"]')
     assert "1 个目标框" in finding.text and "0.81" in finding.text
+    report_step = one(browser, '#flow tr[data-action="report"]').find_elements(By.TAG_NAME, "td")[-1]
+    assert report_step.text == "巡查照片 · 模型识别 1 处，最高置信度 0.81（street-v1@test）"
     wait(browser, lambda d: images_loaded(d, "#before img"), "evidence image not shown")
     drawn = browser.execute_script(
         "const i = document.querySelector('#before img'); const c = document.createElement('canvas');"
@@ -629,6 +631,8 @@ def test_a_read_only_key_sees_no_actions_and_errors_read_in_the_consoles_languag
     assert css(browser, "#actions button") == []
     assert one(browser, "#actions-hint").text == "当前密钥只能查看，不能办理案卷"
     assert one(browser, ".facts .deadline-none").text == "立案后开始计时"  # awaiting review: no clock yet
+    report_step = one(browser, '#flow tr[data-action="report"]').find_elements(By.TAG_NAME, "td")[-1]
+    assert report_step.text == "市民上报"  # not the service's English bookkeeping
 
     visit(browser, live, "case/987654", "case")
     problem = one(browser, "#view .problem p")

@@ -160,7 +160,18 @@ function photo(evidence) {
   return figure;
 }
 
-function flowLog(flow) {
+/** The first step's note in the console's language: where the report came from and, for an AI
+ * finding, what the model saw (the stored note is the service's English bookkeeping). */
+function reportNote(c) {
+  const first = c.evidence[0];
+  const found = first?.model_version
+    ? t("flow.found", { n: first.boxes.length, best: number(first.confidence, 2), model: first.model_version })
+    : "";
+  return [t(`source.${c.source}`), found ? ` · ${found}` : ""];
+}
+
+function flowLog(c) {
+  const flow = c.flow;
   const rows = flow.map((step) =>
     h(
       "tr",
@@ -171,7 +182,7 @@ function flowLog(flow) {
       h("td", {}, step.operator),
       h("td", {}, duration(step.seconds_used)),
       h("td", {}, step.overdue ? h("span", { class: "overdue" }, t("overdue")) : t("ontime")),
-      h("td", {}, step.note || ""),
+      h("td", {}, step.action === "report" ? reportNote(c) : step.note || ""),
     ),
   );
   return table(
@@ -306,6 +317,6 @@ export async function casePage(caseId) {
     h("h2", {}, t("evidence")),
     photos,
     h("h2", {}, t("flow")),
-    flowLog(c.flow),
+    flowLog(c),
   );
 }
