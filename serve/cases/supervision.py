@@ -139,7 +139,9 @@ def close_item(
     still = open_cases_in(session, item.grids)
     if still:
         numbers = ", ".join(c.number for c in still[:20])
-        raise Conflict(f"{len(still)} case(s) still open in its grids: {numbers}")
+        raise Conflict(
+            f"{len(still)} case(s) still open in its grids: {numbers}", open_cases=[c.number for c in still]
+        )
     item.state = SupervisionState.CLOSED
     item.closed_by, item.closed_by_id, item.closed_at, item.check_note = (
         principal.name,

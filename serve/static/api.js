@@ -1,19 +1,41 @@
-// The JSON API, called with the signed-in key from sessionStorage in the X-API-Key header.
-// The key never goes into a URL: not in links, not in image addresses (images are fetched as blobs).
+// The JSON API, called either as a signed-in person (the HttpOnly session cookie the browser sends by
+// itself, plus the session's CSRF token in X-CSRF-Token on every change) or with an API key kept in
+// sessionStorage and sent in the X-API-Key header. Neither ever goes into a URL: not in links, not in
+// image addresses (images are fetched as blobs).
 
 const KEY = "streetorder.key";
+const PERSON = "streetorder.person"; // {name, username, role, department, actions, csrf_token}: no secret
 
 export const session = {
   get key() {
     return sessionStorage.getItem(KEY);
   },
+  /** The signed-in person (from POST /v1/sessions), or null when signed in with a key or not at all. */
+  get person() {
+    const stored = sessionStorage.getItem(PERSON);
+    return stored ? JSON.parse(stored) : null;
+  },
+  get signedIn() {
+    return Boolean(this.key || this.person);
+  },
+  /** The role of the person signed in; null for a key (keys are judged by scope alone). */
+  get role() {
+    return this.person?.role || null;
+  },
   set(key) {
     sessionStorage.setItem(KEY, key);
   },
+  setPerson(person) {
+    sessionStorage.removeItem(KEY);
+    sessionStorage.setItem(PERSON, JSON.stringify(person));
+  },
   clear() {
     sessionStorage.removeItem(KEY);
+    sessionStorage.removeItem(PERSON);
   },
 };
+
+const SAFE = ["GET", "HEAD"];
 
 /** A failed request: HTTP status plus the RFC 9457 problem document the service answered. */
 export class ApiError extends Error {
@@ -26,8 +48,9 @@ export class ApiError extends Error {
 
 /** fetch() with the key; throws ApiError on any non-2xx answer. */
 export async function request(path, { method = "GET", json, form, headers = {}, key = session.key } = {}) {
-  const init = { method, headers: { ...headers } };
+  const init = { method, headers: { ...headers }, credentials: "same-origin" };
   if (key) init.headers["X-API-Key"] = key;
+  else if (session.person && !SAFE.includes(method)) init.headers["X-CSRF-Token"] = session.person.csrf_token;
   if (json !== undefined) {
     init.body = JSON.stringify(json);
     init.headers["Content-Type"] = "application/json";
@@ -88,4 +111,16 @@ const cache = new Map();
 export function cached(path) {
   if (!cache.has(path)) cache.set(path, getJSON(path).catch((e) => (cache.delete(path), Promise.reject(e))));
   return cache.get(path);
+}
+
+/** Fetch a file (the ledger) with the caller's credentials and hand it to the browser as a download. */
+export async function download(path, filename) {
+  const blob = await (await request(path)).blob();
+  const url = URL.createObjectURL(blob);
+  const link = Object.assign(document.createElement("a"), { href: url, download: filename });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+  return blob;
 }

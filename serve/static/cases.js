@@ -2,6 +2,7 @@
 import { getJSON, loadImage, query, request } from "./api.js";
 import { departments, events } from "./catalog.js";
 import { dot, duration, go, h, number, reload, table, when } from "./dom.js";
+import { extensionsPanel } from "./extensions.js";
 import { explain, t } from "./i18n.js";
 
 // Every workflow state (serve/cases/workflow.py State), for the filter and the labels.
@@ -9,6 +10,7 @@ const STATES = [
   "reported", "verified", "not_filed", "filed", "dispatched", "handling", "handled",
   "check_passed", "closed", "suspended", "cancelled", "force_closed",
 ];
+const FINAL = ["not_filed", "closed", "cancelled", "force_closed"];
 const FILTERS = ["state", "event", "grid", "street", "overdue", "limit"];
 // Before filing (立案) no disposal clock runs: such a case shows no deadline.
 const UNFILED = ["reported", "verified", "not_filed"];
@@ -294,7 +296,8 @@ export async function casePage(caseId) {
             "data-action": action,
             onclick: () => panel.replaceChildren(actionForm(c, etag, action, catalog, depts)),
           }, t(`action.${action}`)))
-      : h("span", { class: "hint", id: "actions-hint" }, t(c.allowed_actions.length ? "actions.readonly" : "actions.none")),
+      : h("span", { class: "hint", id: "actions-hint" },
+          t(c.allowed_actions.length ? "actions.readonly" : FINAL.includes(c.state) ? "actions.none" : "actions.notyours")),
   );
 
   const before = c.evidence.filter((e) => e.role !== AFTER);
@@ -313,7 +316,8 @@ export async function casePage(caseId) {
     { "data-case": c.id, "data-version": c.version },
     h("p", {}, h("a", { href: "#/cases" }, `← ${t("nav.cases")}`)),
     h("h1", {}, t("case.title", { number: c.number }), " ", stateBadge(c.state)),
-    h("div", { class: "case-top" }, facts, h("div", { class: "workflow" }, h("h2", {}, t("actions")), buttons, panel)),
+    h("div", { class: "case-top" }, facts,
+      h("div", { class: "workflow" }, h("h2", {}, t("actions")), buttons, panel, extensionsPanel(c, catalog.limit(c.event)))),
     h("h2", {}, t("evidence")),
     photos,
     h("h2", {}, t("flow")),

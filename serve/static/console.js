@@ -7,12 +7,14 @@ import { explain, lang, setLang, t } from "./i18n.js";
 import { mapPage } from "./map.js";
 import { rankingsPage } from "./rankings.js";
 import { requestsPage } from "./requests.js";
+import { supervisionPage } from "./supervision.js";
 
 const PAGES = {
   cases: casesPage,
   case: casePage,
   map: mapPage,
   rankings: rankingsPage,
+  supervision: supervisionPage,
   cameras: camerasPage,
   requests: requestsPage,
 };
@@ -30,8 +32,14 @@ function translateShell() {
   document.title = t("brand");
   for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
   document.getElementById("lang").textContent = t("lang.other");
-  document.getElementById("nav").hidden = !session.key;
-  document.getElementById("signout").hidden = !session.key;
+  document.getElementById("nav").hidden = !session.signedIn;
+  document.getElementById("signout").hidden = !session.signedIn;
+  const who = document.getElementById("who");
+  const person = session.person;
+  who.hidden = !person;
+  who.textContent = person ? `${person.name} · ${t(`role.${person.role}`)}${person.department ? ` · ${person.department}` : ""}` : "";
+  if (person) who.dataset.role = person.role;
+  else delete who.dataset.role;
 }
 
 function show(page, node) {
@@ -45,7 +53,7 @@ export async function render() {
   const ticket = ++rendering;
   releaseImages();
   translateShell();
-  if (!session.key) return show("signin", signIn());
+  if (!session.signedIn) return show("signin", signIn());
   const { page, arg, params } = route();
   for (const link of document.querySelectorAll("#nav a")) {
     link.classList.toggle("active", link.dataset.page === page || (page === "case" && link.dataset.page === "cases"));
@@ -66,43 +74,86 @@ export async function render() {
 }
 
 function signIn(message) {
-  const input = h("input", { id: "key", type: "password", autocomplete: "off", required: true, placeholder: "so_…" });
   const note = h("p", { class: "error", id: "signin-error" }, message || "");
-  const form = h(
+  const failed = (error, bad) => {
+    const why =
+      error.status === 403 ? t("signin.scope")
+      : error.status === 401 ? bad
+      : error.status === 429 ? t("signin.throttled")
+      : t("error");
+    note.textContent = `${why} (${error.message})`;
+  };
+
+  const username = h("input", { id: "username", autocomplete: "username", required: true, maxlength: 64 });
+  const password = h("input", { id: "password", type: "password", autocomplete: "current-password", required: true });
+  const personForm = h(
     "form",
-    { class: "signin", id: "signin" },
-    h("h1", {}, t("brand")),
+    { class: "signin-part", id: "signin-person" },
+    h("label", { for: "username" }, t("signin.username")),
+    username,
+    h("label", { for: "password" }, t("signin.password")),
+    password,
+    h("button", { type: "submit" }, t("signin.submit")),
+  );
+  personForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const answer = await request("/v1/sessions", {
+        method: "POST",
+        key: null,
+        json: { username: username.value.trim(), password: password.value },
+      });
+      session.setPerson(await answer.json());
+    } catch (error) {
+      return failed(error, t("signin.wrong"));
+    }
+    render();
+  });
+
+  const input = h("input", { id: "key", type: "password", autocomplete: "off", required: true, placeholder: "so_…" });
+  const keyForm = h(
+    "form",
+    { class: "signin-part", id: "signin" },
     h("label", { for: "key" }, t("signin.key")),
     input,
-    h("button", { type: "submit" }, t("signin.submit")),
-    note,
+    h("button", { type: "submit" }, t("signin.submit.key")),
     h("p", { class: "hint" }, t("signin.hint")),
   );
-  form.addEventListener("submit", async (event) => {
+  keyForm.addEventListener("submit", async (event) => {
     event.preventDefault();
     const key = input.value.trim();
     try {
       await request("/v1/cases?limit=1", { key });
     } catch (error) {
-      const why = error.status === 403 ? t("signin.scope") : error.status === 401 ? t("signin.bad") : explain(error);
-      note.textContent = why;
-      note.title = error.message;
-      return;
+      return failed(error, t("signin.bad"));
     }
     session.set(key);
     render();
   });
-  return form;
+  return h(
+    "div",
+    { class: "signin" },
+    h("h1", {}, t("brand")),
+    personForm,
+    note,
+    h("p", { class: "or" }, t("signin.with_key")),
+    keyForm,
+  );
+}
+
+async function signOut() {
+  if (session.person) {
+    await request("/v1/sessions/current", { method: "DELETE" }).catch(() => null); // ended already: fine
+  }
+  session.clear();
+  history.replaceState(null, "", "#/cases"); // no hashchange: one render, not two racing
+  render();
 }
 
 document.getElementById("lang").addEventListener("click", () => {
   setLang(lang() === "zh" ? "en" : "zh");
   render();
 });
-document.getElementById("signout").addEventListener("click", () => {
-  session.clear();
-  location.hash = "#/cases";
-  render();
-});
+document.getElementById("signout").addEventListener("click", signOut);
 window.addEventListener("hashchange", render);
 render();

@@ -7,7 +7,7 @@ import { t } from "./i18n.js";
 
 const CHART = { width: 960, height: 260, left: 40, right: 12, top: 12, bottom: 34 };
 
-function rateBar(rate) {
+export function rateBar(rate) {
   const width = rate === null || rate === undefined ? 0 : Math.round(rate * 100);
   return h("span", { class: "rate" },
     s("svg", { width: 100, height: 10, viewBox: "0 0 100 10", class: "meter" },

@@ -1,0 +1,197 @@
+"""The console for people (issue 30, point 6), in a real headless Chromium against the real service:
+each role signs in with a password (the session cookie is HttpOnly: the page's script never sees
+it), sees only the buttons its role may press, a handler only their department's cases; an extension
+asked by the handler is approved by the dispatcher; a worst spot is flagged by the dispatcher, an
+inspector's check is refused while cases are open, and a leader reads the supervision page, the
+monthly district ranking and the inspectors' metrics and downloads the ledger. Chinese throughout.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from selenium.webdriver.support.select import Select
+from test_console import (
+    GRID_LIFE,
+    START,
+    Live,
+    act,
+    browser,  # noqa: F401  (fixture)
+    css,
+    live,  # noqa: F401  (fixture)
+    one,
+    open311,
+    screenshot,
+    visit,
+    wait,
+)
+
+from serve.cases.db import transaction
+from serve.cases.people import create_user
+
+PASSWORD = "correct horse battery"
+SANITATION = "二七区环境卫生服务中心"
+PEOPLE = {  # username -> (role, department, display name)
+    "wangfang": ("operator", None, "王芳"),
+    "liqiang": ("dispatcher", None, "李强"),
+    "zhangwei": ("handler", SANITATION, "张伟"),
+    "liuyang": ("handler", "二七区交通警察大队", "刘洋"),
+    "chenjing": ("inspector", None, "陈静"),
+    "zhoumin": ("leader", None, "周敏"),
+}
+made: set[int] = set()  # the live services whose accounts exist
+
+
+def accounts(server: Live) -> None:
+    """The people of PEOPLE in the module's service (once)."""
+    if id(server) in made:
+        return
+    state = server.service
+    with transaction(state.sessions) as session:
+        for username, (role, department, name) in PEOPLE.items():
+            create_user(
+                session,
+                username=username,
+                password=PASSWORD,
+                role=role,
+                pepper=state.verifier.pepper,
+                now=START,
+                display_name=name,
+                department=department,
+                grids=[GRID_LIFE[0]] if role == "inspector" else [],
+                departments=tuple(state.domain.routing.departments),
+            )
+    made.add(id(server))
+
+
+def sign_in_as(driver: Any, server: Live, username: str) -> None:
+    """Sign out whoever is signed in, then sign in with the password form; waits for the case list."""
+    accounts(server)
+    driver.get(f"{server.base}/")
+    if css(driver, "#signout") and one(driver, "#signout").is_displayed():
+        one(driver, "#signout").click()
+    one(driver, "#username").send_keys(username)
+    one(driver, "#password").send_keys(PASSWORD)
+    one(driver, "#signin-person button[type=submit]").click()
+    one(driver, '#view[data-page="cases"][data-state="ready"]')
+    role, _, name = PEOPLE[username]
+    assert one(driver, "#who").get_attribute("data-role") == role and name in one(driver, "#who").text
+
+
+def buttons(driver: Any) -> list[str]:
+    return [b.get_attribute("data-action") for b in css(driver, "#actions button")]
+
+
+def test_each_role_signs_in_and_acts_only_as_its_role(live: Live, browser: Any) -> None:  # noqa: F811
+    driver = browser
+    _, lat, lon = GRID_LIFE
+    live.clock.at = START + timedelta(hours=2)
+    case_id = open311(live, "06010", lat, lon, "人行道上一堆生活垃圾")
+    accounts(live)
+
+    driver.get(f"{live.base}/")
+    driver.execute_script("sessionStorage.clear();")
+    driver.delete_all_cookies()
+    driver.get(f"{live.base}/")
+    one(driver, "#username").send_keys("wangfang")
+    one(driver, "#password").send_keys("wrong password!")
+    one(driver, "#signin-person button[type=submit]").click()
+    wait(driver, lambda d: "用户名或密码错误" in one(d, "#signin-error").text, "wrong password not refused")
+    screenshot(driver, "signin-password", height=640)
+
+    sign_in_as(driver, live, "wangfang")
+    assert "受理员" in one(driver, "#who").text
+    assert "streetorder_session" not in driver.execute_script("return document.cookie")  # HttpOnly
+    assert driver.get_cookie("streetorder_session")["httpOnly"] is True
+    visit(driver, live, f"case/{case_id}", "case")
+    assert buttons(driver) == ["confirm", "correct", "reject", "cancel"]
+    act(driver, live, "confirm", START + timedelta(hours=2, minutes=5))
+    act(driver, live, "file", START + timedelta(hours=2, minutes=10))
+    assert css(driver, "#flow tbody tr")[-1].find_elements("css selector", "td")[3].text == "王芳"
+
+    sign_in_as(driver, live, "liuyang")  # traffic police: the garbage case is not theirs
+    visit(driver, live, f"case/{case_id}", "case")
+    assert buttons(driver) == []
+
+    sign_in_as(driver, live, "liqiang")
+    visit(driver, live, f"case/{case_id}", "case")
+    assert "dispatch" in buttons(driver) and "confirm" not in buttons(driver)
+    act(driver, live, "dispatch", START + timedelta(hours=2, minutes=20))
+
+    sign_in_as(driver, live, "zhangwei")
+    visit(driver, live, "cases", "cases")
+    shown = {
+        int(v) for v in [r.get_attribute("data-case") for r in css(driver, "#cases tbody tr[data-case]")]
+    }
+    assert case_id in shown
+    assert shown <= {
+        c["id"] for c in live.api("GET", "/v1/cases", params={"department": SANITATION}).json()["items"]
+    }
+    visit(driver, live, f"case/{case_id}", "case")
+    assert buttons(driver) == ["send_back", "start"]
+    act(driver, live, "start", START + timedelta(hours=2, minutes=30))
+    live.clock.at = START + timedelta(hours=2, minutes=40)
+    one(driver, "#ask-extension").click()
+    one(driver, '#extension-form textarea[name="note"]').send_keys("清运车辆故障")
+    one(driver, "#extension-submit").click()
+    row = one(driver, '#extensions tr[data-state="pending"]')
+    assert "待审批" in row.text and not row.find_elements("css selector", "button.approve")  # not their own
+    deadline = live.api("GET", f"/v1/cases/{case_id}").json()["deadline_at"]
+
+    sign_in_as(driver, live, "liqiang")
+    visit(driver, live, f"case/{case_id}", "case")
+    live.clock.at = START + timedelta(hours=2, minutes=45)
+    one(driver, "#extensions button.approve").click()
+    one(driver, '#extensions tr[data-state="approved"]')
+    wait(driver, lambda d: css(d, '#flow tr[data-action="extend"]'), "extend step not shown")
+    case = live.api("GET", f"/v1/cases/{case_id}").json()
+    assert case["deadline_at"] > deadline and case["flow"][-1]["operator"] == "李强"
+    screenshot(driver, "case-extension")
+
+    sign_in_as(driver, live, "zhoumin")  # the leader reads everything and changes nothing
+    visit(driver, live, f"case/{case_id}", "case")
+    assert buttons(driver) == [] and "无可办理" in one(driver, "#actions-hint").text
+    assert not css(driver, "#ask-extension")
+
+
+def test_supervision_page_flag_check_ranking_metrics_and_ledger(live: Live, browser: Any) -> None:  # noqa: F811
+    driver = browser
+    grid, lat, lon = GRID_LIFE
+    live.clock.at = START + timedelta(hours=4)
+    open_case = open311(live, "06042", lat, lon, "垃圾桶满溢")
+    number = live.api("GET", f"/v1/cases/{open_case}").json()["number"]
+
+    sign_in_as(driver, live, "liqiang")
+    visit(driver, live, "supervision", "supervision")
+    Select(one(driver, '#flag-form select[name="grid"]')).select_by_value(grid)
+    Select(one(driver, '#flag-form select[name="department"]')).select_by_value(SANITATION)
+    one(driver, '#flag-form textarea[name="reason"]').send_keys("2025-09-3 最差乱点")
+    one(driver, "#flag-submit").click()
+    item = one(driver, '#supervision tr[data-state="open"]')
+    assert grid in item.text and SANITATION in item.text and int(item.get_attribute("data-open")) >= 1
+
+    sign_in_as(driver, live, "wangfang")  # an operator neither flags nor checks
+    visit(driver, live, "supervision", "supervision")
+    assert not css(driver, "#flag-form") and not css(driver, "#supervision .close-form")
+
+    sign_in_as(driver, live, "chenjing")
+    visit(driver, live, "supervision", "supervision")
+    assert not css(driver, "#flag-form")
+    one(driver, '#supervision .close-form input[name="note"]').send_keys("现场仍有垃圾桶满溢")
+    one(driver, "#supervision .close-submit").click()
+    wait(driver, lambda d: number in one(d, "#supervision-error").text, "open case not named")
+    assert "仍有未结案卷" in one(driver, "#supervision-error").text
+    inspector = one(driver, '#inspectors tr[data-inspector="chenjing"]')
+    assert grid in inspector.text
+
+    sign_in_as(driver, live, "zhoumin")
+    visit(driver, live, "supervision", "supervision")
+    assert not css(driver, "#flag-form") and not css(driver, "#supervision .close-form")
+    district = one(driver, '#districts tr[data-district="二七区"]')
+    api = live.api("GET", "/v1/stats/monthly-ranking", params={"month": "2025-09"}).json()["districts"][0]
+    assert int(district.get_attribute("data-problems")) == api["problems"] >= 2
+    one(driver, "#ledger-csv").click()
+    status = one(driver, '#ledger-status[data-format="csv"]')
+    assert int(status.get_attribute("data-bytes")) > 100 and "ledger-2025-09.csv" in status.text
+    screenshot(driver, "supervision")
