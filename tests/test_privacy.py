@@ -211,7 +211,7 @@ def test_served_evidence_is_blurred_unless_the_key_may_see_raw(service: Service,
     assert blurred_where_the_face_was(served, redactor)
     again = service.client.get(url, headers=service.auth("cases:read"))
     assert again.content == reader.content  # made once, kept
-    assert len(list((service.settings.evidence_dir / "redacted").rglob("*.jpg"))) == 1
+    assert len(list((service.settings.evidence_dir / "rendered" / "redacted").rglob("*.jpg"))) == 1
 
     drawn = service.client.get(url, params={"boxes": "true"}, headers=service.auth("cases:read"))
     assert drawn.headers["X-Privacy"] == "redacted"

@@ -8,6 +8,7 @@ why it is not ready, and /v1/detect and /v1/reports answer 503.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -17,9 +18,11 @@ import anyio
 from fastapi import FastAPI, Request, Response
 
 from serve.api.deps import SAFE_METHODS
+from serve.api.idempotency import IdempotentPosts
 from serve.api.limits import BodyLimit
 from serve.api.notify import NotificationSender
 from serve.api.pull import AnnotationPuller
+from serve.api.redaction import Renders
 from serve.api.reload import ModelReloader
 from serve.api.routers import (
     cameras,
@@ -75,6 +78,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
             verifier=KeyVerifier(pepper),
             gate=InferenceGate(settings.inference_threads, settings.inference_queue),
             metrics=metrics,
+            renders=Renders(settings.evidence_dir, settings.render_threads),
         )
         if clock is not None:
             service.clock = clock
@@ -116,7 +120,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         lifespan=lifespan,
     )
     errors.install(app)
+    logging.getLogger("uvicorn.access").addFilter(QUERY_SECRETS)
     app.add_middleware(StrictJson)  # inside BodyLimit: the JSON it reads is bounded
+    app.add_middleware(IdempotentPosts)  # inside BodyLimit too: it buffers a keyed POST's body
     app.add_middleware(BodyLimit, limit=int(settings.max_upload_mb * 2**20) + FORM_OVERHEAD)  # chunked too
 
     @app.middleware("http")
@@ -134,6 +140,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         metrics.latency.labels(request.method, template).observe(time.perf_counter() - started)
         if request.method not in SAFE_METHODS and hasattr(app.state, "service"):
             await anyio.to_thread.run_sync(audit, app.state.service, request, response.status_code)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")  # a JPEG/HTML polyglot stays a JPEG
+        if response.headers.get("content-type", "").startswith("image/"):
+            response.headers.setdefault("Content-Security-Policy", "default-src 'none'; sandbox")
         return response
 
     for module in (
@@ -155,6 +164,22 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     ):
         app.include_router(module.router)
     return app
+
+
+class QuerySecretsRedacted(logging.Filter):
+    """Access-log lines without the value of a key sent in the query (GeoReport's `api_key`)."""
+
+    PATTERN = re.compile(r"((?:^|[?&])(?:api_key|access_token|password)=)[^&\s]*", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                self.PATTERN.sub(r"\1[redacted]", arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        return True
+
+
+QUERY_SECRETS = QuerySecretsRedacted()  # one instance: adding it again (another app) changes nothing
 
 
 def audit(service: Service, request: Request, status: int) -> None:

@@ -57,3 +57,29 @@ class BodyLimit:
                 f"request body over the limit of {self.limit} bytes (streamed without Content-Length)"
             )
             await problem(Request(scope), error)(scope, receive, send)
+
+
+async def read_body(receive: Receive) -> bytes | None:
+    """A request's whole body (bounded by BodyLimit outside), or None when the client went away."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        body += message.get("body", b"")
+        if not message.get("more_body", False):
+            return bytes(body)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the app a body already read, then whatever comes next (disconnect)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay

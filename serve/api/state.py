@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from serve.api.redaction import Renders
 from serve.cases.auth import KeyVerifier
 from serve.cases.domain import Domain
 from serve.cases.errors import Busy
@@ -134,6 +135,7 @@ class Service:
     verifier: KeyVerifier
     gate: InferenceGate
     metrics: Metrics
+    renders: Renders  # blurred and annotated evidence, on slots of their own
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # routers' `now`, never rules'
     detector: Detector | None = None
     flyers: FlyerFinder | None = None  # the flyer reader (None: off); its OCR model loads on first use

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from serve.api.limits import read_body, replaying
 from serve.cases.errors import problem_response
 
 
@@ -54,27 +55,12 @@ class StrictJson:
         if scope["type"] != "http" or not is_json(scope):
             await self.app(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        body = await read_body(receive)
+        if body is None:  # the client went away
+            return
         constant = non_finite_constant(body)
         if constant is not None:
             detail = f"body: {constant} is not a JSON number (RFC 8259): send a finite number or null"
             await problem_response(Request(scope), 422, "invalid request", detail)(scope, receive, send)
             return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)

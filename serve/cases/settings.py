@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     )
     max_upload_mb: float = Field(default=20.0, description="largest image upload accepted, MiB (413 above)")
     inference_threads: int = Field(default=2, description="images inferred at once; more wait in the queue")
+    render_threads: int = Field(
+        default=1, ge=1, description="evidence images blurred or annotated at once (not the detector's)"
+    )
     inference_queue: int = Field(default=16, description="uploads that may wait for inference (then 503)")
     labelstudio_files_root: Path | None = Field(
         default=None,

@@ -30,6 +30,10 @@ from PIL import ExifTags, Image, ImageOps
 
 # 100 MP: above any phone or DSLR patrol photo, far below what would exhaust memory while decoding.
 MAX_PIXELS = 100_000_000
+# A photo whose long side is twice this or more is decoded reduced where the full pixels serve no
+# purpose (detection, which resizes anyway; blurred and annotated copies for viewing): an
+# 8000x8000 JPEG then takes 48 MB of pixels instead of 192 MB. Phone photos (4032 px) decode in full.
+VIEW_SIDE = 4000
 DEFAULT_TIMEZONE = ZoneInfo("Asia/Shanghai")
 FORMATS = frozenset({"JPEG", "MPO", "PNG"})  # MPO: the JPEG variant of some phone cameras
 

@@ -24,7 +24,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from pydantic import AwareDatetime, Field, TypeAdapter, ValidationError
 
 from serve.api.deps import Admin, CameraId, DetectorDep, Now, Reader, Reporting, ServiceDep
-from serve.api.redaction import PRIVACY_HEADER, redact_image, sees_raw
+from serve.api.redaction import PRIVACY_HEADER, sees_raw
 from serve.api.reload import CamerasReloader, FollowingDetector
 from serve.api.routers.detect import analyse, detections_out
 from serve.api.schemas import DetectionOut, Schema
@@ -432,7 +432,7 @@ def last_frame(camera_id: CameraId, principal: Reader, hub: HubDep, service: Ser
     if live.last_frame is None:
         raise NotFound("frame of camera", f"'{camera_id}' (none analysed yet)")
     raw = sees_raw(principal)
-    image = live.last_frame.copy() if raw else service.gate.run_blocking(redact_image, live.last_frame)
+    image = live.last_frame.copy() if raw else service.renders.blurred(live.last_frame)
     size = (image.shape[1], image.shape[0])
     for zone in live.camera.zones:
         colour = (0, 200, 255) if zone.rule.detect == "occupancy" else (60, 220, 60)

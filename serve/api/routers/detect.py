@@ -14,8 +14,9 @@ from serve.api.schemas import DetectionOut, DetectResponse, Timing
 from serve.cases.intake import patrol_findings
 from vision.core.boxes import boxes_of
 from vision.core.detector import Detector
-from vision.core.imageio import LoadedPhoto, decode_photo
+from vision.core.imageio import VIEW_SIDE, LoadedPhoto, decode_photo
 from vision.core.taxonomy import Taxonomy
+from vision.detect.pipeline import detect_full
 
 router = APIRouter(tags=["detect"])
 
@@ -31,9 +32,9 @@ class Analysis:
 def analyse(detector: Detector, data: bytes, source: str, local_tz: tzinfo) -> Analysis:
     """Decode (EXIF orientation applied) and detect; runs in a worker thread behind the gate."""
     started = time.perf_counter()
-    photo = decode_photo(data, source=source, local_tz=local_tz)
+    photo = decode_photo(data, source=source, local_tz=local_tz, reduce_to=VIEW_SIDE)  # bounded memory
     decoded = time.perf_counter()
-    detections = detector(photo.image)
+    detections = detect_full(detector, photo)
     return Analysis(photo, detections, decoded - started, time.perf_counter() - decoded)
 
 

@@ -12,10 +12,7 @@ from pydantic import AwareDatetime
 from serve.api.deps import CaseId, DbSession, EvidenceId, ImageUpload, Now, Reader, ServiceDep, Writer
 from serve.api.redaction import (
     PRIVACY_HEADER,
-    encode_jpeg,
     evidence_file,
-    redact_image,
-    redacted_jpeg,
     sees_raw,
 )
 from serve.api.routers.cases import evidence_out
@@ -25,9 +22,7 @@ from serve.cases.evidence import store_image
 from serve.cases.intake import Given, capture_time
 from serve.cases.orm import Case, Evidence
 from serve.cases.people import sees
-from vision.core.boxes import parse_boxes
-from vision.core.draw import draw_boxes
-from vision.core.imageio import decode_photo, read_photo
+from vision.core.imageio import decode_photo
 from vision.core.taxonomy import Taxonomy
 
 router = APIRouter(tags=["evidence"])
@@ -124,13 +119,10 @@ def get_evidence(
         media_type = MEDIA_TYPES.get(decode_format(data), "application/octet-stream")
         return Response(data, media_type=media_type, headers=privacy)
     if not boxes:
-        data = service.gate.run_blocking(redacted_jpeg, service.settings.evidence_dir, path, evidence.sha256)
+        data = service.renders.redacted(path, evidence.sha256)
         return Response(data, media_type="image/jpeg", headers=privacy)
-    photo = service.gate.run_blocking(read_photo, path)
-    image = photo.image if raw else service.gate.run_blocking(redact_image, photo.image)
-    stored = parse_boxes(evidence.boxes, f"evidence {evidence.id}")
-    drawn = draw_boxes(image, stored.boxes, service.domain.rules.taxonomy.names)
-    return Response(encode_jpeg(drawn), media_type="image/jpeg", headers=privacy)
+    data = service.renders.with_boxes(path, evidence, raw, service.domain.rules.taxonomy.names)
+    return Response(data, media_type="image/jpeg", headers=privacy)
 
 
 def decode_format(data: bytes) -> str:

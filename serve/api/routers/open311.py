@@ -28,7 +28,7 @@ from serve.api.open311 import (
     services,
     take_request,
 )
-from serve.api.redaction import PRIVACY_HEADER, evidence_file, redacted_jpeg
+from serve.api.redaction import PRIVACY_HEADER, evidence_file
 from serve.api.schemas import (
     CitizenRequestOut,
     Open311Created,
@@ -292,7 +292,7 @@ def media(evidence_id: EvidenceId, session: DbSession, service: ServiceDep) -> R
     if evidence is None or evidence.role == EvidenceRole.REFERENCE:  # a citizen's link is no file here
         raise NotFound("media", evidence_id)
     path = evidence_file(service.settings.evidence_dir, evidence.path, evidence.sha256)
-    data = service.gate.run_blocking(redacted_jpeg, service.settings.evidence_dir, path, evidence.sha256)
+    data = service.renders.redacted(path, evidence.sha256)
     return Response(data, media_type="image/jpeg", headers={PRIVACY_HEADER: "redacted"})
 
 

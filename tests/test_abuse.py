@@ -1,0 +1,156 @@
+"""Abuse that must neither duplicate, leak nor swell (issue 31, points 3, 4 and 6), over real HTTP
+(the app through TestClient, SQLite, the real model):
+
+- a retried POST with the same Idempotency-Key creates nothing twice, on every creating route;
+- an `api_key` in a query string never reaches the access log;
+- image responses carry `nosniff` and a sandboxing CSP, so a JPEG/HTML polyglot stays a JPEG;
+- a huge but legal photo is decoded reduced where full pixels serve no purpose;
+- blurred and annotated evidence is made once and kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from conftest import Service
+from sqlalchemy import func, select
+from test_api_lifecycle import report
+
+from serve.cases.orm import ApiKey, Evidence
+
+
+def jpeg(width: int, height: int, seed: int = 0) -> bytes:
+    """A mostly flat real JPEG (small on the wire even when huge in pixels), with a noisy corner."""
+    image = np.full((height, width, 3), 120, np.uint8)
+    image[:64, :64] = np.random.default_rng(seed).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    ok, data = cv2.imencode(".jpg", image)
+    assert ok
+    return data.tobytes()
+
+
+def add_photo(service: Service, case_id: int, data: bytes, role: str = "near") -> dict[str, Any]:
+    added = service.client.post(
+        f"/v1/cases/{case_id}/evidence",
+        files={"file": ("photo.jpg", data, "image/jpeg")},
+        data={"role": role},
+        headers=service.auth("cases:write"),
+    )
+    assert added.status_code == 201, added.text
+    return dict(added.json())
+
+
+def rows(service: Service, table: type) -> int:
+    sessions = service.client.app.state.service.sessions  # type: ignore[attr-defined]
+    with sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(table)) or 0)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_retried_post_with_its_idempotency_key_creates_nothing_twice(service: Service) -> None:
+    case_id = report(service)
+    writer = {**service.auth("cases:write"), "Idempotency-Key": "after-photo-1"}
+    upload = {"file": ("after.jpg", jpeg(320, 240, 1), "image/jpeg")}
+    before = rows(service, Evidence)
+    first = service.client.post(
+        f"/v1/cases/{case_id}/evidence", files=upload, data={"role": "after"}, headers=writer
+    )
+    again = service.client.post(
+        f"/v1/cases/{case_id}/evidence", files=upload, data={"role": "after"}, headers=writer
+    )
+    assert first.status_code == again.status_code == 201, first.text
+    assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
+    assert rows(service, Evidence) == before + 1
+    other = {"file": ("after.jpg", jpeg(320, 240, 2), "image/jpeg")}
+    reused = service.client.post(
+        f"/v1/cases/{case_id}/evidence", files=other, data={"role": "after"}, headers=writer
+    )
+    assert reused.status_code == 422 and reused.json()["title"] == "idempotency key reused"
+    assert rows(service, Evidence) == before + 1
+    # another caller's same key is its own
+    admin = {**service.auth("admin"), "Idempotency-Key": "after-photo-1"}
+    theirs = service.client.post(
+        f"/v1/cases/{case_id}/evidence", files=upload, data={"role": "after"}, headers=admin
+    )
+    assert theirs.status_code == 201 and "Idempotent-Replayed" not in theirs.headers
+
+    # a new key is shown once: its replay creates no second key and does not show it again
+    keys_before = rows(service, ApiKey)
+    admin = {**service.auth("admin"), "Idempotency-Key": "new-key-1"}
+    made = service.client.post("/v1/keys", json={"name": "bureau", "scopes": ["detect"]}, headers=admin)
+    replayed = service.client.post("/v1/keys", json={"name": "bureau", "scopes": ["detect"]}, headers=admin)
+    assert made.status_code == replayed.status_code == 201 and made.json()["key"].startswith("so_")
+    assert replayed.json()["key_id"] == made.json()["key_id"] and "key" not in replayed.json()
+    assert rows(service, ApiKey) == keys_before + 1
+    too_long = service.client.post(
+        "/v1/keys", json={"name": "x", "scopes": ["detect"]}, headers={**admin, "Idempotency-Key": "k" * 129}
+    )
+    assert too_long.status_code == 422 and rows(service, ApiKey) == keys_before + 1
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_an_api_key_in_the_query_never_reaches_the_access_log(
+    service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = service.keys["cases:read"]
+    with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+        logging.getLogger("uvicorn.access").info(  # the line uvicorn writes for every request
+            '%s - "%s %s HTTP/%s" %d',
+            "127.0.0.1:50000",
+            "GET",
+            f"/open311/v2/requests.json?api_key={key}&status=open",
+            "1.1",
+            200,
+        )
+    assert key not in caplog.text and "api_key=[redacted]&status=open" in caplog.text
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_image_responses_are_never_sniffed(service: Service) -> None:
+    case_id = report(service)
+    polyglot = jpeg(320, 240, 3) + b"<html><script>alert(1)</script></html>"
+    added = add_photo(service, case_id, polyglot)
+    for headers in (service.auth("admin"), service.auth("cases:read")):  # raw bytes, and blurred
+        served = service.client.get(added["url"], headers=headers)
+        assert served.status_code == 200 and served.headers["content-type"] == "image/jpeg"
+        assert served.headers["X-Content-Type-Options"] == "nosniff"
+        assert "sandbox" in served.headers["Content-Security-Policy"]
+    assert service.client.get("/healthz").headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("service_overrides", [{"max_upload_mb": 4}])
+def test_a_huge_legal_photo_is_decoded_reduced_and_answered_in_its_own_pixels(service: Service) -> None:
+    huge = jpeg(8000, 6000, 4)
+    detected = service.client.post(
+        "/v1/detect", files={"file": ("huge.jpg", huge, "image/jpeg")}, headers=service.auth("detect")
+    )
+    if detected.status_code == 503:
+        pytest.skip("no model loaded: " + detected.text)
+    assert detected.status_code == 200, detected.text
+    assert (detected.json()["width"], detected.json()["height"]) == (8000, 6000)
+    case_id = report(service)
+    added = add_photo(service, case_id, huge)
+    served = service.client.get(added["url"], params={"boxes": "true"}, headers=service.auth("cases:read"))
+    shown = cv2.imdecode(np.frombuffer(served.content, np.uint8), cv2.IMREAD_COLOR)
+    assert served.status_code == 200 and shown.shape[:2] == (3000, 4000)  # libjpeg's 1/2 scale
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_annotated_evidence_is_made_once_and_kept(service: Service) -> None:
+    case_id = report(service)
+    added = add_photo(service, case_id, jpeg(640, 480, 5))
+    url, reader = added["url"], service.auth("cases:read")
+    first = service.client.get(url, params={"boxes": "true"}, headers=reader)
+    kept = list((service.settings.evidence_dir / "rendered" / "boxes").rglob("*.jpg"))
+    assert first.status_code == 200 and len(kept) == 1
+    marker = jpeg(96, 96, 6)
+    kept[0].write_bytes(marker)  # the kept file, not a new rendering, serves the next reader
+    again = service.client.get(url, params={"boxes": "true"}, headers=reader)
+    assert again.content == marker
+    raw = service.client.get(url, params={"boxes": "true"}, headers=service.auth("admin"))
+    assert raw.status_code == 200 and raw.headers["X-Privacy"] == "raw"
+    assert len(list((service.settings.evidence_dir / "rendered" / "boxes").rglob("*.jpg"))) == 2
