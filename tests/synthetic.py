@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import yaml
+from configured import CONFIGS, TAXONOMY
 
 # taxonomy class name -> BGR colour of its rectangles
 COLOURS = {
@@ -72,7 +73,7 @@ def write_set(root: Path, dataset_names: list[str], images: dict[str, list[list[
     """
     from vision.core.taxonomy import load_taxonomy
 
-    taxonomy = load_taxonomy()
+    taxonomy = load_taxonomy(CONFIGS / "taxonomy.yaml")
     label_of = {taxonomy.resolve(n).name: i for i, n in enumerate(dataset_names) if taxonomy.resolve(n)}
     for split, scenes in images.items():
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
@@ -114,8 +115,8 @@ def has_colour(image_path: Path, name: str) -> bool:
 
 def review_roads(data_root: Path, decide_image: Callable[[Path], tuple[str, str] | None]) -> Path:
     """A review file for the synthetic `roads` source: per photo, (class, decision) of one box."""
+    from vision.core.files import file_sha256
     from vision.data.reviews import Proposal, write_reviews
-    from vision.detect.registry import file_sha256
 
     proposals = []
     for split in ("train", "val"):
@@ -150,6 +151,7 @@ def tiny_run() -> Path:
             name="tiny",
             cache_dir=root / "cache",
             workers=0,
+            taxonomy=TAXONOMY,
         )
     return _TINY_RUN["run"]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from configured import TAXONOMY
 from conftest import Service
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -163,10 +164,10 @@ REFUSED = [
 def test_stream_urls_are_limited_to_allowed_schemes(url: str) -> None:
     assert set(STREAM_SCHEMES) == {"rtsp", "rtsps", "http", "https", "file"}
     if url in ALLOWED:
-        assert parse_cameras(camera_with_stream(url), Path("cams.yaml")).get("cam-1").stream == url
+        assert parse_cameras(camera_with_stream(url), TAXONOMY, Path("cams.yaml")).get("cam-1").stream == url
         return
     with pytest.raises(CameraConfigError, match=r"cams\.yaml: .*cameras\[0\]\.stream.*not allowed"):
-        parse_cameras(camera_with_stream(url), Path("cams.yaml"))
+        parse_cameras(camera_with_stream(url), TAXONOMY, Path("cams.yaml"))
     with pytest.raises(ValueError, match="not allowed"):
         StreamReader(url)
 

@@ -17,6 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from configured import TAXONOMY
 from conftest import SERVICE_START, Service
 from PIL import Image
 from test_api_lifecycle import act
@@ -26,15 +27,13 @@ from serve.cases.findings import Finding, load_case_rules, record_finding
 from serve.cases.orm import Photo
 from serve.cli.main import main
 from vision.core.boxes import Box
+from vision.core.files import file_sha256
 from vision.core.imageio import exif_for
-from vision.core.taxonomy import load_taxonomy
 from vision.data.activelearning import disagreement, uncertainty
 from vision.data.annotations.coords import to_percent
 from vision.data.annotations.dataset import Dataset
 from vision.data.annotations.records import Label
-from vision.detect.registry import file_sha256
 
-TAXONOMY = load_taxonomy()
 MODEL = "street-v1@0123456789ab"
 PLACES = {"a": (34.72265, 113.62762), "b": (34.730, 113.635), "c": (34.740, 113.645), "d": (34.750, 113.655)}
 

@@ -19,9 +19,10 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from configured import TAXONOMY
 
 from serve.cli.main import main
-from vision.core.taxonomy import load_taxonomy
+from vision.core.files import file_sha256
 from vision.data.annotations.coords import from_coco, from_percent, from_yolo, to_percent, to_yolo
 from vision.data.annotations.dataset import Dataset
 from vision.data.annotations.images import ImageFinder, TaskImages, inside
@@ -30,9 +31,7 @@ from vision.data.annotations.label_config import rectangle_control
 from vision.data.annotations.readers import read_export
 from vision.data.annotations.records import AnnotationError, Label
 from vision.data.annotations.writers import QueuedImage, write_labelstudio_tasks, write_yolo_zip
-from vision.detect.registry import file_sha256
 
-TAXONOMY = load_taxonomy()
 WIDTH, HEIGHT = 200, 120
 AT = datetime(2025, 10, 1, 9, 0, tzinfo=UTC)
 # two boxes per image in pixels: garbage (left), car (right)
@@ -225,11 +224,11 @@ def project_config(project: str | None) -> str | None:
 
 def import_export(*args: Any, **kwargs: Any) -> Any:
     """Imports as the CLI does with the project's labelling config at hand."""
-    return import_any(*args, label_config_of=project_config, **kwargs)
+    return import_any(*args, label_config_of=project_config, taxonomy=TAXONOMY, **kwargs)
 
 
 def finder_for(root: Path) -> ImageFinder:
-    return ImageFinder([root / "media" / "upload"], TaskImages(files_root=root / "files"), root / "store")
+    return ImageFinder([root / "media" / "upload"], root / "store", TaskImages(files_root=root / "files"))
 
 
 @pytest.mark.parametrize("kind", list(EXPORTS))
@@ -422,7 +421,7 @@ def test_verify_notices_a_changed_image_and_build_keeps_partial_labels(tmp_path:
     export, _ = cvat_yolo_zip(tmp_path)
     dataset = Dataset.open("bureau", tmp_path / "datasets")
     import_export(export, dataset, finder_for(tmp_path), at=AT)
-    built = dataset.build(tmp_path / "built")
+    built = dataset.build(tmp_path / "built", taxonomy=TAXONOMY)
     assert len(built) == 1
     data = yaml.safe_load(built[0][1].read_text())
     assert data["names"] == ["garbage", "car"]  # only what CVAT's label list held: the rest is masked
@@ -504,7 +503,9 @@ def test_queue_exports_read_back_through_the_importers(tmp_path: Path) -> None:
     image = write_image(tmp_path / "out" / "images" / "q.jpg", 3)
     labels = tuple(Label(name, xyxy, 0.5) for name, xyxy in BOXES)
     item = QueuedImage(image, WIDTH, HEIGHT, labels, "street-v1@000000000000", ("uncertain",), 0.4)
-    tasks = write_labelstudio_tasks([item], tmp_path / "out", lambda i: "/data/local-files/?d=images/q.jpg")
+    tasks = write_labelstudio_tasks(
+        [item], tmp_path / "out", lambda i: "/data/local-files/?d=images/q.jpg", taxonomy=TAXONOMY
+    )
     prediction = json.loads(tasks.read_text())[0]["predictions"][0]
     assert prediction["model_version"] == "street-v1@000000000000" and prediction["score"] == 0.5
     # predictions are what an annotator then submits: read them as an annotation
@@ -516,7 +517,7 @@ def test_queue_exports_read_back_through_the_importers(tmp_path: Path) -> None:
     ]
     _text(tmp_path / "submitted.json", json.dumps(submitted))
     zip_path = write_yolo_zip([item], tmp_path / "cvat.zip", TAXONOMY.names, lambda i: i.path.name)
-    finder = ImageFinder([], TaskImages(files_root=tmp_path / "out"), tmp_path / "store")
+    finder = ImageFinder([], tmp_path / "store", TaskImages(files_root=tmp_path / "out"))
     for export in (tmp_path / "submitted.json", zip_path):
         raw = read_export(export, unpack_to=tmp_path / f"unpacked-{export.stem}")
         dataset = Dataset.open(export.stem, tmp_path / "datasets")
@@ -561,7 +562,7 @@ def test_labelled_classes_come_from_the_projects_config_never_the_whole_taxonomy
     import refuses to guess, with the config it records exactly the classes annotators could draw."""
     export, _ = labelstudio_json(tmp_path)
     dataset = Dataset.open("bureau", tmp_path / "datasets")
-    counts, problems = import_any(export, dataset, finder_for(tmp_path), at=AT)
+    counts, problems = import_any(export, dataset, finder_for(tmp_path), at=AT, taxonomy=TAXONOMY)
     assert counts["added"] == 0 and len(problems) == 2
     assert all("which classes could its annotators label?" in p.message for p in problems)
     assert "labelling config of project 1" in problems[0].message
@@ -573,6 +574,7 @@ def test_labelled_classes_come_from_the_projects_config_never_the_whole_taxonomy
         finder_for(tmp_path),
         at=AT,
         label_config_of=lambda p: asked.append(p) or PROJECT_CONFIG,
+        taxonomy=TAXONOMY,
     )
     assert problems == [] and counts["added"] == 2 and asked == ["1"]  # read once per project
     assert {tuple(e["labelled"]) for e in dataset.images.values()} == {("garbage", "overflow", "car")}
@@ -588,11 +590,11 @@ def test_an_inbox_task_carries_its_projects_config(tmp_path: Path) -> None:
         task["label_config"] = config
     export.write_text(json.dumps(tasks))
     dataset = Dataset.open("bureau", tmp_path / "datasets")
-    counts, problems = import_any(export, dataset, finder_for(tmp_path), at=AT)
+    counts, problems = import_any(export, dataset, finder_for(tmp_path), at=AT, taxonomy=TAXONOMY)
     assert problems == [] and counts["added"] == 2
     entry = dataset.images[file_sha256(images[0])]
     assert entry["labelled"] == ["garbage", "overflow", "car", "stall"]
-    [(_, data_yaml)] = dataset.build(tmp_path / "built")
+    [(_, data_yaml)] = dataset.build(tmp_path / "built", taxonomy=TAXONOMY)
     assert yaml.safe_load(data_yaml.read_text())["names"] == ["garbage", "overflow", "car", "stall"]
 
 

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import anyio
 import cv2
 import pytest
+from configured import CONFIGS, MODELS, TAXONOMY
 from conftest import SERVICE_START, Service
 from PIL import Image
 from sqlalchemy import func, select
@@ -47,14 +48,17 @@ class Photo311:
 def street_photo() -> Photo311:
     """A real garbage photo, re-encoded here, on which the model finds at least one patrol finding."""
     try:
-        find_model(CURRENT)
+        find_model(CURRENT, models_dir=MODELS)
     except Exception as err:
         pytest.skip(f"no current model in models/ ({err}); the train/evaluate work provides it")
     if not VAL_IMAGES.is_dir():
         pytest.skip(f"{VAL_IMAGES} not found (../shared beside the project)")
     from vision.detect.backends import load_detector
 
-    detector, taxonomy = load_detector(CURRENT), load_taxonomy()
+    detector, taxonomy = (
+        load_detector(CURRENT, models_dir=MODELS, taxonomy=TAXONOMY),
+        load_taxonomy(CONFIGS / "taxonomy.yaml"),
+    )
     for path in sorted(VAL_IMAGES.glob("*.jpg"))[:80]:
         ok, encoded = cv2.imencode(".jpg", cv2.imread(str(path)), [cv2.IMWRITE_JPEG_QUALITY, 92])
         assert ok
@@ -79,10 +83,10 @@ def test_detect_matches_the_model_run_directly(service: Service, street_photo: P
     body = response.json()
     assert (body["width"], body["height"]) == (street_photo.width, street_photo.height)
     assert (
-        body["model_version"].startswith(f"{find_model(CURRENT).name}@")
+        body["model_version"].startswith(f"{find_model(CURRENT, models_dir=MODELS).name}@")
         and len(body["detections"]) == street_photo.detections
     )
-    taxonomy = load_taxonomy()
+    taxonomy = load_taxonomy(CONFIGS / "taxonomy.yaml")
     for d in body["detections"]:
         x1, y1, x2, y2 = d["xyxy"]
         assert 0 <= x1 < x2 <= body["width"] and 0 <= y1 < y2 <= body["height"]

@@ -8,14 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from configured import MODELS, TAXONOMY
 from synthetic import SOURCES, draw, random_boxes, tiny_model
 
-from vision.core.taxonomy import load_taxonomy
 from vision.detect.backends import decode_yolo, letterbox, load_detector, unletterbox
 from vision.detect.registry import ModelError, find_model, model_version, taxonomy_class_map
 
 ROOT = Path(__file__).resolve().parent.parent
-TAXONOMY = load_taxonomy()
 
 
 @pytest.mark.parametrize(
@@ -65,9 +64,9 @@ def test_decode_yolo(rows: list[tuple[float, float, float, float, int, float]], 
 
 
 def test_class_map_refuses_an_unknown_class() -> None:
-    assert taxonomy_class_map(["bike", "garbage"], "m").tolist() == [6, 0]
+    assert taxonomy_class_map(["bike", "garbage"], "m", taxonomy=TAXONOMY).tolist() == [6, 0]
     with pytest.raises(ModelError, match="model class 1 'pothole'"):
-        taxonomy_class_map(["garbage", "pothole"], "m.onnx")
+        taxonomy_class_map(["garbage", "pothole"], "m.onnx", taxonomy=TAXONOMY)
 
 
 def test_an_unknown_model_name_lists_the_models(tmp_path: Path) -> None:
@@ -109,8 +108,10 @@ def test_backends_agree(model_dir: Path, image: np.ndarray) -> None:
     A one-epoch model scores below 0.001 everywhere, hence the low threshold. Its many boxes of
     near-equal scores may survive NMS differently, so the comparison keeps the clearly leading ones
     (at least half the best score); export itself compares the raw outputs (vision/modelops/export.py)."""
-    onnx = load_detector(model_dir, backend="onnx", confidence=1e-5)
-    torch_model = load_detector(model_dir, backend="ultralytics", confidence=1e-5)
+    onnx = load_detector(model_dir, backend="onnx", confidence=1e-5, models_dir=MODELS, taxonomy=TAXONOMY)
+    torch_model = load_detector(
+        model_dir, backend="ultralytics", confidence=1e-5, models_dir=MODELS, taxonomy=TAXONOMY
+    )
     a, b = onnx(image), torch_model(image)
     assert len(a) > 0 and len(b) > 0
     a, b = (d[d.confidence >= a.confidence.max() / 2] for d in (a, b))
@@ -124,7 +125,7 @@ def test_backends_agree(model_dir: Path, image: np.ndarray) -> None:
 
 @pytest.mark.slow
 def test_version_names_the_weights(model_dir: Path) -> None:
-    detector = load_detector(model_dir)
+    detector = load_detector(model_dir, models_dir=MODELS, taxonomy=TAXONOMY)
     assert detector.version == model_version("tiny", model_dir / "model.onnx")
     assert detector.input_size == 64 and detector.names == TAXONOMY.names
 
@@ -137,13 +138,13 @@ def test_a_card_with_a_foreign_class_is_refused(model_dir: Path, tmp_path: Path)
     card["classes"][2] = "pothole"
     (copy / "card.yaml").write_text(yaml.safe_dump(card), encoding="utf-8")
     with pytest.raises(ModelError, match="'pothole'"):
-        load_detector(copy)
+        load_detector(copy, models_dir=MODELS, taxonomy=TAXONOMY)
 
 
 @pytest.mark.slow
 def test_bad_input_is_named(model_dir: Path) -> None:
-    detector = load_detector(model_dir)
+    detector = load_detector(model_dir, models_dir=MODELS, taxonomy=TAXONOMY)
     with pytest.raises(ValueError, match=r"BGR uint8 image of shape \(H, W, 3\), got float64"):
         detector(np.zeros((10, 10, 3)))
     with pytest.raises(ModelError, match="no weights for backend 'ultralytics'"):
-        load_detector(model_dir / "model.onnx", backend="ultralytics")
+        load_detector(model_dir / "model.onnx", backend="ultralytics", models_dir=MODELS, taxonomy=TAXONOMY)

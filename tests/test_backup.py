@@ -19,6 +19,7 @@ from serve.cases.auth import create_key
 from serve.cases.db import open_database, transaction
 from serve.cases.findings import Finding, load_case_rules, record_finding
 from serve.cases.orm import ApiKey, Case, Evidence, FlowEntry
+from serve.cases.settings import Settings
 from serve.cli.db import cli
 
 T0 = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
@@ -41,7 +42,7 @@ def add_case(factory: sessionmaker[Session], i: int) -> None:
         )
 
 
-RULES = load_case_rules()
+RULES = load_case_rules(Settings())
 
 
 def snapshot(factory: sessionmaker[Session]) -> list[Any]:

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import supervision as sv
 import yaml
+from configured import CONFIGS, MODELS, ROOT, TAXONOMY
 from conftest import SERVICE_START, Service
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -36,7 +37,7 @@ from serve.cases.domain import Domain, load_domain
 from serve.cases.findings import CaseRules, load_case_rules
 from serve.cases.labelling import build_queue
 from serve.cases.orm import CameraState, Case, Evidence
-from serve.cases.settings import ROOT, Settings
+from serve.cases.settings import Settings
 from serve.cases.workflow import Action, Command, apply
 from vision.core.taxonomy import load_taxonomy
 from vision.detect.registry import CURRENT, find_model
@@ -119,9 +120,9 @@ def hub(db_url: str, tmp_path: Path) -> Iterator[Hub]:
         db_url=db_url, evidence_dir=tmp_path / "evidence", secret="tests-only-secret-0123456789"
     )
     sessions = open_database(db_url)
-    registry = parse_cameras(copy.deepcopy(HUB_CONFIG))
+    registry = parse_cameras(copy.deepcopy(HUB_CONFIG), taxonomy=TAXONOMY)
     yield Hub(
-        CameraHub(registry, load_taxonomy(), settings.evidence_dir),
+        CameraHub(registry, load_taxonomy(CONFIGS / "taxonomy.yaml"), settings.evidence_dir),
         sessions,
         load_case_rules(settings),
         load_domain(settings),
@@ -242,7 +243,9 @@ def test_a_restarted_hub_goes_on_with_the_same_incident_and_case(hub: Hub) -> No
     for t in range(0, 250):
         if t == 100:
             hub.hub = CameraHub(
-                parse_cameras(copy.deepcopy(HUB_CONFIG)), load_taxonomy(), hub.hub.evidence_dir
+                parse_cameras(copy.deepcopy(HUB_CONFIG), taxonomy=TAXONOMY),
+                load_taxonomy(CONFIGS / "taxonomy.yaml"),
+                hub.hub.evidence_dir,
             )
             hub.hub.restore(hub.sessions)
         if done := hub.frame(t, [SPOT] if t < 200 else []):
@@ -271,7 +274,11 @@ def test_a_damaged_saved_state_starts_the_camera_afresh(hub: Hub) -> None:
     with transaction(hub.sessions) as session:
         (state,) = session.scalars(select(CameraState)).all()
         state.state = b"not a camera state"
-    restarted = CameraHub(parse_cameras(copy.deepcopy(HUB_CONFIG)), load_taxonomy(), hub.hub.evidence_dir)
+    restarted = CameraHub(
+        parse_cameras(copy.deepcopy(HUB_CONFIG), taxonomy=TAXONOMY),
+        load_taxonomy(CONFIGS / "taxonomy.yaml"),
+        hub.hub.evidence_dir,
+    )
     restarted.restore(hub.sessions)
     assert restarted.get("hub-cam").rules.incidents == [] and restarted.get("hub-cam").rules.last_at is None
 
@@ -353,7 +360,7 @@ SHARED = ROOT.parent / "shared" / "datasets" / "garbage-cn"
 def configs_with_cameras(folder: Path, cameras: dict[str, Any]) -> Path:
     """A copy of the project's configs folder with our cameras.yaml (the service reads it there)."""
     configs = folder / "configs"
-    shutil.copytree(ROOT / "configs", configs, ignore=shutil.ignore_patterns("datasets"))
+    shutil.copytree(CONFIGS, configs, ignore=shutil.ignore_patterns("datasets"))
     (configs / "cameras.yaml").write_text(yaml.safe_dump(cameras, allow_unicode=True), encoding="utf-8")
     return configs
 
@@ -396,7 +403,7 @@ def test_frames_over_http_make_one_case_and_verify_it(model_service: Service) ->
         assert response.status_code == 200, response.text
         body = response.json()
         assert (body["width"], body["height"], body["late"]) == (320, 180, False)
-        assert body["model_version"].startswith(f"{find_model(CURRENT).name}@")
+        assert body["model_version"].startswith(f"{find_model(CURRENT, models_dir=MODELS).name}@")
         created += [c for c in body["cases"] if c["created"]]
         actions += [(t, c["kind"], c["proposal"]) for c in body["cases"]]
         assert body["occupancy"][0]["learning"] is (t < 60)
@@ -455,6 +462,7 @@ def test_frames_over_http_make_one_case_and_verify_it(model_service: Service) ->
         base=service.settings.evidence_dir,
         document_root=out,
         skip=set(),
+        taxonomy=TAXONOMY,
     )
     (item,) = [q for q in queued if "occupancy" in q.reasons]
     assert item.meta["case"] == case["number"] and item.meta["event"] == "street_vending"

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from configured import CONFIGS
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,7 +20,7 @@ from serve.cases.findings import CaseRules, Finding, record_finding
 from serve.cases.grids import EARTH_RADIUS_M, load_grids
 from serve.cases.orm import Case, CaseCounter, Evidence, FlowEntry
 from vision.core.boxes import Box
-from vision.core.taxonomy import CONFIGS, load_taxonomy
+from vision.core.taxonomy import load_taxonomy
 
 TZ = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 20, 11, 30, tzinfo=TZ)  # a Friday
@@ -32,7 +33,12 @@ LAT, LON = HOME.y, HOME.x
 
 @pytest.fixture(scope="module")
 def rules() -> CaseRules:
-    return CaseRules(taxonomy=load_taxonomy(), calendar=load_calendar(), grids=GRIDS, prefix="SO")
+    return CaseRules(
+        taxonomy=load_taxonomy(CONFIGS / "taxonomy.yaml"),
+        calendar=load_calendar(CONFIGS / "calendar.yaml"),
+        grids=GRIDS,
+        prefix="SO",
+    )
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from configured import CONFIGS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -119,7 +120,7 @@ def test_naive_times_are_refused() -> None:
 
 
 def test_shipped_calendar_knows_holidays_and_make_up_days() -> None:
-    calendar = load_calendar()
+    calendar = load_calendar(CONFIGS / "calendar.yaml")
     assert calendar.timezone == TZ
     assert calendar.seconds_per_day == 8 * 3600
     assert not calendar.is_working_day(date(2026, 10, 1))  # 国庆节

@@ -1,5 +1,6 @@
 """Generated parts of the docs stay equal to what generates them: the model history table in
-docs/training.md is `streetorder models table` on models/ (the registry and the cards)."""
+docs/training.md is `streetorder models table` on models/ (the registry and the cards), and the
+README's settings table is `settings_table()` of the settings model."""
 
 from __future__ import annotations
 
@@ -31,4 +32,12 @@ def test_model_history_table_is_the_registrys() -> None:
     assert "| street-v10 |" in printed and "current" in printed
     assert generated_block(ROOT / "docs" / "training.md", "models table") == printed, (
         "docs/training.md's model history is out of date: paste `streetorder models table` there"
+    )
+
+
+def test_readme_settings_table_is_the_settings_model() -> None:
+    from serve.cases.settings import settings_table
+
+    assert generated_block(ROOT / "README.md", "settings table") == settings_table(), (
+        "README.md's settings table is out of date: paste settings_table() (serve/cases/settings.py) there"
     )

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import pytest
 import supervision as sv
+from configured import TAXONOMY
 
 from vision.live.cameras import Camera, CaseSettings, parse_cameras
 from vision.live.incidents import MAX_INCIDENTS_PER_ZONE, IncidentLedger, Sighting
@@ -60,7 +61,7 @@ def make_camera(cases: dict[str, Any] | None = None, **zone: Any) -> Camera:
     data = copy.deepcopy(CONFIG)
     data["cameras"][0]["cases"].update(cases or {})
     data["cameras"][0]["zones"][0].update(zone)
-    return parse_cameras(data).get("cam")
+    return parse_cameras(data, taxonomy=TAXONOMY).get("cam")
 
 
 @dataclass
@@ -96,7 +97,7 @@ def play(
     confidence: float = 0.8,
     frames: Frames | None = None,
 ) -> Run:
-    run = run or Run(CameraRules(camera or make_camera()))
+    run = run or Run(CameraRules(camera or make_camera(), taxonomy=TAXONOMY))
     for step in range(round(start * fps), round(seconds * fps)):
         t = step / fps
         if handled_at is not None and t == handled_at:
@@ -388,7 +389,7 @@ def test_a_restart_keeps_clocks_and_incidents(restart: float, expected: list[tup
     starts over. The car stands 0-150 s."""
     run = play(parked(0, 150), restart)
     (before,) = [i.id for i in run.rules.incidents] or [None]
-    restored = CameraRules(make_camera())
+    restored = CameraRules(make_camera(), taxonomy=TAXONOMY)
     restored.restore(decode(encode(run.rules.export())))
     late = restored.process(T0 + timedelta(seconds=restart - 1), detections([(SPOT, CAR)]), SIZE)
     assert late.late  # frames it had applied before the restart stay applied once
@@ -400,7 +401,7 @@ def test_a_restart_keeps_clocks_and_incidents(restart: float, expected: list[tup
 
 def test_a_new_incident_after_a_restart_gets_a_new_id() -> None:
     run = play(both(parked(0, 100), parked(0, 400, OTHER_SPOT)), 150)
-    restored = CameraRules(make_camera())
+    restored = CameraRules(make_camera(), taxonomy=TAXONOMY)
     restored.restore(decode(encode(run.rules.export())))
     run.rules = restored
     third = (40.0, 200.0, 140.0, 280.0)
@@ -412,7 +413,7 @@ def test_a_new_incident_after_a_restart_gets_a_new_id() -> None:
 
 def test_late_and_duplicate_frames_do_not_touch_the_clocks() -> None:
     reference = play(parked(0, 100), 100)
-    rules = CameraRules(make_camera())
+    rules = CameraRules(make_camera(), taxonomy=TAXONOMY)
     run = play(parked(0, 100), 40, run=Run(rules))
     for late_t in (10.0, 39.5):  # out of order, and a duplicate of the last capture time
         late = rules.process(T0 + timedelta(seconds=late_t), detections([(SPOT, CAR)]), SIZE)
@@ -423,7 +424,7 @@ def test_late_and_duplicate_frames_do_not_touch_the_clocks() -> None:
 
 
 def test_changed_frame_size_keeps_clocks_and_incidents() -> None:
-    rules = CameraRules(make_camera())
+    rules = CameraRules(make_camera(), taxonomy=TAXONOMY)
     events = []
     for step in range(400):
         t = step / 2

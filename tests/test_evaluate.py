@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 import supervision as sv
 import yaml
+from configured import TAXONOMY
 from synthetic import COLOURS, Box, tiny_model, write_set
 
 from serve.cli.main import main
-from vision.core.taxonomy import TaxonomyError, load_taxonomy
+from vision.core.taxonomy import TaxonomyError
 from vision.detect.registry import read_card
 from vision.modelops.evaluate import evaluate, read_labels
 from vision.modelops.train import prepare_data
 
-TAXONOMY = load_taxonomy()
 SIZE = 96
 # one scene, drawn on several noise backgrounds: two garbage boxes (left and right), one
 # overflowing bin, and one car that the data set does not label
@@ -98,7 +98,7 @@ SHIFTED = (1, 1, 0.995, 0.3)  # 8 px: IoU 28/44 = 0.64, a hit at IoU 0.50, 0.55,
 def test_known_metrics(
     detector: ColourDetector, garbage: tuple[float, ...], overflow: tuple[float, ...], bins_set: Path
 ) -> None:
-    result = evaluate(detector, bins_set)
+    result = evaluate(detector, bins_set, taxonomy=TAXONOMY)
     assert set(result.classes) == {"garbage", "overflow"}  # only what the set labels
     assert result.ignored_classes == ["tree"]
     assert result.classes["garbage"].instances == 6 and result.classes["overflow"].instances == 3
@@ -112,14 +112,14 @@ def test_known_metrics(
 
 
 def test_plots_are_written(bins_set: Path, tmp_path: Path) -> None:
-    result = evaluate(ColourDetector(miss_right=True), bins_set, out=tmp_path)
+    result = evaluate(ColourDetector(miss_right=True), bins_set, out=tmp_path, taxonomy=TAXONOMY)
     names = {p.name for p in result.plots}
     assert {"PR_curve.png", "confusion_matrix.png", "confusion_matrix_normalized.png"} <= names
     assert all(cv2.imread(str(p)) is not None for p in result.plots)
 
 
 def test_json_object_shape(bins_set: Path) -> None:
-    payload = evaluate(ColourDetector(), bins_set).to_json()
+    payload = evaluate(ColourDetector(), bins_set, taxonomy=TAXONOMY).to_json()
     assert set(payload) == {"model", "map50", "map50_95", "classes", "unlabelled_per_image"}
     assert payload["model"] == "colour@0"
     assert set(payload["classes"]["garbage"]) == {"ap50", "ap50_95", "precision", "recall", "instances"}
@@ -137,7 +137,7 @@ def test_json_object_shape(bins_set: Path) -> None:
 def test_detections_of_unlabelled_classes_per_image(
     detector: ColourDetector, expected: dict[str, float], bins_set: Path
 ) -> None:
-    seen = evaluate(detector, bins_set).unlabelled_per_image
+    seen = evaluate(detector, bins_set, taxonomy=TAXONOMY).unlabelled_per_image
     assert "garbage" not in seen and "overflow" not in seen  # scored classes are not counted here
     assert {name: count for name, count in seen.items() if count} == expected
 
@@ -148,7 +148,7 @@ def test_detections_where_reviews_confirmed_a_class_absent_are_counted_as_false(
 ) -> None:
     photos = sorted(p.name for p in (bins_set.parent / "images" / "val").iterdir())
     absent = {photos[0]: frozenset({"flyer"}), photos[1]: frozenset({"flyer", "poster"})}
-    result = evaluate(ColourDetector(extra=("flyer", score)), bins_set, absent=absent)
+    result = evaluate(ColourDetector(extra=("flyer", score)), bins_set, absent=absent, taxonomy=TAXONOMY)
     assert result.false_detections == {
         "flyer": {"photos": 2, "detections": 2 * found},
         "poster": {"photos": 1, "detections": 0},
@@ -164,18 +164,20 @@ def test_rename_scores_a_set_class_as_another_taxonomy_class(tmp_path: Path) -> 
     """win_ad (an alias of poster) read as flyer: the recall of flyers on real window adverts."""
     scene = [Box("poster", (4, 4, 40, 40))]
     data = write_set(tmp_path / "ads", ["win_ad"], {"val": [scene] * 2}, SIZE)
-    as_poster = evaluate(ColourDetector(), data)
+    as_poster = evaluate(ColourDetector(), data, taxonomy=TAXONOMY)
     assert set(as_poster.classes) == {"poster"} and as_poster.classes["poster"].recall == pytest.approx(1)
-    as_flyer = evaluate(ColourDetector(), data, rename={"win_ad": "flyer"})
+    as_flyer = evaluate(ColourDetector(), data, rename={"win_ad": "flyer"}, taxonomy=TAXONOMY)
     assert set(as_flyer.classes) == {"flyer"}
     assert as_flyer.classes["flyer"].instances == 2 and as_flyer.classes["flyer"].recall == pytest.approx(0)
-    found = evaluate(ColourDetector(extra=("flyer", 0.9)), data, rename={"win_ad": "flyer"})
+    found = evaluate(
+        ColourDetector(extra=("flyer", 0.9)), data, rename={"win_ad": "flyer"}, taxonomy=TAXONOMY
+    )
     assert found.classes["flyer"].precision == pytest.approx(0)  # a flyer box elsewhere is no hit
 
 
 def test_a_class_without_instances_is_not_averaged(tmp_path: Path) -> None:
     data = write_set(tmp_path / "set", ["garbage", "bus"], {"val": [SCENE]}, SIZE)
-    result = evaluate(ColourDetector(), data)
+    result = evaluate(ColourDetector(), data, taxonomy=TAXONOMY)
     assert result.classes["bus"].instances == 0 and result.classes["bus"].ap50 is None
     assert result.map50 == pytest.approx(result.classes["garbage"].ap50)
 
@@ -183,7 +185,7 @@ def test_a_class_without_instances_is_not_averaged(tmp_path: Path) -> None:
 def test_a_set_without_taxonomy_classes_is_refused(tmp_path: Path) -> None:
     data = write_set(tmp_path / "set", ["window", "door"], {"val": [SCENE]}, SIZE)
     with pytest.raises(TaxonomyError, match="none of its classes"):
-        evaluate(ColourDetector(), data)
+        evaluate(ColourDetector(), data, taxonomy=TAXONOMY)
 
 
 @pytest.mark.parametrize(
@@ -226,7 +228,9 @@ def test_cli_json_and_card(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert card["metrics"]["bins"]["classes"]["garbage"]["instances"] == 4
     assert card["metrics"]["bins"]["ignored_classes"] == ["tree"]
     # the same digest a training card records for the split: scores and training data can be matched
-    mix = json.loads((prepare_data(data, tmp_path / "cache").parent / "sources.json").read_text())
+    mix = json.loads(
+        (prepare_data(data, tmp_path / "cache", taxonomy=TAXONOMY).parent / "sources.json").read_text()
+    )
     assert card["metrics"]["bins"]["labels_sha256"] == mix["bins"]["labels_sha256"]["val"]
     assert (out / "confusion_matrix.png").exists()
     yaml.safe_dump(card)  # the card stays plain YAML

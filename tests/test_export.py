@@ -5,12 +5,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from configured import MODELS, TAXONOMY
 from synthetic import SOURCES, draw, random_boxes, tiny_model, tiny_run, write_set
 from ultralytics import YOLO
 
 from serve.cli.main import main
+from vision.core.files import file_sha256
 from vision.detect.backends import OnnxDetector, letterbox, load_detector, to_input_tensor
-from vision.detect.registry import file_sha256, read_card, update_card
+from vision.detect.registry import read_card, update_card
 from vision.modelops.export import export_model, package
 
 pytestmark = pytest.mark.slow
@@ -26,7 +28,7 @@ def test_onnx_output_matches_pytorch(model_dir: Path, seed: int) -> None:
     """Raw head outputs of ONNX Runtime and PyTorch on the same letterboxed image."""
     rng = np.random.default_rng(seed)
     image = draw(64, random_boxes(rng, 64, SOURCES["roads"]["draws"], 3), seed=seed)
-    detector = load_detector(model_dir, backend="onnx")
+    detector = load_detector(model_dir, backend="onnx", models_dir=MODELS, taxonomy=TAXONOMY)
     assert isinstance(detector, OnnxDetector)
     onnx_out, _, _ = detector.raw(image)
     network = YOLO(str(model_dir / "model.pt")).model.float().eval()  # type: ignore[union-attr]
@@ -106,8 +108,11 @@ def test_int8_export_prints_the_check(
     check = read_card(model_dir)["exports"]["int8"]["check"]
     assert check["images"] == 4 and check["calibration_images"] == 4
     assert 0 <= check["map50_int8"] <= 1
-    int8 = load_detector(model_dir / "model.int8.onnx")
-    assert int8.version.startswith("tiny@") and int8.version != load_detector(model_dir).version
+    int8 = load_detector(model_dir / "model.int8.onnx", models_dir=MODELS, taxonomy=TAXONOMY)
+    assert (
+        int8.version.startswith("tiny@")
+        and int8.version != load_detector(model_dir, models_dir=MODELS, taxonomy=TAXONOMY).version
+    )
 
 
 @pytest.mark.parametrize(

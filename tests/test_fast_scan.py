@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import pytest
 import supervision as sv
+from configured import MODELS, TAXONOMY
 from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -30,6 +31,7 @@ from serve.cases.db import open_database
 from serve.cases.findings import load_case_rules
 from serve.cases.orm import Photo
 from serve.cases.scan import Scanner, iter_photos
+from serve.cases.settings import Settings
 from serve.cli.demo import pick_sample_photos
 from serve.cli.scan import cli
 from vision.core.detector import Detector
@@ -46,7 +48,7 @@ DATASET = ROOT.parent / "shared" / "datasets" / "garbage-cn"
 def current_onnx() -> Path:
     """The FP32 ONNX file of the registry's current model (one that finds real garbage), on ONNX
     Runtime: the same runtime everywhere."""
-    return find_model(CURRENT).weights_for("onnx")
+    return find_model(CURRENT, models_dir=MODELS).weights_for("onnx")
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +58,9 @@ def samples() -> list[Path]:
 
 @pytest.fixture(scope="module")
 def detector() -> Detector:
-    return load_detector(current_onnx(), "onnx", threads=1, concurrency=2)
+    return load_detector(
+        current_onnx(), "onnx", threads=1, concurrency=2, models_dir=MODELS, taxonomy=TAXONOMY
+    )
 
 
 def as_jpeg(image: Image.Image, orientation: int = 1) -> bytes:
@@ -195,8 +199,8 @@ def test_a_dynamic_export_runs_rectangular_and_finds_what_the_square_one_finds(
     written = export_model(folder, dynamic=True)
     assert written == folder / "model.dynamic.onnx"
     assert (folder / "card.yaml").read_bytes() == (shipped / "card.yaml").read_bytes()  # no new version
-    assert "onnx-fp32-rect" in [c.label for c in candidates(folder, "fp32", ["onnx"])]
-    rect = load_detector(written, "onnx", threads=1)
+    assert "onnx-fp32-rect" in [c.label for c in candidates(folder, "fp32", ["onnx"], models_dir=MODELS)]
+    rect = load_detector(written, "onnx", threads=1, models_dir=MODELS, taxonomy=TAXONOMY)
     matched = compared = 0  # other padding than the square's: a box near the threshold may slip
     for source in samples[:6]:
         with Image.open(source) as original:
@@ -290,7 +294,7 @@ def test_an_interrupted_parallel_scan_resumes_to_the_same_cases(
     scanner = Scanner(
         detector,
         factory,
-        load_case_rules(),
+        load_case_rules(Settings()),
         reduced_decode=True,
         workers=2,
         batch=3,
@@ -336,7 +340,7 @@ def test_bench_photos_are_distinct_located_photos(tmp_path: Path) -> None:
     from serve.cli.bench import first_photos, prepare_photos
     from vision.core.imageio import read_photo
 
-    folder = prepare_photos(tmp_path, 5, (400, 300))
+    folder = prepare_photos(tmp_path, 5, (400, 300), DATASET)
     files = sorted(folder.iterdir())
     assert len({hashlib.sha256(f.read_bytes()).hexdigest() for f in files}) == 5
     grids = load_grids(get_settings().grids)
@@ -350,7 +354,9 @@ def test_bench_photos_are_distinct_located_photos(tmp_path: Path) -> None:
         times.add(photo.meta.taken_at)
     assert len(times) == 5
     stamp = files[0].stat().st_mtime_ns
-    assert prepare_photos(tmp_path, 5, (400, 300)) == folder and files[0].stat().st_mtime_ns == stamp  # kept
+    assert (
+        prepare_photos(tmp_path, 5, (400, 300), DATASET) == folder and files[0].stat().st_mtime_ns == stamp
+    )  # kept
     subset = first_photos(folder, 2)
     assert [p.name for p in sorted(subset.iterdir())] == [p.name for p in files[:2]]
     assert subset.joinpath(files[0].name).stat().st_ino == files[0].stat().st_ino  # a link, not a copy
@@ -402,13 +408,16 @@ def test_int8_is_a_candidate_only_with_a_passed_accuracy_check(
         "int8": {"file": "model.int8.onnx", "check": {"map50_fp32": 0.6451, "map50_int8": map50_int8}}
     }
     (folder / "card.yaml").write_text(yaml.safe_dump(card), encoding="utf-8")
-    offered = pipeline.candidates(folder, precision, ["onnx"])
+    offered = pipeline.candidates(folder, precision, ["onnx"], models_dir=MODELS)
     assert ("int8" in [c.precision for c in offered]) == int8_offered
     assert ("fp32" in [c.precision for c in offered]) == (precision != "int8")
 
-    monkeypatch.setattr(pipeline, "CACHE", tmp_path / "cache")
     if len(offered) > 1:
-        chosen, how = pipeline.choose_runtime(folder, precision, ["onnx"])
+        chosen, how = pipeline.choose_runtime(
+            folder, precision, ["onnx"], models_dir=MODELS, taxonomy=TAXONOMY, cache_dir=tmp_path / "cache"
+        )
         assert "measured now" in how and chosen in offered
-        again, how = pipeline.choose_runtime(folder, precision, ["onnx"])
+        again, how = pipeline.choose_runtime(
+            folder, precision, ["onnx"], models_dir=MODELS, taxonomy=TAXONOMY, cache_dir=tmp_path / "cache"
+        )
         assert again == chosen and "measured earlier" in how  # a resumed scan runs the same file

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from configured import CONFIGS, TAXONOMY
 
 from serve.cli.data import cli as data_cli
 from vision.core.taxonomy import load_taxonomy
@@ -79,7 +80,7 @@ def test_missing_font_fails_naming_the_install() -> None:
 
 def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path, backgrounds: Path) -> None:
     runs = [
-        synthesize([backgrounds], tmp_path / name, count=4, seed=seed, progress=False)
+        synthesize([backgrounds], tmp_path / name, count=4, seed=seed, progress=False, taxonomy=TAXONOMY)
         for name, seed in (("a", 3), ("b", 3), ("c", 4))
     ]
     assert runs[0].flyers > 0
@@ -141,7 +142,7 @@ def test_output_classes_are_those_every_background_set_labels(
     datasets: dict[str, tuple[str, ...]], expected: list[str]
 ) -> None:
     pool = [Background(Path(f"{d}.jpg"), names, d) for d, names in datasets.items()]
-    assert labelled_classes(pool, load_taxonomy()) == expected
+    assert labelled_classes(pool, load_taxonomy(CONFIGS / "taxonomy.yaml")) == expected
 
 
 def test_flyer_text_is_typical_small_ad_content() -> None:
@@ -165,8 +166,8 @@ def test_cli_writes_a_dataset_a_mix_can_use(tmp_path: Path, backgrounds: Path) -
     mix.write_text(
         yaml.safe_dump({"name": "m", "sources": [{"name": "flyers", "data": str(out / "data.yaml")}]})
     )
-    built = build_mix(mix, tmp_path / "built")
-    names = load_taxonomy().names
+    built = build_mix(mix, tmp_path / "built", taxonomy=TAXONOMY)
+    names = load_taxonomy(CONFIGS / "taxonomy.yaml").names
     sources = yaml.safe_load((built.parent / "sources.json").read_text())
     assert sources["flyers"]["labelled"] == sorted([names.index("flyer"), names.index("garbage_bin")])
     assert (
@@ -179,7 +180,7 @@ def test_a_folder_that_is_not_a_flyer_set_is_never_overwritten(tmp_path: Path, b
     (out / "images").mkdir(parents=True)
     (out / "images" / "keep.jpg").write_bytes(b"mine")
     with pytest.raises(FileExistsError, match="not empty"):
-        synthesize([backgrounds], out, count=1, overwrite=True, progress=False)
+        synthesize([backgrounds], out, count=1, overwrite=True, progress=False, taxonomy=TAXONOMY)
     assert (out / "images" / "keep.jpg").read_bytes() == b"mine"
 
 

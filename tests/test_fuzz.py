@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from configured import CONFIGS, TAXONOMY
 from conftest import SERVICE_START, Service
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -40,7 +41,7 @@ from serve.cases.grids import GridError, load_grids
 from serve.cases.orm import Case
 from serve.cli.bench_load import running_service
 from vision.core.imageio import ImageError, Position, decode_photo, exif_for, gps_position
-from vision.core.taxonomy import CONFIGS, TaxonomyError, load_taxonomy
+from vision.core.taxonomy import TaxonomyError, load_taxonomy
 from vision.live.cameras import CameraConfigError, load_cameras
 
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True)
@@ -227,7 +228,7 @@ def test_every_upload_endpoint_answers_garbage_with_a_clear_4xx(service: Service
     )
     case_id = service.client.get("/v1/cases", headers=service.auth("cases:read")).json()["items"][0]["id"]
     assert posted.status_code == 201
-    camera = next(iter(load_cameras(service.settings.configs_dir / "cameras.yaml"))).id
+    camera = next(iter(load_cameras(service.settings.configs_dir / "cameras.yaml", taxonomy=TAXONOMY))).id
     capture = {"X-Capture-Time": "2025-09-30T10:30:00+08:00"}
     targets: list[tuple[str, str, dict[str, str]]] = [
         ("/v1/detect", "detect", {}),
@@ -415,7 +416,7 @@ def mutated_config(draw: st.DrawFn, original: Any) -> Any:
 LOADERS: dict[str, tuple[Path, Callable[[Path], Any], type[Exception]]] = {
     "taxonomy": (CONFIGS / "taxonomy.yaml", load_taxonomy, TaxonomyError),
     "calendar": (CONFIGS / "calendar.yaml", load_calendar, CalendarError),
-    "cameras": (CONFIGS / "cameras.yaml", load_cameras, CameraConfigError),
+    "cameras": (CONFIGS / "cameras.yaml", lambda path: load_cameras(path, TAXONOMY), CameraConfigError),
     "grids": (CONFIGS / "grids.example.geojson", load_grids, GridError),
 }
 CONFIG_FUZZ = settings(

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from configured import CONFIGS
 
 from serve.cases.grids import (
     EARTH_RADIUS_M,
@@ -18,7 +19,6 @@ from serve.cases.grids import (
     parse_grid_code,
     tiling_problems,
 )
-from vision.core.taxonomy import CONFIGS
 
 EXAMPLE = CONFIGS / "grids.example.geojson"
 

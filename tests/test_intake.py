@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from configured import MODELS, TAXONOMY
 from conftest import Service
 from PIL import Image
 from sqlalchemy import select
@@ -23,6 +24,7 @@ from serve.cases.intake import Given, place
 from serve.cases.orm import Case, Photo
 from serve.cases.report import write_report
 from serve.cases.scan import Scanner, read_sidecar
+from serve.cases.settings import Settings
 from serve.cases.times import ImplausibleTime
 from serve.cli.demo import pick_sample_photos
 from vision.core.boxes import parse_boxes
@@ -63,7 +65,7 @@ STATUSES = {"p0.jpg": "done", "p1.jpg": "done", "p2.jpg": "done", "p3.jpg": "und
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The table's photos (real street photos the model finds garbage on) and the scan's sidecar CSV."""
     try:
-        find_model(CURRENT)
+        find_model(CURRENT, models_dir=MODELS)
         samples = pick_sample_photos(DATASET, len(TABLE))
     except Exception as err:
         pytest.skip(f"needs the current model and ../shared/datasets/garbage-cn ({err})")
@@ -87,15 +89,15 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def detector() -> Detector:
     from vision.detect.backends import load_detector
 
-    return load_detector(CURRENT)  # as the service loads it
+    return load_detector(CURRENT, models_dir=MODELS, taxonomy=TAXONOMY)  # as the service loads it
 
 
 def scan(archive: Path, db_url: str, detector: Detector, workers: int, batch: int) -> sessionmaker[Session]:
     factory = open_database(db_url)
     sidecar = read_sidecar(archive / "sidecar.csv", TZ)
-    Scanner(detector, factory, load_case_rules(), sidecar=sidecar, workers=workers, batch=batch).scan(
-        [archive], progress=False
-    )
+    Scanner(
+        detector, factory, load_case_rules(Settings()), sidecar=sidecar, workers=workers, batch=batch
+    ).scan([archive], progress=False)
     return factory
 
 
@@ -187,7 +189,7 @@ SCANS = {"scan, simple": (1, 1), "scan, 2 workers, batches of 8": (2, 8)}  # wor
 
 
 def test_the_rule_decides_position_time_and_status() -> None:
-    rules = load_case_rules()
+    rules = load_case_rules(Settings())
     NOW = START + timedelta(days=30)
     exif = PhotoMeta(position=spot(0), taken_at=START, orientation=1)
     bare = PhotoMeta(position=None, taken_at=None, orientation=1)

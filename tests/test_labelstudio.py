@@ -16,17 +16,16 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from configured import MODELS, TAXONOMY
 from conftest import Service
 from PIL import Image
 
 from vision.core.boxes import boxes_of
 from vision.core.imageio import decode_photo, exif_for
-from vision.core.taxonomy import load_taxonomy
 from vision.data.annotations.coords import to_percent
 from vision.data.annotations.label_config import label_config
 from vision.detect.registry import find_model
 
-TAXONOMY = load_taxonomy()
 VAL_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "garbage-cn" / "images" / "val"
 PROJECT = "3.1759300000"  # Label Studio sends `<project id>.<created_at timestamp>`
 
@@ -50,14 +49,14 @@ def service_overrides(tmp_path: Path) -> dict[str, object]:
 def street_rgb() -> np.ndarray:
     """A real garbage photo cropped to 640x400 (RGB) on which the model finds boxes, garbage among them."""
     try:
-        find_model("current")
+        find_model("current", models_dir=MODELS)
     except Exception as err:
         pytest.skip(f"no current model ({err})")
     if not VAL_IMAGES.is_dir():
         pytest.skip(f"{VAL_IMAGES} not found (../shared beside the project)")
     from vision.detect.backends import load_detector
 
-    detector = load_detector("current")
+    detector = load_detector("current", models_dir=MODELS, taxonomy=TAXONOMY)
     for path in sorted(VAL_IMAGES.glob("*.jpg"))[:60]:
         bgr = cv2.imread(str(path))[100:500, :]  # 640 wide, 400 high
         boxes = expected_boxes(detector(bgr))
@@ -138,9 +137,9 @@ def test_predict_gives_percent_boxes_of_the_upright_photo(
     upright = decode_photo(path.read_bytes())
     height, width = upright.image.shape[:2]
     assert (width, height) == (640, 400)  # the sideways file is 400 x 640 on disk
-    expected = expected_boxes(load_detector("current")(upright.image))
+    expected = expected_boxes(load_detector("current", models_dir=MODELS, taxonomy=TAXONOMY)(upright.image))
     assert prediction["model_version"] == body["model_version"] and body["model_version"].startswith(
-        find_model("current").name + "@"
+        find_model("current", models_dir=MODELS).name + "@"
     )
     assert len(prediction["result"]) == len(expected) >= 2
     for region, box in zip(prediction["result"], expected, strict=True):

@@ -29,17 +29,18 @@ from typing import Any
 
 import cv2
 import pytest
+from configured import CONFIGS, MODELS, TAXONOMY
 from conftest import _free_port, serving
 
 from serve.cases.settings import Settings, get_settings
 from serve.cli.main import main
-from vision.core.taxonomy import load_taxonomy
 from vision.data.annotations.dataset import Dataset
 from vision.data.annotations.images import ImageFinder, TaskImages
 from vision.data.annotations.inbox import pending_annotations
 from vision.data.annotations.label_config import label_config
 from vision.data.annotations.pull import LabelStudio
 from vision.data.annotations.records import AnnotationError
+from vision.modelops.promote import CONFIG, load_policy
 from vision.modelops.retrain import import_inbox, list_jobs
 
 VENV = Path(
@@ -49,7 +50,6 @@ VENV = Path(
 )
 # training photos: the frozen holdout (the validation splits) is never imported
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "garbage-cn" / "images" / "train"
-TAXONOMY = load_taxonomy()
 START_TIMEOUT_S = 900  # the first start migrates Label Studio's database: minutes on two cores
 
 
@@ -178,7 +178,7 @@ def street_photo(root: Path) -> str:
 
     if not PHOTOS.is_dir():
         pytest.skip(f"{PHOTOS} not found (../shared beside the project)")
-    detector = load_detector("current")
+    detector = load_detector("current", models_dir=MODELS, taxonomy=TAXONOMY)
     for path in sorted(PHOTOS.glob("*.jpg"))[:40]:
         if len(detector(cv2.imread(str(path)))) >= 1:
             shutil.copy(path, root / "photos" / path.name)
@@ -199,7 +199,9 @@ def test_the_annotators_loop_against_a_real_label_studio(
     (loop.root.parent / "outside.jpg").write_bytes((loop.root / photo).read_bytes())
 
     # 1. a project with streetorder's labelling config, and the local storage on a sub-folder
-    project = ls.call("POST", "/api/projects", {"title": "street order", "label_config": label_config()})
+    project = ls.call(
+        "POST", "/api/projects", {"title": "street order", "label_config": label_config(taxonomy=TAXONOMY)}
+    )
     pid = project["id"]
     with pytest.raises(AnnotationError, match="cannot be the same as LOCAL_FILES_DOCUMENT_ROOT"):
         ls.call("POST", "/api/storages/localfiles", {"project": pid, "path": str(loop.root), "title": "root"})
@@ -282,7 +284,7 @@ def test_the_annotators_loop_against_a_real_label_studio(
         record = json.loads(kept.read_text())
         assert (
             record["annotations"][0]["id"] == annotation["id"]
-            and record["label_config"].strip() == label_config().strip()
+            and record["label_config"].strip() == label_config(taxonomy=TAXONOMY).strip()
         )
 
         # 5. the webhook with its key brings an edited annotation; the next pull knows that version
@@ -313,9 +315,15 @@ def test_the_annotators_loop_against_a_real_label_studio(
     assert [label[0] for label in entry["labels"]].count("stall") == 1
 
     # ... and the inbox, as a retraining job does first
-    finder = ImageFinder([], TaskImages(loop.root))
+    finder = ImageFinder([], tmp_path / "store", TaskImages(loop.root))
     done = import_inbox(
-        loop.settings.annotations_dir, "inbox", tmp_path / "datasets", "job", finder, datetime.now(UTC)
+        loop.settings.annotations_dir,
+        "inbox",
+        tmp_path / "datasets",
+        "job",
+        finder,
+        datetime.now(UTC),
+        load_policy(CONFIGS / CONFIG, TAXONOMY),
     )
     assert done["added"] == 1 and done["problems"] == []
 

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import cv2
 import numpy as np
 import pytest
+from configured import TAXONOMY
 from streets import STALL, H, Scene, W, busy_pavement, street_background
 
 from vision.live.cameras import Camera, parse_cameras
@@ -59,7 +60,7 @@ CONFIG: dict[str, Any] = {
 def make_camera(**occupancy: Any) -> Camera:
     data = copy.deepcopy(CONFIG)
     data["cameras"][0]["occupancy"].update(occupancy)
-    return parse_cameras(data).get("cam")
+    return parse_cameras(data, taxonomy=TAXONOMY).get("cam")
 
 
 @dataclass
@@ -70,7 +71,7 @@ class Played:
 
 
 def play(scene: Scene, camera: Camera | None = None) -> Played:
-    played = Played(CameraRules(camera or make_camera()))
+    played = Played(CameraRules(camera or make_camera(), taxonomy=TAXONOMY))
     for step in range(round(scene.seconds * scene.fps)):
         t = step / scene.fps
         frame, detections = scene.frame(t)
@@ -135,7 +136,7 @@ def test_occupancy_rule_follows_its_schedule(
     data = copy.deepcopy(CONFIG)
     data["rules"]["sidewalk"]["schedule"] = schedule
     # T0 is 09:00; the camera learns its background until 09:02 (4 of 7 samples 30 s apart)
-    played = play(Scene(500, stall=(130, 500)), parse_cameras(data).get("cam"))
+    played = play(Scene(500, stall=(130, 500)), parse_cameras(data, taxonomy=TAXONOMY).get("cam"))
     starts = [t for t, kind, _ in played.events if kind == "started"]
     if started is None:
         assert starts == []
@@ -209,12 +210,12 @@ def test_a_restart_in_the_middle_of_a_violation_neither_hides_it_nor_leaves_a_gh
     """Issue 28: after a restart what stood in the zone became background at once (hidden); when it
     left, its ghost read as occupation. The engine's state goes through bytes and back."""
     scene = Scene(900, stall=(120, 600))
-    before = CameraRules(make_camera())
+    before = CameraRules(make_camera(), taxonomy=TAXONOMY)
     events = []
     for step in range(round(scene.seconds * scene.fps)):
         t = step / scene.fps
         if t == 400:  # the service restarts: a new engine from the saved bytes
-            after = CameraRules(make_camera())
+            after = CameraRules(make_camera(), taxonomy=TAXONOMY)
             after.restore(decode(encode(before.export())))
             before = after
         frame, detections = scene.frame(t)
@@ -248,7 +249,7 @@ def test_a_new_aspect_ratio_keeps_the_background_and_the_case(
 ) -> None:
     """From 300 s the camera sends 320x240 (the same view, stretched): nothing is learned anew."""
     scene = Scene(900, stall=stall)
-    rules = CameraRules(make_camera())
+    rules = CameraRules(make_camera(), taxonomy=TAXONOMY)
     events = []
     for step in range(round(scene.seconds * scene.fps)):
         t = step / scene.fps
@@ -293,7 +294,7 @@ def test_ground_homography_gives_square_metres() -> None:
     data = copy.deepcopy(CONFIG)
     data["cameras"][0]["ground"] = {"image": ZONE, "ground_m": [[0, 12], [9, 12], [9, 0], [0, 0]]}
     data["rules"]["sidewalk"] |= {"min_area": None, "min_area_m2": 2.0}
-    camera = parse_cameras(data).get("cam")
+    camera = parse_cameras(data, taxonomy=TAXONOMY).get("cam")
     assert camera.ground is not None
     area = ground_area_map(camera.ground, (W, H))
     meter = ZoneMeter(camera.zones[0], camera.ground)

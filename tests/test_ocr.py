@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import supervision as sv
+from configured import CONFIGS, TAXONOMY
 
 from serve.cli.ocr import cli as ocr_cli
 from vision.core.draw import crop_box
@@ -92,13 +93,13 @@ def test_ocr_reads_the_phone_number_of_a_rendered_flyer(reader: FlyerReader, see
 
 def test_ocr_of_flyer_detections_only(reader: FlyerReader) -> None:
     image, text, box = wall_with_flyer(2)
-    names = load_taxonomy().names
+    names = TAXONOMY.names
     detections = sv.Detections(
         xyxy=np.array([box, (300, 300, 380, 400)], dtype=np.float32),
         confidence=np.array([0.8, 0.7], dtype=np.float32),
         class_id=np.array([names.index("flyer"), names.index("garbage_bin")]),
     )
-    read = reader.read_flyers(image, detections)
+    read = reader.read_flyers(image, detections, taxonomy=TAXONOMY)
     assert text.phones[0] in read.data["ocr"][0].phones
     assert read.data["ocr"][1] is None
 

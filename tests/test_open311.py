@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from configured import CONFIGS
 from conftest import Service
 from open311_client import GeoReport, GeoReportError
 
@@ -51,7 +52,7 @@ def case_id_of(service: Service, number: str) -> int:
 def test_discovery_services_and_definitions_in_both_formats(service: Service) -> None:
     xml, json = client(service, "xml"), client(service, "json")
     assert xml.endpoint == json.endpoint == "http://testserver/open311/v2" and xml.fmt == "xml"
-    events = load_taxonomy().events.values()
+    events = TAXONOMY.events.values()
     services = xml.services()
     assert services == json.services()
     assert {s["service_code"] for s in services} == {e.gbt47678 for e in events}

@@ -20,10 +20,10 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from configured import MODELS, TAXONOMY
 from synthetic import SOURCES, draw, random_boxes, tiny_model, write_mix, write_set
 
 from serve.cli.main import main
-from vision.core.taxonomy import load_taxonomy
 from vision.data.annotations.coords import to_percent
 from vision.data.annotations.dataset import Dataset
 from vision.data.annotations.inbox import record_annotation
@@ -50,7 +50,6 @@ from vision.modelops.retrain import list_jobs, queue_job, training_mix
 AT = datetime(2025, 10, 2, 9, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[1]
 GARBAGE_VAL = ROOT.parent / "shared" / "datasets" / "garbage-cn"
-TAXONOMY = load_taxonomy()
 
 
 def policy(**changes: Any) -> Policy:
@@ -62,6 +61,7 @@ def policy(**changes: Any) -> Policy:
         holdout_name="h",
         holdout=(HoldoutSet("set", Path("data.yaml"), "val"),),
         holdout_sha256=None,
+        taxonomy=TAXONOMY,
     )
     return Policy(**{**base.__dict__, **changes})
 
@@ -147,7 +147,7 @@ def test_a_broken_false_detection_rule_is_named(tmp_path: Path, spec: dict[str, 
     config = tmp_path / "promotion.yaml"
     config.write_text(yaml.safe_dump({"false_detections": spec, "holdout": {"sets": [{"data": "d.yaml"}]}}))
     with pytest.raises(PromotionError, match=re.escape(message)):
-        load_policy(config)
+        load_policy(config, taxonomy=TAXONOMY)
 
 
 TRAFFIC = GARBAGE_VAL.parent / "traffic-cams"
@@ -175,18 +175,18 @@ def test_the_holdout_counts_false_detections_on_confirmed_absent_photos_and_pins
     """Reviews confirmed garbage absent on three night frames (street-v10 boxed each whole as
     garbage) and bins absent on A10 (it took a car for one): the current model's detections of
     those classes there are counted, per photo, and nowhere else."""
-    shipped = find_model(CURRENT)
+    shipped = find_model(CURRENT, models_dir=MODELS)
     model = tmp_path / "models" / "shipped"
     model.mkdir(parents=True)
     shutil.copy(shipped.weights_for("onnx"), model / "model.onnx")
     write_card(model, {k: v for k, v in shipped.card.items() if k not in ("holdout", "promotion")})
     reviews = tmp_path / "traffic-cams.jsonl"
     shutil.copy(ROOT / "datasets" / "reviews" / "traffic-cams.jsonl", reviews)
-    policy_ = load_policy(traffic_holdout(tmp_path / "holdout", reviews))
+    policy_ = load_policy(traffic_holdout(tmp_path / "holdout", reviews), taxonomy=TAXONOMY)
     digest, images = holdout_digest(policy_)
     assert len(images) == 4
-    _, table = holdout_scores(model, dataclasses.replace(policy_, holdout_sha256=digest))
-    detector = load_detector(model, confidence=0.001)
+    _, table = holdout_scores(model, dataclasses.replace(policy_, holdout_sha256=digest), models_dir=MODELS)
+    detector = load_detector(model, confidence=0.001, models_dir=MODELS, taxonomy=TAXONOMY)
     expected = {}
     for cls, photos in (
         ("garbage", FRAMES[:3]),
@@ -240,7 +240,7 @@ def holdout_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
         },
     }
     config.write_text(yaml.safe_dump(spec))
-    digest, images = holdout_digest(load_policy(config))
+    digest, images = holdout_digest(load_policy(config, taxonomy=TAXONOMY))
     assert len(images) == 12
     spec["holdout"]["sha256"] = digest
     config.write_text(yaml.safe_dump(spec))
@@ -251,7 +251,7 @@ def holdout_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def models(tmp_path: Path) -> Path:
     """models/ with `tiny` (current; tests/synthetic.py) and `shipped`: the ONNX file and card of the
     registry's current model, which finds real garbage (its cached holdout scores left out)."""
-    shipped = find_model(CURRENT)
+    shipped = find_model(CURRENT, models_dir=MODELS)
     folder = tmp_path / "models"
     tiny_model(folder)
     (folder / "shipped").mkdir()
@@ -267,7 +267,9 @@ def test_a_model_not_worse_on_the_holdout_is_promoted_and_can_be_rolled_back(
     models: Path, holdout_config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     registry = Registry(models)
-    decision = promote("shipped", registry=registry, policy=load_policy(holdout_config), at=AT)
+    decision = promote(
+        "shipped", registry=registry, policy=load_policy(holdout_config, taxonomy=TAXONOMY), at=AT
+    )
     assert decision.promote and decision.judged >= 2, decision.reason
     assert registry.current == "shipped"
     entry = registry.read()["history"][-1]
@@ -280,7 +282,7 @@ def test_a_model_not_worse_on_the_holdout_is_promoted_and_can_be_rolled_back(
     assert found["candidate"] > found["current"], found  # a real detector beats one epoch on rectangles
     assert entry["holdout"] == {
         "name": "garbage-12",
-        "sha256": load_policy(holdout_config).holdout_sha256,
+        "sha256": load_policy(holdout_config, taxonomy=TAXONOMY).holdout_sha256,
         "metric": "ap50",
     }
     card = read_card(models / "shipped")
@@ -296,7 +298,7 @@ def test_a_model_not_worse_on_the_holdout_is_promoted_and_can_be_rolled_back(
     listed = {line[2:].split()[0]: line[0] for line in capsys.readouterr().out.splitlines()}
     assert listed == {"tiny": "*", "shipped": " "}
     with pytest.raises(PromotionError, match="already the current model"):
-        promote("tiny", registry=registry, policy=load_policy(holdout_config), at=AT)
+        promote("tiny", registry=registry, policy=load_policy(holdout_config, taxonomy=TAXONOMY), at=AT)
 
 
 def test_a_quick_look_is_not_a_decision(
@@ -323,12 +325,17 @@ def test_a_changed_holdout_stops_promotion(models: Path, holdout_config: Path, t
     label = sorted((copy / "labels" / "val").glob("*.txt"))[0]
     label.write_text(label.read_text() + "0 0.5 0.5 0.1 0.1\n")  # one box more in one label file
     with pytest.raises(PromotionError, match="the holdout changed"):
-        check_holdout(load_policy(copy / "promotion.yaml"))
+        check_holdout(load_policy(copy / "promotion.yaml", taxonomy=TAXONOMY))
     spec = yaml.safe_load((copy / "promotion.yaml").read_text())
     spec["holdout"]["sha256"] = None
     (copy / "promotion.yaml").write_text(yaml.safe_dump(spec))
     with pytest.raises(PromotionError, match=r"freeze the holdout by setting it to [0-9a-f]{64}"):
-        promote("shipped", registry=Registry(models), policy=load_policy(copy / "promotion.yaml"), at=AT)
+        promote(
+            "shipped",
+            registry=Registry(models),
+            policy=load_policy(copy / "promotion.yaml", taxonomy=TAXONOMY),
+            at=AT,
+        )
     assert Registry(models).current == "tiny"
 
 
@@ -366,7 +373,9 @@ def test_the_retraining_mix_keeps_the_base_mix_sampling(tmp_path: Path) -> None:
     spec["sources"][0].update({"train_fraction": 0.5, "oversample": {"garbage": 2}})
     mix.write_text(yaml.safe_dump(spec))
     bureau = tmp_path / "bureau.yaml"
-    job_mix = training_mix({"base_mix": mix.name}, mix, [("bureau", bureau)], tmp_path / "work")
+    job_mix = training_mix(
+        {"base_mix": mix.name}, mix, [("bureau", bureau)], tmp_path / "work", taxonomy=TAXONOMY
+    )
     sources = {s["name"]: s for s in yaml.safe_load(job_mix.read_text())["sources"]}
     assert sources["bins"]["train_fraction"] == 0.5 and sources["bins"]["oversample"] == {"garbage": 2}
     assert sources["roads"]["train_fraction"] == 1.0 and sources["roads"]["oversample"] == {}
@@ -404,7 +413,7 @@ def test_a_queued_job_imports_annotations_retrains_from_the_current_model_and_de
         },
     }
     config.write_text(yaml.safe_dump(spec))
-    spec["holdout"]["sha256"] = holdout_digest(load_policy(config))[0]
+    spec["holdout"]["sha256"] = holdout_digest(load_policy(config, taxonomy=TAXONOMY))[0]
     config.write_text(yaml.safe_dump(spec))
     annotations = tmp_path / "annotations"
     rng = np.random.default_rng(7)
@@ -429,7 +438,7 @@ def test_a_queued_job_imports_annotations_retrains_from_the_current_model_and_de
             3,
             {"id": task_id, "data": {"image": f"/data/local-files/?d={task_id}.png"}},
             {"id": 50 + task_id, "result": result},
-            label_config=label_config(),  # the project's, as the webhook keeps it
+            label_config=label_config(taxonomy=TAXONOMY),  # the project's, as the webhook keeps it
         )
     queue_job(annotations, "START_TRAINING from Label Studio project 3", AT, project=3)
     code = main(
@@ -463,7 +472,9 @@ def test_a_queued_job_imports_annotations_retrains_from_the_current_model_and_de
     assert (models / "tiny-r1" / "model.onnx").exists()
     entry = Registry(models).read()["history"][-1]
     assert entry["model"] == "tiny-r1" and entry["previous"] == "tiny"
-    judged = decide(entry["scores"]["candidate"], entry["scores"]["current"], load_policy(config))
+    judged = decide(
+        entry["scores"]["candidate"], entry["scores"]["current"], load_policy(config, taxonomy=TAXONOMY)
+    )
     assert entry["action"] == ("promote" if judged.promote else "refuse") == card["promotion"]["action"]
     assert Registry(models).current == ("tiny-r1" if judged.promote else "tiny")
     assert job.body["promoted"] is judged.promote

@@ -54,7 +54,7 @@ def test_two_legs_resume_one_schedule(tmp_path: Path) -> None:
         "monitor_fraction": 0.2,
         "webp_quality": 90,
     }
-    env = {**os.environ, "STREETORDER_MODELS": str(models)}
+    env = {**os.environ, "STREETORDER_MODELS_DIR": str(models)}
     no_wheels = tmp_path / "no-wheels"
     no_wheels.mkdir()
     bundle, runs = tmp_path / "bundle", tmp_path / "runs"
@@ -179,3 +179,35 @@ def test_survey_lists_weight_files_over_the_size(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_bytes(b"\0" * (3 << 20))
     found = survey_pretrained([tmp_path])
     assert len(found) == 1 and found[0].endswith("hub/checkpoints/resnet50.pth")
+
+
+# What a GPU host with torch alone has: the leg must import neither pydantic nor the settings.
+WITHOUT_PYDANTIC = """
+import sys
+
+
+class NoPydantic:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("pydantic", "pydantic_core", "pydantic_settings"):
+            raise ImportError(f"no {name} on this host")
+
+
+sys.meta_path.insert(0, NoPydantic())
+import vision.modelops.train  # what train_leg imports once the parts are in
+from serve.cli.main import main
+
+code = main(sys.argv[1:])
+assert "pydantic" not in sys.modules and "serve.cases.settings" not in sys.modules
+sys.exit(code)
+"""
+
+
+def test_the_leg_needs_no_pydantic(tmp_path: Path) -> None:
+    """`relay leg` on a host without pydantic gets as far as the bundle (here: none carried yet)."""
+    argv = ["relay", "leg", "--bundle", str(tmp_path / "bundle"), "--work", str(tmp_path / "work")]
+    argv += ["--out", str(tmp_path / "out"), "--unpack-only"]
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PYDANTIC, *argv], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "no part with relay.json has been carried yet" in done.stderr

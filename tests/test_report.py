@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import cv2
 import numpy as np
 import pytest
+from configured import CONFIGS
 from sqlalchemy.orm import Session, sessionmaker
 
 from serve.cases.db import open_database, transaction
@@ -21,12 +22,16 @@ from serve.cases.grids import load_grids
 from serve.cases.orm import Photo
 from serve.cases.report import ReportOptions, write_report
 from vision.core.boxes import Box
-from vision.core.taxonomy import CONFIGS, load_taxonomy
+from vision.core.taxonomy import load_taxonomy
 
 TZ = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=TZ)
 GRIDS = load_grids(CONFIGS / "grids.example.geojson")
-RULES = CaseRules(taxonomy=load_taxonomy(), calendar=load_calendar(), grids=GRIDS)
+RULES = CaseRules(
+    taxonomy=load_taxonomy(CONFIGS / "taxonomy.yaml"),
+    calendar=load_calendar(CONFIGS / "calendar.yaml"),
+    grids=GRIDS,
+)
 GREY = 128
 BOX = (200.0, 100.0, 400.0, 260.0)  # in the 640x480 photos below
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import cv2
 import pytest
 import yaml
+from configured import MODELS, TAXONOMY
 
 from serve.cli.data_review import cli as review_cli
 from vision.core.sheets import SheetItem, write_contact_sheets
-from vision.core.taxonomy import load_taxonomy
 from vision.data.reviews import (
     Photo,
     Proposal,
@@ -35,7 +35,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TRAFFIC = ROOT.parent / "shared" / "datasets" / "traffic-cams"
 # three night highway frames street-v10 boxed whole as garbage (datasets/reviews/), and a day one
 FRAMES = ("10260070026111110.jpg", "10260070026111111.jpg", "10260070026111112.jpg", "A10.jpg")
-TAXONOMY = load_taxonomy()
 SHA = "0" * 64
 needs_shared = pytest.mark.skipif(
     not TRAFFIC.exists(), reason="../shared/datasets is not beside the checkout"
@@ -147,7 +146,7 @@ def test_decide_changes_an_earlier_decision_only_when_asked() -> None:
 
 @needs_shared
 def test_the_current_model_proposes_boxes_of_a_class_once() -> None:
-    detector = load_detector(CURRENT, confidence=0.25)
+    detector = load_detector(CURRENT, confidence=0.25, models_dir=MODELS, taxonomy=TAXONOMY)
     photos = [Photo("val", TRAFFIC / "images" / "val" / name) for name in FRAMES]
     car = TAXONOMY.names.index("car")  # on every traffic frame, whichever model is current
     first = list(propose(detector, "traffic-cams", photos, [car], [], date(2026, 12, 4)))
@@ -236,7 +235,9 @@ def test_the_committed_reviews_apply_to_the_shared_photos_they_were_made_on(tmp_
     assert {s["name"] for s in sources} >= {"vehicles-in", "traffic-cams", "facades-spb", "bicycles"}
     mix = tmp_path / "reviewed.yaml"
     mix.write_text(yaml.safe_dump({"name": "reviewed", "sources": sources}))
-    built = json.loads((build_mix(mix, tmp_path / "mix").parent / "sources.json").read_text())
+    built = json.loads(
+        (build_mix(mix, tmp_path / "mix", taxonomy=TAXONOMY).parent / "sources.json").read_text()
+    )
     for source in sources:
         info = built[source["name"]]
         settled = resolve(read_reviews(Path(source["reviews"]), TAXONOMY)).values()

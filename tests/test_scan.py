@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import cv2
 import pytest
+from configured import CONFIGS, MODELS
 from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,7 +29,7 @@ from serve.cases.settings import get_settings
 from serve.cli.demo import pick_sample_photos
 from serve.cli.scan import cli
 from vision.core.imageio import Position, exif_for
-from vision.core.taxonomy import CONFIGS, load_taxonomy
+from vision.core.taxonomy import load_taxonomy
 from vision.detect.registry import CURRENT, find_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,7 +198,7 @@ def test_scan_files_cases_on_their_grids_and_a_rescan_adds_nothing(
                 assert (
                     evidence.boxes
                     and evidence.model_version
-                    and evidence.model_version.startswith(f"{find_model(CURRENT).name}@")
+                    and evidence.model_version.startswith(f"{find_model(CURRENT, models_dir=MODELS).name}@")
                 )
                 for box in evidence.boxes:
                     cls = next(c for c in TAXONOMY.classes if c.name == box["class"])

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from configured import CONFIGS, MODELS
 from sqlalchemy import select
 from streets import Scene
 
@@ -294,7 +295,7 @@ def test_watch_turns_a_stall_in_a_video_into_one_case(
     from vision.detect.registry import CURRENT, find_model
 
     try:
-        find_model(CURRENT)
+        find_model(CURRENT, models_dir=MODELS)
     except Exception as err:
         pytest.skip(f"the registry's current model is not installed ({err})")
     scene = Scene(100, fps=1, stall=(35, 200), cars=False)
@@ -387,10 +388,8 @@ def service_overrides(tmp_path: Path, mjpeg: MjpegServer) -> dict[str, object]:
     """The service's cameras file names one camera, pulled from the MJPEG server that drops."""
     import shutil
 
-    from serve.cases.settings import ROOT
-
     configs = tmp_path / "configs"
-    shutil.copytree(ROOT / "configs", configs, ignore=shutil.ignore_patterns("datasets"))
+    shutil.copytree(CONFIGS, configs, ignore=shutil.ignore_patterns("datasets"))
     cameras = {
         "rules": {
             "sidewalk": {

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 import yaml
+from configured import TAXONOMY
 
 from vision.core.taxonomy import TaxonomyError, load_taxonomy, parse_taxonomy
 
-TAXONOMY = load_taxonomy()
 RAW = yaml.safe_load(TAXONOMY.source.read_text(encoding="utf-8"))
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from configured import CONFIGS, TAXONOMY
 from synthetic import has_colour, review_roads, tiny_run, write_mix
 from ultralytics.cfg import get_cfg
 from ultralytics.data import build_yolo_dataset
@@ -17,9 +18,10 @@ from ultralytics.data.utils import check_det_dataset
 from ultralytics.nn.tasks import DetectionModel
 from ultralytics.utils.patches import torch_load
 
+from vision.core.files import file_sha256
 from vision.core.taxonomy import TaxonomyError, load_taxonomy
 from vision.data.datamix import photo_classes, photo_key, source_of
-from vision.detect.registry import ModelError, file_sha256, read_card
+from vision.detect.registry import ModelError, read_card
 from vision.modelops.export import package
 from vision.modelops.train import (
     PartialLabelLoss,
@@ -30,7 +32,7 @@ from vision.modelops.train import (
     widen_classes,
 )
 
-NAMES = load_taxonomy().names
+NAMES = load_taxonomy(CONFIGS / "taxonomy.yaml").names
 BINS = [NAMES.index(n) for n in ("garbage", "overflow")]
 ROADS = [NAMES.index(n) for n in ("car", "motorcycle")]
 
@@ -80,7 +82,9 @@ def colour_share(images: torch.Tensor, rgb_test: str) -> float:
 
 def test_mosaic_tiles_one_source_only(tmp_path: Path) -> None:
     """bins draw green (overflow) but never yellow (motorcycle); roads the other way round."""
-    data_yaml = prepare_data(write_mix(tmp_path / "data", size=64, train=6, val=1), tmp_path / "cache")
+    data_yaml = prepare_data(
+        write_mix(tmp_path / "data", size=64, train=6, val=1), tmp_path / "cache", taxonomy=TAXONOMY
+    )
     plain = {"hsv_h": 0, "hsv_s": 0, "hsv_v": 0, "fliplr": 0, "scale": 0, "translate": 0}  # keep colours
     cfg = get_cfg(overrides={"imgsz": 64, "mosaic": 1.0, **plain})
     data = check_det_dataset(str(data_yaml))
@@ -98,7 +102,7 @@ def test_mosaic_tiles_one_source_only(tmp_path: Path) -> None:
 
 
 def test_mix_labels_are_remapped_and_unknown_classes_dropped(tmp_path: Path) -> None:
-    data_yaml = prepare_data(write_mix(tmp_path / "data"), tmp_path / "cache")
+    data_yaml = prepare_data(write_mix(tmp_path / "data"), tmp_path / "cache", taxonomy=TAXONOMY)
     labels = data_yaml.parent / "labels"
     for source, expected in (("bins", BINS), ("roads", ROADS)):
         lines = [line for f in (labels / source).rglob("*.txt") for line in f.read_text().splitlines()]
@@ -111,7 +115,7 @@ def test_labels_digest_tells_a_relabelled_split_from_one_with_the_same_file_name
     mix = write_mix(tmp_path / "data")
 
     def digests() -> dict:
-        data_yaml = prepare_data(mix, tmp_path / "cache")
+        data_yaml = prepare_data(mix, tmp_path / "cache", taxonomy=TAXONOMY)
         return json.loads((data_yaml.parent / "sources.json").read_text())["bins"]
 
     before = digests()
@@ -142,9 +146,9 @@ def _train_images(data_yaml: Path, source: str, split: str = "train") -> set[str
 def test_train_fraction_subsamples_train_only_and_a_rebuild_drops_stale_images(tmp_path: Path) -> None:
     mix = write_mix(tmp_path / "data", train=40, val=4)
     cache = tmp_path / "cache"
-    whole = prepare_data(mix, cache)
+    whole = prepare_data(mix, cache, taxonomy=TAXONOMY)
     everything = _train_images(whole, "bins")
-    half = prepare_data(_with_fraction(mix, 0.5), cache)
+    half = prepare_data(_with_fraction(mix, 0.5), cache, taxonomy=TAXONOMY)
     kept = _train_images(half, "bins")
     assert 0 < len(kept) < len(everything) and kept < everything  # a rebuild left no stale link behind
     labels = {p.stem for p in (half.parent / "labels" / "bins" / "train").glob("*.txt")}
@@ -153,22 +157,24 @@ def test_train_fraction_subsamples_train_only_and_a_rebuild_drops_stale_images(t
     assert len(_train_images(half, "roads")) == 40  # other sources untouched
     sources = yaml.safe_load((half.parent / "sources.json").read_text())
     assert sources["bins"]["images"]["train"] == len(kept) and sources["bins"]["train_fraction"] == 0.5
-    quarter = _train_images(prepare_data(_with_fraction(mix, 0.25), cache), "bins")
+    quarter = _train_images(prepare_data(_with_fraction(mix, 0.25), cache, taxonomy=TAXONOMY), "bins")
     assert quarter <= kept  # hashing file names: a smaller fraction keeps a subset
 
 
 @pytest.mark.parametrize("fraction", [0, 1.5, -0.2, "half"])
 def test_train_fraction_outside_zero_to_one_is_refused(tmp_path: Path, fraction: object) -> None:
     with pytest.raises(TaxonomyError, match="train_fraction"):
-        prepare_data(_with_fraction(write_mix(tmp_path / "data"), fraction), tmp_path / "cache")
+        prepare_data(
+            _with_fraction(write_mix(tmp_path / "data"), fraction), tmp_path / "cache", taxonomy=TAXONOMY
+        )
 
 
 def test_oversample_lists_train_images_of_a_class_more_often_and_leaves_the_rest(tmp_path: Path) -> None:
     mix = write_mix(tmp_path / "data", train=30, val=6)
     cache = tmp_path / "cache"
-    plain = prepare_data(mix, cache)
+    plain = prepare_data(mix, cache, taxonomy=TAXONOMY)
     plain_sources = json.loads((plain.parent / "sources.json").read_text())
-    oversampled = prepare_data(_with_option(mix, "oversample", {"garbage": 3}), cache)
+    oversampled = prepare_data(_with_option(mix, "oversample", {"garbage": 3}), cache, taxonomy=TAXONOMY)
     labels = oversampled.parent / "labels" / "bins" / "train"
     garbage = str(BINS[0])
     holding = {
@@ -189,7 +195,12 @@ def test_oversample_lists_train_images_of_a_class_more_often_and_leaves_the_rest
     assert sources["bins"]["oversample"] == {"garbage": 3} and sources["bins"]["repeats"] == 2 * len(holding)
     assert sources["bins"]["images"] == plain_sources["bins"]["images"]  # each photo counted once
     assert sources["bins"]["labels_sha256"] == plain_sources["bins"]["labels_sha256"]  # same data
-    assert len(_train_images(prepare_data(_with_option(mix, "oversample", {}), cache), "bins")) == 30
+    assert (
+        len(
+            _train_images(prepare_data(_with_option(mix, "oversample", {}), cache, taxonomy=TAXONOMY), "bins")
+        )
+        == 30
+    )
 
 
 @pytest.mark.parametrize(
@@ -207,7 +218,7 @@ def test_oversample_lists_train_images_of_a_class_more_often_and_leaves_the_rest
 def test_oversample_that_cannot_apply_is_refused(tmp_path: Path, oversample: object, message: str) -> None:
     mix = _with_option(write_mix(tmp_path / "data"), "oversample", oversample)
     with pytest.raises(TaxonomyError, match=message):
-        prepare_data(mix, tmp_path / "cache")
+        prepare_data(mix, tmp_path / "cache", taxonomy=TAXONOMY)
 
 
 @pytest.mark.slow
@@ -353,7 +364,7 @@ def test_reviews_add_pseudo_labels_and_per_photo_classes_to_the_mix(tmp_path: Pa
     spec = yaml.safe_load(mix.read_text())
     spec["sources"][1] |= {"reviews": str(reviews), "oversample": {"car": 2}}  # roads
     mix.write_text(yaml.safe_dump(spec))
-    data_yaml = prepare_data(mix, tmp_path / "cache")
+    data_yaml = prepare_data(mix, tmp_path / "cache", taxonomy=TAXONOMY)
     sources = json.loads((data_yaml.parent / "sources.json").read_text())
     roads = sources["roads"]
     labels = data_yaml.parent / "labels" / "roads"
@@ -377,14 +388,16 @@ def test_reviews_add_pseudo_labels_and_per_photo_classes_to_the_mix(tmp_path: Pa
 
     first = train_photos[0]
     cv2.imwrite(str(first), np.zeros((64, 64, 3), np.uint8))  # the photo changed since its review
-    roads = json.loads((prepare_data(mix, tmp_path / "cache").parent / "sources.json").read_text())["roads"]
+    roads = json.loads(
+        (prepare_data(mix, tmp_path / "cache", taxonomy=TAXONOMY).parent / "sources.json").read_text()
+    )["roads"]
     assert roads["reviews_stale"] == 1 and f"train/{first.name}" not in roads["unmasked"]
 
 
 def test_a_mix_names_a_review_file_that_exists(tmp_path: Path) -> None:
     mix = _with_option(write_mix(tmp_path / "data"), "reviews", "no-such.jsonl")
     with pytest.raises(TaxonomyError, match=r"sources\[0\].reviews: no such file"):
-        prepare_data(mix, tmp_path / "cache")
+        prepare_data(mix, tmp_path / "cache", taxonomy=TAXONOMY)
 
 
 def test_a_mosaic_of_a_photo_with_garbage_confirmed_absent_never_tiles_a_photo_where_it_is_masked(
@@ -398,7 +411,7 @@ def test_a_mosaic_of_a_photo_with_garbage_confirmed_absent_never_tiles_a_photo_w
     spec = yaml.safe_load(mix.read_text())
     spec["sources"][1]["reviews"] = str(reviews)
     mix.write_text(yaml.safe_dump(spec))
-    data_yaml = prepare_data(mix, tmp_path / "cache")
+    data_yaml = prepare_data(mix, tmp_path / "cache", taxonomy=TAXONOMY)
     plain = {"hsv_h": 0, "hsv_s": 0, "hsv_v": 0, "fliplr": 0, "scale": 0, "translate": 0}
     cfg = get_cfg(overrides={"imgsz": 64, "mosaic": 1.0, **plain})
     data = check_det_dataset(str(data_yaml))
@@ -423,7 +436,7 @@ def test_a_checkpoint_with_fewer_classes_is_widened_keeping_its_outputs(tmp_path
     old = DetectionModel("yolo11n.yaml", nc=len(NAMES) - 1, verbose=False).eval()
     old.names = dict(enumerate(NAMES[:-1]))
     torch.save({"model": old, "ema": None}, tmp_path / "old.pt")
-    widened = widen_classes(tmp_path / "old.pt", tmp_path / "wide.pt")
+    widened = widen_classes(tmp_path / "old.pt", tmp_path / "wide.pt", NAMES)
     new = torch_load(widened, map_location="cpu")["model"].eval()
     assert new.names == dict(enumerate(NAMES)) and new.model[-1].nc == len(NAMES)
     image = torch.rand(1, 3, 64, 64)
@@ -436,4 +449,4 @@ def test_a_checkpoint_with_fewer_classes_is_widened_keeping_its_outputs(tmp_path
     renamed.names = {0: "tree", 1: "car"}
     torch.save({"model": renamed}, tmp_path / "foreign.pt")
     with pytest.raises(ModelError, match="are not the first of the taxonomy"):
-        widen_classes(tmp_path / "foreign.pt", tmp_path / "x.pt")
+        widen_classes(tmp_path / "foreign.pt", tmp_path / "x.pt", NAMES)

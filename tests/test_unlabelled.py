@@ -9,17 +9,16 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from configured import MODELS, TAXONOMY
 from PIL import Image
 
 from serve.cli.main import main
 from vision.core.imageio import read_photo
-from vision.core.taxonomy import load_taxonomy
 from vision.detect.backends import load_detector
 from vision.detect.registry import CURRENT
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 FRAMES = ("10260070026111110.jpg", "10260070026111111.jpg", "10260070026111112.jpg")
-TAXONOMY = load_taxonomy()
 pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/datasets is not beside the checkout")
 
 
@@ -53,7 +52,7 @@ def test_every_detection_at_the_scan_thresholds_is_counted_and_on_a_sheet(
     assert set(summary["unreadable"]) == {"note.jpg", "walls/truncated.jpg"}
     assert "truncated" in summary["unreadable"]["walls/truncated.jpg"]
 
-    detector = load_detector(CURRENT, confidence=0.01)
+    detector = load_detector(CURRENT, confidence=0.01, models_dir=MODELS, taxonomy=TAXONOMY)
     expected: dict[str, dict[str, int]] = {}
     for path in sorted(p for p in folder.rglob("*.jpg") if p.name not in ("note.jpg", "truncated.jpg")):
         found = detector(read_photo(path).image)

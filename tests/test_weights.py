@@ -22,11 +22,13 @@ import numpy as np
 import pytest
 import supervision as sv
 import yaml
+from configured import MODELS, TAXONOMY
 from synthetic import SOURCES, draw, random_boxes, tiny_model
 
 from serve.cli.main import main
+from vision.core.files import file_sha256
 from vision.detect.backends import load_detector
-from vision.detect.registry import ModelError, file_sha256, find_model, model_version, read_card
+from vision.detect.registry import ModelError, find_model, model_version, read_card
 from vision.modelops.promote import PromotionError, Registry, list_models, prune, rollback
 
 AT = datetime(2025, 10, 3, 9, 0, tzinfo=UTC)
@@ -94,7 +96,7 @@ def test_weights_named_by_url_are_fetched_once_verified_and_load(
     assert sorted(p.name for p in folder.iterdir()) == ["card.yaml", "model.onnx"]  # no partial file left
     assert (folder / "model.onnx").stat().st_mode & 0o777 == 0o644
 
-    detector = load_detector(folder)
+    detector = load_detector(folder, models_dir=MODELS, taxonomy=TAXONOMY)
     assert (
         detector.version
         == f"remote@{sha[:12]}"
@@ -103,7 +105,7 @@ def test_weights_named_by_url_are_fetched_once_verified_and_load(
     image = draw(64, random_boxes(np.random.default_rng(1), 64, SOURCES["bins"]["draws"], 3), seed=1)
     assert isinstance(detector(image), sv.Detections)
     find_model("remote", models_dir=models)
-    load_detector(folder)
+    load_detector(folder, models_dir=MODELS, taxonomy=TAXONOMY)
     assert server.requests == ["/model.onnx"]  # present and verified: never downloaded again
     assert [row["weights"] for row in list_models(Registry(models))] == ["here"]
 
@@ -119,7 +121,7 @@ def test_a_download_with_another_sha256_is_refused_and_removed(
     with pytest.raises(
         ModelError, match=f"refused what {server.url}/model.onnx sent: its sha256 {sha} is not the {wrong}"
     ):
-        find_model(folder)
+        find_model(folder, models_dir=MODELS)
     assert sorted(p.name for p in folder.iterdir()) == ["card.yaml"]
     assert server.requests == ["/model.onnx"]
 
@@ -139,7 +141,7 @@ def test_an_unreachable_or_missing_file_is_a_clear_error(
         with pytest.raises(
             ModelError, match=f"not here, and fetching it from {url} failed .*{reason}.*sha256 {sha}"
         ):
-            find_model(folder)
+            find_model(folder, models_dir=MODELS)
         assert sorted(p.name for p in folder.iterdir()) == ["card.yaml"]
 
 
@@ -152,7 +154,7 @@ def test_a_changed_file_beside_a_url_is_not_used_or_replaced(
     )
     (folder / "model.onnx").write_bytes(b"a truncated or replaced file")
     with pytest.raises(ModelError, match=r"is not the .* records; delete the file to fetch it again"):
-        find_model(folder)
+        find_model(folder, models_dir=MODELS)
     assert server.requests == [] and (folder / "model.onnx").read_bytes() == b"a truncated or replaced file"
 
 
@@ -176,7 +178,7 @@ def test_a_broken_weights_section_is_named(tmp_path: Path, weights: dict[str, An
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "card.yaml").write_text(yaml.safe_dump({"name": "m", "weights": weights}))
     with pytest.raises(ModelError, match=message):
-        find_model(tmp_path / "m")
+        find_model(tmp_path / "m", models_dir=MODELS)
 
 
 # --- only the current model and the one before it keep their weights in the tree ------------------
@@ -213,7 +215,7 @@ def test_prune_keeps_current_and_previous_and_rollback_says_how_to_restore(
     checkout: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     models, registry = checkout, Registry(checkout)
-    before = find_model(models / "m1").weights
+    before = find_model(models / "m1", models_dir=MODELS).weights
     version = model_version("m1", before["onnx"])
     shas = {path.name: file_sha256(path) for path in before.values()}
     (models / "m1" / "model.dynamic.onnx").write_bytes(b"a local export, never committed")
@@ -258,7 +260,7 @@ def test_prune_removes_only_what_the_commit_holds(checkout: Path) -> None:
     with pytest.raises(
         ModelError, match=r"no weights for backend 'ultralytics'.*restore --source=[0-9a-f]{40} -- model.pt`"
     ):
-        find_model(models / "m1").weights_for("ultralytics")
+        find_model(models / "m1", models_dir=MODELS).weights_for("ultralytics")
 
 
 def test_prune_needs_a_commit(tmp_path: Path, tiny: Path) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import supervision as sv
 import yaml
+from configured import CONFIGS, TAXONOMY
 
 from vision.live.cameras import (
     CameraConfigError,
@@ -61,7 +62,7 @@ def with_change(path: str, value: Any) -> dict[str, Any]:
 
 
 def test_committed_example_loads_with_every_rule_kind() -> None:
-    registry = load_cameras()
+    registry = load_cameras(CONFIGS / "cameras.yaml", TAXONOMY)
     assert len(registry) >= 2
     rules = {zone.rule.name for camera in registry for zone in camera.zones}
     assert {"no_parking_motor", "no_parking_non_motor", "shop_front", "bin_area", "flyer_wall"} <= rules
@@ -72,7 +73,7 @@ def test_committed_example_loads_with_every_rule_kind() -> None:
 
 def test_zone_fields_override_their_rule_preset() -> None:
     data = with_change("cameras.0.zones.0", {**BASE["cameras"][0]["zones"][0], "min_dwell_s": 5})
-    zone = parse_cameras(data).get("cam-1").zones[0]
+    zone = parse_cameras(data, taxonomy=TAXONOMY).get("cam-1").zones[0]
     assert (
         zone.rule.min_dwell_s == 5 and zone.rule.classes == ("car",) and zone.rule.anchor == "bottom_center"
     )
@@ -110,20 +111,24 @@ def test_zone_fields_override_their_rule_preset() -> None:
 def test_bad_config_names_file_and_field(path: str, value: Any, field: str, words: str) -> None:
     data = with_change(path, value)
     with pytest.raises(CameraConfigError) as error:
-        parse_cameras(data, Path("cams.yaml"))
+        parse_cameras(data, TAXONOMY, Path("cams.yaml"))
     message = str(error.value)
     assert message.startswith("cams.yaml: ") and field in message and words in message
 
 
 def test_legacy_14_digit_grid_code_is_accepted() -> None:
-    assert parse_cameras(with_change("cameras.0.grid_code", "41010300100100")).get("cam-1").grid_code
+    assert (
+        parse_cameras(with_change("cameras.0.grid_code", "41010300100100"), taxonomy=TAXONOMY)
+        .get("cam-1")
+        .grid_code
+    )
 
 
 def test_duplicate_zone_ids_and_m2_without_homography_are_refused(tmp_path: Path) -> None:
     zone = BASE["cameras"][0]["zones"][0]
     data = with_change("cameras.0.zones", [zone, zone])
     with pytest.raises(CameraConfigError, match="zone ids used twice: walk"):
-        parse_cameras(data)
+        parse_cameras(data, taxonomy=TAXONOMY)
     occupancy = {
         "id": "shop",
         "rule": "shop_front",
@@ -132,18 +137,18 @@ def test_duplicate_zone_ids_and_m2_without_homography_are_refused(tmp_path: Path
         "min_area_m2": 2,
     }
     with pytest.raises(CameraConfigError, match="min_area_m2 needs the camera's 'ground'"):
-        parse_cameras(with_change("cameras.0.zones", [occupancy]))
+        parse_cameras(with_change("cameras.0.zones", [occupancy]), taxonomy=TAXONOMY)
     broken = tmp_path / "cameras.yaml"
     broken.write_text("cameras: [\n", encoding="utf-8")
     with pytest.raises(CameraConfigError, match=f"{broken}: not valid YAML"):
-        load_cameras(broken)
+        load_cameras(broken, taxonomy=TAXONOMY)
 
 
 def test_unknown_camera_lists_the_configured_ones(tmp_path: Path) -> None:
     path = tmp_path / "cameras.yaml"
     path.write_text(yaml.safe_dump(BASE), encoding="utf-8")
     with pytest.raises(UnknownCameraError, match=r"unknown camera 'cam-9' \(configured: cam-1\)"):
-        load_cameras(path).get("cam-9")
+        load_cameras(path, taxonomy=TAXONOMY).get("cam-9")
 
 
 def at(day: int, hour: int, minute: int = 0) -> datetime:
@@ -197,7 +202,7 @@ def test_polygon_mask_covers_the_right_fraction() -> None:
 
 def _zone(anchor: str) -> FrameZone:
     data = with_change("rules.no_parking_motor.anchor", anchor)
-    return FrameZone(parse_cameras(data).get("cam-1").zones[0])
+    return FrameZone(parse_cameras(data, taxonomy=TAXONOMY).get("cam-1").zones[0])
 
 
 @pytest.mark.parametrize(

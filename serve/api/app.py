@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from functools import partial
 
 import anyio
 from fastapi import FastAPI, Request, Response
@@ -83,13 +84,14 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         if clock is not None:
             service.clock = clock
         service.notify = load_notify_config(settings.notifications, clock=service.clock)
-        service.flyers = load_flyer_finder(settings.flyers, settings.configs_dir)
+        service.flyers = load_flyer_finder(settings)
         metrics.registry.register(CasesByState(sessions))
         reloader = ModelReloader(service, settings.model_reload_s)  # before loading: no promotion is missed
         try:
             from vision.detect.backends import load_detector
 
-            service.detector = await anyio.to_thread.run_sync(load_detector, settings.model)
+            load = partial(load_detector, models_dir=settings.models_dir, taxonomy=domain.rules.taxonomy)
+            service.detector = await anyio.to_thread.run_sync(load, settings.model)
             metrics.model.labels(service.detector.version).set(1)
         except Exception as err:  # any backend failure: serve cases anyway, /readyz reports it
             service.model_error = f"{settings.model}: {err}"

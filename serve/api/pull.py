@@ -33,7 +33,13 @@ def pull_and_queue(
 ) -> PullOutcome:
     """Pull new annotations into the inbox; queue a retraining job when `retrain_after` are waiting."""
     client = LabelStudio(settings.labelstudio_url, settings.labelstudio_token)
-    report = pull(client, settings.annotations_dir, projects=projects, everything=everything)
+    report = pull(
+        client,
+        settings.annotations_dir,
+        taxonomy=settings.taxonomy(),
+        projects=projects,
+        everything=everything,
+    )
     due = settings.retrain_after if report.new else 0  # nothing new: nothing to queue
     pending, job = queue_if_due(settings.annotations_dir, due, at, None)
     return PullOutcome(report, pending, job)

@@ -30,16 +30,16 @@ from serve.api.state import Service
 from serve.cases.cameras import CameraHub
 from serve.cases.watch import WatchPool, reload_cameras
 from vision.core.detector import Detector
-from vision.detect.registry import CURRENT, MODELS_DIR, REGISTRY, ModelError, current_in
+from vision.detect.registry import CURRENT, REGISTRY, ModelError, current_in
 from vision.live.cameras import CameraConfigError
 
 log = logging.getLogger("streetorder.reload")
 
 
-def followed_registry(model: str) -> Path | None:
+def followed_registry(model: str, models_dir: Path) -> Path | None:
     """The registry file a model setting follows, or None for a fixed model."""
     if model == CURRENT:
-        return MODELS_DIR / REGISTRY
+        return models_dir / REGISTRY
     path = Path(model)
     return path if path.name == REGISTRY else None
 
@@ -100,7 +100,8 @@ class ModelReloader(FileFollower):
     """Watches the registry a service follows and swaps in the model it names."""
 
     def __init__(self, service: Service, interval_s: float) -> None:
-        super().__init__(followed_registry(service.settings.model), interval_s, "model reload")
+        settings = service.settings
+        super().__init__(followed_registry(settings.model, settings.models_dir), interval_s, "model reload")
         self.service = service
 
     def changed(self, path: Path) -> bool:
@@ -112,9 +113,9 @@ class ModelReloader(FileFollower):
         folder = path.parent / name
         old = self.service.detector
         try:
-            if old is not None and version_of(folder) == old.version:
+            if old is not None and version_of(folder, path.parent) == old.version:
                 return False
-            new = load_detector(folder)
+            new = load_detector(folder, models_dir=path.parent, taxonomy=self.service.domain.rules.taxonomy)
         except Exception as err:  # any backend failure (ONNX Runtime has its own types): keep serving
             log.error(
                 "registry names %s, which does not load; keeping %s: %s", name, old and old.version, err

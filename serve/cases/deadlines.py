@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from vision.core.taxonomy import CONFIGS, Deadline
+from vision.core.taxonomy import Deadline
 
 WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_SEARCH_DAYS = 3660  # a calendar with no working time in ten years is a configuration error
@@ -141,9 +141,9 @@ def _aware(moment: datetime, name: str) -> datetime:
     return moment
 
 
-def load_calendar(path: Path | str | None = None) -> WorkCalendar:
-    """Load configs/calendar.yaml (or another file of the same form)."""
-    return _load_cached(Path(path) if path else CONFIGS / "calendar.yaml")
+def load_calendar(path: Path | str) -> WorkCalendar:
+    """Load `<configs_dir>/calendar.yaml` (or another file of the same form), once per path."""
+    return _load_cached(Path(path))
 
 
 @cache

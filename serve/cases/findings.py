@@ -35,11 +35,11 @@ from serve.cases.enums import REPORT_STEP, AiReview, CaseSource, EvidenceRole, R
 from serve.cases.errors import InvalidInput
 from serve.cases.grids import EARTH_RADIUS_M, Grid, GridIndex, haversine_m, load_grids
 from serve.cases.orm import Case, CaseCounter, Evidence, FlowEntry
-from serve.cases.settings import Settings, get_settings
+from serve.cases.settings import Settings
 from serve.cases.times import CaptureTimes
 from serve.cases.workflow import INITIAL_STATE, OPEN_STATES
 from vision.core.boxes import Box, boxes_json
-from vision.core.taxonomy import Taxonomy, load_taxonomy
+from vision.core.taxonomy import Taxonomy
 
 INTAKE_LOCK = "intake"  # the case_counters row whose lock serialises intake (days are yyyyMMdd)
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -87,11 +87,10 @@ class CaseRules:
         return self.grids.locate(lat, lon) if self.grids is not None else None
 
 
-def load_case_rules(settings: Settings | None = None, *, grids: GridIndex | None = None) -> CaseRules:
+def load_case_rules(settings: Settings, *, grids: GridIndex | None = None) -> CaseRules:
     """Taxonomy, calendar and grids from the configured files; duplicate rule and prefix from settings."""
-    settings = settings or get_settings()
     return CaseRules(
-        taxonomy=load_taxonomy(settings.configs_dir / "taxonomy.yaml"),
+        taxonomy=settings.taxonomy(),
         calendar=load_calendar(settings.configs_dir / "calendar.yaml"),
         grids=grids if grids is not None else load_grids(settings.grids),
         radius_m=settings.duplicate_radius_m,

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from serve.cases.enums import AiReview, EvidenceRole
 from serve.cases.orm import Case, Evidence, Photo
 from vision.core.boxes import parse_boxes
-from vision.core.taxonomy import Taxonomy, load_taxonomy
+from vision.core.taxonomy import Taxonomy
 from vision.data.activelearning import (
     OCCUPANCY,
     PRIORITY,
@@ -129,13 +129,12 @@ def build_queue(
     base: Path,
     document_root: Path,
     skip: set[str],
-    taxonomy: Taxonomy | None = None,
+    taxonomy: Taxonomy,
 ) -> list[QueuedImage]:
-    taxonomy = taxonomy or load_taxonomy()
     with sessions() as session:
         candidates = [
             *from_cases(session, taxonomy, base),
             *from_camera_frames(session, taxonomy, base),
             *from_photos(session, taxonomy, base),
         ]
-    return write_queue(select_queue(candidates, limit, skip), out, document_root)
+    return write_queue(select_queue(candidates, limit, skip), out, document_root, taxonomy)

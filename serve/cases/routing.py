@@ -12,9 +12,7 @@ from typing import Any
 
 import yaml
 
-from vision.core.taxonomy import Taxonomy, load_taxonomy
-
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+from vision.core.taxonomy import Taxonomy
 
 
 class RoutingError(ValueError):
@@ -91,10 +89,10 @@ def parse_routing(data: Any, source: str, taxonomy: Taxonomy) -> Routing:
     return Routing(tuple(rules), default, departments)
 
 
-def load_routing(path: Path | str | None = None, taxonomy: Taxonomy | None = None) -> Routing:
-    path = Path(path) if path else CONFIGS / "routing.yaml"
+def load_routing(path: Path | str, taxonomy: Taxonomy) -> Routing:
+    path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as err:
         raise RoutingError(f"{path}: cannot read routing rules: {err}") from err
-    return parse_routing(data, str(path), taxonomy or load_taxonomy())
+    return parse_routing(data, str(path), taxonomy)

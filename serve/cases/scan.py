@@ -49,7 +49,7 @@ from serve.cases.intake import (
     take_unreadable,
 )
 from serve.cases.orm import Photo
-from serve.cases.settings import get_settings
+from serve.cases.settings import Settings
 from serve.cases.times import ImplausibleTime
 from vision.core.detector import Detector
 from vision.core.imageio import DEFAULT_TIMEZONE, MAX_PIXELS, ImageError, PhotoMeta, Position
@@ -443,7 +443,7 @@ InspectionSource = Callable[[Iterator[Path | str]], Iterable[Inspection]]
 
 
 def load_scan_detector(
-    model: str, backend: str, precision: str, workers: int
+    model: str, backend: str, precision: str, workers: int, settings: Settings
 ) -> tuple[Detector, Candidate | None, str]:
     """The detector a scan runs, on one inference thread per worker; the runtime and weights file
     chosen (None for a .pt on ultralytics), and a line saying which and why."""
@@ -451,21 +451,31 @@ def load_scan_detector(
     from vision.detect.pipeline import RUNTIMES, choose_runtime
     from vision.detect.registry import find_model
 
-    if backend == "ultralytics" or (backend == "auto" and "onnx" not in find_model(model).weights):
-        return load_detector(model, "ultralytics"), None, "ultralytics"
-    candidate, how = choose_runtime(model, precision, RUNTIMES if backend == "auto" else (backend,))
-    detector = load_detector(candidate.weights, candidate.runtime, threads=1, concurrency=workers)
+    models, taxonomy = settings.models_dir, settings.taxonomy()
+    if backend == "ultralytics" or (backend == "auto" and "onnx" not in find_model(model, models).weights):
+        return load_detector(model, "ultralytics", models_dir=models, taxonomy=taxonomy), None, "ultralytics"
+    runtimes = RUNTIMES if backend == "auto" else (backend,)
+    candidate, how = choose_runtime(
+        model, precision, runtimes, models_dir=models, taxonomy=taxonomy, cache_dir=settings.cache_dir
+    )
+    detector = load_detector(
+        candidate.weights,
+        candidate.runtime,
+        models_dir=models,
+        taxonomy=taxonomy,
+        threads=1,
+        concurrency=workers,
+    )
     return detector, candidate, how
 
 
-def load_flyer_finder(mode: ScanMode | None = None, configs_dir: Path | None = None) -> FlyerFinder | None:
-    """The flyer reader a scan or the service runs (configs/flyers.yaml; `mode`, else the
+def load_flyer_finder(settings: Settings, mode: ScanMode | None = None) -> FlyerFinder | None:
+    """The flyer reader a scan or the service runs (`<configs_dir>/flyers.yaml`; `mode`, else the
     STREETORDER_FLYERS setting, overrides its `scan`), or None where it would read nothing: `off`
     with no flyer zones (then no OCR model is loaded at all)."""
-    settings = get_settings()
-    rules = load_flyer_rules((configs_dir or settings.configs_dir) / "flyers.yaml")
+    rules = load_flyer_rules(settings.configs_dir / "flyers.yaml")
     mode = mode or settings.flyers
     rules = rules.with_scan(mode) if mode is not None else rules
     if rules.scan == "off" and not rules.grids:
         return None
-    return FlyerFinder(rules)
+    return FlyerFinder(rules, settings.taxonomy())

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from serve.cases.db import make_engine
 from serve.cases.intake import Given
 from serve.cases.scan import Inspection, Inspector, source_of
+from vision.core.taxonomy import load_taxonomy
 from vision.detect.backends import load_detector
 from vision.detect.pipeline import DecodeOptions
 
@@ -42,6 +43,7 @@ class RaySettings:
     workers: int
     weights: Path
     runtime: str
+    taxonomy: Path  # the taxonomy file of the scan's configuration: actors map classes with it
     decoding: DecodeOptions
     sidecar: dict[Path, Given] = field(default_factory=dict)
     photos_per_call: int = 8
@@ -61,7 +63,13 @@ class RayInspector:
     """A Ray Data actor: loads the model once, inspects batches of photos."""
 
     def __init__(self, settings: RaySettings):
-        detector = load_detector(settings.weights, settings.runtime, threads=1)
+        detector = load_detector(
+            settings.weights,
+            settings.runtime,
+            models_dir=settings.weights.parent.parent,
+            taxonomy=load_taxonomy(settings.taxonomy),
+            threads=1,
+        )
         factory = reachable_database(settings.db_url)
         self.inspect = Inspector(detector, factory, settings.decoding, settings.sidecar)
 

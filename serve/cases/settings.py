@@ -1,18 +1,31 @@
 """Settings of the service and the CLI, read from the environment (`STREETORDER_*`) or a .env file.
 
 Typed defaults live here and only here; configs/*.yaml hold the domain configuration they point to.
+The entry (a CLI mode, `create_app`) makes one `Settings` and passes what each part needs down:
+nothing else reads the environment or finds a folder from its own location.
+
+Where the folders are by default: `configs/` and `models/` travel inside the package
+(`serve/packaged/` holds links to the checkout's folders; a wheel holds copies: every config, the
+registry and the model cards, not the weights), so a plain `pip install .` finds them, and in a
+checkout they are the checkout's own. Folders of data the service writes are relative to the
+working directory, like `evidence` and `annotations`.
 """
 
 from __future__ import annotations
 
 from functools import cache
+from importlib.resources import files
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ROOT = Path(__file__).resolve().parents[2]
+from vision.core.taxonomy import TAXONOMY, Taxonomy, load_taxonomy
+
+PACKAGED = Path(str(files("serve") / "packaged"))  # configs/ and models/ (links in a checkout)
+PACKAGED_CONFIGS = (PACKAGED / "configs").resolve()
+PACKAGED_MODELS = (PACKAGED / "models").resolve()
 
 
 class Settings(BaseSettings):
@@ -31,10 +44,32 @@ class Settings(BaseSettings):
         "POST /v1/cameras/reload applies it on demand)",
     )
     configs_dir: Path = Field(
-        default=ROOT / "configs", description="folder of taxonomy, calendar, grids, cameras"
+        default=PACKAGED_CONFIGS,
+        description="folder of the domain configuration: taxonomy, calendar, routing, workflow, stats, "
+        "promotion, relay, cameras (YAML) and dataset mixes; the detector and the cases read the "
+        "same taxonomy from it",
     )
     grids: Path = Field(
-        default=ROOT / "configs" / "grids.example.geojson", description="GeoJSON of unit grids"
+        default=PACKAGED_CONFIGS / "grids.example.geojson", description="GeoJSON of unit grids"
+    )
+    models_dir: Path = Field(
+        default=PACKAGED_MODELS,
+        description="model folders (card.yaml and weights) and registry.yaml, which names the current "
+        "model; promotions and rollbacks rewrite it",
+    )
+    data_dir: Path = Field(
+        default=Path("datasets"),
+        description="the project's own data: reviewed negatives (reviews/) and versioned datasets of "
+        "imported annotations",
+    )
+    shared_datasets_dir: Path = Field(
+        default=Path("../shared/datasets"),
+        description="the labelled public datasets (garbage-cn, ...) that the demo and the benchmarks read",
+    )
+    cache_dir: Path = Field(
+        default=Path.home() / ".cache" / "streetorder",
+        description="what can be made again: built training mixes, images fetched for import, the "
+        "measured runtime choice, wheels for the GPU relay",
     )
     evidence_dir: Path = Field(
         default=Path("evidence"), description="where evidence images and crops are stored"
@@ -52,7 +87,7 @@ class Settings(BaseSettings):
     secret: str = Field(default="", description="secret mixed into API-key hashes; required outside dev mode")
     dev: bool = Field(default=False, description="dev mode: allows an empty secret (never in production)")
     notifications: Path = Field(
-        default=ROOT / "configs" / "notifications.yaml",
+        default=PACKAGED_CONFIGS / "notifications.yaml",
         description="webhook and adapter targets of dispatch and deadline messages",
     )
     notify_s: float = Field(default=10.0, description="how often queued notifications are sent (0: never)")
@@ -110,7 +145,33 @@ class Settings(BaseSettings):
         default=0, description="queue retraining after this many new annotations (0: only on START_TRAINING)"
     )
 
+    def taxonomy(self) -> Taxonomy:
+        """The one taxonomy of this configuration: the detector, the intake and the cameras all read it."""
+        return load_taxonomy(self.configs_dir / TAXONOMY)
+
 
 @cache
 def get_settings() -> Settings:
+    """The settings of this process, read once, when an entry first asks (never at import)."""
     return Settings()
+
+
+def settings_table() -> str:
+    """The README's settings table: each field's variable, default and description, from the model."""
+    rows = ["| variable | default | what it is |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, Path):
+            default = _shown(default)
+        shown = "(empty)" if default in ("", None) else f"`{default}`"
+        rows.append(f"| `STREETORDER_{name.upper()}` | {shown} | {field.description} |")
+    return "\n".join(rows) + "\n"
+
+
+def _shown(path: Path) -> str:
+    """A default folder as a reader should see it: relative to the package or the home folder."""
+    for base, name in ((PACKAGED_CONFIGS, "configs"), (PACKAGED_MODELS, "models"), (Path.home(), "~")):
+        if path.is_relative_to(base):
+            shown = Path("<package>") / name if base != Path.home() else Path(name)
+            return str(shown / path.relative_to(base)).removesuffix("/.")
+    return str(path)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from serve.cases.cameras import CameraHub, LiveCamera, ReloadSummary, Timings
 from serve.cases.findings import CaseRules
 from vision.core.detector import Detector
-from vision.live.cameras import CameraConfigError, read_cameras
+from vision.live.cameras import CameraConfigError, load_cameras
 from vision.live.stream import StreamReader
 
 log = logging.getLogger("streetorder.watch")
@@ -148,7 +148,7 @@ def reload_cameras(
     """Read the hub's cameras file again and apply it (watchers follow). A file that does not load
     raises CameraConfigError naming the file and the field, and the one in force stays."""
     try:
-        registry = read_cameras(hub.registry.source)
+        registry = load_cameras(hub.registry.source, hub.taxonomy)
     except CameraConfigError as err:
         hub.reload_failed(str(err))
         raise

@@ -19,9 +19,6 @@ from serve.cases.enums import Action, AiReview, State
 from serve.cases.errors import InvalidTransition, MissingField
 from serve.cases.orm import Case, FlowEntry
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-
-
 S, A = State, Action
 OPEN_STATES = (
     S.REPORTED,
@@ -119,8 +116,8 @@ class StageLimits:
         return stage is not None and stage in self.minutes and seconds_used > self.minutes[stage] * 60
 
 
-def load_stage_limits(path: Path | None = None) -> StageLimits:
-    path = path or CONFIGS / "workflow.yaml"
+def load_stage_limits(path: Path) -> StageLimits:
+    """`<configs_dir>/workflow.yaml` `stage_limits_minutes`."""
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     minutes = data.get("stage_limits_minutes", {})
     for stage, value in minutes.items():

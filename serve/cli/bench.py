@@ -43,13 +43,13 @@ from typing import Any, cast
 from PIL import Image
 
 from serve.cases.grids import load_grids
-from serve.cases.settings import ROOT, get_settings
+from serve.cases.settings import get_settings
 from serve.cli.demo import START, pick_sample_photos
 from serve.cli.memory import peak_rss_mb
 from vision.core.imageio import Position, exif_for
 from vision.detect.pipeline import cpu_count
 
-DATASET = ROOT.parent / "shared" / "datasets" / "garbage-cn"
+DATASET = "garbage-cn"  # in the shared_datasets_dir setting
 BENCH_DIR = Path(tempfile.gettempdir()) / "streetorder-bench"
 BASE_PHOTOS = 24  # distinct real photos; the rest are the same pixels with other EXIF
 STAGE_PHOTOS = 40
@@ -58,7 +58,7 @@ STAGE_PHOTOS = 40
 # ------------------------------------------------------------------------------------ photos
 
 
-def prepare_photos(root: Path, count: int, size: tuple[int, int], dataset: Path = DATASET) -> Path:
+def prepare_photos(root: Path, count: int, size: tuple[int, int], dataset: Path) -> Path:
     """`count` JPEGs of `size` under root/WxH/ (kept for the next run); returns the folder.
 
     Each base photo is upscaled and encoded once; copies differ only in their EXIF segment
@@ -114,9 +114,10 @@ def child_scan(folder: Path, backend: str, precision: str, workers: int, flyers:
 
     with tempfile.TemporaryDirectory() as tmp:
         factory = open_database(f"sqlite:///{tmp}/bench.db")
-        detector, _, runtime = load_scan_detector(get_settings().model, backend, precision, workers)
-        finder = load_flyer_finder(None if flyers == "default" else cast(Any, flyers))
-        scanner = Scanner(detector, factory, load_case_rules(), workers=workers, batch=64, flyers=finder)
+        settings = get_settings()
+        detector, _, runtime = load_scan_detector(settings.model, backend, precision, workers, settings)
+        finder = load_flyer_finder(settings, None if flyers == "default" else cast(Any, flyers))
+        scanner = Scanner(detector, factory, load_case_rules(settings), workers=workers, batch=64, flyers=finder)
         cpu = os.times()
         stats = scanner.scan([folder], progress=False)
         used = os.times()
@@ -171,8 +172,12 @@ def child_stages(folder: Path, model: Path, count: int) -> dict[str, Any]:
 
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    detector = cast(OnnxDetector, load_detector(model, "onnx", threads=1))
-    rules = load_case_rules()
+    settings = get_settings()
+    rules = load_case_rules(settings)
+    detector = cast(
+        OnnxDetector,
+        load_detector(model, "onnx", models_dir=settings.models_dir, taxonomy=rules.taxonomy, threads=1),
+    )
     wall: dict[str, float] = {}
     cpu: dict[str, float] = {}
 
@@ -234,7 +239,6 @@ def run_child(*argv: str) -> dict[str, Any]:
         [sys.executable, "-m", "serve.cli.bench", *argv],
         capture_output=True,
         text=True,
-        cwd=ROOT,
         check=False,
     )
     if done.returncode != 0:
@@ -250,7 +254,8 @@ def bench_scan(args: argparse.Namespace) -> dict[str, Any]:
     from vision.detect.registry import find_model
 
     width, height = (int(v) for v in args.size.lower().split("x"))
-    files = find_model(get_settings().model)
+    settings = get_settings()
+    files = find_model(settings.model, settings.models_dir)
     onnx = files.weights_for("onnx")
     imgsz = int(files.card.get("input_size") or 640)
     cores = cpu_count()
@@ -258,7 +263,8 @@ def bench_scan(args: argparse.Namespace) -> dict[str, Any]:
     progress = (lambda text: print(text, file=sys.stderr, flush=True)) if not args.json else (lambda _: None)
     load_before = os.getloadavg()
     progress(f"bench: preparing {10 * args.images} photos of {width}x{height} in {args.folder} ...")
-    everything = prepare_photos(args.folder, 10 * args.images, (width, height))
+    dataset = settings.shared_datasets_dir / DATASET
+    everything = prepare_photos(args.folder, 10 * args.images, (width, height), dataset)
     photos = first_photos(everything, args.images)
 
     progress("bench: yolo predict (stream=True) on model.onnx ...")
@@ -387,8 +393,9 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--folder", type=Path, default=BENCH_DIR, help="where the photos are made (kept)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = p.parse_args(argv)
-    if not (DATASET / "images" / "val").is_dir():
-        print(f"bench: {DATASET} not found; put ../shared beside the project", file=sys.stderr)
+    dataset = get_settings().shared_datasets_dir / DATASET
+    if not (dataset / "images" / "val").is_dir():
+        print(f"bench: {dataset} not found; set STREETORDER_SHARED_DATASETS_DIR", file=sys.stderr)
         return 1
     result = bench_scan(args)
     if args.json:

@@ -34,11 +34,10 @@ import numpy as np
 
 from serve.cases.auth import SCOPES, create_key
 from serve.cases.db import open_database, transaction
-from serve.cases.settings import ROOT
+from serve.cases.settings import get_settings
 from serve.cli.memory import proc_memory_mb
 
 SECRET = "bench-load-secret-0123456789"
-PHOTOS = ROOT.parent / "shared" / "datasets" / "garbage-cn" / "images" / "val"
 # Inside an example unit grid; the sample photo has no EXIF, and without a capture time the intake
 # would keep it undated and file nothing.
 PLACE = {"lat": "34.72265", "lon": "113.62762", "taken_at": "2025-09-30T09:15:00+08:00"}
@@ -121,9 +120,7 @@ def running_service(
     port = free_port()
     log = (workdir / f"serve-{port}.log").open("wb")
     command = [sys.executable, "-m", "serve.cli.main", "serve", "--port", str(port), "--db", db_url]
-    process = subprocess.Popen(
-        [*command, "--log-level", "warning"], cwd=ROOT, env=environment, stdout=log, stderr=log
-    )
+    process = subprocess.Popen([*command, "--log-level", "warning"], env=environment, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
     try:
         if not wait_until_up(base, process, start_timeout_s):
@@ -144,7 +141,8 @@ def sample_photo() -> bytes:
     """A real street photo from ../shared when present (the model then finds something), else noise."""
     import cv2
 
-    found = sorted(PHOTOS.glob("*.jpg"))[:1] if PHOTOS.is_dir() else []
+    photos = get_settings().shared_datasets_dir / "garbage-cn" / "images" / "val"
+    found = sorted(photos.glob("*.jpg"))[:1] if photos.is_dir() else []
     image = cv2.imread(str(found[0])) if found else None
     if image is None:
         image = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)

@@ -8,8 +8,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from vision.data.annotations.dataset import DATASETS_DIR, Dataset
-from vision.data.annotations.images import DEFAULT_STORE, ImageFinder, TaskImages
+from serve.cases.settings import Settings, get_settings
+from vision.data.annotations.dataset import Dataset
+from vision.data.annotations.images import STORE, ImageFinder, TaskImages
 from vision.data.annotations.importer import import_export
 from vision.data.annotations.pull import LabelStudio
 from vision.data.annotations.readers import FORMATS
@@ -56,30 +57,37 @@ def cli(argv: list[str]) -> int:
         "--skip-invalid", action="store_true", help="add the valid images even when others have problems"
     )
     parser.add_argument(
-        "--store", type=Path, default=DEFAULT_STORE, help="where images found only inside an archive are kept"
+        "--store",
+        type=Path,
+        help="where images found only inside an archive are kept (default: cache_dir/images)",
     )
-    parser.add_argument("--datasets-dir", type=Path, default=DATASETS_DIR)
+    parser.add_argument("--datasets-dir", type=Path, help="default: the data_dir setting")
     parser.add_argument(
         "--no-holdout-check", action="store_true", help="do not refuse images of the frozen holdout"
     )
     args = parser.parse_args(argv)
+    settings = get_settings()
+    taxonomy = settings.taxonomy()
     try:
-        label_config_of = label_configs(args)
+        label_config_of = label_configs(args, settings)
     except ValueError as err:
         parser.error(str(err))
     refused: dict[str, str] = {}
     if not args.no_holdout_check:
+        from vision.modelops.promote import CONFIG as PROMOTION
         from vision.modelops.promote import holdout_refusals
 
-        refused = holdout_refusals()
-    finder = ImageFinder(list(args.images), TaskImages(files_root=args.files_root), args.store)
+        refused = holdout_refusals(settings.configs_dir / PROMOTION, taxonomy)
+    store = args.store or settings.cache_dir / STORE
+    finder = ImageFinder(list(args.images), store, TaskImages(files_root=args.files_root))
     labelled = [n.strip() for n in args.labelled.split(",") if n.strip()] if args.labelled else None
     try:
-        dataset = Dataset.open(args.dataset, args.datasets_dir)
+        dataset = Dataset.open(args.dataset, args.datasets_dir or settings.data_dir)
         counts, problems = import_export(
             args.export,
             dataset,
             finder,
+            taxonomy=taxonomy,
             format_name=args.format,
             negatives=args.negatives,
             labelled=labelled,
@@ -106,7 +114,7 @@ def cli(argv: list[str]) -> int:
     return 0
 
 
-def label_configs(args: argparse.Namespace) -> Callable[[str | None], str | None] | None:
+def label_configs(args: argparse.Namespace, settings: Settings) -> Callable[[str | None], str | None] | None:
     """Where the labelling config of an export's project comes from: --label-config, or Label
     Studio itself (the tasks' project, or --project) when its URL and token are configured."""
     if args.label_config:
@@ -115,9 +123,6 @@ def label_configs(args: argparse.Namespace) -> Callable[[str | None], str | None
         except OSError as err:
             raise ValueError(f"--label-config {args.label_config}: {err.strerror or err}") from None
         return lambda project: text
-    from serve.cases.settings import get_settings
-
-    settings = get_settings()
     if not (settings.labelstudio_url and settings.labelstudio_token):
         if args.project is not None:
             raise ValueError("--project needs STREETORDER_LABELSTUDIO_URL and STREETORDER_LABELSTUDIO_TOKEN")

@@ -8,15 +8,16 @@ from collections import Counter
 from pathlib import Path
 
 from serve.cases.labelling import build_queue
+from serve.cases.settings import get_settings
 from vision.data.activelearning import (
     DOCUMENT_ROOT_HELP,
     known_images,
 )
-from vision.data.annotations.dataset import DATASETS_DIR
 
 
 def cli(argv: list[str]) -> int:
     from serve.cases.db import open_database
+    from vision.modelops.promote import CONFIG as PROMOTION
     from vision.modelops.promote import holdout_refusals
 
     parser = argparse.ArgumentParser(prog="streetorder data queue", description=__doc__.splitlines()[0])
@@ -34,17 +35,26 @@ def cli(argv: list[str]) -> int:
     parser.add_argument(
         "--skip-dataset", action="append", default=[], help="skip images already in datasets/NAME"
     )
-    parser.add_argument("--datasets-dir", type=Path, default=DATASETS_DIR)
+    parser.add_argument("--datasets-dir", type=Path, help="default: the data_dir setting")
     args = parser.parse_args(argv)
+    settings = get_settings()
+    taxonomy = settings.taxonomy()
     out = args.out.resolve()
     document_root = (args.document_root or out).resolve()
     if not out.is_relative_to(document_root):
         print(f"data queue: --out {out} must be inside --document-root {document_root}", file=sys.stderr)
         return 2
-    skip = known_images(args.skip_dataset, args.datasets_dir) | set(holdout_refusals())
+    known = known_images(args.skip_dataset, args.datasets_dir or settings.data_dir)
+    skip = known | set(holdout_refusals(settings.configs_dir / PROMOTION, taxonomy))
     sessions = open_database(args.from_db)
     queued = build_queue(
-        sessions, out, limit=args.limit, base=args.base, document_root=document_root, skip=skip
+        sessions,
+        out,
+        limit=args.limit,
+        base=args.base,
+        document_root=document_root,
+        skip=skip,
+        taxonomy=taxonomy,
     )
     reasons = Counter(item.reasons[0] for item in queued)
     summary = ", ".join(f"{count} {reason}" for reason, count in reasons.most_common()) or "nothing to label"

@@ -14,12 +14,13 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from serve.cases.settings import Settings, get_settings
 from vision.core.sheets import SheetItem, write_contact_sheets
-from vision.core.taxonomy import TaxonomyError, load_taxonomy
+from vision.core.taxonomy import TaxonomyError
 from vision.data.datamix import image_files, read_data_yaml, split_dirs
 from vision.data.reviews import (
     DEFAULT_THRESHOLD,
-    REVIEWS_DIR,
+    REVIEWS,
     Photo,
     Proposal,
     ReviewError,
@@ -51,7 +52,7 @@ def parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=help_)
         command.add_argument("--data", type=Path, required=True, help="the source's ultralytics data.yaml")
         command.add_argument(
-            "--reviews", type=Path, help="the review file (default: datasets/reviews/<data folder>.jsonl)"
+            "--reviews", type=Path, help="the review file (default: <data_dir>/reviews/<data folder>.jsonl)"
         )
     propose_cmd = commands.choices["propose"]
     propose_cmd.add_argument(
@@ -101,13 +102,14 @@ def source_photos(data_yaml: Path, splits: list[str]) -> list[Photo]:
 
 def cli(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    settings = get_settings()
     data_yaml = args.data.resolve()
-    reviews = args.reviews or REVIEWS_DIR / f"{data_yaml.parent.name}.jsonl"
-    taxonomy = load_taxonomy()
+    reviews = args.reviews or settings.data_dir / REVIEWS / f"{data_yaml.parent.name}.jsonl"
     try:
+        taxonomy = settings.taxonomy()
         existing = read_reviews(reviews, taxonomy) if reviews.exists() else []
         if args.command == "propose":
-            return run_propose(args, data_yaml, reviews, existing)
+            return run_propose(args, data_yaml, reviews, existing, settings)
         if not existing:
             raise ReviewError(
                 f"{reviews}: no proposals yet (streetorder data review propose --data {args.data})"
@@ -131,13 +133,14 @@ def cli(argv: list[str]) -> int:
     return 0
 
 
-def run_propose(args: argparse.Namespace, data_yaml: Path, reviews: Path, existing: list[Proposal]) -> int:
+def run_propose(
+    args: argparse.Namespace, data_yaml: Path, reviews: Path, existing: list[Proposal], settings: Settings
+) -> int:
     from tqdm import tqdm
 
-    from serve.cases.settings import get_settings
     from vision.detect.backends import load_detector
 
-    taxonomy = load_taxonomy()
+    taxonomy = settings.taxonomy()
     labelled = set(taxonomy.map_names(read_data_yaml(data_yaml)["names"])[0].values())
     wanted = args.classes.split(",") if args.classes else [c.name for c in taxonomy.classes if c.patrol]
     classes = []
@@ -149,7 +152,12 @@ def run_propose(args: argparse.Namespace, data_yaml: Path, reviews: Path, existi
             classes.append(cls.index)
     if not classes:
         raise ReviewError(f"{data_yaml}: the source labels every class asked for; nothing to propose")
-    detector = load_detector(args.model or get_settings().model, confidence=args.threshold)
+    detector = load_detector(
+        args.model or settings.model,
+        models_dir=settings.models_dir,
+        taxonomy=taxonomy,
+        confidence=args.threshold,
+    )
     photos = source_photos(data_yaml, args.splits.split(","))
     source = existing[0].source if existing else data_yaml.parent.name
     today = datetime.now(UTC).date()  # bookkeeping: when the proposals were made

@@ -24,11 +24,11 @@ from pathlib import Path
 from PIL import Image
 
 from serve.cases.grids import EARTH_RADIUS_M, load_grids
-from serve.cases.settings import ROOT, get_settings
+from serve.cases.settings import get_settings
 from serve.cli import scan
 from vision.core.imageio import DEFAULT_TIMEZONE, Position, exif_for
 
-DATASET = ROOT.parent / "shared" / "datasets" / "garbage-cn"
+DATASET = "garbage-cn"  # in the shared_datasets_dir setting
 FILED_CLASSES = {0: "garbage", 2: "overflow"}  # garbage-cn ids whose classes file events on patrol
 START = datetime(2026, 11, 20, 9, 0, tzinfo=DEFAULT_TIMEZONE)  # a Friday morning patrol
 
@@ -81,16 +81,25 @@ def prepare(photos: list[Path], out: Path, grids_path: Path) -> list[Path]:
 
 def cli(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m serve.cli.demo", description=__doc__.splitlines()[0])
-    p.add_argument("--dataset", type=Path, default=DATASET, help="garbage-cn folder (../shared/datasets)")
+    settings = get_settings()
+    p.add_argument(
+        "--dataset",
+        type=Path,
+        default=settings.shared_datasets_dir / DATASET,
+        help="garbage-cn folder (default: in the shared_datasets_dir setting)",
+    )
     p.add_argument("--photos", type=int, default=12, help="how many sample photos")
-    p.add_argument("--out", type=Path, default=ROOT / "out" / "demo", help="demo folder (recreated)")
+    p.add_argument("--out", type=Path, default=Path("out") / "demo", help="demo folder (recreated)")
     p.add_argument("--model", default=None, help="model name or path (default: the configured model)")
     args = p.parse_args(argv)
     if not (args.dataset / "labels" / "val").is_dir():
-        print(f"demo: {args.dataset} not found; put ../shared beside the project", file=sys.stderr)
+        print(
+            f"demo: {args.dataset} not found; give --dataset or STREETORDER_SHARED_DATASETS_DIR",
+            file=sys.stderr,
+        )
         return 1
     shutil.rmtree(args.out, ignore_errors=True)
-    grids = get_settings().grids
+    grids = settings.grids
     photos = prepare(pick_sample_photos(args.dataset, args.photos), args.out / "photos", grids)
     print(
         f"demo: {len(photos)} patrol photos in {args.out / 'photos'}: real garbage-cn validation photos "

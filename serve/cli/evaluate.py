@@ -9,7 +9,8 @@ import json
 import sys
 from pathlib import Path
 
-from vision.core.taxonomy import TaxonomyError, load_taxonomy
+from serve.cases.settings import Settings, get_settings
+from vision.core.taxonomy import TaxonomyError
 from vision.data.reviews import ReviewError, confirmed_absent
 from vision.detect.backends import BACKENDS, load_detector
 from vision.detect.registry import ModelError, find_model, update_card
@@ -23,8 +24,6 @@ from vision.modelops.unlabelled import look_over, write_look
 
 
 def cli(argv: list[str]) -> int:
-    from serve.cases.settings import get_settings
-
     parser = argparse.ArgumentParser(prog="streetorder evaluate", description=__doc__.splitlines()[0])
     given = parser.add_mutually_exclusive_group(required=True)
     given.add_argument("--data", type=Path, help="an ultralytics data.yaml")
@@ -64,21 +63,36 @@ def cli(argv: list[str]) -> int:
         help="write the metrics into the model's card.yaml under metrics.<data set folder name>",
     )
     args = parser.parse_args(argv)
-    model = args.model or get_settings().model
+    settings = get_settings()
+    model = args.model or settings.model
     if args.unlabelled:
-        return look_over_folder(args, model)
+        return look_over_folder(args, model, settings)
     rename = dict(pair.split("=", 1) for pair in args.rename if "=" in pair)
     if len(rename) != len(args.rename):
         parser.error("--rename takes SET_CLASS=CLASS")
     try:
+        taxonomy = settings.taxonomy()
         detector = load_detector(
-            model, backend=args.backend, confidence=EVAL_CONFIDENCE, input_size=args.imgsz, device=args.device
+            model,
+            backend=args.backend,
+            models_dir=settings.models_dir,
+            taxonomy=taxonomy,
+            confidence=EVAL_CONFIDENCE,
+            input_size=args.imgsz,
+            device=args.device,
         )
         if args.out:
             args.out.mkdir(parents=True, exist_ok=True)
-        absent = confirmed_absent(args.reviews, load_taxonomy(), args.split) if args.reviews else None
+        absent = confirmed_absent(args.reviews, taxonomy, args.split) if args.reviews else None
         result = evaluate(
-            detector, args.data.resolve(), args.split, args.out, args.limit, rename=rename, absent=absent
+            detector,
+            args.data.resolve(),
+            taxonomy,
+            args.split,
+            args.out,
+            args.limit,
+            rename=rename,
+            absent=absent,
         )
     except (ModelError, TaxonomyError, ReviewError) as err:
         print(f"evaluate: {err}", file=sys.stderr)
@@ -93,7 +107,7 @@ def cli(argv: list[str]) -> int:
     if result.plots:
         print(f"plots: {', '.join(str(p) for p in result.plots)}", file=sys.stderr)
     if args.card:
-        folder = find_model(model).folder
+        folder = find_model(model, settings.models_dir).folder
         if folder is None:
             print("evaluate: --card needs a model folder with card.yaml", file=sys.stderr)
             return 1
@@ -103,21 +117,27 @@ def cli(argv: list[str]) -> int:
     return 0
 
 
-def look_over_folder(args: argparse.Namespace, model: str) -> int:
+def look_over_folder(args: argparse.Namespace, model: str, settings: Settings) -> int:
     folder: Path = args.unlabelled
     if not folder.is_dir():
         print(f"evaluate: --unlabelled {folder}: not a folder", file=sys.stderr)
         return 2
-    lowest = min(c.min_confidence for c in load_taxonomy().classes)
     try:
+        taxonomy = settings.taxonomy()
         detector = load_detector(
-            model, backend=args.backend, confidence=lowest, input_size=args.imgsz, device=args.device
+            model,
+            backend=args.backend,
+            models_dir=settings.models_dir,
+            taxonomy=taxonomy,
+            confidence=min(c.min_confidence for c in taxonomy.classes),
+            input_size=args.imgsz,
+            device=args.device,
         )
-    except ModelError as err:
+    except (ModelError, TaxonomyError) as err:
         print(f"evaluate: {err}", file=sys.stderr)
         return 1
-    look = look_over(detector, folder)
-    index = write_look(look, args.out or Path("runs") / "unlabelled" / folder.resolve().name)
+    look = look_over(detector, folder, taxonomy)
+    index = write_look(look, args.out or Path("runs") / "unlabelled" / folder.resolve().name, taxonomy)
     summary = look.to_json()
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))

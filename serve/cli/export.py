@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from serve.cases.settings import get_settings
 from vision.detect.registry import (
     WEIGHTS,
     ModelError,
@@ -48,11 +49,12 @@ def cli(argv: list[str]) -> int:
         parser.error("--int8 is made from the ONNX export: use --format onnx")
     if args.dynamic and (args.format != "onnx" or args.int8):
         parser.error("--dynamic is an ONNX export of its own: use --format onnx, without --int8")
+    settings = get_settings()
     try:
         if args.name:
-            folder = package(Path(args.model), args.name, status=args.status)
+            folder = package(Path(args.model), args.name, settings.models_dir, status=args.status)
         else:
-            files = find_model(args.model)
+            files = find_model(args.model, settings.models_dir)
             if files.folder is None:
                 parser.error("--model is a bare file: give --name to package it as models/NAME")
             folder = files.folder
@@ -65,7 +67,9 @@ def cli(argv: list[str]) -> int:
             calibration = calibration_images(args.data, args.calibration)
             onnx_path = folder / WEIGHTS["onnx"]
             int8 = quantize_int8(onnx_path, calibration)
-            measured = int8_check(onnx_path, int8, args.data, args.limit, len(calibration))
+            measured = int8_check(
+                onnx_path, int8, args.data, settings.taxonomy(), args.limit, len(calibration)
+            )
             update_card(folder, exports={"int8": measured})
             print(f"exported: {int8}")
     except ModelError as err:

@@ -10,14 +10,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from serve.cases.settings import get_settings
 from vision.core.taxonomy import TaxonomyError
-from vision.detect.registry import (
-    MODELS_DIR,
-    ModelError,
-)
+from vision.detect.registry import ModelError
 from vision.modelops.history import history_table
 from vision.modelops.promote import (
     CONFIG,
+    Policy,
     PromotionError,
     Registry,
     holdout_digest,
@@ -39,8 +38,14 @@ from vision.modelops.retrain import (
 
 def cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="streetorder models", description=__doc__.splitlines()[0])
-    parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
-    parser.add_argument("--config", type=Path, default=CONFIG, help="the promotion policy and frozen holdout")
+    settings = get_settings()
+    parser.add_argument("--models-dir", type=Path, default=settings.models_dir)
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=settings.configs_dir / CONFIG,
+        help="the promotion policy and frozen holdout",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="models, the current one marked, with their last decision")
     commands.add_parser("history", help="the registry history as JSON lines")
@@ -75,6 +80,10 @@ def cli(argv: list[str]) -> int:
     if args.command == "promote" and args.force is not None and args.limit is not None:
         parser.error("--force decides: judge on the whole holdout, without --limit")
     registry = Registry(args.models_dir)
+
+    def policy() -> Policy:
+        return load_policy(args.config, settings.taxonomy())
+
     now = datetime.now(UTC)  # when a person or job decided: bookkeeping, never a rule's input
     try:
         if args.command == "list":
@@ -91,14 +100,14 @@ def cli(argv: list[str]) -> int:
         elif args.command == "table":
             print(history_table(args.models_dir), end="")
         elif args.command == "holdout":
-            policy = load_policy(args.config)
-            digest, images = holdout_digest(policy)
-            print(f"{digest}  {policy.holdout_name} ({len(images)} images)")
+            judged = policy()
+            digest, images = holdout_digest(judged)
+            print(f"{digest}  {judged.holdout_name} ({len(images)} images)")
         elif args.command == "promote":
             decision = promote(
                 args.name,
                 registry=registry,
-                policy=load_policy(args.config),
+                policy=policy(),
                 at=now,
                 force=args.force,
                 limit=args.limit,
@@ -121,7 +130,7 @@ def cli(argv: list[str]) -> int:
             target = rollback(registry=registry, at=now, to=args.to, reason=args.reason)
             print(f"current model: {target}")
         elif args.command == "retrain":
-            return run_cli(args, registry, load_policy(args.config))
+            return run_cli(args, registry, policy())
     except (PromotionError, ModelError, TaxonomyError) as err:
         print(f"models: {err}", file=sys.stderr)
         return 1
@@ -134,9 +143,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--annotations-dir", type=Path, help="default: the service's annotations_dir setting")
     parser.add_argument("--files-root", type=Path, help="default: the labelstudio_files_root setting")
-    parser.add_argument("--datasets-dir", type=Path, help="default: datasets/ of the checkout")
+    parser.add_argument("--datasets-dir", type=Path, help="default: the data_dir setting")
     parser.add_argument(
-        "--work-dir", type=Path, help="built datasets and mixes (default: ~/.cache/streetorder/retrain)"
+        "--work-dir", type=Path, help="built datasets and mixes (default: <cache_dir>/retrain)"
     )
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="ultralytics run folders")
     parser.add_argument("--epochs", type=int)
@@ -147,16 +156,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args: argparse.Namespace, registry: Any, policy: Any) -> int:
-    from serve.cases.settings import get_settings
-    from vision.data.annotations.dataset import DATASETS_DIR
-    from vision.data.annotations.images import ImageFinder, TaskImages
-    from vision.modelops.train import DEFAULT_CACHE
+    from vision.data.annotations.images import STORE, ImageFinder, TaskImages
 
     settings = get_settings()
     annotations_dir = args.annotations_dir or settings.annotations_dir
     options = RetrainOptions(
-        datasets_dir=args.datasets_dir or DATASETS_DIR,
-        work_dir=args.work_dir or DEFAULT_CACHE / "retrain",
+        datasets_dir=args.datasets_dir or settings.data_dir,
+        work_dir=args.work_dir or settings.cache_dir / "retrain",
         runs_dir=args.runs_dir,
         epochs=args.epochs,
         batch=args.batch,
@@ -171,7 +177,7 @@ def run_cli(args: argparse.Namespace, registry: Any, policy: Any) -> int:
         return 0 if result["promoted"] else 1
     files_root = args.files_root or settings.labelstudio_files_root
     tasks = TaskImages(files_root, settings.labelstudio_url, settings.labelstudio_token)
-    finder = ImageFinder([], tasks)
+    finder = ImageFinder([], settings.cache_dir / STORE, tasks)
     done, code = 0, 0
     for job in list_jobs(annotations_dir, "queued"):
         claimed = claim(job)

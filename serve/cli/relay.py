@@ -1,7 +1,8 @@
 """`streetorder relay pack|leg|land`: the GPU relay (vision.modelops.relay).
 
-On a GPU host without the installed script: `python3 -m serve.cli relay leg ...` (this module and
-serve/cli/main.py import nothing beyond the standard library until a mode runs)."""
+On a GPU host without the installed script: `python3 -m serve.cli relay leg ...`. The leg imports
+neither the settings nor pydantic (a host with torch alone has none): `pack` and `land`, which run
+here, read the settings; the leg takes everything from its bundle and its arguments."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-from vision.detect.registry import MODELS_DIR, ModelError
+from vision.core.taxonomy import Taxonomy
 from vision.modelops.relay import (
     BUNDLE,
     CONFIG,
-    WHEEL_CACHE,
+    RelayConfig,
     RelayError,
     fetch_wheels,
     land,
@@ -32,7 +33,7 @@ def cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="streetorder relay", description=__doc__.splitlines()[0])
     steps = parser.add_subparsers(dest="step", required=True)
     pack_p = steps.add_parser("pack", help="write the next leg's bundle (here)")
-    pack_p.add_argument("--config", type=Path, default=CONFIG)
+    pack_p.add_argument("--config", type=Path, help=f"default: {CONFIG} in the configs_dir setting")
     pack_p.add_argument("--out", type=Path, default=BUNDLE)
     pack_p.add_argument(
         "--wheels",
@@ -51,17 +52,13 @@ def cli(argv: list[str]) -> int:
     leg_p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
     land_p = steps.add_parser("land", help="keep a leg's checkpoint and record (here)")
     land_p.add_argument("files", type=Path, help="the folder holding the leg's files")
-    land_p.add_argument("--config", type=Path, default=CONFIG)
+    land_p.add_argument("--config", type=Path, help=f"default: {CONFIG} in the configs_dir setting")
     land_p.add_argument("--runs", type=Path, default=Path("runs"))
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
-        if args.step == "pack":
-            return _pack_cli(args)
-        if args.step == "land":
-            weights = land(args.files, load_config(args.config), runs=args.runs)
-            print(f"landed: {weights} (relay state in {MODELS_DIR / 'relay'})")
-            return 0
+        if args.step in ("pack", "land"):
+            return _here_cli(args)
         if args.survey:
             args.out.mkdir(parents=True, exist_ok=True)
             found = survey_pretrained()
@@ -77,20 +74,44 @@ def cli(argv: list[str]) -> int:
             parser.error("--minutes is needed to train")
         end = started + args.minutes * 60
         leg = train_leg(manifest, args.work, args.out, end, args.device, args.workers, args.epochs)
-    except (RelayError, ModelError) as err:
+    except RelayError as err:
         print(f"relay: {err}", file=sys.stderr)
         return 1
     print(json.dumps(leg, indent=2))
     return 0
 
 
-def _pack_cli(args: argparse.Namespace) -> int:
+def _here_cli(args: argparse.Namespace) -> int:
+    """`pack` and `land`: the steps that run beside the models and configs, with the settings."""
+    from serve.cases.settings import get_settings
+    from vision.detect.registry import ModelError
+
+    settings = get_settings()
+    config = load_config(args.config or settings.configs_dir / CONFIG)
+    try:
+        if args.step == "land":
+            weights = land(args.files, config, settings.models_dir, runs=args.runs)
+            print(f"landed: {weights} (relay state in {settings.models_dir / 'relay'})")
+            return 0
+        return _pack(args, config, settings.taxonomy(), settings.models_dir, settings.cache_dir)
+    except (RelayError, ModelError) as err:
+        print(f"relay: {err}", file=sys.stderr)
+        return 1
+
+
+def _pack(
+    args: argparse.Namespace, config: RelayConfig, taxonomy: Taxonomy, models: Path, cache: Path
+) -> int:
     from tqdm import tqdm
 
-    config = load_config(args.config)
-    wheels = sorted(args.wheels.glob("*.whl")) if args.wheels else fetch_wheels(WHEEL_CACHE)
+    wheels = sorted(args.wheels.glob("*.whl")) if args.wheels else fetch_wheels(cache / "wheels")
     manifest = pack(
-        config, args.out, wheels, progress=lambda it, n: tqdm(it, total=n, desc="pack", unit="img")
+        config,
+        taxonomy,
+        models,
+        args.out,
+        wheels,
+        progress=lambda it, n: tqdm(it, total=n, desc="pack", unit="img"),
     )
     sizes = {p: sum(f.stat().st_size for f in (args.out / p).rglob("*")) >> 20 for p in manifest["parts"]}
     print(f"packed leg {manifest['leg']} of relay {config.name}: {manifest['images']} images")

@@ -27,8 +27,9 @@ from serve.cases.scan import (
     log,
     read_sidecar,
 )
-from serve.cases.settings import get_settings
+from serve.cases.settings import Settings, get_settings
 from vision.core.imageio import MAX_PIXELS
+from vision.core.taxonomy import TAXONOMY
 from vision.detect.pipeline import (
     Candidate,
     cpu_count,
@@ -43,18 +44,19 @@ class _TqdmHandler(logging.Handler):
 
 
 def cli(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
+    settings = get_settings()
+    args = parser(settings).parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     _log_to(args.out / "scan.log")
     try:
-        rules = load_case_rules(grids=load_grids(args.grids))
+        rules = load_case_rules(settings, grids=load_grids(args.grids))
         local_tz = ZoneInfo(args.timezone) if args.timezone else rules.calendar.timezone
         sidecar = read_sidecar(args.sidecar, local_tz) if args.sidecar else {}
         inputs = [p.expanduser() for p in args.paths]
         for source in inputs:
             if not source.exists():
                 raise ScanInputError(f"{source}: no such file or folder")
-        flyers = load_flyer_finder(args.flyers)
+        flyers = load_flyer_finder(settings, args.flyers)
     except (ScanInputError, GridError, ZoneInfoNotFoundError, ValueError) as err:
         print(f"streetorder scan: {err}", file=sys.stderr)
         return 2
@@ -68,7 +70,9 @@ def cli(argv: list[str]) -> int:
     simple = args.engine == "simple"
     workers = 1 if simple else max(1, args.workers)
     try:
-        detector, candidate, runtime = load_scan_detector(args.model, args.backend, args.precision, workers)
+        detector, candidate, runtime = load_scan_detector(
+            args.model, args.backend, args.precision, workers, settings
+        )
     except ModelError as err:  # --model names no usable model
         print(f"streetorder scan: {err}", file=sys.stderr)
         return 2
@@ -101,7 +105,7 @@ def cli(argv: list[str]) -> int:
     )
     try:
         if args.engine == "ray" and candidate is not None:
-            stats = scan_on_ray(scanner, inputs, candidate, args)
+            stats = scan_on_ray(scanner, inputs, candidate, args, settings)
         else:
             stats = scanner.scan(inputs, progress=not args.no_progress)
     except KeyboardInterrupt:
@@ -117,7 +121,11 @@ def cli(argv: list[str]) -> int:
 
 
 def scan_on_ray(
-    scanner: Scanner, inputs: Sequence[Path | str], candidate: Candidate, args: argparse.Namespace
+    scanner: Scanner,
+    inputs: Sequence[Path | str],
+    candidate: Candidate,
+    args: argparse.Namespace,
+    settings: Settings,
 ) -> ScanStats:
     """The scan with its inspection on Ray Data actors and its one writer here."""
     import ray
@@ -125,18 +133,20 @@ def scan_on_ray(
     from serve.cases.scan_ray import RaySettings, ray_inspections, start_ray
 
     inspector = scanner.inspector
-    settings = RaySettings(
+    ray_settings = RaySettings(
         args.ray_address,
         args.db,
         scanner.workers,
         candidate.weights,
         candidate.runtime,
+        settings.configs_dir / TAXONOMY,
         inspector.decoding,
         scanner.sidecar,
     )
-    started = start_ray(settings)
+    started = start_ray(ray_settings)
     try:
-        return scanner.scan(inputs, progress=not args.no_progress, inspections=ray_inspections(settings))
+        inspections = ray_inspections(ray_settings)
+        return scanner.scan(inputs, progress=not args.no_progress, inspections=inspections)
     finally:
         if started:
             ray.shutdown()
@@ -173,8 +183,7 @@ def _log_to(path: Path) -> None:
     log.addHandler(file)
 
 
-def parser() -> argparse.ArgumentParser:
-    settings = get_settings()
+def parser(settings: Settings) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="streetorder scan",
         description="Scan patrol photos (folders, JPEG/PNG files, or lists of paths) into grid cases.",

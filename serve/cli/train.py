@@ -6,20 +6,21 @@ import argparse
 import sys
 from pathlib import Path
 
+from serve.cases.settings import get_settings
 from vision.detect.registry import ModelError
 from vision.modelops.train import (
-    DEFAULT_CACHE,
     average_checkpoints,
     train,
 )
 
 
 def cli(argv: list[str]) -> int:
+    settings = get_settings()
     parser = argparse.ArgumentParser(prog="streetorder train", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--data",
         type=Path,
-        default=Path("configs/datasets/street-mix.yaml"),
+        default=settings.configs_dir / "datasets" / "street-mix.yaml",
         help="a mix file (configs/datasets/*.yaml) or any ultralytics data.yaml",
     )
     parser.add_argument(
@@ -40,7 +41,7 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--project", type=Path, default=Path("runs"))
     parser.add_argument("--name", default="train")
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--cache-dir", type=Path, default=settings.cache_dir, help="built mixes (cache_dir)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--resume",
@@ -65,6 +66,7 @@ def cli(argv: list[str]) -> int:
         return 0
     run_dir = train(
         data=args.data,
+        taxonomy=settings.taxonomy(),
         model=args.model,
         epochs=args.epochs,
         imgsz=args.imgsz,

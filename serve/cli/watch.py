@@ -40,7 +40,8 @@ def cli(argv: list[str]) -> int:
     from vision.live.cameras import load_cameras
 
     settings = get_settings()
-    registry = load_cameras(args.cameras or settings.configs_dir / "cameras.yaml")
+    taxonomy = settings.taxonomy()
+    registry = load_cameras(args.cameras or settings.configs_dir / "cameras.yaml", taxonomy)
     camera = registry.get(args.camera)
     stream = args.stream or camera.stream
     if not stream:
@@ -55,7 +56,7 @@ def cli(argv: list[str]) -> int:
     hub = CameraHub(registry, case_rules.taxonomy, settings.evidence_dir)
     sessions = open_database(args.db or settings.db_url)
     hub.restore(sessions)
-    detector = load_detector(args.model or settings.model)
+    detector = load_detector(args.model or settings.model, models_dir=settings.models_dir, taxonomy=taxonomy)
     if args.metrics_port:
         from prometheus_client import REGISTRY, start_http_server
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+TAXONOMY = "taxonomy.yaml"  # its file name in the configs folder (the configs_dir setting)
 DEADLINE_UNITS = ("hours", "working_hours", "working_days", "days")
 
 
@@ -161,9 +161,9 @@ def parse_taxonomy(data: Any, source: Path = Path("<memory>")) -> Taxonomy:
     return Taxonomy(classes=tuple(classes), events=events, source=source)
 
 
-def load_taxonomy(path: Path | str | None = None) -> Taxonomy:
-    """Load configs/taxonomy.yaml (or another file of the same form)."""
-    return _load_cached(Path(path) if path else CONFIGS / "taxonomy.yaml")
+def load_taxonomy(path: Path | str) -> Taxonomy:
+    """Load `<configs_dir>/taxonomy.yaml` (or another file of the same form), once per path."""
+    return _load_cached(Path(path))
 
 
 @cache

@@ -30,12 +30,12 @@ import cv2
 from tqdm import tqdm
 
 from vision.core.boxes import Box
+from vision.core.files import file_sha256
 from vision.core.imageio import ImageError, read_photo
-from vision.core.taxonomy import Taxonomy, load_taxonomy
+from vision.core.taxonomy import Taxonomy
 from vision.data.annotations.dataset import Dataset
 from vision.data.annotations.records import Label
 from vision.data.annotations.writers import QueuedImage, write_labelstudio_tasks, write_yolo_zip
-from vision.detect.registry import file_sha256
 
 OCCUPANCY = "occupancy"  # the class and source of class-free findings (serve/cases/cameras.py)
 PRIORITY = {"rejected": 1.0, "corrected": 1.0, "occupancy": 0.9, "disagreement": 0.5, "uncertain": 0.4}
@@ -138,7 +138,9 @@ def known_images(datasets: Iterable[str], datasets_dir: Path) -> set[str]:
     return known
 
 
-def write_queue(selected: list[tuple[Candidate, str]], out: Path, document_root: Path) -> list[QueuedImage]:
+def write_queue(
+    selected: list[tuple[Candidate, str]], out: Path, document_root: Path, taxonomy: Taxonomy
+) -> list[QueuedImage]:
     """Copy the images upright into out/images (and crops into out/crops), then write the tasks
     and the CVAT zip."""
     images_dir, crops_dir = out / "images", out / "crops"
@@ -178,8 +180,10 @@ def write_queue(selected: list[tuple[Candidate, str]], out: Path, document_root:
                 meta=meta,
             )
         )
-    write_labelstudio_tasks(queued, out, lambda item: local_files_url(prefix / "images" / item.path.name))
-    write_yolo_zip(queued, out / "cvat-yolo.zip", load_taxonomy().names, lambda item: item.path.name)
+    write_labelstudio_tasks(
+        queued, out, lambda item: local_files_url(prefix / "images" / item.path.name), taxonomy
+    )
+    write_yolo_zip(queued, out / "cvat-yolo.zip", taxonomy.names, lambda item: item.path.name)
     return queued
 
 

@@ -37,9 +37,9 @@ from typing import Any
 
 import yaml
 
-from vision.core.taxonomy import Taxonomy, TaxonomyError, load_taxonomy
+from vision.core.files import file_sha256
+from vision.core.taxonomy import Taxonomy, TaxonomyError
 from vision.data.reviews import PhotoReview, ReviewError, photo_counts, read_reviews, resolve
-from vision.detect.registry import file_sha256
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 SPLITS = ("train", "val")
@@ -164,13 +164,12 @@ def read_oversample(
     return times
 
 
-def load_mix(mix_yaml: Path | str, taxonomy: Taxonomy | None = None) -> tuple[str, list[Source]]:
+def load_mix(mix_yaml: Path | str, taxonomy: Taxonomy) -> tuple[str, list[Source]]:
     """Read a mix file: `name` and `sources` (each `name` and `data`, relative to the mix file, an
     optional `train_fraction` in (0, 1] that spends less training time on a large source, an
     optional `oversample` {class: times} that lists train images holding a rare class more often,
     and optional `reviews`, a review file relative to the mix file)."""
     mix_yaml = Path(mix_yaml)
-    taxonomy = taxonomy or load_taxonomy()
     spec = yaml.safe_load(mix_yaml.read_text(encoding="utf-8"))
     sources = []
     for index, entry in enumerate(spec.get("sources") or []):
@@ -255,16 +254,13 @@ def apply_review(review: PhotoReview, labelled: set[int], taxonomy: Taxonomy) ->
     return added, lines
 
 
-def build_mix(
-    mix_yaml: Path | str, out: Path | str, taxonomy: Taxonomy | None = None, verify_photos: bool = True
-) -> Path:
+def build_mix(mix_yaml: Path | str, out: Path | str, taxonomy: Taxonomy, verify_photos: bool = True) -> Path:
     """Write the mix folder (idempotent) and return its data.yaml.
 
     A review applies to a photo only while the photo's sha256 is the one decided on (a changed
     photo keeps its class masked, counted as `reviews_stale`); `verify_photos=False` skips that
     check for re-encoded copies whose originals were checked where they were packed (GPU relay).
     """
-    taxonomy = taxonomy or load_taxonomy()
     name, sources = load_mix(mix_yaml, taxonomy)
     out = Path(out)
     summary: dict[str, Any] = {}

@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # supervision is not on a bare GPU host, where the mix build 
     from vision.core.detector import Detector
 
 DECISIONS = ("false", "real", "unsure")
-REVIEWS_DIR = Path(__file__).resolve().parents[2] / "datasets" / "reviews"
+REVIEWS = "reviews"  # the review files' folder in the data folder (the data_dir setting)
 DEFAULT_THRESHOLD = 0.25  # below every class's scan threshold: the review sees what a scan could file
 SAME_BOX_IOU = 0.5  # a new proposal this close to one already in the file is not proposed again
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -310,7 +310,7 @@ def propose(
     existing ones. Unreadable photos are skipped (a training set does not hold them)."""
     import cv2
 
-    from vision.detect.registry import file_sha256
+    from vision.core.files import file_sha256
 
     sha256 = sha256 or file_sha256
     wanted = set(classes)

@@ -22,7 +22,7 @@ import numpy as np
 import supervision as sv
 
 from vision.core.detector import Detector
-from vision.core.taxonomy import Taxonomy, load_taxonomy
+from vision.core.taxonomy import Taxonomy
 from vision.detect.registry import (
     ModelError,
     ModelFiles,
@@ -295,16 +295,18 @@ def load_detector(
     model: str | Path,
     backend: str = "auto",
     *,
+    models_dir: Path,
+    taxonomy: Taxonomy,
     confidence: float = 0.25,
     iou: float = 0.7,
     max_detections: int = 300,
     input_size: int | None = None,
     device: str = "cpu",
-    taxonomy: Taxonomy | None = None,
     threads: int | None = None,
     concurrency: int = 1,
 ) -> Detector:
-    """Load a model by name (models/<name>/), folder, or .onnx/.pt path.
+    """Load a model by name (a folder under `models_dir`, or `current`), folder, or .onnx/.pt path;
+    its classes are mapped onto `taxonomy`, the one the cases of this configuration use.
 
     backend: "onnx" (ONNX Runtime, CPU, no torch), "openvino" (the same ONNX file on OpenVINO),
     "ultralytics" (.pt, CPU or CUDA `device`), or "auto" (ONNX when the model has it, else .pt).
@@ -314,11 +316,10 @@ def load_detector(
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
-    files = find_model(model)
+    files = find_model(model, models_dir)
     if backend == "auto":
         backend = "onnx" if "onnx" in files.weights else "ultralytics"
     weights = files.weights_for("onnx" if backend == "openvino" else backend)
-    taxonomy = taxonomy or load_taxonomy()
     card_names = parse_names(files.card["classes"], str(files.folder)) if "classes" in files.card else None
     common: dict[str, Any] = {
         "version": model_version(files.name, weights),

@@ -34,7 +34,7 @@ import numpy as np
 import supervision as sv
 import yaml
 
-from vision.core.taxonomy import CONFIGS, Taxonomy, load_taxonomy
+from vision.core.taxonomy import Taxonomy
 from vision.detect.ocr import class_ids, extract_phones, ocr_engine
 from vision.detect.privacy import looks_like_plate
 
@@ -87,9 +87,9 @@ class FlyerRules:
         return FlyerRules(**{**self.__dict__, "scan": scan})
 
 
-def load_flyer_rules(path: Path | str | None = None) -> FlyerRules:
-    """configs/flyers.yaml (or another file of the same form); FlyerRulesError names a bad field."""
-    return _load_rules(Path(path) if path else CONFIGS / "flyers.yaml")
+def load_flyer_rules(path: Path | str) -> FlyerRules:
+    """`<configs_dir>/flyers.yaml` (or another file of the same form); FlyerRulesError names a bad field."""
+    return _load_rules(Path(path))
 
 
 @cache
@@ -310,11 +310,9 @@ def decide(
 class FlyerFinder:
     """Reads photos for small ads; one per process (the OCR engine is shared by threads)."""
 
-    def __init__(
-        self, rules: FlyerRules | None = None, taxonomy: Taxonomy | None = None, engine: Any = None
-    ) -> None:
-        self.rules = rules or load_flyer_rules()
-        self.taxonomy = taxonomy or load_taxonomy()
+    def __init__(self, rules: FlyerRules, taxonomy: Taxonomy, engine: Any = None) -> None:
+        self.rules = rules
+        self.taxonomy = taxonomy
         self._engine = engine
         self._loading = threading.Lock()
         self.flyer = self.taxonomy.names.index("flyer")

@@ -20,7 +20,7 @@ import numpy as np
 import supervision as sv
 
 from vision.core.draw import crop_box
-from vision.core.taxonomy import Taxonomy, load_taxonomy
+from vision.core.taxonomy import Taxonomy
 
 CROP_SIDE = 640  # crops are enlarged (at most 4x) to this long side: PP-OCR wants text >= ~10 px
 DETECT_SIDE = 960  # whole-photo text search at this long side
@@ -124,11 +124,8 @@ class FlyerReader:
             time.perf_counter() - started,
         )
 
-    def read_flyers(
-        self, image: np.ndarray, detections: sv.Detections, taxonomy: Taxonomy | None = None
-    ) -> sv.Detections:
+    def read_flyers(self, image: np.ndarray, detections: sv.Detections, taxonomy: Taxonomy) -> sv.Detections:
         """OCR every flyer detection; the readings go into data["ocr"] (None on other classes)."""
-        taxonomy = taxonomy or load_taxonomy()
         flyer = taxonomy.names.index("flyer")
         readings: list[OcrReading | None] = [
             self.read(crop_box(image, box)) if class_id == flyer else None

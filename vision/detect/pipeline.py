@@ -33,10 +33,10 @@ import supervision as sv
 
 from vision.core.detector import Detector
 from vision.core.imageio import DEFAULT_TIMEZONE, MAX_PIXELS, LoadedPhoto, decode_photo
+from vision.core.taxonomy import Taxonomy
 from vision.detect.backends import load_detector
 from vision.detect.registry import ModelError, find_model
 
-CACHE = Path(os.environ.get("STREETORDER_CACHE", Path.home() / ".cache" / "streetorder"))
 URL_SCHEMES = ("s3://", "gs://", "az://", "abfs://", "http://", "https://", "file://")
 INT8_FILE = "model.int8.onnx"
 DYNAMIC_FILE = "model.dynamic.onnx"  # `streetorder export --dynamic`: letterboxed to the photo's aspect
@@ -163,7 +163,7 @@ class Candidate:
 
 
 def candidates(
-    model: str | Path, precision: str = "auto", runtimes: Iterable[str] = RUNTIMES
+    model: str | Path, precision: str = "auto", runtimes: Iterable[str] = RUNTIMES, *, models_dir: Path
 ) -> list[Candidate]:
     """The runtimes installed here x the model's FP32 files and, where allowed, its checked INT8 file.
 
@@ -171,7 +171,7 @@ def candidates(
     most MAX_INT8_MAP50_DROP (`streetorder export --int8` writes it), or when asked for by name.
     A dynamic-shape export of the same weights beside the fixed one is an FP32 candidate too.
     """
-    files = find_model(model)
+    files = find_model(model, models_dir)
     fp32 = files.weights_for("onnx")
     weights = [] if precision == "int8" else [(fp32, "fp32")]
     dynamic = fp32.with_name(DYNAMIC_FILE)
@@ -191,13 +191,18 @@ def candidates(
 
 
 def time_candidates(
-    options: list[Candidate], rounds: int = 8, shape: tuple[int, int] = (375, 500)
+    options: list[Candidate], taxonomy: Taxonomy, rounds: int = 8, shape: tuple[int, int] = (375, 500)
 ) -> dict[str, float]:
     """Median CPU seconds of one detection on one thread, per candidate, on noise the shape of a
     reduced 4:3 photo. CPU time of the whole process (a runtime's own threads count) rather than
     wall time, and candidates taken in turn each round: other work on the machine then skews
     the comparison far less."""
-    detectors = {c.label: load_detector(c.weights, c.runtime, threads=1) for c in options}
+    detectors = {
+        c.label: load_detector(
+            c.weights, c.runtime, models_dir=c.weights.parent.parent, taxonomy=taxonomy, threads=1
+        )
+        for c in options
+    }
     image = np.random.default_rng(0).integers(0, 255, (*shape, 3), dtype=np.uint8)
     spent: dict[str, list[float]] = {label: [] for label in detectors}
     for round_ in range(rounds + 2):
@@ -210,15 +215,23 @@ def time_candidates(
 
 
 def choose_runtime(
-    model: str | Path, precision: str = "auto", runtimes: Iterable[str] = RUNTIMES, *, refresh: bool = False
+    model: str | Path,
+    precision: str = "auto",
+    runtimes: Iterable[str] = RUNTIMES,
+    *,
+    models_dir: Path,
+    taxonomy: Taxonomy,
+    cache_dir: Path,
+    refresh: bool = False,
 ) -> tuple[Candidate, str]:
-    """The fastest candidate, measured once per machine, model files and candidates, then cached.
+    """The fastest candidate, measured once per machine, model files and candidates, then cached
+    in `cache_dir` (the cache_dir setting).
 
     The cache keeps the choice stable: a scan resumed later must run the same model file as the
     scan it continues, and a self-benchmark on a busy machine could flip between close ones.
     Returns the choice and a line saying how it was made.
     """
-    options = candidates(model, precision, runtimes)
+    options = candidates(model, precision, runtimes, models_dir=models_dir)
     if not options:
         raise ModelError(f"{model}: none of the runtimes {', '.join(runtimes)} is installed")
     if len(options) == 1:
@@ -229,7 +242,7 @@ def choose_runtime(
             ["cpu-time", platform.processor() or platform.machine(), cpu_count(), fingerprint]
         ).encode()
     )
-    cache_file = CACHE / "runtime-choice.json"
+    cache_file = cache_dir / "runtime-choice.json"
     cached: dict[str, Any] = {}
     if cache_file.exists():
         try:
@@ -243,10 +256,12 @@ def choose_runtime(
         )
         if chosen is not None:
             return chosen, f"{chosen.label} (measured earlier: {entry['timings']})"
-    timings = {label: round(seconds * 1000, 2) for label, seconds in time_candidates(options).items()}
+    timings = {
+        label: round(seconds * 1000, 2) for label, seconds in time_candidates(options, taxonomy).items()
+    }
     chosen = min(options, key=lambda c: timings[c.label])
     cached[key.hexdigest()] = {"label": chosen.label, "weights": str(chosen.weights), "timings": timings}
-    CACHE.mkdir(parents=True, exist_ok=True)
+    cache_dir.mkdir(parents=True, exist_ok=True)
     partial = cache_file.with_suffix(f".{os.getpid()}.tmp")
     partial.write_text(json.dumps(cached, indent=1), encoding="utf-8")
     partial.replace(cache_file)  # atomic: concurrent scans never read half a file

@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import http.client
-import os
 import sys
 import tempfile
 import urllib.request
@@ -26,9 +25,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from tqdm import tqdm
 
-from vision.core.taxonomy import Taxonomy, load_taxonomy
+from vision.core.files import file_sha256
+from vision.core.taxonomy import Taxonomy
+from vision.detect.errors import ModelError
 
-MODELS_DIR = Path(os.environ.get("STREETORDER_MODELS", Path(__file__).resolve().parents[2] / "models"))
 CARD = "card.yaml"
 REGISTRY = (
     "registry.yaml"  # which model is current, and every promotion and rollback (vision/modelops/promote.py)
@@ -38,10 +38,6 @@ WEIGHTS = {"onnx": "model.onnx", "ultralytics": "model.pt"}
 WEIGHT_SUFFIXES = {".onnx": "onnx", ".pt": "ultralytics"}
 FETCH_SCHEMES = ("http", "https", "file")
 FETCH_TIMEOUT_S = 60  # per network read, not for the whole file
-
-
-class ModelError(ValueError):
-    """A model that cannot be found or used; the message names the file or folder and why."""
 
 
 @dataclass(frozen=True)
@@ -237,13 +233,12 @@ def current_in(registry: Path) -> str:
     return str(data["current"])
 
 
-def find_model(model: str | Path, models_dir: Path | None = None, fetch: bool = True) -> ModelFiles:
+def find_model(model: str | Path, models_dir: Path, fetch: bool = True) -> ModelFiles:
     """Resolve a model name (a folder under models/), a model folder, or a .onnx/.pt file.
 
     `current` (or a path to a registry.yaml) is the model the registry names as current. Weights
     the card gives a url for are fetched into the folder first, unless `fetch` is False (listing).
     """
-    models_dir = models_dir or MODELS_DIR
     path = Path(model)
     if str(model) == CURRENT or (path.name == REGISTRY and path.is_file()):
         registry = models_dir / REGISTRY if str(model) == CURRENT else path
@@ -276,14 +271,6 @@ def find_model(model: str | Path, models_dir: Path | None = None, fetch: bool = 
     return ModelFiles(name=folder.name, folder=folder, weights=weights, card=card)
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def model_version(name: str, weights: Path) -> str:
     """`<name>@<first 12 hex of the weights' sha256>`: stored on every finding."""
     return f"{name}@{file_sha256(weights)[:12]}"
@@ -303,9 +290,8 @@ def parse_names(value: Any, where: str) -> list[str]:
     raise ModelError(f"{where}: class names must be a list or index->name map, not {type(value).__name__}")
 
 
-def taxonomy_class_map(model_names: list[str], where: str, taxonomy: Taxonomy | None = None) -> np.ndarray:
+def taxonomy_class_map(model_names: list[str], where: str, taxonomy: Taxonomy) -> np.ndarray:
     """Model output index -> taxonomy index; refuses a model with a class the taxonomy lacks."""
-    taxonomy = taxonomy or load_taxonomy()
     mapped = []
     for index, name in enumerate(model_names):
         cls = taxonomy.resolve(name)

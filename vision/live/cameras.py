@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -30,7 +29,7 @@ from pydantic import (
 )
 from shapely.geometry import Polygon
 
-from vision.core.taxonomy import CONFIGS, Taxonomy, load_taxonomy
+from vision.core.taxonomy import Taxonomy
 from vision.live.stream import check_stream_url
 
 DAY_MINUTES = 24 * 60
@@ -131,7 +130,10 @@ class _Frozen(BaseModel):
 
 def _taxonomy(info: ValidationInfo) -> Taxonomy:
     context = info.context or {}
-    return context.get("taxonomy") or load_taxonomy()
+    if "taxonomy" not in context:
+        raise ValueError("cameras are validated against a taxonomy (parse_cameras passes it)")
+    taxonomy: Taxonomy = context["taxonomy"]
+    return taxonomy
 
 
 def _known_class_names(value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
@@ -406,11 +408,9 @@ def _resolve_zone(raw: Any, presets: dict[str, Any], source: Path, where: str) -
     return {**own, "rule": {"name": preset, **rule}}
 
 
-def parse_cameras(
-    data: Any, source: Path = Path("<memory>"), taxonomy: Taxonomy | None = None
-) -> CameraRegistry:
+def parse_cameras(data: Any, taxonomy: Taxonomy, source: Path = Path("<memory>")) -> CameraRegistry:
     """Build the camera registry from parsed YAML; errors name the file and the field."""
-    context = {"taxonomy": taxonomy or load_taxonomy()}
+    context = {"taxonomy": taxonomy}
     top = _mapping(data, source, "top level")
     defaults = _mapping(top.get("defaults") or {}, source, "defaults")
     presets = _mapping(top.get("rules") or {}, source, "rules")
@@ -443,22 +443,14 @@ def parse_cameras(
     return CameraRegistry(cameras, source)
 
 
-def load_cameras(path: Path | str | None = None) -> CameraRegistry:
-    """Load configs/cameras.yaml (or another file of the same form), once per path."""
-    return _load_cached(Path(path) if path else CONFIGS / "cameras.yaml")
-
-
-@cache
-def _load_cached(path: Path) -> CameraRegistry:
-    return read_cameras(path)
-
-
-def read_cameras(path: Path) -> CameraRegistry:
-    """Read a cameras file now, not a copy loaded before (a reload)."""
+def load_cameras(path: Path | str, taxonomy: Taxonomy) -> CameraRegistry:
+    """Read `<configs_dir>/cameras.yaml` (or another file of the same form) now: a reload reads the
+    file as it is, against the taxonomy of the same configuration."""
+    path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as err:
         raise CameraConfigError(f"{path}: cannot read: {err.strerror}") from err
     except yaml.YAMLError as err:
         raise CameraConfigError(f"{path}: not valid YAML: {err}") from err
-    return parse_cameras(data, path)
+    return parse_cameras(data, taxonomy, path)

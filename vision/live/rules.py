@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import supervision as sv
 
-from vision.core.taxonomy import Taxonomy, load_taxonomy
+from vision.core.taxonomy import Taxonomy
 from vision.live.appearance import SIGNATURE_SIZE, signature
 from vision.live.cameras import Camera, Rule
 from vision.live.dwell import APPEARANCE, UNOCCLUDED, DwellClocks, Stay, overlap_of_first
@@ -58,9 +58,9 @@ def _seconds(at: datetime | float) -> float:
 class CameraRules:
     """Tracks, dwell clocks, occupancy and incidents of one camera."""
 
-    def __init__(self, camera: Camera, taxonomy: Taxonomy | None = None) -> None:
+    def __init__(self, camera: Camera, taxonomy: Taxonomy) -> None:
         self.camera = camera
-        self.taxonomy = taxonomy or load_taxonomy()
+        self.taxonomy = taxonomy
         self.tracker = CaptureTimeTracker(
             camera.tracker, camera.analyse_fps, class_thresholds(camera, self.taxonomy)
         )

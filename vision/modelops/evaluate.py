@@ -20,7 +20,7 @@ import supervision as sv
 from tqdm import tqdm
 
 from vision.core.detector import Detector
-from vision.core.taxonomy import Taxonomy, TaxonomyError, load_taxonomy
+from vision.core.taxonomy import Taxonomy, TaxonomyError
 from vision.data.datamix import image_files, label_path, labels_sha256, read_data_yaml, split_dirs
 
 EVAL_CONFIDENCE = 0.001  # keep low scores: AP integrates over the whole precision-recall curve
@@ -132,10 +132,10 @@ def read_labels(
 def evaluate(
     detector: Detector,
     data_yaml: Path,
+    taxonomy: Taxonomy,
     split: str = "val",
     out: Path | None = None,
     limit: int | None = None,
-    taxonomy: Taxonomy | None = None,
     rename: dict[str, str] | None = None,
     absent: dict[str, frozenset[str]] | None = None,
 ) -> Evaluation:
@@ -150,7 +150,6 @@ def evaluate(
     from ultralytics.models.yolo.detect import DetectionValidator
     from ultralytics.utils.metrics import ConfusionMatrix, ap_per_class
 
-    taxonomy = taxonomy or load_taxonomy()
     data = read_data_yaml(data_yaml)
     dataset_names = data["names"].items() if isinstance(data["names"], dict) else enumerate(data["names"])
     renamed = {int(i): (rename or {}).get(str(name), str(name)) for i, name in dataset_names}

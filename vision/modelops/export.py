@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 import yaml
 
+from vision.core.files import file_sha256
+from vision.core.taxonomy import Taxonomy
 from vision.data.datamix import image_files, read_data_yaml, split_dirs
 from vision.detect.backends import letterbox, load_detector, to_input_tensor
 from vision.detect.registry import (
-    MODELS_DIR,
     WEIGHTS,
     ModelError,
-    file_sha256,
     find_model,
     read_card,
     recorded_weights,
@@ -31,7 +31,6 @@ from vision.detect.registry import (
     write_card,
 )
 
-CONFIGS_ROOT = Path(__file__).resolve().parents[2]  # the checkout: configs/datasets/ is under it
 ONNX_OPSET = 17  # ONNX Runtime 1.31 runs it fully on CPU, and its static INT8 quantizer accepts it
 INT8_FILE = "model.int8.onnx"
 DYNAMIC_FILE = "model.dynamic.onnx"  # any input size: the scan letterboxes to the photo's aspect
@@ -39,7 +38,7 @@ PARITY_IMAGES = 16  # validation images on which ONNX output is compared with Py
 OPENVINO_FOLDER = "model_openvino_model"  # the name ultralytics gives the IR folder of model.pt
 
 
-def package(checkpoint: Path, name: str, models_dir: Path = MODELS_DIR, status: str | None = None) -> Path:
+def package(checkpoint: Path, name: str, models_dir: Path, status: str | None = None) -> Path:
     """Copy a training checkpoint into models/<name>/model.pt (optimizer stripped) with a card.
 
     The checkpoint is copied first: a running training rewrites last.pt every epoch.
@@ -97,8 +96,7 @@ def recipe(train_args: dict[str, Any], run_name: str) -> str:
     """The command that trains this model again: the mix file in configs/ and the run's settings."""
     data = Path(train_args["data"])
     mix = read_data_yaml(data).get("mix") if data.exists() else None
-    mix_file = Path("configs/datasets") / f"{mix}.yaml"
-    source = mix_file if mix and (CONFIGS_ROOT / mix_file).exists() else data
+    source = Path("configs/datasets") / f"{mix}.yaml" if mix else data  # a built mix names its mix file
     budget = f"--hours {train_args['time']}" if train_args.get("time") else f"--epochs {train_args['epochs']}"
     options = " ".join(f"--{k} {train_args.get(k)}" for k in ("model", "imgsz", "batch", "device", "seed"))
     return f"streetorder train --data {source} {budget} {options} --name {run_name}"
@@ -173,7 +171,7 @@ def export_model(
     A dynamic export is only checked and printed: it is a local speed-up (`streetorder scan` uses
     it where it is faster), made from the same weights, not another version of the model.
     """
-    weights = find_model(folder).weights_for("ultralytics")
+    weights = find_model(folder, folder.parent).weights_for("ultralytics")
     imgsz = imgsz or int(read_card(folder).get("input_size") or 640)
     if fmt == "openvino":
         written = export_openvino(weights, imgsz)
@@ -310,15 +308,17 @@ def quantize_int8(onnx_path: Path, calibration: list[Path]) -> Path:
 
 
 def int8_check(
-    fp32: Path, int8: Path, data_yaml: Path, limit: int | None, calibration_count: int
+    fp32: Path, int8: Path, data_yaml: Path, taxonomy: Taxonomy, limit: int | None, calibration_count: int
 ) -> dict[str, Any]:
     """Evaluate FP32 and INT8 ONNX on the same validation images; print and return both."""
     from vision.modelops.evaluate import evaluate, print_table
 
     results = {}
     for label, path in (("fp32", fp32), ("int8", int8)):
-        detector = load_detector(path, backend="onnx", confidence=0.001)
-        results[label] = evaluate(detector, data_yaml, limit=limit)
+        detector = load_detector(
+            path, backend="onnx", models_dir=path.parent.parent, taxonomy=taxonomy, confidence=0.001
+        )
+        results[label] = evaluate(detector, data_yaml, taxonomy, limit=limit)
         print(f"\n{label} ({path.name}):")
         print_table(results[label])
     delta = results["int8"].map50 - results["fp32"].map50

@@ -31,16 +31,15 @@ from typing import Any
 
 import yaml
 
-from vision.core.taxonomy import TaxonomyError, load_taxonomy
+from vision.core.files import file_sha256
+from vision.core.taxonomy import Taxonomy, TaxonomyError
 from vision.data.datamix import image_files, label_path, read_data_yaml, split_dirs
 from vision.data.reviews import ReviewError, confirmed_absent
 from vision.detect.registry import (
-    MODELS_DIR,
     REGISTRY,
     WEIGHT_SUFFIXES,
     WEIGHTS,
     ModelError,
-    file_sha256,
     find_model,
     model_version,
     read_card,
@@ -48,7 +47,7 @@ from vision.detect.registry import (
     update_card,
 )
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "promotion.yaml"
+CONFIG = "promotion.yaml"  # in the configs folder (the configs_dir setting)
 METRICS = ("ap50", "ap50_95")
 CURRENT_ACTIONS = ("initial", "promote", "force", "rollback")  # history entries that set `current`
 # the score table's row of false detections per photo where reviews confirmed a class absent
@@ -74,12 +73,12 @@ class HoldoutSet:
     split: str
     reviews: Path | None = None  # the set's review file (datasets/reviews/): confirmed-absent classes
 
-    def absent(self) -> dict[str, frozenset[str]]:
+    def absent(self, taxonomy: Taxonomy) -> dict[str, frozenset[str]]:
         """Photo file name -> classes reviews confirmed absent there, in this set's split."""
         if self.reviews is None:
             return {}
         try:
-            return confirmed_absent(self.reviews, load_taxonomy(), self.split)
+            return confirmed_absent(self.reviews, taxonomy, self.split)
         except ReviewError as err:
             raise PromotionError(str(err)) from err
 
@@ -96,8 +95,9 @@ class FalseDetectionRule:
 
 @dataclass(frozen=True)
 class Policy:
-    """How a candidate is judged (configs/promotion.yaml)."""
+    """How a candidate is judged (configs/promotion.yaml), with the taxonomy of the same configuration."""
 
+    taxonomy: Taxonomy
     metric: str
     default_tolerance: float
     tolerances: dict[str, float]
@@ -106,15 +106,14 @@ class Policy:
     holdout: tuple[HoldoutSet, ...]
     holdout_sha256: str | None
     retrain: dict[str, Any] = field(default_factory=dict)
-    source: Path = CONFIG
+    source: Path = Path(CONFIG)
     false_detections: FalseDetectionRule | None = None
 
     def tolerance(self, class_name: str) -> float:
         return self.tolerances.get(class_name, self.default_tolerance)
 
 
-def load_policy(path: Path | None = None) -> Policy:
-    path = path or CONFIG
+def load_policy(path: Path, taxonomy: Taxonomy) -> Policy:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as err:
@@ -152,6 +151,7 @@ def load_policy(path: Path | None = None) -> Policy:
     if default < 0 or any(v < 0 for v in tolerances.values()):
         raise PromotionError(f"{path}: tolerance: must not be negative")
     return Policy(
+        taxonomy=taxonomy,
         metric=metric,
         default_tolerance=default,
         tolerances=tolerances,
@@ -161,18 +161,18 @@ def load_policy(path: Path | None = None) -> Policy:
         holdout_sha256=str(holdout["sha256"]) if holdout.get("sha256") else None,
         retrain=dict(data.get("retrain") or {}),
         source=path,
-        false_detections=false_detection_rule(data.get("false_detections"), path),
+        false_detections=false_detection_rule(data.get("false_detections"), path, taxonomy),
     )
 
 
-def false_detection_rule(spec: Any, path: Path) -> FalseDetectionRule | None:
+def false_detection_rule(spec: Any, path: Path, taxonomy: Taxonomy) -> FalseDetectionRule | None:
     """`false_detections: {classes: [...], tolerance: per photo, min_photos: n}`, checked."""
     if spec is None:
         return None
     where = f"{path}: false_detections"
     if not isinstance(spec, dict) or not isinstance(spec.get("classes"), list):
         raise PromotionError(f"{where}: needs 'classes' (a list), 'tolerance' and 'min_photos'")
-    names = load_taxonomy().names
+    names = taxonomy.names
     if unknown := [c for c in spec["classes"] if c not in names]:
         raise PromotionError(f"{where}.classes: not taxonomy classes: {unknown}")
     tolerance, photos = spec.get("tolerance", 0.0), spec.get("min_photos", 1)
@@ -200,7 +200,7 @@ def holdout_digest(policy: Policy) -> tuple[str, dict[str, str]]:
     confirmed absent on them (decisions on train photos leave it alone); and image sha -> set."""
     digest = hashlib.sha256()
     images: dict[str, str] = {}
-    absent = {holdout.name: holdout.absent() for holdout in policy.holdout}
+    absent = {holdout.name: holdout.absent(policy.taxonomy) for holdout in policy.holdout}
     for holdout, image, label in holdout_files(policy):
         image_sha = file_sha256(image)
         label_sha = file_sha256(label) if label.exists() else "-"
@@ -229,10 +229,10 @@ def check_holdout(policy: Policy) -> str:
     return digest
 
 
-def holdout_refusals(path: Path | None = None) -> dict[str, str]:
+def holdout_refusals(path: Path, taxonomy: Taxonomy) -> dict[str, str]:
     """Image sha256 -> why it may not be added to training data (it is in the frozen holdout)."""
     try:
-        policy = load_policy(path)
+        policy = load_policy(path, taxonomy)
         _, images = holdout_digest(policy)
     except (PromotionError, TaxonomyError) as err:
         print(f"warning: holdout not checked: {err}", file=sys.stderr)
@@ -250,7 +250,9 @@ def holdout_refusals(path: Path | None = None) -> dict[str, str]:
 Scores = dict[str, dict[str, dict[str, Any]]]
 
 
-def holdout_scores(model: str | Path, policy: Policy, limit: int | None = None) -> tuple[str, Scores]:
+def holdout_scores(
+    model: str | Path, policy: Policy, models_dir: Path, limit: int | None = None
+) -> tuple[str, Scores]:
     """Evaluate a model on every holdout set: its version and per-class scores.
 
     Scores are remembered in the model's card under the holdout's digest and the model's
@@ -259,19 +261,26 @@ def holdout_scores(model: str | Path, policy: Policy, limit: int | None = None) 
     from vision.detect.backends import load_detector
     from vision.modelops.evaluate import EVAL_CONFIDENCE, evaluate
 
-    files = find_model(model)
+    files = find_model(model, models_dir)
     backend = "onnx" if "onnx" in files.weights else "ultralytics"
     version = model_version(files.name, files.weights[backend])
     digest = policy.holdout_sha256 or "unfrozen"
     cached = (files.card.get("holdout") or {}).get(digest) if limit is None else None
     if cached and cached.get("model") == version and cached.get("metric") == policy.metric:
         return version, cached["scores"]
-    detector = load_detector(files.folder or model, backend=backend, confidence=EVAL_CONFIDENCE)
+    detector = load_detector(
+        files.folder or model,
+        backend=backend,
+        models_dir=models_dir,
+        taxonomy=policy.taxonomy,
+        confidence=EVAL_CONFIDENCE,
+    )
     scores: Scores = {}
     rule = policy.false_detections
     pooled = {name: {"photos": 0, "detections": 0} for name in (rule.classes if rule else ())}
     for holdout in policy.holdout:
-        result = evaluate(detector, holdout.data, holdout.split, limit=limit, absent=holdout.absent())
+        absent = holdout.absent(policy.taxonomy)
+        result = evaluate(detector, holdout.data, policy.taxonomy, holdout.split, limit=limit, absent=absent)
         scores[holdout.name] = {
             name: {"value": getattr(metrics, policy.metric), "instances": metrics.instances}
             for name, metrics in result.classes.items()
@@ -374,7 +383,7 @@ def decide(candidate: Scores, current: Scores, policy: Policy) -> Decision:
 class Registry:
     """models/registry.yaml; every change is an atomic rewrite under an exclusive file lock."""
 
-    models_dir: Path = MODELS_DIR
+    models_dir: Path
 
     @property
     def path(self) -> Path:
@@ -422,8 +431,8 @@ class Registry:
         return None
 
 
-def version_of(model: str | Path, fetch: bool = True) -> str:
-    files = find_model(model, fetch=fetch)
+def version_of(model: str | Path, models_dir: Path, fetch: bool = True) -> str:
+    files = find_model(model, models_dir, fetch=fetch)
     backend = "onnx" if "onnx" in files.weights else "ultralytics"
     return model_version(files.name, files.weights[backend])
 
@@ -452,13 +461,15 @@ def promote(
     if current == candidate:
         raise PromotionError(f"{candidate} is already the current model")
     digest = check_holdout(policy)
-    version, new_scores = holdout_scores(folder, policy, limit)
+    version, new_scores = holdout_scores(folder, policy, registry.models_dir, limit)
     old_scores: Scores = {}
     current_version = None
     if current is None:
         decision = Decision(True, (), 0, "no current model to compare with")
     else:
-        current_version, old_scores = holdout_scores(registry.models_dir / current, policy, limit)
+        current_version, old_scores = holdout_scores(
+            registry.models_dir / current, policy, registry.models_dir, limit
+        )
         decision = decide(new_scores, old_scores, policy)
     if limit is not None:
         return decision
@@ -490,7 +501,9 @@ def rollback(*, registry: Registry, at: datetime, to: str | None = None, reason:
     if target == current:
         raise PromotionError(f"{target} is already the current model")
     try:
-        version = version_of(registry.models_dir / target)  # fetches weights given by url
+        version = version_of(
+            registry.models_dir / target, registry.models_dir
+        )  # fetches weights given by url
     except ModelError as err:
         raise PromotionError(f"cannot roll back to {target}: {err}") from err
     registry.record(
@@ -523,7 +536,7 @@ def list_models(registry: Registry) -> list[dict[str, Any]]:
         except ModelError:
             continue
         try:
-            version, weights = version_of(folder, fetch=False), "here"
+            version, weights = version_of(folder, registry.models_dir, fetch=False), "here"
         except ModelError:
             main = recorded.get(WEIGHTS["onnx"]) or recorded.get(WEIGHTS["ultralytics"])
             if main is None:

@@ -14,7 +14,9 @@ The next leg packs models/relay/NAME/state.pt (weights, EMA, optimizer state, ep
 the same schedule instead of starting again. configs/relay.yaml holds the settings.
 
 Up to the training itself this module needs only the standard library, PyYAML, numpy and OpenCV,
-so `leg` unpacks on a bare host; ultralytics comes from the wheels the bundle carried.
+so `leg` unpacks on a bare host; ultralytics comes from the wheels the bundle carried. Nothing the
+leg imports needs pydantic or the settings (tests/test_relay.py runs it with pydantic blocked): the
+taxonomy travels in the bundle, and the model registry (pydantic) is imported by `pack` alone.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ import cv2
 import numpy as np
 import yaml
 
-from vision.core.taxonomy import CONFIGS, Taxonomy, load_taxonomy
+from vision.core.files import file_sha256
+from vision.core.taxonomy import TAXONOMY, Taxonomy, load_taxonomy
 from vision.data.datamix import (
     Source,
     build_mix,
@@ -54,16 +57,14 @@ from vision.data.datamix import (
     split_dirs,
 )
 from vision.data.reviews import ReviewError, read_reviews
-from vision.detect.registry import MODELS_DIR, file_sha256, find_model
 
-CONFIG = CONFIGS / "relay.yaml"
+CONFIG = "relay.yaml"  # in the configs folder (the configs_dir setting)
 BUNDLE = Path(".relay")  # git-ignored; the device tool carries repository paths only
 STATE = "state.pt"  # the resumable checkpoint kept in models/relay/NAME/
 LEGS = "legs.yaml"
 MANIFEST = "relay.json"
 PART_INFO = "part.json"
 FINISH_S = 45.0  # kept free at the end of a leg: final validation of best.pt and copying the results
-WHEEL_CACHE = Path(os.environ.get("STREETORDER_CACHE", Path.home() / ".cache" / "streetorder")) / "wheels"
 WHEEL_PACKAGES = ("ultralytics", "ultralytics-thop")  # what a torch-only host lacks for training
 WEIGHT_SUFFIXES = (".pt", ".pth", ".safetensors", ".onnx", ".ckpt", ".bin", ".h5", ".msgpack", ".engine")
 
@@ -85,7 +86,7 @@ class RelayConfig:
     part_mib: float
 
 
-def load_config(path: Path = CONFIG) -> RelayConfig:
+def load_config(path: Path) -> RelayConfig:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as err:
@@ -140,6 +141,8 @@ def start_checkpoint(config: RelayConfig, models_dir: Path) -> tuple[Path, bool]
                 "give configs/relay.yaml a new name to start another"
             )
         return state, True
+    from vision.detect.registry import find_model  # pydantic: here only, never on the leg's host
+
     return find_model(config.start, models_dir).weights_for("ultralytics"), False
 
 
@@ -239,10 +242,10 @@ def monitor_images(images: list[Path], fraction: float) -> set[Path]:
     return set(ranked[: max(1, round(fraction * len(images)))])
 
 
-def packed_files(config: RelayConfig) -> Iterator[tuple[str, Path, str]]:
+def packed_files(config: RelayConfig, taxonomy: Taxonomy) -> Iterator[tuple[str, Path, str]]:
     """(source, image, split) for every image a leg needs: the mix's train selection, a
     `monitor_fraction` of it moved to the leg's val split. No val-split photo travels."""
-    _, sources = load_mix(config.mix)
+    _, sources = load_mix(config.mix, taxonomy)
     for source in sources:
         data = read_data_yaml(source.data_yaml)
         train = [
@@ -277,21 +280,23 @@ def fetch_wheels(cache: Path) -> list[Path]:
 
 def pack(
     config: RelayConfig,
+    taxonomy: Taxonomy,
+    models_dir: Path,
     out: Path = BUNDLE,
     wheels: list[Path] | None = None,
-    models_dir: Path = MODELS_DIR,
     progress: Callable[[Iterator[Any], int], Iterator[Any]] | None = None,
 ) -> dict[str, Any]:
-    """Write the bundle for the next leg into `out` (emptied first) and return its manifest."""
+    """Write the bundle for the next leg into `out` (emptied first) and return its manifest. The
+    bundle carries the taxonomy too: the leg maps the mix's classes with the one packed here."""
     start, resume = start_checkpoint(config, models_dir)
-    mix_name, sources = load_mix(config.mix)
-    files = list(packed_files(config))
-    taxonomy = load_taxonomy()
+    mix_name, sources = load_mix(config.mix, taxonomy)
+    files = list(packed_files(config, taxonomy))
     shutil.rmtree(out, ignore_errors=True)
     bundle_id = hashlib.sha256(f"{time.time_ns()}{config}".encode()).hexdigest()[:12]
     writer = PartWriter(out, int(config.part_mib * (1 << 20)), bundle_id)
     writer.new_part()
     writer.add_file(start, "start.pt")
+    writer.add_file(taxonomy.source, TAXONOMY)
     for wheel in wheels or []:
         writer.add_file(wheel, f"wheels/{wheel.name}")
     for source in sources:
@@ -505,7 +510,7 @@ def train_leg(
     start = work / "start.pt"
     resume = bool(manifest["start"]["resume"])
     state = torch_load(start, map_location="cpu") if resume else {}
-    taxonomy = load_taxonomy()
+    taxonomy = load_taxonomy(work / TAXONOMY)  # the one the bundle was packed with
     if resume:  # a resumed run keeps its classes (and optimizer) whatever the taxonomy gained since
         taxonomy = taxonomy.first(len((state.get("ema") or state["model"]).names))
     mix_yaml = work / "mix.yaml"
@@ -515,7 +520,7 @@ def train_leg(
     run_dir = work / "runs" / manifest["relay"]
     first_epoch = int(state.get("epoch", -1)) + 1 if resume else 0
     guard = Deadline(end - FINISH_S, work / STATE, max_epochs)
-    model = YOLO(str(start) if resume else start_weights(str(start), work / "cache"))
+    model = YOLO(str(start) if resume else start_weights(str(start), work / "cache", taxonomy.names))
     for event, callback in guard.callbacks().items():
         model.add_callback(event, callback)
     common = {
@@ -580,7 +585,7 @@ def train_leg(
 # --- land (here) ---------------------------------------------------------------------------------
 
 
-def land(files: Path, config: RelayConfig, models_dir: Path = MODELS_DIR, runs: Path = Path("runs")) -> Path:
+def land(files: Path, config: RelayConfig, models_dir: Path, runs: Path = Path("runs")) -> Path:
     """Keep a finished leg: models/relay/NAME/{state.pt, legs.yaml} and runs/NAME/legN/weights/ with
     best.pt, last.pt (the state) and a card listing every leg so far. Returns the weights folder."""
     try:

@@ -146,18 +146,17 @@ def train_only(data_yaml: Path, out: Path) -> Path:
 
 
 def training_mix(
-    policy_retrain: dict[str, Any], config: Path, datasets: list[tuple[str, Path]], work: Path
+    policy_retrain: dict[str, Any], config: Path, datasets: list[tuple[str, Path]], work: Path, taxonomy: Any
 ) -> Path:
     """The job's mix file: the base mix's train splits (with its `train_fraction`, `oversample`
     and reviews), and the datasets (train and val)."""
-    from vision.core.taxonomy import load_taxonomy
     from vision.data.datamix import load_mix
 
-    names = load_taxonomy().names
+    names = taxonomy.names
     sources: list[dict[str, Any]] = []
     base = policy_retrain.get("base_mix")
     if base:
-        _, base_sources = load_mix((config.parent / str(base)).resolve())
+        _, base_sources = load_mix((config.parent / str(base)).resolve(), taxonomy)
         for source in base_sources:
             sources.append(
                 source.spec(names, str(train_only(source.data_yaml, work / "train-only" / source.name)))
@@ -169,7 +168,13 @@ def training_mix(
 
 
 def import_inbox(
-    annotations_dir: Path, dataset_name: str, datasets_dir: Path, job_id: str, finder: Any, at: datetime
+    annotations_dir: Path,
+    dataset_name: str,
+    datasets_dir: Path,
+    job_id: str,
+    finder: Any,
+    at: datetime,
+    policy: Any,
 ) -> dict[str, Any]:
     """Import the inbox's annotations into the dataset (one version); consumed files move to
     done/<job>/. Invalid annotations are reported and go back to the inbox for a person."""
@@ -192,8 +197,9 @@ def import_inbox(
         finder,
         format_name="labelstudio-json",
         skip_invalid=True,
-        refused=holdout_refusals(),
+        refused=holdout_refusals(policy.source, policy.taxonomy),
         at=at,
+        taxonomy=policy.taxonomy,
     )
     bad = {int(m["index"]) for p in problems if (m := re.search(r"tasks\[(?P<index>\d+)\]", p.where))}
     return_to_inbox(annotations_dir, [file for index, file in enumerate(files) if index in bad])
@@ -229,7 +235,7 @@ def retrain(registry: Any, policy: Any, options: RetrainOptions, at: datetime) -
     current = registry.current
     if current is None:
         raise JobError(f"{registry.path}: no current model to train from")
-    files = find_model(registry.models_dir / current)
+    files = find_model(registry.models_dir / current, registry.models_dir)
     if "ultralytics" not in files.weights:
         raise JobError(
             f"{files.folder}: no {WEIGHTS['ultralytics']} to train from (ONNX weights cannot be trained)"
@@ -245,7 +251,7 @@ def retrain(registry: Any, policy: Any, options: RetrainOptions, at: datetime) -
         if problems:
             raise JobError("; ".join(str(p) for p in problems[:5]) + (" ..." if len(problems) > 5 else ""))
         try:
-            built += dataset.build(options.work_dir / "datasets")
+            built += dataset.build(options.work_dir / "datasets", policy.taxonomy)
         except AnnotationError as err:
             raise JobError(str(err)) from err
         versions[dataset.name] = dataset.version
@@ -254,10 +260,11 @@ def retrain(registry: Any, policy: Any, options: RetrainOptions, at: datetime) -
             f"no annotated images in {options.datasets_dir} ({', '.join(settings.get('datasets') or [])})"
         )
     name = options.name or next_name(registry.models_dir, current)
-    mix = training_mix(settings, policy.source, built, options.work_dir)
+    mix = training_mix(settings, policy.source, built, options.work_dir, policy.taxonomy)
     card = read_card(files.folder) if files.folder else {}
     run_dir = train(
         data=mix,
+        taxonomy=policy.taxonomy,
         model=str(files.weights["ultralytics"]),
         epochs=int(options.epochs or settings.get("epochs", 10)),
         imgsz=int(options.imgsz or settings.get("imgsz") or card.get("input_size") or 320),
@@ -297,7 +304,9 @@ def run_job(
     """One claimed job: import its annotations, retrain, judge; the outcome goes into the job file."""
     try:
         dataset_name = str((policy.retrain.get("datasets") or ["bureau"])[0])
-        imported = import_inbox(annotations_dir, dataset_name, options.datasets_dir, job.id, finder, at)
+        imported = import_inbox(
+            annotations_dir, dataset_name, options.datasets_dir, job.id, finder, at, policy
+        )
         result = retrain(registry, policy, options, at)
     except Exception as err:  # any failure ends this job as failed with the reason, never silently
         return finish(

@@ -35,7 +35,8 @@ from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils.loss import v8DetectionLoss
 from ultralytics.utils.torch_utils import unwrap_model
 
-from vision.core.taxonomy import load_taxonomy
+from vision.core.files import file_sha256
+from vision.core.taxonomy import Taxonomy
 from vision.data.datamix import (
     build_mix,
     labelled_classes,
@@ -45,7 +46,7 @@ from vision.data.datamix import (
     read_data_yaml,
     source_of,
 )
-from vision.detect.registry import ModelError, file_sha256
+from vision.detect.errors import ModelError
 
 DATA_CARD_KEYS = (
     "labelled_names",
@@ -60,7 +61,6 @@ DATA_CARD_KEYS = (
     "reviewed",  # photos per split and class that reviews settled: absent, pseudo-labelled, boxes
     "reviews_stale",  # decisions on photos that changed since: not applied
 )
-DEFAULT_CACHE = Path(os.environ.get("STREETORDER_CACHE", Path.home() / ".cache" / "streetorder"))
 
 
 def class_mask(classes: list[int], nc: int) -> torch.Tensor:
@@ -176,7 +176,7 @@ class PartialLabelTrainer(DetectionTrainer):
         model.criterion = PartialLabelLoss(model, masks, photos)
 
 
-def prepare_data(data: Path, cache_dir: Path) -> Path:
+def prepare_data(data: Path, cache_dir: Path, taxonomy: Taxonomy) -> Path:
     """Turn a mix file, or any data.yaml as a mix of one source, into a built mix's data.yaml."""
     spec = yaml.safe_load(data.read_text(encoding="utf-8"))
     if isinstance(spec, dict) and "sources" in spec:
@@ -190,7 +190,7 @@ def prepare_data(data: Path, cache_dir: Path) -> Path:
             yaml.safe_dump({"name": name, "sources": [{"name": name, "data": str(data.resolve())}]}),
             encoding="utf-8",
         )
-    return build_mix(mix_file, cache_dir / "mixes" / name)
+    return build_mix(mix_file, cache_dir / "mixes" / name, taxonomy)
 
 
 def hardware() -> str:
@@ -235,6 +235,8 @@ def write_training_card(run_dir: Path, data_yaml: Path, settings: dict[str, Any]
 
 def train(
     data: Path,
+    taxonomy: Taxonomy,
+    cache_dir: Path,
     model: str = "yolo11n.yaml",
     epochs: int = 100,
     imgsz: int = 320,
@@ -243,7 +245,6 @@ def train(
     hours: float | None = None,
     project: Path = Path("runs"),
     name: str = "train",
-    cache_dir: Path = DEFAULT_CACHE,
     resume: bool = False,
     workers: int = 2,
     seed: int = 0,
@@ -261,7 +262,7 @@ def train(
         data_yaml = Path(trainer.args.data)
         settings = {k: getattr(trainer.args, k) for k in ("model", "epochs", "imgsz", "batch")}
     else:
-        data_yaml = prepare_data(data, cache_dir)
+        data_yaml = prepare_data(data, cache_dir, taxonomy)
         settings = {
             "model": model,
             "data": str(data),
@@ -272,7 +273,7 @@ def train(
             "device": device,
             "seed": seed,
         }
-        trainer_model = YOLO(start_weights(model, cache_dir))
+        trainer_model = YOLO(start_weights(model, cache_dir, taxonomy.names))
         trainer_model.train(
             data=str(data_yaml),
             trainer=PartialLabelTrainer,
@@ -297,14 +298,13 @@ def train(
     return run_dir
 
 
-def widen_classes(checkpoint: Path, out: Path, names: list[str] | None = None) -> Path:
+def widen_classes(checkpoint: Path, out: Path, names: list[str]) -> Path:
     """A copy of a checkpoint whose head also outputs the classes appended to the taxonomy since
     it was trained, so that fine-tuning it keeps what it learned (ultralytics would start the
     class layer of a head with another class count from scratch). The old classes' weights are
     copied; each new class gets a fresh row, with the bias ultralytics starts every class at."""
     from ultralytics.utils.patches import torch_load
 
-    names = names or load_taxonomy().names
     loaded = torch_load(checkpoint, map_location="cpu")
     found = [loaded.get(key) for key in ("model", "ema")] if isinstance(loaded, dict) else []
     modules: list[Any] = [m for m in found if isinstance(m, torch.nn.Module)]
@@ -331,8 +331,8 @@ def widen_classes(checkpoint: Path, out: Path, names: list[str] | None = None) -
     return out
 
 
-def start_weights(model: str, cache_dir: Path) -> str:
-    """The weights a run starts from: a .pt with fewer classes than the taxonomy widened first."""
+def start_weights(model: str, cache_dir: Path, names: list[str]) -> str:
+    """The weights a run starts from: a .pt with fewer classes than the taxonomy (`names`) widened first."""
     if not model.endswith(".pt") or not Path(model).is_file():
         return model
     from ultralytics.utils.patches import torch_load
@@ -340,10 +340,10 @@ def start_weights(model: str, cache_dir: Path) -> str:
     loaded = torch_load(model, map_location="cpu")
     module = (loaded.get("ema") or loaded.get("model")) if isinstance(loaded, dict) else None
     count = len(getattr(module, "names", None) or {})
-    if not count or count >= len(load_taxonomy().names):
+    if not count or count >= len(names):
         return model
-    widened = cache_dir / "widened" / f"{file_sha256(Path(model))[:12]}-{len(load_taxonomy().names)}.pt"
-    return str(widened if widened.exists() else widen_classes(Path(model), widened))
+    widened = cache_dir / "widened" / f"{file_sha256(Path(model))[:12]}-{len(names)}.pt"
+    return str(widened if widened.exists() else widen_classes(Path(model), widened, names))
 
 
 def average_checkpoints(checkpoints: list[Path], run_dir: Path) -> Path:

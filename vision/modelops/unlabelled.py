@@ -24,7 +24,7 @@ from tqdm import tqdm
 from vision.core.detector import Detector
 from vision.core.imageio import ImageError, read_photo
 from vision.core.sheets import SheetItem, table, write_contact_sheets
-from vision.core.taxonomy import Taxonomy, load_taxonomy
+from vision.core.taxonomy import Taxonomy
 
 # what a photo folder may hold; other files (videos, notes) are not photos and are left alone
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".heic", ".heif"}
@@ -74,9 +74,8 @@ def upright(path: Path) -> np.ndarray | None:
         return None
 
 
-def look_over(detector: Detector, folder: Path, taxonomy: Taxonomy | None = None) -> UnlabelledLook:
+def look_over(detector: Detector, folder: Path, taxonomy: Taxonomy) -> UnlabelledLook:
     """Run the detector over every photo under `folder`; keep what reaches each class's threshold."""
-    taxonomy = taxonomy or load_taxonomy()
     floors = np.array([c.min_confidence for c in taxonomy.classes])
     look = UnlabelledLook(getattr(detector, "version", "unknown"), folder)
     for path in tqdm(photo_files(folder), desc=f"look over {folder.name}", unit="photo", file=sys.stderr):
@@ -101,13 +100,12 @@ def look_over(detector: Detector, folder: Path, taxonomy: Taxonomy | None = None
     return look
 
 
-def write_look(look: UnlabelledLook, out: Path, taxonomy: Taxonomy | None = None) -> Path:
+def write_look(look: UnlabelledLook, out: Path, taxonomy: Taxonomy) -> Path:
     """index.html (counts, unreadable photos, sheets), sheets/*.png and summary.json in `out`."""
     out.mkdir(parents=True, exist_ok=True)
     summary = look.to_json()
     (out / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
     photos = max(look.photos, 1)
-    taxonomy = taxonomy or load_taxonomy()
     patrol = {c.name for c in taxonomy.classes if c.patrol and c.event}
     preamble = [
         f"<p>{html.escape(look.model)} on {look.photos} photos of {html.escape(str(look.folder))}: "

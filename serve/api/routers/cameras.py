@@ -45,8 +45,9 @@ _AWARE = TypeAdapter(AwareDatetime)
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     service: Service = app.state.service
     path = service.settings.configs_dir / "cameras.yaml"
-    registry = load_cameras(path) if path.exists() else CameraRegistry({}, path)
-    hub = CameraHub(registry, service.domain.rules.taxonomy, service.settings.evidence_dir)
+    taxonomy = service.domain.rules.taxonomy
+    registry = load_cameras(path, taxonomy) if path.exists() else CameraRegistry({}, path)
+    hub = CameraHub(registry, taxonomy, service.settings.evidence_dir)
     await anyio.to_thread.run_sync(hub.restore, service.sessions)
     service.metrics.registry.register(CameraCollector(hub))
     app.state.cameras = hub

@@ -17,14 +17,13 @@ from typing import Any
 import yaml
 from tqdm import tqdm
 
-from vision.core.taxonomy import Taxonomy, load_taxonomy
+from vision.core.files import file_sha256
+from vision.core.taxonomy import Taxonomy
 from vision.data.annotations.coords import to_yolo
 from vision.data.annotations.readers import load_json
 from vision.data.annotations.records import AnnotationError, Problem, Sample
 from vision.data.datamix import SPLITS
-from vision.detect.registry import file_sha256
 
-DATASETS_DIR = Path(__file__).resolve().parents[3] / "datasets"
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "streetorder-dataset/1"
 VAL_SHARE = 10  # one image in VAL_SHARE goes to val, chosen by its sha256: stable across versions
@@ -49,8 +48,9 @@ class Dataset:
     versions: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def open(cls, name: str, datasets_dir: Path | None = None) -> Dataset:
-        folder = (datasets_dir or DATASETS_DIR) / name
+    def open(cls, name: str, datasets_dir: Path) -> Dataset:
+        """`datasets_dir/<name>`: the data_dir setting's folder, or one given for a test or a job."""
+        folder = datasets_dir / name
         path = folder / MANIFEST
         if not path.exists():
             return cls(folder, name)
@@ -142,13 +142,12 @@ class Dataset:
                 )
         return problems
 
-    def build(self, out: Path, taxonomy: Taxonomy | None = None) -> list[tuple[str, Path]]:
+    def build(self, out: Path, taxonomy: Taxonomy) -> list[tuple[str, Path]]:
         """Ultralytics data sets of this version, one per set of labelled classes (a mix source each).
 
         Each data.yaml names only the classes its images' annotators labelled, so training masks
         the others (vision/data/datamix.py) instead of teaching them as background.
         """
-        taxonomy = taxonomy or load_taxonomy()
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for entry in self.images.values():
             groups.setdefault(tuple(entry["labelled"]), []).append(entry)

@@ -5,7 +5,6 @@ images that exist only inside an export archive."""
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import urllib.request
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from vision.data.annotations.records import AnnotationError
 from vision.data.datamix import IMAGE_SUFFIXES
 
-DEFAULT_STORE = Path(os.environ.get("STREETORDER_CACHE", Path.home() / ".cache" / "streetorder")) / "images"
+STORE = "images"  # the store's folder in the cache folder (the cache_dir setting)
 LS_UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")  # Label Studio prefixes uploaded file names
 LOCAL_FILES = "/data/local-files/"
 
@@ -111,8 +110,8 @@ class ImageFinder:
     """
 
     folders: list[Path]
+    store: Path
     tasks: TaskImages = field(default_factory=TaskImages)
-    store: Path = DEFAULT_STORE
     _names: dict[str, list[Path]] | None = None
 
     def find(self, ref: str, base: Path) -> Path:

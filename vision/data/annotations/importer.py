@@ -8,14 +8,14 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from vision.core.taxonomy import Taxonomy, load_taxonomy
+from vision.core.files import file_sha256
+from vision.core.taxonomy import Taxonomy
 from vision.data.annotations.dataset import Dataset
 from vision.data.annotations.images import ImageFinder
 from vision.data.annotations.label_config import box_labels
 from vision.data.annotations.readers import read_export
 from vision.data.annotations.records import Problem, Sample
 from vision.data.annotations.validate import validate
-from vision.detect.registry import file_sha256
 
 
 def import_export(
@@ -30,7 +30,7 @@ def import_export(
     skip_invalid: bool = False,
     refused: dict[str, str] | None = None,
     at: datetime | None = None,
-    taxonomy: Taxonomy | None = None,
+    taxonomy: Taxonomy,
 ) -> tuple[dict[str, int], list[Problem]]:
     """Read, validate and add an export to a dataset as one new version.
 
@@ -39,7 +39,6 @@ def import_export(
     for the images whose export does not say which classes its annotators could label.
     `refused`: image sha256 -> why it may not be added (the frozen holdout).
     """
-    taxonomy = taxonomy or load_taxonomy()
     with tempfile.TemporaryDirectory(prefix="streetorder-import-") as unpacked:
         export = read_export(path, format_name, Path(unpacked))
         if labelled is None and label_config_of is not None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from xml.etree import ElementTree
 from xml.sax.saxutils import quoteattr
 
-from vision.core.taxonomy import Taxonomy, load_taxonomy
+from vision.core.taxonomy import Taxonomy
 from vision.data.annotations.records import AnnotationError
 
 
@@ -47,9 +47,8 @@ def box_labels(config: str) -> tuple[str, ...]:
     return tuple(label.get("value", "") for label in control.iter("Label"))
 
 
-def rectangle_control(config: str | None, taxonomy: Taxonomy | None = None) -> RectangleControl:
+def rectangle_control(config: str | None, taxonomy: Taxonomy) -> RectangleControl:
     """Read the first RectangleLabels of a labelling config (the default one when none is given)."""
-    taxonomy = taxonomy or load_taxonomy()
     if not config:
         return RectangleControl("label", "image", "image", {n: n for n in taxonomy.names})
     root, control = _box_control(config)
@@ -72,9 +71,8 @@ def rectangle_control(config: str | None, taxonomy: Taxonomy | None = None) -> R
     return RectangleControl(from_name, to_name, value[1:], labels)
 
 
-def label_config(taxonomy: Taxonomy | None = None) -> str:
+def label_config(taxonomy: Taxonomy) -> str:
     """The Label Studio labelling config these tasks and the ML backend expect."""
-    taxonomy = taxonomy or load_taxonomy()
     labels = "\n".join(f"    <Label value={quoteattr(name)}/>" for name in taxonomy.names)
     return (
         '<View>\n  <Image name="image" value="$image" zoom="true"/>\n'

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from vision.core.taxonomy import Taxonomy, load_taxonomy
+from vision.core.taxonomy import Taxonomy
 from vision.data.annotations.inbox import record_annotation
 from vision.data.annotations.label_config import rectangle_control
 from vision.data.annotations.records import AnnotationError
@@ -144,10 +144,9 @@ def pull(
     *,
     projects: list[int] | None = None,
     everything: bool = False,
-    taxonomy: Taxonomy | None = None,
+    taxonomy: Taxonomy,
 ) -> PullReport:
     """Record every annotation changed since the last pull (or all, `everything`) in the inbox."""
-    taxonomy = taxonomy or load_taxonomy()
     annotations_dir.mkdir(parents=True, exist_ok=True)
     state_path = annotations_dir / PULL_STATE
     state = _read_state(state_path)

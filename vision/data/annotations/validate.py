@@ -9,12 +9,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from vision.core.files import file_sha256
 from vision.core.imageio import ImageError, read_photo
 from vision.core.taxonomy import Taxonomy
 from vision.data.annotations.coords import from_coco, from_percent, from_yolo
 from vision.data.annotations.images import ImageFinder
 from vision.data.annotations.records import AnnotationError, Label, Problem, RawBox, ReadExport, Sample
-from vision.detect.registry import file_sha256
 
 EDGE_TOLERANCE = 0.005  # boxes may overshoot the image by 0.5 % of its side (rounding in exports)
 ASPECT_TOLERANCE = 0.02

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from vision.core.taxonomy import Taxonomy
 from vision.data.annotations.coords import to_percent, to_yolo
 from vision.data.annotations.label_config import label_config
 from vision.data.annotations.records import Label
@@ -70,7 +71,7 @@ class QueuedImage:
 
 
 def write_labelstudio_tasks(
-    items: Sequence[QueuedImage], out: Path, image_url: Callable[[QueuedImage], str]
+    items: Sequence[QueuedImage], out: Path, image_url: Callable[[QueuedImage], str], taxonomy: Taxonomy
 ) -> Path:
     """tasks.json for Label Studio's import, pre-annotated where a model version is known."""
     tasks = []
@@ -88,7 +89,7 @@ def write_labelstudio_tasks(
         tasks.append(task)
     path = out / "tasks.json"
     path.write_text(json.dumps(tasks, ensure_ascii=False, indent=1), encoding="utf-8")
-    (out / "label_config.xml").write_text(label_config(), encoding="utf-8")
+    (out / "label_config.xml").write_text(label_config(taxonomy), encoding="utf-8")
     return path
 
 

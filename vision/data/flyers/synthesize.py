@@ -15,7 +15,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from vision.core.taxonomy import Taxonomy, load_taxonomy, normalise_name
+from vision.core.taxonomy import Taxonomy, normalise_name
 from vision.data.datamix import image_files, label_path, read_data_yaml
 from vision.data.flyers.compositing import example_rng, render_example
 from vision.data.flyers.fonts import find_cjk_fonts
@@ -154,9 +154,9 @@ def synthesize(
     backgrounds: Sequence[Path],
     out: Path,
     count: int,
+    taxonomy: Taxonomy,
     seed: int = 0,
     val_share: float = 0.1,
-    taxonomy: Taxonomy | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> Summary:
@@ -165,7 +165,6 @@ def synthesize(
     A background is used in one split only (its split is drawn once from the seed), so val
     images never share a photo with train images.
     """
-    taxonomy = taxonomy or load_taxonomy()
     fonts = find_cjk_fonts()
     if count < 1:
         raise ValueError(f"--count must be at least 1, got {count}")
