@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import supervision as sv
+from configured import CONFIGS, TAXONOMY
 from conftest import Service
 from PIL import Image, ImageDraw
 from sqlalchemy import select
@@ -18,9 +19,9 @@ from serve.cases.db import open_database
 from serve.cases.findings import load_case_rules
 from serve.cases.orm import Case, Evidence
 from serve.cases.scan import Scanner
+from serve.cases.settings import Settings
 from vision.core.detector import Detector
 from vision.core.imageio import exif_for
-from vision.core.taxonomy import load_taxonomy
 from vision.data.flyers.fonts import find_cjk_fonts, fit_font
 from vision.data.flyers.layout import STYLES, render_layout
 from vision.data.flyers.text import FlyerText
@@ -28,12 +29,12 @@ from vision.detect.flyers import FlyerFinder, decide, group_lines, load_flyer_ru
 
 DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "garbage-cn" / "images" / "val"
 NUMBER = "13912345678"
-NAMES = load_taxonomy().names
+NAMES = TAXONOMY.names
 
 
 @pytest.fixture(scope="module")
 def finder() -> FlyerFinder:
-    return FlyerFinder()
+    return FlyerFinder(load_flyer_rules(CONFIGS / "flyers.yaml"), TAXONOMY)
 
 
 def street_photo(index: int = 0) -> np.ndarray:
@@ -75,7 +76,7 @@ def test_a_flyer_stuck_on_a_real_street_photo_is_read(finder: FlyerFinder) -> No
     ads = [n for n in reading.small_ads if holding(box, n.xyxy)]
     assert ads, [n.as_evidence() for n in reading.notices]
     assert NUMBER in ads[0].phones and "开锁" in "".join(ads[0].lines)
-    assert ads[0].confidence >= load_taxonomy().classes[NAMES.index("flyer")].min_confidence
+    assert ads[0].confidence >= TAXONOMY.classes[NAMES.index("flyer")].min_confidence
     assert not [n for n in reading.small_ads if not holding(box, n.xyxy)]  # nothing else on the photo
 
 
@@ -154,7 +155,7 @@ def test_a_qr_code_with_binary_junk_is_kept_printable(finder: FlyerFinder) -> No
     ],
 )
 def test_decision_rules(lines: list[str], verdict: str, reason: str) -> None:
-    notice = decide(lines, (), load_flyer_rules(), [40.0] + [20.0] * (len(lines) - 1))
+    notice = decide(lines, (), load_flyer_rules(CONFIGS / "flyers.yaml"), [40.0] + [20.0] * (len(lines) - 1))
     assert (notice.verdict, notice.reasons[0]) == (verdict, reason)
 
 
@@ -211,11 +212,11 @@ def test_a_scan_files_the_read_flyer_with_its_text_and_number(tmp_path: Path, fi
     picture.save(folder / "other.jpg", "JPEG", quality=91, exif=exif_for(position=spot(2), taken_at=START))
     factory = open_database(f"sqlite:///{tmp_path}/cases.db")
     detector: Detector = NoFlyers()  # type: ignore[assignment]
-    rules = load_case_rules()
-    off = FlyerFinder(finder.rules.with_scan("detector"), engine=finder.engine)
+    rules = load_case_rules(Settings())
+    off = FlyerFinder(finder.rules.with_scan("detector"), TAXONOMY, engine=finder.engine)
     assert Scanner(detector, factory, rules, flyers=off).scan([folder], progress=False).findings == 0
     factory = open_database(f"sqlite:///{tmp_path}/all.db")
-    reader = FlyerFinder(finder.rules.with_scan("all"), engine=finder.engine)
+    reader = FlyerFinder(finder.rules.with_scan("all"), TAXONOMY, engine=finder.engine)
     stats = Scanner(detector, factory, rules, flyers=reader, workers=2).scan([folder], progress=False)
     assert stats.cases_created == 2
     with factory() as session:

@@ -329,7 +329,9 @@ def test_a_photo_taken_outside_every_grid_files_nothing(
         [row] = first.photos.values()
         assert row["status"] == "outside" and row["grid_code"] is None and first.cases == []
         assert next(iter(first.photo_boxes.values())), "what the model saw is kept"
-        page = write_report(factory, tmp_path / "report", load_case_rules()).read_text(encoding="utf-8")
+        page = write_report(factory, tmp_path / "report", load_case_rules(Settings())).read_text(
+            encoding="utf-8"
+        )
         assert bare.name in page and "outside every unit grid" in page
         (single / "sidecar.csv").write_text(
             sidecar.format(bare.name, spot(4).lat, spot(4).lon, START.isoformat()), encoding="utf-8"
@@ -358,6 +360,6 @@ def test_a_photo_taken_outside_every_grid_files_nothing(
     [row] = final.photos.values()
     assert (
         row["status"] == "done"
-        and row["grid_code"] == load_case_rules().grid_at(spot(4).lat, spot(4).lon).code
+        and row["grid_code"] == load_case_rules(Settings()).grid_at(spot(4).lat, spot(4).lon).code
     )  # type: ignore[union-attr]
     assert final.cases and all(case["grid_code"] == row["grid_code"] for case in final.cases)
