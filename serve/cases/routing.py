@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 
-import yaml
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
+from vision.core.config import ConfigError, ConfigModel, load_config_file
 from vision.core.taxonomy import Taxonomy
 
 
-class RoutingError(ValueError):
+class RoutingError(ConfigError):
     """A routing file that cannot be used; the message names the file and the field."""
 
 
@@ -44,55 +45,55 @@ class Routing:
         return next((r.department for r in self.rules if r.matches(event, grid_code, street)), self.default)
 
 
-def _strings(value: Any, where: str) -> list[str]:
-    if not isinstance(value, list) or not value or not all(isinstance(v, str | int) for v in value):
-        raise RoutingError(f"{where}: a non-empty list of names expected")
-    return [str(v) for v in value]
+Names = Annotated[list[Annotated[str, BeforeValidator(str)]], Field(min_length=1)]  # YAML may write 410103001
 
 
-def parse_routing(data: Any, source: str, taxonomy: Taxonomy) -> Routing:
-    if not isinstance(data, dict):
-        raise RoutingError(f"{source}: a mapping with 'departments', 'default' and 'rules' expected")
-    departments = tuple(_strings(data.get("departments"), f"{source}: departments"))
-    default = data.get("default")
-    if default not in departments:
-        raise RoutingError(f"{source}: default: '{default}' is not in departments")
-    rules = []
-    for i, entry in enumerate(data.get("rules") or []):
-        where = f"{source}: rules[{i}]"
-        if not isinstance(entry, dict):
-            raise RoutingError(f"{where}: a mapping expected")
-        if entry.get("department") not in departments:
-            raise RoutingError(f"{where}.department: '{entry.get('department')}' is not in departments")
-        unknown = set(entry) - {"department", "events", "grids", "streets"}
-        if unknown:
-            raise RoutingError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
-        events = _strings(entry["events"], f"{where}.events") if "events" in entry else None
-        for event in events or []:
-            if event not in taxonomy.events:
-                raise RoutingError(f"{where}.events: '{event}' is not an event of {taxonomy.source}")
-        grids = _strings(entry["grids"], f"{where}.grids") if "grids" in entry else None
+class RoutingRule(ConfigModel):
+    department: str
+    events: Names | None = None
+    grids: Names | None = None  # unit grid code prefixes
+    streets: Names | None = None
+
+    @field_validator("grids")
+    @classmethod
+    def _grid_prefixes(cls, grids: list[str] | None) -> list[str] | None:
         for prefix in grids or []:
             if not prefix.isdigit() or len(prefix) > 15:
-                raise RoutingError(
-                    f"{where}.grids: '{prefix}' is not a grid code prefix (digits, at most 15)"
-                )
-        streets = _strings(entry["streets"], f"{where}.streets") if "streets" in entry else None
-        rules.append(
-            Rule(
-                department=entry["department"],
-                events=frozenset(events) if events else None,
-                grids=tuple(grids) if grids else None,
-                streets=frozenset(streets) if streets else None,
-            )
-        )
-    return Routing(tuple(rules), default, departments)
+                raise ValueError(f"'{prefix}' is not a grid code prefix (digits, at most 15)")
+        return grids
+
+
+class RoutingFile(ConfigModel):
+    """configs/routing.yaml; departments and events are checked against each other and the taxonomy."""
+
+    departments: Names
+    default: str
+    rules: list[RoutingRule] = []
+
+    @model_validator(mode="after")
+    def _known_names(self, info: ValidationInfo) -> RoutingFile:
+        if self.default not in self.departments:
+            raise ValueError(f"default: '{self.default}' is not in departments")
+        taxonomy: Taxonomy = (info.context or {})["taxonomy"]
+        for i, rule in enumerate(self.rules):
+            if rule.department not in self.departments:
+                raise ValueError(f"rules[{i}].department: '{rule.department}' is not in departments")
+            for event in rule.events or []:
+                if event not in taxonomy.events:
+                    raise ValueError(f"rules[{i}].events: '{event}' is not an event of {taxonomy.source}")
+        return self
 
 
 def load_routing(path: Path | str, taxonomy: Taxonomy) -> Routing:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        raise RoutingError(f"{path}: cannot read routing rules: {err}") from err
-    return parse_routing(data, str(path), taxonomy)
+    """`<configs_dir>/routing.yaml`, its events checked against `taxonomy`; RoutingError names a bad field."""
+    spec = load_config_file(Path(path), RoutingFile, error=RoutingError, context={"taxonomy": taxonomy})
+    rules = tuple(
+        Rule(
+            department=rule.department,
+            events=frozenset(rule.events) if rule.events else None,
+            grids=tuple(rule.grids) if rule.grids else None,
+            streets=frozenset(rule.streets) if rule.streets else None,
+        )
+        for rule in spec.rules
+    )
+    return Routing(rules, spec.default, tuple(spec.departments))

@@ -23,7 +23,7 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
+from pydantic import StrictFloat, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
@@ -31,6 +31,7 @@ from serve.cases.deadlines import WorkCalendar, time_used
 from serve.cases.grids import GridIndex
 from serve.cases.orm import Case
 from serve.cases.workflow import OPEN_STATES, Action, State
+from vision.core.config import ConfigModel, load_config_file
 
 GROUPS = ("grid", "street", "department", "event")
 RATE_NAMES = (
@@ -154,14 +155,22 @@ def composite_score(values: dict[str, Any], weights: dict[str, float]) -> float 
     return sum(w * values[name] for name, w in used.items()) / sum(abs(w) for w in used.values())
 
 
+class StatsFile(ConfigModel):
+    """configs/stats.yaml: the composite score's weight per rate (negative for rates that are bad)."""
+
+    score_weights: dict[str, StrictFloat] = {}
+
+    @field_validator("score_weights")
+    @classmethod
+    def _known_rates(cls, weights: dict[str, float]) -> dict[str, float]:
+        if unknown := sorted(set(weights) - set(RATE_NAMES)):
+            raise ValueError(f"{', '.join(unknown)}: not a rate (rates: {', '.join(RATE_NAMES)})")
+        return weights
+
+
 def load_score_weights(path: Path) -> dict[str, float]:
-    """configs/stats.yaml `score_weights`: rate name -> weight (negative for rates that are bad)."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    weights = data.get("score_weights") or {}
-    for name, value in weights.items():
-        if name not in RATE_NAMES or not isinstance(value, int | float):
-            raise ValueError(f"{path}: score_weights.{name}: a number for one of {', '.join(RATE_NAMES)}")
-    return {str(k): float(v) for k, v in weights.items()}
+    """`<configs_dir>/stats.yaml` `score_weights`: rate name -> weight; ConfigError names a bad field."""
+    return {name: float(w) for name, w in load_config_file(path, StatsFile).score_weights.items()}
 
 
 def group_areas(grids: GridIndex | None, group: str) -> dict[str, float]:

@@ -13,11 +13,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
+from pydantic import PositiveFloat, field_validator
 
 from serve.cases.enums import Action, AiReview, State
 from serve.cases.errors import InvalidTransition, MissingField
 from serve.cases.orm import Case, FlowEntry
+from vision.core.config import ConfigModel, load_config_file
 
 S, A = State, Action
 OPEN_STATES = (
@@ -116,17 +117,23 @@ class StageLimits:
         return stage is not None and stage in self.minutes and seconds_used > self.minutes[stage] * 60
 
 
+class WorkflowFile(ConfigModel):
+    """configs/workflow.yaml: minutes per desk, for the stages of STAGE_OF."""
+
+    stage_limits_minutes: dict[str, PositiveFloat] = {}
+
+    @field_validator("stage_limits_minutes")
+    @classmethod
+    def _known_stages(cls, minutes: dict[str, float]) -> dict[str, float]:
+        stages = sorted(set(STAGE_OF.values()))
+        if unknown := sorted(set(minutes) - set(stages)):
+            raise ValueError(f"{', '.join(unknown)}: not a stage (stages: {', '.join(stages)})")
+        return minutes
+
+
 def load_stage_limits(path: Path) -> StageLimits:
-    """`<configs_dir>/workflow.yaml` `stage_limits_minutes`."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    minutes = data.get("stage_limits_minutes", {})
-    for stage, value in minutes.items():
-        if stage not in set(STAGE_OF.values()) or not isinstance(value, int | float) or value <= 0:
-            raise ValueError(
-                f"{path}: stage_limits_minutes.{stage}: expected a positive number of minutes "
-                f"for one of {sorted(set(STAGE_OF.values()))}"
-            )
-    return StageLimits({str(k): float(v) for k, v in minutes.items()})
+    """`<configs_dir>/workflow.yaml` `stage_limits_minutes`; ConfigError names a bad field."""
+    return StageLimits(dict(load_config_file(path, WorkflowFile).stage_limits_minutes))
 
 
 @dataclass(frozen=True)

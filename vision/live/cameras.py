@@ -16,7 +16,6 @@ from typing import Annotated, Any, Literal, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import supervision as sv
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -29,6 +28,7 @@ from pydantic import (
 )
 from shapely.geometry import Polygon
 
+from vision.core.config import read_config_yaml
 from vision.core.taxonomy import Taxonomy
 from vision.live.stream import check_stream_url
 
@@ -447,10 +447,4 @@ def load_cameras(path: Path | str, taxonomy: Taxonomy) -> CameraRegistry:
     """Read `<configs_dir>/cameras.yaml` (or another file of the same form) now: a reload reads the
     file as it is, against the taxonomy of the same configuration."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise CameraConfigError(f"{path}: cannot read: {err.strerror}") from err
-    except yaml.YAMLError as err:
-        raise CameraConfigError(f"{path}: not valid YAML: {err}") from err
-    return parse_cameras(data, taxonomy, path)
+    return parse_cameras(read_config_yaml(path, CameraConfigError), taxonomy, path)

@@ -1,0 +1,65 @@
+"""One loader for the YAML files of the configs folder: read, validated by a pydantic model, and every
+problem raised as one error naming the file and the field (`routing.yaml: rules[2].events: ...`).
+
+The taxonomy and the dataset mixes keep their own checks in the same form (vision/core/taxonomy.py,
+vision/data/datamix.py): the GPU relay's leg reads both on a host that may lack pydantic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names the file and the field."""
+
+
+class ConfigModel(BaseModel):
+    """A configuration file's form: unknown fields are refused (a typo must not pass silently)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def field_path(location: Sequence[int | str]) -> str:
+    """pydantic's error location as the file's own path: `rules[2].events` (empty: the whole file,
+    whose checks across fields name the fields in their message)."""
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def read_config_yaml(path: Path, error: type[ValueError] = ConfigError) -> Any:
+    """The parsed YAML of a configuration file; unreadable or malformed is `error` naming the file."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise error(f"{path}: cannot read: {err.strerror or err}") from err
+    except yaml.YAMLError as err:
+        raise error(f"{path}: not valid YAML: {err}") from err
+
+
+def load_config_file(
+    path: Path,
+    model: type[Model],
+    *,
+    error: type[ValueError] = ConfigError,
+    context: dict[str, Any] | None = None,
+) -> Model:
+    """Read `path` and validate it as `model`; an empty file is an empty mapping. Any problem is
+    raised as `error` (a module's own ConfigError subclass or ValueError) naming file and field."""
+    data = read_config_yaml(path, error)
+    try:
+        return model.model_validate({} if data is None else data, context=context)
+    except ValidationError as err:
+        problem = err.errors()[0]
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        where = field_path(problem["loc"])
+        raise error(f"{path}: {where}: {message}" if where else f"{path}: {message}") from err
