@@ -665,7 +665,7 @@ def test_the_scan_report_reads_in_chinese_and_turns_to_english_like_the_console(
     from serve.cases.report import write_report
     from vision.core.boxes import Box
 
-    rules = load_case_rules()
+    rules = load_case_rules(Settings())
     factory = open_database(f"sqlite:///{tmp_path / 'scan.db'}")
     photo = street_photo(tmp_path / "p0.jpg", 0)
     with transaction(factory) as session:

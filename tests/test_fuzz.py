@@ -589,8 +589,9 @@ def test_implausible_capture_times_are_refused_at_every_door_leaving_no_file(ser
             detail = assert_problem(response, 422)["detail"]
             assert "EXIF" in detail and ("years" in detail or "ahead" in detail), detail
     assert case_count(service) == before and uploads(service) == []
+    camera = next(iter(load_cameras(service.settings.configs_dir / "cameras.yaml", TAXONOMY))).id
     frame = service.client.post(
-        f"/v1/cameras/{next(iter(load_cameras(service.settings.configs_dir / 'cameras.yaml'))).id}/frames",
+        f"/v1/cameras/{camera}/frames",
         content=encoded("jpg", 7, (320, 240)),
         headers={
             **service.auth("report"),

@@ -223,7 +223,7 @@ def test_the_rule_decides_position_time_and_status() -> None:
 def test_an_implausible_capture_time_is_refused_naming_its_source(
     exif_time: datetime | None, given_time: datetime | None, field: str
 ) -> None:
-    rules = load_case_rules()
+    rules = load_case_rules(Settings())
     meta = PhotoMeta(position=spot(0), taken_at=exif_time, orientation=1)
     with pytest.raises(ImplausibleTime) as refused:
         place(meta, Given(taken_at=given_time), rules, START)

@@ -9,11 +9,10 @@ import cv2
 import numpy as np
 import pytest
 import supervision as sv
-from configured import CONFIGS, TAXONOMY
+from configured import TAXONOMY
 
 from serve.cli.ocr import cli as ocr_cli
 from vision.core.draw import crop_box
-from vision.core.taxonomy import load_taxonomy
 from vision.data.flyers.fonts import find_cjk_fonts
 from vision.data.flyers.layout import STYLES, render_layout
 from vision.data.flyers.text import FlyerText, display_phone, landline_number, mobile_number

@@ -10,11 +10,9 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from configured import CONFIGS
+from configured import TAXONOMY
 from conftest import Service
 from open311_client import GeoReport, GeoReportError
-
-from vision.core.taxonomy import load_taxonomy
 
 TZ = ZoneInfo("Asia/Shanghai")
 DISCOVERY = "http://testserver/open311/discovery"

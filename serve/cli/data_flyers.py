@@ -8,6 +8,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from serve.cases.settings import get_settings
 from vision.data.flyers.fonts import FontError
 from vision.data.flyers.synthesize import synthesize
 
@@ -31,7 +32,13 @@ def cli(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         summary = synthesize(
-            args.backgrounds, args.out, args.count, args.seed, args.val_share, overwrite=args.overwrite
+            args.backgrounds,
+            args.out,
+            args.count,
+            get_settings().taxonomy(),
+            args.seed,
+            args.val_share,
+            overwrite=args.overwrite,
         )
     except (FileNotFoundError, ValueError) as err:  # what the command line named does not fit
         print(f"streetorder data synth-flyers: {err}", file=sys.stderr)

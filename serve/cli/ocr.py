@@ -9,10 +9,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from serve.cases.settings import get_settings
 from vision.core.draw import crop_box
 from vision.core.imageio import ImageError, read_photo
 from vision.data.ocr_bench import bench, rendered_samples, set_samples
-from vision.detect.flyers import FlyerFinder
+from vision.detect.flyers import FlyerFinder, load_flyer_rules
 from vision.detect.ocr import FlyerReader
 
 
@@ -48,7 +49,9 @@ def cli(argv: list[str]) -> int:
     if not args.images:
         parser.error("give images, --bench DIR or --bench-rendered HEIGHTS")
     reader = FlyerReader(threads=args.threads)
-    finder = FlyerFinder(engine=reader.engine)
+    settings = get_settings()
+    rules = load_flyer_rules(settings.configs_dir / "flyers.yaml")
+    finder = FlyerFinder(rules, settings.taxonomy(), engine=reader.engine)
     for path in args.images:
         try:
             image = read_photo(path).image
