@@ -289,6 +289,6 @@ def test_a_flyer_proposed_on_a_real_number_plate_is_vetoed(finder: FlyerFinder) 
     )
     reading = finder.read(image, detections, regions=finder.proposals(detections))
     combined = finder.combine(detections, reading)
-    assert combined.confidence[0] < load_taxonomy().classes[NAMES.index("flyer")].min_confidence
+    assert combined.confidence[0] < TAXONOMY.classes[NAMES.index("flyer")].min_confidence
     assert combined.data["flyer"][0]["source"] == "detector, vetoed by reader"
     assert combined.data["flyer"][0]["reasons"] == ["reads as a number plate"] and reading.small_ads == ()
