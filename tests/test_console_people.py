@@ -61,6 +61,7 @@ def accounts(server: Live) -> None:
                 department=department,
                 grids=[GRID_LIFE[0]] if role == "inspector" else [],
                 departments=tuple(state.domain.routing.departments),
+                layout=state.domain.rules.grids,
             )
     made.add(id(server))
 

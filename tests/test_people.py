@@ -87,6 +87,7 @@ def people(service: Service) -> People:
                 department=department,
                 grids=["410103001001005"] if role == "inspector" else [],
                 departments=tuple(state.domain.routing.departments),
+                layout=state.domain.rules.grids,
             ).id
     clients, csrf = {}, {}
     for username in PEOPLE:
@@ -383,6 +384,21 @@ def test_users_cli_makes_the_first_admin_who_can_then_sign_in(
         headers={"X-CSRF-Token": answer.json()["csrf_token"]},
     )
     assert made.status_code == 201 and "password_hash" not in made.json()
+    csrf = {"X-CSRF-Token": answer.json()["csrf_token"]}
+    for body, field in (
+        ({"role": "operator", "grids": ["410103001001005"]}, "grids"),  # only inspectors have grids
+        ({"role": "inspector", "grids": ["410103001009999"]}, "grids"),  # not a grid of the layout
+        ({"role": "handler", "department": "不存在的部门"}, "department"),
+        ({"role": "leader", "department": SANITATION}, "department"),
+    ):
+        refused = client.post(
+            "/v1/users", json={"username": "x1", "password": PASSWORD, **body}, headers=csrf
+        )
+        assert refused.status_code == 422 and refused.json()["field"] == field, body
+    taken = client.post(
+        "/v1/users", json={"username": "wang", "password": PASSWORD, "role": "leader"}, headers=csrf
+    )
+    assert taken.status_code == 409
     assert sign_in(service.client.app, "h1")[1].status_code == 401
 
 

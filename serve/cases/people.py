@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import secrets
 from datetime import datetime, timedelta
+from functools import cache
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 from serve.cases.auth import Principal
 from serve.cases.enums import Action, ExtensionState, Role
 from serve.cases.errors import Conflict, InvalidInput, NotFound, NotPermitted, Unauthorized
+from serve.cases.grids import GridIndex
 from serve.cases.orm import Case, ExtensionRequest, User, UserSession
 from serve.cases.workflow import TRANSITIONS
 
@@ -91,8 +93,10 @@ def create_user(
     department: str | None = None,
     grids: list[str] | None = None,
     departments: tuple[str, ...] = (),
+    layout: GridIndex | None = None,
 ) -> User:
-    """Add a person; a handler needs one of `departments` (the routing's), other roles none."""
+    """Add a person; a handler needs one of `departments` (the routing's), other roles none; an
+    inspector's responsibility grids must be grids of `layout`."""
     try:
         kind = Role(role)
     except ValueError:
@@ -103,6 +107,10 @@ def create_user(
         raise InvalidInput("department", f"a {kind} needs one of: {', '.join(departments)}")
     if kind not in DEPARTMENT_ROLES and department:
         raise InvalidInput("department", f"only {', '.join(DEPARTMENT_ROLES)} belong to a department")
+    if grids and kind is not Role.INSPECTOR:
+        raise InvalidInput("grids", "only inspectors have responsibility grids")
+    if unknown := [code for code in grids or [] if layout is None or layout.get(code) is None]:
+        raise InvalidInput("grids", f"not unit grids of the layout: {', '.join(unknown)}")
     if session.scalars(select(User).where(User.username == username)).first() is not None:
         raise Conflict(f"user '{username}' exists")
     user = User(
@@ -160,13 +168,19 @@ def csrf_token(token: str, pepper: bytes) -> str:
     return hmac.new(pepper, b"csrf:" + token.encode(), hashlib.sha256).hexdigest()
 
 
+@cache
+def _decoy(pepper: bytes) -> str:
+    """A hash to check unknown names against: they take as long as known ones (no name probing)."""
+    return hash_password(secrets.token_urlsafe(16), pepper)
+
+
 def sign_in(
     session: Session, username: str, password: str, pepper: bytes, now: datetime, hours: float = SESSION_HOURS
 ) -> tuple[str, User]:
     """Check a password and open a session; the same 401 for an unknown name, a wrong password or a
     disabled account (no way to learn which names exist)."""
     user = session.scalars(select(User).where(User.username == username)).one_or_none()
-    stored = user.password_hash if user else hash_password("x" * MIN_PASSWORD_LENGTH, pepper)
+    stored = user.password_hash if user else _decoy(pepper)
     if not password_matches(password, stored, pepper) or user is None or user.disabled_at is not None:
         raise Unauthorized("wrong username or password, or the account is disabled")
     token = secrets.token_urlsafe(32)

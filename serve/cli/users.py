@@ -45,6 +45,7 @@ def cli(argv: list[str]) -> int:
     try:
         with transaction(factory) as session:
             if args.verb == "create":
+                domain = load_domain(settings)
                 password = os.environ.get(PASSWORD_ENV) or getpass.getpass(f"password for {args.username}: ")
                 user = create_user(
                     session,
@@ -56,7 +57,8 @@ def cli(argv: list[str]) -> int:
                     display_name=args.name,
                     department=args.department,
                     grids=args.grid,
-                    departments=tuple(load_domain(settings).routing.departments),
+                    departments=tuple(domain.routing.departments),
+                    layout=domain.rules.grids,
                 )
                 print(f"created {user.username} ({user.role}) {user.department or ''}".rstrip())
             elif args.verb == "list":

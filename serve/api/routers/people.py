@@ -121,6 +121,7 @@ def add_user(_: Admin, body: UserIn, session: DbSession, service: ServiceDep, no
         department=body.department,
         grids=body.grids,
         departments=tuple(service.domain.routing.departments),
+        layout=service.domain.rules.grids,
     )
     session.commit()
     return user
