@@ -1,5 +1,6 @@
-"""The configuration files read through the one loader (vision/core/config.py): the committed files
-load, and a broken field is refused with an error naming the file and the field."""
+"""The configuration files read through the one loader (vision/core/config.py): routing, stats,
+workflow and promotion; the committed files load, and a broken field is refused with an error
+naming the file and the field."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from serve.cases.routing import load_routing
 from serve.cases.stats import load_score_weights
 from serve.cases.workflow import load_stage_limits
 from vision.core.config import ConfigError
+from vision.modelops.promote import PromotionError, load_policy
 
 LOADERS: dict[str, Callable[[Path], Any]] = {
     "routing.yaml": lambda path: load_routing(path, TAXONOMY),
@@ -80,3 +82,13 @@ def test_unreadable_yaml_is_named(tmp_path: Path) -> None:
     path.write_text("stage_limits_minutes: [unclosed", encoding="utf-8")
     with pytest.raises(ConfigError, match=rf"^{path}: not valid YAML"):
         load_stage_limits(path)
+
+
+def test_a_broken_promotion_policy_is_named_with_its_file(tmp_path: Path) -> None:
+    """promotion.yaml's paths are relative to it, so the broken copy is checked for its fields only."""
+    path = broken(tmp_path, "promotion.yaml", lambda d: d.update(metric="f1"))
+    with pytest.raises(PromotionError, match=rf"^{path}: metric: Input should be 'ap50' or 'ap50_95'"):
+        load_policy(path, TAXONOMY)
+    path = broken(tmp_path, "promotion.yaml", lambda d: d["holdout"].update(sets=[]))
+    with pytest.raises(PromotionError, match=rf"^{path}: holdout\.sets: List should have at least 1 item"):
+        load_policy(path, TAXONOMY)

@@ -137,7 +137,7 @@ def test_no_more_false_detections_per_photo_where_reviews_confirmed_a_class_abse
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"classes": "garbage"}, "needs 'classes'"),
+        ({"classes": "garbage"}, "false_detections.classes: Input should be a valid list"),
         ({"classes": ["litter"], "tolerance": 0.1, "min_photos": 5}, "not taxonomy classes: ['litter']"),
         ({"classes": ["garbage"], "tolerance": -1, "min_photos": 5}, "tolerance"),
         ({"classes": ["garbage"], "tolerance": 0.1, "min_photos": 0}, "min_photos"),

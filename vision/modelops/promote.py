@@ -27,10 +27,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic import Field, NonNegativeFloat, PositiveInt, ValidationInfo, field_validator
 
+from vision.core.config import ConfigModel, load_config_file
 from vision.core.files import file_sha256
 from vision.core.taxonomy import Taxonomy, TaxonomyError
 from vision.data.datamix import image_files, label_path, read_data_yaml, split_dirs
@@ -48,7 +50,6 @@ from vision.detect.registry import (
 )
 
 CONFIG = "promotion.yaml"  # in the configs folder (the configs_dir setting)
-METRICS = ("ap50", "ap50_95")
 CURRENT_ACTIONS = ("initial", "promote", "force", "rollback")  # history entries that set `current`
 # the score table's row of false detections per photo where reviews confirmed a class absent
 CONFIRMED_ABSENT = "confirmed-absent"
@@ -113,74 +114,75 @@ class Policy:
         return self.tolerances.get(class_name, self.default_tolerance)
 
 
+class ToleranceSpec(ConfigModel):
+    default: NonNegativeFloat = 0.0
+    classes: dict[str, NonNegativeFloat] = {}
+
+
+class HoldoutSetSpec(ConfigModel):
+    data: str  # an ultralytics data.yaml, relative to the policy file ($VARS expanded)
+    split: str = "val"
+    name: str | None = None
+    reviews: str | None = None  # the set's review file, relative to the policy file
+
+
+class HoldoutSpec(ConfigModel):
+    name: str = "holdout"
+    sets: list[HoldoutSetSpec] = Field(min_length=1)  # nothing to judge a model on without one
+    sha256: str | None = None
+
+
+class FalseDetectionSpec(ConfigModel):
+    classes: list[str]
+    tolerance: NonNegativeFloat = 0.0  # detections per photo
+    min_photos: PositiveInt = 1
+
+    @field_validator("classes")
+    @classmethod
+    def _taxonomy_classes(cls, classes: list[str], info: ValidationInfo) -> list[str]:
+        names = (info.context or {})["taxonomy"].names
+        if unknown := [c for c in classes if c not in names]:
+            raise ValueError(f"not taxonomy classes: {unknown}")
+        return classes
+
+
+class PromotionFile(ConfigModel):
+    """configs/promotion.yaml (its comments explain each field)."""
+
+    metric: Literal["ap50", "ap50_95"] = "ap50"
+    tolerance: ToleranceSpec = ToleranceSpec()
+    min_instances: int = 1
+    holdout: HoldoutSpec
+    false_detections: FalseDetectionSpec | None = None
+    retrain: dict[str, Any] = {}
+
+
 def load_policy(path: Path, taxonomy: Taxonomy) -> Policy:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        raise PromotionError(f"{path}: cannot read: {err}") from err
-    if not isinstance(data, dict):
-        raise PromotionError(f"{path}: expected a mapping")
-    metric = str(data.get("metric", "ap50"))
-    if metric not in METRICS:
-        raise PromotionError(f"{path}: metric: '{metric}' is not one of {', '.join(METRICS)}")
-    tolerance = data.get("tolerance") or {}
-    holdout = data.get("holdout") or {}
+    """`<configs_dir>/promotion.yaml`; PromotionError names a bad field or a missing review file."""
+    spec = load_config_file(path, PromotionFile, error=PromotionError, context={"taxonomy": taxonomy})
     sets = []
-    for index, entry in enumerate(holdout.get("sets") or []):
-        if not isinstance(entry, dict) or "data" not in entry:
-            raise PromotionError(f"{path}: holdout.sets[{index}]: needs 'data' (a data.yaml)")
-        data_yaml = (path.parent / os.path.expandvars(str(entry["data"]))).resolve()
-        reviews = (path.parent / str(entry["reviews"])).resolve() if entry.get("reviews") else None
+    for index, entry in enumerate(spec.holdout.sets):
+        data_yaml = (path.parent / os.path.expandvars(entry.data)).resolve()
+        reviews = (path.parent / entry.reviews).resolve() if entry.reviews else None
         if reviews is not None and not reviews.is_file():
             raise PromotionError(f"{path}: holdout.sets[{index}].reviews: no such file {reviews}")
-        sets.append(
-            HoldoutSet(
-                str(entry.get("name") or data_yaml.parent.name),
-                data_yaml,
-                str(entry.get("split", "val")),
-                reviews,
-            )
-        )
-    if not sets:
-        raise PromotionError(f"{path}: holdout.sets: no holdout set (nothing to judge a model on)")
-    try:
-        tolerances = {str(k): float(v) for k, v in (tolerance.get("classes") or {}).items()}
-        default = float(tolerance.get("default", 0.0))
-    except (TypeError, ValueError) as err:
-        raise PromotionError(f"{path}: tolerance: numbers expected ({err})") from err
-    if default < 0 or any(v < 0 for v in tolerances.values()):
-        raise PromotionError(f"{path}: tolerance: must not be negative")
+        sets.append(HoldoutSet(entry.name or data_yaml.parent.name, data_yaml, entry.split, reviews))
+    rule = spec.false_detections
     return Policy(
         taxonomy=taxonomy,
-        metric=metric,
-        default_tolerance=default,
-        tolerances=tolerances,
-        min_instances=int(data.get("min_instances", 1)),
-        holdout_name=str(holdout.get("name", "holdout")),
+        metric=spec.metric,
+        default_tolerance=spec.tolerance.default,
+        tolerances=dict(spec.tolerance.classes),
+        min_instances=spec.min_instances,
+        holdout_name=spec.holdout.name,
         holdout=tuple(sets),
-        holdout_sha256=str(holdout["sha256"]) if holdout.get("sha256") else None,
-        retrain=dict(data.get("retrain") or {}),
+        holdout_sha256=spec.holdout.sha256,
+        retrain=dict(spec.retrain),
         source=path,
-        false_detections=false_detection_rule(data.get("false_detections"), path, taxonomy),
+        false_detections=FalseDetectionRule(tuple(rule.classes), rule.tolerance, rule.min_photos)
+        if rule
+        else None,
     )
-
-
-def false_detection_rule(spec: Any, path: Path, taxonomy: Taxonomy) -> FalseDetectionRule | None:
-    """`false_detections: {classes: [...], tolerance: per photo, min_photos: n}`, checked."""
-    if spec is None:
-        return None
-    where = f"{path}: false_detections"
-    if not isinstance(spec, dict) or not isinstance(spec.get("classes"), list):
-        raise PromotionError(f"{where}: needs 'classes' (a list), 'tolerance' and 'min_photos'")
-    names = taxonomy.names
-    if unknown := [c for c in spec["classes"] if c not in names]:
-        raise PromotionError(f"{where}.classes: not taxonomy classes: {unknown}")
-    tolerance, photos = spec.get("tolerance", 0.0), spec.get("min_photos", 1)
-    if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or tolerance < 0:
-        raise PromotionError(f"{where}.tolerance: a number of detections per photo >= 0, got {tolerance!r}")
-    if isinstance(photos, bool) or not isinstance(photos, int) or photos < 1:
-        raise PromotionError(f"{where}.min_photos: a whole number >= 1, got {photos!r}")
-    return FalseDetectionRule(tuple(str(c) for c in spec["classes"]), float(tolerance), photos)
 
 
 # --- the frozen holdout -------------------------------------------------------------------------
