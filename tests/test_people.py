@@ -12,12 +12,15 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import Service
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from test_intake import archive  # noqa: F401  (fixture: real street photos the model finds garbage on)
+from test_scan import START as INTAKE_START
 
 from serve.cases.db import transaction
 from serve.cases.orm import UserSession
@@ -623,3 +626,31 @@ def test_ledger_lists_each_case_with_its_closing_evidence_as_csv_and_xlsx(
         "boss", "GET", "/v1/ledger.csv", params={"since": "2025-10-01", "until": "2025-09-01"}
     )
     assert refused.status_code == 422 and refused.json()["field"] == "since/until"
+
+
+def test_an_inspectors_patrol_photo_opens_cases_in_their_name(people: People, archive: Path) -> None:  # noqa: F811
+    """POST /v1/reports with the inspector's session (and CSRF token): the real model on a real street
+    photo; the cases it opens carry the inspector in their first flow-log step and count as theirs."""
+    people.service.clock.at = INTAKE_START + timedelta(days=1)  # the photo's EXIF day, then a day later
+    client, answer = sign_in(people.service.client.app, "insp")
+    csrf = {"X-CSRF-Token": answer.json()["csrf_token"]}
+    sent = client.post(
+        "/v1/reports",
+        files={"file": ("p0.jpg", (archive / "p0.jpg").read_bytes(), "image/jpeg")},
+        headers=csrf,
+    )
+    assert sent.status_code == 200, sent.text
+    cases = [c for c in sent.json()["cases"] if c["created"]]
+    assert cases, "the model found nothing to file on the sample photo"
+    for made in cases:
+        first = client.get(f"/v1/cases/{made['id']}").json()["flow"][0]
+        assert (first["action"], first["operator"], first["user_id"]) == (
+            "report",
+            "监督员陈静",
+            people.ids["insp"],
+        )
+    month = f"{INTAKE_START:%Y-%m}"
+    [row] = client.get("/v1/stats/inspectors", params={"month": month}).json()["inspectors"]
+    assert row["reports"] == len(cases) and row["valid_report_rate"] is None  # none reviewed yet
+    forged = client.post("/v1/reports", files={"file": ("p0.jpg", b"x", "image/jpeg")})  # no CSRF token
+    assert forged.status_code == 403
