@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Any
 
 import cv2
@@ -154,3 +155,19 @@ def test_annotated_evidence_is_made_once_and_kept(service: Service) -> None:
     raw = service.client.get(url, params={"boxes": "true"}, headers=service.auth("admin"))
     assert raw.status_code == 200 and raw.headers["X-Privacy"] == "raw"
     assert len(list((service.settings.evidence_dir / "rendered" / "boxes").rglob("*.jpg"))) == 2
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_client_sending_bad_keys_is_refused_with_429_after_twenty(service: Service) -> None:
+    real_id = service.keys["cases:read"].split("_")[1]
+    bad = [f"so_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}" for _ in range(19)]
+    bad.append(f"so_{real_id}_{secrets.token_urlsafe(32)}")  # a real key id, a wrong secret: one hash
+    for key in bad:
+        refused = service.client.get("/v1/cases", headers={"Authorization": f"Bearer {key}"})
+        assert refused.status_code == 401 and refused.json()["detail"] == "unknown API key"
+    limited = service.client.get("/v1/cases", headers={"Authorization": f"Bearer {bad[0]}"})
+    assert limited.status_code == 429 and 0 < int(limited.headers["Retry-After"]) <= 60
+    assert limited.headers["content-type"] == "application/problem+json"
+    assert service.client.get("/v1/cases", headers=service.auth("cases:read")).status_code == 429
+    service.client.app.state.service.key_failures.succeeded("testclient")  # type: ignore[attr-defined]
+    assert service.client.get("/v1/cases", headers=service.auth("cases:read")).status_code == 200

@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request, Response
 
 from serve.api.deps import SAFE_METHODS
 from serve.api.idempotency import IdempotentPosts
-from serve.api.limits import BodyLimit
+from serve.api.limits import BodyLimit, ThrottledClients
 from serve.api.notify import NotificationSender
 from serve.api.pull import AnnotationPuller
 from serve.api.redaction import Renders
@@ -146,6 +146,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         if response.headers.get("content-type", "").startswith("image/"):
             response.headers.setdefault("Content-Security-Policy", "default-src 'none'; sandbox")
         return response
+
+    app.add_middleware(ThrottledClients)  # outermost: a throttled address costs no routing at all
 
     for module in (
         health,

@@ -27,7 +27,15 @@ from sqlalchemy.orm import Session
 from serve.api.schemas import MAX_ID
 from serve.api.state import Service
 from serve.cases.auth import Principal
-from serve.cases.errors import Busy, CsrfFailed, Forbidden, TooLarge, Unauthorized, UnsupportedMedia
+from serve.cases.errors import (
+    Busy,
+    CsrfFailed,
+    Forbidden,
+    TooLarge,
+    TooManyAttempts,
+    Unauthorized,
+    UnsupportedMedia,
+)
 from serve.cases.people import csrf_token, principal_of_user, session_user
 from vision.core.detector import Detector
 
@@ -81,12 +89,22 @@ def get_detector(service: ServiceDep) -> Detector:
 DetectorDep = Annotated[Detector, Depends(get_detector)]
 
 
-def principal_of(service: Service, presented: str | None, scopes: list[str]) -> Principal:
-    """Check a presented key and the scopes a route needs (blocking: scrypt runs here)."""
+def principal_of(service: Service, presented: str | None, scopes: list[str], client: str) -> Principal:
+    """Check a presented key and the scopes a route needs (blocking: scrypt may run here).
+
+    A client (address) with too many failed keys in the last minute gets 429 with Retry-After
+    before its key is even looked at.
+    """
     if not presented:
         raise Unauthorized("no API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`")
-    with service.sessions() as session:
-        principal = service.verifier.verify(session, presented.strip())
+    if wait := service.key_failures.wait_s(client):
+        raise TooManyAttempts(f"too many failed API keys from {client}; try again in {wait} s", wait)
+    try:
+        with service.sessions() as session:
+            principal = service.verifier.verify(session, presented.strip())
+    except Unauthorized:
+        service.key_failures.failed(client)
+        raise
     for scope in scopes:
         if not principal.allows(scope):
             raise Forbidden(scope)
@@ -107,6 +125,11 @@ def person_of(service: Service, token: str, method: str, csrf: str | None, scope
     return principal
 
 
+def client_of(request: Request) -> str:
+    """The address a request came from (a proxy in front: its address; configure it to forward)."""
+    return request.client.host if request.client else "unknown"
+
+
 def authenticate(
     security_scopes: SecurityScopes,
     request: Request,
@@ -121,7 +144,7 @@ def authenticate(
         csrf = request.headers.get(CSRF_HEADER)
         principal = person_of(service, cookie, request.method, csrf, security_scopes.scopes)
     else:
-        principal = principal_of(service, presented, security_scopes.scopes)
+        principal = principal_of(service, presented, security_scopes.scopes, client_of(request))
     request.state.principal = principal  # for the audit log
     return principal
 
@@ -139,7 +162,9 @@ async def authenticate_open311(
     if presented is None and request.method == "POST":
         form_key = (await request.form()).get("api_key")  # FastAPI parsed the form already: cached
         presented = form_key if isinstance(form_key, str) else None
-    principal = await anyio.to_thread.run_sync(principal_of, service, presented, security_scopes.scopes)
+    principal = await anyio.to_thread.run_sync(
+        principal_of, service, presented, security_scopes.scopes, client_of(request)
+    )
     request.state.principal = principal
     return principal
 

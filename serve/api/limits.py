@@ -13,7 +13,7 @@ import contextlib
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serve.cases.errors import TooLarge, problem
+from serve.cases.errors import TooLarge, TooManyAttempts, problem
 
 
 class BodyTooLarge(Exception):
@@ -83,3 +83,21 @@ def replaying(body: bytes, receive: Receive) -> Receive:
         return {"type": "http.request", "body": body, "more_body": False}
 
     return replay
+
+
+class ThrottledClients:
+    """ASGI middleware: an address past its limit of failed API keys (`Service.key_failures`) gets
+    429 with Retry-After at the door, before routing, authentication or the database: a flood of
+    garbage keys costs the service next to nothing while it lasts."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        service = getattr(scope["app"].state, "service", None) if scope["type"] == "http" else None
+        client = str((scope.get("client") or ("unknown",))[0])
+        if service is not None and (wait := service.key_failures.wait_s(client)):
+            error = TooManyAttempts(f"too many failed API keys from {client}; try again in {wait} s", wait)
+            await problem(Request(scope), error)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

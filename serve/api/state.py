@@ -103,9 +103,10 @@ class SignInThrottle:
     """At most `attempts` failed sign-ins per account name in `window_s`, then 429 until the oldest
     failure ages out: password guessing costs hours, a person who mistypes waits a few minutes."""
 
-    def __init__(self, attempts: int = 5, window_s: float = 300.0) -> None:
+    def __init__(self, attempts: int = 5, window_s: float = 300.0, names_kept: int = 10_000) -> None:
         self.attempts = attempts
         self.window_s = window_s
+        self.names_kept = names_kept  # bounded memory: the names failed longest ago are forgotten first
         self._failures: dict[str, list[float]] = {}
         self._lock = threading.Lock()
 
@@ -120,7 +121,10 @@ class SignInThrottle:
 
     def failed(self, username: str) -> None:
         with self._lock:
-            self._failures.setdefault(username.lower(), []).append(time.monotonic())
+            name = username.lower()
+            self._failures[name] = [*self._failures.pop(name, []), time.monotonic()]  # newest last
+            while len(self._failures) > self.names_kept:
+                del self._failures[next(iter(self._failures))]
 
     def succeeded(self, username: str) -> None:
         with self._lock:
@@ -141,4 +145,6 @@ class Service:
     flyers: FlyerFinder | None = None  # the flyer reader (None: off); its OCR model loads on first use
     model_error: str | None = None  # why no model is loaded (the case API still works)
     sign_ins: SignInThrottle = field(default_factory=SignInThrottle)
+    # failed API keys per client address: a key guesser (or a flood of garbage) gets 429s
+    key_failures: SignInThrottle = field(default_factory=lambda: SignInThrottle(attempts=20, window_s=60.0))
     notify: NotifyConfig = field(default_factory=NotifyConfig)  # configs/notifications.yaml

@@ -3,7 +3,8 @@
 A key reads `so_<key_id>_<secret>`. The key id is public (lists, audit log) and finds the row; the
 secret is checked against scrypt(secret, salt + server secret) in constant time. Because scrypt is
 slow on purpose, a verified key is remembered in memory for a short while (revocation through the
-API clears that memory at once; revocation by another process takes effect within `CACHE_SECONDS`).
+API clears that memory at once; revocation by another process takes effect within `CACHE_SECONDS`),
+and garbage never reaches it (see `KeyVerifier`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hmac
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -31,6 +33,7 @@ WEAK_SECRETS = {"", "secret", "changeme", "change-me", "streetorder", "password"
 MIN_SECRET_LENGTH = 16
 SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 CACHE_SECONDS = 30.0
+FAILURES_KEPT = 10_000  # failed keys remembered (a few MB at most), the oldest forgotten first
 
 
 class SecretError(RuntimeError):
@@ -115,34 +118,57 @@ def split_key(presented: str) -> tuple[str, str]:
 
 
 class KeyVerifier:
-    """Checks presented keys against the database, remembering good ones for `CACHE_SECONDS`."""
+    """Checks presented keys against the database, remembering good ones for `cache_seconds`.
 
-    def __init__(self, pepper: bytes, cache_seconds: float = CACHE_SECONDS) -> None:
+    Garbage costs nothing: a malformed key, a key id no row has (the indexed lookup comes before
+    any hash; key ids are public anyway), or a key that failed within `cache_seconds` (a bounded
+    memory of `failures_kept` fingerprints) is refused without scrypt. Only a well-formed key of a
+    real key id with a new wrong secret costs one hash, and the caller's failures are counted per
+    client by the service (429 past its limit).
+    """
+
+    def __init__(
+        self, pepper: bytes, cache_seconds: float = CACHE_SECONDS, failures_kept: int = FAILURES_KEPT
+    ) -> None:
         self.pepper = pepper
         self.cache_seconds = cache_seconds
+        self.failures_kept = failures_kept
         self._cache: dict[str, tuple[Principal, float]] = {}
+        self._failed: OrderedDict[str, float] = OrderedDict()  # fingerprint -> until, oldest first
         self._lock = threading.Lock()
 
     def verify(self, session: Session, presented: str) -> Principal:
         fingerprint = hashlib.sha256(presented.encode()).hexdigest()
+        now = time.monotonic()
         with self._lock:
             hit = self._cache.get(fingerprint)
-        if hit is not None and hit[1] > time.monotonic():
+            failed_until = self._failed.get(fingerprint, 0.0)
+        if hit is not None and hit[1] > now:
             return hit[0]
+        if failed_until > now:
+            raise Unauthorized("unknown API key")
+        try:
+            return self._check(session, presented, fingerprint)
+        except Unauthorized:
+            with self._lock:
+                self._failed[fingerprint] = now + self.cache_seconds
+                self._failed.move_to_end(fingerprint)
+                while len(self._failed) > self.failures_kept:
+                    self._failed.popitem(last=False)
+            raise
+
+    def _check(self, session: Session, presented: str, fingerprint: str) -> Principal:
         key_id, secret = split_key(presented)
         row = session.scalars(select(ApiKey).where(ApiKey.key_id == key_id)).one_or_none()
-        found = (
-            (row.salt, row.hash, row.revoked_at, Principal(row.key_id, row.name, frozenset(row.scopes)))
-            if row
-            else None
-        )
+        if row is None:
+            raise Unauthorized("unknown API key")  # no hash for a key id nobody has
+        salt, stored, revoked = row.salt, row.hash, row.revoked_at
+        principal = Principal(row.key_id, row.name, frozenset(row.scopes))
         session.rollback()  # the connection goes back before the slow hash: a burst must not drain the pool
-        digest = _digest(secret, bytes.fromhex(found[0]) if found else b"0" * 16, self.pepper)
-        if found is None or not hmac.compare_digest(digest, found[1]):
+        if not hmac.compare_digest(_digest(secret, bytes.fromhex(salt), self.pepper), stored):
             raise Unauthorized("unknown API key")
-        if found[2] is not None:
+        if revoked is not None:
             raise Unauthorized(f"API key {key_id} was revoked")
-        principal = found[3]
         with self._lock:
             self._cache[fingerprint] = (principal, time.monotonic() + self.cache_seconds)
         return principal

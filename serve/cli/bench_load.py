@@ -1,6 +1,7 @@
 """`streetorder bench load`: the service on loopback under rising concurrency.
 
     streetorder bench load [--levels 1,4,16,64] [--requests 64] [--db URL] [--json]
+    streetorder bench load --random-keys 100 [--levels 4] [--requests 200]
 
 Starts `streetorder serve` in a child process (a fresh SQLite database unless --db), then for each
 endpoint (POST /v1/detect, POST /v1/reports, GET /v1/cases) and each concurrency level sends
@@ -9,6 +10,12 @@ latency, throughput, the share refused with 503 + Retry-After (the inference gat
 which is how the service is meant to degrade) and the error rate (anything else that is not 2xx,
 transport errors included), with the server's resident memory. The service must still answer
 /healthz at the end: a crash fails the command.
+
+With --random-keys N, GET /v1/cases is measured twice: unloaded, then while N connections (each
+from its own loopback address, 127.0.1.x) send well-formed random API keys as fast as they are
+answered; the table gives both p50s and the server's resident memory, and what the garbage got
+(401, or 429 once its address failed too often). Garbage must cost nothing: the target is a
+p50 within 2x of unloaded and RSS within 100 MB of idle.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -212,6 +220,45 @@ async def level(
     }
 
 
+async def under_random_keys(
+    live: LiveService, connections: int, clients: int, requests: int
+) -> dict[str, Any]:
+    """Normal readers' latency while `connections` attackers send random keys, one address each."""
+    stop = asyncio.Event()
+    answers: dict[int, int] = {}
+
+    async def attacker(index: int) -> None:
+        transport = httpx.AsyncHTTPTransport(local_address=f"127.0.1.{index % 250 + 1}")
+        async with httpx.AsyncClient(base_url=live.base, transport=transport, timeout=60) as client:
+            while not stop.is_set():
+                key = f"so_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}"
+                try:
+                    status = (
+                        await client.get("/v1/cases", headers={"Authorization": f"Bearer {key}"})
+                    ).status_code
+                except httpx.HTTPError:
+                    status = 0
+                answers[status] = answers.get(status, 0) + 1
+
+    attackers = [asyncio.create_task(attacker(i)) for i in range(connections)]
+    await asyncio.sleep(3)  # the flood under way before the readers start
+    row = await level(live, "cases", clients, requests, b"")
+    row["endpoint"] = f"cases+{connections}rk"
+    stop.set()
+    await asyncio.gather(*attackers)
+    row["garbage_answers"] = answers
+    return row
+
+
+def random_key_rows(live: LiveService, connections: int, clients: int, requests: int) -> list[dict[str, Any]]:
+    """GET /v1/cases unloaded (RSS idle), then under the random-key flood."""
+    idle = asyncio.run(level(live, "cases", clients, requests, b""))
+    print(format_row(idle), file=sys.stderr, flush=True)
+    flooded = asyncio.run(under_random_keys(live, connections, clients, requests))
+    print(format_row(flooded), f"garbage answered {flooded['garbage_answers']}", file=sys.stderr, flush=True)
+    return [idle, flooded]
+
+
 def run(live: LiveService, levels: list[int], requests: int, endpoints: list[str]) -> list[dict[str, Any]]:
     photo = sample_photo()
     rows = []
@@ -223,13 +270,13 @@ def run(live: LiveService, levels: list[int], requests: int, endpoints: list[str
     return rows
 
 
-HEADER = f"{'endpoint':<8} {'clients':>7} {'reqs':>5} {'ok':>5} {'503':>5} {'err':>4} {'err%':>6} "
+HEADER = f"{'endpoint':<12} {'clients':>7} {'reqs':>5} {'ok':>5} {'503':>5} {'err':>4} {'err%':>6} "
 HEADER += f"{'p50 ms':>8} {'p99 ms':>8} {'req/s':>7} {'RSS MB':>7}"
 
 
 def format_row(row: dict[str, Any]) -> str:
     return (
-        f"{row['endpoint']:<8} {row['clients']:>7} {row['requests']:>5} {row['ok']:>5} {row['shed_503']:>5} "
+        f"{row['endpoint']:<12} {row['clients']:>7} {row['requests']:>5} {row['ok']:>5} {row['shed_503']:>5} "
         f"{row['errors']:>4} {100 * row['error_rate']:>5.1f}% {row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f} "
         f"{row['per_s']:>7.2f} {row['server_rss_mb']:>7.1f}"
     )
@@ -244,6 +291,13 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--endpoints", default="detect,reports,cases", help="which of detect, reports, cases")
     p.add_argument("--db", help="database URL (default: a fresh SQLite file in a temporary folder)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.add_argument(
+        "--random-keys",
+        type=int,
+        default=0,
+        metavar="N",
+        help="measure GET /v1/cases unloaded and under N connections of random API keys (first level)",
+    )
     args = p.parse_args(argv)
     levels = [int(v) for v in args.levels.split(",")]
     endpoints = [e.strip() for e in args.endpoints.split(",")]
@@ -255,7 +309,10 @@ def cli(argv: list[str]) -> int:
         print(f"bench load: starting the service on {db_url} ...", file=sys.stderr)
         with running_service(db_url, Path(tmp)) as live:
             print(HEADER, file=sys.stderr)
-            rows = run(live, levels, args.requests, endpoints)
+            if args.random_keys:
+                rows = random_key_rows(live, args.random_keys, levels[0], args.requests)
+            else:
+                rows = run(live, levels, args.requests, endpoints)
             alive = live.process.poll() is None and httpx.get(f"{live.base}/healthz").status_code == 200
     load = os.getloadavg()
     if args.json:
@@ -263,6 +320,9 @@ def cli(argv: list[str]) -> int:
     else:
         print(HEADER)
         for row in rows:
-            print(format_row(row))
+            print(
+                format_row(row),
+                *(["garbage answered", row["garbage_answers"]] if "garbage_answers" in row else []),
+            )
         print(f"service alive after the run: {alive}; load average {load[0]:.2f} (2-core machine shared)")
     return 0 if alive else 1

@@ -30,7 +30,7 @@ from fastapi import APIRouter, Depends, Request, Response, Security
 from fastapi.security import APIKeyHeader, SecurityScopes
 from pydantic import ConfigDict, Field
 
-from serve.api.deps import DetectorDep, ServiceDep, header_key, principal_of
+from serve.api.deps import DetectorDep, ServiceDep, client_of, header_key, principal_of
 from serve.api.routers.detect import Analysis, analyse
 from serve.api.schemas import Schema
 from serve.cases.auth import Principal
@@ -84,7 +84,8 @@ def authenticate_labelstudio(
     authorization: Annotated[str | None, Depends(authorization_header)],
     api_key: Annotated[str | None, Depends(header_key)],
 ) -> Principal:
-    principal = principal_of(service, api_key or presented_key(authorization), security_scopes.scopes)
+    presented = api_key or presented_key(authorization)
+    principal = principal_of(service, presented, security_scopes.scopes, client_of(request))
     request.state.principal = principal  # for the audit log
     return principal
 
