@@ -169,8 +169,18 @@ def test_supervision_page_flag_check_ranking_metrics_and_ledger(live: Live, brow
     Select(one(driver, '#flag-form select[name="department"]')).select_by_value(SANITATION)
     one(driver, '#flag-form textarea[name="reason"]').send_keys("2025-09-3 最差乱点")
     one(driver, "#flag-submit").click()
-    item = one(driver, '#supervision tr[data-state="open"]')
+    item = one(driver, '#supervision tr[data-state="open"][data-kind="spot"]')
     assert grid in item.text and SANITATION in item.text and int(item.get_attribute("data-open")) >= 1
+    section = Select(one(driver, '#flag-form select[name="grid"]'))  # a road section: two grids, a name
+    section.deselect_all()
+    neighbours = [o.get_attribute("value") for o in section.options][-2:]
+    for code in neighbours:
+        section.select_by_value(code)
+    one(driver, "#flag-name").send_keys("汝河路东段")
+    one(driver, '#flag-form textarea[name="reason"]').send_keys("2025-09-3 最差路段")
+    one(driver, "#flag-submit").click()
+    road = one(driver, '#supervision tr[data-kind="section"]')
+    assert "汝河路东段" in road.text and "最差路段" in road.text and all(c in road.text for c in neighbours)
 
     sign_in_as(driver, live, "wangfang")  # an operator neither flags nor checks
     visit(driver, live, "supervision", "supervision")
@@ -179,8 +189,13 @@ def test_supervision_page_flag_check_ranking_metrics_and_ledger(live: Live, brow
     sign_in_as(driver, live, "chenjing")
     visit(driver, live, "supervision", "supervision")
     assert not css(driver, "#flag-form")
-    one(driver, '#supervision .close-form input[name="note"]').send_keys("现场仍有垃圾桶满溢")
-    one(driver, "#supervision .close-submit").click()
+    section = '#supervision tr[data-kind="section"]'  # nothing open in its grids: the check closes it
+    one(driver, f'{section} .close-form input[name="note"]').send_keys("路段已整治")
+    one(driver, f"{section} .close-submit").click()
+    one(driver, '#supervision tr[data-kind="section"][data-state="closed"]')
+    spot = '#supervision tr[data-kind="spot"]'
+    one(driver, f'{spot} .close-form input[name="note"]').send_keys("现场仍有垃圾桶满溢")
+    one(driver, f"{spot} .close-submit").click()
     wait(driver, lambda d: number in one(d, "#supervision-error").text, "open case not named")
     assert "仍有未结案卷" in one(driver, "#supervision-error").text
     inspector = one(driver, '#inspectors tr[data-inspector="chenjing"]')

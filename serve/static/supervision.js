@@ -17,15 +17,21 @@ function failed(error, failure) {
   error.title = failure.message;
 }
 
-/** Flag a worst spot: its grid from the worst-spot list, a department, a deadline, a reason. */
-function flagForm(spots, depts) {
+/** Flag a worst spot (one grid; the worst one preselected) or a road section (several grids and a
+ * name), with a department, a deadline and a reason. Grids with open cases are listed first. */
+function flagForm(spots, grids, depts) {
+  const open = new Map(spots.map((s) => [s.grid_code, s.open_cases]));
+  const codes = [...open.keys(), ...grids.features.map((f) => f.properties.code).filter((c) => !open.has(c))];
+  const names = new Map(grids.features.map((f) => [f.properties.code, f.properties.name || ""]));
   const error = h("p", { class: "error", id: "flag-error" });
   const inThreeDays = new Date(Date.now() + 3 * 86400000 - new Date().getTimezoneOffset() * 60000);
   const deadline = inThreeDays.toISOString().slice(0, 16); // datetime-local reads the browser's local time
   const form = h("form", { class: "action-form", id: "flag-form" },
     h("h3", {}, t("supervision.flag")),
-    h("label", {}, t("supervision.spot"), h("select", { name: "grid", required: true },
-      spots.map((s) => h("option", { value: s.grid_code }, `${s.grid_code} · ${s.street || ""} (${s.open_cases})`)))),
+    h("label", {}, t("supervision.spot"), h("select", { name: "grid", required: true, multiple: true, size: 6 },
+      codes.map((code, i) => h("option", { value: code, selected: i === 0 && open.has(code) },
+        `${code} · ${names.get(code) || ""} (${open.get(code) || 0})`)))),
+    h("label", {}, t("supervision.section_name"), h("input", { name: "name", id: "flag-name", maxlength: 128 })),
     h("label", {}, t("case.department"), h("select", { name: "department" },
       depts.departments.map((d) => h("option", { value: d }, d)))),
     h("label", {}, t("supervision.deadline"), h("input", { name: "deadline", type: "datetime-local", value: deadline, required: true })),
@@ -39,7 +45,8 @@ function flagForm(spots, depts) {
       await request("/v1/supervision", {
         method: "POST",
         json: {
-          grids: [data.get("grid")],
+          grids: data.getAll("grid"),
+          name: data.get("name") || null,
           department: data.get("department"),
           deadline_at: new Date(data.get("deadline")).toISOString(),
           reason: data.get("reason"),
@@ -72,8 +79,8 @@ function closeForm(item, error) {
 function itemsTable(items) {
   const error = h("p", { class: "error", id: "supervision-error" });
   const rows = items.map((item) => h("tr",
-    { "data-item": item.id, "data-state": item.state, "data-open": item.open_cases, class: item.overdue ? "late" : "" },
-    h("td", {}, item.name, h("br"), h("small", { class: "mono" }, item.grids.join(", "))),
+    { "data-item": item.id, "data-kind": item.kind, "data-state": item.state, "data-open": item.open_cases, class: item.overdue ? "late" : "" },
+    h("td", {}, item.name, ` (${t(`kind.${item.kind}`)})`, h("br"), h("small", { class: "mono" }, item.grids.join(", "))),
     h("td", {}, item.department),
     h("td", {}, when(item.deadline_at), item.overdue ? [" ", h("span", { class: "overdue" }, t("overdue"))] : ""),
     h("td", {}, item.reason),
@@ -110,11 +117,12 @@ function ledgerBox(month) {
 
 export async function supervisionPage(_, params) {
   const monthParam = params.get("month") || "";
-  const [items, districts, inspectors, worst, depts] = await Promise.all([
+  const [items, districts, inspectors, worst, grids, depts] = await Promise.all([
     getJSON("/v1/supervision"),
     getJSON(`/v1/stats/monthly-ranking${query({ month: monthParam })}`),
     getJSON(`/v1/stats/inspectors${query({ month: monthParam })}`),
     getJSON(`/v1/stats/worst-spots${query({ limit: 10 })}`),
+    getJSON("/v1/grids.geojson"),
     departments(),
   ]);
   const month = districts.month;
@@ -141,7 +149,7 @@ export async function supervisionPage(_, params) {
     h("h1", {}, t("nav.supervision")),
     h("h2", {}, t("supervision.items")),
     ...itemsTable(items),
-    may(SUPERVISORS) && worst.spots.length ? flagForm(worst.spots, depts) : null,
+    may(SUPERVISORS) ? flagForm(worst.spots, grids, depts) : null,
     h("p", {}, h("label", {}, t("month"), " ", picker)),
     ledgerBox(month),
     h("div", { class: "two" },
