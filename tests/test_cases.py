@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
+from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -19,6 +20,7 @@ from serve.cases.errors import InvalidInput
 from serve.cases.findings import CaseRules, Finding, record_finding
 from serve.cases.grids import EARTH_RADIUS_M, load_grids
 from serve.cases.orm import Case, CaseCounter, Evidence, FlowEntry
+from serve.cases.workflow import AutoFiling
 from vision.core.boxes import Box
 from vision.core.taxonomy import load_taxonomy
 
@@ -155,8 +157,7 @@ def test_new_case_fields(both: sessionmaker[Session], rules: CaseRules) -> None:
         assert (case.lat, case.lon) == (LAT, LON)
         assert case.state == "reported" and case.ai_review == "pending"
         assert case.filed_at == case.first_seen_at == case.last_seen_at == T0
-        # 4 working hours from Friday 11:30: 0.5 h before lunch, 3.5 h after it
-        assert case.deadline_at == datetime(2026, 11, 20, 17, 30, tzinfo=TZ)
+        assert case.deadline_at is None and case.auto_filed is False  # no clock before filing (立案)
         [evidence] = case.evidence
         assert evidence.sha256 == hashlib.sha256(b"p1").hexdigest() and evidence.path == "/archive/p1.jpg"
         assert evidence.confidence == pytest.approx(0.8)
@@ -169,6 +170,24 @@ def test_new_case_fields(both: sessionmaker[Session], rules: CaseRules) -> None:
         [entry] = case.flow
         assert (entry.action, entry.from_state, entry.to_state, entry.at) == ("report", None, "reported", T0)
         assert entry.operator == "scan"
+
+
+def test_a_trusted_class_is_filed_when_seen(both: sessionmaker[Session], rules: CaseRules) -> None:
+    trusting = replace(rules, auto_filing=AutoFiling({"exposed_garbage": 0.8}))
+    case_id, _ = record(both, trusting, finding("p1"))  # confidence 0.8
+    with both() as session:
+        case = session.get_one(Case, case_id)
+        assert (case.state, case.auto_filed, case.ai_review) == ("filed", True, "pending")
+        assert [(e.action, e.to_state, e.operator, e.at) for e in case.flow] == [
+            ("report", "reported", "scan", T0),
+            ("file", "filed", "auto-filing", T0),
+        ]
+        # 4 working hours from Friday 11:30: 0.5 h before lunch, 3.5 h after it
+        assert case.deadline_at == datetime(2026, 11, 20, 17, 30, tzinfo=TZ)
+    sceptical = replace(rules, auto_filing=AutoFiling({"exposed_garbage": 0.81}))
+    case_id, _ = record(both, sceptical, finding("p2", at=T0 + timedelta(days=3)))
+    with both() as session:
+        assert session.get_one(Case, case_id).state == "reported"
 
 
 def test_inspector_findings_need_no_ai_review(factory: sessionmaker[Session], rules: CaseRules) -> None:

@@ -89,9 +89,19 @@ def test_console_page_and_the_reads_it_uses(service: Service, jpeg: Callable[...
     assert garbage_only["total"] == 2
 
     grids = client.get("/v1/grids.geojson", headers=reader).json()
+    assert sum(f["properties"]["open_cases"] for f in grids["features"]) == 0  # reports awaiting review
+    for case in client.get("/v1/cases", headers=reader).json()["items"]:
+        for action in ("confirm", "file"):
+            etag = client.get(f"/v1/cases/{case['id']}", headers=reader).headers["ETag"]
+            client.post(
+                f"/v1/cases/{case['id']}/transitions",
+                json={"action": action},
+                headers={**service.auth("cases:write"), "If-Match": etag},
+            ).raise_for_status()
+    grids = client.get("/v1/grids.geojson", headers=reader).json()
     by_code = {f["properties"]["code"]: f for f in grids["features"]}
     assert len(by_code) == 12 and by_code[GRID_LIFE[0]]["geometry"]["type"] == "Polygon"
-    spot = by_code[GRID_LIFE[0]]["properties"]  # the bin and the garbage nearby are open in it
+    spot = by_code[GRID_LIFE[0]]["properties"]  # the bin and the garbage nearby are filed and open in it
     assert spot["open_cases"] == 2 and spot["open_per_km2"] == pytest.approx(2 / spot["area_km2"])
     assert sum(f["properties"]["open_cases"] for f in grids["features"]) == 3
 
@@ -336,12 +346,11 @@ def test_case_life_from_sign_in_to_closing_and_the_ranking(live: Live, browser: 
     link = one(driver, f'#cases tr[data-case="{case_id}"] a.case-link')
     assert link.text == number
 
-    # The map shows the case's grid (one open case in it) and the case's marker, which opens the case.
+    # A report awaiting review is no open problem of its grid yet: the map leaves the grid uncoloured.
     visit(driver, live, "map", "map")
     cell = one(driver, f'#map g.grid[data-code="{grid}"]')
-    assert cell.get_attribute("data-open") == "1"
-    assert cell.find_element("css selector", "path").get_attribute("fill") != "#e6ece4"  # coloured
-    screenshot(driver, "map")
+    assert cell.get_attribute("data-open") == "0"
+    assert cell.find_element("css selector", "path").get_attribute("fill") == "#e6ece4"
     one(driver, f'#map a.marker[data-case="{case_id}"]').click()
     one(driver, f'#view[data-page="case"][data-state="ready"] section[data-case="{case_id}"]')
 
@@ -351,6 +360,15 @@ def test_case_life_from_sign_in_to_closing_and_the_ranking(live: Live, browser: 
 
     act(driver, live, "confirm", START + timedelta(minutes=5))
     act(driver, live, "file", START + timedelta(minutes=10))
+
+    # Filed (立案), the map shows the case's grid (one open case in it) and the marker opens the case.
+    visit(driver, live, "map", "map")
+    cell = one(driver, f'#map g.grid[data-code="{grid}"]')
+    assert cell.get_attribute("data-open") == "1"
+    assert cell.find_element("css selector", "path").get_attribute("fill") != "#e6ece4"  # coloured
+    screenshot(driver, "map")
+    one(driver, f'#map a.marker[data-case="{case_id}"]').click()
+    one(driver, f'#view[data-page="case"][data-state="ready"] section[data-case="{case_id}"]')
     act(driver, live, "dispatch", START + timedelta(minutes=30))  # 20 min after filing: the limit is 15
     assert [b.get_attribute("data-action") for b in css(driver, "#actions button")] == live.api(
         "GET", f"/v1/cases/{case_id}"

@@ -1,4 +1,4 @@
-"""Metrics against hand-computed values: six cases in two streets driven through the API, then
+"""Metrics against hand-computed values: eight cases in two streets driven through the API, then
 /v1/stats, the 10-day street ranking and the worst spots; plus the pure pieces as tables."""
 
 from __future__ import annotations
@@ -123,6 +123,12 @@ def test_rates_ranking_and_worst_spots_match_hand_counts(service: Service, jpeg:
         five, (8.6, "confirm", {}), (8.7, "file", {}), (9, "dispatch", {}), (9.2, "cancel", {"note": "重复"})
     )
     drive.report("09009", b1, 8.5)
+    # 7: shop overflow filed at 08:42 and left: 乙's only problem, the only one overdue (1 working hour).
+    seven = drive.report("09005", b1, 8.5)
+    drive.steps(seven, (8.6, "confirm", {}), (8.7, "file", {}))
+    # 8: a debris heap filed at 08:42: a problem, due in 2 working days, not overdue at noon.
+    eight = drive.report("06011", b1, 8.5)
+    drive.steps(eight, (8.6, "confirm", {}), (8.7, "file", {}))
 
     reader = service.auth("cases:read")
     total = service.client.get("/v1/stats", headers=reader).json()["total"]
@@ -130,8 +136,11 @@ def test_rates_ranking_and_worst_spots_match_hand_counts(service: Service, jpeg:
         k: total[k]
         for k in (
             "reports",
+            "pending_review",
             "valid",
+            "rejected",
             "filed",
+            "missed",
             "due",
             "handled",
             "handled_on_time",
@@ -142,9 +151,12 @@ def test_rates_ranking_and_worst_spots_match_hand_counts(service: Service, jpeg:
         )
     }
     assert counts == {
-        "reports": 6,
-        "valid": 4,
-        "filed": 3,
+        "reports": 8,
+        "pending_review": 1,
+        "valid": 6,
+        "rejected": 1,
+        "filed": 5,
+        "missed": 5,  # every case came from a citizen (Open311): none was found by the patrol first
         "due": 2,
         "handled": 2,
         "handled_on_time": 1,
@@ -153,7 +165,8 @@ def test_rates_ranking_and_worst_spots_match_hand_counts(service: Service, jpeg:
         "reworked": 1,
         "overtime_cases": 1,
     }
-    assert total["filing_rate"] == 3 / 4 and total["disposal_rate"] == 1.0
+    assert total["filing_rate"] == 5 / 6 and total["disposal_rate"] == 1.0
+    assert total["valid_report_rate"] == 6 / 7 and total["miss_rate"] == 1.0
     assert total["on_time_disposal_rate"] == total["on_time_closing_rate"] == 1 / 2
     assert total["closing_rate"] == 1.0 and total["rework_rate"] == 1 / 2
     # case 3: allowed 4 working hours, used 09:00-16:00 minus lunch = 5: (5 - 4) / 4
@@ -166,14 +179,15 @@ def test_rates_ranking_and_worst_spots_match_hand_counts(service: Service, jpeg:
     area_a, area_b = area_km2(GRIDS[a1][1]) + area_km2(GRIDS[a2][1]), area_km2(GRIDS[b1][1])
     assert streets["甲街道"]["area_km2"] == pytest.approx(area_a)
     assert streets["甲街道"]["problems_per_km2"] == pytest.approx(2 / area_a)
+    # 乙: case 4 was never filed, 5 was cancelled, 6 awaits review: only cases 7 and 8 are problems.
     assert streets["乙街道"]["problems_per_km2"] == pytest.approx(2 / area_b)
     assert (
         streets["乙街道"]["filing_rate"],
         streets["乙街道"]["due"],
         streets["乙街道"]["disposal_rate"],
-    ) == (0.5, 0, None)
+    ) == (3 / 4, 0, None)
     by_grid = service.client.get("/v1/stats", params={"group_by": "grid"}, headers=reader).json()["groups"]
-    assert [(g["key"], g["reports"]) for g in by_grid] == [(a1, 2), (a2, 1), (b1, 3)]
+    assert [(g["key"], g["reports"]) for g in by_grid] == [(a1, 2), (a2, 1), (b1, 5)]
     by_department = service.client.get("/v1/stats", params={"group_by": "department"}, headers=reader).json()
     assert {g["key"]: g["due"] for g in by_department["groups"]} == {"二七区环境卫生服务中心": 2, None: 0}
 
@@ -188,8 +202,17 @@ def test_rates_ranking_and_worst_spots_match_hand_counts(service: Service, jpeg:
     assert [r["problems"] for r in earlier["streets"]] == [0, 0]
 
     spots = service.client.get("/v1/stats/worst-spots", headers=reader).json()["spots"]
-    assert [(s["grid_code"], s["open_cases"]) for s in spots] == [(b1, 2)]  # cases 4 and 6
+    assert [(s["grid_code"], s["open_cases"]) for s in spots] == [
+        (b1, 2)
+    ]  # cases 7 and 8; 4 and 6 are in review
     assert spots[0]["open_per_km2"] == pytest.approx(2 / area_b)
+    noon = MONDAY.replace(hour=12).isoformat()
+    overdue = service.client.get(
+        "/v1/cases", params={"overdue": "true", "as_of": noon}, headers=reader
+    ).json()
+    assert [c["id"] for c in overdue["items"]] == [seven]
+    in_review = service.client.get("/v1/cases", params={"state": ["reported", "verified"]}, headers=reader)
+    assert {c["deadline_at"] for c in in_review.json()["items"]} == {None}  # no clock before filing
 
     since = service.client.get(
         "/v1/stats", params={"since": (MONDAY + timedelta(days=1)).isoformat()}, headers=reader
@@ -200,8 +223,8 @@ def test_rates_ranking_and_worst_spots_match_hand_counts(service: Service, jpeg:
     assert 'streetorder_cases{state="closed"} 2.0' in metrics
     assert 'streetorder_cases{state="reported"} 1.0' in metrics
     transitions = 'method="POST",route="/v1/cases/{case_id}/transitions"'
-    assert f'streetorder_http_requests_total{{{transitions},status="200"}} 22.0' in metrics  # 7+1+9+1+4
-    assert f"streetorder_http_request_seconds_count{{{transitions}}} 22.0" in metrics
+    assert f'streetorder_http_requests_total{{{transitions},status="200"}} 26.0' in metrics  # 7+1+9+1+4+2+2
+    assert f"streetorder_http_request_seconds_count{{{transitions}}} 26.0" in metrics
 
 
 @pytest.mark.parametrize(
@@ -226,8 +249,11 @@ def facts(**changes: Any) -> CaseFacts:
         street="s",
         department="d",
         problem=True,
+        pending_review=False,
         valid=True,
+        rejected=False,
         filed=True,
+        missed=False,
         due=True,
         handled=True,
         handled_on_time=True,

@@ -120,13 +120,20 @@ class CaseSummary(Schema):
     community: str | None = Field(description="community (社区) of the grid")
     department: str | None = Field(description="responsible department, set when dispatched")
     ai_review: AiReview | None = Field(description="AI match review; null for findings made by people")
+    auto_filed: bool = Field(
+        description="filed without a person's review: its class is trusted (configs/workflow.yaml auto_file)"
+    )
     camera_id: str | None = Field(description="camera that saw it, for video cases")
     filed_at: datetime = Field(description="when the problem was seen (photo or frame time)")
-    deadline_at: datetime | None = Field(description="disposal deadline; counted from dispatch")
+    deadline_at: datetime | None = Field(
+        description="disposal deadline: counted from filing (立案), again from dispatch; null in review"
+    )
     first_seen_at: datetime = Field(description="first evidence time")
     last_seen_at: datetime = Field(description="latest evidence time")
     closed_at: datetime | None = Field(description="when it reached a final state")
-    overdue: bool = Field(description="still open past its deadline at the time asked (`as_of`, else now)")
+    overdue: bool = Field(
+        description="filed, still open and past its deadline at the time asked (`as_of`, else now)"
+    )
     version: int = Field(description="version of the record; the ETag of GET /v1/cases/{id}")
 
 
@@ -287,15 +294,22 @@ class DepartmentsOut(Schema):
 
 
 class Rates(Schema):
-    reports: int = Field(description="cases reported in the period (any source)")
-    valid: int = Field(description="reports confirmed or corrected by a person (有效上报)")
-    filed: int = Field(description="cases filed (立案)")
+    reports: int = Field(description="cases reported in the period (any source), filed or not")
+    pending_review: int = Field(description="reports awaiting a person's review (reported)")
+    valid: int = Field(description="reports confirmed or corrected by a person, or auto-filed (有效上报)")
+    rejected: int = Field(description="reports rejected as false (不予立案)")
+    filed: int = Field(description="cases filed (立案): only these count as problems")
+    missed: int = Field(
+        description="filed cases first reported by the public, hotline, leaders or media (漏报)"
+    )
     due: int = Field(description="cases dispatched and not cancelled: due for handling (应处置)")
     handled: int = Field(description="due cases reported handled")
     handled_on_time: int = Field(description="due cases whose accepted handling met the deadline")
     closed: int = Field(description="due cases closed (结案, forced close included)")
     closed_on_time: int = Field(description="due cases closed by the deadline")
     reworked: int = Field(description="handled cases sent back at least once by a failed check (返工)")
+    valid_report_rate: float | None = Field(description="有效上报率 = valid / (valid + rejected)")
+    miss_rate: float | None = Field(description="漏报率 = missed / filed")
     filing_rate: float | None = Field(description="立案率 = filed / valid")
     disposal_rate: float | None = Field(description="处置率 = handled / due")
     on_time_disposal_rate: float | None = Field(description="按期处置率 = handled on time / due")
@@ -308,7 +322,7 @@ class Rates(Schema):
     )
     overtime_multiple_max: float | None = Field(description="largest 超时倍数")
     area_km2: float | None = Field(description="area of the group's unit grids (grid and street groups)")
-    problems_per_km2: float | None = Field(description="problems (reports not rejected or cancelled) per km²")
+    problems_per_km2: float | None = Field(description="problems (filed cases not cancelled) per km²")
     score: float | None = Field(description="weighted composite of the rates (weights in configs/stats.yaml)")
 
 
@@ -327,7 +341,7 @@ class StatsOut(Schema):
 class RankingRow(Schema):
     rank: int = Field(description="1 = worst (most problems per km²)")
     street: str = Field(description="street (街道)")
-    problems: int = Field(description="problems reported in the period")
+    problems: int = Field(description="problems (filed cases not cancelled) first seen in the period")
     area_km2: float = Field(description="area of the street's unit grids")
     problems_per_km2: float = Field(description="problems per km²")
     on_time_closing_rate: float | None = Field(description="按期结案率 of the street's due cases")
@@ -358,7 +372,7 @@ class DailyOut(Schema):
 class WorstSpot(Schema):
     grid_code: str = Field(description="unit grid")
     street: str | None = Field(description="its street")
-    open_cases: int = Field(description="cases open now")
+    open_cases: int = Field(description="filed cases open now (reports in review not counted)")
     area_km2: float | None = Field(description="grid area")
     open_per_km2: float | None = Field(description="open cases per km²")
 

@@ -11,7 +11,10 @@ directly. So all of them apply the same rule and the same numbering:
 - Otherwise a new case: number PREFIX + yyyyMMdd (local date of the finding) + a daily sequence,
   codes from the taxonomy, grid by point-in-polygon, deadline from the event's limit and the working
   calendar, state `reported`; AI findings wait for a person (`ai_review = pending`). Its flow log
-  starts with a `report` entry at the time the problem was seen.
+  starts with a `report` entry at the time the problem was seen. A report awaiting review has no
+  deadline and counts in no rate but the report counts: filing (立案) starts its clocks. An AI
+  finding of a class the bureau trusts (configs/workflow.yaml `auto_file`) is filed at once, at
+  the time it was seen, by `auto-filing` (recorded: `auto_filed`).
 
 Intake is serialised by a lock row in `case_counters` (taken first, by an UPDATE, on SQLite and
 PostgreSQL alike), so two concurrent reports of one violation cannot both miss each other.
@@ -31,13 +34,20 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
 from serve.cases.deadlines import WorkCalendar, deadline, load_calendar
-from serve.cases.enums import REPORT_STEP, AiReview, CaseSource, EvidenceRole, RecordType
+from serve.cases.enums import REPORT_STEP, Action, AiReview, CaseSource, EvidenceRole, RecordType, State
 from serve.cases.errors import InvalidInput
 from serve.cases.grids import EARTH_RADIUS_M, Grid, GridIndex, haversine_m, load_grids
 from serve.cases.orm import Case, CaseCounter, Evidence, FlowEntry
 from serve.cases.settings import Settings
 from serve.cases.times import CaptureTimes
-from serve.cases.workflow import INITIAL_STATE, OPEN_STATES
+from serve.cases.workflow import (
+    AUTO_FILER,
+    INITIAL_STATE,
+    NO_AUTO_FILING,
+    OPEN_STATES,
+    AutoFiling,
+    load_auto_filing,
+)
 from vision.core.boxes import Box, boxes_json
 from vision.core.taxonomy import Taxonomy
 
@@ -81,6 +91,7 @@ class CaseRules:
     window: timedelta = timedelta(hours=24)
     prefix: str = "SO"
     times: CaptureTimes = field(default_factory=CaptureTimes)  # plausible capture times (times.py)
+    auto_filing: AutoFiling = NO_AUTO_FILING
 
     def grid_at(self, lat: float, lon: float) -> Grid | None:
         """The unit grid holding a position; None outside every grid or without a grid layout."""
@@ -89,8 +100,9 @@ class CaseRules:
 
 def load_case_rules(settings: Settings, *, grids: GridIndex | None = None) -> CaseRules:
     """Taxonomy, calendar and grids from the configured files; duplicate rule and prefix from settings."""
+    taxonomy = settings.taxonomy()
     return CaseRules(
-        taxonomy=settings.taxonomy(),
+        taxonomy=taxonomy,
         calendar=load_calendar(settings.configs_dir / "calendar.yaml"),
         grids=grids if grids is not None else load_grids(settings.grids),
         radius_m=settings.duplicate_radius_m,
@@ -99,6 +111,7 @@ def load_case_rules(settings: Settings, *, grids: GridIndex | None = None) -> Ca
         times=CaptureTimes(
             settings.first_year, settings.last_year, timedelta(seconds=settings.capture_ahead_s)
         ),
+        auto_filing=load_auto_filing(settings.configs_dir / "workflow.yaml", taxonomy.events),
     )
 
 
@@ -208,6 +221,7 @@ def _new_case(session: Session, finding: Finding, rules: CaseRules) -> Case:
     grid = rules.grid_at(finding.lat, finding.lon)
     local_day = finding.seen_at.astimezone(rules.calendar.timezone).date()
     address = " ".join(p for p in (grid.street, grid.community, grid.name) if p) if grid else None
+    auto_filed = finding.model_version is not None and rules.auto_filing.files(event.key, finding.confidence)
     case = Case(
         number=next_case_number(session, local_day, rules.prefix),
         source=finding.source,
@@ -223,11 +237,12 @@ def _new_case(session: Session, finding: Finding, rules: CaseRules) -> Case:
         grid_code=grid.code if grid else None,
         street=grid.street if grid else None,
         community=grid.community if grid else None,
-        state=INITIAL_STATE,
+        state=State.FILED if auto_filed else INITIAL_STATE,
         ai_review=AiReview.PENDING if finding.model_version else None,
+        auto_filed=auto_filed,
         camera_id=finding.camera_id,
         filed_at=finding.seen_at,
-        deadline_at=deadline(finding.seen_at, event.deadline, rules.calendar),
+        deadline_at=deadline(finding.seen_at, event.deadline, rules.calendar) if auto_filed else None,
         first_seen_at=finding.seen_at,
         last_seen_at=finding.seen_at,
     )
@@ -247,6 +262,20 @@ def _new_case(session: Session, finding: Finding, rules: CaseRules) -> Case:
             note=note,
         )
     )
+    if auto_filed:
+        session.add(
+            FlowEntry(
+                case=case,
+                action=Action.FILE.value,
+                from_state=INITIAL_STATE,
+                to_state=State.FILED,
+                operator=AUTO_FILER,
+                at=finding.seen_at,
+                seconds_used=0.0,
+                note=f"auto-filed: {event.key} at {finding.confidence or 0:.2f} "
+                f">= {rules.auto_filing.min_confidence[event.key]:.2f} (configs/workflow.yaml auto_file)",
+            )
+        )
     return case
 
 

@@ -129,9 +129,10 @@ class Case(Base):
     department: Mapped[str | None] = mapped_column(String(64))
     state: Mapped[State] = mapped_column(one_of(State, 24, "ck_cases_state"), index=True)
     ai_review: Mapped[AiReview | None] = mapped_column(one_of(AiReview, 16, "ck_cases_ai_review"))
+    auto_filed: Mapped[bool] = mapped_column(default=False)  # filed without review (workflow.yaml auto_file)
     camera_id: Mapped[str | None] = mapped_column(String(64))
     filed_at: Mapped[datetime] = mapped_column()  # when the problem was seen (EXIF / frame time)
-    deadline_at: Mapped[datetime | None] = mapped_column()
+    deadline_at: Mapped[datetime | None] = mapped_column()  # from filing (立案) on; none while in review
     first_seen_at: Mapped[datetime] = mapped_column()
     last_seen_at: Mapped[datetime] = mapped_column()  # latest evidence: the duplicate window counts from it
     closed_at: Mapped[datetime | None] = mapped_column()

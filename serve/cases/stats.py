@@ -4,14 +4,22 @@ Each case is first reduced to `CaseFacts` from its flow log (what happened, and 
 rates are then plain counts over facts, so the numbers can be checked by hand. Definitions follow
 the domain document:
 
-- 立案率 filing rate = filed / valid reports (confirmed or corrected by a person)
+Only filed cases (立案: confirmed by a person and filed, or auto-filed for a trusted class) count as
+problems, in disposal, on-time, overdue, rankings and worst spots; an AI finding or citizen report
+awaiting review is a report, counted apart:
+
+- reports, pending review, valid (confirmed, corrected or auto-filed), rejected
+- 有效上报率 valid report rate = valid / reviewed (valid + rejected)
+- 漏报率 miss rate = filed problems first reported by people outside the patrol (public, hotline,
+  leader, media) / all filed problems: what the patrol and the cameras did not find first
+- 立案率 filing rate = filed / valid reports
 - 处置率 disposal rate = handled / due (dispatched and not cancelled)
 - 按期处置率 on-time disposal = due cases whose standing handling (the last `handle`) met the deadline / due
 - 结案率 / 按期结案率 closing and on-time closing = closed (by the deadline) / due
 - 返工率 rework rate = cases with a failed check / handled
 - 超时倍数 overtime multiple = (used − allowed) / allowed, from the last dispatch to the last handling,
   both measured in the unit of the class's limit (working hours count only working time)
-- problems per km² = reports that were not rejected or cancelled / area of the unit grids
+- problems per km² = filed cases that were not cancelled / area of the unit grids
 """
 
 from __future__ import annotations
@@ -28,13 +36,18 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from serve.cases.deadlines import WorkCalendar, time_used
+from serve.cases.enums import CaseSource
 from serve.cases.grids import GridIndex
 from serve.cases.orm import Case
-from serve.cases.workflow import OPEN_STATES, Action, State
+from serve.cases.workflow import FILED_OPEN_STATES, Action, State
 from vision.core.config import ConfigModel, load_config_file
+
+MISSED_SOURCES = (CaseSource.PUBLIC, CaseSource.HOTLINE, CaseSource.LEADER, CaseSource.MEDIA)
 
 GROUPS = ("grid", "street", "department", "event")
 RATE_NAMES = (
+    "valid_report_rate",
+    "miss_rate",
     "filing_rate",
     "disposal_rate",
     "on_time_disposal_rate",
@@ -52,9 +65,12 @@ class CaseFacts:
     grid_code: str | None
     street: str | None
     department: str | None
-    problem: bool  # not rejected nor cancelled: counts per km²
+    problem: bool  # filed and not cancelled: counts per km²
+    pending_review: bool  # a report nobody has confirmed or rejected yet
     valid: bool
+    rejected: bool
     filed: bool
+    missed: bool  # filed, first reported by someone outside the patrol (漏报)
     due: bool
     handled: bool
     handled_on_time: bool
@@ -79,6 +95,7 @@ def facts_of(case: Case, calendar: WorkCalendar, unit_of: Callable[[str], str]) 
     handles = [e for e in flow if e.action == Action.HANDLE]
     closing = [e for e in flow if e.action in (Action.CLOSE, Action.FORCE_CLOSE)]
     dispatched = Action.DISPATCH in actions
+    filed = Action.FILE in actions
     overtime = None
     starts = [e.at for e in flow if e.action == Action.DISPATCH and handles and e.at <= handles[-1].at]
     if handles and handles[-1].overdue and starts and case.deadline_at is not None:
@@ -91,9 +108,12 @@ def facts_of(case: Case, calendar: WorkCalendar, unit_of: Callable[[str], str]) 
         grid_code=case.grid_code,
         street=case.street,
         department=case.department,
-        problem=case.state not in (State.NOT_FILED, State.CANCELLED),
-        valid=bool(actions & {Action.CONFIRM, Action.CORRECT}),
-        filed=Action.FILE in actions,
+        problem=filed and case.state != State.CANCELLED,
+        pending_review=case.state == State.REPORTED,
+        valid=bool(actions & {Action.CONFIRM, Action.CORRECT}) or case.auto_filed,
+        rejected=Action.REJECT in actions,
+        filed=filed,
+        missed=filed and case.source in MISSED_SOURCES,
         due=dispatched and case.state != State.CANCELLED,
         handled=bool(handles),
         handled_on_time=bool(handles) and not handles[-1].overdue,
@@ -120,8 +140,11 @@ def rates(
     late = [f.overtime_multiple for f in items if f.overtime_multiple is not None]
     counts = {
         "reports": len(items),
+        "pending_review": sum(f.pending_review for f in items),
         "valid": sum(f.valid for f in items),
+        "rejected": sum(f.rejected for f in items),
         "filed": sum(f.filed for f in items),
+        "missed": sum(f.missed for f in items),
         "due": len(due),
         "handled": len(handled),
         "handled_on_time": sum(f.handled_on_time for f in due),
@@ -131,6 +154,8 @@ def rates(
     }
     result: dict[str, Any] = {
         **counts,
+        "valid_report_rate": ratio(counts["valid"], counts["valid"] + counts["rejected"]),
+        "miss_rate": ratio(counts["missed"], counts["filed"]),
         "filing_rate": ratio(counts["filed"], counts["valid"]),
         "disposal_rate": ratio(counts["handled"], counts["due"]),
         "on_time_disposal_rate": ratio(counts["handled_on_time"], counts["due"]),
@@ -282,10 +307,10 @@ def local_day_bounds(start: date, end: date, calendar: WorkCalendar) -> tuple[da
 
 
 def worst_spots(session: Session, grids: GridIndex | None, limit: int) -> list[dict[str, Any]]:
-    """Grids with the most open cases now, then the most per km²."""
+    """Grids with the most open filed cases now, then the most per km² (reports in review do not count)."""
     rows = session.execute(
         select(Case.grid_code, func.count())
-        .where(Case.state.in_([s.value for s in OPEN_STATES]), Case.grid_code.is_not(None))
+        .where(Case.state.in_([s.value for s in FILED_OPEN_STATES]), Case.grid_code.is_not(None))
         .group_by(Case.grid_code)
     ).all()
     spots: list[dict[str, Any]] = []

@@ -7,18 +7,18 @@ recorded late (a field app syncing, a test replaying a day) is judged by when it
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import PositiveFloat, field_validator
+from pydantic import Field, PositiveFloat, field_validator
 
 from serve.cases.enums import Action, AiReview, State
 from serve.cases.errors import InvalidTransition, MissingField
 from serve.cases.orm import Case, FlowEntry
-from vision.core.config import ConfigModel, load_config_file
+from vision.core.config import ConfigError, ConfigModel, load_config_file
 
 S, A = State, Action
 OPEN_STATES = (
@@ -33,6 +33,10 @@ OPEN_STATES = (
 )
 TERMINAL_STATES = (S.NOT_FILED, S.CLOSED, S.CANCELLED, S.FORCE_CLOSED)
 INITIAL_STATE = S.REPORTED
+# Open cases a person has filed (立案): only these count as problems, run a disposal clock and can be
+# overdue; a report awaiting review (reported, verified) is the reviewer's business, not the street's.
+FILED_OPEN_STATES = (S.FILED, S.DISPATCHED, S.HANDLING, S.HANDLED, S.CHECK_PASSED, S.SUSPENDED)
+AUTO_FILER = "auto-filing"  # operator of the `file` step of a case filed by configs/workflow.yaml `auto_file`
 
 # (state, action) -> next state. Anything not listed is refused with the allowed actions named.
 TRANSITIONS: dict[tuple[State, Action], State] = {
@@ -106,6 +110,10 @@ def is_open(state: str) -> bool:
     return state in OPEN_STATES
 
 
+def is_filed_open(state: str) -> bool:
+    return state in FILED_OPEN_STATES
+
+
 @dataclass(frozen=True)
 class StageLimits:
     """Minutes each desk has for its step (accept 15, dispatch 15, verify 30, check 30 by default)."""
@@ -118,9 +126,10 @@ class StageLimits:
 
 
 class WorkflowFile(ConfigModel):
-    """configs/workflow.yaml: minutes per desk, for the stages of STAGE_OF."""
+    """configs/workflow.yaml: minutes per desk, for the stages of STAGE_OF; classes filed without review."""
 
     stage_limits_minutes: dict[str, PositiveFloat] = {}
+    auto_file: dict[str, Annotated[float, Field(ge=0, le=1)]] = {}  # event key -> lowest confidence
 
     @field_validator("stage_limits_minutes")
     @classmethod
@@ -134,6 +143,30 @@ class WorkflowFile(ConfigModel):
 def load_stage_limits(path: Path) -> StageLimits:
     """`<configs_dir>/workflow.yaml` `stage_limits_minutes`; ConfigError names a bad field."""
     return StageLimits(dict(load_config_file(path, WorkflowFile).stage_limits_minutes))
+
+
+@dataclass(frozen=True)
+class AutoFiling:
+    """Event classes a bureau trusts its detector with: an AI finding of one, at or above its
+    confidence, is filed (立案) at once instead of waiting for a person's review."""
+
+    min_confidence: dict[str, float]
+
+    def files(self, event: str, confidence: float | None) -> bool:
+        threshold = self.min_confidence.get(event)
+        return threshold is not None and confidence is not None and confidence >= threshold
+
+
+NO_AUTO_FILING = AutoFiling({})  # every AI finding waits for a person
+
+
+def load_auto_filing(path: Path, events: Iterable[str]) -> AutoFiling:
+    """`<configs_dir>/workflow.yaml` `auto_file`: event key -> lowest confidence filed without review;
+    ConfigError names an event the taxonomy lacks."""
+    auto = load_config_file(path, WorkflowFile).auto_file
+    if unknown := sorted(set(auto) - set(events)):
+        raise ConfigError(f"{path}: auto_file: {', '.join(unknown)}: not an event of the taxonomy")
+    return AutoFiling(dict(auto))
 
 
 @dataclass(frozen=True)
@@ -170,7 +203,8 @@ def apply(
 ) -> FlowEntry:
     """Move `case` by `command` and append its flow-log entry; raises before changing anything.
 
-    Dispatch starts the disposal clock (deadline from the dispatch time); rework keeps it running.
+    Filing (立案) starts the disposal clock, dispatch restarts it from the dispatch time; rework
+    keeps it running. A report awaiting review has no deadline: it counts nowhere yet.
     """
     to_state = next_state(case.state, command.action)
     if missing := command.missing():
@@ -195,6 +229,8 @@ def apply(
         case.ai_review = AI_REVIEW_OF[command.action]
     for name, value in corrected.items():
         setattr(case, name, value)
+    if command.action is A.FILE:
+        case.deadline_at = deadline_from(case.event, command.at)
     if command.action is A.DISPATCH:
         case.department = command.department
         case.deadline_at = deadline_from(case.event, command.at)

@@ -35,7 +35,7 @@ from serve.cases.notify import enqueue_dispatched
 from serve.cases.orm import Case, Evidence, ExtensionRequest
 from serve.cases.people import DEPARTMENT_ROLES, check_action, check_decider, may_act, request_extension, sees
 from serve.cases.times import instant
-from serve.cases.workflow import OPEN_STATES, Action, Command, allowed_actions, apply, is_open
+from serve.cases.workflow import FILED_OPEN_STATES, Action, Command, allowed_actions, apply, is_filed_open
 from vision.core.boxes import boxes_json, parse_boxes
 
 router = APIRouter(tags=["cases"])
@@ -50,7 +50,8 @@ STALE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def is_overdue(case: Case, as_of: datetime) -> bool:
-    return is_open(case.state) and case.deadline_at is not None and case.deadline_at < as_of
+    """Filed, still open and past its deadline: a report awaiting review is never overdue."""
+    return is_filed_open(case.state) and case.deadline_at is not None and case.deadline_at < as_of
 
 
 def summary(case: Case, as_of: datetime) -> CaseSummary:
@@ -136,7 +137,7 @@ def filtered(q: CaseQuery, as_of: datetime, principal: Principal, local_tz: tzin
         query = query.where(Case.first_seen_at < until)
     if q.overdue is not None:
         late = and_(
-            Case.state.in_([s.value for s in OPEN_STATES]),
+            Case.state.in_([s.value for s in FILED_OPEN_STATES]),
             Case.deadline_at.is_not(None),
             Case.deadline_at < as_of,
         )
