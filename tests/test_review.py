@@ -26,15 +26,14 @@ from vision.detect.registry import CURRENT, find_model
 DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "garbage-cn"
 
 
-@pytest.fixture(scope="module")
-def street_photos(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
-    """Two garbage-cn photos the model finds garbage on, with EXIF GPS in two grids and a time."""
+def garbage_photos(folder: Path, count: int) -> list[bytes]:
+    """`count` garbage-cn photos the model finds garbage on, 600 px, with EXIF GPS in grid i and
+    START as capture time; skips the test without the current model or the data set."""
     try:
         find_model(CURRENT)
-        samples = pick_sample_photos(DATASET, 2)
+        samples = pick_sample_photos(DATASET, count)
     except Exception as err:
         pytest.skip(f"needs the current model and ../shared/datasets/garbage-cn ({err})")
-    folder = tmp_path_factory.mktemp("review")
     photos = []
     for i, source in enumerate(samples):
         with Image.open(source) as image:
@@ -43,6 +42,11 @@ def street_photos(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
         picture.save(path, "JPEG", quality=90, exif=exif_for(position=spot(i), taken_at=START))
         photos.append(path.read_bytes())
     return photos
+
+
+@pytest.fixture(scope="module")
+def street_photos(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
+    return garbage_photos(tmp_path_factory.mktemp("review"), 2)
 
 
 @pytest.fixture

@@ -97,6 +97,11 @@ class ReportResponse(Schema):
     model_version: str = Field(description="model that produced the detections")
     detections: list[DetectionOut] = Field(description="every detection on the photo")
     cases: list[CaseRef] = Field(description="cases created or joined by this photo's findings")
+    copy_of: list[str] = Field(
+        default=[],
+        description="numbers of the cases this photo (the same bytes or a near-identical image, "
+        "whatever position and time it claims) was already evidence of: it joined them, no case was opened",
+    )
 
 
 # --- cases ------------------------------------------------------------------------------------

@@ -89,6 +89,21 @@ class OutsideJurisdiction(DomainError):
         )
 
 
+class PhotoReused(DomainError):
+    """A photo already evidence of another case, sent as evidence of this one."""
+
+    status, title = 409, "photo already evidence of another case"
+
+    def __init__(self, case_number: str, evidence_id: int, case_id: int) -> None:
+        super().__init__(
+            f"this photo (the same bytes or a near-identical image) is already evidence {evidence_id} "
+            f"of case {case_number}: take a new photo, or add it to that case",
+            case=case_number,
+            case_id=case_id,
+            evidence_id=evidence_id,
+        )
+
+
 class StaleVersion(DomainError):
     status, title = 412, "precondition failed"
 

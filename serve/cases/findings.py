@@ -66,6 +66,7 @@ class Finding:
     photo_path: str
     photo_sha256: str
     boxes: tuple[Box, ...] = ()
+    photo_phash: str | None = None  # vision.core.phash: how a copy of the photo is recognised
     model_version: str | None = None  # set for AI findings, which then wait for a person's review
     source: CaseSource = CaseSource.PATROL_PHOTO
     reporter: str = "scan"  # operator of the case's first flow-log entry
@@ -153,6 +154,7 @@ def record_finding(session: Session, finding: Finding, rules: CaseRules) -> Case
         role=finding.role,
         path=finding.photo_path,
         sha256=finding.photo_sha256,
+        phash=finding.photo_phash,
         captured_at=finding.seen_at,
         boxes=boxes_json(finding.boxes),
         confidence=finding.confidence,

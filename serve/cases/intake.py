@@ -35,8 +35,11 @@ to `record_finding` directly, with the same duplicate rule, numbering and checks
   implausible one is `ImplausibleTime` (422 naming the field and why; a scan lists the photo as
   unusable with that reason) and nothing is written.
 
-Rules still to come land here once for every door: photo reuse (the same or a near-identical photo
-already evidence elsewhere) at the lookup by content in `take_photo`.
+- reuse: a photo whose bytes (sha256) or look (perceptual hash within
+  `vision.core.phash.NEAR_IDENTICAL_BITS`) are already evidence of a case is a copy of that
+  evidence, whatever position and time it claims now: it joins those cases as evidence (marked
+  `copy_of`, with what it claimed) and never opens a case of its own.
+
 
 The caller owns the transaction; `take_photo` adds no query of its own besides the photo lookup by
 content, so a scan still records a batch of photos per transaction at the same speed. On SQLite,
@@ -52,10 +55,11 @@ from datetime import datetime
 from typing import Any
 
 import supervision as sv
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
 
-from serve.cases.enums import CaseSource, PhotoSource, PhotoStatus
+from serve.cases.enums import CaseSource, EvidenceRole, PhotoSource, PhotoStatus
 from serve.cases.errors import OutsideJurisdiction
 from serve.cases.findings import CaseRules, CaseUpdate, Finding, record_finding
 from serve.cases.grids import Grid
@@ -63,6 +67,7 @@ from serve.cases.orm import Case, Evidence, Photo
 from serve.cases.times import CaptureTimes
 from vision.core.boxes import Box, boxes_json, boxes_of
 from vision.core.imageio import PhotoMeta, Position
+from vision.core.phash import near_identical
 from vision.core.taxonomy import Taxonomy
 from vision.detect.flyers import FlyerFinder
 
@@ -89,6 +94,7 @@ class IncomingPhoto:
     given: Given = field(default_factory=Given)
     reporter: str = "scan"  # operator of the first flow-log entry of the cases it opens
     reporter_id: int | None = None  # the signed-in person, where one reported it
+    phash: str | None = None  # vision.core.phash of the decoded image
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,7 @@ class Intake:
     known: bool  # the same bytes came before and brought nothing new: nothing was written
     events: dict[str, tuple[Box, ...]] = field(default_factory=dict)  # what the patrol rule finds
     updates: list[CaseUpdate] = field(default_factory=list)  # empty unless the photo is `done`
+    copy_of: list[Evidence] = field(default_factory=list)  # evidence elsewhere this photo is a copy of
 
 
 def capture_time(meta: PhotoMeta, given: Given, times: CaptureTimes, now: datetime) -> datetime | None:
@@ -240,7 +247,12 @@ def take_photo(session: Session, photo: IncomingPhoto, rules: CaseRules, *, now:
     row.model_version = photo.model_version
     row.detections = boxes_json(boxes_of(photo.detections, rules.taxonomy.names))
     row.processed_at = now
+    row.phash = photo.phash
     session.flush()
+    originals = copies_of(session, photo.sha256, photo.phash, exclude_photo=row.id)
+    if originals:
+        updates = join_as_copy(session, originals, row, placement, events)
+        return Intake(row, known=False, events=events, updates=updates, copy_of=originals)
     if placement.status != PhotoStatus.DONE or position is None or placement.taken_at is None:
         return Intake(row, known=False, events=events)
     updates = [
@@ -253,6 +265,7 @@ def take_photo(session: Session, photo: IncomingPhoto, rules: CaseRules, *, now:
                 seen_at=placement.taken_at,
                 photo_path=photo.path,
                 photo_sha256=photo.sha256,
+                photo_phash=photo.phash,
                 boxes=boxes,
                 model_version=photo.model_version,
                 source=CaseSource.PATROL_PHOTO,
@@ -266,6 +279,63 @@ def take_photo(session: Session, photo: IncomingPhoto, rules: CaseRules, *, now:
         for event, boxes in events.items()
     ]
     return Intake(row, known=False, events=events, updates=updates)
+
+
+def copies_of(
+    session: Session, sha256: str, phash: str | None, *, exclude_photo: int | None = None
+) -> list[Evidence]:
+    """Evidence of any case that is this photo: the same bytes, or a near-identical image.
+
+    Reads every stored hash (a few bytes a row): fine for a bureau's tens of thousands of photos.
+    """
+    query = select(Evidence).where(or_(Evidence.sha256 == sha256, Evidence.phash.is_not(None)))
+    if exclude_photo is not None:
+        query = query.where(or_(Evidence.photo_id.is_(None), Evidence.photo_id != exclude_photo))
+    return [
+        evidence
+        for evidence in session.scalars(query.order_by(Evidence.id))
+        if evidence.sha256 == sha256
+        or (phash is not None and evidence.phash is not None and near_identical(phash, evidence.phash))
+    ]
+
+
+def join_as_copy(
+    session: Session,
+    originals: list[Evidence],
+    row: Photo,
+    placement: Placement,
+    events: dict[str, tuple[Box, ...]],
+) -> list[CaseUpdate]:
+    """The copy becomes evidence of each case its originals belong to, with what it claimed; the
+    cases' place and seen period stay as they were (the copy's claims are not evidence of them)."""
+    updates = []
+    for case_id in dict.fromkeys(original.case_id for original in originals):
+        first = next(o for o in originals if o.case_id == case_id)
+        claimed = placement.position
+        evidence = Evidence(
+            case=first.case,
+            photo_id=row.id,
+            role=EvidenceRole.FINDING,
+            path=row.path,
+            sha256=row.sha256,
+            phash=row.phash,
+            captured_at=placement.taken_at or first.captured_at,
+            boxes=boxes_json(tuple(box for boxes in events.values() for box in boxes)),
+            model_version=row.model_version,
+            extra={
+                "copy_of": {"evidence": first.id, "case": first.case.number},
+                "claimed": {
+                    "lat": claimed.lat if claimed else None,
+                    "lon": claimed.lon if claimed else None,
+                    "taken_at": placement.taken_at.isoformat() if placement.taken_at else None,
+                },
+            },
+        )
+        session.add(evidence)
+        flag_modified(first.case, "last_seen_at")  # new evidence is a new version of the case (ETag)
+        updates.append(CaseUpdate(case=first.case, created=False, evidence=evidence))
+    session.flush()
+    return updates
 
 
 def take_unreadable(

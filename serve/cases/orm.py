@@ -90,6 +90,7 @@ class Photo(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    phash: Mapped[str | None] = mapped_column(String(16))  # vision.core.phash: known by its look
     path: Mapped[str] = mapped_column(Text)
     source: Mapped[PhotoSource] = mapped_column(one_of(PhotoSource, 16, "ck_photos_source"))
     status: Mapped[PhotoStatus] = mapped_column(one_of(PhotoStatus, 16, "ck_photos_status"))
@@ -155,6 +156,7 @@ class Evidence(Base):
     role: Mapped[EvidenceRole] = mapped_column(one_of(EvidenceRole, 16, "ck_evidence_role"))
     path: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64))
+    phash: Mapped[str | None] = mapped_column(String(16))  # null for camera frames and older rows
     captured_at: Mapped[datetime] = mapped_column()
     boxes: Mapped[list[Any]] = mapped_column()  # vision.core.boxes: write Box.to_json, read parse_boxes
     confidence: Mapped[float | None] = mapped_column(Float)

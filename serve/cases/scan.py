@@ -53,6 +53,7 @@ from serve.cases.settings import Settings
 from serve.cases.times import ImplausibleTime
 from vision.core.detector import Detector
 from vision.core.imageio import DEFAULT_TIMEZONE, MAX_PIXELS, ImageError, PhotoMeta, Position
+from vision.core.phash import perceptual_hash
 from vision.detect.flyers import FlyerFinder, ScanMode, load_flyer_rules
 from vision.detect.pipeline import (
     Candidate,
@@ -213,6 +214,7 @@ class Inspection:
     meta: PhotoMeta | None = None
     size: tuple[int, int] | None = None  # upright (width, height)
     detections: sv.Detections | None = None
+    phash: str | None = None  # vision.core.phash of the decoded image
 
 
 def source_of(item: Path | str) -> str:
@@ -271,6 +273,7 @@ class Inspector:
             meta=photo.meta,
             size=(photo.width, photo.height),
             detections=detections,
+            phash=perceptual_hash(photo.image),
         )
 
 
@@ -400,6 +403,7 @@ class Scanner:
                     detections=inspection.detections,
                     model_version=self.detector.version,
                     given=sidecar_row(self.sidecar, source) or Given(),
+                    phash=inspection.phash,
                 ),
                 self.rules,
                 now=datetime.now(UTC),  # bookkeeping, and the clock no capture time may run ahead of

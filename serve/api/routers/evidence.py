@@ -17,12 +17,13 @@ from serve.api.redaction import (
 )
 from serve.api.routers.cases import evidence_out
 from serve.api.schemas import EvidenceOut
-from serve.cases.errors import NotFound
+from serve.cases.errors import NotFound, PhotoReused
 from serve.cases.evidence import store_image
-from serve.cases.intake import Given, capture_time
+from serve.cases.intake import Given, capture_time, copies_of
 from serve.cases.orm import Case, Evidence
 from serve.cases.people import sees
 from vision.core.imageio import decode_photo
+from vision.core.phash import perceptual_hash
 from vision.core.taxonomy import Taxonomy
 
 router = APIRouter(tags=["evidence"])
@@ -51,7 +52,8 @@ def add_evidence(
 ) -> EvidenceOut:
     """The capture time is the photo intake's (EXIF, else `taken_at`). A photo with neither is kept
     with the upload time, marked `"time": "received"` in `extra`: it files no case, and a check of
-    the handling must not take that time for when the photo was taken."""
+    the handling must not take that time for when the photo was taken. A photo that is already
+    evidence of another case (the same bytes or a near-identical image) is refused (409, naming it)."""
     case = session.get(Case, case_id)
     if case is None or not sees(principal, case):
         raise NotFound("case", case_id)
@@ -59,6 +61,10 @@ def add_evidence(
     photo = service.gate.run_blocking(
         partial(decode_photo, source=upload.filename, local_tz=local_tz), upload.data
     )
+    phash = perceptual_hash(photo.image)
+    copies = copies_of(session, upload.sha256, phash)
+    if copies and all(copy.case_id != case_id for copy in copies):  # one photo may show two events
+        raise PhotoReused(copies[0].case.number, copies[0].id, copies[0].case_id)
     # checked before the file is kept: a refused photo leaves nothing behind in the evidence store
     captured_at = capture_time(photo.meta, Given(taken_at=taken_at), service.domain.rules.times, now)
     path = store_image(service.settings.evidence_dir, upload.data, upload.sha256, photo.format)
@@ -71,6 +77,7 @@ def add_evidence(
         role=role,
         path=str(path),
         sha256=upload.sha256,
+        phash=phash,
         captured_at=captured_at or now,
         boxes=[],
         extra=extra or None,

@@ -38,6 +38,7 @@ from serve.cases.intake import (
     take_photo,
 )
 from vision.core.imageio import Position
+from vision.core.phash import perceptual_hash
 from vision.detect.flyers import FlyerFinder
 
 router = APIRouter(tags=["reports"])
@@ -147,6 +148,7 @@ def record_report(
             given=given,
             reporter=reporter.name,
             reporter_id=reporter.user_id,
+            phash=perceptual_hash(photo.image),
         ),
         service.domain.rules,
         now=now,
@@ -182,5 +184,6 @@ def record_report(
         model_version=model_version,
         detections=detections_out(analysis.detections, service.domain.rules.taxonomy),
         cases=refs,
+        copy_of=list(dict.fromkeys(original.case.number for original in intake.copy_of)),
     )
     return response.model_dump(mode="json")
