@@ -235,8 +235,14 @@ def _jpeg(width: int = 320, height: int = 240, seed: int = 0) -> bytes:
     import cv2
     import numpy as np
 
-    image = np.random.default_rng(seed).integers(0, 120, (height, width, 3), dtype=np.uint8)
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 120, (height, width, 3), dtype=np.uint8)
     image[height // 4 : height // 2, width // 4 : width // 2] = (40, 200, 230)
+    for _ in range(
+        3 if seed else 0
+    ):  # other seeds, other pictures (not near-identical copies: 10+ bits apart)
+        x, y = int(rng.integers(0, width * 3 // 4)), int(rng.integers(0, height * 3 // 4))
+        image[y : y + height // 4, x : x + width // 4] = rng.integers(0, 256, 3)
     ok, data = cv2.imencode(".jpg", image)
     assert ok
     return data.tobytes()

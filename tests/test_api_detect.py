@@ -165,7 +165,11 @@ def test_report_position_and_time_from_exif_or_unlocated(service: Service, stree
     found = sorted({d["event"] for d in located["detections"] if d["finding"]})
     assert [c["event"] for c in located["cases"]] == found  # re-encoding with EXIF may change scores
     bare = service.client.post("/v1/reports", files=upload(street_photo.jpeg), headers=service.auth("report"))
-    assert bare.json()["unlocated"] is True and bare.json()["cases"] == [] and bare.json()["detections"]
+    assert bare.json()["unlocated"] is True and bare.json()["detections"]
+    # the same picture without EXIF is a copy of the located photo: it joins its cases, opens none
+    numbers = [c["number"] for c in located["cases"]]
+    assert bare.json()["copy_of"] == numbers and [c["number"] for c in bare.json()["cases"]] == numbers
+    assert not any(c["created"] for c in bare.json()["cases"])
 
 
 @pytest.mark.parametrize(

@@ -432,8 +432,13 @@ def walk(people: People, case_id: int, steps: list[tuple[str, str]], jpeg: Calla
         assert answer.status_code == 200, (action, who, answer.text)
 
 
-def test_a_worst_spot_is_flagged_assigned_and_closed_only_by_a_check_once_cleared(people: People) -> None:
+def test_a_worst_spot_is_flagged_assigned_and_closed_only_by_a_check_once_cleared(
+    people: People, jpeg: Callable[..., bytes]
+) -> None:
     cases = [report(people.service), report(people.service, "06042", "垃圾桶满溢")]
+    assert people.call("chief", "GET", "/v1/stats/worst-spots").json()["spots"] == []  # in review
+    for case_id in cases:  # filed (立案): now problems of the grid
+        walk(people, case_id, [("confirm", "op"), ("file", "op")], jpeg)
     worst = people.call("chief", "GET", "/v1/stats/worst-spots").json()["spots"][0]
     assert (worst["grid_code"], worst["open_cases"]) == (SPOT, 2)
     deadline = (people.service.clock() + timedelta(hours=2)).isoformat()
@@ -485,6 +490,8 @@ def test_a_worst_spot_is_flagged_assigned_and_closed_only_by_a_check_once_cleare
 
 def test_monthly_district_ranking_counts_problems_per_km2(people: People, jpeg: Callable[..., bytes]) -> None:
     kept, rejected = report(people.service), report(people.service, "06042", "垃圾桶满溢")
+    pending = report(people.service, "09005", "店外经营")  # awaiting review: no problem yet
+    walk(people, kept, [("confirm", "op"), ("file", "op")], jpeg)
     walk(people, rejected, [("reject", "op")], jpeg)
     ranking = people.call("boss", "GET", "/v1/stats/monthly-ranking", params={"month": "2025-09"}).json()
     [district] = ranking["districts"]
@@ -499,7 +506,7 @@ def test_monthly_district_ranking_counts_problems_per_km2(people: People, jpeg: 
         people.call("boss", "GET", "/v1/stats/monthly-ranking", params={"month": "2025-13"}).status_code
         == 422
     )
-    assert kept
+    assert kept and pending
 
 
 def test_inspector_metrics_valid_reports_misses_and_checks(
