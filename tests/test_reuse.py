@@ -49,7 +49,7 @@ def test_a_reused_photo_joins_its_case_and_opens_none(service: Service, photos: 
     numbers = sorted(c["number"] for c in first)
     before = get(service, "/v1/cases")["total"]
 
-    elsewhere, later = spot(6), START + timedelta(days=2)  # another grid, two days later
+    elsewhere, later = spot(6), START - timedelta(days=2)  # another grid, two days earlier
     copy = copy_of(photos[0])
     response = service.client.post(
         "/v1/reports",

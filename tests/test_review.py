@@ -65,6 +65,8 @@ def service_overrides(request: pytest.FixtureRequest, tmp_path: Path) -> dict[st
 
 
 def post_report(service: Service, photo: bytes) -> list[dict[str, Any]]:
+    """POST /v1/reports an hour after the photos were taken (a capture time ahead of the clock is refused)."""
+    service.clock.at = max(service.clock.at, START + timedelta(hours=1))
     response = service.client.post(
         "/v1/reports", files={"file": ("p.jpg", photo, "image/jpeg")}, headers=service.auth("report")
     )
