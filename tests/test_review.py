@@ -12,16 +12,16 @@ from typing import Any
 
 import pytest
 import yaml
+from configured import CONFIGS, MODELS
 from conftest import Service
 from PIL import Image
 from test_scan import START, spot
 
 from serve.cases.deadlines import deadline, load_calendar
-from serve.cases.settings import get_settings
 from serve.cli.demo import pick_sample_photos
 from vision.core.imageio import exif_for
 from vision.core.taxonomy import Deadline
-from vision.detect.registry import CURRENT, find_model
+from vision.detect.registry import CURRENT, ModelError, find_model
 
 DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "garbage-cn"
 
@@ -30,9 +30,9 @@ def garbage_photos(folder: Path, count: int) -> list[bytes]:
     """`count` garbage-cn photos the model finds garbage on, 600 px, with EXIF GPS in grid i and
     START as capture time; skips the test without the current model or the data set."""
     try:
-        find_model(CURRENT)
+        find_model(CURRENT, models_dir=MODELS)
         samples = pick_sample_photos(DATASET, count)
-    except Exception as err:
+    except (ModelError, OSError) as err:  # OSError: FileNotFoundError of a missing data set
         pytest.skip(f"needs the current model and ../shared/datasets/garbage-cn ({err})")
     photos = []
     for i, source in enumerate(samples):
@@ -56,7 +56,7 @@ def service_overrides(request: pytest.FixtureRequest, tmp_path: Path) -> dict[st
     if policy is None:
         return {}
     configs = tmp_path / "configs"
-    shutil.copytree(get_settings().configs_dir, configs)
+    shutil.copytree(CONFIGS, configs)
     workflow = yaml.safe_load((configs / "workflow.yaml").read_text(encoding="utf-8"))
     (configs / "workflow.yaml").write_text(
         yaml.safe_dump({**workflow, "auto_file": policy}), encoding="utf-8"
@@ -116,7 +116,9 @@ def test_ai_findings_count_only_once_confirmed_and_filed(
     assert filed["state"] == "filed" and filed["ai_review"] == "confirmed"
     limit = next(e for e in get(service, "/v1/events") if e["key"] == filed["event"])
     expected = deadline(
-        START + timedelta(minutes=20), Deadline(limit["limit"], limit["unit"]), load_calendar()
+        START + timedelta(minutes=20),
+        Deadline(limit["limit"], limit["unit"]),
+        load_calendar(CONFIGS / "calendar.yaml"),
     )
     assert datetime.fromisoformat(filed["deadline_at"]) == expected
     act(service, other["id"], START + timedelta(minutes=30), "reject", note="误报: 墙面污渍")
