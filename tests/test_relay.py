@@ -18,7 +18,8 @@ import pytest
 import yaml
 from synthetic import review_roads, tiny_model, write_mix
 
-from vision.modelops.relay import Deadline, PartWriter, RelayError, load_config, survey_pretrained
+from vision.modelops.relay import Deadline, PartWriter, RelayError, survey_pretrained
+from vision.modelops.relay_config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -158,10 +159,11 @@ def test_parts_never_exceed_their_size(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"epochs": 0}, "epochs must be a number"),
-        ({"imgsz": "640"}, "imgsz must be a number"),
-        ({"monitor_fraction": 0.9}, "monitor_fraction must be a number"),
-        ({"name": ""}, "name must be a non-empty string"),
+        ({"epochs": 0}, "epochs: Input should be greater than or equal to 1"),
+        ({"imgsz": "640"}, "imgsz: Input should be a valid integer"),
+        ({"monitor_fraction": 0.9}, "monitor_fraction: Input should be less than or equal to 0.5"),
+        ({"name": ""}, "name: String should have at least 1 character"),
+        ({"part_mb": 58}, "part_mb: Extra inputs are not permitted"),
     ],
 )
 def test_bad_relay_settings_are_named(tmp_path: Path, change: dict[str, object], message: str) -> None:

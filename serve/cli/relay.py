@@ -16,12 +16,10 @@ from pathlib import Path
 from vision.core.taxonomy import Taxonomy
 from vision.modelops.relay import (
     BUNDLE,
-    CONFIG,
     RelayConfig,
     RelayError,
     fetch_wheels,
     land,
-    load_config,
     pack,
     survey_pretrained,
     train_leg,
@@ -33,7 +31,7 @@ def cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="streetorder relay", description=__doc__.splitlines()[0])
     steps = parser.add_subparsers(dest="step", required=True)
     pack_p = steps.add_parser("pack", help="write the next leg's bundle (here)")
-    pack_p.add_argument("--config", type=Path, help=f"default: {CONFIG} in the configs_dir setting")
+    pack_p.add_argument("--config", type=Path, help="default: relay.yaml in the configs_dir setting")
     pack_p.add_argument("--out", type=Path, default=BUNDLE)
     pack_p.add_argument(
         "--wheels",
@@ -52,7 +50,7 @@ def cli(argv: list[str]) -> int:
     leg_p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
     land_p = steps.add_parser("land", help="keep a leg's checkpoint and record (here)")
     land_p.add_argument("files", type=Path, help="the folder holding the leg's files")
-    land_p.add_argument("--config", type=Path, help=f"default: {CONFIG} in the configs_dir setting")
+    land_p.add_argument("--config", type=Path, help="default: relay.yaml in the configs_dir setting")
     land_p.add_argument("--runs", type=Path, default=Path("runs"))
     args = parser.parse_args(argv)
     started = time.monotonic()
@@ -85,6 +83,7 @@ def _here_cli(args: argparse.Namespace) -> int:
     """`pack` and `land`: the steps that run beside the models and configs, with the settings."""
     from serve.cases.settings import get_settings
     from vision.detect.registry import ModelError
+    from vision.modelops.relay_config import CONFIG, load_config
 
     settings = get_settings()
     config = load_config(args.config or settings.configs_dir / CONFIG)

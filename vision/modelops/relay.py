@@ -58,7 +58,6 @@ from vision.data.datamix import (
 )
 from vision.data.reviews import ReviewError, read_reviews
 
-CONFIG = "relay.yaml"  # in the configs folder (the configs_dir setting)
 BUNDLE = Path(".relay")  # git-ignored; the device tool carries repository paths only
 STATE = "state.pt"  # the resumable checkpoint kept in models/relay/NAME/
 LEGS = "legs.yaml"
@@ -75,6 +74,8 @@ class RelayError(ValueError):
 
 @dataclass(frozen=True)
 class RelayConfig:
+    """configs/relay.yaml, checked (vision/modelops/relay_config.py: read here, never on the leg's host)."""
+
     name: str
     mix: Path
     start: str
@@ -84,36 +85,6 @@ class RelayConfig:
     monitor_fraction: float
     webp_quality: int
     part_mib: float
-
-
-def load_config(path: Path) -> RelayConfig:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        raise RelayError(f"{path}: cannot read the relay settings: {err}") from err
-    if not isinstance(raw, dict):
-        raise RelayError(f"{path}: relay settings must be a mapping")
-
-    def number(key: str, kind: type, low: float, high: float) -> Any:
-        value = raw.get(key)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-            raise RelayError(f"{path}: {key} must be a number from {low} to {high}, got {value!r}")
-        return kind(value)
-
-    for key in ("name", "mix", "start"):
-        if not isinstance(raw.get(key), str) or not raw[key]:
-            raise RelayError(f"{path}: {key} must be a non-empty string")
-    return RelayConfig(
-        name=raw["name"],
-        mix=(path.parent / raw["mix"]).resolve(),
-        start=raw["start"],
-        imgsz=number("imgsz", int, 32, 2048),
-        epochs=number("epochs", int, 1, 10_000),
-        batch=number("batch", int, 1, 1024),
-        monitor_fraction=number("monitor_fraction", float, 0.0, 0.5),
-        webp_quality=number("webp_quality", int, 1, 100),
-        part_mib=number("part_mib", float, 0.01, 4096),
-    )
 
 
 def read_legs(relay_dir: Path) -> list[dict[str, Any]]:
