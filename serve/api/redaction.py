@@ -23,11 +23,14 @@ from serve.cases.evidence import write_atomically
 from serve.cases.orm import Evidence
 from vision.core.boxes import parse_boxes
 from vision.core.draw import draw_boxes
-from vision.core.imageio import VIEW_SIDE, decode_photo
+from vision.core.imageio import decode_photo
 from vision.detect.privacy import PrivacyUnavailable, default_redactor
 
 RAW_SCOPE = "evidence:raw"
 PRIVACY_HEADER = "X-Privacy"  # raw | redacted: which form the body is
+# Served copies are decoded reduced while their long side stays at least this (a 4032 px phone photo
+# at 1/2, an 8000 px one at 1/4): enough to see the case, and a huge photo costs ~16 MB of pixels.
+SHOWN_SIDE = 2000
 PRIVACY_VERSION = "centerface-ppocr-1"  # change with the redactor: kept blurred images are made again
 
 
@@ -72,7 +75,7 @@ class Renders:
     model that found them and the privacy version, so that a new redactor or model makes them
     again and nothing else does. Making one runs on `threads` slots of its own, never on the
     detector's: eight readers of a case's photos must not starve detection. Readers of the same
-    image wait for the one that makes it. Huge photos are decoded reduced (VIEW_SIDE).
+    image wait for the one that makes it. Photos are decoded reduced (SHOWN_SIDE).
     """
 
     def __init__(self, evidence_dir: Path, threads: int = 1) -> None:
@@ -115,12 +118,12 @@ class Renders:
 
     @staticmethod
     def _redact(path: Path, sha256: str) -> bytes:
-        photo = decode_photo(path.read_bytes(), source=f"evidence {sha256[:12]}", reduce_to=VIEW_SIDE)
+        photo = decode_photo(path.read_bytes(), source=f"evidence {sha256[:12]}", reduce_to=SHOWN_SIDE)
         return encode_jpeg(redact_image(photo.image))
 
     @staticmethod
     def _draw(path: Path, evidence: Evidence, raw: bool, names: Sequence[str]) -> bytes:
-        photo = decode_photo(path.read_bytes(), source=f"evidence {evidence.id}", reduce_to=VIEW_SIDE)
+        photo = decode_photo(path.read_bytes(), source=f"evidence {evidence.id}", reduce_to=SHOWN_SIDE)
         image = photo.image if raw else redact_image(photo.image)
         scale = image.shape[1] / photo.width  # boxes are stored in the photo's own pixels
         stored = parse_boxes(evidence.boxes, f"evidence {evidence.id}").boxes

@@ -22,7 +22,7 @@ from serve.cases.evidence import store_image
 from serve.cases.intake import Given, capture_time, copies_of
 from serve.cases.orm import Case, Evidence
 from serve.cases.people import sees
-from vision.core.imageio import decode_photo
+from vision.core.imageio import VIEW_SIDE, decode_photo
 from vision.core.phash import perceptual_hash
 from vision.core.taxonomy import Taxonomy
 
@@ -59,7 +59,7 @@ def add_evidence(
         raise NotFound("case", case_id)
     local_tz = service.domain.rules.calendar.timezone
     photo = service.gate.run_blocking(
-        partial(decode_photo, source=upload.filename, local_tz=local_tz), upload.data
+        partial(decode_photo, source=upload.filename, local_tz=local_tz, reduce_to=VIEW_SIDE), upload.data
     )
     phash = perceptual_hash(photo.image)
     copies = copies_of(session, upload.sha256, phash)
