@@ -22,11 +22,12 @@ from datetime import date, datetime, time, timedelta
 from functools import cache
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
+from pydantic import BeforeValidator, Field, field_validator
 
+from vision.core.config import ConfigModel, read_config_yaml, validate_config
 from vision.core.taxonomy import Deadline
 
 WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -148,87 +149,94 @@ def load_calendar(path: Path | str) -> WorkCalendar:
 
 @cache
 def _load_cached(path: Path) -> WorkCalendar:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        raise CalendarError(f"{path}: cannot read calendar: {err}") from err
-    return parse_calendar(data, str(path))
+    return parse_calendar(read_config_yaml(path, CalendarError), str(path))
 
 
 def parse_calendar(data: Any, source: str = "<memory>") -> WorkCalendar:
     """Build a WorkCalendar from parsed YAML, naming the file and field of any error."""
-    if not isinstance(data, dict):
-        raise CalendarError(f"{source}: expected a mapping")
-    try:
-        tz = ZoneInfo(str(data.get("timezone", "Asia/Shanghai")))
-    except (ZoneInfoNotFoundError, ValueError) as err:
-        raise CalendarError(f"{source}: timezone: unknown timezone {data.get('timezone')!r}") from err
-    periods = _periods(data.get("working_hours", [["08:00", "12:00"], ["14:00", "18:00"]]), source)
-    weekend_days = data.get("weekend", ["sat", "sun"])
-    if not isinstance(weekend_days, list):
-        raise CalendarError(f"{source}: weekend: a list of weekdays expected, got {weekend_days!r}")
-    weekend = frozenset(_weekday(d, f"{source}: weekend") for d in weekend_days)
-    holidays = frozenset(_dates(data.get("holidays") or [], f"{source}: holidays"))
-    make_up = frozenset(_dates(data.get("make_up_workdays") or [], f"{source}: make_up_workdays"))
+    spec = validate_config(data, CalendarFile, source, error=CalendarError)
+    holidays, make_up = _days(spec.holidays), _days(spec.make_up_workdays)
     both = sorted(holidays & make_up)
     if both:
         raise CalendarError(f"{source}: {both[0]} is both a holiday and a make-up working day")
-    return WorkCalendar(tz, periods, weekend, holidays, make_up)
+    periods = tuple(spec.working_hours)
+    return WorkCalendar(ZoneInfo(spec.timezone), periods, frozenset(spec.weekend), holidays, make_up)
 
 
-def _periods(raw: Any, source: str) -> tuple[tuple[time, time], ...]:
-    where = f"{source}: working_hours"
-    if not isinstance(raw, list) or not raw:
-        raise CalendarError(f"{where}: a list of [start, end] pairs expected")
-    periods = []
-    for i, pair in enumerate(raw):
-        if not isinstance(pair, list | tuple) or len(pair) != 2:
-            raise CalendarError(f"{where}[{i}]: a [start, end] pair expected, got {pair!r}")
-        begin, end = (_clock(v, f"{where}[{i}]") for v in pair)
-        if begin >= end:
-            raise CalendarError(f"{where}[{i}]: start {begin} is not before end {end}")
-        periods.append((begin, end))
-    periods.sort()
-    for (_, end), (begin, _) in pairwise(periods):
-        if begin < end:
-            raise CalendarError(f"{where}: periods overlap at {begin}")
-    return tuple(periods)
-
-
-def _clock(value: Any, where: str) -> time:
+def _clock(value: Any) -> time:
     try:
         if isinstance(value, int):  # YAML 1.1 reads unquoted 08:00 as sexagesimal minutes
             return time(value // 60, value % 60)
         return time.fromisoformat(str(value))
     except (ValueError, OverflowError) as err:
-        raise CalendarError(f"{where}: {value!r} is not a time 'HH:MM'") from err
+        raise ValueError(f"{value!r} is not a time 'HH:MM'") from err
 
 
-def _weekday(value: Any, where: str) -> int:
+def _weekday(value: Any) -> int:
     name = str(value).strip().lower()[:3]
     if name in WEEKDAY_NAMES:
         return WEEKDAY_NAMES.index(name)
     if isinstance(value, int) and 1 <= value <= 7:
         return value - 1  # ISO numbering
-    raise CalendarError(f"{where}: {value!r} is not a weekday (mon..sun or 1..7)")
+    raise ValueError(f"{value!r} is not a weekday (mon..sun or 1..7)")
 
 
-def _dates(entries: Any, where: str) -> Iterator[date]:
-    if not isinstance(entries, list):
-        raise CalendarError(f"{where}: a list of dates or 'YYYY-MM-DD..YYYY-MM-DD' ranges expected")
-    for i, entry in enumerate(entries):
-        if isinstance(entry, date):
-            yield entry
-            continue
-        text = str(entry)
-        first, _, last = text.partition("..")
-        try:
-            begin = date.fromisoformat(first.strip())
-            end = date.fromisoformat(last.strip()) if last else begin
-        except ValueError as err:
-            raise CalendarError(f"{where}[{i}]: {text!r} is not a date or a date range") from err
-        if end < begin:
-            raise CalendarError(f"{where}[{i}]: range {text!r} ends before it starts")
-        while begin <= end:
-            yield begin
-            begin += timedelta(days=1)
+def _date_range(entry: Any) -> tuple[date, date]:
+    """A date, or 'YYYY-MM-DD..YYYY-MM-DD' (both days included)."""
+    if isinstance(entry, date):
+        return entry, entry
+    first, _, last = str(entry).partition("..")
+    try:
+        begin = date.fromisoformat(first.strip())
+        end = date.fromisoformat(last.strip()) if last else begin
+    except ValueError as err:
+        raise ValueError(f"{str(entry)!r} is not a date or a date range") from err
+    if end < begin:
+        raise ValueError(f"range {str(entry)!r} ends before it starts")
+    return begin, end
+
+
+def _timezone(name: Any) -> str:
+    try:
+        ZoneInfo(str(name))
+    except (ZoneInfoNotFoundError, ValueError) as err:
+        raise ValueError(f"unknown timezone {name!r}") from err
+    return str(name)
+
+
+def _days(ranges: list[tuple[date, date]] | None) -> frozenset[date]:
+    days = set()
+    for first, last in ranges or []:
+        day = first
+        while day <= last:
+            days.add(day)
+            day += timedelta(days=1)
+    return frozenset(days)
+
+
+Clock = Annotated[time, BeforeValidator(_clock)]
+DateRange = Annotated[tuple[date, date], BeforeValidator(_date_range)]
+
+
+class CalendarFile(ConfigModel):
+    """configs/calendar.yaml (its comments explain each field)."""
+
+    timezone: Annotated[str, BeforeValidator(_timezone)] = "Asia/Shanghai"
+    working_hours: list[tuple[Clock, Clock]] = Field(
+        default=[(time(8), time(12)), (time(14), time(18))], min_length=1
+    )
+    weekend: list[Annotated[int, BeforeValidator(_weekday)]] = [5, 6]
+    holidays: list[DateRange] | None = None
+    make_up_workdays: list[DateRange] | None = None
+
+    @field_validator("working_hours")
+    @classmethod
+    def _ordered_disjoint(cls, periods: list[tuple[time, time]]) -> list[tuple[time, time]]:
+        for i, (begin, end) in enumerate(periods):
+            if begin >= end:
+                raise ValueError(f"[{i}]: start {begin} is not before end {end}")
+        ordered = sorted(periods)
+        for (_, end), (begin, _) in pairwise(ordered):
+            if begin < end:
+                raise ValueError(f"periods overlap at {begin}")
+        return ordered

@@ -55,11 +55,25 @@ def load_config_file(
 ) -> Model:
     """Read `path` and validate it as `model`; an empty file is an empty mapping. Any problem is
     raised as `error` (a module's own ConfigError subclass or ValueError) naming file and field."""
-    data = read_config_yaml(path, error)
+    return validate_config(read_config_yaml(path, error), model, str(path), error=error, context=context)
+
+
+def validate_config(
+    data: Any,
+    model: type[Model],
+    source: str,
+    *,
+    error: type[ValueError] = ConfigError,
+    context: dict[str, Any] | None = None,
+) -> Model:
+    """Parsed YAML (None: an empty file) validated as `model`; a problem is `error` naming `source`
+    and the field."""
+    if data is not None and not isinstance(data, dict):
+        raise error(f"{source}: expected a mapping, got {type(data).__name__}")
     try:
         return model.model_validate({} if data is None else data, context=context)
     except ValidationError as err:
         problem = err.errors()[0]
         message = str(problem["msg"]).removeprefix("Value error, ")
         where = field_path(problem["loc"])
-        raise error(f"{path}: {where}: {message}" if where else f"{path}: {message}") from err
+        raise error(f"{source}: {where}: {message}" if where else f"{source}: {message}") from err
