@@ -37,7 +37,7 @@ from serve.cli.scan import cli
 from vision.core.detector import Detector
 from vision.core.imageio import decode_photo, exif_for
 from vision.detect.backends import letterbox, load_detector
-from vision.detect.pipeline import DecodeOptions, detect_full, ordered_map, to_full_pixels
+from vision.detect.pipeline import DecodeOptions, WorkerStalled, detect_full, ordered_map, to_full_pixels
 from vision.detect.registry import CURRENT, find_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -421,3 +421,22 @@ def test_int8_is_a_candidate_only_with_a_passed_accuracy_check(
             folder, precision, ["onnx"], models_dir=MODELS, taxonomy=TAXONOMY, cache_dir=tmp_path / "cache"
         )
         assert again == chosen and "measured earlier" in how  # a resumed scan runs the same file
+
+
+def test_a_stalled_worker_stops_the_scan_with_a_clear_error_instead_of_a_silent_wait() -> None:
+    """The watchdog of `ordered_map`: a worker stuck on one photo (a real blocked thread) ends the
+    map with WorkerStalled naming it, after the photos before it, within the allowed time."""
+    release = threading.Event()
+
+    def inspect(item: str) -> str:
+        if item == "p03.jpg":
+            release.wait(30)  # stuck, as a deadlocked runtime would be
+        return item.upper()
+
+    done: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(WorkerStalled, match=r"p03\.jpg.*run the same command again to resume"):
+        for result in ordered_map(inspect, [f"p{i:02d}.jpg" for i in range(8)], 2, stall_s=1.0):
+            done.append(result)
+    assert done == ["P00.JPG", "P01.JPG", "P02.JPG"] and time.monotonic() - started < 10
+    release.set()

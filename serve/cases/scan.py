@@ -301,6 +301,7 @@ class Scanner:
     batch: int = 1
     batch_seconds: float = 0.5
     flyers: FlyerFinder | None = None
+    stall_s: float | None = 600.0  # watchdog: a photo taking longer stops the scan (WorkerStalled)
 
     @property
     def inspector(self) -> Inspector:
@@ -328,7 +329,9 @@ class Scanner:
         stats = ScanStats()
         started = time.perf_counter()
         total = sum(1 for _ in iter_photos(inputs))
-        inspect = inspections or (lambda items: ordered_map(self.inspector, items, self.workers))
+        inspect = inspections or (
+            lambda items: ordered_map(self.inspector, items, self.workers, stall_s=self.stall_s)
+        )
         with tqdm(total=total, unit="img", desc="scan", disable=not progress, dynamic_ncols=True) as bar:
 
             def committed(count: int) -> None:

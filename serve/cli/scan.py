@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ from vision.core.imageio import MAX_PIXELS
 from vision.core.taxonomy import TAXONOMY
 from vision.detect.pipeline import (
     Candidate,
+    WorkerStalled,
     cpu_count,
 )
 
@@ -92,6 +94,7 @@ def cli(argv: list[str]) -> int:
         workers=workers,
         batch=1 if simple else max(1, args.batch),
         flyers=flyers,
+        stall_s=args.stall_s or None,
     )
     log.info(
         "scanning %s with %s (%s), %s engine, %d worker(s), flyer reader %s, into %s",
@@ -114,6 +117,10 @@ def cli(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 130
+    except WorkerStalled as err:  # the stuck thread would keep the process from exiting: leave now
+        print(f"streetorder scan: {err}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(1)
     report = write_report(factory, args.out, rules)
     for line in summary(stats, report, args.out):
         print(line)
@@ -214,6 +221,13 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--workers", type=int, default=cpu_count(), help="parallel workers (default: one per core)"
+    )
+    p.add_argument(
+        "--stall-s",
+        type=float,
+        default=600.0,
+        help="watchdog: a photo not inspected within this many seconds stops the scan with an error "
+        "(resumable; 0: wait forever)",
     )
     p.add_argument("--batch", type=int, default=64, help="photos per database transaction (at most 0.5 s)")
     p.add_argument(

@@ -154,9 +154,18 @@ class OrtRunner:
         return np.asarray(self.session.run(None, {self.input_name: tensor})[0])
 
 
+WARM_UP_SIDE = 640  # a dynamic axis of the warm-up inference: any size the model accepts
+
+
 class OpenVinoRunner:
     """OpenVINO on the CPU, reading the ONNX file directly. One stream per concurrent caller (a
-    stream runs one request at a time) and an infer request per calling thread."""
+    stream runs one request at a time) and an infer request per calling thread.
+
+    The constructor imports, compiles and runs one inference on the thread that builds the runner
+    (the main thread, before any worker starts): two workers making their first call at once could
+    deadlock forever, `_pyopenvino`'s static initialisation and pybind11's numpy set-up each
+    waiting for the other's lock (1 start in about 17 of `streetorder scan` hung so).
+    """
 
     def __init__(self, path: Path, threads: int | None = None, concurrency: int = 1):
         import openvino as ov
@@ -170,6 +179,9 @@ class OpenVinoRunner:
         self.input_shape = _dims(model.inputs[0].get_partial_shape())
         self.output_shape = _dims(model.outputs[0].get_partial_shape())
         self.requests = threading.local()
+        warm_up = [d if isinstance(d, int) else WARM_UP_SIDE for d in self.input_shape]
+        warm_up[0] = 1  # a batch axis, dynamic or not
+        self(np.zeros(warm_up, dtype=np.float32))  # every lazy static set up here, single-threaded
 
     def __call__(self, tensor: np.ndarray) -> np.ndarray:
         request = getattr(self.requests, "request", None)

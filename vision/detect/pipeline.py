@@ -119,8 +119,16 @@ class DecodeOptions:
 # ----------------------------------------------------------------------------------- parallel
 
 
+class WorkerStalled(RuntimeError):
+    """A worker made no progress for longer than the watchdog allows: the work stops, resumably."""
+
+
 def ordered_map(
-    work: Callable[[Item], Result], items: Iterable[Item], workers: int, window: int | None = None
+    work: Callable[[Item], Result],
+    items: Iterable[Item],
+    workers: int,
+    window: int | None = None,
+    stall_s: float | None = None,
 ) -> Iterator[Result]:
     """`map(work, items)` on `workers` threads, results in input order, at most `window` in flight.
 
@@ -128,22 +136,40 @@ def ordered_map(
     scan must record exactly as a sequential one. The window bounds memory over any archive.
     `work` must release the GIL for its heavy parts (file reads, hashing, libjpeg, the inference
     runtimes and OpenCV all do).
+
+    `stall_s` is the watchdog: when the oldest item has not finished that long after the one
+    before it, WorkerStalled is raised (naming the item) instead of waiting forever; the stuck
+    thread is left behind, so the caller should end the process once it has reported.
     """
-    if workers <= 1:
+    if workers <= 1 and stall_s is None:
         yield from map(work, items)
         return
-    window = window or 4 * workers
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="scan-worker")
-    pending: deque[Future[Result]] = deque()
+    window = window or 4 * max(1, workers)
+    pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="scan-worker")
+    pending: deque[tuple[Item, Future[Result]]] = deque()
+    stalled = False
+
+    def oldest() -> Result:
+        nonlocal stalled
+        item, future = pending.popleft()
+        try:
+            return future.result(timeout=stall_s)
+        except TimeoutError:
+            stalled = True
+            raise WorkerStalled(
+                f"a worker made no progress for {stall_s:.0f} s on {item}: stopped instead of waiting "
+                "forever; everything recorded so far is kept, run the same command again to resume"
+            ) from None
+
     try:
         for item in items:
-            pending.append(pool.submit(work, item))
+            pending.append((item, pool.submit(work, item)))
             if len(pending) >= window:
-                yield pending.popleft().result()
+                yield oldest()
         while pending:
-            yield pending.popleft().result()
+            yield oldest()
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=not stalled, cancel_futures=True)
 
 
 # ------------------------------------------------------------------------------------ runtime
