@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -38,6 +38,7 @@ from serve.cases.findings import CaseRules, load_case_rules
 from serve.cases.labelling import build_queue
 from serve.cases.orm import CameraState, Case, Evidence
 from serve.cases.settings import Settings
+from serve.cases.watch import load_service_cameras
 from serve.cases.workflow import Action, Command, apply
 from vision.core.taxonomy import load_taxonomy
 from vision.detect.registry import CURRENT, find_model
@@ -671,19 +672,45 @@ def test_an_edited_cameras_file_is_applied_without_a_restart(model_service: Serv
     assert post(service, frame, SERVICE_START + timedelta(seconds=12), camera="pile-cam").status_code == 404
 
 
-def test_a_broken_cameras_file_is_refused_and_the_one_in_force_stays(service: Service) -> None:
+def _polygon_outside(config: dict[str, Any]) -> None:
+    config["cameras"][0]["zones"][0]["polygon"][0] = [1.2, 0.6]
+
+
+def _camera_in_beijing(config: dict[str, Any]) -> None:
+    config["cameras"][0].update(lat=39.9, lon=116.4)
+
+
+def _grid_code_elsewhere(config: dict[str, Any]) -> None:
+    config["cameras"][0]["grid_code"] = "410103001002003"
+
+
+@pytest.mark.parametrize(
+    ("breakage", "detail"),
+    [
+        (_polygon_outside, "cameras.yaml: cameras[0].zones[0].polygon: point (1.2, 0.6) is outside 0..1"),
+        (
+            _camera_in_beijing,
+            f"cameras.yaml: camera '{CAM}': lat/lon: (39.9, 116.4) lies outside every unit grid",
+        ),
+        (_grid_code_elsewhere, f"camera '{CAM}': grid_code 410103001002003, but its position"),
+    ],
+)
+def test_a_broken_cameras_file_is_refused_and_the_one_in_force_stays(
+    service: Service, breakage: Callable[[dict[str, Any]], None], detail: str
+) -> None:
+    """A camera outside the grid layout would file cases with no grid: refused like a bad field."""
     before = cameras_now(service)
     broken = copy.deepcopy(API_CONFIG)
-    broken["cameras"][0]["zones"][0]["polygon"][0] = [1.2, 0.6]
+    breakage(broken)
     write_cameras(service, broken)
     response = service.client.post("/v1/cameras/reload", headers=service.auth("admin"))
     assert response.status_code == 422
     problem = response.json()
     assert response.headers["content-type"].startswith("application/problem+json")
-    assert "cameras.yaml: cameras[0].zones[0].polygon: point (1.2, 0.6) is outside 0..1" in problem["detail"]
+    assert detail in problem["detail"], problem["detail"]
     assert cameras_now(service) == before
     config = service.client.get("/v1/cameras/config", headers=service.auth("cases:read")).json()
-    assert "cameras[0].zones[0].polygon" in config["error"] and config["error_at"] is not None
+    assert detail in config["error"] and config["error_at"] is not None
     write_cameras(service, API_CONFIG)
     assert service.client.post("/v1/cameras/reload", headers=service.auth("admin")).json()["unchanged"] == [
         CAM,
@@ -696,7 +723,9 @@ def test_a_broken_cameras_file_is_refused_and_the_one_in_force_stays(service: Se
 
 def test_the_cameras_file_is_followed(service: Service) -> None:
     state = service.client.app.state  # type: ignore[attr-defined]
-    follower = CamerasReloader(state.cameras, state.service.sessions, None, 0.05).start()
+    follower = CamerasReloader(
+        state.cameras, state.service.sessions, state.service.domain.rules, None, 0.05
+    ).start()
     try:
         renamed = copy.deepcopy(API_CONFIG)
         renamed["cameras"][0]["name"] = "测试摄像头 (renamed)"
@@ -717,3 +746,9 @@ def test_the_cameras_file_is_followed(service: Service) -> None:
         assert cameras_now(service)[CAM]["name"] == "测试摄像头 (renamed)"  # the file in force stays
     finally:
         follower.stop()
+
+
+def test_every_shipped_camera_stands_in_the_grid_it_names(tmp_path: Path) -> None:
+    settings = Settings(evidence_dir=tmp_path / "evidence", secret="tests-only-secret-0123456789")
+    registry = load_service_cameras(CONFIGS / "cameras.yaml", load_case_rules(settings))
+    assert len(registry) > 0

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from serve.api.state import Service
 from serve.cases.cameras import CameraHub
+from serve.cases.findings import CaseRules
 from serve.cases.watch import WatchPool, reload_cameras
 from vision.core.detector import Detector
 from vision.detect.registry import CURRENT, REGISTRY, ModelError, current_in
@@ -135,14 +136,19 @@ class CamerasReloader(FileFollower):
     """Watches the service's cameras file and applies it to the running cameras when it changes."""
 
     def __init__(
-        self, hub: CameraHub, sessions: sessionmaker[Session], pool: WatchPool | None, interval_s: float
+        self,
+        hub: CameraHub,
+        sessions: sessionmaker[Session],
+        case_rules: CaseRules,
+        pool: WatchPool | None,
+        interval_s: float,
     ) -> None:
         super().__init__(hub.registry.source if interval_s > 0 else None, interval_s, "cameras reload")
-        self.hub, self.sessions, self.pool = hub, sessions, pool
+        self.hub, self.sessions, self.case_rules, self.pool = hub, sessions, case_rules, pool
 
     def changed(self, path: Path) -> bool:
         try:
-            reload_cameras(self.hub, self.sessions, self.pool)
+            reload_cameras(self.hub, self.sessions, self.case_rules, self.pool)
         except CameraConfigError as err:
             log.error("cameras file not applied, the one in force stays: %s", err)
             return False

@@ -4,7 +4,8 @@ A `CameraWatcher` takes the newest frame of a `StreamReader` at most `analyse_fp
 second of capture time, runs the detector and hands the frame to the camera hub (serve/cases/cameras.py),
 the same path as `POST /v1/cameras/{id}/frames`. The service runs a `WatchPool` of watchers for the
 cameras marked `pull: true`; the `watch` mode runs one camera as its own process, with its health
-on a Prometheus endpoint (`--metrics-port`). `reload_cameras` applies an edited cameras file to a
+on a Prometheus endpoint (`--metrics-port`). `load_service_cameras` reads the cameras file as every
+door uses it (each camera inside the grid layout); `reload_cameras` applies an edited one to a
 running hub and its pool.
 """
 
@@ -14,13 +15,17 @@ import logging
 import threading
 import time
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from serve.cases.cameras import CameraHub, LiveCamera, ReloadSummary, Timings
+from serve.cases.errors import OutsideJurisdiction
 from serve.cases.findings import CaseRules
+from serve.cases.intake import in_jurisdiction
 from vision.core.detector import Detector
-from vision.live.cameras import CameraConfigError, load_cameras
+from vision.core.imageio import Position
+from vision.live.cameras import CameraConfigError, CameraRegistry, load_cameras
 from vision.live.stream import StreamReader
 
 log = logging.getLogger("streetorder.watch")
@@ -142,13 +147,31 @@ class WatchPool:
             watcher.stop()
 
 
+def load_service_cameras(path: Path, case_rules: CaseRules) -> CameraRegistry:
+    """The cameras file, refused (CameraConfigError naming the camera) where a camera stands outside
+    every unit grid or names a grid_code other than the grid at its position: a camera's findings are
+    cases of the grid at its position, and a case needs a grid (the intake's jurisdiction rule)."""
+    registry = load_cameras(path, case_rules.taxonomy)
+    for camera in registry:
+        try:
+            grid = in_jurisdiction(Position(camera.lat, camera.lon), case_rules)
+        except OutsideJurisdiction as err:
+            raise CameraConfigError(f"{path}: camera '{camera.id}': {err.detail}") from None
+        if grid is not None and camera.grid_code is not None and camera.grid_code != grid.code:
+            raise CameraConfigError(
+                f"{path}: camera '{camera.id}': grid_code {camera.grid_code}, but its position "
+                f"({camera.lat}, {camera.lon}) lies in grid {grid.code} ({grid.name})"
+            )
+    return registry
+
+
 def reload_cameras(
-    hub: CameraHub, sessions: sessionmaker[Session], pool: WatchPool | None = None
+    hub: CameraHub, sessions: sessionmaker[Session], case_rules: CaseRules, pool: WatchPool | None = None
 ) -> ReloadSummary:
     """Read the hub's cameras file again and apply it (watchers follow). A file that does not load
     raises CameraConfigError naming the file and the field, and the one in force stays."""
     try:
-        registry = load_cameras(hub.registry.source, hub.taxonomy)
+        registry = load_service_cameras(hub.registry.source, case_rules)
     except CameraConfigError as err:
         hub.reload_failed(str(err))
         raise

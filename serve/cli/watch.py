@@ -8,9 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 from serve.cases.cameras import CameraHub
-from serve.cases.watch import (
-    CameraWatcher,
-)
+from serve.cases.watch import CameraWatcher, load_service_cameras
 from vision.live.stream import StreamReader, check_stream_url
 
 
@@ -37,22 +35,22 @@ def cli(argv: list[str]) -> int:
     from serve.cases.findings import load_case_rules
     from serve.cases.settings import get_settings
     from vision.detect.backends import load_detector
-    from vision.live.cameras import load_cameras
 
+    if args.stream is not None:  # a configured stream was checked with the cameras file
+        try:
+            check_stream_url(args.stream)
+        except ValueError as err:
+            parser.error(f"--stream {args.stream}: {err}")
+    if args.file_start is not None and args.file_start.tzinfo is None:
+        parser.error("--file-start needs a timezone offset, e.g. 2026-05-06T09:00:00+08:00")
     settings = get_settings()
     taxonomy = settings.taxonomy()
-    registry = load_cameras(args.cameras or settings.configs_dir / "cameras.yaml", taxonomy)
+    case_rules = load_case_rules(settings)
+    registry = load_service_cameras(args.cameras or settings.configs_dir / "cameras.yaml", case_rules)
     camera = registry.get(args.camera)
     stream = args.stream or camera.stream
     if not stream:
         parser.error(f"camera '{camera.id}' has no stream in {registry.source}; give --stream")
-    try:
-        check_stream_url(stream)
-    except ValueError as err:
-        parser.error(f"--stream {stream}: {err}")
-    if args.file_start is not None and args.file_start.tzinfo is None:
-        parser.error("--file-start needs a timezone offset, e.g. 2026-05-06T09:00:00+08:00")
-    case_rules = load_case_rules(settings)
     hub = CameraHub(registry, case_rules.taxonomy, settings.evidence_dir)
     sessions = open_database(args.db or settings.db_url)
     hub.restore(sessions)

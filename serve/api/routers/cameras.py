@@ -32,8 +32,8 @@ from serve.api.state import Service
 from serve.cases.cameras import CameraCollector, CameraHub, FrameResult, LiveCamera, Timings, open_incidents
 from serve.cases.errors import InvalidInput, NotFound, TooLarge, UnsupportedMedia
 from serve.cases.times import CaptureTimes
-from serve.cases.watch import WatchPool, reload_cameras
-from vision.live.cameras import CameraConfigError, CameraRegistry, UnknownCameraError, load_cameras
+from serve.cases.watch import WatchPool, load_service_cameras, reload_cameras
+from vision.live.cameras import CameraConfigError, CameraRegistry, UnknownCameraError
 from vision.live.zones import pixel_polygon
 
 IMAGE_TYPES = ("image/jpeg", "image/png")
@@ -45,8 +45,9 @@ _AWARE = TypeAdapter(AwareDatetime)
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     service: Service = app.state.service
     path = service.settings.configs_dir / "cameras.yaml"
-    taxonomy = service.domain.rules.taxonomy
-    registry = load_cameras(path, taxonomy) if path.exists() else CameraRegistry({}, path)
+    rules = service.domain.rules
+    taxonomy = rules.taxonomy
+    registry = load_service_cameras(path, rules) if path.exists() else CameraRegistry({}, path)
     hub = CameraHub(registry, taxonomy, service.settings.evidence_dir)
     await anyio.to_thread.run_sync(hub.restore, service.sessions)
     service.metrics.registry.register(CameraCollector(hub))
@@ -55,7 +56,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if service.detector is not None:
         pool = WatchPool(hub, FollowingDetector(service), service.sessions, service.domain.rules).start()
     app.state.camera_pool = pool
-    follower = CamerasReloader(hub, service.sessions, pool, service.settings.cameras_reload_s).start()
+    follower = CamerasReloader(hub, service.sessions, rules, pool, service.settings.cameras_reload_s).start()
     try:
         yield
     finally:
@@ -457,7 +458,9 @@ def last_frame(camera_id: CameraId, principal: Reader, hub: HubDep, service: Ser
 async def reload(_: Admin, request: Request, service: ServiceDep, hub: HubDep) -> ReloadOut:
     pool: WatchPool | None = request.app.state.camera_pool
     try:
-        summary = await anyio.to_thread.run_sync(reload_cameras, hub, service.sessions, pool)
+        summary = await anyio.to_thread.run_sync(
+            reload_cameras, hub, service.sessions, service.domain.rules, pool
+        )
     except CameraConfigError as err:
         raise InvalidInput("cameras.yaml", f"{err} (the cameras file in force stays)") from None
     return ReloadOut.model_validate({**asdict(summary), "source": str(summary.source)})
