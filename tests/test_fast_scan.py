@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
 import os
 import random
+import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -32,6 +35,7 @@ from serve.cases.findings import load_case_rules
 from serve.cases.orm import Photo
 from serve.cases.scan import Scanner, iter_photos
 from serve.cases.settings import Settings
+from serve.cli.bench_load import free_port
 from serve.cli.demo import pick_sample_photos
 from serve.cli.scan import cli
 from vision.core.detector import Detector
@@ -440,3 +444,96 @@ def test_a_stalled_worker_stops_the_scan_with_a_clear_error_instead_of_a_silent_
             done.append(result)
     assert done == ["P00.JPG", "P01.JPG", "P02.JPG"] and time.monotonic() - started < 10
     release.set()
+
+
+def stop_ray_processes(temp_dir: Path) -> None:
+    """End the Ray processes this test started (their command lines name its temp dir) and their
+    children, by id: `ray stop` would end every Ray on the machine."""
+    import psutil
+
+    started = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if any(str(temp_dir) in a for a in p.info["cmdline"] or [])
+    ]
+    family = set(started)
+    for process in started:
+        with contextlib.suppress(psutil.Error):
+            family.update(process.children(recursive=True))
+    for process in family:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    _, alive = psutil.wait_procs(list(family), timeout=15)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="ray not installed (pip install '.[cluster]')"
+)
+def test_a_two_node_ray_cluster_on_loopback_gives_the_cases_of_the_simple_one(
+    archive: Path, tmp_path: Path
+) -> None:
+    """The commands of docs/scanning.md, as written there: `ray start --head`, `ray start --address`
+    on a second node (here the same machine, its own ports), token authentication on every node
+    and the driver (RAY_AUTH_MODE=token, one RAY_AUTH_TOKEN), then `scan --engine ray
+    --ray-address HEAD:PORT`; the cases are those of the simple engine."""
+    ray = str(Path(sys.executable).with_name("ray"))
+    temp_dir = Path(tempfile.mkdtemp(prefix="so-ray-", dir="/tmp"))  # short: Ray's socket paths
+    port = free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    common = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
+    head = [
+        ray,
+        "start",
+        "--head",
+        "--port",
+        str(port),
+        "--temp-dir",
+        str(temp_dir),
+        "--include-dashboard=false",
+    ]
+    ports = [free_port() for _ in range(6)]
+    second = [
+        *(ray, "start", "--address", f"127.0.0.1:{port}"),
+        *("--node-manager-port", str(ports[0]), "--object-manager-port", str(ports[1])),
+        *("--dashboard-agent-listen-port", str(ports[2]), "--metrics-export-port", str(ports[3])),
+        *(
+            "--runtime-env-agent-port",
+            str(ports[4]),
+            "--min-worker-port",
+            "17000",
+            "--max-worker-port",
+            "17200",
+        ),
+    ]
+    try:
+        for command in (head + common, second + common):
+            started = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+            assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
+        status = ""
+        for _ in range(30):  # the second node registers with the head
+            status = subprocess.run(
+                [ray, "status", "--address", f"127.0.0.1:{port}"], env=env, capture_output=True, text=True
+            ).stdout
+            if status.count("node_") >= 2:
+                break
+            time.sleep(1)
+        assert status.count("node_") >= 2, status
+        db = f"sqlite:///{tmp_path / 'cluster.db'}"
+        scan = [
+            *(sys.executable, "-m", "serve.cli.main", "scan", str(archive), "--db", db),
+            *("--out", str(tmp_path / "out-cluster"), "--no-progress", "--model", str(current_onnx())),
+            *("--backend", "onnx", "--precision", "fp32", "--engine", "ray", "--workers", "2"),
+            *("--batch", "4", "--ray-address", f"127.0.0.1:{port}", "--flyers", "off"),
+        ]
+        scanned = subprocess.run(scan, env=env, capture_output=True, text=True, timeout=600)
+        assert scanned.returncode == 0, scanned.stdout[-2000:] + scanned.stderr[-3000:]
+    finally:
+        stop_ray_processes(temp_dir)
+    on_cluster = open_database(db)
+    simple = scan_with(archive, tmp_path, "simple", "--engine", "simple", "--flyers", "off")
+    assert case_signature(simple), "the model found nothing to file on the sample photos"
+    assert case_signature(on_cluster) == case_signature(simple)
+    assert photo_rows(on_cluster) == photo_rows(simple)
