@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import secrets
 import socket
@@ -34,6 +35,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
@@ -220,41 +223,54 @@ async def level(
     }
 
 
-async def under_random_keys(
-    live: LiveService, connections: int, clients: int, requests: int
-) -> dict[str, Any]:
-    """Normal readers' latency while `connections` attackers send random keys, one address each."""
-    stop = asyncio.Event()
+async def flood(base: str, connections: int, started: Event, stop: Event) -> dict[int, int]:
+    """`connections` clients, each from its own loopback address, sending random well-formed keys
+    until `stop`; how often each status came back. `started` once a hundred answers came."""
     answers: dict[int, int] = {}
 
     async def attacker(index: int) -> None:
         transport = httpx.AsyncHTTPTransport(local_address=f"127.0.1.{index % 250 + 1}")
-        async with httpx.AsyncClient(base_url=live.base, transport=transport, timeout=60) as client:
+        async with httpx.AsyncClient(base_url=base, transport=transport, timeout=60) as client:
             while not stop.is_set():
                 key = f"so_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}"
                 try:
-                    status = (
-                        await client.get("/v1/cases", headers={"Authorization": f"Bearer {key}"})
-                    ).status_code
+                    response = await client.get("/v1/cases", headers={"Authorization": f"Bearer {key}"})
+                    status = response.status_code
                 except httpx.HTTPError:
                     status = 0
                 answers[status] = answers.get(status, 0) + 1
+                if sum(answers.values()) >= 100:
+                    started.set()
 
-    attackers = [asyncio.create_task(attacker(i)) for i in range(connections)]
-    await asyncio.sleep(3)  # the flood under way before the readers start
-    row = await level(live, "cases", clients, requests, b"")
-    row["endpoint"] = f"cases+{connections}rk"
-    stop.set()
-    await asyncio.gather(*attackers)
-    row["garbage_answers"] = answers
-    return row
+    await asyncio.gather(*(attacker(i) for i in range(connections)))
+    return answers
+
+
+def flood_process(
+    base: str, connections: int, started: Event, stop: Event, results: Queue[dict[int, int]]
+) -> None:
+    results.put(asyncio.run(flood(base, connections, started, stop)))
 
 
 def random_key_rows(live: LiveService, connections: int, clients: int, requests: int) -> list[dict[str, Any]]:
-    """GET /v1/cases unloaded (RSS idle), then under the random-key flood."""
+    """GET /v1/cases unloaded (RSS idle), then while a separate process floods random keys (its own
+    event loop: the readers' latencies are the server's, not the load generator's)."""
     idle = asyncio.run(level(live, "cases", clients, requests, b""))
     print(format_row(idle), file=sys.stderr, flush=True)
-    flooded = asyncio.run(under_random_keys(live, connections, clients, requests))
+    spawn = multiprocessing.get_context("spawn")
+    started, stop, results = spawn.Event(), spawn.Event(), spawn.Queue()
+    attackers = spawn.Process(target=flood_process, args=(live.base, connections, started, stop, results))
+    attackers.start()
+    if not started.wait(120):
+        raise RuntimeError("the random-key flood did not get going within 120 s")
+    time.sleep(2)  # every connection past its first answers
+    flooded = asyncio.run(level(live, "cases", clients, requests, b""))
+    rss = live.rss_mb()
+    stop.set()
+    flooded["endpoint"] = f"cases+{connections}rk"
+    flooded["garbage_answers"] = results.get(timeout=120)
+    flooded["server_rss_mb"] = round(max(rss, flooded["server_rss_mb"]), 1)
+    attackers.join()
     print(format_row(flooded), f"garbage answered {flooded['garbage_answers']}", file=sys.stderr, flush=True)
     return [idle, flooded]
 
