@@ -3,6 +3,7 @@ decision rules, its work with the detector, the scan that files its cases, and b
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -261,7 +262,7 @@ def test_a_reported_flyer_and_its_after_photos(service: Service) -> None:
         after = service.client.post(
             f"/v1/cases/{case_ref['id']}/evidence",
             files={"file": (f"{name}.jpg", jpeg_of(image), "image/jpeg")},
-            data={"role": "after", "taken_at": "2025-09-30T15:00:00+08:00"},
+            data={"role": "after", "taken_at": "2025-09-30T10:20:00+08:00"},
             headers=service.auth("cases:write"),
         )
         assert after.status_code == 201, after.text
@@ -292,3 +293,25 @@ def test_a_flyer_proposed_on_a_real_number_plate_is_vetoed(finder: FlyerFinder) 
     assert combined.confidence[0] < TAXONOMY.classes[NAMES.index("flyer")].min_confidence
     assert combined.data["flyer"][0]["source"] == "detector, vetoed by reader"
     assert combined.data["flyer"][0]["reasons"] == ["reads as a number plate"] and reading.small_ads == ()
+
+
+def test_bench_flyers_prints_the_targets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`streetorder bench flyers` on a 4-image synthetic set and two real photos, reader alone."""
+    from serve.cli.bench import cli as bench_cli
+    from vision.data.flyers.synthesize import synthesize
+
+    photos = sorted(DATASET.glob("*.jpg"))[:2]
+    if len(photos) < 2:
+        pytest.skip(f"needs the garbage-cn val photos in {DATASET}")
+    negatives = tmp_path / "negatives"
+    negatives.mkdir()
+    for photo in photos:
+        (negatives / photo.name).write_bytes(photo.read_bytes())
+    synthesize([DATASET], tmp_path / "synthetic", 4, seed=3, val_share=1.0, progress=False)
+    argv = ["flyers", "--synthetic", str(tmp_path / "synthetic"), "--negatives", str(negatives)]
+    assert bench_cli([*argv, "--no-detector", "--limit", "4"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["synthetic"]["photos"] == 4 and set(result["synthetic"]["recall"]) == {"reader"}
+    assert result["negatives"][str(negatives)]["photos"] == 2
+    assert result["negatives"][str(negatives)]["reader_cpu_ms_per_photo"]["mean"] > 0
+    assert bench_cli(["flyers", "--negatives", str(tmp_path / "nowhere")]) == 1

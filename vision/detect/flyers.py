@@ -54,9 +54,9 @@ class FlyerRules:
 
     scan: ScanMode = "detector"
     grids: tuple[str, ...] = ()
-    propose_confidence: float = 0.1
+    propose_confidence: float = 0.2
     find_side: int = 960
-    read_side: int = 1600
+    read_side: int = 1000
     min_line_px: float = 7.0
     max_lines: int = 600
     max_notices: int = 12
