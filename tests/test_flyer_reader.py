@@ -210,7 +210,10 @@ def test_a_scan_files_the_read_flyer_with_its_text_and_number(tmp_path: Path, fi
     folder.mkdir()
     picture = Image.fromarray(cv2.cvtColor(photo, cv2.COLOR_BGR2RGB))
     picture.save(folder / "wall.jpg", "JPEG", quality=92, exif=exif_for(position=spot(0), taken_at=START))
-    picture.save(folder / "other.jpg", "JPEG", quality=91, exif=exif_for(position=spot(2), taken_at=START))
+    other, _ = paste(street_photo(3), sheet_flyer(), (600, 120))  # another wall elsewhere, the same ad
+    Image.fromarray(cv2.cvtColor(other, cv2.COLOR_BGR2RGB)).save(
+        folder / "other.jpg", "JPEG", quality=92, exif=exif_for(position=spot(2), taken_at=START)
+    )
     factory = open_database(f"sqlite:///{tmp_path}/cases.db")
     detector: Detector = NoFlyers()  # type: ignore[assignment]
     rules = load_case_rules(Settings())
@@ -307,7 +310,7 @@ def test_bench_flyers_prints_the_targets(tmp_path: Path, capsys: pytest.CaptureF
     negatives.mkdir()
     for photo in photos:
         (negatives / photo.name).write_bytes(photo.read_bytes())
-    synthesize([DATASET], tmp_path / "synthetic", 4, seed=3, val_share=1.0, progress=False)
+    synthesize([DATASET], tmp_path / "synthetic", 4, TAXONOMY, seed=3, val_share=1.0, progress=False)
     argv = ["flyers", "--synthetic", str(tmp_path / "synthetic"), "--negatives", str(negatives)]
     assert bench_cli([*argv, "--no-detector", "--limit", "4"]) == 0
     result = json.loads(capsys.readouterr().out)
