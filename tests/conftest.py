@@ -248,6 +248,21 @@ def _jpeg(width: int = 320, height: int = 240, seed: int = 0) -> bytes:
     return data.tobytes()
 
 
+def on_site(data: bytes, lat: float, lon: float, taken_at: datetime) -> bytes:
+    """The JPEG re-saved with EXIF GPS and capture time: an after-photo taken at the case's place
+    after it was filed, as verified closing asks (serve/cases/closing.py)."""
+    import io
+
+    from PIL import Image
+
+    from vision.core.imageio import Position, exif_for
+
+    out = io.BytesIO()
+    with Image.open(io.BytesIO(data)) as image:
+        image.save(out, "JPEG", quality=95, exif=exif_for(position=Position(lat, lon), taken_at=taken_at))
+    return out.getvalue()
+
+
 @pytest.fixture
 def jpeg() -> Callable[..., bytes]:
     """jpeg(width, height, seed): a small real JPEG (noise and a bright block), written with OpenCV."""

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import cv2
 import numpy as np
-from conftest import Service
+from conftest import Service, on_site
 from sqlalchemy import select
 
 from serve.cases.orm import AuditEntry
@@ -59,7 +59,13 @@ def act(service: Service, case_id: int, when: datetime, action: str, **fields: A
 def after_photo(service: Service, case_id: int, seed: int, jpeg: Any) -> int:
     response = service.client.post(
         f"/v1/cases/{case_id}/evidence",
-        files={"file": ("after.jpg", jpeg(seed=seed), "image/jpeg")},
+        files={
+            "file": (
+                "after.jpg",
+                on_site(jpeg(seed=seed), PLACE["lat"], PLACE["long"], service.clock()),
+                "image/jpeg",
+            )
+        },
         data={"role": "after"},
         headers=service.auth("cases:write"),
     )
@@ -228,7 +234,8 @@ def test_evidence_image_with_boxes_drawn_and_case_listing(service: Service, jpeg
     photo = after_photo(service, case_id, seed=3, jpeg=jpeg)
     reader = service.auth("cases:read")
     raw = service.client.get(f"/v1/evidence/{photo}", headers=service.auth("admin"))  # may see evidence:raw
-    assert raw.headers["content-type"] == "image/jpeg" and raw.content == jpeg(seed=3)
+    sent = on_site(jpeg(seed=3), PLACE["lat"], PLACE["long"], service.clock())
+    assert raw.headers["content-type"] == "image/jpeg" and raw.content == sent
     assert service.client.get(f"/v1/evidence/{photo}", headers=reader).headers["X-Privacy"] == "redacted"
     drawn = service.client.get(f"/v1/evidence/{photo}", params={"boxes": "true"}, headers=reader)
     image = cv2.imdecode(np.frombuffer(drawn.content, np.uint8), cv2.IMREAD_COLOR)

@@ -27,7 +27,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from conftest import Clock, Service, serving
+from conftest import Clock, Service, on_site, serving
 from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service as DriverService
@@ -374,7 +374,9 @@ def test_case_life_from_sign_in_to_closing_and_the_ranking(live: Live, browser: 
         "GET", f"/v1/cases/{case_id}"
     ).json()["allowed_actions"]
     act(driver, live, "start", START + timedelta(minutes=40))
-    act(driver, live, "handle", START + timedelta(minutes=90), photo=street_photo(tmp_path / "after.jpg", 3))
+    after = street_photo(tmp_path / "after.jpg", 3)  # taken at the place after filing: passes its check
+    after.write_bytes(on_site(after.read_bytes(), lat, lon, START + timedelta(minutes=85)))
+    act(driver, live, "handle", START + timedelta(minutes=90), photo=after)
     act(driver, live, "check_pass", START + timedelta(minutes=100))
     act(driver, live, "close", START + timedelta(minutes=105))
 

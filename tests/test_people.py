@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Service
+from conftest import Service, on_site
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from test_intake import archive  # noqa: F401  (fixture: real street photos the model finds garbage on)
@@ -116,7 +116,13 @@ def after_photo(people: People, who: str, case_id: int, jpeg: Callable[..., byte
         who,
         "POST",
         f"/v1/cases/{case_id}/evidence",
-        files={"file": ("after.jpg", jpeg(seed=3), "image/jpeg")},
+        files={
+            "file": (
+                "after.jpg",
+                on_site(jpeg(seed=3), PLACE["lat"], PLACE["long"], people.service.clock()),
+                "image/jpeg",
+            )
+        },
         data={"role": "after"},
     )
     assert answer.status_code == 201, answer.text

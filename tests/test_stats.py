@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import Service
+from conftest import Service, on_site
 from shapely.geometry import box
 
 from serve.cases.grids import area_km2
@@ -51,6 +51,7 @@ class Driver:
 
     def __init__(self, service: Service) -> None:
         self.service = service
+        self.places: dict[int, dict[str, float]] = {}  # case id -> where it was reported
 
     def report(self, code: str, grid: str, hour: float) -> int:
         self.service.clock.at = MONDAY.replace(hour=int(hour), minute=int(hour % 1 * 60))
@@ -62,15 +63,19 @@ class Driver:
         assert posted.status_code == 201, posted.text
         number = posted.json()[0]["service_request_id"]
         items = self.service.client.get("/v1/cases", headers=self.service.auth("cases:read")).json()["items"]
-        return next(int(c["id"]) for c in items if c["number"] == number)
+        case_id = next(int(c["id"]) for c in items if c["number"] == number)
+        self.places[case_id] = centre(grid)
+        return case_id
 
     def steps(self, case_id: int, *moves: tuple[float, str, dict[str, Any]]) -> None:
         for hour, action, fields in moves:
             self.service.clock.at = MONDAY.replace(hour=int(hour), minute=round(hour % 1 * 60))
             if action == "handle":
+                place = self.places[case_id]
+                after = on_site(fields.pop("jpeg"), place["lat"], place["long"], self.service.clock())
                 photo = self.service.client.post(
                     f"/v1/cases/{case_id}/evidence",
-                    files={"file": ("after.jpg", fields.pop("jpeg"), "image/jpeg")},
+                    files={"file": ("after.jpg", after, "image/jpeg")},
                     headers=self.service.auth("cases:write"),
                 )
                 fields = {"evidence_id": photo.json()["id"]}

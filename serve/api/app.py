@@ -83,6 +83,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         )
         if clock is not None:
             service.clock = clock
+        today = service.clock().astimezone(domain.rules.calendar.timezone).date()
+        if warning := domain.calendar_coverage(today).warning():
+            log.warning("working calendar: %s", warning)
         service.notify = load_notify_config(settings.notifications, clock=service.clock)
         service.flyers = load_flyer_finder(settings)
         metrics.registry.register(CasesByState(sessions))

@@ -275,6 +275,13 @@ class TransitionIn(Schema):
         description="extend: more time, in the unit of the class's limit; at most the configured "
         "maximum (STREETORDER_MAX_EXTEND_DAYS days, in that unit)",
     )
+    override_reason: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1000,
+        description="handle / check_pass: why a person accepts an after-photo that failed its check "
+        "(evidence extra.after_check); kept in the flow log",
+    )
 
 
 class EventOut(Schema):
@@ -415,6 +422,11 @@ class Health(Schema):
     status: str = Field(description="ok, or what is not ready")
     model_version: str | None = Field(default=None, description="loaded model")
     database: str | None = Field(default=None, description="database backend")
+    calendar: str | None = Field(
+        default=None,
+        description="the working calendar's coverage: the last year it lists, or what to add before "
+        "deadlines run past it (a warning; readiness does not depend on it)",
+    )
 
 
 # --- Open311 GeoReport v2 -----------------------------------------------------------------------

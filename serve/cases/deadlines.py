@@ -46,6 +46,11 @@ class WorkCalendar:
     holidays: frozenset[date]
     make_up_workdays: frozenset[date]
 
+    @property
+    def last_year(self) -> int | None:
+        """The last year whose holidays or make-up days are listed: the calendar knows no later year."""
+        return max((day.year for day in self.holidays | self.make_up_workdays), default=None)
+
     def is_working_day(self, day: date) -> bool:
         if day in self.make_up_workdays:
             return True
@@ -76,6 +81,35 @@ class WorkCalendar:
                 if idle_days > MAX_SEARCH_DAYS:
                     raise CalendarError(f"no working day within {MAX_SEARCH_DAYS} days after {day}")
             day += timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Whether the calendar lists the holidays of every day a deadline set today may reach."""
+
+    last_year: int | None
+    reach_until: date  # today plus the furthest a deadline may run (limit and extensions)
+
+    @property
+    def covered(self) -> bool:
+        return self.last_year is not None and self.reach_until.year <= self.last_year
+
+    def warning(self, source: str = "configs/calendar.yaml") -> str | None:
+        """What a person must do, or None when covered."""
+        if self.covered:
+            return None
+        listed = f"lists holidays up to {self.last_year}" if self.last_year else "lists no holidays"
+        missing = (self.last_year or self.reach_until.year - 1) + 1
+        return (
+            f"{source} {listed}, but deadlines may run to {self.reach_until}: from {missing} on "
+            f"holidays count as working days. Add {missing}'s holidays and make-up working days from "
+            f"the State Council's notice (国务院办公厅关于{missing}年部分节假日安排的通知)"
+        )
+
+
+def coverage(calendar: WorkCalendar, today: date, reach: timedelta) -> Coverage:
+    """The calendar's coverage of deadlines set `today` that may run `reach` ahead."""
+    return Coverage(calendar.last_year, today + reach)
 
 
 def deadline(start: datetime, limit: Deadline, calendar: WorkCalendar) -> datetime:

@@ -7,10 +7,10 @@ the same taxonomy, calendar, grids, routing rules, stage limits and score weight
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from serve.cases.deadlines import deadline
+from serve.cases.deadlines import Coverage, coverage, deadline
 from serve.cases.errors import InvalidInput
 from serve.cases.findings import CaseRules, load_case_rules
 from serve.cases.routing import Routing, load_routing
@@ -18,6 +18,8 @@ from serve.cases.settings import Settings
 from serve.cases.stats import load_score_weights
 from serve.cases.workflow import StageLimits, load_stage_limits
 from vision.core.taxonomy import Deadline
+
+LONGEST_HOLIDAY_DAYS = 9  # the Spring Festival or National Day week with its weekends (2026: 9 days)
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,28 @@ class Domain:
         """`max_extend_days` in a limit's unit: hours of a day, working hours of a working day, days."""
         per_day = {"hours": 24.0, "working_hours": self.rules.calendar.seconds_per_day / 3600}
         return self.max_extend_days * per_day.get(unit, 1.0)
+
+    def deadline_reach(self) -> timedelta:
+        """How far after its start a deadline may fall: the longest limit plus one longest extension,
+        working time read as calendar time (7 days for 5 working days) plus the longest holiday."""
+        working_day_h = self.rules.calendar.seconds_per_day / 3600
+
+        def natural_days(amount: float, unit: str) -> float:
+            working_days = {"working_hours": amount / working_day_h, "working_days": amount}.get(unit)
+            if working_days is not None:
+                return working_days * 7 / 5
+            return amount / 24 if unit == "hours" else amount
+
+        reach = max(
+            natural_days(e.deadline.amount, e.deadline.unit)
+            + natural_days(self.max_extension(e.deadline.unit), e.deadline.unit)
+            for e in self.rules.taxonomy.events.values()
+        )
+        return timedelta(days=reach + LONGEST_HOLIDAY_DAYS)
+
+    def calendar_coverage(self, today: date) -> Coverage:
+        """Whether configs/calendar.yaml lists the holidays of every day a deadline set today may reach."""
+        return coverage(self.rules.calendar, today, self.deadline_reach())
 
     def unit_of(self, event: str) -> str:
         return self.rules.taxonomy.events[event].deadline.unit

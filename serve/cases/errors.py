@@ -104,6 +104,22 @@ class PhotoReused(DomainError):
         )
 
 
+class AfterPhotoFailed(DomainError):
+    """`handle` or `check_pass` on an after-photo whose check failed, without a person's override."""
+
+    status, title = 409, "after-photo check failed"
+
+    def __init__(self, action: str, evidence_id: int | None, failed: list[str]) -> None:
+        what = f"after-photo {evidence_id}" if evidence_id is not None else "the case's after-photo"
+        super().__init__(
+            f"{what} failed its check ({', '.join(failed)}): '{action}' needs a new after-photo, "
+            "or a person's reason in override_reason",
+            action=action,
+            evidence_id=evidence_id,
+            failed=failed,
+        )
+
+
 class StaleVersion(DomainError):
     status, title = 412, "precondition failed"
 

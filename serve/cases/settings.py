@@ -83,6 +83,10 @@ class Settings(BaseSettings):
         default=50.0, description="a finding this close to an open case joins it"
     )
     duplicate_window_h: float = Field(default=24.0, description="... if the case was last seen this recently")
+    after_photo_radius_m: float = Field(
+        default=50.0,
+        description="an after-photo's EXIF GPS must be this close to the case (verified closing)",
+    )
     case_prefix: str = Field(default="SO", description="case number prefix: PREFIX + yyyyMMdd + sequence")
     secret: str = Field(default="", description="secret mixed into API-key hashes; required outside dev mode")
     dev: bool = Field(default=False, description="dev mode: allows an empty secret (never in production)")

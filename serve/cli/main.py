@@ -36,6 +36,7 @@ MODES: dict[str, tuple[str, str]] = {
         "serve.cli.bench",
         "measure the scan: img/s vs yolo predict, per-stage cost, efficiency, memory",
     ),
+    "calendar": ("serve.cli.calendar", "check that the working calendar lists the years deadlines reach"),
     "db": ("serve.cli.db", "back up the case database or restore it (SQLite online backup, pg_dump)"),
     "models": (
         "serve.cli.models",

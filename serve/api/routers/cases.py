@@ -4,6 +4,7 @@ the workflow transitions, guarded by ETag / If-Match."""
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from datetime import datetime, timedelta, tzinfo
 from typing import Annotated, Any
 
@@ -28,9 +29,10 @@ from serve.api.schemas import (
     TransitionIn,
 )
 from serve.cases.auth import Principal
+from serve.cases.closing import failed_checks, standing_after_photo
 from serve.cases.domain import Domain
 from serve.cases.enums import ExtensionState
-from serve.cases.errors import InvalidInput, NotFound, PreconditionRequired, StaleVersion
+from serve.cases.errors import AfterPhotoFailed, InvalidInput, NotFound, PreconditionRequired, StaleVersion
 from serve.cases.notify import enqueue_dispatched
 from serve.cases.orm import Case, Evidence, ExtensionRequest
 from serve.cases.people import DEPARTMENT_ROLES, check_action, check_decider, may_act, request_extension, sees
@@ -304,6 +306,7 @@ def transition(
     check_if_match(if_match, case)
     domain = service.domain
     command = command_of(body, case, session, domain, principal, now)
+    command = verified_closing(body, case, session, command)
     move(case, command, domain)
     if command.action is Action.DISPATCH:  # the department's message is queued with the step itself
         enqueue_dispatched(session, service.notify, case, command.at)
@@ -314,6 +317,24 @@ def transition(
     session.commit()
     response.headers["ETag"] = etag(case)
     return detail(case, now, domain, principal, session)
+
+
+def verified_closing(body: TransitionIn, case: Case, session: Session, command: Command) -> Command:
+    """`handle` and `check_pass` stand on an after-photo that passed its check (serve/cases/closing.py),
+    or on a person's reason to accept it anyway, which the step's flow-log note keeps."""
+    if command.action is Action.HANDLE and command.evidence_id is not None:
+        photo = session.get(Evidence, command.evidence_id)
+    elif command.action is Action.CHECK_PASS:
+        photo = standing_after_photo(case)
+    else:
+        return command
+    failed = failed_checks(photo)
+    if not failed:
+        return command
+    if not body.override_reason:
+        raise AfterPhotoFailed(command.action.value, photo.id if photo else None, failed)
+    override = f"after-photo check overridden ({', '.join(failed)} failed): {body.override_reason}"
+    return replace(command, note=f"{command.note}; {override}" if command.note else override)
 
 
 def move(case: Case, command: Command, domain: Domain) -> None:

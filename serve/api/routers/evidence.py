@@ -17,6 +17,7 @@ from serve.api.redaction import (
 )
 from serve.api.routers.cases import evidence_out
 from serve.api.schemas import EvidenceOut
+from serve.cases.closing import AFTER_CHECK, AfterPhoto, check_after_photo, event_boxes
 from serve.cases.errors import NotFound, PhotoReused
 from serve.cases.evidence import store_image
 from serve.cases.intake import Given, capture_time, copies_of
@@ -72,6 +73,21 @@ def add_evidence(
     numbers = flyer_numbers(case, service.domain.rules.taxonomy) if role == "after" else []
     if numbers and service.flyers is not None:
         extra["flyer_check"] = service.gate.run_blocking(service.flyers.check_after, photo.image, numbers)
+    if role == "after":
+        found = None
+        if service.detector is not None:
+            detections = service.gate.run_blocking(service.detector, photo.image)
+            found = event_boxes(detections, case.event, service.domain.rules.taxonomy)
+        after = AfterPhoto(
+            sha256=upload.sha256,
+            phash=phash,
+            taken_at=captured_at,
+            position=photo.meta.position,
+            camera_id=None,
+            found=found,
+            flyer_check=extra.get("flyer_check"),
+        )
+        extra[AFTER_CHECK] = check_after_photo(case, after, service.settings.after_photo_radius_m)
     evidence = Evidence(
         case_id=case_id,
         role=role,

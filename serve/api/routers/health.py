@@ -34,10 +34,14 @@ def readyz(service: ServiceDep, response: Response) -> Health:
         problems.append(f"database unreachable ({type(err).__name__}: {err})")
     if problems:
         response.status_code = 503
+    calendar = service.domain.rules.calendar
+    covered = service.domain.calendar_coverage(service.clock().astimezone(calendar.timezone).date())
     return Health(
         status="; ".join(problems) or "ok",
         model_version=service.detector.version if service.detector else None,
         database=service.sessions.kw["bind"].dialect.name,
+        calendar=covered.warning()
+        or f"holidays listed up to {covered.last_year}, deadlines reach {covered.reach_until}",
     )
 
 

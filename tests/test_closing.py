@@ -1,0 +1,97 @@
+"""Verified closing over HTTP with the real model (SQLite and PostgreSQL): the after-photo is checked
+when it arrives (new image, taken after filing, at the place, the event gone) and a failed check
+blocks `handle` and `check_pass` unless a person gives a reason, which the flow log keeps."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from conftest import Service, on_site
+from test_review import act, garbage_photos, get, post_report
+from test_scan import START, spot
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
+    return garbage_photos(tmp_path_factory.mktemp("closing"), 1)
+
+
+def upload_after(service: Service, case_id: int, data: bytes) -> dict[str, Any]:
+    response = service.client.post(
+        f"/v1/cases/{case_id}/evidence",
+        files={"file": ("after.jpg", data, "image/jpeg")},
+        data={"role": "after"},
+        headers=service.auth("cases:write"),
+    )
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def attempt(service: Service, case_id: int, action: str, **fields: Any) -> Any:
+    etag = service.client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read")).headers["ETag"]
+    return service.client.post(
+        f"/v1/cases/{case_id}/transitions",
+        json={"action": action, **fields},
+        headers={**service.auth("cases:write"), "If-Match": etag},
+    )
+
+
+def test_after_photos_are_checked_and_a_failed_check_needs_a_reason(
+    service: Service, photos: list[bytes], jpeg: Any
+) -> None:
+    [case, *_] = post_report(service, photos[0])
+    case_id = case["id"]
+    act(service, case_id, START + timedelta(minutes=10), "confirm")
+    act(service, case_id, START + timedelta(minutes=20), "file")
+    act(service, case_id, START + timedelta(minutes=30), "dispatch")
+    act(service, case_id, START + timedelta(minutes=40), "start")
+    service.clock.at = START + timedelta(hours=2)
+
+    # The case's own photo again: the same image, taken before filing, the garbage still there.
+    same = upload_after(service, case_id, photos[0])["extra"]["after_check"]
+    assert same["passed"] is False and same["failed"] == ["new_image", "after_filing", "gone"]
+    assert same["at_place"]["ok"] is True and same["gone"]["still_found"]
+    refused = attempt(service, case_id, "handle", evidence_id=same_id(service, case_id))
+    assert refused.status_code == 409 and refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["failed"] == ["new_image", "after_filing", "gone"]
+    assert get(service, f"/v1/cases/{case_id}")["state"] == "handling"
+
+    # A clean photo taken after filing but 1.1 km away: not at the place.
+    far = spot(0)
+    away = upload_after(
+        service, case_id, on_site(jpeg(seed=7), far.lat + 0.01, far.lon, START + timedelta(hours=1))
+    )
+    assert away["extra"]["after_check"]["failed"] == ["at_place"]
+    assert away["extra"]["after_check"]["at_place"]["distance_m"] > 1000
+
+    # A person overrides with a reason: handled, and the reason is in the flow log; checking it
+    # passes only with a reason too (the photo still failed).
+    handled = attempt(
+        service, case_id, "handle", evidence_id=away["id"], override_reason="GPS漂移, 现场已核实"
+    )
+    assert handled.status_code == 200, handled.text
+    note = handled.json()["flow"][-1]["note"]
+    assert "at_place" in note and "GPS漂移, 现场已核实" in note
+    assert attempt(service, case_id, "check_pass").status_code == 409
+    assert attempt(service, case_id, "check_fail", note="照片不在现场").status_code == 200
+
+    # A clean photo at the place, taken after filing: passes; handle and check need no reason.
+    service.clock.at = START + timedelta(hours=3)
+    here = spot(0)
+    good = upload_after(
+        service, case_id, on_site(jpeg(seed=8), here.lat, here.lon, START + timedelta(hours=1, minutes=30))
+    )
+    verdict = good["extra"]["after_check"]
+    assert verdict["passed"] is True and verdict["failed"] == [], verdict
+    assert attempt(service, case_id, "handle", evidence_id=good["id"]).status_code == 200
+    passed = attempt(service, case_id, "check_pass")
+    assert passed.status_code == 200, passed.text
+    assert passed.json()["state"] == "check_passed"
+
+
+def same_id(service: Service, case_id: int) -> int:
+    """The id of the case's newest after-photo."""
+    after = [e for e in get(service, f"/v1/cases/{case_id}")["evidence"] if e["role"] == "after"]
+    return int(after[-1]["id"])
