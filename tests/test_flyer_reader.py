@@ -19,6 +19,7 @@ from test_scan import START, spot
 from serve.cases.db import open_database
 from serve.cases.findings import load_case_rules
 from serve.cases.orm import Case, Evidence
+from serve.cases.report import write_report
 from serve.cases.scan import Scanner
 from serve.cases.settings import Settings
 from vision.core.detector import Detector
@@ -230,9 +231,10 @@ def test_a_scan_files_the_read_flyer_with_its_text_and_number(tmp_path: Path, fi
         kept = evidence.extra["flyers"][0]
         assert kept["phones"] == [NUMBER] and "开锁" in kept["text"] and kept["source"] == "reader"
         assert holding(box, kept["xyxy"]) and holding(box, evidence.boxes[0]["xyxy"])
-        assert (
-            evidence.extra["phones"] == [NUMBER] and "开锁" in evidence.extra["ocr_text"]
-        )  # the console's keys
+        assert evidence.extra["phones"] == [NUMBER]  # the keys the console shows
+        assert "开锁" in evidence.extra["ocr_text"]
+    page = write_report(factory, tmp_path / "out", rules).read_text(encoding="utf-8")
+    assert f"</span>{NUMBER} · 专业开锁" in page  # the scan report shows the number read
 
 
 @pytest.fixture
