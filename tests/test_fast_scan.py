@@ -33,7 +33,7 @@ from test_scan import START, case_signature, counts, place, spot
 from serve.cases.db import open_database
 from serve.cases.findings import load_case_rules
 from serve.cases.orm import Photo
-from serve.cases.scan import Scanner, iter_photos
+from serve.cases.scan import Scanner, iter_photos, load_flyer_finder
 from serve.cases.settings import Settings
 from serve.cli.bench_load import free_port
 from serve.cli.demo import pick_sample_photos
@@ -293,12 +293,14 @@ def test_ray_engine_gives_the_cases_of_the_simple_one(
 def test_an_interrupted_parallel_scan_resumes_to_the_same_cases(
     archive: Path, tmp_path: Path, detector: Detector, simple_scan: sessionmaker[Session]
 ) -> None:
-    """Ctrl-C after 5 photos, transactions of 1, 2, then 3: the first 3 are kept, the 2 after redone."""
+    """Ctrl-C after 5 photos, transactions of 1, 2, then 3: the first 3 are kept, the 2 after redone.
+    The flyer reader of the default settings runs, as in `streetorder scan`."""
     factory = open_database(f"sqlite:///{tmp_path / 'resumed.db'}")
     scanner = Scanner(
         detector,
         factory,
         load_case_rules(Settings()),
+        flyers=load_flyer_finder(Settings()),
         reduced_decode=True,
         workers=2,
         batch=3,

@@ -23,7 +23,7 @@ from serve.cases.findings import load_case_rules
 from serve.cases.intake import Given, place
 from serve.cases.orm import Case, Photo
 from serve.cases.report import write_report
-from serve.cases.scan import Scanner, read_sidecar
+from serve.cases.scan import Scanner, load_flyer_finder, read_sidecar
 from serve.cases.settings import Settings
 from serve.cases.times import ImplausibleTime
 from serve.cli.demo import pick_sample_photos
@@ -93,10 +93,18 @@ def detector() -> Detector:
 
 
 def scan(archive: Path, db_url: str, detector: Detector, workers: int, batch: int) -> sessionmaker[Session]:
+    """As `streetorder scan` does it, the flyer reader of the default settings included."""
     factory = open_database(db_url)
     sidecar = read_sidecar(archive / "sidecar.csv", TZ)
+    settings = Settings()
     Scanner(
-        detector, factory, load_case_rules(Settings()), sidecar=sidecar, workers=workers, batch=batch
+        detector,
+        factory,
+        load_case_rules(settings),
+        sidecar=sidecar,
+        workers=workers,
+        batch=batch,
+        flyers=load_flyer_finder(settings),
     ).scan([archive], progress=False)
     return factory
 

@@ -1,7 +1,8 @@
 """`streetorder scan --engine ray`: the scan's workers as Ray Data actors, on one machine or a cluster.
 
-Only the inspection (read, hash, decode reduced, detect) is spread out: each actor loads the model
-once and takes batches of photo paths or URLs. The results come back to the driver in input order
+Only the inspection (read, hash, decode reduced, detect, the flyer reader) is spread out: each
+actor loads the model (and the reader, gated as in a local scan) once and takes batches of photo
+paths or URLs. The results come back to the driver in input order
 (`preserve_order`), where the one writer of `serve.cases.scan` records them exactly as a local scan
 does, so case numbers and duplicate merging are the same. Photos are fed in chunks, so the driver
 never holds the listing of an archive.
@@ -27,10 +28,13 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from serve.cases.db import make_engine
-from serve.cases.intake import Given
+from serve.cases.findings import CaseRules
+from serve.cases.intake import Given, reads_in_full
 from serve.cases.scan import Inspection, Inspector, source_of
+from vision.core.imageio import Position
 from vision.core.taxonomy import load_taxonomy
 from vision.detect.backends import load_detector
+from vision.detect.flyers import FlyerFinder, FlyerRules
 from vision.detect.pipeline import DecodeOptions
 
 
@@ -45,6 +49,8 @@ class RaySettings:
     runtime: str
     taxonomy: Path  # the taxonomy file of the scan's configuration: actors map classes with it
     decoding: DecodeOptions
+    case_rules: CaseRules  # the grids decide where the flyer reader reads a photo whole
+    flyers: FlyerRules | None = None  # None: the scan runs no flyer reader
     sidecar: dict[Path, Given] = field(default_factory=dict)
     photos_per_call: int = 8
     chunk: int = 4096  # photos per Ray dataset: bounds what the driver holds
@@ -63,15 +69,21 @@ class RayInspector:
     """A Ray Data actor: loads the model once, inspects batches of photos."""
 
     def __init__(self, settings: RaySettings):
+        taxonomy = load_taxonomy(settings.taxonomy)
         detector = load_detector(
             settings.weights,
             settings.runtime,
             models_dir=settings.weights.parent.parent,
-            taxonomy=load_taxonomy(settings.taxonomy),
+            taxonomy=taxonomy,
             threads=1,
         )
         factory = reachable_database(settings.db_url)
-        self.inspect = Inspector(detector, factory, settings.decoding, settings.sidecar)
+        finder = FlyerFinder(settings.flyers, taxonomy) if settings.flyers is not None else None
+
+        def read_in_full(position: Position | None) -> bool:
+            return finder is not None and reads_in_full(finder, settings.case_rules, position)
+
+        self.inspect = Inspector(detector, factory, settings.decoding, settings.sidecar, finder, read_in_full)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         found = [pickle.dumps(self.inspect(str(item))) for item in batch["item"]]

@@ -148,6 +148,8 @@ def scan_on_ray(
         candidate.runtime,
         settings.configs_dir / TAXONOMY,
         inspector.decoding,
+        scanner.rules,
+        scanner.flyers.rules if scanner.flyers is not None else None,
         scanner.sidecar,
     )
     started = start_ray(ray_settings)

@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Form, Header
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
@@ -37,7 +38,7 @@ from serve.cases.intake import (
     refuse_outside,
     take_photo,
 )
-from vision.core.imageio import Position
+from vision.core.imageio import Position, decode_photo
 from vision.core.phash import perceptual_hash
 from vision.detect.flyers import FlyerFinder
 
@@ -94,7 +95,7 @@ def report(
         service.metrics.inference.observe(analysis.inference_s)
         if service.flyers is not None:
             analysis = service.gate.run_blocking(
-                read_flyers, service.flyers, service.domain.rules, analysis, given
+                read_flyers, service.flyers, service.domain.rules, analysis, given, upload
             )
         return record_report(session, service, principal, upload, analysis, given, now, detector.version)
 
@@ -110,13 +111,19 @@ def report(
     return JSONResponse(body, headers={REPLAY_HEADER: "true"} if replayed else None)
 
 
-def read_flyers(finder: FlyerFinder, rules: CaseRules, analysis: Analysis, given: Given) -> Analysis:
-    """The flyer reader on an uploaded photo, gated as in a scan (docs/flyers.md)."""
+def read_flyers(
+    finder: FlyerFinder, rules: CaseRules, analysis: Analysis, given: Given, upload: UploadedImage
+) -> Analysis:
+    """The flyer reader on an uploaded photo, gated and decoded as in a scan (docs/flyers.md): the
+    reader asks for its own size of the photo, so the same bytes read the same whatever the door."""
     photo = analysis.photo
     full = reads_in_full(finder, rules, photo.meta.position or given.position)
-    detections = finder.scan_photo(
-        analysis.detections, (photo.width, photo.height), lambda _side: photo.image, full=full
-    )
+    tz = rules.calendar.timezone
+
+    def decoded(side: int) -> np.ndarray:
+        return decode_photo(upload.data, source=upload.filename, local_tz=tz, reduce_to=side).image
+
+    detections = finder.scan_photo(analysis.detections, (photo.width, photo.height), decoded, full=full)
     return replace(analysis, detections=detections)
 
 
