@@ -761,3 +761,30 @@ def test_a_citizen_request_without_a_place_is_placed_by_a_person(live: Live, bro
     one(browser, '#view[data-page="case"][data-state="ready"]')
     case = httpx.get(f"{live.base}/open311/v2/requests/{number}.json").json()[0]
     assert (case["lat"], case["long"], case["address"]) == (lat, lon, "大学路 88 号门口")
+
+
+def test_a_street_vending_case_counts_down_its_double_ten_clocks(live: Live, browser: Any) -> None:
+    """Filed, a 双十 case shows when someone must be on site and when it must be cleared, each with a
+    countdown that ticks (the browser's clock: today, so the 2025 case is long late)."""
+    _, lat, lon = GRID_FLYER
+    live.clock.at = START + timedelta(days=2)
+    case_id = open311(live, "09006", lat, lon, "人行道流动摊贩")
+    for minutes, action in ((2, "confirm"), (4, "file")):
+        live.clock.at = START + timedelta(days=2, minutes=minutes)
+        etag = live.api("GET", f"/v1/cases/{case_id}").headers["ETag"]
+        live.api(
+            "POST", f"/v1/cases/{case_id}/transitions", json={"action": action}, headers={"If-Match": etag}
+        )
+    case = live.api("GET", f"/v1/cases/{case_id}").json()
+    filed = datetime.fromisoformat(case["flow"][-1]["at"])
+    assert datetime.fromisoformat(case["on_site_due_at"]) == filed + timedelta(minutes=10)
+    assert datetime.fromisoformat(case["deadline_at"]) == filed + timedelta(minutes=20)
+
+    sign_in(browser, live)
+    visit(browser, live, f"case/{case_id}", "case")
+    on_site = one(browser, "#countdown-on-site")
+    assert on_site.get_attribute("data-due") == case["on_site_due_at"]
+    assert one(browser, "#countdown-deadline").get_attribute("data-due") == case["deadline_at"]
+    first = on_site.text
+    assert first.startswith("已超时") and "overdue" in on_site.get_attribute("class")
+    wait(browser, lambda d: one(d, "#countdown-on-site").text != first, "the countdown does not tick")

@@ -128,7 +128,7 @@ def test_rates_ranking_and_worst_spots_match_hand_counts(service: Service, jpeg:
         five, (8.6, "confirm", {}), (8.7, "file", {}), (9, "dispatch", {}), (9.2, "cancel", {"note": "重复"})
     )
     drive.report("09009", b1, 8.5)
-    # 7: shop overflow filed at 08:42 and left: 乙's only problem, the only one overdue (1 working hour).
+    # 7: shop overflow filed at 08:42 and left: due 60 minutes later, the only one overdue at noon.
     seven = drive.report("09005", b1, 8.5)
     drive.steps(seven, (8.6, "confirm", {}), (8.7, "file", {}))
     # 8: a debris heap filed at 08:42: a problem, due in 2 working days, not overdue at noon.

@@ -133,6 +133,9 @@ class CaseSummary(Schema):
     deadline_at: datetime | None = Field(
         description="disposal deadline: counted from filing (立案), again from dispatch; null in review"
     )
+    on_site_due_at: datetime | None = Field(
+        default=None, description="双十 classes: someone on site by then (the `start` step), from filing"
+    )
     first_seen_at: datetime = Field(description="first evidence time")
     last_seen_at: datetime = Field(description="latest evidence time")
     closed_at: datetime | None = Field(description="when it reached a final state")
@@ -294,7 +297,10 @@ class EventOut(Schema):
     cjt214: str = Field(description="CJ/T 214-2007 code ('local' where it has none)")
     gbt47678: str = Field(description="GB/T 47678.5-2026 code")
     limit: float = Field(description="disposal limit, in `unit`")
-    unit: str = Field(description="unit of the limit: hours, working_hours, working_days or days")
+    unit: str = Field(description="unit of the limit: minutes, hours, working_hours, working_days or days")
+    on_site_minutes: float | None = Field(
+        default=None, description="双十: minutes from filing within which someone must be on site"
+    )
 
 
 class DepartmentsOut(Schema):

@@ -1,6 +1,8 @@
 """Case deadlines from a class's disposal limit and the working calendar (pure functions).
 
-Limits come in four units (configs/taxonomy.yaml, per event):
+Limits come in five units (configs/taxonomy.yaml, per event):
+- `minutes`: continuous minutes (双十: on site within 10, enforced within the next 10), nights and
+  holidays included; such a clock runs from filing and dispatch does not restart it.
 - `hours`: continuous hours; nights, weekends and holidays count.
 - `working_hours`: only the working periods (default 08:00-12:00 and 14:00-18:00) of working days
   count. A case found at 11:30 with 1 working hour is due at 14:30; one found on a Saturday night
@@ -117,6 +119,8 @@ def deadline(start: datetime, limit: Deadline, calendar: WorkCalendar) -> dateti
     start = _aware(start, "start").astimezone(calendar.timezone)
     if limit.amount <= 0:
         raise CalendarError(f"a limit must be positive, got {limit.amount} {limit.unit}")
+    if limit.unit == "minutes":
+        return (start + timedelta(minutes=limit.amount)).astimezone(calendar.timezone)
     if limit.unit == "hours":
         return (start + timedelta(hours=limit.amount)).astimezone(calendar.timezone)
     if limit.unit == "days":
@@ -159,6 +163,8 @@ def working_seconds_between(start: datetime, end: datetime, calendar: WorkCalend
 
 def time_used(start: datetime, end: datetime, unit: str, calendar: WorkCalendar) -> float:
     """Time from `start` to `end` in a limit's unit: the measure of on-time rates and overtime multiples."""
+    if unit == "minutes":
+        return (_aware(end, "end") - _aware(start, "start")).total_seconds() / 60
     if unit == "hours":
         return (_aware(end, "end") - _aware(start, "start")).total_seconds() / 3600
     if unit == "days":

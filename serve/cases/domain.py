@@ -52,7 +52,11 @@ class Domain:
 
     def max_extension(self, unit: str) -> float:
         """`max_extend_days` in a limit's unit: hours of a day, working hours of a working day, days."""
-        per_day = {"hours": 24.0, "working_hours": self.rules.calendar.seconds_per_day / 3600}
+        per_day = {
+            "minutes": 1440.0,
+            "hours": 24.0,
+            "working_hours": self.rules.calendar.seconds_per_day / 3600,
+        }
         return self.max_extend_days * per_day.get(unit, 1.0)
 
     def deadline_reach(self) -> timedelta:
@@ -64,7 +68,7 @@ class Domain:
             working_days = {"working_hours": amount / working_day_h, "working_days": amount}.get(unit)
             if working_days is not None:
                 return working_days * 7 / 5
-            return amount / 24 if unit == "hours" else amount
+            return amount / {"minutes": 1440, "hours": 24}.get(unit, 1)
 
         reach = max(
             natural_days(e.deadline.amount, e.deadline.unit)
@@ -76,6 +80,15 @@ class Domain:
     def calendar_coverage(self, today: date) -> Coverage:
         """Whether configs/calendar.yaml lists the holidays of every day a deadline set today may reach."""
         return coverage(self.rules.calendar, today, self.deadline_reach())
+
+    def restarts_at_dispatch(self, event: str) -> bool:
+        """A continuous-minute clock (双十) runs from filing; dispatch restarts the others."""
+        return self.unit_of(event) != "minutes"
+
+    def on_site_from(self, event: str, start: datetime) -> datetime | None:
+        """When someone must be on site for a case of `event` filed at `start` (None: no such limit)."""
+        minutes = self.rules.taxonomy.events[event].on_site_minutes
+        return start + timedelta(minutes=minutes) if minutes is not None else None
 
     def unit_of(self, event: str) -> str:
         return self.rules.taxonomy.events[event].deadline.unit

@@ -245,6 +245,9 @@ def _new_case(session: Session, finding: Finding, rules: CaseRules) -> Case:
         camera_id=finding.camera_id,
         filed_at=finding.seen_at,
         deadline_at=deadline(finding.seen_at, event.deadline, rules.calendar) if auto_filed else None,
+        on_site_due_at=finding.seen_at + timedelta(minutes=event.on_site_minutes)
+        if auto_filed and event.on_site_minutes
+        else None,
         first_seen_at=finding.seen_at,
         last_seen_at=finding.seen_at,
     )

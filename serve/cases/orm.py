@@ -134,6 +134,7 @@ class Case(Base):
     camera_id: Mapped[str | None] = mapped_column(String(64))
     filed_at: Mapped[datetime] = mapped_column()  # when the problem was seen (EXIF / frame time)
     deadline_at: Mapped[datetime | None] = mapped_column()  # from filing (立案) on; none while in review
+    on_site_due_at: Mapped[datetime | None] = mapped_column()  # 双十: someone on site by then (`start`)
     first_seen_at: Mapped[datetime] = mapped_column()
     last_seen_at: Mapped[datetime] = mapped_column()  # latest evidence: the duplicate window counts from it
     closed_at: Mapped[datetime | None] = mapped_column()

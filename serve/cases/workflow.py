@@ -200,11 +200,14 @@ def apply(
     deadline_from: DeadlineFrom,
     extend_deadline: ExtendDeadline,
     event_fields: Callable[[str], dict[str, Any]],
+    on_site_from: Callable[[str, datetime], datetime | None] = lambda event, start: None,
+    restarts_at_dispatch: Callable[[str], bool] = lambda event: True,
 ) -> FlowEntry:
     """Move `case` by `command` and append its flow-log entry; raises before changing anything.
 
-    Filing (立案) starts the disposal clock, dispatch restarts it from the dispatch time; rework
-    keeps it running. A report awaiting review has no deadline: it counts nowhere yet.
+    Filing (立案) starts the disposal clock (and the on-site clock of a 双十 class), dispatch restarts
+    it from the dispatch time unless it counts continuous minutes; rework keeps it running. A report
+    awaiting review has no deadline: it counts nowhere yet.
     """
     to_state = next_state(case.state, command.action)
     if missing := command.missing():
@@ -220,6 +223,8 @@ def apply(
     seconds_used = (command.at - last_at).total_seconds()
     if command.action in DEADLINE_ACTIONS:
         overdue = case.deadline_at is not None and command.at > case.deadline_at
+    elif command.action is A.START and case.on_site_due_at is not None:  # 双十: on site in time?
+        overdue = command.at > case.on_site_due_at
     else:
         overdue = limits.late(command.action, seconds_used)
 
@@ -231,9 +236,11 @@ def apply(
         setattr(case, name, value)
     if command.action is A.FILE:
         case.deadline_at = deadline_from(case.event, command.at)
+        case.on_site_due_at = on_site_from(case.event, command.at)
     if command.action is A.DISPATCH:
         case.department = command.department
-        case.deadline_at = deadline_from(case.event, command.at)
+        if restarts_at_dispatch(case.event) or case.deadline_at is None:
+            case.deadline_at = deadline_from(case.event, command.at)
     if command.action is A.EXTEND and command.extend_by is not None:
         base = case.deadline_at or deadline_from(case.event, command.at)
         case.deadline_at = extend_deadline(case.event, base, command.extend_by)

@@ -18,6 +18,24 @@ const UNFILED = ["reported", "verified", "not_filed"];
 function deadline(c) {
   return UNFILED.includes(c.state) ? h("span", { class: "hint deadline-none" }, t("deadline.unfiled")) : when(c.deadline_at);
 }
+// 双十 and other minute limits: a live countdown to each clock of a filed, open case (browser time).
+function countdown(id, due, c) {
+  if (!due || UNFILED.includes(c.state) || FINAL.includes(c.state)) return null;
+  const span = h("span", { class: "countdown", id, "data-due": due });
+  tick(span);
+  return span;
+}
+
+function tick(span) {
+  const left = Math.round((Date.parse(span.dataset.due) - Date.now()) / 1000);
+  const minutes = Math.floor(Math.abs(left) / 60);
+  const text = `${minutes}:${String(Math.abs(left) % 60).padStart(2, "0")}`;
+  span.textContent = t(left >= 0 ? "countdown.left" : "countdown.late", { t: text });
+  span.classList.toggle("overdue", left < 0);
+}
+
+setInterval(() => document.querySelectorAll(".countdown").forEach(tick), 1000);
+
 const PAGE_SIZES = ["20", "50", "100"];
 // Earlier cursors of the paging under way, so "previous" can go back (cursors only run forward).
 let cursorTrail = [];
@@ -278,7 +296,10 @@ export async function casePage(caseId) {
     fact(t("case.department"), c.department || `${t("suggested")}: ${c.suggested_department}`),
     fact(t("case.limit"), catalog.limit(c.event)),
     fact(t("case.filed"), when(c.filed_at)),
-    fact(t("case.deadline"), deadline(c)),
+    fact(t("case.deadline"), [deadline(c), " ", countdown("countdown-deadline", c.deadline_at, c)]),
+    c.on_site_due_at
+      ? fact(t("case.on_site"), [when(c.on_site_due_at), " ", countdown("countdown-on-site", c.on_site_due_at, c)])
+      : null,
     fact(t("case.last_seen"), when(c.last_seen_at)),
     fact(t("case.closed"), when(c.closed_at)),
     fact(t("case.description"), c.description),

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 TAXONOMY = "taxonomy.yaml"  # its file name in the configs folder (the configs_dir setting)
-DEADLINE_UNITS = ("hours", "working_hours", "working_days", "days")
+DEADLINE_UNITS = ("minutes", "hours", "working_hours", "working_days", "days")
 
 
 class TaxonomyError(ValueError):
@@ -52,6 +52,7 @@ class Event:
     cjt214: str
     gbt47678: str
     deadline: Deadline
+    on_site_minutes: float | None = None  # 双十: someone on site within this many minutes of filing
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,9 @@ def parse_taxonomy(data: Any, source: Path = Path("<memory>")) -> Taxonomy:
         amount = _number(_require(deadline, "amount", where + ".deadline"), where + ".deadline.amount")
         if amount <= 0:
             raise TaxonomyError(f"{where}.deadline.amount: must be positive, got {amount}")
+        on_site = entry.get("on_site_minutes")
+        if on_site is not None and _number(on_site, where + ".on_site_minutes") <= 0:
+            raise TaxonomyError(f"{where}.on_site_minutes: must be positive, got {on_site}")
         events[key] = Event(
             key=key,
             name=str(_require(entry, "name", where)),
@@ -136,6 +140,7 @@ def parse_taxonomy(data: Any, source: Path = Path("<memory>")) -> Taxonomy:
             cjt214=str(_require(entry, "cjt214", where)),
             gbt47678=str(_require(entry, "gbt47678", where)),
             deadline=Deadline(amount=amount, unit=str(unit)),
+            on_site_minutes=float(on_site) if on_site is not None else None,
         )
     classes: list[DetectorClass] = []
     seen: set[str] = set()

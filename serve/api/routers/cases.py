@@ -346,6 +346,8 @@ def move(case: Case, command: Command, domain: Domain) -> None:
         deadline_from=domain.deadline_from,
         extend_deadline=domain.extend_deadline,
         event_fields=domain.event_fields,
+        on_site_from=domain.on_site_from,
+        restarts_at_dispatch=domain.restarts_at_dispatch,
     )
 
 
