@@ -3,6 +3,7 @@ decision rules, its work with the detector, the scan that files its cases, and b
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -320,3 +321,23 @@ def test_bench_flyers_prints_the_targets(tmp_path: Path, capsys: pytest.CaptureF
     assert result["negatives"][str(negatives)]["photos"] == 2
     assert result["negatives"][str(negatives)]["reader_cpu_ms_per_photo"]["mean"] > 0
     assert bench_cli(["flyers", "--negatives", str(tmp_path / "nowhere")]) == 1
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="ray not installed (pip install '.[cluster]')"
+)
+def test_the_ray_engine_reads_flyers_like_the_local_one(tmp_path: Path) -> None:
+    from serve.cli.scan import cli as scan_cli
+
+    photo, _ = paste(street_photo(0), sheet_flyer(), (600, 120))
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    picture = Image.fromarray(cv2.cvtColor(photo, cv2.COLOR_BGR2RGB))
+    picture.save(folder / "wall.jpg", "JPEG", quality=92, exif=exif_for(position=spot(0), taken_at=START))
+    url = f"sqlite:///{tmp_path}/ray.db"
+    argv = [str(folder), "--engine", "ray", "--workers", "1", "--flyers", "all", "--no-progress"]
+    assert scan_cli([*argv, "--db", url, "--out", str(tmp_path / "out")]) == 0
+    with open_database(url)() as session:
+        case = session.scalars(select(Case).where(Case.event == "illegal_small_ad")).one()
+        evidence = session.scalars(select(Evidence).where(Evidence.case_id == case.id)).one()
+        assert evidence.extra["phones"] == [NUMBER]
