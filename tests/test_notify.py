@@ -219,9 +219,14 @@ def test_configuration_errors_name_the_field(tmp_path: Path, monkeypatch: pytest
         ([{"name": "a", "adapter": "test_notify:Nope"}], "adapter"),
         ([{"name": "a", "adapter": "test_notify:Recorder", "events": ["case.lost"]}], "events"),
         ([{"name": "a"}], "targets[0]"),
+        ([{"name": "a", "adapter": "x:Y", "event": ["case.dispatched"]}], "targets[0].event"),
+        ([{"name": "a", "adapter": "x:Y"}, {"name": "a", "adapter": "x:Y"}], "names must be unique"),
     ):
         path.write_text(yaml.safe_dump({"targets": targets}), encoding="utf-8")
         with pytest.raises(ValueError, match=re.escape(field)):
             load_notify_config(path)
+    path.write_text(yaml.safe_dump({"max_attempts": 0}), encoding="utf-8")
+    with pytest.raises(ValueError, match=re.escape("n.yaml: max_attempts: Input should be greater than")):
+        load_notify_config(path)
     assert load_notify_config(tmp_path / "missing.yaml").targets == ()
     assert sign(b"{}", SECRET, 1).startswith("t=1,v1=")

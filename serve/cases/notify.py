@@ -28,13 +28,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
+from pydantic import Field, field_validator, model_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from serve.cases.orm import Case, Notification
 from serve.cases.workflow import OPEN_STATES
+from vision.core.config import ConfigModel, load_config_file
 
 EVENTS = ("case.dispatched", "case.deadline_near")
 SIGNATURE_HEADER = "X-Streetorder-Signature"
@@ -124,44 +125,77 @@ class NotifyConfig:
     retry_base_s: float = 30.0
 
 
+class TargetEntry(ConfigModel):
+    """One receiver of notifications: a webhook (`url` + the environment variable holding its
+    signing secret) or an adapter (`module:Class` with its options) for SMS or WeChat Work."""
+
+    name: str | None = None
+    events: tuple[str, ...] = EVENTS
+    departments: tuple[str, ...] = ()  # empty: every department's cases
+    url: str | None = None
+    secret_env: str = ""
+    timeout_s: float = Field(default=10, gt=0, le=120)
+    adapter: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, events: tuple[str, ...]) -> tuple[str, ...]:
+        if unknown := [e for e in events if e not in EVENTS]:
+            raise ValueError(f"unknown {unknown}; expected some of {list(EVENTS)}")
+        return events
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TargetEntry:
+        if (self.url is None) == (self.adapter is None):
+            raise ValueError("give `url` (a webhook) or `adapter` (module:Class), one of them")
+        return self
+
+
+class NotificationsFile(ConfigModel):
+    """configs/notifications.yaml."""
+
+    targets: tuple[TargetEntry, ...] = ()
+    warn_before_minutes: float = Field(default=60, gt=0, le=7 * 24 * 60)
+    max_attempts: int = Field(default=6, ge=1, le=50)
+    retry_base_s: float = Field(default=30, gt=0, le=24 * 3600)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> NotificationsFile:
+        names = [t.name or f"target-{i}" for i, t in enumerate(self.targets)]
+        if len(set(names)) != len(names):
+            raise ValueError(f"targets: names must be unique, got {names}")
+        return self
+
+
 def load_notify_config(path: Path, clock: Any = None) -> NotifyConfig:
     """configs/notifications.yaml; a missing file means no notifications. Errors name the field."""
     if not path.exists():
         return NotifyConfig()
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = load_config_file(path, NotificationsFile, error=ValueError)
     targets = []
-    for i, entry in enumerate(data.get("targets") or []):
+    for i, entry in enumerate(data.targets):
         where = f"{path}: targets[{i}]"
-        name = str(entry.get("name") or f"target-{i}")
-        events = tuple(entry.get("events") or EVENTS)
-        if unknown := [e for e in events if e not in EVENTS]:
-            raise ValueError(f"{where}.events: unknown {unknown}; expected some of {list(EVENTS)}")
-        if "url" in entry:
-            secret = os.environ.get(str(entry.get("secret_env", "")), "")
+        notifier: Notifier
+        if entry.url is not None:
+            secret = os.environ.get(entry.secret_env, "") if entry.secret_env else ""
             if len(secret) < 16:
                 raise ValueError(
                     f"{where}.secret_env: the environment variable must hold a secret of 16+ characters"
                 )
-            notifier: Notifier = WebhookNotifier(
-                str(entry["url"]), secret, float(entry.get("timeout_s", 10)), clock
-            )
-        elif "adapter" in entry:
-            module, _, cls = str(entry["adapter"]).partition(":")
-            try:
-                notifier = getattr(importlib.import_module(module), cls)(**(entry.get("options") or {}))
-            except (ImportError, AttributeError, TypeError) as err:
-                raise ValueError(f"{where}.adapter: cannot make {entry['adapter']}: {err}") from err
+            notifier = WebhookNotifier(entry.url, secret, entry.timeout_s, clock)
         else:
-            raise ValueError(f"{where}: give `url` (a webhook) or `adapter` (module:Class)")
-        targets.append(Target(name, notifier, events, tuple(entry.get("departments") or ())))
-    names = [t.name for t in targets]
-    if len(set(names)) != len(names):
-        raise ValueError(f"{path}: target names must be unique, got {names}")
+            module, _, cls = str(entry.adapter).partition(":")
+            try:
+                notifier = getattr(importlib.import_module(module), cls)(**entry.options)
+            except (ImportError, AttributeError, TypeError, ValueError) as err:
+                raise ValueError(f"{where}.adapter: cannot make {entry.adapter}: {err}") from err
+        targets.append(Target(entry.name or f"target-{i}", notifier, entry.events, entry.departments))
     return NotifyConfig(
         tuple(targets),
-        timedelta(minutes=float(data.get("warn_before_minutes", 60))),
-        int(data.get("max_attempts", 6)),
-        float(data.get("retry_base_s", 30)),
+        timedelta(minutes=data.warn_before_minutes),
+        data.max_attempts,
+        data.retry_base_s,
     )
 
 
