@@ -1,5 +1,5 @@
 """The configuration files read through the one loader (vision/core/config.py): routing, stats,
-workflow and promotion; the committed files load, and a broken field is refused with an error
+workflow, flyers and promotion; the committed files load, and a broken field is refused with an error
 naming the file and the field."""
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ from serve.cases.routing import load_routing
 from serve.cases.stats import load_score_weights
 from serve.cases.workflow import load_stage_limits
 from vision.core.config import ConfigError
+from vision.detect.flyers import load_flyer_rules
 from vision.modelops.promote import PromotionError, load_policy
 
 LOADERS: dict[str, Callable[[Path], Any]] = {
     "routing.yaml": lambda path: load_routing(path, TAXONOMY),
     "stats.yaml": load_score_weights,
     "workflow.yaml": load_stage_limits,
+    "flyers.yaml": load_flyer_rules,
 }
 
 
@@ -67,6 +69,15 @@ def test_the_committed_file_loads(name: str) -> None:
             r"stage_limits_minutes\.verify: ",
         ),
         ("workflow.yaml", lambda d: d.update(stage_limits={}), r"stage_limits: Extra inputs"),
+        ("flyers.yaml", lambda d: d.update(scan="sometimes"), r"scan: Input should be 'off', 'detector'"),
+        ("flyers.yaml", lambda d: d["confidence"].update(phone=2), r"confidence: phone: a confidence lies"),
+        (
+            "flyers.yaml",
+            lambda d: d.update(street_signs=["("]),
+            r"street_signs\[0\]: Input should be a valid regular",
+        ),
+        ("flyers.yaml", lambda d: d.update(find_side=0), r"find_side: Input should be greater"),
+        ("flyers.yaml", lambda d: d.update(word=["x"]), r"word: Extra inputs"),
     ],
 )
 def test_a_broken_field_is_named_with_its_file(

@@ -24,7 +24,7 @@ import threading
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -32,8 +32,9 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 import supervision as sv
-import yaml
+from pydantic import Field, field_validator
 
+from vision.core.config import ConfigError, ConfigModel, load_config_file
 from vision.core.taxonomy import Taxonomy
 from vision.detect.ocr import class_ids, extract_phones, ocr_engine
 from vision.detect.privacy import looks_like_plate
@@ -44,39 +45,51 @@ MAX_QR_PAYLOAD = 512  # characters of a QR payload kept as evidence
 ScanMode = Literal["off", "detector", "all"]
 
 
-class FlyerRulesError(ValueError):
+class FlyerRulesError(ConfigError):
     """A configs/flyers.yaml that cannot be used; the message names the file and the field."""
 
 
-@dataclass(frozen=True)
-class FlyerRules:
-    """What configs/flyers.yaml says (its comments explain each value)."""
+# A small ad's confidence from each signal alone, and what a second signal adds (configs/flyers.yaml).
+SIGNAL_CONFIDENCE = {"phone": 0.6, "qr": 0.5, "words": 0.4, "second_signal": 0.15}
+
+
+class FlyerRules(ConfigModel):
+    """What configs/flyers.yaml says (its comments explain each value); validated by the one loader."""
 
     scan: ScanMode = "detector"
     grids: tuple[str, ...] = ()
-    propose_confidence: float = 0.2
-    find_side: int = 960
-    read_side: int = 1000
-    min_line_px: float = 7.0
-    max_lines: int = 600
-    max_notices: int = 12
-    max_notice_lines: int = 24
-    join_gap: float = 1.6
-    size_ratio: float = 2.6
-    qr_margin: float = 0.6
-    min_text_score: float = 0.5
-    confidence: dict[str, float] = field(
-        default_factory=lambda: {"phone": 0.6, "qr": 0.5, "words": 0.4, "second_signal": 0.15}
-    )
-    veto_factor: float = 0.3
-    unconfirmed_factor: float = 0.55
-    agreement_iou: float = 0.2
-    context_max_cover: float = 0.5
-    not_on: dict[str, str] = field(default_factory=dict)
+    propose_confidence: float = Field(default=0.2, ge=0, le=1)
+    find_side: int = Field(default=960, ge=64, le=8192)
+    read_side: int = Field(default=1000, ge=64, le=8192)
+    min_line_px: float = Field(default=7.0, ge=0)
+    max_lines: int = Field(default=600, ge=1)
+    max_notices: int = Field(default=12, ge=1)
+    max_notice_lines: int = Field(default=24, ge=1)
+    join_gap: float = Field(default=1.6, ge=0)
+    size_ratio: float = Field(default=2.6, ge=1)
+    qr_margin: float = Field(default=0.6, ge=0)
+    min_text_score: float = Field(default=0.5, ge=0, le=1)
+    confidence: dict[str, float] = Field(default_factory=lambda: dict(SIGNAL_CONFIDENCE))
+    veto_factor: float = Field(default=0.3, ge=0, le=1)
+    unconfirmed_factor: float = Field(default=0.55, ge=0, le=1)
+    agreement_iou: float = Field(default=0.2, ge=0, le=1)
+    context_max_cover: float = Field(default=0.5, ge=0, le=1)
+    not_on: dict[str, str] = Field(default_factory=dict)
     words: tuple[str, ...] = ()
     ignore_phrases: tuple[str, ...] = ()
     shop_suffixes: tuple[str, ...] = ()
     street_signs: tuple[re.Pattern[str], ...] = ()
+
+    @field_validator("confidence")
+    @classmethod
+    def _every_signal(cls, given: dict[str, float]) -> dict[str, float]:
+        """A file may name some signals; the others keep their defaults."""
+        if unknown := sorted(set(given) - set(SIGNAL_CONFIDENCE)):
+            expected = ", ".join(SIGNAL_CONFIDENCE)
+            raise ValueError(f"unknown signal(s) {', '.join(unknown)}; expected {expected}")
+        if bad := [k for k, v in given.items() if not 0 <= v <= 1]:
+            raise ValueError(f"{', '.join(bad)}: a confidence lies in 0..1")
+        return {**SIGNAL_CONFIDENCE, **given}
 
     def reads_in_full(self, grid_code: str | None) -> bool:
         """Whether a photo taken in this unit grid is searched whole (`all`, or a flyer zone)."""
@@ -84,7 +97,7 @@ class FlyerRules:
 
     def with_scan(self, scan: ScanMode) -> FlyerRules:
         """The same rules with another scan mode (the command line's --flyers)."""
-        return FlyerRules(**{**self.__dict__, "scan": scan})
+        return self.model_copy(update={"scan": scan})
 
 
 def load_flyer_rules(path: Path | str) -> FlyerRules:
@@ -94,29 +107,7 @@ def load_flyer_rules(path: Path | str) -> FlyerRules:
 
 @cache
 def _load_rules(path: Path) -> FlyerRules:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise FlyerRulesError(f"{path}: cannot be read as YAML: {err}") from err
-    known = set(FlyerRules.__dataclass_fields__)
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise FlyerRulesError(f"{path}: unknown field(s) {', '.join(unknown)}")
-    if data.get("scan", "detector") not in ("off", "detector", "all"):
-        raise FlyerRulesError(f"{path}: scan: {data['scan']!r} is not off, detector or all")
-    try:
-        patterns = tuple(re.compile(p) for p in data.pop("street_signs", []))
-    except re.error as err:
-        raise FlyerRulesError(f"{path}: street_signs: {err}") from err
-    for key in ("grids", "words", "ignore_phrases", "shop_suffixes"):
-        if key in data:
-            data[key] = tuple(str(v) for v in data[key] or ())
-    if "confidence" in data:
-        data["confidence"] = {**FlyerRules().confidence, **data["confidence"]}
-    try:
-        return FlyerRules(**data, street_signs=patterns)
-    except TypeError as err:
-        raise FlyerRulesError(f"{path}: {err}") from err
+    return load_config_file(path, FlyerRules, error=FlyerRulesError)
 
 
 @dataclass(frozen=True)
