@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from configured import CONFIGS
 from conftest import Service, on_site
 from shapely.geometry import box
 
@@ -43,7 +45,10 @@ def service_overrides(tmp_path: Path) -> dict[str, object]:
     ]
     path = tmp_path / "grids.geojson"
     path.write_text(json.dumps({"type": "FeatureCollection", "features": features}), encoding="utf-8")
-    return {"grids": path}
+    # the shipped cameras stand in the example layout's grids, outside these: a service refuses them
+    configs = tmp_path / "configs"
+    shutil.copytree(CONFIGS, configs, ignore=shutil.ignore_patterns("datasets", "cameras.yaml"))
+    return {"grids": path, "configs_dir": configs}
 
 
 class Driver:
