@@ -68,6 +68,34 @@ def test_scopes_decide(service: Service, method: str, path: str, allowed: str, r
     assert service.client.request(method, path, headers=service.auth("admin")).status_code == 200
 
 
+# Changes of a case's evidence (method, path, body): cases:write, as the workflow steps; with a key
+# of that scope the guard lets the request through to the case, which does not exist here (404).
+EVIDENCE_CHANGES = [
+    ("POST", "/v1/cases/1/evidence/1/detach", {"reason": "拍错了"}),
+    ("POST", "/v1/cases/1/split", {"evidence_ids": [1], "reason": "另一处"}),
+    ("POST", "/v1/cases/1/merge", {"case_id": 2, "reason": "同一处"}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), EVIDENCE_CHANGES)
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_evidence_changes_need_cases_write(
+    service: Service, method: str, path: str, body: dict[str, object]
+) -> None:
+    headers = {"If-Match": "*"}
+    assert service.client.request(method, path, json=body, headers=headers).status_code == 401
+    for refused in ("cases:read", "report"):
+        forbidden = service.client.request(
+            method, path, json=body, headers={**headers, **service.auth(refused)}
+        )
+        assert forbidden.status_code == 403 and forbidden.json()["required_scope"] == "cases:write"
+    for allowed in ("cases:write", "admin"):
+        missing = service.client.request(
+            method, path, json=body, headers={**headers, **service.auth(allowed)}
+        )
+        assert missing.status_code == 404 and missing.json()["detail"] == "case 1 does not exist"
+
+
 @pytest.mark.parametrize(
     ("headers", "detail"),
     [

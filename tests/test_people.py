@@ -275,6 +275,52 @@ def test_each_step_of_a_case_is_taken_by_its_role_only_and_the_flow_log_names_th
     assert flow["state"] == "closed"
 
 
+def test_evidence_is_detached_split_and_merged_by_the_roles_that_file_cases(
+    people: People, jpeg: Callable[..., bytes]
+) -> None:
+    """The routes of serve/api/routers/regrouping.py: the operator (who verifies and files) and the
+    admin may; every other role is refused naming its role, and is offered none of them."""
+    case_id = report(people.service)
+    photos = []
+    for seed in (5, 6, 7):
+        answer = people.call(
+            "op",
+            "POST",
+            f"/v1/cases/{case_id}/evidence",
+            files={"file": ("near.jpg", jpeg(seed=seed), "image/jpeg")},
+            data={"role": "near"},
+        )
+        assert answer.status_code == 201, answer.text
+        photos.append(answer.json()["id"])
+    changes = [
+        (f"/v1/cases/{case_id}/evidence/{photos[0]}/detach", {"reason": "拍错了"}),
+        (f"/v1/cases/{case_id}/split", {"evidence_ids": [photos[1]], "reason": "另一处"}),
+        (f"/v1/cases/{case_id}/merge", {"case_id": case_id + 1, "reason": "同一处"}),  # the split's case
+    ]
+    for who in ("chief", "sani", "insp", "boss"):
+        if who != "sani":  # a handler does not see a case of no department at all
+            offered = people.call(who, "GET", f"/v1/cases/{case_id}").json()["evidence_actions"]
+            assert offered == [], who
+        for path, body in changes:
+            refused = people.call(who, "POST", path, json=body, headers={"If-Match": "*"})
+            assert refused.status_code == 403, (who, path, refused.text)
+            assert PEOPLE[who][0] in refused.json()["detail"]
+    for who in ("op", "root"):
+        assert people.call(who, "GET", f"/v1/cases/{case_id}").json()["evidence_actions"] == [
+            "detach",
+            "split",
+            "merge",
+        ]
+    for path, body in changes:
+        done = people.call("op", "POST", path, json=body, headers={"If-Match": "*"})
+        assert done.status_code in (200, 201), (path, done.text)
+        assert done.json()["flow"][-1]["operator"] == PEOPLE["op"][2]
+    assert people.call("root", "GET", f"/v1/cases/{case_id + 1}").json()["state"] == "cancelled"
+    case = people.call("root", "GET", f"/v1/cases/{case_id}").json()
+    assert [f["action"] for f in case["flow"][-3:]] == ["detach", "split", "merge"]
+    assert [f["user_id"] for f in case["flow"][-3:]] == [people.ids["op"]] * 3
+
+
 def test_a_person_acts_under_their_own_name_and_a_leader_reads_only(people: People) -> None:
     case_id = report(people.service)
     posing = people.act("op", case_id, "confirm", operator="someone else")

@@ -19,16 +19,16 @@ from test_scan import START, spot
 
 from serve.cases.deadlines import deadline, load_calendar
 from serve.cli.demo import pick_sample_photos
-from vision.core.imageio import exif_for
+from vision.core.imageio import Position, exif_for
 from vision.core.taxonomy import Deadline
 from vision.detect.registry import CURRENT, ModelError, find_model
 
 DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "garbage-cn"
 
 
-def garbage_photos(folder: Path, count: int) -> list[bytes]:
-    """`count` garbage-cn photos the model finds garbage on, 600 px, with EXIF GPS in grid i and
-    START as capture time; skips the test without the current model or the data set."""
+def garbage_photos(folder: Path, count: int, positions: list[Position] | None = None) -> list[bytes]:
+    """`count` garbage-cn photos the model finds garbage on, 600 px, with EXIF GPS in grid i (or at
+    `positions`) and START as capture time; skips the test without the current model or the data set."""
     try:
         find_model(CURRENT, models_dir=MODELS)
         samples = pick_sample_photos(DATASET, count)
@@ -39,7 +39,12 @@ def garbage_photos(folder: Path, count: int) -> list[bytes]:
         with Image.open(source) as image:
             picture = image.convert("RGB").resize((600, 600))
         path = folder / f"p{i}.jpg"
-        picture.save(path, "JPEG", quality=90, exif=exif_for(position=spot(i), taken_at=START))
+        picture.save(
+            path,
+            "JPEG",
+            quality=90,
+            exif=exif_for(position=positions[i] if positions else spot(i), taken_at=START),
+        )
         photos.append(path.read_bytes())
     return photos
 

@@ -200,6 +200,28 @@ class ExtensionIn(Schema):
     note: str = Field(min_length=1, max_length=4000, description="why more time is needed")
 
 
+class DetachIn(Schema):
+    reason: str = Field(
+        min_length=1, max_length=2000, description="why the photo is not evidence of this case"
+    )
+
+
+class SplitIn(Schema):
+    evidence_ids: list[int] = Field(
+        min_length=1, max_length=1000, description="evidence of this case that shows another problem"
+    )
+    reason: str = Field(min_length=1, max_length=2000, description="why they are another case")
+
+
+class MergeIn(Schema):
+    case_id: int = Field(
+        ge=1,
+        le=MAX_ID,
+        description="the case (same event) whose evidence moves in; it is cancelled as merged",
+    )
+    reason: str = Field(min_length=1, max_length=2000, description="why both are one problem")
+
+
 class DecisionIn(Schema):
     approve: bool = Field(description="true: the deadline moves at once; false: it stays")
     note: str | None = Field(default=None, max_length=4000, description="remark")
@@ -211,6 +233,10 @@ class CaseDetail(CaseSummary):
     flow: list[FlowOut] = Field(description="the flow log (流转记录), oldest first")
     allowed_actions: list[str] = Field(
         description="actions POST /v1/cases/{id}/transitions accepts now, from this caller (a person's role)"
+    )
+    evidence_actions: list[str] = Field(
+        default=[],
+        description="detach, split, merge: the evidence changes this caller may make now (an open case)",
     )
     extensions: list[ExtensionOut] = Field(
         default=[], description="extension requests (延期申请), oldest first"

@@ -13,10 +13,11 @@ from typing import Any
 from serve.cases.deadlines import Coverage, coverage, deadline
 from serve.cases.errors import InvalidInput
 from serve.cases.findings import CaseRules, load_case_rules
+from serve.cases.orm import Case
 from serve.cases.routing import Routing, load_routing
 from serve.cases.settings import Settings
 from serve.cases.stats import load_score_weights
-from serve.cases.workflow import StageLimits, load_stage_limits
+from serve.cases.workflow import Command, StageLimits, apply, load_stage_limits
 from vision.core.taxonomy import Deadline
 
 LONGEST_HOLIDAY_DAYS = 9  # the Spring Festival or National Day week with its weekends (2026: 9 days)
@@ -29,6 +30,19 @@ class Domain:
     stage_limits: StageLimits
     score_weights: dict[str, float]
     max_extend_days: float = 30.0  # the most one `extend` may add, as days in the class's own unit
+
+    def move(self, case: Case, command: Command) -> None:
+        """One workflow step (serve/cases/workflow.py) with this domain's limits and calendar."""
+        apply(
+            case,
+            command,
+            limits=self.stage_limits,
+            deadline_from=self.deadline_from,
+            extend_deadline=self.extend_deadline,
+            event_fields=self.event_fields,
+            on_site_from=self.on_site_from,
+            restarts_at_dispatch=self.restarts_at_dispatch,
+        )
 
     def deadline_from(self, event: str, start: datetime) -> datetime:
         """Disposal deadline of `event` counted from `start` (dispatch) on the working calendar."""

@@ -99,8 +99,16 @@ class Action(StrEnum):
     FORCE_CLOSE = "force_close"
 
 
+class EvidenceStep(StrEnum):
+    """A flow-log step that regroups a case's evidence (serve/cases/regrouping.py); the state stays."""
+
+    DETACH = "detach"  # a photo taken off the case with a reason (the photo and its file are kept)
+    SPLIT = "split"  # photos moved to a new case of the same event (in both cases' logs)
+    MERGE = "merge"  # another case's photos moved in; that case is cancelled as merged
+
+
 REPORT_STEP = "report"  # the first flow-log step of every case: the finding or request that opened it
-FLOW_STEPS = (REPORT_STEP, *(action.value for action in Action))
+FLOW_STEPS = (REPORT_STEP, *(action.value for action in Action), *(step.value for step in EvidenceStep))
 
 
 class Role(StrEnum):

@@ -120,6 +120,31 @@ class AfterPhotoFailed(DomainError):
         )
 
 
+class LastEvidence(DomainError):
+    """A detach or split that would leave a case without any photo of its problem."""
+
+    status, title = 409, "a case keeps its evidence"
+
+    def __init__(self, case_number: str, evidence_ids: list[int]) -> None:
+        super().__init__(
+            f"case {case_number} would have no evidence left without {', '.join(map(str, evidence_ids))}: "
+            "keep at least one photo (cancel or reject the case instead)",
+            case=case_number,
+            evidence_ids=evidence_ids,
+        )
+
+
+class CaseNotOpen(DomainError):
+    """Evidence of a finished case (closed, cancelled, not filed) is its record: it is not regrouped."""
+
+    status, title = 409, "case not open"
+
+    def __init__(self, case_number: str, state: str) -> None:
+        super().__init__(
+            f"case {case_number} is {state}: its evidence is no longer changed", case=case_number
+        )
+
+
 class StaleVersion(DomainError):
     status, title = 412, "precondition failed"
 

@@ -218,27 +218,36 @@ def next_case_number(session: Session, day: date, prefix: str) -> str:
     return f"{prefix}{key}{counter.last:04d}"
 
 
+def placed_case_fields(event_key: str, lat: float, lon: float, rules: CaseRules) -> dict[str, Any]:
+    """The columns of a new case that follow from its event and position: the codes, and the unit
+    grid holding the position with its street, community and address (also a split's new case)."""
+    event = rules.taxonomy.events[event_key]
+    grid = rules.grid_at(lat, lon)
+    address = " ".join(p for p in (grid.street, grid.community, grid.name) if p) if grid else None
+    return {
+        "record_type": RecordType(event.record_type),
+        "event": event.key,
+        "major": event.major,
+        "cjt214": event.cjt214,
+        "gbt47678": event.gbt47678,
+        "description": f"{event.name_zh} ({event.name})" + (f", {address}" if address else ""),
+        "lat": lat,
+        "lon": lon,
+        "address": address,
+        "grid_code": grid.code if grid else None,
+        "street": grid.street if grid else None,
+        "community": grid.community if grid else None,
+    }
+
+
 def _new_case(session: Session, finding: Finding, rules: CaseRules) -> Case:
     event = rules.taxonomy.events[finding.event]
-    grid = rules.grid_at(finding.lat, finding.lon)
     local_day = finding.seen_at.astimezone(rules.calendar.timezone).date()
-    address = " ".join(p for p in (grid.street, grid.community, grid.name) if p) if grid else None
     auto_filed = finding.model_version is not None and rules.auto_filing.files(event.key, finding.confidence)
     case = Case(
         number=next_case_number(session, local_day, rules.prefix),
         source=finding.source,
-        record_type=RecordType(event.record_type),
-        event=event.key,
-        major=event.major,
-        cjt214=event.cjt214,
-        gbt47678=event.gbt47678,
-        description=f"{event.name_zh} ({event.name})" + (f", {address}" if address else ""),
-        lat=finding.lat,
-        lon=finding.lon,
-        address=address,
-        grid_code=grid.code if grid else None,
-        street=grid.street if grid else None,
-        community=grid.community if grid else None,
+        **placed_case_fields(event.key, finding.lat, finding.lon, rules),
         state=State.FILED if auto_filed else INITIAL_STATE,
         ai_review=AiReview.PENDING if finding.model_version else None,
         auto_filed=auto_filed,

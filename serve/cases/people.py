@@ -56,6 +56,8 @@ ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
 EXTENSION_REQUESTERS = frozenset({Role.HANDLER, Role.DISPATCHER})
 EXTENSION_APPROVERS = frozenset({Role.DISPATCHER, Role.ADMIN})
 DEPARTMENT_ROLES = frozenset({Role.HANDLER})  # roles that belong to one department
+# Who may detach, split and merge a case's evidence: the roles that verify and file cases (立案).
+REGROUPING_ROLES = frozenset(role for role, actions in ROLE_ACTIONS.items() if A.FILE in actions)
 
 
 # --- passwords ---------------------------------------------------------------------------------
@@ -229,6 +231,20 @@ def check_action(principal: Principal, action: Action) -> None:
         hint = "; ask for an extension with POST /v1/cases/{id}/extensions" if action is A.EXTEND else ""
         raise NotPermitted(
             str(principal.role), f"may not '{action}' (may: {', '.join(allowed) or 'nothing'}){hint}"
+        )
+
+
+def may_regroup(principal: Principal) -> bool:
+    """API keys with cases:write may; people only in a role that files cases."""
+    return principal.role is None or Role(principal.role) in REGROUPING_ROLES
+
+
+def check_regroup(principal: Principal) -> None:
+    if not may_regroup(principal):
+        raise NotPermitted(
+            str(principal.role),
+            f"may not detach, split or merge evidence (the roles that file cases may: "
+            f"{', '.join(sorted(REGROUPING_ROLES))})",
         )
 
 

@@ -31,13 +31,21 @@ from serve.api.schemas import (
 from serve.cases.auth import Principal
 from serve.cases.closing import failed_checks, standing_after_photo
 from serve.cases.domain import Domain
-from serve.cases.enums import ExtensionState
+from serve.cases.enums import EvidenceStep, ExtensionState
 from serve.cases.errors import AfterPhotoFailed, InvalidInput, NotFound, PreconditionRequired, StaleVersion
 from serve.cases.notify import enqueue_dispatched
 from serve.cases.orm import Case, Evidence, ExtensionRequest
-from serve.cases.people import DEPARTMENT_ROLES, check_action, check_decider, may_act, request_extension, sees
+from serve.cases.people import (
+    DEPARTMENT_ROLES,
+    check_action,
+    check_decider,
+    may_act,
+    may_regroup,
+    request_extension,
+    sees,
+)
 from serve.cases.times import instant
-from serve.cases.workflow import FILED_OPEN_STATES, Action, Command, allowed_actions, apply, is_filed_open
+from serve.cases.workflow import FILED_OPEN_STATES, Action, Command, allowed_actions, is_filed_open, is_open
 from vision.core.boxes import boxes_json, parse_boxes
 
 router = APIRouter(tags=["cases"])
@@ -82,6 +90,9 @@ def detail(case: Case, as_of: datetime, domain: Domain, principal: Principal, se
             "evidence": [evidence_out(e) for e in case.evidence],
             "flow": [FlowOut.model_validate(f) for f in case.flow],
             "allowed_actions": [a.value for a in allowed_actions(case.state) if may_act(principal, a)],
+            "evidence_actions": [s.value for s in EvidenceStep]
+            if is_open(case.state) and principal.allows("cases:write") and may_regroup(principal)
+            else [],
             "suggested_department": domain.routing.department_for(case.event, case.grid_code, case.street),
             "extensions": [ExtensionOut.model_validate(e) for e in extensions],
         }
@@ -307,7 +318,7 @@ def transition(
     domain = service.domain
     command = command_of(body, case, session, domain, principal, now)
     command = verified_closing(body, case, session, command)
-    move(case, command, domain)
+    domain.move(case, command)
     if command.action is Action.DISPATCH:  # the department's message is queued with the step itself
         enqueue_dispatched(session, service.notify, case, command.at)
     if command.action is Action.HANDLE and command.evidence_id is not None:
@@ -335,20 +346,6 @@ def verified_closing(body: TransitionIn, case: Case, session: Session, command: 
         raise AfterPhotoFailed(command.action.value, photo.id if photo else None, failed)
     override = f"after-photo check overridden ({', '.join(failed)} failed): {body.override_reason}"
     return replace(command, note=f"{command.note}; {override}" if command.note else override)
-
-
-def move(case: Case, command: Command, domain: Domain) -> None:
-    """One workflow step with the domain's limits and calendar."""
-    apply(
-        case,
-        command,
-        limits=domain.stage_limits,
-        deadline_from=domain.deadline_from,
-        extend_deadline=domain.extend_deadline,
-        event_fields=domain.event_fields,
-        on_site_from=domain.on_site_from,
-        restarts_at_dispatch=domain.restarts_at_dispatch,
-    )
 
 
 @router.post(
@@ -412,7 +409,7 @@ def decide_extension(
             note=note[:4000],
             extend_by=row.extend_by,
         )
-        move(case, command, service.domain)
+        service.domain.move(case, command)
     row.state = ExtensionState.APPROVED if body.approve else ExtensionState.REFUSED
     row.decided_by, row.decided_at, row.decision_note = principal.name, now, body.note
     session.commit()

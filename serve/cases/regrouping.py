@@ -1,0 +1,180 @@
+"""Evidence management: detach a photo from a case, split a case in two, merge two cases.
+
+A false first photo poisons a case (a facade photo absorbs real finds within the duplicate radius),
+and rejecting the case would throw the real evidence away. A person who verifies and files cases
+(serve/cases/people.py `REGROUPING_ROLES`) regroups the evidence instead. Each change is a flow-log
+step of its own (`EvidenceStep`, the state stays) that names the photos, the other case and the
+person's reason. No photo row and no file is ever deleted: a detached photo leaves only the case.
+Evidence of a finished case (closed, cancelled, not filed) is its record and is not regrouped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from serve.cases.domain import Domain
+from serve.cases.enums import Action, AiReview, EvidenceRole, EvidenceStep
+from serve.cases.errors import CaseNotOpen, InvalidInput, LastEvidence
+from serve.cases.findings import lock_intake, next_case_number, placed_case_fields
+from serve.cases.intake import in_jurisdiction
+from serve.cases.orm import Case, Evidence, FlowEntry, Photo
+from serve.cases.workflow import INITIAL_STATE, Command, is_open, next_state
+from vision.core.imageio import Position
+
+
+@dataclass(frozen=True)
+class Step:
+    """Who regroups, when, and why (the reason every flow-log entry of the change keeps)."""
+
+    operator: str
+    user_id: int | None
+    at: datetime
+    reason: str
+
+
+def describe(evidence: Evidence) -> str:
+    """Enough to find the photo again once it left the case: ids, role, content and capture time."""
+    photo = f"photo {evidence.photo_id}, " if evidence.photo_id is not None else ""
+    return (
+        f"evidence {evidence.id} ({evidence.role}, {photo}sha256 {evidence.sha256[:12]}, "
+        f"taken {evidence.captured_at.isoformat()})"
+    )
+
+
+def _described(moving: Iterable[Evidence]) -> str:
+    return "; ".join(describe(e) for e in moving)
+
+
+def _log(case: Case, kind: EvidenceStep, step: Step, note: str) -> None:
+    entry = FlowEntry(
+        action=kind.value,
+        from_state=case.state,
+        to_state=case.state,
+        operator=step.operator,
+        user_id=step.user_id,
+        at=step.at,
+        note=note[:4000],
+    )
+    case.flow.append(entry)
+
+
+def _check_open(case: Case) -> None:
+    if not is_open(case.state):
+        raise CaseNotOpen(case.number, case.state)
+
+
+def _picked(case: Case, evidence_ids: list[int], field: str) -> list[Evidence]:
+    """The named evidence rows of `case`; a case keeps at least one photo, and an after-photo that
+    a handling step stood on stays with that step's case."""
+    by_id = {e.id: e for e in case.evidence}
+    wanted = list(dict.fromkeys(evidence_ids))
+    if unknown := [i for i in wanted if i not in by_id]:
+        raise InvalidInput(field, f"{', '.join(map(str, unknown))}: not evidence of case {case.number}")
+    if used := [i for i in wanted if (by_id[i].extra or {}).get("handled_at")]:
+        raise InvalidInput(
+            field, f"after-photo {', '.join(map(str, used))} supported a handling step of case {case.number}"
+        )
+    if len(wanted) >= len(by_id):
+        raise LastEvidence(case.number, wanted)
+    return [by_id[i] for i in wanted]
+
+
+def detach(session: Session, case: Case, evidence_id: int, step: Step) -> None:
+    """Take one photo off `case`: the evidence row goes, its photo row and file stay, and the flow
+    log keeps what it was (ids, role, sha256, capture time, file) with the reason."""
+    _check_open(case)
+    (evidence,) = _picked(case, [evidence_id], "evidence_id")
+    _log(
+        case, EvidenceStep.DETACH, step, f"detached {describe(evidence)}, file {evidence.path}: {step.reason}"
+    )
+    case.evidence.remove(evidence)
+    session.delete(evidence)
+
+
+def _position(session: Session, moving: list[Evidence], case: Case) -> tuple[float, float]:
+    """Where the moved photos were taken (the first located one); camera frames carry no position
+    of their own: they stand where the case's camera does."""
+    for evidence in sorted(moving, key=lambda e: e.captured_at):
+        photo = session.get(Photo, evidence.photo_id) if evidence.photo_id is not None else None
+        if photo is not None and photo.lat is not None and photo.lon is not None:
+            return photo.lat, photo.lon
+    return case.lat, case.lon
+
+
+def split(session: Session, case: Case, evidence_ids: list[int], step: Step, domain: Domain) -> Case:
+    """Move the named photos to a new case of the same event, placed where they were taken and in
+    the grid that holds that place (the intake's rule). The new case waits for review (reported):
+    whatever was decided about the old case was decided on other photos."""
+    _check_open(case)
+    moving = _picked(case, evidence_ids, "evidence_ids")
+    if after := [e.id for e in moving if e.role == EvidenceRole.AFTER]:
+        raise InvalidInput(
+            "evidence_ids",
+            f"after-photo {', '.join(map(str, after))} belongs to the handling of case {case.number}",
+        )
+    rules = domain.rules
+    lat, lon = _position(session, moving, case)
+    in_jurisdiction(Position(lat, lon), rules)
+    seen = sorted(e.captured_at for e in moving)
+    lock_intake(session)
+    new = Case(
+        number=next_case_number(session, seen[0].astimezone(rules.calendar.timezone).date(), rules.prefix),
+        source=case.source,
+        **placed_case_fields(case.event, lat, lon, rules),
+        state=INITIAL_STATE,
+        ai_review=AiReview.PENDING if case.ai_review is not None else None,
+        camera_id=case.camera_id,
+        filed_at=seen[0],
+        first_seen_at=seen[0],
+        last_seen_at=seen[-1],
+    )
+    session.add(new)
+    moved = _described(moving)
+    for evidence in moving:
+        evidence.case = new
+    new.flow.append(
+        FlowEntry(
+            action=EvidenceStep.SPLIT.value,
+            from_state=None,
+            to_state=INITIAL_STATE,
+            operator=step.operator,
+            user_id=step.user_id,
+            at=step.at,
+            note=f"split from case {case.number}: {moved}: {step.reason}"[:4000],
+        )
+    )
+    _log(case, EvidenceStep.SPLIT, step, f"split into case {new.number}: {moved}: {step.reason}")
+    return new
+
+
+def merge(into: Case, other: Case, step: Step, domain: Domain) -> None:
+    """Move every photo of `other` (same event) to `into` and cancel `other` as merged (作废, the
+    workflow's own step, so it counts nowhere); both flow logs name the other case."""
+    if other.id == into.id:
+        raise InvalidInput("case_id", f"case {into.number} cannot be merged into itself")
+    _check_open(into)
+    if other.event != into.event:
+        raise InvalidInput(
+            "case_id",
+            f"case {other.number} is '{other.event}', case {into.number} '{into.event}': only cases of "
+            "the same event merge (correct the event first)",
+        )
+    next_state(other.state, Action.CANCEL)  # refuses (409, allowed actions named) before anything moves
+    moving = list(other.evidence)
+    moved = _described(moving)
+    cancel = Command(
+        action=Action.CANCEL,
+        operator=step.operator,
+        user_id=step.user_id,
+        at=step.at,
+        note=f"merged into case {into.number}: {moved}: {step.reason}"[:4000],
+    )
+    domain.move(other, cancel)
+    for evidence in moving:
+        evidence.case = into
+    into.last_seen_at = max(into.last_seen_at, other.last_seen_at)
+    _log(into, EvidenceStep.MERGE, step, f"merged case {other.number} in: {moved}: {step.reason}")
