@@ -39,8 +39,10 @@ def _number(models: list[str]) -> list[str]:
 
 
 def _scores(card: dict[str, Any]) -> dict[str, dict[str, float | None]]:
-    """set -> class -> AP50 on holdout-v1, from the card's cached holdout scores, else its metrics."""
-    cached = (card.get("holdout") or {}).get(HOLDOUT_V1, {}).get("scores")
+    """set -> class -> AP50 on holdout-v1, from the card's cached holdout scores (a model judged only
+    on holdout-v2: those, which hold holdout-v1's sets unchanged), else its metrics."""
+    holdouts = card.get("holdout") or {}
+    cached = (holdouts.get(HOLDOUT_V1) or next(reversed(holdouts.values()), {})).get("scores")
     if cached:
         return {s: {c: v.get("value") for c, v in classes.items()} for s, classes in cached.items()}
     metrics = card.get("metrics") or {}
