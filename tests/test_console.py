@@ -27,7 +27,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from conftest import Clock, Service, on_site, serving
+from conftest import Clock, Service, _jpeg, on_site, serving
 from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service as DriverService
@@ -45,6 +45,8 @@ GRID_LIFE = ("410103001001005", 34.72265, 113.62762)  # (grid, lat, lon) of the 
 GRID_FLYER = ("410103001002005", 34.72273, 113.63081)
 GRID_PAGING = ("410103001002001", 34.72365, 113.62976)
 GRID_QUIET = ("410103001002003", 34.7235, 113.6320)  # the read-only and map tests'
+GRID_REGROUP = ("410103001001001", 34.72359, 113.62654)  # detach, split and merge
+GRID_OVERRIDE = ("410103001001003", 34.72361, 113.62879)  # a failed after-photo accepted with a reason
 STREET = "淮河路街道"  # every example grid's street
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -788,3 +790,91 @@ def test_a_street_vending_case_counts_down_its_double_ten_clocks(live: Live, bro
     first = on_site.text
     assert first.startswith("已超时") and "overdue" in on_site.get_attribute("class")
     wait(browser, lambda d: one(d, "#countdown-on-site").text != first, "the countdown does not tick")
+
+
+def test_photos_are_detached_split_off_and_merged_back_on_the_case_page(live: Live, browser: Any) -> None:
+    """Detach under each photo, split and merge above them, each with a reason the flow log keeps;
+    the page follows the new case of a split."""
+    live.clock.at = START + timedelta(days=3)
+    case_id = open311(live, "06010", *GRID_REGROUP[1:], "墙根一堆垃圾")
+    photos = [
+        live.api(
+            "POST",
+            f"/v1/cases/{case_id}/evidence",
+            files={"file": (f"p{seed}.jpg", _jpeg(seed=seed), "image/jpeg")},
+            data={"role": "before"},
+        ).json()["id"]
+        for seed in (41, 42, 43)
+    ]
+    sign_in(browser, live)
+    visit(browser, live, f"case/{case_id}", "case")
+    assert attributes(browser, "#evidence button.detach", "data-evidence")[-3:] == [str(i) for i in photos]
+    assert one(browser, "#evidence button.detach").text == "移除此照片"
+
+    steps = len(css(browser, "#flow tbody tr"))
+    one(browser, f'#evidence button.detach[data-evidence="{photos[0]}"]').click()
+    one(browser, f"#detach-{photos[0]} textarea").send_keys("拍到的是隔壁店门口")
+    one(browser, f"#detach-{photos[0]} .regroup-submit").click()
+    wait(browser, lambda d: len(css(d, "#flow tbody tr")) == steps + 1, "detach did not land")
+    assert css(browser, "#flow tbody tr")[-1].get_attribute("data-action") == "detach"
+    assert one(browser, '#flow tr[data-action="detach"] td:nth-child(2)').text == "移除照片"
+    assert not css(browser, f'#evidence button.detach[data-evidence="{photos[0]}"]')
+
+    one(browser, '#regroup button[data-step="split"]').click()
+    one(browser, f'#split-form input[value="{photos[1]}"]').click()
+    one(browser, "#split-form textarea").send_keys("另一堆垃圾")
+    one(browser, "#split-form .regroup-submit").click()
+    section = one(browser, f'#view[data-state="ready"] section[data-case]:not([data-case="{case_id}"])')
+    new_id = int(section.get_attribute("data-case"))
+    assert one(browser, "#flow tbody tr").get_attribute("data-action") == "split"
+    new = live.api("GET", f"/v1/cases/{new_id}").json()
+    assert [e["id"] for e in new["evidence"]] == [photos[1]] and new["state"] == "reported"
+
+    visit(browser, live, f"case/{case_id}", "case")
+    one(browser, '#regroup button[data-step="merge"]').click()
+    Select(one(browser, "#merge-case")).select_by_value(str(new_id))
+    one(browser, "#merge-form textarea").send_keys("其实是同一堆")
+    one(browser, "#merge-form .regroup-submit").click()
+    wait(browser, lambda d: attributes(d, "#flow tbody tr", "data-action")[-1:] == ["merge"], "no merge")
+    case = live.api("GET", f"/v1/cases/{case_id}").json()
+    assert photos[1] in [e["id"] for e in case["evidence"]] and photos[0] not in [
+        e["id"] for e in case["evidence"]
+    ]
+    merged = live.api("GET", f"/v1/cases/{new_id}").json()
+    assert merged["state"] == "cancelled" and case["number"] in merged["flow"][-1]["note"]
+    reasons = ("拍到的是隔壁店门口", "另一堆垃圾", "其实是同一堆")
+    assert [f["action"] for f in case["flow"][-3:]] == ["detach", "split", "merge"]
+    assert all(f["note"].endswith(r) for f, r in zip(case["flow"][-3:], reasons, strict=True))
+
+
+def test_a_failed_after_photo_is_accepted_with_a_persons_reason(
+    live: Live, browser: Any, tmp_path: Path
+) -> None:
+    """handle on an after-photo that failed its check is refused in Chinese naming the checks; the
+    form then asks a reason (override_reason) and the same photo passes with it."""
+    _, lat, lon = GRID_OVERRIDE
+    live.clock.at = START + timedelta(days=4)
+    case_id = open311(live, "06010", lat, lon, "绿化带里的垃圾")
+    for minutes, action in ((2, "confirm"), (4, "file"), (6, "dispatch"), (8, "start")):
+        live.clock.at = START + timedelta(days=4, minutes=minutes)
+        etag = live.api("GET", f"/v1/cases/{case_id}").headers["ETag"]
+        live.api(
+            "POST", f"/v1/cases/{case_id}/transitions", json={"action": action}, headers={"If-Match": etag}
+        )
+    live.clock.at = START + timedelta(days=4, minutes=30)
+    sign_in(browser, live)
+    visit(browser, live, f"case/{case_id}", "case")
+    one(browser, '#actions button[data-action="handle"]').click()
+    photo = street_photo(tmp_path / "no-gps.jpg", 4)  # no EXIF: neither where nor when it was taken
+    one(browser, "#after-photo").send_keys(str(photo))
+    one(browser, "#action-submit").click()
+    wait(browser, lambda d: one(d, "#action-error").text.startswith("处置后照片核验未通过"), "no Chinese 409")
+    assert "不在案发位置" in one(browser, "#action-error").text
+    assert "不在案发位置" in one(browser, "label.override").text
+    one(browser, "#override-reason").send_keys("现场核实已清理，手机定位失灵")
+    one(browser, "#action-submit").click()
+    wait(browser, lambda d: attributes(d, "#flow tbody tr", "data-action")[-1:] == ["handle"], "no handle")
+    case = live.api("GET", f"/v1/cases/{case_id}").json()
+    assert case["state"] == "handled" and [e["role"] for e in case["evidence"]].count("after") == 1
+    assert case["flow"][-1]["note"].endswith("现场核实已清理，手机定位失灵")
+    assert "at_place" in case["flow"][-1]["note"]

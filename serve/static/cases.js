@@ -4,6 +4,7 @@ import { departments, events } from "./catalog.js";
 import { dot, duration, go, h, number, reload, table, when } from "./dom.js";
 import { extensionsPanel } from "./extensions.js";
 import { explain, t } from "./i18n.js";
+import { detachButton, regroupPanel } from "./regroup.js";
 
 // Every workflow state (serve/cases/workflow.py State), for the filter and the labels.
 const STATES = [
@@ -142,7 +143,8 @@ function fact(label, value) {
   return [h("dt", {}, label), h("dd", {}, value ?? "—")];
 }
 
-function photo(evidence) {
+/** One photo with its caption; `tool` (e.g. the detach button) goes under it. */
+function photo(evidence, tool = null) {
   const img = h("img", { alt: t(`role.${evidence.role}`), "data-evidence": evidence.id });
   const figure = h(
     "figure",
@@ -177,6 +179,7 @@ function photo(evidence) {
   }
   const path = `/v1/evidence/${evidence.id}${evidence.boxes.length ? "?boxes=true" : ""}`;
   loadImage(img, path, () => img.replaceWith(h("div", { class: "noimage" }, t("noimage"))));
+  if (tool) figure.append(tool);
   return figure;
 }
 
@@ -241,37 +244,54 @@ function actionForm(caseData, etag, action, catalog, depts) {
       h("button", { type: "submit", id: "action-submit" }, t("submit")),
       h("button", { type: "button", onclick: () => form.remove() }, t("cancel"))),
     error);
+  let uploaded = null; // the after-photo sent with a first try: a retry with a reason stands on it
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const data = new FormData(form);
     const body = { action };
-    for (const name of ["note", "event", "department"]) if (data.get(name)) body[name] = data.get(name);
+    for (const name of ["note", "event", "department", "override_reason"]) if (data.get(name)) body[name] = data.get(name);
     if (data.get("extend_by")) body.extend_by = Number(data.get("extend_by"));
     form.querySelector("#action-submit").disabled = true;
     try {
-      if (fields.includes("photo")) {
+      if (fields.includes("photo") && uploaded === null) {
         const upload = new FormData();
         upload.append("file", data.get("photo"));
         upload.append("role", AFTER);
-        const evidence = await (await request(`/v1/cases/${caseData.id}/evidence`, { method: "POST", form: upload })).json();
-        body.evidence_id = evidence.id;
+        uploaded = (await (await request(`/v1/cases/${caseData.id}/evidence`, { method: "POST", form: upload })).json()).id;
       }
+      if (uploaded !== null) body.evidence_id = uploaded;
       await request(`/v1/cases/${caseData.id}/transitions`, { method: "POST", json: body, headers: { "If-Match": etag } });
       reload();
     } catch (failure) {
       error.textContent = explain(failure);
       error.title = failure.message;
+      if (failure.problem?.failed && !form.querySelector("#override-reason")) overrideField(form, failure.problem.failed);
       form.querySelector("#action-submit").disabled = false;
     }
   });
   return form;
 }
 
+/** A failed after-photo check (handle, check_pass) blocks the step unless a person gives a reason
+ * to accept the photo anyway: the field for it, naming the checks that failed. */
+function overrideField(form, failed) {
+  const names = failed.map((name) => t(`check.${name}`)).join(t("list.sep"));
+  const photoInput = form.querySelector("#after-photo");
+  if (photoInput) photoInput.disabled = true; // the photo is sent: the retry stands on it
+  form.querySelector(".buttons").before(
+    h("label", { class: "override" }, t("override.reason", { failed: names }),
+      h("textarea", { name: "override_reason", id: "override-reason", rows: 2, maxlength: 2000, required: true })));
+}
+
 /** The actions the caller may take on the case now: the state's, and only with a key (or a
  * person's role) that may change cases. */
 function actionsFor(c, caller) {
-  if (!caller.scopes.some((scope) => scope === "cases:write" || scope === "admin")) return [];
+  if (!writes(caller)) return [];
   return c.allowed_actions.filter((action) => caller.actions.includes(action));
+}
+
+function writes(caller) {
+  return caller.scopes.some((scope) => scope === "cases:write" || scope === "admin");
 }
 
 export async function casePage(caseId) {
@@ -321,15 +341,19 @@ export async function casePage(caseId) {
           t(c.allowed_actions.length ? "actions.readonly" : FINAL.includes(c.state) ? "actions.none" : "actions.notyours")),
   );
 
+  const regroup = writes(caller) ? c.evidence_actions : [];
+  // a case keeps one photo at least; an after-photo a handling stood on stays with it
+  const detachable = (e) => regroup.includes("detach") && c.evidence.length > 1 && !e.extra?.handled_at;
+  const shown = (e) => photo(e, detachable(e) ? detachButton(c, etag, e) : null);
   const before = c.evidence.filter((e) => e.role !== AFTER);
   const after = c.evidence.filter((e) => e.role === AFTER);
   const photos = h(
     "div",
     { class: "beforeafter", id: "evidence" },
     h("div", { class: "column", id: "before" }, h("h3", {}, t("before")),
-      before.length ? before.map(photo) : h("p", { class: "hint" }, t("none"))),
+      before.length ? before.map(shown) : h("p", { class: "hint" }, t("none"))),
     h("div", { class: "column", id: "after" }, h("h3", {}, t("after")),
-      after.length ? after.map(photo) : h("p", { class: "hint" }, t("none"))),
+      after.length ? after.map(shown) : h("p", { class: "hint" }, t("none"))),
   );
 
   return h(
@@ -340,6 +364,7 @@ export async function casePage(caseId) {
     h("div", { class: "case-top" }, facts,
       h("div", { class: "workflow" }, h("h2", {}, t("actions")), buttons, panel, extensionsPanel(c, catalog.limit(c.event)))),
     h("h2", {}, t("evidence")),
+    regroupPanel(c, etag, regroup),
     photos,
     h("h2", {}, t("flow")),
     flowLog(c),

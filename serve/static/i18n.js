@@ -201,6 +201,25 @@ export const STRINGS = {
     "action.cancel": "作废",
     "action.close": "结案",
     "action.force_close": "强制结案",
+    "action.detach": "移除照片",
+    "action.split": "拆分案卷",
+    "action.merge": "合并案卷",
+    "regroup.detach": "移除此照片",
+    "regroup.split": "拆分案卷",
+    "regroup.merge": "合并同类案卷",
+    "regroup.reason": "理由（必填，记入流转记录）",
+    "regroup.split.pick": "勾选属于另一处问题的照片，它们将组成新案卷：",
+    "regroup.merge.pick": "并入本案卷的同类案卷（其照片移入本案，原案卷作废）",
+    "regroup.merge.none": "没有可并入的同类在办案卷",
+    "override.reason": "照片核验未通过（{failed}）。如确认无误，请填写人工确认理由",
+    "check.new_image": "与已有照片相同",
+    "check.after_filing": "拍摄时间早于立案",
+    "check.at_place": "不在案发位置",
+    "check.gone": "问题仍在",
+    "list.sep": "、",
+    "problem.after_check": "处置后照片核验未通过（{failed}）：请重新拍照，或填写人工确认理由",
+    "problem.last_evidence": "案卷至少要保留一张照片",
+    "problem.not_open": "案卷已结束，照片不能再调整",
     "source.patrol_photo": "巡查照片",
     "source.video": "视频监控",
     "source.public": "市民上报",
@@ -464,6 +483,25 @@ export const STRINGS = {
     "action.cancel": "Cancel case",
     "action.close": "Close",
     "action.force_close": "Force close",
+    "action.detach": "Detach photo",
+    "action.split": "Split case",
+    "action.merge": "Merge cases",
+    "regroup.detach": "Detach this photo",
+    "regroup.split": "Split case",
+    "regroup.merge": "Merge a case of the same class",
+    "regroup.reason": "Reason (required, kept in the flow log)",
+    "regroup.split.pick": "Tick the photos of another problem; they make a new case:",
+    "regroup.merge.pick": "Case of the same class to merge in (its photos move here, it is cancelled)",
+    "regroup.merge.none": "No open case of the same class to merge in",
+    "override.reason": "The photo failed its check ({failed}). If it is right, give a reason to accept it",
+    "check.new_image": "same as an earlier photo",
+    "check.after_filing": "taken before filing",
+    "check.at_place": "not at the place",
+    "check.gone": "problem still seen",
+    "list.sep": ", ",
+    "problem.after_check": "The after-photo failed its check ({failed}): take a new one, or give a reason to accept it",
+    "problem.last_evidence": "A case keeps at least one photo",
+    "problem.not_open": "The case is finished: its photos stay as they are",
     "source.patrol_photo": "Patrol photo",
     "source.video": "Camera",
     "source.public": "Citizen",
@@ -549,10 +587,22 @@ export function t(key, vars = {}) {
 
 /** A failed API request in the console's language, by its status (the service's own words are in
  * English; they go to the element's title for whoever reports the problem). */
+// Problems a status alone does not tell apart, by their title (serve/cases/errors.py).
+const TITLED = {
+  "after-photo check failed": "problem.after_check",
+  "a case keeps its evidence": "problem.last_evidence",
+  "case not open": "problem.not_open",
+};
+
 export function explain(failure) {
   const problem = failure?.problem || {};
-  const key = problem.grid_bounds ? "problem.outside" : `problem.${failure?.status}`;
+  const key = problem.grid_bounds ? "problem.outside" : TITLED[problem.title] || `problem.${failure?.status}`;
   if (!(key in STRINGS[lang()])) return t("error");
-  const allowed = (problem.allowed_actions || []).map((action) => t(`action.${action}`)).join(lang() === "zh" ? "、" : ", ");
-  return t(key, { scope: problem.required_scope || "", field: problem.field || "", allowed: allowed || t("none") });
+  const names = (prefix, values) => (values || []).map((value) => t(`${prefix}.${value}`)).join(t("list.sep"));
+  return t(key, {
+    scope: problem.required_scope || "",
+    field: problem.field || "",
+    allowed: names("action", problem.allowed_actions) || t("none"),
+    failed: names("check", problem.failed),
+  });
 }
