@@ -15,7 +15,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from serve.cases.db import MIGRATIONS, make_engine, open_database, transaction
 from serve.cases.enums import AiReview, CaseSource, EvidenceRole, PhotoStatus, RecordType, State
-from serve.cases.orm import Case, Photo, UTCDateTime
+from serve.cases.orm import Case, FlowEntry, Photo, UTCDateTime
 
 
 def alembic_config(url: str) -> Config:
@@ -212,3 +212,31 @@ def test_0003_stops_on_a_value_it_cannot_map_and_changes_nothing(db_url: str) ->
         connection.commit()
     engine.dispose()
     command.upgrade(config, "head")  # fixed by a person: the upgrade goes through
+
+
+def test_evidence_steps_are_kept_across_a_refused_downgrade(db_url: str) -> None:
+    """Migration 0013: flow_log.action takes detach/split/merge; a database holding such a step does not
+    go below 0013 (its flow log says where evidence went), and refuses any other action still."""
+    config = alembic_config(db_url)
+    factory = open_database(db_url)  # migrated to head
+    at = datetime(2025, 9, 30, 3, 0, tzinfo=UTC)
+    with transaction(factory) as session:
+        case = _case("SO20250930000001", at)
+        case.flow.append(
+            FlowEntry(action="detach", from_state="reported", to_state="reported", operator="op", at=at)
+        )
+        session.add(case)
+    with pytest.raises(IntegrityError), transaction(factory) as session:
+        session.add(
+            FlowEntry(
+                case_id=1, action="shred", from_state="reported", to_state="reported", operator="op", at=at
+            )
+        )
+    factory.kw["bind"].dispose()
+    with pytest.raises(RuntimeError, match="cannot go below revision 0013"):
+        command.downgrade(config, "0012")
+    engine = make_engine(db_url)
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT action FROM flow_log")).scalars().all() == ["detach"]
+        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0013"
+    engine.dispose()

@@ -167,7 +167,8 @@ class EvidenceOut(Schema):
 
 class FlowOut(Schema):
     action: str = Field(
-        description="workflow action, or `report`: the finding or request that opened the case"
+        description="workflow action; `report`: the finding or request that opened the case; `detach`, "
+        "`split`, `merge`: the case's evidence regrouped by a person (the state stays)"
     )
     from_state: State | None = Field(description="state before")
     to_state: State = Field(description="state after")
