@@ -71,8 +71,10 @@ def test_detach_split_and_merge(service: Service, photos: list[bytes], tmp_path:
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert [e["id"] for e in body["evidence"]] == [first["id"], second["id"]]
+    assert (body["lat"], body["lon"]) == (case["lat"], case["lon"])  # not the photo that placed it
     step = body["flow"][-1]
     assert (step["action"], step["from_state"], step["to_state"]) == ("detach", "reported", "reported")
+    assert "now stands" not in step["note"]
     assert f"evidence {third['id']}" in step["note"] and third["sha256"][:12] in step["note"]
     assert step["note"].endswith("立面照片，不是垃圾") and step["operator"] == "cases:write-user"
     rows = photo_rows(service)
@@ -134,6 +136,28 @@ def test_detach_split_and_merge(service: Service, photos: list[bytes], tmp_path:
         service, new["id"], f"/v1/cases/{new['id']}/merge", {"case_id": case_id, "reason": "r"}
     )
     assert into_finished.status_code == 409 and into_finished.json()["title"] == "case not open"
+
+
+def test_a_case_leaves_the_place_of_a_photo_taken_off_it(service: Service, photos: list[bytes]) -> None:
+    """The photo that placed the case (the first) detached: the case stands where the next located
+    photo was taken, in that place's grid; split off in turn, the case moves on to the third."""
+    case = one_case_of_three(service, photos)
+    first, second, third = case["evidence"]
+    assert (case["lat"], case["lon"]) == pytest.approx((HERE.lat, HERE.lon), abs=1e-7)
+    url = f"/v1/cases/{case['id']}/evidence/{first['id']}/detach"
+    moved = change(service, case["id"], url, {"reason": "立面照片"}).json()
+    assert (moved["lat"], moved["lon"]) == pytest.approx((NORTH.lat, NORTH.lon), abs=1e-7)
+    grids = load_grids(service.settings.grids)
+    assert moved["grid_code"] == grids.locate(NORTH.lat, NORTH.lon).code  # type: ignore[union-attr]
+    assert f"now stands where evidence {second['id']} was taken" in moved["flow"][-1]["note"]
+    split = f"/v1/cases/{case['id']}/split"
+    assert (
+        change(service, case["id"], split, {"evidence_ids": [second["id"]], "reason": "另一处"}).status_code
+        == 201
+    )
+    after = get(service, f"/v1/cases/{case['id']}")
+    assert (after["lat"], after["lon"]) == pytest.approx((EAST.lat, EAST.lon), abs=1e-7)
+    assert f"now stands where evidence {third['id']} was taken" in after["flow"][-1]["note"]
 
 
 def test_merge_needs_the_same_event(service: Service, photos: list[bytes]) -> None:

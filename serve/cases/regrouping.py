@@ -25,6 +25,8 @@ from serve.cases.orm import Case, Evidence, FlowEntry, Photo
 from serve.cases.workflow import INITIAL_STATE, Command, is_open, next_state
 from vision.core.imageio import Position
 
+SAME_PLACE_DEG = 1e-7  # about 1 cm: the case stands where that photo was taken (the same float)
+
 
 @dataclass(frozen=True)
 class Step:
@@ -83,26 +85,51 @@ def _picked(case: Case, evidence_ids: list[int], field: str) -> list[Evidence]:
     return [by_id[i] for i in wanted]
 
 
-def detach(session: Session, case: Case, evidence_id: int, step: Step) -> None:
+def detach(session: Session, case: Case, evidence_id: int, step: Step, domain: Domain) -> None:
     """Take one photo off `case`: the evidence row goes, its photo row and file stay, and the flow
-    log keeps what it was (ids, role, sha256, capture time, file) with the reason."""
+    log keeps what it was (ids, role, sha256, capture time, file) with the reason. A case placed by
+    that photo moves to its earliest remaining located photo."""
     _check_open(case)
     (evidence,) = _picked(case, [evidence_id], "evidence_id")
-    _log(
-        case, EvidenceStep.DETACH, step, f"detached {describe(evidence)}, file {evidence.path}: {step.reason}"
-    )
+    moved_place = _replaced(session, case, [evidence], domain)
+    note = f"detached {describe(evidence)}, file {evidence.path}: {step.reason}{moved_place}"
+    _log(case, EvidenceStep.DETACH, step, note)
     case.evidence.remove(evidence)
     session.delete(evidence)
 
 
-def _position(session: Session, moving: list[Evidence], case: Case) -> tuple[float, float]:
-    """Where the moved photos were taken (the first located one); camera frames carry no position
-    of their own: they stand where the case's camera does."""
-    for evidence in sorted(moving, key=lambda e: e.captured_at):
-        photo = session.get(Photo, evidence.photo_id) if evidence.photo_id is not None else None
+def _located(session: Session, evidence: list[Evidence]) -> tuple[Evidence, float, float] | None:
+    """The earliest photo among `evidence` whose photo row knows where it was taken (camera frames
+    and photos added to a case by hand carry no position of their own)."""
+    for row in sorted(evidence, key=lambda e: (e.captured_at, e.id)):
+        photo = session.get(Photo, row.photo_id) if row.photo_id is not None else None
         if photo is not None and photo.lat is not None and photo.lon is not None:
-            return photo.lat, photo.lon
-    return case.lat, case.lon
+            return row, photo.lat, photo.lon
+    return None
+
+
+PLACE_FIELDS = ("lat", "lon", "address", "grid_code", "street", "community")
+
+
+def _replaced(session: Session, case: Case, leaving: list[Evidence], domain: Domain) -> str:
+    """Where a photo that placed the case leaves it (a facade photo that opened a case of real finds),
+    the case moves to where its earliest remaining located photo was taken, in the grid holding that
+    place; the flow-log note says so. Otherwise the case stays put ("")."""
+    placed = _located(session, leaving)
+    if placed is None or max(abs(placed[1] - case.lat), abs(placed[2] - case.lon)) > SAME_PLACE_DEG:
+        return ""
+    staying = _located(session, [e for e in case.evidence if e not in leaving])
+    if staying is None:
+        return ""
+    evidence, lat, lon = staying
+    in_jurisdiction(Position(lat, lon), domain.rules)
+    fields = placed_case_fields(case.event, lat, lon, domain.rules)
+    for name in PLACE_FIELDS:
+        setattr(case, name, fields[name])
+    return (
+        f"; the case now stands where evidence {evidence.id} was taken "
+        f"({lat:.6f}, {lon:.6f}, grid {case.grid_code})"
+    )
 
 
 def split(session: Session, case: Case, evidence_ids: list[int], step: Step, domain: Domain) -> Case:
@@ -117,7 +144,8 @@ def split(session: Session, case: Case, evidence_ids: list[int], step: Step, dom
             f"after-photo {', '.join(map(str, after))} belongs to the handling of case {case.number}",
         )
     rules = domain.rules
-    lat, lon = _position(session, moving, case)
+    located = _located(session, moving)
+    lat, lon = (located[1], located[2]) if located is not None else (case.lat, case.lon)
     in_jurisdiction(Position(lat, lon), rules)
     seen = sorted(e.captured_at for e in moving)
     lock_intake(session)
@@ -147,7 +175,8 @@ def split(session: Session, case: Case, evidence_ids: list[int], step: Step, dom
             note=f"split from case {case.number}: {moved}: {step.reason}"[:4000],
         )
     )
-    _log(case, EvidenceStep.SPLIT, step, f"split into case {new.number}: {moved}: {step.reason}")
+    moved_place = _replaced(session, case, moving, domain)
+    _log(case, EvidenceStep.SPLIT, step, f"split into case {new.number}: {moved}: {step.reason}{moved_place}")
     return new
 
 

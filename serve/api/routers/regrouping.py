@@ -56,7 +56,7 @@ def detach_evidence(
     response: Response,
     now: Now,
 ) -> CaseDetail:
-    detach(session, case, evidence_id, step_of(principal, body.reason, now))
+    detach(session, case, evidence_id, step_of(principal, body.reason, now), service.domain)
     session.commit()
     response.headers["ETag"] = etag(case)
     return detail(case, now, service.domain, principal, session)
