@@ -75,6 +75,8 @@ def test_detach_split_and_merge(service: Service, photos: list[bytes], tmp_path:
     step = body["flow"][-1]
     assert (step["action"], step["from_state"], step["to_state"]) == ("detach", "reported", "reported")
     assert "now stands" not in step["note"]
+    public = service.client.get(f"/open311/v2/requests/{number}.json").json()[0]
+    assert public["status_notes"] == "已收到，待核实"  # the bureau's photo bookkeeping is not the public's
     assert f"evidence {third['id']}" in step["note"] and third["sha256"][:12] in step["note"]
     assert step["note"].endswith("立面照片，不是垃圾") and step["operator"] == "cases:write-user"
     rows = photo_rows(service)
@@ -127,7 +129,12 @@ def test_detach_split_and_merge(service: Service, photos: list[bytes], tmp_path:
     as_admin = service.client.get(f"/v1/cases/{new['id']}", headers=service.auth("admin")).json()
     assert as_admin["evidence_actions"] == []  # a finished case's evidence is its record
     step = cancelled["flow"][-1]
-    assert step["action"] == "cancel" and f"merged into case {number}" in step["note"]
+    assert (
+        step["action"] == "cancel"
+        and step["note"] == f"merged into case {number} (1 photo(s) moved there): 同一堆垃圾"
+    )
+    public = service.client.get(f"/open311/v2/requests/{new['number']}.json").json()[0]
+    assert public["status"] == "closed" and public["status_notes"].endswith(step["note"])
 
     # a finished case is neither merged nor merged into
     twice = change(service, case_id, merge_url, {"case_id": new["id"], "reason": "r"})

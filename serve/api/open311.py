@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from serve.api.idempotency import request_hash
 from serve.api.schemas import Open311Created, Open311Request, Open311Service
-from serve.cases.enums import REPORT_STEP, CaseSource, EvidenceRole, State
+from serve.cases.enums import REPORT_STEP, CaseSource, EvidenceRole, EvidenceStep, State
 from serve.cases.errors import InvalidInput
 from serve.cases.findings import CaseRules, CaseUpdate, Finding, record_finding
 from serve.cases.grids import Grid, GridIndex
@@ -61,6 +61,7 @@ XML_ITEMS = {
     "formats": "format",
     "errors": "error",
 }
+EVIDENCE_STEPS = frozenset(step.value for step in EvidenceStep)
 # status_notes: what a citizen reads about the state of the case their request became
 STATUS_NOTES = {
     State.REPORTED: "已收到，待核实",
@@ -156,9 +157,10 @@ def citizen_fields(case: Case) -> dict[str, Any]:
 
 
 def status_notes(case: Case) -> str:
-    """The state in plain Chinese, with the latest remark a person wrote on the case."""
+    """The state in plain Chinese, with the remark of the latest workflow step a person took. Evidence
+    steps (detach, split, merge) are the bureau's bookkeeping of photos and files: not the public's."""
     notes = STATUS_NOTES.get(case.state, "处理中")
-    last = case.flow[-1] if case.flow else None
+    last = next((e for e in reversed(case.flow) if e.action not in EVIDENCE_STEPS), None)
     if last is not None and last.action != REPORT_STEP and last.note:
         notes += f"：{last.note}"
     return notes

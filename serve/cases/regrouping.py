@@ -194,16 +194,17 @@ def merge(into: Case, other: Case, step: Step, domain: Domain) -> None:
         )
     next_state(other.state, Action.CANCEL)  # refuses (409, allowed actions named) before anything moves
     moving = list(other.evidence)
-    moved = _described(moving)
     cancel = Command(
         action=Action.CANCEL,
         operator=step.operator,
         user_id=step.user_id,
         at=step.at,
-        note=f"merged into case {into.number}: {moved}: {step.reason}"[:4000],
+        note=f"merged into case {into.number} ({len(moving)} photo(s) moved there): {step.reason}"[:4000],
     )
     domain.move(other, cancel)
     for evidence in moving:
         evidence.case = into
     into.last_seen_at = max(into.last_seen_at, other.last_seen_at)
-    _log(into, EvidenceStep.MERGE, step, f"merged case {other.number} in: {moved}: {step.reason}")
+    _log(
+        into, EvidenceStep.MERGE, step, f"merged case {other.number} in: {_described(moving)}: {step.reason}"
+    )
