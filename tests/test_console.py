@@ -823,6 +823,7 @@ def test_photos_are_detached_split_off_and_merged_back_on_the_case_page(live: Li
     one(browser, '#regroup button[data-step="split"]').click()
     one(browser, f'#split-form input[value="{photos[1]}"]').click()
     one(browser, "#split-form textarea").send_keys("另一堆垃圾")
+    screenshot(browser, "case-regroup")
     one(browser, "#split-form .regroup-submit").click()
     section = one(browser, f'#view[data-state="ready"] section[data-case]:not([data-case="{case_id}"])')
     new_id = int(section.get_attribute("data-case"))
