@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from configured import MODELS, TAXONOMY
+from configured import CONFIGS, MODELS, TAXONOMY
 from synthetic import SOURCES, draw, random_boxes, tiny_model
 
 from vision.detect.backends import decode_yolo, letterbox, load_detector, unletterbox
@@ -90,8 +90,11 @@ def image() -> np.ndarray:
 def test_onnx_path_does_not_import_torch(model_dir: Path) -> None:
     code = (
         "import sys, numpy as np\n"
+        "from pathlib import Path\n"
+        "from vision.core.taxonomy import load_taxonomy\n"
         "from vision.detect.backends import load_detector\n"
-        f"detector = load_detector({str(model_dir)!r})\n"
+        f"taxonomy = load_taxonomy(Path({str(CONFIGS / 'taxonomy.yaml')!r}))\n"
+        f"detector = load_detector({str(model_dir)!r}, models_dir=Path({str(MODELS)!r}), taxonomy=taxonomy)\n"
         "detections = detector(np.zeros((48, 80, 3), np.uint8))\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
         "print(type(detector).__name__, detector.version, len(detections))\n"

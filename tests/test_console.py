@@ -163,6 +163,12 @@ def open311(live: Live, code: str, lat: float, lon: float, description: str) -> 
     return next(int(c["id"]) for c in items if c["number"] == number)
 
 
+def step(live: Live, case_id: int, action: str) -> None:
+    """One workflow step through the API (the console key), with the case's current version."""
+    etag = live.api("GET", f"/v1/cases/{case_id}").headers["ETag"]
+    live.api("POST", f"/v1/cases/{case_id}/transitions", json={"action": action}, headers={"If-Match": etag})
+
+
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     """The service on a real uvicorn at 127.0.0.1 (in a thread, with a test clock), SQLite, current model."""
@@ -773,10 +779,7 @@ def test_a_street_vending_case_counts_down_its_double_ten_clocks(live: Live, bro
     case_id = open311(live, "09006", lat, lon, "人行道流动摊贩")
     for minutes, action in ((2, "confirm"), (4, "file")):
         live.clock.at = START + timedelta(days=2, minutes=minutes)
-        etag = live.api("GET", f"/v1/cases/{case_id}").headers["ETag"]
-        live.api(
-            "POST", f"/v1/cases/{case_id}/transitions", json={"action": action}, headers={"If-Match": etag}
-        )
+        step(live, case_id, action)
     case = live.api("GET", f"/v1/cases/{case_id}").json()
     filed = datetime.fromisoformat(case["flow"][-1]["at"])
     assert datetime.fromisoformat(case["on_site_due_at"]) == filed + timedelta(minutes=10)
@@ -858,10 +861,7 @@ def test_a_failed_after_photo_is_accepted_with_a_persons_reason(
     case_id = open311(live, "06010", lat, lon, "绿化带里的垃圾")
     for minutes, action in ((2, "confirm"), (4, "file"), (6, "dispatch"), (8, "start")):
         live.clock.at = START + timedelta(days=4, minutes=minutes)
-        etag = live.api("GET", f"/v1/cases/{case_id}").headers["ETag"]
-        live.api(
-            "POST", f"/v1/cases/{case_id}/transitions", json={"action": action}, headers={"If-Match": etag}
-        )
+        step(live, case_id, action)
     live.clock.at = START + timedelta(days=4, minutes=30)
     sign_in(browser, live)
     visit(browser, live, f"case/{case_id}", "case")

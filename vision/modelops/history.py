@@ -41,8 +41,9 @@ def _number(models: list[str]) -> list[str]:
 def _scores(card: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     """set -> class -> AP50 on holdout-v1, from the card's cached holdout scores (a model judged only
     on holdout-v2: those, which hold holdout-v1's sets unchanged), else its metrics."""
-    holdouts = card.get("holdout") or {}
-    cached = (holdouts.get(HOLDOUT_V1) or next(reversed(holdouts.values()), {})).get("scores")
+    holdouts: dict[str, dict[str, Any]] = card.get("holdout") or {}
+    judged = holdouts.get(HOLDOUT_V1) or next(reversed(holdouts.values()), {})
+    cached = judged.get("scores")
     if cached:
         return {s: {c: v.get("value") for c, v in classes.items()} for s, classes in cached.items()}
     metrics = card.get("metrics") or {}
