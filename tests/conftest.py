@@ -24,6 +24,7 @@ import pytest
 from serve.cases.settings import Settings
 
 if TYPE_CHECKING:
+    import httpx
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
@@ -188,6 +189,15 @@ class Service:
 
     def auth(self, scope: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[scope]}"}
+
+    def transition(self, case_id: int, action: str, **fields: object) -> httpx.Response:
+        """One workflow step (scope cases:write) with the ETag just read; the response, unchecked."""
+        etag = self.client.get(f"/v1/cases/{case_id}", headers=self.auth("cases:read")).headers["ETag"]
+        return self.client.post(
+            f"/v1/cases/{case_id}/transitions",
+            json={"action": action, **fields},
+            headers={**self.auth("cases:write"), "If-Match": etag},
+        )
 
 
 SERVICE_START = datetime(2025, 9, 30, 10, 30, tzinfo=ZoneInfo("Asia/Shanghai"))  # a Tuesday

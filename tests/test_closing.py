@@ -29,15 +29,6 @@ def upload_after(service: Service, case_id: int, data: bytes) -> dict[str, Any]:
     return dict(response.json())
 
 
-def attempt(service: Service, case_id: int, action: str, **fields: Any) -> Any:
-    etag = service.client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read")).headers["ETag"]
-    return service.client.post(
-        f"/v1/cases/{case_id}/transitions",
-        json={"action": action, **fields},
-        headers={**service.auth("cases:write"), "If-Match": etag},
-    )
-
-
 def test_after_photos_are_checked_and_a_failed_check_needs_a_reason(
     service: Service, photos: list[bytes], jpeg: Any
 ) -> None:
@@ -53,7 +44,7 @@ def test_after_photos_are_checked_and_a_failed_check_needs_a_reason(
     same = upload_after(service, case_id, photos[0])["extra"]["after_check"]
     assert same["passed"] is False and same["failed"] == ["new_image", "after_filing", "gone"]
     assert same["at_place"]["ok"] is True and same["gone"]["still_found"]
-    refused = attempt(service, case_id, "handle", evidence_id=same_id(service, case_id))
+    refused = service.transition(case_id, "handle", evidence_id=same_id(service, case_id))
     assert refused.status_code == 409 and refused.headers["content-type"] == "application/problem+json"
     assert refused.json()["failed"] == ["new_image", "after_filing", "gone"]
     assert get(service, f"/v1/cases/{case_id}")["state"] == "handling"
@@ -68,14 +59,14 @@ def test_after_photos_are_checked_and_a_failed_check_needs_a_reason(
 
     # A person overrides with a reason: handled, and the reason is in the flow log; checking it
     # passes only with a reason too (the photo still failed).
-    handled = attempt(
-        service, case_id, "handle", evidence_id=away["id"], override_reason="GPS漂移, 现场已核实"
+    handled = service.transition(
+        case_id, "handle", evidence_id=away["id"], override_reason="GPS漂移, 现场已核实"
     )
     assert handled.status_code == 200, handled.text
     note = handled.json()["flow"][-1]["note"]
     assert "at_place" in note and "GPS漂移, 现场已核实" in note
-    assert attempt(service, case_id, "check_pass").status_code == 409
-    assert attempt(service, case_id, "check_fail", note="照片不在现场").status_code == 200
+    assert service.transition(case_id, "check_pass").status_code == 409
+    assert service.transition(case_id, "check_fail", note="照片不在现场").status_code == 200
 
     # A clean photo at the place, taken after filing: passes; handle and check need no reason.
     service.clock.at = START + timedelta(hours=3)
@@ -85,8 +76,8 @@ def test_after_photos_are_checked_and_a_failed_check_needs_a_reason(
     )
     verdict = good["extra"]["after_check"]
     assert verdict["passed"] is True and verdict["failed"] == [], verdict
-    assert attempt(service, case_id, "handle", evidence_id=good["id"]).status_code == 200
-    passed = attempt(service, case_id, "check_pass")
+    assert service.transition(case_id, "handle", evidence_id=good["id"]).status_code == 200
+    passed = service.transition(case_id, "check_pass")
     assert passed.status_code == 200, passed.text
     assert passed.json()["state"] == "check_passed"
 

@@ -33,12 +33,7 @@ def client(service: Service, fmt: str = "xml", scope: str | None = "report") -> 
 
 
 def step(service: Service, case_id: int, action: str, **fields: object) -> None:
-    etag = service.client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read")).headers["ETag"]
-    response = service.client.post(
-        f"/v1/cases/{case_id}/transitions",
-        json={"action": action, **fields},
-        headers={**service.auth("cases:write"), "If-Match": etag},
-    )
+    response = service.transition(case_id, action, **fields)
     assert response.status_code == 200, response.text
 
 

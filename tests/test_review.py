@@ -87,12 +87,7 @@ def get(service: Service, path: str, **params: Any) -> Any:
 
 def act(service: Service, case_id: int, when: datetime, action: str, **fields: Any) -> dict[str, Any]:
     service.clock.at = when
-    etag = service.client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read")).headers["ETag"]
-    response = service.client.post(
-        f"/v1/cases/{case_id}/transitions",
-        json={"action": action, **fields},
-        headers={**service.auth("cases:write"), "If-Match": etag},
-    )
+    response = service.transition(case_id, action, **fields)
     assert response.status_code == 200, response.text
     return dict(response.json())
 
