@@ -441,6 +441,7 @@ def test_flyer_case_shows_its_boxes_and_the_text_and_phone_numbers_read(live: Li
     path.parent.mkdir(parents=True, exist_ok=True)
     box = flyer_wall(path)
     reading = OcrReading("疏通下水道\n138 1234 5678", ("13812345678",), 0.93, 0.2)
+    qr = '<img src=x onerror="document.title=1">weixin://wxpay/bizpayurl?pr=Ab1&x=<b>'  # markup in a payload
     with transaction(live.service.sessions) as session:
         case_id = record_finding(
             session,
@@ -453,7 +454,7 @@ def test_flyer_case_shows_its_boxes_and_the_text_and_phone_numbers_read(live: Li
                 photo_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
                 boxes=(Box(box, 0.81, "flyer"),),
                 model_version="street-v1@test",
-                extra=reading.as_evidence(),
+                extra={**reading.as_evidence(), "flyers": [{"qr": [qr], "phones": ["13812345678"]}]},
             ),
             live.service.domain.rules,
         ).case.id
@@ -462,6 +463,8 @@ def test_flyer_case_shows_its_boxes_and_the_text_and_phone_numbers_read(live: Li
     visit(browser, live, f"case/{case_id}", "case")
     assert one(browser, ".ocr .ocr-text").text == "疏通下水道\n138 1234 5678"
     assert [p.text for p in css(browser, ".ocr .phone")] == ["13812345678"]
+    assert [p.text for p in css(browser, ".ocr .qr")] == [qr]  # the QR payload, as text
+    assert not css(browser, ".ocr img, .ocr b")  # escaped: no markup from a payload
     finding = one(browser, '#before figure[data-role="finding"]')
     assert "1 个目标框" in finding.text and "0.81" in finding.text
     report_step = one(browser, '#flow tr[data-action="report"]').find_elements(By.TAG_NAME, "td")[-1]

@@ -160,7 +160,9 @@ function photo(evidence, tool = null) {
     ),
   );
   const extra = evidence.extra || {};
-  if (extra.ocr_text || (extra.phones && extra.phones.length)) {
+  // QR payloads the flyer reader decoded (extra.flyers[].qr): shown as text, never as a link
+  const qr = (extra.flyers || []).flatMap((flyer) => flyer?.qr || []);
+  if (extra.ocr_text || (extra.phones && extra.phones.length) || qr.length) {
     figure.append(
       h(
         "div",
@@ -168,6 +170,9 @@ function photo(evidence, tool = null) {
         h("div", {}, h("strong", {}, t("ocr.text")), h("pre", { class: "ocr-text" }, extra.ocr_text || "")),
         h("div", {}, h("strong", {}, t("ocr.phones")), " ",
           (extra.phones || []).map((phone) => h("span", { class: "phone" }, phone))),
+        qr.length
+          ? h("div", {}, h("strong", {}, t("ocr.qr")), qr.map((payload) => h("pre", { class: "qr" }, payload)))
+          : null,
       ),
     );
   }
