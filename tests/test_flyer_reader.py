@@ -68,6 +68,15 @@ def sheet_flyer(number: str = NUMBER, height: int = 300) -> np.ndarray:
     return cv2.resize(flyer, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
 
 
+def one_flyer(xyxy: tuple[float, ...], confidence: float) -> sv.Detections:
+    """A detector that proposed one flyer there."""
+    return sv.Detections(
+        xyxy=np.array([xyxy], dtype=np.float32),
+        confidence=np.array([confidence], dtype=np.float32),
+        class_id=np.array([NAMES.index("flyer")]),
+    )
+
+
 def holding(box: tuple[int, ...], xyxy: tuple[float, ...] | list[float]) -> bool:
     cx, cy = (xyxy[0] + xyxy[2]) / 2, (xyxy[1] + xyxy[3]) / 2
     return box[0] <= cx <= box[2] and box[1] <= cy <= box[3]
@@ -155,6 +164,10 @@ def test_a_qr_code_with_binary_junk_is_kept_printable(finder: FlyerFinder) -> No
             "a shop sign or maker's label (长沙环保设备有限公司)",
         ),
         (["急招", "包吃包住"], "small_ad", "small-ad words 急招, 包吃包住"),
+        (["管道疏道", "高压清洗"], "small_ad", "small-ad words 管道"),  # 管道疏通 misread: no road
+        (["与所在社区联系", "联系电话：18954267896"], "not_small_ad", "an official notice (社区)"),
+        (["社区通知", "关于出租房屋登记", "电话 13912345678"], "not_small_ad", "an official notice (社区)"),
+        (["物业保洁", "急招", "13912345678"], "small_ad", "phone 13912345678"),  # a job ad naming 物业
     ],
 )
 def test_decision_rules(lines: list[str], verdict: str, reason: str) -> None:
@@ -250,7 +263,7 @@ def jpeg_of(image: np.ndarray) -> bytes:
 def test_a_reported_flyer_and_its_after_photos(service: Service) -> None:
     """POST /v1/reports reads the flyer (STREETORDER_FLYERS=all); an after-photo where the number
     can no longer be read, and one where it still can, say so in extra.flyer_check."""
-    photo, box = paste(street_photo(0), sheet_flyer(), (600, 120))
+    photo, box = paste(street_photo(0), sheet_flyer(), (60, 60))  # clear of the bin the detector sees
     form = {"lat": "34.72265", "lon": "113.62762", "taken_at": "2025-09-30T09:15:00+08:00"}
     answer = service.client.post(
         "/v1/reports",
@@ -289,11 +302,7 @@ def test_a_flyer_proposed_on_a_real_number_plate_is_vetoed(finder: FlyerFinder) 
     if not path.exists():
         pytest.skip(f"needs {path}")
     image = cv2.imread(str(path))
-    detections = sv.Detections(
-        xyxy=np.array([[150, 350, 225, 390]], dtype=np.float32),
-        confidence=np.array([0.6], dtype=np.float32),
-        class_id=np.array([NAMES.index("flyer")]),
-    )
+    detections = one_flyer((150, 350, 225, 390), 0.6)
     reading = finder.read(image, detections, regions=finder.proposals(detections))
     combined = finder.combine(detections, reading)
     assert combined.confidence[0] < TAXONOMY.classes[NAMES.index("flyer")].min_confidence
@@ -341,3 +350,60 @@ def test_the_ray_engine_reads_flyers_like_the_local_one(tmp_path: Path) -> None:
         case = session.scalars(select(Case).where(Case.event == "illegal_small_ad")).one()
         evidence = session.scalars(select(Evidence).where(Evidence.case_id == case.id)).one()
         assert evidence.extra["phones"] == [NUMBER]
+
+
+def test_a_red_community_notice_by_the_bins_is_no_small_ad(finder: FlyerFinder) -> None:
+    """garbage-cn val 002987: a red sign on the wall, 与所在社区联系 联系电话 189..., was a false small
+    ad (a phone number); it names the community to contact, so it is an official notice, and a
+    detector flyer on it is scaled down, not filed."""
+    path = DATASET / "002987_jpg.rf.95bb851245cc3b1ae4fefa1215c7a45d.jpg"
+    if not path.exists():
+        pytest.skip(f"needs {path}")
+    image = cv2.imread(str(path))
+    detections = one_flyer((68, 0, 158, 50), 0.5)
+    reading = finder.read(image, detections)
+    assert reading.small_ads == ()
+    (notice,) = [n for n in reading.notices if n.reasons == ("an official notice (社区)",)]
+    assert "18954267896" in notice.phones and notice.ruled_out
+    combined = finder.combine(detections, reading)
+    assert combined.confidence[0] < TAXONOMY.classes[NAMES.index("flyer")].min_confidence
+    assert combined.data["flyer"][0]["source"] == "detector, vetoed by reader"
+
+
+def test_small_print_around_a_proposal_is_read_enlarged(finder: FlyerFinder) -> None:
+    """A flyer 50 px tall on a real photo: its number line (characters of about 4 px) is found only
+    when the region around the detector's proposal is enlarged for text detection."""
+    photo, box = paste(street_photo(0), sheet_flyer(height=50), (600, 120))
+    region = np.array([box], dtype=np.float32)
+    plain = FlyerFinder(finder.rules.model_copy(update={"zoom_max": 1.0}), TAXONOMY, engine=finder.engine)
+
+    def number_lines(reader: FlyerFinder) -> list[str]:
+        lines = [line for n in reader.read(photo, regions=region).notices for line in n.lines]
+        return [line for line in lines if sum(c.isdigit() for c in line) >= 8]
+
+    assert number_lines(finder) and not number_lines(plain)
+
+
+def test_a_flyer_the_detector_also_calls_a_truck_is_not_vetoed_as_livery(finder: FlyerFinder) -> None:
+    """The detector put a flyer (0.9) and a truck (0.7) on the same synthetic sheet; the truck box is
+    the flyer seen twice, not a vehicle the text is printed on, so the reading confirms the flyer."""
+    photo, (x1, y1, x2, y2) = paste(street_photo(0), sheet_flyer(), (600, 120))
+    box = (x1 - 60, y1 - 60, x2 + 60, y2 + 60)  # the flyer covers at most half of it: livery by area
+    detections = sv.Detections(
+        xyxy=np.array([box, box], dtype=np.float32),
+        confidence=np.array([0.9, 0.7], dtype=np.float32),
+        class_id=np.array([NAMES.index("flyer"), NAMES.index("truck")]),
+    )
+    combined = finder.combine(
+        detections, finder.read(photo, detections, regions=finder.proposals(detections))
+    )
+    assert combined.data["flyer"][0]["source"] == "detector+reader"
+    assert NUMBER in combined.data["flyer"][0]["phones"] and combined.confidence[0] > 0.9
+    surer = sv.Detections(
+        xyxy=detections.xyxy, confidence=np.array([0.6, 0.9], dtype=np.float32), class_id=detections.class_id
+    )
+    vetoed = finder.combine(surer, finder.read(photo, surer, regions=finder.proposals(surer)))
+    assert vetoed.data["flyer"][0]["reasons"] == ["not read: vehicle livery"]  # a surer truck: its livery
+    assert vetoed.confidence[0] == pytest.approx(
+        0.6 * finder.rules.unconfirmed_factor
+    )  # unconfirmed, no veto

@@ -27,10 +27,16 @@ def cli(argv: list[str]) -> int:
     )
     p.add_argument("--limit", type=int, default=0, help="photos per set, spread evenly (0: all)")
     p.add_argument("--no-detector", action="store_true", help="the reader alone (no livery/sign boxes)")
+    p.add_argument(
+        "--flyers",
+        choices=["all", "detector"],
+        default="all",
+        help="read whole photos (all, default) or only around the detector's proposals (the default scan)",
+    )
     args = p.parse_args(argv)
     from vision.data.flyer_bench import bench_flyers
     from vision.detect.backends import load_detector
-    from vision.detect.flyers import FlyerFinder, load_flyer_rules
+    from vision.detect.flyers import FlyerFinder, ScanMode, load_flyer_rules
 
     missing = [
         str(f) for f in [*args.negatives, *([args.synthetic] if args.synthetic else [])] if not f.is_dir()
@@ -45,7 +51,8 @@ def cli(argv: list[str]) -> int:
         else load_detector(settings.model, models_dir=settings.models_dir, taxonomy=taxonomy)
     )
     threshold = taxonomy.classes[taxonomy.names.index("flyer")].min_confidence
-    finder = FlyerFinder(load_flyer_rules(settings.configs_dir / "flyers.yaml"), taxonomy)
+    mode: ScanMode = "all" if args.no_detector else args.flyers
+    finder = FlyerFinder(load_flyer_rules(settings.configs_dir / "flyers.yaml").with_scan(mode), taxonomy)
     result = bench_flyers(finder, detector, args.synthetic, args.negatives, args.limit, threshold)
     print(json.dumps(result, indent=1, ensure_ascii=False))
     return 0

@@ -12,12 +12,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import supervision as sv
 
 from vision.core.detector import Detector
 from vision.core.imageio import read_photo
-from vision.detect.flyers import FlyerFinder
+from vision.detect.flyers import FlyerFinder, Reading
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def read_as_scan(finder: FlyerFinder, image: np.ndarray, detections: sv.Detections | None) -> Reading:
+    """The photo read as a scan in the finder's mode reads it: whole (`all`, or without a detector),
+    around the detector's proposals (`detector`: no proposal, nothing read), or not at all (`off`)."""
+    if detections is None or finder.rules.scan == "all":
+        return finder.read(image, detections)
+    regions = finder.proposals(detections)
+    if finder.rules.scan == "off" or len(regions) == 0:
+        return Reading((), 0, 0.0)
+    return finder.read(image, detections, regions)
 
 
 def _centre_in(box: Sequence[float], xyxy: Sequence[float]) -> bool:
@@ -51,7 +63,7 @@ def synthetic(
         image = read_photo(dataset / record["image"]).image
         detections = detector(image) if detector is not None else None
         started = time.process_time()
-        reading = finder.read(image, detections)
+        reading = read_as_scan(finder, image, detections)
         cpu.append(time.process_time() - started)
         ads = reading.small_ads
         boxes: dict[str, list[Sequence[float]]] = {"reader": [n.xyxy for n in ads]}
@@ -100,7 +112,7 @@ def negatives(
         image = read_photo(path).image
         detections = detector(image) if detector is not None else None
         started = time.process_time()
-        reading = finder.read(image, detections)
+        reading = read_as_scan(finder, image, detections)
         seconds.append(time.process_time() - started)
         reader_ads += len(reading.small_ads)
         for notice in reading.small_ads:
@@ -146,7 +158,7 @@ def bench_flyers(
     threshold: float,
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    result: dict[str, Any] = {"find_side": finder.rules.find_side, "limit": limit}
+    result: dict[str, Any] = {"mode": finder.rules.scan, "find_side": finder.rules.find_side, "limit": limit}
     if synthetic_set is not None:
         result["synthetic"] = synthetic(finder, detector, synthetic_set, limit, threshold)
     result["negatives"] = {

@@ -62,6 +62,11 @@ class FlyerRules(ConfigModel):
     find_side: int = Field(default=960, ge=64, le=8192)
     read_side: int = Field(default=1000, ge=64, le=8192)
     min_line_px: float = Field(default=7.0, ge=0)
+    max_proposals: int = Field(default=6, ge=1)
+    zoom_char_px: float = Field(default=12.0, ge=1)
+    zoom_char_share: float = Field(default=0.1, gt=0, le=1)
+    zoom_max: float = Field(default=4.0, ge=1)
+    zoom_max_side: int = Field(default=640, ge=32)
     max_lines: int = Field(default=600, ge=1)
     max_notices: int = Field(default=12, ge=1)
     max_notice_lines: int = Field(default=24, ge=1)
@@ -74,11 +79,14 @@ class FlyerRules(ConfigModel):
     unconfirmed_factor: float = Field(default=0.55, ge=0, le=1)
     agreement_iou: float = Field(default=0.2, ge=0, le=1)
     context_max_cover: float = Field(default=0.5, ge=0, le=1)
+    context_same_iou: float = Field(default=0.6, ge=0, le=1)
     not_on: dict[str, str] = Field(default_factory=dict)
     words: tuple[str, ...] = ()
     ignore_phrases: tuple[str, ...] = ()
     shop_suffixes: tuple[str, ...] = ()
     street_signs: tuple[re.Pattern[str], ...] = ()
+    official_issuers: tuple[str, ...] = ()
+    official_notices: tuple[str, ...] = ()
 
     @field_validator("confidence")
     @classmethod
@@ -200,6 +208,16 @@ def group_lines(boxes: np.ndarray, join_gap: float, size_ratio: float) -> list[l
     return sorted(groups.values(), key=lambda g: g[0])
 
 
+def distinct_lines(boxes: np.ndarray, same: float = 0.5) -> np.ndarray:
+    """Indices of lines (xyxy) kept when the same line was found twice (overlapping regions, the
+    whole photo and a zoom): a line whose IoU with an earlier kept one reaches `same` is dropped."""
+    kept: list[int] = []
+    for i in range(len(boxes)):
+        if not kept or sv.box_iou_batch(boxes[i : i + 1], boxes[kept])[0].max() < same:
+            kept.append(i)
+    return np.asarray(kept, dtype=int)
+
+
 def inside_share(box: Sequence[float] | np.ndarray, others: np.ndarray) -> np.ndarray:
     """The share of `box`'s area inside each of `others` (xyxy)."""
     if len(others) == 0:
@@ -212,7 +230,8 @@ def inside_share(box: Sequence[float] | np.ndarray, others: np.ndarray) -> np.nd
 
 def line_crop(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
     """A text line cut out upright; a vertical column (stacked characters, usual on poles) is cut
-    into square cells laid side by side, so the horizontal recogniser reads it in order."""
+    into square cells, one a character (`character_pitch`), laid side by side, so the horizontal
+    recogniser reads it in order."""
     width = max(int(np.linalg.norm(quad[0] - quad[1])), int(np.linalg.norm(quad[2] - quad[3])), 2)
     height = max(int(np.linalg.norm(quad[0] - quad[3])), int(np.linalg.norm(quad[1] - quad[2])), 2)
     target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
@@ -221,12 +240,30 @@ def line_crop(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
         image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC
     )
     if height >= 1.5 * width:
-        cells = max(1, round(height / width))
+        cells = max(1, round(height / character_pitch(crop)))
         step = height / cells
+        side = max(2, round(step))
         crop = np.hstack(
-            [cv2.resize(crop[round(k * step) : round((k + 1) * step)], (width, width)) for k in range(cells)]
+            [cv2.resize(crop[round(k * step) : round((k + 1) * step)], (side, side)) for k in range(cells)]
         )
     return crop
+
+
+def character_pitch(column: np.ndarray) -> float:
+    """The spacing of stacked characters in an upright column crop: the period of its rows' ink
+    (autocorrelation peak between 0.7 and 2 column widths); the column's width when there is none.
+    Characters are often set wider apart than the column is wide, and a cell per width cut them in
+    two (开锁 and a number down a 33 px column at a 40 px pitch)."""
+    width = column.shape[1]
+    gray = column if column.ndim == 2 else cv2.cvtColor(column, cv2.COLOR_BGR2GRAY)
+    ink = gray.astype(np.float32).mean(axis=1)
+    ink -= ink.mean()
+    low, high = max(1, int(0.7 * width)), min(len(ink) - 1, int(2.0 * width))
+    if high <= low:
+        return float(width)
+    lags = np.array([float(np.dot(ink[:-lag], ink[lag:])) / (len(ink) - lag) for lag in range(low, high + 1)])
+    best = int(np.argmax(lags))
+    return float(low + best) if lags[best] > 0 else float(width)
 
 
 def read_qr(image: np.ndarray, box: Sequence[float], margin: float) -> tuple[str, ...]:
@@ -251,6 +288,13 @@ def read_qr(image: np.ndarray, box: Sequence[float], margin: float) -> tuple[str
 # --------------------------------------------------------------------------------- decision
 
 
+def vocabulary(text: str, rules: FlyerRules) -> tuple[str, ...]:
+    """The small-ad words in `text`, looked for after `ignore_phrases` are taken out."""
+    for phrase in rules.ignore_phrases:
+        text = text.replace(phrase, " ")
+    return tuple(w for w in rules.words if w in text)
+
+
 def decide(
     lines: Sequence[str], qr: Sequence[str], rules: FlyerRules, sizes: Sequence[float] | None = None
 ) -> Notice:
@@ -259,29 +303,32 @@ def decide(
     Ruled out first, whatever else it carries: a number plate (the privacy module's rule) without
     a phone or a small-ad word, a street or traffic sign without a phone, a shop sign (its
     largest line, `sizes` being the lines' character sizes, ends like a shop's name; or any line
-    does and there is no small-ad word: a maker's label). Vocabulary is looked for after
-    `ignore_phrases` are taken out (可回收 on bins is not 回收). Then a
+    does and there is no small-ad word: a maker's label), an official notice (it names a community,
+    a residents' committee, a street office or the property manager, and says 通知 / 公告 or has no
+    small-ad word). Vocabulary is looked for after `ignore_phrases` are taken out (可回收 on bins is
+    not 回收). Then a
     small ad when it carries a phone number, a QR code or small-ad words, the confidence of the
     strongest signal plus `second_signal` for each further kind.
     """
     text = unicodedata.normalize("NFKC", "\n".join(lines))
     phones = tuple(extract_phones(text))
-    wording = text
-    for phrase in rules.ignore_phrases:
-        wording = wording.replace(phrase, " ")
-    words = tuple(w for w in rules.words if w in wording)
+    words = vocabulary(text, rules)
     read = tuple(line for line in lines if line.strip())
     found = Notice((0, 0, 0, 0), read, phones, tuple(qr), words)
     title = read[int(np.argmax(sizes))] if read and sizes is not None and len(sizes) == len(read) else None
     if not phones and not words and any(looks_like_plate(line) for line in read):
         return replace(found, reasons=("reads as a number plate",), ruled_out=True)
-    if not phones and any(p.search(line) for line in read for p in rules.street_signs):
+    signs = [line for line in read if not vocabulary(line, rules)]  # 管道疏道 (管道疏通 misread) is no road
+    if not phones and any(p.search(line) for line in signs for p in rules.street_signs):
         return replace(found, reasons=("reads as a street or traffic sign",), ruled_out=True)
     if title is not None and title.strip().endswith(rules.shop_suffixes):
         return replace(found, reasons=(f"a shop sign ({title.strip()})",), ruled_out=True)
     label = next((line.strip() for line in read if line.strip().endswith(rules.shop_suffixes)), None)
     if label is not None and not words:
         return replace(found, reasons=(f"a shop sign or maker's label ({label})",), ruled_out=True)
+    issuer = next((w for w in rules.official_issuers if w in text), None)
+    if issuer is not None and (not words or any(w in text for w in rules.official_notices)):
+        return replace(found, reasons=(f"an official notice ({issuer})",), ruled_out=True)
     signals = {
         "phone": f"phone {', '.join(phones)}" if phones else "",
         "qr": "QR code" if qr else "",
@@ -322,12 +369,16 @@ class FlyerFinder:
                 self._engine = ocr_engine()
             return self._engine
 
-    def find_lines(self, image: np.ndarray) -> np.ndarray:
+    def find_lines(self, image: np.ndarray, zoom: float = 1.0) -> np.ndarray:
         """Text line quadrilaterals (N, 4, 2) in `image`'s pixels, at most max_lines, largest first.
 
-        Detection runs at find_side; lines thinner than min_line_px there are dropped (unreadable).
+        Detection runs at find_side at most, `zoom` times larger for a small crop (up to
+        zoom_max_side); lines thinner than min_line_px there are dropped (unreadable).
         """
-        scale = min(1.0, self.rules.find_side / max(image.shape[:2]))
+        side = max(image.shape[:2])
+        scale = min(1.0, self.rules.find_side / side)
+        if zoom > 1:
+            scale = max(scale, min(zoom, self.rules.zoom_max_side / side, self.rules.find_side / side))
         small = (
             image
             if scale == 1.0
@@ -361,7 +412,7 @@ class FlyerFinder:
         detections = detections if detections is not None else sv.Detections.empty()
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-        quads = self._lines_in(image, regions)
+        quads = self._lines_in(image, regions, detections)
         boxes = quad_boxes(quads)
         groups = [g for g in group_lines(boxes, self.rules.join_gap, self.rules.size_ratio)]
         notices: list[Notice] = []
@@ -390,20 +441,44 @@ class FlyerFinder:
                     notices.append(replace(decide([], qr, self.rules), xyxy=(x1, y1, x2, y2)))
         return Reading(tuple(notices), len(quads), time.perf_counter() - started)
 
-    def _lines_in(self, image: np.ndarray, regions: np.ndarray | None) -> np.ndarray:
-        if regions is None:
-            return self.find_lines(image)
+    def _lines_in(
+        self, image: np.ndarray, regions: np.ndarray | None, detections: sv.Detections
+    ) -> np.ndarray:
+        """Text lines in the `regions` (grown by half their size), or over the whole photo and then,
+        enlarged, around the detector's proposals and the notices in small print (`all` mode); at
+        most max_proposals regions are read enlarged, duplicate lines dropped."""
+        if regions is not None:
+            whole = np.zeros((0, 4, 2), dtype=np.float32)
+            zoom_at = [(box, self._likely_char(box)) for box in np.asarray(regions).reshape(-1, 4)]
+        else:
+            whole = self.find_lines(image)
+            zoom_at = [(box, self._likely_char(box)) for box in self.proposals(detections)]
+            boxes = quad_boxes(whole)
+            sizes = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+            small = []
+            for group in group_lines(boxes, self.rules.join_gap, self.rules.size_ratio):
+                if len(group) <= self.rules.max_notice_lines and sizes[group].max() < self.rules.zoom_char_px:
+                    box = np.concatenate([boxes[group, :2].min(axis=0), boxes[group, 2:].max(axis=0)])
+                    small.append((box, float(np.median(sizes[group]))))
+            small.sort(key=lambda item: -float((item[0][2] - item[0][0]) * (item[0][3] - item[0][1])))
+            zoom_at += small
         height, width = image.shape[:2]
-        found = []
-        for x1, y1, x2, y2 in np.asarray(regions, dtype=float).reshape(-1, 4):
+        found = []  # the enlarged readings first: they place small print better
+        for (x1, y1, x2, y2), likely in zoom_at[: self.rules.max_proposals]:
             grow = 0.5 * max(x2 - x1, y2 - y1)
             left, top = int(max(0, x1 - grow)), int(max(0, y1 - grow))
             right, bottom = int(min(width, x2 + grow)), int(min(height, y2 + grow))
             if right - left < 8 or bottom - top < 8:
                 continue
-            quads = self.find_lines(image[top:bottom, left:right])
+            zoom = min(self.rules.zoom_char_px / max(likely, 1.0), self.rules.zoom_max)
+            quads = self.find_lines(image[top:bottom, left:right], zoom)
             found.append(quads + np.array([left, top], dtype=np.float32))
-        return np.concatenate(found) if found else np.zeros((0, 4, 2), dtype=np.float32)
+        quads = np.concatenate([*found, whole])
+        return quads[distinct_lines(quad_boxes(quads))][: self.rules.max_lines]
+
+    def _likely_char(self, box: np.ndarray) -> float:
+        """A flyer's likely character height: zoom_char_share of its shorter side."""
+        return self.rules.zoom_char_share * float(min(box[2] - box[0], box[3] - box[1]))
 
     def _recognise(
         self,
@@ -478,6 +553,7 @@ class FlyerFinder:
         that holds at least half of `xyxy` while `xyxy` covers at most `context_max_cover` of it:
         text filling a "truck" box is the paper the detector took for a truck, not its livery."""
         confidences = detections.confidence if detections.confidence is not None else np.ones(len(detections))
+        flyers = class_ids(detections) == self.flyer
         for box, class_id, confidence in zip(
             detections.xyxy, class_ids(detections), confidences, strict=True
         ):
@@ -485,6 +561,10 @@ class FlyerFinder:
                 continue
             if confidence < self.taxonomy.classes[int(class_id)].min_confidence:
                 continue
+            if flyers.any():  # the detector calls the same box a flyer, more surely: no context
+                same = sv.box_iou_batch(box[None], detections.xyxy[flyers])[0] >= self.rules.context_same_iou
+                if (same & (confidences[flyers] >= confidence)).any():
+                    continue
             area = max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-6)
             held = inside_share(xyxy, box[None])[0]
             cover = held * float((xyxy[2] - xyxy[0]) * (xyxy[3] - xyxy[1])) / area
@@ -493,13 +573,18 @@ class FlyerFinder:
         return None
 
     def proposals(self, detections: sv.Detections) -> np.ndarray:
-        """Detector flyer boxes confident enough to be read in `detector` mode (xyxy)."""
+        """Detector flyer boxes read in `detector` mode (xyxy): the `max_proposals` most confident at
+        propose_confidence or above."""
+        return np.asarray(detections.xyxy[self._proposed(detections)], dtype=np.float32).reshape(-1, 4)
+
+    def _proposed(self, detections: sv.Detections) -> np.ndarray:
         if len(detections) == 0 or detections.confidence is None:
-            return np.zeros((0, 4), dtype=np.float32)
-        chosen = (class_ids(detections) == self.flyer) & (
-            detections.confidence >= self.rules.propose_confidence
-        )
-        return np.asarray(detections.xyxy[chosen], dtype=np.float32)
+            return np.zeros(0, dtype=int)
+        confidence = np.asarray(detections.confidence)
+        chosen = np.nonzero(
+            (class_ids(detections) == self.flyer) & (confidence >= self.rules.propose_confidence)
+        )[0]
+        return chosen[np.argsort(-confidence[chosen], kind="stable")][: self.rules.max_proposals]
 
     def combine(self, detections: sv.Detections, reading: Reading) -> sv.Detections:
         """The detector's findings with the reader's: either proposes, agreement raises confidence.
@@ -520,6 +605,7 @@ class FlyerFinder:
         evidence: list[dict[str, Any] | None] = [None] * count
         ids = class_ids(detections)
         matched: set[int] = set()
+        proposed = set(self._proposed(detections).tolist())
         for k in np.nonzero(ids == self.flyer)[0]:
             box = detections.xyxy[k]
             overlapping = [i for i, n in enumerate(reading.notices) if self._same(box, n.xyxy)]
@@ -530,17 +616,31 @@ class FlyerFinder:
                 confidence[k] = 1 - (1 - notice.confidence) * (1 - confidence[k])
                 evidence[k] = {**notice.as_evidence(), "source": "detector+reader"}
                 matched.update(ads)
-            elif any(reading.notices[i].ruled_out for i in overlapping):
-                ruled_out = next(reading.notices[i] for i in overlapping if reading.notices[i].ruled_out)
+            elif any(reading.notices[i].ruled_out and reading.notices[i].lines for i in overlapping):
+                ruled_out = next(
+                    reading.notices[i]
+                    for i in overlapping
+                    if reading.notices[i].ruled_out and reading.notices[i].lines
+                )
                 confidence[k] *= self.rules.veto_factor
                 evidence[k] = {**ruled_out.as_evidence(), "source": "detector, vetoed by reader"}
-            elif confidence[k] >= self.rules.propose_confidence:  # read, and no small ad found there
+            elif k in proposed:  # read, and no small ad found there
                 confidence[k] *= self.rules.unconfirmed_factor
                 text = [line for i in overlapping for line in reading.notices[i].lines]
+                context = [
+                    r for i in overlapping if reading.notices[i].ruled_out for r in reading.notices[i].reasons
+                ]
+                reason = (
+                    "read: no phone number, QR code or small-ad word"
+                    if text
+                    else f"not read: {context[0]}"
+                    if context
+                    else "no legible text found"
+                )
                 unread = Notice(
                     (float(box[0]), float(box[1]), float(box[2]), float(box[3])),
                     tuple(text),
-                    reasons=("read: no phone number, QR code or small-ad word",),
+                    reasons=(reason,),
                 )
                 evidence[k] = {**unread.as_evidence(), "source": "detector, not confirmed by reader"}
         added = [n for i, n in enumerate(reading.notices) if n.is_small_ad and i not in matched]
