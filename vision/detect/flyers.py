@@ -66,7 +66,7 @@ class FlyerRules(ConfigModel):
     zoom_char_px: float = Field(default=12.0, ge=1)
     zoom_char_share: float = Field(default=0.1, gt=0, le=1)
     zoom_max: float = Field(default=4.0, ge=1)
-    zoom_max_side: int = Field(default=640, ge=32)
+    zoom_max_side: int = Field(default=320, ge=32)
     max_lines: int = Field(default=600, ge=1)
     max_notices: int = Field(default=12, ge=1)
     max_notice_lines: int = Field(default=24, ge=1)
