@@ -282,6 +282,31 @@ def test_average_is_the_mean_of_the_weights_and_packages_as_a_final_model(tmp_pa
     assert training["recipe"] == f"streetorder train --average {best} {shifted} --name soup"
 
 
+def test_average_takes_a_widened_start_s_new_class_from_the_run_alone(tmp_path: Path) -> None:
+    """The start's row of a class it never trained is random: averaging it in would halve the run's."""
+    torch.manual_seed(0)
+    old = DetectionModel("yolo11n.yaml", nc=len(NAMES) - 1, verbose=False)
+    old.names = dict(enumerate(NAMES[:-1]))
+    torch.save({"model": old, "ema": None}, tmp_path / "old.pt")
+    start = widen_classes(tmp_path / "old.pt", tmp_path / "wide.pt", NAMES)
+    assert torch_load(start, map_location="cpu")["fresh_classes"] == NAMES[-1:]
+    run = _shifted_copy(start, tmp_path / "run.pt")
+    checkpoint = torch_load(run, map_location="cpu")
+    del checkpoint["fresh_classes"]  # the fine-tuned run trained every class
+    torch.save(checkpoint, run)
+
+    soup = average_checkpoints([start, start, run], tmp_path / "runs" / "soup")
+    averaged = torch_load(soup / "weights" / "last.pt", map_location="cpu")["model"]
+    tuned = _weights_of(torch_load(run, map_location="cpu"))
+    for branch, tuned_branch in zip(averaged.model[-1].cv3, tuned.model[-1].cv3, strict=True):
+        mine, theirs = branch[-1], tuned_branch[-1]
+        torch.testing.assert_close(mine.weight[-1], theirs.weight[-1])  # the new class: the run's row
+        torch.testing.assert_close(mine.bias[-1], theirs.bias[-1])
+        torch.testing.assert_close(mine.weight[:-1], theirs.weight[:-1] - 2 / 3)  # the others: the mean
+    stem = next(averaged.parameters())
+    torch.testing.assert_close(stem, next(tuned.parameters()) - 2 / 3)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("others", "message"),
