@@ -429,6 +429,27 @@ def test_int8_is_a_candidate_only_with_a_passed_accuracy_check(
         assert again == chosen and "measured earlier" in how  # a resumed scan runs the same file
 
 
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="one runtime: nothing to choose")
+def test_scan_remeasure_times_the_runtimes_again_instead_of_the_cached_choice(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    noise = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    cv2.imwrite(str(photos / "p.jpg"), noise)
+    env = {**os.environ, "STREETORDER_CACHE_DIR": str(tmp_path / "cache")}
+
+    def runtime_line(*extra: str) -> str:
+        out = tmp_path / f"out{len(list(tmp_path.glob('out*')))}"
+        command = [sys.executable, "-m", "serve.cli.main", "scan", str(photos), "--out", str(out)]
+        command += ["--db", f"sqlite:///{tmp_path / 'scan.db'}", "--no-progress", "--precision", "fp32"]
+        done = subprocess.run([*command, *extra], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return next(line for line in (out / "scan.log").read_text().splitlines() if "scanning" in line)
+
+    assert "measured now" in runtime_line()
+    assert "measured earlier" in runtime_line()
+    assert "measured now" in runtime_line("--remeasure")
+
+
 def test_a_stalled_worker_stops_the_scan_with_a_clear_error_instead_of_a_silent_wait() -> None:
     """The watchdog of `ordered_map`: a worker stuck on one photo (a real blocked thread) ends the
     map with WorkerStalled naming it, after the photos before it, within the allowed time."""

@@ -450,10 +450,11 @@ InspectionSource = Callable[[Iterator[Path | str]], Iterable[Inspection]]
 
 
 def load_scan_detector(
-    model: str, backend: str, precision: str, workers: int, settings: Settings
+    model: str, backend: str, precision: str, workers: int, settings: Settings, remeasure: bool = False
 ) -> tuple[Detector, Candidate | None, str]:
     """The detector a scan runs, on one inference thread per worker; the runtime and weights file
-    chosen (None for a .pt on ultralytics), and a line saying which and why."""
+    chosen (None for a .pt on ultralytics), and a line saying which and why. `remeasure` times the
+    runtimes again instead of the cached choice (one measured on a busy machine can be the slow one)."""
     from vision.detect.backends import load_detector  # imported here: `--help` needs no model runtime
     from vision.detect.pipeline import RUNTIMES, choose_runtime
     from vision.detect.registry import find_model
@@ -463,7 +464,13 @@ def load_scan_detector(
         return load_detector(model, "ultralytics", models_dir=models, taxonomy=taxonomy), None, "ultralytics"
     runtimes = RUNTIMES if backend == "auto" else (backend,)
     candidate, how = choose_runtime(
-        model, precision, runtimes, models_dir=models, taxonomy=taxonomy, cache_dir=settings.cache_dir
+        model,
+        precision,
+        runtimes,
+        models_dir=models,
+        taxonomy=taxonomy,
+        cache_dir=settings.cache_dir,
+        refresh=remeasure,
     )
     detector = load_detector(
         candidate.weights,

@@ -73,7 +73,7 @@ def cli(argv: list[str]) -> int:
     workers = 1 if simple else max(1, args.workers)
     try:
         detector, candidate, runtime = load_scan_detector(
-            args.model, args.backend, args.precision, workers, settings
+            args.model, args.backend, args.precision, workers, settings, remeasure=args.remeasure
         )
     except ModelError as err:  # --model names no usable model
         print(f"streetorder scan: {err}", file=sys.stderr)
@@ -213,6 +213,12 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
         choices=("auto", "fp32", "int8"),
         help="auto: FP32, or the model's INT8 file where its export measured no real accuracy loss "
         "and it is faster here",
+    )
+    p.add_argument(
+        "--remeasure",
+        action="store_true",
+        help="time the runtimes again and keep the new choice (it is measured once per machine and "
+        "model; a choice measured while the machine was busy can be the slower one)",
     )
     p.add_argument(
         "--engine",
