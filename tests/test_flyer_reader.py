@@ -311,7 +311,8 @@ def test_a_flyer_proposed_on_a_real_number_plate_is_vetoed(finder: FlyerFinder) 
 
 
 def test_bench_flyers_prints_the_targets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`streetorder bench flyers` on a 4-image synthetic set and two real photos, reader alone."""
+    """`streetorder bench flyers` on a 4-image synthetic set and two real photos, reader alone, all of
+    each (`--limit 0`: it once read no synthetic photo at all and failed)."""
     from serve.cli.bench import cli as bench_cli
     from vision.data.flyers.synthesize import synthesize
 
@@ -324,7 +325,7 @@ def test_bench_flyers_prints_the_targets(tmp_path: Path, capsys: pytest.CaptureF
         (negatives / photo.name).write_bytes(photo.read_bytes())
     synthesize([DATASET], tmp_path / "synthetic", 4, TAXONOMY, seed=3, val_share=1.0, progress=False)
     argv = ["flyers", "--synthetic", str(tmp_path / "synthetic"), "--negatives", str(negatives)]
-    assert bench_cli([*argv, "--no-detector", "--limit", "4"]) == 0
+    assert bench_cli([*argv, "--no-detector", "--limit", "0"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["synthetic"]["photos"] == 4 and set(result["synthetic"]["recall"]) == {"reader"}
     assert result["negatives"][str(negatives)]["photos"] == 2
