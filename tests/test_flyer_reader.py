@@ -406,3 +406,36 @@ def test_a_flyer_the_detector_also_calls_a_truck_is_not_vetoed_as_livery(finder:
     assert vetoed.confidence[0] == pytest.approx(
         0.6 * finder.rules.unconfirmed_factor
     )  # unconfirmed, no veto
+
+
+@pytest.mark.parametrize("propose", [0.2, 0.1])
+def test_the_scan_and_the_service_keep_the_boxes_the_reader_proposes_from(
+    tmp_path: Path, db_url: str, propose: float
+) -> None:
+    """The reader reads a detector flyer from propose_confidence up; the scan's and the service's
+    detectors kept only 0.25 and up (the backends' usual floor), so a flyer box at 0.2-0.25 never
+    reached it. Both now keep what the reader's configuration proposes from, and the usual floor
+    where the reader is off."""
+    from fastapi.testclient import TestClient
+
+    from serve.api.app import create_app
+    from serve.cases.scan import load_flyer_finder, load_scan_detector
+
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    for source in CONFIGS.iterdir():
+        if source.is_file():
+            (configs / source.name).write_bytes(source.read_bytes())
+    rules_file = configs / "flyers.yaml"
+    text = rules_file.read_text(encoding="utf-8")
+    rules_file.write_text(text.replace("propose_confidence: 0.2", f"propose_confidence: {propose}"), "utf-8")
+    settings = Settings(configs_dir=configs, secret="tests-only-secret-0123456789", db_url=db_url)
+    finder = load_flyer_finder(settings, "detector")
+    assert finder is not None and finder.rules.propose_confidence == propose
+    scan_detector, _, _ = load_scan_detector(settings.model, "onnx", "fp32", 1, settings, flyers=finder)
+    assert scan_detector.thresholds.confidence == propose  # type: ignore[attr-defined]
+    off, _, _ = load_scan_detector(settings.model, "onnx", "fp32", 1, settings, flyers=None)
+    assert off.thresholds.confidence == 0.25  # type: ignore[attr-defined]
+    with TestClient(create_app(settings.model_copy(update={"flyers": "detector"}))) as client:
+        served = client.app.state.service.detector  # type: ignore[attr-defined]
+        assert served.thresholds.confidence == propose

@@ -94,7 +94,12 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         try:
             from vision.detect.backends import load_detector
 
-            load = partial(load_detector, models_dir=settings.models_dir, taxonomy=domain.rules.taxonomy)
+            load = partial(
+                load_detector,
+                models_dir=settings.models_dir,
+                taxonomy=domain.rules.taxonomy,
+                confidence=service.detection_floor(),
+            )
             service.detector = await anyio.to_thread.run_sync(load, settings.model)
             metrics.model.labels(service.detector.version).set(1)
         except Exception as err:  # any backend failure: serve cases anyway, /readyz reports it

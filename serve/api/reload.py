@@ -116,7 +116,12 @@ class ModelReloader(FileFollower):
         try:
             if old is not None and version_of(folder, path.parent) == old.version:
                 return False
-            new = load_detector(folder, models_dir=path.parent, taxonomy=self.service.domain.rules.taxonomy)
+            new = load_detector(
+                folder,
+                models_dir=path.parent,
+                taxonomy=self.service.domain.rules.taxonomy,
+                confidence=self.service.detection_floor(),
+            )
         except Exception as err:  # any backend failure (ONNX Runtime has its own types): keep serving
             log.error(
                 "registry names %s, which does not load; keeping %s: %s", name, old and old.version, err

@@ -28,7 +28,7 @@ from serve.cases.notify import NotifyConfig
 from serve.cases.orm import Case
 from serve.cases.settings import Settings
 from vision.core.detector import Detector
-from vision.detect.flyers import FlyerFinder
+from vision.detect.flyers import FlyerFinder, detection_floor
 
 T = TypeVar("T")
 
@@ -148,3 +148,7 @@ class Service:
     # failed API keys per client address: a key guesser (or a flood of garbage) gets 429s
     key_failures: SignInThrottle = field(default_factory=lambda: SignInThrottle(attempts=20, window_s=60.0))
     notify: NotifyConfig = field(default_factory=NotifyConfig)  # configs/notifications.yaml
+
+    def detection_floor(self) -> float:
+        """The lowest score the service's detector keeps: what its flyer reader proposes from."""
+        return detection_floor(self.flyers.rules if self.flyers is not None else None)

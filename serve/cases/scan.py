@@ -54,7 +54,7 @@ from serve.cases.times import ImplausibleTime
 from vision.core.detector import Detector
 from vision.core.imageio import DEFAULT_TIMEZONE, MAX_PIXELS, ImageError, PhotoMeta, Position
 from vision.core.phash import perceptual_hash
-from vision.detect.flyers import FlyerFinder, ScanMode, load_flyer_rules
+from vision.detect.flyers import FlyerFinder, ScanMode, detection_floor, load_flyer_rules
 from vision.detect.pipeline import (
     Candidate,
     DecodeOptions,
@@ -450,18 +450,27 @@ InspectionSource = Callable[[Iterator[Path | str]], Iterable[Inspection]]
 
 
 def load_scan_detector(
-    model: str, backend: str, precision: str, workers: int, settings: Settings, remeasure: bool = False
+    model: str,
+    backend: str,
+    precision: str,
+    workers: int,
+    settings: Settings,
+    remeasure: bool = False,
+    flyers: FlyerFinder | None = None,
 ) -> tuple[Detector, Candidate | None, str]:
     """The detector a scan runs, on one inference thread per worker; the runtime and weights file
     chosen (None for a .pt on ultralytics), and a line saying which and why. `remeasure` times the
-    runtimes again instead of the cached choice (one measured on a busy machine can be the slow one)."""
+    runtimes again instead of the cached choice (one measured on a busy machine can be the slow one).
+    It keeps boxes down to what the scan's flyer reader `flyers` proposes from."""
     from vision.detect.backends import load_detector  # imported here: `--help` needs no model runtime
     from vision.detect.pipeline import RUNTIMES, choose_runtime
     from vision.detect.registry import find_model
 
     models, taxonomy = settings.models_dir, settings.taxonomy()
+    floor = detection_floor(flyers.rules if flyers is not None else None)
     if backend == "ultralytics" or (backend == "auto" and "onnx" not in find_model(model, models).weights):
-        return load_detector(model, "ultralytics", models_dir=models, taxonomy=taxonomy), None, "ultralytics"
+        detector = load_detector(model, "ultralytics", models_dir=models, taxonomy=taxonomy, confidence=floor)
+        return detector, None, "ultralytics"
     runtimes = RUNTIMES if backend == "auto" else (backend,)
     candidate, how = choose_runtime(
         model,
@@ -477,6 +486,7 @@ def load_scan_detector(
         candidate.runtime,
         models_dir=models,
         taxonomy=taxonomy,
+        confidence=floor,
         threads=1,
         concurrency=workers,
     )

@@ -34,7 +34,7 @@ from serve.cases.scan import Inspection, Inspector, source_of
 from vision.core.imageio import Position
 from vision.core.taxonomy import load_taxonomy
 from vision.detect.backends import load_detector
-from vision.detect.flyers import FlyerFinder, FlyerRules
+from vision.detect.flyers import FlyerFinder, FlyerRules, detection_floor
 from vision.detect.pipeline import DecodeOptions
 
 
@@ -75,6 +75,7 @@ class RayInspector:
             settings.runtime,
             models_dir=settings.weights.parent.parent,
             taxonomy=taxonomy,
+            confidence=detection_floor(settings.flyers),
             threads=1,
         )
         factory = reachable_database(settings.db_url)

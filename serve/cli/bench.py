@@ -115,8 +115,10 @@ def child_scan(folder: Path, backend: str, precision: str, workers: int, flyers:
     with tempfile.TemporaryDirectory() as tmp:
         factory = open_database(f"sqlite:///{tmp}/bench.db")
         settings = get_settings()
-        detector, _, runtime = load_scan_detector(settings.model, backend, precision, workers, settings)
         finder = load_flyer_finder(settings, None if flyers == "default" else cast(Any, flyers))
+        detector, _, runtime = load_scan_detector(
+            settings.model, backend, precision, workers, settings, flyers=finder
+        )
         rules = load_case_rules(settings)
         scanner = Scanner(detector, factory, rules, workers=workers, batch=64, flyers=finder)
         cpu = os.times()

@@ -36,7 +36,7 @@ def cli(argv: list[str]) -> int:
     args = p.parse_args(argv)
     from vision.data.flyer_bench import bench_flyers
     from vision.detect.backends import load_detector
-    from vision.detect.flyers import FlyerFinder, ScanMode, load_flyer_rules
+    from vision.detect.flyers import FlyerFinder, ScanMode, detection_floor, load_flyer_rules
 
     missing = [
         str(f) for f in [*args.negatives, *([args.synthetic] if args.synthetic else [])] if not f.is_dir()
@@ -45,14 +45,19 @@ def cli(argv: list[str]) -> int:
         print(f"streetorder bench flyers: not found: {', '.join(missing)}", file=sys.stderr)
         return 1
     taxonomy = settings.taxonomy()
+    mode: ScanMode = "all" if args.no_detector else args.flyers
+    finder = FlyerFinder(load_flyer_rules(settings.configs_dir / "flyers.yaml").with_scan(mode), taxonomy)
     detector = (
         None
         if args.no_detector
-        else load_detector(settings.model, models_dir=settings.models_dir, taxonomy=taxonomy)
+        else load_detector(
+            settings.model,
+            models_dir=settings.models_dir,
+            taxonomy=taxonomy,
+            confidence=detection_floor(finder.rules),
+        )
     )
     threshold = taxonomy.classes[taxonomy.names.index("flyer")].min_confidence
-    mode: ScanMode = "all" if args.no_detector else args.flyers
-    finder = FlyerFinder(load_flyer_rules(settings.configs_dir / "flyers.yaml").with_scan(mode), taxonomy)
     result = bench_flyers(finder, detector, args.synthetic, args.negatives, args.limit, threshold)
     print(json.dumps(result, indent=1, ensure_ascii=False))
     return 0

@@ -73,7 +73,7 @@ def cli(argv: list[str]) -> int:
     workers = 1 if simple else max(1, args.workers)
     try:
         detector, candidate, runtime = load_scan_detector(
-            args.model, args.backend, args.precision, workers, settings, remeasure=args.remeasure
+            args.model, args.backend, args.precision, workers, settings, args.remeasure, flyers
         )
     except ModelError as err:  # --model names no usable model
         print(f"streetorder scan: {err}", file=sys.stderr)

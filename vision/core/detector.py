@@ -13,6 +13,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import supervision as sv
 
+KEEP_CONFIDENCE = 0.25  # the lowest score a backend keeps unless told otherwise
+
 
 @runtime_checkable
 class Detector(Protocol):

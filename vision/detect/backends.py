@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import supervision as sv
 
-from vision.core.detector import Detector
+from vision.core.detector import KEEP_CONFIDENCE, Detector
 from vision.core.taxonomy import Taxonomy
 from vision.detect.registry import (
     ModelError,
@@ -128,7 +128,7 @@ def to_detections(
 class Thresholds:
     """What a backend keeps: scores above `confidence`, NMS at `iou`, at most `max_detections`."""
 
-    confidence: float = 0.25
+    confidence: float = KEEP_CONFIDENCE
     iou: float = 0.7
     max_detections: int = 300
 
@@ -309,7 +309,7 @@ def load_detector(
     *,
     models_dir: Path,
     taxonomy: Taxonomy,
-    confidence: float = 0.25,
+    confidence: float = KEEP_CONFIDENCE,
     iou: float = 0.7,
     max_detections: int = 300,
     input_size: int | None = None,

@@ -35,6 +35,7 @@ import supervision as sv
 from pydantic import Field, field_validator
 
 from vision.core.config import ConfigError, ConfigModel, load_config_file
+from vision.core.detector import KEEP_CONFIDENCE
 from vision.core.taxonomy import Taxonomy
 from vision.detect.ocr import class_ids, extract_phones, ocr_engine
 from vision.detect.privacy import looks_like_plate
@@ -106,6 +107,13 @@ class FlyerRules(ConfigModel):
     def with_scan(self, scan: ScanMode) -> FlyerRules:
         """The same rules with another scan mode (the command line's --flyers)."""
         return self.model_copy(update={"scan": scan})
+
+
+def detection_floor(rules: FlyerRules | None) -> float:
+    """The lowest score a detector must keep for this reader: its proposals start at
+    propose_confidence (0.2), below the backends' usual floor (0.25); a detector cut there never
+    handed the reader a flyer box in between."""
+    return KEEP_CONFIDENCE if rules is None else min(KEEP_CONFIDENCE, rules.propose_confidence)
 
 
 def load_flyer_rules(path: Path | str) -> FlyerRules:
