@@ -267,3 +267,24 @@ def test_queue_ranks_the_workflows_corrections_first_and_pre_annotates(
     assert "data.yaml" in names and "train.txt" in names
     assert len([n for n in names if n.startswith("images/train/")]) == len(tasks)
     assert hashlib.sha256((out / "label_config.xml").read_bytes()).hexdigest()  # written beside the tasks
+
+
+def test_a_heic_photo_goes_to_the_annotators_as_jpeg_and_a_webp_as_it_is(tmp_path: Path) -> None:
+    """Browsers (Label Studio, CVAT) do not show HEIC, iPhones' default: the queue writes it as JPEG;
+    JPEG, PNG and WebP photos are copied as they are."""
+    from vision.data.activelearning import Candidate, write_queue
+
+    picture = Image.new("RGB", (320, 240), (120, 90, 40))
+    picture.paste((20, 160, 200), (40, 40, 160, 140))
+    heic, webp = tmp_path / "archive" / "phone.heic", tmp_path / "archive" / "app.webp"
+    heic.parent.mkdir()
+    picture.save(heic, "HEIF", quality=90)
+    picture.save(webp, "WEBP", quality=90)
+    selected = [(Candidate(path, "uncertain", 0.5, (), None), file_sha256(path)) for path in (heic, webp)]
+    queued = write_queue(selected, tmp_path / "queue", tmp_path, TAXONOMY)
+    paths = {item.path.suffix: item.path for item in queued}
+    assert set(paths) == {".jpg", ".webp"}
+    assert paths[".jpg"].read_bytes().startswith(b"\xff\xd8")  # a JPEG a browser shows
+    assert paths[".webp"].read_bytes() == webp.read_bytes()
+    shown = cv2.imread(str(paths[".jpg"]))
+    assert shown.shape == (240, 320, 3) and abs(int(shown[90, 100, 0]) - 200) < 20  # the same picture, BGR

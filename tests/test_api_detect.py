@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import anyio
 import cv2
 import pytest
-from configured import CONFIGS, MODELS, TAXONOMY
+from configured import CONFIGS, KEEP, MODELS, TAXONOMY
 from conftest import SERVICE_START, Service
 from PIL import Image
 from sqlalchemy import func, select
@@ -56,7 +56,7 @@ def street_photo() -> Photo311:
     from vision.detect.backends import load_detector
 
     detector, taxonomy = (
-        load_detector(CURRENT, models_dir=MODELS, taxonomy=TAXONOMY),
+        load_detector(CURRENT, models_dir=MODELS, taxonomy=TAXONOMY, confidence=KEEP),  # as the service
         load_taxonomy(CONFIGS / "taxonomy.yaml"),
     )
     for path in sorted(VAL_IMAGES.glob("*.jpg"))[:80]:
@@ -170,6 +170,39 @@ def test_report_position_and_time_from_exif_or_unlocated(service: Service, stree
     numbers = [c["number"] for c in located["cases"]]
     assert bare.json()["copy_of"] == numbers and [c["number"] for c in bare.json()["cases"]] == numbers
     assert not any(c["created"] for c in bare.json()["cases"])
+
+
+@pytest.mark.parametrize(("pillow_format", "kind"), [("HEIF", "image/heic"), ("WEBP", "image/webp")])
+def test_a_heic_or_webp_photo_is_taken_like_a_jpeg(
+    service: Service, street_photo: Photo311, pillow_format: str, kind: str
+) -> None:
+    """iPhones save HEIC by default, some apps WebP: the report reads its EXIF position and time,
+    files what the model finds, keeps the bytes as they came and serves them with their type."""
+    taken = SERVICE_START - timedelta(hours=1)
+    encoded = io.BytesIO()
+    Image.open(io.BytesIO(street_photo.jpeg)).save(
+        encoded,
+        pillow_format,
+        quality=90,
+        exif=exif_for(position=Position(34.72265, 113.62762), taken_at=taken),
+    )
+    response = service.client.post(
+        "/v1/reports", files=upload(encoded.getvalue(), "patrol.photo", kind), headers=service.auth("report")
+    )
+    assert response.status_code in (200, 201), response.text
+    report = response.json()
+    assert (round(report["lat"], 5), round(report["lon"], 5)) == (34.72265, 113.62762)
+    assert datetime.fromisoformat(report["taken_at"]) == taken
+    found = sorted({d["event"] for d in report["detections"] if d["finding"]})
+    assert found and [c["event"] for c in report["cases"]] == found
+    case = service.client.get(
+        f"/v1/cases/{report['cases'][0]['id']}", headers=service.auth("cases:read")
+    ).json()
+    evidence_id = case["evidence"][0]["id"]
+    raw = service.client.get(f"/v1/evidence/{evidence_id}", headers=service.auth("admin"))
+    assert raw.headers["content-type"] == kind and raw.content == encoded.getvalue()
+    drawn = service.client.get(f"/v1/evidence/{evidence_id}?boxes=true", headers=service.auth("admin"))
+    assert drawn.headers["content-type"] == "image/jpeg" and drawn.content.startswith(b"\xff\xd8")
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import pytest
 import supervision as sv
-from configured import MODELS, TAXONOMY
+from configured import KEEP, MODELS, TAXONOMY
 from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -62,8 +62,15 @@ def samples() -> list[Path]:
 
 @pytest.fixture(scope="module")
 def detector() -> Detector:
+    """The current model as `streetorder scan` loads it (boxes kept from KEEP up)."""
     return load_detector(
-        current_onnx(), "onnx", threads=1, concurrency=2, models_dir=MODELS, taxonomy=TAXONOMY
+        current_onnx(),
+        "onnx",
+        threads=1,
+        concurrency=2,
+        models_dir=MODELS,
+        taxonomy=TAXONOMY,
+        confidence=KEEP,
     )
 
 

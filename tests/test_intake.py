@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from configured import MODELS, TAXONOMY
+from configured import KEEP, MODELS, TAXONOMY
 from conftest import Service
 from PIL import Image
 from sqlalchemy import select
@@ -89,7 +89,9 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def detector() -> Detector:
     from vision.detect.backends import load_detector
 
-    return load_detector(CURRENT, models_dir=MODELS, taxonomy=TAXONOMY)  # as the service loads it
+    return load_detector(
+        CURRENT, models_dir=MODELS, taxonomy=TAXONOMY, confidence=KEEP
+    )  # as the service does
 
 
 def scan(archive: Path, db_url: str, detector: Detector, workers: int, batch: int) -> sessionmaker[Session]:

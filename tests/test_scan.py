@@ -77,7 +77,8 @@ def case_signature(factory: sessionmaker[Session]) -> list[tuple[str, str, str |
 
 
 def test_walks_folders_files_and_lists(tmp_path: Path) -> None:
-    for name in ("a/2.jpg", "a/1.JPEG", "a/sub/3.png", "a/skip.txt", "a/4.gif", "b/5.jpg", "loose.png"):
+    names = ("a/2.jpg", "a/1.JPEG", "a/sub/3.png", "a/skip.txt", "a/4.gif", "a/6.HEIC", "a/7.webp", "b/5.jpg")
+    for name in (*names, "loose.png"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
     listing = tmp_path / "b" / "list.txt"
@@ -86,6 +87,8 @@ def test_walks_folders_files_and_lists(tmp_path: Path) -> None:
     assert found == [
         tmp_path / "a" / "1.JPEG",
         tmp_path / "a" / "2.jpg",
+        tmp_path / "a" / "6.HEIC",
+        tmp_path / "a" / "7.webp",
         tmp_path / "a" / "sub" / "3.png",
         tmp_path / "loose.png",
         tmp_path / "b" / "5.jpg",
@@ -144,6 +147,23 @@ def test_bad_arguments_stop_before_scanning(tmp_path: Path, capsys: pytest.Captu
     assert f"{sidecar}:2: lat/lon" in capsys.readouterr().err
     assert cli([str(tmp_path), "--model", "no-such-model", "--db", db, "--out", str(tmp_path / "out")]) == 2
     assert "no model 'no-such-model'" in capsys.readouterr().err
+    # a photo of a type not taken, given by name, is no list of paths: refused before anything starts
+    tiff = tmp_path / "patrol.tif"
+    Image.new("RGB", (64, 48), (90, 120, 30)).save(tiff)
+    assert cli([str(tiff), "--db", db, "--out", str(tmp_path / "out")]) == 2
+    assert f"{tiff}: neither a photo (.heic, .heif, .jpeg, .jpg, .png, .webp)" in capsys.readouterr().err
+
+
+def test_a_list_whose_text_breaks_midway_stops_the_scan_with_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(b"a.jpg\n" * 20000 + b"\xff\xfe broken\n")  # past the 64 KiB checked up front
+    with pytest.raises(ScanInputError, match="neither a photo"):
+        list(iter_photos([listing]))
+    db = f"sqlite:///{tmp_path / 'scan.db'}"
+    assert cli([str(listing), "--db", db, "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    assert "list.txt: neither a photo" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------- with the model
@@ -218,6 +238,34 @@ def test_scan_files_cases_on_their_grids_and_a_rescan_adds_nothing(
     assert cli([str(photos), "--db", db, "--out", str(out), "--no-progress"]) == 0
     assert "0 new, 9 already in the database" in capsys.readouterr().out
     assert counts(factory) == before
+
+
+def test_heic_and_webp_photos_are_scanned_like_jpegs(tmp_path: Path, samples: list[Path]) -> None:
+    """The same patrol photos as JPEG, HEIC (iPhones' default) and WebP: each is located, dated and
+    read by the model; the HEIC and WebP ones on the grids their EXIF says."""
+    photos = tmp_path / "archive"
+    for i, (source, pillow_format, suffix) in enumerate(
+        zip(samples[:3], ("JPEG", "HEIF", "WEBP"), (".jpg", ".heic", ".webp"), strict=True)
+    ):
+        photos.mkdir(exist_ok=True)
+        taken = START + timedelta(minutes=5 * i)
+        with Image.open(source) as image:
+            image.save(
+                photos / f"p{i}{suffix}",
+                pillow_format,
+                quality=90,
+                exif=exif_for(position=spot(i), taken_at=taken),
+            )
+    db = f"sqlite:///{tmp_path / 'scan.db'}"
+    assert cli([str(photos), "--db", db, "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    with open_database(db)() as session:
+        rows = {Path(p.path).suffix: p for p in session.scalars(select(Photo))}
+        assert set(rows) == {".jpg", ".heic", ".webp"}
+        for i, suffix in enumerate((".jpg", ".heic", ".webp")):
+            row = rows[suffix]
+            assert row.status == "done", (suffix, row.error)
+            assert row.grid_code == GRIDS[i].code and row.taken_at is not None
+            assert row.detections, f"{suffix}: the model saw nothing on a garbage photo"
 
 
 def test_a_killed_scan_resumes_to_the_same_cases(tmp_path: Path, samples: list[Path]) -> None:

@@ -38,6 +38,7 @@ from serve.cases.errors import (
 )
 from serve.cases.people import csrf_token, principal_of_user, session_user
 from vision.core.detector import Detector
+from vision.core.imageio import MEDIA_TYPES
 
 CaseId = Annotated[int, Path(ge=1, le=MAX_ID, description="case id (not the case number)")]
 EvidenceId = Annotated[int, Path(ge=1, le=MAX_ID, description="evidence id")]
@@ -178,7 +179,7 @@ Anyone = Annotated[Principal, Security(authenticate, scopes=[])]  # any valid ke
 Open311Reporter = Annotated[Principal, Security(authenticate_open311, scopes=["report"])]
 
 
-IMAGE_TYPES = ("image/jpeg", "image/png")
+IMAGE_TYPES = (*dict.fromkeys(MEDIA_TYPES.values()), "image/heif")  # the photo formats imageio takes
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,7 @@ class UploadedImage:
 
 async def read_image(
     service: ServiceDep,
-    file: Annotated[UploadFile, File(description="the photo: JPEG or PNG, EXIF kept")],
+    file: Annotated[UploadFile, File(description="the photo: JPEG, PNG, WebP or HEIC, EXIF kept")],
 ) -> UploadedImage:
     """The uploaded photo's bytes, refused early when of the wrong type or too large."""
     name = file.filename or "upload"

@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from vision.core.imageio import SUFFIXES
+
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Write through a temporary file and rename: a killed process leaves no half image."""
@@ -19,8 +21,7 @@ def write_atomically(path: Path, data: bytes) -> None:
 def image_path(evidence_dir: Path, sha256: str, image_format: str) -> Path:
     """Where an upload is kept by content: known before it is written, so that a door can record the
     photo first and write the file only once nothing can refuse it (no orphan files)."""
-    suffix = ".png" if image_format == "PNG" else ".jpg"
-    return evidence_dir / "uploads" / sha256[:2] / f"{sha256}{suffix}"
+    return evidence_dir / "uploads" / sha256[:2] / f"{sha256}{SUFFIXES.get(image_format, '.jpg')}"
 
 
 def store_image(evidence_dir: Path, data: bytes, sha256: str, image_format: str) -> Path:

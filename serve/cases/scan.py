@@ -20,6 +20,7 @@ and the scan goes on.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import logging
@@ -52,7 +53,7 @@ from serve.cases.orm import Photo
 from serve.cases.settings import Settings
 from serve.cases.times import ImplausibleTime
 from vision.core.detector import Detector
-from vision.core.imageio import DEFAULT_TIMEZONE, MAX_PIXELS, ImageError, PhotoMeta, Position
+from vision.core.imageio import DEFAULT_TIMEZONE, MAX_PIXELS, PHOTO_SUFFIXES, ImageError, PhotoMeta, Position
 from vision.core.phash import perceptual_hash
 from vision.detect.flyers import FlyerFinder, ScanMode, detection_floor, load_flyer_rules
 from vision.detect.pipeline import (
@@ -64,7 +65,6 @@ from vision.detect.pipeline import (
     read_source,
 )
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 log = logging.getLogger("streetorder.scan")
 
 
@@ -76,7 +76,8 @@ class ScanInputError(ValueError):
 
 
 def iter_photos(inputs: Sequence[Path | str]) -> Iterator[Path | str]:
-    """JPEG/PNG files under folders (recursively, in name order) and in file lists (one path a line).
+    """Photos (JPEG, PNG, WebP, HEIC by suffix) under folders (recursively, in name order) and in
+    file lists (one path a line).
 
     Streams: never holds a listing of the archive, only one folder's entries at a time. A list
     may hold URLs (s3://bucket/key.jpg, https://...): they stay strings, read through fsspec.
@@ -90,9 +91,9 @@ def iter_photos(inputs: Sequence[Path | str]) -> Iterator[Path | str]:
             for folder, dirs, files in os.walk(source):
                 dirs.sort()
                 for name in sorted(files):
-                    if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                    if Path(name).suffix.lower() in PHOTO_SUFFIXES:
                         yield Path(folder) / name
-        elif source.suffix.lower() in IMAGE_SUFFIXES:
+        elif source.suffix.lower() in PHOTO_SUFFIXES:
             yield source
         elif source.is_file():
             yield from _listed(source)
@@ -100,17 +101,41 @@ def iter_photos(inputs: Sequence[Path | str]) -> Iterator[Path | str]:
             raise ScanInputError(f"{source}: no such file or folder")
 
 
+def _not_a_list(list_file: Path) -> ScanInputError:
+    taken = ", ".join(sorted(PHOTO_SUFFIXES))
+    return ScanInputError(
+        f"{list_file}: neither a photo ({taken}) nor a text list of photo paths, one a line"
+    )
+
+
+def check_list_file(list_file: Path) -> None:
+    """Refuse a file given as a list that is no UTF-8 text (a photo of a type not taken, a .tif, a
+    video) by its first 64 KiB, so that the scan stops before it starts instead of midway."""
+    with list_file.open("rb") as raw:
+        head = raw.read(65536)
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        raise _not_a_list(list_file) from None
+    if b"\0" in head:
+        raise _not_a_list(list_file)
+
+
 def _listed(list_file: Path) -> Iterator[Path | str]:
     """Paths in a list file, relative to the list's folder unless absolute, or URLs; blank and #
-    lines skipped."""
+    lines skipped. Text that breaks past the checked start stops the scan there."""
+    check_list_file(list_file)
     with list_file.open(encoding="utf-8") as lines:
-        for line in lines:
-            entry = line.strip()
-            if is_url(entry):
-                yield entry
-            elif entry and not entry.startswith("#"):
-                path = Path(entry)
-                yield path if path.is_absolute() else list_file.parent / path
+        try:
+            for line in lines:
+                entry = line.strip()
+                if is_url(entry):
+                    yield entry
+                elif entry and not entry.startswith("#"):
+                    path = Path(entry)
+                    yield path if path.is_absolute() else list_file.parent / path
+        except UnicodeDecodeError:
+            raise _not_a_list(list_file) from None
 
 
 def read_sidecar(path: Path, local_tz: tzinfo) -> dict[Path, Given]:

@@ -23,13 +23,14 @@ from serve.cases.scan import (
     ScanInputError,
     Scanner,
     ScanStats,
+    check_list_file,
     load_flyer_finder,
     load_scan_detector,
     log,
     read_sidecar,
 )
 from serve.cases.settings import Settings, get_settings
-from vision.core.imageio import MAX_PIXELS
+from vision.core.imageio import MAX_PIXELS, PHOTO_SUFFIXES
 from vision.core.taxonomy import TAXONOMY
 from vision.detect.pipeline import (
     Candidate,
@@ -58,6 +59,8 @@ def cli(argv: list[str]) -> int:
         for source in inputs:
             if not source.exists():
                 raise ScanInputError(f"{source}: no such file or folder")
+            if source.is_file() and source.suffix.lower() not in PHOTO_SUFFIXES:
+                check_list_file(source)
         flyers = load_flyer_finder(settings, args.flyers)
     except (ScanInputError, GridError, ZoneInfoNotFoundError, ValueError) as err:
         print(f"streetorder scan: {err}", file=sys.stderr)
@@ -117,6 +120,9 @@ def cli(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 130
+    except ScanInputError as err:  # a list file whose text breaks past its checked start
+        print(f"streetorder scan: {err}; every photo done before it is saved", file=sys.stderr)
+        return 2
     except WorkerStalled as err:  # the stuck thread would keep the process from exiting: leave now
         print(f"streetorder scan: {err}", file=sys.stderr, flush=True)
         sys.stdout.flush()
@@ -195,7 +201,7 @@ def _log_to(path: Path) -> None:
 def parser(settings: Settings) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="streetorder scan",
-        description="Scan patrol photos (folders, JPEG/PNG files, or lists of paths) into grid cases.",
+        description="Scan patrol photos (folders, JPEG/PNG/WebP/HEIC, lists of paths) into grid cases.",
     )
     p.add_argument(
         "paths", nargs="+", type=Path, help="folders (recursive), photos, or text files listing photos"

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 import cv2
 import numpy as np
+import pillow_heif
 from PIL import ExifTags, Image, ImageOps
 
 # 100 MP: above any phone or DSLR patrol photo, far below what would exhaust memory while decoding.
@@ -35,7 +36,20 @@ MAX_PIXELS = 100_000_000
 # 8000x8000 JPEG then takes 48 MB of pixels instead of 192 MB. Phone photos (4032 px) decode in full.
 VIEW_SIDE = 4000
 DEFAULT_TIMEZONE = ZoneInfo("Asia/Shanghai")
-FORMATS = frozenset({"JPEG", "MPO", "PNG"})  # MPO: the JPEG variant of some phone cameras
+# The photo formats every door takes, with their media types and file suffixes: JPEG (MPO: the
+# JPEG variant of some phone cameras), PNG, WebP, and HEIF/HEIC (iPhones' default; pillow-heif
+# decodes it with its own rotation applied and the EXIF orientation it reports reset to 1).
+MEDIA_TYPES = {
+    "JPEG": "image/jpeg",
+    "MPO": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "HEIF": "image/heic",
+}
+FORMATS = frozenset(MEDIA_TYPES)
+SUFFIXES = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "HEIF": ".heic"}
+PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif"})
+pillow_heif.register_heif_opener()
 
 _ORIENTATION = 0x0112
 _DATETIME_ORIGINAL = 0x9003
@@ -98,6 +112,16 @@ def read_photo(
     return decode_photo(data, source=str(path), max_pixels=max_pixels, local_tz=local_tz)
 
 
+def photo_format(data: bytes) -> str | None:
+    """The format of a photo's bytes from its header alone (no pixel decoded), if one we take."""
+    try:
+        with Image.open(BytesIO(data)) as pil:
+            image_format = str(pil.format)
+    except Exception:  # Pillow raises many types on hostile headers; not a photo either way
+        return None
+    return image_format if image_format in FORMATS else None
+
+
 def decode_photo(
     data: bytes,
     *,
@@ -106,12 +130,13 @@ def decode_photo(
     local_tz: tzinfo = DEFAULT_TIMEZONE,
     reduce_to: int | None = None,
 ) -> LoadedPhoto:
-    """Decode JPEG or PNG bytes into a BGR image with orientation applied, plus its metadata.
+    """Decode JPEG, PNG, WebP or HEIC bytes into a BGR image with orientation applied, plus its metadata.
 
     The pixel count is checked from the header before any pixel is decoded. `reduce_to`: a JPEG
     may be decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling, several times cheaper than a
     full decode) as long as its long side stays at or above this many pixels; a detector that
-    resizes to its input size anyway sees the same picture. `full_size` then keeps the photo's size.
+    resizes to its input size anyway sees the same picture. Other formats decode in full and are
+    shrunk by the same rule (box averaging). `full_size` then keeps the photo's size.
     """
     if not data:
         raise ImageError(source, "empty file (0 bytes)")
@@ -127,7 +152,7 @@ def decode_photo(
             raise ImageError(source, _failure_reason(err, "not an image")) from err
         image_format = str(pil.format)
         if image_format not in FORMATS:
-            raise ImageError(source, f"unsupported format {image_format} (JPEG or PNG expected)")
+            raise ImageError(source, f"unsupported format {image_format} (JPEG, PNG, WebP or HEIC expected)")
         width, height = pil.size
         if width <= 0 or height <= 0:
             raise ImageError(source, f"invalid size {width}x{height}")
@@ -160,12 +185,15 @@ def decode_photo(
             except Exception as err:
                 _reraise_memory(err)
                 raise ImageError(source, f"cannot apply EXIF orientation ({_describe(err)})") from err
+        shrink = max(width, height) // reduce_to if reduce_to and pil.size == (width, height) else 1
+        if shrink >= 2:  # no DCT scaling here (PNG, WebP, HEIC): shrink the decoded pixels alike
+            upright = upright.reduce(min(shrink, 8))
         rgb = np.asarray(upright.convert("RGB"))
     image = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     if meta_warnings:
         meta = PhotoMeta(meta.position, meta.taken_at, meta.orientation, (*meta_warnings, *meta.warnings))
     full_size = None
-    if pil.size != (width, height):  # decoded reduced: the upright size of the photo itself
+    if pil.size != (width, height) or shrink >= 2:  # decoded reduced: the upright size of the photo itself
         full_size = (height, width) if meta.orientation in (5, 6, 7, 8) else (width, height)
     return LoadedPhoto(image=image, meta=meta, format=image_format, full_size=full_size)
 

@@ -156,9 +156,10 @@ def write_queue(
             continue
         name = f"{sha[:16]}{candidate.path.suffix.lower() or '.jpg'}"
         target = images_dir / name
-        if photo.meta.orientation == 1:
+        if photo.meta.orientation == 1 and photo.format != "HEIF":
             shutil.copyfile(candidate.path, target)
-        else:  # boxes are in the upright photo: give annotators that photo, not the EXIF-rotated one
+        else:  # boxes are in the upright photo (give annotators that one, not the EXIF-rotated one);
+            # browsers do not show HEIC, so the annotation tools get it as JPEG
             target = target.with_suffix(".jpg")
             cv2.imwrite(str(target), photo.image, [cv2.IMWRITE_JPEG_QUALITY, 95])
         meta = {k: v for k, v in candidate.meta.items() if k not in ("crop_path", "reasons")}

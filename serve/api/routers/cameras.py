@@ -36,7 +36,7 @@ from serve.cases.watch import WatchPool, load_service_cameras, reload_cameras
 from vision.live.cameras import CameraConfigError, CameraRegistry, UnknownCameraError
 from vision.live.zones import pixel_polygon
 
-IMAGE_TYPES = ("image/jpeg", "image/png")
+FRAME_TYPES = ("image/jpeg", "image/png")  # what cameras send (photos from people: deps.IMAGE_TYPES)
 CAPTURE_HEADER = "X-Capture-Time"
 _AWARE = TypeAdapter(AwareDatetime)
 
@@ -286,7 +286,7 @@ async def frame_upload(
     """The frame's bytes, a name for messages, and its capture time: raw image body or multipart."""
     limit = int(service.settings.max_upload_mb * 2**20)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type in IMAGE_TYPES:
+    if content_type in FRAME_TYPES:
         data = await request.body()
         name, when = "frame", header_time
     elif content_type == "multipart/form-data":
@@ -294,7 +294,7 @@ async def frame_upload(
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise InvalidInput("file", "the multipart body needs the frame in a file field named 'file'")
-        if upload.content_type not in IMAGE_TYPES:
+        if upload.content_type not in FRAME_TYPES:
             raise UnsupportedMedia(
                 f"{upload.filename}: content type {upload.content_type!r}; send image/jpeg"
             )

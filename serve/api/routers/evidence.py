@@ -23,12 +23,11 @@ from serve.cases.evidence import store_image
 from serve.cases.intake import Given, capture_time, copies_of
 from serve.cases.orm import Case, Evidence
 from serve.cases.people import sees
-from vision.core.imageio import VIEW_SIDE, decode_photo
+from vision.core.imageio import MEDIA_TYPES, VIEW_SIDE, decode_photo, photo_format
 from vision.core.phash import perceptual_hash
 from vision.core.taxonomy import Taxonomy
 
 router = APIRouter(tags=["evidence"])
-MEDIA_TYPES = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png"}
 
 
 @router.post(
@@ -122,7 +121,7 @@ def flyer_numbers(case: Case, taxonomy: Taxonomy) -> list[str]:
     summary="An evidence image (boxes=true draws the boxes that made it evidence); faces and plates "
     "blurred unless the key has scope evidence:raw",
     response_class=Response,
-    responses={200: {"content": {"image/jpeg": {}, "image/png": {}}, "description": "the image"}},
+    responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}, "description": "the image"}},
 )
 def get_evidence(
     evidence_id: EvidenceId,
@@ -139,15 +138,10 @@ def get_evidence(
     privacy = {PRIVACY_HEADER: "raw" if raw else "redacted"}
     if not boxes and raw:
         data = path.read_bytes()
-        media_type = MEDIA_TYPES.get(decode_format(data), "application/octet-stream")
+        media_type = MEDIA_TYPES.get(photo_format(data) or "", "application/octet-stream")
         return Response(data, media_type=media_type, headers=privacy)
     if not boxes:
         data = service.renders.redacted(path, evidence.sha256)
         return Response(data, media_type="image/jpeg", headers=privacy)
     data = service.renders.with_boxes(path, evidence, raw, service.domain.rules.taxonomy.names)
     return Response(data, media_type="image/jpeg", headers=privacy)
-
-
-def decode_format(data: bytes) -> str:
-    """JPEG or PNG by magic bytes (the stored file is served as it was received)."""
-    return "PNG" if data.startswith(b"\x89PNG") else "JPEG" if data.startswith(b"\xff\xd8") else "?"
