@@ -258,9 +258,9 @@ def _jpeg(width: int = 320, height: int = 240, seed: int = 0) -> bytes:
     return data.tobytes()
 
 
-def on_site(data: bytes, lat: float, lon: float, taken_at: datetime) -> bytes:
-    """The JPEG re-saved with EXIF GPS and capture time: an after-photo taken at the case's place
-    after it was filed, as verified closing asks (serve/cases/closing.py)."""
+def on_site(data: bytes, lat: float, lon: float, taken_at: datetime, pillow_format: str = "JPEG") -> bytes:
+    """The JPEG re-saved (as `pillow_format`) with EXIF GPS and capture time: an after-photo taken at
+    the case's place after it was filed, as verified closing asks (serve/cases/closing.py)."""
     import io
 
     from PIL import Image
@@ -269,7 +269,8 @@ def on_site(data: bytes, lat: float, lon: float, taken_at: datetime) -> bytes:
 
     out = io.BytesIO()
     with Image.open(io.BytesIO(data)) as image:
-        image.save(out, "JPEG", quality=95, exif=exif_for(position=Position(lat, lon), taken_at=taken_at))
+        exif = exif_for(position=Position(lat, lon), taken_at=taken_at)
+        image.save(out, pillow_format, quality=95, exif=exif)
     return out.getvalue()
 
 

@@ -172,6 +172,17 @@ def test_report_position_and_time_from_exif_or_unlocated(service: Service, stree
     assert not any(c["created"] for c in bare.json()["cases"])
 
 
+def test_a_photo_sent_without_a_type_of_its_own_is_taken_by_its_bytes(
+    service: Service, street_photo: Photo311
+) -> None:
+    """curl -F and browsers that know no type for .heic send application/octet-stream."""
+    for kind in ("application/octet-stream", ""):
+        files = upload(street_photo.jpeg, "patrol", kind) if kind else {"file": ("patrol", street_photo.jpeg)}
+        response = service.client.post("/v1/detect", files=files, headers=service.auth("detect"))
+        assert response.status_code == 200, response.text
+        assert len(response.json()["detections"]) == street_photo.detections
+
+
 @pytest.mark.parametrize(("pillow_format", "kind"), [("HEIF", "image/heic"), ("WEBP", "image/webp")])
 def test_a_heic_or_webp_photo_is_taken_like_a_jpeg(
     service: Service, street_photo: Photo311, pillow_format: str, kind: str
@@ -209,6 +220,7 @@ def test_a_heic_or_webp_photo_is_taken_like_a_jpeg(
     ("files", "status", "words"),
     [
         (upload(b"plain text", "notes.txt", "text/plain"), 415, "content type"),
+        (upload(b"plain text", "notes.jpg", "application/octet-stream"), 415, "no JPEG, PNG, WebP or HEIC"),
         (upload(b"\xff\xd8\xff\xe0" + b"\x00" * 64, "broken.jpg"), 400, "broken.jpg"),
         (upload(b"", "empty.jpg"), 400, "empty"),
         (upload(b"\xff" * (2 * 2**20), "huge.jpg"), 413, "over"),

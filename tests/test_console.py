@@ -192,6 +192,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
                 "console": ["cases:read", "cases:write"],
                 "report": ["report"],
                 "detect": ["detect"],
+                "admin": ["admin"],  # sees evidence as it was sent (evidence:raw)
             }.items():
                 keys[name], _ = create_key(
                     session, name=name, scopes=scopes, pepper=state.verifier.pepper, now=START
@@ -382,8 +383,10 @@ def test_case_life_from_sign_in_to_closing_and_the_ranking(live: Live, browser: 
         "GET", f"/v1/cases/{case_id}"
     ).json()["allowed_actions"]
     act(driver, live, "start", START + timedelta(minutes=40))
-    after = street_photo(tmp_path / "after.jpg", 3)  # taken at the place after filing: passes its check
-    after.write_bytes(on_site(after.read_bytes(), lat, lon, START + timedelta(minutes=85)))
+    # taken at the place after filing (passes its check), on an iPhone: HEIC, which browsers do not show
+    after = tmp_path / "after.heic"
+    plain = street_photo(tmp_path / "after.jpg", 3).read_bytes()
+    after.write_bytes(on_site(plain, lat, lon, START + timedelta(minutes=85), "HEIF"))
     act(driver, live, "handle", START + timedelta(minutes=90), photo=after)
     act(driver, live, "check_pass", START + timedelta(minutes=100))
     act(driver, live, "close", START + timedelta(minutes=105))
@@ -397,6 +400,8 @@ def test_case_life_from_sign_in_to_closing_and_the_ranking(live: Live, browser: 
     late = [r.get_attribute("data-action") for r in rows if r.find_elements("css selector", ".overdue")]
     assert late == [f["action"] for f in case["flow"] if f["overdue"]] == ["dispatch"]
     wait(driver, lambda d: images_loaded(d, "#before img, #after img"), "before/after photos not shown")
+    after_id = case["evidence"][2]["id"]
+    assert live.api("GET", f"/v1/evidence/{after_id}", "admin").headers["content-type"] == "image/heic"
     assert len(css(driver, "#before img")) == 1 and len(css(driver, "#after img")) == 1
     assert live.keys["console"] not in driver.page_source  # images came as blobs, fetched with the header
     assert {src.split(":")[0] for src in attributes(driver, "#evidence img", "src")} == {"blob"}

@@ -38,7 +38,7 @@ from serve.cases.errors import (
 )
 from serve.cases.people import csrf_token, principal_of_user, session_user
 from vision.core.detector import Detector
-from vision.core.imageio import MEDIA_TYPES
+from vision.core.imageio import MEDIA_TYPES, photo_format
 
 CaseId = Annotated[int, Path(ge=1, le=MAX_ID, description="case id (not the case number)")]
 EvidenceId = Annotated[int, Path(ge=1, le=MAX_ID, description="evidence id")]
@@ -180,6 +180,7 @@ Open311Reporter = Annotated[Principal, Security(authenticate_open311, scopes=["r
 
 
 IMAGE_TYPES = (*dict.fromkeys(MEDIA_TYPES.values()), "image/heif")  # the photo formats imageio takes
+UNTYPED = (None, "", "application/octet-stream")  # a part whose sender named no type: its bytes decide
 
 
 @dataclass(frozen=True)
@@ -193,9 +194,12 @@ async def read_image(
     service: ServiceDep,
     file: Annotated[UploadFile, File(description="the photo: JPEG, PNG, WebP or HEIC, EXIF kept")],
 ) -> UploadedImage:
-    """The uploaded photo's bytes, refused early when of the wrong type or too large."""
+    """The uploaded photo's bytes, refused early when of the wrong type or too large. A part sent
+    without a type of its own (curl -F, a browser that knows no type for .heic) is taken when its
+    bytes are a photo of a type taken; an empty one goes on to be refused as empty."""
     name = file.filename or "upload"
-    if file.content_type not in IMAGE_TYPES:
+    generic = file.content_type in UNTYPED
+    if file.content_type not in IMAGE_TYPES and not generic:
         raise UnsupportedMedia(f"{name}: content type {file.content_type!r}; send {' or '.join(IMAGE_TYPES)}")
     limit = int(service.settings.max_upload_mb * 2**20)
     if file.size is not None and file.size > limit:
@@ -203,6 +207,10 @@ async def read_image(
     data = await file.read(limit + 1)
     if len(data) > limit:
         raise TooLarge(f"{name}: over the limit of {limit} bytes")
+    if generic and data and photo_format(data) is None:
+        raise UnsupportedMedia(
+            f"{name}: sent as {file.content_type!r} and its bytes are no JPEG, PNG, WebP or HEIC"
+        )
     return UploadedImage(data=data, filename=name, sha256=hashlib.sha256(data).hexdigest())
 
 

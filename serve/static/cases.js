@@ -182,7 +182,8 @@ function photo(evidence, tool = null) {
       link ? [" ", h("a", { href: link, rel: "noreferrer", target: "_blank" }, t("media"))] : null));
     return figure;
   }
-  const path = `/v1/evidence/${evidence.id}${evidence.boxes.length ? "?boxes=true" : ""}`;
+  // always the drawn view: a JPEG every browser shows (an upload kept as HEIC is not), boxes where any
+  const path = `/v1/evidence/${evidence.id}?boxes=true`;
   loadImage(img, path, () => img.replaceWith(h("div", { class: "noimage" }, t("noimage"))));
   if (tool) figure.append(tool);
   return figure;
