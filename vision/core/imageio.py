@@ -48,7 +48,7 @@ MEDIA_TYPES = {
 }
 FORMATS = frozenset(MEDIA_TYPES)
 SUFFIXES = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "HEIF": ".heic"}
-PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif"})
+PHOTO_SUFFIXES = frozenset({*SUFFIXES.values(), ".jpeg", ".heif"})  # the names a photo file goes by
 pillow_heif.register_heif_opener()
 
 _ORIENTATION = 0x0112

@@ -15,10 +15,8 @@ import numpy as np
 import supervision as sv
 
 from vision.core.detector import Detector
-from vision.core.imageio import read_photo
+from vision.core.imageio import PHOTO_SUFFIXES, read_photo
 from vision.detect.flyers import FlyerFinder, Reading
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def read_as_scan(finder: FlyerFinder, image: np.ndarray, detections: sv.Detections | None) -> Reading:
@@ -103,7 +101,7 @@ def negatives(
 ) -> dict[str, Any]:
     """Photos without posted flyers: small ads the reader alone finds per photo, and flyer findings
     per photo at `threshold` once combined with the detector (what the scan would file)."""
-    photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
     step = max(1, len(photos) // limit) if limit else 1
     sample = photos[::step][:limit] if limit else photos
     reader_ads = filed = detector_alone = 0
