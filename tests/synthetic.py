@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -135,24 +136,28 @@ def review_roads(data_root: Path, decide_image: Callable[[Path], tuple[str, str]
 _TINY_RUN: dict[str, Path] = {}
 
 
-def tiny_run() -> Path:
-    """Train 1 epoch at 64 px on the synthetic mix once per test process; the run folder."""
-    if "run" not in _TINY_RUN:
-        from vision.modelops.train import train
+def train_tiny(root: Path, name: str, **settings: Any) -> Path:
+    """Train 1 epoch at 64 px on a synthetic mix written under root; the run folder."""
+    from vision.modelops.train import train
 
-        root = Path(tempfile.mkdtemp(prefix="streetorder-tiny-"))
-        mix = write_mix(root / "data")
-        _TINY_RUN["run"] = train(
-            data=mix,
-            epochs=1,
-            imgsz=64,
-            batch=4,
-            project=root / "runs",
-            name="tiny",
-            cache_dir=root / "cache",
-            workers=0,
-            taxonomy=TAXONOMY,
-        )
+    return train(
+        data=write_mix(root / "data"),
+        epochs=1,
+        imgsz=64,
+        batch=4,
+        project=root / "runs",
+        name=name,
+        cache_dir=root / "cache",
+        workers=0,
+        taxonomy=TAXONOMY,
+        **settings,
+    )
+
+
+def tiny_run() -> Path:
+    """The tiny run from scratch, trained once per test process."""
+    if "run" not in _TINY_RUN:
+        _TINY_RUN["run"] = train_tiny(Path(tempfile.mkdtemp(prefix="streetorder-tiny-")), "tiny")
     return _TINY_RUN["run"]
 
 

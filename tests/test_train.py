@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 from configured import CONFIGS, TAXONOMY
-from synthetic import has_colour, review_roads, tiny_run, write_mix
+from synthetic import has_colour, review_roads, tiny_run, train_tiny, write_mix
 from ultralytics.cfg import get_cfg
 from ultralytics.data import build_yolo_dataset
 from ultralytics.data.utils import check_det_dataset
@@ -238,6 +238,19 @@ def test_tiny_training_run_writes_weights_and_card() -> None:
     checkpoint = torch.load(weights / "best.pt", map_location="cpu", weights_only=False)
     assert checkpoint["model"].names == dict(enumerate(NAMES))
     assert np.isfinite(checkpoint["train_results"]["train/cls_loss"][-1])
+
+
+@pytest.mark.slow
+def test_fine_tuning_starts_at_its_own_rate_with_no_warm_up(tmp_path: Path) -> None:
+    """A trained start fine-tuned with `lr0` trains with AdamW at that rate in every parameter group,
+    with no warm-up, and its card says so."""
+    run = train_tiny(tmp_path, "fine", model=str(tiny_run() / "weights" / "best.pt"), lr0=1e-4)
+    args = yaml.safe_load((run / "args.yaml").read_text(encoding="utf-8"))
+    assert (args["optimizer"], args["lr0"], args["warmup_epochs"]) == ("AdamW", 1e-4, 0)
+    card = yaml.safe_load((run / "weights" / "card.yaml").read_text(encoding="utf-8"))
+    assert card["training"]["settings"]["lr0"] == 1e-4
+    fine = torch_load(run / "weights" / "last.pt", map_location="cpu")["train_results"]
+    assert [fine[f"lr/pg{group}"][0] for group in range(3)] == pytest.approx([1e-4] * 3)
 
 
 def _weights_of(checkpoint: dict) -> torch.nn.Module:

@@ -44,6 +44,13 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--cache-dir", type=Path, default=settings.cache_dir, help="built mixes (cache_dir)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--lr0",
+        type=float,
+        default=None,
+        help="fine-tune a trained --model: AdamW at this learning rate, no warm-up "
+        "(default: ultralytics' choice, with a warm-up meant for training from scratch)",
+    )
+    parser.add_argument(
         "--resume",
         action="store_true",
         help="continue the run PROJECT/NAME from its last.pt (or --model PATH/last.pt)",
@@ -79,6 +86,7 @@ def cli(argv: list[str]) -> int:
         resume=args.resume,
         workers=args.workers,
         seed=args.seed,
+        lr0=args.lr0,
     )
     print(f"trained: {run_dir / 'weights' / 'best.pt'} (card: {run_dir / 'weights' / 'card.yaml'})")
     return 0
