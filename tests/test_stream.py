@@ -282,6 +282,30 @@ def test_an_unreachable_camera_is_retried_with_backoff() -> None:
     assert reader.stats.frames_read == 0 and reader.stats.last_error is not None
 
 
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        (None, "no such file"),
+        (b"", "not a video it can decode"),
+        (b"hello, not a video", "no frame could be decoded"),
+    ],
+)
+def test_a_file_that_is_no_video_ends_at_once_with_the_reason(
+    tmp_path: Path, content: bytes | None, error: str
+) -> None:
+    """A camera that cannot be reached is retried; a file does not come back, so it ends."""
+    video = tmp_path / "clip.jpg"  # a name OpenCV's FFmpeg opens as MJPEG, whatever is in it
+    if content is not None:
+        video.write_bytes(content)
+    reader = StreamReader(str(video), backoff_s=(0.05, 0.1)).start()
+    deadline = time.monotonic() + 5
+    while reader.running and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not reader.running and reader.stats.state == "ended"
+    assert reader.stats.failed_opens <= 1 and reader.stats.frames_read == 0
+    assert error in (reader.stats.last_error or "")
+
+
 # --- streetorder watch, end to end ---------------------------------------------------------------
 
 
@@ -378,6 +402,26 @@ def test_watch_turns_a_stall_in_a_video_into_one_case(
         assert START + timedelta(seconds=75) <= case.first_seen_at <= START + timedelta(seconds=87)
         evidence = session.scalars(select(Evidence).where(Evidence.case_id == case.id)).all()
         assert evidence[0].crop_path and Path(evidence[0].crop_path).is_file()
+
+
+def test_watch_refuses_an_unknown_camera_or_a_missing_file_and_fails_on_a_file_it_cannot_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from serve.cli.main import main
+
+    camera = yaml.safe_load((CONFIGS / "cameras.yaml").read_text(encoding="utf-8"))["cameras"][0]["id"]
+    db = ["--db", f"sqlite:///{tmp_path / 'watch.db'}", "--seconds", "5"]
+    with pytest.raises(SystemExit) as refused:
+        main(["watch", "--camera", "no-such-camera", *db])
+    assert refused.value.code == 2 and "unknown camera 'no-such-camera'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:
+        main(["watch", "--camera", camera, "--stream", str(tmp_path / "gone.mp4"), *db])
+    assert refused.value.code == 2 and "gone.mp4: no such file" in capsys.readouterr().err
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00" * 4096)
+    assert main(["watch", "--camera", camera, "--stream", str(junk), *db]) == 1
+    out = capsys.readouterr()
+    assert "0 frames analysed" in out.out and f"watch: cannot open {junk}" in out.err
 
 
 # --- the service's own pool of watchers (`pull: true`) --------------------------------------------

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
 from serve.cases.cameras import CameraHub
 from serve.cases.watch import CameraWatcher, load_service_cameras
-from vision.live.stream import StreamReader, check_stream_url
+from vision.live.cameras import UnknownCameraError
+from vision.live.stream import StreamReader, check_stream_url, is_file, local_path
 
 
 def cli(argv: list[str]) -> int:
@@ -41,13 +43,18 @@ def cli(argv: list[str]) -> int:
             check_stream_url(args.stream)
         except ValueError as err:
             parser.error(f"--stream {args.stream}: {err}")
+        if is_file(args.stream) and not Path(local_path(args.stream)).is_file():
+            parser.error(f"--stream {args.stream}: no such file")
     if args.file_start is not None and args.file_start.tzinfo is None:
         parser.error("--file-start needs a timezone offset, e.g. 2026-05-06T09:00:00+08:00")
     settings = get_settings()
     taxonomy = settings.taxonomy()
     case_rules = load_case_rules(settings)
     registry = load_service_cameras(args.cameras or settings.configs_dir / "cameras.yaml", case_rules)
-    camera = registry.get(args.camera)
+    try:
+        camera = registry.get(args.camera)
+    except UnknownCameraError as err:
+        parser.error(str(err))
     stream = args.stream or camera.stream
     if not stream:
         parser.error(f"camera '{camera.id}' has no stream in {registry.source}; give --stream")
@@ -79,4 +86,7 @@ def cli(argv: list[str]) -> int:
         f"{health.reconnects} reconnects, {health.events} events, {watcher.errors} errors, "
         f"stream {health.stream_state}"
     )
+    if watcher.analysed == 0 and reader.stats.last_error:
+        print(f"watch: {reader.stats.last_error}", file=sys.stderr)
+        return 1
     return 0 if watcher.errors == 0 else 1

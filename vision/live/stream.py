@@ -157,7 +157,9 @@ class StreamReader:
                 self.stats.failed_opens += 1
                 self.stats.state = "reconnecting"
                 self.stats.last_error = f"cannot open {self.url}"
-                if is_file(self.url) and not Path(local_path(self.url)).exists():
+                if is_file(self.url):  # a file does not come back the way a camera does
+                    missing = not Path(local_path(self.url)).is_file()
+                    self.stats.last_error += ": no such file" if missing else ": not a video it can decode"
                     self.stats.state = "ended"
                     return
                 self._stop.wait(delay)
@@ -171,7 +173,9 @@ class StreamReader:
             last_position = self._read(capture, file_offset)
             capture.release()
             if is_file(self.url):
-                if not self.loop_file:
+                if self.stats.frames_read == 0:
+                    self.stats.last_error = f"no frame could be decoded from {self.url}"
+                if not self.loop_file or self.stats.frames_read == 0:
                     self.stats.state = "ended"
                     return
                 file_offset += last_position
