@@ -303,7 +303,7 @@ BROKEN: list[tuple[str, Callable[[Path], Path], str]] = [
     (
         "no number",
         lambda r: labelstudio_json(r, [ls_region("car", (10, 10, 50, 50), x="12")])[0],
-        "result[0].value.x: expected a number, got '12'",
+        "result[0].value.x: expected a finite number, got '12'",
     ),
     (
         "yolo fields",
@@ -329,7 +329,27 @@ BROKEN: list[tuple[str, Callable[[Path], Path], str]] = [
     (
         "coco not numbers",
         lambda r: coco_zip(r, lambda b: [b[0], "top", 5, 5])[0],
-        "annotations[0].bbox: expected a number, got 'top'",
+        "annotations[0].bbox: expected a finite number, got 'top'",
+    ),
+    (
+        "not a finite number",
+        lambda r: labelstudio_json(r, [ls_region("car", (10, 10, 50, 50), x=float("inf"))])[0],
+        "result[0].value.x: expected a finite number, got inf",
+    ),
+    (
+        "coco NaN",  # Python's json reads NaN; every comparison with it is false, so no check saw it
+        lambda r: coco_zip(r, lambda b: [float("nan"), b[1], b[2], b[3]])[0],
+        "annotations[0].bbox: expected a finite number, got nan",
+    ),
+    (
+        "yolo NaN",
+        lambda r: cvat_yolo_zip(r, "0 nan 0.5 0.2 0.2\n")[0],
+        "frame_000001.txt:1: not finite numbers",
+    ),
+    (
+        "not UTF-8",
+        lambda r: _bytes(r / "tasks.json", b"\xff\xfe[{}]"),
+        "tasks.json: not UTF-8 text (byte 0",
     ),
     (
         "zip slip",
@@ -356,6 +376,11 @@ BROKEN: list[tuple[str, Callable[[Path], Path], str]] = [
 
 def _text(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
     return path
 
 

@@ -119,7 +119,7 @@ def test_a_broken_line_is_refused_with_its_file_and_line(tmp_path: Path, change:
         read_reviews(path, TAXONOMY)
 
 
-def test_ids_used_twice_and_text_that_is_not_json_are_refused(tmp_path: Path) -> None:
+def test_ids_used_twice_and_text_that_is_not_json_or_not_utf8_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "roads.jsonl"
     line = json.dumps(proposal(1, "a.jpg", "garbage", None).to_json())
     path.write_text(f"{line}\n{line}\n")
@@ -127,6 +127,9 @@ def test_ids_used_twice_and_text_that_is_not_json_are_refused(tmp_path: Path) ->
         read_reviews(path, TAXONOMY)
     path.write_text(f"{line}\n{{not json\n")
     with pytest.raises(ReviewError, match=f"{re.escape(str(path))}:2: not JSON"):
+        read_reviews(path, TAXONOMY)
+    path.write_bytes(line.encode() + b"\n\xff\xfe\n")
+    with pytest.raises(ReviewError, match=f"{re.escape(str(path))}: not UTF-8 text"):
         read_reviews(path, TAXONOMY)
 
 

@@ -150,6 +150,8 @@ def read_reviews(path: Path, taxonomy: Taxonomy) -> list[Proposal]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as err:
         raise ReviewError(f"{path}: cannot read: {err.strerror or err}") from err
+    except UnicodeDecodeError as err:
+        raise ReviewError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from err
     proposals: list[Proposal] = []
     for number, line in enumerate(lines, 1):
         if not line.strip():

@@ -5,6 +5,7 @@ collect problems; checking against images and the taxonomy is vision/data/annota
 from __future__ import annotations
 
 import json
+import math
 import sys
 import tempfile
 import zipfile
@@ -24,8 +25,16 @@ FORMATS = ("auto", "labelstudio-json", "labelstudio-min", "labelstudio-yolo", "c
 MAX_ARCHIVE_BYTES = 20 * 2**30
 
 
+def read_text(path: Path) -> str:
+    """An export's text file; one that is not UTF-8 is a problem of the export, not a crash."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise AnnotationError(f"{path}", f"not UTF-8 text (byte {err.start}: {err.reason})") from err
+
+
 def load_json(path: Path) -> Any:
-    text = path.read_text(encoding="utf-8-sig")
+    text = read_text(path)
     if not text.strip():
         raise AnnotationError(f"{path}", "empty file")
     try:
@@ -37,8 +46,8 @@ def load_json(path: Path) -> Any:
 
 
 def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise AnnotationError(f"{where}", f"expected a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise AnnotationError(f"{where}", f"expected a finite number, got {value!r}")
     return float(value)
 
 
@@ -219,7 +228,12 @@ def read_yolo_folder(root: Path, names: list[str], format_name: str) -> ReadExpo
             continue
         used.add(label.resolve())
         boxes = []
-        for number, line in enumerate(label.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            text = read_text(label)
+        except AnnotationError as err:
+            export.problems.append(err.problem())
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
             fields = line.split()
             if not fields:
                 continue
@@ -234,6 +248,9 @@ def read_yolo_folder(root: Path, names: list[str], format_name: str) -> ReadExpo
                 cx, cy, w, h = (float(v) for v in fields[1:])
             except ValueError:
                 export.problems.append(Problem(at, f"not numbers: {line!r}"))
+                continue
+            if not all(math.isfinite(v) for v in (cx, cy, w, h)):
+                export.problems.append(Problem(at, f"not finite numbers: {line!r}"))
                 continue
             if not 0 <= class_id < len(names):
                 export.problems.append(
@@ -250,12 +267,16 @@ def read_yolo_folder(root: Path, names: list[str], format_name: str) -> ReadExpo
 def read_cvat_yolo(root: Path) -> ReadExport:
     data_yaml = root / "data.yaml"
     try:
-        data = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_text(data_yaml))
     except yaml.YAMLError as err:
         raise AnnotationError(f"{data_yaml}", f"not valid YAML: {err}") from err
     names = data.get("names") if isinstance(data, dict) else None
     if isinstance(names, dict):
-        names = [str(names[k]) for k in sorted(names, key=int)]
+        try:
+            names = [str(names[k]) for k in sorted(names, key=int)]
+        except (TypeError, ValueError):
+            message = f"names: keys must be class numbers, got {names!r}"
+            raise AnnotationError(f"{data_yaml}", message) from None
     if not isinstance(names, list) or not names:
         raise AnnotationError(f"{data_yaml}", "names: expected the class names")
     return read_yolo_folder(root, [str(n) for n in names], "cvat-yolo")
@@ -263,7 +284,7 @@ def read_cvat_yolo(root: Path) -> ReadExport:
 
 def read_labelstudio_yolo(root: Path) -> ReadExport:
     classes = root / "classes.txt"
-    names = [line.strip() for line in classes.read_text(encoding="utf-8").splitlines() if line.strip()]
+    names = [line.strip() for line in read_text(classes).splitlines() if line.strip()]
     if not names:
         raise AnnotationError(f"{classes}", "empty file (no class names)")
     return read_yolo_folder(root, names, "labelstudio-yolo")
@@ -316,10 +337,17 @@ def read_coco(path: Path) -> ReadExport:
         except AnnotationError as err:
             export.problems.append(err.problem())
             continue
-        rotation = (annotation.get("attributes") or {}).get("rotation", 0)
-        sample.boxes.append(
-            RawBox(name, (coords[0], coords[1], coords[2], coords[3]), "coco", where, float(rotation or 0))
-        )
+        attributes = annotation.get("attributes")
+        try:
+            rotation = _number(
+                attributes.get("rotation", 0) if isinstance(attributes, dict) else 0,
+                f"{where}.attributes.rotation",
+            )
+        except AnnotationError as err:
+            export.problems.append(err.problem())
+            continue
+        box = (coords[0], coords[1], coords[2], coords[3])
+        sample.boxes.append(RawBox(name, box, "coco", where, rotation))
     export.samples = list(images.values())
     return export
 

@@ -3,6 +3,7 @@ a label the taxonomy knows by name or alias; an image without boxes only as an a
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,6 +43,8 @@ def check_box(
 ) -> tuple[tuple[float, float, float, float] | None, str | None]:
     """A box clipped to the image when it overshoots by rounding only; else why it is refused."""
     x1, y1, x2, y2 = xyxy
+    if not all(math.isfinite(v) for v in xyxy):  # NaN compares false with everything below
+        return None, f"box ({x1}, {y1}, {x2}, {y2}) is not finite"
     if x2 - x1 < 1 or y2 - y1 < 1:
         return None, f"empty box ({x2 - x1:.1f} x {y2 - y1:.1f} px)"
     slack_x, slack_y = EDGE_TOLERANCE * width, EDGE_TOLERANCE * height
