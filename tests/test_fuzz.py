@@ -713,3 +713,40 @@ def test_any_exif_capture_time_opens_a_case_only_when_plausible(service: Service
 
     upload()
     assert seen.get(False, 0) > 5
+
+
+# --- the command line: values no run can mean are refused before anything runs ---------------------
+
+CLI_REFUSED = [
+    (["scan", "photos", "--workers", "-2"], "--workers: must be 1 or more, got -2"),
+    (["scan", "photos", "--batch", "0"], "--batch: must be 1 or more, got 0"),
+    (["scan", "photos", "--max-pixels", "-1"], "--max-pixels: must be 1 or more"),  # was: every photo a bomb
+    (["scan", "photos", "--stall-s", "nan"], "--stall-s: must be a finite number from 0, got nan"),
+    (["scan", "photos", "--stall-s", "-1"], "--stall-s: must be a finite number from 0"),
+    (["stats", "--since", "0001-01-01"], "--since: 0001-01-01 is outside the years"),  # was: a traceback
+    (["stats", "--ranking", "9999-12-31"], "--ranking: 9999-12-31 is outside the years"),
+    (["stats", "--since", "2027-01-01", "--until", "2026-01-01"], "--until 2026-01-01 must come after"),
+    (["stats", "--worst", "-5"], "--worst: must be 1 or more, got -5"),
+    (["stats", "--worst", "1" + "0" * 99 + "x"], "--worst: expected a whole number"),
+    (["train", "--hours", "nan"], "--hours: must be a finite number above 0, got nan"),
+    (["train", "--lr0", "-0.1"], "--lr0: must be a finite number above 0"),
+    (["train", "--epochs", "0"], "--epochs: must be 1 or more, got 0"),
+    (["watch", "--camera", "c", "--seconds", "inf"], "--seconds: must be a finite number above 0, got inf"),
+    (["watch", "--camera", "c", "--speed", "-1"], "--speed: must be a finite number from 0"),
+    (["data", "synth-flyers", "--out", "x", "--count", "0"], "--count: must be 1 or more"),
+    (["data", "synth-flyers", "--out", "x", "--count", "5", "--val-share", "1.5"], "--val-share: must lie"),
+    (["bench", "flyers", "--limit", "-1"], "--limit: must be 0 or more, got -1"),
+    (["evaluate", "--limit", "0"], "--limit: must be 1 or more"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), CLI_REFUSED, ids=[" ".join(a)[:40] for a, _ in CLI_REFUSED])
+def test_the_cli_refuses_values_no_run_can_mean(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from serve.cli.main import main
+
+    with pytest.raises(SystemExit) as refused:
+        main(argv)
+    assert refused.value.code == 2
+    assert message in capsys.readouterr().err

@@ -44,6 +44,7 @@ from PIL import Image
 
 from serve.cases.grids import load_grids
 from serve.cases.settings import get_settings
+from serve.cli.args import positive_int
 from serve.cli.demo import START, pick_sample_photos
 from serve.cli.memory import peak_rss_mb
 from vision.core.imageio import Position, exif_for
@@ -390,9 +391,11 @@ def cli(argv: list[str]) -> int:
         choices=("scan", "load", "flyers"),
         help="what to measure (load, flyers: see bench load|flyers --help)",
     )
-    p.add_argument("--images", type=int, default=100, help="photos in the measured folder (10x for memory)")
+    p.add_argument(
+        "--images", type=positive_int, default=100, help="photos in the measured folder (10x for memory)"
+    )
     p.add_argument("--size", default="4000x3000", help="photo size WxH (real photos upscaled to it)")
-    p.add_argument("--workers", type=int, help="scan workers (default: one per core)")
+    p.add_argument("--workers", type=positive_int, help="scan workers (default: one per core)")
     p.add_argument("--folder", type=Path, default=BENCH_DIR, help="where the photos are made (kept)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = p.parse_args(argv)

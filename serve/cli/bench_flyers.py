@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from serve.cases.settings import get_settings
+from serve.cli.args import count
 
 NEGATIVES = ("garbage-cn", "facades-spb", "traffic-cams", "vehicles-in")
 
@@ -25,7 +26,7 @@ def cli(argv: list[str]) -> int:
         default=[shared / name / "images" / "val" for name in NEGATIVES],
         help="folders of photos without posted flyers (default: the four real val sets)",
     )
-    p.add_argument("--limit", type=int, default=0, help="photos per set, spread evenly (0: all)")
+    p.add_argument("--limit", type=count, default=0, help="photos per set, spread evenly (0: all)")
     p.add_argument("--no-detector", action="store_true", help="the reader alone (no livery/sign boxes)")
     p.add_argument(
         "--flyers",

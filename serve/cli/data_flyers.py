@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from serve.cases.settings import get_settings
+from serve.cli.args import positive_int, share
 from vision.data.flyers.fonts import FontError
 from vision.data.flyers.synthesize import synthesize
 
@@ -25,9 +26,9 @@ def cli(argv: list[str]) -> int:
         help="folders of background photos (labels found via their dataset's data.yaml)",
     )
     parser.add_argument("--out", type=Path, required=True, help="dataset folder to write")
-    parser.add_argument("--count", type=int, required=True, help="number of images to write")
+    parser.add_argument("--count", type=positive_int, required=True, help="number of images to write")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--val-share", type=float, default=0.1, help="share of backgrounds kept for val")
+    parser.add_argument("--val-share", type=share, default=0.1, help="share of backgrounds kept for val")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
     args = parser.parse_args(argv)
     try:

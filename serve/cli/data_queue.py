@@ -9,6 +9,7 @@ from pathlib import Path
 
 from serve.cases.labelling import build_queue
 from serve.cases.settings import get_settings
+from serve.cli.args import positive_int
 from vision.data.activelearning import (
     DOCUMENT_ROOT_HELP,
     known_images,
@@ -27,7 +28,7 @@ def cli(argv: list[str]) -> int:
     parser.add_argument(
         "--out", type=Path, required=True, help="folder for tasks.json, cvat-yolo.zip, images/"
     )
-    parser.add_argument("--limit", type=int, default=200, help="at most this many images")
+    parser.add_argument("--limit", type=positive_int, default=200, help="at most this many images")
     parser.add_argument(
         "--base", type=Path, default=Path.cwd(), help="folder relative photo/evidence paths start from"
     )

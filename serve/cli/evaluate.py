@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from serve.cases.settings import Settings, get_settings
+from serve.cli.args import positive_int
 from vision.core.taxonomy import TaxonomyError
 from vision.data.reviews import ReviewError, confirmed_absent
 from vision.detect.backends import BACKENDS, load_detector
@@ -38,8 +39,8 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: ONNX if the model has it")
     parser.add_argument("--device", default="cpu", help="for --backend ultralytics: cpu or a CUDA index")
     parser.add_argument("--split", default="val")
-    parser.add_argument("--imgsz", type=int, help="input size (default: the model's)")
-    parser.add_argument("--limit", type=int, help="evaluate on the first N images only")
+    parser.add_argument("--imgsz", type=positive_int, help="input size (default: the model's)")
+    parser.add_argument("--limit", type=positive_int, help="evaluate on the first N images only")
     parser.add_argument(
         "--out", type=Path, help="folder for PR curves and confusion matrix PNGs (--unlabelled: sheets)"
     )

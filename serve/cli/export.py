@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from serve.cases.settings import get_settings
+from serve.cli.args import positive_int
 from vision.detect.registry import (
     WEIGHTS,
     ModelError,
@@ -31,7 +32,7 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--name", help="package --model (a training checkpoint .pt) as models/NAME first")
     parser.add_argument("--status", help="card status (default: final, or provisional mid-training)")
     parser.add_argument("--format", choices=("onnx", "openvino"), default="onnx")
-    parser.add_argument("--imgsz", type=int, help="input size (default: the card's input_size)")
+    parser.add_argument("--imgsz", type=positive_int, help="input size (default: the card's input_size)")
     parser.add_argument("--int8", action="store_true", help="also write model.int8.onnx, checked vs FP32")
     parser.add_argument(
         "--dynamic",
@@ -40,8 +41,10 @@ def cli(argv: list[str]) -> int:
     )
     parser.add_argument("--data", type=Path, help="data.yaml: val images for the ONNX and INT8 checks")
     # 300: street-v10's INT8 lost 0.015 garbage AP50 calibrated on 100 train images, 0.008 on 300.
-    parser.add_argument("--calibration", type=int, default=300, help="INT8 calibration images")
-    parser.add_argument("--limit", type=int, help="check INT8 on at most this many validation images")
+    parser.add_argument("--calibration", type=positive_int, default=300, help="INT8 calibration images")
+    parser.add_argument(
+        "--limit", type=positive_int, help="check INT8 on at most this many validation images"
+    )
     args = parser.parse_args(argv)
     if args.int8 and args.data is None:
         parser.error("--int8 needs --data DATA_YAML: INT8 is only written with a measured check against FP32")

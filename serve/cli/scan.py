@@ -30,6 +30,7 @@ from serve.cases.scan import (
     read_sidecar,
 )
 from serve.cases.settings import Settings, get_settings
+from serve.cli.args import non_negative_float, positive_int
 from vision.core.imageio import MAX_PIXELS, PHOTO_SUFFIXES
 from vision.core.taxonomy import TAXONOMY
 from vision.detect.pipeline import (
@@ -234,16 +235,18 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
         "each (the reference); ray: workers on Ray Data (a local Ray, or --ray-address)",
     )
     p.add_argument(
-        "--workers", type=int, default=cpu_count(), help="parallel workers (default: one per core)"
+        "--workers", type=positive_int, default=cpu_count(), help="parallel workers (default: one per core)"
     )
     p.add_argument(
         "--stall-s",
-        type=float,
+        type=non_negative_float,
         default=600.0,
         help="watchdog: a photo not inspected within this many seconds stops the scan with an error "
         "(resumable; 0: wait forever)",
     )
-    p.add_argument("--batch", type=int, default=64, help="photos per database transaction (at most 0.5 s)")
+    p.add_argument(
+        "--batch", type=positive_int, default=64, help="photos per database transaction (at most 0.5 s)"
+    )
     p.add_argument(
         "--full-decode",
         action="store_true",
@@ -259,7 +262,9 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     p.add_argument(
         "--timezone", help="timezone of EXIF times without offset (default: configs/calendar.yaml)"
     )
-    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="larger images are refused as bombs")
+    p.add_argument(
+        "--max-pixels", type=positive_int, default=MAX_PIXELS, help="larger images are refused as bombs"
+    )
     p.add_argument(
         "--flyers",
         choices=("off", "detector", "all"),

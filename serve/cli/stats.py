@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from serve.cases.stats import (
@@ -20,6 +20,7 @@ from serve.cases.stats import (
     ten_day_period,
     worst_spots,
 )
+from serve.cli.args import day, positive_int
 
 
 def cli(argv: list[str]) -> int:
@@ -30,14 +31,16 @@ def cli(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="streetorder stats", description=cli.__doc__)
     parser.add_argument("--db", help="database URL (default: STREETORDER_DB_URL or settings)")
-    parser.add_argument("--since", type=date.fromisoformat, help="first day (bureau time), inclusive")
-    parser.add_argument("--until", type=date.fromisoformat, help="last day (bureau time), exclusive")
+    parser.add_argument("--since", type=day, help="first day (bureau time), inclusive")
+    parser.add_argument("--until", type=day, help="last day (bureau time), exclusive")
     parser.add_argument("--group-by", choices=GROUPS, help="one row per grid, street, department or event")
+    parser.add_argument("--ranking", type=day, metavar="DAY", help="10-day street ranking of DAY")
     parser.add_argument(
-        "--ranking", type=date.fromisoformat, metavar="DAY", help="10-day street ranking of DAY"
+        "--worst", type=positive_int, metavar="N", help="the N grids with the most open cases"
     )
-    parser.add_argument("--worst", type=int, metavar="N", help="the N grids with the most open cases")
     args = parser.parse_args(argv)
+    if args.since and args.until and args.until <= args.since:
+        parser.error(f"--until {args.until} must come after --since {args.since}")
     settings = get_settings()
     domain = load_domain(settings)
     calendar, grids = domain.rules.calendar, domain.rules.grids

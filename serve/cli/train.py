@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from serve.cases.settings import get_settings
+from serve.cli.args import count, positive_float, positive_int
 from vision.detect.registry import ModelError
 from vision.modelops.train import (
     average_checkpoints,
@@ -28,24 +29,24 @@ def cli(argv: list[str]) -> int:
         default="yolo11n.yaml",
         help="architecture yaml to train from scratch, or a .pt to start from",
     )
-    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--epochs", type=positive_int, default=100)
     parser.add_argument(
         "--hours",
-        type=float,
+        type=positive_float,
         default=None,
         help="train for this long instead of --epochs (the schedule fits the time)",
     )
-    parser.add_argument("--imgsz", type=int, default=320)
+    parser.add_argument("--imgsz", type=positive_int, default=320)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--device", default="cpu", help="cpu, or a CUDA device index such as 0")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=count, default=2)
     parser.add_argument("--project", type=Path, default=Path("runs"))
     parser.add_argument("--name", default="train")
     parser.add_argument("--cache-dir", type=Path, default=settings.cache_dir, help="built mixes (cache_dir)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--lr0",
-        type=float,
+        type=positive_float,
         default=None,
         help="fine-tune a trained --model: AdamW at this learning rate, no warm-up "
         "(default: ultralytics' choice, with a warm-up meant for training from scratch)",

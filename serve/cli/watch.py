@@ -10,6 +10,7 @@ from pathlib import Path
 
 from serve.cases.cameras import CameraHub
 from serve.cases.watch import CameraWatcher, load_service_cameras
+from serve.cli.args import non_negative_float, positive_float
 from vision.live.cameras import UnknownCameraError
 from vision.live.stream import StreamReader, check_stream_url, is_file, local_path
 
@@ -23,14 +24,16 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--model", help="model name or weights (default: STREETORDER_MODEL)")
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     parser.add_argument(
-        "--seconds", type=float, help="stop after this many seconds (default: run until ended)"
+        "--seconds", type=positive_float, help="stop after this many seconds (default: run until ended)"
     )
     parser.add_argument(
         "--file-start",
         type=datetime.fromisoformat,
         help="capture time of a file's first frame (ISO 8601 with offset)",
     )
-    parser.add_argument("--speed", type=float, default=1.0, help="play a file at this multiple of real time")
+    parser.add_argument(
+        "--speed", type=non_negative_float, default=1.0, help="play a file at this multiple of real time"
+    )
     args = parser.parse_args(argv)
 
     from serve.cases.db import open_database
