@@ -236,7 +236,7 @@ def test_scan_files_cases_on_their_grids_and_a_rescan_adds_nothing(
     assert "unreadable" in (out / "scan.log").read_text(encoding="utf-8")
 
     assert cli([str(photos), "--db", db, "--out", str(out), "--no-progress"]) == 0
-    assert "0 new, 9 already in the database" in capsys.readouterr().out
+    assert "0 new, 9 already recorded" in capsys.readouterr().out
     assert counts(factory) == before
 
 

@@ -172,7 +172,7 @@ def summary(stats: ScanStats, report: Path, out: Path) -> Iterable[str]:
     rate = stats.photos / stats.seconds if stats.seconds else 0.0
     yield (
         f"scanned {stats.photos} photo(s) in {stats.seconds:.1f} s ({rate:.1f} img/s): "
-        f"{stats.new} new, {stats.known} already in the database"
+        f"{stats.new} new, {stats.known} already recorded (an earlier scan, or the same bytes twice)"
     )
     yield (
         f"  findings: {stats.findings} -> {stats.cases_created} new case(s), "
