@@ -422,6 +422,22 @@ def test_extensions_are_asked_by_one_role_and_granted_by_another(people: People)
     assert people.call("sani", "GET", f"/v1/cases/{case_id}").json()["deadline_at"] == case["deadline_at"]
 
 
+def test_users_cli_without_a_terminal_or_a_password_says_how_to_give_one(
+    service: Service, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from serve.cases.settings import get_settings
+
+    monkeypatch.setenv("STREETORDER_SECRET", service.settings.secret)
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # a cron job, a pipe: getpass meets the end of input
+    get_settings.cache_clear()
+    try:
+        assert users_cli(["--db", service.settings.db_url, "create", "night", "--role", "admin"]) == 1
+    finally:
+        get_settings.cache_clear()
+    assert f"no password for night: run it in a terminal or set {PASSWORD_ENV}" in capsys.readouterr().err
+
+
 def test_users_cli_makes_the_first_admin_who_can_then_sign_in(
     service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -436,6 +452,8 @@ def test_users_cli_makes_the_first_admin_who_can_then_sign_in(
             db = ["--db", service.settings.db_url]
             assert users_cli([*db, "create", "first", "--role", "admin", "--name", "首任管理员"]) == 0
             assert users_cli([*db, "create", "h1", "--role", "handler"]) == 1  # a handler needs a department
+            assert users_cli([*db, "create", "u" * 65, "--role", "admin"]) == 1  # wider than the column
+            assert users_cli([*db, "create", "u2", "--role", "admin", "--name", "名" * 65]) == 1
             assert users_cli([*db, "create", "h1", "--role", "handler", "--department", SANITATION]) == 0
             assert users_cli([*db, "disable", "h1"]) == 0
             assert users_cli([*db, "list"]) == 0

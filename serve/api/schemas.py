@@ -21,6 +21,7 @@ from serve.cases.enums import (
     Role,
     State,
 )
+from serve.cases.people import MAX_NAME_LENGTH
 from serve.cases.times import computable, computable_day
 from serve.cases.workflow import Action
 
@@ -565,10 +566,13 @@ class SessionOut(Schema):
 
 class UserIn(Schema):
     username: str = Field(
-        min_length=1, max_length=64, pattern=USERNAME, description="account name: letters, digits, '.', '-'"
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        pattern=USERNAME,
+        description="account name: letters, digits, '.', '-'",
     )
     display_name: str | None = Field(
-        default=None, max_length=64, description="name in flow logs; default username"
+        default=None, max_length=MAX_NAME_LENGTH, description="name in flow logs; default username"
     )
     password: str = Field(min_length=10, max_length=256, description="at least 10 characters")
     role: Role = Field(

@@ -29,6 +29,7 @@ from serve.cases.orm import Case, ExtensionRequest, User, UserSession
 from serve.cases.workflow import TRANSITIONS
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+MAX_NAME_LENGTH = 64  # users.username and display_name
 MIN_PASSWORD_LENGTH = 10
 SESSION_HOURS = 12.0
 USER_ID_PREFIX = "user-"  # principals of people: "user-<id>", never a 12-hex key id
@@ -105,6 +106,9 @@ def create_user(
         raise InvalidInput("role", f"expected one of {', '.join(Role)}, got '{role}'") from None
     if not username or not username.isascii() or not username.replace(".", "").replace("-", "").isalnum():
         raise InvalidInput("username", "letters, digits, '.' and '-' only")
+    for field, name in (("username", username), ("display_name", display_name or "")):
+        if len(name) > MAX_NAME_LENGTH:  # the column's width: PostgreSQL would refuse the row itself
+            raise InvalidInput(field, f"at most {MAX_NAME_LENGTH} characters, got {len(name)}")
     if kind in DEPARTMENT_ROLES and department not in departments:
         raise InvalidInput("department", f"a {kind} needs one of: {', '.join(departments)}")
     if kind not in DEPARTMENT_ROLES and department:

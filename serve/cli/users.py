@@ -23,6 +23,17 @@ from serve.cases.settings import get_settings
 PASSWORD_ENV = "STREETORDER_NEW_PASSWORD"
 
 
+def ask_password(username: str) -> str:
+    """Asked on the terminal; without one (cron, a pipe) getpass would read the end of input."""
+    if not sys.stdin.isatty():
+        raise NoPassword(f"no password for {username}: run it in a terminal or set {PASSWORD_ENV}")
+    return getpass.getpass(f"password for {username}: ")
+
+
+class NoPassword(Exception):
+    """Nobody could be asked for a password (no terminal, and STREETORDER_NEW_PASSWORD unset)."""
+
+
 def cli(argv: list[str]) -> int:
     """Manage people's accounts. The password is asked for (or read from STREETORDER_NEW_PASSWORD),
     never taken as an argument: command lines end up in shell histories and process lists."""
@@ -46,13 +57,14 @@ def cli(argv: list[str]) -> int:
         with transaction(factory) as session:
             if args.verb == "create":
                 domain = load_domain(settings)
-                password = os.environ.get(PASSWORD_ENV) or getpass.getpass(f"password for {args.username}: ")
+                pepper = server_secret(settings)  # refused before anyone types a password
+                password = os.environ.get(PASSWORD_ENV) or ask_password(args.username)
                 user = create_user(
                     session,
                     username=args.username,
                     password=password,
                     role=args.role,
-                    pepper=server_secret(settings),
+                    pepper=pepper,
                     now=now,
                     display_name=args.name,
                     department=args.department,
@@ -69,7 +81,7 @@ def cli(argv: list[str]) -> int:
             else:
                 disable_user(session, args.username, now)
                 print(f"disabled {args.username}; their sessions have ended")
-    except (SecretError, DomainError) as err:
+    except (SecretError, DomainError, NoPassword) as err:
         print(f"streetorder users: {err}", file=sys.stderr)
         return 1
     return 0
