@@ -171,3 +171,20 @@ def test_a_client_sending_bad_keys_is_refused_with_429_after_twenty(service: Ser
     assert service.client.get("/v1/cases", headers=service.auth("cases:read")).status_code == 429
     service.client.app.state.service.key_failures.succeeded("testclient")  # type: ignore[attr-defined]
     assert service.client.get("/v1/cases", headers=service.auth("cases:read")).status_code == 200
+
+
+@pytest.mark.parametrize("name", ["bureau\nkey 9b4a... admin valid", "\x1b[31mred", "名" * 65])
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_key_or_person_name_that_would_forge_lines_or_overflow_its_column_is_refused(
+    service: Service, name: str
+) -> None:
+    """Names are printed by `keys list` and in flow logs: a newline or a terminal escape would forge
+    lines there; PostgreSQL refuses a row wider than the column (64)."""
+    admin = service.auth("admin")
+    keys_before = rows(service, ApiKey)
+    made = service.client.post("/v1/keys", json={"name": name, "scopes": ["detect"]}, headers=admin)
+    assert made.status_code == 422 and made.json()["detail"].startswith("name: "), made.json()
+    assert rows(service, ApiKey) == keys_before
+    person = {"username": "night", "password": "a long enough one", "role": "operator", "display_name": name}
+    refused = service.client.post("/v1/users", json=person, headers=admin)
+    assert refused.status_code == 422 and refused.json()["detail"].startswith("display_name: ")

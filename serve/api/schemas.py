@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
+from serve.cases.auth import MAX_NAME_LENGTH
 from serve.cases.enums import (
     AiReview,
     CaseSource,
@@ -21,7 +22,6 @@ from serve.cases.enums import (
     Role,
     State,
 )
-from serve.cases.people import MAX_NAME_LENGTH
 from serve.cases.times import computable, computable_day
 from serve.cases.workflow import Action
 
@@ -433,7 +433,7 @@ class WorstSpotsOut(Schema):
 
 class KeyIn(Schema):
     name: str = Field(
-        min_length=1, max_length=64, description="who or what uses the key (shown in flow logs)"
+        min_length=1, max_length=MAX_NAME_LENGTH, description="who or what uses the key (shown in flow logs)"
     )
     scopes: list[Literal["detect", "report", "cases:read", "cases:write", "evidence:raw", "admin"]] = Field(
         min_length=1, description="what the key may do"

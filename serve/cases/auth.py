@@ -14,6 +14,7 @@ import hmac
 import secrets
 import threading
 import time
+import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +29,7 @@ from serve.cases.settings import Settings
 SCOPES = ("detect", "report", "cases:read", "cases:write", "annotate", "evidence:raw", "admin")
 # annotate: Label Studio; evidence:raw: images without faces and plates blurred (serve/api/redaction.py)
 KEY_PREFIX = "so"
+MAX_NAME_LENGTH = 64  # api_keys.name, users.username and users.display_name
 DEV_SECRET = "streetorder-dev-mode-secret"
 WEAK_SECRETS = {"", "secret", "changeme", "change-me", "streetorder", "password", "dev", DEV_SECRET}
 MIN_SECRET_LENGTH = 16
@@ -70,6 +72,17 @@ class Principal:
         return scope in self.scopes or "admin" in self.scopes
 
 
+def check_name(field: str, name: str) -> str:
+    """A name people read in lists and flow logs (a key's, a person's): 1 to MAX_NAME_LENGTH
+    characters (the columns' width) and no control characters: a newline or a terminal escape in
+    it would forge lines in `keys list` and in logs."""
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise InvalidInput(field, f"1 to {MAX_NAME_LENGTH} characters, got {len(name)}")
+    if any(unicodedata.category(char) == "Cc" for char in name):
+        raise InvalidInput(field, "no control characters (newlines, tabs, escapes)")
+    return name
+
+
 def check_scopes(scopes: list[str]) -> list[str]:
     unknown = [s for s in scopes if s not in SCOPES]
     if unknown or not scopes:
@@ -90,7 +103,7 @@ def create_key(
     salt = secrets.token_bytes(16)
     row = ApiKey(
         key_id=key_id,
-        name=name,
+        name=check_name("name", name),
         scopes=check_scopes(scopes),
         salt=salt.hex(),
         hash=_digest(secret, salt, pepper),

@@ -21,7 +21,7 @@ from functools import cache
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from serve.cases.auth import Principal
+from serve.cases.auth import Principal, check_name
 from serve.cases.enums import Action, ExtensionState, Role
 from serve.cases.errors import Conflict, InvalidInput, NotFound, NotPermitted, Unauthorized
 from serve.cases.grids import GridIndex
@@ -29,7 +29,6 @@ from serve.cases.orm import Case, ExtensionRequest, User, UserSession
 from serve.cases.workflow import TRANSITIONS
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
-MAX_NAME_LENGTH = 64  # users.username and display_name
 MIN_PASSWORD_LENGTH = 10
 SESSION_HOURS = 12.0
 USER_ID_PREFIX = "user-"  # principals of people: "user-<id>", never a 12-hex key id
@@ -106,9 +105,7 @@ def create_user(
         raise InvalidInput("role", f"expected one of {', '.join(Role)}, got '{role}'") from None
     if not username or not username.isascii() or not username.replace(".", "").replace("-", "").isalnum():
         raise InvalidInput("username", "letters, digits, '.' and '-' only")
-    for field, name in (("username", username), ("display_name", display_name or "")):
-        if len(name) > MAX_NAME_LENGTH:  # the column's width: PostgreSQL would refuse the row itself
-            raise InvalidInput(field, f"at most {MAX_NAME_LENGTH} characters, got {len(name)}")
+    check_name("username", username)
     if kind in DEPARTMENT_ROLES and department not in departments:
         raise InvalidInput("department", f"a {kind} needs one of: {', '.join(departments)}")
     if kind not in DEPARTMENT_ROLES and department:
@@ -121,7 +118,7 @@ def create_user(
         raise Conflict(f"user '{username}' exists")
     user = User(
         username=username,
-        display_name=display_name or username,
+        display_name=check_name("display_name", display_name or username),
         role=kind,
         department=department,
         grids=sorted(set(grids or [])),
