@@ -88,6 +88,40 @@ def test_int8_needs_a_measured_check(model_dir: Path, capsys: pytest.CaptureFixt
     assert "--int8 needs --data" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("content", "name", "message"),
+    [
+        (b"junk, not a checkpoint", "probe", "not a checkpoint torch can read"),
+        (None, "probe", "no such file"),
+        (b"junk", "../../outside", "model name '../../outside'"),
+        (b"junk", ".hidden", "model name '.hidden'"),
+    ],
+)
+def test_export_refuses_a_bad_checkpoint_or_name_and_leaves_no_folder(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    content: bytes | None,
+    name: str,
+    message: str,
+) -> None:
+    from serve.cases.settings import get_settings
+
+    models = tmp_path / "work" / "models"
+    models.mkdir(parents=True)
+    checkpoint = tmp_path / "given.pt"
+    if content is not None:
+        checkpoint.write_bytes(content)
+    monkeypatch.setenv("STREETORDER_MODELS_DIR", str(models))
+    get_settings.cache_clear()
+    try:
+        assert main(["export", "--model", str(checkpoint), "--name", name]) == 1
+    finally:
+        get_settings.cache_clear()
+    assert message in capsys.readouterr().err
+    assert list(models.iterdir()) == [] and not (tmp_path / "outside").exists()
+
+
 def bins_set(root: Path) -> Path:
     """A 4 + 4 image garbage-cn-like set for the INT8 calibration and check."""
     rng = np.random.default_rng(5)

@@ -29,7 +29,7 @@ from vision.data.annotations.dataset import Dataset
 from vision.data.annotations.inbox import record_annotation
 from vision.data.annotations.label_config import label_config
 from vision.detect.backends import load_detector
-from vision.detect.registry import CURRENT, find_model, read_card, write_card
+from vision.detect.registry import CURRENT, ModelError, find_model, read_card, write_card
 from vision.modelops.promote import (
     CONFIRMED_ABSENT,
     FalseDetectionRule,
@@ -299,6 +299,9 @@ def test_a_model_not_worse_on_the_holdout_is_promoted_and_can_be_rolled_back(
     assert listed == {"tiny": "*", "shipped": " "}
     with pytest.raises(PromotionError, match="already the current model"):
         promote("tiny", registry=registry, policy=load_policy(holdout_config, taxonomy=TAXONOMY), at=AT)
+    (models.parent / "outside").mkdir(exist_ok=True)  # a folder beside models/, not a model of it
+    with pytest.raises(ModelError, match=re.escape("model name '../outside'")):
+        promote("../outside", registry=registry, policy=load_policy(holdout_config, taxonomy=TAXONOMY), at=AT)
 
 
 def test_a_quick_look_is_not_a_decision(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import http.client
+import re
 import sys
 import tempfile
 import urllib.request
@@ -37,6 +38,7 @@ CURRENT = "current"  # the model name that follows the registry: `load_detector(
 WEIGHTS = {"onnx": "model.onnx", "ultralytics": "model.pt"}
 WEIGHT_SUFFIXES = {".onnx": "onnx", ".pt": "ultralytics"}
 FETCH_SCHEMES = ("http", "https", "file")
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 FETCH_TIMEOUT_S = 60  # per network read, not for the whole file
 
 
@@ -190,6 +192,15 @@ def ensure_fetched(folder: Path, recorded: dict[str, RecordedWeights]) -> None:
                 f"{target}: its sha256 {found} is not the {record.sha256} that {folder / CARD} records; "
                 f"delete the file to fetch it again from {record.url}"
             )
+
+
+def check_model_name(name: str) -> str:
+    """A model's name is a folder of models/ and a word of the registry: letters, digits, '.', '_'
+    and '-', starting with a letter or digit, at most 64 characters (so never `..` or a path)."""
+    if not MODEL_NAME.fullmatch(name):
+        rule = "letters, digits, '.', '_', '-' (first a letter or digit), 1-64"
+        raise ModelError(f"model name {name!r}: {rule}")
+    return name
 
 
 def read_card(folder: Path) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from vision.detect.backends import letterbox, load_detector, to_input_tensor
 from vision.detect.registry import (
     WEIGHTS,
     ModelError,
+    check_model_name,
     find_model,
     read_card,
     recorded_weights,
@@ -48,13 +49,18 @@ def package(checkpoint: Path, name: str, models_dir: Path, status: str | None = 
 
     from vision.modelops.train import training_card
 
-    folder = models_dir / name
-    folder.mkdir(parents=True, exist_ok=True)
-    previous = read_card(folder)
+    folder = models_dir / check_model_name(name)
+    if not checkpoint.is_file():
+        raise ModelError(f"{checkpoint}: no such file")
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / checkpoint.name
         shutil.copy2(checkpoint, copy)
-        epoch = int(torch_load(copy, map_location="cpu").get("epoch", -1))
+        try:
+            epoch = int(torch_load(copy, map_location="cpu").get("epoch", -1))
+        except Exception as err:  # a broken file raises pickle, zip, torch or attribute errors alike
+            raise ModelError(f"{checkpoint}: not a checkpoint torch can read ({type(err).__name__})") from err
+        folder.mkdir(parents=True, exist_ok=True)  # only for a checkpoint that loads: no empty folders
+        previous = read_card(folder)
         stripped = strip_optimizer(copy, s=str(folder / WEIGHTS["ultralytics"]))
     if not stripped:
         raise ModelError(f"{checkpoint}: not an ultralytics checkpoint")

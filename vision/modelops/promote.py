@@ -42,6 +42,7 @@ from vision.detect.registry import (
     WEIGHT_SUFFIXES,
     WEIGHTS,
     ModelError,
+    check_model_name,
     find_model,
     model_version,
     read_card,
@@ -456,7 +457,7 @@ def promote(
     """
     if force is not None and limit is not None:
         raise PromotionError("a forced promotion is a decision: judge it on the whole holdout (no limit)")
-    folder = registry.models_dir / candidate
+    folder = registry.models_dir / check_model_name(candidate)
     if not folder.is_dir():
         raise PromotionError(f"no model folder {folder}")
     current = registry.current
