@@ -75,6 +75,25 @@ def test_an_unknown_model_name_lists_the_models(tmp_path: Path) -> None:
         find_model("nope", models_dir=tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("name", "backend", "message"),
+    [
+        ("junk.onnx", "onnx", "junk.onnx: onnx cannot load it (InvalidProtobuf"),
+        ("junk.onnx", "openvino", "junk.onnx: openvino cannot load it"),
+        ("junk.pt", "ultralytics", "junk.pt: ultralytics cannot load it"),
+        ("empty.onnx", "onnx", "empty.onnx: onnx cannot load it"),
+    ],
+)
+def test_a_weights_file_no_runtime_can_read_is_a_model_error_naming_it(
+    tmp_path: Path, name: str, backend: str, message: str
+) -> None:
+    """A scan, the service or `evaluate` given a broken file says so in one line, not a traceback."""
+    (tmp_path / name).write_bytes(b"" if name.startswith("empty") else b"junk, not weights\n" * 10)
+    with pytest.raises(ModelError) as refused:
+        load_detector(tmp_path / name, backend, models_dir=tmp_path, taxonomy=TAXONOMY)
+    assert message in str(refused.value)
+
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_model(tmp_path_factory.mktemp("models"))

@@ -253,6 +253,41 @@ def test_fine_tuning_starts_at_its_own_rate_with_no_warm_up(tmp_path: Path) -> N
     assert [fine[f"lr/pg{group}"][0] for group in range(3)] == pytest.approx([1e-4] * 3)
 
 
+BROKEN_RUNS = [
+    ("data.yaml", b"names: [garbage\n", None, "not valid YAML"),
+    ("data.yaml", b"names: 5\n", None, "a data file needs 'names'"),
+    ("data.yaml", b"\xff\xfe names", None, "not UTF-8 text"),
+    ("mix.yaml", b"sources: [5]\n", None, "sources[0] needs 'name' and 'data'"),
+    ("mix.yaml", b"sources: 5\n", None, "a mix file needs 'sources'"),
+    (None, None, b"junk, not a checkpoint", "start.pt: not a checkpoint torch can read (UnpicklingError)"),
+    (None, None, None, "start.pt: no such checkpoint"),
+]
+
+
+@pytest.mark.parametrize(("name", "data", "start", "message"), BROKEN_RUNS)
+def test_train_names_what_is_wrong_with_its_data_or_start(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str | None,
+    data: bytes | None,
+    start: bytes | None,
+    message: str,
+) -> None:
+    from serve.cli.main import main
+
+    given = tmp_path / name if name else write_mix(tmp_path / "data")
+    if data is not None:
+        given.write_bytes(data)
+    argv = ["train", "--data", str(given), "--epochs", "1", "--cache-dir", str(tmp_path / "cache")]
+    if name is None:
+        if start is not None:
+            (tmp_path / "start.pt").write_bytes(start)
+        argv += ["--model", str(tmp_path / "start.pt"), "--project", str(tmp_path / "runs")]
+    assert main(argv) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
 def _weights_of(checkpoint: dict) -> torch.nn.Module:
     return checkpoint.get("ema") or checkpoint["model"]
 

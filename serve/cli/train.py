@@ -8,6 +8,7 @@ from pathlib import Path
 
 from serve.cases.settings import get_settings
 from serve.cli.args import count, positive_float, positive_int
+from vision.core.taxonomy import TaxonomyError
 from vision.detect.registry import ModelError
 from vision.modelops.train import (
     average_checkpoints,
@@ -72,22 +73,26 @@ def cli(argv: list[str]) -> int:
             return 1
         print(f"averaged: {run_dir / 'weights' / 'last.pt'} (card: {run_dir / 'weights' / 'card.yaml'})")
         return 0
-    run_dir = train(
-        data=args.data,
-        taxonomy=settings.taxonomy(),
-        model=args.model,
-        epochs=args.epochs,
-        imgsz=args.imgsz,
-        batch=args.batch,
-        device=args.device,
-        hours=args.hours,
-        project=args.project,
-        name=args.name,
-        cache_dir=args.cache_dir,
-        resume=args.resume,
-        workers=args.workers,
-        seed=args.seed,
-        lr0=args.lr0,
-    )
+    try:
+        run_dir = train(
+            data=args.data,
+            taxonomy=settings.taxonomy(),
+            model=args.model,
+            epochs=args.epochs,
+            imgsz=args.imgsz,
+            batch=args.batch,
+            device=args.device,
+            hours=args.hours,
+            project=args.project,
+            name=args.name,
+            cache_dir=args.cache_dir,
+            resume=args.resume,
+            workers=args.workers,
+            seed=args.seed,
+            lr0=args.lr0,
+        )
+    except (ModelError, TaxonomyError) as err:
+        print(f"train: {err}", file=sys.stderr)
+        return 1
     print(f"trained: {run_dir / 'weights' / 'best.pt'} (card: {run_dir / 'weights' / 'card.yaml'})")
     return 0

@@ -42,6 +42,8 @@ def read_config_yaml(path: Path, error: type[ValueError] = ConfigError) -> Any:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as err:
         raise error(f"{path}: cannot read: {err.strerror or err}") from err
+    except UnicodeDecodeError as err:
+        raise error(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from err
     except yaml.YAMLError as err:
         raise error(f"{path}: not valid YAML: {err}") from err
 

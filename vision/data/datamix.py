@@ -37,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from vision.core.config import read_config_yaml
 from vision.core.files import file_sha256
 from vision.core.taxonomy import Taxonomy, TaxonomyError
 from vision.data.reviews import PhotoReview, ReviewError, photo_counts, read_reviews, resolve
@@ -80,12 +81,9 @@ class Source:
 
 def read_data_yaml(path: Path) -> dict[str, Any]:
     """Read an ultralytics data.yaml; its split folders resolve against the yaml's folder."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        raise TaxonomyError(f"{path}: cannot read data file: {err}") from err
-    if not isinstance(data, dict) or "names" not in data:
-        raise TaxonomyError(f"{path}: a data file needs 'names'")
+    data = read_config_yaml(path, TaxonomyError)
+    if not isinstance(data, dict) or not isinstance(data.get("names"), list | dict) or not data["names"]:
+        raise TaxonomyError(f"{path}: a data file needs 'names', a list or a mapping of class names")
     return data
 
 
@@ -170,10 +168,12 @@ def load_mix(mix_yaml: Path | str, taxonomy: Taxonomy) -> tuple[str, list[Source
     optional `oversample` {class: times} that lists train images holding a rare class more often,
     and optional `reviews`, a review file relative to the mix file)."""
     mix_yaml = Path(mix_yaml)
-    spec = yaml.safe_load(mix_yaml.read_text(encoding="utf-8"))
+    spec = read_config_yaml(mix_yaml, TaxonomyError)
+    if not isinstance(spec, dict) or not isinstance(spec.get("sources"), list) or not spec["sources"]:
+        raise TaxonomyError(f"{mix_yaml}: a mix file needs 'sources', a list of datasets")
     sources = []
-    for index, entry in enumerate(spec.get("sources") or []):
-        if "name" not in entry or "data" not in entry:
+    for index, entry in enumerate(spec["sources"]):
+        if not isinstance(entry, dict) or "name" not in entry or "data" not in entry:
             raise TaxonomyError(f"{mix_yaml}: sources[{index}] needs 'name' and 'data'")
         data_yaml = (mix_yaml.parent / os.path.expandvars(entry["data"])).resolve()
         names = read_data_yaml(data_yaml)["names"]

@@ -339,14 +339,25 @@ def load_detector(
         "thresholds": Thresholds(confidence, iou, max_detections),
         "input_size": input_size or card_input_size(files),
     }
-    if backend in RUNNERS:
-        names = card_names or onnx_class_names(weights)
-        if names is None:
-            raise ModelError(f"{weights}: no card.yaml beside it and no class names in its metadata")
-        return OnnxDetector(
-            weights, model_names=names, runtime=backend, threads=threads, concurrency=concurrency, **common
-        )
-    return UltralyticsDetector(weights, model_names=card_names, device=device, **common)
+    try:
+        if backend in RUNNERS:
+            names = card_names or onnx_class_names(weights)
+            if names is None:
+                raise ModelError(f"{weights}: no card.yaml beside it and no class names in its metadata")
+            return OnnxDetector(
+                weights,
+                model_names=names,
+                runtime=backend,
+                threads=threads,
+                concurrency=concurrency,
+                **common,
+            )
+        return UltralyticsDetector(weights, model_names=card_names, device=device, **common)
+    except ModelError:
+        raise
+    except Exception as err:  # each runtime raises types of its own for a file it cannot read
+        reason = next((line.strip() for line in str(err).splitlines() if line.strip()), "")[:300]
+        raise ModelError(f"{weights}: {backend} cannot load it ({type(err).__name__}: {reason})") from err
 
 
 def card_input_size(files: ModelFiles) -> int | None:

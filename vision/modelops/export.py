@@ -44,21 +44,18 @@ def package(checkpoint: Path, name: str, models_dir: Path, status: str | None = 
 
     The checkpoint is copied first: a running training rewrites last.pt every epoch.
     """
-    from ultralytics.utils.patches import torch_load
     from ultralytics.utils.torch_utils import strip_optimizer
 
+    from vision.modelops.checkpoints import load_checkpoint
     from vision.modelops.train import training_card
 
     folder = models_dir / check_model_name(name)
     if not checkpoint.is_file():
-        raise ModelError(f"{checkpoint}: no such file")
+        raise ModelError(f"{checkpoint}: no such checkpoint")
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / checkpoint.name
         shutil.copy2(checkpoint, copy)
-        try:
-            epoch = int(torch_load(copy, map_location="cpu").get("epoch", -1))
-        except Exception as err:  # a broken file raises pickle, zip, torch or attribute errors alike
-            raise ModelError(f"{checkpoint}: not a checkpoint torch can read ({type(err).__name__})") from err
+        epoch = int(load_checkpoint(copy, named=checkpoint)[0].get("epoch", -1))
         folder.mkdir(parents=True, exist_ok=True)  # only for a checkpoint that loads: no empty folders
         previous = read_card(folder)
         stripped = strip_optimizer(copy, s=str(folder / WEIGHTS["ultralytics"]))

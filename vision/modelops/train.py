@@ -35,8 +35,9 @@ from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils.loss import v8DetectionLoss
 from ultralytics.utils.torch_utils import unwrap_model
 
+from vision.core.config import read_config_yaml
 from vision.core.files import file_sha256
-from vision.core.taxonomy import Taxonomy
+from vision.core.taxonomy import Taxonomy, TaxonomyError
 from vision.data.datamix import (
     build_mix,
     labelled_classes,
@@ -47,6 +48,7 @@ from vision.data.datamix import (
     source_of,
 )
 from vision.detect.errors import ModelError
+from vision.modelops.checkpoints import load_checkpoint
 
 DATA_CARD_KEYS = (
     "labelled_names",
@@ -178,7 +180,7 @@ class PartialLabelTrainer(DetectionTrainer):
 
 def prepare_data(data: Path, cache_dir: Path, taxonomy: Taxonomy) -> Path:
     """Turn a mix file, or any data.yaml as a mix of one source, into a built mix's data.yaml."""
-    spec = yaml.safe_load(data.read_text(encoding="utf-8"))
+    spec = read_config_yaml(data, TaxonomyError)
     if isinstance(spec, dict) and "sources" in spec:
         mix_file, name = data, str(spec.get("name") or data.stem)
     else:
@@ -313,13 +315,9 @@ def widen_classes(checkpoint: Path, out: Path, names: list[str]) -> Path:
     it was trained, so that fine-tuning it keeps what it learned (ultralytics would start the
     class layer of a head with another class count from scratch). The old classes' weights are
     copied; each new class gets a fresh row, with the bias ultralytics starts every class at."""
-    from ultralytics.utils.patches import torch_load
-
-    loaded = torch_load(checkpoint, map_location="cpu")
-    found = [loaded.get(key) for key in ("model", "ema")] if isinstance(loaded, dict) else []
+    loaded, _ = load_checkpoint(checkpoint)
+    found = [loaded.get(key) for key in ("model", "ema")]
     modules: list[Any] = [m for m in found if isinstance(m, torch.nn.Module)]
-    if not modules:
-        raise ModelError(f"{checkpoint}: not an ultralytics checkpoint")
     for model in modules:
         old = [str(model.names[i]) for i in sorted(model.names)]
         if old != names[: len(old)]:
@@ -344,12 +342,9 @@ def widen_classes(checkpoint: Path, out: Path, names: list[str]) -> Path:
 
 def start_weights(model: str, cache_dir: Path, names: list[str]) -> str:
     """The weights a run starts from: a .pt with fewer classes than the taxonomy (`names`) widened first."""
-    if not model.endswith(".pt") or not Path(model).is_file():
+    if not model.endswith(".pt"):
         return model
-    from ultralytics.utils.patches import torch_load
-
-    loaded = torch_load(model, map_location="cpu")
-    module = (loaded.get("ema") or loaded.get("model")) if isinstance(loaded, dict) else None
+    _, module = load_checkpoint(Path(model))  # a missing .pt is an error: nothing is downloaded
     count = len(getattr(module, "names", None) or {})
     if not count or count >= len(names):
         return model
@@ -388,18 +383,11 @@ def average_checkpoints(checkpoints: list[Path], run_dir: Path) -> Path:
     last one's; a class a widened start never trained is taken from the others only. The result
     is final (no optimizer, no EMA), ready for `streetorder export --name`.
     """
-    from ultralytics.utils.patches import torch_load
-
     if len(checkpoints) < 2:
         raise ModelError("--average needs at least two checkpoints")
     loaded, models = [], []
     for path in checkpoints:
-        if not path.is_file():
-            raise ModelError(f"{path}: no such checkpoint")
-        checkpoint = torch_load(path, map_location="cpu")
-        module = (checkpoint.get("ema") or checkpoint.get("model")) if isinstance(checkpoint, dict) else None
-        if not isinstance(module, torch.nn.Module):
-            raise ModelError(f"{path}: not an ultralytics checkpoint")
+        checkpoint, module = load_checkpoint(path)
         loaded.append(checkpoint)
         models.append(module)
     dtype = next(models[-1].parameters()).dtype

@@ -1,0 +1,29 @@
+"""Reading ultralytics checkpoints (.pt) that people hand over: one place says what is wrong with
+a file that is missing, broken or something else, instead of a pickle traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vision.detect.registry import ModelError
+
+
+def load_checkpoint(path: Path, named: Path | None = None) -> tuple[dict[str, Any], torch.nn.Module]:
+    """A checkpoint and its model (the EMA where it keeps one). `named` is the file to name in
+    errors when `path` is a copy of it (a running training rewrites its last.pt every epoch)."""
+    from ultralytics.utils.patches import torch_load
+
+    shown = named or path
+    if not path.is_file():
+        raise ModelError(f"{shown}: no such checkpoint")
+    try:
+        checkpoint = torch_load(path, map_location="cpu")
+    except Exception as err:  # a broken file raises pickle, zip, torch or EOF errors alike
+        raise ModelError(f"{shown}: not a checkpoint torch can read ({type(err).__name__})") from err
+    module = (checkpoint.get("ema") or checkpoint.get("model")) if isinstance(checkpoint, dict) else None
+    if not isinstance(module, torch.nn.Module):
+        raise ModelError(f"{shown}: not an ultralytics checkpoint")
+    return checkpoint, module
