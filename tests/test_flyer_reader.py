@@ -102,6 +102,14 @@ def test_no_text_at_all(finder: FlyerFinder) -> None:
     assert finder.read(np.zeros((3, 3), np.uint8)).notices == ()  # grey and tiny
 
 
+@pytest.mark.parametrize("shape", [(5000, 1, 3), (1, 5000, 3), (2, 3000, 3)])
+def test_a_sliver_of_a_photo_reads_nothing_without_failing(
+    finder: FlyerFinder, shape: tuple[int, ...]
+) -> None:
+    """Scaled to find_side, a 1 x 5000 image would be 0 pixels wide (OpenCV's resize raised)."""
+    assert finder.read(np.full(shape, 128, np.uint8)).small_ads == ()
+
+
 def test_vertical_text_on_a_pole_is_read(finder: FlyerFinder) -> None:
     """Stacked characters in one column (开锁 and the number), the way strips are printed for poles."""
     strip = Image.new("RGB", (70, 70 * 15), "white")

@@ -308,6 +308,27 @@ def test_absurd_exif_gps_in_an_upload_leaves_the_photo_unlocated(service: Servic
     assert cases == [0, 0, 0]
 
 
+@pytest.mark.parametrize("shape", [(5000, 1), (1, 5000), (2, 3000), (1, 1), (9, 4000)])
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_sliver_or_a_dot_of_a_photo_is_answered_not_a_500(service: Service, shape: tuple[int, int]) -> None:
+    """A 1 x 5000 PNG letterboxed to 320 px is 0 pixels wide: OpenCV's resize raised, a 500."""
+    height, width = shape
+    rng = np.random.default_rng(0)
+    png = cv2.imencode(".png", rng.integers(0, 255, (height, width, 3), dtype=np.uint8))[1]
+    files = {"file": ("sliver.png", png.tobytes(), "image/png")}
+    detected = service.client.post("/v1/detect", files=files, headers=service.auth("detect"))
+    if detected.status_code == 503:
+        pytest.skip("no model loaded: " + detected.text)
+    assert detected.status_code == 200 and detected.json()["width"] == width, detected.text
+    reported = service.client.post(
+        "/v1/reports",
+        files=files,
+        data={"lat": "34.72265", "lon": "113.62762", "taken_at": "2025-09-30T10:30:00+08:00"},
+        headers=service.auth("report"),
+    )
+    assert reported.status_code == 200, reported.text
+
+
 # --- bodies over the limit, on a real server -----------------------------------------------------
 
 

@@ -227,3 +227,38 @@ def test_png_and_missing_file(tmp_path: Path) -> None:
     assert photo.meta.position is None and photo.meta.taken_at is None
     with pytest.raises(ImageError, match="cannot read file"):
         read_photo(tmp_path / "missing.jpg")
+
+
+def _saved(image: Image.Image, kind: str) -> bytes:
+    out = BytesIO()
+    image.save(out, kind)
+    return out.getvalue()
+
+
+GREY = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (48, 1))  # a left-to-right ramp, 48 x 64
+BILEVEL = np.where(GREY > 127, 255, 0).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("16-bit grey PNG", _saved(Image.fromarray(GREY.astype(np.uint16) * 257), "PNG")),  # PIL: "I;16"
+        ("8-bit grey JPEG", _saved(Image.fromarray(GREY), "JPEG")),
+        ("CMYK JPEG", _saved(Image.fromarray(GREY).convert("CMYK"), "JPEG")),
+        ("grey with alpha PNG", _saved(Image.fromarray(GREY).convert("LA"), "PNG")),
+        ("palette PNG", _saved(Image.fromarray(GREY).convert("P"), "PNG")),
+        ("1-bit PNG", _saved(Image.fromarray(BILEVEL).convert("1"), "PNG")),
+    ],
+)
+@pytest.mark.parametrize("reduce_to", [None, 32])
+def test_every_pixel_mode_a_camera_or_an_editor_writes_decodes_to_its_own_brightness(
+    name: str, data: bytes, reduce_to: int | None
+) -> None:
+    """A 16-bit greyscale PNG came out white (PIL's RGB conversion clips at 255); it, palette and
+    1-bit PNGs could not be reduced at all; every mode keeps its brightness ramp, reduced or not."""
+    photo = decode_photo(data, reduce_to=reduce_to)
+    grey = photo.image.mean(axis=(0, 2))
+    source = BILEVEL if name.startswith("1-bit") else GREY
+    ramp = source[0].reshape(len(grey), -1).mean(axis=1)  # the ramp at the decoded width
+    assert photo.image.dtype == np.uint8 and photo.image.shape[1] == (64 if reduce_to is None else 32)
+    assert np.abs(grey - ramp).max() < 12, name

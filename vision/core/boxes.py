@@ -150,3 +150,9 @@ def _number(value: object) -> bool:
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         return False
     return math.isfinite(float(value))
+
+
+def scaled_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    """(width, height) times `scale`, each at least 1 pixel: a 1 x 5000 sliver scaled to 320 px
+    long would be 0 pixels wide, and OpenCV's resize refuses that."""
+    return max(1, round(width * scale)), max(1, round(height * scale))

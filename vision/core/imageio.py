@@ -185,6 +185,7 @@ def decode_photo(
             except Exception as err:
                 _reraise_memory(err)
                 raise ImageError(source, f"cannot apply EXIF orientation ({_describe(err)})") from err
+        upright = reducible(upright)
         shrink = max(width, height) // reduce_to if reduce_to and pil.size == (width, height) else 1
         if shrink >= 2:  # no DCT scaling here (PNG, WebP, HEIC): shrink the decoded pixels alike
             upright = upright.reduce(min(shrink, 8))
@@ -340,6 +341,18 @@ def _failure_reason(err: BaseException, otherwise: str) -> str:
     if "truncated" in str(err).lower() or isinstance(err, EOFError):
         return f"truncated file ({_describe(err)})"
     return f"{otherwise} ({_describe(err)})"
+
+
+def reducible(image: Image.Image) -> Image.Image:
+    """The image in a mode PIL can both `reduce` and convert to RGB faithfully: 16-bit greyscale
+    (PNG modes "I;16" and "I", 0-65535) scaled to 8 bits, since the RGB conversion clips every
+    value over 255 (a white photo); palette and 1-bit images expanded to RGB (`reduce` refuses
+    them: any palette PNG twice the scan's size failed to decode). Other modes as they are."""
+    if image.mode.startswith("I"):
+        return Image.fromarray((np.asarray(image).astype(np.int64) // 257).clip(0, 255).astype(np.uint8))
+    if image.mode in ("1", "P"):
+        return image.convert("RGB")
+    return image
 
 
 def _reraise_memory(err: BaseException) -> None:

@@ -20,6 +20,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from vision.core.boxes import scaled_size
+
 CROP = 256  # side of a cell's enlarged region
 PHOTO = 170  # width of a cell's whole-photo thumbnail
 HEADER = 26  # height of a cell's caption strip
@@ -61,7 +63,7 @@ def context_region(xyxy: Sequence[float], shape: tuple[int, ...]) -> tuple[int, 
 def fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """Scaled (up or down) to fit width x height, keeping its aspect."""
     scale = min(width / image.shape[1], height / image.shape[0])
-    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    size = scaled_size(image.shape[1], image.shape[0], scale)
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
     return cv2.resize(image, size, interpolation=interpolation)
 

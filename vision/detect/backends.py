@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import supervision as sv
 
+from vision.core.boxes import scaled_size
 from vision.core.detector import KEEP_CONFIDENCE, Detector
 from vision.core.taxonomy import Taxonomy
 from vision.detect.registry import (
@@ -48,7 +49,7 @@ def letterbox(
     """
     height, width = image.shape[:2]
     scale = min(size / height, size / width)
-    new_w, new_h = round(width * scale), round(height * scale)
+    new_w, new_h = scaled_size(width, height, scale)
     if (new_w, new_h) != (width, height):
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     out_w, out_h = (size, size)

@@ -34,6 +34,7 @@ import numpy as np
 import supervision as sv
 from pydantic import Field, field_validator
 
+from vision.core.boxes import scaled_size
 from vision.core.config import ConfigError, ConfigModel, load_config_file
 from vision.core.detector import KEEP_CONFIDENCE
 from vision.core.taxonomy import Taxonomy
@@ -390,7 +391,9 @@ class FlyerFinder:
         small = (
             image
             if scale == 1.0
-            else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            else cv2.resize(
+                image, scaled_size(image.shape[1], image.shape[0], scale), interpolation=cv2.INTER_AREA
+            )
         )
         if small.ndim == 2:
             small = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)

@@ -39,6 +39,7 @@ import cv2
 import numpy as np
 import supervision as sv
 
+from vision.core.boxes import scaled_size
 from vision.detect.ocr import ocr_engine
 
 MAX_SIDE = 1280  # detection runs on a copy no larger than this; boxes are mapped back
@@ -127,7 +128,7 @@ class Redactor:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
         scale = min(1.0, self.max_side / max(image.shape[:2]))
         if scale < 1.0:
-            size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+            size = scaled_size(image.shape[1], image.shape[0], scale)
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         return {"faces": self.faces(image) / scale, "plates": self.plates(image) / scale}
 
