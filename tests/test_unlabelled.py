@@ -77,5 +77,15 @@ def test_every_detection_at_the_scan_thresholds_is_counted_and_on_a_sheet(
     assert html.index("sheets/garbage-01.png") < html.index("sheets/car-01.png")  # taxonomy order
 
 
+def test_a_first_look_at_a_large_archive_takes_the_first_photos_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = bureau_folder(tmp_path / "bureau")
+    argv = ["evaluate", "--unlabelled", str(folder), "--model", CURRENT, "--out", str(tmp_path / "look")]
+    assert main([*argv, "--json", "--limit", "2"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["photos"] == 2 and set(summary["per_photo"]) <= set(FRAMES[:2])
+
+
 def test_a_folder_that_is_not_there_is_a_usage_error(tmp_path: Path) -> None:
     assert main(["evaluate", "--unlabelled", str(tmp_path / "missing"), "--model", CURRENT]) == 2

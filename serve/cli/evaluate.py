@@ -40,7 +40,9 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--device", default="cpu", help="for --backend ultralytics: cpu or a CUDA index")
     parser.add_argument("--split", default="val")
     parser.add_argument("--imgsz", type=positive_int, help="input size (default: the model's)")
-    parser.add_argument("--limit", type=positive_int, help="evaluate on the first N images only")
+    parser.add_argument(
+        "--limit", type=positive_int, help="evaluate on (--unlabelled: look over) the first N images only"
+    )
     parser.add_argument(
         "--out", type=Path, help="folder for PR curves and confusion matrix PNGs (--unlabelled: sheets)"
     )
@@ -137,7 +139,7 @@ def look_over_folder(args: argparse.Namespace, model: str, settings: Settings) -
     except (ModelError, TaxonomyError) as err:
         print(f"evaluate: {err}", file=sys.stderr)
         return 1
-    look = look_over(detector, folder, taxonomy)
+    look = look_over(detector, folder, taxonomy, args.limit)
     index = write_look(look, args.out or Path("runs") / "unlabelled" / folder.resolve().name, taxonomy)
     summary = look.to_json()
     if args.json:

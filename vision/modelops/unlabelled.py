@@ -74,11 +74,16 @@ def upright(path: Path) -> np.ndarray | None:
         return None
 
 
-def look_over(detector: Detector, folder: Path, taxonomy: Taxonomy) -> UnlabelledLook:
-    """Run the detector over every photo under `folder`; keep what reaches each class's threshold."""
+def look_over(
+    detector: Detector, folder: Path, taxonomy: Taxonomy, limit: int | None = None
+) -> UnlabelledLook:
+    """Run the detector over every photo under `folder` (the first `limit` in name order: a first
+    look at a large archive); keep what reaches each class's threshold."""
     floors = np.array([c.min_confidence for c in taxonomy.classes])
     look = UnlabelledLook(getattr(detector, "version", "unknown"), folder)
-    for path in tqdm(photo_files(folder), desc=f"look over {folder.name}", unit="photo", file=sys.stderr):
+    for path in tqdm(
+        photo_files(folder)[:limit], desc=f"look over {folder.name}", unit="photo", file=sys.stderr
+    ):
         name = path.relative_to(folder).as_posix()
         try:
             image = read_photo(path).image
