@@ -87,3 +87,15 @@ def test_argument_parsing_lives_only_in_the_cli() -> None:
             if "argparse" in names or module == "argparse":
                 offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
+
+
+def test_train_and_relay_load_no_service_stack() -> None:
+    """`streetorder train` and the relay run on hosts with ultralytics, torch and PyYAML only
+    (serve/cli/main.py): the CLI modes they use must not pull in the web or database stack."""
+    probe = (
+        "import sys, serve.cli.main as m, serve.cli.train, serve.cli.relay; "
+        "print(sorted(n for n in ('fastapi', 'starlette', 'sqlalchemy', 'alembic') if n in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

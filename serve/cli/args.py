@@ -1,14 +1,12 @@
 """Argument types the modes share. argparse turns their errors into `error: argument --X: ...`
-(exit 2) before anything runs: a negative batch, `--hours nan` or a day in year 1 is a mistake
-to name, not a value to run with (silently all photos refused as bombs, a traceback at the end)."""
+(exit 2) before anything runs: a negative batch or `--hours nan` is a mistake to name, not a
+value to run with (silently all photos refused as bombs, a traceback at the end). Only the standard
+library here: `train` runs on hosts with nothing but ultralytics, torch and PyYAML."""
 
 from __future__ import annotations
 
 import argparse
 import math
-from datetime import date
-
-from serve.cases.times import computable_day
 
 
 def positive_int(text: str) -> int:
@@ -46,14 +44,6 @@ def share(text: str) -> float:
     if not 0 < value < 1:  # also false for NaN
         raise argparse.ArgumentTypeError(f"must lie between 0 and 1, got {text}")
     return value
-
-
-def day(text: str) -> date:
-    """A day (YYYY-MM-DD) in the years the service computes with (serve.cases.times)."""
-    try:
-        return computable_day(date.fromisoformat(text))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _whole(text: str) -> int:
