@@ -771,3 +771,24 @@ def test_the_cli_refuses_values_no_run_can_mean(
         main(argv)
     assert refused.value.code == 2
     assert message in capsys.readouterr().err
+
+
+CLI_FAILS = [
+    (["stats", "--db", "sqlite:///{tmp}/typo.sqlite"], "no database file {tmp}/typo.sqlite"),
+    (["data", "queue", "--from-db", "sqlite:///{tmp}/typo.sqlite", "--out", "{tmp}/q"], "no database file"),
+    (["keys", "--db", "not a url", "list"], "'not a url' is not a database URL"),
+    (["keys", "--db", "postgresql://bureau:hunter2@127.0.0.1:1/cases", "list"], "bureau:***@127.0.0.1:1"),
+    (["evaluate", "--unlabelled", "{tmp}", "--out", "/proc/no/look"], "streetorder evaluate: /proc/no"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), CLI_FAILS, ids=[" ".join(a[:3])[:30] for a, _ in CLI_FAILS])
+def test_a_database_or_folder_that_cannot_be_opened_is_one_line_and_no_new_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    from serve.cli.main import main
+
+    assert main([a.format(tmp=tmp_path) for a in argv]) == 1
+    err = capsys.readouterr().err
+    assert message.format(tmp=tmp_path) in err and "Traceback" not in err and "hunter2" not in err
+    assert not (tmp_path / "typo.sqlite").exists()  # a reader never creates the database it looks for

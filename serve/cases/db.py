@@ -9,7 +9,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
@@ -44,9 +45,31 @@ def migrate(url: str) -> None:
     command.upgrade(config, "head")
 
 
-def open_database(url: str) -> sessionmaker[Session]:
-    """Migrate and return a session factory; the one entry point of the CLI and the service."""
-    migrate(url)
+class DatabaseUnavailable(RuntimeError):
+    """The database a URL names cannot be opened: no URL at all, a server that does not answer, a
+    SQLite file that is not there where one must be. The message names it (never its password)."""
+
+
+def open_database(url: str, create: bool = True) -> sessionmaker[Session]:
+    """Migrate and return a session factory; the one entry point of the CLI and the service.
+
+    `create=False` for commands that only read one (stats, the labelling queue): a mistyped SQLite
+    path is then an error instead of a new, empty database that has "nothing" in it.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        example = "sqlite:///PATH or postgresql://USER@HOST/NAME"
+        raise DatabaseUnavailable(f"{url!r} is not a database URL ({example})") from None
+    shown = parsed.render_as_string(hide_password=True)
+    path = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    if not create and path not in (None, "", ":memory:") and not Path(str(path)).is_file():
+        raise DatabaseUnavailable(f"{shown}: no database file {path}")
+    try:
+        migrate(url)
+    except (OperationalError, InterfaceError) as err:
+        reason = next((line for line in str(err.orig or err).splitlines() if line.strip()), "")
+        raise DatabaseUnavailable(f"{shown}: cannot open the database ({reason.strip()})") from err
     return sessionmaker(make_engine(url), expire_on_commit=False)
 
 

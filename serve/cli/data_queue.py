@@ -47,7 +47,7 @@ def cli(argv: list[str]) -> int:
         return 2
     known = known_images(args.skip_dataset, args.datasets_dir or settings.data_dir)
     skip = known | set(holdout_refusals(settings.configs_dir / PROMOTION, taxonomy))
-    sessions = open_database(args.from_db)
+    sessions = open_database(args.from_db, create=False)
     queued = build_queue(
         sessions,
         out,

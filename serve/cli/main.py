@@ -61,7 +61,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"streetorder: unknown mode '{mode}'\n\n{usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(MODES[mode][0])
-    return int(module.cli(rest) or 0)
+    try:
+        return int(module.cli(rest) or 0)
+    except Exception as err:
+        if not said_in_one_line(mode, err):
+            raise
+        return 1
+
+
+def said_in_one_line(mode: str, err: Exception) -> bool:
+    """Errors any mode can meet whose message is the whole story, printed as such: a database that
+    cannot be opened, a file or folder that cannot be read or written. (The database module is
+    only looked up when a mode loaded it: `train` runs where SQLAlchemy is not installed.)"""
+    database = sys.modules.get("serve.cases.db")
+    if database is not None and isinstance(err, database.DatabaseUnavailable):
+        print(f"streetorder {mode}: {err}", file=sys.stderr)
+        return True
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        print(f"streetorder {mode}: {err.filename}: {err.strerror}", file=sys.stderr)
+        return True
+    return False
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def cli(argv: list[str]) -> int:
     settings = get_settings()
     domain = load_domain(settings)
     calendar, grids = domain.rules.calendar, domain.rules.grids
-    factory = open_database(args.db or settings.db_url)
+    factory = open_database(args.db or settings.db_url, create=False)
     since: datetime | None
     until: datetime | None
     with factory() as session:
