@@ -337,6 +337,21 @@ def test_webhooks_keep_annotations_and_queue_one_retraining_job(service: Service
     assert service.client.post("/labelstudio/webhook", json={"action": "START_TRAINING"}).status_code == 401
 
 
+def test_tasks_with_long_ids_alike_in_their_first_digits_keep_an_annotation_each(
+    service: Service, tmp_path: Path
+) -> None:
+    """Inbox files were named by the first 40 safe characters of the id: two 100-digit task ids
+    that differ only at the end shared one file, and the second annotation overwrote the first."""
+    post = lambda body: service.client.post("/labelstudio/webhook", json=body, headers=token(service))  # noqa: E731
+    first, second = int("7" * 100), int("7" * 99 + "8")
+    assert post(annotation_event("ANNOTATION_CREATED", first, 10)).json()["pending_annotations"] == 1
+    assert post(annotation_event("ANNOTATION_CREATED", second, 11)).json()["pending_annotations"] == 2
+    inbox = (tmp_path / "annotations" / "inbox").glob("*.json")
+    kept = sorted(json.loads(path.read_text())["id"] for path in inbox)
+    assert kept == [first, second]
+    assert post(annotation_event("ANNOTATION_DELETED", second, 11)).json()["pending_annotations"] == 1
+
+
 def test_train_request_of_older_label_studio_queues_a_job(service: Service, tmp_path: Path) -> None:
     event = annotation_event("ANNOTATION_CREATED", 4, 40)
     body = {

@@ -33,8 +33,17 @@ def inbox(annotations_dir: Path) -> Path:
 
 
 def inbox_file(annotations_dir: Path, project: Any, task_id: Any) -> Path:
-    safe = [re.sub(r"[^0-9A-Za-z_.-]", "_", str(v))[:40] for v in (project, task_id)]
-    return inbox(annotations_dir) / f"{safe[0]}-{safe[1]}.json"
+    """One file per project and task. An id that is not short and plain (100 digits, a path, other
+    characters) keeps a digest of itself in the name: cut to 40 safe characters alone, two such
+    ids could share a file and the second annotation would overwrite the first."""
+    names = []
+    for value in (project, task_id):
+        text = str(value)
+        safe = re.sub(r"[^0-9A-Za-z_.-]", "_", text)[:40]
+        if safe != text:
+            safe += "~" + hashlib.sha256(text.encode()).hexdigest()[:12]
+        names.append(safe)
+    return inbox(annotations_dir) / f"{names[0]}-{names[1]}.json"
 
 
 def annotation_version(annotation: dict[str, Any]) -> str:
