@@ -302,6 +302,8 @@ def test_a_model_not_worse_on_the_holdout_is_promoted_and_can_be_rolled_back(
     (models.parent / "outside").mkdir(exist_ok=True)  # a folder beside models/, not a model of it
     with pytest.raises(ModelError, match=re.escape("model name '../outside'")):
         promote("../outside", registry=registry, policy=load_policy(holdout_config, taxonomy=TAXONOMY), at=AT)
+    with pytest.raises(PromotionError, match=re.escape("cannot roll back to ../outside: model name")):
+        rollback(registry=registry, at=AT, to="../outside")
 
 
 def test_a_quick_look_is_not_a_decision(

@@ -504,9 +504,8 @@ def rollback(*, registry: Registry, at: datetime, to: str | None = None, reason:
     if target == current:
         raise PromotionError(f"{target} is already the current model")
     try:
-        version = version_of(
-            registry.models_dir / target, registry.models_dir
-        )  # fetches weights given by url
+        folder = registry.models_dir / check_model_name(target)
+        version = version_of(folder, registry.models_dir)  # fetches weights given by url
     except ModelError as err:
         raise PromotionError(f"cannot roll back to {target}: {err}") from err
     registry.record(
