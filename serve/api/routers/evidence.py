@@ -15,7 +15,7 @@ from serve.api.redaction import (
     evidence_file,
     sees_raw,
 )
-from serve.api.routers.cases import evidence_out
+from serve.api.routers.cases import evidence_out, load_case
 from serve.api.schemas import EvidenceOut
 from serve.cases.closing import AFTER_CHECK, AfterPhoto, check_after_photo, event_boxes
 from serve.cases.errors import NotFound, PhotoReused
@@ -54,9 +54,7 @@ def add_evidence(
     with the upload time, marked `"time": "received"` in `extra`: it files no case, and a check of
     the handling must not take that time for when the photo was taken. A photo that is already
     evidence of another case (the same bytes or a near-identical image) is refused (409, naming it)."""
-    case = session.get(Case, case_id)
-    if case is None or not sees(principal, case):
-        raise NotFound("case", case_id)
+    case = load_case(session, case_id, principal)
     local_tz = service.domain.rules.calendar.timezone
     photo = service.gate.run_blocking(
         partial(decode_photo, source=upload.filename, local_tz=local_tz, reduce_to=VIEW_SIDE), upload.data
