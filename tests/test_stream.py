@@ -25,7 +25,7 @@ from configured import CONFIGS, MODELS
 from sqlalchemy import select
 from streets import Scene
 
-from vision.live.stream import Frame, NewestFrame, StreamReader
+from vision.live.stream import Frame, NewestFrame, StreamReader, frame_position, frame_rate
 
 START = datetime(2026, 5, 6, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 
@@ -304,6 +304,24 @@ def test_a_file_that_is_no_video_ends_at_once_with_the_reason(
     assert not reader.running and reader.stats.state == "ended"
     assert reader.stats.failed_opens <= 1 and reader.stats.frames_read == 0
     assert error in (reader.stats.last_error or "")
+
+
+@pytest.mark.parametrize(
+    ("reported", "rate"), [(30.0, 30.0), (0.0, 25.0), (float("nan"), 25.0), (90000.0, 25.0), (-5.0, 25.0)]
+)
+def test_a_frame_rate_that_means_nothing_is_taken_as_25(reported: float, rate: float) -> None:
+    assert frame_rate(reported) == rate
+
+
+@pytest.mark.parametrize(
+    ("reported_ms", "position_s"),
+    [(1500.0, 1.5), (0.0, 0.0), (float("nan"), 10.04), (-40.0, 10.04), (float("inf"), 10.04)],
+)
+def test_a_frame_without_a_position_lies_one_frame_after_the_last(
+    reported_ms: float, position_s: float
+) -> None:
+    position = frame_position(reported_ms, timedelta(seconds=10), 25.0)
+    assert position.total_seconds() == pytest.approx(position_s)
 
 
 # --- streetorder watch, end to end ---------------------------------------------------------------

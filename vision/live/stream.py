@@ -10,6 +10,7 @@ A change of frame size (sub-stream to main stream) passes through; the rules res
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -86,6 +87,20 @@ def is_file(url: str) -> bool:
 
 def local_path(url: str) -> str:
     return urlparse(url).path if urlparse(url).scheme.lower() == "file" else url
+
+
+def frame_rate(reported: float) -> float:
+    """A stream's frame rate as OpenCV reports it, or 25 where the report means nothing: 0 or NaN
+    (no rate in the container), 90000 (an RTSP clock rate taken for a frame rate)."""
+    return reported if math.isfinite(reported) and 0 < reported <= 240 else 25.0
+
+
+def frame_position(reported_ms: float, previous: timedelta, fps: float) -> timedelta:
+    """Where a frame lies in its file: OpenCV's position, or one frame after the previous one where
+    it reports none (NaN or negative: timedelta would raise and stop the reader thread)."""
+    if math.isfinite(reported_ms) and 0 <= reported_ms < 1e12:
+        return timedelta(milliseconds=reported_ms)
+    return previous + timedelta(seconds=1 / fps)
 
 
 class StreamReader:
@@ -189,14 +204,14 @@ class StreamReader:
 
     def _read(self, capture: cv2.VideoCapture, file_offset: timedelta) -> timedelta:
         """Read until the stream ends or stalls; returns the last file position reached."""
-        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+        fps = frame_rate(capture.get(cv2.CAP_PROP_FPS))
         started = time.monotonic()
         position = timedelta(0)
         while not self._stop.is_set():
             ok, image = capture.read()
             if not ok or image is None:
                 return position + timedelta(seconds=1 / fps)
-            position = timedelta(milliseconds=capture.get(cv2.CAP_PROP_POS_MSEC))
+            position = frame_position(capture.get(cv2.CAP_PROP_POS_MSEC), position, fps)
             if is_file(self.url) and self.file_speed > 0:  # play a file in (scaled) real time
                 ahead = position.total_seconds() / self.file_speed - (time.monotonic() - started)
                 if ahead > 0:
