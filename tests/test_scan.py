@@ -240,6 +240,18 @@ def test_scan_files_cases_on_their_grids_and_a_rescan_adds_nothing(
     assert counts(factory) == before
 
 
+def test_a_link_to_a_moved_photo_is_listed_by_its_own_name(tmp_path: Path) -> None:
+    """The scan's list of unreadable files named the link's missing target, which is not in the folder."""
+    photos = tmp_path / "archive"
+    photos.mkdir()
+    (photos / "gone.jpg").symlink_to(tmp_path / "moved-away" / "IMG_0001.jpg")
+    out = tmp_path / "report"
+    db = f"sqlite:///{tmp_path / 'scan.db'}"
+    assert cli([str(photos), "--db", db, "--out", str(out), "--no-progress"]) == 0
+    log = (out / "scan.log").read_text(encoding="utf-8")
+    assert str(photos / "gone.jpg") in log and "IMG_0001" not in log
+
+
 def test_heic_and_webp_photos_are_scanned_like_jpegs(tmp_path: Path, samples: list[Path]) -> None:
     """The same patrol photos as JPEG, HEIC (iPhones' default) and WebP: each is located, dated and
     read by the model; the HEIC and WebP ones on the grids their EXIF says."""

@@ -243,8 +243,12 @@ class Inspection:
 
 
 def source_of(item: Path | str) -> str:
-    """A photo's identity in the database: the resolved local path, or the URL as listed."""
-    return item if isinstance(item, str) else str(item.resolve())
+    """A photo's identity in the database: the resolved local path, or the URL as listed. A link
+    to nothing keeps its own name, so the scan's list of unreadable files names what is there."""
+    if isinstance(item, str):
+        return item
+    resolved = item.resolve()
+    return str(resolved if resolved.exists() or not item.is_symlink() else item.absolute())
 
 
 @dataclass(frozen=True)
