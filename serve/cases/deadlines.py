@@ -29,8 +29,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BeforeValidator, Field, field_validator
 
-from vision.core.config import ConfigModel, read_config_yaml, validate_config
+from vision.core.config import ConfigModel, validate_config
 from vision.core.taxonomy import Deadline
+from vision.core.yamlfile import read_yaml
 
 WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_SEARCH_DAYS = 3660  # a calendar with no working time in ten years is a configuration error
@@ -189,7 +190,7 @@ def load_calendar(path: Path | str) -> WorkCalendar:
 
 @cache
 def _load_cached(path: Path) -> WorkCalendar:
-    return parse_calendar(read_config_yaml(path, CalendarError), str(path))
+    return parse_calendar(read_yaml(path, CalendarError), str(path))
 
 
 def parse_calendar(data: Any, source: str = "<memory>") -> WorkCalendar:

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from vision.core.yamlfile import read_yaml
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -36,18 +37,6 @@ def field_path(location: Sequence[int | str]) -> str:
     return path
 
 
-def read_config_yaml(path: Path, error: type[ValueError] = ConfigError) -> Any:
-    """The parsed YAML of a configuration file; unreadable or malformed is `error` naming the file."""
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise error(f"{path}: cannot read: {err.strerror or err}") from err
-    except UnicodeDecodeError as err:
-        raise error(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from err
-    except yaml.YAMLError as err:
-        raise error(f"{path}: not valid YAML: {err}") from err
-
-
 def load_config_file(
     path: Path,
     model: type[Model],
@@ -57,7 +46,7 @@ def load_config_file(
 ) -> Model:
     """Read `path` and validate it as `model`; an empty file is an empty mapping. Any problem is
     raised as `error` (a module's own ConfigError subclass or ValueError) naming file and field."""
-    return validate_config(read_config_yaml(path, error), model, str(path), error=error, context=context)
+    return validate_config(read_yaml(path, error), model, str(path), error=error, context=context)
 
 
 def validate_config(

@@ -37,9 +37,9 @@ from typing import Any
 
 import yaml
 
-from vision.core.config import read_config_yaml
 from vision.core.files import file_sha256
 from vision.core.taxonomy import Taxonomy, TaxonomyError
+from vision.core.yamlfile import read_yaml
 from vision.data.reviews import PhotoReview, ReviewError, photo_counts, read_reviews, resolve
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -81,7 +81,7 @@ class Source:
 
 def read_data_yaml(path: Path) -> dict[str, Any]:
     """Read an ultralytics data.yaml; its split folders resolve against the yaml's folder."""
-    data = read_config_yaml(path, TaxonomyError)
+    data = read_yaml(path, TaxonomyError)
     if not isinstance(data, dict) or not isinstance(data.get("names"), list | dict) or not data["names"]:
         raise TaxonomyError(f"{path}: a data file needs 'names', a list or a mapping of class names")
     return data
@@ -168,7 +168,7 @@ def load_mix(mix_yaml: Path | str, taxonomy: Taxonomy) -> tuple[str, list[Source
     optional `oversample` {class: times} that lists train images holding a rare class more often,
     and optional `reviews`, a review file relative to the mix file)."""
     mix_yaml = Path(mix_yaml)
-    spec = read_config_yaml(mix_yaml, TaxonomyError)
+    spec = read_yaml(mix_yaml, TaxonomyError)
     if not isinstance(spec, dict) or not isinstance(spec.get("sources"), list) or not spec["sources"]:
         raise TaxonomyError(f"{mix_yaml}: a mix file needs 'sources', a list of datasets")
     sources = []

@@ -28,8 +28,8 @@ from pydantic import (
 )
 from shapely.geometry import Polygon
 
-from vision.core.config import read_config_yaml
 from vision.core.taxonomy import Taxonomy
+from vision.core.yamlfile import read_yaml
 from vision.live.stream import check_stream_url
 
 DAY_MINUTES = 24 * 60
@@ -447,4 +447,4 @@ def load_cameras(path: Path | str, taxonomy: Taxonomy) -> CameraRegistry:
     """Read `<configs_dir>/cameras.yaml` (or another file of the same form) now: a reload reads the
     file as it is, against the taxonomy of the same configuration."""
     path = Path(path)
-    return parse_cameras(read_config_yaml(path, CameraConfigError), taxonomy, path)
+    return parse_cameras(read_yaml(path, CameraConfigError), taxonomy, path)

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from vision.detect.registry import ModelError
+from vision.detect.errors import ModelError
 
 
 def load_checkpoint(path: Path, named: Path | None = None) -> tuple[dict[str, Any], torch.nn.Module]:

@@ -35,9 +35,9 @@ from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils.loss import v8DetectionLoss
 from ultralytics.utils.torch_utils import unwrap_model
 
-from vision.core.config import read_config_yaml
 from vision.core.files import file_sha256
 from vision.core.taxonomy import Taxonomy, TaxonomyError
+from vision.core.yamlfile import read_yaml
 from vision.data.datamix import (
     build_mix,
     labelled_classes,
@@ -180,7 +180,7 @@ class PartialLabelTrainer(DetectionTrainer):
 
 def prepare_data(data: Path, cache_dir: Path, taxonomy: Taxonomy) -> Path:
     """Turn a mix file, or any data.yaml as a mix of one source, into a built mix's data.yaml."""
-    spec = read_config_yaml(data, TaxonomyError)
+    spec = read_yaml(data, TaxonomyError)
     if isinstance(spec, dict) and "sources" in spec:
         mix_file, name = data, str(spec.get("name") or data.stem)
     else:

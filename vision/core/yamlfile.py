@@ -1,0 +1,23 @@
+"""YAML files people write (configs, mixes, data.yaml), read with one set of clear errors.
+
+PyYAML only: training and the GPU relay's leg read mixes on hosts that have it but not pydantic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def read_yaml(path: Path, error: type[ValueError] = ValueError) -> Any:
+    """The parsed YAML of a file; unreadable, not UTF-8 or malformed is `error` naming the file."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise error(f"{path}: cannot read: {err.strerror or err}") from err
+    except UnicodeDecodeError as err:
+        raise error(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from err
+    except yaml.YAMLError as err:
+        raise error(f"{path}: not valid YAML: {err}") from err
