@@ -11,13 +11,20 @@ from typing import Any
 import yaml
 
 
-def read_yaml(path: Path, error: type[ValueError] = ValueError) -> Any:
-    """The parsed YAML of a file; unreadable, not UTF-8 or malformed is `error` naming the file."""
+def read_text(path: Path, error: type[ValueError] = ValueError) -> str:
+    """A UTF-8 text file people wrote; unreadable or not UTF-8 is `error` naming the file."""
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return path.read_text(encoding="utf-8")
     except OSError as err:
         raise error(f"{path}: cannot read: {err.strerror or err}") from err
     except UnicodeDecodeError as err:
         raise error(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from err
+
+
+def read_yaml(path: Path, error: type[ValueError] = ValueError) -> Any:
+    """The parsed YAML of a file; unreadable, not UTF-8 or malformed is `error` naming the file."""
+    text = read_text(path, error)
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise error(f"{path}: not valid YAML: {err}") from err

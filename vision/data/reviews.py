@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vision.core.taxonomy import Taxonomy
+from vision.core.yamlfile import read_text
 
 if TYPE_CHECKING:  # supervision is not on a bare GPU host, where the mix build reads review files
     from vision.core.detector import Detector
@@ -146,12 +147,7 @@ def parse_proposal(row: Any, taxonomy: Taxonomy, where: str) -> Proposal:
 
 def read_reviews(path: Path, taxonomy: Taxonomy) -> list[Proposal]:
     """Every proposal of a review file, in file order; one source per file, ids unique."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as err:
-        raise ReviewError(f"{path}: cannot read: {err.strerror or err}") from err
-    except UnicodeDecodeError as err:
-        raise ReviewError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from err
+    lines = read_text(path, ReviewError).splitlines()
     proposals: list[Proposal] = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
