@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -436,7 +437,9 @@ def test_the_scan_and_the_service_keep_the_boxes_the_reader_proposes_from(
             (configs / source.name).write_bytes(source.read_bytes())
     rules_file = configs / "flyers.yaml"
     text = rules_file.read_text(encoding="utf-8")
-    rules_file.write_text(text.replace("propose_confidence: 0.2", f"propose_confidence: {propose}"), "utf-8")
+    rules_file.write_text(
+        re.sub(r"(?m)^propose_confidence: .*$", f"propose_confidence: {propose}", text), "utf-8"
+    )
     settings = Settings(configs_dir=configs, secret="tests-only-secret-0123456789", db_url=db_url)
     finder = load_flyer_finder(settings, "detector")
     assert finder is not None and finder.rules.propose_confidence == propose

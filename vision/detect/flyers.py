@@ -60,7 +60,7 @@ class FlyerRules(ConfigModel):
 
     scan: ScanMode = "detector"
     grids: tuple[str, ...] = ()
-    propose_confidence: float = Field(default=0.2, ge=0, le=1)
+    propose_confidence: float = Field(default=0.25, ge=0, le=1)
     find_side: int = Field(default=960, ge=64, le=8192)
     read_side: int = Field(default=1000, ge=64, le=8192)
     min_line_px: float = Field(default=7.0, ge=0)
@@ -68,7 +68,7 @@ class FlyerRules(ConfigModel):
     zoom_char_px: float = Field(default=12.0, ge=1)
     zoom_char_share: float = Field(default=0.1, gt=0, le=1)
     zoom_max: float = Field(default=4.0, ge=1)
-    zoom_max_side: int = Field(default=320, ge=32)
+    zoom_max_side: int = Field(default=240, ge=32)
     max_lines: int = Field(default=600, ge=1)
     max_notices: int = Field(default=12, ge=1)
     max_notice_lines: int = Field(default=24, ge=1)
@@ -112,8 +112,8 @@ class FlyerRules(ConfigModel):
 
 def detection_floor(rules: FlyerRules | None) -> float:
     """The lowest score a detector must keep for this reader: its proposals start at
-    propose_confidence (0.2), below the backends' usual floor (0.25); a detector cut there never
-    handed the reader a flyer box in between."""
+    propose_confidence, which may be set below the backends' usual floor (0.25); a detector cut
+    there never handed the reader a flyer box in between."""
     return KEEP_CONFIDENCE if rules is None else min(KEEP_CONFIDENCE, rules.propose_confidence)
 
 
