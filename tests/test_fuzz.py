@@ -16,6 +16,7 @@ import io
 import itertools
 import json
 import math
+import os
 import socket
 import time
 import zlib
@@ -792,3 +793,30 @@ def test_a_database_or_folder_that_cannot_be_opened_is_one_line_and_no_new_file(
     err = capsys.readouterr().err
     assert message.format(tmp=tmp_path) in err and "Traceback" not in err and "hunter2" not in err
     assert not (tmp_path / "typo.sqlite").exists()  # a reader never creates the database it looks for
+
+
+@pytest.mark.parametrize("command", [["keys", "list"], ["stats"], ["serve", "--port", "0"]])
+def test_a_file_that_is_no_database_is_one_line_and_left_as_it_was(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """A photo saved as cases.db, given as the database: SQLite's "file is not a database" was a
+    traceback (from uvicorn's start-up for `serve`, which then exited); now one line, exit 1, and
+    the file is not touched. A subprocess, so that a `serve` that does start cannot hang the suite."""
+    import subprocess
+    import sys
+
+    not_a_database = tmp_path / "cases.db"
+    not_a_database.write_bytes(JPEG)
+    done = subprocess.run(
+        [sys.executable, "-m", "serve.cli", command[0], "--db", f"sqlite:///{not_a_database}", *command[1:]],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "STREETORDER_SECRET": "tests-only-secret-0123456789"},
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "cannot open the database (file is not a database)" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not_a_database.read_bytes() == JPEG

@@ -10,7 +10,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, make_url
-from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, InterfaceError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
@@ -67,7 +67,7 @@ def open_database(url: str, create: bool = True) -> sessionmaker[Session]:
         raise DatabaseUnavailable(f"{shown}: no database file {path}")
     try:
         migrate(url)
-    except (OperationalError, InterfaceError) as err:
+    except (DatabaseError, InterfaceError) as err:  # DatabaseError: also a file that is no database
         reason = next((line for line in str(err.orig or err).splitlines() if line.strip()), "")
         raise DatabaseUnavailable(f"{shown}: cannot open the database ({reason.strip()})") from err
     return sessionmaker(make_engine(url), expire_on_commit=False)

@@ -14,6 +14,7 @@ def cli(argv: list[str]) -> int:
     import uvicorn
 
     from serve.api.app import create_app
+    from serve.cases.db import open_database
 
     parser = argparse.ArgumentParser(prog="streetorder serve", description=cli.__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -31,5 +32,8 @@ def cli(argv: list[str]) -> int:
     except SecretError as err:
         print(f"streetorder serve: {err}", file=sys.stderr)
         return 1
+    # the app's lifespan opens it again (already migrated): a database that cannot be opened is
+    # then one line from the CLI, not a traceback from uvicorn's start-up
+    open_database(settings.db_url)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
