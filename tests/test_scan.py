@@ -252,6 +252,50 @@ def test_a_link_to_a_moved_photo_is_listed_by_its_own_name(tmp_path: Path) -> No
     assert str(photos / "gone.jpg") in log and "IMG_0001" not in log
 
 
+def test_a_photo_named_in_gbk_is_listed_and_the_scan_goes_on(tmp_path: Path, samples: list[Path]) -> None:
+    """A zip made on a Chinese Windows unpacks with GBK file names: writing such a path (not UTF-8)
+    to the database stopped the whole scan with a traceback. It is listed as unreadable, with what
+    it reads as and how to rename it, and the photos after it are scanned."""
+    photos = tmp_path / "archive"
+    photos.mkdir()
+    gbk_name = os.fsdecode("巡查照片.jpg".encode("gbk"))
+    (photos / gbk_name).write_bytes(samples[0].read_bytes())
+    (photos / "z-after.jpg").write_bytes(samples[1].read_bytes())
+    out = tmp_path / "report"
+    db = f"sqlite:///{tmp_path / 'scan.db'}"
+    assert cli([str(photos), "--db", db, "--out", str(out), "--no-progress"]) == 0
+    with open_database(db)() as session:
+        rows = {Path(p.path).name: p for p in session.scalars(select(Photo))}
+    assert rows["z-after.jpg"].status != "unreadable"
+    (listed,) = (row for name, row in rows.items() if name != "z-after.jpg")
+    assert listed.status == "unreadable" and "not UTF-8 (read as GBK: 巡查照片.jpg)" in (listed.error or "")
+    assert "convmv" in (listed.error or "")
+    assert "巡查照片.jpg" in (out / "scan.log").read_text(encoding="utf-8")
+
+
+def test_a_pipe_and_a_link_loop_named_like_photos_are_listed_not_waited_on(
+    tmp_path: Path, samples: list[Path]
+) -> None:
+    """A FIFO called x.jpg blocked its reader for ever (the scan stalled until the watchdog), and a
+    symlink loop stopped the scan with a RuntimeError from Path.resolve: both are unreadable files."""
+    photos = tmp_path / "archive"
+    photos.mkdir()
+    os.mkfifo(photos / "a-pipe.jpg")
+    (photos / "b-loop.jpg").symlink_to(photos / "c-loop.jpg")
+    (photos / "c-loop.jpg").symlink_to(photos / "b-loop.jpg")
+    (photos / "d-photo.jpg").write_bytes(samples[0].read_bytes())
+    db = f"sqlite:///{tmp_path / 'scan.db'}"
+    assert (
+        cli([str(photos), "--db", db, "--out", str(tmp_path / "out"), "--no-progress", "--stall-s", "60"])
+        == 0
+    )
+    with open_database(db)() as session:
+        rows = {Path(p.path).name: p for p in session.scalars(select(Photo))}
+    assert "not a regular file" in (rows["a-pipe.jpg"].error or "")
+    assert "symbolic links" in (rows["b-loop.jpg"].error or "") and rows["c-loop.jpg"].status == "unreadable"
+    assert rows["d-photo.jpg"].status != "unreadable"
+
+
 def test_heic_and_webp_photos_are_scanned_like_jpegs(tmp_path: Path, samples: list[Path]) -> None:
     """The same patrol photos as JPEG, HEIC (iPhones' default) and WebP: each is located, dated and
     read by the model; the HEIC and WebP ones on the grids their EXIF says."""

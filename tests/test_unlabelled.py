@@ -4,9 +4,11 @@ contact sheets and in counts, photos decoded upright as a scan decodes them, bro
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections import Counter
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from configured import MODELS, TAXONOMY
@@ -89,3 +91,24 @@ def test_a_first_look_at_a_large_archive_takes_the_first_photos_only(
 
 def test_a_folder_that_is_not_there_is_a_usage_error(tmp_path: Path) -> None:
     assert main(["evaluate", "--unlabelled", str(tmp_path / "missing"), "--model", CURRENT]) == 2
+
+
+def test_photos_named_in_gbk_or_with_a_hash_are_looked_at_and_linked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A GBK file name (a zip made on a Chinese Windows) stopped the look with a UnicodeEncodeError
+    while writing summary.json; a '#' in a name made its link a fragment. Both photos are counted,
+    shown (odd bytes as \\xNN) and linked percent-encoded."""
+    folder = tmp_path / "bureau"
+    folder.mkdir()
+    gbk_name = os.fsdecode("夜间#1.jpg".encode("gbk"))
+    shutil.copy(SHARED / "traffic-cams" / "images" / "val" / FRAMES[0], folder / gbk_name)
+    shutil.copy(SHARED / "traffic-cams" / "images" / "val" / FRAMES[0], folder / "night #2.jpg")
+    out = tmp_path / "look"
+    argv = ["evaluate", "--unlabelled", str(folder), "--model", CURRENT, "--out", str(out), "--json"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    shown = os.fsencode(gbk_name).decode("utf-8", "backslashreplace")
+    assert summary["photos"] == 2 and set(summary["per_photo"]) == {shown, "night #2.jpg"}  # cars on both
+    html = (out / "index.html").read_text(encoding="utf-8")
+    assert quote(os.fsencode(gbk_name)) in html and "night%20%232.jpg" in html

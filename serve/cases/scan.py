@@ -53,6 +53,7 @@ from serve.cases.orm import Photo
 from serve.cases.settings import Settings
 from serve.cases.times import ImplausibleTime
 from vision.core.detector import Detector
+from vision.core.files import shown_path
 from vision.core.imageio import DEFAULT_TIMEZONE, MAX_PIXELS, PHOTO_SUFFIXES, ImageError, PhotoMeta, Position
 from vision.core.phash import perceptual_hash
 from vision.detect.flyers import FlyerFinder, ScanMode, detection_floor, load_flyer_rules
@@ -242,12 +243,35 @@ class Inspection:
     phash: str | None = None  # vision.core.phash of the decoded image
 
 
+def unrecordable_name(source: str) -> str | None:
+    """Why a photo's path cannot be recorded, or None. A name that is not UTF-8 (a zip made on a
+    Chinese Windows unpacks with GBK names) fits no database text column, report or terminal: it
+    stopped the whole scan with a traceback. Such a photo is listed as unreadable instead."""
+    try:
+        source.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = os.fsencode(source)
+        try:
+            as_gbk = f" (read as GBK: {Path(raw.decode('gb18030')).name})"
+        except UnicodeDecodeError:
+            as_gbk = ""
+        return (
+            f"the file name is not UTF-8{as_gbk}: rename the files to UTF-8 "
+            "(e.g. `convmv -f gbk -t utf-8 -r --notest FOLDER`) and scan again"
+        )
+    return None
+
+
 def source_of(item: Path | str) -> str:
     """A photo's identity in the database: the resolved local path, or the URL as listed. A link
-    to nothing keeps its own name, so the scan's list of unreadable files names what is there."""
+    to nothing, or to itself round a loop, keeps its own name, so the scan's list of unreadable
+    files names what is there."""
     if isinstance(item, str):
         return item
-    resolved = item.resolve()
+    try:
+        resolved = item.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: RuntimeError until Python 3.13, OSError since
+        return str(item.absolute())
     return str(resolved if resolved.exists() or not item.is_symlink() else item.absolute())
 
 
@@ -269,6 +293,10 @@ class Inspector:
 
     def __call__(self, item: Path | str) -> Inspection:
         source = source_of(item)
+        if (reason := unrecordable_name(source)) is not None:
+            shown = shown_path(source)
+            key = hashlib.sha256(f"unreadable-path:{shown}".encode()).hexdigest()
+            return Inspection(shown, key, "unreadable", error=reason)
         try:
             data = read_source(source)
         except OSError as err:

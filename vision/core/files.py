@@ -5,7 +5,10 @@ Standard library only: the GPU relay's leg hashes with it on a host that has tor
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
+import stat
 from pathlib import Path
 
 
@@ -15,3 +18,19 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_regular_file(path: Path | str) -> bytes:
+    """The bytes of a regular file. A pipe, socket or device named like a photo (a FIFO `x.jpg`
+    in an archive) would block its reader for ever: OSError at once instead, no read attempted."""
+    handle = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO opens without a writer
+    with open(handle, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a pipe, socket, device or folder)", str(path))
+        return stream.read()
+
+
+def shown_path(path: Path | str) -> str:
+    """A path as text any database, page or terminal takes: a name that is not UTF-8 (GBK names from
+    a zip made on a Chinese Windows) shows its odd bytes as \\xNN instead of failing to encode."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")

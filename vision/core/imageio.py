@@ -29,6 +29,8 @@ import numpy as np
 import pillow_heif
 from PIL import ExifTags, Image, ImageOps
 
+from vision.core.files import read_regular_file
+
 # 100 MP: above any phone or DSLR patrol photo, far below what would exhaust memory while decoding.
 MAX_PIXELS = 100_000_000
 # A photo whose long side is twice this or more is decoded reduced where the full pixels serve no
@@ -106,7 +108,7 @@ def read_photo(
 ) -> LoadedPhoto:
     """Read and decode one photo file (see `decode_photo`)."""
     try:
-        data = Path(path).read_bytes()
+        data = read_regular_file(path)
     except OSError as err:
         raise ImageError(str(path), f"cannot read file: {err.strerror or err}") from err
     return decode_photo(data, source=str(path), max_pixels=max_pixels, local_tz=local_tz)

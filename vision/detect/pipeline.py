@@ -32,6 +32,7 @@ import numpy as np
 import supervision as sv
 
 from vision.core.detector import Detector
+from vision.core.files import read_regular_file
 from vision.core.imageio import DEFAULT_TIMEZONE, MAX_PIXELS, LoadedPhoto, decode_photo
 from vision.core.taxonomy import Taxonomy
 from vision.detect.backends import load_detector
@@ -66,7 +67,7 @@ def read_source(source: str) -> bytes:
     (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...) and need `s3fs` installed.
     """
     if not is_url(source):
-        return Path(source).read_bytes()
+        return read_regular_file(source)
     import fsspec
 
     with fsspec.open(source, "rb") as stream:

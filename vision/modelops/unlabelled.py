@@ -22,6 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vision.core.detector import Detector
+from vision.core.files import shown_path
 from vision.core.imageio import ImageError, read_photo
 from vision.core.sheets import SheetItem, table, write_contact_sheets
 from vision.core.taxonomy import Taxonomy
@@ -84,7 +85,7 @@ def look_over(
     for path in tqdm(
         photo_files(folder)[:limit], desc=f"look over {folder.name}", unit="photo", file=sys.stderr
     ):
-        name = path.relative_to(folder).as_posix()
+        name = shown_path(path.relative_to(folder).as_posix())
         try:
             image = read_photo(path).image
         except ImageError as err:
