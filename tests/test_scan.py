@@ -296,6 +296,33 @@ def test_a_pipe_and_a_link_loop_named_like_photos_are_listed_not_waited_on(
     assert rows["d-photo.jpg"].status != "unreadable"
 
 
+def test_a_notepad_list_with_urls_that_cannot_be_read_scans_the_rest(
+    tmp_path: Path, samples: list[Path]
+) -> None:
+    """A list saved by Windows Notepad (BOM, CRLF): its first line, a comment, was read as the path
+    "\ufeff# ..."; an http:// URL without aiohttp stopped the scan with fsspec's ImportError; an
+    ftp:// URL was looked up as a relative path. Each is now one unreadable line, and the photo is
+    scanned."""
+    (tmp_path / "p.jpg").write_bytes(samples[0].read_bytes())
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(
+        "\ufeff# 巡查 2026-11-20\r\np.jpg\r\nhttp://127.0.0.1:9/x.jpg\r\nftp://host/y.jpg\r\n".encode()
+    )
+    assert list(iter_photos([listing])) == [
+        tmp_path / "p.jpg",
+        "http://127.0.0.1:9/x.jpg",
+        "ftp://host/y.jpg",
+    ]
+    db = f"sqlite:///{tmp_path / 'scan.db'}"
+    assert cli([str(listing), "--db", db, "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    with open_database(db)() as session:
+        rows = {p.path: p for p in session.scalars(select(Photo))}
+    assert set(rows) == {str(tmp_path / "p.jpg"), "http://127.0.0.1:9/x.jpg", "ftp://host/y.jpg"}
+    assert rows[str(tmp_path / "p.jpg")].status != "unreadable"
+    assert rows["http://127.0.0.1:9/x.jpg"].status == "unreadable"
+    assert "URLs of this scheme are not read" in (rows["ftp://host/y.jpg"].error or "")
+
+
 def test_heic_and_webp_photos_are_scanned_like_jpegs(tmp_path: Path, samples: list[Path]) -> None:
     """The same patrol photos as JPEG, HEIC (iPhones' default) and WebP: each is located, dated and
     read by the model; the HEIC and WebP ones on the grids their EXIF says."""

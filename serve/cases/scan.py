@@ -61,6 +61,7 @@ from vision.detect.pipeline import (
     Candidate,
     DecodeOptions,
     detect_full,
+    is_other_url,
     is_url,
     ordered_map,
     read_source,
@@ -126,11 +127,11 @@ def _listed(list_file: Path) -> Iterator[Path | str]:
     """Paths in a list file, relative to the list's folder unless absolute, or URLs; blank and #
     lines skipped. Text that breaks past the checked start stops the scan there."""
     check_list_file(list_file)
-    with list_file.open(encoding="utf-8") as lines:
+    with list_file.open(encoding="utf-8-sig") as lines:  # -sig: Windows Notepad starts with a BOM
         try:
             for line in lines:
                 entry = line.strip()
-                if is_url(entry):
+                if is_url(entry) or is_other_url(entry):
                     yield entry
                 elif entry and not entry.startswith("#"):
                     path = Path(entry)

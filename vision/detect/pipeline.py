@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import statistics
 import time
 from collections import deque
@@ -60,18 +61,34 @@ def is_url(source: str) -> bool:
     return source.startswith(URL_SCHEMES)
 
 
+def is_other_url(source: str) -> bool:
+    """A URL of a scheme not read here (ftp://, smb:// ...): refused as such, not looked up as a path."""
+    return not is_url(source) and re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", source) is not None
+
+
 def read_source(source: str) -> bytes:
     """The bytes of a local path or of a URL (s3://, gs://, http(s)://, file://) through fsspec.
 
     S3-compatible stores take their endpoint and keys from the usual AWS variables
-    (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...) and need `s3fs` installed.
+    (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...) and need `s3fs` installed. Any failure to fetch
+    one URL is an OSError naming it, as for a local file: a missing package (`aiohttp` for
+    http(s)://), missing credentials or a host that refuses make that photo unreadable, not the
+    scan stop.
     """
+    if is_other_url(source):
+        schemes = ", ".join(scheme.removesuffix("://") for scheme in URL_SCHEMES)
+        raise OSError(f"URLs of this scheme are not read (only {schemes})")
     if not is_url(source):
         return read_regular_file(source)
     import fsspec
 
-    with fsspec.open(source, "rb") as stream:
-        return bytes(stream.read())
+    try:
+        with fsspec.open(source, "rb") as stream:
+            return bytes(stream.read())
+    except OSError:
+        raise
+    except Exception as err:  # fsspec's backends raise their own types (ImportError, botocore, aiohttp)
+        raise OSError(f"{type(err).__name__}: {err}") from err
 
 
 # ----------------------------------------------------------------------------------- decoding
