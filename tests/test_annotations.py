@@ -9,6 +9,7 @@ test writes (non-square, so a swapped width and height shows).
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -262,6 +263,28 @@ def test_archive_images_go_to_the_store_not_the_repository(tmp_path: Path) -> No
     entry = next(iter(dataset.images.values()))
     stored = dataset.file(entry)
     assert stored.is_relative_to(tmp_path / "store") and stored.read_bytes() == images[0].read_bytes()
+
+
+def test_a_folder_export_with_gbk_file_names_is_imported_through_the_store(tmp_path: Path) -> None:
+    """A Label Studio YOLO folder whose image is named in GBK (a zip made on a Chinese Windows,
+    unpacked here): the manifest cannot name it, and the import stopped with a UnicodeEncodeError,
+    leaving a half-written manifest.json.part. The image is kept in the store by content instead."""
+    names = ["car", "garbage"]
+    export = tmp_path / "ls-yolo"
+    stem = os.fsdecode("巡查01".encode("gbk"))
+    image = write_image(export / "images" / "first.jpg", 7)  # cv2.imwrite crashes on a GBK path
+    image = image.rename(image.with_name(f"{stem}.jpg"))
+    (export / "classes.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
+    (export / "labels").mkdir()
+    (export / "labels" / f"{stem}.txt").write_text(yolo_lines(names), encoding="utf-8")
+    dataset = Dataset.open("bureau", tmp_path / "datasets")
+    counts, problems = import_export(export, dataset, finder_for(tmp_path), at=AT)
+    assert problems == [] and counts["added"] == 1
+    saved = Dataset.open("bureau", tmp_path / "datasets")
+    entry = saved.images[file_sha256(image)]
+    assert saved.file(entry).is_relative_to(tmp_path / "store")
+    assert saved.file(entry).read_bytes() == image.read_bytes()
+    assert not list((tmp_path / "datasets").rglob("*.part"))
 
 
 def test_reimport_is_unchanged_and_a_correction_is_a_new_version(tmp_path: Path) -> None:

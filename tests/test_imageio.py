@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from datetime import UTC, datetime, timedelta, timezone
@@ -14,7 +15,15 @@ import pytest
 from PIL import ExifTags, Image
 from PIL.TiffImagePlugin import IFDRational
 
-from vision.core.imageio import ImageError, Position, decode_photo, exif_for, read_photo
+from vision.core.imageio import (
+    ImageError,
+    Position,
+    decode_photo,
+    exif_for,
+    read_bgr,
+    read_photo,
+    write_bgr,
+)
 
 SHANGHAI = timezone(timedelta(hours=8))
 
@@ -262,3 +271,16 @@ def test_every_pixel_mode_a_camera_or_an_editor_writes_decodes_to_its_own_bright
     ramp = source[0].reshape(len(grey), -1).mean(axis=1)  # the ramp at the decoded width
     assert photo.image.dtype == np.uint8 and photo.image.shape[1] == (64 if reduce_to is None else 32)
     assert np.abs(grey - ramp).max() < 12, name
+
+
+def test_opencv_reads_and_writes_by_bytes_so_a_gbk_name_does_not_crash_the_process(tmp_path: Path) -> None:
+    """cv2.imread and cv2.imwrite segfault on a path str that is not UTF-8 (GBK names from a zip made
+    on a Chinese Windows): the contact sheets, reviews, evaluation and calibration read through these."""
+    folder = tmp_path / os.fsdecode("巡查".encode("gbk"))
+    folder.mkdir()
+    image = np.random.default_rng(3).integers(0, 255, (24, 32, 3), dtype=np.uint8)
+    assert write_bgr(folder / "sheet.png", image)
+    assert np.array_equal(read_bgr(folder / "sheet.png"), image)
+    assert read_bgr(folder / "missing.png") is None
+    (folder / "note.png").write_text("not an image")
+    assert read_bgr(folder / "note.png") is None

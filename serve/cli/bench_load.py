@@ -152,9 +152,11 @@ def sample_photo() -> bytes:
     """A real street photo from ../shared when present (the model then finds something), else noise."""
     import cv2
 
+    from vision.core.imageio import read_bgr
+
     photos = get_settings().shared_datasets_dir / "garbage-cn" / "images" / "val"
     found = sorted(photos.glob("*.jpg"))[:1] if photos.is_dir() else []
-    image = cv2.imread(str(found[0])) if found else None
+    image = read_bgr(found[0]) if found else None
     if image is None:
         image = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
     ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])

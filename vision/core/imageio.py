@@ -114,6 +114,26 @@ def read_photo(
     return decode_photo(data, source=str(path), max_pixels=max_pixels, local_tz=local_tz)
 
 
+def read_bgr(path: Path | str) -> np.ndarray | None:
+    """A file as cv2.imread reads it (BGR, EXIF orientation applied), or None when it is no image.
+    Read as bytes: cv2.imread and cv2.imwrite crash the process (a segfault) on a path whose name is
+    not UTF-8 (GBK names from a zip made on a Chinese Windows)."""
+    try:
+        data = read_regular_file(path)
+    except OSError:
+        return None
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+
+
+def write_bgr(path: Path | str, image: np.ndarray, params: Sequence[int] = ()) -> bool:
+    """cv2.imwrite by bytes (see read_bgr); the format from the suffix. False when OpenCV cannot
+    encode it."""
+    ok, encoded = cv2.imencode(Path(path).suffix or ".png", image, list(params))
+    if ok:
+        Path(path).write_bytes(encoded.tobytes())
+    return bool(ok)
+
+
 def photo_format(data: bytes) -> str | None:
     """The format of a photo's bytes from its header alone (no pixel decoded), if one we take."""
     try:

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from vision.core.boxes import scaled_size
 from vision.core.files import shown_path
+from vision.core.imageio import read_bgr, write_bgr
 
 CROP = 256  # side of a cell's enlarged region
 PHOTO = 170  # width of a cell's whole-photo thumbnail
@@ -105,10 +106,6 @@ def page(cells: Sequence[np.ndarray], columns: int) -> np.ndarray:
     return out
 
 
-def read_bgr(path: Path) -> np.ndarray | None:
-    return cv2.imread(str(path), cv2.IMREAD_COLOR)
-
-
 def write_pages(
     items: Sequence[SheetItem],
     out: Path,
@@ -142,7 +139,7 @@ def write_pages(
             if not cells:
                 continue
             path = out / f"{safe_name(group)}-{start // per_page + 1:02d}.png"
-            cv2.imwrite(str(path), page(cells, columns))
+            write_bgr(path, page(cells, columns))
             pages.append(SheetPage(group, path, tuple(drawn)))
     progress.close()
     return pages

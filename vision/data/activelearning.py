@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from vision.core.boxes import Box
 from vision.core.files import file_sha256
-from vision.core.imageio import ImageError, read_photo
+from vision.core.imageio import ImageError, read_photo, write_bgr
 from vision.core.taxonomy import Taxonomy
 from vision.data.annotations.dataset import Dataset
 from vision.data.annotations.records import Label
@@ -161,7 +161,7 @@ def write_queue(
         else:  # boxes are in the upright photo (give annotators that one, not the EXIF-rotated one);
             # browsers do not show HEIC, so the annotation tools get it as JPEG
             target = target.with_suffix(".jpg")
-            cv2.imwrite(str(target), photo.image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            write_bgr(target, photo.image, [cv2.IMWRITE_JPEG_QUALITY, 95])
         meta = {k: v for k, v in candidate.meta.items() if k not in ("crop_path", "reasons")}
         crop = candidate.meta.get("crop_path")
         if crop and Path(crop).is_file():

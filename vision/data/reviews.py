@@ -306,9 +306,8 @@ def propose(
     """New proposals: the detector's boxes of `classes` at or above `threshold` on each photo, except
     those already in `existing` (same photo and class, IoU >= SAME_BOX_IOU). Ids follow the
     existing ones. Unreadable photos are skipped (a training set does not hold them)."""
-    import cv2
-
     from vision.core.files import file_sha256
+    from vision.core.imageio import read_bgr
 
     sha256 = sha256 or file_sha256
     wanted = set(classes)
@@ -317,7 +316,7 @@ def propose(
     for p in existing:
         known.setdefault((p.image, p.cls), []).append(p.xyxy)
     for photo in photos:
-        image = cv2.imread(str(photo.path), cv2.IMREAD_COLOR)
+        image = read_bgr(photo.path)
         if image is None:
             continue
         detections = detector(image)

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import supervision as sv
 from tqdm import tqdm
 
 from vision.core.detector import Detector
+from vision.core.imageio import read_bgr
 from vision.core.taxonomy import Taxonomy, TaxonomyError
 from vision.data.datamix import image_files, label_path, labels_sha256, read_data_yaml, split_dirs
 
@@ -171,7 +171,7 @@ def evaluate(
     absent = absent or {}
     false_seen = {name: {"photos": 0, "detections": 0} for name in sorted(set().union(*absent.values()))}
     for image_path in tqdm(images, desc=f"evaluate {data_yaml.parent.name}/{split}", file=sys.stderr):
-        image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+        image = read_bgr(image_path)
         if image is None:
             raise TaxonomyError(f"{image_path}: cannot be read as an image")
         detections = detector(image)

@@ -18,6 +18,7 @@ import numpy as np
 import yaml
 
 from vision.core.files import file_sha256
+from vision.core.imageio import read_bgr
 from vision.core.taxonomy import Taxonomy
 from vision.data.datamix import image_files, read_data_yaml, split_dirs
 from vision.detect.backends import letterbox, load_detector, to_input_tensor
@@ -216,7 +217,6 @@ def current_onnx(folder: Path, imgsz: int) -> Path | None:
 def onnx_parity(weights: Path, onnx_path: Path, images: list[Path], imgsz: int = 640) -> dict[str, Any]:
     """Largest difference of the raw head outputs, ONNX Runtime vs PyTorch, on the same inputs
     (at the ONNX file's input size, or `imgsz` square where its input size is dynamic)."""
-    import cv2
     import onnxruntime as ort
     import torch
     from ultralytics import YOLO
@@ -226,7 +226,7 @@ def onnx_parity(weights: Path, onnx_path: Path, images: list[Path], imgsz: int =
     size = model_input.shape[2] if isinstance(model_input.shape[2], int) else imgsz
     network: Any = YOLO(str(weights), task="detect").model
     network = network.float().eval()
-    loaded = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in images]
+    loaded = [read_bgr(p) for p in images]
     inputs = [i for i in loaded if i is not None] or [
         np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8)
     ]
@@ -257,10 +257,8 @@ class LetterboxCalibration:
         self.images, self.input_name, self.size = iter(images), input_name, size
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        import cv2
-
         for path in self.images:
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            image = read_bgr(path)
             if image is not None:
                 return {self.input_name: to_input_tensor(letterbox(image, self.size)[0])}
         return None

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from vision.core.files import file_sha256
+from vision.core.files import file_sha256, read_regular_file, shown_path
 from vision.core.taxonomy import Taxonomy
 from vision.data.annotations.dataset import Dataset
 from vision.data.annotations.images import ImageFinder
@@ -62,8 +63,10 @@ def import_export(
             return {"added": 0, "updated": 0, "unchanged": 0, "unlabelled": export.unlabelled}, problems
         if path.suffix.lower() == ".zip":
             samples = [_kept(s, finder, Path(unpacked), path) for s in samples]
+        samples = [_named_in_utf8(s, finder) for s in samples]
+        problems = [Problem(shown_path(p.where), shown_path(p.message)) for p in problems]
         source = {
-            "source": str(path.resolve()),
+            "source": shown_path(path.resolve()),
             "format": export.format,
             "sha256": file_sha256(path) if path.is_file() else None,
             "problems": [str(p) for p in problems],
@@ -79,3 +82,13 @@ def _kept(sample: Sample, finder: ImageFinder, unpacked: Path, archive: Path) ->
     stored = finder.keep(sample.path.read_bytes(), sample.path.suffix)
     origin = sample.origin.replace(str(unpacked), str(archive))
     return Sample(stored, sample.sha256, sample.width, sample.height, sample.labels, sample.labelled, origin)
+
+
+def _named_in_utf8(sample: Sample, finder: ImageFinder) -> Sample:
+    """An image whose path is not UTF-8 (GBK names: a folder from a zip made on a Chinese Windows)
+    cannot be named in the manifest, which stopped the import with a UnicodeEncodeError: it is kept
+    in the store by content, as an archive's images are, and its origin shows the odd bytes as \\xNN."""
+    if shown_path(sample.path) == str(sample.path):
+        return sample
+    stored = finder.keep(read_regular_file(sample.path), sample.path.suffix)
+    return replace(sample, path=stored, origin=shown_path(sample.origin))

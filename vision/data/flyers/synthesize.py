@@ -15,6 +15,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
+from vision.core.imageio import read_bgr, write_bgr
 from vision.core.taxonomy import Taxonomy, normalise_name
 from vision.data.datamix import image_files, label_path, read_data_yaml
 from vision.data.flyers.compositing import example_rng, render_example
@@ -191,7 +192,7 @@ def synthesize(
     for index in tqdm(range(count), desc="synth-flyers", unit="img", disable=not progress):
         pick = int(order[index % len(pool)])
         background = pool[pick]
-        image = cv2.imread(str(background.image), cv2.IMREAD_COLOR)
+        image = read_bgr(background.image)
         if image is None:
             raise ValueError(f"{background.image}: not a readable image")
         rows = read_rows(background.image)
@@ -230,7 +231,7 @@ def synthesize(
     with (out / "flyers.jsonl").open("w", encoding="utf-8") as handle:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    cv2.imwrite(str(out / "contact_sheet.png"), contact_sheet(samples))
+    write_bgr(out / "contact_sheet.png", contact_sheet(samples))
     header = (
         "# Synthetic posted flyers on real backgrounds (vision/data/flyers/); no real flyer labels.\n"
         f"# streetorder data synth-flyers --backgrounds {' '.join(str(b) for b in backgrounds)} "
