@@ -778,6 +778,7 @@ CLI_FAILS = [
     (["stats", "--db", "sqlite:///{tmp}/typo.sqlite"], "no database file {tmp}/typo.sqlite"),
     (["data", "queue", "--from-db", "sqlite:///{tmp}/typo.sqlite", "--out", "{tmp}/q"], "no database file"),
     (["keys", "--db", "not a url", "list"], "'not a url' is not a database URL"),
+    (["keys", "--db", "sqlite:///{tmp}/\udcff.db", "list"], "not UTF-8 text; name the database"),  # GBK path
     (["keys", "--db", "postgresql://bureau:hunter2@127.0.0.1:1/cases", "list"], "bureau:***@127.0.0.1:1"),
     (["evaluate", "--unlabelled", "{tmp}", "--out", "/proc/no/look"], "streetorder evaluate: /proc/no"),
 ]
