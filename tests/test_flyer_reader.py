@@ -417,6 +417,29 @@ def test_a_flyer_the_detector_also_calls_a_truck_is_not_vetoed_as_livery(finder:
     )  # unconfirmed, no veto
 
 
+def test_a_paper_the_detector_calls_a_truck_twice_is_no_livery(finder: FlyerFinder) -> None:
+    """street-v20 drew two "trucks" on the pasted sheet: a tight one the text fills, and a looser one
+    around it that the text covers less than half of. The looser one alone vetoed the sheet as
+    livery; the tight one says the detector took the paper for a truck, so the sheet is read."""
+    photo, (x1, y1, x2, y2) = paste(street_photo(0), sheet_flyer(), (600, 120))
+    tight = (x1 - 8, y1 - 8, x2 + 8, y2 + 8)
+    loose = (x1 - 60, y1 - 100, x2 + 60, y2 + 40)  # the text covers less than half of it
+    truck = NAMES.index("truck")
+    both = sv.Detections(
+        xyxy=np.array([loose, tight], dtype=np.float32),
+        confidence=np.array([0.8, 0.7], dtype=np.float32),
+        class_id=np.array([truck, truck]),
+    )
+    (ad,) = finder.read(photo, both).small_ads
+    assert NUMBER in ad.phones
+    loose_only = sv.Detections(
+        xyxy=np.array([loose], dtype=np.float32),
+        confidence=np.array([0.8], dtype=np.float32),
+        class_id=np.array([truck]),
+    )
+    assert finder.read(photo, loose_only).small_ads == ()  # text on a truck it does not fill: livery
+
+
 @pytest.mark.parametrize("propose", [0.2, 0.1])
 def test_the_scan_and_the_service_keep_the_boxes_the_reader_proposes_from(
     tmp_path: Path, db_url: str, propose: float

@@ -13,6 +13,7 @@ from urllib.parse import quote
 import pytest
 from configured import MODELS, TAXONOMY
 from PIL import Image
+from supervision import box_iou_batch
 
 from serve.cli.main import main
 from vision.core.imageio import read_photo
@@ -66,7 +67,12 @@ def test_every_detection_at_the_scan_thresholds_is_counted_and_on_a_sheet(
         if kept:
             expected[path.relative_to(folder).as_posix()] = dict(sorted(kept.items()))
     assert summary["per_photo"] == expected and summary["per_photo"][FRAMES[0]]  # cars at least
-    assert summary["per_photo"]["walls/sideways.jpg"] == summary["per_photo"][FRAMES[0]]  # decoded upright
+    # decoded upright: the sideways copy is the same picture to the detector, its most confident
+    # box where the frame's is (its counts can differ by a box near a threshold, a re-encoded JPEG)
+    frame, sideways = (read_photo(p).image for p in (folder / FRAMES[0], folder / "walls" / "sideways.jpg"))
+    assert sideways.shape == frame.shape
+    best = [found.xyxy[found.confidence.argmax()] for found in (detector(frame), detector(sideways))]
+    assert box_iou_batch(best[0][None], best[1][None])[0, 0] > 0.8
     assert summary["per_class"] == dict(
         sorted(sum((Counter(c) for c in expected.values()), Counter()).items())
     )

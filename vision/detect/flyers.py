@@ -562,9 +562,12 @@ class FlyerFinder:
     def lies_on(self, xyxy: Sequence[float] | np.ndarray, detections: sv.Detections) -> str | None:
         """The `not_on` reason of a detection (a car, a shop sign ...) at its class's min_confidence
         that holds at least half of `xyxy` while `xyxy` covers at most `context_max_cover` of it:
-        text filling a "truck" box is the paper the detector took for a truck, not its livery."""
+        text filling a "truck" box is the paper the detector took for a truck, not its livery. One
+        such filled box settles it: a larger, looser box of the same mistake around the paper (the
+        detector often draws two) is no vehicle the text could be painted on either."""
         confidences = detections.confidence if detections.confidence is not None else np.ones(len(detections))
         flyers = class_ids(detections) == self.flyer
+        reason = None
         for box, class_id, confidence in zip(
             detections.xyxy, class_ids(detections), confidences, strict=True
         ):
@@ -579,9 +582,11 @@ class FlyerFinder:
             area = max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-6)
             held = inside_share(xyxy, box[None])[0]
             cover = held * float((xyxy[2] - xyxy[0]) * (xyxy[3] - xyxy[1])) / area
-            if held >= 0.5 and cover <= self.rules.context_max_cover:
-                return self.not_on[int(class_id)]
-        return None
+            if held >= 0.5 and cover > self.rules.context_max_cover:
+                return None  # the detector's box is the paper itself
+            if held >= 0.5 and reason is None:
+                reason = self.not_on[int(class_id)]
+        return reason
 
     def proposals(self, detections: sv.Detections) -> np.ndarray:
         """Detector flyer boxes read in `detector` mode (xyxy): the `max_proposals` most confident at
