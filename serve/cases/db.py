@@ -13,7 +13,7 @@ from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, InterfaceError
 from sqlalchemy.orm import Session, sessionmaker
 
-from vision.core.files import shown_path
+from vision.core.files import is_utf8_path, shown_path
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
@@ -58,12 +58,8 @@ def open_database(url: str, create: bool = True) -> sessionmaker[Session]:
     `create=False` for commands that only read one (stats, the labelling queue): a mistyped SQLite
     path is then an error instead of a new, empty database that has "nothing" in it.
     """
-    try:
-        url.encode("utf-8")
-    except UnicodeEncodeError:  # a path from a GBK folder name: no driver takes it
-        raise DatabaseUnavailable(
-            f"{shown_path(url)}: not UTF-8 text; name the database by a UTF-8 path"
-        ) from None
+    if not is_utf8_path(url):  # a path from a GBK folder name: no driver takes it
+        raise DatabaseUnavailable(f"{shown_path(url)}: not UTF-8 text; name the database by a UTF-8 path")
     try:
         parsed = make_url(url)
     except ArgumentError:

@@ -53,7 +53,7 @@ from serve.cases.orm import Photo
 from serve.cases.settings import Settings
 from serve.cases.times import ImplausibleTime
 from vision.core.detector import Detector
-from vision.core.files import shown_path
+from vision.core.files import is_utf8_path, shown_path
 from vision.core.imageio import DEFAULT_TIMEZONE, MAX_PIXELS, PHOTO_SUFFIXES, ImageError, PhotoMeta, Position
 from vision.core.phash import perceptual_hash
 from vision.detect.flyers import FlyerFinder, ScanMode, detection_floor, load_flyer_rules
@@ -248,19 +248,16 @@ def unrecordable_name(source: str) -> str | None:
     """Why a photo's path cannot be recorded, or None. A name that is not UTF-8 (a zip made on a
     Chinese Windows unpacks with GBK names) fits no database text column, report or terminal: it
     stopped the whole scan with a traceback. Such a photo is listed as unreadable instead."""
+    if is_utf8_path(source):
+        return None
     try:
-        source.encode("utf-8")
-    except UnicodeEncodeError:
-        raw = os.fsencode(source)
-        try:
-            as_gbk = f" (read as GBK: {Path(raw.decode('gb18030')).name})"
-        except UnicodeDecodeError:
-            as_gbk = ""
-        return (
-            f"the file name is not UTF-8{as_gbk}: rename the files to UTF-8 "
-            "(e.g. `convmv -f gbk -t utf-8 -r --notest FOLDER`) and scan again"
-        )
-    return None
+        as_gbk = f" (read as GBK: {Path(os.fsencode(source).decode('gb18030')).name})"
+    except UnicodeDecodeError:
+        as_gbk = ""
+    return (
+        f"the file name is not UTF-8{as_gbk}: rename the files to UTF-8 "
+        "(e.g. `convmv -f gbk -t utf-8 -r --notest FOLDER`) and scan again"
+    )
 
 
 def source_of(item: Path | str) -> str:

@@ -30,6 +30,11 @@ def read_regular_file(path: Path | str) -> bytes:
         return stream.read()
 
 
+def is_utf8_path(path: Path | str) -> bool:
+    """Whether a path's name is UTF-8 text, which databases, manifests and pages need."""
+    return shown_path(path) == str(path)
+
+
 def shown_path(path: Path | str) -> str:
     """A path as text any database, page or terminal takes: a name that is not UTF-8 (GBK names from
     a zip made on a Chinese Windows) shows its odd bytes as \\xNN instead of failing to encode."""

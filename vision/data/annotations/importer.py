@@ -9,7 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from vision.core.files import file_sha256, read_regular_file, shown_path
+from vision.core.files import file_sha256, is_utf8_path, read_regular_file, shown_path
 from vision.core.taxonomy import Taxonomy
 from vision.data.annotations.dataset import Dataset
 from vision.data.annotations.images import ImageFinder
@@ -88,7 +88,7 @@ def _named_in_utf8(sample: Sample, finder: ImageFinder) -> Sample:
     """An image whose path is not UTF-8 (GBK names: a folder from a zip made on a Chinese Windows)
     cannot be named in the manifest, which stopped the import with a UnicodeEncodeError: it is kept
     in the store by content, as an archive's images are, and its origin shows the odd bytes as \\xNN."""
-    if shown_path(sample.path) == str(sample.path):
+    if is_utf8_path(sample.path):
         return sample
     stored = finder.keep(read_regular_file(sample.path), sample.path.suffix)
     return replace(sample, path=stored, origin=shown_path(sample.origin))
