@@ -125,6 +125,21 @@ def test_vertical_text_on_a_pole_is_read(finder: FlyerFinder) -> None:
     assert ads and NUMBER in ads[0].phones
 
 
+def test_a_strip_of_digits_set_closer_than_its_column_is_wide_is_read(finder: FlyerFinder) -> None:
+    """Strips are printed with the digits closer together than the column is wide; cut into cells
+    as wide as the column, each digit was squeezed to a third and 3 read as a Cyrillic З."""
+    text = "开锁" + NUMBER
+    strip = Image.new("RGB", (80, 30 * (len(text) + 1)), (250, 250, 245))
+    draw = ImageDraw.Draw(strip)
+    font = fit_font(find_cjk_fonts()[0], "锁", 26, 26)
+    for row, char in enumerate(text):
+        draw.text((40, 30 * row + 30), char, fill=(200, 20, 20), font=font, anchor="mm")
+    photo = street_photo(1)
+    photo[100 : 100 + strip.height, 600:680] = cv2.cvtColor(np.asarray(strip), cv2.COLOR_RGB2BGR)
+    ads = [n for n in finder.read(photo).small_ads if holding((590, 90, 690, 110 + strip.height), n.xyxy)]
+    assert ads and NUMBER in ads[0].phones
+
+
 def test_thousands_of_text_lines_cost_no_more_than_max_lines(finder: FlyerFinder) -> None:
     """A page of 2 400 small numbers: detection keeps max_lines, a wall of text is no small ad."""
     page = np.full((1200, 1600, 3), 255, np.uint8)
