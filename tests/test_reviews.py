@@ -228,14 +228,18 @@ def test_propose_sheets_apply_and_counts_from_the_command_line(
 
 @needs_shared
 def test_the_committed_reviews_apply_to_the_shared_photos_they_were_made_on(tmp_path: Path) -> None:
-    """Every decision in datasets/reviews/ still names the photo (sha256) it was made on."""
+    """Every decision on a shared set in datasets/reviews/ still names the photo (sha256) it was
+    made on. flyers-v1's file is of a synthetic set each machine makes in its cache: a set made
+    again with other fonts has other hashes, and its decisions then count as stale (masked)."""
     from vision.data.datamix import build_mix
 
     sources = []
     for reviews in sorted((ROOT / "datasets" / "reviews").glob("*.jsonl")):
         data = ROOT.parent / "shared" / "datasets" / reviews.stem / "data.yaml"
-        sources.append({"name": reviews.stem, "data": str(data), "reviews": str(reviews)})
-    assert {s["name"] for s in sources} >= {"vehicles-in", "traffic-cams", "facades-spb", "bicycles"}
+        if reviews.stem != "flyers-v1":
+            sources.append({"name": reviews.stem, "data": str(data), "reviews": str(reviews)})
+    shared = {"vehicles-in", "traffic-cams", "facades-spb", "bicycles", "garbage-cn"}
+    assert {s["name"] for s in sources} == shared
     mix = tmp_path / "reviewed.yaml"
     mix.write_text(yaml.safe_dump({"name": "reviewed", "sources": sources}))
     built = json.loads(
