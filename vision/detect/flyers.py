@@ -240,8 +240,8 @@ def inside_share(box: Sequence[float] | np.ndarray, others: np.ndarray) -> np.nd
 def line_crop(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
     """A text line cut out upright; a vertical column (stacked characters, usual on poles) is cut
     into square cells, one a character (`character_pitch`), laid side by side, so the horizontal
-    recogniser reads it in order. The column is first trimmed to its ink: the text detector's box
-    is often twice as wide as the characters, and cells as wide as the box squeezed them."""
+    recogniser reads it in order. The cells are trimmed to the column's ink: the text detector's
+    box is often twice as wide as the characters, and cells as wide as the box squeezed them."""
     width = max(int(np.linalg.norm(quad[0] - quad[1])), int(np.linalg.norm(quad[2] - quad[3])), 2)
     height = max(int(np.linalg.norm(quad[0] - quad[3])), int(np.linalg.norm(quad[1] - quad[2])), 2)
     target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
@@ -250,8 +250,9 @@ def line_crop(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
         image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC
     )
     if height >= 1.5 * width:
-        cells = max(1, round(height / character_pitch(crop)))
-        crop = crop[:, slice(*ink_span(crop))]
+        gray = (crop if crop.ndim == 2 else cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)).astype(np.float32)
+        cells = max(1, round(height / character_pitch(gray)))
+        crop = crop[:, slice(*ink_span(gray))]
         step = height / cells
         side = max(2, round(step))
         crop = np.hstack(
@@ -260,29 +261,26 @@ def line_crop(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
     return crop
 
 
-def ink_span(column: np.ndarray) -> tuple[int, int]:
-    """The columns of an upright crop that hold its characters (ink differing from the median
-    tone by at least half the strongest column's), widened by an eighth on each side."""
-    gray = column if column.ndim == 2 else cv2.cvtColor(column, cv2.COLOR_BGR2GRAY)
-    gray = gray.astype(np.float32)
+def ink_span(gray: np.ndarray) -> tuple[int, int]:
+    """The columns of an upright grayscale crop that hold its characters (ink differing from the
+    median tone by at least half the strongest column's), widened by an eighth on each side."""
     contrast = np.abs(gray - np.median(gray)).mean(axis=0)
-    inked = np.nonzero(contrast >= 0.5 * contrast.max())[0] if contrast.max() > 0 else np.zeros(0, int)
-    if len(inked) == 0:
-        return 0, column.shape[1]
+    if contrast.max() <= 0:
+        return 0, gray.shape[1]
+    inked = np.nonzero(contrast >= 0.5 * contrast.max())[0]
     left, right = int(inked.min()), int(inked.max()) + 1
     pad = max(1, (right - left) // 8)
-    return max(0, left - pad), min(column.shape[1], right + pad)
+    return max(0, left - pad), min(gray.shape[1], right + pad)
 
 
-def character_pitch(column: np.ndarray) -> float:
-    """The spacing of stacked characters in an upright column crop: the period of its rows' ink,
+def character_pitch(gray: np.ndarray) -> float:
+    """The spacing of stacked characters in an upright grayscale column: the period of its rows' ink,
     the first autocorrelation peak between 0.3 and 2 column widths that reaches 0.6 of the
     highest (the highest alone is often two or three characters: digits are set closer than their
     column is wide); the column's width when there is none. Characters are often set wider apart
     than the column is wide too (开锁 and a number down a 33 px column at a 40 px pitch)."""
-    width = column.shape[1]
-    gray = column if column.ndim == 2 else cv2.cvtColor(column, cv2.COLOR_BGR2GRAY)
-    ink = gray.astype(np.float32).mean(axis=1)
+    width = gray.shape[1]
+    ink = gray.mean(axis=1)
     ink -= ink.mean()
     low, high = max(1, int(0.3 * width)), min(len(ink) - 1, int(2.0 * width))
     if high <= low:
