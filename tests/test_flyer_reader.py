@@ -25,7 +25,7 @@ from serve.cases.report import write_report
 from serve.cases.scan import Scanner
 from serve.cases.settings import Settings
 from vision.core.detector import Detector
-from vision.core.imageio import exif_for
+from vision.core.imageio import decode_photo, exif_for
 from vision.data.flyers.fonts import find_cjk_fonts, fit_font
 from vision.data.flyers.layout import STYLES, render_layout
 from vision.data.flyers.text import FlyerText
@@ -91,6 +91,32 @@ def test_a_flyer_stuck_on_a_real_street_photo_is_read(finder: FlyerFinder) -> No
     assert NUMBER in ads[0].phones and "开锁" in "".join(ads[0].lines)
     assert ads[0].confidence >= TAXONOMY.classes[NAMES.index("flyer")].min_confidence
     assert not [n for n in reading.small_ads if not holding(box, n.xyxy)]  # nothing else on the photo
+
+
+def test_a_large_photo_is_read_from_the_scans_reduced_decode_and_boxed_in_its_own_pixels(
+    finder: FlyerFinder,
+) -> None:
+    """A 2880 px photo is read from the decode the scan asks for (read_side), and the notice comes
+    back in the photo's own pixels: the box the bench and the cases compare with the photo's."""
+    photo, box = paste(street_photo(0), sheet_flyer(), (600, 120))
+    large = cv2.resize(photo, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
+    data = jpeg_of(large)
+    asked: list[int] = []
+
+    def load(side: int) -> np.ndarray:
+        asked.append(side)
+        return decode_photo(data, reduce_to=side).image
+
+    reader = FlyerFinder(finder.rules.with_scan("all"), TAXONOMY, engine=finder.engine)
+    reading = reader.read_scanned(sv.Detections.empty(), (2880, 2880), load, full=True)
+    assert reading is not None and asked == [reader.rules.read_side]
+    assert max(load(asked[0]).shape) < 2880  # the read really was of a smaller decode
+    large_box = tuple(3 * v for v in box)
+    ads = [n for n in reading.small_ads if holding(large_box, n.xyxy)]
+    assert ads and NUMBER in ads[0].phones, [n.as_evidence() for n in reading.notices]
+    proposing = FlyerFinder(finder.rules.with_scan("detector"), TAXONOMY, engine=finder.engine)
+    assert proposing.read_scanned(sv.Detections.empty(), (2880, 2880), load, full=False) is None
+    assert len(asked) == 2  # nothing proposed: the photo is not decoded again
 
 
 def test_the_same_photo_without_the_flyer_has_no_small_ad(finder: FlyerFinder) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -108,6 +109,33 @@ def test_changed_pixels_lie_exactly_in_the_flyer_boxes(seed: int, fonts: tuple[s
         assert changed[y1:y2, x1].any() and changed[y1:y2, x2 - 1].any(), "box wider than the flyer"
         assert changed[y1, x1:x2].any() and changed[y2 - 1, x1:x2].any(), "box taller than the flyer"
     assert not (changed & ~labelled).any(), "pixels changed outside every label box"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_upscaled_the_same_flyers_come_at_more_pixels(seed: int, fonts: tuple[str, ...]) -> None:
+    small = render_example(scene(seed), example_rng(seed, 0), fonts, empty_share=0.0)
+    large = render_example(scene(seed), example_rng(seed, 0), fonts, empty_share=0.0, upscale=3)
+    assert large.image.shape[:2] == tuple(3 * v for v in small.image.shape[:2])
+    assert [(p.style, p.text) for p in large.flyers] == [(p.style, p.text) for p in small.flyers]
+    assert small.flyers, "the scene takes flyers"
+    for little, big in zip(small.flyers, large.flyers, strict=True):
+        # the visible bounds, 3x, within the blur's reach (a few pixels of the small photo)
+        assert np.abs(np.array(big.xyxy) - 3 * np.array(little.xyxy)).max() <= 3 * 4
+
+
+def test_an_upscaled_set_labels_the_same_flyers(tmp_path: Path, backgrounds: Path) -> None:
+    """`synth-flyers --upscale 2`: the same photos and flyers at twice the pixels, so the YOLO rows
+    (normalised) agree with the set made without it; synth.json says how it was made."""
+    for name, upscale in (("x1", 1), ("x2", 2)):
+        synthesize([backgrounds], tmp_path / name, 2, TAXONOMY, seed=5, progress=False, upscale=upscale)
+    assert json.loads((tmp_path / "x2" / "synth.json").read_text())["upscale"] == 2
+    for label in sorted((tmp_path / "x1" / "labels").rglob("*.txt")):
+        small = np.loadtxt(label, ndmin=2)
+        large = np.loadtxt(tmp_path / "x2" / label.relative_to(tmp_path / "x1"), ndmin=2)
+        assert small.shape == large.shape and np.abs(small - large).max() < 0.02
+        image = label.parent.parent.parent / "images" / label.parent.name / f"{label.stem}.jpg"
+        twice = tmp_path / "x2" / image.relative_to(tmp_path / "x1")
+        assert cv2.imread(str(twice)).shape[:2] == tuple(2 * v for v in cv2.imread(str(image)).shape[:2])
 
 
 @pytest.mark.parametrize("seed", range(8))

@@ -757,6 +757,8 @@ CLI_REFUSED = [
     (["watch", "--camera", "c", "--speed", "-1"], "--speed: must be a finite number from 0"),
     (["data", "synth-flyers", "--out", "x", "--count", "0"], "--count: must be 1 or more"),
     (["data", "synth-flyers", "--out", "x", "--count", "5", "--val-share", "1.5"], "--val-share: must lie"),
+    (["data", "synth-flyers", "--out", "x", "--count", "5", "--val-share", "nan"], "--val-share: must lie"),
+    (["data", "synth-flyers", "--out", "x", "--count", "5", "--upscale", "0"], "--upscale: must be 1"),
     (["bench", "flyers", "--limit", "-1"], "--limit: must be 0 or more, got -1"),
     (["evaluate", "--limit", "0"], "--limit: must be 1 or more"),
 ]

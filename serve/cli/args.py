@@ -39,9 +39,9 @@ def non_negative_float(text: str) -> float:
 
 
 def share(text: str) -> float:
-    """A fraction strictly between 0 and 1."""
+    """A fraction from 0 to 1 (synth-flyers --val-share 1.0 makes a val-only set to benchmark on)."""
     value = _number(text)
-    if not 0 < value < 1:  # also false for NaN
+    if not 0 <= value <= 1:  # also false for NaN
         raise argparse.ArgumentTypeError(f"must lie between 0 and 1, got {text}")
     return value
 

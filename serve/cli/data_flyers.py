@@ -30,6 +30,12 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--val-share", type=share, default=0.1, help="share of backgrounds kept for val")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
+    parser.add_argument(
+        "--upscale",
+        type=positive_int,
+        default=1,
+        help="the same flyers on backgrounds this many times larger (6: a 640 px set at 12 MP)",
+    )
     args = parser.parse_args(argv)
     try:
         summary = synthesize(
@@ -40,6 +46,7 @@ def cli(argv: list[str]) -> int:
             args.seed,
             args.val_share,
             overwrite=args.overwrite,
+            upscale=args.upscale,
         )
     except (FileNotFoundError, ValueError) as err:  # what the command line named does not fit
         print(f"streetorder data synth-flyers: {err}", file=sys.stderr)

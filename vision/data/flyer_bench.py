@@ -15,19 +15,26 @@ import numpy as np
 import supervision as sv
 
 from vision.core.detector import Detector
-from vision.core.imageio import PHOTO_SUFFIXES, read_photo
+from vision.core.files import read_regular_file
+from vision.core.imageio import PHOTO_SUFFIXES, decode_photo
 from vision.detect.flyers import FlyerFinder, Reading
 
 
-def read_as_scan(finder: FlyerFinder, image: np.ndarray, detections: sv.Detections | None) -> Reading:
-    """The photo read as a scan in the finder's mode reads it: whole (`all`, or without a detector),
-    around the detector's proposals (`detector`: no proposal, nothing read), or not at all (`off`)."""
-    if detections is None or finder.rules.scan == "all":
-        return finder.read(image, detections)
-    regions = finder.proposals(detections)
-    if finder.rules.scan == "off" or len(regions) == 0:
-        return Reading((), 0, 0.0)
-    return finder.read(image, detections, regions)
+def read_as_scan(
+    finder: FlyerFinder, data: bytes, size: tuple[int, int], detections: sv.Detections | None
+) -> Reading:
+    """The photo (its file's bytes, `size` its width and height) read as a scan in the finder's mode
+    reads it: whole (`all`, or without a detector), around the detector's proposals (`detector`: no
+    proposal, nothing read), or not at all (`off`); from the scan's own reduced decode (read_side),
+    so a 12 MP photo is read at the resolution the scan gives it, not in full."""
+    full = detections is None or finder.rules.scan == "all"
+    reading = finder.read_scanned(
+        detections if detections is not None else sv.Detections.empty(),
+        size,
+        lambda side: decode_photo(data, reduce_to=side).image,
+        full=full,
+    )
+    return reading if reading is not None else Reading((), 0, 0.0)
 
 
 def _centre_in(box: Sequence[float], xyxy: Sequence[float]) -> bool:
@@ -58,10 +65,11 @@ def synthetic(
     tall = read = readable = false = 0
     cpu = []
     for record in records:
-        image = read_photo(dataset / record["image"]).image
-        detections = detector(image) if detector is not None else None
+        data = read_regular_file(dataset / record["image"])
+        photo = decode_photo(data, source=record["image"])
+        detections = detector(photo.image) if detector is not None else None
         started = time.process_time()
-        reading = read_as_scan(finder, image, detections)
+        reading = read_as_scan(finder, data, (photo.width, photo.height), detections)
         cpu.append(time.process_time() - started)
         ads = reading.small_ads
         boxes: dict[str, list[Sequence[float]]] = {"reader": [n.xyxy for n in ads]}
@@ -107,10 +115,11 @@ def negatives(
     reader_ads = filed = detector_alone = 0
     seconds, examples = [], []
     for path in sample:
-        image = read_photo(path).image
-        detections = detector(image) if detector is not None else None
+        data = read_regular_file(path)
+        photo = decode_photo(data, source=str(path))
+        detections = detector(photo.image) if detector is not None else None
         started = time.process_time()
-        reading = read_as_scan(finder, image, detections)
+        reading = read_as_scan(finder, data, (photo.width, photo.height), detections)
         seconds.append(time.process_time() - started)
         reader_ads += len(reading.small_ads)
         for notice in reading.small_ads:

@@ -555,7 +555,21 @@ class FlyerFinder:
         *,
         full: bool,
     ) -> sv.Detections:
-        """A scanned photo's detections (in its own pixels, `size` = width, height) with its flyers read.
+        """A scanned photo's detections (in its own pixels, `size` = width, height) with its flyers read
+        (`read_scanned`, then `combine`)."""
+        reading = self.read_scanned(detections, size, load_image, full=full)
+        return detections if reading is None else self.combine(detections, reading)
+
+    def read_scanned(
+        self,
+        detections: sv.Detections,
+        size: tuple[int, int],
+        load_image: Callable[[int], np.ndarray],
+        *,
+        full: bool,
+    ) -> Reading | None:
+        """The reading a scan makes of a photo, its notices in the photo's own pixels; None when the
+        gate reads nothing.
 
         The gate: in full (`full`: `all` mode or a flyer zone), else only the detector's proposals
         in `detector` mode, else nothing; a photo with nothing to read is never decoded again.
@@ -563,7 +577,7 @@ class FlyerFinder:
         """
         regions = None if full else self.proposals(detections)
         if regions is not None and (self.rules.scan == "off" or len(regions) == 0):
-            return detections
+            return None
         image = load_image(self.rules.read_side)
         factors = np.array([image.shape[1] / size[0], image.shape[0] / size[1]] * 2, dtype=np.float32)
         scaled = sv.Detections(
@@ -573,12 +587,11 @@ class FlyerFinder:
             data=dict(detections.data),
         )
         reading = self.read(image, scaled, None if regions is None else regions * factors)
-        combined = self.combine(scaled, reading)
-        combined.xyxy = combined.xyxy / factors
-        for evidence in combined.data.get("flyer", []):
-            if evidence is not None:
-                evidence["xyxy"] = [round(float(v), 1) for v in np.asarray(evidence["xyxy"]) / factors]
-        return combined
+        notices = []
+        for notice in reading.notices:
+            x1, y1, x2, y2 = (float(v) for v in np.asarray(notice.xyxy) / factors)
+            notices.append(replace(notice, xyxy=(x1, y1, x2, y2)))
+        return replace(reading, notices=tuple(notices))
 
     def lies_on(self, xyxy: Sequence[float] | np.ndarray, detections: sv.Detections) -> str | None:
         """The `not_on` reason of a detection (a car, a shop sign ...) at its class's min_confidence

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -99,8 +99,14 @@ def render_example(
     fonts: Sequence[str],
     paste_flyers: bool = True,
     empty_share: float = 0.1,
+    upscale: int = 1,
 ) -> Example:
-    """Plan flyers on a scene and paste them; paste_flyers=False draws the same plan but pastes nothing."""
+    """Plan flyers on a scene and paste them; paste_flyers=False draws the same plan but pastes nothing.
+
+    `upscale` > 1 pastes the same plan on the scene enlarged that many times, as a camera with that
+    many times the pixels and the same sharpness and noise per pixel would see it: the flyers of a
+    640 px set, each at the size a 12 MP patrol photo gives it, for reading them as the scan does.
+    """
     look = look_of(scene.image)
     planner = Planner(scene, look, rng, fonts)
     if rng.random() >= empty_share:
@@ -110,14 +116,20 @@ def render_example(
             if wanted == 0:
                 break
     quality = int(rng.integers(60, 96))
-    canvas = scene.image.astype(np.float32)
+    background = scene.image
+    if upscale > 1:
+        background = cv2.resize(background, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_CUBIC)
+        look = replace(look_of(background), blur_sigma=look.blur_sigma, noise=look.noise)
+        for pasted in planner.placed:
+            pasted.quad = pasted.quad * np.float32(upscale)
+    canvas = background.astype(np.float32)
     if not paste_flyers:
-        return Example(scene.image.copy(), [], quality)
+        return Example(background.copy(), [], quality)
     alphas = [paste(canvas, p, look, rng) for p in planner.placed]
     image = np.clip(np.round(canvas), 0, 255).astype(np.uint8)
     # a faint edge pixel whose colour is close to the wall's rounds back to the wall's value: the
     # label covers the pixels a flyer really changed, not those it only touched
-    changed = (image != scene.image).any(axis=2)
+    changed = (image != background).any(axis=2)
     kept = []
     for i, pasted in enumerate(planner.placed):
         visible = alphas[i].copy()

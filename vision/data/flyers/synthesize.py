@@ -160,12 +160,16 @@ def synthesize(
     val_share: float = 0.1,
     overwrite: bool = False,
     progress: bool = True,
+    upscale: int = 1,
 ) -> Summary:
     """Write `count` synthetic images with flyers as an ultralytics dataset under `out`.
 
     A background is used in one split only (its split is drawn once from the seed), so val
-    images never share a photo with train images.
+    images never share a photo with train images. `upscale` writes the same set (same seed, same
+    flyers) at that many times the pixels (render_example).
     """
+    if upscale < 1:
+        raise ValueError(f"--upscale must be at least 1, got {upscale}")
     fonts = find_cjk_fonts()
     if count < 1:
         raise ValueError(f"--count must be at least 1, got {count}")
@@ -199,14 +203,14 @@ def synthesize(
         scene = (
             scene_from_labels(image, rows, background.names) if background.names else unlabelled_scene(image)
         )
-        example = render_example(scene, example_rng(seed, index), fonts)
+        example = render_example(scene, example_rng(seed, index), fonts, upscale=upscale)
         split = "val" if in_val[pick] else "train"
         name = f"flyers_{seed}_{index:06d}"
         _, encoded = cv2.imencode(".jpg", example.image, [cv2.IMWRITE_JPEG_QUALITY, example.jpeg_quality])
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
         (out / "images" / split / f"{name}.jpg").write_bytes(encoded.tobytes())
-        height, width = image.shape[:2]
+        height, width = example.image.shape[:2]
         lines = output_rows(background, rows, classes, taxonomy)
         lines += [yolo_row(0, p.xyxy, width, height) for p in example.flyers]
         (out / "labels" / split / f"{name}.txt").write_text(
@@ -235,7 +239,7 @@ def synthesize(
     header = (
         "# Synthetic posted flyers on real backgrounds (vision/data/flyers/); no real flyer labels.\n"
         f"# streetorder data synth-flyers --backgrounds {' '.join(str(b) for b in backgrounds)} "
-        f"--out {out} --count {count} --seed {seed}\n"
+        f"--out {out} --count {count} --seed {seed}" + (f" --upscale {upscale}" if upscale > 1 else "") + "\n"
         f"# fonts: {', '.join(fonts)}\n"
         "# Classes other than flyer are the background datasets' own labels that all of them share.\n"
     )
@@ -265,6 +269,7 @@ def synthesize(
             {
                 **asdict(summary),
                 "seed": seed,
+                "upscale": upscale,
                 "fonts": list(fonts),
                 "backgrounds": [str(b) for b in backgrounds],
             },
