@@ -380,6 +380,13 @@ def test_bench_flyers_prints_the_targets(tmp_path: Path, capsys: pytest.CaptureF
     assert result["synthetic"]["photos"] == 4 and set(result["synthetic"]["recall"]) == {"reader"}
     assert result["negatives"][str(negatives)]["photos"] == 2
     assert result["negatives"][str(negatives)]["reader_cpu_ms_per_photo"]["mean"] > 0
+    # every pasted flyer counts at 1 px (an --upscale set's heights differ from the 60 / 120)
+    heights = ["--min-height", "1", "--read-height", "1"]
+    assert bench_cli([*argv[:3], "--negatives", "--no-detector", *heights]) == 0
+    every = json.loads(capsys.readouterr().out)["synthetic"]
+    flyers = sum(len(json.loads(line)["flyers"]) for line in (tmp_path / "synthetic" / "flyers.jsonl").open())
+    assert every["flyers_ge_1px"] == flyers >= result["synthetic"]["flyers_ge_60px"]
+    assert every["phone_read_flyers_ge_1px"].split(" ")[0].endswith(f"/{flyers}")
     assert bench_cli(["flyers", "--negatives", str(tmp_path / "nowhere")]) == 1
 
 

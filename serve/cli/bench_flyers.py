@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from serve.cases.settings import get_settings
-from serve.cli.args import count
+from serve.cli.args import count, positive_int
 
 NEGATIVES = ("garbage-cn", "facades-spb", "traffic-cams", "vehicles-in")
 
@@ -33,6 +33,18 @@ def cli(argv: list[str]) -> int:
         choices=["all", "detector"],
         default="all",
         help="read whole photos (all, default) or only around the detector's proposals (the default scan)",
+    )
+    p.add_argument(
+        "--min-height",
+        type=positive_int,
+        default=60,
+        help="flyers this tall (px) or taller count for recall (the issue's 60; 360 at --upscale 6)",
+    )
+    p.add_argument(
+        "--read-height",
+        type=positive_int,
+        default=120,
+        help="flyers at least this tall count for numbers read",
     )
     args = p.parse_args(argv)
     from vision.data.flyer_bench import bench_flyers
@@ -59,6 +71,14 @@ def cli(argv: list[str]) -> int:
         )
     )
     threshold = taxonomy.classes[taxonomy.names.index("flyer")].min_confidence
-    result = bench_flyers(finder, detector, args.synthetic, args.negatives, args.limit, threshold)
+    result = bench_flyers(
+        finder,
+        detector,
+        args.synthetic,
+        args.negatives,
+        args.limit,
+        threshold,
+        heights=(args.min_height, args.read_height),
+    )
     print(json.dumps(result, indent=1, ensure_ascii=False))
     return 0

@@ -163,11 +163,13 @@ def bench_flyers(
     negative_folders: Sequence[Path],
     limit: int,
     threshold: float,
+    heights: tuple[int, int] = (60, 120),
 ) -> dict[str, Any]:
+    """`heights`: flyers at least this tall (px) count for recall, and for numbers read."""
     started = time.perf_counter()
     result: dict[str, Any] = {"mode": finder.rules.scan, "find_side": finder.rules.find_side, "limit": limit}
     if synthetic_set is not None:
-        result["synthetic"] = synthetic(finder, detector, synthetic_set, limit, threshold)
+        result["synthetic"] = synthetic(finder, detector, synthetic_set, limit, threshold, *heights)
     result["negatives"] = {
         str(folder): negatives(finder, detector, folder, limit, threshold) for folder in negative_folders
     }
