@@ -258,6 +258,29 @@ def test_detector_and_reader_agree_or_the_reader_vetoes(finder: FlyerFinder) -> 
     assert len(combined) == 3  # the reader's ad is the detector's flyer, not a second box
 
 
+def test_one_paper_boxed_twice_is_one_finding_read_once(finder: FlyerFinder) -> None:
+    """The detector often draws two flyer boxes on one paper that NMS keeps (IoU under 0.7): the
+    small ad confirms the surer one and the other goes, or a report files the number twice. Two
+    papers side by side sharing one reading (their text grouped as one notice) stay two."""
+    photo, (x1, y1, x2, y2) = paste(street_photo(0), sheet_flyer(), (600, 120))
+    flyer = NAMES.index("flyer")
+    shifted = (x1 + 2, y1 + 60, x2 + 30, y2 + 40)  # the same sheet, its box slid down (IoU ~0.6)
+    twice = sv.Detections(
+        xyxy=np.array([shifted, (x1, y1, x2, y2)], dtype=np.float32),
+        confidence=np.array([0.29, 0.31], dtype=np.float32),
+        class_id=np.array([flyer, flyer]),
+    )
+    combined = finder.combine(twice, finder.read(photo, twice))
+    assert len(combined) == 1 and combined.xyxy[0].tolist() == [x1, y1, x2, y2]
+    assert combined.data["flyer"][0]["phones"] == [NUMBER]
+    beside = sv.Detections(  # two boxes that do not overlap, each holding part of the notice
+        xyxy=np.array([(x1, y1, x2, (y1 + y2) / 2), (x1, (y1 + y2) / 2 + 1, x2, y2)], dtype=np.float32),
+        confidence=np.array([0.5, 0.5], dtype=np.float32),
+        class_id=np.array([flyer, flyer]),
+    )
+    assert len(finder.combine(beside, finder.read(photo, beside))) == 2
+
+
 class NoFlyers:
     """A detector that sees nothing: the reader alone must find the flyer (`all` mode)."""
 

@@ -8,12 +8,17 @@ Torch objects never leave a backend.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 import numpy as np
 import supervision as sv
 
 KEEP_CONFIDENCE = 0.25  # the lowest score a backend keeps unless told otherwise
+
+
+def subset(detections: sv.Detections, keep: np.ndarray) -> sv.Detections:
+    """`detections[keep]` typed as Detections (supervision's __getitem__ is typed as a union)."""
+    return cast(sv.Detections, detections[keep])
 
 
 @runtime_checkable

@@ -36,7 +36,7 @@ from pydantic import Field, field_validator
 
 from vision.core.boxes import scaled_size
 from vision.core.config import ConfigError, ConfigModel, load_config_file
-from vision.core.detector import KEEP_CONFIDENCE
+from vision.core.detector import KEEP_CONFIDENCE, subset
 from vision.core.taxonomy import Taxonomy
 from vision.detect.ocr import class_ids, extract_phones, ocr_engine
 from vision.detect.privacy import looks_like_plate
@@ -644,7 +644,9 @@ class FlyerFinder:
         (a plate, a sign, livery) is scaled by veto_factor; one read (at propose_confidence or
         above: `combine` follows a `read` of its region) where no small ad was found is scaled by
         unconfirmed_factor; small ads no detector box holds are added as flyers. data["flyer"] holds
-        each flyer's notice evidence (or None).
+        each flyer's notice evidence (or None). A small ad confirms one detector box: a second,
+        less confident flyer box on the same paper (the detector often draws two that NMS keeps) is
+        dropped, so one flyer is one finding with its reading once.
         """
         count = len(detections)
         confidence = (
@@ -655,13 +657,21 @@ class FlyerFinder:
         evidence: list[dict[str, Any] | None] = [None] * count
         ids = class_ids(detections)
         matched: set[int] = set()
+        confirmed: dict[int, tuple[float, float, float, float]] = {}  # small ad -> the box it confirmed
+        keep = np.ones(count, dtype=bool)
         proposed = set(self._proposed(detections).tolist())
-        for k in np.nonzero(ids == self.flyer)[0]:
+        flyers = np.nonzero(ids == self.flyer)[0]
+        for k in flyers[np.argsort(-confidence[flyers], kind="stable")]:
             box = detections.xyxy[k]
             overlapping = [i for i, n in enumerate(reading.notices) if self._same(box, n.xyxy)]
             ads = [i for i in overlapping if reading.notices[i].is_small_ad]
             if ads:
                 best = max(ads, key=lambda i: reading.notices[i].confidence)
+                if best in confirmed and self._same(box, confirmed[best]):
+                    keep[k] = False  # the same paper boxed twice
+                    continue
+                x1, y1, x2, y2 = (float(v) for v in box)
+                confirmed.setdefault(best, (x1, y1, x2, y2))
                 notice = reading.notices[best]
                 confidence[k] = 1 - (1 - notice.confidence) * (1 - confidence[k])
                 evidence[k] = {**notice.as_evidence(), "source": "detector+reader"}
@@ -705,7 +715,7 @@ class FlyerFinder:
         )
         if not count and not added:
             return sv.Detections.empty()
-        return sv.Detections(
+        combined = sv.Detections(
             xyxy=np.concatenate(
                 [detections.xyxy.reshape(-1, 4), np.array([n.xyxy for n in added]).reshape(-1, 4)]
             ).astype(np.float32),
@@ -713,6 +723,7 @@ class FlyerFinder:
             class_id=np.concatenate([ids, np.full(len(added), self.flyer)]).astype(int),
             data=data,
         )
+        return subset(combined, np.concatenate([keep, np.ones(len(added), dtype=bool)]))
 
     def _same(self, box: np.ndarray, notice: tuple[float, float, float, float]) -> bool:
         """One flyer: IoU >= agreement_iou, or most (80 %) of either inside the other."""

@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 import supervision as sv
 
+from vision.core.detector import subset
 from vision.live.appearance import blend, distance
 from vision.live.cameras import DwellSettings
-from vision.live.tracking import ids, subset
+from vision.live.tracking import ids
 
 APPEARANCE = "appearance"  # detections.data keys (see the module's docstring)
 UNOCCLUDED = "unoccluded"

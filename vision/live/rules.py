@@ -23,13 +23,14 @@ from typing import Any
 import numpy as np
 import supervision as sv
 
+from vision.core.detector import subset
 from vision.core.taxonomy import Taxonomy
 from vision.live.appearance import SIGNATURE_SIZE, signature
 from vision.live.cameras import Camera, Rule
 from vision.live.dwell import APPEARANCE, UNOCCLUDED, DwellClocks, Stay, overlap_of_first
 from vision.live.incidents import Counter, Incident, IncidentLedger, RuleEvent, Sighting
 from vision.live.occupancy import OccupancyClock, StaticForeground, ZoneMeter, ZoneOccupancy
-from vision.live.tracking import CaptureTimeTracker, class_thresholds, ids, subset
+from vision.live.tracking import CaptureTimeTracker, class_thresholds, ids
 from vision.live.zones import FrameZone, Size
 
 OCCUPANCY_KEY = 0  # one occupation per zone at a time: its sightings share one key

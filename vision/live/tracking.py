@@ -15,23 +15,18 @@ ByteTrack itself has one split, so each score is shifted by its class's threshol
 from __future__ import annotations
 
 from collections import deque
-from typing import cast
 
 import numpy as np
 import supervision as sv
 from trackers import ByteTrackTracker
 
+from vision.core.detector import subset
 from vision.core.taxonomy import Taxonomy
 from vision.live.cameras import Camera, TrackerSettings
 
 REFERENCE_FPS = 30.0  # ByteTrack counts its lost-track buffer in frames of a 30 fps video
 SPLIT = 0.5  # ByteTrack's first-stage and activation threshold, on scores shifted to it
 SCORE_MEMORY = 8  # a track's confidence: the mean of its last this many scores
-
-
-def subset(detections: sv.Detections, keep: np.ndarray) -> sv.Detections:
-    """`detections[keep]` typed as Detections (supervision's __getitem__ is typed as a union)."""
-    return cast(sv.Detections, detections[keep])
 
 
 def ids(values: np.ndarray | None, count: int) -> np.ndarray:
