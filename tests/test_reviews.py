@@ -167,6 +167,32 @@ def test_the_current_model_proposes_boxes_of_a_class_once() -> None:
 
 
 @needs_shared
+def test_a_photo_without_a_box_of_a_class_is_asked_about_whole_and_a_false_makes_it_a_negative() -> None:
+    detector = load_detector(CURRENT, confidence=0.25, models_dir=MODELS, taxonomy=TAXONOMY)
+    photos = [Photo("train", TRAFFIC / "images" / "val" / name) for name in FRAMES]
+    classes = [TAXONOMY.names.index(name) for name in ("car", "garbage")]
+    found = list(propose(detector, "traffic-cams", photos, classes, [], date(2026, 12, 5), whole_photos=True))
+    for photo in photos:
+        for name in ("car", "garbage"):
+            mine = [p for p in found if p.image == photo.path.name and p.cls == name]
+            boxed = [p for p in mine if not p.whole_photo]
+            # either the model's boxes, or one question about the whole photo; never both
+            assert boxed == mine or (len(mine) == 1 and mine[0].xyxy == (0, 0, 640, 360)), (photo, name)
+    whole = [p for p in found if p.whole_photo]
+    assert whole and all(p.confidence == 0 and p.model == detector.version for p in whole)
+    assert any(p.cls == "car" and not p.whole_photo for p in found)  # cars on every traffic frame
+    assert not list(
+        propose(detector, "traffic-cams", photos, classes, found, date(2026, 12, 6), whole_photos=True)
+    )
+    settled = resolve(decide(found, {p.id: "false" for p in whole}, "tester", date(2026, 12, 5)))
+    for p in whole:
+        assert p.cls in settled[p.image].absent
+    for p in found:  # boxes left undecided keep their class masked on their photo
+        if not p.whole_photo and p.image in settled:
+            assert p.cls not in settled[p.image].absent
+
+
+@needs_shared
 def test_contact_sheets_group_boxes_by_class_and_list_each_in_the_index(tmp_path: Path) -> None:
     frames = [TRAFFIC / "images" / "val" / name for name in FRAMES]
     items = [
@@ -208,6 +234,7 @@ def test_propose_sheets_apply_and_counts_from_the_command_line(
     photos = len({p.image for p in proposals})
     assert review_cli(["sheets", *common, "--out", str(tmp_path / "sheets")]) == 0
     assert (tmp_path / "sheets" / "sheets" / "car-01.png").exists()
+    assert not (tmp_path / "sheets" / "sheets" / "whole-photo-01.png").exists()
     last = proposals[-1].id
     capsys.readouterr()
     assert (
@@ -224,6 +251,16 @@ def test_propose_sheets_apply_and_counts_from_the_command_line(
     assert read_reviews(reviews, TAXONOMY) == [
         replace(p, decision="false", reviewer="tester", date="2026-12-05") for p in proposals
     ]  # refused commands wrote nothing
+    capsys.readouterr()
+    assert review_cli(["propose", *common, "--model", CURRENT, "--classes", "car,bus", "--whole-photos"]) == 0
+    asked = [p for p in read_reviews(reviews, TAXONOMY) if p.whole_photo]
+    assert {p.cls for p in asked} >= {"bus"} and all(p.decision is None for p in asked)
+    assert review_cli(["sheets", *common, "--pending", "--out", str(tmp_path / "whole")]) == 0
+    index = (tmp_path / "whole" / "index.html").read_text()
+    for image in {p.image for p in asked}:  # one cell a photo, labelled with all its questions' ids
+        ids = ",".join(str(p.id) for p in asked if p.image == image)
+        assert f"#{ids}" in index and image in index
+    assert (tmp_path / "whole" / "sheets" / "whole-photo-01.png").exists()
 
 
 @needs_shared

@@ -1,7 +1,9 @@
 """`streetorder data review propose|sheets|apply|counts`: reviewed negatives (vision.data.reviews).
 
 propose  run a model over a source's photos; append its boxes of classes the source does not label
-sheets   contact sheets (PNG pages and index.html) of the proposals, grouped by class, numbered by id
+         (--whole-photos: and ask about each photo where it boxed none of a class)
+sheets   contact sheets (PNG pages and index.html) of the proposals, grouped by class, numbered by id;
+         whole-photo questions one cell per photo, labelled with their ids (decide them together)
 apply    record a reviewer's decisions by id: --false 1-40,42 --real 41 --unsure 43
 counts   proposals and decisions per split and class, and the photos they settle (JSON)
 """
@@ -64,6 +66,12 @@ def parser() -> argparse.ArgumentParser:
     )
     propose_cmd.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     propose_cmd.add_argument("--splits", default="train,val")
+    propose_cmd.add_argument(
+        "--whole-photos",
+        action="store_true",
+        help="also propose the whole photo for each class the model boxed nothing of there: a reviewer's "
+        "'false' makes the photo a negative of that class",
+    )
     sheets = commands.choices["sheets"]
     sheets.add_argument("--out", type=Path, required=True, help="folder for index.html and sheets/")
     sheets.add_argument("--pending", action="store_true", help="only boxes not decided yet")
@@ -170,6 +178,7 @@ def run_propose(
             existing,
             today,
             args.threshold,
+            whole_photos=args.whole_photos,
         )
     )
     write_reviews(reviews, [*existing, *found])
@@ -178,23 +187,46 @@ def run_propose(
     return 0
 
 
+def photo_path(folders: dict[str, list[Path]], proposal: Proposal, data_yaml: Path) -> Path | None:
+    """Where the proposal's photo is; None (and a warning) for a photo gone since."""
+    for folder in folders[proposal.split]:
+        if (folder / proposal.image).exists():
+            return folder / proposal.image
+    print(
+        f"warning: #{proposal.id}: {proposal.split}/{proposal.image} not found under {data_yaml.parent}",
+        file=sys.stderr,
+    )
+    return None
+
+
 def run_sheets(args: argparse.Namespace, data_yaml: Path, reviews: Path, existing: list[Proposal]) -> int:
     data = read_data_yaml(data_yaml)
     folders = {split: split_dirs(data_yaml, data, split) for split in ("train", "val")}
     chosen = set(parse_ids(args.ids)) if args.ids else None
+    shown = [
+        p
+        for p in existing
+        if not (args.pending and p.decision is not None) and (chosen is None or p.id in chosen)
+    ]
+    whole: dict[tuple[str, str], list[Proposal]] = {}
+    for p in shown:
+        if p.whole_photo:
+            whole.setdefault((p.split, p.image), []).append(p)
     items = []
-    for p in sorted(existing, key=lambda p: (p.cls, p.id)):
-        if (args.pending and p.decision is not None) or (chosen is not None and p.id not in chosen):
+    for p in sorted(shown, key=lambda p: (p.cls, p.id)):
+        if p.whole_photo:
             continue
-        photo = next((f / p.image for f in folders[p.split] if (f / p.image).exists()), None)
-        if photo is None:
-            print(
-                f"warning: #{p.id}: {p.split}/{p.image} not found under {data_yaml.parent}", file=sys.stderr
+        if photo := photo_path(folders, p, data_yaml):
+            decided = f" [{p.decision}]" if p.decision else ""
+            caption = f"{p.confidence:.2f}{decided} {p.split}/{p.image}"
+            items.append(SheetItem(str(p.id), p.cls, photo, p.xyxy, caption))
+    for (split, image), members in sorted(whole.items(), key=lambda item: item[1][0].id):
+        if photo := photo_path(folders, members[0], data_yaml):
+            classes = "/".join(p.cls for p in members)
+            label = ",".join(str(p.id) for p in members)
+            items.append(
+                SheetItem(label, "whole-photo", photo, members[0].xyxy, f"{split}/{image} {classes}")
             )
-            continue
-        decided = f" [{p.decision}]" if p.decision else ""
-        caption = f"{p.confidence:.2f}{decided} {p.split}/{p.image}"
-        items.append(SheetItem(str(p.id), p.cls, photo, p.xyxy, caption))
     title = f"{reviews.name}: {len(items)} proposals"
     index, pages = write_contact_sheets(items, args.out, title)
     print(f"{index} ({len(pages)} pages)")

@@ -90,8 +90,12 @@ def cell(photo: np.ndarray, item: SheetItem) -> np.ndarray:
     thumb_box = [round(v * ratio) for v in item.xyxy]
     cv2.rectangle(small, (thumb_box[0], thumb_box[1]), (thumb_box[2], thumb_box[3]), BOX_COLOUR, 2)
     out[HEADER : HEADER + small.shape[0], CROP + GAP : CROP + GAP + small.shape[1]] = small
-    cv2.putText(out, f"#{item.label}", (4, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.65, TEXT, 2, cv2.LINE_AA)
-    cv2.putText(out, item.caption[:44], (74, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, TEXT, 1, cv2.LINE_AA)
+    label = f"#{item.label}"
+    cv2.putText(out, label, (4, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.65, TEXT, 2, cv2.LINE_AA)
+    (label_width, _), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.65, 2)
+    caption_x = max(74, label_width + 12)  # several ids label one whole-photo cell
+    caption = item.caption[: max(0, (width - caption_x) // 8)]
+    cv2.putText(out, caption, (caption_x, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, TEXT, 1, cv2.LINE_AA)
     return out
 
 

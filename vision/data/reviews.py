@@ -10,6 +10,12 @@ the source does not label (`propose`); a reviewer looks at contact sheets and de
 - `unsure`: anything else (a poor box over a real object, another object of the class left unboxed,
   a picture too small to tell).
 
+A photo where the model proposed nothing of a class can be put to the reviewer whole
+(`propose(whole_photos=True)`): one proposal whose box is the whole photo and whose confidence is 0,
+decided like any other (`false`: none of that class anywhere in the photo). Box proposals only reach
+photos a model already gets wrong; the whole photo asks about the ones it gets right, which are the
+negatives a source contributes to the classes it does not label.
+
 Per photo and class: all proposals `false` -> the class is confirmed absent; some `real` and the rest
 `false` -> the class is labelled there by the `real` boxes; any `unsure` or undecided -> it stays
 masked. Training then unmasks exactly those classes on exactly those photos (vision.data.datamix).
@@ -73,6 +79,11 @@ class Proposal:
     decision: str | None = None
     reviewer: str | None = None
     date: str | None = None  # ISO date of the decision
+
+    @property
+    def whole_photo(self) -> bool:
+        """A question about the whole photo (no box of the class was proposed there)."""
+        return self.confidence == 0.0 and self.xyxy == (0.0, 0.0, float(self.width), float(self.height))
 
     def to_json(self) -> dict[str, Any]:
         """The file's line: fields in the order of the module docstring, the box to 0.1 px."""
@@ -302,10 +313,13 @@ def propose(
     on: date,
     threshold: float = DEFAULT_THRESHOLD,
     sha256: Callable[[Path], str] | None = None,
+    whole_photos: bool = False,
 ) -> Iterator[Proposal]:
     """New proposals: the detector's boxes of `classes` at or above `threshold` on each photo, except
-    those already in `existing` (same photo and class, IoU >= SAME_BOX_IOU). Ids follow the
-    existing ones. Unreadable photos are skipped (a training set does not hold them)."""
+    those already in `existing` (same photo and class, IoU >= SAME_BOX_IOU). With `whole_photos`,
+    a class that has no proposal at all on a photo (in `existing` or new) is proposed as the whole
+    photo. Ids follow the existing ones. Unreadable photos are skipped (a training set does not
+    hold them)."""
     from vision.core.files import file_sha256
     from vision.core.imageio import read_bgr
 
@@ -319,9 +333,9 @@ def propose(
         image = read_bgr(photo.path)
         if image is None:
             continue
-        detections = detector(image)
-        digest = None
-        for xyxy, _, score, class_id, _, _ in detections:
+        height, width = image.shape[:2]
+        asked: list[tuple[str, tuple[float, float, float, float], float]] = []  # class, box, confidence
+        for xyxy, _, score, class_id, _, _ in detector(image):
             confidence = float(score) if score is not None else 0.0
             if class_id is None or int(class_id) not in wanted or confidence < threshold:
                 continue
@@ -331,13 +345,17 @@ def propose(
             if np.any(box_iou(box, np.array(seen).reshape(-1, 4)) >= SAME_BOX_IOU):
                 continue
             seen.append(box)
-            digest = digest or sha256(photo.path)
-            height, width = image.shape[:2]
             x1, y1, x2, y2 = (
                 min(max(v, 0.0), limit) for v, limit in zip(box, (width, height) * 2, strict=True)
             )
-            if x2 - x1 < 1 or y2 - y1 < 1:
-                continue
+            if x2 - x1 >= 1 and y2 - y1 >= 1:
+                asked.append((name, (x1, y1, x2, y2), round(confidence, 4)))
+        for name in sorted(detector.names[c] for c in wanted) if whole_photos else ():
+            if not known.setdefault((photo.path.name, name), []):
+                known[(photo.path.name, name)].append((0.0, 0.0, width, height))
+                asked.append((name, (0.0, 0.0, float(width), float(height)), 0.0))
+        digest = sha256(photo.path) if asked else ""
+        for name, box, confidence in asked:
             yield Proposal(
                 id=next_id,
                 source=source,
@@ -347,8 +365,8 @@ def propose(
                 width=width,
                 height=height,
                 cls=name,
-                xyxy=(x1, y1, x2, y2),
-                confidence=round(confidence, 4),
+                xyxy=box,
+                confidence=confidence,
                 model=detector.version,
                 proposed=on.isoformat(),
             )
