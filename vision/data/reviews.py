@@ -350,10 +350,11 @@ def propose(
             )
             if x2 - x1 >= 1 and y2 - y1 >= 1:
                 asked.append((name, (x1, y1, x2, y2), round(confidence, 4)))
+        whole = (0.0, 0.0, float(width), float(height))
         for name in sorted(detector.names[c] for c in wanted) if whole_photos else ():
-            if not known.setdefault((photo.path.name, name), []):
-                known[(photo.path.name, name)].append((0.0, 0.0, width, height))
-                asked.append((name, (0.0, 0.0, float(width), float(height)), 0.0))
+            if not (seen := known.setdefault((photo.path.name, name), [])):
+                seen.append(whole)
+                asked.append((name, whole, 0.0))
         digest = sha256(photo.path) if asked else ""
         for name, box, confidence in asked:
             yield Proposal(
