@@ -130,6 +130,18 @@ def bins_set(root: Path) -> Path:
     return write_set(root / "bins", ["garbage", "full_bin"], scenes, 64)
 
 
+def test_int8_check_covers_each_set_given(model_dir: Path, tmp_path: Path) -> None:
+    """A set vouches only for the classes it labels: each --data is checked, the worst loss decides."""
+    first, second = bins_set(tmp_path / "a"), bins_set(tmp_path / "b")
+    argv = ["--model", str(model_dir), "--int8", "--data", str(first), "--data", str(second)]
+    assert main(["export", *argv, "--calibration", "8"]) == 0
+    check = read_card(model_dir)["exports"]["int8"]["check"]
+    assert [one["data"] for one in check["sets"]] == [str(first), str(second)]
+    assert check["calibration_images"] == 8  # 4 train images of each set
+    drops = [one["map50_fp32"] - one["map50_int8"] for one in check["sets"]]
+    assert check["max_map50_drop"] == pytest.approx(max(drops), abs=1e-3)
+
+
 def test_int8_export_prints_the_check(
     model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -142,6 +154,8 @@ def test_int8_export_prints_the_check(
     check = read_card(model_dir)["exports"]["int8"]["check"]
     assert check["images"] == 4 and check["calibration_images"] == 4
     assert 0 <= check["map50_int8"] <= 1
+    assert [one["data"] for one in check["sets"]] == [str(data)]
+    assert check["max_map50_drop"] == pytest.approx(check["map50_fp32"] - check["map50_int8"], abs=1e-3)
     int8 = load_detector(model_dir / "model.int8.onnx", models_dir=MODELS, taxonomy=TAXONOMY)
     assert (
         int8.version.startswith("tiny@")

@@ -211,8 +211,9 @@ def candidates(
 ) -> list[Candidate]:
     """The runtimes installed here x the model's FP32 files and, where allowed, its checked INT8 file.
 
-    INT8 is offered only when the model card records an accuracy check with a mAP50 loss of at
-    most MAX_INT8_MAP50_DROP (`streetorder export --int8` writes it), or when asked for by name.
+    INT8 is offered only when the model card records an accuracy check where no checked set lost
+    more than MAX_INT8_MAP50_DROP mAP50 (`streetorder export --int8 --data ...` writes it), or when
+    asked for by name.
     A dynamic-shape export of the same weights beside the fixed one is an FP32 candidate too.
     """
     files = find_model(model, models_dir)
@@ -223,7 +224,8 @@ def candidates(
         weights.append((dynamic, "fp32-rect"))
     int8 = fp32.with_name(INT8_FILE)
     check = ((files.card.get("exports") or {}).get("int8") or {}).get("check") or {}
-    checked = bool(check) and check["map50_fp32"] - check["map50_int8"] <= MAX_INT8_MAP50_DROP
+    drop = check.get("max_map50_drop", check.get("map50_fp32", 0) - check.get("map50_int8", 0))
+    checked = bool(check) and drop <= MAX_INT8_MAP50_DROP
     if (
         int8.exists()
         and fp32.name != INT8_FILE
