@@ -324,19 +324,20 @@ def int8_check(
     """
     from vision.modelops.evaluate import evaluate, print_table
 
+    detectors = {  # loaded once, evaluated on every set
+        (label, path.name): load_detector(
+            path, backend="onnx", models_dir=path.parent.parent, taxonomy=taxonomy, confidence=0.001
+        )
+        for label, path in (("fp32", fp32), ("int8", int8))
+    }
     sets: list[dict[str, Any]] = []
-    drops: list[float] = []
     for data_yaml in data_yamls:
         results = {}
-        for label, path in (("fp32", fp32), ("int8", int8)):
-            detector = load_detector(
-                path, backend="onnx", models_dir=path.parent.parent, taxonomy=taxonomy, confidence=0.001
-            )
+        for (label, file_name), detector in detectors.items():
             results[label] = evaluate(detector, data_yaml, taxonomy, limit=limit)
-            print(f"\n{label} ({path.name}) on {data_yaml}:")
+            print(f"\n{label} ({file_name}) on {data_yaml}:")
             print_table(results[label])
         delta = results["int8"].map50 - results["fp32"].map50
-        drops.append(round(results["fp32"].map50, 4) - round(results["int8"].map50, 4))
         print(
             f"\nINT8 vs FP32 on {data_yaml}: mAP50 {results['int8'].map50:.3f} vs "
             f"{results['fp32'].map50:.3f} ({delta:+.3f}), mAP50-95 {results['int8'].map50_95:.3f} vs "
@@ -352,14 +353,14 @@ def int8_check(
                 "map50_95_int8": round(results["int8"].map50_95, 4),
             }
         )
-    worst = max(range(len(sets)), key=drops.__getitem__)
+    worst = max(sets, key=lambda one: one["map50_fp32"] - one["map50_int8"])
     return {
         "file": int8.name,
         "sha256": file_sha256(int8),
         "check": {
-            **sets[worst],  # the set that lost most: what a reader of the card needs first
+            **worst,  # the set that lost most: what a reader of the card needs first
             "calibration_images": calibration_count,
-            "max_map50_drop": round(drops[worst], 4),
+            "max_map50_drop": round(worst["map50_fp32"] - worst["map50_int8"], 4),
             "sets": sets,
         },
     }
