@@ -67,7 +67,7 @@ from serve.cases.orm import Case, Evidence, Photo
 from serve.cases.times import CaptureTimes
 from vision.core.boxes import Box, boxes_json, boxes_of
 from vision.core.imageio import PhotoMeta, Position
-from vision.core.phash import near_identical
+from vision.core.phash import band_neighbours, near_identical
 from vision.core.taxonomy import Taxonomy
 from vision.detect.flyers import FlyerFinder
 
@@ -286,17 +286,27 @@ def copies_of(
 ) -> list[Evidence]:
     """Evidence of any case that is this photo: the same bytes, or a near-identical image.
 
-    Reads every stored hash (a few bytes a row): fine for a bureau's tens of thousands of photos.
+    Indexed lookups (sha256, and the phash's bands: vision.core.phash.band_neighbours) find the
+    candidates without reading every stored hash, so a scan's cost a photo does not grow with the
+    evidence it has filed; the candidates' whole hashes are then compared.
     """
-    query = select(Evidence).where(or_(Evidence.sha256 == sha256, Evidence.phash.is_not(None)))
+    found = Evidence.sha256 == sha256
+    if phash is not None:
+        bands = (Evidence.phash_band0, Evidence.phash_band1, Evidence.phash_band2)
+        near = band_neighbours(phash)
+        found = or_(found, *(band.in_(values) for band, values in zip(bands, near, strict=True)))
+    query = select(Evidence.id, Evidence.sha256, Evidence.phash).where(found)
     if exclude_photo is not None:
         query = query.where(or_(Evidence.photo_id.is_(None), Evidence.photo_id != exclude_photo))
-    return [
-        evidence
-        for evidence in session.scalars(query.order_by(Evidence.id))
-        if evidence.sha256 == sha256
-        or (phash is not None and evidence.phash is not None and near_identical(phash, evidence.phash))
+    ids = [
+        row_id
+        for row_id, row_sha256, row_phash in session.execute(query)
+        if row_sha256 == sha256
+        or (phash is not None and row_phash is not None and near_identical(phash, row_phash))
     ]
+    if not ids:
+        return []
+    return list(session.scalars(select(Evidence).where(Evidence.id.in_(ids)).order_by(Evidence.id)))
 
 
 def join_as_copy(

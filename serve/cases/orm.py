@@ -29,7 +29,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 from serve.cases.enums import (
     FLOW_STEPS,
@@ -44,6 +44,7 @@ from serve.cases.enums import (
     State,
     SupervisionState,
 )
+from vision.core.phash import hash_bands
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -156,8 +157,13 @@ class Evidence(Base):
     photo_id: Mapped[int | None] = mapped_column(ForeignKey("photos.id"), index=True)
     role: Mapped[EvidenceRole] = mapped_column(one_of(EvidenceRole, 16, "ck_evidence_role"))
     path: Mapped[str] = mapped_column(Text)
-    sha256: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
     phash: Mapped[str | None] = mapped_column(String(16))  # null for camera frames and older rows
+    # the phash's bands (vision.core.phash.hash_bands), set with it: copies found by index, not by
+    # reading every stored hash for every photo a scan takes
+    phash_band0: Mapped[int | None] = mapped_column(Integer, index=True)
+    phash_band1: Mapped[int | None] = mapped_column(Integer, index=True)
+    phash_band2: Mapped[int | None] = mapped_column(Integer, index=True)
     captured_at: Mapped[datetime] = mapped_column()
     boxes: Mapped[list[Any]] = mapped_column()  # vision.core.boxes: write Box.to_json, read parse_boxes
     confidence: Mapped[float | None] = mapped_column(Float)
@@ -166,6 +172,15 @@ class Evidence(Base):
     extra: Mapped[dict[str, Any] | None] = mapped_column()  # e.g. OCR text and phone numbers of flyers
 
     case: Mapped[Case] = relationship(back_populates="evidence")
+
+    @validates("phash")
+    def _set_bands(self, _key: str, phash: str | None) -> str | None:
+        """Keep the indexed bands in step with the hash, whichever code path sets it."""
+        if phash is None:
+            self.phash_band0 = self.phash_band1 = self.phash_band2 = None
+        else:
+            self.phash_band0, self.phash_band1, self.phash_band2 = hash_bands(phash)
+        return phash
 
 
 class FlowEntry(Base):

@@ -1,0 +1,125 @@
+"""Near-identical photos found through indexed hash bands (vision.core.phash, serve/cases/intake.py
+`copies_of`, migration 0014): every stored hash within NEAR_IDENTICAL_BITS is found, none further
+is taken for a copy, and an archive's evidence filed before 0014 is found too once migrated."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from test_api_storage import _case, alembic_config
+
+from serve.cases.db import open_database, transaction
+from serve.cases.intake import copies_of
+from serve.cases.orm import Evidence
+from vision.core.phash import BAND_BITS, NEAR_IDENTICAL_BITS, band_neighbours, hash_bands, hash_distance
+
+
+def flipped(phash: str, positions: list[int]) -> str:
+    value = int(phash, 16)
+    for bit in positions:
+        value ^= 1 << bit
+    return f"{value:016x}"
+
+
+@pytest.mark.parametrize(
+    ("phash", "bands"),
+    [
+        ("0000000000000000", (0, 0, 0)),
+        ("ffffffffffffffff", (2**22 - 1, 2**21 - 1, 2**21 - 1)),
+        ("0000000000000001", (0, 0, 1)),
+        ("8000000000000000", (2**21, 0, 0)),
+        ("0000040000000000", (1, 0, 0)),  # bit 42: the lowest of the first band
+        ("0000020000000000", (0, 2**20, 0)),  # bit 41: the highest of the second
+    ],
+)
+def test_bands_cut_the_hash_most_significant_first(phash: str, bands: tuple[int, ...]) -> None:
+    assert hash_bands(phash) == bands
+    assert sum(BAND_BITS) == 64
+
+
+@pytest.mark.parametrize("distance", range(NEAR_IDENTICAL_BITS + 1))
+def test_every_hash_within_the_near_bits_shares_a_band_neighbour(distance: int) -> None:
+    """Pigeonhole: 8 differing bits over three bands leave one band with at most 2 of them, however
+    the bits fall, including all in one band or spread across the band borders."""
+    rng = random.Random(distance)
+    for _ in range(300):
+        query = f"{rng.getrandbits(64):016x}"
+        stored = flipped(query, rng.sample(range(64), distance))
+        assert hash_distance(query, stored) == distance
+        near = band_neighbours(query)
+        assert any(value in near[i] for i, value in enumerate(hash_bands(stored)))
+
+
+def test_band_neighbours_are_the_values_within_two_bits() -> None:
+    near = band_neighbours("0123456789abcdef")
+    assert [len(values) for values in near] == [1 + 22 + 231, 1 + 21 + 210, 1 + 21 + 210]
+    assert all(len(set(values)) == len(values) for values in near)
+    assert band_neighbours("0123456789abcdef", bits=2) == tuple([v] for v in hash_bands("0123456789abcdef"))
+
+
+def test_copies_are_found_by_index_among_many_and_far_hashes_are_not(db_url: str) -> None:
+    rng = random.Random(7)
+    factory = open_database(db_url)
+    at = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+    hashes = [f"{rng.getrandbits(64):016x}" for _ in range(400)]
+    with transaction(factory) as session:
+        case = _case("SO20261102000001", at)
+        session.add(case)
+        for n, phash in enumerate(hashes):
+            path, sha256 = f"/p/{n}.jpg", f"{n:064x}"
+            row = Evidence(role="finding", path=path, sha256=sha256, phash=phash, captured_at=at, boxes=[])
+            case.evidence.append(row)
+    target = hashes[123]
+    with factory() as session:
+        row = session.scalars(sa.select(Evidence).where(Evidence.phash == target)).one()
+        assert (row.phash_band0, row.phash_band1, row.phash_band2) == hash_bands(target)
+        near = flipped(target, [0, 10, 20, 30, 40, 50, 60, 63])  # 8 bits, every band touched
+        assert [e.phash for e in copies_of(session, "0" * 63 + "x", near)] == [target]
+        far = flipped(target, [0, 1, 2, 21, 22, 23, 43, 44, 45])  # 9 bits: a different photo
+        assert copies_of(session, "0" * 63 + "x", far) == []
+        same_bytes = copies_of(session, f"{5:064x}", None)  # no hash: found by its bytes alone
+        assert [e.path for e in same_bytes] == ["/p/5.jpg"]
+
+
+def test_evidence_hashed_before_0014_is_found_after_the_upgrade(db_url: str) -> None:
+    config = alembic_config(db_url)
+    command.upgrade(config, "0013")
+    engine = sa.create_engine(db_url)
+    phash = "c3a5f00f0ff0a53c"
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO cases (number, source, record_type, event, major, cjt214, gbt47678, lat, lon,"
+                " state, filed_at, first_seen_at, last_seen_at, description, auto_filed, version)"
+                " VALUES ('SO20261102000001', 'public', 'event', 'exposed_garbage', '01', '0102', '06010',"
+                " 34.72, 113.62, 'reported', '2026-11-02 08:00:00', '2026-11-02 08:00:00',"
+                " '2026-11-02 08:00:00', '', false, 1)"
+            )
+        )
+        for n, stored in enumerate([phash, None]):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO evidence (case_id, role, path, sha256, phash, captured_at, boxes)"
+                    " VALUES (1, 'finding', :path, :sha, :phash, '2026-11-02 08:00:00', '[]')"
+                ),
+                {"path": f"/old/{n}.jpg", "sha": f"{n:064x}", "phash": stored},
+            )
+    engine.dispose()
+    command.upgrade(config, "head")
+    factory = open_database(db_url)
+    with factory() as session:
+        rows = session.execute(
+            sa.select(
+                Evidence.path, Evidence.phash_band0, Evidence.phash_band1, Evidence.phash_band2
+            ).order_by(Evidence.id)
+        ).all()
+        assert [tuple(r) for r in rows] == [
+            ("/old/0.jpg", *hash_bands(phash)),
+            ("/old/1.jpg", None, None, None),
+        ]
+        assert [e.path for e in copies_of(session, "f" * 64, flipped(phash, [3, 33, 53]))] == ["/old/0.jpg"]
+    factory.kw["bind"].dispose()
