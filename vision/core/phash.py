@@ -17,6 +17,7 @@ that touch about 1 row in 3,000 of random photos, checked whole afterwards (`ban
 
 from __future__ import annotations
 
+from functools import cache
 from itertools import combinations
 
 import cv2
@@ -59,12 +60,17 @@ def band_neighbours(phash: str, bits: int = NEAR_IDENTICAL_BITS) -> tuple[list[i
     """For each band, every value within `bits // len(BAND_BITS)` bits of the hash's: a stored hash
     within `bits` of this one has its band value in at least one of these lists (pigeonhole)."""
     spread = bits // len(BAND_BITS)
-    neighbours = []
-    for value, width in zip(hash_bands(phash), BAND_BITS, strict=True):
-        near = [value]
-        for flips in range(1, spread + 1):
-            for positions in combinations(range(width), flips):
-                mask = sum(1 << p for p in positions)
-                near.append(value ^ mask)
-        neighbours.append(near)
-    return tuple(neighbours)
+    return tuple(
+        [value ^ mask for mask in flip_masks(width, spread)]
+        for value, width in zip(hash_bands(phash), BAND_BITS, strict=True)
+    )
+
+
+@cache
+def flip_masks(width: int, spread: int) -> tuple[int, ...]:
+    """Every mask of at most `spread` set bits among `width`, 0 first (the value itself)."""
+    return tuple(
+        sum(1 << p for p in positions)
+        for flips in range(spread + 1)
+        for positions in combinations(range(width), flips)
+    )
