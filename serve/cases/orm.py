@@ -111,7 +111,12 @@ class Case(Base):
     """A grid case (案卷): one violation of one event class at one place, with its evidence."""
 
     __tablename__ = "cases"
-    __table_args__ = (Index("ix_cases_open_lookup", "event", "state", "last_seen_at"),)
+    __table_args__ = (
+        Index("ix_cases_open_lookup", "event", "state", "last_seen_at"),
+        # the duplicate rule's lookup by place (serve/cases/findings.py, find_duplicate): bounded
+        # whatever order an archive is scanned in, where the time index alone reads every later case
+        Index("ix_cases_place_lookup", "event", "lat", "lon"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(String(32), unique=True)

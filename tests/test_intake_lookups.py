@@ -1,11 +1,15 @@
-"""Near-identical photos found through indexed hash bands (vision.core.phash, serve/cases/intake.py
-`copies_of`, migration 0014): every stored hash within NEAR_IDENTICAL_BITS is found, none further
-is taken for a copy, and an archive's evidence filed before 0014 is found too once migrated."""
+"""The lookups intake makes for every photo, kept bounded as the database grows: near-identical
+photos found through indexed hash bands (vision.core.phash, serve/cases/intake.py `copies_of`,
+migration 0014: every stored hash within NEAR_IDENTICAL_BITS is found, none further is taken for a
+copy, evidence filed before 0014 is found once migrated), and the duplicate rule's open cases
+looked up by place (migration 0015)."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -13,8 +17,10 @@ from alembic import command
 from test_api_storage import _case, alembic_config
 
 from serve.cases.db import open_database, transaction
+from serve.cases.findings import Finding, find_duplicate, load_case_rules
 from serve.cases.intake import copies_of
 from serve.cases.orm import Evidence
+from serve.cases.settings import Settings
 from vision.core.phash import BAND_BITS, NEAR_IDENTICAL_BITS, band_neighbours, hash_bands, hash_distance
 
 
@@ -123,3 +129,45 @@ def test_evidence_hashed_before_0014_is_found_after_the_upgrade(db_url: str) -> 
         ]
         assert [e.path for e in copies_of(session, "f" * 64, flipped(phash, [3, 33, 53]))] == ["/old/0.jpg"]
     factory.kw["bind"].dispose()
+
+
+def query_plans(engine: sa.Engine, run: Callable[[], object], table: str) -> list[str]:
+    """SQLite's plan for each SELECT on `table` that `run` sends: what an index change would alter."""
+    sent: list[tuple[str, object]] = []
+
+    def keep(_conn: object, _cursor: object, statement: str, parameters: object, *_: object) -> None:
+        if statement.lstrip().startswith("SELECT") and f"FROM {table}" in statement:
+            sent.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", keep)
+    try:
+        run()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", keep)
+    with engine.connect() as connection:
+        raw = connection.connection.dbapi_connection
+        assert raw is not None
+        return [" ".join(row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {s}", p)) for s, p in sent]
+
+
+def test_the_intake_lookups_search_indexes_not_the_whole_table(tmp_path: Path) -> None:
+    """The copy check and the duplicate rule run for every photo taken; a full scan of evidence or
+    cases there makes an archive scan slower with every case it files (benchmarks/intake_lookups.py)."""
+    factory = open_database(f"sqlite:///{tmp_path}/plans.db")
+    engine = factory.kw["bind"]
+    rules = load_case_rules(Settings())
+    finding = Finding(
+        event="exposed_garbage", lat=34.75, lon=113.65, seen_at=datetime(2026, 11, 2, tzinfo=UTC),
+        photo_path="/p.jpg", photo_sha256="0" * 64,
+    )  # fmt: skip
+    with factory() as session:
+        copies = query_plans(engine, lambda: copies_of(session, "0" * 64, "0123456789abcdef"), "evidence")
+        duplicate = query_plans(engine, lambda: find_duplicate(session, finding, rules), "cases")
+    assert copies and all("SCAN evidence" not in plan for plan in copies), copies
+    assert (
+        all(f"ix_evidence_phash_band{i}" in copies[0] for i in range(3)) and "ix_evidence_sha256" in copies[0]
+    )
+    assert len(duplicate) == 1
+    place = "SEARCH cases USING INDEX ix_cases_place_lookup (event=? AND lat>? AND lat<?)"
+    assert duplicate[0].startswith(place), duplicate
+    engine.dispose()
