@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vision.detect.registry import read_card
-from vision.modelops.promote import Registry
+from vision.modelops.promote import CURRENT_ACTIONS, Registry
 
 # the key metrics: holdout-v1 AP50 of the classes every model was judged on since street-v1
 KEY_METRICS = (
@@ -65,7 +65,23 @@ def _data(card: dict[str, Any]) -> str:
     return (f"`{mix}`" if mix else "") + averaged
 
 
-def _verdict(name: str, current: str | None, decisions: dict[str, dict[str, Any]]) -> str:
+def rolled_back(history: list[dict[str, Any]]) -> set[str]:
+    """Models a rollback took the service away from, back to a model current before them, and that
+    were not made current again: a promotion undone (a later roll forward is no undoing)."""
+    first_current: dict[str, int] = {}
+    undone: set[str] = set()
+    for step, entry in enumerate(history):
+        if entry.get("action") not in CURRENT_ACTIONS:
+            continue
+        model, left = str(entry["model"]), str(entry.get("previous"))
+        if entry["action"] == "rollback" and first_current.get(model, step) < first_current.get(left, -1):
+            undone.add(left)
+        first_current.setdefault(model, step)
+        undone.discard(model)
+    return undone
+
+
+def _verdict(name: str, current: str | None, decisions: dict[str, dict[str, Any]], undone: set[str]) -> str:
     entry = decisions.get(name)
     if entry is None:
         return "not judged"
@@ -75,15 +91,18 @@ def _verdict(name: str, current: str | None, decisions: dict[str, dict[str, Any]
     if action == "refuse":
         verdict += f": {str(entry.get('reason', '')).rpartition('class(es): ')[2]}"
         verdict += f" on {(entry.get('holdout') or {}).get('name', 'the holdout')}"
+    if name in undone:
+        verdict += ", rolled back"
     return f"**{verdict}, current**" if name == current else verdict
 
 
 def history_table(models_dir: Path) -> str:
     """One row per model folder with a card: what it was trained on, its key holdout scores, and what
-    the registry decided (a refusal says which class failed)."""
+    the registry decided (a refusal says which class failed; a promotion undone says so)."""
     registry = Registry(models_dir)
     state = registry.read()
     decisions = {str(e["model"]): e for e in state["history"] if e.get("action") != "rollback"}
+    undone = rolled_back(state["history"])
     rows = []
     folders = [p.name for p in models_dir.iterdir() if (p / "card.yaml").is_file()]
     for name in _number(folders):
@@ -95,6 +114,6 @@ def history_table(models_dir: Path) -> str:
         rows.append(
             f"| {name} | {_data(card)} | {card.get('input_size', '')} | {epochs} "
             f"| {garbage} | {cars} | {_ap(scores, 'facades-spb', 'signboard')} "
-            f"| {_verdict(name, state['current'], decisions)} |\n"
+            f"| {_verdict(name, state['current'], decisions, undone)} |\n"
         )
     return HEADER + "".join(rows)
