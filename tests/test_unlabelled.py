@@ -21,13 +21,14 @@ from vision.detect.backends import load_detector
 from vision.detect.registry import CURRENT
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-FRAMES = ("10260070026111110.jpg", "10260070026111111.jpg", "10260070026111112.jpg")
+# a daytime traffic frame that every model since street-v10 boxes many vehicles on, then two night frames
+FRAMES = ("A317.jpg", "10260070026111111.jpg", "10260070026111112.jpg")
 pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/datasets is not beside the checkout")
 
 
 def bureau_folder(root: Path) -> Path:
-    """Night highway frames, a facade in a sub-folder, one frame stored sideways with an EXIF
-    orientation, a truncated photo and a note that is not a photo."""
+    """Traffic frames (day and night), a facade in a sub-folder, one frame stored sideways with an
+    EXIF orientation, a truncated photo and a note that is not a photo."""
     (root / "walls").mkdir(parents=True)
     for name in FRAMES:
         shutil.copy(SHARED / "traffic-cams" / "images" / "val" / name, root / name)
@@ -82,7 +83,8 @@ def test_every_detection_at_the_scan_thresholds_is_counted_and_on_a_sheet(
     assert {p.name.rsplit("-", 1)[0] for p in pages} == set(summary["per_class"])
     assert all(f"sheets/{p.name}" in html for p in pages)
     assert "Unreadable photos" in html and "walls/truncated.jpg" in html
-    assert html.index("sheets/garbage-01.png") < html.index("sheets/car-01.png")  # taxonomy order
+    shown = [html.index(f"sheets/{name}-01.png") for name in TAXONOMY.names if name in summary["per_class"]]
+    assert len(shown) >= 2 and shown == sorted(shown)  # in taxonomy order
 
 
 def test_a_first_look_at_a_large_archive_takes_the_first_photos_only(
@@ -92,7 +94,7 @@ def test_a_first_look_at_a_large_archive_takes_the_first_photos_only(
     argv = ["evaluate", "--unlabelled", str(folder), "--model", CURRENT, "--out", str(tmp_path / "look")]
     assert main([*argv, "--json", "--limit", "2"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["photos"] == 2 and set(summary["per_photo"]) <= set(FRAMES[:2])
+    assert summary["photos"] == 2 and set(summary["per_photo"]) <= set(sorted(FRAMES)[:2])  # in name order
 
 
 def test_a_folder_that_is_not_there_is_a_usage_error(tmp_path: Path) -> None:
