@@ -167,9 +167,12 @@ def labelstudio_yolo_zip(root: Path) -> tuple[Path, list[Path]]:
 
 
 def coco_zip(
-    root: Path, bbox_of: Callable[[tuple[float, ...]], list[float]] | None = None
+    root: Path,
+    bbox_of: Callable[[tuple[float, ...]], list[float]] | None = None,
+    edit: Callable[[dict[str, Any]], object] | None = None,
 ) -> tuple[Path, list[Path]]:
-    """CVAT's COCO 1.0 export with images: annotations/instances_default.json and images/."""
+    """CVAT's COCO 1.0 export with images: annotations/instances_default.json and images/;
+    `edit` changes the COCO object before it is written."""
     image = write_image(root / "src" / "coco_frame.jpg", 7)
     bbox_of = bbox_of or (lambda b: [b[0], b[1], b[2] - b[0], b[3] - b[1]])
     coco = {
@@ -194,6 +197,8 @@ def coco_zip(
             for i, (n, b) in enumerate(BOXES)
         ],
     }
+    if edit is not None:
+        edit(coco)
     path = root / "coco.zip"
     with zipfile.ZipFile(path, "w") as zipped:
         zipped.writestr("annotations/instances_default.json", json.dumps(coco))
@@ -370,6 +375,60 @@ BROKEN: list[tuple[str, Callable[[Path], Path], str]] = [
         "frame_000001.txt:1: not finite numbers",
     ),
     (
+        "JSON nested thousands deep",  # Python's reader gave up with a RecursionError traceback
+        lambda r: _text(r / "deep.json", "[" * 100_000 + "]" * 100_000),
+        "deep.json: JSON nested too deeply to be an export",
+    ),
+    (
+        "box region without its box",  # `"rectanglelabels" in None` crashed the reader
+        lambda r: labelstudio_json(r, [{**ls_region("car", (10, 10, 50, 50)), "value": None}])[0],
+        "result[0].value: expected the box object, got None",
+    ),
+    (
+        "box region without labels",  # was skipped as if another control: the box vanished unsaid
+        lambda r: labelstudio_json(r, [_without_labels(ls_region("car", (10, 10, 50, 50)))])[0],
+        "result[0].value.rectanglelabels: expected a list of label names, got None",
+    ),
+    (
+        "image size zero",  # the aspect check divided by it
+        lambda r: labelstudio_json(r, [{**ls_region("car", (10, 10, 50, 50)), "original_height": 0}])[0],
+        "result[0]: image size 200 x 0: not a size an image has",
+    ),
+    (
+        "image size NaN",  # int(nan) crashed the reader
+        lambda r: labelstudio_json(
+            r, [{**ls_region("car", (10, 10, 50, 50)), "original_width": float("nan")}]
+        )[0],
+        "result[0].original_width: expected a finite number, got nan",
+    ),
+    (
+        "coco image width NaN",
+        lambda r: coco_zip(r, edit=lambda c: c["images"][0].update(width=float("nan")))[0],
+        "images[0].width: expected a finite number, got nan",
+    ),
+    (
+        "coco image id a list",  # unhashable: a TypeError traceback
+        lambda r: coco_zip(r, edit=lambda c: c["images"][0].update(id=[1]))[0],
+        "images[0].id: expected a number or a string, got [1]",
+    ),
+    (
+        "coco category id an object",
+        lambda r: coco_zip(r, edit=lambda c: c["categories"][0].update(id={"n": 1}))[0],
+        "categories[0].id: expected a number or a string, got {'n': 1}",
+    ),
+    (
+        "coco annotation image id a list",
+        lambda r: coco_zip(r, edit=lambda c: c["annotations"][0].update(image_id=[1]))[0],
+        "annotations[0].image_id: no image with id [1]",
+    ),
+    (
+        "coco image id twice",  # the second took the first one's place, and its boxes, unsaid
+        lambda r: coco_zip(
+            r, edit=lambda c: c["images"].append({**c["images"][0], "file_name": "other.jpg"})
+        )[0],
+        "images[1].id: id 1 is given twice",
+    ),
+    (
         "not UTF-8",
         lambda r: _bytes(r / "tasks.json", b"\xff\xfe[{}]"),
         "tasks.json: not UTF-8 text (byte 0",
@@ -395,6 +454,11 @@ BROKEN: list[tuple[str, Callable[[Path], Path], str]] = [
         "cafebabe-cut.jpg",
     ),
 ]
+
+
+def _without_labels(region: dict[str, Any]) -> dict[str, Any]:
+    value = {k: v for k, v in region["value"].items() if k != "rectanglelabels"}
+    return {**region, "value": value}
 
 
 def _text(path: Path, text: str) -> Path:
@@ -438,6 +502,16 @@ def test_broken_exports_are_named_by_file_and_line_or_field_and_change_nothing(
     assert any(expected in m for m in messages), messages
     assert any(export.name in m or "tasks[" in m for m in messages)  # every problem says where
     assert not (tmp_path / "datasets" / "bureau").exists()  # nothing was written
+
+
+def test_a_problem_inside_an_archive_names_the_archive_not_the_folder_it_was_unpacked_to(
+    tmp_path: Path,
+) -> None:
+    export, _ = coco_zip(tmp_path, edit=lambda c: c["images"][0].update(file_name="gone.jpg"))
+    _, problems = import_export(export, Dataset.open("bureau", tmp_path / "datasets"), finder_for(tmp_path))
+    messages = [str(p) for p in problems]
+    assert any(f"image not found (looked in {export}" in m for m in messages), messages
+    assert not any("streetorder-import-" in m for m in messages), messages  # a folder gone by now
 
 
 def test_empty_label_file_is_a_negative_only_when_asked(tmp_path: Path) -> None:

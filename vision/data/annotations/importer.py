@@ -53,8 +53,12 @@ def import_export(
         if path.suffix.lower() == ".zip":  # the images exist only in the archive: keep them
             finder.folders.insert(0, Path(unpacked))
         samples, problems = validate(export, finder, taxonomy, negatives=negatives, labelled=labelled)
-        if path.suffix.lower() == ".zip":  # name files inside an archive as archive/member
-            problems = [Problem(p.where.replace(unpacked, str(path)), p.message) for p in problems]
+        if path.suffix.lower() == ".zip":  # name files inside an archive as archive/member, never the
+            # temporary folder it was unpacked to (gone when the problems are read)
+            problems = [
+                Problem(p.where.replace(unpacked, str(path)), p.message.replace(unpacked, str(path)))
+                for p in problems
+            ]
         refused = refused or {}
         for sample in [s for s in samples if s.sha256 in refused]:
             problems.append(Problem(sample.origin, refused[sample.sha256]))

@@ -43,6 +43,8 @@ def load_json(path: Path) -> Any:
         raise AnnotationError(
             f"{path}:{err.lineno}", f"not valid JSON: {err.msg} (column {err.colno})"
         ) from err
+    except RecursionError:  # `[[[[...` thousands deep: Python's reader gives up, no export nests so
+        raise AnnotationError(f"{path}", "JSON nested too deeply to be an export") from None
 
 
 def _number(value: Any, where: str) -> float:
@@ -63,13 +65,18 @@ def _rectangle(
     return labels, (coords[0], coords[1], coords[2], coords[3]), rotation
 
 
-def _size(region: dict[str, Any]) -> tuple[int, int] | None:
-    width, height = region.get("original_width"), region.get("original_height")
-    return (
-        (int(width), int(height))
-        if isinstance(width, int | float) and isinstance(height, int | float)
-        else None
-    )
+def _size(
+    region: dict[str, Any], where: str, keys: tuple[str, str] = ("original_width", "original_height")
+) -> tuple[int, int] | None:
+    """The image size an export declares, or None where it declares none; a size that no image
+    has (0, negative, NaN: one the aspect check would divide by or cannot round) is refused."""
+    width, height = region.get(keys[0]), region.get(keys[1])
+    if width is None and height is None:
+        return None
+    size = (_number(width, f"{where}.{keys[0]}"), _number(height, f"{where}.{keys[1]}"))
+    if min(size) < 1:
+        raise AnnotationError(where, f"image size {width!r} x {height!r}: not a size an image has")
+    return round(size[0]), round(size[1])
 
 
 def _task_image(data: dict[str, Any], where: str) -> str:
@@ -94,16 +101,22 @@ def _boxes(
             problems.append(Problem(at, f"expected an object, got {type(region).__name__}"))
             continue
         value = region.get("value", region)  # full JSON nests it in value, JSON-MIN does not
-        if region.get("type", "rectanglelabels") != "rectanglelabels" or "rectanglelabels" not in value:
+        kind = region.get("type")
+        if kind is None and not (isinstance(value, dict) and "rectanglelabels" in value):
             continue  # other controls (choices, text) are no boxes
-        size = _size(region) or _size(value)
-        if size:
-            declared.append(size)
+        if kind is not None and kind != "rectanglelabels":
+            continue
+        if not isinstance(value, dict):  # a region of boxes whose box is missing: never dropped unsaid
+            problems.append(Problem(f"{at}.value", f"expected the box object, got {value!r}"))
+            continue
         try:
+            size = _size(region, at) or _size(value, at + (".value" if "value" in region else ""))
             labels, coords, rotation = _rectangle(value, at + (".value" if "value" in region else ""))
         except AnnotationError as err:
             problems.append(err.problem())
             continue
+        if size:
+            declared.append(size)
         boxes.extend(RawBox(label, coords, "percent", at, rotation) for label in labels)
     return boxes
 
@@ -298,31 +311,53 @@ def read_coco(path: Path) -> ReadExport:
     ):
         raise AnnotationError(f"{path}", "a COCO file needs lists 'images', 'annotations' and 'categories'")
     export = ReadExport("coco", [])
-    categories = {c.get("id"): str(c.get("name")) for c in coco["categories"] if isinstance(c, dict)}
+    categories: dict[int | str, str] = {}
+    for index, category in enumerate(coco["categories"]):
+        if isinstance(category, dict):
+            try:
+                key = _coco_id(category.get("id"), f"{path}: categories[{index}].id", categories)
+            except AnnotationError as err:
+                export.problems.append(err.problem())
+                continue
+            categories[key] = str(category.get("name"))
     root = path.parent.parent if path.parent.name == "annotations" else path.parent
     root = root / "images" if (root / "images").is_dir() else root  # CVAT puts images beside annotations/
-    images: dict[Any, RawSample] = {}
+    images: dict[int | str, RawSample] = {}
+    refused: set[int | str] = set()  # images named as a problem already: their boxes say no more
     for index, image in enumerate(coco["images"]):
         where = f"{path}: images[{index}]"
         if not isinstance(image, dict) or not isinstance(image.get("file_name"), str):
             export.problems.append(Problem(where, "an image needs a file_name"))
             continue
-        size = _size({"original_width": image.get("width"), "original_height": image.get("height")})
-        images[image.get("id")] = RawSample(
-            image["file_name"], [], where, root, size, tuple(categories.values())
-        )
+        try:
+            key = _coco_id(image.get("id"), f"{where}.id", images)
+        except AnnotationError as err:
+            export.problems.append(err.problem())
+            continue
+        try:
+            size = _size(image, where, ("width", "height"))
+        except AnnotationError as err:
+            export.problems.append(err.problem())
+            refused.add(key)
+            continue
+        images[key] = RawSample(image["file_name"], [], where, root, size, tuple(categories.values()))
     for index, annotation in enumerate(coco["annotations"]):
         where = f"{path}: annotations[{index}]"
         if not isinstance(annotation, dict):
             export.problems.append(Problem(where, "expected an object"))
             continue
-        sample = images.get(annotation.get("image_id"))
+        image_id, category_id = annotation.get("image_id"), annotation.get("category_id")
+        if not isinstance(image_id, int | str):  # a list or an object is no id: no image has it
+            image_id = None
+        elif image_id in refused:
+            continue
+        sample = images.get(image_id) if image_id is not None else None
         if sample is None:
             export.problems.append(
                 Problem(f"{where}.image_id", f"no image with id {annotation.get('image_id')!r}")
             )
             continue
-        name = categories.get(annotation.get("category_id"))
+        name = categories.get(category_id) if isinstance(category_id, int | str) else None
         if name is None:
             export.problems.append(
                 Problem(f"{where}.category_id", f"no category {annotation.get('category_id')!r}")
@@ -350,6 +385,16 @@ def read_coco(path: Path) -> ReadExport:
         sample.boxes.append(RawBox(name, box, "coco", where, rotation))
     export.samples = list(images.values())
     return export
+
+
+def _coco_id(value: Any, where: str, taken: dict[int | str, Any]) -> int | str:
+    """A COCO image or category id: a number or a string, given once (a second image with the
+    same id would silently take the first one's place, and its boxes)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise AnnotationError(where, f"expected a number or a string, got {value!r}")
+    if value in taken:
+        raise AnnotationError(where, f"id {value!r} is given twice")
+    return value
 
 
 def detect_format(path: Path) -> str:
