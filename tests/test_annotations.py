@@ -349,6 +349,11 @@ BROKEN: list[tuple[str, Callable[[Path], Path], str]] = [
         "frame_000001.txt: no boxes: not taken as a negative image unless --negatives",
     ),
     (
+        "the same box twice",  # a label file pasted twice over taught each box twice, unsaid
+        lambda r: cvat_yolo_zip(r, "0 0.5 0.5 0.2 0.2\n1 0.2 0.2 0.1 0.1\n0 0.5 0.5 0.2 0.2\n")[0],
+        "frame_000001.txt:3: the same garbage box as",
+    ),
+    (
         "unknown class used",
         lambda r: cvat_yolo_zip(r, "2 0.5 0.5 0.2 0.2\n")[0],
         "frame_000001.txt:1: label 'tree' is neither",

@@ -103,6 +103,7 @@ def validate(
             )
             continue
         labels, bad = [], False
+        drawn: dict[tuple[str, tuple[float, ...]], str] = {}  # each box once, to the tenth of a pixel
         for box in raw.boxes:
             cls = taxonomy.resolve(box.label)
             if cls is None:
@@ -128,6 +129,12 @@ def validate(
                 problems.append(Problem(box.where, str(why)))
                 bad = True
                 continue
+            key = (cls.name, tuple(round(v, 1) for v in xyxy))  # as the manifest keeps it
+            if key in drawn:  # pasted twice, or an export written twice over: taught twice as much
+                problems.append(Problem(box.where, f"the same {cls.name} box as {drawn[key]}"))
+                bad = True
+                continue
+            drawn[key] = box.where
             labels.append(Label(cls.name, xyxy))
         if bad:
             continue
