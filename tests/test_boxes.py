@@ -88,3 +88,11 @@ def test_draw_takes_parsed_boxes() -> None:
     found = parse_boxes([GOOD, {"xyxy": [0, 0, 60, 50], "confidence": 0.5, "class": "occupancy"}], "test")
     drawn = draw_boxes(image, found.boxes, NAMES)
     assert drawn.shape == image.shape and drawn.any() and not image.any()
+
+
+def test_the_label_of_a_box_at_the_top_edge_is_drawn_inside_the_picture() -> None:
+    """A bin filling the photo to its top edge: its label went above the box, off the picture."""
+    image = np.full((240, 320, 3), 128, np.uint8)
+    drawn = draw_boxes(image, [Box((100.0, 0.0, 300.0, 120.0), 0.9, "overflow")], NAMES)
+    coloured = np.abs(drawn.astype(int) - 128).max(axis=2) > 40
+    assert coloured[5:15, 105:140].mean() > 0.5  # the label's filled background, below the edge line

@@ -23,9 +23,10 @@ def draw_boxes(image: np.ndarray, boxes: Sequence[Box], names: Sequence[str] = (
     labels = [f"{b.class_name} {b.confidence:.2f}" for b in boxes]
     thickness = max(2, round(max(image.shape[:2]) / 320))
     drawn = sv.BoxAnnotator(thickness=thickness).annotate(image.copy(), detections)
-    return sv.LabelAnnotator(text_scale=thickness / 4, text_thickness=max(1, thickness // 2)).annotate(
-        drawn, detections, labels=labels
+    labeller = sv.LabelAnnotator(  # smart_position: a label above a box at the top edge stays in frame
+        text_scale=thickness / 4, text_thickness=max(1, thickness // 2), smart_position=True
     )
+    return labeller.annotate(drawn, detections, labels=labels)
 
 
 def crop_box(image: np.ndarray, xyxy: Sequence[float], margin: float = 0.1) -> np.ndarray:
