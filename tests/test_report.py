@@ -13,13 +13,16 @@ import cv2
 import numpy as np
 import pytest
 from configured import CONFIGS
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from serve.cases.db import open_database, transaction
 from serve.cases.deadlines import load_calendar
+from serve.cases.enums import PhotoStatus
 from serve.cases.findings import CaseRules, Finding, record_finding
 from serve.cases.grids import load_grids
-from serve.cases.orm import Photo
+from serve.cases.intake import Placement, join_as_copy
+from serve.cases.orm import Evidence, Photo
 from serve.cases.report import ReportOptions, write_report
 from vision.core.boxes import Box
 from vision.core.taxonomy import load_taxonomy
@@ -186,3 +189,27 @@ def test_the_report_reads_in_chinese_with_english_beside_and_states_as_they_are(
     )
     assert '<span class="zh">无位置</span><span class="en">unlocated</span>' in html
     assert "案卷 3 件（其中待核实 3 件）" in html
+
+
+def test_a_copy_shows_its_boxes_best_score_and_which_evidence_it_copies(
+    database: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """A re-encoded copy joins its original's case with no confidence of its own: the page said
+    'best 0.00' under boxes of 0.85 and never said it was a copy."""
+    copy = tmp_path / "copy.jpg"
+    photo(copy)
+    with transaction(database) as session:
+        original = session.scalars(select(Evidence).order_by(Evidence.id)).first()
+        assert original is not None
+        row = Photo(sha256="c" * 64, path=str(copy), source="patrol", status="unlocated", processed_at=T0)
+        session.add(row)
+        session.flush()
+        placement = Placement(position=None, taken_at=T0, grid=None, status=PhotoStatus.UNLOCATED)
+        boxes: dict[str, tuple[Box, ...]] = {"exposed_garbage": (Box(BOX, 0.85, "garbage"),)}
+        (update,) = join_as_copy(session, [original], row, placement, boxes)
+        assert update.evidence.confidence is None
+    html = write_report(database, tmp_path / "out", RULES).read_text(encoding="utf-8")
+    picture = html[html.index(str(copy)) :]
+    picture = picture[: picture.index("</div>")]
+    assert "1 box(es), best 0.85" in picture and "best 0.00" not in picture
+    assert "a copy of a photo already evidence (SO202611200001, evidence 1)" in picture

@@ -297,6 +297,11 @@ def _pictures(
     crops = [Path("crops") / f"{number}-e{evidence.id}-{k}.jpg" for k in range(len(boxes))]
     picture = {
         "evidence": evidence,
+        # a copy of earlier evidence keeps no confidence of its own: its boxes' best, not "0.00"
+        "best": evidence.confidence
+        if evidence.confidence is not None
+        else max((box.confidence for box in boxes), default=None),
+        "copy_of": (evidence.extra or {}).get("copy_of"),
         "captured_at": _local(evidence.captured_at, rules.calendar.timezone),
         "thumb": thumb.as_posix(),
         "crops": [c.as_posix() for c in crops],
