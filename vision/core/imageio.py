@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 import cv2
 import numpy as np
 import pillow_heif
-from PIL import ExifTags, Image, ImageOps
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from vision.core.files import read_regular_file
 
@@ -169,6 +169,8 @@ def decode_photo(
             pil = Image.open(BytesIO(data))
         except Image.DecompressionBombError as err:
             raise ImageError(source, f"decompression bomb: {err}") from err
+        except UnidentifiedImageError as err:  # its text names a BytesIO at a memory address
+            raise ImageError(source, "not an image (no JPEG, PNG, WebP or HEIC data)") from err
         except Exception as err:  # Pillow raises many types on hostile headers
             _reraise_memory(err)
             raise ImageError(source, _failure_reason(err, "not an image")) from err
