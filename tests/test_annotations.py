@@ -578,6 +578,18 @@ def test_paths_never_leave_their_root(ref: str, allowed: bool, tmp_path: Path) -
             inside(tmp_path, ref)
 
 
+def test_links_round_a_loop_or_to_nothing_among_the_images_are_passed_over(tmp_path: Path) -> None:
+    """`--images` given a photo archive with a link round a loop named like a photo: resolving it
+    raised RuntimeError and the import stopped with a traceback."""
+    export, images = labelstudio_json(tmp_path)
+    uploads = tmp_path / "media" / "upload" / "1"
+    (uploads / "loop.jpg").symlink_to("loop.jpg")
+    (uploads / "gone.jpg").symlink_to("nowhere.jpg")
+    dataset = Dataset.open("bureau", tmp_path / "datasets")
+    counts, problems = import_export(export, dataset, finder_for(tmp_path), at=AT)
+    assert problems == [] and counts["added"] == len(images)
+
+
 def test_a_symlink_out_of_the_files_root_is_refused(tmp_path: Path) -> None:
     secret = write_image(tmp_path / "outside" / "secret.jpg", 1)
     (tmp_path / "files").mkdir()

@@ -5,6 +5,7 @@ images that exist only inside an export archive."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import urllib.request
 from dataclasses import dataclass, field
@@ -142,12 +143,21 @@ class ImageFinder:
         raise AnnotationError(repr(ref), f"image not found (looked in {folders})")
 
     def by_name(self) -> dict[str, list[Path]]:
+        """Image files under the folders by name. A photo archive given as `--images` may hold a
+        link to nothing or round a loop named like a photo (resolving it raised RuntimeError and
+        stopped the import): such a link names no image and is passed over, as the scan does."""
         if self._names is None:
             self._names = {}
             for folder in self.folders:
-                for file in folder.rglob("*"):
-                    if file.suffix.lower() in IMAGE_SUFFIXES:
-                        self._names.setdefault(file.name, []).append(file.resolve())
+                for parent, _, files in os.walk(folder):
+                    for name in files:
+                        if Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+                            continue
+                        try:
+                            file = (Path(parent) / name).resolve(strict=True)
+                        except (OSError, RuntimeError):  # RuntimeError: a loop, until Python 3.13
+                            continue
+                        self._names.setdefault(name, []).append(file)
         return self._names
 
     def keep(self, data: bytes, suffix: str) -> Path:
