@@ -227,7 +227,8 @@ def test_the_rule_decides_position_time_and_status() -> None:
         (None, START.replace(year=2999), "taken_at"),
         (None, START.replace(year=1, month=1, day=2), "taken_at"),
         (None, START + timedelta(minutes=6), "taken_at"),  # ahead of the door's clock
-        (START + timedelta(hours=1), START, "EXIF DateTimeOriginal"),  # EXIF wins, and is ahead
+        (START + timedelta(hours=1), None, "EXIF DateTimeOriginal"),  # ahead, and nothing stands in
+        (START + timedelta(hours=1), START.replace(year=2999), "taken_at"),  # the stand-in is checked too
     ],
 )
 def test_an_implausible_capture_time_is_refused_naming_its_source(
@@ -238,6 +239,22 @@ def test_an_implausible_capture_time_is_refused_naming_its_source(
     with pytest.raises(ImplausibleTime) as refused:
         place(meta, Given(taken_at=given_time), rules, START)
     assert refused.value.extra["field"] == field
+
+
+@pytest.mark.parametrize(
+    "exif_time", [START.replace(year=2999), START.replace(year=1999), START + timedelta(hours=1)]
+)
+def test_a_given_time_stands_in_for_an_implausible_exif_one(exif_time: datetime) -> None:
+    """A camera whose clock was wrong: the time its sender (or a scan's sidecar) gives is used."""
+    rules = load_case_rules(Settings())
+    meta = PhotoMeta(position=spot(0), taken_at=exif_time, orientation=1)
+    placed = place(meta, Given(taken_at=START - timedelta(hours=2)), rules, START)
+    assert placed.taken_at == START - timedelta(hours=2) and placed.status == PhotoStatus.DONE
+    plausible = PhotoMeta(position=spot(0), taken_at=START - timedelta(hours=1), orientation=1)
+    assert (
+        place(plausible, Given(taken_at=START - timedelta(hours=2)), rules, START).taken_at
+        == plausible.taken_at
+    )
 
 
 @pytest.mark.parametrize("door", [*SCANS, "POST /v1/reports"])

@@ -438,3 +438,46 @@ def test_a_sidecar_locates_photos_without_gps(tmp_path: Path, samples: list[Path
             assert (row.lat, row.lon) == (target.lat, target.lon) and row.grid_code == GRIDS[3].code
         for case in session.scalars(select(Case)):
             assert case.grid_code == GRIDS[3].code
+
+
+def test_a_photo_with_an_implausible_exif_time_waits_undated_for_a_sidecar_time(
+    tmp_path: Path, samples: list[Path]
+) -> None:
+    """A camera whose clock was wrong writes 2999 (or a time days ahead) into every photo. Such a
+    photo is kept undated with the reason, never filed, and a sidecar's time files it later; it was
+    recorded unreadable under its bytes, so no later scan could ever file it."""
+    photos = tmp_path / "archive"
+    place(samples[0], photos / "far.jpg", spot(3), START.replace(year=2999))
+    place(samples[1], photos / "ahead.jpg", spot(3), datetime.now(TZ) + timedelta(days=3))
+    db = f"sqlite:///{tmp_path / 'scan.db'}"
+    out = str(tmp_path / "out")
+    assert cli([str(photos), "--db", db, "--out", out, "--no-progress"]) == 0
+    factory = open_database(db)
+    with factory() as session:
+        rows = {Path(p.path).name: p for p in session.scalars(select(Photo))}
+        assert {name: row.status for name, row in rows.items()} == {
+            "far.jpg": "undated",
+            "ahead.jpg": "undated",
+        }
+        assert "EXIF DateTimeOriginal" in (rows["far.jpg"].error or "") and "years" in (
+            rows["far.jpg"].error or ""
+        )
+        assert "ahead of the server clock" in (rows["ahead.jpg"].error or "")
+        assert all(row.taken_at is None and row.grid_code == GRIDS[3].code for row in rows.values())
+        assert session.scalar(select(func.count(Case.id))) == 0
+    assert "2999" in (tmp_path / "out" / "report.html").read_text(encoding="utf-8")  # the reason, shown
+
+    sidecar = photos / "times.csv"
+    sidecar.write_text(
+        "file,lat,lon,taken_at\nfar.jpg,,,2026-11-20T10:00:00\nahead.jpg,,,2026-11-20T10:05:00\n"
+    )
+    assert cli([str(photos), "--db", db, "--out", out, "--sidecar", str(sidecar), "--no-progress"]) == 0
+    with factory() as session:
+        rows = {Path(p.path).name: p for p in session.scalars(select(Photo))}
+        assert {row.status for row in rows.values()} == {"done"}
+        assert (
+            rows["far.jpg"].taken_at == datetime(2026, 11, 20, 10, 0, tzinfo=TZ)
+            and rows["far.jpg"].error is None
+        )
+        filed = session.scalar(select(func.count(Case.id)))
+    assert filed, "the sample photos' garbage was filed once their time was given"

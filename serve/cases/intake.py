@@ -31,9 +31,10 @@ place is the camera's), and a citizen's request carries no photo, only an option
 to `record_finding` directly, with the same duplicate rule, numbering and checks.
 
 - plausible capture time (`capture_time`, by `CaseRules.times`): within the configured years and
-  no later than a few minutes ahead of the caller's `now`, whether EXIF or the sender says it; an
-  implausible one is `ImplausibleTime` (422 naming the field and why; a scan lists the photo as
-  unusable with that reason) and nothing is written.
+  no later than a few minutes ahead of the caller's `now`, whether EXIF or the sender says it; a
+  time the sender gives stands in for an implausible EXIF one. An implausible time is
+  `ImplausibleTime` (422 naming the field and why) and nothing is written; a scan keeps such a
+  photo `undated` with that reason, so that a sidecar's time files it on the next scan.
 
 - reuse: a photo whose bytes (sha256) or look (perceptual hash within
   `vision.core.phash.NEAR_IDENTICAL_BITS`) are already evidence of a case is a copy of that
@@ -64,7 +65,7 @@ from serve.cases.errors import OutsideJurisdiction
 from serve.cases.findings import CaseRules, CaseUpdate, Finding, record_finding
 from serve.cases.grids import Grid
 from serve.cases.orm import Case, Evidence, Photo
-from serve.cases.times import CaptureTimes
+from serve.cases.times import CaptureTimes, ImplausibleTime
 from vision.core.boxes import Box, boxes_json, boxes_of
 from vision.core.imageio import PhotoMeta, Position
 from vision.core.phash import band_neighbours, near_identical
@@ -74,7 +75,8 @@ from vision.detect.flyers import FlyerFinder
 
 @dataclass(frozen=True)
 class Given:
-    """What the sender says besides the bytes (form fields, a sidecar row): used where EXIF is silent."""
+    """What the sender says besides the bytes (form fields, a sidecar row): used where EXIF is silent
+    or its time implausible."""
 
     position: Position | None = None
     taken_at: datetime | None = None  # timezone-aware
@@ -121,10 +123,17 @@ class Intake:
 def capture_time(meta: PhotoMeta, given: Given, times: CaptureTimes, now: datetime) -> datetime | None:
     """EXIF capture time, else the given one; None when neither says (never a clock's time).
 
-    Raises ImplausibleTime when the one used is out of the configured years or ahead of `now`.
+    A given time stands in for an implausible EXIF one: a camera whose clock was wrong writes 2999
+    or 1970 into every photo, and the time its sender or a scan's sidecar gives is the word of
+    someone who knows. Raises ImplausibleTime when the one used is out of the configured years or
+    ahead of `now`, naming its source.
     """
     if meta.taken_at is not None:
-        return times.check("EXIF DateTimeOriginal", meta.taken_at, now)
+        try:
+            return times.check("EXIF DateTimeOriginal", meta.taken_at, now)
+        except ImplausibleTime:
+            if given.taken_at is None:
+                raise
     if given.taken_at is not None:
         return times.check("taken_at", given.taken_at, now)
     return None

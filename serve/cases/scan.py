@@ -449,25 +449,28 @@ class Scanner:
         assert (
             inspection.meta is not None and inspection.size is not None and inspection.detections is not None
         )
+        incoming = IncomingPhoto(
+            sha256=sha256,
+            path=source,
+            source=PhotoSource.PATROL,
+            meta=inspection.meta,
+            size=inspection.size,
+            detections=inspection.detections,
+            model_version=self.detector.version,
+            given=sidecar_row(self.sidecar, source) or Given(),
+            phash=inspection.phash,
+        )
+        now = datetime.now(UTC)  # bookkeeping, and the clock no capture time may run ahead of
         try:
-            intake = take_photo(
-                session,
-                IncomingPhoto(
-                    sha256=sha256,
-                    path=source,
-                    source=PhotoSource.PATROL,
-                    meta=inspection.meta,
-                    size=inspection.size,
-                    detections=inspection.detections,
-                    model_version=self.detector.version,
-                    given=sidecar_row(self.sidecar, source) or Given(),
-                    phash=inspection.phash,
-                ),
-                self.rules,
-                now=datetime.now(UTC),  # bookkeeping, and the clock no capture time may run ahead of
-            )
-        except ImplausibleTime as err:  # a photo from 2999 or year 1: listed with the reason, no case
-            return self._unreadable(session, stats, source, sha256, err.detail)
+            intake = take_photo(session, incoming, self.rules, now=now)
+        except ImplausibleTime as err:  # a photo from 2999 or year 1: kept undated with the reason,
+            # no case; its bytes are its key, so only an undated row lets a sidecar's time file it later
+            untimed = replace(incoming.given, taken_at=None)
+            undated = replace(incoming, meta=replace(incoming.meta, taken_at=None), given=untimed)
+            intake = take_photo(session, undated, self.rules, now=now)
+            log.warning("%s: %s; give taken_at in a sidecar CSV", source, err.detail)
+            if intake.photo.status == PhotoStatus.UNDATED:  # the report's reason, not "EXIF missing"
+                intake.photo.error = f"{err.detail}; give taken_at in a sidecar CSV"
         status = intake.photo.status
         if intake.known:  # the same bytes earlier in this scan
             stats.known += 1
