@@ -576,6 +576,29 @@ def test_nan_infinity_and_huge_numbers_in_json_are_a_422_problem(service: Servic
     assert extended["deadline_at"] < "2026"
 
 
+def test_text_no_database_can_take_is_a_problem_on_both_databases(service: Service) -> None:
+    """A NUL in any text (PostgreSQL refuses it) and a grid prefix too long for SQLite's LIKE were
+    500s; each is a 4xx problem now, on both databases, and nothing is written."""
+    case_id = report(service)
+    reader = service.auth("cases:read")
+    for params in ({"grid": "4" * 60000}, {"grid": "4101030010010051"}, {"grid": "x"}):
+        response = service.client.get("/v1/cases", params=params, headers=reader)
+        assert "grid" in assert_problem(response, 422)["detail"]
+    assert service.client.get("/v1/cases", params={"grid": ""}, headers=reader).json()["total"] == 1
+    for name in ("street", "department", "state", "event"):
+        response = service.client.get("/v1/cases", params={name: "a\x00b"}, headers=reader)
+        assert "NUL" in assert_problem(response, 422)["detail"]
+    ledger = service.client.get("/v1/ledger.csv", params={"street": "\x00"}, headers=service.auth("admin"))
+    assert "NUL" in assert_problem(ledger, 422)["detail"]
+    version = service.client.get(f"/v1/cases/{case_id}", headers=reader).headers["ETag"]
+    for fields in ({"operator": "巡查员\x00"}, {"note": "核实\x00"}):
+        assert "NUL" in assert_problem(service.transition(case_id, "confirm", **fields), 422)["detail"]
+    assert service.client.get(f"/v1/cases/{case_id}", headers=reader).headers["ETag"] == version
+    for path in ("/open311/v2/requests/SO%00.json", "/open311/v2/tokens/a%00.json"):  # as a client writes it
+        assert "NUL" in assert_problem(service.client.get(path), 400)["detail"]
+    assert service.client.get("/v1/cases", headers=reader).json()["total"] == 1
+
+
 def exif_photo(taken_at: datetime, seed: int = 5) -> bytes:
     out = io.BytesIO()
     exif = exif_for(position=Position(34.72265, 113.62762), taken_at=taken_at)

@@ -21,6 +21,8 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException
 
+from serve.cases.db import TextNotStorable
+
 log = logging.getLogger("streetorder.errors")
 
 
@@ -233,6 +235,8 @@ def _status_and_body(error: Exception) -> tuple[int, str, str, dict[str, Any], d
         return error.status, error.title, error.detail, error.extra, error.headers
     if isinstance(error, StaleDataError):  # a concurrent writer bumped the version between read and write
         return 412, "precondition failed", "the case was changed by someone else; reload and retry", {}, None
+    if isinstance(error, TextNotStorable):  # refused before the statement ran: nothing was written
+        return 422, "invalid input", str(error), {}, None
     from vision.core.imageio import ImageError  # the loader's own error: a corrupt, truncated or huge image
 
     if isinstance(error, ImageError):
@@ -336,7 +340,7 @@ def install(app: FastAPI) -> None:
     """Register the mapping on the app: the only place a domain error turns into a status code."""
     from vision.core.imageio import ImageError
 
-    for error_type in (DomainError, StaleDataError, ImageError):
+    for error_type in (DomainError, StaleDataError, TextNotStorable, ImageError):
         app.add_exception_handler(error_type, problem)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(HTTPException, http_error)
