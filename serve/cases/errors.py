@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
@@ -244,6 +245,15 @@ def _status_and_body(error: Exception) -> tuple[int, str, str, dict[str, Any], d
     raise error
 
 
+XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_text(text: str) -> str:
+    """`text` as XML 1.0 can hold it: each character it forbids (a citizen's description may hold
+    any control character) becomes U+FFFD, so no one value makes a whole document unreadable."""
+    return XML_FORBIDDEN.sub("\ufffd", text)
+
+
 def georeport_errors(
     request: Request, status: int, description: str, headers: dict[str, str] | None = None
 ) -> Response:
@@ -254,7 +264,7 @@ def georeport_errors(
         root = ET.Element("errors")
         error = ET.SubElement(root, "error")
         ET.SubElement(error, "code").text = str(status)
-        ET.SubElement(error, "description").text = description
+        ET.SubElement(error, "description").text = xml_text(description)
         document = ET.tostring(root, encoding="utf-8", xml_declaration=True)
         return Response(document, status, headers, media_type="text/xml; charset=utf-8")
     return JSONResponse([{"code": status, "description": description}], status_code=status, headers=headers)
