@@ -279,6 +279,31 @@ def test_every_upload_endpoint_answers_garbage_with_a_clear_4xx(service: Service
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_several_photos_in_one_upload_are_refused_not_all_but_one_dropped(service: Service) -> None:
+    """Only the last part named `file` was read: the others were lost while the answer said 200."""
+    case_id = report(service)
+    camera = next(iter(load_cameras(service.settings.configs_dir / "cameras.yaml", taxonomy=TAXONOMY))).id
+    doors = [
+        ("/v1/detect", "detect", {}),
+        ("/v1/reports", "report", {"lat": "34.72", "lon": "113.63", "taken_at": "2025-09-30T10:00:00+08:00"}),
+        (f"/v1/cases/{case_id}/evidence", "cases:write", {"role": "near"}),
+        (f"/v1/cameras/{camera}/frames", "report", {}),
+    ]
+    photos = [("file", (f"{n}.jpg", encoded("jpg", n, (320, 240)), "image/jpeg")) for n in (1, 2)]
+    before = service.client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read")).json()
+    for path, scope, form in doors:
+        response = service.client.post(
+            path,
+            files=photos,
+            data=form,
+            headers={**service.auth(scope), "X-Capture-Time": "2025-09-30T10:30:00+08:00"},
+        )
+        assert "2 parts named 'file'" in assert_problem(response, 422)["detail"], path
+    after = service.client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read")).json()
+    assert after["evidence"] == before["evidence"] and case_count(service) == 1 and uploads(service) == []
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_absurd_exif_gps_in_an_upload_leaves_the_photo_unlocated(service: Service) -> None:
     """(95 N), (0, 0) and a missing reference: no case is placed at a made-up spot."""
     from PIL import ExifTags
