@@ -601,6 +601,32 @@ def test_nan_infinity_and_huge_numbers_in_json_are_a_422_problem(service: Servic
     assert extended["deadline_at"] < "2026"
 
 
+JSON = "application/json"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_json_object_naming_a_member_twice_is_a_422_problem_that_changes_nothing(service: Service) -> None:
+    """Python's json keeps the last of two `action`s: this confirmed a case that read as rejected."""
+    case_id = report(service)
+    read = service.client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read"))
+    twice = service.client.post(
+        f"/v1/cases/{case_id}/transitions",
+        content='{"action": "reject", "note": "不属实", "action": "confirm"}',
+        headers={**service.auth("cases:write"), "If-Match": read.headers["ETag"], "Content-Type": JSON},
+    )
+    assert '"action" appears twice' in assert_problem(twice, 422)["detail"]
+    after = service.client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read"))
+    assert after.headers["ETag"] == read.headers["ETag"] and after.json()["state"] == "reported"
+    keys = service.client.get("/v1/keys", headers=service.auth("admin")).json()
+    nested = service.client.post(
+        "/v1/keys",
+        content='{"name": "bureau", "scopes": ["detect"], "meta": {"a": 1, "a": 2}}',
+        headers={**service.auth("admin"), "Content-Type": JSON},
+    )
+    assert '"a" appears twice' in assert_problem(nested, 422)["detail"]
+    assert service.client.get("/v1/keys", headers=service.auth("admin")).json() == keys
+
+
 def test_text_no_database_can_take_is_a_problem_on_both_databases(service: Service) -> None:
     """A NUL in any text (PostgreSQL refuses it) and a grid prefix too long for SQLite's LIKE were
     500s; each is a 4xx problem now, on both databases, and nothing is written."""
