@@ -509,6 +509,7 @@ EXTREME_QUERIES = [
     ("/v1/cases.geojson", {"since": "0001-01-01T00:00:00+14:00"}),
     ("/v1/stats", {"since": "0001-01-01T00:00:00+14:00"}),
     ("/v1/stats", {"until": "9999-12-31T23:59:59-14:00"}),
+    ("/v1/stats", {"since": "2025-10-02", "until": "2025-10-01"}),  # no period: once a report of zeros
     ("/v1/stats/ranking", {"day": "9999-12-31"}),
     ("/v1/stats/ranking", {"day": "0001-01-01"}),
     ("/v1/stats/daily", {"since": "0001-01-01", "until": "0001-01-05"}),
