@@ -279,6 +279,31 @@ def test_every_upload_endpoint_answers_garbage_with_a_clear_4xx(service: Service
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_several_photos_in_one_upload_are_refused_not_all_but_one_dropped(service: Service) -> None:
+    """Only the last part named `file` was read: the others were lost while the answer said 200."""
+    case_id = report(service)
+    camera = next(iter(load_cameras(service.settings.configs_dir / "cameras.yaml", taxonomy=TAXONOMY))).id
+    doors = [
+        ("/v1/detect", "detect", {}),
+        ("/v1/reports", "report", {"lat": "34.72", "lon": "113.63", "taken_at": "2025-09-30T10:00:00+08:00"}),
+        (f"/v1/cases/{case_id}/evidence", "cases:write", {"role": "near"}),
+        (f"/v1/cameras/{camera}/frames", "report", {}),
+    ]
+    photos = [("file", (f"{n}.jpg", encoded("jpg", n, (320, 240)), "image/jpeg")) for n in (1, 2)]
+    before = service.client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read")).json()
+    for path, scope, form in doors:
+        response = service.client.post(
+            path,
+            files=photos,
+            data=form,
+            headers={**service.auth(scope), "X-Capture-Time": "2025-09-30T10:30:00+08:00"},
+        )
+        assert "2 parts named 'file'" in assert_problem(response, 422)["detail"], path
+    after = service.client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read")).json()
+    assert after["evidence"] == before["evidence"] and case_count(service) == 1 and uploads(service) == []
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_absurd_exif_gps_in_an_upload_leaves_the_photo_unlocated(service: Service) -> None:
     """(95 N), (0, 0) and a missing reference: no case is placed at a made-up spot."""
     from PIL import ExifTags
@@ -484,6 +509,7 @@ EXTREME_QUERIES = [
     ("/v1/cases.geojson", {"since": "0001-01-01T00:00:00+14:00"}),
     ("/v1/stats", {"since": "0001-01-01T00:00:00+14:00"}),
     ("/v1/stats", {"until": "9999-12-31T23:59:59-14:00"}),
+    ("/v1/stats", {"since": "2025-10-02", "until": "2025-10-01"}),  # no period: once a report of zeros
     ("/v1/stats/ranking", {"day": "9999-12-31"}),
     ("/v1/stats/ranking", {"day": "0001-01-01"}),
     ("/v1/stats/daily", {"since": "0001-01-01", "until": "0001-01-05"}),
@@ -574,6 +600,55 @@ def test_nan_infinity_and_huge_numbers_in_json_are_a_422_problem(service: Servic
     assert case["state"] == "handling" and case["deadline_at"] < "2026"  # nothing moved the deadline
     extended = act(service, case_id, SERVICE_START, "extend", extend_by=240, note="节后")
     assert extended["deadline_at"] < "2026"
+
+
+JSON = "application/json"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_json_object_naming_a_member_twice_is_a_422_problem_that_changes_nothing(service: Service) -> None:
+    """Python's json keeps the last of two `action`s: this confirmed a case that read as rejected."""
+    case_id = report(service)
+    read = service.client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read"))
+    twice = service.client.post(
+        f"/v1/cases/{case_id}/transitions",
+        content='{"action": "reject", "note": "不属实", "action": "confirm"}',
+        headers={**service.auth("cases:write"), "If-Match": read.headers["ETag"], "Content-Type": JSON},
+    )
+    assert '"action" appears twice' in assert_problem(twice, 422)["detail"]
+    after = service.client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read"))
+    assert after.headers["ETag"] == read.headers["ETag"] and after.json()["state"] == "reported"
+    keys = service.client.get("/v1/keys", headers=service.auth("admin")).json()
+    nested = service.client.post(
+        "/v1/keys",
+        content='{"name": "bureau", "scopes": ["detect"], "meta": {"a": 1, "a": 2}}',
+        headers={**service.auth("admin"), "Content-Type": JSON},
+    )
+    assert '"a" appears twice' in assert_problem(nested, 422)["detail"]
+    assert service.client.get("/v1/keys", headers=service.auth("admin")).json() == keys
+
+
+def test_text_no_database_can_take_is_a_problem_on_both_databases(service: Service) -> None:
+    """A NUL in any text (PostgreSQL refuses it) and a grid prefix too long for SQLite's LIKE were
+    500s; each is a 4xx problem now, on both databases, and nothing is written."""
+    case_id = report(service)
+    reader = service.auth("cases:read")
+    for params in ({"grid": "4" * 60000}, {"grid": "4101030010010051"}, {"grid": "x"}):
+        response = service.client.get("/v1/cases", params=params, headers=reader)
+        assert "grid" in assert_problem(response, 422)["detail"]
+    assert service.client.get("/v1/cases", params={"grid": ""}, headers=reader).json()["total"] == 1
+    for name in ("street", "department", "state", "event"):
+        response = service.client.get("/v1/cases", params={name: "a\x00b"}, headers=reader)
+        assert "NUL" in assert_problem(response, 422)["detail"]
+    ledger = service.client.get("/v1/ledger.csv", params={"street": "\x00"}, headers=service.auth("admin"))
+    assert "NUL" in assert_problem(ledger, 422)["detail"]
+    version = service.client.get(f"/v1/cases/{case_id}", headers=reader).headers["ETag"]
+    for fields in ({"operator": "巡查员\x00"}, {"note": "核实\x00"}):
+        assert "NUL" in assert_problem(service.transition(case_id, "confirm", **fields), 422)["detail"]
+    assert service.client.get(f"/v1/cases/{case_id}", headers=reader).headers["ETag"] == version
+    for path in ("/open311/v2/requests/SO%00.json", "/open311/v2/tokens/a%00.json"):  # as a client writes it
+        assert "NUL" in assert_problem(service.client.get(path), 400)["detail"]
+    assert service.client.get("/v1/cases", headers=reader).json()["total"] == 1
 
 
 def exif_photo(taken_at: datetime, seed: int = 5) -> bytes:

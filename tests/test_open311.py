@@ -255,3 +255,18 @@ def test_retries_with_an_idempotency_key_replay_the_first_answer(service: Servic
     again = service.client.post(url, data=REQUEST, headers=reporter).json()[0]
     assert again["service_request_id"] == case["number"] and again["service_notice"].startswith("同一问题")
     assert len(service.client.get(f"/v1/cases/{case['id']}", headers=reader).json()["evidence"]) == 1
+
+
+def test_control_characters_a_citizen_typed_leave_the_xml_readable(service: Service) -> None:
+    """XML 1.0 cannot hold most control characters: one request's description written as it came
+    made requests.xml unreadable for every client. XML gets U+FFFD in their place; JSON keeps them."""
+    typed = "路口\x00垃圾\x1b[31m\x07\ttab\nline"
+    number = client(service, "json").create(**{**REQUEST, "description": typed})["service_request_id"]
+    as_xml = client(service, "xml")
+    [listed] = as_xml.requests()  # parses, or the client raises
+    assert listed["description"] == "路口\ufffd垃圾\ufffd[31m\ufffd\ttab\nline"
+    assert as_xml.request(number)["description"] == listed["description"]
+    assert client(service, "json").request(number)["description"] == typed
+    with pytest.raises(GeoReportError) as missing:  # an error list naming what the client sent
+        as_xml.request("SO%07")  # as a client writes it in a URL
+    assert missing.value.status == 404 and "SO\ufffd" in missing.value.description

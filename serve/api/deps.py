@@ -23,6 +23,7 @@ from fastapi.security import (
     SecurityScopes,
 )
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 
 from serve.api.schemas import MAX_ID
 from serve.api.state import Service
@@ -31,6 +32,7 @@ from serve.cases.errors import (
     Busy,
     CsrfFailed,
     Forbidden,
+    InvalidInput,
     TooLarge,
     TooManyAttempts,
     Unauthorized,
@@ -190,13 +192,22 @@ class UploadedImage:
     sha256: str
 
 
+def one_file(form: FormData) -> None:
+    """Refuse a form with several parts named `file`: a form's `file` is its last one, and the
+    photos before it would be lost while the answer says all went well."""
+    if (parts := len(form.getlist("file"))) > 1:
+        raise InvalidInput("file", f"one photo a request: {parts} parts named 'file' were sent")
+
+
 async def read_image(
     service: ServiceDep,
+    request: Request,
     file: Annotated[UploadFile, File(description="the photo: JPEG, PNG, WebP or HEIC, EXIF kept")],
 ) -> UploadedImage:
     """The uploaded photo's bytes, refused early when of the wrong type or too large. A part sent
     without a type of its own (curl -F, a browser that knows no type for .heic) is taken when its
     bytes are a photo of a type taken; an empty one goes on to be refused as empty."""
+    one_file(await request.form())  # the form FastAPI parsed: cached
     name = file.filename or "upload"
     generic = file.content_type in UNTYPED
     if file.content_type not in IMAGE_TYPES and not generic:

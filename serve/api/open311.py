@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from serve.api.idempotency import request_hash
 from serve.api.schemas import Open311Created, Open311Request, Open311Service
 from serve.cases.enums import REPORT_STEP, CaseSource, EvidenceRole, EvidenceStep, State
-from serve.cases.errors import InvalidInput
+from serve.cases.errors import InvalidInput, xml_text
 from serve.cases.findings import CaseRules, CaseUpdate, Finding, record_finding
 from serve.cases.grids import Grid, GridIndex
 from serve.cases.intake import in_jurisdiction
@@ -111,7 +111,7 @@ def _element(name: str, value: Any) -> ET.Element:
     elif isinstance(value, bool):
         element.text = "true" if value else "false"
     elif value is not None:
-        element.text = str(value)
+        element.text = xml_text(str(value))
     return element
 
 

@@ -251,8 +251,10 @@ class CaseQuery(BaseModel):
 
     state: list[str] = Field(default=[], description="workflow states (repeat the parameter for several)")
     event: list[str] = Field(default=[], description="event keys (repeat for several)")
-    grid: str | None = Field(
-        None, description="unit grid code, or a prefix: 9 digits = a street, 12 = a community"
+    grid: str | None = Field(  # digits only and bounded: SQLite refuses a LIKE pattern over 50,000 bytes
+        None,
+        pattern=r"^[0-9]{0,15}$",  # empty: no filter, as before
+        description="unit grid code, or a prefix: 9 digits = a street, 12 = a community",
     )
     street: str | None = Field(default=None, description="street name as in the grid layout")
     department: str | None = Field(default=None, description="responsible department")

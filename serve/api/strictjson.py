@@ -1,15 +1,19 @@
-"""JSON request bodies as RFC 8259 defines them: NaN and Infinity are no numbers.
+"""JSON request bodies as RFC 8259 defines them: NaN and Infinity are no numbers, and the names
+of an object are unique.
 
 Python's json module (and so FastAPI) reads `NaN`, `Infinity` and `-Infinity` as floats. Passed on,
 they slip through any field typed loosely (a Label Studio task, an `Any`), compare false with
-every bound, and make the validation error itself unrenderable. This middleware reads a JSON body
-once (BodyLimit, outside it, bounds its size), answers 422 naming the constant when it holds one,
-and otherwise hands the same bytes on.
+every bound, and make the validation error itself unrenderable. It also keeps the last of two
+members of one name: `{"action": "reject", "action": "confirm"}` confirmed a case, while a proxy or
+log that reads the first saw a rejection. This middleware reads a JSON body once (BodyLimit,
+outside it, bounds its size), answers 422 naming the constant or the repeated name when it holds
+one, and otherwise hands the same bytes on.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -18,19 +22,27 @@ from serve.api.limits import read_body, replaying
 from serve.cases.errors import problem_response
 
 
-class NotFinite(ValueError):
-    """A JSON body used NaN, Infinity or -Infinity."""
+class Refused(ValueError):
+    """A JSON body used NaN, Infinity or -Infinity, or one name twice in an object; says which."""
 
 
 def refuse_constant(name: str) -> float:
-    raise NotFinite(name)
+    raise Refused(f"{name} is not a JSON number (RFC 8259): send a finite number or null")
 
 
-def non_finite_constant(body: bytes) -> str | None:
-    """The first NaN/Infinity constant of a JSON body, or None (also when it is no JSON at all)."""
+def unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    names = [name for name, _ in pairs]
+    if len(set(names)) < len(names):
+        twice = next(name for name in names if names.count(name) > 1)
+        raise Refused(f"the name {json.dumps(twice[:64], ensure_ascii=False)} appears twice in one object")
+    return dict(pairs)
+
+
+def refusal(body: bytes) -> str | None:
+    """Why a JSON body is refused, or None (also when it is no JSON at all)."""
     try:
-        json.loads(body, parse_constant=refuse_constant)
-    except NotFinite as found:
+        json.loads(body, parse_constant=refuse_constant, object_pairs_hook=unique_names)
+    except Refused as found:
         return str(found)
     except (ValueError, RecursionError):  # not JSON, or too deep: FastAPI's own 422/400 says so
         return None
@@ -46,7 +58,8 @@ def is_json(scope: Scope) -> bool:
 
 
 class StrictJson:
-    """ASGI middleware: a JSON body with NaN or Infinity is a 422 problem before any route reads it."""
+    """ASGI middleware: a JSON body with NaN, Infinity or a repeated name is a 422 problem before any
+    route reads it."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -58,9 +71,9 @@ class StrictJson:
         body = await read_body(receive)
         if body is None:  # the client went away
             return
-        constant = non_finite_constant(body)
-        if constant is not None:
-            detail = f"body: {constant} is not a JSON number (RFC 8259): send a finite number or null"
-            await problem_response(Request(scope), 422, "invalid request", detail)(scope, receive, send)
+        reason = refusal(body)
+        if reason is not None:
+            refused = problem_response(Request(scope), 422, "invalid request", f"body: {reason}")
+            await refused(scope, receive, send)
             return
         await self.app(scope, replaying(body, receive), send)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
@@ -20,6 +21,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException
+
+from serve.cases.db import TextNotStorable
 
 log = logging.getLogger("streetorder.errors")
 
@@ -233,11 +236,22 @@ def _status_and_body(error: Exception) -> tuple[int, str, str, dict[str, Any], d
         return error.status, error.title, error.detail, error.extra, error.headers
     if isinstance(error, StaleDataError):  # a concurrent writer bumped the version between read and write
         return 412, "precondition failed", "the case was changed by someone else; reload and retry", {}, None
+    if isinstance(error, TextNotStorable):  # refused before the statement ran: nothing was written
+        return 422, "invalid input", str(error), {}, None
     from vision.core.imageio import ImageError  # the loader's own error: a corrupt, truncated or huge image
 
     if isinstance(error, ImageError):
         return 400, "unreadable image", str(error), {}, None
     raise error
+
+
+XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_text(text: str) -> str:
+    """`text` as XML 1.0 can hold it: each character it forbids (a citizen's description may hold
+    any control character) becomes U+FFFD, so no one value makes a whole document unreadable."""
+    return XML_FORBIDDEN.sub("\ufffd", text)
 
 
 def georeport_errors(
@@ -250,7 +264,7 @@ def georeport_errors(
         root = ET.Element("errors")
         error = ET.SubElement(root, "error")
         ET.SubElement(error, "code").text = str(status)
-        ET.SubElement(error, "description").text = description
+        ET.SubElement(error, "description").text = xml_text(description)
         document = ET.tostring(root, encoding="utf-8", xml_declaration=True)
         return Response(document, status, headers, media_type="text/xml; charset=utf-8")
     return JSONResponse([{"code": status, "description": description}], status_code=status, headers=headers)
@@ -336,7 +350,7 @@ def install(app: FastAPI) -> None:
     """Register the mapping on the app: the only place a domain error turns into a status code."""
     from vision.core.imageio import ImageError
 
-    for error_type in (DomainError, StaleDataError, ImageError):
+    for error_type in (DomainError, StaleDataError, TextNotStorable, ImageError):
         app.add_exception_handler(error_type, problem)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(HTTPException, http_error)

@@ -23,7 +23,7 @@ import supervision as sv
 from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from pydantic import AwareDatetime, Field, TypeAdapter, ValidationError
 
-from serve.api.deps import Admin, CameraId, DetectorDep, Now, Reader, Reporting, ServiceDep
+from serve.api.deps import Admin, CameraId, DetectorDep, Now, Reader, Reporting, ServiceDep, one_file
 from serve.api.redaction import PRIVACY_HEADER, sees_raw
 from serve.api.reload import CamerasReloader, FollowingDetector
 from serve.api.routers.detect import analyse, detections_out
@@ -291,6 +291,7 @@ async def frame_upload(
         name, when = "frame", header_time
     elif content_type == "multipart/form-data":
         form = await request.form()
+        one_file(form)
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise InvalidInput("file", "the multipart body needs the frame in a file field named 'file'")

@@ -47,6 +47,8 @@ def stats(
     domain = service.domain
     local_tz = domain.rules.calendar.timezone
     lower, upper = instant(since, local_tz), instant(until, local_tz)
+    if lower is not None and upper is not None and upper < lower:  # no period: not a report of zeros
+        raise InvalidInput("since/until", f"{lower.isoformat()} to {upper.isoformat()}: since before until")
     facts = [facts_of(c, domain.rules.calendar, domain.unit_of) for c in cases_between(session, lower, upper)]
     groups = grouped(facts, group_by, domain.rules.grids, domain.score_weights) if group_by else []
     return StatsOut.model_validate(
