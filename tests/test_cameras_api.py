@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -670,6 +671,47 @@ def test_an_edited_cameras_file_is_applied_without_a_restart(model_service: Serv
     assert late.status_code == 200 and late.json()["late"] is True  # its last frame (10 s) is known
     assert post(service, frame, SERVICE_START + timedelta(seconds=12), camera="new-cam").status_code == 200
     assert post(service, frame, SERVICE_START + timedelta(seconds=12), camera="pile-cam").status_code == 404
+
+
+def test_a_camera_removed_while_its_frame_is_analysed_is_a_404(model_service: Service) -> None:
+    """A reload that removes a camera while one of its frames is in inference answered that frame
+    with a 500. The reload removing the camera waits for the camera's lock, then a frame arrives,
+    is analysed and waits for it too; whichever takes it first, the answer is 200 or a clear 404,
+    and the rounds go on until the reload has won once."""
+    service = model_service
+    hub: CameraHub = service.client.app.state.cameras  # type: ignore[attr-defined]
+    frame = jpeg(Scene(10).frame(0)[0])
+    without = copy.deepcopy(API_CONFIG)
+    del without["cameras"][1]
+    statuses = []
+    for round_ in range(40):
+        write_cameras(service, API_CONFIG)
+        assert service.client.post("/v1/cameras/reload", headers=service.auth("admin")).status_code == 200
+        answers: list[Any] = []
+        live = hub.get("pile-cam")
+        with live.lock:
+            write_cameras(service, without)
+            reloader = threading.Thread(
+                target=lambda: service.client.post("/v1/cameras/reload", headers=service.auth("admin"))
+            )
+            reloader.start()  # it waits for the camera's lock to save its state
+            time.sleep(0.2)
+            at = SERVICE_START + timedelta(seconds=round_)
+            sender = threading.Thread(
+                target=lambda when, into: into.append(post(service, frame, when, camera="pile-cam")),
+                args=(at, answers),
+            )
+            sender.start()
+            time.sleep(0.5)  # decoded and inferred: it waits for the lock too
+        sender.join(30)
+        reloader.join(30)
+        response = answers[0]
+        statuses.append(response.status_code)
+        assert response.status_code in (200, 404), response.text
+        if response.status_code == 404 and "while its frame was analysed" in response.json()["detail"]:
+            break
+    else:
+        pytest.fail(f"the reload never removed the camera during a frame in 40 rounds: {statuses}")
 
 
 def _polygon_outside(config: dict[str, Any]) -> None:

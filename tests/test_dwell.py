@@ -7,6 +7,7 @@ detector is the only part left out, so every time below is known exactly.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -201,6 +202,23 @@ def test_tracker_id_changes_across_a_gap_but_the_clock_does_not() -> None:
     ids_after = {int(t) for o in run.outcomes[80:] for t in o.detections.tracker_id if t >= 0}
     assert ids_before and ids_after and not ids_before & ids_after
     assert [s.dwell(run.outcomes[-1].at) for s in run.outcomes[-1].stays] == [pytest.approx(99.0)]
+
+
+@pytest.mark.parametrize("every_s", [5.0, 10.0, 60.0])
+def test_a_camera_that_sends_a_frame_every_few_seconds_is_tracked(every_s: float) -> None:
+    """A camera pushing a snapshot every 5 or 10 s (slower than `lost_s`, 4 s) lost every track
+    before its next frame came: a car parked for 400 s was never a case. The second frame gives the
+    track its id, so the clock starts there. Every 60 s (beyond `refind_s`, 60 here) is tracked too."""
+    run = play(parked(0, 400), 400, fps=1 / every_s)
+    assert run.times("started") == [pytest.approx(every_s + math.ceil(60 / every_s) * every_s)]
+
+
+def test_a_stall_longer_than_refind_restarts_the_clock() -> None:
+    """No frame for 100 s (beyond `refind_s`): whether the car standing there after it is the one
+    seen before nobody knows, so the tracker does not bridge the stall and its clock starts again."""
+    run = play(parked(0, 300), 50)
+    play(parked(0, 300), 300, run=run, start=150)
+    assert run.times("started") == [pytest.approx(210.5)]
 
 
 # --- one clock per object: real cars on a real street ------------------------------------------

@@ -79,6 +79,20 @@ def test_a_video_file_plays_with_its_own_clock(tmp_path: Path) -> None:
         assert abs(float(frame.image.mean()) - (10 + 6 * index)) < 4
 
 
+def test_a_file_without_a_start_time_plays_on_its_own_clock_too(tmp_path: Path) -> None:
+    """Without `file_start` a file's frames were stamped with the wall clock: played at `--speed 0`
+    (or 10) a 3 s video lasted a few milliseconds of capture time, and every dwell with it. Now its
+    frames lie at their position after the time reading began."""
+    video = write_video(tmp_path / "street.avi", numbered(30), fps=10)
+    reader = StreamReader(str(video), file_speed=0, clock=lambda: START).start()
+    frames = take_all(reader, 10)
+    assert reader.stats.state == "ended" and frames
+    for frame in frames:
+        index = round((frame.captured_at - START).total_seconds() * 10)
+        assert abs(float(frame.image.mean()) - (10 + 6 * index)) < 4
+    assert frames[-1].captured_at == START + timedelta(seconds=2.9)
+
+
 def test_a_looped_file_reconnects_and_time_goes_on(tmp_path: Path) -> None:
     video = write_video(tmp_path / "loop.avi", numbered(10), fps=10)
     reader = StreamReader(str(video), file_start=START, file_speed=5, loop_file=True, backoff_s=(0.05, 0.1))
@@ -435,6 +449,17 @@ def test_watch_refuses_an_unknown_camera_or_a_missing_file_and_fails_on_a_file_i
     with pytest.raises(SystemExit) as refused:
         main(["watch", "--camera", camera, "--stream", str(tmp_path / "gone.mp4"), *db])
     assert refused.value.code == 2 and "gone.mp4: no such file" in capsys.readouterr().err
+    video = str(write_video(tmp_path / "street.avi", numbered(3), fps=1))
+    refusals = {  # a time no case can have crashed the reader (9999) or the intake (year 1) before
+        ("--speed", "10"): "--speed 10 needs --file-start",
+        ("--file-start", "9999-12-31T23:59:59+08:00"): "--file-start: capture time 9999-12-31",
+        ("--file-start", "0001-01-01T00:00:00+00:00"): "outside the years",
+        ("--file-start", "2099-01-01T00:00:00+08:00"): "ahead of the server clock",
+    }
+    for given, words in refusals.items():
+        with pytest.raises(SystemExit) as refused:
+            main(["watch", "--camera", camera, "--stream", video, *given, *db])
+        assert refused.value.code == 2 and words in capsys.readouterr().err, given
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"\x00" * 4096)
     assert main(["watch", "--camera", camera, "--stream", str(junk), *db]) == 1

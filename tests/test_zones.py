@@ -106,6 +106,19 @@ def test_zone_fields_override_their_rule_preset() -> None:
         ("cameras.0.grid_code", "4101-03", "cameras[0].grid_code", "pattern"),
         ("cameras.0.timezone", "Mars/Olympus", "cameras[0].timezone", "unknown timezone"),
         ("cameras.0.cases", {"verify": "sometimes"}, "cameras[0].cases.verify", "after_handled"),
+        # a homography from crossed or flat corners: 8,000 m² for a 200 m² patch, or 0 m² everywhere
+        (
+            "cameras.0.ground",
+            {"image": [[0, 0.5], [1, 0.5], [0, 1], [1, 1]], "ground_m": [[0, 0], [10, 0], [10, 20], [0, 20]]},
+            "cameras[0].ground.image",
+            "cross",
+        ),
+        (
+            "cameras.0.ground",
+            {"image": [[0, 0.5], [1, 0.5], [1, 1], [0, 1]], "ground_m": [[0, 0], [10, 0], [10, 20], [5, 10]]},
+            "cameras[0].ground.ground_m",
+            "lie on a line",
+        ),
     ],
 )
 def test_bad_config_names_file_and_field(path: str, value: Any, field: str, words: str) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from serve.cases.cameras import CameraHub
+from serve.cases.times import ImplausibleTime
 from serve.cases.watch import CameraWatcher, load_service_cameras
 from serve.cli.args import non_negative_float, positive_float
 from vision.live.cameras import UnknownCameraError
@@ -50,9 +51,19 @@ def cli(argv: list[str]) -> int:
             parser.error(f"--stream {args.stream}: no such file")
     if args.file_start is not None and args.file_start.tzinfo is None:
         parser.error("--file-start needs a timezone offset, e.g. 2026-05-06T09:00:00+08:00")
+    if args.file_start is None and args.speed != 1:
+        parser.error(
+            f"--speed {args.speed:g} needs --file-start: a file played faster than real time from now "
+            "would stamp its frames ahead of the clock"
+        )
     settings = get_settings()
     taxonomy = settings.taxonomy()
     case_rules = load_case_rules(settings)
+    if args.file_start is not None:  # the times of its frames become cases: the intake's rule
+        try:
+            case_rules.times.check("--file-start", args.file_start, datetime.now(UTC))
+        except ImplausibleTime as err:
+            parser.error(err.detail)
     registry = load_service_cameras(args.cameras or settings.configs_dir / "cameras.yaml", case_rules)
     try:
         camera = registry.get(args.camera)

@@ -63,7 +63,7 @@ class CameraRules:
         self.camera = camera
         self.taxonomy = taxonomy
         self.tracker = CaptureTimeTracker(
-            camera.tracker, camera.analyse_fps, class_thresholds(camera, self.taxonomy)
+            camera.tracker, camera.analyse_fps, class_thresholds(camera, self.taxonomy), camera.dwell.refind_s
         )
         self.clocks = DwellClocks(camera.dwell)
         self.last_at: float | None = None

@@ -4,7 +4,8 @@ A reader thread grabs frames as fast as the stream delivers them and keeps only 
 (drop-oldest): analysis at 2 fps never works on a backlog of stale frames. A dropped connection,
 a stream that stops delivering, or a camera that cannot be reached is retried with exponential
 backoff. Each frame is stamped with its capture time at this edge: the grab time for live streams,
-or `file_start` + the frame's position for a file, so a replayed video is judged by its own clock.
+or the file's start (`file_start`, else when reading began) + the frame's position for a file, so a
+replayed video is judged by its own clock whatever its speed and however fast it decodes.
 A change of frame size (sub-stream to main stream) passes through; the rules rescale.
 """
 
@@ -166,6 +167,8 @@ class StreamReader:
         delay = self.backoff_s[0]
         connected_before = False
         file_offset = timedelta(0)  # a looped file goes on in time rather than starting over
+        if self.file_start is None and is_file(self.url):
+            self.file_start = self.clock()  # its frames are stamped by their position from here
         while not self._stop.is_set():
             capture = self._open()
             if not capture.isOpened():

@@ -10,6 +10,12 @@ threshold (the lowest of the taxonomy's `min_confidence` and any zone rule's own
 and is matched in ByteTrack's first stage; one below it, down to `tracker.keep_confidence`, only
 keeps an existing track alive (ByteTrack's second stage); anything lower is not tracked at all.
 ByteTrack itself has one split, so each score is shifted by its class's threshold before it sees it.
+
+`lost_s` counts time the camera watched: a track is kept `lost_s` past the last frame that could
+have seen it, so a camera that sends a frame every 5 or 10 s is tracked (ByteTrack's own budget runs
+from the last match and would drop every track of a camera slower than one frame per `lost_s`).
+Only a gap up to `bridge_s` (the dwell clocks' `refind_s`) is bridged that way: after a longer
+stall nobody knows whether what stands there is the same object, so its tracks are lost.
 """
 
 from __future__ import annotations
@@ -58,10 +64,13 @@ def class_thresholds(camera: Camera, taxonomy: Taxonomy) -> np.ndarray:
 class CaptureTimeTracker:
     """Assigns `tracker_id` to detections of one camera, frame after frame."""
 
-    def __init__(self, settings: TrackerSettings, fps: float, thresholds: np.ndarray) -> None:
+    def __init__(
+        self, settings: TrackerSettings, fps: float, thresholds: np.ndarray, bridge_s: float = 0.0
+    ) -> None:
         self.settings = settings
         self.fps = fps
         self.thresholds = thresholds
+        self.bridge_s = bridge_s  # longest gap between frames that tracks are kept across
         self.last_time: float | None = None
         self._scores: dict[int, deque[float]] = {}  # recent scores of each live track
         self._tracker = self._new()
@@ -94,6 +103,8 @@ class CaptureTimeTracker:
         `tracker_id` (-1: no track yet, or too low a score to be tracked)."""
         if self.last_time is not None and at <= self.last_time:
             raise ValueError(f"capture time {at} is not after the last tracked frame {self.last_time}")
+        gap = 0.0 if self.last_time is None else at - self.last_time
+        self._tracker.maximum_time_without_update = self.settings.lost_s + min(gap, self.bridge_s)
         self.last_time = at
         score = scores(detections)
         class_ids = ids(detections.class_id, len(detections))

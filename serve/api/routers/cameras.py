@@ -400,19 +400,24 @@ async def post_frame(
     analysis = await service.gate.run(analyse, detector, data, f"camera {live.camera.id}: {name}", tz)
     service.metrics.inference.observe(analysis.inference_s)
     timings = Timings(decode_s=analysis.decode_s, inference_s=analysis.inference_s)
-    result = await anyio.to_thread.run_sync(
-        lambda: hub.process(
-            live.camera.id,
-            analysis.photo.image,
-            captured_at,
-            analysis.detections,
-            sessions=service.sessions,
-            case_rules=service.domain.rules,
-            model_version=detector.version,
-            received_at=now,
-            timings=timings,
+    try:
+        result = await anyio.to_thread.run_sync(
+            lambda: hub.process(
+                live.camera.id,
+                analysis.photo.image,
+                captured_at,
+                analysis.detections,
+                sessions=service.sessions,
+                case_rules=service.domain.rules,
+                model_version=detector.version,
+                received_at=now,
+                timings=timings,
+            )
         )
-    )
+    except UnknownCameraError:  # a reload removed it while the frame was analysed: nothing applied
+        raise NotFound(
+            "camera", f"'{camera_id}' (removed from the cameras file while its frame was analysed)"
+        ) from None
     return frame_out(result, analysis.detections, service, detector.version)
 
 
