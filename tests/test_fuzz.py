@@ -628,6 +628,73 @@ def test_a_json_object_naming_a_member_twice_is_a_422_problem_that_changes_nothi
     assert service.client.get("/v1/keys", headers=service.auth("admin")).json() == keys
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_member_no_field_has_is_a_422_problem_naming_it_that_changes_nothing(service: Service) -> None:
+    """`dept` for `department` was ignored: the case went to the routing rules' department unsaid."""
+    case_id = report(service)
+    read = service.client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read"))
+    typo = service.client.post(
+        f"/v1/cases/{case_id}/transitions",
+        json={"action": "confirm", "notes": "属实"},
+        headers={**service.auth("cases:write"), "If-Match": read.headers["ETag"]},
+    )
+    assert "notes" in assert_problem(typo, 422)["detail"]
+    after = service.client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read"))
+    assert after.headers["ETag"] == read.headers["ETag"] and after.json()["state"] == "reported"
+    keys = service.client.get("/v1/keys", headers=service.auth("admin")).json()
+    extra = service.client.post(
+        "/v1/keys",
+        json={"name": "bureau", "scopes": ["detect"], "expires": "2027"},
+        headers=service.auth("admin"),
+    )
+    assert "expires" in assert_problem(extra, 422)["detail"]
+    assert service.client.get("/v1/keys", headers=service.auth("admin")).json() == keys
+    confirmed = service.client.post(
+        f"/v1/cases/{case_id}/transitions",
+        json={"action": "confirm", "note": "属实"},
+        headers={**service.auth("cases:write"), "If-Match": read.headers["ETag"]},
+    )
+    assert confirmed.status_code == 200, confirmed.text
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"state": "bogus"}, "state"),
+        ({"event": "nope"}, "event"),
+        ({"event": ["garbage", "x" * 500]}, "event"),
+    ],
+)
+def test_a_state_or_event_no_case_can_have_is_a_422_not_an_empty_page(
+    service: Service, params: dict[str, Any], field: str
+) -> None:
+    """A typo answered 200 with no cases, which reads as a street without that problem."""
+    report(service)
+    reader = service.auth("cases:read")
+    for path in ("/v1/cases", "/v1/cases.geojson"):
+        problem = assert_problem(service.client.get(path, params=params, headers=reader), 422)
+        assert field in problem["detail"] and len(problem["detail"]) < 2000, problem
+    event = service.client.get("/v1/events", headers=reader).json()[0]["key"]
+    page = service.client.get("/v1/cases", params={"state": "reported", "event": event}, headers=reader)
+    assert page.status_code == 200 and page.json()["total"] >= 0
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_head_is_answered_as_get_without_its_body(service: Service) -> None:
+    """RFC 9110: HEAD is supported wherever GET is (a monitor's `HEAD /healthz` got 405)."""
+    case_id = report(service)
+    reader = service.auth("cases:read")
+    for path, headers in (("/healthz", {}), ("/v1/cases", reader), (f"/v1/cases/{case_id}", reader)):
+        got, head = service.client.get(path, headers=headers), service.client.head(path, headers=headers)
+        assert head.status_code == got.status_code == 200 and head.content == b"", path
+        assert head.headers["content-type"] == got.headers["content-type"]
+        assert head.headers.get("etag") == got.headers.get("etag")
+    assert service.client.head("/v1/cases").status_code == 401  # the same checks as the GET
+    assert service.client.head("/v1/keys", headers=service.auth("admin")).status_code == 200
+    assert service.client.head("/v1/reports", headers=service.auth("report")).status_code == 405
+
+
 def test_text_no_database_can_take_is_a_problem_on_both_databases(service: Service) -> None:
     """A NUL in any text (PostgreSQL refuses it) and a grid prefix too long for SQLite's LIKE were
     500s; each is a 4xx problem now, on both databases, and nothing is written."""
@@ -637,7 +704,7 @@ def test_text_no_database_can_take_is_a_problem_on_both_databases(service: Servi
         response = service.client.get("/v1/cases", params=params, headers=reader)
         assert "grid" in assert_problem(response, 422)["detail"]
     assert service.client.get("/v1/cases", params={"grid": ""}, headers=reader).json()["total"] == 1
-    for name in ("street", "department", "state", "event"):
+    for name in ("street", "department"):  # state and event: no such state or event, also a 422
         response = service.client.get("/v1/cases", params={name: "a\x00b"}, headers=reader)
         assert "NUL" in assert_problem(response, 422)["detail"]
     ledger = service.client.get("/v1/ledger.csv", params={"street": "\x00"}, headers=service.auth("admin"))

@@ -19,6 +19,7 @@ import anyio
 from fastapi import FastAPI, Request, Response
 
 from serve.api.deps import SAFE_METHODS
+from serve.api.head import HeadAsGet
 from serve.api.idempotency import IdempotentPosts
 from serve.api.limits import BodyLimit, ThrottledClients
 from serve.api.notify import NotificationSender
@@ -156,6 +157,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
             response.headers.setdefault("Content-Security-Policy", "default-src 'none'; sandbox")
         return response
 
+    app.add_middleware(HeadAsGet)  # every GET answers HEAD too, throttled and counted as one
     app.add_middleware(ThrottledClients)  # outermost: a throttled address costs no routing at all
 
     for module in (

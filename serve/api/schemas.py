@@ -36,6 +36,13 @@ class Schema(BaseModel):
     model_config = ConfigDict(from_attributes=True, allow_inf_nan=False)
 
 
+class RequestBody(Schema):
+    """A JSON body a client sends. A member no field has is a 422 naming it, not ignored: a typo
+    (`dept` for `department`) would otherwise dispatch to the routing rules' department unsaid."""
+
+    model_config = ConfigDict(from_attributes=True, allow_inf_nan=False, extra="forbid")
+
+
 # --- detections -------------------------------------------------------------------------------
 
 
@@ -197,25 +204,25 @@ class ExtensionOut(Schema):
     decision_note: str | None = Field(description="the decider's remark")
 
 
-class ExtensionIn(Schema):
+class ExtensionIn(RequestBody):
     extend_by: float = Field(gt=0, le=1000, description="more time, in the unit of the class's limit")
     note: str = Field(min_length=1, max_length=4000, description="why more time is needed")
 
 
-class DetachIn(Schema):
+class DetachIn(RequestBody):
     reason: str = Field(
         min_length=1, max_length=2000, description="why the photo is not evidence of this case"
     )
 
 
-class SplitIn(Schema):
+class SplitIn(RequestBody):
     evidence_ids: list[int] = Field(
         min_length=1, max_length=1000, description="evidence of this case that shows another problem"
     )
     reason: str = Field(min_length=1, max_length=2000, description="why they are another case")
 
 
-class MergeIn(Schema):
+class MergeIn(RequestBody):
     case_id: int = Field(
         ge=1,
         le=MAX_ID,
@@ -224,7 +231,7 @@ class MergeIn(Schema):
     reason: str = Field(min_length=1, max_length=2000, description="why both are one problem")
 
 
-class DecisionIn(Schema):
+class DecisionIn(RequestBody):
     approve: bool = Field(description="true: the deadline moves at once; false: it stays")
     note: str | None = Field(default=None, max_length=4000, description="remark")
 
@@ -249,8 +256,8 @@ class CaseDetail(CaseSummary):
 class CaseQuery(BaseModel):
     """Filters of GET /v1/cases and /v1/cases.geojson (all optional, combined with AND)."""
 
-    state: list[str] = Field(default=[], description="workflow states (repeat the parameter for several)")
-    event: list[str] = Field(default=[], description="event keys (repeat for several)")
+    state: list[State] = Field(default=[], description="workflow states (repeat the parameter for several)")
+    event: list[str] = Field(default=[], description="event keys (repeat for several; GET /v1/events)")
     grid: str | None = Field(  # digits only and bounded: SQLite refuses a LIKE pattern over 50,000 bytes
         None,
         pattern=r"^[0-9]{0,15}$",  # empty: no filter, as before
@@ -277,7 +284,7 @@ class CasePage(Schema):
     by_state: dict[str, int] = Field(description="cases matching the filters, per workflow state")
 
 
-class TransitionIn(Schema):
+class TransitionIn(RequestBody):
     action: Action = Field(description="what to do; GET /v1/cases/{id} lists the actions allowed now")
     at: Instant | None = Field(
         None,
@@ -433,7 +440,7 @@ class WorstSpotsOut(Schema):
 # --- keys and health --------------------------------------------------------------------------
 
 
-class KeyIn(Schema):
+class KeyIn(RequestBody):
     name: str = Field(
         min_length=1, max_length=MAX_NAME_LENGTH, description="who or what uses the key (shown in flow logs)"
     )
@@ -547,7 +554,7 @@ class Open311Created(Schema):
 USERNAME = r"^[A-Za-z0-9.\-]+$"
 
 
-class SignInIn(Schema):
+class SignInIn(RequestBody):
     username: str = Field(min_length=1, max_length=64, pattern=USERNAME, description="account name")
     password: str = Field(min_length=1, max_length=256, description="password")
 
@@ -566,7 +573,7 @@ class SessionOut(Schema):
     )
 
 
-class UserIn(Schema):
+class UserIn(RequestBody):
     username: str = Field(
         min_length=1,
         max_length=MAX_NAME_LENGTH,
@@ -600,7 +607,7 @@ class UserOut(Schema):
 # --- supervision (督查督办) ------------------------------------------------------------------------
 
 
-class SupervisionIn(Schema):
+class SupervisionIn(RequestBody):
     grids: list[str] = Field(
         min_length=1, max_length=200, description="one unit grid (a worst spot) or several (a road section)"
     )
@@ -612,12 +619,12 @@ class SupervisionIn(Schema):
     reason: str = Field(min_length=1, max_length=4000, description="why, e.g. 'worst spot of 2025-09-3'")
 
 
-class SupervisionPatch(Schema):
+class SupervisionPatch(RequestBody):
     department: str | None = Field(default=None, max_length=64, description="new responsible department")
     deadline_at: AwareDatetime | None = Field(default=None, description="new deadline")
 
 
-class SupervisionCheck(Schema):
+class SupervisionCheck(RequestBody):
     note: str = Field(min_length=1, max_length=4000, description="what the check found on site")
 
 

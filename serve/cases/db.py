@@ -32,15 +32,26 @@ class TextNotStorable(ValueError):
     """A text value holds NUL (U+0000), from any door (a query filter, a note, a form field)."""
 
 
+def _texts(parameters: Any) -> Iterator[str]:
+    """The text values of a statement's parameters: a row, a list of rows (executemany), or one
+    flat row even when executemany is set (SQLAlchemy's batched INSERT ... RETURNING sends one)."""
+    if isinstance(parameters, str):
+        yield parameters
+    elif isinstance(parameters, dict):
+        for value in parameters.values():
+            yield from _texts(value)
+    elif isinstance(parameters, list | tuple):
+        for value in parameters:
+            yield from _texts(value)
+
+
 def _refuse_nul(
-    _conn: Any, _cursor: Any, _statement: str, parameters: Any, _context: Any, executemany: bool
+    _conn: Any, _cursor: Any, _statement: str, parameters: Any, _context: Any, _executemany: bool
 ) -> None:
     """PostgreSQL refuses NUL in text (a 500 once, for `?grid=%00` or a note holding one) and SQLite
     keeps it, to break exports later: refused on both, before the statement runs, as bad input."""
-    for row in (parameters if executemany else [parameters]) or ():
-        values = row.values() if isinstance(row, dict) else row or ()
-        if any(isinstance(value, str) and "\x00" in value for value in values):
-            raise TextNotStorable("a text value holds a NUL character (U+0000), which no text here may hold")
+    if any("\x00" in text for text in _texts(parameters)):
+        raise TextNotStorable("a text value holds a NUL character (U+0000), which no text here may hold")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

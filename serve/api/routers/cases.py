@@ -127,6 +127,15 @@ def _cursor(case_id: int) -> str:
     return base64.urlsafe_b64encode(str(case_id).encode()).decode().rstrip("=")
 
 
+def known_events(q: CaseQuery, domain: Domain) -> None:
+    """Refuse an event `q` names that the taxonomy has not: a typo answered with no cases would
+    read as a street without that problem (states are checked by their type)."""
+    unknown = [key for key in q.event if key not in domain.rules.taxonomy.events]
+    if unknown:
+        known = ", ".join(domain.rules.taxonomy.events)
+        raise InvalidInput("event", f"no event {unknown[0][:64]!r} (GET /v1/events: {known})")
+
+
 def filtered(q: CaseQuery, as_of: datetime, principal: Principal, local_tz: tzinfo) -> Select[Any]:
     """The case query of the filters, newest first (id descending: stable for cursor paging); a
     department handler's queries hold only their department's cases."""
@@ -170,6 +179,7 @@ def list_cases(
 ) -> CasePage:
     as_of = q.as_of or now
     local_tz = service.domain.rules.calendar.timezone
+    known_events(q, service.domain)
     rows = list(session.scalars(filtered(q, as_of, principal, local_tz).limit(q.limit + 1)))
     page = rows[: q.limit]
     unpaged = filtered(q.model_copy(update={"cursor": None}), as_of, principal, local_tz)
@@ -198,6 +208,7 @@ def cases_geojson(
 ) -> dict[str, Any]:
     as_of = q.as_of or now
     local_tz = service.domain.rules.calendar.timezone
+    known_events(q, service.domain)
     features = [
         {
             "type": "Feature",
