@@ -417,6 +417,23 @@ def test_a_restart_keeps_clocks_and_incidents(restart: float, expected: list[tup
     assert {i for _, _, _, i in run.events} == {before or 1}
 
 
+@pytest.mark.parametrize(("away", "clock_kept"), [(300.0, True), (3 * 86400.0, False)])
+def test_a_restored_clock_is_carried_over_a_short_outage_only(away: float, clock_kept: bool) -> None:
+    """A car parked at 0 s, the service stopped at 20 s and started `away` seconds later with the car
+    (or one like it) still there: after minutes its clock goes on (a case at 60 s of standing);
+    after three days nobody watched in between, so the clock starts again (once the case at once)."""
+    run = play(parked(0, away + 200), 20)
+    restored = CameraRules(make_camera(), taxonomy=TAXONOMY)
+    restored.restore(decode(encode(run.rules.export())))
+    run.rules = restored
+    play(parked(0, away + 200), away + 150, run=run, start=away)
+    (started,) = run.times("started")
+    if clock_kept:
+        assert started < away + 5
+    else:
+        assert away + 60 <= started < away + 65
+
+
 def test_a_new_incident_after_a_restart_gets_a_new_id() -> None:
     run = play(both(parked(0, 100), parked(0, 400, OTHER_SPOT)), 150)
     restored = CameraRules(make_camera(), taxonomy=TAXONOMY)

@@ -172,14 +172,22 @@ class DwellClocks:
 
         Detections without a track (tracker_id -1) carry no identity and are ignored.
         """
-        if self._watching_since is None:
+        if self._watching_since is None:  # the first frame after a restart
             self._watching_since = at
+            self._forget_unwatched(at)
         seen: dict[str, list[Stay]] = {}
         for zone_id, detections in in_zones.items():
             tracked = subset(detections, ids(detections.tracker_id, len(detections)) >= 0)
             seen[zone_id] = self._follow(zone_id, tracked, at) if len(tracked) else []
         self._evict(at)
         return seen
+
+    def _forget_unwatched(self, at: float) -> None:
+        """Drop the restored clocks last seen more than `restart_bridge_s` before the first frame after
+        the restart: nobody watched in between, and carried over they would file at once whatever
+        stands there now (three days off made a car parked 20 s before the outage a 259,207 s stay)."""
+        for key in [k for k, s in self.stays.items() if at - s.last_seen > self.settings.restart_bridge_s]:
+            del self.stays[key]
 
     def rescale(self, sx: float, sy: float) -> None:
         """Carry the clocks over a change of frame size (boxes are pixels)."""
@@ -194,7 +202,8 @@ class DwellClocks:
 
     def restore(self, saved: dict[str, Any], zone_ids: set[str]) -> None:
         """Take back exported clocks of the zones that still exist; each can be refound (by place and
-        looks) within `refind_s` of the first frame after the restart, as after an occlusion."""
+        looks) within `refind_s` of the first frame after the restart, as after an occlusion, if that
+        frame comes within `restart_bridge_s` of its last sighting."""
         self.stays, self._by_track, self._watching_since = {}, {}, None
         for fields in saved["stays"]:
             if fields["zone_id"] not in zone_ids:
