@@ -573,6 +573,34 @@ def test_english_as_the_other_language_and_signing_out(live: Live, browser: Any)
     assert not one(browser, "#nav").is_displayed()
 
 
+def test_every_name_the_domain_can_answer_reads_in_both_languages(live: Live, browser: Any) -> None:
+    """A state, step, source, role, review or limit unit the API can answer has the console's words
+    in Chinese and in English, never its key: a street-vending case's limit read '20 minutes' on
+    the Chinese page, and a case from the media or a leader showed 'media' / 'leader'."""
+    from serve.cases import enums
+    from vision.core.taxonomy import DEADLINE_UNITS
+
+    sign_in(browser, live)
+    strings = browser.execute_async_script(
+        "import('/console/i18n.js').then((m) => arguments[arguments.length - 1](m.STRINGS))"
+    )
+    names = {
+        "state": list(enums.State),
+        "action": [*enums.Action, *enums.EvidenceStep, "report"],  # the flow log's steps
+        "source": list(enums.CaseSource),
+        "review": list(enums.AiReview),
+        "role": [*enums.EvidenceRole, *enums.Role],
+        "extension": list(enums.ExtensionState),
+        "limit": list(DEADLINE_UNITS),
+    }
+    needed = {f"{prefix}.{value}" for prefix, values in names.items() for value in values}
+    for lang in ("zh", "en"):
+        assert sorted(needed - set(strings[lang])) == [], lang
+    assert set(strings["zh"]) == set(strings["en"])
+    visit(browser, live, f"case/{open311(live, '09006', *GRID_QUIET[1:], '占道经营')}", "case")
+    assert "20 分钟" in one(browser, "dl.facts").text  # 双十: the limit in minutes, in Chinese
+
+
 def test_map_draws_tiles_of_a_configured_tile_server_under_the_grids(live: Live, browser: Any) -> None:
     """The optional background: XYZ tiles from the URL set on the map page (here a local server)."""
     requested: list[tuple[int, int, int]] = []
