@@ -8,13 +8,14 @@ monthly district ranking and the inspectors' metrics and downloads the ledger. C
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from selenium.webdriver.support.select import Select
 from test_console import (
     GRID_LIFE,
     START,
+    TZ,
     Live,
     act,
     browser,  # noqa: F401  (fixture)
@@ -181,9 +182,20 @@ def test_supervision_page_flag_check_ranking_metrics_and_ledger(live: Live, brow
         section.select_by_value(code)
     one(driver, "#flag-name").send_keys("汝河路东段")
     one(driver, '#flag-form textarea[name="reason"]').send_keys("2025-09-3 最差路段")
-    one(driver, "#flag-submit").click()
-    road = one(driver, '#supervision tr[data-kind="section"]')
+    # the deadline is typed on the bureau's clock, whatever the PC's timezone (here New York's)
+    driver.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": "America/New_York"})
+    try:
+        deadline = one(driver, '#flag-form input[name="deadline"]')
+        driver.execute_script("arguments[0].value = '2025-09-26T18:00'", deadline)
+        one(driver, "#flag-submit").click()
+        road = one(driver, '#supervision tr[data-kind="section"]')
+    finally:
+        driver.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": ""})
     assert "汝河路东段" in road.text and "最差路段" in road.text and all(c in road.text for c in neighbours)
+    assert "2025-09-26 18:00" in road.text
+    flagged = live.api("GET", "/v1/supervision").json()
+    due = next(item["deadline_at"] for item in flagged if item["kind"] == "section")
+    assert datetime.fromisoformat(due) == datetime(2025, 9, 26, 18, 0, tzinfo=TZ)  # was 2025-09-27 06:00
 
     sign_in_as(driver, live, "wangfang")  # an operator neither flags nor checks
     visit(driver, live, "supervision", "supervision")

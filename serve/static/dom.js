@@ -40,11 +40,32 @@ const CLOCK = new Intl.DateTimeFormat("en-GB", {
   hourCycle: "h23",
 });
 
+function clock(instant) {
+  return Object.fromEntries(CLOCK.formatToParts(instant).map((p) => [p.type, p.value]));
+}
+
 /** "2025-09-23 09:05" on the bureau's clock, whatever the browser's timezone. */
 export function when(iso) {
   if (!iso) return "—";
-  const parts = Object.fromEntries(CLOCK.formatToParts(new Date(iso)).map((p) => [p.type, p.value]));
+  const parts = clock(new Date(iso));
   return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}`;
+}
+
+/** A datetime-local field's value ("2025-09-23T09:05") for an instant, on the bureau's clock. */
+export function clockInput(instant) {
+  return when(instant.toISOString()).replace(" ", "T");
+}
+
+/** The instant a datetime-local field's value names on the bureau's clock, as ISO 8601: the field
+ * has no timezone, and the browser's may not be the bureau's (a PC left on UTC). */
+export function fromClockInput(value) {
+  const wall = Date.parse(`${value}Z`); // the wall time read as if it were UTC
+  const ahead = (instant) => { // how far the bureau's clock is ahead of UTC at an instant
+    const p = clock(new Date(instant));
+    return Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute) - Math.floor(instant / 60000) * 60000;
+  };
+  const first = wall - ahead(wall);
+  return new Date(wall - ahead(first)).toISOString(); // the second look settles a change of offset
 }
 
 /** The bureau's calendar day of a time, "2025-09-23". */

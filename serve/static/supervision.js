@@ -3,7 +3,7 @@
 // Buttons appear for the roles the API lets act (serve/cases/supervision.py); a key sees them all.
 import { download, getJSON, query, request, session } from "./api.js";
 import { departments } from "./catalog.js";
-import { go, h, number, percent, reload, table, when } from "./dom.js";
+import { clockInput, fromClockInput, go, h, number, percent, reload, table, when } from "./dom.js";
 import { explain, t } from "./i18n.js";
 import { rateBar } from "./rankings.js";
 
@@ -24,8 +24,7 @@ function flagForm(spots, grids, depts) {
   const codes = [...open.keys(), ...grids.features.map((f) => f.properties.code).filter((c) => !open.has(c))];
   const names = new Map(grids.features.map((f) => [f.properties.code, f.properties.name || ""]));
   const error = h("p", { class: "error", id: "flag-error" });
-  const inThreeDays = new Date(Date.now() + 3 * 86400000 - new Date().getTimezoneOffset() * 60000);
-  const deadline = inThreeDays.toISOString().slice(0, 16); // datetime-local reads the browser's local time
+  const deadline = clockInput(new Date(Date.now() + 3 * 86400000)); // in three days, on the bureau's clock
   const form = h("form", { class: "action-form", id: "flag-form" },
     h("h3", {}, t("supervision.flag")),
     h("label", {}, t("supervision.spot"), h("select", { name: "grid", required: true, multiple: true, size: 6 },
@@ -48,7 +47,7 @@ function flagForm(spots, grids, depts) {
           grids: data.getAll("grid"),
           name: data.get("name") || null,
           department: data.get("department"),
-          deadline_at: new Date(data.get("deadline")).toISOString(),
+          deadline_at: fromClockInput(data.get("deadline")),
           reason: data.get("reason"),
         },
       });
