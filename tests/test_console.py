@@ -648,7 +648,7 @@ def test_the_map_keeps_the_grid_layout_and_a_chosen_day_ends_the_chart(live: Liv
     from serve.cases.findings import Finding, record_finding
 
     with transaction(live.service.sessions) as session:
-        record_finding(
+        stray = record_finding(
             session,
             Finding(
                 event="street_vending",
@@ -668,6 +668,10 @@ def test_the_map_keeps_the_grid_layout_and_a_chosen_day_ends_the_chart(live: Liv
         "return [...document.querySelectorAll('#map g.grid path')].map(p => p.getBoundingClientRect().width)"
     )
     assert len(widths) == 12 and min(widths) > 50, widths  # ~110 m grids over ~650 m of layout
+    # the stray case is not drawn off the map unsaid: it is listed under it, with a link
+    assert stray.case.number in one(browser, "#map-outside").text
+    assert one(browser, f'#map-outside a[href="#/case/{stray.case.id}"]')
+    assert not css(browser, f'#map .marker[data-case="{stray.case.id}"]')
 
     visit(browser, live, "rankings?day=2025-09-23", "rankings")
     days = attributes(browser, "#class-chart rect", "data-day")

@@ -7,11 +7,11 @@ import { explain, t } from "./i18n.js";
 import { detachButton, regroupPanel } from "./regroup.js";
 
 // Every workflow state (serve/cases/workflow.py State), for the filter and the labels.
-const STATES = [
+export const STATES = [
   "reported", "verified", "not_filed", "filed", "dispatched", "handling", "handled",
   "check_passed", "closed", "suspended", "cancelled", "force_closed",
 ];
-const FINAL = ["not_filed", "closed", "cancelled", "force_closed"];
+export const FINAL = ["not_filed", "closed", "cancelled", "force_closed"];
 const FILTERS = ["state", "event", "grid", "street", "overdue", "limit"];
 // Before filing (立案) no disposal clock runs: such a case shows no deadline.
 const UNFILED = ["reported", "verified", "not_filed"];

@@ -2,6 +2,7 @@
 // coloured by event class. A tile server (WGS-84 / Web Mercator XYZ tiles, e.g. a bureau's own
 // OpenStreetMap server) can be set as an optional background; without one nothing leaves the network.
 import { getJSON, query } from "./api.js";
+import { FINAL, STATES } from "./cases.js";
 import { events } from "./catalog.js";
 import { dot, go, h, number, s } from "./dom.js";
 import { t } from "./i18n.js";
@@ -80,12 +81,15 @@ function scaleBar(view, latitude) {
 
 export async function mapPage(_, params) {
   const showAll = params.get("all") === "1";
-  const [grids, cases, catalog] = await Promise.all([
+  // the newest MAX_CASES of the cases asked for: open ones only unless final ones are wanted too
+  const filter = { state: showAll ? [] : STATES.filter((state) => !FINAL.includes(state)) };
+  const [grids, cases, counted, catalog] = await Promise.all([
     getJSON("/v1/grids.geojson"),
-    getJSON(`/v1/cases.geojson${query({ limit: MAX_CASES })}`),
+    getJSON(`/v1/cases.geojson${query({ ...filter, limit: MAX_CASES })}`),
+    getJSON(`/v1/cases${query({ ...filter, limit: 1 })}`),
     events(),
   ]);
-  const shown = cases.features.filter((f) => showAll || !f.properties.closed_at);
+  const shown = cases.features;
   // The extent is the grid layout's (the bureau's jurisdiction): a stray point far away must not
   // shrink every grid to a dot. Without a layout the cases give it.
   const layout = grids.features.flatMap((f) => rings(f.geometry).flat());
@@ -112,7 +116,14 @@ export async function mapPage(_, params) {
       s("text", { x: cx, y: cy + 4 }, g.code.slice(-3)),
       s("title", {}, `${g.name} ${g.code}\n${g.street || ""} ${g.community || ""}\n${t("map.open", { n: g.open_cases })} · ${number(g.open_per_km2, 0)} /km²`));
   });
-  const markers = shown.map((f) => {
+  // a case placed outside the layout's extent (filed before a layout changed, a misplaced camera)
+  // would be drawn off the map: it is listed under it instead
+  const inside = (f) => {
+    const [x, y] = project(f.geometry.coordinates);
+    return x >= 0 && x <= view.width && y >= 0 && y <= view.height;
+  };
+  const outside = shown.filter((f) => !inside(f));
+  const markers = shown.filter(inside).map((f) => {
     const c = f.properties;
     const [x, y] = project(f.geometry.coordinates);
     const final = Boolean(c.closed_at);
@@ -150,7 +161,12 @@ export async function mapPage(_, params) {
 
   return h("section", {},
     h("h1", {}, t("nav.map")),
-    h("p", { class: "hint" }, t("map.hint", { grids: grids.features.length, cases: shown.length })),
+    h("p", { class: "hint", id: "map-hint" }, t("map.hint", { grids: grids.features.length, cases: counted.total }),
+      counted.total > shown.length ? [" ", t("map.newest", { n: shown.length })] : null),
     h("div", { class: "map-layout" }, drawing, legend),
+    outside.length
+      ? h("p", { class: "hint", id: "map-outside" }, t("map.outside", { n: outside.length }), " ",
+          outside.map((f) => [h("a", { href: `#/case/${f.properties.id}`, class: "mono" }, f.properties.number), " "]))
+      : null,
     settings);
 }
