@@ -512,6 +512,18 @@ def test_case_list_filters_counts_and_pages_like_the_api(live: Live, browser: An
     assert "cursor=" in browser.current_url and live.keys["console"] not in browser.current_url
     one(browser, "#prev").click()
     wait(browser, lambda d: shown() == made[:0:-1], "first page not shown again")
+    # one case a page: next, next, the browser's back button, then previous: the first page, not
+    # the second again (previous went back along the next presses, whatever the back button did)
+    visit(browser, live, f"cases?grid={grid}&limit=1", "cases")
+    for page in (made[1], made[0]):
+        one(browser, "#next").click()
+        wait(browser, lambda d, page=page: shown() == [page], "next page not shown")
+    browser.back()
+    wait(browser, lambda d: shown() == [made[1]], "back to the second page")
+    one(browser, "#prev").click()
+    wait(browser, lambda d: shown() == [made[2]], "previous did not reach the first page")
+    assert not one(browser, "#prev").is_enabled()
+    visit(browser, live, f"cases?grid={grid}&limit=2", "cases")
 
     Select(one(browser, "#filter-event")).select_by_value("overflowing_bin")
     wait(browser, lambda d: shown() == [made[1]], "class filter not applied")

@@ -38,8 +38,9 @@ function tick(span) {
 setInterval(() => document.querySelectorAll(".countdown").forEach(tick), 1000);
 
 const PAGE_SIZES = ["20", "50", "100"];
-// Earlier cursors of the paging under way, so "previous" can go back (cursors only run forward).
-let cursorTrail = [];
+// The cursor of the page before each page seen, by filters and cursor (cursors only run forward):
+// "previous" goes back one page however the page was reached (next, the browser's back button).
+const previousCursor = new Map();
 
 export function stateBadge(state) {
   return h("span", { class: `state state-${state}`, "data-state": state }, t(`state.${state}`));
@@ -57,9 +58,10 @@ export async function casesPage(_, params) {
   const [catalog, grids] = await Promise.all([events(), getJSON("/v1/grids.geojson")]);
   const filters = Object.fromEntries(FILTERS.map((name) => [name, params.get(name) || ""]));
   const cursor = params.get("cursor") || "";
-  if (!cursor) cursorTrail = [];
   const limit = filters.limit || PAGE_SIZES[0];
   const page = await getJSON(`/v1/cases${query({ ...filters, limit, cursor })}`);
+  const paged = (at) => `${query(filters)}#${at}`;
+  if (page.next_cursor) previousCursor.set(paged(page.next_cursor), cursor);
 
   const cells = grids.features.map((f) => f.properties);
   const streets = [...new Set(cells.map((g) => g.street).filter(Boolean))].sort();
@@ -109,16 +111,10 @@ export async function casesPage(_, params) {
   const pager = h(
     "div",
     { class: "pager" },
-    h("button", { type: "button", id: "prev", disabled: !cursor, onclick: () => go("cases", { ...filters, cursor: cursorTrail.pop() || "" }) }, t("prev")),
-    h("button", {
-      type: "button",
-      id: "next",
-      disabled: !page.next_cursor,
-      onclick: () => {
-        cursorTrail.push(cursor);
-        go("cases", { ...filters, cursor: page.next_cursor });
-      },
-    }, t("next")),
+    h("button", { type: "button", id: "prev", disabled: !cursor,
+      onclick: () => go("cases", { ...filters, cursor: previousCursor.get(paged(cursor)) || "" }) }, t("prev")),
+    h("button", { type: "button", id: "next", disabled: !page.next_cursor,
+      onclick: () => go("cases", { ...filters, cursor: page.next_cursor }) }, t("next")),
   );
   return h("section", {}, h("h1", {}, t("nav.cases")), form, counts, list, pager);
 }
