@@ -31,7 +31,9 @@ from conftest import Clock, Service, _jpeg, on_site, serving
 from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service as DriverService
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -536,6 +538,20 @@ def test_case_list_filters_counts_and_pages_like_the_api(live: Live, browser: An
 
     visit(browser, live, "cases", "cases")
     screenshot(browser, "cases")
+
+
+def test_a_filter_is_chosen_with_the_arrow_keys(live: Live, browser: Any) -> None:
+    """Each arrow key on a filter redraws the list; the focus stays on the filter, so the next key
+    moves on (it fell to the page: a keyboard could reach only the first state after 全部)."""
+    sign_in(browser, live)
+    visit(browser, live, "cases", "cases")
+    browser.execute_script("document.getElementById('filter-state').focus()")
+    for state in ("reported", "verified"):
+        ActionChains(browser).send_keys(Keys.DOWN).perform()
+        wait(browser, lambda d, state=state: f"state={state}" in d.current_url, f"{state} not chosen")
+        one(browser, '#view[data-page="cases"][data-state="ready"]')
+        wait(browser, lambda d: d.execute_script("return document.activeElement.id") == "filter-state")
+    assert Select(one(browser, "#filter-state")).first_selected_option.get_attribute("value") == "verified"
 
 
 def test_cameras_show_health_and_zones_over_the_last_frame(live: Live, browser: Any, tmp_path: Path) -> None:

@@ -51,6 +51,7 @@ function show(page, node) {
 /** Draw the page of the current hash; a newer navigation wins over a slower older one. */
 export async function render() {
   const ticket = ++rendering;
+  const focused = document.activeElement?.id;
   releaseImages();
   translateShell();
   if (!session.signedIn) return show("signin", signIn());
@@ -61,7 +62,10 @@ export async function render() {
   view.dataset.state = "loading";
   try {
     const node = await PAGES[page](arg, params);
-    if (ticket === rendering) show(page, node);
+    if (ticket === rendering) {
+      show(page, node);
+      refocus(focused);
+    }
   } catch (error) {
     if (ticket !== rendering) return;
     if (error instanceof ApiError && error.status === 401) {
@@ -71,6 +75,12 @@ export async function render() {
     }
     show(page, h("div", { class: "problem" }, h("h2", {}, t("error")), h("p", { title: error.message }, explain(error))));
   }
+}
+
+/** A page drawn again in place of itself keeps the keyboard's place: a filter chosen with the arrow
+ * keys redraws the list at each key, and the next key must reach the same field, not the page. */
+function refocus(id) {
+  if (id && document.activeElement === document.body) document.getElementById(id)?.focus();
 }
 
 function signIn(message) {
