@@ -226,3 +226,26 @@ def test_supervision_page_flag_check_ranking_metrics_and_ledger(live: Live, brow
     status = one(driver, '#ledger-status[data-format="csv"]')
     assert int(status.get_attribute("data-bytes")) > 100 and "ledger-2025-09.csv" in status.text
     screenshot(driver, "supervision")
+
+
+def test_a_tab_whose_sign_in_another_tab_replaced_is_told_so(live: Live, browser: Any) -> None:  # noqa: F811
+    """Two people in one browser: the second sign-in replaces the session cookie the first tab's
+    page still names. The first tab's step is refused (its CSRF token is the old session's) and
+    says so, not 'this key lacks the scope ()'."""
+    driver = browser
+    _, lat, lon = GRID_LIFE
+    live.clock.at = START + timedelta(hours=5)
+    case_id = open311(live, "06011", lat, lon, "渣土堆了一周")  # no other case of its class here
+    sign_in_as(driver, live, "wangfang")
+    visit(driver, live, f"case/{case_id}", "case")
+    first = driver.current_window_handle
+    driver.switch_to.new_window("tab")
+    try:
+        sign_in_as(driver, live, "liqiang")  # same cookie jar: wangfang's session cookie is replaced
+    finally:
+        driver.close()
+        driver.switch_to.window(first)
+    one(driver, '#actions button[data-action="confirm"]').click()
+    one(driver, "#action-submit").click()
+    wait(driver, lambda d: "另一账号" in one(d, "#action-error").text, "the replaced session not told")
+    assert live.api("GET", f"/v1/cases/{case_id}").json()["state"] == "reported"  # nothing changed

@@ -89,7 +89,9 @@ export const STRINGS = {
     error: "出错了",
     "problem.400": "请求内容有误，无法处理",
     "problem.401": "未登录或登录已失效",
-    "problem.403": "当前密钥没有此操作的权限（需要 {scope}）",
+    "problem.403": "当前账号或密钥没有此操作的权限（需要 {scope}）",
+    "problem.403.role": "您的角色不能办理此操作",
+    "problem.403.session": "本浏览器已用另一账号登录（或已退出后重新登录）：请退出后重新登录",
     "problem.404": "找不到该案卷或资料",
     "problem.409": "案卷当前状态下不能执行此操作；可执行：{allowed}",
     "problem.412": "案卷已被他人修改，请刷新后重试",
@@ -377,7 +379,9 @@ export const STRINGS = {
     error: "Something went wrong",
     "problem.400": "The request could not be processed",
     "problem.401": "Not signed in, or the sign-in expired",
-    "problem.403": "This key may not do that (it needs {scope})",
+    "problem.403": "This account or key may not do that (it needs {scope})",
+    "problem.403.role": "Your role may not do that",
+    "problem.403.session": "This browser was signed in as someone else meanwhile: sign out and sign in again",
     "problem.404": "No such case or file",
     "problem.409": "Not allowed in the case's current state; allowed: {allowed}",
     "problem.412": "Someone changed the case meanwhile: reload and try again",
@@ -606,9 +610,16 @@ const TITLED = {
   "case not open": "problem.not_open",
 };
 
+/** A 403 names a scope (a key's, or a role's), a role (a person's role may not take the step), or
+ * neither: the session's CSRF token does not match the cookie, which another tab's sign-in replaced. */
+function forbidden(problem) {
+  return problem.required_scope ? "problem.403" : problem.role ? "problem.403.role" : "problem.403.session";
+}
+
 export function explain(failure) {
   const problem = failure?.problem || {};
-  const key = problem.grid_bounds ? "problem.outside" : TITLED[problem.title] || `problem.${failure?.status}`;
+  const key = problem.grid_bounds ? "problem.outside"
+    : TITLED[problem.title] || (failure?.status === 403 ? forbidden(problem) : `problem.${failure?.status}`);
   if (!(key in STRINGS[lang()])) return t("error");
   const names = (prefix, values) => (values || []).map((value) => t(`${prefix}.${value}`)).join(t("list.sep"));
   return t(key, {
