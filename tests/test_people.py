@@ -731,3 +731,25 @@ def test_an_inspectors_patrol_photo_opens_cases_in_their_name(people: People, ar
     assert row["reports"] == len(cases) and row["valid_report_rate"] is None  # none reviewed yet
     forged = client.post("/v1/reports", files={"file": ("p0.jpg", b"x", "image/jpeg")})  # no CSRF token
     assert forged.status_code == 403
+
+
+def test_a_held_citizen_request_is_placed_by_the_roles_that_file_cases(people: People) -> None:
+    """Placing files the request as a case: a handler (cases:write, for its own department's cases)
+    placed one in any grid; the dispatcher, inspector and leader may not either."""
+    held = people.service.client.post(
+        "/open311/v2/requests.json",
+        data={"service_code": "06010", "address_string": "淮河路 12 号门口", "description": "建筑垃圾"},
+        headers=people.service.auth("report"),
+    )
+    assert held.status_code in (200, 201), held.text
+    token = held.json()[0]["token"]
+    where = {"lat": 34.72355, "lon": 113.63091}
+    for who in ("sani", "chief", "insp", "boss"):
+        refused = people.call(who, "POST", f"/v1/citizen-requests/{token}/place", json=where)
+        assert refused.status_code == 403, (who, refused.text)
+        if who != "boss":  # the leader lacks cases:write altogether
+            assert PEOPLE[who][0] in refused.json()["detail"], refused.text
+    waiting = people.call("op", "GET", "/v1/citizen-requests").json()
+    assert [w["token"] for w in waiting] == [token]  # nothing placed by the refusals
+    placed = people.call("op", "POST", f"/v1/citizen-requests/{token}/place", json=where)
+    assert placed.status_code == 200 and placed.json()["placed_by"] == PEOPLE["op"][2], placed.text

@@ -56,8 +56,9 @@ ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
 EXTENSION_REQUESTERS = frozenset({Role.HANDLER, Role.DISPATCHER})
 EXTENSION_APPROVERS = frozenset({Role.DISPATCHER, Role.ADMIN})
 DEPARTMENT_ROLES = frozenset({Role.HANDLER})  # roles that belong to one department
-# Who may detach, split and merge a case's evidence: the roles that verify and file cases (立案).
-REGROUPING_ROLES = frozenset(role for role, actions in ROLE_ACTIONS.items() if A.FILE in actions)
+# Who may detach, split and merge a case's evidence, and place a held citizen request (which files
+# it as a case): the roles that verify and file cases (立案).
+FILING_ROLES = frozenset(role for role, actions in ROLE_ACTIONS.items() if A.FILE in actions)
 
 
 # --- passwords ---------------------------------------------------------------------------------
@@ -235,17 +236,28 @@ def check_action(principal: Principal, action: Action) -> None:
         )
 
 
-def may_regroup(principal: Principal) -> bool:
+def may_file(principal: Principal) -> bool:
     """API keys with cases:write may; people only in a role that files cases."""
-    return principal.role is None or Role(principal.role) in REGROUPING_ROLES
+    return principal.role is None or Role(principal.role) in FILING_ROLES
+
+
+def check_place(principal: Principal) -> None:
+    """A held citizen request placed becomes a case: a handler (cases:write, to handle their
+    department's cases) placed one in any grid through the console."""
+    if not may_file(principal):
+        raise NotPermitted(
+            str(principal.role),
+            "may not place citizen requests (the roles that file cases may: "
+            f"{', '.join(sorted(FILING_ROLES))})",
+        )
 
 
 def check_regroup(principal: Principal) -> None:
-    if not may_regroup(principal):
+    if not may_file(principal):
         raise NotPermitted(
             str(principal.role),
             f"may not detach, split or merge evidence (the roles that file cases may: "
-            f"{', '.join(sorted(REGROUPING_ROLES))})",
+            f"{', '.join(sorted(FILING_ROLES))})",
         )
 
 

@@ -2,7 +2,7 @@
 
 A false first photo poisons a case (a facade photo absorbs real finds within the duplicate radius),
 and rejecting the case would throw the real evidence away. A person who verifies and files cases
-(serve/cases/people.py `REGROUPING_ROLES`) regroups the evidence instead. Each change is a flow-log
+(serve/cases/people.py `FILING_ROLES`) regroups the evidence instead. Each change is a flow-log
 step of its own (`EvidenceStep`, the state stays) that names the photos, the other case and the
 person's reason. No photo row and no file is ever deleted: a detached photo leaves only the case.
 Evidence of a finished case (closed, cancelled, not filed) is its record and is not regrouped.

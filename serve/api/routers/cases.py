@@ -40,7 +40,7 @@ from serve.cases.people import (
     check_action,
     check_decider,
     may_act,
-    may_regroup,
+    may_file,
     request_extension,
     sees,
 )
@@ -91,7 +91,7 @@ def detail(case: Case, as_of: datetime, domain: Domain, principal: Principal, se
             "flow": [FlowOut.model_validate(f) for f in case.flow],
             "allowed_actions": [a.value for a in allowed_actions(case.state) if may_act(principal, a)],
             "evidence_actions": [s.value for s in EvidenceStep]
-            if is_open(case.state) and principal.allows("cases:write") and may_regroup(principal)
+            if is_open(case.state) and principal.allows("cases:write") and may_file(principal)
             else [],
             "suggested_department": domain.routing.department_for(case.event, case.grid_code, case.street),
             "extensions": [ExtensionOut.model_validate(e) for e in extensions],

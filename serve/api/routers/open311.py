@@ -45,6 +45,7 @@ from serve.cases.errors import InvalidInput, NotFound
 from serve.cases.findings import lock_intake
 from serve.cases.intake import in_jurisdiction
 from serve.cases.orm import Case, CitizenRequest, Evidence
+from serve.cases.people import check_place
 from serve.cases.workflow import TERMINAL_STATES
 from vision.core.imageio import Position
 
@@ -338,7 +339,7 @@ def list_held(
     response_model=CitizenRequestOut,
     tags=["cases"],
     summary="Place a held citizen request: it becomes a case (or joins the open one) at that position "
-    "(scope cases:write)",
+    "(scope cases:write; people in a role that files cases)",
 )
 def place_held(
     token: Annotated[str, Path(max_length=64, description="the held request's token")],
@@ -348,6 +349,7 @@ def place_held(
     service: ServiceDep,
     now: Now,
 ) -> CitizenRequestOut:
+    check_place(principal)
     rules = service.domain.rules
     position = Position(placement.lat, placement.lon)
     in_jurisdiction(position, rules)
