@@ -235,7 +235,7 @@ function actionForm(caseData, etag, action, catalog, depts) {
   }
   if (fields.includes("photo")) {
     inputs.push(h("label", {}, t("after_photo"),
-      h("input", { name: "photo", id: "after-photo", type: "file", accept: "image/jpeg,image/png", required: true })));
+      h("input", { name: "photo", id: "after-photo", type: "file", accept: "image/jpeg,image/png,image/webp,image/heic,image/heif,.heic", required: true })));
   }
   inputs.push(h("label", {}, fields.includes("note") ? t("note.required") : t("note.optional"),
     h("textarea", { name: "note", rows: 2, maxlength: 4000, required: fields.includes("note") })));
