@@ -20,6 +20,7 @@ import pytest
 from configured import TAXONOMY
 from conftest import SERVICE_START, Service
 from PIL import Image
+from test_annotations import frozen_holdout, scene
 from test_api_lifecycle import act
 
 from serve.cases.db import transaction
@@ -288,3 +289,58 @@ def test_a_heic_photo_goes_to_the_annotators_as_jpeg_and_a_webp_as_it_is(tmp_pat
     assert paths[".webp"].read_bytes() == webp.read_bytes()
     shown = cv2.imread(str(paths[".jpg"]))
     assert shown.shape == (240, 320, 3) and abs(int(shown[90, 100, 0]) - 200) < 20  # the same picture, BGR
+
+
+def test_a_scene_is_queued_once_however_it_was_saved_and_a_holdout_copy_never(
+    tmp_path: Path, db_url: str
+) -> None:
+    """`data queue` told images apart by sha256 alone: one scene saved at half size and JPEG
+    quality 60, and stored turned with an EXIF orientation, became three tasks, and a re-saved
+    photo of the frozen holdout was queued (and its annotation would be refused at import)."""
+    from serve.cases.db import open_database
+    from serve.cases.labelling import build_queue
+    from vision.core.imageio import read_photo
+    from vision.core.phash import perceptual_hash
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    scene(1).resize((800, 480)).save(archive / "big.jpg", quality=92)
+    scene(1).save(archive / "smaller.jpg", quality=60)
+    scene(1).transpose(Image.Transpose.ROTATE_90).save(archive / "turned.jpg", exif=exif_for(orientation=6))
+    scene(2).save(archive / "other.jpg", quality=90)
+    scene(3).save(archive / "from-holdout.jpg", quality=70)
+    skip = frozen_holdout(tmp_path, scene(3))
+    sessions = open_database(db_url)
+    scores = {"smaller": 0.36, "other": 0.38, "big": 0.40, "turned": 0.45, "from-holdout": 0.35}
+    with transaction(sessions) as session:
+        for name, score in scores.items():
+            path = archive / f"{name}.jpg"
+            upright = read_photo(path)
+            session.add(
+                Photo(
+                    sha256=file_sha256(path),
+                    path=str(path),
+                    source="patrol",
+                    status="done",
+                    width=upright.width,
+                    height=upright.height,
+                    model_version=MODEL,
+                    detections=[{"xyxy": [5, 5, 60, 60], "confidence": score, "class": "garbage"}],
+                    phash=perceptual_hash(upright.image),  # as the scan keeps it
+                    processed_at=datetime.now(SERVICE_START.tzinfo),
+                )
+            )
+    out = tmp_path / "queue"
+    queued = build_queue(
+        sessions, out, limit=10, base=tmp_path, document_root=tmp_path, skip=skip, taxonomy=TAXONOMY
+    )
+    assert [item.meta["source_path"] for item in queued] == [
+        str(archive / "smaller.jpg"),
+        str(archive / "other.jpg"),
+    ]
+    assert queued[0].meta["copies"] == f"{archive / 'big.jpg'} | {archive / 'turned.jpg'}"
+    assert "copies" not in queued[1].meta
+    [box] = queued[0].predictions  # its own boxes only: the copies' are in other pixels
+    assert box.confidence == 0.36
+    tasks = json.loads((out / "tasks.json").read_text())
+    assert len(tasks) == 2 and len(list((out / "images").iterdir())) == 2

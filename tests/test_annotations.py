@@ -21,9 +21,12 @@ import numpy as np
 import pytest
 import yaml
 from configured import TAXONOMY
+from PIL import Image
 
 from serve.cli.main import main
 from vision.core.files import file_sha256
+from vision.core.imageio import exif_for
+from vision.core.phash import KnownImages
 from vision.data.annotations.coords import from_coco, from_percent, from_yolo, to_percent, to_yolo
 from vision.data.annotations.dataset import Dataset
 from vision.data.annotations.images import ImageFinder, TaskImages, inside
@@ -538,10 +541,67 @@ def test_skip_invalid_adds_the_good_images_and_records_the_problems(tmp_path: Pa
 
 def test_holdout_images_are_refused(tmp_path: Path) -> None:
     export, images = labelstudio_json(tmp_path)
-    refused = {file_sha256(images[0]): "in the frozen holdout test-holdout (set/val): never trained on"}
+    why = "in the frozen holdout test-holdout (set/val): never trained on"
+    refused = KnownImages(by_sha256={file_sha256(images[0]): why})
     dataset = Dataset.open("bureau", tmp_path / "datasets")
     _, problems = import_export(export, dataset, finder_for(tmp_path), refused=refused, at=AT)
-    assert [p.message for p in problems] == [refused[file_sha256(images[0])]]
+    assert [p.message for p in problems] == [why]
+
+
+def scene(seed: int) -> Image.Image:
+    """A street-like picture (a gradient and a few blocks), 400x240: its look survives re-encoding."""
+    rng = np.random.default_rng(seed)
+    rows = np.linspace(40, 200, 240, dtype=np.float32)[:, None, None]
+    picture = np.broadcast_to(rows * rng.uniform(0.5, 1.0, 3), (240, 400, 3)).astype(np.uint8).copy()
+    for _ in range(6):
+        x, y = int(rng.integers(0, 320)), int(rng.integers(0, 180))
+        picture[y : y + 60, x : x + 80] = rng.integers(0, 255, 3)
+    return Image.fromarray(picture)
+
+
+def frozen_holdout(root: Path, picture: Image.Image) -> KnownImages:
+    """A frozen holdout `h1` of one photo (`holdout/val/kept.jpg`), as training data must refuse it."""
+    from vision.modelops.promote import holdout_refusals
+
+    holdout = root / "holdout"
+    (holdout / "images" / "val").mkdir(parents=True)
+    picture.save(holdout / "images" / "val" / "kept.jpg", quality=95)
+    (holdout / "data.yaml").write_text(yaml.safe_dump({"val": "images/val", "names": ["garbage"]}))
+    config = root / "promotion.yaml"
+    config.write_text(yaml.safe_dump({"holdout": {"name": "h1", "sets": [{"data": "holdout/data.yaml"}]}}))
+    return holdout_refusals(config, TAXONOMY)
+
+
+def test_a_holdout_photo_saved_again_resized_or_turned_is_refused_too(tmp_path: Path) -> None:
+    """The holdout was checked by sha256 alone: a holdout photo re-saved at JPEG quality 60 and half
+    size, or stored turned with an EXIF orientation, had other bytes and went into training."""
+    refused = frozen_holdout(tmp_path, scene(1))
+
+    photos = tmp_path / "files" / "photos"
+    photos.mkdir(parents=True)
+    scene(1).resize((200, 120)).save(photos / "smaller.jpg", quality=60)
+    scene(1).transpose(Image.Transpose.ROTATE_90).save(photos / "turned.jpg", exif=exif_for(orientation=6))
+    scene(2).save(photos / "other.jpg", quality=90)
+    tasks = [
+        {
+            "id": index,
+            "project": 1,
+            "data": {"image": f"/data/local-files/?d=photos/{name}"},
+            "annotations": [{"id": index, "result": [ls_region("garbage", (10, 20, 70, 100))]}],
+        }
+        for index, name in enumerate(("smaller.jpg", "turned.jpg", "other.jpg"))
+    ]
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(tasks), encoding="utf-8")
+    dataset = Dataset.open("bureau", tmp_path / "datasets")
+    counts, problems = import_export(
+        export, dataset, finder_for(tmp_path), refused=refused, skip_invalid=True, at=AT
+    )
+    assert counts["added"] == 1
+    assert [Path(entry["file"]).name for entry in dataset.images.values()] == ["other.jpg"]
+    assert [p.where.split(": ")[-1] for p in problems] == ["tasks[0] (id 0)", "tasks[1] (id 1)"]
+    for problem in problems:
+        assert problem.message.startswith("a copy of holdout/val/kept.jpg of the frozen holdout h1: never")
 
 
 def test_verify_notices_a_changed_image_and_build_keeps_partial_labels(tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ from serve.cases.orm import CameraState, Case, Evidence
 from serve.cases.settings import Settings
 from serve.cases.watch import load_service_cameras
 from serve.cases.workflow import Action, Command, apply
+from vision.core.phash import KnownImages
 from vision.core.taxonomy import load_taxonomy
 from vision.detect.registry import CURRENT, find_model
 from vision.live.cameras import parse_cameras
@@ -463,7 +464,7 @@ def test_frames_over_http_make_one_case_and_verify_it(model_service: Service) ->
         limit=10,
         base=service.settings.evidence_dir,
         document_root=out,
-        skip=set(),
+        skip=KnownImages(),
         taxonomy=TAXONOMY,
     )
     (item,) = [q for q in queued if "occupancy" in q.reasons]

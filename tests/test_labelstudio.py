@@ -381,3 +381,90 @@ def test_png_exif_orientation_is_what_the_loader_applies() -> None:
         buffer, format="PNG", exif=exif_for(orientation=6)
     )
     assert decode_photo(buffer.getvalue()).image.shape[:2] == (20, 40)
+
+
+def test_label_studios_own_skip_bulk_and_delete_payloads(service: Service, tmp_path: Path) -> None:
+    """What Label Studio 1.23 sends (webhooks/models.py): a skipped task is an ANNOTATION_CREATED
+    whose annotation was_cancelled; accepting predictions as annotations is one ANNOTATIONS_CREATED
+    with lists; a deletion is ANNOTATIONS_DELETED with the ids only. The skip replaced the task's
+    real annotation in the inbox (an import then found the task unannotated), the bulk payload was
+    a 422, and a deletion was an 'Unknown event' (the deleted annotation stayed to be trained on)."""
+    post = lambda body: service.client.post("/labelstudio/webhook", json=body, headers=token(service))  # noqa: E731
+    inbox = tmp_path / "annotations" / "inbox"
+    kept = lambda: {json.loads(p.read_text())["annotations"][0]["id"] for p in inbox.glob("*.json")}  # noqa: E731
+    assert post(annotation_event("ANNOTATION_CREATED", 1, 10)).json()["recorded"] is True
+    skip = annotation_event("ANNOTATION_CREATED", 1, 11)
+    skip["annotation"].update(result=[], was_cancelled=True)
+    skipped = post(skip)
+    assert skipped.status_code == 201 and skipped.json()["recorded"] is False
+    assert kept() == {10}
+
+    bulk = [annotation_event("ANNOTATION_CREATED", task_id, 20 + task_id) for task_id in (5, 6)]
+    created = post(
+        {
+            "action": "ANNOTATIONS_CREATED",
+            "project": bulk[0]["project"],
+            "annotation": [event["annotation"] for event in bulk],
+            "task": [event["task"] for event in bulk],
+        }
+    )
+    assert created.status_code == 201 and created.json()["recorded"] is True
+    assert kept() == {10, 25, 26}
+
+    deleted = post(
+        {"action": "ANNOTATIONS_DELETED", "project": {"id": 3}, "annotations": [{"id": 10}, {"id": 25}]}
+    )
+    assert deleted.status_code == 201 and deleted.json()["pending_annotations"] == 1
+    assert kept() == {26}
+
+
+def test_an_older_annotation_delivered_late_leaves_the_newer_one(service: Service, tmp_path: Path) -> None:
+    """Webhooks are sent from a job queue and may be replayed: annotator A's annotation arriving
+    after annotator B's newer one on the same task replaced it. Once B's is deleted, A's comes in
+    again (a pull brings it)."""
+    post = lambda body: service.client.post("/labelstudio/webhook", json=body, headers=token(service))  # noqa: E731
+    first, second = (
+        annotation_event("ANNOTATION_CREATED", 8, 30),
+        annotation_event("ANNOTATION_CREATED", 8, 31),
+    )
+    first["annotation"]["updated_at"] = "2025-10-01T09:00:00.000000Z"
+    second["annotation"]["updated_at"] = "2025-10-01T17:00:01+08:00"  # 09:00:01 UTC: one second later
+    assert post(second).json()["recorded"] is True
+    assert post(first).json()["recorded"] is False  # older: B's stays
+    [path] = (tmp_path / "annotations" / "inbox").glob("*.json")
+    assert json.loads(path.read_text())["annotations"][0]["id"] == 31
+    post({"action": "ANNOTATIONS_DELETED", "project": {"id": 3}, "annotations": [{"id": 31}]})
+    assert post(first).json()["recorded"] is True
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda e: e["task"].pop("id"), "task.id"),
+        (lambda e: e["task"].update(id={"a": 1}), "task.id"),
+        (lambda e: e["task"].update(data="photos/1.jpg"), "task.data"),
+        (lambda e: e["annotation"].update(result="garbage"), "annotation.result"),
+        (lambda e: e["annotation"].pop("id"), "annotation.id"),
+        (lambda e: e.pop("project"), "project.id"),
+        (lambda e: e.update(task=[e["task"]]), "task"),
+    ],
+)
+def test_a_malformed_annotation_event_is_a_422_naming_the_field(
+    service: Service, tmp_path: Path, change: Any, field: str
+) -> None:
+    """Such events were recorded: tasks without an id all went to one inbox file `<project>-None`
+    (each replacing the one before), and the others failed every retraining job after."""
+    event = annotation_event("ANNOTATION_CREATED", 1, 10)
+    change(event)
+    answer = service.client.post("/labelstudio/webhook", json=event, headers=token(service))
+    assert answer.status_code == 422 and answer.json()["detail"].startswith(f"{field}: "), answer.text
+    assert not (tmp_path / "annotations" / "inbox").exists() or not any(
+        (tmp_path / "annotations" / "inbox").iterdir()
+    )
+    stray = {
+        **annotation_event("ANNOTATIONS_CREATED", 1, 10),
+        "task": [],
+        "annotation": [{"id": 3, "task": 9}],
+    }
+    refused = service.client.post("/labelstudio/webhook", json=stray, headers=token(service))
+    assert refused.status_code == 422 and refused.json()["detail"].startswith("annotation[0].task: ")

@@ -302,6 +302,25 @@ def test_the_annotators_loop_against_a_real_label_studio(
         pulled = json.loads((loop.settings.annotations_dir / "received.json").read_text())
         assert pulled == received  # recognised: nothing recorded twice
 
+        # ... a second annotator skips the task: the annotation kept stays (a skip was recorded over
+        # it, and the import found the task unannotated); an annotation deleted in Label Studio
+        # leaves the inbox (ANNOTATIONS_DELETED was an unknown event: it stayed to be trained on)
+        ls.call("POST", f"/api/tasks/{good}/annotations", {"result": [], "was_cancelled": True})
+        [other] = ls.call(
+            "POST",
+            f"/api/projects/{pid}/import?return_task_ids=true",
+            [{"data": {"image": f"/data/local-files/?d={photo}"}}],
+        )["task_ids"]
+        doomed = ls.call(
+            "POST", f"/api/tasks/{other}/annotations", {"result": edited, "was_cancelled": False}
+        )
+        wait_until(
+            lambda: len(pending_annotations(loop.settings.annotations_dir)) == 2, 30, "the second webhook"
+        )
+        assert json.loads(kept.read_text())["annotations"][0]["id"] == annotation["id"]  # not the skip
+        ls.call("DELETE", f"/api/annotations/{doomed['id']}")
+        wait_until(lambda: pending_annotations(loop.settings.annotations_dir) == [kept], 30, "the deletion")
+
         # 6. import: the project's export, labelled exactly as its config offers
         export = tmp_path / "export.json"
         export.write_text(json.dumps(ls.call("GET", f"/api/projects/{pid}/export", exportType="JSON")))

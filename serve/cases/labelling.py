@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from serve.cases.enums import AiReview, EvidenceRole
 from serve.cases.orm import Case, Evidence, Photo
 from vision.core.boxes import parse_boxes
+from vision.core.phash import KnownImages
 from vision.core.taxonomy import Taxonomy
 from vision.data.activelearning import (
     OCCUPANCY,
@@ -70,7 +71,7 @@ def from_cases(session: Session, taxonomy: Taxonomy, base: Path) -> Iterator[Can
         else:
             reason, priority = review, PRIORITY[review]
         path = resolve_path(evidence.path, base)
-        yield Candidate(path, reason, priority, boxes, evidence.model_version, meta)
+        yield Candidate(path, reason, priority, boxes, evidence.model_version, meta, evidence.phash)
 
 
 def from_camera_frames(session: Session, taxonomy: Taxonomy, base: Path) -> Iterator[Candidate]:
@@ -118,6 +119,7 @@ def from_photos(session: Session, taxonomy: Taxonomy, base: Path) -> Iterator[Ca
                 boxes,
                 photo.model_version,
                 meta,
+                photo.phash,
             )
 
 
@@ -128,7 +130,7 @@ def build_queue(
     limit: int,
     base: Path,
     document_root: Path,
-    skip: set[str],
+    skip: KnownImages,
     taxonomy: Taxonomy,
 ) -> list[QueuedImage]:
     with sessions() as session:

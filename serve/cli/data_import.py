@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from serve.cases.settings import Settings, get_settings
+from vision.core.phash import KnownImages
 from vision.data.annotations.dataset import Dataset
 from vision.data.annotations.images import STORE, ImageFinder, TaskImages
 from vision.data.annotations.importer import import_export
@@ -72,7 +73,7 @@ def cli(argv: list[str]) -> int:
         label_config_of = label_configs(args, settings)
     except ValueError as err:
         parser.error(str(err))
-    refused: dict[str, str] = {}
+    refused: KnownImages | None = None
     if not args.no_holdout_check:
         from vision.modelops.promote import CONFIG as PROMOTION
         from vision.modelops.promote import holdout_refusals

@@ -13,10 +13,14 @@ Finding the stored hashes near one without reading them all: the 64 bits are cut
 of at least one band (3 bands of 3 or more would make 9), so every stored hash within 8 bits has,
 in some band, one of the 254 / 232 / 232 values within 2 bits of the query's: indexed lookups
 that touch about 1 row in 3,000 of random photos, checked whole afterwards (`band_neighbours`).
+
+`KnownImages` holds images that may not be taken again (the frozen holdout, images already queued)
+by bytes and by look, so that a re-encoded or resized copy is known as well as the file itself.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import cache
 from itertools import combinations
 
@@ -74,3 +78,24 @@ def flip_masks(width: int, spread: int) -> tuple[int, ...]:
         for flips in range(spread + 1)
         for positions in combinations(range(width), flips)
     )
+
+
+@dataclass
+class KnownImages:
+    """Images known by their bytes (sha256) or by their look (perceptual hash), each with why.
+
+    Where sha256 alone was checked, a photo of the frozen holdout saved again at another quality,
+    scaled or turned by its EXIF had other bytes and was taken into training data as a new photo."""
+
+    by_sha256: dict[str, str] = field(default_factory=dict)  # sha256 -> why it is known
+    by_look: dict[str, str] = field(default_factory=dict)  # perceptual hash -> why a copy is known
+
+    def why(self, sha256: str, phash: str | None = None) -> str | None:
+        """Why the image is known (the same bytes, else a look within NEAR_IDENTICAL_BITS), or None."""
+        if sha256 in self.by_sha256:
+            return self.by_sha256[sha256]
+        if phash is not None:
+            for look, reason in self.by_look.items():
+                if (bits := hash_distance(phash, look)) <= NEAR_IDENTICAL_BITS:
+                    return f"{reason} (perceptual hash {bits} of 64 bits apart)"
+        return None

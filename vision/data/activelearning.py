@@ -32,6 +32,7 @@ from tqdm import tqdm
 from vision.core.boxes import Box
 from vision.core.files import file_sha256
 from vision.core.imageio import ImageError, read_photo, write_bgr
+from vision.core.phash import KnownImages, near_identical
 from vision.core.taxonomy import Taxonomy
 from vision.data.annotations.dataset import Dataset
 from vision.data.annotations.records import Label
@@ -53,6 +54,7 @@ class Candidate:
     boxes: tuple[Label, ...]  # what the model saw (pixel boxes of the upright image, scores)
     model_version: str | None
     meta: dict[str, Any] = field(default_factory=dict)
+    phash: str | None = None  # vision.core.phash as the database keeps it (none for camera frames)
 
 
 def uncertainty(boxes: Iterable[Label], taxonomy: Taxonomy) -> float:
@@ -94,11 +96,16 @@ def resolve_path(path: str, base: Path) -> Path:
     return candidate if candidate.is_absolute() else base / candidate
 
 
-def select_queue(candidates: Iterable[Candidate], limit: int, skip: set[str]) -> list[tuple[Candidate, str]]:
+def select_queue(
+    candidates: Iterable[Candidate], limit: int, skip: KnownImages
+) -> list[tuple[Candidate, str]]:
     """Best first, one entry per image (its strongest reason; the others noted), skipping known images.
 
     An image several candidates name (a frame two occupancy cases share) keeps every box and
-    region they bring, so no case's region is lost."""
+    region they bring, so no case's region is lost. A copy of a queued image by its look (saved
+    again, resized, turned by its EXIF: vision.core.phash) is no second task: its reasons join the
+    stronger one's task and its path is noted under `copies` (its boxes are in another file's
+    pixels, so they stay out). Images of `skip` are left out, a frozen-holdout photo also by its look."""
     best: dict[str, tuple[Candidate, list[str]]] = {}
     for candidate in candidates:
         try:
@@ -106,18 +113,39 @@ def select_queue(candidates: Iterable[Candidate], limit: int, skip: set[str]) ->
         except OSError as err:
             print(f"queue: {candidate.path}: skipped ({err.strerror or err})", file=sys.stderr)
             continue
-        if sha in skip:
+        if sha in skip.by_sha256:
             continue
         held = best.get(sha)
         if held is None:
             best[sha] = (candidate, [candidate.reason])
         else:
             best[sha] = (merged(held[0], candidate), [*held[1], candidate.reason])
-    ranked = sorted(best.items(), key=lambda item: -item[1][0].priority)[:limit]
-    return [
-        (replace(c, meta={**c.meta, "reasons": [c.reason, *sorted(set(reasons) - {c.reason})]}), sha)
-        for sha, (c, reasons) in ranked
-    ]
+    ranked = sorted(best.items(), key=lambda item: -item[1][0].priority)
+    chosen: list[tuple[Candidate, str, list[str], list[str]]] = []  # candidate, sha, reasons, copies
+    for sha, (candidate, reasons) in ranked:
+        if len(chosen) == limit:
+            break
+        look = candidate.phash
+        if look is not None and skip.why(sha, look) is not None:
+            continue
+        original = next(
+            (entry for entry in chosen if look and entry[0].phash and near_identical(look, entry[0].phash)),
+            None,
+        )
+        if original is not None:  # ranked best first: the task already chosen is the stronger one
+            original[2].extend(reasons)
+            original[3].append(str(candidate.path))
+        else:
+            chosen.append((candidate, sha, reasons, []))
+    return [(noted(c, reasons, copies), sha) for c, sha, reasons, copies in chosen]
+
+
+def noted(candidate: Candidate, reasons: list[str], copies: list[str]) -> Candidate:
+    """The candidate with its reasons, strongest first, and the paths of its copies by look."""
+    meta = {**candidate.meta, "reasons": [candidate.reason, *sorted(set(reasons) - {candidate.reason})]}
+    if copies:
+        meta["copies"] = " | ".join(copies)
+    return replace(candidate, meta=meta)
 
 
 def merged(held: Candidate, other: Candidate) -> Candidate:
@@ -127,14 +155,19 @@ def merged(held: Candidate, other: Candidate) -> Candidate:
     regions = [r for r in (stronger.meta.get("region"), weaker.meta.get("region")) if r]
     meta = {**stronger.meta, "region": " | ".join(dict.fromkeys(regions))} if regions else stronger.meta
     return replace(
-        stronger, boxes=boxes, meta=meta, model_version=stronger.model_version or weaker.model_version
+        stronger,
+        boxes=boxes,
+        meta=meta,
+        model_version=stronger.model_version or weaker.model_version,
+        phash=stronger.phash or weaker.phash,
     )
 
 
-def known_images(datasets: Iterable[str], datasets_dir: Path) -> set[str]:
-    known: set[str] = set()
+def known_images(datasets: Iterable[str], datasets_dir: Path) -> KnownImages:
+    """The images of these datasets, by bytes."""
+    known = KnownImages()
     for name in datasets:
-        known |= set(Dataset.open(name, datasets_dir).images)
+        known.by_sha256.update(dict.fromkeys(Dataset.open(name, datasets_dir).images, f"in dataset {name}"))
     return known
 
 

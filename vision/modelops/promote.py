@@ -33,7 +33,9 @@ import yaml
 from pydantic import Field, NonNegativeFloat, PositiveInt, ValidationInfo, field_validator
 
 from vision.core.config import ConfigModel, load_config_file
-from vision.core.files import file_sha256
+from vision.core.files import file_sha256, read_regular_file
+from vision.core.imageio import ImageError, decode_photo
+from vision.core.phash import KnownImages, perceptual_hash
 from vision.core.taxonomy import Taxonomy, TaxonomyError
 from vision.data.datamix import image_files, label_path, read_data_yaml, split_dirs
 from vision.data.reviews import ReviewError, confirmed_absent
@@ -232,18 +234,29 @@ def check_holdout(policy: Policy) -> str:
     return digest
 
 
-def holdout_refusals(path: Path, taxonomy: Taxonomy) -> dict[str, str]:
-    """Image sha256 -> why it may not be added to training data (it is in the frozen holdout)."""
+def holdout_refusals(path: Path, taxonomy: Taxonomy) -> KnownImages:
+    """The images that may not be added to training data (the frozen holdout), with why: by their
+    bytes, and by their look, so that a holdout photo saved again, resized or turned is refused too."""
     try:
         policy = load_policy(path, taxonomy)
-        _, images = holdout_digest(policy)
-    except (PromotionError, TaxonomyError) as err:
+        known = KnownImages()
+        for holdout, image, _ in holdout_files(policy):
+            data = read_regular_file(image)
+            where, name = f"{holdout.name}/{holdout.split}", policy.holdout_name
+            known.by_sha256[hashlib.sha256(data).hexdigest()] = (
+                f"in the frozen holdout {name} ({where}): never trained on"
+            )
+            try:
+                look = perceptual_hash(decode_photo(data, source=str(image)).image)
+            except ImageError:
+                continue  # known by its bytes all the same
+            known.by_look[look] = (
+                f"a copy of {where}/{image.name} of the frozen holdout {name}: never trained on"
+            )
+    except (PromotionError, TaxonomyError, OSError) as err:
         print(f"warning: holdout not checked: {err}", file=sys.stderr)
-        return {}
-    return {
-        sha: f"in the frozen holdout {policy.holdout_name} ({where}): never trained on"
-        for sha, where in images.items()
-    }
+        return KnownImages()
+    return known
 
 
 # --- scores and the decision ----------------------------------------------------------------------

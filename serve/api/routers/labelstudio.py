@@ -6,11 +6,14 @@ Label Studio calls, with the URL it was given (http://<service>/labelstudio):
   per task]}`, each `rectanglelabels` regions in percent of the image, with scores and the model
   version (Label Studio skips tasks that already hold a prediction of that version); a task whose
   image cannot be read or decoded gets an empty prediction and a log line, the others theirs;
-- `POST /webhook` with `action`: ANNOTATION_CREATED / UPDATED / DELETED keep the task's latest
-  annotation in the inbox with the project's labelling config (vision/data/annotations/inbox.py: a
-  version received before, e.g. by a pull, is recognised); START_TRAINING (or `retrain_after`
-  annotations waiting) queues a retraining job, which `streetorder models retrain` runs
-  (vision/modelops/retrain.py); `POST /train` is the older form of START_TRAINING.
+- `POST /webhook` with `action`: ANNOTATION_CREATED / UPDATED (and ANNOTATIONS_CREATED, many at
+  once: predictions accepted as annotations) keep the task's latest annotation in the inbox with
+  the project's labelling config (vision/data/annotations/inbox.py: a version received before, e.g.
+  by a pull, is recognised, and an older one delivered late changes nothing); a skipped task's
+  cancelled annotation is kept nowhere; ANNOTATIONS_DELETED (Label Studio's, ids only; or
+  ANNOTATION_DELETED with the annotation) drops them from the inbox; START_TRAINING (or
+  `retrain_after` annotations waiting) queues a retraining job, which `streetorder models retrain`
+  runs (vision/modelops/retrain.py); `POST /train` is the older form of START_TRAINING.
 
 Every call, /health included, needs a key with the `annotate` scope. Label Studio's ML-backend
 connection sends it as HTTP basic auth on every call (the key as the password), its webhooks as a header
@@ -40,7 +43,7 @@ from vision.core.detector import Detector
 from vision.core.imageio import ImageError
 from vision.core.taxonomy import Taxonomy
 from vision.data.annotations.images import TaskImages
-from vision.data.annotations.inbox import forget_annotation, pending_annotations, record_annotation
+from vision.data.annotations.inbox import forget_annotations, pending_annotations, record_annotation
 from vision.data.annotations.label_config import RectangleControl, rectangle_control
 from vision.data.annotations.records import AnnotationError, Label
 from vision.data.annotations.writers import prediction
@@ -49,7 +52,8 @@ from vision.modelops.retrain import Job, queue_if_due, queue_job
 log = logging.getLogger("streetorder.labelstudio")
 router = APIRouter(prefix="/labelstudio", tags=["labelstudio"])
 MODEL_CLASS = "streetorder"
-ANNOTATION_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
+ANNOTATION_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED")
+DELETION_EVENTS = ("ANNOTATIONS_DELETED", "ANNOTATION_DELETED")
 
 
 def presented_key(authorization: str | None) -> str | None:
@@ -161,14 +165,22 @@ class VersionsResponse(Schema):
 
 class WebhookRequest(LabelStudioBody):
     action: str = Field(
-        description="ANNOTATION_CREATED, ANNOTATION_UPDATED, ANNOTATION_DELETED, START_TRAINING, ..."
+        description="ANNOTATION_CREATED, ANNOTATION_UPDATED, ANNOTATIONS_CREATED, ANNOTATIONS_DELETED, "
+        "START_TRAINING, ..."
     )
     project: dict[str, Any] | None = Field(
         default=None, description="the project (`id`, `label_config`, ...)"
     )
-    task: dict[str, Any] | None = Field(default=None, description="the task (`id`, `data`)")
-    annotation: dict[str, Any] | None = Field(
-        default=None, description="the annotation (`id`, `result`, ...)"
+    task: dict[str, Any] | list[dict[str, Any]] | None = Field(
+        default=None, description="the task (`id`, `data`); a list for ANNOTATIONS_CREATED"
+    )
+    annotation: dict[str, Any] | list[dict[str, Any]] | None = Field(
+        default=None,
+        description="the annotation (`id`, `task`, `result`, `was_cancelled`, `updated_at`, ...); "
+        "a list for ANNOTATIONS_CREATED",
+    )
+    annotations: list[dict[str, Any]] | None = Field(
+        default=None, description="ANNOTATIONS_DELETED: the deleted annotations' `id`s"
     )
 
 
@@ -261,21 +273,27 @@ def webhook(body: WebhookRequest, _: Annotator, service: ServiceDep, response: R
     project = (body.project or {}).get("id")
     recorded = None
     if body.action in ANNOTATION_EVENTS:
-        if not body.task or not body.annotation:
-            raise InvalidInput(
-                "task" if not body.task else "annotation", f"{body.action} needs the task and the annotation"
-            )
+        if not is_id(project):
+            raise InvalidInput("project.id", f"{body.action} needs the project it belongs to")
         config = (body.project or {}).get("label_config")
-        recorded = record_annotation(
-            folder,
-            project,
-            body.task,
-            body.annotation,
-            label_config=config if isinstance(config, str) else None,
-        )
-    elif body.action == "ANNOTATION_DELETED":
-        if body.task and body.annotation:
-            forget_annotation(folder, project, body.task.get("id"), body.annotation.get("id"))
+        recorded = False
+        for task, annotation in annotated_tasks(body):
+            if annotation.get("was_cancelled"):  # a skipped task: the annotation kept before stays
+                forget_annotations(folder, project, [annotation.get("id")])  # unless it is this one
+                continue
+            recorded = (
+                record_annotation(
+                    folder,
+                    project,
+                    task,
+                    annotation,
+                    label_config=config if isinstance(config, str) else None,
+                )
+                or recorded
+            )
+    elif body.action in DELETION_EVENTS:
+        deleted = body.annotations or ([body.annotation] if isinstance(body.annotation, dict) else [])
+        forget_annotations(folder, project, [a.get("id") for a in deleted])
     elif body.action != "START_TRAINING":
         response.status_code = 200
         return WebhookResponse(status="Unknown event")
@@ -315,6 +333,45 @@ def train(body: TrainRequest, _: Annotator, service: ServiceDep) -> TrainRespons
 
 
 # --- helpers ---------------------------------------------------------------------------------------
+
+
+def is_id(value: Any) -> bool:
+    """A Label Studio id: a number, or a short plain text (never a boolean, an object or empty)."""
+    return (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, str) and 0 < len(value) <= 100 and value.isprintable()
+    )
+
+
+def annotated_tasks(body: WebhookRequest) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The (task, annotation) pairs of an annotation event, each checked: one for ANNOTATION_CREATED
+    and UPDATED, many for ANNOTATIONS_CREATED (its annotations name their task by id). A task
+    without its id or data, or a result that is not a list, is refused here: kept, it lay in the
+    inbox under a made-up name (two tasks without an id shared `None`, the second replacing the
+    first) and failed every retraining job after."""
+    if isinstance(body.annotation, list):
+        tasks = body.task if isinstance(body.task, list) else [body.task] if body.task else []
+        by_id = {str(task.get("id")): task for task in tasks}
+        pairs = []
+        for index, annotation in enumerate(body.annotation):
+            task = by_id.get(str(annotation.get("task")))
+            if task is None:
+                raise InvalidInput(f"annotation[{index}].task", "names none of the tasks sent with it")
+            pairs.append((f"annotation[{index}]", task, annotation))
+    elif isinstance(body.task, dict) and isinstance(body.annotation, dict):
+        pairs = [("annotation", body.task, body.annotation)]
+    else:
+        field = "annotation" if isinstance(body.task, dict) else "task"
+        raise InvalidInput(field, f"{body.action} needs one task and its annotation")
+    for where, task, annotation in pairs:
+        if not is_id(task.get("id")):
+            raise InvalidInput("task.id", "a task needs its id (a number)")
+        if not isinstance(task.get("data"), dict):
+            raise InvalidInput("task.data", "a task needs its data (an object with the image)")
+        if not is_id(annotation.get("id")):
+            raise InvalidInput(f"{where}.id", "an annotation needs its id (a number)")
+        if not isinstance(annotation.get("result", []), list):
+            raise InvalidInput(f"{where}.result", "a list of regions")
+    return [(task, annotation) for _, task, annotation in pairs]
 
 
 def control(label_config: str | None, taxonomy: Taxonomy) -> RectangleControl:

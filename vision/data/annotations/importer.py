@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from vision.core.files import file_sha256, is_utf8_path, read_regular_file, shown_path
+from vision.core.phash import KnownImages
 from vision.core.taxonomy import Taxonomy
 from vision.data.annotations.dataset import Dataset
 from vision.data.annotations.images import ImageFinder
@@ -29,7 +30,7 @@ def import_export(
     labelled: Sequence[str] | None = None,
     label_config_of: Callable[[str | None], str | None] | None = None,
     skip_invalid: bool = False,
-    refused: dict[str, str] | None = None,
+    refused: KnownImages | None = None,
     at: datetime | None = None,
     taxonomy: Taxonomy,
 ) -> tuple[dict[str, int], list[Problem]]:
@@ -38,7 +39,7 @@ def import_export(
     With problems and without `skip_invalid` nothing is added (the dataset is left as it was).
     `label_config_of(project)`: the labelling config of a Label Studio project (None: all projects)
     for the images whose export does not say which classes its annotators could label.
-    `refused`: image sha256 -> why it may not be added (the frozen holdout).
+    `refused`: images that may not be added, by bytes or by look (the frozen holdout).
     """
     with tempfile.TemporaryDirectory(prefix="streetorder-import-") as unpacked:
         export = read_export(path, format_name, Path(unpacked))
@@ -59,10 +60,10 @@ def import_export(
                 Problem(p.where.replace(unpacked, str(path)), p.message.replace(unpacked, str(path)))
                 for p in problems
             ]
-        refused = refused or {}
-        for sample in [s for s in samples if s.sha256 in refused]:
-            problems.append(Problem(sample.origin, refused[sample.sha256]))
-            samples.remove(sample)
+        for sample in list(samples):
+            if refused is not None and (why := refused.why(sample.sha256, sample.phash)) is not None:
+                problems.append(Problem(sample.origin, why))
+                samples.remove(sample)
         if problems and not skip_invalid:
             return {"added": 0, "updated": 0, "unchanged": 0, "unlabelled": export.unlabelled}, problems
         if path.suffix.lower() == ".zip":
@@ -84,8 +85,7 @@ def _kept(sample: Sample, finder: ImageFinder, unpacked: Path, archive: Path) ->
     if not sample.path.is_relative_to(unpacked.resolve()):
         return sample
     stored = finder.keep(sample.path.read_bytes(), sample.path.suffix)
-    origin = sample.origin.replace(str(unpacked), str(archive))
-    return Sample(stored, sample.sha256, sample.width, sample.height, sample.labels, sample.labelled, origin)
+    return replace(sample, path=stored, origin=sample.origin.replace(str(unpacked), str(archive)))
 
 
 def _named_in_utf8(sample: Sample, finder: ImageFinder) -> Sample:

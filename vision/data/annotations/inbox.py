@@ -93,10 +93,11 @@ def record_annotation(
     True when it was new (written to the inbox), False for a repeat.
     """
     key = f"{project}/{task.get('id')}"
-    seen = {"annotation": annotation.get("id"), "version": annotation_version(annotation)}
+    version = annotation_version(annotation)
+    seen = {"annotation": annotation.get("id"), "version": version}
     with _locked(annotations_dir) as ledger:
         known = ledger.get(key)
-        if known and {k: known.get(k) for k in seen} == seen:
+        if known and ({k: known.get(k) for k in seen} == seen or older(version, known.get("version"))):
             return False
         record: dict[str, Any] = {
             "id": task.get("id"),
@@ -111,17 +112,31 @@ def record_annotation(
     return True
 
 
-def forget_annotation(annotations_dir: Path, project: Any, task_id: Any, annotation_id: Any) -> bool:
-    """Drop a deleted annotation from the inbox (only if it is the one kept there)."""
-    path = inbox_file(annotations_dir, project, task_id)
-    with _locked(annotations_dir):
-        if not path.exists():
-            return False
-        kept = json.loads(path.read_text(encoding="utf-8"))["annotations"][0]
-        if kept.get("id") != annotation_id:
-            return False
-        path.unlink()
-    return True
+def older(version: str, than: Any) -> bool:
+    """Whether an annotation version (`annotation_version`) was saved before another: a webhook
+    delivered late or replayed must not put back what a newer annotation of the task replaced.
+    Versions without a time (hashes of the result) are never older."""
+    try:
+        return datetime.fromisoformat(version) < datetime.fromisoformat(str(than))
+    except (ValueError, TypeError):  # not times, or one without its zone
+        return False
+
+
+def forget_annotations(annotations_dir: Path, project: Any, annotation_ids: list[Any]) -> int:
+    """Drop deleted annotations of a project from the inbox (those it keeps: an annotation a job
+    took is in a dataset version already) and from the ledger, so that the task's other annotation
+    can come in again by a pull. How many were dropped."""
+    wanted = {str(i) for i in annotation_ids if i is not None}
+    dropped = 0
+    with _locked(annotations_dir) as ledger:
+        for path in pending_annotations(annotations_dir):
+            record = json.loads(path.read_text(encoding="utf-8"))
+            kept = (record.get("annotations") or [{}])[0]
+            if str(record.get("project")) == str(project) and str(kept.get("id")) in wanted:
+                path.unlink()
+                ledger.pop(f"{project}/{record.get('id')}", None)
+                dropped += 1
+    return dropped
 
 
 def pending_annotations(annotations_dir: Path) -> list[Path]:

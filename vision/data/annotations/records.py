@@ -74,6 +74,7 @@ class Sample:
     labels: list[Label]
     labelled: tuple[str, ...]  # taxonomy classes its annotators labelled (the others are unknown)
     origin: str
+    phash: str | None = None  # vision.core.phash: how a copy of a holdout photo is known
 
 
 @dataclass

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from vision.core.files import file_sha256
 from vision.core.imageio import ImageError, read_photo
+from vision.core.phash import perceptual_hash
 from vision.core.taxonomy import Taxonomy
 from vision.data.annotations.coords import from_coco, from_percent, from_yolo
 from vision.data.annotations.images import ImageFinder
@@ -21,11 +22,12 @@ EDGE_TOLERANCE = 0.005  # boxes may overshoot the image by 0.5 % of its side (ro
 ASPECT_TOLERANCE = 0.02
 
 
-def oriented_size(path: Path) -> tuple[int, int]:
+def size_and_look(path: Path) -> tuple[int, int, str]:
     """Width and height of the upright photo (EXIF orientation applied), decoding it fully so
-    that a corrupt file is caught here, not in training."""
+    that a corrupt file is caught here, not in training; and its perceptual hash (a copy of a
+    holdout photo is known by it)."""
     photo = read_photo(path)
-    return photo.width, photo.height
+    return photo.width, photo.height, perceptual_hash(photo.image)
 
 
 def to_pixels(box: RawBox, width: int, height: int, declared: tuple[int, int] | None) -> tuple[float, ...]:
@@ -86,7 +88,7 @@ def validate(
             continue
         try:
             path = finder.find(raw.image, raw.base)
-            width, height = oriented_size(path)
+            width, height, phash = size_and_look(path)
         except (AnnotationError, ImageError) as err:
             problems.append(Problem(raw.where, str(err)))
             continue
@@ -150,5 +152,5 @@ def validate(
         seen[sha] = raw.where
         chosen = {c.name for c in map(taxonomy.resolve, names) if c}
         covered = [n for n in taxonomy.names if n in chosen]  # taxonomy order
-        samples.append(Sample(path.resolve(), sha, width, height, labels, tuple(covered), raw.where))
+        samples.append(Sample(path.resolve(), sha, width, height, labels, tuple(covered), raw.where, phash))
     return samples, problems
