@@ -924,6 +924,11 @@ CLI_FAILS = [
     (["keys", "--db", "not a url", "list"], "'not a url' is not a database URL"),
     (["keys", "--db", "sqlite:///{tmp}/\udcff.db", "list"], "not UTF-8 text; name the database"),  # GBK path
     (["keys", "--db", "postgresql://bureau:hunter2@127.0.0.1:1/cases", "list"], "bureau:***@127.0.0.1:1"),
+    (["keys", "--db", "postgres://bureau:hunter2@db/cases", "list"], "no database driver here for it"),
+    (["keys", "--db", "postgresql+nodriver://db/cases", "list"], "no database driver here for it"),
+    (["keys", "--db", "postgresql://u@[::1/x", "list"], "is not a database URL"),  # port `:1/x`
+    (["keys", "--db", "sqlite://", "list"], "an in-memory database keeps nothing"),
+    (["stats", "--db", "sqlite:///:memory:"], "an in-memory database keeps nothing"),
     (["evaluate", "--unlabelled", "{tmp}", "--out", "/proc/no/look"], "streetorder evaluate: /proc/no"),
 ]
 
