@@ -9,6 +9,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, InterfaceError
@@ -66,6 +67,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, pool_pre_ping=True, **kwargs)
     event.listen(engine, "before_cursor_execute", _refuse_nul)
     return engine
+
+
+def known_revisions() -> set[str]:
+    """The schema revisions this release has migrations for (a database at another was made newer)."""
+    return {script.revision for script in ScriptDirectory(str(MIGRATIONS)).walk_revisions()}
 
 
 def migrate(url: str) -> None:
