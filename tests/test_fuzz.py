@@ -922,6 +922,10 @@ CLI_FAILS = [
     (["stats", "--db", "sqlite:///{tmp}/typo.sqlite"], "no database file {tmp}/typo.sqlite"),
     (["data", "queue", "--from-db", "sqlite:///{tmp}/typo.sqlite", "--out", "{tmp}/q"], "no database file"),
     (["keys", "--db", "not a url", "list"], "'not a url' is not a database URL"),
+    (["keys", "--db", "sqlite:///{tmp}/typo.sqlite", "list"], "no database file {tmp}/typo.sqlite"),
+    (["keys", "--db", "sqlite:///{tmp}/typo.sqlite", "revoke", "abc"], "no database file"),
+    (["users", "--db", "sqlite:///{tmp}/typo.sqlite", "list"], "no database file {tmp}/typo.sqlite"),
+    (["users", "--db", "sqlite:///{tmp}/typo.sqlite", "disable", "ana"], "no database file"),
     (["keys", "--db", "sqlite:///{tmp}/\udcff.db", "list"], "not UTF-8 text; name the database"),  # GBK path
     (["keys", "--db", "postgresql://bureau:hunter2@127.0.0.1:1/cases", "list"], "bureau:***@127.0.0.1:1"),
     (["keys", "--db", "postgres://bureau:hunter2@db/cases", "list"], "no database driver here for it"),
