@@ -891,6 +891,17 @@ CLI_REFUSED = [
     (["stats", "--ranking", "9999-12-31"], "--ranking: 9999-12-31 is outside the years"),
     (["stats", "--since", "2027-01-01", "--until", "2026-01-01"], "--until 2026-01-01 must come after"),
     (["stats", "--worst", "-5"], "--worst: must be 1 or more, got -5"),
+    (["stats", "--since", "yesterday"], "--since: expected a day YYYY-MM-DD, got 'yesterday'"),
+    (["stats", "--until", "2026-02-30"], "--until: 2026-02-30: day is out of range for month"),
+    (["calendar", "check", "--today", "9999-12-31"], "--today: 9999-12-31 is outside the years"),  # traceback
+    (["calendar", "check", "--today", "0001-01-01"], "--today: 0001-01-01 is outside"),  # was: 'covered'
+    (["serve", "--port", "99999"], "--port: must lie between 0 and 65535, got 99999"),
+    (["ocr", "p.jpg", "--box", "a,b,c,d"], "--box: expected four numbers x1,y1,x2,y2"),  # was: a traceback
+    (["ocr", "p.jpg", "--box", "nan,0,9,9"], "--box: expected four numbers"),  # was: a traceback
+    (["ocr", "p.jpg", "--box", "10,10,5,5"], "--box: x2 must exceed x1"),  # was: an empty reading
+    (["ocr", "--bench-rendered", "0"], "--bench-rendered: must be 1 or more, got 0"),  # OpenCV's assert
+    (["ocr", "--bench-rendered", "48,x"], "--bench-rendered: expected a whole number, got 'x'"),
+    (["ocr", "p.jpg", "--threads", "0"], "--threads: must be 1 or more, got 0"),
     (["stats", "--worst", "1" + "0" * 99 + "x"], "--worst: expected a whole number"),
     (["train", "--hours", "nan"], "--hours: must be a finite number above 0, got nan"),
     (["train", "--lr0", "-0.1"], "--lr0: must be a finite number above 0"),

@@ -7,6 +7,7 @@ import sys
 
 from serve.cases.auth import SecretError
 from serve.cases.settings import get_settings
+from serve.cli.args import port
 
 
 def cli(argv: list[str]) -> int:
@@ -19,7 +20,7 @@ def cli(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="streetorder serve", description=cli.__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--port", type=port, default=8000, help="port (default 8000)")
     parser.add_argument("--db", help="database URL (default STREETORDER_DB_URL or sqlite:///streetorder.db)")
     parser.add_argument("--model", help="model name under models/ or a weights path (default settings)")
     parser.add_argument(
