@@ -985,3 +985,27 @@ def test_a_file_that_is_no_database_is_one_line_and_left_as_it_was(
     assert "cannot open the database (file is not a database)" in done.stderr
     assert "Traceback" not in done.stderr
     assert not_a_database.read_bytes() == JPEG
+
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    """Ctrl-C in a long mode that has nothing to tidy (here the OCR benchmark) was a page of
+    traceback ending in onnxruntime; now one line, exit 130, as scan and watch already did."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    running = subprocess.Popen(
+        [sys.executable, "-m", "serve.cli", "ocr", "--bench-rendered", "48", "--per-height", "2000"],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # a child started from a non-interactive shell ignores SIGINT: give it the default back
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    time.sleep(8)  # imports, the OCR model, and into the loop
+    running.send_signal(signal.SIGINT)
+    _, err = running.communicate(timeout=60)
+    assert running.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == "streetorder ocr: interrupted" and "Traceback" not in err

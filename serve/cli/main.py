@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(MODES[mode][0])
     try:
         return int(module.cli(rest) or 0)
+    except KeyboardInterrupt:  # Ctrl-C: the modes that must tidy up catch it themselves (scan, watch)
+        print(f"streetorder {mode}: interrupted", file=sys.stderr)
+        return 130
     except Exception as err:
         if not said_in_one_line(mode, err):
             raise
