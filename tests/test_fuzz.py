@@ -913,6 +913,9 @@ CLI_REFUSED = [
     (["data", "synth-flyers", "--out", "x", "--count", "5", "--val-share", "nan"], "--val-share: must lie"),
     (["data", "synth-flyers", "--out", "x", "--count", "5", "--upscale", "0"], "--upscale: must be 1"),
     (["bench", "flyers", "--limit", "-1"], "--limit: must be 0 or more, got -1"),
+    (["bench", "scan", "--size", "abc"], "--size: expected WxH, e.g. 4000x3000, got 'abc'"),  # traceback
+    (["bench", "scan", "--size", "0x0"], "--size: 0x0: each side 1 to 65535 px"),  # a traceback
+    (["bench", "scan", "--size", "100000x100000"], "at most 100,000,000 pixels"),  # ran out of memory
     (["evaluate", "--limit", "0"], "--limit: must be 1 or more"),
 ]
 
