@@ -241,3 +241,21 @@ def test_evidence_steps_are_kept_across_a_refused_downgrade(db_url: str) -> None
         assert connection.execute(sa.text("SELECT action FROM flow_log")).scalars().all() == ["detach"]
         assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0013"
     engine.dispose()
+
+
+def test_a_database_a_newer_release_migrated_is_refused_and_left_as_it_was(db_url: str) -> None:
+    """A revision this release has no script for was Alembic's traceback from every mode; now one
+    line naming the database and what to do, and its data and revision stay as they were."""
+    from serve.cases.db import DatabaseUnavailable
+
+    open_database(db_url).kw["bind"].dispose()
+    engine = make_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))
+    with pytest.raises(DatabaseUnavailable, match=r"9999_from_the_future.*a newer release migrated it"):
+        open_database(db_url)
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == (
+            "9999_from_the_future"
+        )
+    engine.dispose()

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from serve.cases.auth import create_key
-from serve.cases.db import open_database, transaction
+from serve.cases.db import known_revisions, make_engine, open_database, transaction
 from serve.cases.findings import Finding, load_case_rules, record_finding
 from serve.cases.orm import ApiKey, Case, Evidence, FlowEntry
 from serve.cases.settings import Settings
@@ -117,6 +117,61 @@ def test_bad_backups_are_refused_naming_the_file(tmp_path: Path, content: bytes,
     target = f"sqlite:///{tmp_path / 'target.db'}"
     code, _, err = streetorder_db("restore", str(source), "--db", target)
     assert code == 1 and str(source) in err and words in err, err
+
+
+def test_a_backup_of_no_streetorder_database_or_of_a_newer_schema_is_refused_and_the_data_kept(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Restore replaced the target first and migrated after: a backup a newer release made left the
+    target on a schema this release cannot open (Alembic's traceback), and any SQLite file (here
+    one of another program) replaced the cases with --force. Both are refused before anything is
+    replaced; the cases and the schema stay."""
+    factory = open_database(db_url)
+    add_case(factory, 1)
+    before = snapshot(factory)
+    factory.kw["bind"].dispose()
+    source = tmp_path / "source.db"
+    source_url = f"sqlite:///{source}" if db_url.startswith("sqlite") else db_url
+    newer = tmp_path / "newer.backup"
+    if db_url.startswith("sqlite"):
+        open_database(source_url).kw["bind"].dispose()
+    engine = make_engine(source_url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999_next_release'"))
+    engine.dispose()
+    assert streetorder_db("backup", str(newer), "--db", source_url)[0] == 0
+    if not db_url.startswith("sqlite"):  # the same database is the target: back to this release's
+        engine = make_engine(db_url)
+        with engine.begin() as connection:
+            connection.execute(text(f"UPDATE alembic_version SET version_num = '{max(known_revisions())}'"))
+        engine.dispose()
+    code, _, err = streetorder_db("restore", str(newer), "--db", db_url, "--force")
+    assert code == 1 and str(newer) in err and "9999_next_release" in err and "newer" in err, err
+    assert snapshot(open_database(db_url)) == before
+    if db_url.startswith("sqlite"):
+        other = tmp_path / "other-program.db"
+        with contextlib.closing(sqlite3.connect(other)) as foreign:
+            foreign.execute("CREATE TABLE notes (text)")
+            foreign.commit()
+        code, _, err = streetorder_db("restore", str(other), "--db", db_url, "--force")
+        assert code == 1 and f"{other}: holds no streetorder database" in err, err
+        assert snapshot(open_database(db_url)) == before
+
+
+def test_a_failed_backup_names_the_file_and_leaves_no_part_file(tmp_path: Path) -> None:
+    """A photo given as the database was "file is not a database" (which file?) and left an empty
+    FILE.part; a folder as the backup file wrote FOLDER.part beside it and failed on the rename."""
+    photo = tmp_path / "cases.db"
+    photo.write_bytes(b"\xff\xd8\xff\xe0 not a database" * 10)
+    code, _, err = streetorder_db("backup", str(tmp_path / "b.backup"), "--db", f"sqlite:///{photo}")
+    assert code == 1 and f"{photo}: cannot back it up: file is not a database" in err, err
+    live = tmp_path / "live.db"
+    open_database(f"sqlite:///{live}").kw["bind"].dispose()
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    code, _, err = streetorder_db("backup", str(folder), "--db", f"sqlite:///{live}")
+    assert code == 1 and f"{folder}: is a folder; name the backup file" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["backups", "cases.db", "live.db"]
 
 
 def test_sqlite_backup_is_consistent_while_the_service_writes(tmp_path: Path) -> None:

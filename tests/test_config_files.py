@@ -103,3 +103,52 @@ def test_a_broken_promotion_policy_is_named_with_its_file(tmp_path: Path) -> Non
     path = broken(tmp_path, "promotion.yaml", lambda d: d["holdout"].update(sets=[]))
     with pytest.raises(PromotionError, match=rf"^{path}: holdout\.sets: List should have at least 1 item"):
         load_policy(path, TAXONOMY)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "argv", "message"),
+    [
+        ("calendar.yaml", "years: [", ["calendar", "check"], "line 1, column 9: expected the node content"),
+        ("taxonomy.yaml", "classes:\n  - name: x\n   bad", ["stats", "--db", "{db}"], "line 3, column 4"),
+        (
+            "routing.yaml",
+            "rules: []",
+            ["users", "--db", "{db}", "create", "ana", "--role", "admin"],
+            "departments",
+        ),
+        ("calendar.yaml", "holidays: {}", ["serve", "--db", "{db}", "--port", "0"], "holidays"),
+    ],
+    ids=["calendar", "stats", "users", "serve"],
+)
+def test_every_mode_names_a_broken_config_file_in_one_line(
+    tmp_path: Path, name: str, text: str, argv: list[str], message: str
+) -> None:
+    """A broken configs/*.yaml was a traceback from each mode that reads it (and from uvicorn's
+    start-up for `serve`), its message five lines of PyYAML quoting "<unicode string>"; now one line
+    naming the file, the line and column or the field, exit 1."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    configs = tmp_path / "configs"
+    shutil.copytree(CONFIGS, configs)
+    (configs / name).write_text(text, encoding="utf-8")
+    db = f"sqlite:///{tmp_path / 'cases.db'}"
+    done = subprocess.run(
+        [sys.executable, "-m", "serve.cli", *(a.format(db=db) for a in argv)],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "STREETORDER_CONFIGS_DIR": str(configs),
+            "STREETORDER_SECRET": "tests-only-secret-0123456789",
+            "STREETORDER_NEW_PASSWORD": "a long enough password",
+        },
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert f"streetorder {argv[0]}: {configs / name}: " in done.stderr and message in done.stderr

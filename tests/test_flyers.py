@@ -233,3 +233,24 @@ def test_real_facade_gets_flyers_off_its_labelled_objects(fonts: tuple[str, ...]
         assert all(
             fx2 <= ox1 or fx1 >= ox2 or fy2 <= oy1 or fy1 >= oy2 for ox1, oy1, ox2, oy2 in facade.protected
         )
+
+
+def test_a_set_stopped_half_way_is_no_dataset_and_overwrite_replaces_it(
+    tmp_path: Path, backgrounds: Path
+) -> None:
+    """A run stopped half-way (Ctrl-C, here an unreadable background) left images and labels but
+    no synth.json: the next run answered 'holds no synthetic flyer set; choose an empty folder',
+    even with --overwrite, and the folder had to be deleted by hand."""
+    (backgrounds / "wall9.jpg").write_bytes(b"\xff\xd8\xff not really a JPEG")
+    (backgrounds.parents[1] / "labels" / "train" / "wall9.txt").write_text("")
+    out = tmp_path / "flyers"
+    with pytest.raises(ValueError, match=r"wall9\.jpg: not a readable image"):
+        synthesize([backgrounds], out, count=4, progress=False, taxonomy=TAXONOMY)
+    assert not (out / "data.yaml").exists()  # a half set is not taken for a dataset
+    with pytest.raises(FileExistsError, match=r"an unfinished .* pass --overwrite"):
+        synthesize([backgrounds], out, count=1, progress=False, taxonomy=TAXONOMY)
+    (backgrounds / "wall9.jpg").unlink()
+    done = synthesize([backgrounds], out, count=2, overwrite=True, progress=False, taxonomy=TAXONOMY)
+    assert done.images == 2 and (out / "data.yaml").exists()
+    assert "unfinished" not in json.loads((out / "synth.json").read_text())
+    assert len(list((out / "images").rglob("*.jpg"))) == 2

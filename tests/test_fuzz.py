@@ -891,6 +891,17 @@ CLI_REFUSED = [
     (["stats", "--ranking", "9999-12-31"], "--ranking: 9999-12-31 is outside the years"),
     (["stats", "--since", "2027-01-01", "--until", "2026-01-01"], "--until 2026-01-01 must come after"),
     (["stats", "--worst", "-5"], "--worst: must be 1 or more, got -5"),
+    (["stats", "--since", "yesterday"], "--since: expected a day YYYY-MM-DD, got 'yesterday'"),
+    (["stats", "--until", "2026-02-30"], "--until: 2026-02-30: day is out of range for month"),
+    (["calendar", "check", "--today", "9999-12-31"], "--today: 9999-12-31 is outside the years"),  # traceback
+    (["calendar", "check", "--today", "0001-01-01"], "--today: 0001-01-01 is outside"),  # was: 'covered'
+    (["serve", "--port", "99999"], "--port: must lie between 0 and 65535, got 99999"),
+    (["ocr", "p.jpg", "--box", "a,b,c,d"], "--box: expected four numbers x1,y1,x2,y2"),  # was: a traceback
+    (["ocr", "p.jpg", "--box", "nan,0,9,9"], "--box: expected four numbers"),  # was: a traceback
+    (["ocr", "p.jpg", "--box", "10,10,5,5"], "--box: x2 must exceed x1"),  # was: an empty reading
+    (["ocr", "--bench-rendered", "0"], "--bench-rendered: must be 1 or more, got 0"),  # OpenCV's assert
+    (["ocr", "--bench-rendered", "48,x"], "--bench-rendered: expected a whole number, got 'x'"),
+    (["ocr", "p.jpg", "--threads", "0"], "--threads: must be 1 or more, got 0"),
     (["stats", "--worst", "1" + "0" * 99 + "x"], "--worst: expected a whole number"),
     (["train", "--hours", "nan"], "--hours: must be a finite number above 0, got nan"),
     (["train", "--lr0", "-0.1"], "--lr0: must be a finite number above 0"),
@@ -902,6 +913,9 @@ CLI_REFUSED = [
     (["data", "synth-flyers", "--out", "x", "--count", "5", "--val-share", "nan"], "--val-share: must lie"),
     (["data", "synth-flyers", "--out", "x", "--count", "5", "--upscale", "0"], "--upscale: must be 1"),
     (["bench", "flyers", "--limit", "-1"], "--limit: must be 0 or more, got -1"),
+    (["bench", "scan", "--size", "abc"], "--size: expected WxH, e.g. 4000x3000, got 'abc'"),  # traceback
+    (["bench", "scan", "--size", "0x0"], "--size: 0x0: each side 1 to 65535 px"),  # a traceback
+    (["bench", "scan", "--size", "100000x100000"], "at most 100,000,000 pixels"),  # ran out of memory
     (["evaluate", "--limit", "0"], "--limit: must be 1 or more"),
 ]
 
@@ -922,8 +936,17 @@ CLI_FAILS = [
     (["stats", "--db", "sqlite:///{tmp}/typo.sqlite"], "no database file {tmp}/typo.sqlite"),
     (["data", "queue", "--from-db", "sqlite:///{tmp}/typo.sqlite", "--out", "{tmp}/q"], "no database file"),
     (["keys", "--db", "not a url", "list"], "'not a url' is not a database URL"),
+    (["keys", "--db", "sqlite:///{tmp}/typo.sqlite", "list"], "no database file {tmp}/typo.sqlite"),
+    (["keys", "--db", "sqlite:///{tmp}/typo.sqlite", "revoke", "abc"], "no database file"),
+    (["users", "--db", "sqlite:///{tmp}/typo.sqlite", "list"], "no database file {tmp}/typo.sqlite"),
+    (["users", "--db", "sqlite:///{tmp}/typo.sqlite", "disable", "ana"], "no database file"),
     (["keys", "--db", "sqlite:///{tmp}/\udcff.db", "list"], "not UTF-8 text; name the database"),  # GBK path
     (["keys", "--db", "postgresql://bureau:hunter2@127.0.0.1:1/cases", "list"], "bureau:***@127.0.0.1:1"),
+    (["keys", "--db", "postgres://bureau:hunter2@db/cases", "list"], "no database driver here for it"),
+    (["keys", "--db", "postgresql+nodriver://db/cases", "list"], "no database driver here for it"),
+    (["keys", "--db", "postgresql://u@[::1/x", "list"], "is not a database URL"),  # port `:1/x`
+    (["keys", "--db", "sqlite://", "list"], "an in-memory database keeps nothing"),
+    (["stats", "--db", "sqlite:///:memory:"], "an in-memory database keeps nothing"),
     (["evaluate", "--unlabelled", "{tmp}", "--out", "/proc/no/look"], "streetorder evaluate: /proc/no"),
 ]
 
@@ -965,3 +988,27 @@ def test_a_file_that_is_no_database_is_one_line_and_left_as_it_was(
     assert "cannot open the database (file is not a database)" in done.stderr
     assert "Traceback" not in done.stderr
     assert not_a_database.read_bytes() == JPEG
+
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    """Ctrl-C in a long mode that has nothing to tidy (here the OCR benchmark) was a page of
+    traceback ending in onnxruntime; now one line, exit 130, as scan and watch already did."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    running = subprocess.Popen(
+        [sys.executable, "-m", "serve.cli", "ocr", "--bench-rendered", "48", "--per-height", "2000"],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # a child started from a non-interactive shell ignores SIGINT: give it the default back
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    time.sleep(8)  # imports, the OCR model, and into the loop
+    running.send_signal(signal.SIGINT)
+    _, err = running.communicate(timeout=60)
+    assert running.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == "streetorder ocr: interrupted" and "Traceback" not in err

@@ -9,6 +9,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, InterfaceError
 from sqlalchemy.orm import Session, sessionmaker
@@ -67,6 +69,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return engine
 
 
+def known_revisions() -> set[str]:
+    """The schema revisions this release has migrations for (a database at another was made newer)."""
+    return {script.revision for script in ScriptDirectory(str(MIGRATIONS)).walk_revisions()}
+
+
 def migrate(url: str) -> None:
     """Bring the database at `url` to the newest schema (Alembic upgrade head)."""
     config = Config()
@@ -88,20 +95,32 @@ def open_database(url: str, create: bool = True) -> sessionmaker[Session]:
     """
     if not is_utf8_path(url):  # a path from a GBK folder name: no driver takes it
         raise DatabaseUnavailable(f"{shown_path(url)}: not UTF-8 text; name the database by a UTF-8 path")
+    example = "sqlite:///PATH or postgresql+psycopg://USER@HOST/NAME"
     try:
         parsed = make_url(url)
-    except ArgumentError:
-        example = "sqlite:///PATH or postgresql://USER@HOST/NAME"
+    except (ArgumentError, ValueError):  # ValueError: a port that is no number (`[::1` unclosed)
         raise DatabaseUnavailable(f"{url!r} is not a database URL ({example})") from None
     shown = parsed.render_as_string(hide_password=True)
+    try:  # the dialect and its driver, before any migration imports them deep inside Alembic
+        parsed.get_dialect().import_dbapi()
+    except (ArgumentError, ImportError) as err:  # `postgres://`, `mysql://`: a traceback before
+        raise DatabaseUnavailable(f"{shown}: no database driver here for it ({err}); use {example}") from None
     path = parsed.database if parsed.get_backend_name() == "sqlite" else None
-    if not create and path not in (None, "", ":memory:") and not Path(str(path)).is_file():
+    if parsed.get_backend_name() == "sqlite" and path in (None, "", ":memory:"):
+        # migrations and sessions would each see an empty database of their own, kept by nothing
+        raise DatabaseUnavailable(f"{url}: an in-memory database keeps nothing; name a file: sqlite:///PATH")
+    if not create and path is not None and not Path(path).is_file():
         raise DatabaseUnavailable(f"{shown}: no database file {path}")
     try:
         migrate(url)
     except (DatabaseError, InterfaceError) as err:  # DatabaseError: also a file that is no database
         reason = next((line for line in str(err.orig or err).splitlines() if line.strip()), "")
         raise DatabaseUnavailable(f"{shown}: cannot open the database ({reason.strip()})") from err
+    except CommandError as err:  # a schema revision this release does not know: a newer one's
+        raise DatabaseUnavailable(
+            f"{shown}: its schema is not one this streetorder knows ({err}): a newer release migrated "
+            "it; run that release, or restore a backup this one made"
+        ) from None
     return sessionmaker(make_engine(url), expire_on_commit=False)
 
 

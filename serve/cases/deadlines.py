@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BeforeValidator, Field, field_validator
 
-from vision.core.config import ConfigModel, validate_config
+from vision.core.config import ConfigError, ConfigModel, validate_config
 from vision.core.taxonomy import Deadline
 from vision.core.yamlfile import read_yaml
 
@@ -37,7 +37,7 @@ WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_SEARCH_DAYS = 3660  # a calendar with no working time in ten years is a configuration error
 
 
-class CalendarError(ValueError):
+class CalendarError(ConfigError):
     """A calendar file that cannot be used, or a time the calendar cannot answer for."""
 
 

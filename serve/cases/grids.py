@@ -27,10 +27,12 @@ import shapely
 from shapely.geometry import MultiPolygon, Point, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
+from vision.core.yamlfile import ConfigError
+
 EARTH_RADIUS_M = 6_371_008.8  # mean radius: haversine distances and spherical areas
 
 
-class GridError(ValueError):
+class GridError(ConfigError):
     """A grid file or code that cannot be used; the message names the file, feature and field."""
 
 

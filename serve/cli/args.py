@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
+from datetime import date
 
 
 def positive_int(text: str) -> int:
@@ -43,6 +45,32 @@ def share(text: str) -> float:
     value = _number(text)
     if not 0 <= value <= 1:  # also false for NaN
         raise argparse.ArgumentTypeError(f"must lie between 0 and 1, got {text}")
+    return value
+
+
+def day(text: str) -> date:
+    """A day (YYYY-MM-DD) in the years the service computes with (serve.cases.times, imported here
+    only when a mode reads a day: `train` never does)."""
+    from serve.cases.times import computable_day
+
+    try:
+        parsed = date.fromisoformat(text)
+    except ValueError as err:  # 2026-02-30: the reason; `yesterday`: the form
+        shaped = re.fullmatch(r"\d{4}-\d{2}-\d{2}", text)
+        raise argparse.ArgumentTypeError(
+            f"{text}: {err}" if shaped else f"expected a day YYYY-MM-DD, got {text!r}"
+        ) from None
+    try:
+        return computable_day(parsed)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def port(text: str) -> int:
+    """A TCP port to listen on (0: any free one)."""
+    value = _whole(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must lie between 0 and 65535, got {value}")
     return value
 
 

@@ -48,13 +48,14 @@ from serve.cases.settings import get_settings
 from serve.cli.args import positive_int
 from serve.cli.demo import START, pick_sample_photos
 from serve.cli.memory import peak_rss_mb
-from vision.core.imageio import Position, exif_for
+from vision.core.imageio import MAX_PIXELS, Position, exif_for
 from vision.detect.pipeline import cpu_count
 
 DATASET = "garbage-cn"  # in the shared_datasets_dir setting
 BENCH_DIR = Path(tempfile.gettempdir()) / "streetorder-bench"
 BASE_PHOTOS = 24  # distinct real photos; the rest are the same pixels with other EXIF
 STAGE_PHOTOS = 40
+JPEG_MAX_SIDE = 65_535  # the most pixels a JPEG side can hold
 
 
 # ------------------------------------------------------------------------------------ photos
@@ -255,10 +256,25 @@ def run_child(*argv: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------- CLI
 
 
+def photo_size(text: str) -> tuple[int, int]:
+    """WxH of the photos made: 'abc' and 0x0 were tracebacks, and 100000x100000 ran the machine out
+    of memory making photos the scan refuses as bombs (over MAX_PIXELS) anyway."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WxH, e.g. 4000x3000, got {text!r}") from None
+    if width < 1 or height < 1 or width * height > MAX_PIXELS or max(width, height) > JPEG_MAX_SIDE:
+        raise argparse.ArgumentTypeError(
+            f"{width}x{height}: each side 1 to {JPEG_MAX_SIDE} px and at most {MAX_PIXELS:,} pixels "
+            "(the scan refuses larger photos as bombs)"
+        )
+    return width, height
+
+
 def bench_scan(args: argparse.Namespace) -> dict[str, Any]:
     from vision.detect.registry import find_model
 
-    width, height = (int(v) for v in args.size.lower().split("x"))
+    width, height = args.size
     settings = get_settings()
     files = find_model(settings.model, settings.models_dir)
     onnx = files.weights_for("onnx")
@@ -396,7 +412,9 @@ def cli(argv: list[str]) -> int:
     p.add_argument(
         "--images", type=positive_int, default=100, help="photos in the measured folder (10x for memory)"
     )
-    p.add_argument("--size", default="4000x3000", help="photo size WxH (real photos upscaled to it)")
+    p.add_argument(
+        "--size", type=photo_size, default="4000x3000", help="photo size WxH (real photos upscaled to it)"
+    )
     p.add_argument("--workers", type=positive_int, help="scan workers (default: one per core)")
     p.add_argument("--folder", type=Path, default=BENCH_DIR, help="where the photos are made (kept)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
+
+from serve.cli.args import day
 
 
 def cli(argv: list[str]) -> int:
@@ -17,7 +19,7 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("action", choices=["check"], help="check the coverage")
     parser.add_argument(
         "--today",
-        type=date.fromisoformat,
+        type=day,
         help="the day deadlines are set from (default: today, bureau time)",
     )
     args = parser.parse_args(argv)

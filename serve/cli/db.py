@@ -9,12 +9,16 @@ PostgreSQL: `pg_dump --format=custom` (a consistent snapshot in one transaction)
 `pg_restore --clean --if-exists --single-transaction` (all or nothing).
 
 Restore replaces every table of the target with the backup's, refuses a target that holds cases
-unless --force, and migrates the result to the newest schema (a backup of an older release).
+unless --force, and migrates the result to the newest schema (a backup of an older release). A
+backup that fails SQLite's integrity check, holds no streetorder database or one of a newer
+release's schema is refused before anything is replaced.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import os
 import shutil
 import sqlite3
@@ -26,7 +30,7 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from serve.cases.db import make_engine, migrate
+from serve.cases.db import known_revisions, make_engine, migrate
 from serve.cases.orm import Case
 from serve.cases.settings import get_settings
 
@@ -82,24 +86,33 @@ def backup(url: str, target: Path) -> Path:
     """Write a consistent copy of the database at `url` to `target` (atomically: .part, then rename)."""
     kind = backend(url)
     target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_dir():
+        raise BackupError(f"{target}: is a folder; name the backup file, e.g. {target / 'cases.backup'}")
     partial = target.with_name(target.name + ".part")
     partial.unlink(missing_ok=True)
-    if kind == "sqlite":
-        source = sqlite_path(url)
-        if not source.is_file():
-            raise BackupError(f"{source}: no such database file")
-        with sqlite3.connect(source) as live, sqlite3.connect(partial) as copy:
-            live.backup(copy)  # page by page; sees one consistent state even while others write
-            check = copy.execute("PRAGMA integrity_check").fetchone()[0]
-        if check != "ok":
-            partial.unlink(missing_ok=True)
-            raise BackupError(f"{partial}: the copy fails SQLite's integrity check: {check}")
-    else:
-        run_tool(
-            [pg_tool("pg_dump"), "--format=custom", f"--file={partial}", "--dbname", libpq_url(url)],
-            "pg_dump",
-        )
-    os.replace(partial, target)
+    try:
+        if kind == "sqlite":
+            source = sqlite_path(url)
+            if not source.is_file():
+                raise BackupError(f"{source}: no such database file")
+            with sqlite3.connect(source) as live, sqlite3.connect(partial) as copy:
+                try:
+                    live.backup(copy)  # page by page; sees one consistent state even while others write
+                except sqlite3.DatabaseError as err:  # "file is not a database": say which file
+                    raise BackupError(f"{source}: cannot back it up: {err}") from err
+                check = copy.execute("PRAGMA integrity_check").fetchone()[0]
+            if check != "ok":
+                raise BackupError(
+                    f"{source}: its copy fails SQLite's integrity check ({check}); nothing written"
+                )
+        else:
+            run_tool(
+                [pg_tool("pg_dump"), "--format=custom", f"--file={partial}", "--dbname", libpq_url(url)],
+                "pg_dump",
+            )
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)  # a failed backup leaves no half-written file behind
     return target
 
 
@@ -112,6 +125,41 @@ def case_count(url: str) -> int:
             return int(connection.execute(select(func.count()).select_from(Case)).scalar_one())
     finally:
         engine.dispose()
+
+
+def schema_of_backup(kind: str, source: Path) -> str:
+    """The schema revision a backup holds, checked before anything is replaced: a SQLite file that
+    fails its integrity check, holds no streetorder database (any other SQLite file) or one a newer
+    release migrated (which this one could neither use nor migrate) is refused, the target kept."""
+    if kind == "sqlite":
+        with contextlib.closing(sqlite3.connect(source)) as backup_db:
+            try:
+                check = backup_db.execute("PRAGMA integrity_check").fetchone()[0]
+            except sqlite3.DatabaseError as err:
+                check = str(err)
+            if check != "ok":
+                raise BackupError(f"{source}: fails SQLite's integrity check: {check}")
+            try:
+                rows = backup_db.execute("SELECT version_num FROM alembic_version").fetchall()
+            except sqlite3.DatabaseError:
+                rows = []
+    else:  # the one table's data, as pg_restore would load it (a COPY block)
+        command = [pg_tool("pg_restore"), "--data-only", "--table=alembic_version", "--file=-", str(source)]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise BackupError(f"pg_restore failed: {done.stderr.strip() or done.stdout.strip()}")
+        lines = done.stdout.splitlines()
+        start = next((i for i, line in enumerate(lines) if line.startswith("COPY ")), len(lines))
+        rows = [(line,) for line in itertools.takewhile(lambda line: line != "\\.", lines[start + 1 :])]
+    if len(rows) != 1:
+        raise BackupError(f"{source}: holds no streetorder database (no schema revision); nothing restored")
+    revision = str(rows[0][0])
+    if revision not in known_revisions():
+        raise BackupError(
+            f"{source}: a backup of schema {revision}, which a newer streetorder made; restore it with "
+            "that release (nothing restored)"
+        )
+    return revision
 
 
 def restore(url: str, source: Path, *, force: bool = False) -> int:
@@ -138,6 +186,7 @@ def restore(url: str, source: Path, *, force: bool = False) -> int:
                 else ""
             )
         )
+    schema_of_backup(kind, source)
     present = case_count(url)
     if present and not force:
         raise BackupError(
@@ -145,12 +194,6 @@ def restore(url: str, source: Path, *, force: bool = False) -> int:
         )
     if kind == "sqlite":
         with sqlite3.connect(source) as backup_db:
-            try:
-                check = backup_db.execute("PRAGMA integrity_check").fetchone()[0]
-            except sqlite3.DatabaseError as err:
-                check = str(err)
-            if check != "ok":
-                raise BackupError(f"{source}: fails SQLite's integrity check: {check}")
             target = sqlite_path(url)
             target.parent.mkdir(parents=True, exist_ok=True)
             with sqlite3.connect(target) as live:

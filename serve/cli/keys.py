@@ -29,7 +29,8 @@ def cli(argv: list[str]) -> int:
     revoke.add_argument("key_id")
     args = parser.parse_args(argv)
     settings = get_settings()
-    factory = open_database(args.db or settings.db_url)
+    # only `create` may start a database: a mistyped path for the others is an error, not a new empty one
+    factory = open_database(args.db or settings.db_url, create=args.verb == "create")
     now = datetime.now(UTC)
     try:
         with transaction(factory) as session:

@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(MODES[mode][0])
     try:
         return int(module.cli(rest) or 0)
+    except KeyboardInterrupt:  # Ctrl-C: the modes that must tidy up catch it themselves (scan, watch)
+        print(f"streetorder {mode}: interrupted", file=sys.stderr)
+        return 130
     except Exception as err:
         if not said_in_one_line(mode, err):
             raise
@@ -71,10 +74,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def said_in_one_line(mode: str, err: Exception) -> bool:
     """Errors any mode can meet whose message is the whole story, printed as such: a database that
-    cannot be opened, a file or folder that cannot be read or written. (The database module is
+    cannot be opened, a configuration file that cannot be used (its name and field), a file or
+    folder that cannot be read or written. (The database module is
     only looked up when a mode loaded it: `train` runs where SQLAlchemy is not installed.)"""
     database = sys.modules.get("serve.cases.db")
     if database is not None and isinstance(err, database.DatabaseUnavailable):
+        print(f"streetorder {mode}: {err}", file=sys.stderr)
+        return True
+    files = sys.modules.get("vision.core.yamlfile")
+    if files is not None and isinstance(err, files.ConfigError):  # a config file: named with its field
         print(f"streetorder {mode}: {err}", file=sys.stderr)
         return True
     if isinstance(err, OSError) and err.filename is not None and err.strerror:

@@ -7,6 +7,7 @@ import sys
 
 from serve.cases.auth import SecretError
 from serve.cases.settings import get_settings
+from serve.cli.args import port
 
 
 def cli(argv: list[str]) -> int:
@@ -15,10 +16,11 @@ def cli(argv: list[str]) -> int:
 
     from serve.api.app import create_app
     from serve.cases.db import open_database
+    from serve.cases.domain import load_domain
 
     parser = argparse.ArgumentParser(prog="streetorder serve", description=cli.__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--port", type=port, default=8000, help="port (default 8000)")
     parser.add_argument("--db", help="database URL (default STREETORDER_DB_URL or sqlite:///streetorder.db)")
     parser.add_argument("--model", help="model name under models/ or a weights path (default settings)")
     parser.add_argument(
@@ -32,8 +34,9 @@ def cli(argv: list[str]) -> int:
     except SecretError as err:
         print(f"streetorder serve: {err}", file=sys.stderr)
         return 1
-    # the app's lifespan opens it again (already migrated): a database that cannot be opened is
-    # then one line from the CLI, not a traceback from uvicorn's start-up
+    # the app's lifespan loads both again (configs cached, database migrated): a config file or a
+    # database that cannot be used is then one line from the CLI, not a traceback from uvicorn's start-up
+    load_domain(settings)
     open_database(settings.db_url)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0

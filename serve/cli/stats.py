@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from serve.cases.stats import (
@@ -20,16 +20,7 @@ from serve.cases.stats import (
     ten_day_period,
     worst_spots,
 )
-from serve.cases.times import computable_day
-from serve.cli.args import positive_int
-
-
-def day(text: str) -> date:
-    """A day (YYYY-MM-DD) in the years the service computes with (serve.cases.times)."""
-    try:
-        return computable_day(date.fromisoformat(text))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+from serve.cli.args import day, positive_int
 
 
 def cli(argv: list[str]) -> int:

@@ -13,13 +13,11 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from vision.core.yamlfile import read_yaml
+from vision.core.yamlfile import ConfigError, read_yaml
 
 Model = TypeVar("Model", bound=BaseModel)
 
-
-class ConfigError(ValueError):
-    """A configuration file that cannot be used; the message names the file and the field."""
+__all__ = ["ConfigError", "ConfigModel", "load_config_file", "validate_config"]
 
 
 class ConfigModel(BaseModel):

@@ -12,11 +12,13 @@ from typing import Any
 
 import yaml
 
+from vision.core.yamlfile import ConfigError, yaml_problem
+
 TAXONOMY = "taxonomy.yaml"  # its file name in the configs folder (the configs_dir setting)
 DEADLINE_UNITS = ("minutes", "hours", "working_hours", "working_days", "days")
 
 
-class TaxonomyError(ValueError):
+class TaxonomyError(ConfigError):
     """A taxonomy file that cannot be used; the message names the file and the field."""
 
 
@@ -176,5 +178,5 @@ def _load_cached(path: Path) -> Taxonomy:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        raise TaxonomyError(f"{path}: not valid YAML: {err}") from err
+        raise TaxonomyError(f"{path}: not valid YAML: {yaml_problem(err)}") from err
     return parse_taxonomy(data, path)

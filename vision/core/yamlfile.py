@@ -11,6 +11,11 @@ from typing import Any
 import yaml
 
 
+class ConfigError(ValueError):
+    """A file people wrote (a config, a mix, a grid layout) that cannot be used; the message names
+    the file and the field: the whole story, which every command shows as one line."""
+
+
 def read_text(path: Path, error: type[ValueError] = ValueError) -> str:
     """A UTF-8 text file people wrote; unreadable or not UTF-8 is `error` naming the file."""
     try:
@@ -27,4 +32,13 @@ def read_yaml(path: Path, error: type[ValueError] = ValueError) -> Any:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise error(f"{path}: not valid YAML: {err}") from err
+        raise error(f"{path}: not valid YAML: {yaml_problem(err)}") from err
+
+
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """PyYAML's error on one line with the file's own line and column (its text spans five lines,
+    quotes the source as "<unicode string>" and draws a caret)."""
+    if not isinstance(err, yaml.MarkedYAMLError) or err.problem_mark is None:
+        return " ".join(str(err).split())
+    mark = err.problem_mark
+    return f"line {mark.line + 1}, column {mark.column + 1}: {err.problem or 'cannot be parsed'}"

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from vision.core.files import file_sha256
 from vision.core.taxonomy import Taxonomy
+from vision.core.yamlfile import yaml_problem
 from vision.detect.errors import ModelError
 
 CARD = "card.yaml"
@@ -210,7 +211,7 @@ def read_card(folder: Path) -> dict[str, Any]:
     try:
         card = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        raise ModelError(f"{path}: not valid YAML: {err}") from err
+        raise ModelError(f"{path}: not valid YAML: {yaml_problem(err)}") from err
     if not isinstance(card, dict):
         raise ModelError(f"{path}: a model card must be a mapping")
     return card

@@ -30,14 +30,14 @@ from pydantic import (
 from shapely.geometry import Polygon
 
 from vision.core.taxonomy import Taxonomy
-from vision.core.yamlfile import read_yaml
+from vision.core.yamlfile import ConfigError, read_yaml
 from vision.live.stream import check_stream_url
 
 DAY_MINUTES = 24 * 60
 _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 
-class CameraConfigError(ValueError):
+class CameraConfigError(ConfigError):
     """A camera file that cannot be used; the message names the file and the field."""
 
 

@@ -37,6 +37,7 @@ from vision.core.files import file_sha256, read_regular_file
 from vision.core.imageio import ImageError, decode_photo
 from vision.core.phash import KnownImages, perceptual_hash
 from vision.core.taxonomy import Taxonomy, TaxonomyError
+from vision.core.yamlfile import read_yaml
 from vision.data.datamix import image_files, label_path, read_data_yaml, split_dirs
 from vision.data.reviews import ReviewError, confirmed_absent
 from vision.detect.registry import (
@@ -408,7 +409,7 @@ class Registry:
     def read(self) -> dict[str, Any]:
         if not self.path.exists():
             return {"current": None, "history": []}
-        data = yaml.safe_load(self.path.read_text(encoding="utf-8")) or {}
+        data = read_yaml(self.path, PromotionError) or {}
         if not isinstance(data, dict):
             raise PromotionError(f"{self.path}: expected a mapping with 'current' and 'history'")
         return {"current": data.get("current"), "history": list(data.get("history") or [])}

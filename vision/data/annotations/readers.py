@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import yaml
 from tqdm import tqdm
 
+from vision.core.yamlfile import yaml_problem
 from vision.data.annotations.images import inside
 from vision.data.annotations.label_config import box_labels
 from vision.data.annotations.records import AnnotationError, Problem, RawBox, RawSample, ReadExport
@@ -282,7 +283,7 @@ def read_cvat_yolo(root: Path) -> ReadExport:
     try:
         data = yaml.safe_load(read_text(data_yaml))
     except yaml.YAMLError as err:
-        raise AnnotationError(f"{data_yaml}", f"not valid YAML: {err}") from err
+        raise AnnotationError(f"{data_yaml}", f"not valid YAML: {yaml_problem(err)}") from err
     names = data.get("names") if isinstance(data, dict) else None
     if isinstance(names, dict):
         try:

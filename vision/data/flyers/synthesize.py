@@ -180,11 +180,18 @@ def synthesize(
                 f"{out} is not empty and holds no synthetic flyer set; choose an empty folder"
             )
         if not overwrite:
+            made = json.loads((out / "synth.json").read_text(encoding="utf-8") or "{}")
+            which = "an unfinished (interrupted)" if made.get("unfinished") else "a"
             raise FileExistsError(
-                f"{out} already holds a synthetic flyer set; pass --overwrite to replace it"
+                f"{out} already holds {which} synthetic flyer set; pass --overwrite to replace it"
             )
     for sub in ("images", "labels"):
         shutil.rmtree(out / sub, ignore_errors=True)
+    # ours from the first image on, so that a run stopped half-way (Ctrl-C, an unreadable background)
+    # can be replaced with --overwrite; its data.yaml comes last: a half set is no dataset
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "data.yaml").unlink(missing_ok=True)
+    (out / "synth.json").write_text(json.dumps({"unfinished": True}), encoding="utf-8")
     classes = labelled_classes(pool, taxonomy)
     order_rng = np.random.default_rng(seed)
     order = order_rng.permutation(len(pool))
