@@ -456,6 +456,7 @@ def test_users_cli_makes_the_first_admin_who_can_then_sign_in(
             assert users_cli([*db, "create", "u2", "--role", "admin", "--name", "名" * 65]) == 1
             assert users_cli([*db, "create", "h1", "--role", "handler", "--department", SANITATION]) == 0
             assert users_cli([*db, "disable", "h1"]) == 0
+            assert users_cli([*db, "disable", "first"]) == 1  # the last admin: nobody could manage people
             assert users_cli([*db, "list"]) == 0
     finally:
         get_settings.cache_clear()
@@ -753,3 +754,15 @@ def test_a_held_citizen_request_is_placed_by_the_roles_that_file_cases(people: P
     assert [w["token"] for w in waiting] == [token]  # nothing placed by the refusals
     placed = people.call("op", "POST", f"/v1/citizen-requests/{token}/place", json=where)
     assert placed.status_code == 200 and placed.json()["placed_by"] == PEOPLE["op"][2], placed.text
+
+
+def test_the_last_admin_who_can_sign_in_is_not_disabled(people: People) -> None:
+    """Without an admin nobody can manage people in the console: the last one is kept (409)."""
+    last = people.call("root", "DELETE", "/v1/users/root")
+    assert last.status_code == 409 and "last admin" in last.json()["detail"], last.text
+    assert people.call("root", "GET", "/v1/sessions/current").status_code == 200  # still signed in
+    made = people.call(
+        "root", "POST", "/v1/users", json={"username": "root2", "password": PASSWORD, "role": "admin"}
+    )
+    assert made.status_code == 201, made.text
+    assert people.call("root", "DELETE", "/v1/users/root").status_code == 200

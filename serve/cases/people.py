@@ -139,8 +139,13 @@ def find_user(session: Session, username: str) -> User:
 
 
 def disable_user(session: Session, username: str, now: datetime) -> User:
-    """Disable a person (kept: flow logs name them) and end their sessions at once."""
+    """Disable a person (kept: flow logs name them) and end their sessions at once. The last admin
+    who can sign in is kept: without one nobody can manage people in the console any more."""
     user = find_user(session, username)
+    if user.role == Role.ADMIN and user.disabled_at is None:
+        others = User.role == Role.ADMIN, User.disabled_at.is_(None), User.id != user.id
+        if session.scalar(select(User.id).where(*others).limit(1)) is None:
+            raise Conflict(f"{username} is the last admin who can sign in: create another admin first")
     user.disabled_at = user.disabled_at or now
     for open_session in session.scalars(
         select(UserSession).where(UserSession.user_id == user.id, UserSession.ended_at.is_(None))
