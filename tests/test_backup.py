@@ -101,6 +101,13 @@ def test_backup_and_restore_round_trip(db_url: str, tmp_path: Path) -> None:
     if fresh:  # into an empty database: no --force needed
         assert streetorder_db("restore", str(backup), "--db", fresh)[0] == 0
         assert snapshot(open_database(fresh)) == before
+        keyed = f"sqlite:///{tmp_path / 'keyed.db'}"  # a new install: no case yet, but its keys
+        with transaction(open_database(keyed)) as session:
+            create_key(session, name="bureau", scopes=["admin"], pepper=b"p" * 16, now=T0)
+        code, _, err = streetorder_db("restore", str(backup), "--db", keyed)
+        assert code == 1 and "holds 1 API key(s)" in err and "--force" in err, err
+        with open_database(keyed)() as session:
+            assert session.scalars(select(ApiKey.name)).all() == ["bureau"]  # kept
 
 
 @pytest.mark.parametrize(

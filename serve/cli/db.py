@@ -8,10 +8,10 @@ content included), written to FILE.part and renamed, then checked with `PRAGMA i
 PostgreSQL: `pg_dump --format=custom` (a consistent snapshot in one transaction), restored with
 `pg_restore --clean --if-exists --single-transaction` (all or nothing).
 
-Restore replaces every table of the target with the backup's, refuses a target that holds cases
-unless --force, and migrates the result to the newest schema (a backup of an older release). A
-backup that fails SQLite's integrity check, holds no streetorder database or one of a newer
-release's schema is refused before anything is replaced.
+Restore replaces every table of the target with the backup's, refuses a target that holds cases,
+photos, accounts or API keys unless --force, and migrates the result to the newest schema (a
+backup of an older release). A backup that fails SQLite's integrity check, holds no streetorder
+database or one of a newer release's schema is refused before anything is replaced.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ import sys
 from pathlib import Path
 
 from sqlalchemy import func, inspect, select
+from sqlalchemy import table as table_clause
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from serve.cases.db import known_revisions, make_engine, migrate
-from serve.cases.orm import Case
 from serve.cases.settings import get_settings
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -116,13 +116,23 @@ def backup(url: str, target: Path) -> Path:
     return target
 
 
-def case_count(url: str) -> int:
+KEPT_RECORDS = {"cases": "case(s)", "photos": "photo(s)", "users": "account(s)", "api_keys": "API key(s)"}
+
+
+def records_held(url: str) -> dict[str, int]:
+    """How many rows of each kind of record `url` holds (tables it lacks hold none): what a restore
+    would replace. Cases alone missed a new install's accounts and keys, replaced unasked."""
     engine = make_engine(url)
     try:
-        if "cases" not in inspect(engine).get_table_names():
-            return 0
+        tables = set(inspect(engine).get_table_names())
         with engine.connect() as connection:
-            return int(connection.execute(select(func.count()).select_from(Case)).scalar_one())
+            return {
+                table: int(
+                    connection.execute(select(func.count()).select_from(table_clause(table))).scalar_one()
+                )
+                for table in KEPT_RECORDS
+                if table in tables
+            }
     finally:
         engine.dispose()
 
@@ -187,11 +197,10 @@ def restore(url: str, source: Path, *, force: bool = False) -> int:
             )
         )
     schema_of_backup(kind, source)
-    present = case_count(url)
+    present = {table: count for table, count in records_held(url).items() if count}
     if present and not force:
-        raise BackupError(
-            f"{url}: the database holds {present} case(s); restore replaces them all (add --force)"
-        )
+        held = ", ".join(f"{count} {KEPT_RECORDS[table]}" for table, count in present.items())
+        raise BackupError(f"{url}: the database holds {held}; restore replaces them all (add --force)")
     if kind == "sqlite":
         with sqlite3.connect(source) as backup_db:
             target = sqlite_path(url)
@@ -202,7 +211,7 @@ def restore(url: str, source: Path, *, force: bool = False) -> int:
         command = [pg_tool("pg_restore"), "--clean", "--if-exists", "--no-owner", "--single-transaction"]
         run_tool([*command, "--dbname", libpq_url(url), str(source)], "pg_restore")
     migrate(url)
-    return case_count(url)
+    return records_held(url).get("cases", 0)
 
 
 def cli(argv: list[str]) -> int:
@@ -212,7 +221,11 @@ def cli(argv: list[str]) -> int:
     )
     parser.add_argument("file", type=Path, help="the backup file")
     parser.add_argument("--db", help="database URL (default STREETORDER_DB_URL or sqlite:///streetorder.db)")
-    parser.add_argument("--force", action="store_true", help="restore over a database that holds cases")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="restore over a database that holds cases, photos, accounts or keys",
+    )
     args = parser.parse_args(argv)
     url = args.db or get_settings().db_url
     try:
