@@ -11,6 +11,7 @@ from datetime import timedelta
 import cv2
 import numpy as np
 import pytest
+from configured import TAXONOMY
 from conftest import Service
 from PIL import Image
 from test_review import garbage_photos, get, post_report
@@ -70,6 +71,11 @@ def test_a_reused_photo_joins_its_case_and_opens_none(service: Service, photos: 
     assert joined["extra"]["claimed"]["lat"] == pytest.approx(elsewhere.lat)
     assert joined["extra"]["claimed"]["taken_at"] == later.isoformat()
     assert case["last_seen_at"] == case["first_seen_at"]  # the copy's claimed time is no sighting
+    for filed in first:  # each case is shown the boxes of its own problem only
+        boxes = get(service, f"/v1/cases/{filed['id']}")["evidence"][-1]["boxes"]
+        assert {TAXONOMY.classes[TAXONOMY.names.index(b["class"])].event for b in boxes} == {
+            filed["event"]
+        }
 
     # The same bytes sent again with another position answer the first cases, as before.
     again = service.client.post(

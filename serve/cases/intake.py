@@ -327,8 +327,9 @@ def join_as_copy(
     placement: Placement,
     events: dict[str, tuple[Box, ...]],
 ) -> list[CaseUpdate]:
-    """The copy becomes evidence of each case its originals belong to, with what it claimed; the
-    cases' place and seen period stay as they were (the copy's claims are not evidence of them)."""
+    """The copy becomes evidence of each case its originals belong to, with what it claimed and the
+    boxes of that case's event (a garbage case is shown no overflow boxes); the cases' place and
+    seen period stay as they were (the copy's claims are not evidence of them)."""
     updates = []
     for case_id in dict.fromkeys(original.case_id for original in originals):
         first = next(o for o in originals if o.case_id == case_id)
@@ -341,7 +342,7 @@ def join_as_copy(
             sha256=row.sha256,
             phash=row.phash,
             captured_at=placement.taken_at or first.captured_at,
-            boxes=boxes_json(tuple(box for boxes in events.values() for box in boxes)),
+            boxes=boxes_json(events.get(first.case.event, ())),  # that case's problem, as a finding's
             model_version=row.model_version,
             extra={
                 "copy_of": {"evidence": first.id, "case": first.case.number},
