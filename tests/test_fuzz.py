@@ -672,6 +672,27 @@ def test_a_state_or_event_no_case_can_have_is_a_422_not_an_empty_page(
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_compressed_body_is_a_415_naming_the_encoding(service: Service) -> None:
+    """A gzip body was read as is: a 400 'error parsing the body' that named no cause."""
+    case_id = report(service)
+    read = service.client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read"))
+    body = zlib.compress(json.dumps({"action": "confirm", "note": "属实"}).encode())
+    headers = {**service.auth("cases:write"), "If-Match": read.headers["ETag"], "Content-Type": JSON}
+    for coding in ("gzip", "br", "deflate, gzip"):
+        refused = service.client.post(
+            f"/v1/cases/{case_id}/transitions", content=body, headers={**headers, "Content-Encoding": coding}
+        )
+        assert coding in assert_problem(refused, 415)["detail"]
+    after = service.client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read"))
+    assert after.headers["ETag"] == read.headers["ETag"]
+    plain = {**headers, "Content-Encoding": "identity"}
+    done = service.client.post(
+        f"/v1/cases/{case_id}/transitions", json={"action": "confirm", "note": "属实"}, headers=plain
+    )
+    assert done.status_code == 200, done.text
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_head_is_answered_as_get_without_its_body(service: Service) -> None:
     """RFC 9110: HEAD is supported wherever GET is (a monitor's `HEAD /healthz` got 405)."""
     case_id = report(service)

@@ -144,6 +144,10 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         limit = int(settings.max_upload_mb * 2**20) + FORM_OVERHEAD
         if length and length.isdigit() and int(length) > limit:
             return errors.problem(request, errors.TooLarge(f"request body of {length} bytes is over {limit}"))
+        coding = request.headers.get("content-encoding", "identity").strip().lower()
+        if coding != "identity":  # read as is, a gzip body was a 400 'error parsing the body'
+            refused = errors.UnsupportedMedia(f"Content-Encoding {coding[:32]!r}: send the body uncompressed")
+            return errors.problem(request, refused)
         started = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")
