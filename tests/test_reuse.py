@@ -73,9 +73,7 @@ def test_a_reused_photo_joins_its_case_and_opens_none(service: Service, photos: 
     assert case["last_seen_at"] == case["first_seen_at"]  # the copy's claimed time is no sighting
     for filed in first:  # each case is shown the boxes of its own problem only
         boxes = get(service, f"/v1/cases/{filed['id']}")["evidence"][-1]["boxes"]
-        assert {TAXONOMY.classes[TAXONOMY.names.index(b["class"])].event for b in boxes} == {
-            filed["event"]
-        }
+        assert {TAXONOMY.classes[TAXONOMY.names.index(b["class"])].event for b in boxes} == {filed["event"]}
 
     # The same bytes sent again with another position answer the first cases, as before.
     again = service.client.post(

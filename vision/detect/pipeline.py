@@ -224,9 +224,15 @@ def candidates(
         weights.append((dynamic, "fp32-rect"))
     int8 = fp32.with_name(INT8_FILE)
     check = ((files.card.get("exports") or {}).get("int8") or {}).get("check") or {}
-    checked = bool(check) and (
-        check["max_map50_drop"] if "max_map50_drop" in check else check["map50_fp32"] - check["map50_int8"]
-    ) <= MAX_INT8_MAP50_DROP
+    checked = (
+        bool(check)
+        and (
+            check["max_map50_drop"]
+            if "max_map50_drop" in check
+            else check["map50_fp32"] - check["map50_int8"]
+        )
+        <= MAX_INT8_MAP50_DROP
+    )
     if (
         int8.exists()
         and fp32.name != INT8_FILE
