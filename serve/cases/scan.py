@@ -468,9 +468,10 @@ class Scanner:
             untimed = replace(incoming.given, taken_at=None)
             undated = replace(incoming, meta=replace(incoming.meta, taken_at=None), given=untimed)
             intake = take_photo(session, undated, self.rules, now=now)
-            log.warning("%s: %s; give taken_at in a sidecar CSV", source, err.detail)
+            reason = f"{err.detail}; give taken_at in a sidecar CSV"
+            log.warning("%s: %s", source, reason)
             if intake.photo.status == PhotoStatus.UNDATED:  # the report's reason, not "EXIF missing"
-                intake.photo.error = f"{err.detail}; give taken_at in a sidecar CSV"
+                intake.photo.error = reason
         status = intake.photo.status
         if intake.known:  # the same bytes earlier in this scan
             stats.known += 1
