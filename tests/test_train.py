@@ -243,12 +243,15 @@ def test_tiny_training_run_writes_weights_and_card() -> None:
 @pytest.mark.slow
 def test_fine_tuning_starts_at_its_own_rate_with_no_warm_up(tmp_path: Path) -> None:
     """A trained start fine-tuned with `lr0` trains with AdamW at that rate in every parameter group,
-    with no warm-up, and its card says so."""
-    run = train_tiny(tmp_path, "fine", model=str(tiny_run() / "weights" / "best.pt"), lr0=1e-4)
+    with no warm-up, and its card says so; `mosaic` 0 reaches ultralytics (a short run never gets
+    to its own no-mosaic epochs)."""
+    start = str(tiny_run() / "weights" / "best.pt")
+    run = train_tiny(tmp_path, "fine", model=start, lr0=1e-4, mosaic=0.0)
     args = yaml.safe_load((run / "args.yaml").read_text(encoding="utf-8"))
-    assert (args["optimizer"], args["lr0"], args["warmup_epochs"]) == ("AdamW", 1e-4, 0)
+    assert (args["optimizer"], args["lr0"], args["warmup_epochs"], args["mosaic"]) == ("AdamW", 1e-4, 0, 0.0)
+    assert yaml.safe_load((tiny_run() / "args.yaml").read_text(encoding="utf-8"))["mosaic"] == 1.0
     card = yaml.safe_load((run / "weights" / "card.yaml").read_text(encoding="utf-8"))
-    assert card["training"]["settings"]["lr0"] == 1e-4
+    assert (card["training"]["settings"]["lr0"], card["training"]["settings"]["mosaic"]) == (1e-4, 0.0)
     fine = torch_load(run / "weights" / "last.pt", map_location="cpu")["train_results"]
     assert [fine[f"lr/pg{group}"][0] for group in range(3)] == pytest.approx([1e-4] * 3)
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from serve.cases.settings import get_settings
-from serve.cli.args import count, positive_float, positive_int
+from serve.cli.args import count, positive_float, positive_int, share
 from vision.core.taxonomy import TaxonomyError
 from vision.detect.registry import ModelError
 from vision.modelops.train import (
@@ -53,6 +53,13 @@ def cli(argv: list[str]) -> int:
         "(default: ultralytics' choice, with a warm-up meant for training from scratch)",
     )
     parser.add_argument(
+        "--mosaic",
+        type=share,
+        default=1.0,
+        help="share of training images shown as 4-photo mosaics; 0 trains on photos at their own scale "
+        "(the no-mosaic epochs ultralytics keeps for the end of long runs)",
+    )
+    parser.add_argument(
         "--resume",
         action="store_true",
         help="continue the run PROJECT/NAME from its last.pt (or --model PATH/last.pt)",
@@ -90,6 +97,7 @@ def cli(argv: list[str]) -> int:
             workers=args.workers,
             seed=args.seed,
             lr0=args.lr0,
+            mosaic=args.mosaic,
         )
     except (ModelError, TaxonomyError) as err:
         print(f"train: {err}", file=sys.stderr)

@@ -251,12 +251,17 @@ def train(
     workers: int = 2,
     seed: int = 0,
     lr0: float | None = None,
+    mosaic: float = 1.0,
 ) -> Path:
     """Train (or resume) and return the run folder; best.pt and card.yaml are in its weights/.
 
     `lr0` fine-tunes a trained start: AdamW at that rate with no warm-up. Ultralytics' own choice
     (None) warms up from a bias rate of 0.1, which is right from scratch but moves a start that
     already scores well far from where it was before the run learns anything new.
+
+    `mosaic` is the share of training images shown as mosaics. Ultralytics turns mosaics off for
+    the last `close_mosaic` (10) epochs, which a run of a few epochs fitted to `hours` never reaches;
+    0 gives a short fine-tune those epochs: objects at their own scale, as they are seen at inference.
     """
     started = time.time()
     if resume:
@@ -281,6 +286,7 @@ def train(
             "device": device,
             "seed": seed,
             "lr0": lr0,
+            "mosaic": mosaic,
         }
         fine_tune = {"optimizer": "AdamW", "lr0": lr0, "warmup_epochs": 0}
         schedule: dict[str, Any] = {} if lr0 is None else fine_tune
@@ -301,6 +307,7 @@ def train(
             seed=seed,
             mixup=0.0,  # mixing two sources' images would break the per-source class mask
             cutmix=0.0,
+            mosaic=mosaic,
             pretrained=model.endswith(".pt"),
             plots=True,
             **schedule,
