@@ -12,7 +12,8 @@ Finding the stored hashes near one without reading them all: the 64 bits are cut
 (22, 21 and 21 bits). Two hashes at most `NEAR_IDENTICAL_BITS` (8) apart differ in at most 2 bits
 of at least one band (3 bands of 3 or more would make 9), so every stored hash within 8 bits has,
 in some band, one of the 254 / 232 / 232 values within 2 bits of the query's: indexed lookups
-that touch about 1 row in 3,000 of random photos, checked whole afterwards (`band_neighbours`).
+that touch about 1 row in 3,000 of random photos, checked whole afterwards (`band_neighbours`;
+`LookIndex` does the same in memory).
 
 `KnownImages` holds images that may not be taken again (the frozen holdout, images already queued)
 by bytes and by look, so that a re-encoded or resized copy is known as well as the file itself.
@@ -78,6 +79,32 @@ def flip_masks(width: int, spread: int) -> tuple[int, ...]:
         for flips in range(spread + 1)
         for positions in combinations(range(width), flips)
     )
+
+
+@dataclass
+class LookIndex:
+    """Hashes held by key (a sha256), found near a query through their bands (`band_neighbours`)
+    instead of comparing the query with every one."""
+
+    looks: dict[str, str] = field(default_factory=dict)  # key -> perceptual hash
+    bands: tuple[dict[int, list[str]], ...] = field(default_factory=lambda: tuple({} for _ in BAND_BITS))
+
+    def add(self, key: str, phash: str) -> None:
+        self.looks[key] = phash
+        for index, value in zip(self.bands, hash_bands(phash), strict=True):
+            index.setdefault(value, []).append(key)
+
+    def near(self, phash: str, bits: int = NEAR_IDENTICAL_BITS) -> list[tuple[int, str]]:
+        """(differing bits, key) of every held hash at most `bits` from this one, nearest first."""
+        keys = {
+            key
+            for index, values in zip(self.bands, band_neighbours(phash, bits), strict=True)
+            for value in values
+            for key in index.get(value, ())
+        }
+        return sorted(
+            (distance, key) for key in keys if (distance := hash_distance(phash, self.looks[key])) <= bits
+        )
 
 
 @dataclass
