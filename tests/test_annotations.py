@@ -8,11 +8,14 @@ test writes (non-square, so a swapped width and height shows).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import zipfile
 from collections.abc import Callable
 from datetime import UTC, datetime
+from io import BytesIO
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +29,9 @@ from PIL import Image
 from serve.cli.main import main
 from vision.core.files import file_sha256
 from vision.core.imageio import exif_for
-from vision.core.phash import KnownImages
+from vision.core.phash import NEAR_IDENTICAL_BITS, KnownImages, hash_distance, perceptual_hash
 from vision.data.annotations.coords import from_coco, from_percent, from_yolo, to_percent, to_yolo
-from vision.data.annotations.dataset import Dataset
+from vision.data.annotations.dataset import Dataset, split_of
 from vision.data.annotations.images import ImageFinder, TaskImages, inside
 from vision.data.annotations.importer import import_export as import_any
 from vision.data.annotations.label_config import rectangle_control
@@ -548,15 +551,20 @@ def test_holdout_images_are_refused(tmp_path: Path) -> None:
     assert [p.message for p in problems] == [why]
 
 
-def scene(seed: int) -> Image.Image:
-    """A street-like picture (a gradient and a few blocks), 400x240: its look survives re-encoding."""
+def street(seed: int) -> np.ndarray:
+    """A street-like picture, 400x240 (a gradient and a few blocks): its look survives re-encoding,
+    resizing and a brighter exposure."""
     rng = np.random.default_rng(seed)
     rows = np.linspace(40, 200, 240, dtype=np.float32)[:, None, None]
     picture = np.broadcast_to(rows * rng.uniform(0.5, 1.0, 3), (240, 400, 3)).astype(np.uint8).copy()
     for _ in range(6):
         x, y = int(rng.integers(0, 320)), int(rng.integers(0, 180))
         picture[y : y + 60, x : x + 80] = rng.integers(0, 255, 3)
-    return Image.fromarray(picture)
+    return picture
+
+
+def scene(seed: int) -> Image.Image:
+    return Image.fromarray(street(seed))
 
 
 def frozen_holdout(root: Path, picture: Image.Image) -> KnownImages:
@@ -602,6 +610,137 @@ def test_a_holdout_photo_saved_again_resized_or_turned_is_refused_too(tmp_path: 
     assert [p.where.split(": ")[-1] for p in problems] == ["tasks[0] (id 0)", "tasks[1] (id 1)"]
     for problem in problems:
         assert problem.message.startswith("a copy of holdout/val/kept.jpg of the frozen holdout h1: never")
+
+
+# --- splits: near-copies of a photo share one ---------------------------------------------------------
+
+
+def jpeg(image: np.ndarray, quality: int = 95) -> bytes:
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return data.tobytes()
+
+
+def turned_by_exif(image: np.ndarray, quality: int) -> bytes:
+    """The photo stored turned a quarter, with the EXIF orientation that turns it upright again."""
+    out = BytesIO()
+    picture = Image.fromarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)).transpose(Image.Transpose.ROTATE_90)
+    picture.save(out, format="JPEG", quality=quality, exif=exif_for(orientation=6))
+    return out.getvalue()
+
+
+def sha_split(data: bytes) -> str:
+    return split_of(hashlib.sha256(data).hexdigest())
+
+
+def photo_in(split: str) -> tuple[int, bytes]:
+    """The first street photo (its seed and bytes) whose sha256 alone puts it in `split`."""
+    return next((seed, data) for seed in range(1000) if sha_split(data := jpeg(street(seed))) == split)
+
+
+def apart(original: bytes, copy: Callable[[int], bytes]) -> bytes:
+    """The first variant of a copy (its k-th) whose sha256 alone puts it in the other split."""
+    return next(data for k in range(100) if sha_split(data := copy(k)) != sha_split(original))
+
+
+def import_photos(root: Path, dataset: Dataset, photos: dict[str, bytes], box: tuple[float, ...]) -> None:
+    """An export of one task per photo (local files), each with one garbage box, as one version."""
+    folder = root / "files" / "photos"
+    folder.mkdir(parents=True, exist_ok=True)
+    tasks = []
+    for index, (name, data) in enumerate(photos.items()):
+        (folder / name).write_bytes(data)
+        tasks.append(
+            {
+                "id": index,
+                "project": 1,
+                "data": {"image": f"/data/local-files/?d=photos/{name}"},
+                "annotations": [{"id": index, "result": [ls_region("garbage", box)]}],
+            }
+        )
+    export = root / f"export-{dataset.version + 1}.json"
+    export.write_text(json.dumps(tasks), encoding="utf-8")
+    counts, problems = import_export(export, dataset, finder_for(root), at=AT)
+    assert problems == [] and counts["added"] + counts["updated"] == len(photos)
+
+
+COPIES: dict[str, Callable[[np.ndarray, int], bytes]] = {
+    "saved again at a lower JPEG quality": lambda image, k: jpeg(image, 80 - k),
+    "resized to half": lambda image, k: jpeg(
+        cv2.resize(image, (200, 120), interpolation=cv2.INTER_AREA), 90 - k
+    ),
+    "brighter": lambda image, k: jpeg(cv2.add(image, np.full_like(image, 12 + k))),
+    "turned by its EXIF": lambda image, k: turned_by_exif(image, 90 - k),
+}
+
+
+@pytest.mark.parametrize("when", ["same batch", "same batch, the copy first", "a later version"])
+@pytest.mark.parametrize("kind", list(COPIES))
+def test_a_photo_and_its_copy_share_a_split_though_their_sha256_would_part_them(
+    kind: str, when: str, tmp_path: Path
+) -> None:
+    """By sha256 alone a val photo's re-saved copy went to train (9 times in 10): val then scored
+    photos the model had learnt. The first of the two to come in decides the split of both."""
+    seed, original = photo_in("val")
+    copy = apart(original, lambda k: COPIES[kind](street(seed), k))
+    assert sha_split(copy) == "train"
+    dataset = Dataset.open("bureau", tmp_path / "datasets")
+    box = (10.0, 20.0, 70.0, 100.0)
+    if when == "same batch":
+        import_photos(tmp_path, dataset, {"original.jpg": original, "copy.jpg": copy}, box)
+    elif when == "same batch, the copy first":
+        import_photos(tmp_path, dataset, {"copy.jpg": copy, "original.jpg": original}, box)
+    else:
+        import_photos(tmp_path, dataset, {"original.jpg": original}, box)
+        import_photos(tmp_path, dataset, {"copy.jpg": copy}, box)
+    expected = "train" if when == "same batch, the copy first" else "val"
+    shas = [hashlib.sha256(data).hexdigest() for data in (original, copy)]
+    saved = Dataset.open("bureau", tmp_path / "datasets")
+    assert [saved.images[sha]["split"] for sha in shas] == [expected, expected]
+    import_photos(tmp_path, saved, {"copy.jpg": copy}, (20.0, 20.0, 80.0, 100.0))  # a correction
+    assert saved.images[shas[1]]["version"] == saved.version and saved.split(shas[1]) == expected
+    [(_, data_yaml)] = saved.build(tmp_path / "built", TAXONOMY)
+    built = {p.stem for p in (data_yaml.parent / "images" / expected).iterdir()}
+    assert built == set(shas)  # what retraining validates on (or trains on) holds both
+
+
+def test_unrelated_photos_still_split_by_sha256(tmp_path: Path) -> None:
+    photos = {f"street-{seed}.jpg": jpeg(street(seed)) for seed in range(30)}
+    looks = [perceptual_hash(street(seed)) for seed in range(30)]
+    assert min(hash_distance(a, b) for a, b in combinations(looks, 2)) > NEAR_IDENTICAL_BITS
+    assert {sha_split(data) for data in photos.values()} == {"train", "val"}
+    dataset = Dataset.open("bureau", tmp_path / "datasets")
+    import_photos(tmp_path, dataset, dict(list(photos.items())[:20]), (10.0, 20.0, 70.0, 100.0))
+    import_photos(tmp_path, dataset, dict(list(photos.items())[20:]), (10.0, 20.0, 70.0, 100.0))
+    saved = Dataset.open("bureau", tmp_path / "datasets")
+    assert {sha: entry["split"] for sha, entry in saved.images.items()} == {
+        sha: split_of(sha) for sha in (hashlib.sha256(data).hexdigest() for data in photos.values())
+    }
+
+
+def test_a_manifest_without_stored_splits_or_looks_keeps_its_splits(tmp_path: Path) -> None:
+    """A manifest written before splits and looks were stored: its images keep the split their
+    sha256 gave them, and a later copy of one of them is known by the look read from its file."""
+    seed, original = photo_in("val")
+    others = {f"street-{s}.jpg": jpeg(street(s)) for s in range(seed + 1, seed + 11)}
+    dataset = Dataset.open("bureau", tmp_path / "datasets")
+    import_photos(tmp_path, dataset, {"original.jpg": original, **others}, (10.0, 20.0, 70.0, 100.0))
+    manifest = json.loads(dataset.path.read_text(encoding="utf-8"))
+    for entry in manifest["images"]:
+        del entry["split"], entry["phash"]
+    dataset.path.write_text(json.dumps(manifest), encoding="utf-8")
+
+    old = Dataset.open("bureau", tmp_path / "datasets")
+    assert {sha: old.split(sha) for sha in old.images} == {sha: split_of(sha) for sha in old.images}
+    assert "val" in {old.split(sha) for sha in old.images}
+    copy = apart(original, lambda k: jpeg(street(seed), 80 - k))
+    import_photos(tmp_path, old, {"copy.jpg": copy}, (10.0, 20.0, 70.0, 100.0))
+    saved = Dataset.open("bureau", tmp_path / "datasets")
+    assert saved.version == 2 and saved.versions[-1]["added"] == 1 and saved.versions[-1]["updated"] == 0
+    assert saved.images[hashlib.sha256(copy).hexdigest()]["split"] == "val"
+    assert {sha: e["split"] for sha, e in saved.images.items() if e["version"] == 1} == {
+        sha: split_of(sha) for sha in old.images if sha != hashlib.sha256(copy).hexdigest()
+    }
 
 
 def test_verify_notices_a_changed_image_and_build_keeps_partial_labels(tmp_path: Path) -> None:
