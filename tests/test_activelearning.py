@@ -344,3 +344,32 @@ def test_a_scene_is_queued_once_however_it_was_saved_and_a_holdout_copy_never(
     assert box.confidence == 0.36
     tasks = json.loads((out / "tasks.json").read_text())
     assert len(tasks) == 2 and len(list((out / "images").iterdir())) == 2
+
+
+@pytest.mark.parametrize("stored_look", [True, False], ids=["look-in-manifest", "older-manifest"])
+def test_a_copy_of_a_labelled_image_is_known_by_its_look(tmp_path: Path, stored_look: bool) -> None:
+    """`--skip-dataset` knew a dataset's images by their bytes alone: the same patrol photo sent
+    again at another quality was queued for labelling a second time. A manifest written before
+    looks were stored gets them from its files."""
+    from vision.core.imageio import read_photo
+    from vision.core.phash import perceptual_hash
+    from vision.data.activelearning import known_images
+
+    labelled, again, other = tmp_path / "labelled.jpg", tmp_path / "again.jpg", tmp_path / "other.jpg"
+    scene(1).save(labelled, quality=92)
+    scene(1).resize((480, 288)).save(again, quality=55)
+    scene(2).save(other, quality=92)
+    dataset = Dataset.open("bureau", tmp_path / "datasets")
+    sha = file_sha256(labelled)
+    dataset.images[sha] = {"sha256": sha, "file": str(labelled), "labels": [], "labelled": [], "version": 1}
+    if stored_look:
+        dataset.images[sha]["phash"] = perceptual_hash(read_photo(labelled).image)
+    dataset.save()
+
+    known = known_images(["bureau"], tmp_path / "datasets")
+    look = {path: perceptual_hash(read_photo(path).image) for path in (again, other)}
+    assert known.why(sha) == "in dataset bureau"
+    assert (known.why(file_sha256(again), look[again]) or "").startswith(
+        "a copy of an image in dataset bureau"
+    )
+    assert known.why(file_sha256(other), look[other]) is None

@@ -164,10 +164,15 @@ def merged(held: Candidate, other: Candidate) -> Candidate:
 
 
 def known_images(datasets: Iterable[str], datasets_dir: Path) -> KnownImages:
-    """The images of these datasets, by bytes."""
+    """The images of these datasets, by bytes and by look: a labelled photo saved again or resized
+    (a patrol photo sent twice, a camera's still frame) is not queued for labelling again."""
     known = KnownImages()
     for name in datasets:
-        known.by_sha256.update(dict.fromkeys(Dataset.open(name, datasets_dir).images, f"in dataset {name}"))
+        dataset = Dataset.open(name, datasets_dir)
+        known.by_sha256.update(dict.fromkeys(dataset.images, f"in dataset {name}"))
+        known.by_look.update(
+            dict.fromkeys(dataset.looks().looks.values(), f"a copy of an image in dataset {name}")
+        )
     return known
 
 

@@ -97,7 +97,7 @@ class Dataset:
             if previous is not None:
                 split = self.split(sample.sha256)
             else:
-                looks = looks if looks is not None else self._looks()
+                looks = looks if looks is not None else self.looks()
                 split = self._split_by_look(sample, looks)
             entry = {
                 "sha256": sample.sha256,
@@ -126,7 +126,7 @@ class Dataset:
             self.versions.append({"version": version, "at": at.isoformat(), **source, **counts})
         return counts
 
-    def _looks(self) -> LookIndex:
+    def looks(self) -> LookIndex:
         """The looks of the dataset's images; an entry of an older manifest without its look gets it
         from its file (a missing or unreadable file has none: `verify` names it)."""
         looks = LookIndex()
