@@ -204,6 +204,19 @@ SERVICE_START = datetime(2025, 9, 30, 10, 30, tzinfo=ZoneInfo("Asia/Shanghai")) 
 
 
 @pytest.fixture
+def cli_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The cache_dir setting of the CLI (`main`, get_settings) in tmp_path, never the user's
+    ~/.cache/streetorder: for CLI tests whose commands cache (the holdout's looks)."""
+    from serve.cases.settings import get_settings
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("STREETORDER_CACHE_DIR", str(cache))
+    get_settings.cache_clear()
+    yield cache
+    get_settings.cache_clear()
+
+
+@pytest.fixture
 def service_overrides() -> dict[str, object]:
     """Settings a test module changes for its `service` (override this fixture in the module)."""
     return {}

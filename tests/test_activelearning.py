@@ -109,7 +109,7 @@ def review(service: Service, case_id: int, action: str, **fields: Any) -> None:
 
 
 def test_queue_ranks_the_workflows_corrections_first_and_pre_annotates(
-    service: Service, tmp_path: Path, db_url: str
+    service: Service, tmp_path: Path, db_url: str, cli_cache_dir: Path
 ) -> None:
     photos = tmp_path / "archive"
     rejected, rejected_sha = photo(photos / "rejected.jpg", 1)
@@ -224,6 +224,7 @@ def test_queue_ranks_the_workflows_corrections_first_and_pre_annotates(
         ]
     )
     assert code == 0
+    assert [p.parent.name for p in cli_cache_dir.rglob("*.json")] == ["holdout-looks"]  # decoded once
     tasks = json.loads((out / "tasks.json").read_text())
     by_source = {t["data"]["source_path"]: t for t in tasks}
     reasons = [t["data"]["reasons"].split(", ")[0] for t in tasks]

@@ -567,17 +567,22 @@ def scene(seed: int) -> Image.Image:
     return Image.fromarray(street(seed))
 
 
-def frozen_holdout(root: Path, picture: Image.Image) -> KnownImages:
-    """A frozen holdout `h1` of one photo (`holdout/val/kept.jpg`), as training data must refuse it."""
-    from vision.modelops.promote import holdout_refusals
-
+def holdout_config(root: Path, picture: Image.Image) -> Path:
+    """promotion.yaml of a holdout `h1` of one photo (`holdout/images/val/kept.jpg`)."""
     holdout = root / "holdout"
     (holdout / "images" / "val").mkdir(parents=True)
     picture.save(holdout / "images" / "val" / "kept.jpg", quality=95)
     (holdout / "data.yaml").write_text(yaml.safe_dump({"val": "images/val", "names": ["garbage"]}))
     config = root / "promotion.yaml"
     config.write_text(yaml.safe_dump({"holdout": {"name": "h1", "sets": [{"data": "holdout/data.yaml"}]}}))
-    return holdout_refusals(config, TAXONOMY)
+    return config
+
+
+def frozen_holdout(root: Path, picture: Image.Image) -> KnownImages:
+    """A frozen holdout `h1` of one photo (`holdout/val/kept.jpg`), as training data must refuse it."""
+    from vision.modelops.promote import holdout_refusals
+
+    return holdout_refusals(holdout_config(root, picture), TAXONOMY)
 
 
 def test_a_holdout_photo_saved_again_resized_or_turned_is_refused_too(tmp_path: Path) -> None:
@@ -741,6 +746,116 @@ def test_a_manifest_without_stored_splits_or_looks_keeps_its_splits(tmp_path: Pa
     assert {sha: e["split"] for sha, e in saved.images.items() if e["version"] == 1} == {
         sha: split_of(sha) for sha in old.images if sha != hashlib.sha256(copy).hexdigest()
     }
+
+
+def look_of(path: Path) -> str:
+    from vision.core.imageio import read_photo
+    from vision.core.phash import perceptual_hash
+
+    return perceptual_hash(read_photo(path).image)
+
+
+def cached_looks(cache: Path) -> dict[str, Any]:
+    [looks_file] = (cache / "holdout-looks").iterdir()
+    return dict(json.loads(looks_file.read_text(encoding="utf-8"))["looks"])
+
+
+def test_the_holdouts_looks_are_decoded_once_and_then_read_from_the_cache(tmp_path: Path) -> None:
+    """Every annotation import decoded all 582 holdout photos again (4 s) for their looks: they are
+    cached by each file's sha256 in a file named by the frozen digest, and read from there."""
+    from vision.modelops.promote import holdout_digest, holdout_refusals, load_policy
+
+    config = holdout_config(tmp_path, scene(1))
+    kept, broken = tmp_path / "holdout/images/val/kept.jpg", tmp_path / "holdout/images/val/broken.jpg"
+    broken.write_bytes(b"not a photo")
+    spec = yaml.safe_load(config.read_text())
+    digest, _ = holdout_digest(load_policy(config, TAXONOMY))
+    config.write_text(yaml.safe_dump({"holdout": {**spec["holdout"], "sha256": digest}}))
+    cache = tmp_path / "cache"
+
+    first = holdout_refusals(config, TAXONOMY, cache)
+    assert set(first.by_sha256) == {file_sha256(kept), file_sha256(broken)}
+    assert list(first.by_look) == [look_of(kept)]
+    assert [p.name for p in (cache / "holdout-looks").iterdir()] == [f"{digest}.json"]
+    # an undecodable photo is cached as such (known by its bytes), not decoded at every call
+    assert cached_looks(cache) == {file_sha256(kept): look_of(kept), file_sha256(broken): None}
+
+    # the second call takes the look the cache holds for kept.jpg's bytes: it does not decode
+    other = tmp_path / "other.jpg"
+    scene(2).save(other, quality=90)
+    looks_file = cache / "holdout-looks" / f"{digest}.json"
+    stored = json.loads(looks_file.read_text(encoding="utf-8"))
+    stored["looks"][file_sha256(kept)] = look_of(other)
+    looks_file.write_text(json.dumps(stored), encoding="utf-8")
+    second = holdout_refusals(config, TAXONOMY, cache)
+    assert second.by_sha256 == first.by_sha256
+    assert list(second.by_look) == [look_of(other)]
+    assert second.why("0" * 64, look_of(other)) is not None
+    assert second.why("0" * 64, look_of(kept)) is None
+
+
+def test_a_changed_holdout_photo_misses_the_cache(tmp_path: Path) -> None:
+    from vision.modelops.promote import holdout_refusals
+
+    config = holdout_config(tmp_path, scene(1))
+    kept, cache = tmp_path / "holdout/images/val/kept.jpg", tmp_path / "cache"
+    before = holdout_refusals(config, TAXONOMY, cache)
+    scene(2).save(kept, quality=95)  # other bytes under the same name
+
+    after = holdout_refusals(config, TAXONOMY, cache)
+    assert list(after.by_sha256) == [file_sha256(kept)] != list(before.by_sha256)
+    assert list(after.by_look) == [look_of(kept)] != list(before.by_look)
+    assert cached_looks(cache) == {file_sha256(kept): look_of(kept)}  # the old entry is dropped
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{not json",
+        b"\xff\xfe",
+        b"[1, 2]",
+        json.dumps({"format": "another program's", "looks": {}}).encode(),
+        b'{"format": "streetorder holdout looks", "looks": []}',
+    ],
+)
+def test_a_corrupt_or_foreign_looks_cache_is_ignored_and_written_again(
+    tmp_path: Path, content: bytes
+) -> None:
+    from vision.modelops.promote import holdout_refusals
+
+    config = holdout_config(tmp_path, scene(1))
+    kept, cache = tmp_path / "holdout/images/val/kept.jpg", tmp_path / "cache"
+    (cache / "holdout-looks").mkdir(parents=True)
+    (cache / "holdout-looks" / "unfrozen.json").write_bytes(content)
+
+    refused = holdout_refusals(config, TAXONOMY, cache)
+    assert list(refused.by_look) == [look_of(kept)]
+    assert cached_looks(cache) == {file_sha256(kept): look_of(kept)}
+
+
+def test_a_cache_entry_that_is_not_a_look_is_decoded_again(tmp_path: Path) -> None:
+    from vision.modelops.promote import LOOKS_FORMAT, holdout_refusals
+
+    config = holdout_config(tmp_path, scene(1))
+    kept, cache = tmp_path / "holdout/images/val/kept.jpg", tmp_path / "cache"
+    (cache / "holdout-looks").mkdir(parents=True)
+    stored = {"format": LOOKS_FORMAT, "looks": {file_sha256(kept): "not a hash"}}
+    (cache / "holdout-looks" / "unfrozen.json").write_text(json.dumps(stored), encoding="utf-8")
+
+    assert list(holdout_refusals(config, TAXONOMY, cache).by_look) == [look_of(kept)]
+    assert cached_looks(cache) == {file_sha256(kept): look_of(kept)}
+
+
+def test_an_unwritable_cache_only_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vision.modelops.promote import holdout_refusals
+
+    config = holdout_config(tmp_path, scene(1))
+    kept, cache = tmp_path / "holdout/images/val/kept.jpg", tmp_path / "cache"
+    cache.write_text("a file where the cache folder should be")
+
+    refused = holdout_refusals(config, TAXONOMY, cache)
+    assert list(refused.by_look) == [look_of(kept)]
+    assert "warning: holdout looks not cached" in capsys.readouterr().err
 
 
 def test_verify_notices_a_changed_image_and_build_keeps_partial_labels(tmp_path: Path) -> None:

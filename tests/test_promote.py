@@ -389,7 +389,9 @@ def test_the_retraining_mix_keeps_the_base_mix_sampling(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_queued_job_imports_annotations_retrains_from_the_current_model_and_decides(tmp_path: Path) -> None:
+def test_a_queued_job_imports_annotations_retrains_from_the_current_model_and_decides(
+    tmp_path: Path, cli_cache_dir: Path
+) -> None:
     """Webhook inbox -> job -> dataset version -> 1 epoch from the current (tiny) model -> judged on
     a frozen synthetic holdout -> card and history; the decision agrees with the recorded scores."""
     models = tmp_path / "models"
@@ -468,6 +470,7 @@ def test_a_queued_job_imports_annotations_retrains_from_the_current_model_and_de
     )
     [job] = list_jobs(annotations)
     assert job.state == "done", job.body.get("error")
+    assert (cli_cache_dir / "holdout-looks" / f"{spec['holdout']['sha256']}.json").is_file()
     assert job.body["imported"]["added"] == 6 and job.body["model"] == "tiny-r1"
     assert not list((annotations / "inbox").glob("*.json"))  # consumed: moved to done/<job>/
     dataset = Dataset.open("bureau", tmp_path / "datasets")

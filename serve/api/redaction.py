@@ -19,10 +19,10 @@ import numpy as np
 
 from serve.cases.auth import Principal
 from serve.cases.errors import NotFound, Unavailable
-from serve.cases.evidence import write_atomically
 from serve.cases.orm import Evidence
 from vision.core.boxes import parse_boxes
 from vision.core.draw import draw_boxes
+from vision.core.files import write_atomically
 from vision.core.imageio import decode_photo
 from vision.detect.privacy import PrivacyUnavailable, default_redactor
 

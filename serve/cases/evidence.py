@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
+from vision.core.files import write_atomically
 from vision.core.imageio import SUFFIXES
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write through a temporary file and rename: a killed process leaves no half image."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
-    with os.fdopen(handle, "wb") as out:
-        out.write(data)
-    os.replace(temporary, path)
 
 
 def image_path(evidence_dir: Path, sha256: str, image_format: str) -> Path:

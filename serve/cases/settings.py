@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(
         default=Path.home() / ".cache" / "streetorder",
         description="what can be made again: built training mixes, images fetched for import, the "
-        "measured runtime choice, wheels for the GPU relay",
+        "measured runtime choice, the frozen holdout's looks, wheels for the GPU relay",
     )
     evidence_dir: Path = Field(
         default=Path("evidence"), description="where evidence images and crops are stored"

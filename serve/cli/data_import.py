@@ -78,7 +78,7 @@ def cli(argv: list[str]) -> int:
         from vision.modelops.promote import CONFIG as PROMOTION
         from vision.modelops.promote import holdout_refusals
 
-        refused = holdout_refusals(settings.configs_dir / PROMOTION, taxonomy)
+        refused = holdout_refusals(settings.configs_dir / PROMOTION, taxonomy, settings.cache_dir)
     store = args.store or settings.cache_dir / STORE
     finder = ImageFinder(list(args.images), store, TaskImages(files_root=args.files_root))
     labelled = [n.strip() for n in args.labelled.split(",") if n.strip()] if args.labelled else None

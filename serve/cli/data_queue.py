@@ -45,7 +45,7 @@ def cli(argv: list[str]) -> int:
     if not out.is_relative_to(document_root):
         print(f"data queue: --out {out} must be inside --document-root {document_root}", file=sys.stderr)
         return 2
-    skip = holdout_refusals(settings.configs_dir / PROMOTION, taxonomy)
+    skip = holdout_refusals(settings.configs_dir / PROMOTION, taxonomy, settings.cache_dir)
     labelled = known_images(args.skip_dataset, args.datasets_dir or settings.data_dir)
     skip.by_sha256.update(labelled.by_sha256)
     skip.by_look.update(labelled.by_look)

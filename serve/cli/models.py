@@ -169,6 +169,7 @@ def run_cli(args: argparse.Namespace, registry: Any, policy: Any) -> int:
         imgsz=args.imgsz,
         workers=args.workers,
         name=args.name,
+        cache_dir=settings.cache_dir,
     )
     at = datetime.now(UTC)  # bookkeeping of the job, never a rule's input
     if args.now:

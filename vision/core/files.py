@@ -9,6 +9,7 @@ import errno
 import hashlib
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 
@@ -28,6 +29,20 @@ def read_regular_file(path: Path | str) -> bytes:
         if not stat.S_ISREG(os.fstat(handle).st_mode):
             raise OSError(errno.EINVAL, "not a regular file (a pipe, socket, device or folder)", str(path))
         return stream.read()
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write through a temporary file beside it and rename: a killed process leaves no half file,
+    and a reader sees the old file or the new one, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def is_utf8_path(path: Path | str) -> bool:

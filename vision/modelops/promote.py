@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -33,7 +35,7 @@ import yaml
 from pydantic import Field, NonNegativeFloat, PositiveInt, ValidationInfo, field_validator
 
 from vision.core.config import ConfigModel, load_config_file
-from vision.core.files import file_sha256, read_regular_file
+from vision.core.files import file_sha256, read_regular_file, write_atomically
 from vision.core.imageio import ImageError, decode_photo
 from vision.core.phash import KnownImages, perceptual_hash
 from vision.core.taxonomy import Taxonomy, TaxonomyError
@@ -235,29 +237,84 @@ def check_holdout(policy: Policy) -> str:
     return digest
 
 
-def holdout_refusals(path: Path, taxonomy: Taxonomy) -> KnownImages:
+# the looks of holdout photos, a file per frozen holdout, in the cache folder (the cache_dir setting)
+HOLDOUT_LOOKS = "holdout-looks"
+# what a cached look is; a change to decode_photo or perceptual_hash that moves hashes must change it
+LOOKS_FORMAT = "streetorder holdout looks: image sha256 -> perceptual_hash(decode_photo(bytes)) v1"
+PHASH_TEXT = re.compile(r"[0-9a-f]{16}")
+
+
+def holdout_refusals(path: Path, taxonomy: Taxonomy, cache_dir: Path | None = None) -> KnownImages:
     """The images that may not be added to training data (the frozen holdout), with why: by their
-    bytes, and by their look, so that a holdout photo saved again, resized or turned is refused too."""
+    bytes, and by their look, so that a holdout photo saved again, resized or turned is refused too.
+
+    Decoding every holdout photo for its look takes seconds (582 photos); with a `cache_dir` the looks
+    are kept there by each file's sha256 (None: undecodable), in a file named by the frozen holdout's
+    digest, so that they are decoded once per holdout. The bytes are read and hashed at every call,
+    so a changed photo misses the cache and is decoded again; an unreadable or foreign cache file is
+    ignored and written again."""
     try:
         policy = load_policy(path, taxonomy)
+        cache = looks_file(policy, cache_dir)
+        cached = read_looks(cache) if cache is not None else {}
+        looks: dict[str, str | None] = {}
         known = KnownImages()
         for holdout, image, _ in holdout_files(policy):
             data = read_regular_file(image)
+            sha256 = hashlib.sha256(data).hexdigest()
             where, name = f"{holdout.name}/{holdout.split}", policy.holdout_name
-            known.by_sha256[hashlib.sha256(data).hexdigest()] = (
-                f"in the frozen holdout {name} ({where}): never trained on"
-            )
-            try:
-                look = perceptual_hash(decode_photo(data, source=str(image)).image)
-            except ImageError:
-                continue  # known by its bytes all the same
-            known.by_look[look] = (
-                f"a copy of {where}/{image.name} of the frozen holdout {name}: never trained on"
-            )
+            known.by_sha256[sha256] = f"in the frozen holdout {name} ({where}): never trained on"
+            look = looks[sha256] = cached[sha256] if sha256 in cached else photo_look(data, image)
+            if look is not None:  # an undecodable photo is known by its bytes all the same
+                known.by_look[look] = (
+                    f"a copy of {where}/{image.name} of the frozen holdout {name}: never trained on"
+                )
     except (PromotionError, TaxonomyError, OSError) as err:
         print(f"warning: holdout not checked: {err}", file=sys.stderr)
         return KnownImages()
+    if cache is not None and looks != cached:
+        try:
+            write_atomically(cache, json.dumps({"format": LOOKS_FORMAT, "looks": looks}).encode())
+        except OSError as err:
+            print(f"warning: holdout looks not cached: {err}", file=sys.stderr)
     return known
+
+
+def photo_look(data: bytes, image: Path) -> str | None:
+    """The perceptual hash of a photo's bytes, None where they do not decode."""
+    try:
+        return perceptual_hash(decode_photo(data, source=str(image)).image)
+    except ImageError:
+        return None
+
+
+def looks_file(policy: Policy, cache_dir: Path | None) -> Path | None:
+    """Where the looks of the holdout's photos are cached: a file per frozen digest (entries are
+    keyed by each photo's sha256, so the name only keeps holdouts apart), None without a cache."""
+    if cache_dir is None:
+        return None
+    digest = policy.holdout_sha256 or ""
+    name = digest if re.fullmatch(r"[0-9a-f]{64}", digest) else "unfrozen"
+    return cache_dir / HOLDOUT_LOOKS / f"{name}.json"
+
+
+def read_looks(cache: Path) -> dict[str, str | None]:
+    """The cached looks (image sha256 -> perceptual hash, None: undecodable); a missing, unreadable,
+    corrupt or foreign file is an empty cache, and entries that are not a look are left out."""
+    try:
+        stored = json.loads(cache.read_bytes())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(stored, dict) or stored.get("format") != LOOKS_FORMAT:
+        return {}
+    looks = stored.get("looks")
+    if not isinstance(looks, dict):
+        return {}
+    return {
+        sha256: look
+        for sha256, look in looks.items()
+        if look is None or (isinstance(look, str) and PHASH_TEXT.fullmatch(look))
+    }
 
 
 # --- scores and the decision ----------------------------------------------------------------------

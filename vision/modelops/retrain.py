@@ -175,9 +175,11 @@ def import_inbox(
     finder: Any,
     at: datetime,
     policy: Any,
+    cache_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Import the inbox's annotations into the dataset (one version); consumed files move to
-    done/<job>/. Invalid annotations are reported and go back to the inbox for a person."""
+    done/<job>/. Invalid annotations are reported and go back to the inbox for a person. The
+    holdout's looks are cached in `cache_dir` (the cache_dir setting; None: decoded every time)."""
     from vision.data.annotations.dataset import Dataset
     from vision.data.annotations.importer import import_export
     from vision.data.annotations.inbox import claim_pending, return_to_inbox
@@ -197,7 +199,7 @@ def import_inbox(
         finder,
         format_name="labelstudio-json",
         skip_invalid=True,
-        refused=holdout_refusals(policy.source, policy.taxonomy),
+        refused=holdout_refusals(policy.source, policy.taxonomy, cache_dir),
         at=at,
         taxonomy=policy.taxonomy,
     )
@@ -221,6 +223,7 @@ class RetrainOptions:
     imgsz: int | None = None
     workers: int | None = None
     name: str | None = None
+    cache_dir: Path | None = None  # the cache_dir setting: the holdout's looks (holdout_refusals)
 
 
 def retrain(registry: Any, policy: Any, options: RetrainOptions, at: datetime) -> dict[str, Any]:
@@ -305,7 +308,14 @@ def run_job(
     try:
         dataset_name = str((policy.retrain.get("datasets") or ["bureau"])[0])
         imported = import_inbox(
-            annotations_dir, dataset_name, options.datasets_dir, job.id, finder, at, policy
+            annotations_dir,
+            dataset_name,
+            options.datasets_dir,
+            job.id,
+            finder,
+            at,
+            policy,
+            cache_dir=options.cache_dir,
         )
         result = retrain(registry, policy, options, at)
     except Exception as err:  # any failure ends this job as failed with the reason, never silently
