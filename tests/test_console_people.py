@@ -228,24 +228,43 @@ def test_supervision_page_flag_check_ranking_metrics_and_ledger(live: Live, brow
     screenshot(driver, "supervision")
 
 
-def test_a_tab_whose_sign_in_another_tab_replaced_is_told_so(live: Live, browser: Any) -> None:  # noqa: F811
+def test_a_tab_whose_sign_in_another_tab_replaced_names_the_new_person(live: Live, browser: Any) -> None:  # noqa: F811
     """Two people in one browser: the second sign-in replaces the session cookie the first tab's
-    page still names. The first tab's step is refused (its CSRF token is the old session's) and
-    says so, not 'this key lacks the scope ()'."""
+    page still names. A step taken with the old session's CSRF token is refused and says so, not
+    'this key lacks the scope ()'; the tab's next page names the person the service now sees (it
+    went on naming the first while answering as the second) and says why."""
     driver = browser
     _, lat, lon = GRID_LIFE
     live.clock.at = START + timedelta(hours=5)
     case_id = open311(live, "06011", lat, lon, "渣土堆了一周")  # no other case of its class here
     sign_in_as(driver, live, "wangfang")
     visit(driver, live, f"case/{case_id}", "case")
-    first = driver.current_window_handle
-    driver.switch_to.new_window("tab")
-    try:
-        sign_in_as(driver, live, "liqiang")  # same cookie jar: wangfang's session cookie is replaced
-    finally:
-        driver.close()
-        driver.switch_to.window(first)
+    operator_buttons = buttons(driver)
+    stale = "const p = JSON.parse(sessionStorage.getItem('streetorder.person')); p.csrf_token = 'replaced';"
+    driver.execute_script(stale + " sessionStorage.setItem('streetorder.person', JSON.stringify(p));")
     one(driver, '#actions button[data-action="confirm"]').click()
     one(driver, "#action-submit").click()
     wait(driver, lambda d: "另一账号" in one(d, "#action-error").text, "the replaced session not told")
     assert live.api("GET", f"/v1/cases/{case_id}").json()["state"] == "reported"  # nothing changed
+
+    first = driver.current_window_handle
+    driver.switch_to.new_window("tab")
+    try:
+        sign_in_as(driver, live, "liqiang")  # same cookie jar: wangfang's session cookie is replaced
+        visit(driver, live, f"case/{case_id}", "case")
+        dispatcher_buttons = buttons(driver)
+    finally:
+        driver.close()
+        driver.switch_to.window(first)
+    visit(driver, live, "cases", "cases")
+    visit(driver, live, f"case/{case_id}", "case")
+    wait(driver, lambda d: "李强" in one(d, "#who").text, "the tab still names the first person")
+    assert one(driver, "#who").get_attribute("data-role") == "dispatcher"
+    assert buttons(driver) == dispatcher_buttons != operator_buttons
+    assert "李强" in one(driver, "#session-notice").text
+    visit(driver, live, "cases", "cases")
+    assert "李强" in one(driver, "#session-notice").text  # on every page until read
+    one(driver, "#session-notice button").click()
+    wait(driver, lambda d: not css(d, "#session-notice"), "the notice stays after it was read")
+    visit(driver, live, "map", "map")
+    assert not css(driver, "#session-notice")

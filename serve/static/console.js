@@ -19,6 +19,7 @@ const PAGES = {
   requests: requestsPage,
 };
 const view = document.getElementById("view");
+const REPLACED = "streetorder.replaced"; // the name another tab's sign-in made this tab act as
 let rendering = 0;
 
 function route() {
@@ -42,6 +43,33 @@ function translateShell() {
   else delete who.dataset.role;
 }
 
+/** The person the service now sees behind this browser's session cookie. Another tab's sign-in
+ * replaces that cookie (tabs share it), and this tab would go on naming the earlier person while
+ * the service answers as the new one: the tab takes on the person the service sees, and returns
+ * them so the page can say so. A session ended elsewhere is a 401, handled as any. */
+async function recheckPerson() {
+  const stored = session.person;
+  if (!stored) return;
+  const current = await (await request("/v1/sessions/current")).json();
+  if (current.username === stored.username && current.csrf_token === stored.csrf_token) return;
+  session.setPerson(current);
+  translateShell();
+  if (current.username !== stored.username) sessionStorage.setItem(REPLACED, current.name);
+}
+
+/** Says, on every page until read, that another tab's sign-in changed who this tab acts as. */
+function replacedNotice() {
+  const name = sessionStorage.getItem(REPLACED);
+  if (!name) return null;
+  const close = h("button", { type: "button" }, t("session.replaced.ok"));
+  const notice = h("p", { class: "notice", id: "session-notice" }, t("session.replaced", { name }), " ", close);
+  close.addEventListener("click", () => {
+    sessionStorage.removeItem(REPLACED);
+    notice.remove();
+  });
+  return notice;
+}
+
 function show(page, node) {
   view.dataset.page = page;
   view.dataset.state = "ready";
@@ -61,7 +89,10 @@ export async function render() {
   }
   view.dataset.state = "loading";
   try {
+    await recheckPerson();
     const node = await PAGES[page](arg, params);
+    const notice = replacedNotice();
+    if (notice) node.prepend(notice);
     if (ticket === rendering) {
       show(page, node);
       refocus(focused);
@@ -114,6 +145,7 @@ function signIn(message) {
         json: { username: username.value.trim(), password: password.value },
       });
       session.setPerson(await answer.json());
+      sessionStorage.removeItem(REPLACED);
     } catch (error) {
       return failed(error, t("signin.wrong"));
     }
@@ -156,6 +188,7 @@ async function signOut() {
     await request("/v1/sessions/current", { method: "DELETE" }).catch(() => null); // ended already: fine
   }
   session.clear();
+  sessionStorage.removeItem(REPLACED);
   history.replaceState(null, "", "#/cases"); // no hashchange: one render, not two racing
   render();
 }
@@ -166,4 +199,10 @@ document.getElementById("lang").addEventListener("click", () => {
 });
 document.getElementById("signout").addEventListener("click", signOut);
 window.addEventListener("hashchange", render);
+document.addEventListener("visibilitychange", async () => {
+  if (document.visibilityState !== "visible" || !session.person) return;
+  const stored = session.person.username;
+  const current = await request("/v1/sessions/current").then((answer) => answer.json()).catch(() => null);
+  if (!current || current.username !== stored) render(); // draws the sign-in page, or names the new person
+});
 render();
