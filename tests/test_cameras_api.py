@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from streets import Scene
 
 from serve.api.reload import CamerasReloader
-from serve.cases.cameras import CameraHub
+from serve.cases.cameras import CameraHub, FrameResult
 from serve.cases.db import open_database, transaction
 from serve.cases.domain import Domain, load_domain
 from serve.cases.findings import CaseRules, load_case_rules
@@ -78,13 +78,16 @@ class Hub:
     domain: Domain
 
     def frame(self, t: float, boxes: list[tuple[float, ...]]) -> list[tuple[str, str | None, str]]:
+        return [(a.kind, a.proposal, a.reason) for a in self.result(t, boxes).actions]
+
+    def result(self, t: float, boxes: list[tuple[float, ...]]) -> FrameResult:
         image = np.random.default_rng(int(t)).integers(0, 255, (360, 640, 3), dtype=np.uint8)
         detections = sv.Detections.empty()
         if boxes:
             detections = sv.Detections(
                 xyxy=np.array(boxes), confidence=np.full(len(boxes), 0.8), class_id=np.full(len(boxes), CAR)
             )
-        result = self.hub.process(
+        return self.hub.process(
             "hub-cam",
             image,
             SERVICE_START + timedelta(seconds=t),
@@ -93,7 +96,15 @@ class Hub:
             case_rules=self.rules,
             model_version="test-model@000000000000",
         )
-        return [(a.kind, a.proposal, a.reason) for a in result.actions]
+
+    def restart(self) -> None:
+        """A new process: a new hub on the same database, each camera's saved state restored."""
+        self.hub = CameraHub(
+            parse_cameras(copy.deepcopy(HUB_CONFIG), taxonomy=TAXONOMY),
+            load_taxonomy(CONFIGS / "taxonomy.yaml"),
+            self.hub.evidence_dir,
+        )
+        self.hub.restore(self.sessions)
 
     def act(self, case_id: int, action: Action, t: float, **fields: Any) -> None:
         at = SERVICE_START + timedelta(seconds=t)
@@ -245,12 +256,7 @@ def test_a_restarted_hub_goes_on_with_the_same_incident_and_case(hub: Hub) -> No
     actions: dict[float, list[tuple[str, str | None, str]]] = {}
     for t in range(0, 250):
         if t == 100:
-            hub.hub = CameraHub(
-                parse_cameras(copy.deepcopy(HUB_CONFIG), taxonomy=TAXONOMY),
-                load_taxonomy(CONFIGS / "taxonomy.yaml"),
-                hub.hub.evidence_dir,
-            )
-            hub.hub.restore(hub.sessions)
+            hub.restart()
         if done := hub.frame(t, [SPOT] if t < 200 else []):
             actions[t] = done
     assert actions == {
@@ -277,13 +283,9 @@ def test_a_damaged_saved_state_starts_the_camera_afresh(hub: Hub) -> None:
     with transaction(hub.sessions) as session:
         (state,) = session.scalars(select(CameraState)).all()
         state.state = b"not a camera state"
-    restarted = CameraHub(
-        parse_cameras(copy.deepcopy(HUB_CONFIG), taxonomy=TAXONOMY),
-        load_taxonomy(CONFIGS / "taxonomy.yaml"),
-        hub.hub.evidence_dir,
-    )
-    restarted.restore(hub.sessions)
-    assert restarted.get("hub-cam").rules.incidents == [] and restarted.get("hub-cam").rules.last_at is None
+    hub.restart()
+    restarted = hub.hub.get("hub-cam")
+    assert restarted.rules.incidents == [] and restarted.rules.last_at is None
 
 
 def test_a_new_violation_after_the_case_closed_is_a_new_case(hub: Hub) -> None:
