@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from streets import Scene
 
 from serve.api.reload import CamerasReloader
-from serve.cases.cameras import CameraHub
+from serve.cases.cameras import CameraHub, FrameResult
 from serve.cases.db import open_database, transaction
 from serve.cases.domain import Domain, load_domain
 from serve.cases.findings import CaseRules, load_case_rules
@@ -78,13 +78,16 @@ class Hub:
     domain: Domain
 
     def frame(self, t: float, boxes: list[tuple[float, ...]]) -> list[tuple[str, str | None, str]]:
+        return [(a.kind, a.proposal, a.reason) for a in self.result(t, boxes).actions]
+
+    def result(self, t: float, boxes: list[tuple[float, ...]]) -> FrameResult:
         image = np.random.default_rng(int(t)).integers(0, 255, (360, 640, 3), dtype=np.uint8)
         detections = sv.Detections.empty()
         if boxes:
             detections = sv.Detections(
                 xyxy=np.array(boxes), confidence=np.full(len(boxes), 0.8), class_id=np.full(len(boxes), CAR)
             )
-        result = self.hub.process(
+        return self.hub.process(
             "hub-cam",
             image,
             SERVICE_START + timedelta(seconds=t),
@@ -93,7 +96,15 @@ class Hub:
             case_rules=self.rules,
             model_version="test-model@000000000000",
         )
-        return [(a.kind, a.proposal, a.reason) for a in result.actions]
+
+    def restart(self) -> None:
+        """A new process: a new hub on the same database, each camera's saved state restored."""
+        self.hub = CameraHub(
+            parse_cameras(copy.deepcopy(HUB_CONFIG), taxonomy=TAXONOMY),
+            load_taxonomy(CONFIGS / "taxonomy.yaml"),
+            self.hub.evidence_dir,
+        )
+        self.hub.restore(self.sessions)
 
     def act(self, case_id: int, action: Action, t: float, **fields: Any) -> None:
         at = SERVICE_START + timedelta(seconds=t)
@@ -245,12 +256,7 @@ def test_a_restarted_hub_goes_on_with_the_same_incident_and_case(hub: Hub) -> No
     actions: dict[float, list[tuple[str, str | None, str]]] = {}
     for t in range(0, 250):
         if t == 100:
-            hub.hub = CameraHub(
-                parse_cameras(copy.deepcopy(HUB_CONFIG), taxonomy=TAXONOMY),
-                load_taxonomy(CONFIGS / "taxonomy.yaml"),
-                hub.hub.evidence_dir,
-            )
-            hub.hub.restore(hub.sessions)
+            hub.restart()
         if done := hub.frame(t, [SPOT] if t < 200 else []):
             actions[t] = done
     assert actions == {
@@ -277,13 +283,9 @@ def test_a_damaged_saved_state_starts_the_camera_afresh(hub: Hub) -> None:
     with transaction(hub.sessions) as session:
         (state,) = session.scalars(select(CameraState)).all()
         state.state = b"not a camera state"
-    restarted = CameraHub(
-        parse_cameras(copy.deepcopy(HUB_CONFIG), taxonomy=TAXONOMY),
-        load_taxonomy(CONFIGS / "taxonomy.yaml"),
-        hub.hub.evidence_dir,
-    )
-    restarted.restore(hub.sessions)
-    assert restarted.get("hub-cam").rules.incidents == [] and restarted.get("hub-cam").rules.last_at is None
+    hub.restart()
+    restarted = hub.hub.get("hub-cam")
+    assert restarted.rules.incidents == [] and restarted.rules.last_at is None
 
 
 def test_a_new_violation_after_the_case_closed_is_a_new_case(hub: Hub) -> None:
@@ -318,6 +320,101 @@ def test_a_case_not_filed_while_the_car_stands_is_not_raised_again(hub: Hub) -> 
         evidence = session.scalars(select(Evidence.case_id).where(Evidence.case_id == cases[0].id)).all()
     assert [c.state for c in cases] == ["not_filed", "reported"]
     assert len(evidence) == 1  # the finding only: nothing appended after the decision
+
+
+# --- clock jumps: a frame far ahead of the last applied one waits for the next (timeline.py) --------
+
+HOURS_3 = 3 * 3600.0
+A, H, L = "applied", "held", "late"
+GLITCH_DROPPED, HELD_APPLIED = "applied; the held frame dropped", "applied after the held frame"
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        pytest.param([(10800, A), (1, L)], id="the first frame is applied, whatever its time"),
+        pytest.param(
+            [(0, A), (2, A), (2 + HOURS_3, H), (4, GLITCH_DROPPED), (6, A)], id="a glitch is dropped"
+        ),
+        pytest.param([(0, A), (3600, H), (3602, HELD_APPLIED), (3604, A)], id="a real gap is confirmed"),
+        pytest.param(
+            [(0, A), (0, L), (3600, H), (3600, L), (3601, HELD_APPLIED)],
+            id="equal times are late: the last applied or the held frame's (a repeat confirms nothing)",
+        ),
+        pytest.param(
+            [(0, A), (299, A), (2, L), (300, A)], id="a glitch just under jump_s is applied at once"
+        ),
+        pytest.param(
+            [(0, A), (300, A), (601, H), (302, GLITCH_DROPPED)], id="jump_s is applied, more is held"
+        ),
+        pytest.param(
+            [(0, A), (10, A), (10 + HOURS_3, H), (5, L), (12, GLITCH_DROPPED)],
+            id="a late frame leaves the held frame waiting",
+        ),
+        pytest.param(
+            [(0, A), (HOURS_3, H), (3600, "held; the held frame dropped"), (3602, HELD_APPLIED)],
+            id="a glitch, then a real gap: the glitch is dropped, the gap confirmed",
+        ),
+        pytest.param(
+            [(0, A), (600, H), (1200, "held after the held frame"), (1800, "held after the held frame")],
+            id="frames further apart than jump_s are each applied one frame late",
+        ),
+    ],
+)
+def test_a_frame_far_ahead_waits_for_the_next_one(hub: Hub, frames: list[tuple[float, str]]) -> None:
+    """What each frame (seconds after the start; dwell.jump_s 300) became, and the one held before it."""
+    seen = []
+    for t, _ in frames:
+        result = hub.result(t, [])
+        status = L if result.outcome.late else H if result.held else A
+        if result.settled is not None:
+            status += " after the held frame" if result.settled.applied else "; the held frame dropped"
+        seen.append((t, status))
+    assert seen == frames
+    live = hub.hub.get("hub-cam")
+    statuses = [status for _, status in frames]
+    assert live.health.held_frames == sum(status.startswith(H) for status in statuses)
+    assert live.health.clock_jumps_dropped == sum(status.endswith("dropped") for status in statuses)
+    assert live.health.late_frames == statuses.count(L)
+
+
+def test_a_real_gap_costs_one_frame_and_the_held_frame_makes_its_events(hub: Hub) -> None:
+    """The car leaves while the camera is offline (100-1000 s); the first frame back is held, the
+    next one applies it: the place is clear on the held frame, whose image is the after-photo."""
+    for t in range(0, 100):
+        hub.frame(t, [SPOT])
+    held = hub.result(1000, [])
+    assert held.held and held.actions == [] and "dwell.jump_s 300" in (held.hold_reason or "")
+    nxt = hub.result(1001, [])
+    assert nxt.settled is not None and nxt.settled.applied
+    assert nxt.settled.captured_at == SERVICE_START + timedelta(seconds=1000)
+    assert [(a.kind, a.proposal) for a in nxt.actions] == [("cleared", "resolved")]
+    with hub.sessions() as session:
+        after = session.scalars(select(Evidence).where(Evidence.role == "after")).one()
+    assert after.captured_at == SERVICE_START + timedelta(seconds=1000)
+
+
+def test_a_held_frame_is_forgotten_by_a_restart_and_the_state_stays_whole(hub: Hub) -> None:
+    """A frame stamped 3 h ahead is held when the service stops: the saved state is the last applied
+    frame's, so the frames after the restart go on (none late) and the car's case with them."""
+    actions: dict[float, list[tuple[str, str | None, str]]] = {}
+    for t in range(0, 130):
+        if t == 50:
+            assert hub.result(t + HOURS_3, [SPOT]).held
+            hub.hub.save(hub.sessions)  # as on shutdown
+            with hub.sessions() as session:
+                (state,) = session.scalars(select(CameraState)).all()
+            assert state.captured_at == SERVICE_START + timedelta(seconds=49)
+            hub.restart()
+            assert hub.hub.get("hub-cam").held is None
+        elif done := hub.frame(t, [SPOT]):
+            actions[t] = done
+    assert actions == {61: [("started", None, "")], 121: [("evidence", None, "")]}
+    live = hub.hub.get("hub-cam")
+    assert (
+        live.health.late_frames == 0
+        and live.rules.last_at == (SERVICE_START + timedelta(seconds=129)).timestamp()
+    )
 
 
 # --- over HTTP --------------------------------------------------------------------------------
@@ -540,6 +637,44 @@ def test_late_frames_multipart_and_bad_requests(model_service: Service) -> None:
         assert words in response.text, name
     after = service.client.get("/v1/cameras", headers=service.auth("cases:read")).json()[0]["health"]
     assert after["frames"] == 3  # nothing refused was applied: the camera is not stuck in the future
+
+
+def test_a_backfilled_frame_stamped_3_hours_ahead_does_not_silence_the_camera(model_service: Service) -> None:
+    """Yesterday's footage uploaded in order, one frame's clock 3 hours ahead (still in the past of the
+    service's clock, so a plausible time). It was applied, and every true frame after it came back
+    late: the stall that stood there was never a case. Now it is held, the next frame drops it as a
+    clock glitch, and the stall is a case as on a day without the glitch."""
+    service = model_service
+    scene = Scene(180, stall=(70, 140), cars=False)
+    yesterday, glitch = SERVICE_START - timedelta(days=1), 90.0
+    answers = {}
+    for step in range(90):  # a frame every 2 s, as in the test above
+        t = step * 2.0
+        at = yesterday + timedelta(seconds=t, hours=3 if t == glitch else 0)
+        response = post(service, jpeg(scene.frame(t)[0]), at)
+        assert response.status_code == 200, response.text
+        answers[t] = response.json()
+
+    held, after = answers[glitch], answers[glitch + 2]
+    assert held["held"] and not held["late"] and held["cases"] == []
+    assert "dwell.jump_s 300" in held["hold_reason"]
+    stamped = yesterday + timedelta(seconds=glitch, hours=3)
+    assert datetime.fromisoformat(after["settled"]["captured_at"]) == stamped
+    assert after["settled"]["applied"] is False and "clock glitch" in after["settled"]["reason"]
+    assert [t for t, body in answers.items() if body["late"] or body["held"]] == [glitch]
+    actions = [(t, c["kind"], c["event"]) for t, body in answers.items() for c in body["cases"]]
+    assert [(kind, event) for _, kind, event in actions] == [
+        ("started", "street_vending"),
+        ("cleared", "street_vending"),
+    ]
+    assert 100 <= actions[0][0] <= 112
+
+    health = cameras_now(service)[CAM]["health"]
+    counts = ("frames", "late_frames", "held_frames", "clock_jumps_dropped", "held_frame_at")
+    assert [health[name] for name in counts] == [90, 0, 1, 1, None]
+    metrics = service.client.get("/metrics", headers=service.auth("cases:read")).text
+    assert f'streetorder_camera_clock_jumps_dropped_total{{camera="{CAM}"}} 1.0' in metrics
+    assert f'streetorder_camera_held_frames_total{{camera="{CAM}"}} 1.0' in metrics
 
 
 # --- a real garbage pile through the real model: tracks, occlusion, id switch ----------------------

@@ -15,7 +15,13 @@ as patrol photos):
   case is handled, else `resolved`) for the person at the check desk (核查);
 - rework: the frame is attached with the proposal `check_fail` (back at the place, or never gone).
 
-Frames of one camera are applied one at a time, in arrival order, under the camera's lock.
+Frames of one camera are applied one at a time, in arrival order, under the camera's lock. A frame
+more than the camera's `dwell.jump_s` ahead of the last applied one is held until the next frame
+settles it (vision/live/timeline.py): applied first when that one follows it (a real gap), dropped
+when that one goes on from the last applied frame (the camera's clock jumped), so one frame with a
+glitched clock cannot make every true frame after it late. The held frame (`LiveCamera.held`) is in
+memory only: the saved state is that of the last applied frame, and a restart or a restore forgets
+the held frame (a reload of the camera's settings carries it over).
 
 Each camera's engine state (clocks, incidents with their cases, occupancy models) is saved in the
 database (`camera_states`) after every frame that made an event and at least every
@@ -58,8 +64,9 @@ from vision.core.draw import crop_box
 from vision.core.taxonomy import Taxonomy
 from vision.live.cameras import Camera, CameraRegistry, UnknownCameraError
 from vision.live.incidents import Incident, RuleEvent
-from vision.live.rules import CameraRules, FrameOutcome
+from vision.live.rules import CameraRules, FrameOutcome, capture_seconds
 from vision.live.state import decode, encode
+from vision.live.timeline import judge
 
 log = logging.getLogger("streetorder.cameras")
 
@@ -75,6 +82,8 @@ class CameraHealth:
 
     frames: int = 0
     late_frames: int = 0
+    held_frames: int = 0  # more than dwell.jump_s ahead of the last applied frame: held for the next one
+    clock_jumps_dropped: int = 0  # held frames dropped: the next frame went on from the last applied one
     events: int = 0
     reconnects: int = 0  # set by a stream reader (watch), 0 for cameras that push frames
     dropped_frames: int = 0  # frames a stream reader overwrote before analysis could take them
@@ -85,13 +94,14 @@ class CameraHealth:
     size: tuple[int, int] | None = None
     stream_state: str | None = None  # connected | reconnecting | ended; None: frames are pushed
 
-    def count(self, captured_at: datetime, received_at: datetime, size: tuple[int, int], late: bool) -> None:
+    def count(self, received_at: datetime, size: tuple[int, int]) -> None:
+        """A frame received, whatever becomes of it."""
         self.frames += 1
         self.last_received = received_at
         self.size = size
-        if late:
-            self.late_frames += 1
-            return
+
+    def applied(self, captured_at: datetime) -> None:
+        """A frame applied to the camera's rules (its own, or a held one the next frame confirmed)."""
         if self.last_capture is not None:
             interval = (captured_at - self.last_capture).total_seconds()
             if interval > 0:
@@ -147,14 +157,35 @@ class Timings:
     cases_s: float = 0.0  # database and evidence files
 
 
+@dataclass(frozen=True)
+class Frame:
+    """One analysed frame; `LiveCamera.held` keeps one back until the next shows whether the clock jumped."""
+
+    image: np.ndarray
+    captured_at: datetime
+    detections: sv.Detections
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What a frame made of the frame held before it: applied first, or dropped as a clock glitch."""
+
+    captured_at: datetime
+    applied: bool
+    reason: str
+
+
 @dataclass
 class FrameResult:
     camera_id: str
     captured_at: datetime
     size: tuple[int, int]
     outcome: FrameOutcome
-    actions: list[CaseAction] = field(default_factory=list)
+    actions: list[CaseAction] = field(default_factory=list)  # the held frame's first, when it was applied
     timings: Timings = field(default_factory=Timings)
+    held: bool = False
+    hold_reason: str | None = None
+    settled: Settled | None = None
 
 
 class LiveCamera:
@@ -167,6 +198,7 @@ class LiveCamera:
         self.lock = threading.Lock()
         self.last_frame: np.ndarray | None = None  # for drawing zones over (web console)
         self.saved_at: float | None = None  # capture time of the state saved last
+        self.held: Frame | None = None  # waiting for the next frame (vision/live/timeline.py)
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
@@ -212,32 +244,84 @@ class CameraHub:
         received_at: datetime | None = None,
         timings: Timings | None = None,
     ) -> FrameResult:
-        """Apply one analysed frame of `camera_id`: rules, then its events as case changes."""
+        """Apply one analysed frame of `camera_id`: rules, then its events as case changes; or hold it,
+        or settle the frame held before it first (see the module's docstring)."""
         timings = timings or Timings()
         size = (int(image.shape[1]), int(image.shape[0]))
+        at = capture_seconds(captured_at)  # a time without a timezone is refused before anything counts
         live = self._locked(camera_id)
         try:
             self._sync_handled(live, sessions)
-            started = time.perf_counter()
-            outcome = live.rules.process(captured_at, detections, size, image)
-            timings.rules_s = time.perf_counter() - started
-            live.health.count(captured_at, received_at or datetime.now(UTC), size, outcome.late)
+            live.health.count(received_at or datetime.now(UTC), size)
+            held = live.held
+            held_at = None if held is None else held.captured_at.timestamp()
+            verdict = judge(at, live.rules.last_at, held_at, live.camera.dwell.jump_s)
+            late = verdict.frame == "late"
+            outcome = FrameOutcome.unapplied(at, detections, late=late)
             result = FrameResult(camera_id, captured_at, size, outcome, timings=timings)
-            if outcome.late:
-                return result
-            live.last_frame = image
-            started = time.perf_counter()
-            if outcome.events:
-                live.health.events += len(outcome.events)
-                result.actions = self._apply(
-                    live, image, captured_at, outcome.events, sessions, case_rules, model_version
+            if held is not None and verdict.held is not None:
+                live.held = None
+                result.settled = Settled(held.captured_at, verdict.held == "apply", verdict.settled)
+                if verdict.held == "apply":
+                    _, result.actions = self._frame(live, held, sessions, case_rules, model_version, timings)
+                else:
+                    live.health.clock_jumps_dropped += 1
+                    log.warning(
+                        "camera %s: the frame held at %s is dropped (%s)",
+                        camera_id,
+                        held.captured_at.isoformat(),
+                        verdict.settled,
+                    )
+            if late:
+                live.health.late_frames += 1
+            elif verdict.frame == "hold":
+                live.health.held_frames += 1
+                live.held = Frame(image, captured_at, detections)
+                result.held, result.hold_reason = True, verdict.reason
+                log.info(
+                    "camera %s: frame at %s held: %s", camera_id, captured_at.isoformat(), verdict.reason
                 )
-            if outcome.events or live.saved_at is None or outcome.at - live.saved_at >= SAVE_EVERY_S:
-                self._save(live, sessions)
-            timings.cases_s = time.perf_counter() - started
+            else:
+                frame = Frame(image, captured_at, detections)
+                result.outcome, actions = self._frame(
+                    live, frame, sessions, case_rules, model_version, timings
+                )
+                result.actions += actions
             return result
         finally:
             live.lock.release()
+
+    def _frame(
+        self,
+        live: LiveCamera,
+        frame: Frame,
+        sessions: sessionmaker[Session],
+        case_rules: CaseRules,
+        model_version: str,
+        timings: Timings,
+    ) -> tuple[FrameOutcome, list[CaseAction]]:
+        """One frame through the camera's rules, its events into cases, the state saved when due."""
+        image, captured_at = frame.image, frame.captured_at
+        size = (int(image.shape[1]), int(image.shape[0]))
+        started = time.perf_counter()
+        outcome = live.rules.process(captured_at, frame.detections, size, image)
+        timings.rules_s += time.perf_counter() - started
+        if outcome.late:
+            live.health.late_frames += 1
+            return outcome, []
+        live.health.applied(captured_at)
+        live.last_frame = image
+        started = time.perf_counter()
+        actions = []
+        if outcome.events:
+            live.health.events += len(outcome.events)
+            actions = self._apply(
+                live, image, captured_at, outcome.events, sessions, case_rules, model_version
+            )
+        if outcome.events or live.saved_at is None or outcome.at - live.saved_at >= SAVE_EVERY_S:
+            self._save(live, sessions)
+        timings.cases_s += time.perf_counter() - started
+        return outcome, actions
 
     def _locked(self, camera_id: str) -> LiveCamera:
         """The camera's engine with its lock held; a reload may replace it while a frame waits."""
@@ -259,6 +343,7 @@ class CameraHub:
         for row in rows:
             live = self.cameras[row.camera_id]
             with live.lock:
+                live.held = None  # held against the timeline being replaced
                 try:
                     live.rules.restore(decode(row.state))
                 except (ValueError, KeyError, TypeError) as err:
@@ -285,6 +370,7 @@ class CameraHub:
                 with old.lock:  # no frame of this camera runs meanwhile; the next one waits for `live`
                     live.rules.restore(old.rules.export())
                     live.health, live.last_frame, live.saved_at = old.health, old.last_frame, old.saved_at
+                    live.held = old.held
                     self.cameras = {**self.cameras, camera.id: live}
                 changed.append(camera.id)
             removed = [camera_id for camera_id in self.cameras if camera_id not in registry.cameras]
@@ -537,6 +623,16 @@ class CameraCollector(Collector):
         late = CounterMetricFamily(
             "streetorder_camera_late_frames", "frames older than the last", labels=["camera"]
         )
+        held = CounterMetricFamily(
+            "streetorder_camera_held_frames",
+            "frames more than dwell.jump_s ahead of the last applied one, held until the next frame",
+            labels=["camera"],
+        )
+        jumps = CounterMetricFamily(
+            "streetorder_camera_clock_jumps_dropped",
+            "held frames dropped as clock glitches: the next frame went on from the last applied one",
+            labels=["camera"],
+        )
         dropped = CounterMetricFamily(
             "streetorder_camera_dropped_frames",
             "stream frames replaced before analysis could take them (analysis too slow)",
@@ -564,10 +660,12 @@ class CameraCollector(Collector):
             health = live.health
             frames.add_metric(labels, health.frames)
             late.add_metric(labels, health.late_frames)
+            held.add_metric(labels, health.held_frames)
+            jumps.add_metric(labels, health.clock_jumps_dropped)
             dropped.add_metric(labels, health.dropped_frames)
             skipped.add_metric(labels, health.skipped_frames)
             reconnects.add_metric(labels, health.reconnects)
             fps.add_metric(labels, health.fps)
             last.add_metric(labels, health.last_capture.timestamp() if health.last_capture else 0.0)
             incidents.add_metric(labels, len(open_incidents(live)))
-        yield from (frames, late, dropped, skipped, reconnects, fps, last, incidents)
+        yield from (frames, late, held, jumps, dropped, skipped, reconnects, fps, last, incidents)

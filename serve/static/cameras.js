@@ -34,6 +34,8 @@ function card(camera) {
     [t("camera.dropped"), health.dropped_frames],
     [t("camera.skipped"), health.skipped_frames],
     [t("camera.late"), health.late_frames],
+    [t("camera.held"), health.held_frames],
+    [t("camera.jumps"), health.clock_jumps_dropped],
     [t("camera.last"), when(health.last_frame_at)],
     [t("camera.received"), when(health.last_received_at)],
     [t("camera.size"), health.width ? `${health.width}×${health.height}` : "—"],

@@ -7,6 +7,8 @@ Late frames: a frame captured at or before the last processed one cannot go thro
 (its Kalman state only moves forward) nor the clocks, and waiting for stragglers would delay every
 frame. Such a frame is therefore not applied to tracks, clocks or incidents; it comes back marked
 `late` with its detections, so the caller can still record it (the endpoint returns and counts it).
+A frame stamped far ahead of the last one would make every true frame after it late: the service
+holds such a frame back until the next one shows whether its clock jumped (vision/live/timeline.py).
 
 `export` and `restore` carry the engine's state (clocks, incidents, occupancy models, the last
 frame's time) over a restart of the service (vision/live/state.py encodes it) or a reload of its
@@ -47,8 +49,15 @@ class FrameOutcome:
     occupancy: list[ZoneOccupancy] = field(default_factory=list)
     events: list[RuleEvent] = field(default_factory=list)
 
+    @classmethod
+    def unapplied(cls, at: float, detections: sv.Detections, *, late: bool) -> FrameOutcome:
+        """A frame that goes through no track, clock or incident: its detections, without track ids."""
+        kept = subset(detections, np.ones(len(detections), dtype=bool))
+        kept.tracker_id = np.full(len(kept), -1, dtype=int)
+        return cls(at=at, late=late, detections=kept)
 
-def _seconds(at: datetime | float) -> float:
+
+def capture_seconds(at: datetime | float) -> float:
     if isinstance(at, datetime):
         if at.tzinfo is None:
             raise ValueError("capture time has no timezone; give it as an aware datetime (e.g. with +08:00)")
@@ -147,11 +156,9 @@ class CameraRules:
 
         `frame` (BGR) feeds the occupancy rules; without it they skip this frame.
         """
-        when = _seconds(at)
+        when = capture_seconds(at)
         if self.last_at is not None and when <= self.last_at:
-            late = subset(detections, np.ones(len(detections), dtype=bool))
-            late.tracker_id = np.full(len(late), -1, dtype=int)
-            return FrameOutcome(at=when, late=True, detections=late)
+            return FrameOutcome.unapplied(when, detections, late=True)
         self.last_at = when
         self._resize(size)
         tracked = self.tracker.update(detections, when)
@@ -256,7 +263,7 @@ class CameraRules:
 
     def set_handled(self, incident: Incident, at: datetime | float | None) -> None:
         """The incident's case was reported handled at `at` (None: back in handling, e.g. rework)."""
-        self.ledgers[incident.zone_id].set_handled(incident.id, None if at is None else _seconds(at))
+        self.ledgers[incident.zone_id].set_handled(incident.id, None if at is None else capture_seconds(at))
 
     def close(self, incident: Incident) -> None:
         """Its case is over (closed, cancelled, not filed): silent while its object stays; what

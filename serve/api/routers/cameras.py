@@ -128,17 +128,40 @@ class FrameTiming(Schema):
     cases_ms: float = Field(description="case intake and evidence files")
 
 
+class SettledOut(Schema):
+    captured_at: datetime = Field(description="capture time of the frame held before this one")
+    applied: bool = Field(
+        description="true: this frame follows it (a real gap), so it was applied first (its cases are in "
+        "`cases`); false: this frame goes on from the last applied one, so its clock had jumped: dropped"
+    )
+    reason: str = Field(description="why it was applied or dropped")
+
+
 class FrameOut(Schema):
     camera_id: str = Field(description="camera id")
     captured_at: datetime = Field(description="capture time given with the frame")
-    late: bool = Field(description="older than a frame already applied: returned, counted, not applied")
+    late: bool = Field(
+        description="at or before a frame already applied, or at the time of the frame held now: returned, "
+        "counted, not applied"
+    )
+    held: bool = Field(
+        description="more than the camera's dwell.jump_s after the last applied frame: not applied yet; "
+        "the next frame applies it first if it follows it, or drops it (a clock glitch) if it goes on "
+        "from the last applied frame"
+    )
+    hold_reason: str | None = Field(description="why the frame is held; null when it is not")
+    settled: SettledOut | None = Field(
+        description="the frame held before this one, applied or dropped by this one; null when none was"
+    )
     width: int = Field(description="frame width in pixels")
     height: int = Field(description="frame height in pixels")
     model_version: str = Field(description="detector that analysed the frame")
     detections: list[DetectionOut] = Field(description="every detection on the frame")
     tracks: list[TrackOut] = Field(description="objects of a zone's classes standing in it, with dwell time")
     occupancy: list[OccupancyOut] = Field(description="occupancy zones: how much is covered now")
-    cases: list[CaseActionOut] = Field(description="cases created or updated by this frame")
+    cases: list[CaseActionOut] = Field(
+        description="cases created or updated by this frame (and first by the held frame it applied)"
+    )
     timing: FrameTiming = Field(description="where the time went")
 
 
@@ -157,6 +180,15 @@ class ZoneOut(Schema):
 class HealthOut(Schema):
     frames: int = Field(description="frames received")
     late_frames: int = Field(description="frames older than the last applied one")
+    held_frames: int = Field(
+        description="frames more than dwell.jump_s after the last applied one, held for the next frame"
+    )
+    clock_jumps_dropped: int = Field(
+        description="held frames dropped as clock glitches: the next frame went on from the last applied one"
+    )
+    held_frame_at: datetime | None = Field(
+        description="capture time of the frame held now, waiting for the next one; null when none"
+    )
     events: int = Field(description="incident events (started, evidence, cleared, rework)")
     reconnects: int = Field(description="stream reconnects (pulled cameras)")
     dropped_frames: int = Field(
@@ -249,6 +281,9 @@ def camera_out(live: LiveCamera) -> CameraOut:
         health=HealthOut(
             frames=health.frames,
             late_frames=health.late_frames,
+            held_frames=health.held_frames,
+            clock_jumps_dropped=health.clock_jumps_dropped,
+            held_frame_at=live.held.captured_at if live.held else None,
             events=health.events,
             reconnects=health.reconnects,
             dropped_frames=health.dropped_frames,
@@ -319,6 +354,9 @@ def frame_out(
         camera_id=result.camera_id,
         captured_at=result.captured_at,
         late=outcome.late,
+        held=result.held,
+        hold_reason=result.hold_reason,
+        settled=None if result.settled is None else SettledOut.model_validate(result.settled),
         width=result.size[0],
         height=result.size[1],
         model_version=model_version,
