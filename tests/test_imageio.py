@@ -258,6 +258,8 @@ BILEVEL = np.where(GREY > 127, 255, 0).astype(np.uint8)
         ("grey with alpha PNG", _saved(Image.fromarray(GREY).convert("LA"), "PNG")),
         ("palette PNG", _saved(Image.fromarray(GREY).convert("P"), "PNG")),
         ("1-bit PNG", _saved(Image.fromarray(BILEVEL).convert("1"), "PNG")),
+        ("transparent RGBA PNG", _saved(Image.fromarray(np.dstack([GREY, GREY, GREY, GREY * 0])), "PNG")),
+        ("transparent grey PNG", _saved(Image.fromarray(np.dstack([GREY, GREY // 2])), "PNG")),  # "LA"
     ],
 )
 @pytest.mark.parametrize("reduce_to", [None, 32])
@@ -265,7 +267,8 @@ def test_every_pixel_mode_a_camera_or_an_editor_writes_decodes_to_its_own_bright
     name: str, data: bytes, reduce_to: int | None
 ) -> None:
     """A 16-bit greyscale PNG came out white (PIL's RGB conversion clips at 255); it, palette and
-    1-bit PNGs could not be reduced at all; every mode keeps its brightness ramp, reduced or not."""
+    1-bit PNGs could not be reduced at all; a transparent one came out black when reduced (the scan)
+    and as itself in full (an upload); every mode keeps its brightness ramp, reduced or not."""
     photo = decode_photo(data, reduce_to=reduce_to)
     grey = photo.image.mean(axis=(0, 2))
     source = BILEVEL if name.startswith("1-bit") else GREY

@@ -371,10 +371,12 @@ def reducible(image: Image.Image) -> Image.Image:
     """The image in a mode PIL can both `reduce` and convert to RGB faithfully: 16-bit greyscale
     (PNG modes "I;16" and "I", 0-65535) scaled to 8 bits, since the RGB conversion clips every
     value over 255 (a white photo); palette and 1-bit images expanded to RGB (`reduce` refuses
-    them: any palette PNG twice the scan's size failed to decode). Other modes as they are."""
+    them: any palette PNG twice the scan's size failed to decode); an alpha channel dropped, as the
+    RGB conversion of a full decode drops it (`reduce` weighs colours by their alpha: a transparent
+    PNG or WebP came out black from a scan and as the photo from an upload). Other modes as they are."""
     if image.mode.startswith("I"):
         return Image.fromarray((np.asarray(image).astype(np.int64) // 257).clip(0, 255).astype(np.uint8))
-    if image.mode in ("1", "P"):
+    if image.mode in ("1", "P", "RGBA", "LA", "PA"):
         return image.convert("RGB")
     return image
 
