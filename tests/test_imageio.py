@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+import warnings
 import zlib
 from datetime import UTC, datetime, timedelta, timezone
 from io import BytesIO
@@ -156,6 +157,54 @@ def test_exif_written_for_samples_reads_back() -> None:
     assert meta.orientation == 6 and meta.warnings == ()
 
 
+def damaged_exif(where: str) -> bytes:
+    """EXIF with GPS and a capture time, one block of it damaged as a failed copy or a buggy
+    editor leaves it: the GPS pointer past the end, or a block claiming 65535 entries."""
+    taken = datetime(2026, 11, 20, 9, 15, tzinfo=SHANGHAI)
+    raw = bytearray(exif_for(position=Position(34.7236, 113.6275), taken_at=taken).tobytes())
+    tiff = 6  # after b"Exif\0\0"
+    order = ">" if raw[tiff : tiff + 2] == b"MM" else "<"
+    ifd0 = tiff + struct.unpack_from(order + "I", raw, tiff + 4)[0]
+    if where == "main block":
+        struct.pack_into(order + "H", raw, ifd0, 0xFFFF)
+        return bytes(raw)
+    for k in range(struct.unpack_from(order + "H", raw, ifd0)[0]):
+        entry = ifd0 + 2 + 12 * k
+        if struct.unpack_from(order + "H", raw, entry)[0] == ExifTags.IFD.GPSInfo:
+            if where == "GPS pointer":
+                struct.pack_into(order + "I", raw, entry + 8, 0x7FFFFFF0)
+            else:
+                struct.pack_into(
+                    order + "H", raw, tiff + struct.unpack_from(order + "I", raw, entry + 8)[0], 0xFFFF
+                )
+    return bytes(raw)
+
+
+@pytest.mark.parametrize(
+    ("where", "warning", "located"),
+    [
+        ("GPS pointer", "EXIF GPS block damaged", False),
+        ("GPS entries", "EXIF GPS block damaged", True),  # the entries before the damage still read
+        ("main block", "EXIF block damaged", True),
+    ],
+)
+def test_damaged_exif_is_a_warning_of_the_photo_not_a_bare_one(
+    where: str, warning: str, located: bool
+) -> None:
+    """Pillow reads a damaged EXIF block as empty or partial with a bare UserWarning on stderr that
+    names no file: the photo was unlocated with no reason in the scan's log or report."""
+    out = BytesIO()
+    Image.fromarray(quadrants()).save(out, "JPEG", exif=damaged_exif(where))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing may reach stderr past the photo's own warnings
+        photo = decode_photo(out.getvalue())
+    assert (photo.meta.position is not None) == located and photo.image.shape == (48, 64, 3)
+    assert photo.meta.taken_at == datetime(2026, 11, 20, 9, 15, tzinfo=SHANGHAI)
+    damage = [w for w in photo.meta.warnings if w.startswith(warning)]
+    assert damage and any("Corrupt EXIF data" in w for w in damage), photo.meta.warnings
+    assert len(set(photo.meta.warnings)) == len(photo.meta.warnings)  # each said once
+
+
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG that declares a size in its header, with one tiny IDAT: what a bomb looks like."""
 
@@ -258,6 +307,8 @@ BILEVEL = np.where(GREY > 127, 255, 0).astype(np.uint8)
         ("grey with alpha PNG", _saved(Image.fromarray(GREY).convert("LA"), "PNG")),
         ("palette PNG", _saved(Image.fromarray(GREY).convert("P"), "PNG")),
         ("1-bit PNG", _saved(Image.fromarray(BILEVEL).convert("1"), "PNG")),
+        ("transparent RGBA PNG", _saved(Image.fromarray(np.dstack([GREY, GREY, GREY, GREY * 0])), "PNG")),
+        ("transparent grey PNG", _saved(Image.fromarray(np.dstack([GREY, GREY // 2])), "PNG")),  # "LA"
     ],
 )
 @pytest.mark.parametrize("reduce_to", [None, 32])
@@ -265,7 +316,8 @@ def test_every_pixel_mode_a_camera_or_an_editor_writes_decodes_to_its_own_bright
     name: str, data: bytes, reduce_to: int | None
 ) -> None:
     """A 16-bit greyscale PNG came out white (PIL's RGB conversion clips at 255); it, palette and
-    1-bit PNGs could not be reduced at all; every mode keeps its brightness ramp, reduced or not."""
+    1-bit PNGs could not be reduced at all; a transparent one came out black when reduced (the scan)
+    and as itself in full (an upload); every mode keeps its brightness ramp, reduced or not."""
     photo = decode_photo(data, reduce_to=reduce_to)
     grey = photo.image.mean(axis=(0, 2))
     source = BILEVEL if name.startswith("1-bit") else GREY

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import cv2
@@ -52,6 +52,7 @@ FORMATS = frozenset(MEDIA_TYPES)
 SUFFIXES = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "HEIF": ".heic"}
 PHOTO_SUFFIXES = frozenset({*SUFFIXES.values(), ".jpeg", ".heif"})  # the names a photo file goes by
 pillow_heif.register_heif_opener()
+_T = TypeVar("_T")
 
 _ORIENTATION = 0x0112
 _DATETIME_ORIGINAL = 0x9003
@@ -165,8 +166,9 @@ def decode_photo(
     with warnings.catch_warnings():
         # our own pixel limit below replaces Pillow's warning
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            pil = Image.open(BytesIO(data))
+        meta_warnings: list[str] = []
+        try:  # a JPEG's EXIF is read here already (its DPI)
+            pil = _noting_damage(lambda: Image.open(BytesIO(data)), "EXIF", meta_warnings)
         except Image.DecompressionBombError as err:
             raise ImageError(source, f"decompression bomb: {err}") from err
         except UnidentifiedImageError as err:  # its text names a BytesIO at a memory address
@@ -194,9 +196,8 @@ def decode_photo(
         except Exception as err:  # truncated data, broken chunks, bad Huffman tables, ...
             _reraise_memory(err)
             raise ImageError(source, _failure_reason(err, "corrupt image data")) from err
-        meta_warnings: list[str] = []
         try:
-            exif = pil.getexif()
+            exif = _noting_damage(pil.getexif, "EXIF", meta_warnings)
         except Exception as err:  # a broken EXIF block does not spoil the pixels
             _reraise_memory(err)
             exif = Image.Exif()
@@ -230,9 +231,8 @@ def read_exif_meta(exif: Mapping[int, Any], *, local_tz: tzinfo = DEFAULT_TIMEZO
     if orientation not in range(1, 9):
         notes.append(f"EXIF orientation {exif.get(_ORIENTATION)!r} is invalid; ignored")
         orientation = 1
-    get_ifd = getattr(exif, "get_ifd", None)
-    gps = get_ifd(ExifTags.IFD.GPSInfo) if get_ifd else {}
-    details = get_ifd(ExifTags.IFD.Exif) if get_ifd else {}
+    gps = _sub_ifd(exif, ExifTags.IFD.GPSInfo, "EXIF GPS", notes)
+    details = _sub_ifd(exif, ExifTags.IFD.Exif, "EXIF time", notes)
     position, gps_notes = gps_position(gps)
     notes.extend(gps_notes)
     taken_at = None
@@ -247,6 +247,23 @@ def read_exif_meta(exif: Mapping[int, Any], *, local_tz: tzinfo = DEFAULT_TIMEZO
             except ValueError as err:
                 notes.append(f"EXIF time ignored: {err}")
     return PhotoMeta(position=position, taken_at=taken_at, orientation=orientation, warnings=tuple(notes))
+
+
+def _sub_ifd(exif: Mapping[int, Any], ifd: ExifTags.IFD, name: str, notes: list[str]) -> Mapping[int, Any]:
+    get_ifd = getattr(exif, "get_ifd", None)
+    return _noting_damage(lambda: get_ifd(ifd), name, notes) if get_ifd is not None else {}
+
+
+def _noting_damage(read: Callable[[], _T], name: str, notes: list[str]) -> _T:
+    """`read()` of EXIF by Pillow, which reads a damaged block (a pointer past the end, junk entries)
+    as empty or partial with a bare UserWarning on stderr, naming no file: the photo was then
+    unlocated or undated with no reason given. The damage becomes a warning of the photo's."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)  # Pillow's category for them
+        found = read()
+    said = (" ".join(str(w.message).split()) for w in caught if issubclass(w.category, UserWarning))
+    notes.extend(f"{name} block damaged ({message})" for message in dict.fromkeys(said))
+    return found
 
 
 def gps_position(gps: Mapping[int, Any]) -> tuple[Position | None, list[str]]:
@@ -371,10 +388,12 @@ def reducible(image: Image.Image) -> Image.Image:
     """The image in a mode PIL can both `reduce` and convert to RGB faithfully: 16-bit greyscale
     (PNG modes "I;16" and "I", 0-65535) scaled to 8 bits, since the RGB conversion clips every
     value over 255 (a white photo); palette and 1-bit images expanded to RGB (`reduce` refuses
-    them: any palette PNG twice the scan's size failed to decode). Other modes as they are."""
+    them: any palette PNG twice the scan's size failed to decode); an alpha channel dropped, as the
+    RGB conversion of a full decode drops it (`reduce` weighs colours by their alpha: a transparent
+    PNG or WebP came out black from a scan and as the photo from an upload). Other modes as they are."""
     if image.mode.startswith("I"):
         return Image.fromarray((np.asarray(image).astype(np.int64) // 257).clip(0, 255).astype(np.uint8))
-    if image.mode in ("1", "P"):
+    if image.mode in ("1", "P", "RGBA", "LA", "PA"):
         return image.convert("RGB")
     return image
 
