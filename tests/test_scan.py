@@ -151,7 +151,7 @@ def test_bad_arguments_stop_before_scanning(tmp_path: Path, capsys: pytest.Captu
     tiff = tmp_path / "patrol.tif"
     Image.new("RGB", (64, 48), (90, 120, 30)).save(tiff)
     assert cli([str(tiff), "--db", db, "--out", str(tmp_path / "out")]) == 2
-    assert f"{tiff}: neither a photo (.heic, .heif, .jpeg, .jpg, .png, .webp)" in capsys.readouterr().err
+    assert f"{tiff}: neither a photo (.heic, .heif, .jfif, .jpe, .jpeg, .jpg, .png, .webp)" in capsys.readouterr().err
 
 
 def test_a_list_whose_text_breaks_midway_stops_the_scan_with_a_clear_error(
@@ -349,6 +349,29 @@ def test_heic_and_webp_photos_are_scanned_like_jpegs(tmp_path: Path, samples: li
             assert row.status == "done", (suffix, row.error)
             assert row.grid_code == GRIDS[i].code and row.taken_at is not None
             assert row.detections, f"{suffix}: the model saw nothing on a garbage photo"
+
+
+def test_a_jfif_is_scanned_as_the_jpeg_it_is_and_other_files_are_named_not_dropped_unsaid(
+    tmp_path: Path, samples: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Windows saves a JPEG downloaded from a browser as .jfif: it was skipped with the .gif, the
+    .tif and the camera's Thumbs.db beside it, and the summary counted none of them."""
+    photos = tmp_path / "archive"
+    (photos / "sub").mkdir(parents=True)
+    with Image.open(samples[0]) as image:
+        image.save(photos / "sub" / "download.jfif", "JPEG", exif=exif_for(position=spot(0), taken_at=START))
+        image.save(photos / "scan.tif", "TIFF")
+        image.save(photos / "a.gif", "GIF")
+        image.save(photos / "sub" / "b.gif", "GIF")
+    (photos / "Thumbs.db").write_bytes(b"\0" * 64)
+    (photos / "README").write_text("patrol 2026-11-20", encoding="utf-8")
+    db = f"sqlite:///{tmp_path / 'scan.db'}"
+    assert cli([str(photos), "--db", db, "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    with open_database(db)() as session:
+        [row] = session.scalars(select(Photo))
+        assert (Path(row.path).name, row.status, row.grid_code) == ("download.jfif", "done", GRIDS[0].code)
+    printed = capsys.readouterr().out
+    assert "not read (not photos the scan takes): 2 .gif, 1 (no suffix), 1 .db, 1 .tif;" in printed
 
 
 def test_a_killed_scan_resumes_to_the_same_cases(tmp_path: Path, samples: list[Path]) -> None:

@@ -26,6 +26,7 @@ import hashlib
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from dataclasses import fields as dataclass_fields
@@ -77,9 +78,10 @@ class ScanInputError(ValueError):
 # --------------------------------------------------------------------------------------- inputs
 
 
-def iter_photos(inputs: Sequence[Path | str]) -> Iterator[Path | str]:
+def iter_photos(inputs: Sequence[Path | str], others: Counter[str] | None = None) -> Iterator[Path | str]:
     """Photos (JPEG, PNG, WebP, HEIC by suffix) under folders (recursively, in name order) and in
-    file lists (one path a line).
+    file lists (one path a line). `others` counts the other files of the folders by suffix, so a
+    scan says what it left unread (a .gif, a .tif, a video) instead of dropping it unsaid.
 
     Streams: never holds a listing of the archive, only one folder's entries at a time. A list
     may hold URLs (s3://bucket/key.jpg, https://...): they stay strings, read through fsspec.
@@ -93,8 +95,11 @@ def iter_photos(inputs: Sequence[Path | str]) -> Iterator[Path | str]:
             for folder, dirs, files in os.walk(source):
                 dirs.sort()
                 for name in sorted(files):
-                    if Path(name).suffix.lower() in PHOTO_SUFFIXES:
+                    suffix = Path(name).suffix.lower()
+                    if suffix in PHOTO_SUFFIXES:
                         yield Path(folder) / name
+                    elif others is not None:
+                        others[suffix or "(no suffix)"] += 1
         elif source.suffix.lower() in PHOTO_SUFFIXES:
             yield source
         elif source.is_file():
@@ -215,6 +220,7 @@ class ScanStats:
     cases_created: int = 0
     evidence_added: int = 0
     seconds: float = 0.0
+    other_files: Counter[str] = field(default_factory=Counter)  # in the folders, by suffix: not read
 
     def postfix(self) -> dict[str, int]:
         return {"cases": self.cases_created, "joined": self.evidence_added, "bad": self.unreadable}
@@ -383,7 +389,7 @@ class Scanner:
         """Scan every photo under `inputs`; `inspections` replaces the local workers (the Ray engine)."""
         stats = ScanStats()
         started = time.perf_counter()
-        total = sum(1 for _ in iter_photos(inputs))
+        total = sum(1 for _ in iter_photos(inputs, stats.other_files))
         inspect = inspections or (
             lambda items: ordered_map(self.inspector, items, self.workers, stall_s=self.stall_s)
         )

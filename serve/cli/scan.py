@@ -182,6 +182,14 @@ def summary(stats: ScanStats, report: Path, out: Path) -> Iterable[str]:
         f"  unreadable: {stats.unreadable}, unlocated: {stats.unlocated}, undated: {stats.undated}, "
         f"outside the grids: {stats.outside} (reasons in {out / 'scan.log'} and the report)"
     )
+    if stats.other_files:
+        kinds = [f"{count} {suffix}" for suffix, count in stats.other_files.most_common(8)]
+        if len(stats.other_files) > 8:
+            kinds.append(f"{len(stats.other_files) - 8} other kinds")
+        yield (
+            f"  not read (not photos the scan takes): {', '.join(kinds)}; "
+            f"it reads {', '.join(sorted(PHOTO_SUFFIXES))}"
+        )
     yield f"report: {report}  (also {out / 'cases.geojson'}, {out / 'cases.csv'}, {out / 'crops'}/)"
 
 

@@ -15,10 +15,11 @@ photo as a person sees it.
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from io import BytesIO
 from pathlib import Path
 from typing import Any, TypeVar
@@ -50,7 +51,10 @@ MEDIA_TYPES = {
 }
 FORMATS = frozenset(MEDIA_TYPES)
 SUFFIXES = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "HEIF": ".heic"}
-PHOTO_SUFFIXES = frozenset({*SUFFIXES.values(), ".jpeg", ".heif"})  # the names a photo file goes by
+# the names a photo file goes by: .jfif is how Windows saves a JPEG downloaded from a browser
+PHOTO_SUFFIXES = frozenset({*SUFFIXES.values(), ".jpeg", ".jpe", ".jfif", ".heif"})
+# EXIF's '+08:00'; also '+0800', '+08' and 'Z' as some phones and editing tools write them
+_OFFSET = re.compile(r"(?P<utc>Z)|(?P<sign>[+-])(?P<hours>\d{2})(?::?(?P<minutes>\d{2}))?")
 pillow_heif.register_heif_opener()
 _T = TypeVar("_T")
 
@@ -315,16 +319,15 @@ def exif_datetime(value: Any, offset: Any = None, *, local_tz: tzinfo = DEFAULT_
     offset_text = _text(offset)
     if not offset_text:
         return naive.replace(tzinfo=local_tz)
-    sign = {"+": 1, "-": -1}.get(offset_text[:1])
-    try:
-        if sign is None:
-            raise ValueError(offset_text)
-        hours, minutes = (int(p) for p in offset_text[1:].split(":"))
-        if hours > 14 or minutes >= 60:
-            raise ValueError(offset_text)
-    except ValueError as err:
-        raise ValueError(f"offset {offset_text!r} is not '+HH:MM'") from err
-    return naive.replace(tzinfo=timezone(sign * timedelta(hours=hours, minutes=minutes)))
+    written = _OFFSET.fullmatch(offset_text)
+    if written is None or int(written["hours"] or 0) > 14 or int(written["minutes"] or 0) >= 60:
+        raise ValueError(f"offset {offset_text!r} is not '+HH:MM'")
+    if written["utc"]:
+        return naive.replace(tzinfo=UTC)
+    sign = 1 if written["sign"] == "+" else -1
+    return naive.replace(
+        tzinfo=timezone(sign * timedelta(hours=int(written["hours"]), minutes=int(written["minutes"] or 0)))
+    )
 
 
 def exif_for(

@@ -23,12 +23,9 @@ from tqdm import tqdm
 
 from vision.core.detector import Detector
 from vision.core.files import shown_path
-from vision.core.imageio import ImageError, read_photo
+from vision.core.imageio import PHOTO_SUFFIXES, ImageError, read_photo
 from vision.core.sheets import SheetItem, table, write_contact_sheets
 from vision.core.taxonomy import Taxonomy
-
-# what a photo folder may hold; other files (videos, notes) are not photos and are left alone
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".heic", ".heif"}
 
 
 @dataclass
