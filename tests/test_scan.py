@@ -151,7 +151,8 @@ def test_bad_arguments_stop_before_scanning(tmp_path: Path, capsys: pytest.Captu
     tiff = tmp_path / "patrol.tif"
     Image.new("RGB", (64, 48), (90, 120, 30)).save(tiff)
     assert cli([str(tiff), "--db", db, "--out", str(tmp_path / "out")]) == 2
-    assert f"{tiff}: neither a photo (.heic, .heif, .jfif, .jpe, .jpeg, .jpg, .png, .webp)" in capsys.readouterr().err
+    taken = ".heic, .heif, .jfif, .jpe, .jpeg, .jpg, .png, .webp"
+    assert f"{tiff}: neither a photo ({taken})" in capsys.readouterr().err
 
 
 def test_a_list_whose_text_breaks_midway_stops_the_scan_with_a_clear_error(
