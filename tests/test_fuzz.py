@@ -310,10 +310,10 @@ def test_absurd_exif_gps_in_an_upload_leaves_the_photo_unlocated(service: Servic
 
     street = encoded("jpg", 3, (320, 240))
     cases = []
-    for gps in (
-        {1: "N", 2: (95.0, 0.0, 0.0), 3: "E", 4: (113.0, 0.0, 0.0)},
-        {1: "N", 2: (0.0, 0.0, 0.0), 3: "E", 4: (0.0, 0.0, 0.0)},
-        {2: (34.0, 43.0, 12.0), 3: "E", 4: (113.0, 37.0, 48.0)},
+    for gps, why in (
+        ({1: "N", 2: (95.0, 0.0, 0.0), 3: "E", 4: (113.0, 0.0, 0.0)}, "out of range"),
+        ({1: "N", 2: (0.0, 0.0, 0.0), 3: "E", 4: (0.0, 0.0, 0.0)}, "(0, 0)"),
+        ({2: (34.0, 43.0, 12.0), 3: "E", 4: (113.0, 37.0, 48.0)}, "latitude"),
     ):
         exif = exif_for(position=Position(34.72, 113.62))
         exif.get_ifd(ExifTags.IFD.GPSInfo).clear()
@@ -330,6 +330,7 @@ def test_absurd_exif_gps_in_an_upload_leaves_the_photo_unlocated(service: Servic
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["unlocated"] is True and body["lat"] is None and body["cases"] == []
+        assert [w for w in body["warnings"] if w.startswith("GPS") and why in w], body["warnings"]  # says why
         cases.append(case_count(service))
     assert cases == [0, 0, 0]
 

@@ -102,6 +102,12 @@ class ReportResponse(Schema):
         description="true when located but no capture time was given or found: no case is made (send "
         "the photo again with taken_at)"
     )
+    warnings: list[str] = Field(
+        default=[],
+        description="what the photo's own metadata said that was not used, and why (GPS at (0, 0) or "
+        "out of range, a damaged EXIF block, an unreadable EXIF time): why a photo with GPS can come back "
+        "unlocated",
+    )
     model_version: str = Field(description="model that produced the detections")
     detections: list[DetectionOut] = Field(description="every detection on the photo")
     cases: list[CaseRef] = Field(description="cases created or joined by this photo's findings")

@@ -188,6 +188,7 @@ def record_report(
         grid_code=row.grid_code,
         unlocated=row.status == PhotoStatus.UNLOCATED,
         undated=row.status == PhotoStatus.UNDATED,
+        warnings=list(photo.meta.warnings),
         model_version=model_version,
         detections=detections_out(analysis.detections, service.domain.rules.taxonomy),
         cases=refs,
