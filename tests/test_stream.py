@@ -321,6 +321,29 @@ def test_a_file_that_is_no_video_ends_at_once_with_the_reason(
 
 
 @pytest.mark.parametrize(
+    "name",
+    [
+        b"street.avi",
+        "街道 东门.avi".encode(),  # UTF-8, with a space
+        "街道摄像头.avi".encode("gbk"),  # copied from a Windows recorder: not UTF-8 (crashed OpenCV)
+    ],
+)
+def test_a_video_file_plays_whatever_its_name(tmp_path: Path, name: bytes) -> None:
+    video = os.fsencode(tmp_path) + b"/" + name
+    os.rename(write_video(tmp_path / "clip.avi", numbered(5), fps=5), video)
+    reader = StreamReader(os.fsdecode(video), file_start=START, file_speed=0).start()  # as argv gives it
+    frames = take_all(reader, 10)
+    assert reader.stats.state == "ended" and reader.stats.frames_read == 5
+    assert len(frames) + reader.stats.dropped == 5 and reader.stats.last_error is None
+
+
+@pytest.mark.parametrize("url", ["rtsp://192.0.2.1/\udcbd\udcd6", "http://192.0.2.1/\udcff.mjpg"])
+def test_an_address_that_is_not_utf8_is_refused_with_the_reason(url: str) -> None:
+    with pytest.raises(ValueError, match="not UTF-8"):
+        StreamReader(url)
+
+
+@pytest.mark.parametrize(
     ("reported", "rate"), [(30.0, 30.0), (0.0, 25.0), (float("nan"), 25.0), (90000.0, 25.0), (-5.0, 25.0)]
 )
 def test_a_frame_rate_that_means_nothing_is_taken_as_25(reported: float, rate: float) -> None:

@@ -12,6 +12,7 @@ A change of frame size (sub-stream to main stream) passes through; the rules res
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -78,7 +79,18 @@ def check_stream_url(url: str) -> str:
     scheme = urlparse(url).scheme.lower()
     if scheme and len(scheme) > 1 and scheme not in STREAM_SCHEMES:  # len 1: a Windows drive letter
         raise ValueError(f"scheme '{scheme}' is not allowed (use one of {', '.join(STREAM_SCHEMES)})")
+    if not is_file(url) and not _utf8(url):  # OpenCV crashed the process (SIGSEGV) on such a str
+        raise ValueError("the address is not UTF-8 text: percent-encode its non-ASCII bytes (%E8%A1%97)")
     return url
+
+
+def _utf8(text: str) -> bool:
+    """False for text holding undecodable bytes (surrogates: a GBK name from the command line)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def is_file(url: str) -> bool:
@@ -156,7 +168,9 @@ class StreamReader:
     def _open(self) -> cv2.VideoCapture:
         milliseconds = int(self.timeout_s * 1000)
         if is_file(self.url):
-            return cv2.VideoCapture(local_path(self.url))
+            # as bytes: a name that is not UTF-8 (GBK from a Windows recorder) arrives from the command
+            # line with surrogates, and OpenCV given such a str crashed the process (SIGSEGV)
+            return cv2.VideoCapture(os.fsencode(local_path(self.url)))  # type: ignore[call-overload]
         return cv2.VideoCapture(
             self.url,
             cv2.CAP_FFMPEG,
