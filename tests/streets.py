@@ -48,6 +48,15 @@ def busy_pavement(seed: int = 3) -> np.ndarray:
     return image
 
 
+def coloured_tiles(seed: int = 5) -> np.ndarray:
+    """The street paved with tiles of many colours (16 x 12 px, as its joints): edges and colours that
+    a camera knocked a few pixels aside, or switched to its grey infrared picture, no longer matches."""
+    rng = np.random.default_rng(seed)
+    tiles = rng.integers(60, 200, (H // 12 + 1, W // 16 + 1, 3)).astype(np.float32)
+    colours = tiles.repeat(12, axis=0).repeat(16, axis=1)[:H, :W]
+    return np.clip(street_background() - 130 + colours, 0, 255)
+
+
 @dataclass
 class Scene:
     seconds: float

@@ -8,6 +8,7 @@ service would give them), optionally rain streaks, and a stall that appears, sta
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 from configured import TAXONOMY
-from streets import STALL, H, Scene, W, busy_pavement, street_background
+from streets import STALL, H, Scene, W, busy_pavement, coloured_tiles, street_background
 
 from vision.live.cameras import Camera, parse_cameras
 from vision.live.occupancy import (
@@ -204,6 +205,45 @@ def test_what_stands_out_when_judging_begins_was_not_seen_arriving(stall: tuple[
         assert max(played.fractions[learning - 10 : learning]) > 0.04  # seen while learning, not judged
     assert max(played.fractions[learning:]) < 0.04
     assert played.events == []
+
+
+def knocked(frame: np.ndarray) -> np.ndarray:
+    return np.roll(frame, (8, 14), axis=(0, 1))  # the whole picture 8 px down, 14 px right
+
+
+def infrared(frame: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+
+
+@pytest.mark.parametrize("view", [knocked, infrared], ids=["camera knocked", "switched to infrared"])
+@pytest.mark.parametrize("stall", [None, (700, 1100)], ids=["empty street", "a stall after the change"])
+def test_a_changed_view_is_learned_anew_not_one_big_case(
+    view: Callable[[np.ndarray], np.ndarray], stall: tuple[float, float] | None
+) -> None:
+    """A camera knocked to a slightly other aim, or switching to its infrared night picture at 300 s,
+    made the whole sidewalk one street_vending case 120 s later (every night, for the infrared). The
+    view is learned anew (120 s, nothing judged); what stands there afterwards is a case as before."""
+    played = Played(CameraRules(make_camera(), taxonomy=TAXONOMY))
+    scene = Scene(1300, stall=stall, walkers=False, cars=False, background=coloured_tiles())
+    learning = []
+    for step in range(round(scene.seconds * scene.fps)):
+        t = step / scene.fps
+        frame, detections = scene.frame(t)
+        outcome = played.rules.process(
+            T0 + timedelta(seconds=t), detections, (W, H), view(frame) if t >= 300 else frame
+        )
+        played.events += [(t, e.kind, e.incident.event) for e in outcome.events]
+        if outcome.occupancy[0].learning:
+            learning.append(t)
+    if stall is None:
+        assert played.events == []
+    else:
+        assert kinds(played) == ["started", "cleared"]
+        (started, _, event), (cleared, _, _) = played.events
+        assert event == "street_vending" and 700 + 120 <= started <= 700 + 120 + 20
+        assert 1098 + 60 <= cleared <= 1100 + 60 + 4  # last seen on the frame at 1098 s
+    relearned = [t for t in learning if t >= 120]  # after the first 120 s: the new view
+    assert relearned and 300 < relearned[0] <= 320 and relearned[-1] < 450
 
 
 def test_a_restart_in_the_middle_of_a_violation_neither_hides_it_nor_leaves_a_ghost() -> None:

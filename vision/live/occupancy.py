@@ -19,7 +19,12 @@ the short-term one (they stopped changing) form static-foreground blobs.
   half of `long_samples`, 10 minutes by default); nothing is held meanwhile, and what still stands
   out when judging begins was never seen arriving (the ghost of a pile that stood there from the
   start and left while learning, or a stall set up in those minutes): it is taken as background.
-  It starts over after a gap longer than `hold_max_s`. A restarted service restores the models
+  It starts over after a gap longer than `hold_max_s`, and when the view changed: what the camera
+  has shown for the last seconds (the short-term background) is the long-term one shifted by
+  `VIEW_SHIFT_PX` or more (the camera knocked to another aim), or has lost or gained its colours
+  (the infrared night picture switched on or off). Judged against the old background, either made
+  the whole zone one false case, `min_dwell_s` later (every night, for the infrared switch).
+  A restarted service restores the models
   instead (vision/live/state.py), so what stood there before the restart is neither hidden nor
   left behind as a ghost.
 
@@ -41,6 +46,10 @@ from vision.live.zones import Size, polygon_mask
 
 MIN_DIFF_THRESHOLD = 8.0  # grey levels: below this, sensor noise at dusk passes for objects
 GHOST_RATIO = 1.5  # a blob this much more visible in the background than in the frame is a ghost
+VIEW_SHIFT_PX = 2.0  # at the working size (320 px): the camera was knocked to another aim
+VIEW_SHIFT_RESPONSE = 0.1  # phase correlation peak below this: no texture to tell a shift by
+SATURATION_CHANGE = 0.3  # mean saturation this share of before (or the other way): infrared on or off
+MIN_SATURATION = 0.05  # a view this grey in daylight has no colours to lose
 GAIN_SAMPLE_STEP = 6  # gain and light are measured on every 6th pixel each way: ~1600 at 320x180
 _KERNEL_3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
 _KERNEL_5 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
@@ -100,6 +109,26 @@ def _contrast(image: np.ndarray, inside: np.ndarray, ring: np.ndarray) -> float:
     if not ring.any():
         return 0.0
     return float(np.abs(np.median(image[inside], axis=0) - np.median(image[ring], axis=0)).max())
+
+
+def saturation(image: np.ndarray) -> float:
+    """Mean colour saturation of a BGR float image, 0 (grey, an infrared picture) to 1 (on every
+    GAIN_SAMPLE_STEP-th pixel: the whole picture cost twice the rest of the model)."""
+    pick = image[::GAIN_SAMPLE_STEP, ::GAIN_SAMPLE_STEP]
+    top, bottom = pick.max(axis=2), pick.min(axis=2)
+    return float(np.mean((top - bottom) / np.maximum(top, 16.0)))
+
+
+def view_changed(now: np.ndarray, before: np.ndarray) -> bool:
+    """`now` (the short-term background) shows another view than `before` (the long-term one): shifted
+    by VIEW_SHIFT_PX or more, or its colours gone or come back (infrared on or off)."""
+    grey_now = cv2.cvtColor(now, cv2.COLOR_BGR2GRAY)
+    window = cv2.createHanningWindow(grey_now.shape[::-1], cv2.CV_32F)
+    (dx, dy), response = cv2.phaseCorrelate(grey_now, cv2.cvtColor(before, cv2.COLOR_BGR2GRAY), window)
+    if response >= VIEW_SHIFT_RESPONSE and math.hypot(dx, dy) >= VIEW_SHIFT_PX:
+        return True
+    low, high = sorted((saturation(now), saturation(before)))
+    return high >= MIN_SATURATION and low < SATURATION_CHANGE * high
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
@@ -163,6 +192,7 @@ class StaticForeground:
         self._origin = 0.0
         self._learned_at = math.inf  # capture time from which the long-term background is trusted
         self._judging = False  # learning is over and what stood out then was taken as background
+        self.view_changes = 0  # times the background was learned anew because the whole view changed
 
     @property
     def learning(self) -> bool:
@@ -350,6 +380,10 @@ class StaticForeground:
         threshold = max(MIN_DIFF_THRESHOLD, self.settings.diff_threshold * min(1.0, float(self.light.mean())))
         differs = channel_max_absdiff(small, background) > threshold
         stable = channel_max_absdiff(small, self._short) < self.settings.stable_threshold
+        if self._judging and view_changed(self._short, self._long):
+            self.view_changes += 1  # the camera moved or went infrared: the old background is of no use
+            self._start(frame, at)
+            return self.mask
         self.mask = self._blobs(differs & stable & ~ignored, small, background)
         if at >= self._learned_at and not self._judging:  # not seen arriving: background
             self._absorb(self.mask, small)

@@ -17,9 +17,10 @@ camera's configuration; only the tracker starts over.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,8 @@ from vision.live.incidents import Counter, Incident, IncidentLedger, RuleEvent, 
 from vision.live.occupancy import OccupancyClock, StaticForeground, ZoneMeter, ZoneOccupancy
 from vision.live.tracking import CaptureTimeTracker, class_thresholds, ids
 from vision.live.zones import FrameZone, Size
+
+log = logging.getLogger("streetorder.cameras")
 
 OCCUPANCY_KEY = 0  # one occupation per zone at a time: its sightings share one key
 STATE_VERSION = 1  # of `export`'s layout: another one is not restored
@@ -211,7 +214,16 @@ class CameraRules:
         vehicles = np.isin(ids(tracked.class_id, len(tracked)), self._mask_classes)
         ignore = tracked.xyxy[vehicles & self.tracker.confident(tracked)]
         keep_out = tracked.xyxy
+        changes = self.foreground.view_changes
         self.foreground.update(when, frame, ignore, keep_out)
+        if self.foreground.view_changes > changes:
+            log.warning(
+                "camera %s: the view changed at %s (moved, or its infrared picture): occupancy learns "
+                "the background anew and judges nothing for %.0f s",
+                self.camera.id,
+                datetime.fromtimestamp(when, UTC).isoformat(),
+                self.foreground.learn_s,
+            )
         for meter in self.meters:
             reading = meter.measure(self.foreground)
             outcome.occupancy.append(reading)
