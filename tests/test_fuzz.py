@@ -728,6 +728,12 @@ def test_text_no_database_can_take_is_a_problem_on_both_databases(service: Servi
     assert service.client.get(f"/v1/cases/{case_id}", headers=reader).headers["ETag"] == version
     for path in ("/open311/v2/requests/SO%00.json", "/open311/v2/tokens/a%00.json"):  # as a client writes it
         assert "NUL" in assert_problem(service.client.get(path), 400)["detail"]
+    # a changing request is audited with its path: a NUL there made the answer (a 404) a 500
+    at = SERVICE_START.isoformat()
+    frame = {**service.auth("report"), "Content-Type": "image/jpeg", "X-Capture-Time": at}
+    for path in ("/v1/cameras/cam%00/frames", "/v1/cameras/%00/frames"):
+        response = service.client.post(path, content=b"\xff\xd8", headers=frame)
+        assert "camera" in assert_problem(response, 404)["detail"]
     assert service.client.get("/v1/cases", headers=reader).json()["total"] == 1
 
 

@@ -212,7 +212,7 @@ def audit(service: Service, request: Request, status: int) -> None:
                 at=service.clock(),
                 principal=principal.key_id if principal else None,
                 method=request.method,
-                path=request.url.path[:2000],
+                path=request.url.path[:2000].replace("\x00", "%00"),  # a NUL no text column takes: a 500 once
                 status=status,
                 case_id=int(case_id) if str(case_id).isdigit() and int(case_id) <= MAX_ID else None,
             )
