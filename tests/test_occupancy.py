@@ -246,6 +246,23 @@ def test_a_changed_view_is_learned_anew_not_one_big_case(
     assert relearned and 300 < relearned[0] <= 320 and relearned[-1] < 450
 
 
+@pytest.mark.parametrize("blackout", [(300, 360), (300, 900)], ids=["a minute", "ten minutes"])
+def test_black_frames_are_no_new_view(blackout: tuple[float, float]) -> None:
+    """Black frames (the signal lost, the lens covered) are neither judged nor learned: ten black
+    minutes were a street_vending case, and black learned as the view would make the street one."""
+    played = Played(CameraRules(make_camera(), taxonomy=TAXONOMY))
+    scene = Scene(1500, walkers=False, cars=False, background=coloured_tiles())
+    for step in range(round(scene.seconds * scene.fps)):
+        t = step / scene.fps
+        frame, detections = scene.frame(t)
+        if blackout[0] <= t < blackout[1]:
+            frame = np.zeros_like(frame)
+        outcome = played.rules.process(T0 + timedelta(seconds=t), detections, (W, H), frame)
+        played.events += [(t, e.kind, e.incident.event) for e in outcome.events]
+        assert outcome.occupancy[0].learning == (t < 120 or blackout[0] <= t < blackout[1]), t
+    assert played.events == []
+
+
 def test_a_restart_in_the_middle_of_a_violation_neither_hides_it_nor_leaves_a_ghost() -> None:
     """Issue 28: after a restart what stood in the zone became background at once (hidden); when it
     left, its ghost read as occupation. The engine's state goes through bytes and back."""

@@ -102,7 +102,8 @@ class OccupancyOut(Schema):
     area_m2: float | None = Field(description="covered ground area, with the camera's ground homography")
     xyxy: list[float] | None = Field(description="box around the static foreground in the zone, pixels")
     learning: bool = Field(
-        description="the camera is still learning its background (no history yet): nothing is judged"
+        description="nothing is judged: the camera is still learning its background (no history yet, or "
+        "its view changed), or the frame is black"
     )
 
 
