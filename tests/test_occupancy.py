@@ -263,6 +263,26 @@ def test_black_frames_are_no_new_view(blackout: tuple[float, float]) -> None:
     assert played.events == []
 
 
+def night(frame: np.ndarray) -> np.ndarray:
+    """The street at night: as dark on average as a black frame, with street lamps in it."""
+    dim = (frame.astype(np.float32) * 0.08).astype(np.uint8)
+    for x in range(40, dim.shape[1], 160):
+        cv2.circle(dim, (x, 30), 9, (200, 230, 255), -1)
+    return dim
+
+
+def test_a_dark_night_street_is_judged_not_taken_for_a_black_frame() -> None:
+    """Only an even black (the signal lost) stops judging: a night street is as dark on average."""
+    played = Played(CameraRules(make_camera(), taxonomy=TAXONOMY))
+    scene = Scene(400, walkers=False, cars=False, background=coloured_tiles())
+    assert float(night(scene.frame(0)[0]).mean()) < 24
+    for step in range(round(scene.seconds * scene.fps)):
+        t = step / scene.fps
+        frame, detections = scene.frame(t)
+        outcome = played.rules.process(T0 + timedelta(seconds=t), detections, (W, H), night(frame))
+        assert outcome.occupancy[0].learning == (t < 120), t
+
+
 def test_a_restart_in_the_middle_of_a_violation_neither_hides_it_nor_leaves_a_ghost() -> None:
     """Issue 28: after a restart what stood in the zone became background at once (hidden); when it
     left, its ghost read as occupation. The engine's state goes through bytes and back."""

@@ -52,7 +52,10 @@ VIEW_SHIFT_PX = 2.0  # at the working size (320 px): the camera was knocked to a
 VIEW_SHIFT_RESPONSE = 0.1  # phase correlation peak below this: no texture to tell a shift by
 SATURATION_CHANGE = 0.3  # mean saturation this share of before (or the other way): infrared on or off
 MIN_SATURATION = 0.05  # a view this grey in daylight has no colours to lose
-DARK = 24.0  # mean grey level: a darker picture (the signal lost, the lens covered) shows nothing to judge
+# a picture this dark on average and this even (the signal lost, the lens covered) shows nothing to
+# judge; a night street is as dark on average but has lamps and lit windows in it
+DARK = 24.0  # mean grey level
+DARK_SPREAD = 8.0  # standard deviation of the grey levels
 GAIN_SAMPLE_STEP = 6  # gain and light are measured on every 6th pixel each way: ~1600 at 320x180
 _KERNEL_3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
 _KERNEL_5 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
@@ -373,7 +376,7 @@ class StaticForeground:
             self._refit(size)
         self.scale = self.size[0] / width  # same aspect ratio at another resolution: the models still fit
         small = self._prepare(frame)
-        self.dark = float(small.mean()) < DARK
+        self.dark = float(small.mean()) < DARK and float(small.std()) < DARK_SPREAD
         if self.dark:  # judged, ten black minutes were a case; learned, the street coming back was one
             self.mask = np.zeros_like(self.mask)
             return self.mask

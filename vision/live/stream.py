@@ -24,6 +24,8 @@ from urllib.parse import urlparse
 import cv2
 import numpy as np
 
+from vision.core.files import is_utf8_path
+
 Clock = Callable[[], datetime]
 
 
@@ -79,18 +81,9 @@ def check_stream_url(url: str) -> str:
     scheme = urlparse(url).scheme.lower()
     if scheme and len(scheme) > 1 and scheme not in STREAM_SCHEMES:  # len 1: a Windows drive letter
         raise ValueError(f"scheme '{scheme}' is not allowed (use one of {', '.join(STREAM_SCHEMES)})")
-    if not is_file(url) and not _utf8(url):  # OpenCV crashed the process (SIGSEGV) on such a str
+    if not is_file(url) and not is_utf8_path(url):  # OpenCV crashed the process (SIGSEGV) on such a str
         raise ValueError("the address is not UTF-8 text: percent-encode its non-ASCII bytes (%E8%A1%97)")
     return url
-
-
-def _utf8(text: str) -> bool:
-    """False for text holding undecodable bytes (surrogates: a GBK name from the command line)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def is_file(url: str) -> bool:
