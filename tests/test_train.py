@@ -221,6 +221,26 @@ def test_oversample_that_cannot_apply_is_refused(tmp_path: Path, oversample: obj
         prepare_data(mix, tmp_path / "cache", taxonomy=TAXONOMY)
 
 
+@pytest.mark.parametrize(
+    ("absent", "reviews", "message"),
+    [
+        ({"car": 3}, False, "oversample_absent needs 'reviews'"),
+        ({"garbage": 3}, True, "not a class this source leaves unlabelled"),  # bins labels garbage
+        ({"no_such_class": 3}, True, "not a class this source leaves unlabelled"),
+        ({"car": 11}, True, "whole number from 1 to 10"),
+    ],
+)
+def test_oversample_absent_that_cannot_apply_is_refused(
+    tmp_path: Path, absent: object, reviews: bool, message: str
+) -> None:
+    mix = _with_option(write_mix(tmp_path / "data"), "oversample_absent", absent)
+    if reviews:
+        (tmp_path / "reviews.jsonl").write_text("")
+        mix = _with_option(mix, "reviews", str(tmp_path / "reviews.jsonl"))
+    with pytest.raises(TaxonomyError, match=message):
+        prepare_data(mix, tmp_path / "cache", taxonomy=TAXONOMY)
+
+
 @pytest.mark.slow
 def test_tiny_training_run_writes_weights_and_card() -> None:
     run = tiny_run()
@@ -395,7 +415,7 @@ def test_average_refuses_a_missing_or_foreign_file(tmp_path: Path, content: obje
 
 # --- reviewed negatives: per-photo masks, pseudo-labels, mosaics, widening a head ---------------
 
-GARBAGE, FLYER = NAMES.index("garbage"), NAMES.index("flyer")
+GARBAGE, FLYER, CAR = NAMES.index("garbage"), NAMES.index("flyer"), NAMES.index("car")
 
 
 def test_a_class_confirmed_absent_on_a_photo_gets_class_gradient_there_and_a_masked_one_does_not() -> None:
@@ -439,6 +459,7 @@ def test_reviews_add_pseudo_labels_and_per_photo_classes_to_the_mix(tmp_path: Pa
     reviews = review_roads(tmp_path / "data", decision)
     spec = yaml.safe_load(mix.read_text())
     spec["sources"][1] |= {"reviews": str(reviews), "oversample": {"car": 2}}  # roads
+    spec["sources"][1] |= {"oversample_absent": {"garbage": 3}}
     mix.write_text(yaml.safe_dump(spec))
     data_yaml = prepare_data(mix, tmp_path / "cache", taxonomy=TAXONOMY)
     sources = json.loads((data_yaml.parent / "sources.json").read_text())
@@ -457,6 +478,16 @@ def test_reviews_add_pseudo_labels_and_per_photo_classes_to_the_mix(tmp_path: Pa
     }
     assert roads["repeats"] > 0 and any("repeat" in link for link in links)  # repeats keep their review
     assert roads["unmasked"] == {key: [GARBAGE] for key in links}
+    # a photo with garbage confirmed absent is listed 3 times (oversample_absent), one with a real
+    # garbage box is not (it may be listed twice for its cars)
+    for image in train_photos:
+        repeats = sum(f"train/{image.stem}.repeat" in link for link in links)
+        holds_car = any(
+            line.split()[0] == str(CAR)
+            for line in (labels / "train" / f"{image.stem}.txt").read_text().splitlines()
+        )
+        assert repeats == (1 if holds_car else 0) if image in real else repeats == 2, image.name
+    assert roads["oversample_absent"] == {"garbage": 3}
     train_counts = roads["reviewed"]["train"]["garbage"]
     assert train_counts == {"absent": 12 - len(real), "pseudo_labelled": len(real), "boxes": len(real)}
     assert roads["reviews_stale"] == 0 and len(roads["reviews_sha256"]) == 64

@@ -56,14 +56,18 @@ class Source:
     # taxonomy id -> times each train photo holding it is listed
     oversample: dict[int, int] = field(default_factory=dict)
     reviews: Path | None = None  # decisions on boxes of classes it does not label (vision.data.reviews)
+    # taxonomy id -> times each train photo where its reviews confirm that class absent is listed
+    oversample_absent: dict[int, int] = field(default_factory=dict)
 
     @property
     def labelled(self) -> list[int]:
         return sorted(set(self.class_map.values()))
 
-    def oversample_by_name(self, names: list[str]) -> dict[str, int]:
-        """`oversample` as a mix file and sources.json write it: {class name: times}."""
-        return {names[index]: times for index, times in self.oversample.items()}
+    def oversample_by_name(self, names: list[str], absent: bool = False) -> dict[str, int]:
+        """`oversample` (or `oversample_absent`) as a mix file and sources.json write it:
+        {class name: times}."""
+        times = self.oversample_absent if absent else self.oversample
+        return {names[index]: count for index, count in times.items()}
 
     def spec(self, names: list[str], data: str, reviews: str | None = None) -> dict[str, Any]:
         """This source as a mix file's entry, reading `data` (and `reviews`) from other places: how
@@ -76,6 +80,8 @@ class Source:
         }
         if reviews or self.reviews:
             entry["reviews"] = reviews or str(self.reviews)
+        if self.oversample_absent:
+            entry["oversample_absent"] = self.oversample_by_name(names, absent=True)
         return entry
 
 
@@ -143,21 +149,23 @@ def keeps(image: Path, fraction: float) -> bool:
 
 
 def read_oversample(
-    entry: dict[str, Any], labelled: set[int], taxonomy: Taxonomy, where: str
+    entry: dict[str, Any], labelled: set[int], taxonomy: Taxonomy, where: str, key: str = "oversample"
 ) -> dict[int, int]:
-    """A source's `oversample` ({class name: times}) as taxonomy ids; only classes it labels."""
-    spec = entry.get("oversample") or {}
+    """A source's `oversample` ({class name: times}) as taxonomy ids: only classes it labels. Its
+    `oversample_absent` (key): only classes it does not label, whose absence its reviews confirm."""
+    spec = entry.get(key) or {}
     if not isinstance(spec, dict):
-        raise TaxonomyError(f"{where}.oversample must map class names to times, got {spec!r}")
+        raise TaxonomyError(f"{where}.{key} must map class names to times, got {spec!r}")
+    if spec and key == "oversample_absent" and not entry.get("reviews"):
+        raise TaxonomyError(f"{where}.{key} needs 'reviews': they say where a class is confirmed absent")
     times: dict[int, int] = {}
     for name, count in spec.items():
         cls = taxonomy.resolve(str(name))
-        if cls is None or cls.index not in labelled:
-            raise TaxonomyError(f"{where}.oversample: {name!r} is not a class this source labels")
+        if cls is None or (cls.index in labelled) != (key == "oversample"):
+            kind = "labels" if key == "oversample" else "leaves unlabelled"
+            raise TaxonomyError(f"{where}.{key}: {name!r} is not a class this source {kind}")
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 10:
-            raise TaxonomyError(
-                f"{where}.oversample.{name} must be a whole number from 1 to 10, got {count!r}"
-            )
+            raise TaxonomyError(f"{where}.{key}.{name} must be a whole number from 1 to 10, got {count!r}")
         times[cls.index] = count
     return times
 
@@ -185,6 +193,9 @@ def load_mix(mix_yaml: Path | str, taxonomy: Taxonomy) -> tuple[str, list[Source
             )
         where = f"{mix_yaml}: sources[{index}]"
         oversample = read_oversample(entry, set(class_map.values()), taxonomy, where)
+        oversample_absent = read_oversample(
+            entry, set(class_map.values()), taxonomy, where, key="oversample_absent"
+        )
         reviews = (
             (mix_yaml.parent / os.path.expandvars(entry["reviews"])).resolve()
             if entry.get("reviews")
@@ -193,7 +204,16 @@ def load_mix(mix_yaml: Path | str, taxonomy: Taxonomy) -> tuple[str, list[Source
         if reviews is not None and not reviews.is_file():
             raise TaxonomyError(f"{where}.reviews: no such file {reviews}")
         sources.append(
-            Source(entry["name"], data_yaml, class_map, tuple(unknown), float(fraction), oversample, reviews)
+            Source(
+                entry["name"],
+                data_yaml,
+                class_map,
+                tuple(unknown),
+                float(fraction),
+                oversample,
+                reviews,
+                oversample_absent,
+            )
         )
     if not sources:
         raise TaxonomyError(f"{mix_yaml}: no sources")
@@ -213,11 +233,18 @@ def remap_label_text(text: str, class_map: dict[int, int]) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def write_repeats(link: Path, image: Path, label_text: str, oversample: dict[int, int]) -> list[Path]:
+def write_repeats(
+    link: Path, image: Path, label_text: str, source: Source, unmasked: list[int]
+) -> list[Path]:
     """Extra links `<stem>.repeatN<suffix>` (with the same labels) for a train image that holds an
-    oversampled class, up to the largest count among its classes; returns them."""
+    oversampled class, or where its review confirms absent a class of `oversample_absent`, up to the
+    largest count among them; returns them."""
     classes = {int(line.split()[0]) for line in label_text.splitlines()}
-    times = max((oversample.get(c, 1) for c in classes), default=1)
+    absent = set(unmasked) - classes  # unmasked without a pseudo-label: confirmed absent
+    times = max(
+        [source.oversample.get(c, 1) for c in classes] + [source.oversample_absent.get(c, 1) for c in absent],
+        default=1,
+    )
     copies = [link.with_name(f"{link.stem}.repeat{n}{link.suffix}") for n in range(1, times)]
     for copy in copies:
         copy.symlink_to(image)
@@ -277,6 +304,7 @@ def build_mix(mix_yaml: Path | str, out: Path | str, taxonomy: Taxonomy, verify_
             "licence": licence_credits(source.data_yaml),
             "train_fraction": source.train_fraction,
             "oversample": source.oversample_by_name(taxonomy.names),
+            "oversample_absent": source.oversample_by_name(taxonomy.names, absent=True),
             "repeats": 0,  # extra train links made by `oversample`; `images` counts each image once
             "images": {},
             "sha256": {},
@@ -317,7 +345,7 @@ def build_mix(mix_yaml: Path | str, out: Path | str, taxonomy: Taxonomy, verify_
                 digest.update(f"{image.name}\n".encode())
                 links = [link]
                 if split == "train":
-                    links += write_repeats(link, image, remapped, source.oversample)
+                    links += write_repeats(link, image, remapped, source, added)
                     info["repeats"] += len(links) - 1
                 if added:
                     info["unmasked"].update({f"{split}/{copy.name}": added for copy in links})
