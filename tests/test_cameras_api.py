@@ -677,6 +677,38 @@ def test_a_backfilled_frame_stamped_3_hours_ahead_does_not_silence_the_camera(mo
     assert f'streetorder_camera_held_frames_total{{camera="{CAM}"}} 1.0' in metrics
 
 
+def test_a_frozen_picture_is_told_in_health_and_metrics(model_service: Service) -> None:
+    """A stuck encoder (or a camera sending a cached snapshot) repeats the very same pixels with new
+    capture times: the rules judged a street no longer shown, and nothing said so. A live sensor
+    never repeats its noise; a minute of the same pixels is told, and the next live frame clears it."""
+    service = model_service
+    scene, rng = Scene(200, cars=False), np.random.default_rng(3)
+    start = SERVICE_START - timedelta(hours=1)
+
+    def live(t: float) -> bytes:  # the scene with a sensor's noise: never twice the same pixels
+        frame = scene.frame(t)[0].astype(np.int16) + rng.integers(-3, 4, scene.frame(t)[0].shape)
+        return jpeg(np.clip(frame, 0, 255).astype(np.uint8))
+
+    def unchanged_since() -> str | None:
+        return cameras_now(service)[CAM]["health"]["picture_unchanged_since"]
+
+    for step in range(10):  # 0-45 s: live
+        assert post(service, live(step * 5.0), start + timedelta(seconds=step * 5)).status_code == 200
+    assert unchanged_since() is None
+    stuck = live(50.0)
+    for step in range(10, 22):  # 50-105 s: the same picture, 55 s: not yet a minute
+        assert post(service, stuck, start + timedelta(seconds=step * 5)).status_code == 200
+    assert unchanged_since() is None
+    for step in range(22, 30):  # to 145 s: 95 s of the same picture
+        assert post(service, stuck, start + timedelta(seconds=step * 5)).status_code == 200
+    assert unchanged_since() is not None
+    assert datetime.fromisoformat(str(unchanged_since())) == start + timedelta(seconds=50)
+    metrics = service.client.get("/metrics", headers=service.auth("cases:read")).text
+    assert f'streetorder_camera_picture_unchanged_seconds{{camera="{CAM}"}} 95.0' in metrics
+    assert post(service, live(150.0), start + timedelta(seconds=150)).status_code == 200
+    assert unchanged_since() is None
+
+
 # --- a real garbage pile through the real model: tracks, occlusion, id switch ----------------------
 
 

@@ -74,6 +74,9 @@ OCCUPANCY_MODEL = "occupancy-v1"  # model_version of class-free findings: they w
 FPS_SMOOTHING = 0.2  # weight of the newest frame interval in the fps estimate
 HANDLED_STATES = (State.HANDLED, State.CHECK_PASSED)
 SAVE_EVERY_S = 60.0  # capture seconds between saves of a camera's state (and after every event)
+# a live sensor never gives the same pixels twice (noise): the same picture this long is a stuck
+# encoder or a cached snapshot, and the rules are judging a street that is no longer shown
+PICTURE_UNCHANGED_S = 60.0
 
 
 @dataclass
@@ -93,6 +96,8 @@ class CameraHealth:
     fps: float = 0.0  # analysed frames per second of capture time, smoothed
     size: tuple[int, int] | None = None
     stream_state: str | None = None  # connected | reconnecting | ended; None: frames are pushed
+    picture: str = ""  # fingerprint of the last applied frame's pixels
+    picture_since: datetime | None = None  # capture time of the first applied frame showing it
 
     def count(self, received_at: datetime, size: tuple[int, int]) -> None:
         """A frame received, whatever becomes of it."""
@@ -100,14 +105,34 @@ class CameraHealth:
         self.last_received = received_at
         self.size = size
 
-    def applied(self, captured_at: datetime) -> None:
+    def applied(self, captured_at: datetime, image: np.ndarray) -> None:
         """A frame applied to the camera's rules (its own, or a held one the next frame confirmed)."""
+        picture = picture_fingerprint(image)
+        if picture != self.picture:
+            self.picture, self.picture_since = picture, captured_at
         if self.last_capture is not None:
             interval = (captured_at - self.last_capture).total_seconds()
             if interval > 0:
                 rate = 1.0 / interval
                 self.fps = rate if self.fps == 0 else (1 - FPS_SMOOTHING) * self.fps + FPS_SMOOTHING * rate
         self.last_capture = captured_at
+
+    @property
+    def unchanged_s(self) -> float:
+        """Capture seconds the applied frames have shown the very same pixels."""
+        if self.picture_since is None or self.last_capture is None:
+            return 0.0
+        return (self.last_capture - self.picture_since).total_seconds()
+
+    @property
+    def picture_unchanged_since(self) -> datetime | None:
+        """When the picture froze, once it has been the same for PICTURE_UNCHANGED_S; else None."""
+        return self.picture_since if self.unchanged_s >= PICTURE_UNCHANGED_S else None
+
+
+def picture_fingerprint(image: np.ndarray) -> str:
+    """The pixels of every 8th row and column, hashed."""
+    return hashlib.blake2b(np.ascontiguousarray(image[::8, ::8]).tobytes(), digest_size=8).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -309,7 +334,7 @@ class CameraHub:
         if outcome.late:
             live.health.late_frames += 1
             return outcome, []
-        live.health.applied(captured_at)
+        live.health.applied(captured_at, image)
         live.last_frame = image
         started = time.perf_counter()
         actions = []
@@ -655,6 +680,11 @@ class CameraCollector(Collector):
         incidents = GaugeMetricFamily(
             "streetorder_camera_open_incidents", "violations present now", labels=["camera"]
         )
+        unchanged = GaugeMetricFamily(
+            "streetorder_camera_picture_unchanged_seconds",
+            "capture seconds the applied frames have shown the very same pixels (a stuck encoder)",
+            labels=["camera"],
+        )
         for live in self.hub:
             labels = [live.camera.id]
             health = live.health
@@ -668,4 +698,5 @@ class CameraCollector(Collector):
             fps.add_metric(labels, health.fps)
             last.add_metric(labels, health.last_capture.timestamp() if health.last_capture else 0.0)
             incidents.add_metric(labels, len(open_incidents(live)))
-        yield from (frames, late, held, jumps, dropped, skipped, reconnects, fps, last, incidents)
+            unchanged.add_metric(labels, health.unchanged_s)
+        yield from (frames, late, held, jumps, dropped, skipped, reconnects, fps, last, incidents, unchanged)

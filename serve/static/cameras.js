@@ -41,13 +41,15 @@ function card(camera) {
     [t("camera.size"), health.width ? `${health.width}×${health.height}` : "—"],
     [t("camera.incidents"), health.open_incidents],
   ];
+  if (health.picture_unchanged_since) facts.push([t("camera.unchanged"), when(health.picture_unchanged_since)]);
   const zones = table(
     { class: "list zones-table" },
     [t("zone.id"), t("zone.name"), t("zone.rule"), t("zone.classes"), t("zone.dwell"), t("zone.schedule")],
     camera.zones.map((z) => [z.id, z.name, z.rule, z.detect === "objects" ? z.classes.join(", ") : t("zone.occupancy"),
       `${z.min_dwell_s} s`, z.schedule.join(" ") || t("zone.always")]),
   );
-  return h("article", { class: "camera", "data-camera": camera.id, "data-frames": health.frames },
+  return h("article", { class: "camera", "data-camera": camera.id, "data-frames": health.frames,
+      "data-unchanged": health.picture_unchanged_since ? "true" : "false" },
     h("h2", {}, camera.name, h("small", { class: "mono" }, ` ${camera.id}`)),
     h("p", { class: "hint" }, `${t("case.grid")} ${camera.grid_code || "—"} · ${camera.stream || t("stream.none")}`),
     h("div", { class: "camera-body" }, picture,

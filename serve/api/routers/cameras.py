@@ -203,6 +203,12 @@ class HealthOut(Schema):
     height: int | None = Field(description="frame height now")
     stream_state: str | None = Field(description="connected, reconnecting, ended; null: frames are pushed")
     open_incidents: int = Field(description="violations present now")
+    picture_unchanged_since: datetime | None = Field(
+        default=None,
+        description="capture time since which every applied frame has had the very same pixels, once that "
+        "lasted a minute: a live sensor never repeats its noise, so the encoder is stuck or a cached "
+        "snapshot is sent, and the rules judge a street no longer shown; null while the picture changes",
+    )
 
 
 class ReloadOut(Schema):
@@ -296,6 +302,7 @@ def camera_out(live: LiveCamera) -> CameraOut:
             height=health.size[1] if health.size else None,
             stream_state=health.stream_state,
             open_incidents=len(open_incidents(live)),
+            picture_unchanged_since=health.picture_unchanged_since,
         ),
     )
 
