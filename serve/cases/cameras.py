@@ -279,7 +279,7 @@ class CameraHub:
             self._sync_handled(live, sessions)
             live.health.count(received_at or datetime.now(UTC), size)
             held = live.held
-            held_at = None if held is None else held.captured_at.timestamp()
+            held_at = None if held is None else capture_seconds(held.captured_at)
             verdict = judge(at, live.rules.last_at, held_at, live.camera.dwell.jump_s)
             late = verdict.frame == "late"
             outcome = FrameOutcome.unapplied(at, detections, late=late)

@@ -305,7 +305,7 @@ def build_mix(mix_yaml: Path | str, out: Path | str, taxonomy: Taxonomy, verify_
             "train_fraction": source.train_fraction,
             "oversample": source.oversample_by_name(taxonomy.names),
             "oversample_absent": source.oversample_by_name(taxonomy.names, absent=True),
-            "repeats": 0,  # extra train links made by `oversample`; `images` counts each image once
+            "repeats": 0,  # extra train links (`oversample`, `oversample_absent`); `images` counts each once
             "images": {},
             "sha256": {},
             "labels_sha256": {},
