@@ -775,7 +775,7 @@ def test_the_holdouts_looks_are_decoded_once_and_then_read_from_the_cache(tmp_pa
 
     first = holdout_refusals(config, TAXONOMY, cache)
     assert set(first.by_sha256) == {file_sha256(kept), file_sha256(broken)}
-    assert list(first.by_look) == [look_of(kept)]
+    assert list(first.copy_reasons) == [look_of(kept)]
     assert [p.name for p in (cache / "holdout-looks").iterdir()] == [f"{digest}.json"]
     # an undecodable photo is cached as such (known by its bytes), not decoded at every call
     assert cached_looks(cache) == {file_sha256(kept): look_of(kept), file_sha256(broken): None}
@@ -789,7 +789,7 @@ def test_the_holdouts_looks_are_decoded_once_and_then_read_from_the_cache(tmp_pa
     looks_file.write_text(json.dumps(stored), encoding="utf-8")
     second = holdout_refusals(config, TAXONOMY, cache)
     assert second.by_sha256 == first.by_sha256
-    assert list(second.by_look) == [look_of(other)]
+    assert list(second.copy_reasons) == [look_of(other)]
     assert second.why("0" * 64, look_of(other)) is not None
     assert second.why("0" * 64, look_of(kept)) is None
 
@@ -804,7 +804,7 @@ def test_a_changed_holdout_photo_misses_the_cache(tmp_path: Path) -> None:
 
     after = holdout_refusals(config, TAXONOMY, cache)
     assert list(after.by_sha256) == [file_sha256(kept)] != list(before.by_sha256)
-    assert list(after.by_look) == [look_of(kept)] != list(before.by_look)
+    assert list(after.copy_reasons) == [look_of(kept)] != list(before.copy_reasons)
     assert cached_looks(cache) == {file_sha256(kept): look_of(kept)}  # the old entry is dropped
 
 
@@ -829,7 +829,7 @@ def test_a_corrupt_or_foreign_looks_cache_is_ignored_and_written_again(
     (cache / "holdout-looks" / "unfrozen.json").write_bytes(content)
 
     refused = holdout_refusals(config, TAXONOMY, cache)
-    assert list(refused.by_look) == [look_of(kept)]
+    assert list(refused.copy_reasons) == [look_of(kept)]
     assert cached_looks(cache) == {file_sha256(kept): look_of(kept)}
 
 
@@ -842,7 +842,7 @@ def test_a_cache_entry_that_is_not_a_look_is_decoded_again(tmp_path: Path) -> No
     stored = {"format": LOOKS_FORMAT, "looks": {file_sha256(kept): "not a hash"}}
     (cache / "holdout-looks" / "unfrozen.json").write_text(json.dumps(stored), encoding="utf-8")
 
-    assert list(holdout_refusals(config, TAXONOMY, cache).by_look) == [look_of(kept)]
+    assert list(holdout_refusals(config, TAXONOMY, cache).copy_reasons) == [look_of(kept)]
     assert cached_looks(cache) == {file_sha256(kept): look_of(kept)}
 
 
@@ -854,7 +854,7 @@ def test_an_unwritable_cache_only_warns(tmp_path: Path, capsys: pytest.CaptureFi
     cache.write_text("a file where the cache folder should be")
 
     refused = holdout_refusals(config, TAXONOMY, cache)
-    assert list(refused.by_look) == [look_of(kept)]
+    assert list(refused.copy_reasons) == [look_of(kept)]
     assert "warning: holdout looks not cached" in capsys.readouterr().err
 
 

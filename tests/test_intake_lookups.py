@@ -21,7 +21,14 @@ from serve.cases.findings import Finding, find_duplicate, load_case_rules
 from serve.cases.intake import copies_of
 from serve.cases.orm import Evidence
 from serve.cases.settings import Settings
-from vision.core.phash import BAND_BITS, NEAR_IDENTICAL_BITS, band_neighbours, hash_bands, hash_distance
+from vision.core.phash import (
+    BAND_BITS,
+    NEAR_IDENTICAL_BITS,
+    KnownImages,
+    band_neighbours,
+    hash_bands,
+    hash_distance,
+)
 
 
 def flipped(phash: str, positions: list[int]) -> str:
@@ -65,6 +72,35 @@ def test_band_neighbours_are_the_values_within_two_bits() -> None:
     assert [len(values) for values in near] == [1 + 22 + 231, 1 + 21 + 210, 1 + 21 + 210]
     assert all(len(set(values)) == len(values) for values in near)
     assert band_neighbours("0123456789abcdef", bits=2) == tuple([v] for v in hash_bands("0123456789abcdef"))
+
+
+def test_known_images_find_the_nearest_copy_among_many_and_no_far_one() -> None:
+    """KnownImages looks copies up through the bands (it compared a query with every stored look: a
+    queue of N candidates cost N x (holdout + datasets) comparisons)."""
+    rng = random.Random(11)
+    known = KnownImages(by_sha256={"a" * 64: "in the frozen holdout"})
+    hashes = [f"{rng.getrandbits(64):016x}" for _ in range(2000)]
+    for n, phash in enumerate(hashes):
+        known.add_look(phash, f"a copy of photo {n}")
+    target = hashes[1234]
+    assert known.why("a" * 64, None) == "in the frozen holdout"  # the bytes first
+    assert known.why("a" * 64, flipped(target, [1])) == "in the frozen holdout"
+    assert known.why("b" * 64, flipped(target, [0, 10, 20, 30, 40, 50, 60, 63])) == (
+        "a copy of photo 1234 (perceptual hash 8 of 64 bits apart)"
+    )
+    assert known.why("b" * 64, flipped(target, [0, 1, 2, 21, 22, 23, 43, 44, 45])) is None
+    assert known.why("b" * 64, None) is None
+
+    # nearest first, and a look known twice keeps its first reason
+    known.add_look(flipped(target, [5]), "a copy of a closer photo")
+    known.add_look(target, "a later reason for the same look")
+    assert known.why("b" * 64, target) == "a copy of photo 1234 (perceptual hash 0 of 64 bits apart)"
+    other = KnownImages(by_sha256={"c" * 64: "in dataset bureau"})
+    other.add_look(flipped(target, [5, 6, 7]), "a copy of an image in dataset bureau")
+    known.update(other)
+    assert known.why("c" * 64) == "in dataset bureau"
+    nearest = known.why("d" * 64, flipped(target, [5, 6, 7, 8]))
+    assert nearest == "a copy of an image in dataset bureau (perceptual hash 1 of 64 bits apart)"
 
 
 def test_copies_are_found_by_index_among_many_and_far_hashes_are_not(db_url: str) -> None:

@@ -46,9 +46,7 @@ def cli(argv: list[str]) -> int:
         print(f"data queue: --out {out} must be inside --document-root {document_root}", file=sys.stderr)
         return 2
     skip = holdout_refusals(settings.configs_dir / PROMOTION, taxonomy, settings.cache_dir)
-    labelled = known_images(args.skip_dataset, args.datasets_dir or settings.data_dir)
-    skip.by_sha256.update(labelled.by_sha256)
-    skip.by_look.update(labelled.by_look)
+    skip.update(known_images(args.skip_dataset, args.datasets_dir or settings.data_dir))
     sessions = open_database(args.from_db, create=False)
     queued = build_queue(
         sessions,

@@ -112,17 +112,32 @@ class KnownImages:
     """Images known by their bytes (sha256) or by their look (perceptual hash), each with why.
 
     Where sha256 alone was checked, a photo of the frozen holdout saved again at another quality,
-    scaled or turned by its EXIF had other bytes and was taken into training data as a new photo."""
+    scaled or turned by its EXIF had other bytes and was taken into training data as a new photo.
+    The looks are held in a `LookIndex`: a queue of N candidates checked against the holdout and a
+    bureau's datasets costs N indexed lookups, not N times every stored look."""
 
     by_sha256: dict[str, str] = field(default_factory=dict)  # sha256 -> why it is known
-    by_look: dict[str, str] = field(default_factory=dict)  # perceptual hash -> why a copy is known
+    copy_reasons: dict[str, str] = field(default_factory=dict)  # perceptual hash -> why a copy is known
+    looks: LookIndex = field(default_factory=LookIndex)  # each held hash under itself as key
+
+    def add_look(self, phash: str, why: str) -> None:
+        """Know copies of an image by its look; a look known already keeps its first reason."""
+        if phash not in self.copy_reasons:
+            self.copy_reasons[phash] = why
+            self.looks.add(phash, phash)
+
+    def update(self, other: KnownImages) -> None:
+        """Know the images `other` knows too (its reasons for bytes known to both win)."""
+        self.by_sha256.update(other.by_sha256)
+        for phash, why in other.copy_reasons.items():
+            self.add_look(phash, why)
 
     def why(self, sha256: str, phash: str | None = None) -> str | None:
-        """Why the image is known (the same bytes, else a look within NEAR_IDENTICAL_BITS), or None."""
+        """Why the image is known (the same bytes, else the nearest look within NEAR_IDENTICAL_BITS),
+        or None."""
         if sha256 in self.by_sha256:
             return self.by_sha256[sha256]
-        if phash is not None:
-            for look, reason in self.by_look.items():
-                if (bits := hash_distance(phash, look)) <= NEAR_IDENTICAL_BITS:
-                    return f"{reason} (perceptual hash {bits} of 64 bits apart)"
+        if phash is not None and (near := self.looks.near(phash)):
+            bits, look = near[0]
+            return f"{self.copy_reasons[look]} (perceptual hash {bits} of 64 bits apart)"
         return None

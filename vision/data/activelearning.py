@@ -32,7 +32,7 @@ from tqdm import tqdm
 from vision.core.boxes import Box
 from vision.core.files import file_sha256
 from vision.core.imageio import ImageError, read_photo, write_bgr
-from vision.core.phash import KnownImages, near_identical
+from vision.core.phash import KnownImages, LookIndex
 from vision.core.taxonomy import Taxonomy
 from vision.data.annotations.dataset import Dataset
 from vision.data.annotations.records import Label
@@ -122,20 +122,21 @@ def select_queue(
             best[sha] = (merged(held[0], candidate), [*held[1], candidate.reason])
     ranked = sorted(best.items(), key=lambda item: -item[1][0].priority)
     chosen: list[tuple[Candidate, str, list[str], list[str]]] = []  # candidate, sha, reasons, copies
+    chosen_looks = LookIndex()  # the chosen tasks' looks, each under its place in `chosen`
     for sha, (candidate, reasons) in ranked:
         if len(chosen) == limit:
             break
         look = candidate.phash
         if look is not None and skip.why(sha, look) is not None:
             continue
-        original = next(
-            (entry for entry in chosen if look and entry[0].phash and near_identical(look, entry[0].phash)),
-            None,
-        )
-        if original is not None:  # ranked best first: the task already chosen is the stronger one
+        copied = sorted(int(place) for _, place in chosen_looks.near(look)) if look else []
+        if copied:  # ranked best first: the task already chosen (the first, if several) is the stronger one
+            original = chosen[copied[0]]
             original[2].extend(reasons)
             original[3].append(str(candidate.path))
         else:
+            if look:
+                chosen_looks.add(str(len(chosen)), look)
             chosen.append((candidate, sha, reasons, []))
     return [(noted(c, reasons, copies), sha) for c, sha, reasons, copies in chosen]
 
@@ -170,9 +171,8 @@ def known_images(datasets: Iterable[str], datasets_dir: Path) -> KnownImages:
     for name in datasets:
         dataset = Dataset.open(name, datasets_dir)
         known.by_sha256.update(dict.fromkeys(dataset.images, f"in dataset {name}"))
-        known.by_look.update(
-            dict.fromkeys(dataset.looks().looks.values(), f"a copy of an image in dataset {name}")
-        )
+        for look in dataset.looks().looks.values():
+            known.add_look(look, f"a copy of an image in dataset {name}")
     return known
 
 

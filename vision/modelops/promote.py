@@ -266,9 +266,8 @@ def holdout_refusals(path: Path, taxonomy: Taxonomy, cache_dir: Path | None = No
             known.by_sha256[sha256] = f"in the frozen holdout {name} ({where}): never trained on"
             look = looks[sha256] = cached[sha256] if sha256 in cached else photo_look(data, image)
             if look is not None:  # an undecodable photo is known by its bytes all the same
-                known.by_look[look] = (
-                    f"a copy of {where}/{image.name} of the frozen holdout {name}: never trained on"
-                )
+                why = f"a copy of {where}/{image.name} of the frozen holdout {name}: never trained on"
+                known.add_look(look, why)
     except (PromotionError, TaxonomyError, OSError) as err:
         print(f"warning: holdout not checked: {err}", file=sys.stderr)
         return KnownImages()
