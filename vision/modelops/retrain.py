@@ -32,7 +32,6 @@ import yaml
 
 from vision.data.annotations.inbox import pending_annotations
 
-JOB_STATES = ("queued", "running", "done", "failed")
 JOB_NAME = re.compile(r"^(?P<id>[0-9TZ]+-[0-9a-f]+)\.(?P<state>queued|running|done|failed)\.json$")
 
 
