@@ -40,6 +40,7 @@ import yaml
 from vision.core.files import file_sha256
 from vision.core.taxonomy import Taxonomy, TaxonomyError
 from vision.core.yamlfile import read_yaml
+from vision.data.annotations.coords import to_yolo
 from vision.data.reviews import PhotoReview, ReviewError, photo_counts, read_reviews, resolve
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -252,13 +253,6 @@ def write_repeats(
     return copies
 
 
-def yolo_line(class_id: int, xyxy: tuple[float, float, float, float], width: int, height: int) -> str:
-    """A pixel box as a YOLO label line (class cx cy w h, normalised): only here, at the mix's edge."""
-    x1, y1, x2, y2 = xyxy
-    values = ((x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height)
-    return f"{class_id} " + " ".join(f"{v:.6f}" for v in values)
-
-
 def source_reviews(source: Source, taxonomy: Taxonomy) -> dict[str, PhotoReview]:
     """The photos a source's review file settles, by file name (none without a file)."""
     if source.reviews is None:
@@ -274,7 +268,7 @@ def apply_review(review: PhotoReview, labelled: set[int], taxonomy: Taxonomy) ->
     names = taxonomy.names
     added = sorted({names.index(cls) for cls in review.labelled} - labelled)
     lines = [
-        yolo_line(names.index(cls), xyxy, review.width, review.height)
+        f"{names.index(cls)} {to_yolo(xyxy, review.width, review.height)}"
         for cls, xyxy in review.boxes
         if names.index(cls) in added
     ]

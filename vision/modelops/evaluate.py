@@ -21,6 +21,7 @@ from tqdm import tqdm
 from vision.core.detector import Detector
 from vision.core.imageio import read_bgr
 from vision.core.taxonomy import Taxonomy, TaxonomyError
+from vision.data.annotations.coords import from_yolo
 from vision.data.datamix import image_files, label_path, labels_sha256, read_data_yaml, split_dirs
 
 EVAL_CONFIDENCE = 0.001  # keep low scores: AP integrates over the whole precision-recall curve
@@ -117,15 +118,15 @@ def read_labels(
             raise TaxonomyError(f"{path}:{number}: not a YOLO label line: {line!r}") from err
         if len(coords) == 4:
             cx, cy, w, h = coords
-            box = [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+            box = from_yolo(cx, cy, w, h, width, height)
         elif len(coords) >= 6 and len(coords) % 2 == 0:  # a polygon: its bounding box
             xs, ys = coords[0::2], coords[1::2]
-            box = [xs.min(), ys.min(), xs.max(), ys.max()]
+            box = (xs.min() * width, ys.min() * height, xs.max() * width, ys.max() * height)
         else:
             raise TaxonomyError(f"{path}:{number}: expected 'class cx cy w h' or a polygon, got {line!r}")
         if dataset_class in class_map:
             classes.append(class_map[dataset_class])
-            boxes.append(np.array(box) * [width, height, width, height])
+            boxes.append(box)
     return np.array(classes, dtype=int), np.array(boxes, dtype=np.float32).reshape(-1, 4)
 
 

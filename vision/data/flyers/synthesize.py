@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from vision.core.imageio import read_bgr, write_bgr
 from vision.core.taxonomy import Taxonomy, normalise_name
+from vision.data.annotations.coords import to_yolo
 from vision.data.datamix import image_files, label_path, read_data_yaml
 from vision.data.flyers.compositing import example_rng, render_example
 from vision.data.flyers.fonts import find_cjk_fonts
@@ -90,14 +91,6 @@ def output_rows(
         if cls is not None and cls.name in classes:
             lines.append(f"{classes.index(cls.name)} " + " ".join(f"{v:.6f}" for v in row[1:5]))
     return lines
-
-
-def yolo_row(class_id: int, xyxy: tuple[int, int, int, int], width: int, height: int) -> str:
-    x1, y1, x2, y2 = xyxy
-    return (
-        f"{class_id} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} "
-        f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}"
-    )
 
 
 def contact_sheet(
@@ -219,7 +212,7 @@ def synthesize(
         (out / "images" / split / f"{name}.jpg").write_bytes(encoded.tobytes())
         height, width = example.image.shape[:2]
         lines = output_rows(background, rows, classes, taxonomy)
-        lines += [yolo_row(0, p.xyxy, width, height) for p in example.flyers]
+        lines += [f"0 {to_yolo(p.xyxy, width, height)}" for p in example.flyers]
         (out / "labels" / split / f"{name}.txt").write_text(
             "".join(f"{line}\n" for line in lines), encoding="utf-8"
         )
