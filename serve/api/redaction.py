@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from serve.cases.auth import Principal
@@ -22,8 +21,8 @@ from serve.cases.errors import NotFound, Unavailable
 from serve.cases.orm import Evidence
 from vision.core.boxes import parse_boxes
 from vision.core.draw import draw_boxes
-from vision.core.files import write_atomically
-from vision.core.imageio import decode_photo
+from vision.core.files import file_sha256, write_atomically
+from vision.core.imageio import decode_photo, encode_jpeg
 from vision.detect.privacy import PrivacyUnavailable, default_redactor
 
 RAW_SCOPE = "evidence:raw"
@@ -53,7 +52,7 @@ def evidence_file(evidence_dir: Path, stored: str, sha256: str) -> Path:
         raise NotFound("image file of evidence", sha256[:12]) from None
     if resolved.is_file() and resolved.is_relative_to(store):
         return resolved
-    if resolved.is_file() and hashlib.sha256(resolved.read_bytes()).hexdigest() == sha256:
+    if resolved.is_file() and file_sha256(resolved) == sha256:
         return resolved
     raise NotFound("image file of evidence", sha256[:12])
 
@@ -119,7 +118,7 @@ class Renders:
     @staticmethod
     def _redact(path: Path, sha256: str) -> bytes:
         photo = decode_photo(path.read_bytes(), source=f"evidence {sha256[:12]}", reduce_to=SHOWN_SIDE)
-        return encode_jpeg(redact_image(photo.image))
+        return served_jpeg(redact_image(photo.image))
 
     @staticmethod
     def _draw(path: Path, evidence: Evidence, raw: bool, names: Sequence[str]) -> bytes:
@@ -131,11 +130,12 @@ class Renders:
             replace(b, xyxy=(b.xyxy[0] * scale, b.xyxy[1] * scale, b.xyxy[2] * scale, b.xyxy[3] * scale))
             for b in stored
         ]
-        return encode_jpeg(draw_boxes(image, shown, names))
+        return served_jpeg(draw_boxes(image, shown, names))
 
 
-def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
-    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise Unavailable("cannot encode the image")
-    return bytes(encoded.tobytes())
+def served_jpeg(image: np.ndarray) -> bytes:
+    """The JPEG of a served copy; one OpenCV cannot encode is Unavailable (503), not a crash."""
+    try:
+        return encode_jpeg(image)
+    except ValueError:
+        raise Unavailable("cannot encode the image") from None

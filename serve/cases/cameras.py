@@ -45,7 +45,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import supervision as sv
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -61,6 +60,7 @@ from serve.cases.orm import CameraState, Case, Evidence, FlowEntry
 from serve.cases.workflow import is_open
 from vision.core.boxes import Box
 from vision.core.draw import crop_box
+from vision.core.imageio import encode_jpeg
 from vision.core.taxonomy import Taxonomy
 from vision.live.cameras import Camera, CameraRegistry, UnknownCameraError
 from vision.live.incidents import Incident, RuleEvent
@@ -224,13 +224,6 @@ class LiveCamera:
         self.last_frame: np.ndarray | None = None  # for drawing zones over (web console)
         self.saved_at: float | None = None  # capture time of the state saved last
         self.held: Frame | None = None  # waiting for the next frame (vision/live/timeline.py)
-
-
-def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
-    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise ValueError(f"cannot encode a frame of shape {image.shape} as JPEG")
-    return encoded.tobytes()
 
 
 class CameraHub:

@@ -139,6 +139,15 @@ def write_bgr(path: Path | str, image: np.ndarray, params: Sequence[int] = ()) -
     return bool(ok)
 
 
+def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
+    """JPEG bytes of a BGR image (evidence frames and crops, served copies); ValueError if OpenCV
+    cannot encode it."""
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError(f"cannot encode an image of shape {image.shape} as JPEG")
+    return encoded.tobytes()
+
+
 def photo_format(data: bytes) -> str | None:
     """The format of a photo's bytes from its header alone (no pixel decoded), if one we take."""
     try:
