@@ -1,5 +1,7 @@
 """`python -m serve.cli MODE ...`, for hosts without the installed `streetorder` script."""
 
+from __future__ import annotations
+
 import sys
 
 from serve.cli.main import main
