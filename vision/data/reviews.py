@@ -36,7 +36,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import date
 from pathlib import Path
@@ -312,7 +312,6 @@ def propose(
     existing: list[Proposal],
     on: date,
     threshold: float = DEFAULT_THRESHOLD,
-    sha256: Callable[[Path], str] | None = None,
     whole_photos: bool = False,
 ) -> Iterator[Proposal]:
     """New proposals: the detector's boxes of `classes` at or above `threshold` on each photo, except
@@ -323,7 +322,6 @@ def propose(
     from vision.core.files import file_sha256
     from vision.core.imageio import read_bgr
 
-    sha256 = sha256 or file_sha256
     wanted = set(classes)
     next_id = max((p.id for p in existing), default=0) + 1
     known: dict[tuple[str, str], list[tuple[float, ...]]] = {}
@@ -355,7 +353,7 @@ def propose(
             if not (seen := known.setdefault((photo.path.name, name), [])):
                 seen.append(whole)
                 asked.append((name, whole, 0.0))
-        digest = sha256(photo.path) if asked else ""
+        digest = file_sha256(photo.path) if asked else ""
         for name, box, confidence in asked:
             yield Proposal(
                 id=next_id,
