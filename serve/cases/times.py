@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from serve.cases.errors import InvalidInput
 
 COMPUTABLE_YEARS = (1900, 2199)
+MAX_RANGE_DAYS = 366  # a since/until range of days (the ledger, daily counts): a year at most
 
 
 def computable(when: datetime) -> datetime:
@@ -78,3 +79,11 @@ def instant(value: datetime | date | None, local_tz: tzinfo) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
     return datetime.combine(value, time(0), tzinfo=local_tz)
+
+
+def check_day_range(start: date, end: date) -> None:
+    """A since/until range of 1 to MAX_RANGE_DAYS days, `start` before `end`; InvalidInput otherwise."""
+    if not 0 < (end - start).days <= MAX_RANGE_DAYS:
+        raise InvalidInput(
+            "since/until", f"{start} to {end}: give 1 to {MAX_RANGE_DAYS} days, since before until"
+        )

@@ -14,15 +14,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from serve.api.deps import DbSession, Now, Reader, ServiceDep
-from serve.cases.errors import InvalidInput
 from serve.cases.ledger import LedgerRow, ledger_rows, supervision_rows, to_csv, to_xlsx
 from serve.cases.orm import Case, SupervisionItem
 from serve.cases.people import DEPARTMENT_ROLES
 from serve.cases.stats import local_day_bounds
 from serve.cases.supervision import month_bounds
+from serve.cases.times import check_day_range
 
 router = APIRouter(tags=["ledger"])
-MAX_DAYS = 366
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
@@ -53,8 +52,7 @@ def ledger_of(
     calendar = service.domain.rules.calendar
     first, after = month_bounds(f"{now.astimezone(calendar.timezone):%Y-%m}")
     start, end = since or first, until or (since + timedelta(days=31) if since else after)
-    if not 0 < (end - start).days <= MAX_DAYS:
-        raise InvalidInput("since/until", f"{start} to {end}: give 1 to {MAX_DAYS} days, since before until")
+    check_day_range(start, end)
     lower, upper = local_day_bounds(start, end, calendar)
     query = (
         select(Case)

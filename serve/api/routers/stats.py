@@ -21,10 +21,9 @@ from serve.cases.stats import (
     ten_day_period,
     worst_spots,
 )
-from serve.cases.times import instant
+from serve.cases.times import check_day_range, instant
 
 router = APIRouter(prefix="/v1/stats", tags=["stats"])
-MAX_DAYS = 366
 
 
 @router.get("", response_model=StatsOut, summary="Filing, disposal, closing and rework rates of a period")
@@ -114,8 +113,7 @@ def daily(
     calendar = service.domain.rules.calendar
     end = until or now.astimezone(calendar.timezone).date() + timedelta(days=1)
     start = since or end - timedelta(days=30)
-    if not 0 < (end - start).days <= MAX_DAYS:
-        raise InvalidInput("since/until", f"{start} to {end}: give 1 to {MAX_DAYS} days, since before until")
+    check_day_range(start, end)
     lower, upper = local_day_bounds(start, end, calendar)
     reported = ((c.event, c.first_seen_at) for c in cases_between(session, lower, upper))
     counts = reports_per_day(reported, calendar, start, end)
