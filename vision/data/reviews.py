@@ -284,20 +284,6 @@ def decision_counts(proposals: Iterable[Proposal]) -> dict[str, dict[str, dict[s
 # --- proposing and deciding --------------------------------------------------------------------------
 
 
-def box_iou(box: tuple[float, ...], others: np.ndarray) -> np.ndarray:
-    """IoU of one pixel xyxy box with each row of an (N, 4) array."""
-    if len(others) == 0:
-        return np.zeros(0)
-    x1 = np.maximum(box[0], others[:, 0])
-    y1 = np.maximum(box[1], others[:, 1])
-    x2 = np.minimum(box[2], others[:, 2])
-    y2 = np.minimum(box[3], others[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    return np.asarray(inter / np.maximum(area + areas - inter, 1e-9))
-
-
 @dataclass(frozen=True)
 class Photo:
     split: str
@@ -319,6 +305,8 @@ def propose(
     a class that has no proposal at all on a photo (in `existing` or new) is proposed as the whole
     photo. Ids follow the existing ones. Unreadable photos are skipped (a training set does not
     hold them)."""
+    import supervision as sv
+
     from vision.core.files import file_sha256
     from vision.core.imageio import read_bgr
 
@@ -340,7 +328,7 @@ def propose(
             name = detector.names[int(class_id)]
             box = tuple(float(v) for v in xyxy)
             seen = known.setdefault((photo.path.name, name), [])
-            if np.any(box_iou(box, np.array(seen).reshape(-1, 4)) >= SAME_BOX_IOU):
+            if np.any(sv.box_iou_batch(np.array([box]), np.array(seen).reshape(-1, 4)) >= SAME_BOX_IOU):
                 continue
             seen.append(box)
             x1, y1, x2, y2 = (
