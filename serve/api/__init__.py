@@ -2,3 +2,5 @@
 
 Imports serve.cases and vision; never serve.cli.
 """
+
+from __future__ import annotations

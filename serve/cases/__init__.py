@@ -3,3 +3,5 @@ statistics, scans of photo archives, cameras into cases, API keys.
 
 Imports vision; never serve.api or serve.cli.
 """
+
+from __future__ import annotations

@@ -2,3 +2,5 @@
 
 Imports nothing else of the project.
 """
+
+from __future__ import annotations

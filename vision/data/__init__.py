@@ -2,3 +2,5 @@
 
 Imports vision.core and vision.detect.
 """
+
+from __future__ import annotations

@@ -3,3 +3,5 @@ the photo pipeline, privacy redaction and text reading.
 
 Imports only vision.core.
 """
+
+from __future__ import annotations

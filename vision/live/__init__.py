@@ -3,3 +3,5 @@ that turn what stays into incidents.
 
 Imports only vision.core (and vision.detect for detectors).
 """
+
+from __future__ import annotations

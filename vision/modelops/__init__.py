@@ -2,3 +2,5 @@
 
 Imports the layers below; never serve.
 """
+
+from __future__ import annotations

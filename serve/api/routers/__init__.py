@@ -1,1 +1,3 @@
 """One router per resource of the service API."""
+
+from __future__ import annotations

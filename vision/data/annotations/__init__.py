@@ -14,3 +14,5 @@ Out (`writers`, `label_config`): Label Studio tasks with pre-annotations and a l
 and an Ultralytics YOLO zip that CVAT imports. Percent, normalised and COCO coordinates exist only
 in `coords`; everything else works in pixel xyxy.
 """
+
+from __future__ import annotations

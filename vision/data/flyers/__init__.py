@@ -13,3 +13,5 @@ Every image is a pure function of (background, its labels, seed, index), so a se
 byte for byte. `synthesize.synthesize()` writes an ultralytics dataset (`streetorder data
 synth-flyers`).
 """
+
+from __future__ import annotations
