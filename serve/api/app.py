@@ -18,6 +18,7 @@ from functools import partial
 import anyio
 from fastapi import FastAPI, Request, Response
 
+from serve.api import problems
 from serve.api.deps import SAFE_METHODS
 from serve.api.head import HeadAsGet
 from serve.api.idempotency import IdempotentPosts
@@ -131,7 +132,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         ),
         lifespan=lifespan,
     )
-    errors.install(app)
+    problems.install(app)
     logging.getLogger("uvicorn.access").addFilter(QUERY_SECRETS)
     app.add_middleware(StrictJson)  # inside BodyLimit: the JSON it reads is bounded
     app.add_middleware(IdempotentPosts)  # inside BodyLimit too: it buffers a keyed POST's body
@@ -143,11 +144,13 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         length = request.headers.get("content-length")
         limit = int(settings.max_upload_mb * 2**20) + FORM_OVERHEAD
         if length and length.isdigit() and int(length) > limit:
-            return errors.problem(request, errors.TooLarge(f"request body of {length} bytes is over {limit}"))
+            return problems.problem(
+                request, errors.TooLarge(f"request body of {length} bytes is over {limit}")
+            )
         coding = request.headers.get("content-encoding", "identity").strip().lower()
         if coding != "identity":  # read as is, a gzip body was a 400 'error parsing the body'
             refused = errors.UnsupportedMedia(f"Content-Encoding {coding[:32]!r}: send the body uncompressed")
-            return errors.problem(request, refused)
+            return problems.problem(request, refused)
         started = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")

@@ -26,8 +26,9 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve.api.limits import read_body, replaying
+from serve.api.problems import problem
 from serve.cases.db import transaction
-from serve.cases.errors import IdempotencyMismatch, InvalidInput, problem
+from serve.cases.errors import IdempotencyMismatch, InvalidInput
 from serve.cases.orm import IdempotencyRecord
 
 REPLAY_HEADER = "Idempotent-Replayed"

@@ -13,7 +13,8 @@ import contextlib
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serve.cases.errors import TooLarge, TooManyAttempts, problem
+from serve.api.problems import problem
+from serve.cases.errors import TooLarge, TooManyAttempts
 
 
 class BodyTooLarge(Exception):

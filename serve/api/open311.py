@@ -9,7 +9,7 @@ reads are public (no key: a key in a URL ends up in access logs, so it is only r
 form or a header); `description` and `address` are the citizen's own words; `media_url` is a public
 address of the case's photo, faces and plates blurred; dates without an offset are the bureau's
 local time (a date alone is its whole day); errors are GeoReport's list of {code, description}
-(serve/cases/errors.py).
+(serve/api/problems.py).
 
 A citizen's request keeps its fields as `reference` evidence: its sha256 is that of the fields, so
 the same request sent twice adds nothing. It carries no photo (media_url is a link this service
@@ -33,9 +33,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from serve.api.idempotency import request_hash
+from serve.api.problems import xml_text
 from serve.api.schemas import Open311Created, Open311Request, Open311Service
 from serve.cases.enums import REPORT_STEP, CaseSource, EvidenceRole, EvidenceStep, State
-from serve.cases.errors import InvalidInput, xml_text
+from serve.cases.errors import InvalidInput
 from serve.cases.findings import CaseRules, CaseUpdate, Finding, record_finding
 from serve.cases.grids import Grid, GridIndex
 from serve.cases.intake import in_jurisdiction

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serve.api.limits import read_body, replaying
-from serve.cases.errors import problem_response
+from serve.api.problems import problem_response
 
 
 class Refused(ValueError):

@@ -1,30 +1,13 @@
-"""Domain errors, and the one place where they become HTTP responses.
+"""Domain errors: what rules and services raise when a client asks for something that cannot be.
 
-Rules and services raise these plain exceptions (no HTTP below the routers); `install` maps each
-to a status code and an RFC 9457 problem document, or to GeoReport v2's error list under /open311.
-FastAPI's own validation errors become problem documents too (`errors` lists each field), and any
-other exception a 500 problem document without internals. Rendering cannot fail: the values a
-client sent (NaN, Infinity, bytes, nested exceptions) are never echoed as JSON numbers.
+Plain exceptions, no HTTP below the routers: each names its meaning (`status`, `title`) and what a
+client needs to put it right (`extra`); serve/api/problems.py is the one place they become HTTP
+responses.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import math
-import re
-import xml.etree.ElementTree as ET
 from typing import Any
-
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from sqlalchemy.orm.exc import StaleDataError
-from starlette.exceptions import HTTPException
-
-from serve.cases.db import TextNotStorable
-
-log = logging.getLogger("streetorder.errors")
 
 
 class DomainError(Exception):
@@ -229,129 +212,3 @@ class Unavailable(DomainError):
 class Busy(DomainError):
     status, title = 503, "busy"
     headers = {"Retry-After": "1"}
-
-
-def _status_and_body(error: Exception) -> tuple[int, str, str, dict[str, Any], dict[str, str] | None]:
-    if isinstance(error, DomainError):
-        return error.status, error.title, error.detail, error.extra, error.headers
-    if isinstance(error, StaleDataError):  # a concurrent writer bumped the version between read and write
-        return 412, "precondition failed", "the case was changed by someone else; reload and retry", {}, None
-    if isinstance(error, TextNotStorable):  # refused before the statement ran: nothing was written
-        return 422, "invalid input", str(error), {}, None
-    from vision.core.imageio import ImageError  # the loader's own error: a corrupt, truncated or huge image
-
-    if isinstance(error, ImageError):
-        return 400, "unreadable image", str(error), {}, None
-    raise error
-
-
-XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
-
-def xml_text(text: str) -> str:
-    """`text` as XML 1.0 can hold it: each character it forbids (a citizen's description may hold
-    any control character) becomes U+FFFD, so no one value makes a whole document unreadable."""
-    return XML_FORBIDDEN.sub("\ufffd", text)
-
-
-def georeport_errors(
-    request: Request, status: int, description: str, headers: dict[str, str] | None = None
-) -> Response:
-    """GeoReport v2's error list of {code, description} (400 = bad input), in the format the path
-    asks for: `<errors><error>...` for .xml, a JSON list otherwise."""
-    status = 400 if status == 422 else status
-    if request.url.path.endswith(".xml"):
-        root = ET.Element("errors")
-        error = ET.SubElement(root, "error")
-        ET.SubElement(error, "code").text = str(status)
-        ET.SubElement(error, "description").text = xml_text(description)
-        document = ET.tostring(root, encoding="utf-8", xml_declaration=True)
-        return Response(document, status, headers, media_type="text/xml; charset=utf-8")
-    return JSONResponse([{"code": status, "description": description}], status_code=status, headers=headers)
-
-
-def json_safe(value: Any) -> Any:
-    """`value` with every float finite and everything else JSON can hold (the rest as text)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if value is None or isinstance(value, str | int | bool):
-        return value
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [json_safe(v) for v in value]
-    return str(value)
-
-
-def _response(body: Any, status: int, headers: dict[str, str] | None, media_type: str) -> JSONResponse:
-    try:
-        content = json.loads(json.dumps(json_safe(body), allow_nan=False))
-    except (TypeError, ValueError, RecursionError):  # never: json_safe leaves only JSON; still, answer
-        content = {"type": "about:blank", "title": "error", "status": status}
-    return JSONResponse(content, status_code=status, headers=headers, media_type=media_type)
-
-
-def problem_response(
-    request: Request,
-    status: int,
-    title: str,
-    detail: str,
-    extra: dict[str, Any] | None = None,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    """An RFC 9457 problem document, or GeoReport v2's error list under /open311 (400 = bad input)."""
-    if request.url.path.startswith("/open311/"):
-        return georeport_errors(request, status, detail, headers)
-    body = {**(extra or {}), "type": "about:blank", "title": title, "status": status, "detail": detail}
-    return _response(body, status, headers, "application/problem+json")
-
-
-def problem(request: Request, error: Exception) -> Response:
-    status, title, detail, extra, headers = _status_and_body(error)
-    return problem_response(request, status, title, detail, extra, headers)
-
-
-def invalid_request(request: Request, error: Exception) -> Response:
-    """FastAPI's validation errors as a 422 problem document naming each bad field (no echoed input)."""
-    found = error.errors() if isinstance(error, RequestValidationError) else []
-    fields = [
-        {
-            "loc": [str(part) for part in e.get("loc", ())],
-            "msg": str(e.get("msg", "")),
-            "type": str(e.get("type", "")),
-        }
-        for e in found
-    ]
-    described = "; ".join(
-        f"{'.'.join(f['loc'][1:]) or f['loc'][0] if f['loc'] else 'request'}: {f['msg']}" for f in fields
-    )
-    return problem_response(
-        request, 422, "invalid request", described or "invalid request", {"errors": fields}
-    )
-
-
-def http_error(request: Request, error: Exception) -> Response:
-    """Starlette's own errors (unknown path 404, wrong method 405, unparsable body 400) as problems."""
-    status = error.status_code if isinstance(error, HTTPException) else 500
-    detail = str(error.detail) if isinstance(error, HTTPException) else "error"
-    headers = dict(error.headers or {}) if isinstance(error, HTTPException) else None
-    return problem_response(request, status, detail.lower(), detail, headers=headers)
-
-
-def unexpected(request: Request, error: Exception) -> Response:
-    """Any other exception: logged with its traceback, answered as a 500 problem without internals."""
-    log.error("%s %s failed", request.method, request.url.path, exc_info=error)
-    return problem_response(
-        request, 500, "internal error", "the service failed on this request; it is logged"
-    )
-
-
-def install(app: FastAPI) -> None:
-    """Register the mapping on the app: the only place a domain error turns into a status code."""
-    from vision.core.imageio import ImageError
-
-    for error_type in (DomainError, StaleDataError, TextNotStorable, ImageError):
-        app.add_exception_handler(error_type, problem)
-    app.add_exception_handler(RequestValidationError, invalid_request)
-    app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(Exception, unexpected)

@@ -613,7 +613,7 @@ export function t(key, vars = {}) {
 
 /** A failed API request in the console's language, by its status (the service's own words are in
  * English; they go to the element's title for whoever reports the problem). */
-// Problems a status alone does not tell apart, by their title (serve/cases/errors.py).
+// Problems a status alone does not tell apart, by their title (serve/cases/errors.py, rendered by serve/api/problems.py).
 const TITLED = {
   "after-photo check failed": "problem.after_check",
   "a case keeps its evidence": "problem.last_evidence",
