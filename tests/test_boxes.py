@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import supervision as sv
 
-from vision.core.boxes import Box, BoxError, boxes_json, boxes_of, parse_boxes, to_detections
+from vision.core.boxes import Box, BoxError, box_mask, boxes_json, boxes_of, parse_boxes, to_detections
 from vision.core.draw import draw_boxes
 
 NAMES = ["garbage", "overflow", "flyer"]
@@ -96,3 +96,28 @@ def test_the_label_of_a_box_at_the_top_edge_is_drawn_inside_the_picture() -> Non
     drawn = draw_boxes(image, [Box((100.0, 0.0, 300.0, 120.0), 0.9, "overflow")], NAMES)
     coloured = np.abs(drawn.astype(int) - 128).max(axis=2) > 40
     assert coloured[5:15, 105:140].mean() > 0.5  # the label's filled background, below the edge line
+
+
+@pytest.mark.parametrize(
+    ("boxes", "margin", "rows", "columns"),
+    [
+        ([[2, 1, 5, 3]], 0, (1, 3), (2, 5)),  # whole pixels: the box itself
+        ([[2.4, 1.6, 4.2, 2.1]], 0, (1, 3), (2, 5)),  # fractions rounded outward: every touched pixel
+        ([[2, 1, 5, 3]], 1, (0, 4), (1, 6)),  # grown by the margin
+        ([[-4, -4, 3, 2]], 0, (0, 2), (0, 3)),  # cut at the picture's edge
+        ([[6, 5, 99, 99]], 2, (3, 6), (4, 8)),  # grown past the far edge: cut there
+    ],
+)
+def test_box_mask_covers_every_pixel_a_box_touches(
+    boxes: list[list[float]], margin: int, rows: tuple[int, int], columns: tuple[int, int]
+) -> None:
+    mask = box_mask((6, 8), np.array(boxes), margin=margin)
+    expected = np.zeros((6, 8), dtype=bool)
+    expected[rows[0] : rows[1], columns[0] : columns[1]] = True
+    assert (mask == expected).all()
+
+
+def test_box_mask_of_no_boxes_and_of_several() -> None:
+    assert not box_mask((4, 4), np.empty((0, 4))).any()
+    both = box_mask((4, 4), np.array([[0, 0, 1, 1], [3, 3, 4, 4]]))
+    assert both.sum() == 2 and both[0, 0] and both[3, 3]

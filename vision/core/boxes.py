@@ -156,3 +156,15 @@ def scaled_size(width: int, height: int, scale: float) -> tuple[int, int]:
     """(width, height) times `scale`, each at least 1 pixel: a 1 x 5000 sliver scaled to 320 px
     long would be 0 pixels wide, and OpenCV's resize refuses that."""
     return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def box_mask(shape: tuple[int, int], boxes: np.ndarray, margin: int = 0) -> np.ndarray:
+    """A bool mask (rows, columns) of the union of pixel xyxy boxes, each grown by `margin` pixels and
+    rounded outward, so that no pixel a box touches is left out."""
+    mask = np.zeros(shape, dtype=bool)
+    height, width = shape
+    for x1, y1, x2, y2 in np.asarray(boxes, dtype=float).reshape(-1, 4):
+        left, top = max(0, math.floor(x1) - margin), max(0, math.floor(y1) - margin)
+        right, bottom = min(width, math.ceil(x2) + margin), min(height, math.ceil(y2) + margin)
+        mask[top:bottom, left:right] = True
+    return mask

@@ -13,7 +13,6 @@ text found on such surfaces. All functions are pure (numpy in, numpy out).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import cv2
@@ -119,17 +118,6 @@ def surface_mask(image: np.ndarray, top: float = TOP_BAND, bottom: float = BOTTO
     allowed[: round(top * height)] = False
     allowed[height - round(bottom * height) :] = False
     return allowed
-
-
-def box_mask(shape: tuple[int, int], boxes: np.ndarray, margin: int = 0) -> np.ndarray:
-    """A bool mask of the union of pixel xyxy boxes, each grown by `margin` pixels."""
-    mask = np.zeros(shape, dtype=bool)
-    height, width = shape
-    for x1, y1, x2, y2 in np.asarray(boxes, dtype=float).reshape(-1, 4):
-        left, top = max(0, math.floor(x1) - margin), max(0, math.floor(y1) - margin)
-        right, bottom = min(width, math.ceil(x2) + margin), min(height, math.ceil(y2) + margin)
-        mask[top:bottom, left:right] = True
-    return mask
 
 
 @dataclass(frozen=True)

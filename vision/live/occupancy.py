@@ -43,6 +43,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from vision.core.boxes import box_mask
 from vision.live.cameras import Ground, OccupancySettings, Zone
 from vision.live.zones import Size, polygon_mask
 
@@ -52,6 +53,7 @@ VIEW_SHIFT_PX = 2.0  # at the working size (320 px): the camera was knocked to a
 VIEW_SHIFT_RESPONSE = 0.1  # phase correlation peak below this: no texture to tell a shift by
 SATURATION_CHANGE = 0.3  # mean saturation this share of before (or the other way): infrared on or off
 MIN_SATURATION = 0.05  # a view this grey in daylight has no colours to lose
+BOX_GROW = 2  # working-size pixels around a detection box kept out: its edge blurs at the working size
 # a picture this dark on average and this even (the signal lost, the lens covered) shows nothing to
 # judge; a night street is as dark on average but has lamps and lit windows in it
 DARK = 24.0  # mean grey level
@@ -90,18 +92,6 @@ def shrink(image: np.ndarray, size: Size) -> np.ndarray:
         half = (image.shape[1] // 2, image.shape[0] // 2)
         image = cv2.resize(image, half, interpolation=cv2.INTER_LINEAR)
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-
-
-def box_mask(boxes: np.ndarray, scale: float, size: Size, grow: int = 2) -> np.ndarray:
-    """Boolean mask at working size covering frame-pixel boxes (grown by `grow` pixels)."""
-    width, height = size
-    mask = np.zeros((height, width), dtype=bool)
-    for x1, y1, x2, y2 in np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * scale:
-        mask[
-            max(0, math.floor(y1) - grow) : min(height, math.ceil(y2) + grow),
-            max(0, math.floor(x1) - grow) : min(width, math.ceil(x2) + grow),
-        ] = True
-    return mask
 
 
 def channel_max_absdiff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -255,6 +245,12 @@ class StaticForeground:
         self._learned_at = at + self.learn_s
         self._judging = False
 
+    def _box_mask(self, boxes: np.ndarray) -> np.ndarray:
+        """Frame-pixel boxes as a mask at working size, grown by BOX_GROW pixels."""
+        assert self.size is not None
+        width, height = self.size
+        return box_mask((height, width), np.asarray(boxes, dtype=np.float64) * self.scale, margin=BOX_GROW)
+
     def _refit(self, size: Size) -> None:
         """The stream changed its aspect ratio (a D1 sub-stream to the 16:9 main stream, say): the
         models are stretched to the new working size, as zones are by their normalised coordinates
@@ -380,7 +376,7 @@ class StaticForeground:
         if self.dark:  # judged, ten black minutes were a case; learned, the street coming back was one
             self.mask = np.zeros_like(self.mask)
             return self.mask
-        ignored = box_mask(ignore, self.scale, self.size)
+        ignored = self._box_mask(ignore)
         usable = ~ignored & ~self.held
         self.gain = self._ratio(small, self._long, usable, self.gain)
         self.light = self._ratio(small, self._reference, usable, self.light)
@@ -404,7 +400,7 @@ class StaticForeground:
         if self._judging:  # while learning nothing is held: what stands still long is learned
             self._hold(at)
         if at - self._last_sample >= self.settings.long_sample_s:
-            self._sample(at, small, ~self.held & ~ignored & ~box_mask(keep_out, self.scale, self.size))
+            self._sample(at, small, ~self.held & ~ignored & ~self._box_mask(keep_out))
 
         alpha = 1.0 - math.exp(-max(at - self._last_time, 0.0) / self.settings.short_tau_s)
         cv2.accumulateWeighted(small, self._short, alpha)  # short += alpha * (small - short)

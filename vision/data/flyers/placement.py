@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from vision.core.boxes import box_mask
 from vision.data.flyers.layout import STYLES, Style, render_layout, weighted_pick
 from vision.data.flyers.look import Look, pad_of
 from vision.data.flyers.scene import DEFAULT_SCENE_HEIGHT_M, Scene, flyer_rows
 from vision.data.flyers.text import FlyerText, flyer_text
 from vision.data.flyers.wear import age
 from vision.detect.surfaces import (
-    box_mask,
     ground_mask,
     line_segments,
     local_directions,
