@@ -337,6 +337,33 @@ def test_a_video_file_plays_whatever_its_name(tmp_path: Path, name: bytes) -> No
     assert len(frames) + reader.stats.dropped == 5 and reader.stats.last_error is None
 
 
+def write_raw_mjpeg(path: Path, frames: list[np.ndarray]) -> Path:
+    """JPEGs one after another, as a DVR export or `ffmpeg -f mjpeg` writes them: no container, no rate."""
+    path.write_bytes(b"".join(cv2.imencode(".jpg", frame)[1].tobytes() for frame in frames))
+    return path
+
+
+def test_a_raw_mjpeg_file_plays_at_the_rate_it_is_given(tmp_path: Path) -> None:
+    """A raw MJPEG stream stores no rate and OpenCV plays it at 25 frames a second: a camera's
+    2-fps export lasted a twelfth of its real time, and so did every dwell in it."""
+    video = write_raw_mjpeg(tmp_path / "export.mjpeg", numbered(10))
+    assumed = take_all(StreamReader(str(video), file_start=START, file_speed=0).start(), 10)
+    assert assumed[-1].captured_at == START + timedelta(seconds=9 / 25)  # what OpenCV assumes
+    reader = StreamReader(str(video), file_start=START, file_speed=0, file_fps=2).start()
+    frames = take_all(reader, 10)
+    assert reader.stats.state == "ended" and reader.stats.frames_read == 10
+    for frame in frames:  # frame n lies n / 2 seconds in
+        index = round((frame.captured_at - START).total_seconds() * 2)
+        assert abs(float(frame.image.mean()) - (10 + 6 * index)) < 4
+    assert frames[-1].captured_at == START + timedelta(seconds=4.5)
+
+
+@pytest.mark.parametrize("rate", [0.0, -2.0, float("nan"), float("inf")])
+def test_a_file_rate_that_is_no_rate_is_refused(rate: float) -> None:
+    with pytest.raises(ValueError, match="positive number"):
+        StreamReader("clip.mjpeg", file_fps=rate)
+
+
 @pytest.mark.parametrize("url", ["rtsp://192.0.2.1/\udcbd\udcd6", "http://192.0.2.1/\udcff.mjpg"])
 def test_an_address_that_is_not_utf8_is_refused_with_the_reason(url: str) -> None:
     with pytest.raises(ValueError, match="not UTF-8"):
@@ -479,10 +506,14 @@ def test_watch_refuses_an_unknown_camera_or_a_missing_file_and_fails_on_a_file_i
         ("--file-start", "0001-01-01T00:00:00+00:00"): "outside the years",
         ("--file-start", "2099-01-01T00:00:00+08:00"): "ahead of the server clock",
     }
+    refusals[("--file-fps", "0")] = "--file-fps: must be a finite number above 0"
     for given, words in refusals.items():
         with pytest.raises(SystemExit) as refused:
             main(["watch", "--camera", camera, "--stream", video, *given, *db])
         assert refused.value.code == 2 and words in capsys.readouterr().err, given
+    with pytest.raises(SystemExit) as refused:
+        main(["watch", "--camera", camera, "--stream", "rtsp://192.0.2.1/live", "--file-fps", "2", *db])
+    assert refused.value.code == 2 and "--file-fps is for a video file" in capsys.readouterr().err
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"\x00" * 4096)
     assert main(["watch", "--camera", camera, "--stream", str(junk), *db]) == 1

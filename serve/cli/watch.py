@@ -35,6 +35,11 @@ def cli(argv: list[str]) -> int:
     parser.add_argument(
         "--speed", type=non_negative_float, default=1.0, help="play a file at this multiple of real time"
     )
+    parser.add_argument(
+        "--file-fps",
+        type=positive_float,
+        help="frame rate of a file that stores none (a raw .mjpeg or .h264 stream plays at 25 without it)",
+    )
     args = parser.parse_args(argv)
 
     from serve.cases.db import open_database
@@ -72,6 +77,8 @@ def cli(argv: list[str]) -> int:
     stream = args.stream or camera.stream
     if not stream:
         parser.error(f"camera '{camera.id}' has no stream in {registry.source}; give --stream")
+    if args.file_fps is not None and not is_file(stream):
+        parser.error(f"--file-fps is for a video file, not {stream}: a live stream's frames carry their time")
     hub = CameraHub(registry, case_rules.taxonomy, settings.evidence_dir)
     sessions = open_database(args.db or settings.db_url)
     hub.restore(sessions)
@@ -83,7 +90,7 @@ def cli(argv: list[str]) -> int:
 
         REGISTRY.register(CameraCollector(hub))
         start_http_server(args.metrics_port)
-    reader = StreamReader(stream, file_start=args.file_start, file_speed=args.speed)
+    reader = StreamReader(stream, file_start=args.file_start, file_speed=args.speed, file_fps=args.file_fps)
     watcher = CameraWatcher(hub, camera.id, detector, sessions, case_rules, reader).start()
     deadline = time.monotonic() + args.seconds if args.seconds else None
     try:

@@ -123,11 +123,15 @@ class StreamReader:
         file_start: datetime | None = None,
         file_speed: float = 1.0,
         loop_file: bool = False,
+        file_fps: float | None = None,
     ) -> None:
         """`backoff_s`: first and longest wait before reconnecting; the wait doubles after each failed
         open and each connection that dropped within `stable_s` (a flapping camera is not hammered);
         `file_speed`: a file plays at its frame rate x this (0: as fast as it decodes);
-        `loop_file`: start a file again at its end (as if the camera reconnected) instead of ending."""
+        `loop_file`: start a file again at its end (as if the camera reconnected) instead of ending;
+        `file_fps`: the frame rate of a file that stores none (a raw MJPEG or H.264 stream, which
+        OpenCV plays at 25 frames a second whatever the camera took): its n-th frame lies n / file_fps
+        seconds after its start, whatever positions the decoder reports."""
         self.url = check_stream_url(url)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.backoff_s = backoff_s
@@ -136,6 +140,9 @@ class StreamReader:
         self.file_start = file_start
         self.file_speed = file_speed
         self.loop_file = loop_file
+        if file_fps is not None and not (math.isfinite(file_fps) and file_fps > 0):
+            raise ValueError(f"file_fps {file_fps}: a frame rate is a positive number")
+        self.file_fps = file_fps
         self.stats = StreamStats()
         self.buffer = NewestFrame()
         self._stop = threading.Event()
@@ -214,14 +221,18 @@ class StreamReader:
 
     def _read(self, capture: cv2.VideoCapture, file_offset: timedelta) -> timedelta:
         """Read until the stream ends or stalls; returns the last file position reached."""
-        fps = frame_rate(capture.get(cv2.CAP_PROP_FPS))
+        fps = self.file_fps or frame_rate(capture.get(cv2.CAP_PROP_FPS))
         started = time.monotonic()
-        position = timedelta(0)
+        position, frames = timedelta(0), 0
         while not self._stop.is_set():
             ok, image = capture.read()
             if not ok or image is None:
                 return position + timedelta(seconds=1 / fps)
-            position = frame_position(capture.get(cv2.CAP_PROP_POS_MSEC), position, fps)
+            if self.file_fps and is_file(self.url):
+                position = timedelta(seconds=frames / self.file_fps)
+            else:
+                position = frame_position(capture.get(cv2.CAP_PROP_POS_MSEC), position, fps)
+            frames += 1
             if is_file(self.url) and self.file_speed > 0:  # play a file in (scaled) real time
                 ahead = position.total_seconds() / self.file_speed - (time.monotonic() - started)
                 if ahead > 0:
