@@ -303,3 +303,21 @@ def test_rates_count_only_due_cases_for_disposal() -> None:
 )
 def test_composite_score(values: dict[str, Any], weights: dict[str, float], score: float | None) -> None:
     assert composite_score(values, weights) == score
+
+
+def test_overtime_of_a_double_ten_case_counts_from_filing(service: Service, jpeg: Any) -> None:
+    """A street-vending clock (20 continuous minutes) runs from filing and dispatch does not restart
+    it: its overtime multiple is (used since filing − 20) / 20, not measured from the dispatch."""
+    drive = Driver(service)
+    vending = drive.report("09006", next(iter(GRIDS)), 8.5)
+    drive.steps(
+        vending,
+        (8.6, "confirm", {}),
+        (8.7, "file", {}),  # 08:42: due 09:02
+        (9, "dispatch", {}),
+        (9.1, "start", {}),
+        (9.2, "handle", {"jpeg": jpeg(seed=4)}),  # 09:12: 30 minutes after filing
+    )
+    total = service.client.get("/v1/stats", headers=service.auth("cases:read")).json()["total"]
+    assert (total["handled"], total["handled_on_time"], total["overtime_cases"]) == (1, 0, 1)
+    assert total["overtime_multiple_max"] == pytest.approx((30 - 20) / 20)

@@ -115,6 +115,11 @@ def coverage(calendar: WorkCalendar, today: date, reach: timedelta) -> Coverage:
     return Coverage(calendar.last_year, today + reach)
 
 
+def restarts_at_dispatch(unit: str) -> bool:
+    """Whether dispatch restarts a clock in `unit`: a continuous-minute clock (双十) runs from filing."""
+    return unit != "minutes"
+
+
 def deadline(start: datetime, limit: Deadline, calendar: WorkCalendar) -> datetime:
     """When a case found at `start` is due under `limit`, in the calendar's timezone."""
     start = _aware(start, "start").astimezone(calendar.timezone)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from serve.cases.deadlines import Coverage, coverage, deadline
+from serve.cases.deadlines import Coverage, coverage, deadline, restarts_at_dispatch
 from serve.cases.errors import InvalidInput
 from serve.cases.findings import CaseRules, load_case_rules
 from serve.cases.orm import Case
@@ -97,7 +97,7 @@ class Domain:
 
     def restarts_at_dispatch(self, event: str) -> bool:
         """A continuous-minute clock (双十) runs from filing; dispatch restarts the others."""
-        return self.unit_of(event) != "minutes"
+        return restarts_at_dispatch(self.unit_of(event))
 
     def on_site_from(self, event: str, start: datetime) -> datetime | None:
         """When someone must be on site for a case of `event` filed at `start` (None: no such limit)."""

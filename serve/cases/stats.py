@@ -17,8 +17,10 @@ awaiting review is a report, counted apart:
 - 按期处置率 on-time disposal = due cases whose standing handling (the last `handle`) met the deadline / due
 - 结案率 / 按期结案率 closing and on-time closing = closed (by the deadline) / due
 - 返工率 rework rate = cases with a failed check / handled
-- 超时倍数 overtime multiple = (used − allowed) / allowed, from the last dispatch to the last handling,
-  both measured in the unit of the class's limit (working hours count only working time)
+- 超时倍数 overtime multiple = (used − allowed) / allowed, from the start of the disposal clock (the
+  last dispatch; filing for a class counted in continuous minutes, which dispatch does not restart)
+  to the last handling, both measured in the unit of the class's limit (working hours count only
+  working time)
 - problems per km² = filed cases that were not cancelled / area of the unit grids
 """
 
@@ -35,7 +37,7 @@ from pydantic import StrictFloat, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from serve.cases.deadlines import WorkCalendar, time_used
+from serve.cases.deadlines import WorkCalendar, restarts_at_dispatch, time_used
 from serve.cases.enums import CaseSource
 from serve.cases.grids import GridIndex
 from serve.cases.orm import Case
@@ -97,9 +99,10 @@ def facts_of(case: Case, calendar: WorkCalendar, unit_of: Callable[[str], str]) 
     dispatched = Action.DISPATCH in actions
     filed = Action.FILE in actions
     overtime = None
-    starts = [e.at for e in flow if e.action == Action.DISPATCH and handles and e.at <= handles[-1].at]
+    unit = unit_of(case.event)
+    clock_steps = (Action.FILE, Action.DISPATCH) if restarts_at_dispatch(unit) else (Action.FILE,)
+    starts = [e.at for e in flow if e.action in clock_steps and handles and e.at <= handles[-1].at]
     if handles and handles[-1].overdue and starts and case.deadline_at is not None:
-        unit = unit_of(case.event)
         allowed = time_used(starts[-1], case.deadline_at, unit, calendar)
         used = time_used(starts[-1], handles[-1].at, unit, calendar)
         overtime = (used - allowed) / allowed if allowed > 0 else None
