@@ -20,10 +20,11 @@ from serve.cases.stats import CaseFacts, composite_score, rates, ten_day_period
 
 TZ = ZoneInfo("Asia/Shanghai")
 MONDAY = datetime(2025, 9, 29, 8, 0, tzinfo=TZ)
-# Street 甲 has two unit grids, street 乙 one: 乙's two problems weigh twice as much per km².
+# Street 甲 has two unit grids, the second three times the size of the others; street 乙 has one:
+# 乙's two problems weigh four times as much per km² as 甲's two.
 GRIDS = {
     "410103001001001": ("甲街道", box(113.600, 34.700, 113.601, 34.701)),
-    "410103001001002": ("甲街道", box(113.601, 34.700, 113.602, 34.701)),
+    "410103001001002": ("甲街道", box(113.601, 34.700, 113.602, 34.703)),
     "410103002001001": ("乙街道", box(113.602, 34.700, 113.603, 34.701)),
 }
 
@@ -321,3 +322,19 @@ def test_overtime_of_a_double_ten_case_counts_from_filing(service: Service, jpeg
     total = service.client.get("/v1/stats", headers=service.auth("cases:read")).json()["total"]
     assert (total["handled"], total["handled_on_time"], total["overtime_cases"]) == (1, 0, 1)
     assert total["overtime_multiple_max"] == pytest.approx((30 - 20) / 20)
+
+
+def test_worst_spots_count_open_cases_per_km2(service: Service) -> None:
+    """Two open cases in a grid three times the size weigh less than one in a small grid."""
+    drive = Driver(service)
+    small, large, _ = GRIDS
+    for code, grid in (
+        ("06010", large),
+        ("07001", large),
+        ("06010", small),
+    ):  # one class a place: no duplicate
+        drive.steps(drive.report(code, grid, 8.5), (8.6, "confirm", {}), (8.7, "file", {}))
+    spots = service.client.get("/v1/stats/worst-spots", headers=service.auth("cases:read")).json()["spots"]
+    assert [(s["grid_code"], s["open_cases"]) for s in spots] == [(small, 1), (large, 2)]
+    assert spots[0]["open_per_km2"] == pytest.approx(1 / area_km2(GRIDS[small][1]))
+    assert spots[1]["open_per_km2"] == pytest.approx(2 / area_km2(GRIDS[large][1]))

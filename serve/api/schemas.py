@@ -440,7 +440,7 @@ class WorstSpot(Schema):
 
 class WorstSpotsOut(Schema):
     as_of: datetime = Field(description="when the open cases were counted")
-    spots: list[WorstSpot] = Field(description="grids with the most open cases, worst first")
+    spots: list[WorstSpot] = Field(description="grids with the most open cases per km², worst first")
 
 
 # --- keys and health --------------------------------------------------------------------------

@@ -310,7 +310,9 @@ def local_day_bounds(start: date, end: date, calendar: WorkCalendar) -> tuple[da
 
 
 def worst_spots(session: Session, grids: GridIndex | None, limit: int) -> list[dict[str, Any]]:
-    """Grids with the most open filed cases now, then the most per km² (reports in review do not count)."""
+    """Grids with the most open filed cases per km² now, worst first, then the most open cases; grids
+    of no known area (not in the layout) after them (reports in review do not count). Problems are
+    counted per unit area: a grid twice the size with one more case is not the worse spot."""
     rows = session.execute(
         select(Case.grid_code, func.count())
         .where(Case.state.in_([s.value for s in FILED_OPEN_STATES]), Case.grid_code.is_not(None))
@@ -329,7 +331,14 @@ def worst_spots(session: Session, grids: GridIndex | None, limit: int) -> list[d
                 "open_per_km2": count / area if area else None,
             }
         )
-    spots.sort(key=lambda s: (-s["open_cases"], -(s["open_per_km2"] or 0.0), s["grid_code"]))
+    spots.sort(
+        key=lambda s: (
+            s["open_per_km2"] is None,
+            -(s["open_per_km2"] or 0.0),
+            -s["open_cases"],
+            s["grid_code"],
+        )
+    )
     return spots[:limit]
 
 

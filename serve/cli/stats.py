@@ -36,7 +36,7 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--group-by", choices=GROUPS, help="one row per grid, street, department or event")
     parser.add_argument("--ranking", type=day, metavar="DAY", help="10-day street ranking of DAY")
     parser.add_argument(
-        "--worst", type=positive_int, metavar="N", help="the N grids with the most open cases"
+        "--worst", type=positive_int, metavar="N", help="the N grids with the most open cases per km²"
     )
     args = parser.parse_args(argv)
     if args.since and args.until and args.until <= args.since:

@@ -86,7 +86,9 @@ def street_ranking(
     )
 
 
-@router.get("/worst-spots", response_model=WorstSpotsOut, summary="Grids with the most open cases now")
+@router.get(
+    "/worst-spots", response_model=WorstSpotsOut, summary="Grids with the most open cases per km² now"
+)
 def worst(
     _: Reader,
     session: DbSession,
