@@ -338,3 +338,41 @@ def test_worst_spots_count_open_cases_per_km2(service: Service) -> None:
     assert [(s["grid_code"], s["open_cases"]) for s in spots] == [(small, 1), (large, 2)]
     assert spots[0]["open_per_km2"] == pytest.approx(1 / area_km2(GRIDS[small][1]))
     assert spots[1]["open_per_km2"] == pytest.approx(2 / area_km2(GRIDS[large][1]))
+
+
+def test_a_suspended_case_stops_its_clock(service: Service, jpeg: Any) -> None:
+    """挂账 stops the disposal clock: resumption moves the deadline on by the working time suspended,
+    a suspended case is not overdue, and the overtime multiple leaves the suspension out."""
+    drive = Driver(service)
+    small, large, street_b = GRIDS
+    dispatched = ((8.6, "confirm", {}), (8.7, "file", {}), (9, "dispatch", {}), (9.25, "start", {}))
+    # extended by 1 working hour (due 16:00), suspended 10:00-14:00 (2 working hours): due 18:00
+    extended = drive.report("06010", small, 8.5)
+    drive.steps(extended, *dispatched, (9.5, "extend", {"extend_by": 1}), (10, "suspend", {"note": "待审批"}))
+    drive.steps(extended, (14, "resume", {}), (17.5, "handle", {"jpeg": jpeg(seed=5)}))
+    # due 15:00, suspended 10:00-14:00: due 17:00; handled 17:30, 4.5 working hours of clock for 4
+    late = drive.report("06010", large, 8.5)
+    drive.steps(late, *dispatched, (10, "suspend", {"note": "待审批"}), (14, "resume", {}))
+    drive.steps(late, (17.5, "handle", {"jpeg": jpeg(seed=6)}))
+    # due 15:00, suspended at 10:00 and still suspended at 16:00: not overdue
+    waiting = drive.report("06010", street_b, 8.5)
+    drive.steps(waiting, *dispatched, (10, "suspend", {"note": "待审批"}))
+
+    reader = service.auth("cases:read")
+    deadlines = {
+        case_id: datetime.fromisoformat(
+            service.client.get(f"/v1/cases/{case_id}", headers=reader).json()["deadline_at"]
+        )
+        for case_id in (extended, late, waiting)
+    }
+    assert deadlines == {
+        extended: MONDAY.replace(hour=18),
+        late: MONDAY.replace(hour=17),
+        waiting: MONDAY.replace(hour=15),
+    }
+    total = service.client.get("/v1/stats", headers=reader).json()["total"]
+    assert (total["due"], total["handled"], total["handled_on_time"], total["overtime_cases"]) == (3, 2, 1, 1)
+    assert total["overtime_multiple_max"] == pytest.approx((4.5 - 4) / 4)
+    four_pm = MONDAY.replace(hour=16).isoformat()
+    overdue = service.client.get("/v1/cases", params={"overdue": "true", "as_of": four_pm}, headers=reader)
+    assert overdue.json()["items"] == []

@@ -11,6 +11,9 @@ Limits come in five units (configs/taxonomy.yaml, per event):
   Monday 10:00 with 2 working days, due on Wednesday 10:00.
 - `days`: natural days of 24 hours, nights and holidays included.
 
+A suspended case (挂账) stops its clock: on resumption the deadline moves on by the time the clock
+would have run meanwhile, in the limit's unit (`resumed_deadline`).
+
 A working day is a weekday that is not a holiday, or a make-up working day (调休). The calendar
 (configs/calendar.yaml) is in the bureau's timezone; inputs may be in any timezone but must be
 timezone-aware. Nothing here reads the clock: times come from photos, frames and flow-log entries.
@@ -136,6 +139,15 @@ def deadline(start: datetime, limit: Deadline, calendar: WorkCalendar) -> dateti
     if limit.unit == "working_days":
         return add_working_seconds(start, limit.amount * calendar.seconds_per_day, calendar)
     raise CalendarError(f"unknown deadline unit '{limit.unit}'")
+
+
+def resumed_deadline(
+    due: datetime, suspended_at: datetime, resumed_at: datetime, unit: str, calendar: WorkCalendar
+) -> datetime:
+    """`due` moved on by the time a clock in `unit` ran between a suspension (挂账) and its resumption:
+    a suspended case's clock stands still (a working-hour clock loses only the working time)."""
+    paused = time_used(suspended_at, resumed_at, unit, calendar)
+    return deadline(due, Deadline(paused, unit), calendar) if paused > 0 else due
 
 
 def add_working_seconds(start: datetime, seconds: float, calendar: WorkCalendar) -> datetime:

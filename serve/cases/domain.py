@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from serve.cases.deadlines import Coverage, coverage, deadline, restarts_at_dispatch
+from serve.cases.deadlines import Coverage, coverage, deadline, restarts_at_dispatch, resumed_deadline
 from serve.cases.errors import InvalidInput
 from serve.cases.findings import CaseRules, load_case_rules
 from serve.cases.orm import Case
@@ -42,11 +42,18 @@ class Domain:
             event_fields=self.event_fields,
             on_site_from=self.on_site_from,
             restarts_at_dispatch=self.restarts_at_dispatch,
+            resume_deadline=self.resume_deadline,
         )
 
     def deadline_from(self, event: str, start: datetime) -> datetime:
         """Disposal deadline of `event` counted from `start` (dispatch) on the working calendar."""
         return deadline(start, self.rules.taxonomy.events[event].deadline, self.rules.calendar)
+
+    def resume_deadline(
+        self, event: str, due: datetime, suspended_at: datetime, resumed_at: datetime
+    ) -> datetime:
+        """`due` of a case of `event` resumed after a suspension: moved on by the time suspended."""
+        return resumed_deadline(due, suspended_at, resumed_at, self.unit_of(event), self.rules.calendar)
 
     def extend_deadline(self, event: str, current: datetime, amount: float) -> datetime:
         """`current` moved by `amount` in the unit of the event's own limit (working hours, days ...).

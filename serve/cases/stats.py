@@ -20,7 +20,7 @@ awaiting review is a report, counted apart:
 - 超时倍数 overtime multiple = (used − allowed) / allowed, from the start of the disposal clock (the
   last dispatch; filing for a class counted in continuous minutes, which dispatch does not restart)
   to the last handling, both measured in the unit of the class's limit (working hours count only
-  working time)
+  working time) and without the time the case was suspended (挂账 stops the clock)
 - problems per km² = filed cases that were not cancelled / area of the unit grids
 """
 
@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session, selectinload
 from serve.cases.deadlines import WorkCalendar, restarts_at_dispatch, time_used
 from serve.cases.enums import CaseSource
 from serve.cases.grids import GridIndex
-from serve.cases.orm import Case
+from serve.cases.orm import Case, FlowEntry
 from serve.cases.workflow import FILED_OPEN_STATES, Action, State
 from vision.core.config import ConfigModel, load_config_file
 
@@ -103,8 +103,9 @@ def facts_of(case: Case, calendar: WorkCalendar, unit_of: Callable[[str], str]) 
     clock_steps = (Action.FILE, Action.DISPATCH) if restarts_at_dispatch(unit) else (Action.FILE,)
     starts = [e.at for e in flow if e.action in clock_steps and handles and e.at <= handles[-1].at]
     if handles and handles[-1].overdue and starts and case.deadline_at is not None:
-        allowed = time_used(starts[-1], case.deadline_at, unit, calendar)
-        used = time_used(starts[-1], handles[-1].at, unit, calendar)
+        paused = suspended_time(flow, starts[-1], handles[-1].at, unit, calendar)
+        allowed = time_used(starts[-1], case.deadline_at, unit, calendar) - paused
+        used = time_used(starts[-1], handles[-1].at, unit, calendar) - paused
         overtime = (used - allowed) / allowed if allowed > 0 else None
     return CaseFacts(
         event=case.event,
@@ -127,6 +128,20 @@ def facts_of(case: Case, calendar: WorkCalendar, unit_of: Callable[[str], str]) 
         reworked=Action.CHECK_FAIL in actions,
         overtime_multiple=overtime,
     )
+
+
+def suspended_time(
+    flow: list[FlowEntry], since: datetime, until: datetime, unit: str, calendar: WorkCalendar
+) -> float:
+    """Time in `unit` that the case spent suspended (挂账, its clock stopped) between `since` and `until`."""
+    total, suspended_at = 0.0, None
+    for entry in flow:
+        if entry.action == Action.SUSPEND and since <= entry.at:
+            suspended_at = entry.at
+        elif entry.action == Action.RESUME and suspended_at is not None and entry.at <= until:
+            total += time_used(suspended_at, entry.at, unit, calendar)
+            suspended_at = None
+    return total
 
 
 def ratio(part: int, whole: int) -> float | None:

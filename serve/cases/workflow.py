@@ -36,6 +36,8 @@ INITIAL_STATE = S.REPORTED
 # Open cases a person has filed (立案): only these count as problems, run a disposal clock and can be
 # overdue; a report awaiting review (reported, verified) is the reviewer's business, not the street's.
 FILED_OPEN_STATES = (S.FILED, S.DISPATCHED, S.HANDLING, S.HANDLED, S.CHECK_PASSED, S.SUSPENDED)
+# Filed open cases whose disposal clock runs and can be overdue: a suspended one (挂账) stops it.
+CLOCK_RUNNING_STATES = tuple(state for state in FILED_OPEN_STATES if state is not S.SUSPENDED)
 AUTO_FILER = "auto-filing"  # operator of the `file` step of a case filed by configs/workflow.yaml `auto_file`
 
 # (state, action) -> next state. Anything not listed is refused with the allowed actions named.
@@ -108,10 +110,6 @@ def next_state(state: str, action: str) -> State:
 
 def is_open(state: str) -> bool:
     return state in OPEN_STATES
-
-
-def is_filed_open(state: str) -> bool:
-    return state in FILED_OPEN_STATES
 
 
 @dataclass(frozen=True)
@@ -190,6 +188,9 @@ class Command:
 # Deadline arithmetic is the calendar's business (serve.cases.deadlines); the workflow only asks for it.
 DeadlineFrom = Callable[[str, datetime], datetime]  # (event key, start) -> disposal deadline
 ExtendDeadline = Callable[[str, datetime, float], datetime]  # (event key, deadline, amount) -> later
+ResumeDeadline = Callable[
+    [str, datetime, datetime, datetime], datetime
+]  # (event, deadline, suspended, resumed)
 
 
 def apply(
@@ -202,12 +203,14 @@ def apply(
     event_fields: Callable[[str], dict[str, Any]],
     on_site_from: Callable[[str, datetime], datetime | None] = lambda event, start: None,
     restarts_at_dispatch: Callable[[str], bool] = lambda event: True,
+    resume_deadline: ResumeDeadline = lambda event, due, suspended_at, resumed_at: due,
 ) -> FlowEntry:
     """Move `case` by `command` and append its flow-log entry; raises before changing anything.
 
     Filing (立案) starts the disposal clock (and the on-site clock of a 双十 class), dispatch restarts
-    it from the dispatch time unless it counts continuous minutes; rework keeps it running. A report
-    awaiting review has no deadline: it counts nowhere yet.
+    it from the dispatch time unless it counts continuous minutes; rework keeps it running; a
+    suspension (挂账) stops it until `resume`. A report awaiting review has no deadline: it counts
+    nowhere yet.
     """
     to_state = next_state(case.state, command.action)
     if missing := command.missing():
@@ -241,6 +244,9 @@ def apply(
         case.department = command.department
         if restarts_at_dispatch(case.event) or case.deadline_at is None:
             case.deadline_at = deadline_from(case.event, command.at)
+    if command.action is A.RESUME and case.deadline_at is not None:
+        suspended_at = next(e.at for e in reversed(case.flow) if e.action == A.SUSPEND)
+        case.deadline_at = resume_deadline(case.event, case.deadline_at, suspended_at, command.at)
     if command.action is A.EXTEND and command.extend_by is not None:
         base = case.deadline_at or deadline_from(case.event, command.at)
         case.deadline_at = extend_deadline(case.event, base, command.extend_by)

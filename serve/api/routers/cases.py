@@ -45,7 +45,7 @@ from serve.cases.people import (
     sees,
 )
 from serve.cases.times import instant
-from serve.cases.workflow import FILED_OPEN_STATES, Action, Command, allowed_actions, is_filed_open, is_open
+from serve.cases.workflow import CLOCK_RUNNING_STATES, Action, Command, allowed_actions, is_open
 from vision.core.boxes import boxes_json, parse_boxes
 
 router = APIRouter(tags=["cases"])
@@ -60,8 +60,9 @@ STALE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def is_overdue(case: Case, as_of: datetime) -> bool:
-    """Filed, still open and past its deadline: a report awaiting review is never overdue."""
-    return is_filed_open(case.state) and case.deadline_at is not None and case.deadline_at < as_of
+    """Filed, still open, its clock running and past its deadline: a report awaiting review and a
+    suspended case (挂账) are never overdue."""
+    return case.state in CLOCK_RUNNING_STATES and case.deadline_at is not None and case.deadline_at < as_of
 
 
 def summary(case: Case, as_of: datetime) -> CaseSummary:
@@ -159,7 +160,7 @@ def filtered(q: CaseQuery, as_of: datetime, principal: Principal, local_tz: tzin
         query = query.where(Case.first_seen_at < until)
     if q.overdue is not None:
         late = and_(
-            Case.state.in_([s.value for s in FILED_OPEN_STATES]),
+            Case.state.in_([s.value for s in CLOCK_RUNNING_STATES]),
             Case.deadline_at.is_not(None),
             Case.deadline_at < as_of,
         )
