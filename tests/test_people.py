@@ -573,10 +573,9 @@ def test_monthly_district_ranking_counts_problems_per_km2(people: People, jpeg: 
     assert default["month"] == "2025-09" and default["districts"][0]["problems"] == 1
     october = people.call("boss", "GET", "/v1/stats/monthly-ranking", params={"month": "2025-10"}).json()
     assert october["districts"][0]["problems"] == 0
-    assert (
-        people.call("boss", "GET", "/v1/stats/monthly-ranking", params={"month": "2025-13"}).status_code
-        == 422
-    )
+    for month in ("2025-13", "9999-12", "0001-01"):  # no such month; beyond the computable years
+        for path in ("/v1/stats/monthly-ranking", "/v1/stats/inspectors"):
+            assert people.call("boss", "GET", path, params={"month": month}).status_code == 422
     assert kept and pending
 
 

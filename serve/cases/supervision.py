@@ -34,6 +34,7 @@ from serve.cases.errors import Conflict, InvalidInput, NotFound, NotPermitted
 from serve.cases.grids import GridIndex
 from serve.cases.orm import Case, SupervisionItem, User
 from serve.cases.stats import CaseFacts, ranked, ratio
+from serve.cases.times import computable_day
 from serve.cases.workflow import OPEN_STATES
 
 SUPERVISORS = frozenset({Role.DISPATCHER, Role.ADMIN})  # open and assign items
@@ -155,11 +156,12 @@ def close_item(
 
 
 def month_bounds(month: str) -> tuple[date, date]:
-    """`YYYY-MM` -> first day of the month, first day of the next one."""
+    """`YYYY-MM` -> first day of the month, first day of the next one; a month outside the
+    computable years (serve/cases/times.py) is InvalidInput, not an overflow."""
     try:
-        start = date.fromisoformat(f"{month}-01")
-    except ValueError:
-        raise InvalidInput("month", f"'{month}': YYYY-MM expected") from None
+        start = computable_day(date.fromisoformat(f"{month}-01"))
+    except ValueError as err:
+        raise InvalidInput("month", f"'{month}': YYYY-MM expected ({err})") from None
     return start, (start.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
