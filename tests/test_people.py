@@ -8,6 +8,7 @@ its cookie jar holds their session) against the same real service and database.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from test_intake import archive  # noqa: F401  (fixture: real street photos the 
 from test_scan import START as INTAKE_START
 
 from serve.cases.db import transaction
+from serve.cases.enums import CaseSource
+from serve.cases.findings import Finding, record_finding
 from serve.cases.orm import UserSession
 from serve.cases.people import create_user
 from serve.cli.users import PASSWORD_ENV
@@ -579,29 +582,34 @@ def test_monthly_district_ranking_counts_problems_per_km2(people: People, jpeg: 
     assert kept and pending
 
 
+def finding_at_place(people: People, photo: Path, event: str, **fields: Any) -> Finding:
+    """A finding of `event` on `photo` at PLACE, seen now: a case in the inspector's grid."""
+    return Finding(
+        event=event,
+        lat=PLACE["lat"],
+        lon=PLACE["long"],
+        seen_at=people.service.clock(),
+        photo_path=str(photo),
+        photo_sha256=hashlib.sha256(photo.read_bytes()).hexdigest(),
+        **fields,
+    )
+
+
 def test_inspector_metrics_valid_reports_misses_and_checks(
     people: People, jpeg: Callable[..., bytes], tmp_path: Any
 ) -> None:
     """Three patrol reports by the inspector (one confirmed, one rejected, one pending), one citizen
     report in their grid they missed, and one check they made."""
-    import hashlib
-
-    from serve.cases.enums import CaseSource
-    from serve.cases.findings import Finding, record_finding
-
     state = people.service.client.app.state.service  # type: ignore[attr-defined]
     photo = tmp_path / "patrol.jpg"
     photo.write_bytes(jpeg(seed=5))
     own = []
     with transaction(state.sessions) as session:
         for event in ("exposed_garbage", "overflowing_bin", "street_vending"):
-            finding = Finding(
-                event=event,
-                lat=PLACE["lat"],
-                lon=PLACE["long"],
-                seen_at=people.service.clock(),
-                photo_path=str(photo),
-                photo_sha256=hashlib.sha256(photo.read_bytes()).hexdigest(),
+            finding = finding_at_place(
+                people,
+                photo,
+                event,
                 source=CaseSource.INSPECTOR,
                 reporter="监督员陈静",
                 reporter_id=people.ids["insp"],
@@ -632,6 +640,44 @@ def test_inspector_metrics_valid_reports_misses_and_checks(
     assert (row["valid_report_rate"], row["miss_rate"], row["on_time_check_rate"]) == (0.5, 0.5, 1.0)
     flow = people.call("boss", "GET", f"/v1/cases/{own[0]}").json()["flow"]
     assert (flow[0]["operator"], flow[0]["user_id"]) == ("监督员陈静", people.ids["insp"])
+
+
+def test_inspector_metrics_count_auto_filed_findings_as_valid(
+    people: People, jpeg: Callable[..., bytes], tmp_path: Any
+) -> None:
+    """A class filed without review (`auto_file`) is valid like a confirmed one: the inspector's own
+    auto-filed patrol finding is a valid report they found, a camera's in their grid one they missed."""
+    import dataclasses
+
+    from serve.cases.workflow import AutoFiling
+    from vision.core.boxes import Box
+
+    state = people.service.client.app.state.service  # type: ignore[attr-defined]
+    rules = dataclasses.replace(
+        state.domain.rules, auto_filing=AutoFiling({"exposed_garbage": 0.5, "overflowing_bin": 0.5})
+    )
+    photo = tmp_path / "patrol.jpg"
+    photo.write_bytes(jpeg(seed=6))
+    with transaction(state.sessions) as session:
+        theirs, cameras = (CaseSource.INSPECTOR, people.ids["insp"]), (CaseSource.VIDEO, None)
+        for event, (source, reporter_id) in (("exposed_garbage", theirs), ("overflowing_bin", cameras)):
+            finding = finding_at_place(
+                people,
+                photo,
+                event,
+                boxes=(Box((10.0, 10.0, 90.0, 90.0), 0.8, "garbage"),),
+                model_version="street-v1",
+                source=source,
+                reporter_id=reporter_id,
+            )
+            assert record_finding(session, finding, rules).case.auto_filed
+
+    [row] = people.call("boss", "GET", "/v1/stats/inspectors", params={"month": "2025-09"}).json()[
+        "inspectors"
+    ]
+    counts = {k: row[k] for k in ("reports", "valid", "rejected", "found", "missed")}
+    assert counts == {"reports": 1, "valid": 1, "rejected": 0, "found": 1, "missed": 1}
+    assert (row["valid_report_rate"], row["miss_rate"]) == (1.0, 0.5)
 
 
 # --- the problem ledger --------------------------------------------------------------------------

@@ -7,10 +7,10 @@ a check closes it only when none of its grids holds an open case any more (最�
 Formulas (docs/supervision.md):
 - district of a case = its grid's `county` property (else the grid code's first 6 digits);
   monthly ranking: problems per km² of the district's grids (problems as the 10-day ranking counts
-  them: reports not rejected nor cancelled), worst first; ties by problems, then name.
+  them: filed cases not cancelled), worst first; ties by problems, then name.
 - inspector, over cases first reported in the period:
-  valid report rate = their reports confirmed or corrected / their reports decided (confirmed,
-  corrected or rejected); pending reports are not counted;
+  valid report rate = their reports confirmed, corrected or auto-filed / their reports decided
+  (those and the rejected); pending reports are not counted;
   miss rate = missed / (missed + found), where, among valid cases in their responsibility grids,
   found = those they reported and missed = those a camera, a citizen, the hotline or the media
   reported instead;
@@ -202,7 +202,7 @@ def inspector_metrics(session: Session, cases: list[Case]) -> list[dict[str, Any
         )
         for case in cases:
             actions = {entry.action for entry in case.flow}
-            valid = bool(actions & {Action.CONFIRM, Action.CORRECT})
+            valid = bool(actions & {Action.CONFIRM, Action.CORRECT}) or case.auto_filed
             reporter = case.flow[0].user_id if case.flow else None
             if reporter == person.id:
                 counts["reports"] += 1
