@@ -178,6 +178,12 @@ def test_a_deadline_about_to_pass_is_warned_once_through_the_webhook_and_the_ada
     assert [(sender, m.event, m.payload["case"]["number"]) for sender, m in Recorder.sent] == [
         ("12345", "case.deadline_near", case["number"])
     ]
+    # a suspended case (挂账) has its clock stopped: no warning of a deadline it cannot reach
+    suspended = dispatched(service, "07001")
+    act(service, int(suspended["id"]), service.clock() + timedelta(minutes=5), "suspend", note="待审批")
+    service.clock.at = datetime.fromisoformat(suspended["deadline_at"]) - timedelta(minutes=30)
+    notify_once(state_of(service))
+    assert [m.payload["case"]["number"] for _, m in Recorder.sent] == [case["number"]]
 
 
 def test_other_departments_get_nothing_and_a_dead_receiver_is_given_up(

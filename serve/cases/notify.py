@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from serve.cases.orm import Case, Notification
-from serve.cases.workflow import OPEN_STATES
+from serve.cases.workflow import CLOCK_RUNNING_STATES
 from vision.core.config import ConfigModel, load_config_file
 
 EVENTS = ("case.dispatched", "case.deadline_near")
@@ -253,12 +253,13 @@ def enqueue_dispatched(session: Session, config: NotifyConfig, case: Case, now: 
 
 
 def enqueue_deadlines(session: Session, config: NotifyConfig, now: datetime) -> int:
-    """Warnings for open cases whose deadline is within `warn_before` and not yet past."""
+    """Warnings for open cases whose deadline is within `warn_before` and not yet past; a suspended
+    case (挂账) has its clock stopped and is warned of its deadline once resumed."""
     if not any("case.deadline_near" in t.events for t in config.targets):
         return 0
     near = session.scalars(
         select(Case).where(
-            Case.state.in_([s.value for s in OPEN_STATES]),
+            Case.state.in_([s.value for s in CLOCK_RUNNING_STATES]),
             Case.deadline_at.is_not(None),
             Case.deadline_at > now,
             Case.deadline_at <= now + config.warn_before,
