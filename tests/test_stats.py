@@ -376,3 +376,22 @@ def test_a_suspended_case_stops_its_clock(service: Service, jpeg: Any) -> None:
     four_pm = MONDAY.replace(hour=16).isoformat()
     overdue = service.client.get("/v1/cases", params={"overdue": "true", "as_of": four_pm}, headers=reader)
     assert overdue.json()["items"] == []
+
+
+def test_a_case_in_rework_has_no_handling_on_time(service: Service, jpeg: Any) -> None:
+    """A handling that failed its check does not stand: until handled again the case counts as
+    handled (reported once) and reworked, but not as handled on time."""
+    drive = Driver(service)
+    reworking = drive.report("06010", next(iter(GRIDS)), 8.5)
+    drive.steps(
+        reworking,
+        (8.6, "confirm", {}),
+        (8.7, "file", {}),
+        (9, "dispatch", {}),  # due 15:00
+        (9.5, "start", {}),
+        (11, "handle", {"jpeg": jpeg(seed=7)}),
+        (11.2, "check_fail", {"note": "未清理干净"}),
+    )
+    total = service.client.get("/v1/stats", headers=service.auth("cases:read")).json()["total"]
+    assert (total["due"], total["handled"], total["handled_on_time"], total["reworked"]) == (1, 1, 0, 1)
+    assert (total["on_time_disposal_rate"], total["rework_rate"]) == (0.0, 1.0)

@@ -365,7 +365,9 @@ class Rates(Schema):
     )
     due: int = Field(description="cases dispatched and not cancelled: due for handling (应处置)")
     handled: int = Field(description="due cases reported handled")
-    handled_on_time: int = Field(description="due cases whose accepted handling met the deadline")
+    handled_on_time: int = Field(
+        description="due cases whose accepted handling (no failed check since it) met the deadline"
+    )
     closed: int = Field(description="due cases closed (结案, forced close included)")
     closed_on_time: int = Field(description="due cases closed by the deadline")
     reworked: int = Field(description="handled cases sent back at least once by a failed check (返工)")

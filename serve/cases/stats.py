@@ -14,7 +14,8 @@ awaiting review is a report, counted apart:
   leader, media) / all filed problems: what the patrol and the cameras did not find first
 - 立案率 filing rate = filed / valid reports
 - 处置率 disposal rate = handled / due (dispatched and not cancelled)
-- 按期处置率 on-time disposal = due cases whose standing handling (the last `handle`) met the deadline / due
+- 按期处置率 on-time disposal = due cases whose standing handling (the last `handle`, with no failed
+  check after it: a case in rework has none) met the deadline / due
 - 结案率 / 按期结案率 closing and on-time closing = closed (by the deadline) / due
 - 返工率 rework rate = cases with a failed check / handled
 - 超时倍数 overtime multiple = (used − allowed) / allowed, from the start of the disposal clock (the
@@ -95,6 +96,8 @@ def facts_of(case: Case, calendar: WorkCalendar, unit_of: Callable[[str], str]) 
     flow = list(case.flow)
     actions = {entry.action for entry in flow}
     handles = [e for e in flow if e.action == Action.HANDLE]
+    judged = [e for e in flow if e.action in (Action.HANDLE, Action.CHECK_FAIL)]
+    accepted = bool(judged) and judged[-1].action == Action.HANDLE  # no failed check since the last handle
     closing = [e for e in flow if e.action in (Action.CLOSE, Action.FORCE_CLOSE)]
     dispatched = Action.DISPATCH in actions
     filed = Action.FILE in actions
@@ -120,7 +123,7 @@ def facts_of(case: Case, calendar: WorkCalendar, unit_of: Callable[[str], str]) 
         missed=filed and case.source in MISSED_SOURCES,
         due=dispatched and case.state != State.CANCELLED,
         handled=bool(handles),
-        handled_on_time=bool(handles) and not handles[-1].overdue,
+        handled_on_time=accepted and not handles[-1].overdue,
         closed=bool(closing) and case.state in (State.CLOSED, State.FORCE_CLOSED),
         closed_on_time=bool(closing)
         and case.state in (State.CLOSED, State.FORCE_CLOSED)
