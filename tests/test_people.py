@@ -646,7 +646,8 @@ def test_inspector_metrics_count_auto_filed_findings_as_valid(
     people: People, jpeg: Callable[..., bytes], tmp_path: Any
 ) -> None:
     """A class filed without review (`auto_file`) is valid like a confirmed one: the inspector's own
-    auto-filed patrol finding is a valid report they found, a camera's in their grid one they missed."""
+    auto-filed patrol finding is a valid report they found, a camera's in their grid one they missed;
+    a report confirmed and then not filed is valid, not also rejected."""
     import dataclasses
 
     from serve.cases.workflow import AutoFiling
@@ -671,13 +672,24 @@ def test_inspector_metrics_count_auto_filed_findings_as_valid(
                 reporter_id=reporter_id,
             )
             assert record_finding(session, finding, rules).case.auto_filed
+        # their finding of a class filed after review: confirmed, then not filed (不予立案): valid still
+        vending = finding_at_place(
+            people,
+            photo,
+            "street_vending",
+            model_version="street-v1",
+            source=CaseSource.INSPECTOR,
+            reporter_id=people.ids["insp"],
+        )
+        declined = record_finding(session, vending, rules).case.id
+    walk(people, declined, [("confirm", "op"), ("reject", "op")], jpeg)
 
     [row] = people.call("boss", "GET", "/v1/stats/inspectors", params={"month": "2025-09"}).json()[
         "inspectors"
     ]
     counts = {k: row[k] for k in ("reports", "valid", "rejected", "found", "missed")}
-    assert counts == {"reports": 1, "valid": 1, "rejected": 0, "found": 1, "missed": 1}
-    assert (row["valid_report_rate"], row["miss_rate"]) == (1.0, 0.5)
+    assert counts == {"reports": 2, "valid": 2, "rejected": 0, "found": 2, "missed": 1}
+    assert (row["valid_report_rate"], row["miss_rate"]) == (1.0, 1 / 3)
 
 
 # --- the problem ledger --------------------------------------------------------------------------

@@ -395,3 +395,14 @@ def test_a_case_in_rework_has_no_handling_on_time(service: Service, jpeg: Any) -
     total = service.client.get("/v1/stats", headers=service.auth("cases:read")).json()["total"]
     assert (total["due"], total["handled"], total["handled_on_time"], total["reworked"]) == (1, 1, 0, 1)
     assert (total["on_time_disposal_rate"], total["rework_rate"]) == (0.0, 1.0)
+
+
+def test_a_report_confirmed_then_not_filed_is_valid_not_rejected(service: Service) -> None:
+    """Confirmed at review, then declined at the filing desk (不予立案): one valid report, unfiled, not
+    also a false one, so the valid report rate is 1 and the filing rate 0 (not 1/2 and 0)."""
+    drive = Driver(service)
+    declined = drive.report("06010", next(iter(GRIDS)), 8.5)
+    drive.steps(declined, (8.6, "confirm", {}), (8.7, "reject", {"note": "不属于城管职责"}))
+    total = service.client.get("/v1/stats", headers=service.auth("cases:read")).json()["total"]
+    assert (total["valid"], total["rejected"], total["filed"]) == (1, 0, 0)
+    assert (total["valid_report_rate"], total["filing_rate"]) == (1.0, 0.0)

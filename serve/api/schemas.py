@@ -358,7 +358,9 @@ class Rates(Schema):
     reports: int = Field(description="cases reported in the period (any source), filed or not")
     pending_review: int = Field(description="reports awaiting a person's review (reported)")
     valid: int = Field(description="reports confirmed or corrected by a person, or auto-filed (有效上报)")
-    rejected: int = Field(description="reports rejected as false (不予立案)")
+    rejected: int = Field(
+        description="reports rejected as false (不予立案) unconfirmed: a confirmed one stays valid"
+    )
     filed: int = Field(description="cases filed (立案): only these count as problems")
     missed: int = Field(
         description="filed cases first reported by the public, hotline, leaders or media (漏报)"

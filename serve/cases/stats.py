@@ -8,7 +8,8 @@ Only filed cases (立案: confirmed by a person and filed, or auto-filed for a t
 problems, in disposal, on-time, overdue, rankings and worst spots; an AI finding or citizen report
 awaiting review is a report, counted apart:
 
-- reports, pending review, valid (confirmed, corrected or auto-filed), rejected
+- reports, pending review, valid (confirmed, corrected or auto-filed), rejected (as false, at review:
+  a valid report the filing desk then declines, 不予立案, stays valid and unfiled)
 - 有效上报率 valid report rate = valid / reviewed (valid + rejected)
 - 漏报率 miss rate = filed problems first reported by people outside the patrol (public, hotline,
   leader, media) / all filed problems: what the patrol and the cameras did not find first
@@ -100,6 +101,7 @@ def facts_of(case: Case, calendar: WorkCalendar, unit_of: Callable[[str], str]) 
     accepted = bool(judged) and judged[-1].action == Action.HANDLE  # no failed check since the last handle
     closing = [e for e in flow if e.action in (Action.CLOSE, Action.FORCE_CLOSE)]
     dispatched = Action.DISPATCH in actions
+    valid = bool(actions & {Action.CONFIRM, Action.CORRECT}) or case.auto_filed
     filed = Action.FILE in actions
     overtime = None
     unit = unit_of(case.event)
@@ -117,8 +119,8 @@ def facts_of(case: Case, calendar: WorkCalendar, unit_of: Callable[[str], str]) 
         department=case.department,
         problem=filed and case.state != State.CANCELLED,
         pending_review=case.state == State.REPORTED,
-        valid=bool(actions & {Action.CONFIRM, Action.CORRECT}) or case.auto_filed,
-        rejected=Action.REJECT in actions,
+        valid=valid,
+        rejected=Action.REJECT in actions and not valid,
         filed=filed,
         missed=filed and case.source in MISSED_SOURCES,
         due=dispatched and case.state != State.CANCELLED,

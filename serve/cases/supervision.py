@@ -10,7 +10,8 @@ Formulas (docs/supervision.md):
   them: filed cases not cancelled), worst first; ties by problems, then name.
 - inspector, over cases first reported in the period:
   valid report rate = their reports confirmed, corrected or auto-filed / their reports decided
-  (those and the rejected); pending reports are not counted;
+  (those and the rejected as false; one confirmed and then not filed stays valid); pending reports
+  are not counted;
   miss rate = missed / (missed + found), where, among valid cases in their responsibility grids,
   found = those they reported and missed = those a camera, a citizen, the hotline or the media
   reported instead;
@@ -207,7 +208,7 @@ def inspector_metrics(session: Session, cases: list[Case]) -> list[dict[str, Any
             if reporter == person.id:
                 counts["reports"] += 1
                 counts["valid"] += valid
-                counts["rejected"] += Action.REJECT in actions
+                counts["rejected"] += Action.REJECT in actions and not valid
             if valid and case.grid_code in grids:
                 counts["found"] += reporter == person.id
                 counts["missed"] += reporter != person.id and case.source in FOUND_BY_OTHERS
