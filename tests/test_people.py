@@ -8,11 +8,12 @@ its cookie jar holds their session) against the same real service and database.
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -499,7 +500,7 @@ def walk(people: People, case_id: int, steps: list[tuple[str, str]], jpeg: Calla
     """Take `steps` (action, who) five minutes apart, each by its role."""
     for action, who in steps:
         people.service.clock.at += timedelta(minutes=5)
-        fields: dict[str, Any] = {"note": "不属实"} if action in ("reject", "cancel") else {}
+        fields: dict[str, Any] = {"note": "不属实"} if action in ("reject", "cancel", "suspend") else {}
         if action == "handle":
             fields["evidence_id"] = after_photo(people, who, case_id, jpeg)
         answer = people.act(who, case_id, action, **fields)
@@ -698,8 +699,6 @@ def test_inspector_metrics_count_auto_filed_findings_as_valid(
 def test_ledger_lists_each_case_with_its_closing_evidence_as_csv_and_xlsx(
     people: People, jpeg: Callable[..., bytes]
 ) -> None:
-    import csv
-
     from openpyxl import load_workbook
 
     closed = report(people.service)
@@ -761,6 +760,18 @@ def test_ledger_lists_each_case_with_its_closing_evidence_as_csv_and_xlsx(
         "boss", "GET", "/v1/ledger.csv", params={"since": "2025-10-01", "until": "2025-09-01"}
     )
     assert refused.status_code == 422 and refused.json()["field"] == "since/until"
+
+
+def test_the_ledger_calls_no_suspended_case_overdue(people: People, jpeg: Callable[..., bytes]) -> None:
+    """挂账 stops the clock: an hour past the deadline it had when suspended, the case is not overdue."""
+    suspended = report(people.service)
+    walk(people, suspended, [*LIFE[:4], ("suspend", "chief")], jpeg)
+    deadline = people.call("boss", "GET", f"/v1/cases/{suspended}").json()["deadline_at"]
+    people.service.clock.at = datetime.fromisoformat(deadline) + timedelta(hours=1)
+    params = {"since": "2025-09-01", "until": "2025-10-01"}
+    ledger = people.call("boss", "GET", "/v1/ledger.csv", params=params).content.decode("utf-8-sig")
+    [row] = csv.DictReader(io.StringIO(ledger))
+    assert (row["状态"], row["是否超期"]) == ("挂账", "否")
 
 
 def test_an_inspectors_patrol_photo_opens_cases_in_their_name(people: People, archive: Path) -> None:  # noqa: F811

@@ -21,7 +21,7 @@ from openpyxl.utils import get_column_letter
 
 from serve.cases.enums import Action, EvidenceRole
 from serve.cases.orm import Case, FlowEntry, SupervisionItem
-from serve.cases.workflow import is_open
+from serve.cases.workflow import CLOCK_RUNNING_STATES
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -116,7 +116,7 @@ def ledger_rows(
         finished = case.closed_at or as_of
         overdue = (
             case.deadline_at is not None
-            and (is_open(case.state) or closed is not None)
+            and (case.state in CLOCK_RUNNING_STATES or closed is not None)  # 挂账 stops the clock
             and (finished > case.deadline_at)
         )
         links = tuple(f"{base_url}/v1/evidence/{e.id}" for e in case.evidence if e.role == EvidenceRole.AFTER)
