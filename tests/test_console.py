@@ -165,10 +165,15 @@ def open311(live: Live, code: str, lat: float, lon: float, description: str) -> 
     return next(int(c["id"]) for c in items if c["number"] == number)
 
 
-def step(live: Live, case_id: int, action: str) -> None:
+def step(live: Live, case_id: int, action: str, **fields: Any) -> None:
     """One workflow step through the API (the console key), with the case's current version."""
     etag = live.api("GET", f"/v1/cases/{case_id}").headers["ETag"]
-    live.api("POST", f"/v1/cases/{case_id}/transitions", json={"action": action}, headers={"If-Match": etag})
+    live.api(
+        "POST",
+        f"/v1/cases/{case_id}/transitions",
+        json={"action": action, **fields},
+        headers={"If-Match": etag},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -861,6 +866,13 @@ def test_a_street_vending_case_counts_down_its_double_ten_clocks(live: Live, bro
     first = on_site.text
     assert first.startswith("已超时") and "overdue" in on_site.get_attribute("class")
     wait(browser, lambda d: one(d, "#countdown-on-site").text != first, "the countdown does not tick")
+    # suspended (挂账), its clock stands still: no countdown runs on
+    for minutes, action, fields in ((6, "dispatch", {}), (8, "suspend", {"note": "等待执法"})):
+        live.clock.at = START + timedelta(days=2, minutes=minutes)
+        step(live, case_id, action, **fields)
+    browser.refresh()
+    one(browser, '#view[data-page="case"][data-state="ready"] .state-suspended')
+    assert not css(browser, ".countdown")
 
 
 def test_photos_are_detached_split_off_and_merged_back_on_the_case_page(live: Live, browser: Any) -> None:

@@ -19,9 +19,10 @@ const UNFILED = ["reported", "verified", "not_filed"];
 function deadline(c) {
   return UNFILED.includes(c.state) ? h("span", { class: "hint deadline-none" }, t("deadline.unfiled")) : when(c.deadline_at);
 }
-// 双十 and other minute limits: a live countdown to each clock of a filed, open case (browser time).
+// 双十 and other minute limits: a live countdown to each clock of a filed, open case (browser time);
+// none while the case is suspended (挂账): its clock stands still until it is resumed.
 function countdown(id, due, c) {
-  if (!due || UNFILED.includes(c.state) || FINAL.includes(c.state)) return null;
+  if (!due || UNFILED.includes(c.state) || FINAL.includes(c.state) || c.state === "suspended") return null;
   const span = h("span", { class: "countdown", id, "data-due": due });
   tick(span);
   return span;
