@@ -104,14 +104,8 @@ def facts_of(case: Case, calendar: WorkCalendar, unit_of: Callable[[str], str]) 
     valid = bool(actions & {Action.CONFIRM, Action.CORRECT}) or case.auto_filed
     filed = Action.FILE in actions
     overtime = None
-    unit = unit_of(case.event)
-    clock_steps = (Action.FILE, Action.DISPATCH) if restarts_at_dispatch(unit) else (Action.FILE,)
-    starts = [e.at for e in flow if e.action in clock_steps and handles and e.at <= handles[-1].at]
-    if handles and handles[-1].overdue and starts and case.deadline_at is not None:
-        paused = suspended_time(flow, starts[-1], handles[-1].at, unit, calendar)
-        allowed = time_used(starts[-1], case.deadline_at, unit, calendar) - paused
-        used = time_used(starts[-1], handles[-1].at, unit, calendar) - paused
-        overtime = (used - allowed) / allowed if allowed > 0 else None
+    if handles and handles[-1].overdue and case.deadline_at is not None:
+        overtime = overtime_multiple(flow, handles[-1].at, case.deadline_at, unit_of(case.event), calendar)
     return CaseFacts(
         event=case.event,
         grid_code=case.grid_code,
@@ -133,6 +127,21 @@ def facts_of(case: Case, calendar: WorkCalendar, unit_of: Callable[[str], str]) 
         reworked=Action.CHECK_FAIL in actions,
         overtime_multiple=overtime,
     )
+
+
+def overtime_multiple(
+    flow: list[FlowEntry], handled_at: datetime, due: datetime, unit: str, calendar: WorkCalendar
+) -> float | None:
+    """(used − allowed) / allowed of a late handling, from the start of the disposal clock (the last
+    dispatch, or filing for a clock dispatch does not restart), without the time suspended."""
+    clock_steps = (Action.FILE, Action.DISPATCH) if restarts_at_dispatch(unit) else (Action.FILE,)
+    starts = [e.at for e in flow if e.action in clock_steps and e.at <= handled_at]
+    if not starts:
+        return None
+    paused = suspended_time(flow, starts[-1], handled_at, unit, calendar)
+    allowed = time_used(starts[-1], due, unit, calendar) - paused
+    used = time_used(starts[-1], handled_at, unit, calendar) - paused
+    return (used - allowed) / allowed if allowed > 0 else None
 
 
 def suspended_time(
