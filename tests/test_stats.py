@@ -20,6 +20,8 @@ from serve.cases.stats import CaseFacts, composite_score, rates, ten_day_period
 
 TZ = ZoneInfo("Asia/Shanghai")
 MONDAY = datetime(2025, 9, 29, 8, 0, tzinfo=TZ)
+# a report of 08:30 confirmed, filed, dispatched at 09:00 (4 working hours for garbage: due 15:00), started
+TO_HANDLING = ((8.6, "confirm", {}), (8.7, "file", {}), (9, "dispatch", {}), (9.5, "start", {}))
 # Street 甲 has two unit grids, the second three times the size of the others; street 乙 has one:
 # 乙's two problems weigh four times as much per km² as 甲's two.
 GRIDS = {
@@ -345,18 +347,19 @@ def test_a_suspended_case_stops_its_clock(service: Service, jpeg: Any) -> None:
     a suspended case is not overdue, and the overtime multiple leaves the suspension out."""
     drive = Driver(service)
     small, large, street_b = GRIDS
-    dispatched = ((8.6, "confirm", {}), (8.7, "file", {}), (9, "dispatch", {}), (9.25, "start", {}))
     # extended by 1 working hour (due 16:00), suspended 10:00-14:00 (2 working hours): due 18:00
     extended = drive.report("06010", small, 8.5)
-    drive.steps(extended, *dispatched, (9.5, "extend", {"extend_by": 1}), (10, "suspend", {"note": "待审批"}))
+    drive.steps(
+        extended, *TO_HANDLING, (9.5, "extend", {"extend_by": 1}), (10, "suspend", {"note": "待审批"})
+    )
     drive.steps(extended, (14, "resume", {}), (17.5, "handle", {"jpeg": jpeg(seed=5)}))
     # due 15:00, suspended 10:00-14:00: due 17:00; handled 17:30, 4.5 working hours of clock for 4
     late = drive.report("06010", large, 8.5)
-    drive.steps(late, *dispatched, (10, "suspend", {"note": "待审批"}), (14, "resume", {}))
+    drive.steps(late, *TO_HANDLING, (10, "suspend", {"note": "待审批"}), (14, "resume", {}))
     drive.steps(late, (17.5, "handle", {"jpeg": jpeg(seed=6)}))
     # due 15:00, suspended at 10:00 and still suspended at 16:00: not overdue
     waiting = drive.report("06010", street_b, 8.5)
-    drive.steps(waiting, *dispatched, (10, "suspend", {"note": "待审批"}))
+    drive.steps(waiting, *TO_HANDLING, (10, "suspend", {"note": "待审批"}))
 
     reader = service.auth("cases:read")
     deadlines = {
@@ -385,10 +388,7 @@ def test_a_case_in_rework_has_no_handling_on_time(service: Service, jpeg: Any) -
     reworking = drive.report("06010", next(iter(GRIDS)), 8.5)
     drive.steps(
         reworking,
-        (8.6, "confirm", {}),
-        (8.7, "file", {}),
-        (9, "dispatch", {}),  # due 15:00
-        (9.5, "start", {}),
+        *TO_HANDLING,
         (11, "handle", {"jpeg": jpeg(seed=7)}),
         (11.2, "check_fail", {"note": "未清理干净"}),
     )
@@ -406,3 +406,18 @@ def test_a_report_confirmed_then_not_filed_is_valid_not_rejected(service: Servic
     total = service.client.get("/v1/stats", headers=service.auth("cases:read")).json()["total"]
     assert (total["valid"], total["rejected"], total["filed"]) == (1, 0, 0)
     assert (total["valid_report_rate"], total["filing_rate"]) == (1.0, 0.0)
+
+
+def test_a_late_handling_sent_back_and_extended_has_no_overtime_multiple(service: Service, jpeg: Any) -> None:
+    """Handled late at 16:00 (due 15:00), failed at the check and given 4 working hours more (due
+    09:00 the next day): no handling stands, so no overtime multiple (it was (5 - 8) / 8, negative)."""
+    drive = Driver(service)
+    extended = drive.report("06010", next(iter(GRIDS)), 8.5)
+    drive.steps(extended, *TO_HANDLING, (16, "handle", {"jpeg": jpeg(seed=8)}))
+    drive.steps(extended, (16.2, "check_fail", {"note": "未清理干净"}), (16.4, "extend", {"extend_by": 4}))
+    total = service.client.get("/v1/stats", headers=service.auth("cases:read")).json()["total"]
+    assert (total["overtime_cases"], total["overtime_multiple_mean"], total["overtime_multiple_max"]) == (
+        0,
+        None,
+        None,
+    )

@@ -381,7 +381,7 @@ class Rates(Schema):
     closing_rate: float | None = Field(description="结案率 = closed / due")
     on_time_closing_rate: float | None = Field(description="按期结案率 = closed on time / due")
     rework_rate: float | None = Field(description="返工率 = reworked / handled")
-    overtime_cases: int = Field(description="handled cases late against their limit")
+    overtime_cases: int = Field(description="cases whose accepted handling was late against their limit")
     overtime_multiple_mean: float | None = Field(
         description="mean 超时倍数 (used − limit) / limit of late cases"
     )

@@ -19,7 +19,8 @@ awaiting review is a report, counted apart:
   check after it: a case in rework has none) met the deadline / due
 - 结案率 / 按期结案率 closing and on-time closing = closed (by the deadline) / due
 - 返工率 rework rate = cases with a failed check / handled
-- 超时倍数 overtime multiple = (used − allowed) / allowed, from the start of the disposal clock (the
+- 超时倍数 overtime multiple of a late standing handling (none for a case in rework) =
+  (used − allowed) / allowed, from the start of the disposal clock (the
   last dispatch; filing for a class counted in continuous minutes, which dispatch does not restart)
   to the last handling, both measured in the unit of the class's limit (working hours count only
   working time) and without the time the case was suspended (挂账 stops the clock)
@@ -104,7 +105,7 @@ def facts_of(case: Case, calendar: WorkCalendar, unit_of: Callable[[str], str]) 
     valid = bool(actions & {Action.CONFIRM, Action.CORRECT}) or case.auto_filed
     filed = Action.FILE in actions
     overtime = None
-    if handles and handles[-1].overdue and case.deadline_at is not None:
+    if accepted and handles[-1].overdue and case.deadline_at is not None:
         overtime = overtime_multiple(flow, handles[-1].at, case.deadline_at, unit_of(case.event), calendar)
     return CaseFacts(
         event=case.event,
