@@ -500,7 +500,9 @@ def walk(people: People, case_id: int, steps: list[tuple[str, str]], jpeg: Calla
     """Take `steps` (action, who) five minutes apart, each by its role."""
     for action, who in steps:
         people.service.clock.at += timedelta(minutes=5)
-        fields: dict[str, Any] = {"note": "不属实"} if action in ("reject", "cancel", "suspend") else {}
+        fields: dict[str, Any] = (
+            {"note": "不属实"} if action in ("reject", "cancel", "suspend", "force_close") else {}
+        )
         if action == "handle":
             fields["evidence_id"] = after_photo(people, who, case_id, jpeg)
         answer = people.act(who, case_id, action, **fields)
@@ -763,15 +765,21 @@ def test_ledger_lists_each_case_with_its_closing_evidence_as_csv_and_xlsx(
 
 
 def test_the_ledger_calls_no_suspended_case_overdue(people: People, jpeg: Callable[..., bytes]) -> None:
-    """挂账 stops the clock: an hour past the deadline it had when suspended, the case is not overdue."""
+    """挂账 stops the clock: an hour past the deadline it had when suspended, the case is not overdue,
+    nor is it when force-closed then (nor in the on-time closing rate)."""
     suspended = report(people.service)
     walk(people, suspended, [*LIFE[:4], ("suspend", "chief")], jpeg)
     deadline = people.call("boss", "GET", f"/v1/cases/{suspended}").json()["deadline_at"]
     people.service.clock.at = datetime.fromisoformat(deadline) + timedelta(hours=1)
     params = {"since": "2025-09-01", "until": "2025-10-01"}
-    ledger = people.call("boss", "GET", "/v1/ledger.csv", params=params).content.decode("utf-8-sig")
-    [row] = csv.DictReader(io.StringIO(ledger))
-    assert (row["状态"], row["是否超期"]) == ("挂账", "否")
+    for state, action in (("挂账", None), ("强制结案", "force_close")):
+        if action:
+            walk(people, suspended, [(action, "chief")], jpeg)
+        ledger = people.call("boss", "GET", "/v1/ledger.csv", params=params).content.decode("utf-8-sig")
+        [row] = csv.DictReader(io.StringIO(ledger))
+        assert (row["状态"], row["是否超期"]) == (state, "否")
+    total = people.call("boss", "GET", "/v1/stats").json()["total"]
+    assert (total["closed"], total["closed_on_time"]) == (1, 1)
 
 
 def test_an_inspectors_patrol_photo_opens_cases_in_their_name(people: People, archive: Path) -> None:  # noqa: F811

@@ -113,12 +113,14 @@ def ledger_rows(
         handled = _last(flow, Action.HANDLE)
         checked = _last(flow, Action.CHECK_PASS)
         closed = _last(flow, Action.CLOSE, Action.FORCE_CLOSE)
-        finished = case.closed_at or as_of
-        overdue = (
-            case.deadline_at is not None
-            and (case.state in CLOCK_RUNNING_STATES or closed is not None)  # 挂账 stops the clock
-            and (finished > case.deadline_at)
-        )
+        if closed is not None:  # judged when closed (a suspended case's clock had stopped)
+            overdue = closed.overdue
+        else:  # 挂账 stops the clock
+            overdue = (
+                case.state in CLOCK_RUNNING_STATES
+                and case.deadline_at is not None
+                and as_of > case.deadline_at
+            )
         links = tuple(f"{base_url}/v1/evidence/{e.id}" for e in case.evidence if e.role == EvidenceRole.AFTER)
         values = {
             "number": case.number,

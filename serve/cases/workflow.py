@@ -224,8 +224,9 @@ def apply(
             detail=f"time {command.at.isoformat()} is before the case's last step at {last_at.isoformat()}",
         )
     seconds_used = (command.at - last_at).total_seconds()
-    if command.action in DEADLINE_ACTIONS:
-        overdue = case.deadline_at is not None and command.at > case.deadline_at
+    if command.action in DEADLINE_ACTIONS:  # a suspended case's clock stands still since its suspension
+        clock = last_suspension(case) if case.state == S.SUSPENDED else command.at
+        overdue = case.deadline_at is not None and clock > case.deadline_at
     elif command.action is A.START and case.on_site_due_at is not None:  # 双十: on site in time?
         overdue = command.at > case.on_site_due_at
     else:
@@ -245,8 +246,7 @@ def apply(
         if restarts_at_dispatch(case.event) or case.deadline_at is None:
             case.deadline_at = deadline_from(case.event, command.at)
     if command.action is A.RESUME and case.deadline_at is not None:
-        suspended_at = next(e.at for e in reversed(case.flow) if e.action == A.SUSPEND)
-        case.deadline_at = resume_deadline(case.event, case.deadline_at, suspended_at, command.at)
+        case.deadline_at = resume_deadline(case.event, case.deadline_at, last_suspension(case), command.at)
     if command.action is A.EXTEND and command.extend_by is not None:
         base = case.deadline_at or deadline_from(case.event, command.at)
         case.deadline_at = extend_deadline(case.event, base, command.extend_by)
@@ -267,3 +267,8 @@ def apply(
     case.state = to_state
     case.flow.append(entry)
     return entry
+
+
+def last_suspension(case: Case) -> datetime:
+    """When a suspended case (挂账) was suspended: its disposal clock has stood still since."""
+    return next(e.at for e in reversed(case.flow) if e.action == A.SUSPEND)
