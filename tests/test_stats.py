@@ -421,3 +421,32 @@ def test_a_late_handling_sent_back_and_extended_has_no_overtime_multiple(service
         None,
         None,
     )
+
+
+def test_a_class_removed_from_the_taxonomy_keeps_its_figures_and_asks_for_a_correction(
+    service: Service, jpeg: Any
+) -> None:
+    """A bureau drops a class from configs/taxonomy.yaml; its old cases stay. A late handling of one
+    made GET /v1/stats a 500 (KeyError), and a step that sets a deadline on another was a 500 too."""
+    import sqlalchemy as sa
+
+    drive = Driver(service)
+    late = drive.report("06010", next(iter(GRIDS)), 8.5)
+    drive.steps(late, *TO_HANDLING, (16, "handle", {"jpeg": jpeg(seed=9)}))  # due 15:00
+    waiting = drive.report("06010", list(GRIDS)[2], 8.6)  # another street: not the first case's duplicate
+    drive.steps(waiting, (8.7, "confirm", {}), (8.8, "file", {}))
+    engine = sa.create_engine(service.settings.db_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE cases SET event = 'retired_class'"))
+    engine.dispose()
+
+    stats = service.client.get("/v1/stats", headers=service.auth("cases:read"))
+    assert stats.status_code == 200, stats.text
+    total = stats.json()["total"]
+    # measured in continuous hours: 7 h used (09:00-16:00) against 6 h allowed (09:00-15:00)
+    assert total["overtime_cases"] == 1 and total["overtime_multiple_max"] == pytest.approx(1 / 6, abs=0.01)
+    assert service.client.get(f"/v1/cases/{waiting}", headers=service.auth("cases:read")).status_code == 200
+
+    refused = service.transition(waiting, "dispatch")
+    assert refused.status_code == 422, refused.text
+    assert "'retired_class' is no longer an event of the taxonomy" in refused.json()["detail"]

@@ -18,7 +18,7 @@ from serve.cases.routing import Routing, load_routing
 from serve.cases.settings import Settings
 from serve.cases.stats import load_score_weights
 from serve.cases.workflow import Command, StageLimits, apply, load_stage_limits
-from vision.core.taxonomy import Deadline
+from vision.core.taxonomy import Deadline, Event
 
 LONGEST_HOLIDAY_DAYS = 9  # the Spring Festival or National Day week with its weekends (2026: 9 days)
 
@@ -47,7 +47,7 @@ class Domain:
 
     def deadline_from(self, event: str, start: datetime) -> datetime:
         """Disposal deadline of `event` counted from `start` (dispatch) on the working calendar."""
-        return deadline(start, self.rules.taxonomy.events[event].deadline, self.rules.calendar)
+        return deadline(start, self.known_event(event).deadline, self.rules.calendar)
 
     def resume_deadline(
         self, event: str, due: datetime, suspended_at: datetime, resumed_at: datetime
@@ -61,7 +61,7 @@ class Domain:
         At most `max_extend_days` in that unit (a 1e7 working-hour extension took seconds of CPU to
         count and put the deadline in the year 7345): more is InvalidInput naming the maximum.
         """
-        unit = self.rules.taxonomy.events[event].deadline.unit
+        unit = self.known_event(event).deadline.unit
         most = self.max_extension(unit)
         if not 0 < amount <= most:
             raise InvalidInput(
@@ -108,11 +108,26 @@ class Domain:
 
     def on_site_from(self, event: str, start: datetime) -> datetime | None:
         """When someone must be on site for a case of `event` filed at `start` (None: no such limit)."""
-        minutes = self.rules.taxonomy.events[event].on_site_minutes
+        minutes = self.known_event(event).on_site_minutes
         return start + timedelta(minutes=minutes) if minutes is not None else None
 
     def unit_of(self, event: str) -> str:
-        return self.rules.taxonomy.events[event].deadline.unit
+        """The unit a case's clock is measured in; a class since removed from the taxonomy (its old
+        cases stay) is measured in continuous hours, so the figures still come out (they were a 500)."""
+        known = self.rules.taxonomy.events.get(event)
+        return known.deadline.unit if known is not None else "hours"
+
+    def known_event(self, event: str) -> Event:
+        """The event of the taxonomy a new deadline is set by: a case of a class since removed from
+        configs/taxonomy.yaml has none until a person corrects its class (InvalidInput, not a 500)."""
+        known = self.rules.taxonomy.events.get(event)
+        if known is None:
+            raise InvalidInput(
+                "event",
+                f"'{event}' is no longer an event of the taxonomy (configs/taxonomy.yaml): correct the "
+                f"case's class to one of {', '.join(self.rules.taxonomy.events)} first",
+            )
+        return known
 
     def event_fields(self, event: str) -> dict[str, Any]:
         """The case columns that follow from an event key (used when a person corrects the class)."""
