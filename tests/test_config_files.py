@@ -69,6 +69,11 @@ def test_the_committed_file_loads(name: str) -> None:
             r"stage_limits_minutes\.verify: ",
         ),
         ("workflow.yaml", lambda d: d.update(stage_limits={}), r"stage_limits: Extra inputs"),
+        (
+            "workflow.yaml",
+            lambda d: d.update(stage_clock="office"),
+            r"stage_clock: Input should be 'continuous' or 'working'",
+        ),
         ("flyers.yaml", lambda d: d.update(scan="sometimes"), r"scan: Input should be 'off', 'detector'"),
         ("flyers.yaml", lambda d: d["confidence"].update(phone=2), r"confidence: phone: a confidence lies"),
         (

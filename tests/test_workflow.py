@@ -4,6 +4,7 @@ each step writes (time used, overdue against stage limits and the deadline)."""
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -198,6 +199,41 @@ def test_correct_changes_the_event_and_a_citizen_report_has_no_ai_review(domain:
     citizen = new_case(ai=False)
     step(citizen, domain, "confirm", 3)
     assert citizen.ai_review is None and citizen.state == "verified"
+
+
+@pytest.mark.parametrize(
+    ("clock", "reported", "confirmed", "overdue"),
+    [
+        # 17:55 Monday to 08:10 Tuesday: 14 h 15 min on the clock, 15 working minutes (5 + 10)
+        ("continuous", (22, 17, 55), (23, 8, 10), True),
+        ("working", (22, 17, 55), (23, 8, 10), False),
+        ("working", (22, 17, 55), (23, 8, 30), True),  # 35 working minutes
+        # 11:50 to 14:15 over lunch: 25 working minutes, 145 on the clock
+        ("working", (22, 11, 50), (22, 14, 15), False),
+        ("continuous", (22, 11, 50), (22, 14, 15), True),
+        # Tuesday 30 September 17:50 to Thursday 9 October 08:10, over the National Day holiday
+        ("working", (30, 17, 50), (39, 8, 10), False),
+    ],
+)
+def test_a_desk_that_keeps_office_hours_counts_its_minutes_in_working_time(
+    domain: Domain,
+    clock: str,
+    reported: tuple[int, int, int],
+    confirmed: tuple[int, int, int],
+    overdue: bool,
+) -> None:
+    """workflow.yaml `stage_clock: working`: the verify desk (30 min) is not late for a report that
+    came in at the end of the day and was verified first thing the next working morning."""
+    counted = replace(domain, stage_limits=StageLimits(domain.stage_limits.minutes, clock))  # type: ignore[arg-type]
+
+    def at(day: int, hour: int, minute: int) -> datetime:
+        return datetime(2025, 9, 1, hour, minute, tzinfo=TZ) + timedelta(days=day - 1)
+
+    case = new_case()
+    case.flow[0].at = at(*reported)
+    counted.move(case, Command(action=Action.CONFIRM, operator="王网格员", at=at(*confirmed)))
+    assert case.flow[-1].overdue is overdue
+    assert case.flow[-1].seconds_used == (at(*confirmed) - at(*reported)).total_seconds()  # the clock's
 
 
 def test_stage_limits_only_judge_their_own_stages() -> None:

@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from serve.cases.deadlines import Coverage, coverage, deadline, restarts_at_dispatch, resumed_deadline
+from serve.cases.deadlines import (
+    Coverage,
+    coverage,
+    deadline,
+    restarts_at_dispatch,
+    resumed_deadline,
+    working_seconds_between,
+)
 from serve.cases.errors import InvalidInput
 from serve.cases.findings import CaseRules, load_case_rules
 from serve.cases.orm import Case
@@ -43,7 +50,14 @@ class Domain:
             on_site_from=self.on_site_from,
             restarts_at_dispatch=self.restarts_at_dispatch,
             resume_deadline=self.resume_deadline,
+            stage_seconds=self.stage_seconds,
         )
+
+    def stage_seconds(self, start: datetime, end: datetime) -> float:
+        """The time a desk took for its step, as its limits count it (workflow.yaml `stage_clock`)."""
+        if self.stage_limits.clock == "working":
+            return working_seconds_between(start, end, self.rules.calendar)
+        return (end - start).total_seconds()
 
     def deadline_from(self, event: str, start: datetime) -> datetime:
         """Disposal deadline of `event` counted from `start` (dispatch) on the working calendar."""

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, PositiveFloat, field_validator
 
@@ -82,6 +82,7 @@ REQUIRED: dict[Action, tuple[str, ...]] = {
 }
 
 # Which stage limit (configs/workflow.yaml, minutes) judges an action late; the rest use the deadline.
+StageClock = Literal["continuous", "working"]  # how a desk's minutes are counted
 STAGE_OF: dict[Action, str] = {
     A.CONFIRM: "verify",
     A.CORRECT: "verify",
@@ -114,9 +115,12 @@ def is_open(state: str) -> bool:
 
 @dataclass(frozen=True)
 class StageLimits:
-    """Minutes each desk has for its step (accept 15, dispatch 15, verify 30, check 30 by default)."""
+    """Minutes each desk has for its step (accept 15, dispatch 15, verify 30, check 30 by default),
+    counted on the clock (`continuous`) or in working time only (`working`: a desk that keeps office
+    hours is not late for a report that came in at night)."""
 
     minutes: dict[str, float]
+    clock: StageClock = "continuous"
 
     def late(self, action: Action, seconds_used: float) -> bool:
         stage = STAGE_OF.get(action)
@@ -127,6 +131,7 @@ class WorkflowFile(ConfigModel):
     """configs/workflow.yaml: minutes per desk, for the stages of STAGE_OF; classes filed without review."""
 
     stage_limits_minutes: dict[str, PositiveFloat] = {}
+    stage_clock: StageClock = "continuous"
     auto_file: dict[str, Annotated[float, Field(ge=0, le=1)]] = {}  # event key -> lowest confidence
 
     @field_validator("stage_limits_minutes")
@@ -140,7 +145,8 @@ class WorkflowFile(ConfigModel):
 
 def load_stage_limits(path: Path) -> StageLimits:
     """`<configs_dir>/workflow.yaml` `stage_limits_minutes`; ConfigError names a bad field."""
-    return StageLimits(dict(load_config_file(path, WorkflowFile).stage_limits_minutes))
+    config = load_config_file(path, WorkflowFile)
+    return StageLimits(dict(config.stage_limits_minutes), config.stage_clock)
 
 
 @dataclass(frozen=True)
@@ -204,6 +210,7 @@ def apply(
     on_site_from: Callable[[str, datetime], datetime | None] = lambda event, start: None,
     restarts_at_dispatch: Callable[[str], bool] = lambda event: True,
     resume_deadline: ResumeDeadline = lambda event, due, suspended_at, resumed_at: due,
+    stage_seconds: Callable[[datetime, datetime], float] = lambda start, end: (end - start).total_seconds(),
 ) -> FlowEntry:
     """Move `case` by `command` and append its flow-log entry; raises before changing anything.
 
@@ -230,7 +237,7 @@ def apply(
     elif command.action is A.START and case.on_site_due_at is not None:  # 双十: on site in time?
         overdue = command.at > case.on_site_due_at
     else:
-        overdue = limits.late(command.action, seconds_used)
+        overdue = limits.late(command.action, stage_seconds(last_at, command.at))
 
     corrected = event_fields(command.event) if command.action is A.CORRECT and command.event else {}
 
