@@ -450,3 +450,21 @@ def test_a_class_removed_from_the_taxonomy_keeps_its_figures_and_asks_for_a_corr
     refused = service.transition(waiting, "dispatch")
     assert refused.status_code == 422, refused.text
     assert "'retired_class' is no longer an event of the taxonomy" in refused.json()["detail"]
+
+
+def test_a_case_sent_back_is_no_longer_due_with_the_department_that_returned_it(service: Service) -> None:
+    """回退: a department returns a case it cannot handle (not its job) to the dispatcher. It stayed
+    due with that department in the figures by department until dispatched again, counting against
+    its disposal rate a case it no longer held."""
+    drive = Driver(service)
+    returned = drive.report("06010", next(iter(GRIDS)), 8.5)
+    drive.steps(returned, *TO_HANDLING[:3], (9.2, "send_back", {"note": "不属于本单位职责"}))
+    reader = service.auth("cases:read")
+
+    def due_by_department() -> dict[str | None, int]:
+        groups = service.client.get("/v1/stats", params={"group_by": "department"}, headers=reader).json()
+        return {g["key"]: g["due"] for g in groups["groups"]}
+
+    assert due_by_department() == {None: 1}  # still due bureau-wide, held by no department
+    drive.steps(returned, (9.5, "dispatch", {}))
+    assert due_by_department() == {"二七区环境卫生服务中心": 1}

@@ -25,6 +25,8 @@ awaiting review is a report, counted apart:
   to the last handling, both measured in the unit of the class's limit (working hours count only
   working time) and without the time the case was suspended (挂账 stops the clock)
 - problems per km² = filed cases that were not cancelled / area of the unit grids
+- by department: the department holding the case; one sent back (回退) and not yet dispatched again
+  is due with no department, not with the one that returned it
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ class CaseFacts:
     event: str
     grid_code: str | None
     street: str | None
-    department: str | None
+    department: str | None  # the department holding it: none once it was sent back (回退) undispatched
     problem: bool  # filed and not cancelled: counts per km²
     pending_review: bool  # a report nobody has confirmed or rejected yet
     valid: bool
@@ -102,6 +104,8 @@ def facts_of(case: Case, calendar: WorkCalendar, unit_of: Callable[[str], str]) 
     accepted = bool(judged) and judged[-1].action == Action.HANDLE  # no failed check since the last handle
     closing = [e for e in flow if e.action in (Action.CLOSE, Action.FORCE_CLOSE)]
     dispatched = Action.DISPATCH in actions
+    routed = [e.action for e in flow if e.action in (Action.DISPATCH, Action.SEND_BACK)]
+    held_by_department = bool(routed) and routed[-1] == Action.DISPATCH  # not sent back (回退) since
     valid = bool(actions & {Action.CONFIRM, Action.CORRECT}) or case.auto_filed
     filed = Action.FILE in actions
     overtime = None
@@ -111,7 +115,7 @@ def facts_of(case: Case, calendar: WorkCalendar, unit_of: Callable[[str], str]) 
         event=case.event,
         grid_code=case.grid_code,
         street=case.street,
-        department=case.department,
+        department=case.department if held_by_department else None,
         problem=filed and case.state != State.CANCELLED,
         pending_review=case.state == State.REPORTED,
         valid=valid,
