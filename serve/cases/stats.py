@@ -106,7 +106,7 @@ def facts_of(case: Case, calendar: WorkCalendar, unit_of: Callable[[str], str]) 
     dispatched = Action.DISPATCH in actions
     routed = [e.action for e in flow if e.action in (Action.DISPATCH, Action.SEND_BACK)]
     held_by_department = bool(routed) and routed[-1] == Action.DISPATCH  # not sent back (回退) since
-    valid = bool(actions & {Action.CONFIRM, Action.CORRECT}) or case.auto_filed
+    valid, rejected = review_outcome(case, actions)
     filed = Action.FILE in actions
     overtime = None
     if accepted and handles[-1].overdue and case.deadline_at is not None:
@@ -119,7 +119,7 @@ def facts_of(case: Case, calendar: WorkCalendar, unit_of: Callable[[str], str]) 
         problem=filed and case.state != State.CANCELLED,
         pending_review=case.state == State.REPORTED,
         valid=valid,
-        rejected=Action.REJECT in actions and not valid,
+        rejected=rejected,
         filed=filed,
         missed=filed and case.source in MISSED_SOURCES,
         due=dispatched and case.state != State.CANCELLED,
@@ -132,6 +132,13 @@ def facts_of(case: Case, calendar: WorkCalendar, unit_of: Callable[[str], str]) 
         reworked=Action.CHECK_FAIL in actions,
         overtime_multiple=overtime,
     )
+
+
+def review_outcome(case: Case, actions: set[str]) -> tuple[bool, bool]:
+    """(valid, rejected) of a report: valid when a person confirmed or corrected it or its class is
+    auto-filed; rejected only as false at review (one confirmed and then not filed stays valid)."""
+    valid = bool(actions & {Action.CONFIRM, Action.CORRECT}) or case.auto_filed
+    return valid, Action.REJECT in actions and not valid
 
 
 def overtime_multiple(

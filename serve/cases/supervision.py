@@ -34,7 +34,7 @@ from serve.cases.enums import Action, CaseSource, Role, SupervisionState
 from serve.cases.errors import Conflict, InvalidInput, NotFound, NotPermitted
 from serve.cases.grids import GridIndex
 from serve.cases.orm import Case, SupervisionItem, User
-from serve.cases.stats import CaseFacts, ranked, ratio
+from serve.cases.stats import CaseFacts, ranked, ratio, review_outcome
 from serve.cases.times import computable_day
 from serve.cases.workflow import OPEN_STATES
 
@@ -203,12 +203,12 @@ def inspector_metrics(session: Session, cases: list[Case]) -> list[dict[str, Any
         )
         for case in cases:
             actions = {entry.action for entry in case.flow}
-            valid = bool(actions & {Action.CONFIRM, Action.CORRECT}) or case.auto_filed
+            valid, rejected = review_outcome(case, actions)
             reporter = case.flow[0].user_id if case.flow else None
             if reporter == person.id:
                 counts["reports"] += 1
                 counts["valid"] += valid
-                counts["rejected"] += Action.REJECT in actions and not valid
+                counts["rejected"] += rejected
             if valid and case.grid_code in grids:
                 counts["found"] += reporter == person.id
                 counts["missed"] += reporter != person.id and case.source in FOUND_BY_OTHERS
