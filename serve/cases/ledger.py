@@ -21,7 +21,7 @@ from openpyxl.utils import get_column_letter
 
 from serve.cases.enums import Action, EvidenceRole
 from serve.cases.orm import Case, FlowEntry, SupervisionItem
-from serve.cases.workflow import CLOCK_RUNNING_STATES
+from serve.cases.workflow import is_overdue
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -113,14 +113,8 @@ def ledger_rows(
         handled = _last(flow, Action.HANDLE)
         checked = _last(flow, Action.CHECK_PASS)
         closed = _last(flow, Action.CLOSE, Action.FORCE_CLOSE)
-        if closed is not None:  # judged when closed (a suspended case's clock had stopped)
-            overdue = closed.overdue
-        else:  # 挂账 stops the clock
-            overdue = (
-                case.state in CLOCK_RUNNING_STATES
-                and case.deadline_at is not None
-                and as_of > case.deadline_at
-            )
+        # judged when closed (a suspended case's clock had stopped); open: only while its clock runs
+        overdue = closed.overdue if closed is not None else is_overdue(case, as_of)
         links = tuple(f"{base_url}/v1/evidence/{e.id}" for e in case.evidence if e.role == EvidenceRole.AFTER)
         values = {
             "number": case.number,

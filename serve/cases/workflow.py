@@ -81,8 +81,8 @@ REQUIRED: dict[Action, tuple[str, ...]] = {
     A.FORCE_CLOSE: ("note",),
 }
 
+StageClock = Literal["continuous", "working"]  # how a desk's minutes are counted (workflow.yaml stage_clock)
 # Which stage limit (configs/workflow.yaml, minutes) judges an action late; the rest use the deadline.
-StageClock = Literal["continuous", "working"]  # how a desk's minutes are counted
 STAGE_OF: dict[Action, str] = {
     A.CONFIRM: "verify",
     A.CORRECT: "verify",
@@ -274,6 +274,12 @@ def apply(
     case.state = to_state
     case.flow.append(entry)
     return entry
+
+
+def is_overdue(case: Case, as_of: datetime) -> bool:
+    """Filed, still open, its clock running and past its deadline at `as_of`: a report awaiting review
+    and a suspended case (挂账) are never overdue."""
+    return case.state in CLOCK_RUNNING_STATES and case.deadline_at is not None and case.deadline_at < as_of
 
 
 def last_suspension(case: Case) -> datetime:

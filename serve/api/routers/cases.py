@@ -45,7 +45,14 @@ from serve.cases.people import (
     sees,
 )
 from serve.cases.times import instant
-from serve.cases.workflow import CLOCK_RUNNING_STATES, Action, Command, allowed_actions, is_open
+from serve.cases.workflow import (
+    CLOCK_RUNNING_STATES,
+    Action,
+    Command,
+    allowed_actions,
+    is_open,
+    is_overdue,
+)
 from vision.core.boxes import boxes_json, parse_boxes
 
 router = APIRouter(tags=["cases"])
@@ -57,12 +64,6 @@ STALE_RESPONSES: dict[int | str, dict[str, Any]] = {
     412: {"description": "If-Match does not match the case's current ETag"},
     428: {"description": "If-Match header missing"},
 }
-
-
-def is_overdue(case: Case, as_of: datetime) -> bool:
-    """Filed, still open, its clock running and past its deadline: a report awaiting review and a
-    suspended case (挂账) are never overdue."""
-    return case.state in CLOCK_RUNNING_STATES and case.deadline_at is not None and case.deadline_at < as_of
 
 
 def summary(case: Case, as_of: datetime) -> CaseSummary:
