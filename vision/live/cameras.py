@@ -258,7 +258,6 @@ class DwellSettings(_Frozen):
     refind_iou: float = Field(default=0.3, gt=0, le=1)
     refind_appearance: float = Field(default=0.43, gt=0, le=1)  # colour distance of "the same object"
     max_objects: int = Field(default=256, ge=1)
-    late_frame: Literal["drop"] = "drop"
     jump_s: float = Field(default=300, gt=0)  # further ahead of the last applied frame: held (timeline.py)
 
 
