@@ -252,6 +252,8 @@ LIFE = [
     ("check_pass", "insp"),
     ("close", "chief"),
 ]
+# Steps another role takes too: inspectors verify reports on site (核实) as operators do at the desk.
+SHARED = {("confirm", "insp")}
 
 
 def test_each_step_of_a_case_is_taken_by_its_role_only_and_the_flow_log_names_the_person(
@@ -264,7 +266,7 @@ def test_each_step_of_a_case_is_taken_by_its_role_only_and_the_flow_log_names_th
         if action == "handle":
             fields["evidence_id"] = after_photo(people, owner, case_id, jpeg)
         for other in ("op", "chief", "sani", "brig", "insp", "boss"):
-            if other == owner:
+            if other == owner or (action, other) in SHARED:
                 continue
             refused = people.act(other, case_id, action, **fields)
             expected = 404 if other == "brig" and owner == "sani" else 403  # another department's case
@@ -641,8 +643,48 @@ def test_inspector_metrics_valid_reports_misses_and_checks(
         "checks_on_time": 1,
     }
     assert (row["valid_report_rate"], row["miss_rate"], row["on_time_check_rate"]) == (0.5, 0.5, 1.0)
+    assert (row["verifies"], row["on_time_verify_rate"]) == (0, None)  # the operator verified these
     flow = people.call("boss", "GET", f"/v1/cases/{own[0]}").json()["flow"]
     assert (flow[0]["operator"], flow[0]["user_id"]) == ("监督员陈静", people.ids["insp"])
+
+
+def test_inspectors_verify_reports_on_site_but_not_their_own(
+    people: People, jpeg: Callable[..., bytes], tmp_path: Any
+) -> None:
+    """核实: an inspector confirms, corrects or rejects a citizen's report as an operator does, and
+    each verification is on time or late by the verify stage limit (30 min); their own patrol report
+    is verified by someone else: not offered to them, refused naming why, still the operator's."""
+    state = people.service.client.app.state.service  # type: ignore[attr-defined]
+    photo = tmp_path / "patrol.jpg"
+    photo.write_bytes(jpeg(seed=5))
+    with transaction(state.sessions) as session:
+        finding = finding_at_place(
+            people, photo, "street_vending", source=CaseSource.INSPECTOR, reporter_id=people.ids["insp"]
+        )
+        own = record_finding(session, finding, state.domain.rules).case.id
+    quick, slow = report(people.service), report(people.service, "06042", "垃圾桶满溢")  # other classes
+    assert len({own, quick, slow}) == 3
+
+    assert "confirm" in people.call("insp", "GET", f"/v1/cases/{quick}").json()["allowed_actions"]
+    offered = people.call("insp", "GET", f"/v1/cases/{own}").json()["allowed_actions"]
+    assert not {"confirm", "correct", "reject"} & set(offered)
+    refused = people.act("insp", own, "confirm")
+    assert refused.status_code == 403 and "themselves" in refused.json()["detail"], refused.text
+    assert people.call("boss", "GET", f"/v1/cases/{own}").json()["state"] == "reported"
+
+    walk(people, quick, [("confirm", "insp")], jpeg)  # 5 min after the report
+    people.service.clock.at += timedelta(minutes=40)
+    walk(people, slow, [("reject", "insp")], jpeg)  # 50 min after it
+    walk(people, own, [("confirm", "op")], jpeg)
+    flow = people.call("boss", "GET", f"/v1/cases/{quick}").json()["flow"]
+    step = flow[-1]
+    assert (step["action"], step["user_id"], step["overdue"]) == ("confirm", people.ids["insp"], False)
+
+    [row] = people.call("boss", "GET", "/v1/stats/inspectors", params={"month": "2025-09"}).json()[
+        "inspectors"
+    ]
+    assert (row["verifies"], row["verifies_on_time"], row["on_time_verify_rate"]) == (2, 1, 0.5)
+    assert (row["reports"], row["valid"], row["valid_report_rate"]) == (1, 1, 1.0)  # the operator's verify
 
 
 def test_inspector_metrics_count_auto_filed_findings_as_valid(

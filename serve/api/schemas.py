@@ -684,10 +684,13 @@ class InspectorRow(Schema):
     rejected: int = Field(description="... rejected")
     found: int = Field(description="valid cases in their grids they reported")
     missed: int = Field(description="valid cases in their grids a camera, citizen, hotline or media reported")
+    verifies: int = Field(description="confirm / correct / reject steps they took (核实 on site)")
+    verifies_on_time: int = Field(description="... within the verify stage limit")
     checks: int = Field(description="check_pass / check_fail steps they took")
     checks_on_time: int = Field(description="... within the check stage limit")
     valid_report_rate: float | None = Field(description="valid / (valid + rejected)")
     miss_rate: float | None = Field(description="missed / (missed + found)")
+    on_time_verify_rate: float | None = Field(description="verifies_on_time / verifies")
     on_time_check_rate: float | None = Field(description="checks_on_time / checks")
 
 

@@ -3,6 +3,9 @@
 API keys (serve/cases/auth.py) stay for machines; people sign in with a password and get a
 `Principal` whose scopes follow from their role. Beyond scopes, a role limits the workflow actions a
 person may take (`ROLE_ACTIONS`) and a department handler sees only their department's cases.
+Inspectors (监督员) verify reports on site (核实: confirm, correct, reject) as operators do at the
+desk, except a report of their own: its verification is another person's look, and their valid
+report rate counts it.
 
 Passwords are kept as scrypt(password, salt + server secret) with the parameters in the stored
 string, so they can be raised later without locking anyone out. A session cookie holds a random
@@ -48,7 +51,7 @@ ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
     Role.OPERATOR: frozenset({A.CONFIRM, A.CORRECT, A.REJECT, A.FILE, A.CANCEL}),
     Role.DISPATCHER: frozenset({A.DISPATCH, A.SUSPEND, A.RESUME, A.CLOSE, A.CANCEL, A.FORCE_CLOSE}),
     Role.HANDLER: frozenset({A.START, A.HANDLE, A.SEND_BACK}),
-    Role.INSPECTOR: frozenset({A.CHECK_PASS, A.CHECK_FAIL}),
+    Role.INSPECTOR: frozenset({A.CONFIRM, A.CORRECT, A.REJECT, A.CHECK_PASS, A.CHECK_FAIL}),
     Role.LEADER: frozenset(),
     Role.ADMIN: frozenset(Action) - {A.EXTEND},
 }
@@ -56,8 +59,9 @@ ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
 EXTENSION_REQUESTERS = frozenset({Role.HANDLER, Role.DISPATCHER})
 EXTENSION_APPROVERS = frozenset({Role.DISPATCHER, Role.ADMIN})
 DEPARTMENT_ROLES = frozenset({Role.HANDLER})  # roles that belong to one department
+VERIFYING = frozenset({A.CONFIRM, A.CORRECT, A.REJECT})  # 核实: the report is true, of another class, false
 # Who may detach, split and merge a case's evidence, and place a held citizen request (which files
-# it as a case): the roles that verify and file cases (立案).
+# it as a case): the roles that file cases (立案).
 FILING_ROLES = frozenset(role for role, actions in ROLE_ACTIONS.items() if A.FILE in actions)
 
 
@@ -227,9 +231,37 @@ def sign_out(session: Session, token: str, now: datetime) -> None:
 # --- what a person may do ----------------------------------------------------------------------
 
 
-def may_act(principal: Principal, action: Action) -> bool:
-    """API keys are judged by scope alone; people also by their role's actions."""
-    return principal.role is None or action in ROLE_ACTIONS[Role(principal.role)]
+def may_act(principal: Principal, action: Action, case: Case | None = None) -> bool:
+    """API keys are judged by scope alone; people also by their role's actions, and on `case`
+    by whether it is their own report to verify."""
+    if principal.role is None:
+        return True
+    allowed = action in ROLE_ACTIONS[Role(principal.role)]
+    return allowed and not (case is not None and verifies_own_report(principal, action, case))
+
+
+def reporter_id(case: Case) -> int | None:
+    """The person whose report opened the case (its first flow-log step), if a person's."""
+    return case.flow[0].user_id if case.flow else None
+
+
+def verifies_own_report(principal: Principal, action: Action, case: Case) -> bool:
+    """An inspector verifying the report they made: their word checked by themselves."""
+    return (
+        principal.role == Role.INSPECTOR
+        and action in VERIFYING
+        and principal.user_id is not None
+        and reporter_id(case) == principal.user_id
+    )
+
+
+def check_own_report(principal: Principal, action: Action, case: Case) -> None:
+    if verifies_own_report(principal, action, case):
+        raise NotPermitted(
+            str(principal.role),
+            f"may not '{action}' a report they made themselves (an operator or another inspector "
+            "verifies it)",
+        )
 
 
 def check_action(principal: Principal, action: Action) -> None:

@@ -15,6 +15,8 @@ Formulas (docs/supervision.md):
   miss rate = missed / (missed + found), where, among valid cases in their responsibility grids,
   found = those they reported and missed = those a camera, a citizen, the hotline or the media
   reported instead;
+  on-time verify rate = their verify steps (核实: confirm, correct, reject) within the verify stage
+  limit / all their verify steps;
   on-time check rate = their check steps (check_pass, check_fail) within the check stage limit / all
   their check steps.
 """
@@ -34,6 +36,7 @@ from serve.cases.enums import Action, CaseSource, Role, SupervisionState
 from serve.cases.errors import Conflict, InvalidInput, NotFound, NotPermitted
 from serve.cases.grids import GridIndex
 from serve.cases.orm import Case, SupervisionItem, User
+from serve.cases.people import VERIFYING, reporter_id
 from serve.cases.stats import CaseFacts, ranked, ratio, review_outcome
 from serve.cases.times import computable_day
 from serve.cases.workflow import OPEN_STATES
@@ -42,6 +45,10 @@ SUPERVISORS = frozenset({Role.DISPATCHER, Role.ADMIN})  # open and assign items
 CHECKERS = frozenset({Role.INSPECTOR, Role.DISPATCHER, Role.ADMIN})  # close one with a check
 FOUND_BY_OTHERS = (CaseSource.VIDEO, CaseSource.PUBLIC, CaseSource.HOTLINE, CaseSource.MEDIA)
 CHECKS = (Action.CHECK_PASS, Action.CHECK_FAIL)
+INSPECTOR_COUNTS = (
+    *("reports", "valid", "rejected", "found", "missed"),
+    *("verifies", "verifies_on_time", "checks", "checks_on_time"),
+)
 
 
 def _require(principal: Principal, roles: frozenset[Role], what: str) -> None:
@@ -191,20 +198,19 @@ def district_ranking(
 
 
 def inspector_metrics(session: Session, cases: list[Case]) -> list[dict[str, Any]]:
-    """Per inspector account: valid report rate, miss rate and on-time check rate (module docstring)."""
+    """Per inspector account: valid report rate, miss rate, on-time verify and check rates (module
+    docstring)."""
     inspectors = list(
         session.scalars(select(User).where(User.role == Role.INSPECTOR).order_by(User.username))
     )
     rows = []
     for person in inspectors:
         grids = set(person.grids)
-        counts = dict.fromkeys(
-            ("reports", "valid", "rejected", "found", "missed", "checks", "checks_on_time"), 0
-        )
+        counts = dict.fromkeys(INSPECTOR_COUNTS, 0)
         for case in cases:
             actions = {entry.action for entry in case.flow}
             valid, rejected = review_outcome(case, actions)
-            reporter = case.flow[0].user_id if case.flow else None
+            reporter = reporter_id(case)
             if reporter == person.id:
                 counts["reports"] += 1
                 counts["valid"] += valid
@@ -212,10 +218,13 @@ def inspector_metrics(session: Session, cases: list[Case]) -> list[dict[str, Any
             if valid and case.grid_code in grids:
                 counts["found"] += reporter == person.id
                 counts["missed"] += reporter != person.id and case.source in FOUND_BY_OTHERS
-            for entry in case.flow:
+            for entry in case.flow:  # each step judged by its stage limit (verify, check) when taken
+                if entry.user_id == person.id and entry.action in VERIFYING:
+                    counts["verifies"] += 1
+                    counts["verifies_on_time"] += not entry.overdue
                 if entry.user_id == person.id and entry.action in CHECKS:
                     counts["checks"] += 1
-                    counts["checks_on_time"] += not entry.overdue  # judged by the check stage limit
+                    counts["checks_on_time"] += not entry.overdue
         rows.append(
             {
                 "username": person.username,
@@ -224,6 +233,7 @@ def inspector_metrics(session: Session, cases: list[Case]) -> list[dict[str, Any
                 **counts,
                 "valid_report_rate": ratio(counts["valid"], counts["valid"] + counts["rejected"]),
                 "miss_rate": ratio(counts["missed"], counts["missed"] + counts["found"]),
+                "on_time_verify_rate": ratio(counts["verifies_on_time"], counts["verifies"]),
                 "on_time_check_rate": ratio(counts["checks_on_time"], counts["checks"]),
             }
         )

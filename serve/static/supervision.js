@@ -136,12 +136,14 @@ export async function supervisionPage(_, params) {
       h("td", {}, number(r.score, 2)))));
   const people = table({ id: "inspectors", class: "list" },
     [t("inspector"), t("inspector.grids"), t("inspector.reports"), t("inspector.valid_rate"), t("inspector.missed"),
-     t("inspector.miss_rate"), t("inspector.checks"), t("inspector.check_rate")],
+     t("inspector.miss_rate"), t("inspector.verifies"), t("inspector.verify_rate"), t("inspector.checks"),
+     t("inspector.check_rate")],
     inspectors.inspectors.map((r) => h("tr", { "data-inspector": r.username },
       h("td", {}, r.name), h("td", { class: "mono" }, r.grids.join(", ") || "—"), h("td", {}, r.reports),
       h("td", { class: "valid-rate" }, percent(r.valid_report_rate)), h("td", {}, `${r.missed} / ${r.missed + r.found}`),
-      h("td", { class: "miss-rate" }, percent(r.miss_rate)), h("td", {}, r.checks),
-      h("td", {}, percent(r.on_time_check_rate)))),
+      h("td", { class: "miss-rate" }, percent(r.miss_rate)), h("td", {}, r.verifies),
+      h("td", { class: "verify-rate" }, percent(r.on_time_verify_rate)), h("td", {}, r.checks),
+      h("td", { class: "check-rate" }, percent(r.on_time_check_rate)))),
     t("inspector.none"));
 
   return h("section", {},

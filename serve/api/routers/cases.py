@@ -39,6 +39,7 @@ from serve.cases.people import (
     DEPARTMENT_ROLES,
     check_action,
     check_decider,
+    check_own_report,
     may_act,
     may_file,
     request_extension,
@@ -91,7 +92,7 @@ def detail(case: Case, as_of: datetime, domain: Domain, principal: Principal, se
             "description": case.description,
             "evidence": [evidence_out(e) for e in case.evidence],
             "flow": [FlowOut.model_validate(f) for f in case.flow],
-            "allowed_actions": [a.value for a in allowed_actions(case.state) if may_act(principal, a)],
+            "allowed_actions": [a.value for a in allowed_actions(case.state) if may_act(principal, a, case)],
             "evidence_actions": [s.value for s in EvidenceStep]
             if is_open(case.state) and principal.allows("cases:write") and may_file(principal)
             else [],
@@ -327,6 +328,7 @@ def transition(
 ) -> CaseDetail:
     check_action(principal, body.action)
     case = load_case(session, case_id, principal)
+    check_own_report(principal, body.action, case)
     check_if_match(if_match, case)
     domain = service.domain
     command = command_of(body, case, session, domain, principal, now)
