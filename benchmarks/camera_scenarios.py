@@ -68,6 +68,7 @@ from serve.cases.orm import Case, Evidence  # noqa: E402
 from serve.cases.settings import Settings  # noqa: E402
 from serve.cases.workflow import Command, apply  # noqa: E402
 from vision.core.imageio import decode_photo  # noqa: E402
+from vision.core.taxonomy import Taxonomy  # noqa: E402
 from vision.detect.backends import load_detector  # noqa: E402
 from vision.live.cameras import CameraRegistry, parse_cameras  # noqa: E402
 from vision.live.zones import pixel_polygon  # noqa: E402
@@ -156,7 +157,7 @@ def within(t: float, span: tuple[float, float]) -> bool:
     return span[0] <= t < span[1]
 
 
-def registry() -> CameraRegistry:
+def registry(taxonomy: Taxonomy) -> CameraRegistry:
     return parse_cameras(
         {
             "rules": {
@@ -192,7 +193,8 @@ def registry() -> CameraRegistry:
                     ],
                 }
             ],
-        }
+        },
+        taxonomy,
     )
 
 
@@ -364,7 +366,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     street = load_street(args.shared, args.seconds)
-    detector = load_detector(args.model)
     scratch = tempfile.TemporaryDirectory(prefix="camera-scenarios-")
     folder = Path(scratch.name)
     settings = Settings(
@@ -372,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     sessions = open_database(settings.db_url)
     domain = load_domain(settings)
-    hub = CameraHub(registry(), domain.rules.taxonomy, settings.evidence_dir)
+    detector = load_detector(args.model, models_dir=settings.models_dir, taxonomy=domain.rules.taxonomy)
+    hub = CameraHub(registry(domain.rules.taxonomy), domain.rules.taxonomy, settings.evidence_dir)
     truth = scenarios(args.seconds)
     false_cases: list[tuple[float, str]] = []
     watch = Stopwatch()
@@ -383,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     for step in tqdm(range(frames), desc="frames", unit="frame"):
         t = float(step)
         if t == RESTART_AT:  # the service killed and started again: a new hub from the database
-            hub = CameraHub(registry(), domain.rules.taxonomy, settings.evidence_dir)
+            hub = CameraHub(registry(domain.rules.taxonomy), domain.rules.taxonomy, settings.evidence_dir)
             hub.restore(sessions)
         if t == HANDLED_AT and taxi_case is not None:
             handle(sessions, domain, taxi_case, T0 + timedelta(seconds=t))

@@ -29,6 +29,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from serve.cases.settings import get_settings  # noqa: E402
 from vision.core.imageio import decode_photo  # noqa: E402
 from vision.detect.backends import load_detector  # noqa: E402
 from vision.live.cameras import load_cameras  # noqa: E402
@@ -78,9 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         noisy = np.clip(base + rng.normal(0, 3, base.shape), 0, 255).astype(np.uint8)
         frames.append(cv2.imencode(".jpg", noisy, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes())
 
-    detector = load_detector(args.model)
-    camera = load_cameras().get(args.camera)
-    rules = CameraRules(camera)  # tracking + object zones + dwell + incidents (occupancy timed apart)
+    settings = get_settings()
+    taxonomy = settings.taxonomy()
+    detector = load_detector(args.model, models_dir=settings.models_dir, taxonomy=taxonomy)
+    camera = load_cameras(settings.configs_dir / "cameras.yaml", taxonomy).get(args.camera)
+    rules = CameraRules(camera, taxonomy)  # tracking, object zones, dwell, incidents (occupancy timed apart)
     tracker = CaptureTimeTracker(camera.tracker, camera.analyse_fps, rules.tracker.thresholds)
     foreground = StaticForeground(camera.occupancy)
     meters = [ZoneMeter(z, camera.ground) for z in camera.zones if z.rule.detect == "occupancy"]

@@ -525,6 +525,19 @@ def test_a_problem_inside_an_archive_names_the_archive_not_the_folder_it_was_unp
     assert not any("streetorder-import-" in m for m in messages), messages  # a folder gone by now
 
 
+def test_a_holdout_photo_inside_an_archive_is_named_by_the_archive(tmp_path: Path) -> None:
+    """A COCO zip holding a holdout photo was refused naming /tmp/streetorder-import-.../annotations/
+    instances_default.json, a folder deleted by the time the user read it."""
+    export, images = coco_zip(tmp_path)
+    why = "in the frozen holdout test-holdout (set/val): never trained on"
+    refused = KnownImages(by_sha256={file_sha256(images[0]): why})
+    dataset = Dataset.open("bureau", tmp_path / "datasets")
+    _, problems = import_export(export, dataset, finder_for(tmp_path), refused=refused, at=AT)
+    assert [(p.where, p.message) for p in problems] == [
+        (f"{export}/annotations/instances_default.json: images[0]", why)
+    ]
+
+
 def test_empty_label_file_is_a_negative_only_when_asked(tmp_path: Path) -> None:
     export, _ = cvat_yolo_zip(tmp_path, "")
     dataset = Dataset.open("bureau", tmp_path / "datasets")

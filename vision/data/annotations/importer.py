@@ -54,16 +54,16 @@ def import_export(
         if path.suffix.lower() == ".zip":  # the images exist only in the archive: keep them
             finder.folders.insert(0, Path(unpacked))
         samples, problems = validate(export, finder, taxonomy, negatives=negatives, labelled=labelled)
-        if path.suffix.lower() == ".zip":  # name files inside an archive as archive/member, never the
-            # temporary folder it was unpacked to (gone when the problems are read)
-            problems = [
-                Problem(p.where.replace(unpacked, str(path)), p.message.replace(unpacked, str(path)))
-                for p in problems
-            ]
         for sample in list(samples):
             if refused is not None and (why := refused.why(sample.sha256, sample.phash)) is not None:
                 problems.append(Problem(sample.origin, why))
                 samples.remove(sample)
+        if path.suffix.lower() == ".zip":  # name files inside an archive as archive/member, never the
+            # temporary folder it was unpacked to (gone when the problems are read), holdout refusals too
+            problems = [
+                Problem(p.where.replace(unpacked, str(path)), p.message.replace(unpacked, str(path)))
+                for p in problems
+            ]
         if problems and not skip_invalid:
             return {"added": 0, "updated": 0, "unchanged": 0, "unlabelled": export.unlabelled}, problems
         if path.suffix.lower() == ".zip":
