@@ -29,7 +29,7 @@ from serve.cli.main import main
 from vision.core.files import file_sha256
 from vision.detect.backends import load_detector
 from vision.detect.registry import ModelError, find_model, model_version, read_card
-from vision.modelops.promote import PromotionError, Registry, list_models, prune, rollback
+from vision.modelops.promote import PromotionError, Registry, list_models, natural_order, prune, rollback
 
 AT = datetime(2025, 10, 3, 9, 0, tzinfo=UTC)
 
@@ -270,3 +270,15 @@ def test_prune_needs_a_commit(tmp_path: Path, tiny: Path) -> None:
     with pytest.raises(PromotionError, match="'HEAD' is not a commit of a git checkout"):
         prune(registry)
     assert (tmp_path / "models" / "m1" / "model.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    ("names", "listed"),
+    [
+        (["street-v10", "street-v2", "street-v1"], ["street-v1", "street-v2", "street-v10"]),
+        (["street-v1-r2", "street-v1", "street-v1-r10"], ["street-v1", "street-v1-r2", "street-v1-r10"]),
+        (["street-v35", "bike-v3", "street-v4"], ["bike-v3", "street-v4", "street-v35"]),
+    ],
+)
+def test_models_are_listed_in_version_order_not_text_order(names: list[str], listed: list[str]) -> None:
+    assert sorted(names, key=natural_order) == listed

@@ -595,12 +595,18 @@ def rollback(*, registry: Registry, at: datetime, to: str | None = None, reason:
 # --- streetorder models -----------------------------------------------------------------------------
 
 
+def natural_order(name: str) -> tuple[tuple[int, int | str], ...]:
+    """street-v2 before street-v10: numbers in a name compare as numbers."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name) if part)
+
+
 def list_models(registry: Registry) -> list[dict[str, Any]]:
     """Every model folder whose weights are here or recorded in its card (nothing is fetched)."""
     rows = []
     current = registry.current
     for folder in sorted(
-        p for p in registry.models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+        (p for p in registry.models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
+        key=lambda p: natural_order(p.name),
     ):
         try:
             card = read_card(folder)
