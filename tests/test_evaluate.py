@@ -160,6 +160,16 @@ def test_detections_where_reviews_confirmed_a_class_absent_are_counted_as_false(
     }
 
 
+def test_a_limit_counts_only_the_confirmed_absent_classes_of_the_photos_it_looks_at(bins_set: Path) -> None:
+    """`evaluate --limit N --reviews FILE` once divided by zero on a class confirmed absent only on
+    photos past the limit (0 photos looked at); such a class has no rate to report."""
+    photos = sorted(p.name for p in (bins_set.parent / "images" / "val").iterdir())
+    absent = {photos[0]: frozenset({"flyer"}), photos[-1]: frozenset({"poster"})}
+    result = evaluate(ColourDetector(), bins_set, limit=1, absent=absent, taxonomy=TAXONOMY)
+    assert result.false_detections == {"flyer": {"photos": 1, "detections": 0}}
+    assert result.to_json()["confirmed_absent"] == {"flyer": {"photos": 1, "detections": 0, "per_photo": 0}}
+
+
 def test_rename_scores_a_set_class_as_another_taxonomy_class(tmp_path: Path) -> None:
     """win_ad (an alias of poster) read as flyer: the recall of flyers on real window adverts."""
     scene = [Box("poster", (4, 4, 40, 40))]

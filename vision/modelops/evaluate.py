@@ -169,7 +169,9 @@ def evaluate(
     correct, confidences, predicted, targets = [], [], [], []
     unscored = [c for c in taxonomy.classes if c.index not in scored]
     unlabelled_seen = dict.fromkeys((c.name for c in unscored), 0)
-    absent = absent or {}
+    # only the photos looked at (`limit`): a class confirmed absent on none of them has no rate
+    looked_at = {image.name for image in images}
+    absent = {photo: classes for photo, classes in (absent or {}).items() if photo in looked_at}
     false_seen = {name: {"photos": 0, "detections": 0} for name in sorted(set().union(*absent.values()))}
     for image_path in tqdm(images, desc=f"evaluate {data_yaml.parent.name}/{split}", file=sys.stderr):
         image = read_bgr(image_path)
