@@ -46,8 +46,8 @@ class Settings(BaseSettings):
     configs_dir: Path = Field(
         default=PACKAGED_CONFIGS,
         description="folder of the domain configuration: taxonomy, calendar, routing, workflow, stats, "
-        "promotion, relay, cameras (YAML) and dataset mixes; the detector and the cases read the "
-        "same taxonomy from it",
+        "promotion, relay, cameras, flyers, notifications (YAML) and dataset mixes; the detector and "
+        "the cases read the same taxonomy from it",
     )
     grids: Path = Field(
         default=PACKAGED_CONFIGS / "grids.example.geojson", description="GeoJSON of unit grids"
