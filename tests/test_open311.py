@@ -226,9 +226,13 @@ def test_the_api_key_is_only_read_from_a_post_form_or_a_header(service: Service)
     key = service.keys["report"]
     in_url = service.client.post(f"{endpoint}/requests.json?api_key={key}", data=REQUEST)
     assert in_url.status_code == 401 and in_url.json()[0]["code"] == 401
+    assert (
+        "`api_key`" in in_url.json()[0]["description"]
+        and "URL is not read" in in_url.json()[0]["description"]
+    )
     with pytest.raises(GeoReportError) as no_key:
         GeoReport(service.client, endpoint, "xml").create(**REQUEST)
-    assert no_key.value.status == 401
+    assert no_key.value.status == 401 and "form field `api_key`" in no_key.value.description
     with pytest.raises(GeoReportError) as reader:
         client(service, scope="cases:read").create(**REQUEST)
     assert reader.value.status == 403 and "report" in reader.value.description

@@ -165,6 +165,16 @@ async def authenticate_open311(
     if presented is None and request.method == "POST":
         form_key = (await request.form()).get("api_key")  # FastAPI parsed the form already: cached
         presented = form_key if isinstance(form_key, str) else None
+    if presented is None:  # a GeoReport client knows the form field, not this service's headers
+        in_url = (
+            " (a key in the URL is not read: access logs keep URLs)"
+            if "api_key" in request.query_params
+            else ""
+        )
+        raise Unauthorized(
+            "no API key: send the form field `api_key`, `Authorization: Bearer <key>` or "
+            f"`X-API-Key: <key>`{in_url}"
+        )
     principal = await anyio.to_thread.run_sync(
         principal_of, service, presented, security_scopes.scopes, client_of(request)
     )

@@ -41,6 +41,7 @@ from serve.cases.findings import CaseRules, CaseUpdate, Finding, record_finding
 from serve.cases.grids import Grid, GridIndex
 from serve.cases.intake import in_jurisdiction
 from serve.cases.orm import Case, CitizenRequest
+from serve.cases.regrouping import merged_into
 from serve.cases.times import computable
 from serve.cases.workflow import TERMINAL_STATES
 from vision.core.imageio import Position
@@ -163,7 +164,8 @@ def status_notes(case: Case) -> str:
     notes = STATUS_NOTES.get(case.state, "处理中")
     last = next((e for e in reversed(case.flow) if e.action not in EVIDENCE_STEPS), None)
     if last is not None and last.action != REPORT_STEP and last.note:
-        notes += f"：{last.note}"
+        merged = merged_into(last)
+        notes += f"：已并入案卷 {merged[0]}：{merged[1]}" if merged else f"：{last.note}"
     return notes
 
 

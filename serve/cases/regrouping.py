@@ -10,6 +10,7 @@ Evidence of a finished case (closed, cancelled, not filed) is its record and is 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +27,8 @@ from serve.cases.workflow import INITIAL_STATE, Command, is_open, next_state
 from vision.core.imageio import Position
 
 SAME_PLACE_DEG = 1e-7  # about 1 cm: the case stands where that photo was taken (the same float)
+# The note of the `cancel` step that merging writes on the case merged away (see `merge`)
+_MERGED_NOTE = re.compile(r"merged into case (\S+) \(\d+ photo\(s\) moved there\): (.*)", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,13 @@ def split(session: Session, case: Case, evidence_ids: list[int], step: Step, dom
     moved_place = _replaced(session, case, moving, domain)
     _log(case, EvidenceStep.SPLIT, step, f"split into case {new.number}: {moved}: {step.reason}{moved_place}")
     return new
+
+
+def merged_into(entry: FlowEntry) -> tuple[str, str] | None:
+    """The case number and the person's reason of a `cancel` step that merging wrote, else None: a
+    citizen following the merged case reads where the problem went, not the photo bookkeeping."""
+    found = _MERGED_NOTE.fullmatch(entry.note or "") if entry.action == Action.CANCEL else None
+    return (found[1], found[2]) if found else None
 
 
 def merge(into: Case, other: Case, step: Step, domain: Domain) -> None:
