@@ -52,7 +52,8 @@ def domain() -> Domain:
         ("handled", "check_pass", "check_passed"),
         ("check_passed", "close", "closed"),
         ("handling", "suspend", "suspended"),
-        ("suspended", "resume", "handling"),
+        ("dispatched", "suspend", "suspended"),
+        ("suspended", "resume", "handling"),  # or dispatched: test_a_case_resumes_where_it_was_suspended
         ("handling", "extend", "handling"),
         ("filed", "cancel", "cancelled"),
         ("handled", "force_close", "force_closed"),
@@ -97,10 +98,10 @@ def test_every_state_is_reachable_and_only_final_states_are_dead_ends() -> None:
     assert set(OPEN_STATES) | set(TERMINAL_STATES) == set(State)
 
 
-def new_case(*, ai: bool = True) -> Case:
+def new_case(*, ai: bool = True, event: str = "exposed_garbage") -> Case:
     where = {"lat": 34.7235, "lon": 113.6265, "filed_at": T0, "first_seen_at": T0, "last_seen_at": T0}
     case = Case(number="SO202509300001", source="patrol_photo", state="reported", **where)
-    for name, value in load_domain(Settings()).event_fields("exposed_garbage").items():
+    for name, value in load_domain(Settings()).event_fields(event).items():
         setattr(case, name, value)
     case.ai_review = "pending" if ai else None
     case.flow = [FlowEntry(action="report", to_state="reported", operator="scan", at=T0, overdue=False)]
@@ -152,6 +153,35 @@ def test_flow_entries_time_used_and_overdue(domain: Domain) -> None:
     expected = "report confirm file dispatch start handle check_fail extend handle check_pass close"
     assert [f.action for f in case.flow] == expected.split()
     assert {f.operator for f in case.flow[1:]} == {"王网格员"}
+
+
+@pytest.mark.parametrize(("started", "resumed_in"), [(False, "dispatched"), (True, "handling")])
+def test_a_case_resumes_where_it_was_suspended(domain: Domain, started: bool, resumed_in: str) -> None:
+    """挂账 before anyone went on site: resumed, the case is dispatched again (not "handling" with
+    nobody there), and its 双十 on-site clock stood still with the disposal clock: a start 5 minutes
+    after resuming is judged as 5 minutes after the suspension, on time."""
+    case = new_case(event="street_vending")
+
+    def take(action: str, minutes: float, **fields: object) -> FlowEntry:
+        at = case.flow[-1].at + timedelta(minutes=minutes)
+        domain.move(case, Command(action=Action(action), operator="王网格员", at=at, **fields))  # type: ignore[arg-type]
+        return case.flow[-1]
+
+    take("confirm", 1)
+    take("file", 1)
+    on_site = case.on_site_due_at
+    take("dispatch", 2, department="二七区环境卫生服务中心")
+    if started:
+        take("start", 3)
+    take("suspend", 1, note="等待联合执法")
+    take("resume", 120)
+    assert case.state == resumed_in
+    if not started:
+        assert case.on_site_due_at == on_site + timedelta(minutes=120)
+        start = take("start", 5)  # 8 of its 10 minutes used, two hours after filing
+        assert (start.to_state, start.overdue) == ("handling", False)
+    else:
+        assert case.on_site_due_at == on_site  # judged already, at the start
 
 
 @pytest.mark.parametrize(

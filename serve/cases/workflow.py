@@ -57,7 +57,7 @@ TRANSITIONS: dict[tuple[State, Action], State] = {
     (S.CHECK_PASSED, A.CLOSE): S.CLOSED,
     (S.DISPATCHED, A.SUSPEND): S.SUSPENDED,
     (S.HANDLING, A.SUSPEND): S.SUSPENDED,
-    (S.SUSPENDED, A.RESUME): S.HANDLING,
+    (S.SUSPENDED, A.RESUME): S.HANDLING,  # or dispatched: back where it was suspended (`suspended_from`)
     (S.DISPATCHED, A.EXTEND): S.DISPATCHED,
     (S.HANDLING, A.EXTEND): S.HANDLING,
     (S.SUSPENDED, A.EXTEND): S.SUSPENDED,
@@ -220,6 +220,8 @@ def apply(
     nowhere yet.
     """
     to_state = next_state(case.state, command.action)
+    if command.action is A.RESUME:
+        to_state = suspended_from(case)
     if missing := command.missing():
         raise MissingField(command.action.value, missing)
     last_at = case.flow[-1].at if case.flow else case.first_seen_at
@@ -254,6 +256,8 @@ def apply(
             case.deadline_at = deadline_from(case.event, command.at)
     if command.action is A.RESUME and case.deadline_at is not None:
         case.deadline_at = resume_deadline(case.event, case.deadline_at, last_suspension(case), command.at)
+    if command.action is A.RESUME and to_state is S.DISPATCHED and case.on_site_due_at is not None:
+        case.on_site_due_at += command.at - last_suspension(case)  # nobody on site yet: 双十 stood still too
     if command.action is A.EXTEND and command.extend_by is not None:
         base = case.deadline_at or deadline_from(case.event, command.at)
         case.deadline_at = extend_deadline(case.event, base, command.extend_by)
@@ -285,3 +289,9 @@ def is_overdue(case: Case, as_of: datetime) -> bool:
 def last_suspension(case: Case) -> datetime:
     """When a suspended case (挂账) was suspended: its disposal clock has stood still since."""
     return next(e.at for e in reversed(case.flow) if e.action == A.SUSPEND)
+
+
+def suspended_from(case: Case) -> State:
+    """Where a suspended case resumes: the state it was suspended in. A case suspended before anyone
+    started it is dispatched again, not "handling" with no one on site (and its 双十 start unjudged)."""
+    return next(State(e.from_state) for e in reversed(case.flow) if e.action == A.SUSPEND)
