@@ -294,4 +294,4 @@ def last_suspension(case: Case) -> datetime:
 def suspended_from(case: Case) -> State:
     """Where a suspended case resumes: the state it was suspended in. A case suspended before anyone
     started it is dispatched again, not "handling" with no one on site (and its 双十 start unjudged)."""
-    return next(State(e.from_state) for e in reversed(case.flow) if e.action == A.SUSPEND)
+    return next(State(e.from_state or S.HANDLING) for e in reversed(case.flow) if e.action == A.SUSPEND)
