@@ -1031,3 +1031,24 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path: Path) -> None:
     _, err = running.communicate(timeout=60)
     assert running.returncode == 130, err[-2000:]
     assert err.strip().splitlines()[-1] == "streetorder ocr: interrupted" and "Traceback" not in err
+
+
+def test_output_cut_short_by_a_pipe_is_no_traceback() -> None:
+    """`streetorder models list | head -1`: a reader that stops early closes the pipe; that was a
+    BrokenPipeError traceback, now silence and exit 141 (128 + SIGPIPE), as shell tools give.
+    The pipe is closed before the mode writes a byte, so the write fails every time."""
+    import subprocess
+    import sys
+
+    running = subprocess.Popen(
+        [sys.executable, "-m", "serve.cli", "models", "list"],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert running.stdout is not None
+    running.stdout.close()
+    err = running.stderr.read() if running.stderr else ""
+    assert running.wait(timeout=120) == 141, err[-2000:]
+    assert "Traceback" not in err and "BrokenPipe" not in err, err[-2000:]

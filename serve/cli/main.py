@@ -7,6 +7,7 @@ runs on a host that has only ultralytics, torch and PyYAML.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 # mode -> (module with `cli(argv) -> int`, one line of help)
@@ -62,10 +63,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module = importlib.import_module(MODES[mode][0])
     try:
-        return int(module.cli(rest) or 0)
+        code = int(module.cli(rest) or 0)
+        sys.stdout.flush()  # a reader gone (`| head`) shows here, not as an error at exit
+        return code
     except KeyboardInterrupt:  # Ctrl-C: the modes that must tidy up catch it themselves (scan, watch)
         print(f"streetorder {mode}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `streetorder stats ... | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 141
     except Exception as err:
         if not said_in_one_line(mode, err):
             raise

@@ -77,7 +77,7 @@ def cli(argv: list[str]) -> int:
             elif args.verb == "list":
                 for row in session.scalars(select(User).order_by(User.id)):
                     state = f"disabled {row.disabled_at:%Y-%m-%d %H:%M}" if row.disabled_at else "active"
-                    where = row.department or "-"
+                    where = row.department or ",".join(row.grids) or "-"  # an inspector's grids
                     print(f"{row.username:<20}  {row.role:<10}  {row.display_name:<16}  {where}  {state}")
             else:
                 disable_user(session, args.username, now)
