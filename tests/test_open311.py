@@ -91,6 +91,12 @@ def test_a_request_followed_to_closed_reads_as_the_citizen_wrote_it(service: Ser
     assert dispatched["status"] == "open" and dispatched["status_notes"] == "已派遣至处置部门"
     assert datetime.fromisoformat(dispatched["updated_datetime"]) == service.clock.at
 
+    service.clock.at += timedelta(minutes=5)  # an approved extension's note names the staff who asked
+    step(service, case_id, "extend", extend_by=1, note="延期申请 #1 (张伟): 等待联合执法")
+    extended = public.request(number)
+    assert extended["status_notes"] == "已派遣至处置部门：处置期限已延长", extended["status_notes"]
+    assert datetime.fromisoformat(extended["expected_datetime"]) == datetime(2025, 9, 30, 18, 0, tzinfo=TZ)
+
     service.clock.at += timedelta(minutes=5)
     step(service, case_id, "force_close", note="广告已由社区清除")
     [closed] = public.requests(status="closed")

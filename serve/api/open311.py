@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from serve.api.idempotency import request_hash
 from serve.api.problems import xml_text
 from serve.api.schemas import Open311Created, Open311Request, Open311Service
-from serve.cases.enums import REPORT_STEP, CaseSource, EvidenceRole, EvidenceStep, State
+from serve.cases.enums import REPORT_STEP, Action, CaseSource, EvidenceRole, EvidenceStep, State
 from serve.cases.errors import InvalidInput
 from serve.cases.findings import CaseRules, CaseUpdate, Finding, record_finding
 from serve.cases.grids import Grid, GridIndex
@@ -163,6 +163,8 @@ def status_notes(case: Case) -> str:
     steps (detach, split, merge) are the bureau's bookkeeping of photos and files: not the public's."""
     notes = STATUS_NOTES.get(case.state, "处理中")
     last = next((e for e in reversed(case.flow) if e.action not in EVIDENCE_STEPS), None)
+    if last is not None and last.action == Action.EXTEND:  # its note names who asked: staff, not public
+        return f"{notes}：处置期限已延长"
     if last is not None and last.action != REPORT_STEP and last.note:
         merged = merged_into(last)
         notes += f"：已并入案卷 {merged[0]}：{merged[1]}" if merged else f"：{last.note}"
