@@ -394,9 +394,12 @@ def test_a_frame_without_a_position_lies_one_frame_after_the_last(
 def test_watch_turns_a_stall_in_a_video_into_one_case(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from serve.cases.cameras import CameraHub
     from serve.cases.db import open_database
-    from serve.cases.orm import Case, Evidence
+    from serve.cases.findings import load_case_rules
+    from serve.cases.orm import CameraState, Case, Evidence
     from serve.cases.settings import get_settings
+    from serve.cases.watch import load_service_cameras
     from serve.cli.main import main
     from vision.detect.registry import CURRENT, find_model
 
@@ -443,11 +446,20 @@ def test_watch_turns_a_stall_in_a_video_into_one_case(
             ],
         }
     )
+    other = {k: v for k, v in copy.deepcopy(cameras["cameras"][0]).items() if k != "stream"}
+    other["id"] = "other-cam"
+    cameras["cameras"].append(other)  # watched by another process: its saved state is not this one's
     config = tmp_path / "cameras.yaml"
     config.write_text(yaml.safe_dump(cameras), encoding="utf-8")
     db_url = f"sqlite:///{tmp_path / 'watch.db'}"
     monkeypatch.setenv("STREETORDER_EVIDENCE_DIR", str(tmp_path / "evidence"))
     get_settings.cache_clear()
+    rules = load_case_rules(get_settings())
+    others = CameraHub(load_service_cameras(config, rules), rules.taxonomy, tmp_path)
+    others.get("other-cam").rules.last_at = (START + timedelta(hours=2)).timestamp()
+    others.save(open_database(db_url))
+    with open_database(db_url)() as session:
+        saved_before = session.get(CameraState, "other-cam").saved_at
     try:
         code = main(
             [
@@ -484,6 +496,7 @@ def test_watch_turns_a_stall_in_a_video_into_one_case(
         assert START + timedelta(seconds=75) <= case.first_seen_at <= START + timedelta(seconds=87)
         evidence = session.scalars(select(Evidence).where(Evidence.case_id == case.id)).all()
         assert evidence[0].crop_path and Path(evidence[0].crop_path).is_file()
+        assert session.get(CameraState, "other-cam").saved_at == saved_before  # not overwritten at exit
 
 
 def test_watch_refuses_an_unknown_camera_or_a_missing_file_and_fails_on_a_file_it_cannot_read(

@@ -79,7 +79,7 @@ def cli(argv: list[str]) -> int:
         parser.error(f"camera '{camera.id}' has no stream in {registry.source}; give --stream")
     if args.file_fps is not None and not is_file(stream):
         parser.error(f"--file-fps is for a video file, not {stream}: a live stream's frames carry their time")
-    hub = CameraHub(registry, case_rules.taxonomy, settings.evidence_dir)
+    hub = CameraHub(registry.only(camera.id), case_rules.taxonomy, settings.evidence_dir)  # its state only
     sessions = open_database(args.db or settings.db_url)
     hub.restore(sessions)
     detector = load_detector(args.model or settings.model, models_dir=settings.models_dir, taxonomy=taxonomy)

@@ -379,6 +379,11 @@ class CameraRegistry:
         except KeyError:
             raise UnknownCameraError(camera_id, list(self.cameras)) from None
 
+    def only(self, camera_id: str) -> CameraRegistry:
+        """The registry of one camera: a `watch` process owns that camera's state alone, and saving
+        the others' restored copies would overwrite newer state the service or another watch saved."""
+        return CameraRegistry({camera_id: self.get(camera_id)}, self.source)
+
     def __iter__(self) -> Any:
         return iter(self.cameras.values())
 
