@@ -27,7 +27,8 @@ from serve.cases.workflow import INITIAL_STATE, Command, is_open, next_state
 from vision.core.imageio import Position
 
 SAME_PLACE_DEG = 1e-7  # about 1 cm: the case stands where that photo was taken (the same float)
-# The note of the `cancel` step that merging writes on the case merged away (see `merge`)
+# The note of the `cancel` step that merging writes on the case merged away: written by
+# `merged_note`, read back by `merged_into` (Open311 tells the citizen where the problem went)
 _MERGED_NOTE = re.compile(r"merged into case (\S+) \(\d+ photo\(s\) moved there\): (.*)", re.DOTALL)
 
 
@@ -183,6 +184,10 @@ def split(session: Session, case: Case, evidence_ids: list[int], step: Step, dom
     return new
 
 
+def merged_note(number: str, moved: int, reason: str) -> str:
+    return f"merged into case {number} ({moved} photo(s) moved there): {reason}"[:4000]
+
+
 def merged_into(entry: FlowEntry) -> tuple[str, str] | None:
     """The case number and the person's reason of a `cancel` step that merging wrote, else None: a
     citizen following the merged case reads where the problem went, not the photo bookkeeping."""
@@ -209,7 +214,7 @@ def merge(into: Case, other: Case, step: Step, domain: Domain) -> None:
         operator=step.operator,
         user_id=step.user_id,
         at=step.at,
-        note=f"merged into case {into.number} ({len(moving)} photo(s) moved there): {step.reason}"[:4000],
+        note=merged_note(into.number, len(moving), step.reason),
     )
     domain.move(other, cancel)
     for evidence in moving:
