@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vision.detect.registry import read_card
-from vision.modelops.promote import CURRENT_ACTIONS, Registry
+from vision.modelops.promote import CURRENT_ACTIONS, Registry, natural_order
 
 # the holdout whose AP50 the table shows (the classes every model was judged on since street-v1)
 HOLDOUT_V1 = "b61e0a2dbacff961f30c35ff2552531e8dd924a93d9311c58d7132aa476064a9"
@@ -18,16 +18,6 @@ HEADER = (
     "| model | data | input | epochs | garbage / bin / overflow AP50 | car AP50 (vehicles-in / traffic-cams) "
     "| signboard AP50 | verdict |\n|---|---|---:|---:|---|---|---:|---|\n"
 )
-
-
-def _number(models: list[str]) -> list[str]:
-    """Model names in version order (street-v2 before street-v10)."""
-
-    def key(name: str) -> tuple[str, int]:
-        stem, _, tail = name.rpartition("-v")
-        return (stem, int(tail)) if tail.isdigit() else (name, -1)
-
-    return sorted(models, key=key)
 
 
 def _scores(card: dict[str, Any]) -> dict[str, dict[str, float | None]]:
@@ -97,7 +87,7 @@ def history_table(models_dir: Path) -> str:
     undone = rolled_back(state["history"])
     rows = []
     folders = [p.name for p in models_dir.iterdir() if (p / "card.yaml").is_file()]
-    for name in _number(folders):
+    for name in sorted(folders, key=natural_order):
         card = read_card(models_dir / name)
         scores = _scores(card)
         epochs = (card.get("training") or {}).get("epochs_completed", "")
