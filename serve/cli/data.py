@@ -15,6 +15,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "serve.cli.data_flyers",
         "paste rendered flyers onto real street photos (a YOLO dataset)",
     ),
+    "paste": (
+        "serve.cli.data_paste",
+        "paste one source's objects into photos where reviews confirmed their class absent",
+    ),
     "import": (
         "serve.cli.data_import",
         "add a Label Studio / CVAT export to a versioned dataset (validated)",

@@ -94,6 +94,12 @@ def read_data_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def class_names(data: dict[str, Any]) -> list[str]:
+    """A data.yaml's class names in id order (`names` is a list or an {id: name} mapping)."""
+    names = data["names"]
+    return [names[i] for i in sorted(names)] if isinstance(names, dict) else list(names)
+
+
 def licence_credits(data_yaml: Path) -> str:
     """The comment block of a data.yaml that starts at `# Source:`: who made the data, under which licence."""
     block: list[str] = []

@@ -40,6 +40,7 @@ from vision.core.taxonomy import Taxonomy, TaxonomyError
 from vision.core.yamlfile import read_yaml
 from vision.data.datamix import (
     build_mix,
+    class_names,
     labelled_classes,
     licence_credits,
     photo_classes,
@@ -204,9 +205,8 @@ def hardware() -> str:
 def training_card(data_yaml: Path, settings: dict[str, Any], seconds: float) -> dict[str, Any]:
     """The training half of a model card: data, settings, hardware, time, credits (evaluate adds metrics)."""
     sources = json.loads((data_yaml.parent / "sources.json").read_text(encoding="utf-8"))
-    names = read_data_yaml(data_yaml)["names"]  # the mix's classes: a resumed run keeps its checkpoint's
     return {
-        "classes": [names[i] for i in sorted(names)] if isinstance(names, dict) else list(names),
+        "classes": class_names(read_data_yaml(data_yaml)),  # the mix's: a resumed run keeps its checkpoint's
         "input_size": settings["imgsz"],
         "training": {
             "data": {
