@@ -108,6 +108,12 @@ def test_a_broken_promotion_policy_is_named_with_its_file(tmp_path: Path) -> Non
     path = broken(tmp_path, "promotion.yaml", lambda d: d["holdout"].update(sets=[]))
     with pytest.raises(PromotionError, match=rf"^{path}: holdout\.sets: List should have at least 1 item"):
         load_policy(path, TAXONOMY)
+    path = broken(tmp_path, "promotion.yaml", lambda d: d["retrain"].update(lr0="fast"))
+    with pytest.raises(PromotionError, match=rf"^{path}: retrain\.lr0: Input should be a valid number"):
+        load_policy(path, TAXONOMY)  # refused when read, not hours into a retraining job
+    path = broken(tmp_path, "promotion.yaml", lambda d: d["retrain"].update(epoch=3))
+    with pytest.raises(PromotionError, match=rf"^{path}: retrain\.epoch: Extra inputs"):
+        load_policy(path, TAXONOMY)
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+import torch
 import yaml
 from configured import MODELS, TAXONOMY
 from synthetic import SOURCES, draw, random_boxes, tiny_model, write_mix, write_set
@@ -30,6 +31,7 @@ from vision.data.annotations.inbox import record_annotation
 from vision.data.annotations.label_config import label_config
 from vision.detect.backends import load_detector
 from vision.detect.registry import CURRENT, ModelError, find_model, read_card, write_card
+from vision.modelops.checkpoints import load_checkpoint
 from vision.modelops.promote import (
     CONFIRMED_ABSENT,
     FalseDetectionRule,
@@ -45,7 +47,7 @@ from vision.modelops.promote import (
     promote,
     rollback,
 )
-from vision.modelops.retrain import list_jobs, queue_job, training_mix
+from vision.modelops.retrain import JobError, list_jobs, queue_job, training_mix
 
 AT = datetime(2025, 10, 2, 9, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[1]
@@ -388,6 +390,29 @@ def test_the_retraining_mix_keeps_the_base_mix_sampling(tmp_path: Path) -> None:
     assert sources["bureau"] == {"name": "bureau", "data": str(bureau)}
 
 
+def test_a_base_mix_source_not_made_on_this_machine_fails_the_job_saying_how_to_make_it(
+    tmp_path: Path,
+) -> None:
+    mix = write_mix(tmp_path / "base")
+    spec = yaml.safe_load(mix.read_text())
+    spec["sources"].append({"name": "flyers-v1", "data": str(tmp_path / "cache" / "flyers-v1" / "data.yaml")})
+    mix.write_text(yaml.safe_dump(spec))
+    with pytest.raises(
+        JobError, match=r"flyers-v1/data\.yaml.*made by the command in its mix file's comments"
+    ):
+        training_mix({"base_mix": mix.name}, mix, [], tmp_path / "work", taxonomy=TAXONOMY)
+
+
+def test_the_shipped_retraining_recipe_is_the_current_models_reviewed_mix_fine_tuned_and_averaged() -> None:
+    """With the first mix (no reviewed negatives, bicycles or flyers) a job's candidate failed the
+    holdout's false-detection rule whatever the bureau annotated."""
+    policy = load_policy(ROOT / "configs" / "promotion.yaml", TAXONOMY)
+    current = read_card(MODELS / Registry(MODELS).current)  # type: ignore[operator]
+    made_on = Path(current["training"]["settings"]["data"]).name
+    assert Path(policy.retrain["base_mix"]).name == made_on
+    assert policy.retrain["lr0"] and policy.retrain["average_with_start"]
+
+
 @pytest.mark.slow
 def test_a_queued_job_imports_annotations_retrains_from_the_current_model_and_decides(
     tmp_path: Path, cli_cache_dir: Path
@@ -417,6 +442,8 @@ def test_a_queued_job_imports_annotations_retrains_from_the_current_model_and_de
             "batch": 4,
             "workers": 0,
             "imgsz": 64,
+            "lr0": 0.001,
+            "average_with_start": True,
         },
     }
     config.write_text(yaml.safe_dump(spec))
@@ -477,7 +504,22 @@ def test_a_queued_job_imports_annotations_retrains_from_the_current_model_and_de
     assert dataset.version == 1 and len(dataset.images) == 6
     card = read_card(models / "tiny-r1")
     assert card["retrained_from"]["model"] == "tiny" and card["retrained_from"]["datasets"] == {"bureau": 1}
+    assert card["retrained_from"]["averaged_with_start"] is True
+    assert card["training"]["settings"]["lr0"] == 0.001
     assert (models / "tiny-r1" / "model.onnx").exists()
+    # the candidate is the mean of the run and its start, not the run alone
+    start, run, shipped = (
+        load_checkpoint(path)[1].state_dict()
+        for path in (models / "tiny" / "model.pt", tmp_path / "runs" / "tiny-r1" / "weights" / "best.pt",
+                     models / "tiny-r1" / "model.pt")
+    )  # fmt: skip
+    moved = [
+        k for k, v in start.items() if v.is_floating_point() and not torch.allclose(v, run[k].to(v.dtype))
+    ]
+    assert moved, "the run changed no weight"
+    for key in moved[:20]:
+        mean = (start[key].float() + run[key].float()) / 2
+        assert torch.allclose(shipped[key].float(), mean, atol=2e-3, rtol=2e-3), key
     entry = Registry(models).read()["history"][-1]
     assert entry["model"] == "tiny-r1" and entry["previous"] == "tiny"
     judged = decide(

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, NonNegativeFloat, PositiveInt, ValidationInfo, field_validator
@@ -100,6 +100,20 @@ class FalseDetectionRule:
     min_photos: int
 
 
+class RetrainSpec(ConfigModel):
+    """The retraining job's recipe (vision/modelops/retrain.py); promotion.yaml's comments say why."""
+
+    base_mix: str | None = None  # relative to the policy file
+    datasets: list[str] = ["bureau"]
+    epochs: PositiveInt = 10
+    batch: PositiveInt = 16
+    workers: Annotated[int, Field(ge=0)] = 2
+    imgsz: Annotated[int, Field(ge=32, le=4096)] | None = None
+    lr0: Annotated[float, Field(gt=0, lt=1)] | None = None  # fine-tune at this rate, no warm-up (train --lr0)
+    mosaic: Annotated[float, Field(ge=0, le=1)] = 1.0
+    average_with_start: bool = False  # the candidate is the 1:1 mean of the run and its start
+
+
 @dataclass(frozen=True)
 class Policy:
     """How a candidate is judged (configs/promotion.yaml), with the taxonomy of the same configuration."""
@@ -112,7 +126,7 @@ class Policy:
     holdout_name: str
     holdout: tuple[HoldoutSet, ...]
     holdout_sha256: str | None
-    retrain: dict[str, Any] = field(default_factory=dict)
+    retrain: dict[str, Any] = field(default_factory=lambda: RetrainSpec().model_dump())
     source: Path = Path(CONFIG)
     false_detections: FalseDetectionRule | None = None
 
@@ -160,7 +174,7 @@ class PromotionFile(ConfigModel):
     min_instances: int = 1
     holdout: HoldoutSpec
     false_detections: FalseDetectionSpec | None = None
-    retrain: dict[str, Any] = {}
+    retrain: RetrainSpec = RetrainSpec()
 
 
 def load_policy(path: Path, taxonomy: Taxonomy) -> Policy:
@@ -183,7 +197,7 @@ def load_policy(path: Path, taxonomy: Taxonomy) -> Policy:
         holdout_name=spec.holdout.name,
         holdout=tuple(sets),
         holdout_sha256=spec.holdout.sha256,
-        retrain=dict(spec.retrain),
+        retrain=spec.retrain.model_dump(),
         source=path,
         false_detections=FalseDetectionRule(tuple(rule.classes), rule.tolerance, rule.min_photos)
         if rule

@@ -149,13 +149,20 @@ def training_mix(
 ) -> Path:
     """The job's mix file: the base mix's train splits (with its `train_fraction`, `oversample`
     and reviews), and the datasets (train and val)."""
+    from vision.core.taxonomy import TaxonomyError
     from vision.data.datamix import load_mix
 
     names = taxonomy.names
     sources: list[dict[str, Any]] = []
     base = policy_retrain.get("base_mix")
     if base:
-        _, base_sources = load_mix((config.parent / str(base)).resolve(), taxonomy)
+        try:
+            _, base_sources = load_mix((config.parent / str(base)).resolve(), taxonomy)
+        except TaxonomyError as err:  # most often a generated source not made on this machine yet
+            raise JobError(
+                f"base_mix {base}: {err} (a generated source, synthetic flyers or pasted objects, is made "
+                "by the command in its mix file's comments: docs/training.md)"
+            ) from err
         for source in base_sources:
             sources.append(
                 source.spec(names, str(train_only(source.data_yaml, work / "train-only" / source.name)))
@@ -232,7 +239,7 @@ def retrain(registry: Any, policy: Any, options: RetrainOptions, at: datetime) -
     from vision.detect.registry import WEIGHTS, find_model, read_card, update_card
     from vision.modelops.export import export_model, package
     from vision.modelops.promote import promote
-    from vision.modelops.train import train
+    from vision.modelops.train import average_checkpoints, start_weights, train
 
     current = registry.current
     if current is None:
@@ -245,7 +252,7 @@ def retrain(registry: Any, policy: Any, options: RetrainOptions, at: datetime) -
     settings = policy.retrain
     built: list[tuple[str, Path]] = []
     versions = {}
-    for dataset_name in settings.get("datasets") or []:
+    for dataset_name in settings["datasets"]:
         dataset = Dataset.open(str(dataset_name), options.datasets_dir)
         if not dataset.images:
             continue
@@ -258,32 +265,49 @@ def retrain(registry: Any, policy: Any, options: RetrainOptions, at: datetime) -
             raise JobError(str(err)) from err
         versions[dataset.name] = dataset.version
     if not built:
-        raise JobError(
-            f"no annotated images in {options.datasets_dir} ({', '.join(settings.get('datasets') or [])})"
-        )
+        raise JobError(f"no annotated images in {options.datasets_dir} ({', '.join(settings['datasets'])})")
     name = options.name or next_name(registry.models_dir, current)
     mix = training_mix(settings, policy.source, built, options.work_dir, policy.taxonomy)
     card = read_card(files.folder) if files.folder else {}
+    start = start_weights(str(files.weights["ultralytics"]), options.work_dir, policy.taxonomy.names)
     run_dir = train(
         data=mix,
         taxonomy=policy.taxonomy,
-        model=str(files.weights["ultralytics"]),
-        epochs=int(options.epochs or settings.get("epochs", 10)),
-        imgsz=int(options.imgsz or settings.get("imgsz") or card.get("input_size") or 320),
-        batch=int(options.batch or settings.get("batch", 16)),
+        model=start,
+        epochs=options.epochs or settings["epochs"],
+        imgsz=int(options.imgsz or settings["imgsz"] or card.get("input_size") or 320),
+        batch=options.batch or settings["batch"],
         project=options.runs_dir,
         name=name,
         cache_dir=options.work_dir,
-        workers=int(options.workers if options.workers is not None else settings.get("workers", 2)),
+        workers=options.workers if options.workers is not None else settings["workers"],
+        lr0=settings["lr0"],
+        mosaic=settings["mosaic"],
     )
+    candidate = run_dir / "weights" / "best.pt"
+    if settings["average_with_start"]:
+        # the recipe that made the shipped models: the fine-tuned run's weights averaged 1:1 with
+        # its start keep what the start scored while adding what the run learned (docs/training.md)
+        candidate = (
+            average_checkpoints([Path(start), candidate], run_dir / "averaged") / "weights" / "last.pt"
+        )
     folder = package(
-        run_dir / "weights" / "best.pt",
+        candidate,
         name,
         models_dir=registry.models_dir,
         status=f"candidate retrained from {current}",
     )
     export_model(folder, "onnx")
-    update_card(folder, retrained_from={"model": current, "datasets": versions, "at": at.isoformat()})
+    update_card(
+        folder,
+        retrained_from={
+            "model": current,
+            "datasets": versions,
+            "at": at.isoformat(),
+            "base_mix": settings["base_mix"],
+            "averaged_with_start": settings["average_with_start"],
+        },
+    )
     decision = promote(name, registry=registry, policy=policy, at=at)
     return {
         "model": name,
