@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import cv2
 import pytest
 from configured import CONFIGS, MODELS
-from PIL import Image
+from PIL import ExifTags, Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -505,3 +505,30 @@ def test_a_photo_with_an_implausible_exif_time_waits_undated_for_a_sidecar_time(
         )
         filed = session.scalar(select(func.count(Case.id)))
     assert filed, "the sample photos' garbage was filed once their time was given"
+
+
+def test_a_photo_with_a_garbled_exif_time_or_gps_says_so_in_the_report(
+    tmp_path: Path, samples: list[Path]
+) -> None:
+    """A DateTimeOriginal of '2026:13:45 99:00:00' (a camera that never had its clock set) left the
+    photo undated with the report's stock reason "EXIF DateTimeOriginal missing", which it is not;
+    GPS written without a fix, (0, 0), is the same for a position. The reason is the EXIF's."""
+    photos = tmp_path / "archive"
+    photos.mkdir()
+    garbled = exif_for(position=spot(2))
+    garbled.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = "2026:13:45 99:00:00"
+    nofix = exif_for(position=Position(0.0, 0.0), taken_at=START)
+    for name, exif, source in (("garbled.jpg", garbled, samples[0]), ("nofix.jpg", nofix, samples[1])):
+        with Image.open(source) as image:
+            image.save(photos / name, "JPEG", quality=90, exif=exif)
+    db = f"sqlite:///{tmp_path / 'scan.db'}"
+    out = tmp_path / "out"
+    assert cli([str(photos), "--db", db, "--out", str(out), "--no-progress"]) == 0
+    with open_database(db)() as session:
+        rows = {Path(p.path).name: p for p in session.scalars(select(Photo))}
+    assert (rows["garbled.jpg"].status, rows["nofix.jpg"].status) == ("undated", "unlocated")
+    assert "'2026:13:45 99:00:00' is not an EXIF date" in (rows["garbled.jpg"].error or "")
+    assert "taken_at in a sidecar CSV" in (rows["garbled.jpg"].error or "")
+    assert "(0, 0)" in (rows["nofix.jpg"].error or "") and "lat/lon" in (rows["nofix.jpg"].error or "")
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "2026:13:45 99:00:00" in html and "DateTimeOriginal missing" not in html

@@ -172,6 +172,22 @@ def place(meta: PhotoMeta, given: Given, rules: CaseRules, now: datetime) -> Pla
     return Placement(position, taken_at, grid, status)
 
 
+# EXIF warnings (vision.core.imageio.read_exif_meta) that explain a missing position or time
+_EXPLAINS = {
+    PhotoStatus.UNLOCATED: ("GPS ignored", "EXIF GPS block", "EXIF unreadable", "EXIF block"),
+    PhotoStatus.UNDATED: ("EXIF time", "EXIF unreadable", "EXIF block"),
+}
+_SUPPLY = {PhotoStatus.UNLOCATED: "lat/lon", PhotoStatus.UNDATED: "taken_at"}
+
+
+def why_missing(status: PhotoStatus, meta: PhotoMeta) -> str | None:
+    """The photo's own reason for lacking a position or time, where its EXIF had one it could not
+    use (a garbled date, GPS without a fix, a damaged block): without it the report said "EXIF
+    DateTimeOriginal missing" of a photo that has one, and nobody knew what to correct."""
+    said = [w for w in meta.warnings if w.startswith(_EXPLAINS.get(status, ()))]
+    return f"{'; '.join(said)}; give {_SUPPLY[status]} in a sidecar CSV" if said else None
+
+
 def completes(status: PhotoStatus, given: Given | None) -> bool:
     """Whether `given` now brings an earlier unlocated or undated photo what it lacked."""
     if given is None:
@@ -248,7 +264,7 @@ def take_photo(session: Session, photo: IncomingPhoto, rules: CaseRules, *, now:
     position = placement.position
     row.path = photo.path
     row.status = placement.status
-    row.error = None
+    row.error = why_missing(placement.status, photo.meta)
     row.width, row.height = photo.size
     row.taken_at = placement.taken_at
     row.lat, row.lon = (position.lat, position.lon) if position is not None else (None, None)
