@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -96,6 +97,26 @@ def test_walks_folders_files_and_lists(tmp_path: Path) -> None:
     ]
     with pytest.raises(ScanInputError, match="no such file"):
         list(iter_photos([tmp_path / "missing"]))
+
+
+def test_a_linked_folder_is_walked_once_and_a_link_round_a_loop_ends(tmp_path: Path) -> None:
+    """An archive spread over disks by links to folders (2025 -> /mnt/disk2/2025): the scan skipped
+    the linked folders without a word. They are walked, each real folder once, so a link back up
+    the tree (a loop) or to a folder walked anyway adds nothing."""
+    disk2 = tmp_path / "disk2" / "2025"
+    archive = tmp_path / "archive"
+    for name in (disk2 / "11" / "a.jpg", archive / "2026" / "b.jpg"):
+        name.parent.mkdir(parents=True, exist_ok=True)
+        name.write_bytes(b"x")
+    (archive / "2025").symlink_to(disk2)
+    (archive / "2026" / "again").symlink_to(archive / "2026")  # a loop
+    (archive / "zz-same").symlink_to(archive / "2026")  # walked already
+    others: Counter[str] = Counter()
+    assert list(iter_photos([archive], others)) == [
+        archive / "2025" / "11" / "a.jpg",
+        archive / "2026" / "b.jpg",
+    ]
+    assert not others
 
 
 def test_sidecar_rows(tmp_path: Path) -> None:

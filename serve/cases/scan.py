@@ -83,8 +83,12 @@ def iter_photos(inputs: Sequence[Path | str], others: Counter[str] | None = None
     file lists (one path a line). `others` counts the other files of the folders by suffix, so a
     scan says what it left unread (a .gif, a .tif, a video) instead of dropping it unsaid.
 
-    Streams: never holds a listing of the archive, only one folder's entries at a time. A list
-    may hold URLs (s3://bucket/key.jpg, https://...): they stay strings, read through fsspec.
+    Links to folders are followed (an archive spread over disks by links was dropped unsaid), each
+    real folder once, so a link round a loop ends there.
+
+    Streams: never holds a listing of the archive, only one folder's entries at a time (and the
+    real paths of the folders walked). A list may hold URLs (s3://bucket/key.jpg, https://...): they
+    stay strings, read through fsspec.
     """
     for entry in inputs:
         if isinstance(entry, str) and is_url(entry):
@@ -92,7 +96,13 @@ def iter_photos(inputs: Sequence[Path | str], others: Counter[str] | None = None
             continue
         source = Path(entry)
         if source.is_dir():
-            for folder, dirs, files in os.walk(source):
+            walked: set[str] = set()  # real paths: a folder reached twice through links is walked once
+            for folder, dirs, files in os.walk(source, followlinks=True):
+                real = os.path.realpath(folder)
+                if real in walked:  # a link round a loop, or to a folder walked already
+                    dirs.clear()
+                    continue
+                walked.add(real)
                 dirs.sort()
                 for name in sorted(files):
                     suffix = Path(name).suffix.lower()
