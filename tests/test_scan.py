@@ -17,12 +17,13 @@ from zoneinfo import ZoneInfo
 
 import cv2
 import pytest
+from alembic.script import ScriptDirectory
 from configured import CONFIGS, MODELS
 from PIL import ExifTags, Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from serve.cases.db import open_database
+from serve.cases.db import MIGRATIONS, open_database
 from serve.cases.grids import load_grids
 from serve.cases.orm import Case, Evidence, Photo
 from serve.cases.scan import ScanInputError, iter_photos, read_sidecar
@@ -260,6 +261,31 @@ def test_scan_files_cases_on_their_grids_and_a_rescan_adds_nothing(
     assert cli([str(photos), "--db", db, "--out", str(out), "--no-progress"]) == 0
     assert "0 new, 9 already recorded" in capsys.readouterr().out
     assert counts(factory) == before
+
+
+def test_scans_started_at_once_on_a_new_database_both_open_it(tmp_path: Path) -> None:
+    """Two scans started together on a new SQLite file (two inspectors' folders from one cron line)
+    ran the migrations interleaved, DDL committed statement by statement: one stopped with "table
+    ... already exists", "Circular dependency" or "a newer release migrated it" (it had not)."""
+    opener = (
+        "import sys; from serve.cases.db import open_database, DatabaseUnavailable\n"
+        "try:\n    open_database(sys.argv[1])\n"
+        "except DatabaseUnavailable as err:\n    sys.exit(str(err))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for attempt in range(3):
+        db = tmp_path / f"new-{attempt}.db"
+        runs = [
+            subprocess.Popen(
+                [sys.executable, "-c", opener, f"sqlite:///{db}"], env=env, stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(3)
+        ]
+        said = [run.communicate(timeout=120)[1] for run in runs]
+        assert [run.returncode for run in runs] == [0, 0, 0], said
+        with sqlite3.connect(db) as connection:
+            (version,) = connection.execute("SELECT version_num FROM alembic_version").fetchall()
+        assert version == (ScriptDirectory(str(MIGRATIONS)).get_current_head(),)
 
 
 def test_a_link_to_a_moved_photo_is_listed_by_its_own_name(tmp_path: Path) -> None:

@@ -15,16 +15,24 @@ if not url:
 
 engine = make_engine(url, poolclass=pool.NullPool)  # migrations keep no pooled connection
 with engine.connect() as connection:
-    if connection.dialect.name == "sqlite":
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
         # Batch migrations recreate a table by copy, drop and rename; dropping a table that others
         # reference fails while SQLite enforces foreign keys (the pragma only changes outside a
         # transaction, hence the commit). Every revision keeps the references themselves intact.
         connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
         connection.commit()
+        # One migrator at a time, all revisions in one transaction: SQLite's DDL is otherwise
+        # committed statement by statement, and two scans started at once on a new database
+        # interleaved their revisions ("table ... already exists", "a newer release migrated it").
+        # The second waits for the write lock (busy_timeout), then finds the schema at head.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
-        render_as_batch=connection.dialect.name == "sqlite",  # SQLite alters tables by copying
+        render_as_batch=sqlite,  # SQLite alters tables by copying
     )
-    with context.begin_transaction():
+    with context.begin_transaction():  # SQLite: inside the transaction begun above
         context.run_migrations()
+    if sqlite:
+        connection.commit()
