@@ -579,3 +579,32 @@ def test_a_photo_with_a_garbled_exif_time_or_gps_says_so_in_the_report(
     assert "(0, 0)" in (rows["nofix.jpg"].error or "") and "lat/lon" in (rows["nofix.jpg"].error or "")
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "2026:13:45 99:00:00" in html and "DateTimeOriginal missing" not in html
+
+
+def test_a_sidecar_position_for_a_photo_outside_by_its_own_gps_is_not_new_on_every_scan(
+    tmp_path: Path, samples: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A GPS logger's sidecar lists every photo; EXIF wins, so one taken outside the grids stays
+    outside. It was taken in again on every later scan: "1 new" and its warning each time."""
+    photos = tmp_path / "archive"
+    place(samples[0], photos / "beijing.jpg", Position(39.9, 116.4), START)
+    sidecar = photos / "logger.csv"
+    sidecar.write_text(f"file,lat,lon,taken_at\nbeijing.jpg,{spot(0).lat},{spot(0).lon},\n", encoding="utf-8")
+    db = f"sqlite:///{tmp_path / 'scan.db'}"
+    args = [
+        str(photos),
+        "--db",
+        db,
+        "--out",
+        str(tmp_path / "out"),
+        "--sidecar",
+        str(sidecar),
+        "--no-progress",
+    ]
+    assert cli(args) == 0
+    assert "1 new, 0 already recorded" in capsys.readouterr().out
+    assert cli(args) == 0
+    assert "0 new, 1 already recorded" in capsys.readouterr().out
+    with open_database(db)() as session:
+        (row,) = session.scalars(select(Photo))
+    assert (row.status, row.lat, row.lon) == ("outside", 39.9, 116.4)

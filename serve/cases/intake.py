@@ -256,6 +256,10 @@ def take_photo(session: Session, photo: IncomingPhoto, rules: CaseRules, *, now:
     if row is not None and not completes(row.status, photo.given):
         return Intake(row, known=True)
     placement = place(photo.meta, photo.given, rules, now)
+    if row is not None and placement.status == row.status:
+        # what was given changed nothing: a sidecar position for a photo outside the grids by its
+        # own EXIF GPS (EXIF wins) was taken in again, counted new and warned of, on every scan
+        return Intake(row, known=True)
     events = patrol_findings(photo.detections, rules.taxonomy)
     readings = readings_by_event(photo.detections, rules.taxonomy)
     if row is None:
