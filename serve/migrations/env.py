@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import pool
 
 from serve.cases.db import make_engine
@@ -25,8 +26,10 @@ with engine.connect() as connection:
         # One migrator at a time, all revisions in one transaction: SQLite's DDL is otherwise
         # committed statement by statement, and two scans started at once on a new database
         # interleaved their revisions ("table ... already exists", "a newer release migrated it").
-        # The second waits for the write lock (busy_timeout), then finds the schema at head.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # The second waits for the write lock (busy_timeout), then finds the schema at head. A
+        # database at head already is only read, as before (a read-only copy still opens).
+        if MigrationContext.configure(connection).get_current_revision() != context.get_head_revision():
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
