@@ -567,6 +567,20 @@ def test_a_worst_spot_is_flagged_assigned_and_closed_only_by_a_check_once_cleare
     assert people.call("boss", "GET", "/v1/supervision", params={"state": "open"}).json() == []
 
 
+@pytest.mark.parametrize("deadline", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
+def test_a_supervision_deadline_with_no_utc_time_is_a_422(people: People, deadline: str) -> None:
+    """Year 9999 at -14:00 has no UTC time: storing it failed (500) on creating and on reassigning."""
+    body = {"grids": [SPOT], "department": SANITATION, "deadline_at": deadline, "reason": "最差乱点"}
+    made = people.call("chief", "POST", "/v1/supervision", json=body)
+    assert made.status_code == 422 and "deadline_at" in made.json()["detail"], made.text
+    good = (people.service.clock() + timedelta(hours=2)).isoformat()
+    item = people.call("chief", "POST", "/v1/supervision", json={**body, "deadline_at": good}).json()
+    moved = people.call("chief", "PATCH", f"/v1/supervision/{item['id']}", json={"deadline_at": deadline})
+    assert moved.status_code == 422 and "deadline_at" in moved.json()["detail"], moved.text
+    [kept] = people.call("boss", "GET", "/v1/supervision").json()
+    assert datetime.fromisoformat(kept["deadline_at"]) == datetime.fromisoformat(item["deadline_at"])
+
+
 def test_monthly_district_ranking_counts_problems_per_km2(people: People, jpeg: Callable[..., bytes]) -> None:
     kept, rejected = report(people.service), report(people.service, "06042", "垃圾桶满溢")
     pending = report(people.service, "09005", "店外经营")  # awaiting review: no problem yet

@@ -625,13 +625,13 @@ class SupervisionIn(RequestBody):
         default=None, max_length=128, description="a road section's name; default the grid's"
     )
     department: str = Field(max_length=64, description="the responsible department (GET /v1/departments)")
-    deadline_at: AwareDatetime = Field(description="to be cleared by")
+    deadline_at: Instant = Field(description="to be cleared by")
     reason: str = Field(min_length=1, max_length=4000, description="why, e.g. 'worst spot of 2025-09-3'")
 
 
 class SupervisionPatch(RequestBody):
     department: str | None = Field(default=None, max_length=64, description="new responsible department")
-    deadline_at: AwareDatetime | None = Field(default=None, description="new deadline")
+    deadline_at: Instant | None = Field(default=None, description="new deadline")
 
 
 class SupervisionCheck(RequestBody):
