@@ -105,6 +105,36 @@ def test_a_request_followed_to_closed_reads_as_the_citizen_wrote_it(service: Ser
     assert public.requests(status="open") == []
 
 
+def test_an_after_photo_override_stays_out_of_status_notes(service: Service, jpeg) -> None:  # type: ignore[no-untyped-def]
+    """A person who accepts an after-photo that failed its check writes why; the flow log keeps the
+    failed checks and that reason with their note, the public reads their note alone."""
+    number = client(service).create(**REQUEST)["service_request_id"]
+    case_id = case_id_of(service, number)
+    for action in ("confirm", "file", "dispatch", "start"):
+        service.clock.at += timedelta(minutes=5)
+        step(service, case_id, action)
+    service.clock.at += timedelta(minutes=5)
+    after = service.client.post(  # no GPS: it fails `at_place`
+        f"/v1/cases/{case_id}/evidence",
+        files={"file": ("after.jpg", jpeg(320, 240, 5), "image/jpeg")},
+        data={"role": "after", "taken_at": service.clock.at.isoformat()},
+        headers=service.auth("cases:write"),
+    )
+    assert after.status_code == 201 and after.json()["extra"]["after_check"]["passed"] is False, after.text
+    reason = "内部：照片无定位，处置人王五电话确认"
+    handled = {"evidence_id": after.json()["id"], "note": "小广告已清除", "override_reason": reason}
+    step(service, case_id, "handle", **handled)
+    public = client(service, "json", scope=None)
+    for fmt in ("json", "xml"):
+        notes = client(service, fmt, scope=None).request(number)["status_notes"]
+        assert notes == "已处置，待核查：小广告已清除", (fmt, notes)
+    service.clock.at += timedelta(minutes=5)
+    step(service, case_id, "check_pass", override_reason=reason)  # no note of their own at all
+    assert public.request(number)["status_notes"] == "核查通过，待结案"
+    flow = service.client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read")).json()["flow"]
+    assert all("after-photo check overridden" in f["note"] and reason in f["note"] for f in flow[-2:])
+
+
 def test_media_url_is_public_and_blurred(service: Service, jpeg) -> None:  # type: ignore[no-untyped-def]
     number = client(service).create(**REQUEST)["service_request_id"]
     photo = jpeg(320, 240, 3)

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 from serve.api.idempotency import request_hash
 from serve.api.problems import xml_text
 from serve.api.schemas import Open311Created, Open311Request, Open311Service
+from serve.cases.closing import own_remark
 from serve.cases.enums import REPORT_STEP, Action, CaseSource, EvidenceRole, EvidenceStep, State
 from serve.cases.errors import InvalidInput
 from serve.cases.findings import CaseRules, CaseUpdate, Finding, record_finding
@@ -43,7 +44,7 @@ from serve.cases.intake import in_jurisdiction
 from serve.cases.orm import Case, CitizenRequest
 from serve.cases.regrouping import merged_into
 from serve.cases.times import computable
-from serve.cases.workflow import TERMINAL_STATES
+from serve.cases.workflow import AUTO_FILER, TERMINAL_STATES
 from vision.core.imageio import Position
 from vision.core.taxonomy import Event, Taxonomy
 
@@ -160,15 +161,19 @@ def citizen_fields(case: Case) -> dict[str, Any]:
 
 def status_notes(case: Case) -> str:
     """The state in plain Chinese, with the remark of the latest workflow step a person took. Evidence
-    steps (detach, split, merge) are the bureau's bookkeeping of photos and files: not the public's."""
+    steps (detach, split, merge) are the bureau's bookkeeping of photos and files: not the public's;
+    nor are auto-filing's rule nor an after-photo override's failed checks and reason (own_remark)."""
     notes = STATUS_NOTES.get(case.state, "处理中")
     last = next((e for e in reversed(case.flow) if e.action not in EVIDENCE_STEPS), None)
     if last is not None and last.action == Action.EXTEND:  # its note names who asked: staff, not public
         return f"{notes}：处置期限已延长"
-    if last is not None and last.action != REPORT_STEP and last.note:
-        merged = merged_into(last)
-        notes += f"：已并入案卷 {merged[0]}：{merged[1]}" if merged else f"：{last.note}"
-    return notes
+    if last is None or last.action == REPORT_STEP or last.operator == AUTO_FILER:
+        return notes
+    merged = merged_into(last)
+    if merged:
+        return f"{notes}：已并入案卷 {merged[0]}：{merged[1]}"
+    remark = own_remark(last.note)
+    return f"{notes}：{remark}" if remark else notes
 
 
 def as_request(case: Case, taxonomy: Taxonomy, tz: tzinfo, base_url: str) -> Open311Request:

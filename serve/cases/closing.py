@@ -34,6 +34,7 @@ from vision.core.phash import hash_distance, near_identical
 from vision.core.taxonomy import Taxonomy
 
 AFTER_CHECK = "after_check"  # the key of the verdict in Evidence.extra
+OVERRIDDEN = "after-photo check overridden"  # how a flow-log note marks a person's override
 
 
 @dataclass(frozen=True)
@@ -139,3 +140,17 @@ def failed_checks(evidence: Evidence | None) -> list[str]:
     """The checks an after-photo failed; none for a photo that passed (or predates the check)."""
     verdict = (evidence.extra or {}).get(AFTER_CHECK) if evidence is not None else None
     return [str(name) for name in verdict["failed"]] if isinstance(verdict, dict) else []
+
+
+def override_note(note: str | None, failed: list[str], reason: str) -> str:
+    """The note of a step a person took on an after-photo that failed: their note, then the override."""
+    override = f"{OVERRIDDEN} ({', '.join(failed)} failed): {reason}"
+    return f"{note}; {override}" if note else override
+
+
+def own_remark(note: str | None) -> str | None:
+    """A step's note without the override `override_note` added: the failed checks and the reason
+    for accepting them are the bureau's record of its own work, not a remark for the public."""
+    if not note or note.startswith(OVERRIDDEN):
+        return None
+    return note.split(f"; {OVERRIDDEN} (", 1)[0]

@@ -29,7 +29,7 @@ from serve.api.schemas import (
     TransitionIn,
 )
 from serve.cases.auth import Principal
-from serve.cases.closing import failed_checks, standing_after_photo
+from serve.cases.closing import failed_checks, override_note, standing_after_photo
 from serve.cases.domain import Domain
 from serve.cases.enums import EvidenceStep, ExtensionState
 from serve.cases.errors import AfterPhotoFailed, InvalidInput, NotFound, PreconditionRequired, StaleVersion
@@ -359,8 +359,7 @@ def verified_closing(body: TransitionIn, case: Case, session: Session, command: 
         return command
     if not body.override_reason:
         raise AfterPhotoFailed(command.action.value, photo.id if photo else None, failed)
-    override = f"after-photo check overridden ({', '.join(failed)} failed): {body.override_reason}"
-    return replace(command, note=f"{command.note}; {override}" if command.note else override)
+    return replace(command, note=override_note(command.note, failed, body.override_reason))
 
 
 @router.post(
