@@ -226,6 +226,31 @@ def test_an_address_without_coordinates_is_placed_by_its_grid_or_held_with_a_tok
     assert service.client.get("/v1/citizen-requests", headers=service.auth("cases:read")).json() == []
 
 
+def test_a_held_request_sent_again_is_held_once(service: Service) -> None:
+    """A retry without an Idempotency-Key of a request held for a person made a second held request:
+    two tokens, two rows for the desk to place, the second placed as a second report of the problem."""
+    citizen, reader = client(service, "json"), service.auth("cases:read")
+    held = {"service_code": "06010", "address_string": "淮河路 12 号门口", "description": "一堆建筑垃圾"}
+    first = citizen.create(**held)
+    service.clock.at += timedelta(minutes=1)
+    assert client(service, "xml").create(**held) == first and first["token"]
+    other = citizen.create(**{**held, "description": "另一堆"})  # another request: held on its own
+    waiting = service.client.get("/v1/citizen-requests", headers=reader).json()
+    assert [w["token"] for w in waiting] == [first["token"], other["token"]]
+    placing = service.client.post(
+        f"/v1/citizen-requests/{first['token']}/place",
+        json={"lat": 34.72355, "lon": 113.63091},
+        headers=service.auth("cases:write"),
+    )
+    assert placing.status_code == 200, placing.text
+    number = placing.json()["service_request_id"]
+    again = citizen.create(**held)  # once placed: its case, as a request sent again with its place
+    assert again["service_request_id"] == number and "token" not in again
+    assert again["service_notice"] == "同一问题已有在办案卷，已并入该案卷"
+    [case] = service.client.get("/v1/cases", headers=reader).json()["items"]
+    assert len(service.client.get(f"/v1/cases/{case['id']}", headers=reader).json()["evidence"]) == 1
+
+
 @pytest.mark.parametrize("fmt", ["xml", "json"])
 @pytest.mark.parametrize(
     ("fields", "words"),

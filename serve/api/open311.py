@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from fastapi import Response
 from fastapi.responses import JSONResponse
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from serve.api.idempotency import request_hash
@@ -38,7 +39,7 @@ from serve.api.schemas import Open311Created, Open311Request, Open311Service
 from serve.cases.closing import own_remark
 from serve.cases.enums import REPORT_STEP, Action, CaseSource, EvidenceRole, EvidenceStep, State
 from serve.cases.errors import InvalidInput
-from serve.cases.findings import CaseRules, CaseUpdate, Finding, record_finding
+from serve.cases.findings import CaseRules, CaseUpdate, Finding, lock_intake, record_finding
 from serve.cases.grids import Grid, GridIndex
 from serve.cases.intake import in_jurisdiction
 from serve.cases.orm import Case, CitizenRequest
@@ -308,6 +309,13 @@ def file_request(
     )
 
 
+def same_held(session: Session, event: Event, fields: dict[str, Any]) -> CitizenRequest | None:
+    """The held request these very fields made before: sent again (a retry without an
+    Idempotency-Key), it is the same request, as a placed request sent twice adds nothing to its case."""
+    earlier = session.scalars(select(CitizenRequest).where(CitizenRequest.event == event.key))
+    return next((held for held in earlier if held.fields == fields), None)
+
+
 def take_request(
     session: Session,
     *,
@@ -320,6 +328,15 @@ def take_request(
 ) -> Open311Created:
     """File a request with a place, or hold one without for a person; what POST requests answers."""
     if place is None:
+        lock_intake(session)  # the same request sent twice at once is held once
+        held = same_held(session, event, fields)
+        if held is not None and held.case_id is not None:
+            number = session.get_one(Case, held.case_id).number
+            return Open311Created(service_request_id=number, service_notice=NOTICE_JOINED, account_id=None)
+        if held is not None:
+            return Open311Created(
+                service_request_id=None, token=held.token, service_notice=NOTICE_HELD, account_id=None
+            )
         token = secrets.token_hex(16)
         session.add(
             CitizenRequest(token=token, event=event.key, fields=fields, reporter=reporter, received_at=now)
