@@ -322,6 +322,36 @@ def test_retries_with_an_idempotency_key_replay_the_first_answer(service: Servic
     assert len(service.client.get(f"/v1/cases/{case['id']}", headers=reader).json()["evidence"]) == 1
 
 
+def test_words_sent_as_raw_utf8_in_a_form_are_kept_as_written(service: Service) -> None:
+    """A client that does not percent-encode (`curl -d`, many app libraries) sends the citizen's words
+    as raw UTF-8: they were stored as Latin-1 mojibake, and a grid name in the address went unseen."""
+    words = "路边一堆垃圾😡，没人清理"
+    body = "&".join(
+        f"{name}={value}"
+        for name, value in (
+            ("service_code", "06010"),
+            ("address_string", "汝河社区第6网格 垃圾桶旁"),
+            ("description", words),
+            ("first_name", "李四"),
+        )
+    ).encode()
+    sent = service.client.post(
+        "/open311/v2/requests.json",
+        content=body,
+        headers={**service.auth("report"), "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert sent.status_code == 201, sent.text
+    number = sent.json()[0]["service_request_id"]  # placed by the grid its address names, not held
+    for fmt in ("json", "xml"):
+        [read] = [client(service, fmt, scope=None).request(number)]
+        assert (read["description"], read["address"]) == (words, "汝河社区第6网格 垃圾桶旁")
+        assert read["address_id"] == "410103001001006" and "李四" not in str(read)
+    encoded = client(service, "json").create(
+        service_code="06010", lat=34.72355, long=113.63091, description=words
+    )
+    assert client(service, "json").request(encoded["service_request_id"])["description"] == words
+
+
 def test_control_characters_a_citizen_typed_leave_the_xml_readable(service: Service) -> None:
     """XML 1.0 cannot hold most control characters: one request's description written as it came
     made requests.xml unreadable for every client. XML gets U+FFFD in their place; JSON keeps them."""

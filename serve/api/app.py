@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request, Response
 
 from serve.api import problems
 from serve.api.deps import SAFE_METHODS
+from serve.api.forms import Utf8Forms
 from serve.api.head import HeadAsGet
 from serve.api.idempotency import IdempotentPosts
 from serve.api.limits import BodyLimit, ThrottledClients
@@ -135,6 +136,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     problems.install(app)
     logging.getLogger("uvicorn.access").addFilter(QUERY_SECRETS)
     app.add_middleware(StrictJson)  # inside BodyLimit: the JSON it reads is bounded
+    app.add_middleware(Utf8Forms)  # inside BodyLimit too: it reads a urlencoded form's body
     app.add_middleware(IdempotentPosts)  # inside BodyLimit too: it buffers a keyed POST's body
     app.add_middleware(BodyLimit, limit=int(settings.max_upload_mb * 2**20) + FORM_OVERHEAD)  # chunked too
 

@@ -1,0 +1,61 @@
+"""URL-encoded form bodies read as UTF-8, as the WHATWG URL standard reads them.
+
+A GeoReport client that writes a citizen's Chinese words into an `application/x-www-form-urlencoded`
+body as they are (UTF-8 bytes, not percent-encoded: `curl -d`, many app HTTP libraries) had them
+stored as mojibake: Starlette decodes such bytes as Latin-1. The standard's parser decodes the
+bytes of a urlencoded body as UTF-8 whether or not they were percent-encoded, so this middleware
+percent-encodes the raw ones of a valid UTF-8 body before Starlette parses it. A body declaring
+another charset, or not UTF-8 at all, goes on as it came.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote_from_bytes
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from serve.api.limits import read_body, replaying
+
+RAW = re.compile(rb"[\x80-\xff]+")
+
+
+def is_urlencoded_utf8(scope: Scope) -> bool:
+    """A urlencoded form with no charset parameter, or charset=utf-8."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            media, _, params = value.lower().partition(b";")
+            charset = params.partition(b"charset=")[2].strip(b' "')
+            return media.strip() == b"application/x-www-form-urlencoded" and charset in (b"", b"utf-8")
+    return False
+
+
+def percent_encoded(body: bytes) -> bytes:
+    """`body` with its raw non-ASCII bytes percent-encoded, when they are UTF-8; else `body`."""
+    if not RAW.search(body):
+        return body
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return body
+    return RAW.sub(lambda raw: quote_from_bytes(raw[0]).encode("ascii"), body)
+
+
+class Utf8Forms:
+    """ASGI middleware: raw UTF-8 in a urlencoded form body reaches the routes as the text it is."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not is_urlencoded_utf8(scope):
+            await self.app(scope, receive, send)
+            return
+        body = await read_body(receive)
+        if body is None:  # the client went away
+            return
+        encoded = percent_encoded(body)
+        if encoded is not body:
+            headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
+            scope = {**scope, "headers": [*headers, (b"content-length", str(len(encoded)).encode())]}
+        await self.app(scope, replaying(encoded, receive), send)
