@@ -250,6 +250,35 @@ def test_a_car_that_joins_a_handled_case_is_news_not_still_there(hub: Hub) -> No
         assert len(session.scalars(select(Case)).all()) == 1
 
 
+def test_a_place_that_clears_proposes_nothing_while_its_case_still_stands_elsewhere(hub: Hub) -> None:
+    """Found by live-camera QA: the intake merges a camera's findings of a class into one case, so two
+    cars in the zone (or the two boxes the model gives one garbage pile) are two incidents of one case.
+    When one left, its after-photo proposed `resolved` for the case while the other still stood
+    there: a person trusting it closed the case, and the car still standing was never raised again.
+    The after-photo is kept, without a proposal, until the case's last incident clears."""
+    elsewhere = (420.0, 220.0, 540.0, 300.0)
+    actions: dict[float, list[tuple[str, str | None, str]]] = {}
+    for t in range(0, 260):
+        boxes = ([SPOT] if t < 100 else []) + ([elsewhere] if t < 200 else [])
+        if done := hub.frame(t, boxes):
+            actions[t] = done
+    assert actions == {
+        61: [("started", None, ""), ("started", None, "")],
+        121: [("evidence", None, "")],
+        129: [("cleared", None, "place clear; incident 2 of this case still present")],
+        181: [("evidence", None, "")],
+        229: [("cleared", "resolved", "")],  # the last one gone: now the case's place is clear
+    }
+    with hub.sessions() as session:
+        (case,) = session.scalars(select(Case)).all()
+        after = session.scalars(
+            select(Evidence)
+            .where(Evidence.case_id == case.id, Evidence.role == "after")
+            .order_by(Evidence.id)
+        ).all()
+        assert [(e.extra or {}).get("proposal") for e in after] == [None, "resolved"]
+
+
 def test_a_restarted_hub_goes_on_with_the_same_incident_and_case(hub: Hub) -> None:
     """The process ends at 100 s with the case open (the car still there) and a new hub starts from
     the database: the same case gets its evidence and its after-photo, no second case is filed."""

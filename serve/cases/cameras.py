@@ -558,9 +558,16 @@ class CameraHub:
         """An after-photo with a check proposal, or a rework flag, on the incident's own case."""
         incident = event.incident
         proposal: str | None
+        reason = event.reason or ("place clear" if event.kind == "cleared" else event.kind)
         if event.kind == "cleared":
             role, boxes = EvidenceRole.AFTER, []
             proposal = "check_pass" if case.state == State.HANDLED else "resolved"
+            # one case may hold several incidents (the intake merges a class's findings within 50 m):
+            # while another still stands, this place is clear but the case is not
+            standing = still_standing(live, case.id, incident)
+            if standing is not None:
+                proposal = None
+                reason = f"place clear; incident {standing.id} of this case still present"
         else:  # back, or never gone: rework of a handled case; for one nobody handled, news only
             role = EvidenceRole.FINDING
             boxes = [self._box(incident).to_json()]
@@ -578,7 +585,7 @@ class CameraHub:
                 "zone": incident.zone_id,
                 "incident": incident.id,
                 "proposal": proposal,
-                "reason": event.reason or ("place clear" if event.kind == "cleared" else event.kind),
+                "reason": reason,
                 "absent_since": _iso(incident.last_seen) if event.kind == "cleared" else None,
             },
             # every occupancy frame that shows the thing again carries its own crop, not only the first
@@ -586,7 +593,9 @@ class CameraHub:
         )
         session.add(evidence)
         session.flush()
-        return case_action(event, case, evidence.id, proposal=proposal)
+        return case_action(
+            event, case, evidence.id, proposal=proposal, reason=reason if proposal is None else None
+        )
 
     def _box(self, incident: Incident) -> Box:
         """The incident's box as evidence stores it; class-free occupancy is labelled `occupancy`."""
@@ -628,6 +637,15 @@ def _iso(seconds: float) -> str:
 
 def open_incidents(live: LiveCamera) -> list[Incident]:
     return [i for i in live.rules.incidents if i.status == "present"]
+
+
+def still_standing(live: LiveCamera, case_id: int, cleared: Incident) -> Incident | None:
+    """Another incident of the camera on the same case still present, if any: the case's place is
+    not clear while it stands, so a clear proposes nothing yet."""
+    return next(
+        (i for i in open_incidents(live) if i.case_id == case_id and i.id != cleared.id),
+        None,
+    )
 
 
 class CameraCollector(Collector):
