@@ -868,14 +868,24 @@ def test_an_inspectors_patrol_photo_opens_cases_in_their_name(people: People, ar
 
 def test_a_held_citizen_request_is_placed_by_the_roles_that_file_cases(people: People) -> None:
     """Placing files the request as a case: a handler (cases:write, for its own department's cases)
-    placed one in any grid; the dispatcher, inspector and leader may not either."""
+    placed one in any grid; the dispatcher, inspector and leader may not either. Only the roles that
+    place a request see the citizen's contact details (a handler saw every department's callers)."""
     held = people.service.client.post(
         "/open311/v2/requests.json",
-        data={"service_code": "06010", "address_string": "淮河路 12 号门口", "description": "建筑垃圾"},
+        data={
+            "service_code": "06010",
+            "address_string": "淮河路 12 号门口",
+            "description": "建筑垃圾",
+            "phone": "13800138000",
+            "first_name": "小明",
+        },
         headers=people.service.auth("report"),
     )
     assert held.status_code in (200, 201), held.text
     token = held.json()[0]["token"]
+    for who in ("sani", "chief", "insp", "boss"):  # they read the words, not who wrote them
+        [seen] = people.call(who, "GET", "/v1/citizen-requests").json()
+        assert seen["fields"]["description"] == "建筑垃圾" and "contact" not in seen["fields"], (who, seen)
     where = {"lat": 34.72355, "lon": 113.63091}
     for who in ("sani", "chief", "insp", "boss"):
         refused = people.call(who, "POST", f"/v1/citizen-requests/{token}/place", json=where)
@@ -884,6 +894,7 @@ def test_a_held_citizen_request_is_placed_by_the_roles_that_file_cases(people: P
             assert PEOPLE[who][0] in refused.json()["detail"], refused.text
     waiting = people.call("op", "GET", "/v1/citizen-requests").json()
     assert [w["token"] for w in waiting] == [token]  # nothing placed by the refusals
+    assert waiting[0]["fields"]["contact"] == {"phone": "13800138000", "first_name": "小明"}  # to call back
     placed = people.call("op", "POST", f"/v1/citizen-requests/{token}/place", json=where)
     assert placed.status_code == 200 and placed.json()["placed_by"] == PEOPLE["op"][2], placed.text
 

@@ -45,7 +45,7 @@ from serve.cases.errors import InvalidInput, NotFound
 from serve.cases.findings import lock_intake
 from serve.cases.intake import in_jurisdiction
 from serve.cases.orm import Case, CitizenRequest, Evidence
-from serve.cases.people import check_place
+from serve.cases.people import check_place, may_file
 from serve.cases.workflow import TERMINAL_STATES
 from vision.core.imageio import Position
 
@@ -300,11 +300,13 @@ def media(evidence_id: EvidenceId, session: DbSession, service: ServiceDep) -> R
 # --- held requests, for the people who place them ----------------------------------------------
 
 
-def held_out(held: CitizenRequest, number: str | None) -> CitizenRequestOut:
+def held_out(held: CitizenRequest, number: str | None, contact: bool = True) -> CitizenRequestOut:
+    """`contact`: with the citizen's contact details (kept for the people who place requests: they
+    call back to ask where; every other reader sees the words without who wrote them)."""
     return CitizenRequestOut(
         token=held.token,
         event=held.event,
-        fields=held.fields,
+        fields=held.fields if contact else {k: v for k, v in held.fields.items() if k != "contact"},
         reporter=held.reporter,
         received_at=held.received_at,
         service_request_id=number,
@@ -318,10 +320,11 @@ def held_out(held: CitizenRequest, number: str | None) -> CitizenRequestOut:
     "/v1/citizen-requests",
     response_model=list[CitizenRequestOut],
     tags=["cases"],
-    summary="Citizen requests without a place, held for a person to place (scope cases:read)",
+    summary="Citizen requests without a place, held for a person to place (scope cases:read; the "
+    "citizen's contact details only to the roles that place them)",
 )
 def list_held(
-    _: Reader,
+    principal: Reader,
     session: DbSession,
     state: Annotated[Literal["held", "placed", "all"], Query(description="which requests")] = "held",
 ) -> list[CitizenRequestOut]:
@@ -331,7 +334,7 @@ def list_held(
     elif state == "placed":
         query = query.where(CitizenRequest.case_id.is_not(None))
     rows = session.execute(query.order_by(CitizenRequest.received_at).limit(MAX_RESULTS))
-    return [held_out(held, number) for held, number in rows]
+    return [held_out(held, number, contact=may_file(principal)) for held, number in rows]
 
 
 @router.post(
