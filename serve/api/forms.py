@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from urllib.parse import quote_from_bytes
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
-from serve.api.limits import read_body, replaying
+from serve.api.limits import BodyReader, replaying
 
 RAW = re.compile(rb"[\x80-\xff]+")
 
@@ -41,19 +41,13 @@ def percent_encoded(body: bytes) -> bytes:
     return RAW.sub(lambda raw: quote_from_bytes(raw[0]).encode("ascii"), body)
 
 
-class Utf8Forms:
+class Utf8Forms(BodyReader):
     """ASGI middleware: raw UTF-8 in a urlencoded form body reaches the routes as the text it is."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def wants(self, scope: Scope) -> bool:
+        return is_urlencoded_utf8(scope)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not is_urlencoded_utf8(scope):
-            await self.app(scope, receive, send)
-            return
-        body = await read_body(receive)
-        if body is None:  # the client went away
-            return
+    async def handle(self, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
         encoded = percent_encoded(body)
         if encoded is not body:
             headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]

@@ -86,6 +86,29 @@ def replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+class BodyReader:
+    """ASGI middleware base: reads the whole body of the requests `wants` picks (bounded by BodyLimit
+    outside) and gives it to `handle`; every other request, and the scope types that are not HTTP,
+    pass through untouched. A client gone before its body arrived is answered nothing."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    def wants(self, scope: Scope) -> bool:
+        raise NotImplementedError
+
+    async def handle(self, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.wants(scope):
+            await self.app(scope, receive, send)
+            return
+        body = await read_body(receive)
+        if body is not None:
+            await self.handle(scope, body, receive, send)
+
+
 class ThrottledClients:
     """ASGI middleware: an address past its limit of failed API keys (`Service.key_failures`) gets
     429 with Retry-After at the door, before routing, authentication or the database: a flood of

@@ -16,9 +16,9 @@ import json
 from typing import Any
 
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
-from serve.api.limits import read_body, replaying
+from serve.api.limits import BodyReader, replaying
 from serve.api.problems import problem_response
 
 
@@ -57,20 +57,14 @@ def is_json(scope: Scope) -> bool:
     return False
 
 
-class StrictJson:
+class StrictJson(BodyReader):
     """ASGI middleware: a JSON body with NaN, Infinity or a repeated name is a 422 problem before any
     route reads it."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def wants(self, scope: Scope) -> bool:
+        return is_json(scope)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not is_json(scope):
-            await self.app(scope, receive, send)
-            return
-        body = await read_body(receive)
-        if body is None:  # the client went away
-            return
+    async def handle(self, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
         reason = refusal(body)
         if reason is not None:
             refused = problem_response(Request(scope), 422, "invalid request", f"body: {reason}")
