@@ -15,19 +15,16 @@ from urllib.parse import quote_from_bytes
 
 from starlette.types import Receive, Scope, Send
 
-from serve.api.limits import BodyReader, replaying
+from serve.api.limits import BodyReader, content_type, replaying
 
 RAW = re.compile(rb"[\x80-\xff]+")
 
 
 def is_urlencoded_utf8(scope: Scope) -> bool:
     """A urlencoded form with no charset parameter, or charset=utf-8."""
-    for name, value in scope.get("headers", ()):
-        if name == b"content-type":
-            media, _, params = value.lower().partition(b";")
-            charset = params.partition(b"charset=")[2].strip(b' "')
-            return media.strip() == b"application/x-www-form-urlencoded" and charset in (b"", b"utf-8")
-    return False
+    media, params = content_type(scope)
+    charset = params.partition(b"charset=")[2].strip(b' "')
+    return media == b"application/x-www-form-urlencoded" and charset in (b"", b"utf-8")
 
 
 def percent_encoded(body: bytes) -> bytes:

@@ -86,6 +86,15 @@ def replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+def content_type(scope: Scope) -> tuple[bytes, bytes]:
+    """A request's media type and its parameters, lower case (b"", b"" without the header)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            media, _, params = value.lower().partition(b";")
+            return media.strip(), params
+    return b"", b""
+
+
 class BodyReader:
     """ASGI middleware base: reads the whole body of the requests `wants` picks (bounded by BodyLimit
     outside) and gives it to `handle`; every other request, and the scope types that are not HTTP,

@@ -18,7 +18,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from serve.api.limits import BodyReader, replaying
+from serve.api.limits import BodyReader, content_type, replaying
 from serve.api.problems import problem_response
 
 
@@ -50,11 +50,8 @@ def refusal(body: bytes) -> str | None:
 
 
 def is_json(scope: Scope) -> bool:
-    for name, value in scope.get("headers", ()):
-        if name == b"content-type":
-            media = value.split(b";")[0].strip().lower()
-            return media == b"application/json" or media.endswith(b"+json")
-    return False
+    media, _ = content_type(scope)
+    return media == b"application/json" or media.endswith(b"+json")
 
 
 class StrictJson(BodyReader):
