@@ -99,6 +99,39 @@ def test_not_worse_on_any_judged_class_beyond_its_tolerance(
     assert all(f["candidate"] < f["current"] - f["tolerance"] for f in decision.failed)
 
 
+@pytest.mark.parametrize(
+    ("car", "truck", "failed"),
+    [
+        (0.47, 0.50, []),  # 0.03 below the anchor: within twice 0.02
+        (0.45, 0.50, [("car", 0.04)]),
+        (0.50, 0.35, []),  # truck's own tolerance, 0.1, doubled
+        (0.50, 0.25, [("truck", 0.2)]),
+    ],
+)
+def test_the_drift_rule_scales_every_tolerance_and_names_its_reference(
+    car: float, truck: float, failed: list[tuple[str, float]]
+) -> None:
+    anchor = scores(car=(0.50, 50), truck=(0.50, 30))
+    against = "the holdout's anchor a"
+    decision = decide(scores(car=(car, 50), truck=(truck, 30)), anchor, policy(), scale=2.0, against=against)
+    assert decision.promote is not failed, decision.reason
+    assert [(f["class"], f["tolerance"]) for f in decision.failed] == failed
+    assert all(f["against"] == against for f in decision.failed) and against in decision.reason
+
+
+def test_small_losses_within_tolerance_cannot_add_up_over_promotions() -> None:
+    """Each step within 0.02 of the model before it; the anchor rule refuses once the sum passes 0.04."""
+    pol = policy(drift=2.0)
+    anchor = scores(car=(0.50, 50))
+    steps = [0.49, 0.48, 0.47, 0.46, 0.45]
+    verdicts = []
+    for before, after in zip([0.50, *steps], steps, strict=False):
+        against_current = decide(scores(car=(after, 50)), scores(car=(before, 50)), pol)
+        drift = decide(scores(car=(after, 50)), anchor, pol, scale=2.0, against="the anchor")
+        verdicts.append(against_current.and_also(drift).promote)
+    assert verdicts == [True, True, True, True, False]
+
+
 RULE = FalseDetectionRule(("garbage", "flyer"), tolerance=0.05, min_photos=10)
 
 
@@ -306,6 +339,41 @@ def test_a_model_not_worse_on_the_holdout_is_promoted_and_can_be_rolled_back(
         promote("../outside", registry=registry, policy=load_policy(holdout_config, taxonomy=TAXONOMY), at=AT)
     with pytest.raises(PromotionError, match=re.escape("cannot roll back to ../outside: model name")):
         rollback(registry=registry, at=AT, to="../outside")
+
+
+def test_a_candidate_is_also_judged_against_the_model_current_when_the_holdout_was_first_used(
+    models: Path, holdout_config: Path
+) -> None:
+    """The anchor is the first registry entry on this holdout's digest (here one whose model scored
+    1.0 on every class); a candidate better than the current model but far below it is refused."""
+    pol = dataclasses.replace(load_policy(holdout_config, taxonomy=TAXONOMY), drift=2.0)
+    registry = Registry(models)
+    high = {
+        "garbage-cn": {c: {"value": 1.0, "instances": 50} for c in ("garbage", "garbage_bin", "overflow")}
+    }
+    other_holdout = {"name": "old", "sha256": "0" * 64, "metric": "ap50"}
+    this_holdout = {**other_holdout, "sha256": pol.holdout_sha256}
+    for name, holdout in (("older", other_holdout), ("anchor-model", this_holdout), ("later", this_holdout)):
+        registry.record(
+            {
+                "at": AT.isoformat(),
+                "action": "refuse",
+                "model": "x",
+                "previous": name,
+                "holdout": holdout,
+                "scores": {"candidate": {}, "current": high},
+            }
+        )
+    assert registry.anchor(str(pol.holdout_sha256)) == ("anchor-model", high)
+    decision = promote("shipped", registry=registry, policy=pol, at=AT)
+    entry = registry.read()["history"][-1]
+    below = {c for c, v in entry["scores"]["candidate"]["garbage-cn"].items() if v["value"] < 1.0 - 0.04}
+    assert below, entry["scores"]["candidate"]  # a real model on 12 photos: not perfect on every class
+    assert not decision.promote and registry.current == "tiny"
+    assert {f["class"] for f in decision.failed} == below
+    assert {f["against"] for f in decision.failed} == {"the holdout's anchor anchor-model"}
+    assert entry["action"] == "refuse" and entry["anchor"] == {"model": "anchor-model", "drift": 2.0}
+    assert "the holdout's anchor anchor-model" in entry["reason"]
 
 
 def test_a_quick_look_is_not_a_decision(

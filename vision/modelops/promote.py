@@ -4,7 +4,9 @@ A model replaces the current one only after both were evaluated on the same **fr
 (configs/promotion.yaml: labelled sets never trained on, pinned by a sha256 of every image and
 label file and of the review decisions on them) and the new one is not worse on any judged class
 by more than that class's tolerance, nor finds more of a patrol class, per photo, on the holdout
-photos where reviews confirmed that class absent (datasets/reviews/), beyond a tolerance. The
+photos where reviews confirmed that class absent (datasets/reviews/), beyond a tolerance; nor, by
+more than `drift` times those tolerances, than the holdout's anchor (the model current when the
+holdout was first used), so small losses cannot add up promotion after promotion. The
 decision, both models' scores and the classes that failed go into the new model's card and into
 the registry history (models/registry.yaml), refusals included. A promotion is one atomic
 rewrite of the registry; a running service follows it without a restart (serve/api/reload.py).
@@ -129,6 +131,7 @@ class Policy:
     retrain: dict[str, Any] = field(default_factory=lambda: RetrainSpec().model_dump())
     source: Path = Path(CONFIG)
     false_detections: FalseDetectionRule | None = None
+    drift: float | None = None  # times each tolerance, against the holdout's anchor model
 
     def tolerance(self, class_name: str) -> float:
         return self.tolerances.get(class_name, self.default_tolerance)
@@ -174,6 +177,7 @@ class PromotionFile(ConfigModel):
     min_instances: int = 1
     holdout: HoldoutSpec
     false_detections: FalseDetectionSpec | None = None
+    drift: NonNegativeFloat | None = None
     retrain: RetrainSpec = RetrainSpec()
 
 
@@ -202,6 +206,7 @@ def load_policy(path: Path, taxonomy: Taxonomy) -> Policy:
         false_detections=FalseDetectionRule(tuple(rule.classes), rule.tolerance, rule.min_photos)
         if rule
         else None,
+        drift=spec.drift,
     )
 
 
@@ -406,14 +411,30 @@ class Decision:
     judged: int  # classes compared
     reason: str
 
+    def and_also(self, other: Decision) -> Decision:
+        """Both rules must pass: the current model's and the anchor's (drift)."""
+        if self.promote and other.promote:
+            return Decision(True, (), self.judged, f"{self.reason}; {other.reason}")
+        reasons = "; ".join(d.reason for d in (self, other) if not d.promote)
+        return Decision(False, self.failed + other.failed, self.judged, reasons)
 
-def decide(candidate: Scores, current: Scores, policy: Policy) -> Decision:
+
+def decide(
+    candidate: Scores,
+    current: Scores,
+    policy: Policy,
+    *,
+    scale: float = 1.0,
+    against: str = "the current model",
+) -> Decision:
     """Not worse on any judged class beyond its tolerance: a pure rule on two score tables.
 
     A class is judged on a set where the holdout has at least `min_instances` of it and the
     current model has a score; a candidate without a score there counts as 0. In the row
     CONFIRMED_ABSENT (false detections per photo) lower is better, a class is judged on at least
-    `false_detections.min_photos` photos, and a candidate without a count there fails.
+    `false_detections.min_photos` photos, and a candidate without a count there fails. `scale`
+    multiplies every tolerance (the drift rule judges against the holdout's anchor model with it);
+    `against` names the reference in the reason and in each failure.
     """
     failed = []
     judged = 0
@@ -429,11 +450,11 @@ def decide(candidate: Scores, current: Scores, policy: Policy) -> Decision:
             judged += 1
             new = (candidate.get(set_name) or {}).get(cls) or {"value": None}
             if lower_is_better and rule:
-                tolerance = rule.tolerance
+                tolerance = rule.tolerance * scale
                 value = float("inf") if new["value"] is None else float(new["value"])
                 worse = value > float(now["value"]) + tolerance + 1e-9
             else:
-                tolerance = policy.tolerance(cls)
+                tolerance = policy.tolerance(cls) * scale
                 value = 0.0 if new["value"] is None else float(new["value"])
                 worse = value < float(now["value"]) - tolerance - 1e-9
             if worse:
@@ -443,7 +464,8 @@ def decide(candidate: Scores, current: Scores, policy: Policy) -> Decision:
                         "class": cls,
                         "candidate": round(value, 4),
                         "current": now["value"],
-                        "tolerance": tolerance,
+                        "tolerance": round(tolerance, 6),
+                        "against": against,
                     }
                 )
     if failed:
@@ -453,13 +475,12 @@ def decide(candidate: Scores, current: Scores, policy: Policy) -> Decision:
             for f in failed
         )
         return Decision(
-            False, tuple(failed), judged, f"worse than the current model on {len(failed)} class(es): {worst}"
+            False, tuple(failed), judged, f"worse than {against} on {len(failed)} class(es): {worst}"
         )
+    applied = "tolerances applied" if scale == 1.0 else f"{scale:g}x the tolerances"
+    where = "" if against == "the current model" else f" than {against}"
     return Decision(
-        True,
-        (),
-        judged,
-        f"not worse on any of {judged} judged class(es) ({policy.metric}, tolerances applied)",
+        True, (), judged, f"not worse{where} on any of {judged} judged class(es) ({policy.metric}, {applied})"
     )
 
 
@@ -507,6 +528,23 @@ class Registry:
             data["history"].append(entry)
             if current is not None:
                 data["current"] = current
+
+    def anchor(self, holdout_sha256: str) -> tuple[str, Scores] | None:
+        """The model that was current when this holdout was first used, and its scores then.
+
+        Judging each candidate only against the current model lets losses within tolerance add up
+        over promotions; the anchor is one fixed reference per frozen holdout (not the best score so
+        far: a maximum of noisy scores would be a bar no equal model clears).
+        """
+        for entry in self.read()["history"]:
+            scores = (entry.get("scores") or {}).get("current")
+            if (
+                (entry.get("holdout") or {}).get("sha256") == holdout_sha256
+                and entry.get("previous")
+                and scores
+            ):
+                return str(entry["previous"]), scores
+        return None
 
     def previous(self) -> str | None:
         """The model that was current before the current one."""
@@ -558,6 +596,12 @@ def promote(
             registry.models_dir / current, policy, registry.models_dir, limit
         )
         decision = decide(new_scores, old_scores, policy)
+    anchor = registry.anchor(digest) if policy.drift is not None and limit is None else None
+    if anchor is not None and anchor[0] != current:
+        against = f"the holdout's anchor {anchor[0]}"
+        decision = decision.and_also(
+            decide(new_scores, anchor[1], policy, scale=policy.drift or 0.0, against=against)
+        )
     if limit is not None:
         return decision
     promoted = decision.promote or force is not None
@@ -571,6 +615,7 @@ def promote(
         "previous_version": current_version,
         "reason": force if action == "force" else decision.reason,
         "holdout": {"name": policy.holdout_name, "sha256": digest, "metric": policy.metric},
+        **({"anchor": {"model": anchor[0], "drift": policy.drift}} if anchor is not None else {}),
         "scores": {"candidate": new_scores, "current": old_scores},
         "failed": list(decision.failed),
     }
