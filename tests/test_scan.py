@@ -263,6 +263,49 @@ def test_scan_files_cases_on_their_grids_and_a_rescan_adds_nothing(
     assert counts(factory) == before
 
 
+def test_a_path_that_reads_now_leaves_the_report_of_unreadable_files(
+    tmp_path: Path, samples: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A truncated copy replaced by the good photo, and a photo refused as too large that a later scan
+    with a larger --max-pixels reads: both stayed listed unreadable beside the photos that now read
+    (the second never read at all: its bytes were `known`). A file still broken stays listed, once."""
+    photos = tmp_path / "archive"
+    place(samples[0], photos / "a.jpg", spot(0), START)
+    good = (photos / "a.jpg").read_bytes()
+    (photos / "a.jpg").write_bytes(good[:4000])  # an upload cut short
+    place(samples[1], photos / "b.jpg", spot(1), START + timedelta(minutes=7), 1600)  # 2.56 MP
+    (photos / "c.jpg").write_text("not a photo", encoding="utf-8")
+    db, out = f"sqlite:///{tmp_path / 'scan.db'}", tmp_path / "out"
+
+    def unreadable() -> dict[str, str]:
+        with open_database(db)() as session:
+            rows = session.scalars(select(Photo).where(Photo.status == "unreadable"))
+            return {Path(row.path).name: row.error or "" for row in rows}
+
+    def listed() -> list[str]:
+        html = (out / "report.html").read_text(encoding="utf-8")
+        return sorted(name for name in ("a.jpg", "b.jpg", "c.jpg") if f"{name}</td>" in html)
+
+    assert cli([str(photos), "--db", db, "--out", str(out), "--no-progress", "--max-pixels", "1000000"]) == 0
+    first = unreadable()
+    assert "truncated" in first["a.jpg"] and "1000000" in first["b.jpg"] and "not an image" in first["c.jpg"]
+    assert listed() == ["a.jpg", "b.jpg", "c.jpg"]
+    capsys.readouterr()
+
+    (photos / "a.jpg").write_bytes(good)
+    assert cli([str(photos), "--db", db, "--out", str(out), "--no-progress"]) == 0
+    assert "unreadable: 0," in capsys.readouterr().out
+    assert list(unreadable()) == ["c.jpg"]
+    assert listed() == ["c.jpg"]
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert html.count('data-status="unreadable"') == 1 and "无法读取 1 张" in html
+    with open_database(db)() as session:
+        rows = {Path(row.path).name: row.status for row in session.scalars(select(Photo))}
+    assert rows == {"a.jpg": "done", "b.jpg": "done", "c.jpg": "unreadable"}
+    said = (out / "scan.log").read_text(encoding="utf-8")
+    assert "a.jpg: scanned again (now done); its earlier unreadable entry is superseded: " in said
+
+
 def test_scans_started_at_once_on_a_new_database_both_open_it(tmp_path: Path) -> None:
     """Two scans started together on a new SQLite file (two inspectors' folders from one cron line)
     ran the migrations interleaved, DDL committed statement by statement: one stopped with "table

@@ -45,8 +45,9 @@ from serve.cases.findings import CaseRules
 from serve.cases.intake import (
     Given,
     IncomingPhoto,
-    completes,
     reads_in_full,
+    retaken,
+    supersede_unreadable,
     take_photo,
     take_unreadable,
 )
@@ -321,7 +322,7 @@ class Inspector:
         if self.factory is not None:
             with self.factory() as session:
                 known = session.scalar(select(Photo.status).where(Photo.sha256 == sha256))
-            if known is not None and not completes(known, sidecar_row(self.sidecar, source)):
+            if known is not None and not retaken(known, sidecar_row(self.sidecar, source)):
                 return Inspection(source, sha256, "known", known_status=known)
         try:
             photo = self.decoding.decode(data, source)
@@ -454,7 +455,22 @@ class Scanner:
         return [status for inspection in batch for status in self.commit([inspection], stats)]
 
     def record(self, session: Session, inspection: Inspection, stats: ScanStats) -> str:
-        """Write one inspected photo and its cases in the caller's transaction; returns its status."""
+        """Write one inspected photo and its cases in the caller's transaction; returns its status.
+
+        The path's latest read supersedes what earlier scans recorded unreadable there under other
+        bytes (a truncated copy since replaced by a good one), so the report lists only current
+        problems; scan.log keeps what was superseded."""
+        status = self._take(session, inspection, stats)
+        for stale in supersede_unreadable(session, path=inspection.source, key=inspection.sha256):
+            log.info(
+                "%s: scanned again (now %s); its earlier unreadable entry is superseded: %s",
+                stale.path,
+                status,
+                stale.error,
+            )
+        return status
+
+    def _take(self, session: Session, inspection: Inspection, stats: ScanStats) -> str:
         stats.photos += 1
         source, sha256 = inspection.source, inspection.sha256
         if inspection.status == "known":
