@@ -374,6 +374,8 @@ class CitizenRequest(Base):
     token: Mapped[str] = mapped_column(String(32), unique=True)
     event: Mapped[str] = mapped_column(String(40))  # taxonomy event key of its service_code
     fields: Mapped[dict[str, Any]] = mapped_column()  # the GeoReport fields as the citizen sent them
+    # serve/cases/fingerprints.held_request_key: the same request sent again is found by it
+    fields_sha256: Mapped[str] = mapped_column(String(64), index=True)
     reporter: Mapped[str] = mapped_column(String(64))  # name of the API key that posted it
     received_at: Mapped[datetime] = mapped_column(index=True)
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
