@@ -1,8 +1,9 @@
 """The lookups intake makes for every photo, kept bounded as the database grows: near-identical
 photos found through indexed hash bands (vision.core.phash, serve/cases/intake.py `copies_of`,
 migration 0014: every stored hash within NEAR_IDENTICAL_BITS is found, none further is taken for a
-copy, evidence filed before 0014 is found once migrated), and the duplicate rule's open cases
-looked up by place (migration 0015)."""
+copy, evidence filed before 0014 is found once migrated), the duplicate rule's open cases
+looked up by place (migration 0015), and a scanned path's earlier unreadable rows by path
+(migration 0016, which drops those a later read of their path had superseded)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from test_api_storage import _case, alembic_config
 
 from serve.cases.db import open_database, transaction
 from serve.cases.findings import Finding, find_duplicate, load_case_rules
-from serve.cases.intake import copies_of
-from serve.cases.orm import Evidence
+from serve.cases.intake import copies_of, supersede_unreadable
+from serve.cases.orm import Evidence, Photo
 from serve.cases.settings import Settings
 from vision.core.phash import (
     BAND_BITS,
@@ -206,4 +207,43 @@ def test_the_intake_lookups_search_indexes_not_the_whole_table(tmp_path: Path) -
     assert len(duplicate) == 1
     place = "SEARCH cases USING INDEX ix_cases_place_lookup (event=? AND lat>? AND lat<?)"
     assert duplicate[0].startswith(place), duplicate
+    with factory() as session:
+        superseded = query_plans(
+            engine, lambda: supersede_unreadable(session, path="/p.jpg", key="0" * 64), "photos"
+        )
+    assert superseded == ["SEARCH photos USING INDEX ix_photos_unreadable_path (path=?)"], superseded
     engine.dispose()
+
+
+def test_unreadable_rows_a_later_read_superseded_are_dropped_by_0016(db_url: str) -> None:
+    """Before 0016 a path's unreadable row stayed beside the later row of the same path (a good copy
+    that replaced a truncated file, other broken bytes): the upgrade drops the superseded ones and
+    keeps every current problem, including a path that broke after it had read."""
+    config = alembic_config(db_url)
+    command.upgrade(config, "0015")
+    engine = sa.create_engine(db_url)
+    rows = [  # in the order scans recorded them
+        ("/a/fixed.jpg", "unreadable", "truncated"),
+        ("/a/broken.jpg", "unreadable", "not an image"),
+        ("/a/broke-later.jpg", "done", None),
+        ("/a/fixed.jpg", "done", None),
+        ("/a/broke-later.jpg", "unreadable", "truncated"),
+        ("/a/broken-again.jpg", "unreadable", "truncated"),
+        ("/a/broken-again.jpg", "unreadable", "not an image"),
+    ]
+    with engine.begin() as connection:
+        for n, (path, status, error) in enumerate(rows):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO photos (sha256, path, source, status, error, processed_at)"
+                    " VALUES (:sha, :path, 'patrol', :status, :error, '2026-11-02 08:00:00')"
+                ),
+                {"sha": f"{n:064x}", "path": path, "status": status, "error": error},
+            )
+    engine.dispose()
+    command.upgrade(config, "head")
+    factory = open_database(db_url)
+    with factory() as session:
+        kept = session.execute(sa.select(Photo.path, Photo.status, Photo.error).order_by(Photo.id)).all()
+    assert [tuple(row) for row in kept] == [rows[1], rows[2], rows[3], rows[4], rows[6]]
+    factory.kw["bind"].dispose()

@@ -10,9 +10,18 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
 from configured import TAXONOMY
 from conftest import Service
 from open311_client import GeoReport, GeoReportError
+from test_api_storage import alembic_config
+from test_intake_lookups import query_plans
+
+from serve.api.open311 import same_held
+from serve.cases.db import open_database
+from serve.cases.fingerprints import held_request_key
+from serve.cases.orm import CitizenRequest
 
 TZ = ZoneInfo("Asia/Shanghai")
 DISCOVERY = "http://testserver/open311/discovery"
@@ -249,6 +258,57 @@ def test_a_held_request_sent_again_is_held_once(service: Service) -> None:
     assert again["service_notice"] == "同一问题已有在办案卷，已并入该案卷"
     [case] = service.client.get("/v1/cases", headers=reader).json()["items"]
     assert len(service.client.get(f"/v1/cases/{case['id']}", headers=reader).json()["evidence"]) == 1
+
+
+def test_requests_held_before_0017_are_found_when_sent_again(db_url: str) -> None:
+    """A held request sent again was found by loading every request of its event and comparing
+    fields in Python; it is one lookup by the fields' key now, and 0017 keys the requests held before."""
+    config = alembic_config(db_url)
+    command.upgrade(config, "0016")
+    held = {
+        "service_code": "06010",
+        "lat": None,
+        "long": None,
+        "address_string": "淮河路 12 号门口",
+        "address_id": None,
+        "description": "一堆建筑垃圾",
+        "media_url": None,
+        "contact": {"phone": "13800000000"},
+    }
+    sent = [held, {**held, "description": "另一堆"}, {**held, "contact": {"phone": "13900000000"}}]
+    engine = sa.create_engine(db_url)
+    requests = sa.table(
+        "citizen_requests", *(sa.column(c) for c in ("token", "event", "reporter", "received_at")),
+        sa.column("fields", sa.JSON),
+    )  # fmt: skip
+    with engine.begin() as connection:
+        for n, fields in enumerate(sent):
+            connection.execute(
+                sa.insert(requests).values(
+                    token=f"{n:032x}", event="exposed_garbage", fields=fields, reporter="hotline",
+                    received_at=datetime(2026, 11, 2, 8, n),
+                )
+            )  # fmt: skip
+    engine.dispose()
+    command.upgrade(config, "head")
+    factory = open_database(db_url)
+    event = TAXONOMY.events["exposed_garbage"]
+    with factory() as session:
+        keys = session.execute(sa.select(CitizenRequest.token, CitizenRequest.fields_sha256)).all()
+        assert sorted(keys) == [(f"{n:032x}", held_request_key(event.key, f)) for n, f in enumerate(sent)]
+        for n, fields in enumerate(sent):
+            found = same_held(session, event, dict(reversed(fields.items())))  # key order is no difference
+            assert found is not None and found.token == f"{n:032x}"
+        assert same_held(session, event, {**held, "address_id": "x"}) is None
+        assert same_held(session, TAXONOMY.events["illegal_small_ad"], held) is None  # another event
+        if db_url.startswith("sqlite"):
+            plans = query_plans(
+                factory.kw["bind"], lambda: same_held(session, event, held), "citizen_requests"
+            )
+            assert plans == [
+                "SEARCH citizen_requests USING INDEX ix_citizen_requests_fields_sha256 (fields_sha256=?)"
+            ], plans
+    factory.kw["bind"].dispose()
 
 
 @pytest.mark.parametrize("fmt", ["xml", "json"])

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from serve.cases.db import MIGRATIONS, open_database
 from serve.cases.grids import load_grids
 from serve.cases.orm import Case, Evidence, Photo
-from serve.cases.scan import ScanInputError, iter_photos, read_sidecar
+from serve.cases.scan import Listing, ScanInputError, iter_photos, read_sidecar
 from serve.cases.settings import get_settings
 from serve.cli.demo import pick_sample_photos
 from serve.cli.scan import cli
@@ -40,6 +40,17 @@ TZ = ZoneInfo("Asia/Shanghai")
 START = datetime(2026, 11, 20, 9, 0, tzinfo=TZ)
 GRIDS = list(load_grids(CONFIGS / "grids.example.geojson"))
 TAXONOMY = load_taxonomy(get_settings().configs_dir / "taxonomy.yaml")  # the one the scan applies
+
+
+LISTINGS: list[list[str]] = []  # while a test counts them: the folders os.scandir listed (os.walk uses it)
+
+
+def _count_listings(event: str, args: tuple[object, ...]) -> None:
+    if event == "os.scandir" and LISTINGS:
+        LISTINGS[-1].append(os.fspath(args[0]))  # type: ignore[arg-type]  # the folder listed
+
+
+sys.addaudithook(_count_listings)  # the interpreter's own audit events: no stand-in for os.walk
 
 
 def spot(i: int) -> Position:
@@ -118,6 +129,23 @@ def test_a_linked_folder_is_walked_once_and_a_link_round_a_loop_ends(tmp_path: P
         archive / "2026" / "b.jpg",
     ]
     assert not others
+
+
+def test_the_listing_runs_ahead_of_the_work_by_a_bounded_number_of_photos(tmp_path: Path) -> None:
+    """One walk feeds the work as it goes, counting what it found; it never holds more than `ahead`
+    photos the work has not taken, however large the archive."""
+    for n in range(10):
+        (tmp_path / f"{n:02d}.jpg").write_bytes(b"x")
+    with Listing([tmp_path], ahead=3) as listing:
+        deadline = time.monotonic() + 30
+        while listing.found < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)
+        assert (listing.found, listing.complete) == (4, False)  # 3 waiting, the 4th waiting for room
+        assert list(listing) == sorted(tmp_path.glob("*.jpg"))
+        assert (listing.found, listing.complete) == (10, True)
+    with Listing([tmp_path / "missing"]) as listing, pytest.raises(ScanInputError, match="no such file"):
+        list(listing)
 
 
 def test_sidecar_rows(tmp_path: Path) -> None:
@@ -261,6 +289,83 @@ def test_scan_files_cases_on_their_grids_and_a_rescan_adds_nothing(
     assert cli([str(photos), "--db", db, "--out", str(out), "--no-progress"]) == 0
     assert "0 new, 9 already recorded" in capsys.readouterr().out
     assert counts(factory) == before
+
+
+def test_a_scan_lists_each_folder_once_and_its_progress_ends_at_all_it_found(
+    tmp_path: Path, samples: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The scan walked the archive twice, once to count photos for the progress bar and once to
+    scan them: on a network drive of millions of photos, twice the listing time. Each folder is
+    listed once now, and the bar still counts the photos done of all the scan found."""
+    archive = tmp_path / "archive"
+    for day in range(3):
+        for n in range(3):
+            place(
+                samples[n],
+                archive / f"day{day}" / f"p{n}.jpg",
+                spot(n),
+                START + timedelta(days=day, minutes=n),
+            )
+        (archive / f"day{day}" / "notes.txt").write_text("patrol", encoding="utf-8")
+    LISTINGS.append([])
+    try:
+        assert (
+            cli([str(archive), "--db", f"sqlite:///{tmp_path / 'scan.db'}", "--out", str(tmp_path / "out")])
+            == 0
+        )
+    finally:
+        listed = LISTINGS.pop()
+    folders = [archive, *(archive / f"day{day}" for day in range(3))]
+    assert sorted(f for f in listed if f.startswith(str(archive))) == sorted(map(str, folders))
+    captured = capsys.readouterr()
+    assert (
+        "scanned 9 photo(s)" in captured.out
+        and "not read (not photos the scan takes): 3 .txt" in captured.out
+    )
+    assert "9/9" in captured.err  # the bar: photos done of those found
+
+
+def test_a_path_that_reads_now_leaves_the_report_of_unreadable_files(
+    tmp_path: Path, samples: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A truncated copy replaced by the good photo, and a photo refused as too large that a later scan
+    with a larger --max-pixels reads: both stayed listed unreadable beside the photos that now read
+    (the second never read at all: its bytes were `known`). A file still broken stays listed, once."""
+    photos = tmp_path / "archive"
+    place(samples[0], photos / "a.jpg", spot(0), START)
+    good = (photos / "a.jpg").read_bytes()
+    (photos / "a.jpg").write_bytes(good[:4000])  # an upload cut short
+    place(samples[1], photos / "b.jpg", spot(1), START + timedelta(minutes=7), 1600)  # 2.56 MP
+    (photos / "c.jpg").write_text("not a photo", encoding="utf-8")
+    db, out = f"sqlite:///{tmp_path / 'scan.db'}", tmp_path / "out"
+
+    def unreadable() -> dict[str, str]:
+        with open_database(db)() as session:
+            rows = session.scalars(select(Photo).where(Photo.status == "unreadable"))
+            return {Path(row.path).name: row.error or "" for row in rows}
+
+    def listed() -> list[str]:
+        html = (out / "report.html").read_text(encoding="utf-8")
+        return sorted(name for name in ("a.jpg", "b.jpg", "c.jpg") if f"{name}</td>" in html)
+
+    assert cli([str(photos), "--db", db, "--out", str(out), "--no-progress", "--max-pixels", "1000000"]) == 0
+    first = unreadable()
+    assert "truncated" in first["a.jpg"] and "1000000" in first["b.jpg"] and "not an image" in first["c.jpg"]
+    assert listed() == ["a.jpg", "b.jpg", "c.jpg"]
+    capsys.readouterr()
+
+    (photos / "a.jpg").write_bytes(good)
+    assert cli([str(photos), "--db", db, "--out", str(out), "--no-progress"]) == 0
+    assert "unreadable: 0," in capsys.readouterr().out
+    assert list(unreadable()) == ["c.jpg"]
+    assert listed() == ["c.jpg"]
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert html.count('data-status="unreadable"') == 1 and "无法读取 1 张" in html
+    with open_database(db)() as session:
+        rows = {Path(row.path).name: row.status for row in session.scalars(select(Photo))}
+    assert rows == {"a.jpg": "done", "b.jpg": "done", "c.jpg": "unreadable"}
+    said = (out / "scan.log").read_text(encoding="utf-8")
+    assert "a.jpg: scanned again (now done); its earlier unreadable entry is superseded: " in said
 
 
 def test_scans_started_at_once_on_a_new_database_both_open_it(tmp_path: Path) -> None:

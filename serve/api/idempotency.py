@@ -29,14 +29,10 @@ from serve.api.limits import read_body, replaying
 from serve.api.problems import problem
 from serve.cases.db import transaction
 from serve.cases.errors import IdempotencyMismatch, InvalidInput
+from serve.cases.fingerprints import request_hash
 from serve.cases.orm import IdempotencyRecord
 
 REPLAY_HEADER = "Idempotent-Replayed"
-
-
-def request_hash(*parts: Any) -> str:
-    """Fingerprint of what a request asks for (e.g. the photo's sha256 and the form fields)."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def stored(

@@ -33,13 +33,13 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from serve.api.idempotency import request_hash
 from serve.api.problems import xml_text
 from serve.api.schemas import Open311Created, Open311Request, Open311Service
 from serve.cases.closing import own_remark
 from serve.cases.enums import REPORT_STEP, Action, CaseSource, EvidenceRole, EvidenceStep, State
 from serve.cases.errors import InvalidInput
 from serve.cases.findings import CaseRules, CaseUpdate, Finding, lock_intake, record_finding
+from serve.cases.fingerprints import held_request_key, request_hash
 from serve.cases.grids import Grid, GridIndex
 from serve.cases.intake import in_jurisdiction
 from serve.cases.orm import Case, CitizenRequest
@@ -311,9 +311,11 @@ def file_request(
 
 def same_held(session: Session, event: Event, fields: dict[str, Any]) -> CitizenRequest | None:
     """The held request these very fields made before: sent again (a retry without an
-    Idempotency-Key), it is the same request, as a placed request sent twice adds nothing to its case."""
-    earlier = session.scalars(select(CitizenRequest).where(CitizenRequest.event == event.key))
-    return next((held for held in earlier if held.fields == fields), None)
+    Idempotency-Key), it is the same request, as a placed request sent twice adds nothing to its case.
+    One indexed lookup by the fields' key, however many requests the event holds."""
+    key = held_request_key(event.key, fields)
+    query = select(CitizenRequest).where(CitizenRequest.fields_sha256 == key).order_by(CitizenRequest.id)
+    return session.scalars(query.limit(1)).first()
 
 
 def take_request(
@@ -339,7 +341,14 @@ def take_request(
             )
         token = secrets.token_hex(16)
         session.add(
-            CitizenRequest(token=token, event=event.key, fields=fields, reporter=reporter, received_at=now)
+            CitizenRequest(
+                token=token,
+                event=event.key,
+                fields=fields,
+                fields_sha256=held_request_key(event.key, fields),
+                reporter=reporter,
+                received_at=now,
+            )
         )
         session.flush()
         return Open311Created(

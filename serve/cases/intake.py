@@ -21,7 +21,8 @@ row, form fields); `take_photo` decides the rest, here only:
   layout: a place no grid holds is no bureau's, so it never becomes a case without a grid
   (`jurisdiction`, which the Open311 door calls too, before it records anything).
 - the photo row: one per content (sha256). The same bytes again are `known` and change nothing,
-  unless they bring what the row lacked.
+  unless they bring what the row lacked or were unreadable and decode now. A scan's later read of
+  a path supersedes its earlier unreadable rows (`supersede_unreadable`).
 - findings: the patrol rule of the taxonomy (`patrol_findings`), one finding per event in event
   order, each filed by `record_finding` (serve/cases/findings.py: duplicates, numbering, deadline).
 
@@ -197,6 +198,13 @@ def completes(status: PhotoStatus, given: Given | None) -> bool:
     )
 
 
+def retaken(status: PhotoStatus, given: Given | None) -> bool:
+    """Whether bytes recorded before with `status` are taken in again: they failed to decode (a
+    bomb under a lower --max-pixels, a type not read then) and have now been read, or `given` now
+    brings what they lacked. Without the first, bytes once unreadable stayed so forever."""
+    return status == PhotoStatus.UNREADABLE or completes(status, given)
+
+
 def flyer_extra(readings: list[dict[str, Any]]) -> dict[str, Any]:
     """A flyer finding's Evidence.extra: each flyer's reading, and the text and numbers of all of
     them in the keys the console shows (`ocr_text`, `phones`)."""
@@ -253,7 +261,7 @@ def take_photo(session: Session, photo: IncomingPhoto, rules: CaseRules, *, now:
     run ahead of, never a capture time itself.
     """
     row = session.scalar(select(Photo).where(Photo.sha256 == photo.sha256))
-    if row is not None and not completes(row.status, photo.given):
+    if row is not None and not retaken(row.status, photo.given):
         return Intake(row, known=True)
     placement = place(photo.meta, photo.given, rules, now)
     if row is not None and placement.status == row.status:
@@ -398,6 +406,23 @@ def take_unreadable(
     )
     session.flush()  # the same bad bytes later in this batch find this row
     return True
+
+
+def supersede_unreadable(session: Session, *, path: str, key: str) -> list[Photo]:
+    """Drop the unreadable rows of `path` under another key than `key`, what its latest read gave,
+    and return them: the file was replaced (a good copy, other bad bytes) or the path reads now,
+    and the report lists only current problems. An indexed lookup (ix_photos_unreadable_path, only
+    unreadable rows), run for every photo a scan records."""
+    stale = list(
+        session.scalars(
+            select(Photo).where(
+                Photo.path == path, Photo.status == PhotoStatus.UNREADABLE, Photo.sha256 != key
+            )
+        )
+    )
+    for row in stale:
+        session.delete(row)
+    return stale
 
 
 def photo_cases(session: Session, photo: Photo) -> Sequence[Case]:

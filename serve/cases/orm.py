@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
@@ -88,6 +89,16 @@ class Photo(Base):
     """One image file seen by a scan or an upload, keyed by content (sha256): the unit of resumption."""
 
     __tablename__ = "photos"
+    __table_args__ = (
+        # a scan's later read of a path supersedes its unreadable rows (intake.supersede_unreadable):
+        # looked up for every photo recorded, so indexed, and only over the few unreadable rows
+        Index(
+            "ix_photos_unreadable_path",
+            "path",
+            sqlite_where=text("status = 'unreadable'"),
+            postgresql_where=text("status = 'unreadable'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
@@ -363,6 +374,8 @@ class CitizenRequest(Base):
     token: Mapped[str] = mapped_column(String(32), unique=True)
     event: Mapped[str] = mapped_column(String(40))  # taxonomy event key of its service_code
     fields: Mapped[dict[str, Any]] = mapped_column()  # the GeoReport fields as the citizen sent them
+    # serve/cases/fingerprints.held_request_key: the same request sent again is found by it
+    fields_sha256: Mapped[str] = mapped_column(String(64), index=True)
     reporter: Mapped[str] = mapped_column(String(64))  # name of the API key that posted it
     received_at: Mapped[datetime] = mapped_column(index=True)
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))

@@ -25,6 +25,8 @@ import csv
 import hashlib
 import logging
 import os
+import queue
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
+from types import TracebackType
 
 import supervision as sv
 from sqlalchemy import select
@@ -45,8 +48,9 @@ from serve.cases.findings import CaseRules
 from serve.cases.intake import (
     Given,
     IncomingPhoto,
-    completes,
     reads_in_full,
+    retaken,
+    supersede_unreadable,
     take_photo,
     take_unreadable,
 )
@@ -116,6 +120,73 @@ def iter_photos(inputs: Sequence[Path | str], others: Counter[str] | None = None
             yield from _listed(source)
         else:
             raise ScanInputError(f"{source}: no such file or folder")
+
+
+LISTING_AHEAD = 50_000  # photos the listing may run ahead of the work: some 15 MB of paths
+
+
+class Listing:
+    """The photos under a scan's inputs (`iter_photos`), walked once, by a thread of its own, while
+    the work takes them in order from a queue: the listing runs up to `ahead` photos ahead of the
+    work, so memory stays bounded over any archive, and `found` counts the photos found so far
+    (the total, once `complete`). A scan walked the archive twice, once to count for the progress
+    bar and once to work: on a network drive of millions of photos, listing is what takes the time.
+
+    A listing error (a folder gone, a list file whose text breaks past its checked start) is raised
+    to the work at its next photo: the photos recorded before it stay recorded. Leaving the `with`
+    block (the end, an error, Ctrl-C) stops the walk; the thread is a daemon, so a walk hung on a
+    network drive never keeps the process from exiting.
+    """
+
+    def __init__(
+        self, inputs: Sequence[Path | str], others: Counter[str] | None = None, ahead: int = LISTING_AHEAD
+    ) -> None:
+        self.found = 0
+        self.complete = False
+        self._inputs, self._others = inputs, others
+        self._queue: queue.Queue[Path | str | None] = queue.Queue(maxsize=ahead)  # None: the end
+        self._stop = threading.Event()
+        self._error: Exception | None = None
+        self._thread = threading.Thread(target=self._walk, name="scan-listing", daemon=True)
+
+    def __enter__(self) -> Listing:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._stop.set()
+
+    def __iter__(self) -> Iterator[Path | str]:
+        while True:
+            entry = self._queue.get()
+            if self._error is not None:
+                raise self._error
+            if entry is None:
+                return
+            yield entry
+
+    def _walk(self) -> None:
+        try:
+            for item in iter_photos(self._inputs, self._others):
+                self.found += 1
+                if not self._put(item):
+                    return
+            self.complete = True
+        except Exception as err:  # handed to the work, which raises it at its next photo
+            self._error = err
+        self._put(None)
+
+    def _put(self, entry: Path | str | None) -> bool:
+        """Wait for room in the queue, unless the work has stopped (then False)."""
+        while not self._stop.is_set():
+            try:
+                self._queue.put(entry, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
 
 
 def _not_a_list(list_file: Path) -> ScanInputError:
@@ -321,7 +392,7 @@ class Inspector:
         if self.factory is not None:
             with self.factory() as session:
                 known = session.scalar(select(Photo.status).where(Photo.sha256 == sha256))
-            if known is not None and not completes(known, sidecar_row(self.sidecar, source)):
+            if known is not None and not retaken(known, sidecar_row(self.sidecar, source)):
                 return Inspection(source, sha256, "known", known_status=known)
         try:
             photo = self.decoding.decode(data, source)
@@ -396,20 +467,29 @@ class Scanner:
         progress: bool = True,
         inspections: InspectionSource | None = None,
     ) -> ScanStats:
-        """Scan every photo under `inputs`; `inspections` replaces the local workers (the Ray engine)."""
+        """Scan every photo under `inputs`; `inspections` replaces the local workers (the Ray engine).
+
+        The archive is listed once (`Listing`), as the work goes: the progress bar counts the
+        photos done and those found so far, and shows the share done and the time left once the
+        listing is complete (at once for an archive the listing can run ahead of whole).
+        """
         stats = ScanStats()
         started = time.perf_counter()
-        total = sum(1 for _ in iter_photos(inputs, stats.other_files))
         inspect = inspections or (
             lambda items: ordered_map(self.inspector, items, self.workers, stall_s=self.stall_s)
         )
-        with tqdm(total=total, unit="img", desc="scan", disable=not progress, dynamic_ncols=True) as bar:
+        bar = tqdm(unit="img", desc="scan, listing", disable=not progress, dynamic_ncols=True)
+        with Listing(inputs, stats.other_files) as listing, bar:
 
             def committed(count: int) -> None:
+                if listing.complete and bar.total is None:
+                    bar.total = listing.found
+                    bar.set_description("scan", refresh=False)
+                found = {} if listing.complete else {"found": listing.found}
+                bar.set_postfix({**found, **stats.postfix()}, refresh=False)
                 bar.update(count)
-                bar.set_postfix(stats.postfix(), refresh=False)
 
-            self.write(inspect(iter_photos(inputs)), stats, committed)
+            self.write(inspect(iter(listing)), stats, committed)
         stats.seconds = time.perf_counter() - started
         return stats
 
@@ -454,7 +534,22 @@ class Scanner:
         return [status for inspection in batch for status in self.commit([inspection], stats)]
 
     def record(self, session: Session, inspection: Inspection, stats: ScanStats) -> str:
-        """Write one inspected photo and its cases in the caller's transaction; returns its status."""
+        """Write one inspected photo and its cases in the caller's transaction; returns its status.
+
+        The path's latest read supersedes what earlier scans recorded unreadable there under other
+        bytes (a truncated copy since replaced by a good one), so the report lists only current
+        problems; scan.log keeps what was superseded."""
+        status = self._take(session, inspection, stats)
+        for stale in supersede_unreadable(session, path=inspection.source, key=inspection.sha256):
+            log.info(
+                "%s: scanned again (now %s); its earlier unreadable entry is superseded: %s",
+                stale.path,
+                status,
+                stale.error,
+            )
+        return status
+
+    def _take(self, session: Session, inspection: Inspection, stats: ScanStats) -> str:
         stats.photos += 1
         source, sha256 = inspection.source, inspection.sha256
         if inspection.status == "known":

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from serve.api.deps import DbSession, EvidenceId, Now, Open311Reporter, Reader, ServiceDep, Writer
-from serve.api.idempotency import REPLAY_HEADER, request_hash, run_once
+from serve.api.idempotency import REPLAY_HEADER, run_once
 from serve.api.open311 import (
     CHANGESET,
     MAX_RESULTS,
@@ -43,6 +43,7 @@ from serve.api.schemas import (
 from serve.cases.enums import EvidenceRole
 from serve.cases.errors import InvalidInput, NotFound
 from serve.cases.findings import lock_intake
+from serve.cases.fingerprints import request_hash
 from serve.cases.intake import in_jurisdiction
 from serve.cases.orm import Case, CitizenRequest, Evidence
 from serve.cases.people import check_place, may_file

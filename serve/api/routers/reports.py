@@ -21,7 +21,7 @@ from pydantic import AwareDatetime
 from sqlalchemy.orm import Session
 
 from serve.api.deps import DetectorDep, ImageUpload, Now, Reporting, ServiceDep, UploadedImage
-from serve.api.idempotency import REPLAY_HEADER, request_hash, run_once
+from serve.api.idempotency import REPLAY_HEADER, run_once
 from serve.api.routers.detect import Analysis, analyse, detections_out
 from serve.api.schemas import CaseRef, ReportResponse
 from serve.api.state import Service
@@ -30,6 +30,7 @@ from serve.cases.enums import PhotoSource, PhotoStatus
 from serve.cases.errors import InvalidInput
 from serve.cases.evidence import image_path, store_image
 from serve.cases.findings import CaseRules, lock_intake
+from serve.cases.fingerprints import request_hash
 from serve.cases.intake import (
     Given,
     IncomingPhoto,
