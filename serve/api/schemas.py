@@ -650,8 +650,10 @@ class SupervisionOut(Schema):
     state: Literal["open", "closed"] = Field(description="open until a check closes it")
     opened_by: str = Field(description="who flagged it")
     opened_at: datetime = Field(description="when")
-    open_cases_at_start: int = Field(description="open cases in its grids when flagged")
-    open_cases: int = Field(description="open cases in its grids now")
+    open_cases_at_start: int = Field(
+        description="filed cases open in its grids when flagged (reports in review not counted)"
+    )
+    open_cases: int = Field(description="filed cases open in its grids now (reports in review not counted)")
     overdue: bool = Field(description="open past its deadline")
     closed_by: str | None = Field(description="who checked and closed it")
     closed_at: datetime | None = Field(description="when")
