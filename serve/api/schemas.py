@@ -114,7 +114,8 @@ class ReportResponse(Schema):
     copy_of: list[str] = Field(
         default=[],
         description="numbers of the cases this photo (the same bytes or a near-identical image, "
-        "whatever position and time it claims) was already evidence of: it joined them, no case was opened",
+        "whatever position and time it claims) was already evidence of: it joined those still open (a "
+        "finished case's evidence is its record), no case was opened",
     )
 
 
