@@ -234,7 +234,7 @@ def get_requests(
                 query = query.where(Case.state.in_([s.value for s in TERMINAL_STATES]))
     cases = session.scalars(query.limit(MAX_RESULTS))
     taxonomy, base = service.domain.rules.taxonomy, str(request.base_url)
-    return render(fmt, "service_requests", [as_request(c, taxonomy, tz, base).model_dump() for c in cases])
+    return render(fmt, "service_requests", [as_request(c, taxonomy, base).model_dump() for c in cases])
 
 
 @router.get(
@@ -257,8 +257,7 @@ def get_request(
     ).one_or_none()
     if case is None:
         raise NotFound("service request", service_request_id)
-    tz = service.domain.rules.calendar.timezone
-    answer = as_request(case, service.domain.rules.taxonomy, tz, str(request.base_url))
+    answer = as_request(case, service.domain.rules.taxonomy, str(request.base_url))
     return render(fmt, "service_requests", [answer.model_dump()])
 
 
