@@ -10,6 +10,7 @@ hours it is due on Thursday 2025-10-09 at 09:30 (17:30-18:00, then eight holiday
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any
@@ -274,3 +275,70 @@ def test_cursor_paging_and_filters(service: Service) -> None:
     assert by_state["items"] == []
     bad = service.client.get("/v1/cases", params={"cursor": "!!"}, headers=reader)
     assert bad.status_code == 422
+
+
+BUREAU_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?\+08:00")
+
+
+def times_in(value: Any, path: str = "") -> dict[str, str]:
+    """Every string of a JSON answer that reads as a time (`extra`, a stored record, left out)."""
+    if isinstance(value, dict):
+        return {
+            k: v
+            for key, item in value.items()
+            if key != "extra"
+            for k, v in times_in(item, f"{path}.{key}").items()
+        }
+    if isinstance(value, list):
+        return {k: v for i, item in enumerate(value) for k, v in times_in(item, f"{path}[{i}]").items()}
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}T.+", value):
+        return {path: value}
+    return {}
+
+
+def test_every_time_the_api_answers_has_the_bureau_s_offset_to_the_second(
+    service: Service, jpeg: Any
+) -> None:
+    """The v1 answers gave UTC with `Z` and microseconds (`2025-09-30T02:30:00.123456Z`), Open311 the
+    bureau's `+08:00`, in one console. Now one convention: the calendar's offset, to the second (a
+    camera frame's capture time to the millisecond). Inputs still take any offset."""
+    service.clock.at = at(30, 9, 15) + timedelta(microseconds=123456)
+    case_id = report(service)
+    act(service, case_id, datetime(2025, 9, 30, 1, 20, tzinfo=ZoneInfo("UTC")), "confirm")  # given in UTC
+    act(service, case_id, at(30, 9, 25) + timedelta(microseconds=654321), "file")
+    after_photo(service, case_id, 3, jpeg)
+    reader, number = service.auth("cases:read"), str(report_number(service, case_id))
+    answers = {
+        path: service.client.get(path, headers=reader if path.startswith("/v1/") else {}).json()
+        for path in (
+            f"/v1/cases/{case_id}",
+            "/v1/cases",
+            "/v1/cases.geojson",
+            "/v1/stats",
+            "/v1/stats/ranking",
+            "/v1/stats/worst-spots",
+            "/v1/stats/monthly-ranking",
+            "/v1/cameras",
+            f"/open311/v2/requests/{number}.json",
+        )
+    }
+    answers["/v1/keys"] = service.client.get("/v1/keys", headers=service.auth("admin")).json()
+    found = times_in(answers)
+    for field in ("filed_at", "deadline_at", "first_seen_at", "flow[1].at", "evidence[1].captured_at"):
+        assert any(path.endswith(field) for path in found), (field, sorted(found))
+    assert any("requested_datetime" in path for path in found) and any("created_at" in path for path in found)
+    assert {path: text for path, text in found.items() if not BUREAU_TIME.fullmatch(text)} == {}
+    flow = answers[f"/v1/cases/{case_id}"]["flow"]
+    assert [step["at"] for step in flow] == [
+        "2025-09-30T09:15:00+08:00",
+        "2025-09-30T09:20:00+08:00",
+        "2025-09-30T09:25:00+08:00",
+    ]
+    xml = service.client.get(f"/open311/v2/requests/{number}.xml").text
+    assert "<requested_datetime>2025-09-30T09:15:00+08:00</requested_datetime>" in xml
+
+
+def report_number(service: Service, case_id: int) -> str:
+    return str(
+        service.client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read")).json()["number"]
+    )

@@ -82,6 +82,47 @@ def test_after_photos_are_checked_and_a_failed_check_needs_a_reason(
     assert passed.json()["state"] == "check_passed"
 
 
+@pytest.mark.parametrize(("final", "note"), [("close", None), ("cancel", "重复上报"), ("reject", "误报")])
+def test_a_finished_case_takes_no_evidence(
+    service: Service, photos: list[bytes], jpeg: Any, final: str, note: str | None
+) -> None:
+    """A photo sent to a closed, cancelled or not-filed case was kept as its evidence: an after-photo
+    after the verification that closed it. Now 409 naming the state, and nothing is stored."""
+    [case, *_] = post_report(service, photos[0])
+    case_id, here = case["id"], spot(0)
+    steps = ["confirm", "file", "dispatch", "start"] if final == "close" else []
+    for minutes, action in enumerate(steps, start=1):
+        act(service, case_id, START + timedelta(minutes=10 * minutes), action)
+    service.clock.at = START + timedelta(hours=3)
+    if final == "close":
+        good = upload_after(
+            service,
+            case_id,
+            on_site(jpeg(seed=8), here.lat, here.lon, START + timedelta(hours=1, minutes=30)),
+        )
+        for action in ("handle", "check_pass"):
+            assert service.transition(case_id, action, evidence_id=good["id"]).status_code == 200
+    finished = service.transition(case_id, final, **({"note": note} if note else {}))
+    assert finished.status_code == 200, finished.text
+    state = finished.json()["state"]
+    kept = get(service, f"/v1/cases/{case_id}")["evidence"]
+    files = sorted(service.settings.evidence_dir.rglob("*.*"))
+
+    late = on_site(jpeg(seed=9), here.lat, here.lon, START + timedelta(hours=2))
+    for role in ("after", "near", "before"):
+        refused = service.client.post(
+            f"/v1/cases/{case_id}/evidence",
+            files={"file": ("late.jpg", late, "image/jpeg")},
+            data={"role": role},
+            headers=service.auth("cases:write"),
+        )
+        assert refused.status_code == 409 and refused.headers["content-type"] == "application/problem+json"
+        assert (refused.json()["state"], refused.json()["case"]) == (state, case["number"]), refused.text
+        assert state in refused.json()["detail"]
+    assert get(service, f"/v1/cases/{case_id}")["evidence"] == kept
+    assert sorted(service.settings.evidence_dir.rglob("*.*")) == files  # refused before it was stored
+
+
 def same_id(service: Service, case_id: int) -> int:
     """The id of the case's newest after-photo."""
     after = [e for e in get(service, f"/v1/cases/{case_id}")["evidence"] if e["role"] == "after"]

@@ -254,16 +254,96 @@ def test_bad_grid_files_name_file_and_field(tmp_path: Path, content: str, messag
     assert str(path) in str(caught.value)
 
 
-def test_tiling_problems_finds_overlaps_and_gaps(tmp_path: Path) -> None:
-    overlapping = [
-        ("410103001001001", square(1.0, 1.0, 0.001)),
-        ("410103001001002", square(1.0005, 1.0, 0.001)),
-    ]
-    problems = tiling_problems(load_grids(write_layout(tmp_path / "a.geojson", overlapping)))
-    assert len(problems) == 1 and "overlap" in problems[0]
+def test_tiling_problems_finds_gaps(tmp_path: Path) -> None:
     ring_with_hole: list[tuple[str, list[list[list[float]]]]] = [
         (f"41010300100100{i + 1}", square(round(1.0 + dx * 0.001, 9), round(1.0 + dy * 0.001, 9), 0.001))
         for i, (dx, dy) in enumerate([(0, 0), (1, 0), (2, 0), (0, 1), (2, 1), (0, 2), (1, 2), (2, 2)])
     ]
     problems = tiling_problems(load_grids(write_layout(tmp_path / "b.geojson", ring_with_hole)))
     assert len(problems) == 1 and "gap" in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("second", "m2"),
+    [
+        (square(1.0005, 1.0, 0.001), 6_154),  # half of the first grid, 111 m x 55 m
+        (square(1.0002, 1.0002, 0.0005), 3_077),  # wholly inside the first one
+        (square(1.000_99, 1.0, 0.001), 123),  # 1 m wide along their shared edge
+    ],
+    ids=["half", "inside", "strip"],
+)
+def test_overlapping_grids_are_refused_naming_both(
+    tmp_path: Path, second: list[list[list[float]]], m2: float
+) -> None:
+    """Two grids holding the same place were accepted, the lower code silently winning it."""
+    path = write_layout(
+        tmp_path / "grids.geojson",
+        [("410103001001001", square(1.0, 1.0, 0.001)), ("410103001001002", second)],
+    )
+    with pytest.raises(
+        GridError, match=r"grids 410103001001001 and 410103001001002 overlap by ([\d.]+) m²"
+    ) as caught:
+        load_grids(path)
+    assert str(path) in str(caught.value)
+    assert float(caught.value.args[0].split("overlap by ")[1].split(" ")[0]) == pytest.approx(m2, rel=0.01)
+
+
+def test_shared_edges_and_floating_point_slivers_are_no_overlap(tmp_path: Path) -> None:
+    """Neighbours whose shared edge was rounded apart (1e-9 degrees, 0.1 mm: a sliver of 0.01 m²) tile."""
+    layout = [
+        ("410103001001001", square(1.0, 1.0, 0.001)),
+        (
+            "410103001001002",
+            [
+                [
+                    [1.000_999_999, 1.0],
+                    [1.002, 1.0],
+                    [1.002, 1.001],
+                    [1.000_999_999, 1.001],
+                    [1.000_999_999, 1.0],
+                ]
+            ],
+        ),
+        ("410103001001003", square(1.0, 1.001, 0.001)),  # shares an edge and a vertex only
+    ]
+    grids = load_grids(write_layout(tmp_path / "grids.geojson", layout))
+    assert len(grids) == 3 and tiling_problems(grids) == []
+
+
+def test_the_service_names_an_overlapping_layout_in_one_line(tmp_path: Path) -> None:
+    """The grids load at `streetorder serve`'s start: a layout refused is one line, exit 1."""
+    import os
+    import subprocess
+    import sys
+
+    path = write_layout(
+        tmp_path / "grids.geojson",
+        [("410103001001001", square(1.0, 1.0, 0.001)), ("410103001001002", square(1.0005, 1.0, 0.001))],
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "serve.cli",
+            "serve",
+            "--db",
+            f"sqlite:///{tmp_path / 'cases.db'}",
+            "--port",
+            "0",
+        ],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "STREETORDER_GRIDS": str(path),
+            "STREETORDER_SECRET": "tests-only-secret-0123456789",
+        },
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert (
+        f"streetorder serve: {path}: " in done.stderr and "410103001001001 and 410103001001002" in done.stderr
+    )

@@ -231,7 +231,8 @@ def test_an_address_without_coordinates_is_placed_by_its_grid_or_held_with_a_tok
     again = service.client.post(
         f"/v1/citizen-requests/{held['token']}/place", json=where, headers=service.auth("cases:write")
     )
-    assert again.status_code == 422 and number in again.json()["detail"]
+    assert again.status_code == 409 and again.json()["title"] == "conflict", again.text  # state, not input
+    assert again.json()["case"] == number and number in again.json()["detail"]
     assert service.client.get("/v1/citizen-requests", headers=service.auth("cases:read")).json() == []
 
 

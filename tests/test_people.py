@@ -567,6 +567,35 @@ def test_a_worst_spot_is_flagged_assigned_and_closed_only_by_a_check_once_cleare
     assert people.call("boss", "GET", "/v1/supervision", params={"state": "open"}).json() == []
 
 
+def test_an_ai_finding_awaiting_review_counts_in_no_supervision_figure(
+    people: People, jpeg: Callable[..., bytes], tmp_path: Any
+) -> None:
+    """An AI finding counts nowhere until a person files it (README, "Cases"): the supervision items
+    counted it among their grid's open cases (at flagging and now) and a check could not close the
+    item while it waited for review, though the worst spots that chose the grid did not count it."""
+    filed = report(people.service)
+    walk(people, filed, [("confirm", "op"), ("file", "op")], jpeg)
+    state = people.service.client.app.state.service  # type: ignore[attr-defined]
+    photo = tmp_path / "patrol.jpg"
+    photo.write_bytes(jpeg(seed=7))
+    with transaction(state.sessions) as session:
+        finding = finding_at_place(people, photo, "overflowing_bin", model_version="street-v1")
+        pending = record_finding(session, finding, state.domain.rules).case
+        assert (pending.state, pending.ai_review) == ("reported", "pending")
+    [worst] = people.call("chief", "GET", "/v1/stats/worst-spots").json()["spots"]
+    assert (worst["grid_code"], worst["open_cases"]) == (SPOT, 1)
+    body = {"grids": [SPOT], "department": SANITATION, "reason": "最差乱点"}
+    deadline = (people.service.clock() + timedelta(hours=2)).isoformat()
+    item = people.call("chief", "POST", "/v1/supervision", json={**body, "deadline_at": deadline}).json()
+    assert (item["open_cases_at_start"], item["open_cases"]) == (1, 1), item
+    people.service.clock.at += timedelta(minutes=5)
+    assert people.act("op", filed, "cancel", note="已清理").status_code == 200
+    [shown] = people.call("boss", "GET", "/v1/supervision").json()
+    assert shown["open_cases"] == 0, shown
+    closed = people.call("insp", "POST", f"/v1/supervision/{item['id']}/close", json={"note": "已清理"})
+    assert closed.status_code == 200, closed.text
+
+
 @pytest.mark.parametrize("deadline", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
 def test_a_supervision_deadline_with_no_utc_time_is_a_422(people: People, deadline: str) -> None:
     """Year 9999 at -14:00 has no UTC time: storing it failed (500) on creating and on reassigning."""

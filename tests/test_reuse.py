@@ -106,3 +106,23 @@ def test_a_photo_of_one_case_is_refused_as_evidence_of_another(service: Service,
         headers=writer,
     )
     assert kept.status_code == 201, kept.text  # its own case may have it (a close-up, a copy)
+
+
+def test_a_copy_of_a_finished_case_s_photo_joins_it_not(service: Service, photos: list[bytes]) -> None:
+    """A copy of a photo of a case no longer open was added to that case as evidence: its record
+    changed after it was finished. Now the answer names the case in `copy_of`, it joins none and
+    opens none."""
+    first = post_report(service, photos[0])
+    for case in first:
+        assert service.transition(case["id"], "reject", note="误报").status_code == 200
+    kept = {case["id"]: get(service, f"/v1/cases/{case['id']}")["evidence"] for case in first}
+    response = service.client.post(
+        "/v1/reports",
+        files={"file": ("copy.jpg", copy_of(photos[0]), "image/jpeg")},
+        data={"lat": repr(spot(6).lat), "lon": repr(spot(6).lon), "taken_at": START.isoformat()},
+        headers=service.auth("report"),
+    )
+    assert response.status_code == 200, response.text
+    assert sorted(response.json()["copy_of"]) == sorted(c["number"] for c in first)
+    assert response.json()["cases"] == [] and get(service, "/v1/cases")["total"] == len(first)
+    assert {case["id"]: get(service, f"/v1/cases/{case['id']}")["evidence"] for case in first} == kept

@@ -11,7 +11,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from datetime import datetime
 from functools import partial
 
@@ -46,7 +46,7 @@ from serve.api.routers import (
     stats,
     supervision,
 )
-from serve.api.schemas import MAX_ID
+from serve.api.schemas import MAX_ID, bureau_timezone
 from serve.api.state import CasesByState, InferenceGate, Metrics, Service
 from serve.api.strictjson import StrictJson
 from serve.cases import errors
@@ -142,7 +142,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
 
     @app.middleware("http")
     async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        """Refuse oversized bodies before they are read; count, time and audit every request."""
+        """Refuse oversized bodies before they are read; answer times on the bureau's clock
+        (serve/api/schemas.py `Time`); count, time and audit every request."""
         length = request.headers.get("content-length")
         limit = int(settings.max_upload_mb * 2**20) + FORM_OVERHEAD
         if length and length.isdigit() and int(length) > limit:
@@ -154,7 +155,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
             refused = errors.UnsupportedMedia(f"Content-Encoding {coding[:32]!r}: send the body uncompressed")
             return problems.problem(request, refused)
         started = time.perf_counter()
-        response = await call_next(request)
+        service = getattr(app.state, "service", None)
+        with bureau_timezone(service.domain.rules.calendar.timezone) if service else nullcontext():
+            response = await call_next(request)  # every time it answers: the bureau's offset
         route = request.scope.get("route")
         template = getattr(route, "path", "unmatched")
         metrics.requests.labels(request.method, template, str(response.status_code)).inc()

@@ -147,10 +147,6 @@ def event_of_code(taxonomy: Taxonomy, service_code: str) -> Event:
 # --- requests out -----------------------------------------------------------------------------
 
 
-def _iso(moment: datetime | None, tz: tzinfo) -> str | None:
-    return moment.astimezone(tz).isoformat(timespec="seconds") if moment else None
-
-
 def citizen_fields(case: Case) -> dict[str, Any]:
     """The GeoReport fields of the first citizen request the case holds ({} for other cases)."""
     for evidence in case.evidence:
@@ -177,7 +173,7 @@ def status_notes(case: Case) -> str:
     return f"{notes}：{remark}" if remark else notes
 
 
-def as_request(case: Case, taxonomy: Taxonomy, tz: tzinfo, base_url: str) -> Open311Request:
+def as_request(case: Case, taxonomy: Taxonomy, base_url: str) -> Open311Request:
     event = taxonomy.events.get(case.event)
     last = case.flow[-1] if case.flow else None
     citizen = citizen_fields(case)
@@ -192,9 +188,9 @@ def as_request(case: Case, taxonomy: Taxonomy, tz: tzinfo, base_url: str) -> Ope
         description=citizen.get("description") or case.description,
         agency_responsible=case.department,
         service_notice=None,
-        requested_datetime=_iso(case.first_seen_at, tz) or "",
-        updated_datetime=_iso(last.at if last else case.last_seen_at, tz) or "",
-        expected_datetime=_iso(case.deadline_at, tz),
+        requested_datetime=case.first_seen_at,
+        updated_datetime=last.at if last else case.last_seen_at,
+        expected_datetime=case.deadline_at,
         address=citizen.get("address_string") or case.address,
         address_id=case.grid_code,
         zipcode=None,

@@ -6,10 +6,21 @@ bridges and bureau systems are written against.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import date, datetime, tzinfo
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+)
 
 from serve.cases.auth import MAX_NAME_LENGTH
 from serve.cases.enums import (
@@ -29,6 +40,41 @@ MAX_ID = 2**63 - 1  # the largest row id SQLite and PostgreSQL can hold: larger 
 # Every time and day a request names: within the years the service can compute with (422 outside).
 Instant = Annotated[AwareDatetime, AfterValidator(computable)]
 Day = Annotated[date, AfterValidator(computable_day)]
+
+# Every time the API answers, one convention: ISO 8601 with the bureau's own UTC offset (the calendar's
+# timezone, configs/calendar.yaml), as GeoReport v2 asks, to the second. Inputs take any offset.
+_BUREAU_TZ: ContextVar[tzinfo | None] = ContextVar("bureau_tz", default=None)
+
+
+@contextmanager
+def bureau_timezone(tz: tzinfo) -> Iterator[None]:
+    """Answer the times of the request handled inside in `tz` (the app sets it for each request)."""
+    token = _BUREAU_TZ.set(tz)
+    try:
+        yield
+    finally:
+        _BUREAU_TZ.reset(token)
+
+
+def _iso(moment: datetime, timespec: str) -> str:
+    tz = _BUREAU_TZ.get()
+    return (moment.astimezone(tz) if tz is not None else moment).isoformat(timespec=timespec)
+
+
+def bureau_time(moment: datetime) -> str:
+    """`2025-09-30T10:30:00+08:00`: the bureau's wall clock and offset, to the second."""
+    return _iso(moment, "seconds")
+
+
+def frame_time(moment: datetime) -> str:
+    """A camera frame's capture time, to the millisecond: frames come several a second, and a
+    client tells a late or held frame by it."""
+    return _iso(moment, "milliseconds")
+
+
+_AS_TIME = WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization")
+Time = Annotated[datetime, PlainSerializer(bureau_time, return_type=str), _AS_TIME]
+FrameTime = Annotated[datetime, PlainSerializer(frame_time, return_type=str), _AS_TIME]
 
 
 class Schema(BaseModel):
@@ -91,7 +137,7 @@ class ReportResponse(Schema):
     status: PhotoStatus = Field(
         description="done (cases filed), unlocated (no position) or undated (no capture time)"
     )
-    taken_at: datetime | None = Field(
+    taken_at: Time | None = Field(
         description="when the photo was taken: EXIF, else the form field; null when neither says"
     )
     lat: float | None = Field(description="WGS-84 latitude used: EXIF GPS, else the form field")
@@ -114,7 +160,8 @@ class ReportResponse(Schema):
     copy_of: list[str] = Field(
         default=[],
         description="numbers of the cases this photo (the same bytes or a near-identical image, "
-        "whatever position and time it claims) was already evidence of: it joined them, no case was opened",
+        "whatever position and time it claims) was already evidence of: it joined those still open (a "
+        "finished case's evidence is its record), no case was opened",
     )
 
 
@@ -143,16 +190,16 @@ class CaseSummary(Schema):
         description="filed without a person's review: its class is trusted (configs/workflow.yaml auto_file)"
     )
     camera_id: str | None = Field(description="camera that saw it, for video cases")
-    filed_at: datetime = Field(description="when the problem was seen (photo or frame time)")
-    deadline_at: datetime | None = Field(
+    filed_at: Time = Field(description="when the problem was seen (photo or frame time)")
+    deadline_at: Time | None = Field(
         description="disposal deadline: counted from filing (立案), again from dispatch; null in review"
     )
-    on_site_due_at: datetime | None = Field(
+    on_site_due_at: Time | None = Field(
         default=None, description="双十 classes: someone on site by then (the `start` step), from filing"
     )
-    first_seen_at: datetime = Field(description="first evidence time")
-    last_seen_at: datetime = Field(description="latest evidence time")
-    closed_at: datetime | None = Field(description="when it reached a final state")
+    first_seen_at: Time = Field(description="first evidence time")
+    last_seen_at: Time = Field(description="latest evidence time")
+    closed_at: Time | None = Field(description="when it reached a final state")
     overdue: bool = Field(
         description="filed, still open and past its deadline at the time asked (`as_of`, else now)"
     )
@@ -171,7 +218,7 @@ class EvidenceOut(Schema):
         description="near, far, reference, before or after (处置后); finding: found on it"
     )
     sha256: str = Field(description="sha256 of the image file")
-    captured_at: datetime = Field(description="when the image was taken")
+    captured_at: Time = Field(description="when the image was taken")
     boxes: list[BoxOut] = Field(description="boxes that made it evidence")
     confidence: float | None = Field(description="best detector score among the boxes")
     model_version: str | None = Field(description="model that found it, null for uploads by people")
@@ -190,7 +237,7 @@ class FlowOut(Schema):
         description="who did it: the signed-in person, an API key's name, or the operator a key names"
     )
     user_id: int | None = Field(default=None, description="the signed-in person's user id; null for API keys")
-    at: datetime = Field(description="when it happened")
+    at: Time = Field(description="when it happened")
     seconds_used: float | None = Field(description="seconds since the previous step: the time this node took")
     overdue: bool = Field(description="late against its stage limit, or past the deadline for handle/close")
     note: str | None = Field(description="reason or remark")
@@ -203,10 +250,10 @@ class ExtensionOut(Schema):
     note: str = Field(description="why")
     requested_by: str = Field(description="who asked")
     requester_role: str | None = Field(description="their role; null for an API key")
-    requested_at: datetime = Field(description="when")
+    requested_at: Time = Field(description="when")
     state: ExtensionState = Field(description="pending, approved or refused")
     decided_by: str | None = Field(description="who decided (another person, of another role)")
-    decided_at: datetime | None = Field(description="when decided")
+    decided_at: Time | None = Field(description="when decided")
     decision_note: str | None = Field(description="the decider's remark")
 
 
@@ -396,8 +443,8 @@ class GroupRates(Rates):
 
 
 class StatsOut(Schema):
-    since: datetime | None = Field(description="start of the period (report time), inclusive")
-    until: datetime | None = Field(description="end of the period, exclusive")
+    since: Time | None = Field(description="start of the period (report time), inclusive")
+    until: Time | None = Field(description="end of the period, exclusive")
     group_by: str | None = Field(description="grouping asked for")
     total: Rates = Field(description="all cases of the period")
     groups: list[GroupRates] = Field(description="one row per group, by key")
@@ -417,8 +464,8 @@ class RankingOut(Schema):
     period: str = Field(
         description="the 10-day period (旬): YYYY-MM-1 (days 1-10), -2 (11-20) or -3 (21-end)"
     )
-    since: datetime = Field(description="start of the period (bureau time), inclusive")
-    until: datetime = Field(description="end, exclusive")
+    since: Time = Field(description="start of the period (bureau time), inclusive")
+    until: Time = Field(description="end, exclusive")
     streets: list[RankingRow] = Field(description="streets, worst first")
 
 
@@ -443,7 +490,7 @@ class WorstSpot(Schema):
 
 
 class WorstSpotsOut(Schema):
-    as_of: datetime = Field(description="when the open cases were counted")
+    as_of: Time = Field(description="when the open cases were counted")
     spots: list[WorstSpot] = Field(description="grids with the most open cases per km², worst first")
 
 
@@ -463,8 +510,8 @@ class KeyOut(Schema):
     key_id: str = Field(description="public id of the key")
     name: str = Field(description="name given at creation")
     scopes: list[str] = Field(description="granted scopes")
-    created_at: datetime = Field(description="creation time")
-    revoked_at: datetime | None = Field(description="revocation time, null while valid")
+    created_at: Time = Field(description="creation time")
+    revoked_at: Time | None = Field(description="revocation time, null while valid")
 
 
 class NewKeyOut(KeyOut):
@@ -536,9 +583,9 @@ class Open311Request(Schema):
     description: str = Field(description="as the citizen wrote it; for other cases, the case's description")
     agency_responsible: str | None = Field(description="department the case is dispatched to")
     service_notice: str | None = Field(description="notice about the request")
-    requested_datetime: str = Field(description="when reported, ISO 8601 with offset")
-    updated_datetime: str = Field(description="last workflow step, ISO 8601 with offset")
-    expected_datetime: str | None = Field(description="disposal deadline, ISO 8601 with offset")
+    requested_datetime: Time = Field(description="when reported, ISO 8601 with offset")
+    updated_datetime: Time = Field(description="last workflow step, ISO 8601 with offset")
+    expected_datetime: Time | None = Field(description="disposal deadline, ISO 8601 with offset")
     address: str | None = Field(description="address_string as the citizen wrote it, else the grid's place")
     address_id: str | None = Field(description="unit grid code")
     zipcode: str | None = Field(description="not used (null)")
@@ -610,8 +657,8 @@ class UserOut(Schema):
     role: Role = Field(description="role")
     department: str | None = Field(description="a handler's department")
     grids: list[str] = Field(description="an inspector's responsibility grids")
-    created_at: datetime = Field(description="creation time")
-    disabled_at: datetime | None = Field(description="null while the account may sign in")
+    created_at: Time = Field(description="creation time")
+    disabled_at: Time | None = Field(description="null while the account may sign in")
 
 
 # --- supervision (督查督办) ------------------------------------------------------------------------
@@ -646,15 +693,17 @@ class SupervisionOut(Schema):
     street: str | None = Field(description="street of the first grid")
     reason: str = Field(description="why it was flagged")
     department: str = Field(description="responsible department")
-    deadline_at: datetime = Field(description="to be cleared by")
+    deadline_at: Time = Field(description="to be cleared by")
     state: Literal["open", "closed"] = Field(description="open until a check closes it")
     opened_by: str = Field(description="who flagged it")
-    opened_at: datetime = Field(description="when")
-    open_cases_at_start: int = Field(description="open cases in its grids when flagged")
-    open_cases: int = Field(description="open cases in its grids now")
+    opened_at: Time = Field(description="when")
+    open_cases_at_start: int = Field(
+        description="filed cases open in its grids when flagged (reports in review not counted)"
+    )
+    open_cases: int = Field(description="filed cases open in its grids now (reports in review not counted)")
     overdue: bool = Field(description="open past its deadline")
     closed_by: str | None = Field(description="who checked and closed it")
-    closed_at: datetime | None = Field(description="when")
+    closed_at: Time | None = Field(description="when")
     check_note: str | None = Field(description="the check's finding")
 
 
@@ -670,8 +719,8 @@ class DistrictRow(Schema):
 
 class DistrictRankingOut(Schema):
     month: str = Field(description="YYYY-MM")
-    since: datetime = Field(description="first day of the month, bureau time")
-    until: datetime = Field(description="first day of the next month")
+    since: Time = Field(description="first day of the month, bureau time")
+    until: Time = Field(description="first day of the next month")
     districts: list[DistrictRow] = Field(description="districts, worst first")
 
 
@@ -695,8 +744,8 @@ class InspectorRow(Schema):
 
 
 class InspectorsOut(Schema):
-    since: datetime = Field(description="cases first reported at or after")
-    until: datetime = Field(description="... and before")
+    since: Time = Field(description="cases first reported at or after")
+    until: Time = Field(description="... and before")
     inspectors: list[InspectorRow] = Field(description="one row per inspector account")
 
 
@@ -710,10 +759,10 @@ class CitizenRequestOut(Schema):
     event: str = Field(description="event key of its service_code")
     fields: dict[str, Any] = Field(description="the GeoReport fields as the citizen sent them")
     reporter: str = Field(description="name of the API key that posted it")
-    received_at: datetime = Field(description="when it was received")
+    received_at: Time = Field(description="when it was received")
     service_request_id: str | None = Field(description="case number once placed")
     case_id: int | None = Field(description="case id once placed (use in /v1/cases/{id})")
-    placed_at: datetime | None = Field(description="when a person placed it")
+    placed_at: Time | None = Field(description="when a person placed it")
     placed_by: str | None = Field(description="who placed it")
 
 

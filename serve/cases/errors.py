@@ -121,13 +121,16 @@ class LastEvidence(DomainError):
 
 
 class CaseNotOpen(DomainError):
-    """Evidence of a finished case (closed, cancelled, not filed) is its record: it is not regrouped."""
+    """Evidence of a finished case (closed, force-closed, cancelled, not filed) is its record: it is
+    neither regrouped nor added to."""
 
     status, title = 409, "case not open"
 
     def __init__(self, case_number: str, state: str) -> None:
         super().__init__(
-            f"case {case_number} is {state}: its evidence is no longer changed", case=case_number
+            f"case {case_number} is {state}: its evidence is no longer changed",
+            case=case_number,
+            state=state,
         )
 
 

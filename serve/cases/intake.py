@@ -40,7 +40,7 @@ to `record_finding` directly, with the same duplicate rule, numbering and checks
 - reuse: a photo whose bytes (sha256) or look (perceptual hash within
   `vision.core.phash.NEAR_IDENTICAL_BITS`) are already evidence of a case is a copy of that
   evidence, whatever position and time it claims now: it joins those cases as evidence (marked
-  `copy_of`, with what it claimed) and never opens a case of its own.
+  `copy_of`, with what it claimed) while they are open, and never opens a case of its own.
 
 
 The caller owns the transaction; `take_photo` adds no query of its own besides the photo lookup by
@@ -67,6 +67,7 @@ from serve.cases.findings import CaseRules, CaseUpdate, Finding, record_finding
 from serve.cases.grids import Grid
 from serve.cases.orm import Case, Evidence, Photo
 from serve.cases.times import CaptureTimes, ImplausibleTime
+from serve.cases.workflow import is_open
 from vision.core.boxes import Box, boxes_json, boxes_of
 from vision.core.imageio import PhotoMeta, Position
 from vision.core.phash import band_neighbours, near_identical
@@ -355,12 +356,15 @@ def join_as_copy(
     placement: Placement,
     events: dict[str, tuple[Box, ...]],
 ) -> list[CaseUpdate]:
-    """The copy becomes evidence of each case its originals belong to, with what it claimed and the
-    boxes of that case's event (a garbage case is shown no overflow boxes); the cases' place and
-    seen period stay as they were (the copy's claims are not evidence of them)."""
+    """The copy becomes evidence of each open case its originals belong to, with what it claimed and
+    the boxes of that case's event (a garbage case is shown no overflow boxes); the cases' place and
+    seen period stay as they were (the copy's claims are not evidence of them). A finished case's
+    evidence is its record (`check_evidence_open`): the copy joins it not, and opens no case either."""
     updates = []
     for case_id in dict.fromkeys(original.case_id for original in originals):
         first = next(o for o in originals if o.case_id == case_id)
+        if not is_open(first.case.state):
+            continue
         claimed = placement.position
         evidence = Evidence(
             case=first.case,

@@ -19,11 +19,11 @@ from sqlalchemy.orm import Session
 
 from serve.cases.domain import Domain
 from serve.cases.enums import Action, AiReview, EvidenceRole, EvidenceStep
-from serve.cases.errors import CaseNotOpen, InvalidInput, LastEvidence
+from serve.cases.errors import InvalidInput, LastEvidence
 from serve.cases.findings import lock_intake, next_case_number, placed_case_fields
 from serve.cases.intake import in_jurisdiction
 from serve.cases.orm import Case, Evidence, FlowEntry, Photo
-from serve.cases.workflow import INITIAL_STATE, Command, is_open, next_state
+from serve.cases.workflow import INITIAL_STATE, Command, check_evidence_open, next_state
 from vision.core.imageio import Position
 
 SAME_PLACE_DEG = 1e-7  # about 1 cm: the case stands where that photo was taken (the same float)
@@ -68,11 +68,6 @@ def _log(case: Case, kind: EvidenceStep, step: Step, note: str) -> None:
     case.flow.append(entry)
 
 
-def _check_open(case: Case) -> None:
-    if not is_open(case.state):
-        raise CaseNotOpen(case.number, case.state)
-
-
 def _picked(case: Case, evidence_ids: list[int], field: str) -> list[Evidence]:
     """The named evidence rows of `case`; a case keeps at least one photo, and an after-photo that
     a handling step stood on stays with that step's case."""
@@ -93,7 +88,7 @@ def detach(session: Session, case: Case, evidence_id: int, step: Step, domain: D
     """Take one photo off `case`: the evidence row goes, its photo row and file stay, and the flow
     log keeps what it was (ids, role, sha256, capture time, file) with the reason. A case placed by
     that photo moves to its earliest remaining located photo."""
-    _check_open(case)
+    check_evidence_open(case)
     (evidence,) = _picked(case, [evidence_id], "evidence_id")
     moved_place = _replaced(session, case, [evidence], domain)
     note = f"detached {describe(evidence)}, file {evidence.path}: {step.reason}{moved_place}"
@@ -140,7 +135,7 @@ def split(session: Session, case: Case, evidence_ids: list[int], step: Step, dom
     """Move the named photos to a new case of the same event, placed where they were taken and in
     the grid that holds that place (the intake's rule). The new case waits for review (reported):
     whatever was decided about the old case was decided on other photos."""
-    _check_open(case)
+    check_evidence_open(case)
     moving = _picked(case, evidence_ids, "evidence_ids")
     if after := [e.id for e in moving if e.role == EvidenceRole.AFTER]:
         raise InvalidInput(
@@ -200,7 +195,7 @@ def merge(into: Case, other: Case, step: Step, domain: Domain) -> None:
     workflow's own step, so it counts nowhere); both flow logs name the other case."""
     if other.id == into.id:
         raise InvalidInput("case_id", f"case {into.number} cannot be merged into itself")
-    _check_open(into)
+    check_evidence_open(into)
     if other.event != into.event:
         raise InvalidInput(
             "case_id",

@@ -350,13 +350,18 @@ def local_day_bounds(start: date, end: date, calendar: WorkCalendar) -> tuple[da
     )
 
 
+# The rule "only filed cases count" as a query filter: open problems a person filed (立案). A report
+# awaiting review (reported, verified; an AI finding with ai_review pending) is in none of the figures.
+FILED_OPEN = Case.state.in_([s.value for s in FILED_OPEN_STATES])
+
+
 def worst_spots(session: Session, grids: GridIndex | None, limit: int) -> list[dict[str, Any]]:
     """Grids with the most open filed cases per km² now, worst first, then the most open cases; grids
     of no known area (not in the layout) after them (reports in review do not count). Problems are
     counted per unit area: a grid twice the size with one more case is not the worse spot."""
     rows = session.execute(
         select(Case.grid_code, func.count())
-        .where(Case.state.in_([s.value for s in FILED_OPEN_STATES]), Case.grid_code.is_not(None))
+        .where(FILED_OPEN, Case.grid_code.is_not(None))
         .group_by(Case.grid_code)
     ).all()
     spots: list[dict[str, Any]] = []

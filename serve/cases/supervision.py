@@ -2,9 +2,11 @@
 
 A 挂牌督办 item names a worst spot (one unit grid) or a worst road section (several grids, named),
 a responsible department and a deadline. It stays open, shown to everyone, until a check closes it;
-a check closes it only when none of its grids holds an open case any more (最差乱点 cleared).
+a check closes it only when none of its grids holds an open filed case any more (最差乱点 cleared).
+Like every figure (serve/cases/stats.py), its open cases are filed ones: a report still awaiting a
+person's review (an AI finding with ai_review pending) is no problem of the grid yet.
 
-Formulas (docs/supervision.md):
+Formulas (docs/people.md, "Supervision"):
 - district of a case = its grid's `county` property (else the grid code's first 6 digits);
   monthly ranking: problems per km² of the district's grids (problems as the 10-day ranking counts
   them: filed cases not cancelled), worst first; ties by problems, then name.
@@ -37,9 +39,8 @@ from serve.cases.errors import Conflict, InvalidInput, NotFound, NotPermitted
 from serve.cases.grids import GridIndex
 from serve.cases.orm import Case, SupervisionItem, User
 from serve.cases.people import VERIFYING, reporter_id
-from serve.cases.stats import CaseFacts, ranked, ratio, review_outcome
+from serve.cases.stats import FILED_OPEN, CaseFacts, ranked, ratio, review_outcome
 from serve.cases.times import computable_day
-from serve.cases.workflow import OPEN_STATES
 
 SUPERVISORS = frozenset({Role.DISPATCHER, Role.ADMIN})  # open and assign items
 CHECKERS = frozenset({Role.INSPECTOR, Role.DISPATCHER, Role.ADMIN})  # close one with a check
@@ -57,12 +58,10 @@ def _require(principal: Principal, roles: frozenset[Role], what: str) -> None:
 
 
 def open_cases_in(session: Session, grids: Iterable[str]) -> list[Case]:
+    """The open filed cases in `grids`, as the worst spots count them (`FILED_OPEN`): a report still
+    awaiting review counts in no supervision figure and keeps no item from being closed."""
     return list(
-        session.scalars(
-            select(Case)
-            .where(Case.grid_code.in_(list(grids)), Case.state.in_([s.value for s in OPEN_STATES]))
-            .order_by(Case.id)
-        )
+        session.scalars(select(Case).where(Case.grid_code.in_(list(grids)), FILED_OPEN).order_by(Case.id))
     )
 
 

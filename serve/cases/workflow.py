@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PositiveFloat, field_validator
 
 from serve.cases.enums import Action, AiReview, State
-from serve.cases.errors import InvalidTransition, MissingField
+from serve.cases.errors import CaseNotOpen, InvalidTransition, MissingField
 from serve.cases.orm import Case, FlowEntry
 from vision.core.config import ConfigError, ConfigModel, load_config_file
 
@@ -111,6 +111,18 @@ def next_state(state: str, action: str) -> State:
 
 def is_open(state: str) -> bool:
     return state in OPEN_STATES
+
+
+def check_evidence_open(case: Case) -> None:
+    """A case's evidence changes (added, detached, split, merged) only while it is open: every open
+    state takes photos of every role, a finished one (TERMINAL_STATES) none, CaseNotOpen naming the
+    state. A problem's photos (finding, near, far, reference, before) come while it stands, as
+    duplicates join it until it is closed; an after-photo belongs to handling and its check, and
+    also to a case nobody handled yet whose place is clear (a camera's `resolved`) or one back after
+    handling (rework). Closed, force-closed, cancelled or not filed, its evidence is its record (find
+    one, fix one, verify one: the verification is done)."""
+    if not is_open(case.state):
+        raise CaseNotOpen(case.number, case.state)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from serve.api.deps import Admin, CameraId, DetectorDep, Now, Reader, Reporting,
 from serve.api.redaction import PRIVACY_HEADER, sees_raw
 from serve.api.reload import CamerasReloader, FollowingDetector
 from serve.api.routers.detect import analyse, detections_out
-from serve.api.schemas import DetectionOut, Schema
+from serve.api.schemas import DetectionOut, FrameTime, Schema, Time
 from serve.api.state import Service
 from serve.cases.cameras import CameraCollector, CameraHub, FrameResult, LiveCamera, Timings, open_incidents
 from serve.cases.errors import InvalidInput, NotFound, TooLarge, UnsupportedMedia
@@ -130,7 +130,7 @@ class FrameTiming(Schema):
 
 
 class SettledOut(Schema):
-    captured_at: datetime = Field(description="capture time of the frame held before this one")
+    captured_at: FrameTime = Field(description="capture time of the frame held before this one")
     applied: bool = Field(
         description="true: this frame follows it (a real gap), so it was applied first (its cases are in "
         "`cases`); false: this frame goes on from the last applied one, so its clock had jumped: dropped"
@@ -140,7 +140,7 @@ class SettledOut(Schema):
 
 class FrameOut(Schema):
     camera_id: str = Field(description="camera id")
-    captured_at: datetime = Field(description="capture time given with the frame")
+    captured_at: FrameTime = Field(description="capture time given with the frame")
     late: bool = Field(
         description="at or before a frame already applied, or at the time of the frame held now: returned, "
         "counted, not applied"
@@ -187,7 +187,7 @@ class HealthOut(Schema):
     clock_jumps_dropped: int = Field(
         description="held frames dropped as clock glitches: the next frame went on from the last applied one"
     )
-    held_frame_at: datetime | None = Field(
+    held_frame_at: FrameTime | None = Field(
         description="capture time of the frame held now, waiting for the next one; null when none"
     )
     events: int = Field(description="incident events (started, evidence, cleared, rework)")
@@ -197,13 +197,13 @@ class HealthOut(Schema):
     )
     skipped_frames: int = Field(description="stream frames left on purpose, to analyse at analyse_fps")
     fps: float = Field(description="analysed frames per second of capture time")
-    last_frame_at: datetime | None = Field(description="capture time of the newest frame")
-    last_received_at: datetime | None = Field(description="when the newest frame arrived")
+    last_frame_at: FrameTime | None = Field(description="capture time of the newest frame")
+    last_received_at: Time | None = Field(description="when the newest frame arrived")
     width: int | None = Field(description="frame width now")
     height: int | None = Field(description="frame height now")
     stream_state: str | None = Field(description="connected, reconnecting, ended; null: frames are pushed")
     open_incidents: int = Field(description="violations present now")
-    picture_unchanged_since: datetime | None = Field(
+    picture_unchanged_since: FrameTime | None = Field(
         default=None,
         description="capture time since which every applied frame has had the very same pixels, once that "
         "lasted a minute: a live sensor never repeats its noise, so the encoder is stuck or a cached "
@@ -221,12 +221,12 @@ class ReloadOut(Schema):
 
 class CamerasConfigOut(Schema):
     source: str = Field(description="the cameras file in force")
-    loaded_at: datetime = Field(description="when it was applied")
+    loaded_at: Time = Field(description="when it was applied")
     error: str | None = Field(
         description="why the last attempt to load an edited file failed (the file in force stays); "
         "null when the last attempt succeeded"
     )
-    error_at: datetime | None = Field(description="when that attempt failed")
+    error_at: Time | None = Field(description="when that attempt failed")
 
 
 class CameraOut(Schema):

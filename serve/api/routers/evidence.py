@@ -23,6 +23,7 @@ from serve.cases.evidence import store_image
 from serve.cases.intake import Given, capture_time, copies_of
 from serve.cases.orm import Case, Evidence
 from serve.cases.people import sees
+from serve.cases.workflow import check_evidence_open
 from vision.core.imageio import MEDIA_TYPES, VIEW_SIDE, decode_photo, photo_format
 from vision.core.phash import perceptual_hash
 from vision.core.taxonomy import Taxonomy
@@ -34,7 +35,13 @@ router = APIRouter(tags=["evidence"])
     "/v1/cases/{case_id}/evidence",
     response_model=EvidenceOut,
     status_code=status.HTTP_201_CREATED,
-    summary="Add a photo to a case (role after = the after-handling photo that `handle` needs)",
+    summary="Add a photo to an open case (role after = the after-handling photo that `handle` needs)",
+    responses={
+        409: {
+            "description": "the case is finished (closed, cancelled, not filed), or the photo "
+            "is evidence of another case"
+        }
+    },
 )
 def add_evidence(
     case_id: CaseId,
@@ -53,8 +60,10 @@ def add_evidence(
     """The capture time is the photo intake's (EXIF, else `taken_at`). A photo with neither is kept
     with the upload time, marked `"time": "received"` in `extra`: it files no case, and a check of
     the handling must not take that time for when the photo was taken. A photo that is already
-    evidence of another case (the same bytes or a near-identical image) is refused (409, naming it)."""
+    evidence of another case (the same bytes or a near-identical image) is refused (409, naming it),
+    and so is any photo for a finished case (409 naming its state), before anything is stored."""
     case = load_case(session, case_id, principal)
+    check_evidence_open(case)
     local_tz = service.domain.rules.calendar.timezone
     photo = service.gate.run_blocking(
         partial(decode_photo, source=upload.filename, local_tz=local_tz, reduce_to=VIEW_SIDE), upload.data

@@ -41,7 +41,7 @@ from serve.api.schemas import (
     Placement,
 )
 from serve.cases.enums import EvidenceRole
-from serve.cases.errors import InvalidInput, NotFound
+from serve.cases.errors import Conflict, InvalidInput, NotFound
 from serve.cases.findings import lock_intake
 from serve.cases.fingerprints import request_hash
 from serve.cases.intake import in_jurisdiction
@@ -235,7 +235,7 @@ def get_requests(
                 query = query.where(Case.state.in_([s.value for s in TERMINAL_STATES]))
     cases = session.scalars(query.limit(MAX_RESULTS))
     taxonomy, base = service.domain.rules.taxonomy, str(request.base_url)
-    return render(fmt, "service_requests", [as_request(c, taxonomy, tz, base).model_dump() for c in cases])
+    return render(fmt, "service_requests", [as_request(c, taxonomy, base).model_dump() for c in cases])
 
 
 @router.get(
@@ -258,8 +258,7 @@ def get_request(
     ).one_or_none()
     if case is None:
         raise NotFound("service request", service_request_id)
-    tz = service.domain.rules.calendar.timezone
-    answer = as_request(case, service.domain.rules.taxonomy, tz, str(request.base_url))
+    answer = as_request(case, service.domain.rules.taxonomy, str(request.base_url))
     return render(fmt, "service_requests", [answer.model_dump()])
 
 
@@ -344,6 +343,7 @@ def list_held(
     tags=["cases"],
     summary="Place a held citizen request: it becomes a case (or joins the open one) at that position "
     "(scope cases:write; people in a role that files cases)",
+    responses={409: {"description": "placed already: the problem names its case"}},
 )
 def place_held(
     token: Annotated[str, Path(max_length=64, description="the held request's token")],
@@ -363,7 +363,7 @@ def place_held(
         raise NotFound("held request", token)
     if held.case_id is not None:
         number = session.get_one(Case, held.case_id).number
-        raise InvalidInput("token", f"was placed already, as case {number}")
+        raise Conflict(f"held request {token} was placed already, as case {number}", token=token, case=number)
     event = rules.taxonomy.events.get(held.event)
     if event is None:
         raise InvalidInput("event", f"'{held.event}' is no longer an event of the taxonomy")

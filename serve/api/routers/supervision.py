@@ -1,6 +1,6 @@
 """Supervision (督查督办): 挂牌督办 items, the monthly district ranking, inspector metrics.
 
-Formulas in serve/cases/supervision.py and docs/supervision.md. Reading needs cases:read (every
+Formulas in serve/cases/supervision.py and docs/people.md. Reading needs cases:read (every
 role); opening, assigning and closing items need cases:write and, for people, the roles named there.
 """
 
