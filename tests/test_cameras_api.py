@@ -408,19 +408,81 @@ def test_a_frame_far_ahead_waits_for_the_next_one(hub: Hub, frames: list[tuple[f
 
 
 def test_a_real_gap_costs_one_frame_and_the_held_frame_makes_its_events(hub: Hub) -> None:
-    """The car leaves while the camera is offline (100-1000 s); the first frame back is held, the
-    next one applies it: the place is clear on the held frame, whose image is the after-photo."""
+    """The car leaves while the camera is offline (100-500 s, within dwell.restart_bridge_s); the
+    first frame back is held, the next one applies it: the place is clear on the held frame, whose
+    image is the after-photo."""
     for t in range(0, 100):
         hub.frame(t, [SPOT])
-    held = hub.result(1000, [])
+    held = hub.result(500, [])
     assert held.held and held.actions == [] and "dwell.jump_s 300" in (held.hold_reason or "")
-    nxt = hub.result(1001, [])
+    nxt = hub.result(501, [])
     assert nxt.settled is not None and nxt.settled.applied
-    assert nxt.settled.captured_at == SERVICE_START + timedelta(seconds=1000)
+    assert nxt.settled.captured_at == SERVICE_START + timedelta(seconds=500)
     assert [(a.kind, a.proposal) for a in nxt.actions] == [("cleared", "resolved")]
     with hub.sessions() as session:
         after = session.scalars(select(Evidence).where(Evidence.role == "after")).one()
-    assert after.captured_at == SERVICE_START + timedelta(seconds=1000)
+    assert after.captured_at == SERVICE_START + timedelta(seconds=500)
+
+
+@pytest.mark.parametrize("restarted", [True, False], ids=["watch started after the gap", "same process"])
+def test_no_dwell_is_carried_across_a_gap_longer_than_the_cameras_tolerance(
+    hub: Hub, restarted: bool
+) -> None:
+    """Found by the camera walk-through: the service saved a camera's state with a car parked and its
+    case filed; `streetorder watch` of that camera started two hours later and the car's next
+    evidence said it had stood the whole gap (`dwell_s` 7258). Nobody watched: what stands there now
+    must stand `min_dwell_s` again, and then joins the open case (the duplicate rule), no second case."""
+    actions: dict[float, list[tuple[str, str | None, str]]] = {}
+    for t in range(0, 100):
+        if done := hub.frame(t, [SPOT]):
+            actions[t] = done
+    hub.hub.save(hub.sessions)  # as on shutdown
+    if restarted:
+        hub.restart()
+    back = 100 + 2 * 3600
+    dwell = {}
+    for t in range(back, back + 120):
+        result = hub.result(t, [SPOT])
+        dwell[t] = [round(s.dwell(result.outcome.at)) for s in result.outcome.stays]
+        if done := [(a.kind, a.proposal, a.reason) for a in result.actions]:
+            actions[t] = done
+    # the first frame back is held (dwell.jump_s) and applied by the next one; the car stands from
+    # the first frame after the gap: 60 s of dwell from then
+    assert actions == {61: [("started", None, "")], back + 61: [("started", None, "after_gap")]}
+    assert max(max(d, default=0) for d in dwell.values()) < 120
+    with hub.sessions() as session:
+        (case,) = session.scalars(select(Case)).all()
+        findings = session.scalars(
+            select(Evidence).where(Evidence.case_id == case.id).order_by(Evidence.id)
+        ).all()
+    assert [(e.extra or {}).get("dwell_s") for e in findings] == [60.0, 60.0]  # not 7,260
+    assert [(e.extra or {}).get("reason") for e in findings] == ["started", "after_gap"]
+
+
+def test_an_older_copy_of_a_cameras_state_never_overwrites_a_newer_one(hub: Hub) -> None:
+    """Two writers of one camera's state: the service (its copy restored at start) and a `watch` of
+    the camera that ran on from it. The service's copy, saved on shutdown, rolled the state back to
+    its older frame time; and a frame pushed to the service was judged on its stale copy (the car
+    `watch` had seen leave was still there, and cleared a second time)."""
+    for t in range(0, 100):
+        hub.frame(t, [SPOT])
+    service = hub.hub
+    hub.restart()  # the watch process, from the state the service saved
+    watched = {t: done for t in range(100, 200) if (done := hub.frame(t, [SPOT] if t < 150 else []))}
+    assert watched == {121: [("evidence", None, "")], 179: [("cleared", "resolved", "")]}
+    hub.hub.save(hub.sessions)  # the watch ends
+    service.save(hub.sessions)  # the service ends later, its copy older
+    with hub.sessions() as session:
+        (state,) = session.scalars(select(CameraState)).all()
+    assert state.captured_at == SERVICE_START + timedelta(seconds=199)
+
+    hub.hub = service  # a frame pushed to the service: it goes on from the newer state
+    pushed = {t: done for t in range(200, 260) if (done := hub.frame(t, []))}
+    assert pushed == {}
+    assert service.get("hub-cam").rules.last_at == (SERVICE_START + timedelta(seconds=259)).timestamp()
+    with hub.sessions() as session:
+        after = session.scalars(select(Evidence).where(Evidence.role == "after")).all()
+    assert len(after) == 1
 
 
 def test_a_held_frame_is_forgotten_by_a_restart_and_the_state_stays_whole(hub: Hub) -> None:

@@ -26,7 +26,9 @@ the held frame (a reload of the camera's settings carries it over).
 Each camera's engine state (clocks, incidents with their cases, occupancy models) is saved in the
 database (`camera_states`) after every frame that made an event and at least every
 `SAVE_EVERY_S` of capture time, and restored when a hub starts (`restore`): a restart in the
-middle of a violation neither hides it nor leaves a ghost of it.
+middle of a violation neither hides it nor leaves a ghost of it. The service and a `watch` may both
+hold a camera's state: the newest capture time wins. A frame first takes a newer state another
+process saved (`_take_newer`), and a save never replaces a newer stored state (`_store`).
 
 `reload` applies a new cameras file without a restart: an unchanged camera goes on as it is, a
 changed one gets a new engine that takes over the old one's state (what belongs to zones of the
@@ -37,19 +39,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import supervision as sv
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from serve.cases.db import transaction
@@ -269,7 +272,9 @@ class CameraHub:
         at = capture_seconds(captured_at)  # a time without a timezone is refused before anything counts
         live = self._locked(camera_id)
         try:
-            self._sync_handled(live, sessions)
+            with sessions() as session:
+                self._take_newer(live, session)
+                self._sync_handled(live, session)
             live.health.count(received_at or datetime.now(UTC), size)
             held = live.held
             held_at = None if held is None else capture_seconds(held.captured_at)
@@ -361,14 +366,36 @@ class CameraHub:
         for row in rows:
             live = self.cameras[row.camera_id]
             with live.lock:
-                live.held = None  # held against the timeline being replaced
-                try:
-                    live.rules.restore(decode(row.state))
-                except (ValueError, KeyError, TypeError) as err:
-                    log.warning("camera %s: saved state not used (%s); it starts afresh", row.camera_id, err)
-                    live.rules = CameraRules(live.camera, self.taxonomy)
-                else:
-                    live.saved_at = live.rules.last_at
+                self._take(live, row)
+
+    def _take(self, live: LiveCamera, row: CameraState) -> None:
+        """Go on from a saved state (call with the camera's lock held)."""
+        live.held = None  # held against the timeline being replaced
+        try:
+            live.rules.restore(decode(row.state))
+        except (ValueError, KeyError, TypeError) as err:
+            log.warning("camera %s: saved state not used (%s); it starts afresh", row.camera_id, err)
+            live.rules = CameraRules(live.camera, self.taxonomy)
+        live.saved_at = row.captured_at.timestamp()  # this row is known: not taken again
+
+    def _take_newer(self, live: LiveCamera, session: Session) -> None:
+        """Another process saved a newer state of this camera (a `streetorder watch` of it, or the
+        service it pushes frames to): go on from that one, not from this process's older copy, whose
+        gap and incidents would be judged as if nobody else had watched meanwhile."""
+        stored = session.scalar(
+            select(CameraState.captured_at).where(CameraState.camera_id == live.camera.id)
+        )
+        known = max(live.rules.last_at or -math.inf, live.saved_at or -math.inf)
+        if stored is None or (known > -math.inf and stored <= datetime.fromtimestamp(known, UTC)):
+            return
+        row = session.get(CameraState, live.camera.id)
+        assert row is not None
+        log.warning(
+            "camera %s: a newer state (to %s) was saved by another process; this one goes on from it",
+            live.camera.id,
+            row.captured_at.isoformat(),
+        )
+        self._take(live, row)
 
     def reload(self, registry: CameraRegistry, sessions: sessionmaker[Session]) -> ReloadSummary:
         """Apply another cameras file while frames keep coming (see the module's docstring)."""
@@ -411,21 +438,43 @@ class CameraHub:
                 self._save(live, sessions)
 
     def _save(self, live: LiveCamera, sessions: sessionmaker[Session]) -> None:
-        last_at = live.rules.last_at
-        if last_at is None:
+        if live.rules.last_at is None:
             return
-        blob = encode(live.rules.export())
         with transaction(sessions) as session:
-            row = session.get(CameraState, live.camera.id)
-            if row is None:
-                row = CameraState(camera_id=live.camera.id)
-                session.add(row)
-            row.captured_at = datetime.fromtimestamp(last_at, UTC)
-            row.saved_at = datetime.now(UTC)
-            row.state = blob
-        live.saved_at = last_at
+            self._store(session, live)
 
-    def _sync_handled(self, live: LiveCamera, sessions: sessionmaker[Session]) -> None:
+    def _store(self, session: Session, live: LiveCamera) -> bool:
+        """Write the camera's state, unless the stored one is newer: two writers of one camera (the
+        service and a `watch`, or a stale copy saved on shutdown) never roll each other's state back
+        to an older frame time. The write is one conditional UPDATE (first statement: the write lock
+        on SQLite, the row lock on PostgreSQL), so it cannot interleave with another."""
+        last_at = live.rules.last_at
+        assert last_at is not None
+        values = {
+            "captured_at": datetime.fromtimestamp(last_at, UTC),
+            "saved_at": datetime.now(UTC),
+            "state": encode(live.rules.export()),
+        }
+        written = session.execute(
+            update(CameraState)
+            .where(CameraState.camera_id == live.camera.id, CameraState.captured_at <= values["captured_at"])
+            .values(**values)
+        )
+        if not cast(CursorResult[Any], written).rowcount:
+            stored = session.get(CameraState, live.camera.id)
+            if stored is not None:
+                log.warning(
+                    "camera %s: state to %s not saved: a newer one (to %s) is stored, by another process",
+                    live.camera.id,
+                    values["captured_at"].isoformat(),
+                    stored.captured_at.isoformat(),
+                )
+                return False
+            session.add(CameraState(camera_id=live.camera.id, **values))
+        live.saved_at = last_at
+        return True
+
+    def _sync_handled(self, live: LiveCamera, session: Session) -> None:
         """Tell the engine which incidents' cases were reported handled (and when), or reworked.
 
         Several incidents may share a case (the intake merges findings of one class within 50 m:
@@ -441,15 +490,14 @@ class CameraHub:
         if not watched:
             return
         cases = {case_id for _, case_id in watched}
-        with sessions() as session:
-            states = dict(session.execute(select(Case.id, Case.state).where(Case.id.in_(cases))).all())
-            handled = dict(
-                session.execute(
-                    select(FlowEntry.case_id, FlowEntry.at)
-                    .where(FlowEntry.case_id.in_(cases), FlowEntry.action == Action.HANDLE)
-                    .order_by(FlowEntry.id)
-                ).all()
-            )  # the latest handling report of each case wins
+        states = dict(session.execute(select(Case.id, Case.state).where(Case.id.in_(cases))).all())
+        handled = dict(
+            session.execute(
+                select(FlowEntry.case_id, FlowEntry.at)
+                .where(FlowEntry.case_id.in_(cases), FlowEntry.action == Action.HANDLE)
+                .order_by(FlowEntry.id)
+            ).all()
+        )  # the latest handling report of each case wins
         for incident, case_id in watched:
             state = states.get(case_id)
             report = handled.get(case_id)

@@ -120,7 +120,10 @@ class CaseActionOut(Schema):
     created: bool = Field(description="true when this frame opened the case")
     evidence_id: int | None = Field(description="evidence added (image at /v1/evidence/{id})")
     proposal: str | None = Field(description="check_pass / resolved (place clear) or check_fail (rework)")
-    reason: str = Field(description="why, for rework: returned or still_present")
+    reason: str = Field(
+        description="why: for rework returned or still_present; after_gap for a violation that stood "
+        "min_dwell_s again after a gap in the frames longer than dwell.restart_bridge_s"
+    )
 
 
 class FrameTiming(Schema):
