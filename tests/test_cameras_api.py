@@ -800,6 +800,62 @@ def test_a_frozen_picture_is_told_in_health_and_metrics(model_service: Service) 
     assert unchanged_since() is None
 
 
+@pytest.mark.parametrize("second_leaves", [170.0, 140.0], ids=["one after the other", "both at once"])
+def test_two_cameras_on_one_case_only_the_last_to_clear_proposes(
+    model_service: Service, second_leaves: float
+) -> None:
+    """Found by the camera walk-through: two cameras 14 m apart (within the duplicate radius) see the
+    same stretch of sidewalk; their stalls are one case. When the first camera's place cleared it
+    proposed `resolved` while the second camera still saw the stall: only a camera's own incidents
+    were asked. Each pair of frames is posted at once (two threads), as two cameras do; when both
+    places clear on the same frame, exactly one of them proposes."""
+    service = model_service
+    second = {**copy.deepcopy(API_CONFIG["cameras"][0]), "id": "test-cam-2", "lon": PLACE["lon"] + 0.00015}
+    del second["stream"]
+    write_cameras(service, {**API_CONFIG, "cameras": [*API_CONFIG["cameras"], second]})
+    reloaded = service.client.post("/v1/cameras/reload", headers=service.auth("admin"))
+    assert reloaded.status_code == 200 and reloaded.json()["added"] == ["test-cam-2"], reloaded.text
+    scenes = {
+        CAM: Scene(200, stall=(70, 140), cars=False),
+        "test-cam-2": Scene(200, stall=(70, second_leaves), cars=False),
+    }
+    actions: dict[str, list[dict[str, Any]]] = {camera: [] for camera in scenes}
+
+    def send(camera: str, t: float, answers: dict[str, Any]) -> None:
+        at = SERVICE_START + timedelta(seconds=t)
+        answers[camera] = post(service, jpeg(scenes[camera].frame(t)[0]), at, camera=camera)
+
+    for step in range(100):  # a frame every 2 s from each camera
+        answers: dict[str, Any] = {}
+        senders = [threading.Thread(target=send, args=(camera, step * 2.0, answers)) for camera in scenes]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join()
+        for camera, response in answers.items():
+            assert response.status_code == 200, response.text
+            actions[camera] += response.json()["cases"]
+
+    assert {camera: [a["kind"] for a in done] for camera, done in actions.items()} == {
+        CAM: ["started", "cleared"],
+        "test-cam-2": ["started", "cleared"],
+    }
+    (case_id,) = {a["case_id"] for done in actions.values() for a in done}  # one case: the duplicate rule
+    assert sum(a["created"] for done in actions.values() for a in done) == 1
+    cleared = {camera: done[1] for camera, done in actions.items()}
+    if second_leaves > 140:
+        proposing, waiting = "test-cam-2", CAM
+    else:  # the same frame: whichever got to the case second proposes, the other waited for it
+        (proposing,) = [camera for camera, a in cleared.items() if a["proposal"] == "resolved"]
+        (waiting,) = set(cleared) - {proposing}
+    assert cleared[proposing]["proposal"] == "resolved"
+    assert cleared[waiting]["proposal"] is None
+    assert f"of camera {proposing} on this case still present" in cleared[waiting]["reason"]
+    case = service.client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read")).json()
+    after = [(e["extra"] or {}) for e in case["evidence"] if e["role"] == "after"]
+    assert [(a["camera_id"], a["proposal"]) for a in after] == [(waiting, None), (proposing, "resolved")]
+
+
 # --- a real garbage pile through the real model: tracks, occlusion, id switch ----------------------
 
 

@@ -58,7 +58,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from serve.cases.db import transaction
 from serve.cases.enums import Action, CaseSource, EvidenceRole, State
 from serve.cases.evidence import store_image
-from serve.cases.findings import CaseRules, Finding, record_finding
+from serve.cases.findings import CaseRules, Finding, lock_intake, record_finding
 from serve.cases.orm import CameraState, Case, Evidence, FlowEntry
 from serve.cases.workflow import is_open
 from vision.core.boxes import Box
@@ -336,12 +336,12 @@ class CameraHub:
         live.last_frame = image
         started = time.perf_counter()
         actions = []
-        if outcome.events:
+        if outcome.events:  # saved with its events, in their transaction
             live.health.events += len(outcome.events)
             actions = self._apply(
                 live, image, captured_at, outcome.events, sessions, case_rules, model_version
             )
-        if outcome.events or live.saved_at is None or outcome.at - live.saved_at >= SAVE_EVERY_S:
+        elif live.saved_at is None or outcome.at - live.saved_at >= SAVE_EVERY_S:
             self._save(live, sessions)
         timings.cases_s += time.perf_counter() - started
         return outcome, actions
@@ -446,14 +446,19 @@ class CameraHub:
     def _store(self, session: Session, live: LiveCamera) -> bool:
         """Write the camera's state, unless the stored one is newer: two writers of one camera (the
         service and a `watch`, or a stale copy saved on shutdown) never roll each other's state back
-        to an older frame time. The write is one conditional UPDATE (first statement: the write lock
-        on SQLite, the row lock on PostgreSQL), so it cannot interleave with another."""
+        to an older frame time. The write is one conditional UPDATE (it takes the write lock on
+        SQLite, the row lock on PostgreSQL), so two writers cannot interleave between check and write."""
         last_at = live.rules.last_at
         assert last_at is not None
         values = {
             "captured_at": datetime.fromtimestamp(last_at, UTC),
             "saved_at": datetime.now(UTC),
             "state": encode(live.rules.export()),
+            "standing": [
+                {"incident": i.id, "case_id": i.case_id}
+                for i in open_incidents(live)
+                if i.case_id is not None
+            ],
         }
         written = session.execute(
             update(CameraState)
@@ -523,6 +528,9 @@ class CameraHub:
         path = store_image(self.evidence_dir, frame, sha256, "JPEG")
         actions = []
         with transaction(sessions) as session:
+            # every camera's events one after another, the state with them: a clear reads the other
+            # cameras' standing violations as their last events left them (`standing_elsewhere`)
+            lock_intake(session)
             for event in events:
                 incident = event.incident
                 case = session.get(Case, incident.case_id) if incident.case_id is not None else None
@@ -536,6 +544,7 @@ class CameraHub:
                             session, live, event, image, path, sha256, captured_at, case_rules, model_version
                         )
                     )
+            self._store(session, live)
         return actions
 
     def _finding(
@@ -610,12 +619,17 @@ class CameraHub:
         if event.kind == "cleared":
             role, boxes = EvidenceRole.AFTER, []
             proposal = "check_pass" if case.state == State.HANDLED else "resolved"
-            # one case may hold several incidents (the intake merges a class's findings within 50 m):
-            # while another still stands, this place is clear but the case is not
+            # one case may hold several incidents (the intake merges a class's findings within 50 m,
+            # of this camera and of the others there): while another still stands, this place is
+            # clear but the case is not; the last one to clear proposes
             standing = still_standing(live, case.id, incident)
             if standing is not None:
                 proposal = None
                 reason = f"place clear; incident {standing.id} of this case still present"
+            elif (elsewhere := standing_elsewhere(session, live.camera.id, case.id)) is not None:
+                other, incident_id = elsewhere
+                proposal = None
+                reason = f"place clear; incident {incident_id} of camera {other} on this case still present"
         else:  # back, or never gone: rework of a handled case; for one nobody handled, news only
             role = EvidenceRole.FINDING
             boxes = [self._box(incident).to_json()]
@@ -694,6 +708,22 @@ def still_standing(live: LiveCamera, case_id: int, cleared: Incident) -> Inciden
         (i for i in open_incidents(live) if i.case_id == case_id and i.id != cleared.id),
         None,
     )
+
+
+def standing_elsewhere(session: Session, camera_id: str, case_id: int) -> tuple[str, int] | None:
+    """(camera, incident) of another camera whose violation of the case stood on its last saved
+    frame, if any. Read under the intake lock (`CameraHub._apply`): every camera's events and state
+    are written under it, so of two cameras clearing one case at once the second sees the first's
+    clear, and exactly one proposes. A camera that stopped sending keeps its violation standing
+    until it clears it: the case then waits for a person, never for a false `resolved`."""
+    rows = session.execute(
+        select(CameraState.camera_id, CameraState.standing).where(CameraState.camera_id != camera_id)
+    ).all()
+    for other, standing in sorted(rows):
+        for entry in standing:
+            if entry.get("case_id") == case_id:
+                return other, int(entry["incident"])
+    return None
 
 
 class CameraCollector(Collector):
