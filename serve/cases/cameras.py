@@ -450,8 +450,9 @@ class CameraHub:
         SQLite, the row lock on PostgreSQL), so two writers cannot interleave between check and write."""
         last_at = live.rules.last_at
         assert last_at is not None
-        values = {
-            "captured_at": datetime.fromtimestamp(last_at, UTC),
+        captured_at = datetime.fromtimestamp(last_at, UTC)
+        values: dict[str, Any] = {
+            "captured_at": captured_at,
             "saved_at": datetime.now(UTC),
             "state": encode(live.rules.export()),
             "standing": [
@@ -462,7 +463,7 @@ class CameraHub:
         }
         written = session.execute(
             update(CameraState)
-            .where(CameraState.camera_id == live.camera.id, CameraState.captured_at <= values["captured_at"])
+            .where(CameraState.camera_id == live.camera.id, CameraState.captured_at <= captured_at)
             .values(**values)
         )
         if not cast(CursorResult[Any], written).rowcount:
@@ -471,7 +472,7 @@ class CameraHub:
                 log.warning(
                     "camera %s: state to %s not saved: a newer one (to %s) is stored, by another process",
                     live.camera.id,
-                    values["captured_at"].isoformat(),
+                    captured_at.isoformat(),
                     stored.captured_at.isoformat(),
                 )
                 return False
