@@ -273,7 +273,7 @@ class CameraState(Base):
     saved_at: Mapped[datetime] = mapped_column()
     state: Mapped[bytes] = mapped_column(LargeBinary)
     # the violations standing on the last frame saved, [{"incident": id, "case_id": id}]: read by the
-    # other cameras of a case (migration 0016) without decoding the state
+    # other cameras of a case (migration 0018) without decoding the state
     standing: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
 
 

@@ -1,7 +1,7 @@
 """camera states: the violations each camera sees standing, with their cases
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0018
+Revises: 0017
 Create Date: 2026-12-07 09:00:00
 
 Cameras within the duplicate radius (50 m) feed the same case. A camera whose violation cleared
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0016"
-down_revision = "0015"
+revision = "0018"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
