@@ -408,19 +408,81 @@ def test_a_frame_far_ahead_waits_for_the_next_one(hub: Hub, frames: list[tuple[f
 
 
 def test_a_real_gap_costs_one_frame_and_the_held_frame_makes_its_events(hub: Hub) -> None:
-    """The car leaves while the camera is offline (100-1000 s); the first frame back is held, the
-    next one applies it: the place is clear on the held frame, whose image is the after-photo."""
+    """The car leaves while the camera is offline (100-500 s, within dwell.restart_bridge_s); the
+    first frame back is held, the next one applies it: the place is clear on the held frame, whose
+    image is the after-photo."""
     for t in range(0, 100):
         hub.frame(t, [SPOT])
-    held = hub.result(1000, [])
+    held = hub.result(500, [])
     assert held.held and held.actions == [] and "dwell.jump_s 300" in (held.hold_reason or "")
-    nxt = hub.result(1001, [])
+    nxt = hub.result(501, [])
     assert nxt.settled is not None and nxt.settled.applied
-    assert nxt.settled.captured_at == SERVICE_START + timedelta(seconds=1000)
+    assert nxt.settled.captured_at == SERVICE_START + timedelta(seconds=500)
     assert [(a.kind, a.proposal) for a in nxt.actions] == [("cleared", "resolved")]
     with hub.sessions() as session:
         after = session.scalars(select(Evidence).where(Evidence.role == "after")).one()
-    assert after.captured_at == SERVICE_START + timedelta(seconds=1000)
+    assert after.captured_at == SERVICE_START + timedelta(seconds=500)
+
+
+@pytest.mark.parametrize("restarted", [True, False], ids=["watch started after the gap", "same process"])
+def test_no_dwell_is_carried_across_a_gap_longer_than_the_cameras_tolerance(
+    hub: Hub, restarted: bool
+) -> None:
+    """Found by the camera walk-through: the service saved a camera's state with a car parked and its
+    case filed; `streetorder watch` of that camera started two hours later and the car's next
+    evidence said it had stood the whole gap (`dwell_s` 7258). Nobody watched: what stands there now
+    must stand `min_dwell_s` again, and then joins the open case (the duplicate rule), no second case."""
+    actions: dict[float, list[tuple[str, str | None, str]]] = {}
+    for t in range(0, 100):
+        if done := hub.frame(t, [SPOT]):
+            actions[t] = done
+    hub.hub.save(hub.sessions)  # as on shutdown
+    if restarted:
+        hub.restart()
+    back = 100 + 2 * 3600
+    dwell = {}
+    for t in range(back, back + 120):
+        result = hub.result(t, [SPOT])
+        dwell[t] = [round(s.dwell(result.outcome.at)) for s in result.outcome.stays]
+        if done := [(a.kind, a.proposal, a.reason) for a in result.actions]:
+            actions[t] = done
+    # the first frame back is held (dwell.jump_s) and applied by the next one; the car stands from
+    # the first frame after the gap: 60 s of dwell from then
+    assert actions == {61: [("started", None, "")], back + 61: [("started", None, "after_gap")]}
+    assert max(max(d, default=0) for d in dwell.values()) < 120
+    with hub.sessions() as session:
+        (case,) = session.scalars(select(Case)).all()
+        findings = session.scalars(
+            select(Evidence).where(Evidence.case_id == case.id).order_by(Evidence.id)
+        ).all()
+    assert [(e.extra or {}).get("dwell_s") for e in findings] == [60.0, 60.0]  # not 7,260
+    assert [(e.extra or {}).get("reason") for e in findings] == ["started", "after_gap"]
+
+
+def test_an_older_copy_of_a_cameras_state_never_overwrites_a_newer_one(hub: Hub) -> None:
+    """Two writers of one camera's state: the service (its copy restored at start) and a `watch` of
+    the camera that ran on from it. The service's copy, saved on shutdown, rolled the state back to
+    its older frame time; and a frame pushed to the service was judged on its stale copy (the car
+    `watch` had seen leave was still there, and cleared a second time)."""
+    for t in range(0, 100):
+        hub.frame(t, [SPOT])
+    service = hub.hub
+    hub.restart()  # the watch process, from the state the service saved
+    watched = {t: done for t in range(100, 200) if (done := hub.frame(t, [SPOT] if t < 150 else []))}
+    assert watched == {121: [("evidence", None, "")], 179: [("cleared", "resolved", "")]}
+    hub.hub.save(hub.sessions)  # the watch ends
+    service.save(hub.sessions)  # the service ends later, its copy older
+    with hub.sessions() as session:
+        (state,) = session.scalars(select(CameraState)).all()
+    assert state.captured_at == SERVICE_START + timedelta(seconds=199)
+
+    hub.hub = service  # a frame pushed to the service: it goes on from the newer state
+    pushed = {t: done for t in range(200, 260) if (done := hub.frame(t, []))}
+    assert pushed == {}
+    assert service.get("hub-cam").rules.last_at == (SERVICE_START + timedelta(seconds=259)).timestamp()
+    with hub.sessions() as session:
+        after = session.scalars(select(Evidence).where(Evidence.role == "after")).all()
+    assert len(after) == 1
 
 
 def test_a_held_frame_is_forgotten_by_a_restart_and_the_state_stays_whole(hub: Hub) -> None:
@@ -736,6 +798,62 @@ def test_a_frozen_picture_is_told_in_health_and_metrics(model_service: Service) 
     assert f'streetorder_camera_picture_unchanged_seconds{{camera="{CAM}"}} 95.0' in metrics
     assert post(service, live(150.0), start + timedelta(seconds=150)).status_code == 200
     assert unchanged_since() is None
+
+
+@pytest.mark.parametrize("second_leaves", [170.0, 140.0], ids=["one after the other", "both at once"])
+def test_two_cameras_on_one_case_only_the_last_to_clear_proposes(
+    model_service: Service, second_leaves: float
+) -> None:
+    """Found by the camera walk-through: two cameras 14 m apart (within the duplicate radius) see the
+    same stretch of sidewalk; their stalls are one case. When the first camera's place cleared it
+    proposed `resolved` while the second camera still saw the stall: only a camera's own incidents
+    were asked. Each pair of frames is posted at once (two threads), as two cameras do; when both
+    places clear on the same frame, exactly one of them proposes."""
+    service = model_service
+    second = {**copy.deepcopy(API_CONFIG["cameras"][0]), "id": "test-cam-2", "lon": PLACE["lon"] + 0.00015}
+    del second["stream"]
+    write_cameras(service, {**API_CONFIG, "cameras": [*API_CONFIG["cameras"], second]})
+    reloaded = service.client.post("/v1/cameras/reload", headers=service.auth("admin"))
+    assert reloaded.status_code == 200 and reloaded.json()["added"] == ["test-cam-2"], reloaded.text
+    scenes = {
+        CAM: Scene(200, stall=(70, 140), cars=False),
+        "test-cam-2": Scene(200, stall=(70, second_leaves), cars=False),
+    }
+    actions: dict[str, list[dict[str, Any]]] = {camera: [] for camera in scenes}
+
+    def send(camera: str, t: float, answers: dict[str, Any]) -> None:
+        at = SERVICE_START + timedelta(seconds=t)
+        answers[camera] = post(service, jpeg(scenes[camera].frame(t)[0]), at, camera=camera)
+
+    for step in range(100):  # a frame every 2 s from each camera
+        answers: dict[str, Any] = {}
+        senders = [threading.Thread(target=send, args=(camera, step * 2.0, answers)) for camera in scenes]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join()
+        for camera, response in answers.items():
+            assert response.status_code == 200, response.text
+            actions[camera] += response.json()["cases"]
+
+    assert {camera: [a["kind"] for a in done] for camera, done in actions.items()} == {
+        CAM: ["started", "cleared"],
+        "test-cam-2": ["started", "cleared"],
+    }
+    (case_id,) = {a["case_id"] for done in actions.values() for a in done}  # one case: the duplicate rule
+    assert sum(a["created"] for done in actions.values() for a in done) == 1
+    cleared = {camera: done[1] for camera, done in actions.items()}
+    if second_leaves > 140:
+        proposing, waiting = "test-cam-2", CAM
+    else:  # the same frame: whichever got to the case second proposes, the other waited for it
+        (proposing,) = [camera for camera, a in cleared.items() if a["proposal"] == "resolved"]
+        (waiting,) = set(cleared) - {proposing}
+    assert cleared[proposing]["proposal"] == "resolved"
+    assert cleared[waiting]["proposal"] is None
+    assert f"of camera {proposing} on this case still present" in cleared[waiting]["reason"]
+    case = service.client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read")).json()
+    after = [(e["extra"] or {}) for e in case["evidence"] if e["role"] == "after"]
+    assert [(a["camera_id"], a["proposal"]) for a in after] == [(waiting, None), (proposing, "resolved")]
 
 
 # --- a real garbage pile through the real model: tracks, occlusion, id switch ----------------------

@@ -783,7 +783,80 @@ def test_implausible_capture_times_are_refused_at_every_door_leaving_no_file(ser
             "X-Capture-Time": BAD_CAPTURE_TIMES[2],
         },
     )
-    assert "captured_at" in assert_problem(frame, 422)["detail"]
+    assert "X-Capture-Time" in assert_problem(frame, 422)["detail"]
+
+
+# Found by the camera walk-through: pydantic reads a number, or a string of digits, as Unix seconds
+# (milliseconds beyond 2e10), so a client sending the wrong unit got a date days or decades off,
+# silently; the docs promise ISO 8601 with an offset. Years 1 and 9999 parse, and are refused as
+# implausible (or not computable); the naive time is on nobody's clock.
+NOT_ISO_TIMES: list[int | str] = [
+    1733500000,
+    "1733500000",
+    1733500000000,
+    "0001-01-01T00:00:00Z",
+    "9999-12-31T23:59:59Z",
+    "NaN",
+    "",
+    "2025-09-30T10:00:00",
+]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("value", NOT_ISO_TIMES, ids=repr)
+def test_a_time_that_is_not_iso_8601_with_an_offset_is_a_422_naming_the_field(
+    service: Service, value: int | str
+) -> None:
+    camera = next(iter(load_cameras(service.settings.configs_dir / "cameras.yaml", TAXONOMY))).id
+    frame = encoded("jpg", 7, (320, 240))
+    path = f"/v1/cameras/{camera}/frames"
+    header = service.client.post(
+        path,
+        content=frame,
+        headers={**service.auth("report"), "Content-Type": "image/jpeg", "X-Capture-Time": str(value)},
+    )
+    if header.status_code == 503:
+        pytest.skip("no model loaded: " + header.text)
+    form = service.client.post(
+        path,
+        files={"file": ("f.jpg", frame, "image/jpeg")},
+        data={"captured_at": str(value)},
+        headers=service.auth("report"),
+    )
+    assert "X-Capture-Time" in assert_problem(header, 422)["detail"]
+    assert "captured_at" in assert_problem(form, 422)["detail"]
+    health = service.client.get("/v1/cameras", headers=service.auth("cases:read")).json()
+    assert all(c["health"]["frames"] == 0 for c in health)  # nothing refused was counted or applied
+
+    case_id = report(service)
+    before = case_count(service)
+    read = service.client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read"))
+    transition = service.client.post(
+        f"/v1/cases/{case_id}/transitions",
+        json={"action": "confirm", "at": value},
+        headers={**service.auth("cases:write"), "If-Match": read.headers["ETag"]},
+    )
+    assert "at" in assert_problem(transition, 422)["detail"]
+    for query, name in (("/v1/cases", "since"), ("/v1/cases", "as_of"), ("/v1/stats", "until")):
+        answer = service.client.get(query, params={name: str(value)}, headers=service.auth("cases:read"))
+        assert name in assert_problem(answer, 422)["detail"], (query, name)
+    if value != "":  # an empty optional form field is no field at all: the photo has no time then
+        for door, scope, fields in (
+            ("/v1/reports", "report", {"lat": "34.72265", "lon": "113.62762"}),
+            (f"/v1/cases/{case_id}/evidence", "cases:write", {"role": "after"}),
+        ):
+            response = service.client.post(
+                door,
+                files={"file": ("t.jpg", encoded("jpg", 300, (320, 240)), "image/jpeg")},
+                data={**fields, "taken_at": str(value)},
+                headers=service.auth(scope),
+            )
+            assert "taken_at" in assert_problem(response, 422)["detail"], door
+    assert case_count(service) == before and uploads(service) == []
+    assert (
+        service.client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read")).headers["ETag"]
+        == read.headers["ETag"]
+    )
 
 
 aware_times = st.datetimes(

@@ -6,6 +6,7 @@ bridges and bureau systems are written against.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -16,6 +17,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -37,9 +39,32 @@ from serve.cases.times import computable, computable_day
 from serve.cases.workflow import Action
 
 MAX_ID = 2**63 - 1  # the largest row id SQLite and PostgreSQL can hold: larger ids are 422, not 500
+ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")  # how an ISO 8601 date and time begins
+ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+TIME_EXAMPLE = "2026-05-06T09:30:00+08:00"
+
+
+def iso_time(value: Any) -> Any:
+    """Only ISO 8601 text (or a datetime built in code) goes on to pydantic's parser, which would read
+    a number or a string of digits as Unix seconds, or milliseconds beyond 2e10: a client sending
+    one unit for the other got a date days or decades off, silently."""
+    if isinstance(value, datetime) or (isinstance(value, str) and ISO_TIME.match(value)):
+        return value
+    raise ValueError(f"{value!r} is not an ISO 8601 time with an offset, e.g. {TIME_EXAMPLE}")
+
+
+def iso_day(value: Any) -> Any:
+    """Only an ISO 8601 day (YYYY-MM-DD), as `iso_time` (pydantic took 1733443200 as 2024-12-06)."""
+    if isinstance(value, date) or (isinstance(value, str) and ISO_DAY.fullmatch(value)):
+        return value
+    raise ValueError(f"{value!r} is not an ISO 8601 day, e.g. 2026-05-06")
+
+
+# A time a request gives: ISO 8601 text with its offset (a naive time is refused: whose clock?).
+IsoTime = Annotated[AwareDatetime, BeforeValidator(iso_time)]
 # Every time and day a request names: within the years the service can compute with (422 outside).
-Instant = Annotated[AwareDatetime, AfterValidator(computable)]
-Day = Annotated[date, AfterValidator(computable_day)]
+Instant = Annotated[IsoTime, AfterValidator(computable)]
+Day = Annotated[date, BeforeValidator(iso_day), AfterValidator(computable_day)]
 
 # Every time the API answers, one convention: ISO 8601 with the bureau's own UTC offset (the calendar's
 # timezone, configs/calendar.yaml), as GeoReport v2 asks, to the second. Inputs take any offset.

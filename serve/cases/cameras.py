@@ -26,7 +26,9 @@ the held frame (a reload of the camera's settings carries it over).
 Each camera's engine state (clocks, incidents with their cases, occupancy models) is saved in the
 database (`camera_states`) after every frame that made an event and at least every
 `SAVE_EVERY_S` of capture time, and restored when a hub starts (`restore`): a restart in the
-middle of a violation neither hides it nor leaves a ghost of it.
+middle of a violation neither hides it nor leaves a ghost of it. The service and a `watch` may both
+hold a camera's state: the newest capture time wins. A frame first takes a newer state another
+process saved (`_take_newer`), and a save never replaces a newer stored state (`_store`).
 
 `reload` applies a new cameras file without a restart: an unchanged camera goes on as it is, a
 changed one gets a new engine that takes over the old one's state (what belongs to zones of the
@@ -37,25 +39,26 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import supervision as sv
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from serve.cases.db import transaction
 from serve.cases.enums import Action, CaseSource, EvidenceRole, State
 from serve.cases.evidence import store_image
-from serve.cases.findings import CaseRules, Finding, record_finding
+from serve.cases.findings import CaseRules, Finding, lock_intake, record_finding
 from serve.cases.orm import CameraState, Case, Evidence, FlowEntry
 from serve.cases.workflow import is_open
 from vision.core.boxes import Box
@@ -269,7 +272,9 @@ class CameraHub:
         at = capture_seconds(captured_at)  # a time without a timezone is refused before anything counts
         live = self._locked(camera_id)
         try:
-            self._sync_handled(live, sessions)
+            with sessions() as session:
+                self._take_newer(live, session)
+                self._sync_handled(live, session)
             live.health.count(received_at or datetime.now(UTC), size)
             held = live.held
             held_at = None if held is None else capture_seconds(held.captured_at)
@@ -331,12 +336,12 @@ class CameraHub:
         live.last_frame = image
         started = time.perf_counter()
         actions = []
-        if outcome.events:
+        if outcome.events:  # saved with its events, in their transaction
             live.health.events += len(outcome.events)
             actions = self._apply(
                 live, image, captured_at, outcome.events, sessions, case_rules, model_version
             )
-        if outcome.events or live.saved_at is None or outcome.at - live.saved_at >= SAVE_EVERY_S:
+        elif live.saved_at is None or outcome.at - live.saved_at >= SAVE_EVERY_S:
             self._save(live, sessions)
         timings.cases_s += time.perf_counter() - started
         return outcome, actions
@@ -361,14 +366,36 @@ class CameraHub:
         for row in rows:
             live = self.cameras[row.camera_id]
             with live.lock:
-                live.held = None  # held against the timeline being replaced
-                try:
-                    live.rules.restore(decode(row.state))
-                except (ValueError, KeyError, TypeError) as err:
-                    log.warning("camera %s: saved state not used (%s); it starts afresh", row.camera_id, err)
-                    live.rules = CameraRules(live.camera, self.taxonomy)
-                else:
-                    live.saved_at = live.rules.last_at
+                self._take(live, row)
+
+    def _take(self, live: LiveCamera, row: CameraState) -> None:
+        """Go on from a saved state (call with the camera's lock held)."""
+        live.held = None  # held against the timeline being replaced
+        try:
+            live.rules.restore(decode(row.state))
+        except (ValueError, KeyError, TypeError) as err:
+            log.warning("camera %s: saved state not used (%s); it starts afresh", row.camera_id, err)
+            live.rules = CameraRules(live.camera, self.taxonomy)
+        live.saved_at = row.captured_at.timestamp()  # this row is known: not taken again
+
+    def _take_newer(self, live: LiveCamera, session: Session) -> None:
+        """Another process saved a newer state of this camera (a `streetorder watch` of it, or the
+        service it pushes frames to): go on from that one, not from this process's older copy, whose
+        gap and incidents would be judged as if nobody else had watched meanwhile."""
+        stored = session.scalar(
+            select(CameraState.captured_at).where(CameraState.camera_id == live.camera.id)
+        )
+        known = max(live.rules.last_at or -math.inf, live.saved_at or -math.inf)
+        if stored is None or (known > -math.inf and stored <= datetime.fromtimestamp(known, UTC)):
+            return
+        row = session.get(CameraState, live.camera.id)
+        assert row is not None
+        log.warning(
+            "camera %s: a newer state (to %s) was saved by another process; this one goes on from it",
+            live.camera.id,
+            row.captured_at.isoformat(),
+        )
+        self._take(live, row)
 
     def reload(self, registry: CameraRegistry, sessions: sessionmaker[Session]) -> ReloadSummary:
         """Apply another cameras file while frames keep coming (see the module's docstring)."""
@@ -411,21 +438,49 @@ class CameraHub:
                 self._save(live, sessions)
 
     def _save(self, live: LiveCamera, sessions: sessionmaker[Session]) -> None:
-        last_at = live.rules.last_at
-        if last_at is None:
+        if live.rules.last_at is None:
             return
-        blob = encode(live.rules.export())
         with transaction(sessions) as session:
-            row = session.get(CameraState, live.camera.id)
-            if row is None:
-                row = CameraState(camera_id=live.camera.id)
-                session.add(row)
-            row.captured_at = datetime.fromtimestamp(last_at, UTC)
-            row.saved_at = datetime.now(UTC)
-            row.state = blob
-        live.saved_at = last_at
+            self._store(session, live)
 
-    def _sync_handled(self, live: LiveCamera, sessions: sessionmaker[Session]) -> None:
+    def _store(self, session: Session, live: LiveCamera) -> bool:
+        """Write the camera's state, unless the stored one is newer: two writers of one camera (the
+        service and a `watch`, or a stale copy saved on shutdown) never roll each other's state back
+        to an older frame time. The write is one conditional UPDATE (it takes the write lock on
+        SQLite, the row lock on PostgreSQL), so two writers cannot interleave between check and write."""
+        last_at = live.rules.last_at
+        assert last_at is not None
+        captured_at = datetime.fromtimestamp(last_at, UTC)
+        values: dict[str, Any] = {
+            "captured_at": captured_at,
+            "saved_at": datetime.now(UTC),
+            "state": encode(live.rules.export()),
+            "standing": [
+                {"incident": i.id, "case_id": i.case_id}
+                for i in open_incidents(live)
+                if i.case_id is not None
+            ],
+        }
+        written = session.execute(
+            update(CameraState)
+            .where(CameraState.camera_id == live.camera.id, CameraState.captured_at <= captured_at)
+            .values(**values)
+        )
+        if not cast(CursorResult[Any], written).rowcount:
+            stored = session.get(CameraState, live.camera.id)
+            if stored is not None:
+                log.warning(
+                    "camera %s: state to %s not saved: a newer one (to %s) is stored, by another process",
+                    live.camera.id,
+                    captured_at.isoformat(),
+                    stored.captured_at.isoformat(),
+                )
+                return False
+            session.add(CameraState(camera_id=live.camera.id, **values))
+        live.saved_at = last_at
+        return True
+
+    def _sync_handled(self, live: LiveCamera, session: Session) -> None:
         """Tell the engine which incidents' cases were reported handled (and when), or reworked.
 
         Several incidents may share a case (the intake merges findings of one class within 50 m:
@@ -441,15 +496,14 @@ class CameraHub:
         if not watched:
             return
         cases = {case_id for _, case_id in watched}
-        with sessions() as session:
-            states = dict(session.execute(select(Case.id, Case.state).where(Case.id.in_(cases))).all())
-            handled = dict(
-                session.execute(
-                    select(FlowEntry.case_id, FlowEntry.at)
-                    .where(FlowEntry.case_id.in_(cases), FlowEntry.action == Action.HANDLE)
-                    .order_by(FlowEntry.id)
-                ).all()
-            )  # the latest handling report of each case wins
+        states = dict(session.execute(select(Case.id, Case.state).where(Case.id.in_(cases))).all())
+        handled = dict(
+            session.execute(
+                select(FlowEntry.case_id, FlowEntry.at)
+                .where(FlowEntry.case_id.in_(cases), FlowEntry.action == Action.HANDLE)
+                .order_by(FlowEntry.id)
+            ).all()
+        )  # the latest handling report of each case wins
         for incident, case_id in watched:
             state = states.get(case_id)
             report = handled.get(case_id)
@@ -475,6 +529,9 @@ class CameraHub:
         path = store_image(self.evidence_dir, frame, sha256, "JPEG")
         actions = []
         with transaction(sessions) as session:
+            # every camera's events one after another, the state with them: a clear reads the other
+            # cameras' standing violations as their last events left them (`standing_elsewhere`)
+            lock_intake(session)
             for event in events:
                 incident = event.incident
                 case = session.get(Case, incident.case_id) if incident.case_id is not None else None
@@ -488,6 +545,7 @@ class CameraHub:
                             session, live, event, image, path, sha256, captured_at, case_rules, model_version
                         )
                     )
+            self._store(session, live)
         return actions
 
     def _finding(
@@ -562,12 +620,17 @@ class CameraHub:
         if event.kind == "cleared":
             role, boxes = EvidenceRole.AFTER, []
             proposal = "check_pass" if case.state == State.HANDLED else "resolved"
-            # one case may hold several incidents (the intake merges a class's findings within 50 m):
-            # while another still stands, this place is clear but the case is not
+            # one case may hold several incidents (the intake merges a class's findings within 50 m,
+            # of this camera and of the others there): while another still stands, this place is
+            # clear but the case is not; the last one to clear proposes
             standing = still_standing(live, case.id, incident)
             if standing is not None:
                 proposal = None
                 reason = f"place clear; incident {standing.id} of this case still present"
+            elif (elsewhere := standing_elsewhere(session, live.camera.id, case.id)) is not None:
+                other, incident_id = elsewhere
+                proposal = None
+                reason = f"place clear; incident {incident_id} of camera {other} on this case still present"
         else:  # back, or never gone: rework of a handled case; for one nobody handled, news only
             role = EvidenceRole.FINDING
             boxes = [self._box(incident).to_json()]
@@ -646,6 +709,22 @@ def still_standing(live: LiveCamera, case_id: int, cleared: Incident) -> Inciden
         (i for i in open_incidents(live) if i.case_id == case_id and i.id != cleared.id),
         None,
     )
+
+
+def standing_elsewhere(session: Session, camera_id: str, case_id: int) -> tuple[str, int] | None:
+    """(camera, incident) of another camera whose violation of the case stood on its last saved
+    frame, if any. Read under the intake lock (`CameraHub._apply`): every camera's events and state
+    are written under it, so of two cameras clearing one case at once the second sees the first's
+    clear, and exactly one proposes. A camera that stopped sending keeps its violation standing
+    until it clears it: the case then waits for a person, never for a false `resolved`."""
+    rows = session.execute(
+        select(CameraState.camera_id, CameraState.standing).where(CameraState.camera_id != camera_id)
+    ).all()
+    for other, standing in sorted(rows):
+        for entry in standing:
+            if entry.get("case_id") == case_id:
+                return other, int(entry["incident"])
+    return None
 
 
 class CameraCollector(Collector):

@@ -254,7 +254,7 @@ class TrackerSettings(_Frozen):
 class DwellSettings(_Frozen):
     max_drift: float = Field(default=0.3, gt=0)
     refind_s: float = Field(default=60, ge=0)
-    restart_bridge_s: float = Field(default=600, ge=0)  # a restart's gap a restored clock is carried over
+    restart_bridge_s: float = Field(default=600, ge=0)  # longest gap in the frames dwell is carried across
     refind_iou: float = Field(default=0.3, gt=0, le=1)
     refind_appearance: float = Field(default=0.43, gt=0, le=1)  # colour distance of "the same object"
     max_objects: int = Field(default=256, ge=1)

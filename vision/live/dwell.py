@@ -173,8 +173,7 @@ class DwellClocks:
         Detections without a track (tracker_id -1) carry no identity and are ignored.
         """
         if self._watching_since is None:  # the first frame after a restart
-            self._watching_since = at
-            self._forget_unwatched(at)
+            self.resume(at)
         seen: dict[str, list[Stay]] = {}
         for zone_id, detections in in_zones.items():
             tracked = subset(detections, ids(detections.tracker_id, len(detections)) >= 0)
@@ -182,12 +181,16 @@ class DwellClocks:
         self._evict(at)
         return seen
 
-    def _forget_unwatched(self, at: float) -> None:
-        """Drop the restored clocks last seen more than `restart_bridge_s` before the first frame after
-        the restart: nobody watched in between, and carried over they would file at once whatever
-        stands there now (three days off made a car parked 20 s before the outage a 259,207 s stay)."""
+    def resume(self, at: float) -> None:
+        """The first frame after nobody watched (a restart, or a gap in the frames longer than
+        `restart_bridge_s`): refinds and absence count from `at`, and the clocks last seen more than
+        `restart_bridge_s` before it are dropped: carried over they would file at once whatever stands
+        there now (three days off made a car parked 20 s before the outage a 259,207 s stay)."""
+        self._watching_since = at
         for key in [k for k, s in self.stays.items() if at - s.last_seen > self.settings.restart_bridge_s]:
-            del self.stays[key]
+            stay = self.stays.pop(key)
+            if self._by_track.get((stay.zone_id, stay.tracker_id)) == key:
+                del self._by_track[(stay.zone_id, stay.tracker_id)]
 
     def rescale(self, sx: float, sy: float) -> None:
         """Carry the clocks over a change of frame size (boxes are pixels)."""

@@ -23,6 +23,13 @@ there after that is a new violation.
 Absence is counted over time the camera watched: after a restart, from its first frame, not from
 the last sighting before it (the new tracker needs a frame or two to see what still stands there).
 
+A gap in the frames longer than the camera's `dwell.restart_bridge_s` (a restart, a `watch` started
+hours later, a camera that stopped sending; `unwatched`) breaks every violation standing then: nobody
+knows whether what stands at its place now is what stood there before. Such an incident waits: seen
+at its place again, its object must stand `min_dwell_s` anew (from the first frame after the gap)
+and then files again (`started`, reason `after_gap`: the service's duplicate rule attaches it to the
+open case); its place empty for `clear_after_s` after the gap, it clears as usual.
+
 Pure bookkeeping on capture times (seconds); the service maps incidents to cases.
 """
 
@@ -85,6 +92,7 @@ class Incident:
     flagged_report: float | None = None  # the handling report already flagged as premature
     cleared_at: float | None = None
     cleared_for: float | None = None  # the handling report the last clear answered (None: unhandled)
+    unwatched_at: float | None = None  # first frame after a gap nobody watched: must stand min_dwell_s again
     case_id: int | None = field(default=None, compare=False)  # the service's bookkeeping
 
 
@@ -130,11 +138,20 @@ class IncidentLedger:
         best = int(np.argmax(ious))
         return free[best] if ious[best] >= self.settings.same_place_iou else None
 
-    def _seen(self, incident: Incident, sighting: Sighting, at: float) -> list[RuleEvent]:
+    def _seen(
+        self, incident: Incident, sighting: Sighting, at: float, active_since: float | None
+    ) -> list[RuleEvent]:
         s = self.settings
         if incident.status == "closed":
             incident.key, incident.box, incident.last_seen = sighting.key, sighting.box, at
             return []
+        if incident.status == "present" and incident.unwatched_at is not None:
+            incident.key, incident.box, incident.last_seen = sighting.key, sighting.box, at
+            if not self._due(sighting, at, active_since, incident.unwatched_at):
+                return []
+            incident.since, incident.started_at, incident.last_evidence = sighting.since, at, at
+            incident.unwatched_at = None
+            return [RuleEvent("started", incident, at, "after_gap")]
         if incident.status == "cleared":
             if at - sighting.since < s.return_dwell_s:
                 return []
@@ -167,6 +184,7 @@ class IncidentLedger:
             if at - absent_from < self.settings.clear_after_s:
                 return []
             incident.status, incident.cleared_at, incident.cleared_for = "cleared", at, handled
+            incident.unwatched_at = None
             return [RuleEvent("cleared", incident, at)]
         if incident.status == "cleared" and handled is not None and handled != incident.cleared_for:
             # it had left on its own; now the case is reported handled: confirm the place once more
@@ -187,8 +205,8 @@ class IncidentLedger:
             incident = self._same_place(sighting, taken)
             if incident is not None:
                 taken.add(incident.id)
-                events += self._seen(incident, sighting, at)
-            elif active_since is not None and at - max(sighting.since, active_since) >= self.min_dwell_s:
+                events += self._seen(incident, sighting, at, active_since)
+            elif self._due(sighting, at, active_since):
                 incident = Incident(
                     id=self.ids.take(),
                     zone_id=self.zone_id,
@@ -211,6 +229,20 @@ class IncidentLedger:
                 events += self._absent(incident, at)
         self._forget(at)
         return events
+
+    def _due(
+        self, sighting: Sighting, at: float, active_since: float | None, since: float = -math.inf
+    ) -> bool:
+        """The sighting has stood `min_dwell_s` inside the schedule window (and since `since`)."""
+        return active_since is not None and at - max(sighting.since, active_since, since) >= self.min_dwell_s
+
+    def unwatched(self, at: float) -> None:
+        """Nobody watched for longer than the camera's gap tolerance before the frame at `at`: absence
+        counts from `at`, and each violation standing must stand `min_dwell_s` again to file."""
+        self._watching_since = at
+        for incident in self.incidents.values():
+            if incident.status == "present":
+                incident.unwatched_at = at
 
     def _forget(self, at: float) -> None:
         """Cleared incidents leave after the return watch, closed ones once their object has gone;

@@ -520,6 +520,10 @@ class OccupancyClock:
     def restore(self, saved: dict[str, float | None]) -> None:
         self.since, self.last = saved["since"], saved["last"]
 
+    def forget(self) -> None:
+        """Nobody watched for longer than the camera's gap tolerance: an occupation starts anew."""
+        self.since = self.last = None
+
     def update(self, at: float, occupied: bool) -> float | None:
         """The start of the current occupation, or None when the zone is (now) clear."""
         if occupied:

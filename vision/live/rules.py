@@ -162,6 +162,8 @@ class CameraRules:
         when = capture_seconds(at)
         if self.last_at is not None and when <= self.last_at:
             return FrameOutcome.unapplied(when, detections, late=True)
+        if self.last_at is not None and when - self.last_at > self.camera.dwell.restart_bridge_s:
+            self._unwatched(when)
         self.last_at = when
         self._resize(size)
         tracked = self.tracker.update(detections, when)
@@ -187,6 +189,23 @@ class CameraRules:
         if self.foreground is not None and frame is not None:
             self._occupancy(when, frame, tracked, outcome)
         return outcome
+
+    def _unwatched(self, when: float) -> None:
+        """A gap in the frames longer than `dwell.restart_bridge_s` (a restart, a `watch` started
+        later, a camera that stopped sending): what stood before it may not be what stands now, so
+        no dwell is carried across it (vision/live/incidents.py)."""
+        log.info(
+            "camera %s: no frame for %.0f s before %s (dwell.restart_bridge_s %g): dwell starts again",
+            self.camera.id,
+            when - (self.last_at or when),
+            datetime.fromtimestamp(when, UTC).isoformat(),
+            self.camera.dwell.restart_bridge_s,
+        )
+        self.clocks.resume(when)
+        for clock in self.occupancy_clocks.values():
+            clock.forget()
+        for ledger in self.ledgers.values():
+            ledger.unwatched(when)
 
     @staticmethod
     def _describe(tracked: sv.Detections, frame: np.ndarray) -> None:

@@ -21,13 +21,13 @@ import cv2
 import numpy as np
 import supervision as sv
 from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
-from pydantic import AwareDatetime, Field, TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
 from serve.api.deps import Admin, CameraId, DetectorDep, Now, Reader, Reporting, ServiceDep, one_file
 from serve.api.redaction import PRIVACY_HEADER, sees_raw
 from serve.api.reload import CamerasReloader, FollowingDetector
 from serve.api.routers.detect import analyse, detections_out
-from serve.api.schemas import DetectionOut, FrameTime, Schema, Time
+from serve.api.schemas import TIME_EXAMPLE, DetectionOut, FrameTime, IsoTime, Schema, Time
 from serve.api.state import Service
 from serve.cases.cameras import CameraCollector, CameraHub, FrameResult, LiveCamera, Timings, open_incidents
 from serve.cases.errors import InvalidInput, NotFound, TooLarge, UnsupportedMedia
@@ -38,7 +38,8 @@ from vision.live.zones import pixel_polygon
 
 FRAME_TYPES = ("image/jpeg", "image/png")  # what cameras send (photos from people: deps.IMAGE_TYPES)
 CAPTURE_HEADER = "X-Capture-Time"
-_AWARE = TypeAdapter(AwareDatetime)
+CAPTURE_FIELD = "captured_at"
+_CAPTURE_TIME = TypeAdapter(IsoTime)
 
 
 @asynccontextmanager
@@ -119,7 +120,10 @@ class CaseActionOut(Schema):
     created: bool = Field(description="true when this frame opened the case")
     evidence_id: int | None = Field(description="evidence added (image at /v1/evidence/{id})")
     proposal: str | None = Field(description="check_pass / resolved (place clear) or check_fail (rework)")
-    reason: str = Field(description="why, for rework: returned or still_present")
+    reason: str = Field(
+        description="why: for rework returned or still_present; after_gap for a violation that stood "
+        "min_dwell_s again after a gap in the frames longer than dwell.restart_bridge_s"
+    )
 
 
 class FrameTiming(Schema):
@@ -307,20 +311,22 @@ def camera_out(live: LiveCamera) -> CameraOut:
     )
 
 
-def capture_time(value: str | None, now: datetime, times: CaptureTimes) -> datetime:
-    """The frame's capture time, plausible by the intake's rule: a time ahead of the service's clock
-    would make every later (true) frame of the camera late, and its rules stand still until then."""
+def capture_time(field: str, value: str | None, now: datetime, times: CaptureTimes) -> datetime:
+    """The frame's capture time from `field` (the header or the form field): ISO 8601 text with an
+    offset only (a number would be read as Unix seconds or milliseconds, a naive time on nobody's
+    clock), plausible by the intake's rule: a time ahead of the service's clock would make every
+    later (true) frame of the camera late, and its rules stand still until then."""
     if not value:
         raise InvalidInput(
-            "captured_at", f"the capture time is required: header {CAPTURE_HEADER} or form field captured_at"
+            field, f"the capture time is required: header {CAPTURE_HEADER} or form field {CAPTURE_FIELD}"
         )
     try:
-        when = _AWARE.validate_python(value)
+        when = _CAPTURE_TIME.validate_python(value)
     except ValidationError:
         raise InvalidInput(
-            "captured_at", f"'{value}' is not an ISO 8601 time with an offset, e.g. 2026-05-06T09:30:00+08:00"
+            field, f"{value!r} is not an ISO 8601 time with an offset, e.g. {TIME_EXAMPLE}"
         ) from None
-    return times.check("captured_at", when, now)
+    return times.check(field, when, now)
 
 
 async def frame_upload(
@@ -331,7 +337,7 @@ async def frame_upload(
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in FRAME_TYPES:
         data = await request.body()
-        name, when = "frame", header_time
+        name, field, when = "frame", CAPTURE_HEADER, header_time
     elif content_type == "multipart/form-data":
         form = await request.form()
         one_file(form)
@@ -343,13 +349,17 @@ async def frame_upload(
                 f"{upload.filename}: content type {upload.content_type!r}; send image/jpeg"
             )
         data = await upload.read(limit + 1)
-        field = form.get("captured_at")
-        name, when = upload.filename or "frame", header_time or (field if isinstance(field, str) else None)
+        name = upload.filename or "frame"
+        given = form.get(CAPTURE_FIELD)
+        if header_time:  # the header wins, as before
+            field, when = CAPTURE_HEADER, header_time
+        else:
+            field, when = CAPTURE_FIELD, given if isinstance(given, str) else None
     else:
         raise UnsupportedMedia(f"content type {content_type!r}: send image/jpeg, or multipart/form-data")
     if len(data) > limit:
         raise TooLarge(f"{name}: over the limit of {limit} bytes")
-    return data, name, capture_time(when, now, service.domain.rules.times)
+    return data, name, capture_time(field, when, now, service.domain.rules.times)
 
 
 def frame_out(

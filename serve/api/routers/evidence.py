@@ -7,7 +7,6 @@ from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, Query, Response, status
-from pydantic import AwareDatetime
 
 from serve.api.deps import CaseId, DbSession, EvidenceId, ImageUpload, Now, Reader, ServiceDep, Writer
 from serve.api.redaction import (
@@ -16,7 +15,7 @@ from serve.api.redaction import (
     sees_raw,
 )
 from serve.api.routers.cases import evidence_out, load_case
-from serve.api.schemas import EvidenceOut
+from serve.api.schemas import EvidenceOut, IsoTime
 from serve.cases.closing import AFTER_CHECK, AfterPhoto, check_after_photo, event_boxes
 from serve.cases.errors import NotFound, PhotoReused
 from serve.cases.evidence import store_image
@@ -54,7 +53,8 @@ def add_evidence(
         Literal["after", "before", "near", "far", "reference"], Form(description="photo role")
     ] = "after",
     taken_at: Annotated[
-        AwareDatetime | None, Form(description="when taken, where the photo has no EXIF capture time")
+        IsoTime | None,
+        Form(description="when taken, ISO 8601 with offset, where the photo has no EXIF capture time"),
     ] = None,
 ) -> EvidenceOut:
     """The capture time is the photo intake's (EXIF, else `taken_at`). A photo with neither is kept

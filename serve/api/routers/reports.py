@@ -17,13 +17,12 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Form, Header
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime
 from sqlalchemy.orm import Session
 
 from serve.api.deps import DetectorDep, ImageUpload, Now, Reporting, ServiceDep, UploadedImage
 from serve.api.idempotency import REPLAY_HEADER, run_once
 from serve.api.routers.detect import Analysis, analyse, detections_out
-from serve.api.schemas import CaseRef, ReportResponse
+from serve.api.schemas import CaseRef, IsoTime, ReportResponse
 from serve.api.state import Service
 from serve.cases.auth import Principal
 from serve.cases.enums import PhotoSource, PhotoStatus
@@ -70,7 +69,7 @@ def report(
         float | None, Form(ge=-180, le=180, description="WGS-84 longitude, where the photo has no EXIF GPS")
     ] = None,
     taken_at: Annotated[
-        AwareDatetime | None,
+        IsoTime | None,
         Form(description="when taken, ISO 8601 with offset, where the photo has no EXIF capture time"),
     ] = None,
     idempotency_key: Annotated[
