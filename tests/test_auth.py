@@ -13,9 +13,9 @@ from conftest import Service
 from sqlalchemy import select
 
 from serve.api.app import create_app
-from serve.cases.auth import KeyVerifier, SecretError, create_key, server_secret, split_key
+from serve.cases.auth import KeyVerifier, SecretError, check_name, create_key, server_secret, split_key
 from serve.cases.db import open_database, transaction
-from serve.cases.errors import Unauthorized
+from serve.cases.errors import InvalidInput, Unauthorized
 from serve.cases.orm import ApiKey
 from serve.cases.settings import Settings
 from serve.cli.keys import cli as keys_cli
@@ -209,3 +209,31 @@ def test_keys_cli_creates_a_key_the_service_accepts(
         data={"service_code": "07001", "lat": 34.7235, "long": 113.6265, "api_key": key},
     )
     assert posted.status_code == 201, posted.text
+
+
+@pytest.mark.parametrize(
+    ("name", "refused"),
+    [
+        ("王芳", None),
+        ("Wang Fang (east district)", None),
+        ("\u5f20\u200d\u4e09", "U+200D"),  # a zero-width joiner: invisible
+        ("", "not only spaces"),
+        ("   ", "not only spaces"),
+        ("\u3000", "not only spaces"),  # an ideographic space
+        ("a" * 65, "1 to 64"),
+        ("ops\nroot  admin  active", "U+000A"),
+        ("ops\x1b[2J", "U+001B"),
+        ("\u202enimda", "U+202E"),  # shows as "admin"
+        ("wang\u200b", "U+200B"),  # a zero-width space: two names that look the same
+        ("a\u2028b", "U+2028"),
+        ("\ue000", "U+E000"),
+        ("\U000e0001", "U+E0001"),
+    ],
+)
+def test_a_name_people_read_is_shown_as_itself(name: str, refused: str | None) -> None:
+    if refused is None:
+        assert check_name("display_name", name) == name
+        return
+    with pytest.raises(InvalidInput, match=re.escape(refused)) as error:
+        check_name("display_name", name)
+    assert error.value.extra["field"] == "display_name"

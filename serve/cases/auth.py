@@ -72,14 +72,25 @@ class Principal:
         return scope in self.scopes or "admin" in self.scopes
 
 
+# Characters a name must not hold: controls (Cc), invisible formatting (Cf: bidi overrides such as
+# U+202E, zero-width spaces), surrogates, private use and unassigned code points, line and paragraph
+# separators: each can forge or hide what a list or a flow log shows.
+UNREADABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
 def check_name(field: str, name: str) -> str:
     """A name people read in lists and flow logs (a key's, a person's): 1 to MAX_NAME_LENGTH
-    characters (the columns' width) and no control characters: a newline or a terminal escape in
-    it would forge lines in `keys list` and in logs."""
-    if not name or len(name) > MAX_NAME_LENGTH:
-        raise InvalidInput(field, f"1 to {MAX_NAME_LENGTH} characters, got {len(name)}")
-    if any(unicodedata.category(char) == "Cc" for char in name):
-        raise InvalidInput(field, "no control characters (newlines, tabs, escapes)")
+    characters (the columns' width), not only spaces, and nothing in it that is not shown as
+    itself: a newline or a terminal escape would forge lines in `keys list` and in logs, a
+    right-to-left override would show `admin` for another name."""
+    if not name.strip() or len(name) > MAX_NAME_LENGTH:
+        raise InvalidInput(field, f"1 to {MAX_NAME_LENGTH} characters, not only spaces, got {len(name)}")
+    for char in name:
+        if unicodedata.category(char) in UNREADABLE:
+            raise InvalidInput(
+                field,
+                f"U+{ord(char):04X} is not shown as itself (control, formatting or unassigned character)",
+            )
     return name
 
 
