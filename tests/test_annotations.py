@@ -440,6 +440,26 @@ BROKEN: list[tuple[str, Callable[[Path], Path], str]] = [
         "images[1].id: id 1 is given twice",
     ),
     (
+        "a number of 5000 digits",  # Python's reader refused to convert it: a ValueError traceback
+        lambda r: _text(r / "ids.json", '[{"id": ' + "9" * 5000 + ', "data": {"image": "a.jpg"}}]'),
+        "ids.json: a number of more than 4300 digits",
+    ),
+    (
+        "half a character",  # JSON's `\\ud800` escape passed every check, then failed the manifest's write
+        lambda r: _text(r / "tasks.json", json.dumps([{"id": "\ud800"}])),
+        "tasks.json: [0].id: a \\uD800-\\uDFFF escape that is half a character",
+    ),
+    (
+        "half a character in an image name",
+        lambda r: _task(r, "/data/upload/1/\udc80.jpg"),
+        "tasks.json: [0].data.image: a \\uD800-\\uDFFF escape",
+    ),
+    (
+        "classes.txt not UTF-8",  # was named in the temporary folder the archive was unpacked to
+        lambda r: _zip(r / "ls.zip", {"classes.txt": "garbag\xe9\n".encode("latin-1")}),
+        "ls.zip/classes.txt: not UTF-8 text",
+    ),
+    (
         "not UTF-8",
         lambda r: _bytes(r / "tasks.json", b"\xff\xfe[{}]"),
         "tasks.json: not UTF-8 text (byte 0",
@@ -482,7 +502,7 @@ def _bytes(path: Path, data: bytes) -> Path:
     return path
 
 
-def _zip(path: Path, members: dict[str, str]) -> Path:
+def _zip(path: Path, members: dict[str, str | bytes]) -> Path:
     with zipfile.ZipFile(path, "w") as zipped:
         for name, text in members.items():
             zipped.writestr(name, text)

@@ -24,6 +24,10 @@ def inside(root: Path, relative: str) -> Path:
     """`root/relative`, refused when it would leave root (`..`, absolute paths, symlinks out)."""
     if "\x00" in relative:
         raise AnnotationError(f"{relative!r}", "a NUL byte in a path")
+    try:
+        os.fsencode(relative)  # `\ud800` from a task's JSON names no file (stat raised, a 500)
+    except UnicodeEncodeError:
+        raise AnnotationError(f"{relative!r}", "half a character (a lone surrogate) in a path") from None
     base = root.resolve()
     target = (base / relative.lstrip("/")).resolve()
     if not target.is_relative_to(base):

@@ -16,7 +16,7 @@ from vision.data.annotations.dataset import Dataset
 from vision.data.annotations.images import ImageFinder
 from vision.data.annotations.label_config import box_labels
 from vision.data.annotations.readers import read_export
-from vision.data.annotations.records import Problem, Sample
+from vision.data.annotations.records import AnnotationError, Problem, Sample
 from vision.data.annotations.validate import validate
 
 
@@ -42,7 +42,10 @@ def import_export(
     `refused`: images that may not be added, by bytes or by look (the frozen holdout).
     """
     with tempfile.TemporaryDirectory(prefix="streetorder-import-") as unpacked:
-        export = read_export(path, format_name, Path(unpacked))
+        try:
+            export = read_export(path, format_name, Path(unpacked))
+        except AnnotationError as err:  # a broken classes.txt or data.yaml of an archive: named in it
+            raise AnnotationError(err.where.replace(unpacked, str(path)), err.message) from None
         if labelled is None and label_config_of is not None:
             configs: dict[str | None, tuple[str, ...] | None] = {}
             for raw in export.samples:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 import tempfile
 import zipfile
@@ -19,11 +20,19 @@ from tqdm import tqdm
 from vision.core.yamlfile import yaml_problem
 from vision.data.annotations.images import inside
 from vision.data.annotations.label_config import box_labels
-from vision.data.annotations.records import AnnotationError, Problem, RawBox, RawSample, ReadExport
+from vision.data.annotations.records import (
+    AnnotationError,
+    Problem,
+    RawBox,
+    RawSample,
+    ReadExport,
+    lone_surrogate,
+)
 from vision.data.datamix import IMAGE_SUFFIXES
 
 FORMATS = ("auto", "labelstudio-json", "labelstudio-min", "labelstudio-yolo", "cvat-yolo", "coco")
 MAX_ARCHIVE_BYTES = 20 * 2**30
+LONE_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # only such an escape gives one: a cheap first look
 
 
 def read_text(path: Path) -> str:
@@ -39,13 +48,19 @@ def load_json(path: Path) -> Any:
     if not text.strip():
         raise AnnotationError(f"{path}", "empty file")
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as err:
         raise AnnotationError(
             f"{path}:{err.lineno}", f"not valid JSON: {err.msg} (column {err.colno})"
         ) from err
     except RecursionError:  # `[[[[...` thousands deep: Python's reader gives up, no export nests so
         raise AnnotationError(f"{path}", "JSON nested too deeply to be an export") from None
+    except ValueError:  # a number of over 4300 digits (an id): Python refuses to convert it
+        limit = sys.get_int_max_str_digits()
+        raise AnnotationError(f"{path}", f"a number of more than {limit} digits") from None
+    if LONE_SURROGATE_ESCAPE.search(text) and (field := lone_surrogate(data)):
+        raise AnnotationError(f"{path}: {field}", "a \\uD800-\\uDFFF escape that is half a character")
+    return data
 
 
 def _number(value: Any, where: str) -> float:

@@ -20,6 +20,34 @@ class AnnotationError(ValueError):
         return Problem(self.where, self.message)
 
 
+def lone_surrogate(value: Any) -> str | None:
+    """Where a JSON value first holds text with half of a UTF-16 pair (`"\\ud800"`: JSON lets it
+    be written and Python's reader takes it), e.g. `.data.image` or `[0].id`; None when nowhere.
+    Such text is no character: kept, it failed the write of the inbox or the manifest (a 500, a
+    traceback) after every check had passed. No recursion: an export nests as deep as it likes."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, str):
+            if not (item.isascii() or item.isprintable() or _encodes(item)):
+                return where or "(text)"
+        elif isinstance(item, dict):
+            children = [(f"{where}.{key}", child) for key, child in item.items()]
+            stack.extend((f"{where}.{key!r}", key) for key in item)  # keys after their values
+            stack.extend(reversed(children))
+        elif isinstance(item, list):
+            stack.extend(reversed([(f"{where}[{index}]", child) for index, child in enumerate(item)]))
+    return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Problem:
     where: str  # file, and line or field
