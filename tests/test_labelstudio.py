@@ -230,6 +230,8 @@ def test_every_call_needs_a_key_with_the_annotate_scope(service: Service, header
         ("/data/upload/3/abc.jpg", "fetching task images is not enabled"),
         ("/data/local-files/?d=missing.png", "no such file under the files root"),
         ("/data/local-files/?d=cut.png", "cut.png"),  # a truncated file: not an image
+        ("/data/local-files/?d=\ud800.png", "half a character"),  # stat raised: the batch was a 500
+        ("\ud800.png", "half a character"),
     ],
 )
 def test_a_bad_task_gets_an_empty_prediction_and_the_others_theirs(
@@ -247,8 +249,10 @@ def test_a_bad_task_gets_an_empty_prediction_and_the_others_theirs(
     (tmp_path / "files" / "cut.png").write_bytes(good.read_bytes()[:200])
     tasks = [task(4, "/data/local-files/?d=good.png"), task(5, image), task(6, "good.png")]
     with caplog.at_level("WARNING", logger="streetorder.labelstudio"):
-        response = service.client.post(
-            "/labelstudio/predict", json=predict_body(tasks), headers=token(service)
+        response = service.client.post(  # json.dumps: `\ud800` as its escape, as a client may send it
+            "/labelstudio/predict",
+            content=json.dumps(predict_body(tasks)),
+            headers={**token(service), "Content-Type": "application/json"},
         )
     assert response.status_code == 200, response.text
     first, bad, last = response.json()["results"]
@@ -468,3 +472,81 @@ def test_a_malformed_annotation_event_is_a_422_naming_the_field(
     }
     refused = service.client.post("/labelstudio/webhook", json=stray, headers=token(service))
     assert refused.status_code == 422 and refused.json()["detail"].startswith("annotation[0].task: ")
+
+
+def train_body(*task_ids: int) -> dict[str, Any]:
+    """What older Label Studio sends to /train: every annotated task with its annotations."""
+    events = [annotation_event("ANNOTATION_CREATED", task_id, 10 * task_id) for task_id in task_ids]
+    return {
+        "annotations": [{**e["task"], "annotations": [e["annotation"]], "predictions": []} for e in events],
+        "project": PROJECT,
+        "label_config": label_config(TAXONOMY),
+    }
+
+
+def _half_character(body: dict[str, Any]) -> None:
+    body["annotations"][1]["data"]["image"] = "photos/\ud800.jpg"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda b: b["annotations"][1].pop("id"), "annotations[1].id"),  # all went to `<project>-None`
+        (lambda b: b["annotations"][1].update(data="photos/1.jpg"), "annotations[1].data"),
+        (
+            lambda b: b["annotations"][1]["annotations"][0].update(result="garbage"),
+            "annotations[1].annotations[0].result",
+        ),
+        (lambda b: b["annotations"][1]["annotations"][0].pop("id"), "annotations[1].annotations[0].id"),
+        (lambda b: b["annotations"][1].update(annotations="garbage"), "annotations[1].annotations"),
+        (lambda b: b.update(project={"id": [3]}), "project"),
+        (lambda b: b.pop("project"), "project"),
+        (_half_character, "annotations[1].data.image"),
+    ],
+)
+def test_a_malformed_train_request_is_a_422_and_keeps_none_of_its_tasks(
+    service: Service, tmp_path: Path, change: Any, field: str
+) -> None:
+    """/train kept the tasks before a bad one (a 422 with half of them in the inbox), tasks
+    without an id in one inbox file `<project>-None`, and a result that was no list."""
+    body = train_body(1, 2)
+    change(body)
+    answer = service.client.post(
+        "/labelstudio/train",
+        content=json.dumps(body),  # json.dumps writes `\ud800` as its escape, as a client may
+        headers={**token(service), "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 422 and answer.json()["detail"].startswith(f"{field}: "), answer.text
+    inbox = tmp_path / "annotations" / "inbox"
+    assert not inbox.exists() or not any(inbox.iterdir())
+    assert not (tmp_path / "annotations" / "jobs").exists()
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        (("task", "data", "image"), "task.data.image"),
+        (
+            ("annotation", "result", 0, "value", "rectanglelabels", 0),
+            "annotation.result[0].value.rectanglelabels[0]",
+        ),
+        (("project", "label_config"), "project.label_config"),
+    ],
+)
+def test_an_event_with_half_a_character_is_a_422_not_a_500(
+    service: Service, tmp_path: Path, path: tuple[Any, ...], field: str
+) -> None:
+    """JSON may write `\\ud800`, half of a UTF-16 pair, and Python's reader takes it: the inbox
+    file's write then failed (UnicodeEncodeError, a 500)."""
+    event = annotation_event("ANNOTATION_CREATED", 1, 10)
+    parent = event
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = "photos/\ud800.jpg"
+    answer = service.client.post(
+        "/labelstudio/webhook",
+        content=json.dumps(event),
+        headers={**token(service), "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 422 and answer.json()["detail"].startswith(f"{field}: "), answer.text
+    assert not (tmp_path / "annotations" / "inbox").exists()

@@ -45,7 +45,7 @@ from vision.core.taxonomy import Taxonomy
 from vision.data.annotations.images import TaskImages
 from vision.data.annotations.inbox import forget_annotations, pending_annotations, record_annotation
 from vision.data.annotations.label_config import RectangleControl, rectangle_control
-from vision.data.annotations.records import AnnotationError, Label
+from vision.data.annotations.records import AnnotationError, Label, lone_surrogate
 from vision.data.annotations.writers import prediction
 from vision.modelops.retrain import Job, queue_if_due, queue_job
 
@@ -275,6 +275,7 @@ def webhook(body: WebhookRequest, _: Annotator, service: ServiceDep, response: R
     if body.action in ANNOTATION_EVENTS:
         if not is_id(project):
             raise InvalidInput("project.id", f"{body.action} needs the project it belongs to")
+        all_text({"project": body.project, "task": body.task, "annotation": body.annotation})
         config = (body.project or {}).get("label_config")
         recorded = False
         for task, annotation in annotated_tasks(body):
@@ -315,17 +316,32 @@ def webhook(body: WebhookRequest, _: Annotator, service: ServiceDep, response: R
     "/train", response_model=TrainResponse, status_code=201, summary="Queue retraining (scope annotate)"
 )
 def train(body: TrainRequest, _: Annotator, service: ServiceDep) -> TrainResponse:
-    """Label Studio without its training webhook sends every annotated task here."""
+    """Label Studio without its training webhook sends every annotated task here. Every task is
+    checked as the webhook checks its own before any is kept: one bad task in the middle left the
+    ones before it in the inbox under a 422, and tasks without an id shared one inbox file."""
     folder = service.settings.annotations_dir
     project = body.project.get("id") if isinstance(body.project, dict) else body.project
+    if not is_id(project):
+        raise InvalidInput("project", "the project the annotations belong to")
+    all_text({"annotations": body.annotations, "label_config": body.label_config, "project": body.project})
+    latest = []
     for index, task in enumerate(body.annotations):
+        annotations = task.get("annotations") or []
+        if not isinstance(annotations, list):
+            raise InvalidInput(f"annotations[{index}].annotations", "a list of annotations")
         kept = [
-            a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")
+            (i, a) for i, a in enumerate(annotations) if isinstance(a, dict) and not a.get("was_cancelled")
         ]
-        if not isinstance(task.get("data"), dict):
-            raise InvalidInput(f"annotations[{index}].data", "a task needs its data")
         if kept:
-            record_annotation(folder, project, task, kept[-1], label_config=body.label_config, via="train")
+            number, annotation = kept[-1]
+            checked_pair(
+                f"annotations[{index}]", task, f"annotations[{index}].annotations[{number}]", annotation
+            )
+            latest.append((task, annotation))
+        elif not isinstance(task.get("data"), dict):
+            raise InvalidInput(f"annotations[{index}].data", "a task needs its data")
+    for task, annotation in latest:
+        record_annotation(folder, project, task, annotation, label_config=body.label_config, via="train")
     job = queue_job(
         folder, f"train request from Label Studio project {project}", service.clock(), project=project
     )
@@ -363,15 +379,28 @@ def annotated_tasks(body: WebhookRequest) -> list[tuple[dict[str, Any], dict[str
         field = "annotation" if isinstance(body.task, dict) else "task"
         raise InvalidInput(field, f"{body.action} needs one task and its annotation")
     for where, task, annotation in pairs:
-        if not is_id(task.get("id")):
-            raise InvalidInput("task.id", "a task needs its id (a number)")
-        if not isinstance(task.get("data"), dict):
-            raise InvalidInput("task.data", "a task needs its data (an object with the image)")
-        if not is_id(annotation.get("id")):
-            raise InvalidInput(f"{where}.id", "an annotation needs its id (a number)")
-        if not isinstance(annotation.get("result", []), list):
-            raise InvalidInput(f"{where}.result", "a list of regions")
+        checked_pair("task", task, where, annotation)
     return [(task, annotation) for _, task, annotation in pairs]
+
+
+def checked_pair(task_at: str, task: dict[str, Any], where: str, annotation: dict[str, Any]) -> None:
+    """A task with its id and data, its annotation with an id and a list of regions: what the
+    inbox keeps (by project and task id) and an import reads."""
+    if not is_id(task.get("id")):
+        raise InvalidInput(f"{task_at}.id", "a task needs its id (a number)")
+    if not isinstance(task.get("data"), dict):
+        raise InvalidInput(f"{task_at}.data", "a task needs its data (an object with the image)")
+    if not is_id(annotation.get("id")):
+        raise InvalidInput(f"{where}.id", "an annotation needs its id (a number)")
+    if not isinstance(annotation.get("result", []), list):
+        raise InvalidInput(f"{where}.result", "a list of regions")
+
+
+def all_text(fields: dict[str, Any]) -> None:
+    """Refuse text with half a character (a lone `\\ud800` escape) before anything is kept: the
+    inbox file's write failed on it, a 500."""
+    if (where := lone_surrogate(fields)) is not None:
+        raise InvalidInput(where.lstrip("."), "text with half a character (a lone \\uD800-\\uDFFF escape)")
 
 
 def control(label_config: str | None, taxonomy: Taxonomy) -> RectangleControl:
