@@ -319,6 +319,7 @@ BROKEN: list[tuple[str, Callable[[Path], Path], str]] = [
         "bad.json:2: not valid JSON",
     ),
     ("empty export file", lambda r: _text(r / "empty.json", ""), "empty.json: empty file"),
+    ("no tasks", lambda r: _text(r / "none.json", "[]"), "none.json: no tasks: an empty export"),
     (
         "box outside",
         lambda r: labelstudio_json(r, [ls_region("car", (150, 30, 230, 90))])[0],

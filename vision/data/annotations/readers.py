@@ -429,6 +429,8 @@ def detect_format(path: Path) -> str:
     data = load_json(path)
     if isinstance(data, dict) and "annotations" in data and "images" in data:
         return "coco"
+    if data == []:
+        raise AnnotationError(f"{path}", "no tasks: an empty export (nothing was annotated or exported)")
     if isinstance(data, list) and data and isinstance(data[0], dict):
         return "labelstudio-json" if "data" in data[0] else "labelstudio-min"
     raise AnnotationError(f"{path}", "not a Label Studio, JSON-MIN or COCO export")
