@@ -298,7 +298,9 @@ def dms_to_degrees(value: Any, ref: Any, *, axis: str) -> float:
     limit, positive, negative = (90.0, "N", "S") if axis == "latitude" else (180.0, "E", "W")
     if value is None:
         raise ValueError(f"{axis} missing")
-    parts = [value] if not isinstance(value, Sequence) or isinstance(value, str | bytes) else list(value)
+    parts: list[Any] = (
+        [value] if not isinstance(value, Sequence) or isinstance(value, str | bytes) else list(value)
+    )
     if not 1 <= len(parts) <= 3:
         raise ValueError(f"{axis} has {len(parts)} values (degrees, minutes, seconds expected)")
     if any(getattr(p, "denominator", 1) == 0 for p in parts):  # Pillow reads x/0 as nan: say what it is
