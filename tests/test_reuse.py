@@ -83,6 +83,14 @@ def test_a_reused_photo_joins_its_case_and_opens_none(service: Service, photos: 
         headers=service.auth("report"),
     )
     assert sorted(c["number"] for c in again.json()["cases"]) == numbers
+    assert again.json()["copy_of"] == []  # the original is no copy
+    # The copy sent again says again whose copy it is (its answer said copy_of: [] before).
+    copy_again = service.client.post(
+        "/v1/reports", files={"file": ("copy.jpg", copy, "image/jpeg")}, headers=service.auth("report")
+    )
+    assert copy_again.status_code == 200, copy_again.text
+    assert sorted(copy_again.json()["copy_of"]) == numbers
+    assert sorted(c["number"] for c in copy_again.json()["cases"]) == numbers
     assert get(service, "/v1/cases")["total"] == before
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -424,6 +425,29 @@ def test_a_photo_named_in_gbk_is_listed_and_the_scan_goes_on(tmp_path: Path, sam
     assert listed.status == "unreadable" and "not UTF-8 (read as GBK: 巡查照片.jpg)" in (listed.error or "")
     assert "convmv" in (listed.error or "")
     assert "巡查照片.jpg" in (out / "scan.log").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("name", "logged"),
+    [("trunc\nated.jpg", "trunc\\nated.jpg"), ("a\rb.jpg", "a\\rb.jpg"), ("x\u2028y.jpg", "x\\u2028y.jpg")],
+)
+def test_a_line_break_in_a_file_name_stays_in_its_one_log_entry(
+    tmp_path: Path, name: str, logged: str
+) -> None:
+    """A name with a line break wrote the rest of its entry on a line of its own, with no time or
+    level: a line anyone could forge by naming a file. The break is written as an escape."""
+    photos = tmp_path / "archive"
+    photos.mkdir()
+    (photos / name).write_bytes(b"\xff\xd8\xff\xe0 a JPEG cut short")
+    out = tmp_path / "report"
+    assert (
+        cli([str(photos), "--db", f"sqlite:///{tmp_path / 'scan.db'}", "--out", str(out), "--no-progress"])
+        == 0
+    )
+    lines = (out / "scan.log").read_text(encoding="utf-8").splitlines()
+    entry = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO|WARNING) ")
+    assert all(entry.match(line) for line in lines), lines  # each line an entry of its own
+    assert any(f"{photos / logged}: unreadable" in line for line in lines), lines
 
 
 def test_a_pipe_and_a_link_loop_named_like_photos_are_listed_not_waited_on(

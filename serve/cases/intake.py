@@ -441,3 +441,12 @@ def photo_cases(session: Session, photo: Photo) -> Sequence[Case]:
         .unique()
         .all()
     )
+
+
+def copied_cases(session: Session, photo: Photo) -> list[str]:
+    """The numbers of the cases a recorded photo joined as a copy (`join_as_copy`), oldest first:
+    what its answer's `copy_of` said when it came, said again when the same bytes come back."""
+    extras = session.scalars(
+        select(Evidence.extra).where(Evidence.photo_id == photo.id).order_by(Evidence.case_id)
+    )
+    return list(dict.fromkeys(extra["copy_of"]["case"] for extra in extras if extra and "copy_of" in extra))

@@ -193,6 +193,18 @@ def summary(stats: ScanStats, report: Path, out: Path) -> Iterable[str]:
     yield f"report: {report}  (also {out / 'cases.geojson'}, {out / 'cases.csv'}, {out / 'crops'}/)"
 
 
+# what str.splitlines breaks a line at: a file name holding one (Linux allows all but / and NUL)
+# wrote the rest of its entry as a line of its own, with no time and no level, as if another entry
+_LINE_BREAKS = {ord(c): ascii(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+class _OneLine(logging.Formatter):
+    """One entry, one line: line breaks in a message (a file's name) written as escapes."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return super().formatMessage(record).translate(_LINE_BREAKS)
+
+
 def _log_to(path: Path) -> None:
     log.setLevel(logging.INFO)
     log.propagate = False
@@ -200,9 +212,9 @@ def _log_to(path: Path) -> None:
         log.removeHandler(handler)
         handler.close()
     console = _TqdmHandler(logging.WARNING)
-    console.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    console.setFormatter(_OneLine("%(levelname)s %(message)s"))
     file = logging.FileHandler(path, encoding="utf-8")
-    file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    file.setFormatter(_OneLine("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(console)
     log.addHandler(file)
 

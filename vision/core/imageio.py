@@ -298,9 +298,16 @@ def dms_to_degrees(value: Any, ref: Any, *, axis: str) -> float:
     limit, positive, negative = (90.0, "N", "S") if axis == "latitude" else (180.0, "E", "W")
     if value is None:
         raise ValueError(f"{axis} missing")
-    parts = [value] if not isinstance(value, Sequence) or isinstance(value, str | bytes) else list(value)
+    parts: list[Any] = (
+        [value] if not isinstance(value, Sequence) or isinstance(value, str | bytes) else list(value)
+    )
     if not 1 <= len(parts) <= 3:
         raise ValueError(f"{axis} has {len(parts)} values (degrees, minutes, seconds expected)")
+    if any(getattr(p, "denominator", 1) == 0 for p in parts):  # Pillow reads x/0 as nan: say what it is
+        written = " ".join(
+            f"{p.numerator}/{p.denominator}" if hasattr(p, "denominator") else str(p) for p in parts
+        )
+        raise ValueError(f"{axis} {written} divides by zero (a rational with denominator 0)")
     try:
         numbers = [float(p) for p in parts]
     except (TypeError, ValueError, ZeroDivisionError) as err:
@@ -314,7 +321,11 @@ def dms_to_degrees(value: Any, ref: Any, *, axis: str) -> float:
         raise ValueError(f"{axis} {degrees:.6f} is out of range (at most {limit:g})")
     reference = _text(ref).upper()
     if reference not in (positive, negative):
-        raise ValueError(f"{axis} reference {ref!r} is not {positive} or {negative}")
+        raise ValueError(
+            f"{axis} reference {ref!r} is not {positive} or {negative}"
+            if reference
+            else f"{axis} reference ({positive} or {negative}) missing"
+        )
     return -degrees if reference == negative else degrees
 
 

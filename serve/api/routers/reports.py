@@ -33,6 +33,7 @@ from serve.cases.fingerprints import request_hash
 from serve.cases.intake import (
     Given,
     IncomingPhoto,
+    copied_cases,
     photo_cases,
     reads_in_full,
     refuse_outside,
@@ -168,6 +169,7 @@ def record_report(
             CaseRef(id=c.id, number=c.number, event=c.event, state=c.state, created=False)
             for c in photo_cases(session, row)
         ]
+        copy_of = copied_cases(session, row)
     else:
         refs = [
             CaseRef(
@@ -179,6 +181,7 @@ def record_report(
             )
             for update in intake.updates
         ]
+        copy_of = list(dict.fromkeys(original.case.number for original in intake.copy_of))
     response = ReportResponse(
         photo_sha256=upload.sha256,
         status=row.status,
@@ -192,6 +195,6 @@ def record_report(
         model_version=model_version,
         detections=detections_out(analysis.detections, service.domain.rules.taxonomy),
         cases=refs,
-        copy_of=list(dict.fromkeys(original.case.number for original in intake.copy_of)),
+        copy_of=copy_of,
     )
     return response.model_dump(mode="json")
