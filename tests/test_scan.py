@@ -704,7 +704,7 @@ def test_a_photo_with_a_garbled_exif_time_or_gps_says_so_in_the_report(
         rows = {Path(p.path).name: p for p in session.scalars(select(Photo))}
     assert (rows["garbled.jpg"].status, rows["nofix.jpg"].status) == ("undated", "unlocated")
     assert "'2026:13:45 99:00:00' is not an EXIF date" in (rows["garbled.jpg"].error or "")
-    assert "taken_at in a sidecar CSV" in (rows["garbled.jpg"].error or "")
+    assert "taken_at in a scan's sidecar CSV or the upload's form fields" in (rows["garbled.jpg"].error or "")
     assert "(0, 0)" in (rows["nofix.jpg"].error or "") and "lat/lon" in (rows["nofix.jpg"].error or "")
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "2026:13:45 99:00:00" in html and "DateTimeOriginal missing" not in html

@@ -187,7 +187,10 @@ def why_missing(status: PhotoStatus, meta: PhotoMeta) -> str | None:
     use (a garbled date, GPS without a fix, a damaged block): without it the report said "EXIF
     DateTimeOriginal missing" of a photo that has one, and nobody knew what to correct."""
     said = [w for w in meta.warnings if w.startswith(_EXPLAINS.get(status, ()))]
-    return f"{'; '.join(said)}; give {_SUPPLY[status]} in a sidecar CSV" if said else None
+    if not said:
+        return None
+    # one row per photo whatever the door, so the remedy names both: a scan's sidecar, an upload's form
+    return f"{'; '.join(said)}; give {_SUPPLY[status]} in a scan's sidecar CSV or the upload's form fields"
 
 
 def completes(status: PhotoStatus, given: Given | None) -> bool:
