@@ -216,10 +216,21 @@ def test_a_heic_or_webp_photo_is_taken_like_a_jpeg(
     assert drawn.headers["content-type"] == "image/jpeg" and drawn.content.startswith(b"\xff\xd8")
 
 
+def encoded(image_format: str) -> bytes:
+    """A small real image in a format the service does not take."""
+    out = io.BytesIO()
+    Image.new("RGB", (32, 24), (200, 30, 30)).save(out, image_format)
+    return out.getvalue()
+
+
 @pytest.mark.parametrize(
     ("files", "status", "words"),
     [
         (upload(b"plain text", "notes.txt", "text/plain"), 415, "content type"),
+        # the bytes decide, not the type they were sent as: the same GIF is 415 typed or untyped
+        (upload(encoded("GIF"), "anim.jpg", "image/jpeg"), 415, "its bytes are a GIF image"),
+        (upload(encoded("GIF"), "anim.gif", "application/octet-stream"), 415, "its bytes are a GIF image"),
+        (upload(encoded("TIFF"), "scan.png", "image/png"), 415, "its bytes are a TIFF image"),
         (upload(b"plain text", "notes.jpg", "application/octet-stream"), 415, "no JPEG, PNG, WebP or HEIC"),
         (upload(b"\xff\xd8\xff\xe0" + b"\x00" * 64, "broken.jpg"), 400, "broken.jpg"),
         (upload(b"", "empty.jpg"), 400, "empty"),

@@ -40,7 +40,7 @@ from serve.cases.errors import (
 )
 from serve.cases.people import csrf_token, principal_of_user, session_user
 from vision.core.detector import Detector
-from vision.core.imageio import MEDIA_TYPES, photo_format
+from vision.core.imageio import FORMATS, MEDIA_TYPES, image_format
 
 CaseId = Annotated[int, Path(ge=1, le=MAX_ID, description="case id (not the case number)")]
 EvidenceId = Annotated[int, Path(ge=1, le=MAX_ID, description="evidence id")]
@@ -228,9 +228,13 @@ async def read_image(
     data = await file.read(limit + 1)
     if len(data) > limit:
         raise TooLarge(f"{name}: over the limit of {limit} bytes")
-    if generic and data and photo_format(data) is None:
+    # the bytes decide what the photo is: untyped bytes that are no photo, or an image of a format not
+    # taken (a GIF sent as image/jpeg) is 415 whatever it was sent as; garbled photo bytes go on (400)
+    found = image_format(data) if data else None
+    if data and found not in FORMATS and (generic or found is not None):
+        what = f"a {found} image" if found else "no JPEG, PNG, WebP or HEIC"
         raise UnsupportedMedia(
-            f"{name}: sent as {file.content_type!r} and its bytes are no JPEG, PNG, WebP or HEIC"
+            f"{name}: sent as {file.content_type!r} and its bytes are {what}; send JPEG, PNG, WebP or HEIC"
         )
     return UploadedImage(data=data, filename=name, sha256=hashlib.sha256(data).hexdigest())
 

@@ -148,14 +148,20 @@ def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
     return encoded.tobytes()
 
 
-def photo_format(data: bytes) -> str | None:
-    """The format of a photo's bytes from its header alone (no pixel decoded), if one we take."""
+def image_format(data: bytes) -> str | None:
+    """The image format Pillow reads from the bytes' header alone (no pixel decoded), taken or not
+    (GIF, TIFF, BMP ...); None when the header is no image Pillow knows."""
     try:
         with Image.open(BytesIO(data)) as pil:
-            image_format = str(pil.format)
+            return str(pil.format)
     except Exception:  # Pillow raises many types on hostile headers; not a photo either way
         return None
-    return image_format if image_format in FORMATS else None
+
+
+def photo_format(data: bytes) -> str | None:
+    """The format of a photo's bytes from its header alone (no pixel decoded), if one we take."""
+    found = image_format(data)
+    return found if found in FORMATS else None
 
 
 def decode_photo(
