@@ -319,6 +319,17 @@ def _saved(image: Image.Image, kind: str) -> bytes:
     return out.getvalue()
 
 
+@pytest.mark.parametrize("kind", ["WEBP", "PNG"])
+def test_an_animation_reads_its_first_frame_and_says_so(kind: str) -> None:
+    frames = [Image.new("RGB", (64, 48), colour) for colour in ((200, 30, 30), (30, 200, 30), (30, 30, 200))]
+    out = BytesIO()
+    frames[0].save(out, kind, save_all=True, append_images=frames[1:], lossless=True)
+    photo = decode_photo(out.getvalue())
+    assert tuple(int(v) for v in photo.image[24, 32]) == (30, 30, 200)  # BGR of the first frame's red
+    assert f"animated {kind} of 3 frames: only the first is read" in photo.meta.warnings
+    assert not any("animated" in w for w in decode_photo(_saved(frames[0], kind)).meta.warnings)
+
+
 GREY = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (48, 1))  # a left-to-right ramp, 48 x 64
 BILEVEL = np.where(GREY > 127, 255, 0).astype(np.uint8)
 

@@ -198,6 +198,10 @@ def decode_photo(
         image_format = str(pil.format)
         if image_format not in FORMATS:
             raise ImageError(source, f"unsupported format {image_format} (JPEG, PNG, WebP or HEIC expected)")
+        if image_format in ("WEBP", "PNG") and getattr(pil, "is_animated", False):
+            # a clip, not a photo: say which picture was looked at (MPO JPEGs' extra frames are
+            # a phone's depth or preview images of the same photo, nothing to say there)
+            meta_warnings.append(f"animated {image_format} of {pil.n_frames} frames: only the first is read")
         width, height = pil.size
         if width <= 0 or height <= 0:
             raise ImageError(source, f"invalid size {width}x{height}")
