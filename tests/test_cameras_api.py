@@ -713,6 +713,11 @@ def test_late_frames_multipart_and_bad_requests(model_service: Service) -> None:
             "image/jpeg",
         ),
         "corrupt jpeg": (post(service, frame[:200], SERVICE_START + timedelta(seconds=20)), 400, ""),
+        "a BMP sent as image/jpeg": (  # the bytes decide, as for photos: 415, not 400 "unreadable"
+            post(service, cv2.imencode(".bmp", np.zeros((24, 32, 3), np.uint8))[1].tobytes(), SERVICE_START),
+            415,
+            "its bytes are a BMP image",
+        ),
         "wrong scope": (
             service.client.post(
                 f"/v1/cameras/{CAM}/frames",

@@ -209,6 +209,18 @@ def one_file(form: FormData) -> None:
         raise InvalidInput("file", f"one photo a request: {parts} parts named 'file' were sent")
 
 
+def refuse_other_formats(name: str, sent_as: str | None, data: bytes, *, untyped: bool) -> None:
+    """The bytes decide what a photo is, not the type it was sent as: an image of a format not taken
+    (a GIF sent as image/jpeg was a 400 "unreadable", the same bytes untyped a 415), or untyped bytes
+    that are no photo, are 415 naming what they are; garbled photo bytes go on to be refused (400)."""
+    found = image_format(data) if data else None
+    if data and found not in FORMATS and (untyped or found is not None):
+        what = f"a {found} image" if found else "no JPEG, PNG, WebP or HEIC"
+        raise UnsupportedMedia(
+            f"{name}: sent as {sent_as!r} and its bytes are {what}; send JPEG, PNG, WebP or HEIC"
+        )
+
+
 async def read_image(
     service: ServiceDep,
     request: Request,
@@ -228,14 +240,7 @@ async def read_image(
     data = await file.read(limit + 1)
     if len(data) > limit:
         raise TooLarge(f"{name}: over the limit of {limit} bytes")
-    # the bytes decide what the photo is: untyped bytes that are no photo, or an image of a format not
-    # taken (a GIF sent as image/jpeg) is 415 whatever it was sent as; garbled photo bytes go on (400)
-    found = image_format(data) if data else None
-    if data and found not in FORMATS and (generic or found is not None):
-        what = f"a {found} image" if found else "no JPEG, PNG, WebP or HEIC"
-        raise UnsupportedMedia(
-            f"{name}: sent as {file.content_type!r} and its bytes are {what}; send JPEG, PNG, WebP or HEIC"
-        )
+    refuse_other_formats(name, file.content_type, data, untyped=generic)
     return UploadedImage(data=data, filename=name, sha256=hashlib.sha256(data).hexdigest())
 
 

@@ -201,7 +201,9 @@ def decode_photo(
         if image_format in ("WEBP", "PNG") and getattr(pil, "is_animated", False):
             # a clip, not a photo: say which picture was looked at (MPO JPEGs' extra frames are
             # a phone's depth or preview images of the same photo, nothing to say there)
-            meta_warnings.append(f"animated {image_format} of {pil.n_frames} frames: only the first is read")
+            meta_warnings.append(
+                f"animated {image_format} of {getattr(pil, 'n_frames', 'several')} frames: only the first is read"
+            )
         width, height = pil.size
         if width <= 0 or height <= 0:
             raise ImageError(source, f"invalid size {width}x{height}")

@@ -23,7 +23,17 @@ import supervision as sv
 from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from pydantic import Field, TypeAdapter, ValidationError
 
-from serve.api.deps import Admin, CameraId, DetectorDep, Now, Reader, Reporting, ServiceDep, one_file
+from serve.api.deps import (
+    Admin,
+    CameraId,
+    DetectorDep,
+    Now,
+    Reader,
+    Reporting,
+    ServiceDep,
+    one_file,
+    refuse_other_formats,
+)
 from serve.api.redaction import PRIVACY_HEADER, sees_raw
 from serve.api.reload import CamerasReloader, FollowingDetector
 from serve.api.routers.detect import analyse, detections_out
@@ -337,7 +347,7 @@ async def frame_upload(
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in FRAME_TYPES:
         data = await request.body()
-        name, field, when = "frame", CAPTURE_HEADER, header_time
+        name, field, when, sent_as = "frame", CAPTURE_HEADER, header_time, content_type
     elif content_type == "multipart/form-data":
         form = await request.form()
         one_file(form)
@@ -349,7 +359,7 @@ async def frame_upload(
                 f"{upload.filename}: content type {upload.content_type!r}; send image/jpeg"
             )
         data = await upload.read(limit + 1)
-        name = upload.filename or "frame"
+        name, sent_as = upload.filename or "frame", upload.content_type
         given = form.get(CAPTURE_FIELD)
         if header_time:  # the header wins, as before
             field, when = CAPTURE_HEADER, header_time
@@ -359,6 +369,7 @@ async def frame_upload(
         raise UnsupportedMedia(f"content type {content_type!r}: send image/jpeg, or multipart/form-data")
     if len(data) > limit:
         raise TooLarge(f"{name}: over the limit of {limit} bytes")
+    refuse_other_formats(name, sent_as, data, untyped=False)
     return data, name, capture_time(field, when, now, service.domain.rules.times)
 
 
