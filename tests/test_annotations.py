@@ -321,6 +321,11 @@ BROKEN: list[tuple[str, Callable[[Path], Path], str]] = [
     ("empty export file", lambda r: _text(r / "empty.json", ""), "empty.json: empty file"),
     ("no tasks", lambda r: _text(r / "none.json", "[]"), "none.json: no tasks: an empty export"),
     (
+        "first task without data",
+        lambda r: _first_task_without_data(r),
+        "tasks[0] (id 11).data: a task needs a data object",
+    ),
+    (
         "box outside",
         lambda r: labelstudio_json(r, [ls_region("car", (150, 30, 230, 90))])[0],
         "tasks[0] (id 11).annotations[1].result[0]: box (150, 30, 230, 90) is outside the 200x120 image",
@@ -496,6 +501,14 @@ def _without_labels(region: dict[str, Any]) -> dict[str, Any]:
 def _text(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def _first_task_without_data(root: Path) -> Path:
+    """A JSON export whose first task lost its data: read as JSON-MIN, it was named as no export."""
+    path = labelstudio_json(root)[0]
+    tasks = json.loads(path.read_text(encoding="utf-8"))
+    del tasks[0]["data"]
+    return _text(path, json.dumps(tasks))
 
 
 def _bytes(path: Path, data: bytes) -> Path:

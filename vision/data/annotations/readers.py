@@ -432,7 +432,10 @@ def detect_format(path: Path) -> str:
     if data == []:
         raise AnnotationError(f"{path}", "no tasks: an empty export (nothing was annotated or exported)")
     if isinstance(data, list) and data and isinstance(data[0], dict):
-        return "labelstudio-json" if "data" in data[0] else "labelstudio-min"
+        # any task with a data object makes it a JSON export (its tasks without one are named as
+        # such); judged by the first task alone, a broken first task read the file as JSON-MIN
+        json_export = any(isinstance(task, dict) and "data" in task for task in data)
+        return "labelstudio-json" if json_export else "labelstudio-min"
     raise AnnotationError(f"{path}", "not a Label Studio, JSON-MIN or COCO export")
 
 
