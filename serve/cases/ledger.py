@@ -21,9 +21,8 @@ from openpyxl.utils import get_column_letter
 
 from serve.cases.enums import Action, EvidenceRole
 from serve.cases.orm import Case, FlowEntry, SupervisionItem
+from serve.cases.spreadsheet import inert
 from serve.cases.workflow import is_overdue
-
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 # (key, header): the headers are the bureau's; keys name the same columns in code and tests.
 COLUMNS = (
@@ -171,20 +170,13 @@ def supervision_rows(items: Iterable[SupervisionItem], tz: tzinfo) -> list[dict[
     ]
 
 
-def _cell(value: Any) -> Any:
-    """Text that would start a formula gets an apostrophe; datetimes print to the second."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
 def to_csv(rows: list[LedgerRow]) -> bytes:
     """UTF-8 with a byte order mark: Excel opens it as UTF-8 and the Chinese reads right."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow([header for _, header in COLUMNS])
     for row in rows:
-        cells = [_cell(row.values[key]) for key, _ in COLUMNS]
+        cells = [inert(row.values[key]) for key, _ in COLUMNS]
         writer.writerow(
             ["" if c is None else c.isoformat(sep=" ") if isinstance(c, datetime) else c for c in cells]
         )
@@ -200,7 +192,7 @@ def _sheet(
         cell.font = Font(bold=True)
         cell.fill = PatternFill("solid", fgColor="DDE6DA")
     for values in rows:
-        sheet.append([_cell(values[key]) for key, _ in columns])
+        sheet.append([inert(values[key]) for key, _ in columns])
     for index, (key, header) in enumerate(columns, start=1):
         longest = max([len(header) * 2, *(min(len(str(v[key] or "")), 60) for v in rows)])
         sheet.column_dimensions[get_column_letter(index)].width = max(10, longest + 2)

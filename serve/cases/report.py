@@ -31,8 +31,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from serve.cases.enums import PhotoStatus, State
 from serve.cases.findings import CaseRules
 from serve.cases.orm import Case, Evidence, Photo
+from serve.cases.spreadsheet import inert
 from vision.core.boxes import parse_boxes
 from vision.core.draw import crop_box, draw_boxes, fit_width
+from vision.core.files import file_href
 from vision.core.imageio import ImageError, read_photo
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
@@ -205,7 +207,7 @@ def write_cases_csv(session: Session, rules: CaseRules, handle: TextIO) -> int:
     writer.writeheader()
     rows = 0
     for row in _case_rows(session, rules):
-        writer.writerow(row)
+        writer.writerow({key: inert(value) for key, value in row.items()})
         rows += 1
     return rows
 
@@ -303,6 +305,7 @@ def _pictures(
         else max((box.confidence for box in boxes), default=None),
         "copy_of": (evidence.extra or {}).get("copy_of"),
         "captured_at": _local(evidence.captured_at, rules.calendar.timezone),
+        "href": file_href(evidence.path, out / "report.html"),
         "thumb": thumb.as_posix(),
         "crops": [c.as_posix() for c in crops],
         "error": None,

@@ -11,6 +11,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
+from urllib.parse import quote
 
 
 def file_sha256(path: Path) -> str:
@@ -54,3 +55,14 @@ def shown_path(path: Path | str) -> str:
     """A path as text any database, page or terminal takes: a name that is not UTF-8 (GBK names from
     a zip made on a Chinese Windows) shows its odd bytes as \\xNN instead of failing to encode."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def file_href(path: Path | str, page: Path) -> str:
+    """A link to `path` from the HTML file `page`: relative when beside it, else a file:// URI; both
+    percent-encoded, so names with '#', '?', '%', quotes or bytes that are not UTF-8 still link
+    (and a name can never end the attribute it is written in)."""
+    target = Path(path).resolve()
+    try:
+        return quote(os.fsencode(target.relative_to(page.parent.resolve()).as_posix()))
+    except ValueError:
+        return target.as_uri()

@@ -11,19 +11,17 @@ proposals (`streetorder data review sheets`) and the look at a new city's photos
 from __future__ import annotations
 
 import html
-import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
 from vision.core.boxes import scaled_size
-from vision.core.files import shown_path
+from vision.core.files import file_href, shown_path
 from vision.core.imageio import read_bgr, write_bgr
 
 CROP = 256  # side of a cell's enlarged region
@@ -163,13 +161,8 @@ def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
 
 
 def photo_link(photo: Path, index: Path) -> str:
-    """A link to a photo from the index file: relative when beside it, else a file:// URI; both
-    percent-encoded, so names with '#', '?', spaces or bytes that are not UTF-8 still link."""
-    try:
-        target = quote(os.fsencode(photo.resolve().relative_to(index.parent.resolve()).as_posix()))
-    except ValueError:
-        target = photo.resolve().as_uri()
-    return f'<a href="{html.escape(target)}">{html.escape(shown_path(photo.name))}</a>'
+    """A link to a photo from the index file, shown by its name."""
+    return f'<a href="{html.escape(file_href(photo, index))}">{html.escape(shown_path(photo.name))}</a>'
 
 
 def write_index(
