@@ -959,3 +959,36 @@ def test_a_failed_after_photo_is_accepted_with_a_persons_reason(
     assert case["state"] == "handled" and [e["role"] for e in case["evidence"]].count("after") == 1
     assert case["flow"][-1]["note"].endswith("现场核实已清理，手机定位失灵")
     assert "at_place" in case["flow"][-1]["note"]
+
+
+HOSTILE_WORDS = (
+    '"><img src=x onerror="window.__xss=1"><script>window.__xss=2</script>',
+    "</pre><svg onload=window.__xss=3>&lt;b&gt;",
+)
+
+
+@pytest.mark.parametrize("words", HOSTILE_WORDS)
+def test_a_citizens_markup_shows_as_text_and_runs_nothing(live: Live, browser: Any, words: str) -> None:
+    """A citizen's description and address are anyone's text: on the case page and the held
+    requests page they read literally, no element comes from them and no script of theirs runs."""
+    _, lat, lon = GRID_QUIET
+    live.clock.at = START + timedelta(hours=5)
+    case_id = open311(live, "06010", lat, lon, words)
+    held = live.api(
+        "POST",
+        "/open311/v2/requests.json",
+        key="report",
+        data={"service_code": "06036", "address_string": words, "description": words},
+    ).json()[0]["token"]
+    sign_in(browser, live)
+    found = (
+        "return [window.__xss, document.querySelectorAll("
+        "'#view img[src=x], #view svg[onload], #view b, #view script').length]"
+    )
+    visit(browser, live, f"case/{case_id}", "case")  # the second request joins the first's case
+    one(browser, "p.citizen")
+    assert any(words in p.text for p in css(browser, "p.citizen"))
+    assert browser.execute_script(found) == [None, 0]
+    visit(browser, live, "requests", "requests")
+    assert one(browser, f'#held tr[data-token="{held}"]').text.count(words) == 2
+    assert browser.execute_script(found) == [None, 0]
