@@ -167,6 +167,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         response.headers.setdefault("X-Content-Type-Options", "nosniff")  # a JPEG/HTML polyglot stays a JPEG
         if response.headers.get("content-type", "").startswith("image/"):
             response.headers.setdefault("Content-Security-Policy", "default-src 'none'; sandbox")
+        elif response.headers.get("content-type", "").startswith("text/html"):  # console, /docs, /redoc
+            response.headers.setdefault("X-Frame-Options", "DENY")  # no page of ours inside another's
+            response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
         return response
 
     app.add_middleware(HeadAsGet)  # every GET answers HEAD too, throttled and counted as one
