@@ -14,6 +14,7 @@ import pytest
 from configured import MODELS, TAXONOMY
 from PIL import Image
 from supervision import box_iou_batch
+from test_hostile_text import Page
 
 from serve.cli.main import main
 from vision.core.imageio import read_photo
@@ -120,3 +121,33 @@ def test_photos_named_in_gbk_or_with_a_hash_are_looked_at_and_linked(
     assert summary["photos"] == 2 and set(summary["per_photo"]) == {shown, "night #2.jpg"}  # cars on both
     html = (out / "index.html").read_text(encoding="utf-8")
     assert quote(os.fsencode(gbk_name)) in html and "night%20%232.jpg" in html
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "<img src=x onerror=alert(1)>.jpg",
+        "a\"b'c<svg onload=alert(1)>&amp;.jpg",
+        "<script>alert(1)<\\script>.jpg",
+    ],
+)
+def test_a_photo_named_as_markup_reads_as_its_name_on_the_contact_sheet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """A file name is anyone's text: in index.html (the per-photo table, the box list's link and the
+    unreadable list) it shows as the name it is and adds no element or event handler of its own."""
+    folder = tmp_path / "bureau"
+    folder.mkdir()
+    shutil.copy(SHARED / "traffic-cams" / "images" / "val" / FRAMES[0], folder / name)
+    (folder / ("cut " + name)).write_bytes((folder / name).read_bytes()[:4000])
+    out = tmp_path / "look"
+    assert main(["evaluate", "--unlabelled", str(folder), "--model", CURRENT, "--out", str(out)]) == 0
+    capsys.readouterr()
+    page = Page()
+    page.feed((out / "index.html").read_text(encoding="utf-8"))
+    assert {"script", "svg"}.isdisjoint(page.tags)
+    assert not [attr for attr, _ in page.attrs if attr.startswith("on")]
+    assert all(src.startswith("sheets/") for src in page.images)
+    text = "".join(page.text)
+    assert name in text and "cut " + name in text
+    assert (folder / name).resolve().as_uri() in page.hrefs
