@@ -41,7 +41,9 @@ HOSTILE = [
     pytest.param(
         f"{IMG}.jpg", SCRIPT, f'"><{IMG}', '=HYPERLINK("http://x.test","点")', "@SUM(1+1)", id="tags"
     ),
-    pytest.param("a\"b'c<svg onload=alert(1)>.jpg", "</pre>" + SCRIPT, "网格 <b>", "+1+1", "-2+3", id="quotes"),
+    pytest.param(
+        "a\"b'c<svg onload=alert(1)>.jpg", "</pre>" + SCRIPT, "网格 <b>", "+1+1", "-2+3", id="quotes"
+    ),
     pytest.param("p#1?x=%41 &amp;.jpg", "&lt;script&gt;", "&amp;", "\t=1+1", "\r=1+1", id="url-and-entities"),
 ]
 
