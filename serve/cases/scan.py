@@ -59,7 +59,15 @@ from serve.cases.settings import Settings
 from serve.cases.times import ImplausibleTime
 from vision.core.detector import Detector
 from vision.core.files import is_utf8_path, shown_path
-from vision.core.imageio import DEFAULT_TIMEZONE, MAX_PIXELS, PHOTO_SUFFIXES, ImageError, PhotoMeta, Position
+from vision.core.imageio import (
+    DEFAULT_TIMEZONE,
+    MAX_PHOTO_BYTES,
+    MAX_PIXELS,
+    PHOTO_SUFFIXES,
+    ImageError,
+    PhotoMeta,
+    Position,
+)
 from vision.core.phash import perceptual_hash
 from vision.detect.flyers import FlyerFinder, ScanMode, detection_floor, load_flyer_rules
 from vision.detect.pipeline import (
@@ -349,15 +357,29 @@ def unrecordable_name(source: str) -> str | None:
 
 def source_of(item: Path | str) -> str:
     """A photo's identity in the database: the resolved local path, or the URL as listed. A link
-    to nothing, or to itself round a loop, keeps its own name, so the scan's list of unreadable
-    files names what is there."""
+    to nothing, to itself round a loop, or to no file (`zero.jpg -> /dev/zero`, listed as
+    `/dev/zero`, which no one finds in the archive) keeps its own name, so the scan's list of
+    unreadable files names what is there."""
     if isinstance(item, str):
         return item
     try:
         resolved = item.resolve()
     except (OSError, RuntimeError):  # a symlink loop: RuntimeError until Python 3.13, OSError since
         return str(item.absolute())
-    return str(resolved if resolved.exists() or not item.is_symlink() else item.absolute())
+    return str(resolved if not item.is_symlink() or resolved.is_file() else item.absolute())
+
+
+def unreadable_key(source: str, sha256: str | None = None) -> str:
+    """The key of an unreadable file's row: its path, with its bytes' sha256 where it has bytes.
+
+    Per path, because each unreadable file is one a person must look at: keyed by its bytes
+    alone, three identical broken copies (`bad1.jpg`, `bad2.jpg`, `bad3.jpg`) were one row naming
+    the first, and the other two were counted "already recorded" and listed nowhere. With its
+    bytes, so that other bytes at the same path (a different broken copy) are a new entry that
+    supersedes the old one (`supersede_unreadable`).
+    """
+    content = f":{sha256}" if sha256 is not None else ""  # none: the key such rows always had
+    return hashlib.sha256(f"unreadable-path:{source}{content}".encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -380,14 +402,13 @@ class Inspector:
         source = source_of(item)
         if (reason := unrecordable_name(source)) is not None:
             shown = shown_path(source)
-            key = hashlib.sha256(f"unreadable-path:{shown}".encode()).hexdigest()
-            return Inspection(shown, key, "unreadable", error=reason)
+            return Inspection(shown, unreadable_key(shown), "unreadable", error=reason)
         try:
-            data = read_source(source)
-        except OSError as err:
-            # no bytes, no content key: the path stands in, so a re-scan does not list it twice
-            key = hashlib.sha256(f"unreadable-path:{source}".encode()).hexdigest()
-            return Inspection(source, key, "unreadable", error=f"cannot read file: {err.strerror or err}")
+            data = read_source(source, self.decoding.max_bytes)
+        except OSError as err:  # no bytes: the path alone is the key
+            return Inspection(
+                source, unreadable_key(source), "unreadable", error=f"cannot read file: {err.strerror or err}"
+            )
         sha256 = hashlib.sha256(data).hexdigest()
         if self.factory is not None:
             with self.factory() as session:
@@ -397,7 +418,7 @@ class Inspector:
         try:
             photo = self.decoding.decode(data, source)
         except ImageError as err:
-            return Inspection(source, sha256, "unreadable", error=err.reason)
+            return Inspection(source, unreadable_key(source, sha256), "unreadable", error=err.reason)
         detections = detect_full(self.detector, photo)
         if self.flyers is not None:
             given = sidecar_row(self.sidecar, source)
@@ -438,6 +459,7 @@ class Scanner:
     sidecar: dict[Path, Given] = field(default_factory=dict)
     local_tz: tzinfo = DEFAULT_TIMEZONE
     max_pixels: int = MAX_PIXELS
+    max_bytes: int = MAX_PHOTO_BYTES  # larger files are listed unreadable, never read
     reduced_decode: bool = True
     workers: int = 1
     batch: int = 1
@@ -451,7 +473,7 @@ class Scanner:
         return Inspector(
             self.detector,
             self.factory,
-            DecodeOptions(reduce_to, self.max_pixels, self.local_tz),
+            DecodeOptions(reduce_to, self.max_pixels, self.local_tz, self.max_bytes),
             self.sidecar,
             self.flyers,
             self.in_flyer_zone,

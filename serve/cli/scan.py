@@ -31,7 +31,7 @@ from serve.cases.scan import (
 )
 from serve.cases.settings import Settings, get_settings
 from serve.cli.args import non_negative_float, positive_int
-from vision.core.imageio import MAX_PIXELS, PHOTO_SUFFIXES
+from vision.core.imageio import MAX_PHOTO_BYTES, MAX_PIXELS, PHOTO_SUFFIXES
 from vision.core.taxonomy import TAXONOMY
 from vision.detect.pipeline import (
     Candidate,
@@ -94,6 +94,7 @@ def cli(argv: list[str]) -> int:
         sidecar,
         local_tz,
         args.max_pixels,
+        max_bytes=args.max_mb * 2**20,
         reduced_decode=not args.full_decode,
         workers=workers,
         batch=1 if simple else max(1, args.batch),
@@ -284,6 +285,12 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-pixels", type=positive_int, default=MAX_PIXELS, help="larger images are refused as bombs"
+    )
+    p.add_argument(
+        "--max-mb",
+        type=positive_int,
+        default=MAX_PHOTO_BYTES // 2**20,
+        help="larger files (MiB) are listed unreadable by their size, never read into memory",
     )
     p.add_argument(
         "--flyers",

@@ -34,6 +34,9 @@ from vision.core.files import read_regular_file
 
 # 100 MP: above any phone or DSLR patrol photo, far below what would exhaust memory while decoding.
 MAX_PIXELS = 100_000_000
+# 256 MiB: over any photo of MAX_PIXELS (a 100 MP JPEG is some 50 MB); a file larger than this (a
+# sparse or runaway `big.jpg`) is refused by its size before it is read into memory.
+MAX_PHOTO_BYTES = 256 * 2**20
 # A photo whose long side is twice this or more is decoded reduced where the full pixels serve no
 # purpose (detection, which resizes anyway; blurred and annotated copies for viewing): an
 # 8000x8000 JPEG then takes 48 MB of pixels instead of 192 MB. Phone photos (4032 px) decode in full.
