@@ -508,6 +508,43 @@ def test_files_that_are_no_photos_are_listed_by_their_own_names_not_waited_on_or
     assert rows["d-photo.jpg"].status != "unreadable"
 
 
+def test_a_folder_that_cannot_be_listed_is_said_not_skipped_unsaid(
+    tmp_path: Path, samples: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """os.walk skips a folder it cannot list (no permission, a path over PATH_MAX) without a word:
+    a photo 4,600 characters deep was not scanned and the scan said "scanned 1 photo(s)" as if that
+    were all. The folder is named in scan.log and in the summary."""
+    photos = tmp_path / "archive"
+    photos.mkdir()
+    (photos / "top.jpg").write_bytes(samples[0].read_bytes())
+    folder = os.open(photos, os.O_RDONLY)
+    for depth in range(45):  # each step relative to the last: no path given is over PATH_MAX
+        name = f"{'d' * 100}{depth}"
+        os.mkdir(name, dir_fd=folder)
+        inner = os.open(name, os.O_RDONLY, dir_fd=folder)
+        os.close(folder)
+        folder = inner
+    deep = os.open("deep.jpg", os.O_WRONLY | os.O_CREAT, dir_fd=folder)
+    os.write(deep, samples[1].read_bytes())
+    os.close(deep)
+    os.close(folder)
+    unlisted: list[str] = []
+    assert list(iter_photos([photos], unlisted=unlisted)) == [photos / "top.jpg"]
+    assert len(unlisted) == 1 and len(unlisted[0]) > 4096
+
+    out = tmp_path / "out"
+    assert (
+        cli([str(photos), "--db", f"sqlite:///{tmp_path / 'scan.db'}", "--out", str(out), "--no-progress"])
+        == 0
+    )
+    said = capsys.readouterr().out
+    assert "scanned 1 photo(s)" in said and "folders not listed: 1 (" in said
+    assert "their photos are not scanned" in said
+    assert "folder not listed, its photos are not scanned: File name too long" in (
+        out / "scan.log"
+    ).read_text(encoding="utf-8")
+
+
 def test_each_copy_of_a_broken_file_is_listed_for_someone_to_look_at(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -90,10 +90,14 @@ class ScanInputError(ValueError):
 # --------------------------------------------------------------------------------------- inputs
 
 
-def iter_photos(inputs: Sequence[Path | str], others: Counter[str] | None = None) -> Iterator[Path | str]:
+def iter_photos(
+    inputs: Sequence[Path | str], others: Counter[str] | None = None, unlisted: list[str] | None = None
+) -> Iterator[Path | str]:
     """Photos (JPEG, PNG, WebP, HEIC by suffix) under folders (recursively, in name order) and in
     file lists (one path a line). `others` counts the other files of the folders by suffix, so a
     scan says what it left unread (a .gif, a .tif, a video) instead of dropping it unsaid.
+    `unlisted` gets the folders that could not be listed (no permission, a path over PATH_MAX):
+    os.walk skipped them silently, and their photos with them.
 
     Links to folders are followed (an archive spread over disks by links was dropped unsaid), each
     real folder once, so a link round a loop ends there.
@@ -109,7 +113,7 @@ def iter_photos(inputs: Sequence[Path | str], others: Counter[str] | None = None
         source = Path(entry)
         if source.is_dir():
             walked: set[str] = set()  # real paths: a folder reached twice through links is walked once
-            for folder, dirs, files in os.walk(source, followlinks=True):
+            for folder, dirs, files in os.walk(source, onerror=_unlisted(unlisted), followlinks=True):
                 real = os.path.realpath(folder)
                 if real in walked:  # a link round a loop, or to a folder walked already
                     dirs.clear()
@@ -130,6 +134,18 @@ def iter_photos(inputs: Sequence[Path | str], others: Counter[str] | None = None
             raise ScanInputError(f"{source}: no such file or folder")
 
 
+def _unlisted(folders: list[str] | None) -> Callable[[OSError], None]:
+    """os.walk's error handler: a folder it cannot list is said (scan.log) and kept in `folders`."""
+
+    def said(err: OSError) -> None:
+        folder = shown_path(err.filename)
+        log.warning("%s: folder not listed, its photos are not scanned: %s", folder, err.strerror or err)
+        if folders is not None:
+            folders.append(folder)
+
+    return said
+
+
 LISTING_AHEAD = 50_000  # photos the listing may run ahead of the work: some 15 MB of paths
 
 
@@ -147,11 +163,15 @@ class Listing:
     """
 
     def __init__(
-        self, inputs: Sequence[Path | str], others: Counter[str] | None = None, ahead: int = LISTING_AHEAD
+        self,
+        inputs: Sequence[Path | str],
+        others: Counter[str] | None = None,
+        ahead: int = LISTING_AHEAD,
+        unlisted: list[str] | None = None,
     ) -> None:
         self.found = 0
         self.complete = False
-        self._inputs, self._others = inputs, others
+        self._inputs, self._others, self._unlisted = inputs, others, unlisted
         self._queue: queue.Queue[Path | str | None] = queue.Queue(maxsize=ahead)  # None: the end
         self._stop = threading.Event()
         self._error: Exception | None = None
@@ -177,7 +197,7 @@ class Listing:
 
     def _walk(self) -> None:
         try:
-            for item in iter_photos(self._inputs, self._others):
+            for item in iter_photos(self._inputs, self._others, self._unlisted):
                 self.found += 1
                 if not self._put(item):
                     return
@@ -310,6 +330,7 @@ class ScanStats:
     evidence_added: int = 0
     seconds: float = 0.0
     other_files: Counter[str] = field(default_factory=Counter)  # in the folders, by suffix: not read
+    unlisted_folders: list[str] = field(default_factory=list)  # could not be listed: photos not seen
 
     def postfix(self) -> dict[str, int]:
         return {"cases": self.cases_created, "joined": self.evidence_added, "bad": self.unreadable}
@@ -501,7 +522,7 @@ class Scanner:
             lambda items: ordered_map(self.inspector, items, self.workers, stall_s=self.stall_s)
         )
         bar = tqdm(unit="img", desc="scan, listing", disable=not progress, dynamic_ncols=True)
-        with Listing(inputs, stats.other_files) as listing, bar:
+        with Listing(inputs, stats.other_files, unlisted=stats.unlisted_folders) as listing, bar:
 
             def committed(count: int) -> None:
                 if listing.complete and bar.total is None:

@@ -191,6 +191,12 @@ def summary(stats: ScanStats, report: Path, out: Path) -> Iterable[str]:
             f"  not read (not photos the scan takes): {', '.join(kinds)}; "
             f"it reads {', '.join(sorted(PHOTO_SUFFIXES))}"
         )
+    if stats.unlisted_folders:
+        shown = ", ".join(stats.unlisted_folders[:3]) + (", ..." if len(stats.unlisted_folders) > 3 else "")
+        yield (
+            f"  folders not listed: {len(stats.unlisted_folders)} ({shown}); their photos are not scanned "
+            f"(reasons in {out / 'scan.log'})"
+        )
     yield f"report: {report}  (also {out / 'cases.geojson'}, {out / 'cases.csv'}, {out / 'crops'}/)"
 
 
