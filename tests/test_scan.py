@@ -7,6 +7,7 @@ import hashlib
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,6 +34,7 @@ from serve.cli.demo import pick_sample_photos
 from serve.cli.scan import cli
 from vision.core.imageio import Position, exif_for
 from vision.core.taxonomy import load_taxonomy
+from vision.detect.pipeline import read_source
 from vision.detect.registry import CURRENT, find_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -219,6 +221,18 @@ def test_a_list_whose_text_breaks_midway_stops_the_scan_with_a_clear_error(
 
 
 # ------------------------------------------------------------------------------- with the model
+
+
+def test_a_file_over_the_byte_limit_is_refused_unread_by_path_and_by_url(tmp_path: Path) -> None:
+    """The scan read any file whole before deciding it was no photo: a 6 GB one took 6 GB of memory.
+    Over the limit, a local file is refused by its size and a URL after limit + 1 bytes."""
+    photo = tmp_path / "p.jpg"
+    photo.write_bytes(b"\xff" * 2000)
+    assert read_source(str(photo), 2000) == read_source(photo.as_uri(), 2000) == b"\xff" * 2000
+    with pytest.raises(OSError, match="2,000 bytes, over the limit of 1,999: not read"):
+        read_source(str(photo), 1999)
+    with pytest.raises(OSError, match="over the limit of 1,999 bytes: not read"):
+        read_source(photo.as_uri(), 1999)
 
 
 @pytest.fixture(scope="module")
@@ -450,27 +464,119 @@ def test_a_line_break_in_a_file_name_stays_in_its_one_log_entry(
     assert any(f"{photos / logged}: unreadable" in line for line in lines), lines
 
 
-def test_a_pipe_and_a_link_loop_named_like_photos_are_listed_not_waited_on(
+def test_files_that_are_no_photos_are_listed_by_their_own_names_not_waited_on_or_read_whole(
     tmp_path: Path, samples: list[Path]
 ) -> None:
-    """A FIFO called x.jpg blocked its reader for ever (the scan stalled until the watchdog), and a
-    symlink loop stopped the scan with a RuntimeError from Path.resolve: both are unreadable files."""
+    """An archive's hostile files named like photos, scanned by the real CLI in a process of its own
+    under a timeout, so that a scan that hangs fails the test instead of hanging it. Before: a FIFO
+    blocked its reader for ever (the scan stalled until the watchdog) and a symlink loop stopped the
+    scan with a RuntimeError; a socket said only "No such device or address"; a link to /dev/zero
+    was listed as /dev/zero, a path no one finds in the archive; a sparse 6 GB big.jpg was read
+    whole into memory (6.7 GB peak, 28 s) to be found no image."""
     photos = tmp_path / "archive"
     photos.mkdir()
     os.mkfifo(photos / "a-pipe.jpg")
     (photos / "b-loop.jpg").symlink_to(photos / "c-loop.jpg")
     (photos / "c-loop.jpg").symlink_to(photos / "b-loop.jpg")
     (photos / "d-photo.jpg").write_bytes(samples[0].read_bytes())
-    db = f"sqlite:///{tmp_path / 'scan.db'}"
-    assert (
-        cli([str(photos), "--db", db, "--out", str(tmp_path / "out"), "--no-progress", "--stall-s", "60"])
-        == 0
-    )
+    (photos / "e-zero.jpg").symlink_to("/dev/zero")
+    with (photos / "f-big.jpg").open("wb") as sparse:  # no disk taken: a hole of 6 GB
+        sparse.truncate(6 * 2**30)
+    listening = socket.socket(socket.AF_UNIX)
+    try:
+        listening.bind(str(photos / "g-socket.jpg"))
+        db = f"sqlite:///{tmp_path / 'scan.db'}"
+        command = [sys.executable, "-m", "serve.cli.main", "scan", str(photos), "--db", db]
+        done = subprocess.run(
+            [*command, "--out", str(tmp_path / "out"), "--no-progress", "--max-mb", "64"],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env=os.environ.copy(),
+        )
+    finally:
+        listening.close()
+    assert done.returncode == 0, done.stderr[-2000:]
     with open_database(db)() as session:
         rows = {Path(p.path).name: p for p in session.scalars(select(Photo))}
-    assert "not a regular file" in (rows["a-pipe.jpg"].error or "")
+    not_regular = "not a regular file (a pipe, socket, device or folder)"
+    assert not_regular in (rows["a-pipe.jpg"].error or "")
     assert "symbolic links" in (rows["b-loop.jpg"].error or "") and rows["c-loop.jpg"].status == "unreadable"
+    assert not_regular in (rows["e-zero.jpg"].error or "") and "zero" not in rows
+    assert "6,442,450,944 bytes, over the limit of 67,108,864: not read" in (rows["f-big.jpg"].error or "")
+    assert not_regular in (rows["g-socket.jpg"].error or "")
     assert rows["d-photo.jpg"].status != "unreadable"
+
+
+def test_a_folder_that_cannot_be_listed_is_said_not_skipped_unsaid(
+    tmp_path: Path, samples: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """os.walk skips a folder it cannot list (no permission, a path over PATH_MAX) without a word:
+    a photo 4,600 characters deep was not scanned and the scan said "scanned 1 photo(s)" as if that
+    were all. The folder is named in scan.log and in the summary."""
+    photos = tmp_path / "archive"
+    photos.mkdir()
+    (photos / "top.jpg").write_bytes(samples[0].read_bytes())
+    folder = os.open(photos, os.O_RDONLY)
+    for depth in range(45):  # each step relative to the last: no path given is over PATH_MAX
+        name = f"{'d' * 100}{depth}"
+        os.mkdir(name, dir_fd=folder)
+        inner = os.open(name, os.O_RDONLY, dir_fd=folder)
+        os.close(folder)
+        folder = inner
+    deep = os.open("deep.jpg", os.O_WRONLY | os.O_CREAT, dir_fd=folder)
+    os.write(deep, samples[1].read_bytes())
+    os.close(deep)
+    os.close(folder)
+    unlisted: list[str] = []
+    assert list(iter_photos([photos], unlisted=unlisted)) == [photos / "top.jpg"]
+    assert len(unlisted) == 1 and len(unlisted[0]) > 4096
+
+    out = tmp_path / "out"
+    assert (
+        cli([str(photos), "--db", f"sqlite:///{tmp_path / 'scan.db'}", "--out", str(out), "--no-progress"])
+        == 0
+    )
+    said = capsys.readouterr().out
+    assert "scanned 1 photo(s)" in said and "folders not listed: 1 (" in said
+    assert "their photos are not scanned" in said
+    assert "folder not listed, its photos are not scanned: File name too long" in (
+        out / "scan.log"
+    ).read_text(encoding="utf-8")
+
+
+def test_each_copy_of_a_broken_file_is_listed_for_someone_to_look_at(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Identical broken files at three paths were one row, keyed by their bytes, naming the first:
+    the other two were counted "already recorded" and listed nowhere, so no one looked at them."""
+    photos = tmp_path / "archive"
+    (photos / "sub").mkdir(parents=True)
+    broken = b"\xff\xd8\xff\xe0 a JPEG cut short"
+    names = ["bad1.jpg", "bad2.jpg", "sub/bad3.jpg"]
+    for name in names:
+        (photos / name).write_bytes(broken)
+    (photos / "empty1.jpg").write_bytes(b"")
+    (photos / "empty2.jpg").write_bytes(b"")
+    db, out = f"sqlite:///{tmp_path / 'scan.db'}", tmp_path / "out"
+    assert cli([str(photos), "--db", db, "--out", str(out), "--no-progress"]) == 0
+    assert "unreadable: 5," in capsys.readouterr().out
+    with open_database(db)() as session:
+        listed = {
+            row.path: row.error for row in session.scalars(select(Photo).where(Photo.status == "unreadable"))
+        }
+    assert sorted(listed) == sorted(str(photos / name) for name in [*names, "empty1.jpg", "empty2.jpg"])
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert all(f"{Path(name).name}</td>" in html for name in names)
+
+    assert cli([str(photos), "--db", db, "--out", str(out), "--no-progress"]) == 0
+    assert "0 new, 5 already recorded" in capsys.readouterr().out  # listed once each, not again
+    (photos / "bad2.jpg").write_bytes(broken + b" and cut differently")
+    assert cli([str(photos), "--db", db, "--out", str(out), "--no-progress"]) == 0
+    with open_database(db)() as session:
+        assert session.scalar(select(func.count()).where(Photo.status == "unreadable")) == 5
+    said = (out / "scan.log").read_text(encoding="utf-8")
+    assert "bad2.jpg: scanned again (now unreadable); its earlier unreadable entry is superseded" in said
 
 
 def test_a_notepad_list_with_urls_that_cannot_be_read_scans_the_rest(

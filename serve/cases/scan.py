@@ -59,7 +59,15 @@ from serve.cases.settings import Settings
 from serve.cases.times import ImplausibleTime
 from vision.core.detector import Detector
 from vision.core.files import is_utf8_path, shown_path
-from vision.core.imageio import DEFAULT_TIMEZONE, MAX_PIXELS, PHOTO_SUFFIXES, ImageError, PhotoMeta, Position
+from vision.core.imageio import (
+    DEFAULT_TIMEZONE,
+    MAX_PHOTO_BYTES,
+    MAX_PIXELS,
+    PHOTO_SUFFIXES,
+    ImageError,
+    PhotoMeta,
+    Position,
+)
 from vision.core.phash import perceptual_hash
 from vision.detect.flyers import FlyerFinder, ScanMode, detection_floor, load_flyer_rules
 from vision.detect.pipeline import (
@@ -82,10 +90,14 @@ class ScanInputError(ValueError):
 # --------------------------------------------------------------------------------------- inputs
 
 
-def iter_photos(inputs: Sequence[Path | str], others: Counter[str] | None = None) -> Iterator[Path | str]:
+def iter_photos(
+    inputs: Sequence[Path | str], others: Counter[str] | None = None, unlisted: list[str] | None = None
+) -> Iterator[Path | str]:
     """Photos (JPEG, PNG, WebP, HEIC by suffix) under folders (recursively, in name order) and in
     file lists (one path a line). `others` counts the other files of the folders by suffix, so a
     scan says what it left unread (a .gif, a .tif, a video) instead of dropping it unsaid.
+    `unlisted` gets the folders that could not be listed (no permission, a path over PATH_MAX):
+    os.walk skipped them silently, and their photos with them.
 
     Links to folders are followed (an archive spread over disks by links was dropped unsaid), each
     real folder once, so a link round a loop ends there.
@@ -101,7 +113,7 @@ def iter_photos(inputs: Sequence[Path | str], others: Counter[str] | None = None
         source = Path(entry)
         if source.is_dir():
             walked: set[str] = set()  # real paths: a folder reached twice through links is walked once
-            for folder, dirs, files in os.walk(source, followlinks=True):
+            for folder, dirs, files in os.walk(source, onerror=_unlisted(unlisted), followlinks=True):
                 real = os.path.realpath(folder)
                 if real in walked:  # a link round a loop, or to a folder walked already
                     dirs.clear()
@@ -122,6 +134,18 @@ def iter_photos(inputs: Sequence[Path | str], others: Counter[str] | None = None
             raise ScanInputError(f"{source}: no such file or folder")
 
 
+def _unlisted(folders: list[str] | None) -> Callable[[OSError], None]:
+    """os.walk's error handler: a folder it cannot list is said (scan.log) and kept in `folders`."""
+
+    def said(err: OSError) -> None:
+        folder = shown_path(err.filename)
+        log.warning("%s: folder not listed, its photos are not scanned: %s", folder, err.strerror or err)
+        if folders is not None:
+            folders.append(folder)
+
+    return said
+
+
 LISTING_AHEAD = 50_000  # photos the listing may run ahead of the work: some 15 MB of paths
 
 
@@ -139,11 +163,15 @@ class Listing:
     """
 
     def __init__(
-        self, inputs: Sequence[Path | str], others: Counter[str] | None = None, ahead: int = LISTING_AHEAD
+        self,
+        inputs: Sequence[Path | str],
+        others: Counter[str] | None = None,
+        ahead: int = LISTING_AHEAD,
+        unlisted: list[str] | None = None,
     ) -> None:
         self.found = 0
         self.complete = False
-        self._inputs, self._others = inputs, others
+        self._inputs, self._others, self._unlisted = inputs, others, unlisted
         self._queue: queue.Queue[Path | str | None] = queue.Queue(maxsize=ahead)  # None: the end
         self._stop = threading.Event()
         self._error: Exception | None = None
@@ -169,7 +197,7 @@ class Listing:
 
     def _walk(self) -> None:
         try:
-            for item in iter_photos(self._inputs, self._others):
+            for item in iter_photos(self._inputs, self._others, self._unlisted):
                 self.found += 1
                 if not self._put(item):
                     return
@@ -302,6 +330,7 @@ class ScanStats:
     evidence_added: int = 0
     seconds: float = 0.0
     other_files: Counter[str] = field(default_factory=Counter)  # in the folders, by suffix: not read
+    unlisted_folders: list[str] = field(default_factory=list)  # could not be listed: photos not seen
 
     def postfix(self) -> dict[str, int]:
         return {"cases": self.cases_created, "joined": self.evidence_added, "bad": self.unreadable}
@@ -349,15 +378,29 @@ def unrecordable_name(source: str) -> str | None:
 
 def source_of(item: Path | str) -> str:
     """A photo's identity in the database: the resolved local path, or the URL as listed. A link
-    to nothing, or to itself round a loop, keeps its own name, so the scan's list of unreadable
-    files names what is there."""
+    to nothing, to itself round a loop, or to no file (`zero.jpg -> /dev/zero`, listed as
+    `/dev/zero`, which no one finds in the archive) keeps its own name, so the scan's list of
+    unreadable files names what is there."""
     if isinstance(item, str):
         return item
     try:
         resolved = item.resolve()
     except (OSError, RuntimeError):  # a symlink loop: RuntimeError until Python 3.13, OSError since
         return str(item.absolute())
-    return str(resolved if resolved.exists() or not item.is_symlink() else item.absolute())
+    return str(resolved if not item.is_symlink() or resolved.is_file() else item.absolute())
+
+
+def unreadable_key(source: str, sha256: str | None = None) -> str:
+    """The key of an unreadable file's row: its path, with its bytes' sha256 where it has bytes.
+
+    Per path, because each unreadable file is one a person must look at: keyed by its bytes
+    alone, three identical broken copies (`bad1.jpg`, `bad2.jpg`, `bad3.jpg`) were one row naming
+    the first, and the other two were counted "already recorded" and listed nowhere. With its
+    bytes, so that other bytes at the same path (a different broken copy) are a new entry that
+    supersedes the old one (`supersede_unreadable`).
+    """
+    content = f":{sha256}" if sha256 is not None else ""  # none: the key such rows always had
+    return hashlib.sha256(f"unreadable-path:{source}{content}".encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -380,14 +423,13 @@ class Inspector:
         source = source_of(item)
         if (reason := unrecordable_name(source)) is not None:
             shown = shown_path(source)
-            key = hashlib.sha256(f"unreadable-path:{shown}".encode()).hexdigest()
-            return Inspection(shown, key, "unreadable", error=reason)
+            return Inspection(shown, unreadable_key(shown), "unreadable", error=reason)
         try:
-            data = read_source(source)
-        except OSError as err:
-            # no bytes, no content key: the path stands in, so a re-scan does not list it twice
-            key = hashlib.sha256(f"unreadable-path:{source}".encode()).hexdigest()
-            return Inspection(source, key, "unreadable", error=f"cannot read file: {err.strerror or err}")
+            data = read_source(source, self.decoding.max_bytes)
+        except OSError as err:  # no bytes: the path alone is the key
+            return Inspection(
+                source, unreadable_key(source), "unreadable", error=f"cannot read file: {err.strerror or err}"
+            )
         sha256 = hashlib.sha256(data).hexdigest()
         if self.factory is not None:
             with self.factory() as session:
@@ -397,7 +439,7 @@ class Inspector:
         try:
             photo = self.decoding.decode(data, source)
         except ImageError as err:
-            return Inspection(source, sha256, "unreadable", error=err.reason)
+            return Inspection(source, unreadable_key(source, sha256), "unreadable", error=err.reason)
         detections = detect_full(self.detector, photo)
         if self.flyers is not None:
             given = sidecar_row(self.sidecar, source)
@@ -438,6 +480,7 @@ class Scanner:
     sidecar: dict[Path, Given] = field(default_factory=dict)
     local_tz: tzinfo = DEFAULT_TIMEZONE
     max_pixels: int = MAX_PIXELS
+    max_bytes: int = MAX_PHOTO_BYTES  # larger files are listed unreadable, never read
     reduced_decode: bool = True
     workers: int = 1
     batch: int = 1
@@ -451,7 +494,7 @@ class Scanner:
         return Inspector(
             self.detector,
             self.factory,
-            DecodeOptions(reduce_to, self.max_pixels, self.local_tz),
+            DecodeOptions(reduce_to, self.max_pixels, self.local_tz, self.max_bytes),
             self.sidecar,
             self.flyers,
             self.in_flyer_zone,
@@ -479,7 +522,7 @@ class Scanner:
             lambda items: ordered_map(self.inspector, items, self.workers, stall_s=self.stall_s)
         )
         bar = tqdm(unit="img", desc="scan, listing", disable=not progress, dynamic_ncols=True)
-        with Listing(inputs, stats.other_files) as listing, bar:
+        with Listing(inputs, stats.other_files, unlisted=stats.unlisted_folders) as listing, bar:
 
             def committed(count: int) -> None:
                 if listing.complete and bar.total is None:

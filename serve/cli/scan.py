@@ -31,7 +31,7 @@ from serve.cases.scan import (
 )
 from serve.cases.settings import Settings, get_settings
 from serve.cli.args import non_negative_float, positive_int
-from vision.core.imageio import MAX_PIXELS, PHOTO_SUFFIXES
+from vision.core.imageio import MAX_PHOTO_BYTES, MAX_PIXELS, PHOTO_SUFFIXES
 from vision.core.taxonomy import TAXONOMY
 from vision.detect.pipeline import (
     Candidate,
@@ -94,6 +94,7 @@ def cli(argv: list[str]) -> int:
         sidecar,
         local_tz,
         args.max_pixels,
+        max_bytes=args.max_mb * 2**20,
         reduced_decode=not args.full_decode,
         workers=workers,
         batch=1 if simple else max(1, args.batch),
@@ -190,6 +191,12 @@ def summary(stats: ScanStats, report: Path, out: Path) -> Iterable[str]:
             f"  not read (not photos the scan takes): {', '.join(kinds)}; "
             f"it reads {', '.join(sorted(PHOTO_SUFFIXES))}"
         )
+    if stats.unlisted_folders:
+        shown = ", ".join(stats.unlisted_folders[:3]) + (", ..." if len(stats.unlisted_folders) > 3 else "")
+        yield (
+            f"  folders not listed: {len(stats.unlisted_folders)} ({shown}); their photos are not scanned "
+            f"(reasons in {out / 'scan.log'})"
+        )
     yield f"report: {report}  (also {out / 'cases.geojson'}, {out / 'cases.csv'}, {out / 'crops'}/)"
 
 
@@ -284,6 +291,12 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-pixels", type=positive_int, default=MAX_PIXELS, help="larger images are refused as bombs"
+    )
+    p.add_argument(
+        "--max-mb",
+        type=positive_int,
+        default=MAX_PHOTO_BYTES // 2**20,
+        help="larger files (MiB) are listed unreadable by their size, never read into memory",
     )
     p.add_argument(
         "--flyers",

@@ -34,6 +34,9 @@ from vision.core.files import read_regular_file
 
 # 100 MP: above any phone or DSLR patrol photo, far below what would exhaust memory while decoding.
 MAX_PIXELS = 100_000_000
+# 256 MiB: over any photo of MAX_PIXELS (a 100 MP JPEG is some 50 MB); a file larger than this (a
+# sparse or runaway `big.jpg`) is refused by its size before it is read into memory.
+MAX_PHOTO_BYTES = 256 * 2**20
 # A photo whose long side is twice this or more is decoded reduced where the full pixels serve no
 # purpose (detection, which resizes anyway; blurred and annotated copies for viewing): an
 # 8000x8000 JPEG then takes 48 MB of pixels instead of 192 MB. Phone photos (4032 px) decode in full.
@@ -201,9 +204,8 @@ def decode_photo(
         if image_format in ("WEBP", "PNG") and getattr(pil, "is_animated", False):
             # a clip, not a photo: say which picture was looked at (MPO JPEGs' extra frames are
             # a phone's depth or preview images of the same photo, nothing to say there)
-            meta_warnings.append(
-                f"animated {image_format} of {getattr(pil, 'n_frames', 'several')} frames: only the first is read"
-            )
+            frames = getattr(pil, "n_frames", "several")
+            meta_warnings.append(f"animated {image_format} of {frames} frames: only the first is read")
         width, height = pil.size
         if width <= 0 or height <= 0:
             raise ImageError(source, f"invalid size {width}x{height}")

@@ -13,6 +13,7 @@ whose accuracy was checked against FP32 at export.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -34,7 +35,7 @@ import supervision as sv
 
 from vision.core.detector import Detector
 from vision.core.files import read_regular_file
-from vision.core.imageio import DEFAULT_TIMEZONE, MAX_PIXELS, LoadedPhoto, decode_photo
+from vision.core.imageio import DEFAULT_TIMEZONE, MAX_PHOTO_BYTES, MAX_PIXELS, LoadedPhoto, decode_photo
 from vision.core.taxonomy import Taxonomy
 from vision.detect.backends import load_detector
 from vision.detect.registry import ModelError, find_model
@@ -66,8 +67,9 @@ def is_other_url(source: str) -> bool:
     return not is_url(source) and re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", source) is not None
 
 
-def read_source(source: str) -> bytes:
-    """The bytes of a local path or of a URL (s3://, gs://, http(s)://, file://) through fsspec.
+def read_source(source: str, max_bytes: int = MAX_PHOTO_BYTES) -> bytes:
+    """The bytes of a local path or of a URL (s3://, gs://, http(s)://, file://) through fsspec,
+    refused (OSError) over `max_bytes`: a local file by its size before it is read.
 
     S3-compatible stores take their endpoint and keys from the usual AWS variables
     (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...) and need `s3fs` installed. Any failure to fetch
@@ -79,16 +81,19 @@ def read_source(source: str) -> bytes:
         schemes = ", ".join(scheme.removesuffix("://") for scheme in URL_SCHEMES)
         raise OSError(f"URLs of this scheme are not read (only {schemes})")
     if not is_url(source):
-        return read_regular_file(source)
+        return read_regular_file(source, max_bytes)
     import fsspec
 
     try:
         with fsspec.open(source, "rb") as stream:
-            return bytes(stream.read())
+            data = bytes(stream.read(max_bytes + 1))
     except OSError:
         raise
     except Exception as err:  # fsspec's backends raise their own types (ImportError, botocore, aiohttp)
         raise OSError(f"{type(err).__name__}: {err}") from err
+    if len(data) > max_bytes:
+        raise OSError(errno.EFBIG, f"over the limit of {max_bytes:,} bytes: not read", source)
+    return data
 
 
 # ----------------------------------------------------------------------------------- decoding
@@ -122,11 +127,12 @@ def detect_full(detector: Detector, photo: LoadedPhoto) -> sv.Detections:
 
 @dataclass(frozen=True)
 class DecodeOptions:
-    """How photos are decoded: `reduce_to` None decodes in full (the reference path)."""
+    """How photos are read and decoded: `reduce_to` None decodes in full (the reference path)."""
 
     reduce_to: int | None = None
     max_pixels: int = MAX_PIXELS
     local_tz: tzinfo = DEFAULT_TIMEZONE
+    max_bytes: int = MAX_PHOTO_BYTES  # larger files are refused unread (`read_source`)
 
     def decode(self, data: bytes, source: str) -> LoadedPhoto:
         return decode_photo(
