@@ -77,10 +77,12 @@ class Hub:
     rules: CaseRules
     domain: Domain
 
-    def frame(self, t: float, boxes: list[tuple[float, ...]]) -> list[tuple[str, str | None, str]]:
-        return [(a.kind, a.proposal, a.reason) for a in self.result(t, boxes).actions]
+    def frame(
+        self, t: float, boxes: list[tuple[float, ...]], camera: str = "hub-cam"
+    ) -> list[tuple[str, str | None, str]]:
+        return [(a.kind, a.proposal, a.reason) for a in self.result(t, boxes, camera).actions]
 
-    def result(self, t: float, boxes: list[tuple[float, ...]]) -> FrameResult:
+    def result(self, t: float, boxes: list[tuple[float, ...]], camera: str = "hub-cam") -> FrameResult:
         image = np.random.default_rng(int(t)).integers(0, 255, (360, 640, 3), dtype=np.uint8)
         detections = sv.Detections.empty()
         if boxes:
@@ -88,7 +90,7 @@ class Hub:
                 xyxy=np.array(boxes), confidence=np.full(len(boxes), 0.8), class_id=np.full(len(boxes), CAR)
             )
         return self.hub.process(
-            "hub-cam",
+            camera,
             image,
             SERVICE_START + timedelta(seconds=t),
             detections,
@@ -277,6 +279,50 @@ def test_a_place_that_clears_proposes_nothing_while_its_case_still_stands_elsewh
             .order_by(Evidence.id)
         ).all()
         assert [(e.extra or {}).get("proposal") for e in after] == [None, "resolved"]
+
+
+@pytest.mark.parametrize("dark_from", [100, 600], ids=["dark 15 min", "dark 7 min"])
+def test_a_camera_that_stopped_sending_does_not_hold_the_case_for_ever(hub: Hub, dark_from: int) -> None:
+    """Two cameras 14 m apart see one parked car: one case. The second stops sending; the first sees
+    the car leave. The second's last state still listed the violation standing, so the clear proposed
+    nothing, and no frame of the dark camera would ever clear it: the case waited for a person for
+    ever. A camera dark for longer than its dwell.restart_bridge_s (600 s; its own rules would carry
+    nothing across that gap) is not counted, and the after-photo says so; one dark for less is. When
+    it comes back and still sees the car, the car stands min_dwell_s again and joins the open case."""
+    config = copy.deepcopy(HUB_CONFIG)
+    config["cameras"].append({**copy.deepcopy(config["cameras"][0]), "id": "hub-cam-2"})
+    config["cameras"][1]["lon"] += 0.00015
+    hub.hub.reload(parse_cameras(config, taxonomy=TAXONOMY), hub.sessions)
+    actions: dict[str, dict[int, list[tuple[str, str | None, str]]]] = {"hub-cam": {}, "hub-cam-2": {}}
+    for t in range(0, 1100, 5):  # the car leaves the first camera's view at 1000
+        for camera in ("hub-cam", "hub-cam-2") if t <= dark_from else ("hub-cam",):
+            if done := hub.frame(t, [SPOT] if t < 1000 else [], camera):
+                actions[camera][t] = done
+    (cleared,) = [done for t, done in actions["hub-cam"].items() if t > 1000]
+    if dark_from == 100:  # last state saved at 65 s, 965 s before the clear
+        [(kind, proposal, reason)] = cleared
+        assert (kind, proposal) == ("cleared", "resolved")
+        assert "camera hub-cam-2 last seen" in reason and "16 min before: not counted" in reason
+    else:  # dark since 600 s: 430 s before the clear, within its tolerance
+        assert cleared == [
+            ("cleared", None, "place clear; incident 1 of camera hub-cam-2 on this case still present")
+        ]
+    with hub.sessions() as session:
+        (case,) = session.scalars(select(Case)).all()
+        (after,) = session.scalars(select(Evidence).where(Evidence.role == "after")).all()
+    assert case.state == "reported" and (after.extra or {}).get("proposal") == cleared[0][1]
+
+    back = 2000  # the second camera is back, the car still in its view: the gap rule, the open case
+    returned = [hub.result(t, [SPOT], "hub-cam-2").actions for t in range(back, back + 80, 5)]
+    [(started,)] = [done for done in returned if done]
+    assert (started.kind, started.reason, started.case_id, started.created) == (
+        "started",
+        "after_gap",
+        case.id,
+        False,
+    )
+    with hub.sessions() as session:
+        assert len(session.scalars(select(Case)).all()) == 1
 
 
 def test_a_restarted_hub_goes_on_with_the_same_incident_and_case(hub: Hub) -> None:
