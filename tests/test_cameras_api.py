@@ -15,7 +15,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -27,6 +28,7 @@ import supervision as sv
 import yaml
 from configured import CONFIGS, MODELS, ROOT, TAXONOMY
 from conftest import SERVICE_START, Service
+from PIL import ExifTags, Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from streets import Scene
@@ -41,6 +43,7 @@ from serve.cases.orm import CameraState, Case, Evidence
 from serve.cases.settings import Settings
 from serve.cases.watch import load_service_cameras
 from serve.cases.workflow import Action, Command, apply
+from vision.core.imageio import exif_for
 from vision.core.phash import KnownImages
 from vision.core.taxonomy import load_taxonomy
 from vision.detect.registry import CURRENT, find_model
@@ -779,6 +782,87 @@ def test_late_frames_multipart_and_bad_requests(model_service: Service) -> None:
         assert words in response.text, name
     after = service.client.get("/v1/cameras", headers=service.auth("cases:read")).json()[0]["health"]
     assert after["frames"] == 3  # nothing refused was applied: the camera is not stuck in the future
+
+
+def exif_jpeg(image: np.ndarray, taken_at: datetime | None, **written: str | None) -> bytes:
+    """The frame as a camera or snapshot tool writes it: JPEG with EXIF DateTimeOriginal and
+    OffsetTimeOriginal; `written` replaces a tag's text as written (None: left out)."""
+    exif = exif_for(taken_at=taken_at)
+    details = exif.get_ifd(ExifTags.IFD.Exif)
+    for name, text in written.items():
+        tag = {"original": 0x9003, "offset": 0x9011}[name]
+        if text is None:
+            del details[tag]
+        else:
+            details[tag] = text
+    out = BytesIO()
+    Image.fromarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)).save(out, "JPEG", quality=90, exif=exif)
+    return out.getvalue()
+
+
+def test_a_frame_without_a_capture_time_is_read_by_its_exif_time(model_service: Service) -> None:
+    """Many cameras and snapshot tools write EXIF DateTimeOriginal and send no capture time besides:
+    every such frame was a 422. Its EXIF time is read now, by the patrol photos' rule (its offset,
+    else the calendar's timezone) and as plausible as the header must be; the header or the form
+    field still wins, and a frame with none of the three is still a 422 naming all three."""
+    service = model_service
+    image = Scene(10).frame(0)[0]
+    start = SERVICE_START - timedelta(hours=1)
+
+    def answer(response: Any) -> tuple[datetime, str]:
+        assert response.status_code == 200, response.text
+        return datetime.fromisoformat(response.json()["captured_at"]), response.json()["time_source"]
+
+    utc = start.astimezone(UTC) + timedelta(seconds=1)  # written with +00:00: read so, not as local time
+    assert answer(post(service, exif_jpeg(image, utc), None)) == (utc, "exif")
+    naive = (start + timedelta(seconds=2)).replace(tzinfo=None)  # no offset: the calendar's timezone
+    assert answer(
+        post(service, exif_jpeg(image, utc, original=f"{naive:%Y:%m:%d %H:%M:%S}", offset=None), None)
+    ) == (
+        naive.replace(tzinfo=TZ),
+        "exif",
+    )
+    given = start + timedelta(seconds=3)
+    assert answer(post(service, exif_jpeg(image, start), given)) == (given, "header")  # the header wins
+    multipart = {"files": {"file": ("f.jpg", exif_jpeg(image, start + timedelta(seconds=4)), "image/jpeg")}}
+    form = {"captured_at": (start + timedelta(seconds=5)).isoformat()}
+    url, auth = f"/v1/cameras/{CAM}/frames", service.auth("report")
+    assert answer(service.client.post(url, **multipart, data=form, headers=auth)) == (
+        start + timedelta(seconds=5),
+        "form",
+    )
+    assert answer(service.client.post(url, **multipart, headers=auth)) == (
+        start + timedelta(seconds=4),
+        "exif",
+    )
+    assert cameras_now(service)[CAM]["health"]["frames"] == 5
+
+    refused = {
+        "no time at all": (
+            post(service, jpeg(image), None),
+            ["X-Capture-Time", "captured_at", "EXIF DateTimeOriginal"],
+        ),
+        "a garbled EXIF time": (
+            post(service, exif_jpeg(image, start, original="2025:13:45 10:00:00"), None),
+            ["X-Capture-Time", "EXIF time ignored", "2025:13:45"],
+        ),
+        "year 1": (
+            post(service, exif_jpeg(image, start, original="0001:01:01 00:00:00"), None),
+            ["EXIF DateTimeOriginal", "0001-01-01", "outside the years"],
+        ),
+        "year 9999": (
+            post(service, exif_jpeg(image, start, original="9999:12:31 23:59:59"), None),
+            ["EXIF DateTimeOriginal", "outside the years"],
+        ),
+        "an hour ahead": (
+            post(service, exif_jpeg(image, SERVICE_START + timedelta(hours=1)), None),
+            ["EXIF DateTimeOriginal", "ahead of the server clock"],
+        ),
+    }
+    for name, (response, words) in refused.items():
+        assert response.status_code == 422, (name, response.text)
+        assert all(word in response.json()["detail"] for word in words), (name, response.text)
+    assert cameras_now(service)[CAM]["health"]["frames"] == 5  # nothing refused was applied
 
 
 def test_a_backfilled_frame_stamped_3_hours_ahead_does_not_silence_the_camera(model_service: Service) -> None:
