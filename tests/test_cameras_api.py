@@ -15,7 +15,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -27,6 +28,7 @@ import supervision as sv
 import yaml
 from configured import CONFIGS, MODELS, ROOT, TAXONOMY
 from conftest import SERVICE_START, Service
+from PIL import ExifTags, Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from streets import Scene
@@ -41,6 +43,7 @@ from serve.cases.orm import CameraState, Case, Evidence
 from serve.cases.settings import Settings
 from serve.cases.watch import load_service_cameras
 from serve.cases.workflow import Action, Command, apply
+from vision.core.imageio import exif_for
 from vision.core.phash import KnownImages
 from vision.core.taxonomy import load_taxonomy
 from vision.detect.registry import CURRENT, find_model
@@ -77,10 +80,12 @@ class Hub:
     rules: CaseRules
     domain: Domain
 
-    def frame(self, t: float, boxes: list[tuple[float, ...]]) -> list[tuple[str, str | None, str]]:
-        return [(a.kind, a.proposal, a.reason) for a in self.result(t, boxes).actions]
+    def frame(
+        self, t: float, boxes: list[tuple[float, ...]], camera: str = "hub-cam"
+    ) -> list[tuple[str, str | None, str]]:
+        return [(a.kind, a.proposal, a.reason) for a in self.result(t, boxes, camera).actions]
 
-    def result(self, t: float, boxes: list[tuple[float, ...]]) -> FrameResult:
+    def result(self, t: float, boxes: list[tuple[float, ...]], camera: str = "hub-cam") -> FrameResult:
         image = np.random.default_rng(int(t)).integers(0, 255, (360, 640, 3), dtype=np.uint8)
         detections = sv.Detections.empty()
         if boxes:
@@ -88,7 +93,7 @@ class Hub:
                 xyxy=np.array(boxes), confidence=np.full(len(boxes), 0.8), class_id=np.full(len(boxes), CAR)
             )
         return self.hub.process(
-            "hub-cam",
+            camera,
             image,
             SERVICE_START + timedelta(seconds=t),
             detections,
@@ -277,6 +282,50 @@ def test_a_place_that_clears_proposes_nothing_while_its_case_still_stands_elsewh
             .order_by(Evidence.id)
         ).all()
         assert [(e.extra or {}).get("proposal") for e in after] == [None, "resolved"]
+
+
+@pytest.mark.parametrize("dark_from", [100, 600], ids=["dark 15 min", "dark 7 min"])
+def test_a_camera_that_stopped_sending_does_not_hold_the_case_for_ever(hub: Hub, dark_from: int) -> None:
+    """Two cameras 14 m apart see one parked car: one case. The second stops sending; the first sees
+    the car leave. The second's last state still listed the violation standing, so the clear proposed
+    nothing, and no frame of the dark camera would ever clear it: the case waited for a person for
+    ever. A camera dark for longer than its dwell.restart_bridge_s (600 s; its own rules would carry
+    nothing across that gap) is not counted, and the after-photo says so; one dark for less is. When
+    it comes back and still sees the car, the car stands min_dwell_s again and joins the open case."""
+    config = copy.deepcopy(HUB_CONFIG)
+    config["cameras"].append({**copy.deepcopy(config["cameras"][0]), "id": "hub-cam-2"})
+    config["cameras"][1]["lon"] += 0.00015
+    hub.hub.reload(parse_cameras(config, taxonomy=TAXONOMY), hub.sessions)
+    actions: dict[str, dict[int, list[tuple[str, str | None, str]]]] = {"hub-cam": {}, "hub-cam-2": {}}
+    for t in range(0, 1100, 5):  # the car leaves the first camera's view at 1000
+        for camera in ("hub-cam", "hub-cam-2") if t <= dark_from else ("hub-cam",):
+            if done := hub.frame(t, [SPOT] if t < 1000 else [], camera):
+                actions[camera][t] = done
+    (cleared,) = [done for t, done in actions["hub-cam"].items() if t > 1000]
+    if dark_from == 100:  # last state saved at 65 s, 965 s before the clear
+        [(kind, proposal, reason)] = cleared
+        assert (kind, proposal) == ("cleared", "resolved")
+        assert "camera hub-cam-2 last seen" in reason and "16 min before: not counted" in reason
+    else:  # dark since 600 s: 430 s before the clear, within its tolerance
+        assert cleared == [
+            ("cleared", None, "place clear; incident 1 of camera hub-cam-2 on this case still present")
+        ]
+    with hub.sessions() as session:
+        (case,) = session.scalars(select(Case)).all()
+        (after,) = session.scalars(select(Evidence).where(Evidence.role == "after")).all()
+    assert case.state == "reported" and (after.extra or {}).get("proposal") == cleared[0][1]
+
+    back = 2000  # the second camera is back, the car still in its view: the gap rule, the open case
+    returned = [hub.result(t, [SPOT], "hub-cam-2").actions for t in range(back, back + 80, 5)]
+    [(started,)] = [done for done in returned if done]
+    assert (started.kind, started.reason, started.case_id, started.created) == (
+        "started",
+        "after_gap",
+        case.id,
+        False,
+    )
+    with hub.sessions() as session:
+        assert len(session.scalars(select(Case)).all()) == 1
 
 
 def test_a_restarted_hub_goes_on_with_the_same_incident_and_case(hub: Hub) -> None:
@@ -733,6 +782,87 @@ def test_late_frames_multipart_and_bad_requests(model_service: Service) -> None:
         assert words in response.text, name
     after = service.client.get("/v1/cameras", headers=service.auth("cases:read")).json()[0]["health"]
     assert after["frames"] == 3  # nothing refused was applied: the camera is not stuck in the future
+
+
+def exif_jpeg(image: np.ndarray, taken_at: datetime | None, **written: str | None) -> bytes:
+    """The frame as a camera or snapshot tool writes it: JPEG with EXIF DateTimeOriginal and
+    OffsetTimeOriginal; `written` replaces a tag's text as written (None: left out)."""
+    exif = exif_for(taken_at=taken_at)
+    details = exif.get_ifd(ExifTags.IFD.Exif)
+    for name, text in written.items():
+        tag = {"original": 0x9003, "offset": 0x9011}[name]
+        if text is None:
+            del details[tag]
+        else:
+            details[tag] = text
+    out = BytesIO()
+    Image.fromarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)).save(out, "JPEG", quality=90, exif=exif)
+    return out.getvalue()
+
+
+def test_a_frame_without_a_capture_time_is_read_by_its_exif_time(model_service: Service) -> None:
+    """Many cameras and snapshot tools write EXIF DateTimeOriginal and send no capture time besides:
+    every such frame was a 422. Its EXIF time is read now, by the patrol photos' rule (its offset,
+    else the calendar's timezone) and as plausible as the header must be; the header or the form
+    field still wins, and a frame with none of the three is still a 422 naming all three."""
+    service = model_service
+    image = Scene(10).frame(0)[0]
+    start = SERVICE_START - timedelta(hours=1)
+
+    def answer(response: Any) -> tuple[datetime, str]:
+        assert response.status_code == 200, response.text
+        return datetime.fromisoformat(response.json()["captured_at"]), response.json()["time_source"]
+
+    utc = start.astimezone(UTC) + timedelta(seconds=1)  # written with +00:00: read so, not as local time
+    assert answer(post(service, exif_jpeg(image, utc), None)) == (utc, "exif")
+    naive = (start + timedelta(seconds=2)).replace(tzinfo=None)  # no offset: the calendar's timezone
+    assert answer(
+        post(service, exif_jpeg(image, utc, original=f"{naive:%Y:%m:%d %H:%M:%S}", offset=None), None)
+    ) == (
+        naive.replace(tzinfo=TZ),
+        "exif",
+    )
+    given = start + timedelta(seconds=3)
+    assert answer(post(service, exif_jpeg(image, start), given)) == (given, "header")  # the header wins
+    multipart = {"files": {"file": ("f.jpg", exif_jpeg(image, start + timedelta(seconds=4)), "image/jpeg")}}
+    form = {"captured_at": (start + timedelta(seconds=5)).isoformat()}
+    url, auth = f"/v1/cameras/{CAM}/frames", service.auth("report")
+    assert answer(service.client.post(url, **multipart, data=form, headers=auth)) == (
+        start + timedelta(seconds=5),
+        "form",
+    )
+    assert answer(service.client.post(url, **multipart, headers=auth)) == (
+        start + timedelta(seconds=4),
+        "exif",
+    )
+    assert cameras_now(service)[CAM]["health"]["frames"] == 5
+
+    refused = {
+        "no time at all": (
+            post(service, jpeg(image), None),
+            ["X-Capture-Time", "captured_at", "EXIF DateTimeOriginal"],
+        ),
+        "a garbled EXIF time": (
+            post(service, exif_jpeg(image, start, original="2025:13:45 10:00:00"), None),
+            ["X-Capture-Time", "EXIF time ignored", "2025:13:45"],
+        ),
+        "year 1": (
+            post(service, exif_jpeg(image, start, original="0001:01:01 00:00:00"), None),
+            ["EXIF DateTimeOriginal", "0001-01-01", "outside the years"],
+        ),
+        "year 9999": (
+            post(service, exif_jpeg(image, start, original="9999:12:31 23:59:59"), None),
+            ["EXIF DateTimeOriginal", "outside the years"],
+        ),
+        "an hour ahead": (
+            post(service, exif_jpeg(image, SERVICE_START + timedelta(hours=1)), None),
+            ["EXIF DateTimeOriginal", "ahead of the server clock"],
+        ),
+    }
+    for name, (response, words) in refused.items():
+        assert response.status_code == 422, (name, response.text)
+        assert all(word in response.json()["detail"] for word in words), (name, response.text)
+    assert cameras_now(service)[CAM]["health"]["frames"] == 5  # nothing refused was applied
 
 
 def test_a_backfilled_frame_stamped_3_hours_ahead_does_not_silence_the_camera(model_service: Service) -> None:

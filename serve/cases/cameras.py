@@ -617,6 +617,7 @@ class CameraHub:
         incident = event.incident
         proposal: str | None
         reason = event.reason or ("place clear" if event.kind == "cleared" else event.kind)
+        said: str | None = None  # the action's reason where it differs from the event's
         if event.kind == "cleared":
             role, boxes = EvidenceRole.AFTER, []
             proposal = "check_pass" if case.state == State.HANDLED else "resolved"
@@ -627,10 +628,19 @@ class CameraHub:
             if standing is not None:
                 proposal = None
                 reason = f"place clear; incident {standing.id} of this case still present"
-            elif (elsewhere := standing_elsewhere(session, live.camera.id, case.id)) is not None:
-                other, incident_id = elsewhere
-                proposal = None
-                reason = f"place clear; incident {incident_id} of camera {other} on this case still present"
+            else:
+                bridges = {known.camera.id: known.camera.dwell.restart_bridge_s for known in self}
+                elsewhere, unseen = standing_elsewhere(
+                    session, live.camera.id, case.id, captured_at, bridges, live.camera.dwell.restart_bridge_s
+                )
+                if elsewhere is not None:
+                    other, incident_id = elsewhere
+                    proposal = None
+                    reason = (
+                        f"place clear; incident {incident_id} of camera {other} on this case still present"
+                    )
+                reason = "; ".join([reason, *unseen])
+                said = reason if unseen else None
         else:  # back, or never gone: rework of a handled case; for one nobody handled, news only
             role = EvidenceRole.FINDING
             boxes = [self._box(incident).to_json()]
@@ -657,7 +667,7 @@ class CameraHub:
         session.add(evidence)
         session.flush()
         return case_action(
-            event, case, evidence.id, proposal=proposal, reason=reason if proposal is None else None
+            event, case, evidence.id, proposal=proposal, reason=reason if proposal is None else said
         )
 
     def _box(self, incident: Incident) -> Box:
@@ -711,20 +721,43 @@ def still_standing(live: LiveCamera, case_id: int, cleared: Incident) -> Inciden
     )
 
 
-def standing_elsewhere(session: Session, camera_id: str, case_id: int) -> tuple[str, int] | None:
-    """(camera, incident) of another camera whose violation of the case stood on its last saved
-    frame, if any. Read under the intake lock (`CameraHub._apply`): every camera's events and state
-    are written under it, so of two cameras clearing one case at once the second sees the first's
-    clear, and exactly one proposes. A camera that stopped sending keeps its violation standing
-    until it clears it: the case then waits for a person, never for a false `resolved`."""
+def standing_elsewhere(
+    session: Session,
+    camera_id: str,
+    case_id: int,
+    at: datetime,
+    bridges: dict[str, float],
+    default_bridge: float,
+) -> tuple[tuple[str, int] | None, list[str]]:
+    """(camera, incident) of another live camera whose violation of the case stood on its last saved
+    frame, if any; and a note for each camera whose standing violation is not counted: dark for
+    longer than its `dwell.restart_bridge_s` (`bridges`, else `default_bridge`) before the clearing
+    frame at `at`, so its own rules would no longer carry that violation either, and a camera that
+    stopped sending would otherwise hold the case from its `resolved` proposal for ever. A state is
+    saved at least every SAVE_EVERY_S of capture time while frames come, so its time may lag the
+    camera's last frame by that much: only a gap longer than both is stale, and a live camera is
+    never taken for a dark one. Read under the intake lock (`CameraHub._apply`): every camera's
+    events and state are written under it, so of two cameras clearing one case at once the second
+    sees the first's clear, and exactly one proposes. Times are capture times, never the clock's."""
     rows = session.execute(
-        select(CameraState.camera_id, CameraState.standing).where(CameraState.camera_id != camera_id)
+        select(CameraState.camera_id, CameraState.captured_at, CameraState.standing).where(
+            CameraState.camera_id != camera_id
+        )
     ).all()
-    for other, standing in sorted(rows):
-        for entry in standing:
-            if entry.get("case_id") == case_id:
-                return other, int(entry["incident"])
-    return None
+    unseen: list[str] = []
+    for other, last, standing in sorted(rows):
+        incidents = [int(entry["incident"]) for entry in standing if entry.get("case_id") == case_id]
+        if not incidents:
+            continue
+        bridge = bridges.get(other, default_bridge)
+        gap = (at - last).total_seconds()
+        if gap <= bridge + SAVE_EVERY_S:
+            return (other, incidents[0]), unseen
+        unseen.append(
+            f"camera {other} last seen {last.isoformat()}, {gap / 60:.0f} min before: not counted "
+            f"(dark for over its dwell.restart_bridge_s {bridge:g} s)"
+        )
+    return None, unseen
 
 
 class CameraCollector(Collector):

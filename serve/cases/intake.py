@@ -27,9 +27,10 @@ row, form fields); `take_photo` decides the rest, here only:
   order, each filed by `record_finding` (serve/cases/findings.py: duplicates, numbering, deadline).
 
 Camera frames and Open311 requests do not come through here: a frame is evidence of a camera
-rule's event (its dwell clocks need the frame's capture time, which the camera must send, and its
-place is the camera's), and a citizen's request carries no photo, only an optional link. Both go
-to `record_finding` directly, with the same duplicate rule, numbering and checks.
+rule's event (its dwell clocks need the frame's capture time: sent with it, else its EXIF time read
+by `capture_time` here; and its place is the camera's), and a citizen's request carries no photo,
+only an optional link. Both go to `record_finding` directly, with the same duplicate rule,
+numbering and checks.
 
 - plausible capture time (`capture_time`, by `CaseRules.times`): within the configured years and
   no later than a few minutes ahead of the caller's `now`, whether EXIF or the sender says it; a
@@ -182,11 +183,16 @@ _EXPLAINS = {
 _SUPPLY = {PhotoStatus.UNLOCATED: "lat/lon", PhotoStatus.UNDATED: "taken_at"}
 
 
+def explaining(status: PhotoStatus, meta: PhotoMeta) -> list[str]:
+    """The EXIF warnings of `meta` that explain its lacking what `status` says it lacks."""
+    return [w for w in meta.warnings if w.startswith(_EXPLAINS.get(status, ()))]
+
+
 def why_missing(status: PhotoStatus, meta: PhotoMeta) -> str | None:
     """The photo's own reason for lacking a position or time, where its EXIF had one it could not
     use (a garbled date, GPS without a fix, a damaged block): without it the report said "EXIF
     DateTimeOriginal missing" of a photo that has one, and nobody knew what to correct."""
-    said = [w for w in meta.warnings if w.startswith(_EXPLAINS.get(status, ()))]
+    said = explaining(status, meta)
     if not said:
         return None
     # one row per photo whatever the door, so the remedy names both: a scan's sidecar, an upload's form

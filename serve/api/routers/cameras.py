@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlparse, urlunparse
 
 import anyio
@@ -40,9 +40,13 @@ from serve.api.routers.detect import analyse, detections_out
 from serve.api.schemas import TIME_EXAMPLE, DetectionOut, FrameTime, IsoTime, Schema, Time
 from serve.api.state import Service
 from serve.cases.cameras import CameraCollector, CameraHub, FrameResult, LiveCamera, Timings, open_incidents
+from serve.cases.enums import PhotoStatus
 from serve.cases.errors import InvalidInput, NotFound, TooLarge, UnsupportedMedia
+from serve.cases.intake import Given, explaining
+from serve.cases.intake import capture_time as photo_capture_time
 from serve.cases.times import CaptureTimes
 from serve.cases.watch import WatchPool, load_service_cameras, reload_cameras
+from vision.core.imageio import PhotoMeta
 from vision.live.cameras import CameraConfigError, CameraRegistry, UnknownCameraError
 from vision.live.zones import pixel_polygon
 
@@ -50,6 +54,8 @@ FRAME_TYPES = ("image/jpeg", "image/png")  # what cameras send (photos from peop
 CAPTURE_HEADER = "X-Capture-Time"
 CAPTURE_FIELD = "captured_at"
 _CAPTURE_TIME = TypeAdapter(IsoTime)
+TimeSource = Literal["header", "form", "exif"]
+_SOURCES: dict[str, TimeSource] = {CAPTURE_HEADER: "header", CAPTURE_FIELD: "form"}
 
 
 @asynccontextmanager
@@ -154,7 +160,11 @@ class SettledOut(Schema):
 
 class FrameOut(Schema):
     camera_id: str = Field(description="camera id")
-    captured_at: FrameTime = Field(description="capture time given with the frame")
+    captured_at: FrameTime = Field(description="capture time of the frame")
+    time_source: TimeSource = Field(
+        description="where the capture time came from: the X-Capture-Time header, the form's captured_at, "
+        "or the frame's EXIF DateTimeOriginal (neither given)"
+    )
     late: bool = Field(
         description="at or before a frame already applied, or at the time of the frame held now: returned, "
         "counted, not applied"
@@ -321,15 +331,13 @@ def camera_out(live: LiveCamera) -> CameraOut:
     )
 
 
-def capture_time(field: str, value: str | None, now: datetime, times: CaptureTimes) -> datetime:
-    """The frame's capture time from `field` (the header or the form field): ISO 8601 text with an
-    offset only (a number would be read as Unix seconds or milliseconds, a naive time on nobody's
-    clock), plausible by the intake's rule: a time ahead of the service's clock would make every
-    later (true) frame of the camera late, and its rules stand still until then."""
+def capture_time(field: str, value: str | None, now: datetime, times: CaptureTimes) -> datetime | None:
+    """The frame's capture time from `field` (the header or the form field), None when not given:
+    ISO 8601 text with an offset only (a number would be read as Unix seconds or milliseconds, a
+    naive time on nobody's clock), plausible by the intake's rule: a time ahead of the service's
+    clock would make every later (true) frame of the camera late, and its rules stand still until then."""
     if not value:
-        raise InvalidInput(
-            field, f"the capture time is required: header {CAPTURE_HEADER} or form field {CAPTURE_FIELD}"
-        )
+        return None
     try:
         when = _CAPTURE_TIME.validate_python(value)
     except ValidationError:
@@ -339,10 +347,26 @@ def capture_time(field: str, value: str | None, now: datetime, times: CaptureTim
     return times.check(field, when, now)
 
 
+def exif_capture_time(meta: PhotoMeta, now: datetime, times: CaptureTimes) -> datetime:
+    """A frame sent without a capture time: its EXIF DateTimeOriginal by the patrol photos' rule
+    (serve/cases/intake.py; OffsetTimeOriginal, else the calendar's timezone), as plausible as the
+    header must be. Many cameras and snapshot tools write it; a frame with none is refused (422)."""
+    when = photo_capture_time(meta, Given(), times, now)
+    if when is None:
+        said = "".join(f"; {note}" for note in explaining(PhotoStatus.UNDATED, meta))
+        raise InvalidInput(
+            CAPTURE_FIELD,
+            f"the capture time is required: header {CAPTURE_HEADER}, form field {CAPTURE_FIELD}, or the "
+            f"frame's EXIF DateTimeOriginal; none was given, and the frame has no EXIF time{said}",
+        )
+    return when
+
+
 async def frame_upload(
     request: Request, service: Service, header_time: str | None, now: datetime
-) -> tuple[bytes, str, datetime]:
-    """The frame's bytes, a name for messages, and its capture time: raw image body or multipart."""
+) -> tuple[bytes, str, datetime | None, TimeSource]:
+    """The frame's bytes, a name for messages, and its capture time given with it (None: the frame's
+    EXIF is asked once it is decoded) and where that came from: raw image body or multipart."""
     limit = int(service.settings.max_upload_mb * 2**20)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in FRAME_TYPES:
@@ -370,11 +394,16 @@ async def frame_upload(
     if len(data) > limit:
         raise TooLarge(f"{name}: over the limit of {limit} bytes")
     refuse_other_formats(name, sent_as, data, untyped=False)
-    return data, name, capture_time(field, when, now, service.domain.rules.times)
+    stated = capture_time(field, when, now, service.domain.rules.times)
+    return data, name, stated, _SOURCES[field] if stated is not None else "exif"
 
 
 def frame_out(
-    result: FrameResult, detections: sv.Detections, service: Service, model_version: str
+    result: FrameResult,
+    detections: sv.Detections,
+    service: Service,
+    model_version: str,
+    time_source: TimeSource,
 ) -> FrameOut:
     taxonomy = service.domain.rules.taxonomy
     outcome = result.outcome
@@ -382,6 +411,7 @@ def frame_out(
     return FrameOut(
         camera_id=result.camera_id,
         captured_at=result.captured_at,
+        time_source=time_source,
         late=outcome.late,
         held=result.held,
         hold_reason=result.hold_reason,
@@ -432,7 +462,8 @@ def frame_out(
         "requestBody": {
             "required": True,
             "description": f"the frame as a JPEG body with header {CAPTURE_HEADER}, or multipart with "
-            "a `file` field and a `captured_at` field (ISO 8601 with offset)",
+            "a `file` field and a `captured_at` field (ISO 8601 with offset); without either, the "
+            "frame's EXIF DateTimeOriginal (OffsetTimeOriginal, else the calendar's timezone)",
             "content": {
                 "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
                 "multipart/form-data": {
@@ -462,9 +493,10 @@ async def post_frame(
     ] = None,
 ) -> FrameOut:
     live = live_camera(hub, camera_id)
-    data, name, captured_at = await frame_upload(request, service, x_capture_time, now)
+    data, name, given, time_source = await frame_upload(request, service, x_capture_time, now)
     tz = service.domain.rules.calendar.timezone
     analysis = await service.gate.run(analyse, detector, data, f"camera {live.camera.id}: {name}", tz)
+    captured_at = given or exif_capture_time(analysis.photo.meta, now, service.domain.rules.times)
     service.metrics.inference.observe(analysis.inference_s)
     timings = Timings(decode_s=analysis.decode_s, inference_s=analysis.inference_s)
     try:
@@ -485,7 +517,7 @@ async def post_frame(
         raise NotFound(
             "camera", f"'{camera_id}' (removed from the cameras file while its frame was analysed)"
         ) from None
-    return frame_out(result, analysis.detections, service, detector.version)
+    return frame_out(result, analysis.detections, service, detector.version, time_source)
 
 
 @router.get(
