@@ -91,8 +91,8 @@ def test_int8_needs_a_measured_check(model_dir: Path, capsys: pytest.CaptureFixt
 @pytest.mark.parametrize(
     ("content", "name", "message"),
     [
-        (b"junk, not a checkpoint", "probe", "not a checkpoint torch can read"),
-        (None, "probe", "no such checkpoint"),
+        (b"junk, not a checkpoint", "probe", "not a torch checkpoint"),
+        (None, "probe", "no such file"),
         (b"junk", "../../outside", "model name '../../outside'"),
         (b"junk", ".hidden", "model name '.hidden'"),
     ],
