@@ -92,7 +92,7 @@ def test_int8_needs_a_measured_check(model_dir: Path, capsys: pytest.CaptureFixt
     ("content", "name", "message"),
     [
         (b"junk, not a checkpoint", "probe", "not a torch checkpoint"),
-        (None, "probe", "no such file"),
+        (None, "probe", "no such checkpoint"),
         (b"junk", "../../outside", "model name '../../outside'"),
         (b"junk", ".hidden", "model name '.hidden'"),
     ],

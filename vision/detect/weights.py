@@ -37,9 +37,9 @@ OTHER_TASKS = {  # ultralytics model class (or ONNX `task` metadata) -> what the
 }
 ONNX_HEADS = {"Segment": "segment", "Pose": "pose", "Classify": "classify", "OBB": "obb"}  # `head` metadata
 # What ultralytics checkpoints are made of: module prefix -> the names allowed from it ("*": any).
-ALLOWED_GLOBALS: dict[str, frozenset[str] | str] = {
+ALLOWED_GLOBALS: dict[str, frozenset[str] | str] = {  # "*": any name, "*Model": a name ending so
     "ultralytics.nn.modules.": "*",  # the layers
-    "ultralytics.nn.tasks": frozenset({DETECTION, *(k for k in OTHER_TASKS if k[0].isupper())}),
+    "ultralytics.nn.tasks": "*Model",  # the model classes, never its loading functions
     "ultralytics.utils.loss": "*",
     "ultralytics.utils.tal": "*",
     "ultralytics.utils": frozenset({"IterableSimpleNamespace"}),
@@ -92,7 +92,9 @@ class WeightsInfo:
 def allowed_global(module: str, name: str) -> bool:
     for prefix, names in ALLOWED_GLOBALS.items():
         if module == prefix or (prefix.endswith(".") and module.startswith(prefix)):
-            return names == "*" or name in names
+            if isinstance(names, str):
+                return names == "*" or name.endswith("Model")
+            return name in names
     return False
 
 
