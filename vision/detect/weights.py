@@ -84,8 +84,6 @@ ALLOWED_GLOBALS: dict[str, frozenset[str] | str] = {  # "*": any name, "*Model":
 class WeightsInfo:
     """What a weights file says of itself: its class names in output order where it records them."""
 
-    path: Path
-    backend: str  # "ultralytics" (.pt) or "onnx"
     names: list[str] | None
 
 
@@ -181,13 +179,11 @@ def _inspect_pt(path: Path) -> WeightsInfo:
         raise ModelError(f"{path}: a torch file, but not an ultralytics checkpoint (it holds no model)")
     kind = module._global[1]
     if kind != DETECTION:
-        what = OTHER_TASKS.get(kind, f"an ultralytics {kind}")
-        raise ModelError(f"{path}: {what} ({kind}); streetorder needs a YOLO detection model ({DETECTION})")
+        what = f"{OTHER_TASKS[kind]} ({kind})" if kind in OTHER_TASKS else f"an ultralytics {kind}"
+        raise ModelError(f"{path}: {what}; streetorder needs a YOLO detection model ({DETECTION})")
     state = module.state if isinstance(module.state, dict) else {}
     names = state.get("names")
-    return WeightsInfo(
-        path, "ultralytics", parse_names(names, str(path)) if isinstance(names, dict | list) else None
-    )
+    return WeightsInfo(parse_names(names, str(path)) if isinstance(names, dict | list) else None)
 
 
 def _inspect_onnx(path: Path) -> WeightsInfo:
@@ -216,7 +212,7 @@ def _inspect_onnx(path: Path) -> WeightsInfo:
     if len(graph.output) != 1:
         raise ModelError(f"{path}: {len(graph.output)} outputs; a YOLO detector's raw head has one")
     names = meta.get("names")
-    return WeightsInfo(path, "onnx", parse_names(names, str(path)) if names else None)
+    return WeightsInfo(parse_names(names, str(path)) if names else None)
 
 
 def parse_names(value: Any, where: str) -> list[str]:
