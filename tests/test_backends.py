@@ -63,10 +63,20 @@ def test_decode_yolo(rows: list[tuple[float, float, float, float, int, float]], 
     assert xyxy[0].tolist() == pytest.approx([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
 
 
-def test_class_map_refuses_an_unknown_class() -> None:
+def test_class_map_refuses_an_unknown_class_or_drops_one_of_a_file_without_a_card(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     assert taxonomy_class_map(["bike", "garbage"], "m", taxonomy=TAXONOMY).tolist() == [6, 0]
     with pytest.raises(ModelError, match="model class 1 'pothole'"):
         taxonomy_class_map(["garbage", "pothole"], "m.onnx", taxonomy=TAXONOMY)
+    assert taxonomy_class_map(["garbage", "pothole"], "m.onnx", TAXONOMY, drop_unknown=True).tolist() == [
+        0,
+        -1,
+    ]
+    assert "m.onnx: 1 of its 2 classes are not in" in caplog.text
+    assert "(pothole); used: garbage->garbage" in caplog.text
+    with pytest.raises(ModelError, match=r"none of its classes \(pothole, tree\) is a taxonomy class"):
+        taxonomy_class_map(["pothole", "tree"], "m.onnx", TAXONOMY, drop_unknown=True)
 
 
 def test_an_unknown_model_name_lists_the_models(tmp_path: Path) -> None:
@@ -78,10 +88,10 @@ def test_an_unknown_model_name_lists_the_models(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "backend", "message"),
     [
-        ("junk.onnx", "onnx", "junk.onnx: onnx cannot load it (InvalidProtobuf"),
-        ("junk.onnx", "openvino", "junk.onnx: openvino cannot load it"),
-        ("junk.pt", "ultralytics", "junk.pt: ultralytics cannot load it"),
-        ("empty.onnx", "onnx", "empty.onnx: onnx cannot load it"),
+        ("junk.onnx", "onnx", "junk.onnx: not an ONNX model (DecodeError)"),
+        ("junk.onnx", "openvino", "junk.onnx: not an ONNX model"),
+        ("junk.pt", "ultralytics", "junk.pt: not a torch checkpoint"),
+        ("empty.onnx", "onnx", "empty.onnx: the file is empty"),
     ],
 )
 def test_a_weights_file_no_runtime_can_read_is_a_model_error_naming_it(

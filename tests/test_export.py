@@ -91,7 +91,7 @@ def test_int8_needs_a_measured_check(model_dir: Path, capsys: pytest.CaptureFixt
 @pytest.mark.parametrize(
     ("content", "name", "message"),
     [
-        (b"junk, not a checkpoint", "probe", "not a checkpoint torch can read"),
+        (b"junk, not a checkpoint", "probe", "not a torch checkpoint"),
         (None, "probe", "no such checkpoint"),
         (b"junk", "../../outside", "model name '../../outside'"),
         (b"junk", ".hidden", "model name '.hidden'"),

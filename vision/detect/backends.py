@@ -25,13 +25,14 @@ from vision.core.boxes import scaled_size
 from vision.core.detector import KEEP_CONFIDENCE, Detector
 from vision.core.taxonomy import Taxonomy
 from vision.detect.registry import (
+    UNMAPPED,
     ModelError,
     ModelFiles,
     find_model,
     model_version,
-    parse_names,
     taxonomy_class_map,
 )
+from vision.detect.weights import inspect_weights, parse_names
 
 BACKENDS = ("auto", "onnx", "openvino", "ultralytics")
 STRIDE = 32  # YOLO's largest stride: a dynamic-shape input must be a multiple of it
@@ -115,8 +116,11 @@ def check_image(image: np.ndarray) -> None:
 def to_detections(
     xyxy: np.ndarray, scores: np.ndarray, model_classes: np.ndarray, class_map: np.ndarray, names: list[str]
 ) -> sv.Detections:
-    """Model class ids -> taxonomy ids, with class names in `data` for labels on evidence images."""
+    """Model class ids -> taxonomy ids, with class names in `data` for labels on evidence images;
+    a box of a class the taxonomy lacks (UNMAPPED) is dropped."""
     class_id = class_map[model_classes.astype(int)] if len(model_classes) else np.empty(0, int)
+    keep = class_id != UNMAPPED
+    xyxy, scores, class_id = xyxy.reshape(-1, 4)[keep], scores[keep], class_id[keep]
     return sv.Detections(
         xyxy=xyxy.astype(np.float32).reshape(-1, 4),
         confidence=scores.astype(np.float32),
@@ -216,6 +220,7 @@ class OnnxDetector:
         runtime: str = "onnx",
         threads: int | None = None,
         concurrency: int = 1,
+        drop_unknown: bool = False,
     ):
         self.run_model = RUNNERS[runtime](path, threads, concurrency)
         self.runtime = runtime
@@ -227,7 +232,7 @@ class OnnxDetector:
         outputs = self.run_model.output_shape
         if isinstance(outputs[1], int) and outputs[1] - 4 != len(model_names):
             raise ModelError(f"{path}: outputs {outputs[1] - 4} classes, its card names {len(model_names)}")
-        self.class_map = taxonomy_class_map(model_names, str(path), taxonomy)
+        self.class_map = taxonomy_class_map(model_names, str(path), taxonomy, drop_unknown)
         self.names = taxonomy.names
         self.version = version
         self.thresholds = thresholds
@@ -266,7 +271,7 @@ class UltralyticsDetector:
         names = model_names or parse_names(self.model.names, str(path))
         if len(names) != len(self.model.names):
             raise ModelError(f"{path}: outputs {len(self.model.names)} classes, its card names {len(names)}")
-        self.class_map = taxonomy_class_map(names, str(path), taxonomy)
+        self.class_map = taxonomy_class_map(names, str(path), taxonomy, drop_unknown=model_names is None)
         self.names = taxonomy.names
         self.version = version
         train_args = getattr(self.model.model, "args", {}) or {}
@@ -293,15 +298,6 @@ class UltralyticsDetector:
             self.class_map,
             self.names,
         )
-
-
-def onnx_class_names(path: Path) -> list[str] | None:
-    """Class names ultralytics wrote into an ONNX file's metadata, if any."""
-    import onnxruntime as ort
-
-    meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
-    names = meta.custom_metadata_map.get("names")
-    return parse_names(names, str(path)) if names else None
 
 
 def load_detector(
@@ -342,12 +338,13 @@ def load_detector(
     }
     try:
         if backend in RUNNERS:
-            names = card_names or onnx_class_names(weights)
+            names = card_names or inspect_weights(weights).names  # ultralytics' ONNX metadata
             if names is None:
                 raise ModelError(f"{weights}: no card.yaml beside it and no class names in its metadata")
             return OnnxDetector(
                 weights,
                 model_names=names,
+                drop_unknown=card_names is None,  # names of the file's own, not of a card made here
                 runtime=backend,
                 threads=threads,
                 concurrency=concurrency,

@@ -9,9 +9,9 @@ of this repository that still holds it. Nothing here imports torch: the ONNX pat
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import http.client
+import logging
 import re
 import sys
 import tempfile
@@ -30,6 +30,7 @@ from vision.core.files import file_sha256
 from vision.core.taxonomy import Taxonomy
 from vision.core.yamlfile import yaml_problem
 from vision.detect.errors import ModelError
+from vision.detect.weights import inspect_weights
 
 CARD = "card.yaml"
 REGISTRY = (
@@ -41,6 +42,8 @@ WEIGHT_SUFFIXES = {".onnx": "onnx", ".pt": "ultralytics"}
 FETCH_SCHEMES = ("http", "https", "file")
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 FETCH_TIMEOUT_S = 60  # per network read, not for the whole file
+UNMAPPED = -1  # taxonomy_class_map: a model class the taxonomy has no name or alias for
+log = logging.getLogger("streetorder.models")
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class ModelFiles:
                     self.folder, [WEIGHTS[backend]], recorded_weights(self.card, self.folder)
                 )
             raise ModelError(f"{where}: no weights for backend '{backend}' (have: {have}){hint}")
+        inspect_weights(self.weights[backend])  # before any runtime unpickles or parses it
         return self.weights[backend]
 
 
@@ -288,31 +292,47 @@ def model_version(name: str, weights: Path) -> str:
     return f"{name}@{file_sha256(weights)[:12]}"
 
 
-def parse_names(value: Any, where: str) -> list[str]:
-    """Class names in output order from a list, an {index: name} dict or its str() (ONNX metadata)."""
-    if isinstance(value, str):
-        try:
-            value = ast.literal_eval(value)
-        except (ValueError, SyntaxError) as err:
-            raise ModelError(f"{where}: cannot read class names from {value!r}") from err
-    if isinstance(value, dict):
-        return [str(value[k]) for k in sorted(value, key=int)]
-    if isinstance(value, list | tuple):
-        return [str(v) for v in value]
-    raise ModelError(f"{where}: class names must be a list or index->name map, not {type(value).__name__}")
+def taxonomy_class_map(
+    model_names: list[str], where: str, taxonomy: Taxonomy, drop_unknown: bool = False
+) -> np.ndarray:
+    """Model output index -> taxonomy index; a class the taxonomy has no name or alias for is refused.
 
-
-def taxonomy_class_map(model_names: list[str], where: str, taxonomy: Taxonomy) -> np.ndarray:
-    """Model output index -> taxonomy index; refuses a model with a class the taxonomy lacks."""
-    mapped = []
-    for index, name in enumerate(model_names):
-        cls = taxonomy.resolve(name)
-        if cls is None:
-            raise ModelError(
-                f"{where}: model class {index} '{name}' is neither a taxonomy class nor an alias in "
-                f"{taxonomy.source} (classes: {', '.join(taxonomy.names)}); add an alias or retrain"
-            )
-        mapped.append(cls.index)
-    if len(set(mapped)) != len(mapped):
+    `drop_unknown` (names read from a weights file without a card: a model not made here, such as
+    a COCO detector with car, bus, truck, motorcycle, bicycle among its 80): such a class maps to
+    UNMAPPED and its boxes are dropped, said in a warning; a model none of whose classes map is
+    refused. A card's classes are ours: one the taxonomy lacks is a mistake, never dropped unsaid.
+    """
+    resolved = [taxonomy.resolve(name) for name in model_names]
+    mapped = [cls.index if cls is not None else UNMAPPED for cls in resolved]
+    ours = f"{taxonomy.source} (classes: {', '.join(taxonomy.names)})"
+    unmapped = [name for name, index in zip(model_names, mapped, strict=True) if index == UNMAPPED]
+    if unmapped and not drop_unknown:
+        index = mapped.index(UNMAPPED)
+        raise ModelError(
+            f"{where}: model class {index} '{model_names[index]}' is neither a taxonomy class nor an "
+            f"alias in {ours}; add an alias or retrain"
+        )
+    if len(unmapped) == len(model_names):
+        more = f", ... ({len(model_names)} in all)" if len(model_names) > 8 else ""
+        raise ModelError(
+            f"{where}: none of its classes ({', '.join(model_names[:8])}{more}) is a taxonomy class "
+            f"or an alias in {ours}; add aliases or retrain"
+        )
+    kept = [index for index in mapped if index != UNMAPPED]
+    if len(set(kept)) != len(kept):
         raise ModelError(f"{where}: two model classes map onto one taxonomy class: {model_names}")
+    if unmapped:
+        used = ", ".join(
+            f"{name}->{cls.name}" for name, cls in zip(model_names, resolved, strict=True) if cls
+        )
+        log.warning(
+            "%s: %d of its %d classes are not in %s and are dropped (%s%s); used: %s",
+            where,
+            len(unmapped),
+            len(model_names),
+            taxonomy.source,
+            ", ".join(unmapped[:8]),
+            ", ..." if len(unmapped) > 8 else "",
+            used,
+        )
     return np.array(mapped, dtype=int)

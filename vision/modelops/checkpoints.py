@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from vision.detect.errors import ModelError
+from vision.detect.weights import inspect_weights
 
 
 def load_checkpoint(path: Path, named: Path | None = None) -> tuple[dict[str, Any], torch.nn.Module]:
@@ -17,8 +18,10 @@ def load_checkpoint(path: Path, named: Path | None = None) -> tuple[dict[str, An
     from ultralytics.utils.patches import torch_load
 
     shown = named or path
-    if not path.is_file():
-        raise ModelError(f"{shown}: no such checkpoint")
+    try:
+        inspect_weights(path)
+    except ModelError as err:
+        raise ModelError(str(err).replace(str(path), str(shown), 1)) from err
     try:
         checkpoint = torch_load(path, map_location="cpu")
     except Exception as err:  # a broken file raises pickle, zip, torch or EOF errors alike

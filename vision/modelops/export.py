@@ -56,7 +56,17 @@ def package(checkpoint: Path, name: str, models_dir: Path, status: str | None = 
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / checkpoint.name
         shutil.copy2(checkpoint, copy)
-        epoch = int(load_checkpoint(copy, named=checkpoint)[0].get("epoch", -1))
+        loaded = load_checkpoint(copy, named=checkpoint)[0]
+        epoch = int(loaded.get("epoch", -1))
+        run_card_path = checkpoint.parent / "card.yaml"
+        run_card = yaml.safe_load(run_card_path.read_text(encoding="utf-8")) if run_card_path.exists() else {}
+        data = (loaded.get("train_args") or {}).get("data")
+        if not (data and Path(data).exists()) and not run_card.get("training"):
+            raise ModelError(  # before the folder is made: a refused checkpoint leaves nothing
+                f"{checkpoint}: its training data {data or '(none recorded)'} is not here and no card.yaml "
+                f"is beside it: export packages what `streetorder train` made; train from this file first "
+                f"(`streetorder train --model {checkpoint}`)"
+            )
         folder.mkdir(parents=True, exist_ok=True)  # only for a checkpoint that loads: no empty folders
         previous = read_card(folder)
         stripped = strip_optimizer(copy, s=str(folder / WEIGHTS["ultralytics"]))
@@ -70,18 +80,14 @@ def package(checkpoint: Path, name: str, models_dir: Path, status: str | None = 
         host = "CPU " if str(args.get("device")) == "cpu" else ""
         running = f"provisional (epoch {epochs_done} of the running {host}training)"
         status = "final" if epoch == -1 else running
-    run_card_path = checkpoint.parent / "card.yaml"
-    run_card = yaml.safe_load(run_card_path.read_text(encoding="utf-8")) if run_card_path.exists() else {}
     settings = (run_card.get("training") or {}).get("settings") or {
         k: args.get(k) for k in ("model", "data", "epochs", "time", "imgsz", "batch", "device", "seed")
     }
-    if Path(args["data"]).exists():
+    if args.get("data") and Path(args["data"]).exists():
         card = training_card(Path(args["data"]), settings, seconds)
         card["training"]["recipe"] = recipe(args, run_name=checkpoint.parent.parent.name)
-    elif run_card.get("training"):  # trained elsewhere (a GPU relay leg): its card made there holds
+    else:  # trained elsewhere (a GPU relay leg): its card made there holds
         card = {k: run_card[k] for k in ("classes", "input_size", "training", "licences") if k in run_card}
-    else:
-        raise ModelError(f"{checkpoint}: its mix {args['data']} is not here and no card.yaml is beside it")
     if run_card.get("training"):  # the run's own record (and an average's inputs and recipe) wins
         kept = ("hardware", "seconds", "torch", "averaged_from", "recipe", "relay")
         card["training"].update({k: v for k, v in run_card["training"].items() if k in kept})

@@ -49,6 +49,7 @@ from vision.data.datamix import (
     source_of,
 )
 from vision.detect.errors import ModelError
+from vision.detect.weights import inspect_weights
 from vision.modelops.checkpoints import load_checkpoint
 
 DATA_CARD_KEYS = (
@@ -268,6 +269,7 @@ def train(
         last = Path(model)
         if last.suffix != ".pt":
             last = project / name / "weights" / "last.pt"
+        inspect_weights(last)
         trainer_model = YOLO(str(last))
         trainer_model.train(resume=True, trainer=PartialLabelTrainer)
         trainer = cast(DetectionTrainer, trainer_model.trainer)
@@ -275,6 +277,9 @@ def train(
         data_yaml = Path(trainer.args.data)
         settings = {k: getattr(trainer.args, k) for k in ("model", "epochs", "imgsz", "batch")}
     else:
+        start = start_weights(
+            model, cache_dir, taxonomy.names
+        )  # a foreign start refused before the data is read
         data_yaml = prepare_data(data, cache_dir, taxonomy)
         settings = {
             "model": model,
@@ -290,7 +295,7 @@ def train(
         }
         fine_tune = {"optimizer": "AdamW", "lr0": lr0, "warmup_epochs": 0}
         schedule: dict[str, Any] = {} if lr0 is None else fine_tune
-        trainer_model = YOLO(start_weights(model, cache_dir, taxonomy.names))
+        trainer_model = YOLO(start)
         trainer_model.train(
             data=str(data_yaml),
             trainer=PartialLabelTrainer,
@@ -348,12 +353,17 @@ def widen_classes(checkpoint: Path, out: Path, names: list[str]) -> Path:
 
 
 def start_weights(model: str, cache_dir: Path, names: list[str]) -> str:
-    """The weights a run starts from: a .pt with fewer classes than the taxonomy (`names`) widened first."""
+    """The weights a run starts from: a .pt whose classes are the first of the taxonomy (`names`)
+    widened first; any other .pt (a COCO detector, another taxonomy) as ultralytics transfers it:
+    the layers whose shapes match, the class layer new."""
+    if model.endswith(".onnx"):
+        raise ModelError(f"{model}: an ONNX export cannot be trained from; start from the .pt it came from")
     if not model.endswith(".pt"):
         return model
     _, module = load_checkpoint(Path(model))  # a missing .pt is an error: nothing is downloaded
-    count = len(getattr(module, "names", None) or {})
-    if not count or count >= len(names):
+    found = getattr(module, "names", None) or {}
+    old = [str(found[i]) for i in sorted(found)]
+    if not old or len(old) >= len(names) or old != names[: len(old)]:
         return model
     widened = cache_dir / "widened" / f"{file_sha256(Path(model))[:12]}-{len(names)}.pt"
     return str(widened if widened.exists() else widen_classes(Path(model), widened, names))
