@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -194,3 +196,23 @@ def test_training_starts_from_a_foreign_detector_with_a_new_head(tmp_path: Path,
     model = trained["ema"] or trained["model"]
     assert list(model.names.values()) == TAXONOMY.names and model.model[-1].nc == len(TAXONOMY.names)
     assert trained["train_args"]["model"] == str(start)
+
+
+def test_checkpoints_are_unpickled_weights_only_in_every_process(tmp_path: Path) -> None:
+    """The screen above is not a sandbox; ultralytics' restricted loading (weights_only against its
+    allow-list) is the guard, switched on by importing vision before ultralytics reads its flag."""
+    import ultralytics.utils
+
+    assert ultralytics.utils.SAFE_LOAD  # this test process, whatever imported ultralytics first
+    script = (
+        "import sys; from pathlib import Path; from vision.modelops.checkpoints import load_checkpoint; "
+        "import ultralytics.utils as u; load_checkpoint(Path(sys.argv[1])); print(u.SAFE_LOAD)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ULTRALYTICS_SAFE_LOAD"}
+    current = yaml.safe_load((MODELS / "registry.yaml").read_text(encoding="utf-8"))["current"]
+    shipped = MODELS / current / "model.pt"
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(shipped)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().endswith("True")

@@ -15,7 +15,7 @@ from vision.detect.weights import inspect_weights
 def load_checkpoint(path: Path, named: Path | None = None) -> tuple[dict[str, Any], torch.nn.Module]:
     """A checkpoint and its model (the EMA where it keeps one). `named` is the file to name in
     errors when `path` is a copy of it (a running training rewrites its last.pt every epoch)."""
-    from ultralytics.utils.patches import torch_load
+    from ultralytics.nn.tasks import torch_safe_load
 
     shown = named or path
     try:
@@ -23,7 +23,7 @@ def load_checkpoint(path: Path, named: Path | None = None) -> tuple[dict[str, An
     except ModelError as err:
         raise ModelError(str(err).replace(str(path), str(shown), 1)) from err
     try:
-        checkpoint = torch_load(path, map_location="cpu")
+        checkpoint, _ = torch_safe_load(str(path), safe_only=True)  # weights_only: vision/__init__.py
     except Exception as err:  # a broken file raises pickle, zip, torch or EOF errors alike
         raise ModelError(f"{shown}: not a checkpoint torch can read ({type(err).__name__})") from err
     module = (checkpoint.get("ema") or checkpoint.get("model")) if isinstance(checkpoint, dict) else None
