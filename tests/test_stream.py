@@ -552,13 +552,23 @@ def test_a_frame_rate_that_means_nothing_is_taken_as_25(reported: float, rate: f
 
 
 @pytest.mark.parametrize(
-    ("reported_ms", "position_s"),
-    [(1500.0, 1.5), (0.0, 0.0), (float("nan"), 10.04), (-40.0, 10.04), (float("inf"), 10.04)],
+    ("reported_ms", "previous_s", "position_s"),
+    [
+        (10500.0, 10, 10.5),
+        (0.0, None, 0.0),  # the first frame
+        (float("nan"), None, 0.04),
+        (float("nan"), 10, 10.04),
+        (-40.0, 10, 10.04),
+        (float("inf"), 10, 10.04),
+        (1500.0, 10, 10.04),  # back in time: a joined recording starting at 0 again
+        (10000.0, 10, 10.04),  # the same position again
+    ],
 )
 def test_a_frame_without_a_position_lies_one_frame_after_the_last(
-    reported_ms: float, position_s: float
+    reported_ms: float, previous_s: float | None, position_s: float
 ) -> None:
-    position = frame_position(reported_ms, timedelta(seconds=10), 25.0)
+    previous = None if previous_s is None else timedelta(seconds=previous_s)
+    position = frame_position(reported_ms, previous, 25.0)
     assert position.total_seconds() == pytest.approx(position_s)
 
 
