@@ -4,8 +4,12 @@ address nobody answers, and `streetorder watch` on a file end to end."""
 
 from __future__ import annotations
 
+import base64
 import copy
+import logging
 import os
+import signal
+import socket
 import subprocess
 import threading
 import time
@@ -25,7 +29,7 @@ from configured import CONFIGS, MODELS
 from sqlalchemy import select
 from streets import Scene
 
-from vision.live.stream import Frame, NewestFrame, StreamReader, frame_position, frame_rate
+from vision.live.stream import Frame, NewestFrame, StreamReader, frame_position, frame_rate, redact_url
 
 START = datetime(2026, 5, 6, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 
@@ -106,11 +110,16 @@ def test_a_looped_file_reconnects_and_time_goes_on(tmp_path: Path) -> None:
 
 class MjpegServer:
     """multipart/x-mixed-replace on 127.0.0.1: each connection sends `per_connection` frames and
-    then drops; the second connection onwards sends larger frames (a camera switching streams)."""
+    then drops (or, with `stall`, keeps the connection open and sends nothing more: a camera whose
+    encoder hung); the second connection onwards sends larger frames (a camera switching streams).
+    With `password`, a request without HTTP Basic credentials admin:password is answered 401."""
 
-    def __init__(self, per_connection: int = 15) -> None:
+    def __init__(self, per_connection: int = 15, *, stall: bool = False, password: str | None = None) -> None:
         self.connections = 0
+        self.refused = 0  # requests answered 401
         self.opened: list[float] = []  # monotonic time of each connection
+        self.closing = threading.Event()
+        self.password = password
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -118,6 +127,14 @@ class MjpegServer:
                 pass
 
             def do_GET(self) -> None:
+                expected = "Basic " + base64.b64encode(f"admin:{server.password}".encode()).decode()
+                if server.password is not None and self.headers.get("Authorization") != expected:
+                    server.refused += 1
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="camera"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 server.connections += 1
                 server.opened.append(time.monotonic())
                 size = (160, 90) if server.connections == 1 else (320, 180)
@@ -134,6 +151,9 @@ class MjpegServer:
                         )
                         self.wfile.write(part + data.tobytes() + b"\r\n")
                         time.sleep(0.02)
+                    if stall:
+                        self.wfile.flush()
+                        server.closing.wait(60)  # connected, silent
                 except (BrokenPipeError, ConnectionResetError):
                     return
                 self.close_connection = True  # forced disconnect mid-stream
@@ -150,6 +170,7 @@ class MjpegServer:
         return self
 
     def __exit__(self, *args: object) -> None:
+        self.closing.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -185,6 +206,130 @@ def test_a_flapping_camera_is_reconnected_ever_more_slowly(mjpeg: MjpegServer) -
     gaps = np.diff(mjpeg.opened[:5])
     assert len(gaps) == 4 and reader.stats.reconnects >= 4
     assert gaps[3] - gaps[0] >= 0.4  # 0.8 - 0.1 s of waiting more, whatever a connection takes
+
+
+def test_a_camera_that_stalls_is_told_as_stalled_and_reconnected() -> None:
+    """A camera that keeps the connection open and sends nothing more (a hung encoder): FFmpeg's read
+    timeout ends the read after `timeout_s`, the stream is told `stalled` (it said `reconnecting`,
+    as for a closed connection, and "ended or stalled"), and it is opened again. A read that blocked
+    for good would fail the deadline here, not hang the suite (the reader is a daemon thread)."""
+    with MjpegServer(per_connection=3, stall=True) as server:
+        reader = StreamReader(server.url, backoff_s=(0.05, 0.1), timeout_s=1).start()
+        states, deadline = set(), time.monotonic() + 15
+        while time.monotonic() < deadline and not ("stalled" in states and reader.stats.reconnects >= 1):
+            reader.take(timeout=0.05)
+            states.add(reader.stats.state)
+        reader.stop()
+    assert "stalled" in states and reader.stats.reconnects >= 1 and server.connections >= 2
+    assert reader.stats.last_error == "no frame for 1 s: the stream stalled"
+    assert not reader.running
+
+
+def silent_server() -> tuple[socket.socket, list[socket.socket]]:
+    """A TCP port that accepts connections and never says a word (a camera whose firmware hung)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    return listener, accepted
+
+
+@pytest.mark.parametrize("scheme", ["rtsp", "http"])
+def test_a_camera_that_accepts_and_says_nothing_is_unreachable_in_bounded_time(scheme: str) -> None:
+    listener, accepted = silent_server()
+    port = listener.getsockname()[1]
+    url = f"{scheme}://admin:S3cret@127.0.0.1:{port}/Streaming/Channels/101"
+    reader = StreamReader(url, backoff_s=(0.05, 0.1), timeout_s=1).start()
+    try:
+        deadline = time.monotonic() + 10
+        while reader.stats.failed_opens < 2:  # each open given up after timeout_s, then tried again
+            assert time.monotonic() < deadline, f"the open did not give up: {reader.stats}"
+            time.sleep(0.05)
+        assert reader.stats.state == "unreachable" and len(accepted) >= 2
+        assert reader.stats.last_error == (
+            f"cannot open {scheme}://admin:***@127.0.0.1:{port}/Streaming/Channels/101: no answer within 1 s"
+        )
+        assert "S3cret" not in reader._thread.name
+    finally:
+        started = time.monotonic()
+        reader.stop()
+        listener.close()
+    assert time.monotonic() - started < 3 and not reader.running
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "rtsp://admin:S3cret@10.0.0.9/Streaming/Channels/101",
+            "rtsp://admin:***@10.0.0.9/Streaming/Channels/101",
+        ),
+        (
+            "rtsp://admin:S3c@r:et@10.0.0.9:554/cam/realmonitor?channel=1&subtype=0",
+            "rtsp://admin:***@10.0.0.9:554/cam/realmonitor?channel=1&subtype=0",
+        ),
+        (
+            "http://10.0.0.9/videostream.cgi?user=admin&pwd=S3cret&r=1",
+            "http://10.0.0.9/videostream.cgi?user=admin&pwd=***&r=1",
+        ),
+        ("http://10.0.0.9/mjpg?PASSWORD=S3cret", "http://10.0.0.9/mjpg?PASSWORD=***"),
+        ("rtsp://admin@10.0.0.9/live", "rtsp://admin@10.0.0.9/live"),
+        ("rtsp://[fe80::1]:554/live", "rtsp://[fe80::1]:554/live"),
+        ("/videos/a:b@c.avi", "/videos/a:b@c.avi"),
+        (
+            "cannot open rtsp://admin:S3cret@10.0.0.9/1 (was rtsp://root:S3cret@10.0.0.8/2)",
+            "cannot open rtsp://admin:***@10.0.0.9/1 (was rtsp://root:***@10.0.0.8/2)",
+        ),
+    ],
+)
+def test_a_stream_address_is_shown_without_its_password(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+def test_a_password_comes_from_the_environment_and_reaches_the_camera(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`${CAM_PASS}` in an address is the environment variable: the camera (HTTP Basic, as
+    Hikvision's MJPEG) answers only with it. An unset one is refused naming it."""
+    monkeypatch.setenv("CAM_PASS", "S3cret")
+    with MjpegServer(password="S3cret") as server:
+        url = server.url.replace("http://", "http://admin:${CAM_PASS}@")
+        reader = StreamReader(url, timeout_s=3).start()
+        frames = take_frames(reader, 3, 15)
+        reader.stop()
+    assert len(frames) == 3 and server.refused >= 1  # asked for credentials, then given them
+    monkeypatch.delenv("CAM_PASS")
+    with pytest.raises(
+        ValueError, match=r"environment variable CAM_PASS \(named as \$\{CAM_PASS\}\) is not set"
+    ):
+        StreamReader(url)
+
+
+def test_a_camera_file_takes_its_stream_password_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from configured import TAXONOMY
+
+    from vision.live.cameras import CameraConfigError, parse_cameras
+
+    config = yaml.safe_load((CONFIGS / "cameras.yaml").read_text(encoding="utf-8"))
+    config["cameras"][0]["stream"] = "rtsp://admin:${CAM_PASS}@10.0.0.9/Streaming/Channels/101"
+    monkeypatch.setenv("CAM_PASS", "S3cret")
+    camera = next(iter(parse_cameras(config, TAXONOMY, Path("cameras.yaml"))))
+    assert camera.stream == "rtsp://admin:S3cret@10.0.0.9/Streaming/Channels/101"
+    monkeypatch.delenv("CAM_PASS")
+    with pytest.raises(CameraConfigError) as refused:
+        parse_cameras(config, TAXONOMY, Path("cameras.yaml"))
+    assert str(refused.value) == (
+        "cameras.yaml: cameras[0].stream: environment variable CAM_PASS (named as ${CAM_PASS}) is not set"
+    )
 
 
 # --- a real RTSP server -------------------------------------------------------------------------
@@ -270,7 +415,7 @@ def test_a_real_rtsp_server_streams_a_file_and_is_found_again_after_a_forced_dis
             assert abs((frame.image.mean() - 20) / 6 - round((frame.image.mean() - 20) / 6)) < 0.5
         server.kill()
         deadline = time.monotonic() + 20
-        while reader.stats.state != "reconnecting":
+        while reader.stats.state == "connected":  # stalled, reconnecting or unreachable
             assert time.monotonic() < deadline, "the reader did not notice the server was gone"
             reader.take(timeout=0.1)
         while reader.stats.failed_opens == 0:  # nobody answers at the address for a while
@@ -282,6 +427,35 @@ def test_a_real_rtsp_server_streams_a_file_and_is_found_again_after_a_forced_dis
         assert after[0].captured_at > before[-1].captured_at  # stamped on arrival: time goes on
     finally:
         reader.stop()
+        server.kill()
+
+
+def test_a_real_rtsp_server_that_freezes_is_told_as_stalled_and_found_again(tmp_path: Path) -> None:
+    """The RTSP server stopped (SIGSTOP: its sockets open, nothing sent, as a camera whose firmware
+    hung): the read gives up after `timeout_s`, the stream is `stalled`, then `unreachable` while
+    the frozen server does not answer a new session; resumed, it is read again."""
+    reason = rtsp_unavailable()
+    if reason:
+        pytest.skip(reason)
+    frames = [np.full((176, 320, 3), 20 + 6 * (k % 35), np.uint8) for k in range(300)]
+    video = write_video(tmp_path / "street.avi", frames, fps=10)
+    with ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler) as probe:
+        port = probe.server_address[1]
+    server = RtspServer(video, port)
+    reader = StreamReader(server.url, backoff_s=(0.2, 0.5), timeout_s=2).start()
+    try:
+        assert len(take_frames(reader, 5, 30)) == 5
+        os.kill(server.process.pid, signal.SIGSTOP)
+        states, deadline = set(), time.monotonic() + 20
+        while not {"stalled", "unreachable"} <= states:
+            assert time.monotonic() < deadline, f"a frozen server was not told: {states}"
+            reader.take(timeout=0.05)
+            states.add(reader.stats.state)
+        os.kill(server.process.pid, signal.SIGCONT)
+        assert len(take_frames(reader, 5, 30)) == 5 and reader.stats.reconnects >= 1
+    finally:
+        reader.stop()
+        os.kill(server.process.pid, signal.SIGCONT)
         server.kill()
 
 
@@ -378,14 +552,49 @@ def test_a_frame_rate_that_means_nothing_is_taken_as_25(reported: float, rate: f
 
 
 @pytest.mark.parametrize(
-    ("reported_ms", "position_s"),
-    [(1500.0, 1.5), (0.0, 0.0), (float("nan"), 10.04), (-40.0, 10.04), (float("inf"), 10.04)],
+    ("reported_ms", "previous_s", "position_s"),
+    [
+        (10500.0, 10, 10.5),
+        (0.0, None, 0.0),  # the first frame
+        (float("nan"), None, 0.04),
+        (float("nan"), 10, 10.04),
+        (-40.0, 10, 10.04),
+        (float("inf"), 10, 10.04),
+        (1500.0, 10, 10.04),  # back in time: a joined recording starting at 0 again
+        (10000.0, 10, 10.04),  # the same position again
+    ],
 )
 def test_a_frame_without_a_position_lies_one_frame_after_the_last(
-    reported_ms: float, position_s: float
+    reported_ms: float, previous_s: float | None, position_s: float
 ) -> None:
-    position = frame_position(reported_ms, timedelta(seconds=10), 25.0)
+    previous = None if previous_s is None else timedelta(seconds=previous_s)
+    position = frame_position(reported_ms, previous, 25.0)
     assert position.total_seconds() == pytest.approx(position_s)
+
+
+def test_segments_joined_into_one_file_go_on_in_time(tmp_path: Path) -> None:
+    """Two MPEG-TS recordings joined into one file (a DVR's export, `cat a.ts b.ts`), the second of
+    another frame size: its timestamps start at 0 again. Its frames were stamped from the file's
+    start again, before the last one: late, every one, until the first segment's length had passed.
+    Now they go on one frame after another."""
+    parts = []
+    for name, size in (("a.ts", (160, 90)), ("b.ts", (120, 90))):
+        writer = cv2.VideoWriter(
+            str(tmp_path / name), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"mpg2"), 10, size
+        )
+        assert writer.isOpened()
+        for frame in numbered(20, size):
+            writer.write(frame)
+        writer.release()
+        parts.append((tmp_path / name).read_bytes())
+    video = tmp_path / "export.ts"
+    video.write_bytes(b"".join(parts))
+    reader = StreamReader(str(video), file_start=START, file_speed=0).start()
+    frames = take_all(reader, 20)
+    assert reader.stats.state == "ended" and len(frames) + reader.stats.dropped >= 38
+    times = [f.captured_at for f in frames]
+    assert times == sorted(set(times))  # each after the one before
+    assert times[-1] - START >= timedelta(seconds=3.7)
 
 
 # --- streetorder watch, end to end ---------------------------------------------------------------
@@ -534,13 +743,42 @@ def test_watch_refuses_an_unknown_camera_or_a_missing_file_and_fails_on_a_file_i
     assert "0 frames analysed" in out.out and f"watch: cannot open {junk}" in out.err
 
 
+def test_watch_never_shows_a_camera_password(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A Hikvision address with its password, given to `watch`: refused (another scheme, a rate for a
+    file), or read from a camera nobody answers at. Neither its messages, nor its summary, nor what
+    OpenCV and FFmpeg print show the password (the refusals printed the address as given)."""
+    from serve.cli.main import main
+
+    camera = yaml.safe_load((CONFIGS / "cameras.yaml").read_text(encoding="utf-8"))["cameras"][0]["id"]
+    db = ["--db", f"sqlite:///{tmp_path / 'watch.db'}", "--seconds", "2"]
+    with ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler) as probe:
+        port = probe.server_address[1]  # closed once the probe is gone
+    url = f"rtsp://admin:S3cret@127.0.0.1:{port}/Streaming/Channels/101"
+    for given in (["--stream", url.replace("rtsp:", "rtmp:")], ["--stream", url, "--file-fps", "2"]):
+        with pytest.raises(SystemExit) as refused:
+            main(["watch", "--camera", camera, *given, *db])
+        out = capfd.readouterr()
+        assert refused.value.code == 2 and "rtsp://admin:***@127.0.0.1" in out.err.replace("rtmp:", "rtsp:")
+        assert "S3cret" not in out.out + out.err
+    assert main(["watch", "--camera", camera, "--stream", url, *db]) == 1
+    out = capfd.readouterr()
+    assert f"watch: cannot open rtsp://admin:***@127.0.0.1:{port}/Streaming/Channels/101" in out.err
+    assert "S3cret" not in out.out + out.err
+
+
 # --- the service's own pool of watchers (`pull: true`) --------------------------------------------
 
 
 @pytest.fixture
-def service_overrides(tmp_path: Path, mjpeg: MjpegServer) -> dict[str, object]:
-    """The service's cameras file names one camera, pulled from the MJPEG server that drops."""
+def service_overrides(
+    tmp_path: Path, mjpeg: MjpegServer, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, object]:
+    """The service's cameras file names one camera, pulled from the MJPEG server that drops and asks
+    for a password: the file names it as `${CAM_PASS}`, the environment holds it."""
     import shutil
+
+    mjpeg.password = "S3cret"
+    monkeypatch.setenv("CAM_PASS", "S3cret")
 
     configs = tmp_path / "configs"
     shutil.copytree(CONFIGS, configs, ignore=shutil.ignore_patterns("datasets"))
@@ -558,7 +796,7 @@ def service_overrides(tmp_path: Path, mjpeg: MjpegServer) -> dict[str, object]:
                 "id": "pulled",
                 "lat": 34.72265,
                 "lon": 113.62762,
-                "stream": mjpeg.url,
+                "stream": mjpeg.url.replace("http://", "http://admin:${CAM_PASS}@"),
                 "pull": True,
                 "zones": [
                     {"id": "walk", "rule": "sidewalk", "polygon": [[0, 0.6], [1, 0.6], [1, 1], [0, 1]]}
@@ -570,9 +808,13 @@ def service_overrides(tmp_path: Path, mjpeg: MjpegServer) -> dict[str, object]:
     return {"configs_dir": configs, "cameras_reload_s": 0}  # reloaded by the test itself
 
 
-def test_the_service_pulls_a_camera_and_reports_its_health(service: Any, mjpeg: MjpegServer) -> None:
+def test_the_service_pulls_a_camera_and_reports_its_health(
+    service: Any, mjpeg: MjpegServer, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
     """The pool reads the MJPEG server (about 50 frames/s, a forced disconnect every 15 frames, a
-    bigger frame from the second connection on) and analyses the newest frame at 2 fps."""
+    bigger frame from the second connection on, a password asked each time) and analyses the newest
+    frame at 2 fps. The password is shown nowhere: not in the API, the metrics or any log line."""
+    caplog.set_level(logging.DEBUG)
     if service.client.get("/readyz").status_code != 200:
         pytest.skip("no model loaded (the registry's current model is not installed)")
     deadline = time.monotonic() + 30
@@ -602,6 +844,13 @@ def test_the_service_pulls_a_camera_and_reports_its_health(service: Any, mjpeg: 
     )
     assert values["streetorder_camera_frames_total"] >= 4
     assert values["streetorder_camera_last_frame_timestamp_seconds"] > 0
+    assert mjpeg.refused >= 1  # asked for the password, and given it
+    (camera,) = service.client.get("/v1/cameras", headers=service.auth("cases:read")).json()
+    assert camera["stream"] == mjpeg.url.replace("http://", "http://admin:***@")
+    config = service.client.get("/v1/cameras/config", headers=service.auth("cases:read")).text
+    console = service.client.get("/").text
+    shown = [str(camera), metrics, config, console, caplog.text, *capfd.readouterr()]
+    assert not [text for text in shown if "S3cret" in text]
 
     # the cameras file edited (1 frame a second now): the pool stops the old watcher, starts a new one
     path = service.settings.configs_dir / "cameras.yaml"

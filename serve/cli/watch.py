@@ -13,14 +13,18 @@ from serve.cases.times import ImplausibleTime
 from serve.cases.watch import CameraWatcher, load_service_cameras
 from serve.cli.args import non_negative_float, positive_float
 from vision.live.cameras import UnknownCameraError
-from vision.live.stream import StreamReader, check_stream_url, is_file, local_path
+from vision.live.stream import StreamReader, check_stream_url, is_file, local_path, redact_url
 
 
 def cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="streetorder watch", description=__doc__.splitlines()[0])
     parser.add_argument("--camera", required=True, help="camera id in the cameras file")
     parser.add_argument("--cameras", type=Path, help="cameras file (default: configs/cameras.yaml)")
-    parser.add_argument("--stream", help="read this URL or file instead of the camera's configured stream")
+    parser.add_argument(
+        "--stream",
+        help="read this URL or file instead of the camera's configured stream "
+        "(${NAME} is the environment variable NAME: keep a password out of the process list)",
+    )
     parser.add_argument("--db", help="database URL (default: STREETORDER_DB_URL)")
     parser.add_argument("--model", help="model name or weights (default: STREETORDER_MODEL)")
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
@@ -49,9 +53,9 @@ def cli(argv: list[str]) -> int:
 
     if args.stream is not None:  # a configured stream was checked with the cameras file
         try:
-            check_stream_url(args.stream)
+            args.stream = check_stream_url(args.stream)
         except ValueError as err:
-            parser.error(f"--stream {args.stream}: {err}")
+            parser.error(f"--stream {redact_url(args.stream)}: {err}")
         if is_file(args.stream) and not Path(local_path(args.stream)).is_file():
             parser.error(f"--stream {args.stream}: no such file")
     if args.file_start is not None and args.file_start.tzinfo is None:
@@ -78,7 +82,10 @@ def cli(argv: list[str]) -> int:
     if not stream:
         parser.error(f"camera '{camera.id}' has no stream in {registry.source}; give --stream")
     if args.file_fps is not None and not is_file(stream):
-        parser.error(f"--file-fps is for a video file, not {stream}: a live stream's frames carry their time")
+        parser.error(
+            f"--file-fps is for a video file, not {redact_url(stream)}: "
+            "a live stream's frames carry their time"
+        )
     hub = CameraHub(registry.only(camera.id), case_rules.taxonomy, settings.evidence_dir)  # its state only
     sessions = open_database(args.db or settings.db_url)
     hub.restore(sessions)

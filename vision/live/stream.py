@@ -3,16 +3,21 @@
 A reader thread grabs frames as fast as the stream delivers them and keeps only the newest
 (drop-oldest): analysis at 2 fps never works on a backlog of stale frames. A dropped connection,
 a stream that stops delivering, or a camera that cannot be reached is retried with exponential
-backoff. Each frame is stamped with its capture time at this edge: the grab time for live streams,
-or the file's start (`file_start`, else when reading began) + the frame's position for a file, so a
-replayed video is judged by its own clock whatever its speed and however fast it decodes.
-A change of frame size (sub-stream to main stream) passes through; the rules rescale.
+backoff; a stream that connects and then sends nothing is given up after `timeout_s` (FFmpeg's
+open and read timeouts) and told `stalled`, one that cannot be opened `unreachable`. Each frame
+is stamped with its capture time at this edge: the grab time (the service's clock) for live streams,
+never the stream's timestamps (an RTSP camera's PTS start at 0 again on each session), or the file's
+start (`file_start`, else when reading began) + the frame's position for a file, so a replayed video
+is judged by its own clock whatever its speed and however fast it decodes; a position that goes back
+(joined recordings) goes on from the last one instead. A change of frame size (sub-stream to main
+stream) passes through; the rules rescale. Addresses are shown only through `redact_url`.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -43,10 +48,12 @@ class StreamStats:
     reconnects: int = 0  # successful re-openings after a drop
     failed_opens: int = 0
     size_changes: int = 0
-    state: str = "starting"  # starting | connected | reconnecting | ended | stopped
+    # starting | connected | stalled (the last connection sent nothing for timeout_s) | reconnecting
+    # (it was closed) | unreachable (the last open failed) | ended (a file) | stopped
+    state: str = "starting"
     size: tuple[int, int] | None = None
     last_frame_at: datetime | None = None
-    last_error: str | None = None
+    last_error: str | None = None  # the address in it redacted (redact_url)
 
 
 class NewestFrame:
@@ -75,9 +82,41 @@ class NewestFrame:
 STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
 
 
+USERINFO_PASSWORD = re.compile(r"(?<=://)([^:/?#@\s]*):[^/?#\n]*@")  # up to the last @ before the path
+QUERY_SECRET = re.compile(
+    r"([?&;](?:password|passwd|pass|pwd|token|access_token|api_key|apikey|key|auth|secret)=)[^&#\s]*",
+    re.IGNORECASE,
+)
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def redact_url(text: str) -> str:
+    """`text` (a stream URL, or a message naming one) with every password shown as `***`: the
+    user:password of an RTSP or HTTP address (`rtsp://admin:***@10.0.0.9/...`, as Hikvision and Dahua
+    cameras are addressed) and secrets in its query (`?user=admin&pwd=***`). The one redaction every
+    door uses before a stream address reaches a log, an error, the console or the API."""
+    return QUERY_SECRET.sub(r"\1***", USERINFO_PASSWORD.sub(r"\1:***@", text))
+
+
+def expand_env(url: str) -> str:
+    """`${NAME}` in a stream address replaced by the environment variable NAME, so that a camera's
+    password stays out of cameras.yaml (`rtsp://admin:${CAM_PASS}@10.0.0.9/...`); an unset variable
+    is an error naming it, not an address with a hole."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ValueError(f"environment variable {name} (named as ${{{name}}}) is not set")
+        return os.environ[name]
+
+    return ENV_REFERENCE.sub(value, url)
+
+
 def check_stream_url(url: str) -> str:
-    """Streams are read over these schemes only, whoever names them (cameras.yaml, `watch --stream`):
-    OpenCV's FFmpeg would otherwise open ftp:, gopher:, data: and more on a configured URL."""
+    """The address to open, its `${NAME}` references expanded (`expand_env`). Streams are read over
+    these schemes only, whoever names them (cameras.yaml, `watch --stream`): OpenCV's FFmpeg would
+    otherwise open ftp:, gopher:, data: and more on a configured URL."""
+    url = expand_env(url)
     scheme = urlparse(url).scheme.lower()
     if scheme and len(scheme) > 1 and scheme not in STREAM_SCHEMES:  # len 1: a Windows drive letter
         raise ValueError(f"scheme '{scheme}' is not allowed (use one of {', '.join(STREAM_SCHEMES)})")
@@ -101,12 +140,17 @@ def frame_rate(reported: float) -> float:
     return reported if math.isfinite(reported) and 0 < reported <= 240 else 25.0
 
 
-def frame_position(reported_ms: float, previous: timedelta, fps: float) -> timedelta:
-    """Where a frame lies in its file: OpenCV's position, or one frame after the previous one where
-    it reports none (NaN or negative: timedelta would raise and stop the reader thread)."""
+def frame_position(reported_ms: float, previous: timedelta | None, fps: float) -> timedelta:
+    """Where a frame lies in its file: OpenCV's position, or one frame after the previous one
+    (`None`: this is the first) where it reports none (NaN or negative: timedelta would raise and stop
+    the reader thread) or one that goes back: segments joined into one file (a DVR's export, `cat
+    a.ts b.ts`) start their timestamps at 0 again, and every frame of the next segment was stamped
+    before the last one, late, until it passed the first segment's length."""
     if math.isfinite(reported_ms) and 0 <= reported_ms < 1e12:
-        return timedelta(milliseconds=reported_ms)
-    return previous + timedelta(seconds=1 / fps)
+        reported = timedelta(milliseconds=reported_ms)
+        if previous is None or reported > previous:
+            return reported
+    return (previous or timedelta(0)) + timedelta(seconds=1 / fps)
 
 
 class StreamReader:
@@ -146,7 +190,7 @@ class StreamReader:
         self.stats = StreamStats()
         self.buffer = NewestFrame()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"stream {url}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"stream {redact_url(url)}", daemon=True)
 
     def start(self) -> StreamReader:
         self._thread.start()
@@ -184,11 +228,14 @@ class StreamReader:
         if self.file_start is None and is_file(self.url):
             self.file_start = self.clock()  # its frames are stamped by their position from here
         while not self._stop.is_set():
+            opening = time.monotonic()
             capture = self._open()
             if not capture.isOpened():
                 self.stats.failed_opens += 1
-                self.stats.state = "reconnecting"
-                self.stats.last_error = f"cannot open {self.url}"
+                self.stats.state = "unreachable"
+                self.stats.last_error = f"cannot open {redact_url(self.url)}"
+                if time.monotonic() - opening >= 0.9 * self.timeout_s:
+                    self.stats.last_error += f": no answer within {self.timeout_s:g} s"
                 if is_file(self.url):  # a file does not come back the way a camera does
                     missing = not Path(local_path(self.url)).is_file()
                     self.stats.last_error += ": no such file" if missing else ": not a video it can decode"
@@ -202,36 +249,45 @@ class StreamReader:
             connected_before = True
             self.stats.state = "connected"
             connected_at = time.monotonic()
-            last_position = self._read(capture, file_offset)
+            last_position, stalled = self._read(capture, file_offset)
             capture.release()
             if is_file(self.url):
                 if self.stats.frames_read == 0:
-                    self.stats.last_error = f"no frame could be decoded from {self.url}"
+                    self.stats.last_error = f"no frame could be decoded from {redact_url(self.url)}"
                 if not self.loop_file or self.stats.frames_read == 0:
                     self.stats.state = "ended"
                     return
                 file_offset += last_position
             if not self._stop.is_set():
-                self.stats.state = "reconnecting"
-                self.stats.last_error = "stream ended or stalled"
+                self.stats.state = "stalled" if stalled else "reconnecting"
+                self.stats.last_error = (
+                    f"no frame for {self.timeout_s:g} s: the stream stalled"
+                    if stalled
+                    else "the stream ended (the connection was closed)"
+                )
                 stable = time.monotonic() - connected_at >= self.stable_s
                 delay = self.backoff_s[0] if stable else delay
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.backoff_s[1])
 
-    def _read(self, capture: cv2.VideoCapture, file_offset: timedelta) -> timedelta:
-        """Read until the stream ends or stalls; returns the last file position reached."""
+    def _read(self, capture: cv2.VideoCapture, file_offset: timedelta) -> tuple[timedelta, bool]:
+        """Read until the stream ends or stalls; returns the last file position reached, and whether
+        the last read gave up after `timeout_s` of silence (FFmpeg's read timeout: a stalled camera)
+        rather than at a closed connection or a file's end."""
         fps = self.file_fps or frame_rate(capture.get(cv2.CAP_PROP_FPS))
         started = time.monotonic()
         position, frames = timedelta(0), 0
         while not self._stop.is_set():
+            reading = time.monotonic()
             ok, image = capture.read()
             if not ok or image is None:
-                return position + timedelta(seconds=1 / fps)
+                stalled = not is_file(self.url) and time.monotonic() - reading >= 0.9 * self.timeout_s
+                return position + timedelta(seconds=1 / fps), stalled
             if self.file_fps and is_file(self.url):
                 position = timedelta(seconds=frames / self.file_fps)
             else:
-                position = frame_position(capture.get(cv2.CAP_PROP_POS_MSEC), position, fps)
+                previous = position if frames else None
+                position = frame_position(capture.get(cv2.CAP_PROP_POS_MSEC), previous, fps)
             frames += 1
             if is_file(self.url) and self.file_speed > 0:  # play a file in (scaled) real time
                 ahead = position.total_seconds() / self.file_speed - (time.monotonic() - started)
@@ -249,4 +305,4 @@ class StreamReader:
             self.stats.last_frame_at = captured_at
             if self.buffer.put(Frame(image, captured_at, self.stats.frames_read)):
                 self.stats.dropped += 1
-        return position
+        return position, False
