@@ -1244,3 +1244,18 @@ def test_every_shipped_camera_stands_in_the_grid_it_names(tmp_path: Path) -> Non
     settings = Settings(evidence_dir=tmp_path / "evidence", secret="tests-only-secret-0123456789")
     registry = load_service_cameras(CONFIGS / "cameras.yaml", load_case_rules(settings))
     assert len(registry) > 0
+
+
+def test_no_stream_password_is_shown_by_the_api_wherever_the_address_carries_it(service: Service) -> None:
+    """Cameras addressed with the password in the query (`videostream.cgi?user=admin&pwd=...`, as
+    many cheap IP cameras are) listed it in GET /v1/cameras: the router had its own redaction, of
+    user:password only. One redaction (vision.live.stream.redact_url) for every door now."""
+    edited = copy.deepcopy(API_CONFIG)
+    edited["cameras"][1]["stream"] = "http://[2001:db8::9]:8080/videostream.cgi?user=admin&pwd=S3cret&r=1"
+    write_cameras(service, edited)
+    assert service.client.post("/v1/cameras/reload", headers=service.auth("admin")).status_code == 200
+    cameras = cameras_now(service)
+    assert cameras["pile-cam"]["stream"] == "http://[2001:db8::9]:8080/videostream.cgi?user=admin&pwd=***&r=1"
+    assert cameras[CAM]["stream"] == "rtsp://admin:***@192.0.2.1:554/1"
+    config = service.client.get("/v1/cameras/config", headers=service.auth("cases:read")).text
+    assert "S3cret" not in str(cameras) + config

@@ -29,7 +29,15 @@ from configured import CONFIGS, MODELS
 from sqlalchemy import select
 from streets import Scene
 
-from vision.live.stream import Frame, NewestFrame, StreamReader, frame_position, frame_rate, redact_url
+from vision.live.stream import (
+    STREAM_STATES,
+    Frame,
+    NewestFrame,
+    StreamReader,
+    frame_position,
+    frame_rate,
+    redact_url,
+)
 
 START = datetime(2026, 5, 6, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 
@@ -844,6 +852,13 @@ def test_the_service_pulls_a_camera_and_reports_its_health(
     )
     assert values["streetorder_camera_frames_total"] >= 4
     assert values["streetorder_camera_last_frame_timestamp_seconds"] > 0
+    states = {  # the stream's state as a state set: exactly one of them is 1
+        line.split('streetorder_camera_stream="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith('streetorder_camera_stream{camera="pulled"')
+    }
+    assert set(states) == set(STREAM_STATES) and sum(states.values()) == 1
+    assert max(states, key=lambda state: states[state]) in ("connected", "reconnecting", "stalled")
     assert mjpeg.refused >= 1  # asked for the password, and given it
     (camera,) = service.client.get("/v1/cameras", headers=service.auth("cases:read")).json()
     assert camera["stream"] == mjpeg.url.replace("http://", "http://admin:***@")

@@ -50,7 +50,7 @@ from typing import Any, cast
 
 import numpy as np
 import supervision as sv
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, StateSetMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -69,6 +69,7 @@ from vision.live.cameras import Camera, CameraRegistry, UnknownCameraError
 from vision.live.incidents import Incident, RuleEvent
 from vision.live.rules import CameraRules, FrameOutcome, capture_seconds
 from vision.live.state import decode, encode
+from vision.live.stream import STREAM_STATES
 from vision.live.timeline import judge
 
 log = logging.getLogger("streetorder.cameras")
@@ -98,7 +99,7 @@ class CameraHealth:
     last_received: datetime | None = None
     fps: float = 0.0  # analysed frames per second of capture time, smoothed
     size: tuple[int, int] | None = None
-    stream_state: str | None = None  # connected | reconnecting | ended; None: frames are pushed
+    stream_state: str | None = None  # one of vision.live.stream.STREAM_STATES; None: frames are pushed
     picture: str = ""  # fingerprint of the last applied frame's pixels
     picture_since: datetime | None = None  # capture time of the first applied frame showing it
 
@@ -808,9 +809,16 @@ class CameraCollector(Collector):
             "capture seconds the applied frames have shown the very same pixels (a stuck encoder)",
             labels=["camera"],
         )
+        stream = StateSetMetricFamily(
+            "streetorder_camera_stream",
+            "a pulled camera's stream: stalled and unreachable cameras send nothing to judge",
+            labels=["camera"],
+        )
         for live in self.hub:
             labels = [live.camera.id]
             health = live.health
+            if health.stream_state is not None:  # None: frames are pushed
+                stream.add_metric(labels, {state: state == health.stream_state for state in STREAM_STATES})
             frames.add_metric(labels, health.frames)
             late.add_metric(labels, health.late_frames)
             held.add_metric(labels, health.held_frames)
@@ -823,3 +831,4 @@ class CameraCollector(Collector):
             incidents.add_metric(labels, len(open_incidents(live)))
             unchanged.add_metric(labels, health.unchanged_s)
         yield from (frames, late, held, jumps, dropped, skipped, reconnects, fps, last, incidents, unchanged)
+        yield stream

@@ -41,6 +41,11 @@ class Frame:
     index: int  # frames read since the reader started
 
 
+# starting | connected | stalled (the last connection sent nothing for timeout_s) | reconnecting
+# (it was closed) | unreachable (the last open failed) | ended (a file) | stopped
+STREAM_STATES = ("starting", "connected", "stalled", "reconnecting", "unreachable", "ended", "stopped")
+
+
 @dataclass
 class StreamStats:
     frames_read: int = 0
@@ -48,9 +53,7 @@ class StreamStats:
     reconnects: int = 0  # successful re-openings after a drop
     failed_opens: int = 0
     size_changes: int = 0
-    # starting | connected | stalled (the last connection sent nothing for timeout_s) | reconnecting
-    # (it was closed) | unreachable (the last open failed) | ended (a file) | stopped
-    state: str = "starting"
+    state: str = "starting"  # one of STREAM_STATES
     size: tuple[int, int] | None = None
     last_frame_at: datetime | None = None
     last_error: str | None = None  # the address in it redacted (redact_url)

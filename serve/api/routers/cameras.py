@@ -14,7 +14,6 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Literal
-from urllib.parse import urlparse, urlunparse
 
 import anyio
 import cv2
@@ -48,6 +47,7 @@ from serve.cases.times import CaptureTimes
 from serve.cases.watch import WatchPool, load_service_cameras, reload_cameras
 from vision.core.imageio import PhotoMeta
 from vision.live.cameras import CameraConfigError, CameraRegistry, UnknownCameraError
+from vision.live.stream import redact_url
 from vision.live.zones import pixel_polygon
 
 FRAME_TYPES = ("image/jpeg", "image/png")  # what cameras send (photos from people: deps.IMAGE_TYPES)
@@ -225,7 +225,9 @@ class HealthOut(Schema):
     last_received_at: Time | None = Field(description="when the newest frame arrived")
     width: int | None = Field(description="frame width now")
     height: int | None = Field(description="frame height now")
-    stream_state: str | None = Field(description="connected, reconnecting, ended; null: frames are pushed")
+    stream_state: str | None = Field(
+        description="connected, stalled, reconnecting, unreachable, ended, stopped; null: frames are pushed"
+    )
     open_incidents: int = Field(description="violations present now")
     picture_unchanged_since: FrameTime | None = Field(
         default=None,
@@ -269,18 +271,6 @@ class CameraOut(Schema):
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def redact(url: str | None) -> str | None:
-    """A stream URL without its password (rtsp://user:secret@host -> rtsp://user:***@host)."""
-    if not url:
-        return url
-    parts = urlparse(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunparse(parts._replace(netloc=netloc))
-
-
 def camera_out(live: LiveCamera) -> CameraOut:
     camera, health = live.camera, live.health
     zones = [
@@ -305,7 +295,7 @@ def camera_out(live: LiveCamera) -> CameraOut:
         lat=camera.lat,
         lon=camera.lon,
         grid_code=camera.grid_code,
-        stream=redact(camera.stream),
+        stream=redact_url(camera.stream) if camera.stream else None,
         pull=camera.pull,
         analyse_fps=camera.analyse_fps,
         zones=zones,
