@@ -255,6 +255,7 @@ def service_overrides(request: pytest.FixtureRequest) -> dict[str, object]:
 def test_without_model_cases_work_and_detection_is_503(service: Service, jpeg: Any) -> None:
     response = service.client.post("/v1/detect", files=upload(jpeg()), headers=service.auth("detect"))
     assert response.status_code == 503 and "no-such-model" in response.json()["detail"]
+    assert "no-such-model: no model" not in response.json()["detail"]  # the file named once, not twice
     ready = service.client.get("/readyz")
     assert ready.status_code == 503 and "model not loaded" in ready.json()["status"]
     assert service.client.get("/v1/cases", headers=service.auth("cases:read")).status_code == 200

@@ -106,7 +106,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
             service.detector = await anyio.to_thread.run_sync(load, settings.model)
             metrics.model.labels(service.detector.version).set(1)
         except Exception as err:  # any backend failure: serve cases anyway, /readyz reports it
-            service.model_error = f"{settings.model}: {err}"
+            said = str(err)  # most errors name the file already: "evil.pt: evil.pt: refused" said it twice
+            service.model_error = said if str(settings.model) in said else f"{settings.model}: {said}"
             log.error("model not loaded, detection endpoints answer 503: %s", service.model_error)
         app.state.service = service
         reloader.start()
