@@ -402,18 +402,23 @@ def take_frames(reader: StreamReader, count: int, seconds: float) -> list[Frame]
     return frames
 
 
-def test_a_real_rtsp_server_streams_a_file_and_is_found_again_after_a_forced_disconnect(
-    tmp_path: Path,
-) -> None:
+def rtsp_test_video(tmp_path: Path) -> tuple[Path, int, RtspServer]:
+    """A real RTSP server streaming 30 s of frames whose brightness (20 + 6 k, k < 35) says which
+    frame of the file each is, on a free port (skipped where GStreamer's server is missing)."""
     reason = rtsp_unavailable()
     if reason:
         pytest.skip(reason)
-    # 30 s of frames whose brightness (20 + 6 k, k < 35) says which frame of the file each is
     frames = [np.full((176, 320, 3), 20 + 6 * (k % 35), np.uint8) for k in range(300)]
     video = write_video(tmp_path / "street.avi", frames, fps=10)
     with ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler) as probe:
         port = probe.server_address[1]
-    server = RtspServer(video, port)
+    return video, port, RtspServer(video, port)
+
+
+def test_a_real_rtsp_server_streams_a_file_and_is_found_again_after_a_forced_disconnect(
+    tmp_path: Path,
+) -> None:
+    video, port, server = rtsp_test_video(tmp_path)
     reader = StreamReader(server.url, backoff_s=(0.2, 1.0), timeout_s=3).start()
     try:
         before = take_frames(reader, 20, 30)
@@ -442,14 +447,7 @@ def test_a_real_rtsp_server_that_freezes_is_told_as_stalled_and_found_again(tmp_
     """The RTSP server stopped (SIGSTOP: its sockets open, nothing sent, as a camera whose firmware
     hung): the read gives up after `timeout_s`, the stream is `stalled`, then `unreachable` while
     the frozen server does not answer a new session; resumed, it is read again."""
-    reason = rtsp_unavailable()
-    if reason:
-        pytest.skip(reason)
-    frames = [np.full((176, 320, 3), 20 + 6 * (k % 35), np.uint8) for k in range(300)]
-    video = write_video(tmp_path / "street.avi", frames, fps=10)
-    with ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler) as probe:
-        port = probe.server_address[1]
-    server = RtspServer(video, port)
+    _, _, server = rtsp_test_video(tmp_path)
     reader = StreamReader(server.url, backoff_s=(0.2, 0.5), timeout_s=2).start()
     try:
         assert len(take_frames(reader, 5, 30)) == 5
