@@ -150,7 +150,7 @@ def test_missing_photos_and_limits(database: sessionmaker[Session], tmp_path: Pa
     html = write_report(database, out, RULES, ReportOptions(html_cases=2)).read_text(encoding="utf-8")
     assert html.count('class="case"') == 2
     assert "SO202611200003" in html and "SO202611200001" not in html  # newest first
-    assert html.count("photo not readable now") == 2
+    assert html.count("is gone since it was scanned") == 2
     with (out / "cases.csv").open(encoding="utf-8-sig") as handle:
         assert len(list(csv.DictReader(handle))) == 3  # files hold every case whatever the page shows
 
@@ -197,11 +197,11 @@ def test_a_copy_shows_its_boxes_best_score_and_which_evidence_it_copies(
     """A re-encoded copy joins its original's case with no confidence of its own: the page said
     'best 0.00' under boxes of 0.85 and never said it was a copy."""
     copy = tmp_path / "copy.jpg"
-    photo(copy)
+    sha = photo(copy)
     with transaction(database) as session:
         original = session.scalars(select(Evidence).order_by(Evidence.id)).first()
         assert original is not None
-        row = Photo(sha256="c" * 64, path=str(copy), source="patrol", status="unlocated", processed_at=T0)
+        row = Photo(sha256=sha, path=str(copy), source="patrol", status="unlocated", processed_at=T0)
         session.add(row)
         session.flush()
         placement = Placement(position=None, taken_at=T0, grid=None, status=PhotoStatus.UNLOCATED)
@@ -213,3 +213,78 @@ def test_a_copy_shows_its_boxes_best_score_and_which_evidence_it_copies(
     picture = picture[: picture.index("</div>")]
     assert "1 box(es), best 0.85" in picture and "best 0.00" not in picture
     assert "a copy of a photo already evidence (SO202611200001, evidence 1)" in picture
+
+
+def test_the_page_shows_a_bounded_part_and_says_where_the_rest_is(
+    database: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """An archive of 20,000 cases made a page of 20,000 cards nobody could open, and only the first
+    500 photos that could not be filed were named anywhere: the page shows a bounded part, says so,
+    and the files hold everything."""
+    out = tmp_path / "out"
+    options = ReportOptions(html_cases=2, html_photos=1)
+    html = write_report(database, out, RULES, options).read_text(encoding="utf-8")
+    assert html.count('class="case"') == 2
+    assert "2 of 3 cases shown (newest first); all are in" in html and "显示 2 / 3 件" in html
+    assert html.count("<tr data-status=") == 1
+    assert "1 of 2 photos shown; all are in" in html and 'href="problem_photos.csv"' in html
+    with (out / "cases.csv").open(encoding="utf-8-sig") as handle:
+        assert len(list(csv.DictReader(handle))) == 3
+    with (out / "problem_photos.csv").open(encoding="utf-8-sig") as handle:
+        rows = {row["path"]: row for row in csv.DictReader(handle)}
+    assert rows["/archive/cut.jpg"]["status"] == "unreadable"
+    assert rows["/archive/cut.jpg"]["reason"] == "truncated file (OSError)"
+    assert rows["/archive/nogps.jpg"]["status"] == "unlocated"
+    nogps = rows["/archive/nogps.jpg"]
+    assert "sidecar" in nogps["reason"] and "sidecar" in nogps["reason_zh"] and nogps["detections"] == "1"
+
+
+def test_a_photo_replaced_or_removed_after_the_scan_is_not_drawn_under_its_old_boxes(
+    database: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """The picture was drawn from whatever file was at the path now: another photo under the boxes
+    found on the one scanned. The bytes are checked against the recorded sha256 first."""
+    cv2.imwrite(str(tmp_path / "p0.jpg"), np.full((480, 640, 3), 255, np.uint8))  # another photo, same path
+    (tmp_path / "p1.jpg").unlink()
+    out = tmp_path / "out"
+    html = write_report(database, out, RULES).read_text(encoding="utf-8")
+    first = html[html.index('id="SO202611200001"') : html.index("</h2>", html.index('id="SO202611200001"'))]
+    second = html[html.index('id="SO202611200002"') : html.index('id="SO202611200001"')]  # newest first
+    assert f"the photo at {tmp_path / 'p0.jpg'} has changed since it was scanned" in first
+    assert f"the photo at {tmp_path / 'p1.jpg'} is gone" in second
+    assert "<img" not in first and "<img" not in second
+    assert [p.name.split("-")[0] for p in (out / "thumbs").glob("*.jpg")] == ["SO202611200003"]
+    assert len(list((out / "crops").glob("*.jpg"))) == 1
+
+
+def test_an_event_with_a_limit_in_minutes(database: sessionmaker[Session], tmp_path: Path) -> None:
+    """Street vending's limit is in minutes, a unit the page had no words for: the report failed."""
+    centre = list(GRIDS)[1].geometry.representative_point()
+    path = tmp_path / "vendor.jpg"
+    with transaction(database) as session:
+        record_finding(
+            session,
+            Finding(
+                event="street_vending",
+                lat=centre.y,
+                lon=centre.x,
+                seen_at=T0,
+                photo_path=str(path),
+                photo_sha256=photo(path),
+                boxes=(Box(BOX, 0.9, "garbage"),),
+            ),
+            RULES,
+        )
+    html = write_report(database, tmp_path / "out", RULES).read_text(encoding="utf-8")
+    assert '20 <span class="zh">分钟</span><span class="en">minutes</span>' in html
+
+
+def test_folders_the_scan_could_not_list_are_named(database: sessionmaker[Session], tmp_path: Path) -> None:
+    """Named in scan.log and the summary, but not on the page people read."""
+    folders = ["/archive/locked", "/archive/deep"]
+    page = write_report(database, tmp_path / "out", RULES, unlisted_folders=folders)
+    html = page.read_text(encoding="utf-8")
+    assert "Folders the scan could not list (2)" in html
+    assert "<li>/archive/locked</li>" in html and "<li>/archive/deep</li>" in html
+    again = write_report(database, tmp_path / "again", RULES).read_text(encoding="utf-8")
+    assert "Folders the scan could not list" not in again

@@ -513,7 +513,7 @@ def test_a_folder_that_cannot_be_listed_is_said_not_skipped_unsaid(
 ) -> None:
     """os.walk skips a folder it cannot list (no permission, a path over PATH_MAX) without a word:
     a photo 4,600 characters deep was not scanned and the scan said "scanned 1 photo(s)" as if that
-    were all. The folder is named in scan.log and in the summary."""
+    were all. The folder is named in scan.log, in the summary and in report.html."""
     photos = tmp_path / "archive"
     photos.mkdir()
     (photos / "top.jpg").write_bytes(samples[0].read_bytes())
@@ -543,6 +543,7 @@ def test_a_folder_that_cannot_be_listed_is_said_not_skipped_unsaid(
     assert "folder not listed, its photos are not scanned: File name too long" in (
         out / "scan.log"
     ).read_text(encoding="utf-8")
+    assert f"<li>{unlisted[0]}</li>" in (out / "report.html").read_text(encoding="utf-8")  # and on the page
 
 
 def test_each_copy_of_a_broken_file_is_listed_for_someone_to_look_at(

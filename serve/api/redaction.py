@@ -1,6 +1,6 @@
-"""What an evidence image may be served as: which file (never one outside the evidence store unless
-it is byte for byte the recorded photo), and in what form (faces and plates blurred unless the key
-holds `evidence:raw`).
+"""What an evidence image may be served as: which file (`serve.cases.evidence.evidence_file`: never
+one outside the evidence store unless it is byte for byte the recorded photo), and in what form
+(faces and plates blurred unless the key holds `evidence:raw`).
 
 Blurred copies and copies with boxes are made once (`Renders`) and kept under
 `<evidence store>/rendered/`, so that a case viewed by many citizens costs one detection.
@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from serve.cases.auth import Principal
-from serve.cases.errors import NotFound, Unavailable
+from serve.cases.errors import Unavailable
 from serve.cases.orm import Evidence
 from vision.core.boxes import parse_boxes
 from vision.core.draw import draw_boxes
-from vision.core.files import file_sha256, write_atomically
+from vision.core.files import write_atomically
 from vision.core.imageio import decode_photo, encode_jpeg
 from vision.detect.privacy import PrivacyUnavailable, default_redactor
 
@@ -35,26 +35,6 @@ PRIVACY_VERSION = "centerface-ppocr-1"  # change with the redactor: kept blurred
 
 def sees_raw(principal: Principal) -> bool:
     return principal.allows(RAW_SCOPE)
-
-
-def evidence_file(evidence_dir: Path, stored: str, sha256: str) -> Path:
-    """The file of an evidence row, confined: inside the evidence store (links resolved), or else
-    only a file whose bytes hash to the recorded sha256 (a scanned archive photo).
-
-    Anything else (a path written by a citizen's media_url, a link out of the store, a photo
-    changed since it was recorded) is refused as not found, without saying what is there.
-    """
-    store = evidence_dir.resolve()
-    path = Path(stored)
-    try:
-        resolved = path.resolve(strict=True)
-    except (OSError, RuntimeError):
-        raise NotFound("image file of evidence", sha256[:12]) from None
-    if resolved.is_file() and resolved.is_relative_to(store):
-        return resolved
-    if resolved.is_file() and file_sha256(resolved) == sha256:
-        return resolved
-    raise NotFound("image file of evidence", sha256[:12])
 
 
 def redact_image(image: np.ndarray) -> np.ndarray:

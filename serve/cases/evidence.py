@@ -1,10 +1,12 @@
-"""The evidence store: photos and crops kept by content under the evidence folder."""
+"""The evidence store: photos and crops kept by content under the evidence folder, and which file
+an evidence row may be shown from."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from vision.core.files import write_atomically
+from serve.cases.errors import NotFound
+from vision.core.files import file_sha256, write_atomically
 from vision.core.imageio import SUFFIXES
 
 
@@ -20,3 +22,23 @@ def store_image(evidence_dir: Path, data: bytes, sha256: str, image_format: str)
     if not path.exists():
         write_atomically(path, data)
     return path
+
+
+def evidence_file(evidence_dir: Path | None, stored: str, sha256: str) -> Path:
+    """The file of an evidence row, confined: inside the evidence store (links resolved), or else
+    only a file whose bytes hash to the recorded sha256 (a scanned archive photo). Without a store
+    (`None`: a scan report written apart from the service) only the hash admits a file.
+
+    Anything else (a path written by a citizen's media_url, a link out of the store, a photo
+    changed since it was recorded) is refused as not found, without saying what is there.
+    """
+    path = Path(stored)
+    try:
+        resolved = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise NotFound("image file of evidence", sha256[:12]) from None
+    if resolved.is_file() and evidence_dir is not None and resolved.is_relative_to(evidence_dir.resolve()):
+        return resolved
+    if resolved.is_file() and file_sha256(resolved) == sha256:
+        return resolved
+    raise NotFound("image file of evidence", sha256[:12])

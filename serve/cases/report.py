@@ -2,21 +2,26 @@
 
 Files in the output folder:
 - `report.html` (Chinese, with an English toggle like the console's): counts per event class and
-  per grid (with cases per km²), the cases with their state as it is (awaiting review is not
-  filed) and a deadline only once the case is filed, with evidence thumbnails (boxes drawn) and
-  crops, and the unreadable, unlocated, undated and outside photos with reasons;
+  per grid (with cases per km²), the newest cases (a bounded number: a page of 20,000 cards opens
+  in no browser) with their state as it is (awaiting review is not filed) and a deadline only once
+  the case is filed, with evidence thumbnails (boxes drawn) and crops, the first of the unreadable,
+  unlocated, undated and outside photos with reasons, and the folders the run could not list;
+  each bounded list says how many it shows and which file holds them all;
 - `cases.geojson` (points, for any GIS) and `cases.csv` (for spreadsheets): every case;
+- `problem_photos.csv`: every photo that could not be filed, with its reason;
 - `crops/`: each evidence box cut out with a margin; `thumbs/`: the drawn thumbnails.
 
 Everything is streamed from the database (cases and photos are never all held in memory); images
-already written by an earlier report are kept, so reporting after each scan stays cheap.
+already written by an earlier report are kept, so reporting after each scan stays cheap. A
+picture is drawn only from the bytes that were scanned (their sha256): a photo replaced or removed
+at its path since is said, not drawn under boxes found on another.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
@@ -29,6 +34,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from serve.cases.enums import PhotoStatus, State
+from serve.cases.errors import NotFound
+from serve.cases.evidence import evidence_file
 from serve.cases.findings import CaseRules
 from serve.cases.orm import Case, Evidence, Photo
 from serve.cases.spreadsheet import inert
@@ -59,6 +66,7 @@ CASE_COLUMNS = (
     "last_seen_at",
     "evidence",
 )
+PROBLEM_COLUMNS = ("path", "status", "reason_zh", "reason", "detections", "taken_at")
 
 
 # Words of the report, Chinese first and English for the toggle (the console's names of the same things)
@@ -83,6 +91,7 @@ REVIEWS = {
     "rejected": ("已驳回", "rejected"),
 }
 UNITS = {
+    "minutes": ("分钟", "minutes"),
     "hours": ("小时", "hours"),
     "days": ("天", "days"),
     "working_hours": ("工作小时", "working hours"),
@@ -114,16 +123,25 @@ REASONS = {
 @dataclass(frozen=True)
 class ReportOptions:
     html_cases: int = 500  # newest cases shown in report.html; all are in cases.csv / cases.geojson
-    html_photos: int = 500  # unreadable / unlocated photos listed in report.html
+    html_photos: int = 500  # photos not filed (and folders not listed) named in report.html; all in files
     thumbs_per_case: int = 3
     thumb_width: int = 360
     jpeg_quality: int = 85
 
 
 def write_report(
-    factory: sessionmaker[Session], out: Path, rules: CaseRules, options: ReportOptions | None = None
+    factory: sessionmaker[Session],
+    out: Path,
+    rules: CaseRules,
+    options: ReportOptions | None = None,
+    *,
+    evidence_dir: Path | None = None,
+    unlisted_folders: Sequence[str] = (),
 ) -> Path:
-    """Write report.html, cases.geojson, cases.csv, crops/ and thumbs/ under `out`; returns report.html."""
+    """Write report.html, cases.geojson, cases.csv, problem_photos.csv, crops/ and thumbs/ under
+    `out`; returns report.html. `evidence_dir`: the service's evidence store, whose files are shown
+    as they are (kept by content); `unlisted_folders`: what the run that wrote it could not list
+    (known to the run, not to the database)."""
     options = options or ReportOptions()
     out.mkdir(parents=True, exist_ok=True)
     (out / "crops").mkdir(exist_ok=True)
@@ -134,13 +152,21 @@ def write_report(
             write_cases_csv(session, rules, handle)
         with (out / "cases.geojson").open("w", encoding="utf-8") as handle:
             write_cases_geojson(session, rules, handle)
+        with (out / "problem_photos.csv").open("w", encoding="utf-8-sig", newline="") as handle:
+            unfiled = write_problem_photos_csv(session, tz, handle)
+        totals = _totals(session)
         context = {
             "generated": _newest_time(session, tz),
-            "totals": _totals(session),
+            "totals": totals,
             "events": _event_counts(session, rules),
             "grids": _grid_counts(session, rules),
-            "cases": _html_cases(session, rules, out, options),
-            "problems": _problem_photos(session, options.html_photos, tz),
+            "cases": _html_cases(session, rules, out, options, evidence_dir),
+            "cases_shown": min(options.html_cases, totals["cases"]),
+            "problems": _problem_photos(session, tz, options.html_photos),
+            "problems_total": unfiled,
+            "problems_shown": min(options.html_photos, unfiled),
+            "unlisted": unlisted_folders[: options.html_photos],
+            "unlisted_total": len(unlisted_folders),
             "options": options,
             "states": STATES,
             "reviews": REVIEWS,
@@ -274,7 +300,7 @@ def _grid_counts(session: Session, rules: CaseRules) -> list[dict[str, Any]]:
 
 
 def _html_cases(
-    session: Session, rules: CaseRules, out: Path, options: ReportOptions
+    session: Session, rules: CaseRules, out: Path, options: ReportOptions, evidence_dir: Path | None
 ) -> Iterator[dict[str, Any]]:
     """The newest cases with their evidence pictures; images are made as the page is written."""
     for shown, row in enumerate(_case_rows(session, rules, newest_first=True)):
@@ -286,14 +312,20 @@ def _html_cases(
             .order_by(Evidence.id)
             .limit(options.thumbs_per_case)
         ).all()
-        row["pictures"] = [_pictures(e, row["number"], out, rules, options) for e in evidence]
+        row["pictures"] = [_pictures(e, row["number"], out, rules, options, evidence_dir) for e in evidence]
         yield row
 
 
 def _pictures(
-    evidence: Evidence, number: str, out: Path, rules: CaseRules, options: ReportOptions
+    evidence: Evidence,
+    number: str,
+    out: Path,
+    rules: CaseRules,
+    options: ReportOptions,
+    evidence_dir: Path | None,
 ) -> dict[str, Any]:
-    """Thumbnail with boxes and one crop per box, made once (kept if already there)."""
+    """Thumbnail with boxes and one crop per box, made once (kept if already there), and only while
+    the file at the evidence's path is still the photo scanned: its boxes belong to those bytes."""
     thumb = Path("thumbs") / f"{number}-e{evidence.id}.jpg"
     boxes = parse_boxes(evidence.boxes, f"evidence {evidence.id}").boxes
     crops = [Path("crops") / f"{number}-e{evidence.id}-{k}.jpg" for k in range(len(boxes))]
@@ -309,11 +341,17 @@ def _pictures(
         "thumb": thumb.as_posix(),
         "crops": [c.as_posix() for c in crops],
         "error": None,
+        "changed": None,
     }
+    try:
+        path = evidence_file(evidence_dir, evidence.path, evidence.sha256)
+    except NotFound:
+        picture.update(thumb=None, crops=[], changed="changed" if Path(evidence.path).exists() else "gone")
+        return picture
     if all((out / p).exists() for p in (thumb, *crops)):
         return picture
     try:
-        image = read_photo(evidence.path).image
+        image = read_photo(path).image
     except ImageError as err:
         picture.update(thumb=None, crops=[], error=err.reason)
         return picture
@@ -333,7 +371,19 @@ def _save(path: Path, image: np.ndarray, options: ReportOptions) -> None:
     path.write_bytes(encoded.tobytes())
 
 
-def _problem_photos(session: Session, limit: int, tz: tzinfo) -> Iterator[dict[str, Any]]:
+def write_problem_photos_csv(session: Session, tz: tzinfo, handle: TextIO) -> int:
+    """Every photo that could not be filed, with its reason (the page lists the first ones)."""
+    writer = csv.DictWriter(handle, fieldnames=PROBLEM_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    rows = 0
+    for row in _problem_photos(session, tz):
+        record = {**row, "reason_zh": row["reason"][0], "reason": row["reason"][1]}
+        writer.writerow({key: inert(record[key]) for key in PROBLEM_COLUMNS})
+        rows += 1
+    return rows
+
+
+def _problem_photos(session: Session, tz: tzinfo, limit: int | None = None) -> Iterator[dict[str, Any]]:
     query = (
         select(Photo).where(Photo.status != PhotoStatus.DONE).order_by(Photo.status, Photo.path).limit(limit)
     )

@@ -129,7 +129,9 @@ def cli(argv: list[str]) -> int:
         print(f"streetorder scan: {err}", file=sys.stderr, flush=True)
         sys.stdout.flush()
         os._exit(1)
-    report = write_report(factory, args.out, rules)
+    report = write_report(
+        factory, args.out, rules, evidence_dir=settings.evidence_dir, unlisted_folders=stats.unlisted_folders
+    )
     for line in summary(stats, report, args.out):
         print(line)
     return 0
@@ -197,7 +199,10 @@ def summary(stats: ScanStats, report: Path, out: Path) -> Iterable[str]:
             f"  folders not listed: {len(stats.unlisted_folders)} ({shown}); their photos are not scanned "
             f"(reasons in {out / 'scan.log'})"
         )
-    yield f"report: {report}  (also {out / 'cases.geojson'}, {out / 'cases.csv'}, {out / 'crops'}/)"
+    yield (
+        f"report: {report}  (also {out / 'cases.geojson'}, {out / 'cases.csv'}, "
+        f"{out / 'problem_photos.csv'}, {out / 'crops'}/)"
+    )
 
 
 # what str.splitlines breaks a line at: a file name holding one (Linux allows all but / and NUL)

@@ -9,16 +9,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Form, Query, Response, status
 
 from serve.api.deps import CaseId, DbSession, EvidenceId, ImageUpload, Now, Reader, ServiceDep, Writer
-from serve.api.redaction import (
-    PRIVACY_HEADER,
-    evidence_file,
-    sees_raw,
-)
+from serve.api.redaction import PRIVACY_HEADER, sees_raw
 from serve.api.routers.cases import evidence_out, load_case
 from serve.api.schemas import EvidenceOut, IsoTime
 from serve.cases.closing import AFTER_CHECK, AfterPhoto, check_after_photo, event_boxes
 from serve.cases.errors import NotFound, PhotoReused
-from serve.cases.evidence import store_image
+from serve.cases.evidence import evidence_file, store_image
 from serve.cases.intake import Given, capture_time, copies_of
 from serve.cases.orm import Case, Evidence
 from serve.cases.people import sees

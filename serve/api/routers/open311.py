@@ -28,7 +28,7 @@ from serve.api.open311 import (
     services,
     take_request,
 )
-from serve.api.redaction import PRIVACY_HEADER, evidence_file
+from serve.api.redaction import PRIVACY_HEADER
 from serve.api.schemas import (
     CitizenRequestOut,
     Open311Created,
@@ -42,6 +42,7 @@ from serve.api.schemas import (
 )
 from serve.cases.enums import EvidenceRole
 from serve.cases.errors import Conflict, InvalidInput, NotFound
+from serve.cases.evidence import evidence_file
 from serve.cases.findings import lock_intake
 from serve.cases.fingerprints import request_hash
 from serve.cases.intake import in_jurisdiction
