@@ -217,8 +217,10 @@ def rates(
 
 
 def composite_score(values: dict[str, Any], weights: dict[str, float]) -> float | None:
-    """Weighted sum of the rates that exist, normalised by the weights used (None if none exist)."""
-    used = {name: w for name, w in weights.items() if values.get(name) is not None}
+    """Weighted sum of the rates that exist, normalised by the weights used (None if none exist).
+    A weight of 0 leaves its rate out (configs/stats.yaml: not part of this city's score); weights
+    all 0 make no score, not a division by zero."""
+    used = {name: w for name, w in weights.items() if w and values.get(name) is not None}
     if not used:
         return None
     return sum(w * values[name] for name, w in used.items()) / sum(abs(w) for w in used.values())
