@@ -28,7 +28,7 @@ from serve.cases.findings import CaseRules, Finding, load_case_rules, record_fin
 from serve.cases.grids import load_grids
 from serve.cases.orm import Case, FlowEntry
 from serve.cases.settings import Settings
-from serve.cases.stats import CaseFacts, composite_score, overtime_multiple, rates
+from serve.cases.stats import CaseFacts, composite_score, facts_of, overtime_multiple, rates
 from serve.cases.workflow import Action, Command, is_overdue, load_stage_limits
 from vision.core.taxonomy import Deadline
 
@@ -349,6 +349,28 @@ def test_a_zero_weight_leaves_its_rate_out(weights: dict[str, float], score: flo
     """cases.md § Performance metrics: "Weighted composite scores differ by city: keep weights
     configurable"; configs/stats.yaml accepts 0, which a city uses to leave a rate out."""
     assert composite_score({"filing_rate": 1.0, "disposal_rate": 0.5}, weights) == score
+
+
+@pytest.mark.parametrize(
+    ("last", "state", "due", "closed", "closed_on_time"),
+    [
+        ("close", "closed", True, True, True),
+        ("force_close", "force_closed", True, True, True),  # interpretation: 强制结案 is a closing
+        ("cancel", "cancelled", False, False, False),  # 作废 after dispatch: not due for closing
+    ],
+)
+def test_what_counts_as_closed(last: str, state: str, due: bool, closed: bool, closed_on_time: bool) -> None:
+    """cases.md § Performance metrics: 结案率 / 按期结案率 = closed (on time) / due for closing
+    (dispatched, not cancelled); a forced close (§ Workflow and states) ends the case as closed."""
+    filed = at("2026-11-23T09:00")
+    case = Case(number="SO202611230001", source="patrol_photo", state=state, event="exposed_garbage")
+    case.auto_filed, case.deadline_at = False, at("2026-11-23T15:00")
+    case.flow = [
+        FlowEntry(action=action, at=filed + timedelta(minutes=i), operator="t", overdue=False)
+        for i, action in enumerate(["report", "confirm", "file", "dispatch", last])
+    ]
+    found = facts_of(case, CALENDAR, lambda event: "working_hours")
+    assert (found.due, found.closed, found.closed_on_time) == (due, closed, closed_on_time)
 
 
 def test_overtime_multiple_in_working_hours() -> None:
