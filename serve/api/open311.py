@@ -224,12 +224,17 @@ def read_moment(name: str, text: str | None, tz: tzinfo, *, end: bool = False) -
 
 
 def check_range(start: datetime | None, end: datetime | None, now: datetime) -> tuple[datetime, datetime]:
-    """GeoReport v2: at most 90 days; by default the 90 days up to now (or up to end_date)."""
+    """GeoReport v2: at most 90 days; by default the 90 days up to now (or up to end_date). An end at
+    the last instant of a day (a date alone as end_date) counts as that day: dates 90 days apart pass,
+    times further apart than 90 days do not."""
     end = end or (start + MAX_RANGE if start else now)
     start = start or end - MAX_RANGE
     if end < start:
         raise InvalidInput("end_date", "is before start_date")
-    if end - start > MAX_RANGE + timedelta(days=1):  # a date alone as end_date counts to its end
+    span = end - start
+    if end.time() == time.max:  # the day's end stands for the day: 2025-01-01..2025-04-01 is 90 days
+        span -= timedelta(days=1) - timedelta(microseconds=1)
+    if span > MAX_RANGE:
         raise InvalidInput("start_date/end_date", "may be at most 90 days apart")
     return start, end
 

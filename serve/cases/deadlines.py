@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from itertools import pairwise
 from pathlib import Path
@@ -128,10 +128,11 @@ def deadline(start: datetime, limit: Deadline, calendar: WorkCalendar) -> dateti
     start = _aware(start, "start").astimezone(calendar.timezone)
     if limit.amount <= 0:
         raise CalendarError(f"a limit must be positive, got {limit.amount} {limit.unit}")
-    if limit.unit == "minutes":
-        return (start + timedelta(minutes=limit.amount)).astimezone(calendar.timezone)
-    if limit.unit == "hours":
-        return (start + timedelta(hours=limit.amount)).astimezone(calendar.timezone)
+    if limit.unit in ("minutes", "hours"):  # elapsed time: added in UTC, so a DST change cannot bend it
+        elapsed = (
+            timedelta(minutes=limit.amount) if limit.unit == "minutes" else timedelta(hours=limit.amount)
+        )
+        return (start.astimezone(UTC) + elapsed).astimezone(calendar.timezone)
     if limit.unit == "days":
         return (start + timedelta(days=limit.amount)).astimezone(calendar.timezone)
     if limit.unit == "working_hours":
@@ -181,12 +182,14 @@ def working_seconds_between(start: datetime, end: datetime, calendar: WorkCalend
 
 def time_used(start: datetime, end: datetime, unit: str, calendar: WorkCalendar) -> float:
     """Time from `start` to `end` in a limit's unit: the measure of on-time rates and overtime multiples."""
+    # elapsed seconds in UTC: Python subtracts two times of one zone by their wall clocks, DST or not
+    elapsed = (_aware(end, "end").astimezone(UTC) - _aware(start, "start").astimezone(UTC)).total_seconds()
     if unit == "minutes":
-        return (_aware(end, "end") - _aware(start, "start")).total_seconds() / 60
+        return elapsed / 60
     if unit == "hours":
-        return (_aware(end, "end") - _aware(start, "start")).total_seconds() / 3600
+        return elapsed / 3600
     if unit == "days":
-        return (_aware(end, "end") - _aware(start, "start")).total_seconds() / 86400
+        return elapsed / 86400
     if unit == "working_hours":
         return working_seconds_between(start, end, calendar) / 3600
     if unit == "working_days":

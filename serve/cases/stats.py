@@ -17,7 +17,8 @@ awaiting review is a report, counted apart:
 - 处置率 disposal rate = handled / due (dispatched and not cancelled)
 - 按期处置率 on-time disposal = due cases whose standing handling (the last `handle`, with no failed
   check after it: a case in rework has none) met the deadline / due
-- 结案率 / 按期结案率 closing and on-time closing = closed (by the deadline) / due
+- 结案率 / 按期结案率 closing and on-time closing = closed (by the deadline) / due; a forced close
+  (强制结案) counts as closed: it ends the case as a closing does (the domain names no other reading)
 - 返工率 rework rate = cases with a failed check / handled
 - 超时倍数 overtime multiple of a late standing handling (none for a case in rework) =
   (used − allowed) / allowed, from the start of the disposal clock (the
@@ -217,8 +218,10 @@ def rates(
 
 
 def composite_score(values: dict[str, Any], weights: dict[str, float]) -> float | None:
-    """Weighted sum of the rates that exist, normalised by the weights used (None if none exist)."""
-    used = {name: w for name, w in weights.items() if values.get(name) is not None}
+    """Weighted sum of the rates that exist, normalised by the weights used (None if none exist).
+    A weight of 0 leaves its rate out (configs/stats.yaml: not part of this city's score); weights
+    all 0 make no score, not a division by zero."""
+    used = {name: w for name, w in weights.items() if w and values.get(name) is not None}
     if not used:
         return None
     return sum(w * values[name] for name, w in used.items()) / sum(abs(w) for w in used.values())

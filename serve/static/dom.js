@@ -83,8 +83,12 @@ export function duration(seconds) {
   return t("unit.dh", { d: Math.floor(hours / 24), h: hours % 24 });
 }
 
+/** A rate as a whole percentage, rounded, but never to 100% while a case falls short nor to 0% while
+ * one counts: a street with 1 late case in 300 is not "100%" on time in a ranking. */
 export function percent(rate) {
-  return rate === null || rate === undefined ? "—" : `${Math.round(rate * 100)}%`;
+  if (rate === null || rate === undefined) return "—";
+  const whole = Math.round(rate * 100);
+  return `${rate > 0 && rate < 1 ? Math.min(99, Math.max(1, whole)) : whole}%`;
 }
 
 export function number(value, digits = 1) {
