@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from serve.api.open311 import as_request, check_range
 from serve.cases.db import open_database, transaction
-from serve.cases.deadlines import deadline, load_calendar, parse_calendar, time_used
+from serve.cases.deadlines import deadline, load_calendar, on_site_due, parse_calendar, time_used
 from serve.cases.domain import Domain, load_domain
 from serve.cases.errors import InvalidInput
 from serve.cases.findings import CaseRules, Finding, load_case_rules, record_finding
@@ -174,6 +174,17 @@ def test_continuous_hours_count_elapsed_time_in_a_dst_timezone() -> None:
     assert due.astimezone(UTC) - start.astimezone(UTC) == timedelta(hours=24)
     assert time_used(start, due, "hours", calendar) == 24
     assert time_used(start, deadline(start, Deadline(90, "minutes"), calendar), "minutes", calendar) == 90
+
+
+def test_the_on_site_clock_counts_elapsed_minutes_over_a_dst_change() -> None:
+    """cases.md § Deadlines, 双十: someone on site within the minutes, elapsed. Filing and dispatch
+    added them on the wall clock (at 02:45 CEST on the autumn change, 30 min read 03:15 CET: 90 min)."""
+    berlin = ZoneInfo("Europe/Berlin")
+    calendar = parse_calendar({"timezone": "Europe/Berlin"})
+    start = datetime(2026, 10, 25, 2, 45, tzinfo=berlin)  # the first 02:45 (CEST): clocks go back at 03:00
+    due = on_site_due(start, 30, calendar)
+    assert due is not None and due.astimezone(UTC) - start.astimezone(UTC) == timedelta(minutes=30)
+    assert on_site_due(start, None, calendar) is None
 
 
 @pytest.mark.parametrize(

@@ -180,6 +180,12 @@ def working_seconds_between(start: datetime, end: datetime, calendar: WorkCalend
     return total
 
 
+def on_site_due(start: datetime, minutes: float | None, calendar: WorkCalendar) -> datetime | None:
+    """When someone must be on site (双十) for a case filed at `start`: `minutes` of elapsed time,
+    as any continuous limit (None: the event has no such limit)."""
+    return deadline(start, Deadline(minutes, "minutes"), calendar) if minutes else None
+
+
 def time_used(start: datetime, end: datetime, unit: str, calendar: WorkCalendar) -> float:
     """Time from `start` to `end` in a limit's unit: the measure of on-time rates and overtime multiples."""
     # elapsed seconds in UTC: Python subtracts two times of one zone by their wall clocks, DST or not

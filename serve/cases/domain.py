@@ -14,6 +14,7 @@ from serve.cases.deadlines import (
     Coverage,
     coverage,
     deadline,
+    on_site_due,
     restarts_at_dispatch,
     resumed_deadline,
     working_seconds_between,
@@ -122,8 +123,7 @@ class Domain:
 
     def on_site_from(self, event: str, start: datetime) -> datetime | None:
         """When someone must be on site for a case of `event` filed at `start` (None: no such limit)."""
-        minutes = self.known_event(event).on_site_minutes
-        return start + timedelta(minutes=minutes) if minutes is not None else None
+        return on_site_due(start, self.known_event(event).on_site_minutes, self.rules.calendar)
 
     def unit_of(self, event: str) -> str:
         """The unit a case's clock is measured in; a class since removed from the taxonomy (its old

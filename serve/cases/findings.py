@@ -33,7 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
-from serve.cases.deadlines import WorkCalendar, deadline, load_calendar
+from serve.cases.deadlines import WorkCalendar, deadline, load_calendar, on_site_due
 from serve.cases.enums import REPORT_STEP, Action, AiReview, CaseSource, EvidenceRole, RecordType, State
 from serve.cases.errors import InvalidInput
 from serve.cases.grids import EARTH_RADIUS_M, Grid, GridIndex, haversine_m, load_grids
@@ -254,9 +254,9 @@ def _new_case(session: Session, finding: Finding, rules: CaseRules) -> Case:
         camera_id=finding.camera_id,
         filed_at=finding.seen_at,
         deadline_at=deadline(finding.seen_at, event.deadline, rules.calendar) if auto_filed else None,
-        on_site_due_at=finding.seen_at + timedelta(minutes=event.on_site_minutes)
-        if auto_filed and event.on_site_minutes
-        else None,
+        on_site_due_at=(
+            on_site_due(finding.seen_at, event.on_site_minutes, rules.calendar) if auto_filed else None
+        ),
         first_seen_at=finding.seen_at,
         last_seen_at=finding.seen_at,
     )
