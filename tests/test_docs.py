@@ -170,6 +170,10 @@ def documented_endpoints() -> list[Any]:
             method, path, query = found.groups()
             line = text.count("\n", 0, found.start()) + 1
             path = path.rstrip("./")
+            # `GET /v1/cases` (filters `state`, `event`, ...; cursor paging): query parameters too
+            filters = re.match(r"`? \(filters ([^;)]*)", text[found.end() :])
+            if filters:
+                query = "?" + "&".join(f"{name}=" for name in re.findall(r"`(\w+)`", filters.group(1)))
             rows.append(
                 pytest.param(method, path, query or "", id=f"{rel(doc)}:{line}: {method or ''} {path}")
             )
