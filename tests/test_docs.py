@@ -72,21 +72,26 @@ def doc_text(doc: Path) -> str:
 
 
 def code_spans(doc: Path) -> Iterator[tuple[int, str]]:
-    """(line, text) of every shell line of a fenced block (`\\` continuations joined) and every
-    inline code span (newlines as spaces), the line being where the text starts."""
-    lines = doc.read_text("utf-8").split("\n")
-    fenced, pending, start = False, "", 0
-    for number, line in enumerate(lines, 1):
+    """(line, text) of every command of a fenced block and every inline code span (newlines as
+    spaces), the line being where the text starts. A block's command goes on over lines ending in
+    `\\` and over indented lines of options (`    [--flag ...]`, `    --flag`)."""
+    commands: list[list[Any]] = []  # [line, text, continued]
+    fenced = False
+    for number, line in enumerate(doc.read_text("utf-8").split("\n"), 1):
         if line.lstrip().startswith("```"):
-            fenced = not fenced
+            if fenced:
+                yield from ((start, text) for start, text, _ in commands)
+            fenced, commands = not fenced, []
             continue
-        if fenced:
-            pending, start = (f"{pending} {line.strip()}", start) if pending else (line.strip(), number)
-            if pending.endswith("\\"):
-                pending = pending[:-1]
-                continue
-            yield start, pending
-            pending = ""
+        if not fenced:
+            continue
+        options = line[:1].isspace() and line.lstrip().startswith(("[", "--"))
+        if commands and (commands[-1][2] or options):
+            commands[-1][1] += " " + line.strip()
+        else:
+            commands.append([number, line.strip(), False])
+        commands[-1][2] = commands[-1][1].endswith("\\")
+        commands[-1][1] = commands[-1][1].removesuffix("\\")
     text = doc_text(doc)
     for span in re.finditer(r"(?<!`)`([^`]+)`(?!`)", text):
         yield text.count("\n", 0, span.start()) + 1, span.group(1).replace("\n", " ")
