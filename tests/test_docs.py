@@ -391,3 +391,76 @@ def test_a_function_named_by_its_file_is_defined_there(file: str, name: str) -> 
     source = (ROOT / file).read_text("utf-8")
     defined = rf"(?m)^\s*(?:async\s+)?(?:def|class)\s+{name}\b|^\s*{name}\s*[:=]"
     assert re.search(defined, source), f"{file} defines no {name}"
+
+
+NOT_OURS = {"now": "datetime's", "Security": "FastAPI's", "http": "`http(s)://`", "torch.load": "PyTorch's"}
+
+
+def documented_calls() -> list[Any]:
+    rows = []
+    for doc in DOCS:
+        text = doc_text(doc)
+        for found in re.finditer(r"`([A-Za-z_][\w.]*)\(", text):
+            if found.group(1) not in NOT_OURS:
+                line = text.count("\n", 0, found.start()) + 1
+                rows.append(pytest.param(found.group(1), id=f"{rel(doc)}:{line}: {found.group(1)}()"))
+    return rows
+
+
+@pytest.mark.parametrize("call", documented_calls())
+def test_a_documented_call_is_defined(call: str) -> None:
+    """`record_finding(...)`, `Dataset.verify()`: a file of ours defines it (beside the class)."""
+    *owner, name = call.split(".")
+    for folder in (ROOT / d for d in ("serve", "vision", "benchmarks", "scripts")):
+        for source in (f.read_text("utf-8") for f in folder.rglob("*.py")):
+            if re.search(rf"(?m)^\s*(?:async\s+)?def {name}\b", source) and all(
+                re.search(rf"(?m)^class {cls}\b", source) for cls in owner
+            ):
+                return
+    raise AssertionError(f"no file of serve/, vision/, benchmarks/ or scripts/ defines {call}")
+
+
+CODE_SUFFIXES = {".py", ".yaml", ".js", ".html", ".geojson", ".mako", ".css", ".toml"}
+NAMED_ELSEWHERE = {
+    "AWS_SECRET_ACCESS_KEY": "s3fs's",
+    "STREET_V9_MODEL_PT": "a placeholder",
+    "InferRequest.infer": "OpenVINO's",
+}
+
+
+@functools.cache
+def code_words() -> frozenset[str]:
+    """Every identifier in the code, configs, tests and build files (their names as words)."""
+    words: set[str] = set()
+    for folder in ("serve", "vision", "configs", "benchmarks", "scripts", "models", "tests"):
+        for file in (ROOT / folder).rglob("*"):
+            if file.suffix in CODE_SUFFIXES and file.is_file():
+                words |= set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", file.read_text("utf-8", errors="replace")))
+    for file in ("pyproject.toml", "Makefile"):
+        words |= set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", (ROOT / file).read_text("utf-8")))
+    return frozenset(words)
+
+
+def documented_names() -> list[Any]:
+    """Inline code naming an identifier with `_` or a dotted one: a setting, a config key, a field,
+    a function (`dwell.restart_bridge_s`, `valid_report_rate`, `Settings.taxonomy`)."""
+    rows = []
+    for doc in DOCS:
+        text = doc_text(doc)
+        for found in re.finditer(r"(?<!`)`([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)(?:\(\))?`", text):
+            name = found.group(1)
+            if ("_" in name or "." in name) and name not in NAMED_ELSEWHERE and not FILE_NAME.search(name):
+                line = text.count("\n", 0, found.start()) + 1
+                rows.append(pytest.param(name, id=f"{rel(doc)}:{line}: {name}"))
+    return rows
+
+
+FILE_NAME = re.compile(r"\.(?:py|yaml|md|txt|json|jsonl|csv|jpg|png|log|geojson|onnx|pt|html|xlsx|zip)$")
+
+
+@pytest.mark.parametrize("name", documented_names())
+def test_a_documented_name_is_in_the_code(name: str) -> None:
+    if name.isupper() and name.removeprefix("STREETORDER_").lower() in Settings.model_fields:
+        return  # a setting, named with or without its prefix (`LABELSTUDIO_URL`)
+    missing = [part for part in name.split(".") if part not in code_words()]
+    assert not missing, f"`{name}`: {', '.join(missing)} is in no code, config or test file"
