@@ -2,10 +2,12 @@
 table in docs/training.md is `streetorder models table` on models/ (the registry and the cards), and
 the README's settings table is `settings_table()` of the settings model. Every reference the README
 and docs/*.md make is one test row naming the doc and line, so a rename fails on the doc that still
-names the old thing: each `streetorder MODE ... --flag` (the mode, its sub-commands and flags, read
-from the parsers' own --help), each endpoint (`GET /v1/...`, Open311, with its query parameters) in
-the app's routes, each config default quoted as "`key` (N ...)" against configs/*.yaml, each
-`STREETORDER_*` variable, each repository path, and each function named by its file."""
+names the old thing: each `streetorder MODE ... --flag` (the mode, its sub-commands, flags and
+choices, read from the parsers' own --help: nothing runs), each endpoint (`GET /v1/...`, Open311,
+with the query parameters and filters named) in the app's routes, each config default quoted as
+"`key` (N ...)" against configs/*.yaml, each `STREETORDER_*` variable, each repository path, each
+function named by its file or called, and each identifier in inline code (in some code, config or
+test file)."""
 
 from __future__ import annotations
 
@@ -122,6 +124,7 @@ def documented_commands() -> list[Any]:
 def cli_help(words: tuple[str, ...]) -> tuple[int, str]:
     """Exit status and --help text of `streetorder WORDS --help` (parsers only: nothing runs), or
     the complaint about a mode or sub-command that does not exist."""
+    from serve.cases.settings import get_settings
     from serve.cli.main import main
 
     printed, said = io.StringIO(), io.StringIO()
@@ -130,6 +133,8 @@ def cli_help(words: tuple[str, ...]) -> tuple[int, str]:
             code = main([*words, "--help"])
         except SystemExit as stop:
             code = int(stop.code or 0)
+        finally:
+            get_settings.cache_clear()  # the modes' settings, read from this environment, are not kept
     complaint = [line for line in said.getvalue().splitlines() if "error" in line or "unknown" in line]
     return code, re.sub(r"\x1b\[[0-9;]*m", "", printed.getvalue()) + "\n".join(complaint)
 
