@@ -170,7 +170,7 @@ def test_a_client_sending_bad_keys_is_refused_with_429_after_twenty(service: Ser
     assert limited.status_code == 429 and 0 < int(limited.headers["Retry-After"]) <= 60
     assert limited.headers["content-type"] == "application/problem+json"
     assert service.client.get("/v1/cases", headers=service.auth("cases:read")).status_code == 429
-    service.client.app.state.service.key_failures.succeeded("testclient")  # type: ignore[attr-defined]
+    service.client.app.state.service.client_failures.succeeded("testclient")  # type: ignore[attr-defined]
     assert service.client.get("/v1/cases", headers=service.auth("cases:read")).status_code == 200
 
 

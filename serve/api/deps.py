@@ -74,6 +74,17 @@ def request_time(service: ServiceDep) -> datetime:
 Now = Annotated[datetime, Depends(request_time)]
 
 
+def public_base(request: Request, service: ServiceDep) -> str:
+    """The base of every absolute link the service hands out, ending in `/`: the configured
+    `public_url`, never the Host header when one is set (a forged Host would otherwise poison the
+    links in Open311 answers, a cache in front of them, and exported ledgers)."""
+    configured = service.settings.public_url
+    return configured.rstrip("/") + "/" if configured else str(request.base_url)
+
+
+PublicBase = Annotated[str, Depends(public_base)]
+
+
 def get_session(service: ServiceDep) -> Iterator[Session]:
     """One session per request; writing routes commit explicitly, anything else is rolled back."""
     with service.sessions() as session:
@@ -100,13 +111,13 @@ def principal_of(service: Service, presented: str | None, scopes: list[str], cli
     """
     if not presented:
         raise Unauthorized("no API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`")
-    if wait := service.key_failures.wait_s(client):
-        raise TooManyAttempts(f"too many failed API keys from {client}; try again in {wait} s", wait)
+    if wait := service.client_failures.wait_s(client):
+        raise TooManyAttempts(f"too many failed keys or sign-ins from {client}; try again in {wait} s", wait)
     try:
         with service.sessions() as session:
             principal = service.verifier.verify(session, presented.strip())
     except Unauthorized:
-        service.key_failures.failed(client)
+        service.client_failures.failed(client)
         raise
     for scope in scopes:
         if not principal.allows(scope):

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serve.api.limits import read_body, replaying
+from serve.api.limits import client_gone, read_body, replaying
 from serve.api.problems import problem
 from serve.cases.db import transaction
 from serve.cases.errors import IdempotencyMismatch, InvalidInput
@@ -190,7 +190,8 @@ class IdempotentPosts:
             await problem(Request(scope), error)(scope, receive, send)
             return
         body = await read_body(receive)
-        if body is None:  # the client went away
+        if body is None:
+            await client_gone(scope, receive, send)
             return
         path = scope["path"]
         endpoint = path if len(path) <= 64 else hashlib.sha256(path.encode()).hexdigest()

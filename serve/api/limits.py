@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve.api.problems import problem
-from serve.cases.errors import TooLarge, TooManyAttempts
+from serve.cases.errors import DomainError, TooLarge, TooManyAttempts
 
 
 class BodyTooLarge(Exception):
@@ -72,6 +72,14 @@ async def read_body(receive: Receive) -> bytes | None:
             return bytes(body)
 
 
+async def client_gone(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer a client that went away before its body arrived with a 400 nobody reads: no answer
+    at all was a RuntimeError ("No response returned.") with two tracebacks in the error log, which
+    anyone could fill by cutting POSTs short."""
+    gone = DomainError("the connection closed before the whole body arrived")
+    await problem(Request(scope), gone)(scope, receive, send)
+
+
 def replaying(body: bytes, receive: Receive) -> Receive:
     """A `receive` that hands the app a body already read, then whatever comes next (disconnect)."""
     sent = False
@@ -98,7 +106,7 @@ def content_type(scope: Scope) -> tuple[bytes, bytes]:
 class BodyReader:
     """ASGI middleware base: reads the whole body of the requests `wants` picks (bounded by BodyLimit
     outside) and gives it to `handle`; every other request, and the scope types that are not HTTP,
-    pass through untouched. A client gone before its body arrived is answered nothing."""
+    pass through untouched. A client gone before its body arrived: `client_gone`."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -114,14 +122,17 @@ class BodyReader:
             await self.app(scope, receive, send)
             return
         body = await read_body(receive)
-        if body is not None:
-            await self.handle(scope, body, receive, send)
+        if body is None:
+            await client_gone(scope, receive, send)
+            return
+        await self.handle(scope, body, receive, send)
 
 
 class ThrottledClients:
-    """ASGI middleware: an address past its limit of failed API keys (`Service.key_failures`) gets
-    429 with Retry-After at the door, before routing, authentication or the database: a flood of
-    garbage keys costs the service next to nothing while it lasts."""
+    """ASGI middleware: an address past its limit of failed API keys and sign-ins
+    (`Service.client_failures`) gets 429 with Retry-After at the door, before routing,
+    authentication or the database: a flood of garbage keys or guessed passwords costs the service
+    next to nothing while it lasts."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -129,8 +140,10 @@ class ThrottledClients:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         service = getattr(scope["app"].state, "service", None) if scope["type"] == "http" else None
         client = str((scope.get("client") or ("unknown",))[0])
-        if service is not None and (wait := service.key_failures.wait_s(client)):
-            error = TooManyAttempts(f"too many failed API keys from {client}; try again in {wait} s", wait)
+        if service is not None and (wait := service.client_failures.wait_s(client)):
+            error = TooManyAttempts(
+                f"too many failed keys or sign-ins from {client}; try again in {wait} s", wait
+            )
             await problem(Request(scope), error)(scope, receive, send)
             return
         await self.app(scope, receive, send)

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import re
+import secrets
 import xml.etree.ElementTree as ET
 from typing import Any
 
@@ -135,10 +136,17 @@ def http_error(request: Request, error: Exception) -> Response:
 
 
 def unexpected(request: Request, error: Exception) -> Response:
-    """Any other exception: logged with its traceback, answered as a 500 problem without internals."""
-    log.error("%s %s failed", request.method, request.url.path, exc_info=error)
+    """Any other exception: logged with its traceback under a fresh incident id, answered as a 500
+    problem without internals (no SQL, paths or values) that gives the id, so that a caller's
+    report finds the log line."""
+    incident = secrets.token_hex(6)
+    log.error("incident %s: %s %s failed", incident, request.method, request.url.path, exc_info=error)
     return problem_response(
-        request, 500, "internal error", "the service failed on this request; it is logged"
+        request,
+        500,
+        "internal error",
+        f"the service failed on this request; it is logged as incident {incident}",
+        {"incident": incident},
     )
 
 

@@ -116,7 +116,10 @@ class SignInThrottle:
             recent = [
                 t for t in self._failures.get(username.lower(), []) if t > time.monotonic() - self.window_s
             ]
-            self._failures[username.lower()] = recent
+            if recent:
+                self._failures[username.lower()] = recent
+            else:  # a name (an address) that never failed takes no memory: asked about on every request
+                self._failures.pop(username.lower(), None)
         return 0 if len(recent) < self.attempts else int(recent[0] + self.window_s - time.monotonic()) + 1
 
     def failed(self, username: str) -> None:
@@ -145,8 +148,11 @@ class Service:
     flyers: FlyerFinder | None = None  # the flyer reader (None: off); its OCR model loads on first use
     model_error: str | None = None  # why no model is loaded (the case API still works)
     sign_ins: SignInThrottle = field(default_factory=SignInThrottle)
-    # failed API keys per client address: a key guesser (or a flood of garbage) gets 429s
-    key_failures: SignInThrottle = field(default_factory=lambda: SignInThrottle(attempts=20, window_s=60.0))
+    # failed API keys and sign-ins per client address: a key guesser, a password sprayer trying one
+    # password on many names (which the per-name limit above never sees) or a flood of garbage gets 429s
+    client_failures: SignInThrottle = field(
+        default_factory=lambda: SignInThrottle(attempts=20, window_s=60.0)
+    )
     notify: NotifyConfig = field(default_factory=NotifyConfig)  # configs/notifications.yaml
 
     def detection_floor(self) -> float:

@@ -2,9 +2,10 @@
 
 A key reads `so_<key_id>_<secret>`. The key id is public (lists, audit log) and finds the row; the
 secret is checked against scrypt(secret, salt + server secret) in constant time. Because scrypt is
-slow on purpose, a verified key is remembered in memory for a short while (revocation through the
-API clears that memory at once; revocation by another process takes effect within `CACHE_SECONDS`),
-and garbage never reaches it (see `KeyVerifier`).
+slow on purpose, a verified key is remembered in memory for a short while, and garbage never
+reaches it (see `KeyVerifier`). A remembered key is still looked up on every use (one indexed read,
+no hash): a revocation by any process (the API, `streetorder keys revoke`, another worker) holds
+at once.
 """
 
 from __future__ import annotations
@@ -168,7 +169,7 @@ class KeyVerifier:
             hit = self._cache.get(fingerprint)
             failed_until = self._failed.get(fingerprint, 0.0)
         if hit is not None and hit[1] > now:
-            return hit[0]
+            return self._still_valid(session, hit[0], fingerprint)
         if failed_until > now:
             raise Unauthorized("unknown API key")
         try:
@@ -197,8 +198,14 @@ class KeyVerifier:
             self._cache[fingerprint] = (principal, time.monotonic() + self.cache_seconds)
         return principal
 
-    def forget(self, key_id: str) -> None:
-        """Drop a key from memory at once (after revocation)."""
+    def _still_valid(self, session: Session, principal: Principal, fingerprint: str) -> Principal:
+        """A remembered key, unless revoked (or deleted) since: the memory saves the hash, never
+        the read that another process's revocation shows in."""
+        row = session.execute(
+            select(ApiKey.revoked_at).where(ApiKey.key_id == principal.key_id)
+        ).one_or_none()
+        if row is not None and row.revoked_at is None:
+            return principal
         with self._lock:
-            for fingerprint in [f for f, (p, _) in self._cache.items() if p.key_id == key_id]:
-                del self._cache[fingerprint]
+            self._cache.pop(fingerprint, None)
+        raise Unauthorized(f"API key {principal.key_id} was revoked")

@@ -103,6 +103,13 @@ class Settings(BaseSettings):
         description="mark the session cookie Secure (behind a TLS proxy); requests that arrive over https "
         "get it anyway",
     )
+    public_url: str = Field(
+        default="",
+        pattern=r"^(https?://[^/?#\s]+(/[^?#\s]*)?)?$",
+        description="the service's address as its clients reach it (e.g. https://cases.bureau.example): "
+        "absolute links (Open311 discovery and media_url, ledger evidence links) are made from it; "
+        "empty: from each request's Host header, which any client can forge (development only)",
+    )
     first_year: int = Field(
         default=2000, ge=1900, le=2199, description="capture times before this year are refused (422)"
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
@@ -9,6 +11,7 @@ from sqlalchemy import text
 from serve.api.deps import Reader, ServiceDep
 from serve.api.schemas import Health
 
+log = logging.getLogger("streetorder.service")
 router = APIRouter(tags=["health"])
 
 
@@ -24,14 +27,18 @@ def healthz() -> Health:
     responses={503: {"model": Health, "description": "not ready: the status says what is missing"}},
 )
 def readyz(service: ServiceDep, response: Response) -> Health:
+    """Public, so it says what is missing and never why: the model's error names the server's
+    folders and models, a driver's error its database host and user; both are in the log (and the
+    model's in the 503 of /v1/detect, for keys that may detect)."""
     problems = []
     if service.detector is None:
-        problems.append(f"model not loaded ({service.model_error})")
+        problems.append("model not loaded (the service log says why)")
     try:
         with service.sessions() as session:
             session.execute(text("SELECT 1"))
-    except Exception as err:  # any driver error means not ready; the message says which
-        problems.append(f"database unreachable ({type(err).__name__}: {err})")
+    except Exception as err:  # any driver error means not ready
+        log.warning("readyz: database unreachable: %s: %s", type(err).__name__, err)
+        problems.append("database unreachable (the service log says why)")
     if problems:
         response.status_code = 503
     calendar = service.domain.rules.calendar

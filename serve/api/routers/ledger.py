@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from serve.api.deps import DbSession, Now, Reader, ServiceDep
+from serve.api.deps import DbSession, Now, PublicBase, Reader, ServiceDep
 from serve.cases.ledger import LedgerRow, ledger_rows, supervision_rows, to_csv, to_xlsx
 from serve.cases.orm import Case, SupervisionItem
 from serve.cases.people import DEPARTMENT_ROLES
@@ -38,7 +38,7 @@ class Ledger:
 
 
 def ledger_of(
-    request: Request,
+    base: PublicBase,
     principal: Reader,
     session: DbSession,
     service: ServiceDep,
@@ -71,7 +71,7 @@ def ledger_of(
         session.scalars(query),
         event_names=names,
         tz=calendar.timezone,
-        base_url=str(request.base_url).rstrip("/"),
+        base_url=base.rstrip("/"),
         as_of=now,
     )
     return Ledger(rows, f"ledger-{start}-{end - timedelta(days=1)}")

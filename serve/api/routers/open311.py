@@ -6,11 +6,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Form, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Form, Header, Path, Query, Response, status
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from serve.api.deps import DbSession, EvidenceId, Now, Open311Reporter, Reader, ServiceDep, Writer
+from serve.api.deps import (
+    DbSession,
+    EvidenceId,
+    Now,
+    Open311Reporter,
+    PublicBase,
+    Reader,
+    ServiceDep,
+    Writer,
+)
 from serve.api.idempotency import REPLAY_HEADER, run_once
 from serve.api.open311 import (
     CHANGESET,
@@ -61,10 +70,10 @@ KEY_SERVICE = "an api_key with scope `report` is issued by the service's adminis
 
 
 @router.get("/open311/discovery.{fmt}", response_model=Open311Discovery, responses=BOTH, summary="Discovery")
-def discovery(fmt: FormatPath, request: Request) -> Response:
+def discovery(fmt: FormatPath, base: PublicBase) -> Response:
     endpoint = Open311Endpoint(
         specification=SPECIFICATION,
-        url=f"{request.base_url}open311/v2",
+        url=f"{base}open311/v2",
         changeset=CHANGESET,
         type="production",
         formats=list(MEDIA_TYPES.values())[::-1],
@@ -195,7 +204,7 @@ def post_request(
 )
 def get_requests(
     fmt: FormatPath,
-    request: Request,
+    base: PublicBase,
     session: DbSession,
     service: ServiceDep,
     now: Now,
@@ -235,7 +244,7 @@ def get_requests(
             elif wanted == {"closed"}:
                 query = query.where(Case.state.in_([s.value for s in TERMINAL_STATES]))
     cases = session.scalars(query.limit(MAX_RESULTS))
-    taxonomy, base = service.domain.rules.taxonomy, str(request.base_url)
+    taxonomy = service.domain.rules.taxonomy
     return render(fmt, "service_requests", [as_request(c, taxonomy, base).model_dump() for c in cases])
 
 
@@ -248,7 +257,7 @@ def get_requests(
 def get_request(
     service_request_id: Annotated[str, Path(description="case number (案卷号)")],
     fmt: FormatPath,
-    request: Request,
+    base: PublicBase,
     session: DbSession,
     service: ServiceDep,
 ) -> Response:
@@ -259,7 +268,7 @@ def get_request(
     ).one_or_none()
     if case is None:
         raise NotFound("service request", service_request_id)
-    answer = as_request(case, service.domain.rules.taxonomy, str(request.base_url))
+    answer = as_request(case, service.domain.rules.taxonomy, base)
     return render(fmt, "service_requests", [answer.model_dump()])
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response, status
 from sqlalchemy import select
 
-from serve.api.deps import SESSION_COOKIE, Admin, Anyone, DbSession, Now, ServiceDep
+from serve.api.deps import SESSION_COOKIE, Admin, Anyone, DbSession, Now, ServiceDep, client_of
 from serve.api.schemas import SessionOut, SignInIn, UserIn, UserOut
 from serve.cases.auth import Principal
 from serve.cases.enums import Action, Role
@@ -62,6 +62,7 @@ def create_session(
         )
     except Unauthorized:
         throttle.failed(body.username)
+        service.client_failures.failed(client_of(request))  # one password on many names: per address
         raise
     session.commit()
     throttle.succeeded(body.username)

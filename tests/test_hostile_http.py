@@ -1,0 +1,230 @@
+"""The service as an attacker on the bureau's network probes it: the real app on a real uvicorn,
+real sockets, a real SQLite database, a second real process.
+
+- absolute links (Open311 discovery and media_url) come from `public_url`, never a forged Host;
+- the public /readyz names no server folder or model;
+- one address guessing passwords over many account names gets 429 (the per-name limit never saw it);
+- a key revoked by another process is refused on its next use, though the service remembered it;
+- a POST cut short leaves no traceback in the error log;
+- a 500 (the database changed under the running service) is a generic problem with an incident
+  id that finds the logged detail; no SQL, path or driver text in the body;
+- no CORS: another origin is granted nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+from conftest import serving
+from test_api_lifecycle import PLACE
+
+from serve.api.app import create_app
+from serve.api.state import Service
+from serve.cases.auth import create_key
+from serve.cases.db import transaction
+from serve.cases.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+PUBLIC_URL = "https://cases.bureau.example"
+SECRET = "hostile-http-secret-0123456789"
+
+
+@dataclass
+class Live:
+    base: str
+    client: httpx.Client
+    state: Service
+    settings: Settings
+    keys: dict[str, str]
+
+    def auth(self, scope: str) -> dict[str, str]:
+        return {"X-API-Key": self.keys[scope]}
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[Live]:
+    settings = Settings(
+        db_url=f"sqlite:///{tmp_path / 'cases.db'}",
+        secret=SECRET,
+        model="no-such-model",
+        evidence_dir=tmp_path / "evidence",
+        annotations_dir=tmp_path / "annotations",
+        public_url=PUBLIC_URL,
+    )
+    app = create_app(settings)
+    with serving(app) as base, httpx.Client(base_url=base, timeout=30) as client:
+        state = app.state.service
+        with transaction(state.sessions) as session:
+            keys = {
+                scope: create_key(
+                    session, name=scope, scopes=[scope], pepper=state.verifier.pepper, now=datetime.now(UTC)
+                )[0]
+                for scope in ("admin", "report", "cases:read")
+            }
+        yield Live(base, client, state, settings, keys)
+
+
+def photo() -> bytes:
+    image = np.random.default_rng(7).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    ok, data = cv2.imencode(".jpg", image)
+    assert ok
+    return data.tobytes()
+
+
+def test_links_come_from_public_url_never_from_a_forged_host(live: Live) -> None:
+    forged = {"Host": "evil.example", "X-Forwarded-Host": "evil.example"}
+    discovery = live.client.get("/open311/discovery.json", headers=forged).json()
+    assert discovery["endpoints"][0]["url"] == f"{PUBLIC_URL}/open311/v2"
+    filed = live.client.post(
+        "/open311/v2/requests.json", data={"service_code": "06010", **PLACE}, headers=live.auth("report")
+    )
+    assert filed.status_code == 201, filed.text
+    number = filed.json()[0]["service_request_id"]
+    case_id = live.client.get("/v1/cases", headers=live.auth("admin")).json()["items"][0]["id"]
+    added = live.client.post(
+        f"/v1/cases/{case_id}/evidence",
+        files={"file": ("near.jpg", photo(), "image/jpeg")},
+        data={"role": "near"},
+        headers=live.auth("admin"),
+    )
+    assert added.status_code == 201, added.text
+    for path in ("/open311/v2/requests.json", f"/open311/v2/requests/{number}.json"):
+        (answer,) = live.client.get(path, headers=forged).json()
+        assert answer["media_url"] == f"{PUBLIC_URL}/open311/v2/media/{added.json()['id']}.jpg", path
+    assert "evil.example" not in live.client.get("/open311/v2/requests.xml", headers=forged).text
+
+
+def test_public_readiness_names_no_server_folder_or_model(live: Live) -> None:
+    ready = live.client.get("/readyz")
+    assert ready.status_code == 503 and "model not loaded" in ready.json()["status"]
+    assert str(live.settings.models_dir) not in ready.text and "no-such-model" not in ready.text
+    assert str(ROOT) not in ready.text
+    detect = live.client.post(  # a key that may detect is told why
+        "/v1/detect", files={"file": ("a.jpg", photo(), "image/jpeg")}, headers=live.auth("admin")
+    )
+    assert detect.status_code == 503 and "no-such-model" in detect.json()["detail"]
+
+
+def test_one_address_spraying_a_password_over_many_names_gets_429(live: Live) -> None:
+    for attempt in range(20):
+        guessed = live.client.post(
+            "/v1/sessions", json={"username": f"user{attempt}", "password": "Spring2026!"}
+        )
+        assert guessed.status_code == 401, attempt
+    limited = live.client.post("/v1/sessions", json={"username": "user99", "password": "Spring2026!"})
+    assert limited.status_code == 429 and 0 < int(limited.headers["Retry-After"]) <= 60
+    assert live.client.get("/v1/cases", headers=live.auth("cases:read")).status_code == 429  # the address
+
+
+def test_addresses_that_never_failed_take_no_memory(live: Live) -> None:
+    """uvicorn takes X-Forwarded-For from 127.0.0.1 (its default, for a local proxy): a flood of
+    made-up addresses must not swell the failure memory asked about on every request."""
+    for n in range(200):
+        assert live.client.get(
+            "/healthz", headers={"X-Forwarded-For": f"10.9.{n // 250}.{n % 250}"}
+        ).is_success
+    assert len(live.state.client_failures._failures) == 0
+
+
+def test_a_key_revoked_by_another_process_is_refused_on_its_next_use(live: Live) -> None:
+    reader = live.auth("cases:read")
+    assert live.client.get("/v1/cases", headers=reader).status_code == 200  # remembered from now on
+    key_id = live.keys["cases:read"].split("_")[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "STREETORDER_SECRET": SECRET}
+    revoked = subprocess.run(
+        [sys.executable, "-m", "serve.cli", "keys", "--db", live.settings.db_url, "revoke", key_id],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert revoked.returncode == 0, revoked.stderr
+    refused = live.client.get("/v1/cases", headers=reader)
+    assert refused.status_code == 401 and "revoked" in refused.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("path", "media", "more", "body"),
+    [
+        ("/v1/keys", b"application/json", b"", b'{"name": "x"'),
+        ("/v1/keys", b"application/json", b"Idempotency-Key: k-1\r\n", b'{"name": "x"'),
+        ("/v1/sessions", b"application/x-www-form-urlencoded", b"", b"username=a"),
+    ],
+)
+def test_a_post_cut_short_leaves_no_traceback(
+    live: Live, caplog: pytest.LogCaptureFixture, path: str, media: bytes, more: bytes, body: bytes
+) -> None:
+    host, port = live.base.removeprefix("http://").split(":")
+    uvicorn_errors = logging.getLogger("uvicorn.error")  # uvicorn's own loggers do not reach the root
+    uvicorn_errors.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING):
+            with socket.create_connection((host, int(port))) as conn:
+                conn.sendall(
+                    b"POST "
+                    + path.encode()
+                    + b" HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                    + media
+                    + b"\r\nContent-Length: 1000\r\nX-API-Key: "
+                    + live.keys["admin"].encode()
+                    + b"\r\n"
+                    + more
+                    + b"\r\n"
+                    + body
+                )
+                time.sleep(0.3)
+            time.sleep(0.7)  # the service notices the closed connection
+            assert live.client.get("/healthz").is_success
+    finally:
+        uvicorn_errors.removeHandler(caplog.handler)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+def test_a_500_is_a_generic_problem_with_an_incident_id_that_finds_the_log(
+    live: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    admin = live.auth("admin")
+    assert live.client.get("/v1/cases", headers=admin).status_code == 200
+    database = Path(live.settings.db_url.removeprefix("sqlite:///"))
+    with sqlite3.connect(database) as other:  # a restore gone wrong under the running service
+        other.execute("ALTER TABLE cases RENAME TO cases_elsewhere")
+    with caplog.at_level(logging.ERROR, logger="streetorder.errors"):
+        failed = live.client.get("/v1/cases", headers=admin)
+    assert failed.status_code == 500 and failed.headers["content-type"] == "application/problem+json"
+    body = failed.json()
+    incident = body["incident"]
+    assert len(incident) == 12 and incident in body["detail"]
+    for leak in ("sqlite", "SELECT", "Traceback", str(database.parent), "cases.db", SECRET):
+        assert leak.lower() not in failed.text.lower(), leak
+    (logged,) = [r for r in caplog.records if incident in r.getMessage()]
+    assert logged.exc_info is not None  # the detail is in the log, under the id the caller was given
+
+
+def test_another_origin_is_granted_nothing(live: Live) -> None:
+    evil = {"Origin": "https://evil.example"}
+    preflight = live.client.options(
+        "/v1/cases",
+        headers={
+            **evil,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "x-api-key",
+        },
+    )
+    read = live.client.get("/v1/cases", headers={**evil, **live.auth("cases:read")})
+    for answer in (preflight, read):
+        assert not [h for h in answer.headers if h.lower().startswith("access-control-")]
