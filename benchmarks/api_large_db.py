@@ -13,7 +13,9 @@ statements one request runs, the response bytes and the peak RSS growth of the p
 (Linux: VmHWM after resetting it through /proc/self/clear_refs).
 
 What to look for: statements that grow with the page (N+1), memory that grows with the database
-(unbounded responses), a filter much slower than the first page (a missing index).
+(unbounded responses), a filter much slower than the first page (a missing index). The figures
+before and after migration 0019 and the fixes that came with it: docs/reliability.md, "A large
+database".
 """
 
 from __future__ import annotations

@@ -205,16 +205,16 @@ def _sheet(
     sheet = book.create_sheet(title)
     pending = iter(rows)
     sample = list(islice(pending, WIDTH_SAMPLE))
-    for index, (key, header) in enumerate(columns, start=1):
-        longest = max([len(header) * 2, *(min(len(str(v[key] or "")), 60) for v in sample)])
+    for index, (key, title_text) in enumerate(columns, start=1):
+        longest = max([len(title_text) * 2, *(min(len(str(v[key] or "")), 60) for v in sample)])
         sheet.column_dimensions[get_column_letter(index)].width = max(10, longest + 2)
     sheet.freeze_panes = "B2"
-    header = []
+    headers = []
     for _, text in columns:
         cell = WriteOnlyCell(sheet, value=text)
         cell.font, cell.fill = Font(bold=True), PatternFill("solid", fgColor="DDE6DA")
-        header.append(cell)
-    sheet.append(header)
+        headers.append(cell)
+    sheet.append(headers)
     written = 0
     for values in chain(sample, pending):
         cells = []
