@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from itertools import chain, islice
 from typing import Any
 
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font, PatternFill
 from openpyxl.utils import get_column_letter
 
@@ -99,13 +101,13 @@ def _last(flow: list[FlowEntry], *actions: Action) -> FlowEntry | None:
 
 def ledger_rows(
     cases: Iterable[Case], *, event_names: dict[str, str], tz: tzinfo, base_url: str, as_of: datetime
-) -> list[LedgerRow]:
-    """Rows of the ledger, from cases loaded with their flow log and evidence."""
+) -> Iterator[LedgerRow]:
+    """Rows of the ledger, from cases loaded with their flow log and evidence, one at a time as
+    the cases are read: a year of a city's cases is never held whole for the .csv."""
 
     def local(moment: datetime | None) -> datetime | None:
         return moment.astimezone(tz).replace(tzinfo=None) if moment else None
 
-    rows = []
     for case in cases:
         flow = list(case.flow)
         dispatched = _last(flow, Action.DISPATCH)
@@ -145,8 +147,7 @@ def ledger_rows(
             "closing_note": closed.note if closed else None,
             "after_photos": "\n".join(links) or None,
         }
-        rows.append(LedgerRow(values, links))
-    return rows
+        yield LedgerRow(values, links)
 
 
 def supervision_rows(items: Iterable[SupervisionItem], tz: tzinfo) -> list[dict[str, Any]]:
@@ -170,51 +171,73 @@ def supervision_rows(items: Iterable[SupervisionItem], tz: tzinfo) -> list[dict[
     ]
 
 
-def to_csv(rows: list[LedgerRow]) -> bytes:
-    """UTF-8 with a byte order mark: Excel opens it as UTF-8 and the Chinese reads right."""
+def csv_chunks(rows: Iterable[LedgerRow], rows_per_chunk: int = 500) -> Iterator[bytes]:
+    """The .csv a few hundred rows at a time, for a streamed response: UTF-8 with a byte order
+    mark, so that Excel opens it as UTF-8 and the Chinese reads right."""
     out = io.StringIO()
     writer = csv.writer(out)
+    out.write("\ufeff")
     writer.writerow([header for _, header in COLUMNS])
-    for row in rows:
+    for count, row in enumerate(rows, start=1):
         cells = [inert(row.values[key]) for key, _ in COLUMNS]
         writer.writerow(
             ["" if c is None else c.isoformat(sep=" ") if isinstance(c, datetime) else c for c in cells]
         )
-    return ("\ufeff" + out.getvalue()).encode("utf-8")
+        if count % rows_per_chunk == 0:
+            yield out.getvalue().encode("utf-8")
+            out.seek(0)
+            out.truncate()
+    yield out.getvalue().encode("utf-8")
+
+
+WIDTH_SAMPLE = 500  # rows a column's width is judged by: the sheet is written before the rest is read
 
 
 def _sheet(
-    book: Workbook, title: str, columns: tuple[tuple[str, str], ...], rows: list[dict[str, Any]]
-) -> Any:
+    book: Workbook,
+    title: str,
+    columns: tuple[tuple[str, str], ...],
+    rows: Iterable[dict[str, Any]],
+    links: dict[int, str] | None = None,
+) -> None:
+    """A write-only sheet: rows go to the file as they come, never held as cells (a year's ledger
+    held as cells took a gigabyte). `links`: column index -> key of the value's hyperlink."""
     sheet = book.create_sheet(title)
-    sheet.append([header for _, header in columns])
-    for cell in sheet[1]:
-        cell.font = Font(bold=True)
-        cell.fill = PatternFill("solid", fgColor="DDE6DA")
-    for values in rows:
-        sheet.append([inert(values[key]) for key, _ in columns])
-    for index, (key, header) in enumerate(columns, start=1):
-        longest = max([len(header) * 2, *(min(len(str(v[key] or "")), 60) for v in rows)])
+    pending = iter(rows)
+    sample = list(islice(pending, WIDTH_SAMPLE))
+    for index, (key, title_text) in enumerate(columns, start=1):
+        longest = max([len(title_text) * 2, *(min(len(str(v[key] or "")), 60) for v in sample)])
         sheet.column_dimensions[get_column_letter(index)].width = max(10, longest + 2)
-        if any(isinstance(v[key], datetime) for v in rows):
-            for (cell,) in sheet.iter_rows(min_row=2, min_col=index, max_col=index):
-                cell.number_format = "yyyy-mm-dd hh:mm"
     sheet.freeze_panes = "B2"
-    sheet.auto_filter.ref = sheet.dimensions
-    return sheet
+    headers = []
+    for _, text in columns:
+        cell = WriteOnlyCell(sheet, value=text)
+        cell.font, cell.fill = Font(bold=True), PatternFill("solid", fgColor="DDE6DA")
+        headers.append(cell)
+    sheet.append(headers)
+    written = 0
+    for values in chain(sample, pending):
+        cells = []
+        for index, (key, _) in enumerate(columns, start=1):
+            cell = WriteOnlyCell(sheet, value=inert(values[key]))
+            if isinstance(values[key], datetime):
+                cell.number_format = "yyyy-mm-dd hh:mm"
+            target = values.get(links[index]) if links and index in links else None
+            if target:
+                cell.hyperlink = target
+                cell.font = Font(color="1F5FA8", underline="single")
+            cells.append(cell)
+        sheet.append(cells)
+        written += 1
+    sheet.auto_filter.ref = f"A1:{get_column_letter(len(columns))}{written + 1}"
 
 
-def to_xlsx(rows: list[LedgerRow], items: list[dict[str, Any]]) -> bytes:
+def to_xlsx(rows: Iterable[LedgerRow], items: list[dict[str, Any]]) -> bytes:
     """Sheet 问题台账 (the after-photo cell links the first photo) and sheet 挂牌督办."""
-    book = Workbook()
-    book.remove(book.active)
-    sheet = _sheet(book, "问题台账", COLUMNS, [r.values for r in rows])
+    book = Workbook(write_only=True)
     photo_column = [key for key, _ in COLUMNS].index("after_photos") + 1
-    for index, row in enumerate(rows, start=2):
-        if row.photo_links:
-            cell = sheet.cell(row=index, column=photo_column)
-            cell.hyperlink = row.photo_links[0]
-            cell.font = Font(color="1F5FA8", underline="single")
+    cases = ({**r.values, "first_photo": r.photo_links[0] if r.photo_links else None} for r in rows)
+    _sheet(book, "问题台账", COLUMNS, cases, {photo_column: "first_photo"})
     _sheet(book, "挂牌督办", SUPERVISION_COLUMNS, items)
     out = io.BytesIO()
     book.save(out)

@@ -152,7 +152,7 @@ class Case(Base):
     filed_at: Mapped[datetime] = mapped_column()  # when the problem was seen (EXIF / frame time)
     deadline_at: Mapped[datetime | None] = mapped_column()  # from filing (立案) on; none while in review
     on_site_due_at: Mapped[datetime | None] = mapped_column()  # 双十: someone on site by then (`start`)
-    first_seen_at: Mapped[datetime] = mapped_column()
+    first_seen_at: Mapped[datetime] = mapped_column(index=True)  # every period read (migration 0019)
     last_seen_at: Mapped[datetime] = mapped_column()  # latest evidence: the duplicate window counts from it
     closed_at: Mapped[datetime | None] = mapped_column()
     version: Mapped[int] = mapped_column(Integer, default=1)  # ETag; bumped by every write

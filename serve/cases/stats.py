@@ -33,7 +33,7 @@ awaiting review is a report, counted apart:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -335,14 +335,23 @@ def reports_per_day(
 # --- queries ------------------------------------------------------------------------------------
 
 
-def cases_between(session: Session, since: datetime | None, until: datetime | None) -> list[Case]:
-    """Cases first reported in [since, until), with their flow logs."""
+def cases_between(session: Session, since: datetime | None, until: datetime | None) -> Iterator[Case]:
+    """Cases first reported in [since, until), with their flow logs, read a batch at a time: a
+    year's figures keep each case's facts, not a year of cases and flow logs at once."""
     query = select(Case).options(selectinload(Case.flow)).order_by(Case.id)
     if since is not None:
         query = query.where(Case.first_seen_at >= since)
     if until is not None:
         query = query.where(Case.first_seen_at < until)
-    return list(session.scalars(query))
+    return iter(session.scalars(query.execution_options(yield_per=1000)))
+
+
+def reported_between(session: Session, since: datetime, until: datetime) -> Iterator[tuple[str, datetime]]:
+    """(event, first seen) of the cases first reported in [since, until): all the daily counts read."""
+    query = select(Case.event, Case.first_seen_at).where(
+        Case.first_seen_at >= since, Case.first_seen_at < until
+    )
+    return ((event, seen) for event, seen in session.execute(query))
 
 
 def local_day_bounds(start: date, end: date, calendar: WorkCalendar) -> tuple[datetime, datetime]:

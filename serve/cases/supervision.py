@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from serve.cases.auth import Principal
@@ -63,6 +63,17 @@ def open_cases_in(session: Session, grids: Iterable[str]) -> list[Case]:
     return list(
         session.scalars(select(Case).where(Case.grid_code.in_(list(grids)), FILED_OPEN).order_by(Case.id))
     )
+
+
+def open_counts(session: Session, grids: Iterable[str]) -> dict[str, int]:
+    """How many open filed cases (as `open_cases_in` counts them) each of `grids` holds, in one
+    grouped query: a list of items asks once for all their grids, not once per item."""
+    rows = session.execute(
+        select(Case.grid_code, func.count())
+        .where(Case.grid_code.in_(set(grids)), FILED_OPEN)
+        .group_by(Case.grid_code)
+    )
+    return {str(code): int(count) for code, count in rows}
 
 
 def open_item(

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
-from sqlalchemy import Select, and_, func, not_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, not_, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from serve.api.deps import CaseId, DbSession, Now, Reader, ServiceDep, Writer
@@ -139,6 +139,16 @@ def known_events(q: CaseQuery, domain: Domain) -> None:
         raise InvalidInput("event", f"no event {unknown[0][:64]!r} (GET /v1/events: {known})")
 
 
+def grid_codes_under(prefix: str) -> list[ColumnElement[bool]]:
+    """Grid codes that start with `prefix` (digits) as a range of codes, which ix_cases_grid_code
+    serves: a LIKE serves no index on SQLite (case-insensitive) nor on PostgreSQL outside the C
+    locale, so a street's cases were counted by reading every case."""
+    head = prefix.rstrip("9")  # 4101030019 -> the codes below 410103002
+    if not head:
+        return [Case.grid_code >= prefix]
+    return [Case.grid_code >= prefix, Case.grid_code < head[:-1] + str(int(head[-1]) + 1)]
+
+
 def filtered(q: CaseQuery, as_of: datetime, principal: Principal, local_tz: tzinfo) -> Select[Any]:
     """The case query of the filters, newest first (id descending: stable for cursor paging); a
     department handler's queries hold only their department's cases."""
@@ -151,7 +161,7 @@ def filtered(q: CaseQuery, as_of: datetime, principal: Principal, local_tz: tzin
     if q.event:
         query = query.where(Case.event.in_(q.event))
     if q.grid:
-        query = query.where(Case.grid_code.startswith(q.grid, autoescape=True))
+        query = query.where(*grid_codes_under(q.grid))
     if q.street:
         query = query.where(Case.street == q.street)
     if q.department:

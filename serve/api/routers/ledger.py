@@ -5,16 +5,18 @@ A department handler's ledger holds their department's cases only, as every list
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from serve.api.deps import DbSession, Now, PublicBase, Reader, ServiceDep
-from serve.cases.ledger import LedgerRow, ledger_rows, supervision_rows, to_csv, to_xlsx
+from serve.cases.ledger import LedgerRow, csv_chunks, ledger_rows, supervision_rows, to_xlsx
 from serve.cases.orm import Case, SupervisionItem
 from serve.cases.people import DEPARTMENT_ROLES
 from serve.cases.stats import local_day_bounds
@@ -33,7 +35,7 @@ Department = Annotated[str | None, Query(max_length=64, description="only cases 
 
 @dataclass(frozen=True)
 class Ledger:
-    rows: list[LedgerRow]
+    rows: Iterator[LedgerRow]  # read from the database as they are written out
     filename: str  # without the extension
 
 
@@ -59,6 +61,7 @@ def ledger_of(
         .where(Case.first_seen_at >= lower, Case.first_seen_at < upper)
         .options(selectinload(Case.flow), selectinload(Case.evidence))
         .order_by(Case.id)
+        .execution_options(yield_per=500)  # batches of cases with their flow and evidence, not all
     )
     if street:
         query = query.where(Case.street == street)
@@ -105,8 +108,9 @@ def ledger_xlsx(ledger: LedgerDep, session: DbSession, service: ServiceDep) -> R
     responses={200: {"content": {"text/csv": {}}, "description": "the ledger"}},
 )
 def ledger_csv(ledger: LedgerDep) -> Response:
-    return Response(
-        to_csv(ledger.rows),
+    """Streamed as the cases are read: the request's session stays open until the last row."""
+    return StreamingResponse(
+        csv_chunks(ledger.rows),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{ledger.filename}.csv"'},
     )

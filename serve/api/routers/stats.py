@@ -17,6 +17,7 @@ from serve.cases.stats import (
     local_day_bounds,
     ranking,
     rates,
+    reported_between,
     reports_per_day,
     ten_day_period,
     worst_spots,
@@ -117,8 +118,7 @@ def daily(
     start = since or end - timedelta(days=30)
     check_day_range(start, end)
     lower, upper = local_day_bounds(start, end, calendar)
-    reported = ((c.event, c.first_seen_at) for c in cases_between(session, lower, upper))
-    counts = reports_per_day(reported, calendar, start, end)
+    counts = reports_per_day(reported_between(session, lower, upper), calendar, start, end)
     return DailyOut.model_validate(
         {
             "since": start,

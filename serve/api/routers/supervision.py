@@ -32,7 +32,7 @@ from serve.cases.supervision import (
     find_item,
     inspector_metrics,
     month_bounds,
-    open_cases_in,
+    open_counts,
     open_item,
 )
 
@@ -46,14 +46,25 @@ ITEM_FIELDS = tuple(name for name in SupervisionOut.model_fields if name not in 
 
 def item_out(session: Session, item: SupervisionItem, now: datetime) -> SupervisionOut:
     """The item with what is true now: open cases left in its grids, and whether it is overdue."""
-    is_open = item.state is SupervisionState.OPEN
-    return SupervisionOut.model_validate(
-        {
-            **{name: getattr(item, name) for name in ITEM_FIELDS},
-            "open_cases": len(open_cases_in(session, item.grids)) if is_open else 0,
-            "overdue": is_open and item.deadline_at < now,
-        }
-    )
+    return items_out(session, [item], now)[0]
+
+
+def items_out(session: Session, items: list[SupervisionItem], now: datetime) -> list[SupervisionOut]:
+    """`item_out` of each item, with the open cases of all their grids counted in one query."""
+    open_items = [item for item in items if item.state is SupervisionState.OPEN]
+    counts = open_counts(session, (code for item in open_items for code in item.grids)) if open_items else {}
+    return [
+        SupervisionOut.model_validate(
+            {
+                **{name: getattr(item, name) for name in ITEM_FIELDS},
+                "open_cases": sum(counts.get(code, 0) for code in set(item.grids))
+                if item.state is SupervisionState.OPEN
+                else 0,
+                "overdue": item.state is SupervisionState.OPEN and item.deadline_at < now,
+            }
+        )
+        for item in items
+    ]
 
 
 @router.get("/v1/supervision", response_model=list[SupervisionOut], summary="挂牌督办 items, newest first")
@@ -66,7 +77,7 @@ def list_items(
     query = select(SupervisionItem).order_by(SupervisionItem.id.desc())
     if state is not None:
         query = query.where(SupervisionItem.state == state)
-    return [item_out(session, item, now) for item in session.scalars(query)]
+    return items_out(session, list(session.scalars(query)), now)
 
 
 @router.post(
@@ -145,7 +156,7 @@ def monthly_ranking(
     calendar = domain.rules.calendar
     label = month or f"{now.astimezone(calendar.timezone):%Y-%m}"
     since, until = local_day_bounds(*month_bounds(label), calendar)
-    cases = cases_between(session, since, until)
+    cases = list(cases_between(session, since, until))  # read twice: the facts, then the districts
     facts = [facts_of(c, calendar, domain.unit_of) for c in cases]
     return DistrictRankingOut.model_validate(
         {
@@ -168,5 +179,5 @@ def inspectors(
     calendar = service.domain.rules.calendar
     label = month or f"{now.astimezone(calendar.timezone):%Y-%m}"
     since, until = local_day_bounds(*month_bounds(label), calendar)
-    rows = inspector_metrics(session, cases_between(session, since, until))
+    rows = inspector_metrics(session, list(cases_between(session, since, until)))
     return InspectorsOut.model_validate({"since": since, "until": until, "inspectors": rows})

@@ -1,0 +1,196 @@
+"""The read endpoints stay bounded as years of cases pile up (benchmarks/api_large_db.py measures
+them at 200,000 cases; docs/reliability.md has the numbers): a list of supervision items counts
+its open cases in one query whatever the number of items, periods and grid prefixes are read
+through indexes (migration 0019), and the ledger is streamed, not built whole in memory."""
+
+from __future__ import annotations
+
+import csv
+import io
+import tracemalloc
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from alembic import command
+from conftest import SERVICE_START, Service
+from openpyxl import load_workbook
+from test_api_storage import _case, alembic_config
+from test_intake_lookups import query_plans
+
+from serve.cases.db import open_database, transaction
+from serve.cases.ledger import COLUMNS, WIDTH_SAMPLE, LedgerRow, to_xlsx
+from serve.cases.orm import SupervisionItem
+
+GRIDS = [f"41010300100100{i}" for i in range(1, 10)]
+
+
+def add_cases(service: Service, count: int, state: str = "filed") -> None:
+    """`count` cases over the grids, one a day back from the service's clock, in `state`."""
+    sessions = service.client.app.state.service.sessions  # type: ignore[attr-defined]
+    with transaction(sessions) as session:
+        for n in range(count):
+            case = _case(f"SO{n:014d}", SERVICE_START - timedelta(days=n))
+            case.state, case.grid_code = state, GRIDS[n % len(GRIDS)]  # type: ignore[assignment]
+            session.add(case)
+
+
+def add_items(service: Service, count: int) -> None:
+    sessions = service.client.app.state.service.sessions  # type: ignore[attr-defined]
+    with transaction(sessions) as session:
+        for n in range(count):
+            session.add(
+                SupervisionItem(
+                    kind="section",
+                    name=f"督办 {n}",
+                    grids=GRIDS[n % 3 : n % 3 + 2],
+                    street=None,
+                    reason="乱点",
+                    department="淮河路街道办事处",
+                    deadline_at=SERVICE_START,
+                    state="open" if n % 4 else "closed",
+                    opened_by="chief",
+                    opened_at=SERVICE_START,
+                    open_cases_at_start=1,
+                )
+            )
+
+
+@contextmanager
+def statements(service: Service) -> Iterator[list[str]]:
+    """The SQL statements the service runs inside the block."""
+    engine = service.client.app.state.service.sessions.kw["bind"]  # type: ignore[attr-defined]
+    sent: list[str] = []
+
+    def keep(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        sent.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", keep)
+    try:
+        yield sent
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", keep)
+
+
+def test_supervision_items_are_listed_with_a_number_of_statements_independent_of_how_many(
+    service: Service,
+) -> None:
+    """Each open item's open cases were loaded by a query of its own (N+1): 40 items, 41 queries."""
+    add_cases(service, 18)
+    add_items(service, 2)
+    service.client.get("/v1/supervision", headers=service.auth("cases:read"))  # the key is known after
+    with statements(service) as few:
+        answer = service.client.get("/v1/supervision", headers=service.auth("cases:read"))
+    assert answer.status_code == 200
+    first = answer.json()
+    add_items(service, 10)
+    with statements(service) as many:
+        answer = service.client.get("/v1/supervision", headers=service.auth("cases:read"))
+    items = answer.json()
+    assert len(items) == 12 and len(many) == len(few), (len(few), len(many))
+    assert items[-2:] == first
+    for item in items:  # each grid holds 2 of the 18 filed cases; closed items count none
+        assert item["open_cases"] == (2 * len(item["grids"]) if item["state"] == "open" else 0), item
+
+
+def test_periods_and_grid_prefixes_are_read_through_indexes(service: Service) -> None:
+    """A month of /v1/cases, /v1/stats or the ledger, and a street's cases, read every case ever
+    filed before migration 0019 and the range form of the grid prefix (a LIKE serves no index)."""
+    if not service.settings.db_url.startswith("sqlite"):
+        return  # the plans are SQLite's; PostgreSQL gets the same index from the same migration
+    add_cases(service, 30)
+    engine = service.client.app.state.service.sessions.kw["bind"]  # type: ignore[attr-defined]
+    headers = service.auth("cases:read")
+    for path in (
+        "/v1/cases?since=2025-09-01&until=2025-09-15",
+        "/v1/cases?grid=410103001",
+        "/v1/cases?grid=4101030019",
+        "/v1/stats?since=2025-09-01&until=2025-09-15",
+        "/v1/stats/daily",
+        "/v1/ledger.csv?since=2025-09-01&until=2025-09-15",
+    ):
+        plans = query_plans(engine, lambda: service.client.get(path, headers=headers), "cases")  # noqa: B023
+        assert plans and all("SCAN cases" not in plan for plan in plans), (path, plans)
+    grids = service.client.get("/v1/cases?grid=41010300100100&limit=100", headers=headers).json()
+    assert grids["total"] == 30 and {c["grid_code"] for c in grids["items"]} == set(GRIDS)
+    one = service.client.get(f"/v1/cases?grid={GRIDS[8]}", headers=headers).json()
+    assert (
+        one["total"] == 3
+        and service.client.get("/v1/cases?grid=4101030019", headers=headers).json()["total"] == 0
+    )
+
+
+def test_migration_0019_adds_the_first_seen_index_and_takes_it_back(db_url: str) -> None:
+    config = alembic_config(db_url)
+    command.upgrade(config, "0018")
+    engine = sa.create_engine(db_url)
+
+    def indexes() -> set[str]:
+        return {str(i["name"]) for i in sa.inspect(engine).get_indexes("cases")}
+
+    assert "ix_cases_first_seen_at" not in indexes()
+    command.upgrade(config, "head")
+    assert "ix_cases_first_seen_at" in indexes()
+    command.downgrade(config, "0018")
+    assert "ix_cases_first_seen_at" not in indexes()
+    engine.dispose()
+    open_database(db_url).kw["bind"].dispose()  # and up again, as the service does
+
+
+def test_the_ledger_csv_is_streamed_with_every_case_of_the_period(service: Service) -> None:
+    """The .csv was built whole in memory (every case of a year with its flow and evidence, then
+    the text): it is now written as the cases are read, so its memory does not grow with the year."""
+    add_cases(service, 120)
+    params = {"since": "2025-06-01", "until": "2025-10-01"}
+    with service.client.stream(
+        "GET", "/v1/ledger.csv", params=params, headers=service.auth("cases:read")
+    ) as answer:
+        assert answer.status_code == 200
+        assert "content-length" not in answer.headers  # a streamed body: its length is not known up front
+        body = b"".join(answer.iter_bytes())
+    assert body.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
+    assert rows[0][0] == "案卷号" and len(rows) == 121  # the 120 cases of the period, oldest filed first
+    assert [r[0] for r in rows[1:]] == [f"SO{n:014d}" for n in range(120)]
+
+
+def test_the_ledger_xlsx_is_written_without_holding_its_rows_as_cells() -> None:
+    """A year's .xlsx held every cell of every row before saving (1 GB at 200,000 cases): the
+    workbook is now write-only: a further row costs its distinct text, not its cells."""
+    when = datetime(2026, 11, 2, 8, 30)
+    values = {key: f"{key} 值" for key, _ in COLUMNS} | {"first_seen_at": when, "lat": 34.7}
+
+    def rows(count: int) -> Iterator[LedgerRow]:
+        for n in range(count):
+            link = f"http://so/v1/evidence/{n}"
+            yield LedgerRow({**values, "number": f"SO{n:014d}", "after_photos": link}, (link,))
+
+    def peak(count: int) -> tuple[int, bytes]:
+        tracemalloc.start()
+        try:
+            book = to_xlsx(rows(count), [])
+            return tracemalloc.get_traced_memory()[1], book
+        finally:
+            tracemalloc.stop()
+
+    (small, _), (large, book) = peak(WIDTH_SAMPLE + 100), peak(5 * (WIDTH_SAMPLE + 100))
+    per_row = (large - small) / (4 * (WIDTH_SAMPLE + 100))
+    assert per_row < 3000, (small, large)  # its own text in the shared strings; 28 cells took 8 KB
+    sheet = load_workbook(io.BytesIO(book))["问题台账"]
+    assert sheet.max_row == 1 + 5 * (WIDTH_SAMPLE + 100)
+    last = next(sheet.iter_rows(min_row=sheet.max_row))
+    assert last[0].value == f"SO{5 * (WIDTH_SAMPLE + 100) - 1:014d}" and last[12].value == when
+    assert last[-1].hyperlink.target == last[-1].value
+
+
+def test_daily_counts_read_no_flow_log(service: Service) -> None:
+    """The daily counts need each case's event and first sighting: they loaded every case of the
+    30 days with its flow log (2.5 s at 200,000 cases)."""
+    add_cases(service, 40)
+    service.client.get("/v1/events", headers=service.auth("cases:read"))  # the key is known after
+    with statements(service) as sent:
+        answer = service.client.get("/v1/stats/daily", headers=service.auth("cases:read"))
+    assert answer.status_code == 200
+    assert sum(sum(e["counts"]) for e in answer.json()["events"]) == 30  # the cases of the 30 days
+    assert not [s for s in sent if "flow_log" in s], sent
