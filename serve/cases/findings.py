@@ -207,6 +207,17 @@ def lock_intake(session: Session) -> None:
     session.execute(update(CaseCounter).where(CaseCounter.day == INTAKE_LOCK).values(last=CaseCounter.last))
 
 
+def lock_case(session: Session, case: Case) -> None:
+    """Hold `case` against concurrent steps until the transaction ends and read its state again.
+
+    For a change decided on a state read earlier without an ETag (a photo added while the model
+    looked at it): a case cancelled or closed meanwhile is seen as such. A no-op UPDATE of its row
+    is the row lock on PostgreSQL and the write lock on SQLite, on both before the read.
+    """
+    session.execute(update(Case.__table__).where(Case.id == case.id).values(version=Case.version))
+    session.refresh(case, ["state"])
+
+
 def next_case_number(session: Session, day: date, prefix: str) -> str:
     """PREFIX + yyyyMMdd + a 4-digit (or longer) daily sequence; call with the intake lock held."""
     key = day.strftime("%Y%m%d")
