@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -346,3 +347,38 @@ def test_two_scans_and_the_service_write_one_database_at_once(
         scan_command(archive, alone, sidecar, tmp_path / "out-alone"), env=env, check=True, timeout=300
     )
     assert scanned_cases(db_url) == scanned_cases(alone) != []
+
+
+def test_a_write_that_waits_out_another_writers_lock_is_a_503_that_changes_nothing(tmp_path: Path) -> None:
+    """Another process holds SQLite's write lock past the service's busy_timeout (30 s): a long
+    transaction of a maintenance job. The step was a 500 ("database is locked"), and the audit
+    row after it (waiting 30 s more) would have made any answer a 500. Now: 503 + Retry-After,
+    nothing changed, the audit row in the error log, and the same step sent again succeeds."""
+    db = tmp_path / "cases.db"
+    with (
+        running_service(f"sqlite:///{db}", tmp_path) as live,
+        httpx.Client(base_url=live.base, timeout=300) as client,
+    ):
+        case_id = open311_case(live, client, 113.6265)
+        before = client.get(f"/v1/cases/{case_id}", headers=live.auth("cases:read"))
+        headers = {**live.auth("cases:write"), "If-Match": before.headers["ETag"]}
+        holder = sqlite3.connect(db, isolation_level=None, timeout=60)
+        try:
+            holder.execute("BEGIN IMMEDIATE")  # the write lock, until the rollback below
+            waited = client.post(
+                f"/v1/cases/{case_id}/transitions", json={"action": "confirm"}, headers=headers
+            )
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert waited.status_code == 503, waited.text
+        assert waited.headers["Retry-After"] == "1" and waited.json()["title"] == "busy"
+        after = client.get(f"/v1/cases/{case_id}", headers=live.auth("cases:read"))
+        assert after.headers["ETag"] == before.headers["ETag"] and after.json() == before.json()
+        again = client.post(f"/v1/cases/{case_id}/transitions", json={"action": "confirm"}, headers=headers)
+        assert again.status_code == 200 and again.json()["state"] == "verified"
+    said = next(tmp_path.glob("serve-*.log")).read_text(encoding="utf-8")
+    assert (
+        f"audit row not written, the database stayed busy: POST /v1/cases/{case_id}/transitions -> 503"
+        in said
+    )
