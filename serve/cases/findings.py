@@ -208,14 +208,17 @@ def lock_intake(session: Session) -> None:
 
 
 def lock_case(session: Session, case: Case) -> None:
-    """Hold `case` against concurrent steps until the transaction ends and read its state again.
+    """Hold `case` against concurrent steps until the transaction ends and read its state and
+    version again.
 
-    For a change decided on a state read earlier without an ETag (a photo added while the model
-    looked at it): a case cancelled or closed meanwhile is seen as such. A no-op UPDATE of its row
-    is the row lock on PostgreSQL and the write lock on SQLite, on both before the read.
+    For a change decided on a case read earlier without an ETag (a photo added while the model
+    looked at it, a copy joining its original's case): a case cancelled or closed meanwhile is seen
+    as such, and a step taken meanwhile does not make the append a "changed by someone else" (412).
+    A no-op UPDATE of its row is the row lock on PostgreSQL and the write lock on SQLite, on both
+    before the read.
     """
     session.execute(update(Case.__table__).where(Case.id == case.id).values(version=Case.version))
-    session.refresh(case, ["state"])
+    session.refresh(case, ["state", "version"])
 
 
 def next_case_number(session: Session, day: date, prefix: str) -> str:

@@ -351,6 +351,7 @@ def transition(
         if photo is not None:
             photo.extra = {**(photo.extra or {}), "handled_at": command.at.isoformat()}
     session.commit()
+    session.expire(case, ["evidence"])  # read again: a photo added while the step was decided is on it
     response.headers["ETag"] = etag(case)
     return detail(case, now, domain, principal, session)
 
