@@ -181,6 +181,10 @@ def find_duplicate(session: Session, finding: Finding, rules: CaseRules) -> Case
             Case.lon.between(finding.lon - pad_lon, finding.lon + pad_lon),
         )
         .order_by(Case.id)
+        # held and read as they are (PostgreSQL: a step committed since the lookup made the append
+        # a StaleDataError, a citizen's report refused 412 "changed by someone else")
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
     best: tuple[float, Case] | None = None
     for case in candidates:
