@@ -56,11 +56,8 @@ def _refuse_nul(
         raise TextNotStorable("a text value holds a NUL character (U+0000), which no text here may hold")
 
 
-BUSY_SQLSTATES = {
-    "40001",
-    "40P01",
-    "55P03",
-}  # PostgreSQL: serialization failure, deadlock, lock not available
+# PostgreSQL: serialization failure, deadlock detected, lock not available
+BUSY_SQLSTATES = {"40001", "40P01", "55P03"}
 
 
 def is_busy(error: BaseException) -> bool:
