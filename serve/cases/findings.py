@@ -221,7 +221,8 @@ def lock_case(session: Session, case: Case) -> None:
     A no-op UPDATE of its row is the row lock on PostgreSQL and the write lock on SQLite, on both
     before the read.
     """
-    session.execute(update(Case.__table__).where(Case.id == case.id).values(version=Case.version))
+    no_change = update(Case).where(Case.id == case.id).values(version=Case.version)
+    session.execute(no_change.execution_options(synchronize_session=False))
     session.refresh(case, ["state", "version"])
 
 
