@@ -17,6 +17,7 @@ from functools import partial
 
 import anyio
 from fastapi import FastAPI, Request, Response
+from sqlalchemy.exc import OperationalError
 
 from serve.api import problems
 from serve.api.deps import SAFE_METHODS
@@ -51,7 +52,7 @@ from serve.api.state import CasesByState, InferenceGate, Metrics, Service
 from serve.api.strictjson import StrictJson
 from serve.cases import errors
 from serve.cases.auth import KeyVerifier, server_secret
-from serve.cases.db import open_database, transaction
+from serve.cases.db import is_busy, open_database, transaction
 from serve.cases.domain import load_domain
 from serve.cases.notify import load_notify_config
 from serve.cases.orm import AuditEntry
@@ -215,7 +216,27 @@ QUERY_SECRETS = QuerySecretsRedacted()  # one instance: adding it again (another
 
 
 def audit(service: Service, request: Request, status: int) -> None:
-    """One audit row per changing request: who (key id), what (method, path), how it ended."""
+    """One audit row per changing request: who (key id), what (method, path), how it ended.
+
+    Written after the request's own transaction: when the database stays busy past its wait, the
+    row goes to the error log instead, and the answer (a change committed, or a 503) stands.
+    """
+    try:
+        write_audit(service, request, status)
+    except OperationalError as error:
+        if not is_busy(error):
+            raise
+        principal = getattr(request.state, "principal", None)
+        log.error(
+            "audit row not written, the database stayed busy: %s %s -> %s by key %s",
+            request.method,
+            request.url.path,
+            status,
+            principal.key_id if principal else None,
+        )
+
+
+def write_audit(service: Service, request: Request, status: int) -> None:
     principal = getattr(request.state, "principal", None)
     case_id = request.scope.get("path_params", {}).get("case_id")
     with transaction(service.sessions) as session:

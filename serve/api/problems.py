@@ -20,11 +20,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException
 
-from serve.cases.db import TextNotStorable
-from serve.cases.errors import DomainError
+from serve.cases.db import TextNotStorable, is_busy
+from serve.cases.errors import Busy, DomainError
 from vision.core.imageio import ImageError
 
 log = logging.getLogger("streetorder.errors")
@@ -150,10 +151,22 @@ def unexpected(request: Request, error: Exception) -> Response:
     )
 
 
+def database_busy(request: Request, error: Exception) -> Response:
+    """A write that waited out another writer's lock (a scan's long transaction, a backup) is a 503
+    with Retry-After: its transaction was rolled back, nothing changed. Any other database error
+    stays a 500."""
+    if not is_busy(error):
+        return unexpected(request, error)
+    log.warning("%s %s: the database stayed busy: %s", request.method, request.url.path, error)
+    busy = Busy("the database is busy with another writer; nothing was changed: send the request again")
+    return problem(request, busy)
+
+
 def install(app: FastAPI) -> None:
     """Register the mapping on the app: the only place a domain error turns into a status code."""
     for error_type in (DomainError, StaleDataError, TextNotStorable, ImageError):
         app.add_exception_handler(error_type, problem)
+    app.add_exception_handler(OperationalError, database_busy)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)

@@ -12,7 +12,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Engine, create_engine, event, make_url
-from sqlalchemy.exc import ArgumentError, DatabaseError, InterfaceError
+from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError, InterfaceError
 from sqlalchemy.orm import Session, sessionmaker
 
 from vision.core.files import is_utf8_path, shown_path
@@ -54,6 +54,23 @@ def _refuse_nul(
     keeps it, to break exports later: refused on both, before the statement runs, as bad input."""
     if any("\x00" in text for text in _texts(parameters)):
         raise TextNotStorable("a text value holds a NUL character (U+0000), which no text here may hold")
+
+
+# PostgreSQL: serialization failure, deadlock detected, lock not available
+BUSY_SQLSTATES = {"40001", "40P01", "55P03"}
+
+
+def is_busy(error: BaseException) -> bool:
+    """A statement that gave up waiting for another writer: SQLite's write lock held past
+    busy_timeout (a long transaction of another process), PostgreSQL's deadlock or lock failures.
+    Its transaction is rolled back whole; the same request later can succeed."""
+    if not isinstance(error, DBAPIError):
+        return False
+    orig = error.orig
+    sqlite_error = str(getattr(orig, "sqlite_errorname", ""))
+    return sqlite_error.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or (
+        getattr(orig, "sqlstate", None) in BUSY_SQLSTATES
+    )
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

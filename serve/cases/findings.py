@@ -181,6 +181,10 @@ def find_duplicate(session: Session, finding: Finding, rules: CaseRules) -> Case
             Case.lon.between(finding.lon - pad_lon, finding.lon + pad_lon),
         )
         .order_by(Case.id)
+        # held and read as they are (PostgreSQL: a step committed since the lookup made the append
+        # a StaleDataError, a citizen's report refused 412 "changed by someone else")
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
     best: tuple[float, Case] | None = None
     for case in candidates:
@@ -205,6 +209,21 @@ def lock_intake(session: Session) -> None:
     else:
         raise NotImplementedError(f"case intake supports SQLite and PostgreSQL, not {dialect}")
     session.execute(update(CaseCounter).where(CaseCounter.day == INTAKE_LOCK).values(last=CaseCounter.last))
+
+
+def lock_case(session: Session, case: Case) -> None:
+    """Hold `case` against concurrent steps until the transaction ends and read its state and
+    version again.
+
+    For a change decided on a case read earlier without an ETag (a photo added while the model
+    looked at it, a copy joining its original's case): a case cancelled or closed meanwhile is seen
+    as such, and a step taken meanwhile does not make the append a "changed by someone else" (412).
+    A no-op UPDATE of its row is the row lock on PostgreSQL and the write lock on SQLite, on both
+    before the read.
+    """
+    no_change = update(Case).where(Case.id == case.id).values(version=Case.version)
+    session.execute(no_change.execution_options(synchronize_session=False))
+    session.refresh(case, ["state", "version"])
 
 
 def next_case_number(session: Session, day: date, prefix: str) -> str:

@@ -64,7 +64,7 @@ from sqlalchemy.orm.attributes import flag_modified
 
 from serve.cases.enums import CaseSource, EvidenceRole, PhotoSource, PhotoStatus
 from serve.cases.errors import OutsideJurisdiction
-from serve.cases.findings import CaseRules, CaseUpdate, Finding, record_finding
+from serve.cases.findings import CaseRules, CaseUpdate, Finding, lock_case, record_finding
 from serve.cases.grids import Grid
 from serve.cases.orm import Case, Evidence, Photo
 from serve.cases.times import CaptureTimes, ImplausibleTime
@@ -372,6 +372,7 @@ def join_as_copy(
     updates = []
     for case_id in dict.fromkeys(original.case_id for original in originals):
         first = next(o for o in originals if o.case_id == case_id)
+        lock_case(session, first.case)
         if not is_open(first.case.state):
             continue
         claimed = placement.position

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
 from sqlalchemy import ColumnElement, Select, and_, func, not_, or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, object_session, selectinload
 
 from serve.api.deps import CaseId, DbSession, Now, Reader, ServiceDep, Writer
 from serve.api.schemas import (
@@ -273,12 +273,22 @@ def get_case(
 
 
 def check_if_match(if_match: str | None, case: Case) -> None:
-    """Optimistic locking: a change must name the version it was based on."""
+    """Optimistic locking: a change must name the version it was based on.
+
+    The case row, its evidence and its flow log are read by separate statements: a step committed
+    between them left a case of the old version with the new flow log (the loser of two operators
+    acting at once got a 409 "time before the case's last step", naming the old state). The
+    version is read again after them, so such a torn read is the 412 of a stale ETag.
+    """
     if if_match is None:
         raise PreconditionRequired()
     tags = {t.strip().removeprefix("W/") for t in if_match.split(",")}
     if "*" not in tags and etag(case) not in tags:
         raise StaleVersion(if_match, case.version)
+    session = object_session(case)
+    current = session.scalar(select(Case.version).where(Case.id == case.id)) if session else case.version
+    if current != case.version:
+        raise StaleVersion(if_match, current)
 
 
 def command_of(
@@ -351,6 +361,7 @@ def transition(
         if photo is not None:
             photo.extra = {**(photo.extra or {}), "handled_at": command.at.isoformat()}
     session.commit()
+    session.expire(case, ["evidence"])  # read again: a photo added while the step was decided is on it
     response.headers["ETag"] = etag(case)
     return detail(case, now, domain, principal, session)
 

@@ -15,6 +15,7 @@ from serve.api.schemas import EvidenceOut, IsoTime
 from serve.cases.closing import AFTER_CHECK, AfterPhoto, check_after_photo, event_boxes
 from serve.cases.errors import NotFound, PhotoReused
 from serve.cases.evidence import evidence_file, store_image
+from serve.cases.findings import lock_case
 from serve.cases.intake import Given, capture_time, copies_of
 from serve.cases.orm import Case, Evidence
 from serve.cases.people import sees
@@ -57,7 +58,9 @@ def add_evidence(
     with the upload time, marked `"time": "received"` in `extra`: it files no case, and a check of
     the handling must not take that time for when the photo was taken. A photo that is already
     evidence of another case (the same bytes or a near-identical image) is refused (409, naming it),
-    and so is any photo for a finished case (409 naming its state), before anything is stored."""
+    and so is any photo for a finished case (409 naming its state), before anything is stored: the
+    state is read again, the case held, once the model is done (a cancel or close that came in
+    meanwhile left the photo on the finished record)."""
     case = load_case(session, case_id, principal)
     check_evidence_open(case)
     local_tz = service.domain.rules.calendar.timezone
@@ -68,9 +71,7 @@ def add_evidence(
     copies = copies_of(session, upload.sha256, phash)
     if copies and all(copy.case_id != case_id for copy in copies):  # one photo may show two events
         raise PhotoReused(copies[0].case.number, copies[0].id, copies[0].case_id)
-    # checked before the file is kept: a refused photo leaves nothing behind in the evidence store
     captured_at = capture_time(photo.meta, Given(taken_at=taken_at), service.domain.rules.times, now)
-    path = store_image(service.settings.evidence_dir, upload.data, upload.sha256, photo.format)
     extra: dict[str, Any] = {} if captured_at else {"time": "received"}
     numbers = flyer_numbers(case, service.domain.rules.taxonomy) if role == "after" else []
     if numbers and service.flyers is not None:
@@ -90,6 +91,9 @@ def add_evidence(
             flyer_check=extra.get("flyer_check"),
         )
         extra[AFTER_CHECK] = check_after_photo(case, after, service.settings.after_photo_radius_m)
+    lock_case(session, case)  # the model took its time: a step may have finished the case meanwhile
+    check_evidence_open(case)
+    path = store_image(service.settings.evidence_dir, upload.data, upload.sha256, photo.format)
     evidence = Evidence(
         case_id=case_id,
         role=role,
