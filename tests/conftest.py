@@ -236,6 +236,7 @@ def service(db_url: str, tmp_path: Path, service_overrides: dict[str, object]) -
         "evidence_dir": tmp_path / "evidence",
         "annotations_dir": tmp_path / "annotations",
         "max_upload_mb": 1,
+        "key_rate_per_min": 100_000_000,  # tests send as fast as they can; test_hostile_http tests the rate
     }
     settings = Settings.model_validate({**defaults, **service_overrides, "db_url": db_url})
     clock = Clock(SERVICE_START)

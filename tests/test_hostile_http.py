@@ -4,6 +4,9 @@ real sockets, a real SQLite database, a second real process.
 - absolute links (Open311 discovery and media_url) come from `public_url`, never a forged Host;
 - the public /readyz names no server folder or model;
 - one address guessing passwords over many account names gets 429 (the per-name limit never saw it);
+- one address guessing a person's password locks out that address, not the person; many addresses
+  guessing one name meet a slower brake that spares where the person signed in before;
+- an API key over its rate gets 429 from any address, other keys go on, /metrics counts it;
 - a key revoked by another process is refused on its next use, though the service remembered it;
 - a POST cut short leaves no traceback in the error log;
 - a 500 (the database changed under the running service) is a generic problem with an incident
@@ -56,14 +59,23 @@ class Live:
 
 
 @pytest.fixture
-def live(tmp_path: Path) -> Iterator[Live]:
-    settings = Settings(
-        db_url=f"sqlite:///{tmp_path / 'cases.db'}",
-        secret=SECRET,
-        model="no-such-model",
-        evidence_dir=tmp_path / "evidence",
-        annotations_dir=tmp_path / "annotations",
-        public_url=PUBLIC_URL,
+def live_overrides() -> dict[str, object]:
+    """Settings a test changes for its `live` service (a test parametrizes `live_overrides`)."""
+    return {}
+
+
+@pytest.fixture
+def live(tmp_path: Path, live_overrides: dict[str, object]) -> Iterator[Live]:
+    settings = Settings.model_validate(
+        {
+            "db_url": f"sqlite:///{tmp_path / 'cases.db'}",
+            "secret": SECRET,
+            "model": "no-such-model",
+            "evidence_dir": tmp_path / "evidence",
+            "annotations_dir": tmp_path / "annotations",
+            "public_url": PUBLIC_URL,
+            **live_overrides,
+        }
     )
     app = create_app(settings)
     with serving(app) as base, httpx.Client(base_url=base, timeout=30) as client:
@@ -128,6 +140,77 @@ def test_one_address_spraying_a_password_over_many_names_gets_429(live: Live) ->
     limited = live.client.post("/v1/sessions", json={"username": "user99", "password": "Spring2026!"})
     assert limited.status_code == 429 and 0 < int(limited.headers["Retry-After"]) <= 60
     assert live.client.get("/v1/cases", headers=live.auth("cases:read")).status_code == 429  # the address
+
+
+def sign_in(live: Live, username: str, password: str, address: str) -> httpx.Response:
+    """A sign-in from `address` (uvicorn believes X-Forwarded-For from 127.0.0.1, a local proxy)."""
+    return live.client.post(
+        "/v1/sessions",
+        json={"username": username, "password": password},
+        headers={"X-Forwarded-For": address},
+    )
+
+
+def add_person(live: Live, username: str, password: str) -> None:
+    person = {"username": username, "password": password, "role": "inspector"}
+    made = live.client.post("/v1/users", json=person, headers=live.auth("admin"))
+    assert made.status_code == 201, made.text
+
+
+def test_a_guesser_locks_out_their_own_address_not_the_person(live: Live) -> None:
+    """Before, five wrong passwords for a name from anywhere shut the person out for 5 minutes."""
+    add_person(live, "inspector", "the inspector's own words")
+    for attempt in range(5):
+        assert sign_in(live, "inspector", f"guess {attempt}", "10.1.0.66").status_code == 401
+    for attempt in range(10):  # hammering on: refused before the password is even checked
+        throttled = sign_in(live, "inspector", f"guess {attempt}", "10.1.0.66")
+        assert throttled.status_code == 429 and 0 < int(throttled.headers["Retry-After"]) <= 300
+    person = sign_in(live, "inspector", "the inspector's own words", "10.1.0.7")
+    assert person.status_code == 200, person.text
+    assert sign_in(live, "inspector", "the inspector's own words", "10.1.0.66").status_code == 429
+
+
+def test_guessing_one_name_from_many_addresses_spares_where_the_person_signs_in(live: Live) -> None:
+    add_person(live, "chief", "the chief's own words!")
+    assert sign_in(live, "chief", "the chief's own words!", "10.2.0.7").status_code == 200  # the office
+    for bot in range(6):  # 30 failures from 6 addresses, 5 each: no address is throttled on its own
+        for attempt in range(5):
+            assert sign_in(live, "chief", f"guess {attempt}", f"10.3.0.{bot}").status_code == 401
+    braked = sign_in(live, "chief", "the chief's own words!", "10.4.0.1")  # a new address: the brake
+    assert braked.status_code == 429 and int(braked.headers["Retry-After"]) > 300
+    assert sign_in(live, "chief", "the chief's own words!", "10.2.0.7").status_code == 200
+
+
+RATED = {"key_rate_per_min": 6, "key_burst_s": 100, "key_rate_per_min_by_scope": {"report": 60}}
+
+
+@pytest.mark.parametrize("live_overrides", [RATED])
+def test_a_key_over_its_rate_gets_429_from_any_address_and_other_keys_go_on(live: Live) -> None:
+    """6 a minute with 100 s of burst: 10 at once, then one every 10 s; a `report` key (cameras)
+    60 a minute: 100 at once. Before, a key sent as fast as the service took its requests."""
+    reader = live.auth("cases:read")
+    for n in range(10):  # a leaked key moves from address to address: the key is counted
+        answer = live.client.get("/v1/cases", headers={**reader, "X-Forwarded-For": f"10.5.0.{n}"})
+        assert answer.status_code == 200, (n, answer.text)
+    limited = live.client.get("/v1/cases", headers={**reader, "X-Forwarded-For": "10.5.1.1"})
+    assert limited.status_code == 429 and limited.headers["content-type"] == "application/problem+json"
+    assert 0 < int(limited.headers["Retry-After"]) <= 10
+    key_id = live.keys["cases:read"].split("_")[1]
+    assert key_id in limited.json()["detail"] and "6 requests a minute" in limited.json()["detail"]
+    for _ in range(30):  # the camera role's rate: its bucket holds 100
+        assert live.client.get("/v1/sessions/current", headers=live.auth("report")).status_code == 200
+    metrics = live.client.get("/metrics", headers=live.auth("admin"))
+    assert metrics.status_code == 200  # another key is not held back by the first
+    assert f'streetorder_key_rate_limited_total{{key_id="{key_id}"}} 1.0' in metrics.text
+
+
+def test_the_key_rates_keep_a_bounded_memory(live: Live) -> None:
+    live.state.key_rates.kept = 2
+    for scope in ("admin", "report", "cases:read"):
+        assert live.client.get("/v1/sessions/current", headers=live.auth(scope)).status_code == 200
+    assert list(live.state.key_rates._buckets) == [
+        live.keys[s].split("_")[1] for s in ("report", "cases:read")
+    ]
 
 
 def test_addresses_that_never_failed_take_no_memory(live: Live) -> None:

@@ -48,7 +48,7 @@ from serve.api.routers import (
     supervision,
 )
 from serve.api.schemas import MAX_ID, bureau_timezone
-from serve.api.state import CasesByState, InferenceGate, Metrics, Service
+from serve.api.state import CasesByState, InferenceGate, KeyRates, Metrics, Service
 from serve.api.strictjson import StrictJson
 from serve.cases import errors
 from serve.cases.auth import KeyVerifier, server_secret
@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
             gate=InferenceGate(settings.inference_threads, settings.inference_queue),
             metrics=metrics,
             renders=Renders(settings.evidence_dir, settings.render_threads),
+            key_rates=KeyRates(settings),
         )
         if clock is not None:
             service.clock = clock

@@ -6,6 +6,7 @@ serve/api/deps.py, so a test builds a whole service from Settings and nothing is
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -97,11 +98,26 @@ class Metrics:
             "streetorder_inference_in_flight", "images being analysed or waiting", registry=r
         )
         self.model = Gauge("streetorder_model_info", "loaded model (value 1)", ["version"], registry=r)
+        self.key_limited = Counter(
+            "streetorder_key_rate_limited",
+            "requests refused 429 because their API key was over its rate",
+            ["key_id"],
+            registry=r,
+        )
+
+
+def remember(table: dict[str, T], name: str, value: T, kept: int) -> None:
+    """Put `name` last (newest) in `table` and forget the oldest names beyond `kept`: memory stays
+    bounded however many names (addresses, account names, keys) a flood makes up."""
+    table.pop(name, None)
+    table[name] = value
+    while len(table) > kept:
+        del table[next(iter(table))]
 
 
 class SignInThrottle:
-    """At most `attempts` failed sign-ins per account name in `window_s`, then 429 until the oldest
-    failure ages out: password guessing costs hours, a person who mistypes waits a few minutes."""
+    """At most `attempts` failures per name (an address, an account name) in `window_s`, then 429
+    until the oldest failure ages out."""
 
     def __init__(self, attempts: int = 5, window_s: float = 300.0, names_kept: int = 10_000) -> None:
         self.attempts = attempts
@@ -125,13 +141,90 @@ class SignInThrottle:
     def failed(self, username: str) -> None:
         with self._lock:
             name = username.lower()
-            self._failures[name] = [*self._failures.pop(name, []), time.monotonic()]  # newest last
-            while len(self._failures) > self.names_kept:
-                del self._failures[next(iter(self._failures))]
+            remember(self._failures, name, [*self._failures.get(name, []), time.monotonic()], self.names_kept)
 
     def succeeded(self, username: str) -> None:
         with self._lock:
             self._failures.pop(username.lower(), None)
+
+
+class SignInGuard:
+    """Failed sign-ins counted per (account name, address), so that whoever guesses locks out their
+    own address, not the person: five in 5 minutes, then 429 for that pair only. A person who
+    mistypes waits a few minutes; the same person elsewhere (or a colleague) signs in at once.
+
+    Guessing from many addresses meets a slower brake per name: `name_attempts` failures in
+    `name_window_s` from all addresses together, then 429 for the name, except from an address the
+    name signed in from before (remembered in memory, bounded): a botnet can then hold a name shut
+    for new addresses, never for the office its person works from. The per-address limit of the
+    service (`Service.client_failures`) counts the same failures across names.
+    """
+
+    def __init__(
+        self,
+        attempts: int = 5,
+        window_s: float = 300.0,
+        name_attempts: int = 30,
+        name_window_s: float = 900.0,
+        kept: int = 10_000,
+    ) -> None:
+        self.pairs = SignInThrottle(attempts, window_s, kept)
+        self.names = SignInThrottle(name_attempts, name_window_s, kept)
+        self.kept = kept
+        self._known: dict[str, None] = {}  # "address name" that signed in, newest last
+        self._lock = threading.Lock()
+
+    def wait_s(self, username: str, client: str) -> int:
+        """Seconds until `username` may try again from `client` (0: now)."""
+        pair = f"{client} {username.lower()}"
+        if wait := self.pairs.wait_s(pair):
+            return wait
+        with self._lock:
+            known = pair in self._known
+        return 0 if known else self.names.wait_s(username)
+
+    def failed(self, username: str, client: str) -> None:
+        self.pairs.failed(f"{client} {username.lower()}")
+        self.names.failed(username)
+
+    def succeeded(self, username: str, client: str) -> None:
+        pair = f"{client} {username.lower()}"
+        self.pairs.succeeded(pair)
+        with self._lock:
+            remember(self._known, pair, None, self.kept)
+
+
+class KeyRates:
+    """Requests per API key: a token bucket of `per_min` requests a minute (by the key's scopes,
+    `Settings.key_rate_per_min*`) holding up to `burst_s` seconds of them, so a leaked key or a
+    bridge stuck in a loop gets 429 with Retry-After instead of the service's whole capacity.
+    Only verified keys are counted, in the bounded memory the failure counters use."""
+
+    def __init__(self, settings: Settings, kept: int = 10_000) -> None:
+        self.default = settings.key_rate_per_min
+        self.by_scope = settings.key_rate_per_min_by_scope
+        self.burst_s = settings.key_burst_s
+        self.kept = kept
+        self._buckets: dict[str, tuple[float, float]] = {}  # key id -> (tokens, when), newest last
+        self._lock = threading.Lock()
+
+    def per_min(self, scopes: frozenset[str]) -> int:
+        """A key's rate: the highest its scopes (roles) give, at least the default."""
+        return max([self.default, *(self.by_scope.get(scope, 0) for scope in scopes)])
+
+    def wait_s(self, key_id: str, scopes: frozenset[str]) -> int:
+        """Take one request from the key's bucket: 0, or the seconds until one is there again."""
+        per_s = self.per_min(scopes) / 60.0
+        capacity = max(1.0, per_s * self.burst_s)
+        now = time.monotonic()
+        with self._lock:
+            tokens, then = self._buckets.get(key_id, (capacity, now))
+            tokens = min(capacity, tokens + (now - then) * per_s)
+            if tokens >= 1.0:
+                remember(self._buckets, key_id, (tokens - 1.0, now), self.kept)
+                return 0
+            remember(self._buckets, key_id, (tokens, now), self.kept)
+        return math.ceil((1.0 - tokens) / per_s)
 
 
 @dataclass
@@ -143,13 +236,14 @@ class Service:
     gate: InferenceGate
     metrics: Metrics
     renders: Renders  # blurred and annotated evidence, on slots of their own
+    key_rates: KeyRates  # requests per API key (429 past its rate)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # routers' `now`, never rules'
     detector: Detector | None = None
     flyers: FlyerFinder | None = None  # the flyer reader (None: off); its OCR model loads on first use
     model_error: str | None = None  # why no model is loaded (the case API still works)
-    sign_ins: SignInThrottle = field(default_factory=SignInThrottle)
+    sign_ins: SignInGuard = field(default_factory=SignInGuard)
     # failed API keys and sign-ins per client address: a key guesser, a password sprayer trying one
-    # password on many names (which the per-name limit above never sees) or a flood of garbage gets 429s
+    # password on many names (which the per-name limits above never see) or a flood of garbage gets 429s
     client_failures: SignInThrottle = field(
         default_factory=lambda: SignInThrottle(attempts=20, window_s=60.0)
     )

@@ -23,12 +23,11 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from serve.cases.enums import SCOPES
 from serve.cases.errors import InvalidInput, NotFound, Unauthorized
 from serve.cases.orm import ApiKey
 from serve.cases.settings import Settings
 
-SCOPES = ("detect", "report", "cases:read", "cases:write", "annotate", "evidence:raw", "admin")
-# annotate: Label Studio; evidence:raw: images without faces and plates blurred (serve/api/redaction.py)
 KEY_PREFIX = "so"
 MAX_NAME_LENGTH = 64  # api_keys.name, users.username and users.display_name
 DEV_SECRET = "streetorder-dev-mode-secret"

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+# What an API key may do (api_keys.scopes; Settings rates them): annotate: Label Studio;
+# evidence:raw: images without faces and plates blurred (serve/api/redaction.py)
+SCOPES = ("detect", "report", "cases:read", "cases:write", "annotate", "evidence:raw", "admin")
+
 
 class PhotoStatus(StrEnum):
     """What became of a photo that entered (serve/cases/intake.py)."""

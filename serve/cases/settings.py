@@ -18,9 +18,10 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from serve.cases.enums import SCOPES
 from vision.core.taxonomy import TAXONOMY, Taxonomy, load_taxonomy
 
 PACKAGED = Path(str(files("serve") / "packaged"))  # configs/ and models/ (links in a checkout)
@@ -103,6 +104,24 @@ class Settings(BaseSettings):
         description="mark the session cookie Secure (behind a TLS proxy); requests that arrive over https "
         "get it anyway",
     )
+    key_rate_per_min: int = Field(
+        default=600,
+        ge=1,
+        description="requests a minute one API key may make (10 a second), then 429 with Retry-After; "
+        "people's sessions are not counted, failed keys are counted per address",
+    )
+    key_rate_per_min_by_scope: dict[str, int] = Field(
+        default={"report": 2400, "detect": 1200},
+        description="higher rates for keys of these scopes (a key gets the highest of its scopes): "
+        "`report` keys push camera frames (2400: 20 cameras at 2 fps) and citizens' reports, "
+        "`detect` keys send photos to the model; JSON in the variable",
+    )
+    key_burst_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="a key may send this many seconds' worth of its rate at once (a bridge catching up "
+        "after a network outage), on top of the steady rate",
+    )
     public_url: str = Field(
         default="",
         pattern=r"^(https?://[^/?#\s]+(/[^?#\s]*)?)?$",
@@ -155,6 +174,15 @@ class Settings(BaseSettings):
     retrain_after: int = Field(
         default=0, description="queue retraining after this many new annotations (0: only on START_TRAINING)"
     )
+
+    @field_validator("key_rate_per_min_by_scope")
+    @classmethod
+    def _known_scopes(cls, rates: dict[str, int]) -> dict[str, int]:
+        """A misspelt scope would silently give its keys the default rate."""
+        for scope, rate in rates.items():
+            if scope not in SCOPES or rate < 1:
+                raise ValueError(f"{scope}: {rate}: expected a scope of {', '.join(SCOPES)} and a rate >= 1")
+        return rates
 
     def taxonomy(self) -> Taxonomy:
         """The one taxonomy of this configuration: the detector, the intake and the cameras all read it."""

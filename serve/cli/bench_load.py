@@ -126,6 +126,7 @@ def running_service(
         "STREETORDER_SECRET": SECRET,
         "STREETORDER_EVIDENCE_DIR": str(workdir / "evidence"),
         "STREETORDER_ANNOTATIONS_DIR": str(workdir / "annotations"),
+        "STREETORDER_KEY_RATE_PER_MIN": "100000000",  # the service's capacity is measured, not a key's
         **(env or {}),
     }
     port = free_port()

@@ -52,8 +52,8 @@ def session_out(principal: Principal, username: str | None, csrf: str | None) ->
 def create_session(
     body: SignInIn, request: Request, response: Response, session: DbSession, service: ServiceDep, now: Now
 ) -> SessionOut:
-    throttle = service.sign_ins
-    if wait := throttle.wait_s(body.username):
+    throttle, client = service.sign_ins, client_of(request)
+    if wait := throttle.wait_s(body.username, client):
         raise TooManyAttempts(f"too many failed sign-ins for '{body.username}'; try again in {wait} s", wait)
     pepper = service.verifier.pepper
     try:
@@ -61,11 +61,11 @@ def create_session(
             session, body.username, body.password, pepper, now, service.settings.session_hours
         )
     except Unauthorized:
-        throttle.failed(body.username)
-        service.client_failures.failed(client_of(request))  # one password on many names: per address
+        throttle.failed(body.username, client)
+        service.client_failures.failed(client)  # one password on many names: per address
         raise
     session.commit()
-    throttle.succeeded(body.username)
+    throttle.succeeded(body.username, client)
     request.state.principal = principal_of_user(user)  # the audit log names who signed in
     response.set_cookie(
         SESSION_COOKIE,
