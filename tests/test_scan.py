@@ -25,8 +25,9 @@ from PIL import ExifTags, Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from serve.cases.coords import wgs84_to_gcj02
 from serve.cases.db import MIGRATIONS, open_database
-from serve.cases.grids import load_grids
+from serve.cases.grids import haversine_m, load_grids
 from serve.cases.orm import Case, Evidence, Photo
 from serve.cases.scan import Listing, ScanInputError, iter_photos, read_sidecar
 from serve.cases.settings import get_settings
@@ -167,6 +168,18 @@ def test_sidecar_rows(tmp_path: Path) -> None:
     assert rows[(tmp_path / "c.jpg").resolve()].position is None
     assert rows[(tmp_path / "c.jpg").resolve()].taken_at == datetime(2026, 11, 20, 9, 0, tzinfo=TZ)
     assert rows[(tmp_path / "d.jpg").resolve()].taken_at is None
+
+
+def test_sidecar_positions_read_off_amap_are_kept_as_wgs84(tmp_path: Path) -> None:
+    """`scan --sidecar-crs gcj02`: positions a clerk read off AMap are some 500 m off WGS-84."""
+    lon, lat = 113.6265, 34.7235
+    gx, gy = (float(v) for v in wgs84_to_gcj02(lon, lat))
+    sidecar = tmp_path / "positions.csv"
+    sidecar.write_text(f"file,lat,lon,taken_at\na.jpg,{gy!r},{gx!r},\n", encoding="utf-8")
+    kept = read_sidecar(sidecar, TZ, "gcj02")[(tmp_path / "a.jpg").resolve()].position
+    assert kept is not None
+    assert haversine_m(kept.lat, kept.lon, lat, lon) < 0.01
+    assert haversine_m(gy, gx, lat, lon) > 300
 
 
 @pytest.mark.parametrize(
