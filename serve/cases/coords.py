@@ -102,23 +102,29 @@ def bd09_to_gcj02(lon: Degrees, lat: Degrees) -> tuple[np.ndarray, np.ndarray]:
     return _inverse(gcj02_to_bd09, lon, lat)
 
 
+_TO_WGS84: dict[str, tuple[_Convert, ...]] = {
+    "wgs84": (),
+    "gcj02": (gcj02_to_wgs84,),
+    "bd09": (bd09_to_gcj02, gcj02_to_wgs84),
+}
+_FROM_WGS84: dict[str, tuple[_Convert, ...]] = {
+    "wgs84": (),
+    "gcj02": (wgs84_to_gcj02,),
+    "bd09": (wgs84_to_gcj02, gcj02_to_bd09),
+}
+
+
 def to_wgs84(lon: Degrees, lat: Degrees, crs: CoordSystem) -> tuple[np.ndarray, np.ndarray]:
     """(lon, lat) given in `crs` as WGS-84."""
-    steps: list[_Convert] = {"wgs84": [], "gcj02": [gcj02_to_wgs84], "bd09": [bd09_to_gcj02, gcj02_to_wgs84]}[
-        crs
-    ]
-    return _through(steps, lon, lat)
+    return _through(_TO_WGS84[crs], lon, lat)
 
 
 def from_wgs84(lon: Degrees, lat: Degrees, crs: CoordSystem) -> tuple[np.ndarray, np.ndarray]:
     """WGS-84 (lon, lat) as `crs` gives it: what a map on that system's tiles draws."""
-    steps: list[_Convert] = {"wgs84": [], "gcj02": [wgs84_to_gcj02], "bd09": [wgs84_to_gcj02, gcj02_to_bd09]}[
-        crs
-    ]
-    return _through(steps, lon, lat)
+    return _through(_FROM_WGS84[crs], lon, lat)
 
 
-def _through(steps: list[_Convert], lon: Degrees, lat: Degrees) -> tuple[np.ndarray, np.ndarray]:
+def _through(steps: tuple[_Convert, ...], lon: Degrees, lat: Degrees) -> tuple[np.ndarray, np.ndarray]:
     """The steps applied to the points that are degrees at all; the others (NaN, infinite, beyond
     ±90° or ±180°: BD-09's formula has no box and would move them) pass through unchanged."""
     lon, lat = np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
