@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import os
 import re
 import signal
@@ -211,6 +212,18 @@ def test_bad_arguments_stop_before_scanning(tmp_path: Path, capsys: pytest.Captu
     sidecar.write_text("file,lat,lon,taken_at\nx.jpg,95,113,\n", encoding="utf-8")
     assert cli([str(tmp_path), "--sidecar", str(sidecar), "--db", db, "--out", str(tmp_path / "out")]) == 2
     assert f"{sidecar}:2: lat/lon" in capsys.readouterr().err
+    layout = json.loads((CONFIGS / "grids.example.geojson").read_text(encoding="utf-8"))
+    for name, declared, words in (
+        ("EPSG:3857", [], "'EPSG:3857' is not lon/lat degrees"),
+        ("gcj02", ["--grids-crs", "bd09"], "which is it"),
+    ):
+        grids = tmp_path / "grids.geojson"
+        grids.write_text(json.dumps({**layout, "crs": {"type": "name", "properties": {"name": name}}}))
+        assert (
+            cli([str(tmp_path), "--grids", str(grids), *declared, "--db", db, "--out", str(tmp_path / "out")])
+            == 2
+        )
+        assert words in capsys.readouterr().err
     assert cli([str(tmp_path), "--model", "no-such-model", "--db", db, "--out", str(tmp_path / "out")]) == 2
     assert "no model 'no-such-model'" in capsys.readouterr().err
     # a photo of a type not taken, given by name, is no list of paths: refused before anything starts
