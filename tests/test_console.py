@@ -634,9 +634,8 @@ def test_every_name_the_domain_can_answer_reads_in_both_languages(live: Live, br
     assert "20 分钟" in one(browser, "dl.facts").text  # 双十: the limit in minutes, in Chinese
 
 
-def test_map_draws_tiles_of_a_configured_tile_server_under_the_grids(live: Live, browser: Any) -> None:
-    """The optional background: XYZ tiles from the URL set on the map page (here a local server)."""
-    requested: list[tuple[int, int, int]] = []
+def serve_tiles(requested: list[tuple[int, int, int]]) -> ThreadingHTTPServer:
+    """A local XYZ tile server that notes each (z, x, y) asked of it; shut it down after."""
     tile = io.BytesIO()
     Image.new("RGB", (256, 256), (200, 220, 200)).save(tile, "PNG")
 
@@ -654,23 +653,66 @@ def test_map_draws_tiles_of_a_configured_tile_server_under_the_grids(live: Live,
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Tiles)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def tile_of(lat: float, lon: float, z: int) -> tuple[int, int, int]:
+    x = int((lon + 180) / 360 * 2**z)
+    y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * 2**z)
+    return z, x, y
+
+
+def set_tiles(browser: Any, server: ThreadingHTTPServer, crs: str | None = None) -> None:
+    field = one(browser, "#tile-url")
+    field.clear()
+    field.send_keys(f"http://127.0.0.1:{server.server_port}/{{z}}/{{x}}/{{y}}.png")
+    if crs is not None:
+        Select(one(browser, "#tile-crs")).select_by_value(crs)
+    one(browser, "#tile-form button[type=submit]").click()
+    one(browser, "#map.with-tiles g.tiles image")
+
+
+def test_map_draws_tiles_of_a_configured_tile_server_under_the_grids(live: Live, browser: Any) -> None:
+    """The optional background: XYZ tiles from the URL set on the map page (here a local server)."""
+    requested: list[tuple[int, int, int]] = []
+    server = serve_tiles(requested)
     try:
         sign_in(browser, live)
         visit(browser, live, "map", "map")
-        field = one(browser, "#tile-url")
-        field.clear()
-        field.send_keys(f"http://127.0.0.1:{server.server_port}/{{z}}/{{x}}/{{y}}.png")
-        one(browser, "#tile-form button[type=submit]").click()
-        one(browser, "#map.with-tiles g.tiles image")
+        set_tiles(browser, server)
         wait(browser, lambda d: len(requested) == len(css(d, "#map g.tiles image")), "tiles not fetched")
     finally:
         browser.execute_script("localStorage.removeItem('streetorder.tiles')")
         server.shutdown()
     _, lat, lon = GRID_LIFE  # the tile under a grid's centre is among those drawn
     z = requested[0][0]
-    x = int((lon + 180) / 360 * 2**z)
-    y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * 2**z)
-    assert 15 <= z <= 19 and (z, x, y) in requested and {r[0] for r in requested} == {z}
+    assert 15 <= z <= 19 and tile_of(lat, lon, z) in requested and {r[0] for r in requested} == {z}
+
+
+def test_map_on_amap_tiles_draws_the_grids_where_amap_shows_their_streets(live: Live, browser: Any) -> None:
+    """Tiles of AMap or Tencent are GCJ-02: with that system chosen, the map asks the server for its
+    GeoJSON in GCJ-02 (no formula in the browser), so the tiles drawn are those under the grids'
+    GCJ-02 places, some 500 m from their WGS-84 ones."""
+    from serve.cases.coords import wgs84_to_gcj02
+
+    requested: list[tuple[int, int, int]] = []
+    server = serve_tiles(requested)
+    try:
+        sign_in(browser, live)
+        visit(browser, live, "map", "map")
+        set_tiles(browser, server, "gcj02")
+        wait(browser, lambda d: len(requested) == len(css(d, "#map g.tiles image")), "tiles not fetched")
+        assert Select(one(browser, "#tile-crs")).first_selected_option.get_attribute("value") == "gcj02"
+        asked = browser.execute_script("return performance.getEntriesByType('resource').map((e) => e.name)")
+        assert any(url.endswith("/v1/grids.geojson?crs=gcj02") for url in asked)
+        assert any("/v1/cases.geojson?" in url and "crs=gcj02" in url for url in asked)
+    finally:
+        browser.execute_script("localStorage.removeItem('streetorder.tiles')")
+        browser.execute_script("localStorage.removeItem('streetorder.tiles.crs')")
+        server.shutdown()
+    _, lat, lon = GRID_LIFE
+    gx, gy = (float(v) for v in wgs84_to_gcj02(lon, lat))
+    assert tile_of(gy, gx, requested[0][0]) in requested
 
 
 def test_the_map_keeps_the_grid_layout_and_a_chosen_day_ends_the_chart(live: Live, browser: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import os
 import re
 import signal
@@ -25,8 +26,9 @@ from PIL import ExifTags, Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from serve.cases.coords import wgs84_to_gcj02
 from serve.cases.db import MIGRATIONS, open_database
-from serve.cases.grids import load_grids
+from serve.cases.grids import haversine_m, load_grids
 from serve.cases.orm import Case, Evidence, Photo
 from serve.cases.scan import Listing, ScanInputError, iter_photos, read_sidecar
 from serve.cases.settings import get_settings
@@ -169,6 +171,18 @@ def test_sidecar_rows(tmp_path: Path) -> None:
     assert rows[(tmp_path / "d.jpg").resolve()].taken_at is None
 
 
+def test_sidecar_positions_read_off_amap_are_kept_as_wgs84(tmp_path: Path) -> None:
+    """`scan --sidecar-crs gcj02`: positions a clerk read off AMap are some 500 m off WGS-84."""
+    lon, lat = 113.6265, 34.7235
+    gx, gy = (float(v) for v in wgs84_to_gcj02(lon, lat))
+    sidecar = tmp_path / "positions.csv"
+    sidecar.write_text(f"file,lat,lon,taken_at\na.jpg,{gy!r},{gx!r},\n", encoding="utf-8")
+    kept = read_sidecar(sidecar, TZ, "gcj02")[(tmp_path / "a.jpg").resolve()].position
+    assert kept is not None
+    assert haversine_m(kept.lat, kept.lon, lat, lon) < 0.01
+    assert haversine_m(gy, gx, lat, lon) > 300
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -198,6 +212,18 @@ def test_bad_arguments_stop_before_scanning(tmp_path: Path, capsys: pytest.Captu
     sidecar.write_text("file,lat,lon,taken_at\nx.jpg,95,113,\n", encoding="utf-8")
     assert cli([str(tmp_path), "--sidecar", str(sidecar), "--db", db, "--out", str(tmp_path / "out")]) == 2
     assert f"{sidecar}:2: lat/lon" in capsys.readouterr().err
+    layout = json.loads((CONFIGS / "grids.example.geojson").read_text(encoding="utf-8"))
+    for name, declared, words in (
+        ("EPSG:3857", [], "'EPSG:3857' is not lon/lat degrees"),
+        ("gcj02", ["--grids-crs", "bd09"], "which is it"),
+    ):
+        grids = tmp_path / "grids.geojson"
+        grids.write_text(json.dumps({**layout, "crs": {"type": "name", "properties": {"name": name}}}))
+        assert (
+            cli([str(tmp_path), "--grids", str(grids), *declared, "--db", db, "--out", str(tmp_path / "out")])
+            == 2
+        )
+        assert words in capsys.readouterr().err
     assert cli([str(tmp_path), "--model", "no-such-model", "--db", db, "--out", str(tmp_path / "out")]) == 2
     assert "no model 'no-such-model'" in capsys.readouterr().err
     # a photo of a type not taken, given by name, is no list of paths: refused before anything starts

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from serve.api.problems import xml_text
 from serve.api.schemas import Open311Created, Open311Request, Open311Service
 from serve.cases.closing import own_remark
+from serve.cases.coords import CoordSystem, position_to_wgs84
 from serve.cases.enums import REPORT_STEP, Action, CaseSource, EvidenceRole, EvidenceStep, State
 from serve.cases.errors import InvalidInput
 from serve.cases.findings import CaseRules, CaseUpdate, Finding, lock_intake, record_finding
@@ -256,8 +257,10 @@ def place_of(
     address_string: str | None,
     address_id: str | None,
     rules: CaseRules,
+    coord_system: CoordSystem = "wgs84",
 ) -> tuple[Position, str] | None:
-    """Where a request is and how that is known; None where a person must place it.
+    """Where a request is and how that is known; None where a person must place it. lat/long
+    come in `coord_system` (a WeChat mini-program's or AMap's gcj02) and are kept as WGS-84.
 
     Refuses a place outside every grid of the layout (the jurisdiction check of the photo intake).
     """
@@ -266,7 +269,7 @@ def place_of(
     if lat is not None and lon is not None:
         if (lat, lon) == (0, 0):
             raise InvalidInput("lat/long", "(0, 0) is where a phone without a GPS fix puts a report")
-        position, how = Position(lat, lon), "lat/long"
+        position, how = Position(*position_to_wgs84(lat, lon, coord_system)), "lat/long"
     else:
         if not (address_string and address_string.strip()) and not address_id:
             raise InvalidInput("lat/long", "required, unless an address_string or address_id says where")

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from serve.cases.auth import MAX_NAME_LENGTH
+from serve.cases.coords import CoordSystem
 from serve.cases.enums import (
     AiReview,
     CaseSource,
@@ -42,6 +43,10 @@ MAX_ID = 2**63 - 1  # the largest row id SQLite and PostgreSQL can hold: larger 
 ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")  # how an ISO 8601 date and time begins
 ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 TIME_EXAMPLE = "2026-05-06T09:30:00+08:00"
+COORD_SYSTEM_HELP = (
+    "coordinate system of the position sent: wgs84 (GPS, EXIF), gcj02 (AMap, Tencent maps, WeChat "
+    "wx.getLocation type 'gcj02') or bd09 (Baidu maps); converted, the case keeps WGS-84"
+)
 
 
 def iso_time(value: Any) -> Any:
@@ -353,6 +358,18 @@ class CaseQuery(BaseModel):
     as_of: Instant | None = Field(default=None, description="when `overdue` is judged; default now")
     limit: int = Field(default=50, ge=1, le=1000, description="page size (GeoJSON: most features returned)")
     cursor: str | None = Field(default=None, description="`next_cursor` of the previous page")
+
+
+MAP_CRS_HELP = (
+    "coordinate system of the geometry returned: wgs84 (default), gcj02 (to draw on AMap or Tencent "
+    "tiles) or bd09 (Baidu); the data stays WGS-84, this is only how it is drawn"
+)
+
+
+class CaseMapQuery(CaseQuery):
+    """The filters of /v1/cases.geojson, and the coordinate system of the map that draws it."""
+
+    crs: CoordSystem = Field(default="wgs84", description=MAP_CRS_HELP)
 
 
 class CasePage(Schema):

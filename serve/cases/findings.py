@@ -105,7 +105,7 @@ def load_case_rules(settings: Settings, *, grids: GridIndex | None = None) -> Ca
     return CaseRules(
         taxonomy=taxonomy,
         calendar=load_calendar(settings.configs_dir / "calendar.yaml"),
-        grids=grids if grids is not None else load_grids(settings.grids),
+        grids=grids if grids is not None else load_grids(settings.grids, settings.grids_crs),
         radius_m=settings.duplicate_radius_m,
         window=timedelta(hours=settings.duplicate_window_h),
         prefix=settings.case_prefix,

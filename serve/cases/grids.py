@@ -1,9 +1,14 @@
 """Unit grids (单元网格): which grid a position lies in, and how large each grid is.
 
-A bureau's grids come as GeoJSON polygons (WGS-84 lon/lat) with the grid code and the street and
-community in the properties. The code has 15 digits: county division (6, GB/T 2260) + street (3)
-+ community (3) + sequence (3); legacy systems use 14 (2-digit sequence) and are accepted as they
-are, never rewritten, so codes still match the bureau's other systems.
+A bureau's grids come as GeoJSON polygons (lon/lat degrees) with the grid code and the street and
+community in the properties. Grids drawn on a Chinese basemap are GCJ-02 (AMap, Tencent) or BD-09
+(Baidu), 300-700 m off WGS-84: the file's legacy `crs` member or the declared system (the
+`grids_crs` setting, `scan --grids-crs`) says so, and they are converted to WGS-84 when read
+(`serve.cases.coords`); a projected or unknown CRS is refused rather than read as degrees.
+
+The code has 15 digits: county division (6, GB/T 2260) + street (3) + community (3) + sequence
+(3); legacy systems use 14 (2-digit sequence) and are accepted as they are, never rewritten, so
+codes still match the bureau's other systems.
 
 Points on a shared edge or vertex touch several grids. The rule, so that the same photo always
 lands in the same grid: a point belongs to the grid whose interior holds it; on a boundary, to the
@@ -31,6 +36,7 @@ import shapely
 from shapely.geometry import MultiPolygon, Point, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
+from serve.cases.coords import COORD_SYSTEMS, CoordSystem, geometry_to_wgs84
 from vision.core.yamlfile import ConfigError
 
 EARTH_RADIUS_M = 6_371_008.8  # mean radius: haversine distances and spherical areas
@@ -118,8 +124,9 @@ class GridIndex:
         return self._grids[int(min(hits))]  # grids are sorted by code, so the lowest index wins
 
 
-def load_grids(path: Path | str) -> GridIndex:
-    """Read a GeoJSON FeatureCollection of unit grid polygons (properties: code, street, community)."""
+def load_grids(path: Path | str, crs: CoordSystem | None = None) -> GridIndex:
+    """Read a GeoJSON FeatureCollection of unit grid polygons (properties: code, street, community)
+    in `crs` (else the file's `crs` member, else WGS-84); the grids kept are WGS-84."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -130,12 +137,45 @@ def load_grids(path: Path | str) -> GridIndex:
     features = data.get("features")
     if not isinstance(features, list) or not features:
         raise GridError(f"{path}: 'features' must be a non-empty list")
+    crs = _coord_system(data.get("crs"), crs, str(path))
     return GridIndex(
-        [_grid_of(feature, f"{path}: features[{i}]") for i, feature in enumerate(features)], str(path)
+        [_grid_of(feature, f"{path}: features[{i}]", crs) for i, feature in enumerate(features)], str(path)
     )
 
 
-def _grid_of(feature: Any, where: str) -> Grid:
+_CRS_NAMES: dict[str, CoordSystem] = {
+    "wgs84": "wgs84",
+    "epsg:4326": "wgs84",
+    "urn:ogc:def:crs:epsg::4326": "wgs84",
+    "urn:ogc:def:crs:ogc:1.3:crs84": "wgs84",
+    "crs84": "wgs84",
+    "gcj02": "gcj02",
+    "bd09": "bd09",
+}
+
+
+def _coord_system(member: Any, declared: CoordSystem | None, where: str) -> CoordSystem:
+    """The file's coordinate system: its legacy GeoJSON `crs` member (2008 form, `{"type": "name",
+    "properties": {"name": ...}}`) where it has one, which must agree with a declared one."""
+    if member is None:
+        return declared or "wgs84"
+    name = member.get("properties", {}).get("name") if isinstance(member, dict) else None
+    if not isinstance(name, str):
+        raise GridError(
+            f"{where}: crs: only a named CRS is read ({{'type': 'name', 'properties': {{'name': ...}}}})"
+        )
+    found = _CRS_NAMES.get(name.strip().lower().replace("-", "").replace("_", ""))
+    if found is None:
+        raise GridError(
+            f"{where}: crs: {name!r} is not lon/lat degrees in {', '.join(COORD_SYSTEMS)} "
+            "(EPSG:4326, CRS84, GCJ-02 or BD-09); reproject the grids to WGS-84 degrees"
+        )
+    if declared is not None and declared != found:
+        raise GridError(f"{where}: crs: the file says {name!r} but {declared} was declared; which is it?")
+    return found
+
+
+def _grid_of(feature: Any, where: str, crs: CoordSystem) -> Grid:
     if not isinstance(feature, dict) or not isinstance(feature.get("properties"), dict):
         raise GridError(f"{where}: a feature with 'properties' expected")
     props = feature["properties"]
@@ -156,7 +196,8 @@ def _grid_of(feature: Any, where: str) -> Grid:
         raise GridError(f"{where}.geometry: invalid polygon ({shapely.is_valid_reason(geometry)})")
     lon_min, lat_min, lon_max, lat_max = geometry.bounds
     if not (-180 <= lon_min <= lon_max <= 180 and -90 <= lat_min <= lat_max <= 90):
-        raise GridError(f"{where}.geometry: coordinates must be WGS-84 [lon, lat] degrees")
+        raise GridError(f"{where}.geometry: coordinates must be [lon, lat] degrees (WGS-84, GCJ-02 or BD-09)")
+    geometry = geometry_to_wgs84(geometry, crs)
     return Grid(
         code=str(code),
         name=str(props.get("name") or code),

@@ -42,6 +42,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 
+from serve.cases.coords import CoordSystem, position_to_wgs84
 from serve.cases.db import transaction
 from serve.cases.enums import PhotoSource, PhotoStatus
 from serve.cases.findings import CaseRules
@@ -254,10 +255,11 @@ def _listed(list_file: Path) -> Iterator[Path | str]:
             raise _not_a_list(list_file) from None
 
 
-def read_sidecar(path: Path, local_tz: tzinfo) -> dict[Path, Given]:
+def read_sidecar(path: Path, local_tz: tzinfo, crs: CoordSystem = "wgs84") -> dict[Path, Given]:
     """`file,lat,lon,taken_at` rows for photos without EXIF GPS or time, keyed by resolved path.
 
-    `file` is relative to the CSV's folder (or absolute); lat/lon WGS-84 degrees, both or neither;
+    `file` is relative to the CSV's folder (or absolute); lat/lon degrees in `crs` (positions taken
+    off AMap are gcj02), kept as WGS-84, both or neither;
     taken_at ISO 8601, in `local_tz` when it has no offset. Any bad row stops the scan before it
     starts, naming the line: a half-applied sidecar would file cases at wrong places.
     """
@@ -281,11 +283,11 @@ def read_sidecar(path: Path, local_tz: tzinfo) -> dict[Path, Given]:
             key = (path.parent / name).resolve()
             if key in rows:
                 raise ScanInputError(f"{where}: file: {name} is listed twice")
-            rows[key] = Given(_sidecar_position(row, where), _sidecar_time(row, where, local_tz))
+            rows[key] = Given(_sidecar_position(row, where, crs), _sidecar_time(row, where, local_tz))
     return rows
 
 
-def _sidecar_position(row: dict[str, str], where: str) -> Position | None:
+def _sidecar_position(row: dict[str, str], where: str, crs: CoordSystem) -> Position | None:
     lat_text, lon_text = (row["lat"] or "").strip(), (row["lon"] or "").strip()
     if not lat_text and not lon_text:
         return None
@@ -294,8 +296,8 @@ def _sidecar_position(row: dict[str, str], where: str) -> Position | None:
     except ValueError:
         raise ScanInputError(f"{where}: lat/lon: {lat_text!r}, {lon_text!r} are not both numbers") from None
     if not (-90 <= lat <= 90 and -180 <= lon <= 180) or (lat, lon) == (0.0, 0.0):
-        raise ScanInputError(f"{where}: lat/lon: ({lat}, {lon}) is not a WGS-84 position")
-    return Position(lat, lon)
+        raise ScanInputError(f"{where}: lat/lon: ({lat}, {lon}) is not a position in degrees")
+    return Position(*position_to_wgs84(lat, lon, crs))
 
 
 def _sidecar_time(row: dict[str, str], where: str, local_tz: tzinfo) -> datetime | None:

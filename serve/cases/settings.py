@@ -21,6 +21,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from serve.cases.coords import CoordSystem
 from serve.cases.enums import SCOPES
 from vision.core.taxonomy import TAXONOMY, Taxonomy, load_taxonomy
 
@@ -52,6 +53,11 @@ class Settings(BaseSettings):
     )
     grids: Path = Field(
         default=PACKAGED_CONFIGS / "grids.example.geojson", description="GeoJSON of unit grids"
+    )
+    grids_crs: CoordSystem | None = Field(
+        default=None,
+        description="coordinate system of the grids file: wgs84, gcj02 (drawn on AMap or Tencent maps) or "
+        "bd09 (Baidu); unset: the file's own crs member, else wgs84. Grids are kept as WGS-84",
     )
     models_dir: Path = Field(
         default=PACKAGED_MODELS,

@@ -74,7 +74,8 @@ def prepare_photos(root: Path, count: int, size: tuple[int, int], dataset: Path)
         return folder
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    grids = list(load_grids(get_settings().grids))
+    settings = get_settings()
+    grids = list(load_grids(settings.grids, settings.grids_crs))
     bases = []
     for source in pick_sample_photos(dataset, min(count, BASE_PHOTOS)):
         with Image.open(source) as image:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from serve.cases.coords import CoordSystem
 from serve.cases.grids import EARTH_RADIUS_M, load_grids
 from serve.cases.settings import get_settings
 from serve.cli import scan
@@ -56,10 +57,12 @@ def offset(position: Position, north_m: float, east_m: float) -> Position:
     return Position(lat, lon)
 
 
-def prepare(photos: list[Path], out: Path, grids_path: Path) -> list[Path]:
+def prepare(
+    photos: list[Path], out: Path, grids_path: Path, grids_crs: CoordSystem | None = None
+) -> list[Path]:
     """Copies of `photos` with EXIF GPS on the grids and patrol times; the last two are made bad."""
     out.mkdir(parents=True, exist_ok=True)
-    grids = list(load_grids(grids_path))
+    grids = list(load_grids(grids_path, grids_crs))
     written = []
     for i, source in enumerate(photos):
         grid = grids[(i if i < 2 else i - 1) % len(grids)]  # photos 1 and 2: the same grid
@@ -100,7 +103,9 @@ def cli(argv: list[str] | None = None) -> int:
         return 1
     shutil.rmtree(args.out, ignore_errors=True)
     grids = settings.grids
-    photos = prepare(pick_sample_photos(args.dataset, args.photos), args.out / "photos", grids)
+    photos = prepare(
+        pick_sample_photos(args.dataset, args.photos), args.out / "photos", grids, settings.grids_crs
+    )
     print(
         f"demo: {len(photos)} patrol photos in {args.out / 'photos'}: real garbage-cn validation photos "
         f"from {args.dataset}, with EXIF GPS on the example grids ({grids.name}) and times written by "

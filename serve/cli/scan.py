@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
+from serve.cases.coords import COORD_SYSTEMS
 from serve.cases.db import open_database
 from serve.cases.findings import (
     load_case_rules,
@@ -53,9 +54,9 @@ def cli(argv: list[str]) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     _log_to(args.out / "scan.log")
     try:
-        rules = load_case_rules(settings, grids=load_grids(args.grids))
+        rules = load_case_rules(settings, grids=load_grids(args.grids, args.grids_crs))
         local_tz = ZoneInfo(args.timezone) if args.timezone else rules.calendar.timezone
-        sidecar = read_sidecar(args.sidecar, local_tz) if args.sidecar else {}
+        sidecar = read_sidecar(args.sidecar, local_tz, args.sidecar_crs) if args.sidecar else {}
         inputs = [p.expanduser() for p in args.paths]
         for source in inputs:
             if not source.exists():
@@ -290,7 +291,20 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     p.add_argument("--db", default=settings.db_url, help="SQLAlchemy URL of the case database")
     p.add_argument("--grids", type=Path, default=settings.grids, help="GeoJSON of unit grids")
     p.add_argument("--out", type=Path, default=Path("out"), help="folder for report.html, cases.* and crops")
+    p.add_argument(
+        "--grids-crs",
+        choices=COORD_SYSTEMS,
+        default=settings.grids_crs,
+        help="coordinate system of --grids (gcj02: AMap/Tencent, bd09: Baidu); default: grids_crs, "
+        "else the file's crs member, else wgs84",
+    )
     p.add_argument("--sidecar", type=Path, help="CSV file,lat,lon,taken_at for photos without EXIF GPS/time")
+    p.add_argument(
+        "--sidecar-crs",
+        choices=COORD_SYSTEMS,
+        default="wgs84",
+        help="coordinate system of the sidecar's lat/lon (gcj02: read off AMap/Tencent, bd09: Baidu)",
+    )
     p.add_argument(
         "--timezone", help="timezone of EXIF times without offset (default: configs/calendar.yaml)"
     )

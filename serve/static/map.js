@@ -1,6 +1,8 @@
 // The map, drawn offline in SVG from GeoJSON: unit grids coloured by open cases per km², case markers
-// coloured by event class. A tile server (WGS-84 / Web Mercator XYZ tiles, e.g. a bureau's own
-// OpenStreetMap server) can be set as an optional background; without one nothing leaves the network.
+// coloured by event class. A tile server (Web Mercator XYZ tiles, e.g. a bureau's own OpenStreetMap
+// server) can be set as an optional background; without one nothing leaves the network. Tiles of a
+// Chinese map are GCJ-02 (AMap, Tencent) or BD-09 (Baidu): with the tiles' system set, the server
+// returns the GeoJSON in it (`crs`), so grids and markers lie on their streets. No formula here.
 import { getJSON, query } from "./api.js";
 import { FINAL, STATES } from "./cases.js";
 import { events } from "./catalog.js";
@@ -11,6 +13,8 @@ const WIDTH = 960;
 const HEIGHT = 600;
 const PAD = 28;
 const TILE_SETTING = "streetorder.tiles";
+const TILE_CRS_SETTING = "streetorder.tiles.crs";
+const TILE_SYSTEMS = ["wgs84", "gcj02", "bd09"];
 const EARTH_CIRCUMFERENCE_M = 40075016.686;
 const MAX_CASES = 1000;
 
@@ -83,9 +87,12 @@ export async function mapPage(_, params) {
   const showAll = params.get("all") === "1";
   // the newest MAX_CASES of the cases asked for: open ones only unless final ones are wanted too
   const filter = { state: showAll ? [] : STATES.filter((state) => !FINAL.includes(state)) };
+  const tileUrl = localStorage.getItem(TILE_SETTING) || "";
+  const tileCrs = (tileUrl && localStorage.getItem(TILE_CRS_SETTING)) || "wgs84";
+  const drawnIn = tileCrs === "wgs84" ? {} : { crs: tileCrs }; // positions as the tiles place streets
   const [grids, cases, counted, catalog] = await Promise.all([
-    getJSON("/v1/grids.geojson"),
-    getJSON(`/v1/cases.geojson${query({ ...filter, limit: MAX_CASES })}`),
+    getJSON(`/v1/grids.geojson${query(drawnIn)}`),
+    getJSON(`/v1/cases.geojson${query({ ...filter, ...drawnIn, limit: MAX_CASES })}`),
     getJSON(`/v1/cases${query({ ...filter, limit: 1 })}`),
     events(),
   ]);
@@ -104,7 +111,6 @@ export async function mapPage(_, params) {
   const path = (geometry) =>
     rings(geometry).map((ring) => `M${ring.map((p) => project(p).map((v) => v.toFixed(1)).join(" ")).join("L")}Z`).join("");
   const densest = Math.max(0, ...grids.features.map((f) => f.properties.open_per_km2 || 0));
-  const tileUrl = localStorage.getItem(TILE_SETTING) || "";
 
   const gridShapes = grids.features.map((f) => {
     const g = f.properties;
@@ -147,8 +153,11 @@ export async function mapPage(_, params) {
     h("label", { class: "toggle" }, h("input", { type: "checkbox", id: "show-all", checked: showAll, onchange: (e) => go("map", { all: e.target.checked ? "1" : "" }) }), t("map.all")));
 
   const tileInput = h("input", { id: "tile-url", type: "url", value: tileUrl, placeholder: "https://tiles.example/{z}/{x}/{y}.png", size: 48 });
+  const crsInput = h("select", { id: "tile-crs" },
+    TILE_SYSTEMS.map((crs) => h("option", { value: crs, selected: crs === tileCrs }, t(`map.crs.${crs}`))));
   const settings = h("form", { class: "tile-setting", id: "tile-form" },
     h("label", { for: "tile-url" }, t("map.tiles")), tileInput,
+    h("label", { for: "tile-crs" }, t("map.tiles_crs")), crsInput,
     h("button", { type: "submit" }, t("save")),
     h("p", { class: "hint" }, t("map.tiles_hint")));
   settings.addEventListener("submit", (event) => {
@@ -156,6 +165,8 @@ export async function mapPage(_, params) {
     const value = tileInput.value.trim();
     if (value) localStorage.setItem(TILE_SETTING, value);
     else localStorage.removeItem(TILE_SETTING);
+    if (value && crsInput.value !== "wgs84") localStorage.setItem(TILE_CRS_SETTING, crsInput.value);
+    else localStorage.removeItem(TILE_CRS_SETTING);
     go("map", { all: showAll ? "1" : "" });
   });
 

@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, tzinfo
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Header, Path, Query, Response, status
 from sqlalchemy import ColumnElement, Select, and_, func, not_, or_, select
 from sqlalchemy.orm import Session, object_session, selectinload
@@ -16,6 +17,7 @@ from serve.api.deps import CaseId, DbSession, Now, Reader, ServiceDep, Writer
 from serve.api.schemas import (
     MAX_ID,
     CaseDetail,
+    CaseMapQuery,
     CasePage,
     CaseQuery,
     CaseSummary,
@@ -30,6 +32,7 @@ from serve.api.schemas import (
 )
 from serve.cases.auth import Principal
 from serve.cases.closing import failed_checks, override_note, standing_after_photo
+from serve.cases.coords import crs_member, from_wgs84
 from serve.cases.domain import Domain
 from serve.cases.enums import EvidenceStep, ExtensionState
 from serve.cases.errors import AfterPhotoFailed, InvalidInput, NotFound, PreconditionRequired, StaleVersion
@@ -214,7 +217,7 @@ def list_cases(
 )
 def cases_geojson(
     principal: Reader,
-    q: Annotated[CaseQuery, Query()],
+    q: Annotated[CaseMapQuery, Query()],
     session: DbSession,
     service: ServiceDep,
     now: Now,
@@ -222,16 +225,18 @@ def cases_geojson(
     as_of = q.as_of or now
     local_tz = service.domain.rules.calendar.timezone
     known_events(q, service.domain)
+    cases = list(session.scalars(filtered(q, as_of, principal, local_tz).limit(q.limit)))
+    xs, ys = from_wgs84(np.array([c.lon for c in cases]), np.array([c.lat for c in cases]), q.crs)
     features = [
         {
             "type": "Feature",
             "id": case.id,
-            "geometry": {"type": "Point", "coordinates": [case.lon, case.lat]},
-            "properties": summary(case, as_of).model_dump(mode="json"),
+            "geometry": {"type": "Point", "coordinates": [float(x), float(y)]},
+            "properties": summary(case, as_of).model_dump(mode="json"),  # lat/lon: the case's WGS-84
         }
-        for case in session.scalars(filtered(q, as_of, principal, local_tz).limit(q.limit))
+        for case, x, y in zip(cases, xs, ys, strict=True)
     ]
-    return {"type": "FeatureCollection", "features": features}
+    return {"type": "FeatureCollection", "features": features, **crs_member(q.crs)}
 
 
 @router.get("/v1/departments", response_model=DepartmentsOut, summary="Departments cases go to")

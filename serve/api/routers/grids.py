@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from shapely.geometry import mapping
 
 from serve.api.deps import DbSession, Reader, ServiceDep
+from serve.api.schemas import MAP_CRS_HELP
+from serve.cases.coords import CoordSystem, crs_member, geometry_from_wgs84
 from serve.cases.stats import worst_spots
 
 router = APIRouter(tags=["grids"])
@@ -23,16 +25,17 @@ def grids_geojson(
     _: Reader,
     session: DbSession,
     service: ServiceDep,
+    crs: Annotated[CoordSystem, Query(description=MAP_CRS_HELP)] = "wgs84",
 ) -> dict[str, Any]:
     grids = service.domain.rules.grids
     if grids is None:
-        return {"type": "FeatureCollection", "features": []}
+        return {"type": "FeatureCollection", "features": [], **crs_member(crs)}
     open_now = {spot["grid_code"]: spot["open_cases"] for spot in worst_spots(session, grids, sys.maxsize)}
     features = [
         {
             "type": "Feature",
             "id": grid.code,
-            "geometry": mapping(grid.geometry),
+            "geometry": mapping(geometry_from_wgs84(grid.geometry, crs)),
             "properties": {
                 "code": grid.code,
                 "name": grid.name,
@@ -45,4 +48,4 @@ def grids_geojson(
         }
         for grid in grids
     ]
-    return {"type": "FeatureCollection", "features": features}
+    return {"type": "FeatureCollection", "features": features, **crs_member(crs)}

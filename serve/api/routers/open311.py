@@ -39,6 +39,7 @@ from serve.api.open311 import (
 )
 from serve.api.redaction import PRIVACY_HEADER
 from serve.api.schemas import (
+    COORD_SYSTEM_HELP,
     CitizenRequestOut,
     Open311Created,
     Open311Discovery,
@@ -49,6 +50,7 @@ from serve.api.schemas import (
     Open311Token,
     Placement,
 )
+from serve.cases.coords import CoordSystem
 from serve.cases.enums import EvidenceRole
 from serve.cases.errors import Conflict, InvalidInput, NotFound
 from serve.cases.evidence import evidence_file
@@ -124,12 +126,15 @@ def post_request(
     service: ServiceDep,
     now: Now,
     service_code: Annotated[str, Form(description="from services")],
-    lat: Annotated[float | None, Form(ge=-90, le=90, description="WGS-84 latitude")] = None,
-    long: Annotated[float | None, Form(ge=-180, le=180, description="WGS-84 longitude")] = None,
+    lat: Annotated[
+        float | None, Form(ge=-90, le=90, description="latitude (in coord_system, WGS-84 by default)")
+    ] = None,
+    long: Annotated[float | None, Form(ge=-180, le=180, description="longitude (in coord_system)")] = None,
     address_string: Annotated[
         str | None, Form(max_length=500, description="address as the citizen wrote it; kept as written")
     ] = None,
     address_id: Annotated[str | None, Form(max_length=32, description="a unit grid code")] = None,
+    coord_system: Annotated[CoordSystem, Form(description=COORD_SYSTEM_HELP)] = "wgs84",
     description: Annotated[str | None, Form(max_length=4000, description="what the citizen saw")] = None,
     media_url: Annotated[str | None, Form(max_length=2000, description="URL of the citizen's photo")] = None,
     email: Annotated[str | None, Form(max_length=200, description="for a reply; never published")] = None,
@@ -149,11 +154,12 @@ def post_request(
     event = event_of_code(rules.taxonomy, service_code)
     if media_url and not media_url.startswith(("http://", "https://")):
         raise InvalidInput("media_url", "an http:// or https:// address of the photo")
-    place = place_of(lat, long, address_string, address_id, rules)
+    place = place_of(lat, long, address_string, address_id, rules, coord_system)
     fields: dict[str, Any] = {
         "service_code": service_code,
         "lat": lat,
         "long": long,
+        **({"coord_system": coord_system} if coord_system != "wgs84" else {}),  # as sent; the case is WGS-84
         "address_string": address_string,
         "address_id": address_id,
         "description": description,

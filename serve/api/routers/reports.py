@@ -22,9 +22,10 @@ from sqlalchemy.orm import Session
 from serve.api.deps import DetectorDep, ImageUpload, Now, Reporting, ServiceDep, UploadedImage
 from serve.api.idempotency import REPLAY_HEADER, run_once
 from serve.api.routers.detect import Analysis, analyse, detections_out
-from serve.api.schemas import CaseRef, IsoTime, ReportResponse
+from serve.api.schemas import COORD_SYSTEM_HELP, CaseRef, IsoTime, ReportResponse
 from serve.api.state import Service
 from serve.cases.auth import Principal
+from serve.cases.coords import CoordSystem, position_to_wgs84
 from serve.cases.enums import PhotoSource, PhotoStatus
 from serve.cases.errors import InvalidInput
 from serve.cases.evidence import image_path, store_image
@@ -64,15 +65,18 @@ def report(
     detector: DetectorDep,
     now: Now,
     lat: Annotated[
-        float | None, Form(ge=-90, le=90, description="WGS-84 latitude, where the photo has no EXIF GPS")
+        float | None,
+        Form(ge=-90, le=90, description="latitude (in coord_system), where the photo has no EXIF GPS"),
     ] = None,
     lon: Annotated[
-        float | None, Form(ge=-180, le=180, description="WGS-84 longitude, where the photo has no EXIF GPS")
+        float | None,
+        Form(ge=-180, le=180, description="longitude (in coord_system), where the photo has no EXIF GPS"),
     ] = None,
     taken_at: Annotated[
         IsoTime | None,
         Form(description="when taken, ISO 8601 with offset, where the photo has no EXIF capture time"),
     ] = None,
+    coord_system: Annotated[CoordSystem, Form(description=COORD_SYSTEM_HELP)] = "wgs84",
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -86,6 +90,8 @@ def report(
         raise InvalidInput(
             "lat/lon", "(0, 0) is where a phone without a GPS fix puts a photo, not a position"
         )
+    if lat is not None and lon is not None:
+        lat, lon = position_to_wgs84(lat, lon, coord_system)  # the edge: inside, positions are WGS-84
     fingerprint = request_hash(upload.sha256, lat, lon, taken_at)
     given = Given(Position(lat, lon) if lat is not None and lon is not None else None, taken_at)
 
