@@ -7,6 +7,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from serve.cases.settings import Settings, get_settings
 from vision.core.phash import KnownImages
@@ -109,10 +110,29 @@ def cli(argv: list[str]) -> int:
         return 1
     print(
         f"{dataset.name} v{dataset.version}: {counts['added']} added, {counts['updated']} updated, "
-        f"{counts['unchanged']} unchanged, {counts['unlabelled']} unlabelled skipped, "
-        f"{len(problems)} problem(s) ({dataset.path})"
+        f"{counts['unchanged']} unchanged, {skipped(counts)}, {len(problems)} problem(s) ({dataset.path})"
     )
     return 0
+
+
+def skipped(counts: dict[str, Any]) -> str:
+    """What was read and not taken, each for what it is: a task nobody annotated, results that
+    are no boxes (by type), an image with only such results (neither is a negative), an older
+    annotation of a task whose latest counts."""
+    parts = [f"{counts['unlabelled']} unlabelled skipped"]
+    parts += [
+        f"{n} result{'s' * (n != 1)} of unsupported type {kind} skipped"
+        for kind, n in counts["unsupported"].items()
+    ]
+    if counts["unsupported_only"]:
+        parts.append(
+            f"{counts['unsupported_only']} image(s) with only unsupported results skipped (not negatives)"
+        )
+    if counts["superseded"]:
+        parts.append(
+            f"{counts['superseded']} older annotation(s) of a task skipped (the one saved last counts)"
+        )
+    return ", ".join(parts)
 
 
 def label_configs(args: argparse.Namespace, settings: Settings) -> Callable[[str | None], str | None] | None:

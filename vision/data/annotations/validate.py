@@ -74,6 +74,8 @@ def validate(
     samples: list[Sample] = []
     seen: dict[str, str] = {}
     for raw in tqdm(export.samples, desc="check images", file=sys.stderr, disable=len(export.samples) < 200):
+        if raw.broken:  # its refused region is named among the problems; the rest is no whole image
+            continue
         names = labelled if labelled is not None else raw.labelled
         if names is None:
             project = f"project {raw.project}" if raw.project else "the project"
@@ -140,7 +142,7 @@ def validate(
             labels.append(Label(cls.name, xyxy))
         if bad:
             continue
-        if not labels and not negatives:
+        if not labels and not (negatives or raw.confirmed_empty):
             problems.append(
                 Problem(raw.where, "no boxes: not taken as a negative image unless --negatives is given")
             )
