@@ -1273,3 +1273,18 @@ def test_cli_import_reports_what_it_skipped_for_what_it_is(
         "1 result of unsupported type textarea skipped, "
         "1 image(s) with only unsupported results skipped (not negatives)" in out
     ), out
+
+
+def test_a_path_out_of_the_files_root_is_refused_without_naming_the_servers_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The refusal said `leaves the allowed folder /srv/photos`: a webhook's sender learnt where the
+    server keeps its photos. The CLI names the folder its user gave."""
+    with pytest.raises(AnnotationError) as refused:
+        TaskImages(files_root=tmp_path / "files").local("/data/local-files/?d=../../etc/passwd")
+    assert str(tmp_path) not in str(refused.value)
+    assert str(refused.value) == "'../../etc/passwd': leaves the allowed folder (the local-files root)"
+    export = _task(tmp_path, "/data/local-files/?d=../../etc/passwd")
+    code = main([*import_argv(export, tmp_path), "--labelled", "car"])
+    assert code == 1
+    assert f"leaves the allowed folder (--files-root {tmp_path / 'files'})" in capsys.readouterr().err

@@ -81,7 +81,10 @@ def cli(argv: list[str]) -> int:
 
         refused = holdout_refusals(settings.configs_dir / PROMOTION, taxonomy, settings.cache_dir)
     store = args.store or settings.cache_dir / STORE
-    finder = ImageFinder(list(args.images), store, TaskImages(files_root=args.files_root))
+    files_root = f"the allowed folder (--files-root {args.files_root})"  # the CLI's user may see it
+    finder = ImageFinder(
+        list(args.images), store, TaskImages(files_root=args.files_root, root_named=files_root)
+    )
     labelled = [n.strip() for n in args.labelled.split(",") if n.strip()] if args.labelled else None
     try:
         dataset = Dataset.open(args.dataset, args.datasets_dir or settings.data_dir)

@@ -96,7 +96,7 @@ def _size(
     return round(size[0]), round(size[1])
 
 
-def _task_image(data: dict[str, Any], where: str) -> str:
+def image_of_task(data: dict[str, Any], where: str) -> str:
     for key in ("image", "img", "photo", "url"):
         if isinstance(data.get(key), str):
             return str(data[key])
@@ -118,7 +118,7 @@ def _result_type(region: dict[str, Any], value: Any) -> str:
     return next(iter(labels + [k for k in keys if k in ("choices", "text", "points")]), "unknown")
 
 
-def _boxes(
+def result_boxes(
     regions: list[Any],
     where: str,
     problems: list[Problem],
@@ -162,7 +162,7 @@ def _annotated(
     of other controls (a "rejected" choice, a keypoint): such an image is skipped and counted,
     never taken as one with nothing on it."""
     before, other = len(export.problems), Counter[str]()
-    boxes = _boxes(regions, at, export.problems, declared, other)
+    boxes = result_boxes(regions, at, export.problems, declared, other)
     export.unsupported.update(other)
     broken = len(export.problems) > before
     if not boxes and other and not broken:
@@ -190,7 +190,7 @@ def read_labelstudio_json(path: Path) -> ReadExport:
         try:
             if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
                 raise AnnotationError(f"{where}.data", "a task needs a data object")
-            image = _task_image(task["data"], f"{where}.data")
+            image = image_of_task(task["data"], f"{where}.data")
             annotations = task.get("annotations") or task.get("completions") or []
             if not isinstance(annotations, list):
                 raise AnnotationError(f"{where}.annotations", "expected a list")
@@ -282,7 +282,7 @@ def read_labelstudio_min(path: Path) -> ReadExport:
             None,
         )
         try:
-            image = _task_image({k: v for k, v in row.items() if k not in meta}, where)
+            image = image_of_task({k: v for k, v in row.items() if k not in meta}, where)
         except AnnotationError as err:
             export.problems.append(err.problem())
             continue

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import math
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -16,6 +18,7 @@ from vision.core.phash import perceptual_hash
 from vision.core.taxonomy import Taxonomy
 from vision.data.annotations.coords import from_coco, from_percent, from_yolo
 from vision.data.annotations.images import ImageFinder
+from vision.data.annotations.readers import result_boxes
 from vision.data.annotations.records import AnnotationError, Label, Problem, RawBox, ReadExport, Sample
 
 EDGE_TOLERANCE = 0.005  # boxes may overshoot the image by 0.5 % of its side (rounding in exports)
@@ -54,6 +57,40 @@ def check_box(
         return None, f"box ({x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f}) is outside the {width}x{height} image"
     clipped = (max(0.0, x1), max(0.0, y1), min(float(width), x2), min(float(height), y2))
     return clipped, None
+
+
+def checked_box(
+    box: RawBox, taxonomy: Taxonomy, width: int, height: int, declared: tuple[int, int] | None
+) -> tuple[Label | None, str]:
+    """One box as a pixel label with its taxonomy name, or why it is refused (unknown label, rotated,
+    not finite, empty, outside the image)."""
+    cls = taxonomy.resolve(box.label)
+    if cls is None:
+        return (
+            None,
+            f"label {box.label!r} is neither a taxonomy class nor an alias ({', '.join(taxonomy.names)})",
+        )
+    if box.rotation % 360:
+        return None, f"rotated box ({box.rotation:g} degrees): the detector takes upright boxes"
+    xyxy, why = check_box(to_pixels(box, width, height, declared), width, height)
+    if xyxy is None:
+        return None, str(why)
+    return Label(cls.name, xyxy), ""
+
+
+def annotation_problems(result: list[Any], where: str, taxonomy: Taxonomy) -> list[Problem]:
+    """What an import would refuse in one Label Studio annotation, told before its image is read
+    (the webhook answers it at once): regions without their box, labels that are no taxonomy class,
+    rotated, NaN, empty or out-of-image boxes (of the size the result declares; percent without one)."""
+    problems: list[Problem] = []
+    declared: list[tuple[int, int]] = []
+    boxes = result_boxes(result, where, problems, declared, Counter())
+    width, height = declared[0] if declared else (100, 100)
+    for box in boxes:
+        label, why = checked_box(box, taxonomy, width, height, None)
+        if label is None:
+            problems.append(Problem(box.where, why))
+    return problems
 
 
 def validate(
@@ -109,37 +146,18 @@ def validate(
         labels, bad = [], False
         drawn: dict[tuple[str, tuple[float, ...]], str] = {}  # each box once, to the tenth of a pixel
         for box in raw.boxes:
-            cls = taxonomy.resolve(box.label)
-            if cls is None:
-                problems.append(
-                    Problem(
-                        box.where,
-                        f"label {box.label!r} is neither a taxonomy class nor an alias "
-                        f"({', '.join(taxonomy.names)})",
-                    )
-                )
+            label, why = checked_box(box, taxonomy, width, height, raw.declared_size)
+            if label is None:
+                problems.append(Problem(box.where, why))
                 bad = True
                 continue
-            if box.rotation % 360:
-                problems.append(
-                    Problem(
-                        box.where, f"rotated box ({box.rotation:g} degrees): the detector takes upright boxes"
-                    )
-                )
-                bad = True
-                continue
-            xyxy, why = check_box(to_pixels(box, width, height, raw.declared_size), width, height)
-            if xyxy is None:
-                problems.append(Problem(box.where, str(why)))
-                bad = True
-                continue
-            key = (cls.name, tuple(round(v, 1) for v in xyxy))  # as the manifest keeps it
+            key = (label.name, tuple(round(v, 1) for v in label.xyxy))  # as the manifest keeps it
             if key in drawn:  # pasted twice, or an export written twice over: taught twice as much
-                problems.append(Problem(box.where, f"the same {cls.name} box as {drawn[key]}"))
+                problems.append(Problem(box.where, f"the same {label.name} box as {drawn[key]}"))
                 bad = True
                 continue
             drawn[key] = box.where
-            labels.append(Label(cls.name, xyxy))
+            labels.append(label)
         if bad:
             continue
         if not labels and not (negatives or raw.confirmed_empty):
