@@ -486,6 +486,39 @@ BROKEN: list[tuple[str, Callable[[Path], Path], str]] = [
         "tasks.json: tasks[0] (id 1): '../../etc/passwd': leaves the allowed folder",
     ),
     (
+        "Pascal VOC xml",
+        lambda r: _text(r / "a.xml", "<annotation><object><name>garbage</name></object></annotation>"),
+        "a.xml: XML, not JSON: Pascal VOC and CVAT XML are not read",
+    ),
+    (
+        "a task id twice",  # two exports pasted together: which annotation is the task's?
+        lambda r: _text(r / "twice.json", json.dumps([json.loads(_task(r, "a.jpg").read_text())[0]] * 2)),
+        "twice.json: tasks[1] (id 1): task id 1 is given twice (also tasks[0])",
+    ),
+    (
+        "box left of the image",
+        lambda r: labelstudio_json(r, [ls_region("car", (10, 10, 50, 50), x=-20)])[0],
+        "result[0]: box (-40, 10, 0, 50) is outside the 200x120 image",
+    ),
+    (
+        "negative width",
+        lambda r: labelstudio_json(r, [ls_region("car", (10, 10, 50, 50), width=-5)])[0],
+        "result[0]: empty box",
+    ),
+    ("yolo 6 columns", lambda r: cvat_yolo_zip(r, "0 0.5 0.5 0.2 0.2 0.9\n")[0], "(5 fields), got 6"),
+    ("yolo negative", lambda r: cvat_yolo_zip(r, "0 -0.5 0.5 0.2 0.2\n")[0], "is outside the 200x120 image"),
+    ("yolo over 1", lambda r: cvat_yolo_zip(r, "0 0.5 0.5 1.6 0.2\n")[0], "is outside the 200x120 image"),
+    (
+        "coco image without id",
+        lambda r: coco_zip(r, edit=lambda c: c["images"][0].pop("id"))[0],
+        "images[0].id: expected a number or a string, got None",
+    ),
+    (
+        "coco unknown category",
+        lambda r: coco_zip(r, edit=lambda c: c["annotations"][0].update(category_id=9))[0],
+        "annotations[0].category_id: no category 9",
+    ),
+    (
         "missing image",
         lambda r: _task(r, "/data/upload/1/deadbeef-gone.jpg"),
         "'/data/upload/1/deadbeef-gone.jpg': image not found",
@@ -1288,3 +1321,19 @@ def test_a_path_out_of_the_files_root_is_refused_without_naming_the_servers_fold
     code = main([*import_argv(export, tmp_path), "--labelled", "car"])
     assert code == 1
     assert f"leaves the allowed folder (--files-root {tmp_path / 'files'})" in capsys.readouterr().err
+
+
+def test_two_annotators_on_one_task_the_annotation_saved_last_counts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Label Studio exports both annotations of a task (JSON: in its list; JSON-MIN: a row each);
+    the JSON-MIN rows were "the same image twice" and refused the export."""
+    export, images = labelstudio_min(tmp_path)
+    rows = json.loads(export.read_text(encoding="utf-8"))
+    later = {**rows[0], "annotator": 2, "annotation_id": 8, "updated_at": "2025-10-01T10:00:00Z"}
+    later["label"] = later["label"][:1]  # the second annotator drew the garbage only
+    _text(export, json.dumps([later, rows[0]]))
+    assert main([*import_argv(export, tmp_path), "--labelled", "garbage,car"]) == 0
+    assert "1 older annotation(s) of a task skipped (the one saved last counts)" in capsys.readouterr().out
+    entry = Dataset.open("bureau", tmp_path / "datasets").images[file_sha256(images[0])]
+    assert [name for name, *_ in entry["labels"]] == ["garbage"]

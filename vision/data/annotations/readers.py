@@ -48,6 +48,12 @@ def load_json(path: Path) -> Any:
     text = read_text(path)
     if not text.strip():
         raise AnnotationError(f"{path}", "empty file")
+    if text.lstrip().startswith("<"):
+        raise AnnotationError(
+            f"{path}",
+            "XML, not JSON: Pascal VOC and CVAT XML are not read (export COCO 1.0 or Ultralytics YOLO "
+            "Detection from CVAT, JSON from Label Studio)",
+        )
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
