@@ -460,7 +460,7 @@ def read_coco(path: Path) -> ReadExport:
             refused.add(key)
             continue
         images[key] = RawSample(image["file_name"], [], where, root, size, tuple(categories.values()))
-    segmented: set[int | str] = set()  # images with a segmentation-only annotation
+    segmented: set[str] = set()  # images (by where) with a segmentation-only annotation
     for index, annotation in enumerate(coco["annotations"]):
         where = f"{path}: annotations[{index}]"
         if not isinstance(annotation, dict):
@@ -487,7 +487,7 @@ def read_coco(path: Path) -> ReadExport:
         bbox = annotation.get("bbox")
         if bbox in (None, []) and annotation.get("segmentation"):  # a mask or polygon without its box
             export.unsupported["segmentation"] += 1
-            segmented.add(image_id)
+            segmented.add(sample.where)
             continue
         if not isinstance(bbox, list) or len(bbox) != 4:
             export.problems.append(Problem(f"{where}.bbox", f"expected [x, y, width, height], got {bbox!r}"))
@@ -512,8 +512,8 @@ def read_coco(path: Path) -> ReadExport:
         box = (coords[0], coords[1], coords[2], coords[3])
         sample.boxes.append(RawBox(name, box, "coco", where, rotation))
     export.samples = []
-    for key, sample in images.items():
-        if key in segmented and not sample.boxes and not sample.broken:  # never "nothing here"
+    for sample in images.values():
+        if sample.where in segmented and not sample.boxes and not sample.broken:  # never "nothing here"
             export.unsupported_only += 1
         else:
             export.samples.append(sample)
