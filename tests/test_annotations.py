@@ -1184,13 +1184,13 @@ POLYGON = {
 }
 
 
-def _min_rows(root: Path, extra: dict[str, Any], boxes: bool) -> Path:
-    path, _ = labelstudio_min(root)
+def _min_rows(root: Path, extra: dict[str, Any], boxes: bool) -> tuple[Path, list[Path]]:
+    path, images = labelstudio_min(root)
     rows = json.loads(path.read_text(encoding="utf-8"))
     if not boxes:
         del rows[0]["label"]
     rows[0].update(extra)
-    return _text(path, json.dumps(rows))
+    return _text(path, json.dumps(rows)), images
 
 
 def _coco_segmentation_only(root: Path) -> Path:
@@ -1219,21 +1219,15 @@ NOT_BOXES = [
     ),
     (
         "JSON-MIN choices only",
-        lambda r: _min_rows(r, {"verdict": {"choices": ["rejected", "blurred"]}}, False),
+        lambda r: _min_rows(r, {"verdict": {"choices": ["rejected", "blurred"]}}, False)[0],
         None,
         {"choices": 1},
     ),
     (
         "JSON-MIN keypoints only",
-        lambda r: _min_rows(r, {"kp": [KEYPOINT["value"]]}, False),
+        lambda r: _min_rows(r, {"kp": [KEYPOINT["value"]]}, False)[0],
         None,
         {"keypointlabels": 1},
-    ),
-    (
-        "JSON-MIN boxes and a polygon",
-        lambda r: _min_rows(r, {"poly": [POLYGON["value"]]}, True),
-        2,
-        {"polygonlabels": 1},
     ),
     ("COCO segmentation only", _coco_segmentation_only, None, {"segmentation": 2}),
 ]
@@ -1337,3 +1331,34 @@ def test_two_annotators_on_one_task_the_annotation_saved_last_counts(
     assert "1 older annotation(s) of a task skipped (the one saved last counts)" in capsys.readouterr().out
     entry = Dataset.open("bureau", tmp_path / "datasets").images[file_sha256(images[0])]
     assert [name for name, *_ in entry["labels"]] == ["garbage"]
+
+
+@pytest.mark.parametrize(
+    ("make", "where"),
+    [
+        (
+            lambda r: labelstudio_json(r, [*(ls_region(n, b) for n, b in BOXES), POLYGON, CHOICE]),
+            "tasks[0] (id 11).annotations[1].result: objects drawn as polygonlabels beside its boxes",
+        ),
+        (
+            lambda r: _min_rows(r, {"poly": [POLYGON["value"]]}, True),
+            "[0] (id 21).label: objects drawn as polygonlabels beside its boxes",
+        ),
+        (
+            lambda r: coco_zip(
+                r, edit=lambda c: c["annotations"][1].update(bbox=[], segmentation=[[1, 1, 9, 9, 1, 9]])
+            ),
+            "images[0]: objects drawn as segmentation beside its boxes",
+        ),
+    ],
+    ids=["labelstudio polygon", "JSON-MIN polygon", "coco segmentation without bbox"],
+)
+def test_an_object_drawn_as_other_than_a_box_beside_boxes_is_a_problem(
+    make: Callable[[Path], tuple[Path, list[Path]]], where: str, tmp_path: Path
+) -> None:
+    """Imported with its boxes only, the image taught the polygon's object as background of its class."""
+    export, images = make(tmp_path)
+    dataset = Dataset.open("bureau", tmp_path / "datasets")
+    _, problems = import_export(export, dataset, finder_for(tmp_path), skip_invalid=True, at=AT)
+    assert [str(p) for p in problems if where in str(p)], problems
+    assert file_sha256(images[0]) not in dataset.images  # not with its boxes and without the object

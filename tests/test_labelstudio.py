@@ -584,6 +584,17 @@ HOSTILE_EVENTS = [
         "annotation.result[0]",
         "not a size an image has",
     ),
+    (
+        "a polygon beside the box",
+        lambda e: e["annotation"]["result"].append(
+            {
+                "type": "polygonlabels",
+                "value": {"points": [[1, 1], [9, 1], [9, 9]], "polygonlabels": ["garbage"]},
+            }
+        ),
+        "annotation.result",
+        "objects drawn as polygonlabels beside its boxes",
+    ),
     ("no image in the data", lambda e: e["task"].update(data={"note": "x"}), "task.data", "no image URL"),
     (
         "image leaving the files root",

@@ -170,11 +170,26 @@ def _annotated(
     before, other = len(export.problems), Counter[str]()
     boxes = result_boxes(regions, at, export.problems, declared, other)
     export.unsupported.update(other)
+    if boxes and (objects := sorted(kind for kind in other if is_object_kind(kind))):
+        export.problems.append(Problem(at, beside_boxes(objects)))
     broken = len(export.problems) > before
     if not boxes and other and not broken:
         export.unsupported_only += 1
         return None
     return boxes, broken
+
+
+def is_object_kind(kind: str) -> bool:
+    """Whether results of this kind mark objects (polygons, keypoints, masks), not say something
+    of the whole image (choices, text)."""
+    return kind.endswith("labels") or kind in ("segmentation", "polygon", "keypoint", "brush", "points")
+
+
+def beside_boxes(kinds: list[str]) -> str:
+    return (
+        f"objects drawn as {', '.join(kinds)} beside its boxes: only boxes are read, and the image's "
+        "boxes alone would teach those objects as background (draw them as rectangles)"
+    )
 
 
 def read_labelstudio_json(path: Path) -> ReadExport:
@@ -513,6 +528,9 @@ def read_coco(path: Path) -> ReadExport:
         sample.boxes.append(RawBox(name, box, "coco", where, rotation))
     export.samples = []
     for sample in images.values():
+        if sample.where in segmented and sample.boxes:
+            export.problems.append(Problem(sample.where, beside_boxes(["segmentation"])))
+            sample.broken = True
         if sample.where in segmented and not sample.boxes and not sample.broken:  # never "nothing here"
             export.unsupported_only += 1
         else:

@@ -18,7 +18,7 @@ from vision.core.phash import perceptual_hash
 from vision.core.taxonomy import Taxonomy
 from vision.data.annotations.coords import from_coco, from_percent, from_yolo
 from vision.data.annotations.images import ImageFinder
-from vision.data.annotations.readers import result_boxes
+from vision.data.annotations.readers import beside_boxes, is_object_kind, result_boxes
 from vision.data.annotations.records import AnnotationError, Label, Problem, RawBox, ReadExport, Sample
 
 EDGE_TOLERANCE = 0.005  # boxes may overshoot the image by 0.5 % of its side (rounding in exports)
@@ -81,10 +81,14 @@ def checked_box(
 def annotation_problems(result: list[Any], where: str, taxonomy: Taxonomy) -> list[Problem]:
     """What an import would refuse in one Label Studio annotation, told before its image is read
     (the webhook answers it at once): regions without their box, labels that are no taxonomy class,
-    rotated, NaN, empty or out-of-image boxes (of the size the result declares; percent without one)."""
+    rotated, NaN, empty or out-of-image boxes (of the size the result declares; percent without one),
+    objects drawn as polygons or keypoints beside boxes."""
     problems: list[Problem] = []
     declared: list[tuple[int, int]] = []
-    boxes = result_boxes(result, where, problems, declared, Counter())
+    other = Counter[str]()
+    boxes = result_boxes(result, where, problems, declared, other)
+    if boxes and (objects := sorted(kind for kind in other if is_object_kind(kind))):
+        problems.append(Problem(where, beside_boxes(objects)))
     width, height = declared[0] if declared else (100, 100)
     for box in boxes:
         label, why = checked_box(box, taxonomy, width, height, None)
