@@ -304,7 +304,12 @@ def test_reimport_is_unchanged_and_a_correction_is_a_new_version(tmp_path: Path)
     dataset = Dataset.open("bureau", tmp_path / "datasets")
     import_export(export, dataset, finder, at=AT)
     counts, _ = import_export(export, dataset, finder, at=AT)
-    assert counts == {"added": 0, "updated": 0, "unchanged": 2, "unlabelled": 1} and dataset.version == 1
+    assert {k: counts[k] for k in ("added", "updated", "unchanged", "unlabelled")} == {
+        "added": 0,
+        "updated": 0,
+        "unchanged": 2,
+        "unlabelled": 1,
+    } and dataset.version == 1
     corrected, _ = labelstudio_json(tmp_path, [ls_region("garbage", (10, 20, 70, 100))])  # the car was wrong
     counts, _ = import_export(corrected, dataset, finder, at=AT)
     assert counts["updated"] == 1 and dataset.version == 2
@@ -479,6 +484,39 @@ BROKEN: list[tuple[str, Callable[[Path], Path], str]] = [
         "traversal in a task",
         lambda r: _task(r, "/data/local-files/?d=../../etc/passwd"),
         "tasks.json: tasks[0] (id 1): '../../etc/passwd': leaves the allowed folder",
+    ),
+    (
+        "Pascal VOC xml",
+        lambda r: _text(r / "a.xml", "<annotation><object><name>garbage</name></object></annotation>"),
+        "a.xml: XML, not JSON: Pascal VOC and CVAT XML are not read",
+    ),
+    (
+        "a task id twice",  # two exports pasted together: which annotation is the task's?
+        lambda r: _text(r / "twice.json", json.dumps([json.loads(_task(r, "a.jpg").read_text())[0]] * 2)),
+        "twice.json: tasks[1] (id 1): task id 1 is given twice (also tasks[0])",
+    ),
+    (
+        "box left of the image",
+        lambda r: labelstudio_json(r, [ls_region("car", (10, 10, 50, 50), x=-20)])[0],
+        "result[0]: box (-40, 10, 0, 50) is outside the 200x120 image",
+    ),
+    (
+        "negative width",
+        lambda r: labelstudio_json(r, [ls_region("car", (10, 10, 50, 50), width=-5)])[0],
+        "result[0]: empty box",
+    ),
+    ("yolo 6 columns", lambda r: cvat_yolo_zip(r, "0 0.5 0.5 0.2 0.2 0.9\n")[0], "(5 fields), got 6"),
+    ("yolo negative", lambda r: cvat_yolo_zip(r, "0 -0.5 0.5 0.2 0.2\n")[0], "is outside the 200x120 image"),
+    ("yolo over 1", lambda r: cvat_yolo_zip(r, "0 0.5 0.5 1.6 0.2\n")[0], "is outside the 200x120 image"),
+    (
+        "coco image without id",
+        lambda r: coco_zip(r, edit=lambda c: c["images"][0].pop("id"))[0],
+        "images[0].id: expected a number or a string, got None",
+    ),
+    (
+        "coco unknown category",
+        lambda r: coco_zip(r, edit=lambda c: c["annotations"][0].update(category_id=9))[0],
+        "annotations[0].category_id: no category 9",
     ),
     (
         "missing image",
@@ -1111,3 +1149,216 @@ def test_cli_import_reads_the_label_config_file(tmp_path: Path, capsys: pytest.C
     with pytest.raises(SystemExit) as usage:
         main([*argv, "--label-config", str(tmp_path / "missing.xml")])
     assert usage.value.code == 2
+
+
+# --- results that are no boxes, empty annotations, skipped tasks ------------------------------------
+
+
+CHOICE = {
+    "id": "c",
+    "type": "choices",
+    "from_name": "verdict",
+    "to_name": "image",
+    "value": {"choices": ["rejected"]},
+}
+TEXT = {
+    "id": "t",
+    "type": "textarea",
+    "from_name": "note",
+    "to_name": "image",
+    "value": {"text": ["blurred"]},
+}
+KEYPOINT = {
+    "id": "k",
+    "type": "keypointlabels",
+    "from_name": "kp",
+    "to_name": "image",
+    "value": {"x": 10, "y": 10, "width": 1, "keypointlabels": ["garbage"]},
+}
+POLYGON = {
+    "id": "p",
+    "type": "polygonlabels",
+    "from_name": "poly",
+    "to_name": "image",
+    "value": {"points": [[1, 1], [20, 1], [20, 20]], "polygonlabels": ["garbage"]},
+}
+
+
+def _min_rows(root: Path, extra: dict[str, Any], boxes: bool) -> tuple[Path, list[Path]]:
+    path, images = labelstudio_min(root)
+    rows = json.loads(path.read_text(encoding="utf-8"))
+    if not boxes:
+        del rows[0]["label"]
+    rows[0].update(extra)
+    return _text(path, json.dumps(rows)), images
+
+
+def _coco_segmentation_only(root: Path) -> Path:
+    def edit(coco: dict[str, Any]) -> None:
+        for annotation in coco["annotations"]:
+            annotation.update(bbox=[], segmentation=[[1, 1, 20, 1, 20, 20]])
+
+    return coco_zip(root, edit=edit)[0]
+
+
+# (case, export, boxes the task with the results keeps (None: the image is not taken), skipped counts)
+NOT_BOXES = [
+    ("a rejected choice only", lambda r: labelstudio_json(r, [CHOICE])[0], None, {"choices": 1}),
+    ("text only", lambda r: labelstudio_json(r, [TEXT])[0], None, {"textarea": 1}),
+    (
+        "keypoint and polygon only",
+        lambda r: labelstudio_json(r, [KEYPOINT, POLYGON])[0],
+        None,
+        {"keypointlabels": 1, "polygonlabels": 1},
+    ),
+    (
+        "boxes beside a choice and a text",
+        lambda r: labelstudio_json(r, [*(ls_region(n, b) for n, b in BOXES), CHOICE, TEXT])[0],
+        2,
+        {"choices": 1, "textarea": 1},
+    ),
+    (
+        "JSON-MIN choices only",
+        lambda r: _min_rows(r, {"verdict": {"choices": ["rejected", "blurred"]}}, False)[0],
+        None,
+        {"choices": 1},
+    ),
+    (
+        "JSON-MIN keypoints only",
+        lambda r: _min_rows(r, {"kp": [KEYPOINT["value"]]}, False)[0],
+        None,
+        {"keypointlabels": 1},
+    ),
+    ("COCO segmentation only", _coco_segmentation_only, None, {"segmentation": 2}),
+]
+
+
+@pytest.mark.parametrize(("case", "make", "boxes", "unsupported"), NOT_BOXES, ids=[c[0] for c in NOT_BOXES])
+def test_results_that_are_no_boxes_are_counted_for_what_they_are_and_never_a_negative(
+    case: str, make: Callable[[Path], Path], boxes: int | None, unsupported: dict[str, int], tmp_path: Path
+) -> None:
+    """A task whose only result was a "rejected" choice was read as an image with nothing on it:
+    with --negatives (or as a confirmed-empty annotation) every class was taught as absent there."""
+    export = make(tmp_path)
+    dataset = Dataset.open("bureau", tmp_path / "datasets")
+    counts, problems = import_export(export, dataset, finder_for(tmp_path), negatives=True, at=AT)
+    assert problems == [] and counts["unsupported"] == unsupported
+    assert counts["unsupported_only"] == (1 if boxes is None else 0)
+    labels = sorted(len(entry["labels"]) for entry in dataset.images.values())
+    assert 0 not in labels  # no image of these exports became a negative
+    if boxes is not None:
+        assert boxes in labels
+
+
+def test_a_submitted_empty_annotation_is_a_negative_a_skipped_task_is_not(tmp_path: Path) -> None:
+    """An annotator who submits no box says nothing is there: a true negative without --negatives
+    (the retraining job imports without it, so such an annotation came back to the inbox for ever).
+    A skipped (cancelled) task or one nobody annotated says nothing."""
+    export, images = labelstudio_json(tmp_path, [])
+    tasks = json.loads(export.read_text(encoding="utf-8"))
+    tasks[1]["annotations"][0]["was_cancelled"] = True  # task 12 skipped
+    _text(export, json.dumps(tasks))
+    dataset = Dataset.open("bureau", tmp_path / "datasets")
+    counts, problems = import_export(export, dataset, finder_for(tmp_path), at=AT)
+    assert problems == [] and counts["added"] == 1 and counts["unlabelled"] == 2
+    assert dataset.images[file_sha256(images[0])]["labels"] == []
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda r: labelstudio_json(
+            r, [ls_region("car", (10, 10, 50, 50)), {**ls_region("garbage", (60, 10, 90, 50)), "value": None}]
+        ),
+        lambda r: cvat_yolo_zip(r, "0 0.5 0.5 0.2 0.2\n1 0.5 0.5 0.2\n"),
+        lambda r: coco_zip(r, edit=lambda c: c["annotations"][1].update(bbox=[1, 2, 3])),
+    ],
+    ids=["labelstudio region without its box", "yolo line of 4 fields", "coco bbox of 3 numbers"],
+)
+def test_an_image_with_a_refused_region_is_not_half_imported(
+    make: Callable[[Path], tuple[Path, list[Path]]], tmp_path: Path
+) -> None:
+    """With --skip-invalid the image's other boxes were imported and the refused one taught as
+    background; the retraining job (which skips invalid images) also put the task back in the inbox."""
+    export, images = make(tmp_path)
+    dataset = Dataset.open("bureau", tmp_path / "datasets")
+    _, problems = import_export(
+        export, dataset, finder_for(tmp_path), skip_invalid=True, negatives=True, at=AT
+    )
+    assert len(problems) == 1
+    assert file_sha256(images[0]) not in dataset.images  # the image with the refused region
+
+
+def test_cli_import_reports_what_it_skipped_for_what_it_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    export, _ = labelstudio_json(tmp_path, [CHOICE, TEXT, CHOICE])
+    assert main([*import_argv(export, tmp_path), "--labelled", "garbage,car,overflow"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "1 unlabelled skipped, 2 results of unsupported type choices skipped, "
+        "1 result of unsupported type textarea skipped, "
+        "1 image(s) with only unsupported results skipped (not negatives)" in out
+    ), out
+
+
+def test_a_path_out_of_the_files_root_is_refused_without_naming_the_servers_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The refusal said `leaves the allowed folder /srv/photos`: a webhook's sender learnt where the
+    server keeps its photos. The CLI names the folder its user gave."""
+    with pytest.raises(AnnotationError) as refused:
+        TaskImages(files_root=tmp_path / "files").local("/data/local-files/?d=../../etc/passwd")
+    assert str(tmp_path) not in str(refused.value)
+    assert str(refused.value) == "'../../etc/passwd': leaves the allowed folder (the local-files root)"
+    export = _task(tmp_path, "/data/local-files/?d=../../etc/passwd")
+    code = main([*import_argv(export, tmp_path), "--labelled", "car"])
+    assert code == 1
+    assert f"leaves the allowed folder (--files-root {tmp_path / 'files'})" in capsys.readouterr().err
+
+
+def test_two_annotators_on_one_task_the_annotation_saved_last_counts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Label Studio exports both annotations of a task (JSON: in its list; JSON-MIN: a row each);
+    the JSON-MIN rows were "the same image twice" and refused the export."""
+    export, images = labelstudio_min(tmp_path)
+    rows = json.loads(export.read_text(encoding="utf-8"))
+    later = {**rows[0], "annotator": 2, "annotation_id": 8, "updated_at": "2025-10-01T10:00:00Z"}
+    later["label"] = later["label"][:1]  # the second annotator drew the garbage only
+    _text(export, json.dumps([later, rows[0]]))
+    assert main([*import_argv(export, tmp_path), "--labelled", "garbage,car"]) == 0
+    assert "1 older annotation(s) of a task skipped (the one saved last counts)" in capsys.readouterr().out
+    entry = Dataset.open("bureau", tmp_path / "datasets").images[file_sha256(images[0])]
+    assert [name for name, *_ in entry["labels"]] == ["garbage"]
+
+
+@pytest.mark.parametrize(
+    ("make", "where"),
+    [
+        (
+            lambda r: labelstudio_json(r, [*(ls_region(n, b) for n, b in BOXES), POLYGON, CHOICE]),
+            "tasks[0] (id 11).annotations[1].result: objects drawn as polygonlabels beside its boxes",
+        ),
+        (
+            lambda r: _min_rows(r, {"poly": [POLYGON["value"]]}, True),
+            "[0] (id 21).label: objects drawn as polygonlabels beside its boxes",
+        ),
+        (
+            lambda r: coco_zip(
+                r, edit=lambda c: c["annotations"][1].update(bbox=[], segmentation=[[1, 1, 9, 9, 1, 9]])
+            ),
+            "images[0]: objects drawn as segmentation beside its boxes",
+        ),
+    ],
+    ids=["labelstudio polygon", "JSON-MIN polygon", "coco segmentation without bbox"],
+)
+def test_an_object_drawn_as_other_than_a_box_beside_boxes_is_a_problem(
+    make: Callable[[Path], tuple[Path, list[Path]]], where: str, tmp_path: Path
+) -> None:
+    """Imported with its boxes only, the image taught the polygon's object as background of its class."""
+    export, images = make(tmp_path)
+    dataset = Dataset.open("bureau", tmp_path / "datasets")
+    _, problems = import_export(export, dataset, finder_for(tmp_path), skip_invalid=True, at=AT)
+    assert [str(p) for p in problems if where in str(p)], problems
+    assert file_sha256(images[0]) not in dataset.images  # not with its boxes and without the object

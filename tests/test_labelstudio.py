@@ -550,3 +550,95 @@ def test_an_event_with_half_a_character_is_a_422_not_a_500(
     )
     assert answer.status_code == 422 and answer.json()["detail"].startswith(f"{field}: "), answer.text
     assert not (tmp_path / "annotations" / "inbox").exists()
+
+
+def _region(event: dict[str, Any]) -> dict[str, Any]:
+    region: dict[str, Any] = event["annotation"]["result"][0]
+    return region
+
+
+HOSTILE_EVENTS = [
+    ("rotated", lambda e: _region(e)["value"].update(rotation=30), "annotation.result[0]", "rotated box (30"),
+    (
+        "outside 0-100 %",
+        lambda e: _region(e)["value"].update(x=90),
+        "annotation.result[0]",
+        "outside the 640x400",
+    ),
+    ("negative width", lambda e: _region(e)["value"].update(width=-5), "annotation.result[0]", "empty box"),
+    (
+        "unknown label",
+        lambda e: _region(e)["value"].update(rectanglelabels=["tree"]),
+        "annotation.result[0]",
+        "label 'tree' is neither",
+    ),
+    (
+        "box without its box",
+        lambda e: _region(e).update(value=None),
+        "annotation.result[0].value",
+        "expected the box object",
+    ),
+    (
+        "image size zero",
+        lambda e: _region(e).update(original_height=0),
+        "annotation.result[0]",
+        "not a size an image has",
+    ),
+    (
+        "a polygon beside the box",
+        lambda e: e["annotation"]["result"].append(
+            {
+                "type": "polygonlabels",
+                "value": {"points": [[1, 1], [9, 1], [9, 9]], "polygonlabels": ["garbage"]},
+            }
+        ),
+        "annotation.result",
+        "objects drawn as polygonlabels beside its boxes",
+    ),
+    ("no image in the data", lambda e: e["task"].update(data={"note": "x"}), "task.data", "no image URL"),
+    (
+        "image leaving the files root",
+        lambda e: e["task"]["data"].update(image="/data/local-files/?d=../../etc/passwd"),
+        "task.data",
+        "'../../etc/passwd': leaves the allowed folder (the local-files root)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "change", "field", "why"), HOSTILE_EVENTS, ids=[h[0] for h in HOSTILE_EVENTS]
+)
+def test_an_annotation_the_import_would_refuse_is_a_422_and_changes_nothing(
+    service: Service, tmp_path: Path, case: str, change: Any, field: str, why: str
+) -> None:
+    """Such annotations were kept with a 201 and failed every retraining job after (back to the
+    inbox, named in a job file nobody reads); now their sender hears it at once, in the import's
+    words, without the server's folders, and the task's earlier annotation stays as it was."""
+    post = lambda body: service.client.post("/labelstudio/webhook", json=body, headers=token(service))  # noqa: E731
+    assert post(annotation_event("ANNOTATION_CREATED", 1, 10)).status_code == 201
+    [kept] = list((tmp_path / "annotations" / "inbox").glob("*.json"))
+    before = kept.read_bytes()
+    event = annotation_event("ANNOTATION_UPDATED", 1, 10)
+    event["annotation"]["updated_at"] = "2030-01-01T00:00:00Z"  # a newer version: it would replace
+    change(event)
+    answer = post(event)
+    assert answer.status_code == 422, answer.text
+    detail = answer.json()["detail"]
+    assert detail.startswith(f"{field}: ") and why in detail, detail
+    assert str(tmp_path) not in answer.text  # no server path for the client
+    assert kept.read_bytes() == before
+    bulk = {  # one good and one bad annotation at once: neither is kept
+        **annotation_event("ANNOTATIONS_CREATED", 2, 20),
+        "task": [annotation_event("ANNOTATION_CREATED", 2, 20)["task"], event["task"] | {"id": 3}],
+        "annotation": [
+            annotation_event("ANNOTATION_CREATED", 2, 20)["annotation"],
+            {**event["annotation"], "task": 3},
+        ],
+    }
+    assert post(bulk).status_code == 422
+    assert list((tmp_path / "annotations" / "inbox").glob("*.json")) == [kept]
+    train = train_body(4)
+    train["annotations"].append({**event["task"], "id": 5, "annotations": [event["annotation"]]})
+    refused = service.client.post("/labelstudio/train", json=train, headers=token(service))
+    assert refused.status_code == 422 and refused.json()["detail"].startswith("annotations[1]"), refused.text
+    assert list((tmp_path / "annotations" / "inbox").glob("*.json")) == [kept]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -29,6 +31,7 @@ from vision.modelops.train import (
     _swap_mosaic,
     average_checkpoints,
     prepare_data,
+    start_weights,
     widen_classes,
 )
 
@@ -557,3 +560,25 @@ def test_a_checkpoint_with_fewer_classes_is_widened_keeping_its_outputs(tmp_path
     torch.save({"model": renamed}, tmp_path / "foreign.pt")
     with pytest.raises(ModelError, match="are not the first of the taxonomy"):
         widen_classes(tmp_path / "foreign.pt", tmp_path / "x.pt", NAMES)
+
+
+def test_choosing_the_start_reads_only_the_checkpoints_pickle(tmp_path: Path) -> None:
+    """start_weights inspected the start (its pickle) and then loaded it whole only to read its class
+    names; a retraining job did both twice (retrain, then train) before ultralytics loaded it."""
+    start = tmp_path / "start.pt"
+    model = DetectionModel("yolo11n.yaml", nc=len(NAMES), verbose=False)
+    model.names = dict(enumerate(NAMES))
+    torch.save({"model": model, "ema": None}, start)
+    opened: list[str] = []
+    watching = [True]
+
+    def watch(event: str, args: tuple[Any, ...]) -> None:  # audit hooks stay: this one stops watching
+        if watching[0] and event == "open" and str(args[0]) == str(start):
+            opened.append(str(args[1]))
+
+    sys.addaudithook(watch)
+    try:
+        assert start_weights(str(start), tmp_path, NAMES) == str(start)
+    finally:
+        watching[0] = False
+    assert len(opened) == 1, opened  # the pickle's one read, no torch.load of every tensor

@@ -7,6 +7,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from serve.cases.settings import Settings, get_settings
 from vision.core.phash import KnownImages
@@ -80,7 +81,10 @@ def cli(argv: list[str]) -> int:
 
         refused = holdout_refusals(settings.configs_dir / PROMOTION, taxonomy, settings.cache_dir)
     store = args.store or settings.cache_dir / STORE
-    finder = ImageFinder(list(args.images), store, TaskImages(files_root=args.files_root))
+    files_root = f"the allowed folder (--files-root {args.files_root})"  # the CLI's user may see it
+    finder = ImageFinder(
+        list(args.images), store, TaskImages(files_root=args.files_root, root_named=files_root)
+    )
     labelled = [n.strip() for n in args.labelled.split(",") if n.strip()] if args.labelled else None
     try:
         dataset = Dataset.open(args.dataset, args.datasets_dir or settings.data_dir)
@@ -109,10 +113,29 @@ def cli(argv: list[str]) -> int:
         return 1
     print(
         f"{dataset.name} v{dataset.version}: {counts['added']} added, {counts['updated']} updated, "
-        f"{counts['unchanged']} unchanged, {counts['unlabelled']} unlabelled skipped, "
-        f"{len(problems)} problem(s) ({dataset.path})"
+        f"{counts['unchanged']} unchanged, {skipped(counts)}, {len(problems)} problem(s) ({dataset.path})"
     )
     return 0
+
+
+def skipped(counts: dict[str, Any]) -> str:
+    """What was read and not taken, each for what it is: a task nobody annotated, results that
+    are no boxes (by type), an image with only such results (neither is a negative), an older
+    annotation of a task whose latest counts."""
+    parts = [f"{counts['unlabelled']} unlabelled skipped"]
+    parts += [
+        f"{n} result{'s' * (n != 1)} of unsupported type {kind} skipped"
+        for kind, n in counts["unsupported"].items()
+    ]
+    if counts["unsupported_only"]:
+        parts.append(
+            f"{counts['unsupported_only']} image(s) with only unsupported results skipped (not negatives)"
+        )
+    if counts["superseded"]:
+        parts.append(
+            f"{counts['superseded']} older annotation(s) of a task skipped (the one saved last counts)"
+        )
+    return ", ".join(parts)
 
 
 def label_configs(args: argparse.Namespace, settings: Settings) -> Callable[[str | None], str | None] | None:

@@ -177,7 +177,12 @@ def run_cli(args: argparse.Namespace, registry: Any, policy: Any) -> int:
         print(json.dumps(result, ensure_ascii=False))
         return 0 if result["promoted"] else 1
     files_root = args.files_root or settings.labelstudio_files_root
-    tasks = TaskImages(files_root, settings.labelstudio_url, settings.labelstudio_token)
+    tasks = TaskImages(
+        files_root,
+        settings.labelstudio_url,
+        settings.labelstudio_token,
+        root_named=f"the allowed folder (the files root {files_root})",  # the job file is the operator's
+    )
     finder = ImageFinder([], settings.cache_dir / STORE, tasks)
     done, code = 0, 0
     for job in list_jobs(annotations_dir, "queued"):

@@ -360,9 +360,11 @@ def start_weights(model: str, cache_dir: Path, names: list[str]) -> str:
         raise ModelError(f"{model}: an ONNX export cannot be trained from; start from the .pt it came from")
     if not model.endswith(".pt"):
         return model
-    _, module = load_checkpoint(Path(model))  # a missing .pt is an error: nothing is downloaded
-    found = getattr(module, "names", None) or {}
-    old = [str(found[i]) for i in sorted(found)]
+    # its class names from the checkpoint's pickle alone, which inspect_weights reads to refuse a
+    # foreign file unloaded: loading every tensor as well (twice in a retraining job, which calls
+    # this and then train) read the whole start again before ultralytics loaded it for the run.
+    # A missing .pt is an error: nothing is downloaded.
+    old = inspect_weights(Path(model)).names or []
     if not old or len(old) >= len(names) or old != names[: len(old)]:
         return model
     widened = cache_dir / "widened" / f"{file_sha256(Path(model))[:12]}-{len(names)}.pt"

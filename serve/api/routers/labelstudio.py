@@ -45,7 +45,9 @@ from vision.core.taxonomy import Taxonomy
 from vision.data.annotations.images import TaskImages
 from vision.data.annotations.inbox import forget_annotations, pending_annotations, record_annotation
 from vision.data.annotations.label_config import RectangleControl, rectangle_control
+from vision.data.annotations.readers import image_of_task
 from vision.data.annotations.records import AnnotationError, Label, lone_surrogate
+from vision.data.annotations.validate import annotation_problems
 from vision.data.annotations.writers import prediction
 from vision.modelops.retrain import Job, queue_if_due, queue_job
 
@@ -268,7 +270,9 @@ async def predict(
 @router.post(
     "/webhook", response_model=WebhookResponse, status_code=201, summary="Annotation events (scope annotate)"
 )
-def webhook(body: WebhookRequest, _: Annotator, service: ServiceDep, response: Response) -> WebhookResponse:
+def webhook(
+    body: WebhookRequest, _: Annotator, service: ServiceDep, images: TaskImagesDep, response: Response
+) -> WebhookResponse:
     folder = service.settings.annotations_dir
     project = (body.project or {}).get("id")
     recorded = None
@@ -278,7 +282,7 @@ def webhook(body: WebhookRequest, _: Annotator, service: ServiceDep, response: R
         all_text({"project": body.project, "task": body.task, "annotation": body.annotation})
         config = (body.project or {}).get("label_config")
         recorded = False
-        for task, annotation in annotated_tasks(body):
+        for task, annotation in annotated_tasks(body, service.domain.rules.taxonomy, images):
             if annotation.get("was_cancelled"):  # a skipped task: the annotation kept before stays
                 forget_annotations(folder, project, [annotation.get("id")])  # unless it is this one
                 continue
@@ -315,7 +319,7 @@ def webhook(body: WebhookRequest, _: Annotator, service: ServiceDep, response: R
 @router.post(
     "/train", response_model=TrainResponse, status_code=201, summary="Queue retraining (scope annotate)"
 )
-def train(body: TrainRequest, _: Annotator, service: ServiceDep) -> TrainResponse:
+def train(body: TrainRequest, _: Annotator, service: ServiceDep, images: TaskImagesDep) -> TrainResponse:
     """Label Studio without its training webhook sends every annotated task here. Every task is
     checked as the webhook checks its own before any is kept: one bad task in the middle left the
     ones before it in the inbox under a 422, and tasks without an id shared one inbox file."""
@@ -335,7 +339,12 @@ def train(body: TrainRequest, _: Annotator, service: ServiceDep) -> TrainRespons
         if kept:
             number, annotation = kept[-1]
             checked_pair(
-                f"annotations[{index}]", task, f"annotations[{index}].annotations[{number}]", annotation
+                f"annotations[{index}]",
+                task,
+                f"annotations[{index}].annotations[{number}]",
+                annotation,
+                service.domain.rules.taxonomy,
+                images,
             )
             latest.append((task, annotation))
         elif not isinstance(task.get("data"), dict):
@@ -358,7 +367,9 @@ def is_id(value: Any) -> bool:
     )
 
 
-def annotated_tasks(body: WebhookRequest) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+def annotated_tasks(
+    body: WebhookRequest, taxonomy: Taxonomy, images: TaskImages
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """The (task, annotation) pairs of an annotation event, each checked: one for ANNOTATION_CREATED
     and UPDATED, many for ANNOTATIONS_CREATED (its annotations name their task by id). A task
     without its id or data, or a result that is not a list, is refused here: kept, it lay in the
@@ -379,21 +390,46 @@ def annotated_tasks(body: WebhookRequest) -> list[tuple[dict[str, Any], dict[str
         field = "annotation" if isinstance(body.task, dict) else "task"
         raise InvalidInput(field, f"{body.action} needs one task and its annotation")
     for where, task, annotation in pairs:
-        checked_pair("task", task, where, annotation)
+        checked_pair("task", task, where, annotation, taxonomy, images)
     return [(task, annotation) for _, task, annotation in pairs]
 
 
-def checked_pair(task_at: str, task: dict[str, Any], where: str, annotation: dict[str, Any]) -> None:
+def checked_pair(
+    task_at: str,
+    task: dict[str, Any],
+    where: str,
+    annotation: dict[str, Any],
+    taxonomy: Taxonomy,
+    images: TaskImages,
+) -> None:
     """A task with its id and data, its annotation with an id and a list of regions: what the
-    inbox keeps (by project and task id) and an import reads."""
+    inbox keeps (by project and task id) and an import reads. A kept annotation is also checked as
+    the import will (its image named inside the local-files root; each box upright, finite, inside
+    the image, of a taxonomy class), so that its sender hears now what the retraining job would
+    only write in its job file. The refusal never names the server's folders."""
     if not is_id(task.get("id")):
         raise InvalidInput(f"{task_at}.id", "a task needs its id (a number)")
     if not isinstance(task.get("data"), dict):
         raise InvalidInput(f"{task_at}.data", "a task needs its data (an object with the image)")
     if not is_id(annotation.get("id")):
         raise InvalidInput(f"{where}.id", "an annotation needs its id (a number)")
-    if not isinstance(annotation.get("result", []), list):
+    result = annotation.get("result", [])
+    if not isinstance(result, list):
         raise InvalidInput(f"{where}.result", "a list of regions")
+    if annotation.get("was_cancelled"):  # a skipped task: nothing of it is kept
+        return
+    try:
+        ref = image_of_task(task["data"], f"{task_at}.data")
+    except AnnotationError as err:
+        raise InvalidInput(err.where, err.message) from None
+    if images.files_root is not None:
+        try:
+            images.local(ref)
+        except AnnotationError as err:  # the reference as sent, and why: no server path
+            raise InvalidInput(f"{task_at}.data", str(err)) from None
+    problems = annotation_problems(result, f"{where}.result", taxonomy)
+    if problems:
+        raise InvalidInput(problems[0].where, "; ".join([problems[0].message, *map(str, problems[1:])]))
 
 
 def all_text(fields: dict[str, Any]) -> None:

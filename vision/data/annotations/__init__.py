@@ -5,7 +5,9 @@ and "COCO 1.0" exports (a file, a folder or a zip), their images found by `image
 checks every box (inside its image, a label the taxonomy knows by name or alias, no rotation) and
 reads every image; a problem names the file and the line or field (`records`). An image without
 boxes is kept as a negative only when asked (`--negatives`): an empty label file is more often a
-forgotten image than a clean street.
+forgotten image than a clean street; a Label Studio annotation submitted empty is one. Results that
+are no boxes (choices, text, keypoints, polygons) are counted by type, and an image with only such
+results is skipped, never a negative.
 
 Stored (`dataset`): a versioned dataset `datasets/<name>/manifest.json`, one entry per image keyed
 by its sha256; `importer` adds an export to it as one new version.

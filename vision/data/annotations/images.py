@@ -20,8 +20,10 @@ LS_UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")  # Label Studio prefixes uploade
 LOCAL_FILES = "/data/local-files/"
 
 
-def inside(root: Path, relative: str) -> Path:
-    """`root/relative`, refused when it would leave root (`..`, absolute paths, symlinks out)."""
+def inside(root: Path, relative: str, named: str = "the allowed folder") -> Path:
+    """`root/relative`, refused when it would leave root (`..`, absolute paths, symlinks out). The
+    refusal says `named`, never the root's path: a task's sender (a webhook, an API caller) must not
+    learn the server's folders; the CLI passes a name with the path its user gave."""
     if "\x00" in relative:
         raise AnnotationError(f"{relative!r}", "a NUL byte in a path")
     try:
@@ -31,7 +33,7 @@ def inside(root: Path, relative: str) -> Path:
     base = root.resolve()
     target = (base / relative.lstrip("/")).resolve()
     if not target.is_relative_to(base):
-        raise AnnotationError(repr(relative), f"leaves the allowed folder {base}")
+        raise AnnotationError(repr(relative), f"leaves {named}")
     return target
 
 
@@ -60,6 +62,7 @@ class TaskImages:
     token: str = ""
     max_bytes: int = 20 * 2**20
     timeout_s: float = 15.0
+    root_named: str = "the allowed folder (the local-files root)"  # how refusals name files_root
 
     def local(self, ref: str) -> Path | None:
         """The local file a reference names, or None when it must be fetched."""
@@ -69,7 +72,7 @@ class TaskImages:
             return None
         if self.files_root is None:
             raise AnnotationError(f"{ref!r}", "local task files are not enabled (no files root configured)")
-        return inside(self.files_root, unquote(relative if relative is not None else ref))
+        return inside(self.files_root, unquote(relative if relative is not None else ref), self.root_named)
 
     def read(self, ref: str) -> bytes:
         path = self.local(ref)

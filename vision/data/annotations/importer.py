@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from vision.core.files import file_sha256, is_utf8_path, read_regular_file, shown_path
 from vision.core.phash import KnownImages
@@ -33,7 +34,7 @@ def import_export(
     refused: KnownImages | None = None,
     at: datetime | None = None,
     taxonomy: Taxonomy,
-) -> tuple[dict[str, int], list[Problem]]:
+) -> tuple[dict[str, Any], list[Problem]]:
     """Read, validate and add an export to a dataset as one new version.
 
     With problems and without `skip_invalid` nothing is added (the dataset is left as it was).
@@ -68,7 +69,7 @@ def import_export(
                 for p in problems
             ]
         if problems and not skip_invalid:
-            return {"added": 0, "updated": 0, "unchanged": 0, "unlabelled": export.unlabelled}, problems
+            return {"added": 0, "updated": 0, "unchanged": 0, **export.skipped()}, problems
         if path.suffix.lower() == ".zip":
             samples = [_kept(s, finder, Path(unpacked), path) for s in samples]
         samples = [_named_in_utf8(s, finder) for s in samples]
@@ -81,7 +82,7 @@ def import_export(
         }
         counts = dataset.add(samples, source, at or datetime.now(UTC))
     dataset.save()
-    return {**counts, "unlabelled": export.unlabelled}, problems
+    return {**counts, **export.skipped()}, problems
 
 
 def _kept(sample: Sample, finder: ImageFinder, unpacked: Path, archive: Path) -> Sample:

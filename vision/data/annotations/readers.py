@@ -10,6 +10,7 @@ import re
 import sys
 import tempfile
 import zipfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,6 +48,12 @@ def load_json(path: Path) -> Any:
     text = read_text(path)
     if not text.strip():
         raise AnnotationError(f"{path}", "empty file")
+    if text.lstrip().startswith("<"):
+        raise AnnotationError(
+            f"{path}",
+            "XML, not JSON: Pascal VOC and CVAT XML are not read (export COCO 1.0 or Ultralytics YOLO "
+            "Detection from CVAT, JSON from Label Studio)",
+        )
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
@@ -95,7 +102,7 @@ def _size(
     return round(size[0]), round(size[1])
 
 
-def _task_image(data: dict[str, Any], where: str) -> str:
+def image_of_task(data: dict[str, Any], where: str) -> str:
     for key in ("image", "img", "photo", "url"):
         if isinstance(data.get(key), str):
             return str(data[key])
@@ -107,9 +114,25 @@ def _task_image(data: dict[str, Any], where: str) -> str:
     raise AnnotationError(f"{where}", f"no image URL in the task data (keys: {', '.join(data) or 'none'})")
 
 
-def _boxes(
-    regions: list[Any], where: str, problems: list[Problem], declared: list[tuple[int, int]]
+def _result_type(region: dict[str, Any], value: Any) -> str:
+    """The kind of a result that is no box: Label Studio's `type`, or for JSON-MIN (which drops it)
+    the key its value is under (`keypointlabels`, `polygonlabels`, `choices`, ...)."""
+    if isinstance(region.get("type"), str):
+        return str(region["type"])
+    keys = list(value) if isinstance(value, dict) else []
+    labels = [k for k in keys if k.endswith("labels")]  # `polygonlabels` says more than its `points`
+    return next(iter(labels + [k for k in keys if k in ("choices", "text", "points")]), "unknown")
+
+
+def result_boxes(
+    regions: list[Any],
+    where: str,
+    problems: list[Problem],
+    declared: list[tuple[int, int]],
+    unsupported: Counter[str],
 ) -> list[RawBox]:
+    """The boxes of one annotation's results; results of other controls (choices, text, keypoints,
+    polygons) are counted in `unsupported` by type, never read as "no box here"."""
     boxes: list[RawBox] = []
     for index, region in enumerate(regions):
         at = f"{where}[{index}]"
@@ -118,9 +141,10 @@ def _boxes(
             continue
         value = region.get("value", region)  # full JSON nests it in value, JSON-MIN does not
         kind = region.get("type")
-        if kind is None and not (isinstance(value, dict) and "rectanglelabels" in value):
-            continue  # other controls (choices, text) are no boxes
-        if kind is not None and kind != "rectanglelabels":
+        if (kind is None and not (isinstance(value, dict) and "rectanglelabels" in value)) or (
+            kind is not None and kind != "rectanglelabels"
+        ):
+            unsupported[_result_type(region, value)] += 1
             continue
         if not isinstance(value, dict):  # a region of boxes whose box is missing: never dropped unsaid
             problems.append(Problem(f"{at}.value", f"expected the box object, got {value!r}"))
@@ -137,6 +161,37 @@ def _boxes(
     return boxes
 
 
+def _annotated(
+    export: ReadExport, regions: list[Any], at: str, declared: list[tuple[int, int]]
+) -> tuple[list[RawBox], bool] | None:
+    """The boxes of one annotation and whether a region was refused; None when its results are all
+    of other controls (a "rejected" choice, a keypoint): such an image is skipped and counted,
+    never taken as one with nothing on it."""
+    before, other = len(export.problems), Counter[str]()
+    boxes = result_boxes(regions, at, export.problems, declared, other)
+    export.unsupported.update(other)
+    if boxes and (objects := sorted(kind for kind in other if is_object_kind(kind))):
+        export.problems.append(Problem(at, beside_boxes(objects)))
+    broken = len(export.problems) > before
+    if not boxes and other and not broken:
+        export.unsupported_only += 1
+        return None
+    return boxes, broken
+
+
+def is_object_kind(kind: str) -> bool:
+    """Whether results of this kind mark objects (polygons, keypoints, masks), not say something
+    of the whole image (choices, text)."""
+    return kind.endswith("labels") or kind in ("segmentation", "polygon", "keypoint", "brush", "points")
+
+
+def beside_boxes(kinds: list[str]) -> str:
+    return (
+        f"objects drawn as {', '.join(kinds)} beside its boxes: only boxes are read, and the image's "
+        "boxes alone would teach those objects as background (draw them as rectangles)"
+    )
+
+
 def read_labelstudio_json(path: Path) -> ReadExport:
     """Label Studio's JSON export: tasks with `data` and `annotations[].result[]`; the latest
     annotation that was not cancelled counts. A task that carries its project's `label_config`
@@ -146,6 +201,7 @@ def read_labelstudio_json(path: Path) -> ReadExport:
     if not isinstance(tasks, list):
         raise AnnotationError(f"{path}", "a Label Studio JSON export is a list of tasks")
     export = ReadExport("labelstudio-json", [])
+    seen: dict[tuple[str, str], str] = {}
     for index, task in enumerate(
         tqdm(tasks, desc=f"read {path.name}", file=sys.stderr, disable=len(tasks) < 500)
     ):
@@ -155,27 +211,40 @@ def read_labelstudio_json(path: Path) -> ReadExport:
         try:
             if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
                 raise AnnotationError(f"{where}.data", "a task needs a data object")
-            image = _task_image(task["data"], f"{where}.data")
+            image = image_of_task(task["data"], f"{where}.data")
             annotations = task.get("annotations") or task.get("completions") or []
             if not isinstance(annotations, list):
                 raise AnnotationError(f"{where}.annotations", "expected a list")
         except AnnotationError as err:
             export.problems.append(err.problem())
             continue
+        if "id" in task:  # two exports pasted together: which of the two is the task's annotation?
+            key = (str(task.get("project")), str(task["id"]))
+            if key in seen:
+                export.problems.append(
+                    Problem(where, f"task id {task['id']!r} is given twice (also {seen[key]})")
+                )
+                continue
+            seen[key] = f"tasks[{index}]"
         kept = [
             (i, a) for i, a in enumerate(annotations) if isinstance(a, dict) and not a.get("was_cancelled")
         ]
         if not kept:
             export.unlabelled += 1
             continue
+        # two annotators on one task: the annotation saved last counts, the others are counted
         number, annotation = max(kept, key=lambda item: (str(item[1].get("updated_at") or ""), item[0]))
+        export.superseded += len(kept) - 1
         result = annotation.get("result")
         at = f"{where}.annotations[{number}].result"
         if not isinstance(result, list):
             export.problems.append(Problem(at, "expected a list of regions"))
             continue
         declared: list[tuple[int, int]] = []
-        boxes = _boxes(result, at, export.problems, declared)
+        read = _annotated(export, result, at, declared)
+        if read is None:
+            continue
+        boxes, broken = read
         config = task.get("label_config")
         try:
             offered = box_labels(config) if isinstance(config, str) else None
@@ -192,6 +261,8 @@ def read_labelstudio_json(path: Path) -> ReadExport:
                 declared[0] if declared else None,
                 offered,
                 None if project is None else str(project),
+                confirmed_empty=not result,
+                broken=broken,
             )
         )
     return export
@@ -205,12 +276,23 @@ def read_labelstudio_min(path: Path) -> ReadExport:
         raise AnnotationError(f"{path}", "a JSON-MIN export is a list of objects")
     export = ReadExport("labelstudio-min", [])
     meta = {"id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time"}
+    latest: dict[str, int] = {}  # one row per annotation: two annotators' rows of one task
+    for index, row in enumerate(rows):
+        if isinstance(row, dict) and "id" in row and "annotation_id" in row:
+            key = str(row["id"])
+            if key not in latest or str(row.get("updated_at") or "") >= str(
+                rows[latest[key]].get("updated_at") or ""
+            ):
+                latest[key] = index
     for index, row in enumerate(rows):
         where = f"{path}: [{index}]" + (
             f" (id {row.get('id')})" if isinstance(row, dict) and "id" in row else ""
         )
         if not isinstance(row, dict):
             export.problems.append(Problem(where, "expected an object"))
+            continue
+        if "id" in row and "annotation_id" in row and latest[str(row["id"])] != index:
+            export.superseded += 1  # the task's annotation saved last counts
             continue
         regions_key = next(
             (
@@ -221,20 +303,46 @@ def read_labelstudio_min(path: Path) -> ReadExport:
             None,
         )
         try:
-            image = _task_image({k: v for k, v in row.items() if k not in meta}, where)
+            image = image_of_task({k: v for k, v in row.items() if k not in meta}, where)
         except AnnotationError as err:
             export.problems.append(err.problem())
             continue
-        if regions_key is None:
+        # other controls' results JSON-MIN writes as objects (keypoints, polygons, `{"choices": [...]}`);
+        # a single choice or text is plain text there, like the task's data, and cannot be told apart
+        others = [
+            (key, value)
+            for key, value in row.items()
+            if key != regions_key and key not in meta and _result_shaped(value)
+        ]
+        results: list[Any] = [r for _, v in others for r in (v if isinstance(v, list) else [v])]
+        if regions_key is None and not results:
             if "annotation_id" in row or "annotator" in row:  # annotated, with no box drawn
                 export.samples.append(RawSample(image, [], where, path.parent))
             else:
                 export.unlabelled += 1
             continue
         declared: list[tuple[int, int]] = []
-        boxes = _boxes(row[regions_key], f"{where}.{regions_key}", export.problems, declared)
-        export.samples.append(RawSample(image, boxes, where, path.parent, declared[0] if declared else None))
+        regions_at = f"{where}.{regions_key or others[0][0]}"
+        read = _annotated(
+            export, [*(row[regions_key] if regions_key else []), *results], regions_at, declared
+        )
+        if read is not None:
+            boxes, broken = read
+            export.samples.append(
+                RawSample(image, boxes, where, path.parent, declared[0] if declared else None, broken=broken)
+            )
     return export
+
+
+def _result_shaped(value: Any) -> bool:
+    """Whether a JSON-MIN value is a result of a control (objects with a `...labels`, `choices`,
+    `text` or `points` key), not task data."""
+    items = value if isinstance(value, list) else [value]
+    return bool(items) and all(
+        isinstance(item, dict)
+        and any(k.endswith("labels") or k in ("choices", "text", "points") for k in item)
+        for item in items
+    )
 
 
 def read_yolo_folder(root: Path, names: list[str], format_name: str) -> ReadExport:
@@ -262,6 +370,7 @@ def read_yolo_folder(root: Path, names: list[str], format_name: str) -> ReadExpo
         except AnnotationError as err:
             export.problems.append(err.problem())
             continue
+        before = len(export.problems)
         for number, line in enumerate(text.splitlines(), 1):
             fields = line.split()
             if not fields:
@@ -287,7 +396,16 @@ def read_yolo_folder(root: Path, names: list[str], format_name: str) -> ReadExpo
                 )
                 continue
             boxes.append(RawBox(names[class_id], (cx, cy, w, h), "yolo", at))
-        export.samples.append(RawSample(relative.as_posix(), boxes, str(label), root, labelled=tuple(names)))
+        export.samples.append(
+            RawSample(
+                relative.as_posix(),
+                boxes,
+                str(label),
+                root,
+                labelled=tuple(names),
+                broken=len(export.problems) > before,  # a line refused: its box would be taught as background
+            )
+        )
     for orphan in sorted(label_files - used):
         export.problems.append(Problem(str(orphan), "label file without an image"))
     return export
@@ -357,6 +475,7 @@ def read_coco(path: Path) -> ReadExport:
             refused.add(key)
             continue
         images[key] = RawSample(image["file_name"], [], where, root, size, tuple(categories.values()))
+    segmented: set[str] = set()  # images (by where) with a segmentation-only annotation
     for index, annotation in enumerate(coco["annotations"]):
         where = f"{path}: annotations[{index}]"
         if not isinstance(annotation, dict):
@@ -378,15 +497,22 @@ def read_coco(path: Path) -> ReadExport:
             export.problems.append(
                 Problem(f"{where}.category_id", f"no category {annotation.get('category_id')!r}")
             )
+            sample.broken = True  # its other boxes are no whole annotation of the image
             continue
         bbox = annotation.get("bbox")
+        if bbox in (None, []) and annotation.get("segmentation"):  # a mask or polygon without its box
+            export.unsupported["segmentation"] += 1
+            segmented.add(sample.where)
+            continue
         if not isinstance(bbox, list) or len(bbox) != 4:
             export.problems.append(Problem(f"{where}.bbox", f"expected [x, y, width, height], got {bbox!r}"))
+            sample.broken = True
             continue
         try:
             coords = tuple(_number(v, f"{where}.bbox") for v in bbox)
         except AnnotationError as err:
             export.problems.append(err.problem())
+            sample.broken = True
             continue
         attributes = annotation.get("attributes")
         try:
@@ -396,10 +522,19 @@ def read_coco(path: Path) -> ReadExport:
             )
         except AnnotationError as err:
             export.problems.append(err.problem())
+            sample.broken = True
             continue
         box = (coords[0], coords[1], coords[2], coords[3])
         sample.boxes.append(RawBox(name, box, "coco", where, rotation))
-    export.samples = list(images.values())
+    export.samples = []
+    for sample in images.values():
+        if sample.where in segmented and sample.boxes:
+            export.problems.append(Problem(sample.where, beside_boxes(["segmentation"])))
+            sample.broken = True
+        if sample.where in segmented and not sample.boxes and not sample.broken:  # never "nothing here"
+            export.unsupported_only += 1
+        else:
+            export.samples.append(sample)
     return export
 
 
@@ -484,5 +619,7 @@ def read_export(path: Path, format_name: str = "auto", unpack_to: Path | None = 
             part = read_coco(file)
             merged.samples += part.samples
             merged.problems += part.problems
+            merged.unsupported.update(part.unsupported)
+            merged.unsupported_only += part.unsupported_only
         return merged
     raise AnnotationError(str(path), f"unknown format {kind!r} (one of {', '.join(FORMATS)})")

@@ -3,6 +3,7 @@ and the problems found on the way (each naming its file and line or field)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,8 @@ class RawSample:
     declared_size: tuple[int, int] | None = None  # (width, height) the export says the image has
     labelled: tuple[str, ...] | None = None  # label names this export's annotators could choose from
     project: str | None = None  # the Label Studio project of the task, when the export says
+    confirmed_empty: bool = False  # an annotation submitted with no result at all: nothing to see here
+    broken: bool = False  # a region the reader refused: the rest is no whole annotation of the image
 
 
 @dataclass(frozen=True)
@@ -111,3 +114,15 @@ class ReadExport:
     samples: list[RawSample]
     problems: list[Problem] = field(default_factory=list)
     unlabelled: int = 0  # images of the export nobody annotated (skipped, not negatives)
+    unsupported: Counter[str] = field(default_factory=Counter)  # results that are no boxes, by type
+    unsupported_only: int = 0  # images whose only results are no boxes (skipped, not negatives)
+    superseded: int = 0  # annotations of a task older than the one taken (two annotators: the last counts)
+
+    def skipped(self) -> dict[str, object]:
+        """What was read but not taken, for counts and reports: never a negative."""
+        return {
+            "unlabelled": self.unlabelled,
+            "unsupported": dict(sorted(self.unsupported.items())),
+            "unsupported_only": self.unsupported_only,
+            "superseded": self.superseded,
+        }

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import math
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -16,6 +18,7 @@ from vision.core.phash import perceptual_hash
 from vision.core.taxonomy import Taxonomy
 from vision.data.annotations.coords import from_coco, from_percent, from_yolo
 from vision.data.annotations.images import ImageFinder
+from vision.data.annotations.readers import beside_boxes, is_object_kind, result_boxes
 from vision.data.annotations.records import AnnotationError, Label, Problem, RawBox, ReadExport, Sample
 
 EDGE_TOLERANCE = 0.005  # boxes may overshoot the image by 0.5 % of its side (rounding in exports)
@@ -56,6 +59,44 @@ def check_box(
     return clipped, None
 
 
+def checked_box(
+    box: RawBox, taxonomy: Taxonomy, width: int, height: int, declared: tuple[int, int] | None
+) -> tuple[Label | None, str]:
+    """One box as a pixel label with its taxonomy name, or why it is refused (unknown label, rotated,
+    not finite, empty, outside the image)."""
+    cls = taxonomy.resolve(box.label)
+    if cls is None:
+        return (
+            None,
+            f"label {box.label!r} is neither a taxonomy class nor an alias ({', '.join(taxonomy.names)})",
+        )
+    if box.rotation % 360:
+        return None, f"rotated box ({box.rotation:g} degrees): the detector takes upright boxes"
+    xyxy, why = check_box(to_pixels(box, width, height, declared), width, height)
+    if xyxy is None:
+        return None, str(why)
+    return Label(cls.name, xyxy), ""
+
+
+def annotation_problems(result: list[Any], where: str, taxonomy: Taxonomy) -> list[Problem]:
+    """What an import would refuse in one Label Studio annotation, told before its image is read
+    (the webhook answers it at once): regions without their box, labels that are no taxonomy class,
+    rotated, NaN, empty or out-of-image boxes (of the size the result declares; percent without one),
+    objects drawn as polygons or keypoints beside boxes."""
+    problems: list[Problem] = []
+    declared: list[tuple[int, int]] = []
+    other = Counter[str]()
+    boxes = result_boxes(result, where, problems, declared, other)
+    if boxes and (objects := sorted(kind for kind in other if is_object_kind(kind))):
+        problems.append(Problem(where, beside_boxes(objects)))
+    width, height = declared[0] if declared else (100, 100)
+    for box in boxes:
+        label, why = checked_box(box, taxonomy, width, height, None)
+        if label is None:
+            problems.append(Problem(box.where, why))
+    return problems
+
+
 def validate(
     export: ReadExport,
     finder: ImageFinder,
@@ -74,6 +115,8 @@ def validate(
     samples: list[Sample] = []
     seen: dict[str, str] = {}
     for raw in tqdm(export.samples, desc="check images", file=sys.stderr, disable=len(export.samples) < 200):
+        if raw.broken:  # its refused region is named among the problems; the rest is no whole image
+            continue
         names = labelled if labelled is not None else raw.labelled
         if names is None:
             project = f"project {raw.project}" if raw.project else "the project"
@@ -107,40 +150,21 @@ def validate(
         labels, bad = [], False
         drawn: dict[tuple[str, tuple[float, ...]], str] = {}  # each box once, to the tenth of a pixel
         for box in raw.boxes:
-            cls = taxonomy.resolve(box.label)
-            if cls is None:
-                problems.append(
-                    Problem(
-                        box.where,
-                        f"label {box.label!r} is neither a taxonomy class nor an alias "
-                        f"({', '.join(taxonomy.names)})",
-                    )
-                )
+            label, why = checked_box(box, taxonomy, width, height, raw.declared_size)
+            if label is None:
+                problems.append(Problem(box.where, why))
                 bad = True
                 continue
-            if box.rotation % 360:
-                problems.append(
-                    Problem(
-                        box.where, f"rotated box ({box.rotation:g} degrees): the detector takes upright boxes"
-                    )
-                )
-                bad = True
-                continue
-            xyxy, why = check_box(to_pixels(box, width, height, raw.declared_size), width, height)
-            if xyxy is None:
-                problems.append(Problem(box.where, str(why)))
-                bad = True
-                continue
-            key = (cls.name, tuple(round(v, 1) for v in xyxy))  # as the manifest keeps it
+            key = (label.name, tuple(round(v, 1) for v in label.xyxy))  # as the manifest keeps it
             if key in drawn:  # pasted twice, or an export written twice over: taught twice as much
-                problems.append(Problem(box.where, f"the same {cls.name} box as {drawn[key]}"))
+                problems.append(Problem(box.where, f"the same {label.name} box as {drawn[key]}"))
                 bad = True
                 continue
             drawn[key] = box.where
-            labels.append(Label(cls.name, xyxy))
+            labels.append(label)
         if bad:
             continue
-        if not labels and not negatives:
+        if not labels and not (negatives or raw.confirmed_empty):
             problems.append(
                 Problem(raw.where, "no boxes: not taken as a negative image unless --negatives is given")
             )
