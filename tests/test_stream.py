@@ -13,7 +13,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from configured import CONFIGS, MODELS
+from configured import CONFIGS, MODELS, ROOT
 from sqlalchemy import select
 from streets import Scene
 
@@ -34,6 +34,7 @@ from vision.live.stream import (
     Frame,
     NewestFrame,
     StreamReader,
+    file_exists,
     frame_position,
     frame_rate,
     redact_url,
@@ -480,7 +481,7 @@ def test_an_unreachable_camera_is_retried_with_backoff() -> None:
     ("content", "error"),
     [
         (None, "no such file"),
-        (b"", "not a video it can decode"),
+        (b"", "the file is empty (0 bytes)"),
         (b"hello, not a video", "no frame could be decoded"),
     ],
 )
@@ -601,6 +602,148 @@ def test_segments_joined_into_one_file_go_on_in_time(tmp_path: Path) -> None:
     times = [f.captured_at for f in frames]
     assert times == sorted(set(times))  # each after the one before
     assert times[-1] - START >= timedelta(seconds=3.7)
+
+
+# --- footage a bureau hands in -------------------------------------------------------------------
+
+TRAFFIC_CAMS = ROOT.parent / "shared" / "datasets" / "traffic-cams" / "images" / "val"
+
+
+def street_photos(count: int, size: tuple[int, int] = (160, 96)) -> list[np.ndarray]:
+    """Real traffic-camera frames (the synthetic street where the data set is not there), each its
+    own picture so a frame can be told from its neighbours."""
+    photos = sorted(TRAFFIC_CAMS.glob("*.jpg"))[:count] if TRAFFIC_CAMS.is_dir() else []
+    images = [cv2.imread(str(path)) for path in photos] or [Scene(60).frame(k)[0] for k in range(count)]
+    return [cv2.resize(images[k % len(images)], size) for k in range(count)]
+
+
+def write_mp4(path: Path, frames: list[np.ndarray], fps: float = 10) -> Path:
+    """An MP4 as cameras and phones write it (MPEG-4 part 2 here), its index (moov) at the end."""
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    assert writer.isOpened()
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def rotate_on_display(path: Path) -> Path:
+    """Mark an MP4's video as shown turned 90 degrees clockwise, as a phone held upright stores its
+    picture: landscape pixels and a display matrix in the track header (ffprobe: rotation -90)."""
+    data = bytearray(path.read_bytes())
+    header = data.index(b"tkhd") + 4
+    assert data[header] == 0  # version 0: the matrix lies 40 bytes in
+    matrix = (0, 0x10000, 0, -0x10000, 0, 0, data[header + 80 : header + 84], 0, 0x40000000)
+    height = int.from_bytes(matrix[6], "big")  # the track's height (16.16) moves the origin
+    data[header + 40 : header + 76] = b"".join(
+        v.to_bytes(4, "big", signed=True) for v in (*matrix[:6], height, *matrix[7:])
+    )
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_phone_video_held_upright_is_read_upright(tmp_path: Path) -> None:
+    """A portrait phone video is landscape pixels with a rotation in its header: the frames (and so
+    the zones, normalised to the frame, and the evidence, cropped from it) are the picture the
+    person saw, not the stored one lying on its side."""
+    stored = street_photos(6, (160, 96))
+    video = rotate_on_display(write_mp4(tmp_path / "phone.mp4", stored, fps=5))
+    reader = StreamReader(str(video), file_start=START, file_speed=0).start()
+    frames = take_all(reader, 10)
+    assert reader.stats.state == "ended" and len(frames) == 6 and reader.stats.size == (96, 160)
+    for frame, picture in zip(frames, stored, strict=True):
+        upright = cv2.rotate(picture, cv2.ROTATE_90_CLOCKWISE)
+        assert np.abs(frame.image.astype(int) - upright).mean() < 12  # MPEG-4 at its default quality
+        assert (
+            np.abs(frame.image.astype(int) - cv2.rotate(picture, cv2.ROTATE_90_COUNTERCLOCKWISE)).mean() > 25
+        )
+
+
+def test_a_file_read_as_fast_as_it_is_analysed_drops_no_frame(tmp_path: Path) -> None:
+    """`--speed 0` reads a file as fast as it can: the reader decoded far ahead of the analysis and
+    replaced frame after frame in the newest-frame buffer, so which frames were judged (and how far
+    apart: a 1-fps rule saw one in five seconds) hung on the machine's speed. Now each frame waits
+    until the one before it was taken."""
+    video = write_video(tmp_path / "street.avi", numbered(20), fps=10)
+    reader = StreamReader(str(video), file_start=START, file_speed=0).start()
+    frames = []
+    while (frame := reader.take(timeout=2)) is not None:
+        frames.append(frame)
+        time.sleep(0.03)  # an analysis slower than the decoder
+    assert reader.stats.dropped == 0 and reader.stats.frames_read == 20
+    assert [f.captured_at for f in frames] == [START + timedelta(seconds=k / 10) for k in range(20)]
+    for k, frame in enumerate(frames):
+        assert abs(float(frame.image.mean()) - (10 + 6 * k)) < 4
+
+
+def image_sequence(folder: Path, count: int) -> str:
+    """Numbered images as `ffmpeg -i clip.mp4 frames/img%04d.jpg` writes them."""
+    folder.mkdir()
+    for k, image in enumerate(numbered(count)):
+        cv2.imwrite(str(folder / f"img{k + 1:04d}.jpg"), image)
+    return str(folder / "img%04d.jpg")
+
+
+def empty_file(folder: Path) -> Path:
+    (folder / "clip.mp4").write_bytes(b"")
+    return folder / "clip.mp4"
+
+
+def cut_mp4(folder: Path) -> Path:
+    """The camera lost power, the copy stopped: an MP4 writes its index (moov) last, and it is gone."""
+    whole = write_mp4(folder / "whole.mp4", street_photos(20)).read_bytes()
+    (folder / "clip.mp4").write_bytes(whole[: len(whole) // 2])
+    return folder / "clip.mp4"
+
+
+def sound_only(folder: Path) -> Path:
+    """An MP4 holding an AAC track and no picture (a recorder's voice memo), written by FFmpeg."""
+    av = pytest.importorskip("av")  # PyAV: OpenCV writes no sound
+    with av.open(str(folder / "clip.m4a"), "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=16000)
+        for k in range(10):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, k * 1024
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return folder / "clip.m4a"
+
+
+@pytest.mark.parametrize(
+    ("made", "error"),
+    [
+        (empty_file, "the file is empty (0 bytes)"),
+        (
+            cut_mp4,
+            "an MP4/MOV without its index (no moov box): the recording was cut off before it was finished",
+        ),
+        (sound_only, "an MP4/MOV with no video track (sound only)"),
+        (lambda folder: folder / "gone.mp4", "no such file"),
+        (lambda folder: folder / "img%04d.jpg", "no such file"),
+    ],
+    ids=["zero bytes", "cut before its index", "sound only", "missing", "no image of a sequence"],
+)
+def test_a_file_that_is_no_video_says_what_it_is(
+    tmp_path: Path, made: Callable[[Path], Path], error: str
+) -> None:
+    """Each said `not a video it can decode`: nothing a person could act on."""
+    video = str(made(tmp_path))
+    reader = StreamReader(video, file_start=START, file_speed=0).start()
+    take_all(reader, 10)
+    assert reader.stats.state == "ended" and reader.stats.frames_read == 0
+    assert reader.stats.last_error == f"cannot open {video}: {error}"
+
+
+def test_an_image_sequence_plays_at_the_rate_it_is_given(tmp_path: Path) -> None:
+    sequence = image_sequence(tmp_path / "frames", 6)
+    assert file_exists(sequence) and not file_exists(sequence.replace("img", "pic"))
+    reader = StreamReader(sequence, file_start=START, file_speed=0, file_fps=1).start()
+    frames = take_all(reader, 10)
+    assert reader.stats.state == "ended" and reader.stats.frames_read == 6 and reader.stats.dropped == 0
+    assert [f.captured_at for f in frames] == [START + timedelta(seconds=k) for k in range(6)]
 
 
 # --- streetorder watch, end to end ---------------------------------------------------------------
