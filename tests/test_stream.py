@@ -892,6 +892,35 @@ def test_watch_refuses_an_unknown_camera_or_a_missing_file_and_fails_on_a_file_i
     assert "0 frames analysed" in out.out and f"watch: cannot open {junk}" in out.err
 
 
+def test_watch_reads_an_image_sequence_and_every_frame_of_a_file_at_full_speed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Frames taken out of a clip (`ffmpeg -i clip.mp4 -r 1 frames/img%04d.jpg`) were refused as `no
+    such file` although OpenCV reads them as a video; and at `--speed 0` the analysis saw the frames
+    the reader had not yet replaced, a share that hung on the machine's speed."""
+    from serve.cases.settings import get_settings
+    from serve.cli.main import main
+
+    camera = yaml.safe_load((CONFIGS / "cameras.yaml").read_text(encoding="utf-8"))["cameras"][0]
+    sequence = image_sequence(tmp_path / "frames", 8)
+    monkeypatch.setenv("STREETORDER_EVIDENCE_DIR", str(tmp_path / "evidence"))
+    get_settings.cache_clear()
+    try:
+        code = main(
+            [
+                "watch",
+                *("--camera", camera["id"], "--stream", sequence, "--file-fps", "1"),
+                *("--file-start", START.isoformat(), "--speed", "0", "--seconds", "60"),
+                *("--db", f"sqlite:///{tmp_path / 'watch.db'}"),
+            ]
+        )
+    finally:
+        get_settings.cache_clear()
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert f"camera {camera['id']}: 8 frames analysed, 0 skipped, 0 dropped" in out.out
+
+
 def test_watch_never_shows_a_camera_password(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     """A Hikvision address with its password, given to `watch`: refused (another scheme, a rate for a
     file), or read from a camera nobody answers at. Neither its messages, nor its summary, nor what

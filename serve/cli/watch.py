@@ -13,7 +13,14 @@ from serve.cases.times import ImplausibleTime
 from serve.cases.watch import CameraWatcher, load_service_cameras
 from serve.cli.args import non_negative_float, positive_float
 from vision.live.cameras import UnknownCameraError
-from vision.live.stream import StreamReader, check_stream_url, is_file, local_path, redact_url
+from vision.live.stream import (
+    StreamReader,
+    check_stream_url,
+    file_exists,
+    is_file,
+    local_path,
+    redact_url,
+)
 
 
 def cli(argv: list[str]) -> int:
@@ -56,7 +63,7 @@ def cli(argv: list[str]) -> int:
             args.stream = check_stream_url(args.stream)
         except ValueError as err:
             parser.error(f"--stream {redact_url(args.stream)}: {err}")
-        if is_file(args.stream) and not Path(local_path(args.stream)).is_file():
+        if is_file(args.stream) and not file_exists(local_path(args.stream)):
             parser.error(f"--stream {args.stream}: no such file")
     if args.file_start is not None and args.file_start.tzinfo is None:
         parser.error("--file-start needs a timezone offset, e.g. 2026-05-06T09:00:00+08:00")
