@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from select import select as wait_readable
@@ -675,6 +676,54 @@ def test_a_file_read_as_fast_as_it_is_analysed_drops_no_frame(tmp_path: Path) ->
     assert [f.captured_at for f in frames] == [START + timedelta(seconds=k / 10) for k in range(20)]
     for k, frame in enumerate(frames):
         assert abs(float(frame.image.mean()) - (10 + 6 * k)) < 4
+
+
+def encoded(path: Path, frames: list[np.ndarray], codec: str, pix_fmt: str, pts_ms: list[int]) -> Path:
+    """A video FFmpeg encodes (PyAV) with the frame times given in milliseconds: a phone's variable
+    frame rate, a recorder's clock-based timestamps, HEVC or 10 bits that OpenCV does not write."""
+    av = pytest.importorskip("av")
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=10)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], pix_fmt
+        stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
+        for image, pts in zip(frames, pts_ms, strict=True):
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24").reformat(format=pix_fmt)
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+@pytest.mark.parametrize(
+    ("codec", "pix_fmt", "pts_ms", "size", "seconds"),
+    [  # frame times as the file has them, the size it has, where each frame lies in it
+        ("libx264", "yuv420p", [0, 100, 150, 1150, 1200, 3200], (160, 96), [0, 0.1, 0.15, 1.15, 1.2, 3.2]),
+        ("libx265", "yuv420p10le", [0, 100, 200, 300], (160, 96), [0, 0.1, 0.2, 0.3]),
+        ("libx264", "yuv420p", [36_000_000 + 500 * k for k in range(4)], (160, 96), [0, 0.5, 1, 1.5]),
+        ("libx264", "yuv420p", [0, 1000], (3840, 2160), [0, 1]),
+    ],
+    ids=["variable frame rate", "HEVC 10 bit", "timestamps from 10 h", "4K"],
+)
+def test_footage_is_judged_by_where_each_frame_lies_in_it(
+    tmp_path: Path,
+    codec: str,
+    pix_fmt: str,
+    pts_ms: list[int],
+    size: tuple[int, int],
+    seconds: list[float],
+) -> None:
+    """A phone's variable frame rate keeps its gaps (a dwell counts the seconds that passed, not
+    frames); HEVC in 10 bits arrives as the 8-bit BGR the rules take; a recorder whose timestamps
+    start at its clock (10 hours in) starts at --file-start; a 4K frame passes whole."""
+    photos = street_photos(len(pts_ms), size)
+    video = encoded(tmp_path / "clip.mp4", photos, codec, pix_fmt, pts_ms)
+    reader = StreamReader(str(video), file_start=START, file_speed=0).start()
+    frames = take_all(reader, 30)
+    assert reader.stats.state == "ended" and reader.stats.last_error is None and reader.stats.dropped == 0
+    assert [f.captured_at for f in frames] == [START + timedelta(seconds=s) for s in seconds]
+    for frame, photo in zip(frames, photos, strict=True):
+        assert frame.image.dtype == np.uint8 and frame.image.shape == photo.shape
+        assert np.abs(frame.image.astype(int) - photo).mean() < 12
 
 
 def image_sequence(folder: Path, count: int) -> str:
