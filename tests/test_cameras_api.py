@@ -826,6 +826,23 @@ def test_a_camera_id_no_camera_can_have_is_a_short_422(service: Service) -> None
     assert all(camera["health"]["frames"] == 0 for camera in health)
 
 
+def test_a_frame_too_small_to_show_anything_is_refused(model_service: Service) -> None:
+    """An 8x4 or 1x1 frame (a broken encoder's thumbnail) was judged: nothing seen on it, so a
+    standing car looked gone, and clear_after_s of them proposed its case checked. A frame of another
+    size that shows the street (the sub-stream, the main stream) is judged as ever."""
+    service = model_service
+    street = Scene(10).frame(0)[0]
+    for k, size in enumerate([(8, 4), (1, 1), (31, 180)]):
+        tiny = post(service, jpeg(cv2.resize(street, size)), SERVICE_START + timedelta(seconds=k))
+        assert tiny.status_code == 422, tiny.text
+        assert f"frame: {size[0]}x{size[1]} px is too small to judge (at least 32 px a side)" in tiny.text
+    for k, size in enumerate([(32, 32), (1280, 720)]):
+        judged = post(service, jpeg(cv2.resize(street, size)), SERVICE_START + timedelta(seconds=10 + k))
+        assert judged.status_code == 200 and (judged.json()["width"], judged.json()["height"]) == size
+    health = service.client.get("/v1/cameras", headers=service.auth("cases:read")).json()
+    assert [c["health"]["frames"] for c in health if c["id"] == CAM] == [2]
+
+
 def exif_jpeg(image: np.ndarray, taken_at: datetime | None, **written: str | None) -> bytes:
     """The frame as a camera or snapshot tool writes it: JPEG with EXIF DateTimeOriginal and
     OffsetTimeOriginal; `written` replaces a tag's text as written (None: left out)."""
