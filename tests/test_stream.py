@@ -786,6 +786,21 @@ def test_a_file_that_is_no_video_says_what_it_is(
     assert reader.stats.last_error == f"cannot open {video}: {error}"
 
 
+def test_a_file_cut_short_is_read_to_the_cut_and_told(tmp_path: Path) -> None:
+    """A copy that stopped: its header still counts every frame. The frames up to the cut are
+    judged; it ended as if whole, and nobody learnt the footage was incomplete."""
+    whole = write_video(tmp_path / "whole.avi", street_photos(20), fps=10).read_bytes()
+    video = tmp_path / "copy.avi"
+    video.write_bytes(whole[: len(whole) * 2 // 3])
+    reader = StreamReader(str(video), file_start=START, file_speed=0).start()
+    frames = take_all(reader, 10)
+    assert reader.stats.state == "ended" and 0 < len(frames) < 20
+    assert reader.stats.last_error == (
+        f"{video} ended after {len(frames)} of its 20 frames: "
+        "the file is cut short (a copy or a recording that stopped)"
+    )
+
+
 def test_an_image_sequence_plays_at_the_rate_it_is_given(tmp_path: Path) -> None:
     sequence = image_sequence(tmp_path / "frames", 6)
     assert file_exists(sequence) and not file_exists(sequence.replace("img", "pic"))
@@ -941,7 +956,7 @@ def test_watch_refuses_an_unknown_camera_or_a_missing_file_and_fails_on_a_file_i
     assert "0 frames analysed" in out.out and f"watch: cannot open {junk}" in out.err
 
 
-def test_watch_reads_an_image_sequence_and_every_frame_of_a_file_at_full_speed(
+def test_watch_reads_an_image_sequence_every_frame_at_full_speed_and_tells_a_file_cut_short(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Frames taken out of a clip (`ffmpeg -i clip.mp4 -r 1 frames/img%04d.jpg`) were refused as `no
@@ -952,22 +967,26 @@ def test_watch_reads_an_image_sequence_and_every_frame_of_a_file_at_full_speed(
 
     camera = yaml.safe_load((CONFIGS / "cameras.yaml").read_text(encoding="utf-8"))["cameras"][0]
     sequence = image_sequence(tmp_path / "frames", 8)
+    whole = write_video(tmp_path / "whole.avi", street_photos(20), fps=2).read_bytes()
+    (tmp_path / "copy.avi").write_bytes(whole[: len(whole) * 2 // 3])  # a copy cut short
+    db = ["--db", f"sqlite:///{tmp_path / 'watch.db'}", "--seconds", "60"]
+    played = ["--file-start", START.isoformat(), "--speed", "0"]
     monkeypatch.setenv("STREETORDER_EVIDENCE_DIR", str(tmp_path / "evidence"))
     get_settings.cache_clear()
     try:
         code = main(
-            [
-                "watch",
-                *("--camera", camera["id"], "--stream", sequence, "--file-fps", "1"),
-                *("--file-start", START.isoformat(), "--speed", "0", "--seconds", "60"),
-                *("--db", f"sqlite:///{tmp_path / 'watch.db'}"),
-            ]
+            ["watch", "--camera", camera["id"], "--stream", sequence, "--file-fps", "1", *played, *db]
         )
+        out = capsys.readouterr()
+        assert code == 0, out.err
+        assert f"camera {camera['id']}: 8 frames analysed, 0 skipped, 0 dropped" in out.out
+        # what the cut copy holds is judged (exit 0); the summary is followed by why it ended
+        code = main(["watch", "--camera", camera["id"], "--stream", str(tmp_path / "copy.avi"), *played, *db])
+        out = capsys.readouterr()
+        assert code == 0 and "stream ended" in out.out
+        assert "of its 20 frames: the file is cut short" in out.err
     finally:
         get_settings.cache_clear()
-    out = capsys.readouterr()
-    assert code == 0, out.err
-    assert f"camera {camera['id']}: 8 frames analysed, 0 skipped, 0 dropped" in out.out
 
 
 def test_watch_never_shows_a_camera_password(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:

@@ -121,7 +121,8 @@ def cli(argv: list[str]) -> int:
         f"{health.reconnects} reconnects, {health.events} events, {watcher.errors} errors, "
         f"stream {health.stream_state}"
     )
+    if reader.stats.last_error and (watcher.analysed == 0 or reader.stats.state == "ended"):
+        print(f"watch: {reader.stats.last_error}", file=sys.stderr)  # a file cut short: what was there counts
     if watcher.analysed == 0 and reader.stats.last_error:
-        print(f"watch: {reader.stats.last_error}", file=sys.stderr)
         return 1
     return 0 if watcher.errors == 0 else 1

@@ -338,12 +338,18 @@ class StreamReader:
         the last read gave up after `timeout_s` of silence (FFmpeg's read timeout: a stalled camera)
         rather than at a closed connection or a file's end."""
         fps = self.file_fps or frame_rate(capture.get(cv2.CAP_PROP_FPS))
+        indexed = capture.get(cv2.CAP_PROP_FRAME_COUNT)  # a file's count from its index (or estimated)
         started = time.monotonic()
         position, frames = timedelta(0), 0
         while not self._stop.is_set():
             reading = time.monotonic()
             ok, image = capture.read()
             if not ok or image is None:
+                if is_file(self.url) and 0 < frames < 0.9 * indexed:  # not 0: "no frame could be decoded"
+                    self.stats.last_error = (
+                        f"{redact_url(self.url)} ended after {frames} of its {indexed:.0f} frames: "
+                        "the file is cut short (a copy or a recording that stopped)"
+                    )
                 stalled = not is_file(self.url) and time.monotonic() - reading >= 0.9 * self.timeout_s
                 return position + timedelta(seconds=1 / fps), stalled
             if self.file_fps and is_file(self.url):
