@@ -663,9 +663,9 @@ def test_a_phone_video_held_upright_is_read_upright(tmp_path: Path) -> None:
 
 def test_a_file_read_as_fast_as_it_is_analysed_drops_no_frame(tmp_path: Path) -> None:
     """`--speed 0` reads a file as fast as it can: the reader decoded far ahead of the analysis and
-    replaced frame after frame in the newest-frame buffer, so which frames were judged (and how far
-    apart: a 1-fps rule saw one in five seconds) hung on the machine's speed. Now each frame waits
-    until the one before it was taken."""
+    replaced frame after frame in the newest-frame buffer (18 of these 20), so which frames were
+    judged, and how far apart, hung on the machine's speed. Now each frame waits until the one before
+    it was taken."""
     video = write_video(tmp_path / "street.avi", numbered(20), fps=10)
     reader = StreamReader(str(video), file_start=START, file_speed=0).start()
     frames = []

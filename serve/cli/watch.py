@@ -44,12 +44,16 @@ def cli(argv: list[str]) -> int:
         help="capture time of a file's first frame (ISO 8601 with offset)",
     )
     parser.add_argument(
-        "--speed", type=non_negative_float, default=1.0, help="play a file at this multiple of real time"
+        "--speed",
+        type=non_negative_float,
+        default=1.0,
+        help="play a file at this multiple of real time (0: as fast as it is analysed, no frame dropped)",
     )
     parser.add_argument(
         "--file-fps",
         type=positive_float,
-        help="frame rate of a file that stores none (a raw .mjpeg or .h264 stream plays at 25 without it)",
+        help="frame rate of a file that stores none (a raw .mjpeg or .h264 stream, numbered images "
+        "frames/img%%04d.jpg: 25 without it)",
     )
     args = parser.parse_args(argv)
 
