@@ -199,6 +199,35 @@ def test_one_parked_car_is_one_case_verified_by_the_camera(hub: Hub) -> None:
         assert camera[4].captured_at == SERVICE_START + timedelta(seconds=329)
 
 
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        [(20.0, [])],  # a frame from before: the car is not seen
+        [(70.0, [])] * 20,  # the last frame's time again and again, empty: a stuck clock
+        [(69.0 - k, []) for k in range(40)],  # 40 frames, each earlier than the one before
+        [(10.0, [SPOT])] * 5,  # the car "seen" back in time: no second start
+    ],
+    ids=["one from before", "the same time 20 times", "going backwards", "the car back in time"],
+)
+def test_time_going_backwards_neither_starts_nor_clears_a_case(
+    hub: Hub, hostile: list[tuple[float, list[tuple[float, ...]]]]
+) -> None:
+    """Frames whose capture time is at or before the last applied one are late: not judged. Empty
+    ones must not count as the place clearing (30 s of them would propose a check pass), nor a
+    sighting start a clock at a time the camera has passed."""
+    actions = {t: done for t in range(0, 71) if (done := hub.frame(t, [SPOT]))}
+    assert actions == {61: [("started", None, "")]}
+    for t, boxes in hostile:
+        result = hub.result(t, boxes)
+        assert result.outcome.late and result.actions == []
+    actions = {t: done for t in range(71, 140) if (done := hub.frame(t, [SPOT] if t < 100 else []))}
+    assert actions == {129: [("cleared", "resolved", "")]}  # last seen at 99, then clear_after_s
+    health = hub.hub.get("hub-cam").health
+    assert health.late_frames == len(hostile)
+    with hub.sessions() as session:
+        assert len(session.scalars(select(Case)).all()) == 1
+
+
 def work_to_handled(hub: Hub, case_id: int, t: float) -> None:
     for action, fields in (
         (Action.CONFIRM, {}),
@@ -782,6 +811,36 @@ def test_late_frames_multipart_and_bad_requests(model_service: Service) -> None:
         assert words in response.text, name
     after = service.client.get("/v1/cameras", headers=service.auth("cases:read")).json()[0]["health"]
     assert after["frames"] == 3  # nothing refused was applied: the camera is not stuck in the future
+
+
+def test_a_camera_id_no_camera_can_have_is_a_short_422(service: Service) -> None:
+    """A 10,000-digit camera id came back twice in the 404's detail (20 kB); no configured camera
+    can have an id over 64 characters (the database's column), so it is refused as such."""
+    frame = jpeg(Scene(10).frame(0)[0])
+    for camera in ("1" * 100, "1" * 10_000):
+        response = post(service, frame, SERVICE_START, camera=camera)
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert "at most 64 characters" in response.text and len(response.text) < 2000
+    health = service.client.get("/v1/cameras", headers=service.auth("cases:read")).json()
+    assert all(camera["health"]["frames"] == 0 for camera in health)
+
+
+def test_a_frame_too_small_to_show_anything_is_refused(model_service: Service) -> None:
+    """An 8x4 or 1x1 frame (a broken encoder's thumbnail) was judged: nothing seen on it, so a
+    standing car looked gone, and clear_after_s of them proposed its case checked. A frame of another
+    size that shows the street (the sub-stream, the main stream) is judged as ever."""
+    service = model_service
+    street = Scene(10).frame(0)[0]
+    for k, size in enumerate([(8, 4), (1, 1), (31, 180)]):
+        tiny = post(service, jpeg(cv2.resize(street, size)), SERVICE_START + timedelta(seconds=k))
+        assert tiny.status_code == 422, tiny.text
+        assert f"frame: {size[0]}x{size[1]} px is too small to judge (at least 32 px a side)" in tiny.text
+    for k, size in enumerate([(32, 32), (1280, 720)]):
+        judged = post(service, jpeg(cv2.resize(street, size)), SERVICE_START + timedelta(seconds=10 + k))
+        assert judged.status_code == 200 and (judged.json()["width"], judged.json()["height"]) == size
+    health = service.client.get("/v1/cameras", headers=service.auth("cases:read")).json()
+    assert [c["health"]["frames"] for c in health if c["id"] == CAM] == [2]
 
 
 def exif_jpeg(image: np.ndarray, taken_at: datetime | None, **written: str | None) -> bytes:

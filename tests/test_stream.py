@@ -13,8 +13,9 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from select import select as wait_readable
@@ -25,7 +26,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from configured import CONFIGS, MODELS
+from configured import CONFIGS, MODELS, ROOT
 from sqlalchemy import select
 from streets import Scene
 
@@ -34,6 +35,7 @@ from vision.live.stream import (
     Frame,
     NewestFrame,
     StreamReader,
+    file_exists,
     frame_position,
     frame_rate,
     redact_url,
@@ -480,7 +482,7 @@ def test_an_unreachable_camera_is_retried_with_backoff() -> None:
     ("content", "error"),
     [
         (None, "no such file"),
-        (b"", "not a video it can decode"),
+        (b"", "the file is empty (0 bytes)"),
         (b"hello, not a video", "no frame could be decoded"),
     ],
 )
@@ -601,6 +603,211 @@ def test_segments_joined_into_one_file_go_on_in_time(tmp_path: Path) -> None:
     times = [f.captured_at for f in frames]
     assert times == sorted(set(times))  # each after the one before
     assert times[-1] - START >= timedelta(seconds=3.7)
+
+
+# --- footage a bureau hands in -------------------------------------------------------------------
+
+TRAFFIC_CAMS = ROOT.parent / "shared" / "datasets" / "traffic-cams" / "images" / "val"
+
+
+def street_photos(count: int, size: tuple[int, int] = (160, 96)) -> list[np.ndarray]:
+    """Real traffic-camera frames (the synthetic street where the data set is not there), each its
+    own picture so a frame can be told from its neighbours."""
+    photos = sorted(TRAFFIC_CAMS.glob("*.jpg"))[:count] if TRAFFIC_CAMS.is_dir() else []
+    images = [cv2.imread(str(path)) for path in photos] or [Scene(60).frame(k)[0] for k in range(count)]
+    return [cv2.resize(images[k % len(images)], size) for k in range(count)]
+
+
+def write_mp4(path: Path, frames: list[np.ndarray], fps: float = 10) -> Path:
+    """An MP4 as cameras and phones write it (MPEG-4 part 2 here), its index (moov) at the end."""
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    assert writer.isOpened()
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def rotate_on_display(path: Path) -> Path:
+    """Mark an MP4's video as shown turned 90 degrees clockwise, as a phone held upright stores its
+    picture: landscape pixels and a display matrix in the track header (ffprobe: rotation -90)."""
+    data = bytearray(path.read_bytes())
+    header = data.index(b"tkhd") + 4
+    assert data[header] == 0  # version 0: the matrix lies 40 bytes in
+    matrix = (0, 0x10000, 0, -0x10000, 0, 0, data[header + 80 : header + 84], 0, 0x40000000)
+    height = int.from_bytes(matrix[6], "big")  # the track's height (16.16) moves the origin
+    data[header + 40 : header + 76] = b"".join(
+        v.to_bytes(4, "big", signed=True) for v in (*matrix[:6], height, *matrix[7:])
+    )
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_phone_video_held_upright_is_read_upright(tmp_path: Path) -> None:
+    """A portrait phone video is landscape pixels with a rotation in its header: the frames (and so
+    the zones, normalised to the frame, and the evidence, cropped from it) are the picture the
+    person saw, not the stored one lying on its side."""
+    stored = street_photos(6, (160, 96))
+    video = rotate_on_display(write_mp4(tmp_path / "phone.mp4", stored, fps=5))
+    reader = StreamReader(str(video), file_start=START, file_speed=0).start()
+    frames = take_all(reader, 10)
+    assert reader.stats.state == "ended" and len(frames) == 6 and reader.stats.size == (96, 160)
+    for frame, picture in zip(frames, stored, strict=True):
+        upright = cv2.rotate(picture, cv2.ROTATE_90_CLOCKWISE)
+        assert np.abs(frame.image.astype(int) - upright).mean() < 12  # MPEG-4 at its default quality
+        assert (
+            np.abs(frame.image.astype(int) - cv2.rotate(picture, cv2.ROTATE_90_COUNTERCLOCKWISE)).mean() > 25
+        )
+
+
+def test_a_file_read_as_fast_as_it_is_analysed_drops_no_frame(tmp_path: Path) -> None:
+    """`--speed 0` reads a file as fast as it can: the reader decoded far ahead of the analysis and
+    replaced frame after frame in the newest-frame buffer (18 of these 20), so which frames were
+    judged, and how far apart, hung on the machine's speed. Now each frame waits until the one before
+    it was taken."""
+    video = write_video(tmp_path / "street.avi", numbered(20), fps=10)
+    reader = StreamReader(str(video), file_start=START, file_speed=0).start()
+    frames = []
+    while (frame := reader.take(timeout=2)) is not None:
+        frames.append(frame)
+        time.sleep(0.03)  # an analysis slower than the decoder
+    assert reader.stats.dropped == 0 and reader.stats.frames_read == 20
+    assert [f.captured_at for f in frames] == [START + timedelta(seconds=k / 10) for k in range(20)]
+    for k, frame in enumerate(frames):
+        assert abs(float(frame.image.mean()) - (10 + 6 * k)) < 4
+
+
+def encoded(path: Path, frames: list[np.ndarray], codec: str, pix_fmt: str, pts_ms: list[int]) -> Path:
+    """A video FFmpeg encodes (PyAV) with the frame times given in milliseconds: a phone's variable
+    frame rate, a recorder's clock-based timestamps, HEVC or 10 bits that OpenCV does not write."""
+    av = pytest.importorskip("av")
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=10)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], pix_fmt
+        stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
+        for image, pts in zip(frames, pts_ms, strict=True):
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24").reformat(format=pix_fmt)
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+@pytest.mark.parametrize(
+    ("codec", "pix_fmt", "pts_ms", "size", "seconds"),
+    [  # frame times as the file has them, the size it has, where each frame lies in it
+        ("libx264", "yuv420p", [0, 100, 150, 1150, 1200, 3200], (160, 96), [0, 0.1, 0.15, 1.15, 1.2, 3.2]),
+        ("libx265", "yuv420p10le", [0, 100, 200, 300], (160, 96), [0, 0.1, 0.2, 0.3]),
+        ("libx264", "yuv420p", [36_000_000 + 500 * k for k in range(4)], (160, 96), [0, 0.5, 1, 1.5]),
+        ("libx264", "yuv420p", [0, 1000], (3840, 2160), [0, 1]),
+    ],
+    ids=["variable frame rate", "HEVC 10 bit", "timestamps from 10 h", "4K"],
+)
+def test_footage_is_judged_by_where_each_frame_lies_in_it(
+    tmp_path: Path,
+    codec: str,
+    pix_fmt: str,
+    pts_ms: list[int],
+    size: tuple[int, int],
+    seconds: list[float],
+) -> None:
+    """A phone's variable frame rate keeps its gaps (a dwell counts the seconds that passed, not
+    frames); HEVC in 10 bits arrives as the 8-bit BGR the rules take; a recorder whose timestamps
+    start at its clock (10 hours in) starts at --file-start; a 4K frame passes whole."""
+    photos = street_photos(len(pts_ms), size)
+    video = encoded(tmp_path / "clip.mp4", photos, codec, pix_fmt, pts_ms)
+    reader = StreamReader(str(video), file_start=START, file_speed=0).start()
+    frames = take_all(reader, 30)
+    assert reader.stats.state == "ended" and reader.stats.last_error is None and reader.stats.dropped == 0
+    assert [f.captured_at for f in frames] == [START + timedelta(seconds=s) for s in seconds]
+    for frame, photo in zip(frames, photos, strict=True):
+        assert frame.image.dtype == np.uint8 and frame.image.shape == photo.shape
+        assert np.abs(frame.image.astype(int) - photo).mean() < 12
+
+
+def image_sequence(folder: Path, count: int) -> str:
+    """Numbered images as `ffmpeg -i clip.mp4 frames/img%04d.jpg` writes them."""
+    folder.mkdir()
+    for k, image in enumerate(numbered(count)):
+        cv2.imwrite(str(folder / f"img{k + 1:04d}.jpg"), image)
+    return str(folder / "img%04d.jpg")
+
+
+def empty_file(folder: Path) -> Path:
+    (folder / "clip.mp4").write_bytes(b"")
+    return folder / "clip.mp4"
+
+
+def cut_mp4(folder: Path) -> Path:
+    """The camera lost power, the copy stopped: an MP4 writes its index (moov) last, and it is gone."""
+    whole = write_mp4(folder / "whole.mp4", street_photos(20)).read_bytes()
+    (folder / "clip.mp4").write_bytes(whole[: len(whole) // 2])
+    return folder / "clip.mp4"
+
+
+def sound_only(folder: Path) -> Path:
+    """An MP4 holding an AAC track and no picture (a recorder's voice memo), written by FFmpeg."""
+    av = pytest.importorskip("av")  # PyAV: OpenCV writes no sound
+    with av.open(str(folder / "clip.m4a"), "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=16000)
+        for k in range(10):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, k * 1024
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return folder / "clip.m4a"
+
+
+@pytest.mark.parametrize(
+    ("made", "error"),
+    [
+        (empty_file, "the file is empty (0 bytes)"),
+        (
+            cut_mp4,
+            "an MP4/MOV without its index (no moov box): the recording was cut off before it was finished",
+        ),
+        (sound_only, "an MP4/MOV with no video track (sound only)"),
+        (lambda folder: folder / "gone.mp4", "no such file"),
+        (lambda folder: folder / "img%04d.jpg", "no such file"),
+    ],
+    ids=["zero bytes", "cut before its index", "sound only", "missing", "no image of a sequence"],
+)
+def test_a_file_that_is_no_video_says_what_it_is(
+    tmp_path: Path, made: Callable[[Path], Path], error: str
+) -> None:
+    """Each said `not a video it can decode`: nothing a person could act on."""
+    video = str(made(tmp_path))
+    reader = StreamReader(video, file_start=START, file_speed=0).start()
+    take_all(reader, 10)
+    assert reader.stats.state == "ended" and reader.stats.frames_read == 0
+    assert reader.stats.last_error == f"cannot open {video}: {error}"
+
+
+def test_a_file_cut_short_is_read_to_the_cut_and_told(tmp_path: Path) -> None:
+    """A copy that stopped: its header still counts every frame. The frames up to the cut are
+    judged; it ended as if whole, and nobody learnt the footage was incomplete."""
+    whole = write_video(tmp_path / "whole.avi", street_photos(20), fps=10).read_bytes()
+    video = tmp_path / "copy.avi"
+    video.write_bytes(whole[: len(whole) * 2 // 3])
+    reader = StreamReader(str(video), file_start=START, file_speed=0).start()
+    frames = take_all(reader, 10)
+    assert reader.stats.state == "ended" and 0 < len(frames) < 20
+    assert reader.stats.last_error == (
+        f"{video} ended after {len(frames)} of its 20 frames: "
+        "the file is cut short (a copy or a recording that stopped)"
+    )
+
+
+def test_an_image_sequence_plays_at_the_rate_it_is_given(tmp_path: Path) -> None:
+    sequence = image_sequence(tmp_path / "frames", 6)
+    assert file_exists(sequence) and not file_exists(sequence.replace("img", "pic"))
+    reader = StreamReader(sequence, file_start=START, file_speed=0, file_fps=1).start()
+    frames = take_all(reader, 10)
+    assert reader.stats.state == "ended" and reader.stats.frames_read == 6 and reader.stats.dropped == 0
+    assert [f.captured_at for f in frames] == [START + timedelta(seconds=k) for k in range(6)]
 
 
 # --- streetorder watch, end to end ---------------------------------------------------------------
@@ -747,6 +954,39 @@ def test_watch_refuses_an_unknown_camera_or_a_missing_file_and_fails_on_a_file_i
     assert main(["watch", "--camera", camera, "--stream", str(junk), *db]) == 1
     out = capsys.readouterr()
     assert "0 frames analysed" in out.out and f"watch: cannot open {junk}" in out.err
+
+
+def test_watch_reads_an_image_sequence_every_frame_at_full_speed_and_tells_a_file_cut_short(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Frames taken out of a clip (`ffmpeg -i clip.mp4 -r 1 frames/img%04d.jpg`) were refused as `no
+    such file` although OpenCV reads them as a video; and at `--speed 0` the analysis saw the frames
+    the reader had not yet replaced, a share that hung on the machine's speed."""
+    from serve.cases.settings import get_settings
+    from serve.cli.main import main
+
+    camera = yaml.safe_load((CONFIGS / "cameras.yaml").read_text(encoding="utf-8"))["cameras"][0]
+    sequence = image_sequence(tmp_path / "frames", 8)
+    whole = write_video(tmp_path / "whole.avi", street_photos(20), fps=2).read_bytes()
+    (tmp_path / "copy.avi").write_bytes(whole[: len(whole) * 2 // 3])  # a copy cut short
+    db = ["--db", f"sqlite:///{tmp_path / 'watch.db'}", "--seconds", "60"]
+    played = ["--file-start", START.isoformat(), "--speed", "0"]
+    monkeypatch.setenv("STREETORDER_EVIDENCE_DIR", str(tmp_path / "evidence"))
+    get_settings.cache_clear()
+    try:
+        code = main(
+            ["watch", "--camera", camera["id"], "--stream", sequence, "--file-fps", "1", *played, *db]
+        )
+        out = capsys.readouterr()
+        assert code == 0, out.err
+        assert f"camera {camera['id']}: 8 frames analysed, 0 skipped, 0 dropped" in out.out
+        # what the cut copy holds is judged (exit 0); the summary is followed by why it ended
+        code = main(["watch", "--camera", camera["id"], "--stream", str(tmp_path / "copy.avi"), *played, *db])
+        out = capsys.readouterr()
+        assert code == 0 and "stream ended" in out.out
+        assert "of its 20 frames: the file is cut short" in out.err
+    finally:
+        get_settings.cache_clear()
 
 
 def test_watch_never_shows_a_camera_password(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:

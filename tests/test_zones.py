@@ -104,6 +104,8 @@ def test_zone_fields_override_their_rule_preset() -> None:
         ("cameras.0.stream", "ftp://cam/1", "cameras[0].stream", "scheme 'ftp'"),
         ("cameras.0.lat", 134.0, "cameras[0].lat", "less than or equal"),
         ("cameras.0.grid_code", "4101-03", "cameras[0].grid_code", "pattern"),
+        # a camera's id is kept in a database column of 64 characters
+        ("cameras.0.id", "c" * 65, "cameras[0].id", "at most 64 characters"),
         ("cameras.0.timezone", "Mars/Olympus", "cameras[0].timezone", "unknown timezone"),
         ("cameras.0.cases", {"verify": "sometimes"}, "cameras[0].cases.verify", "after_handled"),
         # a homography from crossed or flat corners: 8,000 m² for a 200 m² patch, or 0 m² everywhere

@@ -41,10 +41,11 @@ from serve.cases.errors import (
 from serve.cases.people import csrf_token, principal_of_user, session_user
 from vision.core.detector import Detector
 from vision.core.imageio import FORMATS, MEDIA_TYPES, image_format
+from vision.live.cameras import CAMERA_ID_MAX
 
 CaseId = Annotated[int, Path(ge=1, le=MAX_ID, description="case id (not the case number)")]
 EvidenceId = Annotated[int, Path(ge=1, le=MAX_ID, description="evidence id")]
-CameraId = Annotated[str, Path(description="camera id, as in cameras.yaml")]
+CameraId = Annotated[str, Path(max_length=CAMERA_ID_MAX, description="camera id, as in cameras.yaml")]
 
 bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
 header_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="the API key in X-API-Key")

@@ -13,7 +13,14 @@ from serve.cases.times import ImplausibleTime
 from serve.cases.watch import CameraWatcher, load_service_cameras
 from serve.cli.args import non_negative_float, positive_float
 from vision.live.cameras import UnknownCameraError
-from vision.live.stream import StreamReader, check_stream_url, is_file, local_path, redact_url
+from vision.live.stream import (
+    StreamReader,
+    check_stream_url,
+    file_exists,
+    is_file,
+    local_path,
+    redact_url,
+)
 
 
 def cli(argv: list[str]) -> int:
@@ -37,12 +44,16 @@ def cli(argv: list[str]) -> int:
         help="capture time of a file's first frame (ISO 8601 with offset)",
     )
     parser.add_argument(
-        "--speed", type=non_negative_float, default=1.0, help="play a file at this multiple of real time"
+        "--speed",
+        type=non_negative_float,
+        default=1.0,
+        help="play a file at this multiple of real time (0: as fast as it is analysed, no frame dropped)",
     )
     parser.add_argument(
         "--file-fps",
         type=positive_float,
-        help="frame rate of a file that stores none (a raw .mjpeg or .h264 stream plays at 25 without it)",
+        help="frame rate of a file that stores none (a raw .mjpeg or .h264 stream, numbered images "
+        "frames/img%%04d.jpg: 25 without it)",
     )
     args = parser.parse_args(argv)
 
@@ -56,7 +67,7 @@ def cli(argv: list[str]) -> int:
             args.stream = check_stream_url(args.stream)
         except ValueError as err:
             parser.error(f"--stream {redact_url(args.stream)}: {err}")
-        if is_file(args.stream) and not Path(local_path(args.stream)).is_file():
+        if is_file(args.stream) and not file_exists(local_path(args.stream)):
             parser.error(f"--stream {args.stream}: no such file")
     if args.file_start is not None and args.file_start.tzinfo is None:
         parser.error("--file-start needs a timezone offset, e.g. 2026-05-06T09:00:00+08:00")
@@ -114,7 +125,8 @@ def cli(argv: list[str]) -> int:
         f"{health.reconnects} reconnects, {health.events} events, {watcher.errors} errors, "
         f"stream {health.stream_state}"
     )
+    if reader.stats.last_error and (watcher.analysed == 0 or reader.stats.state == "ended"):
+        print(f"watch: {reader.stats.last_error}", file=sys.stderr)  # a file cut short: what was there counts
     if watcher.analysed == 0 and reader.stats.last_error:
-        print(f"watch: {reader.stats.last_error}", file=sys.stderr)
         return 1
     return 0 if watcher.errors == 0 else 1

@@ -34,6 +34,7 @@ from vision.core.yamlfile import ConfigError, read_yaml
 from vision.live.stream import check_stream_url
 
 DAY_MINUTES = 24 * 60
+CAMERA_ID_MAX = 64  # characters: the database keeps a camera's id in a column this wide
 _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 
@@ -218,7 +219,7 @@ def _normalised_points(points: tuple[Point, ...], minimum: int) -> tuple[Point, 
 
 
 class Zone(_Frozen):
-    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=CAMERA_ID_MAX)
     name: str = ""
     polygon: tuple[Point, ...]
     rule: Rule
@@ -316,7 +317,7 @@ class Ground(_Frozen):
 
 
 class Camera(_Frozen):
-    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=CAMERA_ID_MAX)
     name: str = ""
     address: str | None = None
     lat: float = Field(ge=-90, le=90)

@@ -15,6 +15,7 @@ stream) passes through; the rules rescale. Addresses are shown only through `red
 
 from __future__ import annotations
 
+import glob
 import math
 import os
 import re
@@ -79,7 +80,15 @@ class NewestFrame:
             if self._frame is None:
                 self._ready.wait(timeout)
             frame, self._frame = self._frame, None
+            self._ready.notify_all()  # a file read as fast as it is taken waits for this (wait_taken)
             return frame
+
+    def wait_taken(self, stop: threading.Event) -> None:
+        """Wait until the frame put last was taken (or `stop` is set): a file read as fast as it is
+        analysed drops nothing, so what is judged does not hang on how fast this machine is."""
+        with self._ready:
+            while self._frame is not None and not stop.is_set():
+                self._ready.wait(0.1)
 
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https", "file")
@@ -137,6 +146,57 @@ def local_path(url: str) -> str:
     return urlparse(url).path if urlparse(url).scheme.lower() == "file" else url
 
 
+IMAGE_SEQUENCE = re.compile(r"%0?\d*d")  # img%04d.jpg: OpenCV reads the numbered images as a video
+
+
+def file_exists(path: str) -> bool:
+    """Whether a video file, or at least one image of a numbered sequence (`frames/img%04d.jpg`, as
+    `ffmpeg -i clip.mp4 frames/img%04d.jpg` writes them), is there."""
+    name = Path(path)
+    if name.is_file():
+        return True
+    pattern = IMAGE_SEQUENCE.sub("[0-9]*", glob.escape(name.name))
+    return IMAGE_SEQUENCE.search(name.name) is not None and any(name.parent.glob(pattern))
+
+
+MP4_VIDEO_TRACK = re.compile(rb"hdlr.{8}vide", re.DOTALL)  # a track whose handler is video
+
+
+def unreadable_file(path: str) -> str:
+    """Why a file OpenCV cannot open is no video, in words a person can act on: missing, empty, an
+    MP4 or MOV cut off before its recording was finished (its index, the moov box, is written last),
+    or one holding sound only; else that FFmpeg cannot decode it."""
+    if not file_exists(path):
+        return "no such file"
+    name = Path(path)
+    if name.is_file() and name.stat().st_size == 0:
+        return "the file is empty (0 bytes)"
+    boxes = mp4_boxes(name) if name.is_file() else {}
+    if "ftyp" in boxes and "moov" not in boxes:
+        return "an MP4/MOV without its index (no moov box): the recording was cut off before it was finished"
+    if "moov" in boxes and not MP4_VIDEO_TRACK.search(boxes["moov"]):
+        return "an MP4/MOV with no video track (sound only)"
+    return "not a video it can decode"
+
+
+def mp4_boxes(path: Path, keep: int = 64 << 20) -> dict[str, bytes]:
+    """The top-level boxes of an MP4/MOV (an ISO base media file) by type, with the moov box's content
+    (its first `keep` bytes), the others' left out; {} for a file of another kind."""
+    boxes: dict[str, bytes] = {}
+    with path.open("rb") as file:
+        while len(header := file.read(8)) == 8:
+            size, kind = int.from_bytes(header[:4], "big"), header[4:8]
+            if size == 1:  # a 64-bit size follows the type
+                size = int.from_bytes(file.read(8), "big") - 8
+            length = size - 8 if size else keep  # 0: the box runs to the end of the file
+            if not (kind.isascii() and kind.isalnum()) or length < 0 or (not boxes and kind != b"ftyp"):
+                break  # another kind of file, or no box
+            content = file.read(min(length, keep)) if kind == b"moov" else b""
+            boxes[kind.decode()] = content
+            file.seek(length - len(content), os.SEEK_CUR)
+    return boxes if "ftyp" in boxes else {}
+
+
 def frame_rate(reported: float) -> float:
     """A stream's frame rate as OpenCV reports it, or 25 where the report means nothing: 0 or NaN
     (no rate in the container), 90000 (an RTSP clock rate taken for a frame rate)."""
@@ -174,7 +234,8 @@ class StreamReader:
     ) -> None:
         """`backoff_s`: first and longest wait before reconnecting; the wait doubles after each failed
         open and each connection that dropped within `stable_s` (a flapping camera is not hammered);
-        `file_speed`: a file plays at its frame rate x this (0: as fast as it decodes);
+        `file_speed`: a file plays at its frame rate x this (0: as fast as its frames are taken, none
+        dropped: each waits for the one before it to be taken);
         `loop_file`: start a file again at its end (as if the camera reconnected) instead of ending;
         `file_fps`: the frame rate of a file that stores none (a raw MJPEG or H.264 stream, which
         OpenCV plays at 25 frames a second whatever the camera took): its n-th frame lies n / file_fps
@@ -240,8 +301,7 @@ class StreamReader:
                 if time.monotonic() - opening >= 0.9 * self.timeout_s:
                     self.stats.last_error += f": no answer within {self.timeout_s:g} s"
                 if is_file(self.url):  # a file does not come back the way a camera does
-                    missing = not Path(local_path(self.url)).is_file()
-                    self.stats.last_error += ": no such file" if missing else ": not a video it can decode"
+                    self.stats.last_error += f": {unreadable_file(local_path(self.url))}"
                     self.stats.state = "ended"
                     return
                 self._stop.wait(delay)
@@ -278,12 +338,18 @@ class StreamReader:
         the last read gave up after `timeout_s` of silence (FFmpeg's read timeout: a stalled camera)
         rather than at a closed connection or a file's end."""
         fps = self.file_fps or frame_rate(capture.get(cv2.CAP_PROP_FPS))
+        indexed = capture.get(cv2.CAP_PROP_FRAME_COUNT)  # a file's count from its index (or estimated)
         started = time.monotonic()
         position, frames = timedelta(0), 0
         while not self._stop.is_set():
             reading = time.monotonic()
             ok, image = capture.read()
             if not ok or image is None:
+                if is_file(self.url) and 0 < frames < 0.9 * indexed:  # not 0: "no frame could be decoded"
+                    self.stats.last_error = (
+                        f"{redact_url(self.url)} ended after {frames} of its {indexed:.0f} frames: "
+                        "the file is cut short (a copy or a recording that stopped)"
+                    )
                 stalled = not is_file(self.url) and time.monotonic() - reading >= 0.9 * self.timeout_s
                 return position + timedelta(seconds=1 / fps), stalled
             if self.file_fps and is_file(self.url):
@@ -306,6 +372,8 @@ class StreamReader:
             self.stats.size = size
             self.stats.frames_read += 1
             self.stats.last_frame_at = captured_at
+            if is_file(self.url) and self.file_speed == 0:
+                self.buffer.wait_taken(self._stop)
             if self.buffer.put(Frame(image, captured_at, self.stats.frames_read)):
                 self.stats.dropped += 1
         return position, False
