@@ -27,9 +27,11 @@ def cli(argv: list[str]) -> int:
     rate_help = "the key's own rate, requests a minute (default: its scopes' rate)"
     create.add_argument("--rate-per-min", type=int, metavar="N", help=rate_help)
     verbs.add_parser("list", help="list keys (ids, names, scopes, own rates; never secrets)")
-    rate = verbs.add_parser("rate", help="change a key's rate (services apply it on the key's next request)")
-    rate.add_argument("key_id")
-    new_rate = rate.add_mutually_exclusive_group(required=True)
+    change = verbs.add_parser(
+        "rate", help="change a key's rate (services apply it on the key's next request)"
+    )
+    change.add_argument("key_id")
+    new_rate = change.add_mutually_exclusive_group(required=True)
     new_rate.add_argument(
         "--rate-per-min", type=int, metavar="N", help="the key's own rate, requests a minute"
     )
