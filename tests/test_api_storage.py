@@ -259,3 +259,33 @@ def test_a_database_a_newer_release_migrated_is_refused_and_left_as_it_was(db_ur
             "9999_from_the_future"
         )
     engine.dispose()
+
+
+def test_migration_0020_gives_keys_a_rate_of_their_own_and_takes_it_back(db_url: str) -> None:
+    """Keys made before 0020 keep their scopes' rate (NULL); down again, the keys stay, their own
+    rates go."""
+    config = alembic_config(db_url)
+    command.upgrade(config, "0019")
+    engine = make_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO api_keys (key_id, name, scopes, salt, hash, created_at) "
+                "VALUES ('0123456789ab', 'bridge', '[\"report\"]', 's', 'h', '2026-12-07 05:00:00')"
+            )
+        )
+
+    def columns() -> set[str]:
+        return {str(c["name"]) for c in inspect(engine).get_columns("api_keys")}
+
+    assert "rate_per_min" not in columns()
+    command.upgrade(config, "head")
+    with engine.begin() as connection:
+        assert connection.execute(sa.text("SELECT rate_per_min FROM api_keys")).scalar_one() is None
+        connection.execute(sa.text("UPDATE api_keys SET rate_per_min = 7200"))
+    command.downgrade(config, "0019")
+    assert "rate_per_min" not in columns()
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT name FROM api_keys")).scalar_one() == "bridge"
+    engine.dispose()
+    command.upgrade(config, "head")

@@ -211,6 +211,46 @@ def test_keys_cli_creates_a_key_the_service_accepts(
     assert posted.status_code == 201, posted.text
 
 
+def test_keys_cli_gives_a_key_its_own_rate_and_changes_it(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`keys create --rate-per-min N`, `keys rate ID --rate-per-min N | --by-scope`; `keys list`
+    and GET /v1/keys show it; a rate of 0 or beyond the bound is refused and changes nothing."""
+    monkeypatch.setenv("STREETORDER_SECRET", service.settings.secret)
+    from serve.cases.settings import get_settings
+
+    get_settings.cache_clear()
+    db = ["--db", service.settings.db_url]
+
+    def keys(*argv: str) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = keys_cli([*db, *argv])
+        return code, out.getvalue(), err.getvalue()
+
+    code, key, _ = keys("create", "--scope", "report", "--name", "bridge-60", "--rate-per-min", "7200")
+    assert code == 0
+    key_id = key.strip().split("_")[1]
+    (line,) = [line for line in keys("list")[1].splitlines() if line.startswith(key_id)]
+    assert "7200/min" in line and "report" in line
+    assert keys("rate", key_id, "--rate-per-min", "0") == (
+        1,
+        "",
+        "streetorder keys: rate_per_min: 1 to 100000 requests a minute, got 0\n",
+    )
+    assert keys("rate", key_id, "--rate-per-min", "100001")[0] == 1
+    assert keys("create", "--scope", "report", "--rate-per-min", "-1")[0] == 1
+    assert keys("rate", "0123456789ab", "--rate-per-min", "60")[0] == 1  # no such key
+    listed = service.client.get("/v1/keys", headers=service.auth("admin")).json()
+    assert [k["rate_per_min"] for k in listed if k["key_id"] == key_id] == [7200]
+    assert len(listed) == len([line for line in keys("list")[1].splitlines() if line])  # -1 made none
+    code, said, _ = keys("rate", key_id, "--by-scope")
+    assert code == 0 and "the rate of its scopes" in said
+    (line,) = [line for line in keys("list")[1].splitlines() if line.startswith(key_id)]
+    assert "by scope" in line
+    get_settings.cache_clear()
+
+
 @pytest.mark.parametrize(
     ("name", "refused"),
     [

@@ -921,7 +921,7 @@ def test_any_json_with_nan_or_huge_numbers_answers_without_a_server_error(servic
     for action in ("confirm", "file", "dispatch", "start"):
         act(service, case_id, SERVICE_START, action)
     targets = [
-        ("/v1/keys", "admin", ["name", "scopes"]),
+        ("/v1/keys", "admin", ["name", "scopes", "rate_per_min"]),
         ("/labelstudio/predict", "annotate", ["tasks", "project", "label_config"]),
         (f"/v1/cases/{case_id}/transitions", "cases:write", TRANSITION_FIELDS),
     ]

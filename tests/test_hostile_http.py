@@ -7,6 +7,7 @@ real sockets, a real SQLite database, a second real process.
 - one address guessing a person's password locks out that address, not the person; many addresses
   guessing one name meet a slower brake that spares where the person signed in before;
 - an API key over its rate gets 429 from any address, other keys go on, /metrics counts it;
+- a key's own rate (API, CLI) holds before its role's, lowered or raised from its next request;
 - a key revoked by another process is refused on its next use, though the service remembered it;
 - a POST cut short leaves no traceback in the error log;
 - a 500 (the database changed under the running service) is a generic problem with an incident
@@ -202,6 +203,112 @@ def test_a_key_over_its_rate_gets_429_from_any_address_and_other_keys_go_on(live
     metrics = live.client.get("/metrics", headers=live.auth("admin"))
     assert metrics.status_code == 200  # another key is not held back by the first
     assert f'streetorder_key_rate_limited_total{{key_id="{key_id}"}} 1.0' in metrics.text
+
+
+def make_key(live: Live, scope: str, rate_per_min: int | None) -> tuple[dict[str, str], str]:
+    """A key of `scope` made with POST /v1/keys: its headers and key id."""
+    made = live.client.post(
+        "/v1/keys",
+        json={"name": f"{scope} bridge", "scopes": [scope], "rate_per_min": rate_per_min},
+        headers=live.auth("admin"),
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["rate_per_min"] == rate_per_min
+    return {"X-API-Key": made.json()["key"]}, made.json()["key_id"]
+
+
+@pytest.mark.parametrize("live_overrides", [RATED])
+def test_a_keys_own_rate_holds_before_its_roles(live: Live) -> None:
+    """A `report` key held to 6 a minute (a citizens' app) has 10 at once where its role has 100; a
+    `cases:read` key raised to 600 (a dashboard) has 1000 where the default has 10. Before, a key's
+    rate came from its scopes alone."""
+    app_key, app_id = make_key(live, "report", 6)
+    for _ in range(10):
+        assert live.client.get("/v1/sessions/current", headers=app_key).status_code == 200
+    held = live.client.get("/v1/sessions/current", headers=app_key)
+    assert (
+        held.status_code == 429
+        and f"API key {app_id} is over its 6 requests a minute" in held.json()["detail"]
+    )
+    dashboard, _ = make_key(live, "cases:read", 600)
+    for n in range(30):
+        assert live.client.get("/v1/cases", headers=dashboard).status_code == 200, n
+    listed = {
+        k["key_id"]: k["rate_per_min"] for k in live.client.get("/v1/keys", headers=live.auth("admin")).json()
+    }
+    assert listed[app_id] == 6 and listed[live.keys["report"].split("_")[1]] is None
+
+
+@pytest.mark.parametrize("live_overrides", [RATED])
+def test_a_changed_rate_holds_from_the_keys_next_request(live: Live) -> None:
+    """The service remembers a verified key for 30 s; its rate is read with the revocation on every
+    use, so a rate lowered by another process (`streetorder keys rate`) or raised by the API holds
+    at once, not when the memory lapses."""
+    reader, key_id = live.auth("cases:read"), live.keys["cases:read"].split("_")[1]
+    assert live.client.get("/v1/cases", headers=reader).status_code == 200  # remembered from now on
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "STREETORDER_SECRET": SECRET}
+    lowered = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "serve.cli",
+            "keys",
+            "--db",
+            live.settings.db_url,
+            "rate",
+            key_id,
+            *("--rate-per-min", "1"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert lowered.returncode == 0, lowered.stderr
+    assert live.client.get("/v1/cases", headers=reader).status_code == 200  # 1 a minute: 1.7 at once
+    held = live.client.get("/v1/cases", headers=reader)
+    assert held.status_code == 429 and "over its 1 requests a minute" in held.json()["detail"]
+    assert int(held.headers["Retry-After"]) > 10  # 6 a minute would have one again within 10 s
+    raised = live.client.patch(f"/v1/keys/{key_id}", json={"rate_per_min": 6000}, headers=live.auth("admin"))
+    assert raised.status_code == 200 and raised.json()["rate_per_min"] == 6000
+    time.sleep(0.2)  # 100 a second: 20 requests' worth
+    assert live.client.get("/v1/cases", headers=reader).status_code == 200
+    back = live.client.patch(f"/v1/keys/{key_id}", json={"rate_per_min": None}, headers=live.auth("admin"))
+    assert back.status_code == 200 and back.json()["rate_per_min"] is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"rate_per_min": 0}',
+        b'{"rate_per_min": -5}',
+        b'{"rate_per_min": 100001}',
+        b'{"rate_per_min": 100000000000000000000000000000}',
+        b'{"rate_per_min": NaN}',
+        b'{"rate_per_min": Infinity}',
+        b'{"rate_per_min": 60.5}',
+        b'{"rate_per_min": "600"}',
+        b'{"rate_per_min": true}',
+        b"{}",
+    ],
+)
+def test_a_bad_rate_is_a_422_problem_and_changes_nothing(live: Live, body: bytes) -> None:
+    admin = {**live.auth("admin"), "Content-Type": "application/json"}
+    key_id = live.keys["report"].split("_")[1]
+    before = live.client.get("/v1/keys", headers=admin).json()
+    changed = live.client.patch(f"/v1/keys/{key_id}", content=body, headers=admin)
+    assert changed.status_code == 422 and changed.headers["content-type"] == "application/problem+json"
+    said = "NaN" if b"NaN" in body else "Infinity" if b"Infinity" in body else "rate_per_min"
+    assert said in changed.json()["detail"]
+    if body != b"{}":
+        made = live.client.post(
+            "/v1/keys", content=body[:-1] + b', "name": "x", "scopes": ["report"]}', headers=admin
+        )
+        assert made.status_code == 422 and said in made.json()["detail"]
+    assert live.client.get("/v1/keys", headers=admin).json() == before
+    missing = live.client.patch("/v1/keys/0123456789ab", json={"rate_per_min": 60}, headers=admin)
+    assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
 
 
 def test_the_key_rates_keep_a_bounded_memory(live: Live) -> None:

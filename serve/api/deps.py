@@ -108,8 +108,8 @@ def principal_of(service: Service, presented: str | None, scopes: list[str], cli
     """Check a presented key, its rate and the scopes a route needs (blocking: scrypt may run here).
 
     A client (address) with too many failed keys in the last minute gets 429 with Retry-After
-    before its key is even looked at; a good key over its rate (`KeyRates`) gets 429 too, whichever
-    address it comes from, and is counted in /metrics.
+    before its key is even looked at; a good key over its rate (`KeyRates`: its own, else its
+    scopes') gets 429 too, whichever address it comes from, and is counted in /metrics.
     """
     if not presented:
         raise Unauthorized("no API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`")
@@ -121,9 +121,9 @@ def principal_of(service: Service, presented: str | None, scopes: list[str], cli
     except Unauthorized:
         service.client_failures.failed(client)
         raise
-    if wait := service.key_rates.wait_s(principal.key_id, principal.scopes):
+    if wait := service.key_rates.wait_s(principal):
         service.metrics.key_limited.labels(principal.key_id).inc()
-        per_min = service.key_rates.per_min(principal.scopes)
+        per_min = service.key_rates.per_min(principal)
         raise TooManyAttempts(
             f"API key {principal.key_id} is over its {per_min} requests a minute; try again in {wait} s",
             wait,

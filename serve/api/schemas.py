@@ -24,7 +24,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from serve.cases.auth import MAX_NAME_LENGTH
+from serve.cases.auth import MAX_NAME_LENGTH, MAX_RATE_PER_MIN
 from serve.cases.coords import CoordSystem
 from serve.cases.enums import (
     AiReview,
@@ -539,6 +539,19 @@ class WorstSpotsOut(Schema):
 # --- keys and health --------------------------------------------------------------------------
 
 
+# a key's own rate: a JSON integer (strict: "600", 600.5, true and NaN are 422, not read as a number)
+KeyRate = Annotated[
+    int | None,
+    Field(
+        strict=True,
+        ge=1,
+        le=MAX_RATE_PER_MIN,
+        description="the key's own rate, requests a minute; null: the rate of its scopes "
+        "(STREETORDER_KEY_RATE_PER_MIN, STREETORDER_KEY_RATE_PER_MIN_BY_SCOPE)",
+    ),
+]
+
+
 class KeyIn(RequestBody):
     name: str = Field(
         min_length=1, max_length=MAX_NAME_LENGTH, description="who or what uses the key (shown in flow logs)"
@@ -546,12 +559,20 @@ class KeyIn(RequestBody):
     scopes: list[Literal["detect", "report", "cases:read", "cases:write", "evidence:raw", "admin"]] = Field(
         min_length=1, description="what the key may do"
     )
+    rate_per_min: KeyRate = None
+
+
+class KeyChange(RequestBody):
+    """A key's new rate; the member is required, so that `{}` is an error, not a silent reset."""
+
+    rate_per_min: KeyRate
 
 
 class KeyOut(Schema):
     key_id: str = Field(description="public id of the key")
     name: str = Field(description="name given at creation")
     scopes: list[str] = Field(description="granted scopes")
+    rate_per_min: int | None = Field(description="the key's own rate a minute; null: its scopes'")
     created_at: Time = Field(description="creation time")
     revoked_at: Time | None = Field(description="revocation time, null while valid")
 

@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from serve.api.redaction import Renders
-from serve.cases.auth import KeyVerifier
+from serve.cases.auth import KeyVerifier, Principal, key_rate_per_min
 from serve.cases.domain import Domain
 from serve.cases.errors import Busy
 from serve.cases.notify import NotifyConfig
@@ -195,26 +195,27 @@ class SignInGuard:
 
 
 class KeyRates:
-    """Requests per API key: a token bucket of `per_min` requests a minute (by the key's scopes,
-    `Settings.key_rate_per_min*`) holding up to `burst_s` seconds of them, so a leaked key or a
-    bridge stuck in a loop gets 429 with Retry-After instead of the service's whole capacity.
-    Only verified keys are counted, in the bounded memory the failure counters use."""
+    """Requests per API key: a token bucket of `per_min` requests a minute (the key's own rate,
+    else by its scopes, `Settings.key_rate_per_min*`) holding up to `burst_s` seconds of them, so
+    a leaked key or a bridge stuck in a loop gets 429 with Retry-After instead of the service's
+    whole capacity. Only verified keys are counted, in the bounded memory the failure counters
+    use. A key's bucket follows a changed rate from its next request: a lowered one is cut to its
+    new burst at once."""
 
     def __init__(self, settings: Settings, kept: int = 10_000) -> None:
-        self.default = settings.key_rate_per_min
-        self.by_scope = settings.key_rate_per_min_by_scope
+        self.settings = settings
         self.burst_s = settings.key_burst_s
         self.kept = kept
         self._buckets: dict[str, tuple[float, float]] = {}  # key id -> (tokens, when), newest last
         self._lock = threading.Lock()
 
-    def per_min(self, scopes: frozenset[str]) -> int:
-        """A key's rate: the highest its scopes (roles) give, at least the default."""
-        return max([self.default, *(self.by_scope.get(scope, 0) for scope in scopes)])
+    def per_min(self, principal: Principal) -> int:
+        return key_rate_per_min(self.settings, principal.scopes, principal.rate_per_min)
 
-    def wait_s(self, key_id: str, scopes: frozenset[str]) -> int:
+    def wait_s(self, principal: Principal) -> int:
         """Take one request from the key's bucket: 0, or the seconds until one is there again."""
-        per_s = self.per_min(scopes) / 60.0
+        key_id = principal.key_id
+        per_s = self.per_min(principal) / 60.0
         capacity = max(1.0, per_s * self.burst_s)
         now = time.monotonic()
         with self._lock:

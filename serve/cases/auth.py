@@ -4,8 +4,8 @@ A key reads `so_<key_id>_<secret>`. The key id is public (lists, audit log) and 
 secret is checked against scrypt(secret, salt + server secret) in constant time. Because scrypt is
 slow on purpose, a verified key is remembered in memory for a short while, and garbage never
 reaches it (see `KeyVerifier`). A remembered key is still looked up on every use (one indexed read,
-no hash): a revocation by any process (the API, `streetorder keys revoke`, another worker) holds
-at once.
+no hash): a revocation or a new rate by any process (the API, `streetorder keys revoke|rate`,
+another worker) holds at once.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import threading
 import time
 import unicodedata
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import select
@@ -36,6 +37,7 @@ MIN_SECRET_LENGTH = 16
 SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 CACHE_SECONDS = 30.0
 FAILURES_KEPT = 10_000  # failed keys remembered (a few MB at most), the oldest forgotten first
+MAX_RATE_PER_MIN = 100_000  # a key's own rate, at most: ~1,700 requests a second, beyond one service's
 
 
 class SecretError(RuntimeError):
@@ -59,11 +61,13 @@ def server_secret(settings: Settings) -> bytes:
 class Principal:
     """Who is calling: the key's public id (or `user-<id>` for a person), the name the flow log
     gives, and scopes. `admin` may do everything. People also carry their role and department
-    (serve/cases/people.py decides what those allow); keys have neither."""
+    (serve/cases/people.py decides what those allow); keys have neither, but may have a rate of
+    their own (requests a minute; None: their scopes', `key_rate_per_min`)."""
 
     key_id: str
     name: str
     scopes: frozenset[str]
+    rate_per_min: int | None = None
     user_id: int | None = None
     role: str | None = None
     department: str | None = None
@@ -101,12 +105,34 @@ def check_scopes(scopes: list[str]) -> list[str]:
     return sorted(set(scopes))
 
 
+def check_rate(rate: int | None) -> int | None:
+    """A key's own rate: None (its scopes' rate) or 1 to MAX_RATE_PER_MIN requests a minute; 0
+    would shut the key out unsaid (revoke it instead), a huge one would overflow the column."""
+    if rate is not None and not 1 <= rate <= MAX_RATE_PER_MIN:
+        raise InvalidInput("rate_per_min", f"1 to {MAX_RATE_PER_MIN} requests a minute, got {rate}")
+    return rate
+
+
+def key_rate_per_min(settings: Settings, scopes: Iterable[str], own: int | None) -> int:
+    """A key's rate: its own when it has one, else the highest its scopes (roles) give, at least
+    the default."""
+    if own is not None:
+        return own
+    return max([settings.key_rate_per_min, *(settings.key_rate_per_min_by_scope.get(s, 0) for s in scopes)])
+
+
 def _digest(secret: str, salt: bytes, pepper: bytes) -> str:
     return hashlib.scrypt(secret.encode(), salt=salt + pepper, **SCRYPT).hex()
 
 
 def create_key(
-    session: Session, *, name: str, scopes: list[str], pepper: bytes, now: datetime
+    session: Session,
+    *,
+    name: str,
+    scopes: list[str],
+    pepper: bytes,
+    now: datetime,
+    rate_per_min: int | None = None,
 ) -> tuple[str, ApiKey]:
     """Add a key and return its plaintext (the only time it exists) with the stored row."""
     key_id = secrets.token_hex(6)
@@ -119,17 +145,30 @@ def create_key(
         salt=salt.hex(),
         hash=_digest(secret, salt, pepper),
         created_at=now,
+        rate_per_min=check_rate(rate_per_min),
     )
     session.add(row)
     session.flush()
     return f"{KEY_PREFIX}_{key_id}_{secret}", row
 
 
-def revoke_key(session: Session, key_id: str, now: datetime) -> ApiKey:
+def _key(session: Session, key_id: str) -> ApiKey:
     row = session.scalars(select(ApiKey).where(ApiKey.key_id == key_id)).one_or_none()
     if row is None:
         raise NotFound("API key", key_id)
+    return row
+
+
+def revoke_key(session: Session, key_id: str, now: datetime) -> ApiKey:
+    row = _key(session, key_id)
     row.revoked_at = row.revoked_at or now
+    return row
+
+
+def set_key_rate(session: Session, key_id: str, rate_per_min: int | None) -> ApiKey:
+    """Give a key its own rate (None: back to its scopes'); services read it on the key's next use."""
+    row = _key(session, key_id)
+    row.rate_per_min = check_rate(rate_per_min)
     return row
 
 
@@ -187,7 +226,7 @@ class KeyVerifier:
         if row is None:
             raise Unauthorized("unknown API key")  # no hash for a key id nobody has
         salt, stored, revoked = row.salt, row.hash, row.revoked_at
-        principal = Principal(row.key_id, row.name, frozenset(row.scopes))
+        principal = Principal(row.key_id, row.name, frozenset(row.scopes), row.rate_per_min)
         session.rollback()  # the connection goes back before the slow hash: a burst must not drain the pool
         if not hmac.compare_digest(_digest(secret, bytes.fromhex(salt), self.pepper), stored):
             raise Unauthorized("unknown API key")
@@ -198,13 +237,16 @@ class KeyVerifier:
         return principal
 
     def _still_valid(self, session: Session, principal: Principal, fingerprint: str) -> Principal:
-        """A remembered key, unless revoked (or deleted) since: the memory saves the hash, never
-        the read that another process's revocation shows in."""
+        """A remembered key, unless revoked (or deleted) since, with its rate as it is now: the
+        memory saves the hash, never the read that another process's revocation or new rate
+        shows in."""
         row = session.execute(
-            select(ApiKey.revoked_at).where(ApiKey.key_id == principal.key_id)
+            select(ApiKey.revoked_at, ApiKey.rate_per_min).where(ApiKey.key_id == principal.key_id)
         ).one_or_none()
         if row is not None and row.revoked_at is None:
-            return principal
+            if row.rate_per_min == principal.rate_per_min:
+                return principal
+            return replace(principal, rate_per_min=row.rate_per_min)
         with self._lock:
             self._cache.pop(fingerprint, None)
         raise Unauthorized(f"API key {principal.key_id} was revoked")

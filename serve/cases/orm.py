@@ -241,6 +241,7 @@ class ApiKey(Base):
     hash: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column()
+    rate_per_min: Mapped[int | None] = mapped_column()  # its own rate (migration 0020); None: its scopes'
 
 
 class IdempotencyRecord(Base):

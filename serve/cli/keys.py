@@ -1,5 +1,5 @@
-"""`streetorder keys`: create, list and revoke API keys directly in the database (e.g. the first
-admin key, before any key exists to call POST /v1/keys with)."""
+"""`streetorder keys`: create, list, rate and revoke API keys directly in the database (e.g. the
+first admin key, before any key exists to call POST /v1/keys with)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from serve.cases.auth import SCOPES, SecretError, create_key, revoke_key, server_secret
+from serve.cases.auth import SCOPES, SecretError, create_key, revoke_key, server_secret, set_key_rate
 from serve.cases.db import open_database, transaction
 from serve.cases.errors import DomainError
 from serve.cases.orm import ApiKey
@@ -24,7 +24,18 @@ def cli(argv: list[str]) -> int:
     create = verbs.add_parser("create", help="create a key and print it")
     create.add_argument("--scope", action="append", required=True, choices=SCOPES, help="repeat for several")
     create.add_argument("--name", default="cli", help="who uses it (appears in flow logs)")
-    verbs.add_parser("list", help="list keys (ids, names, scopes; never secrets)")
+    rate_help = "the key's own rate, requests a minute (default: its scopes' rate)"
+    create.add_argument("--rate-per-min", type=int, metavar="N", help=rate_help)
+    verbs.add_parser("list", help="list keys (ids, names, scopes, own rates; never secrets)")
+    change = verbs.add_parser(
+        "rate", help="change a key's rate (services apply it on the key's next request)"
+    )
+    change.add_argument("key_id")
+    new_rate = change.add_mutually_exclusive_group(required=True)
+    new_rate.add_argument(
+        "--rate-per-min", type=int, metavar="N", help="the key's own rate, requests a minute"
+    )
+    new_rate.add_argument("--by-scope", action="store_true", help="back to the rate of its scopes")
     revoke = verbs.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id")
     args = parser.parse_args(argv)
@@ -36,7 +47,12 @@ def cli(argv: list[str]) -> int:
         with transaction(factory) as session:
             if args.verb == "create":
                 key, row = create_key(
-                    session, name=args.name, scopes=args.scope, pepper=server_secret(settings), now=now
+                    session,
+                    name=args.name,
+                    scopes=args.scope,
+                    pepper=server_secret(settings),
+                    now=now,
+                    rate_per_min=args.rate_per_min,
                 )
                 print(key)
                 print(
@@ -46,7 +62,14 @@ def cli(argv: list[str]) -> int:
             elif args.verb == "list":
                 for row in session.scalars(select(ApiKey).order_by(ApiKey.id)):
                     state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "valid"
-                    print(f"{row.key_id}  {row.name:<20}  {','.join(row.scopes):<40}  {state}")
+                    rate = f"{row.rate_per_min}/min" if row.rate_per_min else "by scope"
+                    print(f"{row.key_id}  {row.name:<20}  {','.join(row.scopes):<40}  {rate:<12}  {state}")
+            elif args.verb == "rate":
+                row = set_key_rate(session, args.key_id, args.rate_per_min)
+                rate = (
+                    f"{row.rate_per_min} requests a minute" if row.rate_per_min else "the rate of its scopes"
+                )
+                print(f"{args.key_id}: {rate}, from its next request")
             else:
                 revoke_key(session, args.key_id, now)
                 print(f"revoked {args.key_id} (services drop it from memory within 30 s)")
