@@ -152,6 +152,52 @@ def _admin(server_url: str, sql: str) -> None:
         conn.execute(sql)  # type: ignore[arg-type]  # names below are generated here, not user input
 
 
+def give_up_lock_waits_after(db_url: str, timeout: str) -> None:
+    """PostgreSQL: connections opened from now on give up a lock wait after `timeout` (lock_timeout,
+    55P03), as a deadlock or a serialization failure gives up, at once; nothing on SQLite (its
+    busy_timeout, 30 s, is the engine's)."""
+    if db_url.startswith("postgresql"):
+        name = db_url.rsplit("/", 1)[1]
+        _admin(db_url.rsplit("/", 1)[0], f"ALTER DATABASE {name} SET lock_timeout = '{timeout}'")
+
+
+@contextmanager
+def another_writer_holding(db_url: str, until: Callable[[], bool]) -> Iterator[None]:
+    """Another connection holds what the writers here write from the start of the block until
+    `until()` is true (or the block ends): on PostgreSQL every case row (FOR UPDATE, as another
+    writer's step or duplicate rule holds one), on SQLite the write lock (BEGIN IMMEDIATE)."""
+    import sqlite3
+
+    import psycopg
+
+    holding, done = threading.Event(), threading.Event()
+
+    def hold() -> None:  # in a thread of its own: the connection is opened and closed here
+        connection: sqlite3.Connection | psycopg.Connection[tuple[object, ...]]
+        if db_url.startswith("sqlite"):
+            connection = sqlite3.connect(db_url.split("///", 1)[1], isolation_level=None)
+            connection.execute("BEGIN IMMEDIATE")
+        else:
+            connection = psycopg.connect(db_url.replace("postgresql+psycopg", "postgresql"))
+            connection.execute("SELECT id FROM cases FOR UPDATE")
+        holding.set()
+        try:
+            while not done.is_set() and not until():
+                time.sleep(0.05)
+        finally:
+            connection.rollback()
+            connection.close()
+
+    thread = threading.Thread(target=hold, name="another writer")
+    thread.start()
+    try:
+        assert holding.wait(60), "the other writer did not get its lock"
+        yield
+    finally:
+        done.set()
+        thread.join(60)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database URL, once on SQLite and once on a fresh PostgreSQL database."""

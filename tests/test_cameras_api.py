@@ -10,6 +10,7 @@ outcome does not hang on what the provisional model sees), stays and goes.
 from __future__ import annotations
 
 import copy
+import logging
 import shutil
 import threading
 import time
@@ -27,7 +28,7 @@ import pytest
 import supervision as sv
 import yaml
 from configured import CONFIGS, MODELS, ROOT, TAXONOMY
-from conftest import SERVICE_START, Service
+from conftest import SERVICE_START, Service, another_writer_holding, give_up_lock_waits_after
 from PIL import ExifTags, Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -226,6 +227,36 @@ def test_time_going_backwards_neither_starts_nor_clears_a_case(
     assert health.late_frames == len(hostile)
     with hub.sessions() as session:
         assert len(session.scalars(select(Case)).all()) == 1
+
+
+def test_a_frames_finding_that_finds_the_database_busy_is_written_again_not_dropped(
+    hub: Hub, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another writer holds the camera's case (PostgreSQL: past lock_timeout, as a deadlock gives up)
+    or SQLite's write lock (past its 30 s busy_timeout) while a frame's evidence is written. The
+    engine had moved on: the error lost the finding (the watcher logged it; the endpoint answered
+    503, and the frame sent again was late). Now it is written again once the lock is released:
+    the frame's evidence once, the incident on its case."""
+    give_up_lock_waits_after(db_url, "300ms")
+    hub.sessions.kw["bind"].dispose()  # connections opened from now on give up their lock waits
+    for t in range(121):
+        hub.frame(t, [SPOT])
+
+    def retried() -> bool:
+        return any("written again" in record.getMessage() for record in caplog.records)
+
+    with caplog.at_level(logging.WARNING, "streetorder.cameras"), another_writer_holding(db_url, retried):
+        assert hub.frame(121, [SPOT]) == [("evidence", None, "")]
+    assert retried()
+    assert "camera hub-cam: frame at 2025-09-30T10:32:01+08:00: the database was busy" in caplog.text
+    with hub.sessions() as session:
+        (case,) = session.scalars(select(Case)).all()
+        found = session.execute(
+            select(Evidence.sha256, Evidence.captured_at).where(Evidence.case_id == case.id)
+        )
+        seen = sorted(at for _, at in found)
+    assert seen == [SERVICE_START + timedelta(seconds=61), SERVICE_START + timedelta(seconds=121)]
+    assert [i.case_id for i in hub.hub.get("hub-cam").rules.incidents] == [case.id]
 
 
 def work_to_handled(hub: Hub, case_id: int, t: float) -> None:

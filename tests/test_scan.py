@@ -22,6 +22,7 @@ import cv2
 import pytest
 from alembic.script import ScriptDirectory
 from configured import CONFIGS, MODELS
+from conftest import another_writer_holding, give_up_lock_waits_after
 from PIL import ExifTags, Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -870,3 +871,83 @@ def test_a_sidecar_position_for_a_photo_outside_by_its_own_gps_is_not_new_on_eve
     with open_database(db)() as session:
         (row,) = session.scalars(select(Photo))
     assert (row.status, row.lat, row.lon) == ("outside", 39.9, 116.4)
+
+
+def scan_twice(db: str, photos: Path, out: Path, *, held: bool = False) -> int:
+    """The first photo alone (its case), then the whole folder, with another writer holding its
+    lock (`another_writer_holding`) until the scan has written again where `held`; the second
+    scan's exit code."""
+    args = ["--db", db, "--no-progress"]
+    assert cli([str(photos / "p00.jpg"), *args, "--out", str(out / "first")]) == 0
+    if not held:
+        return cli([str(photos), *args, "--out", str(out / "second")])
+    log = out / "second" / "scan.log"
+
+    def retried() -> bool:
+        return log.is_file() and "written again" in log.read_text(encoding="utf-8")
+
+    with another_writer_holding(db, retried):
+        return cli([str(photos), *args, "--out", str(out / "second")])
+
+
+def test_a_scan_that_finds_the_database_busy_writes_again_and_records_every_photo_once(
+    tmp_path: Path, samples: list[Path], capsys: pytest.CaptureFixture[str], db_url: str
+) -> None:
+    """Another writer (a second scan, an operator, the service's duplicate rule) holds the case a
+    scan's photo joins: PostgreSQL gives up the wait (lock_timeout, as a deadlock or serialization
+    failure would), SQLite after its 30 s busy_timeout. The scan stopped with a traceback there.
+    Now the photo's transaction is rolled back and written again once the lock is released: the
+    scan ends with exit 0, the retry counted in its summary and scan.log, and the cases are those
+    of a scan nobody disturbed, each photo and each piece of evidence once."""
+    give_up_lock_waits_after(db_url, "300ms")
+    photos = tmp_path / "archive"
+    place(samples[0], photos / "p00.jpg", spot(0), START)
+    place(samples[0], photos / "p01.jpg", spot(0), START + timedelta(minutes=10))  # its copy: joins
+    place(samples[1], photos / "p02.jpg", spot(1), START + timedelta(minutes=20))
+    out = tmp_path / "out"
+    assert scan_twice(db_url, photos, out, held=True) == 0
+    printed = capsys.readouterr().out
+    assert "2 new, 1 already recorded" in printed
+    retries = re.search(r"database busy: (\d+) write\(s\) rolled back", printed)
+    assert retries is not None and int(retries[1]) >= 1, printed
+    said = (out / "second" / "scan.log").read_text(encoding="utf-8")
+    assert said.count("written again") == int(retries[1]) and "(try 2 of 6)" in said
+    factory = open_database(db_url)
+    with factory() as session:
+        paths = sorted(Path(p).name for p in session.scalars(select(Photo.path)))
+        pieces = session.execute(select(Evidence.case_id, Evidence.sha256, Evidence.role)).all()
+    assert paths == ["p00.jpg", "p01.jpg", "p02.jpg"]
+    assert len(set(pieces)) == len(pieces)
+    calm = f"sqlite:///{tmp_path / 'calm.db'}"
+    assert scan_twice(calm, photos, tmp_path / "calm") == 0
+    found = case_signature(factory)
+    assert found == case_signature(open_database(calm)) and found
+    copied = hashlib.sha256((photos / "p01.jpg").read_bytes()).hexdigest()
+    assert any(copied in evidence for *_, evidence in found)  # the copy joined its original's case
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite: 30 s a try
+def test_a_conflict_that_outlasts_the_retries_stops_the_scan_with_a_clear_message_and_a_rerun_resumes(
+    tmp_path: Path, samples: list[Path], capsys: pytest.CaptureFixture[str], db_url: str
+) -> None:
+    """The other writer keeps its lock: the scan gives up after its tries, says why and what to do
+    (exit 1, no traceback), keeps the photos done before, and a rerun once the lock is gone resumes."""
+    give_up_lock_waits_after(db_url, "100ms")
+    photos = tmp_path / "archive"
+    place(samples[0], photos / "p00.jpg", spot(0), START)
+    place(samples[0], photos / "p01.jpg", spot(0), START + timedelta(minutes=10))
+    args = [str(photos), "--db", db_url, "--out", str(tmp_path / "out"), "--no-progress", "--batch", "1"]
+    assert cli([str(photos / "p00.jpg"), *args[1:]]) == 0
+    with another_writer_holding(db_url, lambda: False):
+        assert cli(args) == 1
+    said = capsys.readouterr().err
+    assert (
+        "streetorder scan: the database stayed busy (canceling statement due to lock timeout) through 6 "
+        "tries of one write"
+        in said
+        and "run again to resume" in said
+        and "Traceback" not in said
+    )
+    assert "(try 6 of 6)" in (tmp_path / "out" / "scan.log").read_text(encoding="utf-8")
+    assert cli(args) == 0
+    assert "1 new, 1 already recorded" in capsys.readouterr().out

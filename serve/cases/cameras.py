@@ -45,6 +45,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -53,9 +54,10 @@ import supervision as sv
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, StateSetMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import CursorResult, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from serve.cases.db import transaction
+from serve.cases.db import BUSY_TRIES, database_said, retry_busy, transaction
 from serve.cases.enums import Action, CaseSource, EvidenceRole, State
 from serve.cases.evidence import store_image
 from serve.cases.findings import CaseRules, Finding, lock_intake, record_finding
@@ -78,6 +80,9 @@ OCCUPANCY_MODEL = "occupancy-v1"  # model_version of class-free findings: they w
 FPS_SMOOTHING = 0.2  # weight of the newest frame interval in the fps estimate
 HANDLED_STATES = (State.HANDLED, State.CHECK_PASSED)
 SAVE_EVERY_S = 60.0  # capture seconds between saves of a camera's state (and after every event)
+# a frame's write is tried again on a transient conflict for at most this long (a pushed frame is a
+# request someone waits for: on SQLite one more try after its 30 s busy_timeout, not five)
+FRAME_BUSY_BUDGET_S = 45.0
 # a live sensor never gives the same pixels twice (noise): the same picture this long is a stuck
 # encoder or a cached snapshot, and the rules are judging a street that is no longer shown
 PICTURE_UNCHANGED_S = 60.0
@@ -441,8 +446,12 @@ class CameraHub:
     def _save(self, live: LiveCamera, sessions: sessionmaker[Session]) -> None:
         if live.rules.last_at is None:
             return
-        with transaction(sessions) as session:
-            self._store(session, live)
+
+        def once() -> None:
+            with transaction(sessions) as session:
+                self._store(session, live)
+
+        retry_busy(once, partial(_written_again, live, "its state"), FRAME_BUSY_BUDGET_S)
 
     def _store(self, session: Session, live: LiveCamera) -> bool:
         """Write the camera's state, unless the stored one is newer: two writers of one camera (the
@@ -528,6 +537,42 @@ class CameraHub:
         frame = encode_jpeg(image)
         sha256 = hashlib.sha256(frame).hexdigest()
         path = store_image(self.evidence_dir, frame, sha256, "JPEG")
+        # what a try changes in memory before its commit, undone when it is rolled back: an
+        # incident linked to a case that was never committed, the state taken as saved
+        linked = [(event.incident, event.incident.case_id) for event in events]
+        saved_at = live.saved_at
+
+        def undo() -> None:
+            for incident, case_id in linked:
+                incident.case_id = case_id
+            live.saved_at = saved_at
+
+        def once() -> list[CaseAction]:
+            undo()
+            return self._apply_once(
+                live, image, captured_at, events, sessions, case_rules, model_version, path, sha256
+            )
+
+        try:  # a transient conflict (another writer's lock, a deadlock) must not lose the events
+            written_again = partial(_written_again, live, f"frame at {captured_at.isoformat()}")
+            return retry_busy(once, written_again, FRAME_BUSY_BUDGET_S)
+        except Exception:
+            undo()
+            raise
+
+    def _apply_once(
+        self,
+        live: LiveCamera,
+        image: np.ndarray,
+        captured_at: datetime,
+        events: list[RuleEvent],
+        sessions: sessionmaker[Session],
+        case_rules: CaseRules,
+        model_version: str,
+        path: Path,
+        sha256: str,
+    ) -> list[CaseAction]:
+        """The frame's events and the camera's state, in one transaction."""
         actions = []
         with transaction(sessions) as session:
             # every camera's events one after another, the state with them: a clear reads the other
@@ -676,6 +721,18 @@ class CameraHub:
         x1, y1, x2, y2 = (float(v) for v in incident.box)
         name = "occupancy" if incident.class_id is None else self.taxonomy.names[incident.class_id]
         return Box((x1, y1, x2, y2), float(incident.confidence or 1.0), name)
+
+
+def _written_again(live: LiveCamera, what: str, attempt: int, error: DBAPIError) -> None:
+    """`retry_busy`'s word on a camera's write rolled back on a transient conflict."""
+    log.warning(
+        "camera %s: %s: the database was busy (%s); written again (try %d of %d)",
+        live.camera.id,
+        what,
+        database_said(error),
+        attempt + 1,
+        BUSY_TRIES,
+    )
 
 
 def case_action(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -73,6 +75,47 @@ def is_busy(error: BaseException) -> bool:
     )
 
 
+T = TypeVar("T")
+BUSY_TRIES = 6  # a write that finds the database busy this many times in a row gives up
+BUSY_PAUSE_S = 0.1  # the pause after the first busy try; doubled after each next one, jittered
+
+
+def database_said(error: DBAPIError) -> str:
+    """The first line of the database's own message (`deadlock detected`, `canceling statement due
+    to lock timeout`, `database is locked`, `connection refused`), for a log line or a message."""
+    return next((line.strip() for line in str(error.orig or error).splitlines() if line.strip()), "")
+
+
+def retry_busy(
+    work: Callable[[], T],
+    retried: Callable[[int, DBAPIError], None] | None = None,
+    budget_s: float | None = None,
+) -> T:
+    """`work()`, run again after a short jittered pause while it fails `is_busy`, up to BUSY_TRIES times.
+
+    For writers that must not stop on a transient conflict (a scan beside the service, a camera's
+    findings): a deadlock or a lock wait given up rolled the transaction back whole, so running it
+    again writes nothing twice. `work` opens its own transaction and undoes what it changed in
+    memory before it starts; `retried(try, error)` is told of each retry. The error of the last try
+    is raised, and any other error at once. Jitter: two writers that deadlocked each other do not
+    meet again at the same moment. `budget_s`: no try starts later than this after the first (a
+    request someone waits for: SQLite's busy_timeout already made each try wait 30 s).
+    """
+    started = time.monotonic()
+    attempt = 1
+    while True:
+        try:
+            return work()
+        except DBAPIError as error:
+            late = budget_s is not None and time.monotonic() - started >= budget_s
+            if attempt >= BUSY_TRIES or late or not is_busy(error):
+                raise
+            if retried is not None:
+                retried(attempt, error)
+        time.sleep(BUSY_PAUSE_S * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
+        attempt += 1
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
@@ -131,8 +174,7 @@ def open_database(url: str, create: bool = True) -> sessionmaker[Session]:
     try:
         migrate(url)
     except (DatabaseError, InterfaceError) as err:  # DatabaseError: also a file that is no database
-        reason = next((line for line in str(err.orig or err).splitlines() if line.strip()), "")
-        raise DatabaseUnavailable(f"{shown}: cannot open the database ({reason.strip()})") from err
+        raise DatabaseUnavailable(f"{shown}: cannot open the database ({database_said(err)})") from err
     except CommandError as err:  # a schema revision this release does not know: a newer one's
         raise DatabaseUnavailable(
             f"{shown}: its schema is not one this streetorder knows ({err}): a newer release migrated "

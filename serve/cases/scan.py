@@ -38,12 +38,12 @@ from types import TracebackType
 
 import supervision as sv
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 
 from serve.cases.coords import CoordSystem, position_to_wgs84
-from serve.cases.db import transaction
+from serve.cases.db import BUSY_TRIES, database_said, retry_busy, transaction
 from serve.cases.enums import PhotoSource, PhotoStatus
 from serve.cases.findings import CaseRules
 from serve.cases.intake import (
@@ -330,6 +330,7 @@ class ScanStats:
     findings: int = 0
     cases_created: int = 0
     evidence_added: int = 0
+    retries: int = 0  # writes rolled back on a transient conflict (`is_busy`) and done again
     seconds: float = 0.0
     other_files: Counter[str] = field(default_factory=Counter)  # in the folders, by suffix: not read
     unlisted_folders: list[str] = field(default_factory=list)  # could not be listed: photos not seen
@@ -338,9 +339,10 @@ class ScanStats:
         return {"cases": self.cases_created, "joined": self.evidence_added, "bad": self.unreadable}
 
     def restore(self, earlier: ScanStats) -> None:
-        """Back to the counts before a transaction that was rolled back."""
+        """Back to the counts before a transaction that was rolled back; its retries stay counted."""
         for counter in dataclass_fields(self):
-            setattr(self, counter.name, getattr(earlier, counter.name))
+            if counter.name != "retries":
+                setattr(self, counter.name, getattr(earlier, counter.name))
 
 
 @dataclass(frozen=True)
@@ -564,11 +566,33 @@ class Scanner:
 
     def commit(self, batch: list[Inspection], stats: ScanStats) -> list[str]:
         """One transaction for the batch; if another scanner committed one of its photos meanwhile,
-        the batch is done again photo by photo and that photo counts as known."""
+        the batch is done again photo by photo and that photo counts as known.
+
+        A transaction rolled back on a transient conflict (a deadlock with another scan or the
+        service, a lock wait given up, SQLite's lock held past busy_timeout) is done again, up to
+        BUSY_TRIES times (`retry_busy`), each retry counted and logged: a night's scan does not stop
+        for a moment's contention, and the rollback leaves nothing to write twice. A conflict that
+        persists raises the database's error (the CLI says so; a rerun resumes)."""
         before = replace(stats)
-        try:
+
+        def once() -> list[str]:
             with transaction(self.factory) as session:
                 return [self.record(session, inspection, stats) for inspection in batch]
+
+        def retried(attempt: int, error: DBAPIError) -> None:
+            stats.restore(before)
+            stats.retries += 1
+            log.warning(
+                "%s%s: the database was busy (%s); written again (try %d of %d)",
+                batch[0].source,
+                f" and {len(batch) - 1} photo(s) after it" if len(batch) > 1 else "",
+                database_said(error),
+                attempt + 1,
+                BUSY_TRIES,
+            )
+
+        try:
+            return retry_busy(once, retried)
         except IntegrityError:
             if len(batch) == 1:
                 stats.restore(before)

@@ -10,11 +10,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from tqdm import tqdm
 
 from serve.cases.coords import COORD_SYSTEMS
-from serve.cases.db import open_database
+from serve.cases.db import BUSY_TRIES, database_said, is_busy, open_database
 from serve.cases.findings import (
     load_case_rules,
 )
@@ -126,6 +126,16 @@ def cli(argv: list[str]) -> int:
     except ScanInputError as err:  # a list file whose text breaks past its checked start
         print(f"streetorder scan: {err}; every photo done before it is saved", file=sys.stderr)
         return 2
+    except DBAPIError as err:  # a conflict that outlasted the retries (Scanner.commit)
+        if not is_busy(err):
+            raise
+        print(
+            f"streetorder scan: the database stayed busy ({database_said(err)}) through {BUSY_TRIES} tries "
+            "of one write: another writer holds it (a long transaction, a lock); every photo done "
+            "before it is saved, run again to resume",
+            file=sys.stderr,
+        )
+        return 1
     except WorkerStalled as err:  # the stuck thread would keep the process from exiting: leave now
         print(f"streetorder scan: {err}", file=sys.stderr, flush=True)
         sys.stdout.flush()
@@ -186,6 +196,11 @@ def summary(stats: ScanStats, report: Path, out: Path) -> Iterable[str]:
         f"  unreadable: {stats.unreadable}, unlocated: {stats.unlocated}, undated: {stats.undated}, "
         f"outside the grids: {stats.outside} (reasons in {out / 'scan.log'} and the report)"
     )
+    if stats.retries:
+        yield (
+            f"  database busy: {stats.retries} write(s) rolled back on a conflict with another writer "
+            f"and done again (which in {out / 'scan.log'})"
+        )
     if stats.other_files:
         kinds = [f"{count} {suffix}" for suffix, count in stats.other_files.most_common(8)]
         if len(stats.other_files) > 8:
