@@ -92,3 +92,27 @@ def test_the_map_geojson_is_drawn_in_the_tile_servers_system(service: Service) -
     assert moved == pytest.approx([float(v) for v in from_wgs84(*corner, "bd09")], abs=1e-12)
     bad = service.client.get("/v1/grids.geojson", params={"crs": "EPSG:3857"}, headers=reader)
     assert bad.status_code == 422 and "crs" in bad.text
+
+
+def test_a_held_request_placed_from_a_chinese_map_files_its_case_at_the_wgs84_place(service: Service) -> None:
+    """The operator reads the place off AMap (GCJ-02): taken as WGS-84 the case lay ~500 m off."""
+    held = client(service, "json").create(
+        service_code="06010", address_string="淮河路 12 号门口", description="一堆建筑垃圾"
+    )
+    lat, lon = 34.72355, 113.63091
+    shown_lat, shown_lon = sent_as(lat, lon, "gcj02")
+    place, writer = f"/v1/citizen-requests/{held['token']}/place", service.auth("cases:write")
+    for refused in ({"coord_system": "amap"}, {"coord_sytem": "gcj02"}):  # unknown; a typo, not ignored
+        response = service.client.post(
+            place, json={"lat": shown_lat, "lon": shown_lon, **refused}, headers=writer
+        )
+        assert response.status_code == 422 and response.headers["content-type"] == "application/problem+json"
+        assert next(iter(refused)) in response.text
+    assert service.client.get("/v1/cases", headers=service.auth(READ)).json()["items"] == []
+    placing = service.client.post(
+        place, json={"lat": shown_lat, "lon": shown_lon, "coord_system": "gcj02"}, headers=writer
+    )
+    assert placing.status_code == 200, placing.text
+    [case] = service.client.get("/v1/cases", headers=service.auth(READ)).json()["items"]
+    assert case["number"] == placing.json()["service_request_id"]
+    assert haversine_m(case["lat"], case["lon"], lat, lon) < 0.01

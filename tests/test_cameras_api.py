@@ -1330,6 +1330,27 @@ def test_the_cameras_file_is_followed(service: Service) -> None:
         follower.stop()
 
 
+def test_a_camera_placed_off_amap_stands_at_its_wgs84_place(service: Service) -> None:
+    """A camera's lat/lon read off AMap are GCJ-02: taken as WGS-84 it stood some 500 m away, outside
+    this layout (or in another grid, whose cases its findings would become)."""
+    from serve.cases.coords import wgs84_to_gcj02
+
+    shown_lon, shown_lat = (float(v) for v in wgs84_to_gcj02(PLACE["lon"], PLACE["lat"]))
+    on_amap = copy.deepcopy(API_CONFIG)
+    on_amap["cameras"][0].update(lat=shown_lat, lon=shown_lon, grid_code="410103001001005")
+    reload = "/v1/cameras/reload"
+    for coord_system, status in ((None, 422), ("amap", 422), ("gcj02", 200)):
+        if coord_system is not None:
+            on_amap["cameras"][0]["coord_system"] = coord_system
+        write_cameras(service, on_amap)
+        response = service.client.post(reload, headers=service.auth("admin"))
+        assert response.status_code == status, response.text
+        if coord_system == "amap":
+            assert "cameras[0].coord_system" in response.json()["detail"]
+    camera = cameras_now(service)[CAM]
+    assert (camera["lat"], camera["lon"]) == pytest.approx((PLACE["lat"], PLACE["lon"]), abs=1e-9)
+
+
 def test_every_shipped_camera_stands_in_the_grid_it_names(tmp_path: Path) -> None:
     settings = Settings(evidence_dir=tmp_path / "evidence", secret="tests-only-secret-0123456789")
     registry = load_service_cameras(CONFIGS / "cameras.yaml", load_case_rules(settings))

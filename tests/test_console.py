@@ -886,6 +886,45 @@ def test_a_citizen_request_without_a_place_is_placed_by_a_person(live: Live, bro
     assert (case["lat"], case["long"], case["address"]) == (lat, lon, "大学路 88 号门口")
 
 
+def test_a_request_placed_off_the_bureaus_amap_is_filed_at_its_wgs84_place(live: Live, browser: Any) -> None:
+    """Where the console map is on GCJ-02 tiles, the place form reads positions as GCJ-02 (what
+    AMap's coordinate picker shows) unless told otherwise: the case stands at the WGS-84 place, not
+    some 500 m away (here outside every grid, refused)."""
+    from serve.cases.coords import wgs84_to_gcj02
+    from serve.cases.grids import haversine_m
+
+    posted = live.api(
+        "POST",
+        "/open311/v2/requests.json",
+        key="report",
+        data={"service_code": "06036", "address_string": "大学路 90 号门口", "description": "一堆砖头"},
+    ).json()[0]
+    token = posted["token"]
+    sign_in(browser, live)
+    browser.execute_script(
+        "localStorage.setItem('streetorder.tiles', 'http://127.0.0.1:9/{z}/{x}/{y}.png');"
+        "localStorage.setItem('streetorder.tiles.crs', 'gcj02')"
+    )
+    try:
+        visit(browser, live, "requests", "requests")
+        form = one(browser, f'#held tr[data-token="{token}"] form.place-form')
+        system = Select(form.find_element(By.NAME, "coord_system"))
+        assert system.first_selected_option.get_attribute("value") == "gcj02"
+        assert [o.get_attribute("value") for o in system.options] == ["wgs84", "gcj02", "bd09"]
+        _, lat, lon = GRID_QUIET
+        shown_lon, shown_lat = (float(v) for v in wgs84_to_gcj02(lon, lat))
+        form.find_element(By.NAME, "lat").send_keys(repr(shown_lat))
+        form.find_element(By.NAME, "lon").send_keys(repr(shown_lon))
+        form.find_element(By.CSS_SELECTOR, "button").click()
+        one(browser, f'#placed tr[data-token="{token}"]')
+    finally:
+        browser.execute_script("localStorage.removeItem('streetorder.tiles')")
+        browser.execute_script("localStorage.removeItem('streetorder.tiles.crs')")
+    number = httpx.get(f"{live.base}/open311/v2/tokens/{token}.json").json()[0]["service_request_id"]
+    case = httpx.get(f"{live.base}/open311/v2/requests/{number}.json").json()[0]
+    assert haversine_m(case["lat"], case["long"], lat, lon) < 0.01
+
+
 def test_a_street_vending_case_counts_down_its_double_ten_clocks(live: Live, browser: Any) -> None:
     """Filed, a 双十 case shows when someone must be on site and when it must be cleared, each with a
     countdown that ticks (the browser's clock: today, so the 2025 case is long late)."""

@@ -820,6 +820,9 @@ def test_ledger_lists_each_case_with_its_closing_evidence_as_csv_and_xlsx(
         "否",
     )
     assert row["处置后照片"] == f"http://testserver/v1/evidence/{after[0]}"
+    # the position's system is in its header: AMap or Baidu would read bare degrees as their own
+    position = (float(row["纬度（WGS-84）"]), float(row["经度（WGS-84）"]))
+    assert position == pytest.approx((case["lat"], case["lon"]), abs=1e-7)
     assert next(r for r in rows if r is not row)["销号说明"] == "'" + formula
 
     book = load_workbook(io.BytesIO(people.call("boss", "GET", "/v1/ledger.xlsx", params=params).content))

@@ -16,11 +16,12 @@ from configured import CONFIGS
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from serve.cases.coords import CoordSystem, to_wgs84
 from serve.cases.db import open_database, transaction
 from serve.cases.deadlines import load_calendar
 from serve.cases.enums import PhotoStatus
 from serve.cases.findings import CaseRules, Finding, record_finding
-from serve.cases.grids import load_grids
+from serve.cases.grids import haversine_m, load_grids
 from serve.cases.intake import Placement, join_as_copy
 from serve.cases.orm import Evidence, Photo
 from serve.cases.report import ReportOptions, write_report
@@ -119,10 +120,31 @@ def test_report_files(database: sessionmaker[Session], tmp_path: Path) -> None:
 
     collection = json.loads((out / "cases.geojson").read_text(encoding="utf-8"))
     assert collection["type"] == "FeatureCollection" and len(collection["features"]) == 3
+    assert "crs" not in collection  # WGS-84, GeoJSON's own
     first = collection["features"][0]
     centre = grids[0].geometry.representative_point()
     assert first["geometry"]["coordinates"] == pytest.approx([centre.x, centre.y], abs=1e-6)
     assert first["properties"]["number"] == "SO202611200001"
+
+
+@pytest.mark.parametrize("crs", ["gcj02", "bd09"])
+def test_the_geojson_for_a_gis_on_amap_or_baidu_is_in_its_system_and_says_so(
+    database: sessionmaker[Session], tmp_path: Path, crs: CoordSystem
+) -> None:
+    """Cases drawn as WGS-84 on AMap's or Baidu's basemap lie 300-700 m off their street; the CSV
+    and the cases themselves stay WGS-84."""
+    out = tmp_path / "out"
+    write_report(database, out, RULES, ReportOptions(geojson_crs=crs))
+    collection = json.loads((out / "cases.geojson").read_text(encoding="utf-8"))
+    assert collection["crs"] == {"type": "name", "properties": {"name": crs}}
+    with (out / "cases.csv").open(encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    centre = next(iter(GRIDS)).geometry.representative_point()
+    assert (float(rows[0]["lon"]), float(rows[0]["lat"])) == pytest.approx((centre.x, centre.y), abs=1e-6)
+    x, y = collection["features"][0]["geometry"]["coordinates"]
+    assert haversine_m(y, x, centre.y, centre.x) > 300
+    back = [float(v) for v in to_wgs84(x, y, crs)]
+    assert back == pytest.approx([centre.x, centre.y], abs=1e-6)
 
 
 def test_thumbnails_show_boxes_and_crops_cut_them(database: sessionmaker[Session], tmp_path: Path) -> None:

@@ -328,9 +328,19 @@ def test_scan_files_cases_on_their_grids_and_a_rescan_adds_nothing(
     assert sorted((out / "thumbs").glob("*.jpg")) and sorted((out / "crops").glob("*.jpg"))
     assert "unreadable" in (out / "scan.log").read_text(encoding="utf-8")
 
-    assert cli([str(photos), "--db", db, "--out", str(out), "--no-progress"]) == 0
+    assert "crs" not in json.loads((out / "cases.geojson").read_text(encoding="utf-8"))
+
+    # again, its report's GeoJSON for a GIS on AMap: GCJ-02, said in its crs member
+    assert cli([str(photos), "--db", db, "--out", str(out), "--no-progress", "--geojson-crs", "gcj02"]) == 0
     assert "0 new, 9 already recorded" in capsys.readouterr().out
     assert counts(factory) == before
+    amap = json.loads((out / "cases.geojson").read_text(encoding="utf-8"))
+    assert amap["crs"] == {"type": "name", "properties": {"name": "gcj02"}}
+    by_number = {case.number: case for case in cases}
+    for feature in amap["features"]:
+        case = by_number[feature["properties"]["number"]]
+        shown = [float(v) for v in wgs84_to_gcj02(case.lon, case.lat)]
+        assert feature["geometry"]["coordinates"] == pytest.approx(shown, abs=1e-6)
 
 
 def test_a_scan_lists_each_folder_once_and_its_progress_ends_at_all_it_found(

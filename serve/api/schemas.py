@@ -829,6 +829,7 @@ class CitizenRequestOut(Schema):
     placed_by: str | None = Field(description="who placed it")
 
 
-class Placement(Schema):
-    lat: float = Field(ge=-90, le=90, description="WGS-84 latitude where the problem is")
-    lon: float = Field(ge=-180, le=180, description="WGS-84 longitude where the problem is")
+class Placement(RequestBody):
+    lat: float = Field(ge=-90, le=90, description="latitude where the problem is (in coord_system)")
+    lon: float = Field(ge=-180, le=180, description="longitude where the problem is (in coord_system)")
+    coord_system: CoordSystem = Field(default="wgs84", description=COORD_SYSTEM_HELP)

@@ -21,13 +21,14 @@ through unchanged, so the intake's own validation still refuses it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, TypeAlias, cast, get_args
+from typing import Any, TypeAlias, cast, get_args
 
 import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-CoordSystem = Literal["wgs84", "gcj02", "bd09"]
+from vision.core.imageio import CoordSystem  # beside Position: vision's camera file names it too
+
 COORD_SYSTEMS: tuple[CoordSystem, ...] = get_args(CoordSystem)
 
 Degrees: TypeAlias = "float | np.ndarray"

@@ -38,8 +38,8 @@ COLUMNS = (
     ("community", "社区"),
     ("grid_code", "单元网格"),
     ("address", "位置描述"),
-    ("lat", "纬度"),
-    ("lon", "经度"),
+    ("lat", "纬度（WGS-84）"),  # said: pasted into AMap or Baidu as their own it lies some 500 m off
+    ("lon", "经度（WGS-84）"),
     ("first_seen_at", "发现时间"),
     ("department", "责任部门"),
     ("dispatched_at", "派遣时间"),

@@ -7,7 +7,8 @@ Files in the output folder:
   the case is filed, with evidence thumbnails (boxes drawn) and crops, the first of the unreadable,
   unlocated, undated and outside photos with reasons, and the folders the run could not list;
   each bounded list says how many it shows and which file holds them all;
-- `cases.geojson` (points, for any GIS) and `cases.csv` (for spreadsheets): every case;
+- `cases.geojson` (points, for any GIS; WGS-84, or GCJ-02 / BD-09 for a GIS on AMap or Baidu, its
+  `crs` member then naming it) and `cases.csv` (for spreadsheets; WGS-84): every case;
 - `problem_photos.csv`: every photo that could not be filed, with its reason;
 - `crops/`: each evidence box cut out with a margin; `thumbs/`: the drawn thumbnails.
 
@@ -33,6 +34,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from serve.cases.coords import CoordSystem, crs_member, from_wgs84
 from serve.cases.enums import PhotoStatus, State
 from serve.cases.errors import NotFound
 from serve.cases.evidence import evidence_file
@@ -127,6 +129,7 @@ class ReportOptions:
     thumbs_per_case: int = 3
     thumb_width: int = 360
     jpeg_quality: int = 85
+    geojson_crs: CoordSystem = "wgs84"  # cases.geojson's positions; cases.csv and report.html stay WGS-84
 
 
 def write_report(
@@ -151,7 +154,7 @@ def write_report(
         with (out / "cases.csv").open("w", encoding="utf-8-sig", newline="") as handle:
             write_cases_csv(session, rules, handle)
         with (out / "cases.geojson").open("w", encoding="utf-8") as handle:
-            write_cases_geojson(session, rules, handle)
+            write_cases_geojson(session, rules, handle, options.geojson_crs)
         with (out / "problem_photos.csv").open("w", encoding="utf-8-sig", newline="") as handle:
             unfiled = write_problem_photos_csv(session, tz, handle)
         totals = _totals(session)
@@ -238,14 +241,19 @@ def write_cases_csv(session: Session, rules: CaseRules, handle: TextIO) -> int:
     return rows
 
 
-def write_cases_geojson(session: Session, rules: CaseRules, handle: TextIO) -> int:
-    """A FeatureCollection of case points ([lon, lat], WGS-84), written feature by feature."""
-    handle.write('{"type": "FeatureCollection", "features": [\n')
+def write_cases_geojson(
+    session: Session, rules: CaseRules, handle: TextIO, crs: CoordSystem = "wgs84"
+) -> int:
+    """A FeatureCollection of case points ([lon, lat]), written feature by feature: WGS-84, or in
+    `crs` (converted here, the file's `crs` member naming it) for a GIS whose basemap is AMap or Baidu."""
+    header = {"type": "FeatureCollection", **crs_member(crs)}
+    handle.write(json.dumps(header)[:-1] + ', "features": [\n')
     rows = 0
     for row in _case_rows(session, rules):
+        x, y = from_wgs84(row["lon"], row["lat"], crs)
         feature = {
             "type": "Feature",
-            "geometry": {"type": "Point", "coordinates": [row["lon"], row["lat"]]},
+            "geometry": {"type": "Point", "coordinates": [round(float(x), 7), round(float(y), 7)]},
             "properties": {k: row[k] for k in CASE_COLUMNS if k not in ("lat", "lon")},
         }
         handle.write((",\n" if rows else "") + json.dumps(feature, ensure_ascii=False))

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
         description="coordinate system of the grids file: wgs84, gcj02 (drawn on AMap or Tencent maps) or "
         "bd09 (Baidu); unset: the file's own crs member, else wgs84. Grids are kept as WGS-84",
     )
+    geojson_crs: CoordSystem = Field(
+        default="wgs84",
+        description="coordinate system of the scan report's cases.geojson: wgs84, gcj02 (for a GIS on AMap "
+        "or Tencent maps) or bd09 (Baidu), named in its crs member; cases.csv and report.html stay WGS-84",
+    )
     models_dir: Path = Field(
         default=PACKAGED_MODELS,
         description="model folders (card.yaml and weights) and registry.yaml, which names the current "

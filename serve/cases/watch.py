@@ -20,12 +20,13 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from serve.cases.cameras import CameraHub, LiveCamera, ReloadSummary, Timings
+from serve.cases.coords import position_to_wgs84
 from serve.cases.errors import OutsideJurisdiction
 from serve.cases.findings import CaseRules
 from serve.cases.intake import in_jurisdiction
 from vision.core.detector import Detector
 from vision.core.imageio import Position
-from vision.live.cameras import CameraConfigError, CameraRegistry, load_cameras
+from vision.live.cameras import Camera, CameraConfigError, CameraRegistry, load_cameras
 from vision.live.stream import StreamReader
 
 log = logging.getLogger("streetorder.watch")
@@ -151,7 +152,8 @@ def load_service_cameras(path: Path, case_rules: CaseRules) -> CameraRegistry:
     """The cameras file, refused (CameraConfigError naming the camera) where a camera stands outside
     every unit grid or names a grid_code other than the grid at its position: a camera's findings are
     cases of the grid at its position, and a case needs a grid (the intake's jurisdiction rule)."""
-    registry = load_cameras(path, case_rules.taxonomy)
+    written = load_cameras(path, case_rules.taxonomy)
+    registry = CameraRegistry({camera.id: in_wgs84(camera) for camera in written}, written.source)
     for camera in registry:
         try:
             grid = in_jurisdiction(Position(camera.lat, camera.lon), case_rules)
@@ -163,6 +165,15 @@ def load_service_cameras(path: Path, case_rules: CaseRules) -> CameraRegistry:
                 f"({camera.lat}, {camera.lon}) lies in grid {grid.code} ({grid.name})"
             )
     return registry
+
+
+def in_wgs84(camera: Camera) -> Camera:
+    """The camera at its WGS-84 position, the one every position inside has: its lat/lon may be
+    written as read off AMap or Baidu (`coord_system`), some 500 m from the same numbers in WGS-84."""
+    if camera.coord_system == "wgs84":
+        return camera
+    lat, lon = position_to_wgs84(camera.lat, camera.lon, camera.coord_system)
+    return camera.model_copy(update={"lat": lat, "lon": lon, "coord_system": "wgs84"})
 
 
 def reload_cameras(

@@ -19,7 +19,7 @@ from serve.cases.findings import (
     load_case_rules,
 )
 from serve.cases.grids import GridError, load_grids
-from serve.cases.report import write_report
+from serve.cases.report import ReportOptions, write_report
 from serve.cases.scan import (
     ScanInputError,
     Scanner,
@@ -141,7 +141,12 @@ def cli(argv: list[str]) -> int:
         sys.stdout.flush()
         os._exit(1)
     report = write_report(
-        factory, args.out, rules, evidence_dir=settings.evidence_dir, unlisted_folders=stats.unlisted_folders
+        factory,
+        args.out,
+        rules,
+        ReportOptions(geojson_crs=args.geojson_crs),
+        evidence_dir=settings.evidence_dir,
+        unlisted_folders=stats.unlisted_folders,
     )
     for line in summary(stats, report, args.out):
         print(line)
@@ -312,6 +317,13 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
         default=settings.grids_crs,
         help="coordinate system of --grids (gcj02: AMap/Tencent, bd09: Baidu); default: grids_crs, "
         "else the file's crs member, else wgs84",
+    )
+    p.add_argument(
+        "--geojson-crs",
+        choices=COORD_SYSTEMS,
+        default=settings.geojson_crs,
+        help="coordinate system of the report's cases.geojson (gcj02: a GIS on AMap/Tencent, bd09: Baidu), "
+        "named in its crs member; default: geojson_crs, else wgs84. cases.csv stays WGS-84",
     )
     p.add_argument("--sidecar", type=Path, help="CSV file,lat,lon,taken_at for photos without EXIF GPS/time")
     p.add_argument(

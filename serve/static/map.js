@@ -14,7 +14,7 @@ const HEIGHT = 600;
 const PAD = 28;
 const TILE_SETTING = "streetorder.tiles";
 const TILE_CRS_SETTING = "streetorder.tiles.crs";
-const TILE_SYSTEMS = ["wgs84", "gcj02", "bd09"];
+export const COORD_SYSTEMS = ["wgs84", "gcj02", "bd09"];
 const EARTH_CIRCUMFERENCE_M = 40075016.686;
 const MAX_CASES = 1000;
 
@@ -83,12 +83,17 @@ function scaleBar(view, latitude) {
     s("text", { x: length + 6, y: 4 }, metres >= 1000 ? `${metres / 1000} km` : `${metres} m`));
 }
 
+/** The coordinate system of the map's tiles: what this bureau's operators see positions in. */
+export function tileSystem() {
+  return (localStorage.getItem(TILE_SETTING) && localStorage.getItem(TILE_CRS_SETTING)) || "wgs84";
+}
+
 export async function mapPage(_, params) {
   const showAll = params.get("all") === "1";
   // the newest MAX_CASES of the cases asked for: open ones only unless final ones are wanted too
   const filter = { state: showAll ? [] : STATES.filter((state) => !FINAL.includes(state)) };
   const tileUrl = localStorage.getItem(TILE_SETTING) || "";
-  const tileCrs = (tileUrl && localStorage.getItem(TILE_CRS_SETTING)) || "wgs84";
+  const tileCrs = tileSystem();
   const drawnIn = tileCrs === "wgs84" ? {} : { crs: tileCrs }; // positions as the tiles place streets
   const [grids, cases, counted, catalog] = await Promise.all([
     getJSON(`/v1/grids.geojson${query(drawnIn)}`),
@@ -154,7 +159,7 @@ export async function mapPage(_, params) {
 
   const tileInput = h("input", { id: "tile-url", type: "url", value: tileUrl, placeholder: "https://tiles.example/{z}/{x}/{y}.png", size: 48 });
   const crsInput = h("select", { id: "tile-crs" },
-    TILE_SYSTEMS.map((crs) => h("option", { value: crs, selected: crs === tileCrs }, t(`map.crs.${crs}`))));
+    COORD_SYSTEMS.map((crs) => h("option", { value: crs, selected: crs === tileCrs }, t(`map.crs.${crs}`))));
   const settings = h("form", { class: "tile-setting", id: "tile-form" },
     h("label", { for: "tile-url" }, t("map.tiles")), tileInput,
     h("label", { for: "tile-crs" }, t("map.tiles_crs")), crsInput,

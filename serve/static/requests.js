@@ -1,24 +1,31 @@
 // Citizen requests held for a person to place: Open311 requests that came without lat/long and
 // with an address naming no unit grid. Placing one (a position inside the grids) makes it a case,
 // or joins the open case of the same problem; the citizen's token then answers its case number.
+// A position read off AMap or Baidu is GCJ-02 or BD-09: the form says which (by default the system of
+// the console map's tiles) and the server converts it; the case keeps WGS-84.
 import { getJSON, request } from "./api.js";
 import { events } from "./catalog.js";
 import { h, reload, table, when } from "./dom.js";
 import { explain, t } from "./i18n.js";
+import { COORD_SYSTEMS, tileSystem } from "./map.js";
 
 function placeForm(held) {
   const lat = h("input", { name: "lat", type: "number", step: "any", min: -90, max: 90, required: true, placeholder: "34.72355" });
   const lon = h("input", { name: "lon", type: "number", step: "any", min: -180, max: 180, required: true, placeholder: "113.63091" });
+  const shown = tileSystem();
+  const system = h("select", { name: "coord_system" },
+    COORD_SYSTEMS.map((crs) => h("option", { value: crs, selected: crs === shown }, t(`map.crs.${crs}`))));
   const error = h("span", { class: "error" });
   const form = h("form", { class: "place-form", "data-token": held.token },
     h("label", {}, t("requests.lat"), lat), h("label", {}, t("requests.lon"), lon),
+    h("label", {}, t("requests.coord_system"), system),
     h("button", { type: "submit" }, t("requests.place")), error);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     try {
       await request(`/v1/citizen-requests/${encodeURIComponent(held.token)}/place`, {
         method: "POST",
-        json: { lat: Number(lat.value), lon: Number(lon.value) },
+        json: { lat: Number(lat.value), lon: Number(lon.value), coord_system: system.value },
       });
       reload();
     } catch (failure) {

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from io import BytesIO
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 import cv2
@@ -76,6 +76,11 @@ class ImageError(ValueError):
         super().__init__(f"{source}: {reason}")
         self.source = source
         self.reason = reason
+
+
+# The systems a position may be written in: WGS-84 (GPS, EXIF), GCJ-02 (AMap, Tencent, WeChat), BD-09
+# (Baidu). Here for the camera file, which vision reads; serve/cases/coords.py converts them.
+CoordSystem = Literal["wgs84", "gcj02", "bd09"]
 
 
 @dataclass(frozen=True)

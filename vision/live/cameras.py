@@ -29,6 +29,7 @@ from pydantic import (
 )
 from shapely.geometry import Polygon
 
+from vision.core.imageio import CoordSystem
 from vision.core.taxonomy import Taxonomy
 from vision.core.yamlfile import ConfigError, read_yaml
 from vision.live.stream import check_stream_url
@@ -322,6 +323,7 @@ class Camera(_Frozen):
     address: str | None = None
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
+    coord_system: CoordSystem = "wgs84"  # of lat/lon as written (read off AMap: gcj02); the service converts
     grid_code: str | None = Field(default=None, pattern=r"^\d{14,15}$")
     stream: str | None = None
     pull: bool = False  # the service itself reads `stream` (else frames are pushed, or `watch` runs)

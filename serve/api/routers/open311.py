@@ -50,7 +50,7 @@ from serve.api.schemas import (
     Open311Token,
     Placement,
 )
-from serve.cases.coords import CoordSystem
+from serve.cases.coords import CoordSystem, position_to_wgs84
 from serve.cases.enums import EvidenceRole
 from serve.cases.errors import Conflict, InvalidInput, NotFound
 from serve.cases.evidence import evidence_file
@@ -371,7 +371,7 @@ def place_held(
 ) -> CitizenRequestOut:
     check_place(principal)
     rules = service.domain.rules
-    position = Position(placement.lat, placement.lon)
+    position = Position(*position_to_wgs84(placement.lat, placement.lon, placement.coord_system))
     in_jurisdiction(position, rules)
     lock_intake(session)  # first statement is a write (SQLite cannot upgrade a reader)
     held = session.scalars(select(CitizenRequest).where(CitizenRequest.token == token)).one_or_none()
