@@ -150,7 +150,10 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 
 def with_children(
-    session: Session, parents: Select[Any], *children: Select[Any], batch: int = 1000
+    session: Session,
+    parents: Select[*tuple[Any, ...]],
+    *children: Select[*tuple[Any, ...]],
+    batch: int = 1000,
 ) -> Iterator[tuple[Row[Any], tuple[list[Row[Any]], ...]]]:
     """Plain rows of `parents` (its id first), `batch` at a time, each with its rows of every select
     of `children` (the parent's id first), read per batch by `IN` the batch's ids, in each select's

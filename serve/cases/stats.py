@@ -389,7 +389,9 @@ def cases_between(session: Session, since: datetime | None, until: datetime | No
     return iter(session.scalars(between(query, since, until).execution_options(yield_per=1000)))
 
 
-def between(query: Select[Any], since: datetime | None, until: datetime | None) -> Select[Any]:
+def between(
+    query: Select[*tuple[Any, ...]], since: datetime | None, until: datetime | None
+) -> Select[*tuple[Any, ...]]:
     """`query` narrowed to the cases first reported in [since, until) (either end open)."""
     if since is not None:
         query = query.where(Case.first_seen_at >= since)
