@@ -380,7 +380,7 @@ def test_what_counts_as_closed(last: str, state: str, due: bool, closed: bool, c
         FlowEntry(action=action, at=filed + timedelta(minutes=i), operator="t", overdue=False)
         for i, action in enumerate(["report", "confirm", "file", "dispatch", last])
     ]
-    found = facts_of(case, CALENDAR, lambda event: "working_hours")
+    found = facts_of(case, case.flow, CALENDAR, lambda event: "working_hours")
     assert (found.due, found.closed, found.closed_on_time) == (due, closed, closed_on_time)
 
 

@@ -21,7 +21,7 @@ from test_intake_lookups import query_plans
 
 from serve.cases.db import open_database, transaction
 from serve.cases.ledger import COLUMNS, WIDTH_SAMPLE, LedgerRow, to_xlsx
-from serve.cases.orm import SupervisionItem
+from serve.cases.orm import Case, Evidence, FlowEntry, SupervisionItem
 
 GRIDS = [f"41010300100100{i}" for i in range(1, 10)]
 
@@ -194,3 +194,34 @@ def test_daily_counts_read_no_flow_log(service: Service) -> None:
     assert answer.status_code == 200
     assert sum(sum(e["counts"]) for e in answer.json()["events"]) == 30  # the cases of the 30 days
     assert not [s for s in sent if "flow_log" in s], sent
+
+
+def test_the_figures_and_the_ledger_build_no_object_per_case_or_step(service: Service) -> None:
+    """A year of /v1/stats took 36 s and its ledger 34 to 78 s at 200,000 cases, most of it building
+    each case and flow-log step as an ORM object: they read plain rows of the columns they need
+    (tests/test_figures_pinned.py keeps every figure and cell what it was)."""
+    add_cases(service, 30)
+    loaded: list[object] = []
+
+    def keep(target: object, _context: object) -> None:
+        loaded.append(target)
+
+    for kind in (Case, FlowEntry, Evidence):
+        sa.event.listen(kind, "load", keep)
+    try:
+        headers = service.auth("cases:read")
+        for path in (
+            "/v1/stats?since=2025-01-01&until=2026-01-01&group_by=street",
+            "/v1/stats/ranking",
+            "/v1/stats/monthly-ranking?month=2025-09",
+            "/v1/ledger.csv?since=2025-01-01&until=2026-01-01",
+            "/v1/ledger.xlsx?since=2025-01-01&until=2026-01-01",
+        ):
+            answer = service.client.get(path, headers=headers)
+            assert answer.status_code == 200, (path, answer.text)
+            assert not loaded, (path, len(loaded))
+            if path.startswith("/v1/ledger.csv"):  # the year's 30 cases, under the header
+                assert len(answer.content.decode("utf-8-sig").splitlines()) == 31
+    finally:
+        for kind in (Case, FlowEntry, Evidence):
+            sa.event.remove(kind, "load", keep)

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import csv
+import ctypes
+import ctypes.util
 import hashlib
 import json
+import os
+import struct
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -310,3 +317,50 @@ def test_folders_the_scan_could_not_list_are_named(database: sessionmaker[Sessio
     assert "<li>/archive/locked</li>" in html and "<li>/archive/deep</li>" in html
     again = write_report(database, tmp_path / "again", RULES).read_text(encoding="utf-8")
     assert "Folders the scan could not list" not in again
+
+
+OPEN = 0x20  # inotify's IN_OPEN
+
+
+@contextmanager
+def opens(paths: list[Path]) -> Iterator[dict[Path, int]]:
+    """How many times each file is opened inside the block, as Linux sees it (inotify on the real
+    files): a read of the photo, whoever does it. Closes are watched too: inotify merges an event
+    into the same one just before it, and open, close, open, close stays four."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    fd = libc.inotify_init1(os.O_NONBLOCK)
+    assert fd >= 0, os.strerror(ctypes.get_errno())
+    watches = {libc.inotify_add_watch(fd, str(p).encode(), OPEN | 0x10): p for p in paths}  # CLOSE_NOWRITE
+    counts = dict.fromkeys(paths, 0)
+    try:
+        yield counts
+        events = b""
+        while True:
+            try:
+                events += os.read(fd, 65536)
+            except BlockingIOError:
+                break
+        while events:
+            wd, mask, _cookie, size = struct.unpack_from("iIII", events)
+            counts[watches[wd]] += bool(mask & OPEN)
+            events = events[16 + size :]
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify counts the opens")
+def test_each_archive_photo_is_read_once_for_its_check_and_its_pictures(
+    database: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Each shown photo was read twice: once to hash it (still the photo scanned?), then again to
+    draw it, and a photo replaced between the two reads would be drawn under the old boxes. It is
+    read once, and the bytes hashed are the bytes drawn; a second report (its pictures kept) reads
+    each once for the check alone."""
+    photos = [tmp_path / f"p{i}.jpg" for i in range(3)]
+    with opens(photos) as first:
+        write_report(database, tmp_path / "out", RULES)
+    assert first == dict.fromkeys(photos, 1)
+    assert len(list((tmp_path / "out" / "thumbs").glob("*.jpg"))) == 3
+    with opens(photos) as second:
+        write_report(database, tmp_path / "out", RULES)
+    assert second == dict.fromkeys(photos, 1)

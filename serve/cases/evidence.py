@@ -3,10 +3,11 @@ an evidence row may be shown from."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from serve.cases.errors import NotFound
-from vision.core.files import file_sha256, write_atomically
+from vision.core.files import file_sha256, read_regular_file, write_atomically
 from vision.core.imageio import SUFFIXES
 
 
@@ -24,6 +25,21 @@ def store_image(evidence_dir: Path, data: bytes, sha256: str, image_format: str)
     return path
 
 
+def _resolved(stored: str, sha256: str) -> Path:
+    """The regular file a stored path names now, links resolved; NotFound when there is none."""
+    try:
+        resolved = Path(stored).resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise NotFound("image file of evidence", sha256[:12]) from None
+    if not resolved.is_file():
+        raise NotFound("image file of evidence", sha256[:12])
+    return resolved
+
+
+def _in_store(path: Path, evidence_dir: Path | None) -> bool:
+    return evidence_dir is not None and path.is_relative_to(evidence_dir.resolve())
+
+
 def evidence_file(evidence_dir: Path | None, stored: str, sha256: str) -> Path:
     """The file of an evidence row, confined: inside the evidence store (links resolved), or else
     only a file whose bytes hash to the recorded sha256 (a scanned archive photo). Without a store
@@ -32,13 +48,22 @@ def evidence_file(evidence_dir: Path | None, stored: str, sha256: str) -> Path:
     Anything else (a path written by a citizen's media_url, a link out of the store, a photo
     changed since it was recorded) is refused as not found, without saying what is there.
     """
-    path = Path(stored)
+    resolved = _resolved(stored, sha256)
+    if _in_store(resolved, evidence_dir) or file_sha256(resolved) == sha256:
+        return resolved
+    raise NotFound("image file of evidence", sha256[:12])
+
+
+def evidence_bytes(evidence_dir: Path | None, stored: str, sha256: str) -> tuple[Path, bytes]:
+    """The file of an evidence row (confined as `evidence_file` says) and its bytes, read once: the
+    bytes hashed are the bytes returned, so an archive photo is read once, not hashed and then read
+    again, and one replaced between the check and the read cannot be drawn under the old boxes.
+    A file that cannot be read is not found either."""
+    resolved = _resolved(stored, sha256)
     try:
-        resolved = path.resolve(strict=True)
-    except (OSError, RuntimeError):
+        data = read_regular_file(resolved)
+    except OSError:
         raise NotFound("image file of evidence", sha256[:12]) from None
-    if resolved.is_file() and evidence_dir is not None and resolved.is_relative_to(evidence_dir.resolve()):
-        return resolved
-    if resolved.is_file() and file_sha256(resolved) == sha256:
-        return resolved
+    if _in_store(resolved, evidence_dir) or hashlib.sha256(data).hexdigest() == sha256:
+        return resolved, data
     raise NotFound("image file of evidence", sha256[:12])

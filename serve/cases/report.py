@@ -37,14 +37,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from serve.cases.coords import CoordSystem, crs_member, from_wgs84
 from serve.cases.enums import PhotoStatus, State
 from serve.cases.errors import NotFound
-from serve.cases.evidence import evidence_file
+from serve.cases.evidence import evidence_bytes
 from serve.cases.findings import CaseRules
 from serve.cases.orm import Case, Evidence, Photo
 from serve.cases.spreadsheet import inert
 from vision.core.boxes import parse_boxes
 from vision.core.draw import crop_box, draw_boxes, fit_width
 from vision.core.files import file_href
-from vision.core.imageio import ImageError, read_photo
+from vision.core.imageio import ImageError, decode_photo
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 CASE_COLUMNS = (
@@ -351,15 +351,15 @@ def _pictures(
         "error": None,
         "changed": None,
     }
-    try:
-        path = evidence_file(evidence_dir, evidence.path, evidence.sha256)
+    try:  # read once: the bytes checked against the scan are the ones drawn
+        path, data = evidence_bytes(evidence_dir, evidence.path, evidence.sha256)
     except NotFound:
         picture.update(thumb=None, crops=[], changed="changed" if Path(evidence.path).exists() else "gone")
         return picture
     if all((out / p).exists() for p in (thumb, *crops)):
         return picture
     try:
-        image = read_photo(path).image
+        image = decode_photo(data, source=str(path)).image
     except ImageError as err:
         picture.update(thumb=None, crops=[], error=err.reason)
         return picture

@@ -33,16 +33,17 @@ awaiting review is a report, counted apart:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import StrictFloat, field_validator
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
+from serve.cases.db import with_children
 from serve.cases.deadlines import WorkCalendar, restarts_at_dispatch, time_used
 from serve.cases.enums import CaseSource
 from serve.cases.grids import GridIndex
@@ -96,22 +97,68 @@ class CaseFacts:
         }[group]
 
 
-def facts_of(case: Case, calendar: WorkCalendar, unit_of: Callable[[str], str]) -> CaseFacts:
-    """Reduce a case and its flow log to the facts the rates count."""
-    flow = list(case.flow)
-    actions = {entry.action for entry in flow}
-    handles = [e for e in flow if e.action == Action.HANDLE]
-    judged = [e for e in flow if e.action in (Action.HANDLE, Action.CHECK_FAIL)]
-    accepted = bool(judged) and judged[-1].action == Action.HANDLE  # no failed check since the last handle
-    closing = [e for e in flow if e.action in (Action.CLOSE, Action.FORCE_CLOSE)]
+class Step(Protocol):
+    """What the facts read of a flow-log step: a `FlowEntry`, or a plain row of these columns."""
+
+    @property
+    def action(self) -> str: ...
+    @property
+    def at(self) -> datetime: ...
+    @property
+    def overdue(self) -> bool: ...
+
+
+class Reviewed(Protocol):
+    @property
+    def auto_filed(self) -> bool: ...
+
+
+class CaseFields(Reviewed, Protocol):
+    """What the facts read of a case: a `Case`, or a plain row of these columns (FACT_COLUMNS)."""
+
+    @property
+    def event(self) -> str: ...
+    @property
+    def grid_code(self) -> str | None: ...
+    @property
+    def street(self) -> str | None: ...
+    @property
+    def department(self) -> str | None: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def deadline_at(self) -> datetime | None: ...
+
+
+def facts_of(
+    case: CaseFields, flow: Sequence[Step], calendar: WorkCalendar, unit_of: Callable[[str], str]
+) -> CaseFacts:
+    """Reduce a case and its flow log (in the order it was written) to the facts the rates count.
+    One pass over the steps: a year of a city's cases has 600,000 of them."""
+    actions: set[str] = set()
+    handled: Step | None = None  # the last handling
+    closing: Step | None = None  # the last close or forced close
+    accepted = False  # handled, and no failed check since the last handle
+    held_by_department = False  # dispatched, and not sent back (回退) since
+    for entry in flow:
+        action = entry.action
+        actions.add(action)
+        if action == Action.HANDLE:
+            handled, accepted = entry, True
+        elif action == Action.CHECK_FAIL:
+            accepted = False
+        elif action == Action.CLOSE or action == Action.FORCE_CLOSE:
+            closing = entry
+        elif action == Action.DISPATCH or action == Action.SEND_BACK:
+            held_by_department = action == Action.DISPATCH
     dispatched = Action.DISPATCH in actions
-    routed = [e.action for e in flow if e.action in (Action.DISPATCH, Action.SEND_BACK)]
-    held_by_department = bool(routed) and routed[-1] == Action.DISPATCH  # not sent back (回退) since
     valid, rejected = review_outcome(case, actions)
     filed = Action.FILE in actions
     overtime = None
-    if accepted and handles[-1].overdue and case.deadline_at is not None:
-        overtime = overtime_multiple(flow, handles[-1].at, case.deadline_at, unit_of(case.event), calendar)
+    if accepted and handled is not None and handled.overdue and case.deadline_at is not None:
+        overtime = overtime_multiple(flow, handled.at, case.deadline_at, unit_of(case.event), calendar)
     return CaseFacts(
         event=case.event,
         grid_code=case.grid_code,
@@ -124,18 +171,18 @@ def facts_of(case: Case, calendar: WorkCalendar, unit_of: Callable[[str], str]) 
         filed=filed,
         missed=filed and case.source in MISSED_SOURCES,
         due=dispatched and case.state != State.CANCELLED,
-        handled=bool(handles),
-        handled_on_time=accepted and not handles[-1].overdue,
-        closed=bool(closing) and case.state in (State.CLOSED, State.FORCE_CLOSED),
-        closed_on_time=bool(closing)
+        handled=handled is not None,
+        handled_on_time=accepted and handled is not None and not handled.overdue,
+        closed=closing is not None and case.state in (State.CLOSED, State.FORCE_CLOSED),
+        closed_on_time=closing is not None
         and case.state in (State.CLOSED, State.FORCE_CLOSED)
-        and not closing[-1].overdue,
+        and not closing.overdue,
         reworked=Action.CHECK_FAIL in actions,
         overtime_multiple=overtime,
     )
 
 
-def review_outcome(case: Case, actions: set[str]) -> tuple[bool, bool]:
+def review_outcome(case: Reviewed, actions: set[str]) -> tuple[bool, bool]:
     """(valid, rejected) of a report: valid when a person confirmed or corrected it or its class is
     auto-filed; rejected only as false at review (one confirmed and then not filed stays valid)."""
     valid = bool(actions & {Action.CONFIRM, Action.CORRECT}) or case.auto_filed
@@ -143,7 +190,7 @@ def review_outcome(case: Case, actions: set[str]) -> tuple[bool, bool]:
 
 
 def overtime_multiple(
-    flow: list[FlowEntry], handled_at: datetime, due: datetime, unit: str, calendar: WorkCalendar
+    flow: Sequence[Step], handled_at: datetime, due: datetime, unit: str, calendar: WorkCalendar
 ) -> float | None:
     """(used − allowed) / allowed of a late handling, from the start of the disposal clock (the last
     dispatch, or filing for a clock dispatch does not restart), without the time suspended."""
@@ -158,7 +205,7 @@ def overtime_multiple(
 
 
 def suspended_time(
-    flow: list[FlowEntry], since: datetime, until: datetime, unit: str, calendar: WorkCalendar
+    flow: Sequence[Step], since: datetime, until: datetime, unit: str, calendar: WorkCalendar
 ) -> float:
     """Time in `unit` that the case spent suspended (挂账, its clock stopped) between `since` and `until`."""
     total, suspended_at = 0.0, None
@@ -336,14 +383,43 @@ def reports_per_day(
 
 
 def cases_between(session: Session, since: datetime | None, until: datetime | None) -> Iterator[Case]:
-    """Cases first reported in [since, until), with their flow logs, read a batch at a time: a
-    year's figures keep each case's facts, not a year of cases and flow logs at once."""
+    """Cases first reported in [since, until), with their flow logs, read a batch at a time (the
+    inspectors' figures read who took each step)."""
     query = select(Case).options(selectinload(Case.flow)).order_by(Case.id)
+    return iter(session.scalars(between(query, since, until).execution_options(yield_per=1000)))
+
+
+def between(
+    query: Select[*tuple[Any, ...]], since: datetime | None, until: datetime | None
+) -> Select[*tuple[Any, ...]]:
+    """`query` narrowed to the cases first reported in [since, until) (either end open)."""
     if since is not None:
         query = query.where(Case.first_seen_at >= since)
     if until is not None:
         query = query.where(Case.first_seen_at < until)
-    return iter(session.scalars(query.execution_options(yield_per=1000)))
+    return query
+
+
+# the columns the facts read (CaseFields, Step): a case's id first, a step's case first
+FACT_COLUMNS = (Case.id, Case.event, Case.grid_code, Case.street, Case.department, Case.state, Case.source,
+                Case.auto_filed, Case.deadline_at)  # fmt: skip
+STEP_COLUMNS = (FlowEntry.case_id, FlowEntry.action, FlowEntry.at, FlowEntry.overdue)
+
+
+def facts_between(
+    session: Session,
+    since: datetime | None,
+    until: datetime | None,
+    calendar: WorkCalendar,
+    unit_of: Callable[[str], str],
+) -> Iterator[CaseFacts]:
+    """The facts of the cases first reported in [since, until), from plain rows of only the columns
+    they read, a batch of cases with their flow steps at a time: a year's figures keep each case's
+    facts, not a year of cases and flow logs (nor an ORM object per row: a year took 36 s so)."""
+    cases = between(select(*FACT_COLUMNS).order_by(Case.id), since, until)
+    steps = select(*STEP_COLUMNS).order_by(FlowEntry.id)
+    for case, (flow,) in with_children(session, cases, steps):
+        yield facts_of(case, flow, calendar, unit_of)
 
 
 def reported_between(session: Session, since: datetime, until: datetime) -> Iterator[tuple[str, datetime]]:

@@ -192,7 +192,7 @@ def district_of(grid_code: str | None, layout: GridIndex | None) -> str | None:
 
 
 def district_ranking(
-    cases: list[Case], facts: list[CaseFacts], layout: GridIndex | None, weights: dict[str, float]
+    facts: list[CaseFacts], layout: GridIndex | None, weights: dict[str, float]
 ) -> list[dict[str, Any]]:
     """Districts of the layout, worst first (see the module docstring)."""
     areas: dict[str, float] = defaultdict(float)
@@ -200,7 +200,7 @@ def district_ranking(
         district = district_of(grid.code, layout)
         if district:
             areas[district] += grid.area_km2
-    keyed = ((district_of(c.grid_code, layout), f) for c, f in zip(cases, facts, strict=True))
+    keyed = ((district_of(f.grid_code, layout), f) for f in facts)
     return ranked("district", dict(areas), keyed, weights)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import Field, PositiveFloat, field_validator
 
@@ -292,7 +292,16 @@ def apply(
     return entry
 
 
-def is_overdue(case: Case, as_of: datetime) -> bool:
+class Clocked(Protocol):
+    """What the overdue rule reads of a case: a `Case`, or a plain row with these columns."""
+
+    @property
+    def state(self) -> str: ...
+    @property
+    def deadline_at(self) -> datetime | None: ...
+
+
+def is_overdue(case: Clocked, as_of: datetime) -> bool:
     """Filed, still open, its clock running and past its deadline at `as_of`: a report awaiting review
     and a suspended case (挂账) are never overdue."""
     return case.state in CLOCK_RUNNING_STATES and case.deadline_at is not None and case.deadline_at < as_of

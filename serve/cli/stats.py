@@ -11,8 +11,7 @@ from typing import Any
 
 from serve.cases.stats import (
     GROUPS,
-    cases_between,
-    facts_of,
+    facts_between,
     grouped,
     local_day_bounds,
     ranking,
@@ -57,7 +56,7 @@ def cli(argv: list[str]) -> int:
             else:
                 since = local_day_bounds(args.since, args.since, calendar)[0] if args.since else None
                 until = local_day_bounds(args.until, args.until, calendar)[0] if args.until else None
-            facts = [facts_of(c, calendar, domain.unit_of) for c in cases_between(session, since, until)]
+            facts = list(facts_between(session, since, until, calendar, domain.unit_of))
             if args.ranking:
                 out = {"period": label, "streets": ranking(facts, grids, domain.score_weights)}
             else:

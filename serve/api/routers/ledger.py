@@ -13,10 +13,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
 from serve.api.deps import DbSession, Now, PublicBase, Reader, ServiceDep
-from serve.cases.ledger import LedgerRow, csv_chunks, ledger_rows, supervision_rows, to_xlsx
+from serve.cases.ledger import LedgerRow, csv_chunks, ledger_cases, ledger_rows, supervision_rows, to_xlsx
 from serve.cases.orm import Case, SupervisionItem
 from serve.cases.people import DEPARTMENT_ROLES
 from serve.cases.stats import local_day_bounds
@@ -56,22 +55,16 @@ def ledger_of(
     start, end = since or first, until or (since + timedelta(days=31) if since else after)
     check_day_range(start, end)
     lower, upper = local_day_bounds(start, end, calendar)
-    query = (
-        select(Case)
-        .where(Case.first_seen_at >= lower, Case.first_seen_at < upper)
-        .options(selectinload(Case.flow), selectinload(Case.evidence))
-        .order_by(Case.id)
-        .execution_options(yield_per=500)  # batches of cases with their flow and evidence, not all
-    )
+    where = [Case.first_seen_at >= lower, Case.first_seen_at < upper]
     if street:
-        query = query.where(Case.street == street)
+        where.append(Case.street == street)
     if department:
-        query = query.where(Case.department == department)
+        where.append(Case.department == department)
     if principal.role in DEPARTMENT_ROLES:
-        query = query.where(Case.department == principal.department)
+        where.append(Case.department == principal.department)
     names = {key: event.name_zh for key, event in service.domain.rules.taxonomy.events.items()}
     rows = ledger_rows(
-        session.scalars(query),
+        ledger_cases(session, *where),
         event_names=names,
         tz=calendar.timezone,
         base_url=base.rstrip("/"),

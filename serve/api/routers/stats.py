@@ -11,8 +11,7 @@ from serve.api.deps import DbSession, Now, Reader, ServiceDep
 from serve.api.schemas import DailyOut, Day, Instant, RankingOut, StatsOut, WorstSpotsOut
 from serve.cases.errors import InvalidInput
 from serve.cases.stats import (
-    cases_between,
-    facts_of,
+    facts_between,
     grouped,
     local_day_bounds,
     ranking,
@@ -49,7 +48,7 @@ def stats(
     lower, upper = instant(since, local_tz), instant(until, local_tz)
     if lower is not None and upper is not None and upper < lower:  # no period: not a report of zeros
         raise InvalidInput("since/until", f"{lower.isoformat()} to {upper.isoformat()}: since before until")
-    facts = [facts_of(c, domain.rules.calendar, domain.unit_of) for c in cases_between(session, lower, upper)]
+    facts = list(facts_between(session, lower, upper, domain.rules.calendar, domain.unit_of))
     groups = grouped(facts, group_by, domain.rules.grids, domain.score_weights) if group_by else []
     return StatsOut.model_validate(
         {
@@ -76,7 +75,7 @@ def street_ranking(
     calendar = domain.rules.calendar
     start, end, label = ten_day_period(day or now.astimezone(calendar.timezone).date())
     since, until = local_day_bounds(start, end, calendar)
-    facts = [facts_of(c, calendar, domain.unit_of) for c in cases_between(session, since, until)]
+    facts = list(facts_between(session, since, until, calendar, domain.unit_of))
     return RankingOut.model_validate(
         {
             "period": label,

@@ -24,7 +24,7 @@ from serve.api.schemas import (
 )
 from serve.cases.enums import SupervisionState
 from serve.cases.orm import SupervisionItem
-from serve.cases.stats import cases_between, facts_of, local_day_bounds
+from serve.cases.stats import cases_between, facts_between, local_day_bounds
 from serve.cases.supervision import (
     assign_item,
     close_item,
@@ -156,14 +156,13 @@ def monthly_ranking(
     calendar = domain.rules.calendar
     label = month or f"{now.astimezone(calendar.timezone):%Y-%m}"
     since, until = local_day_bounds(*month_bounds(label), calendar)
-    cases = list(cases_between(session, since, until))  # read twice: the facts, then the districts
-    facts = [facts_of(c, calendar, domain.unit_of) for c in cases]
+    facts = list(facts_between(session, since, until, calendar, domain.unit_of))
     return DistrictRankingOut.model_validate(
         {
             "month": label,
             "since": since,
             "until": until,
-            "districts": district_ranking(cases, facts, domain.rules.grids, domain.score_weights),
+            "districts": district_ranking(facts, domain.rules.grids, domain.score_weights),
         }
     )
 
