@@ -151,6 +151,9 @@ def test_main_views_fit_a_phone_and_their_buttons_take_a_thumb(live: Live, phone
             visit(driver, live, page, page.split("/")[0])
             assert overflow(driver) <= 0, f"{lang} {page} is wider than the phone by {overflow(driver)} px"
     assert too_small(driver, "#nav a, #signout, #lang") == []
+    visit(driver, live, "map", "map")  # the 960-unit drawing shrunk to 370 px: a marker a thumb can hit
+    marker = one(driver, f'#map a.marker[data-case="{case_id}"]').rect
+    assert min(marker["width"], marker["height"]) >= 22, marker
 
     # the inspector's list: each case a card, its deadline and overdue mark on the screen
     visit(driver, live, "cases", "cases")
