@@ -55,13 +55,11 @@ function credentials(method, key, headers) {
 }
 
 /** fetch() with the key; throws ApiError on any non-2xx answer. */
-export async function request(path, { method = "GET", json, form, headers = {}, key = session.key } = {}) {
+export async function request(path, { method = "GET", json, headers = {}, key = session.key } = {}) {
   const init = { method, headers: credentials(method, key, headers), credentials: "same-origin" };
   if (json !== undefined) {
     init.body = JSON.stringify(json);
     init.headers["Content-Type"] = "application/json";
-  } else if (form) {
-    init.body = form;
   }
   const response = await fetch(path, init);
   if (!response.ok) {
@@ -94,7 +92,6 @@ export function upload(path, form, onProgress) {
     });
     const lost = () => reject(new ApiError(0, { title: "network", detail: "the upload did not reach the service" }));
     xhr.addEventListener("error", lost);
-    xhr.addEventListener("timeout", lost);
     xhr.send(form);
   });
 }
