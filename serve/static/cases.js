@@ -1,5 +1,5 @@
 // Cases: the filtered list with counts and paging, and one case with its photos, flow log and actions.
-import { getJSON, loadImage, query, request } from "./api.js";
+import { getJSON, loadImage, query, request, upload } from "./api.js";
 import { departments, events } from "./catalog.js";
 import { dot, duration, go, h, number, reload, table, when } from "./dom.js";
 import { extensionsPanel } from "./extensions.js";
@@ -103,7 +103,7 @@ export async function casesPage(_, params) {
     ),
   );
   const list = table(
-    { id: "cases", class: "list" },
+    { id: "cases", class: "list cards" },
     [t("case.number"), t("case.event"), t("case.state"), t("case.street"), t("case.grid"), t("case.filed"), t("case.deadline"), t("case.department")],
     rows,
     t("cases.empty"),
@@ -128,13 +128,20 @@ const ACTION_FIELDS = {
   reject: ["note"],
   dispatch: ["department"],
   handle: ["photo"],
-  check_fail: ["note"],
+  check_pass: ["photo?"],
+  check_fail: ["note", "photo?"],
   suspend: ["note"],
   extend: ["extend_by"],
   cancel: ["note"],
   force_close: ["note"],
 };
 const AFTER = "after";
+// Any picture the phone offers (HEIC from an iPhone included); the server takes JPEG, PNG, WebP, HEIC
+// and says 415 to the rest, which the form shows.
+const PHOTOS = "image/*,.heic,.heif";
+// The service's upload limit (settings.max_upload_mb, given to the page): a larger photo is refused
+// here, before minutes of a slow link are spent sending it.
+const MAX_UPLOAD_MB = Number(document.querySelector('meta[name="streetorder-max-upload-mb"]')?.content) || Infinity;
 
 function fact(label, value) {
   return [h("dt", {}, label), h("dd", {}, value ?? "—")];
@@ -234,10 +241,8 @@ function actionForm(caseData, etag, action, catalog, depts) {
     inputs.push(h("label", {}, t("extend_by", { unit: catalog.limit(caseData.event) }),
       h("input", { name: "extend_by", type: "number", min: "0.5", step: "0.5", value: "1", required: true })));
   }
-  if (fields.includes("photo")) {
-    inputs.push(h("label", {}, t("after_photo"),
-      h("input", { name: "photo", id: "after-photo", type: "file", accept: "image/jpeg,image/png,image/webp,image/heic,image/heif,.heic", required: true })));
-  }
+  const photoField = fields.includes("photo") || fields.includes("photo?");
+  if (photoField) inputs.push(photoInputs(fields.includes("photo") ? t("after_photo") : t("check_photo")));
   inputs.push(h("label", {}, fields.includes("note") ? t("note.required") : t("note.optional"),
     h("textarea", { name: "note", rows: 2, maxlength: 4000, required: fields.includes("note") })));
 
@@ -248,39 +253,94 @@ function actionForm(caseData, etag, action, catalog, depts) {
       h("button", { type: "button", onclick: () => form.remove() }, t("cancel"))),
     error);
   let uploaded = null; // the after-photo sent with a first try: a retry with a reason stands on it
+  const submit = form.querySelector("#action-submit");
+  const busy = (on) => {
+    submit.disabled = on;
+    form.toggleAttribute("aria-busy", on);
+    submit.textContent = on ? t("sending") : t("submit");
+  };
+  form.addEventListener("change", (event) => {
+    if (event.target.name === "photo") error.textContent = ""; // a new photo: the old refusal is moot
+  });
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const data = new FormData(form);
     const body = { action };
     for (const name of ["note", "event", "department", "override_reason"]) if (data.get(name)) body[name] = data.get(name);
     if (data.get("extend_by")) body.extend_by = Number(data.get("extend_by"));
-    form.querySelector("#action-submit").disabled = true;
+    const file = photoField && uploaded === null ? chosenPhoto(form) : null;
+    const refused = !file ? (fields.includes("photo") && uploaded === null ? t("photo.none") : "")
+      : file.size > MAX_UPLOAD_MB * 2 ** 20 ? t("photo.too_large", { mb: number(file.size / 2 ** 20, 1), limit: MAX_UPLOAD_MB })
+      : "";
+    error.textContent = refused;
+    error.title = "";
+    if (refused) return;
+    busy(true);
     try {
-      if (fields.includes("photo") && uploaded === null) {
-        const upload = new FormData();
-        upload.append("file", data.get("photo"));
-        upload.append("role", AFTER);
-        uploaded = (await (await request(`/v1/cases/${caseData.id}/evidence`, { method: "POST", form: upload })).json()).id;
-      }
-      if (uploaded !== null) body.evidence_id = uploaded;
+      if (file) uploaded = (await sendPhoto(form, caseData.id, file)).id;
+      if (uploaded !== null && action === "handle") body.evidence_id = uploaded;
       await request(`/v1/cases/${caseData.id}/transitions`, { method: "POST", json: body, headers: { "If-Match": etag } });
       reload();
     } catch (failure) {
       error.textContent = explain(failure);
       error.title = failure.message;
       if (failure.problem?.failed && !form.querySelector("#override-reason")) overrideField(form, failure.problem.failed);
-      form.querySelector("#action-submit").disabled = false;
+      busy(false);
     }
   });
   return form;
+}
+
+/** Two ways to the photo on a phone: the camera, opened at once on the back lens (`capture`), for the
+ * photo taken on the spot; or the gallery, for one taken a moment ago. Choosing one clears the other. */
+function photoInputs(label) {
+  const camera = h("input", { name: "photo", id: "after-photo", type: "file", accept: PHOTOS, capture: "environment" });
+  const gallery = h("input", { name: "photo", id: "after-photo-gallery", type: "file", accept: PHOTOS });
+  const chosen = h("span", { class: "hint", id: "photo-chosen" }, t("photo.none_yet"));
+  const picked = (input, other) => () => {
+    other.value = "";
+    const file = input.files?.[0];
+    chosen.textContent = file ? `${file.name} · ${number(file.size / 2 ** 20, 1)} MB` : t("photo.none_yet");
+  };
+  camera.addEventListener("change", picked(camera, gallery));
+  gallery.addEventListener("change", picked(gallery, camera));
+  return h("div", { class: "photo-inputs" },
+    h("span", { class: "photo-label" }, label),
+    h("div", { class: "photo-picks" },
+      h("label", { class: "photo-pick", for: "after-photo" }, t("photo.take"), camera),
+      h("label", { class: "photo-pick", for: "after-photo-gallery" }, t("photo.gallery"), gallery)),
+    chosen,
+    h("progress", { id: "upload-progress", max: 1, value: 0, hidden: true }));
+}
+
+function chosenPhoto(form) {
+  return [...form.querySelectorAll('input[name="photo"]')].map((input) => input.files?.[0]).find(Boolean) || null;
+}
+
+/** Upload the photo as evidence (role after), the share sent shown on the form while it goes. */
+async function sendPhoto(form, caseId, file) {
+  const progress = form.querySelector("#upload-progress");
+  const submit = form.querySelector("#action-submit");
+  const body = new FormData();
+  body.append("file", file);
+  body.append("role", AFTER);
+  progress.hidden = false;
+  try {
+    return await upload(`/v1/cases/${caseId}/evidence`, body, (share) => {
+      progress.value = share;
+      submit.textContent = t("uploading", { p: Math.round(share * 100) });
+    });
+  } finally {
+    progress.hidden = true;
+  }
 }
 
 /** A failed after-photo check (handle, check_pass) blocks the step unless a person gives a reason
  * to accept the photo anyway: the field for it, naming the checks that failed. */
 function overrideField(form, failed) {
   const names = failed.map((name) => t(`check.${name}`)).join(t("list.sep"));
-  const photoInput = form.querySelector("#after-photo");
-  if (photoInput) photoInput.disabled = true; // the photo is sent: the retry stands on it
+  // the photo is sent: the retry stands on it
+  for (const input of form.querySelectorAll('input[name="photo"]')) input.disabled = true;
   form.querySelector(".buttons").before(
     h("label", { class: "override" }, t("override.reason", { failed: names }),
       h("textarea", { name: "override_reason", id: "override-reason", rows: 2, maxlength: 2000, required: true })));

@@ -95,16 +95,21 @@ export function number(value, digits = 1) {
   return value === null || value === undefined ? "—" : Number(value).toFixed(digits);
 }
 
-/** A table from a header row and body rows (each a list of cells: text or nodes). */
+/** A table from a header row and body rows (each a list of cells: text or nodes), in a box that
+ * scrolls sideways on a phone (the page itself must not). Each cell carries its column's name
+ * (`data-label`): on a phone a `cards` table shows each row as a card, the names beside the values
+ * (console.css), since eight columns do not fit 390 px. */
 export function table(attrs, head, rows, empty) {
   const body = rows.length
     ? rows.map((row) => (row instanceof Node ? row : h("tr", {}, row.map((cell) => h("td", {}, cell)))))
     : [h("tr", {}, h("td", { colspan: head.length, class: "empty" }, empty || t("none")))];
+  for (const row of rows.length ? body : []) {
+    [...row.children].forEach((cell, i) => cell.setAttribute("data-label", head[i] ?? ""));
+  }
   return h(
-    "table",
-    attrs,
-    h("thead", {}, h("tr", {}, head.map((cell) => h("th", {}, cell)))),
-    h("tbody", {}, body),
+    "div",
+    { class: "table-scroll" },
+    h("table", attrs, h("thead", {}, h("tr", {}, head.map((cell) => h("th", {}, cell)))), h("tbody", {}, body)),
   );
 }
 

@@ -88,7 +88,7 @@ function itemsTable(items) {
     h("td", {}, item.state === "open"
       ? (may(CHECKERS) ? closeForm(item, error) : t("supervision.open"))
       : [t("supervision.closed"), h("br"), h("small", {}, `${item.closed_by} · ${when(item.closed_at)}: ${item.check_note}`)])));
-  return [table({ id: "supervision", class: "list" },
+  return [table({ id: "supervision", class: "list cards" },
     [t("supervision.target"), t("case.department"), t("supervision.deadline"), t("supervision.reason"),
      t("supervision.opened"), t("open_cases"), t("case.state")], rows, t("supervision.none")), error];
 }

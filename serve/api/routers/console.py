@@ -35,8 +35,11 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/")
 def console(service: ServiceDep) -> HTMLResponse:
-    """The console page; the bureau's timezone goes in so that times read as the bureau's clock."""
-    page = TEMPLATES.get_template("console.html").render(timezone=str(service.domain.rules.calendar.timezone))
+    """The console page; the bureau's timezone goes in so that times read as the bureau's clock, and
+    the upload limit so that a phone photo over it is refused before it is sent on a slow link."""
+    page = TEMPLATES.get_template("console.html").render(
+        timezone=str(service.domain.rules.calendar.timezone), max_upload_mb=service.settings.max_upload_mb
+    )
     return HTMLResponse(page, headers={"Content-Security-Policy": POLICY, **NO_STORE})
 
 
