@@ -49,6 +49,7 @@ GRID_PAGING = ("410103001002001", 34.72365, 113.62976)
 GRID_QUIET = ("410103001002003", 34.7235, 113.6320)  # the read-only and map tests'
 GRID_REGROUP = ("410103001001001", 34.72359, 113.62654)  # detach, split and merge
 GRID_OVERRIDE = ("410103001001003", 34.72361, 113.62879)  # a failed after-photo accepted with a reason
+GRID_NAVIGATE = ("410103001002006", 34.72262, 113.63204)  # links to AMap and Baidu
 STREET = "淮河路街道"  # every example grid's street
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -923,6 +924,86 @@ def test_a_request_placed_off_the_bureaus_amap_is_filed_at_its_wgs84_place(live:
     number = httpx.get(f"{live.base}/open311/v2/tokens/{token}.json").json()[0]["service_request_id"]
     case = httpx.get(f"{live.base}/open311/v2/requests/{number}.json").json()[0]
     assert haversine_m(case["lat"], case["long"], lat, lon) < 0.01
+
+
+HOSTILE_TITLE = "\"><script>window.__xss=4</script> A&B #top ?name=x&coordinate=wgs84 '单引号'"
+
+
+def test_the_case_page_opens_the_place_in_amap_and_baidu_in_their_own_systems(
+    live: Live, browser: Any
+) -> None:
+    """The WGS-84 numbers stay (said WGS-84); AMap's link carries the place in GCJ-02 and Baidu's in
+    BD-09, each naming its system, geo: in WGS-84, all opening a new tab without a referrer; the
+    case's words (quotes, markup, & and #) stay inside their own parameter."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from serve.cases.coords import from_wgs84, to_wgs84
+    from serve.cases.db import transaction
+    from serve.cases.grids import haversine_m
+    from serve.cases.orm import Case
+
+    _, lat, lon = GRID_NAVIGATE
+    live.clock.at = START + timedelta(hours=6)
+    case_id = open311(live, "06010", lat, lon, "井盖旁的垃圾")
+    with transaction(live.service.sessions) as session:  # words a grid file or a person may hold
+        case = session.get(Case, case_id)
+        assert case is not None
+        case.description, case.address, number = HOSTILE_TITLE, f"{HOSTILE_TITLE} 门口", case.number
+    sign_in(browser, live)
+    visit(browser, live, f"case/{case_id}", "case")
+    assert one(browser, "#position").text == f"{lat:.5f}, {lon:.5f}"
+    assert "WGS-84" in one(browser, "#position").find_element(By.XPATH, "../preceding-sibling::dt[1]").text
+    links = css(browser, "#navigate a")
+    assert [a.get_attribute("data-app") for a in links] == ["amap", "baidu", "geo"]
+    assert [a.text for a in links] == ["高德地图", "百度地图", "手机地图"]
+    assert all(a.get_attribute("target") == "_blank" for a in links)
+    assert all(a.get_attribute("rel") == "noopener noreferrer" for a in links)
+    hrefs = {a.get_attribute("data-app"): a.get_attribute("href") for a in links}
+    title = f"{number} {HOSTILE_TITLE}"
+
+    amap = urlsplit(hrefs["amap"])
+    assert (amap.scheme, amap.netloc, amap.path, amap.fragment) == ("https", "uri.amap.com", "/marker", "")
+    query = parse_qs(amap.query, keep_blank_values=True)
+    assert {k: v for k, v in query.items() if k != "position"} == {
+        "name": [title],
+        "src": ["webapp.streetorder.cases"],
+        "coordinate": ["gaode"],
+        "callnative": ["1"],
+    }
+    amap_lon, amap_lat = (float(v) for v in query["position"][0].split(","))
+    gcj_lon, gcj_lat = (float(v) for v in from_wgs84(lon, lat, "gcj02"))
+    assert (amap_lon, amap_lat) == pytest.approx((gcj_lon, gcj_lat), abs=1e-6)
+    assert haversine_m(amap_lat, amap_lon, lat, lon) > 300  # really moved: AMap's own system
+    back_lon, back_lat = (float(v) for v in to_wgs84(amap_lon, amap_lat, "gcj02"))
+    assert haversine_m(back_lat, back_lon, lat, lon) < 0.5  # where AMap draws it is the case's place
+
+    baidu = urlsplit(hrefs["baidu"])
+    assert (baidu.scheme, baidu.netloc, baidu.path, baidu.fragment) == (
+        "https",
+        "api.map.baidu.com",
+        "/marker",
+        "",
+    )
+    query = parse_qs(baidu.query, keep_blank_values=True)
+    assert {k: v for k, v in query.items() if k != "location"} == {
+        "coord_type": ["bd09ll"],
+        "title": [title],
+        "content": [f"{HOSTILE_TITLE} 门口"],
+        "output": ["html"],
+        "src": ["webapp.streetorder.cases"],
+    }
+    baidu_lat, baidu_lon = (float(v) for v in query["location"][0].split(","))
+    bd_lon, bd_lat = (float(v) for v in from_wgs84(lon, lat, "bd09"))
+    assert (baidu_lon, baidu_lat) == pytest.approx((bd_lon, bd_lat), abs=1e-6)
+    back_lon, back_lat = (float(v) for v in to_wgs84(baidu_lon, baidu_lat, "bd09"))
+    assert haversine_m(back_lat, back_lon, lat, lon) < 0.5
+
+    assert hrefs["geo"] == f"geo:{lat:.6f},{lon:.6f}"
+    assert browser.execute_script(
+        "return [window.__xss, document.querySelectorAll('#view script').length]"
+    ) == [None, 0]
+    api = live.api("GET", f"/v1/cases/{case_id}").json()["navigation"]
+    assert api == hrefs  # the links are the service's: the page builds none
 
 
 def test_a_street_vending_case_counts_down_its_double_ten_clocks(live: Live, browser: Any) -> None:

@@ -13,7 +13,9 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 import cv2
@@ -30,7 +32,7 @@ from serve.cases.enums import PhotoStatus
 from serve.cases.findings import CaseRules, Finding, record_finding
 from serve.cases.grids import haversine_m, load_grids
 from serve.cases.intake import Placement, join_as_copy
-from serve.cases.orm import Evidence, Photo
+from serve.cases.orm import Case, Evidence, Photo
 from serve.cases.report import ReportOptions, write_report
 from vision.core.boxes import Box
 from vision.core.taxonomy import load_taxonomy
@@ -152,6 +154,72 @@ def test_the_geojson_for_a_gis_on_amap_or_baidu_is_in_its_system_and_says_so(
     assert haversine_m(y, x, centre.y, centre.x) > 300
     back = [float(v) for v in to_wgs84(x, y, crs)]
     assert back == pytest.approx([centre.x, centre.y], abs=1e-6)
+
+
+class Links(HTMLParser):
+    """The map links of report.html by case card: {case number: {app: attributes}}."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.case = ""
+        self.links: dict[str, dict[str, dict[str, str | None]]] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        named = dict(attrs)
+        if tag == "div" and named.get("class") == "case":
+            self.case = named["id"] or ""
+        elif tag == "a" and named.get("data-app"):
+            self.links.setdefault(self.case, {})[named["data-app"] or ""] = named
+
+
+HOSTILE = "\"><script>alert(1)</script> A&B #top ?name=x&coord_type=wgs84 '单引号'"
+
+
+def test_each_case_opens_in_amap_and_baidu_in_their_own_systems(
+    database: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """A handler copying the WGS-84 numbers into AMap or Baidu walks 300-700 m off: each case card
+    links AMap with its GCJ-02 place and Baidu with its BD-09 place, each naming its system, and
+    geo: with WGS-84; the case's words stay inside their parameter."""
+    with transaction(database) as session:
+        case = session.scalars(select(Case).where(Case.number == "SO202611200002")).one()
+        case.description, case.address = HOSTILE, None
+    html = write_report(database, tmp_path / "out", RULES).read_text(encoding="utf-8")
+    assert "<script>alert" not in html
+    parser = Links()
+    parser.feed(html)
+    assert sorted(parser.links) == ["SO202611200001", "SO202611200002", "SO202611200003"]
+    centre = next(iter(GRIDS)).geometry.representative_point()
+    for links in parser.links.values():
+        assert list(links) == ["amap", "baidu", "geo"]
+        assert all(a["target"] == "_blank" and a["rel"] == "noopener noreferrer" for a in links.values())
+    links = parser.links["SO202611200002"]  # in the first grid, with the hostile words
+    amap = urlsplit(links["amap"]["href"] or "")
+    assert (amap.netloc, amap.path, amap.fragment) == ("uri.amap.com", "/marker", "")
+    query = parse_qs(amap.query)
+    assert (query["name"], query["coordinate"], query["callnative"]) == (
+        [f"SO202611200002 {HOSTILE}"],
+        ["gaode"],
+        ["1"],
+    )
+    assert sorted(query) == ["callnative", "coordinate", "name", "position", "src"]
+    x, y = (float(v) for v in query["position"][0].split(","))
+    assert haversine_m(y, x, centre.y, centre.x) > 300
+    assert [float(v) for v in to_wgs84(x, y, "gcj02")] == pytest.approx([centre.x, centre.y], abs=1e-5)
+    baidu = urlsplit(links["baidu"]["href"] or "")
+    assert (baidu.netloc, baidu.path, baidu.fragment) == ("api.map.baidu.com", "/marker", "")
+    query = parse_qs(baidu.query)
+    assert (query["title"], query["content"], query["coord_type"], query["output"]) == (
+        [f"SO202611200002 {HOSTILE}"],
+        [HOSTILE],
+        ["bd09ll"],
+        ["html"],
+    )
+    assert sorted(query) == ["content", "coord_type", "location", "output", "src", "title"]
+    y, x = (float(v) for v in query["location"][0].split(","))
+    assert [float(v) for v in to_wgs84(x, y, "bd09")] == pytest.approx([centre.x, centre.y], abs=1e-5)
+    geo = (links["geo"]["href"] or "").removeprefix("geo:").split(",")
+    assert [float(v) for v in geo] == pytest.approx([centre.y, centre.x], abs=1e-6)  # WGS-84, lat first
 
 
 def test_thumbnails_show_boxes_and_crops_cut_them(database: sessionmaker[Session], tmp_path: Path) -> None:

@@ -319,8 +319,22 @@ class DecisionIn(RequestBody):
     note: str | None = Field(default=None, max_length=4000, description="remark")
 
 
+class NavigationOut(Schema):
+    """Links opening the case's place in navigation apps, each in the app's own coordinate system."""
+
+    amap: str = Field(description="AMap marker (uri.amap.com), the position in GCJ-02 (coordinate=gaode)")
+    baidu: str = Field(
+        description="Baidu marker (api.map.baidu.com), the position in BD-09 (coord_type=bd09ll)"
+    )
+    geo: str = Field(description="geo: URI (RFC 5870) for the phone's own maps, WGS-84")
+
+
 class CaseDetail(CaseSummary):
     description: str = Field(description="free text description")
+    navigation: NavigationOut = Field(
+        description="the place in AMap, Baidu and the phone's maps "
+        "(WGS-84 typed into AMap or Baidu is 300-700 m off)"
+    )
     evidence: list[EvidenceOut] = Field(description="photos of the case, oldest first")
     flow: list[FlowOut] = Field(description="the flow log (流转记录), oldest first")
     allowed_actions: list[str] = Field(

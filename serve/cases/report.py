@@ -4,7 +4,8 @@ Files in the output folder:
 - `report.html` (Chinese, with an English toggle like the console's): counts per event class and
   per grid (with cases per km²), the newest cases (a bounded number: a page of 20,000 cards opens
   in no browser) with their state as it is (awaiting review is not filed) and a deadline only once
-  the case is filed, with evidence thumbnails (boxes drawn) and crops, the first of the unreadable,
+  the case is filed, its WGS-84 position with links opening it in AMap, Baidu (each in its own system)
+  and the phone's maps, with evidence thumbnails (boxes drawn) and crops, the first of the unreadable,
   unlocated, undated and outside photos with reasons, and the folders the run could not list;
   each bounded list says how many it shows and which file holds them all;
 - `cases.geojson` (points, for any GIS; WGS-84, or GCJ-02 / BD-09 for a GIS on AMap or Baidu, its
@@ -39,6 +40,7 @@ from serve.cases.enums import PhotoStatus, State
 from serve.cases.errors import NotFound
 from serve.cases.evidence import evidence_bytes
 from serve.cases.findings import CaseRules
+from serve.cases.navigation import navigation_links
 from serve.cases.orm import Case, Evidence, Photo
 from serve.cases.spreadsheet import inert
 from vision.core.boxes import parse_boxes
@@ -223,6 +225,8 @@ def _case_rows(session: Session, rules: CaseRules, newest_first: bool = False) -
             "community": case.community or "",
             "lat": round(case.lat, 7),
             "lon": round(case.lon, 7),
+            "description": case.description,  # for report.html's map links; not a column
+            "address": case.address or "",
             "filed_at": _local(case.filed_at, tz),
             "deadline_at": _local(case.deadline_at, tz),
             "first_seen_at": _local(case.first_seen_at, tz),
@@ -320,6 +324,12 @@ def _html_cases(
             .order_by(Evidence.id)
             .limit(options.thumbs_per_case)
         ).all()
+        row["navigation"] = navigation_links(
+            row["lat"],
+            row["lon"],
+            f"{row['number']} {row['description']}",
+            row["address"] or row["description"],
+        )
         row["pictures"] = [_pictures(e, row["number"], out, rules, options, evidence_dir) for e in evidence]
         yield row
 

@@ -147,6 +147,14 @@ function fact(label, value) {
   return [h("dt", {}, label), h("dd", {}, value ?? "—")];
 }
 
+/** Links opening the place in AMap, Baidu and the phone's maps: the service gives each app the
+ * position in its own system (typed into AMap or Baidu, the WGS-84 numbers are 300-700 m off). */
+function navigation(c) {
+  return h("span", { class: "navigate", id: "navigate" },
+    ["amap", "baidu", "geo"].map((app) =>
+      h("a", { href: c.navigation[app], target: "_blank", rel: "noopener noreferrer", "data-app": app }, t(`navigate.${app}`))));
+}
+
 /** One photo with its caption; `tool` (e.g. the detach button) goes under it. */
 function photo(evidence, tool = null) {
   const img = h("img", { alt: t(`role.${evidence.role}`), "data-evidence": evidence.id });
@@ -375,7 +383,7 @@ export async function casePage(caseId) {
     fact(t("case.address"), c.address),
     fact(t("case.grid"), c.grid_code ? h("a", { href: `#/cases?grid=${c.grid_code}`, class: "mono" }, c.grid_code) : "—"),
     fact(t("case.street"), [c.street || "—", c.community ? ` / ${c.community}` : ""]),
-    fact(t("case.position"), `${number(c.lat, 5)}, ${number(c.lon, 5)}`),
+    fact(t("case.position"), [h("span", { id: "position" }, `${number(c.lat, 5)}, ${number(c.lon, 5)}`), navigation(c)]),
     fact(t("case.department"), c.department || `${t("suggested")}: ${c.suggested_department}`),
     fact(t("case.limit"), catalog.limit(c.event)),
     fact(t("case.filed"), when(c.filed_at)),

@@ -36,6 +36,7 @@ from serve.cases.coords import crs_member, from_wgs84
 from serve.cases.domain import Domain
 from serve.cases.enums import EvidenceStep, ExtensionState
 from serve.cases.errors import AfterPhotoFailed, InvalidInput, NotFound, PreconditionRequired, StaleVersion
+from serve.cases.navigation import navigation_links
 from serve.cases.notify import enqueue_dispatched
 from serve.cases.orm import Case, Evidence, ExtensionRequest
 from serve.cases.people import (
@@ -93,6 +94,9 @@ def detail(case: Case, as_of: datetime, domain: Domain, principal: Principal, se
         {
             **summary(case, as_of).model_dump(),
             "description": case.description,
+            "navigation": navigation_links(
+                case.lat, case.lon, f"{case.number} {case.description}", case.address or case.description
+            ),
             "evidence": [evidence_out(e) for e in case.evidence],
             "flow": [FlowOut.model_validate(f) for f in case.flow],
             "allowed_actions": [a.value for a in allowed_actions(case.state) if may_act(principal, a, case)],
