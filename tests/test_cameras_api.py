@@ -86,8 +86,15 @@ class Hub:
     ) -> list[tuple[str, str | None, str]]:
         return [(a.kind, a.proposal, a.reason) for a in self.result(t, boxes, camera).actions]
 
-    def result(self, t: float, boxes: list[tuple[float, ...]], camera: str = "hub-cam") -> FrameResult:
-        image = np.random.default_rng(int(t)).integers(0, 255, (360, 640, 3), dtype=np.uint8)
+    def result(
+        self,
+        t: float,
+        boxes: list[tuple[float, ...]],
+        camera: str = "hub-cam",
+        image: np.ndarray | None = None,
+    ) -> FrameResult:
+        if image is None:
+            image = np.random.default_rng(int(t)).integers(0, 255, (360, 640, 3), dtype=np.uint8)
         detections = sv.Detections.empty()
         if boxes:
             detections = sv.Detections(
@@ -314,20 +321,27 @@ def test_a_place_that_clears_proposes_nothing_while_its_case_still_stands_elsewh
         assert [(e.extra or {}).get("proposal") for e in after] == [None, "resolved"]
 
 
+@pytest.mark.parametrize("black", [False, True], ids=["stops sending", "sends black frames"])
 @pytest.mark.parametrize("dark_from", [100, 600], ids=["dark 15 min", "dark 7 min"])
-def test_a_camera_that_stopped_sending_does_not_hold_the_case_for_ever(hub: Hub, dark_from: int) -> None:
+def test_a_camera_that_stopped_sending_does_not_hold_the_case_for_ever(
+    hub: Hub, dark_from: int, black: bool
+) -> None:
     """Two cameras 14 m apart see one parked car: one case. The second stops sending; the first sees
     the car leave. The second's last state still listed the violation standing, so the clear proposed
     nothing, and no frame of the dark camera would ever clear it: the case waited for a person for
     ever. A camera dark for longer than its dwell.restart_bridge_s (600 s; its own rules would carry
     nothing across that gap) is not counted, and the after-photo says so; one dark for less is. When
-    it comes back and still sees the car, the car stands min_dwell_s again and joins the open case."""
+    it comes back and still sees the car, the car stands min_dwell_s again and joins the open case.
+    A camera that goes on sending frames without a picture (black) is as dark: its frames saved its
+    state as live, and held the case for ever."""
     config = copy.deepcopy(HUB_CONFIG)
     config["cameras"].append({**copy.deepcopy(config["cameras"][0]), "id": "hub-cam-2"})
     config["cameras"][1]["lon"] += 0.00015
     hub.hub.reload(parse_cameras(config, taxonomy=TAXONOMY), hub.sessions)
     actions: dict[str, dict[int, list[tuple[str, str | None, str]]]] = {"hub-cam": {}, "hub-cam-2": {}}
     for t in range(0, 1100, 5):  # the car leaves the first camera's view at 1000
+        if black and t > dark_from:
+            assert not hub.result(t, [], "hub-cam-2", np.zeros((360, 640, 3), np.uint8)).actions
         for camera in ("hub-cam", "hub-cam-2") if t <= dark_from else ("hub-cam",):
             if done := hub.frame(t, [SPOT] if t < 1000 else [], camera):
                 actions[camera][t] = done
@@ -985,8 +999,9 @@ def test_a_frozen_picture_is_told_in_health_and_metrics(model_service: Service) 
     for step in range(10, 22):  # 50-105 s: the same picture, 55 s: not yet a minute
         assert post(service, stuck, start + timedelta(seconds=step * 5)).status_code == 200
     assert unchanged_since() is None
-    for step in range(22, 30):  # to 145 s: 95 s of the same picture
-        assert post(service, stuck, start + timedelta(seconds=step * 5)).status_code == 200
+    for step in range(22, 30):  # to 145 s: 95 s of the same picture, judged by no rule from 110 s
+        response = post(service, stuck, start + timedelta(seconds=step * 5))
+        assert response.status_code == 200 and response.json()["no_picture"] == "frozen"
     assert unchanged_since() is not None
     assert datetime.fromisoformat(str(unchanged_since())) == start + timedelta(seconds=50)
     metrics = service.client.get("/metrics", headers=service.auth("cases:read")).text

@@ -313,6 +313,34 @@ def test_frames_without_a_picture_neither_clear_nor_hide_a_violation(
     assert all(o.no_picture is None for o in run.outcomes if o not in blind)
 
 
+def test_a_frozen_picture_is_no_evidence_that_the_car_still_stands(street: dict[str, np.ndarray]) -> None:
+    """The encoder sticks at 100 s and repeats its last picture (the car in it) for 150 s while the
+    car leaves at 180 s; the case was reported handled at 170 s. The stale picture was judged as the
+    street: evidence of a car no longer there, and the handling flagged rework (`still_present`) at
+    230 s. After picture.frozen_s (60 s) of the very same pixels the frames are `frozen`, judged by
+    no rule; the picture back at 250 s shows the place empty, checked 60 s later."""
+    script = parked(0, 180, GREY_BOX)
+    street_frames = painted(street, script, {GREY_BOX: "grey"})
+    stuck = street_frames(99.5)
+
+    def frames(t: float) -> np.ndarray:
+        return stuck if 100 <= t < 250 else street_frames(t)
+
+    def seen(t: float) -> list[tuple[tuple[float, ...], int]]:  # what the detector finds in the frame
+        return script(99.5) if 100 <= t < 250 else script(t)
+
+    run = play(seen, 320, frames=frames, camera=make_camera({"verify": "after_handled"}), handled_at=170)
+    assert [(t, k) for t, k, _, _ in run.events] == [
+        (60.5, "started"),
+        (90.5, "evidence"),
+        (120.5, "evidence"),
+        (150.5, "evidence"),
+        (310.0, "cleared"),
+    ]
+    frozen = [o.at - T0.timestamp() for o in run.outcomes if o.no_picture == "frozen"]
+    assert frozen == [159.5 + k / 2 for k in range(181)]  # 60 s after the picture stuck, to 249.5 s
+
+
 def test_evidence_is_appended_at_most_every_n_seconds() -> None:
     run = play(parked(0, 300), 300)
     assert one(run.times("started")) == pytest.approx(60.5)

@@ -78,9 +78,6 @@ OCCUPANCY_MODEL = "occupancy-v1"  # model_version of class-free findings: they w
 FPS_SMOOTHING = 0.2  # weight of the newest frame interval in the fps estimate
 HANDLED_STATES = (State.HANDLED, State.CHECK_PASSED)
 SAVE_EVERY_S = 60.0  # capture seconds between saves of a camera's state (and after every event)
-# a live sensor never gives the same pixels twice (noise): the same picture this long is a stuck
-# encoder or a cached snapshot, and the rules are judging a street that is no longer shown
-PICTURE_UNCHANGED_S = 60.0
 
 
 @dataclass
@@ -100,8 +97,6 @@ class CameraHealth:
     fps: float = 0.0  # analysed frames per second of capture time, smoothed
     size: tuple[int, int] | None = None
     stream_state: str | None = None  # one of vision.live.stream.STREAM_STATES; None: frames are pushed
-    picture: str = ""  # fingerprint of the last applied frame's pixels
-    picture_since: datetime | None = None  # capture time of the first applied frame showing it
 
     def count(self, received_at: datetime, size: tuple[int, int]) -> None:
         """A frame received, whatever becomes of it."""
@@ -109,29 +104,14 @@ class CameraHealth:
         self.last_received = received_at
         self.size = size
 
-    def applied(self, captured_at: datetime, image: np.ndarray) -> None:
+    def applied(self, captured_at: datetime) -> None:
         """A frame applied to the camera's rules (its own, or a held one the next frame confirmed)."""
-        picture = picture_fingerprint(image)
-        if picture != self.picture:
-            self.picture, self.picture_since = picture, captured_at
         if self.last_capture is not None:
             interval = (captured_at - self.last_capture).total_seconds()
             if interval > 0:
                 rate = 1.0 / interval
                 self.fps = rate if self.fps == 0 else (1 - FPS_SMOOTHING) * self.fps + FPS_SMOOTHING * rate
         self.last_capture = captured_at
-
-    @property
-    def unchanged_s(self) -> float:
-        """Capture seconds the applied frames have shown the very same pixels."""
-        if self.picture_since is None or self.last_capture is None:
-            return 0.0
-        return (self.last_capture - self.picture_since).total_seconds()
-
-    @property
-    def picture_unchanged_since(self) -> datetime | None:
-        """When the picture froze, once it has been the same for PICTURE_UNCHANGED_S; else None."""
-        return self.picture_since if self.unchanged_s >= PICTURE_UNCHANGED_S else None
 
 
 def stream_state(live: LiveCamera) -> str | None:
@@ -146,9 +126,13 @@ def no_picture_since(live: LiveCamera) -> datetime | None:
     return None if since is None else datetime.fromtimestamp(since, UTC)
 
 
-def picture_fingerprint(image: np.ndarray) -> str:
-    """The pixels of every 8th row and column, hashed."""
-    return hashlib.blake2b(np.ascontiguousarray(image[::8, ::8]).tobytes(), digest_size=8).hexdigest()
+def picture_unchanged_since(live: LiveCamera) -> datetime | None:
+    """When the picture froze, once the frames have shown the very same pixels for the camera's
+    `picture.frozen_s` (vision/live/picture.py); else None."""
+    since = live.rules.picture_since
+    if since is None or live.rules.unchanged_s < live.camera.picture.frozen_s:
+        return None
+    return datetime.fromtimestamp(since, UTC)
 
 
 @dataclass(frozen=True)
@@ -345,7 +329,7 @@ class CameraHub:
         if outcome.late:
             live.health.late_frames += 1
             return outcome, []
-        live.health.applied(captured_at, image)
+        live.health.applied(captured_at)
         live.last_frame = image
         started = time.perf_counter()
         actions = []
@@ -856,7 +840,7 @@ class CameraCollector(Collector):
             fps.add_metric(labels, health.fps)
             last.add_metric(labels, health.last_capture.timestamp() if health.last_capture else 0.0)
             incidents.add_metric(labels, len(open_incidents(live)))
-            unchanged.add_metric(labels, health.unchanged_s)
+            unchanged.add_metric(labels, live.rules.unchanged_s)
         yield from (frames, late, held, jumps, dropped, skipped, reconnects, fps, last, incidents, unchanged)
         yield no_picture
         yield stream

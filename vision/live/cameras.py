@@ -285,6 +285,7 @@ class PictureSettings(_Frozen):
 
     min_contrast: float = Field(default=0.04, ge=0, le=1)  # 5th-95th percentile range of the levels
     min_detail: float = Field(default=0.015, ge=0, le=1)  # fine detail, relative to that range
+    frozen_s: float = Field(default=60, gt=0)  # the very same pixels this long (capture time): frozen
 
 
 FLAT_CORNER = 1e-3  # a triangle of three corners this small a share of the quadrilateral: a line

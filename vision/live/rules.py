@@ -39,7 +39,7 @@ from vision.live.cameras import Camera, Rule
 from vision.live.dwell import APPEARANCE, UNOCCLUDED, DwellClocks, Stay, overlap_of_first
 from vision.live.incidents import Counter, Incident, IncidentLedger, RuleEvent, Sighting
 from vision.live.occupancy import OccupancyClock, StaticForeground, ZoneMeter, ZoneOccupancy
-from vision.live.picture import Fault, picture_fault
+from vision.live.picture import Fault, picture_fault, picture_fingerprint
 from vision.live.tracking import CaptureTimeTracker, class_thresholds, ids
 from vision.live.zones import FrameZone, Size
 
@@ -90,6 +90,8 @@ class CameraRules:
         self.usable_at: float | None = None  # the last frame with a picture
         self.no_picture: Fault | None = None  # the frames show no picture now, and why
         self.no_picture_since: float | None = None
+        self.picture = ""  # fingerprint of the last frame (vision/live/picture.py)
+        self.picture_since: float | None = None  # capture time of the first frame in a row showing it
         self.size: Size | None = None
         self.object_zones = [FrameZone(z) for z in camera.zones if z.rule.detect == "objects"]
         self.meters = [ZoneMeter(z, camera.ground) for z in camera.zones if z.rule.detect == "occupancy"]
@@ -174,7 +176,7 @@ class CameraRules:
         when = capture_seconds(at)
         if self.last_at is not None and when <= self.last_at:
             return FrameOutcome.unapplied(when, detections, late=True)
-        fault = None if frame is None else picture_fault(frame, self.camera.picture)
+        fault = None if frame is None else self._fault(when, frame)
         if fault is not None:
             return self._blind(when, detections, fault)
         if self.usable_at is not None and when - self.usable_at > self.camera.dwell.restart_bridge_s:
@@ -207,6 +209,25 @@ class CameraRules:
         if self.foreground is not None and frame is not None:
             self._occupancy(when, frame, tracked, outcome)
         return outcome
+
+    def _fault(self, when: float, frame: np.ndarray) -> Fault | None:
+        """Why the frame shows no picture: blank or blurred, or the very same pixels as the frames
+        before it for `picture.frozen_s` (a stuck encoder; what they show was judged until then)."""
+        picture = picture_fingerprint(frame)
+        if picture != self.picture:
+            self.picture, self.picture_since = picture, when
+        fault = picture_fault(frame, self.camera.picture)
+        assert self.picture_since is not None
+        if fault is None and when - self.picture_since >= self.camera.picture.frozen_s:
+            return "frozen"
+        return fault
+
+    @property
+    def unchanged_s(self) -> float:
+        """Capture seconds the frames in order have shown the very same pixels, to the last one."""
+        if self.picture_since is None or self.last_at is None:
+            return 0.0
+        return max(self.last_at, self.picture_since) - self.picture_since
 
     def _blind(self, when: float, detections: sv.Detections, fault: Fault) -> FrameOutcome:
         """A frame without a picture: in order (what comes before it is late), judged by nothing."""
@@ -316,6 +337,8 @@ class CameraRules:
             "usable_at": self.usable_at,
             "no_picture": self.no_picture,
             "no_picture_since": self.no_picture_since,
+            "picture": self.picture,
+            "picture_since": self.picture_since,
             "size": None if self.size is None else list(self.size),
             "incident_ids": self.incident_ids.next_value,
             "zones": {z.id: z.rule.detect for z in self.camera.zones},
@@ -334,6 +357,7 @@ class CameraRules:
         self.last_at = saved["last_at"]
         self.usable_at = saved.get("usable_at", self.last_at)  # saved before pictures were told
         self.no_picture, self.no_picture_since = saved.get("no_picture"), saved.get("no_picture_since")
+        self.picture, self.picture_since = saved.get("picture", ""), saved.get("picture_since")
         self.size = None if saved["size"] is None else (int(saved["size"][0]), int(saved["size"][1]))
         self.incident_ids.next_value = int(saved["incident_ids"])
         self.clocks.restore(saved["clocks"], same)

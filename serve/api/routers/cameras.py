@@ -46,6 +46,7 @@ from serve.cases.cameras import (
     Timings,
     no_picture_since,
     open_incidents,
+    picture_unchanged_since,
     stream_state,
 )
 from serve.cases.enums import PhotoStatus
@@ -192,7 +193,7 @@ class FrameOut(Schema):
     no_picture: str | None = Field(
         default=None,
         description="the frame shows no picture: blank (black, an even no-signal screen, a covered or "
-        "washed-out lens) or blurred; in order, judged by no rule (nothing found on it clears a case); "
+        "washed-out lens), blurred, or frozen (the very same pixels for picture.frozen_s); in order, judged by no rule (nothing found on it clears a case); "
         "null when it shows one",
     )
     settled: SettledOut | None = Field(
@@ -252,7 +253,7 @@ class HealthOut(Schema):
     no_picture: str | None = Field(
         default=None,
         description="why the frames show no picture now: blank (black, an even no-signal screen, a covered "
-        "or washed-out lens) or blurred; nothing is judged and no case is cleared until the picture is "
+        "or washed-out lens), blurred or frozen; nothing is judged and no case is cleared until the picture is "
         "back; null while there is a picture",
     )
     no_picture_since: FrameTime | None = Field(
@@ -261,9 +262,10 @@ class HealthOut(Schema):
     open_incidents: int = Field(description="violations present now")
     picture_unchanged_since: FrameTime | None = Field(
         default=None,
-        description="capture time since which every applied frame has had the very same pixels, once that "
-        "lasted a minute: a live sensor never repeats its noise, so the encoder is stuck or a cached "
-        "snapshot is sent, and the rules judge a street no longer shown; null while the picture changes",
+        description="capture time since which every frame has had the very same pixels, once that lasted "
+        "the camera's picture.frozen_s: a live sensor never repeats its noise, so the encoder is stuck or a "
+        "cached snapshot is sent, and the frames are judged by no rule (no_picture: frozen); null while "
+        "the picture changes",
     )
 
 
@@ -348,7 +350,7 @@ def camera_out(live: LiveCamera) -> CameraOut:
             no_picture=live.rules.no_picture,
             no_picture_since=no_picture_since(live),
             open_incidents=len(open_incidents(live)),
-            picture_unchanged_since=health.picture_unchanged_since,
+            picture_unchanged_since=picture_unchanged_since(live),
         ),
     )
 
