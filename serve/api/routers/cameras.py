@@ -193,8 +193,8 @@ class FrameOut(Schema):
     no_picture: str | None = Field(
         default=None,
         description="the frame shows no picture: blank (black, an even no-signal screen, a covered or "
-        "washed-out lens), blurred, or frozen (the very same pixels for picture.frozen_s); in order, judged by no rule (nothing found on it clears a case); "
-        "null when it shows one",
+        "washed-out lens), blurred, or frozen (the very same pixels for picture.frozen_s); in order, "
+        "judged by no rule (nothing found on it clears a case); null when it shows one",
     )
     settled: SettledOut | None = Field(
         description="the frame held before this one, applied or dropped by this one; null when none was"
@@ -253,8 +253,8 @@ class HealthOut(Schema):
     no_picture: str | None = Field(
         default=None,
         description="why the frames show no picture now: blank (black, an even no-signal screen, a covered "
-        "or washed-out lens), blurred or frozen; nothing is judged and no case is cleared until the picture is "
-        "back; null while there is a picture",
+        "or washed-out lens), blurred or frozen; nothing is judged and no case is cleared until the "
+        "picture is back; null while there is a picture",
     )
     no_picture_since: FrameTime | None = Field(
         default=None, description="capture time of the first frame without a picture; null while there is one"
