@@ -10,6 +10,7 @@ score; and a car that parks on the sidewalk for a while, seen as a car at a mode
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -125,3 +126,57 @@ class Scene:
                 class_id=np.array(classes),
             )
         return np.clip(image, 0, 255).astype(np.uint8), detections
+
+
+def no_signal_screen(frame: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+    """A recorder's "no signal" screen of the frame's size: one even colour, a line of white text."""
+    screen = np.empty_like(frame)
+    screen[:] = colour
+    height, width = frame.shape[:2]
+    scale = width / 400
+    cv2.putText(
+        screen,
+        "NO SIGNAL",
+        (int(width * 0.3), height // 2),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        (255, 255, 255),
+        2,
+    )
+    return screen
+
+
+# what a camera sends once it lost its picture, made from a frame of the street
+NO_PICTURE = {
+    "black": np.zeros_like,
+    "grey": lambda frame: no_signal_screen(frame, (128, 128, 128)),
+    "blue": lambda frame: no_signal_screen(frame, (160, 60, 20)),
+    "washed out": lambda frame: (frame.astype(np.float32) * 0.03 + 200).astype(np.uint8),
+    "blurred": lambda frame: cv2.GaussianBlur(frame, (0, 0), frame.shape[1] / 40),
+}
+
+
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+GREY_CAR = ("IMG-20240615-WA0009_jpg.rf.54074641cb1af758b03ad679d82ae7c4", 1)  # vehicles-in label row
+
+
+def labelled_crop(stem: str, row: int) -> np.ndarray:
+    folder = DATASETS / "vehicles-in"
+    image = cv2.imread(str(folder / "images" / "train" / f"{stem}.jpg"))
+    labels = (folder / "labels" / "train" / f"{stem}.txt").read_text().split("\n")
+    _, cx, cy, w, h = (float(v) for v in labels[row].split()[:5])
+    height, width = image.shape[:2]
+    x1, y1 = int((cx - w / 2) * width), int((cy - h / 2) * height)
+    return image[max(0, y1) : y1 + int(h * height), max(0, x1) : x1 + int(w * width)]
+
+
+def parked_car_frames() -> tuple[np.ndarray, np.ndarray] | None:
+    """A real traffic camera's frame (640x360) with a real grey car pasted at the kerb (the current
+    model finds it at 0.73), and the frame without it; None without the datasets."""
+    frames = sorted((DATASETS / "traffic-cams" / "images" / "val").glob("*.jpg"))
+    if not frames:
+        return None
+    street = cv2.resize(cv2.imread(str(frames[0])), (640, 360))
+    parked = street.copy()
+    parked[190:300, 190:330] = cv2.resize(labelled_crop(*GREY_CAR), (140, 110))
+    return parked, street

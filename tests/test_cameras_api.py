@@ -32,7 +32,7 @@ from conftest import SERVICE_START, Service, another_writer_holding, give_up_loc
 from PIL import ExifTags, Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from streets import Scene
+from streets import NO_PICTURE, Scene, parked_car_frames
 
 from serve.api.reload import CamerasReloader
 from serve.cases.cameras import CameraHub, FrameResult
@@ -48,7 +48,8 @@ from vision.core.imageio import exif_for
 from vision.core.phash import KnownImages
 from vision.core.taxonomy import load_taxonomy
 from vision.detect.registry import CURRENT, find_model
-from vision.live.cameras import parse_cameras
+from vision.live.cameras import PictureSettings, parse_cameras
+from vision.live.picture import picture_fault
 
 TZ = ZoneInfo("Asia/Shanghai")
 PLACE = {"lat": 34.72265, "lon": 113.62762}  # unit grid 410103001001005
@@ -86,8 +87,15 @@ class Hub:
     ) -> list[tuple[str, str | None, str]]:
         return [(a.kind, a.proposal, a.reason) for a in self.result(t, boxes, camera).actions]
 
-    def result(self, t: float, boxes: list[tuple[float, ...]], camera: str = "hub-cam") -> FrameResult:
-        image = np.random.default_rng(int(t)).integers(0, 255, (360, 640, 3), dtype=np.uint8)
+    def result(
+        self,
+        t: float,
+        boxes: list[tuple[float, ...]],
+        camera: str = "hub-cam",
+        image: np.ndarray | None = None,
+    ) -> FrameResult:
+        if image is None:
+            image = np.random.default_rng(int(t)).integers(0, 255, (360, 640, 3), dtype=np.uint8)
         detections = sv.Detections.empty()
         if boxes:
             detections = sv.Detections(
@@ -344,28 +352,36 @@ def test_a_place_that_clears_proposes_nothing_while_its_case_still_stands_elsewh
         assert [(e.extra or {}).get("proposal") for e in after] == [None, "resolved"]
 
 
+@pytest.mark.parametrize("black", [False, True], ids=["stops sending", "sends black frames"])
 @pytest.mark.parametrize("dark_from", [100, 600], ids=["dark 15 min", "dark 7 min"])
-def test_a_camera_that_stopped_sending_does_not_hold_the_case_for_ever(hub: Hub, dark_from: int) -> None:
+def test_a_camera_that_stopped_sending_does_not_hold_the_case_for_ever(
+    hub: Hub, dark_from: int, black: bool
+) -> None:
     """Two cameras 14 m apart see one parked car: one case. The second stops sending; the first sees
     the car leave. The second's last state still listed the violation standing, so the clear proposed
     nothing, and no frame of the dark camera would ever clear it: the case waited for a person for
     ever. A camera dark for longer than its dwell.restart_bridge_s (600 s; its own rules would carry
     nothing across that gap) is not counted, and the after-photo says so; one dark for less is. When
-    it comes back and still sees the car, the car stands min_dwell_s again and joins the open case."""
+    it comes back and still sees the car, the car stands min_dwell_s again and joins the open case.
+    A camera that goes on sending frames without a picture (black) is as dark: its frames saved its
+    state as live, and held the case for ever."""
     config = copy.deepcopy(HUB_CONFIG)
     config["cameras"].append({**copy.deepcopy(config["cameras"][0]), "id": "hub-cam-2"})
     config["cameras"][1]["lon"] += 0.00015
     hub.hub.reload(parse_cameras(config, taxonomy=TAXONOMY), hub.sessions)
     actions: dict[str, dict[int, list[tuple[str, str | None, str]]]] = {"hub-cam": {}, "hub-cam-2": {}}
     for t in range(0, 1100, 5):  # the car leaves the first camera's view at 1000
+        if black and t > dark_from:
+            assert not hub.result(t, [], "hub-cam-2", np.zeros((360, 640, 3), np.uint8)).actions
         for camera in ("hub-cam", "hub-cam-2") if t <= dark_from else ("hub-cam",):
             if done := hub.frame(t, [SPOT] if t < 1000 else [], camera):
                 actions[camera][t] = done
     (cleared,) = [done for t, done in actions["hub-cam"].items() if t > 1000]
-    if dark_from == 100:  # last state saved at 65 s, 965 s before the clear
+    if dark_from == 100:  # last state saved at 65 s (black: its last frame with a picture at 100 s)
         [(kind, proposal, reason)] = cleared
         assert (kind, proposal) == ("cleared", "resolved")
-        assert "camera hub-cam-2 last seen" in reason and "16 min before: not counted" in reason
+        minutes = 15 if black else 16
+        assert "camera hub-cam-2 last seen" in reason and f"{minutes} min before: not counted" in reason
     else:  # dark since 600 s: 430 s before the clear, within its tolerance
         assert cleared == [
             ("cleared", None, "place clear; incident 1 of camera hub-cam-2 on this case still present")
@@ -1015,14 +1031,91 @@ def test_a_frozen_picture_is_told_in_health_and_metrics(model_service: Service) 
     for step in range(10, 22):  # 50-105 s: the same picture, 55 s: not yet a minute
         assert post(service, stuck, start + timedelta(seconds=step * 5)).status_code == 200
     assert unchanged_since() is None
-    for step in range(22, 30):  # to 145 s: 95 s of the same picture
-        assert post(service, stuck, start + timedelta(seconds=step * 5)).status_code == 200
+    for step in range(22, 30):  # to 145 s: 95 s of the same picture, judged by no rule from 110 s
+        response = post(service, stuck, start + timedelta(seconds=step * 5))
+        assert response.status_code == 200 and response.json()["no_picture"] == "frozen"
     assert unchanged_since() is not None
     assert datetime.fromisoformat(str(unchanged_since())) == start + timedelta(seconds=50)
     metrics = service.client.get("/metrics", headers=service.auth("cases:read")).text
     assert f'streetorder_camera_picture_unchanged_seconds{{camera="{CAM}"}} 95.0' in metrics
     assert post(service, live(150.0), start + timedelta(seconds=150)).status_code == 200
     assert unchanged_since() is None
+
+
+@pytest.mark.parametrize("kind", list(NO_PICTURE))
+@pytest.mark.parametrize("comes_back", ["still there", "gone"])
+def test_a_camera_without_a_picture_neither_clears_nor_forgets_a_parked_car(
+    model_service: Service, kind: str, comes_back: str
+) -> None:
+    """A car parked in a camera's no-parking zone is a case; the camera's picture is lost for 60 s
+    (black, a "no signal" screen, a washed-out or blurred lens). The detector found nothing on those
+    frames, and the case was proposed resolved 20 s in, with an after-photo of the blank screen. Now
+    nothing is judged on them, the camera says so, and when the picture is back the car still there
+    goes on in the same case, or gone, is cleared 20 s after the first frame with a picture."""
+    service = model_service
+    config = copy.deepcopy(API_CONFIG)
+    config["cameras"].append(
+        {
+            "id": "signal-cam",
+            **PLACE,
+            "cases": {"clear_after_s": 20, "verify": "any", "evidence_every_s": 10**6},
+            "dwell": {"refind_s": 20},
+            "zones": [
+                {
+                    "id": "kerb",
+                    "rule": "no_parking",
+                    "min_dwell_s": 20,
+                    "polygon": [[0.2, 0.5], [0.6, 0.5], [0.6, 0.95], [0.2, 0.95]],
+                }
+            ],
+        }
+    )
+    write_cameras(service, config)
+    assert service.client.post("/v1/cameras/reload", headers=service.auth("admin")).status_code == 200
+    pictures = parked_car_frames()
+    if pictures is None:
+        pytest.skip("no traffic-cams and vehicles-in datasets beside the checkout")
+    parked, empty = pictures
+    noise = np.random.default_rng(5)
+    start = SERVICE_START - timedelta(hours=1)
+    actions: list[tuple[float, str, str | None, int | None]] = []
+    told: list[str | None] = []
+    for t in range(0, 164, 4):
+        picture = parked if t < 40 or comes_back == "still there" else empty
+        if 40 <= t < 100:
+            picture = NO_PICTURE[kind](picture)
+        live = np.clip(picture.astype(np.int16) + noise.integers(-3, 4, picture.shape), 0, 255)
+        response = post(
+            service, jpeg(live.astype(np.uint8)), start + timedelta(seconds=t), camera="signal-cam"
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["late"] is False and body["held"] is False
+        told.append(body["no_picture"])
+        actions += [(t, c["kind"], c["proposal"], c["case_id"]) for c in body["cases"]]
+        if t == 96:  # the picture lost since 40 s: told
+            lost = cameras_now(service)["signal-cam"]["health"]
+            metrics = service.client.get("/metrics", headers=service.auth("cases:read")).text
+    (started,) = [a for a in actions if a[1] == "started"]
+    assert 20 <= started[0] < 40
+    if comes_back == "still there":
+        assert [a for a in actions if a[1] == "cleared"] == []
+    else:  # absent from 100 s, the first frame with a picture: cleared 20 s later
+        assert [(t, k, p) for t, k, p, _ in actions if k != "started"] == [(120, "cleared", "resolved")]
+    fault = "blurred" if kind == "blurred" else "blank"
+    assert told == [fault if 40 <= t < 100 else None for t in range(0, 164, 4)]
+    assert lost["no_picture"] == fault and lost["stream_state"] is None
+    assert datetime.fromisoformat(lost["no_picture_since"]) == start + timedelta(seconds=40)
+    assert 'streetorder_camera_no_picture_seconds{camera="signal-cam"} 56.0' in metrics
+    health = cameras_now(service)["signal-cam"]["health"]
+    assert health["no_picture"] is None and health["no_picture_since"] is None
+    client = service.client
+    case = client.get(f"/v1/cases/{started[3]}", headers=service.auth("cases:read")).json()
+    after = [e for e in case["evidence"] if e["role"] == "after"]
+    assert len(after) == (comes_back == "gone")
+    for photo in after:  # of the street, not of a blank screen
+        data = client.get(photo["url"], headers=service.auth("cases:read")).content
+        assert picture_fault(cv2.imdecode(np.frombuffer(data, np.uint8), 1), PictureSettings()) is None
 
 
 @pytest.mark.parametrize("second_leaves", [170.0, 140.0], ids=["one after the other", "both at once"])

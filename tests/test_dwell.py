@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import supervision as sv
 from configured import TAXONOMY
+from streets import DATASETS, GREY_CAR, NO_PICTURE, labelled_crop
 
 from vision.live.cameras import Camera, CaseSettings, parse_cameras
 from vision.live.incidents import MAX_INCIDENTS_PER_ZONE, IncidentLedger, Sighting
@@ -225,21 +226,9 @@ def test_a_stall_longer_than_refind_restarts_the_clock() -> None:
 
 # --- one clock per object: real cars on a real street ------------------------------------------
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-GREY_CAR = ("IMG-20240615-WA0009_jpg.rf.54074641cb1af758b03ad679d82ae7c4", 1)  # vehicles-in label row
 SILVER_SUV = ("IMG-20240615-WA0014_jpg.rf.e90719a2fa0a342255679d3bb22b0f07", 0)
 GREY_BOX = (190.0, 190.0, 330.0, 300.0)
 SUV_BOX = (185.0, 172.0, 335.0, 300.0)  # the same place, taller
-
-
-def labelled_crop(stem: str, row: int) -> np.ndarray:
-    folder = DATASETS / "vehicles-in"
-    image = cv2.imread(str(folder / "images" / "train" / f"{stem}.jpg"))
-    labels = (folder / "labels" / "train" / f"{stem}.txt").read_text().split("\n")
-    _, cx, cy, w, h = (float(v) for v in labels[row].split()[:5])
-    height, width = image.shape[:2]
-    x1, y1 = int((cx - w / 2) * width), int((cy - h / 2) * height)
-    return image[max(0, y1) : y1 + int(h * height), max(0, x1) : x1 + int(w * width)]
 
 
 @pytest.fixture(scope="module")
@@ -282,6 +271,74 @@ def test_the_same_car_found_again_keeps_its_clock(street: dict[str, np.ndarray])
     frames = painted(street, script, {GREY_BOX: "grey"})
     run = play(script, 400, camera=make_camera(min_dwell_s=300), frames=frames)
     assert run.times("started") == [pytest.approx(300.5)]
+
+
+@pytest.mark.parametrize("kind", list(NO_PICTURE))
+@pytest.mark.parametrize(
+    ("leaves", "expected"),
+    [
+        # back with its picture at 250 s, the car still there: the same incident goes on
+        (
+            1000,
+            [
+                (60.5, "started"),
+                (90.5, "evidence"),
+                (250.5, "evidence"),
+                (280.5, "evidence"),
+                (310.5, "evidence"),
+            ],
+        ),
+        # gone meanwhile: absent from the first frame with a picture (250 s), cleared 60 s later
+        (200, [(60.5, "started"), (90.5, "evidence"), (310.0, "cleared")]),
+    ],
+    ids=["still there", "gone"],
+)
+def test_frames_without_a_picture_neither_clear_nor_hide_a_violation(
+    street: dict[str, np.ndarray], kind: str, leaves: float, expected: list[tuple[float, str]]
+) -> None:
+    """The camera loses its picture at 100 s (black, a "no signal" screen, a washed-out or blurred
+    lens) for 150 s: the detector sees nothing there, and that read as the place cleared at 159.5 s,
+    a resolved proposal with a black after-photo of a car that never left."""
+    script = parked(0, leaves, GREY_BOX)
+    street_frames = painted(street, script, {GREY_BOX: "grey"})
+
+    def frames(t: float) -> np.ndarray:
+        return NO_PICTURE[kind](street_frames(t)) if 100 <= t < 250 else street_frames(t)
+
+    run = play(hidden(script, 100, 250), 320, frames=frames)
+    assert [(t, k) for t, k, _, _ in run.events] == [(pytest.approx(t), k) for t, k in expected]
+    assert len({i for _, _, _, i in run.events}) == 1
+    blind = [o for o in run.outcomes if 100 <= o.at - T0.timestamp() < 250]
+    assert len(blind) == 300 and all(o.no_picture and not o.late for o in blind)
+    assert all(o.no_picture is None for o in run.outcomes if o not in blind)
+
+
+def test_a_frozen_picture_is_no_evidence_that_the_car_still_stands(street: dict[str, np.ndarray]) -> None:
+    """The encoder sticks at 100 s and repeats its last picture (the car in it) for 150 s while the
+    car leaves at 180 s; the case was reported handled at 170 s. The stale picture was judged as the
+    street: evidence of a car no longer there, and the handling flagged rework (`still_present`) at
+    230 s. After picture.frozen_s (60 s) of the very same pixels the frames are `frozen`, judged by
+    no rule; the picture back at 250 s shows the place empty, checked 60 s later."""
+    script = parked(0, 180, GREY_BOX)
+    street_frames = painted(street, script, {GREY_BOX: "grey"})
+    stuck = street_frames(99.5)
+
+    def frames(t: float) -> np.ndarray:
+        return stuck if 100 <= t < 250 else street_frames(t)
+
+    def seen(t: float) -> list[tuple[tuple[float, ...], int]]:  # what the detector finds in the frame
+        return script(99.5) if 100 <= t < 250 else script(t)
+
+    run = play(seen, 320, frames=frames, camera=make_camera({"verify": "after_handled"}), handled_at=170)
+    assert [(t, k) for t, k, _, _ in run.events] == [
+        (60.5, "started"),
+        (90.5, "evidence"),
+        (120.5, "evidence"),
+        (150.5, "evidence"),
+        (310.0, "cleared"),
+    ]
+    frozen = [o.at - T0.timestamp() for o in run.outcomes if o.no_picture == "frozen"]
+    assert frozen == [159.5 + k / 2 for k in range(181)]  # 60 s after the picture stuck, to 249.5 s
 
 
 def test_evidence_is_appended_at_most_every_n_seconds() -> None:

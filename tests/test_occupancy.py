@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 from configured import TAXONOMY
-from streets import STALL, H, Scene, W, busy_pavement, coloured_tiles, street_background
+from streets import NO_PICTURE, STALL, H, Scene, W, busy_pavement, coloured_tiles, street_background
 
 from vision.live.cameras import Camera, parse_cameras
 from vision.live.occupancy import (
@@ -246,17 +246,22 @@ def test_a_changed_view_is_learned_anew_not_one_big_case(
     assert relearned and 300 < relearned[0] <= 320 and relearned[-1] < 450
 
 
-@pytest.mark.parametrize("blackout", [(300, 360), (300, 900)], ids=["a minute", "ten minutes"])
-def test_black_frames_are_no_new_view(blackout: tuple[float, float]) -> None:
-    """Black frames (the signal lost, the lens covered) are neither judged nor learned: ten black
-    minutes were a street_vending case, and black learned as the view would make the street one."""
+@pytest.mark.parametrize(
+    ("kind", "blackout"),
+    [("black", (300, 360)), *((kind, (300, 900)) for kind in NO_PICTURE)],
+    ids=lambda v: v if isinstance(v, str) else f"{v[1] - v[0]} s",
+)
+def test_frames_without_a_picture_are_no_new_view(kind: str, blackout: tuple[float, float]) -> None:
+    """Frames without a picture (the signal lost, a "no signal" screen, the lens covered, washed out
+    or blurred) are neither judged nor learned: ten black minutes were a street_vending case, and a
+    blank screen learned as the view would make the street one."""
     played = Played(CameraRules(make_camera(), taxonomy=TAXONOMY))
     scene = Scene(1500, walkers=False, cars=False, background=coloured_tiles())
     for step in range(round(scene.seconds * scene.fps)):
         t = step / scene.fps
         frame, detections = scene.frame(t)
         if blackout[0] <= t < blackout[1]:
-            frame = np.zeros_like(frame)
+            frame = NO_PICTURE[kind](frame)
         outcome = played.rules.process(T0 + timedelta(seconds=t), detections, (W, H), frame)
         played.events += [(t, e.kind, e.incident.event) for e in outcome.events]
         assert outcome.occupancy[0].learning == (t < 120 or blackout[0] <= t < blackout[1]), t

@@ -28,7 +28,7 @@ import pytest
 import yaml
 from configured import CONFIGS, MODELS, ROOT
 from sqlalchemy import select
-from streets import Scene
+from streets import NO_PICTURE, Scene, parked_car_frames
 
 from vision.live.stream import (
     STREAM_STATES,
@@ -921,6 +921,77 @@ def test_watch_turns_a_stall_in_a_video_into_one_case(
         assert session.get(CameraState, "other-cam").saved_at == saved_before  # not overwritten at exit
 
 
+@pytest.mark.parametrize("kind", list(NO_PICTURE))
+def test_watch_clears_no_parked_car_while_the_picture_is_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """A recording: a car parked 0-40 s, the picture lost 40-100 s (black, a "no signal" screen, a
+    washed-out or blurred lens), then the street without the car. The lost picture read as the place
+    cleared at 60 s, with an after-photo of it; now the place clears 20 s after the picture is back."""
+    from serve.cases.db import open_database
+    from serve.cases.evidence import evidence_file
+    from serve.cases.orm import Case, Evidence
+    from serve.cases.settings import get_settings
+    from serve.cli.main import main
+    from vision.detect.registry import CURRENT, find_model
+    from vision.live.cameras import PictureSettings
+    from vision.live.picture import picture_fault
+
+    try:
+        find_model(CURRENT, models_dir=MODELS)
+    except Exception as err:
+        pytest.skip(f"the registry's current model is not installed ({err})")
+    pictures = parked_car_frames()
+    if pictures is None:
+        pytest.skip("no traffic-cams and vehicles-in datasets beside the checkout")
+    parked, empty = pictures
+    frames = [parked if t < 40 else empty for t in range(160)]
+    frames = [NO_PICTURE[kind](f) if 40 <= t < 100 else f for t, f in enumerate(frames)]
+    video = write_video(tmp_path / "kerb.avi", frames, fps=1)
+    cameras = {
+        "rules": {"no_parking": {"detect": "objects", "classes": ["car"], "min_dwell_s": 20}},
+        "cameras": [
+            {
+                "id": "kerb-cam",
+                "lat": 34.72265,
+                "lon": 113.62762,
+                "analyse_fps": 1,
+                "stream": str(video),
+                "cases": {"clear_after_s": 20, "verify": "any"},
+                "dwell": {"refind_s": 20},
+                "zones": [
+                    {
+                        "id": "kerb",
+                        "rule": "no_parking",
+                        "polygon": [[0.2, 0.5], [0.6, 0.5], [0.6, 0.95], [0.2, 0.95]],
+                    }
+                ],
+            }
+        ],
+    }
+    config = tmp_path / "cameras.yaml"
+    config.write_text(yaml.safe_dump(cameras), encoding="utf-8")
+    db_url = f"sqlite:///{tmp_path / 'watch.db'}"
+    monkeypatch.setenv("STREETORDER_EVIDENCE_DIR", str(tmp_path / "evidence"))
+    get_settings.cache_clear()
+    try:
+        played = ["--file-start", START.isoformat(), "--speed", "0", "--seconds", "120"]
+        code = main(["watch", "--camera", "kerb-cam", "--cameras", str(config), "--db", db_url, *played])
+    finally:
+        get_settings.cache_clear()
+    assert code == 0
+    with open_database(db_url)() as session:
+        (case,) = session.scalars(select(Case)).all()
+        after = session.scalars(
+            select(Evidence).where(Evidence.case_id == case.id, Evidence.role == "after")
+        ).all()
+        assert [(e.captured_at, (e.extra or {}).get("proposal")) for e in after] == [
+            (START + timedelta(seconds=120), "resolved")
+        ]
+        photo = cv2.imread(str(evidence_file(tmp_path / "evidence", after[0].path, after[0].sha256)))
+        assert picture_fault(photo, PictureSettings()) is None
+
+
 def test_watch_refuses_an_unknown_camera_or_a_missing_file_and_fails_on_a_file_it_cannot_read(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -1072,7 +1143,8 @@ def test_the_service_pulls_a_camera_and_reports_its_health(
             break
         time.sleep(0.3)
     assert health["reconnects"] >= 2 and mjpeg.connections >= 3
-    assert health["stream_state"] in ("connected", "reconnecting")
+    # connected, its frames each one even grey: no picture (vision/live/picture.py)
+    assert health["stream_state"] in ("no_picture", "reconnecting") and health["no_picture"] == "blank"
     assert (health["width"], health["height"]) == (320, 180)  # the size changed after the first drop
     # about 50 frames a second in, 2 analysed: the rest left on purpose, or dropped while analysing
     assert health["frames"] >= 4 and health["skipped_frames"] + health["dropped_frames"] > health["frames"]
@@ -1096,10 +1168,12 @@ def test_the_service_pulls_a_camera_and_reports_its_health(
         if line.startswith('streetorder_camera_stream{camera="pulled"')
     }
     assert set(states) == set(STREAM_STATES) and sum(states.values()) == 1
-    assert max(states, key=lambda state: states[state]) in ("connected", "reconnecting", "stalled")
+    # its frames are each one even grey: no picture while connected
+    assert max(states, key=lambda state: states[state]) in ("no_picture", "reconnecting", "stalled")
     assert mjpeg.refused >= 1  # asked for the password, and given it
     (camera,) = service.client.get("/v1/cameras", headers=service.auth("cases:read")).json()
     assert camera["stream"] == mjpeg.url.replace("http://", "http://admin:***@")
+    assert camera["health"]["no_picture"] == "blank"
     config = service.client.get("/v1/cameras/config", headers=service.auth("cases:read")).text
     console = service.client.get("/").text
     shown = [str(camera), metrics, config, console, caplog.text, *capfd.readouterr()]

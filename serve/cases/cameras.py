@@ -83,9 +83,6 @@ SAVE_EVERY_S = 60.0  # capture seconds between saves of a camera's state (and af
 # a frame's write is tried again on a transient conflict for at most this long (a pushed frame is a
 # request someone waits for: on SQLite one more try after its 30 s busy_timeout, not five)
 FRAME_BUSY_BUDGET_S = 45.0
-# a live sensor never gives the same pixels twice (noise): the same picture this long is a stuck
-# encoder or a cached snapshot, and the rules are judging a street that is no longer shown
-PICTURE_UNCHANGED_S = 60.0
 
 
 @dataclass
@@ -105,8 +102,6 @@ class CameraHealth:
     fps: float = 0.0  # analysed frames per second of capture time, smoothed
     size: tuple[int, int] | None = None
     stream_state: str | None = None  # one of vision.live.stream.STREAM_STATES; None: frames are pushed
-    picture: str = ""  # fingerprint of the last applied frame's pixels
-    picture_since: datetime | None = None  # capture time of the first applied frame showing it
 
     def count(self, received_at: datetime, size: tuple[int, int]) -> None:
         """A frame received, whatever becomes of it."""
@@ -114,11 +109,8 @@ class CameraHealth:
         self.last_received = received_at
         self.size = size
 
-    def applied(self, captured_at: datetime, image: np.ndarray) -> None:
+    def applied(self, captured_at: datetime) -> None:
         """A frame applied to the camera's rules (its own, or a held one the next frame confirmed)."""
-        picture = picture_fingerprint(image)
-        if picture != self.picture:
-            self.picture, self.picture_since = picture, captured_at
         if self.last_capture is not None:
             interval = (captured_at - self.last_capture).total_seconds()
             if interval > 0:
@@ -126,22 +118,26 @@ class CameraHealth:
                 self.fps = rate if self.fps == 0 else (1 - FPS_SMOOTHING) * self.fps + FPS_SMOOTHING * rate
         self.last_capture = captured_at
 
-    @property
-    def unchanged_s(self) -> float:
-        """Capture seconds the applied frames have shown the very same pixels."""
-        if self.picture_since is None or self.last_capture is None:
-            return 0.0
-        return (self.last_capture - self.picture_since).total_seconds()
 
-    @property
-    def picture_unchanged_since(self) -> datetime | None:
-        """When the picture froze, once it has been the same for PICTURE_UNCHANGED_S; else None."""
-        return self.picture_since if self.unchanged_s >= PICTURE_UNCHANGED_S else None
+def stream_state(live: LiveCamera) -> str | None:
+    """The stream's state as told: `no_picture` where it is connected and sends frames without one."""
+    state = live.health.stream_state
+    return "no_picture" if state == "connected" and live.rules.no_picture is not None else state
 
 
-def picture_fingerprint(image: np.ndarray) -> str:
-    """The pixels of every 8th row and column, hashed."""
-    return hashlib.blake2b(np.ascontiguousarray(image[::8, ::8]).tobytes(), digest_size=8).hexdigest()
+def no_picture_since(live: LiveCamera) -> datetime | None:
+    """Capture time since which the camera's frames show no picture (vision/live/picture.py)."""
+    since = live.rules.no_picture_since if live.rules.no_picture is not None else None
+    return None if since is None else datetime.fromtimestamp(since, UTC)
+
+
+def picture_unchanged_since(live: LiveCamera) -> datetime | None:
+    """When the picture froze, once the frames have shown the very same pixels for the camera's
+    `picture.frozen_s` (vision/live/picture.py); else None."""
+    since = live.rules.picture_since
+    if since is None or live.rules.unchanged_s < live.camera.picture.frozen_s:
+        return None
+    return datetime.fromtimestamp(since, UTC)
 
 
 @dataclass(frozen=True)
@@ -338,7 +334,7 @@ class CameraHub:
         if outcome.late:
             live.health.late_frames += 1
             return outcome, []
-        live.health.applied(captured_at, image)
+        live.health.applied(captured_at)
         live.last_frame = image
         started = time.perf_counter()
         actions = []
@@ -461,12 +457,14 @@ class CameraHub:
         last_at = live.rules.last_at
         assert last_at is not None
         captured_at = datetime.fromtimestamp(last_at, UTC)
+        # what its violations were last seen on: frames without a picture (vision/live/picture.py) see nothing
+        seen_at = datetime.fromtimestamp(live.rules.usable_at or last_at, UTC).isoformat()
         values: dict[str, Any] = {
             "captured_at": captured_at,
             "saved_at": datetime.now(UTC),
             "state": encode(live.rules.export()),
             "standing": [
-                {"incident": i.id, "case_id": i.case_id}
+                {"incident": i.id, "case_id": i.case_id, "seen_at": seen_at}
                 for i in open_incidents(live)
                 if i.case_id is not None
             ],
@@ -787,16 +785,16 @@ def standing_elsewhere(
     bridges: dict[str, float],
     default_bridge: float,
 ) -> tuple[tuple[str, int] | None, list[str]]:
-    """(camera, incident) of another live camera whose violation of the case stood on its last saved
-    frame, if any; and a note for each camera whose standing violation is not counted: dark for
-    longer than its `dwell.restart_bridge_s` (`bridges`, else `default_bridge`) before the clearing
-    frame at `at`, so its own rules would no longer carry that violation either, and a camera that
-    stopped sending would otherwise hold the case from its `resolved` proposal for ever. A state is
-    saved at least every SAVE_EVERY_S of capture time while frames come, so its time may lag the
-    camera's last frame by that much: only a gap longer than both is stale, and a live camera is
-    never taken for a dark one. Read under the intake lock (`CameraHub._apply`): every camera's
-    events and state are written under it, so of two cameras clearing one case at once the second
-    sees the first's clear, and exactly one proposes. Times are capture times, never the clock's."""
+    """(camera, incident) of another live camera whose violation of the case stood on its last saved frame,
+    if any; and a note for each camera whose standing violation is not counted: dark (no frame, or frames
+    without a picture) for longer than its `dwell.restart_bridge_s` (`bridges`, else `default_bridge`)
+    before the clearing frame at `at`, so its own rules would no longer carry that violation either, and a
+    camera that stopped sending would otherwise hold the case from its `resolved` proposal for ever. A
+    state is saved at least every SAVE_EVERY_S of capture time while frames come, so its time may lag the
+    camera's last frame by that much: only a gap longer than both is stale, and a live camera is never
+    taken for a dark one. Read under the intake lock (`CameraHub._apply`): every camera's events and state
+    are written under it, so of two cameras clearing one case at once the second sees the first's clear,
+    and exactly one proposes. Times are capture times, never the clock's."""
     rows = session.execute(
         select(CameraState.camera_id, CameraState.captured_at, CameraState.standing).where(
             CameraState.camera_id != camera_id
@@ -804,9 +802,12 @@ def standing_elsewhere(
     ).all()
     unseen: list[str] = []
     for other, last, standing in sorted(rows):
-        incidents = [int(entry["incident"]) for entry in standing if entry.get("case_id") == case_id]
-        if not incidents:
+        entries = [entry for entry in standing if entry.get("case_id") == case_id]
+        if not entries:
             continue
+        incidents = [int(entry["incident"]) for entry in entries]
+        if "seen_at" in entries[0]:  # its last frame with a picture (older rows: its last frame)
+            last = datetime.fromisoformat(entries[0]["seen_at"])
         bridge = bridges.get(other, default_bridge)
         gap = (at - last).total_seconds()
         if gap <= bridge + SAVE_EVERY_S:
@@ -866,16 +867,26 @@ class CameraCollector(Collector):
             "capture seconds the applied frames have shown the very same pixels (a stuck encoder)",
             labels=["camera"],
         )
+        no_picture = GaugeMetricFamily(
+            "streetorder_camera_no_picture_seconds",
+            "capture seconds the frames have shown no picture (black, a no-signal screen, a covered, "
+            "washed-out or blurred lens): nothing is judged, and no case is cleared",
+            labels=["camera"],
+        )
         stream = StateSetMetricFamily(
             "streetorder_camera_stream",
-            "a pulled camera's stream: stalled and unreachable cameras send nothing to judge",
+            "a pulled camera's stream: stalled and unreachable cameras send nothing to judge, no_picture "
+            "ones frames without a picture",
             labels=["camera"],
         )
         for live in self.hub:
             labels = [live.camera.id]
             health = live.health
-            if health.stream_state is not None:  # None: frames are pushed
-                stream.add_metric(labels, {state: state == health.stream_state for state in STREAM_STATES})
+            state = stream_state(live)
+            if state is not None:  # None: frames are pushed
+                stream.add_metric(labels, {name: name == state for name in STREAM_STATES})
+            blind = live.rules.no_picture_since if live.rules.no_picture is not None else None
+            no_picture.add_metric(labels, 0.0 if blind is None else (live.rules.last_at or blind) - blind)
             frames.add_metric(labels, health.frames)
             late.add_metric(labels, health.late_frames)
             held.add_metric(labels, health.held_frames)
@@ -886,6 +897,7 @@ class CameraCollector(Collector):
             fps.add_metric(labels, health.fps)
             last.add_metric(labels, health.last_capture.timestamp() if health.last_capture else 0.0)
             incidents.add_metric(labels, len(open_incidents(live)))
-            unchanged.add_metric(labels, health.unchanged_s)
+            unchanged.add_metric(labels, live.rules.unchanged_s)
         yield from (frames, late, held, jumps, dropped, skipped, reconnects, fps, last, incidents, unchanged)
+        yield no_picture
         yield stream

@@ -284,8 +284,9 @@ class CameraState(Base):
     captured_at: Mapped[datetime] = mapped_column()  # capture time of the last frame applied
     saved_at: Mapped[datetime] = mapped_column()
     state: Mapped[bytes] = mapped_column(LargeBinary)
-    # the violations standing on the last frame saved, [{"incident": id, "case_id": id}]: read by the
-    # other cameras of a case (migration 0018) without decoding the state
+    # the violations standing on the last frame saved, [{"incident": id, "case_id": id, "seen_at": ISO
+    # time of the camera's last frame with a picture}]: read by the other cameras of a case (migration
+    # 0018) without decoding the state
     standing: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
 
 

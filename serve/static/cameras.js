@@ -26,8 +26,10 @@ function card(camera) {
   const img = h("img", { alt: camera.name, "data-camera": camera.id });
   picture.append(img);
   loadImage(img, `/v1/cameras/${encodeURIComponent(camera.id)}/frame.jpg`, () => img.replaceWith(zoneSketch(camera)));
+  // a pushed camera has no stream state, but its frames can show no picture too
+  const state = health.stream_state || (health.no_picture ? "no_picture" : null);
   const facts = [
-    [t("camera.state"), health.stream_state ? t(`stream.${health.stream_state}`) : t("stream.pushed")],
+    [t("camera.state"), state ? t(`stream.${state}`) : t("stream.pushed")],
     [t("camera.frames"), health.frames],
     [t("camera.fps"), number(health.fps, 2)],
     [t("camera.reconnects"), health.reconnects],
@@ -42,6 +44,7 @@ function card(camera) {
     [t("camera.incidents"), health.open_incidents],
   ];
   if (health.picture_unchanged_since) facts.push([t("camera.unchanged"), when(health.picture_unchanged_since)]);
+  if (health.no_picture) facts.push([t(`camera.no_picture.${health.no_picture}`), when(health.no_picture_since)]);
   const zones = table(
     { class: "list zones-table" },
     [t("zone.id"), t("zone.name"), t("zone.rule"), t("zone.classes"), t("zone.dwell"), t("zone.schedule")],
@@ -49,7 +52,7 @@ function card(camera) {
       `${z.min_dwell_s} s`, z.schedule.join(" ") || t("zone.always")]),
   );
   return h("article", { class: "camera", "data-camera": camera.id, "data-frames": health.frames,
-      "data-unchanged": health.picture_unchanged_since ? "true" : "false" },
+      "data-unchanged": health.picture_unchanged_since ? "true" : "false", "data-no-picture": health.no_picture || "" },
     h("h2", {}, camera.name, h("small", { class: "mono" }, ` ${camera.id}`)),
     h("p", { class: "hint" }, `${t("case.grid")} ${camera.grid_code || "—"} · ${camera.stream || t("stream.none")}`),
     h("div", { class: "camera-body" }, picture,

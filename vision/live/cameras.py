@@ -281,6 +281,14 @@ class OccupancySettings(_Frozen):
         return _known_class_names(value, info)
 
 
+class PictureSettings(_Frozen):
+    """When a frame shows nothing the rules can judge (vision/live/picture.py); shares of full scale."""
+
+    min_contrast: float = Field(default=0.04, ge=0, le=1)  # 5th-95th percentile range of the levels
+    min_detail: float = Field(default=0.015, ge=0, le=1)  # fine detail, relative to that range
+    frozen_s: float = Field(default=60, gt=0)  # the very same pixels this long (capture time): frozen
+
+
 FLAT_CORNER = 1e-3  # a triangle of three corners this small a share of the quadrilateral: a line
 
 
@@ -335,6 +343,7 @@ class Camera(_Frozen):
     tracker: TrackerSettings = TrackerSettings()
     dwell: DwellSettings = DwellSettings()
     occupancy: OccupancySettings = OccupancySettings()
+    picture: PictureSettings = PictureSettings()
 
     @field_validator("stream")
     @classmethod

@@ -236,10 +236,15 @@ class IncidentLedger:
         """The sighting has stood `min_dwell_s` inside the schedule window (and since `since`)."""
         return active_since is not None and at - max(sighting.since, active_since, since) >= self.min_dwell_s
 
+    def resume(self, at: float) -> None:
+        """The camera saw nothing before the frame at `at` (its picture was lost): absence counts
+        from `at`."""
+        self._watching_since = at
+
     def unwatched(self, at: float) -> None:
         """Nobody watched for longer than the camera's gap tolerance before the frame at `at`: absence
         counts from `at`, and each violation standing must stand `min_dwell_s` again to file."""
-        self._watching_since = at
+        self.resume(at)
         for incident in self.incidents.values():
             if incident.status == "present":
                 incident.unwatched_at = at

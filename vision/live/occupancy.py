@@ -24,8 +24,9 @@ the short-term one (they stopped changing) form static-foreground blobs.
   `VIEW_SHIFT_PX` or more (the camera knocked to another aim), or has lost or gained its colours
   (the infrared night picture switched on or off). Judged against the old background, either made
   the whole zone one false case, `min_dwell_s` later (every night, for the infrared switch).
-  A black frame (the signal lost, the lens covered) is neither judged nor learned: it made a false
-  case once it lasted `min_dwell_s`.
+  A frame that shows no picture (the signal lost, the lens covered: vision/live/picture.py) never
+  reaches the model (vision/live/rules.py): judged, ten black minutes were a case; learned, the
+  street coming back was one.
   A restarted service restores the models
   instead (vision/live/state.py), so what stood there before the restart is neither hidden nor
   left behind as a ghost.
@@ -54,10 +55,6 @@ VIEW_SHIFT_RESPONSE = 0.1  # phase correlation peak below this: no texture to te
 SATURATION_CHANGE = 0.3  # mean saturation this share of before (or the other way): infrared on or off
 MIN_SATURATION = 0.05  # a view this grey in daylight has no colours to lose
 BOX_GROW = 2  # working-size pixels around a detection box kept out: its edge blurs at the working size
-# a picture this dark on average and this even (the signal lost, the lens covered) shows nothing to
-# judge; a night street is as dark on average but has lamps and lit windows in it
-DARK = 24.0  # mean grey level
-DARK_SPREAD = 8.0  # standard deviation of the grey levels
 GAIN_SAMPLE_STEP = 6  # gain and light are measured on every 6th pixel each way: ~1600 at 320x180
 _KERNEL_3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
 _KERNEL_5 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
@@ -189,13 +186,11 @@ class StaticForeground:
         self._learned_at = math.inf  # capture time from which the long-term background is trusted
         self._judging = False  # learning is over and what stood out then was taken as background
         self.view_changes = 0  # times the background was learned anew because the whole view changed
-        self.dark = False  # the latest frame was black: nothing judged, nothing learned
 
     @property
     def learning(self) -> bool:
-        """No history yet (the long-term background is mostly the first frame), or a black frame:
-        nothing is judged."""
-        return self.dark or self._last_time < self._learned_at
+        """No history yet (the long-term background is mostly the first frame): nothing is judged."""
+        return self._last_time < self._learned_at
 
     @property
     def learn_s(self) -> float:
@@ -372,10 +367,6 @@ class StaticForeground:
             self._refit(size)
         self.scale = self.size[0] / width  # same aspect ratio at another resolution: the models still fit
         small = self._prepare(frame)
-        self.dark = float(small.mean()) < DARK and float(small.std()) < DARK_SPREAD
-        if self.dark:  # judged, ten black minutes were a case; learned, the street coming back was one
-            self.mask = np.zeros_like(self.mask)
-            return self.mask
         ignored = self._box_mask(ignore)
         usable = ~ignored & ~self.held
         self.gain = self._ratio(small, self._long, usable, self.gain)
@@ -519,6 +510,11 @@ class OccupancyClock:
 
     def restore(self, saved: dict[str, float | None]) -> None:
         self.since, self.last = saved["since"], saved["last"]
+
+    def resume(self, at: float) -> None:
+        """The camera saw nothing before `at` (its picture was lost): a clear spell counts from `at`."""
+        if self.since is not None:
+            self.last = at
 
     def forget(self) -> None:
         """Nobody watched for longer than the camera's gap tolerance: an occupation starts anew."""

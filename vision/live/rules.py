@@ -10,6 +10,12 @@ frame. Such a frame is therefore not applied to tracks, clocks or incidents; it 
 A frame stamped far ahead of the last one would make every true frame after it late: the service
 holds such a frame back until the next one shows whether its clock jumped (vision/live/timeline.py).
 
+A frame that shows no picture (vision/live/picture.py: the signal lost, a "no signal" screen, a
+covered or washed-out lens) is in order, and nothing else: no track, clock, occupancy model or
+incident sees it, so a violation standing then is neither cleared (a black after-photo) nor learned
+into the background. From the first frame with a picture again, absence counts anew, as after a
+restart; a spell without a picture longer than `dwell.restart_bridge_s` is a gap (`_unwatched`).
+
 `export` and `restore` carry the engine's state (clocks, incidents, occupancy models, the last
 frame's time) over a restart of the service (vision/live/state.py encodes it) or a reload of its
 camera's configuration; only the tracker starts over.
@@ -33,6 +39,7 @@ from vision.live.cameras import Camera, Rule
 from vision.live.dwell import APPEARANCE, UNOCCLUDED, DwellClocks, Stay, overlap_of_first
 from vision.live.incidents import Counter, Incident, IncidentLedger, RuleEvent, Sighting
 from vision.live.occupancy import OccupancyClock, StaticForeground, ZoneMeter, ZoneOccupancy
+from vision.live.picture import Fault, picture_fault, picture_fingerprint
 from vision.live.tracking import CaptureTimeTracker, class_thresholds, ids
 from vision.live.zones import FrameZone, Size
 
@@ -51,6 +58,7 @@ class FrameOutcome:
     stays: list[Stay] = field(default_factory=list)  # objects in zones with their clocks
     occupancy: list[ZoneOccupancy] = field(default_factory=list)
     events: list[RuleEvent] = field(default_factory=list)
+    no_picture: Fault | None = None  # why the frame was not judged (vision/live/picture.py)
 
     @classmethod
     def unapplied(cls, at: float, detections: sv.Detections, *, late: bool) -> FrameOutcome:
@@ -78,7 +86,12 @@ class CameraRules:
             camera.tracker, camera.analyse_fps, class_thresholds(camera, self.taxonomy), camera.dwell.refind_s
         )
         self.clocks = DwellClocks(camera.dwell)
-        self.last_at: float | None = None
+        self.last_at: float | None = None  # the last frame in order, with a picture or not
+        self.usable_at: float | None = None  # the last frame with a picture
+        self.no_picture: Fault | None = None  # the frames show no picture now, and why
+        self.no_picture_since: float | None = None
+        self.picture = ""  # fingerprint of the last frame (vision/live/picture.py)
+        self.picture_since: float | None = None  # capture time of the first frame in a row showing it
         self.size: Size | None = None
         self.object_zones = [FrameZone(z) for z in camera.zones if z.rule.detect == "objects"]
         self.meters = [ZoneMeter(z, camera.ground) for z in camera.zones if z.rule.detect == "occupancy"]
@@ -157,14 +170,21 @@ class CameraRules:
     ) -> FrameOutcome:
         """One frame captured at `at` of `size` (width, height), with the detector's detections.
 
-        `frame` (BGR) feeds the occupancy rules; without it they skip this frame.
+        `frame` (BGR) feeds the occupancy rules and tells a frame without a picture; without it
+        the occupancy rules skip this frame.
         """
         when = capture_seconds(at)
         if self.last_at is not None and when <= self.last_at:
             return FrameOutcome.unapplied(when, detections, late=True)
-        if self.last_at is not None and when - self.last_at > self.camera.dwell.restart_bridge_s:
+        fault = None if frame is None else self._fault(when, frame)
+        if fault is not None:
+            return self._blind(when, detections, fault)
+        if self.usable_at is not None and when - self.usable_at > self.camera.dwell.restart_bridge_s:
             self._unwatched(when)
-        self.last_at = when
+        elif self.no_picture is not None:
+            self._resumed(when)
+        self.no_picture = self.no_picture_since = None
+        self.last_at = self.usable_at = when
         self._resize(size)
         tracked = self.tracker.update(detections, when)
         outcome = FrameOutcome(at=when, late=False, detections=tracked)
@@ -190,14 +210,66 @@ class CameraRules:
             self._occupancy(when, frame, tracked, outcome)
         return outcome
 
-    def _unwatched(self, when: float) -> None:
-        """A gap in the frames longer than `dwell.restart_bridge_s` (a restart, a `watch` started
-        later, a camera that stopped sending): what stood before it may not be what stands now, so
-        no dwell is carried across it (vision/live/incidents.py)."""
+    def _fault(self, when: float, frame: np.ndarray) -> Fault | None:
+        """Why the frame shows no picture: blank or blurred, or the very same pixels as the frames
+        before it for `picture.frozen_s` (a stuck encoder; what they show was judged until then)."""
+        picture = picture_fingerprint(frame)
+        if picture != self.picture:
+            self.picture, self.picture_since = picture, when
+        fault = picture_fault(frame, self.camera.picture)
+        assert self.picture_since is not None
+        if fault is None and when - self.picture_since >= self.camera.picture.frozen_s:
+            return "frozen"
+        return fault
+
+    @property
+    def unchanged_s(self) -> float:
+        """Capture seconds the frames in order have shown the very same pixels, to the last one."""
+        if self.picture_since is None or self.last_at is None:
+            return 0.0
+        return max(self.last_at, self.picture_since) - self.picture_since
+
+    def _blind(self, when: float, detections: sv.Detections, fault: Fault) -> FrameOutcome:
+        """A frame without a picture: in order (what comes before it is late), judged by nothing."""
+        if self.no_picture is None:
+            self.no_picture_since = when
+            log.warning(
+                "camera %s: no picture (%s) from %s: nothing is judged until the picture comes back",
+                self.camera.id,
+                fault,
+                datetime.fromtimestamp(when, UTC).isoformat(),
+            )
+        self.no_picture, self.last_at = fault, when
+        outcome = FrameOutcome.unapplied(when, detections, late=False)
+        outcome.no_picture = fault
+        outcome.occupancy = [ZoneOccupancy(m.zone.id, 0.0, None, None, learning=True) for m in self.meters]
+        return outcome
+
+    def _resumed(self, when: float) -> None:
+        """The picture is back after a spell without one no longer than `dwell.restart_bridge_s`:
+        what stands now is judged as before (the same clocks and cases), and absence counts from
+        this frame, as the camera saw nothing meanwhile."""
         log.info(
-            "camera %s: no frame for %.0f s before %s (dwell.restart_bridge_s %g): dwell starts again",
+            "camera %s: the picture is back at %s after %.0f s without one",
             self.camera.id,
-            when - (self.last_at or when),
+            datetime.fromtimestamp(when, UTC).isoformat(),
+            when - (self.no_picture_since or when),
+        )
+        self.clocks.resume(when)
+        for clock in self.occupancy_clocks.values():
+            clock.resume(when)
+        for ledger in self.ledgers.values():
+            ledger.resume(when)
+
+    def _unwatched(self, when: float) -> None:
+        """A gap in the frames (or in the picture) longer than `dwell.restart_bridge_s` (a restart,
+        a `watch` started later, a camera that stopped sending or lost its signal): what stood before
+        it may not be what stands now, so no dwell is carried across it (vision/live/incidents.py)."""
+        log.info(
+            "camera %s: no frame with a picture for %.0f s before %s (dwell.restart_bridge_s %g): "
+            "dwell starts again",
+            self.camera.id,
+            when - (self.usable_at or when),
             datetime.fromtimestamp(when, UTC).isoformat(),
             self.camera.dwell.restart_bridge_s,
         )
@@ -262,6 +334,11 @@ class CameraRules:
         return {
             "version": STATE_VERSION,
             "last_at": self.last_at,
+            "usable_at": self.usable_at,
+            "no_picture": self.no_picture,
+            "no_picture_since": self.no_picture_since,
+            "picture": self.picture,
+            "picture_since": self.picture_since,
             "size": None if self.size is None else list(self.size),
             "incident_ids": self.incident_ids.next_value,
             "zones": {z.id: z.rule.detect for z in self.camera.zones},
@@ -278,6 +355,9 @@ class CameraRules:
             raise ValueError(f"camera state version {saved.get('version')}, expected {STATE_VERSION}")
         same = {z.id for z in self.camera.zones if saved["zones"].get(z.id) == z.rule.detect}
         self.last_at = saved["last_at"]
+        self.usable_at = saved.get("usable_at", self.last_at)  # saved before pictures were told
+        self.no_picture, self.no_picture_since = saved.get("no_picture"), saved.get("no_picture_since")
+        self.picture, self.picture_since = saved.get("picture", ""), saved.get("picture_since")
         self.size = None if saved["size"] is None else (int(saved["size"][0]), int(saved["size"][1]))
         self.incident_ids.next_value = int(saved["incident_ids"])
         self.clocks.restore(saved["clocks"], same)

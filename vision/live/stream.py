@@ -43,8 +43,18 @@ class Frame:
 
 
 # starting | connected | stalled (the last connection sent nothing for timeout_s) | reconnecting
-# (it was closed) | unreachable (the last open failed) | ended (a file) | stopped
-STREAM_STATES = ("starting", "connected", "stalled", "reconnecting", "unreachable", "ended", "stopped")
+# (it was closed) | unreachable (the last open failed) | ended (a file) | stopped; no_picture: connected,
+# its frames show no picture (vision/live/picture.py; told by the service, not by the reader)
+STREAM_STATES = (
+    "starting",
+    "connected",
+    "no_picture",
+    "stalled",
+    "reconnecting",
+    "unreachable",
+    "ended",
+    "stopped",
+)
 
 
 @dataclass

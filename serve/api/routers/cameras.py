@@ -38,7 +38,17 @@ from serve.api.reload import CamerasReloader, FollowingDetector
 from serve.api.routers.detect import analyse, detections_out
 from serve.api.schemas import TIME_EXAMPLE, DetectionOut, FrameTime, IsoTime, Schema, Time
 from serve.api.state import Service
-from serve.cases.cameras import CameraCollector, CameraHub, FrameResult, LiveCamera, Timings, open_incidents
+from serve.cases.cameras import (
+    CameraCollector,
+    CameraHub,
+    FrameResult,
+    LiveCamera,
+    Timings,
+    no_picture_since,
+    open_incidents,
+    picture_unchanged_since,
+    stream_state,
+)
 from serve.cases.enums import PhotoStatus
 from serve.cases.errors import InvalidInput, NotFound, TooLarge, UnsupportedMedia
 from serve.cases.intake import Given, explaining
@@ -180,6 +190,12 @@ class FrameOut(Schema):
         "from the last applied frame"
     )
     hold_reason: str | None = Field(description="why the frame is held; null when it is not")
+    no_picture: str | None = Field(
+        default=None,
+        description="the frame shows no picture: blank (black, an even no-signal screen, a covered or "
+        "washed-out lens), blurred, or frozen (the very same pixels for picture.frozen_s); in order, "
+        "judged by no rule (nothing found on it clears a case); null when it shows one",
+    )
     settled: SettledOut | None = Field(
         description="the frame held before this one, applied or dropped by this one; null when none was"
     )
@@ -231,14 +247,25 @@ class HealthOut(Schema):
     width: int | None = Field(description="frame width now")
     height: int | None = Field(description="frame height now")
     stream_state: str | None = Field(
-        description="connected, stalled, reconnecting, unreachable, ended, stopped; null: frames are pushed"
+        description="connected, no_picture (connected, its frames show no picture), stalled, reconnecting, "
+        "unreachable, ended, stopped; null: frames are pushed"
+    )
+    no_picture: str | None = Field(
+        default=None,
+        description="why the frames show no picture now: blank (black, an even no-signal screen, a covered "
+        "or washed-out lens), blurred or frozen; nothing is judged and no case is cleared until the "
+        "picture is back; null while there is a picture",
+    )
+    no_picture_since: FrameTime | None = Field(
+        default=None, description="capture time of the first frame without a picture; null while there is one"
     )
     open_incidents: int = Field(description="violations present now")
     picture_unchanged_since: FrameTime | None = Field(
         default=None,
-        description="capture time since which every applied frame has had the very same pixels, once that "
-        "lasted a minute: a live sensor never repeats its noise, so the encoder is stuck or a cached "
-        "snapshot is sent, and the rules judge a street no longer shown; null while the picture changes",
+        description="capture time since which every frame has had the very same pixels, once that lasted "
+        "the camera's picture.frozen_s: a live sensor never repeats its noise, so the encoder is stuck or a "
+        "cached snapshot is sent, and the frames are judged by no rule (no_picture: frozen); null while "
+        "the picture changes",
     )
 
 
@@ -319,9 +346,11 @@ def camera_out(live: LiveCamera) -> CameraOut:
             last_received_at=health.last_received,
             width=health.size[0] if health.size else None,
             height=health.size[1] if health.size else None,
-            stream_state=health.stream_state,
+            stream_state=stream_state(live),
+            no_picture=live.rules.no_picture,
+            no_picture_since=no_picture_since(live),
             open_incidents=len(open_incidents(live)),
-            picture_unchanged_since=health.picture_unchanged_since,
+            picture_unchanged_since=picture_unchanged_since(live),
         ),
     )
 
@@ -410,6 +439,7 @@ def frame_out(
         late=outcome.late,
         held=result.held,
         hold_reason=result.hold_reason,
+        no_picture=outcome.no_picture,
         settled=None if result.settled is None else SettledOut.model_validate(result.settled),
         width=result.size[0],
         height=result.size[1],
