@@ -127,7 +127,7 @@ def ledger_cases(
     after = (
         select(Evidence.case_id, Evidence.id).where(Evidence.role == EvidenceRole.AFTER).order_by(Evidence.id)
     )
-    return with_children(session, cases, steps, after, batch=500)
+    return with_children(session, cases, steps, after)
 
 
 def _last(flow: Sequence[Step], *actions: Action) -> Step | None:
