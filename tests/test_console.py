@@ -16,6 +16,7 @@ import math
 import shutil
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -208,9 +209,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         yield Live(url, clock, keys, state)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless Chromium through chromedriver (both from Debian: `make test` installs them)."""
+@contextmanager
+def chrome(*arguments: str, emulation: dict[str, Any] | None = None) -> Iterator[Any]:
+    """Headless Chromium through chromedriver (both from Debian: `make test` installs them), with
+    `arguments` besides the common ones and, for a phone, chromedriver's `mobileEmulation`."""
     if not (CHROMIUM and CHROMEDRIVER):
         pytest.skip(
             "no chromium/chromedriver on PATH: install Debian's `chromium chromium-driver` "
@@ -218,22 +220,30 @@ def browser() -> Iterator[Any]:
         )
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in (
+    common = (
         "--headless=new",
-        "--no-sandbox",  # root in a container
+        "--no-sandbox",
         "--disable-dev-shm-usage",
-        "--window-size=1280,900",
-        "--force-device-scale-factor=1",
         "--lang=zh-CN",
         "--hide-scrollbars",
-    ):
+    )
+    for argument in (*common, *arguments):  # --no-sandbox: root in a container
         options.add_argument(argument)
+    if emulation is not None:
+        options.add_experimental_option("mobileEmulation", emulation)
     driver = webdriver.Chrome(options=options, service=DriverService(executable_path=CHROMEDRIVER))
     driver.set_script_timeout(WAIT_S)
     try:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """A desktop's window: 1280 x 900 at scale 1."""
+    with chrome("--window-size=1280,900", "--force-device-scale-factor=1") as driver:
+        yield driver
 
 
 def wait(driver: Any, condition: Callable[[Any], Any], message: str = "") -> Any:

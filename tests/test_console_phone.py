@@ -17,16 +17,12 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service as DriverService
 from test_console import (
-    CHROMEDRIVER,
-    CHROMIUM,
     GRID_LIFE,
     SCREENSHOTS,
     START,
-    WAIT_S,
     Live,
+    chrome,
     css,
     live,  # noqa: F401  (fixture)
     one,
@@ -47,32 +43,13 @@ PAGES = ["cases", "map", "rankings", "supervision", "cameras", "requests"]
 @pytest.fixture(scope="module")
 def phone() -> Iterator[Any]:
     """Headless Chromium emulating a phone: 390 x 844, device scale 3, touch, a phone's user agent."""
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("no chromium/chromedriver on PATH: install Debian's `chromium chromium-driver`")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--lang=zh-CN",
-        "--hide-scrollbars",
-    ):
-        options.add_argument(argument)
-    options.add_experimental_option(
-        "mobileEmulation",
-        {
-            "deviceMetrics": {"width": WIDTH, "height": HEIGHT, "pixelRatio": 3.0, "touch": True},
-            "userAgent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 "
-            "(KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36",
-        },
-    )
-    driver = webdriver.Chrome(options=options, service=DriverService(executable_path=CHROMEDRIVER))
-    driver.set_script_timeout(WAIT_S)
-    try:
+    emulation = {
+        "deviceMetrics": {"width": WIDTH, "height": HEIGHT, "pixelRatio": 3.0, "touch": True},
+        "userAgent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 "
+        "(KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36",
+    }
+    with chrome(emulation=emulation) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def overflow(driver: Any) -> int:

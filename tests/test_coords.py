@@ -147,6 +147,7 @@ def test_the_files_own_crs_member_is_read(tmp_path: Path, name: str, found: bool
         ({"type": "name", "properties": {"name": "EPSG:3857"}}, None, "'EPSG:3857' is not lon/lat degrees"),
         ({"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::4547"}}, None, "reproject"),
         ({"type": "link", "properties": {"href": "x.prj"}}, None, "only a named CRS"),
+        ({"type": "name", "properties": ["EPSG:4326"]}, None, "only a named CRS"),  # was AttributeError
         ({"type": "name", "properties": {"name": "gcj02"}}, "bd09", "the file says 'gcj02' but bd09"),
     ],
 )

@@ -37,7 +37,7 @@ from conftest import serving
 from test_api_lifecycle import PLACE
 
 from serve.api.app import create_app
-from serve.api.state import Service
+from serve.api.state import Service, SignInGuard
 from serve.cases.auth import create_key
 from serve.cases.db import transaction
 from serve.cases.settings import Settings
@@ -180,6 +180,23 @@ def test_guessing_one_name_from_many_addresses_spares_where_the_person_signs_in(
     braked = sign_in(live, "chief", "the chief's own words!", "10.4.0.1")  # a new address: the brake
     assert braked.status_code == 429 and int(braked.headers["Retry-After"]) > 300
     assert sign_in(live, "chief", "the chief's own words!", "10.2.0.7").status_code == 200
+
+
+def test_the_name_brakes_retry_after_is_when_a_new_address_may_try_again() -> None:
+    """The person's own address goes on past the name brake, so a name may hold more failures than
+    the brake's count; Retry-After said when the oldest aged out, and a new address that waited so
+    long met another 429."""
+    guard = SignInGuard(name_attempts=2, name_window_s=3.0)
+    guard.succeeded("chief", "10.2.0.7")  # the office
+    guard.failed("chief", "10.3.0.1")
+    time.sleep(1.5)
+    guard.failed("chief", "10.3.0.2")  # the brake holds for new addresses
+    guard.failed("chief", "10.2.0.7")  # the person mistypes at the office: let through, counted
+    assert guard.wait_s("chief", "10.2.0.7") == 0
+    wait = guard.wait_s("chief", "10.4.0.1")
+    assert wait > 0
+    time.sleep(wait)
+    assert guard.wait_s("chief", "10.4.0.1") == 0
 
 
 RATED = {"key_rate_per_min": 6, "key_burst_s": 100, "key_rate_per_min_by_scope": {"report": 60}}

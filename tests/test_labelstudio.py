@@ -642,3 +642,19 @@ def test_an_annotation_the_import_would_refuse_is_a_422_and_changes_nothing(
     refused = service.client.post("/labelstudio/train", json=train, headers=token(service))
     assert refused.status_code == 422 and refused.json()["detail"].startswith("annotations[1]"), refused.text
     assert list((tmp_path / "annotations" / "inbox").glob("*.json")) == [kept]
+
+
+def test_a_small_box_of_an_annotation_without_its_image_size_is_kept(service: Service) -> None:
+    """Without original_width/height the webhook judged percent as pixels of a 100x100 image: a box
+    0.5 % wide (20 px of a 4000 px photo) was a 422 "empty box" the import would have taken. A box
+    of no area stays a 422."""
+    post = lambda body: service.client.post("/labelstudio/webhook", json=body, headers=token(service))  # noqa: E731
+    event = annotation_event("ANNOTATION_CREATED", 1, 10)
+    region = _region(event)
+    del region["original_width"], region["original_height"]
+    region["value"].update(width=0.5, height=0.8)
+    kept = post(event)
+    assert kept.status_code == 201, kept.text
+    region["value"].update(width=0)
+    flat = post({**event, "action": "ANNOTATION_UPDATED"})
+    assert flat.status_code == 422 and "empty box" in flat.json()["detail"], flat.text

@@ -354,6 +354,27 @@ def test_a_photo_replaced_or_removed_after_the_scan_is_not_drawn_under_its_old_b
     assert len(list((out / "crops").glob("*.jpg"))) == 1
 
 
+def bytes_read() -> int:
+    """What this process has read so far (Linux's rchar: every read() call, from disk or cache)."""
+    return next(
+        int(line.split()[1]) for line in Path("/proc/self/io").read_text().splitlines() if "rchar" in line
+    )
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="Linux counts the bytes read")
+def test_a_photo_replaced_by_a_huge_file_is_not_read_into_memory(
+    database: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """The pictures read each archive photo whole to check it against the scan; a file larger than
+    a scan reads (a photo replaced since by a 300 MB one) was read whole into memory too."""
+    with (tmp_path / "p0.jpg").open("wb") as huge:  # sparse: no disk used
+        huge.truncate(300 * 2**20)
+    before = bytes_read()
+    html = write_report(database, tmp_path / "out", RULES).read_text(encoding="utf-8")
+    assert f"the photo at {tmp_path / 'p0.jpg'} has changed since it was scanned" in html
+    assert bytes_read() - before < 50 * 2**20, f"{bytes_read() - before:,} bytes read"
+
+
 def test_an_event_with_a_limit_in_minutes(database: sessionmaker[Session], tmp_path: Path) -> None:
     """Street vending's limit is in minutes, a unit the page had no words for: the report failed."""
     centre = list(GRIDS)[1].geometry.representative_point()

@@ -136,7 +136,11 @@ class SignInThrottle:
                 self._failures[username.lower()] = recent
             else:  # a name (an address) that never failed takes no memory: asked about on every request
                 self._failures.pop(username.lower(), None)
-        return 0 if len(recent) < self.attempts else int(recent[0] + self.window_s - time.monotonic()) + 1
+        if len(recent) < self.attempts:
+            return 0
+        # until fewer than `attempts` are left: more may be recorded (a known address goes on past
+        # `SignInGuard`'s name brake), so the oldest ageing out may still leave too many
+        return int(recent[-self.attempts] + self.window_s - time.monotonic()) + 1
 
     def failed(self, username: str) -> None:
         with self._lock:

@@ -144,20 +144,24 @@ def position_to_wgs84(lat: float, lon: float, crs: CoordSystem) -> tuple[float, 
 
 
 def geometry_to_wgs84(geometry: BaseGeometry, crs: CoordSystem) -> BaseGeometry:
-    if crs == "wgs84":
-        return geometry
-    return cast(
-        BaseGeometry,
-        shapely.transform(geometry, lambda xy: np.column_stack(to_wgs84(xy[:, 0], xy[:, 1], crs))),
-    )
+    return _transformed(geometry, to_wgs84, crs)
 
 
 def geometry_from_wgs84(geometry: BaseGeometry, crs: CoordSystem) -> BaseGeometry:
+    return _transformed(geometry, from_wgs84, crs)
+
+
+def _transformed(
+    geometry: BaseGeometry,
+    convert: Callable[[Degrees, Degrees, CoordSystem], tuple[np.ndarray, np.ndarray]],
+    crs: CoordSystem,
+) -> BaseGeometry:
+    """Every vertex of `geometry` through `convert` (WGS-84's own geometry as it is)."""
     if crs == "wgs84":
         return geometry
     return cast(
         BaseGeometry,
-        shapely.transform(geometry, lambda xy: np.column_stack(from_wgs84(xy[:, 0], xy[:, 1], crs))),
+        shapely.transform(geometry, lambda xy: np.column_stack(convert(xy[:, 0], xy[:, 1], crs))),
     )
 
 

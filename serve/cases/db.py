@@ -195,12 +195,13 @@ def with_children(
     session: Session,
     parents: Select[*tuple[Any, ...]],
     *children: Select[*tuple[Any, ...]],
-    batch: int = 1000,
+    batch: int = 500,
 ) -> Iterator[tuple[Row[Any], tuple[list[Row[Any]], ...]]]:
     """Plain rows of `parents` (its id first), `batch` at a time, each with its rows of every select
     of `children` (the parent's id first), read per batch by `IN` the batch's ids, in each select's
     order: what `selectinload` does, without building an ORM object per row (a year of a city's
-    cases and flow logs as objects took half a minute, most of it the objects)."""
+    cases and flow logs as objects took half a minute, most of it the objects). 500 ids a statement,
+    as `selectinload` asks: SQLite before 3.32 takes at most 999 variables."""
     connection = session.connection()
     for part in connection.execute(parents.execution_options(yield_per=batch)).partitions():
         ids = [row[0] for row in part]

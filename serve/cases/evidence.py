@@ -54,14 +54,17 @@ def evidence_file(evidence_dir: Path | None, stored: str, sha256: str) -> Path:
     raise NotFound("image file of evidence", sha256[:12])
 
 
-def evidence_bytes(evidence_dir: Path | None, stored: str, sha256: str) -> tuple[Path, bytes]:
+def evidence_bytes(
+    evidence_dir: Path | None, stored: str, sha256: str, max_bytes: int | None = None
+) -> tuple[Path, bytes]:
     """The file of an evidence row (confined as `evidence_file` says) and its bytes, read once: the
     bytes hashed are the bytes returned, so an archive photo is read once, not hashed and then read
     again, and one replaced between the check and the read cannot be drawn under the old boxes.
-    A file that cannot be read is not found either."""
+    A file that cannot be read, or is over `max_bytes` (larger than any photo recorded: it changed,
+    and is not read whole into memory to say so), is not found either."""
     resolved = _resolved(stored, sha256)
     try:
-        data = read_regular_file(resolved)
+        data = read_regular_file(resolved, max_bytes)
     except OSError:
         raise NotFound("image file of evidence", sha256[:12]) from None
     if _in_store(resolved, evidence_dir) or hashlib.sha256(data).hexdigest() == sha256:

@@ -159,7 +159,8 @@ def _coord_system(member: Any, declared: CoordSystem | None, where: str) -> Coor
     "properties": {"name": ...}}`) where it has one, which must agree with a declared one."""
     if member is None:
         return declared or "wgs84"
-    name = member.get("properties", {}).get("name") if isinstance(member, dict) else None
+    properties = member.get("properties") if isinstance(member, dict) else None
+    name = properties.get("name") if isinstance(properties, dict) else None
     if not isinstance(name, str):
         raise GridError(
             f"{where}: crs: only a named CRS is read ({{'type': 'name', 'properties': {{'name': ...}}}})"

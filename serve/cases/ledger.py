@@ -120,14 +120,14 @@ STEP_COLUMNS = (FlowEntry.case_id, FlowEntry.action, FlowEntry.at, FlowEntry.ope
 def ledger_cases(
     session: Session, *where: ColumnElement[bool]
 ) -> Iterator[tuple[Row[Any], tuple[list[Row[Any]], ...]]]:
-    """The cases `where` picks, oldest filed first, each with its flow steps and its after-handling
-    photos (evidence ids), read a few hundred cases at a time as the ledger is written."""
+    """The cases `where` picks, in the order they came in (by id), each with its flow steps and its
+    after-handling photos (evidence ids), read a few hundred cases at a time as the ledger is written."""
     cases = select(*CASE_COLUMNS).where(*where).order_by(Case.id)
     steps = select(*STEP_COLUMNS).order_by(FlowEntry.id)
     after = (
         select(Evidence.case_id, Evidence.id).where(Evidence.role == EvidenceRole.AFTER).order_by(Evidence.id)
     )
-    return with_children(session, cases, steps, after, batch=500)
+    return with_children(session, cases, steps, after)
 
 
 def _last(flow: Sequence[Step], *actions: Action) -> Step | None:

@@ -46,7 +46,7 @@ from serve.cases.spreadsheet import inert
 from vision.core.boxes import parse_boxes
 from vision.core.draw import crop_box, draw_boxes, fit_width
 from vision.core.files import file_href
-from vision.core.imageio import ImageError, decode_photo
+from vision.core.imageio import MAX_PHOTO_BYTES, ImageError, decode_photo
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 CASE_COLUMNS = (
@@ -132,6 +132,7 @@ class ReportOptions:
     thumb_width: int = 360
     jpeg_quality: int = 85
     geojson_crs: CoordSystem = "wgs84"  # cases.geojson's positions; cases.csv and report.html stay WGS-84
+    max_photo_bytes: int = MAX_PHOTO_BYTES  # the scan's limit: a larger file is no photo it recorded
 
 
 def write_report(
@@ -362,7 +363,7 @@ def _pictures(
         "changed": None,
     }
     try:  # read once: the bytes checked against the scan are the ones drawn
-        path, data = evidence_bytes(evidence_dir, evidence.path, evidence.sha256)
+        path, data = evidence_bytes(evidence_dir, evidence.path, evidence.sha256, options.max_photo_bytes)
     except NotFound:
         picture.update(thumb=None, crops=[], changed="changed" if Path(evidence.path).exists() else "gone")
         return picture

@@ -144,7 +144,7 @@ def cli(argv: list[str]) -> int:
         factory,
         args.out,
         rules,
-        ReportOptions(geojson_crs=args.geojson_crs),
+        ReportOptions(geojson_crs=args.geojson_crs, max_photo_bytes=int(args.max_mb * 2**20)),
         evidence_dir=settings.evidence_dir,
         unlisted_folders=stats.unlisted_folders,
     )

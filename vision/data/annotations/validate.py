@@ -44,13 +44,15 @@ def to_pixels(box: RawBox, width: int, height: int, declared: tuple[int, int] | 
 
 
 def check_box(
-    xyxy: Sequence[float], width: int, height: int
+    xyxy: Sequence[float], width: int, height: int, min_side: float = 1.0
 ) -> tuple[tuple[float, float, float, float] | None, str | None]:
-    """A box clipped to the image when it overshoots by rounding only; else why it is refused."""
+    """A box clipped to the image when it overshoots by rounding only; else why it is refused.
+    A side under `min_side` is empty: 1 px; 0 where the image's pixels are not known yet (only a
+    box of no area is empty then)."""
     x1, y1, x2, y2 = xyxy
     if not all(math.isfinite(v) for v in xyxy):  # NaN compares false with everything below
         return None, f"box ({x1}, {y1}, {x2}, {y2}) is not finite"
-    if x2 - x1 < 1 or y2 - y1 < 1:
+    if min(x2 - x1, y2 - y1) < min_side or x2 <= x1 or y2 <= y1:
         return None, f"empty box ({x2 - x1:.1f} x {y2 - y1:.1f} px)"
     slack_x, slack_y = EDGE_TOLERANCE * width, EDGE_TOLERANCE * height
     if x1 < -slack_x or y1 < -slack_y or x2 > width + slack_x or y2 > height + slack_y:
@@ -60,7 +62,12 @@ def check_box(
 
 
 def checked_box(
-    box: RawBox, taxonomy: Taxonomy, width: int, height: int, declared: tuple[int, int] | None
+    box: RawBox,
+    taxonomy: Taxonomy,
+    width: int,
+    height: int,
+    declared: tuple[int, int] | None,
+    min_side: float = 1.0,
 ) -> tuple[Label | None, str]:
     """One box as a pixel label with its taxonomy name, or why it is refused (unknown label, rotated,
     not finite, empty, outside the image)."""
@@ -72,7 +79,7 @@ def checked_box(
         )
     if box.rotation % 360:
         return None, f"rotated box ({box.rotation:g} degrees): the detector takes upright boxes"
-    xyxy, why = check_box(to_pixels(box, width, height, declared), width, height)
+    xyxy, why = check_box(to_pixels(box, width, height, declared), width, height, min_side)
     if xyxy is None:
         return None, str(why)
     return Label(cls.name, xyxy), ""
@@ -81,8 +88,9 @@ def checked_box(
 def annotation_problems(result: list[Any], where: str, taxonomy: Taxonomy) -> list[Problem]:
     """What an import would refuse in one Label Studio annotation, told before its image is read
     (the webhook answers it at once): regions without their box, labels that are no taxonomy class,
-    rotated, NaN, empty or out-of-image boxes (of the size the result declares; percent without one),
-    objects drawn as polygons or keypoints beside boxes."""
+    rotated, NaN, empty or out-of-image boxes (of the size the result declares; percent without one,
+    where a box is empty only without area: under 1 % of a side may be many pixels of the image the
+    import reads), objects drawn as polygons or keypoints beside boxes."""
     problems: list[Problem] = []
     declared: list[tuple[int, int]] = []
     other = Counter[str]()
@@ -91,7 +99,7 @@ def annotation_problems(result: list[Any], where: str, taxonomy: Taxonomy) -> li
         problems.append(Problem(where, beside_boxes(objects)))
     width, height = declared[0] if declared else (100, 100)
     for box in boxes:
-        label, why = checked_box(box, taxonomy, width, height, None)
+        label, why = checked_box(box, taxonomy, width, height, None, 1.0 if declared else 0.0)
         if label is None:
             problems.append(Problem(box.where, why))
     return problems
