@@ -841,19 +841,20 @@ def test_the_scan_report_reads_in_chinese_and_turns_to_english_like_the_console(
     browser.get(page.as_uri())
     browser.execute_script("localStorage.removeItem('streetorder.lang')")
     browser.refresh()
-    heading = one(browser, "h1")
-    state = one(browser, ".case .state")
-    assert heading.text == "巡查照片扫描报告" and state.text == "待核实"
+    # each check waits for its text: under load the page's script may still be turning it
+    wait(browser, lambda d: one(d, "h1").text == "巡查照片扫描报告", "report not in Chinese")
+    wait(browser, lambda d: one(d, ".case .state").text == "待核实", "finding not awaiting review")
     assert (
         "立案后开始计时" in one(browser, ".case .meta").text
         and "awaiting" not in browser.find_element(By.TAG_NAME, "body").text
     )
     one(browser, "#lang").click()
     wait(browser, lambda d: one(d, "h1").text == "Scan report", "report not in English")
-    assert state.text == "awaiting review" and "no deadline until filed" in one(browser, ".case .meta").text
+    wait(browser, lambda d: one(d, ".case .state").text == "awaiting review", "state not in English")
+    assert "no deadline until filed" in one(browser, ".case .meta").text
     assert "待核实" not in browser.find_element(By.TAG_NAME, "body").text
     browser.refresh()  # the choice is kept, as in the console
-    assert one(browser, "h1").text == "Scan report"
+    wait(browser, lambda d: one(d, "h1").text == "Scan report", "the English choice not kept")
     one(browser, "#lang").click()
     wait(browser, lambda d: one(d, "h1").text == "巡查照片扫描报告", "report not back in Chinese")
 
