@@ -44,9 +44,11 @@ from vision.live.stream import (
 START = datetime(2026, 5, 6, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 
 
-def write_video(path: Path, frames: list[np.ndarray], fps: float) -> Path:
+def write_video(path: Path, frames: list[np.ndarray], fps: float, fourcc: str = "MJPG") -> Path:
+    """A video of `frames`: MJPEG (.avi) by default; "mp4v" writes an MP4 as cameras and phones do
+    (MPEG-4 part 2 here), its index (moov) at the end."""
     height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
     assert writer.isOpened()
     for frame in frames:
         writer.write(frame)
@@ -618,17 +620,6 @@ def street_photos(count: int, size: tuple[int, int] = (160, 96)) -> list[np.ndar
     return [cv2.resize(images[k % len(images)], size) for k in range(count)]
 
 
-def write_mp4(path: Path, frames: list[np.ndarray], fps: float = 10) -> Path:
-    """An MP4 as cameras and phones write it (MPEG-4 part 2 here), its index (moov) at the end."""
-    height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    assert writer.isOpened()
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
-    return path
-
-
 def rotate_on_display(path: Path) -> Path:
     """Mark an MP4's video as shown turned 90 degrees clockwise, as a phone held upright stores its
     picture: landscape pixels and a display matrix in the track header (ffprobe: rotation -90)."""
@@ -649,7 +640,7 @@ def test_a_phone_video_held_upright_is_read_upright(tmp_path: Path) -> None:
     the zones, normalised to the frame, and the evidence, cropped from it) are the picture the
     person saw, not the stored one lying on its side."""
     stored = street_photos(6, (160, 96))
-    video = rotate_on_display(write_mp4(tmp_path / "phone.mp4", stored, fps=5))
+    video = rotate_on_display(write_video(tmp_path / "phone.mp4", stored, fps=5, fourcc="mp4v"))
     reader = StreamReader(str(video), file_start=START, file_speed=0).start()
     frames = take_all(reader, 10)
     assert reader.stats.state == "ended" and len(frames) == 6 and reader.stats.size == (96, 160)
@@ -741,7 +732,7 @@ def empty_file(folder: Path) -> Path:
 
 def cut_mp4(folder: Path) -> Path:
     """The camera lost power, the copy stopped: an MP4 writes its index (moov) last, and it is gone."""
-    whole = write_mp4(folder / "whole.mp4", street_photos(20)).read_bytes()
+    whole = write_video(folder / "whole.mp4", street_photos(20), fps=10, fourcc="mp4v").read_bytes()
     (folder / "clip.mp4").write_bytes(whole[: len(whole) // 2])
     return folder / "clip.mp4"
 
