@@ -201,15 +201,22 @@ def with_children(
     of `children` (the parent's id first), read per batch by `IN` the batch's ids, in each select's
     order: what `selectinload` does, without building an ORM object per row (a year of a city's
     cases and flow logs as objects took half a minute, most of it the objects). 500 ids a statement,
-    as `selectinload` asks: SQLite before 3.32 takes at most 999 variables."""
+    as `selectinload` asks: SQLite before 3.32 takes at most 999 variables. The parents' query is
+    sent at once, not at the first row: a value the database refuses (a NUL in a filter) is the
+    caller's error before a streamed answer has begun."""
     connection = session.connection()
-    for part in connection.execute(parents.execution_options(yield_per=batch)).partitions():
-        ids = [row[0] for row in part]
-        found: list[defaultdict[Any, list[Row[Any]]]] = []
-        for query in children:
-            by_parent: defaultdict[Any, list[Row[Any]]] = defaultdict(list)
-            for row in connection.execute(query.where(query.selected_columns[0].in_(ids))).all():
-                by_parent[row[0]].append(row)
-            found.append(by_parent)
-        for row in part:
-            yield row, tuple(rows[row[0]] for rows in found)
+    result = connection.execute(parents.execution_options(yield_per=batch))
+
+    def paired() -> Iterator[tuple[Row[Any], tuple[list[Row[Any]], ...]]]:
+        for part in result.partitions():
+            ids = [row[0] for row in part]
+            found: list[defaultdict[Any, list[Row[Any]]]] = []
+            for query in children:
+                by_parent: defaultdict[Any, list[Row[Any]]] = defaultdict(list)
+                for row in connection.execute(query.where(query.selected_columns[0].in_(ids))).all():
+                    by_parent[row[0]].append(row)
+                found.append(by_parent)
+            for row in part:
+                yield row, tuple(rows[row[0]] for rows in found)
+
+    return paired()
