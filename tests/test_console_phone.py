@@ -40,15 +40,18 @@ TAP = 44  # CSS px: the common guidance for a target pressed with a thumb
 PAGES = ["cases", "map", "rankings", "supervision", "cameras", "requests"]
 
 
+# chromedriver's mobile emulation of a phone: 390 x 844, device scale 3, touch, a phone's user agent
+PHONE = {
+    "deviceMetrics": {"width": WIDTH, "height": HEIGHT, "pixelRatio": 3.0, "touch": True},
+    "userAgent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36",
+}
+
+
 @pytest.fixture(scope="module")
 def phone() -> Iterator[Any]:
-    """Headless Chromium emulating a phone: 390 x 844, device scale 3, touch, a phone's user agent."""
-    emulation = {
-        "deviceMetrics": {"width": WIDTH, "height": HEIGHT, "pixelRatio": 3.0, "touch": True},
-        "userAgent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 "
-        "(KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36",
-    }
-    with chrome(emulation=emulation) as driver:
+    """Headless Chromium emulating a phone."""
+    with chrome(emulation=PHONE) as driver:
         yield driver
 
 

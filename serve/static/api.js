@@ -37,12 +37,14 @@ export const session = {
 
 const SAFE = ["GET", "HEAD"];
 
-/** A failed request: HTTP status plus the RFC 9457 problem document the service answered. */
+/** A failed request: HTTP status plus the RFC 9457 problem document the service answered, and the
+ * seconds its Retry-After asked to wait (429, 503), if any. */
 export class ApiError extends Error {
-  constructor(status, problem) {
+  constructor(status, problem, retryAfter = null) {
     super(problem.detail || problem.title || `HTTP ${status}`);
     this.status = status;
     this.problem = problem;
+    this.retryAfter = Number(retryAfter) || null;
   }
 }
 
@@ -64,7 +66,7 @@ export async function request(path, { method = "GET", json, headers = {}, key = 
   const response = await fetch(path, init);
   if (!response.ok) {
     const problem = await response.json().catch(() => ({ detail: response.statusText }));
-    throw new ApiError(response.status, problem);
+    throw new ApiError(response.status, problem, response.headers.get("Retry-After"));
   }
   return response;
 }
@@ -72,11 +74,11 @@ export async function request(path, { method = "GET", json, headers = {}, key = 
 /** POST a form with a file and report the share sent (0..1) as it goes: fetch() tells nothing of an
  * upload's progress, and a 5 MB phone photo on a slow street link takes a while. Resolves with the
  * answer's JSON; throws ApiError on a non-2xx answer, and ApiError with status 0 when the link fails. */
-export function upload(path, form, onProgress) {
+export function upload(path, form, onProgress, headers = {}) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", path);
-    for (const [name, value] of Object.entries(credentials("POST", session.key, {}))) xhr.setRequestHeader(name, value);
+    for (const [name, value] of Object.entries(credentials("POST", session.key, headers))) xhr.setRequestHeader(name, value);
     xhr.upload.addEventListener("progress", (event) => {
       if (event.lengthComputable) onProgress(event.loaded / event.total);
     });
@@ -88,10 +90,10 @@ export function upload(path, form, onProgress) {
         answer = { detail: xhr.statusText };
       }
       if (xhr.status >= 200 && xhr.status < 300) resolve(answer);
-      else reject(new ApiError(xhr.status, answer));
+      else reject(new ApiError(xhr.status, answer, xhr.getResponseHeader("Retry-After")));
     });
     const lost = () => reject(new ApiError(0, { title: "network", detail: "the upload did not reach the service" }));
-    xhr.addEventListener("error", lost);
+    for (const failed of ["error", "timeout", "abort"]) xhr.addEventListener(failed, lost);
     xhr.send(form);
   });
 }

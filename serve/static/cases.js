@@ -1,9 +1,10 @@
 // Cases: the filtered list with counts and paging, and one case with its photos, flow log and actions.
-import { getJSON, loadImage, query, request, upload } from "./api.js";
+import { ApiError, getJSON, loadImage, query, request } from "./api.js";
 import { departments, events } from "./catalog.js";
 import { dot, duration, go, h, number, reload, table, when } from "./dom.js";
 import { extensionsPanel } from "./extensions.js";
 import { explain, t } from "./i18n.js";
+import { AFTER, keep, newStep, send, unsent } from "./outbox.js";
 import { detachButton, regroupPanel } from "./regroup.js";
 
 // Every workflow state (serve/cases/workflow.py State), for the filter and the labels.
@@ -135,7 +136,6 @@ const ACTION_FIELDS = {
   cancel: ["note"],
   force_close: ["note"],
 };
-const AFTER = "after";
 // Any picture the phone offers (HEIC from an iPhone included); the server takes JPEG, PNG, WebP, HEIC
 // and says 415 to the rest, which the form shows.
 const PHOTOS = "image/*,.heic,.heif";
@@ -260,7 +260,7 @@ function actionForm(caseData, etag, action, catalog, depts) {
       h("button", { type: "submit", id: "action-submit" }, t("submit")),
       h("button", { type: "button", onclick: () => form.remove() }, t("cancel"))),
     error);
-  let uploaded = null; // the after-photo sent with a first try: a retry with a reason stands on it
+  let step = null; // the photo step last tried: once its photo is sent, a retry with a reason stands on it
   const submit = form.querySelector("#action-submit");
   const busy = (on) => {
     submit.disabled = on;
@@ -276,20 +276,26 @@ function actionForm(caseData, etag, action, catalog, depts) {
     const body = { action };
     for (const name of ["note", "event", "department", "override_reason"]) if (data.get(name)) body[name] = data.get(name);
     if (data.get("extend_by")) body.extend_by = Number(data.get("extend_by"));
-    const file = photoField && uploaded === null ? chosenPhoto(form) : null;
-    const refused = !file ? (fields.includes("photo") && uploaded === null ? t("photo.none") : "")
+    const sent = step?.evidenceId != null; // the photo is on the case: a retry with a reason stands on it
+    const file = photoField && !sent ? chosenPhoto(form) : null;
+    const refused = !file ? (fields.includes("photo") && !sent ? t("photo.none") : "")
       : file.size > MAX_UPLOAD_MB * 2 ** 20 ? t("photo.too_large", { mb: number(file.size / 2 ** 20, 1), limit: MAX_UPLOAD_MB })
       : "";
     error.textContent = refused;
     error.title = "";
     if (refused) return;
     busy(true);
+    if (photoField) {
+      if (!sent) step = newStep({ caseId: caseData.id, caseNumber: caseData.number, action, etag, photo: file });
+      step.body = body;
+    }
     try {
-      if (file) uploaded = (await sendPhoto(form, caseData.id, file)).id;
-      if (uploaded !== null && action === "handle") body.evidence_id = uploaded;
-      await request(`/v1/cases/${caseData.id}/transitions`, { method: "POST", json: body, headers: { "If-Match": etag } });
+      if (step && !navigator.onLine) throw new ApiError(0, { title: "network", detail: "the phone is offline" });
+      if (step) await sendStep(form, step);
+      else await request(`/v1/cases/${caseData.id}/transitions`, { method: "POST", json: body, headers: { "If-Match": etag } });
       reload();
     } catch (failure) {
+      if (step && unsent(failure)) return keepStep(form, step, error, busy);
       error.textContent = explain(failure);
       error.title = failure.message;
       if (failure.problem?.failed && !form.querySelector("#override-reason")) overrideField(form, failure.problem.failed);
@@ -297,6 +303,20 @@ function actionForm(caseData, etag, action, catalog, depts) {
     }
   });
   return form;
+}
+
+/** A photo step the link dropped: kept on the phone for the outbox to send, the form giving way to
+ * a plain word that it is saved; or, where the phone's storage refuses, said so (nothing was kept)
+ * with the form as it was, to be sent again by hand. */
+async function keepStep(form, step, error, busy) {
+  try {
+    const waiting = await keep(step);
+    form.replaceWith(h("p", { class: "notice", id: "action-saved" }, t("outbox.saved", { n: waiting })));
+  } catch (refusal) {
+    error.textContent = t("outbox.full");
+    error.title = refusal?.message || "";
+    busy(false);
+  }
 }
 
 /** Two ways to the photo on a phone: the camera, opened at once on the back lens (`capture`), for the
@@ -325,16 +345,14 @@ function chosenPhoto(form) {
   return [...form.querySelectorAll('input[name="photo"]')].map((input) => input.files?.[0]).find(Boolean) || null;
 }
 
-/** Upload the photo as evidence (role after), the share sent shown on the form while it goes. */
-async function sendPhoto(form, caseId, file) {
+/** Send the photo step (its photo as evidence, role after, then the step), the share of the photo
+ * sent shown on the form while it goes. */
+async function sendStep(form, step) {
   const progress = form.querySelector("#upload-progress");
   const submit = form.querySelector("#action-submit");
-  const body = new FormData();
-  body.append("file", file);
-  body.append("role", AFTER);
   progress.hidden = false;
   try {
-    return await upload(`/v1/cases/${caseId}/evidence`, body, (share) => {
+    await send(step, (share) => {
       progress.value = share;
       submit.textContent = t("uploading", { p: Math.round(share * 100) });
     });

@@ -5,6 +5,7 @@ import { casePage, casesPage } from "./cases.js";
 import { h } from "./dom.js";
 import { explain, lang, setLang, t } from "./i18n.js";
 import { mapPage } from "./map.js";
+import { flush as sendWaiting, showOutbox } from "./outbox.js";
 import { rankingsPage } from "./rankings.js";
 import { requestsPage } from "./requests.js";
 import { supervisionPage } from "./supervision.js";
@@ -82,7 +83,9 @@ export async function render() {
   const focused = document.activeElement?.id;
   releaseImages();
   translateShell();
+  showOutbox();
   if (!session.signedIn) return show("signin", signIn());
+  sendWaiting(); // steps kept on the phone go first: on load, after a sign-in, at each page
   const { page, arg, params } = route();
   for (const link of document.querySelectorAll("#nav a")) {
     link.classList.toggle("active", link.dataset.page === page || (page === "case" && link.dataset.page === "cases"));

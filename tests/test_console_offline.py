@@ -1,0 +1,235 @@
+"""The console's outbox on a phone whose link comes and goes, in a real headless Chromium (mobile
+emulation, chromedriver's network conditions) against the real service: a photo step submitted
+offline is kept in IndexedDB and said so, survives a reload, is sent once the browser is online and
+lands once; a step the service refuses (4xx) shows why and is not sent again; the same step sent
+twice (its answer lost) files once; a phone whose storage refuses says nothing was saved.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from test_console import (
+    GRID_LIFE,
+    START,
+    Live,
+    chrome,
+    css,
+    live,  # noqa: F401  (fixture)
+    one,
+    step,
+    visit,
+    wait,
+)
+from test_console_people import sign_in_as
+from test_console_phone import PHONE, dispatched_case, phone  # noqa: F401  (fixture)
+
+from vision.core.imageio import Position, exif_for
+
+SAVED = "已保存，联网后自动发送 ({n} 条待发送)"
+SENDING = ["*/evidence", "*/transitions"]  # the outbox's requests: blocked, the page itself loads
+
+
+def street_photo(path: Path, lat: float, lon: float, taken_at: datetime) -> Path:
+    """A small after-photo (about 300 kB: a street's grain) with the phone's GPS and capture time
+    (the service checks both)."""
+    out = io.BytesIO()
+    exif = exif_for(position=Position(lat, lon), taken_at=taken_at)
+    # grain of its own: the service refuses a photo already evidence of another case
+    grain = np.random.default_rng(int(taken_at.timestamp())).integers(90, 170, (600, 800, 3), dtype=np.uint8)
+    Image.fromarray(grain).save(out, "JPEG", quality=85, exif=exif)
+    path.write_bytes(out.getvalue())
+    return path
+
+
+def link(driver: Any, *, offline: bool = False, blocked: list[str] | None = None) -> None:
+    """The phone's link: offline (the browser says so: navigator.onLine, `offline`/`online`), or up
+    with the outbox's requests failing as a dropped link does (the page itself still loads)."""
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": blocked or []})
+    driver.set_network_conditions(offline=offline, latency=0, download_throughput=-1, upload_throughput=-1)
+
+
+def handling_case(live: Live, code: str, description: str, hours: int) -> int:  # noqa: F811
+    case_id = dispatched_case(live, code, description, START + timedelta(hours=hours))
+    step(live, case_id, "start")
+    return case_id
+
+
+def open_handle_form(driver: Any, live: Live, case_id: int, photo: Path) -> None:  # noqa: F811
+    visit(driver, live, f"case/{case_id}", "case")
+    reload_page(driver)  # a new document: its IndexedDB connection opened now
+    one(driver, '#actions button[data-action="handle"]').click()
+    one(driver, "#after-photo").send_keys(str(photo))
+
+
+def reload_page(driver: Any) -> None:
+    """Load the page again (a new document: what a reload, or a tab opened again, starts from)."""
+    driver.refresh()
+    one(driver, '#view[data-state="ready"]')
+
+
+def outbox(driver: Any) -> tuple[int, int]:
+    """(waiting, refused) as the outbox shows them; (0, 0) when it is hidden."""
+    shown = driver.execute_script(
+        "const b = document.querySelector('#outbox'); const c = document.querySelector('#outbox-count');"
+        "return b.hidden || !c ? [0, 0] : [Number(c.dataset.waiting), Number(c.dataset.refused)]"
+    )
+    return int(shown[0]), int(shown[1])
+
+
+def after_photos(live: Live, case_id: int) -> list[dict[str, Any]]:  # noqa: F811
+    return [e for e in live.api("GET", f"/v1/cases/{case_id}").json()["evidence"] if e["role"] == "after"]
+
+
+def handled_steps(live: Live, case_id: int) -> int:  # noqa: F811
+    return [s["action"] for s in live.api("GET", f"/v1/cases/{case_id}").json()["flow"]].count("handle")
+
+
+def uploads_sent(driver: Any) -> int:
+    """Photo uploads this page has made (resource timing: refused or not)."""
+    script = (
+        "return performance.getEntriesByType('resource')"
+        ".filter(e => e.initiatorType === 'xmlhttprequest' && e.name.endsWith('/evidence')).length"
+    )
+    return int(driver.execute_script(script))
+
+
+def test_a_step_submitted_offline_is_kept_through_a_reload_and_lands_once_online(
+    live: Live,  # noqa: F811
+    phone: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    driver = phone
+    _, lat, lon = GRID_LIFE
+    case_id = handling_case(live, "06010", "人行道上一堆建筑垃圾", 1)
+    sign_in_as(driver, live, "zhangwei")
+    live.clock.at = START + timedelta(hours=1, minutes=30)
+    photo = street_photo(tmp_path / "IMG_0101.jpg", lat, lon, START + timedelta(hours=1, minutes=25))
+    open_handle_form(driver, live, case_id, photo)
+    try:
+        link(driver, offline=True)
+        wait(driver, lambda d: d.execute_script("return !navigator.onLine"), "the browser still says online")
+        one(driver, "#action-submit").click()
+        assert one(driver, "#action-saved").text == SAVED.format(n=1)
+        wait(driver, lambda d: outbox(d) == (1, 0), "the outbox does not show the step")
+        assert SAVED.format(n=1) in one(driver, "#outbox-count").text
+        row = one(driver, '#outbox-list li[data-state="waiting"]')
+        number = live.api("GET", f"/v1/cases/{case_id}").json()["number"]
+        assert number in row.text and "处置反馈" in row.text  # when (the phone's clock), case, step
+        assert one(driver, "#outbox-list img.thumbnail").get_attribute("src").startswith("blob:")
+        assert after_photos(live, case_id) == [] and handled_steps(live, case_id) == 0
+
+        # reloaded (or the tab closed and opened again) while the link still drops the uploads
+        link(driver, blocked=SENDING)
+        reload_page(driver)
+        wait(driver, lambda d: outbox(d) == (1, 0), "the step was lost on reload")
+        time.sleep(1)  # the page's own try (on load) fails on the dropped link: the step stays
+        assert outbox(driver) == (1, 0) and after_photos(live, case_id) == []
+
+        # the link comes back: the browser says `online` and the step goes
+        link(driver, offline=True)
+        link(driver)
+        wait(driver, lambda d: outbox(d) == (0, 0), "the step was not sent once online")
+        wait(driver, lambda d: css(d, '#flow tr[data-action="handle"]'), "the case page does not show it")
+    finally:
+        link(driver)
+    assert live.api("GET", f"/v1/cases/{case_id}").json()["state"] == "handled"
+    assert len(after_photos(live, case_id)) == 1 and handled_steps(live, case_id) == 1
+
+
+def test_a_refused_step_shows_why_and_is_not_sent_again(
+    live: Live,  # noqa: F811
+    phone: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    driver = phone
+    case_id = handling_case(live, "06042", "垃圾桶满溢", 3)
+    sign_in_as(driver, live, "zhangwei")
+    note = tmp_path / "notes.txt"
+    note.write_text("不是照片")  # the service refuses it (415): no retry makes it a photo
+    open_handle_form(driver, live, case_id, note)
+    try:
+        link(driver, offline=True)
+        one(driver, "#action-submit").click()
+        assert one(driver, "#action-saved").text == SAVED.format(n=1)
+        link(driver)
+        refused = one(driver, '#outbox-list li[data-state="refused"] .refusal')
+        assert "只接受 JPEG" in refused.text and "unsupported media type" in refused.text
+        assert outbox(driver) == (0, 1)
+        sent = uploads_sent(driver)
+        for _ in range(2):  # online again, twice: the refused step stays put
+            driver.execute_script("window.dispatchEvent(new Event('online'))")
+            time.sleep(0.5)
+        assert uploads_sent(driver) == sent and outbox(driver) == (0, 1)
+        reload_page(driver)  # a page loaded tries the waiting steps
+        time.sleep(1)
+        assert uploads_sent(driver) == 0 and outbox(driver) == (0, 1)
+        one(driver, "#outbox-list button.discard").click()
+        wait(driver, lambda d: outbox(d) == (0, 0), "discarded, the step stays")
+    finally:
+        link(driver)
+    assert after_photos(live, case_id) == [] and handled_steps(live, case_id) == 0
+
+
+def test_a_full_phone_says_so_and_a_step_sent_twice_files_once(live: Live, tmp_path: Path) -> None:  # noqa: F811
+    # a phone of its own: in a browser whose page had already written to IndexedDB, Chromium's quota
+    # override did not reach the page (navigator.storage.estimate() kept the default quota)
+    with chrome(emulation=PHONE) as driver:
+        full_phone_and_a_step_sent_twice(live, driver, tmp_path)
+
+
+def full_phone_and_a_step_sent_twice(live: Live, driver: Any, tmp_path: Path) -> None:  # noqa: F811
+    _, lat, lon = GRID_LIFE
+    case_id = handling_case(live, "06011", "道路扬尘", 5)
+    sign_in_as(driver, live, "zhangwei")
+    live.clock.at = START + timedelta(hours=5, minutes=30)
+    photo = street_photo(tmp_path / "IMG_0201.jpg", lat, lon, START + timedelta(hours=5, minutes=25))
+    origin = {"origin": live.base}
+    try:
+        # storage refused (a phone with no room): said so, nothing pretends to be saved
+        open_handle_form(driver, live, case_id, photo)
+        driver.execute_cdp_cmd("Storage.overrideQuotaForOrigin", {**origin, "quotaSize": 1024})
+        link(driver, offline=True)
+        one(driver, "#action-submit").click()
+        settled = (
+            "return document.querySelector('#action-saved')?.id"
+            " || document.querySelector('#action-error').textContent"
+        )
+        wait(driver, lambda d: d.execute_script(settled), "the form says nothing")
+        assert "未能保存" in one(driver, "#action-error").text
+        assert not css(driver, "#action-saved") and outbox(driver) == (0, 0)
+        driver.execute_cdp_cmd("Storage.overrideQuotaForOrigin", origin)  # room again
+        one(driver, "#action-submit").click()
+        assert one(driver, "#action-saved").text == SAVED.format(n=1)
+
+        # the step's answer was lost after the service filed it: it is sent again (here, a copy of
+        # the kept step with its Idempotency-Key stands for the retry) and files nothing twice
+        driver.execute_async_script(
+            """const done = arguments[arguments.length - 1];
+            const opening = indexedDB.open("streetorder");
+            opening.onsuccess = () => {
+              const store = opening.result.transaction("outbox", "readwrite").objectStore("outbox");
+              store.getAll().onsuccess = (e) => {
+                const copy = { ...e.target.result[0] }; delete copy.id;
+                store.add(copy).onsuccess = () => done();
+              };
+            };"""
+        )
+        link(driver, blocked=SENDING)
+        reload_page(driver)
+        wait(driver, lambda d: outbox(d) == (2, 0), "the copy is not shown")
+        link(driver, offline=True)
+        link(driver)
+        wait(driver, lambda d: outbox(d) == (0, 0), "the steps were not sent (or one was refused)")
+    finally:
+        driver.execute_cdp_cmd("Storage.overrideQuotaForOrigin", origin)
+        link(driver)
+    assert live.api("GET", f"/v1/cases/{case_id}").json()["state"] == "handled"
+    assert len(after_photos(live, case_id)) == 1 and handled_steps(live, case_id) == 1
