@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from selenium.common.exceptions import TimeoutException
 from test_console import (
     GRID_LIFE,
     START,
@@ -28,7 +29,7 @@ from test_console import (
     wait,
 )
 from test_console_people import sign_in_as
-from test_console_phone import PHONE, dispatched_case, phone  # noqa: F401  (fixture)
+from test_console_phone import PHONE, dispatched_case, overflow, phone, phone_screenshot  # noqa: F401  (fixture)
 
 from vision.core.imageio import Position, exif_for
 
@@ -84,6 +85,25 @@ def outbox(driver: Any) -> tuple[int, int]:
     return int(shown[0]), int(shown[1])
 
 
+def until_outbox(driver: Any, expected: tuple[int, int], message: str) -> None:
+    """Wait until the outbox shows (waiting, refused); else fail saying what it shows."""
+    try:
+        wait(driver, lambda d: outbox(d) == expected)
+    except TimeoutException:
+        raise AssertionError(f"{message}: {outbox(driver)} {text(driver, '#outbox')!r}") from None
+
+
+def text(driver: Any, selector: str) -> str:
+    """An element's text read in one step (the outbox is redrawn as its steps go); '' if none."""
+    return str(
+        driver.execute_script("return document.querySelector(arguments[0])?.textContent || ''", selector)
+    )
+
+
+def outbox_says(driver: Any) -> str:
+    return text(driver, "#outbox-count")
+
+
 def after_photos(live: Live, case_id: int) -> list[dict[str, Any]]:  # noqa: F811
     return [e for e in live.api("GET", f"/v1/cases/{case_id}").json()["evidence"] if e["role"] == "after"]
 
@@ -101,7 +121,7 @@ def uploads_sent(driver: Any) -> int:
     return int(driver.execute_script(script))
 
 
-def test_a_step_submitted_offline_is_kept_through_a_reload_and_lands_once_online(
+def test_a_step_submitted_offline_is_kept_through_a_reload_and_a_sign_in_and_lands_once(
     live: Live,  # noqa: F811
     phone: Any,  # noqa: F811
     tmp_path: Path,
@@ -118,26 +138,39 @@ def test_a_step_submitted_offline_is_kept_through_a_reload_and_lands_once_online
         wait(driver, lambda d: d.execute_script("return !navigator.onLine"), "the browser still says online")
         one(driver, "#action-submit").click()
         assert one(driver, "#action-saved").text == SAVED.format(n=1)
-        wait(driver, lambda d: outbox(d) == (1, 0), "the outbox does not show the step")
-        assert SAVED.format(n=1) in one(driver, "#outbox-count").text
-        row = one(driver, '#outbox-list li[data-state="waiting"]')
+        until_outbox(driver, (1, 0), "the outbox does not show the step")
+        assert SAVED.format(n=1) in outbox_says(driver)
+        row = text(driver, '#outbox-list li[data-state="waiting"]')
         number = live.api("GET", f"/v1/cases/{case_id}").json()["number"]
-        assert number in row.text and "处置反馈" in row.text  # when (the phone's clock), case, step
+        assert number in row and "处置反馈" in row  # when (the phone's clock), case, step
         assert one(driver, "#outbox-list img.thumbnail").get_attribute("src").startswith("blob:")
+        assert overflow(driver) <= 0  # the list fits the phone
+        driver.execute_script("window.scrollTo(0, 0)")
+        phone_screenshot(driver, "phone-outbox")
         assert after_photos(live, case_id) == [] and handled_steps(live, case_id) == 0
 
         # reloaded (or the tab closed and opened again) while the link still drops the uploads
         link(driver, blocked=SENDING)
         reload_page(driver)
-        wait(driver, lambda d: outbox(d) == (1, 0), "the step was lost on reload")
+        until_outbox(driver, (1, 0), "the step was lost on reload")
         time.sleep(1)  # the page's own try (on load) fails on the dropped link: the step stays
         assert outbox(driver) == (1, 0) and after_photos(live, case_id) == []
 
-        # the link comes back: the browser says `online` and the step goes
+        # the link comes back, but the session ended meanwhile (its cookie gone): the step waits
+        driver.delete_all_cookies()
         link(driver, offline=True)
         link(driver)
-        wait(driver, lambda d: outbox(d) == (0, 0), "the step was not sent once online")
-        wait(driver, lambda d: css(d, '#flow tr[data-action="handle"]'), "the case page does not show it")
+        wait(driver, lambda d: "重新登录后自动发送" in outbox_says(d), "a 401 does not say why")
+        assert outbox(driver) == (1, 0) and after_photos(live, case_id) == []
+
+        # signed in again: the step goes, and the case page shows it
+        driver.get(f"{live.base}/")
+        one(driver, '#view[data-page="signin"]')  # the next page drawn finds the session ended
+        assert outbox(driver) == (1, 0)
+        sign_in_as(driver, live, "zhangwei")
+        until_outbox(driver, (0, 0), "the step was not sent after the sign-in")
+        visit(driver, live, f"case/{case_id}", "case")
+        one(driver, '#flow tr[data-action="handle"]')
     finally:
         link(driver)
     assert live.api("GET", f"/v1/cases/{case_id}").json()["state"] == "handled"
@@ -160,8 +193,9 @@ def test_a_refused_step_shows_why_and_is_not_sent_again(
         one(driver, "#action-submit").click()
         assert one(driver, "#action-saved").text == SAVED.format(n=1)
         link(driver)
-        refused = one(driver, '#outbox-list li[data-state="refused"] .refusal')
-        assert "只接受 JPEG" in refused.text and "unsupported media type" in refused.text
+        one(driver, '#outbox-list li[data-state="refused"]')
+        refused = text(driver, '#outbox-list li[data-state="refused"] .refusal')
+        assert "只接受 JPEG" in refused and "unsupported media type" in refused
         assert outbox(driver) == (0, 1)
         sent = uploads_sent(driver)
         for _ in range(2):  # online again, twice: the refused step stays put
@@ -172,7 +206,7 @@ def test_a_refused_step_shows_why_and_is_not_sent_again(
         time.sleep(1)
         assert uploads_sent(driver) == 0 and outbox(driver) == (0, 1)
         one(driver, "#outbox-list button.discard").click()
-        wait(driver, lambda d: outbox(d) == (0, 0), "discarded, the step stays")
+        until_outbox(driver, (0, 0), "discarded, the step stays")
     finally:
         link(driver)
     assert after_photos(live, case_id) == [] and handled_steps(live, case_id) == 0
@@ -215,19 +249,21 @@ def full_phone_and_a_step_sent_twice(live: Live, driver: Any, tmp_path: Path) ->
             """const done = arguments[arguments.length - 1];
             const opening = indexedDB.open("streetorder");
             opening.onsuccess = () => {
-              const store = opening.result.transaction("outbox", "readwrite").objectStore("outbox");
+              const transaction = opening.result.transaction("outbox", "readwrite");
+              const store = transaction.objectStore("outbox");
+              transaction.oncomplete = () => done();  // committed: a reload cannot undo it
               store.getAll().onsuccess = (e) => {
                 const copy = { ...e.target.result[0] }; delete copy.id;
-                store.add(copy).onsuccess = () => done();
+                store.add(copy);
               };
             };"""
         )
         link(driver, blocked=SENDING)
         reload_page(driver)
-        wait(driver, lambda d: outbox(d) == (2, 0), "the copy is not shown")
+        until_outbox(driver, (2, 0), "the copy is not shown")
         link(driver, offline=True)
         link(driver)
-        wait(driver, lambda d: outbox(d) == (0, 0), "the steps were not sent (or one was refused)")
+        until_outbox(driver, (0, 0), "the steps were not sent (or one was refused)")
     finally:
         driver.execute_cdp_cmd("Storage.overrideQuotaForOrigin", origin)
         link(driver)

@@ -117,7 +117,8 @@ export function flush() {
   return flushing;
 }
 
-function wait(tries, retryAfter) {
+/** How long a step the service was too busy for waits: doubling, or the answer's Retry-After. */
+function backoffMs(tries, retryAfter) {
   const backoff = Math.min(FIRST_WAIT_MS * 2 ** (tries - 1), MOST_WAIT_MS);
   return Math.max(backoff, (retryAfter || 0) * 1000);
 }
@@ -138,14 +139,14 @@ async function drain() {
     try {
       await send(item);
     } catch (failure) {
-      if (failure.status === 0) break; // no link: all wait
+      if (!(failure instanceof ApiError) || failure.status === 0) break; // no link (or no storage): all wait
       if (failure.status === 401) {
         signedOut = true;
         break;
       }
       if (failure.status === 429 || failure.status >= 500) {
         item.tries += 1;
-        item.due = Date.now() + wait(item.tries, failure.retryAfter);
+        item.due = Date.now() + backoffMs(item.tries, failure.retryAfter);
       } else {
         item.refused = { status: failure.status, problem: failure.problem }; // kept until discarded
       }
