@@ -112,6 +112,27 @@ def handled_steps(live: Live, case_id: int) -> int:  # noqa: F811
     return [s["action"] for s in live.api("GET", f"/v1/cases/{case_id}").json()["flow"]].count("handle")
 
 
+ADDRESS = "127.0.0.1"  # the browser's, and the test's, address as the service sees it
+# The phone's clock past every kept step's due time: each step due now (committed).
+DUE_NOW = """const done = arguments[arguments.length - 1];
+  indexedDB.open("streetorder").onsuccess = (e) => {
+    const transaction = e.target.result.transaction("outbox", "readwrite");
+    const store = transaction.objectStore("outbox");
+    transaction.oncomplete = () => done();
+    store.getAll().onsuccess = (r) => r.target.result.forEach((item) => store.put({ ...item, due: 0 }));
+  };"""
+
+
+def kept_steps(driver: Any) -> list[tuple[int, int]]:
+    """(tries, ms until due) of each step kept in the phone's IndexedDB."""
+    script = """const done = arguments[arguments.length - 1];
+      indexedDB.open("streetorder").onsuccess = (e) => {
+        const store = e.target.result.transaction("outbox").objectStore("outbox");
+        store.getAll().onsuccess = (r) => done(r.target.result.map((i) => [i.tries, i.due - Date.now()]));
+      };"""
+    return [(int(tries), int(due_in)) for tries, due_in in driver.execute_async_script(script)]
+
+
 def uploads_sent(driver: Any) -> int:
     """Photo uploads this page has made (resource timing: refused or not)."""
     script = (
@@ -177,12 +198,14 @@ def test_a_step_submitted_offline_is_kept_through_a_reload_and_a_sign_in_and_lan
     assert len(after_photos(live, case_id)) == 1 and handled_steps(live, case_id) == 1
 
 
-def test_a_refused_step_shows_why_and_is_not_sent_again(
+def test_a_refused_step_shows_why_and_is_not_sent_again_and_a_busy_one_waits_its_retry_after(
     live: Live,  # noqa: F811
     phone: Any,  # noqa: F811
     tmp_path: Path,
 ) -> None:
     driver = phone
+    _, lat, lon = GRID_LIFE
+    throttle = live.service.client_failures  # failed keys and sign-ins per address
     case_id = handling_case(live, "06042", "垃圾桶满溢", 3)
     sign_in_as(driver, live, "zhangwei")
     note = tmp_path / "notes.txt"
@@ -207,9 +230,38 @@ def test_a_refused_step_shows_why_and_is_not_sent_again(
         assert uploads_sent(driver) == 0 and outbox(driver) == (0, 1)
         one(driver, "#outbox-list button.discard").click()
         until_outbox(driver, (0, 0), "discarded, the step stays")
-    finally:
+        assert after_photos(live, case_id) == [] and handled_steps(live, case_id) == 0
+
+        # a photo this time, but the service is too busy for this address (429 at the door, with
+        # Retry-After: a flood of bad keys from it): the step waits as long as it is told
+        live.clock.at = START + timedelta(hours=3, minutes=30)
+        photo = street_photo(tmp_path / "IMG_0301.jpg", lat, lon, START + timedelta(hours=3, minutes=25))
+        one(driver, '#actions button[data-action="handle"]').click()
+        one(driver, "#after-photo").send_keys(str(photo))
+        link(driver, offline=True)
+        one(driver, "#action-submit").click()
+        assert one(driver, "#action-saved").text == SAVED.format(n=1)
+        for _ in range(throttle.attempts):
+            throttle.failed(ADDRESS)
+        sent = uploads_sent(driver)
         link(driver)
-    assert after_photos(live, case_id) == [] and handled_steps(live, case_id) == 0
+        wait(driver, lambda d: uploads_sent(d) == sent + 1, "the step was not tried once online")
+        time.sleep(0.5)
+        for _ in range(2):  # online again, twice: within its Retry-After the step is not sent
+            driver.execute_script("window.dispatchEvent(new Event('online'))")
+            time.sleep(0.5)
+        assert uploads_sent(driver) == sent + 1 and outbox(driver) == (1, 0)
+        [(tries, due_in)] = kept_steps(driver)
+        assert tries == 1 and 50_000 < due_in <= 62_000  # Retry-After (about 61 s), not the 5 s backoff
+        throttle.succeeded(ADDRESS)
+        # the minute passes (the kept step's due time brought to now, as the phone's clock would)
+        driver.execute_async_script(DUE_NOW)
+        driver.execute_script("window.dispatchEvent(new Event('online'))")
+        until_outbox(driver, (0, 0), "the step was not sent after its Retry-After")
+    finally:
+        throttle.succeeded(ADDRESS)
+        link(driver)
+    assert len(after_photos(live, case_id)) == 1 and handled_steps(live, case_id) == 1
 
 
 def test_a_full_phone_says_so_and_a_step_sent_twice_files_once(live: Live, tmp_path: Path) -> None:  # noqa: F811
