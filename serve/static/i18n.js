@@ -456,7 +456,7 @@ export const STRINGS = {
     "outbox.saved": "Saved; it will be sent once online ({n} waiting)",
     "outbox.refused_only": "The service refused these and they will not be sent again: read why, then discard",
     "outbox.signin": "Signed out: they will be sent once you sign in again",
-    "outbox.others": "({who}'s wait for them to sign in)",
+    "outbox.others": "({who}'s steps wait for them to sign in)",
     "outbox.refused": "Refused: ",
     "outbox.discard": "Discard",
     "outbox.full": "The phone's storage is full: nothing was saved. The photo was neither sent nor kept on the phone. Free some storage, or send it again where the signal is better",
