@@ -150,9 +150,9 @@ class ImageFinder:
             return self.tasks.local(ref) or Path(ref)
         remote = bool(urlsplit(ref).scheme) or ref.startswith("/data/")
         path = unquote(relative if relative is not None else urlsplit(ref).path if remote else ref)
-        folders = [] if remote else [base, *self.folders]
+        tried = [] if remote else [base, *self.folders]
         refusals = []
-        for folder in folders:
+        for folder in tried:
             try:
                 found = inside(folder, path)
             except AnnotationError as err:
@@ -160,7 +160,7 @@ class ImageFinder:
                 continue
             if found.is_file():
                 return found
-        if folders and len(refusals) == len(folders):  # `../../etc/passwd`, a link out: never by name
+        if tried and len(refusals) == len(tried):  # `../../etc/passwd`, a link out: never by name
             raise refusals[0]
         name = Path(path).name
         for wanted in dict.fromkeys((name, LS_UPLOAD_PREFIX.sub("", name))):

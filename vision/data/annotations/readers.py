@@ -489,8 +489,8 @@ def read_coco(path: Path, limits: Limits = DEFAULT_LIMITS) -> ReadExport:
         isinstance(coco.get(k), list) for k in ("images", "annotations", "categories")
     ):
         raise AnnotationError(f"{path}", "a COCO file needs lists 'images', 'annotations' and 'categories'")
-    for key in ("images", "annotations", "categories"):
-        limits.count(coco[key], key, f"{path}: {key}")
+    for part in ("images", "annotations", "categories"):
+        limits.count(coco[part], part, f"{path}: {part}")
     export = ReadExport("coco", [])
     categories: dict[int | str, str] = {}
     for index, category in enumerate(coco["categories"]):
