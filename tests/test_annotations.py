@@ -1153,6 +1153,15 @@ def test_cli_import_reads_the_label_config_file(tmp_path: Path, capsys: pytest.C
     with pytest.raises(SystemExit) as usage:
         main([*argv, "--label-config", str(tmp_path / "missing.xml")])
     assert usage.value.code == 2
+    assert "missing.xml: No such file or directory" in capsys.readouterr().err
+    manifest = (tmp_path / "datasets" / "bureau" / "manifest.json").read_bytes()
+    big = _sparse(tmp_path / "big.xml", 2 * 2**20)  # was read whole, as a config of 2 MB of NULs
+    with pytest.raises(SystemExit) as usage:
+        main([*argv, "--label-config", str(big), "--max-mb", "1"])
+    assert usage.value.code == 2
+    message = f"--label-config {big}: 2,097,152 bytes, over the limit of 1,048,576: not read (--max-mb)"
+    assert message in capsys.readouterr().err
+    assert (tmp_path / "datasets" / "bureau" / "manifest.json").read_bytes() == manifest
 
 
 # --- results that are no boxes, empty annotations, skipped tasks ------------------------------------
