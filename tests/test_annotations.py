@@ -8,9 +8,13 @@ test writes (non-square, so a swapped width and height shows).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import subprocess
+import sys
+import threading
 import zipfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -1149,6 +1153,15 @@ def test_cli_import_reads_the_label_config_file(tmp_path: Path, capsys: pytest.C
     with pytest.raises(SystemExit) as usage:
         main([*argv, "--label-config", str(tmp_path / "missing.xml")])
     assert usage.value.code == 2
+    assert "missing.xml: No such file or directory" in capsys.readouterr().err
+    manifest = (tmp_path / "datasets" / "bureau" / "manifest.json").read_bytes()
+    big = _sparse(tmp_path / "big.xml", 2 * 2**20)  # was read whole, as a config of 2 MB of NULs
+    with pytest.raises(SystemExit) as usage:
+        main([*argv, "--label-config", str(big), "--max-mb", "1"])
+    assert usage.value.code == 2
+    message = f"--label-config {big}: 2,097,152 bytes, over the limit of 1,048,576: not read (--max-mb)"
+    assert message in capsys.readouterr().err
+    assert (tmp_path / "datasets" / "bureau" / "manifest.json").read_bytes() == manifest
 
 
 # --- results that are no boxes, empty annotations, skipped tasks ------------------------------------
@@ -1362,3 +1375,251 @@ def test_an_object_drawn_as_other_than_a_box_beside_boxes_is_a_problem(
     _, problems = import_export(export, dataset, finder_for(tmp_path), skip_invalid=True, at=AT)
     assert [str(p) for p in problems if where in str(p)], problems
     assert file_sha256(images[0]) not in dataset.images  # not with its boxes and without the object
+
+
+# --- hostile files at the CLI's door: refused in one line each, nothing written -----------------
+
+
+def _sparse(path: Path, size: int) -> Path:
+    """A file of `size` bytes that takes no disk (a 5 GB export, as far as a reader can tell)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as out:
+        out.truncate(size)
+    return path
+
+
+def _one_task(root: Path, image: str, task_id: Any = 1) -> Path:
+    """A JSON export of one annotated task naming `image`; a photo `a.jpg` lies in the --images
+    folder, where a match by file name would find it."""
+    write_image(root / "media" / "upload" / "a.jpg", 4)
+    region = ls_region("car", (10, 10, 50, 50))
+    tasks = [
+        {
+            "id": task_id,
+            "project": 1,
+            "data": {"image": image},
+            "annotations": [{"id": 1, "result": [region]}],
+        }
+    ]
+    return _text(root / "tasks.json", json.dumps(tasks))
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _one_box(root: Path, **value: Any) -> Path:
+    region = ls_region("car", (10, 10, 50, 50))
+    region["value"].update(value)
+    return labelstudio_json(root, [region])[0]
+
+
+def _yolo_folder(root: Path, label: Callable[[Path], object]) -> Path:
+    """A CVAT YOLO export as a folder: data.yaml, images/train/a.jpg and its label file."""
+    folder = root / "cvat"
+    write_image(folder / "images" / "train" / "a.jpg", 5)
+    (folder / "labels" / "train").mkdir(parents=True)
+    _text(folder / "data.yaml", yaml.safe_dump({"names": ["car"]}))
+    label(folder / "labels" / "train" / "a.txt")
+    return folder
+
+
+def _coco(root: Path, file_name: str, image_id: Any = 1, annotations: int = 1) -> Path:
+    coco = {
+        "images": [{"id": image_id, "file_name": file_name, "width": WIDTH, "height": HEIGHT}],
+        "annotations": [
+            {"id": i + 1, "image_id": image_id, "category_id": 1, "bbox": [10 + i, 10, 40, 40]}
+            for i in range(annotations)
+        ],
+        "categories": [{"id": 1, "name": "car"}],
+    }
+    return _text(root / "coco.json", json.dumps(coco))
+
+
+def _link_out_of_the_images(root: Path) -> Path:
+    """A photo outside every allowed folder, linked from inside --images under a photo's name."""
+    outside = write_image(root / "outside" / "secret.jpg", 6)
+    (root / "media" / "upload").mkdir(parents=True)
+    (root / "media" / "upload" / "secret.jpg").symlink_to(outside)
+    return _coco(root, "secret.jpg")
+
+
+# (case, export written under tmp_path, extra argv, settings from the environment, expected in stderr)
+HOSTILE_FILES: list[tuple[str, Callable[[Path], Path], list[str], dict[str, str], str]] = [
+    (
+        "a 5 GB export",  # was read whole into memory
+        lambda r: _sparse(r / "big.json", 5 * 2**30),
+        [],
+        {},
+        "big.json: 5,368,709,120 bytes, over the limit of 268,435,456: not read (--max-mb)",
+    ),
+    (
+        "an export over the setting",
+        lambda r: _sparse(r / "big.json", 2 * 2**20),
+        [],
+        {"STREETORDER_ANNOTATION_IMPORT_MAX_MB": "1"},
+        "big.json: 2,097,152 bytes, over the limit of 1,048,576: not read",
+    ),
+    (
+        "an export over --max-mb",
+        lambda r: _sparse(r / "big.json", 2 * 2**20),
+        ["--max-mb", "1.5"],
+        {},
+        "big.json: 2,097,152 bytes, over the limit of 1,572,864: not read",
+    ),
+    (
+        "a hundred thousand and one tasks",  # each was read and named: 100,001 lines of problems
+        lambda r: _text(r / "many.json", json.dumps([{"data": {}}] * 100_001)),
+        [],
+        {},
+        "many.json: 100,001 tasks, over the limit of 100,000 (--max-items)",
+    ),
+    (
+        "COCO annotations over the setting",
+        lambda r: _coco(r, "a.jpg", annotations=6),
+        [],
+        {"STREETORDER_ANNOTATION_IMPORT_MAX_ITEMS": "5"},
+        "coco.json: annotations: 6 annotations, over the limit of 5 (--max-items)",
+    ),
+    (
+        "a box of a million numbers",  # the problem line wrote the whole list out
+        lambda r: _one_box(r, x=[0] * 1_000_000),
+        [],
+        {},
+        "result[0].value.x: expected a finite number, got [0, 0, 0, 0, 0, 0, ...]",
+    ),
+    (
+        "a box nested 500 deep",
+        lambda r: _one_box(r, y=_nested(500)),
+        [],
+        {},
+        "result[0].value.y: expected a finite number, got [[[[...]]]]",
+    ),
+    (
+        "a YOLO label file over the setting",  # was read whole, as one line of 2 MB
+        lambda r: _yolo_folder(r, lambda p: _sparse(p, 2 * 2**20)),
+        [],
+        {"STREETORDER_ANNOTATION_IMPORT_MAX_MB": "1"},
+        "a.txt: 2,097,152 bytes, over the limit of 1,048,576: not read (--max-mb)",
+    ),
+    (
+        "a YOLO label file of more lines than the setting",
+        lambda r: _yolo_folder(r, lambda p: _text(p, "0 0.5 0.5 0.1 0.1\n" * 11)),
+        [],
+        {"STREETORDER_ANNOTATION_IMPORT_MAX_ITEMS": "10"},
+        "a.txt: 11 lines, over the limit of 10 (--max-items)",
+    ),
+    (
+        "a COCO image out of the folders",  # was 'image not found', after a look by file name
+        lambda r: _coco(r, "../../etc/passwd"),
+        [],
+        {},
+        "coco.json: images[0]: '../../etc/passwd': leaves the allowed folder",
+    ),
+    (
+        "a COCO image linked out of --images",  # the link's target outside was imported
+        _link_out_of_the_images,
+        [],
+        {},
+        "coco.json: images[0]: 'secret.jpg': image not found",
+    ),
+    (
+        "a Label Studio image on another server",  # matched by file name to the local a.jpg: imported
+        lambda r: _one_task(r, "http://elsewhere.example/photos/a.jpg"),
+        [],
+        {},
+        "'http://elsewhere.example/photos/a.jpg': an image on another server (elsewhere.example)",
+    ),
+    (
+        "a Label Studio image as a data: URI",
+        lambda r: _one_task(r, "data:image/jpeg;base64,/9j/4AAQSkZJRg=="),
+        [],
+        {},
+        "an image inside the export (a data: URI) is not read",
+    ),
+    (
+        "a Label Studio image as a file: URL",  # matched by file name to the local a.jpg: imported
+        lambda r: _one_task(r, "file:///srv/photos/a.jpg"),
+        [],
+        {},
+        "'file:///srv/photos/a.jpg': a file: URL is no image of Label Studio's",
+    ),
+    (
+        "a task id of 100 digits",  # no database holds it: imported
+        lambda r: _one_task(r, "a.jpg", int("9" * 100)),
+        [],
+        {},
+        "tasks.json: tasks[0] (id 9999",
+    ),
+    (
+        "a COCO image id of 100 digits",
+        lambda r: _coco(r, "a.jpg", image_id=int("9" * 100)),
+        [],
+        {},
+        "coco.json: images[0].id: 9999",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "make", "extra", "env", "expected"), HOSTILE_FILES, ids=[h[0] for h in HOSTILE_FILES]
+)
+def test_a_hostile_export_is_refused_in_short_lines_and_nothing_is_written(
+    case: str,
+    make: Callable[[Path], Path],
+    extra: list[str],
+    env: dict[str, str],
+    expected: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from serve.cases.settings import get_settings
+
+    export = make(tmp_path)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        code = main([*import_argv(export, tmp_path), "--labelled", "car", *extra])
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert code == 1 and expected in err, err[:2000]
+    assert "Traceback" not in err and max(map(len, err.splitlines())) < 400  # short lines
+    assert len(err.splitlines()) <= 3  # the problem, and for a per-item refusal the summary
+    assert not (tmp_path / "datasets").exists()  # all or nothing: nothing written
+
+
+def _write_to_pipe(fifo: Path) -> None:
+    with contextlib.suppress(OSError):  # the test's reader opened it only to let this writer go
+        fifo.write_text("[]")
+
+
+def test_a_device_or_a_pipe_as_the_export_is_refused_unread(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """/dev/zero was read for ever (memory until the machine gave up); a FIFO blocked the import
+    until something wrote to it, and was then read as the export."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    argv = [sys.executable, "-m", "serve.cli", *import_argv(Path("/dev/zero"), tmp_path), "--labelled", "car"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert (
+        done.stderr.strip() == "data import: /dev/zero: not a regular file (a pipe, socket, device): not read"
+    )
+
+    fifo = tmp_path / "export.json"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=_write_to_pipe, args=(fifo,), daemon=True)
+    writer.start()  # blocks until a reader opens the pipe: without one, it waits
+    try:
+        assert main([*import_argv(fifo, tmp_path), "--labelled", "car"]) == 1
+        assert "export.json: not a regular file" in capsys.readouterr().err
+    finally:
+        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # lets the writer go
+        writer.join(10)
+    assert not (tmp_path / "datasets").exists()

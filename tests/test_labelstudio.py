@@ -273,7 +273,7 @@ def test_setup_refuses_a_config_without_a_known_box_label(service: Service) -> N
     assert response.status_code == 422 and "RectangleLabels" in response.json()["detail"]
 
 
-def annotation_event(action: str, task_id: int, annotation_id: int) -> dict[str, Any]:
+def annotation_event(action: str, task_id: int | str, annotation_id: int) -> dict[str, Any]:
     """A Label Studio webhook payload (send_payload on)."""
     return {
         "action": action,
@@ -344,10 +344,11 @@ def test_webhooks_keep_annotations_and_queue_one_retraining_job(service: Service
 def test_tasks_with_long_ids_alike_in_their_first_digits_keep_an_annotation_each(
     service: Service, tmp_path: Path
 ) -> None:
-    """Inbox files were named by the first 40 safe characters of the id: two 100-digit task ids
-    that differ only at the end shared one file, and the second annotation overwrote the first."""
+    """Inbox files were named by the first 40 safe characters of the id: two 100-character task ids
+    that differ only at the end shared one file, and the second annotation overwrote the first.
+    (As text: a 100-digit number is no id Label Studio's database holds, refused since.)"""
     post = lambda body: service.client.post("/labelstudio/webhook", json=body, headers=token(service))  # noqa: E731
-    first, second = int("7" * 100), int("7" * 99 + "8")
+    first, second = "7" * 100, "7" * 99 + "8"
     assert post(annotation_event("ANNOTATION_CREATED", first, 10)).json()["pending_annotations"] == 1
     assert post(annotation_event("ANNOTATION_CREATED", second, 11)).json()["pending_annotations"] == 2
     inbox = (tmp_path / "annotations" / "inbox").glob("*.json")
@@ -446,6 +447,8 @@ def test_an_older_annotation_delivered_late_leaves_the_newer_one(service: Servic
     [
         (lambda e: e["task"].pop("id"), "task.id"),
         (lambda e: e["task"].update(id={"a": 1}), "task.id"),
+        (lambda e: e["task"].update(id=int("9" * 100)), "task.id"),  # no database holds it: kept
+        (lambda e: e["annotation"].update(id=-(2**64)), "annotation.id"),
         (lambda e: e["task"].update(data="photos/1.jpg"), "task.data"),
         (lambda e: e["annotation"].update(result="garbage"), "annotation.result"),
         (lambda e: e["annotation"].pop("id"), "annotation.id"),
@@ -596,6 +599,18 @@ HOSTILE_EVENTS = [
         "objects drawn as polygonlabels beside its boxes",
     ),
     ("no image in the data", lambda e: e["task"].update(data={"note": "x"}), "task.data", "no image URL"),
+    (
+        "image on another server",  # an import matched it by file name to whatever local photo
+        lambda e: e["task"]["data"].update(image="http://elsewhere.example/photos/1.jpg"),
+        "task.data",
+        "an image on another server (elsewhere.example)",
+    ),
+    (
+        "image as a data: URI",
+        lambda e: e["task"]["data"].update(image="data:image/jpeg;base64,/9j/4AAQSkZJRg=="),
+        "task.data",
+        "an image inside the export (a data: URI) is not read",
+    ),
     (
         "image leaving the files root",
         lambda e: e["task"]["data"].update(image="/data/local-files/?d=../../etc/passwd"),

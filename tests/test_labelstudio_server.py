@@ -350,3 +350,72 @@ def test_the_annotators_loop_against_a_real_label_studio(
     ls.call("POST", f"/api/ml/{backend['id']}/train")
     jobs = wait_until(lambda: list_jobs(loop.settings.annotations_dir, "queued"), 30, "a queued job")
     assert str(pid) in " ".join(jobs[0].body["reasons"])
+
+
+def test_a_pull_refuses_what_the_webhook_refuses_per_task_and_keeps_the_rest(
+    labelstudio: tuple[LabelStudio, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Annotations that the webhook answers 422 (rotated, outside the image, a label no class, an
+    image out of the files root or on another server) came in by `data pull` all the same and failed
+    the retraining job after; now the pull checks each with the webhook's own check, names each
+    refused one by task with the webhook's words, keeps the others, and exits 1."""
+    from test_labelstudio import HOSTILE_EVENTS, annotation_event
+
+    ls, root = labelstudio
+    project = ls.call(
+        "POST", "/api/projects", {"title": "hostile", "label_config": label_config(taxonomy=TAXONOMY)}
+    )
+    pid = project["id"]
+    sent: dict[str, str] = {}  # task id -> what the pull must say of it
+    imported = 0
+    cases = [("good", lambda e: None, "", ""), *HOSTILE_EVENTS]
+    for number, (case, change, _, why) in enumerate(cases, 1):
+        event = annotation_event("ANNOTATION_CREATED", number, number)
+        change(event)
+        try:  # Label Studio itself refuses some (a task data without an image, a NaN)
+            [task] = ls.call(
+                "POST", f"/api/projects/{pid}/import?return_task_ids=true", [{"data": event["task"]["data"]}]
+            )["task_ids"]
+        except AnnotationError:
+            continue
+        imported += 1
+        try:
+            ls.call(
+                "POST",
+                f"/api/tasks/{task}/annotations",
+                {"result": event["annotation"]["result"], "was_cancelled": False},
+            )
+        except AnnotationError:
+            continue
+        sent[str(task)] = why if case != "good" else ""
+    hostile = [task for task, why in sent.items() if why]
+    assert len(hostile) >= 5, sent  # rotated, outside, unknown label, another server, out of the root
+    annotations_dir = tmp_path / "annotations"
+    for name, value in {
+        "STREETORDER_LABELSTUDIO_URL": ls.url,
+        "STREETORDER_LABELSTUDIO_TOKEN": ls.token,
+        "STREETORDER_ANNOTATIONS_DIR": str(annotations_dir),
+        "STREETORDER_LABELSTUDIO_FILES_ROOT": str(root),
+    }.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        assert main(["data", "pull", "--project", str(pid)]) == 1
+    finally:
+        get_settings.cache_clear()
+    out, err = capsys.readouterr()
+    prefix = f"project {pid}: refused: task "
+    refused = [line for line in err.splitlines() if line.startswith(prefix)]
+    counts = f"{imported} task(s) changed, 1 new annotation(s), 0 already received, {len(refused)} refused"
+    assert f"project {pid}: {counts}" in out, (out, err)
+    for task in hostile:
+        [line] = [line for line in refused if line.startswith((f"{prefix}{task}.", f"{prefix}{task} "))]
+        assert sent[task] in line, line
+    assert str(root) not in err  # named as sent, never by the server's folder
+    [kept] = pending_annotations(annotations_dir)
+    good = next(task for task, why in sent.items() if not why)
+    assert json.loads(kept.read_text())["id"] == int(good)
+    assert set(json.loads((annotations_dir / "received.json").read_text())) == {f"{pid}/{good}"}

@@ -15,6 +15,7 @@ from datetime import datetime
 
 from serve.api.periodic import Periodic
 from serve.cases.settings import Settings
+from vision.data.annotations.images import TaskImages
 from vision.data.annotations.pull import LabelStudio, PullReport, pull
 from vision.modelops.retrain import Job, queue_if_due
 
@@ -37,6 +38,7 @@ def pull_and_queue(
         client,
         settings.annotations_dir,
         taxonomy=settings.taxonomy(),
+        images=TaskImages(files_root=settings.labelstudio_files_root, base_url=settings.labelstudio_url),
         projects=projects,
         everything=everything,
     )
@@ -58,6 +60,9 @@ class AnnotationPuller(Periodic):
 
     def tick(self) -> None:
         outcome = pull_and_queue(self.settings, self.clock())
+        for project, problems in outcome.report.refused.items():
+            for problem in problems:
+                log.warning("pulled annotation refused: project %s: %s", project, problem)
         if outcome.report.new:
             log.info(
                 "pulled %d new annotation(s) (%d repeats); %d waiting%s",

@@ -182,6 +182,17 @@ class Settings(BaseSettings):
     annotations_dir: Path = Field(
         default=Path("annotations"), description="annotations received by webhook, and queued retraining jobs"
     )
+    annotation_import_max_mb: float = Field(
+        default=256.0,
+        gt=0,
+        description="largest file `data import` reads whole (an export's JSON, a label file, an image), MiB",
+    )
+    annotation_import_max_items: int = Field(
+        default=100_000,
+        ge=1,
+        description="most tasks, rows, COCO images or annotations, label-file lines or zip members "
+        "in one export",
+    )
     retrain_after: int = Field(
         default=0, description="queue retraining after this many new annotations (0: only on START_TRAINING)"
     )

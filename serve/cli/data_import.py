@@ -15,7 +15,7 @@ from vision.data.annotations.dataset import Dataset
 from vision.data.annotations.images import STORE, ImageFinder, TaskImages
 from vision.data.annotations.importer import import_export
 from vision.data.annotations.pull import LabelStudio
-from vision.data.annotations.readers import FORMATS
+from vision.data.annotations.readers import FORMATS, Limits, read_text
 from vision.data.annotations.records import AnnotationError
 
 
@@ -67,11 +67,28 @@ def cli(argv: list[str]) -> int:
     parser.add_argument(
         "--no-holdout-check", action="store_true", help="do not refuse images of the frozen holdout"
     )
+    parser.add_argument(
+        "--max-mb",
+        type=float,
+        help="largest file read whole, MiB (default: the annotation_import_max_mb setting, 256)",
+    )
+    parser.add_argument(
+        "--max-items",
+        type=int,
+        help="most tasks, rows, images, annotations or lines in one list of the export "
+        "(default: the annotation_import_max_items setting, 100000)",
+    )
     args = parser.parse_args(argv)
     settings = get_settings()
+    if not (args.max_mb is None or args.max_mb > 0) or not (args.max_items is None or args.max_items > 0):
+        parser.error("--max-mb and --max-items must be positive")
+    limits = Limits(
+        max_bytes=int((args.max_mb or settings.annotation_import_max_mb) * 2**20),
+        max_items=args.max_items or settings.annotation_import_max_items,
+    )
     taxonomy = settings.taxonomy()
     try:
-        label_config_of = label_configs(args, settings)
+        label_config_of = label_configs(args, settings, limits)
     except ValueError as err:
         parser.error(str(err))
     refused: KnownImages | None = None
@@ -99,6 +116,7 @@ def cli(argv: list[str]) -> int:
             label_config_of=label_config_of,
             skip_invalid=args.skip_invalid,
             refused=refused,
+            limits=limits,
         )
     except AnnotationError as err:
         print(f"data import: {err}", file=sys.stderr)
@@ -138,14 +156,17 @@ def skipped(counts: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def label_configs(args: argparse.Namespace, settings: Settings) -> Callable[[str | None], str | None] | None:
-    """Where the labelling config of an export's project comes from: --label-config, or Label
-    Studio itself (the tasks' project, or --project) when its URL and token are configured."""
+def label_configs(
+    args: argparse.Namespace, settings: Settings, limits: Limits
+) -> Callable[[str | None], str | None] | None:
+    """Where the labelling config of an export's project comes from: --label-config (a file read
+    within the import's limits: a FIFO or /dev/zero was read for ever), or Label Studio itself (the
+    tasks' project, or --project) when its URL and token are configured."""
     if args.label_config:
         try:
-            text = args.label_config.read_text(encoding="utf-8")
-        except OSError as err:
-            raise ValueError(f"--label-config {args.label_config}: {err.strerror or err}") from None
+            text = read_text(args.label_config, limits.max_bytes)
+        except AnnotationError as err:
+            raise ValueError(f"--label-config {err}") from None
         return lambda project: text
     if not (settings.labelstudio_url and settings.labelstudio_token):
         if args.project is not None:

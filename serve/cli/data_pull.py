@@ -41,10 +41,13 @@ def cli(argv: list[str]) -> int:
     for project, counts in outcome.report.projects.items():
         print(
             f"project {project}: {counts['tasks']} task(s) changed, {counts['new']} new annotation(s), "
-            f"{counts['repeats']} already received"
+            f"{counts['repeats']} already received, {counts['refused']} refused"
         )
     for project, why in outcome.report.skipped.items():
         print(f"project {project}: skipped ({why})")
+    for project, problems in outcome.report.refused.items():
+        for problem in problems:  # left in Label Studio: corrected there, the next pull brings it
+            print(f"project {project}: refused: {problem}", file=sys.stderr)
     job = f"; retraining job {outcome.job.id} queued" if outcome.job else ""
     print(f"{outcome.pending} annotation(s) waiting in {settings.annotations_dir / 'inbox'}{job}")
-    return 0
+    return 1 if outcome.report.refused else 0

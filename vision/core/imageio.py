@@ -117,11 +117,15 @@ class LoadedPhoto:
 
 
 def read_photo(
-    path: Path | str, *, max_pixels: int = MAX_PIXELS, local_tz: tzinfo = DEFAULT_TIMEZONE
+    path: Path | str,
+    *,
+    max_pixels: int = MAX_PIXELS,
+    local_tz: tzinfo = DEFAULT_TIMEZONE,
+    max_bytes: int | None = None,
 ) -> LoadedPhoto:
-    """Read and decode one photo file (see `decode_photo`)."""
+    """Read and decode one photo file (see `decode_photo`); one over `max_bytes` is not read."""
     try:
-        data = read_regular_file(path)
+        data = read_regular_file(path, max_bytes)
     except OSError as err:
         raise ImageError(str(path), f"cannot read file: {err.strerror or err}") from err
     return decode_photo(data, source=str(path), max_pixels=max_pixels, local_tz=local_tz)

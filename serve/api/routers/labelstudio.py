@@ -45,9 +45,8 @@ from vision.core.taxonomy import Taxonomy
 from vision.data.annotations.images import TaskImages
 from vision.data.annotations.inbox import forget_annotations, pending_annotations, record_annotation
 from vision.data.annotations.label_config import RectangleControl, rectangle_control
-from vision.data.annotations.readers import image_of_task
-from vision.data.annotations.records import AnnotationError, Label, lone_surrogate
-from vision.data.annotations.validate import annotation_problems
+from vision.data.annotations.records import AnnotationError, Label, is_id, lone_surrogate
+from vision.data.annotations.validate import task_problems
 from vision.data.annotations.writers import prediction
 from vision.modelops.retrain import Job, queue_if_due, queue_job
 
@@ -360,13 +359,6 @@ def train(body: TrainRequest, _: Annotator, service: ServiceDep, images: TaskIma
 # --- helpers ---------------------------------------------------------------------------------------
 
 
-def is_id(value: Any) -> bool:
-    """A Label Studio id: a number, or a short plain text (never a boolean, an object or empty)."""
-    return (isinstance(value, int) and not isinstance(value, bool)) or (
-        isinstance(value, str) and 0 < len(value) <= 100 and value.isprintable()
-    )
-
-
 def annotated_tasks(
     body: WebhookRequest, taxonomy: Taxonomy, images: TaskImages
 ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -402,32 +394,10 @@ def checked_pair(
     taxonomy: Taxonomy,
     images: TaskImages,
 ) -> None:
-    """A task with its id and data, its annotation with an id and a list of regions: what the
-    inbox keeps (by project and task id) and an import reads. A kept annotation is also checked as
-    the import will (its image named inside the local-files root; each box upright, finite, inside
-    the image, of a taxonomy class), so that its sender hears now what the retraining job would
-    only write in its job file. The refusal never names the server's folders."""
-    if not is_id(task.get("id")):
-        raise InvalidInput(f"{task_at}.id", "a task needs its id (a number)")
-    if not isinstance(task.get("data"), dict):
-        raise InvalidInput(f"{task_at}.data", "a task needs its data (an object with the image)")
-    if not is_id(annotation.get("id")):
-        raise InvalidInput(f"{where}.id", "an annotation needs its id (a number)")
-    result = annotation.get("result", [])
-    if not isinstance(result, list):
-        raise InvalidInput(f"{where}.result", "a list of regions")
-    if annotation.get("was_cancelled"):  # a skipped task: nothing of it is kept
-        return
-    try:
-        ref = image_of_task(task["data"], f"{task_at}.data")
-    except AnnotationError as err:
-        raise InvalidInput(err.where, err.message) from None
-    if images.files_root is not None:
-        try:
-            images.local(ref)
-        except AnnotationError as err:  # the reference as sent, and why: no server path
-            raise InvalidInput(f"{task_at}.data", str(err)) from None
-    problems = annotation_problems(result, f"{where}.result", taxonomy)
+    """The pair checked as `data pull` and an import check it (`task_problems`, one function for
+    every door), so that its sender hears now what the retraining job would only write in its job
+    file: a 422 naming the first problem's field, the others after it."""
+    problems = task_problems(task, annotation, taxonomy, images, task_at, where)
     if problems:
         raise InvalidInput(problems[0].where, "; ".join([problems[0].message, *map(str, problems[1:])]))
 

@@ -12,12 +12,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from vision.data.annotations.records import AnnotationError
+from vision.data.annotations.records import AnnotationError, shown
 from vision.data.datamix import IMAGE_SUFFIXES
 
 STORE = "images"  # the store's folder in the cache folder (the cache_dir setting)
 LS_UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")  # Label Studio prefixes uploaded file names
 LOCAL_FILES = "/data/local-files/"
+# what a task's image may be besides a path: Label Studio's own URLs and its cloud storages' URIs
+STORAGE_SCHEMES = ("s3", "gs", "azure-blob")
+
+
+def foreign_url(ref: str, base_url: str = "") -> str | None:
+    """Why an image reference names nothing an export's images may be (None when it may): a
+    `data:` URI (the photo inline), a `file:` or other scheme, an http(s) URL of another server
+    than Label Studio (its own name `/data/...`). Matched by its file name, such a reference put the
+    labels on whatever local photo was named alike; never fetched either."""
+    parts = urlsplit(ref)
+    scheme = parts.scheme.lower()
+    if not scheme or len(scheme) == 1 or scheme in STORAGE_SCHEMES:  # a path (`C:` is a drive)
+        return None
+    if scheme == "data":
+        return "an image inside the export (a data: URI) is not read: export the photo as a file"
+    if scheme not in ("http", "https"):
+        return f"a {scheme}: URL is no image of Label Studio's (its /data/ URLs, s3://, gs://, or a path)"
+    if parts.path.startswith("/data/") or (base_url and ref.startswith(base_url.rstrip("/") + "/")):
+        return None
+    return f"an image on another server ({parts.netloc}): only Label Studio's own /data/ URLs are looked up"
 
 
 def inside(root: Path, relative: str, named: str = "the allowed folder") -> Path:
@@ -123,18 +143,25 @@ class ImageFinder:
     _names: dict[str, list[Path]] | None = None
 
     def find(self, ref: str, base: Path) -> Path:
+        if (why := foreign_url(ref, self.tasks.base_url)) is not None:
+            raise AnnotationError(shown(ref), why)
         relative = local_files_path(ref)
         if relative is not None and self.tasks.files_root is not None:
             return self.tasks.local(ref) or Path(ref)
         remote = bool(urlsplit(ref).scheme) or ref.startswith("/data/")
         path = unquote(relative if relative is not None else urlsplit(ref).path if remote else ref)
-        for folder in [] if remote else [base, *self.folders]:
+        tried = [] if remote else [base, *self.folders]
+        refusals = []
+        for folder in tried:
             try:
                 found = inside(folder, path)
-            except AnnotationError:
+            except AnnotationError as err:
+                refusals.append(err)
                 continue
             if found.is_file():
                 return found
+        if tried and len(refusals) == len(tried):  # `../../etc/passwd`, a link out: never by name
+            raise refusals[0]
         name = Path(path).name
         for wanted in dict.fromkeys((name, LS_UPLOAD_PREFIX.sub("", name))):
             matches = self.by_name().get(wanted, [])
@@ -152,10 +179,12 @@ class ImageFinder:
     def by_name(self) -> dict[str, list[Path]]:
         """Image files under the folders by name. A photo archive given as `--images` may hold a
         link to nothing or round a loop named like a photo (resolving it raised RuntimeError and
-        stopped the import): such a link names no image and is passed over, as the scan does."""
+        stopped the import): such a link names no image and is passed over, as the scan does; so is
+        a link out of its folder (`a.jpg` -> /etc/passwd: only files under the folders are read)."""
         if self._names is None:
             self._names = {}
             for folder in self.folders:
+                root = folder.resolve()
                 for parent, _, files in os.walk(folder):
                     for name in files:
                         if Path(name).suffix.lower() not in IMAGE_SUFFIXES:
@@ -163,6 +192,8 @@ class ImageFinder:
                         try:
                             file = (Path(parent) / name).resolve(strict=True)
                         except (OSError, RuntimeError):  # RuntimeError: a loop, until Python 3.13
+                            continue
+                        if not file.is_relative_to(root):
                             continue
                         self._names.setdefault(name, []).append(file)
         return self._names

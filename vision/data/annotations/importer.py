@@ -16,7 +16,7 @@ from vision.core.taxonomy import Taxonomy
 from vision.data.annotations.dataset import Dataset
 from vision.data.annotations.images import ImageFinder
 from vision.data.annotations.label_config import box_labels
-from vision.data.annotations.readers import read_export
+from vision.data.annotations.readers import DEFAULT_LIMITS, Limits, read_export
 from vision.data.annotations.records import AnnotationError, Problem, Sample
 from vision.data.annotations.validate import validate
 
@@ -32,6 +32,7 @@ def import_export(
     label_config_of: Callable[[str | None], str | None] | None = None,
     skip_invalid: bool = False,
     refused: KnownImages | None = None,
+    limits: Limits = DEFAULT_LIMITS,
     at: datetime | None = None,
     taxonomy: Taxonomy,
 ) -> tuple[dict[str, Any], list[Problem]]:
@@ -41,10 +42,12 @@ def import_export(
     `label_config_of(project)`: the labelling config of a Label Studio project (None: all projects)
     for the images whose export does not say which classes its annotators could label.
     `refused`: images that may not be added, by bytes or by look (the frozen holdout).
+    `limits`: the most bytes of one file and items of one list read (a hostile export is refused
+    by its size, never read whole).
     """
     with tempfile.TemporaryDirectory(prefix="streetorder-import-") as unpacked:
         try:
-            export = read_export(path, format_name, Path(unpacked))
+            export = read_export(path, format_name, Path(unpacked), limits)
         except AnnotationError as err:  # a broken classes.txt or data.yaml of an archive: named in it
             raise AnnotationError(err.where.replace(unpacked, str(path)), err.message) from None
         if labelled is None and label_config_of is not None:
@@ -57,7 +60,9 @@ def import_export(
                     raw.labelled = configs[raw.project]
         if path.suffix.lower() == ".zip":  # the images exist only in the archive: keep them
             finder.folders.insert(0, Path(unpacked))
-        samples, problems = validate(export, finder, taxonomy, negatives=negatives, labelled=labelled)
+        samples, problems = validate(
+            export, finder, taxonomy, negatives=negatives, labelled=labelled, limits=limits
+        )
         for sample in list(samples):
             if refused is not None and (why := refused.why(sample.sha256, sample.phash)) is not None:
                 problems.append(Problem(sample.origin, why))

@@ -4,9 +4,12 @@ A webhook can fail (the service was down, the webhook had no key yet and got a 4
 does not resend); a pull asks Label Studio itself. For each project whose labelling config has a
 box control with taxonomy labels, it lists the tasks updated since the last pull (Label Studio's
 own `tasks:updated_at`, kept per project in `<annotations_dir>/pull.json`), takes each task's
-latest annotation that was not cancelled, and records it in the inbox with the project's config
+latest annotation that was not cancelled, checks it as the webhook and an import do
+(`task_problems`), and records it in the inbox with the project's config
 (vision/data/annotations/inbox.py). An annotation the webhook already delivered, or an earlier
-pull, is recognised by its id and version and counted as a repeat.
+pull, is recognised by its id and version and counted as a repeat. A refused annotation is named
+with its task and why, and not kept: it stays in Label Studio, and once corrected there (a new
+version, a newer `updated_at`) the next pull brings it.
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from vision.core.taxonomy import Taxonomy
+from vision.data.annotations.images import TaskImages
 from vision.data.annotations.inbox import record_annotation
 from vision.data.annotations.label_config import rectangle_control
-from vision.data.annotations.records import AnnotationError
+from vision.data.annotations.records import AnnotationError, Problem, shown
+from vision.data.annotations.validate import task_problems
 
 PULL_STATE = "pull.json"
 PAGE_SIZE = 100
@@ -107,6 +112,7 @@ class LabelStudio:
 class PullReport:
     projects: dict[str, dict[str, int]] = field(default_factory=dict)  # project -> counts
     skipped: dict[str, str] = field(default_factory=dict)  # project -> why it was not pulled
+    refused: dict[str, list[Problem]] = field(default_factory=dict)  # project -> refused annotations
 
     @property
     def new(self) -> int:
@@ -119,7 +125,12 @@ class PullReport:
 
 def latest_annotation(task: dict[str, Any]) -> dict[str, Any] | None:
     """The task's latest annotation that was not cancelled (the one an export import counts)."""
-    kept = [a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")]
+    annotations = task.get("annotations")
+    kept = (
+        [a for a in annotations if isinstance(a, dict) and not a.get("was_cancelled")]
+        if isinstance(annotations, list)
+        else []
+    )
     return max(kept, key=lambda a: str(a.get("updated_at") or ""), default=None)
 
 
@@ -145,8 +156,11 @@ def pull(
     projects: list[int] | None = None,
     everything: bool = False,
     taxonomy: Taxonomy,
+    images: TaskImages,
 ) -> PullReport:
-    """Record every annotation changed since the last pull (or all, `everything`) in the inbox."""
+    """Record every annotation changed since the last pull (or all, `everything`) in the inbox;
+    those `task_problems` refuses go into the report by project (`images`: where task images may
+    be, as the webhook reads them)."""
     annotations_dir.mkdir(parents=True, exist_ok=True)
     state_path = annotations_dir / PULL_STATE
     state = _read_state(state_path)
@@ -163,17 +177,27 @@ def pull(
             continue
         since = None if everything else marks.get(key)
         query_since = label_studio_time(datetime.fromisoformat(since) - OVERLAP) if since else None
-        counts = {"tasks": 0, "new": 0, "repeats": 0}
+        counts = {"tasks": 0, "new": 0, "repeats": 0, "refused": 0}
         newest = since
         for task in client.tasks_updated_since(key, query_since):
             counts["tasks"] += 1
+            if not isinstance(task, dict):
+                report.refused.setdefault(key, []).append(Problem("task", "not a task object"))
+                counts["refused"] += 1
+                continue
             updated = str(task.get("updated_at") or "")
             if updated and (newest is None or updated > newest):
                 newest = updated
             annotation = latest_annotation(task)
             if annotation is None:
                 continue
-            slim = {"id": task.get("id"), "data": task.get("data") or {}}
+            slim = {"id": task.get("id"), "data": task.get("data")}
+            task_at = f"task {shown(slim['id'])}"
+            where = f"{task_at} annotation {shown(annotation.get('id'))}"
+            if problems := task_problems(slim, annotation, taxonomy, images, task_at, where):
+                report.refused.setdefault(key, []).extend(problems)
+                counts["refused"] += 1
+                continue
             recorded = record_annotation(
                 annotations_dir, project.get("id"), slim, annotation, label_config=config, via="pull"
             )

@@ -4,13 +4,17 @@ collect problems; checking against images and the taxonomy is vision/data/annota
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import re
+import stat
 import sys
 import tempfile
 import zipfile
 from collections import Counter
+from collections.abc import Sized
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,6 +22,7 @@ from urllib.parse import urlsplit
 import yaml
 from tqdm import tqdm
 
+from vision.core.files import read_regular_file
 from vision.core.yamlfile import yaml_problem
 from vision.data.annotations.images import inside
 from vision.data.annotations.label_config import box_labels
@@ -27,7 +32,9 @@ from vision.data.annotations.records import (
     RawBox,
     RawSample,
     ReadExport,
+    is_id,
     lone_surrogate,
+    shown,
 )
 from vision.data.datamix import IMAGE_SUFFIXES
 
@@ -36,16 +43,44 @@ MAX_ARCHIVE_BYTES = 20 * 2**30
 LONE_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # only such an escape gives one: a cheap first look
 
 
-def read_text(path: Path) -> str:
-    """An export's text file; one that is not UTF-8 is a problem of the export, not a crash."""
+@dataclass(frozen=True)
+class Limits:
+    """How much one import reads (the settings `annotation_import_max_mb` and `_max_items`, the
+    flags `--max-mb` and `--max-items`): every file it reads whole (an export's JSON, a label file,
+    an image) has at most `max_bytes`, every list of an export (tasks, rows, COCO images and
+    annotations, a label file's lines, a folder's images) at most `max_items`. Without them a 5 GB
+    export or /dev/zero was read whole into memory, and a list of a million tasks printed a million
+    problems."""
+
+    max_bytes: int = 256 * 2**20
+    max_items: int = 100_000
+
+    def count(self, items: Sized, what: str, where: str) -> None:
+        if len(items) > self.max_items:
+            raise AnnotationError(
+                where, f"{len(items):,} {what}, over the limit of {self.max_items:,} (--max-items)"
+            )
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def read_text(path: Path, max_bytes: int | None = None) -> str:
+    """An export's text file; one that is not UTF-8, over `max_bytes`, or no regular file (a pipe,
+    a device: read for ever) is a problem of the export, not a crash or a hang."""
     try:
-        return path.read_text(encoding="utf-8-sig")
+        data = read_regular_file(path, max_bytes)
+    except OSError as err:
+        limit = " (--max-mb)" if err.errno == errno.EFBIG else ""
+        raise AnnotationError(f"{path}", f"{err.strerror or err}{limit}") from None
+    try:
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise AnnotationError(f"{path}", f"not UTF-8 text (byte {err.start}: {err.reason})") from err
 
 
-def load_json(path: Path) -> Any:
-    text = read_text(path)
+def load_json(path: Path, max_bytes: int | None = None) -> Any:
+    text = read_text(path, max_bytes)
     if not text.strip():
         raise AnnotationError(f"{path}", "empty file")
     if text.lstrip().startswith("<"):
@@ -72,7 +107,7 @@ def load_json(path: Path) -> Any:
 
 def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise AnnotationError(f"{where}", f"expected a finite number, got {value!r}")
+        raise AnnotationError(f"{where}", f"expected a finite number, got {shown(value)}")
     return float(value)
 
 
@@ -82,7 +117,8 @@ def _rectangle(
     """Labels, percent box and rotation of one Label Studio rectangle value."""
     labels = region.get("rectanglelabels")
     if not isinstance(labels, list) or not labels or not all(isinstance(v, str) for v in labels):
-        raise AnnotationError(f"{where}.rectanglelabels", f"expected a list of label names, got {labels!r}")
+        message = f"expected a list of label names, got {shown(labels)}"
+        raise AnnotationError(f"{where}.rectanglelabels", message)
     coords = tuple(_number(region.get(k), f"{where}.{k}") for k in ("x", "y", "width", "height"))
     rotation = _number(region.get("rotation", 0), f"{where}.rotation")
     return labels, (coords[0], coords[1], coords[2], coords[3]), rotation
@@ -98,7 +134,7 @@ def _size(
         return None
     size = (_number(width, f"{where}.{keys[0]}"), _number(height, f"{where}.{keys[1]}"))
     if min(size) < 1:
-        raise AnnotationError(where, f"image size {width!r} x {height!r}: not a size an image has")
+        raise AnnotationError(where, f"image size {shown(width)} x {shown(height)}: not a size an image has")
     return round(size[0]), round(size[1])
 
 
@@ -147,7 +183,7 @@ def result_boxes(
             unsupported[_result_type(region, value)] += 1
             continue
         if not isinstance(value, dict):  # a region of boxes whose box is missing: never dropped unsaid
-            problems.append(Problem(f"{at}.value", f"expected the box object, got {value!r}"))
+            problems.append(Problem(f"{at}.value", f"expected the box object, got {shown(value)}"))
             continue
         try:
             size = _size(region, at) or _size(value, at + (".value" if "value" in region else ""))
@@ -192,14 +228,15 @@ def beside_boxes(kinds: list[str]) -> str:
     )
 
 
-def read_labelstudio_json(path: Path) -> ReadExport:
+def read_labelstudio_json(path: Path, limits: Limits = DEFAULT_LIMITS) -> ReadExport:
     """Label Studio's JSON export: tasks with `data` and `annotations[].result[]`; the latest
     annotation that was not cancelled counts. A task that carries its project's `label_config`
     (the annotations inbox keeps it) says what its annotators could label; else its `project`
     lets the importer find that config."""
-    tasks = load_json(path)
+    tasks = load_json(path, limits.max_bytes)
     if not isinstance(tasks, list):
         raise AnnotationError(f"{path}", "a Label Studio JSON export is a list of tasks")
+    limits.count(tasks, "tasks", f"{path}")
     export = ReadExport("labelstudio-json", [])
     seen: dict[tuple[str, str], str] = {}
     for index, task in enumerate(
@@ -212,6 +249,8 @@ def read_labelstudio_json(path: Path) -> ReadExport:
             if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
                 raise AnnotationError(f"{where}.data", "a task needs a data object")
             image = image_of_task(task["data"], f"{where}.data")
+            if "id" in task and not is_id(task["id"]):
+                raise AnnotationError(f"{where}.id", not_an_id(task["id"]))
             annotations = task.get("annotations") or task.get("completions") or []
             if not isinstance(annotations, list):
                 raise AnnotationError(f"{where}.annotations", "expected a list")
@@ -222,7 +261,7 @@ def read_labelstudio_json(path: Path) -> ReadExport:
             key = (str(task.get("project")), str(task["id"]))
             if key in seen:
                 export.problems.append(
-                    Problem(where, f"task id {task['id']!r} is given twice (also {seen[key]})")
+                    Problem(where, f"task id {shown(task['id'])} is given twice (also {seen[key]})")
                 )
                 continue
             seen[key] = f"tasks[{index}]"
@@ -268,12 +307,13 @@ def read_labelstudio_json(path: Path) -> ReadExport:
     return export
 
 
-def read_labelstudio_min(path: Path) -> ReadExport:
+def read_labelstudio_min(path: Path, limits: Limits = DEFAULT_LIMITS) -> ReadExport:
     """Label Studio's JSON-MIN export: one flat object per annotated task, boxes under the
     control's name (usually `label`), image under the data key (usually `image`)."""
-    rows = load_json(path)
+    rows = load_json(path, limits.max_bytes)
     if not isinstance(rows, list):
         raise AnnotationError(f"{path}", "a JSON-MIN export is a list of objects")
+    limits.count(rows, "rows", f"{path}")
     export = ReadExport("labelstudio-min", [])
     meta = {"id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time"}
     latest: dict[str, int] = {}  # one row per annotation: two annotators' rows of one task
@@ -345,11 +385,14 @@ def _result_shaped(value: Any) -> bool:
     )
 
 
-def read_yolo_folder(root: Path, names: list[str], format_name: str) -> ReadExport:
+def read_yolo_folder(
+    root: Path, names: list[str], format_name: str, limits: Limits = DEFAULT_LIMITS
+) -> ReadExport:
     """Images with YOLO label files beside them (`labels/` mirrors `images/`): CVAT's Ultralytics
     YOLO and Label Studio's YOLO exports. An image without a label file is unlabelled."""
     export = ReadExport(format_name, [])
     images = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    limits.count(images, "images", f"{root}")
     label_files = {p.resolve() for p in root.rglob("*.txt") if "labels" in p.relative_to(root).parts}
     used: set[Path] = set()
     for image in images:
@@ -366,29 +409,31 @@ def read_yolo_folder(root: Path, names: list[str], format_name: str) -> ReadExpo
         used.add(label.resolve())
         boxes = []
         try:
-            text = read_text(label)
+            text = read_text(label, limits.max_bytes)
+            lines = text.splitlines()
+            limits.count(lines, "lines", f"{label}")
         except AnnotationError as err:
             export.problems.append(err.problem())
             continue
         before = len(export.problems)
-        for number, line in enumerate(text.splitlines(), 1):
+        for number, line in enumerate(lines, 1):
             fields = line.split()
             if not fields:
                 continue
             at = f"{label}:{number}"
             if len(fields) != 5:
                 export.problems.append(
-                    Problem(at, f"expected 'class cx cy w h' (5 fields), got {len(fields)}: {line!r}")
+                    Problem(at, f"expected 'class cx cy w h' (5 fields), got {len(fields)}: {shown(line)}")
                 )
                 continue
             try:
                 class_id = int(fields[0])
                 cx, cy, w, h = (float(v) for v in fields[1:])
             except ValueError:
-                export.problems.append(Problem(at, f"not numbers: {line!r}"))
+                export.problems.append(Problem(at, f"not numbers: {shown(line)}"))
                 continue
             if not all(math.isfinite(v) for v in (cx, cy, w, h)):
-                export.problems.append(Problem(at, f"not finite numbers: {line!r}"))
+                export.problems.append(Problem(at, f"not finite numbers: {shown(line)}"))
                 continue
             if not 0 <= class_id < len(names):
                 export.problems.append(
@@ -411,10 +456,10 @@ def read_yolo_folder(root: Path, names: list[str], format_name: str) -> ReadExpo
     return export
 
 
-def read_cvat_yolo(root: Path) -> ReadExport:
+def read_cvat_yolo(root: Path, limits: Limits = DEFAULT_LIMITS) -> ReadExport:
     data_yaml = root / "data.yaml"
     try:
-        data = yaml.safe_load(read_text(data_yaml))
+        data = yaml.safe_load(read_text(data_yaml, limits.max_bytes))
     except yaml.YAMLError as err:
         raise AnnotationError(f"{data_yaml}", f"not valid YAML: {yaml_problem(err)}") from err
     names = data.get("names") if isinstance(data, dict) else None
@@ -422,28 +467,30 @@ def read_cvat_yolo(root: Path) -> ReadExport:
         try:
             names = [str(names[k]) for k in sorted(names, key=int)]
         except (TypeError, ValueError):
-            message = f"names: keys must be class numbers, got {names!r}"
+            message = f"names: keys must be class numbers, got {shown(names)}"
             raise AnnotationError(f"{data_yaml}", message) from None
     if not isinstance(names, list) or not names:
         raise AnnotationError(f"{data_yaml}", "names: expected the class names")
-    return read_yolo_folder(root, [str(n) for n in names], "cvat-yolo")
+    return read_yolo_folder(root, [str(n) for n in names], "cvat-yolo", limits)
 
 
-def read_labelstudio_yolo(root: Path) -> ReadExport:
+def read_labelstudio_yolo(root: Path, limits: Limits = DEFAULT_LIMITS) -> ReadExport:
     classes = root / "classes.txt"
-    names = [line.strip() for line in read_text(classes).splitlines() if line.strip()]
+    names = [line.strip() for line in read_text(classes, limits.max_bytes).splitlines() if line.strip()]
     if not names:
         raise AnnotationError(f"{classes}", "empty file (no class names)")
-    return read_yolo_folder(root, names, "labelstudio-yolo")
+    return read_yolo_folder(root, names, "labelstudio-yolo", limits)
 
 
-def read_coco(path: Path) -> ReadExport:
+def read_coco(path: Path, limits: Limits = DEFAULT_LIMITS) -> ReadExport:
     """COCO 1.0 (CVAT's COCO export): `images`, `categories`, `annotations` with pixel `bbox`."""
-    coco = load_json(path)
+    coco = load_json(path, limits.max_bytes)
     if not isinstance(coco, dict) or not all(
         isinstance(coco.get(k), list) for k in ("images", "annotations", "categories")
     ):
         raise AnnotationError(f"{path}", "a COCO file needs lists 'images', 'annotations' and 'categories'")
+    for part in ("images", "annotations", "categories"):
+        limits.count(coco[part], part, f"{path}: {part}")
     export = ReadExport("coco", [])
     categories: dict[int | str, str] = {}
     for index, category in enumerate(coco["categories"]):
@@ -489,13 +536,13 @@ def read_coco(path: Path) -> ReadExport:
         sample = images.get(image_id) if image_id is not None else None
         if sample is None:
             export.problems.append(
-                Problem(f"{where}.image_id", f"no image with id {annotation.get('image_id')!r}")
+                Problem(f"{where}.image_id", f"no image with id {shown(annotation.get('image_id'))}")
             )
             continue
         name = categories.get(category_id) if isinstance(category_id, int | str) else None
         if name is None:
             export.problems.append(
-                Problem(f"{where}.category_id", f"no category {annotation.get('category_id')!r}")
+                Problem(f"{where}.category_id", f"no category {shown(annotation.get('category_id'))}")
             )
             sample.broken = True  # its other boxes are no whole annotation of the image
             continue
@@ -505,7 +552,8 @@ def read_coco(path: Path) -> ReadExport:
             segmented.add(sample.where)
             continue
         if not isinstance(bbox, list) or len(bbox) != 4:
-            export.problems.append(Problem(f"{where}.bbox", f"expected [x, y, width, height], got {bbox!r}"))
+            message = f"expected [x, y, width, height], got {shown(bbox)}"
+            export.problems.append(Problem(f"{where}.bbox", message))
             sample.broken = True
             continue
         try:
@@ -542,13 +590,19 @@ def _coco_id(value: Any, where: str, taken: dict[int | str, Any]) -> int | str:
     """A COCO image or category id: a number or a string, given once (a second image with the
     same id would silently take the first one's place, and its boxes)."""
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise AnnotationError(where, f"expected a number or a string, got {value!r}")
+        raise AnnotationError(where, f"expected a number or a string, got {shown(value)}")
+    if not is_id(value):
+        raise AnnotationError(where, not_an_id(value))
     if value in taken:
-        raise AnnotationError(where, f"id {value!r} is given twice")
+        raise AnnotationError(where, f"id {shown(value)} is given twice")
     return value
 
 
-def detect_format(path: Path) -> str:
+def not_an_id(value: Any) -> str:
+    return f"{shown(value)} is no id (a number below 2**63, or a text of at most 100 characters)"
+
+
+def detect_format(path: Path, limits: Limits = DEFAULT_LIMITS) -> str:
     """Which reader an export needs, from its layout (a folder or an extracted zip) or its JSON."""
     if path.is_dir():
         if (path / "data.yaml").exists():
@@ -561,7 +615,7 @@ def detect_format(path: Path) -> str:
             f"{path}",
             "neither data.yaml (CVAT YOLO), classes.txt (Label Studio YOLO) nor annotations/*.json (COCO)",
         )
-    data = load_json(path)
+    data = load_json(path, limits.max_bytes)
     if isinstance(data, dict) and "annotations" in data and "images" in data:
         return "coco"
     if data == []:
@@ -574,11 +628,12 @@ def detect_format(path: Path) -> str:
     raise AnnotationError(f"{path}", "not a Label Studio, JSON-MIN or COCO export")
 
 
-def extract(archive: Path, into: Path) -> Path:
-    """Unpack a zip export safely (no member outside the folder, bounded size)."""
+def extract(archive: Path, into: Path, limits: Limits = DEFAULT_LIMITS) -> Path:
+    """Unpack a zip export safely (no member outside the folder, bounded size and count)."""
     try:
         with zipfile.ZipFile(archive) as zipped:
             members = zipped.infolist()
+            limits.count(members, "files", f"{archive}")
             total = sum(m.file_size for m in members)
             if total > MAX_ARCHIVE_BYTES:
                 raise AnnotationError(f"{archive}", f"unpacks to {total} bytes, over {MAX_ARCHIVE_BYTES}")
@@ -593,30 +648,34 @@ def extract(archive: Path, into: Path) -> Path:
     return into
 
 
-def read_export(path: Path, format_name: str = "auto", unpack_to: Path | None = None) -> ReadExport:
+def read_export(
+    path: Path, format_name: str = "auto", unpack_to: Path | None = None, limits: Limits = DEFAULT_LIMITS
+) -> ReadExport:
     """Read any supported export: a JSON file, a folder, or a zip (unpacked into `unpack_to`)."""
     if not path.exists():
         raise AnnotationError(f"{path}", "no such file or folder")
+    if not (path.is_dir() or stat.S_ISREG(path.stat().st_mode)):  # /dev/zero, a FIFO: read for ever
+        raise AnnotationError(f"{path}", "not a regular file (a pipe, socket, device): not read")
     if path.is_file() and path.stat().st_size == 0:
         raise AnnotationError(f"{path}", "empty file")
     if path.suffix.lower() == ".zip":
-        path = extract(path, unpack_to or Path(tempfile.mkdtemp(prefix="streetorder-export-")))
-    kind = detect_format(path) if format_name == "auto" else format_name
+        path = extract(path, unpack_to or Path(tempfile.mkdtemp(prefix="streetorder-export-")), limits)
+    kind = detect_format(path, limits) if format_name == "auto" else format_name
     if kind == "labelstudio-json":
-        return read_labelstudio_json(path)
+        return read_labelstudio_json(path, limits)
     if kind == "labelstudio-min":
-        return read_labelstudio_min(path)
+        return read_labelstudio_min(path, limits)
     if kind == "labelstudio-yolo":
-        return read_labelstudio_yolo(path)
+        return read_labelstudio_yolo(path, limits)
     if kind == "cvat-yolo":
-        return read_cvat_yolo(path)
+        return read_cvat_yolo(path, limits)
     if kind == "coco":
         files = sorted(path.glob("annotations/*.json")) if path.is_dir() else [path]
         if not files:
             raise AnnotationError(f"{path}", "no annotations/*.json")
         merged = ReadExport("coco", [])
         for file in files:
-            part = read_coco(file)
+            part = read_coco(file, limits)
             merged.samples += part.samples
             merged.problems += part.problems
             merged.unsupported.update(part.unsupported)

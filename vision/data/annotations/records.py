@@ -3,6 +3,7 @@ and the problems found on the way (each naming its file and line or field)."""
 
 from __future__ import annotations
 
+import reprlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,28 @@ def lone_surrogate(value: Any) -> str | None:
         elif isinstance(item, list):
             stack.extend(reversed([(f"{where}[{index}]", child) for index, child in enumerate(item)]))
     return None
+
+
+MAX_ID = 2**63  # Label Studio's ids are its database's 64-bit integers
+
+
+def is_id(value: Any) -> bool:
+    """A Label Studio (or COCO) id: a number a database can hold, or a short plain text (never a
+    boolean, an object, empty, or a number of 100 digits, which no annotation tool gives)."""
+    return (isinstance(value, int) and not isinstance(value, bool) and -MAX_ID <= value < MAX_ID) or (
+        isinstance(value, str) and 0 < len(value) <= 100 and value.isprintable()
+    )
+
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict, _SHOWN.maxlong = 3, 6, 6, 60
+_SHOWN.maxstring = _SHOWN.maxother = 200
+
+
+def shown(value: Any) -> str:
+    """A value as a problem names it: short (a list of a million numbers, an array nested thousands
+    deep or a 100-digit number as a box is shown by its start, never written out whole)."""
+    return _SHOWN.repr(value)
 
 
 def _encodes(text: str) -> bool:

@@ -17,19 +17,36 @@ from vision.core.imageio import ImageError, read_photo
 from vision.core.phash import perceptual_hash
 from vision.core.taxonomy import Taxonomy
 from vision.data.annotations.coords import from_coco, from_percent, from_yolo
-from vision.data.annotations.images import ImageFinder
-from vision.data.annotations.readers import beside_boxes, is_object_kind, result_boxes
-from vision.data.annotations.records import AnnotationError, Label, Problem, RawBox, ReadExport, Sample
+from vision.data.annotations.images import ImageFinder, TaskImages, foreign_url
+from vision.data.annotations.readers import (
+    DEFAULT_LIMITS,
+    Limits,
+    beside_boxes,
+    image_of_task,
+    is_object_kind,
+    result_boxes,
+)
+from vision.data.annotations.records import (
+    AnnotationError,
+    Label,
+    Problem,
+    RawBox,
+    ReadExport,
+    Sample,
+    is_id,
+    lone_surrogate,
+    shown,
+)
 
 EDGE_TOLERANCE = 0.005  # boxes may overshoot the image by 0.5 % of its side (rounding in exports)
 ASPECT_TOLERANCE = 0.02
 
 
-def size_and_look(path: Path) -> tuple[int, int, str]:
+def size_and_look(path: Path, max_bytes: int | None = None) -> tuple[int, int, str]:
     """Width and height of the upright photo (EXIF orientation applied), decoding it fully so
     that a corrupt file is caught here, not in training; and its perceptual hash (a copy of a
-    holdout photo is known by it)."""
-    photo = read_photo(path)
+    holdout photo is known by it). A file over `max_bytes` is refused unread."""
+    photo = read_photo(path, max_bytes=max_bytes)
     return photo.width, photo.height, perceptual_hash(photo.image)
 
 
@@ -105,6 +122,50 @@ def annotation_problems(result: list[Any], where: str, taxonomy: Taxonomy) -> li
     return problems
 
 
+def task_problems(
+    task: Any,
+    annotation: Any,
+    taxonomy: Taxonomy,
+    images: TaskImages,
+    task_at: str = "task",
+    where: str = "annotation",
+) -> list[Problem]:
+    """What refuses one task with its annotation wherever it comes in (the webhook, `/train`,
+    `data pull`), so that what the inbox keeps is what an import takes: a task with its id and
+    data, an annotation with an id and a list of regions, no half character anywhere (the inbox
+    file could not be written), the task's image named inside the local-files root and never a
+    `data:` URI or another server's URL, each box upright, finite, inside the image and of a
+    taxonomy class. A cancelled annotation (a skipped task) is checked for its ids only: nothing
+    of it is kept. Refusals name references as sent, never the server's folders."""
+    if not isinstance(task, dict) or not is_id(task.get("id")):
+        got = shown(task.get("id")) if isinstance(task, dict) else "no task object"
+        return [Problem(f"{task_at}.id", f"a task needs its id (a number, got {got})")]
+    if not isinstance(task.get("data"), dict):
+        return [Problem(f"{task_at}.data", "a task needs its data (an object with the image)")]
+    if not isinstance(annotation, dict) or not is_id(annotation.get("id")):
+        got = shown(annotation.get("id")) if isinstance(annotation, dict) else "no annotation object"
+        return [Problem(f"{where}.id", f"an annotation needs its id (a number, got {got})")]
+    result = annotation.get("result", [])
+    if not isinstance(result, list):
+        return [Problem(f"{where}.result", "a list of regions")]
+    if annotation.get("was_cancelled"):
+        return []
+    if (field := lone_surrogate({task_at: task, where: annotation})) is not None:
+        return [Problem(field.lstrip("."), "text with half a character (a lone \\uD800-\\uDFFF escape)")]
+    try:
+        ref = image_of_task(task["data"], f"{task_at}.data")
+    except AnnotationError as err:
+        return [err.problem()]
+    try:
+        if (why := foreign_url(ref, images.base_url)) is not None:
+            raise AnnotationError(shown(ref), why)
+        if images.files_root is not None:
+            images.local(ref)
+    except AnnotationError as err:  # the reference as sent, and why: no server path
+        return [Problem(f"{task_at}.data", str(err))]
+    return annotation_problems(result, f"{where}.result", taxonomy)
+
+
 def validate(
     export: ReadExport,
     finder: ImageFinder,
@@ -112,6 +173,7 @@ def validate(
     *,
     negatives: bool = False,
     labelled: Sequence[str] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> tuple[list[Sample], list[Problem]]:
     """Resolve images and turn raw boxes into pixel labels with taxonomy names; collect problems.
 
@@ -139,7 +201,7 @@ def validate(
             continue
         try:
             path = finder.find(raw.image, raw.base)
-            width, height, phash = size_and_look(path)
+            width, height, phash = size_and_look(path, limits.max_bytes)
         except (AnnotationError, ImageError) as err:
             problems.append(Problem(raw.where, str(err)))
             continue
