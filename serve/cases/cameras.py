@@ -254,6 +254,13 @@ def waiting_events(live: LiveCamera) -> int:
     return sum(len(waiting.events) for waiting in live.waiting)
 
 
+def waiting_since(live: LiveCamera) -> datetime | None:
+    """Capture time of the oldest frame whose events wait; None when none do. The list is read
+    once: a frame may replace it meanwhile (health is read without the camera's lock)."""
+    waiting = live.waiting
+    return waiting[0].captured_at if waiting else None
+
+
 @dataclass
 class FrameResult:
     camera_id: str

@@ -49,6 +49,7 @@ from serve.cases.cameras import (
     picture_unchanged_since,
     stream_state,
     waiting_events,
+    waiting_since,
 )
 from serve.cases.enums import PhotoStatus
 from serve.cases.errors import InvalidInput, NotFound, TooLarge, UnsupportedMedia
@@ -361,7 +362,7 @@ def camera_out(live: LiveCamera) -> CameraOut:
             held_frame_at=live.held.captured_at if live.held else None,
             events=health.events,
             events_waiting=waiting_events(live),
-            events_waiting_since=live.waiting[0].captured_at if live.waiting else None,
+            events_waiting_since=waiting_since(live),
             waiting_events_dropped=health.waiting_dropped,
             reconnects=health.reconnects,
             dropped_frames=health.dropped_frames,
