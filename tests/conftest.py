@@ -162,10 +162,12 @@ def give_up_lock_waits_after(db_url: str, timeout: str) -> None:
 
 
 @contextmanager
-def another_writer_holding(db_url: str, until: Callable[[], bool]) -> Iterator[None]:
+def another_writer_holding(db_url: str, until: Callable[[], bool], *, intake: bool = False) -> Iterator[None]:
     """Another connection holds what the writers here write from the start of the block until
     `until()` is true (or the block ends): on PostgreSQL every case row (FOR UPDATE, as another
-    writer's step or duplicate rule holds one), on SQLite the write lock (BEGIN IMMEDIATE)."""
+    writer's step or duplicate rule holds one), on SQLite the write lock (BEGIN IMMEDIATE).
+    `intake`: on PostgreSQL the intake's lock too (the case counters, which every finding takes
+    first, a new case's too; readers go on), as another process's long intake holds it."""
     import sqlite3
 
     import psycopg
@@ -180,6 +182,8 @@ def another_writer_holding(db_url: str, until: Callable[[], bool]) -> Iterator[N
         else:
             connection = psycopg.connect(db_url.replace("postgresql+psycopg", "postgresql"))
             connection.execute("SELECT id FROM cases FOR UPDATE")
+            if intake:
+                connection.execute("LOCK TABLE case_counters IN EXCLUSIVE MODE")
         holding.set()
         try:
             while not done.is_set() and not until():

@@ -30,6 +30,15 @@ middle of a violation neither hides it nor leaves a ghost of it. The service and
 hold a camera's state: the newest capture time wins. A frame first takes a newer state another
 process saved (`_take_newer`), and a save never replaces a newer stored state (`_store`).
 
+A frame's events and the camera's state are written in one transaction, tried again on a transient
+conflict for the hub's `busy_budget_s`. When the database stays busy past it, the events are not lost
+(the engine has moved on: its incident is open, so no later frame starts it again): they wait with
+the camera (`LiveCamera.waiting`, saved with its state, so a restart keeps them), each with its frame's
+capture time and photo, and are written first, in order, with the next frame (a late one too), whose
+answer lists what they did; the frame itself is answered `EventsKept` (503). At most `max_waiting`
+events wait per camera: beyond it the oldest `evidence` ("still there") go first, then the newest
+changes, so a case's start is never dropped for later news.
+
 `reload` applies a new cameras file without a restart: an unchanged camera goes on as it is, a
 changed one gets a new engine that takes over the old one's state (what belongs to zones of the
 same id and kind), a new one starts from its saved state if it has one, a removed one is saved.
@@ -43,7 +52,7 @@ import math
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -54,21 +63,23 @@ import supervision as sv
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, StateSetMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import CursorResult, select, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from serve.cases.db import BUSY_TRIES, database_said, retry_busy, transaction
 from serve.cases.enums import Action, CaseSource, EvidenceRole, State
+from serve.cases.errors import EventsKept
 from serve.cases.evidence import store_image
 from serve.cases.findings import CaseRules, Finding, lock_intake, record_finding
 from serve.cases.orm import CameraState, Case, Evidence, FlowEntry
+from serve.cases.settings import FRAME_BUSY_BUDGET_S, MAX_WAITING_EVENTS
 from serve.cases.workflow import is_open
 from vision.core.boxes import Box
 from vision.core.draw import crop_box
-from vision.core.imageio import encode_jpeg
+from vision.core.imageio import encode_jpeg, read_bgr
 from vision.core.taxonomy import Taxonomy
 from vision.live.cameras import Camera, CameraRegistry, UnknownCameraError
-from vision.live.incidents import Incident, RuleEvent
+from vision.live.incidents import Incident, RuleEvent, incident_from
 from vision.live.rules import CameraRules, FrameOutcome, capture_seconds
 from vision.live.state import decode, encode
 from vision.live.stream import STREAM_STATES
@@ -80,9 +91,7 @@ OCCUPANCY_MODEL = "occupancy-v1"  # model_version of class-free findings: they w
 FPS_SMOOTHING = 0.2  # weight of the newest frame interval in the fps estimate
 HANDLED_STATES = (State.HANDLED, State.CHECK_PASSED)
 SAVE_EVERY_S = 60.0  # capture seconds between saves of a camera's state (and after every event)
-# a frame's write is tried again on a transient conflict for at most this long (a pushed frame is a
-# request someone waits for: on SQLite one more try after its 30 s busy_timeout, not five)
-FRAME_BUSY_BUDGET_S = 45.0
+WAITING_KEY = "waiting"  # the saved state's member with the events the database did not take yet
 
 
 @dataclass
@@ -94,6 +103,7 @@ class CameraHealth:
     held_frames: int = 0  # more than dwell.jump_s ahead of the last applied frame: held for the next one
     clock_jumps_dropped: int = 0  # held frames dropped: the next frame went on from the last applied one
     events: int = 0
+    waiting_dropped: int = 0  # waiting events dropped beyond the hub's max_waiting
     reconnects: int = 0  # set by a stream reader (watch), 0 for cameras that push frames
     dropped_frames: int = 0  # frames a stream reader overwrote before analysis could take them
     skipped_frames: int = 0  # frames taken and left on purpose: sooner than 1 / analyse_fps after the last
@@ -156,6 +166,7 @@ class CaseAction:
     evidence_id: int | None
     proposal: str | None = None  # check_pass | resolved | check_fail
     reason: str = ""
+    captured_at: datetime | None = None  # of the frame whose event it is (an earlier one's, if it waited)
 
 
 @dataclass(frozen=True)
@@ -206,6 +217,51 @@ class Settled:
 
 
 @dataclass
+class Waiting:
+    """A frame's events the database did not take within the hub's budget, kept with its camera and
+    written first with a later frame: its capture time, its photo (stored before the transaction),
+    and the events, each with a copy of its incident as it was on that frame (its box, its dwell)."""
+
+    captured_at: datetime
+    path: str
+    sha256: str
+    events: list[RuleEvent]
+    image: np.ndarray | None = None  # the frame's pixels while it is the frame being applied; else read
+
+    def export(self) -> dict[str, Any]:
+        """Plain values for the camera's saved state (vision/live/state.py)."""
+        return {
+            "captured_at": self.captured_at.isoformat(),
+            "path": self.path,
+            "sha256": self.sha256,
+            "events": [
+                {"kind": e.kind, "at": e.at, "reason": e.reason, "incident": asdict(e.incident)}
+                for e in self.events
+            ],
+        }
+
+    @classmethod
+    def restored(cls, saved: dict[str, Any]) -> Waiting:
+        events = [
+            RuleEvent(e["kind"], incident_from(e["incident"]), float(e["at"]), e["reason"])
+            for e in saved["events"]
+        ]
+        return cls(datetime.fromisoformat(saved["captured_at"]), saved["path"], saved["sha256"], events)
+
+
+def waiting_events(live: LiveCamera) -> int:
+    """Events of the camera waiting for the database (`LiveCamera.waiting`)."""
+    return sum(len(waiting.events) for waiting in live.waiting)
+
+
+def waiting_since(live: LiveCamera) -> datetime | None:
+    """Capture time of the oldest frame whose events wait; None when none do. The list is read
+    once: a frame may replace it meanwhile (health is read without the camera's lock)."""
+    waiting = live.waiting
+    return waiting[0].captured_at if waiting else None
+
+
+@dataclass
 class FrameResult:
     camera_id: str
     captured_at: datetime
@@ -229,15 +285,26 @@ class LiveCamera:
         self.last_frame: np.ndarray | None = None  # for drawing zones over (web console)
         self.saved_at: float | None = None  # capture time of the state saved last
         self.held: Frame | None = None  # waiting for the next frame (vision/live/timeline.py)
+        self.waiting: list[Waiting] = []  # events the database did not take yet, oldest first
 
 
 class CameraHub:
     """The cameras of one process and what their frames do to cases."""
 
-    def __init__(self, registry: CameraRegistry, taxonomy: Taxonomy, evidence_dir: Path) -> None:
+    def __init__(
+        self,
+        registry: CameraRegistry,
+        taxonomy: Taxonomy,
+        evidence_dir: Path,
+        *,
+        busy_budget_s: float = FRAME_BUSY_BUDGET_S,
+        max_waiting: int = MAX_WAITING_EVENTS,
+    ) -> None:
         self.registry = registry
         self.taxonomy = taxonomy
         self.evidence_dir = evidence_dir
+        self.busy_budget_s = busy_budget_s  # settings.camera_busy_budget_s
+        self.max_waiting = max_waiting  # settings.camera_waiting_events
         # replaced whole, never changed in place: readers iterate it while a reload runs
         self.cameras = {camera.id: LiveCamera(camera, taxonomy) for camera in registry}
         self.config = ConfigStatus(registry.source, datetime.now(UTC))
@@ -312,6 +379,8 @@ class CameraHub:
                     live, frame, sessions, case_rules, model_version, timings
                 )
                 result.actions += actions
+            if live.waiting:  # a late or held frame: the events waiting are written with it
+                result.actions += self._apply(live, None, [], sessions, case_rules, model_version)
             return result
         finally:
             live.lock.release()
@@ -338,11 +407,9 @@ class CameraHub:
         live.last_frame = image
         started = time.perf_counter()
         actions = []
-        if outcome.events:  # saved with its events, in their transaction
+        if outcome.events or live.waiting:  # saved with its events (and those waiting), in their transaction
             live.health.events += len(outcome.events)
-            actions = self._apply(
-                live, image, captured_at, outcome.events, sessions, case_rules, model_version
-            )
+            actions = self._apply(live, frame, outcome.events, sessions, case_rules, model_version)
         elif live.saved_at is None or outcome.at - live.saved_at >= SAVE_EVERY_S:
             self._save(live, sessions)
         timings.cases_s += time.perf_counter() - started
@@ -368,17 +435,22 @@ class CameraHub:
         for row in rows:
             live = self.cameras[row.camera_id]
             with live.lock:
-                self._take(live, row)
+                live.waiting = self._take(live, row)
 
-    def _take(self, live: LiveCamera, row: CameraState) -> None:
-        """Go on from a saved state (call with the camera's lock held)."""
+    def _take(self, live: LiveCamera, row: CameraState) -> list[Waiting]:
+        """Go on from a saved state (call with the camera's lock held); returns the events that
+        were waiting for the database in it (`restore` takes them; another process's stay its own)."""
         live.held = None  # held against the timeline being replaced
+        waiting: list[Waiting] = []
         try:
-            live.rules.restore(decode(row.state))
+            state = decode(row.state)
+            waiting = [Waiting.restored(saved) for saved in state.pop(WAITING_KEY, [])]
+            live.rules.restore(state)
         except (ValueError, KeyError, TypeError) as err:
             log.warning("camera %s: saved state not used (%s); it starts afresh", row.camera_id, err)
             live.rules = CameraRules(live.camera, self.taxonomy)
         live.saved_at = row.captured_at.timestamp()  # this row is known: not taken again
+        return waiting
 
     def _take_newer(self, live: LiveCamera, session: Session) -> None:
         """Another process saved a newer state of this camera (a `streetorder watch` of it, or the
@@ -417,7 +489,7 @@ class CameraHub:
                 with old.lock:  # no frame of this camera runs meanwhile; the next one waits for `live`
                     live.rules.restore(old.rules.export())
                     live.health, live.last_frame, live.saved_at = old.health, old.last_frame, old.saved_at
-                    live.held = old.held
+                    live.held, live.waiting = old.held, old.waiting
                     self.cameras = {**self.cameras, camera.id: live}
                 changed.append(camera.id)
             removed = [camera_id for camera_id in self.cameras if camera_id not in registry.cameras]
@@ -445,15 +517,16 @@ class CameraHub:
 
         def once() -> None:
             with transaction(sessions) as session:
-                self._store(session, live)
+                self._store(session, live, live.waiting)
 
-        retry_busy(once, partial(_written_again, live, "its state"), FRAME_BUSY_BUDGET_S)
+        retry_busy(once, partial(_written_again, live, "its state"), self.busy_budget_s)
 
-    def _store(self, session: Session, live: LiveCamera) -> bool:
+    def _store(self, session: Session, live: LiveCamera, waiting: list[Waiting]) -> bool:
         """Write the camera's state, unless the stored one is newer: two writers of one camera (the
         service and a `watch`, or a stale copy saved on shutdown) never roll each other's state back
         to an older frame time. The write is one conditional UPDATE (it takes the write lock on
-        SQLite, the row lock on PostgreSQL), so two writers cannot interleave between check and write."""
+        SQLite, the row lock on PostgreSQL), so two writers cannot interleave between check and write.
+        `waiting`: the camera's events still waiting for the database, saved with it."""
         last_at = live.rules.last_at
         assert last_at is not None
         captured_at = datetime.fromtimestamp(last_at, UTC)
@@ -462,7 +535,7 @@ class CameraHub:
         values: dict[str, Any] = {
             "captured_at": captured_at,
             "saved_at": datetime.now(UTC),
-            "state": encode(live.rules.export()),
+            "state": encode({**live.rules.export(), WAITING_KEY: [w.export() for w in waiting]}),
             "standing": [
                 {"incident": i.id, "case_id": i.case_id, "seen_at": seen_at}
                 for i in open_incidents(live)
@@ -525,19 +598,27 @@ class CameraHub:
     def _apply(
         self,
         live: LiveCamera,
-        image: np.ndarray,
-        captured_at: datetime,
+        frame: Frame | None,
         events: list[RuleEvent],
         sessions: sessionmaker[Session],
         case_rules: CaseRules,
         model_version: str,
     ) -> list[CaseAction]:
-        frame = encode_jpeg(image)
-        sha256 = hashlib.sha256(frame).hexdigest()
-        path = store_image(self.evidence_dir, frame, sha256, "JPEG")
+        """The events waiting (oldest first), then `frame`'s, and the camera's state, in one
+        transaction; tried again for `busy_budget_s` on a transient conflict, after which the frame's
+        events wait with the camera (`_keep`) and `EventsKept` is raised."""
+        batch = None
+        if events:
+            assert frame is not None
+            encoded = encode_jpeg(frame.image)
+            sha256 = hashlib.sha256(encoded).hexdigest()
+            path = store_image(self.evidence_dir, encoded, sha256, "JPEG")
+            batch = Waiting(frame.captured_at, str(path), sha256, events, frame.image)
+        batches = [*live.waiting, *([batch] if batch is not None else [])]
         # what a try changes in memory before its commit, undone when it is rolled back: an
         # incident linked to a case that was never committed, the state taken as saved
-        linked = [(event.incident, event.incident.case_id) for event in events]
+        touched = [*live.rules.incidents, *(event.incident for each in batches for event in each.events)]
+        linked = [(incident, incident.case_id) for incident in touched]
         saved_at = live.saved_at
 
         def undo() -> None:
@@ -547,49 +628,113 @@ class CameraHub:
 
         def once() -> list[CaseAction]:
             undo()
-            return self._apply_once(
-                live, image, captured_at, events, sessions, case_rules, model_version, path, sha256
-            )
+            return self._apply_once(live, batches, sessions, case_rules, model_version)
 
+        what = f"frame at {frame.captured_at.isoformat()}" if frame is not None else "the events waiting"
         try:  # a transient conflict (another writer's lock, a deadlock) must not lose the events
-            written_again = partial(_written_again, live, f"frame at {captured_at.isoformat()}")
-            return retry_busy(once, written_again, FRAME_BUSY_BUDGET_S)
+            actions = retry_busy(once, partial(_written_again, live, what), self.busy_budget_s)
+        except OperationalError as error:  # busy past the budget, or the database gone: they wait
+            undo()
+            if batch is not None:
+                self._keep(live, batch, error)
+            raise EventsKept(
+                f"camera {live.camera.id}: the database stayed busy ({database_said(error)}); nothing is "
+                f"lost: {waiting_events(live)} events are kept, and will be written with the next frame "
+                "(this frame sent again is late, and its answer lists them)",
+                camera_id=live.camera.id,
+                events_waiting=waiting_events(live),
+            ) from error
         except Exception:
             undo()
             raise
+        if live.waiting:
+            log.info(
+                "camera %s: %d events that waited for the database (frames from %s) are written",
+                live.camera.id,
+                waiting_events(live),
+                live.waiting[0].captured_at.isoformat(),
+            )
+            live.waiting = []
+        return actions
+
+    def _keep(self, live: LiveCamera, batch: Waiting, error: OperationalError) -> None:
+        """`batch`'s events wait with the camera, each with a copy of its incident as it is now (the
+        engine's own moves on). Beyond `max_waiting` the oldest `evidence` events go first, then the
+        newest of the batch: the oldest changes (a case's start) stay. Logged once per frame."""
+        kept = [
+            RuleEvent(e.kind, replace(e.incident, box=e.incident.box.copy()), e.at, e.reason)
+            for e in batch.events
+        ]
+        live.waiting.append(Waiting(batch.captured_at, batch.path, batch.sha256, kept))
+        over, dropped = waiting_events(live) - self.max_waiting, 0
+        for waiting in live.waiting:
+            left = []
+            for event in waiting.events:
+                if dropped < over and event.kind == "evidence":
+                    dropped += 1
+                else:
+                    left.append(event)
+            waiting.events = left
+        if dropped < over:  # only changes left: the newest go
+            last = live.waiting[-1]
+            last.events = last.events[: max(0, len(last.events) - (over - dropped))]
+            dropped = over
+        live.waiting = [waiting for waiting in live.waiting if waiting.events]
+        live.health.waiting_dropped += dropped
+        log.warning(
+            "camera %s: frame at %s: the database stayed busy past %g s (%s): its %d events wait with the "
+            "camera (%d waiting%s), written first with its next frame",
+            live.camera.id,
+            batch.captured_at.isoformat(),
+            self.busy_budget_s,
+            database_said(error),
+            len(kept),
+            waiting_events(live),
+            f"; {dropped} dropped over the limit of {self.max_waiting}" if dropped > 0 else "",
+        )
 
     def _apply_once(
         self,
         live: LiveCamera,
-        image: np.ndarray,
-        captured_at: datetime,
-        events: list[RuleEvent],
+        batches: list[Waiting],
         sessions: sessionmaker[Session],
         case_rules: CaseRules,
         model_version: str,
-        path: Path,
-        sha256: str,
     ) -> list[CaseAction]:
-        """The frame's events and the camera's state, in one transaction."""
+        """The frames' events, in order, and the camera's state, in one transaction."""
         actions = []
+        engine = {incident.id: incident for incident in live.rules.incidents}
+        cases: dict[int, int | None] = {}  # incident -> its case as the events before left it
         with transaction(sessions) as session:
             # every camera's events one after another, the state with them: a clear reads the other
             # cameras' standing violations as their last events left them (`standing_elsewhere`)
             lock_intake(session)
-            for event in events:
-                incident = event.incident
-                case = session.get(Case, incident.case_id) if incident.case_id is not None else None
-                if event.kind in ("cleared", "rework") and case is not None and is_open(case.state):
-                    actions.append(self._attach(session, live, event, case, path, sha256, captured_at, image))
-                elif event.kind == "cleared":  # its case closed meanwhile: nothing to verify
-                    actions.append(case_action(event, case, reason="case no longer open"))
-                else:
-                    actions.append(
-                        self._finding(
+            for batch in batches:
+                path, sha256, captured_at = Path(batch.path), batch.sha256, batch.captured_at
+                image = batch.image if batch.image is not None else read_bgr(path)
+                for event in batch.events:
+                    # a waiting event holds a copy of its incident: linked to the case as the engine's
+                    # own incident is (or as an earlier waiting event of it left it), and back
+                    incident = event.incident
+                    own = engine.get(incident.id)
+                    if incident.id in cases:
+                        incident.case_id = cases[incident.id]
+                    elif own is not None:
+                        incident.case_id = own.case_id
+                    case = session.get(Case, incident.case_id) if incident.case_id is not None else None
+                    if event.kind in ("cleared", "rework") and case is not None and is_open(case.state):
+                        action = self._attach(session, live, event, case, path, sha256, captured_at, image)
+                    elif event.kind == "cleared":  # its case closed meanwhile: nothing to verify
+                        action = case_action(event, case, captured_at, reason="case no longer open")
+                    else:
+                        action = self._finding(
                             session, live, event, image, path, sha256, captured_at, case_rules, model_version
                         )
-                    )
-            self._store(session, live)
+                    actions.append(action)
+                    cases[incident.id] = incident.case_id
+                    if own is not None:
+                        own.case_id = incident.case_id
+            self._store(session, live, [])
         return actions
 
     def _finding(
@@ -597,7 +742,7 @@ class CameraHub:
         session: Session,
         live: LiveCamera,
         event: RuleEvent,
-        image: np.ndarray,
+        image: np.ndarray | None,
         path: Path,
         sha256: str,
         captured_at: datetime,
@@ -639,10 +784,15 @@ class CameraHub:
             update.evidence.crop_path = self._crop(image, incident)
         incident.case_id = update.case.id
         proposal = "check_fail" if event.kind == "rework" else None
-        return case_action(event, update.case, update.evidence.id, created=update.created, proposal=proposal)
+        return case_action(
+            event, update.case, captured_at, update.evidence.id, created=update.created, proposal=proposal
+        )
 
-    def _crop(self, image: np.ndarray, incident: Incident) -> str:
-        """The incident's region of the frame, stored for annotators (class-free occupancy)."""
+    def _crop(self, image: np.ndarray | None, incident: Incident) -> str | None:
+        """The incident's region of the frame, stored for annotators (class-free occupancy); None
+        when a waiting frame's photo can no longer be read."""
+        if image is None:
+            return None
         crop = encode_jpeg(crop_box(image, incident.box.tolist()))
         return str(store_image(self.evidence_dir, crop, hashlib.sha256(crop).hexdigest(), "JPEG"))
 
@@ -655,7 +805,7 @@ class CameraHub:
         path: Path,
         sha256: str,
         captured_at: datetime,
-        image: np.ndarray,
+        image: np.ndarray | None,
     ) -> CaseAction:
         """An after-photo with a check proposal, or a rework flag, on the incident's own case."""
         incident = event.incident
@@ -711,7 +861,12 @@ class CameraHub:
         session.add(evidence)
         session.flush()
         return case_action(
-            event, case, evidence.id, proposal=proposal, reason=reason if proposal is None else said
+            event,
+            case,
+            captured_at,
+            evidence.id,
+            proposal=proposal,
+            reason=reason if proposal is None else said,
         )
 
     def _box(self, incident: Incident) -> Box:
@@ -736,6 +891,7 @@ def _written_again(live: LiveCamera, what: str, attempt: int, error: DBAPIError)
 def case_action(
     event: RuleEvent,
     case: Case | None,
+    captured_at: datetime,
     evidence_id: int | None = None,
     *,
     created: bool = False,
@@ -757,6 +913,7 @@ def case_action(
         evidence_id=evidence_id,
         proposal=proposal,
         reason=event.reason if reason is None else reason,
+        captured_at=captured_at,
     )
 
 
@@ -862,6 +1019,16 @@ class CameraCollector(Collector):
         incidents = GaugeMetricFamily(
             "streetorder_camera_open_incidents", "violations present now", labels=["camera"]
         )
+        waiting = GaugeMetricFamily(
+            "streetorder_camera_events_waiting",
+            "events kept while the database stayed busy, written first with the camera's next frame",
+            labels=["camera"],
+        )
+        waiting_dropped = CounterMetricFamily(
+            "streetorder_camera_waiting_events_dropped",
+            "waiting events dropped beyond the limit (camera_waiting_events): 'still there' evidence first",
+            labels=["camera"],
+        )
         unchanged = GaugeMetricFamily(
             "streetorder_camera_picture_unchanged_seconds",
             "capture seconds the applied frames have shown the very same pixels (a stuck encoder)",
@@ -897,7 +1064,8 @@ class CameraCollector(Collector):
             fps.add_metric(labels, health.fps)
             last.add_metric(labels, health.last_capture.timestamp() if health.last_capture else 0.0)
             incidents.add_metric(labels, len(open_incidents(live)))
+            waiting.add_metric(labels, waiting_events(live))
+            waiting_dropped.add_metric(labels, health.waiting_dropped)
             unchanged.add_metric(labels, live.rules.unchanged_s)
         yield from (frames, late, held, jumps, dropped, skipped, reconnects, fps, last, incidents, unchanged)
-        yield no_picture
-        yield stream
+        yield from (waiting, waiting_dropped, no_picture, stream)

@@ -215,3 +215,11 @@ class Unavailable(DomainError):
 class Busy(DomainError):
     status, title = 503, "busy"
     headers = {"Retry-After": "1"}
+
+
+class EventsKept(Busy):
+    """A camera frame was judged, but the database stayed busy past the frame's budget: its events
+    wait with the camera and are written first with its next frame, so nothing is lost; the frame
+    sent again is late (judged already), and its answer lists what the waiting events did."""
+
+    headers = {"Retry-After": "5"}

@@ -28,6 +28,10 @@ from vision.core.taxonomy import TAXONOMY, Taxonomy, load_taxonomy
 PACKAGED = Path(str(files("serve") / "packaged"))  # configs/ and models/ (links in a checkout)
 PACKAGED_CONFIGS = (PACKAGED / "configs").resolve()
 PACKAGED_MODELS = (PACKAGED / "models").resolve()
+# a camera frame's write is tried again on a transient conflict for at most this long (a pushed frame is
+# a request someone waits for: on SQLite one more try after its 30 s busy_timeout, not five)
+FRAME_BUSY_BUDGET_S = 45.0
+MAX_WAITING_EVENTS = 1000  # a camera's events kept while the database stays busy (serve/cases/cameras.py)
 
 
 class Settings(BaseSettings):
@@ -44,6 +48,19 @@ class Settings(BaseSettings):
         default=5.0,
         description="how often the service looks for an edited cameras.yaml (0: never; "
         "POST /v1/cameras/reload applies it on demand)",
+    )
+    camera_busy_budget_s: float = Field(
+        default=FRAME_BUSY_BUDGET_S,
+        gt=0,
+        description="how long a camera frame's write is tried again while the database is busy; then its "
+        "events wait with the camera, written first with its next frame (the frame is answered 503)",
+    )
+    camera_waiting_events: int = Field(
+        default=MAX_WAITING_EVENTS,
+        ge=1,
+        description="the most events one camera keeps waiting for a busy database: beyond it the oldest "
+        "'still there' evidence goes first, then the newest changes (a case's start is never dropped for "
+        "later news)",
     )
     configs_dir: Path = Field(
         default=PACKAGED_CONFIGS,

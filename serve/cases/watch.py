@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from serve.cases.cameras import CameraHub, LiveCamera, ReloadSummary, Timings
 from serve.cases.coords import position_to_wgs84
-from serve.cases.errors import OutsideJurisdiction
+from serve.cases.errors import EventsKept, OutsideJurisdiction
 from serve.cases.findings import CaseRules
 from serve.cases.intake import in_jurisdiction
 from vision.core.detector import Detector
@@ -109,6 +109,8 @@ class CameraWatcher:
                     received_at=frame.captured_at,
                     timings=timings,
                 )
+                self.analysed += 1
+            except EventsKept:  # judged; its events wait with the camera (the hub logged it once)
                 self.analysed += 1
             except Exception:  # one bad frame or a database hiccup must not end the watch
                 self.errors += 1

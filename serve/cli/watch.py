@@ -97,7 +97,13 @@ def cli(argv: list[str]) -> int:
             f"--file-fps is for a video file, not {redact_url(stream)}: "
             "a live stream's frames carry their time"
         )
-    hub = CameraHub(registry.only(camera.id), case_rules.taxonomy, settings.evidence_dir)  # its state only
+    hub = CameraHub(  # its state only
+        registry.only(camera.id),
+        case_rules.taxonomy,
+        settings.evidence_dir,
+        busy_budget_s=settings.camera_busy_budget_s,
+        max_waiting=settings.camera_waiting_events,
+    )
     sessions = open_database(args.db or settings.db_url)
     hub.restore(sessions)
     detector = load_detector(args.model or settings.model, models_dir=settings.models_dir, taxonomy=taxonomy)

@@ -43,6 +43,8 @@ function card(camera) {
     [t("camera.size"), health.width ? `${health.width}×${health.height}` : "—"],
     [t("camera.incidents"), health.open_incidents],
   ];
+  // events the database did not take yet: written first with the camera's next frame
+  if (health.events_waiting) facts.push([t("camera.waiting"), `${health.events_waiting} · ${when(health.events_waiting_since)}`]);
   if (health.picture_unchanged_since) facts.push([t("camera.unchanged"), when(health.picture_unchanged_since)]);
   if (health.no_picture) facts.push([t(`camera.no_picture.${health.no_picture}`), when(health.no_picture_since)]);
   const zones = table(

@@ -96,6 +96,11 @@ class Incident:
     case_id: int | None = field(default=None, compare=False)  # the service's bookkeeping
 
 
+def incident_from(fields: dict[str, Any]) -> Incident:
+    """An incident from its exported fields (`asdict`), its box an array again."""
+    return Incident(**{**fields, "box": np.asarray(fields["box"], dtype=np.float64)})
+
+
 @dataclass(frozen=True)
 class RuleEvent:
     kind: EventKind
@@ -293,5 +298,5 @@ class IncidentLedger:
         from the next frame."""
         self.incidents, self._watching_since = {}, None
         for fields in saved:
-            incident = Incident(**{**fields, "box": np.asarray(fields["box"], dtype=np.float64)})
+            incident = incident_from(fields)
             self.incidents[incident.id] = incident

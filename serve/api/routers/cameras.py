@@ -48,6 +48,8 @@ from serve.cases.cameras import (
     open_incidents,
     picture_unchanged_since,
     stream_state,
+    waiting_events,
+    waiting_since,
 )
 from serve.cases.enums import PhotoStatus
 from serve.cases.errors import InvalidInput, NotFound, TooLarge, UnsupportedMedia
@@ -80,7 +82,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     rules = service.domain.rules
     taxonomy = rules.taxonomy
     registry = load_service_cameras(path, rules) if path.exists() else CameraRegistry({}, path)
-    hub = CameraHub(registry, taxonomy, service.settings.evidence_dir)
+    settings = service.settings
+    hub = CameraHub(
+        registry,
+        taxonomy,
+        settings.evidence_dir,
+        busy_budget_s=settings.camera_busy_budget_s,
+        max_waiting=settings.camera_waiting_events,
+    )
     await anyio.to_thread.run_sync(hub.restore, service.sessions)
     service.metrics.registry.register(CameraCollector(hub))
     app.state.cameras = hub
@@ -154,6 +163,10 @@ class CaseActionOut(Schema):
     reason: str = Field(
         description="why: for rework returned or still_present; after_gap for a violation that stood "
         "min_dwell_s again after a gap in the frames longer than dwell.restart_bridge_s"
+    )
+    captured_at: FrameTime = Field(
+        description="capture time of the frame whose event this is: an earlier frame's when its events "
+        "waited for a busy database (that frame was answered 503), else this frame's"
     )
 
 
@@ -236,6 +249,16 @@ class HealthOut(Schema):
         description="capture time of the frame held now, waiting for the next one; null when none"
     )
     events: int = Field(description="incident events (started, evidence, cleared, rework)")
+    events_waiting: int = Field(
+        description="events kept while the database stayed busy, written first with the next frame"
+    )
+    events_waiting_since: FrameTime | None = Field(
+        description="capture time of the oldest frame whose events wait; null when none wait"
+    )
+    waiting_events_dropped: int = Field(
+        description="waiting events dropped beyond the limit (camera_waiting_events): 'still there' "
+        "evidence first, then the newest changes"
+    )
     reconnects: int = Field(description="stream reconnects (pulled cameras)")
     dropped_frames: int = Field(
         description="stream frames replaced before analysis could take them: analysis too slow"
@@ -338,6 +361,9 @@ def camera_out(live: LiveCamera) -> CameraOut:
             clock_jumps_dropped=health.clock_jumps_dropped,
             held_frame_at=live.held.captured_at if live.held else None,
             events=health.events,
+            events_waiting=waiting_events(live),
+            events_waiting_since=waiting_since(live),
+            waiting_events_dropped=health.waiting_dropped,
             reconnects=health.reconnects,
             dropped_frames=health.dropped_frames,
             skipped_frames=health.skipped_frames,
@@ -483,6 +509,12 @@ def frame_out(
     "/v1/cameras/{camera_id}/frames",
     response_model=FrameOut,
     summary="One camera frame: detections, tracks with dwell time, and the cases it made (scope report)",
+    responses={
+        503: {
+            "description": "the database stayed busy: the frame was judged and its events wait with the "
+            "camera (nothing is lost), written first with its next frame; Retry-After says when"
+        }
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
