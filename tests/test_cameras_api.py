@@ -807,6 +807,7 @@ def test_late_frames_multipart_and_bad_requests(model_service: Service) -> None:
     health = service.client.get("/v1/cameras", headers=service.auth("cases:read")).json()[0]["health"]
     assert (health["frames"], health["late_frames"]) == (3, 1)
 
+    webp = cv2.imencode(".webp", Scene(10).frame(0)[0])[1].tobytes()
     problems = {
         "no capture time": (post(service, frame, None), 422, "captured_at"),
         "no offset": (
@@ -827,7 +828,11 @@ def test_late_frames_multipart_and_bad_requests(model_service: Service) -> None:
             422,
             "ahead",
         ),
-        "unknown camera": (post(service, frame, SERVICE_START, camera="nope"), 404, "test-cam"),
+        "unknown camera": (  # named once (it read "camera 'nope' (unknown camera 'nope' (...))")
+            post(service, frame, SERVICE_START, camera="nope"),
+            404,
+            f"camera 'nope' does not exist (configured: {CAM}",
+        ),
         "not an image": (
             service.client.post(
                 f"/v1/cameras/{CAM}/frames",
@@ -835,7 +840,22 @@ def test_late_frames_multipart_and_bad_requests(model_service: Service) -> None:
                 headers={**service.auth("report"), "Content-Type": "text/plain"},
             ),
             415,
-            "image/jpeg",
+            "send image/jpeg or image/png, or multipart",  # a PNG body is taken too
+        ),
+        "a WebP part": (  # frames are JPEG or PNG: the answer named image/jpeg alone
+            service.client.post(
+                f"/v1/cameras/{CAM}/frames",
+                files={"file": ("f.webp", webp, "image/webp")},
+                data={"captured_at": SERVICE_START.isoformat()},
+                headers=service.auth("report"),
+            ),
+            415,
+            "content type 'image/webp'; send image/jpeg or image/png",
+        ),
+        "a WebP sent as image/jpeg": (  # was taken, or refused with "send JPEG, PNG, WebP or HEIC"
+            post(service, webp, SERVICE_START + timedelta(seconds=30)),
+            415,
+            "its bytes are a WEBP image; send JPEG or PNG",
         ),
         "corrupt jpeg": (post(service, frame[:200], SERVICE_START + timedelta(seconds=20)), 400, ""),
         "a BMP sent as image/jpeg": (  # the bytes decide, as for photos: 415, not 400 "unreadable"

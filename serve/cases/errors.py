@@ -26,8 +26,8 @@ class DomainError(Exception):
 class NotFound(DomainError):
     status, title = 404, "not found"
 
-    def __init__(self, kind: str, key: object) -> None:
-        super().__init__(f"{kind} {key} does not exist")
+    def __init__(self, kind: str, key: object, known: str = "") -> None:
+        super().__init__(f"{kind} {key} does not exist{known}")
 
 
 class InvalidTransition(DomainError):
