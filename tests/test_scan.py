@@ -608,7 +608,15 @@ def test_each_copy_of_a_broken_file_is_listed_for_someone_to_look_at(
     assert all(f"{Path(name).name}</td>" in html for name in names)
 
     assert cli([str(photos), "--db", db, "--out", str(out), "--no-progress"]) == 0
-    assert "0 new, 5 already recorded" in capsys.readouterr().out  # listed once each, not again
+    again = capsys.readouterr()
+    assert "0 new, 5 already recorded" in again.out  # listed once each, not again
+    # said as what they are: five warnings "unreadable: ..." came under "unreadable: 0," as if new
+    assert (
+        "unreadable: 0," in again.out and "still unreadable: 5 file(s) listed by an earlier scan" in again.out
+    )
+    assert "unreadable" not in again.err
+    said = (out / "scan.log").read_text(encoding="utf-8")
+    assert said.count("still unreadable (listed since an earlier scan): ") == 5
     (photos / "bad2.jpg").write_bytes(broken + b" and cut differently")
     assert cli([str(photos), "--db", db, "--out", str(out), "--no-progress"]) == 0
     with open_database(db)() as session:

@@ -324,6 +324,7 @@ class ScanStats:
     new: int = 0
     known: int = 0  # already in the database (an earlier scan, or the same bytes twice)
     unreadable: int = 0
+    unreadable_before: int = 0  # listed unreadable by an earlier scan, read again and still so (in `known`)
     unlocated: int = 0
     undated: int = 0
     outside: int = 0  # located in no unit grid of the layout
@@ -675,12 +676,16 @@ class Scanner:
         return status
 
     def _unreadable(self, session: Session, stats: ScanStats, source: str, key: str, reason: str) -> str:
-        log.warning("%s: unreadable: %s", source, reason)
         new = take_unreadable(
             session, key=key, path=source, source=PhotoSource.PATROL, reason=reason, now=datetime.now(UTC)
         )
+        if new:
+            log.warning("%s: unreadable: %s", source, reason)
+        else:  # a warning each scan, under a summary that counted none, read as a new problem
+            log.info("%s: still unreadable (listed since an earlier scan): %s", source, reason)
         stats.known += not new
         stats.unreadable += new
+        stats.unreadable_before += not new
         stats.new += new
         return PhotoStatus.UNREADABLE
 

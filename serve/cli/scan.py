@@ -201,6 +201,11 @@ def summary(stats: ScanStats, report: Path, out: Path) -> Iterable[str]:
         f"  unreadable: {stats.unreadable}, unlocated: {stats.unlocated}, undated: {stats.undated}, "
         f"outside the grids: {stats.outside} (reasons in {out / 'scan.log'} and the report)"
     )
+    if stats.unreadable_before:
+        yield (
+            f"  still unreadable: {stats.unreadable_before} file(s) listed by an earlier scan, read again "
+            f"(in the report and {out / 'problem_photos.csv'})"
+        )
     if stats.retries:
         yield (
             f"  database busy: {stats.retries} write(s) rolled back on a conflict with another writer "
