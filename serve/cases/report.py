@@ -43,6 +43,7 @@ from serve.cases.findings import CaseRules
 from serve.cases.navigation import navigation_links
 from serve.cases.orm import Case, Evidence, Photo
 from serve.cases.spreadsheet import inert
+from serve.cases.times import local_iso
 from vision.core.boxes import parse_boxes
 from vision.core.draw import crop_box, draw_boxes, fit_width
 from vision.core.files import file_href
@@ -188,7 +189,7 @@ def write_report(
 
 
 def _local(moment: datetime | None, tz: tzinfo) -> str:
-    return moment.astimezone(tz).isoformat(timespec="seconds") if moment else ""
+    return local_iso(moment, tz) if moment else ""
 
 
 def _evidence_counts() -> Any:
