@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -356,6 +357,7 @@ def _pictures(
         if evidence.confidence is not None
         else max((box.confidence for box in boxes), default=None),
         "copy_of": (evidence.extra or {}).get("copy_of"),
+        "citizen": (evidence.extra or {}).get("open311"),
         "captured_at": _local(evidence.captured_at, rules.calendar.timezone),
         "href": file_href(evidence.path, out / "report.html"),
         "thumb": thumb.as_posix(),
@@ -363,6 +365,10 @@ def _pictures(
         "error": None,
         "changed": None,
     }
+    if (citizen := picture["citizen"]) is not None:  # a citizen's words, no photo of ours: none is "gone"
+        link = str(citizen.get("media_url") or "")
+        picture.update(thumb=None, crops=[], link=link if re.match(r"https?://", link, re.I) else None)
+        return picture
     try:  # read once: the bytes checked against the scan are the ones drawn
         path, data = evidence_bytes(evidence_dir, evidence.path, evidence.sha256, options.max_photo_bytes)
     except NotFound:
