@@ -219,6 +219,12 @@ def summary(stats: ScanStats, report: Path, out: Path) -> Iterable[str]:
             f"  not read (not photos the scan takes): {', '.join(kinds)}; "
             f"it reads {', '.join(sorted(PHOTO_SUFFIXES))}"
         )
+    if stats.sidecar_unmatched:
+        shown = ", ".join(stats.sidecar_unmatched[:3]) + (", ..." if len(stats.sidecar_unmatched) > 3 else "")
+        yield (
+            f"  sidecar rows that located nothing: {len(stats.sidecar_unmatched)} ({shown}): no photo "
+            f"scanned is at their file (misspelt, or outside the paths scanned; all in {out / 'scan.log'})"
+        )
     if stats.unlisted_folders:
         shown = ", ".join(stats.unlisted_folders[:3]) + (", ..." if len(stats.unlisted_folders) > 3 else "")
         yield (
