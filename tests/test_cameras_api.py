@@ -352,6 +352,24 @@ def test_a_place_that_clears_proposes_nothing_while_its_case_still_stands_elsewh
         assert [(e.extra or {}).get("proposal") for e in after] == [None, "resolved"]
 
 
+def test_two_incidents_of_one_case_clearing_on_one_frame_make_one_proposal(hub: Hub) -> None:
+    """Found by a newcomer pushing frames: seven parked cars, one case (the intake's 50 m), all gone
+    on one frame: each incident saw the others already cleared, and the case got seven `resolved`
+    proposals on seven copies of the frame. The last to clear proposes, as when they leave apart."""
+    elsewhere = (420.0, 220.0, 540.0, 300.0)
+    actions: dict[float, list[tuple[str, str | None, str]]] = {}
+    for t in range(0, 160):
+        if done := hub.frame(t, [SPOT, elsewhere] if t < 100 else []):
+            actions[t] = done
+    assert actions[129] == [
+        ("cleared", None, "place clear; incident 2 of this case clears on this frame too and proposes"),
+        ("cleared", "resolved", ""),
+    ]
+    with hub.sessions() as session:
+        after = session.scalars(select(Evidence).where(Evidence.role == "after").order_by(Evidence.id)).all()
+        assert [(e.extra or {}).get("proposal") for e in after] == [None, "resolved"]
+
+
 @pytest.mark.parametrize("black", [False, True], ids=["stops sending", "sends black frames"])
 @pytest.mark.parametrize("dark_from", [100, 600], ids=["dark 15 min", "dark 7 min"])
 def test_a_camera_that_stopped_sending_does_not_hold_the_case_for_ever(
