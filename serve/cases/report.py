@@ -350,6 +350,7 @@ def _pictures(
     thumb = Path("thumbs") / f"{number}-e{evidence.id}.jpg"
     boxes = parse_boxes(evidence.boxes, f"evidence {evidence.id}").boxes
     crops = [Path("crops") / f"{number}-e{evidence.id}-{k}.jpg" for k in range(len(boxes))]
+    citizen = (evidence.extra or {}).get("open311")  # a citizen's request: their words, no photo of ours
     picture = {
         "evidence": evidence,
         # a copy of earlier evidence keeps no confidence of its own: its boxes' best, not "0.00"
@@ -357,7 +358,7 @@ def _pictures(
         if evidence.confidence is not None
         else max((box.confidence for box in boxes), default=None),
         "copy_of": (evidence.extra or {}).get("copy_of"),
-        "citizen": (evidence.extra or {}).get("open311"),
+        "citizen": citizen,
         "captured_at": _local(evidence.captured_at, rules.calendar.timezone),
         "href": file_href(evidence.path, out / "report.html"),
         "thumb": thumb.as_posix(),
@@ -365,7 +366,7 @@ def _pictures(
         "error": None,
         "changed": None,
     }
-    if (citizen := picture["citizen"]) is not None:  # a citizen's words, no photo of ours: none is "gone"
+    if citizen is not None:  # nothing drawn, and no photo "gone since it was scanned"
         link = str(citizen.get("media_url") or "")
         picture.update(thumb=None, crops=[], link=link if re.match(r"https?://", link, re.I) else None)
         return picture
