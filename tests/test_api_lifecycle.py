@@ -188,6 +188,12 @@ def test_stale_etag_is_refused_and_changes_nothing(service: Service) -> None:
     assert stale.status_code == 412 and stale.json()["current_etag"] == first.headers["ETag"]
     missing = service.client.post(url, json={"action": "file"}, headers=writer)
     assert missing.status_code == 428
+    # the current version unquoted: it read "If-Match 2 does not match the case's current version 2"
+    bare = service.client.post(
+        url, json={"action": "file"}, headers={**writer, "If-Match": first.headers["ETag"].strip('"')}
+    )
+    assert bare.status_code == 412
+    assert f"an ETag is quoted: send If-Match: {first.headers['ETag']}" in bare.json()["detail"]
     now = service.client.get(f"/v1/cases/{case_id}", headers=reader)
     assert now.json()["state"] == "verified" and now.headers["ETag"] == first.headers["ETag"]
     assert [f["action"] for f in now.json()["flow"]] == ["report", "confirm"]

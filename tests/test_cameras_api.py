@@ -499,6 +499,24 @@ def test_a_place_that_clears_proposes_nothing_while_its_case_still_stands_elsewh
         assert [(e.extra or {}).get("proposal") for e in after] == [None, "resolved"]
 
 
+def test_two_incidents_of_one_case_clearing_on_one_frame_make_one_proposal(hub: Hub) -> None:
+    """Found by a newcomer pushing frames: seven parked cars, one case (the intake's 50 m), all gone
+    on one frame: each incident saw the others already cleared, and the case got seven `resolved`
+    proposals on seven copies of the frame. The last to clear proposes, as when they leave apart."""
+    elsewhere = (420.0, 220.0, 540.0, 300.0)
+    actions: dict[float, list[tuple[str, str | None, str]]] = {}
+    for t in range(0, 160):
+        if done := hub.frame(t, [SPOT, elsewhere] if t < 100 else []):
+            actions[t] = done
+    assert actions[129] == [
+        ("cleared", None, "place clear; incident 2 of this case clears on this frame too and proposes"),
+        ("cleared", "resolved", ""),
+    ]
+    with hub.sessions() as session:
+        after = session.scalars(select(Evidence).where(Evidence.role == "after").order_by(Evidence.id)).all()
+        assert [(e.extra or {}).get("proposal") for e in after] == [None, "resolved"]
+
+
 @pytest.mark.parametrize("black", [False, True], ids=["stops sending", "sends black frames"])
 @pytest.mark.parametrize("dark_from", [100, 600], ids=["dark 15 min", "dark 7 min"])
 def test_a_camera_that_stopped_sending_does_not_hold_the_case_for_ever(
@@ -1012,6 +1030,7 @@ def test_late_frames_multipart_and_bad_requests(model_service: Service) -> None:
     health = service.client.get("/v1/cameras", headers=service.auth("cases:read")).json()[0]["health"]
     assert (health["frames"], health["late_frames"]) == (3, 1)
 
+    webp = cv2.imencode(".webp", Scene(10).frame(0)[0])[1].tobytes()
     problems = {
         "no capture time": (post(service, frame, None), 422, "captured_at"),
         "no offset": (
@@ -1032,7 +1051,11 @@ def test_late_frames_multipart_and_bad_requests(model_service: Service) -> None:
             422,
             "ahead",
         ),
-        "unknown camera": (post(service, frame, SERVICE_START, camera="nope"), 404, "test-cam"),
+        "unknown camera": (  # named once (it read "camera 'nope' (unknown camera 'nope' (...))")
+            post(service, frame, SERVICE_START, camera="nope"),
+            404,
+            f"camera 'nope' does not exist (configured: {CAM}",
+        ),
         "not an image": (
             service.client.post(
                 f"/v1/cameras/{CAM}/frames",
@@ -1040,7 +1063,22 @@ def test_late_frames_multipart_and_bad_requests(model_service: Service) -> None:
                 headers={**service.auth("report"), "Content-Type": "text/plain"},
             ),
             415,
-            "image/jpeg",
+            "send image/jpeg or image/png, or multipart",  # a PNG body is taken too
+        ),
+        "a WebP part": (  # frames are JPEG or PNG: the answer named image/jpeg alone
+            service.client.post(
+                f"/v1/cameras/{CAM}/frames",
+                files={"file": ("f.webp", webp, "image/webp")},
+                data={"captured_at": SERVICE_START.isoformat()},
+                headers=service.auth("report"),
+            ),
+            415,
+            "content type 'image/webp'; send image/jpeg or image/png",
+        ),
+        "a WebP sent as image/jpeg": (  # was taken, or refused with "send JPEG, PNG, WebP or HEIC"
+            post(service, webp, SERVICE_START + timedelta(seconds=30)),
+            415,
+            "its bytes are a WEBP image; send JPEG or PNG",
         ),
         "corrupt jpeg": (post(service, frame[:200], SERVICE_START + timedelta(seconds=20)), 400, ""),
         "a BMP sent as image/jpeg": (  # the bytes decide, as for photos: 415, not 400 "unreadable"

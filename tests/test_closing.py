@@ -55,6 +55,12 @@ def test_after_photos_are_checked_and_a_failed_check_needs_a_reason(
         service, case_id, on_site(jpeg(seed=7), far.lat + 0.01, far.lon, START + timedelta(hours=1))
     )
     assert away["extra"]["after_check"]["failed"] == ["at_place"]
+    # its times as the API gives every time: they were UTC (2026-11-20T01:20:00+00:00), to the microsecond
+    assert away["extra"]["after_check"]["after_filing"] == {
+        "ok": True,
+        "taken_at": (START + timedelta(hours=1)).isoformat(),
+        "filed_at": (START + timedelta(minutes=20)).isoformat(),
+    }
     assert away["extra"]["after_check"]["at_place"]["distance_m"] > 1000
 
     # A person overrides with a reason: handled, and the reason is in the flow log; checking it

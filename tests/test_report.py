@@ -25,6 +25,7 @@ from configured import CONFIGS
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from serve.api.open311 import file_request
 from serve.cases.coords import CoordSystem, to_wgs84
 from serve.cases.db import open_database, transaction
 from serve.cases.deadlines import load_calendar
@@ -35,6 +36,7 @@ from serve.cases.intake import Placement, join_as_copy
 from serve.cases.orm import Case, Evidence, Photo
 from serve.cases.report import ReportOptions, write_report
 from vision.core.boxes import Box
+from vision.core.imageio import Position
 from vision.core.taxonomy import load_taxonomy
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -453,3 +455,28 @@ def test_each_archive_photo_is_read_once_for_its_check_and_its_pictures(
     with opens(photos) as second:
         write_report(database, tmp_path / "out", RULES)
     assert second == dict.fromkeys(photos, 1)
+
+
+def test_a_citizen_request_without_a_photo_is_not_a_photo_gone(
+    database: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """A case from an Open311 request (the citizen's words, perhaps a link to their photo) read "the
+    photo at open311 request is gone since it was scanned": there never was a photo of ours."""
+    centre = list(GRIDS)[3].geometry.representative_point()
+    with transaction(database) as session:
+        requests = [("路边有一堆垃圾", "https://example.org/p.jpg"), ("桶满了", "javascript:alert(1)")]
+        for description, link in requests:
+            file_request(
+                session,
+                event=RULES.taxonomy.events["exposed_garbage"],
+                fields={"service_code": "06010", "description": description, "media_url": link},
+                position=Position(centre.y, centre.x + 0.0008 * len(description)),
+                placed="lat/long",
+                reporter="bridge",
+                received_at=T0 + timedelta(hours=1),
+                rules=RULES,
+            )
+    html = write_report(database, tmp_path / "out", RULES).read_text(encoding="utf-8")
+    assert "is gone since it was scanned" not in html and "open311 request 处的照片" not in html
+    assert "路边有一堆垃圾" in html and "桶满了" in html
+    assert 'href="https://example.org/p.jpg"' in html and 'href="javascript:' not in html

@@ -608,7 +608,15 @@ def test_each_copy_of_a_broken_file_is_listed_for_someone_to_look_at(
     assert all(f"{Path(name).name}</td>" in html for name in names)
 
     assert cli([str(photos), "--db", db, "--out", str(out), "--no-progress"]) == 0
-    assert "0 new, 5 already recorded" in capsys.readouterr().out  # listed once each, not again
+    again = capsys.readouterr()
+    assert "0 new, 5 already recorded" in again.out  # listed once each, not again
+    # said as what they are: five warnings "unreadable: ..." came under "unreadable: 0," as if new
+    assert (
+        "unreadable: 0," in again.out and "still unreadable: 5 file(s) listed by an earlier scan" in again.out
+    )
+    assert "unreadable" not in again.err
+    said = (out / "scan.log").read_text(encoding="utf-8")
+    assert said.count("still unreadable (listed since an earlier scan): ") == 5
     (photos / "bad2.jpg").write_bytes(broken + b" and cut differently")
     assert cli([str(photos), "--db", db, "--out", str(out), "--no-progress"]) == 0
     with open_database(db)() as session:
@@ -753,7 +761,9 @@ def test_a_killed_scan_resumes_to_the_same_cases(tmp_path: Path, samples: list[P
     assert case_signature(resumed) == case_signature(clean)
 
 
-def test_a_sidecar_locates_photos_without_gps(tmp_path: Path, samples: list[Path]) -> None:
+def test_a_sidecar_locates_photos_without_gps(
+    tmp_path: Path, samples: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     photos = tmp_path / "archive"
     place(samples[0], photos / "p00.jpg", None, START)
     cv2.imwrite(str(photos / "p01.png"), cv2.imread(str(samples[1])))  # a PNG with no EXIF at all
@@ -769,10 +779,15 @@ def test_a_sidecar_locates_photos_without_gps(tmp_path: Path, samples: list[Path
     sidecar = tmp_path / "archive" / "positions.csv"
     sidecar.write_text(
         f"file,lat,lon,taken_at\np00.jpg,{target.lat},{target.lon},\np01.png,{target.lat},{target.lon},"
-        "2026-11-20T10:00:00\n",
+        f"2026-11-20T10:00:00\nP02.JPG,{target.lat},{target.lon},\n",
         encoding="utf-8",
     )
+    capsys.readouterr()
     assert cli([str(photos), "--db", db, "--out", out, "--sidecar", str(sidecar), "--no-progress"]) == 0
+    # a row naming no photo (a typo, another folder) located nothing, and nothing said so
+    missing = photos.resolve() / "P02.JPG"
+    assert f"sidecar rows that located nothing: 1 ({missing})" in capsys.readouterr().out
+    assert f"{missing}: in the sidecar, but no photo scanned is there" in Path(out, "scan.log").read_text()
     with factory() as session:
         rows = {Path(p.path).name: p for p in session.scalars(select(Photo))}
         assert rows["p00.jpg"].status == "done" and rows["p00.jpg"].taken_at == START  # EXIF time kept

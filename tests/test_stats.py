@@ -468,3 +468,16 @@ def test_a_case_sent_back_is_no_longer_due_with_the_department_that_returned_it(
     assert due_by_department() == {None: 1}  # still due bureau-wide, held by no department
     drive.steps(returned, (9.5, "dispatch", {}))
     assert due_by_department() == {"二七区环境卫生服务中心": 1}
+
+
+def test_the_cli_ranking_says_which_days_its_period_holds(
+    service: Service, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`stats --ranking 2026-11-20` printed only `"period": "2026-11-2"`, which reads as 2 November;
+    it gives the period's bounds, as GET /v1/stats/ranking does."""
+    from serve.cli.stats import cli
+
+    assert cli(["--db", service.settings.db_url, "--ranking", "2026-11-20"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["period"] == "2026-11-2"
+    assert (printed["since"], printed["until"]) == ("2026-11-11T00:00:00+08:00", "2026-11-21T00:00:00+08:00")

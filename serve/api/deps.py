@@ -229,16 +229,23 @@ def one_file(form: FormData) -> None:
         raise InvalidInput("file", f"one photo a request: {parts} parts named 'file' were sent")
 
 
-def refuse_other_formats(name: str, sent_as: str | None, data: bytes, *, untyped: bool) -> None:
+def refuse_other_formats(
+    name: str,
+    sent_as: str | None,
+    data: bytes,
+    *,
+    untyped: bool,
+    formats: frozenset[str] = FORMATS,
+    takes: str = "JPEG, PNG, WebP or HEIC",
+) -> None:
     """The bytes decide what a photo is, not the type it was sent as: an image of a format not taken
     (a GIF sent as image/jpeg was a 400 "unreadable", the same bytes untyped a 415), or untyped bytes
-    that are no photo, are 415 naming what they are; garbled photo bytes go on to be refused (400)."""
+    that are no photo, are 415 naming what they are; garbled photo bytes go on to be refused (400).
+    `formats` (imageio's names) and `takes` (the same in words) are what the endpoint takes."""
     found = image_format(data) if data else None
-    if data and found not in FORMATS and (untyped or found is not None):
-        what = f"a {found} image" if found else "no JPEG, PNG, WebP or HEIC"
-        raise UnsupportedMedia(
-            f"{name}: sent as {sent_as!r} and its bytes are {what}; send JPEG, PNG, WebP or HEIC"
-        )
+    if data and found not in formats and (untyped or found is not None):
+        what = f"a {found} image" if found else f"no {takes}"
+        raise UnsupportedMedia(f"{name}: sent as {sent_as!r} and its bytes are {what}; send {takes}")
 
 
 async def read_image(

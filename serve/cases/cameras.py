@@ -51,7 +51,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -712,7 +712,7 @@ class CameraHub:
             for batch in batches:
                 path, sha256, captured_at = Path(batch.path), batch.sha256, batch.captured_at
                 image = batch.image if batch.image is not None else read_bgr(path)
-                for event in batch.events:
+                for k, event in enumerate(batch.events):
                     # a waiting event holds a copy of its incident: linked to the case as the engine's
                     # own incident is (or as an earlier waiting event of it left it), and back
                     incident = event.incident
@@ -723,7 +723,10 @@ class CameraHub:
                         incident.case_id = own.case_id
                     case = session.get(Case, incident.case_id) if incident.case_id is not None else None
                     if event.kind in ("cleared", "rework") and case is not None and is_open(case.state):
-                        action = self._attach(session, live, event, case, path, sha256, captured_at, image)
+                        later = clearing_later(batch.events[k + 1 :], incident)
+                        action = self._attach(
+                            session, live, event, case, path, sha256, captured_at, image, later
+                        )
                     elif event.kind == "cleared":  # its case closed meanwhile: nothing to verify
                         action = case_action(event, case, captured_at, reason="case no longer open")
                     else:
@@ -806,8 +809,10 @@ class CameraHub:
         sha256: str,
         captured_at: datetime,
         image: np.ndarray | None,
+        later: Incident | None = None,
     ) -> CaseAction:
-        """An after-photo with a check proposal, or a rework flag, on the incident's own case."""
+        """An after-photo with a check proposal, or a rework flag, on the incident's own case;
+        `later`: another incident of the case that clears on the same frame, after this one."""
         incident = event.incident
         proposal: str | None
         reason = event.reason or ("place clear" if event.kind == "cleared" else event.kind)
@@ -822,6 +827,11 @@ class CameraHub:
             if standing is not None:
                 proposal = None
                 reason = f"place clear; incident {standing.id} of this case still present"
+            elif later is not None:  # two cars gone on one frame made two proposals: the last one makes it
+                proposal = None
+                reason = (
+                    f"place clear; incident {later.id} of this case clears on this frame too and proposes"
+                )
             else:
                 bridges = {known.camera.id: known.camera.dwell.restart_bridge_s for known in self}
                 elsewhere, unseen = standing_elsewhere(
@@ -923,6 +933,15 @@ def _iso(seconds: float) -> str:
 
 def open_incidents(live: LiveCamera) -> list[Incident]:
     return [i for i in live.rules.incidents if i.status == "present"]
+
+
+def clearing_later(events: Sequence[RuleEvent], cleared: Incident) -> Incident | None:
+    """Another incident of `cleared`'s case among the frame's later `events` that clears too: of
+    the incidents of one case that clear on one frame, the last proposes, as if one after another."""
+    return next(
+        (e.incident for e in events if e.kind == "cleared" and e.incident.case_id == cleared.case_id),
+        None,
+    )
 
 
 def still_standing(live: LiveCamera, case_id: int, cleared: Incident) -> Incident | None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 import supervision as sv
@@ -28,6 +28,7 @@ import supervision as sv
 from serve.cases.enums import Action, EvidenceRole
 from serve.cases.grids import haversine_m
 from serve.cases.orm import Case, Evidence
+from serve.cases.times import local_iso
 from vision.core.boxes import Box, boxes_of, parse_boxes
 from vision.core.imageio import Position
 from vision.core.phash import hash_distance, near_identical
@@ -72,8 +73,9 @@ def _overlaps(box: Box, spots: Iterable[Box]) -> bool:
     )
 
 
-def check_after_photo(case: Case, photo: AfterPhoto, radius_m: float) -> dict[str, Any]:
-    """The verdict of `photo` as the after-photo of `case` (see the module docstring)."""
+def check_after_photo(case: Case, photo: AfterPhoto, radius_m: float, local_tz: tzinfo) -> dict[str, Any]:
+    """The verdict of `photo` as the after-photo of `case` (see the module docstring); its times
+    on the bureau's clock `local_tz`, as the API gives every time."""
     earlier = [e for e in case.evidence if e.role != EvidenceRole.AFTER]
     same = next((e for e in earlier if e.sha256 == photo.sha256), None)
     if same is None and photo.phash is not None:
@@ -87,8 +89,8 @@ def check_after_photo(case: Case, photo: AfterPhoto, radius_m: float) -> dict[st
     filed = filed_at(case)
     after_filing = {
         "ok": photo.taken_at is not None and filed is not None and photo.taken_at > filed,
-        "taken_at": photo.taken_at.isoformat() if photo.taken_at else None,
-        "filed_at": filed.isoformat() if filed else None,
+        "taken_at": local_iso(photo.taken_at, local_tz) if photo.taken_at else None,
+        "filed_at": local_iso(filed, local_tz) if filed else None,
     }
 
     own_camera = case.camera_id is not None and photo.camera_id == case.camera_id

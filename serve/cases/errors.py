@@ -26,8 +26,8 @@ class DomainError(Exception):
 class NotFound(DomainError):
     status, title = 404, "not found"
 
-    def __init__(self, kind: str, key: object) -> None:
-        super().__init__(f"{kind} {key} does not exist")
+    def __init__(self, kind: str, key: object, known: str = "") -> None:
+        super().__init__(f"{kind} {key} does not exist{known}")
 
 
 class InvalidTransition(DomainError):
@@ -138,9 +138,14 @@ class StaleVersion(DomainError):
     status, title = 412, "precondition failed"
 
     def __init__(self, expected: str, current: int | None) -> None:
+        tag = None if current is None else f'"{current}"'
+        # `If-Match: 4` read "If-Match 4 does not match the case's current version 4": an entity tag
+        # is quoted, so a bare number matches none, and the answer must say why
+        bare = tag is not None and expected.strip() == str(current)
+        why = f"an ETag is quoted: send If-Match: {tag}" if bare else "reload and retry"
         super().__init__(
-            f"If-Match {expected} does not match the case's current version {current}; reload and retry",
-            current_etag=None if current is None else f'"{current}"',
+            f"If-Match {expected} does not match the case's current ETag {tag}; {why}",
+            current_etag=tag,
         )
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -43,6 +44,7 @@ from serve.cases.findings import CaseRules
 from serve.cases.navigation import navigation_links
 from serve.cases.orm import Case, Evidence, Photo
 from serve.cases.spreadsheet import inert
+from serve.cases.times import local_iso
 from vision.core.boxes import parse_boxes
 from vision.core.draw import crop_box, draw_boxes, fit_width
 from vision.core.files import file_href
@@ -188,7 +190,7 @@ def write_report(
 
 
 def _local(moment: datetime | None, tz: tzinfo) -> str:
-    return moment.astimezone(tz).isoformat(timespec="seconds") if moment else ""
+    return local_iso(moment, tz) if moment else ""
 
 
 def _evidence_counts() -> Any:
@@ -348,6 +350,7 @@ def _pictures(
     thumb = Path("thumbs") / f"{number}-e{evidence.id}.jpg"
     boxes = parse_boxes(evidence.boxes, f"evidence {evidence.id}").boxes
     crops = [Path("crops") / f"{number}-e{evidence.id}-{k}.jpg" for k in range(len(boxes))]
+    citizen = (evidence.extra or {}).get("open311")  # a citizen's request: their words, no photo of ours
     picture = {
         "evidence": evidence,
         # a copy of earlier evidence keeps no confidence of its own: its boxes' best, not "0.00"
@@ -355,6 +358,7 @@ def _pictures(
         if evidence.confidence is not None
         else max((box.confidence for box in boxes), default=None),
         "copy_of": (evidence.extra or {}).get("copy_of"),
+        "citizen": citizen,
         "captured_at": _local(evidence.captured_at, rules.calendar.timezone),
         "href": file_href(evidence.path, out / "report.html"),
         "thumb": thumb.as_posix(),
@@ -362,6 +366,10 @@ def _pictures(
         "error": None,
         "changed": None,
     }
+    if citizen is not None:  # nothing drawn, and no photo "gone since it was scanned"
+        link = str(citizen.get("media_url") or "")
+        picture.update(thumb=None, crops=[], link=link if re.match(r"https?://", link, re.I) else None)
+        return picture
     try:  # read once: the bytes checked against the scan are the ones drawn
         path, data = evidence_bytes(evidence_dir, evidence.path, evidence.sha256, options.max_photo_bytes)
     except NotFound:

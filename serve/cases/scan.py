@@ -324,6 +324,7 @@ class ScanStats:
     new: int = 0
     known: int = 0  # already in the database (an earlier scan, or the same bytes twice)
     unreadable: int = 0
+    unreadable_before: int = 0  # listed unreadable by an earlier scan, read again and still so (in `known`)
     unlocated: int = 0
     undated: int = 0
     outside: int = 0  # located in no unit grid of the layout
@@ -334,6 +335,7 @@ class ScanStats:
     seconds: float = 0.0
     other_files: Counter[str] = field(default_factory=Counter)  # in the folders, by suffix: not read
     unlisted_folders: list[str] = field(default_factory=list)  # could not be listed: photos not seen
+    sidecar_unmatched: list[str] = field(default_factory=list)  # sidecar rows naming no photo scanned
 
     def postfix(self) -> dict[str, int]:
         return {"cases": self.cases_created, "joined": self.evidence_added, "bad": self.unreadable}
@@ -536,7 +538,20 @@ class Scanner:
                 bar.set_postfix({**found, **stats.postfix()}, refresh=False)
                 bar.update(count)
 
-            self.write(inspect(iter(listing)), stats, committed)
+            unmatched = set(self.sidecar)
+
+            def matched(inspections: Iterable[Inspection]) -> Iterator[Inspection]:
+                for inspection in inspections:
+                    if unmatched and not is_url(inspection.source):
+                        unmatched.discard(Path(inspection.source))
+                    yield inspection
+
+            self.write(matched(inspect(iter(listing))), stats, committed)
+        # a row whose `file` is misspelt (C.JPG for c.jpg) or outside the paths scanned located
+        # nothing, and its photos stayed unlocated with no word of the row
+        stats.sidecar_unmatched = sorted(map(str, unmatched))
+        for path in stats.sidecar_unmatched:
+            log.warning("%s: in the sidecar, but no photo scanned is there", path)
         stats.seconds = time.perf_counter() - started
         return stats
 
@@ -675,12 +690,16 @@ class Scanner:
         return status
 
     def _unreadable(self, session: Session, stats: ScanStats, source: str, key: str, reason: str) -> str:
-        log.warning("%s: unreadable: %s", source, reason)
         new = take_unreadable(
             session, key=key, path=source, source=PhotoSource.PATROL, reason=reason, now=datetime.now(UTC)
         )
+        if new:
+            log.warning("%s: unreadable: %s", source, reason)
+        else:  # a warning each scan, under a summary that counted none, read as a new problem
+            log.info("%s: still unreadable (listed since an earlier scan): %s", source, reason)
         stats.known += not new
         stats.unreadable += new
+        stats.unreadable_before += not new
         stats.new += new
         return PhotoStatus.UNREADABLE
 

@@ -74,6 +74,12 @@ class CaptureTimes:
         return when
 
 
+def local_iso(moment: datetime, local_tz: tzinfo) -> str:
+    """`2025-09-30T10:30:00+08:00`: how a time leaves the service (the bureau's clock, to the second),
+    also where it is written into stored JSON that the API answers as it is."""
+    return moment.astimezone(local_tz).isoformat(timespec="seconds")
+
+
 def instant(value: datetime | date | None, local_tz: tzinfo) -> datetime | None:
     """A time as given, or a day (a parameter that means a day) as its first instant in `local_tz`."""
     if value is None or isinstance(value, datetime):

@@ -201,6 +201,11 @@ def summary(stats: ScanStats, report: Path, out: Path) -> Iterable[str]:
         f"  unreadable: {stats.unreadable}, unlocated: {stats.unlocated}, undated: {stats.undated}, "
         f"outside the grids: {stats.outside} (reasons in {out / 'scan.log'} and the report)"
     )
+    if stats.unreadable_before:
+        yield (
+            f"  still unreadable: {stats.unreadable_before} file(s) listed by an earlier scan, read again "
+            f"(in the report and {out / 'problem_photos.csv'})"
+        )
     if stats.retries:
         yield (
             f"  database busy: {stats.retries} write(s) rolled back on a conflict with another writer "
@@ -213,6 +218,12 @@ def summary(stats: ScanStats, report: Path, out: Path) -> Iterable[str]:
         yield (
             f"  not read (not photos the scan takes): {', '.join(kinds)}; "
             f"it reads {', '.join(sorted(PHOTO_SUFFIXES))}"
+        )
+    if stats.sidecar_unmatched:
+        shown = ", ".join(stats.sidecar_unmatched[:3]) + (", ..." if len(stats.sidecar_unmatched) > 3 else "")
+        yield (
+            f"  sidecar rows that located nothing: {len(stats.sidecar_unmatched)} ({shown}): no photo "
+            f"scanned is at their file (misspelt, or outside the paths scanned; all in {out / 'scan.log'})"
         )
     if stats.unlisted_folders:
         shown = ", ".join(stats.unlisted_folders[:3]) + (", ..." if len(stats.unlisted_folders) > 3 else "")

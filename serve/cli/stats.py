@@ -53,12 +53,14 @@ def cli(argv: list[str]) -> int:
             if args.ranking:
                 start, end, label = ten_day_period(args.ranking)
                 since, until = local_day_bounds(start, end, calendar)
+                # the label alone, "2026-11-2", read as 2 November: its bounds too, as the API gives them
+                period = {"period": label, "since": since.isoformat(), "until": until.isoformat()}
             else:
                 since = local_day_bounds(args.since, args.since, calendar)[0] if args.since else None
                 until = local_day_bounds(args.until, args.until, calendar)[0] if args.until else None
             facts = list(facts_between(session, since, until, calendar, domain.unit_of))
             if args.ranking:
-                out = {"period": label, "streets": ranking(facts, grids, domain.score_weights)}
+                out = {**period, "streets": ranking(facts, grids, domain.score_weights)}
             else:
                 out = {"total": rates(facts, weights=domain.score_weights)}
                 if args.group_by:

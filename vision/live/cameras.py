@@ -47,7 +47,8 @@ class UnknownCameraError(LookupError):
     """A camera id that is not configured; the message lists the ones that are."""
 
     def __init__(self, camera_id: str, known: list[str]) -> None:
-        super().__init__(f"unknown camera '{camera_id}' (configured: {', '.join(known) or 'none'})")
+        self.configured = f"configured: {', '.join(known) or 'none'}"
+        super().__init__(f"unknown camera '{camera_id}' ({self.configured})")
         self.camera_id = camera_id
 
 

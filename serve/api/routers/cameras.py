@@ -57,12 +57,13 @@ from serve.cases.intake import Given, explaining
 from serve.cases.intake import capture_time as photo_capture_time
 from serve.cases.times import CaptureTimes
 from serve.cases.watch import WatchPool, load_service_cameras, reload_cameras
-from vision.core.imageio import PhotoMeta
+from vision.core.imageio import MEDIA_TYPES, PhotoMeta
 from vision.live.cameras import CameraConfigError, CameraRegistry, UnknownCameraError
 from vision.live.stream import redact_url
 from vision.live.zones import pixel_polygon
 
 FRAME_TYPES = ("image/jpeg", "image/png")  # what cameras send (photos from people: deps.IMAGE_TYPES)
+FRAME_FORMATS = frozenset(name for name, media in MEDIA_TYPES.items() if media in FRAME_TYPES)
 CAPTURE_HEADER = "X-Capture-Time"
 CAPTURE_FIELD = "captured_at"
 _CAPTURE_TIME = TypeAdapter(IsoTime)
@@ -122,7 +123,7 @@ def live_camera(hub: CameraHub, camera_id: str) -> LiveCamera:
     try:
         return hub.get(camera_id)
     except UnknownCameraError as err:
-        raise NotFound("camera", f"'{camera_id}' ({err})") from None
+        raise NotFound("camera", f"'{camera_id}'", f" ({err.configured})") from None
 
 
 # --- schemas ------------------------------------------------------------------------------------
@@ -430,7 +431,7 @@ async def frame_upload(
             raise InvalidInput("file", "the multipart body needs the frame in a file field named 'file'")
         if upload.content_type not in FRAME_TYPES:
             raise UnsupportedMedia(
-                f"{upload.filename}: content type {upload.content_type!r}; send image/jpeg"
+                f"{upload.filename}: content type {upload.content_type!r}; send {' or '.join(FRAME_TYPES)}"
             )
         data = await upload.read(limit + 1)
         name, sent_as = upload.filename or "frame", upload.content_type
@@ -440,10 +441,12 @@ async def frame_upload(
         else:
             field, when = CAPTURE_FIELD, given if isinstance(given, str) else None
     else:
-        raise UnsupportedMedia(f"content type {content_type!r}: send image/jpeg, or multipart/form-data")
+        raise UnsupportedMedia(
+            f"content type {content_type!r}: send {' or '.join(FRAME_TYPES)}, or multipart/form-data"
+        )
     if len(data) > limit:
         raise TooLarge(f"{name}: over the limit of {limit} bytes")
-    refuse_other_formats(name, sent_as, data, untyped=False)
+    refuse_other_formats(name, sent_as, data, untyped=False, formats=FRAME_FORMATS, takes="JPEG or PNG")
     stated = capture_time(field, when, now, service.domain.rules.times)
     return data, name, stated, _SOURCES[field] if stated is not None else "exif"
 

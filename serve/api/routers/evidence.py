@@ -90,7 +90,7 @@ def add_evidence(
             found=found,
             flyer_check=extra.get("flyer_check"),
         )
-        extra[AFTER_CHECK] = check_after_photo(case, after, service.settings.after_photo_radius_m)
+        extra[AFTER_CHECK] = check_after_photo(case, after, service.settings.after_photo_radius_m, local_tz)
     lock_case(session, case)  # the model took its time: a step may have finished the case meanwhile
     check_evidence_open(case)
     path = store_image(service.settings.evidence_dir, upload.data, upload.sha256, photo.format)
