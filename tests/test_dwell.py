@@ -406,6 +406,25 @@ def test_a_moved_view_neither_clears_nor_files_on_the_wrong_place(
     assert run.rules.view_moved_since is None
 
 
+def test_a_state_saved_before_views_were_watched_loads_and_settles_a_reference(
+    street: dict[str, np.ndarray],
+) -> None:
+    """A camera's state saved before the reference view existed (no `view` in it) is taken back
+    whole: its case goes on, and the reference is taken once the frames settle (60 s)."""
+    script = parked(0, 1000, GREY_BOX)
+    frames = painted(street, script, {GREY_BOX: "grey"})
+    before = play(script, 100, frames=frames)
+    saved = before.rules.export()
+    del saved["view"], saved["view_moved_since"]
+    after = Run(CameraRules(make_camera(), taxonomy=TAXONOMY))
+    after.rules.restore(decode(encode(saved)))
+    assert after.rules.view.reference is None and [i.id for i in after.rules.incidents] == [1]
+    play(script, 200, frames=frames, run=after, start=100)
+    assert after.rules.view.reference_at == pytest.approx(T0.timestamp() + 160)
+    assert after.times("evidence") == pytest.approx([120.5, 150.5, 180.5])
+    assert not any(o.view_moved for o in after.outcomes)
+
+
 def test_evidence_is_appended_at_most_every_n_seconds() -> None:
     run = play(parked(0, 300), 300)
     assert one(run.times("started")) == pytest.approx(60.5)
