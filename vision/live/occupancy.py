@@ -112,7 +112,7 @@ def saturation(image: np.ndarray) -> float:
     return float(np.mean((top - bottom) / np.maximum(top, 16.0)))
 
 
-def phase_shift(now: np.ndarray, before: np.ndarray) -> tuple[float, float] | None:
+def phase_shift(now: np.ndarray, before: np.ndarray) -> float | None:
     """How far (pixels) the grey float32 picture `now` lies shifted from `before`, by phase
     correlation: a global gain or offset of the light changes nothing, a part covered lowers the
     peak. None when the peak is under VIEW_SHIFT_RESPONSE: no texture to tell a shift by, or no
