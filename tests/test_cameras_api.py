@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from streets import DATASETS, NO_PICTURE, Scene, parked_car_frames
 
 from serve.api.reload import CamerasReloader
-from serve.cases.cameras import CameraHub, FrameResult
+from serve.cases.cameras import CameraHub, FrameResult, stream_state
 from serve.cases.db import open_database, transaction
 from serve.cases.domain import Domain, load_domain
 from serve.cases.findings import CaseRules, load_case_rules
@@ -1203,6 +1203,38 @@ def test_a_turned_camera_judges_nothing_until_its_view_is_back_or_accepted(
     assert health["view_moved_since"] is None
     reference = start + timedelta(seconds=116 if after == "accepted" else 20)
     assert datetime.fromisoformat(health["view_reference_at"]) == reference
+
+
+def test_a_moved_view_is_the_stream_state_and_outlives_a_restart_until_accepted(hub: Hub) -> None:
+    """A pulled camera turned away says `view_moved` as its stream state (`no_picture` first when its
+    frames show none); its reference and the moved spell are in its saved state, so a restart does
+    not take the new view for the place; the view accepted is saved at once and survives one."""
+    rng = np.random.default_rng(4)
+
+    def shot(name: str) -> np.ndarray:
+        picture = another_preset(name)
+        return np.clip(picture.astype(np.int16) + rng.integers(-3, 4, picture.shape), 0, 255).astype(np.uint8)
+
+    for t in range(0, 68, 4):
+        assert not hub.result(t, [], image=shot("B0.jpg")).outcome.view_moved
+    live = hub.hub.get("hub-cam")
+    live.health.stream_state = "connected"  # as the camera's stream reader says
+    assert stream_state(live) == "connected"
+    assert hub.result(68, [], image=shot("D0.jpg")).outcome.view_moved
+    assert stream_state(live) == "view_moved"
+    assert hub.result(72, [], image=np.zeros((360, 640, 3), np.uint8)).outcome.no_picture == "blank"
+    assert stream_state(live) == "no_picture"
+    hub.hub.save(hub.sessions)
+    hub.restart()
+    assert hub.result(76, [], image=shot("D0.jpg")).outcome.view_moved
+    moved_at = hub.hub.get("hub-cam").rules.view_moved_since
+    assert moved_at == (SERVICE_START + timedelta(seconds=68)).timestamp()
+    taken = hub.hub.accept_view("hub-cam", hub.sessions)
+    assert taken == (SERVICE_START + timedelta(seconds=76)).timestamp()
+    hub.restart()  # nothing saved since the view was accepted but that
+    assert not hub.result(80, [], image=shot("D0.jpg")).outcome.view_moved
+    assert hub.hub.get("hub-cam").rules.view_moved_since is None
+    assert hub.result(84, [], image=shot("B0.jpg")).outcome.view_moved  # the old aim is another view now
 
 
 @pytest.mark.parametrize("second_leaves", [170.0, 140.0], ids=["one after the other", "both at once"])
