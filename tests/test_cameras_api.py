@@ -34,11 +34,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-from streets import NO_PICTURE, Scene, parked_car_frames
+from streets import DATASETS, NO_PICTURE, Scene, parked_car_frames
 
 from serve.api.reload import CamerasReloader
 from serve.api.routers.cameras import camera_out
-from serve.cases.cameras import CameraCollector, CameraHub, FrameResult, Waiting, waiting_events
+from serve.cases.cameras import CameraCollector, CameraHub, FrameResult, Waiting, stream_state, waiting_events
 from serve.cases.db import open_database, transaction
 from serve.cases.domain import Domain, load_domain
 from serve.cases.errors import EventsKept
@@ -1359,6 +1359,125 @@ def test_a_camera_without_a_picture_neither_clears_nor_forgets_a_parked_car(
     for photo in after:  # of the street, not of a blank screen
         data = client.get(photo["url"], headers=service.auth("cases:read")).content
         assert picture_fault(cv2.imdecode(np.frombuffer(data, np.uint8), 1), PictureSettings()) is None
+
+
+def another_preset(name: str) -> np.ndarray:
+    """The street a PTZ camera shows at another preset: a real frame of another traffic camera."""
+    return cv2.resize(cv2.imread(str(DATASETS / "traffic-cams" / "images" / "val" / name)), (640, 360))
+
+
+@pytest.mark.parametrize(
+    ("preset", "after"),
+    [("A393.jpg", "back"), ("D0.jpg", "accepted")],
+    ids=["another street with cars in the zone, then back", "an empty street, accepted"],
+)
+def test_a_turned_camera_judges_nothing_until_its_view_is_back_or_accepted(
+    model_service: Service, preset: str, after: str
+) -> None:
+    """A car parked in a PTZ camera's no-parking zone is a case; at 60 s the camera is sent to another
+    preset for 60 s. Its zone then lay over another street: the cars parked there became cases on the
+    wrong place, and the car still parked at the old place was proposed resolved. Now those frames say
+    `view_moved` and are judged by no rule (told by GET /v1/cameras and /metrics); back at its preset
+    the same case goes on; an operator who turned it on purpose accepts the new view (POST
+    /v1/cameras/{id}/view, admin) and its frames are judged again: there the car is not in the zone."""
+    service, client = model_service, model_service.client
+    config = copy.deepcopy(API_CONFIG)
+    config["cameras"].append(
+        {
+            "id": "ptz-cam",
+            **PLACE,
+            "cases": {"clear_after_s": 20, "verify": "any", "evidence_every_s": 10**6},
+            "dwell": {"refind_s": 20},
+            "view": {"settle_s": 20},
+            "zones": [
+                {
+                    "id": "kerb",
+                    "rule": "no_parking",
+                    "min_dwell_s": 20,
+                    "polygon": [[0.2, 0.5], [0.6, 0.5], [0.6, 0.95], [0.2, 0.95]],
+                }
+            ],
+        }
+    )
+    write_cameras(service, config)
+    assert client.post("/v1/cameras/reload", headers=service.auth("admin")).status_code == 200
+    pictures = parked_car_frames()
+    if pictures is None:
+        pytest.skip("no traffic-cams and vehicles-in datasets beside the checkout")
+    parked, _ = pictures
+    elsewhere = another_preset(preset)
+    noise = np.random.default_rng(5)
+    start = SERVICE_START - timedelta(hours=1)
+    actions: list[tuple[float, str, str | None]] = []
+    told: list[bool] = []
+    for t in range(0, 164, 4):
+        picture = elsewhere if 60 <= t < 120 or (after == "accepted" and t >= 120) else parked
+        live = np.clip(picture.astype(np.int16) + noise.integers(-3, 4, picture.shape), 0, 255)
+        response = post(service, jpeg(live.astype(np.uint8)), start + timedelta(seconds=t), camera="ptz-cam")
+        assert response.status_code == 200, response.text
+        body = response.json()
+        told.append(body["view_moved"])
+        actions += [(t, c["kind"], c["proposal"]) for c in body["cases"]]
+        if t == 116:  # turned since 60 s: told
+            health = cameras_now(service)["ptz-cam"]["health"]
+            assert datetime.fromisoformat(health["view_moved_since"]) == start + timedelta(seconds=60)
+            assert datetime.fromisoformat(health["view_reference_at"]) == start + timedelta(seconds=20)
+            assert health["stream_state"] is None  # pushed frames
+            metrics = client.get("/metrics", headers=service.auth("cases:read")).text
+            assert 'streetorder_camera_view_moved_seconds{camera="ptz-cam"} 56.0' in metrics
+            if after == "accepted":
+                refused = client.post("/v1/cameras/ptz-cam/view", headers=service.auth("report"))
+                assert refused.status_code == 403
+                unknown = client.post("/v1/cameras/nope/view", headers=service.auth("admin"))
+                assert unknown.status_code == 404 and "ptz-cam" in unknown.json()["detail"]
+                assert unknown.headers["content-type"].startswith("application/problem+json")
+                accepted = client.post("/v1/cameras/ptz-cam/view", headers=service.auth("admin"))
+                assert accepted.status_code == 200, accepted.text
+                reference_at = datetime.fromisoformat(accepted.json()["reference_at"])
+                assert reference_at == start + timedelta(seconds=116)
+    (started,) = [a for a in actions if a[1] == "started"]
+    assert 20 <= started[0] < 40
+    if after == "back":
+        assert [a for a in actions if a[1] != "started"] == []
+    else:  # judged again from 120 s, its zone on the new view: the car is not there, cleared 20 s later
+        assert [a for a in actions if a[1] != "started"] == [(140, "cleared", "resolved")]
+    assert told == [60 <= t < 120 for t in range(0, 164, 4)]
+    health = cameras_now(service)["ptz-cam"]["health"]
+    assert health["view_moved_since"] is None
+    reference = start + timedelta(seconds=116 if after == "accepted" else 20)
+    assert datetime.fromisoformat(health["view_reference_at"]) == reference
+
+
+def test_a_moved_view_is_the_stream_state_and_outlives_a_restart_until_accepted(hub: Hub) -> None:
+    """A pulled camera turned away says `view_moved` as its stream state (`no_picture` first when its
+    frames show none); its reference and the moved spell are in its saved state, so a restart does
+    not take the new view for the place; the view accepted is saved at once and survives one."""
+    rng = np.random.default_rng(4)
+
+    def shot(name: str) -> np.ndarray:
+        picture = another_preset(name)
+        return np.clip(picture.astype(np.int16) + rng.integers(-3, 4, picture.shape), 0, 255).astype(np.uint8)
+
+    for t in range(0, 68, 4):
+        assert not hub.result(t, [], image=shot("B0.jpg")).outcome.view_moved
+    live = hub.hub.get("hub-cam")
+    live.health.stream_state = "connected"  # as the camera's stream reader says
+    assert stream_state(live) == "connected"
+    assert hub.result(68, [], image=shot("D0.jpg")).outcome.view_moved
+    assert stream_state(live) == "view_moved"
+    assert hub.result(72, [], image=np.zeros((360, 640, 3), np.uint8)).outcome.no_picture == "blank"
+    assert stream_state(live) == "no_picture"
+    hub.hub.save(hub.sessions)
+    hub.restart()
+    assert hub.result(76, [], image=shot("D0.jpg")).outcome.view_moved
+    moved_at = hub.hub.get("hub-cam").rules.view_moved_since
+    assert moved_at == (SERVICE_START + timedelta(seconds=68)).timestamp()
+    taken = hub.hub.accept_view("hub-cam", hub.sessions)
+    assert taken == (SERVICE_START + timedelta(seconds=76)).timestamp()
+    hub.restart()  # nothing saved since the view was accepted but that
+    assert not hub.result(80, [], image=shot("D0.jpg")).outcome.view_moved
+    assert hub.hub.get("hub-cam").rules.view_moved_since is None
+    assert hub.result(84, [], image=shot("B0.jpg")).outcome.view_moved  # the old aim is another view now
 
 
 @pytest.mark.parametrize("second_leaves", [170.0, 140.0], ids=["one after the other", "both at once"])

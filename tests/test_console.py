@@ -37,6 +37,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.ui import WebDriverWait
+from streets import DATASETS
 
 from serve.cases.settings import Settings
 
@@ -571,20 +572,34 @@ def test_a_filter_is_chosen_with_the_arrow_keys(live: Live, browser: Any) -> Non
 
 
 def test_cameras_show_health_and_zones_over_the_last_frame(live: Live, browser: Any, tmp_path: Path) -> None:
-    frame = street_photo(tmp_path / "frame.jpg", 1).read_bytes()
-    live.api(
-        "POST",
-        "/v1/cameras/erqi-huaihe-01/frames",
-        key="report",
-        content=frame,
-        headers={"Content-Type": "image/jpeg", "X-Capture-Time": START.isoformat()},
-    )
+    """The camera sends a minute of one street (its reference view settles), then turns to another
+    street: its card says since when its view moved, nothing being judged."""
+    streets = sorted((DATASETS / "traffic-cams" / "images" / "val").glob("*.jpg"))
+    if not streets:
+        pytest.skip(f"no traffic-cams frames under {DATASETS}")
+    noise = np.random.default_rng(2)
+    for t in range(0, 80, 8):
+        street = cv2.imread(str(streets[0 if t < 72 else 25]))
+        live_frame = np.clip(street.astype(np.int16) + noise.integers(-3, 4, street.shape), 0, 255)
+        ok, frame = cv2.imencode(".jpg", live_frame.astype(np.uint8))
+        assert ok
+        at = START + timedelta(seconds=t)
+        live.api(
+            "POST",
+            "/v1/cameras/erqi-huaihe-01/frames",
+            key="report",
+            content=frame.tobytes(),
+            headers={"Content-Type": "image/jpeg", "X-Capture-Time": at.isoformat()},
+        )
     cameras = {c["id"]: c for c in live.api("GET", "/v1/cameras").json()}
     sign_in(browser, live)
     visit(browser, live, "cameras", "cameras")
     cards = {c.get_attribute("data-camera"): c for c in css(browser, "article.camera")}
     assert set(cards) == set(cameras)
-    assert cards["erqi-huaihe-01"].get_attribute("data-frames") == "1"
+    assert cards["erqi-huaihe-01"].get_attribute("data-frames") == "10"
+    assert cards["erqi-huaihe-01"].get_attribute("data-view-moved") == "true"
+    assert cards["erqi-ruhe-02"].get_attribute("data-view-moved") == "false"
+    assert "视角已偏移" in cards["erqi-huaihe-01"].find_element("css selector", "dl.health").text
     wait(browser, lambda d: images_loaded(d, 'img[data-camera="erqi-huaihe-01"]'), "frame not shown")
     sketch = one(browser, 'svg.zones[data-camera="erqi-ruhe-02"]')  # no frame yet: zones drawn alone
     assert len(sketch.find_elements("css selector", "polygon")) == len(cameras["erqi-ruhe-02"]["zones"])

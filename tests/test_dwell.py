@@ -341,6 +341,90 @@ def test_a_frozen_picture_is_no_evidence_that_the_car_still_stands(street: dict[
     assert frozen == [159.5 + k / 2 for k in range(181)]  # 60 s after the picture stuck, to 249.5 s
 
 
+def turned_away(frame: np.ndarray) -> np.ndarray:
+    """The camera sent to another preset: another street (a real frame of another camera), with the
+    frame's lowest bits as its sensor noise (never the very same pixels twice running: not frozen)."""
+    other = sorted((DATASETS / "traffic-cams" / "images" / "val").glob("*.jpg"))[25]
+    return cv2.add(cv2.resize(cv2.imread(str(other)), SIZE), frame & 3)
+
+
+def turned_by(degrees: float) -> Callable[[np.ndarray], np.ndarray]:
+    """The camera knocked a few degrees about the middle of its picture."""
+    matrix = cv2.getRotationMatrix2D((SIZE[0] / 2, SIZE[1] / 2), degrees, 1.0)
+    return lambda frame: cv2.warpAffine(frame, matrix, SIZE, borderMode=cv2.BORDER_REFLECT)
+
+
+@pytest.mark.parametrize("turn", ["another preset", "knocked 5 deg"])
+@pytest.mark.parametrize(
+    ("after", "expected"),
+    [
+        # turned back to its preset at 250 s, the car still there: the same incident goes on
+        (
+            "back",
+            [
+                (60.5, "started"),
+                (90.5, "evidence"),
+                (250.5, "evidence"),
+                (280.5, "evidence"),
+                (310.5, "evidence"),
+            ],
+        ),
+        # the operator accepts the new view at 250 s: judged again, the zone shows no car (it lies
+        # elsewhere now: the zones are the operator's to redraw), cleared 60 s after
+        ("accepted", [(60.5, "started"), (90.5, "evidence"), (310.0, "cleared")]),
+    ],
+)
+def test_a_moved_view_neither_clears_nor_files_on_the_wrong_place(
+    street: dict[str, np.ndarray], turn: str, after: str, expected: list[tuple[float, str]]
+) -> None:
+    """A car parked in the zone is a case; at 100 s the camera is turned (another preset, or knocked
+    5 degrees) for 150 s. Its zone then lay over another piece of street with no car in it, and the
+    car's case was proposed resolved at 159.5 s. Now frames of another view than the reference
+    (settled in the first minute) are judged by no rule and say `view_moved`; back to its view the
+    same incident goes on, and once the new view is accepted its frames are judged again."""
+    script = parked(0, 1000, GREY_BOX)
+    street_frames = painted(street, script, {GREY_BOX: "grey"})
+    away = turned_away if turn == "another preset" else turned_by(5)
+
+    def moved(t: float) -> bool:
+        return 100 <= t < 250 or (after == "accepted" and t >= 250)
+
+    def frames(t: float) -> np.ndarray:
+        return away(street_frames(t)) if moved(t) else street_frames(t)
+
+    run = Run(CameraRules(make_camera(), taxonomy=TAXONOMY))
+    play(hidden(script, 100, 250), 250, frames=frames, run=run)
+    assert run.rules.view.reference_at == pytest.approx(T0.timestamp() + 60)
+    if after == "accepted":
+        assert run.rules.accept_view() == pytest.approx(T0.timestamp() + 249.5)
+    seen = script if after == "back" else (lambda t: [])  # the car is out of the new view's zone
+    play(hidden(seen, 100, 250), 320, frames=frames, run=run, start=250)
+    assert [(t, k) for t, k, _, _ in run.events] == [(pytest.approx(t), k) for t, k in expected]
+    assert len({i for _, _, _, i in run.events}) == 1
+    told = [o.at - T0.timestamp() for o in run.outcomes if o.view_moved]
+    assert told == [100 + k / 2 for k in range(300)]  # 100-249.5 s, and none after
+    assert run.rules.view_moved_since is None
+
+
+def test_a_state_saved_before_views_were_watched_loads_and_settles_a_reference(
+    street: dict[str, np.ndarray],
+) -> None:
+    """A camera's state saved before the reference view existed (no `view` in it) is taken back
+    whole: its case goes on, and the reference is taken once the frames settle (60 s)."""
+    script = parked(0, 1000, GREY_BOX)
+    frames = painted(street, script, {GREY_BOX: "grey"})
+    before = play(script, 100, frames=frames)
+    saved = before.rules.export()
+    del saved["view"], saved["view_moved_since"]
+    after = Run(CameraRules(make_camera(), taxonomy=TAXONOMY))
+    after.rules.restore(decode(encode(saved)))
+    assert after.rules.view.reference is None and [i.id for i in after.rules.incidents] == [1]
+    play(script, 200, frames=frames, run=after, start=100)
+    assert after.rules.view.reference_at == pytest.approx(T0.timestamp() + 160)
+    assert after.times("evidence") == pytest.approx([120.5, 150.5, 180.5])
+    assert not any(o.view_moved for o in after.outcomes)
+
+
 def test_evidence_is_appended_at_most_every_n_seconds() -> None:
     run = play(parked(0, 300), 300)
     assert one(run.times("started")) == pytest.approx(60.5)

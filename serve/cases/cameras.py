@@ -130,9 +130,24 @@ class CameraHealth:
 
 
 def stream_state(live: LiveCamera) -> str | None:
-    """The stream's state as told: `no_picture` where it is connected and sends frames without one."""
+    """The stream's state as told: `no_picture` where it is connected and sends frames without one,
+    `view_moved` where its frames show another view than its reference (vision/live/view.py)."""
     state = live.health.stream_state
-    return "no_picture" if state == "connected" and live.rules.no_picture is not None else state
+    if state == "connected" and live.rules.no_picture is not None:
+        return "no_picture"
+    return "view_moved" if state == "connected" and live.rules.view_moved_since is not None else state
+
+
+def view_moved_since(live: LiveCamera) -> datetime | None:
+    """Capture time since which the camera's frames show another view than its reference."""
+    since = live.rules.view_moved_since
+    return None if since is None else datetime.fromtimestamp(since, UTC)
+
+
+def view_reference_at(live: LiveCamera) -> datetime | None:
+    """Capture time of the frame the camera's reference view was taken from (None: not settled yet)."""
+    at = live.rules.view.reference_at
+    return None if at is None else datetime.fromtimestamp(at, UTC)
 
 
 def no_picture_since(live: LiveCamera) -> datetime | None:
@@ -414,6 +429,18 @@ class CameraHub:
             self._save(live, sessions)
         timings.cases_s += time.perf_counter() - started
         return outcome, actions
+
+    def accept_view(self, camera_id: str, sessions: sessionmaker[Session]) -> float | None:
+        """An operator re-aimed the camera on purpose: the view it shows now becomes its reference
+        (vision/live/view.py), saved at once. Returns the capture time of the frame taken (None:
+        taken once the frames settle)."""
+        live = self._locked(camera_id)
+        try:
+            taken = live.rules.accept_view()
+            self._save(live, sessions)
+            return taken
+        finally:
+            live.lock.release()
 
     def _locked(self, camera_id: str) -> LiveCamera:
         """The camera's engine with its lock held; a reload may replace it while a frame waits."""
@@ -1059,10 +1086,16 @@ class CameraCollector(Collector):
             "washed-out or blurred lens): nothing is judged, and no case is cleared",
             labels=["camera"],
         )
+        moved = GaugeMetricFamily(
+            "streetorder_camera_view_moved_seconds",
+            "capture seconds the frames have shown another view than the camera's reference (another "
+            "preset, a camera knocked aside): its zones lie elsewhere, nothing is judged",
+            labels=["camera"],
+        )
         stream = StateSetMetricFamily(
             "streetorder_camera_stream",
             "a pulled camera's stream: stalled and unreachable cameras send nothing to judge, no_picture "
-            "ones frames without a picture",
+            "ones frames without a picture, view_moved ones frames of another view",
             labels=["camera"],
         )
         for live in self.hub:
@@ -1073,6 +1106,8 @@ class CameraCollector(Collector):
                 stream.add_metric(labels, {name: name == state for name in STREAM_STATES})
             blind = live.rules.no_picture_since if live.rules.no_picture is not None else None
             no_picture.add_metric(labels, 0.0 if blind is None else (live.rules.last_at or blind) - blind)
+            turned = live.rules.view_moved_since
+            moved.add_metric(labels, 0.0 if turned is None else (live.rules.last_at or turned) - turned)
             frames.add_metric(labels, health.frames)
             late.add_metric(labels, health.late_frames)
             held.add_metric(labels, health.held_frames)
@@ -1087,4 +1122,4 @@ class CameraCollector(Collector):
             waiting_dropped.add_metric(labels, health.waiting_dropped)
             unchanged.add_metric(labels, live.rules.unchanged_s)
         yield from (frames, late, held, jumps, dropped, skipped, reconnects, fps, last, incidents, unchanged)
-        yield from (waiting, waiting_dropped, no_picture, stream)
+        yield from (waiting, waiting_dropped, no_picture, moved, stream)

@@ -26,8 +26,8 @@ function card(camera) {
   const img = h("img", { alt: camera.name, "data-camera": camera.id });
   picture.append(img);
   loadImage(img, `/v1/cameras/${encodeURIComponent(camera.id)}/frame.jpg`, () => img.replaceWith(zoneSketch(camera)));
-  // a pushed camera has no stream state, but its frames can show no picture too
-  const state = health.stream_state || (health.no_picture ? "no_picture" : null);
+  // a pushed camera has no stream state, but its frames can show no picture, or another view, too
+  const state = health.stream_state || (health.no_picture ? "no_picture" : health.view_moved_since ? "view_moved" : null);
   const facts = [
     [t("camera.state"), state ? t(`stream.${state}`) : t("stream.pushed")],
     [t("camera.frames"), health.frames],
@@ -47,6 +47,7 @@ function card(camera) {
   if (health.events_waiting) facts.push([t("camera.waiting"), `${health.events_waiting} · ${when(health.events_waiting_since)}`]);
   if (health.picture_unchanged_since) facts.push([t("camera.unchanged"), when(health.picture_unchanged_since)]);
   if (health.no_picture) facts.push([t(`camera.no_picture.${health.no_picture}`), when(health.no_picture_since)]);
+  if (health.view_moved_since) facts.push([t("camera.view_moved"), when(health.view_moved_since)]);
   const zones = table(
     { class: "list zones-table" },
     [t("zone.id"), t("zone.name"), t("zone.rule"), t("zone.classes"), t("zone.dwell"), t("zone.schedule")],
@@ -54,7 +55,8 @@ function card(camera) {
       `${z.min_dwell_s} s`, z.schedule.join(" ") || t("zone.always")]),
   );
   return h("article", { class: "camera", "data-camera": camera.id, "data-frames": health.frames,
-      "data-unchanged": health.picture_unchanged_since ? "true" : "false", "data-no-picture": health.no_picture || "" },
+      "data-unchanged": health.picture_unchanged_since ? "true" : "false", "data-no-picture": health.no_picture || "",
+      "data-view-moved": health.view_moved_since ? "true" : "false" },
     h("h2", {}, camera.name, h("small", { class: "mono" }, ` ${camera.id}`)),
     h("p", { class: "hint" }, `${t("case.grid")} ${camera.grid_code || "—"} · ${camera.stream || t("stream.none")}`),
     h("div", { class: "camera-body" }, picture,

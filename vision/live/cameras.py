@@ -290,6 +290,15 @@ class PictureSettings(_Frozen):
     frozen_s: float = Field(default=60, gt=0)  # the very same pixels this long (capture time): frozen
 
 
+class ViewSettings(_Frozen):
+    """When a frame shows another view than the one the zones were drawn on (vision/live/view.py):
+    shares of the picture, not pixels, so they hold at any resolution."""
+
+    max_shift: float = Field(default=0.01, gt=0, le=0.5)  # of the width a part may move and stay in place
+    min_match: float = Field(default=0.5, gt=0, le=1)  # of the textured parts in place: the same view
+    settle_s: float = Field(default=60, gt=0)  # the frames agree this long (capture time): the reference
+
+
 FLAT_CORNER = 1e-3  # a triangle of three corners this small a share of the quadrilateral: a line
 
 
@@ -345,6 +354,7 @@ class Camera(_Frozen):
     dwell: DwellSettings = DwellSettings()
     occupancy: OccupancySettings = OccupancySettings()
     picture: PictureSettings = PictureSettings()
+    view: ViewSettings = ViewSettings()
 
     @field_validator("stream")
     @classmethod

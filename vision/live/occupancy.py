@@ -51,7 +51,7 @@ from vision.live.zones import Size, polygon_mask
 MIN_DIFF_THRESHOLD = 8.0  # grey levels: below this, sensor noise at dusk passes for objects
 GHOST_RATIO = 1.5  # a blob this much more visible in the background than in the frame is a ghost
 VIEW_SHIFT_PX = 2.0  # at the working size (320 px): the camera was knocked to another aim
-VIEW_SHIFT_RESPONSE = 0.1  # phase correlation peak below this: no texture to tell a shift by
+VIEW_SHIFT_RESPONSE = 0.1  # phase correlation peak below this: no texture to tell a shift by (nor a match)
 SATURATION_CHANGE = 0.3  # mean saturation this share of before (or the other way): infrared on or off
 MIN_SATURATION = 0.05  # a view this grey in daylight has no colours to lose
 BOX_GROW = 2  # working-size pixels around a detection box kept out: its edge blurs at the working size
@@ -112,13 +112,21 @@ def saturation(image: np.ndarray) -> float:
     return float(np.mean((top - bottom) / np.maximum(top, 16.0)))
 
 
+def phase_shift(now: np.ndarray, before: np.ndarray) -> float | None:
+    """How far (pixels) the grey float32 picture `now` lies shifted from `before`, by phase
+    correlation: a global gain or offset of the light changes nothing, a part covered lowers the
+    peak. None when the peak is under VIEW_SHIFT_RESPONSE: no texture to tell a shift by, or no
+    part of `before` in `now` at all. Shared by the occupancy model and vision/live/view.py."""
+    window = cv2.createHanningWindow(now.shape[::-1], cv2.CV_32F)
+    (dx, dy), response = cv2.phaseCorrelate(now, before, window)
+    return math.hypot(dx, dy) if response >= VIEW_SHIFT_RESPONSE else None
+
+
 def view_changed(now: np.ndarray, before: np.ndarray) -> bool:
     """`now` (the short-term background) shows another view than `before` (the long-term one): shifted
     by VIEW_SHIFT_PX or more, or its colours gone or come back (infrared on or off)."""
-    grey_now = cv2.cvtColor(now, cv2.COLOR_BGR2GRAY)
-    window = cv2.createHanningWindow(grey_now.shape[::-1], cv2.CV_32F)
-    (dx, dy), response = cv2.phaseCorrelate(grey_now, cv2.cvtColor(before, cv2.COLOR_BGR2GRAY), window)
-    if response >= VIEW_SHIFT_RESPONSE and math.hypot(dx, dy) >= VIEW_SHIFT_PX:
+    shift = phase_shift(cv2.cvtColor(now, cv2.COLOR_BGR2GRAY), cv2.cvtColor(before, cv2.COLOR_BGR2GRAY))
+    if shift is not None and shift >= VIEW_SHIFT_PX:
         return True
     low, high = sorted((saturation(now), saturation(before)))
     return high >= MIN_SATURATION and low < SATURATION_CHANGE * high

@@ -16,6 +16,11 @@ incident sees it, so a violation standing then is neither cleared (a black after
 into the background. From the first frame with a picture again, absence counts anew, as after a
 restart; a spell without a picture longer than `dwell.restart_bridge_s` is a gap (`_unwatched`).
 
+A frame that shows another view than the camera's reference (vision/live/view.py: a PTZ camera sent
+to another preset, a camera knocked to another aim) is taken the same way: its zones no longer lie
+on their place, so no rule judges it (no case, no clear, no dwell clock moves) until the view comes
+back, or an operator accepts the new one as the reference (`accept_view`).
+
 `export` and `restore` carry the engine's state (clocks, incidents, occupancy models, the last
 frame's time) over a restart of the service (vision/live/state.py encodes it) or a reload of its
 camera's configuration; only the tracker starts over.
@@ -41,6 +46,7 @@ from vision.live.incidents import Counter, Incident, IncidentLedger, RuleEvent, 
 from vision.live.occupancy import OccupancyClock, StaticForeground, ZoneMeter, ZoneOccupancy
 from vision.live.picture import Fault, picture_fault, picture_fingerprint
 from vision.live.tracking import CaptureTimeTracker, class_thresholds, ids
+from vision.live.view import ViewWatch
 from vision.live.zones import FrameZone, Size
 
 log = logging.getLogger("streetorder.cameras")
@@ -59,6 +65,7 @@ class FrameOutcome:
     occupancy: list[ZoneOccupancy] = field(default_factory=list)
     events: list[RuleEvent] = field(default_factory=list)
     no_picture: Fault | None = None  # why the frame was not judged (vision/live/picture.py)
+    view_moved: bool = False  # not judged: it shows another view than the reference (vision/live/view.py)
 
     @classmethod
     def unapplied(cls, at: float, detections: sv.Detections, *, late: bool) -> FrameOutcome:
@@ -92,6 +99,8 @@ class CameraRules:
         self.no_picture_since: float | None = None
         self.picture = ""  # fingerprint of the last frame (vision/live/picture.py)
         self.picture_since: float | None = None  # capture time of the first frame in a row showing it
+        self.view = ViewWatch(camera.view)
+        self.view_moved_since: float | None = None  # the frames show another view than the reference
         self.size: Size | None = None
         self.object_zones = [FrameZone(z) for z in camera.zones if z.rule.detect == "objects"]
         self.meters = [ZoneMeter(z, camera.ground) for z in camera.zones if z.rule.detect == "occupancy"]
@@ -179,11 +188,13 @@ class CameraRules:
         fault = None if frame is None else self._fault(when, frame)
         if fault is not None:
             return self._blind(when, detections, fault)
+        if frame is not None and self.view.moved(when, frame):
+            return self._moved(when, detections)
         if self.usable_at is not None and when - self.usable_at > self.camera.dwell.restart_bridge_s:
             self._unwatched(when)
-        elif self.no_picture is not None:
+        elif self.no_picture is not None or self.view_moved_since is not None:
             self._resumed(when)
-        self.no_picture = self.no_picture_since = None
+        self.no_picture = self.no_picture_since = self.view_moved_since = None
         self.last_at = self.usable_at = when
         self._resize(size)
         tracked = self.tracker.update(detections, when)
@@ -245,16 +256,55 @@ class CameraRules:
         outcome.occupancy = [ZoneOccupancy(m.zone.id, 0.0, None, None, learning=True) for m in self.meters]
         return outcome
 
-    def _resumed(self, when: float) -> None:
-        """The picture is back after a spell without one no longer than `dwell.restart_bridge_s`:
-        what stands now is judged as before (the same clocks and cases), and absence counts from
-        this frame, as the camera saw nothing meanwhile."""
-        log.info(
-            "camera %s: the picture is back at %s after %.0f s without one",
+    def _moved(self, when: float, detections: sv.Detections) -> FrameOutcome:
+        """A frame of another view than the reference: in order, judged by nothing (as `_blind`)."""
+        if self.view_moved_since is None:
+            self.view_moved_since = when
+            log.warning(
+                "camera %s: the view moved at %s (another preset, or knocked to another aim): its zones "
+                "no longer lie on their place, nothing is judged until it comes back or the new view "
+                "is accepted (POST /v1/cameras/%s/view)",
+                self.camera.id,
+                datetime.fromtimestamp(when, UTC).isoformat(),
+                self.camera.id,
+            )
+        self.no_picture = self.no_picture_since = None
+        self.last_at = when
+        outcome = FrameOutcome.unapplied(when, detections, late=False)
+        outcome.view_moved = True
+        outcome.occupancy = [ZoneOccupancy(m.zone.id, 0.0, None, None, learning=True) for m in self.meters]
+        return outcome
+
+    def accept_view(self) -> float | None:
+        """An operator re-aimed the camera on purpose: the view shown now is its reference, and the
+        rules judge again from the next frame (the zones are the operator's to redraw). Returns the
+        capture time of the frame taken (None: taken once the frames settle)."""
+        taken = self.view.accept()
+        log.warning(
+            "camera %s: the view shown %s is accepted as its reference; its zones are to be redrawn on it",
             self.camera.id,
-            datetime.fromtimestamp(when, UTC).isoformat(),
-            when - (self.no_picture_since or when),
+            "next" if taken is None else "at " + datetime.fromtimestamp(taken, UTC).isoformat(),
         )
+        return taken
+
+    def _resumed(self, when: float) -> None:
+        """The picture (or the reference view) is back after a spell without one no longer than
+        `dwell.restart_bridge_s`: what stands now is judged as before (the same clocks and cases),
+        and absence counts from this frame, as the camera saw nothing meanwhile."""
+        if self.view_moved_since is not None:
+            log.info(
+                "camera %s: judged again from %s, %.0f s after its view moved",
+                self.camera.id,
+                datetime.fromtimestamp(when, UTC).isoformat(),
+                when - self.view_moved_since,
+            )
+        else:
+            log.info(
+                "camera %s: the picture is back at %s after %.0f s without one",
+                self.camera.id,
+                datetime.fromtimestamp(when, UTC).isoformat(),
+                when - (self.no_picture_since or when),
+            )
         self.clocks.resume(when)
         for clock in self.occupancy_clocks.values():
             clock.resume(when)
@@ -339,6 +389,8 @@ class CameraRules:
             "no_picture_since": self.no_picture_since,
             "picture": self.picture,
             "picture_since": self.picture_since,
+            "view": self.view.export(),
+            "view_moved_since": self.view_moved_since,
             "size": None if self.size is None else list(self.size),
             "incident_ids": self.incident_ids.next_value,
             "zones": {z.id: z.rule.detect for z in self.camera.zones},
@@ -358,6 +410,8 @@ class CameraRules:
         self.usable_at = saved.get("usable_at", self.last_at)  # saved before pictures were told
         self.no_picture, self.no_picture_since = saved.get("no_picture"), saved.get("no_picture_since")
         self.picture, self.picture_since = saved.get("picture", ""), saved.get("picture_since")
+        self.view.restore(saved.get("view"))  # saved before views were watched: no reference yet
+        self.view_moved_since = saved.get("view_moved_since")
         self.size = None if saved["size"] is None else (int(saved["size"][0]), int(saved["size"][1]))
         self.incident_ids.next_value = int(saved["incident_ids"])
         self.clocks.restore(saved["clocks"], same)

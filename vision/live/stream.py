@@ -44,11 +44,13 @@ class Frame:
 
 # starting | connected | stalled (the last connection sent nothing for timeout_s) | reconnecting
 # (it was closed) | unreachable (the last open failed) | ended (a file) | stopped; no_picture: connected,
-# its frames show no picture (vision/live/picture.py; told by the service, not by the reader)
+# its frames show no picture (vision/live/picture.py); view_moved: connected, its frames show another
+# view than the camera's reference (vision/live/view.py); both told by the service, not by the reader
 STREAM_STATES = (
     "starting",
     "connected",
     "no_picture",
+    "view_moved",
     "stalled",
     "reconnecting",
     "unreachable",

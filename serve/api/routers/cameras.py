@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import anyio
@@ -48,6 +48,8 @@ from serve.cases.cameras import (
     open_incidents,
     picture_unchanged_since,
     stream_state,
+    view_moved_since,
+    view_reference_at,
     waiting_events,
     waiting_since,
 )
@@ -210,6 +212,12 @@ class FrameOut(Schema):
         "washed-out lens), blurred, or frozen (the very same pixels for picture.frozen_s); in order, "
         "judged by no rule (nothing found on it clears a case); null when it shows one",
     )
+    view_moved: bool = Field(
+        default=False,
+        description="the frame shows another view than the camera's reference (another preset, the camera "
+        "knocked to another aim): its zones lie elsewhere, so it is judged by no rule until the view comes "
+        "back or the new one is accepted (POST /v1/cameras/{id}/view)",
+    )
     settled: SettledOut | None = Field(
         description="the frame held before this one, applied or dropped by this one; null when none was"
     )
@@ -271,8 +279,9 @@ class HealthOut(Schema):
     width: int | None = Field(description="frame width now")
     height: int | None = Field(description="frame height now")
     stream_state: str | None = Field(
-        description="connected, no_picture (connected, its frames show no picture), stalled, reconnecting, "
-        "unreachable, ended, stopped; null: frames are pushed"
+        description="connected, no_picture (connected, its frames show no picture), view_moved (connected, "
+        "its frames show another view than its reference), stalled, reconnecting, unreachable, ended, "
+        "stopped; null: frames are pushed"
     )
     no_picture: str | None = Field(
         default=None,
@@ -283,6 +292,17 @@ class HealthOut(Schema):
     no_picture_since: FrameTime | None = Field(
         default=None, description="capture time of the first frame without a picture; null while there is one"
     )
+    view_moved_since: FrameTime | None = Field(
+        default=None,
+        description="capture time of the first frame of another view than the camera's reference (another "
+        "preset, knocked to another aim): nothing is judged, no case is started or cleared, until the view "
+        "comes back or the new one is accepted; null while it shows its reference view",
+    )
+    view_reference_at: FrameTime | None = Field(
+        default=None,
+        description="capture time of the frame the reference view was taken from; null until the frames "
+        "have agreed for the camera's view.settle_s",
+    )
     open_incidents: int = Field(description="violations present now")
     picture_unchanged_since: FrameTime | None = Field(
         default=None,
@@ -291,6 +311,15 @@ class HealthOut(Schema):
         "cached snapshot is sent, and the frames are judged by no rule (no_picture: frozen); null while "
         "the picture changes",
     )
+
+
+class ViewOut(Schema):
+    camera_id: str = Field(description="camera id")
+    reference_at: FrameTime | None = Field(
+        description="capture time of the frame taken as the reference view (the camera's newest with a "
+        "picture); null: none since the start, the view its frames settle on next is taken"
+    )
+    note: str = Field(description="what the operator is left to do")
 
 
 class ReloadOut(Schema):
@@ -376,6 +405,8 @@ def camera_out(live: LiveCamera) -> CameraOut:
             stream_state=stream_state(live),
             no_picture=live.rules.no_picture,
             no_picture_since=no_picture_since(live),
+            view_moved_since=view_moved_since(live),
+            view_reference_at=view_reference_at(live),
             open_incidents=len(open_incidents(live)),
             picture_unchanged_since=picture_unchanged_since(live),
         ),
@@ -469,6 +500,7 @@ def frame_out(
         held=result.held,
         hold_reason=result.hold_reason,
         no_picture=outcome.no_picture,
+        view_moved=outcome.view_moved,
         settled=None if result.settled is None else SettledOut.model_validate(result.settled),
         width=result.size[0],
         height=result.size[1],
@@ -616,6 +648,27 @@ def last_frame(camera_id: CameraId, principal: Reader, hub: HubDep, service: Ser
         raise InvalidInput("frame", "cannot encode the frame")
     return Response(
         encoded.tobytes(), media_type="image/jpeg", headers={PRIVACY_HEADER: "raw" if raw else "redacted"}
+    )
+
+
+@router.post(
+    "/v1/cameras/{camera_id}/view",
+    response_model=ViewOut,
+    summary="Accept the view the camera shows now as its reference, after re-aiming it on purpose "
+    "(scope admin)",
+    responses={404: {"description": "no such camera"}},
+)
+async def accept_view(camera_id: CameraId, _: Admin, service: ServiceDep, hub: HubDep) -> ViewOut:
+    live = live_camera(hub, camera_id)
+    try:
+        taken = await anyio.to_thread.run_sync(hub.accept_view, live.camera.id, service.sessions)
+    except UnknownCameraError:  # a reload removed it meanwhile
+        raise NotFound("camera", f"'{camera_id}' (removed from the cameras file)") from None
+    return ViewOut(
+        camera_id=live.camera.id,
+        reference_at=None if taken is None else datetime.fromtimestamp(taken, UTC),
+        note="its rules judge again from the next frame, on the zones drawn for the old view: redraw "
+        "them on the new one in cameras.yaml (GET /v1/cameras/{id}/frame.jpg shows where they lie now)",
     )
 
 
