@@ -619,8 +619,18 @@ def promote(
         "scores": {"candidate": new_scores, "current": old_scores},
         "failed": list(decision.failed),
     }
-    update_card(folder, promotion={k: v for k, v in record.items() if k not in ("model",)})
-    registry.record(record, current=candidate if promoted else None)
+    with registry.locked() as data:
+        # judged against `current`: if another promotion or rollback landed meanwhile, recording
+        # this decision would make the candidate current over a model it was never compared with
+        if data["current"] != current:
+            raise PromotionError(
+                f"the current model changed from {current} to {data['current']} while {candidate} was "
+                f"judged: nothing recorded; promote {candidate} again to judge it against {data['current']}"
+            )
+        update_card(folder, promotion={k: v for k, v in record.items() if k not in ("model",)})
+        data["history"].append(record)
+        if promoted:
+            data["current"] = candidate
     return decision
 
 
