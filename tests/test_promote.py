@@ -341,6 +341,18 @@ def test_a_model_not_worse_on_the_holdout_is_promoted_and_can_be_rolled_back(
         rollback(registry=registry, at=AT, to="../outside")
 
 
+def test_a_rollback_returns_only_to_a_model_that_was_current(models: Path) -> None:
+    """`rollback --to` a candidate never promoted (refused ones keep their weights until `prune`)
+    would make it current unjudged: a promotion without the holdout."""
+    registry = Registry(models)
+    before = registry.read()
+    with pytest.raises(
+        PromotionError, match=r"shipped was never the current model: .* models promote shipped"
+    ):
+        rollback(registry=registry, at=AT, to="shipped")
+    assert registry.read() == before
+
+
 def test_a_promotion_judged_against_a_model_no_longer_current_is_not_recorded(
     models: Path, holdout_config: Path
 ) -> None:

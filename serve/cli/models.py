@@ -61,7 +61,7 @@ def cli(argv: list[str]) -> int:
         help="first N holdout images per set: a quick look, not a decision (nothing recorded)",
     )
     back = commands.add_parser("rollback", help="make the previous current model current again")
-    back.add_argument("--to", help="a model name instead of the previous one")
+    back.add_argument("--to", help="a model current once, instead of the previous one")
     back.add_argument("--reason", default="")
     commands.add_parser("holdout", help="print the holdout's sha256 (to freeze it in the config)")
     prune_cmd = commands.add_parser(

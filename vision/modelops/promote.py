@@ -546,6 +546,10 @@ class Registry:
                 return str(entry["previous"]), scores
         return None
 
+    def were_current(self) -> set[str]:
+        """Every model the history made current once (rollbacks return only to these)."""
+        return {str(e["model"]) for e in self.read()["history"] if e.get("action") in CURRENT_ACTIONS}
+
     def previous(self) -> str | None:
         """The model that was current before the current one."""
         currents = [e["model"] for e in self.read()["history"] if e.get("action") in CURRENT_ACTIONS]
@@ -644,6 +648,12 @@ def rollback(*, registry: Registry, at: datetime, to: str | None = None, reason:
         raise PromotionError(f"{target} is already the current model")
     try:
         folder = registry.models_dir / check_model_name(target)
+        # a refused or never judged candidate keeps its weights until `prune`: not a rollback's
+        if target not in registry.were_current():
+            raise PromotionError(
+                f"{target} was never the current model: a rollback returns to an earlier one; judge it "
+                f"with `streetorder models promote {target}` (or --force REASON)"
+            )
         version = version_of(folder, registry.models_dir)  # fetches weights given by url
     except ModelError as err:
         raise PromotionError(f"cannot roll back to {target}: {err}") from err
@@ -710,8 +720,7 @@ def list_models(registry: Registry) -> list[dict[str, Any]]:
 
 def retired_models(registry: Registry) -> list[str]:
     """Models that were current once and are neither the current one nor the one before it."""
-    once = {str(e["model"]) for e in registry.read()["history"] if e.get("action") in CURRENT_ACTIONS}
-    return sorted(once - {registry.current, registry.previous()})
+    return sorted(registry.were_current() - {registry.current, registry.previous()})
 
 
 def _git(folder: Path, *args: str) -> str | None:
