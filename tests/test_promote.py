@@ -627,6 +627,9 @@ def test_a_queued_job_imports_annotations_retrains_from_the_current_model_and_de
         assert torch.allclose(shipped[key].float(), mean, atol=2e-3, rtol=2e-3), key
     entry = Registry(models).read()["history"][-1]
     assert entry["model"] == "tiny-r1" and entry["previous"] == "tiny"
+    # each record has its own time: the decision came after the training, not when the job began
+    # (stamped so, a job's promotion sat in the history before a rollback made while it trained)
+    assert job.body["started_at"] <= card["retrained_from"]["at"] < entry["at"] <= job.body["finished_at"]
     judged = decide(
         entry["scores"]["candidate"], entry["scores"]["current"], load_policy(config, taxonomy=TAXONOMY)
     )
