@@ -367,11 +367,14 @@ def _two_tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def tiny_models(_two_tiny_models: Path, tmp_path: Path) -> Path:
     """models/ with `tiny` (current; one epoch on synthetic rectangles at 64 px, tests/synthetic.py)
-    and `tiny-96`: its weights exported for 96 px input. Two real models with different weights
-    files, made by the tests, so no test depends on a shipped model's weights."""
+    and `tiny-96`: its weights exported for 96 px input, current before it (a rollback returns to
+    it). Two real models with different weights files, made by the tests, so no test depends on a
+    shipped model's weights."""
     from vision.modelops.promote import Registry
 
     folder = tmp_path / "models"
     shutil.copytree(_two_tiny_models, folder)
-    Registry(folder).record({"at": "2025-10-01T00:00:00+00:00", "action": "initial", "model": "tiny"}, "tiny")
+    registry = Registry(folder)
+    registry.record({"at": "2025-09-30T00:00:00+00:00", "action": "initial", "model": "tiny-96"}, "tiny-96")
+    registry.record({"at": "2025-10-01T00:00:00+00:00", "action": "force", "model": "tiny"}, "tiny")
     return folder

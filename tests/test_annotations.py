@@ -505,6 +505,17 @@ BROKEN: list[tuple[str, Callable[[Path], Path], str]] = [
         "result[0]: box (-40, 10, 0, 50) is outside the 200x120 image",
     ),
     (
+        "pixels instead of percent",  # the refusal shows pixels the annotator never wrote: say why
+        lambda r: labelstudio_json(r, [ls_region("car", (10, 10, 50, 50), x=150, width=60)])[0],
+        "result[0]: box (300, 10, 420, 50) is outside the 200x120 image (given as x 150, y 8.33333, "
+        "width 60, height 33.3333: these are percent of the image (0-100), not pixels)",
+    ),
+    (
+        "yolo in pixels",
+        lambda r: cvat_yolo_zip(r, "0 100 60 40 20\n")[0],
+        "(given as 100 60 40 20: these are fractions of the image (0-1), not pixels)",
+    ),
+    (
         "negative width",
         lambda r: labelstudio_json(r, [ls_region("car", (10, 10, 50, 50), width=-5)])[0],
         "result[0]: empty box",

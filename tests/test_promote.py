@@ -341,6 +341,43 @@ def test_a_model_not_worse_on_the_holdout_is_promoted_and_can_be_rolled_back(
         rollback(registry=registry, at=AT, to="../outside")
 
 
+def test_a_rollback_returns_only_to_a_model_that_was_current(models: Path) -> None:
+    """`rollback --to` a candidate never promoted (refused ones keep their weights until `prune`)
+    would make it current unjudged: a promotion without the holdout."""
+    registry = Registry(models)
+    before = registry.read()
+    with pytest.raises(
+        PromotionError, match=r"shipped was never the current model: .* models promote shipped"
+    ):
+        rollback(registry=registry, at=AT, to="shipped")
+    assert registry.read() == before
+
+
+def test_a_promotion_judged_against_a_model_no_longer_current_is_not_recorded(
+    models: Path, holdout_config: Path
+) -> None:
+    """Judging takes minutes (a retraining job: hours); a rollback that lands meanwhile must not be
+    overwritten by a candidate that was compared with the model it replaced."""
+
+    class RolledBackWhileJudging(Registry):
+        @property
+        def current(self) -> str | None:
+            judged = super().current
+            if judged == "tiny":  # another process writes the registry after promote() read it
+                Registry(self.models_dir).record(
+                    {"at": AT.isoformat(), "action": "rollback", "model": "tiny-old"}, current="tiny-old"
+                )
+            return judged
+
+    registry = RolledBackWhileJudging(models)
+    before = len(registry.read()["history"])
+    with pytest.raises(PromotionError, match="changed from tiny to tiny-old while shipped was judged"):
+        promote("shipped", registry=registry, policy=load_policy(holdout_config, taxonomy=TAXONOMY), at=AT)
+    data = Registry(models).read()
+    assert data["current"] == "tiny-old" and len(data["history"]) == before + 1  # the rollback stands
+    assert "promotion" not in read_card(models / "shipped")
+
+
 def test_a_candidate_is_also_judged_against_the_model_current_when_the_holdout_was_first_used(
     models: Path, holdout_config: Path
 ) -> None:
@@ -590,6 +627,9 @@ def test_a_queued_job_imports_annotations_retrains_from_the_current_model_and_de
         assert torch.allclose(shipped[key].float(), mean, atol=2e-3, rtol=2e-3), key
     entry = Registry(models).read()["history"][-1]
     assert entry["model"] == "tiny-r1" and entry["previous"] == "tiny"
+    # each record has its own time: the decision came after the training, not when the job began
+    # (stamped so, a job's promotion sat in the history before a rollback made while it trained)
+    assert job.body["started_at"] <= card["retrained_from"]["at"] < entry["at"] <= job.body["finished_at"]
     judged = decide(
         entry["scores"]["candidate"], entry["scores"]["current"], load_policy(config, taxonomy=TAXONOMY)
     )

@@ -61,7 +61,7 @@ def cli(argv: list[str]) -> int:
         help="first N holdout images per set: a quick look, not a decision (nothing recorded)",
     )
     back = commands.add_parser("rollback", help="make the previous current model current again")
-    back.add_argument("--to", help="a model name instead of the previous one")
+    back.add_argument("--to", help="a model current once, instead of the previous one")
     back.add_argument("--reason", default="")
     commands.add_parser("holdout", help="print the holdout's sha256 (to freeze it in the config)")
     prune_cmd = commands.add_parser(
@@ -155,6 +155,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="name of the new model (default: <current>-rN)")
 
 
+def job_clock() -> datetime:
+    """The jobs' clock: when each step happened, bookkeeping only, never a rule's input."""
+    return datetime.now(UTC)
+
+
 def run_cli(args: argparse.Namespace, registry: Any, policy: Any) -> int:
     from vision.data.annotations.images import STORE, ImageFinder, TaskImages
 
@@ -171,9 +176,8 @@ def run_cli(args: argparse.Namespace, registry: Any, policy: Any) -> int:
         name=args.name,
         cache_dir=settings.cache_dir,
     )
-    at = datetime.now(UTC)  # bookkeeping of the job, never a rule's input
     if args.now:
-        result = retrain(registry, policy, options, at)
+        result = retrain(registry, policy, options, job_clock)
         print(json.dumps(result, ensure_ascii=False))
         return 0 if result["promoted"] else 1
     files_root = args.files_root or settings.labelstudio_files_root
@@ -189,7 +193,7 @@ def run_cli(args: argparse.Namespace, registry: Any, policy: Any) -> int:
         claimed = claim(job)
         if claimed is None:
             continue
-        finished = run_job(claimed, registry, policy, options, annotations_dir, finder, at)
+        finished = run_job(claimed, registry, policy, options, annotations_dir, finder, job_clock)
         body = json.dumps(finished.body, ensure_ascii=False, default=str)
         print(f"job {finished.id}: {finished.state}: {body}")
         done += 1

@@ -546,6 +546,10 @@ class Registry:
                 return str(entry["previous"]), scores
         return None
 
+    def were_current(self) -> set[str]:
+        """Every model the history made current once (rollbacks return only to these)."""
+        return {str(e["model"]) for e in self.read()["history"] if e.get("action") in CURRENT_ACTIONS}
+
     def previous(self) -> str | None:
         """The model that was current before the current one."""
         currents = [e["model"] for e in self.read()["history"] if e.get("action") in CURRENT_ACTIONS]
@@ -619,8 +623,18 @@ def promote(
         "scores": {"candidate": new_scores, "current": old_scores},
         "failed": list(decision.failed),
     }
-    update_card(folder, promotion={k: v for k, v in record.items() if k not in ("model",)})
-    registry.record(record, current=candidate if promoted else None)
+    with registry.locked() as data:
+        # judged against `current`: if another promotion or rollback landed meanwhile, recording
+        # this decision would make the candidate current over a model it was never compared with
+        if data["current"] != current:
+            raise PromotionError(
+                f"the current model changed from {current} to {data['current']} while {candidate} was "
+                f"judged: nothing recorded; promote {candidate} again to judge it against {data['current']}"
+            )
+        update_card(folder, promotion={k: v for k, v in record.items() if k not in ("model",)})
+        data["history"].append(record)
+        if promoted:
+            data["current"] = candidate
     return decision
 
 
@@ -634,6 +648,12 @@ def rollback(*, registry: Registry, at: datetime, to: str | None = None, reason:
         raise PromotionError(f"{target} is already the current model")
     try:
         folder = registry.models_dir / check_model_name(target)
+        # a refused or never judged candidate keeps its weights until `prune`: not a rollback's
+        if target not in registry.were_current():
+            raise PromotionError(
+                f"{target} was never the current model: a rollback returns to an earlier one; judge it "
+                f"with `streetorder models promote {target}` (or --force REASON)"
+            )
         version = version_of(folder, registry.models_dir)  # fetches weights given by url
     except ModelError as err:
         raise PromotionError(f"cannot roll back to {target}: {err}") from err
@@ -700,8 +720,7 @@ def list_models(registry: Registry) -> list[dict[str, Any]]:
 
 def retired_models(registry: Registry) -> list[str]:
     """Models that were current once and are neither the current one nor the one before it."""
-    once = {str(e["model"]) for e in registry.read()["history"] if e.get("action") in CURRENT_ACTIONS}
-    return sorted(once - {registry.current, registry.previous()})
+    return sorted(registry.were_current() - {registry.current, registry.previous()})
 
 
 def _git(folder: Path, *args: str) -> str | None:

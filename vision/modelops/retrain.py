@@ -23,6 +23,7 @@ import json
 import re
 import secrets
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -232,8 +233,13 @@ class RetrainOptions:
     cache_dir: Path | None = None  # the cache_dir setting: the holdout's looks (holdout_refusals)
 
 
-def retrain(registry: Any, policy: Any, options: RetrainOptions, at: datetime) -> dict[str, Any]:
-    """Train a candidate from the current model on the datasets, package it, judge and maybe promote it."""
+def retrain(
+    registry: Any, policy: Any, options: RetrainOptions, clock: Callable[[], datetime]
+) -> dict[str, Any]:
+    """Train a candidate from the current model on the datasets, package it, judge and maybe promote it.
+
+    `clock` gives each record its own time: a job runs for hours, and a promotion stamped with the
+    time training began would sit in the history before decisions made while it trained."""
     from vision.data.annotations.dataset import Dataset
     from vision.data.annotations.records import AnnotationError
     from vision.detect.registry import WEIGHTS, find_model, read_card, update_card
@@ -241,6 +247,7 @@ def retrain(registry: Any, policy: Any, options: RetrainOptions, at: datetime) -
     from vision.modelops.promote import promote
     from vision.modelops.train import average_checkpoints, start_weights, train
 
+    started = clock()
     current = registry.current
     if current is None:
         raise JobError(f"{registry.path}: no current model to train from")
@@ -303,12 +310,12 @@ def retrain(registry: Any, policy: Any, options: RetrainOptions, at: datetime) -
         retrained_from={
             "model": current,
             "datasets": versions,
-            "at": at.isoformat(),
+            "at": started.isoformat(),
             "base_mix": settings["base_mix"],
             "averaged_with_start": settings["average_with_start"],
         },
     )
-    decision = promote(name, registry=registry, policy=policy, at=at)
+    decision = promote(name, registry=registry, policy=policy, at=clock())
     return {
         "model": name,
         "promoted": decision.promote,
@@ -325,9 +332,10 @@ def run_job(
     options: RetrainOptions,
     annotations_dir: Path,
     finder: Any,
-    at: datetime,
+    clock: Callable[[], datetime],
 ) -> Job:
     """One claimed job: import its annotations, retrain, judge; the outcome goes into the job file."""
+    started = clock()
     try:
         dataset_name = str((policy.retrain.get("datasets") or ["bureau"])[0])
         imported = import_inbox(
@@ -336,20 +344,28 @@ def run_job(
             options.datasets_dir,
             job.id,
             finder,
-            at,
+            started,
             policy,
             cache_dir=options.cache_dir,
         )
-        result = retrain(registry, policy, options, at)
+        result = retrain(registry, policy, options, clock)
     except Exception as err:  # any failure ends this job as failed with the reason, never silently
         return finish(
             job,
             "failed",
-            finished_at=at.isoformat(),
+            started_at=started.isoformat(),
+            finished_at=clock().isoformat(),
             error=f"{type(err).__name__}: {err}",
             trace=traceback.format_exc(limit=5),
         )
-    return finish(job, "done", finished_at=at.isoformat(), imported=imported, **result)
+    return finish(
+        job,
+        "done",
+        started_at=started.isoformat(),
+        finished_at=clock().isoformat(),
+        imported=imported,
+        **result,
+    )
 
 
 # --- streetorder models retrain ------------------------------------------------------------------------

@@ -98,8 +98,24 @@ def checked_box(
         return None, f"rotated box ({box.rotation:g} degrees): the detector takes upright boxes"
     xyxy, why = check_box(to_pixels(box, width, height, declared), width, height, min_side)
     if xyxy is None:
-        return None, str(why)
+        return None, str(why) + pixels_hint(box)
     return Label(cls.name, xyxy), ""
+
+
+def pixels_hint(box: RawBox) -> str:
+    """Why a box in relative units ends past the image, when it looks like pixels given instead:
+    the refusal shows pixels converted from them, numbers the annotator never wrote."""
+    a, b, w, h = box.coords
+    if box.unit == "percent":  # Label Studio: x, y of the top left corner
+        full, right, bottom, names = 100.0, a + w, b + h, "x {:g}, y {:g}, width {:g}, height {:g}"
+    elif box.unit == "yolo":  # centre, width, height
+        full, right, bottom, names = 1.0, a + w / 2, b + h / 2, "{:g} {:g} {:g} {:g}"
+    else:
+        return ""
+    if max(right, bottom) <= full * (1 + EDGE_TOLERANCE):
+        return ""
+    unit = "percent of the image (0-100)" if full == 100.0 else "fractions of the image (0-1)"
+    return f" (given as {names.format(a, b, w, h)}: these are {unit}, not pixels)"
 
 
 def annotation_problems(result: list[Any], where: str, taxonomy: Taxonomy) -> list[Problem]:
