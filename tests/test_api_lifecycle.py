@@ -199,6 +199,36 @@ def test_stale_etag_is_refused_and_changes_nothing(service: Service) -> None:
     assert [f["action"] for f in now.json()["flow"]] == ["report", "confirm"]
 
 
+def test_an_after_photo_sent_with_a_stale_etag_is_refused_and_not_kept(service: Service, jpeg: Any) -> None:
+    """A handler's page went stale (a dispatcher approved an extension meanwhile): the console sent
+    the after-photo, then the handle step was 412, and the photo stayed on the case as an
+    after-photo no handling stood on (in the ledger's 销号 photos). With If-Match the photo is
+    refused before it is stored; without it the upload is as before."""
+    case_id = report(service)
+    for minute, action in enumerate(("confirm", "file", "dispatch", "start")):
+        act(service, case_id, at(30, 11, 10 * minute), action)
+    reader = service.auth("cases:read")
+    seen = service.client.get(f"/v1/cases/{case_id}", headers=reader).headers["ETag"]
+    act(service, case_id, at(30, 11, 50), "extend", extend_by=1, note="车辆故障")
+    service.clock.at = at(30, 14, 10)
+
+    def send(seed: int, **headers: str) -> Any:
+        photo = on_site(jpeg(seed=seed), PLACE["lat"], PLACE["long"], service.clock())
+        return service.client.post(
+            f"/v1/cases/{case_id}/evidence",
+            files={"file": ("after.jpg", photo, "image/jpeg")},
+            data={"role": "after"},
+            headers={**service.auth("cases:write"), **headers},
+        )
+
+    stale = send(1, **{"If-Match": seen})
+    assert stale.status_code == 412, stale.text
+    case = service.client.get(f"/v1/cases/{case_id}", headers=reader)
+    assert "after" not in [e["role"] for e in case.json()["evidence"]]
+    assert send(2, **{"If-Match": case.headers["ETag"]}).status_code == 201
+    assert send(3).status_code == 201  # no If-Match: a bureau system's upload, as before
+
+
 def test_invalid_transition_lists_the_allowed_actions(service: Service) -> None:
     case_id = report(service)
     etag = service.client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read")).headers["ETag"]

@@ -74,7 +74,8 @@ export async function send(step, onProgress = () => {}) {
     const form = new FormData();
     form.append("file", step.photo, step.photoName);
     form.append("role", AFTER);
-    step.evidenceId = (await upload(`/v1/cases/${step.caseId}/evidence`, form, onProgress, headers)).id;
+    // the case's version too: a photo for a case changed meanwhile is refused before it is stored
+    step.evidenceId = (await upload(`/v1/cases/${step.caseId}/evidence`, form, onProgress, { ...headers, "If-Match": step.etag })).id;
     if (step.id !== undefined) await put(step); // a later try stands on the photo sent
   }
   const body = step.action === "handle" && step.evidenceId !== null ? { ...step.body, evidence_id: step.evidenceId } : step.body;

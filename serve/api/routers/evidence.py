@@ -6,11 +6,11 @@ from __future__ import annotations
 from functools import partial
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Form, Query, Response, status
+from fastapi import APIRouter, Form, Header, Query, Response, status
 
 from serve.api.deps import CaseId, DbSession, EvidenceId, ImageUpload, Now, Reader, ServiceDep, Writer
 from serve.api.redaction import PRIVACY_HEADER, sees_raw
-from serve.api.routers.cases import evidence_out, load_case
+from serve.api.routers.cases import check_if_match, evidence_out, load_case
 from serve.api.schemas import EvidenceOut, IsoTime
 from serve.cases.closing import AFTER_CHECK, AfterPhoto, check_after_photo, event_boxes
 from serve.cases.errors import NotFound, PhotoReused
@@ -36,7 +36,8 @@ router = APIRouter(tags=["evidence"])
         409: {
             "description": "the case is finished (closed, cancelled, not filed), or the photo "
             "is evidence of another case"
-        }
+        },
+        412: {"description": "If-Match (optional) names an older version of the case: nothing stored"},
     },
 )
 def add_evidence(
@@ -53,6 +54,10 @@ def add_evidence(
         IsoTime | None,
         Form(description="when taken, ISO 8601 with offset, where the photo has no EXIF capture time"),
     ] = None,
+    if_match: Annotated[
+        str | None,
+        Header(description="optional: the ETag of the case page the photo's step stands on"),
+    ] = None,
 ) -> EvidenceOut:
     """The capture time is the photo intake's (EXIF, else `taken_at`). A photo with neither is kept
     with the upload time, marked `"time": "received"` in `extra`: it files no case, and a check of
@@ -60,9 +65,13 @@ def add_evidence(
     evidence of another case (the same bytes or a near-identical image) is refused (409, naming it),
     and so is any photo for a finished case (409 naming its state), before anything is stored: the
     state is read again, the case held, once the model is done (a cancel or close that came in
-    meanwhile left the photo on the finished record)."""
+    meanwhile left the photo on the finished record). With If-Match, a case changed since that
+    version is refused (412) before anything is stored: the step the photo is for would be refused
+    by the same ETag, and its photo would stay on the case as an after-photo no handling stood on."""
     case = load_case(session, case_id, principal)
     check_evidence_open(case)
+    if if_match is not None:
+        check_if_match(if_match, case)
     local_tz = service.domain.rules.calendar.timezone
     photo = service.gate.run_blocking(
         partial(decode_photo, source=upload.filename, local_tz=local_tz, reduce_to=VIEW_SIDE), upload.data
@@ -93,6 +102,8 @@ def add_evidence(
         extra[AFTER_CHECK] = check_after_photo(case, after, service.settings.after_photo_radius_m, local_tz)
     lock_case(session, case)  # the model took its time: a step may have finished the case meanwhile
     check_evidence_open(case)
+    if if_match is not None:
+        check_if_match(if_match, case)
     path = store_image(service.settings.evidence_dir, upload.data, upload.sha256, photo.format)
     evidence = Evidence(
         case_id=case_id,
