@@ -9,6 +9,7 @@ monthly district ranking and the inspectors' metrics and downloads the ledger. C
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from selenium.webdriver.support.select import Select
@@ -25,6 +26,7 @@ from test_console import (
     open311,
     screenshot,
     step,
+    street_photo,
     visit,
     wait,
 )
@@ -86,7 +88,11 @@ def buttons(driver: Any) -> list[str]:
     return [b.get_attribute("data-action") for b in css(driver, "#actions button")]
 
 
-def test_each_role_signs_in_and_acts_only_as_its_role(live: Live, browser: Any) -> None:  # noqa: F811
+def test_each_role_signs_in_and_acts_only_as_its_role(
+    live: Live,  # noqa: F811
+    browser: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     driver = browser
     _, lat, lon = GRID_LIFE
     live.clock.at = START + timedelta(hours=2)
@@ -157,14 +163,28 @@ def test_each_role_signs_in_and_acts_only_as_its_role(live: Live, browser: Any) 
     assert buttons(driver) == [] and "无可办理" in one(driver, "#actions-hint").text
     assert not css(driver, "#ask-extension")
 
+    # The handler's page goes stale (the bureau system moves the deadline meanwhile): the handling
+    # is refused as changed by someone else, and its after-photo is not left on the case.
+    sign_in_as(driver, live, "zhangwei")
+    visit(driver, live, f"case/{case_id}", "case")
+    one(driver, '#actions button[data-action="handle"]').click()
+    one(driver, "#after-photo").send_keys(str(street_photo(tmp_path / "after.jpg", seed=1)))
+    step(live, case_id, "extend", extend_by=1, note="系统顺延")
+    one(driver, "#action-submit").click()
+    wait(driver, lambda d: "已被他人修改" in one(d, "#action-error").text, "stale handling not refused")
+    roles = [e["role"] for e in live.api("GET", f"/v1/cases/{case_id}").json()["evidence"]]
+    assert "after" not in roles  # it was kept: an after-photo no handling stood on
+
 
 def test_supervision_page_flag_check_ranking_metrics_and_ledger(live: Live, browser: Any) -> None:  # noqa: F811
     driver = browser
     grid, lat, lon = GRID_LIFE
     live.clock.at = START + timedelta(hours=4)
     open_case = open311(live, "06042", lat, lon, "垃圾桶满溢")
-    for action in ("confirm", "file"):  # a ranking counts filed cases only (issue 27, review gating)
-        step(live, open_case, action)
+    piled = open311(live, "06036", lat, lon, "人行道上堆放的建材")  # a second open case in the spot
+    for case_id in (open_case, piled):
+        for action in ("confirm", "file"):  # a ranking counts filed cases only (issue 27, review gating)
+            step(live, case_id, action)
     number = live.api("GET", f"/v1/cases/{open_case}").json()["number"]
 
     sign_in_as(driver, live, "liqiang")
@@ -213,6 +233,15 @@ def test_supervision_page_flag_check_ranking_metrics_and_ledger(live: Live, brow
     one(driver, f"{spot} .close-submit").click()
     wait(driver, lambda d: number in one(d, "#supervision-error").text, "open case not named")
     assert "仍有未结案卷" in one(driver, "#supervision-error").text
+    one(driver, "#lang").click()  # in English the open cases are listed the English way
+    visit(driver, live, "supervision", "supervision")
+    one(driver, f'{spot} .close-form input[name="note"]').send_keys("bins still overflowing")
+    one(driver, f"{spot} .close-submit").click()
+    refused = wait(
+        driver, lambda d: number in one(d, "#supervision-error").text and one(d, "#supervision-error").text
+    )
+    assert refused.startswith("Cases are still open there: ") and "、" not in refused  # was 'SO1、SO2'
+    one(driver, "#lang").click()
     inspector = one(driver, '#inspectors tr[data-inspector="chenjing"]')
     assert grid in inspector.text
 

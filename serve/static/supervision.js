@@ -13,7 +13,7 @@ const may = (roles) => session.role === null || roles.includes(session.role);
 
 function failed(error, failure) {
   const open = failure.problem?.open_cases;
-  error.textContent = open ? t("supervision.still_open", { numbers: open.join("、") }) : explain(failure);
+  error.textContent = open ? t("supervision.still_open", { numbers: open.join(t("list.sep")) }) : explain(failure);
   error.title = failure.message;
 }
 
