@@ -803,6 +803,20 @@ def test_a_read_only_key_sees_no_actions_and_errors_read_in_the_consoles_languag
     report_step = one(browser, '#flow tr[data-action="report"]').find_elements(By.TAG_NAME, "td")[-1]
     assert report_step.text == "市民上报"  # not the service's English bookkeeping
 
+    live.api(  # an item to check: the read-only key is shown neither the check nor the flag form
+        "POST",
+        "/v1/supervision",
+        json={
+            "grids": [GRID_QUIET[0]],
+            "department": "二七区环境卫生服务中心",
+            "deadline_at": (START + timedelta(days=3)).isoformat(),
+            "reason": "只读密钥不能核查销号",
+        },
+    )
+    visit(browser, live, "supervision", "supervision")
+    one(browser, "#supervision tr[data-item]")
+    assert not css(browser, "#flag-form") and not css(browser, "#supervision .close-form")  # were shown
+
     visit(browser, live, "case/987654", "case")
     problem = one(browser, "#view .problem p")
     assert problem.text == "找不到该案卷或资料" and "does not exist" in problem.get_attribute("title")

@@ -379,7 +379,9 @@ function actionsFor(c, caller) {
   return c.allowed_actions.filter((action) => caller.actions.includes(action));
 }
 
-function writes(caller) {
+/** Whether the caller (GET /v1/sessions/current) may change anything: a key with `cases:write` or a
+ * person whose role has it; a read-only key or a leader may not. */
+export function writes(caller) {
   return caller.scopes.some((scope) => scope === "cases:write" || scope === "admin");
 }
 

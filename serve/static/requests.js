@@ -4,6 +4,7 @@
 // A position read off AMap or Baidu is GCJ-02 or BD-09: the form says which (by default the system of
 // the console map's tiles) and the server converts it; the case keeps WGS-84.
 import { getJSON, request } from "./api.js";
+import { writes } from "./cases.js";
 import { events } from "./catalog.js";
 import { h, reload, table, when } from "./dom.js";
 import { explain, t } from "./i18n.js";
@@ -44,8 +45,7 @@ export async function requestsPage() {
     getJSON("/v1/sessions/current"),
   ]);
   // placing files a case: the roles that file cases (a handler writes cases, but only its own)
-  const mayPlace = caller.scopes.some((scope) => scope === "cases:write" || scope === "admin")
-    && caller.actions.includes("file");
+  const mayPlace = writes(caller) && caller.actions.includes("file");
   const words = (r) => [h("div", {}, r.fields.address_string || "—"), h("small", {}, r.fields.description || "")];
   return h("section", {},
     h("h1", {}, t("nav.requests")),

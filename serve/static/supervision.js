@@ -1,7 +1,9 @@
 // Supervision (督查督办): the 挂牌督办 items (flag a worst spot, reassign, close after a check), the
 // monthly district ranking, inspector metrics, and the problem ledger (问题台账) as .xlsx / .csv.
-// Buttons appear for the roles the API lets act (serve/cases/supervision.py); a key sees them all.
+// Buttons appear for the roles the API lets act (serve/cases/supervision.py); a key sees them when it
+// may write (`cases:write`): a read-only key's form would only be refused.
 import { download, getJSON, query, request, session } from "./api.js";
+import { writes } from "./cases.js";
 import { departments } from "./catalog.js";
 import { clockInput, fromClockInput, go, h, number, percent, reload, table, when } from "./dom.js";
 import { explain, t } from "./i18n.js";
@@ -9,7 +11,7 @@ import { rateBar } from "./rankings.js";
 
 const SUPERVISORS = ["dispatcher", "admin"];
 const CHECKERS = ["inspector", "dispatcher", "admin"];
-const may = (roles) => session.role === null || roles.includes(session.role);
+const may = (caller, roles) => writes(caller) && (session.role === null || roles.includes(session.role));
 
 function failed(error, failure) {
   const open = failure.problem?.open_cases;
@@ -75,7 +77,7 @@ function closeForm(item, error) {
   return form;
 }
 
-function itemsTable(items) {
+function itemsTable(items, caller) {
   const error = h("p", { class: "error", id: "supervision-error" });
   const rows = items.map((item) => h("tr",
     { "data-item": item.id, "data-kind": item.kind, "data-state": item.state, "data-open": item.open_cases, class: item.overdue ? "late" : "" },
@@ -86,7 +88,7 @@ function itemsTable(items) {
     h("td", {}, `${item.opened_by} · ${when(item.opened_at)}`),
     h("td", { class: "open-cases" }, item.state === "open" ? String(item.open_cases) : "—"),
     h("td", {}, item.state === "open"
-      ? (may(CHECKERS) ? closeForm(item, error) : t("supervision.open"))
+      ? (may(caller, CHECKERS) ? closeForm(item, error) : t("supervision.open"))
       : [t("supervision.closed"), h("br"), h("small", {}, `${item.closed_by} · ${when(item.closed_at)}: ${item.check_note}`)])));
   return [table({ id: "supervision", class: "list cards" },
     [t("supervision.target"), t("case.department"), t("supervision.deadline"), t("supervision.reason"),
@@ -116,13 +118,14 @@ function ledgerBox(month) {
 
 export async function supervisionPage(_, params) {
   const monthParam = params.get("month") || "";
-  const [items, districts, inspectors, worst, grids, depts] = await Promise.all([
+  const [items, districts, inspectors, worst, grids, depts, caller] = await Promise.all([
     getJSON("/v1/supervision"),
     getJSON(`/v1/stats/monthly-ranking${query({ month: monthParam })}`),
     getJSON(`/v1/stats/inspectors${query({ month: monthParam })}`),
     getJSON(`/v1/stats/worst-spots${query({ limit: 10 })}`),
     getJSON("/v1/grids.geojson"),
     departments(),
+    getJSON("/v1/sessions/current"),
   ]);
   const month = districts.month;
   const picker = h("input", { type: "month", id: "supervision-month", value: month });
@@ -149,8 +152,8 @@ export async function supervisionPage(_, params) {
   return h("section", {},
     h("h1", {}, t("nav.supervision")),
     h("h2", {}, t("supervision.items")),
-    ...itemsTable(items),
-    may(SUPERVISORS) ? flagForm(worst.spots, grids, depts) : null,
+    ...itemsTable(items, caller),
+    may(caller, SUPERVISORS) ? flagForm(worst.spots, grids, depts) : null,
     h("p", {}, h("label", {}, t("month"), " ", picker)),
     ledgerBox(month),
     h("div", { class: "two" },
