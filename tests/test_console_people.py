@@ -143,9 +143,12 @@ def test_each_role_signs_in_and_acts_only_as_its_role(
     live.clock.at = START + timedelta(hours=2, minutes=40)
     one(driver, "#ask-extension").click()
     one(driver, '#extension-form textarea[name="note"]').send_keys("清运车辆故障")
+    assert "延期时长（工作小时）" in one(driver, "#extension-form").text  # read "（4 工作小时）"
     one(driver, "#extension-submit").click()
     row = one(driver, '#extensions tr[data-state="pending"]')
     assert "待审批" in row.text and not row.find_elements("css selector", "button.approve")  # not their own
+    asked = row.find_elements("css selector", "td")[2].text  # extend_by counts the limit's unit
+    assert asked == "1 工作小时", asked  # read "1 4 工作小时", the class's limit beside it
     deadline = live.api("GET", f"/v1/cases/{case_id}").json()["deadline_at"]
 
     sign_in_as(driver, live, "liqiang")

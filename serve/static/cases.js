@@ -246,7 +246,7 @@ function actionForm(caseData, etag, action, catalog, depts) {
       depts.departments.map((d) => h("option", { value: d, selected: d === caseData.suggested_department }, d)))));
   }
   if (fields.includes("extend_by")) {
-    inputs.push(h("label", {}, t("extend_by", { unit: catalog.limit(caseData.event) }),
+    inputs.push(h("label", {}, t("extend_by", { unit: catalog.unit(caseData.event) }),
       h("input", { name: "extend_by", type: "number", min: "0.5", step: "0.5", value: "1", required: true })));
   }
   const photoField = fields.includes("photo") || fields.includes("photo?");
@@ -453,7 +453,7 @@ export async function casePage(caseId) {
     h("p", {}, h("a", { href: "#/cases" }, `← ${t("nav.cases")}`)),
     h("h1", {}, t("case.title", { number: c.number }), " ", stateBadge(c.state)),
     h("div", { class: "case-top" }, facts,
-      h("div", { class: "workflow" }, h("h2", {}, t("actions")), buttons, panel, extensionsPanel(c, catalog.limit(c.event)))),
+      h("div", { class: "workflow" }, h("h2", {}, t("actions")), buttons, panel, extensionsPanel(c, catalog.unit(c.event)))),
     h("h2", {}, t("evidence")),
     regroupPanel(c, etag, regroup),
     photos,

@@ -28,7 +28,12 @@ export async function events() {
     },
     limit(key) {
       const event = byKey.get(key);
-      return event ? `${event.limit} ${t(`limit.${event.unit}`)}` : "—";
+      return event ? `${event.limit} ${this.unit(key)}` : "—";
+    },
+    /** The unit of the class's limit (工作小时): what an extension's `extend_by` counts, not the limit. */
+    unit(key) {
+      const event = byKey.get(key);
+      return event ? t(`limit.${event.unit}`) : "—";
     },
   };
 }
