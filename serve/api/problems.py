@@ -9,6 +9,7 @@ exceptions) are never echoed as JSON numbers.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -162,11 +163,33 @@ def database_busy(request: Request, error: Exception) -> Response:
     return problem(request, busy)
 
 
+# a full disk, a quota, a file-size limit (`ulimit -f`) or a read-only mount where files are kept
+STORAGE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
+def storage_full(request: Request, error: Exception) -> Response:
+    """A file the service could not write (evidence, annotations) is a 507 said as such, not an
+    anonymous 500: the request's transaction is rolled back and the atomic write's temporary file
+    removed, so nothing was stored and the same request can be sent again once there is room.
+    Any other OSError stays a 500."""
+    if not isinstance(error, OSError) or error.errno not in STORAGE_ERRORS:
+        return unexpected(request, error)
+    log.error("%s %s: cannot store a file: %s", request.method, request.url.path, error)
+    return problem_response(
+        request,
+        507,
+        "insufficient storage",
+        f"the service cannot store files now ({error.strerror}); nothing was changed: "
+        "send the request again once an operator has made room",
+    )
+
+
 def install(app: FastAPI) -> None:
     """Register the mapping on the app: the only place a domain error turns into a status code."""
     for error_type in (DomainError, StaleDataError, TextNotStorable, ImageError):
         app.add_exception_handler(error_type, problem)
     app.add_exception_handler(OperationalError, database_busy)
+    app.add_exception_handler(OSError, storage_full)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)
