@@ -23,9 +23,11 @@ import httpx
 import numpy as np
 import pytest
 from conftest import Service
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, text
+from sqlalchemy.exc import OperationalError
 from test_api_lifecycle import report
 
+from serve.cases.db import is_busy, is_storage_full, make_engine
 from serve.cases.orm import ApiKey, Evidence
 
 
@@ -243,3 +245,24 @@ def test_a_disk_that_cannot_take_the_photo_is_a_507_that_stores_nothing(
     assert not list(service.settings.evidence_dir.rglob("*.part"))
     assert add_photo_answer(service, case_id, photo).status_code == 201  # room again: taken
     assert rows(service, Evidence) == before + 1
+
+
+def test_a_database_whose_disk_is_full_is_told_from_a_busy_one(tmp_path: Path) -> None:
+    """SQLite's own SQLITE_FULL (its file held at the pages it has, `PRAGMA max_page_count`, as a
+    full disk does) is a full disk to the service, answered 507 and its audit row logged instead
+    (checked by hand on a full tmpfs: Open311 and POST /v1/keys answered 507; before, an anonymous
+    500, the audit row's own failed write made even a 507 one)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'full.db'}")
+
+    def held(connection: Any, _record: Any) -> None:
+        pages = connection.execute("PRAGMA page_count").fetchone()[0]
+        connection.execute(f"PRAGMA max_page_count = {max(pages, 2)}")
+
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE t (x TEXT)"))
+    event.listen(engine, "connect", held)
+    engine.dispose()
+    with pytest.raises(OperationalError) as caught, engine.begin() as connection:
+        for _ in range(100):
+            connection.execute(text("INSERT INTO t VALUES (:x)"), {"x": "x" * 5000})
+    assert is_storage_full(caught.value) and not is_busy(caught.value)

@@ -25,7 +25,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException
 
-from serve.cases.db import TextNotStorable, is_busy
+from serve.cases.db import TextNotStorable, is_busy, is_storage_full
 from serve.cases.errors import Busy, DomainError
 from vision.core.imageio import ImageError
 
@@ -155,7 +155,9 @@ def unexpected(request: Request, error: Exception) -> Response:
 def database_busy(request: Request, error: Exception) -> Response:
     """A write that waited out another writer's lock (a scan's long transaction, a backup) is a 503
     with Retry-After: its transaction was rolled back, nothing changed. Any other database error
-    stays a 500."""
+    stays a 500, but for a full disk (507, as for files)."""
+    if is_storage_full(error):
+        return insufficient_storage(request, error, "its database's disk is full")
     if not is_busy(error):
         return unexpected(request, error)
     log.warning("%s %s: the database stayed busy: %s", request.method, request.url.path, error)
@@ -174,12 +176,16 @@ def storage_full(request: Request, error: Exception) -> Response:
     Any other OSError stays a 500."""
     if not isinstance(error, OSError) or error.errno not in STORAGE_ERRORS:
         return unexpected(request, error)
-    log.error("%s %s: cannot store a file: %s", request.method, request.url.path, error)
+    return insufficient_storage(request, error, str(error.strerror))
+
+
+def insufficient_storage(request: Request, error: Exception, why: str) -> Response:
+    log.error("%s %s: cannot store: %s", request.method, request.url.path, error)
     return problem_response(
         request,
         507,
         "insufficient storage",
-        f"the service cannot store files now ({error.strerror}); nothing was changed: "
+        f"the service cannot store anything now ({why}); nothing was changed: "
         "send the request again once an operator has made room",
     )
 
