@@ -12,16 +12,22 @@
 from __future__ import annotations
 
 import logging
+import resource
 import secrets
+import signal
+from pathlib import Path
 from typing import Any
 
 import cv2
+import httpx
 import numpy as np
 import pytest
 from conftest import Service
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, text
+from sqlalchemy.exc import OperationalError
 from test_api_lifecycle import report
 
+from serve.cases.db import is_busy, is_storage_full, make_engine
 from serve.cases.orm import ApiKey, Evidence
 
 
@@ -34,13 +40,17 @@ def jpeg(width: int, height: int, seed: int = 0) -> bytes:
     return data.tobytes()
 
 
-def add_photo(service: Service, case_id: int, data: bytes, role: str = "near") -> dict[str, Any]:
-    added = service.client.post(
+def add_photo_answer(service: Service, case_id: int, data: bytes, role: str = "near") -> httpx.Response:
+    return service.client.post(
         f"/v1/cases/{case_id}/evidence",
         files={"file": ("photo.jpg", data, "image/jpeg")},
         data={"role": role},
         headers=service.auth("cases:write"),
     )
+
+
+def add_photo(service: Service, case_id: int, data: bytes, role: str = "near") -> dict[str, Any]:
+    added = add_photo_answer(service, case_id, data, role)
     assert added.status_code == 201, added.text
     return dict(added.json())
 
@@ -201,3 +211,58 @@ def test_no_html_page_can_be_framed_or_sniffed(service: Service, path: str) -> N
     assert page.headers["X-Content-Type-Options"] == "nosniff"
     assert page.headers["X-Frame-Options"] == "DENY"
     assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+
+
+@pytest.mark.parametrize("service_overrides", [{"max_upload_mb": 4}])
+def test_a_disk_that_cannot_take_the_photo_is_a_507_that_stores_nothing(
+    service: Service, tmp_path: Path
+) -> None:
+    """A file-size limit (`ulimit -f`, as a full disk or a quota) under the evidence store: the upload
+    is a 507 problem document saying so (an anonymous 500 before), no row and no half-written file is
+    left, the case keeps its evidence, and the same upload is taken once there is room again."""
+    case_id = report(service)
+    noisy = np.random.default_rng(7).integers(0, 255, (600, 800, 3), dtype=np.uint8)
+    photo = cv2.imencode(".jpg", noisy, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    largest = max((path.stat().st_size for path in tmp_path.rglob("*") if path.is_file()), default=0)
+    limit = largest + 64 * 1024  # the database and its WAL may still grow below it
+    assert limit < len(photo) < 1024 * 1024, (largest, len(photo))  # below: the body is not spooled
+    before = rows(service, Evidence)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of the signal's kill
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        refused = add_photo_answer(service, case_id, photo)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert refused.status_code == 507, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert (
+        refused.json()["title"] == "insufficient storage"
+        and "nothing was changed" in refused.json()["detail"]
+    )
+    assert rows(service, Evidence) == before
+    assert not list(service.settings.evidence_dir.rglob("*.part"))
+    assert add_photo_answer(service, case_id, photo).status_code == 201  # room again: taken
+    assert rows(service, Evidence) == before + 1
+
+
+def test_a_database_whose_disk_is_full_is_told_from_a_busy_one(tmp_path: Path) -> None:
+    """SQLite's own SQLITE_FULL (its file held at the pages it has, `PRAGMA max_page_count`, as a
+    full disk does) is a full disk to the service, answered 507 and its audit row logged instead
+    (checked by hand on a full tmpfs: Open311 and POST /v1/keys answered 507; before, an anonymous
+    500, the audit row's own failed write made even a 507 one)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'full.db'}")
+
+    def held(connection: Any, _record: Any) -> None:
+        pages = connection.execute("PRAGMA page_count").fetchone()[0]
+        connection.execute(f"PRAGMA max_page_count = {max(pages, 2)}")
+
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE t (x TEXT)"))
+    event.listen(engine, "connect", held)
+    engine.dispose()
+    with pytest.raises(OperationalError) as caught, engine.begin() as connection:
+        for _ in range(100):
+            connection.execute(text("INSERT INTO t VALUES (:x)"), {"x": "x" * 5000})
+    assert is_storage_full(caught.value) and not is_busy(caught.value)

@@ -9,6 +9,7 @@ exceptions) are never echoed as JSON numbers.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -24,7 +25,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException
 
-from serve.cases.db import TextNotStorable, is_busy
+from serve.cases.db import TextNotStorable, is_busy, is_storage_full
 from serve.cases.errors import Busy, DomainError
 from vision.core.imageio import ImageError
 
@@ -154,7 +155,9 @@ def unexpected(request: Request, error: Exception) -> Response:
 def database_busy(request: Request, error: Exception) -> Response:
     """A write that waited out another writer's lock (a scan's long transaction, a backup) is a 503
     with Retry-After: its transaction was rolled back, nothing changed. Any other database error
-    stays a 500."""
+    stays a 500, but for a full disk (507, as for files)."""
+    if is_storage_full(error):
+        return insufficient_storage(request, error, "its database's disk is full")
     if not is_busy(error):
         return unexpected(request, error)
     log.warning("%s %s: the database stayed busy: %s", request.method, request.url.path, error)
@@ -162,11 +165,37 @@ def database_busy(request: Request, error: Exception) -> Response:
     return problem(request, busy)
 
 
+# a full disk, a quota, a file-size limit (`ulimit -f`) or a read-only mount where files are kept
+STORAGE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
+def storage_full(request: Request, error: Exception) -> Response:
+    """A file the service could not write (evidence, annotations) is a 507 said as such, not an
+    anonymous 500: the request's transaction is rolled back and the atomic write's temporary file
+    removed, so nothing was stored and the same request can be sent again once there is room.
+    Any other OSError stays a 500."""
+    if not isinstance(error, OSError) or error.errno not in STORAGE_ERRORS:
+        return unexpected(request, error)
+    return insufficient_storage(request, error, str(error.strerror))
+
+
+def insufficient_storage(request: Request, error: Exception, why: str) -> Response:
+    log.error("%s %s: cannot store: %s", request.method, request.url.path, error)
+    return problem_response(
+        request,
+        507,
+        "insufficient storage",
+        f"the service cannot store anything now ({why}); nothing was changed: "
+        "send the request again once an operator has made room",
+    )
+
+
 def install(app: FastAPI) -> None:
     """Register the mapping on the app: the only place a domain error turns into a status code."""
     for error_type in (DomainError, StaleDataError, TextNotStorable, ImageError):
         app.add_exception_handler(error_type, problem)
     app.add_exception_handler(OperationalError, database_busy)
+    app.add_exception_handler(OSError, storage_full)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)

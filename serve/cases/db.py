@@ -76,6 +76,21 @@ def is_busy(error: BaseException) -> bool:
     )
 
 
+# PostgreSQL: disk full, out of memory, too many connections... only the first is the disk's
+FULL_SQLSTATES = {"53100"}
+
+
+def is_storage_full(error: BaseException) -> bool:
+    """A write the database could not make for want of disk: SQLite's SQLITE_FULL, PostgreSQL's
+    disk_full. Its transaction is rolled back; the same request can succeed once there is room."""
+    if not isinstance(error, DBAPIError):
+        return False
+    orig = error.orig
+    return str(getattr(orig, "sqlite_errorname", "")) == "SQLITE_FULL" or (
+        getattr(orig, "sqlstate", None) in FULL_SQLSTATES
+    )
+
+
 T = TypeVar("T")
 BUSY_TRIES = 6  # a write that finds the database busy this many times in a row gives up
 BUSY_PAUSE_S = 0.1  # the pause after the first busy try; doubled after each next one, jittered

@@ -13,13 +13,14 @@ working directory, like `evidence` and `annotations`.
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from serve.cases.coords import CoordSystem
 from serve.cases.enums import SCOPES
@@ -35,7 +36,10 @@ MAX_WAITING_EVENTS = 1000  # a camera's events kept while the database stays bus
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="STREETORDER_", env_file=".env", extra="ignore")
+    # NaN or infinity is no setting: NaN compares false with everything (a radius no case is within)
+    model_config = SettingsConfigDict(
+        env_prefix="STREETORDER_", env_file=".env", extra="ignore", allow_inf_nan=False
+    )
 
     db_url: str = Field(default="sqlite:///streetorder.db", description="SQLAlchemy URL of the case database")
     model: str = Field(
@@ -43,9 +47,12 @@ class Settings(BaseSettings):
         description="model name under models/, a path to weights, or `current`: the model that "
         "models/registry.yaml names, followed when it is promoted or rolled back",
     )
-    model_reload_s: float = Field(default=2.0, description="how often the service looks for a promoted model")
+    model_reload_s: float = Field(
+        default=2.0, ge=0, description="how often the service looks for a promoted model"
+    )
     cameras_reload_s: float = Field(
         default=5.0,
+        ge=0,
         description="how often the service looks for an edited cameras.yaml (0: never; "
         "POST /v1/cameras/reload applies it on demand)",
     )
@@ -109,11 +116,14 @@ class Settings(BaseSettings):
         "flyer, all); default: `scan` of configs/flyers.yaml (docs/flyers.md)",
     )
     duplicate_radius_m: float = Field(
-        default=50.0, description="a finding this close to an open case joins it"
+        default=50.0, gt=0, description="a finding this close to an open case joins it"
     )
-    duplicate_window_h: float = Field(default=24.0, description="... if the case was last seen this recently")
+    duplicate_window_h: float = Field(
+        default=24.0, gt=0, description="... if the case was last seen this recently"
+    )
     after_photo_radius_m: float = Field(
         default=50.0,
+        gt=0,
         description="an after-photo's EXIF GPS must be this close to the case (verified closing)",
     )
     case_prefix: str = Field(default="SO", description="case number prefix: PREFIX + yyyyMMdd + sequence")
@@ -123,7 +133,9 @@ class Settings(BaseSettings):
         default=PACKAGED_CONFIGS / "notifications.yaml",
         description="webhook and adapter targets of dispatch and deadline messages",
     )
-    notify_s: float = Field(default=10.0, description="how often queued notifications are sent (0: never)")
+    notify_s: float = Field(
+        default=10.0, ge=0, description="how often queued notifications are sent (0: never)"
+    )
     session_hours: float = Field(
         default=12.0, gt=0, description="a console session lasts this long (one shift)"
     )
@@ -175,12 +187,18 @@ class Settings(BaseSettings):
         le=366,
         description="the most one `extend` transition may add, as days in the class's own unit",
     )
-    max_upload_mb: float = Field(default=20.0, description="largest image upload accepted, MiB (413 above)")
-    inference_threads: int = Field(default=2, description="images inferred at once; more wait in the queue")
+    max_upload_mb: float = Field(
+        default=20.0, gt=0, description="largest image upload accepted, MiB (413 above)"
+    )
+    inference_threads: int = Field(
+        default=2, ge=1, le=1024, description="images inferred at once; more wait in the queue"
+    )
     render_threads: int = Field(
         default=1, ge=1, description="evidence images blurred or annotated at once (not the detector's)"
     )
-    inference_queue: int = Field(default=16, description="uploads that may wait for inference (then 503)")
+    inference_queue: int = Field(
+        default=16, ge=0, le=1_000_000, description="uploads that may wait for inference (then 503)"
+    )
     labelstudio_files_root: Path | None = Field(
         default=None,
         description="Label Studio's local-files document root: task images are read only under it",
@@ -193,6 +211,7 @@ class Settings(BaseSettings):
     )
     labelstudio_pull_s: float = Field(
         default=0.0,
+        ge=0,
         description="the service pulls annotations from Label Studio's API this often, seconds (0: never; "
         "the webhook alone can lose an annotation)",
     )
@@ -211,7 +230,9 @@ class Settings(BaseSettings):
         "in one export",
     )
     retrain_after: int = Field(
-        default=0, description="queue retraining after this many new annotations (0: only on START_TRAINING)"
+        default=0,
+        ge=0,
+        description="queue retraining after this many new annotations (0: only on START_TRAINING)",
     )
 
     @field_validator("key_rate_per_min_by_scope")
@@ -232,6 +253,23 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The settings of this process, read once, when an entry first asks (never at import)."""
     return Settings()
+
+
+def settings_problem(err: Exception) -> str | None:
+    """A setting that cannot be used, said by its variable and value (`STREETORDER_NAME=value: why`),
+    so that an operator sees which line of the environment to mend, not pydantic's traceback; None
+    when `err` is no settings error."""
+    if isinstance(err, SettingsError):  # a JSON setting that is no JSON; the message names the field
+        field = re.search(r'field "(\w+)"', str(err))
+        return f"STREETORDER_{field[1].upper()}: cannot be read: JSON expected" if field else str(err)
+    if not isinstance(err, ValidationError) or err.title != Settings.__name__:
+        return None
+    said = []
+    for error in err.errors():
+        name = str(error["loc"][0])
+        value = "***" if name in ("secret", "labelstudio_token") else str(error.get("input"))[:40]
+        said.append(f"STREETORDER_{name.upper()}={value}: {error['msg']}")
+    return "; ".join(said)
 
 
 def settings_table() -> str:

@@ -80,12 +80,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def said_in_one_line(mode: str, err: Exception) -> bool:
     """Errors any mode can meet whose message is the whole story, printed as such: a database that
-    cannot be opened, a configuration file that cannot be used (its name and field), a file or
-    folder that cannot be read or written. (The database module is
-    only looked up when a mode loaded it: `train` runs where SQLAlchemy is not installed.)"""
+    cannot be opened, a setting that cannot be used (its variable), a configuration file that
+    cannot be used (its name and field), a file or folder that cannot be read or written. (The
+    database module is only looked up when a mode loaded it: `train` runs where SQLAlchemy is not
+    installed.)"""
     database = sys.modules.get("serve.cases.db")
     if database is not None and isinstance(err, database.DatabaseUnavailable):
         print(f"streetorder {mode}: {err}", file=sys.stderr)
+        return True
+    settings = sys.modules.get("serve.cases.settings")
+    said = settings.settings_problem(err) if settings is not None else None
+    if said is not None:  # a hostile or mistyped STREETORDER_* value: named, not a traceback
+        print(f"streetorder {mode}: {said}", file=sys.stderr)
         return True
     files = sys.modules.get("vision.core.yamlfile")
     if files is not None and isinstance(err, files.ConfigError):  # a config file: named with its field

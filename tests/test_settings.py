@@ -1,0 +1,60 @@
+"""Hostile STREETORDER_* values stop a command at its start with one line naming the variable (ops
+check 2026-12-07): before, NaN, infinity, negative radii and a 100-digit thread count were taken
+(a service that filed every finding as a new case, or crashed on its first upload), and a value
+out of a declared bound was a pydantic traceback."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import pytest
+
+from serve.cases.settings import get_settings
+from serve.cli.main import main
+
+HUNDRED_DIGITS = "9" * 100
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("STREETORDER_DUPLICATE_RADIUS_M", "NaN", "finite number"),
+        ("STREETORDER_DUPLICATE_RADIUS_M", "-5", "greater than 0"),
+        ("STREETORDER_DUPLICATE_WINDOW_H", "-1", "greater than 0"),
+        ("STREETORDER_MAX_UPLOAD_MB", "inf", "finite number"),
+        ("STREETORDER_INFERENCE_THREADS", HUNDRED_DIGITS, "less than or equal to 1024"),
+        ("STREETORDER_INFERENCE_QUEUE", "-3", "greater than or equal to 0"),
+        ("STREETORDER_NOTIFY_S", "-1", "greater than or equal to 0"),
+        ("STREETORDER_KEY_RATE_PER_MIN", "-1", "greater than or equal to 1"),
+        ("STREETORDER_KEY_RATE_PER_MIN_BY_SCOPE", "not json", "JSON expected"),
+    ],
+)
+def test_a_hostile_setting_is_one_line_naming_its_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, said: str
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env of the checkout
+    monkeypatch.setenv(variable, value)
+    get_settings.cache_clear()
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            code = main(["stats", "--db", f"sqlite:///{tmp_path / 'cases.db'}"])
+    finally:
+        get_settings.cache_clear()
+    lines = err.getvalue().strip().splitlines()
+    assert code == 1 and len(lines) == 1, err.getvalue()
+    assert lines[0].startswith(f"streetorder stats: {variable}") and said in lines[0]
+    assert not (tmp_path / "cases.db").exists()  # stopped before touching the database
+
+
+def test_a_secret_out_of_bounds_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from serve.cases.settings import Settings, settings_problem
+
+    with pytest.raises(ValidationError) as caught:
+        Settings(secret=["s3cret-value"], duplicate_radius_m=float("nan"))  # type: ignore[arg-type]
+    said = settings_problem(caught.value)
+    assert said is not None and "STREETORDER_SECRET=***" in said and "s3cret" not in said
