@@ -1721,6 +1721,10 @@ def _grid_code_elsewhere(config: dict[str, Any]) -> None:
     config["cameras"][0]["grid_code"] = "410103001002003"
 
 
+def _dwell_infinite(config: dict[str, Any]) -> None:
+    config["cameras"][0]["zones"][0]["min_dwell_s"] = float("inf")  # YAML `.inf`
+
+
 @pytest.mark.parametrize(
     ("breakage", "detail"),
     [
@@ -1730,6 +1734,11 @@ def _grid_code_elsewhere(config: dict[str, Any]) -> None:
             f"cameras.yaml: camera '{CAM}': lat/lon: (39.9, 116.4) lies outside every unit grid",
         ),
         (_grid_code_elsewhere, f"camera '{CAM}': grid_code 410103001002003, but its position"),
+        # applied, it never fired and GET /v1/cameras was a 500 (JSON has no infinity)
+        (
+            _dwell_infinite,
+            "cameras.yaml: cameras[0].zones[0].rule.min_dwell_s: Input should be a finite number",
+        ),
     ],
 )
 def test_a_broken_cameras_file_is_refused_and_the_one_in_force_stays(

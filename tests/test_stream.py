@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -1072,6 +1073,29 @@ def test_watch_never_shows_a_camera_password(tmp_path: Path, capfd: pytest.Captu
     out = capfd.readouterr()
     assert f"watch: cannot open rtsp://admin:***@127.0.0.1:{port}/Streaming/Channels/101" in out.err
     assert "S3cret" not in out.out + out.err
+
+
+def test_watch_on_an_address_that_never_speaks_exits_1_not_aborted(tmp_path: Path) -> None:
+    """A camera that accepts the connection and never answers: `watch --seconds 2` left the reader's
+    thread inside OpenCV's 10 s open, and the exiting interpreter aborted it (`terminate called
+    without an active exception`, exit 134) instead of printing why and exiting 1."""
+    camera = yaml.safe_load((CONFIGS / "cameras.yaml").read_text(encoding="utf-8"))["cameras"][0]["id"]
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel accepts; nobody ever speaks
+        url = f"rtsp://admin:S3cret@127.0.0.1:{silent.getsockname()[1]}/Streaming/Channels/101"
+        db = ["--db", f"sqlite:///{tmp_path / 'watch.db'}", "--seconds", "2"]
+        done = subprocess.run(
+            [sys.executable, "-m", "serve.cli.main", "watch", "--camera", camera, "--stream", url, *db],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "no answer within 10 s" in done.stderr and "terminate called" not in done.stderr
+    assert "S3cret" not in done.stdout + done.stderr
 
 
 # --- the service's own pool of watchers (`pull: true`) --------------------------------------------

@@ -107,6 +107,13 @@ def test_zone_fields_override_their_rule_preset() -> None:
         # a camera's id is kept in a database column of 64 characters
         ("cameras.0.id", "c" * 65, "cameras[0].id", "at most 64 characters"),
         ("cameras.0.timezone", "Mars/Olympus", "cameras[0].timezone", "unknown timezone"),
+        # `.inf` passed `ge=0` (a rule that never fires) and made GET /v1/cameras a 500; NaN was told
+        # as a bound it broke
+        ("rules.no_parking_motor.min_dwell_s", float("inf"), "rules.no_parking_motor.min_dwell_s", "finite"),
+        ("cameras.0.lat", float("nan"), "cameras[0].lat", "finite"),
+        # YAML's "\ud800" escape is half a character: loaded, GET /v1/cameras failed to encode it (500)
+        ("cameras.0.name", "\ud800", "cameras[0].name", "lone surrogate"),
+        ("cameras.0.zones.0.name", "a\0b", "cameras[0].zones[0].name", "NUL"),
         ("cameras.0.cases", {"verify": "sometimes"}, "cameras[0].cases.verify", "after_handled"),
         # a homography from crossed or flat corners: 8,000 m² for a 200 m² patch, or 0 m² everywhere
         (
@@ -129,6 +136,14 @@ def test_bad_config_names_file_and_field(path: str, value: Any, field: str, word
         parse_cameras(data, TAXONOMY, Path("cams.yaml"))
     message = str(error.value)
     assert message.startswith("cams.yaml: ") and field in message and words in message
+
+
+def test_yaml_nested_thousands_deep_is_a_config_error(tmp_path: Path) -> None:
+    """PyYAML recurses per level: a RecursionError was a traceback at start and a 500 on reload."""
+    path = tmp_path / "cameras.yaml"
+    path.write_text("cameras: " + "[" * 5000 + "]" * 5000, encoding="utf-8")
+    with pytest.raises(CameraConfigError, match=rf"^{path}: not valid YAML: nested too deeply"):
+        load_cameras(path, TAXONOMY)
 
 
 def test_legacy_14_digit_grid_code_is_accepted() -> None:

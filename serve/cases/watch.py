@@ -146,6 +146,10 @@ class WatchPool:
             self.watchers[camera_id] = watcher.start()
 
     def stop(self) -> None:
+        """Every reader is asked first, so that the service's exit waits for one blocked open at most
+        rather than one per camera that does not answer."""
+        for watcher in self.watchers.values():
+            watcher.reader.request_stop()
         for watcher in self.watchers.values():
             watcher.stop()
 

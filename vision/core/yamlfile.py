@@ -33,6 +33,8 @@ def read_yaml(path: Path, error: type[ValueError] = ValueError) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise error(f"{path}: not valid YAML: {yaml_problem(err)}") from err
+    except RecursionError:  # PyYAML recurses per level: `[[[[...` thousands deep was a traceback (a 500)
+        raise error(f"{path}: not valid YAML: nested too deeply") from None
 
 
 def yaml_problem(err: yaml.YAMLError) -> str:

@@ -129,7 +129,24 @@ Point = tuple[float, float]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    """Finite numbers only: `.inf` (YAML takes it) passed every bound, never fired a rule and made
+    GET /v1/cameras a 500 (JSON has no infinity)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True, allow_inf_nan=False)
+
+    @field_validator("*")
+    @classmethod
+    def _storable_text(cls, value: Any) -> Any:
+        """Text UTF-8 and the database can hold: YAML's `"\\ud800"` (half a character) was loaded and
+        made GET /v1/cameras a 500; a NUL is refused by PostgreSQL's text."""
+        if isinstance(value, str) and not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("half a character (a lone surrogate) in the text") from None
+        if isinstance(value, str) and "\0" in value:
+            raise ValueError("a NUL character in the text")
+        return value
 
 
 def _taxonomy(info: ValidationInfo) -> Taxonomy:

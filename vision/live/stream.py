@@ -272,11 +272,18 @@ class StreamReader:
         self._thread.start()
         return self
 
-    def stop(self, wait_s: float = 5.0) -> None:
-        self._stop.set()
-        self._thread.join(wait_s)
+    def stop(self, wait_s: float | None = None) -> None:
+        """Waits (by default) as long as an open or a read may block in OpenCV: a process that exits
+        while this thread is inside it aborts (`terminate called without an active exception`,
+        SIGABRT: `watch` on an address that never answers exited 134, not 1)."""
+        self.request_stop()
+        self._thread.join(self.timeout_s + 2 if wait_s is None else wait_s)
         if self.stats.state != "ended":
             self.stats.state = "stopped"
+
+    def request_stop(self) -> None:
+        """Ask the thread to end after its current open or read, without waiting for it."""
+        self._stop.set()
 
     @property
     def running(self) -> bool:
