@@ -1285,6 +1285,26 @@ def test_a_frozen_picture_is_told_in_health_and_metrics(model_service: Service) 
     assert unchanged_since() is None
 
 
+def kerb_camera(camera_id: str, **more: Any) -> dict[str, Any]:
+    """A camera at PLACE with a no-parking kerb zone: a car parked 20 s is a case, cleared 20 s after
+    it has gone."""
+    return {
+        "id": camera_id,
+        **PLACE,
+        "cases": {"clear_after_s": 20, "verify": "any", "evidence_every_s": 10**6},
+        "dwell": {"refind_s": 20},
+        **more,
+        "zones": [
+            {
+                "id": "kerb",
+                "rule": "no_parking",
+                "min_dwell_s": 20,
+                "polygon": [[0.2, 0.5], [0.6, 0.5], [0.6, 0.95], [0.2, 0.95]],
+            }
+        ],
+    }
+
+
 @pytest.mark.parametrize("kind", list(NO_PICTURE))
 @pytest.mark.parametrize("comes_back", ["still there", "gone"])
 def test_a_camera_without_a_picture_neither_clears_nor_forgets_a_parked_car(
@@ -1297,22 +1317,7 @@ def test_a_camera_without_a_picture_neither_clears_nor_forgets_a_parked_car(
     goes on in the same case, or gone, is cleared 20 s after the first frame with a picture."""
     service = model_service
     config = copy.deepcopy(API_CONFIG)
-    config["cameras"].append(
-        {
-            "id": "signal-cam",
-            **PLACE,
-            "cases": {"clear_after_s": 20, "verify": "any", "evidence_every_s": 10**6},
-            "dwell": {"refind_s": 20},
-            "zones": [
-                {
-                    "id": "kerb",
-                    "rule": "no_parking",
-                    "min_dwell_s": 20,
-                    "polygon": [[0.2, 0.5], [0.6, 0.5], [0.6, 0.95], [0.2, 0.95]],
-                }
-            ],
-        }
-    )
+    config["cameras"].append(kerb_camera("signal-cam"))
     write_cameras(service, config)
     assert service.client.post("/v1/cameras/reload", headers=service.auth("admin")).status_code == 200
     pictures = parked_car_frames()
@@ -1382,23 +1387,7 @@ def test_a_turned_camera_judges_nothing_until_its_view_is_back_or_accepted(
     /v1/cameras/{id}/view, admin) and its frames are judged again: there the car is not in the zone."""
     service, client = model_service, model_service.client
     config = copy.deepcopy(API_CONFIG)
-    config["cameras"].append(
-        {
-            "id": "ptz-cam",
-            **PLACE,
-            "cases": {"clear_after_s": 20, "verify": "any", "evidence_every_s": 10**6},
-            "dwell": {"refind_s": 20},
-            "view": {"settle_s": 20},
-            "zones": [
-                {
-                    "id": "kerb",
-                    "rule": "no_parking",
-                    "min_dwell_s": 20,
-                    "polygon": [[0.2, 0.5], [0.6, 0.5], [0.6, 0.95], [0.2, 0.95]],
-                }
-            ],
-        }
-    )
+    config["cameras"].append(kerb_camera("ptz-cam", view={"settle_s": 20}))
     write_cameras(service, config)
     assert client.post("/v1/cameras/reload", headers=service.auth("admin")).status_code == 200
     pictures = parked_car_frames()
