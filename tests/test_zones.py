@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import supervision as sv
 import yaml
 from configured import CONFIGS, TAXONOMY
 
+from vision.core.yamlfile import read_yaml
 from vision.live.cameras import (
     CameraConfigError,
     Schedule,
@@ -144,6 +146,33 @@ def test_yaml_nested_thousands_deep_is_a_config_error(tmp_path: Path) -> None:
     path.write_text("cameras: " + "[" * 5000 + "]" * 5000, encoding="utf-8")
     with pytest.raises(CameraConfigError, match=rf"^{path}: not valid YAML: nested too deeply"):
         load_cameras(path, TAXONOMY)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (  # a camera block pasted and half edited: its first stream was silently dropped
+            "cameras:\n  - id: a\n    stream: rtsp://10.0.0.1/a\n    stream: rtsp://10.0.0.2/b\n",
+            "line 4, column 5: key 'stream' written twice (first on line 3)",
+        ),
+        ("cameras: []\ncameras: []\n", "line 2, column 1: key 'cameras' written twice (first on line 1)"),
+    ],
+)
+def test_a_key_written_twice_is_a_config_error_not_the_last_one_winning(
+    tmp_path: Path, text: str, said: str
+) -> None:
+    path = tmp_path / "cameras.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(CameraConfigError, match=re.escape(f"{path}: not valid YAML: {said}")):
+        load_cameras(path, TAXONOMY)
+
+
+def test_keys_a_merge_brings_in_may_be_overridden(tmp_path: Path) -> None:
+    path = tmp_path / "cameras.yaml"
+    path.write_text(
+        "base: &base {fps: 2, stream: rtsp://a}\ncam: {<<: *base, stream: rtsp://b}\n", encoding="utf-8"
+    )
+    assert read_yaml(path)["cam"] == {"fps": 2, "stream": "rtsp://b"}
 
 
 def test_legacy_14_digit_grid_code_is_accepted() -> None:

@@ -26,11 +26,32 @@ def read_text(path: Path, error: type[ValueError] = ValueError) -> str:
         raise error(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from err
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key written twice in one mapping: YAML lets the last one win,
+    so a camera given a second `stream:` or `zones:` (a block pasted and half edited) silently lost
+    the first. Keys brought in by a merge (`<<: *defaults`) may still be overridden."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, list | dict):  # unhashable: the safe loader refuses it itself
+                continue
+            if key in first:
+                said = f"key {key!r} written twice (first on line {first[key] + 1})"
+                raise yaml.constructor.ConstructorError(None, None, said, key_node.start_mark)
+            first[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml(path: Path, error: type[ValueError] = ValueError) -> Any:
-    """The parsed YAML of a file; unreadable, not UTF-8 or malformed is `error` naming the file."""
+    """The parsed YAML of a file; unreadable, not UTF-8, malformed or a key written twice is `error`
+    naming the file."""
     text = read_text(path, error)
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader: no Python objects
     except yaml.YAMLError as err:
         raise error(f"{path}: not valid YAML: {yaml_problem(err)}") from err
     except RecursionError:  # PyYAML recurses per level: `[[[[...` thousands deep was a traceback (a 500)
