@@ -68,10 +68,19 @@ def bus_in_front(frame: np.ndarray, _: np.ndarray) -> np.ndarray:
     return covered
 
 
+def night_sky(frame: np.ndarray, _: np.ndarray) -> np.ndarray:
+    """Night under street lamps: the upper half (sky, trees, roofs) gone an even black in the camera's
+    JPEG, the lit road below darker and grainy."""
+    dark = np.clip(frame * 0.4 + 5, 0, 255).astype(np.uint8)
+    dark[: SIZE[1] // 2] = 4
+    return _noise(dark, 2)
+
+
 SAME: dict[str, Change] = {
     "sensor noise": lambda frame, _: _noise(frame, 12),
     "jitter of 1.5 px": shifted(1.5 / SIZE[0], 1 / SIZE[1]),
     "night (x 0.25)": lambda frame, _: _noise(np.clip(frame * 0.25 + 5, 0, 255).astype(np.uint8), 6),
+    "night, the sky gone black": night_sky,
     "bright sun": lambda frame, _: np.clip(frame * 1.6 + 20, 0, 255).astype(np.uint8),
     "infrared grey": infrared,
     "rain": rain,

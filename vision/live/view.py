@@ -16,8 +16,9 @@ correlation ignores a global gain and offset, so day and night, dusk, infrared o
 keep every textured tile in place; traffic in front of a part of the picture takes only those tiles
 (a bus over 30 % of it, a quarter of them). A shifted view moves every tile; a turn of a few degrees
 moves the tiles away from its centre; another preset or another place matches none. Tiles without
-texture in the reference (sky, bare asphalt) tell nothing and are left out. The view is the same
-while at least `view.min_match` of the textured tiles are in place. Measured on the 50 traffic-cams
+texture in the reference or in the frame (sky, bare asphalt, a night sky gone black) tell nothing
+and are left out. The view is the same while at least `view.min_match` of the tiles textured in
+both are in place. Measured on the 50 traffic-cams
 val frames at 320 px, see docs/cameras.md ("A view moved").
 
 All times are capture times in seconds.
@@ -57,9 +58,14 @@ def _tiles(grey: np.ndarray) -> list[np.ndarray]:
     ]
 
 
+def _detail(tile: np.ndarray) -> float:
+    """Mean fine detail (grey levels) of a float32 tile: the texture a shift is told by."""
+    return float(np.abs(tile - cv2.GaussianBlur(tile, (0, 0), DETAIL_SIGMA)).mean())
+
+
 def view_match(now: np.ndarray, reference: np.ndarray, max_shift: float) -> float | None:
-    """Share of the reference's textured tiles that the thumbnail `now` shows in place (moved at most
-    `max_shift` of the width); None with too few textured tiles to tell (a featureless picture)."""
+    """Share of the tiles textured in both pictures that the thumbnail `now` shows in place (moved at
+    most `max_shift` of the width); None with too few such tiles to tell (a featureless picture)."""
     if reference.shape != now.shape:  # the stream changed its aspect ratio: the same view, stretched
         reference = cv2.resize(reference, now.shape[::-1], interpolation=cv2.INTER_AREA)
     limit = max_shift * now.shape[1]
@@ -67,8 +73,7 @@ def view_match(now: np.ndarray, reference: np.ndarray, max_shift: float) -> floa
     for tile_now, tile_then in zip(
         _tiles(now.astype(np.float32)), _tiles(reference.astype(np.float32)), strict=True
     ):
-        detail = float(np.abs(tile_then - cv2.GaussianBlur(tile_then, (0, 0), DETAIL_SIGMA)).mean())
-        if detail < MIN_TEXTURE:
+        if min(_detail(tile_then), _detail(tile_now)) < MIN_TEXTURE:  # a night sky gone black tells nothing
             continue
         told += 1
         shift = phase_shift(tile_now, tile_then)
