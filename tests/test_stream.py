@@ -125,9 +125,18 @@ class MjpegServer:
     """multipart/x-mixed-replace on 127.0.0.1: each connection sends `per_connection` frames and
     then drops (or, with `stall`, keeps the connection open and sends nothing more: a camera whose
     encoder hung); the second connection onwards sends larger frames (a camera switching streams).
-    With `password`, a request without HTTP Basic credentials admin:password is answered 401."""
+    With `password`, a request without HTTP Basic credentials admin:password is answered 401; with
+    `garbage`, each part is random bytes announced as a JPEG (a camera sending another format than it
+    says, or a port that is no camera's)."""
 
-    def __init__(self, per_connection: int = 15, *, stall: bool = False, password: str | None = None) -> None:
+    def __init__(
+        self,
+        per_connection: int = 15,
+        *,
+        stall: bool = False,
+        password: str | None = None,
+        garbage: bool = False,
+    ) -> None:
         self.connections = 0
         self.refused = 0  # requests answered 401
         self.opened: list[float] = []  # monotonic time of each connection
@@ -159,6 +168,7 @@ class MjpegServer:
                         image = np.full((size[1], size[0], 3), (k * 15) % 255, np.uint8)
                         ok, data = cv2.imencode(".jpg", image)
                         assert ok
+                        data = np.frombuffer(os.urandom(3000), np.uint8) if garbage else data
                         part = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(
                             data
                         )
@@ -206,6 +216,28 @@ def test_mjpeg_stream_survives_a_forced_disconnect_and_a_new_frame_size(mjpeg: M
     assert reader.stats.reconnects >= 2 and mjpeg.connections >= 3
     assert sizes == {(90, 160, 3), (180, 320, 3)} and reader.stats.size_changes >= 1
     assert reader.stats.state == "stopped" and not reader.running
+
+
+def test_a_stream_of_garbage_is_told_apart_from_a_closed_connection(mjpeg: MjpegServer) -> None:
+    """A stream that answers and sends bytes that decode to no picture was told "the connection was
+    closed", as one that sent pictures and hung up (the MJPEG server dropping after 15 frames)."""
+    with MjpegServer(per_connection=2000, garbage=True) as garbage:
+        readers = {
+            "garbage": StreamReader(garbage.url, backoff_s=(0.05, 0.2), timeout_s=2).start(),
+            "closed": StreamReader(mjpeg.url, backoff_s=(0.05, 0.2), timeout_s=2).start(),
+        }
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(r.stats.last_error is None for r in readers.values()):
+            readers["closed"].take(timeout=0.05)
+        for reader in readers.values():
+            reader.stop()
+    assert readers["garbage"].stats.frames_read == 0
+    assert readers["garbage"].stats.last_error == (
+        "the stream answers but sends no picture that decodes as MJPG: not the format it announces, "
+        "or no video at all"
+    )
+    assert readers["closed"].stats.frames_read > 0
+    assert readers["closed"].stats.last_error == "the stream ended (the connection was closed)"
 
 
 def test_a_flapping_camera_is_reconnected_ever_more_slowly(mjpeg: MjpegServer) -> None:
@@ -1096,6 +1128,30 @@ def test_watch_on_an_address_that_never_speaks_exits_1_not_aborted(tmp_path: Pat
     assert done.returncode == 1, done.stderr[-2000:]
     assert "no answer within 10 s" in done.stderr and "terminate called" not in done.stderr
     assert "S3cret" not in done.stdout + done.stderr
+
+
+def test_watch_on_a_stream_of_garbage_says_so_in_one_line(tmp_path: Path) -> None:
+    """A camera that sends bytes no decoder reads: FFmpeg printed its own lines to stderr (`[mjpeg @
+    0x...] No JPEG data found in image`, some 6 a second, for as long as the watch ran), and `watch`
+    ended with "the connection was closed". Its stderr is now the one line that says what happened."""
+    camera = yaml.safe_load((CONFIGS / "cameras.yaml").read_text(encoding="utf-8"))["cameras"][0]["id"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("OPENCV_FFMPEG_LOGLEVEL", None)
+    with MjpegServer(per_connection=2000, garbage=True) as garbage:
+        db = ["--db", f"sqlite:///{tmp_path / 'watch.db'}", "--seconds", "12"]
+        watch = ["watch", "--camera", camera, "--stream", garbage.url, *db]
+        done = subprocess.run(
+            [sys.executable, "-m", "serve.cli.main", *watch],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "mjpeg @" not in done.stderr and "No JPEG data" not in done.stderr, done.stderr[-2000:]
+    assert "watch: the stream answers but sends no picture that decodes as MJPG" in done.stderr
+    assert len(done.stderr.splitlines()) <= 3, done.stderr[-2000:]
 
 
 # --- the service's own pool of watchers (`pull: true`) --------------------------------------------

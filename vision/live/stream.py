@@ -34,6 +34,12 @@ from vision.core.files import is_utf8_path
 
 Clock = Callable[[], datetime]
 
+# FFmpeg's own log, process-wide, read by OpenCV when it first opens a stream: quiet (AV_LOG_QUIET). A stream
+# of garbage had FFmpeg print "[mjpeg @ 0x...] No JPEG data found in image" (logged as fatal: level 8 lets
+# it through) some 6 times a second; the reader says what happened in one line (`StreamStats.last_error`).
+# Set before anything here opens a stream; an operator's own OPENCV_FFMPEG_LOGLEVEL is kept.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -228,6 +234,13 @@ def frame_position(reported_ms: float, previous: timedelta | None, fps: float) -
     return (previous or timedelta(0)) + timedelta(seconds=1 / fps)
 
 
+def fourcc(code: float) -> str | None:
+    """The codec OpenCV reports for a stream (`CAP_PROP_FOURCC`: `MJPG`, `H264`), None where it names none."""
+    name = int(code).to_bytes(4, "little", signed=False) if math.isfinite(code) and 0 < code < 2**32 else b""
+    text = name.decode("ascii", "replace").strip()
+    return text if text.isascii() and text.isprintable() and text else None
+
+
 class StreamReader:
     """Reads one stream in a background thread; `take()` gives the newest frame."""
 
@@ -331,7 +344,8 @@ class StreamReader:
             connected_before = True
             self.stats.state = "connected"
             connected_at = time.monotonic()
-            last_position, stalled = self._read(capture, file_offset)
+            last_position, stalled, frames = self._read(capture, file_offset)
+            codec = fourcc(capture.get(cv2.CAP_PROP_FOURCC))
             capture.release()
             if is_file(self.url):
                 if self.stats.frames_read == 0:
@@ -342,20 +356,26 @@ class StreamReader:
                 file_offset += last_position
             if not self._stop.is_set():
                 self.stats.state = "stalled" if stalled else "reconnecting"
-                self.stats.last_error = (
-                    f"no frame for {self.timeout_s:g} s: the stream stalled"
-                    if stalled
-                    else "the stream ended (the connection was closed)"
-                )
+                if stalled:
+                    self.stats.last_error = f"no frame for {self.timeout_s:g} s: the stream stalled"
+                elif frames == 0:  # it answered and sent bytes, none of them a picture
+                    self.stats.last_error = (
+                        "the stream answers but sends no picture that decodes"
+                        + (f" as {codec}" if codec else "")
+                        + ": not the format it announces, or no video at all"
+                    )
+                else:
+                    self.stats.last_error = "the stream ended (the connection was closed)"
                 stable = time.monotonic() - connected_at >= self.stable_s
                 delay = self.backoff_s[0] if stable else delay
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.backoff_s[1])
 
-    def _read(self, capture: cv2.VideoCapture, file_offset: timedelta) -> tuple[timedelta, bool]:
-        """Read until the stream ends or stalls; returns the last file position reached, and whether
+    def _read(self, capture: cv2.VideoCapture, file_offset: timedelta) -> tuple[timedelta, bool, int]:
+        """Read until the stream ends or stalls; returns the last file position reached, whether
         the last read gave up after `timeout_s` of silence (FFmpeg's read timeout: a stalled camera)
-        rather than at a closed connection or a file's end."""
+        rather than at a closed connection or a file's end, and the frames decoded (0 on a connection
+        that opened: it sends bytes that decode to no picture)."""
         fps = self.file_fps or frame_rate(capture.get(cv2.CAP_PROP_FPS))
         indexed = capture.get(cv2.CAP_PROP_FRAME_COUNT)  # a file's count from its index (or estimated)
         started = time.monotonic()
@@ -370,7 +390,7 @@ class StreamReader:
                         "the file is cut short (a copy or a recording that stopped)"
                     )
                 stalled = not is_file(self.url) and time.monotonic() - reading >= 0.9 * self.timeout_s
-                return position + timedelta(seconds=1 / fps), stalled
+                return position + timedelta(seconds=1 / fps), stalled, frames
             if self.file_fps and is_file(self.url):
                 position = timedelta(seconds=frames / self.file_fps)
             else:
@@ -395,4 +415,4 @@ class StreamReader:
                 self.buffer.wait_taken(self._stop)
             if self.buffer.put(Frame(image, captured_at, self.stats.frames_read)):
                 self.stats.dropped += 1
-        return position, False
+        return position, False, frames
