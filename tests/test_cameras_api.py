@@ -1469,6 +1469,74 @@ def test_a_moved_view_is_the_stream_state_and_outlives_a_restart_until_accepted(
     assert hub.result(84, [], image=shot("B0.jpg")).outcome.view_moved  # the old aim is another view now
 
 
+def test_a_watch_takes_up_a_view_accepted_through_the_service(model_service: Service, tmp_path: Path) -> None:
+    """A camera pulled by a `streetorder watch` (its own hub on the service's database, reading video
+    files) is turned to another preset and accepted through the service (POST /v1/cameras/{id}/view).
+    The watch kept its own copy of the state in memory and never learnt of it: it went on judging
+    nothing (every frame `view_moved`) and would save its old reference over the accepted one. Now it
+    takes its own newest frame as the reference and its frames are judged again."""
+    from serve.cases.watch import CameraWatcher
+    from vision.live.state import decode
+    from vision.live.stream import StreamReader
+
+    service, client = model_service, model_service.client
+    config = copy.deepcopy(API_CONFIG)
+    config["cameras"].append(kerb_camera("ptz-cam", view={"settle_s": 8}))
+    write_cameras(service, config)
+    assert client.post("/v1/cameras/reload", headers=service.auth("admin")).status_code == 200
+    settings = service.settings
+    case_rules = load_case_rules(settings)
+    watched = CameraHub(  # the watch process's
+        load_service_cameras(settings.configs_dir / "cameras.yaml", case_rules).only("ptz-cam"),
+        case_rules.taxonomy,
+        settings.evidence_dir,
+    )
+    sessions = open_database(settings.db_url)
+    detector = client.app.state.service.detector  # type: ignore[attr-defined]
+    rng = np.random.default_rng(6)
+
+    def shots(name: str, count: int) -> list[np.ndarray]:
+        picture = another_preset(name).astype(np.int16)
+        return [
+            np.clip(picture + rng.integers(-3, 4, picture.shape), 0, 255).astype(np.uint8)
+            for _ in range(count)
+        ]
+
+    def watch(video: Path, first: int) -> None:
+        """The watch reads one file to its end (its frames 1 s apart from `first` s), on the same hub."""
+        reader = StreamReader(str(video), file_start=SERVICE_START + timedelta(seconds=first), file_speed=0)
+        watcher = CameraWatcher(watched, "ptz-cam", detector, sessions, case_rules, reader).start()
+        deadline = time.monotonic() + 120
+        while watcher.running and time.monotonic() < deadline:
+            time.sleep(0.1)
+        watcher.stop()
+        assert watcher.errors == 0
+
+    live = watched.get("ptz-cam")
+    fourcc = cv2.VideoWriter.fourcc(*"MJPG")
+    videos = {name: tmp_path / f"{name}.avi" for name in ("before", "after")}
+    for name, frames in (
+        ("before", shots("B0.jpg", 20) + shots("D0.jpg", 12)),
+        ("after", shots("D0.jpg", 20)),
+    ):
+        writer = cv2.VideoWriter(str(videos[name]), fourcc, 1.0, (640, 360))
+        for frame in frames:
+            writer.write(frame)
+        writer.release()
+    watch(videos["before"], 0)  # its reference settles on B0 by 8 s; turned to D0 at 20 s
+    assert live.rules.view_moved_since == (SERVICE_START + timedelta(seconds=20)).timestamp()
+    accepted = client.post("/v1/cameras/ptz-cam/view", headers=service.auth("admin"))
+    assert accepted.status_code == 200, accepted.text
+    watch(videos["after"], 32)
+    assert live.rules.view_moved_since is None  # judged again
+    taken = (SERVICE_START + timedelta(seconds=31)).timestamp()  # its newest frame when it learnt of it
+    assert live.rules.view.reference_at == taken
+    with sessions() as session:
+        row = session.get(CameraState, "ptz-cam")
+        assert row is not None and row.view_accepts == 1
+        assert decode(row.state)["view"]["reference_at"] == taken  # saved: a restart keeps it
+
+
 @pytest.mark.parametrize("second_leaves", [170.0, 140.0], ids=["one after the other", "both at once"])
 def test_two_cameras_on_one_case_only_the_last_to_clear_proposes(
     model_service: Service, second_leaves: float

@@ -28,7 +28,10 @@ database (`camera_states`) after every frame that made an event and at least eve
 `SAVE_EVERY_S` of capture time, and restored when a hub starts (`restore`): a restart in the
 middle of a violation neither hides it nor leaves a ghost of it. The service and a `watch` may both
 hold a camera's state: the newest capture time wins. A frame first takes a newer state another
-process saved (`_take_newer`), and a save never replaces a newer stored state (`_store`).
+process saved (`_take_newer`), and a save never replaces a newer stored state (`_store`). A view
+accepted as the camera's reference (`accept_view`, the service's POST .../view) is counted in the
+stored row: a process holding the camera takes its own newest frame as the reference when it sees the
+count grow (a `watch` judged nothing on, and saved its old reference over the accepted one).
 
 A frame's events and the camera's state are written in one transaction, tried again on a transient
 conflict for the hub's `busy_budget_s`. When the database stays busy past it, the events are not lost
@@ -92,6 +95,9 @@ FPS_SMOOTHING = 0.2  # weight of the newest frame interval in the fps estimate
 HANDLED_STATES = (State.HANDLED, State.CHECK_PASSED)
 SAVE_EVERY_S = 60.0  # capture seconds between saves of a camera's state (and after every event)
 WAITING_KEY = "waiting"  # the saved state's member with the events the database did not take yet
+VIEW_ACCEPTS_KEY = (
+    "view_accepts"  # the saved state's member: the acceptances of a view its reference reflects
+)
 
 
 @dataclass
@@ -301,6 +307,7 @@ class LiveCamera:
         self.saved_at: float | None = None  # capture time of the state saved last
         self.held: Frame | None = None  # waiting for the next frame (vision/live/timeline.py)
         self.waiting: list[Waiting] = []  # events the database did not take yet, oldest first
+        self.view_accepts = 0  # views accepted (camera_states.view_accepts) that its reference reflects
 
 
 class CameraHub:
@@ -436,8 +443,26 @@ class CameraHub:
         taken once the frames settle)."""
         live = self._locked(camera_id)
         try:
+            with sessions() as session:
+                self._take_newer(live, session)
             taken = live.rules.accept_view()
-            self._save(live, sessions)
+
+            def once() -> None:
+                with transaction(sessions) as session:
+                    counted = session.execute(
+                        update(CameraState)
+                        .where(CameraState.camera_id == live.camera.id)
+                        .values(view_accepts=CameraState.view_accepts + 1)
+                    )
+                    if cast(CursorResult[Any], counted).rowcount:
+                        live.view_accepts = session.scalars(
+                            select(CameraState.view_accepts).where(CameraState.camera_id == live.camera.id)
+                        ).one()
+                    if live.rules.last_at is not None:  # refused where another process saved a newer one
+                        self._store(session, live, live.waiting)
+
+            # counted even where the state is not written: the process running ahead takes it up
+            retry_busy(once, partial(_written_again, live, "its accepted view"), self.busy_budget_s)
             return taken
         finally:
             live.lock.release()
@@ -469,9 +494,12 @@ class CameraHub:
         were waiting for the database in it (`restore` takes them; another process's stay its own)."""
         live.held = None  # held against the timeline being replaced
         waiting: list[Waiting] = []
+        live.view_accepts = row.view_accepts  # a state saved before they were counted: all of them
         try:
             state = decode(row.state)
             waiting = [Waiting.restored(saved) for saved in state.pop(WAITING_KEY, [])]
+            # what this state's reference reflects: a view accepted after it was saved is yet to be taken
+            live.view_accepts = int(state.pop(VIEW_ACCEPTS_KEY, row.view_accepts))
             live.rules.restore(state)
         except (ValueError, KeyError, TypeError) as err:
             log.warning("camera %s: saved state not used (%s); it starts afresh", row.camera_id, err)
@@ -482,21 +510,32 @@ class CameraHub:
     def _take_newer(self, live: LiveCamera, session: Session) -> None:
         """Another process saved a newer state of this camera (a `streetorder watch` of it, or the
         service it pushes frames to): go on from that one, not from this process's older copy, whose
-        gap and incidents would be judged as if nobody else had watched meanwhile."""
-        stored = session.scalar(
-            select(CameraState.captured_at).where(CameraState.camera_id == live.camera.id)
-        )
-        known = max(live.rules.last_at or -math.inf, live.saved_at or -math.inf)
-        if stored is None or (known > -math.inf and stored <= datetime.fromtimestamp(known, UTC)):
+        gap and incidents would be judged as if nobody else had watched meanwhile. A view accepted
+        since (counted in the row by `accept_view` of another process: the service's POST .../view)
+        is taken up here: this process's newest frame with a picture becomes the reference, saved
+        with the next frame applied."""
+        stored = session.execute(
+            select(CameraState.captured_at, CameraState.view_accepts).where(
+                CameraState.camera_id == live.camera.id
+            )
+        ).one_or_none()
+        if stored is None:
             return
-        row = session.get(CameraState, live.camera.id)
-        assert row is not None
-        log.warning(
-            "camera %s: a newer state (to %s) was saved by another process; this one goes on from it",
-            live.camera.id,
-            row.captured_at.isoformat(),
-        )
-        self._take(live, row)
+        known = max(live.rules.last_at or -math.inf, live.saved_at or -math.inf)
+        if known == -math.inf or stored.captured_at > datetime.fromtimestamp(known, UTC):
+            row = session.get(CameraState, live.camera.id)
+            assert row is not None
+            log.warning(
+                "camera %s: a newer state (to %s) was saved by another process; this one goes on from it",
+                live.camera.id,
+                row.captured_at.isoformat(),
+            )
+            self._take(live, row)
+        if stored.view_accepts > live.view_accepts:
+            log.warning("camera %s: a view was accepted as its reference by another process", live.camera.id)
+            live.rules.accept_view()
+            live.view_accepts = stored.view_accepts
+            live.saved_at = None  # saved with the next frame applied: the accepted reference is stored
 
     def reload(self, registry: CameraRegistry, sessions: sessionmaker[Session]) -> ReloadSummary:
         """Apply another cameras file while frames keep coming (see the module's docstring)."""
@@ -516,7 +555,7 @@ class CameraHub:
                 with old.lock:  # no frame of this camera runs meanwhile; the next one waits for `live`
                     live.rules.restore(old.rules.export())
                     live.health, live.last_frame, live.saved_at = old.health, old.last_frame, old.saved_at
-                    live.held, live.waiting = old.held, old.waiting
+                    live.held, live.waiting, live.view_accepts = old.held, old.waiting, old.view_accepts
                     self.cameras = {**self.cameras, camera.id: live}
                 changed.append(camera.id)
             removed = [camera_id for camera_id in self.cameras if camera_id not in registry.cameras]
@@ -562,7 +601,13 @@ class CameraHub:
         values: dict[str, Any] = {
             "captured_at": captured_at,
             "saved_at": datetime.now(UTC),
-            "state": encode({**live.rules.export(), WAITING_KEY: [w.export() for w in waiting]}),
+            "state": encode(
+                {
+                    **live.rules.export(),
+                    WAITING_KEY: [w.export() for w in waiting],
+                    VIEW_ACCEPTS_KEY: live.view_accepts,
+                }
+            ),
             "standing": [
                 {"incident": i.id, "case_id": i.case_id, "seen_at": seen_at}
                 for i in open_incidents(live)
@@ -584,7 +629,7 @@ class CameraHub:
                     stored.captured_at.isoformat(),
                 )
                 return False
-            session.add(CameraState(camera_id=live.camera.id, **values))
+            session.add(CameraState(camera_id=live.camera.id, view_accepts=live.view_accepts, **values))
         live.saved_at = last_at
         return True
 

@@ -288,6 +288,9 @@ class CameraState(Base):
     # time of the camera's last frame with a picture}]: read by the other cameras of a case (migration
     # 0018) without decoding the state
     standing: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
+    # views accepted as the camera's reference (POST /v1/cameras/{id}/view), counted (migration 0021): a
+    # process holding the camera (a `watch`) that sees the count grow takes its newest frame as the reference
+    view_accepts: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class User(Base):
