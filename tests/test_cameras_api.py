@@ -1696,6 +1696,44 @@ def cameras_now(service: Service) -> dict[str, Any]:
     return {c["id"]: c for c in listed}
 
 
+@pytest.mark.parametrize("service_overrides", [{"cameras_max_mb": 0.05}], indirect=True)
+def test_a_cameras_file_over_the_cap_is_refused_and_the_one_in_force_stays(
+    service: Service, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 50 MB cameras.yaml took 28-44 s to reload (PyYAML), each time it was touched. Over
+    `cameras_max_mb` (here 0.05 MB: a file of 0.1 MB) it is refused before it is read: a 422 naming its
+    size and the cap, the cameras in force stay; `streetorder serve` says so in one line at start."""
+    from serve.cases.settings import get_settings
+    from serve.cli.main import main
+
+    before = cameras_now(service)
+    edited = copy.deepcopy(API_CONFIG)
+    edited["cameras"][0]["name"] = "changed"
+    path = service.settings.configs_dir / "cameras.yaml"
+    path.write_text(yaml.safe_dump(edited, allow_unicode=True) + "# padding\n" * 10_500, encoding="utf-8")
+    refused = service.client.post("/v1/cameras/reload", headers=service.auth("admin"))
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    detail = refused.json()["detail"]
+    assert "0.1 MB is over the cap of 0.05 MB for a cameras file (STREETORDER_CAMERAS_MAX_MB" in detail
+    assert "the cameras file in force stays" in detail
+    assert cameras_now(service) == before
+    config = service.client.get("/v1/cameras/config", headers=service.auth("cases:read")).json()
+    assert "over the cap of 0.05 MB" in config["error"]
+    monkeypatch.setenv("STREETORDER_CONFIGS_DIR", str(service.settings.configs_dir))
+    monkeypatch.setenv("STREETORDER_CAMERAS_MAX_MB", "0.05")
+    monkeypatch.setenv("STREETORDER_SECRET", service.settings.secret)
+    get_settings.cache_clear()
+    try:
+        assert main(["serve", "--db", service.settings.db_url]) == 1
+    finally:
+        get_settings.cache_clear()
+    said = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(said) == 1 and said[0].startswith("streetorder serve: ") and "over the cap of 0.05 MB" in said[0]
+    )
+
+
 def test_an_edited_cameras_file_is_applied_without_a_restart(model_service: Service) -> None:
     service = model_service
     frame = jpeg(Scene(10).frame(0)[0])

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from serve.api.state import Service
 from serve.cases.cameras import CameraHub
 from serve.cases.findings import CaseRules
+from serve.cases.settings import CAMERAS_MAX_MB
 from serve.cases.watch import WatchPool, reload_cameras
 from vision.core.detector import Detector
 from vision.detect.registry import CURRENT, REGISTRY, ModelError, current_in
@@ -147,13 +148,15 @@ class CamerasReloader(FileFollower):
         case_rules: CaseRules,
         pool: WatchPool | None,
         interval_s: float,
+        max_mb: float = CAMERAS_MAX_MB,
     ) -> None:
         super().__init__(hub.registry.source if interval_s > 0 else None, interval_s, "cameras reload")
         self.hub, self.sessions, self.case_rules, self.pool = hub, sessions, case_rules, pool
+        self.max_mb = max_mb
 
     def changed(self, path: Path) -> bool:
         try:
-            reload_cameras(self.hub, self.sessions, self.case_rules, self.pool)
+            reload_cameras(self.hub, self.sessions, self.case_rules, self.pool, self.max_mb)
         except CameraConfigError as err:
             log.error("cameras file not applied, the one in force stays: %s", err)
             return False

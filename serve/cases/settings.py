@@ -33,6 +33,9 @@ PACKAGED_MODELS = (PACKAGED / "models").resolve()
 # a request someone waits for: on SQLite one more try after its 30 s busy_timeout, not five)
 FRAME_BUSY_BUDGET_S = 45.0
 MAX_WAITING_EVENTS = 1000  # a camera's events kept while the database stays busy (serve/cases/cameras.py)
+# cameras.yaml is refused above this size: about 1 KB a camera as the shipped file writes them (comments
+# and 3 zones), so some 8000 cameras; it loads in about 5 s a MB (PyYAML), outside the cameras' lock
+CAMERAS_MAX_MB = 8.0
 
 
 class Settings(BaseSettings):
@@ -55,6 +58,12 @@ class Settings(BaseSettings):
         ge=0,
         description="how often the service looks for an edited cameras.yaml (0: never; "
         "POST /v1/cameras/reload applies it on demand)",
+    )
+    cameras_max_mb: float = Field(
+        default=CAMERAS_MAX_MB,
+        gt=0,
+        description="cameras.yaml over this size is refused (at start, and on reload: 422, the file in "
+        "force stays); it loads in about 5 s a MB",
     )
     camera_busy_budget_s: float = Field(
         default=FRAME_BUSY_BUDGET_S,

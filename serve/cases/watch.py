@@ -24,6 +24,7 @@ from serve.cases.coords import position_to_wgs84
 from serve.cases.errors import EventsKept, OutsideJurisdiction
 from serve.cases.findings import CaseRules
 from serve.cases.intake import in_jurisdiction
+from serve.cases.settings import CAMERAS_MAX_MB
 from vision.core.detector import Detector
 from vision.core.imageio import Position
 from vision.live.cameras import Camera, CameraConfigError, CameraRegistry, load_cameras
@@ -154,10 +155,27 @@ class WatchPool:
             watcher.stop()
 
 
-def load_service_cameras(path: Path, case_rules: CaseRules) -> CameraRegistry:
+def check_cameras_size(path: Path, max_mb: float = CAMERAS_MAX_MB) -> None:
+    """Refuse (CameraConfigError naming the size and the cap) a cameras file over `max_mb`
+    (`STREETORDER_CAMERAS_MAX_MB`) before it is read: a 50 MB file took 28-44 s of PyYAML on each reload,
+    some 50000 cameras where a bureau has a few thousand (about 1 KB each)."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return  # reading it says why it cannot be read
+    if size > max_mb * 2**20:
+        raise CameraConfigError(
+            f"{path}: {size / 2**20:.1f} MB is over the cap of {max_mb:g} MB for a cameras file "
+            "(STREETORDER_CAMERAS_MAX_MB; some 1 KB a camera)"
+        )
+
+
+def load_service_cameras(path: Path, case_rules: CaseRules, max_mb: float = CAMERAS_MAX_MB) -> CameraRegistry:
     """The cameras file, refused (CameraConfigError naming the camera) where a camera stands outside
     every unit grid or names a grid_code other than the grid at its position: a camera's findings are
-    cases of the grid at its position, and a case needs a grid (the intake's jurisdiction rule)."""
+    cases of the grid at its position, and a case needs a grid (the intake's jurisdiction rule); and
+    refused whole over `max_mb` (`check_cameras_size`)."""
+    check_cameras_size(path, max_mb)
     written = load_cameras(path, case_rules.taxonomy)
     registry = CameraRegistry({camera.id: in_wgs84(camera) for camera in written}, written.source)
     for camera in registry:
@@ -183,12 +201,17 @@ def in_wgs84(camera: Camera) -> Camera:
 
 
 def reload_cameras(
-    hub: CameraHub, sessions: sessionmaker[Session], case_rules: CaseRules, pool: WatchPool | None = None
+    hub: CameraHub,
+    sessions: sessionmaker[Session],
+    case_rules: CaseRules,
+    pool: WatchPool | None = None,
+    max_mb: float = CAMERAS_MAX_MB,
 ) -> ReloadSummary:
     """Read the hub's cameras file again and apply it (watchers follow). A file that does not load
-    raises CameraConfigError naming the file and the field, and the one in force stays."""
+    (or is over `max_mb`) raises CameraConfigError naming the file and the field, and the one in force
+    stays."""
     try:
-        registry = load_service_cameras(hub.registry.source, case_rules)
+        registry = load_service_cameras(hub.registry.source, case_rules, max_mb)
     except CameraConfigError as err:
         hub.reload_failed(str(err))
         raise

@@ -84,7 +84,9 @@ def cli(argv: list[str]) -> int:
             case_rules.times.check("--file-start", args.file_start, datetime.now(UTC))
         except ImplausibleTime as err:
             parser.error(err.detail)
-    registry = load_service_cameras(args.cameras or settings.configs_dir / "cameras.yaml", case_rules)
+    registry = load_service_cameras(
+        args.cameras or settings.configs_dir / "cameras.yaml", case_rules, settings.cameras_max_mb
+    )
     try:
         camera = registry.get(args.camera)
     except UnknownCameraError as err:

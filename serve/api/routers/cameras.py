@@ -84,8 +84,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     path = service.settings.configs_dir / "cameras.yaml"
     rules = service.domain.rules
     taxonomy = rules.taxonomy
-    registry = load_service_cameras(path, rules) if path.exists() else CameraRegistry({}, path)
     settings = service.settings
+    registry = (
+        load_service_cameras(path, rules, settings.cameras_max_mb)
+        if path.exists()
+        else CameraRegistry({}, path)
+    )
     hub = CameraHub(
         registry,
         taxonomy,
@@ -100,7 +104,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if service.detector is not None:
         pool = WatchPool(hub, FollowingDetector(service), service.sessions, service.domain.rules).start()
     app.state.camera_pool = pool
-    follower = CamerasReloader(hub, service.sessions, rules, pool, service.settings.cameras_reload_s).start()
+    follower = CamerasReloader(
+        hub, service.sessions, rules, pool, settings.cameras_reload_s, settings.cameras_max_mb
+    ).start()
     try:
         yield
     finally:
@@ -682,7 +688,7 @@ async def reload(_: Admin, request: Request, service: ServiceDep, hub: HubDep) -
     pool: WatchPool | None = request.app.state.camera_pool
     try:
         summary = await anyio.to_thread.run_sync(
-            reload_cameras, hub, service.sessions, service.domain.rules, pool
+            reload_cameras, hub, service.sessions, service.domain.rules, pool, service.settings.cameras_max_mb
         )
     except CameraConfigError as err:
         raise InvalidInput("cameras.yaml", f"{err} (the cameras file in force stays)") from None
