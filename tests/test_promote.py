@@ -341,6 +341,21 @@ def test_a_model_not_worse_on_the_holdout_is_promoted_and_can_be_rolled_back(
         rollback(registry=registry, at=AT, to="../outside")
 
 
+def test_models_list_shows_a_long_status_whole_in_aligned_columns(
+    models: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A status is a sentence at times; the list cut it at 12 characters ("provisional ")."""
+    status = "provisional (epoch 16 of a CPU run from scratch; street-v2 continues it)"
+    statuses = {"shipped": status, "tiny": "final"}
+    for name, said in statuses.items():
+        write_card(models / name, {**read_card(models / name), "status": said})
+    assert main(["models", "--models-dir", str(models), "list"]) == 0
+    lines = {line[2:].split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert status in lines["shipped"], lines
+    starts = {line.index(f" {statuses[name]}") for name, line in lines.items()}
+    assert len(starts) == 1, lines  # the status column starts at one place in every row
+
+
 def test_a_rollback_returns_only_to_a_model_that_was_current(models: Path) -> None:
     """`rollback --to` a candidate never promoted (refused ones keep their weights until `prune`)
     would make it current unjudged: a promotion without the holdout."""
