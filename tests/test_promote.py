@@ -571,7 +571,8 @@ def test_a_queued_job_imports_annotations_retrains_from_the_current_model_and_de
     config.write_text(yaml.safe_dump(spec))
     annotations = tmp_path / "annotations"
     rng = np.random.default_rng(7)
-    for task_id in range(6):  # what Label Studio's webhook left in the inbox
+    tasks = 12  # enough that one goes to val (one in 10): training refuses a set without val images
+    for task_id in range(tasks):  # what Label Studio's webhook left in the inbox
         boxes = random_boxes(rng, 64, ["garbage", "car"], 2)
         path = tmp_path / "files" / f"{task_id}.png"
         path.parent.mkdir(exist_ok=True)
@@ -618,10 +619,11 @@ def test_a_queued_job_imports_annotations_retrains_from_the_current_model_and_de
     [job] = list_jobs(annotations)
     assert job.state == "done", job.body.get("error")
     assert (cli_cache_dir / "holdout-looks" / f"{spec['holdout']['sha256']}.json").is_file()
-    assert job.body["imported"]["added"] == 6 and job.body["model"] == "tiny-r1"
+    assert job.body["imported"]["added"] == tasks and job.body["model"] == "tiny-r1"
     assert not list((annotations / "inbox").glob("*.json"))  # consumed: moved to done/<job>/
     dataset = Dataset.open("bureau", tmp_path / "datasets")
-    assert dataset.version == 1 and len(dataset.images) == 6
+    assert dataset.version == 1 and len(dataset.images) == tasks
+    assert "val" in {dataset.split(sha) for sha in dataset.images}
     card = read_card(models / "tiny-r1")
     assert card["retrained_from"]["model"] == "tiny" and card["retrained_from"]["datasets"] == {"bureau": 1}
     assert card["retrained_from"]["averaged_with_start"] is True
