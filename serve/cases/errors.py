@@ -79,9 +79,10 @@ class OutsideJurisdiction(DomainError):
         `wgs84` where the system is another."""
         lon_min, lat_min, lon_max, lat_max = self.bounds
         if system != "wgs84":
-            (lon_min, lon_max), (lat_min, lat_max) = (
-                [float(v) for v in axis]
-                for axis in from_wgs84([lon_min, lon_max], [lat_min, lat_max], system)
+            lon_min, lat_min, lon_max, lat_max = (
+                float(v)
+                for corner in ((lon_min, lat_min), (lon_max, lat_max))
+                for v in from_wgs84(*corner, system)
             )
         in_system = f" ({system})" if system != "wgs84" else ""
         lat_name, lon_name = names

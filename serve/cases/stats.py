@@ -460,13 +460,14 @@ def worst_spots(
     ).all()
     counts: dict[str, int] = defaultdict(int)
     departments: dict[str, set[str]] = defaultdict(set)
-    for code, street, event, department, count in rows:
+    for grid_code, street, event, department, count in rows:
+        code = str(grid_code)  # never None: the query keeps cases with a grid
         counts[code] += count
         if routing is not None:
             departments[code].add(department or routing.department_for(event, code, street))
     spots: list[dict[str, Any]] = []
     for code, count in counts.items():
-        grid = grids.get(str(code)) if grids is not None else None
+        grid = grids.get(code) if grids is not None else None
         area = grid.area_km2 if grid else None
         spots.append(
             {
