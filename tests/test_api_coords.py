@@ -12,7 +12,7 @@ from open311_client import GeoReportError
 from test_api_detect import PLACE, upload
 from test_open311 import REQUEST, client
 
-from serve.cases.coords import from_wgs84, wgs84_to_gcj02
+from serve.cases.coords import from_wgs84, position_to_wgs84, wgs84_to_gcj02
 from serve.cases.grids import haversine_m
 
 READ = "cases:read"
@@ -116,3 +116,48 @@ def test_a_held_request_placed_from_a_chinese_map_files_its_case_at_the_wgs84_pl
     [case] = service.client.get("/v1/cases", headers=service.auth(READ)).json()["items"]
     assert case["number"] == placing.json()["service_request_id"]
     assert haversine_m(case["lat"], case["lon"], lat, lon) < 0.01
+
+
+BEIJING = (39.9, 116.4)  # outside every grid of the Zhengzhou layout
+
+
+@pytest.mark.parametrize("crs", ["wgs84", "gcj02", "bd09"])
+def test_a_citizen_request_outside_every_grid_echoes_lat_long_as_sent(service: Service, crs: str) -> None:
+    """GeoReport's fields are lat/long; the citizen app sent its own system's numbers, not WGS-84."""
+    lat, long = BEIJING
+    with pytest.raises(GeoReportError) as refused:
+        client(service, "json").create(**{**REQUEST, "lat": lat, "long": long, "coord_system": crs})
+    said = refused.value.description
+    in_system = f" ({crs})" if crs != "wgs84" else ""
+    assert refused.value.status == 400
+    assert said.startswith(f"lat/long: (39.9, 116.4){in_system} lies outside every unit grid"), said
+    assert "lat/lon:" not in said and ", long 113." in said
+
+
+@pytest.mark.parametrize("crs", ["gcj02", "bd09"])
+def test_a_report_or_placement_outside_every_grid_echoes_the_position_as_sent(
+    service: Service, jpeg: Any, crs: str
+) -> None:
+    lat, lon = BEIJING
+    wgs84_lat, wgs84_lon = position_to_wgs84(lat, lon, crs)  # type: ignore[arg-type]
+    held = client(service, "json").create(service_code="06010", address_string="淮河路 12 号门口")
+    for response in (
+        service.client.post(
+            "/v1/reports",
+            files=upload(jpeg()),
+            data={"lat": repr(lat), "lon": repr(lon), "coord_system": crs},
+            headers=service.auth("report"),
+        ),
+        service.client.post(
+            f"/v1/citizen-requests/{held['token']}/place",
+            json={"lat": lat, "lon": lon, "coord_system": crs},
+            headers=service.auth("cases:write"),
+        ),
+    ):
+        assert response.status_code == 422, response.text
+        problem = response.json()
+        assert problem["title"] == "outside the jurisdiction" and problem["field"] == "lat/lon"
+        assert (problem["lat"], problem["lon"], problem["coord_system"]) == (lat, lon, crs)
+        assert problem["wgs84"] == {"lat": wgs84_lat, "lon": wgs84_lon}
+        assert problem["detail"].startswith(f"lat/lon: (39.9, 116.4) ({crs}) lies outside"), problem["detail"]
+    assert service.client.get("/v1/cases", headers=service.auth(READ)).json()["items"] == []

@@ -1812,6 +1812,10 @@ def _camera_in_beijing(config: dict[str, Any]) -> None:
     config["cameras"][0].update(lat=39.9, lon=116.4)
 
 
+def _camera_in_beijing_read_off_amap(config: dict[str, Any]) -> None:
+    config["cameras"][0].update(lat=39.9, lon=116.4, coord_system="gcj02")
+
+
 def _grid_code_elsewhere(config: dict[str, Any]) -> None:
     config["cameras"][0]["grid_code"] = "410103001002003"
 
@@ -1827,6 +1831,10 @@ def _dwell_infinite(config: dict[str, Any]) -> None:
         (
             _camera_in_beijing,
             f"cameras.yaml: camera '{CAM}': lat/lon: (39.9, 116.4) lies outside every unit grid",
+        ),
+        (  # the numbers as the file writes them, not their WGS-84 conversion
+            _camera_in_beijing_read_off_amap,
+            f"cameras.yaml: camera '{CAM}': lat/lon: (39.9, 116.4) (gcj02) lies outside every unit grid",
         ),
         (_grid_code_elsewhere, f"camera '{CAM}': grid_code 410103001002003, but its position"),
         # applied, it never fired and GET /v1/cameras was a 500 (JSON has no infinity)

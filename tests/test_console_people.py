@@ -189,11 +189,21 @@ def test_supervision_page_flag_check_ranking_metrics_and_ledger(live: Live, brow
         for action in ("confirm", "file"):  # a ranking counts filed cases only (issue 27, review gating)
             step(live, case_id, action)
     number = live.api("GET", f"/v1/cases/{open_case}").json()["number"]
+    routed = [live.api("GET", f"/v1/cases/{c}").json()["suggested_department"] for c in (open_case, piled)]
+    assert routed[0] == SANITATION != routed[1]  # a bin to sanitation, building materials to the squad
+    assert live.api("GET", "/v1/departments").json()["departments"][0] != SANITATION
 
     sign_in_as(driver, live, "liqiang")
-    visit(driver, live, "supervision", "supervision")
-    Select(one(driver, '#flag-form select[name="grid"]')).select_by_value(grid)
-    Select(one(driver, '#flag-form select[name="department"]')).select_by_value(SANITATION)
+    chosen = []
+    for dispatched in (False, True):  # its cases go to two departments; then both to sanitation
+        if dispatched:
+            step(live, piled, "dispatch", department=SANITATION)
+            driver.refresh()  # the same address: drawn anew
+        visit(driver, live, "supervision", "supervision")
+        Select(one(driver, '#flag-form select[name="grid"]')).select_by_value(grid)
+        department = Select(one(driver, '#flag-form select[name="department"]'))
+        chosen.append(department.first_selected_option.get_attribute("value"))
+    assert chosen == ["", SANITATION]  # a person chooses; then the department its cases go to (not the first)
     one(driver, '#flag-form textarea[name="reason"]').send_keys("2025-09-3 最差乱点")
     one(driver, "#flag-submit").click()
     item = one(driver, '#supervision tr[data-state="open"][data-kind="spot"]')
@@ -203,6 +213,9 @@ def test_supervision_page_flag_check_ranking_metrics_and_ledger(live: Live, brow
     neighbours = [o.get_attribute("value") for o in section.options][-2:]
     for code in neighbours:
         section.select_by_value(code)
+    department = Select(one(driver, '#flag-form select[name="department"]'))
+    assert department.first_selected_option.get_attribute("value") == ""  # no cases routed: a person chooses
+    department.select_by_value(SANITATION)
     one(driver, "#flag-name").send_keys("汝河路东段")
     one(driver, '#flag-form textarea[name="reason"]').send_keys("2025-09-3 最差路段")
     # the deadline is typed on the bureau's clock, whatever the PC's timezone (here New York's)

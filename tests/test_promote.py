@@ -341,6 +341,21 @@ def test_a_model_not_worse_on_the_holdout_is_promoted_and_can_be_rolled_back(
         rollback(registry=registry, at=AT, to="../outside")
 
 
+def test_models_list_shows_a_long_status_whole_in_aligned_columns(
+    models: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A status is a sentence at times; the list cut it at 12 characters ("provisional ")."""
+    status = "provisional (epoch 16 of a CPU run from scratch; street-v2 continues it)"
+    statuses = {"shipped": status, "tiny": "final"}
+    for name, said in statuses.items():
+        write_card(models / name, {**read_card(models / name), "status": said})
+    assert main(["models", "--models-dir", str(models), "list"]) == 0
+    lines = {line[2:].split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert status in lines["shipped"], lines
+    starts = {line.index(f" {statuses[name]}") for name, line in lines.items()}
+    assert len(starts) == 1, lines  # the status column starts at one place in every row
+
+
 def test_a_rollback_returns_only_to_a_model_that_was_current(models: Path) -> None:
     """`rollback --to` a candidate never promoted (refused ones keep their weights until `prune`)
     would make it current unjudged: a promotion without the holdout."""
@@ -556,7 +571,8 @@ def test_a_queued_job_imports_annotations_retrains_from_the_current_model_and_de
     config.write_text(yaml.safe_dump(spec))
     annotations = tmp_path / "annotations"
     rng = np.random.default_rng(7)
-    for task_id in range(6):  # what Label Studio's webhook left in the inbox
+    tasks = 12  # enough that one goes to val (one in 10): training refuses a set without val images
+    for task_id in range(tasks):  # what Label Studio's webhook left in the inbox
         boxes = random_boxes(rng, 64, ["garbage", "car"], 2)
         path = tmp_path / "files" / f"{task_id}.png"
         path.parent.mkdir(exist_ok=True)
@@ -603,10 +619,11 @@ def test_a_queued_job_imports_annotations_retrains_from_the_current_model_and_de
     [job] = list_jobs(annotations)
     assert job.state == "done", job.body.get("error")
     assert (cli_cache_dir / "holdout-looks" / f"{spec['holdout']['sha256']}.json").is_file()
-    assert job.body["imported"]["added"] == 6 and job.body["model"] == "tiny-r1"
+    assert job.body["imported"]["added"] == tasks and job.body["model"] == "tiny-r1"
     assert not list((annotations / "inbox").glob("*.json"))  # consumed: moved to done/<job>/
     dataset = Dataset.open("bureau", tmp_path / "datasets")
-    assert dataset.version == 1 and len(dataset.images) == 6
+    assert dataset.version == 1 and len(dataset.images) == tasks
+    assert "val" in {dataset.split(sha) for sha in dataset.images}
     card = read_card(models / "tiny-r1")
     assert card["retrained_from"]["model"] == "tiny" and card["retrained_from"]["datasets"] == {"bureau": 1}
     assert card["retrained_from"]["averaged_with_start"] is True

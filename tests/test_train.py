@@ -314,6 +314,27 @@ def test_train_names_what_is_wrong_with_its_data_or_start(
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("val", ["empty", "the train folder"])
+def test_train_refuses_a_set_without_val_images_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], val: str
+) -> None:
+    """A tiny annotated set has no val image yet; training validated on its train photos unsaid
+    (an annotated set's data.yaml named images/train as val), best.pt picked on photos it learnt."""
+    from serve.cli.main import main
+
+    mix = write_mix(tmp_path / "data", train=4, val=0)  # two sources, each with an empty images/val
+    if val == "the train folder":
+        data_yaml = tmp_path / "data" / "bins" / "data.yaml"
+        spec = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
+        data_yaml.write_text(yaml.safe_dump({**spec, "val": "images/train"}), encoding="utf-8")
+        mix = data_yaml
+    argv = ["train", "--data", str(mix), "--epochs", "1", "--cache-dir", str(tmp_path / "cache")]
+    assert main([*argv, "--project", str(tmp_path / "runs")]) == 1
+    [said] = capsys.readouterr().err.splitlines()
+    assert said.startswith(f"train: {mix}: no val images apart from the train images"), said
+    assert not (tmp_path / "runs").exists()
+
+
 def _weights_of(checkpoint: dict) -> torch.nn.Module:
     return checkpoint.get("ema") or checkpoint["model"]
 

@@ -38,7 +38,7 @@ from serve.api.schemas import Open311Created, Open311Request, Open311Service
 from serve.cases.closing import own_remark
 from serve.cases.coords import CoordSystem, position_to_wgs84
 from serve.cases.enums import REPORT_STEP, Action, CaseSource, EvidenceRole, EvidenceStep, State
-from serve.cases.errors import InvalidInput
+from serve.cases.errors import InvalidInput, OutsideJurisdiction
 from serve.cases.findings import CaseRules, CaseUpdate, Finding, lock_intake, record_finding
 from serve.cases.fingerprints import held_request_key, request_hash
 from serve.cases.grids import Grid, GridIndex
@@ -278,7 +278,12 @@ def place_of(
             return None
         point = grid.geometry.representative_point()
         position, how = Position(point.y, point.x), f"unit grid {grid.code} named in the address"
-    in_jurisdiction(position, rules)
+    try:
+        in_jurisdiction(position, rules)
+    except OutsideJurisdiction as err:
+        if lat is not None and lon is not None:  # in GeoReport's words, the numbers as the citizen sent them
+            err.sent_as(("lat", "long"), lat, lon, coord_system)
+        raise
     return position, how
 
 

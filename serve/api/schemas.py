@@ -543,6 +543,10 @@ class WorstSpot(Schema):
     open_cases: int = Field(description="filed cases open now (reports in review not counted)")
     area_km2: float | None = Field(description="grid area")
     open_per_km2: float | None = Field(description="open cases per km²")
+    department: str | None = Field(
+        description="the department all its open cases go to (dispatched to, else as routing suggests); "
+        "null where they differ"
+    )
 
 
 class WorstSpotsOut(Schema):

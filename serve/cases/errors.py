@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from serve.cases.coords import CoordSystem, from_wgs84
+
 
 class DomainError(Exception):
     """Base of every error a client can cause; `status` is its HTTP meaning, `extra` goes to the body."""
@@ -59,20 +61,44 @@ class InvalidInput(DomainError):
 
 
 class OutsideJurisdiction(DomainError):
-    """A position no unit grid of the layout holds: no street, community or department answers for it."""
+    """A position no unit grid of the layout holds: no street, community or department answers for it.
+
+    Raised on the WGS-84 position kept inside; the door whose client sent it names that client's
+    fields, numbers and coordinate system (`sent_as`), so the answer echoes what was sent."""
 
     status, title = 422, "outside the jurisdiction"
 
     def __init__(self, lat: float, lon: float, bounds: tuple[float, float, float, float]) -> None:
-        lon_min, lat_min, lon_max, lat_max = bounds
-        super().__init__(
-            f"lat/lon: ({lat}, {lon}) lies outside every unit grid of this bureau (the grids cover "
-            f"lat {lat_min:.5f}..{lat_max:.5f}, lon {lon_min:.5f}..{lon_max:.5f}); no case was made",
-            field="lat/lon",
-            lat=lat,
-            lon=lon,
-            grid_bounds=[lon_min, lat_min, lon_max, lat_max],
+        self.lat, self.lon, self.bounds = lat, lon, bounds
+        super().__init__("")
+        self.sent_as(("lat", "lon"), lat, lon, "wgs84")
+
+    def sent_as(self, names: tuple[str, str], lat: float, lon: float, system: CoordSystem) -> None:
+        """Say the refusal in the client's terms: its field `names`, its (`lat`, `lon`) in its
+        `system`, and the grids' extent converted to that system; the WGS-84 position stays as
+        `wgs84` where the system is another."""
+        lon_min, lat_min, lon_max, lat_max = self.bounds
+        if system != "wgs84":
+            lon_min, lat_min, lon_max, lat_max = (
+                float(v)
+                for corner in ((lon_min, lat_min), (lon_max, lat_max))
+                for v in from_wgs84(*corner, system)
+            )
+        in_system = f" ({system})" if system != "wgs84" else ""
+        lat_name, lon_name = names
+        self.detail = (
+            f"{lat_name}/{lon_name}: ({lat}, {lon}){in_system} lies outside every unit grid of this bureau "
+            f"(the grids cover {lat_name} {lat_min:.5f}..{lat_max:.5f}, "
+            f"{lon_name} {lon_min:.5f}..{lon_max:.5f}{in_system}); no case was made"
         )
+        self.args = (self.detail,)
+        self.extra = {
+            "field": f"{lat_name}/{lon_name}",
+            lat_name: lat,
+            lon_name: lon,
+            "grid_bounds": [lon_min, lat_min, lon_max, lat_max],
+            **({"coord_system": system, "wgs84": {"lat": self.lat, "lon": self.lon}} if in_system else {}),
+        }
 
 
 class PhotoReused(DomainError):

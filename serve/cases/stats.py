@@ -48,6 +48,7 @@ from serve.cases.deadlines import WorkCalendar, restarts_at_dispatch, time_used
 from serve.cases.enums import CaseSource
 from serve.cases.grids import GridIndex
 from serve.cases.orm import Case, FlowEntry
+from serve.cases.routing import Routing
 from serve.cases.workflow import FILED_OPEN_STATES, Action, State
 from vision.core.config import ConfigModel, load_config_file
 
@@ -443,18 +444,30 @@ def local_day_bounds(start: date, end: date, calendar: WorkCalendar) -> tuple[da
 FILED_OPEN = Case.state.in_([s.value for s in FILED_OPEN_STATES])
 
 
-def worst_spots(session: Session, grids: GridIndex | None, limit: int) -> list[dict[str, Any]]:
+def worst_spots(
+    session: Session, grids: GridIndex | None, limit: int, routing: Routing | None = None
+) -> list[dict[str, Any]]:
     """Grids with the most open filed cases per km² now, worst first, then the most open cases; grids
     of no known area (not in the layout) after them (reports in review do not count). Problems are
-    counted per unit area: a grid twice the size with one more case is not the worse spot."""
+    counted per unit area: a grid twice the size with one more case is not the worse spot. With
+    `routing`, a spot's `department` is the one all its open cases go to (the one dispatched to,
+    else the one `routing` suggests, as dispatch does; None where they differ): the department a
+    supervisor flags it to."""
     rows = session.execute(
-        select(Case.grid_code, func.count())
+        select(Case.grid_code, Case.street, Case.event, Case.department, func.count())
         .where(FILED_OPEN, Case.grid_code.is_not(None))
-        .group_by(Case.grid_code)
+        .group_by(Case.grid_code, Case.street, Case.event, Case.department)
     ).all()
+    counts: dict[str, int] = defaultdict(int)
+    departments: dict[str, set[str]] = defaultdict(set)
+    for grid_code, street, event, department, count in rows:
+        code = str(grid_code)  # never None: the query keeps cases with a grid
+        counts[code] += count
+        if routing is not None:
+            departments[code].add(department or routing.department_for(event, code, street))
     spots: list[dict[str, Any]] = []
-    for code, count in rows:
-        grid = grids.get(str(code)) if grids is not None else None
+    for code, count in counts.items():
+        grid = grids.get(code) if grids is not None else None
         area = grid.area_km2 if grid else None
         spots.append(
             {
@@ -463,6 +476,7 @@ def worst_spots(session: Session, grids: GridIndex | None, limit: int) -> list[d
                 "open_cases": int(count),
                 "area_km2": area,
                 "open_per_km2": count / area if area else None,
+                "department": next(iter(departments[code])) if len(departments[code]) == 1 else None,
             }
         )
     spots.sort(

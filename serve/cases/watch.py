@@ -178,10 +178,12 @@ def load_service_cameras(path: Path, case_rules: CaseRules, max_mb: float = CAME
     check_cameras_size(path, max_mb)
     written = load_cameras(path, case_rules.taxonomy)
     registry = CameraRegistry({camera.id: in_wgs84(camera) for camera in written}, written.source)
-    for camera in registry:
+    for written_camera in written:
+        camera = registry.get(written_camera.id)
         try:
             grid = in_jurisdiction(Position(camera.lat, camera.lon), case_rules)
-        except OutsideJurisdiction as err:
+        except OutsideJurisdiction as err:  # the position as the file writes it, in its coord_system
+            err.sent_as(("lat", "lon"), written_camera.lat, written_camera.lon, written_camera.coord_system)
             raise CameraConfigError(f"{path}: camera '{camera.id}': {err.detail}") from None
         if grid is not None and camera.grid_code is not None and camera.grid_code != grid.code:
             raise CameraConfigError(

@@ -87,13 +87,19 @@ def cli(argv: list[str]) -> int:
     now = datetime.now(UTC)  # when a person or job decided: bookkeeping, never a rule's input
     try:
         if args.command == "list":
-            for row in list_models(registry):
-                mark = "*" if row["current"] else " "
-                decided = f"{row['decision']} {row['decided_at']}" if row["decision"] else ""
-                print(
-                    f"{mark} {row['name']:<20} {row['version']:<28} {row['weights']:<16} "
-                    f"{row['status'] or '':<12.12} {decided}"
-                )
+            table = [
+                [
+                    "*" if row["current"] else " ",
+                    row["name"],
+                    row["version"],
+                    row["weights"],
+                    f"{row['decision']} {row['decided_at']}" if row["decision"] else "",
+                    str(row["status"] or ""),  # last: a sentence at times
+                ]
+                for row in list_models(registry)
+            ]
+            for line in aligned(table):
+                print(line)
         elif args.command == "history":
             for entry in registry.read()["history"]:
                 print(json.dumps(entry, ensure_ascii=False, default=str))
@@ -202,3 +208,12 @@ def run_cli(args: argparse.Namespace, registry: Any, policy: Any) -> int:
     if not done:
         print(f"no queued retraining job in {jobs_dir(annotations_dir)}", file=sys.stderr)
     return code
+
+
+def aligned(rows: list[list[str]]) -> list[str]:
+    """Rows as text columns each as wide as its widest cell: a card's status is a sentence at times
+    ("provisional (epoch 16 of ...)"), and a fixed width cut it."""
+    widths = [max(len(cell) for cell in column) for column in zip(*rows, strict=True)]
+    return [
+        " ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]

@@ -48,7 +48,7 @@ def cli(argv: list[str]) -> int:
     until: datetime | None
     with factory() as session:
         if args.worst:
-            out: Any = worst_spots(session, grids, args.worst)
+            out: Any = worst_spots(session, grids, args.worst, domain.routing)
         else:
             if args.ranking:
                 start, end, label = ten_day_period(args.ranking)

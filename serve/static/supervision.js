@@ -19,22 +19,40 @@ function failed(error, failure) {
   error.title = failure.message;
 }
 
+/** The department the chosen grids' open cases are all routed to, or "" (none known, or several):
+ * the supervisor then chooses one, rather than submitting whichever department is listed first. */
+function routedTo(chosen, routed, depts) {
+  const found = new Set(chosen.map((code) => routed.get(code) || ""));
+  const [only] = found;
+  return found.size === 1 && depts.includes(only) ? only : "";
+}
+
 /** Flag a worst spot (one grid; the worst one preselected) or a road section (several grids and a
- * name), with a department, a deadline and a reason. Grids with open cases are listed first. */
+ * name), with a department (the one the spot's cases are routed to), a deadline and a reason.
+ * Grids with open cases are listed first. */
 function flagForm(spots, grids, depts) {
   const open = new Map(spots.map((s) => [s.grid_code, s.open_cases]));
+  const routed = new Map(spots.map((s) => [s.grid_code, s.department]));
   const codes = [...open.keys(), ...grids.features.map((f) => f.properties.code).filter((c) => !open.has(c))];
   const names = new Map(grids.features.map((f) => [f.properties.code, f.properties.name || ""]));
   const error = h("p", { class: "error", id: "flag-error" });
   const deadline = clockInput(new Date(Date.now() + 3 * 86400000)); // in three days, on the bureau's clock
+  const chooser = h("select", { name: "grid", required: true, multiple: true, size: 6 },
+    codes.map((code, i) => h("option", { value: code, selected: i === 0 && open.has(code) },
+      `${code} · ${names.get(code) || ""} (${open.get(code) || 0})`)));
+  const department = h("select", { name: "department", id: "flag-department", required: true },
+    h("option", { value: "" }, t("supervision.choose_department")),
+    depts.departments.map((d) => h("option", { value: d }, d)));
+  const preselect = () => {
+    department.value = routedTo([...chooser.selectedOptions].map((o) => o.value), routed, depts.departments);
+  };
+  chooser.addEventListener("change", preselect);
+  preselect();
   const form = h("form", { class: "action-form", id: "flag-form" },
     h("h3", {}, t("supervision.flag")),
-    h("label", {}, t("supervision.spot"), h("select", { name: "grid", required: true, multiple: true, size: 6 },
-      codes.map((code, i) => h("option", { value: code, selected: i === 0 && open.has(code) },
-        `${code} · ${names.get(code) || ""} (${open.get(code) || 0})`)))),
+    h("label", {}, t("supervision.spot"), chooser),
     h("label", {}, t("supervision.section_name"), h("input", { name: "name", id: "flag-name", maxlength: 128 })),
-    h("label", {}, t("case.department"), h("select", { name: "department" },
-      depts.departments.map((d) => h("option", { value: d }, d)))),
+    h("label", {}, t("case.department"), department),
     h("label", {}, t("supervision.deadline"), h("input", { name: "deadline", type: "datetime-local", value: deadline, required: true })),
     h("label", {}, t("supervision.reason"), h("textarea", { name: "reason", rows: 2, maxlength: 4000, required: true })),
     h("div", { class: "buttons" }, h("button", { type: "submit", id: "flag-submit" }, t("submit"))),

@@ -39,14 +39,17 @@ from vision.core.files import file_sha256
 from vision.core.taxonomy import Taxonomy, TaxonomyError
 from vision.core.yamlfile import read_yaml
 from vision.data.datamix import (
+    SPLITS,
     build_mix,
     class_names,
+    image_files,
     labelled_classes,
     licence_credits,
     photo_classes,
     photo_key,
     read_data_yaml,
     source_of,
+    split_dirs,
 )
 from vision.detect.errors import ModelError
 from vision.detect.weights import inspect_weights
@@ -197,6 +200,25 @@ def prepare_data(data: Path, cache_dir: Path, taxonomy: Taxonomy) -> Path:
     return build_mix(mix_file, cache_dir / "mixes" / name, taxonomy)
 
 
+def check_val_split(data_yaml: Path, data: Path) -> None:
+    """Refuse a mix whose val split holds no photo outside its train split (an empty one, or a
+    data.yaml whose `val` names its train folder): best.pt would be the epoch that best fits photos
+    it learnt, and the run's figures would read as if on unseen ones."""
+    built = read_data_yaml(data_yaml)
+    photos = {
+        split: {
+            image.resolve() for folder in split_dirs(data_yaml, built, split) for image in image_files(folder)
+        }
+        for split in SPLITS
+    }
+    if not photos["val"] - photos["train"]:
+        raise ModelError(
+            f"{data}: no val images apart from the train images (the val split is empty or names the "
+            "train photos): a run would pick its epoch and report its figures on photos it learnt; "
+            "give the set val images first (annotated sets send one new image in 10 to val)"
+        )
+
+
 def hardware() -> str:
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} (CUDA)"
@@ -281,6 +303,7 @@ def train(
             model, cache_dir, taxonomy.names
         )  # a foreign start refused before the data is read
         data_yaml = prepare_data(data, cache_dir, taxonomy)
+        check_val_split(data_yaml, data)
         settings = {
             "model": model,
             "data": str(data),

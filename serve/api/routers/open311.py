@@ -52,7 +52,7 @@ from serve.api.schemas import (
 )
 from serve.cases.coords import CoordSystem, position_to_wgs84
 from serve.cases.enums import EvidenceRole
-from serve.cases.errors import Conflict, InvalidInput, NotFound
+from serve.cases.errors import Conflict, InvalidInput, NotFound, OutsideJurisdiction
 from serve.cases.evidence import evidence_file
 from serve.cases.findings import lock_intake
 from serve.cases.fingerprints import request_hash
@@ -372,7 +372,11 @@ def place_held(
     check_place(principal)
     rules = service.domain.rules
     position = Position(*position_to_wgs84(placement.lat, placement.lon, placement.coord_system))
-    in_jurisdiction(position, rules)
+    try:
+        in_jurisdiction(position, rules)
+    except OutsideJurisdiction as err:
+        err.sent_as(("lat", "lon"), placement.lat, placement.lon, placement.coord_system)
+        raise
     lock_intake(session)  # first statement is a write (SQLite cannot upgrade a reader)
     held = session.scalars(select(CitizenRequest).where(CitizenRequest.token == token)).one_or_none()
     if held is None:

@@ -27,7 +27,7 @@ from serve.api.state import Service
 from serve.cases.auth import Principal
 from serve.cases.coords import CoordSystem, position_to_wgs84
 from serve.cases.enums import PhotoSource, PhotoStatus
-from serve.cases.errors import InvalidInput
+from serve.cases.errors import InvalidInput, OutsideJurisdiction
 from serve.cases.evidence import image_path, store_image
 from serve.cases.findings import CaseRules, lock_intake
 from serve.cases.fingerprints import request_hash
@@ -90,8 +90,9 @@ def report(
         raise InvalidInput(
             "lat/lon", "(0, 0) is where a phone without a GPS fix puts a photo, not a position"
         )
-    if lat is not None and lon is not None:
-        lat, lon = position_to_wgs84(lat, lon, coord_system)  # the edge: inside, positions are WGS-84
+    sent = (lat, lon) if lat is not None and lon is not None else None
+    if sent is not None:
+        lat, lon = position_to_wgs84(*sent, coord_system)  # the edge: inside, positions are WGS-84
     fingerprint = request_hash(upload.sha256, lat, lon, taken_at)
     given = Given(Position(lat, lon) if lat is not None and lon is not None else None, taken_at)
 
@@ -104,7 +105,12 @@ def report(
             analysis = service.gate.run_blocking(
                 read_flyers, service.flyers, service.domain.rules, analysis, given, upload
             )
-        return record_report(session, service, principal, upload, analysis, given, now, detector.version)
+        try:
+            return record_report(session, service, principal, upload, analysis, given, now, detector.version)
+        except OutsideJurisdiction as err:
+            if sent is not None and analysis.photo.meta.position is None:  # placed by the form, not EXIF
+                err.sent_as(("lat", "lon"), *sent, coord_system)
+            raise
 
     body, replayed = run_once(
         service.sessions,

@@ -97,7 +97,10 @@ def worst(
     limit: Annotated[int, Query(ge=1, le=200, description="how many grids")] = 10,
 ) -> WorstSpotsOut:
     return WorstSpotsOut.model_validate(
-        {"as_of": now, "spots": worst_spots(session, service.domain.rules.grids, limit)}
+        {
+            "as_of": now,
+            "spots": worst_spots(session, service.domain.rules.grids, limit, service.domain.routing),
+        }
     )
 
 

@@ -236,9 +236,8 @@ class Dataset:
                     for n, *xyxy in entry["labels"]
                 ]
                 label.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+            # no val images, no `val`: training refuses such a set rather than validate on train photos
             splits = {s: f"images/{s}" for s in SPLITS if (root / "images" / s).is_dir()}
-            if "val" not in splits:  # ultralytics needs a val split; a tiny set validates on train
-                splits["val"] = "images/train"
             data_yaml = root / "data.yaml"
             header = (
                 f"# Source: dataset {self.name} v{self.version} ({self.path}), the bureau's annotations.\n"
