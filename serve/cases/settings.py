@@ -34,7 +34,7 @@ PACKAGED_MODELS = (PACKAGED / "models").resolve()
 FRAME_BUSY_BUDGET_S = 45.0
 MAX_WAITING_EVENTS = 1000  # a camera's events kept while the database stays busy (serve/cases/cameras.py)
 # cameras.yaml is refused above this size: about 1 KB a camera as the shipped file writes them (comments
-# and 3 zones), so some 8000 cameras; it loads in about 5 s a MB (PyYAML), outside the cameras' lock
+# and 3 zones), so some 8000 cameras; it loads in about 1 s a MB (libyaml), outside the cameras' lock
 CAMERAS_MAX_MB = 8.0
 
 
@@ -63,7 +63,7 @@ class Settings(BaseSettings):
         default=CAMERAS_MAX_MB,
         gt=0,
         description="cameras.yaml over this size is refused (at start, and on reload: 422, the file in "
-        "force stays); it loads in about 5 s a MB",
+        "force stays); it loads in about 1 s a MB",
     )
     camera_busy_budget_s: float = Field(
         default=FRAME_BUSY_BUDGET_S,
