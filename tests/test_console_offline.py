@@ -7,13 +7,20 @@ twice (its answer lost) files once; a phone whose storage refuses says nothing w
 
 from __future__ import annotations
 
+import contextlib
 import io
+import re
+import socket
+import threading
 import time
+from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from PIL import Image
 from selenium.common.exceptions import TimeoutException
 from test_console import (
@@ -31,6 +38,7 @@ from test_console import (
 from test_console_people import sign_in_as
 from test_console_phone import PHONE, dispatched_case, overflow, phone, phone_screenshot  # noqa: F401  (fixture)
 
+from serve.api.routers import console
 from vision.core.imageio import Position, exif_for
 
 SAVED = "已保存，联网后自动发送 ({n} 条待发送)"
@@ -321,3 +329,240 @@ def full_phone_and_a_step_sent_twice(live: Live, driver: Any, tmp_path: Path) ->
         link(driver)
     assert live.api("GET", f"/v1/cases/{case_id}").json()["state"] == "handled"
     assert len(after_photos(live, case_id)) == 1 and handled_steps(live, case_id) == 1
+
+
+class Relay:
+    """A TCP link between the phone and the service that the signal can leave: cut, every connection
+    drops and each new one is closed unanswered, the service worker's requests too (chromedriver's
+    network conditions reach the page only, not its worker)."""
+
+    def __init__(self, service: str) -> None:
+        self.service = ("127.0.0.1", int(service.rsplit(":", 1)[1]))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.base = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.up = True
+        self.lock = threading.Lock()
+        self.open: set[socket.socket] = set()
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self) -> None:
+        while True:
+            try:
+                phone_end, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            if not self.up:
+                phone_end.close()
+                continue
+            service_end = socket.create_connection(self.service)
+            with self.lock:
+                self.open |= {phone_end, service_end}
+            for source, sink in ((phone_end, service_end), (service_end, phone_end)):
+                threading.Thread(target=self.pipe, args=(source, sink), daemon=True).start()
+
+    def pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass  # cut
+        finally:
+            self.drop(source, sink)
+
+    def drop(self, *ends: socket.socket) -> None:
+        with self.lock:
+            for end in ends:
+                self.open.discard(end)
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+                end.close()
+
+    def cut(self) -> None:
+        self.up = False
+        self.drop(*list(self.open))
+
+    def mend(self) -> None:
+        self.up = True
+
+
+@pytest.fixture
+def relay(live: Live) -> Iterator[Relay]:  # noqa: F811
+    """The link to the service the phone takes (an origin of its own: a worker of its own)."""
+    relay = Relay(live.base)
+    try:
+        yield relay
+    finally:
+        relay.listener.close()
+        relay.cut()
+
+
+def no_signal(driver: Any, relay: Relay) -> None:
+    """No signal at all: the browser says so, and nothing reaches the service."""
+    link(driver, offline=True)
+    relay.cut()
+
+
+def signal(driver: Any, relay: Relay) -> None:
+    relay.mend()
+    link(driver)
+
+
+# The service worker's caches as the page sees them: {name: [paths kept]}.
+CACHES = """const done = arguments[arguments.length - 1];
+  (async () => {
+    const out = {};
+    for (const name of await caches.keys()) {
+      out[name] = (await (await caches.open(name)).keys()).map((r) => new URL(r.url).pathname);
+    }
+    done(out);
+  })();"""
+STALE = re.compile(r"^离线：显示的是 \d\d:\d\d 的数据$")
+
+
+def kept(driver: Any) -> dict[str, list[str]]:
+    return dict(driver.execute_async_script(CACHES))
+
+
+def answers_kept(driver: Any) -> list[str]:
+    """The API answers the service worker keeps (paths), all caches of answers together."""
+    return [
+        path for name, paths in kept(driver).items() if name.startswith("streetorder-api-") for path in paths
+    ]
+
+
+def controlled(driver: Any, live: Live, case_id: int) -> None:  # noqa: F811
+    """The case page drawn under the service worker (installed by the first load, it controls the
+    page once active; the page is loaded again so that its API reads go through it)."""
+    visit(driver, live, f"case/{case_id}", "case")
+    wait(
+        driver, lambda d: d.execute_script("return Boolean(navigator.serviceWorker.controller)"), "no worker"
+    )
+    reload_page(driver)
+    assert f"/v1/cases/{case_id}" in answers_kept(driver)
+
+
+def test_a_reload_with_no_signal_shows_the_case_kept_with_a_stale_banner_and_the_outbox(
+    live: Live,  # noqa: F811
+    relay: Relay,
+    phone: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    driver = phone
+    reach = replace(live, base=relay.base)  # the service as the phone reaches it
+    _, lat, lon = GRID_LIFE
+    case_id = handling_case(live, "06036", "路边堆放杂物", 7)
+    number = live.api("GET", f"/v1/cases/{case_id}").json()["number"]
+    sign_in_as(driver, reach, "zhangwei")
+    live.clock.at = START + timedelta(hours=7, minutes=30)
+    photo = street_photo(tmp_path / "IMG_0701.jpg", lat, lon, START + timedelta(hours=7, minutes=25))
+    controlled(driver, reach, case_id)
+    assert not css(driver, "#stale-notice")  # online: the service's answers, no banner
+    one(driver, '#actions button[data-action="handle"]').click()
+    one(driver, "#after-photo").send_keys(str(photo))
+    try:
+        no_signal(driver, relay)
+        one(driver, "#action-submit").click()
+        assert one(driver, "#action-saved").text == SAVED.format(n=1)
+
+        # no signal, the page loaded again: the console, the case and the waiting step, said stale
+        reload_page(driver)
+        assert one(driver, '#view[data-page="case"]').get_attribute("data-state") == "ready"
+        assert number in one(driver, "#view").text
+        assert STALE.match(one(driver, "#stale-notice").text), one(driver, "#stale-notice").text
+        until_outbox(driver, (1, 0), "the outbox is not shown offline")
+        assert number in text(driver, '#outbox-list li[data-state="waiting"]')
+        assert handled_steps(live, case_id) == 0
+
+        # a new tab, no signal: the console (its sign-in needs the signal) with the steps waiting
+        first = driver.current_window_handle
+        driver.switch_to.new_window("tab")
+        driver.get(f"{reach.base}/#/case/{case_id}")
+        one(driver, '#view[data-page="signin"][data-state="ready"]')
+        until_outbox(driver, (1, 0), "the outbox is not shown in a new tab")
+        driver.close()
+        driver.switch_to.window(first)
+
+        # the signal back: the step goes, once, and the page shows the service's answers again
+        signal(driver, relay)
+        until_outbox(driver, (0, 0), "the step was not sent once online")
+        one(driver, '#flow tr[data-action="handle"]')
+        wait(driver, lambda d: not css(d, "#stale-notice"), "the stale banner stays online")
+        reload_page(driver)
+        time.sleep(1)
+    finally:
+        signal(driver, relay)
+    assert len(after_photos(live, case_id)) == 1 and handled_steps(live, case_id) == 1
+
+
+def test_the_answers_kept_go_with_a_sign_out_and_a_401_and_a_keys_are_never_kept(
+    live: Live,  # noqa: F811
+    relay: Relay,
+    phone: Any,  # noqa: F811
+) -> None:
+    driver = phone
+    reach = replace(live, base=relay.base)  # the service as the phone reaches it
+    case_id = handling_case(live, "06042", "垃圾桶旁散落垃圾", 9)
+    sign_in_as(driver, reach, "zhangwei")
+    controlled(driver, reach, case_id)
+    one(driver, "#signout").click()
+    one(driver, '#view[data-page="signin"]')
+    wait(driver, lambda d: answers_kept(d) == [], "the answers outlive the sign-out")
+    try:  # nothing of the case for whoever reloads it with no signal after the sign-out
+        no_signal(driver, relay)
+        driver.get(f"{reach.base}/#/case/{case_id}")
+        one(driver, '#view[data-page="signin"][data-state="ready"]')
+    finally:
+        signal(driver, relay)
+
+    # the session ended elsewhere (its cookie gone): the next answer is a 401, the kept ones go
+    sign_in_as(driver, reach, "zhangwei")
+    controlled(driver, reach, case_id)
+    driver.delete_all_cookies()
+    reload_page(driver)
+    one(driver, '#view[data-page="signin"]')
+    assert answers_kept(driver) == []
+
+    # signed in with an API key: its answers are not kept
+    driver.get(f"{reach.base}/")
+    one(driver, "#key").send_keys(live.keys["console"])
+    one(driver, "#signin button[type=submit]").click()
+    one(driver, '#view[data-page="cases"][data-state="ready"]')
+    visit(driver, reach, f"case/{case_id}", "case")
+    assert answers_kept(driver) == []
+    one(driver, "#signout").click()
+
+
+def test_a_new_release_replaces_the_console_kept(
+    live: Live,  # noqa: F811
+    relay: Relay,
+    phone: Any,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    driver = phone
+    reach = replace(live, base=relay.base)  # the service as the phone reaches it
+    case_id = handling_case(live, "06011", "绿化带渣土", 11)
+    sign_in_as(driver, reach, "zhangwei")
+    controlled(driver, reach, case_id)
+    before = f"streetorder-shell-{console.VERSION}"
+    assert "/console/i18n.js" in kept(driver)[before] and "/" in kept(driver)[before]
+
+    # the release: a console whose brand reads otherwise (i18n.js changed) and so a new version
+    changed = tmp_path / "i18n.js"
+    changed.write_text(
+        console.ASSETS["i18n.js"].read_text().replace("街面秩序 · 网格案卷", "街面秩序 · 新版")
+    )
+    assets = {**console.ASSETS, "i18n.js": changed}
+    monkeypatch.setattr(console, "ASSETS", assets)
+    monkeypatch.setattr(console, "VERSION", console.shell_version(assets))
+    after = f"streetorder-shell-{console.VERSION}"
+    reload_page(driver)  # online: the page as the service has it now (network first) ...
+    assert "新版" in one(driver, ".brand").text
+    # ... and the new worker installed in the old one's place, the old release's files dropped
+    wait(driver, lambda d: [n for n in kept(d) if n.startswith("streetorder-shell-")] == [after], "old kept")
+    try:
+        no_signal(driver, relay)
+        reload_page(driver)
+        assert "新版" in one(driver, ".brand").text
+    finally:
+        signal(driver, relay)

@@ -49,7 +49,7 @@ made: set[int] = set()  # the live services whose accounts exist
 
 def accounts(server: Live) -> None:
     """The people of PEOPLE in the module's service (once)."""
-    if id(server) in made:
+    if id(server.service) in made:
         return
     state = server.service
     with transaction(state.sessions) as session:
@@ -67,7 +67,7 @@ def accounts(server: Live) -> None:
                 departments=tuple(state.domain.routing.departments),
                 layout=state.domain.rules.grids,
             )
-    made.add(id(server))
+    made.add(id(server.service))
 
 
 def sign_in_as(driver: Any, server: Live, username: str) -> None:

@@ -36,6 +36,18 @@ export const session = {
 };
 
 const SAFE = ["GET", "HEAD"];
+const FETCHED = "X-Streetorder-Fetched"; // on an answer the service worker kept (serve/templates/sw.js)
+
+/** The oldest kept answer the page drawn now stands on (ISO 8601), or null: all came from the
+ * service. Set by request(), reset by the console at each page it draws. */
+export const offline = { since: null };
+
+/** Drop the API answers the service worker kept for this session (it drops them itself when it sees
+ * the sign-out go by; this covers a page it does not control). */
+export async function forgetAnswers() {
+  if (!("caches" in window)) return; // plain HTTP away from localhost: no service worker, nothing kept
+  for (const name of await caches.keys()) if (name.startsWith("streetorder-api-")) await caches.delete(name);
+}
 
 /** A failed request: HTTP status plus the RFC 9457 problem document the service answered, and the
  * seconds its Retry-After asked to wait (429, 503), if any. */
@@ -64,6 +76,8 @@ export async function request(path, { method = "GET", json, headers = {}, key = 
     init.headers["Content-Type"] = "application/json";
   }
   const response = await fetch(path, init);
+  const fetched = response.headers.get(FETCHED);
+  if (fetched && !(offline.since && offline.since < fetched)) offline.since = fetched;
   if (!response.ok) {
     const problem = await response.json().catch(() => ({ detail: response.statusText }));
     throw new ApiError(response.status, problem, response.headers.get("Retry-After"));

@@ -1,8 +1,8 @@
 // The console's shell: sign-in, navigation between pages (#/page/arg?filters), language toggle.
-import { ApiError, releaseImages, request, session } from "./api.js";
+import { ApiError, forgetAnswers, offline, releaseImages, request, session } from "./api.js";
 import { camerasPage } from "./cameras.js";
 import { casePage, casesPage } from "./cases.js";
-import { h } from "./dom.js";
+import { day, h, when } from "./dom.js";
 import { explain, lang, setLang, t } from "./i18n.js";
 import { mapPage } from "./map.js";
 import { flush as sendWaiting, showOutbox } from "./outbox.js";
@@ -71,6 +71,14 @@ function replacedNotice() {
   return notice;
 }
 
+/** Says that the page shows answers kept from an earlier visit (no signal): from when. */
+function staleNotice() {
+  if (!offline.since) return null;
+  const at = when(offline.since);
+  const time = day(offline.since) === day(new Date().toISOString()) ? at.slice(11) : at;
+  return h("p", { class: "notice stale", id: "stale-notice" }, t("offline.stale", { time }));
+}
+
 function show(page, node) {
   view.dataset.page = page;
   view.dataset.state = "ready";
@@ -91,11 +99,11 @@ export async function render() {
     link.classList.toggle("active", link.dataset.page === page || (page === "case" && link.dataset.page === "cases"));
   }
   view.dataset.state = "loading";
+  offline.since = null;
   try {
     await recheckPerson();
     const node = await PAGES[page](arg, params);
-    const notice = replacedNotice();
-    if (notice) node.prepend(notice);
+    for (const notice of [replacedNotice(), staleNotice()]) if (notice) node.prepend(notice);
     if (ticket === rendering) {
       show(page, node);
       refocus(focused);
@@ -104,6 +112,7 @@ export async function render() {
     if (ticket !== rendering) return;
     if (error instanceof ApiError && error.status === 401) {
       session.clear();
+      forgetAnswers();
       translateShell();
       return show("signin", signIn(t("signin.expired")));
     }
@@ -191,6 +200,7 @@ async function signOut() {
     await request("/v1/sessions/current", { method: "DELETE" }).catch(() => null); // ended already: fine
   }
   session.clear();
+  await forgetAnswers();
   sessionStorage.removeItem(REPLACED);
   history.replaceState(null, "", "#/cases"); // no hashchange: one render, not two racing
   render();
@@ -202,6 +212,10 @@ document.getElementById("lang").addEventListener("click", () => {
 });
 document.getElementById("signout").addEventListener("click", signOut);
 window.addEventListener("hashchange", render);
+window.addEventListener("online", () => offline.since && render()); // kept answers give way to fresh ones
+// The service worker keeps the console for a reload with no signal; browsers offer it on HTTPS and
+// on localhost only (navigator.serviceWorker is absent elsewhere: the console works without it).
+navigator.serviceWorker?.register("/sw.js").catch(() => null);
 document.addEventListener("visibilitychange", async () => {
   if (document.visibilityState !== "visible" || !session.person) return;
   const stored = session.person.username;
