@@ -40,6 +40,7 @@ PUBLIC = {
     ("GET", "/redoc"): "ReDoc page",
     ("GET", "/"): "web console page; it calls the API with the key the person signs in with",
     ("GET", "/console/{name}"): "the console's own scripts and styles, from a fixed list",
+    ("GET", "/sw.js"): "the console's service worker: the list of those files and their version",
     ("POST", "/v1/sessions"): "signing in: a user name and password open a session",
     ("GET", "/v1/sessions/current"): "who the caller is (a session or a key); 401 for nobody",
     ("DELETE", "/v1/sessions/current"): "signing out ends only the caller's own session",

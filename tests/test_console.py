@@ -39,6 +39,7 @@ from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.ui import WebDriverWait
 from streets import DATASETS
 
+from serve.api.routers import console
 from serve.cases.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +71,9 @@ def test_console_page_and_the_reads_it_uses(service: Service, jpeg: Callable[...
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]
     for missing in ("/console/nope.js", "/console/..%2Fapp.py", "/console/%2E%2E%2Fapp.py"):
         assert client.get(missing).status_code == 404, missing
+    worker = client.get("/sw.js")  # at the console's path: its scope is the console's
+    assert "javascript" in worker.headers["content-type"] and worker.headers["Cache-Control"] == "no-cache"
+    assert f'"{console.VERSION}"' in worker.text and '"i18n.js"' in worker.text and "{{" not in worker.text
     assert client.get("/v1/grids.geojson").status_code == 401
 
     events = client.get("/v1/events", headers=reader).json()
