@@ -501,7 +501,7 @@ def test_the_answers_kept_go_with_a_sign_out_and_a_401_and_a_keys_are_never_kept
 ) -> None:
     driver = phone
     reach = replace(live, base=relay.base)  # the service as the phone reaches it
-    case_id = handling_case(live, "06042", "垃圾桶旁散落垃圾", 9)
+    case_id = handling_case(live, "09010", "共享单车堆在盲道上", 9)
     sign_in_as(driver, reach, "zhangwei")
     controlled(driver, reach, case_id)
     one(driver, "#signout").click()
@@ -541,7 +541,7 @@ def test_a_new_release_replaces_the_console_kept(
 ) -> None:
     driver = phone
     reach = replace(live, base=relay.base)  # the service as the phone reaches it
-    case_id = handling_case(live, "06011", "绿化带渣土", 11)
+    case_id = handling_case(live, "07003", "电线杆上张贴广告", 11)
     sign_in_as(driver, reach, "zhangwei")
     controlled(driver, reach, case_id)
     before = f"streetorder-shell-{console.VERSION}"
