@@ -25,8 +25,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException
 
-from serve.cases.db import TextNotStorable, is_busy, is_storage_full
-from serve.cases.errors import Busy, DomainError
+from serve.cases.db import TextNotStorable, is_busy, is_read_only, is_storage_full
+from serve.cases.errors import Busy, DatabaseReadOnly, DomainError
 from vision.core.imageio import ImageError
 
 log = logging.getLogger("streetorder.errors")
@@ -154,10 +154,18 @@ def unexpected(request: Request, error: Exception) -> Response:
 
 def database_busy(request: Request, error: Exception) -> Response:
     """A write that waited out another writer's lock (a scan's long transaction, a backup) is a 503
-    with Retry-After: its transaction was rolled back, nothing changed. Any other database error
-    stays a 500, but for a full disk (507, as for files)."""
+    with Retry-After: its transaction was rolled back, nothing changed. So is a write to a database
+    that cannot be written (a read-only file, folder or mount): said as such, without the database's
+    name or URL. Any other database error stays a 500, but for a full disk (507, as for files)."""
     if is_storage_full(error):
         return insufficient_storage(request, error, "its database's disk is full")
+    if is_read_only(error):
+        log.error("%s %s: the database cannot be written: %s", request.method, request.url.path, error)
+        read_only = DatabaseReadOnly(
+            "the case database cannot be written now (it is read-only); nothing was changed: "
+            "reads go on, and the same request is taken once an operator has made it writable"
+        )
+        return problem(request, read_only)
     if not is_busy(error):
         return unexpected(request, error)
     log.warning("%s %s: the database stayed busy: %s", request.method, request.url.path, error)
