@@ -221,6 +221,20 @@ def test_no_html_page_can_be_framed_or_sniffed(service: Service, path: str) -> N
     assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
 
 
+@contextmanager
+def files_limited_to(limit: int) -> Iterator[None]:
+    """No file of this process grows past `limit` bytes meanwhile (`ulimit -f`): a write past it
+    fails with EFBIG, as on a full disk or quota, wherever the file is."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of the signal's kill
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+
+
 @pytest.mark.parametrize("service_overrides", [{"max_upload_mb": 4}])
 def test_a_disk_that_cannot_take_the_photo_is_a_507_that_stores_nothing(
     service: Service, tmp_path: Path
@@ -235,14 +249,8 @@ def test_a_disk_that_cannot_take_the_photo_is_a_507_that_stores_nothing(
     limit = largest + 64 * 1024  # the database and its WAL may still grow below it
     assert limit < len(photo) < 1024 * 1024, (largest, len(photo))  # below: the body is not spooled
     before = rows(service, Evidence)
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of the signal's kill
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
-    try:
+    with files_limited_to(limit):
         refused = add_photo_answer(service, case_id, photo)
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, previous)
     assert refused.status_code == 507, refused.text
     assert refused.headers["content-type"] == "application/problem+json"
     assert (
@@ -251,6 +259,32 @@ def test_a_disk_that_cannot_take_the_photo_is_a_507_that_stores_nothing(
     )
     assert rows(service, Evidence) == before
     assert not list(service.settings.evidence_dir.rglob("*.part"))
+    assert add_photo_answer(service, case_id, photo).status_code == 201  # room again: taken
+    assert rows(service, Evidence) == before + 1
+
+
+@pytest.mark.parametrize("service_overrides", [{"max_upload_mb": 4}])
+def test_a_temporary_folder_that_cannot_take_the_upload_is_a_507_not_a_bad_body(
+    service: Service, tmp_path: Path
+) -> None:
+    """A photo over 1 MiB is spooled to the temporary folder while its form is read: that folder
+    full (a file-size limit, as a full disk or quota) was FastAPI's 400 "There was an error parsing
+    the body", blaming the client's body. It is a 507 problem document like the full evidence
+    store's, nothing is stored, and the same upload is taken once there is room."""
+    case_id = report(service)
+    noisy = np.random.default_rng(8).integers(0, 255, (1000, 1200, 3), dtype=np.uint8)
+    photo = cv2.imencode(".jpg", noisy, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    largest = max((path.stat().st_size for path in tmp_path.rglob("*") if path.is_file()), default=0)
+    limit = largest + 64 * 1024  # the database and its WAL may still grow below it
+    assert limit < 1024 * 1024 < len(photo) < 4 * 1024 * 1024, (largest, len(photo))  # spooled
+    before = rows(service, Evidence)
+    with files_limited_to(limit):
+        refused = add_photo_answer(service, case_id, photo)
+    assert refused.status_code == 507, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["title"] == "insufficient storage" and "nothing was changed" in refused.text
+    assert rows(service, Evidence) == before
+    assert not service.settings.evidence_dir.joinpath("uploads").exists()
     assert add_photo_answer(service, case_id, photo).status_code == 201  # room again: taken
     assert rows(service, Evidence) == before + 1
 

@@ -130,7 +130,13 @@ def invalid_request(request: Request, error: Exception) -> Response:
 
 
 def http_error(request: Request, error: Exception) -> Response:
-    """Starlette's own errors (unknown path 404, wrong method 405, unparsable body 400) as problems."""
+    """Starlette's own errors (unknown path 404, wrong method 405, unparsable body 400) as problems.
+    A form's file that its temporary folder could not take (FastAPI's "error parsing the body",
+    caused by the spooled file's write) is a 507 like any file the service cannot store: the body
+    was fine, and nothing was stored."""
+    cause = error.__cause__
+    if isinstance(cause, OSError) and cause.errno in STORAGE_ERRORS:
+        return insufficient_storage(request, cause, f"its temporary folder: {cause.strerror}")
     status = error.status_code if isinstance(error, HTTPException) else 500
     detail = str(error.detail) if isinstance(error, HTTPException) else "error"
     headers = dict(error.headers or {}) if isinstance(error, HTTPException) else None
