@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException
 
 from serve.cases.db import TextNotStorable, is_busy, is_read_only, is_storage_full
 from serve.cases.errors import Busy, DatabaseReadOnly, DomainError
-from vision.core.imageio import ImageError
+from vision.core.imageio import ImageError, PhotoTooSmall
 
 log = logging.getLogger("streetorder.errors")
 
@@ -39,6 +39,10 @@ def _status_and_body(error: Exception) -> tuple[int, str, str, dict[str, Any], d
         return 412, "precondition failed", "the case was changed by someone else; reload and retry", {}, None
     if isinstance(error, TextNotStorable):  # refused before the statement ran: nothing was written
         return 422, "invalid input", str(error), {}, None
+    if isinstance(error, PhotoTooSmall):  # an image, but nothing on it to judge: its size refused
+        width, height = error.size
+        extra = {"width": width, "height": height, "min_side": error.min_side}
+        return 422, "photo too small", str(error), extra, None
     if isinstance(error, ImageError):  # the loader's own error: a corrupt, truncated or huge image
         return 400, "unreadable image", str(error), {}, None
     raise error
