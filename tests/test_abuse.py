@@ -12,9 +12,17 @@
 from __future__ import annotations
 
 import logging
+import os
+import pwd
 import resource
 import secrets
+import shutil
 import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +33,7 @@ import pytest
 from conftest import Service
 from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import OperationalError
-from test_api_lifecycle import report
+from test_api_lifecycle import PLACE, report
 
 from serve.cases.db import is_busy, is_storage_full, make_engine
 from serve.cases.orm import ApiKey, Evidence
@@ -213,6 +221,20 @@ def test_no_html_page_can_be_framed_or_sniffed(service: Service, path: str) -> N
     assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
 
 
+@contextmanager
+def files_limited_to(limit: int) -> Iterator[None]:
+    """No file of this process grows past `limit` bytes meanwhile (`ulimit -f`): a write past it
+    fails with EFBIG, as on a full disk or quota, wherever the file is."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of the signal's kill
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+
+
 @pytest.mark.parametrize("service_overrides", [{"max_upload_mb": 4}])
 def test_a_disk_that_cannot_take_the_photo_is_a_507_that_stores_nothing(
     service: Service, tmp_path: Path
@@ -227,14 +249,8 @@ def test_a_disk_that_cannot_take_the_photo_is_a_507_that_stores_nothing(
     limit = largest + 64 * 1024  # the database and its WAL may still grow below it
     assert limit < len(photo) < 1024 * 1024, (largest, len(photo))  # below: the body is not spooled
     before = rows(service, Evidence)
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of the signal's kill
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
-    try:
+    with files_limited_to(limit):
         refused = add_photo_answer(service, case_id, photo)
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, previous)
     assert refused.status_code == 507, refused.text
     assert refused.headers["content-type"] == "application/problem+json"
     assert (
@@ -243,6 +259,32 @@ def test_a_disk_that_cannot_take_the_photo_is_a_507_that_stores_nothing(
     )
     assert rows(service, Evidence) == before
     assert not list(service.settings.evidence_dir.rglob("*.part"))
+    assert add_photo_answer(service, case_id, photo).status_code == 201  # room again: taken
+    assert rows(service, Evidence) == before + 1
+
+
+@pytest.mark.parametrize("service_overrides", [{"max_upload_mb": 4}])
+def test_a_temporary_folder_that_cannot_take_the_upload_is_a_507_not_a_bad_body(
+    service: Service, tmp_path: Path
+) -> None:
+    """A photo over 1 MiB is spooled to the temporary folder while its form is read: that folder
+    full (a file-size limit, as a full disk or quota) was FastAPI's 400 "There was an error parsing
+    the body", blaming the client's body. It is a 507 problem document like the full evidence
+    store's, nothing is stored, and the same upload is taken once there is room."""
+    case_id = report(service)
+    noisy = np.random.default_rng(8).integers(0, 255, (1000, 1200, 3), dtype=np.uint8)
+    photo = cv2.imencode(".jpg", noisy, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    largest = max((path.stat().st_size for path in tmp_path.rglob("*") if path.is_file()), default=0)
+    limit = largest + 64 * 1024  # the database and its WAL may still grow below it
+    assert limit < 1024 * 1024 < len(photo) < 4 * 1024 * 1024, (largest, len(photo))  # spooled
+    before = rows(service, Evidence)
+    with files_limited_to(limit):
+        refused = add_photo_answer(service, case_id, photo)
+    assert refused.status_code == 507, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["title"] == "insufficient storage" and "nothing was changed" in refused.text
+    assert rows(service, Evidence) == before
+    assert not service.settings.evidence_dir.joinpath("uploads").exists()
     assert add_photo_answer(service, case_id, photo).status_code == 201  # room again: taken
     assert rows(service, Evidence) == before + 1
 
@@ -266,3 +308,124 @@ def test_a_database_whose_disk_is_full_is_told_from_a_busy_one(tmp_path: Path) -
         for _ in range(100):
             connection.execute(text("INSERT INTO t VALUES (:x)"), {"x": "x" * 5000})
     assert is_storage_full(caught.value) and not is_busy(caught.value)
+
+
+# A folder every user may reach (pytest's own are its owner's alone): the tests below drop to
+# `nobody` while the database is read-only, and nobody must still find it to read it.
+READ_ONLY_HOME = Path(tempfile.gettempdir()) / f"streetorder-read-only-{secrets.token_hex(4)}"
+
+
+HOLD_OPEN = (
+    "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('SELECT count(*) FROM cases'); "
+    "print('open', flush=True); sys.stdin.read()"
+)
+
+
+@contextmanager
+def held_open(database: Path) -> Iterator[None]:
+    """The SQLite file kept open by another process (as a running service keeps it): its WAL files
+    stay, which a reader of a WAL database in a folder it may not write needs."""
+    command = [sys.executable, "-c", HOLD_OPEN, str(database)]
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as holder:
+        assert holder.stdout is not None and holder.stdout.readline() == b"open\n"
+        yield
+
+
+@contextmanager
+def read_only(folder: Path) -> Iterator[None]:
+    """`folder` and its files read-only to the kernel: mode 0555 and 0444, and, where the tests run
+    as root (whom modes do not stop), this process's effective user `nobody` meanwhile (seteuid
+    changes every thread of the process, the app's included). Nothing here is mocked: SQLite meets
+    the file and folder as a service not run as root meets a chmod or a read-only mount."""
+    modes = {path: path.stat().st_mode for path in [folder, *folder.rglob("*")]}
+    for path in modes:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    root = os.geteuid() == 0
+    if root:
+        os.seteuid(pwd.getpwnam("nobody").pw_uid)
+    try:
+        yield
+    finally:
+        if root:
+            os.seteuid(0)
+        for path, mode in modes.items():
+            path.chmod(mode)
+
+
+@pytest.mark.parametrize("db_url", [f"sqlite:///{READ_ONLY_HOME / 'db' / 'cases.db'}"], ids=["sqlite"])
+@pytest.mark.parametrize(
+    "service_overrides",
+    [{"evidence_dir": READ_ONLY_HOME / "evidence", "annotations_dir": READ_ONLY_HOME / "annotations"}],
+    ids=["reachable"],
+)
+def test_a_database_that_cannot_be_written_is_a_503_reads_go_on_and_the_write_is_taken_later(
+    service: Service,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The SQLite file and its folder read-only (chmod, a read-only mount), the service started on
+    it: a report or a photo is a 503 problem document with Retry-After saying that the database
+    cannot be written (an anonymous 500 before), naming no file or URL, nothing stored; reads go
+    on; once the file is writable again the same report is taken by the same service (its
+    connections were kept read-only before); `streetorder scan` stops with one line (a traceback
+    before)."""
+    from fastapi.testclient import TestClient
+
+    from serve.api.app import create_app
+    from serve.cases.settings import get_settings
+    from serve.cli.main import main
+
+    monkeypatch.setenv("STREETORDER_CACHE_DIR", str(READ_ONLY_HOME / "cache"))  # the scan's, not ~root's
+    get_settings.cache_clear()
+    try:
+        case_id = report(service)
+        folder, photos = READ_ONLY_HOME / "db", READ_ONLY_HOME / "photos"
+        for writable in (
+            READ_ONLY_HOME / "evidence",
+            READ_ONLY_HOME / "cache",
+            photos,
+        ):  # all but the database
+            writable.mkdir(exist_ok=True)
+            writable.chmod(0o777)
+        (photos / "p.jpg").write_bytes(jpeg(320, 240))
+        stored = sorted(READ_ONLY_HOME.joinpath("evidence").rglob("*"))
+        # this process's connections closed: SQLite would lend a new one their writable file
+        service.client.app.state.service.sessions.kw["bind"].dispose()  # type: ignore[attr-defined]
+        with held_open(folder / "cases.db"), ExitStack() as later:
+            with read_only(folder):
+                client = later.enter_context(TestClient(create_app(service.settings, clock=service.clock)))
+                read = client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read"))
+                assert read.status_code == 200, read.text
+                sent = {"service_code": "06010", **PLACE, "description": "路边一堆垃圾"}
+                refused = client.post("/open311/v2/requests.json", data=sent, headers=service.auth("report"))
+                assert refused.status_code == 503 and refused.headers["Retry-After"], refused.text
+                assert "cannot be written" in refused.json()[0]["description"]
+                photo = client.post(
+                    f"/v1/cases/{case_id}/evidence",
+                    files={"file": ("photo.jpg", jpeg(320, 240, seed=3), "image/jpeg")},
+                    data={"role": "near"},
+                    headers=service.auth("cases:write"),
+                )
+                assert (
+                    photo.status_code == 503 and photo.headers["content-type"] == "application/problem+json"
+                )
+                assert photo.json()["title"] == "database cannot be written", photo.text
+                assert "nothing was changed" in photo.json()["detail"]
+                assert "cases.db" not in photo.text and str(READ_ONLY_HOME) not in photo.text
+                assert sorted(READ_ONLY_HOME.joinpath("evidence").rglob("*")) == stored
+                assert "audit row not written, the database cannot be written" in caplog.text
+                again = client.post("/open311/v2/requests.json", data=sent, headers=service.auth("report"))
+                assert again.status_code == 503  # still read-only: refused again
+            # writable again: the same service takes the same report (its connections opened anew)
+            taken = client.post("/open311/v2/requests.json", data=sent, headers=service.auth("report"))
+            assert taken.status_code == 201, taken.text
+            with read_only(folder):
+                scan = ["scan", str(photos), "--db", service.settings.db_url, "--no-progress"]
+                assert main([*scan, "--out", str(photos / "out")]) == 1
+            said = capsys.readouterr().err.strip()
+            assert said.startswith("streetorder scan: ") and "cannot be written" in said, said
+            assert "Traceback" not in said and len(said.splitlines()) == 1, said
+    finally:
+        get_settings.cache_clear()
+        shutil.rmtree(READ_ONLY_HOME, ignore_errors=True)

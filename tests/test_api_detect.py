@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import anyio
 import cv2
+import numpy as np
 import pytest
 from configured import CONFIGS, KEEP, MODELS, TAXONOMY
 from conftest import SERVICE_START, Service
@@ -245,6 +246,51 @@ def test_bad_uploads_are_refused_clearly(
         assert response.status_code == status, response.text
         assert words in response.json()["detail"]
     assert service.client.get("/v1/cases", headers=service.auth("cases:read")).json()["items"] == []
+
+
+@pytest.mark.parametrize("size", [(1, 1), (31, 400)])
+def test_a_photo_too_small_to_show_anything_is_refused_at_every_door(
+    service: Service, street_photo: Photo311, size: tuple[int, int]
+) -> None:
+    """A 1x1 photo was boxed whole by the model (`garbage_bin` 0.96) and filed as a case. A photo
+    whose shorter side is under `min_photo_side` (32 px) is a 422 problem document naming its size
+    and the minimum, at the detect, report and evidence doors alike, and nothing is stored; one
+    of the minimum is taken."""
+    street = cv2.imdecode(np.frombuffer(street_photo.jpeg, np.uint8), cv2.IMREAD_COLOR)
+    tiny = cv2.imencode(".jpg", cv2.resize(street, size))[1].tobytes()
+    case = service.client.post(
+        "/open311/v2/requests.json",
+        data={"service_code": "06010", "lat": PLACE["lat"], "long": PLACE["lon"], "description": "垃圾"},
+        headers=service.auth("report"),
+    )
+    assert case.status_code == 201, case.text
+    (case_id,) = [
+        c["id"] for c in service.client.get("/v1/cases", headers=service.auth("cases:read")).json()["items"]
+    ]
+    sessions = service.client.app.state.service.sessions  # type: ignore[attr-defined]
+
+    def stored() -> tuple[int, int]:
+        with sessions() as session:
+            counted = [session.scalar(select(func.count()).select_from(t)) for t in (Photo, Evidence)]
+        return counted[0] or 0, counted[1] or 0
+
+    before = stored()
+    doors = [("/v1/detect", "detect", {}), ("/v1/reports", "report", PLACE)]
+    doors.append((f"/v1/cases/{case_id}/evidence", "cases:write", {"role": "near"}))
+    for path, scope, form in doors:
+        refused = service.client.post(path, files=upload(tiny), data=form, headers=service.auth(scope))
+        assert refused.status_code == 422, (path, refused.text)
+        assert refused.headers["content-type"] == "application/problem+json"
+        body = refused.json()
+        assert body["title"] == "photo too small" and (body["width"], body["height"], body["min_side"]) == (
+            *size,
+            32,
+        )
+        assert f"{size[0]}x{size[1]} pixels, under the minimum of 32 px" in body["detail"], path
+    assert stored() == before
+    smallest = cv2.imencode(".jpg", cv2.resize(street, (32, 32)))[1].tobytes()
+    taken = service.client.post("/v1/detect", files=upload(smallest), headers=service.auth("detect"))
+    assert taken.status_code == 200, taken.text
 
 
 @pytest.fixture

@@ -1125,7 +1125,7 @@ def test_a_frame_too_small_to_show_anything_is_refused(model_service: Service) -
     for k, size in enumerate([(8, 4), (1, 1), (31, 180)]):
         tiny = post(service, jpeg(cv2.resize(street, size)), SERVICE_START + timedelta(seconds=k))
         assert tiny.status_code == 422, tiny.text
-        assert f"frame: {size[0]}x{size[1]} px is too small to judge (at least 32 px a side)" in tiny.text
+        assert f"too small: {size[0]}x{size[1]} pixels, under the minimum of 32 px" in tiny.text
     for k, size in enumerate([(32, 32), (1280, 720)]):
         judged = post(service, jpeg(cv2.resize(street, size)), SERVICE_START + timedelta(seconds=10 + k))
         assert judged.status_code == 200 and (judged.json()["width"], judged.json()["height"]) == size

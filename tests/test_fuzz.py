@@ -335,25 +335,33 @@ def test_absurd_exif_gps_in_an_upload_leaves_the_photo_unlocated(service: Servic
     assert cases == [0, 0, 0]
 
 
-@pytest.mark.parametrize("shape", [(5000, 1), (1, 5000), (2, 3000), (1, 1), (9, 4000)])
+@pytest.mark.parametrize(
+    "shape", [(5000, 1), (1, 5000), (2, 3000), (1, 1), (9, 4000), (32, 12000), (12000, 32)]
+)
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_sliver_or_a_dot_of_a_photo_is_answered_not_a_500(service: Service, shape: tuple[int, int]) -> None:
-    """A 1 x 5000 PNG letterboxed to 320 px is 0 pixels wide: OpenCV's resize raised, a 500."""
+    """A 1 x 5000 PNG letterboxed to 320 px is 0 pixels wide: OpenCV's resize raised, a 500. A photo
+    whose shorter side is under `min_photo_side` (32 px) is now a 422 naming its size before the
+    model sees it (the model boxed a 1x1 photo whole); a 32 x 12000 one, letterboxed to under a
+    pixel as well, is judged."""
     height, width = shape
-    rng = np.random.default_rng(0)
-    png = cv2.imencode(".png", rng.integers(0, 255, (height, width, 3), dtype=np.uint8))[1]
+    image = np.zeros((height, width, 3), np.uint8)  # mostly flat: under the 1 MiB upload limit
+    image[:32, :32] = np.random.default_rng(0).integers(0, 255, image[:32, :32].shape, dtype=np.uint8)
+    png = cv2.imencode(".png", image)[1]
     files = {"file": ("sliver.png", png.tobytes(), "image/png")}
+    judged = min(shape) >= 32
     detected = service.client.post("/v1/detect", files=files, headers=service.auth("detect"))
     if detected.status_code == 503:
         pytest.skip("no model loaded: " + detected.text)
-    assert detected.status_code == 200 and detected.json()["width"] == width, detected.text
+    assert detected.status_code == (200 if judged else 422), detected.text
+    assert detected.json()["width"] == width if judged else f"{width}x{height} pixels" in detected.text
     reported = service.client.post(
         "/v1/reports",
         files=files,
         data={"lat": "34.72265", "lon": "113.62762", "taken_at": "2025-09-30T10:30:00+08:00"},
         headers=service.auth("report"),
     )
-    assert reported.status_code == 200, reported.text
+    assert reported.status_code == (200 if judged else 422), reported.text
 
 
 # --- bodies over the limit, on a real server -----------------------------------------------------

@@ -420,6 +420,31 @@ def test_a_path_that_reads_now_leaves_the_report_of_unreadable_files(
     assert "a.jpg: scanned again (now done); its earlier unreadable entry is superseded: " in said
 
 
+def test_a_photo_too_small_to_show_anything_is_listed_with_its_size_not_filed(
+    tmp_path: Path, samples: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 1x1 patrol photo (GPS and time in its EXIF) was boxed whole by the model (`garbage_bin`
+    0.96) and filed as a case. A photo whose shorter side is under `min_photo_side` is listed as
+    unreadable, the report naming it with its size and the minimum; the scan goes on and the photo
+    beside it files its cases."""
+    photos = tmp_path / "archive"
+    tiny = place(samples[0], photos / "tiny.jpg", spot(0), START, size=1)
+    place(samples[1], photos / "whole.jpg", spot(1), START + timedelta(minutes=7))
+    db, out = f"sqlite:///{tmp_path / 'scan.db'}", tmp_path / "out"
+    assert cli([str(photos), "--db", db, "--out", str(out), "--no-progress"]) == 0
+    assert "unreadable: 1," in capsys.readouterr().out
+    with open_database(db)() as session:
+        rows = {Path(row.path).name: (row.status, row.error) for row in session.scalars(select(Photo))}
+        pieces = session.scalars(select(Evidence.sha256)).all()
+    assert rows["tiny.jpg"] == (
+        "unreadable",
+        "too small: 1x1 pixels, under the minimum of 32 px on its shorter side (nothing to judge on it)",
+    )
+    assert rows["whole.jpg"][0] == "done" and pieces and tiny not in pieces
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "tiny.jpg</td>" in html and "under the minimum of 32 px" in html
+
+
 def test_scans_started_at_once_on_a_new_database_both_open_it(tmp_path: Path) -> None:
     """Two scans started together on a new SQLite file (two inspectors' folders from one cron line)
     ran the migrations interleaved, DDL committed statement by statement: one stopped with "table

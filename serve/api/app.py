@@ -52,7 +52,7 @@ from serve.api.state import CasesByState, InferenceGate, KeyRates, Metrics, Serv
 from serve.api.strictjson import StrictJson
 from serve.cases import errors
 from serve.cases.auth import KeyVerifier, server_secret
-from serve.cases.db import is_busy, is_storage_full, open_database, transaction
+from serve.cases.db import is_busy, is_read_only, is_storage_full, open_database, transaction
 from serve.cases.domain import load_domain
 from serve.cases.notify import load_notify_config
 from serve.cases.orm import AuditEntry
@@ -219,19 +219,25 @@ QUERY_SECRETS = QuerySecretsRedacted()  # one instance: adding it again (another
 def audit(service: Service, request: Request, status: int) -> None:
     """One audit row per changing request: who (key id), what (method, path), how it ended.
 
-    Written after the request's own transaction: when the database stays busy past its wait or its
-    disk is full, the row goes to the error log instead, and the answer (a change committed, a 503
-    or a 507) stands.
+    Written after the request's own transaction: when the database stays busy past its wait, its
+    disk is full or it cannot be written at all, the row goes to the error log instead, and the
+    answer (a change committed, a 503 or a 507) stands.
     """
     try:
         write_audit(service, request, status)
     except OperationalError as error:
-        if not (is_busy(error) or is_storage_full(error)):
+        if is_busy(error):
+            why = "the database stayed busy"
+        elif is_storage_full(error):
+            why = "the database's disk is full"
+        elif is_read_only(error):
+            why = "the database cannot be written"
+        else:
             raise
         principal = getattr(request.state, "principal", None)
         log.error(
             "audit row not written, %s: %s %s -> %s by key %s",
-            "the database stayed busy" if is_busy(error) else "the database's disk is full",
+            why,
             request.method,
             request.url.path,
             status,

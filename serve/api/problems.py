@@ -25,9 +25,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException
 
-from serve.cases.db import TextNotStorable, is_busy, is_storage_full
-from serve.cases.errors import Busy, DomainError
-from vision.core.imageio import ImageError
+from serve.cases.db import TextNotStorable, is_busy, is_read_only, is_storage_full
+from serve.cases.errors import Busy, DatabaseReadOnly, DomainError
+from vision.core.imageio import ImageError, PhotoTooSmall
 
 log = logging.getLogger("streetorder.errors")
 
@@ -39,6 +39,10 @@ def _status_and_body(error: Exception) -> tuple[int, str, str, dict[str, Any], d
         return 412, "precondition failed", "the case was changed by someone else; reload and retry", {}, None
     if isinstance(error, TextNotStorable):  # refused before the statement ran: nothing was written
         return 422, "invalid input", str(error), {}, None
+    if isinstance(error, PhotoTooSmall):  # an image, but nothing on it to judge: its size refused
+        width, height = error.size
+        extra = {"width": width, "height": height, "min_side": error.min_side}
+        return 422, "photo too small", str(error), extra, None
     if isinstance(error, ImageError):  # the loader's own error: a corrupt, truncated or huge image
         return 400, "unreadable image", str(error), {}, None
     raise error
@@ -130,7 +134,13 @@ def invalid_request(request: Request, error: Exception) -> Response:
 
 
 def http_error(request: Request, error: Exception) -> Response:
-    """Starlette's own errors (unknown path 404, wrong method 405, unparsable body 400) as problems."""
+    """Starlette's own errors (unknown path 404, wrong method 405, unparsable body 400) as problems.
+    A form's file that its temporary folder could not take (FastAPI's "error parsing the body",
+    caused by the spooled file's write) is a 507 like any file the service cannot store: the body
+    was fine, and nothing was stored."""
+    cause = error.__cause__
+    if isinstance(cause, OSError) and cause.errno in STORAGE_ERRORS:
+        return insufficient_storage(request, cause, f"its temporary folder: {cause.strerror}")
     status = error.status_code if isinstance(error, HTTPException) else 500
     detail = str(error.detail) if isinstance(error, HTTPException) else "error"
     headers = dict(error.headers or {}) if isinstance(error, HTTPException) else None
@@ -154,10 +164,18 @@ def unexpected(request: Request, error: Exception) -> Response:
 
 def database_busy(request: Request, error: Exception) -> Response:
     """A write that waited out another writer's lock (a scan's long transaction, a backup) is a 503
-    with Retry-After: its transaction was rolled back, nothing changed. Any other database error
-    stays a 500, but for a full disk (507, as for files)."""
+    with Retry-After: its transaction was rolled back, nothing changed. So is a write to a database
+    that cannot be written (a read-only file, folder or mount): said as such, without the database's
+    name or URL. Any other database error stays a 500, but for a full disk (507, as for files)."""
     if is_storage_full(error):
         return insufficient_storage(request, error, "its database's disk is full")
+    if is_read_only(error):
+        log.error("%s %s: the database cannot be written: %s", request.method, request.url.path, error)
+        read_only = DatabaseReadOnly(
+            "the case database cannot be written now (it is read-only); nothing was changed: "
+            "reads go on, and the same request is taken once an operator has made it writable"
+        )
+        return problem(request, read_only)
     if not is_busy(error):
         return unexpected(request, error)
     log.warning("%s %s: the database stayed busy: %s", request.method, request.url.path, error)

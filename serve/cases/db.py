@@ -15,6 +15,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Engine, Row, Select, create_engine, event, make_url
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError, InterfaceError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -91,6 +92,38 @@ def is_storage_full(error: BaseException) -> bool:
     )
 
 
+# PostgreSQL: read_only_sql_transaction (a hot standby, `default_transaction_read_only`)
+READ_ONLY_SQLSTATES = {"25006"}
+
+
+def is_read_only(error: BaseException) -> bool:
+    """A write the database refused because it cannot write at all: SQLite's SQLITE_READONLY family
+    (its file, or the folder its journal goes in, read-only by mode or mount), PostgreSQL's read-only
+    transaction. Nothing was written; the same write can succeed once it is writable again."""
+    if not isinstance(error, DBAPIError):
+        return False
+    orig = error.orig
+    return str(getattr(orig, "sqlite_errorname", "")).startswith("SQLITE_READONLY") or (
+        getattr(orig, "sqlstate", None) in READ_ONLY_SQLSTATES
+    )
+
+
+def _reopen_when_read_only(context: ExceptionContext) -> None:
+    """SQLite opens a file it may not write read-only and keeps it so, and while one connection of
+    the process holds it so every new one is read-only too: a connection that met a read-only
+    database is closed (its cursor first: an open statement keeps a closed connection's file) and
+    the pool's idle ones with it, so that the first write after the file is writable again opens
+    it writable instead of failing until a restart."""
+    if not is_read_only(context.sqlalchemy_exception or context.original_exception):
+        return
+    context.is_disconnect = True
+    cursor = getattr(context.execution_context, "cursor", None)  # (ExceptionContext.cursor: unset)
+    if cursor is not None:
+        cursor.close()
+    if context.engine is not None:
+        context.engine.pool.dispose()
+
+
 T = TypeVar("T")
 BUSY_TRIES = 6  # a write that finds the database busy this many times in a row gives up
 BUSY_PAUSE_S = 0.1  # the pause after the first busy try; doubled after each next one, jittered
@@ -139,6 +172,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "handle_error", _reopen_when_read_only)
     else:
         engine = create_engine(url, pool_pre_ping=True, **kwargs)
     event.listen(engine, "before_cursor_execute", _refuse_nul)

@@ -248,6 +248,15 @@ class Busy(DomainError):
     headers = {"Retry-After": "1"}
 
 
+class DatabaseReadOnly(DomainError):
+    """The database refused a write because it cannot write at all (its file, folder or mount made
+    read-only): nothing was changed, and reads go on; the write succeeds once an operator has made it
+    writable again."""
+
+    status, title = 503, "database cannot be written"
+    headers = {"Retry-After": "60"}
+
+
 class EventsKept(Busy):
     """A camera frame was judged, but the database stayed busy past the frame's budget: its events
     wait with the camera and are written first with its next frame, so nothing is lost; the frame

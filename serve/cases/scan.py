@@ -64,6 +64,7 @@ from vision.core.imageio import (
     DEFAULT_TIMEZONE,
     MAX_PHOTO_BYTES,
     MAX_PIXELS,
+    MIN_PHOTO_SIDE,
     PHOTO_SUFFIXES,
     ImageError,
     PhotoMeta,
@@ -487,6 +488,7 @@ class Scanner:
     local_tz: tzinfo = DEFAULT_TIMEZONE
     max_pixels: int = MAX_PIXELS
     max_bytes: int = MAX_PHOTO_BYTES  # larger files are listed unreadable, never read
+    min_side: int = MIN_PHOTO_SIDE  # smaller photos are listed too small, never judged
     reduced_decode: bool = True
     workers: int = 1
     batch: int = 1
@@ -500,7 +502,7 @@ class Scanner:
         return Inspector(
             self.detector,
             self.factory,
-            DecodeOptions(reduce_to, self.max_pixels, self.local_tz, self.max_bytes),
+            DecodeOptions(reduce_to, self.max_pixels, self.local_tz, self.max_bytes, self.min_side),
             self.sidecar,
             self.flyers,
             self.in_flyer_zone,

@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from serve.cases.coords import CoordSystem
 from serve.cases.enums import SCOPES
+from vision.core.imageio import MIN_PHOTO_SIDE
 from vision.core.taxonomy import TAXONOMY, Taxonomy, load_taxonomy
 
 PACKAGED = Path(str(files("serve") / "packaged"))  # configs/ and models/ (links in a checkout)
@@ -198,6 +199,12 @@ class Settings(BaseSettings):
     )
     max_upload_mb: float = Field(
         default=20.0, gt=0, description="largest image upload accepted, MiB (413 above)"
+    )
+    min_photo_side: int = Field(
+        default=MIN_PHOTO_SIDE,
+        ge=1,
+        description="a photo whose shorter side is under this many pixels shows nothing to judge: "
+        "refused by every door (422), listed too small by a scan",
     )
     inference_threads: int = Field(
         default=2, ge=1, le=1024, description="images inferred at once; more wait in the queue"

@@ -80,13 +80,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def said_in_one_line(mode: str, err: Exception) -> bool:
     """Errors any mode can meet whose message is the whole story, printed as such: a database that
-    cannot be opened, a setting that cannot be used (its variable), a configuration file that
+    cannot be opened or written, a setting that cannot be used (its variable), a configuration file that
     cannot be used (its name and field), a file or folder that cannot be read or written. (The
     database module is only looked up when a mode loaded it: `train` runs where SQLAlchemy is not
     installed.)"""
     database = sys.modules.get("serve.cases.db")
     if database is not None and isinstance(err, database.DatabaseUnavailable):
         print(f"streetorder {mode}: {err}", file=sys.stderr)
+        return True
+    if database is not None and database.is_read_only(err):  # a read-only file, folder or mount
+        print(
+            f"streetorder {mode}: the case database cannot be written ({database.database_said(err)}): "
+            "make its file and its folder writable, then run again",
+            file=sys.stderr,
+        )
         return True
     settings = sys.modules.get("serve.cases.settings")
     said = settings.settings_problem(err) if settings is not None else None

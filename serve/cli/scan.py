@@ -96,6 +96,7 @@ def cli(argv: list[str]) -> int:
         local_tz,
         args.max_pixels,
         max_bytes=args.max_mb * 2**20,
+        min_side=settings.min_photo_side,
         reduced_decode=not args.full_decode,
         workers=workers,
         batch=1 if simple else max(1, args.batch),

@@ -34,6 +34,10 @@ from vision.core.files import read_regular_file
 
 # 100 MP: above any phone or DSLR patrol photo, far below what would exhaust memory while decoding.
 MAX_PIXELS = 100_000_000
+# 32 px: a photo whose shorter side is under this shows no street, only a few blotches that the
+# model still boxed whole (a 1x1 photo was `garbage_bin` 0.96); the doors refuse it (the service's
+# `min_photo_side` setting), a scan lists it with the reason.
+MIN_PHOTO_SIDE = 32
 # 256 MiB: over any photo of MAX_PIXELS (a 100 MP JPEG is some 50 MB); a file larger than this (a
 # sparse or runaway `big.jpg`) is refused by its size before it is read into memory.
 MAX_PHOTO_BYTES = 256 * 2**20
@@ -76,6 +80,20 @@ class ImageError(ValueError):
         super().__init__(f"{source}: {reason}")
         self.source = source
         self.reason = reason
+
+
+class PhotoTooSmall(ImageError):
+    """A photo too small to show any disorder: an image, but nothing to judge on it."""
+
+    def __init__(self, source: str, size: tuple[int, int], min_side: int):
+        width, height = size
+        super().__init__(
+            source,
+            f"too small: {width}x{height} pixels, under the minimum of {min_side} px on its shorter "
+            "side (nothing to judge on it)",
+        )
+        self.size = size
+        self.min_side = min_side
 
 
 # The systems a position may be written in: WGS-84 (GPS, EXIF), GCJ-02 (AMap, Tencent, WeChat), BD-09
@@ -183,14 +201,17 @@ def decode_photo(
     max_pixels: int = MAX_PIXELS,
     local_tz: tzinfo = DEFAULT_TIMEZONE,
     reduce_to: int | None = None,
+    min_side: int = 0,
 ) -> LoadedPhoto:
     """Decode JPEG, PNG, WebP or HEIC bytes into a BGR image with orientation applied, plus its metadata.
 
-    The pixel count is checked from the header before any pixel is decoded. `reduce_to`: a JPEG
-    may be decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling, several times cheaper than a
-    full decode) as long as its long side stays at or above this many pixels; a detector that
-    resizes to its input size anyway sees the same picture. Other formats decode in full and are
-    shrunk by the same rule (box averaging). `full_size` then keeps the photo's size.
+    The pixel count is checked from the header before any pixel is decoded, and so is `min_side`
+    (`PhotoTooSmall` for a shorter side under it: the doors a photo comes in by pass
+    MIN_PHOTO_SIDE or their setting; stored evidence, already taken, is decoded without it).
+    `reduce_to`: a JPEG may be decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling, several
+    times cheaper than a full decode) as long as its long side stays at or above this many pixels;
+    a detector that resizes to its input size anyway sees the same picture. Other formats decode in
+    full and are shrunk by the same rule (box averaging). `full_size` then keeps the photo's size.
     """
     if not data:
         raise ImageError(source, "empty file (0 bytes)")
@@ -224,6 +245,8 @@ def decode_photo(
                 f"decompression bomb: {width}x{height} = {width * height} pixels is over the limit of "
                 f"{max_pixels}",
             )
+        if min(width, height) < min_side:
+            raise PhotoTooSmall(source, (width, height), min_side)
         if reduce_to and max(width, height) > reduce_to:
             keep = reduce_to / max(width, height)
             pil.draft("RGB", (math.ceil(width * keep), math.ceil(height * keep)))

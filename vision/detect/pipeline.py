@@ -35,7 +35,14 @@ import supervision as sv
 
 from vision.core.detector import Detector
 from vision.core.files import read_regular_file
-from vision.core.imageio import DEFAULT_TIMEZONE, MAX_PHOTO_BYTES, MAX_PIXELS, LoadedPhoto, decode_photo
+from vision.core.imageio import (
+    DEFAULT_TIMEZONE,
+    MAX_PHOTO_BYTES,
+    MAX_PIXELS,
+    MIN_PHOTO_SIDE,
+    LoadedPhoto,
+    decode_photo,
+)
 from vision.core.taxonomy import Taxonomy
 from vision.detect.backends import load_detector
 from vision.detect.registry import ModelError, find_model
@@ -133,10 +140,16 @@ class DecodeOptions:
     max_pixels: int = MAX_PIXELS
     local_tz: tzinfo = DEFAULT_TIMEZONE
     max_bytes: int = MAX_PHOTO_BYTES  # larger files are refused unread (`read_source`)
+    min_side: int = MIN_PHOTO_SIDE  # a photo with a shorter side is refused (`PhotoTooSmall`)
 
     def decode(self, data: bytes, source: str) -> LoadedPhoto:
         return decode_photo(
-            data, source=source, max_pixels=self.max_pixels, local_tz=self.local_tz, reduce_to=self.reduce_to
+            data,
+            source=source,
+            max_pixels=self.max_pixels,
+            local_tz=self.local_tz,
+            reduce_to=self.reduce_to,
+            min_side=self.min_side,
         )
 
 

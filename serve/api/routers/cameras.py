@@ -73,11 +73,6 @@ TimeSource = Literal["header", "form", "exif"]
 _SOURCES: dict[str, TimeSource] = {CAPTURE_HEADER: "header", CAPTURE_FIELD: "form"}
 
 
-# A frame with a side under this shows nothing: judged, its empty picture would count as the place
-# clearing (a car's case proposed checked after clear_after_s of broken thumbnails).
-MIN_FRAME_SIDE = 32
-
-
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     service: Service = app.state.service
@@ -593,12 +588,10 @@ async def post_frame(
     live = live_camera(hub, camera_id)
     data, name, given, time_source = await frame_upload(request, service, x_capture_time, now)
     tz = service.domain.rules.calendar.timezone
-    analysis = await service.gate.run(analyse, detector, data, f"camera {live.camera.id}: {name}", tz)
-    height, width = analysis.photo.image.shape[:2]
-    if min(width, height) < MIN_FRAME_SIDE:  # nothing can be seen on it, so everything looks gone
-        raise InvalidInput(
-            "frame", f"{width}x{height} px is too small to judge (at least {MIN_FRAME_SIDE} px a side)"
-        )
+    # a frame too small to show anything is refused (PhotoTooSmall): judged, its empty picture
+    # would count as the place clearing (a car's case proposed checked after clear_after_s of them)
+    source, min_side = f"camera {live.camera.id}: {name}", service.settings.min_photo_side
+    analysis = await service.gate.run(analyse, detector, data, source, tz, min_side)
     captured_at = given or exif_capture_time(analysis.photo.meta, now, service.domain.rules.times)
     service.metrics.inference.observe(analysis.inference_s)
     timings = Timings(decode_s=analysis.decode_s, inference_s=analysis.inference_s)

@@ -29,10 +29,12 @@ class Analysis:
     inference_s: float
 
 
-def analyse(detector: Detector, data: bytes, source: str, local_tz: tzinfo) -> Analysis:
-    """Decode (EXIF orientation applied) and detect; runs in a worker thread behind the gate."""
+def analyse(detector: Detector, data: bytes, source: str, local_tz: tzinfo, min_side: int) -> Analysis:
+    """Decode (EXIF orientation applied) and detect; runs in a worker thread behind the gate. A photo
+    with a side under `min_side` (the `min_photo_side` setting) is refused before the model sees it:
+    the model boxes even a 1x1 photo whole."""
     started = time.perf_counter()
-    photo = decode_photo(data, source=source, local_tz=local_tz, reduce_to=VIEW_SIDE)  # bounded memory
+    photo = decode_photo(data, source=source, local_tz=local_tz, reduce_to=VIEW_SIDE, min_side=min_side)
     decoded = time.perf_counter()
     detections = detect_full(detector, photo)
     return Analysis(photo, detections, decoded - started, time.perf_counter() - decoded)
@@ -64,7 +66,8 @@ async def detect(
 ) -> DetectResponse:
     started = time.perf_counter()
     tz = service.domain.rules.calendar.timezone
-    result = await service.gate.run(analyse, detector, upload.data, upload.filename, tz)
+    min_side = service.settings.min_photo_side
+    result = await service.gate.run(analyse, detector, upload.data, upload.filename, tz, min_side)
     service.metrics.inference.observe(result.inference_s)
     return DetectResponse(
         width=result.photo.width,

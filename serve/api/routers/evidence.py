@@ -74,7 +74,14 @@ def add_evidence(
         check_if_match(if_match, case)
     local_tz = service.domain.rules.calendar.timezone
     photo = service.gate.run_blocking(
-        partial(decode_photo, source=upload.filename, local_tz=local_tz, reduce_to=VIEW_SIDE), upload.data
+        partial(
+            decode_photo,
+            source=upload.filename,
+            local_tz=local_tz,
+            reduce_to=VIEW_SIDE,
+            min_side=service.settings.min_photo_side,
+        ),
+        upload.data,
     )
     phash = perceptual_hash(photo.image)
     copies = copies_of(session, upload.sha256, phash)

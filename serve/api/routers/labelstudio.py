@@ -249,7 +249,8 @@ async def predict(
         where = f"tasks[{index}]" + (f" (id {task.get('id')})" if "id" in task else "")
         try:
             ref = task_image(task, rectangles.data_key, where)
-            analysis = await service.gate.run(read_and_detect, detector, images, ref, tz)
+            min_side = service.settings.min_photo_side  # a tiny image: no boxes, an empty prediction
+            analysis = await service.gate.run(read_and_detect, detector, images, ref, tz, min_side)
         except (AnnotationError, ImageError) as err:
             log.warning(
                 "labelstudio predict, project %s, %s: %s (empty prediction)", body.project, where, err
@@ -423,9 +424,9 @@ def task_image(task: dict[str, Any], data_key: str, where: str) -> str:
     return str(data[data_key])
 
 
-def read_and_detect(detector: Detector, images: TaskImages, ref: str, tz: tzinfo) -> Analysis:
+def read_and_detect(detector: Detector, images: TaskImages, ref: str, tz: tzinfo, min_side: int) -> Analysis:
     """Read the task's image from where it may be read, decode and detect (a worker thread)."""
-    return analyse(detector, images.read(ref), ref, tz)
+    return analyse(detector, images.read(ref), ref, tz, min_side)
 
 
 def predicted_labels(analysis: Analysis, taxonomy: Taxonomy, rectangles: RectangleControl) -> list[Label]:

@@ -99,7 +99,8 @@ def report(
     def work(session: Session) -> dict[str, Any]:
         # The model runs here: a replayed request never gets this far. No statement has run yet.
         tz = service.domain.rules.calendar.timezone
-        analysis = service.gate.run_blocking(analyse, detector, upload.data, upload.filename, tz)
+        min_side = service.settings.min_photo_side
+        analysis = service.gate.run_blocking(analyse, detector, upload.data, upload.filename, tz, min_side)
         service.metrics.inference.observe(analysis.inference_s)
         if service.flyers is not None:
             analysis = service.gate.run_blocking(
