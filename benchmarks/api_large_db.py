@@ -7,8 +7,9 @@ cases asked for; `--db postgresql+psycopg://...` for a server) by bulk inserts i
 tables: `--cases` cases over three years, 400 unit grids of 20 streets, every event class and
 state, cameras, two evidence rows per case and 1.5 photos per case (paths point at the
 repository's real images), a flow log that walks each case to its state, supervision items and
-held citizen requests. Then it starts the real app (TestClient, real database) and asks each read
-endpoint the console and bureau systems use, printing per endpoint: p50 / p95 milliseconds, the SQL
+held citizen requests, and 40 inspector accounts (the inspectors' reports, verifies and checks are
+theirs). Then it starts the real app (TestClient, real database) and asks each read endpoint the
+console and bureau systems use, printing per endpoint: p50 / p95 milliseconds, the SQL
 statements one request runs, the response bytes and the peak RSS growth of the process while it ran
 (Linux: VmHWM after resetting it through /proc/self/clear_refs).
 
@@ -37,13 +38,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi.testclient import TestClient
-from sqlalchemy import event, func, insert, select
+from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.engine import Engine
 
 from serve.api.app import create_app
 from serve.cases.auth import create_key
 from serve.cases.db import transaction
-from serve.cases.orm import Case, CitizenRequest, Evidence, FlowEntry, Photo, SupervisionItem
+from serve.cases.orm import Case, CitizenRequest, Evidence, FlowEntry, Photo, SupervisionItem, User
 from serve.cases.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -226,6 +227,42 @@ def fill(
     print(f"\r  filled {cases:,} cases in {time.perf_counter() - started:.0f} s ({engine_url})")
 
 
+INSPECTORS = 40  # inspector accounts, 10 responsibility grids each
+
+
+def add_inspectors(sessions: Any, grids: list[Any]) -> None:
+    """Inspector accounts (once; a database filled before they were added gets them too): the
+    cases reported from an inspector's patrol become their reports, and each verify and check step
+    one inspector's, so that their monthly figures count what a bureau's would."""
+    with sessions() as session:
+        if session.scalar(select(func.count()).select_from(User).where(User.role == "inspector")):
+            return
+        first = (session.scalar(select(func.max(User.id))) or 0) + 1
+        session.execute(
+            insert(User),
+            [
+                {
+                    "id": first + i, "username": f"inspector{i:02d}", "display_name": f"监督员{i}",
+                    "role": "inspector", "grids": [grids[(i * 10 + g) % len(grids)][0] for g in range(10)],
+                    "password_hash": "-", "created_at": NOW - SPAN,
+                }
+                for i in range(INSPECTORS)
+            ],
+        )  # fmt: skip
+        reported = select(Case.id).where(Case.source == "inspector")
+        session.execute(
+            update(FlowEntry)
+            .where(FlowEntry.action == "report", FlowEntry.case_id.in_(reported))
+            .values(user_id=first + FlowEntry.case_id % INSPECTORS)
+        )
+        session.execute(
+            update(FlowEntry)
+            .where(FlowEntry.action.in_(["confirm", "correct", "reject", "check_pass", "check_fail"]))
+            .values(user_id=first + (FlowEntry.case_id * 7 + 3) % INSPECTORS)
+        )
+        session.commit()
+
+
 class Statements:
     """Counts the SQL statements the engine runs (an event listener, so every path counts)."""
 
@@ -315,6 +352,7 @@ def main() -> None:
             fill(url, state.sessions, args.cases, events, list(state.domain.routing.departments), grids)
         elif stored < args.cases:
             raise SystemExit(f"{url} holds {stored:,} cases, not {args.cases:,}: name another --db")
+        add_inspectors(state.sessions, grids)
         with transaction(state.sessions) as session:
             key, _ = create_key(
                 session, name="bench", scopes=["admin"], pepper=state.verifier.pepper, now=NOW

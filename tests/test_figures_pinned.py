@@ -21,6 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from conftest import Service
+from lxml import etree
 from openpyxl import load_workbook
 
 from serve.cases.db import transaction
@@ -174,10 +175,15 @@ def seed(service: Service, events: list[str], count: int = 120) -> None:
 
 def workbook(body: bytes) -> dict[str, Any]:
     """Every sheet's cell values, links, date formats, column widths and filter, and the sha256 of
-    each sheet's XML (the file's own times differ from one export to the next, the sheets do not)."""
+    each sheet's XML (the file's own times differ from one export to the next, the sheets do not),
+    in its canonical form (C14N 2.0): openpyxl writes the same elements and attributes through lxml
+    as through et_xmlfile, spelt apart (`<b/>` and `<b />`)."""
     with zipfile.ZipFile(io.BytesIO(body)) as archive:
         parts = sorted(n for n in archive.namelist() if n.startswith("xl/"))
-        sheets: dict[str, Any] = {n: hashlib.sha256(archive.read(n)).hexdigest() for n in parts}
+        sheets: dict[str, Any] = {
+            n: hashlib.sha256(etree.tostring(etree.fromstring(archive.read(n)), method="c14n2")).hexdigest()
+            for n in parts
+        }
     for sheet in load_workbook(io.BytesIO(body)).worksheets:
         cells = [c for row in sheet.iter_rows() for c in row]
         sheets[sheet.title] = {

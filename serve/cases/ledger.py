@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Iterator, Sequence
+from copy import copy
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from itertools import chain, islice
@@ -229,6 +230,8 @@ def csv_chunks(rows: Iterable[LedgerRow], rows_per_chunk: int = 500) -> Iterator
     yield out.getvalue().encode("utf-8")
 
 
+DATE_FORMAT = "yyyy-mm-dd hh:mm"
+LINK_FONT = Font(color="1F5FA8", underline="single")
 WIDTH_SAMPLE = 500  # rows a column's width is judged by: the sheet is written before the rest is read
 
 
@@ -254,21 +257,30 @@ def _sheet(
         cell.font, cell.fill = Font(bold=True), PatternFill("solid", fgColor="DDE6DA")
         headers.append(cell)
     sheet.append(headers)
+    # the style of a cell with a date, a link or both, worked out on the first such cell and copied
+    # to the next: openpyxl finds a font by hashing each of its fields every time one is set
+    styles: dict[tuple[bool, bool], Any] = {}
     written = 0
     for values in chain(sample, pending):
         cells: list[Any] = []
         for index, (key, _) in enumerate(columns, start=1):
             value = inert(values[key])
             target = values.get(links[index]) if links and index in links else None
-            if not target and not isinstance(value, datetime):
+            dated = isinstance(value, datetime)
+            if not target and not dated:
                 cells.append(value)  # a plain value: openpyxl writes it through one reused cell
                 continue
             cell = WriteOnlyCell(sheet, value=value)  # a cell of its own only for a format or link
-            if isinstance(value, datetime):
-                cell.number_format = "yyyy-mm-dd hh:mm"
+            if (style := styles.get((dated, bool(target)))) is not None:
+                cell._style = copy(style)
+            else:
+                if dated:
+                    cell.number_format = DATE_FORMAT
+                if target:
+                    cell.font = LINK_FONT
+                styles[dated, bool(target)] = copy(cell._style)
             if target:
                 cell.hyperlink = target
-                cell.font = Font(color="1F5FA8", underline="single")
             cells.append(cell)
         sheet.append(cells)
         written += 1

@@ -41,7 +41,7 @@ from typing import Any, Protocol
 
 from pydantic import StrictFloat, field_validator
 from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from serve.cases.db import with_children
 from serve.cases.deadlines import WorkCalendar, restarts_at_dispatch, time_used
@@ -381,13 +381,6 @@ def reports_per_day(
 
 
 # --- queries ------------------------------------------------------------------------------------
-
-
-def cases_between(session: Session, since: datetime | None, until: datetime | None) -> Iterator[Case]:
-    """Cases first reported in [since, until), with their flow logs, read a batch at a time (the
-    inspectors' figures read who took each step)."""
-    query = select(Case).options(selectinload(Case.flow)).order_by(Case.id)
-    return iter(session.scalars(between(query, since, until).execution_options(yield_per=1000)))
 
 
 def between(

@@ -34,12 +34,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from serve.cases.auth import Principal
+from serve.cases.db import with_children
 from serve.cases.enums import Action, CaseSource, Role, SupervisionState
 from serve.cases.errors import Conflict, InvalidInput, NotFound, NotPermitted
 from serve.cases.grids import GridIndex
-from serve.cases.orm import Case, SupervisionItem, User
-from serve.cases.people import VERIFYING, reporter_id
-from serve.cases.stats import FILED_OPEN, CaseFacts, ranked, ratio, review_outcome
+from serve.cases.orm import Case, FlowEntry, SupervisionItem, User
+from serve.cases.people import VERIFYING
+from serve.cases.stats import FILED_OPEN, CaseFacts, between, ranked, ratio, review_outcome
 from serve.cases.times import computable_day
 
 SUPERVISORS = frozenset({Role.DISPATCHER, Role.ADMIN})  # open and assign items
@@ -207,44 +208,61 @@ def district_ranking(
 # --- inspector metrics ---------------------------------------------------------------------------
 
 
-def inspector_metrics(session: Session, cases: list[Case]) -> list[dict[str, Any]]:
+# what the inspectors' figures read, as plain rows: a case's id first, a step's case first
+INSPECTOR_CASE_COLUMNS = (Case.id, Case.grid_code, Case.source, Case.auto_filed)
+INSPECTOR_STEP_COLUMNS = (FlowEntry.case_id, FlowEntry.action, FlowEntry.user_id, FlowEntry.overdue)
+
+
+def inspector_metrics(session: Session, since: datetime, until: datetime) -> list[dict[str, Any]]:
     """Per inspector account: valid report rate, miss rate, on-time verify and check rates (module
-    docstring)."""
-    inspectors = list(
-        session.scalars(select(User).where(User.role == Role.INSPECTOR).order_by(User.username))
-    )
+    docstring) over the cases first reported in [since, until). One pass over plain rows of the
+    columns they read, each case counted for the inspectors it concerns: every case and flow step
+    built as an ORM object and walked once per inspector took seconds a month."""
+    inspectors = session.execute(
+        select(User.id, User.username, User.display_name, User.grids)
+        .where(User.role == Role.INSPECTOR)
+        .order_by(User.username)
+    ).all()
+    counts = {person.id: dict.fromkeys(INSPECTOR_COUNTS, 0) for person in inspectors}
+    responsible: defaultdict[str, list[int]] = defaultdict(list)  # grid -> inspectors it belongs to
+    for person in inspectors:
+        for code in set(person.grids):
+            responsible[code].append(person.id)
+    cases = between(select(*INSPECTOR_CASE_COLUMNS).order_by(Case.id), since, until)
+    steps = select(*INSPECTOR_STEP_COLUMNS).order_by(FlowEntry.id)
+    for case, (flow,) in with_children(session, cases, steps):
+        valid, rejected = review_outcome(case, {step.action for step in flow})
+        reporter = flow[0].user_id if flow else None  # the person whose report opened it (reporter_id)
+        if (theirs := counts.get(reporter)) is not None:
+            theirs["reports"] += 1
+            theirs["valid"] += valid
+            theirs["rejected"] += rejected
+        if valid and case.grid_code is not None:
+            for person_id in responsible.get(case.grid_code, ()):
+                counts[person_id]["found"] += reporter == person_id
+                counts[person_id]["missed"] += reporter != person_id and case.source in FOUND_BY_OTHERS
+        for step in flow:  # each step judged by its stage limit (verify, check) when taken
+            if (theirs := counts.get(step.user_id)) is None:
+                continue
+            if step.action in VERIFYING:
+                theirs["verifies"] += 1
+                theirs["verifies_on_time"] += not step.overdue
+            elif step.action in CHECKS:
+                theirs["checks"] += 1
+                theirs["checks_on_time"] += not step.overdue
     rows = []
     for person in inspectors:
-        grids = set(person.grids)
-        counts = dict.fromkeys(INSPECTOR_COUNTS, 0)
-        for case in cases:
-            actions = {entry.action for entry in case.flow}
-            valid, rejected = review_outcome(case, actions)
-            reporter = reporter_id(case)
-            if reporter == person.id:
-                counts["reports"] += 1
-                counts["valid"] += valid
-                counts["rejected"] += rejected
-            if valid and case.grid_code in grids:
-                counts["found"] += reporter == person.id
-                counts["missed"] += reporter != person.id and case.source in FOUND_BY_OTHERS
-            for entry in case.flow:  # each step judged by its stage limit (verify, check) when taken
-                if entry.user_id == person.id and entry.action in VERIFYING:
-                    counts["verifies"] += 1
-                    counts["verifies_on_time"] += not entry.overdue
-                if entry.user_id == person.id and entry.action in CHECKS:
-                    counts["checks"] += 1
-                    counts["checks_on_time"] += not entry.overdue
+        mine = counts[person.id]
         rows.append(
             {
                 "username": person.username,
                 "name": person.display_name,
-                "grids": sorted(grids),
-                **counts,
-                "valid_report_rate": ratio(counts["valid"], counts["valid"] + counts["rejected"]),
-                "miss_rate": ratio(counts["missed"], counts["missed"] + counts["found"]),
-                "on_time_verify_rate": ratio(counts["verifies_on_time"], counts["verifies"]),
-                "on_time_check_rate": ratio(counts["checks_on_time"], counts["checks"]),
+                "grids": sorted(set(person.grids)),
+                **mine,
+                "valid_report_rate": ratio(mine["valid"], mine["valid"] + mine["rejected"]),
+                "miss_rate": ratio(mine["missed"], mine["missed"] + mine["found"]),
+                "on_time_verify_rate": ratio(mine["verifies_on_time"], mine["verifies"]),
+                "on_time_check_rate": ratio(mine["checks_on_time"], mine["checks"]),
             }
         )
     return rows

@@ -24,7 +24,7 @@ from serve.api.schemas import (
 )
 from serve.cases.enums import SupervisionState
 from serve.cases.orm import SupervisionItem
-from serve.cases.stats import cases_between, facts_between, local_day_bounds
+from serve.cases.stats import facts_between, local_day_bounds
 from serve.cases.supervision import (
     assign_item,
     close_item,
@@ -178,5 +178,5 @@ def inspectors(
     calendar = service.domain.rules.calendar
     label = month or f"{now.astimezone(calendar.timezone):%Y-%m}"
     since, until = local_day_bounds(*month_bounds(label), calendar)
-    rows = inspector_metrics(session, list(cases_between(session, since, until)))
+    rows = inspector_metrics(session, since, until)
     return InspectorsOut.model_validate({"since": since, "until": until, "inspectors": rows})
