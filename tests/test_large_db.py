@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-import openpyxl
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -185,13 +184,6 @@ def test_the_ledger_xlsx_is_written_without_holding_its_rows_as_cells() -> None:
     last = next(sheet.iter_rows(min_row=sheet.max_row))
     assert last[0].value == f"SO{5 * (WIDTH_SAMPLE + 100) - 1:014d}" and last[12].value == when
     assert last[-1].hyperlink.target == last[-1].value
-
-
-def test_the_ledger_xlsx_is_written_through_lxml() -> None:
-    """openpyxl writes its XML through lxml when it can import it (`openpyxl.LXML`), else in pure
-    Python (et_xmlfile), which took most of a year's .xlsx CPU time (docs/reliability.md): lxml is a
-    dependency (pyproject.toml), and `OPENPYXL_LXML=False` in the environment would turn it off."""
-    assert openpyxl.LXML
 
 
 def test_daily_counts_read_no_flow_log(service: Service) -> None:
