@@ -19,7 +19,7 @@ import anyio
 from fastapi import FastAPI, Request, Response
 from sqlalchemy.exc import OperationalError
 
-from serve.api import problems
+from serve.api import openapi, problems
 from serve.api.deps import SAFE_METHODS
 from serve.api.forms import Utf8Forms
 from serve.api.head import HeadAsGet
@@ -135,8 +135,10 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
             "(GeoReport v2 error lists under /open311)."
         ),
         lifespan=lifespan,
+        generate_unique_id_function=openapi.operation_id,
     )
     problems.install(app)
+    openapi.document(app)
     logging.getLogger("uvicorn.access").addFilter(QUERY_SECRETS)
     app.add_middleware(StrictJson)  # inside BodyLimit: the JSON it reads is bounded
     app.add_middleware(Utf8Forms)  # inside BodyLimit too: it reads a urlencoded form's body

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Annotated
 
 import anyio
-from fastapi import Depends, File, Path, Request, Security, UploadFile
+from fastapi import Depends, File, Header, Path, Request, Security, UploadFile
 from fastapi.security import (
     APIKeyCookie,
     APIKeyHeader,
@@ -45,6 +45,9 @@ from vision.live.cameras import CAMERA_ID_MAX
 
 CaseId = Annotated[int, Path(ge=1, le=MAX_ID, description="case id (not the case number)")]
 EvidenceId = Annotated[int, Path(ge=1, le=MAX_ID, description="evidence id")]
+IfMatch = Annotated[
+    str | None, Header(alias="If-Match", description="the ETag of GET /v1/cases/{id}; 428 without it")
+]
 CameraId = Annotated[str, Path(max_length=CAMERA_ID_MAX, description="camera id, as in cameras.yaml")]
 
 bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
@@ -251,7 +254,14 @@ def refuse_other_formats(
 async def read_image(
     service: ServiceDep,
     request: Request,
-    file: Annotated[UploadFile, File(description="the photo: JPEG, PNG, WebP or HEIC, EXIF kept")],
+    file: Annotated[
+        UploadFile,
+        # OpenAPI 3.1's `contentMediaType` alone made generated clients send the photo as a text field
+        File(
+            description="the photo: JPEG, PNG, WebP or HEIC, EXIF kept",
+            json_schema_extra={"format": "binary"},
+        ),
+    ],
 ) -> UploadedImage:
     """The uploaded photo's bytes, refused early when of the wrong type or too large. A part sent
     without a type of its own (curl -F, a browser that knows no type for .heic) is taken when its

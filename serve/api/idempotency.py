@@ -128,11 +128,16 @@ MAX_KEY_LENGTH = 128
 
 def declares_idempotency(route: BaseRoute) -> bool:
     """Whether a route reads Idempotency-Key itself (and stores its answer in its own transaction)."""
+    return takes_header(route, "Idempotency-Key")
+
+
+def takes_header(route: BaseRoute, name: str) -> bool:
+    """Whether the route or one of its dependencies reads the header `name`."""
     dependant = getattr(route, "dependant", None)
     pending = [dependant] if dependant is not None else []
     while pending:
         current = pending.pop()
-        if any(p.alias.lower() == "idempotency-key" for p in current.header_params):
+        if any(p.alias.lower() == name.lower() for p in current.header_params):
             return True
         pending.extend(current.dependencies)
     return False

@@ -119,6 +119,45 @@ class RequestBody(Schema):
     model_config = ConfigDict(from_attributes=True, allow_inf_nan=False, extra="forbid")
 
 
+# --- errors -----------------------------------------------------------------------------------
+
+
+class Problem(Schema):
+    """An RFC 9457 problem document (`application/problem+json`), the body of every error outside
+    /open311; serve/api/problems.py writes it. Some errors add members a client acts on:
+    `current_etag` (412), `allowed_actions` (409 of a refused action), `required_scope` (403),
+    `incident` (500)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str = Field(default="about:blank", description="always about:blank: `title` and `status` say it")
+    title: str = Field(description="what went wrong, in a few words (`not found`, `precondition failed`)")
+    status: int = Field(description="the HTTP status, repeated")
+    detail: str = Field(description="what went wrong with this request, and what to do about it")
+
+
+class FieldError(Schema):
+    loc: list[str] = Field(
+        description="where the bad value is: `body`, `query`, `path` or `header`, then its name"
+    )
+    msg: str = Field(description="what is wrong with it")
+    type: str = Field(description="pydantic's error type (`missing`, `greater_than_equal` ...)")
+
+
+class ValidationProblem(Problem):
+    """The 422 of a request whose fields do not validate: a problem document listing each bad field."""
+
+    errors: list[FieldError] = Field(
+        default=[], description="each bad field (empty for a refusal of the rules)"
+    )
+
+
+class GeoReportError(Schema):
+    """One entry of GeoReport v2's error list, the body of every error under /open311 (400 = bad input)."""
+
+    code: int = Field(description="the HTTP status")
+    description: str = Field(description="what went wrong")
+
+
 # --- detections -------------------------------------------------------------------------------
 
 
@@ -391,6 +430,63 @@ class CasePage(Schema):
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
     total: int = Field(description="cases matching the filters, on all pages")
     by_state: dict[str, int] = Field(description="cases matching the filters, per workflow state")
+
+
+class NamedCrs(Schema):
+    """GeoJSON's legacy `crs` member, present only for points in a Chinese map system."""
+
+    type: Literal["name"] = Field(description="always `name`")
+    properties: dict[str, str] = Field(description="`name`: gcj02 or bd09")
+
+
+class PointGeometry(Schema):
+    type: Literal["Point"] = Field(description="always `Point`")
+    coordinates: list[float] = Field(min_length=2, max_length=2, description="[longitude, latitude] in `crs`")
+
+
+class CaseFeature(Schema):
+    type: Literal["Feature"] = Field(description="always `Feature`")
+    id: int = Field(description="case id")
+    geometry: PointGeometry = Field(description="where the case is, in the collection's `crs`")
+    properties: CaseSummary = Field(description="the case as GET /v1/cases lists it (lat/lon: WGS-84)")
+
+
+class CaseFeatures(Schema):
+    """`GET /v1/cases.geojson`: documented here, built as a dict by the route."""
+
+    type: Literal["FeatureCollection"] = Field(description="always `FeatureCollection`")
+    features: list[CaseFeature] = Field(description="the cases, newest first")
+    crs: NamedCrs | None = Field(default=None, description="absent for WGS-84, GeoJSON's own")
+
+
+class GridProperties(Schema):
+    code: str = Field(description="15-digit unit grid code")
+    name: str = Field(description="grid name")
+    street: str | None = Field(description="street (街道)")
+    community: str | None = Field(description="community (社区)")
+    area_km2: float = Field(description="area in km²")
+    open_cases: int = Field(description="cases open in the grid now")
+    open_per_km2: float | None = Field(description="open cases per km²; null for a grid without area")
+
+
+class GridGeometry(Schema):
+    type: Literal["Polygon", "MultiPolygon"] = Field(description="GeoJSON geometry type")
+    coordinates: list[Any] = Field(description="GeoJSON rings, [longitude, latitude] in `crs`")
+
+
+class GridFeature(Schema):
+    type: Literal["Feature"] = Field(description="always `Feature`")
+    id: str = Field(description="unit grid code")
+    geometry: GridGeometry = Field(description="the grid's outline")
+    properties: GridProperties = Field(description="the grid and its open cases")
+
+
+class GridFeatures(Schema):
+    """`GET /v1/grids.geojson`: documented here, built as a dict by the route."""
+
+    type: Literal["FeatureCollection"] = Field(description="always `FeatureCollection`")
+    features: list[GridFeature] = Field(description="the unit grids")
+    crs: NamedCrs | None = Field(default=None, description="absent for WGS-84, GeoJSON's own")
 
 
 class TransitionIn(RequestBody):

@@ -677,7 +677,7 @@ async def accept_view(camera_id: CameraId, _: Admin, service: ServiceDep, hub: H
     summary="Apply the edited cameras file now, without a restart (scope admin)",
     responses={422: {"description": "the file does not load: the error names the file and the field"}},
 )
-async def reload(_: Admin, request: Request, service: ServiceDep, hub: HubDep) -> ReloadOut:
+async def reload_cameras_config(_: Admin, request: Request, service: ServiceDep, hub: HubDep) -> ReloadOut:
     pool: WatchPool | None = request.app.state.camera_pool
     try:
         summary = await anyio.to_thread.run_sync(

@@ -9,14 +9,15 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Header, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 from sqlalchemy import ColumnElement, Select, and_, func, not_, or_, select
 from sqlalchemy.orm import Session, object_session, selectinload
 
-from serve.api.deps import CaseId, DbSession, Now, Reader, ServiceDep, Writer
+from serve.api.deps import CaseId, DbSession, IfMatch, Now, Reader, ServiceDep, Writer
 from serve.api.schemas import (
     MAX_ID,
     CaseDetail,
+    CaseFeatures,
     CaseMapQuery,
     CasePage,
     CaseQuery,
@@ -68,6 +69,12 @@ STALE_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: {"description": "action not allowed in the case's state; the body lists the allowed ones"},
     412: {"description": "If-Match does not match the case's current ETag"},
     428: {"description": "If-Match header missing"},
+}
+ETAG = {
+    "ETag": {
+        "description": "the case's version, quoted: send it back as If-Match",
+        "schema": {"type": "string"},
+    }
 }
 
 
@@ -217,7 +224,8 @@ def list_cases(
 @router.get(
     "/v1/cases.geojson",
     summary="Cases as a GeoJSON FeatureCollection of points (same filters)",
-    response_model=dict[str, Any],
+    response_model=None,  # the dict is sent as built; `responses` gives clients its schema
+    responses={200: {"model": CaseFeatures}},
 )
 def cases_geojson(
     principal: Reader,
@@ -267,6 +275,7 @@ def events(
     "/v1/cases/{case_id}",
     response_model=CaseDetail,
     summary="One case with its evidence, flow log and the actions allowed now; ETag = version",
+    responses={200: {"headers": ETAG}},
 )
 def get_case(
     case_id: CaseId,
@@ -343,7 +352,7 @@ def command_of(
     "/v1/cases/{case_id}/transitions",
     response_model=CaseDetail,
     summary="Move the case through the workflow (needs If-Match with the case's ETag)",
-    responses=STALE_RESPONSES,
+    responses={**STALE_RESPONSES, 200: {"headers": ETAG}},
 )
 def transition(
     case_id: CaseId,
@@ -353,7 +362,7 @@ def transition(
     service: ServiceDep,
     response: Response,
     now: Now,
-    if_match: Annotated[str | None, Header(description="the ETag of GET /v1/cases/{id}")] = None,
+    if_match: IfMatch = None,
 ) -> CaseDetail:
     check_action(principal, body.action)
     case = load_case(session, case_id, principal)

@@ -56,7 +56,9 @@ def add_evidence(
     ] = None,
     if_match: Annotated[
         str | None,
-        Header(description="optional: the ETag of the case page the photo's step stands on"),
+        Header(
+            alias="If-Match", description="optional: the ETag of the case page the photo's step stands on"
+        ),
     ] = None,
 ) -> EvidenceOut:
     """The capture time is the photo intake's (EXIF, else `taken_at`). A photo with neither is kept

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from shapely.geometry import mapping
 
 from serve.api.deps import DbSession, Reader, ServiceDep
-from serve.api.schemas import MAP_CRS_HELP
+from serve.api.schemas import MAP_CRS_HELP, GridFeatures
 from serve.cases.coords import CoordSystem, crs_member, geometry_from_wgs84
 from serve.cases.stats import worst_spots
 
@@ -19,7 +19,8 @@ router = APIRouter(tags=["grids"])
 @router.get(
     "/v1/grids.geojson",
     summary="Unit grids as a GeoJSON FeatureCollection of polygons, with open cases per km² now",
-    response_model=dict[str, Any],
+    response_model=None,  # the dict is sent as built; `responses` gives clients its schema
+    responses={200: {"model": GridFeatures}},
 )
 def grids_geojson(
     _: Reader,

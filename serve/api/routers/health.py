@@ -52,7 +52,12 @@ def readyz(service: ServiceDep, response: Response) -> Health:
     )
 
 
-@router.get("/metrics", summary="Prometheus metrics (scope cases:read)", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (scope cases:read)",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+)
 def metrics(
     _: Reader,
     service: ServiceDep,

@@ -17,7 +17,7 @@ KeyId = Annotated[str, Path(description="public id of the key (the part after so
 
 
 @router.post("", response_model=NewKeyOut, status_code=status.HTTP_201_CREATED, summary="Create a key")
-def create(
+def create_api_key(
     _: Admin,
     body: KeyIn,
     session: DbSession,
@@ -45,7 +45,7 @@ def list_keys(
 
 
 @router.patch("/{key_id}", response_model=KeyOut, summary="Change a key's rate")
-def change(
+def change_api_key(
     key_id: KeyId,
     body: KeyChange,
     _: Admin,
@@ -57,7 +57,7 @@ def change(
 
 
 @router.delete("/{key_id}", response_model=KeyOut, summary="Revoke a key at once")
-def revoke(
+def revoke_api_key(
     key_id: KeyId,
     _: Admin,
     session: DbSession,

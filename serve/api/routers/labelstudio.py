@@ -210,7 +210,7 @@ class TrainResponse(Schema):
 @router.get(
     "/health", response_model=BackendHealth, summary="Backend health for Label Studio (scope annotate)"
 )
-def health(_: Annotator, service: ServiceDep, response: Response) -> BackendHealth:
+def labelstudio_health(_: Annotator, service: ServiceDep, response: Response) -> BackendHealth:
     detector = service.detector
     if detector is None:
         response.status_code = 503
@@ -224,18 +224,20 @@ def health(_: Annotator, service: ServiceDep, response: Response) -> BackendHeal
 @router.post(
     "/setup", response_model=SetupResponse, summary="Connect a Label Studio project (scope annotate)"
 )
-def setup(body: SetupRequest, _: Annotator, detector: DetectorDep, service: ServiceDep) -> SetupResponse:
+def labelstudio_setup(
+    body: SetupRequest, _: Annotator, detector: DetectorDep, service: ServiceDep
+) -> SetupResponse:
     control(body.label_config, service.domain.rules.taxonomy)  # refuse a config with no known label now
     return SetupResponse(model_version=detector.version)
 
 
 @router.get("/versions", response_model=VersionsResponse, summary="Model versions (scope annotate)")
-def versions(_: Annotator, detector: DetectorDep) -> VersionsResponse:
+def labelstudio_versions(_: Annotator, detector: DetectorDep) -> VersionsResponse:
     return VersionsResponse(versions=[detector.version])
 
 
 @router.post("/predict", response_model=PredictResponse, summary="Pre-annotate tasks (scope annotate)")
-async def predict(
+async def labelstudio_predict(
     body: PredictRequest, _: Annotator, detector: DetectorDep, service: ServiceDep, images: TaskImagesDep
 ) -> PredictResponse:
     """One prediction per task, in order: a task whose image cannot be read or decoded gets an
@@ -270,7 +272,7 @@ async def predict(
 @router.post(
     "/webhook", response_model=WebhookResponse, status_code=201, summary="Annotation events (scope annotate)"
 )
-def webhook(
+def labelstudio_webhook(
     body: WebhookRequest, _: Annotator, service: ServiceDep, images: TaskImagesDep, response: Response
 ) -> WebhookResponse:
     folder = service.settings.annotations_dir
@@ -319,7 +321,9 @@ def webhook(
 @router.post(
     "/train", response_model=TrainResponse, status_code=201, summary="Queue retraining (scope annotate)"
 )
-def train(body: TrainRequest, _: Annotator, service: ServiceDep, images: TaskImagesDep) -> TrainResponse:
+def labelstudio_train(
+    body: TrainRequest, _: Annotator, service: ServiceDep, images: TaskImagesDep
+) -> TrainResponse:
     """Label Studio without its training webhook sends every annotated task here. Every task is
     checked as the webhook checks its own before any is kept: one bad task in the middle left the
     ones before it in the inbox under a 422, and tasks without an id shared one inbox file."""

@@ -72,7 +72,7 @@ KEY_SERVICE = "an api_key with scope `report` is issued by the service's adminis
 
 
 @router.get("/open311/discovery.{fmt}", response_model=Open311Discovery, responses=BOTH, summary="Discovery")
-def discovery(fmt: FormatPath, base: PublicBase) -> Response:
+def open311_discovery(fmt: FormatPath, base: PublicBase) -> Response:
     endpoint = Open311Endpoint(
         specification=SPECIFICATION,
         url=f"{base}open311/v2",
@@ -304,7 +304,7 @@ def get_token(
     responses={200: {"content": {"image/jpeg": {}}, "description": "the photo, faces and plates blurred"}},
     summary="A case photo as media_url gives it: public, faces and plates always blurred",
 )
-def media(evidence_id: EvidenceId, session: DbSession, service: ServiceDep) -> Response:
+def open311_media(evidence_id: EvidenceId, session: DbSession, service: ServiceDep) -> Response:
     evidence = session.get(Evidence, evidence_id)
     if evidence is None or evidence.role == EvidenceRole.REFERENCE:  # a citizen's link is no file here
         raise NotFound("media", evidence_id)

@@ -138,7 +138,7 @@ def list_users(_: Admin, session: DbSession) -> list[User]:
     response_model=UserOut,
     summary="Disable an account: its sessions end at once; kept, since flow logs name the person",
 )
-def disable(username: Username, _: Admin, session: DbSession, now: Now) -> User:
+def disable_account(username: Username, _: Admin, session: DbSession, now: Now) -> User:
     user = disable_user(session, username, now)
     session.commit()
     return user

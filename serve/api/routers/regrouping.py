@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Response, status
+from fastapi import APIRouter, Depends, Response, status
 
-from serve.api.deps import CaseId, DbSession, EvidenceId, Now, ServiceDep, Writer
-from serve.api.routers.cases import STALE_RESPONSES, check_if_match, detail, etag, load_case
+from serve.api.deps import CaseId, DbSession, EvidenceId, IfMatch, Now, ServiceDep, Writer
+from serve.api.routers.cases import ETAG, STALE_RESPONSES, check_if_match, detail, etag, load_case
 from serve.api.schemas import CaseDetail, DetachIn, MergeIn, SplitIn
 from serve.cases.auth import Principal
 from serve.cases.orm import Case
@@ -17,7 +17,6 @@ from serve.cases.people import check_regroup
 from serve.cases.regrouping import Step, detach, merge, split
 
 router = APIRouter(tags=["evidence management"])
-IfMatch = Annotated[str | None, Header(description="the ETag of GET /v1/cases/{id}")]
 REFUSALS = {
     **STALE_RESPONSES,
     409: {"description": "the case is finished, or would be left without evidence"},
@@ -44,7 +43,7 @@ def step_of(principal: Principal, reason: str, now: datetime) -> Step:
     "/v1/cases/{case_id}/evidence/{evidence_id}/detach",
     response_model=CaseDetail,
     summary="Take a photo off the case with a reason (flow log `detach`; the photo and its file are kept)",
-    responses=REFUSALS,
+    responses={**REFUSALS, 200: {"headers": ETAG}},
 )
 def detach_evidence(
     case: RegroupedCase,
@@ -68,7 +67,10 @@ def detach_evidence(
     status_code=status.HTTP_201_CREATED,
     summary="Move the named photos to a new case of the same event (flow log `split` in both); "
     "answers the new case",
-    responses=REFUSALS,
+    responses={
+        **REFUSALS,
+        201: {"headers": {**ETAG, "Location": {"description": "the new case", "schema": {"type": "string"}}}},
+    },
 )
 def split_case(
     case: RegroupedCase,
@@ -91,7 +93,7 @@ def split_case(
     response_model=CaseDetail,
     summary="Move every photo of another case of the same event here and cancel it as merged "
     "(flow log `merge` here, `cancel` there)",
-    responses=REFUSALS,
+    responses={**REFUSALS, 200: {"headers": ETAG}},
 )
 def merge_cases(
     case: RegroupedCase,

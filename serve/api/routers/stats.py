@@ -27,7 +27,7 @@ router = APIRouter(prefix="/v1/stats", tags=["stats"])
 
 
 @router.get("", response_model=StatsOut, summary="Filing, disposal, closing and rework rates of a period")
-def stats(
+def get_stats(
     _: Reader,
     session: DbSession,
     service: ServiceDep,
@@ -87,7 +87,10 @@ def street_ranking(
 
 
 @router.get(
-    "/worst-spots", response_model=WorstSpotsOut, summary="Grids with the most open cases per km² now"
+    "/worst-spots",
+    response_model=WorstSpotsOut,
+    summary="Grids with the most open cases per km² now",
+    operation_id="worst_spots",
 )
 def worst(
     _: Reader,
@@ -105,7 +108,7 @@ def worst(
 
 
 @router.get("/daily", response_model=DailyOut, summary="Cases first reported per day and event class")
-def daily(
+def daily_counts(
     _: Reader,
     session: DbSession,
     service: ServiceDep,

@@ -68,7 +68,7 @@ def items_out(session: Session, items: list[SupervisionItem], now: datetime) -> 
 
 
 @router.get("/v1/supervision", response_model=list[SupervisionOut], summary="挂牌督办 items, newest first")
-def list_items(
+def list_supervision_items(
     _: Reader,
     session: DbSession,
     now: Now,
@@ -86,7 +86,7 @@ def list_items(
     status_code=status.HTTP_201_CREATED,
     summary="Flag a worst spot (one grid) or road section (several) with a department and a deadline",
 )
-def create_item(
+def create_supervision_item(
     principal: Writer, body: SupervisionIn, session: DbSession, service: ServiceDep, now: Now
 ) -> SupervisionOut:
     item = open_item(
@@ -108,7 +108,7 @@ def create_item(
 @router.patch(
     "/v1/supervision/{item_id}", response_model=SupervisionOut, summary="Assign: department, deadline"
 )
-def patch_item(
+def assign_supervision_item(
     item_id: ItemId,
     principal: Writer,
     body: SupervisionPatch,
@@ -135,7 +135,7 @@ def patch_item(
     summary="Close after a check (销号); 409 naming the cases while any is open in its grids",
     responses={409: {"description": "already closed, or open cases remain"}},
 )
-def close(
+def close_supervision_item(
     item_id: ItemId, principal: Writer, body: SupervisionCheck, session: DbSession, now: Now
 ) -> SupervisionOut:
     item = find_item(session, item_id)
