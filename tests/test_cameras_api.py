@@ -1734,6 +1734,47 @@ def test_a_cameras_file_over_the_cap_is_refused_and_the_one_in_force_stays(
     )
 
 
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("cameras:\n\t- id: a\n", "not valid YAML: line 2, column 1: found character '\\t'"),
+        (
+            "version: 1\ncameras:\n  - {id: a, lat: 34.7235, lon: 113.632, zones: []}\n",
+            "cameras[0].zones: Tuple should have at least 1 item",
+        ),
+        (  # the shipped file with its first camera moved to Beijing
+            (CONFIGS / "cameras.yaml")
+            .read_text(encoding="utf-8")
+            .replace("lat: 34.7235 ", "lat: 39.9 ", 1)
+            .replace("lon: 113.6320", "lon: 116.4", 1),
+            "camera 'erqi-huaihe-01': lat/lon: (39.9, 116.4) lies outside every unit grid",
+        ),
+    ],
+    ids=["malformed", "no zones", "outside every grid"],
+)
+def test_a_cameras_file_that_cannot_be_used_stops_serve_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], text: str, said: str
+) -> None:
+    """Only the size was checked before uvicorn started: a malformed file, or a camera outside every
+    grid, stopped the service with uvicorn's lifespan traceback."""
+    from serve.cases.settings import get_settings
+    from serve.cli.main import main
+
+    configs = tmp_path / "configs"
+    shutil.copytree(CONFIGS, configs)
+    (configs / "cameras.yaml").write_text(text, encoding="utf-8")
+    monkeypatch.setenv("STREETORDER_CONFIGS_DIR", str(configs))
+    monkeypatch.setenv("STREETORDER_SECRET", "a-secret-long-enough-for-serve")
+    get_settings.cache_clear()
+    try:
+        assert main(["serve", "--db", f"sqlite:///{tmp_path / 'cases.db'}"]) == 1
+    finally:
+        get_settings.cache_clear()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"streetorder serve: {configs / 'cameras.yaml'}: ")
+    assert said in lines[0]
+
+
 def test_an_edited_cameras_file_is_applied_without_a_restart(model_service: Service) -> None:
     service = model_service
     frame = jpeg(Scene(10).frame(0)[0])

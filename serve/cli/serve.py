@@ -17,7 +17,7 @@ def cli(argv: list[str]) -> int:
     from serve.api.app import create_app
     from serve.cases.db import open_database
     from serve.cases.domain import load_domain
-    from serve.cases.watch import check_cameras_size
+    from serve.cases.watch import load_service_cameras
 
     parser = argparse.ArgumentParser(prog="streetorder serve", description=cli.__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -37,8 +37,10 @@ def cli(argv: list[str]) -> int:
         return 1
     # the app's lifespan loads both again (configs cached, database migrated): a config file or a
     # database that cannot be used is then one line from the CLI, not a traceback from uvicorn's start-up
-    load_domain(settings)
-    check_cameras_size(settings.configs_dir / "cameras.yaml", settings.cameras_max_mb)
+    domain = load_domain(settings)
+    cameras = settings.configs_dir / "cameras.yaml"
+    if cameras.exists():
+        load_service_cameras(cameras, domain.rules, settings.cameras_max_mb)
     open_database(settings.db_url)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
