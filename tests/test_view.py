@@ -139,3 +139,102 @@ def test_the_reference_is_taken_once_the_frames_settle_and_kept_with_the_state(
     old = ViewWatch(ViewSettings())
     old.restore(None)
     assert old.reference is None and old.moved(0.0, other) is False
+
+
+DAY = 86400.0
+NIGHT: Change = SAME["night (x 0.25)"]
+
+
+def _changed(frame: np.ndarray, other: np.ndarray, tiles: int) -> np.ndarray:
+    """The street with its first `tiles` 4 x 4 tiles (row by row) showing `other` instead: scaffolding,
+    a new shop front, foliage grown, a tile more every day."""
+    changed = frame.copy()
+    height, width = SIZE[1] // 4, SIZE[0] // 4
+    for k in range(tiles):
+        r, c = divmod(k, 4)
+        changed[r * height : (r + 1) * height, c * width : (c + 1) * width] = other[
+            r * height : (r + 1) * height, c * width : (c + 1) * width
+        ]
+    return changed
+
+
+def _day(watch: ViewWatch, day: int, street: np.ndarray) -> list[bool]:
+    """A day's frames of the fixed camera, the night at x 0.25 at midnight and three at noon (60 s of
+    agreeing frames: the first day's reference): whether each reads as moved."""
+    at = [day * DAY, *(day * DAY + 12 * 3600.0 + second for second in (0, 30, 60))]
+    pictures = [NIGHT(street, street), street, street, street]
+    return [watch.moved(t, _noise(p, 3, day)) for t, p in zip(at, pictures, strict=True)]
+
+
+@pytest.mark.parametrize(
+    ("refresh_s", "moved"), [(DAY, False), (1e12, True)], ids=["refreshed daily", "never refreshed"]
+)
+def test_the_reference_follows_a_scene_changing_slowly(
+    frames: list[np.ndarray], refresh_s: float, moved: bool
+) -> None:
+    """A tile of the street changes a day for 12 days: the reference refreshed once a day (by day,
+    never by the night frames) follows it and the camera stays judged; kept from the first day, the
+    view reads as moved by the 12th, a fixed camera that never moved judging nothing."""
+    for k, street in enumerate(frames):
+        watch = ViewWatch(ViewSettings(refresh_s=refresh_s))
+        days = [_day(watch, day, _changed(street, frames[(k + 1) % len(frames)], day)) for day in range(13)]
+        assert days[-1][-1] is moved, FRAMES[k].name
+        assert moved or not any(map(any, days)), FRAMES[k].name
+        assert moved or watch.reference_at == 12 * DAY + 12 * 3600.0, FRAMES[k].name  # noon, not midnight
+
+
+NOT_REFRESHED: dict[str, Change] = {
+    "night (x 0.25)": NIGHT,
+    "night, the sky gone black": night_sky,
+    "jitter of 3 px (in place, not still)": shifted(3 / SIZE[0]),
+    "a bus over 30 %": bus_in_front,
+    **MOVED,
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "age", "refreshed"),
+    [
+        (lambda frame, _: frame, DAY, True),
+        (lambda frame, _: frame, DAY / 2, False),
+        *((change, DAY, False) for change in NOT_REFRESHED.values()),
+    ],
+    ids=["the street by day, a day on", "the street by day, half a day on", *NOT_REFRESHED],
+)
+def test_only_a_frame_of_the_same_view_as_detailed_refreshes_the_reference(
+    frames: list[np.ndarray], change: Change, age: float, refreshed: bool
+) -> None:
+    """A day after the reference, the same street by day replaces it; a night frame (less detail: the
+    next day would be judged against it), a view shifted or turned even within `view.max_shift`,
+    another view, or a picture half covered never does, nor anything before `view.refresh_s`."""
+    for k, street in enumerate(frames):
+        watch = ViewWatch(ViewSettings(settle_s=30))
+        for t in (0.0, 30.0):
+            watch.moved(t, _noise(street, 3, int(t)))
+        reference = watch.reference
+        watch.moved(30 + age, _noise(change(street, frames[(k + 1) % len(frames)]), 3, 2))
+        assert (watch.reference_at == 30 + age) is refreshed, FRAMES[k].name
+        assert (watch.reference is not reference) is refreshed, FRAMES[k].name
+        assert watch.moved(31 + age, _noise(street, 3, 3)) is False, FRAMES[k].name  # by day: the same view
+
+
+def test_a_refreshed_reference_is_kept_with_the_state(frames: list[np.ndarray]) -> None:
+    """The refreshed reference and its capture time travel with the saved state (as the first one):
+    restored, it is not refreshed again before `view.refresh_s` from it. A state saved with a
+    reference and no capture time of it is refreshed by the next frame that may."""
+    street = frames[0]
+    watch = ViewWatch(ViewSettings(settle_s=30))
+    for t in (0.0, 30.0, 30 + DAY):
+        watch.moved(t, _noise(street, 3, int(t)))
+    restored = ViewWatch(ViewSettings(settle_s=30))
+    restored.restore(decode(encode({"view": watch.export()}))["view"])
+    assert restored.reference_at == 30 + DAY and watch.reference is not None
+    assert np.array_equal(restored.reference, watch.reference)
+    restored.moved(30 + 1.5 * DAY, _noise(street, 3, 4))
+    assert restored.reference_at == 30 + DAY
+    restored.moved(30 + 2 * DAY, _noise(street, 3, 5))
+    assert restored.reference_at == 30 + 2 * DAY
+    undated = ViewWatch(ViewSettings())
+    undated.restore({"reference": watch.reference})
+    assert undated.reference_at is None and undated.moved(60.0, _noise(street, 3, 6)) is False
+    assert undated.reference_at == 60.0

@@ -314,6 +314,9 @@ class ViewSettings(_Frozen):
     max_shift: float = Field(default=0.01, gt=0, le=0.5)  # of the width a part may move and stay in place
     min_match: float = Field(default=0.5, gt=0, le=1)  # of the textured parts in place: the same view
     settle_s: float = Field(default=60, gt=0)  # the frames agree this long (capture time): the reference
+    refresh_s: float = Field(default=86400, gt=0)  # the reference this old (capture time): refreshed ...
+    refresh_match: float = Field(default=0.9, gt=0, le=1)  # ... by a frame with this share of tiles still
+    refresh_detail: float = Field(default=0.8, gt=0)  # ... and this share of the reference's detail
 
 
 FLAT_CORNER = 1e-3  # a triangle of three corners this small a share of the quadrilateral: a line

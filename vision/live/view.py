@@ -21,6 +21,11 @@ and are left out. The view is the same while at least `view.min_match` of the ti
 both are in place. Measured on the 50 traffic-cams
 val frames at 320 px, see docs/cameras.md ("A view moved").
 
+The reference follows slow changes of the scene (seasons, a new shop front, scaffolding): once it is
+`view.refresh_s` old, a frame that shows it confidently and still, with as much detail (a night
+frame never), becomes the reference (`ViewWatch._refresh`); else a camera that never moved would
+drift under `view.min_match` over the months and judge nothing until an operator accepted its view.
+
 All times are capture times in seconds.
 """
 
@@ -39,6 +44,7 @@ WIDTH = 320  # pixels: tiles of 80 x 45 at 16:9, enough texture for a phase corr
 TILES = (4, 4)  # columns, rows
 MIN_TEXTURE = 1.0  # grey levels of fine detail (mean): a reference tile with less tells no shift
 MIN_TILES = 4  # textured tiles needed to tell anything: fewer, and the view is taken as the same
+STILL = 1 / 3  # of `view.max_shift` (1 px at WIDTH): the shift near zero a refresh of the reference needs
 
 
 def view_thumbnail(image: np.ndarray) -> np.ndarray:
@@ -63,22 +69,30 @@ def _detail(tile: np.ndarray) -> float:
     return float(np.abs(tile - cv2.GaussianBlur(tile, (0, 0), DETAIL_SIGMA)).mean())
 
 
+def _tile_shifts(now: np.ndarray, reference: np.ndarray) -> list[float | None]:
+    """Where each tile textured in both thumbnails lies in `now` from the reference's (pixels; None:
+    not found)."""
+    if reference.shape != now.shape:  # the stream changed its aspect ratio: the same view, stretched
+        reference = cv2.resize(reference, now.shape[::-1], interpolation=cv2.INTER_AREA)
+    return [
+        phase_shift(tile_now, tile_then)
+        for tile_now, tile_then in zip(
+            _tiles(now.astype(np.float32)), _tiles(reference.astype(np.float32)), strict=True
+        )
+        if min(_detail(tile_then), _detail(tile_now)) >= MIN_TEXTURE  # a night sky gone black tells nothing
+    ]
+
+
+def _in_place(shifts: list[float | None], limit: float) -> float | None:
+    """Share of `shifts` within `limit` pixels; None with too few to tell (a featureless picture)."""
+    in_place = sum(shift is not None and shift <= limit for shift in shifts)
+    return in_place / len(shifts) if len(shifts) >= MIN_TILES else None
+
+
 def view_match(now: np.ndarray, reference: np.ndarray, max_shift: float) -> float | None:
     """Share of the tiles textured in both pictures that the thumbnail `now` shows in place (moved at
     most `max_shift` of the width); None with too few such tiles to tell (a featureless picture)."""
-    if reference.shape != now.shape:  # the stream changed its aspect ratio: the same view, stretched
-        reference = cv2.resize(reference, now.shape[::-1], interpolation=cv2.INTER_AREA)
-    limit = max_shift * now.shape[1]
-    told = in_place = 0
-    for tile_now, tile_then in zip(
-        _tiles(now.astype(np.float32)), _tiles(reference.astype(np.float32)), strict=True
-    ):
-        if min(_detail(tile_then), _detail(tile_now)) < MIN_TEXTURE:  # a night sky gone black tells nothing
-            continue
-        told += 1
-        shift = phase_shift(tile_now, tile_then)
-        in_place += shift is not None and shift <= limit
-    return in_place / told if told >= MIN_TILES else None
+    return _in_place(_tile_shifts(now, reference), max_shift * now.shape[1])
 
 
 def same_view(now: np.ndarray, reference: np.ndarray, settings: ViewSettings) -> bool:
@@ -105,13 +119,37 @@ class ViewWatch:
         now = view_thumbnail(image)
         self._latest, self._latest_at = now, at
         if self.reference is not None:
-            return not same_view(now, self.reference, self.settings)
+            shifts = _tile_shifts(now, self.reference)
+            match = _in_place(shifts, self.settings.max_shift * now.shape[1])
+            if match is not None and match < self.settings.min_match:
+                return True
+            self._refresh(at, now, shifts)
+            return False
         if self._candidate is None or not same_view(now, self._candidate, self.settings):
             self._candidate, self._candidate_since = now, at
         elif self._candidate_since is not None and at - self._candidate_since >= self.settings.settle_s:
             self.reference, self.reference_at = now, at
             self._candidate = self._candidate_since = None
         return False
+
+    def _refresh(self, at: float, now: np.ndarray, shifts: list[float | None]) -> None:
+        """The thumbnail `now` (captured at `at`, its tile `shifts` from the reference) becomes the
+        reference when the reference is `view.refresh_s` old, `now` shows it confidently (at least
+        `view.refresh_match` of the tiles in place within STILL of `view.max_shift`) and with as much
+        detail (at least `view.refresh_detail` of the reference's): the reference follows the
+        seasons and slow changes of the scene, and a night frame never replaces a day reference."""
+        if self.reference is None or (
+            self.reference_at is not None and at - self.reference_at < self.settings.refresh_s
+        ):
+            return
+        still = _in_place(shifts, STILL * self.settings.max_shift * now.shape[1])
+        if still is None or still < self.settings.refresh_match:
+            return
+        if _detail(now.astype(np.float32)) < self.settings.refresh_detail * _detail(
+            self.reference.astype(np.float32)
+        ):
+            return
+        self.reference, self.reference_at = now, at
 
     def accept(self) -> float | None:
         """The view shown now becomes the reference (an operator re-aimed the camera on purpose):

@@ -301,8 +301,9 @@ class HealthOut(Schema):
     )
     view_reference_at: FrameTime | None = Field(
         default=None,
-        description="capture time of the frame the reference view was taken from; null until the frames "
-        "have agreed for the camera's view.settle_s",
+        description="capture time of the frame the reference view was taken from (refreshed at most once "
+        "every view.refresh_s by a confident day frame of the same view); null until the frames have "
+        "agreed for the camera's view.settle_s",
     )
     open_incidents: int = Field(description="violations present now")
     picture_unchanged_since: FrameTime | None = Field(
