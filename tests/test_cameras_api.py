@@ -55,6 +55,7 @@ from vision.detect.registry import CURRENT, find_model
 from vision.live.cameras import PictureSettings, parse_cameras
 from vision.live.incidents import EventKind, Incident, RuleEvent
 from vision.live.picture import picture_fault
+from vision.live.state import decode
 
 TZ = ZoneInfo("Asia/Shanghai")
 PLACE = {"lat": 34.72265, "lon": 113.62762}  # unit grid 410103001001005
@@ -1469,6 +1470,32 @@ def test_a_moved_view_is_the_stream_state_and_outlives_a_restart_until_accepted(
     assert hub.result(84, [], image=shot("B0.jpg")).outcome.view_moved  # the old aim is another view now
 
 
+def test_a_refreshed_reference_is_saved_as_the_first_and_is_no_acceptance(hub: Hub) -> None:
+    """A day after its reference was taken, a frame of the same view by day refreshes it
+    (vision/live/view.py): saved in the camera's state as the first one is, kept over a restart, and
+    not counted as an operator's acceptance (`view_accepts`), which a watch process would take up as one."""
+    rng = np.random.default_rng(7)
+    street = another_preset("B0.jpg")
+
+    def shot() -> np.ndarray:
+        return np.clip(street.astype(np.int16) + rng.integers(-3, 4, street.shape), 0, 255).astype(np.uint8)
+
+    for t in range(0, 68, 4):  # settled at 60 s
+        assert not hub.result(t, [], image=shot()).outcome.view_moved
+    day = 86400.0
+    for t in (day + 64, day + 68):  # the first held for a frame after the day's gap
+        assert not hub.result(t, [], image=shot()).outcome.view_moved
+    hub.hub.save(hub.sessions)
+    refreshed = (SERVICE_START + timedelta(seconds=day + 64)).timestamp()
+    with hub.sessions() as session:
+        row = session.get(CameraState, "hub-cam")
+        assert row is not None and row.view_accepts == 0
+        assert decode(row.state)["view"]["reference_at"] == refreshed
+    hub.restart()
+    live = hub.hub.get("hub-cam")
+    assert live.rules.view.reference_at == refreshed and live.view_accepts == 0
+
+
 def test_a_watch_takes_up_a_view_accepted_through_the_service(model_service: Service, tmp_path: Path) -> None:
     """A camera pulled by a `streetorder watch` (its own hub on the service's database, reading video
     files) is turned to another preset and accepted through the service (POST /v1/cameras/{id}/view).
@@ -1476,7 +1503,6 @@ def test_a_watch_takes_up_a_view_accepted_through_the_service(model_service: Ser
     nothing (every frame `view_moved`) and would save its old reference over the accepted one. Now it
     takes its own newest frame as the reference and its frames are judged again."""
     from serve.cases.watch import CameraWatcher
-    from vision.live.state import decode
     from vision.live.stream import StreamReader
 
     service, client = model_service, model_service.client
