@@ -310,6 +310,44 @@ def test_a_database_whose_disk_is_full_is_told_from_a_busy_one(tmp_path: Path) -
     assert is_storage_full(caught.value) and not is_busy(caught.value)
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_postgresql_database_that_cannot_be_written_is_a_503_and_reads_go_on(
+    service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL refuses a write in a read-only transaction (a hot standby after a failover,
+    `default_transaction_read_only`) with SQLSTATE 25006, which psycopg raises as an InternalError,
+    not an OperationalError: it was an anonymous 500 with a traceback, and the audit row's own
+    refusal a second one. Now a 503 like SQLite's read-only file, reads going on."""
+    import psycopg
+
+    case_id = report(service)
+    engine = service.client.app.state.service.sessions.kw["bind"]  # type: ignore[attr-defined]
+    name = engine.url.database
+    plain = service.settings.db_url.replace("postgresql+psycopg", "postgresql")
+
+    def read_only(on: bool) -> None:
+        with psycopg.connect(plain, autocommit=True) as connection:
+            connection.execute("SET default_transaction_read_only = off")
+            connection.execute(
+                f"ALTER DATABASE {name} SET default_transaction_read_only = {'on' if on else 'off'}"
+            )
+        engine.dispose()  # the next connections take the setting
+
+    read_only(True)
+    try:
+        read = service.client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read"))
+        assert read.status_code == 200, read.text
+        sent = {"service_code": "06010", **PLACE, "description": "路边一堆垃圾"}
+        refused = service.client.post("/open311/v2/requests.json", data=sent, headers=service.auth("report"))
+        assert refused.status_code == 503 and refused.headers["Retry-After"], refused.text
+        assert "cannot be written" in refused.json()[0]["description"]
+        assert "audit row not written, the database cannot be written" in caplog.text
+    finally:
+        read_only(False)
+    taken = service.client.post("/open311/v2/requests.json", data=sent, headers=service.auth("report"))
+    assert taken.status_code == 201, taken.text
+
+
 # A folder every user may reach (pytest's own are its owner's alone): the tests below drop to
 # `nobody` while the database is read-only, and nobody must still find it to read it.
 READ_ONLY_HOME = Path(tempfile.gettempdir()) / f"streetorder-read-only-{secrets.token_hex(4)}"

@@ -9,6 +9,7 @@ outcome does not hang on what the provisional model sees), stays and goes.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import shutil
@@ -1799,6 +1800,48 @@ def test_a_cameras_file_that_cannot_be_used_stops_serve_in_one_line(
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"streetorder serve: {configs / 'cameras.yaml'}: ")
     assert said in lines[0]
+
+
+@pytest.mark.parametrize("service_overrides", [{"cameras_max_mb": 0.05}], indirect=True)
+def test_a_cameras_file_whose_size_says_nothing_is_held_to_the_cap_as_it_is_read(
+    service: Service, tmp_path: Path
+) -> None:
+    """The cap was checked on the file's stated size, then the file read whole: a cameras.yaml
+    replaced by a pipe (size 0; or a file that grows or is swapped between the look and the read)
+    was read and parsed whatever came. The read itself is bounded and refused: 422, cameras stay."""
+    import os
+
+    before = cameras_now(service)
+    edited = copy.deepcopy(API_CONFIG)
+    edited["cameras"][0]["name"] = "changed"
+    text = (yaml.safe_dump(edited, allow_unicode=True) + "# padding\n" * 10_500).encode()
+    path = service.settings.configs_dir / "cameras.yaml"
+    path.unlink()
+    os.mkfifo(path)
+    done = threading.Event()
+
+    def feed() -> None:  # a writer for as long as the test runs: a reader that opens it gets the text
+        while not done.is_set():
+            try:
+                handle = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # no reader yet
+                time.sleep(0.01)
+                continue
+            os.set_blocking(handle, True)
+            with contextlib.suppress(OSError), open(handle, "wb") as pipe:
+                pipe.write(text)
+            return
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    try:
+        refused = service.client.post("/v1/cameras/reload", headers=service.auth("admin"))
+    finally:
+        done.set()
+        writer.join(5)
+    assert refused.status_code == 422, refused.text
+    assert "the cameras file in force stays" in refused.json()["detail"]
+    assert cameras_now(service) == before
 
 
 def test_an_edited_cameras_file_is_applied_without_a_restart(model_service: Service) -> None:

@@ -17,7 +17,7 @@ from functools import partial
 
 import anyio
 from fastapi import FastAPI, Request, Response
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from serve.api import openapi, problems
 from serve.api.deps import SAFE_METHODS
@@ -227,7 +227,7 @@ def audit(service: Service, request: Request, status: int) -> None:
     """
     try:
         write_audit(service, request, status)
-    except OperationalError as error:
+    except DBAPIError as error:  # PostgreSQL's read-only refusal is an InternalError
         if is_busy(error):
             why = "the database stayed busy"
         elif is_storage_full(error):

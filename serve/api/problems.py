@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException
 
@@ -212,7 +212,8 @@ def install(app: FastAPI) -> None:
     """Register the mapping on the app: the only place a domain error turns into a status code."""
     for error_type in (DomainError, StaleDataError, TextNotStorable, ImageError):
         app.add_exception_handler(error_type, problem)
-    app.add_exception_handler(OperationalError, database_busy)
+    # DBAPIError, not OperationalError alone: PostgreSQL's read-only refusal (25006) is an InternalError
+    app.add_exception_handler(DBAPIError, database_busy)
     app.add_exception_handler(OSError, storage_full)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(HTTPException, http_error)

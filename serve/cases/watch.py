@@ -174,9 +174,10 @@ def load_service_cameras(path: Path, case_rules: CaseRules, max_mb: float = CAME
     """The cameras file, refused (CameraConfigError naming the camera) where a camera stands outside
     every unit grid or names a grid_code other than the grid at its position: a camera's findings are
     cases of the grid at its position, and a case needs a grid (the intake's jurisdiction rule); and
-    refused whole over `max_mb` (`check_cameras_size`)."""
+    refused whole over `max_mb` (`check_cameras_size`, and the read itself stops there: the stated size
+    of a file that grows, is swapped or is a pipe says nothing)."""
     check_cameras_size(path, max_mb)
-    written = load_cameras(path, case_rules.taxonomy)
+    written = load_cameras(path, case_rules.taxonomy, int(max_mb * 2**20))
     registry = CameraRegistry({camera.id: in_wgs84(camera) for camera in written}, written.source)
     for written_camera in written:
         camera = registry.get(written_camera.id)

@@ -10,16 +10,20 @@ from typing import Any
 
 import yaml
 
+from vision.core.files import read_regular_file
+
 
 class ConfigError(ValueError):
     """A file people wrote (a config, a mix, a grid layout) that cannot be used; the message names
     the file and the field: the whole story, which every command shows as one line."""
 
 
-def read_text(path: Path, error: type[ValueError] = ValueError) -> str:
-    """A UTF-8 text file people wrote; unreadable or not UTF-8 is `error` naming the file."""
+def read_text(path: Path, error: type[ValueError] = ValueError, max_bytes: int | None = None) -> str:
+    """A UTF-8 text file people wrote; unreadable, not UTF-8, not a regular file (a pipe would block
+    its reader) or over `max_bytes` as it is read (a cap checked on the stated size alone let a file
+    that grows, is swapped or is a pipe through) is `error` naming the file."""
     try:
-        return path.read_text(encoding="utf-8")
+        return read_regular_file(path, max_bytes).decode("utf-8")
     except OSError as err:
         raise error(f"{path}: cannot read: {err.strerror or err}") from err
     except UnicodeDecodeError as err:
@@ -58,10 +62,10 @@ FastLoader: type[Any] = (
 )
 
 
-def read_yaml(path: Path, error: type[ValueError] = ValueError) -> Any:
-    """The parsed YAML of a file; unreadable, not UTF-8, malformed or a key written twice is `error`
-    naming the file."""
-    text = read_text(path, error)
+def read_yaml(path: Path, error: type[ValueError] = ValueError, max_bytes: int | None = None) -> Any:
+    """The parsed YAML of a file; unreadable, not UTF-8, over `max_bytes`, malformed or a key written
+    twice is `error` naming the file."""
+    text = read_text(path, error, max_bytes)
     try:
         return yaml.load(text, Loader=FastLoader)  # safe loaders: no Python objects
     except (yaml.YAMLError, RecursionError):

@@ -517,8 +517,8 @@ def parse_cameras(data: Any, taxonomy: Taxonomy, source: Path = Path("<memory>")
     return CameraRegistry(cameras, source)
 
 
-def load_cameras(path: Path | str, taxonomy: Taxonomy) -> CameraRegistry:
+def load_cameras(path: Path | str, taxonomy: Taxonomy, max_bytes: int | None = None) -> CameraRegistry:
     """Read `<configs_dir>/cameras.yaml` (or another file of the same form) now: a reload reads the
-    file as it is, against the taxonomy of the same configuration."""
+    file as it is, against the taxonomy of the same configuration; no more than `max_bytes` of it."""
     path = Path(path)
-    return parse_cameras(read_yaml(path, CameraConfigError), taxonomy, path)
+    return parse_cameras(read_yaml(path, CameraConfigError, max_bytes), taxonomy, path)
