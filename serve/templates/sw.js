@@ -34,13 +34,19 @@ self.addEventListener("activate", (event) => {
   })());
 });
 
+// Bumped by each forget(): a read already on its way when the session ended must not be kept after
+// the drop (it would outlive the sign-out, readable offline at its address until the next sign-in).
+let session = 0;
+
 /** Drop every kept API answer: the session they were fetched with is over (or another begins). */
 function forget() {
+  session += 1;
   return caches.delete(ANSWERS);
 }
 
 /** Network first; the kept copy (under `key`) when no answer comes. `keep` makes the copy kept. */
 async function networkFirst(request, cacheName, key, keep) {
+  const asked = session;
   let answer;
   try {
     answer = await fetch(request);
@@ -51,7 +57,9 @@ async function networkFirst(request, cacheName, key, keep) {
   }
   if (answer.status === 200) {
     const copy = await keep(answer.clone());
-    await (await caches.open(cacheName)).put(key, copy);
+    const cache = await caches.open(cacheName);
+    if (cacheName === ANSWERS && asked !== session) return answer; // fetched for a session now over
+    await cache.put(key, copy);
   } else if (answer.status === 401) {
     await forget();
   }
