@@ -72,6 +72,8 @@ class FlyerRules(ConfigModel):
     max_lines: int = Field(default=600, ge=1)
     max_notices: int = Field(default=12, ge=1)
     max_notice_lines: int = Field(default=24, ge=1)
+    full_reads: int = Field(default=2, ge=0)
+    full_read_grow: float = Field(default=1.0, ge=0)
     join_gap: float = Field(default=1.6, ge=0)
     size_ratio: float = Field(default=2.6, ge=1)
     qr_margin: float = Field(default=0.6, ge=0)
@@ -372,6 +374,10 @@ def decide(
     return replace(found, verdict=SMALL_AD, reasons=tuple(signals[k] for k in present), confidence=confidence)
 
 
+def _area(xyxy: Sequence[float]) -> float:
+    return float((xyxy[2] - xyxy[0]) * (xyxy[3] - xyxy[1]))
+
+
 # ----------------------------------------------------------------------------------- reader
 
 
@@ -591,7 +597,49 @@ class FlyerFinder:
         for notice in reading.notices:
             x1, y1, x2, y2 = (float(v) for v in np.asarray(notice.xyxy) / factors)
             notices.append(replace(notice, xyxy=(x1, y1, x2, y2)))
-        return replace(reading, notices=tuple(notices))
+        reading = replace(reading, notices=tuple(notices))
+        if max(image.shape[:2]) < max(size):  # read from a reduced decode: the full pixels say more
+            reading = self.read_again(reading, size, load_image)
+        return reading
+
+    def read_again(
+        self, reading: Reading, size: tuple[int, int], load_image: Callable[[int], np.ndarray]
+    ) -> Reading:
+        """The reading with its notices that carry text but no phone number (small ads first, then
+        the largest; at most `full_reads`) read again from the photo's full-resolution decode, each
+        region grown by half: a 12 MP photo's phone line is a few pixels tall in the reduced decode
+        while its title is read. A notice takes the second reading only when a number is found
+        there, so it never loses what the first said; the photo is decoded in full once, and only
+        when a notice asks for it."""
+        started = time.perf_counter()
+        wanted = [
+            i for i, n in enumerate(reading.notices) if not n.ruled_out and not n.phones and (n.lines or n.qr)
+        ]
+        wanted.sort(key=lambda i: (not reading.notices[i].is_small_ad, -_area(reading.notices[i].xyxy)))
+        wanted = wanted[: self.rules.full_reads]
+        if not wanted:
+            return reading
+        image = load_image(max(size))
+        factors = np.array([image.shape[1] / size[0], image.shape[0] / size[1]] * 2, dtype=np.float32)
+        notices = list(reading.notices)
+        height, width = image.shape[:2]
+        for i in wanted:
+            x1, y1, x2, y2 = np.asarray(notices[i].xyxy, dtype=np.float32) * factors
+            grow = self.rules.full_read_grow * max(x2 - x1, y2 - y1)
+            left, top = int(max(0, x1 - grow)), int(max(0, y1 - grow))
+            right, bottom = int(min(width, x2 + grow)), int(min(height, y2 + grow))
+            region = self.read(image[top:bottom, left:right])
+            box = np.asarray([[x1 - left, y1 - top, x2 - left, y2 - top]])
+            # the notice's own lines, read there with those the reduced decode missed (its phone line)
+            lines = [line for n in region.notices if inside_share(n.xyxy, box)[0] > 0 for line in n.lines]
+            again = decide(lines, notices[i].qr, self.rules)
+            if again.phones:
+                notices[i] = replace(
+                    again, xyxy=notices[i].xyxy, reasons=(*again.reasons, "read at full resolution")
+                )
+        return replace(
+            reading, notices=tuple(notices), seconds=reading.seconds + time.perf_counter() - started
+        )
 
     def lies_on(self, xyxy: Sequence[float] | np.ndarray, detections: sv.Detections) -> str | None:
         """The `not_on` reason of a detection (a car, a shop sign ...) at its class's min_confidence
