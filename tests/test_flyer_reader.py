@@ -154,7 +154,7 @@ def test_a_phone_line_too_small_in_the_reduced_decode_is_read_from_the_full_pixe
     reader = FlyerFinder(finder.rules.with_scan("all"), TAXONOMY, engine=finder.engine)
     reading = reader.read_scanned(sv.Detections.empty(), (1000, 750), load, full=True)
     assert reading is not None and asked == [reader.rules.read_side]
-    quarter = tuple(v / 4 for v in box)
+    quarter = tuple(v // 4 for v in box)
     assert [n for n in reading.notices if holding(quarter, n.xyxy) and n.lines and not n.phones]
 
 

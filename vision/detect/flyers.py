@@ -598,48 +598,60 @@ class FlyerFinder:
             x1, y1, x2, y2 = (float(v) for v in np.asarray(notice.xyxy) / factors)
             notices.append(replace(notice, xyxy=(x1, y1, x2, y2)))
         reading = replace(reading, notices=tuple(notices))
-        if max(image.shape[:2]) < max(size):  # read from a reduced decode: the full pixels say more
-            reading = self.read_again(reading, size, load_image)
+        if max(image.shape[:2]) < max(size):  # read from a reduced decode: the photo's pixels say more
+            reading = self.read_again(reading, size, image, load_image)
         return reading
 
     def read_again(
-        self, reading: Reading, size: tuple[int, int], load_image: Callable[[int], np.ndarray]
+        self,
+        reading: Reading,
+        size: tuple[int, int],
+        image: np.ndarray,
+        load_image: Callable[[int], np.ndarray],
     ) -> Reading:
-        """The reading with its notices that carry text but no phone number (small ads first, then
-        the largest; at most `full_reads`) read again from the photo's full-resolution decode, each
-        region grown by half: a 12 MP photo's phone line is a few pixels tall in the reduced decode
-        while its title is read. A notice takes the second reading only when a number is found
-        there, so it never loses what the first said; the photo is decoded in full once, and only
-        when a notice asks for it."""
+        """The reading (notices in the photo's pixels, `image` the reduced decode it was made from)
+        with its notices that carry text but no phone number (small ads first, then the largest; at
+        most `full_reads`) read again, each region grown by `full_read_grow` x its size, from the
+        pixels of the photo: a 12 MP photo's phone line is a few pixels tall where the reader looked
+        while its title is read. A region is read at find_side at most, so the photo is decoded
+        once more only as large as the most demanding region needs (the full pixels for a small
+        one; libjpeg's 1/2 or 1/4 scale for a larger), and not at all when the reduced decode holds
+        enough. A notice takes the second reading only when a number is found there, so it never
+        loses what the first said."""
         started = time.perf_counter()
-        wanted = [
-            i for i, n in enumerate(reading.notices) if not n.ruled_out and not n.phones and (n.lines or n.qr)
-        ]
-        wanted.sort(key=lambda i: (not reading.notices[i].is_small_ad, -_area(reading.notices[i].xyxy)))
-        wanted = wanted[: self.rules.full_reads]
-        if not wanted:
-            return reading
-        image = load_image(max(size))
-        factors = np.array([image.shape[1] / size[0], image.shape[0] / size[1]] * 2, dtype=np.float32)
         notices = list(reading.notices)
-        height, width = image.shape[:2]
-        for i in wanted:
-            x1, y1, x2, y2 = np.asarray(notices[i].xyxy, dtype=np.float32) * factors
+        wanted = [i for i, n in enumerate(notices) if not n.ruled_out and not n.phones and (n.lines or n.qr)]
+        wanted.sort(key=lambda i: (not notices[i].is_small_ad, -_area(notices[i].xyxy)))
+        regions = {}
+        for i in wanted[: self.rules.full_reads]:
+            x1, y1, x2, y2 = notices[i].xyxy
             grow = self.rules.full_read_grow * max(x2 - x1, y2 - y1)
-            left, top = int(max(0, x1 - grow)), int(max(0, y1 - grow))
-            right, bottom = int(min(width, x2 + grow)), int(min(height, y2 + grow))
-            region = self.read(image[top:bottom, left:right])
-            box = np.asarray([[x1 - left, y1 - top, x2 - left, y2 - top]])
-            # the notice's own lines, read there with those the reduced decode missed (its phone line)
-            lines = [line for n in region.notices if inside_share(n.xyxy, box)[0] > 0 for line in n.lines]
+            left, top = max(0.0, x1 - grow), max(0.0, y1 - grow)
+            right, bottom = min(float(size[0]), x2 + grow), min(float(size[1]), y2 + grow)
+            regions[i] = np.array([left, top, right, bottom], dtype=np.float32)
+        if not regions:
+            return reading
+        need = max(
+            max(size) * min(1.0, self.rules.find_side / float(max(r[2] - r[0], r[3] - r[1], 1.0)))
+            for r in regions.values()
+        )
+        if need > max(image.shape[:2]):
+            image = load_image(int(np.ceil(need)))
+        factors = np.array([image.shape[1] / size[0], image.shape[0] / size[1]] * 2, dtype=np.float32)
+        for i, region in regions.items():
+            left, top, right, bottom = (int(v) for v in region * factors)
+            if right - left < 8 or bottom - top < 8:
+                continue
+            found = self.read(image[top:bottom, left:right])
+            box = np.asarray([notices[i].xyxy], dtype=np.float32) * factors - [left, top, left, top]
+            # the notice's own lines, read there with those missed the first time (its phone line)
+            lines = [line for n in found.notices if inside_share(n.xyxy, box)[0] > 0 for line in n.lines]
             again = decide(lines, notices[i].qr, self.rules)
             if again.phones:
-                notices[i] = replace(
-                    again, xyxy=notices[i].xyxy, reasons=(*again.reasons, "read at full resolution")
-                )
-        return replace(
-            reading, notices=tuple(notices), seconds=reading.seconds + time.perf_counter() - started
-        )
+                reasons = (*again.reasons, "read again from the photo's pixels")
+                notices[i] = replace(again, xyxy=notices[i].xyxy, reasons=reasons)
+        seconds = reading.seconds + time.perf_counter() - started
+        return replace(reading, notices=tuple(notices), seconds=seconds)
 
     def lies_on(self, xyxy: Sequence[float] | np.ndarray, detections: sv.Detections) -> str | None:
         """The `not_on` reason of a detection (a car, a shop sign ...) at its class's min_confidence
