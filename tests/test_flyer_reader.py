@@ -123,9 +123,10 @@ def test_a_phone_line_too_small_in_the_reduced_decode_is_read_from_the_full_pixe
     finder: FlyerFinder,
 ) -> None:
     """A 4000 x 3000 photo is read from its 1/4-scale decode (1000 px), where a 180 px flyer's title
-    is read but its phone line is not: the notice is read again from the full-resolution decode
-    (decoded once, on demand) and its number found, in `all` mode and around a detector proposal;
-    a photo no larger than the decode the reader used is never decoded again."""
+    is read (misread: no small-ad word) but its phone line is not: the notice, on a detector
+    proposal, is read again from the full-resolution decode (decoded once, on demand) and its
+    number found, in `all` mode and in `detector` mode. Text on no proposal and with no small-ad
+    word is not read again, and a photo no larger than the decode the reader used never is."""
     street = cv2.resize(street_photo(0), (4000, 3000), interpolation=cv2.INTER_CUBIC)
     photo, box = paste(street, sheet_flyer(height=180), (1800, 600))
     data = jpeg_of(photo)
@@ -141,7 +142,8 @@ def test_a_phone_line_too_small_in_the_reduced_decode_is_read_from_the_full_pixe
         assert reading is not None
         return {p for n in reading.small_ads if holding(box, n.xyxy) for p in n.phones}
 
-    for mode, proposed in (("all", sv.Detections.empty()), ("detector", one_flyer(box, 0.5))):
+    proposed = one_flyer(box, 0.5)
+    for mode in ("all", "detector"):
         rules = finder.rules.with_scan(mode)  # type: ignore[arg-type]
         asked.clear()
         assert NUMBER not in phones(rules.model_copy(update={"full_reads": 0}), proposed, mode == "all")
@@ -149,12 +151,15 @@ def test_a_phone_line_too_small_in_the_reduced_decode_is_read_from_the_full_pixe
         asked.clear()
         assert NUMBER in phones(rules, proposed, mode == "all"), mode
         assert asked == [rules.read_side, 4000]  # the full decode once, for the notice that asked
+    asked.clear()
+    assert NUMBER not in phones(finder.rules.with_scan("all"), sv.Detections.empty(), True)
+    assert asked == [finder.rules.read_side]
     data = jpeg_of(cv2.resize(photo, (1000, 750), interpolation=cv2.INTER_AREA))  # what `load` read
     asked.clear()
     reader = FlyerFinder(finder.rules.with_scan("all"), TAXONOMY, engine=finder.engine)
-    reading = reader.read_scanned(sv.Detections.empty(), (1000, 750), load, full=True)
-    assert reading is not None and asked == [reader.rules.read_side]
     quarter = tuple(v // 4 for v in box)
+    reading = reader.read_scanned(one_flyer(quarter, 0.5), (1000, 750), load, full=True)
+    assert reading is not None and asked == [reader.rules.read_side]
     assert [n for n in reading.notices if holding(quarter, n.xyxy) and n.lines and not n.phones]
 
 
