@@ -29,7 +29,7 @@ from vision.core.imageio import decode_photo, exif_for
 from vision.data.flyers.fonts import find_cjk_fonts, fit_font
 from vision.data.flyers.layout import STYLES, render_layout
 from vision.data.flyers.text import FlyerText
-from vision.detect.flyers import FlyerFinder, decide, group_lines, load_flyer_rules
+from vision.detect.flyers import FlyerFinder, FlyerRules, decide, group_lines, load_flyer_rules
 
 DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "garbage-cn" / "images" / "val"
 NUMBER = "13912345678"
@@ -117,6 +117,50 @@ def test_a_large_photo_is_read_from_the_scans_reduced_decode_and_boxed_in_its_ow
     proposing = FlyerFinder(finder.rules.with_scan("detector"), TAXONOMY, engine=finder.engine)
     assert proposing.read_scanned(sv.Detections.empty(), (2880, 2880), load, full=False) is None
     assert len(asked) == 2  # nothing proposed: the photo is not decoded again
+
+
+def test_a_phone_line_too_small_in_the_reduced_decode_is_read_from_the_full_pixels(
+    finder: FlyerFinder,
+) -> None:
+    """A 4000 x 3000 photo is read from its 1/4-scale decode (1000 px), where a 180 px flyer's title
+    is read (misread: no small-ad word) but its phone line is not: the notice, on a detector
+    proposal, is read again from the full-resolution decode (decoded once, on demand) and its
+    number found, in `all` mode and in `detector` mode. Text on no proposal and with no small-ad
+    word is not read again, and a photo no larger than the decode the reader used never is."""
+    street = cv2.resize(street_photo(0), (4000, 3000), interpolation=cv2.INTER_CUBIC)
+    photo, box = paste(street, sheet_flyer(height=180), (1800, 600))
+    data = jpeg_of(photo)
+    asked: list[int] = []
+
+    def load(side: int) -> np.ndarray:
+        asked.append(side)
+        return decode_photo(data, reduce_to=side).image
+
+    def phones(rules: FlyerRules, proposed: sv.Detections, full: bool) -> set[str]:
+        reader = FlyerFinder(rules, TAXONOMY, engine=finder.engine)
+        reading = reader.read_scanned(proposed, (4000, 3000), load, full=full)
+        assert reading is not None
+        return {p for n in reading.small_ads if holding(box, n.xyxy) for p in n.phones}
+
+    proposed = one_flyer(box, 0.5)
+    for mode in ("all", "detector"):
+        rules = finder.rules.with_scan(mode)  # type: ignore[arg-type]
+        asked.clear()
+        assert NUMBER not in phones(rules.model_copy(update={"full_reads": 0}), proposed, mode == "all")
+        assert asked == [rules.read_side]
+        asked.clear()
+        assert NUMBER in phones(rules, proposed, mode == "all"), mode
+        assert asked == [rules.read_side, 4000]  # the full decode once, for the notice that asked
+    asked.clear()
+    assert NUMBER not in phones(finder.rules.with_scan("all"), sv.Detections.empty(), True)
+    assert asked == [finder.rules.read_side]
+    data = jpeg_of(cv2.resize(photo, (1000, 750), interpolation=cv2.INTER_AREA))  # what `load` read
+    asked.clear()
+    reader = FlyerFinder(finder.rules.with_scan("all"), TAXONOMY, engine=finder.engine)
+    quarter = tuple(v // 4 for v in box)
+    reading = reader.read_scanned(one_flyer(quarter, 0.5), (1000, 750), load, full=True)
+    assert reading is not None and asked == [reader.rules.read_side]
+    assert [n for n in reading.notices if holding(quarter, n.xyxy) and n.lines and not n.phones]
 
 
 def test_the_same_photo_without_the_flyer_has_no_small_ad(finder: FlyerFinder) -> None:

@@ -72,6 +72,8 @@ class FlyerRules(ConfigModel):
     max_lines: int = Field(default=600, ge=1)
     max_notices: int = Field(default=12, ge=1)
     max_notice_lines: int = Field(default=24, ge=1)
+    full_reads: int = Field(default=2, ge=0)
+    full_read_grow: float = Field(default=1.0, ge=0)
     join_gap: float = Field(default=1.6, ge=0)
     size_ratio: float = Field(default=2.6, ge=1)
     qr_margin: float = Field(default=0.6, ge=0)
@@ -372,6 +374,10 @@ def decide(
     return replace(found, verdict=SMALL_AD, reasons=tuple(signals[k] for k in present), confidence=confidence)
 
 
+def _area(xyxy: Sequence[float]) -> float:
+    return float((xyxy[2] - xyxy[0]) * (xyxy[3] - xyxy[1]))
+
+
 # ----------------------------------------------------------------------------------- reader
 
 
@@ -434,17 +440,20 @@ class FlyerFinder:
         image: np.ndarray,
         detections: sv.Detections | None = None,
         regions: np.ndarray | None = None,
+        *,
+        enlarge: bool = True,
     ) -> Reading:
         """The notices of a photo (BGR, any size; `detections` in its pixels).
 
         `regions` (xyxy) restricts the search to those boxes, each grown by half its size (the
-        detector's proposals in `detector` mode); None searches the whole photo.
+        detector's proposals in `detector` mode); None searches the whole photo, and also enlarged
+        where the print is small unless `enlarge` is False (a region already at full resolution).
         """
         started = time.perf_counter()
         detections = detections if detections is not None else sv.Detections.empty()
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-        quads = self._lines_in(image, regions, detections)
+        quads = self._lines_in(image, regions, detections, enlarge)
         boxes = quad_boxes(quads)
         groups = [g for g in group_lines(boxes, self.rules.join_gap, self.rules.size_ratio)]
         notices: list[Notice] = []
@@ -474,7 +483,7 @@ class FlyerFinder:
         return Reading(tuple(notices), len(quads), time.perf_counter() - started)
 
     def _lines_in(
-        self, image: np.ndarray, regions: np.ndarray | None, detections: sv.Detections
+        self, image: np.ndarray, regions: np.ndarray | None, detections: sv.Detections, enlarge: bool
     ) -> np.ndarray:
         """Text lines in the `regions` (grown by half their size), or over the whole photo and then,
         enlarged, around the detector's proposals and the notices in small print (`all` mode); at
@@ -482,6 +491,8 @@ class FlyerFinder:
         if regions is not None:
             whole = np.zeros((0, 4, 2), dtype=np.float32)
             zoom_at = [(box, self._likely_char(box)) for box in np.asarray(regions).reshape(-1, 4)]
+        elif not enlarge:
+            whole, zoom_at = self.find_lines(image), []
         else:
             whole = self.find_lines(image)
             zoom_at = [(box, self._likely_char(box)) for box in self.proposals(detections)]
@@ -591,7 +602,72 @@ class FlyerFinder:
         for notice in reading.notices:
             x1, y1, x2, y2 = (float(v) for v in np.asarray(notice.xyxy) / factors)
             notices.append(replace(notice, xyxy=(x1, y1, x2, y2)))
-        return replace(reading, notices=tuple(notices))
+        reading = replace(reading, notices=tuple(notices))
+        if max(image.shape[:2]) < max(size):  # read from a reduced decode: the photo's pixels say more
+            reading = self.read_again(reading, size, image, load_image, self.proposals(detections))
+        return reading
+
+    def read_again(
+        self,
+        reading: Reading,
+        size: tuple[int, int],
+        image: np.ndarray,
+        load_image: Callable[[int], np.ndarray],
+        proposals: np.ndarray,
+    ) -> Reading:
+        """The reading (notices in the photo's pixels, `image` the reduced decode it was made from)
+        with its candidates that carry text but no phone number read again: small ads (by their
+        words or QR code) first, then notices on a detector proposal (`proposals`, the photo's
+        pixels), the largest first, at most `full_reads`; text elsewhere (shop fronts, signs) is
+        not read again, so it costs nothing and cannot turn into a small ad. Each is read, grown
+        by `full_read_grow` x its size and not enlarged further, from the pixels of the photo: a
+        12 MP photo's phone line is a few pixels tall where the reader looked while its title is
+        read. A region is read at find_side at most, so the photo is decoded
+        once more only as large as the most demanding region needs (the full pixels for a small
+        one; libjpeg's 1/2 or 1/4 scale for a larger), and not at all when the reduced decode holds
+        enough. A notice takes the second reading only when a number is found there, so it never
+        loses what the first said."""
+        started = time.perf_counter()
+        notices = list(reading.notices)
+        wanted = [
+            i
+            for i, n in enumerate(notices)
+            if not n.ruled_out
+            and not n.phones
+            and (n.lines or n.qr)
+            and (n.is_small_ad or any(self._same(box, n.xyxy) for box in proposals))
+        ]
+        wanted.sort(key=lambda i: (not notices[i].is_small_ad, -_area(notices[i].xyxy)))
+        regions = {}
+        for i in wanted[: self.rules.full_reads]:
+            x1, y1, x2, y2 = notices[i].xyxy
+            grow = self.rules.full_read_grow * max(x2 - x1, y2 - y1)
+            left, top = max(0.0, x1 - grow), max(0.0, y1 - grow)
+            right, bottom = min(float(size[0]), x2 + grow), min(float(size[1]), y2 + grow)
+            regions[i] = np.array([left, top, right, bottom], dtype=np.float32)
+        if not regions:
+            return reading
+        need = max(
+            max(size) * min(1.0, self.rules.find_side / float(max(r[2] - r[0], r[3] - r[1], 1.0)))
+            for r in regions.values()
+        )
+        if need > max(image.shape[:2]):
+            image = load_image(int(np.ceil(need)))
+        factors = np.array([image.shape[1] / size[0], image.shape[0] / size[1]] * 2, dtype=np.float32)
+        for i, region in regions.items():
+            left, top, right, bottom = (int(v) for v in region * factors)
+            if right - left < 8 or bottom - top < 8:
+                continue
+            found = self.read(image[top:bottom, left:right], enlarge=False)
+            box = np.asarray([notices[i].xyxy], dtype=np.float32) * factors - [left, top, left, top]
+            # the notice's own lines, read there with those missed the first time (its phone line)
+            lines = [line for n in found.notices if inside_share(n.xyxy, box)[0] > 0 for line in n.lines]
+            again = decide(lines, notices[i].qr, self.rules)
+            if again.phones:
+                reasons = (*again.reasons, "read again from the photo's pixels")
+                notices[i] = replace(again, xyxy=notices[i].xyxy, reasons=reasons)
+        seconds = reading.seconds + time.perf_counter() - started
+        return replace(reading, notices=tuple(notices), seconds=seconds)
 
     def lies_on(self, xyxy: Sequence[float] | np.ndarray, detections: sv.Detections) -> str | None:
         """The `not_on` reason of a detection (a car, a shop sign ...) at its class's min_confidence
