@@ -18,8 +18,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import cache
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -240,9 +242,10 @@ def may_act(principal: Principal, action: Action, case: Case | None = None) -> b
     return allowed and not (case is not None and verifies_own_report(principal, action, case))
 
 
-def reporter_id(case: Case) -> int | None:
-    """The person whose report opened the case (its first flow-log step), if a person's."""
-    return case.flow[0].user_id if case.flow else None
+def reporter_id(flow: Sequence[Any]) -> int | None:
+    """The person whose report opened a case, from its flow log in order (ORM steps or plain rows
+    with `user_id`): the first step's, if a person's."""
+    return flow[0].user_id if flow else None
 
 
 def verifies_own_report(principal: Principal, action: Action, case: Case) -> bool:
@@ -251,7 +254,7 @@ def verifies_own_report(principal: Principal, action: Action, case: Case) -> boo
         principal.role == Role.INSPECTOR
         and action in VERIFYING
         and principal.user_id is not None
-        and reporter_id(case) == principal.user_id
+        and reporter_id(case.flow) == principal.user_id
     )
 
 

@@ -39,7 +39,7 @@ from serve.cases.enums import Action, CaseSource, Role, SupervisionState
 from serve.cases.errors import Conflict, InvalidInput, NotFound, NotPermitted
 from serve.cases.grids import GridIndex
 from serve.cases.orm import Case, FlowEntry, SupervisionItem, User
-from serve.cases.people import VERIFYING
+from serve.cases.people import VERIFYING, reporter_id
 from serve.cases.stats import FILED_OPEN, CaseFacts, between, ranked, ratio, review_outcome
 from serve.cases.times import computable_day
 
@@ -232,7 +232,7 @@ def inspector_metrics(session: Session, since: datetime, until: datetime) -> lis
     steps = select(*INSPECTOR_STEP_COLUMNS).order_by(FlowEntry.id)
     for case, (flow,) in with_children(session, cases, steps):
         valid, rejected = review_outcome(case, {step.action for step in flow})
-        reporter = flow[0].user_id if flow else None  # the person whose report opened it (reporter_id)
+        reporter = reporter_id(flow)
         if (theirs := counts.get(reporter)) is not None:
             theirs["reports"] += 1
             theirs["valid"] += valid
