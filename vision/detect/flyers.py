@@ -374,7 +374,7 @@ def decide(
     return replace(found, verdict=SMALL_AD, reasons=tuple(signals[k] for k in present), confidence=confidence)
 
 
-def _area(xyxy: Sequence[float]) -> float:
+def _area(xyxy: Sequence[float] | np.ndarray) -> float:
     return float((xyxy[2] - xyxy[0]) * (xyxy[3] - xyxy[1]))
 
 
@@ -469,7 +469,7 @@ class FlyerFinder:
                 notices.append(Notice(xyxy, reasons=(f"{len(group)} lines: a wall of text, not a small ad",)))
             else:
                 to_read.append((group, xyxy))
-        to_read.sort(key=lambda item: -(item[1][2] - item[1][0]) * (item[1][3] - item[1][1]))
+        to_read.sort(key=lambda item: -_area(item[1]))
         for group, xyxy in to_read[: self.rules.max_notices]:
             notices.append(self._recognise(image, quads, boxes, group, xyxy))
         for _, xyxy in to_read[self.rules.max_notices :]:
@@ -503,7 +503,7 @@ class FlyerFinder:
                 if len(group) <= self.rules.max_notice_lines and sizes[group].max() < self.rules.zoom_char_px:
                     box = np.concatenate([boxes[group, :2].min(axis=0), boxes[group, 2:].max(axis=0)])
                     small.append((box, float(np.median(sizes[group]))))
-            small.sort(key=lambda item: -float((item[0][2] - item[0][0]) * (item[0][3] - item[0][1])))
+            small.sort(key=lambda item: -_area(item[0]))
             zoom_at += small
         height, width = image.shape[:2]
         found = []  # the enlarged readings first: they place small print better
@@ -692,9 +692,9 @@ class FlyerFinder:
                 same = sv.box_iou_batch(box[None], detections.xyxy[flyers])[0] >= self.rules.context_same_iou
                 if (same & (confidences[flyers] >= confidence)).any():
                     continue
-            area = max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-6)
+            area = max(_area(box), 1e-6)
             held = inside_share(xyxy, box[None])[0]
-            cover = held * float((xyxy[2] - xyxy[0]) * (xyxy[3] - xyxy[1])) / area
+            cover = held * _area(xyxy) / area
             if held >= 0.5 and cover > self.rules.context_max_cover:
                 return None  # the detector's box is the paper itself
             if held >= 0.5 and reason is None:
