@@ -39,7 +39,6 @@ from vision.core.files import file_sha256
 from vision.core.taxonomy import Taxonomy, TaxonomyError
 from vision.core.yamlfile import read_yaml
 from vision.data.datamix import (
-    SPLITS,
     build_mix,
     class_names,
     image_files,
@@ -209,7 +208,7 @@ def check_val_split(data_yaml: Path, data: Path) -> None:
         split: {
             image.resolve() for folder in split_dirs(data_yaml, built, split) for image in image_files(folder)
         }
-        for split in SPLITS
+        for split in ("train", "val")
     }
     if not photos["val"] - photos["train"]:
         raise ModelError(
