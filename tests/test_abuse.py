@@ -12,14 +12,10 @@
 from __future__ import annotations
 
 import logging
-import os
-import pwd
 import resource
 import secrets
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -34,6 +30,7 @@ from conftest import Service
 from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import OperationalError
 from test_api_lifecycle import PLACE, report
+from unwritable import held_open, read_only
 
 from serve.cases.db import is_busy, is_storage_full, make_engine
 from serve.cases.orm import ApiKey, Evidence
@@ -351,43 +348,6 @@ def test_a_postgresql_database_that_cannot_be_written_is_a_503_and_reads_go_on(
 # A folder every user may reach (pytest's own are its owner's alone): the tests below drop to
 # `nobody` while the database is read-only, and nobody must still find it to read it.
 READ_ONLY_HOME = Path(tempfile.gettempdir()) / f"streetorder-read-only-{secrets.token_hex(4)}"
-
-
-HOLD_OPEN = (
-    "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('SELECT count(*) FROM cases'); "
-    "print('open', flush=True); sys.stdin.read()"
-)
-
-
-@contextmanager
-def held_open(database: Path) -> Iterator[None]:
-    """The SQLite file kept open by another process (as a running service keeps it): its WAL files
-    stay, which a reader of a WAL database in a folder it may not write needs."""
-    command = [sys.executable, "-c", HOLD_OPEN, str(database)]
-    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as holder:
-        assert holder.stdout is not None and holder.stdout.readline() == b"open\n"
-        yield
-
-
-@contextmanager
-def read_only(folder: Path) -> Iterator[None]:
-    """`folder` and its files read-only to the kernel: mode 0555 and 0444, and, where the tests run
-    as root (whom modes do not stop), this process's effective user `nobody` meanwhile (seteuid
-    changes every thread of the process, the app's included). Nothing here is mocked: SQLite meets
-    the file and folder as a service not run as root meets a chmod or a read-only mount."""
-    modes = {path: path.stat().st_mode for path in [folder, *folder.rglob("*")]}
-    for path in modes:
-        path.chmod(0o555 if path.is_dir() else 0o444)
-    root = os.geteuid() == 0
-    if root:
-        os.seteuid(pwd.getpwnam("nobody").pw_uid)
-    try:
-        yield
-    finally:
-        if root:
-            os.seteuid(0)
-        for path, mode in modes.items():
-            path.chmod(mode)
 
 
 @pytest.mark.parametrize("db_url", [f"sqlite:///{READ_ONLY_HOME / 'db' / 'cases.db'}"], ids=["sqlite"])

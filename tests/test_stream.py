@@ -5,13 +5,16 @@ address nobody answers, and `streetorder watch` on a file end to end."""
 from __future__ import annotations
 
 import base64
+import codecs
 import copy
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +33,7 @@ import yaml
 from configured import CONFIGS, MODELS, ROOT
 from sqlalchemy import select
 from streets import NO_PICTURE, Scene, parked_car_frames
+from unwritable import held_open, read_only
 
 from vision.live.stream import (
     STREAM_STATES,
@@ -837,6 +841,45 @@ def test_an_image_sequence_plays_at_the_rate_it_is_given(tmp_path: Path) -> None
 # --- streetorder watch, end to end ---------------------------------------------------------------
 
 
+def stall_cameras(video: Path) -> dict[str, Any]:
+    """A cameras file with one camera on `video` (a `Scene` with a stall), whose sidewalk zone's
+    occupancy rule files a street-vending case once the stall has stood 40 s."""
+    return {
+        "rules": {
+            "sidewalk": {
+                "detect": "occupancy",
+                "event": "street_vending",
+                "min_area": 0.04,
+                "min_dwell_s": 40,
+            }
+        },
+        "cameras": [
+            {
+                "id": "file-cam",
+                "lat": 34.72265,
+                "lon": 113.62762,
+                "analyse_fps": 1,
+                "stream": str(video),
+                "cases": {"clear_after_s": 20, "verify": "any"},
+                "dwell": {"refind_s": 20},
+                "occupancy": {
+                    "long_sample_s": 10,
+                    "long_samples": 5,
+                    "short_tau_s": 2,
+                    "mask_classes": [],
+                },
+                "zones": [
+                    {
+                        "id": "walk",
+                        "rule": "sidewalk",
+                        "polygon": [[0.05, 0.6], [0.95, 0.6], [0.95, 0.98], [0.05, 0.98]],
+                    }
+                ],
+            }
+        ],
+    }
+
+
 def test_watch_turns_a_stall_in_a_video_into_one_case(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -856,42 +899,7 @@ def test_watch_turns_a_stall_in_a_video_into_one_case(
     scene = Scene(100, fps=1, stall=(35, 200), cars=False)
     # 2 frames a second in the file, analysed at 1 fps: every other frame is skipped
     video = write_video(tmp_path / "stall.avi", [scene.frame(k / 2)[0] for k in range(200)], fps=2)
-    cameras = copy.deepcopy(
-        {
-            "rules": {
-                "sidewalk": {
-                    "detect": "occupancy",
-                    "event": "street_vending",
-                    "min_area": 0.04,
-                    "min_dwell_s": 40,
-                }
-            },
-            "cameras": [
-                {
-                    "id": "file-cam",
-                    "lat": 34.72265,
-                    "lon": 113.62762,
-                    "analyse_fps": 1,
-                    "stream": str(video),
-                    "cases": {"clear_after_s": 20, "verify": "any"},
-                    "dwell": {"refind_s": 20},
-                    "occupancy": {
-                        "long_sample_s": 10,
-                        "long_samples": 5,
-                        "short_tau_s": 2,
-                        "mask_classes": [],
-                    },
-                    "zones": [
-                        {
-                            "id": "walk",
-                            "rule": "sidewalk",
-                            "polygon": [[0.05, 0.6], [0.95, 0.6], [0.95, 0.98], [0.05, 0.98]],
-                        }
-                    ],
-                }
-            ],
-        }
-    )
+    cameras = stall_cameras(video)
     other = {k: v for k, v in copy.deepcopy(cameras["cameras"][0]).items() if k != "stream"}
     other["id"] = "other-cam"
     cameras["cameras"].append(other)  # watched by another process: its saved state is not this one's
@@ -943,6 +951,113 @@ def test_watch_turns_a_stall_in_a_video_into_one_case(
         evidence = session.scalars(select(Evidence).where(Evidence.case_id == case.id)).all()
         assert evidence[0].crop_path and Path(evidence[0].crop_path).is_file()
         assert session.get(CameraState, "other-cam").saved_at == saved_before  # not overwritten at exit
+
+
+def test_watch_stopped_while_the_database_cannot_be_written_keeps_the_waiting_case_in_a_file(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stall stands from 35 s; the database cannot be written (its file and folder read-only) from
+    60 s, when the watch of the first minute has stopped and saved, until the second watch ends at
+    100 s: the stall's case (started about 80 s) waits with the camera, and the watch's last save
+    fails too. Its state with the waiting event is kept in a file named in one line (lost before:
+    the save raised and the next start went on from the state of 60 s, the stall's incident unknown
+    to it); the next start with the database back files the case once, with its own capture time
+    and photo, and removes the file. A file cut short, or another camera's, is refused in one line
+    and left in place."""
+    from serve.cases.cameras import CameraHub, spill_path
+    from serve.cases.db import open_database
+    from serve.cases.evidence import evidence_file
+    from serve.cases.findings import load_case_rules
+    from serve.cases.orm import CameraState, Case, Evidence
+    from serve.cases.settings import get_settings
+    from serve.cases.watch import load_service_cameras
+    from serve.cli.main import main
+    from vision.core.files import file_sha256
+    from vision.detect.registry import CURRENT, find_model
+
+    try:
+        find_model(CURRENT, models_dir=MODELS)
+    except Exception as err:
+        pytest.skip(f"the registry's current model is not installed ({err})")
+    home = Path(tempfile.mkdtemp(prefix="streetorder-spill-"))  # /tmp: nobody reaches it
+    home.chmod(0o755)
+    try:
+        scene = Scene(110, fps=1, stall=(35, 200), cars=False)
+        videos = {  # 2 frames a second: the first minute, to 100 s, and 10 s more
+            span: write_video(home / f"{span[0]}.avi", [scene.frame(k / 2)[0] for k in range(*span)], fps=2)
+            for span in ((0, 120), (120, 200), (200, 220))
+        }
+        config = home / "cameras.yaml"
+        config.write_text(yaml.safe_dump(stall_cameras(videos[(0, 120)])), encoding="utf-8")
+        (home / "db").mkdir()
+        db_url = f"sqlite:///{home / 'db' / 'watch.db'}"
+        for writable in ("evidence", "cache"):  # all but the database, to `nobody` too
+            (home / writable).mkdir(mode=0o777)
+            (home / writable).chmod(0o777)
+        monkeypatch.setenv("STREETORDER_EVIDENCE_DIR", str(home / "evidence"))
+        monkeypatch.setenv("STREETORDER_CACHE_DIR", str(home / "cache"))
+        get_settings.cache_clear()
+
+        def watch(span: tuple[int, int]) -> tuple[int, str]:
+            started = START + timedelta(seconds=span[0] / 2)
+            played = ["--stream", str(videos[span]), "--file-start", started.isoformat(), "--speed", "0"]
+            code = main(["watch", "--camera", "file-cam", "--cameras", str(config), "--db", db_url, *played])
+            return code, capsys.readouterr().err
+
+        assert watch((0, 120))[0] == 0
+        codecs.lookup(
+            "cp437"
+        )  # zipfile's, read as the saved state is: `nobody` cannot import the stdlib here
+        spill = spill_path(home / "evidence", "file-cam")
+        with held_open(home / "db" / "watch.db"), read_only(home / "db"):
+            code, said = watch((120, 200))
+        assert spill.is_file(), said  # the state with its waiting event: kept
+        lines = [line for line in said.splitlines() if str(spill) in line]
+        assert len(lines) == 1 and "waiting events in" in lines[0] and "Traceback" not in said, said
+        kept = spill.read_bytes()
+        sessions = open_database(db_url)
+        with sessions() as session:
+            assert session.scalars(select(Case)).all() == []
+            assert session.get(CameraState, "file-cam").captured_at < START + timedelta(seconds=60)
+
+        code, said = watch((200, 220))  # the database back
+        assert code == 0 and "waiting events written" in said, said
+        assert not spill.exists()
+        with sessions() as session:
+            (case,) = session.scalars(select(Case)).all()  # once: the next frames knew its incident
+            assert (case.event, case.camera_id) == ("street_vending", "file-cam")
+            assert START + timedelta(seconds=75) <= case.first_seen_at <= START + timedelta(seconds=87)
+            first = session.scalars(
+                select(Evidence).where(Evidence.case_id == case.id).order_by(Evidence.id)
+            ).first()
+            assert first is not None and first.captured_at == case.first_seen_at
+            photo = evidence_file(home / "evidence", first.path, first.sha256)
+            assert file_sha256(photo) == first.sha256
+
+        spill.write_bytes(kept[: len(kept) // 2])  # cut short
+        code, said = watch((200, 220))
+        assert spill.read_bytes() == kept[: len(kept) // 2] and "Traceback" not in said, said
+        (line,) = [line for line in said.splitlines() if str(spill) in line]
+        assert "not taken, left in place, it cannot be read (not a camera state" in line
+        other_spill = spill_path(home / "evidence", "other-cam")
+        other_spill.write_bytes(kept)  # file-cam's state under another camera's name
+        cameras = stall_cameras(videos[(0, 120)])
+        cameras["cameras"].append({**cameras["cameras"][0], "id": "other-cam"})
+        config.write_text(yaml.safe_dump(cameras), encoding="utf-8")
+        rules = load_case_rules(get_settings())
+        other = CameraHub(
+            load_service_cameras(config, rules).only("other-cam"), rules.taxonomy, home / "evidence"
+        )
+        other.restore(sessions)
+        (line,) = other.take_spilled(sessions, rules)
+        assert (
+            "not taken, left in place: camera file-cam's state" in line and other_spill.read_bytes() == kept
+        )
+        with sessions() as session:
+            assert len(session.scalars(select(Case)).all()) == 1
+    finally:
+        get_settings.cache_clear()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.mark.parametrize("kind", list(NO_PICTURE))

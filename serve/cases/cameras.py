@@ -79,6 +79,7 @@ from serve.cases.settings import FRAME_BUSY_BUDGET_S, MAX_WAITING_EVENTS
 from serve.cases.workflow import is_open
 from vision.core.boxes import Box
 from vision.core.draw import crop_box
+from vision.core.files import write_atomically
 from vision.core.imageio import encode_jpeg, read_bgr
 from vision.core.taxonomy import Taxonomy
 from vision.live.cameras import Camera, CameraRegistry, UnknownCameraError
@@ -98,6 +99,7 @@ WAITING_KEY = "waiting"  # the saved state's member with the events the database
 VIEW_ACCEPTS_KEY = (
     "view_accepts"  # the saved state's member: the acceptances of a view its reference reflects
 )
+SPILL_FOLDER = "camera-states"  # under the evidence store: states the database did not take at stop
 
 
 @dataclass
@@ -270,6 +272,12 @@ class Waiting:
         return cls(datetime.fromisoformat(saved["captured_at"]), saved["path"], saved["sha256"], events)
 
 
+def spill_path(evidence_dir: Path, camera_id: str) -> Path:
+    """Where a camera's state waits when the database did not take it at stop: in the evidence
+    store, beside the photos its waiting events refer to (a camera id is a plain file name)."""
+    return evidence_dir / SPILL_FOLDER / f"{camera_id}.state"
+
+
 def waiting_events(live: LiveCamera) -> int:
     """Events of the camera waiting for the database (`LiveCamera.waiting`)."""
     return sum(len(waiting.events) for waiting in live.waiting)
@@ -308,6 +316,8 @@ class LiveCamera:
         self.held: Frame | None = None  # waiting for the next frame (vision/live/timeline.py)
         self.waiting: list[Waiting] = []  # events the database did not take yet, oldest first
         self.view_accepts = 0  # views accepted (camera_states.view_accepts) that its reference reflects
+        self.spill: Path | None = None  # its spilled state, taken back: removed once the database takes it
+        self.model_version: str | None = None  # of its last frame: its waiting events' findings, when spilled
 
 
 class CameraHub:
@@ -362,6 +372,7 @@ class CameraHub:
         size = (int(image.shape[1]), int(image.shape[0]))
         at = capture_seconds(captured_at)  # a time without a timezone is refused before anything counts
         live = self._locked(camera_id)
+        live.model_version = model_version
         try:
             with sessions() as session:
                 self._take_newer(live, session)
@@ -493,19 +504,25 @@ class CameraHub:
         """Go on from a saved state (call with the camera's lock held); returns the events that
         were waiting for the database in it (`restore` takes them; another process's stay its own)."""
         live.held = None  # held against the timeline being replaced
-        waiting: list[Waiting] = []
-        live.view_accepts = row.view_accepts  # a state saved before they were counted: all of them
         try:
-            state = decode(row.state)
-            waiting = [Waiting.restored(saved) for saved in state.pop(WAITING_KEY, [])]
-            # what this state's reference reflects: a view accepted after it was saved is yet to be taken
-            live.view_accepts = int(state.pop(VIEW_ACCEPTS_KEY, row.view_accepts))
-            live.rules.restore(state)
+            live.rules, waiting, live.view_accepts = self._read_state(live, row)
         except (ValueError, KeyError, TypeError) as err:
             log.warning("camera %s: saved state not used (%s); it starts afresh", row.camera_id, err)
-            live.rules = CameraRules(live.camera, self.taxonomy)
+            live.rules, waiting = CameraRules(live.camera, self.taxonomy), []
+            live.view_accepts = row.view_accepts  # a state saved before they were counted: all of them
         live.saved_at = row.captured_at.timestamp()  # this row is known: not taken again
         return waiting
+
+    def _read_state(self, live: LiveCamera, row: CameraState) -> tuple[CameraRules, list[Waiting], int]:
+        """A saved state as an engine of the camera, the events waiting in it, and the views accepted
+        its reference reflects (one accepted after it was saved is yet to be taken); ValueError,
+        KeyError or TypeError where it cannot be used. A new engine: a failure leaves the camera's own."""
+        state = decode(row.state)
+        waiting = [Waiting.restored(saved) for saved in state.pop(WAITING_KEY, [])]
+        view_accepts = int(state.pop(VIEW_ACCEPTS_KEY, row.view_accepts))
+        rules = CameraRules(live.camera, self.taxonomy)
+        rules.restore(state)
+        return rules, waiting, view_accepts
 
     def _take_newer(self, live: LiveCamera, session: Session) -> None:
         """Another process saved a newer state of this camera (a `streetorder watch` of it, or the
@@ -571,11 +588,122 @@ class CameraHub:
         """A cameras file that could not be loaded: the one in force stays, the error is shown."""
         self.config.error, self.config.error_at = error, datetime.now(UTC)
 
-    def save(self, sessions: sessionmaker[Session]) -> None:
-        """Save every camera's engine state now (on shutdown)."""
+    def save(self, sessions: sessionmaker[Session]) -> list[str]:
+        """Save every camera's engine state now (on shutdown). A state the database does not take (it
+        cannot be reached or written) is spilled to the camera's file (`spill_path`) with the events
+        waiting in it, whose photos are on disk already; the next start takes it back (`take_spilled`).
+        Returns a line per camera spilled, naming the file."""
+        said = []
         for live in self:
             with live.lock:
+                try:
+                    self._save(live, sessions)
+                except DBAPIError as error:
+                    said.append(self._spill(live, error))
+        return said
+
+    def _spill(self, live: LiveCamera, error: DBAPIError) -> str:
+        """The camera's state as `_store` would write it, with the row's own columns, written atomically."""
+        path = spill_path(self.evidence_dir, live.camera.id)
+        values = self._state_values(live, live.waiting)
+        spilled = {
+            "camera_id": live.camera.id,
+            "captured_at": values["captured_at"].isoformat(),
+            "view_accepts": live.view_accepts,
+            "model_version": live.model_version,
+            "state": np.frombuffer(values["state"], dtype=np.uint8),
+        }
+        to, events = values["captured_at"].isoformat(), waiting_events(live)
+        try:
+            write_atomically(path, encode(spilled))
+        except OSError as err:
+            return (
+                f"camera {live.camera.id}: the database did not take its state to {to} "
+                f"({database_said(error)}), nor could it be kept in {path} ({err.strerror}): "
+                f"{events} waiting events are lost"
+            )
+        live.spill = path
+        return (
+            f"camera {live.camera.id}: the database did not take its state to {to} ({database_said(error)}): "
+            f"it is kept with its {events} waiting events in {path}, taken back by the next start"
+        )
+
+    def take_spilled(self, sessions: sessionmaker[Session], case_rules: CaseRules) -> list[str]:
+        """Before the first frame: take back each camera's spilled state (`save`) that is newer than the
+        one stored, write its waiting events in order (each with its frame's capture time and photo,
+        found by the model of the camera's last frame) with the state in one transaction, and only
+        then remove the file; one the database does not take yet stays, its events waiting with the
+        camera (written with its next frame, the file removed then). A file that cannot be read, is
+        another camera's, or is not newer than the stored state (taken already, or the camera went
+        on elsewhere) is left in place. Returns a line per file."""
+        said = []
+        for live in self:
+            path = spill_path(self.evidence_dir, live.camera.id)
+            if path.exists():
+                with live.lock:
+                    said.append(self._take_spilled(live, path, sessions, case_rules))
+        return said
+
+    def _take_spilled(
+        self,
+        live: LiveCamera,
+        path: Path,
+        sessions: sessionmaker[Session],
+        case_rules: CaseRules,
+    ) -> str:
+        camera_id = live.camera.id
+        try:
+            spilled = decode(path.read_bytes())
+            row = CameraState(
+                camera_id=str(spilled["camera_id"]),
+                captured_at=datetime.fromisoformat(spilled["captured_at"]),
+                view_accepts=int(spilled["view_accepts"]),
+                state=np.asarray(spilled["state"], dtype=np.uint8).tobytes(),
+            )
+            model_version = str(spilled["model_version"] or "unknown")  # none: no frame since a restore
+            if row.camera_id != camera_id:
+                return f"camera {camera_id}: {path} not taken, left in place: camera {row.camera_id}'s state"
+            rules, waiting, view_accepts = self._read_state(live, row)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            return f"camera {camera_id}: {path} not taken, left in place, it cannot be read ({err})"
+        to = row.captured_at.isoformat()
+        try:
+            with sessions() as session:
+                stored = session.scalar(
+                    select(CameraState.captured_at).where(CameraState.camera_id == camera_id)
+                )
+        except DBAPIError as err:
+            return (
+                f"camera {camera_id}: {path} (state to {to}) not taken yet, left in place: "
+                f"{database_said(err)}"
+            )
+        if stored is not None and stored >= row.captured_at:
+            return (
+                f"camera {camera_id}: {path} (state to {to}) not taken, left in place: the database holds "
+                f"one as new (to {stored.isoformat()})"
+            )
+        live.held, live.rules, live.view_accepts, live.waiting = None, rules, view_accepts, waiting
+        live.saved_at, live.spill = None, path
+        events = waiting_events(live)
+        try:
+            if live.waiting:
+                self._apply(live, None, [], sessions, case_rules, model_version)
+            else:
                 self._save(live, sessions)
+        except (EventsKept, DBAPIError) as err:
+            error = err.__cause__ if isinstance(err, EventsKept) else err
+            said = database_said(error) if isinstance(error, DBAPIError) else str(err)
+            return (
+                f"camera {camera_id}: state to {to} taken back from {path}, but the database did not take it "
+                f"yet ({said}): its {waiting_events(live)} events wait with the camera, and the file stays"
+            )
+        return f"camera {camera_id}: state to {to} taken back from {path}: {events} waiting events written"
+
+    def _spill_taken(self, live: LiveCamera) -> None:
+        """The database took what the camera's spilled state held (and newer): its file goes."""
+        if live.spill is not None:
+            live.spill.unlink(missing_ok=True)
+            live.spill = None
 
     def _save(self, live: LiveCamera, sessions: sessionmaker[Session]) -> None:
         if live.rules.last_at is None:
@@ -586,6 +714,7 @@ class CameraHub:
                 self._store(session, live, live.waiting)
 
         retry_busy(once, partial(_written_again, live, "its state"), self.busy_budget_s)
+        self._spill_taken(live)
 
     def _store(self, session: Session, live: LiveCamera, waiting: list[Waiting]) -> bool:
         """Write the camera's state, unless the stored one is newer: two writers of one camera (the
@@ -593,27 +722,8 @@ class CameraHub:
         to an older frame time. The write is one conditional UPDATE (it takes the write lock on
         SQLite, the row lock on PostgreSQL), so two writers cannot interleave between check and write.
         `waiting`: the camera's events still waiting for the database, saved with it."""
-        last_at = live.rules.last_at
-        assert last_at is not None
-        captured_at = datetime.fromtimestamp(last_at, UTC)
-        # what its violations were last seen on: frames without a picture (vision/live/picture.py) see nothing
-        seen_at = datetime.fromtimestamp(live.rules.usable_at or last_at, UTC).isoformat()
-        values: dict[str, Any] = {
-            "captured_at": captured_at,
-            "saved_at": datetime.now(UTC),
-            "state": encode(
-                {
-                    **live.rules.export(),
-                    WAITING_KEY: [w.export() for w in waiting],
-                    VIEW_ACCEPTS_KEY: live.view_accepts,
-                }
-            ),
-            "standing": [
-                {"incident": i.id, "case_id": i.case_id, "seen_at": seen_at}
-                for i in open_incidents(live)
-                if i.case_id is not None
-            ],
-        }
+        values = self._state_values(live, waiting)
+        captured_at = values["captured_at"]
         written = session.execute(
             update(CameraState)
             .where(CameraState.camera_id == live.camera.id, CameraState.captured_at <= captured_at)
@@ -630,8 +740,32 @@ class CameraHub:
                 )
                 return False
             session.add(CameraState(camera_id=live.camera.id, view_accepts=live.view_accepts, **values))
-        live.saved_at = last_at
+        live.saved_at = live.rules.last_at
         return True
+
+    def _state_values(self, live: LiveCamera, waiting: list[Waiting]) -> dict[str, Any]:
+        """The camera's `camera_states` row as `_store` writes it (and `_spill` keeps it)."""
+        last_at = live.rules.last_at
+        assert last_at is not None
+        captured_at = datetime.fromtimestamp(last_at, UTC)
+        # what its violations were last seen on: frames without a picture (vision/live/picture.py) see nothing
+        seen_at = datetime.fromtimestamp(live.rules.usable_at or last_at, UTC).isoformat()
+        return {
+            "captured_at": captured_at,
+            "saved_at": datetime.now(UTC),
+            "state": encode(
+                {
+                    **live.rules.export(),
+                    WAITING_KEY: [w.export() for w in waiting],
+                    VIEW_ACCEPTS_KEY: live.view_accepts,
+                }
+            ),
+            "standing": [
+                {"incident": i.id, "case_id": i.case_id, "seen_at": seen_at}
+                for i in open_incidents(live)
+                if i.case_id is not None
+            ],
+        }
 
     def _sync_handled(self, live: LiveCamera, session: Session) -> None:
         """Tell the engine which incidents' cases were reported handled (and when), or reworked.
@@ -727,6 +861,7 @@ class CameraHub:
                 live.waiting[0].captured_at.isoformat(),
             )
             live.waiting = []
+        self._spill_taken(live)
         return actions
 
     def _keep(self, live: LiveCamera, batch: Waiting, error: OperationalError) -> None:

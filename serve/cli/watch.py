@@ -109,6 +109,8 @@ def cli(argv: list[str]) -> int:
     sessions = open_database(args.db or settings.db_url)
     hub.restore(sessions)
     detector = load_detector(args.model or settings.model, models_dir=settings.models_dir, taxonomy=taxonomy)
+    for line in hub.take_spilled(sessions, case_rules):  # a state the database did not take at a stop
+        print(f"watch: {line}", file=sys.stderr)
     if args.metrics_port:
         from prometheus_client import REGISTRY, start_http_server
 
@@ -125,7 +127,8 @@ def cli(argv: list[str]) -> int:
     except KeyboardInterrupt:
         pass
     watcher.stop()
-    hub.save(sessions)
+    for line in hub.save(sessions):  # the database did not take it: kept in a file, taken back next start
+        print(f"watch: {line}", file=sys.stderr)
     health = watcher.live.health
     print(
         f"camera {camera.id}: {watcher.analysed} frames analysed, {health.skipped_frames} skipped, "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -48,7 +49,7 @@ def decode(data: bytes) -> dict[str, Any]:
     try:
         archive = np.load(io.BytesIO(data), allow_pickle=False)
         document = json.loads(archive[_DOCUMENT].tobytes())
-    except (OSError, KeyError, ValueError, EOFError) as err:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:  # a cut or foreign file
         raise ValueError(f"not a camera state: {err}") from None
 
     def filled(node: Any) -> Any:

@@ -9,6 +9,7 @@ as by `POST /v1/cameras/reload`), and saves the cameras' state on shutdown.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -64,6 +65,8 @@ from vision.live.cameras import CameraConfigError, CameraRegistry, UnknownCamera
 from vision.live.stream import redact_url
 from vision.live.zones import pixel_polygon
 
+log = logging.getLogger("streetorder.cameras")
+
 FRAME_TYPES = ("image/jpeg", "image/png")  # what cameras send (photos from people: deps.IMAGE_TYPES)
 FRAME_FORMATS = frozenset(name for name, media in MEDIA_TYPES.items() if media in FRAME_TYPES)
 CAPTURE_HEADER = "X-Capture-Time"
@@ -93,6 +96,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         max_waiting=settings.camera_waiting_events,
     )
     await anyio.to_thread.run_sync(hub.restore, service.sessions)
+    for line in await anyio.to_thread.run_sync(hub.take_spilled, service.sessions, rules):
+        log.warning("%s", line)
     service.metrics.registry.register(CameraCollector(hub))
     app.state.cameras = hub
     pool = None
@@ -108,7 +113,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(follower.stop)
         if pool is not None:
             await anyio.to_thread.run_sync(pool.stop)
-        await anyio.to_thread.run_sync(hub.save, service.sessions)
+        for line in await anyio.to_thread.run_sync(hub.save, service.sessions):
+            log.warning("%s", line)
 
 
 router = APIRouter(tags=["cameras"], lifespan=lifespan)
