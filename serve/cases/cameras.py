@@ -41,6 +41,10 @@ capture time and photo, and are written first, in order, with the next frame (a 
 answer lists what they did; the frame itself is answered `EventsKept` (503). At most `max_waiting`
 events wait per camera: beyond it the oldest `evidence` ("still there") go first, then the newest
 changes, so a case's start is never dropped for later news.
+A process that stops while the database still does not take them keeps the camera's state, with
+them, in a file of the evidence store (`save`, `spill_path`); the next start of the camera writes
+it before its first frame when it is newer than the stored state, and only then removes the file
+(`take_spilled`).
 
 `reload` applies a new cameras file without a restart: an unchanged camera goes on as it is, a
 changed one gets a new engine that takes over the old one's state (what belongs to zones of the
@@ -505,7 +509,7 @@ class CameraHub:
         were waiting for the database in it (`restore` takes them; another process's stay its own)."""
         live.held = None  # held against the timeline being replaced
         try:
-            live.rules, waiting, live.view_accepts = self._read_state(live, row)
+            waiting, live.view_accepts = self._read_state(row, live.rules)
         except (ValueError, KeyError, TypeError) as err:
             log.warning("camera %s: saved state not used (%s); it starts afresh", row.camera_id, err)
             live.rules, waiting = CameraRules(live.camera, self.taxonomy), []
@@ -513,16 +517,15 @@ class CameraHub:
         live.saved_at = row.captured_at.timestamp()  # this row is known: not taken again
         return waiting
 
-    def _read_state(self, live: LiveCamera, row: CameraState) -> tuple[CameraRules, list[Waiting], int]:
-        """A saved state as an engine of the camera, the events waiting in it, and the views accepted
-        its reference reflects (one accepted after it was saved is yet to be taken); ValueError,
-        KeyError or TypeError where it cannot be used. A new engine: a failure leaves the camera's own."""
+    def _read_state(self, row: CameraState, rules: CameraRules) -> tuple[list[Waiting], int]:
+        """A saved state into `rules`; returns the events waiting in it and the views accepted its
+        reference reflects (one accepted after it was saved is yet to be taken). ValueError, KeyError
+        or TypeError where it cannot be used (`rules` may be partly restored then)."""
         state = decode(row.state)
         waiting = [Waiting.restored(saved) for saved in state.pop(WAITING_KEY, [])]
         view_accepts = int(state.pop(VIEW_ACCEPTS_KEY, row.view_accepts))
-        rules = CameraRules(live.camera, self.taxonomy)
         rules.restore(state)
-        return rules, waiting, view_accepts
+        return waiting, view_accepts
 
     def _take_newer(self, live: LiveCamera, session: Session) -> None:
         """Another process saved a newer state of this camera (a `streetorder watch` of it, or the
@@ -573,6 +576,7 @@ class CameraHub:
                     live.rules.restore(old.rules.export())
                     live.health, live.last_frame, live.saved_at = old.health, old.last_frame, old.saved_at
                     live.held, live.waiting, live.view_accepts = old.held, old.waiting, old.view_accepts
+                    live.spill, live.model_version = old.spill, old.model_version
                     self.cameras = {**self.cameras, camera.id: live}
                 changed.append(camera.id)
             removed = [camera_id for camera_id in self.cameras if camera_id not in registry.cameras]
@@ -661,9 +665,12 @@ class CameraHub:
                 state=np.asarray(spilled["state"], dtype=np.uint8).tobytes(),
             )
             model_version = str(spilled["model_version"] or "unknown")  # none: no frame since a restore
+            if row.captured_at.tzinfo is None:
+                raise ValueError(f"capture time {row.captured_at} without a timezone")
             if row.camera_id != camera_id:
                 return f"camera {camera_id}: {path} not taken, left in place: camera {row.camera_id}'s state"
-            rules, waiting, view_accepts = self._read_state(live, row)
+            rules = CameraRules(live.camera, self.taxonomy)  # a file that cannot be used leaves the camera's
+            waiting, view_accepts = self._read_state(row, rules)
         except (OSError, ValueError, KeyError, TypeError) as err:
             return f"camera {camera_id}: {path} not taken, left in place, it cannot be read ({err})"
         to = row.captured_at.isoformat()
