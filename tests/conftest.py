@@ -161,6 +161,17 @@ def give_up_lock_waits_after(db_url: str, timeout: str) -> None:
         _admin(db_url.rsplit("/", 1)[0], f"ALTER DATABASE {name} SET lock_timeout = '{timeout}'")
 
 
+def postgresql_read_only(db_url: str, on: bool) -> None:
+    """PostgreSQL: connections opened from now on may not write (`default_transaction_read_only`, as
+    a hot standby after a failover refuses them: SQLSTATE 25006, which psycopg raises as an
+    InternalError, not an OperationalError), or may again."""
+    name = db_url.rsplit("/", 1)[1]
+    _admin(
+        db_url.rsplit("/", 1)[0],
+        f"ALTER DATABASE {name} SET default_transaction_read_only = {'on' if on else 'off'}",
+    )
+
+
 @contextmanager
 def another_writer_holding(db_url: str, until: Callable[[], bool], *, intake: bool = False) -> Iterator[None]:
     """Another connection holds what the writers here write from the start of the block until

@@ -26,7 +26,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from conftest import Service
+from conftest import Service, postgresql_read_only
 from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import OperationalError
 from test_api_lifecycle import PLACE, report
@@ -315,19 +315,11 @@ def test_a_postgresql_database_that_cannot_be_written_is_a_503_and_reads_go_on(
     `default_transaction_read_only`) with SQLSTATE 25006, which psycopg raises as an InternalError,
     not an OperationalError: it was an anonymous 500 with a traceback, and the audit row's own
     refusal a second one. Now a 503 like SQLite's read-only file, reads going on."""
-    import psycopg
-
     case_id = report(service)
     engine = service.client.app.state.service.sessions.kw["bind"]  # type: ignore[attr-defined]
-    name = engine.url.database
-    plain = service.settings.db_url.replace("postgresql+psycopg", "postgresql")
 
     def read_only(on: bool) -> None:
-        with psycopg.connect(plain, autocommit=True) as connection:
-            connection.execute("SET default_transaction_read_only = off")
-            connection.execute(
-                f"ALTER DATABASE {name} SET default_transaction_read_only = {'on' if on else 'off'}"
-            )
+        postgresql_read_only(service.settings.db_url, on)
         engine.dispose()  # the next connections take the setting
 
     read_only(True)

@@ -29,7 +29,13 @@ import pytest
 import supervision as sv
 import yaml
 from configured import CONFIGS, MODELS, ROOT, TAXONOMY
-from conftest import SERVICE_START, Service, another_writer_holding, give_up_lock_waits_after
+from conftest import (
+    SERVICE_START,
+    Service,
+    another_writer_holding,
+    give_up_lock_waits_after,
+    postgresql_read_only,
+)
 from PIL import ExifTags, Image
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import select
@@ -355,6 +361,35 @@ def test_a_violation_the_busy_database_did_not_take_is_filed_with_the_next_frame
     assert [i.case_id for i in live.rules.incidents] == [case.id]
     assert camera_out(live).health.events_waiting == 0
     assert 'streetorder_camera_events_waiting{camera="hub-cam"} 0.0' in metrics_text(hub.hub)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_violation_a_read_only_postgresql_did_not_take_is_filed_once_it_is_writable(
+    hub: Hub, db_url: str
+) -> None:
+    """A hot standby after a failover refuses writes with SQLSTATE 25006, which psycopg raises as an
+    InternalError: the frame path kept only OperationalErrors, so the violation's start was lost (its
+    incident open in the engine, no later frame starts it again). Now it waits as a busy database's
+    does, and the first frame once the database is writable files the case with its own photo."""
+    for t in range(61):
+        assert hub.frame(t, [SPOT]) == []
+    postgresql_read_only(db_url, True)
+    hub.sessions.kw["bind"].dispose()  # the next connections take the setting
+    try:
+        with pytest.raises(EventsKept) as kept:
+            hub.result(61, [SPOT])
+        assert (kept.value.status, kept.value.extra["events_waiting"]) == (503, 1)
+        assert "read-only transaction" in kept.value.detail
+    finally:
+        postgresql_read_only(db_url, False)
+    hub.sessions.kw["bind"].dispose()
+    result = hub.result(62, [SPOT])
+    assert [(a.kind, a.created, a.captured_at) for a in result.actions] == [
+        ("started", True, SERVICE_START + timedelta(seconds=61))
+    ]
+    with hub.sessions() as session:
+        (case,) = session.scalars(select(Case)).all()
+    assert case.first_seen_at == SERVICE_START + timedelta(seconds=61)
 
 
 def test_a_clear_the_busy_database_did_not_take_is_attached_with_the_next_frame(

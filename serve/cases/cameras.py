@@ -73,7 +73,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from serve.cases.db import BUSY_TRIES, database_said, retry_busy, transaction
+from serve.cases.db import BUSY_TRIES, database_said, is_read_only, retry_busy, transaction
 from serve.cases.enums import Action, CaseSource, EvidenceRole, State
 from serve.cases.errors import EventsKept
 from serve.cases.evidence import store_image
@@ -846,14 +846,16 @@ class CameraHub:
         what = f"frame at {frame.captured_at.isoformat()}" if frame is not None else "the events waiting"
         try:  # a transient conflict (another writer's lock, a deadlock) must not lose the events
             actions = retry_busy(once, partial(_written_again, live, what), self.busy_budget_s)
-        except OperationalError as error:  # busy past the budget, or the database gone: they wait
+        except DBAPIError as error:  # busy past the budget, the database gone or read-only: they wait
             undo()
+            if not (isinstance(error, OperationalError) or is_read_only(error)):
+                raise
             if batch is not None:
                 self._keep(live, batch, error)
             raise EventsKept(
-                f"camera {live.camera.id}: the database stayed busy ({database_said(error)}); nothing is "
-                f"lost: {waiting_events(live)} events are kept, and will be written with the next frame "
-                "(this frame sent again is late, and its answer lists them)",
+                f"camera {live.camera.id}: the database did not take them ({database_said(error)}); "
+                f"nothing is lost: {waiting_events(live)} events are kept, and will be written with the next "
+                "frame (this frame sent again is late, and its answer lists them)",
                 camera_id=live.camera.id,
                 events_waiting=waiting_events(live),
             ) from error
@@ -871,7 +873,7 @@ class CameraHub:
         self._spill_taken(live)
         return actions
 
-    def _keep(self, live: LiveCamera, batch: Waiting, error: OperationalError) -> None:
+    def _keep(self, live: LiveCamera, batch: Waiting, error: DBAPIError) -> None:
         """`batch`'s events wait with the camera, each with a copy of its incident as it is now (the
         engine's own moves on). Beyond `max_waiting` the oldest `evidence` events go first, then the
         newest of the batch: the oldest changes (a case's start) stay. Logged once per frame."""
@@ -896,8 +898,8 @@ class CameraHub:
         live.waiting = [waiting for waiting in live.waiting if waiting.events]
         live.health.waiting_dropped += dropped
         log.warning(
-            "camera %s: frame at %s: the database stayed busy past %g s (%s): its %d events wait with the "
-            "camera (%d waiting%s), written first with its next frame",
+            "camera %s: frame at %s: the database did not take it within %g s (%s): its %d events wait "
+            "with the camera (%d waiting%s), written first with its next frame",
             live.camera.id,
             batch.captured_at.isoformat(),
             self.busy_budget_s,

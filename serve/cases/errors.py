@@ -258,8 +258,9 @@ class DatabaseReadOnly(DomainError):
 
 
 class EventsKept(Busy):
-    """A camera frame was judged, but the database stayed busy past the frame's budget: its events
-    wait with the camera and are written first with its next frame, so nothing is lost; the frame
-    sent again is late (judged already), and its answer lists what the waiting events did."""
+    """A camera frame was judged, but the database did not take its events (busy past the frame's
+    budget, unreachable, read-only): they wait with the camera and are written first with its next
+    frame, so nothing is lost; the frame sent again is late (judged already), and its answer lists
+    what the waiting events did."""
 
     headers = {"Retry-After": "5"}
