@@ -338,6 +338,41 @@ def test_the_page_shows_a_bounded_part_and_says_where_the_rest_is(
     assert "sidecar" in nogps["reason"] and "sidecar" in nogps["reason_zh"] and nogps["detections"] == "1"
 
 
+def test_an_unlocated_photo_counts_its_findings_as_scan_log_does(
+    database: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """scan.log said "no case filed (0 finding(s) seen)" for a street photo the report listed with 4
+    detections (parked cars, a bicycle): the report counted every box, the log the events the patrol
+    rule files. The report gives both, the findings counted as the log counts them."""
+    boxes = [
+        {"xyxy": [1, 2, 30, 40], "confidence": 0.9, "class": "car"},
+        {"xyxy": [5, 2, 30, 40], "confidence": 0.8, "class": "bicycle"},
+        {"xyxy": [9, 2, 30, 40], "confidence": 0.9, "class": "garbage"},
+        {"xyxy": [9, 9, 30, 40], "confidence": 0.7, "class": "garbage"},
+        {"xyxy": [1, 9, 30, 40], "confidence": 0.2, "class": "overflow"},  # under its min_confidence
+    ]
+    with transaction(database) as session:
+        session.add(
+            Photo(
+                sha256="c" * 64,
+                path="/archive/street.jpg",
+                source="patrol",
+                status="unlocated",
+                detections=boxes,
+                processed_at=T0,
+            )
+        )
+    out = tmp_path / "out"
+    html = write_report(database, out, RULES).read_text(encoding="utf-8")
+    with (out / "problem_photos.csv").open(encoding="utf-8-sig") as handle:
+        rows = {row["path"]: row for row in csv.DictReader(handle)}
+    street = rows["/archive/street.jpg"]
+    assert (street["findings"], street["detections"]) == ("1", "5")  # exposed garbage, twice boxed
+    assert (rows["/archive/cut.jpg"]["findings"], rows["/archive/cut.jpg"]["detections"]) == ("0", "0")
+    row = html[html.index("/archive/street.jpg") :]
+    assert '<td class="n">1 / 5</td>' in row[: row.index("</tr>")]
+
+
 def test_a_photo_replaced_or_removed_after_the_scan_is_not_drawn_under_its_old_boxes(
     database: sessionmaker[Session], tmp_path: Path
 ) -> None:

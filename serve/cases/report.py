@@ -41,6 +41,7 @@ from serve.cases.enums import PhotoStatus, State
 from serve.cases.errors import NotFound
 from serve.cases.evidence import evidence_bytes
 from serve.cases.findings import CaseRules
+from serve.cases.intake import patrol_events
 from serve.cases.navigation import navigation_links
 from serve.cases.orm import Case, Evidence, Photo
 from serve.cases.spreadsheet import inert
@@ -72,7 +73,7 @@ CASE_COLUMNS = (
     "last_seen_at",
     "evidence",
 )
-PROBLEM_COLUMNS = ("path", "status", "reason_zh", "reason", "detections", "taken_at")
+PROBLEM_COLUMNS = ("path", "status", "reason_zh", "reason", "findings", "detections", "taken_at")
 
 
 # Words of the report, Chinese first and English for the toggle (the console's names of the same things)
@@ -161,7 +162,7 @@ def write_report(
         with (out / "cases.geojson").open("w", encoding="utf-8") as handle:
             write_cases_geojson(session, rules, handle, options.geojson_crs)
         with (out / "problem_photos.csv").open("w", encoding="utf-8-sig", newline="") as handle:
-            unfiled = write_problem_photos_csv(session, tz, handle)
+            unfiled = write_problem_photos_csv(session, rules, handle)
         totals = _totals(session)
         context = {
             "generated": _newest_time(session, tz),
@@ -170,7 +171,7 @@ def write_report(
             "grids": _grid_counts(session, rules),
             "cases": _html_cases(session, rules, out, options, evidence_dir),
             "cases_shown": min(options.html_cases, totals["cases"]),
-            "problems": _problem_photos(session, tz, options.html_photos),
+            "problems": _problem_photos(session, rules, options.html_photos),
             "problems_total": unfiled,
             "problems_shown": min(options.html_photos, unfiled),
             "unlisted": unlisted_folders[: options.html_photos],
@@ -398,28 +399,33 @@ def _save(path: Path, image: np.ndarray, options: ReportOptions) -> None:
     path.write_bytes(encoded.tobytes())
 
 
-def write_problem_photos_csv(session: Session, tz: tzinfo, handle: TextIO) -> int:
+def write_problem_photos_csv(session: Session, rules: CaseRules, handle: TextIO) -> int:
     """Every photo that could not be filed, with its reason (the page lists the first ones)."""
     writer = csv.DictWriter(handle, fieldnames=PROBLEM_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     rows = 0
-    for row in _problem_photos(session, tz):
+    for row in _problem_photos(session, rules):
         record = {**row, "reason_zh": row["reason"][0], "reason": row["reason"][1]}
         writer.writerow({key: inert(record[key]) for key in PROBLEM_COLUMNS})
         rows += 1
     return rows
 
 
-def _problem_photos(session: Session, tz: tzinfo, limit: int | None = None) -> Iterator[dict[str, Any]]:
+def _problem_photos(session: Session, rules: CaseRules, limit: int | None = None) -> Iterator[dict[str, Any]]:
+    """`findings`: the events the patrol rule would file from the photo once it is located or dated,
+    as scan.log counts them; `detections`: every box the model saw (parked cars, bicycles, ... too)."""
     query = (
         select(Photo).where(Photo.status != PhotoStatus.DONE).order_by(Photo.status, Photo.path).limit(limit)
     )
+    tz = rules.calendar.timezone
     for photo in session.scalars(query.execution_options(yield_per=200)):
+        boxes = parse_boxes(photo.detections, f"photo {photo.id}").boxes
         yield {
             "path": photo.path,
             "status": photo.status,
             "status_name": PHOTO_STATUSES.get(photo.status, (photo.status, photo.status)),
             "reason": (photo.error, photo.error) if photo.error else REASONS.get(photo.status, ("", "")),
-            "detections": len(parse_boxes(photo.detections, f"photo {photo.id}").boxes),
+            "findings": len(patrol_events(boxes, rules.taxonomy)),
+            "detections": len(boxes),
             "taken_at": _local(photo.taken_at, tz),
         }
