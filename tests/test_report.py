@@ -33,7 +33,7 @@ from serve.cases.enums import PhotoStatus
 from serve.cases.findings import CaseRules, Finding, record_finding
 from serve.cases.grids import haversine_m, load_grids
 from serve.cases.intake import Placement, join_as_copy
-from serve.cases.orm import Case, Evidence, Photo
+from serve.cases.orm import Case, Evidence, FlowEntry, Photo
 from serve.cases.report import ReportOptions, write_report
 from vision.core.boxes import Box
 from vision.core.imageio import Position
@@ -127,7 +127,8 @@ def test_report_files(database: sessionmaker[Session], tmp_path: Path) -> None:
     assert [r["number"] for r in rows] == ["SO202611200001", "SO202611200002", "SO202611200003"]
     assert rows[0]["grid_code"] == grids[0].code and rows[2]["grid_code"] == grids[5].code
     assert rows[0]["cjt214"] == "0102" and rows[1]["gbt47678"] == "06042"
-    assert rows[0]["filed_at"] == "2026-11-20T09:00:00+08:00" and rows[0]["evidence"] == "1"
+    assert rows[0]["filed_at"] == "" and rows[0]["first_seen_at"] == "2026-11-20T09:00:00+08:00"
+    assert rows[0]["evidence"] == "1"
 
     collection = json.loads((out / "cases.geojson").read_text(encoding="utf-8"))
     assert collection["type"] == "FeatureCollection" and len(collection["features"]) == 3
@@ -336,6 +337,36 @@ def test_the_page_shows_a_bounded_part_and_says_where_the_rest_is(
     assert rows["/archive/nogps.jpg"]["status"] == "unlocated"
     nogps = rows["/archive/nogps.jpg"]
     assert "sidecar" in nogps["reason"] and "sidecar" in nogps["reason_zh"] and nogps["detections"] == "1"
+
+
+def test_filed_at_is_the_filing_and_empty_while_the_case_awaits_review(
+    database: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """cases.csv gave every case awaiting review a `filed_at` (the time of the photo that opened it),
+    and a case filed on 7 December kept its photo's 20 November there: a reader took the first for
+    filed and the second for filed weeks before its deadline. `filed_at` is the 立案 step's time."""
+    filed = datetime(2026, 12, 7, 22, 29, 34, tzinfo=TZ)
+    with transaction(database) as session:
+        case = session.scalars(select(Case).order_by(Case.id)).first()
+        assert case is not None
+        case.state = "filed"
+        for action, to_state in (("confirm", "verified"), ("file", "filed")):
+            session.add(
+                FlowEntry(
+                    case_id=case.id, action=action, to_state=to_state, operator="ops", at=filed, overdue=False
+                )
+            )
+    out = tmp_path / "out"
+    write_report(database, out, RULES)
+    with (out / "cases.csv").open(encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["state"], r["filed_at"]) for r in rows] == [
+        ("filed", "2026-12-07T22:29:34+08:00"),
+        ("reported", ""),
+        ("reported", ""),
+    ]
+    collection = json.loads((out / "cases.geojson").read_text(encoding="utf-8"))
+    assert [f["properties"]["filed_at"] for f in collection["features"]] == [r["filed_at"] for r in rows]
 
 
 def test_an_unlocated_photo_counts_its_findings_as_scan_log_does(

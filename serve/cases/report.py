@@ -37,13 +37,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from serve.cases.coords import CoordSystem, crs_member, from_wgs84
-from serve.cases.enums import PhotoStatus, State
+from serve.cases.enums import Action, PhotoStatus, State
 from serve.cases.errors import NotFound
 from serve.cases.evidence import evidence_bytes
 from serve.cases.findings import CaseRules
 from serve.cases.intake import patrol_events
 from serve.cases.navigation import navigation_links
-from serve.cases.orm import Case, Evidence, Photo
+from serve.cases.orm import Case, Evidence, FlowEntry, Photo
 from serve.cases.spreadsheet import inert
 from serve.cases.times import local_iso
 from vision.core.boxes import parse_boxes
@@ -202,16 +202,31 @@ def _evidence_counts() -> Any:
     )
 
 
+def _filings() -> Any:
+    """Each filed case's 立案 time, its latest `file` step (`closing.filed_at`), in one query."""
+    return (
+        select(FlowEntry.case_id, func.max(FlowEntry.at).label("at"))
+        .where(FlowEntry.action == Action.FILE)
+        .group_by(FlowEntry.case_id)
+        .subquery("filings")
+    )
+
+
 def _case_rows(session: Session, rules: CaseRules, newest_first: bool = False) -> Iterator[dict[str, Any]]:
+    """`filed_at` is when the case was filed (立案), empty while it awaits review: the case row's own
+    `filed_at` (the API's) is when the photo that opened it was taken, which a spreadsheet's reader
+    took for a filing that had not happened."""
     counts = _evidence_counts()
+    filings = _filings()
     order = Case.id.desc() if newest_first else Case.id
     query = (
-        select(Case, func.coalesce(counts.c.n, 0))
+        select(Case, func.coalesce(counts.c.n, 0), filings.c.at)
         .outerjoin(counts, counts.c.case_id == Case.id)
+        .outerjoin(filings, filings.c.case_id == Case.id)
         .order_by(order)
     )
     tz = rules.calendar.timezone
-    for case, evidence_count in session.execute(query.execution_options(yield_per=500)):
+    for case, evidence_count, filed in session.execute(query.execution_options(yield_per=500)):
         event = rules.taxonomy.events.get(case.event)
         yield {
             "id": case.id,
@@ -231,7 +246,7 @@ def _case_rows(session: Session, rules: CaseRules, newest_first: bool = False) -
             "lon": round(case.lon, 7),
             "description": case.description,  # for report.html's map links; not a column
             "address": case.address or "",
-            "filed_at": _local(case.filed_at, tz),
+            "filed_at": _local(filed, tz),
             "deadline_at": _local(case.deadline_at, tz),
             "first_seen_at": _local(case.first_seen_at, tz),
             "last_seen_at": _local(case.last_seen_at, tz),
