@@ -119,7 +119,7 @@ class Intake:
     photo: Photo
     known: bool  # the same bytes came before and brought nothing new: nothing was written
     events: dict[str, tuple[Box, ...]] = field(default_factory=dict)  # what the patrol rule finds
-    updates: list[CaseUpdate] = field(default_factory=list)  # empty unless the photo is `done`
+    updates: list[CaseUpdate] = field(default_factory=list)  # none unless `done` or a copy (`copy_of`)
     copy_of: list[Evidence] = field(default_factory=list)  # evidence elsewhere this photo is a copy of
 
 

@@ -428,18 +428,42 @@ def write_problem_photos_csv(session: Session, rules: CaseRules, handle: TextIO)
 
 def _problem_photos(session: Session, rules: CaseRules, limit: int | None = None) -> Iterator[dict[str, Any]]:
     """`findings`: the events the patrol rule would file from the photo once it is located or dated,
-    as scan.log counts them; `detections`: every box the model saw (parked cars, bicycles, ... too)."""
+    as scan.log counts them; `detections`: every box the model saw (parked cars, bicycles, ... too).
+
+    A photo without a place or time of its own that is a copy of a case's evidence joined that case
+    (`intake.join_as_copy`): its reason says so, where it said to give the place in a sidecar, which
+    would change nothing."""
+    joined = (
+        select(Evidence.photo_id, func.min(Case.number).label("number"))
+        .join(Case, Case.id == Evidence.case_id)
+        .where(Evidence.photo_id.is_not(None))
+        .group_by(Evidence.photo_id)
+        .subquery("joined")
+    )
     query = (
-        select(Photo).where(Photo.status != PhotoStatus.DONE).order_by(Photo.status, Photo.path).limit(limit)
+        select(Photo, joined.c.number)
+        .outerjoin(joined, joined.c.photo_id == Photo.id)
+        .where(Photo.status != PhotoStatus.DONE)
+        .order_by(Photo.status, Photo.path)
+        .limit(limit)
     )
     tz = rules.calendar.timezone
-    for photo in session.scalars(query.execution_options(yield_per=200)):
+    for photo, case_number in session.execute(query.execution_options(yield_per=200)):
         boxes = parse_boxes(photo.detections, f"photo {photo.id}").boxes
+        if case_number is not None:
+            reason = (
+                f"与案卷 {case_number} 已有的证据照片相同或几乎相同，已作为其证据并入，不另建案",
+                f"a copy of evidence of {case_number}: added to that case as evidence, no case of its own",
+            )
+        elif photo.error:
+            reason = (photo.error, photo.error)
+        else:
+            reason = REASONS.get(photo.status, ("", ""))
         yield {
             "path": photo.path,
             "status": photo.status,
             "status_name": PHOTO_STATUSES.get(photo.status, (photo.status, photo.status)),
-            "reason": (photo.error, photo.error) if photo.error else REASONS.get(photo.status, ("", "")),
+            "reason": reason,
             "findings": len(patrol_events(boxes, rules.taxonomy)),
             "detections": len(boxes),
             "taken_at": _local(photo.taken_at, tz),

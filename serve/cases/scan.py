@@ -686,9 +686,19 @@ class Scanner:
                 PhotoStatus.UNDATED: "no capture time",
                 PhotoStatus.OUTSIDE: "taken outside every unit grid of the layout",
             }[status]
-            log.warning(
-                "%s: %s: %s; no case filed (%d finding(s) seen)", source, status, why, len(intake.events)
-            )
+            if intake.updates:  # a copy of a case's evidence: it joined that case, whatever it lacks
+                joined = ", ".join(dict.fromkeys(update.case.number for update in intake.updates))
+                log.info(
+                    "%s: %s: %s; a copy of evidence of %s: added to it as evidence",
+                    source,
+                    status,
+                    why,
+                    joined,
+                )
+            else:
+                log.warning(
+                    "%s: %s: %s; no case filed (%d finding(s) seen)", source, status, why, len(intake.events)
+                )
         return status
 
     def _unreadable(self, session: Session, stats: ScanStats, source: str, key: str, reason: str) -> str:
