@@ -36,7 +36,7 @@ from serve.cases.intake import Placement, join_as_copy
 from serve.cases.orm import Case, Evidence, FlowEntry, Photo
 from serve.cases.report import ReportOptions, write_report
 from vision.core.boxes import Box
-from vision.core.imageio import Position
+from vision.core.imageio import ImageError, Position, decode_photo
 from vision.core.taxonomy import load_taxonomy
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -334,6 +334,7 @@ def test_the_page_shows_a_bounded_part_and_says_where_the_rest_is(
         rows = {row["path"]: row for row in csv.DictReader(handle)}
     assert rows["/archive/cut.jpg"]["status"] == "unreadable"
     assert rows["/archive/cut.jpg"]["reason"] == "truncated file (OSError)"
+    assert rows["/archive/cut.jpg"]["reason_zh"] == "文件不完整（被截断）：truncated file (OSError)"
     assert rows["/archive/nogps.jpg"]["status"] == "unlocated"
     nogps = rows["/archive/nogps.jpg"]
     assert "sidecar" in nogps["reason"] and "sidecar" in nogps["reason_zh"] and nogps["detections"] == "1"
@@ -546,3 +547,49 @@ def test_a_citizen_request_without_a_photo_is_not_a_photo_gone(
     assert "is gone since it was scanned" not in html and "open311 request 处的照片" not in html
     assert "路边有一堆垃圾" in html and "桶满了" in html
     assert 'href="https://example.org/p.jpg"' in html and 'href="javascript:' not in html
+
+
+def test_the_chinese_reason_of_an_unreadable_file_is_in_chinese(tmp_path: Path) -> None:
+    """The page is in Chinese, yet an unreadable file's reason was the decoder's English alone in
+    both columns ("cannot read file: Too many levels of symbolic links"). The reasons the decoder
+    and the walk write lead with Chinese words there, the English kept for its details."""
+    good = cv2.imencode(".jpg", np.full((480, 640, 3), GREY, np.uint8))[1].tobytes()
+    broken = {"empty.jpg": b"", "x.jpg": b"this is not a photo\n", "cut.jpg": good[: len(good) // 2]}
+    factory = open_database(f"sqlite:///{tmp_path / 'reasons.db'}")
+    with transaction(factory) as session:
+        for name, data in broken.items():
+            with pytest.raises(ImageError) as refused:
+                decode_photo(data, source=name)
+            session.add(
+                Photo(
+                    sha256=hashlib.sha256(name.encode()).hexdigest(),
+                    path=name,
+                    source="patrol",
+                    status="unreadable",
+                    error=refused.value.reason,
+                    processed_at=T0,
+                )
+            )
+        session.add(
+            Photo(
+                sha256="d" * 64,
+                path="loop.jpg",
+                source="patrol",
+                status="unreadable",
+                error="cannot read file: Too many levels of symbolic links",  # the walk's words for a loop
+                processed_at=T0,
+            )
+        )
+    out = tmp_path / "out"
+    html = write_report(factory, out, RULES).read_text(encoding="utf-8")
+    with (out / "problem_photos.csv").open(encoding="utf-8-sig") as handle:
+        zh = {row["path"]: (row["reason_zh"], row["reason"]) for row in csv.DictReader(handle)}
+    for path, words in [
+        ("empty.jpg", "空文件"),
+        ("x.jpg", "不是图片"),
+        ("cut.jpg", "文件不完整（被截断）"),
+        ("loop.jpg", "无法读取文件"),
+    ]:
+        chinese, english = zh[path]
+        assert chinese == f"{words}：{english}", path
+        assert f'<span class="zh">{words}：' in html

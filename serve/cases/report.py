@@ -111,6 +111,21 @@ PHOTO_STATUSES = {
     PhotoStatus.UNDATED: ("无拍摄时间", "undated"),
     PhotoStatus.OUTSIDE: ("不在网格内", "outside"),
 }
+# An unreadable file's reason is written in English by the decoder and the walk (vision.core.imageio,
+# serve.cases.scan); the Chinese page leads it with these words, the English kept for its details
+UNREADABLE_ZH = (
+    ("cannot read file", "无法读取文件"),
+    ("empty file", "空文件"),
+    ("truncated file", "文件不完整（被截断）"),
+    ("not an image", "不是图片"),
+    ("corrupt image data", "图片数据损坏"),
+    ("unsupported format", "不支持的图片格式"),
+    ("decompression bomb", "像素数超过上限（疑似解压炸弹）"),
+    ("invalid size", "图片尺寸无效"),
+    ("too small", "图片太小，无法判断"),
+    ("cannot apply EXIF orientation", "无法按 EXIF 方向转正"),
+    ("the file name is not UTF-8", "文件名不是 UTF-8 编码"),
+)
 REASONS = {
     PhotoStatus.UNLOCATED: (
         "无位置：照片无 GPS 信息或信息不合理；可在 sidecar CSV 中补充 lat/lon",
@@ -426,6 +441,13 @@ def write_problem_photos_csv(session: Session, rules: CaseRules, handle: TextIO)
     return rows
 
 
+def _reason_zh(reason: str) -> str:
+    """The Chinese column showed the English reason alone ("cannot read file: Too many levels of
+    symbolic links") on a page in Chinese; a reason of no known kind stays as written."""
+    words = next((zh for prefix, zh in UNREADABLE_ZH if reason.startswith(prefix)), None)
+    return f"{words}：{reason}" if words else reason
+
+
 def _problem_photos(session: Session, rules: CaseRules, limit: int | None = None) -> Iterator[dict[str, Any]]:
     """`findings`: the events the patrol rule would file from the photo once it is located or dated,
     as scan.log counts them; `detections`: every box the model saw (parked cars, bicycles, ... too).
@@ -456,7 +478,7 @@ def _problem_photos(session: Session, rules: CaseRules, limit: int | None = None
                 f"a copy of evidence of {case_number}: added to that case as evidence, no case of its own",
             )
         elif photo.error:
-            reason = (photo.error, photo.error)
+            reason = (_reason_zh(photo.error), photo.error)
         else:
             reason = REASONS.get(photo.status, ("", ""))
         yield {
