@@ -824,6 +824,33 @@ def test_a_sidecar_locates_photos_without_gps(
             assert case.grid_code == GRIDS[3].code
 
 
+def test_a_scan_from_inside_the_archive_does_not_take_in_its_own_report(
+    tmp_path: Path, samples: list[Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cd archive; streetorder scan .` writes the report into archive/out/ (the default --out):
+    the next scan took its thumbnails (boxes drawn) and crops in as patrol photos, joined them to
+    their cases as copies and listed the rest unlocated, and counted scan.log and the report among
+    the files it does not read."""
+    photos = tmp_path / "archive"
+    for i, source in enumerate(samples[:3]):
+        place(source, photos / f"p{i}.jpg", spot(i), START + timedelta(minutes=i))
+    monkeypatch.chdir(photos)
+    db = f"sqlite:///{tmp_path / 'scan.db'}"
+    assert cli([".", "--db", db, "--no-progress"]) == 0
+    assert sorted((photos / "out" / "thumbs").glob("*.jpg"))  # the report is in the archive
+    first = capsys.readouterr().out
+    assert "not read" not in first
+    with open_database(db)() as session:
+        before = session.scalar(select(func.count(Evidence.id)))
+    assert cli([".", "--db", db, "--no-progress"]) == 0
+    again = capsys.readouterr().out
+    assert "scanned 3 photo(s)" in again and "0 new, 3 already recorded" in again and "not read" not in again
+    with open_database(db)() as session:
+        assert session.scalar(select(func.count(Evidence.id))) == before
+        assert session.scalar(select(func.count(Photo.id))) == 3
+    assert "out: the scan's output folder, not scanned" in (photos / "out" / "scan.log").read_text()
+
+
 def test_a_copy_without_gps_says_it_joined_the_case_of_its_original(
     tmp_path: Path, samples: list[Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
