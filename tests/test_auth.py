@@ -7,6 +7,7 @@ import contextlib
 import io
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from conftest import Service
@@ -209,6 +210,33 @@ def test_keys_cli_creates_a_key_the_service_accepts(
         data={"service_code": "07001", "lat": 34.7235, "long": 113.6265, "api_key": key},
     )
     assert posted.status_code == 201, posted.text
+
+
+def test_keys_cli_takes_the_database_after_its_verb_too(
+    service: Service, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`keys create --scope admin --name ops --db URL`, as a scan takes `--db` after its paths, was
+    refused as an unrecognized argument; it creates the key in that database, and the later verbs
+    take it there too."""
+    monkeypatch.setenv("STREETORDER_SECRET", service.settings.secret)
+    monkeypatch.chdir(tmp_path)  # a key put in the default database would land here, unseen
+    from serve.cases.settings import get_settings
+
+    get_settings.cache_clear()
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            assert (
+                keys_cli(["create", "--scope", "admin", "--name", "ops", "--db", service.settings.db_url])
+                == 0
+            )
+            key = out.getvalue().strip()
+            assert keys_cli(["list", "--db", service.settings.db_url]) == 0
+    finally:
+        get_settings.cache_clear()
+    assert service.client.get("/v1/cases", headers={"X-API-Key": key}).status_code == 200
+    assert key.split("_")[1] in out.getvalue().splitlines()[-1]
+    assert not (tmp_path / "streetorder.db").exists()
 
 
 def test_keys_cli_gives_a_key_its_own_rate_and_changes_it(

@@ -461,7 +461,7 @@ def test_users_cli_makes_the_first_admin_who_can_then_sign_in(
             assert users_cli([*db, "create", "u" * 65, "--role", "admin"]) == 1  # wider than the column
             assert users_cli([*db, "create", "u2", "--role", "admin", "--name", "名" * 65]) == 1
             assert users_cli([*db, "create", "h1", "--role", "handler", "--department", SANITATION]) == 0
-            assert users_cli([*db, "disable", "h1"]) == 0
+            assert users_cli(["disable", "h1", *db]) == 0  # --db after the verb, as scan takes it
             assert users_cli([*db, "disable", "first"]) == 1  # the last admin: nobody could manage people
             assert users_cli([*db, "list"]) == 0
     finally:

@@ -33,10 +33,10 @@ from serve.cases.enums import PhotoStatus
 from serve.cases.findings import CaseRules, Finding, record_finding
 from serve.cases.grids import haversine_m, load_grids
 from serve.cases.intake import Placement, join_as_copy
-from serve.cases.orm import Case, Evidence, Photo
+from serve.cases.orm import Case, Evidence, FlowEntry, Photo
 from serve.cases.report import ReportOptions, write_report
 from vision.core.boxes import Box
-from vision.core.imageio import Position
+from vision.core.imageio import ImageError, Position, decode_photo
 from vision.core.taxonomy import load_taxonomy
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -127,7 +127,8 @@ def test_report_files(database: sessionmaker[Session], tmp_path: Path) -> None:
     assert [r["number"] for r in rows] == ["SO202611200001", "SO202611200002", "SO202611200003"]
     assert rows[0]["grid_code"] == grids[0].code and rows[2]["grid_code"] == grids[5].code
     assert rows[0]["cjt214"] == "0102" and rows[1]["gbt47678"] == "06042"
-    assert rows[0]["filed_at"] == "2026-11-20T09:00:00+08:00" and rows[0]["evidence"] == "1"
+    assert rows[0]["filed_at"] == "" and rows[0]["first_seen_at"] == "2026-11-20T09:00:00+08:00"
+    assert rows[0]["evidence"] == "1"
 
     collection = json.loads((out / "cases.geojson").read_text(encoding="utf-8"))
     assert collection["type"] == "FeatureCollection" and len(collection["features"]) == 3
@@ -333,9 +334,75 @@ def test_the_page_shows_a_bounded_part_and_says_where_the_rest_is(
         rows = {row["path"]: row for row in csv.DictReader(handle)}
     assert rows["/archive/cut.jpg"]["status"] == "unreadable"
     assert rows["/archive/cut.jpg"]["reason"] == "truncated file (OSError)"
+    assert rows["/archive/cut.jpg"]["reason_zh"] == "文件不完整（被截断）：truncated file (OSError)"
     assert rows["/archive/nogps.jpg"]["status"] == "unlocated"
     nogps = rows["/archive/nogps.jpg"]
     assert "sidecar" in nogps["reason"] and "sidecar" in nogps["reason_zh"] and nogps["detections"] == "1"
+
+
+def test_filed_at_is_the_filing_and_empty_while_the_case_awaits_review(
+    database: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """cases.csv gave every case awaiting review a `filed_at` (the time of the photo that opened it),
+    and a case filed on 7 December kept its photo's 20 November there: a reader took the first for
+    filed and the second for filed weeks before its deadline. `filed_at` is the 立案 step's time."""
+    filed = datetime(2026, 12, 7, 22, 29, 34, tzinfo=TZ)
+    with transaction(database) as session:
+        case = session.scalars(select(Case).order_by(Case.id)).first()
+        assert case is not None
+        case.state = "filed"
+        for action, to_state in (("confirm", "verified"), ("file", "filed")):
+            session.add(
+                FlowEntry(
+                    case_id=case.id, action=action, to_state=to_state, operator="ops", at=filed, overdue=False
+                )
+            )
+    out = tmp_path / "out"
+    write_report(database, out, RULES)
+    with (out / "cases.csv").open(encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["state"], r["filed_at"]) for r in rows] == [
+        ("filed", "2026-12-07T22:29:34+08:00"),
+        ("reported", ""),
+        ("reported", ""),
+    ]
+    collection = json.loads((out / "cases.geojson").read_text(encoding="utf-8"))
+    assert [f["properties"]["filed_at"] for f in collection["features"]] == [r["filed_at"] for r in rows]
+
+
+def test_an_unlocated_photo_counts_its_findings_as_scan_log_does(
+    database: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """scan.log said "no case filed (0 finding(s) seen)" for a street photo the report listed with 4
+    detections (parked cars, a bicycle): the report counted every box, the log the events the patrol
+    rule files. The report gives both, the findings counted as the log counts them."""
+    boxes = [
+        {"xyxy": [1, 2, 30, 40], "confidence": 0.9, "class": "car"},
+        {"xyxy": [5, 2, 30, 40], "confidence": 0.8, "class": "bicycle"},
+        {"xyxy": [9, 2, 30, 40], "confidence": 0.9, "class": "garbage"},
+        {"xyxy": [9, 9, 30, 40], "confidence": 0.7, "class": "garbage"},
+        {"xyxy": [1, 9, 30, 40], "confidence": 0.2, "class": "overflow"},  # under its min_confidence
+    ]
+    with transaction(database) as session:
+        session.add(
+            Photo(
+                sha256="c" * 64,
+                path="/archive/street.jpg",
+                source="patrol",
+                status="unlocated",
+                detections=boxes,
+                processed_at=T0,
+            )
+        )
+    out = tmp_path / "out"
+    html = write_report(database, out, RULES).read_text(encoding="utf-8")
+    with (out / "problem_photos.csv").open(encoding="utf-8-sig") as handle:
+        rows = {row["path"]: row for row in csv.DictReader(handle)}
+    street = rows["/archive/street.jpg"]
+    assert (street["findings"], street["detections"]) == ("1", "5")  # exposed garbage, twice boxed
+    assert (rows["/archive/cut.jpg"]["findings"], rows["/archive/cut.jpg"]["detections"]) == ("0", "0")
+    row = html[html.index("/archive/street.jpg") :]
+    assert '<td class="n">1 / 5</td>' in row[: row.index("</tr>")]
 
 
 def test_a_photo_replaced_or_removed_after_the_scan_is_not_drawn_under_its_old_boxes(
@@ -480,3 +547,49 @@ def test_a_citizen_request_without_a_photo_is_not_a_photo_gone(
     assert "is gone since it was scanned" not in html and "open311 request 处的照片" not in html
     assert "路边有一堆垃圾" in html and "桶满了" in html
     assert 'href="https://example.org/p.jpg"' in html and 'href="javascript:' not in html
+
+
+def test_the_chinese_reason_of_an_unreadable_file_is_in_chinese(tmp_path: Path) -> None:
+    """The page is in Chinese, yet an unreadable file's reason was the decoder's English alone in
+    both columns ("cannot read file: Too many levels of symbolic links"). The reasons the decoder
+    and the walk write lead with Chinese words there, the English kept for its details."""
+    good = cv2.imencode(".jpg", np.full((480, 640, 3), GREY, np.uint8))[1].tobytes()
+    broken = {"empty.jpg": b"", "x.jpg": b"this is not a photo\n", "cut.jpg": good[: len(good) // 2]}
+    factory = open_database(f"sqlite:///{tmp_path / 'reasons.db'}")
+    with transaction(factory) as session:
+        for name, data in broken.items():
+            with pytest.raises(ImageError) as refused:
+                decode_photo(data, source=name)
+            session.add(
+                Photo(
+                    sha256=hashlib.sha256(name.encode()).hexdigest(),
+                    path=name,
+                    source="patrol",
+                    status="unreadable",
+                    error=refused.value.reason,
+                    processed_at=T0,
+                )
+            )
+        session.add(
+            Photo(
+                sha256="d" * 64,
+                path="loop.jpg",
+                source="patrol",
+                status="unreadable",
+                error="cannot read file: Too many levels of symbolic links",  # the walk's words for a loop
+                processed_at=T0,
+            )
+        )
+    out = tmp_path / "out"
+    html = write_report(factory, out, RULES).read_text(encoding="utf-8")
+    with (out / "problem_photos.csv").open(encoding="utf-8-sig") as handle:
+        zh = {row["path"]: (row["reason_zh"], row["reason"]) for row in csv.DictReader(handle)}
+    for path, words in [
+        ("empty.jpg", "空文件"),
+        ("x.jpg", "不是图片"),
+        ("cut.jpg", "文件不完整（被截断）"),
+        ("loop.jpg", "无法读取文件"),
+    ]:
+        chinese, english = zh[path]
+        assert chinese == f"{words}：{english}", path
+        assert f'<span class="zh">{words}：' in html

@@ -824,6 +824,64 @@ def test_a_sidecar_locates_photos_without_gps(
             assert case.grid_code == GRIDS[3].code
 
 
+def test_a_scan_from_inside_the_archive_does_not_take_in_its_own_report(
+    tmp_path: Path, samples: list[Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cd archive; streetorder scan .` writes the report into archive/out/ (the default --out):
+    the next scan took its thumbnails (boxes drawn) and crops in as patrol photos, joined them to
+    their cases as copies and listed the rest unlocated, and counted scan.log and the report among
+    the files it does not read."""
+    photos = tmp_path / "archive"
+    for i, source in enumerate(samples[:3]):
+        place(source, photos / f"p{i}.jpg", spot(i), START + timedelta(minutes=i))
+    monkeypatch.chdir(photos)
+    db = f"sqlite:///{tmp_path / 'scan.db'}"
+    assert cli([".", "--db", db, "--no-progress"]) == 0
+    assert sorted((photos / "out" / "thumbs").glob("*.jpg"))  # the report is in the archive
+    first = capsys.readouterr().out
+    assert "not read" not in first
+    with open_database(db)() as session:
+        before = session.scalar(select(func.count(Evidence.id)))
+    assert cli([".", "--db", db, "--no-progress"]) == 0
+    again = capsys.readouterr().out
+    assert "scanned 3 photo(s)" in again and "0 new, 3 already recorded" in again and "not read" not in again
+    with open_database(db)() as session:
+        assert session.scalar(select(func.count(Evidence.id))) == before
+        assert session.scalar(select(func.count(Photo.id))) == 3
+    assert "out: the scan's output folder, not scanned" in (photos / "out" / "scan.log").read_text()
+
+
+def test_a_copy_without_gps_says_it_joined_the_case_of_its_original(
+    tmp_path: Path, samples: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A photo re-saved at quality 70 (EXIF gone) joined its original's case as a copy, yet scan.log
+    warned "unlocated ...; no case filed" and the report listed it to be given a place in a sidecar,
+    which would change nothing. Both say which case it joined."""
+    photos = tmp_path / "archive"
+    place(samples[0], photos / "a" / "original.jpg", spot(2), START)
+    copy = photos / "b" / "copy.jpg"
+    copy.parent.mkdir()
+    cv2.imwrite(str(copy), cv2.imread(str(photos / "a" / "original.jpg")), [cv2.IMWRITE_JPEG_QUALITY, 70])
+    db = f"sqlite:///{tmp_path / 'scan.db'}"
+    out = tmp_path / "out"
+    assert cli([str(photos), "--db", db, "--out", str(out), "--no-progress"]) == 0
+    with open_database(db)() as session:
+        numbers = sorted(session.scalars(select(Case.number)))
+        (row,) = session.scalars(select(Photo).where(Photo.path == str(copy.resolve())))
+        assert row.status == "unlocated" and numbers
+    captured = capsys.readouterr()
+    assert str(copy.resolve()) not in captured.err + captured.out  # no warning: nothing to do
+    (line,) = [line for line in (out / "scan.log").read_text().splitlines() if "copy.jpg" in line]
+    assert f"a copy of evidence of {', '.join(numbers)}: added to it as evidence" in line
+    with (out / "problem_photos.csv").open(encoding="utf-8-sig") as handle:
+        (listed,) = [r for r in csv.DictReader(handle) if r["path"] == str(copy.resolve())]
+    assert (
+        listed["reason"]
+        == f"a copy of evidence of {numbers[0]}: added to that case as evidence, no case of its own"
+    )
+    assert numbers[0] in listed["reason_zh"] and "sidecar" not in listed["reason_zh"]
+
+
 def test_a_photo_with_an_implausible_exif_time_waits_undated_for_a_sidecar_time(
     tmp_path: Path, samples: list[Path]
 ) -> None:

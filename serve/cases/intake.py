@@ -119,7 +119,7 @@ class Intake:
     photo: Photo
     known: bool  # the same bytes came before and brought nothing new: nothing was written
     events: dict[str, tuple[Box, ...]] = field(default_factory=dict)  # what the patrol rule finds
-    updates: list[CaseUpdate] = field(default_factory=list)  # empty unless the photo is `done`
+    updates: list[CaseUpdate] = field(default_factory=list)  # none unless `done` or a copy (`copy_of`)
     copy_of: list[Evidence] = field(default_factory=list)  # evidence elsewhere this photo is a copy of
 
 
@@ -239,10 +239,18 @@ def patrol_findings(detections: sv.Detections, taxonomy: Taxonomy) -> dict[str, 
     A class files its event from a photo alone only where it is marked `patrol: true` (a parked car
     is no violation without a no-parking zone) and only at or above its own `min_confidence`.
     """
+    return patrol_events(boxes_of(detections, taxonomy.names), taxonomy)
+
+
+def patrol_events(boxes: Sequence[Box], taxonomy: Taxonomy) -> dict[str, tuple[Box, ...]]:
+    """`patrol_findings` of boxes already read (a photo row's stored detections): the report counts
+    an unlocated photo's findings by the rule that files them once it is located."""
     classes = {c.name: c for c in taxonomy.classes}
     found: dict[str, list[Box]] = {}
-    for box in boxes_of(detections, taxonomy.names):
-        cls = classes[box.class_name]
+    for box in boxes:
+        cls = classes.get(box.class_name)
+        if cls is None:  # a class the taxonomy no longer has (stored by an older model)
+            continue
         if cls.event is not None and cls.patrol and box.confidence >= cls.min_confidence:
             found.setdefault(cls.event, []).append(box)
     return {event: tuple(found[event]) for event in sorted(found)}

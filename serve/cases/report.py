@@ -37,12 +37,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from serve.cases.coords import CoordSystem, crs_member, from_wgs84
-from serve.cases.enums import PhotoStatus, State
+from serve.cases.enums import Action, PhotoStatus, State
 from serve.cases.errors import NotFound
 from serve.cases.evidence import evidence_bytes
 from serve.cases.findings import CaseRules
+from serve.cases.intake import patrol_events
 from serve.cases.navigation import navigation_links
-from serve.cases.orm import Case, Evidence, Photo
+from serve.cases.orm import Case, Evidence, FlowEntry, Photo
 from serve.cases.spreadsheet import inert
 from serve.cases.times import local_iso
 from vision.core.boxes import parse_boxes
@@ -72,7 +73,7 @@ CASE_COLUMNS = (
     "last_seen_at",
     "evidence",
 )
-PROBLEM_COLUMNS = ("path", "status", "reason_zh", "reason", "detections", "taken_at")
+PROBLEM_COLUMNS = ("path", "status", "reason_zh", "reason", "findings", "detections", "taken_at")
 
 
 # Words of the report, Chinese first and English for the toggle (the console's names of the same things)
@@ -110,6 +111,21 @@ PHOTO_STATUSES = {
     PhotoStatus.UNDATED: ("无拍摄时间", "undated"),
     PhotoStatus.OUTSIDE: ("不在网格内", "outside"),
 }
+# An unreadable file's reason is written in English by the decoder and the walk (vision.core.imageio,
+# serve.cases.scan); the Chinese page leads it with these words, the English kept for its details
+UNREADABLE_ZH = (
+    ("cannot read file", "无法读取文件"),
+    ("empty file", "空文件"),
+    ("truncated file", "文件不完整（被截断）"),
+    ("not an image", "不是图片"),
+    ("corrupt image data", "图片数据损坏"),
+    ("unsupported format", "不支持的图片格式"),
+    ("decompression bomb", "像素数超过上限（疑似解压炸弹）"),
+    ("invalid size", "图片尺寸无效"),
+    ("too small", "图片太小，无法判断"),
+    ("cannot apply EXIF orientation", "无法按 EXIF 方向转正"),
+    ("the file name is not UTF-8", "文件名不是 UTF-8 编码"),
+)
 REASONS = {
     PhotoStatus.UNLOCATED: (
         "无位置：照片无 GPS 信息或信息不合理；可在 sidecar CSV 中补充 lat/lon",
@@ -161,7 +177,7 @@ def write_report(
         with (out / "cases.geojson").open("w", encoding="utf-8") as handle:
             write_cases_geojson(session, rules, handle, options.geojson_crs)
         with (out / "problem_photos.csv").open("w", encoding="utf-8-sig", newline="") as handle:
-            unfiled = write_problem_photos_csv(session, tz, handle)
+            unfiled = write_problem_photos_csv(session, rules, handle)
         totals = _totals(session)
         context = {
             "generated": _newest_time(session, tz),
@@ -170,7 +186,7 @@ def write_report(
             "grids": _grid_counts(session, rules),
             "cases": _html_cases(session, rules, out, options, evidence_dir),
             "cases_shown": min(options.html_cases, totals["cases"]),
-            "problems": _problem_photos(session, tz, options.html_photos),
+            "problems": _problem_photos(session, rules, options.html_photos),
             "problems_total": unfiled,
             "problems_shown": min(options.html_photos, unfiled),
             "unlisted": unlisted_folders[: options.html_photos],
@@ -201,16 +217,31 @@ def _evidence_counts() -> Any:
     )
 
 
+def _filings() -> Any:
+    """Each filed case's 立案 time, its latest `file` step (`closing.filed_at`), in one query."""
+    return (
+        select(FlowEntry.case_id, func.max(FlowEntry.at).label("at"))
+        .where(FlowEntry.action == Action.FILE)
+        .group_by(FlowEntry.case_id)
+        .subquery("filings")
+    )
+
+
 def _case_rows(session: Session, rules: CaseRules, newest_first: bool = False) -> Iterator[dict[str, Any]]:
+    """`filed_at` is when the case was filed (立案), empty while it awaits review: the case row's own
+    `filed_at` (the API's) is when the photo that opened it was taken, which a spreadsheet's reader
+    took for a filing that had not happened."""
     counts = _evidence_counts()
+    filings = _filings()
     order = Case.id.desc() if newest_first else Case.id
     query = (
-        select(Case, func.coalesce(counts.c.n, 0))
+        select(Case, func.coalesce(counts.c.n, 0), filings.c.at)
         .outerjoin(counts, counts.c.case_id == Case.id)
+        .outerjoin(filings, filings.c.case_id == Case.id)
         .order_by(order)
     )
     tz = rules.calendar.timezone
-    for case, evidence_count in session.execute(query.execution_options(yield_per=500)):
+    for case, evidence_count, filed in session.execute(query.execution_options(yield_per=500)):
         event = rules.taxonomy.events.get(case.event)
         yield {
             "id": case.id,
@@ -230,7 +261,7 @@ def _case_rows(session: Session, rules: CaseRules, newest_first: bool = False) -
             "lon": round(case.lon, 7),
             "description": case.description,  # for report.html's map links; not a column
             "address": case.address or "",
-            "filed_at": _local(case.filed_at, tz),
+            "filed_at": _local(filed, tz),
             "deadline_at": _local(case.deadline_at, tz),
             "first_seen_at": _local(case.first_seen_at, tz),
             "last_seen_at": _local(case.last_seen_at, tz),
@@ -398,28 +429,64 @@ def _save(path: Path, image: np.ndarray, options: ReportOptions) -> None:
     path.write_bytes(encoded.tobytes())
 
 
-def write_problem_photos_csv(session: Session, tz: tzinfo, handle: TextIO) -> int:
+def write_problem_photos_csv(session: Session, rules: CaseRules, handle: TextIO) -> int:
     """Every photo that could not be filed, with its reason (the page lists the first ones)."""
     writer = csv.DictWriter(handle, fieldnames=PROBLEM_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     rows = 0
-    for row in _problem_photos(session, tz):
+    for row in _problem_photos(session, rules):
         record = {**row, "reason_zh": row["reason"][0], "reason": row["reason"][1]}
         writer.writerow({key: inert(record[key]) for key in PROBLEM_COLUMNS})
         rows += 1
     return rows
 
 
-def _problem_photos(session: Session, tz: tzinfo, limit: int | None = None) -> Iterator[dict[str, Any]]:
-    query = (
-        select(Photo).where(Photo.status != PhotoStatus.DONE).order_by(Photo.status, Photo.path).limit(limit)
+def _reason_zh(reason: str) -> str:
+    """The Chinese column showed the English reason alone ("cannot read file: Too many levels of
+    symbolic links") on a page in Chinese; a reason of no known kind stays as written."""
+    words = next((zh for prefix, zh in UNREADABLE_ZH if reason.startswith(prefix)), None)
+    return f"{words}：{reason}" if words else reason
+
+
+def _problem_photos(session: Session, rules: CaseRules, limit: int | None = None) -> Iterator[dict[str, Any]]:
+    """`findings`: the events the patrol rule would file from the photo once it is located or dated,
+    as scan.log counts them; `detections`: every box the model saw (parked cars, bicycles, ... too).
+
+    A photo without a place or time of its own that is a copy of a case's evidence joined that case
+    (`intake.join_as_copy`): its reason says so, where it said to give the place in a sidecar, which
+    would change nothing."""
+    joined = (
+        select(Evidence.photo_id, func.min(Case.number).label("number"))
+        .join(Case, Case.id == Evidence.case_id)
+        .where(Evidence.photo_id.is_not(None))
+        .group_by(Evidence.photo_id)
+        .subquery("joined")
     )
-    for photo in session.scalars(query.execution_options(yield_per=200)):
+    query = (
+        select(Photo, joined.c.number)
+        .outerjoin(joined, joined.c.photo_id == Photo.id)
+        .where(Photo.status != PhotoStatus.DONE)
+        .order_by(Photo.status, Photo.path)
+        .limit(limit)
+    )
+    tz = rules.calendar.timezone
+    for photo, case_number in session.execute(query.execution_options(yield_per=200)):
+        boxes = parse_boxes(photo.detections, f"photo {photo.id}").boxes
+        if case_number is not None:
+            reason = (
+                f"与案卷 {case_number} 已有的证据照片相同或几乎相同，已作为其证据并入，不另建案",
+                f"a copy of evidence of {case_number}: added to that case as evidence, no case of its own",
+            )
+        elif photo.error:
+            reason = (_reason_zh(photo.error), photo.error)
+        else:
+            reason = REASONS.get(photo.status, ("", ""))
         yield {
             "path": photo.path,
             "status": photo.status,
             "status_name": PHOTO_STATUSES.get(photo.status, (photo.status, photo.status)),
-            "reason": (photo.error, photo.error) if photo.error else REASONS.get(photo.status, ("", "")),
-            "detections": len(parse_boxes(photo.detections, f"photo {photo.id}").boxes),
+            "reason": reason,
+            "findings": len(patrol_events(boxes, rules.taxonomy)),
+            "detections": len(boxes),
             "taken_at": _local(photo.taken_at, tz),
         }

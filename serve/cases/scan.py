@@ -93,7 +93,10 @@ class ScanInputError(ValueError):
 
 
 def iter_photos(
-    inputs: Sequence[Path | str], others: Counter[str] | None = None, unlisted: list[str] | None = None
+    inputs: Sequence[Path | str],
+    others: Counter[str] | None = None,
+    unlisted: list[str] | None = None,
+    skip: Sequence[Path] = (),
 ) -> Iterator[Path | str]:
     """Photos (JPEG, PNG, WebP, HEIC by suffix) under folders (recursively, in name order) and in
     file lists (one path a line). `others` counts the other files of the folders by suffix, so a
@@ -103,6 +106,10 @@ def iter_photos(
 
     Links to folders are followed (an archive spread over disks by links was dropped unsaid), each
     real folder once, so a link round a loop ends there.
+
+    `skip`: folders not walked, the scan's own output. `cd archive; streetorder scan .` writes its
+    report into archive/out/, and the next scan took the report's thumbnails (boxes drawn) and crops
+    in as patrol photos: copies of the evidence, each joined to its case, the rest unlocated.
 
     Streams: never holds a listing of the archive, only one folder's entries at a time (and the
     real paths of the folders walked). A list may hold URLs (s3://bucket/key.jpg, https://...): they
@@ -115,8 +122,13 @@ def iter_photos(
         source = Path(entry)
         if source.is_dir():
             walked: set[str] = set()  # real paths: a folder reached twice through links is walked once
+            skipped = {os.path.realpath(folder) for folder in skip}
             for folder, dirs, files in os.walk(source, onerror=_unlisted(unlisted), followlinks=True):
                 real = os.path.realpath(folder)
+                if real in skipped:
+                    log.info("%s: the scan's output folder, not scanned", shown_path(folder))
+                    dirs.clear()
+                    continue
                 if real in walked:  # a link round a loop, or to a folder walked already
                     dirs.clear()
                     continue
@@ -170,10 +182,11 @@ class Listing:
         others: Counter[str] | None = None,
         ahead: int = LISTING_AHEAD,
         unlisted: list[str] | None = None,
+        skip: Sequence[Path] = (),
     ) -> None:
         self.found = 0
         self.complete = False
-        self._inputs, self._others, self._unlisted = inputs, others, unlisted
+        self._inputs, self._others, self._unlisted, self._skip = inputs, others, unlisted, skip
         self._queue: queue.Queue[Path | str | None] = queue.Queue(maxsize=ahead)  # None: the end
         self._stop = threading.Event()
         self._error: Exception | None = None
@@ -199,7 +212,7 @@ class Listing:
 
     def _walk(self) -> None:
         try:
-            for item in iter_photos(self._inputs, self._others, self._unlisted):
+            for item in iter_photos(self._inputs, self._others, self._unlisted, self._skip):
                 self.found += 1
                 if not self._put(item):
                     return
@@ -495,6 +508,7 @@ class Scanner:
     batch_seconds: float = 0.5
     flyers: FlyerFinder | None = None
     stall_s: float | None = 600.0  # watchdog: a photo taking longer stops the scan (WorkerStalled)
+    skip_folders: tuple[Path, ...] = ()  # not walked: the scan's output (`iter_photos`)
 
     @property
     def inspector(self) -> Inspector:
@@ -530,7 +544,8 @@ class Scanner:
             lambda items: ordered_map(self.inspector, items, self.workers, stall_s=self.stall_s)
         )
         bar = tqdm(unit="img", desc="scan, listing", disable=not progress, dynamic_ncols=True)
-        with Listing(inputs, stats.other_files, unlisted=stats.unlisted_folders) as listing, bar:
+        listing = Listing(inputs, stats.other_files, unlisted=stats.unlisted_folders, skip=self.skip_folders)
+        with listing, bar:
 
             def committed(count: int) -> None:
                 if listing.complete and bar.total is None:
@@ -686,9 +701,19 @@ class Scanner:
                 PhotoStatus.UNDATED: "no capture time",
                 PhotoStatus.OUTSIDE: "taken outside every unit grid of the layout",
             }[status]
-            log.warning(
-                "%s: %s: %s; no case filed (%d finding(s) seen)", source, status, why, len(intake.events)
-            )
+            if intake.updates:  # a copy of a case's evidence: it joined that case, whatever it lacks
+                joined = ", ".join(dict.fromkeys(update.case.number for update in intake.updates))
+                log.info(
+                    "%s: %s: %s; a copy of evidence of %s: added to it as evidence",
+                    source,
+                    status,
+                    why,
+                    joined,
+                )
+            else:
+                log.warning(
+                    "%s: %s: %s; no case filed (%d finding(s) seen)", source, status, why, len(intake.events)
+                )
         return status
 
     def _unreadable(self, session: Session, stats: ScanStats, source: str, key: str, reason: str) -> str:

@@ -86,3 +86,13 @@ def _number(text: str) -> float:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def verb_db() -> argparse.ArgumentParser:
+    """`--db` for the verbs of a mode that takes it before its verb (`keys`, `users`), so that
+    `keys create --db URL` reads like `scan ... --db URL`: it was refused as an unknown argument
+    (the database a scan had just filled took no key), and without it the key went, unsaid, into a
+    new streetorder.db in the working folder that the service on the scanned database never read."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--db", default=argparse.SUPPRESS, help="database URL (also before the verb)")
+    return parent

@@ -14,6 +14,7 @@ from serve.cases.db import open_database, transaction
 from serve.cases.errors import DomainError
 from serve.cases.orm import ApiKey
 from serve.cases.settings import get_settings
+from serve.cli.args import verb_db
 
 
 def cli(argv: list[str]) -> int:
@@ -21,14 +22,15 @@ def cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="streetorder keys", description=cli.__doc__)
     parser.add_argument("--db", help="database URL (default STREETORDER_DB_URL or settings)")
     verbs = parser.add_subparsers(dest="verb", required=True)
-    create = verbs.add_parser("create", help="create a key and print it")
+    db = verb_db()
+    create = verbs.add_parser("create", parents=[db], help="create a key and print it")
     create.add_argument("--scope", action="append", required=True, choices=SCOPES, help="repeat for several")
     create.add_argument("--name", default="cli", help="who uses it (appears in flow logs)")
     rate_help = "the key's own rate, requests a minute (default: its scopes' rate)"
     create.add_argument("--rate-per-min", type=int, metavar="N", help=rate_help)
-    verbs.add_parser("list", help="list keys (ids, names, scopes, own rates; never secrets)")
+    verbs.add_parser("list", parents=[db], help="list keys (ids, names, scopes, own rates; never secrets)")
     change = verbs.add_parser(
-        "rate", help="change a key's rate (services apply it on the key's next request)"
+        "rate", parents=[db], help="change a key's rate (services apply it on the key's next request)"
     )
     change.add_argument("key_id")
     new_rate = change.add_mutually_exclusive_group(required=True)
@@ -36,7 +38,7 @@ def cli(argv: list[str]) -> int:
         "--rate-per-min", type=int, metavar="N", help="the key's own rate, requests a minute"
     )
     new_rate.add_argument("--by-scope", action="store_true", help="back to the rate of its scopes")
-    revoke = verbs.add_parser("revoke", help="revoke a key by its id")
+    revoke = verbs.add_parser("revoke", parents=[db], help="revoke a key by its id")
     revoke.add_argument("key_id")
     args = parser.parse_args(argv)
     settings = get_settings()

@@ -102,6 +102,7 @@ def cli(argv: list[str]) -> int:
         batch=1 if simple else max(1, args.batch),
         flyers=flyers,
         stall_s=args.stall_s or None,
+        skip_folders=(args.out,),
     )
     log.info(
         "scanning %s with %s (%s), %s engine, %d worker(s), flyer reader %s, into %s",

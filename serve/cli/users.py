@@ -19,6 +19,7 @@ from serve.cases.errors import DomainError
 from serve.cases.orm import User
 from serve.cases.people import create_user, disable_user
 from serve.cases.settings import get_settings
+from serve.cli.args import verb_db
 
 PASSWORD_ENV = "STREETORDER_NEW_PASSWORD"
 
@@ -40,14 +41,15 @@ def cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="streetorder users", description=cli.__doc__)
     parser.add_argument("--db", help="database URL (default STREETORDER_DB_URL or settings)")
     verbs = parser.add_subparsers(dest="verb", required=True)
-    create = verbs.add_parser("create", help="create an account")
+    db = verb_db()
+    create = verbs.add_parser("create", parents=[db], help="create an account")
     create.add_argument("username")
     create.add_argument("--role", required=True, choices=[r.value for r in Role])
     create.add_argument("--name", help="display name in flow logs (default: the username)")
     create.add_argument("--department", help="handlers: their department (configs/routing.yaml)")
     create.add_argument("--grid", action="append", default=[], help="inspectors: a responsibility grid code")
-    verbs.add_parser("list", help="list accounts")
-    disable = verbs.add_parser("disable", help="disable an account and end its sessions")
+    verbs.add_parser("list", parents=[db], help="list accounts")
+    disable = verbs.add_parser("disable", parents=[db], help="disable an account and end its sessions")
     disable.add_argument("username")
     args = parser.parse_args(argv)
     settings = get_settings()
