@@ -849,6 +849,9 @@ def test_a_scan_from_inside_the_archive_does_not_take_in_its_own_report(
         assert session.scalar(select(func.count(Evidence.id))) == before
         assert session.scalar(select(func.count(Photo.id))) == 3
     assert "out: the scan's output folder, not scanned" in (photos / "out" / "scan.log").read_text()
+    # the report's folder scanned itself: nothing would be walked, and a zero-photo scan said nothing
+    assert cli([".", "--out", ".", "--db", db, "--no-progress"]) == 2
+    assert "is the report's folder (--out .)" in capsys.readouterr().err
 
 
 def test_a_copy_without_gps_says_it_joined_the_case_of_its_original(

@@ -61,6 +61,10 @@ def cli(argv: list[str]) -> int:
         for source in inputs:
             if not source.exists():
                 raise ScanInputError(f"{source}: no such file or folder")
+            if source.is_dir() and source.resolve() == args.out.resolve():  # never walked (`iter_photos`)
+                raise ScanInputError(
+                    f"{source}: is the report's folder (--out {args.out}): give the report one of its own"
+                )
             if source.is_file() and source.suffix.lower() not in PHOTO_SUFFIXES:
                 check_list_file(source)
         flyers = load_flyer_finder(settings, args.flyers)
