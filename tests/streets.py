@@ -170,6 +170,20 @@ def labelled_crop(stem: str, row: int) -> np.ndarray:
     return image[max(0, y1) : y1 + int(h * height), max(0, x1) : x1 + int(w * width)]
 
 
+BUS = ("IMG20240615122009_jpg.rf.f416c63d84ebf80f3620e234a69cf959", 0)  # vehicles-in: a coach, side on
+
+
+def bus_in_front(frame: np.ndarray, share: float = 0.7, offset: int = 0) -> np.ndarray:
+    """A real bus close in front of the camera, over the lower `share` of the picture's height (its
+    whole width), slid `offset` pixels along as it passes: 0.7 reads as another view on the
+    traffic-cams frames (docs/cameras.md, "A view moved")."""
+    height, width = frame.shape[:2]
+    covered = frame.copy()
+    rows = round(share * height)
+    covered[height - rows :] = np.roll(cv2.resize(labelled_crop(*BUS), (width, rows)), offset, axis=1)
+    return covered
+
+
 def parked_car_frames() -> tuple[np.ndarray, np.ndarray] | None:
     """A real traffic camera's frame (640x360) with a real grey car pasted at the kerb (the current
     model finds it at 0.73), and the frame without it; None without the datasets."""

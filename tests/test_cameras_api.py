@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import re
 import shutil
 import threading
 import time
@@ -41,11 +42,19 @@ from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-from streets import DATASETS, NO_PICTURE, Scene, parked_car_frames
+from streets import DATASETS, NO_PICTURE, Scene, bus_in_front, parked_car_frames
 
 from serve.api.reload import CamerasReloader
 from serve.api.routers.cameras import camera_out
-from serve.cases.cameras import CameraCollector, CameraHub, FrameResult, Waiting, stream_state, waiting_events
+from serve.cases.cameras import (
+    CameraCollector,
+    CameraHub,
+    FrameResult,
+    Waiting,
+    stream_state,
+    view_moved_since,
+    waiting_events,
+)
 from serve.cases.db import open_database, transaction
 from serve.cases.domain import Domain, load_domain
 from serve.cases.errors import EventsKept
@@ -1418,8 +1427,9 @@ def test_a_turned_camera_judges_nothing_until_its_view_is_back_or_accepted(
 ) -> None:
     """A car parked in a PTZ camera's no-parking zone is a case; at 60 s the camera is sent to another
     preset for 60 s. Its zone then lay over another street: the cars parked there became cases on the
-    wrong place, and the car still parked at the old place was proposed resolved. Now those frames say
-    `view_moved` and are judged by no rule (told by GET /v1/cameras and /metrics); back at its preset
+    wrong place, and the car still parked at the old place was proposed resolved. Now those frames are
+    judged by no rule (`view_mismatch`), and say `view_moved` once it has lasted `view.moved_after_s`
+    (30 s; told by GET /v1/cameras and /metrics since the first of them); back at its preset
     the same case goes on; an operator who turned it on purpose accepts the new view (POST
     /v1/cameras/{id}/view, admin) and its frames are judged again: there the car is not in the zone."""
     service, client = model_service, model_service.client
@@ -1435,6 +1445,7 @@ def test_a_turned_camera_judges_nothing_until_its_view_is_back_or_accepted(
     noise = np.random.default_rng(5)
     start = SERVICE_START - timedelta(hours=1)
     actions: list[tuple[float, str, str | None]] = []
+    unjudged: list[bool] = []
     told: list[bool] = []
     for t in range(0, 164, 4):
         picture = elsewhere if 60 <= t < 120 or (after == "accepted" and t >= 120) else parked
@@ -1442,6 +1453,7 @@ def test_a_turned_camera_judges_nothing_until_its_view_is_back_or_accepted(
         response = post(service, jpeg(live.astype(np.uint8)), start + timedelta(seconds=t), camera="ptz-cam")
         assert response.status_code == 200, response.text
         body = response.json()
+        unjudged.append(body["view_mismatch"])
         told.append(body["view_moved"])
         actions += [(t, c["kind"], c["proposal"]) for c in body["cases"]]
         if t == 116:  # turned since 60 s: told
@@ -1467,7 +1479,8 @@ def test_a_turned_camera_judges_nothing_until_its_view_is_back_or_accepted(
         assert [a for a in actions if a[1] != "started"] == []
     else:  # judged again from 120 s, its zone on the new view: the car is not there, cleared 20 s later
         assert [a for a in actions if a[1] != "started"] == [(140, "cleared", "resolved")]
-    assert told == [60 <= t < 120 for t in range(0, 164, 4)]
+    assert unjudged == [60 <= t < 120 for t in range(0, 164, 4)]
+    assert told == [92 <= t < 120 for t in range(0, 164, 4)]  # 30 s after the first of them (88 s: 28 s)
     health = cameras_now(service)["ptz-cam"]["health"]
     assert health["view_moved_since"] is None
     reference = start + timedelta(seconds=116 if after == "accepted" else 20)
@@ -1475,9 +1488,10 @@ def test_a_turned_camera_judges_nothing_until_its_view_is_back_or_accepted(
 
 
 def test_a_moved_view_is_the_stream_state_and_outlives_a_restart_until_accepted(hub: Hub) -> None:
-    """A pulled camera turned away says `view_moved` as its stream state (`no_picture` first when its
-    frames show none); its reference and the moved spell are in its saved state, so a restart does
-    not take the new view for the place; the view accepted is saved at once and survives one."""
+    """A pulled camera turned away says `view_moved` as its stream state once that has lasted
+    `view.moved_after_s` (30 s; `no_picture` first when its frames show none); its reference and the
+    moved spell are in its saved state, so a restart does not take the new view for the place; the
+    view accepted is saved at once and survives one."""
     rng = np.random.default_rng(4)
 
     def shot(name: str) -> np.ndarray:
@@ -1489,21 +1503,69 @@ def test_a_moved_view_is_the_stream_state_and_outlives_a_restart_until_accepted(
     live = hub.hub.get("hub-cam")
     live.health.stream_state = "connected"  # as the camera's stream reader says
     assert stream_state(live) == "connected"
-    assert hub.result(68, [], image=shot("D0.jpg")).outcome.view_moved
+    for t in range(68, 100, 4):  # turned at 68 s: judged by nothing, not told yet
+        outcome = hub.result(t, [], image=shot("D0.jpg")).outcome
+        assert outcome.view_mismatch and not outcome.view_moved
+        assert stream_state(live) == "connected"
+    assert hub.result(100, [], image=shot("D0.jpg")).outcome.view_moved
     assert stream_state(live) == "view_moved"
-    assert hub.result(72, [], image=np.zeros((360, 640, 3), np.uint8)).outcome.no_picture == "blank"
+    assert hub.result(104, [], image=np.zeros((360, 640, 3), np.uint8)).outcome.no_picture == "blank"
     assert stream_state(live) == "no_picture"
     hub.hub.save(hub.sessions)
     hub.restart()
-    assert hub.result(76, [], image=shot("D0.jpg")).outcome.view_moved
+    assert hub.result(108, [], image=shot("D0.jpg")).outcome.view_moved
     moved_at = hub.hub.get("hub-cam").rules.view_moved_since
     assert moved_at == (SERVICE_START + timedelta(seconds=68)).timestamp()
     taken = hub.hub.accept_view("hub-cam", hub.sessions)
-    assert taken == (SERVICE_START + timedelta(seconds=76)).timestamp()
+    assert taken == (SERVICE_START + timedelta(seconds=108)).timestamp()
     hub.restart()  # nothing saved since the view was accepted but that
-    assert not hub.result(80, [], image=shot("D0.jpg")).outcome.view_moved
+    assert not hub.result(112, [], image=shot("D0.jpg")).outcome.view_mismatch
     assert hub.hub.get("hub-cam").rules.view_moved_since is None
-    assert hub.result(84, [], image=shot("B0.jpg")).outcome.view_moved  # the old aim is another view now
+    assert hub.result(116, [], image=shot("B0.jpg")).outcome.view_mismatch  # the old aim is another view now
+
+
+@pytest.mark.parametrize(
+    ("stays", "told_from"), [(6, None), (40, 94)], ids=["passing in 6 s", "standing 40 s"]
+)
+def test_a_bus_in_front_is_no_moved_camera_unless_it_stays(
+    hub: Hub, caplog: pytest.LogCaptureFixture, stays: int, told_from: int | None
+) -> None:
+    """A real bus close in front of a pulled camera, over 70 % of its picture, reads as another view:
+    its frames are judged by no rule, but a bus passing in 6 s was told as a moved camera (the stream
+    state, GET /v1/cameras' `view_moved_since`, /metrics, a warning in the log). Now a camera is told
+    moved only once its frames have shown another view for `view.moved_after_s` (30 s): a bus
+    standing in front for 40 s is, since it came (honestly: the street cannot be seen), and no
+    longer once it has gone."""
+    rng = np.random.default_rng(8)
+    street = another_preset("B0.jpg")
+
+    def shot(t: int, bus: bool) -> np.ndarray:
+        picture = bus_in_front(street, 0.7, 30 * t) if bus else street
+        return np.clip(picture.astype(np.int16) + rng.integers(-3, 4, picture.shape), 0, 255).astype(np.uint8)
+
+    for t in range(0, 64, 2):  # settled at 60 s
+        hub.result(t, [], image=shot(t, False))
+    live = hub.hub.get("hub-cam")
+    live.health.stream_state = "connected"  # as the camera's stream reader says
+    states, since, seconds = [], set(), []
+    with caplog.at_level(logging.INFO, logger="streetorder.cameras"):
+        for t in range(64, 64 + stays + 10, 2):
+            outcome = hub.result(t, [], image=shot(t, t < 64 + stays)).outcome
+            assert outcome.view_mismatch is (t < 64 + stays), t
+            states.append(stream_state(live))
+            since.add(view_moved_since(live))
+            moved = re.search(
+                r'streetorder_camera_view_moved_seconds\{camera="hub-cam"\} (\S+)', metrics_text(hub.hub)
+            )
+            assert moved is not None
+            seconds.append(float(moved.group(1)))
+    times = range(64, 64 + stays + 10, 2)
+    told = [told_from is not None and told_from <= t < 64 + stays for t in times]
+    assert states == ["view_moved" if k else "connected" for k in told]
+    assert seconds == [t - 64.0 if k else 0.0 for t, k in zip(times, told, strict=True)]
+    assert since == ({None} if told_from is None else {None, SERVICE_START + timedelta(seconds=64)})
+    warnings = [r.message for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == (0 if told_from is None else 1)
 
 
 def test_a_refreshed_reference_is_saved_as_the_first_and_is_no_acceptance(hub: Hub) -> None:
@@ -1543,7 +1605,7 @@ def test_a_watch_takes_up_a_view_accepted_through_the_service(model_service: Ser
 
     service, client = model_service, model_service.client
     config = copy.deepcopy(API_CONFIG)
-    config["cameras"].append(kerb_camera("ptz-cam", view={"settle_s": 8}))
+    config["cameras"].append(kerb_camera("ptz-cam", view={"settle_s": 8, "moved_after_s": 10}))
     write_cameras(service, config)
     assert client.post("/v1/cameras/reload", headers=service.auth("admin")).status_code == 200
     settings = service.settings

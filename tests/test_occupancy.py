@@ -236,8 +236,8 @@ def test_a_changed_view_is_learned_anew_not_one_big_case(
         outcome = played.rules.process(
             T0 + timedelta(seconds=t), detections, (W, H), view(frame) if t >= 300 else frame
         )
-        assert outcome.view_moved == (moved and t == 300), t
-        if outcome.view_moved:
+        assert outcome.view_mismatch == (moved and t == 300), t
+        if outcome.view_mismatch:
             played.rules.accept_view()
         played.events += [(t, e.kind, e.incident.event) for e in outcome.events]
         if outcome.occupancy[0].learning:

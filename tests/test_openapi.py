@@ -119,6 +119,26 @@ def test_every_post_takes_an_idempotency_key(document: dict[str, Any]) -> None:
         assert "Idempotent-Replayed" in success.get("headers", {}), f"POST {path}"
 
 
+def test_a_change_with_the_session_cookie_declares_its_csrf_header(document: dict[str, Any]) -> None:
+    """A console session's change is refused (403) without X-CSRF-Token (serve/api/deps.py), but the
+    document never named the header: a generated client could not know to send it. Now every change
+    the cookie may make requires the `CSRFToken` scheme together with it; reads and the API-key
+    alternatives do not."""
+    scheme = document["components"]["securitySchemes"]["CSRFToken"]
+    assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "X-CSRF-Token")
+    assert "API key" in scheme["description"] and "do not send it" in scheme["description"]
+    changes = 0
+    for path, method, operation in operations(document):
+        for requirement in operation.get("security", []):
+            label = f"{method.upper()} {path}: {requirement}"
+            if "APIKeyCookie" in requirement and method in ("post", "put", "patch", "delete"):
+                assert requirement.get("CSRFToken") == [], label
+                changes += 1
+            else:
+                assert "CSRFToken" not in requirement, label
+    assert changes >= 20  # transitions, reports, evidence, sign-out, accounts ...
+
+
 def test_uploads_and_downloads_are_declared_as_bytes(document: dict[str, Any]) -> None:
     uploads = 0
     for path, method, operation in operations(document):

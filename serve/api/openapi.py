@@ -13,7 +13,11 @@ generated from that document could not parse a single error (openapi-python-clie
   503/507 to every change, 429 and 500 to all;
 - a photo, a workbook or a CSV is declared as bytes, /metrics as text;
 - every POST takes `Idempotency-Key` (serve/api/idempotency.py serves it on every POST) and says
-  `Idempotent-Replayed` on a replay.
+  `Idempotent-Replayed` on a replay;
+- a change made with the console's session cookie needs the session's `X-CSRF-Token` header
+  (serve/api/deps.py refuses it with 403 otherwise): declared as a security scheme, `CSRFToken`,
+  required together with the cookie on every change, so that a generated client knows to send it;
+  the API-key alternatives of the same operation need none.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from pydantic.json_schema import models_json_schema
 
+from serve.api.deps import CSRF_HEADER, session_cookie
 from serve.api.idempotency import MAX_KEY_LENGTH, REPLAY_HEADER
 from serve.api.schemas import GeoReportError, Problem, ValidationProblem
 
@@ -45,6 +50,16 @@ ERRORS = {
 }
 RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
 CHANGES = ("post", "put", "patch", "delete")
+CSRF_SCHEME = "CSRFToken"
+CSRF = {
+    "type": "apiKey",
+    "in": "header",
+    "name": CSRF_HEADER,
+    "description": "the session's CSRF token (`csrf_token` of POST /v1/sessions and of "
+    "GET /v1/sessions/current), required with the session cookie on every change (POST, PUT, PATCH, "
+    "DELETE): without it the change is refused with 403. Callers with an API key (Authorization: Bearer, "
+    "X-API-Key) do not send it",
+}
 
 
 def operation_id(route: APIRoute) -> str:
@@ -70,12 +85,15 @@ def described(schema: dict[str, Any]) -> dict[str, Any]:
         [(model, "serialization") for model in (Problem, ValidationProblem, GeoReportError)], ref_template=REF
     )
     components.update(defs["$defs"])
+    schema["components"].setdefault("securitySchemes", {})[CSRF_SCHEME] = CSRF
     for path, operations in schema.get("paths", {}).items():
         for method, operation in operations.items():
             declare_errors(path, method, operation)
             declare_bodies(operation)
             if method == "post":
                 declare_idempotency(operation)
+            if method in CHANGES:
+                declare_csrf(operation)
     for unused in ("HTTPValidationError", "ValidationError"):  # FastAPI's 422, which we never send
         components.pop(unused, None)
     return schema
@@ -127,6 +145,14 @@ def declare_bodies(operation: dict[str, Any]) -> None:
             if code.startswith("2") and "schema" not in content:
                 text = media_type.startswith("text/")
                 content["schema"] = {"type": "string"} if text else {"type": "string", "format": "binary"}
+
+
+def declare_csrf(operation: dict[str, Any]) -> None:
+    """A change that takes the session cookie takes it only with the X-CSRF-Token header: the two
+    in one requirement (both needed), the API-key requirements left as they are."""
+    for requirement in operation.get("security", []):
+        if session_cookie.scheme_name in requirement:
+            requirement[CSRF_SCHEME] = []
 
 
 def declare_idempotency(operation: dict[str, Any]) -> None:

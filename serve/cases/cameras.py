@@ -151,7 +151,8 @@ def stream_state(live: LiveCamera) -> str | None:
 
 
 def view_moved_since(live: LiveCamera) -> datetime | None:
-    """Capture time since which the camera's frames show another view than its reference."""
+    """Capture time since which the camera's frames show another view than its reference, once they
+    have for its `view.moved_after_s` (vision/live/rules.py)."""
     since = live.rules.view_moved_since
     return None if since is None else datetime.fromtimestamp(since, UTC)
 
@@ -1278,7 +1279,8 @@ class CameraCollector(Collector):
         moved = GaugeMetricFamily(
             "streetorder_camera_view_moved_seconds",
             "capture seconds the frames have shown another view than the camera's reference (another "
-            "preset, a camera knocked aside): its zones lie elsewhere, nothing is judged",
+            "preset, a camera knocked aside), once that has lasted its view.moved_after_s (0 before: a bus "
+            "in front only pauses the rules): its zones lie elsewhere, nothing is judged",
             labels=["camera"],
         )
         stream = StateSetMetricFamily(

@@ -317,6 +317,7 @@ class ViewSettings(_Frozen):
     refresh_s: float = Field(default=86400, gt=0)  # the reference this old (capture time): refreshed ...
     refresh_match: float = Field(default=0.9, gt=0, le=1)  # ... by a frame with this share of tiles still
     refresh_detail: float = Field(default=0.8, gt=0)  # ... and this share of the reference's detail
+    moved_after_s: float = Field(default=30, ge=0)  # another view this long (capture time): reported moved
 
 
 FLAT_CORNER = 1e-3  # a triangle of three corners this small a share of the quadrilateral: a line

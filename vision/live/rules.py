@@ -19,7 +19,11 @@ restart; a spell without a picture longer than `dwell.restart_bridge_s` is a gap
 A frame that shows another view than the camera's reference (vision/live/view.py: a PTZ camera sent
 to another preset, a camera knocked to another aim) is taken the same way: its zones no longer lie
 on their place, so no rule judges it (no case, no clear, no dwell clock moves) until the view comes
-back, or an operator accepts the new one as the reference (`accept_view`).
+back, or an operator accepts the new one as the reference (`accept_view`). A bus close in front
+covering most of the picture reads the same for the seconds it passes: the rules pause at once
+(the street cannot be seen), but the camera is told moved (`view_moved_since`, the log) only once
+the frames have shown another view for `view.moved_after_s` of capture time, so operators are not
+sent after a passing bus.
 
 `export` and `restore` carry the engine's state (clocks, incidents, occupancy models, the last
 frame's time) over a restart of the service (vision/live/state.py encodes it) or a reload of its
@@ -65,7 +69,8 @@ class FrameOutcome:
     occupancy: list[ZoneOccupancy] = field(default_factory=list)
     events: list[RuleEvent] = field(default_factory=list)
     no_picture: Fault | None = None  # why the frame was not judged (vision/live/picture.py)
-    view_moved: bool = False  # not judged: it shows another view than the reference (vision/live/view.py)
+    view_mismatch: bool = False  # not judged: it shows another view than the reference (vision/live/view.py)
+    view_moved: bool = False  # ... and has for `view.moved_after_s`: the camera is told moved
 
     @classmethod
     def unapplied(cls, at: float, detections: sv.Detections, *, late: bool) -> FrameOutcome:
@@ -100,7 +105,7 @@ class CameraRules:
         self.picture = ""  # fingerprint of the last frame (vision/live/picture.py)
         self.picture_since: float | None = None  # capture time of the first frame in a row showing it
         self.view = ViewWatch(camera.view)
-        self.view_moved_since: float | None = None  # the frames show another view than the reference
+        self.view_mismatch_since: float | None = None  # the frames show another view than the reference
         self.size: Size | None = None
         self.object_zones = [FrameZone(z) for z in camera.zones if z.rule.detect == "objects"]
         self.meters = [ZoneMeter(z, camera.ground) for z in camera.zones if z.rule.detect == "occupancy"]
@@ -192,9 +197,9 @@ class CameraRules:
             return self._moved(when, detections)
         if self.usable_at is not None and when - self.usable_at > self.camera.dwell.restart_bridge_s:
             self._unwatched(when)
-        elif self.no_picture is not None or self.view_moved_since is not None:
+        elif self.no_picture is not None or self.view_mismatch_since is not None:
             self._resumed(when)
-        self.no_picture = self.no_picture_since = self.view_moved_since = None
+        self.no_picture = self.no_picture_since = self.view_mismatch_since = None
         self.last_at = self.usable_at = when
         self._resize(size)
         tracked = self.tracker.update(detections, when)
@@ -256,22 +261,37 @@ class CameraRules:
         outcome.occupancy = [ZoneOccupancy(m.zone.id, 0.0, None, None, learning=True) for m in self.meters]
         return outcome
 
+    @property
+    def view_moved_since(self) -> float | None:
+        """Capture time of the first frame of another view than the reference, once the frames have
+        shown one for `view.moved_after_s` (to the last frame in order); None before: a bus passing
+        close in front pauses the rules for the seconds it hides the street, and is no moved camera."""
+        since = self.view_mismatch_since
+        if since is None or self.last_at is None or self.last_at - since < self.camera.view.moved_after_s:
+            return None
+        return since
+
     def _moved(self, when: float, detections: sv.Detections) -> FrameOutcome:
-        """A frame of another view than the reference: in order, judged by nothing (as `_blind`)."""
-        if self.view_moved_since is None:
-            self.view_moved_since = when
-            log.warning(
-                "camera %s: the view moved at %s (another preset, or knocked to another aim): its zones "
-                "no longer lie on their place, nothing is judged until it comes back or the new view "
-                "is accepted (POST /v1/cameras/%s/view)",
-                self.camera.id,
-                datetime.fromtimestamp(when, UTC).isoformat(),
-                self.camera.id,
-            )
+        """A frame of another view than the reference: in order, judged by nothing (as `_blind`); told
+        as a moved view once that has lasted `view.moved_after_s`."""
+        told = self.view_moved_since is not None
+        if self.view_mismatch_since is None:
+            self.view_mismatch_since = when
         self.no_picture = self.no_picture_since = None
         self.last_at = when
+        if not told and self.view_moved_since is not None:
+            log.warning(
+                "camera %s: the view moved at %s (another preset, or knocked to another aim; another view "
+                "for %.0f s): its zones no longer lie on their place, nothing is judged until it comes "
+                "back or the new view is accepted (POST /v1/cameras/%s/view)",
+                self.camera.id,
+                datetime.fromtimestamp(self.view_mismatch_since, UTC).isoformat(),
+                when - self.view_mismatch_since,
+                self.camera.id,
+            )
         outcome = FrameOutcome.unapplied(when, detections, late=False)
-        outcome.view_moved = True
+        outcome.view_mismatch = True
+        outcome.view_moved = self.view_moved_since is not None
         outcome.occupancy = [ZoneOccupancy(m.zone.id, 0.0, None, None, learning=True) for m in self.meters]
         return outcome
 
@@ -297,6 +317,13 @@ class CameraRules:
                 self.camera.id,
                 datetime.fromtimestamp(when, UTC).isoformat(),
                 when - self.view_moved_since,
+            )
+        elif self.view_mismatch_since is not None:  # hidden for less than view.moved_after_s: a bus in front
+            log.debug(
+                "camera %s: its view is back at %s after %.0f s hidden or moved",
+                self.camera.id,
+                datetime.fromtimestamp(when, UTC).isoformat(),
+                when - self.view_mismatch_since,
             )
         else:
             log.info(
@@ -390,7 +417,7 @@ class CameraRules:
             "picture": self.picture,
             "picture_since": self.picture_since,
             "view": self.view.export(),
-            "view_moved_since": self.view_moved_since,
+            "view_moved_since": self.view_mismatch_since,  # the key states were saved with before
             "size": None if self.size is None else list(self.size),
             "incident_ids": self.incident_ids.next_value,
             "zones": {z.id: z.rule.detect for z in self.camera.zones},
@@ -411,7 +438,7 @@ class CameraRules:
         self.no_picture, self.no_picture_since = saved.get("no_picture"), saved.get("no_picture_since")
         self.picture, self.picture_since = saved.get("picture", ""), saved.get("picture_since")
         self.view.restore(saved.get("view"))  # saved before views were watched: no reference yet
-        self.view_moved_since = saved.get("view_moved_since")
+        self.view_mismatch_since = saved.get("view_moved_since")
         self.size = None if saved["size"] is None else (int(saved["size"][0]), int(saved["size"][1]))
         self.incident_ids.next_value = int(saved["incident_ids"])
         self.clocks.restore(saved["clocks"], same)

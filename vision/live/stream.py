@@ -50,8 +50,9 @@ class Frame:
 
 # starting | connected | stalled (the last connection sent nothing for timeout_s) | reconnecting
 # (it was closed) | unreachable (the last open failed) | ended (a file) | stopped; no_picture: connected,
-# its frames show no picture (vision/live/picture.py); view_moved: connected, its frames show another
-# view than the camera's reference (vision/live/view.py); both told by the service, not by the reader
+# its frames show no picture (vision/live/picture.py); view_moved: connected, its frames have shown
+# another view than the camera's reference for view.moved_after_s (vision/live/view.py, rules.py);
+# both told by the service, not by the reader
 STREAM_STATES = (
     "starting",
     "connected",

@@ -219,11 +219,17 @@ class FrameOut(Schema):
         "washed-out lens), blurred, or frozen (the very same pixels for picture.frozen_s); in order, "
         "judged by no rule (nothing found on it clears a case); null when it shows one",
     )
+    view_mismatch: bool = Field(
+        default=False,
+        description="the frame does not show the camera's reference view (a vehicle close in front hiding "
+        "most of it, or the camera turned): judged by no rule; the camera is told moved (view_moved) only "
+        "once this has lasted the camera's view.moved_after_s",
+    )
     view_moved: bool = Field(
         default=False,
-        description="the frame shows another view than the camera's reference (another preset, the camera "
-        "knocked to another aim): its zones lie elsewhere, so it is judged by no rule until the view comes "
-        "back or the new one is accepted (POST /v1/cameras/{id}/view)",
+        description="the frames have shown another view than the camera's reference for view.moved_after_s "
+        "(another preset, the camera knocked to another aim): its zones lie elsewhere, so it is judged by no "
+        "rule until the view comes back or the new one is accepted (POST /v1/cameras/{id}/view)",
     )
     settled: SettledOut | None = Field(
         description="the frame held before this one, applied or dropped by this one; null when none was"
@@ -287,7 +293,8 @@ class HealthOut(Schema):
     height: int | None = Field(description="frame height now")
     stream_state: str | None = Field(
         description="connected, no_picture (connected, its frames show no picture), view_moved (connected, "
-        "its frames show another view than its reference), stalled, reconnecting, unreachable, ended, "
+        "its frames have shown another view than its reference for view.moved_after_s), stalled, "
+        "reconnecting, unreachable, ended, "
         "stopped; null: frames are pushed"
     )
     no_picture: str | None = Field(
@@ -302,8 +309,9 @@ class HealthOut(Schema):
     view_moved_since: FrameTime | None = Field(
         default=None,
         description="capture time of the first frame of another view than the camera's reference (another "
-        "preset, knocked to another aim): nothing is judged, no case is started or cleared, until the view "
-        "comes back or the new one is accepted; null while it shows its reference view",
+        "preset, knocked to another aim), once the frames have shown another view for view.moved_after_s: "
+        "nothing is judged, no case is started or cleared, until the view comes back or the new one is "
+        "accepted; null while it shows its reference view, or has shown another for less (a bus in front)",
     )
     view_reference_at: FrameTime | None = Field(
         default=None,
@@ -508,6 +516,7 @@ def frame_out(
         held=result.held,
         hold_reason=result.hold_reason,
         no_picture=outcome.no_picture,
+        view_mismatch=outcome.view_mismatch,
         view_moved=outcome.view_moved,
         settled=None if result.settled is None else SettledOut.model_validate(result.settled),
         width=result.size[0],
