@@ -23,8 +23,11 @@ from zoneinfo import ZoneInfo
 
 from conftest import Service
 from openpyxl import load_workbook
+from openpyxl.utils import get_column_letter
+from sqlalchemy import select
 
 from serve.cases.db import transaction
+from serve.cases.ledger import COLUMNS, DATE_FORMAT
 from serve.cases.orm import Case, Evidence, FlowEntry
 
 PINNED = Path(__file__).with_name("pinned_figures.json")
@@ -174,10 +177,10 @@ def seed(service: Service, events: list[str], count: int = 120) -> None:
 
 
 def workbook(body: bytes) -> dict[str, Any]:
-    """Every sheet's cell values, links, date formats, column widths and filter, and the sha256 of
-    each sheet's XML (the file's own times differ from one export to the next, the sheets do not),
-    in its canonical form (C14N 2.0): openpyxl writes the same elements and attributes through lxml
-    (when it is installed) as through et_xmlfile, spelt apart (`<b/>` and `<b />`)."""
+    """Every sheet's cell values, links, date formats, column widths (each column's, as a writer may
+    give neighbours of one width as a range) and filter, and the sha256 of each part's XML under xl/
+    in its canonical form (C14N 2.0). The values, links, formats, widths and filter are those the
+    openpyxl writer gave; the parts' hashes those of XlsxWriter, which replaced it."""
     with zipfile.ZipFile(io.BytesIO(body)) as archive:
         parts = sorted(n for n in archive.namelist() if n.startswith("xl/"))
         sheets: dict[str, Any] = {
@@ -190,7 +193,11 @@ def workbook(body: bytes) -> dict[str, Any]:
             "values": [[None if c.value is None else str(c.value) for c in row] for row in sheet.iter_rows()],
             "links": {c.coordinate: c.hyperlink.target for c in cells if c.hyperlink},
             "formats": {c.coordinate: c.number_format for c in cells if c.number_format != "General"},
-            "widths": {k: d.width for k, d in sorted(sheet.column_dimensions.items())},
+            "widths": {
+                get_column_letter(i): d.width
+                for d in sheet.column_dimensions.values()
+                for i in range(d.min, d.max + 1)
+            },
             "filter": sheet.auto_filter.ref,
         }
     return sheets
@@ -253,3 +260,56 @@ def test_the_figures_and_the_ledger_are_what_they_were(service: Service) -> None
     assert {"作废", "强制结案", "挂账", "已结案", "不予立案", "处理中", "待核实"} <= states, states
     assert {row[19] for row in ledger[1:]} == {"是", "否"}
     assert any(int(row[20]) > 0 for row in ledger[1:]) and any(int(row[21]) > 0 for row in ledger[1:])
+
+
+def test_the_ledger_workbook_reads_back_typed_formatted_and_inert(service: Service) -> None:
+    """The .xlsx of the seeded cases as a spreadsheet reads it, cell by cell against the .csv: text as
+    text, times as dates in the ledger's date format, numbers as numbers, the after-photo cell a link
+    in the link font, the header bold on its fill, frozen with the first column, under a filter; and
+    text from outside that would start a formula (the seed's descriptions `=HYPERLINK(...)` and
+    `+1 乱堆` and closing notes `-2 处`, addresses) reads with its leading apostrophe, never as a
+    formula; an empty description is a blank cell."""
+    events = sorted(service.client.app.state.service.domain.rules.taxonomy.events)  # type: ignore[attr-defined]
+    seed(service, events[:6])
+    hostile = ['=HYPERLINK("http://x","点我")', "+1+1", "-2+3", "@SUM(A1)", "\t=1", "金水路 12 号"]
+    with transaction(service.client.app.state.service.sessions) as session:  # type: ignore[attr-defined]
+        cases = session.scalars(select(Case).order_by(Case.id).limit(len(hostile))).all()
+        for case, text in zip(cases, hostile, strict=True):
+            case.address = text
+    service.clock.at = NOW
+    headers = service.auth("cases:read")
+    body = service.client.get(f"/v1/ledger.xlsx{LEDGERS[0]}", headers=headers).content
+    text = service.client.get(f"/v1/ledger.csv{LEDGERS[0]}", headers=headers).content.decode("utf-8-sig")
+    lines = list(csv.reader(io.StringIO(text)))
+    sheet = load_workbook(io.BytesIO(body))["问题台账"]
+
+    assert sheet.freeze_panes == "B2" and sheet.auto_filter.ref == f"A1:AB{sheet.max_row}"
+    header = next(sheet.iter_rows(max_row=1))
+    assert [c.value for c in header] == [title for _, title in COLUMNS] == lines[0]
+    assert all(c.font.b and c.fill.patternType == "solid" for c in header)
+    assert {c.fill.fgColor.rgb[-6:] for c in header} == {"DDE6DA"}
+    kinds: dict[str, set[type]] = {key: set() for key, _ in COLUMNS}
+    rows = list(sheet.iter_rows(min_row=2))
+    assert len(rows) == len(lines) - 1 > 100
+    for row, line in zip(rows, lines[1:], strict=True):
+        for (key, _), cell, written in zip(COLUMNS, row, line, strict=True):
+            assert cell.data_type != "f", (cell.coordinate, cell.value)
+            kinds[key].add(type(cell.value))
+            if isinstance(cell.value, datetime):
+                assert cell.number_format == DATE_FORMAT and cell.value.isoformat(sep=" ") == written
+            else:
+                assert (
+                    cell.number_format == "General"
+                    and ("" if cell.value is None else str(cell.value)) == written
+                )
+            if key == "after_photos" and cell.value is not None:
+                assert cell.hyperlink.target == written.split("\n")[0], cell.coordinate
+                assert cell.font.u == "single" and cell.font.color.rgb[-6:] == "1F5FA8"
+            else:
+                assert cell.hyperlink is None, cell.coordinate
+    assert kinds["lat"] == kinds["lon"] == {float} and kinds["reworks"] == kinds["extensions"] == {int}
+    assert kinds["first_seen_at"] == {datetime} and kinds["closed_at"] == {datetime, type(None)}
+    assert kinds["number"] == {str} and kinds["description"] == kinds["after_photos"] == {str, type(None)}
+    assert [r[9].value for r in rows[: len(hostile)]] == [*("'" + t for t in hostile[:-1]), hostile[-1]]
+    texts = {c.value for r in rows for c in r if isinstance(c.value, str)}
+    assert {'\'=HYPERLINK("http://x")', "'+1 乱堆", "'-2 处"} <= texts

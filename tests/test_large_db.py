@@ -9,9 +9,12 @@ import csv
 import io
 import sqlite3
 import tracemalloc
+import warnings
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from xml.etree import ElementTree
 
 import pytest
 import sqlalchemy as sa
@@ -22,7 +25,7 @@ from test_api_storage import _case, alembic_config
 from test_intake_lookups import query_plans
 
 from serve.cases.db import open_database, transaction
-from serve.cases.ledger import COLUMNS, WIDTH_SAMPLE, LedgerRow, to_xlsx
+from serve.cases.ledger import COLUMNS, MAX_LINKS, WIDTH_SAMPLE, LedgerRow, to_xlsx
 from serve.cases.orm import Case, Evidence, FlowEntry, SupervisionItem
 
 GRIDS = [f"41010300100100{i}" for i in range(1, 10)]
@@ -184,6 +187,32 @@ def test_the_ledger_xlsx_is_written_without_holding_its_rows_as_cells() -> None:
     last = next(sheet.iter_rows(min_row=sheet.max_row))
     assert last[0].value == f"SO{5 * (WIDTH_SAMPLE + 100) - 1:014d}" and last[12].value == when
     assert last[-1].hyperlink.target == last[-1].value
+
+
+def test_links_past_excels_limit_for_a_sheet_read_as_their_text() -> None:
+    """Excel keeps at most 65,530 hyperlinks a sheet, and a year's ledger has more (68,295 of 87,746
+    rows in the benchmark's year): the workbook linked them all, past what Excel opens. The rows
+    past the limit now show their photos' addresses as text; none is left empty."""
+    count = MAX_LINKS + 2
+    blank = dict.fromkeys((key for key, _ in COLUMNS), None)
+
+    def rows() -> Iterator[LedgerRow]:
+        for n in range(count):
+            link = f"http://so/v1/evidence/{n}"
+            yield LedgerRow({**blank, "number": f"SO{n:014d}", "after_photos": link}, (link,))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # XlsxWriter warns as it drops a link past the limit, and its cell
+        book = to_xlsx(rows(), [])
+    with zipfile.ZipFile(io.BytesIO(book)) as archive:  # openpyxl binds each link by a search of all
+        sheet = ElementTree.fromstring(archive.read("xl/worksheets/sheet1.xml"))
+    main = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
+    photos = {c.get("r"): "".join(c.itertext()) for c in sheet.iterfind("m:sheetData/m:row/m:c", main)}
+    assert [photos[f"AB{n + 2}"] for n in range(count)] == [
+        f"http://so/v1/evidence/{n}" for n in range(count)
+    ]
+    linked = [link.get("ref") for link in sheet.iterfind("m:hyperlinks/m:hyperlink", main)]
+    assert linked == [f"AB{n + 2}" for n in range(MAX_LINKS)]
 
 
 def test_daily_counts_read_no_flow_log(service: Service) -> None:

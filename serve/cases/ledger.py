@@ -11,18 +11,16 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Iterator, Sequence
-from copy import copy
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from itertools import chain, islice
 from typing import Any, Protocol
 
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.styles import Font, PatternFill
-from openpyxl.utils import get_column_letter
 from sqlalchemy import ColumnElement, Row, select
 from sqlalchemy.orm import Session
+from xlsxwriter import Workbook
+from xlsxwriter.format import Format
+from xlsxwriter.worksheet import Worksheet
 
 from serve.cases import stats
 from serve.cases.db import with_children
@@ -231,69 +229,71 @@ def csv_chunks(rows: Iterable[LedgerRow], rows_per_chunk: int = 500) -> Iterator
 
 
 DATE_FORMAT = "yyyy-mm-dd hh:mm"
-LINK_FONT = Font(color="1F5FA8", underline="single")
 WIDTH_SAMPLE = 500  # rows a column's width is judged by: the sheet is written before the rest is read
+PIXELS_PER_CHARACTER = 7  # a width counts digits of the default font (Calibri 11), 7 pixels each
+MAX_LINKS = 65_530  # hyperlinks Excel keeps a sheet ("Excel specifications and limits")
+
+
+@dataclass(frozen=True)
+class _Styles:
+    header: Format
+    date: Format
+    link: Format
 
 
 def _sheet(
     book: Workbook,
+    styles: _Styles,
     title: str,
     columns: tuple[tuple[str, str], ...],
     rows: Iterable[dict[str, Any]],
     links: dict[int, str] | None = None,
 ) -> None:
-    """A write-only sheet: rows go to the file as they come, never held as cells (a year's ledger
-    held as cells took a gigabyte). `links`: column index -> key of the value's hyperlink."""
-    sheet = book.create_sheet(title)
+    """A sheet written row by row to its file as the rows come (a year's ledger held as cells took
+    a gigabyte), each cell as its type: text (made `inert`), a number, a date, or nothing.
+    `links`: column index (from 0) -> key of the value's hyperlink."""
+    sheet: Worksheet = book.add_worksheet(title)
     pending = iter(rows)
     sample = list(islice(pending, WIDTH_SAMPLE))
-    for index, (key, title_text) in enumerate(columns, start=1):
-        longest = max([len(title_text) * 2, *(min(len(str(v[key] or "")), 60) for v in sample)])
-        sheet.column_dimensions[get_column_letter(index)].width = max(10, longest + 2)
-    sheet.freeze_panes = "B2"
-    headers = []
-    for _, text in columns:
-        cell = WriteOnlyCell(sheet, value=text)
-        cell.font, cell.fill = Font(bold=True), PatternFill("solid", fgColor="DDE6DA")
-        headers.append(cell)
-    sheet.append(headers)
-    # the style of a cell with a date, a link or both, worked out on the first such cell and copied
-    # to the next: openpyxl finds a font by hashing each of its fields every time one is set
-    styles: dict[tuple[bool, bool], Any] = {}
-    written = 0
-    for values in chain(sample, pending):
-        cells: list[Any] = []
-        for index, (key, _) in enumerate(columns, start=1):
-            value = inert(values[key])
-            target = values.get(links[index]) if links and index in links else None
-            dated = isinstance(value, datetime)
-            if not target and not dated:
-                cells.append(value)  # a plain value: openpyxl writes it through one reused cell
+    for index, (key, header) in enumerate(columns):
+        longest = max([len(header) * 2, *(min(len(str(v[key] or "")), 60) for v in sample)])
+        sheet.set_column_pixels(index, index, max(10, longest + 2) * PIXELS_PER_CHARACTER)
+        sheet.write_string(0, index, header, styles.header)
+    sheet.freeze_panes(1, 1)
+    row, linked = 0, 0
+    for row, values in enumerate(chain(sample, pending), start=1):
+        for col, (key, _) in enumerate(columns):
+            value = values[key]
+            if value is None or value == "":  # a blank cell (an empty text would read back as "")
                 continue
-            cell = WriteOnlyCell(sheet, value=value)  # a cell of its own only for a format or link
-            if (style := styles.get((dated, bool(target)))) is not None:
-                cell._style = copy(style)
+            if isinstance(value, str):
+                text = inert(value)
+                target = values[links[col]] if links and col in links else None
+                if target and linked < MAX_LINKS and not sheet.write_url(row, col, target, styles.link, text):
+                    linked += 1
+                else:  # past Excel's limit of links a sheet (or a link too long for it): its text alone
+                    sheet.write_string(row, col, text)
+            elif isinstance(value, datetime):
+                sheet.write_datetime(row, col, value, styles.date)
             else:
-                if dated:
-                    cell.number_format = DATE_FORMAT
-                if target:
-                    cell.font = LINK_FONT
-                styles[dated, bool(target)] = copy(cell._style)
-            if target:
-                cell.hyperlink = target
-            cells.append(cell)
-        sheet.append(cells)
-        written += 1
-    sheet.auto_filter.ref = f"A1:{get_column_letter(len(columns))}{written + 1}"
+                sheet.write_number(row, col, value)
+    sheet.autofilter(0, 0, row, len(columns) - 1)
 
 
 def to_xlsx(rows: Iterable[LedgerRow], items: list[dict[str, Any]]) -> bytes:
-    """Sheet 问题台账 (the after-photo cell links the first photo) and sheet 挂牌督办."""
-    book = Workbook(write_only=True)
-    photo_column = [key for key, _ in COLUMNS].index("after_photos") + 1
-    cases = ({**r.values, "first_photo": r.photo_links[0] if r.photo_links else None} for r in rows)
-    _sheet(book, "问题台账", COLUMNS, cases, {photo_column: "first_photo"})
-    _sheet(book, "挂牌督办", SUPERVISION_COLUMNS, items)
+    """Sheet 问题台账 (the after-photo cell links the first photo) and sheet 挂牌督办. XlsxWriter in
+    its constant-memory mode writes each row to a temporary file once the next one starts: a year's
+    ledger took 30 s of CPU through openpyxl, which builds an object per cell (docs/reliability.md)."""
     out = io.BytesIO()
-    book.save(out)
+    book = Workbook(out, {"constant_memory": True})
+    styles = _Styles(
+        header=book.add_format({"bold": True, "pattern": 1, "bg_color": "#DDE6DA"}),
+        date=book.add_format({"num_format": DATE_FORMAT}),
+        link=book.add_format({"font_color": "#1F5FA8", "underline": 1}),
+    )
+    photo_column = [key for key, _ in COLUMNS].index("after_photos")
+    cases = ({**r.values, "first_photo": r.photo_links[0] if r.photo_links else None} for r in rows)
+    _sheet(book, styles, "问题台账", COLUMNS, cases, {photo_column: "first_photo"})
+    _sheet(book, styles, "挂牌督办", SUPERVISION_COLUMNS, items)
+    book.close()
     return out.getvalue()
