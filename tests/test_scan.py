@@ -34,7 +34,7 @@ from serve.cases.orm import Case, Evidence, Photo
 from serve.cases.scan import Listing, ScanInputError, iter_photos, read_sidecar
 from serve.cases.settings import get_settings
 from serve.cli.demo import pick_sample_photos
-from serve.cli.scan import cli
+from serve.cli.scan import CONSOLE_WARNINGS, cli
 from vision.core.imageio import Position, exif_for
 from vision.core.taxonomy import load_taxonomy
 from vision.detect.pipeline import read_source
@@ -852,6 +852,29 @@ def test_a_scan_from_inside_the_archive_does_not_take_in_its_own_report(
     # the report's folder scanned itself: nothing would be walked, and a zero-photo scan said nothing
     assert cli([".", "--out", ".", "--db", db, "--no-progress"]) == 2
     assert "is the report's folder (--out .)" in capsys.readouterr().err
+
+
+def test_the_console_shows_the_first_warnings_and_scan_log_keeps_them_all(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An archive of many problem files (here 25 that are no image; in the field, phone photos
+    without GPS) warned once a file on the console, the progress bar lost among the lines: the
+    console shows CONSOLE_WARNINGS of them and where the rest are, scan.log every one."""
+    photos = tmp_path / "archive"
+    photos.mkdir()
+    for i in range(CONSOLE_WARNINGS + 5):
+        (photos / f"{i:02d}.jpg").write_text(f"no photo {i}")
+    out = tmp_path / "out"
+    assert (
+        cli([str(photos), "--db", f"sqlite:///{tmp_path / 'scan.db'}", "--out", str(out), "--no-progress"])
+        == 0
+    )
+    err = capsys.readouterr().err
+    shown = [line for line in err.splitlines() if line.startswith("WARNING") and ": unreadable:" in line]
+    assert len(shown) == CONSOLE_WARNINGS and "19.jpg: unreadable" in shown[-1]
+    assert f"WARNING ... further warnings in {out / 'scan.log'} only" in err
+    logged = (out / "scan.log").read_text(encoding="utf-8")
+    assert sum(": unreadable:" in line for line in logged.splitlines()) == CONSOLE_WARNINGS + 5
 
 
 def test_a_copy_without_gps_says_it_joined_the_case_of_its_original(

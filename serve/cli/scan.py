@@ -40,11 +40,25 @@ from vision.detect.pipeline import (
     cpu_count,
 )
 
+CONSOLE_WARNINGS = 20  # a scan's warnings shown on the console; scan.log keeps every one
+
 
 class _TqdmHandler(logging.Handler):
-    """Log lines above the progress bar instead of through it."""
+    """Log lines above the progress bar instead of through it; after the first CONSOLE_WARNINGS
+    warnings, one line saying where the rest are (an archive of phone photos without GPS warned once
+    a photo on the console, the progress bar lost among them). Errors are always shown."""
+
+    def __init__(self, level: int, log_file: Path) -> None:
+        super().__init__(level)
+        self.log_file, self.warnings = log_file, 0
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno == logging.WARNING:
+            self.warnings += 1
+            if self.warnings > CONSOLE_WARNINGS:
+                if self.warnings == CONSOLE_WARNINGS + 1:
+                    tqdm.write(f"WARNING ... further warnings in {self.log_file} only", file=sys.stderr)
+                return
         tqdm.write(self.format(record), file=sys.stderr)
 
 
@@ -261,7 +275,7 @@ def _log_to(path: Path) -> None:
     for handler in list(log.handlers):
         log.removeHandler(handler)
         handler.close()
-    console = _TqdmHandler(logging.WARNING)
+    console = _TqdmHandler(logging.WARNING, path)
     console.setFormatter(_OneLine("%(levelname)s %(message)s"))
     file = logging.FileHandler(path, encoding="utf-8")
     file.setFormatter(_OneLine("%(asctime)s %(levelname)s %(message)s"))
