@@ -26,6 +26,7 @@ from test_api_lifecycle import act
 from serve.cases.db import transaction
 from serve.cases.findings import Finding, load_case_rules, record_finding
 from serve.cases.orm import Photo
+from serve.cli.data_queue import left_out_line
 from serve.cli.main import main
 from vision.core.boxes import Box
 from vision.core.files import file_sha256
@@ -332,13 +333,28 @@ def test_a_scene_is_queued_once_however_it_was_saved_and_a_holdout_copy_never(
                 )
             )
     out = tmp_path / "queue"
+    left_out: dict[str, str] = {}
     queued = build_queue(
-        sessions, out, limit=10, base=tmp_path, document_root=tmp_path, skip=skip, taxonomy=TAXONOMY
+        sessions,
+        out,
+        limit=10,
+        base=tmp_path,
+        document_root=tmp_path,
+        skip=skip,
+        taxonomy=TAXONOMY,
+        left_out=left_out,
     )
     assert [item.meta["source_path"] for item in queued] == [
         str(archive / "smaller.jpg"),
         str(archive / "other.jpg"),
     ]
+    # the holdout copy is left out and said so (a queue of validation photos was "nothing to label")
+    [why] = left_out.values()
+    assert (
+        left_out_line(left_out)
+        == ("left out: 1 of the frozen holdout or copies of its photos (never trained on)")
+        and "frozen holdout" in why
+    )
     assert queued[0].meta["copies"] == f"{archive / 'big.jpg'} | {archive / 'turned.jpg'}"
     assert "copies" not in queued[1].meta
     [box] = queued[0].predictions  # its own boxes only: the copies' are in other pixels
