@@ -654,3 +654,37 @@ def test_a_queued_job_imports_annotations_retrains_from_the_current_model_and_de
     assert Registry(models).current == ("tiny-r1" if judged.promote else "tiny")
     assert job.body["promoted"] is judged.promote
     assert code == (0 if judged.promote else 1)  # a refused candidate exits 1, as with --now
+
+
+def test_a_retraining_on_a_holdout_not_frozen_fails_before_it_trains(
+    tmp_path: Path, cli_cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`models retrain` trained (hours on the CPU), packaged the candidate and only then found the
+    holdout not frozen (or changed), which refuses every judgement: it now says so first."""
+    models = tmp_path / "models"
+    tiny_model(models)
+    Registry(models).record({"at": AT.isoformat(), "action": "initial", "model": "tiny"}, current="tiny")
+    holdout = write_set(
+        tmp_path / "holdout",
+        SOURCES["bins"]["names"],
+        {"val": [random_boxes(np.random.default_rng(5), 64, ["garbage"], 1) for _ in range(2)]},
+        64,
+    )
+    config = tmp_path / "promotion.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "metric": "ap50",
+                "holdout": {"name": "synthetic", "sets": [{"data": str(holdout), "split": "val"}]},
+                "retrain": {"base_mix": str(write_mix(tmp_path / "base", size=64, train=2, val=1))},
+            }
+        )
+    )
+    capsys.readouterr()
+    code = main(
+        ["models", "--models-dir", str(models), "--config", str(config), "retrain", "--now",
+         "--datasets-dir", str(tmp_path / "datasets"), "--work-dir", str(tmp_path / "work"),
+         "--runs-dir", str(tmp_path / "runs")]
+    )  # fmt: skip
+    assert code == 1 and "holdout.sha256 is not set; freeze the holdout" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() and not (models / "tiny-r1").exists()
