@@ -365,6 +365,9 @@ def test_a_rollback_returns_only_to_a_model_that_was_current(models: Path) -> No
         PromotionError, match=r"shipped was never the current model: .* models promote shipped"
     ):
         rollback(registry=registry, at=AT, to="shipped")
+    # a mistyped name is named as no model, not sent to `promote` (which would say so in its turn)
+    with pytest.raises(PromotionError, match=r"no model folder .*shiped$"):
+        rollback(registry=registry, at=AT, to="shiped")
     assert registry.read() == before
 
 
