@@ -477,6 +477,32 @@ def test_a_malformed_annotation_event_is_a_422_naming_the_field(
     assert refused.status_code == 422 and refused.json()["detail"].startswith("annotation[0].task: ")
 
 
+@pytest.mark.parametrize(
+    ("change", "detail"),
+    [
+        (
+            lambda e: e["task"].update(id=int("9" * 100)),
+            "task.id: 9999999999999999999999999999...99999999999999999999999999999 is no id "
+            "(a number below 2**63, or a text of at most 100 characters)",
+        ),
+        (lambda e: e["annotation"].pop("id"), "annotation.id: an annotation needs its id (got no id)"),
+        (
+            lambda e: e["annotation"].update(result=None),
+            "annotation.result: expected a list of regions, got None",
+        ),
+    ],
+)
+def test_a_refused_id_or_result_says_what_is_wrong_with_it(
+    service: Service, change: Any, detail: str
+) -> None:
+    """A 100-digit task id was told "a task needs its id (a number, got 999...)", a number; a
+    result of null "a list of regions", as if that were what was sent."""
+    event = annotation_event("ANNOTATION_CREATED", 1, 10)
+    change(event)
+    answer = service.client.post("/labelstudio/webhook", json=event, headers=token(service))
+    assert answer.status_code == 422 and answer.json()["detail"] == detail, answer.text
+
+
 def train_body(*task_ids: int) -> dict[str, Any]:
     """What older Label Studio sends to /train: every annotated task with its annotations."""
     events = [annotation_event("ANNOTATION_CREATED", task_id, 10 * task_id) for task_id in task_ids]
