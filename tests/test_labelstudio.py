@@ -503,6 +503,18 @@ def test_a_refused_id_or_result_says_what_is_wrong_with_it(
     assert answer.status_code == 422 and answer.json()["detail"] == detail, answer.text
 
 
+def test_a_webhook_body_cut_short_is_a_422_saying_it_is_no_json(service: Service, tmp_path: Path) -> None:
+    """A truncated body was answered "42: JSON decode error": the 42 is where the JSON stopped."""
+    body = json.dumps(annotation_event("ANNOTATION_CREATED", 1, 10)).encode()[:42]
+    answer = service.client.post(
+        "/labelstudio/webhook", content=body, headers={**token(service), "Content-Type": "application/json"}
+    )
+    assert answer.status_code == 422 and answer.json()["detail"].startswith(
+        "body: not valid JSON at character 42: "
+    ), answer.text
+    assert not (tmp_path / "annotations" / "inbox").exists()
+
+
 def train_body(*task_ids: int) -> dict[str, Any]:
     """What older Label Studio sends to /train: every annotated task with its annotations."""
     events = [annotation_event("ANNOTATION_CREATED", task_id, 10 * task_id) for task_id in task_ids]
