@@ -538,7 +538,7 @@ def test_the_shipped_retraining_recipe_is_the_current_models_reviewed_mix_fine_t
 
 @pytest.mark.slow
 def test_a_queued_job_imports_annotations_retrains_from_the_current_model_and_decides(
-    tmp_path: Path, cli_cache_dir: Path
+    tmp_path: Path, cli_cache_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Webhook inbox -> job -> dataset version -> 1 epoch from the current (tiny) model -> judged on
     a frozen synthetic holdout -> card and history; the decision agrees with the recorded scores."""
@@ -621,6 +621,9 @@ def test_a_queued_job_imports_annotations_retrains_from_the_current_model_and_de
     )
     [job] = list_jobs(annotations)
     assert job.state == "done", job.body.get("error")
+    verdict = "promoted" if job.body["promoted"] else "refused"
+    said = f"job {job.id}: done: tiny-r1 {verdict}: {job.body['reason']} ({job.path})\n"
+    assert capsys.readouterr().out.endswith(said)
     assert (cli_cache_dir / "holdout-looks" / f"{spec['holdout']['sha256']}.json").is_file()
     assert job.body["imported"]["added"] == tasks and job.body["model"] == "tiny-r1"
     assert not list((annotations / "inbox").glob("*.json"))  # consumed: moved to done/<job>/
@@ -691,3 +694,16 @@ def test_a_retraining_on_a_holdout_not_frozen_fails_before_it_trains(
     )  # fmt: skip
     assert code == 1 and "holdout.sha256 is not set; freeze the holdout" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists() and not (models / "tiny-r1").exists()
+    # a queued job fails the same way, said in one line (it printed the job's record, traceback and all)
+    job = queue_job(tmp_path / "annotations", "START_TRAINING from Label Studio project 3", AT, project=3)
+    code = main(
+        ["models", "--models-dir", str(models), "--config", str(config), "retrain",
+         "--annotations-dir", str(tmp_path / "annotations"), "--datasets-dir", str(tmp_path / "datasets"),
+         "--work-dir", str(tmp_path / "work"), "--runs-dir", str(tmp_path / "runs")]
+    )  # fmt: skip
+    [failed] = list_jobs(tmp_path / "annotations")
+    digest = holdout_digest(load_policy(config, taxonomy=TAXONOMY))[0]
+    assert code == 1 and capsys.readouterr().out == (
+        f"job {job.id}: failed: PromotionError: {config}: holdout.sha256 is not set; freeze the holdout by "
+        f"setting it to {digest} (traceback in {failed.path})\n"
+    )
