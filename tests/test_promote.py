@@ -598,6 +598,13 @@ def test_a_queued_job_imports_annotations_retrains_from_the_current_model_and_de
             {"id": 50 + task_id, "result": result},
             label_config=label_config(taxonomy=TAXONOMY),  # the project's, as the webhook keeps it
         )
+    record_annotation(  # its photo is gone: refused at the import, left in the inbox for a person
+        annotations,
+        3,
+        {"id": 99, "data": {"image": "/data/local-files/?d=gone.png"}},
+        {"id": 199, "result": []},
+        label_config=label_config(taxonomy=TAXONOMY),
+    )
     queue_job(annotations, "START_TRAINING from Label Studio project 3", AT, project=3)
     code = main(
         [
@@ -622,11 +629,16 @@ def test_a_queued_job_imports_annotations_retrains_from_the_current_model_and_de
     [job] = list_jobs(annotations)
     assert job.state == "done", job.body.get("error")
     verdict = "promoted" if job.body["promoted"] else "refused"
-    said = f"job {job.id}: done: tiny-r1 {verdict}: {job.body['reason']} ({job.path})\n"
+    [problem] = job.body["imported"]["problems"]
+    assert "(id 99)" in problem and "gone.png" in problem
+    said = (
+        f"job {job.id}: done: tiny-r1 {verdict}: {job.body['reason']}; 1 annotation problem(s), left in "
+        f"the inbox: {problem} ({job.path})\n"
+    )
     assert capsys.readouterr().out.endswith(said)
     assert (cli_cache_dir / "holdout-looks" / f"{spec['holdout']['sha256']}.json").is_file()
     assert job.body["imported"]["added"] == tasks and job.body["model"] == "tiny-r1"
-    assert not list((annotations / "inbox").glob("*.json"))  # consumed: moved to done/<job>/
+    assert [p.name for p in (annotations / "inbox").glob("*.json")] == ["3-99.json"]  # the rest: done/<job>/
     dataset = Dataset.open("bureau", tmp_path / "datasets")
     assert dataset.version == 1 and len(dataset.images) == tasks
     assert "val" in {dataset.split(sha) for sha in dataset.images}

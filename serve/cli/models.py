@@ -217,7 +217,10 @@ def job_line(job: Job) -> str:
     if job.state == "failed":
         return f"job {job.id}: failed: {body.get('error')} (traceback in {job.path})"
     verdict = "promoted" if body.get("promoted") else "refused"
-    return f"job {job.id}: {job.state}: {body.get('model')} {verdict}: {body.get('reason')} ({job.path})"
+    refused = (body.get("imported") or {}).get("problems") or []
+    kept = f"; {len(refused)} annotation problem(s), left in the inbox: {refused[0]}" if refused else ""
+    outcome = f"{body.get('model')} {verdict}: {body.get('reason')}{kept}"
+    return f"job {job.id}: {job.state}: {outcome} ({job.path})"
 
 
 def aligned(rows: list[list[str]]) -> list[str]:
