@@ -612,6 +612,18 @@ def test_a_problem_inside_an_archive_names_the_archive_not_the_folder_it_was_unp
     assert not any("streetorder-import-" in m for m in messages), messages  # a folder gone by now
 
 
+def test_an_image_missing_from_a_folder_export_names_the_folder_looked_in(tmp_path: Path) -> None:
+    """CVAT's COCO export unpacked to a folder, one image gone: it said "looked in no folder"."""
+    archive, _ = coco_zip(tmp_path, edit=lambda c: c["images"][0].update(file_name="gone.jpg"))
+    export = tmp_path / "coco"
+    zipfile.ZipFile(archive).extractall(export)
+    _, problems = import_export(export, Dataset.open("bureau", tmp_path / "datasets"), finder_for(tmp_path))
+    assert [str(p) for p in problems] == [
+        f"{export}/annotations/instances_default.json: images[0]: 'gone.jpg': image not found "
+        f"(looked in {export / 'images'}, {tmp_path / 'media' / 'upload'})"
+    ]
+
+
 def test_a_holdout_photo_inside_an_archive_is_named_by_the_archive(tmp_path: Path) -> None:
     """A COCO zip holding a holdout photo was refused naming /tmp/streetorder-import-.../annotations/
     instances_default.json, a folder deleted by the time the user read it."""
