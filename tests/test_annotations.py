@@ -327,6 +327,18 @@ BROKEN: list[tuple[str, Callable[[Path], Path], str]] = [
         lambda r: _text(r / "bad.json", '[{"data": {"image": "a.jpg"},\n  "annotations": [}]'),
         "bad.json:2: not valid JSON",
     ),
+    (
+        "json cut short",
+        lambda r: _text(r / "cut.json", '[{"data": {"image": "a.jpg"},\n  "annotations": [{"id": 1, "res'),
+        "cut.json:2: not valid JSON: Unterminated string starting at (column 29); the file ends before "
+        "its JSON does (cut short?)",
+    ),
+    (
+        "json cut short between values",
+        lambda r: _text(r / "cut2.json", '[{"data": {"image": "a.jpg"},\n  '),
+        "cut2.json:2: not valid JSON: Expecting property name enclosed in double quotes (column 3); the "
+        "file ends before its JSON does (cut short?)",
+    ),
     ("empty export file", lambda r: _text(r / "empty.json", ""), "empty.json: empty file"),
     ("no tasks", lambda r: _text(r / "none.json", "[]"), "none.json: no tasks: an empty export"),
     (
