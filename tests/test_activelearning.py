@@ -110,7 +110,7 @@ def review(service: Service, case_id: int, action: str, **fields: Any) -> None:
 
 
 def test_queue_ranks_the_workflows_corrections_first_and_pre_annotates(
-    service: Service, tmp_path: Path, db_url: str, cli_cache_dir: Path
+    service: Service, tmp_path: Path, db_url: str, cli_cache_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     photos = tmp_path / "archive"
     rejected, rejected_sha = photo(photos / "rejected.jpg", 1)
@@ -206,25 +206,9 @@ def test_queue_ranks_the_workflows_corrections_first_and_pre_annotates(
     dataset.save()
 
     out = tmp_path / "queue"
-    code = main(
-        [
-            "data",
-            "queue",
-            "--from-db",
-            db_url,
-            "--out",
-            str(out),
-            "--document-root",
-            str(tmp_path),
-            "--skip-dataset",
-            "bureau",
-            "--datasets-dir",
-            str(tmp_path / "datasets"),
-            "--limit",
-            "10",
-        ]
-    )
-    assert code == 0
+    argv = ["data", "queue", "--from-db", db_url, "--out", str(out), "--document-root", str(tmp_path),
+            "--skip-dataset", "bureau", "--datasets-dir", str(tmp_path / "datasets")]  # fmt: skip
+    assert main([*argv, "--limit", "10"]) == 0
     assert [p.parent.name for p in cli_cache_dir.rglob("*.json")] == ["holdout-looks"]  # decoded once
     tasks = json.loads((out / "tasks.json").read_text())
     by_source = {t["data"]["source_path"]: t for t in tasks}
@@ -270,6 +254,15 @@ def test_queue_ranks_the_workflows_corrections_first_and_pre_annotates(
     assert "data.yaml" in names and "train.txt" in names
     assert len([n for n in names if n.startswith("images/train/")]) == len(tasks)
     assert hashlib.sha256((out / "label_config.xml").read_bytes()).hexdigest()  # written beside the tasks
+
+    # a second queue into the same folder: images/ keeps the first's (Label Studio's tasks name
+    # them), so a CVAT task made from images/ would hold photos no annotation of this queue covers
+    capsys.readouterr()
+    assert main([*argv, "--limit", "1"]) == 0
+    assert len(json.loads((out / "tasks.json").read_text())) == 1
+    assert f"note: {out / 'images'} also holds {len(tasks) - 1} image(s) of an earlier queue" in (
+        capsys.readouterr().out
+    )
 
 
 def test_a_heic_photo_goes_to_the_annotators_as_jpeg_and_a_webp_as_it_is(tmp_path: Path) -> None:

@@ -64,6 +64,12 @@ def cli(argv: list[str]) -> int:
     print(f"queued {len(queued)} image(s): {summary}; {out / 'tasks.json'}, {out / 'cvat-yolo.zip'}")
     if left_out:
         print(left_out_line(left_out))
+    earlier = sorted({p.name for p in (out / "images").iterdir()} - {item.path.name for item in queued})
+    if earlier:  # kept: tasks Label Studio took from an earlier queue still name them
+        print(
+            f"note: {out / 'images'} also holds {len(earlier)} image(s) of an earlier queue: a CVAT task "
+            "takes the images of cvat-yolo.zip (or give each queue its own --out)"
+        )
     return 0
 
 
