@@ -314,6 +314,12 @@ def test_reimport_is_unchanged_and_a_correction_is_a_new_version(tmp_path: Path)
         "unchanged": 2,
         "unlabelled": 1,
     } and dataset.version == 1
+    # Label Studio's next export holds every task again, under another name: nothing changed (its
+    # origin, the file and task it came from, made each image "updated" in a new version)
+    tasks = json.loads(export.read_text())
+    again = _text(tmp_path / "project-3-at-2025-10-09.json", json.dumps([tasks[-1], *tasks[:-1]]))
+    counts, _ = import_export(again, dataset, finder, at=AT)
+    assert (counts["updated"], counts["unchanged"], dataset.version) == (0, 2, 1)
     corrected, _ = labelstudio_json(tmp_path, [ls_region("garbage", (10, 20, 70, 100))])  # the car was wrong
     counts, _ = import_export(corrected, dataset, finder, at=AT)
     assert counts["updated"] == 1 and dataset.version == 2
