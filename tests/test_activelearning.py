@@ -26,6 +26,7 @@ from test_api_lifecycle import act
 from serve.cases.db import transaction
 from serve.cases.findings import Finding, load_case_rules, record_finding
 from serve.cases.orm import Photo
+from serve.cli.data_queue import left_out_line
 from serve.cli.main import main
 from vision.core.boxes import Box
 from vision.core.files import file_sha256
@@ -109,7 +110,7 @@ def review(service: Service, case_id: int, action: str, **fields: Any) -> None:
 
 
 def test_queue_ranks_the_workflows_corrections_first_and_pre_annotates(
-    service: Service, tmp_path: Path, db_url: str, cli_cache_dir: Path
+    service: Service, tmp_path: Path, db_url: str, cli_cache_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     photos = tmp_path / "archive"
     rejected, rejected_sha = photo(photos / "rejected.jpg", 1)
@@ -205,25 +206,9 @@ def test_queue_ranks_the_workflows_corrections_first_and_pre_annotates(
     dataset.save()
 
     out = tmp_path / "queue"
-    code = main(
-        [
-            "data",
-            "queue",
-            "--from-db",
-            db_url,
-            "--out",
-            str(out),
-            "--document-root",
-            str(tmp_path),
-            "--skip-dataset",
-            "bureau",
-            "--datasets-dir",
-            str(tmp_path / "datasets"),
-            "--limit",
-            "10",
-        ]
-    )
-    assert code == 0
+    argv = ["data", "queue", "--from-db", db_url, "--out", str(out), "--document-root", str(tmp_path),
+            "--skip-dataset", "bureau", "--datasets-dir", str(tmp_path / "datasets")]  # fmt: skip
+    assert main([*argv, "--limit", "10"]) == 0
     assert [p.parent.name for p in cli_cache_dir.rglob("*.json")] == ["holdout-looks"]  # decoded once
     tasks = json.loads((out / "tasks.json").read_text())
     by_source = {t["data"]["source_path"]: t for t in tasks}
@@ -269,6 +254,15 @@ def test_queue_ranks_the_workflows_corrections_first_and_pre_annotates(
     assert "data.yaml" in names and "train.txt" in names
     assert len([n for n in names if n.startswith("images/train/")]) == len(tasks)
     assert hashlib.sha256((out / "label_config.xml").read_bytes()).hexdigest()  # written beside the tasks
+
+    # a second queue into the same folder: images/ keeps the first's (Label Studio's tasks name
+    # them), so a CVAT task made from images/ would hold photos no annotation of this queue covers
+    capsys.readouterr()
+    assert main([*argv, "--limit", "1"]) == 0
+    assert len(json.loads((out / "tasks.json").read_text())) == 1
+    assert f"note: {out / 'images'} also holds {len(tasks) - 1} image(s) of an earlier queue" in (
+        capsys.readouterr().out
+    )
 
 
 def test_a_heic_photo_goes_to_the_annotators_as_jpeg_and_a_webp_as_it_is(tmp_path: Path) -> None:
@@ -332,13 +326,28 @@ def test_a_scene_is_queued_once_however_it_was_saved_and_a_holdout_copy_never(
                 )
             )
     out = tmp_path / "queue"
+    left_out: dict[str, str] = {}
     queued = build_queue(
-        sessions, out, limit=10, base=tmp_path, document_root=tmp_path, skip=skip, taxonomy=TAXONOMY
+        sessions,
+        out,
+        limit=10,
+        base=tmp_path,
+        document_root=tmp_path,
+        skip=skip,
+        taxonomy=TAXONOMY,
+        left_out=left_out,
     )
     assert [item.meta["source_path"] for item in queued] == [
         str(archive / "smaller.jpg"),
         str(archive / "other.jpg"),
     ]
+    # the holdout copy is left out and said so (a queue of validation photos was "nothing to label")
+    [why] = left_out.values()
+    assert (
+        left_out_line(left_out)
+        == ("left out: 1 of the frozen holdout or copies of its photos (never trained on)")
+        and "frozen holdout" in why
+    )
     assert queued[0].meta["copies"] == f"{archive / 'big.jpg'} | {archive / 'turned.jpg'}"
     assert "copies" not in queued[1].meta
     [box] = queued[0].predictions  # its own boxes only: the copies' are in other pixels

@@ -314,6 +314,12 @@ def test_reimport_is_unchanged_and_a_correction_is_a_new_version(tmp_path: Path)
         "unchanged": 2,
         "unlabelled": 1,
     } and dataset.version == 1
+    # Label Studio's next export holds every task again, under another name: nothing changed (its
+    # origin, the file and task it came from, made each image "updated" in a new version)
+    tasks = json.loads(export.read_text())
+    again = _text(tmp_path / "project-3-at-2025-10-09.json", json.dumps([tasks[-1], *tasks[:-1]]))
+    counts, _ = import_export(again, dataset, finder, at=AT)
+    assert (counts["updated"], counts["unchanged"], dataset.version) == (0, 2, 1)
     corrected, _ = labelstudio_json(tmp_path, [ls_region("garbage", (10, 20, 70, 100))])  # the car was wrong
     counts, _ = import_export(corrected, dataset, finder, at=AT)
     assert counts["updated"] == 1 and dataset.version == 2
@@ -326,6 +332,18 @@ BROKEN: list[tuple[str, Callable[[Path], Path], str]] = [
         "json syntax",
         lambda r: _text(r / "bad.json", '[{"data": {"image": "a.jpg"},\n  "annotations": [}]'),
         "bad.json:2: not valid JSON",
+    ),
+    (
+        "json cut short",
+        lambda r: _text(r / "cut.json", '[{"data": {"image": "a.jpg"},\n  "annotations": [{"id": 1, "res'),
+        "cut.json:2: not valid JSON: Unterminated string starting at (column 29); the file ends before "
+        "its JSON does (cut short?)",
+    ),
+    (
+        "json cut short between values",
+        lambda r: _text(r / "cut2.json", '[{"data": {"image": "a.jpg"},\n  '),
+        "cut2.json:2: not valid JSON: Expecting property name enclosed in double quotes (column 3); the "
+        "file ends before its JSON does (cut short?)",
     ),
     ("empty export file", lambda r: _text(r / "empty.json", ""), "empty.json: empty file"),
     ("no tasks", lambda r: _text(r / "none.json", "[]"), "none.json: no tasks: an empty export"),
@@ -610,6 +628,18 @@ def test_a_problem_inside_an_archive_names_the_archive_not_the_folder_it_was_unp
     messages = [str(p) for p in problems]
     assert any(f"image not found (looked in {export}" in m for m in messages), messages
     assert not any("streetorder-import-" in m for m in messages), messages  # a folder gone by now
+
+
+def test_an_image_missing_from_a_folder_export_names_the_folder_looked_in(tmp_path: Path) -> None:
+    """CVAT's COCO export unpacked to a folder, one image gone: it said "looked in no folder"."""
+    archive, _ = coco_zip(tmp_path, edit=lambda c: c["images"][0].update(file_name="gone.jpg"))
+    export = tmp_path / "coco"
+    zipfile.ZipFile(archive).extractall(export)
+    _, problems = import_export(export, Dataset.open("bureau", tmp_path / "datasets"), finder_for(tmp_path))
+    assert [str(p) for p in problems] == [
+        f"{export}/annotations/instances_default.json: images[0]: 'gone.jpg': image not found "
+        f"(looked in {export / 'images'}, {tmp_path / 'media' / 'upload'})"
+    ]
 
 
 def test_a_holdout_photo_inside_an_archive_is_named_by_the_archive(tmp_path: Path) -> None:

@@ -477,6 +477,44 @@ def test_a_malformed_annotation_event_is_a_422_naming_the_field(
     assert refused.status_code == 422 and refused.json()["detail"].startswith("annotation[0].task: ")
 
 
+@pytest.mark.parametrize(
+    ("change", "detail"),
+    [
+        (
+            lambda e: e["task"].update(id=int("9" * 100)),
+            "task.id: 9999999999999999999999999999...99999999999999999999999999999 is no id "
+            "(a number below 2**63, or a text of at most 100 characters)",
+        ),
+        (lambda e: e["annotation"].pop("id"), "annotation.id: an annotation needs its id (got no id)"),
+        (
+            lambda e: e["annotation"].update(result=None),
+            "annotation.result: expected a list of regions, got None",
+        ),
+    ],
+)
+def test_a_refused_id_or_result_says_what_is_wrong_with_it(
+    service: Service, change: Any, detail: str
+) -> None:
+    """A 100-digit task id was told "a task needs its id (a number, got 999...)", a number; a
+    result of null "a list of regions", as if that were what was sent."""
+    event = annotation_event("ANNOTATION_CREATED", 1, 10)
+    change(event)
+    answer = service.client.post("/labelstudio/webhook", json=event, headers=token(service))
+    assert answer.status_code == 422 and answer.json()["detail"] == detail, answer.text
+
+
+def test_a_webhook_body_cut_short_is_a_422_saying_it_is_no_json(service: Service, tmp_path: Path) -> None:
+    """A truncated body was answered "42: JSON decode error": the 42 is where the JSON stopped."""
+    body = json.dumps(annotation_event("ANNOTATION_CREATED", 1, 10)).encode()[:42]
+    answer = service.client.post(
+        "/labelstudio/webhook", content=body, headers={**token(service), "Content-Type": "application/json"}
+    )
+    assert answer.status_code == 422 and answer.json()["detail"].startswith(
+        "body: not valid JSON at character 42: "
+    ), answer.text
+    assert not (tmp_path / "annotations" / "inbox").exists()
+
+
 def train_body(*task_ids: int) -> dict[str, Any]:
     """What older Label Studio sends to /train: every annotated task with its annotations."""
     events = [annotation_event("ANNOTATION_CREATED", task_id, 10 * task_id) for task_id in task_ids]

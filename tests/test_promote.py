@@ -365,6 +365,9 @@ def test_a_rollback_returns_only_to_a_model_that_was_current(models: Path) -> No
         PromotionError, match=r"shipped was never the current model: .* models promote shipped"
     ):
         rollback(registry=registry, at=AT, to="shipped")
+    # a mistyped name is named as no model, not sent to `promote` (which would say so in its turn)
+    with pytest.raises(PromotionError, match=r"no model folder .*shiped$"):
+        rollback(registry=registry, at=AT, to="shiped")
     assert registry.read() == before
 
 
@@ -535,7 +538,7 @@ def test_the_shipped_retraining_recipe_is_the_current_models_reviewed_mix_fine_t
 
 @pytest.mark.slow
 def test_a_queued_job_imports_annotations_retrains_from_the_current_model_and_decides(
-    tmp_path: Path, cli_cache_dir: Path
+    tmp_path: Path, cli_cache_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Webhook inbox -> job -> dataset version -> 1 epoch from the current (tiny) model -> judged on
     a frozen synthetic holdout -> card and history; the decision agrees with the recorded scores."""
@@ -595,6 +598,13 @@ def test_a_queued_job_imports_annotations_retrains_from_the_current_model_and_de
             {"id": 50 + task_id, "result": result},
             label_config=label_config(taxonomy=TAXONOMY),  # the project's, as the webhook keeps it
         )
+    record_annotation(  # its photo is gone: refused at the import, left in the inbox for a person
+        annotations,
+        3,
+        {"id": 99, "data": {"image": "/data/local-files/?d=gone.png"}},
+        {"id": 199, "result": []},
+        label_config=label_config(taxonomy=TAXONOMY),
+    )
     queue_job(annotations, "START_TRAINING from Label Studio project 3", AT, project=3)
     code = main(
         [
@@ -618,9 +628,17 @@ def test_a_queued_job_imports_annotations_retrains_from_the_current_model_and_de
     )
     [job] = list_jobs(annotations)
     assert job.state == "done", job.body.get("error")
+    verdict = "promoted" if job.body["promoted"] else "refused"
+    [problem] = job.body["imported"]["problems"]
+    assert "(id 99)" in problem and "gone.png" in problem
+    said = (
+        f"job {job.id}: done: tiny-r1 {verdict}: {job.body['reason']}; 1 annotation problem(s), left in "
+        f"the inbox: {problem} ({job.path})\n"
+    )
+    assert capsys.readouterr().out.endswith(said)
     assert (cli_cache_dir / "holdout-looks" / f"{spec['holdout']['sha256']}.json").is_file()
     assert job.body["imported"]["added"] == tasks and job.body["model"] == "tiny-r1"
-    assert not list((annotations / "inbox").glob("*.json"))  # consumed: moved to done/<job>/
+    assert [p.name for p in (annotations / "inbox").glob("*.json")] == ["3-99.json"]  # the rest: done/<job>/
     dataset = Dataset.open("bureau", tmp_path / "datasets")
     assert dataset.version == 1 and len(dataset.images) == tasks
     assert "val" in {dataset.split(sha) for sha in dataset.images}
@@ -654,3 +672,50 @@ def test_a_queued_job_imports_annotations_retrains_from_the_current_model_and_de
     assert Registry(models).current == ("tiny-r1" if judged.promote else "tiny")
     assert job.body["promoted"] is judged.promote
     assert code == (0 if judged.promote else 1)  # a refused candidate exits 1, as with --now
+
+
+def test_a_retraining_on_a_holdout_not_frozen_fails_before_it_trains(
+    tmp_path: Path, cli_cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`models retrain` trained (hours on the CPU), packaged the candidate and only then found the
+    holdout not frozen (or changed), which refuses every judgement: it now says so first."""
+    models = tmp_path / "models"
+    tiny_model(models)
+    Registry(models).record({"at": AT.isoformat(), "action": "initial", "model": "tiny"}, current="tiny")
+    holdout = write_set(
+        tmp_path / "holdout",
+        SOURCES["bins"]["names"],
+        {"val": [random_boxes(np.random.default_rng(5), 64, ["garbage"], 1) for _ in range(2)]},
+        64,
+    )
+    config = tmp_path / "promotion.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "metric": "ap50",
+                "holdout": {"name": "synthetic", "sets": [{"data": str(holdout), "split": "val"}]},
+                "retrain": {"base_mix": str(write_mix(tmp_path / "base", size=64, train=2, val=1))},
+            }
+        )
+    )
+    capsys.readouterr()
+    code = main(
+        ["models", "--models-dir", str(models), "--config", str(config), "retrain", "--now",
+         "--datasets-dir", str(tmp_path / "datasets"), "--work-dir", str(tmp_path / "work"),
+         "--runs-dir", str(tmp_path / "runs")]
+    )  # fmt: skip
+    assert code == 1 and "holdout.sha256 is not set; freeze the holdout" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() and not (models / "tiny-r1").exists()
+    # a queued job fails the same way, said in one line (it printed the job's record, traceback and all)
+    job = queue_job(tmp_path / "annotations", "START_TRAINING from Label Studio project 3", AT, project=3)
+    code = main(
+        ["models", "--models-dir", str(models), "--config", str(config), "retrain",
+         "--annotations-dir", str(tmp_path / "annotations"), "--datasets-dir", str(tmp_path / "datasets"),
+         "--work-dir", str(tmp_path / "work"), "--runs-dir", str(tmp_path / "runs")]
+    )  # fmt: skip
+    [failed] = list_jobs(tmp_path / "annotations")
+    digest = holdout_digest(load_policy(config, taxonomy=TAXONOMY))[0]
+    assert code == 1 and capsys.readouterr().out == (
+        f"job {job.id}: failed: PromotionError: {config}: holdout.sha256 is not set; freeze the holdout by "
+        f"setting it to {digest} (traceback in {failed.path})\n"
+    )

@@ -126,11 +126,22 @@ def invalid_request(request: Request, error: Exception) -> Response:
         for e in found
     ]
     described = "; ".join(
-        f"{'.'.join(f['loc'][1:]) or f['loc'][0] if f['loc'] else 'request'}: {f['msg']}" for f in fields
+        not_json(e)
+        if e.get("type") == "json_invalid"
+        else f"{'.'.join(f['loc'][1:]) or f['loc'][0] if f['loc'] else 'request'}: {f['msg']}"
+        for e, f in zip(found, fields, strict=True)
     )
     return problem_response(
         request, 422, "invalid request", described or "invalid request", {"errors": fields}
     )
+
+
+def not_json(error: dict[str, Any]) -> str:
+    """A body that is no JSON, by where the reader stopped and why (FastAPI's loc is the position:
+    a truncated body read "42: JSON decode error")."""
+    at = error.get("loc", ("body", "?"))[-1]
+    why = str((error.get("ctx") or {}).get("error", "")) or str(error.get("msg", ""))
+    return f"body: not valid JSON at character {at}: {why}"
 
 
 def http_error(request: Request, error: Exception) -> Response:

@@ -132,11 +132,13 @@ def build_queue(
     document_root: Path,
     skip: KnownImages,
     taxonomy: Taxonomy,
+    left_out: dict[str, str] | None = None,
 ) -> list[QueuedImage]:
+    """The queue written to `out`; the images `skip` knows are noted in `left_out` (sha256 -> why)."""
     with sessions() as session:
         candidates = [
             *from_cases(session, taxonomy, base),
             *from_camera_frames(session, taxonomy, base),
             *from_photos(session, taxonomy, base),
         ]
-    return write_queue(select_queue(candidates, limit, skip), out, document_root, taxonomy)
+    return write_queue(select_queue(candidates, limit, skip, left_out), out, document_root, taxonomy)

@@ -48,6 +48,7 @@ def cli(argv: list[str]) -> int:
     skip = holdout_refusals(settings.configs_dir / PROMOTION, taxonomy, settings.cache_dir)
     skip.update(known_images(args.skip_dataset, args.datasets_dir or settings.data_dir))
     sessions = open_database(args.from_db, create=False)
+    left_out: dict[str, str] = {}
     queued = build_queue(
         sessions,
         out,
@@ -56,8 +57,28 @@ def cli(argv: list[str]) -> int:
         document_root=document_root,
         skip=skip,
         taxonomy=taxonomy,
+        left_out=left_out,
     )
     reasons = Counter(item.reasons[0] for item in queued)
     summary = ", ".join(f"{count} {reason}" for reason, count in reasons.most_common()) or "nothing to label"
     print(f"queued {len(queued)} image(s): {summary}; {out / 'tasks.json'}, {out / 'cvat-yolo.zip'}")
+    if left_out:
+        print(left_out_line(left_out))
+    earlier = sorted({p.name for p in (out / "images").iterdir()} - {item.path.name for item in queued})
+    if earlier:  # kept: tasks Label Studio took from an earlier queue still name them
+        print(
+            f"note: {out / 'images'} also holds {len(earlier)} image(s) of an earlier queue: a CVAT task "
+            "takes the images of cvat-yolo.zip (or give each queue its own --out)"
+        )
     return 0
+
+
+def left_out_line(left_out: dict[str, str]) -> str:
+    """The images the queue passed over, by kind: a scan of validation photos queued "nothing to
+    label" without saying they were the frozen holdout's."""
+    holdout = sum("frozen holdout" in why for why in left_out.values())
+    kinds = [
+        (holdout, "of the frozen holdout or copies of its photos (never trained on)"),
+        (len(left_out) - holdout, "already in a --skip-dataset dataset or copies of its images"),
+    ]
+    return "left out: " + ", ".join(f"{count} {kind}" for count, kind in kinds if count)

@@ -27,6 +27,7 @@ from vision.modelops.promote import (
     rollback,
 )
 from vision.modelops.retrain import (
+    Job,
     RetrainOptions,
     claim,
     jobs_dir,
@@ -200,14 +201,26 @@ def run_cli(args: argparse.Namespace, registry: Any, policy: Any) -> int:
         if claimed is None:
             continue
         finished = run_job(claimed, registry, policy, options, annotations_dir, finder, job_clock)
-        body = json.dumps(finished.body, ensure_ascii=False, default=str)
-        print(f"job {finished.id}: {finished.state}: {body}")
+        print(job_line(finished))
         done += 1
         if finished.state == "failed" or not finished.body.get("promoted"):
             code = 1  # like --now: a failed job or a refused candidate is no success
     if not done:
         print(f"no queued retraining job in {jobs_dir(annotations_dir)}", file=sys.stderr)
     return code
+
+
+def job_line(job: Job) -> str:
+    """What became of a job, in one line; the job file keeps the whole record (a failed job printed
+    it all, its traceback as one JSON string, for the error to be found in)."""
+    body = job.body
+    if job.state == "failed":
+        return f"job {job.id}: failed: {body.get('error')} (traceback in {job.path})"
+    verdict = "promoted" if body.get("promoted") else "refused"
+    refused = (body.get("imported") or {}).get("problems") or []
+    kept = f"; {len(refused)} annotation problem(s), left in the inbox: {refused[0]}" if refused else ""
+    outcome = f"{body.get('model')} {verdict}: {body.get('reason')}{kept}"
+    return f"job {job.id}: {job.state}: {outcome} ({job.path})"
 
 
 def aligned(rows: list[list[str]]) -> list[str]:

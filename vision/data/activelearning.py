@@ -97,7 +97,10 @@ def resolve_path(path: str, base: Path) -> Path:
 
 
 def select_queue(
-    candidates: Iterable[Candidate], limit: int, skip: KnownImages
+    candidates: Iterable[Candidate],
+    limit: int,
+    skip: KnownImages,
+    left_out: dict[str, str] | None = None,
 ) -> list[tuple[Candidate, str]]:
     """Best first, one entry per image (its strongest reason; the others noted), skipping known images.
 
@@ -105,7 +108,9 @@ def select_queue(
     region they bring, so no case's region is lost. A copy of a queued image by its look (saved
     again, resized, turned by its EXIF: vision.core.phash) is no second task: its reasons join the
     stronger one's task and its path is noted under `copies` (its boxes are in another file's
-    pixels, so they stay out). Images of `skip` are left out, a frozen-holdout photo also by its look."""
+    pixels, so they stay out). Images of `skip` are left out, a frozen-holdout photo also by its look,
+    each noted in `left_out` (sha256 -> why): a queue of holdout photos was "nothing to label" unsaid."""
+    left_out = {} if left_out is None else left_out
     best: dict[str, tuple[Candidate, list[str]]] = {}
     for candidate in candidates:
         try:
@@ -114,6 +119,7 @@ def select_queue(
             print(f"queue: {candidate.path}: skipped ({err.strerror or err})", file=sys.stderr)
             continue
         if sha in skip.by_sha256:
+            left_out[sha] = skip.by_sha256[sha]
             continue
         held = best.get(sha)
         if held is None:
@@ -127,7 +133,8 @@ def select_queue(
         if len(chosen) == limit:
             break
         look = candidate.phash
-        if look is not None and skip.why(sha, look) is not None:
+        if look is not None and (why := skip.why(sha, look)) is not None:
+            left_out[sha] = why
             continue
         copied = sorted(int(place) for _, place in chosen_looks.near(look)) if look else []
         if copied:  # ranked best first: the task already chosen (the first, if several) is the stronger one

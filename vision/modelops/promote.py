@@ -648,6 +648,8 @@ def rollback(*, registry: Registry, at: datetime, to: str | None = None, reason:
         raise PromotionError(f"{target} is already the current model")
     try:
         folder = registry.models_dir / check_model_name(target)
+        if not folder.is_dir():
+            raise PromotionError(f"no model folder {folder}")
         # a refused or never judged candidate keeps its weights until `prune`: not a rollback's
         if target not in registry.were_current():
             raise PromotionError(

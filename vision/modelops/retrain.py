@@ -244,13 +244,15 @@ def retrain(
     from vision.data.annotations.records import AnnotationError
     from vision.detect.registry import WEIGHTS, find_model, read_card, update_card
     from vision.modelops.export import export_model, package
-    from vision.modelops.promote import promote
+    from vision.modelops.promote import check_holdout, promote
     from vision.modelops.train import average_checkpoints, start_weights, train
 
     started = clock()
     current = registry.current
     if current is None:
         raise JobError(f"{registry.path}: no current model to train from")
+    # a holdout not frozen, or changed, refuses every judgement: say so before hours of training
+    check_holdout(policy)
     files = find_model(registry.models_dir / current, registry.models_dir)
     if "ultralytics" not in files.weights:
         raise JobError(

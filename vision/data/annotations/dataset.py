@@ -114,7 +114,9 @@ class Dataset:
                 entry["phash"] = phash
                 if looks is not None and previous is None:
                     looks.add(sample.sha256, phash)
-            if previous is not None and _without(previous, "version", "phash") == _without(entry, "phash"):
+            # where it came from is no change: Label Studio's every export holds every task again
+            kept = _without(previous or {}, "version", "phash", "origin")
+            if previous is not None and kept == _without(entry, "phash", "origin"):
                 if phash and "phash" not in previous:  # the same bytes: the same look, no new version
                     previous["phash"] = phash
                 counts["unchanged"] += 1

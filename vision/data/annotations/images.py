@@ -173,7 +173,8 @@ class ImageFinder:
                 )
         if remote and relative is None and self.tasks.base_url:
             return self.keep(self.tasks.fetch(ref), Path(name).suffix)
-        folders = ", ".join(map(str, self.folders)) or "no folder"
+        # every folder looked in: the export's own too (a COCO folder's images/ was "no folder")
+        folders = ", ".join(map(str, dict.fromkeys([*tried, *self.folders]))) or "no folder"
         raise AnnotationError(repr(ref), f"image not found (looked in {folders})")
 
     def by_name(self) -> dict[str, list[Path]]:

@@ -92,8 +92,11 @@ def load_json(path: Path, max_bytes: int | None = None) -> Any:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
+        # a download or copy not finished: a syntax error at its end, or a string never closed
+        ended = err.pos >= len(text.rstrip()) or err.msg.startswith("Unterminated string")
+        cut = "; the file ends before its JSON does (cut short?)" if ended else ""
         raise AnnotationError(
-            f"{path}:{err.lineno}", f"not valid JSON: {err.msg} (column {err.colno})"
+            f"{path}:{err.lineno}", f"not valid JSON: {err.msg} (column {err.colno}){cut}"
         ) from err
     except RecursionError:  # `[[[[...` thousands deep: Python's reader gives up, no export nests so
         raise AnnotationError(f"{path}", "JSON nested too deeply to be an export") from None

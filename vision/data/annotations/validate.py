@@ -24,6 +24,7 @@ from vision.data.annotations.readers import (
     beside_boxes,
     image_of_task,
     is_object_kind,
+    not_an_id,
     result_boxes,
 )
 from vision.data.annotations.records import (
@@ -138,6 +139,16 @@ def annotation_problems(result: list[Any], where: str, taxonomy: Taxonomy) -> li
     return problems
 
 
+def id_problem(holder: Any, at: str, kind: str) -> Problem:
+    """A missing or impossible id of a task or annotation, saying what an id is (a 100-digit number
+    was told "a task needs its id (a number, got 999...999)")."""
+    if isinstance(holder, dict) and holder.get("id") is not None:
+        return Problem(at, not_an_id(holder["id"]))
+    article = "an" if kind[0] in "aeiou" else "a"
+    got = "no id" if isinstance(holder, dict) else f"no {kind} object"
+    return Problem(at, f"{article} {kind} needs its id (got {got})")
+
+
 def task_problems(
     task: Any,
     annotation: Any,
@@ -154,16 +165,14 @@ def task_problems(
     taxonomy class. A cancelled annotation (a skipped task) is checked for its ids only: nothing
     of it is kept. Refusals name references as sent, never the server's folders."""
     if not isinstance(task, dict) or not is_id(task.get("id")):
-        got = shown(task.get("id")) if isinstance(task, dict) else "no task object"
-        return [Problem(f"{task_at}.id", f"a task needs its id (a number, got {got})")]
+        return [id_problem(task, f"{task_at}.id", "task")]
     if not isinstance(task.get("data"), dict):
         return [Problem(f"{task_at}.data", "a task needs its data (an object with the image)")]
     if not isinstance(annotation, dict) or not is_id(annotation.get("id")):
-        got = shown(annotation.get("id")) if isinstance(annotation, dict) else "no annotation object"
-        return [Problem(f"{where}.id", f"an annotation needs its id (a number, got {got})")]
+        return [id_problem(annotation, f"{where}.id", "annotation")]
     result = annotation.get("result", [])
     if not isinstance(result, list):
-        return [Problem(f"{where}.result", "a list of regions")]
+        return [Problem(f"{where}.result", f"expected a list of regions, got {shown(result)}")]
     if annotation.get("was_cancelled"):
         return []
     if (field := lone_surrogate({task_at: task, where: annotation})) is not None:
