@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from vision.data.annotations.images import STORE, ImageFinder, TaskImages
 from vision.data.annotations.importer import import_export
 from vision.data.annotations.pull import LabelStudio
 from vision.data.annotations.readers import FORMATS, Limits, read_text
-from vision.data.annotations.records import AnnotationError
+from vision.data.annotations.records import AnnotationError, Problem
 
 
 def cli(argv: list[str]) -> int:
@@ -121,8 +121,8 @@ def cli(argv: list[str]) -> int:
     except AnnotationError as err:
         print(f"data import: {err}", file=sys.stderr)
         return 1
-    for problem in problems:
-        print(problem, file=sys.stderr)
+    for line in said_once(problems):
+        print(line, file=sys.stderr)
     if problems and not args.skip_invalid:
         print(
             f"data import: {len(problems)} problem(s); nothing added (fix them, or --skip-invalid)",
@@ -134,6 +134,20 @@ def cli(argv: list[str]) -> int:
         f"{counts['unchanged']} unchanged, {skipped(counts)}, {len(problems)} problem(s) ({dataset.path})"
     )
     return 0
+
+
+def said_once(problems: Sequence[Problem]) -> Iterator[str]:
+    """Each problem once, at its first place, with how many more places have the same: an export of
+    1,000 tasks without its labelling config printed the same line 1,000 times (the count says all)."""
+    places: dict[str, list[str]] = {}
+    for problem in problems:
+        places.setdefault(problem.message, []).append(problem.where)
+    for message, where in places.items():
+        more = ""
+        if len(where) > 1:
+            shown = ", ".join(where[1:4]) + (", ..." if len(where) > 4 else "")
+            more = f" (the same at {len(where) - 1} more: {shown})"
+        yield f"{where[0]}: {message}{more}"
 
 
 def skipped(counts: dict[str, Any]) -> str:
