@@ -330,8 +330,14 @@ def test_a_model_not_worse_on_the_holdout_is_promoted_and_can_be_rolled_back(
     assert rollback(registry=registry, at=AT, reason="test") == "tiny"
     assert registry.current == "tiny" and registry.read()["history"][-1]["action"] == "rollback"
     assert main(["models", "--models-dir", str(models), "list"]) == 0
-    listed = {line[2:].split()[0]: line[0] for line in capsys.readouterr().out.splitlines()}
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split() == ["name", "version", "weights", "last", "decision", "status"]
+    listed = {line[2:].split()[0]: line[0] for line in rows}
     assert listed == {"tiny": "*", "shipped": " "}
+    # the rolled-back model's card still says "promote": the list reads the registry's history
+    said = {line[2:].split()[0]: line for line in rows}
+    assert f"rolled back {AT:%Y-%m-%d %H:%M} UTC" in said["shipped"], said
+    assert f"current again {AT:%Y-%m-%d %H:%M} UTC" in said["tiny"], said
     with pytest.raises(PromotionError, match="already the current model"):
         promote("tiny", registry=registry, policy=load_policy(holdout_config, taxonomy=TAXONOMY), at=AT)
     (models.parent / "outside").mkdir(exist_ok=True)  # a folder beside models/, not a model of it
@@ -350,7 +356,7 @@ def test_models_list_shows_a_long_status_whole_in_aligned_columns(
     for name, said in statuses.items():
         write_card(models / name, {**read_card(models / name), "status": said})
     assert main(["models", "--models-dir", str(models), "list"]) == 0
-    lines = {line[2:].split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    lines = {line[2:].split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
     assert status in lines["shipped"], lines
     starts = {line.index(f" {statuses[name]}") for name, line in lines.items()}
     assert len(starts) == 1, lines  # the status column starts at one place in every row

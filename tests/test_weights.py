@@ -233,7 +233,7 @@ def test_prune_keeps_current_and_previous_and_rollback_says_how_to_restore(
     (models / "m1" / "model.dynamic.onnx").unlink()
 
     assert main(["models", "--models-dir", str(models), "list"]) == 0
-    listed = {line[2:].split()[0]: line[2:].split()[2:4] for line in capsys.readouterr().out.splitlines()}
+    listed = {line[2:].split()[0]: line[2:].split()[2:4] for line in capsys.readouterr().out.splitlines()[1:]}
     assert listed["m1"] == ["git", commit[:12]] and listed["m3"][0] == "here"
 
     with pytest.raises(PromotionError, match=r"cannot roll back to m1: .*not kept in the tree") as refused:

@@ -88,13 +88,13 @@ def cli(argv: list[str]) -> int:
     now = datetime.now(UTC)  # when a person or job decided: bookkeeping, never a rule's input
     try:
         if args.command == "list":
-            table = [
+            table = [[" ", "name", "version", "weights", "last decision", "status"]] + [
                 [
                     "*" if row["current"] else " ",
                     row["name"],
                     row["version"],
                     row["weights"],
-                    f"{row['decision']} {row['decided_at']}" if row["decision"] else "",
+                    f"{row['decision']} {minute(row['decided_at'])}" if row["decision"] else "",
                     str(row["status"] or ""),  # last: a sentence at times
                 ]
                 for row in list_models(registry)
@@ -221,6 +221,15 @@ def job_line(job: Job) -> str:
     kept = f"; {len(refused)} annotation problem(s), left in the inbox: {refused[0]}" if refused else ""
     outcome = f"{body.get('model')} {verdict}: {body.get('reason')}{kept}"
     return f"job {job.id}: {job.state}: {outcome} ({job.path})"
+
+
+def minute(at: Any) -> str:
+    """A decision's time to the minute, in UTC as recorded ("2026-12-06 16:55 UTC"): the list showed
+    the history's microseconds and offset; a time that does not read as one is shown as it is."""
+    try:
+        return datetime.fromisoformat(str(at)).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        return str(at or "")
 
 
 def aligned(rows: list[list[str]]) -> list[str]:

@@ -681,10 +681,32 @@ def natural_order(name: str) -> tuple[tuple[int, int | str], ...]:
     return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name) if part)
 
 
+# a model's last decision as the list says it, by the history entry's action (a rollback: below)
+DECISION_WORDS = {"initial": "initial", "promote": "promoted", "force": "forced", "refuse": "refused"}
+
+
+def last_decisions(history: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    """Each model's last decision and its time, from the registry's history: a rollback is the
+    decision of both models it concerns ("rolled back" for the one it left, "current again" for its
+    target). The card's own promotion said "promote" of a model rolled back since."""
+    last: dict[str, tuple[str, str]] = {}
+    for entry in history:
+        action, at = str(entry.get("action")), str(entry.get("at") or "")
+        if action == "rollback":
+            if entry.get("previous"):
+                last[str(entry["previous"])] = ("rolled back", at)
+            last[str(entry.get("model"))] = ("current again", at)
+        elif action in DECISION_WORDS:
+            last[str(entry.get("model"))] = (DECISION_WORDS[action], at)
+    return last
+
+
 def list_models(registry: Registry) -> list[dict[str, Any]]:
-    """Every model folder whose weights are here or recorded in its card (nothing is fetched)."""
+    """Every model folder whose weights are here or recorded in its card (nothing is fetched), with
+    its last decision (`last_decisions`; a card's own promotion where the history has none)."""
     rows = []
-    current = registry.current
+    recorded_registry = registry.read()
+    current, decisions = recorded_registry["current"], last_decisions(recorded_registry["history"])
     for folder in sorted(
         (p for p in registry.models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
         key=lambda p: natural_order(p.name),
@@ -703,6 +725,10 @@ def list_models(registry: Registry) -> list[dict[str, Any]]:
             version = f"{folder.name}@{main.sha256[:12]}"
             weights = "url" if main.url else (f"git {main.git[:12]}" if main.git else "not kept")
         promotion = card.get("promotion") or {}
+        decision, decided_at = decisions.get(
+            folder.name,
+            (DECISION_WORDS.get(promotion.get("action"), promotion.get("action")), promotion.get("at")),
+        )
         rows.append(
             {
                 "name": folder.name,
@@ -710,8 +736,8 @@ def list_models(registry: Registry) -> list[dict[str, Any]]:
                 "version": version,
                 "weights": weights,
                 "status": card.get("status"),
-                "decision": promotion.get("action"),
-                "decided_at": promotion.get("at"),
+                "decision": decision,
+                "decided_at": decided_at,
             }
         )
     return rows
