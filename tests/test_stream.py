@@ -1199,6 +1199,35 @@ def test_watch_reads_an_image_sequence_every_frame_at_full_speed_and_tells_a_fil
         get_settings.cache_clear()
 
 
+def test_watch_says_why_a_file_played_again_judged_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file played again with the same --file-start is late frame for frame (the camera's saved state
+    is past it): the watch printed `0 events` and exit 0, and an operator saw a clip judged clean."""
+    from serve.cases.settings import get_settings
+    from serve.cli.main import main
+
+    camera = yaml.safe_load((CONFIGS / "cameras.yaml").read_text(encoding="utf-8"))["cameras"][0]
+    sequence = image_sequence(tmp_path / "frames", 4)
+    args = ["watch", "--camera", camera["id"], "--stream", sequence, "--file-fps", "1", "--speed", "0"]
+    args += ["--file-start", START.isoformat(), "--db", f"sqlite:///{tmp_path / 'watch.db'}"]
+    monkeypatch.setenv("STREETORDER_EVIDENCE_DIR", str(tmp_path / "evidence"))
+    get_settings.cache_clear()
+    try:
+        assert main(args) == 0
+        assert "late" not in capsys.readouterr().err
+        assert main(args) == 0
+        err = capsys.readouterr().err
+        last = (START + timedelta(seconds=3)).astimezone(ZoneInfo("Asia/Shanghai")).isoformat()
+        assert (
+            f"4 of the 4 frames analysed were late: captured at or before the camera's last frame ({last}"
+            in err
+        )
+        assert "a file played again needs a --file-start after that time" in err
+    finally:
+        get_settings.cache_clear()
+
+
 def test_watch_never_shows_a_camera_password(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     """A Hikvision address with its password, given to `watch`: refused (another scheme, a rate for a
     file), or read from a camera nobody answers at. Neither its messages, nor its summary, nor what
