@@ -582,8 +582,9 @@ def test_a_camera_that_stopped_sending_does_not_hold_the_case_for_ever(
     if dark_from == 100:  # last state saved at 65 s (black: its last frame with a picture at 100 s)
         [(kind, proposal, reason)] = cleared
         assert (kind, proposal) == ("cleared", "resolved")
-        minutes = 15 if black else 16
-        assert "camera hub-cam-2 last seen" in reason and f"{minutes} min before: not counted" in reason
+        minutes, seen = (15, 100) if black else (16, 65)
+        at = SERVICE_START + timedelta(seconds=seen)  # the bureau's clock, as every time answered (was UTC)
+        assert f"camera hub-cam-2 last seen {at.isoformat()}, {minutes} min before: not counted" in reason
     else:  # dark since 600 s: 430 s before the clear, within its tolerance
         assert cleared == [
             ("cleared", None, "place clear; incident 1 of camera hub-cam-2 on this case still present")
@@ -592,6 +593,7 @@ def test_a_camera_that_stopped_sending_does_not_hold_the_case_for_ever(
         (case,) = session.scalars(select(Case)).all()
         (after,) = session.scalars(select(Evidence).where(Evidence.role == "after")).all()
     assert case.state == "reported" and (after.extra or {}).get("proposal") == cleared[0][1]
+    assert (after.extra or {})["absent_since"] == (SERVICE_START + timedelta(seconds=995)).isoformat()
 
     back = 2000  # the second camera is back, the car still in its view: the gap rule, the open case
     returned = [hub.result(t, [SPOT], "hub-cam-2").actions for t in range(back, back + 80, 5)]
