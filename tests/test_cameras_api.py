@@ -1142,6 +1142,45 @@ def test_late_frames_multipart_and_bad_requests(model_service: Service) -> None:
     assert after["frames"] == 3  # nothing refused was applied: the camera is not stuck in the future
 
 
+def test_a_frame_sent_without_an_image_type_is_taken_by_its_bytes(model_service: Service) -> None:
+    """A bridge that posts its JPEG as application/octet-stream (or with no type, or as a multipart
+    part its library typed so) got 415 "send image/jpeg", although the bytes were a JPEG and the photo
+    doors take such a part by its bytes; untyped bytes that are no frame are still 415, named."""
+    service = model_service
+    frame = jpeg(Scene(10).frame(0)[0])
+    url, auth = f"/v1/cameras/{CAM}/frames", service.auth("report")
+
+    def at(t: int) -> str:
+        return (SERVICE_START + timedelta(seconds=t)).isoformat()
+
+    sent = {
+        "octet-stream body": service.client.post(
+            url,
+            content=frame,
+            headers={**auth, "Content-Type": "application/octet-stream", "X-Capture-Time": at(1)},
+        ),
+        "body without a type": service.client.post(
+            url, content=frame, headers={**auth, "X-Capture-Time": at(2)}
+        ),
+        "octet-stream part": service.client.post(
+            url,
+            files={"file": ("frame", frame, "application/octet-stream")},
+            data={"captured_at": at(3)},
+            headers=auth,
+        ),
+    }
+    for name, response in sent.items():
+        assert response.status_code == 200 and response.json()["late"] is False, (name, response.text)
+    junk = service.client.post(
+        url,
+        content=b"hello",
+        headers={**auth, "Content-Type": "application/octet-stream", "X-Capture-Time": at(4)},
+    )
+    assert junk.status_code == 415 and "its bytes are no JPEG or PNG" in junk.json()["detail"], junk.text
+    health = service.client.get("/v1/cameras", headers=service.auth("cases:read")).json()[0]["health"]
+    assert health["frames"] == 3
+
+
 def test_a_camera_id_no_camera_can_have_is_a_short_422(service: Service) -> None:
     """A 10,000-digit camera id came back twice in the 404's detail (20 kB); no configured camera
     can have an id over 64 characters (the database's column), so it is refused as such."""
