@@ -138,6 +138,13 @@ def cli(argv: list[str]) -> int:
         f"{health.reconnects} reconnects, {health.events} events, {watcher.errors} errors, "
         f"stream {health.stream_state}"
     )
+    if reader.stats.rate_assumed:
+        print(
+            f"watch: {redact_url(stream)} stores no frame rate (a raw stream or numbered images): it was "
+            f"read at {reader.stats.rate_assumed:g} frames a second, whatever the camera took, and every "
+            "dwell in it with that clock; give the camera's rate with --file-fps",
+            file=sys.stderr,
+        )
     if health.late_frames:
         print(
             f"watch: {late_frames(health.late_frames, watcher.analysed, saved_at, camera.tz)}",
