@@ -7,6 +7,7 @@ detector is the only part left out, so every time below is known exactly.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import subprocess
 import sys
@@ -311,6 +312,22 @@ def test_frames_without_a_picture_neither_clear_nor_hide_a_violation(
     blind = [o for o in run.outcomes if 100 <= o.at - T0.timestamp() < 250]
     assert len(blind) == 300 and all(o.no_picture and not o.late for o in blind)
     assert all(o.no_picture is None for o in run.outcomes if o not in blind)
+
+
+def test_a_lost_picture_is_logged_on_the_cameras_clock(
+    street: dict[str, np.ndarray], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The log said `no picture (blank) from 2026-05-06T02:01:40+00:00` for a frame the camera sent at
+    10:01:40+08:00: an operator matching the log to the API's times (the bureau's clock) was 8 hours off."""
+    script = parked(0, 200, GREY_BOX)
+    street_frames = painted(street, script, {GREY_BOX: "grey"})
+
+    def frames(t: float) -> np.ndarray:
+        return NO_PICTURE["black"](street_frames(t)) if 100 <= t < 150 else street_frames(t)
+
+    with caplog.at_level(logging.WARNING, logger="streetorder.cameras"):
+        play(hidden(script, 100, 150), 160, frames=frames)
+    assert "camera cam: no picture (blank) from 2026-05-06T10:01:40+08:00: nothing is judged" in caplog.text
 
 
 def test_a_frozen_picture_is_no_evidence_that_the_car_still_stands(street: dict[str, np.ndarray]) -> None:
