@@ -460,6 +460,7 @@ async def frame_upload(
     EXIF is asked once it is decoded) and where that came from: raw image body or multipart."""
     limit = int(service.settings.max_upload_mb * 2**20)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    sent_as: str | None  # the type the frame came as (None: a part that named none)
     if content_type in FRAME_TYPES or content_type in UNTYPED:  # untyped: its bytes decide, as a photo's
         data = await request.body()
         name, field, when, sent_as = "frame", CAPTURE_HEADER, header_time, content_type
