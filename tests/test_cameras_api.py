@@ -591,8 +591,9 @@ def test_a_camera_that_stopped_sending_does_not_hold_the_case_for_ever(
     if dark_from == 100:  # last state saved at 65 s (black: its last frame with a picture at 100 s)
         [(kind, proposal, reason)] = cleared
         assert (kind, proposal) == ("cleared", "resolved")
-        minutes = 15 if black else 16
-        assert "camera hub-cam-2 last seen" in reason and f"{minutes} min before: not counted" in reason
+        minutes, seen = (15, 100) if black else (16, 65)
+        at = SERVICE_START + timedelta(seconds=seen)  # the bureau's clock, as every time answered (was UTC)
+        assert f"camera hub-cam-2 last seen {at.isoformat()}, {minutes} min before: not counted" in reason
     else:  # dark since 600 s: 430 s before the clear, within its tolerance
         assert cleared == [
             ("cleared", None, "place clear; incident 1 of camera hub-cam-2 on this case still present")
@@ -601,6 +602,7 @@ def test_a_camera_that_stopped_sending_does_not_hold_the_case_for_ever(
         (case,) = session.scalars(select(Case)).all()
         (after,) = session.scalars(select(Evidence).where(Evidence.role == "after")).all()
     assert case.state == "reported" and (after.extra or {}).get("proposal") == cleared[0][1]
+    assert (after.extra or {})["absent_since"] == (SERVICE_START + timedelta(seconds=995)).isoformat()
 
     back = 2000  # the second camera is back, the car still in its view: the gap rule, the open case
     returned = [hub.result(t, [SPOT], "hub-cam-2").actions for t in range(back, back + 80, 5)]
@@ -1147,6 +1149,45 @@ def test_late_frames_multipart_and_bad_requests(model_service: Service) -> None:
         assert words in response.text, name
     after = service.client.get("/v1/cameras", headers=service.auth("cases:read")).json()[0]["health"]
     assert after["frames"] == 3  # nothing refused was applied: the camera is not stuck in the future
+
+
+def test_a_frame_sent_without_an_image_type_is_taken_by_its_bytes(model_service: Service) -> None:
+    """A bridge that posts its JPEG as application/octet-stream (or with no type, or as a multipart
+    part its library typed so) got 415 "send image/jpeg", although the bytes were a JPEG and the photo
+    doors take such a part by its bytes; untyped bytes that are no frame are still 415, named."""
+    service = model_service
+    frame = jpeg(Scene(10).frame(0)[0])
+    url, auth = f"/v1/cameras/{CAM}/frames", service.auth("report")
+
+    def at(t: int) -> str:
+        return (SERVICE_START + timedelta(seconds=t)).isoformat()
+
+    sent = {
+        "octet-stream body": service.client.post(
+            url,
+            content=frame,
+            headers={**auth, "Content-Type": "application/octet-stream", "X-Capture-Time": at(1)},
+        ),
+        "body without a type": service.client.post(
+            url, content=frame, headers={**auth, "X-Capture-Time": at(2)}
+        ),
+        "octet-stream part": service.client.post(
+            url,
+            files={"file": ("frame", frame, "application/octet-stream")},
+            data={"captured_at": at(3)},
+            headers=auth,
+        ),
+    }
+    for name, response in sent.items():
+        assert response.status_code == 200 and response.json()["late"] is False, (name, response.text)
+    junk = service.client.post(
+        url,
+        content=b"hello",
+        headers={**auth, "Content-Type": "application/octet-stream", "X-Capture-Time": at(4)},
+    )
+    assert junk.status_code == 415 and "its bytes are no JPEG or PNG" in junk.json()["detail"], junk.text
+    health = service.client.get("/v1/cameras", headers=service.auth("cases:read")).json()[0]["health"]
+    assert health["frames"] == 3
 
 
 def test_a_camera_id_no_camera_can_have_is_a_short_422(service: Service) -> None:

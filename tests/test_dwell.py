@@ -314,6 +314,22 @@ def test_frames_without_a_picture_neither_clear_nor_hide_a_violation(
     assert all(o.no_picture is None for o in run.outcomes if o not in blind)
 
 
+def test_a_lost_picture_is_logged_on_the_cameras_clock(
+    street: dict[str, np.ndarray], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The log said `no picture (blank) from 2026-05-06T02:01:40+00:00` for a frame the camera sent at
+    10:01:40+08:00: an operator matching the log to the API's times (the bureau's clock) was 8 hours off."""
+    script = parked(0, 200, GREY_BOX)
+    street_frames = painted(street, script, {GREY_BOX: "grey"})
+
+    def frames(t: float) -> np.ndarray:
+        return NO_PICTURE["black"](street_frames(t)) if 100 <= t < 150 else street_frames(t)
+
+    with caplog.at_level(logging.WARNING, logger="streetorder.cameras"):
+        play(hidden(script, 100, 150), 160, frames=frames)
+    assert "camera cam: no picture (blank) from 2026-05-06T10:01:40+08:00: nothing is judged" in caplog.text
+
+
 def test_a_frozen_picture_is_no_evidence_that_the_car_still_stands(street: dict[str, np.ndarray]) -> None:
     """The encoder sticks at 100 s and repeats its last picture (the car in it) for 150 s while the
     car leaves at 180 s; the case was reported handled at 170 s. The stale picture was judged as the
@@ -436,7 +452,7 @@ def test_a_moved_view_is_told_since_its_first_frame_once_it_has_lasted(
         play(hidden(script, 0, 1000), 131, frames=lambda t: away(street_frames(t)), run=run, start=130)
     assert run.rules.view_moved_since == T0.timestamp() + 100
     (warning,) = [r for r in caplog.records if "view moved" in r.message]
-    assert warning.levelno == logging.WARNING and "2026-05-06T02:01:40+00:00" in warning.message
+    assert warning.levelno == logging.WARNING and "2026-05-06T10:01:40+08:00" in warning.message
 
 
 @pytest.mark.parametrize(

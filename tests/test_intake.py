@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from configured import KEEP, MODELS, TAXONOMY
@@ -25,7 +26,7 @@ from serve.cases.orm import Case, Photo
 from serve.cases.report import write_report
 from serve.cases.scan import Scanner, load_flyer_finder, read_sidecar
 from serve.cases.settings import Settings
-from serve.cases.times import ImplausibleTime
+from serve.cases.times import CaptureTimes, ImplausibleTime
 from serve.cli.demo import pick_sample_photos
 from vision.core.boxes import parse_boxes
 from vision.core.detector import Detector
@@ -239,6 +240,20 @@ def test_an_implausible_capture_time_is_refused_naming_its_source(
     with pytest.raises(ImplausibleTime) as refused:
         place(meta, Given(taken_at=given_time), rules, START)
     assert refused.value.extra["field"] == field
+
+
+def test_a_time_ahead_of_the_clock_is_told_on_the_senders_clock_and_readably() -> None:
+    """A frame stamped a year ahead read `is 31488938 s ahead of the server clock
+    (2026-12-07T15:04:21.642226+00:00; ...)`: a count nobody reads as a year, beside a UTC clock to the
+    microsecond that a sender on +08:00 had to convert to compare with what it sent."""
+    now = datetime(2026, 12, 7, 15, 4, 21, 642226, tzinfo=UTC)
+    sent = datetime(2027, 12, 7, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+    with pytest.raises(ImplausibleTime) as refused:
+        CaptureTimes().check("X-Capture-Time", sent, now)
+    assert refused.value.detail == (
+        "X-Capture-Time: capture time 2027-12-07T10:00:00+08:00 is 31488938 s (364 days, 10:55:38) "
+        "ahead of the server clock (2026-12-07T23:04:21+08:00; at most 300 s): set the device's clock"
+    )
 
 
 @pytest.mark.parametrize(

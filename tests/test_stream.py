@@ -568,11 +568,18 @@ def test_a_raw_mjpeg_file_plays_at_the_rate_it_is_given(tmp_path: Path) -> None:
     """A raw MJPEG stream stores no rate and OpenCV plays it at 25 frames a second: a camera's
     2-fps export lasted a twelfth of its real time, and so did every dwell in it."""
     video = write_raw_mjpeg(tmp_path / "export.mjpeg", numbered(10))
-    assumed = take_all(StreamReader(str(video), file_start=START, file_speed=0).start(), 10)
+    guessing = StreamReader(str(video), file_start=START, file_speed=0).start()
+    assumed = take_all(guessing, 10)
     assert assumed[-1].captured_at == START + timedelta(seconds=9 / 25)  # what OpenCV assumes
+    assert guessing.stats.rate_assumed == 25  # told by `watch`, which printed nothing of it
     reader = StreamReader(str(video), file_start=START, file_speed=0, file_fps=2).start()
     frames = take_all(reader, 10)
     assert reader.stats.state == "ended" and reader.stats.frames_read == 10
+    assert reader.stats.rate_assumed is None
+    contained = write_video(tmp_path / "export.avi", numbered(10), fps=2)  # a container stores its rate
+    kept = StreamReader(str(contained), file_start=START, file_speed=0)
+    take_all(kept.start(), 10)
+    assert kept.stats.rate_assumed is None
     for frame in frames:  # frame n lies n / 2 seconds in
         index = round((frame.captured_at - START).total_seconds() * 2)
         assert abs(float(frame.image.mean()) - (10 + 6 * index)) < 4
@@ -1190,11 +1197,48 @@ def test_watch_reads_an_image_sequence_every_frame_at_full_speed_and_tells_a_fil
         out = capsys.readouterr()
         assert code == 0, out.err
         assert f"camera {camera['id']}: 8 frames analysed, 0 skipped, 0 dropped" in out.out
+        assert "stores no frame rate" not in out.err
+        # without its rate it is read at 25 frames a second: said, as the docs say to give --file-fps
+        unrated = ["--db", f"sqlite:///{tmp_path / 'unrated.db'}", "--seconds", "60"]
+        assert main(["watch", "--camera", camera["id"], "--stream", sequence, *played, *unrated]) == 0
+        assert (
+            "stores no frame rate (a raw stream or numbered images): it was read at 25 frames a second"
+            in (capsys.readouterr().err)
+        )
         # what the cut copy holds is judged (exit 0); the summary is followed by why it ended
         code = main(["watch", "--camera", camera["id"], "--stream", str(tmp_path / "copy.avi"), *played, *db])
         out = capsys.readouterr()
         assert code == 0 and "stream ended" in out.out
         assert "of its 20 frames: the file is cut short" in out.err
+    finally:
+        get_settings.cache_clear()
+
+
+def test_watch_says_why_a_file_played_again_judged_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file played again with the same --file-start is late frame for frame (the camera's saved state
+    is past it): the watch printed `0 events` and exit 0, and an operator saw a clip judged clean."""
+    from serve.cases.settings import get_settings
+    from serve.cli.main import main
+
+    camera = yaml.safe_load((CONFIGS / "cameras.yaml").read_text(encoding="utf-8"))["cameras"][0]
+    sequence = image_sequence(tmp_path / "frames", 4)
+    args = ["watch", "--camera", camera["id"], "--stream", sequence, "--file-fps", "1", "--speed", "0"]
+    args += ["--file-start", START.isoformat(), "--db", f"sqlite:///{tmp_path / 'watch.db'}"]
+    monkeypatch.setenv("STREETORDER_EVIDENCE_DIR", str(tmp_path / "evidence"))
+    get_settings.cache_clear()
+    try:
+        assert main(args) == 0
+        assert "late" not in capsys.readouterr().err
+        assert main(args) == 0
+        err = capsys.readouterr().err
+        last = (START + timedelta(seconds=3)).astimezone(ZoneInfo("Asia/Shanghai")).isoformat()
+        assert (
+            f"4 of the 4 frames analysed were late: captured at or before the camera's last frame ({last}"
+            in err
+        )
+        assert "a file played again needs a --file-start after that time" in err
     finally:
         get_settings.cache_clear()
 

@@ -140,6 +140,18 @@ def test_bad_config_names_file_and_field(path: str, value: Any, field: str, word
     assert message.startswith("cams.yaml: ") and field in message and words in message
 
 
+def test_a_cameras_only_zone_refused_is_told_once() -> None:
+    """A camera's one zone drawn off the picture was told twice, the second time as pydantic's
+    `cameras[0].zones: Tuple should have at least 1 item after validation, not 0`: the file has a zone,
+    and an operator went looking for a missing one."""
+    data = with_change("cameras.0.zones.0.polygon", [[0, 0], [1.2, 0], [1, 1]])
+    with pytest.raises(CameraConfigError) as error:
+        parse_cameras(data, TAXONOMY, Path("cams.yaml"))
+    assert str(error.value) == (
+        f"cams.yaml: {POLYGON}: point (1.2, 0.0) is outside 0..1: zones are in normalised image coordinates"
+    )
+
+
 def test_yaml_nested_thousands_deep_is_a_config_error(tmp_path: Path) -> None:
     """PyYAML recurses per level: a RecursionError was a traceback at start and a 500 on reload."""
     path = tmp_path / "cameras.yaml"

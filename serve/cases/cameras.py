@@ -60,7 +60,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
@@ -80,6 +80,7 @@ from serve.cases.evidence import store_image
 from serve.cases.findings import CaseRules, Finding, lock_intake, record_finding
 from serve.cases.orm import CameraState, Case, Evidence, FlowEntry
 from serve.cases.settings import FRAME_BUSY_BUDGET_S, MAX_WAITING_EVENTS
+from serve.cases.times import local_iso
 from serve.cases.workflow import is_open
 from vision.core.boxes import Box
 from vision.core.draw import crop_box
@@ -942,7 +943,16 @@ class CameraHub:
                     if event.kind in ("cleared", "rework") and case is not None and is_open(case.state):
                         later = clearing_later(batch.events[k + 1 :], incident)
                         action = self._attach(
-                            session, live, event, case, path, sha256, captured_at, image, later
+                            session,
+                            live,
+                            event,
+                            case,
+                            path,
+                            sha256,
+                            captured_at,
+                            image,
+                            case_rules.calendar.timezone,
+                            later,
                         )
                     elif event.kind == "cleared":  # its case closed meanwhile: nothing to verify
                         action = case_action(event, case, captured_at, reason="case no longer open")
@@ -1026,10 +1036,12 @@ class CameraHub:
         sha256: str,
         captured_at: datetime,
         image: np.ndarray | None,
+        local_tz: tzinfo,
         later: Incident | None = None,
     ) -> CaseAction:
         """An after-photo with a check proposal, or a rework flag, on the incident's own case;
-        `later`: another incident of the case that clears on the same frame, after this one."""
+        `later`: another incident of the case that clears on the same frame, after this one. Times
+        written into the evidence's JSON are on `local_tz`, the bureau's clock, as the API answers times."""
         incident = event.incident
         proposal: str | None
         reason = event.reason or ("place clear" if event.kind == "cleared" else event.kind)
@@ -1052,7 +1064,13 @@ class CameraHub:
             else:
                 bridges = {known.camera.id: known.camera.dwell.restart_bridge_s for known in self}
                 elsewhere, unseen = standing_elsewhere(
-                    session, live.camera.id, case.id, captured_at, bridges, live.camera.dwell.restart_bridge_s
+                    session,
+                    live.camera.id,
+                    case.id,
+                    captured_at,
+                    bridges,
+                    live.camera.dwell.restart_bridge_s,
+                    local_tz,
                 )
                 if elsewhere is not None:
                     other, incident_id = elsewhere
@@ -1080,7 +1098,11 @@ class CameraHub:
                 "incident": incident.id,
                 "proposal": proposal,
                 "reason": reason,
-                "absent_since": _iso(incident.last_seen) if event.kind == "cleared" else None,
+                "absent_since": (
+                    local_iso(datetime.fromtimestamp(incident.last_seen, UTC), local_tz)
+                    if event.kind == "cleared"
+                    else None
+                ),
             },
             # every occupancy frame that shows the thing again carries its own crop, not only the first
             crop_path=self._crop(image, incident) if rework and incident.source == "occupancy" else None,
@@ -1144,10 +1166,6 @@ def case_action(
     )
 
 
-def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat()
-
-
 def open_incidents(live: LiveCamera) -> list[Incident]:
     return [i for i in live.rules.incidents if i.status == "present"]
 
@@ -1177,6 +1195,7 @@ def standing_elsewhere(
     at: datetime,
     bridges: dict[str, float],
     default_bridge: float,
+    local_tz: tzinfo,
 ) -> tuple[tuple[str, int] | None, list[str]]:
     """(camera, incident) of another live camera whose violation of the case stood on its last saved frame,
     if any; and a note for each camera whose standing violation is not counted: dark (no frame, or frames
@@ -1206,7 +1225,7 @@ def standing_elsewhere(
         if gap <= bridge + SAVE_EVERY_S:
             return (other, incidents[0]), unseen
         unseen.append(
-            f"camera {other} last seen {last.isoformat()}, {gap / 60:.0f} min before: not counted "
+            f"camera {other} last seen {local_iso(last, local_tz)}, {gap / 60:.0f} min before: not counted "
             f"(dark for over its dwell.restart_bridge_s {bridge:g} s)"
         )
     return None, unseen

@@ -65,11 +65,13 @@ class CaptureTimes:
                 "(STREETORDER_FIRST_YEAR / STREETORDER_LAST_YEAR)",
             )
         if when > now + self.ahead:
+            gap = round((when - now).total_seconds())
+            readable = f" ({timedelta(seconds=gap)})" if gap >= 3600 else ""  # 31488938 s alone: a year?
+            clock = now.astimezone(when.tzinfo).isoformat(timespec="seconds")  # as the sender wrote it
             raise ImplausibleTime(
                 field,
-                f"capture time {when.isoformat()} is {(when - now).total_seconds():.0f} s ahead of the "
-                f"server clock ({now.isoformat()}; at most {self.ahead.total_seconds():.0f} s): set the "
-                "device's clock",
+                f"capture time {when.isoformat()} is {gap} s{readable} ahead of the server clock ({clock}; "
+                f"at most {self.ahead.total_seconds():.0f} s): set the device's clock",
             )
         return when
 

@@ -7,6 +7,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from serve.cases.cameras import CameraHub
 from serve.cases.times import ImplausibleTime
@@ -108,6 +109,7 @@ def cli(argv: list[str]) -> int:
     )
     sessions = open_database(args.db or settings.db_url)
     hub.restore(sessions)
+    saved_at = hub.get(camera.id).rules.last_at  # the camera's last frame before this run, if any
     detector = load_detector(args.model or settings.model, models_dir=settings.models_dir, taxonomy=taxonomy)
     for line in hub.take_spilled(sessions, case_rules):  # a state the database did not take at a stop
         print(f"watch: {line}", file=sys.stderr)
@@ -136,8 +138,31 @@ def cli(argv: list[str]) -> int:
         f"{health.reconnects} reconnects, {health.events} events, {watcher.errors} errors, "
         f"stream {health.stream_state}"
     )
+    if reader.stats.rate_assumed:
+        print(
+            f"watch: {redact_url(stream)} stores no frame rate (a raw stream or numbered images): it was "
+            f"read at {reader.stats.rate_assumed:g} frames a second, whatever the camera took, and every "
+            "dwell in it with that clock; give the camera's rate with --file-fps",
+            file=sys.stderr,
+        )
+    if health.late_frames:
+        print(
+            f"watch: {late_frames(health.late_frames, watcher.analysed, saved_at, camera.tz)}",
+            file=sys.stderr,
+        )
     if reader.stats.last_error and (watcher.analysed == 0 or reader.stats.state == "ended"):
         print(f"watch: {reader.stats.last_error}", file=sys.stderr)  # a file cut short: what was there counts
     if watcher.analysed == 0 and reader.stats.last_error:
         return 1
     return 0 if watcher.errors == 0 else 1
+
+
+def late_frames(late: int, analysed: int, saved_at: float | None, tz: ZoneInfo) -> str:
+    """Why frames were judged by no rule: a file played again with the same --file-start read as 0 events."""
+    told = (
+        f"{late} of the {analysed} frames analysed were late: captured at or before the camera's last frame"
+    )
+    if saved_at is not None:
+        last = datetime.fromtimestamp(saved_at, UTC).astimezone(tz).isoformat(timespec="seconds")
+        told += f" ({last}, saved before this run)"
+    return f"{told}, so no rule judged them; a file played again needs a --file-start after that time"

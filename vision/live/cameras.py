@@ -457,9 +457,15 @@ def _where(prefix: str, loc: tuple[Any, ...]) -> str:
 
 
 def _raise_with_fields(source: Path, prefix: str, err: ValidationError) -> NoReturn:
-    lines = [
-        f"{_where(prefix, tuple(e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in err.errors()
+    errors = err.errors()
+    # a list whose every item was refused is also "too short" (no valid item left): the items say why
+    told = [
+        e
+        for e in errors
+        if e["type"] != "too_short"
+        or not any(o["loc"][: len(e["loc"])] == e["loc"] != o["loc"] for o in errors)
     ]
+    lines = [f"{_where(prefix, tuple(e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in told]
     raise CameraConfigError(f"{source}: " + "; ".join(lines)) from None
 
 

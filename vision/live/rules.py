@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -120,6 +120,11 @@ class CameraRules:
         self._mask_classes = [names.index(n) for n in camera.occupancy.mask_classes]
 
     # ------------------------------------------------------------------------------------ helpers
+
+    def _local(self, at: float) -> str:
+        """A capture time as the log tells it: the camera's clock to the second, as the API answers it
+        (it was UTC, so a frame sent at 12:00+08:00 was logged as 04:00+00:00)."""
+        return datetime.fromtimestamp(at, self.camera.tz).isoformat(timespec="seconds")
 
     def _active_since(self, rule: Rule, at: float) -> float | None:
         if rule.schedule.always:
@@ -253,7 +258,7 @@ class CameraRules:
                 "camera %s: no picture (%s) from %s: nothing is judged until the picture comes back",
                 self.camera.id,
                 fault,
-                datetime.fromtimestamp(when, UTC).isoformat(),
+                self._local(when),
             )
         self.no_picture, self.last_at = fault, when
         outcome = FrameOutcome.unapplied(when, detections, late=False)
@@ -285,7 +290,7 @@ class CameraRules:
                 "for %.0f s): its zones no longer lie on their place, nothing is judged until it comes "
                 "back or the new view is accepted (POST /v1/cameras/%s/view)",
                 self.camera.id,
-                datetime.fromtimestamp(self.view_mismatch_since, UTC).isoformat(),
+                self._local(self.view_mismatch_since),
                 when - self.view_mismatch_since,
                 self.camera.id,
             )
@@ -303,7 +308,7 @@ class CameraRules:
         log.warning(
             "camera %s: the view shown %s is accepted as its reference; its zones are to be redrawn on it",
             self.camera.id,
-            "next" if taken is None else "at " + datetime.fromtimestamp(taken, UTC).isoformat(),
+            "next" if taken is None else "at " + self._local(taken),
         )
         return taken
 
@@ -315,21 +320,21 @@ class CameraRules:
             log.info(
                 "camera %s: judged again from %s, %.0f s after its view moved",
                 self.camera.id,
-                datetime.fromtimestamp(when, UTC).isoformat(),
+                self._local(when),
                 when - self.view_moved_since,
             )
         elif self.view_mismatch_since is not None:  # hidden for less than view.moved_after_s: a bus in front
             log.debug(
                 "camera %s: its view is back at %s after %.0f s hidden or moved",
                 self.camera.id,
-                datetime.fromtimestamp(when, UTC).isoformat(),
+                self._local(when),
                 when - self.view_mismatch_since,
             )
         else:
             log.info(
                 "camera %s: the picture is back at %s after %.0f s without one",
                 self.camera.id,
-                datetime.fromtimestamp(when, UTC).isoformat(),
+                self._local(when),
                 when - (self.no_picture_since or when),
             )
         self.clocks.resume(when)
@@ -347,7 +352,7 @@ class CameraRules:
             "dwell starts again",
             self.camera.id,
             when - (self.usable_at or when),
-            datetime.fromtimestamp(when, UTC).isoformat(),
+            self._local(when),
             self.camera.dwell.restart_bridge_s,
         )
         self.clocks.resume(when)
@@ -389,7 +394,7 @@ class CameraRules:
                 "camera %s: the view changed at %s (moved, or its infrared picture): occupancy learns "
                 "the background anew and judges nothing for %.0f s",
                 self.camera.id,
-                datetime.fromtimestamp(when, UTC).isoformat(),
+                self._local(when),
                 self.foreground.learn_s,
             )
         for meter in self.meters:

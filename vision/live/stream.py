@@ -77,6 +77,9 @@ class StreamStats:
     size: tuple[int, int] | None = None
     last_frame_at: datetime | None = None
     last_error: str | None = None  # the address in it redacted (redact_url)
+    rate_assumed: float | None = (
+        None  # a file that stores no frame rate, played at OpenCV's (25): no file_fps
+    )
 
 
 class NewestFrame:
@@ -379,6 +382,8 @@ class StreamReader:
         that opened: it sends bytes that decode to no picture)."""
         fps = self.file_fps or frame_rate(capture.get(cv2.CAP_PROP_FPS))
         indexed = capture.get(cv2.CAP_PROP_FRAME_COUNT)  # a file's count from its index (or estimated)
+        if not self.file_fps and is_file(self.url) and (indexed <= 0 or IMAGE_SEQUENCE.search(self.url)):
+            self.stats.rate_assumed = fps  # a raw stream (no index) or numbered images: no rate of their own
         started = time.monotonic()
         position, frames = timedelta(0), 0
         while not self._stop.is_set():

@@ -24,6 +24,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from pydantic import Field, TypeAdapter, ValidationError
 
 from serve.api.deps import (
+    UNTYPED,
     Admin,
     CameraId,
     DetectorDep,
@@ -467,7 +468,8 @@ async def frame_upload(
     EXIF is asked once it is decoded) and where that came from: raw image body or multipart."""
     limit = int(service.settings.max_upload_mb * 2**20)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type in FRAME_TYPES:
+    sent_as: str | None  # the type the frame came as (None: a part that named none)
+    if content_type in FRAME_TYPES or content_type in UNTYPED:  # untyped: its bytes decide, as a photo's
         data = await request.body()
         name, field, when, sent_as = "frame", CAPTURE_HEADER, header_time, content_type
     elif content_type == "multipart/form-data":
@@ -476,7 +478,7 @@ async def frame_upload(
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise InvalidInput("file", "the multipart body needs the frame in a file field named 'file'")
-        if upload.content_type not in FRAME_TYPES:
+        if upload.content_type not in FRAME_TYPES and upload.content_type not in UNTYPED:
             raise UnsupportedMedia(
                 f"{upload.filename}: content type {upload.content_type!r}; send {' or '.join(FRAME_TYPES)}"
             )
@@ -493,7 +495,8 @@ async def frame_upload(
         )
     if len(data) > limit:
         raise TooLarge(f"{name}: over the limit of {limit} bytes")
-    refuse_other_formats(name, sent_as, data, untyped=False, formats=FRAME_FORMATS, takes="JPEG or PNG")
+    untyped = sent_as in UNTYPED
+    refuse_other_formats(name, sent_as, data, untyped=untyped, formats=FRAME_FORMATS, takes="JPEG or PNG")
     stated = capture_time(field, when, now, service.domain.rules.times)
     return data, name, stated, _SOURCES[field] if stated is not None else "exif"
 
