@@ -1187,7 +1187,8 @@ def test_cli_import_reads_the_label_config_file(tmp_path: Path, capsys: pytest.C
     assert main(argv) == 1
     err = capsys.readouterr().err  # the two tasks' same problem, said once with the other's place
     assert err.count("which classes could its annotators label?") == 1
-    assert "(the same at 1 more: " in err and "export.json: tasks[1] (id 12))" in err and "2 problem(s)" in err
+    assert "(the same at 1 more: " in err and "export.json: tasks[1] (id 12))" in err
+    assert "2 problem(s)" in err
     config = _text(tmp_path / "label_config.xml", PROJECT_CONFIG)
     assert main([*argv, "--label-config", str(config)]) == 0
     assert "bureau v1: 2 added" in capsys.readouterr().out

@@ -725,9 +725,9 @@ def list_models(registry: Registry) -> list[dict[str, Any]]:
             version = f"{folder.name}@{main.sha256[:12]}"
             weights = "url" if main.url else (f"git {main.git[:12]}" if main.git else "not kept")
         promotion = card.get("promotion") or {}
+        action = str(promotion.get("action") or "")
         decision, decided_at = decisions.get(
-            folder.name,
-            (DECISION_WORDS.get(promotion.get("action"), promotion.get("action")), promotion.get("at")),
+            folder.name, (DECISION_WORDS.get(action, action), str(promotion.get("at") or ""))
         )
         rows.append(
             {
