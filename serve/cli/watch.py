@@ -10,7 +10,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from serve.cases.cameras import CameraHub
-from serve.cases.times import ImplausibleTime
+from serve.cases.times import ImplausibleTime, local_iso
 from serve.cases.watch import CameraWatcher, load_service_cameras
 from serve.cli.args import non_negative_float, positive_float
 from vision.live.cameras import UnknownCameraError
@@ -163,6 +163,6 @@ def late_frames(late: int, analysed: int, saved_at: float | None, tz: ZoneInfo) 
         f"{late} of the {analysed} frames analysed were late: captured at or before the camera's last frame"
     )
     if saved_at is not None:
-        last = datetime.fromtimestamp(saved_at, UTC).astimezone(tz).isoformat(timespec="seconds")
+        last = local_iso(datetime.fromtimestamp(saved_at, UTC), tz)
         told += f" ({last}, saved before this run)"
     return f"{told}, so no rule judged them; a file played again needs a --file-start after that time"
