@@ -908,6 +908,40 @@ def test_a_copy_without_gps_says_it_joined_the_case_of_its_original(
     assert numbers[0] in listed["reason_zh"] and "sidecar" not in listed["reason_zh"]
 
 
+def test_a_rescan_says_how_many_photos_still_wait_for_a_place_or_a_time(
+    tmp_path: Path, samples: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Scanned again (or a second archive into the same database), photos recorded unlocated or
+    undated the first time were counted "already recorded" alone, under "unlocated: 0": nothing said
+    that their findings were still in no case, nor how to give them a place. A copy that joined
+    its original's case has nothing to be given and is not counted."""
+    photos = tmp_path / "archive"
+    place(samples[0], photos / "nogps.jpg", None, START)
+    place(samples[1], photos / "notime.jpg", spot(1), None)
+    place(samples[2], photos / "original.jpg", spot(2), START)
+    cv2.imwrite(
+        str(photos / "z-copy.jpg"), cv2.imread(str(photos / "original.jpg")), [cv2.IMWRITE_JPEG_QUALITY, 70]
+    )
+    db = f"sqlite:///{tmp_path / 'scan.db'}"
+    out = tmp_path / "out"
+    args = [str(photos), "--db", db, "--out", str(out), "--no-progress"]
+    assert cli(args) == 0
+    assert "unlocated: 2, undated: 1" in capsys.readouterr().out  # the copy's row is unlocated too
+    assert cli(args) == 0
+    again = capsys.readouterr().out
+    assert "0 new, 4 already recorded" in again and "unlocated: 0, undated: 0" in again
+    assert (
+        "  still unlocated: 1 photo(s) recorded before without a position (an earlier scan, or the same "
+        "bytes twice), their findings in no case: give each its lat/lon in a --sidecar CSV "
+        f"(file,lat,lon,taken_at) and scan again; listed in {out / 'problem_photos.csv'}"
+    ) in again
+    assert "  still undated: 1 photo(s) recorded before without a capture time" in again
+    assert "still outside" not in again
+    logged = (out / "scan.log").read_text(encoding="utf-8")
+    assert f"{(photos / 'nogps.jpg').resolve()}: still unlocated (recorded so before)" in logged
+    assert "z-copy.jpg: still" not in logged
+
+
 def test_a_photo_with_an_implausible_exif_time_waits_undated_for_a_sidecar_time(
     tmp_path: Path, samples: list[Path]
 ) -> None:

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from serve.cases.coords import COORD_SYSTEMS
 from serve.cases.db import BUSY_TRIES, database_said, is_busy, open_database
+from serve.cases.enums import PhotoStatus
 from serve.cases.findings import (
     load_case_rules,
 )
@@ -226,6 +227,7 @@ def summary(stats: ScanStats, report: Path, out: Path) -> Iterable[str]:
             f"  still unreadable: {stats.unreadable_before} file(s) listed by an earlier scan, read again "
             f"(in the report and {out / 'problem_photos.csv'})"
         )
+    yield from still_unfiled(stats, out)
     if stats.retries:
         yield (
             f"  database busy: {stats.retries} write(s) rolled back on a conflict with another writer "
@@ -255,6 +257,33 @@ def summary(stats: ScanStats, report: Path, out: Path) -> Iterable[str]:
         f"report: {report}  (also {out / 'cases.geojson'}, {out / 'cases.csv'}, "
         f"{out / 'problem_photos.csv'}, {out / 'crops'}/)"
     )
+
+
+def still_unfiled(stats: ScanStats, out: Path) -> Iterable[str]:
+    """Photos recorded before without a position, a time or a grid and given nothing new: counted
+    "already recorded" alone, a rescan said "unlocated: 0" of an archive still waiting for a sidecar."""
+    listed = f"listed in {out / 'problem_photos.csv'}"
+    remedies = {
+        PhotoStatus.UNLOCATED: (
+            "without a position",
+            f"give each its lat/lon in a --sidecar CSV (file,lat,lon,taken_at) and scan again; {listed}",
+        ),
+        PhotoStatus.UNDATED: (
+            "without a capture time",
+            f"give each its taken_at in a --sidecar CSV (file,lat,lon,taken_at) and scan again; {listed}",
+        ),
+        PhotoStatus.OUTSIDE: (
+            "taken where no unit grid of --grids is",
+            f"a grid layout that holds them files them; {listed}",
+        ),
+    }
+    for status, (lacking, remedy) in remedies.items():
+        if count := stats.unfiled_before[status]:
+            shown = "outside the grids" if status == PhotoStatus.OUTSIDE else status
+            yield (
+                f"  still {shown}: {count} photo(s) recorded before {lacking} (an earlier scan, or the "
+                f"same bytes twice), their findings in no case: {remedy}"
+            )
 
 
 # what str.splitlines breaks a line at: a file name holding one (Linux allows all but / and NUL)
