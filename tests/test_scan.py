@@ -942,6 +942,64 @@ def test_a_rescan_says_how_many_photos_still_wait_for_a_place_or_a_time(
     assert "z-copy.jpg: still" not in logged
 
 
+def test_a_copy_scanned_before_its_original_joins_the_original_s_case(
+    tmp_path: Path, samples: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A copy re-saved smaller without its EXIF and scanned before its original (an earlier scan, or
+    earlier in name order) was kept unlocated; the original then filed its cases and the copy stayed
+    unlocated for ever, listed to be given a place in a sidecar. It joins the original's cases, as a
+    copy scanned after its original does, and the summary, scan.log and the report say so."""
+    originals = tmp_path / "originals"
+    place(samples[0], originals / "first.jpg", spot(2), START)
+    place(samples[1], originals / "second.jpg", spot(4), START + timedelta(hours=1))
+
+    def resaved(original: Path, copy: Path) -> None:
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        picture = cv2.imread(str(original))
+        smaller = cv2.resize(picture, (picture.shape[1] * 3 // 4, picture.shape[0] * 3 // 4))
+        cv2.imwrite(str(copy), smaller, [cv2.IMWRITE_JPEG_QUALITY, 70])
+
+    day1, day2 = tmp_path / "day1", tmp_path / "day2"
+    resaved(originals / "first.jpg", day1 / "wechat-copy.jpg")  # the copy comes a scan before
+    resaved(originals / "second.jpg", day2 / "a-copy.jpg")  # the copy comes first in the same scan
+    (day2 / "b-original.jpg").write_bytes((originals / "second.jpg").read_bytes())
+    (day2 / "first.jpg").write_bytes((originals / "first.jpg").read_bytes())
+    db = f"sqlite:///{tmp_path / 'scan.db'}"
+    out = tmp_path / "out"
+    assert cli([str(day1), "--db", db, "--out", str(out), "--no-progress"]) == 0
+    assert "unlocated: 1" in capsys.readouterr().out
+    assert cli([str(day2), "--db", db, "--out", str(out), "--no-progress"]) == 0
+    said = capsys.readouterr().out
+    assert (
+        "  copies joined: 2 photo(s) kept unlocated, undated or outside joined the case(s) of the original "
+        f"they copy, scanned only now (which in {out / 'scan.log'})"
+    ) in said
+    factory = open_database(db)
+    with factory() as session:
+        rows = {Path(p.path).name: p for p in session.scalars(select(Photo))}
+        for copy, original in (("wechat-copy.jpg", "first.jpg"), ("a-copy.jpg", "b-original.jpg")):
+            assert rows[copy].status == "unlocated"  # its own record: it has no place of its own
+            filed = set(
+                session.scalars(select(Evidence.case_id).where(Evidence.photo_id == rows[original].id))
+            )
+            joined = list(session.scalars(select(Evidence).where(Evidence.photo_id == rows[copy].id)))
+            assert filed and {e.case_id for e in joined} == filed, copy
+            assert all(e.extra and e.extra["copy_of"] and e.extra["claimed"]["lat"] is None for e in joined)
+        numbers = sorted(session.scalars(select(Case.number)))
+        assert len(numbers) == len(set(numbers))  # no case of the copies' own
+    logged = (out / "scan.log").read_text(encoding="utf-8")
+    copy_path, original_path = (day1 / "wechat-copy.jpg").resolve(), (day2 / "first.jpg").resolve()
+    assert (
+        f"{copy_path}: recorded before without a place or time, a copy of {original_path}: added to" in logged
+    )
+    with (out / "problem_photos.csv").open(encoding="utf-8-sig") as handle:
+        reasons = {Path(r["path"]).name: r["reason"] for r in csv.DictReader(handle)}
+    assert reasons["wechat-copy.jpg"].startswith("a copy of evidence of SO")
+    assert reasons["a-copy.jpg"].startswith("a copy of evidence of SO")
+    assert cli([str(day1), str(day2), "--db", db, "--out", str(out), "--no-progress"]) == 0
+    assert "still unlocated" not in capsys.readouterr().out  # nothing left to give a place
+
+
 def test_a_photo_with_an_implausible_exif_time_waits_undated_for_a_sidecar_time(
     tmp_path: Path, samples: list[Path]
 ) -> None:

@@ -45,7 +45,7 @@ from tqdm import tqdm
 from serve.cases.coords import CoordSystem, position_to_wgs84
 from serve.cases.db import BUSY_TRIES, database_said, retry_busy, transaction
 from serve.cases.enums import PhotoSource, PhotoStatus
-from serve.cases.findings import CaseRules
+from serve.cases.findings import CaseRules, CaseUpdate
 from serve.cases.intake import (
     Given,
     IncomingPhoto,
@@ -356,6 +356,7 @@ class ScanStats:
     findings: int = 0
     cases_created: int = 0
     evidence_added: int = 0
+    copies_joined: int = 0  # photos recorded unfiled, joined to the cases of their original found now
     retries: int = 0  # writes rolled back on a transient conflict (`is_busy`) and done again
     seconds: float = 0.0
     other_files: Counter[str] = field(default_factory=Counter)  # in the folders, by suffix: not read
@@ -709,6 +710,14 @@ class Scanner:
         stats.findings += len(intake.updates)
         stats.cases_created += sum(update.created for update in intake.updates)
         stats.evidence_added += sum(not update.created for update in intake.updates)
+        for path, numbers in _by_copy(intake.copies_joined).items():
+            stats.copies_joined += 1
+            log.info(
+                "%s: recorded before without a place or time, a copy of %s: added to %s as evidence",
+                path,
+                source,
+                ", ".join(numbers),
+            )
         if status != PhotoStatus.DONE:
             setattr(stats, status, getattr(stats, status) + 1)
             why = UNFILED[status]
@@ -751,6 +760,14 @@ class Scanner:
         stats.unreadable_before += not new
         stats.new += new
         return PhotoStatus.UNREADABLE
+
+
+def _by_copy(updates: Iterable[CaseUpdate]) -> dict[str, list[str]]:
+    """The case numbers each copy joined, by the copy's path."""
+    joined: dict[str, list[str]] = {}
+    for update in updates:
+        joined.setdefault(update.evidence.path, []).append(update.case.number)
+    return joined
 
 
 InspectionSource = Callable[[Iterator[Path | str]], Iterable[Inspection]]

@@ -227,6 +227,11 @@ def summary(stats: ScanStats, report: Path, out: Path) -> Iterable[str]:
             f"  still unreadable: {stats.unreadable_before} file(s) listed by an earlier scan, read again "
             f"(in the report and {out / 'problem_photos.csv'})"
         )
+    if stats.copies_joined:
+        yield (
+            f"  copies joined: {stats.copies_joined} photo(s) kept unlocated, undated or outside joined "
+            f"the case(s) of the original they copy, scanned only now (which in {out / 'scan.log'})"
+        )
     yield from still_unfiled(stats, out)
     if stats.retries:
         yield (
