@@ -7,11 +7,13 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from datetime import datetime, timedelta
@@ -26,6 +28,7 @@ from conftest import another_writer_holding, give_up_lock_waits_after
 from PIL import ExifTags, Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
+from unwritable import read_only
 
 from serve.cases.coords import wgs84_to_gcj02
 from serve.cases.db import MIGRATIONS, open_database
@@ -875,6 +878,65 @@ def test_the_console_shows_the_first_warnings_and_scan_log_keeps_them_all(
     assert f"WARNING ... further warnings in {out / 'scan.log'} only" in err
     logged = (out / "scan.log").read_text(encoding="utf-8")
     assert sum(": unreadable:" in line for line in logged.splitlines()) == CONSOLE_WARNINGS + 5
+
+
+@pytest.mark.parametrize("folder_writable", [False, True], ids=["read-only-folder", "read-only-file"])
+def test_a_database_that_cannot_be_written_is_one_line_naming_it_and_what_to_do(
+    samples: list[Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    folder_writable: bool,
+) -> None:
+    """A WAL database in a folder this user may not write, no process holding it (its -wal and -shm
+    gone with the last connection): the scan said "cannot open the database (attempt to write a
+    readonly database)", and `streetorder serve` the same, naming neither the folder nor the
+    files SQLite must make there. A read-only file in a writable folder was found only at the
+    first write, after the model had loaded and a batch was inspected. Both are one line naming
+    the path and what to do, before anything is scanned; nothing is written."""
+    import uvicorn.config  # noqa: F401  # as `nobody` below the interpreter's own modules are out of reach
+
+    import serve.api.app
+    import serve.cli.serve  # noqa: F401
+    from serve.cli.main import main
+
+    monkeypatch.setenv("STREETORDER_DEV", "1")  # `serve` without a secret of its own
+    get_settings.cache_clear()
+    home = Path(tempfile.mkdtemp(prefix="streetorder-scan-ro-"))  # nobody must reach it: not tmp_path
+    try:
+        home.chmod(0o777)
+        database, photos = home / "db" / "cases.db", home / "photos"
+        place(samples[0], photos / "p.jpg", spot(1), START)
+        os.chmod(photos, 0o777)
+        database.parent.mkdir()
+        open_database(f"sqlite:///{database}").kw["bind"].dispose()
+        assert sorted(p.name for p in database.parent.iterdir()) == ["cases.db"]  # no -wal, -shm left
+        out = home / "out"
+        out.mkdir(mode=0o777)
+        out.chmod(0o777)
+        url = f"sqlite:///{database}"
+        with read_only(database.parent, folder_writable=folder_writable):
+            assert main(["scan", str(photos), "--db", url, "--out", str(out), "--no-progress"]) == 1
+            said = capsys.readouterr().err.strip()
+            if not folder_writable:
+                assert main(["serve", "--db", url, "--port", "1"]) == 1  # refused before it listens
+                said_too = capsys.readouterr().err.strip()
+                assert said_too.startswith(f"streetorder serve: {database}: the database cannot be written")
+                assert "its folder may not be written, where SQLite must make cases.db-wal" in said_too
+        assert said.startswith(f"streetorder scan: {database}: the database cannot be written: "), said
+        assert "Traceback" not in said and len(said.splitlines()) == 1, said
+        assert (
+            f"make cases.db, cases.db-wal, cases.db-shm and their folder {database.parent} writable "
+            "for this user (or use a copy in a writable folder), then run again"
+        ) in said
+        if folder_writable:
+            assert "cases.db, cases.db-wal, cases.db-shm may not be written by this user" in said
+            assert said.endswith("nothing was scanned")
+        else:
+            assert "its folder may not be written, where SQLite must make cases.db-wal, cases.db-shm" in said
+        assert counts(open_database(url)) == (0, 0, 0)
+    finally:
+        get_settings.cache_clear()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_a_copy_without_gps_says_it_joined_the_case_of_its_original(

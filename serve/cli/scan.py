@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from tqdm import tqdm
 
 from serve.cases.coords import COORD_SYSTEMS
-from serve.cases.db import BUSY_TRIES, database_said, is_busy, open_database
+from serve.cases.db import BUSY_TRIES, database_said, is_busy, is_read_only, open_database, unwritable
 from serve.cases.enums import PhotoStatus
 from serve.cases.findings import (
     load_case_rules,
@@ -91,6 +91,9 @@ def cli(argv: list[str]) -> int:
     except SQLAlchemyError as err:
         print(f"streetorder scan: cannot open the database {args.db}: {err}", file=sys.stderr)
         return 1
+    if (why := unwritable(args.db)) is not None:  # before the model loads and a batch is inspected
+        print(f"streetorder scan: {why}; nothing was scanned", file=sys.stderr)
+        return 1
     from vision.detect.registry import ModelError
 
     simple = args.engine == "simple"
@@ -148,6 +151,10 @@ def cli(argv: list[str]) -> int:
         print(f"streetorder scan: {err}; every photo done before it is saved", file=sys.stderr)
         return 2
     except DBAPIError as err:  # a conflict that outlasted the retries (Scanner.commit)
+        if is_read_only(err):  # made read-only during the scan (a remount), or a server that refuses
+            why = unwritable(args.db) or f"{args.db}: the database cannot be written ({database_said(err)})"
+            print(f"streetorder scan: {why}; every photo done before it is saved", file=sys.stderr)
+            return 1
         if not is_busy(err):
             raise
         print(
