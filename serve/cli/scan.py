@@ -285,8 +285,8 @@ def still_unfiled(stats: ScanStats, out: Path) -> Iterable[str]:
             f"give each its taken_at in a --sidecar CSV (file,lat,lon,taken_at) and scan again; {listed}",
         ),
         PhotoStatus.OUTSIDE: (
-            "taken where no unit grid of --grids is",
-            f"a grid layout that holds them files them; {listed}",
+            "at a place no unit grid of --grids holds",
+            f"a grid layout (--grids) that holds them files them; {listed}",
         ),
     }
     for status, (lacking, remedy) in remedies.items():
