@@ -24,7 +24,7 @@ import cv2
 import pytest
 from alembic.script import ScriptDirectory
 from configured import CONFIGS, MODELS
-from conftest import another_writer_holding, give_up_lock_waits_after
+from conftest import another_writer_holding, give_up_lock_waits_after, postgresql_read_only
 from PIL import ExifTags, Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -937,6 +937,30 @@ def test_a_database_that_cannot_be_written_is_one_line_naming_it_and_what_to_do(
     finally:
         get_settings.cache_clear()
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_scan_into_a_postgresql_that_takes_no_writes_is_one_line(
+    tmp_path: Path, samples: list[Path], capsys: pytest.CaptureFixture[str], db_url: str
+) -> None:
+    """A PostgreSQL standby after a failover (`default_transaction_read_only`) refuses the first
+    write with SQLSTATE 25006: the scan said "make its file and its folder writable", advice for a
+    SQLite file, naming no database. It names the database and what to do."""
+    photos = tmp_path / "archive"
+    place(samples[0], photos / "p.jpg", spot(1), START)
+    open_database(db_url).kw["bind"].dispose()
+    postgresql_read_only(db_url, True)
+    try:
+        assert cli([str(photos), "--db", db_url, "--out", str(tmp_path / "out"), "--no-progress"]) == 1
+    finally:
+        postgresql_read_only(db_url, False)
+    said = capsys.readouterr().err.strip()
+    assert said.startswith(f"streetorder scan: {db_url}: the database cannot be written (") and (
+        "read-only transaction" in said
+    ), said
+    assert "point --db at one that takes writes (the primary, not a standby)" in said
+    assert "Traceback" not in said and len(said.splitlines()) == 1
+    assert counts(open_database(db_url)) == (0, 0, 0)
 
 
 def test_a_copy_without_gps_says_it_joined_the_case_of_its_original(

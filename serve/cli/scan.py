@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sqlalchemy import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from tqdm import tqdm
 
@@ -151,8 +152,12 @@ def cli(argv: list[str]) -> int:
         print(f"streetorder scan: {err}; every photo done before it is saved", file=sys.stderr)
         return 2
     except DBAPIError as err:  # a conflict that outlasted the retries (Scanner.commit)
-        if is_read_only(err):  # made read-only during the scan (a remount), or a server that refuses
-            why = unwritable(args.db) or f"{args.db}: the database cannot be written ({database_said(err)})"
+        if is_read_only(err):  # a server that takes no writes (a standby), or a file made read-only since
+            shown = make_url(args.db).render_as_string(hide_password=True)
+            why = unwritable(args.db) or (
+                f"{shown}: the database cannot be written ({database_said(err)}): point --db at one that "
+                "takes writes (the primary, not a standby) or make it writable"
+            )
             print(f"streetorder scan: {why}; every photo done before it is saved", file=sys.stderr)
             return 1
         if not is_busy(err):
