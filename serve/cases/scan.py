@@ -352,7 +352,9 @@ class ScanStats:
     outside: int = 0  # located in no unit grid of the layout
     # recorded so before (an earlier scan, or the same bytes twice), given nothing new, filed in no
     # case (in `known`): a rescan said "unlocated: 0" of an archive whose photos were all still so
-    unfiled_before: Counter[str] = field(default_factory=Counter)  # by status: unlocated, undated, outside
+    unlocated_before: int = 0
+    undated_before: int = 0
+    outside_before: int = 0
     findings: int = 0
     cases_created: int = 0
     evidence_added: int = 0
@@ -744,7 +746,8 @@ class Scanner:
         joined = select(Evidence.id).where(Evidence.photo_id == Photo.id).exists()
         if session.scalar(select(Photo.id).where(Photo.sha256 == sha256, ~joined)) is None:
             return
-        stats.unfiled_before[status] += 1
+        counter = f"{status}_before"  # plain counters: `restore` undoes a rolled-back batch's
+        setattr(stats, counter, getattr(stats, counter) + 1)
         log.info("%s: still %s (recorded so before): %s; no case filed", source, status, UNFILED[status])
 
     def _unreadable(self, session: Session, stats: ScanStats, source: str, key: str, reason: str) -> str:

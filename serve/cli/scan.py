@@ -295,7 +295,7 @@ def still_unfiled(stats: ScanStats, out: Path) -> Iterable[str]:
         ),
     }
     for status, (lacking, remedy) in remedies.items():
-        if count := stats.unfiled_before[status]:
+        if count := getattr(stats, f"{status}_before"):
             shown = "outside the grids" if status == PhotoStatus.OUTSIDE else status
             yield (
                 f"  still {shown}: {count} photo(s) recorded before {lacking} (an earlier scan, or the "
