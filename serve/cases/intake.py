@@ -47,7 +47,8 @@ numbering and checks.
 
 
 The caller owns the transaction; `take_photo` adds no query of its own besides the photo lookup by
-content, so a scan still records a batch of photos per transaction at the same speed. On SQLite,
+content and the indexed copy lookups (`copies_of`, `waiting_copies`: a few ms however large the
+database), so a scan still records a batch of photos per transaction at the same speed. On SQLite,
 a door that may race other writers takes `lock_intake` first (a transaction that read first
 cannot write later).
 """
