@@ -1,4 +1,4 @@
-"""How long the two lookups intake makes for every photo take as a database fills up.
+"""How long the lookups intake makes for every photo take as a database fills up.
 
     .venv/bin/python benchmarks/intake_lookups.py [--rows 1000 10000 100000] [--db sqlite:///...]
 
@@ -9,7 +9,9 @@ serve/cases/findings.py). The benchmark fills the cases and evidence tables up t
 (bulk inserts: random hashes with their bands as the ORM writes them; cases spread over a year and
 a 10 x 10 km city), then prints the milliseconds a lookup takes: the copy check of a new photo
 (and whether an 8-bit copy of a stored hash is found), and the duplicate lookup of a photo newer
-than every case and of one older than every case (an archive scanned out of time order).
+than every case and of one older than every case (an archive scanned out of time order). A photo
+that files a case also looks for the earlier copies of itself that could file none (`waiting_copies`,
+migration 0022): as many photo rows are stored, a quarter of them unlocated.
 
 Before migrations 0014 / 0015 (2026-12-06, 2-core development machine, under a training run): the
 copy check read every stored hash, 28 / 486 / 1,885 ms at 1k / 10k / 50k evidence rows; the
@@ -30,8 +32,8 @@ from sqlalchemy import insert, select
 
 from serve.cases.db import open_database
 from serve.cases.findings import Finding, find_duplicate, load_case_rules
-from serve.cases.intake import copies_of
-from serve.cases.orm import Case, Evidence
+from serve.cases.intake import copies_of, waiting_copies
+from serve.cases.orm import Case, Evidence, Photo
 from serve.cases.settings import get_settings
 from vision.core.phash import hash_bands
 
@@ -59,6 +61,14 @@ def evidence_row(n: int, phash: str) -> dict[str, object]:
     }  # fmt: skip
 
 
+def photo_row(n: int, phash: str) -> dict[str, object]:
+    return {
+        "sha256": hashlib.sha256(b"photo %d" % n).hexdigest(), "path": f"/archive/{n}.jpg",
+        "source": "patrol", "status": "unlocated" if n % 4 == 0 else "done", "processed_at": START,
+        "phash": phash, **dict(zip(BANDS, hash_bands(phash), strict=True)),
+    }  # fmt: skip
+
+
 def ms_each(lookup: Callable[[int], object], times: int) -> float:
     started = time.perf_counter()
     for i in range(times):
@@ -80,7 +90,8 @@ def main() -> None:
         return Finding("exposed_garbage", 34.745, 113.655, at, "/new.jpg", "0" * 64)
 
     print(
-        "rows (cases, evidence) | copy check ms | 8-bit copy found | duplicate ms, newer photo | older photo"
+        "rows (cases, evidence, photos) | copy check ms | 8-bit copy found | duplicate ms, newer photo"
+        " | older photo | waiting copies ms"
     )
     stored = 0
     with factory() as session:
@@ -90,6 +101,8 @@ def main() -> None:
                 session.execute(insert(Case), [case_row(stored + i, rng) for i in range(count)])
                 hashes = [f"{rng.getrandbits(64):016x}" for _ in range(count)]
                 session.execute(insert(Evidence), [evidence_row(stored + i, h) for i, h in enumerate(hashes)])
+                looks = [f"{rng.getrandbits(64):016x}" for _ in range(count)]
+                session.execute(insert(Photo), [photo_row(stored + i, h) for i, h in enumerate(looks)])
                 stored += count
             session.commit()
             copy_ms = ms_each(
@@ -109,9 +122,13 @@ def main() -> None:
             older = ms_each(
                 lambda i: find_duplicate(session, finding(START - timedelta(days=1)), rules), args.lookups
             )
+            waiting = ms_each(
+                lambda i: waiting_copies(session, f"{rng.getrandbits(64):016x}", exclude_photo=0),
+                args.lookups,
+            )
             print(
-                f"{stored:>22,} | {copy_ms:>13.1f} | {'yes' if found else 'NO':>16} | {newer:>25.1f}",
-                f"| {older:.1f}",
+                f"{stored:>30,} | {copy_ms:>13.1f} | {'yes' if found else 'NO':>16} | {newer:>25.1f}",
+                f"| {older:>11.1f} | {waiting:.1f}",
             )
             session.expunge_all()
 

@@ -405,6 +405,8 @@ def test_a_database_that_cannot_be_written_is_a_503_reads_go_on_and_the_write_is
                 assert "cases.db" not in photo.text and str(READ_ONLY_HOME) not in photo.text
                 assert sorted(READ_ONLY_HOME.joinpath("evidence").rglob("*")) == stored
                 assert "audit row not written, the database cannot be written" in caplog.text
+                # the operator's log names the file and what to do, which the answer does not
+                assert f"{folder / 'cases.db'}: the database cannot be written: cases.db, " in caplog.text
                 again = client.post("/open311/v2/requests.json", data=sent, headers=service.auth("report"))
                 assert again.status_code == 503  # still read-only: refused again
             # writable again: the same service takes the same report (its connections opened anew)

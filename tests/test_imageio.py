@@ -17,6 +17,7 @@ from PIL import ExifTags, Image
 from PIL.TiffImagePlugin import IFDRational
 
 from vision.core.imageio import (
+    MAX_PIXELS,
     ImageError,
     Position,
     decode_photo,
@@ -301,6 +302,23 @@ def test_unusable_files_raise_image_error_with_reason(
     if reason is not None:
         assert reason in caught.value.reason
     assert " at 0x" not in caught.value.reason  # no object's memory address: the same reason every run
+
+
+def test_the_pixel_limit_is_the_one_given_not_pillow_s() -> None:
+    """A JPEG declaring 20000x10000 (200 MP, a panorama): Pillow's own process-wide check refused
+    it at its open ("exceeds limit of 178956970 pixels") whatever `max_pixels` (scan --max-pixels)
+    allowed, and named its own limit, not the one the user can change. The given limit decides
+    and is the one named."""
+    data = bytearray(good_jpeg())
+    sof = data.index(b"\xff\xc0")  # baseline frame header: length, precision, height, width
+    data[sof + 5 : sof + 9] = struct.pack(">HH", 10_000, 20_000)
+    with pytest.raises(ImageError) as refused:
+        decode_photo(bytes(data), reduce_to=320)
+    assert refused.value.reason == (
+        f"decompression bomb: 20000x10000 = 200000000 pixels is over the limit of {MAX_PIXELS}"
+    )
+    allowed = decode_photo(bytes(data), reduce_to=320, max_pixels=300_000_000)  # at 1/8 scale
+    assert allowed.full_size == (20_000, 10_000) and allowed.image.shape[:2] == (1250, 2500)
 
 
 def test_png_and_missing_file(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from test_api_storage import _case, alembic_config
 
 from serve.cases.db import open_database, transaction
 from serve.cases.findings import Finding, find_duplicate, load_case_rules
-from serve.cases.intake import copies_of, supersede_unreadable
+from serve.cases.intake import copies_of, supersede_unreadable, waiting_copies
 from serve.cases.orm import Evidence, Photo
 from serve.cases.settings import Settings
 from vision.core.phash import (
@@ -212,7 +212,55 @@ def test_the_intake_lookups_search_indexes_not_the_whole_table(tmp_path: Path) -
             engine, lambda: supersede_unreadable(session, path="/p.jpg", key="0" * 64), "photos"
         )
     assert superseded == ["SEARCH photos USING INDEX ix_photos_unreadable_path (path=?)"], superseded
+    with factory() as session:
+        waiting = query_plans(
+            engine, lambda: waiting_copies(session, "0123456789abcdef", exclude_photo=1), "photos"
+        )
+    assert len(waiting) == 1 and "SCAN photos" not in waiting[0], waiting
+    assert all(f"ix_photos_unfiled_phash_band{i}" in waiting[0] for i in range(3)), waiting
     engine.dispose()
+
+
+def test_photos_hashed_before_0022_are_found_as_waiting_copies_after_the_upgrade(db_url: str) -> None:
+    """Migration 0022 fills the bands of the photos recorded before it: an unlocated copy scanned by
+    an older release joins its original's case when the original comes; a filed photo is no
+    waiting copy, nor one already evidence of a case."""
+    config = alembic_config(db_url)
+    command.upgrade(config, "0021")
+    engine = sa.create_engine(db_url)
+    phash = "c3a5f00f0ff0a53c"
+    rows = [("/old/copy.jpg", "unlocated"), ("/old/filed.jpg", "done"), ("/old/undated.jpg", "undated")]
+    with engine.begin() as connection:
+        for n, (path, status) in enumerate(rows):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO photos (sha256, phash, path, source, status, processed_at)"
+                    " VALUES (:sha, :phash, :path, 'patrol', :status, '2026-11-02 08:00:00')"
+                ),
+                {"sha": f"{n:064x}", "phash": flipped(phash, [n]), "path": path, "status": status},
+            )
+    engine.dispose()
+    command.upgrade(config, "head")
+    factory = open_database(db_url)
+    with factory() as session:
+        stored = session.execute(
+            sa.select(Photo.path, Photo.phash_band0, Photo.phash_band1, Photo.phash_band2).order_by(Photo.id)
+        ).all()
+        assert [tuple(r) for r in stored] == [
+            (p, *hash_bands(flipped(phash, [n]))) for n, (p, _) in enumerate(rows)
+        ]
+        near = flipped(phash, [10, 30, 50])
+        assert [p.path for p in waiting_copies(session, near, exclude_photo=0)] == [
+            "/old/copy.jpg",
+            "/old/undated.jpg",
+        ]
+        assert [
+            p.path
+            for p in waiting_copies(
+                session, flipped(phash, [4, 5, 6, 24, 25, 26, 46, 47, 48]), exclude_photo=0
+            )
+        ] == []
+    factory.kw["bind"].dispose()
 
 
 def test_unreadable_rows_a_later_read_superseded_are_dropped_by_0016(db_url: str) -> None:

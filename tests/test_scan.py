@@ -7,11 +7,13 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from datetime import datetime, timedelta
@@ -22,10 +24,11 @@ import cv2
 import pytest
 from alembic.script import ScriptDirectory
 from configured import CONFIGS, MODELS
-from conftest import another_writer_holding, give_up_lock_waits_after
+from conftest import another_writer_holding, give_up_lock_waits_after, postgresql_read_only
 from PIL import ExifTags, Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
+from unwritable import read_only
 
 from serve.cases.coords import wgs84_to_gcj02
 from serve.cases.db import MIGRATIONS, open_database
@@ -877,6 +880,89 @@ def test_the_console_shows_the_first_warnings_and_scan_log_keeps_them_all(
     assert sum(": unreadable:" in line for line in logged.splitlines()) == CONSOLE_WARNINGS + 5
 
 
+@pytest.mark.parametrize("folder_writable", [False, True], ids=["read-only-folder", "read-only-file"])
+def test_a_database_that_cannot_be_written_is_one_line_naming_it_and_what_to_do(
+    samples: list[Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    folder_writable: bool,
+) -> None:
+    """A WAL database in a folder this user may not write, no process holding it (its -wal and -shm
+    gone with the last connection): the scan said "cannot open the database (attempt to write a
+    readonly database)", and `streetorder serve` the same, naming neither the folder nor the
+    files SQLite must make there. A read-only file in a writable folder was found only at the
+    first write, after the model had loaded and a batch was inspected. Both are one line naming
+    the path and what to do, before anything is scanned; nothing is written."""
+    import uvicorn.config  # noqa: F401  # as `nobody` below the interpreter's own modules are out of reach
+
+    import serve.api.app
+    import serve.cli.serve  # noqa: F401
+    from serve.cli.main import main
+
+    monkeypatch.setenv("STREETORDER_DEV", "1")  # `serve` without a secret of its own
+    get_settings.cache_clear()
+    home = Path(tempfile.mkdtemp(prefix="streetorder-scan-ro-"))  # nobody must reach it: not tmp_path
+    try:
+        home.chmod(0o777)
+        database, photos = home / "db" / "cases.db", home / "photos"
+        place(samples[0], photos / "p.jpg", spot(1), START)
+        os.chmod(photos, 0o777)
+        database.parent.mkdir()
+        open_database(f"sqlite:///{database}").kw["bind"].dispose()
+        assert sorted(p.name for p in database.parent.iterdir()) == ["cases.db"]  # no -wal, -shm left
+        out = home / "out"
+        out.mkdir(mode=0o777)
+        out.chmod(0o777)
+        url = f"sqlite:///{database}"
+        with read_only(database.parent, folder_writable=folder_writable):
+            assert main(["scan", str(photos), "--db", url, "--out", str(out), "--no-progress"]) == 1
+            said = capsys.readouterr().err.strip()
+            if not folder_writable:
+                assert main(["serve", "--db", url, "--port", "1"]) == 1  # refused before it listens
+                said_too = capsys.readouterr().err.strip()
+                assert said_too.startswith(f"streetorder serve: {database}: the database cannot be written")
+                assert "its folder may not be written, where SQLite must make cases.db-wal" in said_too
+        assert said.startswith(f"streetorder scan: {database}: the database cannot be written: "), said
+        assert "Traceback" not in said and len(said.splitlines()) == 1, said
+        assert (
+            f"make cases.db, cases.db-wal, cases.db-shm and their folder {database.parent} writable "
+            "for this user (or use a copy in a writable folder), then run again"
+        ) in said
+        if folder_writable:
+            assert "cases.db, cases.db-wal, cases.db-shm may not be written by this user" in said
+            assert said.endswith("nothing was scanned")
+        else:
+            assert "its folder may not be written, where SQLite must make cases.db-wal, cases.db-shm" in said
+        assert counts(open_database(url)) == (0, 0, 0)
+    finally:
+        get_settings.cache_clear()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_scan_into_a_postgresql_that_takes_no_writes_is_one_line(
+    tmp_path: Path, samples: list[Path], capsys: pytest.CaptureFixture[str], db_url: str
+) -> None:
+    """A PostgreSQL standby after a failover (`default_transaction_read_only`) refuses the first
+    write with SQLSTATE 25006: the scan said "make its file and its folder writable", advice for a
+    SQLite file, naming no database. It names the database and what to do."""
+    photos = tmp_path / "archive"
+    place(samples[0], photos / "p.jpg", spot(1), START)
+    open_database(db_url).kw["bind"].dispose()
+    postgresql_read_only(db_url, True)
+    try:
+        assert cli([str(photos), "--db", db_url, "--out", str(tmp_path / "out"), "--no-progress"]) == 1
+    finally:
+        postgresql_read_only(db_url, False)
+    said = capsys.readouterr().err.strip()
+    assert said.startswith(f"streetorder scan: {db_url}: the database cannot be written (") and (
+        "read-only transaction" in said
+    ), said
+    assert "point --db at one that takes writes (the primary, not a standby)" in said
+    assert "Traceback" not in said and len(said.splitlines()) == 1
+    assert counts(open_database(db_url)) == (0, 0, 0)
+
+
 def test_a_copy_without_gps_says_it_joined_the_case_of_its_original(
     tmp_path: Path, samples: list[Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -906,6 +992,98 @@ def test_a_copy_without_gps_says_it_joined_the_case_of_its_original(
         == f"a copy of evidence of {numbers[0]}: added to that case as evidence, no case of its own"
     )
     assert numbers[0] in listed["reason_zh"] and "sidecar" not in listed["reason_zh"]
+
+
+def test_a_rescan_says_how_many_photos_still_wait_for_a_place_or_a_time(
+    tmp_path: Path, samples: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Scanned again (or a second archive into the same database), photos recorded unlocated or
+    undated the first time were counted "already recorded" alone, under "unlocated: 0": nothing said
+    that their findings were still in no case, nor how to give them a place. A copy that joined
+    its original's case has nothing to be given and is not counted."""
+    photos = tmp_path / "archive"
+    place(samples[0], photos / "nogps.jpg", None, START)
+    place(samples[1], photos / "notime.jpg", spot(1), None)
+    place(samples[2], photos / "original.jpg", spot(2), START)
+    cv2.imwrite(
+        str(photos / "z-copy.jpg"), cv2.imread(str(photos / "original.jpg")), [cv2.IMWRITE_JPEG_QUALITY, 70]
+    )
+    db = f"sqlite:///{tmp_path / 'scan.db'}"
+    out = tmp_path / "out"
+    args = [str(photos), "--db", db, "--out", str(out), "--no-progress"]
+    assert cli(args) == 0
+    assert "unlocated: 2, undated: 1" in capsys.readouterr().out  # the copy's row is unlocated too
+    assert cli(args) == 0
+    again = capsys.readouterr().out
+    assert "0 new, 4 already recorded" in again and "unlocated: 0, undated: 0" in again
+    assert (
+        "  still unlocated: 1 photo(s) recorded before without a position (an earlier scan, or the same "
+        "bytes twice), their findings in no case: give each its lat/lon in a --sidecar CSV "
+        f"(file,lat,lon,taken_at) and scan again; listed in {out / 'problem_photos.csv'}"
+    ) in again
+    assert "  still undated: 1 photo(s) recorded before without a capture time" in again
+    assert "still outside" not in again
+    logged = (out / "scan.log").read_text(encoding="utf-8")
+    assert f"{(photos / 'nogps.jpg').resolve()}: still unlocated (recorded so before)" in logged
+    assert "z-copy.jpg: still" not in logged
+
+
+def test_a_copy_scanned_before_its_original_joins_the_original_s_case(
+    tmp_path: Path, samples: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A copy re-saved smaller without its EXIF and scanned before its original (an earlier scan, or
+    earlier in name order) was kept unlocated; the original then filed its cases and the copy stayed
+    unlocated for ever, listed to be given a place in a sidecar. It joins the original's cases, as a
+    copy scanned after its original does, and the summary, scan.log and the report say so."""
+    originals = tmp_path / "originals"
+    place(samples[0], originals / "first.jpg", spot(2), START)
+    place(samples[1], originals / "second.jpg", spot(4), START + timedelta(hours=1))
+
+    def resaved(original: Path, copy: Path) -> None:
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        picture = cv2.imread(str(original))
+        smaller = cv2.resize(picture, (picture.shape[1] * 3 // 4, picture.shape[0] * 3 // 4))
+        cv2.imwrite(str(copy), smaller, [cv2.IMWRITE_JPEG_QUALITY, 70])
+
+    day1, day2 = tmp_path / "day1", tmp_path / "day2"
+    resaved(originals / "first.jpg", day1 / "wechat-copy.jpg")  # the copy comes a scan before
+    resaved(originals / "second.jpg", day2 / "a-copy.jpg")  # the copy comes first in the same scan
+    (day2 / "b-original.jpg").write_bytes((originals / "second.jpg").read_bytes())
+    (day2 / "first.jpg").write_bytes((originals / "first.jpg").read_bytes())
+    db = f"sqlite:///{tmp_path / 'scan.db'}"
+    out = tmp_path / "out"
+    assert cli([str(day1), "--db", db, "--out", str(out), "--no-progress"]) == 0
+    assert "unlocated: 1" in capsys.readouterr().out
+    assert cli([str(day2), "--db", db, "--out", str(out), "--no-progress"]) == 0
+    said = capsys.readouterr().out
+    assert (
+        "  copies joined: 2 photo(s) kept unlocated, undated or outside joined the case(s) of the original "
+        f"they copy, scanned only now (which in {out / 'scan.log'})"
+    ) in said
+    factory = open_database(db)
+    with factory() as session:
+        rows = {Path(p.path).name: p for p in session.scalars(select(Photo))}
+        for copy, original in (("wechat-copy.jpg", "first.jpg"), ("a-copy.jpg", "b-original.jpg")):
+            assert rows[copy].status == "unlocated"  # its own record: it has no place of its own
+            filed = set(
+                session.scalars(select(Evidence.case_id).where(Evidence.photo_id == rows[original].id))
+            )
+            joined = list(session.scalars(select(Evidence).where(Evidence.photo_id == rows[copy].id)))
+            assert filed and {e.case_id for e in joined} == filed, copy
+            assert all(e.extra and e.extra["copy_of"] and e.extra["claimed"]["lat"] is None for e in joined)
+        numbers = sorted(session.scalars(select(Case.number)))
+        assert len(numbers) == len(set(numbers))  # no case of the copies' own
+    logged = (out / "scan.log").read_text(encoding="utf-8")
+    copy_path, original_path = (day1 / "wechat-copy.jpg").resolve(), (day2 / "first.jpg").resolve()
+    assert (
+        f"{copy_path}: recorded before without a place or time, a copy of {original_path}: added to" in logged
+    )
+    with (out / "problem_photos.csv").open(encoding="utf-8-sig") as handle:
+        reasons = {Path(r["path"]).name: r["reason"] for r in csv.DictReader(handle)}
+    assert reasons["wechat-copy.jpg"].startswith("a copy of evidence of SO")
+    assert reasons["a-copy.jpg"].startswith("a copy of evidence of SO")
+    assert cli([str(day1), str(day2), "--db", db, "--out", str(out), "--no-progress"]) == 0
+    assert "still unlocated" not in capsys.readouterr().out  # nothing left to give a place
 
 
 def test_a_photo_with_an_implausible_exif_time_waits_undated_for_a_sidecar_time(

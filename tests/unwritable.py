@@ -28,14 +28,15 @@ def held_open(database: Path) -> Iterator[None]:
 
 
 @contextmanager
-def read_only(folder: Path) -> Iterator[None]:
+def read_only(folder: Path, *, folder_writable: bool = False) -> Iterator[None]:
     """`folder` and its files read-only to the kernel: mode 0555 and 0444, and, where the tests run
     as root (whom modes do not stop), this process's effective user `nobody` meanwhile (seteuid
     changes every thread of the process, the app's included). Nothing here is mocked: SQLite meets
-    the file and folder as a service not run as root meets a chmod or a read-only mount."""
+    the file and folder as a service not run as root meets a chmod or a read-only mount.
+    `folder_writable`: the files alone read-only, the folder writable by anyone (0777)."""
     modes = {path: path.stat().st_mode for path in [folder, *folder.rglob("*")]}
     for path in modes:
-        path.chmod(0o555 if path.is_dir() else 0o444)
+        path.chmod((0o777 if folder_writable else 0o555) if path.is_dir() else 0o444)
     root = os.geteuid() == 0
     if root:
         os.seteuid(pwd.getpwnam("nobody").pw_uid)

@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException
 
-from serve.cases.db import TextNotStorable, is_busy, is_read_only, is_storage_full
+from serve.cases.db import TextNotStorable, is_busy, is_read_only, is_storage_full, unwritable
 from serve.cases.errors import Busy, DatabaseReadOnly, DomainError
 from vision.core.imageio import ImageError, PhotoTooSmall
 
@@ -180,8 +180,12 @@ def database_busy(request: Request, error: Exception) -> Response:
     name or URL. Any other database error stays a 500, but for a full disk (507, as for files)."""
     if is_storage_full(error):
         return insufficient_storage(request, error, "its database's disk is full")
-    if is_read_only(error):
-        log.error("%s %s: the database cannot be written: %s", request.method, request.url.path, error)
+    if is_read_only(error):  # the operator's log names the file and what to do; the answer does not
+        service = getattr(request.app.state, "service", None)
+        why = unwritable(service.settings.db_url) if service is not None else None
+        log.error(
+            "%s %s: %s", request.method, request.url.path, why or f"the database cannot be written: {error}"
+        )
         read_only = DatabaseReadOnly(
             "the case database cannot be written now (it is read-only); nothing was changed: "
             "reads go on, and the same request is taken once an operator has made it writable"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections import defaultdict
@@ -105,6 +106,42 @@ def is_read_only(error: BaseException) -> bool:
     orig = error.orig
     return str(getattr(orig, "sqlite_errorname", "")).startswith("SQLITE_READONLY") or (
         getattr(orig, "sqlstate", None) in READ_ONLY_SQLSTATES
+    )
+
+
+def unwritable(url: str) -> str | None:
+    """Why this process cannot write the SQLite database at `url`, naming the path and what to do;
+    None where it can (or cannot tell: PostgreSQL, a file not made yet in a writable folder).
+
+    In WAL mode SQLite writes the file and keeps FILE-wal and FILE-shm beside it, made by the first
+    connection and removed by the last: a database in a folder it may not write cannot even be read
+    once no process holds it open, and a read-only file is found only at the first write (a scan had
+    loaded its model and inspected a batch by then). The kernel's word for this process's effective
+    user (`os.access`: modes and read-only mounts), before a byte is written.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    path = Path(parsed.database).absolute()
+    effective = os.access in os.supports_effective_ids
+
+    def writable(target: Path) -> bool:
+        return os.access(target, os.W_OK, effective_ids=effective)
+
+    sides = [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
+    made = [side for side in (path, *sides) if side.exists()]
+    read_only = [target.name for target in made if not writable(target)]
+    missing = [side.name for side in (path, *sides) if side not in made]
+    reasons = [f"{', '.join(read_only)} may not be written by this user"] if read_only else []
+    if missing and path.parent.is_dir() and not writable(path.parent):
+        reasons.append(f"its folder may not be written, where SQLite must make {', '.join(missing)}")
+    if not reasons:
+        return None
+    why = "; ".join(reasons)
+    return (
+        f"{path}: the database cannot be written: {why}; make {path.name}, {sides[0].name}, "
+        f"{sides[1].name} and their folder {path.parent} writable for this user (or use a copy in a "
+        "writable folder), then run again"
     )
 
 
@@ -224,6 +261,8 @@ def open_database(url: str, create: bool = True) -> sessionmaker[Session]:
     try:
         migrate(url)
     except (DatabaseError, InterfaceError) as err:  # DatabaseError: also a file that is no database
+        if (why := unwritable(url)) is not None:  # a WAL database in a read-only folder, no one holding it
+            raise DatabaseUnavailable(f"{why} ({database_said(err)})") from err
         raise DatabaseUnavailable(f"{shown}: cannot open the database ({database_said(err)})") from err
     except CommandError as err:  # a schema revision this release does not know: a newer one's
         raise DatabaseUnavailable(

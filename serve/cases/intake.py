@@ -41,11 +41,14 @@ numbering and checks.
 - reuse: a photo whose bytes (sha256) or look (perceptual hash within
   `vision.core.phash.NEAR_IDENTICAL_BITS`) are already evidence of a case is a copy of that
   evidence, whatever position and time it claims now: it joins those cases as evidence (marked
-  `copy_of`, with what it claimed) while they are open, and never opens a case of its own.
+  `copy_of`, with what it claimed) while they are open, and never opens a case of its own. In the
+  other order, a copy recorded first that could file nothing (unlocated, undated, outside) joins
+  the cases its original files when the original comes (`waiting_copies`), by the same rule.
 
 
 The caller owns the transaction; `take_photo` adds no query of its own besides the photo lookup by
-content, so a scan still records a batch of photos per transaction at the same speed. On SQLite,
+content and the indexed copy lookups (`copies_of`, `waiting_copies`: a few ms however large the
+database), so a scan still records a batch of photos per transaction at the same speed. On SQLite,
 a door that may race other writers takes `lock_intake` first (a transaction that read first
 cannot write later).
 """
@@ -58,7 +61,7 @@ from datetime import datetime
 from typing import Any
 
 import supervision as sv
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
@@ -66,10 +69,10 @@ from serve.cases.enums import CaseSource, EvidenceRole, PhotoSource, PhotoStatus
 from serve.cases.errors import OutsideJurisdiction
 from serve.cases.findings import CaseRules, CaseUpdate, Finding, lock_case, record_finding
 from serve.cases.grids import Grid
-from serve.cases.orm import Case, Evidence, Photo
+from serve.cases.orm import UNFILED_ROW, Case, Evidence, Photo
 from serve.cases.times import CaptureTimes, ImplausibleTime
 from serve.cases.workflow import is_open
-from vision.core.boxes import Box, boxes_json, boxes_of
+from vision.core.boxes import Box, boxes_json, boxes_of, parse_boxes
 from vision.core.imageio import PhotoMeta, Position
 from vision.core.phash import band_neighbours, near_identical
 from vision.core.taxonomy import Taxonomy
@@ -121,6 +124,9 @@ class Intake:
     events: dict[str, tuple[Box, ...]] = field(default_factory=dict)  # what the patrol rule finds
     updates: list[CaseUpdate] = field(default_factory=list)  # none unless `done` or a copy (`copy_of`)
     copy_of: list[Evidence] = field(default_factory=list)  # evidence elsewhere this photo is a copy of
+    # earlier copies of this photo, filed in no case for want of a place or time, joined now to its
+    # cases (`waiting_copies`): one update each copy and case
+    copies_joined: list[CaseUpdate] = field(default_factory=list)
 
 
 def capture_time(meta: PhotoMeta, given: Given, times: CaptureTimes, now: datetime) -> datetime | None:
@@ -333,7 +339,14 @@ def take_photo(session: Session, photo: IncomingPhoto, rules: CaseRules, *, now:
         )
         for event, boxes in events.items()
     ]
-    return Intake(row, known=False, events=events, updates=updates)
+    joined: list[CaseUpdate] = []
+    if updates and photo.phash is not None:  # this photo's evidence is the original of earlier copies
+        filed = [update.evidence for update in updates]
+        for copy in waiting_copies(session, photo.phash, exclude_photo=row.id):
+            seen = parse_boxes(copy.detections, f"photo {copy.id}").boxes
+            placed = recorded_placement(copy, rules)
+            joined += join_as_copy(session, filed, copy, placed, patrol_events(seen, rules.taxonomy))
+    return Intake(row, known=False, events=events, updates=updates, copies_joined=joined)
 
 
 def copies_of(
@@ -364,6 +377,37 @@ def copies_of(
     if not ids:
         return []
     return list(session.scalars(select(Evidence).where(Evidence.id.in_(ids)).order_by(Evidence.id)))
+
+
+def waiting_copies(session: Session, phash: str, *, exclude_photo: int) -> list[Photo]:
+    """Photos recorded unlocated, undated or outside, in no case, that look like this one.
+
+    The other order of `copies_of`: a copy re-saved without its EXIF and scanned before its original
+    could file nothing, and when the original filed its cases the copy stayed unlocated for ever,
+    where the copy scanned after joins them. Indexed (the bands of the unfiled photos alone,
+    migration 0022), as `copies_of` is: one lookup for each photo that files something.
+    """
+    bands = (Photo.phash_band0, Photo.phash_band1, Photo.phash_band2)
+    near = band_neighbours(phash)
+    in_a_case = select(Evidence.id).where(Evidence.photo_id == Photo.id).exists()
+    candidates = session.scalars(
+        select(Photo)
+        .where(
+            # the partial indexes' own condition in each arm: SQLite uses them only so
+            or_(*(and_(UNFILED_ROW, band.in_(values)) for band, values in zip(bands, near, strict=True))),
+            Photo.id != exclude_photo,
+            ~in_a_case,
+        )
+        .order_by(Photo.id)
+    )
+    return [row for row in candidates if row.phash is not None and near_identical(phash, row.phash)]
+
+
+def recorded_placement(row: Photo, rules: CaseRules) -> Placement:
+    """The placement a recorded photo was given: what a copy of it claimed, in `join_as_copy`."""
+    position = Position(row.lat, row.lon) if row.lat is not None and row.lon is not None else None
+    grid = rules.grid_at(position.lat, position.lon) if position is not None else None
+    return Placement(position, row.taken_at, grid, row.status)
 
 
 def join_as_copy(

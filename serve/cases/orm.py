@@ -81,6 +81,19 @@ def one_of(values: type[StrEnum] | tuple[str, ...], length: int, constraint: str
     )
 
 
+PHASH_BANDS = ("phash_band0", "phash_band1", "phash_band2")
+# a photo kept with what the model saw on it, filed in no case for want of a place, a time or a grid
+UNFILED_ROW = text("status IN ('unlocated', 'undated', 'outside')")
+
+
+def with_bands(row: Photo | Evidence, phash: str | None) -> str | None:
+    """Keep a row's indexed phash bands in step with its hash, whichever code path sets it."""
+    bands = hash_bands(phash) if phash is not None else (None,) * len(PHASH_BANDS)
+    for column, value in zip(PHASH_BANDS, bands, strict=True):
+        setattr(row, column, value)
+    return phash
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
 
@@ -98,11 +111,20 @@ class Photo(Base):
             sqlite_where=text("status = 'unreadable'"),
             postgresql_where=text("status = 'unreadable'"),
         ),
+        # a photo whose findings were filed finds the earlier copies of itself that could file none
+        # (intake.waiting_copies): its hash's bands, indexed over those photos alone (migration 0022)
+        *(
+            Index(f"ix_photos_unfiled_{band}", band, sqlite_where=UNFILED_ROW, postgresql_where=UNFILED_ROW)
+            for band in PHASH_BANDS
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     phash: Mapped[str | None] = mapped_column(String(16))  # vision.core.phash: known by its look
+    phash_band0: Mapped[int | None] = mapped_column(Integer)  # its bands, set with it (`_set_bands`)
+    phash_band1: Mapped[int | None] = mapped_column(Integer)
+    phash_band2: Mapped[int | None] = mapped_column(Integer)
     path: Mapped[str] = mapped_column(Text)
     source: Mapped[PhotoSource] = mapped_column(one_of(PhotoSource, 16, "ck_photos_source"))
     status: Mapped[PhotoStatus] = mapped_column(one_of(PhotoStatus, 16, "ck_photos_status"))
@@ -116,6 +138,10 @@ class Photo(Base):
     model_version: Mapped[str | None] = mapped_column(String(64))
     detections: Mapped[list[Any] | None] = mapped_column()  # vision.core.boxes: all, above or below threshold
     processed_at: Mapped[datetime] = mapped_column()
+
+    @validates("phash")
+    def _set_bands(self, _key: str, phash: str | None) -> str | None:
+        return with_bands(self, phash)
 
 
 class Case(Base):
@@ -191,12 +217,7 @@ class Evidence(Base):
 
     @validates("phash")
     def _set_bands(self, _key: str, phash: str | None) -> str | None:
-        """Keep the indexed bands in step with the hash, whichever code path sets it."""
-        if phash is None:
-            self.phash_band0 = self.phash_band1 = self.phash_band2 = None
-        else:
-            self.phash_band0, self.phash_band1, self.phash_band2 = hash_bands(phash)
-        return phash
+        return with_bands(self, phash)
 
 
 class FlowEntry(Base):

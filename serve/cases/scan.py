@@ -45,7 +45,7 @@ from tqdm import tqdm
 from serve.cases.coords import CoordSystem, position_to_wgs84
 from serve.cases.db import BUSY_TRIES, database_said, retry_busy, transaction
 from serve.cases.enums import PhotoSource, PhotoStatus
-from serve.cases.findings import CaseRules
+from serve.cases.findings import CaseRules, CaseUpdate
 from serve.cases.intake import (
     Given,
     IncomingPhoto,
@@ -55,7 +55,7 @@ from serve.cases.intake import (
     take_photo,
     take_unreadable,
 )
-from serve.cases.orm import Photo
+from serve.cases.orm import Evidence, Photo
 from serve.cases.settings import Settings
 from serve.cases.times import ImplausibleTime
 from vision.core.detector import Detector
@@ -330,6 +330,14 @@ def _sidecar_time(row: dict[str, str], where: str, local_tz: tzinfo) -> datetime
 # ----------------------------------------------------------------------------------------- scan
 
 
+# what a photo recorded but filed in no case lacks, by its status
+UNFILED = {
+    PhotoStatus.UNLOCATED: "no position (EXIF GPS or sidecar lat/lon)",
+    PhotoStatus.UNDATED: "no capture time",
+    PhotoStatus.OUTSIDE: "taken outside every unit grid of the layout",
+}
+
+
 @dataclass
 class ScanStats:
     """Counters only: a scan keeps no per-photo results in memory."""
@@ -342,9 +350,15 @@ class ScanStats:
     unlocated: int = 0
     undated: int = 0
     outside: int = 0  # located in no unit grid of the layout
+    # recorded so before (an earlier scan, or the same bytes twice), given nothing new, filed in no
+    # case (in `known`): a rescan said "unlocated: 0" of an archive whose photos were all still so
+    unlocated_before: int = 0
+    undated_before: int = 0
+    outside_before: int = 0
     findings: int = 0
     cases_created: int = 0
     evidence_added: int = 0
+    copies_joined: int = 0  # photos recorded unfiled, joined to the cases of their original found now
     retries: int = 0  # writes rolled back on a transient conflict (`is_busy`) and done again
     seconds: float = 0.0
     other_files: Counter[str] = field(default_factory=Counter)  # in the folders, by suffix: not read
@@ -655,6 +669,8 @@ class Scanner:
         source, sha256 = inspection.source, inspection.sha256
         if inspection.status == "known":
             stats.known += 1
+            if inspection.known_status in UNFILED:
+                self._still_unfiled(session, stats, source, sha256, PhotoStatus(inspection.known_status))
             return inspection.known_status or "known"
         if inspection.status == "unreadable":
             return self._unreadable(session, stats, source, sha256, inspection.error or "unreadable")
@@ -685,8 +701,10 @@ class Scanner:
             if intake.photo.status == PhotoStatus.UNDATED:  # the report's reason, not "EXIF missing"
                 intake.photo.error = reason
         status = intake.photo.status
-        if intake.known:  # the same bytes earlier in this scan
+        if intake.known:  # the same bytes earlier in this scan (or of an earlier one, on Ray)
             stats.known += 1
+            if status in UNFILED:
+                self._still_unfiled(session, stats, source, sha256, status)
             return status
         for warning in inspection.meta.warnings:
             log.warning("%s: %s", source, warning)
@@ -694,13 +712,17 @@ class Scanner:
         stats.findings += len(intake.updates)
         stats.cases_created += sum(update.created for update in intake.updates)
         stats.evidence_added += sum(not update.created for update in intake.updates)
+        for path, numbers in _by_copy(intake.copies_joined).items():
+            stats.copies_joined += 1
+            log.info(
+                "%s: recorded before without a place or time, a copy of %s: added to %s as evidence",
+                path,
+                source,
+                ", ".join(numbers),
+            )
         if status != PhotoStatus.DONE:
             setattr(stats, status, getattr(stats, status) + 1)
-            why = {
-                PhotoStatus.UNLOCATED: "no position (EXIF GPS or sidecar lat/lon)",
-                PhotoStatus.UNDATED: "no capture time",
-                PhotoStatus.OUTSIDE: "taken outside every unit grid of the layout",
-            }[status]
+            why = UNFILED[status]
             if intake.updates:  # a copy of a case's evidence: it joined that case, whatever it lacks
                 joined = ", ".join(dict.fromkeys(update.case.number for update in intake.updates))
                 log.info(
@@ -716,6 +738,18 @@ class Scanner:
                 )
         return status
 
+    def _still_unfiled(
+        self, session: Session, stats: ScanStats, source: str, sha256: str, status: PhotoStatus
+    ) -> None:
+        """Count a photo recorded before as unlocated, undated or outside, given nothing new now, if
+        its findings are still in no case (a copy joined its original's case: nothing to give it)."""
+        joined = select(Evidence.id).where(Evidence.photo_id == Photo.id).exists()
+        if session.scalar(select(Photo.id).where(Photo.sha256 == sha256, ~joined)) is None:
+            return
+        counter = f"{status}_before"  # plain counters: `restore` undoes a rolled-back batch's
+        setattr(stats, counter, getattr(stats, counter) + 1)
+        log.info("%s: still %s (recorded so before): %s; no case filed", source, status, UNFILED[status])
+
     def _unreadable(self, session: Session, stats: ScanStats, source: str, key: str, reason: str) -> str:
         new = take_unreadable(
             session, key=key, path=source, source=PhotoSource.PATROL, reason=reason, now=datetime.now(UTC)
@@ -729,6 +763,14 @@ class Scanner:
         stats.unreadable_before += not new
         stats.new += new
         return PhotoStatus.UNREADABLE
+
+
+def _by_copy(updates: Iterable[CaseUpdate]) -> dict[str, list[str]]:
+    """The case numbers each copy joined, by the copy's path."""
+    joined: dict[str, list[str]] = {}
+    for update in updates:
+        joined.setdefault(update.evidence.path, []).append(update.case.number)
+    return joined
 
 
 InspectionSource = Callable[[Iterator[Path | str]], Iterable[Inspection]]

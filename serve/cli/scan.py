@@ -10,11 +10,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sqlalchemy import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from tqdm import tqdm
 
 from serve.cases.coords import COORD_SYSTEMS
-from serve.cases.db import BUSY_TRIES, database_said, is_busy, open_database
+from serve.cases.db import BUSY_TRIES, database_said, is_busy, is_read_only, open_database, unwritable
+from serve.cases.enums import PhotoStatus
 from serve.cases.findings import (
     load_case_rules,
 )
@@ -90,6 +92,9 @@ def cli(argv: list[str]) -> int:
     except SQLAlchemyError as err:
         print(f"streetorder scan: cannot open the database {args.db}: {err}", file=sys.stderr)
         return 1
+    if (why := unwritable(args.db)) is not None:  # before the model loads and a batch is inspected
+        print(f"streetorder scan: {why}; nothing was scanned", file=sys.stderr)
+        return 1
     from vision.detect.registry import ModelError
 
     simple = args.engine == "simple"
@@ -147,6 +152,14 @@ def cli(argv: list[str]) -> int:
         print(f"streetorder scan: {err}; every photo done before it is saved", file=sys.stderr)
         return 2
     except DBAPIError as err:  # a conflict that outlasted the retries (Scanner.commit)
+        if is_read_only(err):  # a server that takes no writes (a standby), or a file made read-only since
+            shown = make_url(args.db).render_as_string(hide_password=True)
+            why = unwritable(args.db) or (
+                f"{shown}: the database cannot be written ({database_said(err)}): point --db at one that "
+                "takes writes (the primary, not a standby) or make it writable"
+            )
+            print(f"streetorder scan: {why}; every photo done before it is saved", file=sys.stderr)
+            return 1
         if not is_busy(err):
             raise
         print(
@@ -226,6 +239,12 @@ def summary(stats: ScanStats, report: Path, out: Path) -> Iterable[str]:
             f"  still unreadable: {stats.unreadable_before} file(s) listed by an earlier scan, read again "
             f"(in the report and {out / 'problem_photos.csv'})"
         )
+    if stats.copies_joined:
+        yield (
+            f"  copies joined: {stats.copies_joined} photo(s) kept unlocated, undated or outside joined "
+            f"the case(s) of the original they copy, scanned only now (which in {out / 'scan.log'})"
+        )
+    yield from still_unfiled(stats, out)
     if stats.retries:
         yield (
             f"  database busy: {stats.retries} write(s) rolled back on a conflict with another writer "
@@ -255,6 +274,33 @@ def summary(stats: ScanStats, report: Path, out: Path) -> Iterable[str]:
         f"report: {report}  (also {out / 'cases.geojson'}, {out / 'cases.csv'}, "
         f"{out / 'problem_photos.csv'}, {out / 'crops'}/)"
     )
+
+
+def still_unfiled(stats: ScanStats, out: Path) -> Iterable[str]:
+    """Photos recorded before without a position, a time or a grid and given nothing new: counted
+    "already recorded" alone, a rescan said "unlocated: 0" of an archive still waiting for a sidecar."""
+    listed = f"listed in {out / 'problem_photos.csv'}"
+    remedies = {
+        PhotoStatus.UNLOCATED: (
+            "without a position",
+            f"give each its lat/lon in a --sidecar CSV (file,lat,lon,taken_at) and scan again; {listed}",
+        ),
+        PhotoStatus.UNDATED: (
+            "without a capture time",
+            f"give each its taken_at in a --sidecar CSV (file,lat,lon,taken_at) and scan again; {listed}",
+        ),
+        PhotoStatus.OUTSIDE: (
+            "at a place no unit grid of --grids holds",
+            f"a grid layout (--grids) that holds them files them; {listed}",
+        ),
+    }
+    for status, (lacking, remedy) in remedies.items():
+        if count := getattr(stats, f"{status}_before"):
+            shown = "outside the grids" if status == PhotoStatus.OUTSIDE else status
+            yield (
+                f"  still {shown}: {count} photo(s) recorded before {lacking} (an earlier scan, or the "
+                f"same bytes twice), their findings in no case: {remedy}"
+            )
 
 
 # what str.splitlines breaks a line at: a file name holding one (Linux allows all but / and NUL)

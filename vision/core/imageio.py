@@ -63,6 +63,10 @@ PHOTO_SUFFIXES = frozenset({*SUFFIXES.values(), ".jpeg", ".jpe", ".jfif", ".heif
 # EXIF's '+08:00'; also '+0800', '+08' and 'Z' as some phones and editing tools write them
 _OFFSET = re.compile(r"(?P<utc>Z)|(?P<sign>[+-])(?P<hours>\d{2})(?::?(?P<minutes>\d{2}))?")
 pillow_heif.register_heif_opener()
+# Pillow's own bomb check, one limit for the process (an error at 178,956,970 pixels), is replaced by
+# `decode_photo`'s, made from the same header before a pixel is decoded, at each door's `max_pixels`
+# (scan --max-pixels): Pillow's refused what a larger --max-pixels allowed, naming its own limit
+Image.MAX_IMAGE_PIXELS = None
 _T = TypeVar("_T")
 
 _ORIENTATION = 0x0112
@@ -215,65 +219,60 @@ def decode_photo(
     """
     if not data:
         raise ImageError(source, "empty file (0 bytes)")
-    with warnings.catch_warnings():
-        # our own pixel limit below replaces Pillow's warning
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        meta_warnings: list[str] = []
-        try:  # a JPEG's EXIF is read here already (its DPI)
-            pil = _noting_damage(lambda: Image.open(BytesIO(data)), "EXIF", meta_warnings)
-        except Image.DecompressionBombError as err:
-            raise ImageError(source, f"decompression bomb: {err}") from err
-        except UnidentifiedImageError as err:  # its text names a BytesIO at a memory address
-            raise ImageError(source, "not an image (no JPEG, PNG, WebP or HEIC data)") from err
-        except Exception as err:  # Pillow raises many types on hostile headers
-            _reraise_memory(err)
-            raise ImageError(source, _failure_reason(err, "not an image")) from err
-        image_format = str(pil.format)
-        if image_format not in FORMATS:
-            raise ImageError(source, f"unsupported format {image_format} (JPEG, PNG, WebP or HEIC expected)")
-        if image_format in ("WEBP", "PNG") and getattr(pil, "is_animated", False):
-            # a clip, not a photo: say which picture was looked at (MPO JPEGs' extra frames are
-            # a phone's depth or preview images of the same photo, nothing to say there)
-            frames = getattr(pil, "n_frames", "several")
-            meta_warnings.append(f"animated {image_format} of {frames} frames: only the first is read")
-        width, height = pil.size
-        if width <= 0 or height <= 0:
-            raise ImageError(source, f"invalid size {width}x{height}")
-        if width * height > max_pixels:
-            raise ImageError(
-                source,
-                f"decompression bomb: {width}x{height} = {width * height} pixels is over the limit of "
-                f"{max_pixels}",
-            )
-        if min(width, height) < min_side:
-            raise PhotoTooSmall(source, (width, height), min_side)
-        if reduce_to and max(width, height) > reduce_to:
-            keep = reduce_to / max(width, height)
-            pil.draft("RGB", (math.ceil(width * keep), math.ceil(height * keep)))
+    meta_warnings: list[str] = []
+    try:  # a JPEG's EXIF is read here already (its DPI)
+        pil = _noting_damage(lambda: Image.open(BytesIO(data)), "EXIF", meta_warnings)
+    except UnidentifiedImageError as err:  # its text names a BytesIO at a memory address
+        raise ImageError(source, "not an image (no JPEG, PNG, WebP or HEIC data)") from err
+    except Exception as err:  # Pillow raises many types on hostile headers
+        _reraise_memory(err)
+        raise ImageError(source, _failure_reason(err, "not an image")) from err
+    image_format = str(pil.format)
+    if image_format not in FORMATS:
+        raise ImageError(source, f"unsupported format {image_format} (JPEG, PNG, WebP or HEIC expected)")
+    if image_format in ("WEBP", "PNG") and getattr(pil, "is_animated", False):
+        # a clip, not a photo: say which picture was looked at (MPO JPEGs' extra frames are
+        # a phone's depth or preview images of the same photo, nothing to say there)
+        frames = getattr(pil, "n_frames", "several")
+        meta_warnings.append(f"animated {image_format} of {frames} frames: only the first is read")
+    width, height = pil.size
+    if width <= 0 or height <= 0:
+        raise ImageError(source, f"invalid size {width}x{height}")
+    if width * height > max_pixels:
+        raise ImageError(
+            source,
+            f"decompression bomb: {width}x{height} = {width * height} pixels is over the limit of "
+            f"{max_pixels}",
+        )
+    if min(width, height) < min_side:
+        raise PhotoTooSmall(source, (width, height), min_side)
+    if reduce_to and max(width, height) > reduce_to:
+        keep = reduce_to / max(width, height)
+        pil.draft("RGB", (math.ceil(width * keep), math.ceil(height * keep)))
+    try:
+        pil.load()
+    except Exception as err:  # truncated data, broken chunks, bad Huffman tables, ...
+        _reraise_memory(err)
+        raise ImageError(source, _failure_reason(err, "corrupt image data")) from err
+    try:
+        exif = _noting_damage(pil.getexif, "EXIF", meta_warnings)
+    except Exception as err:  # a broken EXIF block does not spoil the pixels
+        _reraise_memory(err)
+        exif = Image.Exif()
+        meta_warnings.append(f"EXIF unreadable ({_describe(err)})")
+    meta = read_exif_meta(exif, local_tz=local_tz)
+    upright: Image.Image = pil
+    if meta.orientation != 1:
         try:
-            pil.load()
-        except Exception as err:  # truncated data, broken chunks, bad Huffman tables, ...
+            upright = ImageOps.exif_transpose(pil)
+        except Exception as err:
             _reraise_memory(err)
-            raise ImageError(source, _failure_reason(err, "corrupt image data")) from err
-        try:
-            exif = _noting_damage(pil.getexif, "EXIF", meta_warnings)
-        except Exception as err:  # a broken EXIF block does not spoil the pixels
-            _reraise_memory(err)
-            exif = Image.Exif()
-            meta_warnings.append(f"EXIF unreadable ({_describe(err)})")
-        meta = read_exif_meta(exif, local_tz=local_tz)
-        upright: Image.Image = pil
-        if meta.orientation != 1:
-            try:
-                upright = ImageOps.exif_transpose(pil)
-            except Exception as err:
-                _reraise_memory(err)
-                raise ImageError(source, f"cannot apply EXIF orientation ({_describe(err)})") from err
-        upright = reducible(upright)
-        shrink = max(width, height) // reduce_to if reduce_to and pil.size == (width, height) else 1
-        if shrink >= 2:  # no DCT scaling here (PNG, WebP, HEIC): shrink the decoded pixels alike
-            upright = upright.reduce(min(shrink, 8))
-        rgb = np.asarray(upright.convert("RGB"))
+            raise ImageError(source, f"cannot apply EXIF orientation ({_describe(err)})") from err
+    upright = reducible(upright)
+    shrink = max(width, height) // reduce_to if reduce_to and pil.size == (width, height) else 1
+    if shrink >= 2:  # no DCT scaling here (PNG, WebP, HEIC): shrink the decoded pixels alike
+        upright = upright.reduce(min(shrink, 8))
+    rgb = np.asarray(upright.convert("RGB"))
     image = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     if meta_warnings:
         meta = PhotoMeta(meta.position, meta.taken_at, meta.orientation, (*meta_warnings, *meta.warnings))
