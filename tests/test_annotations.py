@@ -638,7 +638,8 @@ def test_an_image_missing_from_a_folder_export_names_the_folder_looked_in(tmp_pa
     _, problems = import_export(export, Dataset.open("bureau", tmp_path / "datasets"), finder_for(tmp_path))
     assert [str(p) for p in problems] == [
         f"{export}/annotations/instances_default.json: images[0]: 'gone.jpg': image not found "
-        f"(looked in {export / 'images'}, {tmp_path / 'media' / 'upload'})"
+        f"(looked in {export / 'images'}, {tmp_path / 'media' / 'upload'}, "
+        "the allowed folder (the local-files root))"  # by its name: where a task's plain path is read
     ]
 
 

@@ -362,9 +362,11 @@ def test_a_pull_refuses_what_the_webhook_refuses_per_task_and_keeps_the_rest(
     image out of the files root or on another server) came in by `data pull` all the same and failed
     the retraining job after; now the pull checks each with the webhook's own check, names each
     refused one by task with the webhook's words, keeps the others, and exits 1."""
-    from test_labelstudio import HOSTILE_EVENTS, annotation_event
+    from test_labelstudio import HOSTILE_EVENTS, annotation_event, write_photo
 
     ls, root = labelstudio
+    for number in range(1, len(HOSTILE_EVENTS) + 2):  # the photos the events name: a missing one is refused
+        write_photo(root / "photos" / f"{number}.jpg")
     project = ls.call(
         "POST", "/api/projects", {"title": "hostile", "label_config": label_config(taxonomy=TAXONOMY)}
     )
