@@ -552,6 +552,22 @@ BROKEN: list[tuple[str, Callable[[Path], Path], str]] = [
         "annotations[0].category_id: no category 9",
     ),
     (
+        "coco box without its category",  # was "no category None", as if one were named None
+        lambda r: coco_zip(r, edit=lambda c: c["annotations"][0].pop("category_id"))[0],
+        "annotations[0].category_id: no category_id: the box names no category",
+    ),
+    (
+        "coco box without its image",
+        lambda r: coco_zip(r, edit=lambda c: c["annotations"][0].pop("image_id"))[0],
+        "annotations[0].image_id: no image_id: the box names no image",
+    ),
+    (
+        "UTF-16, Notepad's Unicode",  # was "not UTF-8 text (byte 0: invalid start byte)" alone
+        lambda r: _bytes(r / "tasks.json", json.dumps([{"id": 1}]).encode("utf-16")),
+        """tasks.json: not UTF-8 text (byte 0: a UTF-16 byte order mark, as Notepad's "Unicode" """
+        "writes: save it as UTF-8)",
+    ),
+    (
         "missing image",
         lambda r: _task(r, "/data/upload/1/deadbeef-gone.jpg"),
         "'/data/upload/1/deadbeef-gone.jpg': image not found",

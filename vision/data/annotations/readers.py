@@ -4,6 +4,7 @@ collect problems; checking against images and the taxonomy is vision/data/annota
 
 from __future__ import annotations
 
+import codecs
 import errno
 import json
 import math
@@ -76,7 +77,11 @@ def read_text(path: Path, max_bytes: int | None = None) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise AnnotationError(f"{path}", f"not UTF-8 text (byte {err.start}: {err.reason})") from err
+        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # Notepad's "Unicode"
+            why = 'a UTF-16 byte order mark, as Notepad\'s "Unicode" writes: save it as UTF-8'
+        else:
+            why = str(err.reason)
+        raise AnnotationError(f"{path}", f"not UTF-8 text (byte {err.start}: {why})") from err
 
 
 def load_json(path: Path, max_bytes: int | None = None) -> Any:
@@ -538,15 +543,11 @@ def read_coco(path: Path, limits: Limits = DEFAULT_LIMITS) -> ReadExport:
             continue
         sample = images.get(image_id) if image_id is not None else None
         if sample is None:
-            export.problems.append(
-                Problem(f"{where}.image_id", f"no image with id {shown(annotation.get('image_id'))}")
-            )
+            export.problems.append(Problem(f"{where}.image_id", _unknown(annotation, "image_id")))
             continue
         name = categories.get(category_id) if isinstance(category_id, int | str) else None
         if name is None:
-            export.problems.append(
-                Problem(f"{where}.category_id", f"no category {shown(annotation.get('category_id'))}")
-            )
+            export.problems.append(Problem(f"{where}.category_id", _unknown(annotation, "category_id")))
             sample.broken = True  # its other boxes are no whole annotation of the image
             continue
         bbox = annotation.get("bbox")
@@ -587,6 +588,15 @@ def read_coco(path: Path, limits: Limits = DEFAULT_LIMITS) -> ReadExport:
         else:
             export.samples.append(sample)
     return export
+
+
+def _unknown(annotation: dict[str, Any], key: str) -> str:
+    """Why a COCO annotation's image or category is none of the file's: a box without the key was
+    told "no category None", as if a category were named None."""
+    noun = key.removesuffix("_id")
+    if key not in annotation:
+        return f"no {key}: the box names no {noun}"
+    return f"no {'image with id' if noun == 'image' else noun} {shown(annotation[key])}"
 
 
 def _coco_id(value: Any, where: str, taken: dict[int | str, Any]) -> int | str:
