@@ -275,6 +275,7 @@ def test_the_annotators_loop_against_a_real_label_studio(
         "STREETORDER_LABELSTUDIO_URL": ls.url,
         "STREETORDER_LABELSTUDIO_TOKEN": ls.token,
         "STREETORDER_ANNOTATIONS_DIR": str(loop.settings.annotations_dir),
+        "STREETORDER_LABELSTUDIO_FILES_ROOT": str(loop.root),  # as the service's: the photo is checked
     }.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()  # the CLI reads the environment anew
