@@ -75,13 +75,17 @@ def read_text(path: Path, max_bytes: int | None = None) -> str:
         limit = " (--max-mb)" if err.errno == errno.EFBIG else ""
         raise AnnotationError(f"{path}", f"{err.strerror or err}{limit}") from None
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # Notepad's "Unicode"
             why = 'a UTF-16 byte order mark, as Notepad\'s "Unicode" writes: save it as UTF-8'
         else:
             why = str(err.reason)
         raise AnnotationError(f"{path}", f"not UTF-8 text (byte {err.start}: {why})") from err
+    if "\x00" in text:  # valid UTF-8, but no export's: UTF-16 without its byte order mark
+        why = "NUL characters: UTF-16 text without a byte order mark? save it as UTF-8"
+        raise AnnotationError(f"{path}", why)
+    return text
 
 
 def load_json(path: Path, max_bytes: int | None = None) -> Any:
@@ -642,7 +646,11 @@ def detect_format(path: Path, limits: Limits = DEFAULT_LIMITS) -> str:
 
 
 def extract(archive: Path, into: Path, limits: Limits = DEFAULT_LIMITS) -> Path:
-    """Unpack a zip export safely (no member outside the folder, bounded size and count)."""
+    """Unpack a zip export safely (no member outside the folder, bounded size and count). A file
+    in the archive twice is refused: unpacked, the last one won unsaid, and an image's labels went
+    onto another photo of the same name. So is a name with backslashes (zipped on Windows by an old
+    tool): unpacked here as one file named `images\\a.jpg`, its image and labels were never found and
+    the import said only "1 unlabelled skipped"."""
     try:
         with zipfile.ZipFile(archive) as zipped:
             members = zipped.infolist()
@@ -650,11 +658,19 @@ def extract(archive: Path, into: Path, limits: Limits = DEFAULT_LIMITS) -> Path:
             total = sum(m.file_size for m in members)
             if total > MAX_ARCHIVE_BYTES:
                 raise AnnotationError(f"{archive}", f"unpacks to {total} bytes, over {MAX_ARCHIVE_BYTES}")
+            unpacked: dict[Path, str] = {}
             for member in members:
+                if "\\" in member.filename:
+                    why = "a name with backslashes (zipped on Windows by an old tool?): zip it again"
+                    raise AnnotationError(f"{archive}: {member.filename!r}", why)
                 try:
-                    inside(into, member.filename)
+                    target = inside(into, member.filename)
                 except AnnotationError as err:
                     raise AnnotationError(f"{archive}: {err.where}", err.message) from None
+                if target in unpacked and not member.is_dir():
+                    twice = f"in the archive twice (also as {unpacked[target]!r}): which one is meant?"
+                    raise AnnotationError(f"{archive}: {member.filename!r}", twice)
+                unpacked[target] = member.filename
             zipped.extractall(into)
     except zipfile.BadZipFile as err:
         raise AnnotationError(f"{archive}", f"not a zip archive: {err}") from err
