@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import threading
+import warnings
 import zipfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -552,6 +553,42 @@ BROKEN: list[tuple[str, Callable[[Path], Path], str]] = [
         "annotations[0].category_id: no category 9",
     ),
     (
+        "coco box without its category",  # was "no category None", as if one were named None
+        lambda r: coco_zip(r, edit=lambda c: c["annotations"][0].pop("category_id"))[0],
+        "annotations[0].category_id: no category_id: the box names no category",
+    ),
+    (
+        "coco box without its image",
+        lambda r: coco_zip(r, edit=lambda c: c["annotations"][0].pop("image_id"))[0],
+        "annotations[0].image_id: no image_id: the box names no image",
+    ),
+    (
+        "UTF-16 without its byte order mark",  # was "not valid JSON: Expecting value (column 1)"
+        lambda r: _bytes(r / "tasks.json", json.dumps([{"id": 1}]).encode("utf-16-be")),
+        "tasks.json: NUL characters: UTF-16 text without a byte order mark? save it as UTF-8",
+    ),
+    (
+        "a label file in an archive twice",  # the last one was taken unsaid
+        lambda r: _twice(cvat_yolo_zip(r)[0], "labels/train/frame_000001.txt", "0 0.1 0.1 0.1 0.1\n"),
+        "cvat.zip: 'labels/train/frame_000001.txt': in the archive twice (also as 'labels/train/",
+    ),
+    (
+        "an image in an archive twice",  # the labels went onto the other photo of that name
+        lambda r: _twice(cvat_yolo_zip(r)[0], "images/train/frame_000001.jpg", jpeg(street(7))),
+        "cvat.zip: 'images/train/frame_000001.jpg': in the archive twice",
+    ),
+    (
+        "an archive zipped with backslashes",  # found nothing: "1 unlabelled skipped", exit 0
+        lambda r: _zip(r / "cvat.zip", {"data.yaml": "names: [garbage]\n", "images\\train\\a.jpg": b"x"}),
+        "cvat.zip: 'images\\\\train\\\\a.jpg': a name with backslashes (zipped on Windows by an old tool?)",
+    ),
+    (
+        "UTF-16, Notepad's Unicode",  # was "not UTF-8 text (byte 0: invalid start byte)" alone
+        lambda r: _bytes(r / "tasks.json", json.dumps([{"id": 1}]).encode("utf-16")),
+        """tasks.json: not UTF-8 text (byte 0: a UTF-16 byte order mark, as Notepad's "Unicode" """
+        "writes: save it as UTF-8)",
+    ),
+    (
         "missing image",
         lambda r: _task(r, "/data/upload/1/deadbeef-gone.jpg"),
         "'/data/upload/1/deadbeef-gone.jpg': image not found",
@@ -592,6 +629,14 @@ def _zip(path: Path, members: dict[str, str | bytes]) -> Path:
         for name, text in members.items():
             zipped.writestr(name, text)
     return path
+
+
+def _twice(archive: Path, name: str, data: str | bytes) -> Path:
+    """The archive with a second member of that name (zip lets one be written)."""
+    with warnings.catch_warnings(), zipfile.ZipFile(archive, "a") as zipped:
+        warnings.simplefilter("ignore")  # zipfile's "Duplicate name"
+        zipped.writestr(name, data)
+    return archive
 
 
 def _task(root: Path, image: str, truncate: bool = False) -> Path:
@@ -638,7 +683,8 @@ def test_an_image_missing_from_a_folder_export_names_the_folder_looked_in(tmp_pa
     _, problems = import_export(export, Dataset.open("bureau", tmp_path / "datasets"), finder_for(tmp_path))
     assert [str(p) for p in problems] == [
         f"{export}/annotations/instances_default.json: images[0]: 'gone.jpg': image not found "
-        f"(looked in {export / 'images'}, {tmp_path / 'media' / 'upload'})"
+        f"(looked in {export / 'images'}, {tmp_path / 'media' / 'upload'}, "
+        "the allowed folder (the local-files root))"  # by its name: where a task's plain path is read
     ]
 
 

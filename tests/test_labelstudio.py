@@ -273,6 +273,23 @@ def test_setup_refuses_a_config_without_a_known_box_label(service: Service) -> N
     assert response.status_code == 422 and "RectangleLabels" in response.json()["detail"]
 
 
+def write_photo(path: Path) -> Path:
+    """A 640x400 JPEG, the size the events' regions declare."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (640, 400), (90, 110, 70)).save(path, format="JPEG")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def photos(tmp_path: Path) -> Path:
+    """The photos the events below name, under the files root: an annotation of a photo that is not
+    there is refused (test_an_annotation_of_a_photo_the_project_lacks_is_a_422_and_nothing_is_kept)."""
+    folder = tmp_path / "files" / "photos"
+    for task_id in [*range(1, 11), "7" * 100, "7" * 99 + "8"]:
+        write_photo(folder / f"{task_id}.jpg")
+    return folder
+
+
 def annotation_event(action: str, task_id: int | str, annotation_id: int) -> dict[str, Any]:
     """A Label Studio webhook payload (send_payload on)."""
     return {
@@ -711,3 +728,118 @@ def test_a_small_box_of_an_annotation_without_its_image_size_is_kept(service: Se
     region["value"].update(width=0)
     flat = post({**event, "action": "ANNOTATION_UPDATED"})
     assert flat.status_code == 422 and "empty box" in flat.json()["detail"], flat.text
+
+
+MISSING_PHOTOS = [
+    (
+        "never there",
+        lambda photos: "/data/local-files/?d=photos/gone.jpg",
+        "'/data/local-files/?d=photos/gone.jpg': no such file under the allowed folder (the local-files "
+        "root)",
+        "'/data/local-files/?d=photos/gone.jpg': no such file under the allowed folder (--files-root ",
+    ),
+    (
+        "deleted since it was labelled",
+        lambda photos: (photos / "1.jpg").unlink() or "/data/local-files/?d=photos/1.jpg",
+        "'/data/local-files/?d=photos/1.jpg': no such file under the allowed folder (the local-files root)",
+        "'/data/local-files/?d=photos/1.jpg': no such file under the allowed folder (--files-root ",
+    ),
+    (
+        "a plain path",
+        lambda photos: "photos/gone.jpg",
+        "'photos/gone.jpg': image not found (looked in the allowed folder (the local-files root))",
+        "'photos/gone.jpg': image not found (looked in ",
+    ),
+    (
+        "no image",
+        lambda photos: (photos / "notes.jpg").write_text("minutes")
+        and "/data/local-files/?d=photos/notes.jpg",
+        "'/data/local-files/?d=photos/notes.jpg': not an image",
+        "notes.jpg: not an image",
+    ),
+    (
+        "uploaded to Label Studio, none configured",
+        lambda photos: "/data/upload/3/0a1b2c3d-street.jpg",
+        "image not found (looked in no folder; not fetched: no Label Studio URL configured)",
+        "image not found (looked in no folder; not fetched: no Label Studio URL configured)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "image", "why", "imported"), MISSING_PHOTOS, ids=[m[0] for m in MISSING_PHOTOS]
+)
+def test_an_annotation_of_a_photo_the_project_lacks_is_a_422_and_nothing_is_kept(
+    service: Service,
+    tmp_path: Path,
+    photos: Path,
+    capsys: pytest.CaptureFixture[str],
+    case: str,
+    image: Any,
+    why: str,
+    imported: str,
+) -> None:
+    """An annotation of a photo the files root does not hold (never there, deleted since, no image,
+    an upload the service cannot fetch) was kept with a 201: a training label of no photo, which
+    every retraining job then handed back to the inbox, named only in its job file. Now the webhook
+    and /train refuse it naming the task and the photo as sent (never the server's folder), keep
+    nothing and leave the task's earlier annotation; `data import` refuses that task's export in
+    the same words (one function finds the photo for both)."""
+    post = lambda body: service.client.post("/labelstudio/webhook", json=body, headers=token(service))  # noqa: E731
+    assert post(annotation_event("ANNOTATION_CREATED", 2, 20)).status_code == 201
+    inbox = tmp_path / "annotations" / "inbox"
+    received = (tmp_path / "annotations" / "received.json").read_bytes()
+    event = annotation_event("ANNOTATION_CREATED", 7, 70)
+    event["task"]["data"]["image"] = image(photos)
+    answer = post(event)
+    assert answer.status_code == 422, answer.text
+    problem = answer.json()
+    assert problem["detail"].startswith("task.data: the photo of task 7, "), problem
+    assert why in problem["detail"], problem
+    assert str(tmp_path) not in answer.text
+    assert [json.loads(p.read_text())["id"] for p in inbox.glob("*.json")] == [2]
+    assert (tmp_path / "annotations" / "received.json").read_bytes() == received  # not counted as received
+    bulk = {
+        **event,
+        "action": "ANNOTATIONS_CREATED",
+        "task": [annotation_event("ANNOTATION_CREATED", 3, 30)["task"], event["task"]],
+        "annotation": [annotation_event("ANNOTATION_CREATED", 3, 30)["annotation"], event["annotation"]],
+    }
+    refused = post(bulk)
+    assert refused.status_code == 422
+    assert refused.json()["detail"].startswith("task[1].data: the photo of task 7")
+    train = train_body(4)
+    train["annotations"].append({**event["task"], "annotations": [event["annotation"]]})
+    refused = service.client.post("/labelstudio/train", json=train, headers=token(service))
+    assert refused.status_code == 422 and why in refused.json()["detail"], refused.text
+    assert [json.loads(p.read_text())["id"] for p in inbox.glob("*.json")] == [2]
+
+    from serve.cli.main import main
+
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps([{**event["task"], "annotations": [event["annotation"]]}]))
+    argv = ["data", "import", str(export), "--dataset", "bureau", "--files-root", str(tmp_path / "files")]
+    argv += ["--datasets-dir", str(tmp_path / "datasets"), "--labelled", "garbage", "--no-holdout-check"]
+    assert main(argv) == 1 and not (tmp_path / "datasets" / "bureau" / "manifest.json").exists()
+    said = capsys.readouterr().err
+    assert "export.json: tasks[0] (id 7): " in said and imported in said, said
+
+
+def test_a_task_naming_its_photo_by_a_plain_path_imports_from_the_files_root(
+    service: Service, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The webhook reads a plain path (`photos/1.jpg`) under the files root, as /predict does, and
+    kept such an annotation; the import the retraining job runs looked for it only beside its own
+    task file and said "image not found". Both find it under the files root now."""
+    from serve.cli.main import main
+
+    event = annotation_event("ANNOTATION_CREATED", 1, 10)
+    event["task"]["data"]["image"] = "photos/1.jpg"
+    answer = service.client.post("/labelstudio/webhook", json=event, headers=token(service))
+    assert answer.status_code == 201, answer.text
+    export = tmp_path / "elsewhere" / "export.json"
+    export.parent.mkdir()
+    export.write_text(json.dumps([{**event["task"], "annotations": [event["annotation"]]}]))
+    argv = ["data", "import", str(export), "--dataset", "bureau", "--files-root", str(tmp_path / "files")]
+    argv += ["--datasets-dir", str(tmp_path / "datasets"), "--labelled", "garbage", "--no-holdout-check"]
+    assert main(argv) == 0, capsys.readouterr().err

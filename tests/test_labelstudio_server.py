@@ -275,6 +275,7 @@ def test_the_annotators_loop_against_a_real_label_studio(
         "STREETORDER_LABELSTUDIO_URL": ls.url,
         "STREETORDER_LABELSTUDIO_TOKEN": ls.token,
         "STREETORDER_ANNOTATIONS_DIR": str(loop.settings.annotations_dir),
+        "STREETORDER_LABELSTUDIO_FILES_ROOT": str(loop.root),  # as the service's: the photo is checked
     }.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()  # the CLI reads the environment anew
@@ -359,19 +360,23 @@ def test_a_pull_refuses_what_the_webhook_refuses_per_task_and_keeps_the_rest(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Annotations that the webhook answers 422 (rotated, outside the image, a label no class, an
-    image out of the files root or on another server) came in by `data pull` all the same and failed
+    image out of the files root, on another server or gone) came in by `data pull` all the same and failed
     the retraining job after; now the pull checks each with the webhook's own check, names each
     refused one by task with the webhook's words, keeps the others, and exits 1."""
-    from test_labelstudio import HOSTILE_EVENTS, annotation_event
+    from test_labelstudio import HOSTILE_EVENTS, annotation_event, write_photo
 
     ls, root = labelstudio
+    for number in range(1, len(HOSTILE_EVENTS) + 3):  # the photos the events name: a missing one is refused
+        write_photo(root / "photos" / f"{number}.jpg")
     project = ls.call(
         "POST", "/api/projects", {"title": "hostile", "label_config": label_config(taxonomy=TAXONOMY)}
     )
     pid = project["id"]
     sent: dict[str, str] = {}  # task id -> what the pull must say of it
     imported = 0
-    cases = [("good", lambda e: None, "", ""), *HOSTILE_EVENTS]
+    gone = "/data/local-files/?d=photos/gone.jpg"  # a photo deleted since: a label of no photo
+    missing = ("photo gone", lambda e: e["task"]["data"].update(image=gone), "task.data", "no such file")
+    cases = [("good", lambda e: None, "", ""), *HOSTILE_EVENTS, missing]
     for number, (case, change, _, why) in enumerate(cases, 1):
         event = annotation_event("ANNOTATION_CREATED", number, number)
         change(event)
@@ -392,7 +397,7 @@ def test_a_pull_refuses_what_the_webhook_refuses_per_task_and_keeps_the_rest(
             continue
         sent[str(task)] = why if case != "good" else ""
     hostile = [task for task, why in sent.items() if why]
-    assert len(hostile) >= 5, sent  # rotated, outside, unknown label, another server, out of the root
+    assert len(hostile) >= 6, sent  # rotated, outside, unknown label, another server, out of the root, gone
     annotations_dir = tmp_path / "annotations"
     for name, value in {
         "STREETORDER_LABELSTUDIO_URL": ls.url,

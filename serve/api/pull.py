@@ -15,7 +15,7 @@ from datetime import datetime
 
 from serve.api.periodic import Periodic
 from serve.cases.settings import Settings
-from vision.data.annotations.images import TaskImages
+from vision.data.annotations.images import STORE, ImageFinder, TaskImages
 from vision.data.annotations.pull import LabelStudio, PullReport, pull
 from vision.modelops.retrain import Job, queue_if_due
 
@@ -38,7 +38,11 @@ def pull_and_queue(
         client,
         settings.annotations_dir,
         taxonomy=settings.taxonomy(),
-        images=TaskImages(files_root=settings.labelstudio_files_root, base_url=settings.labelstudio_url),
+        images=ImageFinder(  # the token too: Label Studio's uploads are fetched to be checked
+            [],
+            settings.cache_dir / STORE,
+            TaskImages(settings.labelstudio_files_root, settings.labelstudio_url, settings.labelstudio_token),
+        ),
         projects=projects,
         everything=everything,
     )

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from itertools import chain, islice
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from sqlalchemy import ColumnElement, Row, select
 from sqlalchemy.orm import Session
@@ -280,11 +280,12 @@ def _sheet(
     sheet.autofilter(0, 0, row, len(columns) - 1)
 
 
-def to_xlsx(rows: Iterable[LedgerRow], items: list[dict[str, Any]]) -> bytes:
-    """Sheet 问题台账 (the after-photo cell links the first photo) and sheet 挂牌督办. XlsxWriter in
-    its constant-memory mode writes each row to a temporary file once the next one starts: a year's
-    ledger took 30 s of CPU through openpyxl, which builds an object per cell (docs/reliability.md)."""
-    out = io.BytesIO()
+def to_xlsx(rows: Iterable[LedgerRow], items: list[dict[str, Any]], out: IO[bytes]) -> None:
+    """Sheet 问题台账 (the after-photo cell links the first photo) and sheet 挂牌督办, written to
+    `out` (a temporary file: a year's workbook, 17 MB, held in memory twice over was most of the
+    request's peak). XlsxWriter in its constant-memory mode writes each row to a temporary file once
+    the next one starts: a year's ledger took 30 s of CPU through openpyxl, which builds an object
+    per cell (docs/reliability.md)."""
     book = Workbook(out, {"constant_memory": True})
     styles = _Styles(
         header=book.add_format({"bold": True, "pattern": 1, "bg_color": "#DDE6DA"}),
@@ -296,4 +297,3 @@ def to_xlsx(rows: Iterable[LedgerRow], items: list[dict[str, Any]]) -> bytes:
     _sheet(book, styles, "问题台账", COLUMNS, cases, {photo_column: "first_photo"})
     _sheet(book, styles, "挂牌督办", SUPERVISION_COLUMNS, items)
     book.close()
-    return out.getvalue()

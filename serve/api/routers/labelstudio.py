@@ -14,6 +14,8 @@ Label Studio calls, with the URL it was given (http://<service>/labelstudio):
   ANNOTATION_DELETED with the annotation) drops them from the inbox; START_TRAINING (or
   `retrain_after` annotations waiting) queues a retraining job, which `streetorder models retrain`
   runs (vision/modelops/retrain.py); `POST /train` is the older form of START_TRAINING.
+  An annotation the import would refuse, its photo missing or no image included, is a 422 and
+  nothing is kept (`task_problems`, the check of every door).
 
 Every call, /health included, needs a key with the `annotate` scope. Label Studio's ML-backend
 connection sends it as HTTP basic auth on every call (the key as the password), its webhooks as a header
@@ -42,7 +44,7 @@ from vision.core.boxes import boxes_of
 from vision.core.detector import Detector
 from vision.core.imageio import ImageError
 from vision.core.taxonomy import Taxonomy
-from vision.data.annotations.images import TaskImages
+from vision.data.annotations.images import STORE, ImageFinder, TaskImages
 from vision.data.annotations.inbox import forget_annotations, pending_annotations, record_annotation
 from vision.data.annotations.label_config import RectangleControl, rectangle_control
 from vision.data.annotations.records import AnnotationError, Label, is_id, lone_surrogate
@@ -109,6 +111,15 @@ def task_images(service: ServiceDep) -> TaskImages:
 
 
 TaskImagesDep = Annotated[TaskImages, Depends(task_images)]
+
+
+def image_finder(service: ServiceDep, images: TaskImagesDep) -> ImageFinder:
+    """Finds a task's photo as the retraining job's import will (`streetorder models retrain`:
+    no folders but the files root, Label Studio's uploads fetched into the store)."""
+    return ImageFinder([], service.settings.cache_dir / STORE, images)
+
+
+ImageFinderDep = Annotated[ImageFinder, Depends(image_finder)]
 
 
 # --- schemas: Label Studio's shapes ----------------------------------------------------------------
@@ -273,7 +284,7 @@ async def labelstudio_predict(
     "/webhook", response_model=WebhookResponse, status_code=201, summary="Annotation events (scope annotate)"
 )
 def labelstudio_webhook(
-    body: WebhookRequest, _: Annotator, service: ServiceDep, images: TaskImagesDep, response: Response
+    body: WebhookRequest, _: Annotator, service: ServiceDep, images: ImageFinderDep, response: Response
 ) -> WebhookResponse:
     folder = service.settings.annotations_dir
     project = (body.project or {}).get("id")
@@ -322,7 +333,7 @@ def labelstudio_webhook(
     "/train", response_model=TrainResponse, status_code=201, summary="Queue retraining (scope annotate)"
 )
 def labelstudio_train(
-    body: TrainRequest, _: Annotator, service: ServiceDep, images: TaskImagesDep
+    body: TrainRequest, _: Annotator, service: ServiceDep, images: ImageFinderDep
 ) -> TrainResponse:
     """Label Studio without its training webhook sends every annotated task here. Every task is
     checked as the webhook checks its own before any is kept: one bad task in the middle left the
@@ -365,7 +376,7 @@ def labelstudio_train(
 
 
 def annotated_tasks(
-    body: WebhookRequest, taxonomy: Taxonomy, images: TaskImages
+    body: WebhookRequest, taxonomy: Taxonomy, images: ImageFinder
 ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """The (task, annotation) pairs of an annotation event, each checked: one for ANNOTATION_CREATED
     and UPDATED, many for ANNOTATIONS_CREATED (its annotations name their task by id). A task
@@ -374,21 +385,21 @@ def annotated_tasks(
     first) and failed every retraining job after."""
     if isinstance(body.annotation, list):
         tasks = body.task if isinstance(body.task, list) else [body.task] if body.task else []
-        by_id = {str(task.get("id")): task for task in tasks}
+        by_id = {str(task.get("id")): (f"task[{number}]", task) for number, task in enumerate(tasks)}
         pairs = []
         for index, annotation in enumerate(body.annotation):
-            task = by_id.get(str(annotation.get("task")))
+            task_at, task = by_id.get(str(annotation.get("task")), ("", None))
             if task is None:
                 raise InvalidInput(f"annotation[{index}].task", "names none of the tasks sent with it")
-            pairs.append((f"annotation[{index}]", task, annotation))
+            pairs.append((task_at, task, f"annotation[{index}]", annotation))
     elif isinstance(body.task, dict) and isinstance(body.annotation, dict):
-        pairs = [("annotation", body.task, body.annotation)]
+        pairs = [("task", body.task, "annotation", body.annotation)]
     else:
         field = "annotation" if isinstance(body.task, dict) else "task"
         raise InvalidInput(field, f"{body.action} needs one task and its annotation")
-    for where, task, annotation in pairs:
-        checked_pair("task", task, where, annotation, taxonomy, images)
-    return [(task, annotation) for _, task, annotation in pairs]
+    for task_at, task, where, annotation in pairs:
+        checked_pair(task_at, task, where, annotation, taxonomy, images)
+    return [(task, annotation) for _, task, _, annotation in pairs]
 
 
 def checked_pair(
@@ -397,7 +408,7 @@ def checked_pair(
     where: str,
     annotation: dict[str, Any],
     taxonomy: Taxonomy,
-    images: TaskImages,
+    images: ImageFinder,
 ) -> None:
     """The pair checked as `data pull` and an import check it (`task_problems`, one function for
     every door), so that its sender hears now what the retraining job would only write in its job

@@ -5,10 +5,13 @@ A department handler's ledger holds their department's cases only, as every list
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import StreamingResponse
@@ -87,11 +90,27 @@ def ledger_xlsx(ledger: LedgerDep, session: DbSession, service: ServiceDep) -> R
         session.scalars(select(SupervisionItem).order_by(SupervisionItem.id)),
         service.domain.rules.calendar.timezone,
     )
-    return Response(
-        to_xlsx(ledger.rows, items),
+    with ExitStack() as failed:  # closed (and gone: it has no name) if writing fails, else by chunks_of
+        workbook = failed.enter_context(tempfile.TemporaryFile(prefix="ledger-", suffix=".xlsx"))
+        to_xlsx(ledger.rows, items, workbook)
+        size = workbook.seek(0, os.SEEK_END)
+        workbook.seek(0)
+        failed.pop_all()
+    return StreamingResponse(
+        chunks_of(workbook),
         media_type=XLSX,
-        headers={"Content-Disposition": f'attachment; filename="{ledger.filename}.xlsx"'},
+        headers={
+            "Content-Disposition": f'attachment; filename="{ledger.filename}.xlsx"',
+            "Content-Length": str(size),
+        },
     )
+
+
+def chunks_of(file: BinaryIO, size: int = 2**20) -> Iterator[bytes]:
+    """A file a mebibyte at a time, closed after its last one or when the client goes."""
+    with file:
+        while chunk := file.read(size):
+            yield chunk
 
 
 @router.get(

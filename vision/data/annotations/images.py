@@ -142,19 +142,28 @@ class ImageFinder:
     tasks: TaskImages = field(default_factory=TaskImages)
     _names: dict[str, list[Path]] | None = None
 
-    def find(self, ref: str, base: Path) -> Path:
+    def find(self, ref: str, base: Path | None) -> Path:
+        """The file of `ref`; `base` (None: none) is the export's folder, tried first. A
+        local-files URL is read under the files root only, and a plain path is looked for there
+        too, as a task's image is read for its prediction: the retraining job, which imports the
+        inbox from its own folder, said "image not found" of photos the webhook had taken."""
         if (why := foreign_url(ref, self.tasks.base_url)) is not None:
             raise AnnotationError(shown(ref), why)
         relative = local_files_path(ref)
-        if relative is not None and self.tasks.files_root is not None:
-            return self.tasks.local(ref) or Path(ref)
+        root = self.tasks.files_root
+        if relative is not None and root is not None:
+            local = self.tasks.local(ref) or Path(ref)
+            if not local.is_file():  # a photo deleted since, or never there: named as sent
+                raise AnnotationError(repr(ref), f"no such file under {self.tasks.root_named}")
+            return local
         remote = bool(urlsplit(ref).scheme) or ref.startswith("/data/")
         path = unquote(relative if relative is not None else urlsplit(ref).path if remote else ref)
-        tried = [] if remote else [base, *self.folders]
+        tried = [] if remote else list(dict.fromkeys(f for f in (base, *self.folders, root) if f is not None))
+        named = {root: self.tasks.root_named} if root else {}
         refusals = []
         for folder in tried:
             try:
-                found = inside(folder, path)
+                found = inside(folder, path, named.get(folder, "the allowed folder"))
             except AnnotationError as err:
                 refusals.append(err)
                 continue
@@ -171,11 +180,15 @@ class ImageFinder:
                 raise AnnotationError(
                     repr(ref), f"{len(matches)} files are named {wanted} ({matches[0]}, ...)"
                 )
-        if remote and relative is None and self.tasks.base_url:
+        unfetched = remote and relative is None
+        if unfetched and self.tasks.base_url:
             return self.keep(self.tasks.fetch(ref), Path(name).suffix)
-        # every folder looked in: the export's own too (a COCO folder's images/ was "no folder")
-        folders = ", ".join(map(str, dict.fromkeys([*tried, *self.folders]))) or "no folder"
-        raise AnnotationError(repr(ref), f"image not found (looked in {folders})")
+        # every folder looked in: the export's own too (a COCO folder's images/ was "no folder"); the
+        # files root by its name only (a webhook's sender never learns the server's folders)
+        looked = dict.fromkeys([*tried, *self.folders])
+        folders = ", ".join(named.get(folder, str(folder)) for folder in looked) or "no folder"
+        why = "; not fetched: no Label Studio URL configured" if unfetched else ""
+        raise AnnotationError(repr(ref), f"image not found (looked in {folders}{why})")
 
     def by_name(self) -> dict[str, list[Path]]:
         """Image files under the folders by name. A photo archive given as `--images` may hold a

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from vision.core.taxonomy import Taxonomy
-from vision.data.annotations.images import TaskImages
+from vision.data.annotations.images import ImageFinder
 from vision.data.annotations.inbox import record_annotation
 from vision.data.annotations.label_config import rectangle_control
 from vision.data.annotations.records import AnnotationError, Problem, shown
@@ -156,11 +156,11 @@ def pull(
     projects: list[int] | None = None,
     everything: bool = False,
     taxonomy: Taxonomy,
-    images: TaskImages,
+    images: ImageFinder,
 ) -> PullReport:
     """Record every annotation changed since the last pull (or all, `everything`) in the inbox;
-    those `task_problems` refuses go into the report by project (`images`: where task images may
-    be, as the webhook reads them)."""
+    those `task_problems` refuses go into the report by project (`images`: finds task images as
+    the webhook and the retraining job do)."""
     annotations_dir.mkdir(parents=True, exist_ok=True)
     state_path = annotations_dir / PULL_STATE
     state = _read_state(state_path)

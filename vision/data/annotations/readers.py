@@ -4,6 +4,7 @@ collect problems; checking against images and the taxonomy is vision/data/annota
 
 from __future__ import annotations
 
+import codecs
 import errno
 import json
 import math
@@ -74,9 +75,17 @@ def read_text(path: Path, max_bytes: int | None = None) -> str:
         limit = " (--max-mb)" if err.errno == errno.EFBIG else ""
         raise AnnotationError(f"{path}", f"{err.strerror or err}{limit}") from None
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise AnnotationError(f"{path}", f"not UTF-8 text (byte {err.start}: {err.reason})") from err
+        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # Notepad's "Unicode"
+            why = 'a UTF-16 byte order mark, as Notepad\'s "Unicode" writes: save it as UTF-8'
+        else:
+            why = str(err.reason)
+        raise AnnotationError(f"{path}", f"not UTF-8 text (byte {err.start}: {why})") from err
+    if "\x00" in text:  # valid UTF-8, but no export's: UTF-16 without its byte order mark
+        why = "NUL characters: UTF-16 text without a byte order mark? save it as UTF-8"
+        raise AnnotationError(f"{path}", why)
+    return text
 
 
 def load_json(path: Path, max_bytes: int | None = None) -> Any:
@@ -538,15 +547,11 @@ def read_coco(path: Path, limits: Limits = DEFAULT_LIMITS) -> ReadExport:
             continue
         sample = images.get(image_id) if image_id is not None else None
         if sample is None:
-            export.problems.append(
-                Problem(f"{where}.image_id", f"no image with id {shown(annotation.get('image_id'))}")
-            )
+            export.problems.append(Problem(f"{where}.image_id", _unknown(annotation, "image_id")))
             continue
         name = categories.get(category_id) if isinstance(category_id, int | str) else None
         if name is None:
-            export.problems.append(
-                Problem(f"{where}.category_id", f"no category {shown(annotation.get('category_id'))}")
-            )
+            export.problems.append(Problem(f"{where}.category_id", _unknown(annotation, "category_id")))
             sample.broken = True  # its other boxes are no whole annotation of the image
             continue
         bbox = annotation.get("bbox")
@@ -587,6 +592,15 @@ def read_coco(path: Path, limits: Limits = DEFAULT_LIMITS) -> ReadExport:
         else:
             export.samples.append(sample)
     return export
+
+
+def _unknown(annotation: dict[str, Any], key: str) -> str:
+    """Why a COCO annotation's image or category is none of the file's: a box without the key was
+    told "no category None", as if a category were named None."""
+    noun = key.removesuffix("_id")
+    if key not in annotation:
+        return f"no {key}: the box names no {noun}"
+    return f"no {'image with id' if noun == 'image' else noun} {shown(annotation[key])}"
 
 
 def _coco_id(value: Any, where: str, taken: dict[int | str, Any]) -> int | str:
@@ -632,7 +646,11 @@ def detect_format(path: Path, limits: Limits = DEFAULT_LIMITS) -> str:
 
 
 def extract(archive: Path, into: Path, limits: Limits = DEFAULT_LIMITS) -> Path:
-    """Unpack a zip export safely (no member outside the folder, bounded size and count)."""
+    """Unpack a zip export safely (no member outside the folder, bounded size and count). A file
+    in the archive twice is refused: unpacked, the last one won unsaid, and an image's labels went
+    onto another photo of the same name. So is a name with backslashes (zipped on Windows by an old
+    tool): unpacked here as one file named `images\\a.jpg`, its image and labels were never found and
+    the import said only "1 unlabelled skipped"."""
     try:
         with zipfile.ZipFile(archive) as zipped:
             members = zipped.infolist()
@@ -640,11 +658,19 @@ def extract(archive: Path, into: Path, limits: Limits = DEFAULT_LIMITS) -> Path:
             total = sum(m.file_size for m in members)
             if total > MAX_ARCHIVE_BYTES:
                 raise AnnotationError(f"{archive}", f"unpacks to {total} bytes, over {MAX_ARCHIVE_BYTES}")
+            unpacked: dict[Path, str] = {}
             for member in members:
+                if "\\" in member.filename:
+                    why = "a name with backslashes (zipped on Windows by an old tool?): zip it again"
+                    raise AnnotationError(f"{archive}: {member.filename!r}", why)
                 try:
-                    inside(into, member.filename)
+                    target = inside(into, member.filename)
                 except AnnotationError as err:
                     raise AnnotationError(f"{archive}: {err.where}", err.message) from None
+                if target in unpacked and not member.is_dir():
+                    twice = f"in the archive twice (also as {unpacked[target]!r}): which one is meant?"
+                    raise AnnotationError(f"{archive}: {member.filename!r}", twice)
+                unpacked[target] = member.filename
             zipped.extractall(into)
     except zipfile.BadZipFile as err:
         raise AnnotationError(f"{archive}", f"not a zip archive: {err}") from err

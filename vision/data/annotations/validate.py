@@ -17,7 +17,7 @@ from vision.core.imageio import ImageError, read_photo
 from vision.core.phash import perceptual_hash
 from vision.core.taxonomy import Taxonomy
 from vision.data.annotations.coords import from_coco, from_percent, from_yolo
-from vision.data.annotations.images import ImageFinder, TaskImages, foreign_url
+from vision.data.annotations.images import ImageFinder, foreign_url
 from vision.data.annotations.readers import (
     DEFAULT_LIMITS,
     Limits,
@@ -49,6 +49,17 @@ def size_and_look(path: Path, max_bytes: int | None = None) -> tuple[int, int, s
     holdout photo is known by it). A file over `max_bytes` is refused unread."""
     photo = read_photo(path, max_bytes=max_bytes)
     return photo.width, photo.height, perceptual_hash(photo.image)
+
+
+def read_image(
+    ref: str, base: Path | None, finder: ImageFinder, max_bytes: int | None
+) -> tuple[Path, int, int, str]:
+    """The file an image reference names, found as an import finds it, with its size and look
+    (`size_and_look`): one function for every door (an import, the retraining job, the webhook,
+    `/train`, a pull), so that an annotation of a photo missing, deleted since or no image is refused
+    where it comes in, never kept as a label of no photo for the job to fail on."""
+    path = finder.find(ref, base)
+    return (path, *size_and_look(path, max_bytes))
 
 
 def to_pixels(box: RawBox, width: int, height: int, declared: tuple[int, int] | None) -> tuple[float, ...]:
@@ -153,7 +164,7 @@ def task_problems(
     task: Any,
     annotation: Any,
     taxonomy: Taxonomy,
-    images: TaskImages,
+    finder: ImageFinder,
     task_at: str = "task",
     where: str = "annotation",
 ) -> list[Problem]:
@@ -162,8 +173,11 @@ def task_problems(
     data, an annotation with an id and a list of regions, no half character anywhere (the inbox
     file could not be written), the task's image named inside the local-files root and never a
     `data:` URI or another server's URL, each box upright, finite, inside the image and of a
-    taxonomy class. A cancelled annotation (a skipped task) is checked for its ids only: nothing
-    of it is kept. Refusals name references as sent, never the server's folders."""
+    taxonomy class, and then the image itself, found and decoded as the import will (`read_image`
+    with the import's `finder`): the task's photo must be there. A cancelled annotation (a skipped
+    task) is checked for its ids only: nothing of it is kept. Refusals name references as sent,
+    never the server's folders."""
+    images = finder.tasks
     if not isinstance(task, dict) or not is_id(task.get("id")):
         return [id_problem(task, f"{task_at}.id", "task")]
     if not isinstance(task.get("data"), dict):
@@ -184,11 +198,18 @@ def task_problems(
     try:
         if (why := foreign_url(ref, images.base_url)) is not None:
             raise AnnotationError(shown(ref), why)
-        if images.files_root is not None:
-            images.local(ref)
+        images.local(ref)  # a local one without a files root, or out of it
     except AnnotationError as err:  # the reference as sent, and why: no server path
         return [Problem(f"{task_at}.data", str(err))]
-    return annotation_problems(result, f"{where}.result", taxonomy)
+    if problems := annotation_problems(result, f"{where}.result", taxonomy):
+        return problems  # told before the image is read (or fetched from Label Studio)
+    try:
+        read_image(ref, None, finder, images.max_bytes)
+    except AnnotationError as err:
+        return [Problem(f"{task_at}.data", f"the photo of task {shown(task['id'])}, {err}")]
+    except ImageError as err:  # its path is the server's: the reference as sent instead
+        return [Problem(f"{task_at}.data", f"the photo of task {shown(task['id'])}, {ref!r}: {err.reason}")]
+    return []
 
 
 def validate(
@@ -225,8 +246,7 @@ def validate(
             )
             continue
         try:
-            path = finder.find(raw.image, raw.base)
-            width, height, phash = size_and_look(path, limits.max_bytes)
+            path, width, height, phash = read_image(raw.image, raw.base, finder, limits.max_bytes)
         except (AnnotationError, ImageError) as err:
             problems.append(Problem(raw.where, str(err)))
             continue
