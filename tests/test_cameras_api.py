@@ -797,11 +797,14 @@ def test_no_dwell_is_carried_across_a_gap_longer_than_the_cameras_tolerance(
     assert [(e.extra or {}).get("reason") for e in findings] == ["started", "after_gap"]
 
 
-def test_an_older_copy_of_a_cameras_state_never_overwrites_a_newer_one(hub: Hub) -> None:
+def test_an_older_copy_of_a_cameras_state_never_overwrites_a_newer_one(
+    hub: Hub, caplog: pytest.LogCaptureFixture
+) -> None:
     """Two writers of one camera's state: the service (its copy restored at start) and a `watch` of
     the camera that ran on from it. The service's copy, saved on shutdown, rolled the state back to
     its older frame time; and a frame pushed to the service was judged on its stale copy (the car
-    `watch` had seen leave was still there, and cleared a second time)."""
+    `watch` had seen leave was still there, and cleared a second time). Both are logged on the
+    camera's clock, as its other lines are (they said 02:31:39+00:00 for a frame of 10:31:39+08:00)."""
     for t in range(0, 100):
         hub.frame(t, [SPOT])
     service = hub.hub
@@ -809,14 +812,24 @@ def test_an_older_copy_of_a_cameras_state_never_overwrites_a_newer_one(hub: Hub)
     watched = {t: done for t in range(100, 200) if (done := hub.frame(t, [SPOT] if t < 150 else []))}
     assert watched == {121: [("evidence", None, "")], 179: [("cleared", "resolved", "")]}
     hub.hub.save(hub.sessions)  # the watch ends
-    service.save(hub.sessions)  # the service ends later, its copy older
+    with caplog.at_level(logging.WARNING, "streetorder.cameras"):
+        service.save(hub.sessions)  # the service ends later, its copy older
+    assert (
+        "camera hub-cam: state to 2025-09-30T10:31:39+08:00 not saved: a newer one "
+        "(to 2025-09-30T10:33:19+08:00) is stored, by another process" in caplog.text
+    )
     with hub.sessions() as session:
         (state,) = session.scalars(select(CameraState)).all()
     assert state.captured_at == SERVICE_START + timedelta(seconds=199)
 
     hub.hub = service  # a frame pushed to the service: it goes on from the newer state
-    pushed = {t: done for t in range(200, 260) if (done := hub.frame(t, []))}
+    with caplog.at_level(logging.WARNING, "streetorder.cameras"):
+        pushed = {t: done for t in range(200, 260) if (done := hub.frame(t, []))}
     assert pushed == {}
+    assert (
+        "camera hub-cam: a newer state (to 2025-09-30T10:33:19+08:00) was saved by another process"
+        in caplog.text
+    )
     assert service.get("hub-cam").rules.last_at == (SERVICE_START + timedelta(seconds=259)).timestamp()
     with hub.sessions() as session:
         after = session.scalars(select(Evidence).where(Evidence.role == "after")).all()
