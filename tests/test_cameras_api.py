@@ -2108,7 +2108,9 @@ def _dwell_infinite(config: dict[str, Any]) -> None:
 def test_a_broken_cameras_file_is_refused_and_the_one_in_force_stays(
     service: Service, breakage: Callable[[dict[str, Any]], None], detail: str
 ) -> None:
-    """A camera outside the grid layout would file cases with no grid: refused like a bad field."""
+    """A camera outside the grid layout would file cases with no grid: refused like a bad field. The
+    problem names the file once, the whole path, before the field (it read `cameras.yaml:
+    /srv/configs/cameras.yaml: cameras[0]...`)."""
     before = cameras_now(service)
     broken = copy.deepcopy(API_CONFIG)
     breakage(broken)
@@ -2118,6 +2120,9 @@ def test_a_broken_cameras_file_is_refused_and_the_one_in_force_stays(
     problem = response.json()
     assert response.headers["content-type"].startswith("application/problem+json")
     assert detail in problem["detail"], problem["detail"]
+    path = service.settings.configs_dir / "cameras.yaml"
+    assert problem["detail"].startswith(f"{path}: ") and problem["detail"].count("cameras.yaml") == 1, problem
+    assert problem["detail"].endswith(" (the cameras file in force stays)") and "field" not in problem
     assert cameras_now(service) == before
     config = service.client.get("/v1/cameras/config", headers=service.auth("cases:read")).json()
     assert detail in config["error"] and config["error_at"] is not None

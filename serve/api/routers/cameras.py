@@ -56,7 +56,7 @@ from serve.cases.cameras import (
     waiting_since,
 )
 from serve.cases.enums import PhotoStatus
-from serve.cases.errors import InvalidInput, NotFound, TooLarge, UnsupportedMedia
+from serve.cases.errors import InvalidFile, InvalidInput, NotFound, TooLarge, UnsupportedMedia
 from serve.cases.intake import Given, explaining
 from serve.cases.intake import capture_time as photo_capture_time
 from serve.cases.times import CaptureTimes
@@ -703,7 +703,7 @@ async def reload_cameras_config(_: Admin, request: Request, service: ServiceDep,
             reload_cameras, hub, service.sessions, service.domain.rules, pool, service.settings.cameras_max_mb
         )
     except CameraConfigError as err:
-        raise InvalidInput("cameras.yaml", f"{err} (the cameras file in force stays)") from None
+        raise InvalidFile(f"{err} (the cameras file in force stays)") from None
     return ReloadOut.model_validate({**asdict(summary), "source": str(summary.source)})
 
 
