@@ -1142,6 +1142,11 @@ def test_late_frames_multipart_and_bad_requests(model_service: Service) -> None:
             "its bytes are a WEBP image; send JPEG or PNG",
         ),
         "corrupt jpeg": (post(service, frame[:200], SERVICE_START + timedelta(seconds=20)), 400, ""),
+        "not an image sent as image/jpeg": (  # it was told the photo doors' "JPEG, PNG, WebP or HEIC"
+            post(service, b"<html>login</html>" * 20, SERVICE_START + timedelta(seconds=20)),
+            400,
+            f"camera {CAM}: frame: not an image (no JPEG or PNG data)",
+        ),
         "a BMP sent as image/jpeg": (  # the bytes decide, as for photos: 415, not 400 "unreadable"
             post(service, cv2.imencode(".bmp", np.zeros((24, 32, 3), np.uint8))[1].tobytes(), SERVICE_START),
             415,
