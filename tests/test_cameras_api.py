@@ -9,11 +9,13 @@ outcome does not hang on what the provisional model sees), stays and goes.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import copy
 import logging
 import re
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +34,7 @@ import yaml
 from configured import CONFIGS, MODELS, ROOT, TAXONOMY
 from conftest import (
     SERVICE_START,
+    Clock,
     Service,
     another_writer_holding,
     give_up_lock_waits_after,
@@ -43,6 +46,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from streets import DATASETS, NO_PICTURE, Scene, bus_in_front, parked_car_frames
+from unwritable import held_open, read_only
 
 from serve.api.reload import CamerasReloader
 from serve.api.routers.cameras import camera_out
@@ -1073,6 +1077,118 @@ def test_a_frame_whose_events_meet_a_busy_database_is_a_503_that_loses_nothing(
     assert evidence.crop_path is not None and Path(evidence.crop_path).is_file()
     (camera,) = [c for c in service.client.get("/v1/cameras", headers=reader).json() if c["id"] == CAM]
     assert camera["health"]["events_waiting"] == 0
+
+
+def test_a_service_stopped_while_the_database_cannot_be_written_keeps_waiting_events_for_its_next_start(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The real service (its lifespan, as `streetorder serve` runs it): a stall's violation starts on a
+    frame the database cannot take (its file and folder read-only, or PostgreSQL refusing writes as a
+    hot standby does), so the event waits with the camera (503). The service stops while it still
+    cannot: the camera's state with the waiting event is kept in its file, named in one line. The next
+    start, the database writable again, files the case once, with that frame's capture time and photo,
+    and removes the file; the frame sent again is late and files nothing more."""
+    from fastapi.testclient import TestClient
+
+    from serve.api.app import create_app
+    from serve.cases.auth import create_key
+    from serve.cases.cameras import spill_path
+    from serve.cases.evidence import evidence_file
+
+    try:
+        find_model(CURRENT, models_dir=MODELS)
+    except Exception as err:
+        pytest.skip(f"the registry's current model is not installed ({err})")
+    home = Path(tempfile.mkdtemp(prefix="streetorder-spill-"))  # /tmp: `nobody` reaches it
+    home.chmod(0o755)
+    (home / "db").mkdir()
+    for writable in ("evidence", "cache", "annotations"):  # all but the database, to `nobody` too
+        (home / writable).mkdir(mode=0o777)
+        (home / writable).chmod(0o777)
+    sqlite = db_url.startswith("sqlite")
+    if sqlite:
+        db_url = f"sqlite:///{home / 'db' / 'cases.db'}"
+    settings = Settings.model_validate(
+        {
+            "db_url": db_url,
+            "secret": "tests-only-secret-0123456789",
+            "evidence_dir": home / "evidence",
+            "cache_dir": home / "cache",
+            "annotations_dir": home / "annotations",
+            "configs_dir": configs_with_cameras(home, API_CONFIG),
+            "cameras_reload_s": 0,
+            "key_rate_per_min": 100_000_000,
+        }
+    )
+    clock = Clock(SERVICE_START)
+    scene = Scene(180, stall=(70, 140), cars=False)
+    spill = spill_path(home / "evidence", CAM)
+
+    def frame(client: TestClient, key: str, t: float) -> Any:
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "image/jpeg"}
+        headers["X-Capture-Time"] = (SERVICE_START + timedelta(seconds=t)).isoformat()
+        return client.post(f"/v1/cameras/{CAM}/frames", content=jpeg(scene.frame(t)[0]), headers=headers)
+
+    try:
+        with (
+            contextlib.ExitStack() as unwritable,
+            caplog.at_level(logging.INFO, "streetorder.cameras"),
+            TestClient(create_app(settings, clock=clock)) as client,
+        ):
+            state = client.app.state.service  # type: ignore[attr-defined]
+            with transaction(state.sessions) as session:
+                key, _ = create_key(
+                    session, name="bridge", scopes=["report"], pepper=state.verifier.pepper, now=SERVICE_START
+                )
+            t = 0.0
+            while t < 40:  # the camera learns (saved on its first frame)
+                response = frame(client, key, t)
+                assert response.status_code == 200 and response.json()["cases"] == [], response.text
+                t += 2
+            if sqlite:
+                unwritable.enter_context(held_open(home / "db" / "cases.db"))
+                codecs.lookup("cp437")  # zipfile's, as the state is encoded: `nobody` cannot import it
+                unwritable.enter_context(read_only(home / "db"))
+            else:
+                postgresql_read_only(db_url, True)
+                unwritable.callback(postgresql_read_only, db_url, False)
+            state.sessions.kw["bind"].dispose()  # connections opened from now on meet the refusal
+            while (response := frame(client, key, t)).status_code == 200:  # a save due at 60 s fails
+                assert response.json()["cases"] == [] and t < 116, response.text
+                t += 2
+            assert t >= 96, response.text  # the stall (from 70 s) must stand 30 s, and be static first
+            kept_at = SERVICE_START + timedelta(seconds=t)
+            assert response.status_code == 503 and response.json()["events_waiting"] == 1, response.text
+            # refused at once, not after the busy budget of 45 s (it said "within 45 s")
+            assert f"frame at {kept_at.isoformat()}: the database did not take it now (" in caplog.text
+        # the service stopped (its lifespan saved the cameras) while the database could not be written
+        said = [r.getMessage() for r in caplog.records if str(spill) in r.getMessage()]
+        assert spill.is_file(), caplog.text
+        assert len(said) == 1 and "waiting events in" in said[0], said
+        assert f"state to {kept_at.isoformat()}" in said[0], said  # on the camera's clock, to the second
+        with open_database(db_url)() as session:
+            assert session.scalars(select(Case)).all() == []
+
+        caplog.clear()
+        with (
+            caplog.at_level(logging.INFO, "streetorder.cameras"),
+            TestClient(create_app(settings, clock=clock)) as client,
+        ):
+            (taken,) = [r.getMessage() for r in caplog.records if str(spill) in r.getMessage()]
+            assert "1 waiting events written" in taken, taken
+            assert not spill.exists()
+            again = frame(client, key, t)  # the frame answered 503, sent again: late, nothing more
+            assert again.status_code == 200 and again.json()["late"] is True and again.json()["cases"] == []
+            assert frame(client, key, t + 2).json()["cases"] == []
+            with client.app.state.service.sessions() as session:  # type: ignore[attr-defined]
+                (case,) = session.scalars(select(Case)).all()
+                assert (case.event, case.camera_id, case.first_seen_at) == ("street_vending", CAM, kept_at)
+                (finding,) = session.scalars(select(Evidence).where(Evidence.case_id == case.id)).all()
+                assert finding.captured_at == kept_at and finding.crop_path is not None
+                photo = evidence_file(home / "evidence", finding.path, finding.sha256)
+                assert photo.is_file() and Path(finding.crop_path).is_file()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_late_frames_multipart_and_bad_requests(model_service: Service) -> None:

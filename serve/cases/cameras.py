@@ -73,7 +73,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from serve.cases.db import BUSY_TRIES, database_said, is_read_only, retry_busy, transaction
+from serve.cases.db import BUSY_TRIES, database_said, is_busy, is_read_only, retry_busy, transaction
 from serve.cases.enums import Action, CaseSource, EvidenceRole, State
 from serve.cases.errors import EventsKept
 from serve.cases.evidence import store_image
@@ -455,9 +455,27 @@ class CameraHub:
             live.health.events += len(outcome.events)
             actions = self._apply(live, frame, outcome.events, sessions, case_rules, model_version)
         elif live.saved_at is None or outcome.at - live.saved_at >= SAVE_EVERY_S:
-            self._save(live, sessions)
+            self._save_due(live, sessions)
         timings.cases_s += time.perf_counter() - started
         return outcome, actions
+
+    def _save_due(self, live: LiveCamera, sessions: sessionmaker[Session]) -> None:
+        """The state saved as due on a frame without events. The frame is applied whatever the
+        database says: one that does not take the state (busy past the budget, gone, read-only) fails
+        no frame, the state is kept in memory (spilled at stop) and saved with a later frame. It
+        failed the frame: a 503 saying nothing was changed, though the camera's engine had moved on
+        (sent again, the frame was late), for every frame while the database could not be written."""
+        try:
+            self._save(live, sessions)
+        except DBAPIError as error:
+            if not not_taken_now(error):
+                raise
+            log.warning(
+                "camera %s: state to %s not saved (%s): it is kept, saved with a later frame",
+                live.camera.id,
+                live.clock(datetime.fromtimestamp(live.rules.last_at or 0.0, UTC)),
+                database_said(error),
+            )
 
     def accept_view(self, camera_id: str, sessions: sessionmaker[Session]) -> float | None:
         """An operator re-aimed the camera on purpose: the view it shows now becomes its reference
@@ -855,7 +873,7 @@ class CameraHub:
             actions = retry_busy(once, partial(_written_again, live, what), self.busy_budget_s)
         except DBAPIError as error:  # busy past the budget, the database gone or read-only: they wait
             undo()
-            if not (isinstance(error, OperationalError) or is_read_only(error)):
+            if not not_taken_now(error):
                 raise
             if batch is not None:
                 self._keep(live, batch, error)
@@ -905,11 +923,11 @@ class CameraHub:
         live.waiting = [waiting for waiting in live.waiting if waiting.events]
         live.health.waiting_dropped += dropped
         log.warning(
-            "camera %s: frame at %s: the database did not take it within %g s (%s): its %d events wait "
+            "camera %s: frame at %s: the database did not take it %s (%s): its %d events wait "
             "with the camera (%d waiting%s), written first with its next frame",
             live.camera.id,
             live.clock(batch.captured_at),
-            self.busy_budget_s,
+            f"within {self.busy_budget_s:g} s" if is_busy(error) else "now",  # read-only: refused at once
             database_said(error),
             len(kept),
             waiting_events(live),
@@ -1128,6 +1146,12 @@ class CameraHub:
         x1, y1, x2, y2 = (float(v) for v in incident.box)
         name = "occupancy" if incident.class_id is None else self.taxonomy.names[incident.class_id]
         return Box((x1, y1, x2, y2), float(incident.confidence or 1.0), name)
+
+
+def not_taken_now(error: DBAPIError) -> bool:
+    """A write the database does not take now, through no fault of what was written: busy past the
+    budget or gone (OperationalError), or read-only; a camera's events and state wait it out."""
+    return isinstance(error, OperationalError) or is_read_only(error)
 
 
 def _written_again(live: LiveCamera, what: str, attempt: int, error: DBAPIError) -> None:
