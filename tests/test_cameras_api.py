@@ -9,11 +9,13 @@ outcome does not hang on what the provisional model sees), stays and goes.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import copy
 import logging
 import re
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +34,7 @@ import yaml
 from configured import CONFIGS, MODELS, ROOT, TAXONOMY
 from conftest import (
     SERVICE_START,
+    Clock,
     Service,
     another_writer_holding,
     give_up_lock_waits_after,
@@ -43,6 +46,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from streets import DATASETS, NO_PICTURE, Scene, bus_in_front, parked_car_frames
+from unwritable import held_open, read_only
 
 from serve.api.reload import CamerasReloader
 from serve.api.routers.cameras import camera_out
@@ -797,11 +801,14 @@ def test_no_dwell_is_carried_across_a_gap_longer_than_the_cameras_tolerance(
     assert [(e.extra or {}).get("reason") for e in findings] == ["started", "after_gap"]
 
 
-def test_an_older_copy_of_a_cameras_state_never_overwrites_a_newer_one(hub: Hub) -> None:
+def test_an_older_copy_of_a_cameras_state_never_overwrites_a_newer_one(
+    hub: Hub, caplog: pytest.LogCaptureFixture
+) -> None:
     """Two writers of one camera's state: the service (its copy restored at start) and a `watch` of
     the camera that ran on from it. The service's copy, saved on shutdown, rolled the state back to
     its older frame time; and a frame pushed to the service was judged on its stale copy (the car
-    `watch` had seen leave was still there, and cleared a second time)."""
+    `watch` had seen leave was still there, and cleared a second time). Both are logged on the
+    camera's clock, as its other lines are (they said 02:31:39+00:00 for a frame of 10:31:39+08:00)."""
     for t in range(0, 100):
         hub.frame(t, [SPOT])
     service = hub.hub
@@ -809,14 +816,24 @@ def test_an_older_copy_of_a_cameras_state_never_overwrites_a_newer_one(hub: Hub)
     watched = {t: done for t in range(100, 200) if (done := hub.frame(t, [SPOT] if t < 150 else []))}
     assert watched == {121: [("evidence", None, "")], 179: [("cleared", "resolved", "")]}
     hub.hub.save(hub.sessions)  # the watch ends
-    service.save(hub.sessions)  # the service ends later, its copy older
+    with caplog.at_level(logging.WARNING, "streetorder.cameras"):
+        service.save(hub.sessions)  # the service ends later, its copy older
+    assert (
+        "camera hub-cam: state to 2025-09-30T10:31:39+08:00 not saved: a newer one "
+        "(to 2025-09-30T10:33:19+08:00) is stored, by another process" in caplog.text
+    )
     with hub.sessions() as session:
         (state,) = session.scalars(select(CameraState)).all()
     assert state.captured_at == SERVICE_START + timedelta(seconds=199)
 
     hub.hub = service  # a frame pushed to the service: it goes on from the newer state
-    pushed = {t: done for t in range(200, 260) if (done := hub.frame(t, []))}
+    with caplog.at_level(logging.WARNING, "streetorder.cameras"):
+        pushed = {t: done for t in range(200, 260) if (done := hub.frame(t, []))}
     assert pushed == {}
+    assert (
+        "camera hub-cam: a newer state (to 2025-09-30T10:33:19+08:00) was saved by another process"
+        in caplog.text
+    )
     assert service.get("hub-cam").rules.last_at == (SERVICE_START + timedelta(seconds=259)).timestamp()
     with hub.sessions() as session:
         after = session.scalars(select(Evidence).where(Evidence.role == "after")).all()
@@ -1062,6 +1079,118 @@ def test_a_frame_whose_events_meet_a_busy_database_is_a_503_that_loses_nothing(
     assert camera["health"]["events_waiting"] == 0
 
 
+def test_a_service_stopped_while_the_database_cannot_be_written_keeps_waiting_events_for_its_next_start(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The real service (its lifespan, as `streetorder serve` runs it): a stall's violation starts on a
+    frame the database cannot take (its file and folder read-only, or PostgreSQL refusing writes as a
+    hot standby does), so the event waits with the camera (503). The service stops while it still
+    cannot: the camera's state with the waiting event is kept in its file, named in one line. The next
+    start, the database writable again, files the case once, with that frame's capture time and photo,
+    and removes the file; the frame sent again is late and files nothing more."""
+    from fastapi.testclient import TestClient
+
+    from serve.api.app import create_app
+    from serve.cases.auth import create_key
+    from serve.cases.cameras import spill_path
+    from serve.cases.evidence import evidence_file
+
+    try:
+        find_model(CURRENT, models_dir=MODELS)
+    except Exception as err:
+        pytest.skip(f"the registry's current model is not installed ({err})")
+    home = Path(tempfile.mkdtemp(prefix="streetorder-spill-"))  # /tmp: `nobody` reaches it
+    home.chmod(0o755)
+    (home / "db").mkdir()
+    for writable in ("evidence", "cache", "annotations"):  # all but the database, to `nobody` too
+        (home / writable).mkdir(mode=0o777)
+        (home / writable).chmod(0o777)
+    sqlite = db_url.startswith("sqlite")
+    if sqlite:
+        db_url = f"sqlite:///{home / 'db' / 'cases.db'}"
+    settings = Settings.model_validate(
+        {
+            "db_url": db_url,
+            "secret": "tests-only-secret-0123456789",
+            "evidence_dir": home / "evidence",
+            "cache_dir": home / "cache",
+            "annotations_dir": home / "annotations",
+            "configs_dir": configs_with_cameras(home, API_CONFIG),
+            "cameras_reload_s": 0,
+            "key_rate_per_min": 100_000_000,
+        }
+    )
+    clock = Clock(SERVICE_START)
+    scene = Scene(180, stall=(70, 140), cars=False)
+    spill = spill_path(home / "evidence", CAM)
+
+    def frame(client: TestClient, key: str, t: float) -> Any:
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "image/jpeg"}
+        headers["X-Capture-Time"] = (SERVICE_START + timedelta(seconds=t)).isoformat()
+        return client.post(f"/v1/cameras/{CAM}/frames", content=jpeg(scene.frame(t)[0]), headers=headers)
+
+    try:
+        with (
+            contextlib.ExitStack() as unwritable,
+            caplog.at_level(logging.INFO, "streetorder.cameras"),
+            TestClient(create_app(settings, clock=clock)) as client,
+        ):
+            state = client.app.state.service  # type: ignore[attr-defined]
+            with transaction(state.sessions) as session:
+                key, _ = create_key(
+                    session, name="bridge", scopes=["report"], pepper=state.verifier.pepper, now=SERVICE_START
+                )
+            t = 0.0
+            while t < 40:  # the camera learns (saved on its first frame)
+                response = frame(client, key, t)
+                assert response.status_code == 200 and response.json()["cases"] == [], response.text
+                t += 2
+            if sqlite:
+                unwritable.enter_context(held_open(home / "db" / "cases.db"))
+                codecs.lookup("cp437")  # zipfile's, as the state is encoded: `nobody` cannot import it
+                unwritable.enter_context(read_only(home / "db"))
+            else:
+                postgresql_read_only(db_url, True)
+                unwritable.callback(postgresql_read_only, db_url, False)
+            state.sessions.kw["bind"].dispose()  # connections opened from now on meet the refusal
+            while (response := frame(client, key, t)).status_code == 200:  # a save due at 60 s fails
+                assert response.json()["cases"] == [] and t < 116, response.text
+                t += 2
+            assert t >= 96, response.text  # the stall (from 70 s) must stand 30 s, and be static first
+            kept_at = SERVICE_START + timedelta(seconds=t)
+            assert response.status_code == 503 and response.json()["events_waiting"] == 1, response.text
+            # refused at once, not after the busy budget of 45 s (it said "within 45 s")
+            assert f"frame at {kept_at.isoformat()}: the database did not take it now (" in caplog.text
+        # the service stopped (its lifespan saved the cameras) while the database could not be written
+        said = [r.getMessage() for r in caplog.records if str(spill) in r.getMessage()]
+        assert spill.is_file(), caplog.text
+        assert len(said) == 1 and "waiting events in" in said[0], said
+        assert f"state to {kept_at.isoformat()}" in said[0], said  # on the camera's clock, to the second
+        with open_database(db_url)() as session:
+            assert session.scalars(select(Case)).all() == []
+
+        caplog.clear()
+        with (
+            caplog.at_level(logging.INFO, "streetorder.cameras"),
+            TestClient(create_app(settings, clock=clock)) as client,
+        ):
+            (taken,) = [r.getMessage() for r in caplog.records if str(spill) in r.getMessage()]
+            assert "1 waiting events written" in taken, taken
+            assert not spill.exists()
+            again = frame(client, key, t)  # the frame answered 503, sent again: late, nothing more
+            assert again.status_code == 200 and again.json()["late"] is True and again.json()["cases"] == []
+            assert frame(client, key, t + 2).json()["cases"] == []
+            with client.app.state.service.sessions() as session:  # type: ignore[attr-defined]
+                (case,) = session.scalars(select(Case)).all()
+                assert (case.event, case.camera_id, case.first_seen_at) == ("street_vending", CAM, kept_at)
+                (finding,) = session.scalars(select(Evidence).where(Evidence.case_id == case.id)).all()
+                assert finding.captured_at == kept_at and finding.crop_path is not None
+                photo = evidence_file(home / "evidence", finding.path, finding.sha256)
+                assert photo.is_file() and Path(finding.crop_path).is_file()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def test_late_frames_multipart_and_bad_requests(model_service: Service) -> None:
     service = model_service
     frame = jpeg(Scene(10).frame(0)[0])
@@ -1129,6 +1258,11 @@ def test_late_frames_multipart_and_bad_requests(model_service: Service) -> None:
             "its bytes are a WEBP image; send JPEG or PNG",
         ),
         "corrupt jpeg": (post(service, frame[:200], SERVICE_START + timedelta(seconds=20)), 400, ""),
+        "not an image sent as image/jpeg": (  # it was told the photo doors' "JPEG, PNG, WebP or HEIC"
+            post(service, b"<html>login</html>" * 20, SERVICE_START + timedelta(seconds=20)),
+            400,
+            f"camera {CAM}: frame: not an image (no JPEG or PNG data)",
+        ),
         "a BMP sent as image/jpeg": (  # the bytes decide, as for photos: 415, not 400 "unreadable"
             post(service, cv2.imencode(".bmp", np.zeros((24, 32, 3), np.uint8))[1].tobytes(), SERVICE_START),
             415,
@@ -2095,7 +2229,9 @@ def _dwell_infinite(config: dict[str, Any]) -> None:
 def test_a_broken_cameras_file_is_refused_and_the_one_in_force_stays(
     service: Service, breakage: Callable[[dict[str, Any]], None], detail: str
 ) -> None:
-    """A camera outside the grid layout would file cases with no grid: refused like a bad field."""
+    """A camera outside the grid layout would file cases with no grid: refused like a bad field. The
+    problem names the file once, the whole path, before the field (it read `cameras.yaml:
+    /srv/configs/cameras.yaml: cameras[0]...`)."""
     before = cameras_now(service)
     broken = copy.deepcopy(API_CONFIG)
     breakage(broken)
@@ -2105,6 +2241,9 @@ def test_a_broken_cameras_file_is_refused_and_the_one_in_force_stays(
     problem = response.json()
     assert response.headers["content-type"].startswith("application/problem+json")
     assert detail in problem["detail"], problem["detail"]
+    path = service.settings.configs_dir / "cameras.yaml"
+    assert problem["detail"].startswith(f"{path}: ") and problem["detail"].count("cameras.yaml") == 1, problem
+    assert problem["detail"].endswith(" (the cameras file in force stays)") and "field" not in problem
     assert cameras_now(service) == before
     config = service.client.get("/v1/cameras/config", headers=service.auth("cases:read")).json()
     assert detail in config["error"] and config["error_at"] is not None

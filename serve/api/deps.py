@@ -40,7 +40,7 @@ from serve.cases.errors import (
 )
 from serve.cases.people import csrf_token, principal_of_user, session_user
 from vision.core.detector import Detector
-from vision.core.imageio import FORMATS, MEDIA_TYPES, image_format
+from vision.core.imageio import FORMATS, MEDIA_TYPES, formats_in_words, image_format
 from vision.live.cameras import CAMERA_ID_MAX
 
 CaseId = Annotated[int, Path(ge=1, le=MAX_ID, description="case id (not the case number)")]
@@ -239,13 +239,12 @@ def refuse_other_formats(
     *,
     untyped: bool,
     formats: frozenset[str] = FORMATS,
-    takes: str = "JPEG, PNG, WebP or HEIC",
 ) -> None:
     """The bytes decide what a photo is, not the type it was sent as: an image of a format not taken
     (a GIF sent as image/jpeg was a 400 "unreadable", the same bytes untyped a 415), or untyped bytes
     that are no photo, are 415 naming what they are; garbled photo bytes go on to be refused (400).
-    `formats` (imageio's names) and `takes` (the same in words) are what the endpoint takes."""
-    found = image_format(data) if data else None
+    `formats` (imageio's names) are what the endpoint takes."""
+    found, takes = image_format(data) if data else None, formats_in_words(formats)
     if data and found not in formats and (untyped or found is not None):
         what = f"a {found} image" if found else f"no {takes}"
         raise UnsupportedMedia(f"{name}: sent as {sent_as!r} and its bytes are {what}; send {takes}")

@@ -73,7 +73,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from serve.cases.db import BUSY_TRIES, database_said, is_read_only, retry_busy, transaction
+from serve.cases.db import BUSY_TRIES, database_said, is_busy, is_read_only, retry_busy, transaction
 from serve.cases.enums import Action, CaseSource, EvidenceRole, State
 from serve.cases.errors import EventsKept
 from serve.cases.evidence import store_image
@@ -325,6 +325,11 @@ class LiveCamera:
         self.spill: Path | None = None  # its spilled state, taken back: removed once the database takes it
         self.model_version: str | None = None  # of its last frame: its waiting events' findings, when spilled
 
+    def clock(self, moment: datetime) -> str:
+        """A time as the camera's log lines tell it: on its clock, to the second, as the rules' lines
+        and the API tell times (a state saved at 10:31:40+08:00 was logged at 02:31:40.5+00:00)."""
+        return local_iso(moment, self.camera.tz)
+
 
 class CameraHub:
     """The cameras of one process and what their frames do to cases."""
@@ -400,7 +405,7 @@ class CameraHub:
                     log.warning(
                         "camera %s: the frame held at %s is dropped (%s)",
                         camera_id,
-                        held.captured_at.isoformat(),
+                        live.clock(held.captured_at),
                         verdict.settled,
                     )
             if late:
@@ -410,7 +415,7 @@ class CameraHub:
                 live.held = Frame(image, captured_at, detections)
                 result.held, result.hold_reason = True, verdict.reason
                 log.info(
-                    "camera %s: frame at %s held: %s", camera_id, captured_at.isoformat(), verdict.reason
+                    "camera %s: frame at %s held: %s", camera_id, live.clock(captured_at), verdict.reason
                 )
             else:
                 frame = Frame(image, captured_at, detections)
@@ -450,9 +455,27 @@ class CameraHub:
             live.health.events += len(outcome.events)
             actions = self._apply(live, frame, outcome.events, sessions, case_rules, model_version)
         elif live.saved_at is None or outcome.at - live.saved_at >= SAVE_EVERY_S:
-            self._save(live, sessions)
+            self._save_due(live, sessions)
         timings.cases_s += time.perf_counter() - started
         return outcome, actions
+
+    def _save_due(self, live: LiveCamera, sessions: sessionmaker[Session]) -> None:
+        """The state saved as due on a frame without events. The frame is applied whatever the
+        database says: one that does not take the state (busy past the budget, gone, read-only) fails
+        no frame, the state is kept in memory (spilled at stop) and saved with a later frame. It
+        failed the frame: a 503 saying nothing was changed, though the camera's engine had moved on
+        (sent again, the frame was late), for every frame while the database could not be written."""
+        try:
+            self._save(live, sessions)
+        except DBAPIError as error:
+            if not not_taken_now(error):
+                raise
+            log.warning(
+                "camera %s: state to %s not saved (%s): it is kept, saved with a later frame",
+                live.camera.id,
+                live.clock(datetime.fromtimestamp(live.rules.last_at or 0.0, UTC)),
+                database_said(error),
+            )
 
     def accept_view(self, camera_id: str, sessions: sessionmaker[Session]) -> float | None:
         """An operator re-aimed the camera on purpose: the view it shows now becomes its reference
@@ -550,7 +573,7 @@ class CameraHub:
             log.warning(
                 "camera %s: a newer state (to %s) was saved by another process; this one goes on from it",
                 live.camera.id,
-                row.captured_at.isoformat(),
+                live.clock(row.captured_at),
             )
             self._take(live, row)
         if stored.view_accepts > live.view_accepts:
@@ -619,7 +642,7 @@ class CameraHub:
             "model_version": live.model_version,
             "state": np.frombuffer(values["state"], dtype=np.uint8),
         }
-        to, events = values["captured_at"].isoformat(), waiting_events(live)
+        to, events = live.clock(values["captured_at"]), waiting_events(live)
         try:
             write_atomically(path, encode(spilled))
         except OSError as err:
@@ -675,7 +698,7 @@ class CameraHub:
             waiting, view_accepts = self._read_state(row, rules)
         except (OSError, ValueError, KeyError, TypeError) as err:
             return f"camera {camera_id}: {path} not taken, left in place, it cannot be read ({err})"
-        to = row.captured_at.isoformat()
+        to = live.clock(row.captured_at)
         try:
             with sessions() as session:
                 stored = session.scalar(
@@ -689,7 +712,7 @@ class CameraHub:
         if stored is not None and stored >= row.captured_at:
             return (
                 f"camera {camera_id}: {path} (state to {to}) not taken, left in place: the database holds "
-                f"one as new (to {stored.isoformat()})"
+                f"one as new (to {live.clock(stored)})"
             )
         live.held, live.rules, live.view_accepts, live.waiting = None, rules, view_accepts, waiting
         live.saved_at, live.spill = None, path
@@ -744,8 +767,8 @@ class CameraHub:
                 log.warning(
                     "camera %s: state to %s not saved: a newer one (to %s) is stored, by another process",
                     live.camera.id,
-                    captured_at.isoformat(),
-                    stored.captured_at.isoformat(),
+                    live.clock(captured_at),
+                    live.clock(stored.captured_at),
                 )
                 return False
             session.add(CameraState(camera_id=live.camera.id, view_accepts=live.view_accepts, **values))
@@ -845,12 +868,12 @@ class CameraHub:
             undo()
             return self._apply_once(live, batches, sessions, case_rules, model_version)
 
-        what = f"frame at {frame.captured_at.isoformat()}" if frame is not None else "the events waiting"
+        what = f"frame at {live.clock(frame.captured_at)}" if frame is not None else "the events waiting"
         try:  # a transient conflict (another writer's lock, a deadlock) must not lose the events
             actions = retry_busy(once, partial(_written_again, live, what), self.busy_budget_s)
         except DBAPIError as error:  # busy past the budget, the database gone or read-only: they wait
             undo()
-            if not (isinstance(error, OperationalError) or is_read_only(error)):
+            if not not_taken_now(error):
                 raise
             if batch is not None:
                 self._keep(live, batch, error)
@@ -869,7 +892,7 @@ class CameraHub:
                 "camera %s: %d events that waited for the database (frames from %s) are written",
                 live.camera.id,
                 waiting_events(live),
-                live.waiting[0].captured_at.isoformat(),
+                live.clock(live.waiting[0].captured_at),
             )
             live.waiting = []
         self._spill_taken(live)
@@ -900,11 +923,11 @@ class CameraHub:
         live.waiting = [waiting for waiting in live.waiting if waiting.events]
         live.health.waiting_dropped += dropped
         log.warning(
-            "camera %s: frame at %s: the database did not take it within %g s (%s): its %d events wait "
+            "camera %s: frame at %s: the database did not take it %s (%s): its %d events wait "
             "with the camera (%d waiting%s), written first with its next frame",
             live.camera.id,
-            batch.captured_at.isoformat(),
-            self.busy_budget_s,
+            live.clock(batch.captured_at),
+            f"within {self.busy_budget_s:g} s" if is_busy(error) else "now",  # read-only: refused at once
             database_said(error),
             len(kept),
             waiting_events(live),
@@ -1123,6 +1146,12 @@ class CameraHub:
         x1, y1, x2, y2 = (float(v) for v in incident.box)
         name = "occupancy" if incident.class_id is None else self.taxonomy.names[incident.class_id]
         return Box((x1, y1, x2, y2), float(incident.confidence or 1.0), name)
+
+
+def not_taken_now(error: DBAPIError) -> bool:
+    """A write the database does not take now, through no fault of what was written: busy past the
+    budget or gone (OperationalError), or read-only; a camera's events and state wait it out."""
+    return isinstance(error, OperationalError) or is_read_only(error)
 
 
 def _written_again(live: LiveCamera, what: str, attempt: int, error: DBAPIError) -> None:

@@ -60,6 +60,14 @@ class InvalidInput(DomainError):
         super().__init__(f"{field}: {detail}", field=field)
 
 
+class InvalidFile(DomainError):
+    """A file the service was asked to apply (its cameras file, on reload) that cannot be used. The
+    file's own error names the file, the field and why, and is the whole detail: as InvalidInput's
+    field it named the file twice (`cameras.yaml: /srv/configs/cameras.yaml: cameras[0]...`)."""
+
+    status, title = 422, "invalid file"
+
+
 class OutsideJurisdiction(DomainError):
     """A position no unit grid of the layout holds: no street, community or department answers for it.
 

@@ -57,6 +57,7 @@ MEDIA_TYPES = {
     "HEIF": "image/heic",
 }
 FORMATS = frozenset(MEDIA_TYPES)
+_NAMED = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP", "HEIF": "HEIC"}  # as people say them
 SUFFIXES = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "HEIF": ".heic"}
 # the names a photo file goes by: .jfif is how Windows saves a JPEG downloaded from a browser
 PHOTO_SUFFIXES = frozenset({*SUFFIXES.values(), ".jpeg", ".jpe", ".jfif", ".heif"})
@@ -182,6 +183,12 @@ def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
     return encoded.tobytes()
 
 
+def formats_in_words(formats: frozenset[str] = FORMATS) -> str:
+    """`JPEG, PNG, WebP or HEIC`: what a door takes (a subset of FORMATS), as its refusals say it."""
+    named = list(dict.fromkeys(_NAMED[name] for name in MEDIA_TYPES if name in formats))
+    return " or ".join(named) if len(named) < 3 else f"{', '.join(named[:-1])} or {named[-1]}"
+
+
 def image_format(data: bytes) -> str | None:
     """The image format Pillow reads from the bytes' header alone (no pixel decoded), taken or not
     (GIF, TIFF, BMP ...); None when the header is no image Pillow knows."""
@@ -206,6 +213,7 @@ def decode_photo(
     local_tz: tzinfo = DEFAULT_TIMEZONE,
     reduce_to: int | None = None,
     min_side: int = 0,
+    formats: frozenset[str] = FORMATS,
 ) -> LoadedPhoto:
     """Decode JPEG, PNG, WebP or HEIC bytes into a BGR image with orientation applied, plus its metadata.
 
@@ -216,6 +224,7 @@ def decode_photo(
     times cheaper than a full decode) as long as its long side stays at or above this many pixels;
     a detector that resizes to its input size anyway sees the same picture. Other formats decode in
     full and are shrunk by the same rule (box averaging). `full_size` then keeps the photo's size.
+    `formats`: those the door takes (camera frames: JPEG and PNG), the ones its refusals name.
     """
     if not data:
         raise ImageError(source, "empty file (0 bytes)")
@@ -223,13 +232,14 @@ def decode_photo(
     try:  # a JPEG's EXIF is read here already (its DPI)
         pil = _noting_damage(lambda: Image.open(BytesIO(data)), "EXIF", meta_warnings)
     except UnidentifiedImageError as err:  # its text names a BytesIO at a memory address
-        raise ImageError(source, "not an image (no JPEG, PNG, WebP or HEIC data)") from err
+        raise ImageError(source, f"not an image (no {formats_in_words(formats)} data)") from err
     except Exception as err:  # Pillow raises many types on hostile headers
         _reraise_memory(err)
         raise ImageError(source, _failure_reason(err, "not an image")) from err
     image_format = str(pil.format)
-    if image_format not in FORMATS:
-        raise ImageError(source, f"unsupported format {image_format} (JPEG, PNG, WebP or HEIC expected)")
+    if image_format not in formats:
+        expected = formats_in_words(formats)
+        raise ImageError(source, f"unsupported format {image_format} ({expected} expected)")
     if image_format in ("WEBP", "PNG") and getattr(pil, "is_animated", False):
         # a clip, not a photo: say which picture was looked at (MPO JPEGs' extra frames are
         # a phone's depth or preview images of the same photo, nothing to say there)

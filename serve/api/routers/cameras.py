@@ -56,7 +56,7 @@ from serve.cases.cameras import (
     waiting_since,
 )
 from serve.cases.enums import PhotoStatus
-from serve.cases.errors import InvalidInput, NotFound, TooLarge, UnsupportedMedia
+from serve.cases.errors import InvalidFile, InvalidInput, NotFound, TooLarge, UnsupportedMedia
 from serve.cases.intake import Given, explaining
 from serve.cases.intake import capture_time as photo_capture_time
 from serve.cases.times import CaptureTimes
@@ -496,7 +496,7 @@ async def frame_upload(
     if len(data) > limit:
         raise TooLarge(f"{name}: over the limit of {limit} bytes")
     untyped = sent_as in UNTYPED
-    refuse_other_formats(name, sent_as, data, untyped=untyped, formats=FRAME_FORMATS, takes="JPEG or PNG")
+    refuse_other_formats(name, sent_as, data, untyped=untyped, formats=FRAME_FORMATS)
     stated = capture_time(field, when, now, service.domain.rules.times)
     return data, name, stated, _SOURCES[field] if stated is not None else "exif"
 
@@ -610,7 +610,7 @@ async def post_frame(
     # a frame too small to show anything is refused (PhotoTooSmall): judged, its empty picture
     # would count as the place clearing (a car's case proposed checked after clear_after_s of them)
     source, min_side = f"camera {live.camera.id}: {name}", service.settings.min_photo_side
-    analysis = await service.gate.run(analyse, detector, data, source, tz, min_side)
+    analysis = await service.gate.run(analyse, detector, data, source, tz, min_side, FRAME_FORMATS)
     captured_at = given or exif_capture_time(analysis.photo.meta, now, service.domain.rules.times)
     service.metrics.inference.observe(analysis.inference_s)
     timings = Timings(decode_s=analysis.decode_s, inference_s=analysis.inference_s)
@@ -703,7 +703,7 @@ async def reload_cameras_config(_: Admin, request: Request, service: ServiceDep,
             reload_cameras, hub, service.sessions, service.domain.rules, pool, service.settings.cameras_max_mb
         )
     except CameraConfigError as err:
-        raise InvalidInput("cameras.yaml", f"{err} (the cameras file in force stays)") from None
+        raise InvalidFile(f"{err} (the cameras file in force stays)") from None
     return ReloadOut.model_validate({**asdict(summary), "source": str(summary.source)})
 
 

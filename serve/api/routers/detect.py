@@ -14,7 +14,7 @@ from serve.api.schemas import DetectionOut, DetectResponse, Timing
 from serve.cases.intake import patrol_findings
 from vision.core.boxes import boxes_of
 from vision.core.detector import Detector
-from vision.core.imageio import VIEW_SIDE, LoadedPhoto, decode_photo
+from vision.core.imageio import FORMATS, VIEW_SIDE, LoadedPhoto, decode_photo
 from vision.core.taxonomy import Taxonomy
 from vision.detect.pipeline import detect_full
 
@@ -29,12 +29,21 @@ class Analysis:
     inference_s: float
 
 
-def analyse(detector: Detector, data: bytes, source: str, local_tz: tzinfo, min_side: int) -> Analysis:
+def analyse(
+    detector: Detector,
+    data: bytes,
+    source: str,
+    local_tz: tzinfo,
+    min_side: int,
+    formats: frozenset[str] = FORMATS,
+) -> Analysis:
     """Decode (EXIF orientation applied) and detect; runs in a worker thread behind the gate. A photo
     with a side under `min_side` (the `min_photo_side` setting) is refused before the model sees it:
-    the model boxes even a 1x1 photo whole."""
+    the model boxes even a 1x1 photo whole. `formats`: those the door takes (camera frames: JPEG, PNG)."""
     started = time.perf_counter()
-    photo = decode_photo(data, source=source, local_tz=local_tz, reduce_to=VIEW_SIDE, min_side=min_side)
+    photo = decode_photo(
+        data, source=source, local_tz=local_tz, reduce_to=VIEW_SIDE, min_side=min_side, formats=formats
+    )
     decoded = time.perf_counter()
     detections = detect_full(detector, photo)
     return Analysis(photo, detections, decoded - started, time.perf_counter() - decoded)
