@@ -50,7 +50,7 @@ from serve.cases.people import (
     request_extension,
     sees,
 )
-from serve.cases.times import instant
+from serve.cases.times import instant, local_iso
 from serve.cases.workflow import (
     CLOCK_RUNNING_STATES,
     Action,
@@ -317,7 +317,9 @@ def command_of(
         raise InvalidInput("operator", "a signed-in person acts under their own name")
     at = body.at or now
     if at > now + CLOCK_SKEW:
-        raise InvalidInput("at", f"{at.isoformat()} is in the future (server time {now.isoformat()})")
+        local_tz = domain.rules.calendar.timezone
+        server_time = local_iso(now, local_tz)
+        raise InvalidInput("at", f"{local_iso(at, local_tz)} is in the future (server time {server_time})")
     department = body.department
     if body.action is Action.DISPATCH:
         department = department or domain.routing.department_for(case.event, case.grid_code, case.street)
