@@ -498,6 +498,36 @@ def test_users_cli_makes_the_first_admin_who_can_then_sign_in(
 SPOT = "410103001001005"  # the grid of PLACE
 
 
+def test_a_case_sent_back_leaves_the_department_that_returned_it(people: People) -> None:
+    """回退: a department returns a case that is not its job to the dispatcher. The case kept that
+    department: its handlers still listed it and opened it, `GET /v1/cases?department=` counted it
+    there, and Open311 told the citizen that department was responsible (agency_responsible) for a
+    case no department held ("已立案，待派遣"), until someone dispatched it again."""
+    case_id = report(people.service)
+    number = people.service.client.get(f"/v1/cases/{case_id}", headers=people.service.auth("cases:read"))
+    for who, action in (("op", "confirm"), ("op", "file"), ("chief", "dispatch"), ("sani", "start")):
+        people.service.clock.at += timedelta(minutes=5)
+        assert people.act(who, case_id, action).status_code == 200
+    people.service.clock.at += timedelta(minutes=5)
+    returned = people.act("sani", case_id, "send_back", note="不属于本单位职责")
+    assert returned.status_code == 200, returned.text
+    assert (returned.json()["state"], returned.json()["department"]) == ("filed", None)
+
+    assert people.call("sani", "GET", f"/v1/cases/{case_id}").status_code == 404
+    assert people.call("sani", "GET", "/v1/cases").json()["total"] == 0
+    by_department = people.call("chief", "GET", "/v1/cases", params={"department": SANITATION}).json()
+    assert by_department["total"] == 0
+    case = people.call("chief", "GET", f"/v1/cases/{case_id}").json()
+    assert case["suggested_department"] == SANITATION and case["allowed_actions"][0] == "dispatch"
+    public = people.service.client.get(f"/open311/v2/requests/{number.json()['number']}.json").json()[0]
+    assert public["agency_responsible"] is None and public["status_notes"].startswith("已立案，待派遣")
+
+    people.service.clock.at += timedelta(minutes=5)
+    assert people.act("chief", case_id, "dispatch", department=BRIGADE).status_code == 200
+    assert people.call("brig", "GET", f"/v1/cases/{case_id}").status_code == 200
+    assert people.call("sani", "GET", f"/v1/cases/{case_id}").status_code == 404
+
+
 def walk(people: People, case_id: int, steps: list[tuple[str, str]], jpeg: Callable[..., bytes]) -> None:
     """Take `steps` (action, who) five minutes apart, each by its role."""
     for action, who in steps:

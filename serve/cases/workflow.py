@@ -229,9 +229,11 @@ def apply(
     """Move `case` by `command` and append its flow-log entry; raises before changing anything.
 
     Filing (立案) starts the disposal clock (and the on-site clock of a 双十 class), dispatch restarts
-    it from the dispatch time unless it counts continuous minutes; rework keeps it running; a
-    suspension (挂账) stops it until `resume`. A report awaiting review has no deadline: it counts
-    nowhere yet. A refusal names times on the bureau's clock (`local_tz`), as every time the API answers.
+    it from the dispatch time unless it counts continuous minutes; a case sent back (回退) leaves
+    the department that returned it (its lists, its handlers' view, Open311's agency_responsible);
+    rework keeps the clock running; a suspension (挂账) stops it until `resume`. A report awaiting
+    review has no deadline: it counts nowhere yet. A refusal names times on the bureau's clock
+    (`local_tz`), as every time the API answers.
     """
     to_state = next_state(case.state, command.action)
     if command.action is A.RESUME:
@@ -269,6 +271,8 @@ def apply(
         case.department = command.department
         if restarts_at_dispatch(case.event) or case.deadline_at is None:
             case.deadline_at = deadline_from(case.event, command.at)
+    if command.action is A.SEND_BACK:  # 回退: no department holds it until it is dispatched again
+        case.department = None
     if command.action is A.RESUME and case.deadline_at is not None:
         case.deadline_at = resume_deadline(case.event, case.deadline_at, last_suspension(case), command.at)
     if command.action is A.RESUME and to_state is S.DISPATCHED and case.on_site_due_at is not None:
