@@ -13,6 +13,7 @@ from serve.cases.errors import InvalidInput
 from serve.cases.stats import (
     facts_between,
     grouped,
+    layout_area,
     local_day_bounds,
     ranking,
     rates,
@@ -56,7 +57,7 @@ def get_stats(
             "since": lower,
             "until": upper,
             "group_by": group_by,
-            "total": rates(facts, weights=domain.score_weights),
+            "total": rates(facts, area_km2=layout_area(domain.rules.grids), weights=domain.score_weights),
             "groups": groups,
         }
     )
