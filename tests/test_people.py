@@ -528,6 +528,22 @@ def test_a_case_sent_back_leaves_the_department_that_returned_it(people: People)
     assert people.call("sani", "GET", f"/v1/cases/{case_id}").status_code == 404
 
 
+def test_a_step_refused_in_the_case_s_state_offers_what_the_caller_may_do(people: People) -> None:
+    """A handler's `handle` on a case nobody started was refused (409) offering `suspend`, `extend`,
+    `cancel` and `force_close` too, which their role may not take (403 if tried): the console printed
+    them as what could be done. It offers what `allowed_actions` of GET offers them."""
+    case_id = report(people.service)
+    for who, action in (("op", "confirm"), ("op", "file"), ("chief", "dispatch")):
+        assert people.act(who, case_id, action).status_code == 200
+    refused = people.act("sani", case_id, "handle")
+    assert refused.status_code == 409, refused.text
+    offered = people.call("sani", "GET", f"/v1/cases/{case_id}").json()["allowed_actions"]
+    assert refused.json()["allowed_actions"] == offered == ["send_back", "start"]
+    closing = people.act("chief", case_id, "close")  # a dispatcher: what they may do in `dispatched`
+    assert closing.status_code == 409
+    assert closing.json()["allowed_actions"] == ["suspend", "cancel", "force_close"]
+
+
 def walk(people: People, case_id: int, steps: list[tuple[str, str]], jpeg: Callable[..., bytes]) -> None:
     """Take `steps` (action, who) five minutes apart, each by its role."""
     for action, who in steps:

@@ -36,7 +36,14 @@ from serve.cases.closing import failed_checks, override_note, standing_after_pho
 from serve.cases.coords import crs_member, from_wgs84
 from serve.cases.domain import Domain
 from serve.cases.enums import EvidenceStep, ExtensionState
-from serve.cases.errors import AfterPhotoFailed, InvalidInput, NotFound, PreconditionRequired, StaleVersion
+from serve.cases.errors import (
+    AfterPhotoFailed,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+    PreconditionRequired,
+    StaleVersion,
+)
 from serve.cases.navigation import navigation_links
 from serve.cases.notify import enqueue_dispatched
 from serve.cases.orm import Case, Evidence, ExtensionRequest
@@ -373,7 +380,12 @@ def transition(
     domain = service.domain
     command = command_of(body, case, session, domain, principal, now)
     command = verified_closing(body, case, session, command)
-    domain.move(case, command)
+    try:
+        domain.move(case, command)
+    except InvalidTransition as refused:  # what the caller may do instead, as `allowed_actions` of GET
+        allowed = refused.extra.get("allowed_actions", [])
+        refused.extra["allowed_actions"] = [a for a in allowed if may_act(principal, Action(a), case)]
+        raise
     if command.action is Action.DISPATCH:  # the department's message is queued with the step itself
         enqueue_dispatched(session, service.notify, case, command.at)
     if command.action is Action.HANDLE and command.evidence_id is not None:
