@@ -56,6 +56,7 @@ from serve.cases.people import (
     may_file,
     request_extension,
     sees,
+    withdraw_extensions,
 )
 from serve.cases.times import instant, local_iso
 from serve.cases.workflow import (
@@ -386,6 +387,7 @@ def transition(
         allowed = refused.extra.get("allowed_actions", [])
         refused.extra["allowed_actions"] = [a for a in allowed if may_act(principal, Action(a), case)]
         raise
+    withdraw_extensions(session, case, case.flow[-1])
     if command.action is Action.DISPATCH:  # the department's message is queued with the step itself
         enqueue_dispatched(session, service.notify, case, command.at)
     if command.action is Action.HANDLE and command.evidence_id is not None:
