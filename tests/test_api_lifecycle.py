@@ -374,6 +374,37 @@ def test_every_time_the_api_answers_has_the_bureau_s_offset_to_the_second(
     assert "<requested_datetime>2025-09-30T09:15:00+08:00</requested_datetime>" in xml
 
 
+def test_a_refusal_names_its_times_on_the_bureau_s_clock(service: Service) -> None:
+    """A step dated before the case's last one, or in the future, and a period ending before it
+    starts are refused naming the times: those read `2025-09-30T01:15:00+00:00` (the database's
+    UTC) and `2025-09-30T02:30:00+00:00` (the server's), hours off the bureau's clock every other
+    time of the API answers on."""
+    case_id = report(service)  # received 10:30 bureau time
+    etag = service.client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read")).headers["ETag"]
+    headers = {**service.auth("cases:write"), "If-Match": etag}
+    url = f"/v1/cases/{case_id}/transitions"
+    before = datetime(2025, 9, 30, 1, 0, tzinfo=ZoneInfo("UTC")).isoformat()  # 09:00 bureau time
+    early = service.client.post(url, json={"action": "confirm", "at": before}, headers=headers)
+    assert early.status_code == 409, early.text
+    assert early.json()["detail"] == (
+        "time 2025-09-30T09:00:00+08:00 is before the case's last step at 2025-09-30T10:30:00+08:00"
+    )
+    ahead = service.client.post(
+        url, json={"action": "confirm", "at": "2025-09-30T12:00:00+08:00"}, headers=headers
+    )
+    assert ahead.status_code == 422, ahead.text
+    assert ahead.json()["detail"] == (
+        "at: 2025-09-30T12:00:00+08:00 is in the future (server time 2025-09-30T10:30:00+08:00)"
+    )
+    backwards = service.client.get(
+        "/v1/stats",
+        params={"since": "2025-09-30", "until": "2025-09-29T15:00:00Z"},
+        headers=service.auth("cases:read"),
+    )
+    assert backwards.status_code == 422, backwards.text
+    assert "2025-09-30T00:00:00+08:00 to 2025-09-29T23:00:00+08:00" in backwards.json()["detail"]
+
+
 def report_number(service: Service, case_id: int) -> str:
     return str(
         service.client.get(f"/v1/cases/{case_id}", headers=service.auth("cases:read")).json()["number"]

@@ -498,6 +498,87 @@ def test_users_cli_makes_the_first_admin_who_can_then_sign_in(
 SPOT = "410103001001005"  # the grid of PLACE
 
 
+def test_a_case_sent_back_leaves_the_department_that_returned_it(people: People) -> None:
+    """回退: a department returns a case that is not its job to the dispatcher. The case kept that
+    department: its handlers still listed it and opened it, `GET /v1/cases?department=` counted it
+    there, and Open311 told the citizen that department was responsible (agency_responsible) for a
+    case no department held ("已立案，待派遣"), until someone dispatched it again."""
+    case_id = report(people.service)
+    number = people.service.client.get(f"/v1/cases/{case_id}", headers=people.service.auth("cases:read"))
+    for who, action in (("op", "confirm"), ("op", "file"), ("chief", "dispatch"), ("sani", "start")):
+        people.service.clock.at += timedelta(minutes=5)
+        assert people.act(who, case_id, action).status_code == 200
+    people.service.clock.at += timedelta(minutes=5)
+    returned = people.act("sani", case_id, "send_back", note="不属于本单位职责")
+    assert returned.status_code == 200, returned.text
+    assert (returned.json()["state"], returned.json()["department"]) == ("filed", None)
+
+    assert people.call("sani", "GET", f"/v1/cases/{case_id}").status_code == 404
+    assert people.call("sani", "GET", "/v1/cases").json()["total"] == 0
+    by_department = people.call("chief", "GET", "/v1/cases", params={"department": SANITATION}).json()
+    assert by_department["total"] == 0
+    case = people.call("chief", "GET", f"/v1/cases/{case_id}").json()
+    assert case["suggested_department"] == SANITATION and case["allowed_actions"][0] == "dispatch"
+    public = people.service.client.get(f"/open311/v2/requests/{number.json()['number']}.json").json()[0]
+    assert public["agency_responsible"] is None and public["status_notes"].startswith("已立案，待派遣")
+
+    people.service.clock.at += timedelta(minutes=5)
+    assert people.act("chief", case_id, "dispatch", department=BRIGADE).status_code == 200
+    assert people.call("brig", "GET", f"/v1/cases/{case_id}").status_code == 200
+    assert people.call("sani", "GET", f"/v1/cases/{case_id}").status_code == 404
+
+
+def test_a_step_refused_in_the_case_s_state_offers_what_the_caller_may_do(people: People) -> None:
+    """A handler's `handle` on a case nobody started was refused (409) offering `suspend`, `extend`,
+    `cancel` and `force_close` too, which their role may not take (403 if tried): the console printed
+    them as what could be done. It offers what `allowed_actions` of GET offers them."""
+    case_id = report(people.service)
+    for who, action in (("op", "confirm"), ("op", "file"), ("chief", "dispatch")):
+        assert people.act(who, case_id, action).status_code == 200
+    refused = people.act("sani", case_id, "handle")
+    assert refused.status_code == 409, refused.text
+    offered = people.call("sani", "GET", f"/v1/cases/{case_id}").json()["allowed_actions"]
+    assert refused.json()["allowed_actions"] == offered == ["send_back", "start"]
+    closing = people.act("chief", case_id, "close")  # a dispatcher: what they may do in `dispatched`
+    assert closing.status_code == 409
+    assert closing.json()["allowed_actions"] == ["suspend", "cancel", "force_close"]
+
+
+def test_a_pending_extension_ends_when_the_case_is_sent_back_or_finished(people: People) -> None:
+    """A handler asked for 8 more hours and then sent the case back (回退); the request stayed pending.
+    The department the case went to next could not ask for its own time (409: one pending request
+    per case), its handler's list showed the other department's request, and the dispatcher's
+    approval moved the new department's deadline by the 8 hours the other had asked for."""
+    case_id = report(people.service)
+    for who, action in (("op", "confirm"), ("op", "file"), ("chief", "dispatch"), ("sani", "start")):
+        assert people.act(who, case_id, action).status_code == 200
+    asked = people.call(
+        "sani", "POST", f"/v1/cases/{case_id}/extensions", json={"extend_by": 8, "note": "人手不足"}
+    )
+    assert asked.status_code == 201, asked.text
+    assert people.act("sani", case_id, "send_back", note="不属于本单位职责").status_code == 200
+    request = people.call("chief", "GET", "/v1/extensions").json()[0]
+    assert request["state"] == "refused" and request["decided_by"] == "环卫张伟"
+    assert request["decision_note"] == "withdrawn: the case was sent back (回退) by 环卫张伟"
+    assert people.call("chief", "GET", "/v1/extensions", params={"state": "pending"}).json() == []
+    late = people.call(
+        "chief", "POST", f"/v1/extensions/{asked.json()['id']}/decision", json={"approve": True}
+    )
+    assert late.status_code == 409, late.text
+
+    assert people.act("chief", case_id, "dispatch", department=BRIGADE).status_code == 200
+    due = people.call("chief", "GET", f"/v1/cases/{case_id}").json()["deadline_at"]
+    own = people.call(
+        "brig", "POST", f"/v1/cases/{case_id}/extensions", json={"extend_by": 1, "note": "需协调"}
+    )
+    assert own.status_code == 201, own.text
+    assert people.act("chief", case_id, "force_close", note="已由社区清理").status_code == 200
+    ended = people.call("chief", "GET", "/v1/extensions").json()[-1]
+    assert (ended["id"], ended["state"]) == (own.json()["id"], "refused")
+    assert ended["decision_note"] == "withdrawn: the case was force closed by 值班长李强"
+    assert people.call("chief", "GET", f"/v1/cases/{case_id}").json()["deadline_at"] == due
+
+
 def walk(people: People, case_id: int, steps: list[tuple[str, str]], jpeg: Callable[..., bytes]) -> None:
     """Take `steps` (action, who) five minutes apart, each by its role."""
     for action, who in steps:

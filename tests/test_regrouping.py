@@ -78,6 +78,7 @@ def test_detach_split_and_merge(service: Service, photos: list[bytes], tmp_path:
     public = service.client.get(f"/open311/v2/requests/{number}.json").json()[0]
     assert public["status_notes"] == "已收到，待核实"  # the bureau's photo bookkeeping is not the public's
     assert f"evidence {third['id']}" in step["note"] and third["sha256"][:12] in step["note"]
+    assert f"taken {third['captured_at']})" in step["note"]  # the bureau's clock, as the API answers it
     assert step["note"].endswith("立面照片，不是垃圾") and step["operator"] == "cases:write-user"
     rows = photo_rows(service)
     assert third["sha256"] in rows and Path(rows[third["sha256"]][2]).is_file()

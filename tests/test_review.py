@@ -105,7 +105,7 @@ def test_ai_findings_count_only_once_confirmed_and_filed(
     assert get(service, "/v1/stats/worst-spots")["spots"] == []
     total = get(service, "/v1/stats")["total"]
     assert (total["reports"], total["pending_review"], total["filed"]) == (len(cases), len(cases), 0)
-    assert total["problems_per_km2"] is None and total["valid_report_rate"] is None
+    assert total["problems_per_km2"] == 0.0 and total["valid_report_rate"] is None
     ranking = get(service, "/v1/stats/ranking", day=START.date().isoformat())["streets"]
     assert {r["problems"] for r in ranking} == {0}
 

@@ -194,6 +194,10 @@ def test_rates_ranking_and_worst_spots_match_hand_counts(service: Service, jpeg:
     assert streets["甲街道"]["problems_per_km2"] == pytest.approx(2 / area_a)
     # 乙: case 4 was never filed, 5 was cancelled, 6 awaits review: only cases 7 and 8 are problems.
     assert streets["乙街道"]["problems_per_km2"] == pytest.approx(2 / area_b)
+    # the total over the whole layout: its four problems (1, 3, 7, 8) per km² of the three grids;
+    # it gave no area and no problems per km², the one figure the domain counts problems by
+    assert total["area_km2"] == pytest.approx(area_a + area_b)
+    assert total["problems_per_km2"] == pytest.approx(4 / (area_a + area_b))
     assert (
         streets["乙街道"]["filing_rate"],
         streets["乙街道"]["due"],

@@ -52,6 +52,7 @@ class Domain:
             restarts_at_dispatch=self.restarts_at_dispatch,
             resume_deadline=self.resume_deadline,
             stage_seconds=self.stage_seconds,
+            local_tz=self.rules.calendar.timezone,
         )
 
     def stage_seconds(self, start: datetime, end: datetime) -> float:

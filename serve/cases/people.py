@@ -30,8 +30,8 @@ from serve.cases.auth import Principal, check_name
 from serve.cases.enums import Action, ExtensionState, Role
 from serve.cases.errors import Conflict, InvalidInput, NotFound, NotPermitted, Unauthorized
 from serve.cases.grids import GridIndex
-from serve.cases.orm import Case, ExtensionRequest, User, UserSession
-from serve.cases.workflow import TRANSITIONS
+from serve.cases.orm import Case, ExtensionRequest, FlowEntry, User, UserSession
+from serve.cases.workflow import TERMINAL_STATES, TRANSITIONS
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 MIN_PASSWORD_LENGTH = 10
@@ -357,3 +357,22 @@ def check_decider(request: ExtensionRequest, principal: Principal) -> None:
             f"may not decide a {request.requester_role}'s extension request "
             f"(another role of {', '.join(EXTENSION_APPROVERS)} decides)",
         )
+
+
+def withdraw_extensions(session: Session, case: Case, step: FlowEntry) -> None:
+    """A pending extension request ends with the dispatch it was asked under: when the department
+    sends the case back (回退) or the case is finished, it is closed as refused, the step's person
+    and a note saying why. Left pending, it kept the next department from asking for its own time
+    (one pending request per case), and approving it moved their deadline by what another asked."""
+    if step.action != Action.SEND_BACK and step.to_state not in TERMINAL_STATES:
+        return
+    waiting = session.scalars(
+        select(ExtensionRequest).where(
+            ExtensionRequest.case_id == case.id, ExtensionRequest.state == ExtensionState.PENDING
+        )
+    )
+    why = "sent back (回退)" if step.action == Action.SEND_BACK else str(step.to_state).replace("_", " ")
+    for row in waiting:
+        row.state = ExtensionState.REFUSED
+        row.decided_by, row.decided_at = step.operator, step.at
+        row.decision_note = f"withdrawn: the case was {why} by {step.operator}"

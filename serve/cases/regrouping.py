@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 from sqlalchemy.orm import Session
 
@@ -23,6 +23,7 @@ from serve.cases.errors import InvalidInput, LastEvidence
 from serve.cases.findings import lock_intake, next_case_number, placed_case_fields
 from serve.cases.intake import in_jurisdiction
 from serve.cases.orm import Case, Evidence, FlowEntry, Photo
+from serve.cases.times import local_iso
 from serve.cases.workflow import INITIAL_STATE, Command, check_evidence_open, next_state
 from vision.core.imageio import Position
 
@@ -42,17 +43,18 @@ class Step:
     reason: str
 
 
-def describe(evidence: Evidence) -> str:
-    """Enough to find the photo again once it left the case: ids, role, content and capture time."""
+def describe(evidence: Evidence, local_tz: tzinfo) -> str:
+    """Enough to find the photo again once it left the case: ids, role, content and capture time
+    (on the bureau's clock, as the API answers every time: the note is read as it is written)."""
     photo = f"photo {evidence.photo_id}, " if evidence.photo_id is not None else ""
     return (
         f"evidence {evidence.id} ({evidence.role}, {photo}sha256 {evidence.sha256[:12]}, "
-        f"taken {evidence.captured_at.isoformat()})"
+        f"taken {local_iso(evidence.captured_at, local_tz)})"
     )
 
 
-def _described(moving: Iterable[Evidence]) -> str:
-    return "; ".join(describe(e) for e in moving)
+def _described(moving: Iterable[Evidence], local_tz: tzinfo) -> str:
+    return "; ".join(describe(e, local_tz) for e in moving)
 
 
 def _log(case: Case, kind: EvidenceStep, step: Step, note: str) -> None:
@@ -91,7 +93,8 @@ def detach(session: Session, case: Case, evidence_id: int, step: Step, domain: D
     check_evidence_open(case)
     (evidence,) = _picked(case, [evidence_id], "evidence_id")
     moved_place = _replaced(session, case, [evidence], domain)
-    note = f"detached {describe(evidence)}, file {evidence.path}: {step.reason}{moved_place}"
+    described = describe(evidence, domain.rules.calendar.timezone)
+    note = f"detached {described}, file {evidence.path}: {step.reason}{moved_place}"
     _log(case, EvidenceStep.DETACH, step, note)
     case.evidence.remove(evidence)
     session.delete(evidence)
@@ -160,7 +163,7 @@ def split(session: Session, case: Case, evidence_ids: list[int], step: Step, dom
         last_seen_at=seen[-1],
     )
     session.add(new)
-    moved = _described(moving)
+    moved = _described(moving, rules.calendar.timezone)
     for evidence in moving:
         evidence.case = new
     new.flow.append(
@@ -216,5 +219,8 @@ def merge(into: Case, other: Case, step: Step, domain: Domain) -> None:
         evidence.case = into
     into.last_seen_at = max(into.last_seen_at, other.last_seen_at)
     _log(
-        into, EvidenceStep.MERGE, step, f"merged case {other.number} in: {_described(moving)}: {step.reason}"
+        into,
+        EvidenceStep.MERGE,
+        step,
+        f"merged case {other.number} in: {_described(moving, domain.rules.calendar.timezone)}: {step.reason}",
     )

@@ -25,7 +25,8 @@ awaiting review is a report, counted apart:
   last dispatch; filing for a class counted in continuous minutes, which dispatch does not restart)
   to the last handling, both measured in the unit of the class's limit (working hours count only
   working time) and without the time the case was suspended (挂账 stops the clock)
-- problems per km² = filed cases that were not cancelled / area of the unit grids
+- problems per km² = filed cases that were not cancelled / area of the unit grids (of the group's
+  grids; of the whole layout for the total)
 - by department: the department holding the case; one sent back (回退) and not yet dispatched again
   is due with no department, not with the one that returned it
 """
@@ -302,6 +303,12 @@ def group_areas(grids: GridIndex | None, group: str) -> dict[str, float]:
         elif group == "street" and grid.street:
             areas[grid.street] += grid.area_km2
     return dict(areas)
+
+
+def layout_area(grids: GridIndex | None) -> float | None:
+    """km² of the whole grid layout (the bureau's jurisdiction): what the total's problems per km²
+    are counted over (None without a layout)."""
+    return sum(grid.area_km2 for grid in grids or ()) or None
 
 
 def grouped(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
 
@@ -18,6 +18,7 @@ from pydantic import Field, PositiveFloat, field_validator
 from serve.cases.enums import Action, AiReview, State
 from serve.cases.errors import CaseNotOpen, InvalidTransition, MissingField
 from serve.cases.orm import Case, FlowEntry
+from serve.cases.times import local_iso
 from vision.core.config import ConfigError, ConfigModel, load_config_file
 
 S, A = State, Action
@@ -223,13 +224,16 @@ def apply(
     restarts_at_dispatch: Callable[[str], bool] = lambda event: True,
     resume_deadline: ResumeDeadline = lambda event, due, suspended_at, resumed_at: due,
     stage_seconds: Callable[[datetime, datetime], float] = lambda start, end: (end - start).total_seconds(),
+    local_tz: tzinfo = UTC,
 ) -> FlowEntry:
     """Move `case` by `command` and append its flow-log entry; raises before changing anything.
 
     Filing (立案) starts the disposal clock (and the on-site clock of a 双十 class), dispatch restarts
-    it from the dispatch time unless it counts continuous minutes; rework keeps it running; a
-    suspension (挂账) stops it until `resume`. A report awaiting review has no deadline: it counts
-    nowhere yet.
+    it from the dispatch time unless it counts continuous minutes; a case sent back (回退) leaves
+    the department that returned it (its lists, its handlers' view, Open311's agency_responsible);
+    rework keeps the clock running; a suspension (挂账) stops it until `resume`. A report awaiting
+    review has no deadline: it counts nowhere yet. A refusal names times on the bureau's clock
+    (`local_tz`), as every time the API answers.
     """
     to_state = next_state(case.state, command.action)
     if command.action is A.RESUME:
@@ -242,7 +246,8 @@ def apply(
             case.state,
             command.action.value,
             [a.value for a in allowed_actions(case.state)],
-            detail=f"time {command.at.isoformat()} is before the case's last step at {last_at.isoformat()}",
+            detail=f"time {local_iso(command.at, local_tz)} is before the case's last step at "
+            f"{local_iso(last_at, local_tz)}",
         )
     seconds_used = (command.at - last_at).total_seconds()
     if command.action in DEADLINE_ACTIONS:  # a suspended case's clock stands still since its suspension
@@ -266,6 +271,8 @@ def apply(
         case.department = command.department
         if restarts_at_dispatch(case.event) or case.deadline_at is None:
             case.deadline_at = deadline_from(case.event, command.at)
+    if command.action is A.SEND_BACK:  # 回退: no department holds it until it is dispatched again
+        case.department = None
     if command.action is A.RESUME and case.deadline_at is not None:
         case.deadline_at = resume_deadline(case.event, case.deadline_at, last_suspension(case), command.at)
     if command.action is A.RESUME and to_state is S.DISPATCHED and case.on_site_due_at is not None:

@@ -13,6 +13,7 @@ from serve.cases.stats import (
     GROUPS,
     facts_between,
     grouped,
+    layout_area,
     local_day_bounds,
     ranking,
     rates,
@@ -62,7 +63,7 @@ def cli(argv: list[str]) -> int:
             if args.ranking:
                 out = {**period, "streets": ranking(facts, grids, domain.score_weights)}
             else:
-                out = {"total": rates(facts, weights=domain.score_weights)}
+                out = {"total": rates(facts, area_km2=layout_area(grids), weights=domain.score_weights)}
                 if args.group_by:
                     out["groups"] = grouped(facts, args.group_by, grids, domain.score_weights)
     json.dump(out, sys.stdout, ensure_ascii=False, indent=2, default=str)

@@ -293,7 +293,9 @@ function actionForm(caseData, etag, action, catalog, depts) {
       if (step && !navigator.onLine) throw new ApiError(0, { title: "network", detail: "the phone is offline" });
       if (step) await sendStep(form, step);
       else await request(`/v1/cases/${caseData.id}/transitions`, { method: "POST", json: body, headers: { "If-Match": etag } });
-      reload();
+      // a case sent back (回退) has left the department's hands, and its handler's view: to the list
+      if (action === "send_back") go("cases");
+      else reload();
     } catch (failure) {
       if (step && unsent(failure)) return keepStep(form, step, error, busy);
       error.textContent = explain(failure);

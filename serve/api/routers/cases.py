@@ -36,7 +36,14 @@ from serve.cases.closing import failed_checks, override_note, standing_after_pho
 from serve.cases.coords import crs_member, from_wgs84
 from serve.cases.domain import Domain
 from serve.cases.enums import EvidenceStep, ExtensionState
-from serve.cases.errors import AfterPhotoFailed, InvalidInput, NotFound, PreconditionRequired, StaleVersion
+from serve.cases.errors import (
+    AfterPhotoFailed,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+    PreconditionRequired,
+    StaleVersion,
+)
 from serve.cases.navigation import navigation_links
 from serve.cases.notify import enqueue_dispatched
 from serve.cases.orm import Case, Evidence, ExtensionRequest
@@ -49,8 +56,9 @@ from serve.cases.people import (
     may_file,
     request_extension,
     sees,
+    withdraw_extensions,
 )
-from serve.cases.times import instant
+from serve.cases.times import instant, local_iso
 from serve.cases.workflow import (
     CLOCK_RUNNING_STATES,
     Action,
@@ -317,7 +325,9 @@ def command_of(
         raise InvalidInput("operator", "a signed-in person acts under their own name")
     at = body.at or now
     if at > now + CLOCK_SKEW:
-        raise InvalidInput("at", f"{at.isoformat()} is in the future (server time {now.isoformat()})")
+        local_tz = domain.rules.calendar.timezone
+        server_time = local_iso(now, local_tz)
+        raise InvalidInput("at", f"{local_iso(at, local_tz)} is in the future (server time {server_time})")
     department = body.department
     if body.action is Action.DISPATCH:
         department = department or domain.routing.department_for(case.event, case.grid_code, case.street)
@@ -371,7 +381,13 @@ def transition(
     domain = service.domain
     command = command_of(body, case, session, domain, principal, now)
     command = verified_closing(body, case, session, command)
-    domain.move(case, command)
+    try:
+        domain.move(case, command)
+    except InvalidTransition as refused:  # what the caller may do instead, as `allowed_actions` of GET
+        allowed = refused.extra.get("allowed_actions", [])
+        refused.extra["allowed_actions"] = [a for a in allowed if may_act(principal, Action(a), case)]
+        raise
+    withdraw_extensions(session, case, case.flow[-1])
     if command.action is Action.DISPATCH:  # the department's message is queued with the step itself
         enqueue_dispatched(session, service.notify, case, command.at)
     if command.action is Action.HANDLE and command.evidence_id is not None:

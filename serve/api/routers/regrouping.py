@@ -13,7 +13,7 @@ from serve.api.routers.cases import ETAG, STALE_RESPONSES, check_if_match, detai
 from serve.api.schemas import CaseDetail, DetachIn, MergeIn, SplitIn
 from serve.cases.auth import Principal
 from serve.cases.orm import Case
-from serve.cases.people import check_regroup
+from serve.cases.people import check_regroup, withdraw_extensions
 from serve.cases.regrouping import Step, detach, merge, split
 
 router = APIRouter(tags=["evidence management"])
@@ -106,6 +106,7 @@ def merge_cases(
 ) -> CaseDetail:
     other = load_case(session, body.case_id, principal)
     merge(case, other, step_of(principal, body.reason, now), service.domain)
+    withdraw_extensions(session, other, other.flow[-1])  # `other` is cancelled as merged
     session.commit()
     response.headers["ETag"] = etag(case)
     return detail(case, now, service.domain, principal, session)

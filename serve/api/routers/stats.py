@@ -13,6 +13,7 @@ from serve.cases.errors import InvalidInput
 from serve.cases.stats import (
     facts_between,
     grouped,
+    layout_area,
     local_day_bounds,
     ranking,
     rates,
@@ -21,7 +22,7 @@ from serve.cases.stats import (
     ten_day_period,
     worst_spots,
 )
-from serve.cases.times import check_day_range, instant
+from serve.cases.times import check_day_range, instant, local_iso
 
 router = APIRouter(prefix="/v1/stats", tags=["stats"])
 
@@ -47,7 +48,8 @@ def get_stats(
     local_tz = domain.rules.calendar.timezone
     lower, upper = instant(since, local_tz), instant(until, local_tz)
     if lower is not None and upper is not None and upper < lower:  # no period: not a report of zeros
-        raise InvalidInput("since/until", f"{lower.isoformat()} to {upper.isoformat()}: since before until")
+        period = f"{local_iso(lower, local_tz)} to {local_iso(upper, local_tz)}"
+        raise InvalidInput("since/until", f"{period}: since before until")
     facts = list(facts_between(session, lower, upper, domain.rules.calendar, domain.unit_of))
     groups = grouped(facts, group_by, domain.rules.grids, domain.score_weights) if group_by else []
     return StatsOut.model_validate(
@@ -55,7 +57,7 @@ def get_stats(
             "since": lower,
             "until": upper,
             "group_by": group_by,
-            "total": rates(facts, weights=domain.score_weights),
+            "total": rates(facts, area_km2=layout_area(domain.rules.grids), weights=domain.score_weights),
             "groups": groups,
         }
     )
