@@ -12,7 +12,9 @@ real sockets, a real SQLite database, a second real process.
 - a POST cut short leaves no traceback in the error log;
 - a 500 (the database changed under the running service) is a generic problem with an incident
   id that finds the logged detail; no SQL, path or driver text in the body;
-- no CORS: another origin is granted nothing.
+- no CORS: another origin is granted nothing;
+- a form that sends one name twice, a JSON body too deep, with a number too long or not UTF-8,
+  and an `operator` that is not shown as itself are 4xx problems naming the cause that change nothing.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import numpy as np
 import pytest
 from conftest import serving
 from test_api_lifecycle import PLACE
+from test_fuzz import assert_problem
 
 from serve.api.app import create_app
 from serve.api.state import Service, SignInGuard
@@ -435,3 +438,111 @@ def test_another_origin_is_granted_nothing(live: Live) -> None:
     read = live.client.get("/v1/cases", headers={**evil, **live.auth("cases:read")})
     for answer in (preflight, read):
         assert not [h for h in answer.headers if h.lower().startswith("access-control-")]
+
+
+def filed(live: Live) -> int:
+    """A case filed by a citizen's Open311 request; its id."""
+    posted = live.client.post(
+        "/open311/v2/requests.json", data={"service_code": "06010", **PLACE}, headers=live.auth("report")
+    )
+    assert posted.status_code == 201, posted.text
+    return int(live.client.get("/v1/cases", headers=live.auth("admin")).json()["items"][0]["id"])
+
+
+@pytest.mark.parametrize(
+    ("path", "form", "named"),
+    [
+        # the last value was heard: a 06042 case filed where a proxy's log read 06010
+        ("/open311/v2/requests.json", {"service_code": ["06010", "06042"], **PLACE}, "service_code"),
+        (
+            "/open311/v2/requests.json",
+            {"service_code": "06010", "lat": [PLACE["lat"], 1], "long": PLACE["long"]},
+            "lat",
+        ),
+        # the photo was kept as the after-photo a handling may stand on, sent as a "near" one too
+        ("/v1/cases/{case_id}/evidence", {"role": ["near", "after"]}, "role"),
+        (
+            "/v1/reports",
+            {"lat": [PLACE["lat"], 1], "lon": PLACE["long"], "taken_at": "2025-09-30T10:00:00+08:00"},
+            "lat",
+        ),
+    ],
+)
+def test_a_form_that_sends_one_name_twice_is_refused_and_changes_nothing(
+    live: Live, path: str, form: dict[str, object], named: str
+) -> None:
+    case_id = filed(live)
+    admin = live.auth("admin")
+    before = live.client.get(f"/v1/cases/{case_id}", headers=admin).json()
+    files = {"file": ("a.jpg", photo(), "image/jpeg")} if path.startswith("/v1/") else None
+    path = path.format(case_id=case_id)
+    refused = live.client.post(path, data=form, files=files, headers=admin)
+    detail = assert_problem(refused, 400 if path.startswith("/open311/") else 422)["detail"]
+    assert f"{named}: sent 2 times" in detail, detail
+    assert live.client.get(f"/v1/cases/{case_id}", headers=admin).json() == before
+    assert live.client.get("/v1/cases", headers=admin).json()["total"] == 1
+    once = {name: value[0] if isinstance(value, list) else value for name, value in form.items()}
+    if path.startswith("/v1/reports"):
+        return  # no model here: the door answers 503 past the form
+    taken = live.client.post(path, data=once, files=files, headers=admin)
+    assert taken.status_code == 201, taken.text
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        # each was a 400 "There was an error parsing the body" that named no cause
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"name": "x", "scopes": ["detect"], "rate_per_min": ' + b"9" * 5000 + b"}", "5000 digits"),
+        (b'{"name": "\xff\xfe", "scopes": ["detect"]}', "not UTF-8"),
+    ],
+    ids=["deep", "digits", "latin1"],
+)
+def test_json_no_parser_can_read_is_a_422_naming_why(live: Live, body: bytes, named: str) -> None:
+    admin = {**live.auth("admin"), "Content-Type": "application/json"}
+    keys = live.client.get("/v1/keys", headers=admin).json()
+    assert named in assert_problem(live.client.post("/v1/keys", content=body, headers=admin), 422)["detail"]
+    assert live.client.get("/v1/keys", headers=admin).json() == keys
+
+
+@pytest.mark.parametrize("operator", ["adm\u202enimda", "巡查员\u200b", "a\nb", "   "], ids=repr)
+def test_an_operator_name_not_shown_as_itself_is_refused_by_the_rule_for_names(
+    live: Live, operator: str
+) -> None:
+    """A key acting for people names them in the flow log: a U+202E there showed another name."""
+    case_id = filed(live)
+    read = live.client.get(f"/v1/cases/{case_id}", headers=live.auth("admin"))
+    writer = {**live.auth("admin"), "If-Match": read.headers["ETag"]}
+    body = {"action": "confirm", "note": "属实", "operator": operator}
+    refused = live.client.post(f"/v1/cases/{case_id}/transitions", json=body, headers=writer)
+    assert "operator" in assert_problem(refused, 422)["detail"]
+    assert (
+        live.client.get(f"/v1/cases/{case_id}", headers=live.auth("admin")).headers["ETag"]
+        == read.headers["ETag"]
+    )
+    confirmed = live.client.post(
+        f"/v1/cases/{case_id}/transitions", json={**body, "operator": "王芳"}, headers=writer
+    )
+    assert confirmed.status_code == 200 and confirmed.json()["flow"][-1]["operator"] == "王芳", confirmed.text
+
+
+ALIASES = ["+{id}", "%20{id}", "{id}.0", "{id}_0", "{id}%20", "٣"]
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["/v1/cases/{case}", "/v1/evidence/{case}", "/open311/v2/media/{case}.jpg", "/v1/supervision/{case}"],
+)
+def test_an_id_in_a_path_is_its_digits_and_no_alias(live: Live, template: str) -> None:
+    """`/v1/cases/+1`, `/v1/cases/%201`, `/v1/cases/1.0` read case 1 and `/v1/cases/1_0` case 10:
+    one row at many paths, which a proxy's rule or a cache keyed by the path tells apart."""
+    case_id = filed(live)
+    admin = live.auth("admin")
+    for alias in ALIASES:
+        path = template.format(case=alias.format(id=case_id))
+        if template.startswith("/v1/supervision"):
+            answer = live.client.patch(path, json={}, headers=admin)
+        else:
+            answer = live.client.get(path, headers=admin)
+        assert "digits only" in assert_problem(answer, 400, 422)["detail"], path
+    assert live.client.get(f"/v1/cases/{case_id}", headers=admin).status_code == 200
