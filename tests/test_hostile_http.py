@@ -546,3 +546,24 @@ def test_an_id_in_a_path_is_its_digits_and_no_alias(live: Live, template: str) -
             answer = live.client.get(path, headers=admin)
         assert "digits only" in assert_problem(answer, 400, 422)["detail"], path
     assert live.client.get(f"/v1/cases/{case_id}", headers=admin).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "named"),
+    [
+        # the last was read: a monitor's log of `since=2026-01-01` showed November's cases as the year's
+        ("/v1/cases", "since=2026-01-01&since=2026-11-01", "since"),
+        ("/v1/cases.geojson", "crs=gcj02&crs=bd09", "crs"),
+        ("/v1/ledger.csv", "street=a&department=b&street=c", "street"),
+        ("/v1/stats/ranking", "day=2026-11-01&day=2026-11-02", "day"),
+        ("/open311/v2/requests.json", "status=open&status=closed", "status"),
+    ],
+)
+def test_a_query_giving_a_one_valued_parameter_twice_is_a_problem(
+    live: Live, path: str, query: str, named: str
+) -> None:
+    answer = live.client.get(f"{path}?{query}", headers=live.auth("admin"))
+    detail = assert_problem(answer, 400 if path.startswith("/open311/") else 422)["detail"]
+    assert f"{named}: given 2 times" in detail, detail
+    several = live.client.get("/v1/cases?state=reported&state=filed", headers=live.auth("admin"))
+    assert several.status_code == 200, several.text  # a list parameter repeats, as the API says

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, File, Header, Path, Request, Security, UploadFile
@@ -256,6 +256,28 @@ async def form_of_one_each(request: Request) -> None:
 
 
 FormOfOneEach = Annotated[None, Depends(form_of_one_each)]
+
+
+def takes_several(parameter: dict[str, Any]) -> bool:
+    """Whether an OpenAPI query parameter is a list (`state`, `event`: repeat it for several)."""
+    schema = parameter.get("schema", {})
+    return "array" in {schema.get("type"), *(branch.get("type") for branch in schema.get("anyOf", []))}
+
+
+async def query_of_one_each(request: Request) -> None:
+    """Refuse a query that gives a one-valued parameter twice: FastAPI read the last of
+    `since=2026-01-01&since=2026-11-01` while a proxy's log or a cache read the first. The
+    parameters taking several (`state`, `event`) are the OpenAPI document's arrays."""
+    counts = Counter(name for name, _ in request.query_params.multi_items())
+    twice = {name for name, n in counts.items() if n > 1}
+    route = request.scope.get("route")
+    if not twice or route is None:
+        return
+    operation = request.app.openapi()["paths"].get(route.path, {}).get(request.method.lower(), {})
+    for parameter in operation.get("parameters", []):
+        if parameter["in"] == "query" and parameter["name"] in twice and not takes_several(parameter):
+            name = parameter["name"]
+            raise InvalidInput(name, f"given {counts[name]} times in the query: give it once")
 
 
 def refuse_other_formats(
