@@ -19,6 +19,7 @@ real sockets, a real SQLite database, a second real process.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -44,6 +45,7 @@ from serve.api.state import Service, SignInGuard
 from serve.cases.auth import create_key
 from serve.cases.db import transaction
 from serve.cases.settings import Settings
+from serve.cli.bench_load import running_service
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLIC_URL = "https://cases.bureau.example"
@@ -567,3 +569,33 @@ def test_a_query_giving_a_one_valued_parameter_twice_is_a_problem(
     assert f"{named}: given 2 times" in detail, detail
     several = live.client.get("/v1/cases?state=reported&state=filed", headers=live.auth("admin"))
     assert several.status_code == 200, several.text  # a list parameter repeats, as the API says
+
+
+UNFRAMED = [  # requests h11 cannot frame: uvicorn answered each with a text/plain 400
+    b"POST /v1/keys HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 36\r\n\r\n{}",
+    b"POST /v1/keys HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n{}",
+    b"POST /v1/keys HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+    b"POST /v1/keys HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    b"GET /v1/cases HTTP/1.1\r\nHost: x\r\nX-API-Key: a\x00b\r\n\r\n",
+    b"GET /v1/cases/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"\x00\x01\x02 / HTTP/1.1\r\n\r\n",
+]
+
+
+def test_a_request_http_cannot_frame_is_a_problem_document_and_the_service_goes_on(tmp_path: Path) -> None:
+    with running_service(
+        f"sqlite:///{tmp_path / 'cases.db'}", tmp_path, env={"STREETORDER_MODEL": "none"}
+    ) as live:
+        host, port = live.base.removeprefix("http://").split(":")
+        for request in UNFRAMED:
+            with socket.create_connection((host, int(port)), timeout=10) as conn:
+                conn.sendall(request)
+                answer = b""
+                while chunk := conn.recv(65536):  # the service closes the connection after its answer
+                    answer += chunk
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 400"), (request, answer[:300])
+            assert b"content-type: application/problem+json" in head.lower(), (request, head)
+            problem = json.loads(body)
+            assert problem["status"] == 400 and problem["title"] and "RFC 9112" in problem["detail"]
+        assert httpx.get(f"{live.base}/v1/cases", headers=live.auth("cases:read")).status_code == 200
