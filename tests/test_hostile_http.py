@@ -599,3 +599,18 @@ def test_a_request_http_cannot_frame_is_a_problem_document_and_the_service_goes_
             problem = json.loads(body)
             assert problem["status"] == 400 and problem["title"] and "RFC 9112" in problem["detail"]
         assert httpx.get(f"{live.base}/v1/cases", headers=live.auth("cases:read")).status_code == 200
+
+
+@pytest.mark.parametrize("twin", ["Boss", "BOSS", "bosS"])
+def test_a_username_that_differs_from_another_in_case_only_is_refused(live: Live, twin: str) -> None:
+    """`Boss` was created beside the admin `boss`: two accounts that read as one person."""
+    admin = live.auth("admin")
+    made = live.client.post(
+        "/v1/users", json={"username": "boss", "password": "0123456789", "role": "admin"}, headers=admin
+    )
+    assert made.status_code == 201, made.text
+    people = live.client.get("/v1/users", headers=admin).json()
+    body = {"username": twin, "password": "0123456789", "role": "operator"}
+    refused = live.client.post("/v1/users", json=body, headers=admin)
+    assert "'boss' exists (names differ in case only)" in assert_problem(refused, 409)["detail"]
+    assert live.client.get("/v1/users", headers=admin).json() == people
