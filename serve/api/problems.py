@@ -252,7 +252,7 @@ class ProblemH11Protocol(H11Protocol):
             ),  # not chunked: a client that framed nothing reads it
             (b"connection", b"close"),
         ]
-        answer = h11.Response(status_code=400, headers=headers)
+        answer = h11.Response(status_code=400, headers=headers, reason=b"Bad Request")
         for event in (answer, h11.Data(data=body), h11.EndOfMessage()):
             self.transport.write(self.conn.send(event))
         self.transport.close()
