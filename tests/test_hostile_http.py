@@ -12,11 +12,14 @@ real sockets, a real SQLite database, a second real process.
 - a POST cut short leaves no traceback in the error log;
 - a 500 (the database changed under the running service) is a generic problem with an incident
   id that finds the logged detail; no SQL, path or driver text in the body;
-- no CORS: another origin is granted nothing.
+- no CORS: another origin is granted nothing;
+- a form that sends one name twice, a JSON body too deep, with a number too long or not UTF-8,
+  and an `operator` that is not shown as itself are 4xx problems naming the cause that change nothing.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -35,12 +38,14 @@ import numpy as np
 import pytest
 from conftest import serving
 from test_api_lifecycle import PLACE
+from test_fuzz import assert_problem
 
 from serve.api.app import create_app
 from serve.api.state import Service, SignInGuard
 from serve.cases.auth import create_key
 from serve.cases.db import transaction
 from serve.cases.settings import Settings
+from serve.cli.bench_load import running_service
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLIC_URL = "https://cases.bureau.example"
@@ -435,3 +440,177 @@ def test_another_origin_is_granted_nothing(live: Live) -> None:
     read = live.client.get("/v1/cases", headers={**evil, **live.auth("cases:read")})
     for answer in (preflight, read):
         assert not [h for h in answer.headers if h.lower().startswith("access-control-")]
+
+
+def filed(live: Live) -> int:
+    """A case filed by a citizen's Open311 request; its id."""
+    posted = live.client.post(
+        "/open311/v2/requests.json", data={"service_code": "06010", **PLACE}, headers=live.auth("report")
+    )
+    assert posted.status_code == 201, posted.text
+    return int(live.client.get("/v1/cases", headers=live.auth("admin")).json()["items"][0]["id"])
+
+
+@pytest.mark.parametrize(
+    ("path", "form", "named"),
+    [
+        # the last value was heard: a 06042 case filed where a proxy's log read 06010
+        ("/open311/v2/requests.json", {"service_code": ["06010", "06042"], **PLACE}, "service_code"),
+        (
+            "/open311/v2/requests.json",
+            {"service_code": "06010", "lat": [PLACE["lat"], 1], "long": PLACE["long"]},
+            "lat",
+        ),
+        # the photo was kept as the after-photo a handling may stand on, sent as a "near" one too
+        ("/v1/cases/{case_id}/evidence", {"role": ["near", "after"]}, "role"),
+        (
+            "/v1/reports",
+            {"lat": [PLACE["lat"], 1], "lon": PLACE["long"], "taken_at": "2025-09-30T10:00:00+08:00"},
+            "lat",
+        ),
+    ],
+)
+def test_a_form_that_sends_one_name_twice_is_refused_and_changes_nothing(
+    live: Live, path: str, form: dict[str, object], named: str
+) -> None:
+    case_id = filed(live)
+    admin = live.auth("admin")
+    before = live.client.get(f"/v1/cases/{case_id}", headers=admin).json()
+    files = {"file": ("a.jpg", photo(), "image/jpeg")} if path.startswith("/v1/") else None
+    path = path.format(case_id=case_id)
+    refused = live.client.post(path, data=form, files=files, headers=admin)
+    detail = assert_problem(refused, 400 if path.startswith("/open311/") else 422)["detail"]
+    assert f"{named}: sent 2 times" in detail, detail
+    assert live.client.get(f"/v1/cases/{case_id}", headers=admin).json() == before
+    assert live.client.get("/v1/cases", headers=admin).json()["total"] == 1
+    once = {name: value[0] if isinstance(value, list) else value for name, value in form.items()}
+    if path.startswith("/v1/reports"):
+        return  # no model here: the door answers 503 past the form
+    taken = live.client.post(path, data=once, files=files, headers=admin)
+    assert taken.status_code == 201, taken.text
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        # each was a 400 "There was an error parsing the body" that named no cause
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"name": "x", "scopes": ["detect"], "rate_per_min": ' + b"9" * 5000 + b"}", "5000 digits"),
+        (b'{"name": "\xff\xfe", "scopes": ["detect"]}', "not UTF-8"),
+    ],
+    ids=["deep", "digits", "latin1"],
+)
+def test_json_no_parser_can_read_is_a_422_naming_why(live: Live, body: bytes, named: str) -> None:
+    admin = {**live.auth("admin"), "Content-Type": "application/json"}
+    keys = live.client.get("/v1/keys", headers=admin).json()
+    assert named in assert_problem(live.client.post("/v1/keys", content=body, headers=admin), 422)["detail"]
+    assert live.client.get("/v1/keys", headers=admin).json() == keys
+
+
+@pytest.mark.parametrize("operator", ["adm\u202enimda", "巡查员\u200b", "a\nb", "   "], ids=repr)
+def test_an_operator_name_not_shown_as_itself_is_refused_by_the_rule_for_names(
+    live: Live, operator: str
+) -> None:
+    """A key acting for people names them in the flow log: a U+202E there showed another name."""
+    case_id = filed(live)
+    read = live.client.get(f"/v1/cases/{case_id}", headers=live.auth("admin"))
+    writer = {**live.auth("admin"), "If-Match": read.headers["ETag"]}
+    body = {"action": "confirm", "note": "属实", "operator": operator}
+    refused = live.client.post(f"/v1/cases/{case_id}/transitions", json=body, headers=writer)
+    assert "operator" in assert_problem(refused, 422)["detail"]
+    assert (
+        live.client.get(f"/v1/cases/{case_id}", headers=live.auth("admin")).headers["ETag"]
+        == read.headers["ETag"]
+    )
+    confirmed = live.client.post(
+        f"/v1/cases/{case_id}/transitions", json={**body, "operator": "王芳"}, headers=writer
+    )
+    assert confirmed.status_code == 200 and confirmed.json()["flow"][-1]["operator"] == "王芳", confirmed.text
+
+
+ALIASES = ["+{id}", "%20{id}", "{id}.0", "{id}_0", "{id}%20", "٣"]
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["/v1/cases/{case}", "/v1/evidence/{case}", "/open311/v2/media/{case}.jpg", "/v1/supervision/{case}"],
+)
+def test_an_id_in_a_path_is_its_digits_and_no_alias(live: Live, template: str) -> None:
+    """`/v1/cases/+1`, `/v1/cases/%201`, `/v1/cases/1.0` read case 1 and `/v1/cases/1_0` case 10:
+    one row at many paths, which a proxy's rule or a cache keyed by the path tells apart."""
+    case_id = filed(live)
+    admin = live.auth("admin")
+    for alias in ALIASES:
+        path = template.format(case=alias.format(id=case_id))
+        if template.startswith("/v1/supervision"):
+            answer = live.client.patch(path, json={}, headers=admin)
+        else:
+            answer = live.client.get(path, headers=admin)
+        assert "digits only" in assert_problem(answer, 400, 422)["detail"], path
+    assert live.client.get(f"/v1/cases/{case_id}", headers=admin).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "named"),
+    [
+        # the last was read: a monitor's log of `since=2026-01-01` showed November's cases as the year's
+        ("/v1/cases", "since=2026-01-01&since=2026-11-01", "since"),
+        ("/v1/cases.geojson", "crs=gcj02&crs=bd09", "crs"),
+        ("/v1/ledger.csv", "street=a&department=b&street=c", "street"),
+        ("/v1/stats/ranking", "day=2026-11-01&day=2026-11-02", "day"),
+        ("/open311/v2/requests.json", "status=open&status=closed", "status"),
+    ],
+)
+def test_a_query_giving_a_one_valued_parameter_twice_is_a_problem(
+    live: Live, path: str, query: str, named: str
+) -> None:
+    answer = live.client.get(f"{path}?{query}", headers=live.auth("admin"))
+    detail = assert_problem(answer, 400 if path.startswith("/open311/") else 422)["detail"]
+    assert f"{named}: given 2 times" in detail, detail
+    several = live.client.get("/v1/cases?state=reported&state=filed", headers=live.auth("admin"))
+    assert several.status_code == 200, several.text  # a list parameter repeats, as the API says
+
+
+UNFRAMED = [  # requests h11 cannot frame: uvicorn answered each with a text/plain 400
+    b"POST /v1/keys HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 36\r\n\r\n{}",
+    b"POST /v1/keys HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n{}",
+    b"POST /v1/keys HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+    b"POST /v1/keys HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    b"GET /v1/cases HTTP/1.1\r\nHost: x\r\nX-API-Key: a\x00b\r\n\r\n",
+    b"GET /v1/cases/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"\x00\x01\x02 / HTTP/1.1\r\n\r\n",
+]
+
+
+def test_a_request_http_cannot_frame_is_a_problem_document_and_the_service_goes_on(tmp_path: Path) -> None:
+    with running_service(
+        f"sqlite:///{tmp_path / 'cases.db'}", tmp_path, env={"STREETORDER_MODEL": "none"}
+    ) as live:
+        host, port = live.base.removeprefix("http://").split(":")
+        for request in UNFRAMED:
+            with socket.create_connection((host, int(port)), timeout=10) as conn:
+                conn.sendall(request)
+                answer = b""
+                while chunk := conn.recv(65536):  # the service closes the connection after its answer
+                    answer += chunk
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 400"), (request, answer[:300])
+            assert b"content-type: application/problem+json" in head.lower(), (request, head)
+            problem = json.loads(body)
+            assert problem["status"] == 400 and problem["title"] and "RFC 9112" in problem["detail"]
+        assert httpx.get(f"{live.base}/v1/cases", headers=live.auth("cases:read")).status_code == 200
+
+
+@pytest.mark.parametrize("twin", ["Boss", "BOSS", "bosS"])
+def test_a_username_that_differs_from_another_in_case_only_is_refused(live: Live, twin: str) -> None:
+    """`Boss` was created beside the admin `boss`: two accounts that read as one person."""
+    admin = live.auth("admin")
+    made = live.client.post(
+        "/v1/users", json={"username": "boss", "password": "0123456789", "role": "admin"}, headers=admin
+    )
+    assert made.status_code == 201, made.text
+    people = live.client.get("/v1/users", headers=admin).json()
+    body = {"username": twin, "password": "0123456789", "role": "operator"}
+    refused = live.client.post("/v1/users", json=body, headers=admin)
+    assert "'boss' exists (names differ in case only)" in assert_problem(refused, 409)["detail"]
+    assert live.client.get("/v1/users", headers=admin).json() == people

@@ -16,11 +16,11 @@ from datetime import datetime
 from functools import partial
 
 import anyio
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from sqlalchemy.exc import DBAPIError
 
 from serve.api import openapi, problems
-from serve.api.deps import SAFE_METHODS
+from serve.api.deps import SAFE_METHODS, query_of_one_each
 from serve.api.forms import Utf8Forms
 from serve.api.head import HeadAsGet
 from serve.api.idempotency import IdempotentPosts
@@ -136,6 +136,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         ),
         lifespan=lifespan,
         generate_unique_id_function=openapi.operation_id,
+        dependencies=[Depends(query_of_one_each)],
     )
     problems.install(app)
     openapi.document(app)

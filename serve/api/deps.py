@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, File, Header, Path, Request, Security, UploadFile
@@ -22,6 +23,7 @@ from fastapi.security import (
     HTTPBearer,
     SecurityScopes,
 )
+from pydantic import BeforeValidator
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
@@ -43,8 +45,19 @@ from vision.core.detector import Detector
 from vision.core.imageio import FORMATS, MEDIA_TYPES, formats_in_words, image_format
 from vision.live.cameras import CAMERA_ID_MAX
 
-CaseId = Annotated[int, Path(ge=1, le=MAX_ID, description="case id (not the case number)")]
-EvidenceId = Annotated[int, Path(ge=1, le=MAX_ID, description="evidence id")]
+
+def digits_only(value: object) -> object:
+    """A row id in a path as the API writes it, ASCII digits. Python's int() (so pydantic's lax
+    mode) also read `+1`, ` 1`, `1.0` and `1_0` (case 10): one case answered at many paths, which a
+    proxy's rule or a cache keyed by the path tells apart."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError(f"{value!r} is not an id: ASCII digits only, e.g. 42")
+    return value
+
+
+DIGITS = BeforeValidator(digits_only)  # after Path(...): before it, OpenAPI showed `ge`, not `minimum`
+CaseId = Annotated[int, Path(ge=1, le=MAX_ID, description="case id (not the case number)"), DIGITS]
+EvidenceId = Annotated[int, Path(ge=1, le=MAX_ID, description="evidence id"), DIGITS]
 IfMatch = Annotated[
     str | None, Header(alias="If-Match", description="the ETag of GET /v1/cases/{id}; 428 without it")
 ]
@@ -225,11 +238,46 @@ class UploadedImage:
     sha256: str
 
 
-def one_file(form: FormData) -> None:
-    """Refuse a form with several parts named `file`: a form's `file` is its last one, and the
-    photos before it would be lost while the answer says all went well."""
-    if (parts := len(form.getlist("file"))) > 1:
+def one_of_each(form: FormData) -> None:
+    """Refuse a form that sends one name twice: a form's field is its last part of that name. Two
+    `file` parts lost the photos before the last while the answer said all went well; `lat=34.7&lat=1`
+    or `role=near&role=after` said two things, of which the service heard the last while a proxy or
+    log that reads the first saw the other (as a JSON object's repeated name: serve/api/strictjson.py)."""
+    counts = Counter(name for name, _ in form.multi_items())
+    if (parts := counts["file"]) > 1:
         raise InvalidInput("file", f"one photo a request: {parts} parts named 'file' were sent")
+    if twice := next((name for name, n in counts.items() if n > 1), None):
+        raise InvalidInput(twice, f"sent {counts[twice]} times in one form: send it once")
+
+
+async def form_of_one_each(request: Request) -> None:
+    """A urlencoded or multipart form body with no name sent twice (`one_of_each`)."""
+    one_of_each(await request.form())  # the form FastAPI parsed: cached
+
+
+FormOfOneEach = Annotated[None, Depends(form_of_one_each)]
+
+
+def takes_several(parameter: dict[str, Any]) -> bool:
+    """Whether an OpenAPI query parameter is a list (`state`, `event`: repeat it for several)."""
+    schema = parameter.get("schema", {})
+    return "array" in {schema.get("type"), *(branch.get("type") for branch in schema.get("anyOf", []))}
+
+
+async def query_of_one_each(request: Request) -> None:
+    """Refuse a query that gives a one-valued parameter twice: FastAPI read the last of
+    `since=2026-01-01&since=2026-11-01` while a proxy's log or a cache read the first. The
+    parameters taking several (`state`, `event`) are the OpenAPI document's arrays."""
+    counts = Counter(name for name, _ in request.query_params.multi_items())
+    twice = {name for name, n in counts.items() if n > 1}
+    route = request.scope.get("route")
+    if not twice or route is None:
+        return
+    operation = request.app.openapi()["paths"].get(route.path, {}).get(request.method.lower(), {})
+    for parameter in operation.get("parameters", []):
+        if parameter["in"] == "query" and parameter["name"] in twice and not takes_several(parameter):
+            name = parameter["name"]
+            raise InvalidInput(name, f"given {counts[name]} times in the query: give it once")
 
 
 def refuse_other_formats(
@@ -265,7 +313,7 @@ async def read_image(
     """The uploaded photo's bytes, refused early when of the wrong type or too large. A part sent
     without a type of its own (curl -F, a browser that knows no type for .heic) is taken when its
     bytes are a photo of a type taken; an empty one goes on to be refused as empty."""
-    one_file(await request.form())  # the form FastAPI parsed: cached
+    one_of_each(await request.form())  # the form FastAPI parsed: cached
     name = file.filename or "upload"
     generic = file.content_type in UNTYPED
     if file.content_type not in IMAGE_TYPES and not generic:

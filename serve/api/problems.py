@@ -18,12 +18,14 @@ import secrets
 import xml.etree.ElementTree as ET
 from typing import Any
 
+import h11
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from serve.cases.db import TextNotStorable, is_busy, is_read_only, is_storage_full, unwritable
 from serve.cases.errors import Busy, DatabaseReadOnly, DomainError
@@ -233,3 +235,28 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)
+
+
+class ProblemH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, answering a request it cannot frame (a bad chunk size, two
+    Content-Lengths, a NUL in a header, a raw byte in the path) with a problem document like every
+    other error, instead of its text/plain "Invalid HTTP request received."; still 400, and the
+    connection still closes (what follows on it cannot be framed either)."""
+
+    def send_400_response(self, msg: str) -> None:
+        detail = "the request is not HTTP/1.1 as RFC 9112 frames it (its line, headers or body framing)"
+        body = json.dumps(
+            {"type": "about:blank", "title": "bad request", "status": 400, "detail": detail}
+        ).encode()
+        headers = [
+            (b"content-type", b"application/problem+json"),
+            (
+                b"content-length",
+                str(len(body)).encode(),
+            ),  # not chunked: a client that framed nothing reads it
+            (b"connection", b"close"),
+        ]
+        answer = h11.Response(status_code=400, headers=headers, reason=b"Bad Request")
+        for event in (answer, h11.Data(data=body), h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()

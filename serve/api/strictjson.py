@@ -13,6 +13,7 @@ one, and otherwise hands the same bytes on.
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from starlette.requests import Request
@@ -38,13 +39,29 @@ def unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
+def bounded_int(digits: str) -> int:
+    """An integer as Python reads one, refused by name past its limit of digits (a ValueError that
+    FastAPI answered as a 400 "error parsing the body" naming no cause)."""
+    if len(digits.lstrip("-")) > sys.get_int_max_str_digits():
+        raise Refused(f"a number of {len(digits.lstrip('-'))} digits: no field here takes one that long")
+    return int(digits)
+
+
 def refusal(body: bytes) -> str | None:
-    """Why a JSON body is refused, or None (also when it is no JSON at all)."""
+    """Why a JSON body is refused, or None (also when it is not JSON: FastAPI's 422 says where).
+    A body nested too deep to read or not UTF-8 was FastAPI's 400 "error parsing the body", which
+    named no cause."""
     try:
-        json.loads(body, parse_constant=refuse_constant, object_pairs_hook=unique_names)
+        json.loads(
+            body, parse_constant=refuse_constant, object_pairs_hook=unique_names, parse_int=bounded_int
+        )
     except Refused as found:
         return str(found)
-    except (ValueError, RecursionError):  # not JSON, or too deep: FastAPI's own 422/400 says so
+    except RecursionError:
+        return "nested too deeply to read: no field here takes more than a few levels"
+    except UnicodeDecodeError as undecodable:
+        return f"not UTF-8 (byte {undecodable.start}: {undecodable.reason}); RFC 8259 JSON is UTF-8"
+    except ValueError:  # not JSON: FastAPI's own 422 says where
         return None
     return None
 

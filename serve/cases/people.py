@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from serve.cases.auth import Principal, check_name
@@ -121,8 +121,13 @@ def create_user(
         raise InvalidInput("grids", "only inspectors have responsibility grids")
     if unknown := [code for code in grids or [] if layout is None or layout.get(code) is None]:
         raise InvalidInput("grids", f"not unit grids of the layout: {', '.join(unknown)}")
-    if session.scalars(select(User).where(User.username == username)).first() is not None:
-        raise Conflict(f"user '{username}' exists")
+    # `Boss` beside `boss` (an admin) read as the same person in every list and flow log
+    same = session.scalars(select(User).where(func.lower(User.username) == username.lower())).first()
+    if same is not None:
+        raise Conflict(
+            f"user '{same.username}' exists"
+            + ("" if same.username == username else " (names differ in case only)")
+        )
     user = User(
         username=username,
         display_name=check_name("display_name", display_name or username),

@@ -15,6 +15,7 @@ def cli(argv: list[str]) -> int:
     import uvicorn
 
     from serve.api.app import create_app
+    from serve.api.problems import ProblemH11Protocol
     from serve.cases.db import open_database
     from serve.cases.domain import load_domain
     from serve.cases.watch import load_service_cameras
@@ -42,5 +43,5 @@ def cli(argv: list[str]) -> int:
     if cameras.exists():
         load_service_cameras(cameras, domain.rules, settings.cameras_max_mb)
     open_database(settings.db_url)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, http=ProblemH11Protocol)
     return 0

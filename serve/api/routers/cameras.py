@@ -32,7 +32,7 @@ from serve.api.deps import (
     Reader,
     Reporting,
     ServiceDep,
-    one_file,
+    one_of_each,
     refuse_other_formats,
 )
 from serve.api.redaction import PRIVACY_HEADER, sees_raw
@@ -474,7 +474,7 @@ async def frame_upload(
         name, field, when, sent_as = "frame", CAPTURE_HEADER, header_time, content_type
     elif content_type == "multipart/form-data":
         form = await request.form()
-        one_file(form)
+        one_of_each(form)
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise InvalidInput("file", "the multipart body needs the frame in a file field named 'file'")

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Query, Response, status
 from sqlalchemy import ColumnElement, Select, and_, func, not_, or_, select
 from sqlalchemy.orm import Session, object_session, selectinload
 
-from serve.api.deps import CaseId, DbSession, IfMatch, Now, Reader, ServiceDep, Writer
+from serve.api.deps import DIGITS, CaseId, DbSession, IfMatch, Now, Reader, ServiceDep, Writer
 from serve.api.schemas import (
     MAX_ID,
     CaseDetail,
@@ -31,7 +31,7 @@ from serve.api.schemas import (
     FlowOut,
     TransitionIn,
 )
-from serve.cases.auth import Principal
+from serve.cases.auth import Principal, check_name
 from serve.cases.closing import failed_checks, override_note, standing_after_photo
 from serve.cases.coords import crs_member, from_wgs84
 from serve.cases.domain import Domain
@@ -323,6 +323,8 @@ def command_of(
     """Fill defaults (time, department) and check what the request names exists and fits the case."""
     if principal.user_id is not None and body.operator not in (None, principal.name):
         raise InvalidInput("operator", "a signed-in person acts under their own name")
+    if body.operator:  # the flow log shows it as a person's name: the rule for names (a U+202E forged one)
+        check_name("operator", body.operator)
     at = body.at or now
     if at > now + CLOCK_SKEW:
         local_tz = domain.rules.calendar.timezone
@@ -454,7 +456,7 @@ def list_extensions(
     responses={409: {"description": "already decided, or the case can no longer be extended"}},
 )
 def decide_extension(
-    request_id: Annotated[int, Path(ge=1, le=MAX_ID, description="extension request id")],
+    request_id: Annotated[int, Path(ge=1, le=MAX_ID, description="extension request id"), DIGITS],
     principal: Writer,
     body: DecisionIn,
     session: DbSession,

@@ -13,6 +13,7 @@ from sqlalchemy.orm import selectinload
 from serve.api.deps import (
     DbSession,
     EvidenceId,
+    FormOfOneEach,
     Now,
     Open311Reporter,
     PublicBase,
@@ -123,6 +124,7 @@ def service_definition(
 def post_request(
     fmt: FormatPath,
     principal: Open311Reporter,
+    _once: FormOfOneEach,
     service: ServiceDep,
     now: Now,
     service_code: Annotated[str, Form(description="from services")],

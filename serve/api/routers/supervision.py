@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Query, status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from serve.api.deps import MAX_ID, DbSession, Now, Reader, ServiceDep, Writer
+from serve.api.deps import DIGITS, MAX_ID, DbSession, Now, Reader, ServiceDep, Writer
 from serve.api.schemas import (
     DistrictRankingOut,
     InspectorsOut,
@@ -37,7 +37,7 @@ from serve.cases.supervision import (
 )
 
 router = APIRouter(tags=["supervision"])
-ItemId = Annotated[int, Path(ge=1, le=MAX_ID, description="supervision item id")]
+ItemId = Annotated[int, Path(ge=1, le=MAX_ID, description="supervision item id"), DIGITS]
 Month = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM; default this month")]
 
 
