@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import pytest
@@ -119,5 +118,5 @@ def test_the_docs_page_draws_the_api_with_no_host_but_the_service(docs_url: str)
         assert all(url.startswith(docs_url.removesuffix("/docs")) for url in driver.execute_script(loaded))
         one(driver, "button.authorize").click()  # the security schemes, the session's CSRFToken among them
         wait(driver, lambda d: "CSRFToken" in one(d, ".dialog-ux").text, "no CSRFToken scheme shown")
-        schemes: Any = one(driver, ".dialog-ux").text
+        schemes = one(driver, ".dialog-ux").text
         assert "X-CSRF-Token" in schemes and "X-API-Key" in schemes
