@@ -26,8 +26,6 @@ OPEN_ROUTES = {
     "/readyz",
     "/openapi.json",
     "/docs",
-    "/docs/oauth2-redirect",
-    "/redoc",
     "/v1/sessions",  # signing in
 }
 # GeoReport v2's reads are public (the specification's; evidence behind media_url is served blurred)

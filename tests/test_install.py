@@ -92,6 +92,18 @@ def test_the_wheel_finds_its_configs_registry_and_cards(installed: Path, tmp_pat
     assert not list(Path(models).glob("*/*.onnx"))  # weights do not travel
 
 
+def test_the_wheel_serves_the_api_docs_without_a_cdn(installed: Path, tmp_path: Path) -> None:
+    """Swagger UI's files (serve/static/apidocs/, a folder below static/) travel with the wheel:
+    an installed service's /docs is not blank on a closed network."""
+    folder, env = elsewhere(tmp_path)
+    check = (
+        "from serve.api.routers.apidocs import ASSETS, FOLDER; "
+        "print(FOLDER, all(p.stat().st_size > 0 for p in ASSETS.values()), (FOLDER / 'LICENSE').is_file())"
+    )
+    where, files, licence = run([str(installed), "-c", check], folder, env).stdout.split()
+    assert not Path(where).is_relative_to(ROOT) and files == licence == "True"
+
+
 def run_registry_current() -> str:
     import yaml
 

@@ -30,6 +30,7 @@ from serve.api.pull import AnnotationPuller
 from serve.api.redaction import Renders
 from serve.api.reload import ModelReloader
 from serve.api.routers import (
+    apidocs,
     cameras,
     cases,
     console,
@@ -135,6 +136,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
             "(GeoReport v2 error lists under /open311)."
         ),
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load Swagger UI and ReDoc from a CDN: ours is served whole
+        redoc_url=None,  # (serve/api/routers/apidocs.py)
         generate_unique_id_function=openapi.operation_id,
         dependencies=[Depends(query_of_one_each)],
     )
@@ -173,7 +176,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         response.headers.setdefault("X-Content-Type-Options", "nosniff")  # a JPEG/HTML polyglot stays a JPEG
         if response.headers.get("content-type", "").startswith("image/"):
             response.headers.setdefault("Content-Security-Policy", "default-src 'none'; sandbox")
-        elif response.headers.get("content-type", "").startswith("text/html"):  # console, /docs, /redoc
+        elif response.headers.get("content-type", "").startswith("text/html"):  # console, /docs
             response.headers.setdefault("X-Frame-Options", "DENY")  # no page of ours inside another's
             response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
         return response
@@ -198,6 +201,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         grids,
         labelstudio,
         console,
+        apidocs,
     ):
         app.include_router(module.router)
     return app
