@@ -162,7 +162,7 @@ def cvat_yolo_zip(root: Path, label_text: str | None = None) -> tuple[Path, list
     return path, [image]
 
 
-def labelstudio_yolo_zip(root: Path) -> tuple[Path, list[Path]]:
+def labelstudio_yolo_zip(root: Path, label_text: str | None = None) -> tuple[Path, list[Path]]:
     """Label Studio's YOLO export: classes.txt, notes.json, images/, labels/."""
     names = ["car", "garbage"]
     image = write_image(root / "src" / "abcd1234-lsyolo.jpg", 6)
@@ -173,7 +173,7 @@ def labelstudio_yolo_zip(root: Path) -> tuple[Path, list[Path]]:
             "notes.json", json.dumps({"categories": [{"id": i, "name": n} for i, n in enumerate(names)]})
         )
         zipped.write(image, "images/abcd1234-lsyolo.jpg")
-        zipped.writestr("labels/abcd1234-lsyolo.txt", yolo_lines(names))
+        zipped.writestr("labels/abcd1234-lsyolo.txt", yolo_lines(names) if label_text is None else label_text)
     return path, [image]
 
 
@@ -376,7 +376,8 @@ BROKEN: list[tuple[str, Callable[[Path], Path], str]] = [
     (
         "yolo fields",
         lambda r: cvat_yolo_zip(r, "0 0.5 0.5 0.2\n")[0],
-        "labels/train/frame_000001.txt:1: expected 'class cx cy w h' (5 fields), got 4",
+        "labels/train/frame_000001.txt:1: expected 'class cx cy w h' (5 fields) or a polygon "
+        "'class x1 y1 x2 y2 x3 y3 ...', got 4",
     ),
     (
         "yolo class id",
@@ -539,7 +540,7 @@ BROKEN: list[tuple[str, Callable[[Path], Path], str]] = [
         lambda r: labelstudio_json(r, [ls_region("car", (10, 10, 50, 50), width=-5)])[0],
         "result[0]: empty box",
     ),
-    ("yolo 6 columns", lambda r: cvat_yolo_zip(r, "0 0.5 0.5 0.2 0.2 0.9\n")[0], "(5 fields), got 6"),
+    ("yolo 6 columns", lambda r: cvat_yolo_zip(r, "0 0.5 0.5 0.2 0.2 0.9\n")[0], "x3 y3 ...', got 6"),
     ("yolo negative", lambda r: cvat_yolo_zip(r, "0 -0.5 0.5 0.2 0.2\n")[0], "is outside the 200x120 image"),
     ("yolo over 1", lambda r: cvat_yolo_zip(r, "0 0.5 0.5 1.6 0.2\n")[0], "is outside the 200x120 image"),
     (
@@ -1278,13 +1279,23 @@ KEYPOINT = {
     "to_name": "image",
     "value": {"x": 10, "y": 10, "width": 1, "keypointlabels": ["garbage"]},
 }
-POLYGON = {
-    "id": "p",
-    "type": "polygonlabels",
-    "from_name": "poly",
+BRUSH = {
+    "id": "b",
+    "type": "brushlabels",
+    "from_name": "brush",
     "to_name": "image",
-    "value": {"points": [[1, 1], [20, 1], [20, 20]], "polygonlabels": ["garbage"]},
+    "original_width": WIDTH,
+    "original_height": HEIGHT,
+    "value": {"format": "rle", "rle": [0, 96, 3, 1, 0], "brushlabels": ["garbage"]},
 }
+ELLIPSE = {
+    "id": "e",
+    "type": "ellipselabels",
+    "from_name": "ellipse",
+    "to_name": "image",
+    "value": {"x": 50, "y": 50, "radiusX": 10, "radiusY": 5, "rotation": 0, "ellipselabels": ["garbage"]},
+}
+RLE = {"counts": [120, 30, 170, 30, 23680], "size": [HEIGHT, WIDTH]}  # a COCO mask: no polygon
 
 
 def _min_rows(root: Path, extra: dict[str, Any], boxes: bool) -> tuple[Path, list[Path]]:
@@ -1296,10 +1307,10 @@ def _min_rows(root: Path, extra: dict[str, Any], boxes: bool) -> tuple[Path, lis
     return _text(path, json.dumps(rows)), images
 
 
-def _coco_segmentation_only(root: Path) -> Path:
+def _coco_masks_only(root: Path) -> Path:
     def edit(coco: dict[str, Any]) -> None:
         for annotation in coco["annotations"]:
-            annotation.update(bbox=[], segmentation=[[1, 1, 20, 1, 20, 20]])
+            annotation.update(bbox=[], segmentation=RLE, iscrowd=1)
 
     return coco_zip(root, edit=edit)[0]
 
@@ -1309,10 +1320,10 @@ NOT_BOXES = [
     ("a rejected choice only", lambda r: labelstudio_json(r, [CHOICE])[0], None, {"choices": 1}),
     ("text only", lambda r: labelstudio_json(r, [TEXT])[0], None, {"textarea": 1}),
     (
-        "keypoint and polygon only",
-        lambda r: labelstudio_json(r, [KEYPOINT, POLYGON])[0],
+        "keypoint, brush and ellipse only",
+        lambda r: labelstudio_json(r, [KEYPOINT, BRUSH, ELLIPSE])[0],
         None,
-        {"keypointlabels": 1, "polygonlabels": 1},
+        {"brushlabels": 1, "ellipselabels": 1, "keypointlabels": 1},
     ),
     (
         "boxes beside a choice and a text",
@@ -1332,7 +1343,7 @@ NOT_BOXES = [
         None,
         {"keypointlabels": 1},
     ),
-    ("COCO segmentation only", _coco_segmentation_only, None, {"segmentation": 2}),
+    ("COCO masks only", _coco_masks_only, None, {"segmentation": 2}),
 ]
 
 
@@ -1440,31 +1451,222 @@ def test_two_annotators_on_one_task_the_annotation_saved_last_counts(
     ("make", "where"),
     [
         (
-            lambda r: labelstudio_json(r, [*(ls_region(n, b) for n, b in BOXES), POLYGON, CHOICE]),
-            "tasks[0] (id 11).annotations[1].result: objects drawn as polygonlabels beside its boxes",
+            lambda r: labelstudio_json(r, [*(ls_region(n, b) for n, b in BOXES), BRUSH, CHOICE]),
+            "tasks[0] (id 11).annotations[1].result: objects drawn as brushlabels beside its boxes",
         ),
         (
-            lambda r: _min_rows(r, {"poly": [POLYGON["value"]]}, True),
-            "[0] (id 21).label: objects drawn as polygonlabels beside its boxes",
+            lambda r: _min_rows(r, {"kp": [KEYPOINT["value"]]}, True),
+            "[0] (id 21).label: objects drawn as keypointlabels beside its boxes",
         ),
         (
-            lambda r: coco_zip(
-                r, edit=lambda c: c["annotations"][1].update(bbox=[], segmentation=[[1, 1, 9, 9, 1, 9]])
-            ),
+            lambda r: coco_zip(r, edit=lambda c: c["annotations"][1].update(bbox=[], segmentation=RLE)),
             "images[0]: objects drawn as segmentation beside its boxes",
         ),
     ],
-    ids=["labelstudio polygon", "JSON-MIN polygon", "coco segmentation without bbox"],
+    ids=["labelstudio brush", "JSON-MIN keypoint", "coco mask without bbox"],
 )
 def test_an_object_drawn_as_other_than_a_box_beside_boxes_is_a_problem(
     make: Callable[[Path], tuple[Path, list[Path]]], where: str, tmp_path: Path
 ) -> None:
-    """Imported with its boxes only, the image taught the polygon's object as background of its class."""
+    """Imported with its boxes only, the image taught the brushed object as background of its class."""
     export, images = make(tmp_path)
     dataset = Dataset.open("bureau", tmp_path / "datasets")
     _, problems = import_export(export, dataset, finder_for(tmp_path), skip_invalid=True, at=AT)
     assert [str(p) for p in problems if where in str(p)], problems
     assert file_sha256(images[0]) not in dataset.images  # not with its boxes and without the object
+
+
+# --- polygons: annotators draw them; the detector takes their enclosing boxes ---------------------
+
+# pixel points on the 200x120 photos: the car's polygon runs past the right edge (x 215)
+POLYGONS = [
+    ("garbage", [(10.0, 20.0), (70.0, 24.0), (65.0, 100.0), (15.0, 90.0)]),
+    ("car", [(110.0, 30.0), (215.0, 40.0), (190.0, 90.0), (120.0, 85.0)]),
+]
+POLYGON_BOXES = [["garbage", 10.0, 20.0, 70.0, 100.0], ["car", 110.0, 30.0, 200.0, 90.0]]  # the car's clipped
+
+
+def ls_polygon(name: str, points: list[tuple[float, float]]) -> dict[str, Any]:
+    """A polygonlabels result as Label Studio 1.23.2 exports it (percent points)."""
+    return {
+        "original_width": WIDTH,
+        "original_height": HEIGHT,
+        "image_rotation": 0,
+        "value": {
+            "points": [[100 * x / WIDTH, 100 * y / HEIGHT] for x, y in points],
+            "closed": True,
+            "polygonlabels": [name],
+        },
+        "id": f"p-{name}",
+        "from_name": "label",
+        "to_name": "image",
+        "type": "polygonlabels",
+        "origin": "manual",
+    }
+
+
+def yolo_segments(names: list[str]) -> str:
+    """YOLO segmentation lines (`class x1 y1 x2 y2 ...`, normalised), as Label Studio's YOLO export
+    and CVAT's "Ultralytics YOLO Segmentation 1.0" write a polygon."""
+    return "".join(
+        " ".join([str(names.index(n)), *(f"{x / WIDTH:g} {y / HEIGHT:g}" for x, y in points)]) + "\n"
+        for n, points in POLYGONS
+    )
+
+
+def _coco_polygons(coco: dict[str, Any]) -> None:
+    """COCO annotations with only their polygons (`segmentation`), no `bbox`."""
+    for annotation, (_, points) in zip(coco["annotations"], POLYGONS, strict=True):
+        annotation.update(bbox=[], segmentation=[[v for point in points for v in point]])
+
+
+def _min_polygons(root: Path) -> tuple[Path, list[Path]]:
+    path, images = labelstudio_min(root)
+    rows = json.loads(path.read_text(encoding="utf-8"))
+    rows[0]["label"] = [  # JSON-MIN: the value with the image size, no type
+        {"original_width": WIDTH, "original_height": HEIGHT, **ls_polygon(n, p)["value"]} for n, p in POLYGONS
+    ]
+    return _text(path, json.dumps(rows)), images
+
+
+POLYGON_EXPORTS = {
+    "labelstudio-json": lambda r: labelstudio_json(r, [ls_polygon(n, p) for n, p in POLYGONS]),
+    "labelstudio-min": _min_polygons,
+    "labelstudio-yolo": lambda r: labelstudio_yolo_zip(r, yolo_segments(["car", "garbage"])),
+    "cvat-yolo": lambda r: cvat_yolo_zip(r, yolo_segments(["garbage", "car", "tree"])),
+    "coco": lambda r: coco_zip(r, edit=_coco_polygons),
+}
+
+
+@pytest.mark.parametrize("kind", list(POLYGON_EXPORTS))
+def test_polygons_come_in_as_their_enclosing_boxes_clipped_to_the_photo(
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An export of polygons only was "1 image(s) with only unsupported results skipped" (exit 0):
+    the annotators' work was lost, and through the webhook and the retraining job with only a count.
+    A polygon is the box that encloses it, in pixels of the photo, clipped to it where it runs past."""
+    export, images = POLYGON_EXPORTS[kind](tmp_path)
+    config = _text(tmp_path / "label_config.xml", PROJECT_CONFIG.replace("RectangleLabels", "PolygonLabels"))
+    argv = [*import_argv(export, tmp_path), "--label-config", str(config)]
+    assert main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert f"bureau v1: {len(images)} added" in out and "unsupported" not in out, out
+    entry = Dataset.open("bureau", tmp_path / "datasets").images[file_sha256(images[0])]
+    assert sorted(entry["labels"]) == sorted(POLYGON_BOXES)
+    assert set(entry["labelled"]) >= {"garbage", "car"}
+
+
+def test_label_studios_coco_zip_of_polygons_comes_in_clipped(tmp_path: Path) -> None:
+    """Label Studio's COCO export (`result.json` beside `images/`) was "neither data.yaml ... nor
+    annotations/*.json"; its bbox of a polygon that runs past the photo's edge is unclipped (x to 215
+    of 200 px here) and was refused as outside the image: the polygon's box is clipped instead."""
+    image = write_image(tmp_path / "src" / "street.jpg", 8)
+    coco = {  # the layout label_studio_sdk's converter writes (Label Studio 1.23.2, COCO with images)
+        "images": [{"width": WIDTH, "height": HEIGHT, "id": 0, "file_name": "images/a22a19c7__street.jpg"}],
+        "categories": [{"id": 0, "name": "car"}, {"id": 1, "name": "garbage"}],
+        "annotations": [
+            {
+                "id": i,
+                "image_id": 0,
+                "category_id": ["car", "garbage"].index(name),
+                "segmentation": [[v for point in points for v in point]],
+                "bbox": [
+                    min(x for x, _ in points),
+                    min(y for _, y in points),
+                    max(x for x, _ in points) - min(x for x, _ in points),
+                    max(y for _, y in points) - min(y for _, y in points),
+                ],
+                "ignore": 0,
+                "iscrowd": 0,
+                "area": 1000.0,
+            }
+            for i, (name, points) in enumerate(POLYGONS)
+        ],
+        "info": {"year": 2026, "version": "1.0", "description": "", "contributor": "Label Studio"},
+    }
+    export = tmp_path / "ls-coco.zip"
+    with zipfile.ZipFile(export, "w") as zipped:
+        zipped.writestr("result.json", json.dumps(coco))
+        zipped.write(image, "images/a22a19c7__street.jpg")
+    dataset = Dataset.open("bureau", tmp_path / "datasets")
+    counts, problems = import_export(export, dataset, finder_for(tmp_path), at=AT)
+    assert problems == [] and counts["added"] == 1, problems
+    assert sorted(dataset.images[file_sha256(image)]["labels"]) == sorted(POLYGON_BOXES)
+
+
+def test_a_polygon_beside_boxes_is_a_box_among_them(tmp_path: Path) -> None:
+    """A polygon beside boxes refused the image ("objects drawn as polygonlabels beside its boxes")."""
+    export, images = labelstudio_json(tmp_path, [ls_region("car", BOXES[1][1]), ls_polygon(*POLYGONS[0])])
+    dataset = Dataset.open("bureau", tmp_path / "datasets")
+    counts, problems = import_export(export, dataset, finder_for(tmp_path), at=AT)
+    assert problems == [] and counts["added"] == 2
+    labels = dataset.images[file_sha256(images[0])]["labels"]
+    assert sorted(labels) == sorted([POLYGON_BOXES[0], ["car", *BOXES[1][1]]])
+
+
+def _ls_points(points: list[list[float]]) -> Callable[[Path], tuple[Path, list[Path]]]:
+    region = ls_polygon("garbage", [])
+    region["value"]["points"] = points
+    return lambda r: labelstudio_json(r, [region])
+
+
+POLYGON_REFUSALS = [
+    (
+        "labelstudio 2 points",
+        _ls_points([[5, 5], [30, 30]]),
+        "export.json: tasks[0] (id 11).annotations[1].result[0].value.points: a polygon of 2 point(s): "
+        "at least 3 enclose an object",
+    ),
+    (
+        "labelstudio NaN point",
+        _ls_points([[5, 5], [30, float("nan")], [10, 30]]),
+        "result[0].value.points: expected a finite number, got nan",
+    ),
+    (
+        "labelstudio all points outside",
+        _ls_points([[110, 10], [150, 10], [130, 50]]),
+        "result[0]: polygon of 3 points around (220, 12, 300, 60) has no point inside the 200x120 image",
+    ),
+    (
+        "yolo 1 point",
+        lambda r: cvat_yolo_zip(r, "0 0.5 0.5\n"),
+        "cvat.zip/labels/train/frame_000001.txt:1: a polygon of 1 point(s): at least 3 enclose an object",
+    ),
+    (
+        "yolo NaN",
+        lambda r: cvat_yolo_zip(r, "0 0.1 0.1 nan 0.2 0.3 0.3\n"),
+        "labels/train/frame_000001.txt:1: not finite numbers",
+    ),
+    (
+        "coco all points outside",
+        lambda r: coco_zip(
+            r, edit=lambda c: c["annotations"][0].update(bbox=[], segmentation=[[300, 10, 350, 10, 320, 60]])
+        ),
+        "annotations[0]: polygon of 3 points around (300, 10, 350, 60) has no point inside the 200x120 image",
+    ),
+    (
+        "coco 2 points",
+        lambda r: coco_zip(
+            r, edit=lambda c: c["annotations"][0].update(bbox=[], segmentation=[[1, 1, 9, 9]])
+        ),
+        "annotations[0].segmentation[0]: a polygon of 2 point(s)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "make", "why"), POLYGON_REFUSALS, ids=[c[0] for c in POLYGON_REFUSALS])
+def test_a_polygon_that_encloses_nothing_of_the_photo_is_refused_by_name(
+    case: str,
+    make: Callable[[Path], tuple[Path, list[Path]]],
+    why: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    export, _ = make(tmp_path)
+    assert main([*import_argv(export, tmp_path), "--labelled", "garbage,car"]) == 1
+    err = capsys.readouterr().err
+    assert why in err, err
+    assert not (tmp_path / "datasets" / "bureau" / "manifest.json").exists()
 
 
 # --- hostile files at the CLI's door: refused in one line each, nothing written -----------------

@@ -308,7 +308,8 @@ def test_the_pixel_limit_is_the_one_given_not_pillow_s() -> None:
     """A JPEG declaring 20000x10000 (200 MP, a panorama): Pillow's own process-wide check refused
     it at its open ("exceeds limit of 178956970 pixels") whatever `max_pixels` (scan --max-pixels)
     allowed, and named its own limit, not the one the user can change. The given limit decides
-    and is the one named."""
+    and is the one named. Above it, this file is what it is: 64x48 pixels' data under a 200 MP
+    header, the rest of which libjpeg painted grey (test_a_jpeg_whose_data_ends_long_before_...)."""
     data = bytearray(good_jpeg())
     sof = data.index(b"\xff\xc0")  # baseline frame header: length, precision, height, width
     data[sof + 5 : sof + 9] = struct.pack(">HH", 10_000, 20_000)
@@ -317,8 +318,9 @@ def test_the_pixel_limit_is_the_one_given_not_pillow_s() -> None:
     assert refused.value.reason == (
         f"decompression bomb: 20000x10000 = 200000000 pixels is over the limit of {MAX_PIXELS}"
     )
-    allowed = decode_photo(bytes(data), reduce_to=320, max_pixels=300_000_000)  # at 1/8 scale
-    assert allowed.full_size == (20_000, 10_000) and allowed.image.shape[:2] == (1250, 2500)
+    with pytest.raises(ImageError) as allowed:
+        decode_photo(bytes(data), reduce_to=320, max_pixels=300_000_000)
+    assert allowed.value.reason.startswith("truncated file (at least 99 % of the picture missing")
 
 
 def test_png_and_missing_file(tmp_path: Path) -> None:
@@ -391,3 +393,68 @@ def test_opencv_reads_and_writes_by_bytes_so_a_gbk_name_does_not_crash_the_proce
     assert read_bgr(folder / "missing.png") is None
     (folder / "note.png").write_text("not an image")
     assert read_bgr(folder / "note.png") is None
+
+
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+def street_like(height: int, width: int) -> np.ndarray:
+    """Smooth colour fields with some texture: what a street photo compresses like."""
+    rng = np.random.default_rng(5)
+    small = rng.integers(0, 255, (height // 64 + 1, width // 64 + 1, 3), np.uint8)
+    fields = np.asarray(Image.fromarray(small).resize((width, height), Image.Resampling.BILINEAR))
+    return (fields.astype(np.int16) + rng.integers(-6, 7, (height, width, 3))).clip(0, 255).astype(np.uint8)
+
+
+def closed_early(data: bytes, kept: int) -> bytes:
+    """`kept` bytes of a JPEG's picture data and then its end marker, as a failed copy or a broken
+    camera leaves it: libjpeg decodes it, paints what is missing grey, and says so on stderr only."""
+    return data[: data.index(b"\xff\xda") + kept] + b"\xff\xd9"
+
+
+@pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
+def test_a_jpeg_whose_data_ends_long_before_its_picture_is_truncated(progressive: bool) -> None:
+    """A 6000x4000 JPEG (24 MP, under the pixel limit) holding 4 KB of its picture and then its end
+    marker decoded without an error into a grey picture with a strip of photo on top, and a scan
+    took it for a photo. Refused before a pixel is decoded, saying how much is missing at least."""
+    out = BytesIO()
+    Image.fromarray(street_like(4000, 6000)).save(out, "JPEG", quality=85, progressive=progressive)
+    whole = out.getvalue()
+    assert decode_photo(whole, reduce_to=1000).full_size == (6000, 4000)  # the whole file is a photo
+    with pytest.raises(ImageError) as caught:
+        decode_photo(closed_early(whole, 4096), source="dcim/IMG_0001.jpg")
+    reason = caught.value.reason
+    assert reason.startswith("truncated file (at least 9") and "% of the picture missing" in reason, reason
+    assert "where its 6000x4000 pixels take" in reason
+
+
+@pytest.mark.parametrize(
+    ("colour", "subsampling", "progressive"),
+    [
+        ((128, 128, 128), 2, False),
+        ((128, 128, 128), 0, True),
+        ((0, 0, 0), 2, True),
+        ((255, 255, 255), 1, False),
+    ],
+)
+def test_a_plain_picture_written_whole_is_no_truncated_one(
+    colour: tuple[int, int, int], subsampling: int, progressive: bool
+) -> None:
+    """A grey "no signal" screen, a black or white frame: the fewest bytes a picture can take,
+    whole; the bound the truncation check holds files to is below them."""
+    out = BytesIO()
+    Image.new("RGB", (4000, 3000), colour).save(
+        out, "JPEG", quality=75, subsampling=subsampling, progressive=progressive, optimize=True
+    )
+    assert decode_photo(out.getvalue(), reduce_to=500).full_size == (4000, 3000)
+
+
+def test_no_photo_of_the_shared_datasets_is_taken_for_a_truncated_one() -> None:
+    """Every JPEG of the shared datasets (4,397 phone, camera and web photos here) holds at least
+    7.5 times the picture data the truncation check asks of it."""
+    from vision.core.imageio import jpeg_data_shortfall
+
+    photos = [p for p in DATASETS.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg")]
+    if not photos:
+        pytest.skip(f"no shared datasets under {DATASETS}")
+    assert [p for p in photos if jpeg_data_shortfall(p.read_bytes()) is not None] == []

@@ -610,6 +610,20 @@ def test_an_event_with_half_a_character_is_a_422_not_a_500(
     assert not (tmp_path / "annotations" / "inbox").exists()
 
 
+def _polygon(points: list[list[float]]) -> dict[str, Any]:
+    """A polygonlabels result as Label Studio sends it (percent points)."""
+    return {
+        "id": "p1",
+        "type": "polygonlabels",
+        "from_name": "outline",
+        "to_name": "image",
+        "original_width": 640,
+        "original_height": 400,
+        "image_rotation": 0,
+        "value": {"points": points, "closed": True, "polygonlabels": ["garbage"]},
+    }
+
+
 def _region(event: dict[str, Any]) -> dict[str, Any]:
     region: dict[str, Any] = event["annotation"]["result"][0]
     return region
@@ -643,15 +657,24 @@ HOSTILE_EVENTS = [
         "not a size an image has",
     ),
     (
-        "a polygon beside the box",
+        "a brush beside the box",
         lambda e: e["annotation"]["result"].append(
-            {
-                "type": "polygonlabels",
-                "value": {"points": [[1, 1], [9, 1], [9, 9]], "polygonlabels": ["garbage"]},
-            }
+            {"type": "brushlabels", "value": {"format": "rle", "rle": [0, 1, 2], "brushlabels": ["garbage"]}}
         ),
         "annotation.result",
-        "objects drawn as polygonlabels beside its boxes",
+        "objects drawn as brushlabels beside its boxes",
+    ),
+    (
+        "a polygon of 2 points",
+        lambda e: e["annotation"]["result"].append(_polygon([[1, 1], [9, 9]])),
+        "annotation.result[1].value.points",
+        "a polygon of 2 point(s): at least 3 enclose an object",
+    ),
+    (
+        "a polygon wholly outside the photo",
+        lambda e: e["annotation"]["result"].append(_polygon([[101, 1], [140, 1], [120, 50]])),
+        "annotation.result[1]",
+        "has no point inside the 640x400 image",
     ),
     ("no image in the data", lambda e: e["task"].update(data={"note": "x"}), "task.data", "no image URL"),
     (
@@ -752,8 +775,9 @@ MISSING_PHOTOS = [
     ),
     (
         "no image",
-        lambda photos: (photos / "notes.jpg").write_text("minutes")
-        and "/data/local-files/?d=photos/notes.jpg",
+        lambda photos: (
+            (photos / "notes.jpg").write_text("minutes") and "/data/local-files/?d=photos/notes.jpg"
+        ),
         "'/data/local-files/?d=photos/notes.jpg': not an image",
         "notes.jpg: not an image",
     ),
@@ -843,3 +867,46 @@ def test_a_task_naming_its_photo_by_a_plain_path_imports_from_the_files_root(
     argv = ["data", "import", str(export), "--dataset", "bureau", "--files-root", str(tmp_path / "files")]
     argv += ["--datasets-dir", str(tmp_path / "datasets"), "--labelled", "garbage", "--no-holdout-check"]
     assert main(argv) == 0, capsys.readouterr().err
+
+
+POLYGON_CONFIG = (
+    '<View><Image name="image" value="$image"/><PolygonLabels name="outline" toName="image">'
+    '<Label value="garbage"/><Label value="car"/></PolygonLabels></View>'
+)
+
+
+def test_a_polygon_annotation_is_kept_and_imported_as_its_enclosing_box(
+    service: Service, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An annotator's polygons came in by the webhook (201) and the retraining job's import skipped
+    them as "unsupported" with only a count: the work was dropped. The job's import (the inbox's
+    task with its project's config) takes each polygon as the box that encloses it, clipped to the
+    photo where it runs past it (x up to 110 % here)."""
+    from serve.cli.main import main
+
+    event = annotation_event("ANNOTATION_CREATED", 1, 10)
+    event["project"]["label_config"] = POLYGON_CONFIG
+    event["annotation"]["result"] = [
+        _polygon([[10, 20], [40, 25], [35, 60]]),
+        _polygon([[80, 50], [110, 55], [90, 90]]),
+    ]
+    answer = service.client.post("/labelstudio/webhook", json=event, headers=token(service))
+    assert answer.status_code == 201 and answer.json()["recorded"] is True, answer.text
+    [kept] = list((tmp_path / "annotations" / "inbox").glob("*.json"))
+    export = tmp_path / "job" / "tasks.json"  # as the retraining job writes the inbox's tasks
+    export.parent.mkdir()
+    export.write_text(json.dumps([json.loads(kept.read_text())]))
+    argv = ["data", "import", str(export), "--dataset", "bureau", "--files-root", str(tmp_path / "files")]
+    argv += [
+        "--datasets-dir",
+        str(tmp_path / "datasets"),
+        "--no-holdout-check",
+        "--format",
+        "labelstudio-json",
+    ]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert "unsupported" not in capsys.readouterr().out
+    manifest = json.loads((tmp_path / "datasets" / "bureau" / "manifest.json").read_text())
+    [entry] = manifest["images"]
+    assert entry["labels"] == [["garbage", 64.0, 80.0, 256.0, 240.0], ["garbage", 512.0, 200.0, 640.0, 360.0]]
+    assert entry["labelled"] == ["garbage", "car"]  # the polygon control's labels

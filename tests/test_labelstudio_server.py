@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -424,3 +425,65 @@ def test_a_pull_refuses_what_the_webhook_refuses_per_task_and_keeps_the_rest(
     good = next(task for task, why in sent.items() if not why)
     assert json.loads(kept.read_text())["id"] == int(good)
     assert set(json.loads((annotations_dir / "received.json").read_text())) == {f"{pid}/{good}"}
+
+
+def _download(ls: LabelStudio, path: str) -> bytes:
+    """A file Label Studio gives (an export's zip), not JSON."""
+    request = urllib.request.Request(ls.url + path, headers={"Authorization": f"Token {ls.token}"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return bytes(response.read())
+
+
+def test_a_polygon_project_comes_in_as_boxes_by_pull_and_by_each_export(
+    labelstudio: tuple[LabelStudio, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A project whose annotators draw polygons was skipped by the pull ("no <RectangleLabels>
+    control"), and its exports imported nothing ("1 image(s) with only unsupported results
+    skipped", exit 0). Each polygon is now the box that encloses it, clipped to the photo (the
+    second runs to x 110 %), by the pull and from Label Studio's own JSON, YOLO and COCO exports
+    (its COCO zip, `result.json` beside `images/`, was "neither data.yaml ... nor annotations/*.json")."""
+    from test_labelstudio import POLYGON_CONFIG, _polygon, write_photo
+
+    ls, root = labelstudio
+    write_photo(root / "photos" / "polygons.jpg")  # 640x400
+    pid = ls.call("POST", "/api/projects", {"title": "polygons", "label_config": POLYGON_CONFIG})["id"]
+    image = "/data/local-files/?d=photos/polygons.jpg"
+    [task] = ls.call(
+        "POST", f"/api/projects/{pid}/import?return_task_ids=true", [{"data": {"image": image}}]
+    )["task_ids"]
+    result = [_polygon([[10, 20], [40, 25], [35, 60]]), _polygon([[80, 50], [110, 55], [90, 90]])]
+    ls.call("POST", f"/api/tasks/{task}/annotations", {"result": result, "was_cancelled": False})
+    boxes = [["garbage", 64.0, 80.0, 256.0, 240.0], ["garbage", 512.0, 200.0, 640.0, 360.0]]
+    annotations_dir = tmp_path / "annotations"
+    for name, value in {
+        "STREETORDER_LABELSTUDIO_URL": ls.url,
+        "STREETORDER_LABELSTUDIO_TOKEN": ls.token,
+        "STREETORDER_ANNOTATIONS_DIR": str(annotations_dir),
+        "STREETORDER_LABELSTUDIO_FILES_ROOT": str(root),
+    }.items():
+        monkeypatch.setenv(name, value)
+    exports = {
+        "export.json": json.dumps(ls.call("GET", f"/api/projects/{pid}/export", exportType="JSON")).encode(),
+        "yolo.zip": _download(ls, f"/api/projects/{pid}/export?exportType=YOLO_WITH_IMAGES"),
+        "coco.zip": _download(ls, f"/api/projects/{pid}/export?exportType=COCO_WITH_IMAGES"),
+    }
+    get_settings.cache_clear()
+    try:
+        assert main(["data", "pull", "--project", str(pid)]) == 0, capsys.readouterr()
+        [kept] = pending_annotations(annotations_dir)
+        inbox = tmp_path / "inbox.json"  # the inbox's task, as the retraining job imports it
+        exports[inbox.name] = json.dumps([json.loads(kept.read_text())]).encode()
+        for name, data in exports.items():
+            (tmp_path / name).write_bytes(data)
+            argv = ["data", "import", str(tmp_path / name), "--dataset", name.replace(".", "-")]
+            argv += ["--files-root", str(root), "--datasets-dir", str(tmp_path / "datasets")]
+            argv += ["--store", str(tmp_path / "store")]
+            assert main([*argv, "--no-holdout-check"]) == 0, (name, capsys.readouterr().err)
+            assert "unsupported" not in capsys.readouterr().out, name
+            [entry] = Dataset.open(name.replace(".", "-"), tmp_path / "datasets").images.values()
+            assert [[n, *(round(v) for v in xyxy)] for n, *xyxy in entry["labels"]] == boxes, name
+    finally:
+        get_settings.cache_clear()

@@ -20,7 +20,8 @@ def cli(argv: list[str]) -> int:
         "--project",
         type=int,
         action="append",
-        help="only this Label Studio project (repeatable; default: every project with a box control)",
+        help="only this Label Studio project (repeatable; default: every project with a box or "
+        "polygon control)",
     )
     parser.add_argument(
         "--all", action="store_true", help="read every task again, not only those changed since the last pull"

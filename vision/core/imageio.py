@@ -256,6 +256,13 @@ def decode_photo(
         )
     if min(width, height) < min_side:
         raise PhotoTooSmall(source, (width, height), min_side)
+    if image_format in ("JPEG", "MPO") and (short := jpeg_data_shortfall(data)) is not None:
+        have, need = short
+        raise ImageError(
+            source,
+            f"truncated file (at least {100 * (need - have) // need} % of the picture missing: "
+            f"{have:,} bytes of picture data where its {width}x{height} pixels take {need:,} or more)",
+        )
     if reduce_to and max(width, height) > reduce_to:
         keep = reduce_to / max(width, height)
         pil.draft("RGB", (math.ceil(width * keep), math.ceil(height * keep)))
@@ -290,6 +297,57 @@ def decode_photo(
     if pil.size != (width, height) or shrink >= 2:  # decoded reduced: the upright size of the photo itself
         full_size = (height, width) if meta.orientation in (5, 6, 7, 8) else (width, height)
     return LoadedPhoto(image=image, meta=meta, format=image_format, full_size=full_size)
+
+
+# JPEG frame headers of Huffman-coded pictures (baseline, extended, progressive) and the fewest bits
+# an 8x8 block takes in them: a DC and an AC code of at least one bit each; a progressive picture
+# codes each block's DC in its first scan at least. Arithmetic coding can take less: not judged.
+_HUFFMAN_FRAMES = {0xC0: 2, 0xC1: 2, 0xC2: 1}
+_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7]")  # a marker ends a scan; FF00 and restarts do not
+
+
+def jpeg_data_shortfall(data: bytes) -> tuple[int, int] | None:
+    """(bytes of entropy-coded data, the fewest its blocks take) of a JPEG whose data is too short
+    for the picture its header declares; None when it is not, or cannot be told. A file cut short
+    and closed with an end marker (a failed copy, a broken camera) decodes without error: libjpeg
+    says "Premature end of JPEG file" on stderr only and paints the blocks it lacks grey, and a scan
+    took a grey picture with a strip of photo on top for a photo. A bound, never a guess: a whole
+    picture holds at least this many bytes however plain it is (a grey "no signal" screen too)."""
+    need = have = 0
+    pos = 2
+    try:
+        while pos + 4 <= len(data) and data[pos] == 0xFF:
+            marker = data[pos + 1]
+            if marker == 0xD9:  # the end of the (first) picture
+                break
+            if marker == 0xFF or 0xD0 <= marker <= 0xD7:  # fill byte, stray restart marker
+                pos += 1 if marker == 0xFF else 2
+                continue
+            length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a frame header
+                if marker not in _HUFFMAN_FRAMES:
+                    return None
+                need = _HUFFMAN_FRAMES[marker] * _blocks(data[pos + 4 : pos + 2 + length])
+            pos += 2 + length
+            if marker == 0xDA:  # a scan: its entropy-coded data runs to the next marker
+                end = _SCAN_END.search(data, pos)
+                stop = end.start() if end else len(data)
+                have, pos = have + stop - pos, stop
+    except (IndexError, ZeroDivisionError):  # a header this reading cannot follow: Pillow judges it
+        return None
+    need_bytes = need // 8
+    return (have, need_bytes) if have < need_bytes else None
+
+
+def _blocks(frame: bytes) -> int:
+    """The 8x8 blocks of a JPEG frame header's components (each at its own sampling)."""
+    height, width, count = int.from_bytes(frame[1:3], "big"), int.from_bytes(frame[3:5], "big"), frame[5]
+    factors = [(frame[7 + 3 * i] >> 4, frame[7 + 3 * i] & 15) for i in range(count)]
+    wide, tall = max(h for h, _ in factors), max(v for _, v in factors)
+    return sum(
+        math.ceil(math.ceil(width * h / wide) / 8) * math.ceil(math.ceil(height * v / tall) / 8)
+        for h, v in factors
+    )
 
 
 def read_exif_meta(exif: Mapping[int, Any], *, local_tz: tzinfo = DEFAULT_TIMEZONE) -> PhotoMeta:

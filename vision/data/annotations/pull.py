@@ -2,7 +2,7 @@
 
 A webhook can fail (the service was down, the webhook had no key yet and got a 401, Label Studio
 does not resend); a pull asks Label Studio itself. For each project whose labelling config has a
-box control with taxonomy labels, it lists the tasks updated since the last pull (Label Studio's
+box or polygon control with taxonomy labels, it lists the tasks updated since the last pull (Label Studio's
 own `tasks:updated_at`, kept per project in `<annotations_dir>/pull.json`), takes each task's
 latest annotation that was not cancelled, checks it as the webhook and an import do
 (`task_problems`), and records it in the inbox with the project's config
@@ -26,7 +26,7 @@ from urllib.parse import quote, urlencode
 from vision.core.taxonomy import Taxonomy
 from vision.data.annotations.images import ImageFinder
 from vision.data.annotations.inbox import record_annotation
-from vision.data.annotations.label_config import rectangle_control
+from vision.data.annotations.label_config import box_labels, taxonomy_labels
 from vision.data.annotations.records import AnnotationError, Problem, shown
 from vision.data.annotations.validate import task_problems
 
@@ -170,8 +170,9 @@ def pull(
     for project in wanted:
         key = str(project.get("id"))
         config = str(project.get("label_config") or "")
-        try:
-            rectangle_control(config, taxonomy)
+        try:  # a project of boxes or polygons (imported as their boxes) with a class of ours
+            if config:
+                taxonomy_labels(box_labels(config), taxonomy)
         except AnnotationError as err:
             report.skipped[key] = f"{project.get('title')!r}: {err.message}"
             continue

@@ -41,6 +41,7 @@ from vision.data.datamix import IMAGE_SUFFIXES
 
 FORMATS = ("auto", "labelstudio-json", "labelstudio-min", "labelstudio-yolo", "cvat-yolo", "coco")
 MAX_ARCHIVE_BYTES = 20 * 2**30
+BOX_KINDS = ("rectanglelabels", "polygonlabels")  # Label Studio results read as boxes
 LONE_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # only such an escape gives one: a cheap first look
 
 
@@ -123,17 +124,54 @@ def _number(value: Any, where: str) -> float:
     return float(value)
 
 
-def _rectangle(
-    region: dict[str, Any], where: str
-) -> tuple[list[str], tuple[float, float, float, float], float]:
-    """Labels, percent box and rotation of one Label Studio rectangle value."""
-    labels = region.get("rectanglelabels")
+def _region_boxes(value: dict[str, Any], kind: str, at: str, where: str) -> list[RawBox]:
+    """The percent boxes of one Label Studio rectangle or polygon value (at `where`) of the result
+    at `at`, one per label."""
+    labels = value.get(kind)
     if not isinstance(labels, list) or not labels or not all(isinstance(v, str) for v in labels):
         message = f"expected a list of label names, got {shown(labels)}"
-        raise AnnotationError(f"{where}.rectanglelabels", message)
-    coords = tuple(_number(region.get(k), f"{where}.{k}") for k in ("x", "y", "width", "height"))
-    rotation = _number(region.get("rotation", 0), f"{where}.rotation")
-    return labels, (coords[0], coords[1], coords[2], coords[3]), rotation
+        raise AnnotationError(f"{where}.{kind}", message)
+    if kind == "polygonlabels":
+        points = polygon_points(value.get("points"), f"{where}.points")
+        return [polygon_box(label, points, "percent", at) for label in labels]
+    coords = tuple(_number(value.get(k), f"{where}.{k}") for k in ("x", "y", "width", "height"))
+    rotation = _number(value.get("rotation", 0), f"{where}.rotation")
+    box = (coords[0], coords[1], coords[2], coords[3])
+    return [RawBox(label, box, "percent", at, rotation) for label in labels]
+
+
+MIN_POLYGON_POINTS = 3
+
+
+def polygon_points(values: Any, where: str) -> tuple[tuple[float, float], ...]:
+    """A polygon's points, written `[[x, y], ...]` (Label Studio) or `[x1, y1, x2, y2, ...]` (YOLO,
+    COCO). Fewer than 3 points enclose no object, and a NaN point no box: both are refused."""
+    if isinstance(values, list) and values and all(isinstance(p, list) for p in values):
+        if any(len(p) != 2 for p in values):
+            raise AnnotationError(where, f"expected points as [x, y] pairs, got {shown(values)}")
+        pairs = [(p[0], p[1]) for p in values]
+    elif isinstance(values, list) and len(values) % 2 == 0:
+        pairs = list(zip(values[::2], values[1::2], strict=True))
+    else:
+        raise AnnotationError(where, f"expected the polygon's points, got {shown(values)}")
+    points = tuple((_number(x, where), _number(y, where)) for x, y in pairs)
+    if len(points) < MIN_POLYGON_POINTS:
+        raise AnnotationError(
+            where, f"a polygon of {len(points)} point(s): at least {MIN_POLYGON_POINTS} enclose an object"
+        )
+    return points
+
+
+def polygon_box(label: str, points: tuple[tuple[float, float], ...], unit: str, where: str) -> RawBox:
+    """A polygon as the box that encloses it, in the export's own unit (the detector takes boxes,
+    as ultralytics makes a segment's box); its points stay for clipping to the photo."""
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    x1, y1, x2, y2 = min(xs), min(ys), max(xs), max(ys)
+    if unit == "yolo":
+        coords = ((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1)
+    else:
+        coords = (x1, y1, x2 - x1, y2 - y1)
+    return RawBox(label, coords, unit, where, points=points)
 
 
 def _size(
@@ -179,8 +217,9 @@ def result_boxes(
     declared: list[tuple[int, int]],
     unsupported: Counter[str],
 ) -> list[RawBox]:
-    """The boxes of one annotation's results; results of other controls (choices, text, keypoints,
-    polygons) are counted in `unsupported` by type, never read as "no box here"."""
+    """The boxes of one annotation's results, a polygon's being the box that encloses it; results
+    of other controls (choices, text, keypoints, brushes, ellipses) are counted in `unsupported` by
+    type, never read as "no box here"."""
     boxes: list[RawBox] = []
     for index, region in enumerate(regions):
         at = f"{where}[{index}]"
@@ -189,9 +228,9 @@ def result_boxes(
             continue
         value = region.get("value", region)  # full JSON nests it in value, JSON-MIN does not
         kind = region.get("type")
-        if (kind is None and not (isinstance(value, dict) and "rectanglelabels" in value)) or (
-            kind is not None and kind != "rectanglelabels"
-        ):
+        if kind is None and isinstance(value, dict):  # JSON-MIN drops the type: known by its key
+            kind = next((k for k in BOX_KINDS if k in value), None)
+        if kind not in BOX_KINDS:
             unsupported[_result_type(region, value)] += 1
             continue
         if not isinstance(value, dict):  # a region of boxes whose box is missing: never dropped unsaid
@@ -199,13 +238,12 @@ def result_boxes(
             continue
         try:
             size = _size(region, at) or _size(value, at + (".value" if "value" in region else ""))
-            labels, coords, rotation = _rectangle(value, at + (".value" if "value" in region else ""))
+            boxes += _region_boxes(value, str(kind), at, at + (".value" if "value" in region else ""))
         except AnnotationError as err:
             problems.append(err.problem())
             continue
         if size:
             declared.append(size)
-        boxes.extend(RawBox(label, coords, "percent", at, rotation) for label in labels)
     return boxes
 
 
@@ -433,18 +471,20 @@ def read_yolo_folder(
             if not fields:
                 continue
             at = f"{label}:{number}"
-            if len(fields) != 5:
-                export.problems.append(
-                    Problem(at, f"expected 'class cx cy w h' (5 fields), got {len(fields)}: {shown(line)}")
+            if len(fields) % 2 == 0:  # a box has 5 fields, a polygon (a segmentation export) 1 + 2n
+                why = (
+                    "expected 'class cx cy w h' (5 fields) or a polygon 'class x1 y1 x2 y2 x3 y3 ...', "
+                    f"got {len(fields)}: {shown(line)}"
                 )
+                export.problems.append(Problem(at, why))
                 continue
             try:
                 class_id = int(fields[0])
-                cx, cy, w, h = (float(v) for v in fields[1:])
+                values = [float(v) for v in fields[1:]]
             except ValueError:
                 export.problems.append(Problem(at, f"not numbers: {shown(line)}"))
                 continue
-            if not all(math.isfinite(v) for v in (cx, cy, w, h)):
+            if not all(math.isfinite(v) for v in values):
                 export.problems.append(Problem(at, f"not finite numbers: {shown(line)}"))
                 continue
             if not 0 <= class_id < len(names):
@@ -452,7 +492,15 @@ def read_yolo_folder(
                     Problem(at, f"class {class_id} is not in the export's {len(names)} class names")
                 )
                 continue
-            boxes.append(RawBox(names[class_id], (cx, cy, w, h), "yolo", at))
+            if len(values) == 4:
+                boxes.append(
+                    RawBox(names[class_id], (values[0], values[1], values[2], values[3]), "yolo", at)
+                )
+                continue
+            try:
+                boxes.append(polygon_box(names[class_id], polygon_points(values, at), "yolo", at))
+            except AnnotationError as err:
+                export.problems.append(err.problem())
         export.samples.append(
             RawSample(
                 relative.as_posix(),
@@ -495,7 +543,8 @@ def read_labelstudio_yolo(root: Path, limits: Limits = DEFAULT_LIMITS) -> ReadEx
 
 
 def read_coco(path: Path, limits: Limits = DEFAULT_LIMITS) -> ReadExport:
-    """COCO 1.0 (CVAT's COCO export): `images`, `categories`, `annotations` with pixel `bbox`."""
+    """COCO 1.0 (CVAT's and Label Studio's COCO exports): `images`, `categories`, `annotations`
+    with pixel `bbox`, or `segmentation` polygons (read as the boxes that enclose them)."""
     coco = load_json(path, limits.max_bytes)
     if not isinstance(coco, dict) or not all(
         isinstance(coco.get(k), list) for k in ("images", "annotations", "categories")
@@ -555,7 +604,24 @@ def read_coco(path: Path, limits: Limits = DEFAULT_LIMITS) -> ReadExport:
             sample.broken = True  # its other boxes are no whole annotation of the image
             continue
         bbox = annotation.get("bbox")
-        if bbox in (None, []) and annotation.get("segmentation"):  # a mask or polygon without its box
+        segmentation = annotation.get("segmentation")
+        # polygons: their box, clipped to the photo (Label Studio writes the bbox of a polygon that
+        # runs past the edge unclipped, x up to 704 of a 640 px photo: refused as outside the image)
+        if isinstance(segmentation, list) and segmentation:
+            parts = segmentation if all(isinstance(p, list) for p in segmentation) else [segmentation]
+            try:
+                points = tuple(
+                    p
+                    for i, part in enumerate(parts)
+                    for p in polygon_points(part, f"{where}.segmentation[{i}]")
+                )
+            except AnnotationError as err:
+                export.problems.append(err.problem())
+                sample.broken = True
+                continue
+            sample.boxes.append(polygon_box(name, points, "coco", where))
+            continue
+        if bbox in (None, []) and segmentation:  # a mask (run-length encoded) without its box
             export.unsupported["segmentation"] += 1
             segmented.add(sample.where)
             continue
@@ -619,6 +685,13 @@ def not_an_id(value: Any) -> str:
     return f"{shown(value)} is no id (a number below 2**63, or a text of at most 100 characters)"
 
 
+def coco_files(folder: Path) -> list[Path]:
+    """The COCO files of an export folder: CVAT's `annotations/instances_*.json`, or Label Studio's
+    `result.json` (its COCO export, with the images under `images/`)."""
+    files = sorted(folder.glob("annotations/*.json"))
+    return files or [f for f in [folder / "result.json"] if f.is_file()]
+
+
 def detect_format(path: Path, limits: Limits = DEFAULT_LIMITS) -> str:
     """Which reader an export needs, from its layout (a folder or an extracted zip) or its JSON."""
     if path.is_dir():
@@ -626,11 +699,12 @@ def detect_format(path: Path, limits: Limits = DEFAULT_LIMITS) -> str:
             return "cvat-yolo"
         if (path / "classes.txt").exists():
             return "labelstudio-yolo"
-        if list(path.glob("annotations/*.json")):
+        if coco_files(path):
             return "coco"
         raise AnnotationError(
             f"{path}",
-            "neither data.yaml (CVAT YOLO), classes.txt (Label Studio YOLO) nor annotations/*.json (COCO)",
+            "neither data.yaml (CVAT YOLO), classes.txt (Label Studio YOLO) nor annotations/*.json or "
+            "result.json (COCO)",
         )
     data = load_json(path, limits.max_bytes)
     if isinstance(data, dict) and "annotations" in data and "images" in data:
@@ -699,9 +773,9 @@ def read_export(
     if kind == "cvat-yolo":
         return read_cvat_yolo(path, limits)
     if kind == "coco":
-        files = sorted(path.glob("annotations/*.json")) if path.is_dir() else [path]
+        files = coco_files(path) if path.is_dir() else [path]
         if not files:
-            raise AnnotationError(f"{path}", "no annotations/*.json")
+            raise AnnotationError(f"{path}", "no annotations/*.json or result.json")
         merged = ReadExport("coco", [])
         for file in files:
             part = read_coco(file, limits)

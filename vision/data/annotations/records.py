@@ -83,13 +83,15 @@ class Problem:
 
 @dataclass(frozen=True)
 class RawBox:
-    """One box as an export writes it; `unit` says how to read `coords`."""
+    """One box as an export writes it; `unit` says how to read `coords`. A polygon (the detector
+    takes boxes) keeps its `points` in the same unit, and `coords` is its enclosing box."""
 
     label: str
     coords: tuple[float, float, float, float]
     unit: str  # percent (x, y, w, h) | yolo (cx, cy, w, h normalised) | coco (x, y, w, h pixels)
     where: str
     rotation: float = 0.0
+    points: tuple[tuple[float, float], ...] = ()  # a polygon's (x, y) points: percent, normalised or pixels
 
 
 @dataclass

@@ -7,6 +7,7 @@ import math
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -108,16 +109,41 @@ def checked_box(
         )
     if box.rotation % 360:
         return None, f"rotated box ({box.rotation:g} degrees): the detector takes upright boxes"
-    xyxy, why = check_box(to_pixels(box, width, height, declared), width, height, min_side)
+    if box.points:
+        xyxy, why = check_polygon(box, width, height, declared, min_side)
+    else:
+        xyxy, why = check_box(to_pixels(box, width, height, declared), width, height, min_side)
     if xyxy is None:
         return None, str(why) + pixels_hint(box)
     return Label(cls.name, xyxy), ""
+
+
+def check_polygon(
+    box: RawBox, width: int, height: int, declared: tuple[int, int] | None, min_side: float
+) -> tuple[tuple[float, float, float, float] | None, str | None]:
+    """A polygon's enclosing box clipped to the photo (an object drawn past its edge is still the
+    photo's object), or why it is refused: no point of it inside the photo, or empty once clipped."""
+    pixels = [
+        to_pixels(replace(box, coords=(x, y, 0.0, 0.0)), width, height, declared)[:2] for x, y in box.points
+    ]
+    slack_x, slack_y = EDGE_TOLERANCE * width, EDGE_TOLERANCE * height
+    if not any(-slack_x <= x <= width + slack_x and -slack_y <= y <= height + slack_y for x, y in pixels):
+        x1, y1, x2, y2 = to_pixels(box, width, height, declared)
+        return None, (
+            f"polygon of {len(pixels)} points around ({x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f}) has no point "
+            f"inside the {width}x{height} image"
+        )
+    x1, y1, x2, y2 = to_pixels(box, width, height, declared)
+    clipped = (max(0.0, x1), max(0.0, y1), min(float(width), x2), min(float(height), y2))
+    return check_box(clipped, width, height, min_side)
 
 
 def pixels_hint(box: RawBox) -> str:
     """Why a box in relative units ends past the image, when it looks like pixels given instead:
     the refusal shows pixels converted from them, numbers the annotator never wrote."""
     a, b, w, h = box.coords
+    if box.points:  # its numbers are points, not these
+        return ""
     if box.unit == "percent":  # Label Studio: x, y of the top left corner
         full, right, bottom, names = 100.0, a + w, b + h, "x {:g}, y {:g}, width {:g}, height {:g}"
     elif box.unit == "yolo":  # centre, width, height
@@ -133,9 +159,9 @@ def pixels_hint(box: RawBox) -> str:
 def annotation_problems(result: list[Any], where: str, taxonomy: Taxonomy) -> list[Problem]:
     """What an import would refuse in one Label Studio annotation, told before its image is read
     (the webhook answers it at once): regions without their box, labels that are no taxonomy class,
-    rotated, NaN, empty or out-of-image boxes (of the size the result declares; percent without one,
-    where a box is empty only without area: under 1 % of a side may be many pixels of the image the
-    import reads), objects drawn as polygons or keypoints beside boxes."""
+    rotated, NaN, empty or out-of-image boxes and polygons (of the size the result declares; percent
+    without one, where a box is empty only without area: under 1 % of a side may be many pixels of
+    the image the import reads), objects drawn as keypoints, brushes or ellipses beside boxes."""
     problems: list[Problem] = []
     declared: list[tuple[int, int]] = []
     other = Counter[str]()
