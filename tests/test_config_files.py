@@ -69,6 +69,11 @@ def test_the_committed_file_loads(name: str) -> None:
             r"stage_limits_minutes\.verify: ",
         ),
         ("workflow.yaml", lambda d: d.update(stage_limits={}), r"stage_limits: Extra inputs"),
+        (  # a billion minutes was taken: no step ever late
+            "workflow.yaml",
+            lambda d: d["stage_limits_minutes"].update(dispatch=10**9),
+            r"stage_limits_minutes\.dispatch: Input should be less than or equal to 43200",
+        ),
         (
             "workflow.yaml",
             lambda d: d.update(stage_clock="office"),
@@ -128,8 +133,26 @@ def test_a_broken_promotion_policy_is_named_with_its_file(tmp_path: Path) -> Non
             "departments",
         ),
         ("calendar.yaml", "holidays: {}", ["serve", "--db", "{db}", "--port", "0"], "holidays"),
+        (  # a day that does not exist: PyYAML's bare ValueError was a traceback from every mode
+            "calendar.yaml",
+            "holidays:\n  - 2027-01-01\n  - 2026-02-30\n",
+            ["calendar", "check"],
+            "line 3, column 5: '2026-02-30' is not a date",
+        ),
+        (  # the webhook's secret variable unset: a traceback from uvicorn's start-up
+            "notifications.yaml",
+            "targets:\n  - {url: 'http://127.0.0.1:9/x', secret_env: STREETORDER_TEST_UNSET_SECRET}\n",
+            ["serve", "--db", "{db}", "--port", "0"],
+            "targets[0].secret_env: STREETORDER_TEST_UNSET_SECRET is not set",
+        ),
+        (  # a target of a department routing.yaml does not have would hear of no case
+            "notifications.yaml",
+            "targets:\n  - {adapter: 'serve.cases.notify:Message', departments: [环卫所]}\n",
+            ["serve", "--db", "{db}", "--port", "0"],
+            "targets[0].departments: '环卫所' is no department of routing.yaml",
+        ),
     ],
-    ids=["calendar", "stats", "users", "serve"],
+    ids=["calendar", "stats", "users", "serve", "no-such-day", "webhook-secret", "notify-department"],
 )
 def test_every_mode_names_a_broken_config_file_in_one_line(
     tmp_path: Path, name: str, text: str, argv: list[str], message: str

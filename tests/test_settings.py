@@ -58,3 +58,18 @@ def test_a_secret_out_of_bounds_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -
         Settings(secret=["s3cret-value"], duplicate_radius_m=float("nan"))  # type: ignore[arg-type]
     said = settings_problem(caught.value)
     assert said is not None and "STREETORDER_SECRET=***" in said and "s3cret" not in said
+
+
+def test_a_bureaus_configs_folder_brings_its_own_notifications(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """STREETORDER_CONFIGS_DIR names the folder notifications.yaml is in (README); the package's file
+    was read whatever it said, so a bureau's own webhooks were silently never called."""
+    from serve.cases.settings import Settings
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("STREETORDER_NOTIFICATIONS", raising=False)
+    monkeypatch.setenv("STREETORDER_CONFIGS_DIR", str(tmp_path / "bureau"))
+    assert Settings().notifications_file() == tmp_path / "bureau" / "notifications.yaml"
+    monkeypatch.setenv("STREETORDER_NOTIFICATIONS", str(tmp_path / "elsewhere.yaml"))
+    assert Settings().notifications_file() == tmp_path / "elsewhere.yaml"

@@ -139,9 +139,10 @@ class Settings(BaseSettings):
     case_prefix: str = Field(default="SO", description="case number prefix: PREFIX + yyyyMMdd + sequence")
     secret: str = Field(default="", description="secret mixed into API-key hashes; required outside dev mode")
     dev: bool = Field(default=False, description="dev mode: allows an empty secret (never in production)")
-    notifications: Path = Field(
-        default=PACKAGED_CONFIGS / "notifications.yaml",
-        description="webhook and adapter targets of dispatch and deadline messages",
+    notifications: Path | None = Field(
+        default=None,
+        description="webhook and adapter targets of dispatch and deadline messages; unset: the "
+        "notifications.yaml of STREETORDER_CONFIGS_DIR",
     )
     notify_s: float = Field(
         default=10.0, ge=0, description="how often queued notifications are sent (0: never)"
@@ -259,6 +260,11 @@ class Settings(BaseSettings):
             if scope not in SCOPES or rate < 1:
                 raise ValueError(f"{scope}: {rate}: expected a scope of {', '.join(SCOPES)} and a rate >= 1")
         return rates
+
+    def notifications_file(self) -> Path:
+        """The notifications file: a bureau's own configs folder holds its own (the package's was read
+        whatever STREETORDER_CONFIGS_DIR said, so the bureau's webhooks were silently never called)."""
+        return self.notifications or self.configs_dir / "notifications.yaml"
 
     def taxonomy(self) -> Taxonomy:
         """The one taxonomy of this configuration: the detector, the intake and the cameras all read it."""
