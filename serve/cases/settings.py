@@ -13,7 +13,10 @@ working directory, like `evidence` and `annotations`.
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
+from collections.abc import Mapping
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
@@ -271,9 +274,33 @@ class Settings(BaseSettings):
         return load_taxonomy(self.configs_dir / TAXONOMY)
 
 
+class MisspeltSetting(ValueError):
+    """A STREETORDER_* variable that is no setting but reads like one: a typo, ignored until now."""
+
+
+def misspelt_settings(environ: Mapping[str, str]) -> list[str]:
+    """`STREETORDER_NAME=value: ...; did you mean ...` for each variable that is no setting but a
+    setting's name cut short (STREETORDER_DB) or one slip from it (STREETORDER_DUPLICATE_RADIUS):
+    pydantic ignores unknown variables, so the setting stayed at its default and nobody was told.
+    Other STREETORDER_* names (webhook secrets a notifications.yaml names) are left alone."""
+    fields = list(Settings.model_fields)
+    said = []
+    for variable, value in sorted(environ.items()):
+        name = variable.upper().removeprefix("STREETORDER_").lower()
+        if not variable.upper().startswith("STREETORDER_") or name in fields:
+            continue
+        near = [f for f in fields if f.startswith(name)] or difflib.get_close_matches(name, fields, 1, 0.86)
+        if near:
+            shown = "***" if "secret" in name or "token" in name else value[:40]
+            said.append(f"{variable}={shown}: no such setting; did you mean STREETORDER_{near[0].upper()}?")
+    return said
+
+
 @cache
 def get_settings() -> Settings:
     """The settings of this process, read once, when an entry first asks (never at import)."""
+    if said := misspelt_settings(os.environ):
+        raise MisspeltSetting("; ".join(said))
     return Settings()
 
 
@@ -281,6 +308,8 @@ def settings_problem(err: Exception) -> str | None:
     """A setting that cannot be used, said by its variable and value (`STREETORDER_NAME=value: why`),
     so that an operator sees which line of the environment to mend, not pydantic's traceback; None
     when `err` is no settings error."""
+    if isinstance(err, MisspeltSetting):
+        return str(err)
     if isinstance(err, SettingsError):  # a JSON setting that is no JSON; the message names the field
         field = re.search(r'field "(\w+)"', str(err))
         return f"STREETORDER_{field[1].upper()}: cannot be read: JSON expected" if field else str(err)
