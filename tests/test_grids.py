@@ -379,3 +379,21 @@ def test_cgcs2000_degrees_are_read_as_wgs84(tmp_path: Path, name: str) -> None:
     path.write_text(json.dumps(data), encoding="utf-8")
     grid = load_grids(path).locate(30.6425, 104.0485)
     assert grid is not None and grid.code == "510107003001001"
+
+
+def test_a_geojson_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    """Notepad and GIS exports on Windows write a UTF-8 BOM: it was "cannot read grid GeoJSON"."""
+    path = write_layout(
+        tmp_path / "武侯区网格.geojson", [("510107003001001", square(104.048, 30.642, 0.001))]
+    )
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert [g.code for g in load_grids(path)] == ["510107003001001"]
+
+
+def test_many_codes_used_twice_are_named_ten_at_a_time(tmp_path: Path) -> None:
+    """A layout whose codes all repeat (a column pasted twice) was named code by code in one line of
+    every code, counted with list.count per grid (seconds on a city's layout)."""
+    cells = [(f"510107003001{i % 12 + 1:03d}", square(104.0 + i * 0.001, 30.6, 0.001)) for i in range(24)]
+    path = write_layout(tmp_path / "grids.geojson", cells)
+    with pytest.raises(GridError, match=r"used twice: 510107003001001, .*510107003001010 \(and 2 more\)$"):
+        load_grids(path)

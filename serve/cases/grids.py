@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,10 +86,10 @@ class GridIndex:
     """All unit grids of a layout, with a spatial index for point lookups."""
 
     def __init__(self, grids: list[Grid], source: str = "<memory>"):
-        codes = [g.code for g in grids]
-        if len(set(codes)) != len(codes):
-            repeated = sorted({c for c in codes if codes.count(c) > 1})
-            raise GridError(f"{source}: grid codes used twice: {', '.join(repeated)}")
+        # counted once (codes.count per code took 9 s on a city's 22,500 grids), the first ten named
+        if repeated := sorted(code for code, n in Counter(g.code for g in grids).items() if n > 1):
+            more = f" (and {len(repeated) - 10} more)" if len(repeated) > 10 else ""
+            raise GridError(f"{source}: grid codes used twice: {', '.join(repeated[:10])}{more}")
         self.source = source
         self._grids = sorted(grids, key=lambda g: g.code)
         self._by_code = {g.code: g for g in self._grids}
@@ -129,7 +130,9 @@ def load_grids(path: Path | str, crs: CoordSystem | None = None) -> GridIndex:
     in `crs` (else the file's `crs` member, else WGS-84); the grids kept are WGS-84."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(
+            path.read_text(encoding="utf-8-sig")
+        )  # a BOM (Notepad, GIS exports on Windows) is no error
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise GridError(f"{path}: cannot read grid GeoJSON: {err}") from err
     if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
