@@ -186,3 +186,39 @@ def test_every_mode_names_a_broken_config_file_in_one_line(
     assert done.returncode == 1, done.stderr[-2000:]
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert f"streetorder {argv[0]}: {configs / name}: " in done.stderr and message in done.stderr
+
+
+def test_the_service_says_at_start_which_routing_rule_no_grid_meets(
+    tmp_path: Path, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A street misspelt (浆洗街道 for 浆洗街街道) or a grid prefix of another district in routing.yaml
+    loaded and silently never routed a case: every one went to the default department."""
+    import logging
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from serve.api.app import create_app
+    from serve.cases.settings import Settings
+
+    configs = tmp_path / "configs"
+    shutil.copytree(CONFIGS, configs)
+    routing = yaml.safe_load((configs / "routing.yaml").read_text(encoding="utf-8"))
+    routing["rules"][2]["grids"] = ["510107003"]
+    routing["rules"][3]["streets"] = ["淮河街道"]
+    (configs / "routing.yaml").write_text(yaml.safe_dump(routing, allow_unicode=True), encoding="utf-8")
+    settings = Settings.model_validate(
+        {
+            "secret": "tests-only-secret-0123456789",
+            "db_url": db_url,
+            "evidence_dir": tmp_path / "evidence",
+            "configs_dir": configs,
+        }
+    )
+    with caplog.at_level(logging.WARNING, logger="streetorder.service"), TestClient(create_app(settings)):
+        pass
+    said = [r.getMessage() for r in caplog.records if "routing.yaml" in r.getMessage()]
+    assert len(said) == 2, said
+    assert "rules[2].grids: no unit grid's code starts with '510107003'" in said[0]
+    assert "rules[3].streets: '淮河街道' is the street of no unit grid" in said[1]
+    assert all(str(configs / "routing.yaml") in line and "never routes a case" in line for line in said)
