@@ -22,6 +22,7 @@ import importlib
 import json
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -137,6 +138,16 @@ class TargetEntry(ConfigModel):
     timeout_s: float = Field(default=10, gt=0, le=120)
     adapter: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        """Checked here: a url without its scheme (sanitation.example.gov.cn/hooks) loaded and every
+        message to it failed, retried and given up, hours later and only in the notifications table."""
+        parts = urllib.parse.urlsplit(url) if url is not None else None
+        if parts is not None and (parts.scheme not in ("http", "https") or not parts.hostname):
+            raise ValueError(f"{url!r} is not an http:// or https:// address (https://host/path)")
+        return url
 
     @field_validator("events")
     @classmethod
