@@ -56,3 +56,27 @@ def test_calendar_check(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as usage:
         main(["calendar", "check", "--today", "tomorrow"])
     assert usage.value.code == 2
+
+
+def test_a_year_left_out_between_listed_years_is_not_covered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """2025 and 2027 listed, 2026 not: the check said "covered: holidays are listed up to 2027" while
+    deadlines set in 2026 counted its 国庆 as working days."""
+    import shutil
+
+    from serve.cases.settings import get_settings
+
+    configs = tmp_path / "configs"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "configs", configs)
+    (configs / "calendar.yaml").write_text(
+        "holidays:\n  - 2025-10-01..2025-10-08\n  - 2027-01-01\n", encoding="utf-8"
+    )
+    monkeypatch.setenv("STREETORDER_CONFIGS_DIR", str(configs))
+    get_settings.cache_clear()
+    try:
+        assert main(["calendar", "check", "--today", "2026-12-05"]) == 1
+    finally:
+        get_settings.cache_clear()
+    out = capsys.readouterr().out
+    assert "lists no holidays in 2026" in out and "Add 2026's holidays" in out, out

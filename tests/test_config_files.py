@@ -69,6 +69,11 @@ def test_the_committed_file_loads(name: str) -> None:
             r"stage_limits_minutes\.verify: ",
         ),
         ("workflow.yaml", lambda d: d.update(stage_limits={}), r"stage_limits: Extra inputs"),
+        (  # a billion minutes was taken: no step ever late
+            "workflow.yaml",
+            lambda d: d["stage_limits_minutes"].update(dispatch=10**9),
+            r"stage_limits_minutes\.dispatch: Input should be less than or equal to 43200",
+        ),
         (
             "workflow.yaml",
             lambda d: d.update(stage_clock="office"),
@@ -128,8 +133,26 @@ def test_a_broken_promotion_policy_is_named_with_its_file(tmp_path: Path) -> Non
             "departments",
         ),
         ("calendar.yaml", "holidays: {}", ["serve", "--db", "{db}", "--port", "0"], "holidays"),
+        (  # a day that does not exist: PyYAML's bare ValueError was a traceback from every mode
+            "calendar.yaml",
+            "holidays:\n  - 2027-01-01\n  - 2026-02-30\n",
+            ["calendar", "check"],
+            "line 3, column 5: '2026-02-30' is not a date",
+        ),
+        (  # the webhook's secret variable unset: a traceback from uvicorn's start-up
+            "notifications.yaml",
+            "targets:\n  - {url: 'http://127.0.0.1:9/x', secret_env: STREETORDER_TEST_UNSET_SECRET}\n",
+            ["serve", "--db", "{db}", "--port", "0"],
+            "targets[0].secret_env: STREETORDER_TEST_UNSET_SECRET is not set",
+        ),
+        (  # a target of a department routing.yaml does not have would hear of no case
+            "notifications.yaml",
+            "targets:\n  - {adapter: 'serve.cases.notify:Message', departments: [环卫所]}\n",
+            ["serve", "--db", "{db}", "--port", "0"],
+            "targets[0].departments: '环卫所' is no department of routing.yaml",
+        ),
     ],
-    ids=["calendar", "stats", "users", "serve"],
+    ids=["calendar", "stats", "users", "serve", "no-such-day", "webhook-secret", "notify-department"],
 )
 def test_every_mode_names_a_broken_config_file_in_one_line(
     tmp_path: Path, name: str, text: str, argv: list[str], message: str
@@ -163,3 +186,39 @@ def test_every_mode_names_a_broken_config_file_in_one_line(
     assert done.returncode == 1, done.stderr[-2000:]
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert f"streetorder {argv[0]}: {configs / name}: " in done.stderr and message in done.stderr
+
+
+def test_the_service_says_at_start_which_routing_rule_no_grid_meets(
+    tmp_path: Path, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A street misspelt (浆洗街道 for 浆洗街街道) or a grid prefix of another district in routing.yaml
+    loaded and silently never routed a case: every one went to the default department."""
+    import logging
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from serve.api.app import create_app
+    from serve.cases.settings import Settings
+
+    configs = tmp_path / "configs"
+    shutil.copytree(CONFIGS, configs)
+    routing = yaml.safe_load((configs / "routing.yaml").read_text(encoding="utf-8"))
+    routing["rules"][2]["grids"] = ["510107003"]
+    routing["rules"][3]["streets"] = ["淮河街道"]
+    (configs / "routing.yaml").write_text(yaml.safe_dump(routing, allow_unicode=True), encoding="utf-8")
+    settings = Settings.model_validate(
+        {
+            "secret": "tests-only-secret-0123456789",
+            "db_url": db_url,
+            "evidence_dir": tmp_path / "evidence",
+            "configs_dir": configs,
+        }
+    )
+    with caplog.at_level(logging.WARNING, logger="streetorder.service"), TestClient(create_app(settings)):
+        pass
+    said = [r.getMessage() for r in caplog.records if "routing.yaml" in r.getMessage()]
+    assert len(said) == 2, said
+    assert "rules[2].grids: no unit grid's code starts with '510107003'" in said[0]
+    assert "rules[3].streets: '淮河街道' is the street of no unit grid" in said[1]
+    assert all(str(configs / "routing.yaml") in line and "never routes a case" in line for line in said)

@@ -143,6 +143,16 @@ def test_shipped_calendar_knows_holidays_and_make_up_days() -> None:
         ({"holidays": ["2026-13-01"]}, r"holidays\[0\]"),
         ({"holidays": ["2026-10-07..2026-10-01"]}, "ends before"),
         ({"holidays": ["2026-10-01"], "make_up_workdays": ["2026-10-01"]}, "both"),
+        # a line copied to add the next holiday and never changed: the day meant stayed a working day
+        (
+            {"holidays": ["2027-01-01", "2027-01-01"]},
+            r"holidays\[1\]: 2027-01-01 is listed twice \(also in \[0\]\)",
+        ),
+        (
+            {"holidays": ["2026-10-01..2026-10-08", "2026-10-08"]},
+            r"holidays\[1\]: 2026-10-08 is listed twice",
+        ),
+        ({"make_up_workdays": ["2026-09-27", "2026-09-27"]}, r"make_up_workdays\[1\]: 2026-09-27 is listed"),
     ],
 )
 def test_bad_calendars_name_the_field(data: Any, message: str) -> None:

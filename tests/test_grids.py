@@ -233,7 +233,7 @@ POLY = {"type": "Polygon", "coordinates": square(113.63, 34.72, 0.001)}
                     ],
                 }
             ),
-            "WGS-84",
+            r"\(34.72, 113.63\) read as \[lat, lon\]; GeoJSON writes \[lon, lat\]",
         ),
         (
             json.dumps(
@@ -347,3 +347,53 @@ def test_the_service_names_an_overlapping_layout_in_one_line(tmp_path: Path) -> 
     assert (
         f"streetorder serve: {path}: " in done.stderr and "410103001001001 and 410103001001002" in done.stderr
     )
+
+
+@pytest.mark.parametrize(
+    ("ring", "message"),
+    [
+        # Urumqi as [lat, lon]: both within ±90/±180, so it loaded, in the Arctic, and every photo
+        # taken in the city was "outside the grids"
+        (square(43.82, 87.61, 0.001), r"\(43.82, 87.61\) read as \[lat, lon\].*swap each pair"),
+        # CGCS2000 Gauss-Krüger metres with no crs member: "must be [lon, lat] degrees" said nothing of it
+        (square(500_000.0, 3_400_000.0, 100.0), r"projected metres .*-t_srs EPSG:4326"),
+        (square(-200.0, 10.0, 0.001), r"\(-200, 10\) are not \[lon, lat\] degrees"),
+    ],
+    ids=["lat-lon-in-xinjiang", "gauss-krueger-metres", "out-of-range"],
+)
+def test_coordinates_in_another_order_or_unit_are_named_as_such(
+    tmp_path: Path, ring: list[list[list[float]]], message: str
+) -> None:
+    path = write_layout(tmp_path / "网格.geojson", [("650102001001001", ring)])
+    with pytest.raises(GridError, match=rf"网格.geojson: features\[0\]\.geometry: .*{message}"):
+        load_grids(path)
+
+
+@pytest.mark.parametrize("name", ["EPSG:4490", "urn:ogc:def:crs:EPSG::4490", "CGCS2000"])
+def test_cgcs2000_degrees_are_read_as_wgs84(tmp_path: Path, name: str) -> None:
+    """CGCS2000 lon/lat (Tianditu, national GIS exports) is WGS-84 within a metre: it was refused,
+    sending the bureau to reproject for nothing."""
+    path = write_layout(tmp_path / "grids.geojson", [("510107003001001", square(104.048, 30.642, 0.001))])
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["crs"] = {"type": "name", "properties": {"name": name}}
+    path.write_text(json.dumps(data), encoding="utf-8")
+    grid = load_grids(path).locate(30.6425, 104.0485)
+    assert grid is not None and grid.code == "510107003001001"
+
+
+def test_a_geojson_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    """Notepad and GIS exports on Windows write a UTF-8 BOM: it was "cannot read grid GeoJSON"."""
+    path = write_layout(
+        tmp_path / "武侯区网格.geojson", [("510107003001001", square(104.048, 30.642, 0.001))]
+    )
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert [g.code for g in load_grids(path)] == ["510107003001001"]
+
+
+def test_many_codes_used_twice_are_named_ten_at_a_time(tmp_path: Path) -> None:
+    """A layout whose codes all repeat (a column pasted twice) was named code by code in one line of
+    every code, counted with list.count per grid (seconds on a city's layout)."""
+    cells = [(f"510107003001{i % 12 + 1:03d}", square(104.0 + i * 0.001, 30.6, 0.001)) for i in range(24)]
+    path = write_layout(tmp_path / "grids.geojson", cells)
+    with pytest.raises(GridError, match=r"used twice: 510107003001001, .*510107003001010 \(and 2 more\)$"):
+        load_grids(path)

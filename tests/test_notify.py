@@ -227,6 +227,12 @@ def test_configuration_errors_name_the_field(tmp_path: Path, monkeypatch: pytest
         ([{"name": "a"}], "targets[0]"),
         ([{"name": "a", "adapter": "x:Y", "event": ["case.dispatched"]}], "targets[0].event"),
         ([{"name": "a", "adapter": "x:Y"}, {"name": "a", "adapter": "x:Y"}], "names must be unique"),
+        # no scheme: it loaded, and every message failed at sending, hours later
+        (
+            [{"name": "a", "url": "hooks.example.gov.cn/x"}],
+            "targets[0].url: 'hooks.example.gov.cn/x' is not an http",
+        ),
+        ([{"name": "a", "url": "ftp://hooks.example.gov.cn/x"}], "targets[0].url: "),
     ):
         path.write_text(yaml.safe_dump({"targets": targets}), encoding="utf-8")
         with pytest.raises(ValueError, match=re.escape(field)):

@@ -1185,6 +1185,22 @@ def test_a_sidecar_position_for_a_photo_outside_by_its_own_gps_is_not_new_on_eve
     assert (row.status, row.lat, row.lon) == ("outside", 39.9, 116.4)
 
 
+def test_photos_all_outside_the_grids_name_the_layout_they_missed(
+    tmp_path: Path, samples: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bureau in Chengdu that set its own configs folder but not its grids scanned against the
+    example layout of Zhengzhou: "outside the grids: 2" and nothing said which grids those were."""
+    photos = tmp_path / "成都"
+    place(samples[0], photos / "a.jpg", Position(30.6425, 104.0485), START)
+    place(samples[1], photos / "b.jpg", Position(30.6430, 104.0490), START)
+    args = [str(photos), "--db", f"sqlite:///{tmp_path / 'scan.db'}", "--out", str(tmp_path / "out")]
+    assert cli([*args, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "outside the grids: 2" in out
+    assert f"  the grids are {get_settings().grids} (12 grid(s), lat 34.72220..34.72400" in out, out
+    assert "every new photo located fell outside them" in out and "--grids-crs" in out
+
+
 def scan_twice(db: str, photos: Path, out: Path, *, held: bool = False) -> int:
     """The first photo alone (its case), then the whole folder, with another writer holding its
     lock (`another_writer_holding`) until the scan has written again where `held`; the second

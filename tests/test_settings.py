@@ -29,6 +29,10 @@ HUNDRED_DIGITS = "9" * 100
         ("STREETORDER_NOTIFY_S", "-1", "greater than or equal to 0"),
         ("STREETORDER_KEY_RATE_PER_MIN", "-1", "greater than or equal to 1"),
         ("STREETORDER_KEY_RATE_PER_MIN_BY_SCOPE", "not json", "JSON expected"),
+        # a misspelt variable was ignored: the radius stayed 50 m and nobody was told
+        ("STREETORDER_DUPLICATE_RADIUS", "80", "did you mean STREETORDER_DUPLICATE_RADIUS_M?"),
+        ("STREETORDER_GRID_CRS", "gcj02", "did you mean STREETORDER_GRIDS_CRS?"),
+        ("STREETORDER_DB", "sqlite:///x.db", "did you mean STREETORDER_DB_URL?"),
     ],
 )
 def test_a_hostile_setting_is_one_line_naming_its_variable(
@@ -58,3 +62,33 @@ def test_a_secret_out_of_bounds_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -
         Settings(secret=["s3cret-value"], duplicate_radius_m=float("nan"))  # type: ignore[arg-type]
     said = settings_problem(caught.value)
     assert said is not None and "STREETORDER_SECRET=***" in said and "s3cret" not in said
+
+
+def test_a_bureaus_configs_folder_brings_its_own_notifications(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """STREETORDER_CONFIGS_DIR names the folder notifications.yaml is in (README); the package's file
+    was read whatever it said, so a bureau's own webhooks were silently never called."""
+    from serve.cases.settings import Settings
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("STREETORDER_NOTIFICATIONS", raising=False)
+    monkeypatch.setenv("STREETORDER_CONFIGS_DIR", str(tmp_path / "bureau"))
+    assert Settings().notifications_file() == tmp_path / "bureau" / "notifications.yaml"
+    monkeypatch.setenv("STREETORDER_NOTIFICATIONS", str(tmp_path / "elsewhere.yaml"))
+    assert Settings().notifications_file() == tmp_path / "elsewhere.yaml"
+
+
+def test_other_streetorder_variables_are_left_alone() -> None:
+    """Webhook secrets named by notifications.yaml share the prefix and are no typo of a setting."""
+    from serve.cases.settings import misspelt_settings
+
+    environ = {
+        "STREETORDER_WEBHOOK_SANITATION": "s" * 20,
+        "STREETORDER_LABELSTUDIO_VENV": "/v",
+        "PATH": "/bin",
+    }
+    assert misspelt_settings(environ) == []
+    assert misspelt_settings({"STREETORDER_SECRETS": "hunter2hunter2hunter2"}) == [
+        "STREETORDER_SECRETS=***: no such setting; did you mean STREETORDER_SECRET?"
+    ]

@@ -73,6 +73,17 @@ def broken(path: list[Any], value: Any) -> dict[str, Any]:
         (["events", "overflowing_bin", "deadline", "amount"], 0, "events.overflowing_bin.deadline.amount"),
         (["events", "illegal_poster", "gbt47678"], ..., "events.illegal_poster: missing field 'gbt47678'"),
         (["events"], ..., "missing field 'events'"),
+        # a typo of an optional field was silently ignored: 双十 went unenforced
+        (["events", "street_vending", "on_site_minute"], 10, "events.street_vending.on_site_minute: unknown"),
+        (["events", "exposed_garbage", "deadline", "amout"], 3, "exposed_garbage.deadline.amout: unknown"),
+        (["classes", 0, "min_confidense"], 0.5, "classes[0].min_confidense: unknown field"),
+        (["colours"], {}, "colours: unknown field"),
+        # 1e9 hours ran a deadline past the year 9999: a traceback at the first case filed
+        (["events", "exposed_garbage", "deadline"], {"amount": 10**9, "unit": "hours"}, "more than a year"),
+        (["events", "accumulated_garbage", "deadline", "amount"], 10**6, "at most 365 working_days"),
+        (["events", "street_vending", "on_site_minutes"], 1e12, "street_vending.on_site_minutes: must be"),
+        # YAML 1.1 reads 1e9 (no dot) as text: "a number expected, got '1e9'" puzzled whoever wrote it
+        (["events", "exposed_garbage", "deadline", "amount"], "1e9", "'1e9' is text to YAML"),
     ],
 )
 def test_a_broken_taxonomy_names_the_field(path: list[Any], value: Any, named: str) -> None:

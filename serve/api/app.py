@@ -93,7 +93,19 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         today = service.clock().astimezone(domain.rules.calendar.timezone).date()
         if warning := domain.calendar_coverage(today).warning():
             log.warning("working calendar: %s", warning)
-        service.notify = load_notify_config(settings.notifications, clock=service.clock)
+        grids = list(domain.rules.grids or ())
+        for problem in (
+            domain.routing.unmatched([g.code for g in grids], {g.street for g in grids}) if grids else []
+        ):
+            log.warning(
+                "%s: %s (grids: %s); fix the rule or the grids file, or the rule never routes a case",
+                settings.configs_dir / "routing.yaml",
+                problem,
+                settings.grids,
+            )
+        service.notify = load_notify_config(
+            settings.notifications_file(), clock=service.clock, departments=domain.routing.departments
+        )
         service.flyers = load_flyer_finder(settings)
         metrics.registry.register(CasesByState(sessions))
         reloader = ModelReloader(service, settings.model_reload_s)  # before loading: no promotion is missed

@@ -95,19 +95,25 @@ class Coverage:
 
     last_year: int | None
     reach_until: date  # today plus the furthest a deadline may run (limit and extensions)
+    # the years from today's to reach_until's with no holiday listed: a year left out between listed
+    # ones (2025 and 2027 listed, 2026 not) counted as covered, its holidays as working days
+    missing_years: tuple[int, ...] = ()
 
     @property
     def covered(self) -> bool:
-        return self.last_year is not None and self.reach_until.year <= self.last_year
+        return not self.missing_years
 
     def warning(self, source: str = "configs/calendar.yaml") -> str | None:
         """What a person must do, or None when covered."""
         if self.covered:
             return None
+        missing = self.missing_years[0]
+        years = ", ".join(map(str, self.missing_years))
         listed = f"lists holidays up to {self.last_year}" if self.last_year else "lists no holidays"
-        missing = (self.last_year or self.reach_until.year - 1) + 1
+        if self.last_year is not None and missing < self.last_year:
+            listed = f"lists no holidays in {years}"
         return (
-            f"{source} {listed}, but deadlines may run to {self.reach_until}: from {missing} on "
+            f"{source} {listed}, but deadlines may run to {self.reach_until}: in {years} "
             f"holidays count as working days. Add {missing}'s holidays and make-up working days from "
             f"the State Council's notice (国务院办公厅关于{missing}年部分节假日安排的通知)"
         )
@@ -115,7 +121,10 @@ class Coverage:
 
 def coverage(calendar: WorkCalendar, today: date, reach: timedelta) -> Coverage:
     """The calendar's coverage of deadlines set `today` that may run `reach` ahead."""
-    return Coverage(calendar.last_year, today + reach)
+    until = today + reach
+    listed = {day.year for day in calendar.holidays}
+    missing = tuple(year for year in range(today.year, until.year + 1) if year not in listed)
+    return Coverage(calendar.last_year, until, missing)
 
 
 def restarts_at_dispatch(unit: str) -> bool:
@@ -222,7 +231,8 @@ def _load_cached(path: Path) -> WorkCalendar:
 def parse_calendar(data: Any, source: str = "<memory>") -> WorkCalendar:
     """Build a WorkCalendar from parsed YAML, naming the file and field of any error."""
     spec = validate_config(data, CalendarFile, source, error=CalendarError)
-    holidays, make_up = _days(spec.holidays), _days(spec.make_up_workdays)
+    holidays = _days(spec.holidays, f"{source}: holidays")
+    make_up = _days(spec.make_up_workdays, f"{source}: make_up_workdays")
     both = sorted(holidays & make_up)
     if both:
         raise CalendarError(f"{source}: {both[0]} is both a holiday and a make-up working day")
@@ -271,12 +281,19 @@ def _timezone(name: Any) -> str:
     return str(name)
 
 
-def _days(ranges: list[tuple[date, date]] | None) -> frozenset[date]:
-    days = set()
-    for first, last in ranges or []:
+def _days(ranges: list[tuple[date, date]] | None, where: str) -> frozenset[date]:
+    """Every day of the ranges; a day listed twice is refused: it is a line copied to add the next
+    holiday and never changed (so the day meant was silently a working day)."""
+    days: dict[date, int] = {}
+    for i, (first, last) in enumerate(ranges or []):
         day = first
         while day <= last:
-            days.add(day)
+            if day in days:
+                raise CalendarError(
+                    f"{where}[{i}]: {day} is listed twice (also in [{days[day]}]); "
+                    "list each day once: was one of them meant to be another day?"
+                )
+            days[day] = i
             day += timedelta(days=1)
     return frozenset(days)
 

@@ -22,6 +22,7 @@ import importlib
 import json
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -35,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from serve.cases.orm import Case, Notification
 from serve.cases.workflow import CLOCK_RUNNING_STATES
-from vision.core.config import ConfigModel, load_config_file
+from vision.core.config import ConfigError, ConfigModel, load_config_file
 
 EVENTS = ("case.dispatched", "case.deadline_near")
 SIGNATURE_HEADER = "X-Streetorder-Signature"
@@ -138,6 +139,16 @@ class TargetEntry(ConfigModel):
     adapter: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        """Checked here: a url without its scheme (sanitation.example.gov.cn/hooks) loaded and every
+        message to it failed, retried and given up, hours later and only in the notifications table."""
+        parts = urllib.parse.urlsplit(url) if url is not None else None
+        if parts is not None and (parts.scheme not in ("http", "https") or not parts.hostname):
+            raise ValueError(f"{url!r} is not an http:// or https:// address (https://host/path)")
+        return url
+
     @field_validator("events")
     @classmethod
     def _known_events(cls, events: tuple[str, ...]) -> tuple[str, ...]:
@@ -168,20 +179,42 @@ class NotificationsFile(ConfigModel):
         return self
 
 
-def load_notify_config(path: Path, clock: Any = None) -> NotifyConfig:
-    """configs/notifications.yaml; a missing file means no notifications. Errors name the field."""
+class NotifyConfigError(ConfigError):
+    """A notifications file that cannot be used: the message names the file, the field and what to do."""
+
+
+def load_notify_config(
+    path: Path, clock: Any = None, departments: tuple[str, ...] | None = None
+) -> NotifyConfig:
+    """configs/notifications.yaml; a missing file means no notifications. Errors name the field.
+
+    `departments` (routing.yaml's): a target's `departments` must name some of them, or it would
+    silently never hear of a case."""
     if not path.exists():
         return NotifyConfig()
-    data = load_config_file(path, NotificationsFile, error=ValueError)
+    data = load_config_file(path, NotificationsFile, error=NotifyConfigError)
     targets = []
     for i, entry in enumerate(data.targets):
         where = f"{path}: targets[{i}]"
+        if departments is not None and (unknown := [d for d in entry.departments if d not in departments]):
+            raise NotifyConfigError(
+                f"{where}.departments: {', '.join(map(repr, unknown))} is no department of routing.yaml "
+                f"({', '.join(departments)}); a target of no known department hears of no case"
+            )
         notifier: Notifier
         if entry.url is not None:
             secret = os.environ.get(entry.secret_env, "") if entry.secret_env else ""
             if len(secret) < 16:
-                raise ValueError(
-                    f"{where}.secret_env: the environment variable must hold a secret of 16+ characters"
+                said = (
+                    "is not given"
+                    if not entry.secret_env
+                    else f"{entry.secret_env} is not set"
+                    if entry.secret_env not in os.environ
+                    else f"{entry.secret_env} holds {len(secret)} character(s)"
+                )
+                raise NotifyConfigError(
+                    f"{where}.secret_env: {said}: name an environment variable holding the webhook's "
+                    "signing secret of 16+ characters and set it before starting"
                 )
             notifier = WebhookNotifier(entry.url, secret, entry.timeout_s, clock)
         else:
@@ -189,7 +222,7 @@ def load_notify_config(path: Path, clock: Any = None) -> NotifyConfig:
             try:
                 notifier = getattr(importlib.import_module(module), cls)(**entry.options)
             except (ImportError, AttributeError, TypeError, ValueError) as err:
-                raise ValueError(f"{where}.adapter: cannot make {entry.adapter}: {err}") from err
+                raise NotifyConfigError(f"{where}.adapter: cannot make {entry.adapter}: {err}") from err
         targets.append(Target(entry.name or f"target-{i}", notifier, entry.events, entry.departments))
     return NotifyConfig(
         tuple(targets),

@@ -6,6 +6,7 @@ default follow the bureau's current order without a release. First matching rule
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -43,6 +44,19 @@ class Routing:
 
     def department_for(self, event: str, grid_code: str | None, street: str | None) -> str:
         return next((r.department for r in self.rules if r.matches(event, grid_code, street)), self.default)
+
+    def unmatched(self, codes: Collection[str], streets: Collection[str | None]) -> list[str]:
+        """Rule conditions no unit grid of the layout meets (a street name misspelt, a prefix of the
+        example's district): such a rule silently never routes a case, so the service says so at start."""
+        said = []
+        for i, rule in enumerate(self.rules):
+            for prefix in rule.grids or ():
+                if not any(code.startswith(prefix) for code in codes):
+                    said.append(f"rules[{i}].grids: no unit grid's code starts with '{prefix}'")
+            for street in sorted(rule.streets or ()):
+                if street not in streets:
+                    said.append(f"rules[{i}].streets: '{street}' is the street of no unit grid")
+        return said
 
 
 Names = Annotated[list[Annotated[str, BeforeValidator(str)]], Field(min_length=1)]  # YAML may write 410103001

@@ -13,7 +13,10 @@ working directory, like `evidence` and `annotations`.
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
+from collections.abc import Mapping
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
@@ -139,9 +142,10 @@ class Settings(BaseSettings):
     case_prefix: str = Field(default="SO", description="case number prefix: PREFIX + yyyyMMdd + sequence")
     secret: str = Field(default="", description="secret mixed into API-key hashes; required outside dev mode")
     dev: bool = Field(default=False, description="dev mode: allows an empty secret (never in production)")
-    notifications: Path = Field(
-        default=PACKAGED_CONFIGS / "notifications.yaml",
-        description="webhook and adapter targets of dispatch and deadline messages",
+    notifications: Path | None = Field(
+        default=None,
+        description="webhook and adapter targets of dispatch and deadline messages; unset: the "
+        "notifications.yaml of STREETORDER_CONFIGS_DIR",
     )
     notify_s: float = Field(
         default=10.0, ge=0, description="how often queued notifications are sent (0: never)"
@@ -260,14 +264,43 @@ class Settings(BaseSettings):
                 raise ValueError(f"{scope}: {rate}: expected a scope of {', '.join(SCOPES)} and a rate >= 1")
         return rates
 
+    def notifications_file(self) -> Path:
+        """The notifications file: a bureau's own configs folder holds its own (the package's was read
+        whatever STREETORDER_CONFIGS_DIR said, so the bureau's webhooks were silently never called)."""
+        return self.notifications or self.configs_dir / "notifications.yaml"
+
     def taxonomy(self) -> Taxonomy:
         """The one taxonomy of this configuration: the detector, the intake and the cameras all read it."""
         return load_taxonomy(self.configs_dir / TAXONOMY)
 
 
+class MisspeltSetting(ValueError):
+    """A STREETORDER_* variable that is no setting but reads like one: a typo, ignored until now."""
+
+
+def misspelt_settings(environ: Mapping[str, str]) -> list[str]:
+    """`STREETORDER_NAME=value: ...; did you mean ...` for each variable that is no setting but a
+    setting's name cut short (STREETORDER_DB) or one slip from it (STREETORDER_DUPLICATE_RADIUS):
+    pydantic ignores unknown variables, so the setting stayed at its default and nobody was told.
+    Other STREETORDER_* names (webhook secrets a notifications.yaml names) are left alone."""
+    fields = list(Settings.model_fields)
+    said = []
+    for variable, value in sorted(environ.items()):
+        name = variable.upper().removeprefix("STREETORDER_").lower()
+        if not variable.upper().startswith("STREETORDER_") or name in fields:
+            continue
+        near = [f for f in fields if f.startswith(name)] or difflib.get_close_matches(name, fields, 1, 0.86)
+        if near:
+            shown = "***" if "secret" in name or "token" in name else value[:40]
+            said.append(f"{variable}={shown}: no such setting; did you mean STREETORDER_{near[0].upper()}?")
+    return said
+
+
 @cache
 def get_settings() -> Settings:
     """The settings of this process, read once, when an entry first asks (never at import)."""
+    if said := misspelt_settings(os.environ):
+        raise MisspeltSetting("; ".join(said))
     return Settings()
 
 
@@ -275,6 +308,8 @@ def settings_problem(err: Exception) -> str | None:
     """A setting that cannot be used, said by its variable and value (`STREETORDER_NAME=value: why`),
     so that an operator sees which line of the environment to mend, not pydantic's traceback; None
     when `err` is no settings error."""
+    if isinstance(err, MisspeltSetting):
+        return str(err)
     if isinstance(err, SettingsError):  # a JSON setting that is no JSON; the message names the field
         field = re.search(r'field "(\w+)"', str(err))
         return f"STREETORDER_{field[1].upper()}: cannot be read: JSON expected" if field else str(err)

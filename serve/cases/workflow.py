@@ -13,7 +13,7 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import Field, PositiveFloat, field_validator
+from pydantic import Field, field_validator
 
 from serve.cases.enums import Action, AiReview, State
 from serve.cases.errors import CaseNotOpen, InvalidTransition, MissingField
@@ -140,10 +140,14 @@ class StageLimits:
         return stage is not None and stage in self.minutes and seconds_used > self.minutes[stage] * 60
 
 
+# A desk's step takes minutes to hours: 30 days is far past any (1e9 was accepted: no step ever late).
+MAX_STAGE_MINUTES = 43_200
+
+
 class WorkflowFile(ConfigModel):
     """configs/workflow.yaml: minutes per desk, for the stages of STAGE_OF; classes filed without review."""
 
-    stage_limits_minutes: dict[str, PositiveFloat] = {}
+    stage_limits_minutes: dict[str, Annotated[float, Field(gt=0, le=MAX_STAGE_MINUTES)]] = {}
     stage_clock: StageClock = "continuous"
     auto_file: dict[str, Annotated[float, Field(ge=0, le=1)]] = {}  # event key -> lowest confidence
 

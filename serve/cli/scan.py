@@ -20,7 +20,7 @@ from serve.cases.enums import PhotoStatus
 from serve.cases.findings import (
     load_case_rules,
 )
-from serve.cases.grids import GridError, load_grids
+from serve.cases.grids import GridError, GridIndex, load_grids
 from serve.cases.report import ReportOptions, write_report
 from serve.cases.scan import (
     ScanInputError,
@@ -183,6 +183,9 @@ def cli(argv: list[str]) -> int:
     )
     for line in summary(stats, report, args.out):
         print(line)
+    if stats.outside and rules.grids is not None:
+        placed = stats.new - stats.unreadable - stats.unlocated - stats.undated  # new photos given a place
+        print(outside_hint(rules.grids, args.grids, stats.outside >= placed))
     return 0
 
 
@@ -218,6 +221,22 @@ def scan_on_ray(
     finally:
         if started:
             ray.shutdown()
+
+
+def outside_hint(grids: GridIndex, path: Path, all_outside: bool) -> str:
+    """Which layout the photos fell outside of: a bureau that set its own configs folder but not its
+    grids scanned against the example layout of another city and saw only "outside the grids: 8"."""
+    lon_min, lat_min, lon_max, lat_max = grids.bounds
+    said = (
+        f"  the grids are {path} ({len(grids)} grid(s), lat {lat_min:.5f}..{lat_max:.5f}, "
+        f"lon {lon_min:.5f}..{lon_max:.5f}, WGS-84)"
+    )
+    if all_outside:
+        said += (
+            "; every new photo located fell outside them: is that this bureau's layout (--grids, "
+            "STREETORDER_GRIDS) in the system it was drawn in (--grids-crs)?"
+        )
+    return said
 
 
 def summary(stats: ScanStats, report: Path, out: Path) -> Iterable[str]:

@@ -18,6 +18,8 @@ def cli(argv: list[str]) -> int:
     from serve.api.problems import ProblemH11Protocol
     from serve.cases.db import open_database
     from serve.cases.domain import load_domain
+    from serve.cases.notify import load_notify_config
+    from serve.cases.scan import load_flyer_finder
     from serve.cases.watch import load_service_cameras
 
     parser = argparse.ArgumentParser(prog="streetorder serve", description=cli.__doc__)
@@ -36,9 +38,12 @@ def cli(argv: list[str]) -> int:
     except SecretError as err:
         print(f"streetorder serve: {err}", file=sys.stderr)
         return 1
-    # the app's lifespan loads both again (configs cached, database migrated): a config file or a
-    # database that cannot be used is then one line from the CLI, not a traceback from uvicorn's start-up
+    # the app's lifespan loads these again (configs cached, database migrated): a config file, a
+    # webhook secret or a database that cannot be used is then one line from the CLI, not a traceback
+    # from uvicorn's start-up
     domain = load_domain(settings)
+    load_notify_config(settings.notifications_file(), departments=domain.routing.departments)
+    load_flyer_finder(settings)
     cameras = settings.configs_dir / "cameras.yaml"
     if cameras.exists():
         load_service_cameras(cameras, domain.rules, settings.cameras_max_mb)

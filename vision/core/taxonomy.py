@@ -10,12 +10,31 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from vision.core.yamlfile import ConfigError, yaml_problem
+from vision.core.yamlfile import ConfigError, read_yaml
 
 TAXONOMY = "taxonomy.yaml"  # its file name in the configs folder (the configs_dir setting)
 DEADLINE_UNITS = ("minutes", "hours", "working_hours", "working_days", "days")
+# The most a limit may be, a year in each unit (working hours: a year of 8-hour days): disposal limits
+# run from minutes to days, and 1e9 hours was accepted, then ran a deadline past the year 9999 (a
+# traceback on the first case filed) or counted a million working days one by one.
+MAX_DEADLINE = {"minutes": 525_600, "hours": 8_760, "working_hours": 2_920, "working_days": 365, "days": 365}
+# The fields each part may have: anything else is a typo (`on_site_minute`) that was silently ignored.
+FIELDS = {
+    "taxonomy": ("classes", "events"),
+    "event": (
+        "name",
+        "name_zh",
+        "disorder",
+        "record_type",
+        "major",
+        "cjt214",
+        "gbt47678",
+        "deadline",
+        "on_site_minutes",
+    ),
+    "deadline": ("amount", "unit"),
+    "class": ("name", "aliases", "event", "min_confidence", "patrol"),
+}
 
 
 class TaxonomyError(ConfigError):
@@ -102,6 +121,12 @@ def _require(entry: Any, key: str, where: str) -> Any:
     return entry[key]
 
 
+def _known_fields(entry: Any, part: str, where: str) -> None:
+    """Refuse a field `part` does not have, naming the ones it has."""
+    if isinstance(entry, dict) and (unknown := [str(k) for k in entry if k not in FIELDS[part]]):
+        raise TaxonomyError(f"{where}.{unknown[0]}: unknown field; the fields are {', '.join(FIELDS[part])}")
+
+
 def _of_type(value: Any, kind: type, where: str) -> Any:
     if not isinstance(value, kind):
         raise TaxonomyError(f"{where}: a {'list' if kind is list else 'mapping'} expected, got {value!r}")
@@ -109,29 +134,54 @@ def _of_type(value: Any, kind: type, where: str) -> Any:
 
 
 def _number(value: Any, where: str) -> float:
+    if isinstance(value, str) and _parses_as_float(value):  # YAML 1.1 reads 1e9 (no dot) as text
+        raise TaxonomyError(f"{where}: {value!r} is text to YAML; write the number with digits only")
     if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
         raise TaxonomyError(f"{where}: a number expected, got {value!r}")
     return float(value)
+
+
+def _parses_as_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_taxonomy(data: Any, source: Path = Path("<memory>")) -> Taxonomy:
     """Build a Taxonomy from parsed YAML, checking every field a rule relies on."""
     if not isinstance(data, dict):
         raise TaxonomyError(f"{source}: expected a mapping with 'classes' and 'events'")
+    if unknown := [str(k) for k in data if k not in FIELDS["taxonomy"]]:
+        raise TaxonomyError(f"{source}: {unknown[0]}: unknown field; the fields are classes, events")
     raw_events = _require(data, "events", str(source))
     events: dict[str, Event] = {}
     for key, entry in _of_type(raw_events, dict, f"{source}: events").items():
         where = f"{source}: events.{key}"
         deadline = _require(entry, "deadline", where)
+        _known_fields(entry, "event", where)
+        _known_fields(deadline, "deadline", where + ".deadline")
         unit = _require(deadline, "unit", where + ".deadline")
         if unit not in DEADLINE_UNITS:
             raise TaxonomyError(f"{where}.deadline.unit: '{unit}' is not one of {', '.join(DEADLINE_UNITS)}")
         amount = _number(_require(deadline, "amount", where + ".deadline"), where + ".deadline.amount")
         if amount <= 0:
             raise TaxonomyError(f"{where}.deadline.amount: must be positive, got {amount}")
+        if amount > MAX_DEADLINE[unit]:
+            raise TaxonomyError(
+                f"{where}.deadline.amount: {amount:g} {unit} is more than a year; "
+                f"give at most {MAX_DEADLINE[unit]} {unit}"
+            )
         on_site = entry.get("on_site_minutes")
-        if on_site is not None and _number(on_site, where + ".on_site_minutes") <= 0:
-            raise TaxonomyError(f"{where}.on_site_minutes: must be positive, got {on_site}")
+        if (
+            on_site is not None
+            and not 0 < _number(on_site, where + ".on_site_minutes") <= MAX_DEADLINE["minutes"]
+        ):
+            raise TaxonomyError(
+                f"{where}.on_site_minutes: must be positive and at most {MAX_DEADLINE['minutes']}, "
+                f"got {on_site}"
+            )
         events[key] = Event(
             key=key,
             name=str(_require(entry, "name", where)),
@@ -151,6 +201,7 @@ def parse_taxonomy(data: Any, source: Path = Path("<memory>")) -> Taxonomy:
     ):
         where = f"{source}: classes[{index}]"
         name = str(_require(entry, "name", where))
+        _known_fields(entry, "class", where)
         event = entry.get("event")
         if event is not None and (not isinstance(event, str) or event not in events):
             raise TaxonomyError(f"{where}.event: unknown event '{event}'")
@@ -175,8 +226,4 @@ def load_taxonomy(path: Path | str) -> Taxonomy:
 
 @cache
 def _load_cached(path: Path) -> Taxonomy:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise TaxonomyError(f"{path}: not valid YAML: {yaml_problem(err)}") from err
-    return parse_taxonomy(data, path)
+    return parse_taxonomy(read_yaml(path, TaxonomyError), path)

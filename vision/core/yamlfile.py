@@ -62,6 +62,20 @@ FastLoader: type[Any] = (
 )
 
 
+def _timestamp(loader: Any, node: yaml.ScalarNode) -> Any:
+    """A date that does not exist (2026-02-30) with its line: PyYAML raised a bare ValueError, which
+    came out of every command as a traceback."""
+    try:
+        return yaml.constructor.SafeConstructor.construct_yaml_timestamp(loader, node)
+    except (ValueError, OverflowError) as err:
+        said = f"{node.value!r} is not a date ({err}); write a day that exists"
+        raise yaml.constructor.ConstructorError(None, None, said, node.start_mark) from err
+
+
+for _loader in (UniqueKeyLoader, FastLoader):
+    _loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
+
+
 def read_yaml(path: Path, error: type[ValueError] = ValueError, max_bytes: int | None = None) -> Any:
     """The parsed YAML of a file; unreadable, not UTF-8, over `max_bytes`, malformed or a key written
     twice is `error` naming the file."""
