@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from serve.cases.db import TextNotStorable, is_busy, is_read_only, is_storage_full, unwritable
-from serve.cases.errors import Busy, DatabaseReadOnly, DomainError
+from serve.cases.errors import Busy, DatabaseReadOnly, DomainError, as_sent
 from vision.core.imageio import ImageError, PhotoTooSmall
 
 log = logging.getLogger("streetorder.errors")
@@ -44,9 +44,9 @@ def _status_and_body(error: Exception) -> tuple[int, str, str, dict[str, Any], d
     if isinstance(error, PhotoTooSmall):  # an image, but nothing on it to judge: its size refused
         width, height = error.size
         extra = {"width": width, "height": height, "min_side": error.min_side}
-        return 422, "photo too small", str(error), extra, None
+        return 422, "photo too small", f"{as_sent(error.source)}: {error.reason}", extra, None
     if isinstance(error, ImageError):  # the loader's own error: a corrupt, truncated or huge image
-        return 400, "unreadable image", str(error), {}, None
+        return 400, "unreadable image", f"{as_sent(error.source)}: {error.reason}", {}, None
     raise error
 
 
