@@ -26,7 +26,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from conftest import Service, postgresql_read_only
+from conftest import Service, postgresql_read_only, serving
 from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import OperationalError
 from test_api_lifecycle import PLACE, report
@@ -421,3 +421,66 @@ def test_a_database_that_cannot_be_written_is_a_503_reads_go_on_and_the_write_is
     finally:
         get_settings.cache_clear()
         shutil.rmtree(READ_ONLY_HOME, ignore_errors=True)
+
+
+def test_a_service_started_on_a_read_only_database_file_says_so_once_at_start_and_serves_reads(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A SQLite file this user may read but not write, in a folder it may write: `streetorder serve`
+    started without a word, served reads, and answered every write 503; the operator learnt why only
+    from the first write. The start is one log line naming the file and what to do, and reads go on."""
+    from datetime import UTC, datetime
+
+    from serve.api.app import create_app
+    from serve.cases.auth import create_key, server_secret
+    from serve.cases.db import open_database, transaction
+    from serve.cases.settings import Settings
+
+    home = Path(tempfile.mkdtemp(prefix="streetorder-serve-ro-"))  # nobody must reach it: not tmp_path
+    try:
+        home.chmod(0o777)
+        database = home / "db" / "cases.db"
+        database.parent.mkdir()
+        settings = Settings.model_validate(
+            {
+                "db_url": f"sqlite:///{database}",
+                "secret": "tests-only-secret-0123456789",
+                "model": "no-such-model",
+                "evidence_dir": home / "evidence",
+                "annotations_dir": home / "annotations",
+            }
+        )
+        for folder in (settings.evidence_dir, settings.annotations_dir):
+            folder.mkdir(mode=0o777)
+            folder.chmod(0o777)
+        sessions = open_database(settings.db_url)
+        with transaction(sessions) as session:
+            key, _ = create_key(
+                session,
+                name="ops",
+                scopes=["cases:read", "report"],
+                pepper=server_secret(settings),
+                now=datetime.now(UTC),
+            )
+        sessions.kw["bind"].dispose()  # no connection left: its -wal and -shm gone with it
+        headers = {"X-API-Key": key}
+        with (
+            read_only(database.parent, folder_writable=True),
+            caplog.at_level(logging.INFO, "streetorder"),
+            serving(create_app(settings)) as base,
+            httpx.Client(base_url=base, timeout=30) as client,
+        ):
+            (said,) = [r.getMessage() for r in caplog.records if "cannot be written" in r.getMessage()]
+            assert said.startswith(f"{database}: the database cannot be written: cases.db"), said
+            assert "may not be written by this user; make cases.db, cases.db-wal, cases.db-shm and " in said
+            assert said.endswith(
+                f"their folder {database.parent} writable for this user (or use a copy in a writable "
+                "folder), and writes are taken again, no restart needed; reads are served meanwhile"
+            ), said
+            read = client.get("/v1/cases", headers=headers)
+            assert read.status_code == 200, read.text
+            sent = {"service_code": "06010", **PLACE, "description": "路边一堆垃圾"}
+            refused = client.post("/open311/v2/requests.json", data=sent, headers=headers)
+            assert refused.status_code == 503, refused.text
+    finally:
+        shutil.rmtree(home, ignore_errors=True)

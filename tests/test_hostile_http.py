@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import cv2
 import httpx
@@ -614,3 +615,53 @@ def test_a_username_that_differs_from_another_in_case_only_is_refused(live: Live
     refused = live.client.post("/v1/users", json=body, headers=admin)
     assert "'boss' exists (names differ in case only)" in assert_problem(refused, 409)["detail"]
     assert live.client.get("/v1/users", headers=admin).json() == people
+
+
+CONTROLS = "\x1b[2J\x1b]0;owned\x07\x7f\n"  # a terminal's clear-screen and title escapes, DEL, a newline
+
+
+def test_client_text_a_problem_echoes_shows_its_control_characters_escaped(live: Live) -> None:
+    """A stale If-Match, an unknown service code or token, a photo's file name: each echoed in the
+    problem's detail as sent, ESC and DEL included, reached whatever terminal or log read the
+    answer (a clear-screen, a forged title, a forged line). They are shown escaped; text that shows
+    as itself is named as before."""
+    case_id = filed(live)
+    reader = live.auth("admin")
+    stale = f'"7"{CONTROLS.rstrip()}'  # a header ends at a newline: no line of its own to forge
+    answers = {
+        "If-Match": live.client.post(
+            f"/v1/cases/{case_id}/transitions",
+            json={"action": "confirm"},
+            headers={**reader, "If-Match": stale},
+        ),
+        "service_code": live.client.post(
+            "/open311/v2/requests.json",
+            data={"service_code": f"06010{CONTROLS}", **PLACE},
+            headers=live.auth("report"),
+        ),
+        "service": live.client.get(f"/open311/v2/services/06010{quote(CONTROLS)}.json"),
+        "token": live.client.get(f"/open311/v2/tokens/t{quote(CONTROLS)}.json"),
+        "file name": live.client.post(
+            f"/v1/cases/{case_id}/evidence",
+            files={"file": (f"p{CONTROLS}.jpg", b"plain text", "text/plain")},
+            data={"role": "near"},
+            headers=live.auth("admin"),
+        ),
+        "unreadable photo": live.client.post(
+            f"/v1/cases/{case_id}/evidence",
+            files={"file": (f"p{CONTROLS}.jpg", b"\xff\xd8\xff\xe0 not a whole JPEG", "image/jpeg")},
+            data={"role": "near"},
+            headers=live.auth("admin"),
+        ),
+    }
+    statuses = {"If-Match": 412, "service_code": 400, "service": 404, "token": 404}
+    for what, answer in answers.items():
+        detail = assert_problem(answer, statuses.get(what, 400), 415)["detail"]
+        assert not any(char in detail for char in "\x1b\x07\x7f\n"), (what, detail)
+        # (a client sends a file name's BEL and newline percent-encoded, its ESC and DEL as they are)
+        assert "\\x1b[2J\\x1b]0;owned" in detail and "\\x7f" in detail, (what, detail)
+    assert answers["If-Match"].json()["detail"].startswith(f"If-Match {stale!r} does not match")
+    plain = live.client.post(
+        f"/v1/cases/{case_id}/transitions", json={"action": "confirm"}, headers={**reader, "If-Match": '"7"'}
+    )
+    assert assert_problem(plain, 412)["detail"].startswith('If-Match "7" does not match'), plain.text

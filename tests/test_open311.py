@@ -425,4 +425,4 @@ def test_control_characters_a_citizen_typed_leave_the_xml_readable(service: Serv
     assert client(service, "json").request(number)["description"] == typed
     with pytest.raises(GeoReportError) as missing:  # an error list naming what the client sent
         as_xml.request("SO%07")  # as a client writes it in a URL
-    assert missing.value.status == 404 and "SO\ufffd" in missing.value.description
+    assert missing.value.status == 404 and "'SO\\x07'" in missing.value.description  # shown escaped

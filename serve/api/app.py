@@ -53,7 +53,15 @@ from serve.api.state import CasesByState, InferenceGate, KeyRates, Metrics, Serv
 from serve.api.strictjson import StrictJson
 from serve.cases import errors
 from serve.cases.auth import KeyVerifier, server_secret
-from serve.cases.db import is_busy, is_read_only, is_storage_full, open_database, transaction
+from serve.cases.db import (
+    WRITES_LATER,
+    is_busy,
+    is_read_only,
+    is_storage_full,
+    open_database,
+    transaction,
+    unwritable,
+)
 from serve.cases.domain import load_domain
 from serve.cases.notify import load_notify_config
 from serve.cases.orm import AuditEntry
@@ -78,6 +86,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         domain = load_domain(settings)
         sessions = await anyio.to_thread.run_sync(open_database, settings.db_url)
+        # a read-only file in a writable folder opens and reads: said now, not at the first write's 503
+        if why := unwritable(settings.db_url, then=WRITES_LATER):
+            log.error("%s", why)
         service = Service(
             settings=settings,
             domain=domain,

@@ -39,6 +39,7 @@ from serve.cases.errors import (
     TooManyAttempts,
     Unauthorized,
     UnsupportedMedia,
+    as_sent,
 )
 from serve.cases.people import csrf_token, principal_of_user, session_user
 from vision.core.detector import Detector
@@ -295,7 +296,7 @@ def refuse_other_formats(
     found, takes = image_format(data) if data else None, formats_in_words(formats)
     if data and found not in formats and (untyped or found is not None):
         what = f"a {found} image" if found else f"no {takes}"
-        raise UnsupportedMedia(f"{name}: sent as {sent_as!r} and its bytes are {what}; send {takes}")
+        raise UnsupportedMedia(f"{as_sent(name)}: sent as {sent_as!r} and its bytes are {what}; send {takes}")
 
 
 async def read_image(
@@ -317,13 +318,15 @@ async def read_image(
     name = file.filename or "upload"
     generic = file.content_type in UNTYPED
     if file.content_type not in IMAGE_TYPES and not generic:
-        raise UnsupportedMedia(f"{name}: content type {file.content_type!r}; send {' or '.join(IMAGE_TYPES)}")
+        raise UnsupportedMedia(
+            f"{as_sent(name)}: content type {file.content_type!r}; send {' or '.join(IMAGE_TYPES)}"
+        )
     limit = int(service.settings.max_upload_mb * 2**20)
     if file.size is not None and file.size > limit:
-        raise TooLarge(f"{name}: {file.size} bytes is over the limit of {limit}")
+        raise TooLarge(f"{as_sent(name)}: {file.size} bytes is over the limit of {limit}")
     data = await file.read(limit + 1)
     if len(data) > limit:
-        raise TooLarge(f"{name}: over the limit of {limit} bytes")
+        raise TooLarge(f"{as_sent(name)}: over the limit of {limit} bytes")
     refuse_other_formats(name, file.content_type, data, untyped=generic)
     return UploadedImage(data=data, filename=name, sha256=hashlib.sha256(data).hexdigest())
 

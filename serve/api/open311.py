@@ -49,6 +49,7 @@ from serve.cases.times import computable
 from serve.cases.workflow import AUTO_FILER, TERMINAL_STATES
 from vision.core.imageio import Position
 from vision.core.taxonomy import Event, Taxonomy
+from vision.data.annotations.records import shown
 
 Format = Literal["json", "xml"]
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
@@ -142,7 +143,9 @@ def event_of_code(taxonomy: Taxonomy, service_code: str) -> Event:
     for event in taxonomy.events.values():
         if event.gbt47678 == service_code:
             return event
-    raise InvalidInput("service_code", f"'{service_code}' is not a service of GET /open311/v2/services.json")
+    raise InvalidInput(
+        "service_code", f"{shown(service_code)} is not a service of GET /open311/v2/services.json"
+    )
 
 
 # --- requests out -----------------------------------------------------------------------------

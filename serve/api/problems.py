@@ -27,8 +27,8 @@ from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from serve.cases.db import TextNotStorable, is_busy, is_read_only, is_storage_full, unwritable
-from serve.cases.errors import Busy, DatabaseReadOnly, DomainError
+from serve.cases.db import WRITES_LATER, TextNotStorable, is_busy, is_read_only, is_storage_full, unwritable
+from serve.cases.errors import Busy, DatabaseReadOnly, DomainError, as_sent
 from vision.core.imageio import ImageError, PhotoTooSmall
 
 log = logging.getLogger("streetorder.errors")
@@ -44,9 +44,9 @@ def _status_and_body(error: Exception) -> tuple[int, str, str, dict[str, Any], d
     if isinstance(error, PhotoTooSmall):  # an image, but nothing on it to judge: its size refused
         width, height = error.size
         extra = {"width": width, "height": height, "min_side": error.min_side}
-        return 422, "photo too small", str(error), extra, None
+        return 422, "photo too small", f"{as_sent(error.source)}: {error.reason}", extra, None
     if isinstance(error, ImageError):  # the loader's own error: a corrupt, truncated or huge image
-        return 400, "unreadable image", str(error), {}, None
+        return 400, "unreadable image", f"{as_sent(error.source)}: {error.reason}", {}, None
     raise error
 
 
@@ -184,7 +184,7 @@ def database_busy(request: Request, error: Exception) -> Response:
         return insufficient_storage(request, error, "its database's disk is full")
     if is_read_only(error):  # the operator's log names the file and what to do; the answer does not
         service = getattr(request.app.state, "service", None)
-        why = unwritable(service.settings.db_url) if service is not None else None
+        why = unwritable(service.settings.db_url, WRITES_LATER) if service is not None else None
         log.error(
             "%s %s: %s", request.method, request.url.path, why or f"the database cannot be written: {error}"
         )

@@ -105,6 +105,7 @@ VIEW_ACCEPTS_KEY = (
     "view_accepts"  # the saved state's member: the acceptances of a view its reference reflects
 )
 SPILL_FOLDER = "camera-states"  # under the evidence store: states the database did not take at stop
+OUTAGE_LOG_S = 60.0  # capture seconds between a camera's lines while the database takes none of its writes
 
 
 @dataclass
@@ -309,6 +310,19 @@ class FrameResult:
     settled: Settled | None = None
 
 
+@dataclass
+class Outage:
+    """A camera's frames whose writes the database did not take, since the first (capture times).
+    Logged once as it starts, then at most once per OUTAGE_LOG_S of capture time with a count, and
+    once as it ends: a line per frame flooded the log for as long as the database was read-only."""
+
+    since: float
+    logged_at: float
+    frames: int = 1  # frames not written, all told
+    unsaid: int = 0  # of them since the last line
+    dropped: int = 0  # waiting events dropped over the limit meanwhile
+
+
 class LiveCamera:
     """One camera's engine, health and lock."""
 
@@ -324,6 +338,7 @@ class LiveCamera:
         self.view_accepts = 0  # views accepted (camera_states.view_accepts) that its reference reflects
         self.spill: Path | None = None  # its spilled state, taken back: removed once the database takes it
         self.model_version: str | None = None  # of its last frame: its waiting events' findings, when spilled
+        self.outage: Outage | None = None  # the database taking none of its writes since a frame
 
     def clock(self, moment: datetime) -> str:
         """A time as the camera's log lines tell it: on its clock, to the second, as the rules' lines
@@ -470,7 +485,9 @@ class CameraHub:
         except DBAPIError as error:
             if not not_taken_now(error):
                 raise
-            log.warning(
+            self._not_taken(
+                live,
+                error,
                 "camera %s: state to %s not saved (%s): it is kept, saved with a later frame",
                 live.camera.id,
                 live.clock(datetime.fromtimestamp(live.rules.last_at or 0.0, UTC)),
@@ -746,6 +763,7 @@ class CameraHub:
                 self._store(session, live, live.waiting)
 
         retry_busy(once, partial(_written_again, live, "its state"), self.busy_budget_s)
+        self._taken(live)
         self._spill_taken(live)
 
     def _store(self, session: Session, live: LiveCamera, waiting: list[Waiting]) -> bool:
@@ -875,8 +893,22 @@ class CameraHub:
             undo()
             if not not_taken_now(error):
                 raise
-            if batch is not None:
-                self._keep(live, batch, error)
+            dropped = 0 if batch is None else self._keep(live, batch)
+            self._not_taken(
+                live,
+                error,
+                "camera %s: %s: the database did not take %s %s (%s): %s wait with the camera (%d "
+                "waiting%s), written first with its next frame",
+                live.camera.id,
+                what,
+                "them" if batch is None else "it",
+                f"within {self.busy_budget_s:g} s" if is_busy(error) else "now",  # read-only: refused at once
+                database_said(error),
+                "they" if batch is None else f"its {len(batch.events)} events",
+                waiting_events(live),
+                f"; {dropped} dropped over the limit of {self.max_waiting}" if dropped > 0 else "",
+                dropped=dropped,
+            )
             raise EventsKept(
                 f"camera {live.camera.id}: the database did not take them ({database_said(error)}); "
                 f"nothing is lost: {waiting_events(live)} events are kept, and will be written with the next "
@@ -887,6 +919,7 @@ class CameraHub:
         except Exception:
             undo()
             raise
+        self._taken(live)
         if live.waiting:
             log.info(
                 "camera %s: %d events that waited for the database (frames from %s) are written",
@@ -898,10 +931,10 @@ class CameraHub:
         self._spill_taken(live)
         return actions
 
-    def _keep(self, live: LiveCamera, batch: Waiting, error: DBAPIError) -> None:
+    def _keep(self, live: LiveCamera, batch: Waiting) -> int:
         """`batch`'s events wait with the camera, each with a copy of its incident as it is now (the
         engine's own moves on). Beyond `max_waiting` the oldest `evidence` events go first, then the
-        newest of the batch: the oldest changes (a case's start) stay. Logged once per frame."""
+        newest of the batch: the oldest changes (a case's start) stay. Returns how many went."""
         kept = [
             RuleEvent(e.kind, replace(e.incident, box=e.incident.box.copy()), e.at, e.reason)
             for e in batch.events
@@ -922,17 +955,49 @@ class CameraHub:
             dropped = over
         live.waiting = [waiting for waiting in live.waiting if waiting.events]
         live.health.waiting_dropped += dropped
+        return dropped
+
+    def _not_taken(
+        self, live: LiveCamera, error: DBAPIError, said: str, *args: object, dropped: int = 0
+    ) -> None:
+        """A frame whose writes the database did not take: `said` (with `args`) as the first of an
+        outage; later ones counted, and told at most once per OUTAGE_LOG_S of capture time."""
+        at = live.rules.last_at or 0.0
+        outage = live.outage
+        if outage is None:
+            live.outage = Outage(at, at, dropped=dropped)
+            log.warning(said, *args)
+            return
+        outage.frames += 1
+        outage.unsaid += 1
+        outage.dropped += dropped
+        if at - outage.logged_at < OUTAGE_LOG_S:
+            return
         log.warning(
-            "camera %s: frame at %s: the database did not take it %s (%s): its %d events wait "
-            "with the camera (%d waiting%s), written first with its next frame",
+            "camera %s: the database still takes none of its writes (%s): %d more frames not written, "
+            "%d since %s; its state is kept and %d events wait%s",
             live.camera.id,
-            live.clock(batch.captured_at),
-            f"within {self.busy_budget_s:g} s" if is_busy(error) else "now",  # read-only: refused at once
             database_said(error),
-            len(kept),
+            outage.unsaid,
+            outage.frames,
+            live.clock(datetime.fromtimestamp(outage.since, UTC)),
             waiting_events(live),
-            f"; {dropped} dropped over the limit of {self.max_waiting}" if dropped > 0 else "",
+            f" ({outage.dropped} dropped over the limit of {self.max_waiting})" if outage.dropped else "",
         )
+        outage.logged_at, outage.unsaid = at, 0
+
+    def _taken(self, live: LiveCamera) -> None:
+        """The database took the camera's writes again: the outage's one closing line."""
+        outage, live.outage = live.outage, None
+        if outage is not None:
+            log.warning(
+                "camera %s: saved again after %d frames / %.0f s of capture time the database did not take "
+                "(from %s)",
+                live.camera.id,
+                outage.frames,
+                (live.rules.last_at or 0.0) - outage.since,
+                live.clock(datetime.fromtimestamp(outage.since, UTC)),
+            )
 
     def _apply_once(
         self,

@@ -109,9 +109,15 @@ def is_read_only(error: BaseException) -> bool:
     )
 
 
-def unwritable(url: str) -> str | None:
-    """Why this process cannot write the SQLite database at `url`, naming the path and what to do;
-    None where it can (or cannot tell: PostgreSQL, a file not made yet in a writable folder).
+# what `unwritable` says follows for a running service: it takes writes again without a restart
+# (`_reopen_when_read_only`), and reads go on meanwhile
+WRITES_LATER = "and writes are taken again, no restart needed; reads are served meanwhile"
+
+
+def unwritable(url: str, then: str = "then run again") -> str | None:
+    """Why this process cannot write the SQLite database at `url`, naming the path and what to do
+    (`then`: what follows once it is writable); None where it can (or cannot tell: PostgreSQL, a
+    file not made yet in a writable folder).
 
     In WAL mode SQLite writes the file and keeps FILE-wal and FILE-shm beside it, made by the first
     connection and removed by the last: a database in a folder it may not write cannot even be read
@@ -141,7 +147,7 @@ def unwritable(url: str) -> str | None:
     return (
         f"{path}: the database cannot be written: {why}; make {path.name}, {sides[0].name}, "
         f"{sides[1].name} and their folder {path.parent} writable for this user (or use a copy in a "
-        "writable folder), then run again"
+        f"writable folder), {then}"
     )
 
 

@@ -10,6 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from serve.cases.coords import CoordSystem, from_wgs84
+from vision.data.annotations.records import shown
+
+
+def as_sent(text: str) -> str:
+    """Text a client sent, as a problem document names it: itself where every character shows as
+    itself, else escaped (`shown`): a DEL or an ESC echoed raw would reach the terminal or log
+    that reads the answer, a newline would forge lines there."""
+    return text if text.isprintable() else shown(text)
 
 
 class DomainError(Exception):
@@ -178,7 +186,7 @@ class StaleVersion(DomainError):
         bare = tag is not None and expected.strip() == str(current)
         why = f"an ETag is quoted: send If-Match: {tag}" if bare else "reload and retry"
         super().__init__(
-            f"If-Match {expected} does not match the case's current ETag {tag}; {why}",
+            f"If-Match {as_sent(expected)} does not match the case's current ETag {tag}; {why}",
             current_etag=tag,
         )
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
-from serve.cases.errors import NotFound
+from serve.cases.errors import NotFound, as_sent
 
 FOLDER = Path(__file__).resolve().parents[2] / "static" / "apidocs"
 MEDIA_TYPES = {  # named, not guessed: with nosniff a script served as text/plain would not run
@@ -64,5 +64,5 @@ def swagger_ui(request: Request) -> HTMLResponse:
 def asset(name: str) -> FileResponse:
     path = ASSETS.get(name)
     if path is None:
-        raise NotFound("API docs file", name)
+        raise NotFound("API docs file", as_sent(name))
     return FileResponse(path, media_type=MEDIA_TYPES[path.suffix], headers={"Cache-Control": "no-cache"})

@@ -56,7 +56,7 @@ from serve.cases.cameras import (
     waiting_since,
 )
 from serve.cases.enums import PhotoStatus
-from serve.cases.errors import InvalidFile, InvalidInput, NotFound, TooLarge, UnsupportedMedia
+from serve.cases.errors import InvalidFile, InvalidInput, NotFound, TooLarge, UnsupportedMedia, as_sent
 from serve.cases.intake import Given, explaining
 from serve.cases.intake import capture_time as photo_capture_time
 from serve.cases.times import CaptureTimes
@@ -480,7 +480,8 @@ async def frame_upload(
             raise InvalidInput("file", "the multipart body needs the frame in a file field named 'file'")
         if upload.content_type not in FRAME_TYPES and upload.content_type not in UNTYPED:
             raise UnsupportedMedia(
-                f"{upload.filename}: content type {upload.content_type!r}; send {' or '.join(FRAME_TYPES)}"
+                f"{as_sent(upload.filename or 'frame')}: content type {upload.content_type!r}; "
+                f"send {' or '.join(FRAME_TYPES)}"
             )
         data = await upload.read(limit + 1)
         name, sent_as = upload.filename or "frame", upload.content_type
@@ -494,7 +495,7 @@ async def frame_upload(
             f"content type {content_type!r}: send {' or '.join(FRAME_TYPES)}, or multipart/form-data"
         )
     if len(data) > limit:
-        raise TooLarge(f"{name}: over the limit of {limit} bytes")
+        raise TooLarge(f"{as_sent(name)}: over the limit of {limit} bytes")
     untyped = sent_as in UNTYPED
     refuse_other_formats(name, sent_as, data, untyped=untyped, formats=FRAME_FORMATS)
     stated = capture_time(field, when, now, service.domain.rules.times)

@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from serve.api.deps import ServiceDep
-from serve.cases.errors import NotFound
+from serve.cases.errors import NotFound, as_sent
 
 PACKAGE = Path(__file__).resolve().parents[2]
 STATIC = PACKAGE / "static"
@@ -72,5 +72,5 @@ def service_worker() -> Response:
 def asset(name: str) -> FileResponse:
     path = ASSETS.get(name)
     if path is None:
-        raise NotFound("console file", name)
+        raise NotFound("console file", as_sent(name))
     return FileResponse(path, headers=NO_STORE)

@@ -53,7 +53,7 @@ from serve.api.schemas import (
 )
 from serve.cases.coords import CoordSystem, position_to_wgs84
 from serve.cases.enums import EvidenceRole
-from serve.cases.errors import Conflict, InvalidInput, NotFound, OutsideJurisdiction
+from serve.cases.errors import Conflict, InvalidInput, NotFound, OutsideJurisdiction, as_sent
 from serve.cases.evidence import evidence_file
 from serve.cases.findings import lock_intake
 from serve.cases.fingerprints import request_hash
@@ -108,7 +108,7 @@ def service_definition(
 ) -> Response:
     taxonomy = service.domain.rules.taxonomy
     if not any(event.gbt47678 == service_code for event in taxonomy.events.values()):
-        raise NotFound("service", service_code)
+        raise NotFound("service", as_sent(service_code))
     definition = Open311ServiceDefinition(service_code=service_code, attributes=[])
     return render(fmt, "service_definition", definition.model_dump())
 
@@ -275,7 +275,7 @@ def get_request(
         .options(selectinload(Case.flow), selectinload(Case.evidence))
     ).one_or_none()
     if case is None:
-        raise NotFound("service request", service_request_id)
+        raise NotFound("service request", as_sent(service_request_id))
     answer = as_request(case, service.domain.rules.taxonomy, base)
     return render(fmt, "service_requests", [answer.model_dump()])
 
@@ -293,7 +293,7 @@ def get_token(
 ) -> Response:
     held = session.scalars(select(CitizenRequest).where(CitizenRequest.token == token)).one_or_none()
     if held is None:
-        raise NotFound("token", token)
+        raise NotFound("token", as_sent(token))
     number = session.get_one(Case, held.case_id).number if held.case_id is not None else None
     return render(
         fmt, "service_requests", [Open311Token(service_request_id=number, token=token).model_dump()]
@@ -382,7 +382,7 @@ def place_held(
     lock_intake(session)  # first statement is a write (SQLite cannot upgrade a reader)
     held = session.scalars(select(CitizenRequest).where(CitizenRequest.token == token)).one_or_none()
     if held is None:
-        raise NotFound("held request", token)
+        raise NotFound("held request", as_sent(token))
     if held.case_id is not None:
         number = session.get_one(Case, held.case_id).number
         raise Conflict(f"held request {token} was placed already, as case {number}", token=token, case=number)
