@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from configured import CONFIGS, MODELS, ROOT
+from configured import CONFIGS, MODELS, ROOT, TAXONOMY
 from sqlalchemy import select
 from streets import NO_PICTURE, Scene, parked_car_frames
 from unwritable import held_open, read_only
@@ -504,6 +504,103 @@ def test_a_real_rtsp_server_that_freezes_is_told_as_stalled_and_found_again(tmp_
         reader.stop()
         os.kill(server.process.pid, signal.SIGCONT)
         server.kill()
+
+
+def test_a_camera_rebooted_mid_violation_keeps_its_case_open(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A real RTSP camera with a car parked at the kerb is killed once the car's case is filed and
+    started again after longer than `clear_after_s`: the gap was counted as the place clear, and the
+    first frame after the reconnect proposed the case `resolved` with the car in its after-photo (a
+    camera reboot of a minute or two, with the defaults). The reader says so once each way (OpenCV
+    printed a warning at each failed retry), the reconnect is counted, and the case goes on: no
+    after-photo, no second case."""
+    from serve.cases.cameras import CameraHub
+    from serve.cases.db import open_database
+    from serve.cases.findings import load_case_rules
+    from serve.cases.orm import Case, Evidence
+    from serve.cases.settings import get_settings
+    from serve.cases.watch import CameraWatcher, load_service_cameras
+    from vision.detect.backends import load_detector
+    from vision.detect.registry import CURRENT
+
+    pictures = parked_car_frames()
+    if pictures is None:
+        pytest.skip("no traffic-cams and vehicles-in datasets beside the checkout")
+    reason = rtsp_unavailable()
+    if reason:
+        pytest.skip(reason)
+    try:
+        detector = load_detector(CURRENT, models_dir=MODELS, taxonomy=TAXONOMY)
+    except Exception as err:
+        pytest.skip(f"the registry's current model is not installed ({err})")
+    video = write_video(tmp_path / "kerb.avi", [pictures[0]] * 240, fps=4)  # 60 s of the parked car
+    with ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler) as probe:
+        port = probe.server_address[1]
+    zone = {"id": "kerb", "rule": "no_parking", "polygon": [[0.2, 0.5], [0.6, 0.5], [0.6, 0.95], [0.2, 0.95]]}
+    cameras = {
+        "rules": {"no_parking": {"detect": "objects", "classes": ["car"], "min_dwell_s": 2}},
+        "cameras": [
+            {
+                "id": "kerb-cam",
+                "lat": 34.72265,
+                "lon": 113.62762,
+                "cases": {"clear_after_s": 3, "verify": "any"},
+                "dwell": {"refind_s": 3},
+                "zones": [zone],
+            }
+        ],
+    }
+    config = tmp_path / "cameras.yaml"
+    config.write_text(yaml.safe_dump(cameras), encoding="utf-8")
+    monkeypatch.setenv("STREETORDER_EVIDENCE_DIR", str(tmp_path / "evidence"))
+    get_settings.cache_clear()
+    rules = load_case_rules(get_settings())
+    hub = CameraHub(load_service_cameras(config, rules), rules.taxonomy, tmp_path / "evidence")
+    sessions = open_database(f"sqlite:///{tmp_path / 'watch.db'}")
+    caplog.set_level(logging.WARNING, logger="streetorder.stream")
+
+    def cases() -> list[Any]:
+        with sessions() as session:
+            return [
+                (
+                    case.id,
+                    [e.role for e in session.scalars(select(Evidence).where(Evidence.case_id == case.id))],
+                )
+                for case in session.scalars(select(Case))
+            ]
+
+    server = RtspServer(video, port)
+    reader = StreamReader(server.url, backoff_s=(0.2, 1.0), timeout_s=3)
+    watcher = CameraWatcher(hub, "kerb-cam", detector, sessions, rules, reader).start()
+    try:
+        deadline = time.monotonic() + 60
+        while not cases():
+            assert time.monotonic() < deadline and watcher.running, "the parked car was not filed"
+            time.sleep(0.2)
+        server.kill()
+        while reader.stats.state == "connected":
+            assert time.monotonic() < deadline, "the reader did not notice the camera was gone"
+            time.sleep(0.1)
+        time.sleep(4)  # down for longer than clear_after_s
+        server = RtspServer(video, port)
+        analysed = watcher.analysed
+        while watcher.analysed < analysed + 4:  # 2 s of frames after the reconnect
+            assert time.monotonic() < deadline + 30, "the camera was not read again"
+            time.sleep(0.1)
+    finally:
+        watcher.stop()
+        server.kill()
+        get_settings.cache_clear()
+    assert [(case_id, roles[:1]) for case_id, roles in cases()] == [(1, ["finding"])]
+    assert "after" not in cases()[0][1]  # not proposed resolved with the car still there
+    assert hub.get("kerb-cam").health.reconnects == 1
+    told = [r.getMessage() for r in caplog.records if r.name == "streetorder.stream"]
+    assert len(told) == 2 and " lost: " in told[0] and ": back after " in told[1], told
+    assert reader.stats.failed_opens >= 1 and "WARN" not in capfd.readouterr().err
 
 
 def test_an_unreachable_camera_is_retried_with_backoff() -> None:

@@ -16,6 +16,7 @@ stream) passes through; the rules rescale. Addresses are shown only through `red
 from __future__ import annotations
 
 import glob
+import logging
 import math
 import os
 import re
@@ -33,12 +34,18 @@ import numpy as np
 from vision.core.files import is_utf8_path
 
 Clock = Callable[[], datetime]
+log = logging.getLogger("streetorder.stream")
 
 # FFmpeg's own log, process-wide, read by OpenCV when it first opens a stream: quiet (AV_LOG_QUIET). A stream
 # of garbage had FFmpeg print "[mjpeg @ 0x...] No JPEG data found in image" (logged as fatal: level 8 lets
 # it through) some 6 times a second; the reader says what happened in one line (`StreamStats.last_error`).
 # Set before anything here opens a stream; an operator's own OPENCV_FFMPEG_LOGLEVEL is kept.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+# OpenCV's own log likewise: each failed open of a camera that is down (a reboot, every retry of the
+# backoff) printed `[ WARN:1@24.423] global cap.cpp:212 open VIDEOIO(FFMPEG): backend is generally
+# available but can't be used to capture by name`; its errors still show. OPENCV_LOG_LEVEL is kept.
+if "OPENCV_LOG_LEVEL" not in os.environ:
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,7 @@ class Frame:
     image: np.ndarray  # BGR uint8
     captured_at: datetime
     index: int  # frames read since the reader started
+    connection: int = 0  # the reconnects before it: a frame of a later connection follows a gap in the stream
 
 
 # starting | connected | stalled (the last connection sent nothing for timeout_s) | reconnecting
@@ -281,6 +289,7 @@ class StreamReader:
             raise ValueError(f"file_fps {file_fps}: a frame rate is a positive number")
         self.file_fps = file_fps
         self.stats = StreamStats()
+        self._lost_at: float | None = None  # when a connection that brought frames brought its last one
         self.buffer = NewestFrame()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"stream {redact_url(url)}", daemon=True)
@@ -370,6 +379,14 @@ class StreamReader:
                     )
                 else:
                     self.stats.last_error = "the stream ended (the connection was closed)"
+                if frames and not is_file(self.url):  # told once, not at each retry: back is told in _read
+                    self._lost_at = time.monotonic() - (self.timeout_s if stalled else 0)
+                    log.warning(
+                        "stream %s lost: %s; reconnecting (backoff %g s to %g s)",
+                        redact_url(self.url),
+                        self.stats.last_error,
+                        *self.backoff_s,
+                    )
                 stable = time.monotonic() - connected_at >= self.stable_s
                 delay = self.backoff_s[0] if stable else delay
                 self._stop.wait(delay)
@@ -403,6 +420,14 @@ class StreamReader:
                 previous = position if frames else None
                 position = frame_position(capture.get(cv2.CAP_PROP_POS_MSEC), previous, fps)
             frames += 1
+            if self._lost_at is not None:
+                log.warning(
+                    "stream %s: back after %.0f s without a frame (reconnect %d)",
+                    redact_url(self.url),
+                    time.monotonic() - self._lost_at,
+                    self.stats.reconnects,
+                )
+                self._lost_at = None
             if is_file(self.url) and self.file_speed > 0:  # play a file in (scaled) real time
                 ahead = position.total_seconds() / self.file_speed - (time.monotonic() - started)
                 if ahead > 0:
@@ -419,6 +444,6 @@ class StreamReader:
             self.stats.last_frame_at = captured_at
             if is_file(self.url) and self.file_speed == 0:
                 self.buffer.wait_taken(self._stop)
-            if self.buffer.put(Frame(image, captured_at, self.stats.frames_read)):
+            if self.buffer.put(Frame(image, captured_at, self.stats.frames_read, self.stats.reconnects)):
                 self.stats.dropped += 1
         return position, False, frames
