@@ -1235,6 +1235,70 @@ def test_watch_clears_no_parked_car_while_the_picture_is_lost(
         assert picture_fault(photo, PictureSettings()) is None
 
 
+def test_watch_stopped_with_sigterm_saves_the_camera_and_files_nothing_twice(tmp_path: Path) -> None:
+    """`streetorder watch` sent SIGTERM (systemd, docker stop) while a parked car's case is open: it
+    stops as on Ctrl-C, saving the camera's state to its last frame and printing its summary (it died
+    at once: the state since the case's frame lost, nothing said). Started again on the rest of the
+    recording, the car goes on in its case: one case."""
+    from serve.cases.db import open_database
+    from serve.cases.orm import CameraState, Case
+    from vision.detect.registry import CURRENT, find_model
+
+    try:
+        find_model(CURRENT, models_dir=MODELS)
+    except Exception as err:
+        pytest.skip(f"the registry's current model is not installed ({err})")
+    pictures = parked_car_frames()
+    if pictures is None:
+        pytest.skip("no traffic-cams and vehicles-in datasets beside the checkout")
+    video = write_video(tmp_path / "kerb.avi", [pictures[0]] * 120, fps=2)  # 60 s of the parked car
+    zone = {"id": "kerb", "rule": "no_parking", "polygon": [[0.2, 0.5], [0.6, 0.5], [0.6, 0.95], [0.2, 0.95]]}
+    cameras = {
+        "rules": {"no_parking": {"detect": "objects", "classes": ["car"], "min_dwell_s": 2}},
+        "cameras": [{"id": "kerb-cam", "lat": 34.72265, "lon": 113.62762, "zones": [zone]}],
+    }
+    config = tmp_path / "cameras.yaml"
+    config.write_text(yaml.safe_dump(cameras), encoding="utf-8")
+    db_url = f"sqlite:///{tmp_path / 'watch.db'}"
+    sessions = open_database(db_url)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "STREETORDER_EVIDENCE_DIR": str(tmp_path / "evidence")}
+
+    def watch(start: datetime, clip: Path = video, speed: str = "1") -> subprocess.Popen[str]:
+        played = ["--stream", str(clip), "--file-start", start.isoformat(), "--speed", speed]
+        command = ["watch", "--camera", "kerb-cam", "--cameras", str(config), "--db", db_url, *played]
+        return subprocess.Popen(
+            [sys.executable, "-m", "serve.cli.main", *command],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def cases() -> list[Case]:
+        with sessions() as session:
+            return list(session.scalars(select(Case)))
+
+    running = watch(START)  # played in real time
+    deadline = time.monotonic() + 90
+    while not cases():
+        assert time.monotonic() < deadline and running.poll() is None, "the parked car was not filed"
+        time.sleep(0.2)
+    time.sleep(3)  # frames after the case's
+    running.send_signal(signal.SIGTERM)
+    out, err = running.communicate(timeout=60)
+    assert running.returncode == 0 and "frames analysed" in out, err[-2000:]
+    (case,) = cases()
+    with sessions() as session:
+        saved = session.get(CameraState, "kerb-cam")
+        assert saved is not None and saved.captured_at > case.first_seen_at + timedelta(seconds=1)
+    rest = write_video(tmp_path / "rest.avi", [pictures[0]] * 20, fps=2)  # the car still there
+    again = watch(START + timedelta(minutes=1), rest, "0")
+    out, err = again.communicate(timeout=180)
+    assert again.returncode == 0, err[-2000:]
+    assert [c.id for c in cases()] == [case.id]
+
+
 def test_watch_refuses_an_unknown_camera_or_a_missing_file_and_fails_on_a_file_it_cannot_read(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
