@@ -933,6 +933,25 @@ def test_a_file_cut_short_is_read_to_the_cut_and_told(tmp_path: Path) -> None:
     )
 
 
+def test_a_recording_whose_clock_jumps_a_day_ahead_is_not_told_cut_short(tmp_path: Path) -> None:
+    """A recorder's clock set a day on mid-recording: FFmpeg estimates the frame count from the file's
+    length (a day), and the whole file was told `ended after 8 of its 172808 frames: the file is cut
+    short`. Its frames lie at their positions, the jump kept (the rules hold and judge it)."""
+    ffmpeg = pytest.importorskip("imageio_ffmpeg").get_ffmpeg_exe()
+    plain = write_video(tmp_path / "plain.avi", street_photos(8), fps=2)
+    video = tmp_path / "jump.mkv"
+    subprocess.run(
+        [ffmpeg, "-loglevel", "error", "-i", str(plain), "-vf", "setpts='if(gte(N,4),PTS+86400/TB,PTS)'"]
+        + ["-c:v", "mjpeg", str(video)],
+        check=True,
+    )
+    reader = StreamReader(str(video), file_start=START, file_speed=0).start()
+    frames = take_all(reader, 10)
+    assert reader.stats.state == "ended" and len(frames) == 8
+    assert frames[4].captured_at - frames[3].captured_at == timedelta(days=1, seconds=0.5)
+    assert reader.stats.last_error is None
+
+
 def test_an_image_sequence_plays_at_the_rate_it_is_given(tmp_path: Path) -> None:
     sequence = image_sequence(tmp_path / "frames", 6)
     assert file_exists(sequence) and not file_exists(sequence.replace("img", "pic"))

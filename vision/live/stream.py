@@ -176,6 +176,7 @@ def local_path(url: str) -> str:
     return urlparse(url).path if urlparse(url).scheme.lower() == "file" else url
 
 
+SECOND = timedelta(seconds=1)
 IMAGE_SEQUENCE = re.compile(r"%0?\d*d")  # img%04d.jpg: OpenCV reads the numbered images as a video
 
 
@@ -407,7 +408,13 @@ class StreamReader:
             reading = time.monotonic()
             ok, image = capture.read()
             if not ok or image is None:
-                if is_file(self.url) and 0 < frames < 0.9 * indexed:  # not 0: "no frame could be decoded"
+                # not 0 frames: "no frame could be decoded"; the count of a file whose timestamps jump ahead
+                # (a recorder's clock set a day on) is estimated from its length: read to it, it is whole
+                if (
+                    is_file(self.url)
+                    and 0 < frames < 0.9 * indexed
+                    and position < 0.9 * indexed / fps * SECOND
+                ):
                     self.stats.last_error = (
                         f"{redact_url(self.url)} ended after {frames} of its {indexed:.0f} frames: "
                         "the file is cut short (a copy or a recording that stopped)"
