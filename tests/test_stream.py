@@ -940,10 +940,9 @@ def test_a_recording_whose_clock_jumps_a_day_ahead_is_not_told_cut_short(tmp_pat
     ffmpeg = pytest.importorskip("imageio_ffmpeg").get_ffmpeg_exe()
     plain = write_video(tmp_path / "plain.avi", street_photos(8), fps=2)
     video = tmp_path / "jump.mkv"
+    jump = "setpts='if(gte(N,4),PTS+86400/TB,PTS)'"  # from the 5th frame on, a day later
     subprocess.run(
-        [ffmpeg, "-loglevel", "error", "-i", str(plain), "-vf", "setpts='if(gte(N,4),PTS+86400/TB,PTS)'"]
-        + ["-c:v", "mjpeg", str(video)],
-        check=True,
+        [ffmpeg, "-loglevel", "error", "-i", str(plain), "-vf", jump, "-c:v", "mjpeg", str(video)], check=True
     )
     reader = StreamReader(str(video), file_start=START, file_speed=0).start()
     frames = take_all(reader, 10)
