@@ -603,7 +603,9 @@ def test_a_camera_rebooted_mid_violation_keeps_its_case_open(
     assert reader.stats.failed_opens >= 1 and "WARN" not in capfd.readouterr().err
 
 
-def test_an_unreachable_camera_is_retried_with_backoff() -> None:
+def test_an_unreachable_camera_is_retried_with_backoff(caplog: pytest.LogCaptureFixture) -> None:
+    """Retried ever more slowly, and told once (it was told by nothing but the stream state)."""
+    caplog.set_level(logging.WARNING, logger="streetorder.stream")
     with ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler) as probe:
         port = probe.server_address[1]  # a port that is closed once the probe is gone
     reader = StreamReader(f"http://127.0.0.1:{port}/x.mjpg", backoff_s=(0.05, 0.4), timeout_s=1).start()
@@ -612,6 +614,8 @@ def test_an_unreachable_camera_is_retried_with_backoff() -> None:
     # delays 0.05, 0.1, 0.2, 0.4, 0.4 ...: a handful of tries, not a busy loop
     assert 3 <= reader.stats.failed_opens <= 12
     assert reader.stats.frames_read == 0 and reader.stats.last_error is not None
+    (told,) = [r.getMessage() for r in caplog.records if r.name == "streetorder.stream"]
+    assert told.startswith(f"stream http://127.0.0.1:{port}/x.mjpg lost: cannot open ") and "retrying" in told
 
 
 @pytest.mark.parametrize(

@@ -290,7 +290,7 @@ class StreamReader:
             raise ValueError(f"file_fps {file_fps}: a frame rate is a positive number")
         self.file_fps = file_fps
         self.stats = StreamStats()
-        self._lost_at: float | None = None  # when a connection that brought frames brought its last one
+        self._lost_at: float | None = None  # since when no frame came, told once (_tell_lost)
         self.buffer = NewestFrame()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"stream {redact_url(url)}", daemon=True)
@@ -350,6 +350,7 @@ class StreamReader:
                     self.stats.last_error += f": {unreadable_file(local_path(self.url))}"
                     self.stats.state = "ended"
                     return
+                self._tell_lost(opening)
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.backoff_s[1])
                 continue
@@ -380,18 +381,24 @@ class StreamReader:
                     )
                 else:
                     self.stats.last_error = "the stream ended (the connection was closed)"
-                if frames and not is_file(self.url):  # told once, not at each retry: back is told in _read
-                    self._lost_at = time.monotonic() - (self.timeout_s if stalled else 0)
-                    log.warning(
-                        "stream %s lost: %s; reconnecting (backoff %g s to %g s)",
-                        redact_url(self.url),
-                        self.stats.last_error,
-                        *self.backoff_s,
-                    )
+                self._tell_lost(time.monotonic() - (self.timeout_s if stalled else 0))
                 stable = time.monotonic() - connected_at >= self.stable_s
                 delay = self.backoff_s[0] if stable else delay
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.backoff_s[1])
+
+    def _tell_lost(self, since: float) -> None:
+        """Say once that a camera sends no frames (closed, stalled, not answering, no picture), not at
+        each retry of the backoff; its first frame again says it is back. A camera rebooting was told by
+        nothing but the stream state, or by an OpenCV warning at every failed open."""
+        if self._lost_at is None and not self._stop.is_set() and not is_file(self.url):
+            self._lost_at = since
+            log.warning(
+                "stream %s lost: %s; retrying (backoff %g s to %g s)",
+                redact_url(self.url),
+                self.stats.last_error,
+                *self.backoff_s,
+            )
 
     def _read(self, capture: cv2.VideoCapture, file_offset: timedelta) -> tuple[timedelta, bool, int]:
         """Read until the stream ends or stalls; returns the last file position reached, whether
@@ -429,7 +436,7 @@ class StreamReader:
             frames += 1
             if self._lost_at is not None:
                 log.warning(
-                    "stream %s: back after %.0f s without a frame (reconnect %d)",
+                    "stream %s: back after %.0f s without a frame (%d reconnects)",
                     redact_url(self.url),
                     time.monotonic() - self._lost_at,
                     self.stats.reconnects,
