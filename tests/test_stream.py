@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from configured import CONFIGS, MODELS, ROOT
+from configured import CONFIGS, MODELS, ROOT, TAXONOMY
 from sqlalchemy import select
 from streets import NO_PICTURE, Scene, parked_car_frames
 from unwritable import held_open, read_only
@@ -506,7 +506,106 @@ def test_a_real_rtsp_server_that_freezes_is_told_as_stalled_and_found_again(tmp_
         server.kill()
 
 
-def test_an_unreachable_camera_is_retried_with_backoff() -> None:
+def test_a_camera_rebooted_mid_violation_keeps_its_case_open(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A real RTSP camera with a car parked at the kerb is killed once the car's case is filed and
+    started again after longer than `clear_after_s`: the gap was counted as the place clear, and the
+    first frame after the reconnect proposed the case `resolved` with the car in its after-photo (a
+    camera reboot of a minute or two, with the defaults). The reader says so once each way (OpenCV
+    printed a warning at each failed retry), the reconnect is counted, and the case goes on: no
+    after-photo, no second case."""
+    from serve.cases.cameras import CameraHub
+    from serve.cases.db import open_database
+    from serve.cases.findings import load_case_rules
+    from serve.cases.orm import Case, Evidence
+    from serve.cases.settings import get_settings
+    from serve.cases.watch import CameraWatcher, load_service_cameras
+    from vision.detect.backends import load_detector
+    from vision.detect.registry import CURRENT
+
+    pictures = parked_car_frames()
+    if pictures is None:
+        pytest.skip("no traffic-cams and vehicles-in datasets beside the checkout")
+    reason = rtsp_unavailable()
+    if reason:
+        pytest.skip(reason)
+    try:
+        detector = load_detector(CURRENT, models_dir=MODELS, taxonomy=TAXONOMY)
+    except Exception as err:
+        pytest.skip(f"the registry's current model is not installed ({err})")
+    video = write_video(tmp_path / "kerb.avi", [pictures[0]] * 240, fps=4)  # 60 s of the parked car
+    with ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler) as probe:
+        port = probe.server_address[1]
+    zone = {"id": "kerb", "rule": "no_parking", "polygon": [[0.2, 0.5], [0.6, 0.5], [0.6, 0.95], [0.2, 0.95]]}
+    cameras = {
+        "rules": {"no_parking": {"detect": "objects", "classes": ["car"], "min_dwell_s": 2}},
+        "cameras": [
+            {
+                "id": "kerb-cam",
+                "lat": 34.72265,
+                "lon": 113.62762,
+                "cases": {"clear_after_s": 3, "verify": "any"},
+                "dwell": {"refind_s": 3},
+                "zones": [zone],
+            }
+        ],
+    }
+    config = tmp_path / "cameras.yaml"
+    config.write_text(yaml.safe_dump(cameras), encoding="utf-8")
+    monkeypatch.setenv("STREETORDER_EVIDENCE_DIR", str(tmp_path / "evidence"))
+    get_settings.cache_clear()
+    rules = load_case_rules(get_settings())
+    hub = CameraHub(load_service_cameras(config, rules), rules.taxonomy, tmp_path / "evidence")
+    sessions = open_database(f"sqlite:///{tmp_path / 'watch.db'}")
+    caplog.set_level(logging.WARNING, logger="streetorder.stream")
+
+    def cases() -> list[Any]:
+        with sessions() as session:
+            return [
+                (
+                    case.id,
+                    [e.role for e in session.scalars(select(Evidence).where(Evidence.case_id == case.id))],
+                )
+                for case in session.scalars(select(Case))
+            ]
+
+    server = RtspServer(video, port)
+    reader = StreamReader(server.url, backoff_s=(0.2, 1.0), timeout_s=3)
+    watcher = CameraWatcher(hub, "kerb-cam", detector, sessions, rules, reader).start()
+    try:
+        deadline = time.monotonic() + 60
+        while not cases():
+            assert time.monotonic() < deadline and watcher.running, "the parked car was not filed"
+            time.sleep(0.2)
+        server.kill()
+        while reader.stats.state == "connected":
+            assert time.monotonic() < deadline, "the reader did not notice the camera was gone"
+            time.sleep(0.1)
+        time.sleep(4)  # down for longer than clear_after_s
+        server = RtspServer(video, port)
+        analysed = watcher.analysed
+        while watcher.analysed < analysed + 4:  # 2 s of frames after the reconnect
+            assert time.monotonic() < deadline + 30, "the camera was not read again"
+            time.sleep(0.1)
+    finally:
+        watcher.stop()
+        server.kill()
+        get_settings.cache_clear()
+    assert [(case_id, roles[:1]) for case_id, roles in cases()] == [(1, ["finding"])]
+    assert "after" not in cases()[0][1]  # not proposed resolved with the car still there
+    assert hub.get("kerb-cam").health.reconnects == 1
+    told = [r.getMessage() for r in caplog.records if r.name == "streetorder.stream"]
+    assert len(told) == 2 and " lost: " in told[0] and ": back after " in told[1], told
+    assert reader.stats.failed_opens >= 1 and "WARN" not in capfd.readouterr().err
+
+
+def test_an_unreachable_camera_is_retried_with_backoff(caplog: pytest.LogCaptureFixture) -> None:
+    """Retried ever more slowly, and told once (it was told by nothing but the stream state)."""
+    caplog.set_level(logging.WARNING, logger="streetorder.stream")
     with ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler) as probe:
         port = probe.server_address[1]  # a port that is closed once the probe is gone
     reader = StreamReader(f"http://127.0.0.1:{port}/x.mjpg", backoff_s=(0.05, 0.4), timeout_s=1).start()
@@ -515,6 +614,8 @@ def test_an_unreachable_camera_is_retried_with_backoff() -> None:
     # delays 0.05, 0.1, 0.2, 0.4, 0.4 ...: a handful of tries, not a busy loop
     assert 3 <= reader.stats.failed_opens <= 12
     assert reader.stats.frames_read == 0 and reader.stats.last_error is not None
+    (told,) = [r.getMessage() for r in caplog.records if r.name == "streetorder.stream"]
+    assert told.startswith(f"stream http://127.0.0.1:{port}/x.mjpg lost: cannot open ") and "retrying" in told
 
 
 @pytest.mark.parametrize(
@@ -836,6 +937,24 @@ def test_a_file_cut_short_is_read_to_the_cut_and_told(tmp_path: Path) -> None:
     )
 
 
+def test_a_recording_whose_clock_jumps_a_day_ahead_is_not_told_cut_short(tmp_path: Path) -> None:
+    """A recorder's clock set a day on mid-recording: FFmpeg estimates the frame count from the file's
+    length (a day), and the whole file was told `ended after 8 of its 172808 frames: the file is cut
+    short`. Its frames lie at their positions, the jump kept (the rules hold and judge it)."""
+    ffmpeg = pytest.importorskip("imageio_ffmpeg").get_ffmpeg_exe()
+    plain = write_video(tmp_path / "plain.avi", street_photos(8), fps=2)
+    video = tmp_path / "jump.mkv"
+    jump = "setpts='if(gte(N,4),PTS+86400/TB,PTS)'"  # from the 5th frame on, a day later
+    subprocess.run(
+        [ffmpeg, "-loglevel", "error", "-i", str(plain), "-vf", jump, "-c:v", "mjpeg", str(video)], check=True
+    )
+    reader = StreamReader(str(video), file_start=START, file_speed=0).start()
+    frames = take_all(reader, 10)
+    assert reader.stats.state == "ended" and len(frames) == 8
+    assert frames[4].captured_at - frames[3].captured_at == timedelta(days=1, seconds=0.5)
+    assert reader.stats.last_error is None
+
+
 def test_an_image_sequence_plays_at_the_rate_it_is_given(tmp_path: Path) -> None:
     sequence = image_sequence(tmp_path / "frames", 6)
     assert file_exists(sequence) and not file_exists(sequence.replace("img", "pic"))
@@ -1136,6 +1255,70 @@ def test_watch_clears_no_parked_car_while_the_picture_is_lost(
         ]
         photo = cv2.imread(str(evidence_file(tmp_path / "evidence", after[0].path, after[0].sha256)))
         assert picture_fault(photo, PictureSettings()) is None
+
+
+def test_watch_stopped_with_sigterm_saves_the_camera_and_files_nothing_twice(tmp_path: Path) -> None:
+    """`streetorder watch` sent SIGTERM (systemd, docker stop) while a parked car's case is open: it
+    stops as on Ctrl-C, saving the camera's state to its last frame and printing its summary (it died
+    at once: the state since the case's frame lost, nothing said). Started again on the rest of the
+    recording, the car goes on in its case: one case."""
+    from serve.cases.db import open_database
+    from serve.cases.orm import CameraState, Case
+    from vision.detect.registry import CURRENT, find_model
+
+    try:
+        find_model(CURRENT, models_dir=MODELS)
+    except Exception as err:
+        pytest.skip(f"the registry's current model is not installed ({err})")
+    pictures = parked_car_frames()
+    if pictures is None:
+        pytest.skip("no traffic-cams and vehicles-in datasets beside the checkout")
+    video = write_video(tmp_path / "kerb.avi", [pictures[0]] * 120, fps=2)  # 60 s of the parked car
+    zone = {"id": "kerb", "rule": "no_parking", "polygon": [[0.2, 0.5], [0.6, 0.5], [0.6, 0.95], [0.2, 0.95]]}
+    cameras = {
+        "rules": {"no_parking": {"detect": "objects", "classes": ["car"], "min_dwell_s": 2}},
+        "cameras": [{"id": "kerb-cam", "lat": 34.72265, "lon": 113.62762, "zones": [zone]}],
+    }
+    config = tmp_path / "cameras.yaml"
+    config.write_text(yaml.safe_dump(cameras), encoding="utf-8")
+    db_url = f"sqlite:///{tmp_path / 'watch.db'}"
+    sessions = open_database(db_url)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "STREETORDER_EVIDENCE_DIR": str(tmp_path / "evidence")}
+
+    def watch(start: datetime, clip: Path = video, speed: str = "1") -> subprocess.Popen[str]:
+        played = ["--stream", str(clip), "--file-start", start.isoformat(), "--speed", speed]
+        command = ["watch", "--camera", "kerb-cam", "--cameras", str(config), "--db", db_url, *played]
+        return subprocess.Popen(
+            [sys.executable, "-m", "serve.cli.main", *command],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def cases() -> list[Case]:
+        with sessions() as session:
+            return list(session.scalars(select(Case)))
+
+    running = watch(START)  # played in real time
+    deadline = time.monotonic() + 90
+    while not cases():
+        assert time.monotonic() < deadline and running.poll() is None, "the parked car was not filed"
+        time.sleep(0.2)
+    time.sleep(3)  # frames after the case's
+    running.send_signal(signal.SIGTERM)
+    out, err = running.communicate(timeout=60)
+    assert running.returncode == 0 and "frames analysed" in out, err[-2000:]
+    (case,) = cases()
+    with sessions() as session:
+        saved = session.get(CameraState, "kerb-cam")
+        assert saved is not None and saved.captured_at > case.first_seen_at + timedelta(seconds=1)
+    rest = write_video(tmp_path / "rest.avi", [pictures[0]] * 20, fps=2)  # the car still there
+    again = watch(START + timedelta(minutes=1), rest, "0")
+    out, err = again.communicate(timeout=180)
+    assert again.returncode == 0, err[-2000:]
+    assert [c.id for c in cases()] == [case.id]
 
 
 def test_watch_refuses_an_unknown_camera_or_a_missing_file_and_fails_on_a_file_it_cannot_read(

@@ -524,6 +524,15 @@ class CameraHub:
         finally:
             live.lock.release()
 
+    def stream_lost(self, camera_id: str) -> None:
+        """The camera's stream was lost and is read again (`vision/live/rules.py: stream_lost`): its
+        next frame goes on from the last as after a picture lost, the gap not counted as absence."""
+        live = self._locked(camera_id)
+        try:
+            live.rules.stream_lost()
+        finally:
+            live.lock.release()
+
     def _locked(self, camera_id: str) -> LiveCamera:
         """The camera's engine with its lock held; a reload may replace it while a frame waits."""
         while True:

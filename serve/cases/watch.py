@@ -84,6 +84,7 @@ class CameraWatcher:
     def _run(self) -> None:
         interval = 1.0 / self.live.camera.analyse_fps
         last: datetime | None = None
+        connection = 0  # of the last frame analysed: a frame of a later one follows a gap in the stream
         while not self._stop.is_set():
             frame = self.reader.take(timeout=0.5)
             self._copy_health()
@@ -97,6 +98,9 @@ class CameraWatcher:
             last = frame.captured_at
             started = time.perf_counter()
             try:
+                if frame.connection != connection:
+                    self.hub.stream_lost(self.live.camera.id)
+                    connection = frame.connection
                 detections = self.detector(frame.image)
                 timings = Timings(inference_s=time.perf_counter() - started)
                 self.hub.process(

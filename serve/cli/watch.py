@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -123,11 +127,15 @@ def cli(argv: list[str]) -> int:
     reader = StreamReader(stream, file_start=args.file_start, file_speed=args.speed, file_fps=args.file_fps)
     watcher = CameraWatcher(hub, camera.id, detector, sessions, case_rules, reader).start()
     deadline = time.monotonic() + args.seconds if args.seconds else None
-    try:
-        while watcher.running and (deadline is None or time.monotonic() < deadline):
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
+    stopping = threading.Event()
+    with terminated_sets(stopping):
+        try:
+            while watcher.running and (deadline is None or time.monotonic() < deadline):
+                stopping.wait(0.5)
+                if stopping.is_set():
+                    break
+        except KeyboardInterrupt:
+            pass
     watcher.stop()
     for line in hub.save(sessions):  # the database did not take it: kept in a file, taken back next start
         print(f"watch: {line}", file=sys.stderr)
@@ -155,6 +163,21 @@ def cli(argv: list[str]) -> int:
     if watcher.analysed == 0 and reader.stats.last_error:
         return 1
     return 0 if watcher.errors == 0 else 1
+
+
+@contextmanager
+def terminated_sets(stopping: threading.Event) -> Iterator[None]:
+    """SIGTERM (systemd, docker stop, kill) stops the watch as Ctrl-C does: the camera's state saved,
+    the summary printed. Python's default ended the process at once: the state since its last save
+    (up to 60 s) and the events waiting for a busy database were lost, and nothing was said."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: stopping.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def late_frames(late: int, analysed: int, saved_at: float | None, tz: ZoneInfo) -> str:

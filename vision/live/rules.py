@@ -106,6 +106,7 @@ class CameraRules:
         self.picture_since: float | None = None  # capture time of the first frame in a row showing it
         self.view = ViewWatch(camera.view)
         self.view_mismatch_since: float | None = None  # the frames show another view than the reference
+        self.stream_lost_at: float | None = None  # the last frame before its stream was lost (stream_lost)
         self.size: Size | None = None
         self.object_zones = [FrameZone(z) for z in camera.zones if z.rule.detect == "objects"]
         self.meters = [ZoneMeter(z, camera.ground) for z in camera.zones if z.rule.detect == "occupancy"]
@@ -202,9 +203,13 @@ class CameraRules:
             return self._moved(when, detections)
         if self.usable_at is not None and when - self.usable_at > self.camera.dwell.restart_bridge_s:
             self._unwatched(when)
-        elif self.no_picture is not None or self.view_mismatch_since is not None:
+        elif (
+            self.no_picture is not None
+            or self.view_mismatch_since is not None
+            or self.stream_lost_at is not None
+        ):
             self._resumed(when)
-        self.no_picture = self.no_picture_since = self.view_mismatch_since = None
+        self.no_picture = self.no_picture_since = self.view_mismatch_since = self.stream_lost_at = None
         self.last_at = self.usable_at = when
         self._resize(size)
         tracked = self.tracker.update(detections, when)
@@ -312,6 +317,14 @@ class CameraRules:
         )
         return taken
 
+    def stream_lost(self) -> None:
+        """The stream bringing the frames was lost and is read again (a camera rebooted, a stall): the
+        camera saw nothing since its last frame, so the next frame resumes as after a picture lost
+        (what stands goes on in its clock and case, absence counts from that frame). Counted as absence,
+        a reboot longer than `clear_after_s` proposed the parked car's case `resolved` with the car in
+        the after-photo, and one longer than `refind_s` started its dwell again."""
+        self.stream_lost_at = self.last_at
+
     def _resumed(self, when: float) -> None:
         """The picture (or the reference view) is back after a spell without one no longer than
         `dwell.restart_bridge_s`: what stands now is judged as before (the same clocks and cases),
@@ -329,6 +342,13 @@ class CameraRules:
                 self.camera.id,
                 self._local(when),
                 when - self.view_mismatch_since,
+            )
+        elif self.stream_lost_at is not None and self.no_picture is None:
+            log.info(
+                "camera %s: judged again from %s, %.0f s after its stream was lost",
+                self.camera.id,
+                self._local(when),
+                when - self.stream_lost_at,
             )
         else:
             log.info(

@@ -16,6 +16,7 @@ stream) passes through; the rules rescale. Addresses are shown only through `red
 from __future__ import annotations
 
 import glob
+import logging
 import math
 import os
 import re
@@ -33,12 +34,18 @@ import numpy as np
 from vision.core.files import is_utf8_path
 
 Clock = Callable[[], datetime]
+log = logging.getLogger("streetorder.stream")
 
 # FFmpeg's own log, process-wide, read by OpenCV when it first opens a stream: quiet (AV_LOG_QUIET). A stream
 # of garbage had FFmpeg print "[mjpeg @ 0x...] No JPEG data found in image" (logged as fatal: level 8 lets
 # it through) some 6 times a second; the reader says what happened in one line (`StreamStats.last_error`).
 # Set before anything here opens a stream; an operator's own OPENCV_FFMPEG_LOGLEVEL is kept.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+# OpenCV's own log likewise: each failed open of a camera that is down (a reboot, every retry of the
+# backoff) printed `[ WARN:1@24.423] global cap.cpp:212 open VIDEOIO(FFMPEG): backend is generally
+# available but can't be used to capture by name`; its errors still show. OPENCV_LOG_LEVEL is kept.
+if "OPENCV_LOG_LEVEL" not in os.environ:
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,7 @@ class Frame:
     image: np.ndarray  # BGR uint8
     captured_at: datetime
     index: int  # frames read since the reader started
+    connection: int = 0  # the reconnects before it: a frame of a later connection follows a gap in the stream
 
 
 # starting | connected | stalled (the last connection sent nothing for timeout_s) | reconnecting
@@ -168,6 +176,7 @@ def local_path(url: str) -> str:
     return urlparse(url).path if urlparse(url).scheme.lower() == "file" else url
 
 
+SECOND = timedelta(seconds=1)
 IMAGE_SEQUENCE = re.compile(r"%0?\d*d")  # img%04d.jpg: OpenCV reads the numbered images as a video
 
 
@@ -281,6 +290,7 @@ class StreamReader:
             raise ValueError(f"file_fps {file_fps}: a frame rate is a positive number")
         self.file_fps = file_fps
         self.stats = StreamStats()
+        self._lost_at: float | None = None  # since when no frame came, told once (_tell_lost)
         self.buffer = NewestFrame()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"stream {redact_url(url)}", daemon=True)
@@ -340,6 +350,7 @@ class StreamReader:
                     self.stats.last_error += f": {unreadable_file(local_path(self.url))}"
                     self.stats.state = "ended"
                     return
+                self._tell_lost(opening)
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.backoff_s[1])
                 continue
@@ -370,10 +381,24 @@ class StreamReader:
                     )
                 else:
                     self.stats.last_error = "the stream ended (the connection was closed)"
+                self._tell_lost(time.monotonic() - (self.timeout_s if stalled else 0))
                 stable = time.monotonic() - connected_at >= self.stable_s
                 delay = self.backoff_s[0] if stable else delay
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.backoff_s[1])
+
+    def _tell_lost(self, since: float) -> None:
+        """Say once that a camera sends no frames (closed, stalled, not answering, no picture), not at
+        each retry of the backoff; its first frame again says it is back. A camera rebooting was told by
+        nothing but the stream state, or by an OpenCV warning at every failed open."""
+        if self._lost_at is None and not self._stop.is_set() and not is_file(self.url):
+            self._lost_at = since
+            log.warning(
+                "stream %s lost: %s; retrying (backoff %g s to %g s)",
+                redact_url(self.url),
+                self.stats.last_error,
+                *self.backoff_s,
+            )
 
     def _read(self, capture: cv2.VideoCapture, file_offset: timedelta) -> tuple[timedelta, bool, int]:
         """Read until the stream ends or stalls; returns the last file position reached, whether
@@ -390,7 +415,13 @@ class StreamReader:
             reading = time.monotonic()
             ok, image = capture.read()
             if not ok or image is None:
-                if is_file(self.url) and 0 < frames < 0.9 * indexed:  # not 0: "no frame could be decoded"
+                # not 0 frames: "no frame could be decoded"; the count of a file whose timestamps jump ahead
+                # (a recorder's clock set a day on) is estimated from its length: read to it, it is whole
+                if (
+                    is_file(self.url)
+                    and 0 < frames < 0.9 * indexed
+                    and position < 0.9 * indexed / fps * SECOND
+                ):
                     self.stats.last_error = (
                         f"{redact_url(self.url)} ended after {frames} of its {indexed:.0f} frames: "
                         "the file is cut short (a copy or a recording that stopped)"
@@ -403,6 +434,14 @@ class StreamReader:
                 previous = position if frames else None
                 position = frame_position(capture.get(cv2.CAP_PROP_POS_MSEC), previous, fps)
             frames += 1
+            if self._lost_at is not None:
+                log.warning(
+                    "stream %s: back after %.0f s without a frame (%d reconnects)",
+                    redact_url(self.url),
+                    time.monotonic() - self._lost_at,
+                    self.stats.reconnects,
+                )
+                self._lost_at = None
             if is_file(self.url) and self.file_speed > 0:  # play a file in (scaled) real time
                 ahead = position.total_seconds() / self.file_speed - (time.monotonic() - started)
                 if ahead > 0:
@@ -419,6 +458,6 @@ class StreamReader:
             self.stats.last_frame_at = captured_at
             if is_file(self.url) and self.file_speed == 0:
                 self.buffer.wait_taken(self._stop)
-            if self.buffer.put(Frame(image, captured_at, self.stats.frames_read)):
+            if self.buffer.put(Frame(image, captured_at, self.stats.frames_read, self.stats.reconnects)):
                 self.stats.dropped += 1
         return position, False, frames
