@@ -22,6 +22,7 @@ from vision.core.imageio import (
     Position,
     decode_photo,
     exif_for,
+    image_format,
     read_bgr,
     read_photo,
     write_bgr,
@@ -321,6 +322,23 @@ def test_the_pixel_limit_is_the_one_given_not_pillow_s() -> None:
     with pytest.raises(ImageError) as allowed:
         decode_photo(bytes(data), reduce_to=320, max_pixels=300_000_000)
     assert allowed.value.reason.startswith("truncated file (at least 99 % of the picture missing")
+
+
+def test_ultralytics_patch_of_pillow_does_not_reach_the_photo_doors() -> None:
+    """ultralytics, once imported (the torch backend, training, export), replaces `Image.open`
+    process-wide with one that checks for pi-heif (a pip install when online) at the first bytes
+    Pillow cannot identify: a text file sent as a photo was then refused as "not an image (No module
+    named 'pi_heif')" after that check. The doors open with Pillow's own function: the usual reason,
+    and ultralytics' HEIF plugin never asked for."""
+    from ultralytics.utils import patches
+
+    assert Image.open is patches.image_open  # the patch is in force in this process
+    with pytest.raises(ImageError) as refused:
+        decode_photo(b"just some text, no picture" * 10)
+    assert refused.value.reason == "not an image (no JPEG, PNG, WebP or HEIC data)"
+    assert image_format(b"just some text, no picture") is None
+    assert not patches._pil_plugins_registered  # its pi-heif path never ran
+    assert decode_photo(good_jpeg()).image.shape[:2] == (48, 64)
 
 
 def test_png_and_missing_file(tmp_path: Path) -> None:

@@ -70,6 +70,21 @@ pillow_heif.register_heif_opener()
 Image.MAX_IMAGE_PIXELS = None
 _T = TypeVar("_T")
 
+
+def pillow_open(data: bytes) -> Image.Image:
+    """Pillow's own `Image.open` on the bytes, even where a library has replaced it: ultralytics
+    (imported by the torch backend, training and export) patches it process-wide to check for and
+    pip-install pi-heif at the first file Pillow cannot identify, so a non-image upload became "not
+    an image (No module named 'pi_heif')" (and, online, a pip install inside the service). HEIC is
+    pillow_heif's here, registered above; the patch keeps Pillow's function as `_image_open`."""
+    opener = Image.open
+    while getattr(opener, "__module__", "PIL.Image") != "PIL.Image":
+        inner = getattr(opener, "__globals__", {}).get("_image_open")
+        if inner is None:  # a patch we do not know: use it as it is
+            break
+        opener = inner
+    return opener(BytesIO(data))
+
 _ORIENTATION = 0x0112
 _DATETIME_ORIGINAL = 0x9003
 _DATETIME_DIGITIZED = 0x9004
@@ -193,7 +208,7 @@ def image_format(data: bytes) -> str | None:
     """The image format Pillow reads from the bytes' header alone (no pixel decoded), taken or not
     (GIF, TIFF, BMP ...); None when the header is no image Pillow knows."""
     try:
-        with Image.open(BytesIO(data)) as pil:
+        with pillow_open(data) as pil:
             return str(pil.format)
     except Exception:  # Pillow raises many types on hostile headers; not a photo either way
         return None
@@ -230,7 +245,7 @@ def decode_photo(
         raise ImageError(source, "empty file (0 bytes)")
     meta_warnings: list[str] = []
     try:  # a JPEG's EXIF is read here already (its DPI)
-        pil = _noting_damage(lambda: Image.open(BytesIO(data)), "EXIF", meta_warnings)
+        pil = _noting_damage(lambda: pillow_open(data), "EXIF", meta_warnings)
     except UnidentifiedImageError as err:  # its text names a BytesIO at a memory address
         raise ImageError(source, f"not an image (no {formats_in_words(formats)} data)") from err
     except Exception as err:  # Pillow raises many types on hostile headers
