@@ -187,6 +187,19 @@ def street_photo(root: Path) -> str:
     pytest.skip("the current model finds nothing on the first 40 training photos")
 
 
+def pull_environment(monkeypatch: pytest.MonkeyPatch, ls: LabelStudio, annotations: Path, root: Path) -> None:
+    """The environment `streetorder data pull` reads (this Label Studio, the annotations folder and,
+    as the service's, the files root its photos are checked under), read anew by the CLI."""
+    for name, value in {
+        "STREETORDER_LABELSTUDIO_URL": ls.url,
+        "STREETORDER_LABELSTUDIO_TOKEN": ls.token,
+        "STREETORDER_ANNOTATIONS_DIR": str(annotations),
+        "STREETORDER_LABELSTUDIO_FILES_ROOT": str(root),
+    }.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+
+
 def results(ls: LabelStudio, path: str, **params: Any) -> list[dict[str, Any]]:
     body = ls.call("GET", path, **params)
     return list(body.get("results", []) if isinstance(body, dict) else body)
@@ -272,14 +285,7 @@ def test_the_annotators_loop_against_a_real_label_studio(
     assert pending_annotations(loop.settings.annotations_dir) == []
 
     # ... `streetorder data pull` brings it
-    for name, value in {
-        "STREETORDER_LABELSTUDIO_URL": ls.url,
-        "STREETORDER_LABELSTUDIO_TOKEN": ls.token,
-        "STREETORDER_ANNOTATIONS_DIR": str(loop.settings.annotations_dir),
-        "STREETORDER_LABELSTUDIO_FILES_ROOT": str(loop.root),  # as the service's: the photo is checked
-    }.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()  # the CLI reads the environment anew
+    pull_environment(monkeypatch, ls, loop.settings.annotations_dir, loop.root)
     try:
         assert main(["data", "pull"]) == 0
         [kept] = pending_annotations(loop.settings.annotations_dir)
@@ -400,14 +406,7 @@ def test_a_pull_refuses_what_the_webhook_refuses_per_task_and_keeps_the_rest(
     hostile = [task for task, why in sent.items() if why]
     assert len(hostile) >= 6, sent  # rotated, outside, unknown label, another server, out of the root, gone
     annotations_dir = tmp_path / "annotations"
-    for name, value in {
-        "STREETORDER_LABELSTUDIO_URL": ls.url,
-        "STREETORDER_LABELSTUDIO_TOKEN": ls.token,
-        "STREETORDER_ANNOTATIONS_DIR": str(annotations_dir),
-        "STREETORDER_LABELSTUDIO_FILES_ROOT": str(root),
-    }.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
+    pull_environment(monkeypatch, ls, annotations_dir, root)
     try:
         assert main(["data", "pull", "--project", str(pid)]) == 1
     finally:
@@ -458,19 +457,12 @@ def test_a_polygon_project_comes_in_as_boxes_by_pull_and_by_each_export(
     ls.call("POST", f"/api/tasks/{task}/annotations", {"result": result, "was_cancelled": False})
     boxes = [["garbage", 64.0, 80.0, 256.0, 240.0], ["garbage", 512.0, 200.0, 640.0, 360.0]]
     annotations_dir = tmp_path / "annotations"
-    for name, value in {
-        "STREETORDER_LABELSTUDIO_URL": ls.url,
-        "STREETORDER_LABELSTUDIO_TOKEN": ls.token,
-        "STREETORDER_ANNOTATIONS_DIR": str(annotations_dir),
-        "STREETORDER_LABELSTUDIO_FILES_ROOT": str(root),
-    }.items():
-        monkeypatch.setenv(name, value)
+    pull_environment(monkeypatch, ls, annotations_dir, root)
     exports = {
         "export.json": json.dumps(ls.call("GET", f"/api/projects/{pid}/export", exportType="JSON")).encode(),
         "yolo.zip": _download(ls, f"/api/projects/{pid}/export?exportType=YOLO_WITH_IMAGES"),
         "coco.zip": _download(ls, f"/api/projects/{pid}/export?exportType=COCO_WITH_IMAGES"),
     }
-    get_settings.cache_clear()
     try:
         assert main(["data", "pull", "--project", str(pid)]) == 0, capsys.readouterr()
         [kept] = pending_annotations(annotations_dir)
